@@ -1,0 +1,1 @@
+"""The chainrule server: parser, engine, cache and the gRPC and HTTP transports."""

@@ -1,0 +1,201 @@
+"""The error hierarchy of chainrule: every failure a caller can see is one of these.
+
+    ChainruleError                       (code, HTTP status, reason, field violations)
+    ├── InvalidArgument                  INVALID_ARGUMENT    400  the request is wrong
+    │   ├── ParseError                   INVALID_ARGUMENT    400  PARSE_ERROR, with a position
+    │   │   └── UnknownFunction          INVALID_ARGUMENT    400  UNKNOWN_FUNCTION
+    │   ├── MissingVariable              INVALID_ARGUMENT    400  MISSING_VARIABLE
+    │   └── LimitExceeded                INVALID_ARGUMENT    400  LIMIT_EXCEEDED
+    ├── FailedPrecondition               FAILED_PRECONDITION 400  valid, but not possible here
+    ├── NotFound                         NOT_FOUND           404
+    ├── ResourceExhausted                RESOURCE_EXHAUSTED  429  overload or server budget
+    ├── DeadlineExceeded                 DEADLINE_EXCEEDED   504  the caller's budget ran out
+    ├── Unavailable                      UNAVAILABLE         503  draining or not ready
+    ├── Unauthenticated                  UNAUTHENTICATED     401
+    └── InternalError                    INTERNAL            500  a bug: logged, never detailed
+
+Nothing here imports grpc or an HTTP stack: the transports read `code` (the numeric
+`google.rpc.Code`) and `http_status` and build their own wire errors from the rest.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+class Code(enum.IntEnum):
+    """The canonical status codes, numbered as `google.rpc.Code` and `grpc.StatusCode`."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+# One mapping table from canonical code to HTTP status, as grpc-gateway uses.
+HTTP_STATUS: Mapping[Code, int] = {
+    Code.OK: 200,
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+ERROR_DOMAIN = "chainrule.dev"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field, named by its path in the request (`expression`, `wrt[1].order`, `points.x`)."""
+
+    field: str
+    description: str
+
+
+class ChainruleError(Exception):
+    """Base of every error a caller may see; carries everything a transport needs."""
+
+    code: Code = Code.INTERNAL
+    reason: str = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        violations: Sequence[FieldViolation] = (),
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        found = list(violations)
+        if field is not None and not found:
+            found.append(FieldViolation(field, message))
+        self.violations: tuple[FieldViolation, ...] = tuple(found)
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (the killable worker pool): keep every attribute.
+        return (_rebuild_error, (type(self), self.message, self.__dict__))
+
+
+def _rebuild_error(cls: type[ChainruleError], message: str, state: dict[str, object]) -> ChainruleError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class InvalidArgument(ChainruleError):
+    code = Code.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+
+class ParseError(InvalidArgument):
+    """The expression text does not follow the grammar; `position` is a 0-based code-point offset."""
+
+    reason = "PARSE_ERROR"
+
+    def __init__(self, message: str, position: int, *, field: str = "expression") -> None:
+        super().__init__(
+            f"{message} at {position}",
+            field=field,
+            metadata={"position": str(position)},
+        )
+        self.position = position
+
+
+class UnknownFunction(ParseError):
+    reason = "UNKNOWN_FUNCTION"
+
+    def __init__(self, name: str, position: int, *, field: str = "expression") -> None:
+        super().__init__(f"unknown function '{name}'", position, field=field)
+        self.name = name
+
+
+class MissingVariable(InvalidArgument):
+    reason = "MISSING_VARIABLE"
+
+
+class LimitExceeded(InvalidArgument):
+    """A configured limit was hit: says which limit, the value seen and the maximum allowed."""
+
+    reason = "LIMIT_EXCEEDED"
+
+    def __init__(self, limit: str, value: float | int, maximum: float | int, *, field: str) -> None:
+        super().__init__(
+            f"{limit} is {value}, over the limit of {maximum}",
+            field=field,
+            metadata={"limit": limit, "value": str(value), "maximum": str(maximum)},
+        )
+
+
+class FailedPrecondition(ChainruleError):
+    code = Code.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+class NotFound(ChainruleError):
+    code = Code.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class ResourceExhausted(ChainruleError):
+    code = Code.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class DeadlineExceeded(ChainruleError):
+    code = Code.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
+
+
+class Unavailable(ChainruleError):
+    code = Code.UNAVAILABLE
+    reason = "UNAVAILABLE"
+
+
+class Unauthenticated(ChainruleError):
+    code = Code.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class InternalError(ChainruleError):
+    code = Code.INTERNAL
+    reason = "INTERNAL"
