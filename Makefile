@@ -9,14 +9,16 @@ HOST ?= 127.0.0.1
 GRPC_PORT ?= 50051
 HTTP_PORT ?= 8080
 
-.PHONY: setup run test lint proto proto-check proto-deps buf-lint clean
+CLIENT_NODE := clients/node
+
+.PHONY: setup system-deps bench bench-quick run test lint proto proto-check proto-deps buf-lint buf-breaking node-lint client-test clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e clients/python -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[dev]'
 	touch $@
 
 $(TOOLS_STAMP): tools/package.json
@@ -39,16 +41,50 @@ proto-deps: setup
 buf-lint: proto-deps $(TOOLS_STAMP)
 	$(BUF) lint
 
-lint: setup proto-check buf-lint
-	$(BIN)/ruff check service tests scripts bench
-	$(BIN)/ruff format --check service tests scripts bench
+# The contract never breaks silently: compare with the previous commit of main where history exists.
+buf-breaking: proto-deps $(TOOLS_STAMP)
+	@if git rev-parse --verify --quiet HEAD~1 >/dev/null && git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then \
+	  rm -rf build/buf-against && mkdir -p build/buf-against && \
+	  git archive HEAD~1 protos buf.yaml | tar -x -C build/buf-against && \
+	  mkdir -p build/buf-against/build && cp -r build/proto-deps build/buf-against/build/ && \
+	  $(BUF) breaking --against build/buf-against; \
+	else echo "buf breaking: no previous commit with protos, skipped"; fi
+
+# System tools the tests use: a real Prometheus server (and promtool), h2load for the benchmarks.
+system-deps:
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+node-lint: setup
+	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && npm run generate:check && npm run typecheck
+
+lint: setup system-deps proto-check buf-lint buf-breaking node-lint
+	$(BIN)/ruff check service tests scripts bench clients/python
+	$(BIN)/ruff format --check service tests scripts bench clients/python
 	$(BIN)/mypy
+	cd clients/python && ../../$(BIN)/mypy
 
 run: setup
 	$(BIN)/chainrule serve --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT)
 
-test: lint
+test: lint system-deps
 	$(BIN)/pytest
+	$(MAKE) client-test
+
+client-test: setup
+	PYTHON=$(PYTHON) CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule bash scripts/client_venv_check.sh
+	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule npm test
+
+bench: setup system-deps
+	$(BIN)/python bench/harness.py
+
+bench-quick: setup system-deps
+	$(BIN)/python bench/harness.py --quick
 
 clean:
 	rm -rf $(VENV) build tools/node_modules

@@ -1,0 +1,54 @@
+"""chainrule's Python client: `Client` and `AsyncClient` over gRPC, typed results and errors.
+
+from chainrule.client import Client
+
+with Client("127.0.0.1:50051") as client:
+    print(client.differentiate("sin(x^2)").derivative)            # 2*x*cos(x^2)
+    print(client.evaluate("x*y", {"x": 2, "y": 3}).value)           # 6.0
+    print(client.gradient("x^2*y", {"x": 1, "y": 2}).gradient)      # (4.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from ._client import AsyncClient, Client
+from ._config import DEFAULT_TIMEOUT, USE_CLIENT_DEFAULT, RetryPolicy, UseClientDefault
+from ._exceptions import (
+    ChainruleError,
+    DeadlineExceededError,
+    FieldViolation,
+    InvalidArgumentError,
+    LimitExceededError,
+    MissingVariableError,
+    ParseError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnknownFunctionError,
+)
+from ._models import Column, Derivative, Evaluation, Gradient, Limit, ServerInfo
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "USE_CLIENT_DEFAULT",
+    "AsyncClient",
+    "ChainruleError",
+    "Client",
+    "Column",
+    "DeadlineExceededError",
+    "Derivative",
+    "Evaluation",
+    "FieldViolation",
+    "Gradient",
+    "InvalidArgumentError",
+    "Limit",
+    "LimitExceededError",
+    "MissingVariableError",
+    "ParseError",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "ServerInfo",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnknownFunctionError",
+    "UseClientDefault",
+]

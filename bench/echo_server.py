@@ -1,0 +1,70 @@
+"""A bare `grpc.aio` server answering chainrule's Differentiate path: the transport ceiling.
+
+Same process model as `chainrule serve` (one process, one event loop, the same server options),
+no interceptors, no metrics, no logging: it decodes the request and returns a response of the
+same shape, so the difference to chainrule's cached path is everything chainrule adds.
+
+    python bench/echo_server.py --port 0 --ready-file /tmp/echo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import grpc
+from chainrule.v1 import chainrule_pb2 as pb
+
+METHOD = "/chainrule.v1.DifferentiationService/Differentiate"
+
+
+async def _echo(
+    request: pb.DifferentiateRequest, context: grpc.aio.ServicerContext
+) -> pb.DifferentiateResponse:
+    return pb.DifferentiateResponse(derivative=request.expression, variables=["x"])
+
+
+def _handler() -> grpc.GenericRpcHandler:
+    return grpc.method_handlers_generic_handler(
+        "chainrule.v1.DifferentiationService",
+        {
+            "Differentiate": grpc.unary_unary_rpc_method_handler(
+                _echo,
+                request_deserializer=pb.DifferentiateRequest.FromString,
+                response_serializer=pb.DifferentiateResponse.SerializeToString,
+            )
+        },
+    )
+
+
+async def serve(host: str, port: int, ready_file: Path | None) -> None:
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers((_handler(),))
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    if ready_file is not None:
+        partial = ready_file.with_suffix(".partial")
+        partial.write_text(json.dumps({"grpc_port": bound}))
+        partial.replace(ready_file)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    await server.stop(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ready-file", type=Path)
+    options = parser.parse_args()
+    asyncio.run(serve(options.host, options.port, options.ready_file))
+
+
+if __name__ == "__main__":
+    main()

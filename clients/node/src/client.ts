@@ -1,0 +1,320 @@
+/**
+ * `ChainruleClient`: promise-based calls to a chainrule server, with deadlines, retries on
+ * UNAVAILABLE (capped exponential backoff with full jitter), TLS and bearer-token options.
+ */
+import { ChannelCredentials, credentials as grpcCredentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+
+import { type Column, type ColumnInput, decodeColumn, encodeColumn } from "./arrays.js";
+import { type ChainruleError, UnavailableError, errorFromServiceError } from "./errors.js";
+import {
+  type Array as ArrayMessage,
+  DifferentiationServiceClient,
+  OutputFormat,
+  Simplification,
+  type Wrt,
+} from "./generated/chainrule/v1/chainrule.js";
+
+/** `"x"`, `{ x: 2, y: 1 }` or `[["x", 2], ["y", 1]]` (a bare name means order 1). */
+export type WrtSpec = string | Readonly<Record<string, number>> | ReadonlyArray<readonly [string, number] | string>;
+export type SimplificationName = "none" | "fast" | "full";
+export type Point = Readonly<Record<string, number>>;
+export type Points = Readonly<Record<string, ColumnInput>>;
+
+export interface RetryPolicy {
+  /** Attempts in all, the first included; 1 turns retries off. Default 4. */
+  maxAttempts: number;
+  /** Ceiling of the first wait, in ms. Default 50. */
+  initialBackoffMs: number;
+  /** Largest wait ceiling, in ms. Default 1000. */
+  maxBackoffMs: number;
+  /** Growth of the ceiling per attempt. Default 2. */
+  multiplier: number;
+}
+
+export interface TlsOptions {
+  /** PEM roots to trust; the system's roots when absent. */
+  rootCerts?: Buffer;
+  /** PEM private key and certificate chain, both or neither, for mutual TLS. */
+  privateKey?: Buffer;
+  certChain?: Buffer;
+}
+
+export interface ClientOptions {
+  /** Default deadline of each call in ms (default 10000); `null` means no deadline. */
+  timeoutMs?: number | null;
+  retry?: Partial<RetryPolicy>;
+  /** `true` for TLS with the system's roots, or the certificates to use. */
+  tls?: boolean | TlsOptions;
+  /** Full control over the channel credentials (overrides `tls`). */
+  credentials?: ChannelCredentials;
+  /** Sent as `authorization: Bearer <token>` on every call. */
+  token?: string;
+  /** Extra headers on every call. */
+  metadata?: Readonly<Record<string, string>>;
+  /** Largest message sent or received, in bytes (default 512 MiB). */
+  maxMessageBytes?: number;
+}
+
+export interface CallOptions {
+  /** This call's deadline in ms, overriding the client's; `null` means no deadline. */
+  timeoutMs?: number | null;
+}
+
+export interface DifferentiateOptions extends CallOptions {
+  wrt?: WrtSpec;
+  simplification?: SimplificationName;
+  latex?: boolean;
+}
+
+export interface EvaluateOptions extends CallOptions {
+  /** One point: a value for each variable. */
+  point?: Point;
+  /** Many points: a column for each variable (a single number broadcasts). */
+  points?: Points;
+  /** Evaluate this derivative of the expression instead. */
+  wrt?: WrtSpec;
+}
+
+export interface GradientOptions extends CallOptions {
+  point?: Point;
+  points?: Points;
+  /** The gradient's variables, in order; all free variables, sorted, when absent. */
+  variables?: readonly string[];
+  hessian?: boolean;
+}
+
+export interface Derivative {
+  derivative: string;
+  /** Present only when `latex: true` was asked for. */
+  latex?: string;
+  variables: string[];
+}
+
+export interface Evaluation {
+  /** The value at a single point. */
+  value?: number;
+  /** The values at many points: a Float64Array if any input column was one, else number[]. */
+  values?: Column;
+  nonfiniteCount: number;
+}
+
+export interface Gradient {
+  variables: string[];
+  nonfiniteCount: number;
+  /** One point: value, gradient aligned with `variables`, Hessian rows (when asked). */
+  value?: number;
+  gradient?: number[];
+  hessian?: number[][];
+  /** Many points: values, one column per variable, and an n-by-n grid of columns (when asked). */
+  values?: Column;
+  gradients?: Column[];
+  hessians?: Column[][];
+}
+
+export interface Limit {
+  name: string;
+  maximum: number;
+  description: string;
+}
+
+export interface ServerInfo {
+  version: string;
+  limits: Limit[];
+  functions: string[];
+  constants: string[];
+  /** Lower-case names, e.g. `["text", "latex"]`. */
+  outputFormats: string[];
+  /** Lower-case names, e.g. `["none", "fast", "full"]`. */
+  simplifications: string[];
+}
+
+export const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 4, initialBackoffMs: 50, maxBackoffMs: 1000, multiplier: 2 };
+const DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024; // the server's largest reply
+
+const SIMPLIFICATIONS: Readonly<Record<SimplificationName, Simplification>> = {
+  none: Simplification.SIMPLIFICATION_NONE,
+  fast: Simplification.SIMPLIFICATION_FAST,
+  full: Simplification.SIMPLIFICATION_FULL,
+};
+
+/** Normalise the ways of naming variables and orders into `Wrt` messages. */
+export function wrtMessages(wrt: WrtSpec | undefined): Wrt[] {
+  if (wrt === undefined) return [];
+  if (typeof wrt === "string") return [{ variable: wrt, order: 1 }];
+  const entries: ReadonlyArray<readonly [string, number] | string> = Array.isArray(wrt)
+    ? wrt
+    : Object.entries(wrt as Record<string, number>);
+  return entries.map((entry) => {
+    const [variable, order] = typeof entry === "string" ? [entry, 1] : entry;
+    if (typeof variable !== "string" || !Number.isInteger(order) || order < 0) {
+      throw new TypeError(`wrt entries are [variable, order >= 0], got ${JSON.stringify(entry)}`);
+    }
+    return { variable, order };
+  });
+}
+
+function encodePoints(points: Points | undefined): Record<string, ArrayMessage> {
+  const encoded: Record<string, ArrayMessage> = {};
+  for (const [name, column] of Object.entries(points ?? {})) encoded[name] = encodeColumn(column);
+  return encoded;
+}
+
+function wantsFloat64Array(points: Points | undefined): boolean {
+  return Object.values(points ?? {}).some((column) => column instanceof Float64Array);
+}
+
+function square<T>(items: readonly T[], n: number): T[][] {
+  return Array.from({ length: n }, (_, row) => items.slice(row * n, (row + 1) * n));
+}
+
+function enumNames<E extends number>(values: readonly E[], names: Record<number, string>, prefix: string): string[] {
+  return values.filter((v) => v > 0 && names[v] !== undefined).map((v) => names[v]!.slice(prefix.length).toLowerCase());
+}
+
+type Unary<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: { deadline?: Date },
+  callback: (error: ServiceError | null, response: Res) => void,
+) => unknown;
+
+/** A promise-based chainrule client over one gRPC channel. */
+export class ChainruleClient {
+  readonly target: string;
+  private readonly stub: DifferentiationServiceClient;
+  private readonly timeoutMs: number | null;
+  private readonly retry: RetryPolicy;
+  private readonly metadata: Metadata;
+
+  constructor(target = "127.0.0.1:50051", options: ClientOptions = {}) {
+    this.target = target;
+    this.timeoutMs = options.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : options.timeoutMs;
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    if (!(this.retry.maxAttempts >= 1)) throw new RangeError("retry.maxAttempts must be at least 1");
+    this.metadata = new Metadata();
+    for (const [key, value] of Object.entries(options.metadata ?? {})) this.metadata.set(key.toLowerCase(), value);
+    if (options.token !== undefined) this.metadata.set("authorization", `Bearer ${options.token}`);
+    const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.stub = new DifferentiationServiceClient(target, channelCredentials(options), {
+      "grpc.max_receive_message_length": maxBytes,
+      "grpc.max_send_message_length": maxBytes,
+      "grpc.primary_user_agent": "chainrule-client-node/0.1.0",
+    });
+  }
+
+  /** The derivative of `expression`, with respect to `wrt` (the only free variable by default). */
+  async differentiate(expression: string, options: DifferentiateOptions = {}): Promise<Derivative> {
+    const simplification = options.simplification ?? "fast";
+    if (!(simplification in SIMPLIFICATIONS)) throw new RangeError(`unknown simplification ${simplification}`);
+    const request = {
+      expression,
+      wrt: wrtMessages(options.wrt),
+      simplification: SIMPLIFICATIONS[simplification],
+      formats: options.latex ? [OutputFormat.OUTPUT_FORMAT_LATEX] : [],
+    };
+    const response = await this.call(this.stub.differentiate.bind(this.stub), request, options);
+    const result: Derivative = { derivative: response.derivative, variables: response.variables };
+    if (options.latex) result.latex = response.latex;
+    return result;
+  }
+
+  /** The value at `point`, or the values at `points`. */
+  async evaluate(expression: string, options: EvaluateOptions = {}): Promise<Evaluation> {
+    const request = {
+      expression,
+      point: { ...options.point },
+      points: encodePoints(options.points),
+      wrt: wrtMessages(options.wrt),
+    };
+    const response = await this.call(this.stub.evaluate.bind(this.stub), request, options);
+    const result: Evaluation = { nonfiniteCount: response.nonfiniteCount };
+    if (response.value !== undefined) result.value = response.value;
+    if (response.values !== undefined) result.values = decodeColumn(response.values, wantsFloat64Array(options.points));
+    return result;
+  }
+
+  /** Value, gradient and (when asked) Hessian at `point`, or at `points`. */
+  async gradient(expression: string, options: GradientOptions = {}): Promise<Gradient> {
+    const request = {
+      expression,
+      variables: [...(options.variables ?? [])],
+      point: { ...options.point },
+      points: encodePoints(options.points),
+      hessian: options.hessian ?? false,
+    };
+    const response = await this.call(this.stub.gradientAtPoint.bind(this.stub), request, options);
+    const n = response.variables.length;
+    const result: Gradient = { variables: response.variables, nonfiniteCount: response.nonfiniteCount };
+    if (response.values !== undefined) {
+      const asFloat64 = wantsFloat64Array(options.points);
+      result.values = decodeColumn(response.values, asFloat64);
+      result.gradients = response.gradients.map((c) => decodeColumn(c, asFloat64));
+      if (options.hessian) result.hessians = square(response.hessians.map((c) => decodeColumn(c, asFloat64)), n);
+      return result;
+    }
+    if (response.value !== undefined) result.value = response.value;
+    result.gradient = response.gradient;
+    if (options.hessian) result.hessian = square(response.hessian, n);
+    return result;
+  }
+
+  /** The server's version, limits, functions, constants and modes. */
+  async serverInfo(options: CallOptions = {}): Promise<ServerInfo> {
+    const response = await this.call(this.stub.getServerInfo.bind(this.stub), {}, options);
+    return {
+      version: response.version,
+      limits: response.limits.map((l) => ({ name: l.name, maximum: l.maximum, description: l.description })),
+      functions: response.functions,
+      constants: response.constants,
+      outputFormats: enumNames(response.outputFormats, OutputFormat, "OUTPUT_FORMAT_"),
+      simplifications: enumNames(response.simplifications, Simplification, "SIMPLIFICATION_"),
+    };
+  }
+
+  /** Close the channel; calls after this fail. */
+  close(): void {
+    this.stub.close();
+  }
+
+  private async call<Req, Res>(method: Unary<Req, Res>, request: Req, options: CallOptions): Promise<Res> {
+    const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : options.timeoutMs;
+    const deadline = timeoutMs === null ? undefined : Date.now() + timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await unary(method, request, this.metadata, deadline);
+      } catch (error) {
+        const delay = this.retryDelay(error as ChainruleError, attempt, deadline);
+        if (delay === undefined) throw error;
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  private retryDelay(error: ChainruleError, attempt: number, deadline: number | undefined): number | undefined {
+    if (!(error instanceof UnavailableError) || attempt >= this.retry.maxAttempts) return undefined;
+    const { initialBackoffMs, maxBackoffMs, multiplier } = this.retry;
+    const delay = Math.random() * Math.min(maxBackoffMs, initialBackoffMs * multiplier ** (attempt - 1));
+    return deadline !== undefined && Date.now() + delay >= deadline ? undefined : delay;
+  }
+}
+
+function unary<Req, Res>(method: Unary<Req, Res>, request: Req, metadata: Metadata, deadline?: number): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const options = deadline === undefined ? {} : { deadline: new Date(deadline) };
+    method(request, metadata.clone(), options, (error, response) => {
+      if (error) reject(errorFromServiceError(error));
+      else resolve(response);
+    });
+  });
+}
+
+function channelCredentials(options: ClientOptions): ChannelCredentials {
+  if (options.credentials !== undefined) return options.credentials;
+  if (options.tls === undefined || options.tls === false) return grpcCredentials.createInsecure();
+  const tls = options.tls === true ? {} : options.tls;
+  if ((tls.privateKey === undefined) !== (tls.certChain === undefined)) {
+    throw new TypeError("mutual TLS needs both privateKey and certChain");
+  }
+  return grpcCredentials.createSsl(tls.rootCerts ?? null, tls.privateKey ?? null, tls.certChain ?? null);
+}

@@ -1,0 +1,160 @@
+// ChainruleClient against a live chainrule server: every call, argument forms, arrays and errors.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import {
+  ChainruleClient,
+  DeadlineExceededError,
+  InvalidArgumentError,
+  MissingVariableError,
+  ParseError,
+  UnknownFunctionError,
+} from "../src/index.js";
+import { type RunningServer, startServer } from "./server.js";
+
+let server: RunningServer;
+let client: ChainruleClient;
+
+before(async () => {
+  server = await startServer();
+  client = new ChainruleClient(server.target);
+});
+
+after(async () => {
+  client?.close();
+  await server?.stop();
+});
+
+function close(actual: number | undefined, expected: number, tolerance = 1e-12): void {
+  assert.ok(actual !== undefined && Math.abs(actual - expected) <= tolerance * (1 + Math.abs(expected)), `${actual} != ${expected}`);
+}
+
+describe("differentiate", () => {
+  // [expression, derivative as a function of x, why]
+  const seed: Array<[string, (x: number) => number, string]> = [
+    ["(3x + 1)²", (x) => 6 * (3 * x + 1), "outer power, inner linear"],
+    ["sin(x²)", (x) => 2 * x * Math.cos(x * x), "outer derivative at the inner function"],
+    ["(sin x)³", (x) => 3 * Math.sin(x) ** 2 * Math.cos(x), "power of a function"],
+    ["sin(cos x)", (x) => -Math.sin(x) * Math.cos(Math.cos(x)), "function of a function"],
+    ["e^(2x)", (x) => 2 * Math.exp(2 * x), "exponential of a linear function"],
+  ];
+  for (const [expression, expected, why] of seed) {
+    test(`${expression}: ${why}`, async () => {
+      const result = await client.differentiate(expression);
+      assert.deepEqual(result.variables, ["x"]);
+      assert.equal(result.latex, undefined);
+      for (const x of [-0.7, 0.3, 1.1]) {
+        close((await client.evaluate(result.derivative, { point: { x } })).value, expected(x));
+      }
+    });
+  }
+
+  test("every wrt form gives the same mixed partial", async () => {
+    const forms = [{ x: 2, y: 1 }, [["x", 2], ["y", 1]] as const, [["x", 2], "y"] as const];
+    for (const wrt of forms) {
+      const result = await client.differentiate("x^3 y^2", { wrt });
+      close((await client.evaluate(result.derivative, { point: { x: 1.5, y: -2 } })).value, -36); // 12xy
+    }
+  });
+
+  test("latex on request", async () => {
+    const result = await client.differentiate("sin(x^2)", { wrt: "x", latex: true, simplification: "full" });
+    assert.match(result.latex ?? "", /\\cos/);
+  });
+});
+
+describe("evaluate", () => {
+  test("one point, zero included", async () => {
+    assert.deepEqual(await client.evaluate("x*y + 1", { point: { x: 2, y: 3 } }), { value: 7, nonfiniteCount: 0 });
+    assert.equal((await client.evaluate("x - 1", { point: { x: 1 } })).value, 0);
+  });
+
+  test("lists in, lists out, with broadcasting and non-finite values counted", async () => {
+    const result = await client.evaluate("a*x + b", { points: { x: [0, 1, 2], a: 2, b: [1] } });
+    assert.deepEqual(result.values, [1, 3, 5]);
+    const logs = await client.evaluate("log(x)", { points: { x: [-1, 1, 0] } });
+    assert.equal(logs.nonfiniteCount, 2);
+    assert.deepEqual(logs.values, [NaN, 0, -Infinity]);
+  });
+
+  test("Float64Array in, Float64Array out (raw f64le)", async () => {
+    const x = Float64Array.from({ length: 100_000 }, (_, i) => -2 + (4 * i) / 100_000);
+    const result = await client.evaluate("sin(x) * x^2", { points: { x } });
+    assert.ok(result.values instanceof Float64Array);
+    assert.equal(result.values.length, x.length);
+    for (let i = 0; i < x.length; i += 997) close(result.values[i], Math.sin(x[i]!) * x[i]! ** 2);
+  });
+
+  test("a derivative at many points", async () => {
+    const result = await client.evaluate("x^3", { points: { x: [1, 2] }, wrt: { x: 2 } });
+    assert.deepEqual(result.values, [6, 12]);
+  });
+});
+
+describe("gradient", () => {
+  test("one point with the Hessian", async () => {
+    const result = await client.gradient("x^2*y", { point: { x: 1, y: 2 }, hessian: true });
+    assert.deepEqual(result, {
+      variables: ["x", "y"],
+      nonfiniteCount: 0,
+      value: 2,
+      gradient: [4, 1],
+      hessian: [
+        [4, 2],
+        [2, 0],
+      ],
+    });
+  });
+
+  test("many points, in the caller's variable order", async () => {
+    const x = Float64Array.from([1, 2]);
+    const result = await client.gradient("x*y", { points: { x, y: [3, 4] }, variables: ["y", "x"], hessian: true });
+    assert.deepEqual(result.variables, ["y", "x"]);
+    assert.deepEqual(result.values, Float64Array.from([3, 8]));
+    assert.deepEqual(result.gradients, [Float64Array.from([1, 2]), Float64Array.from([3, 4])]);
+    assert.deepEqual(result.hessians?.[0]?.[1], Float64Array.from([1, 1]));
+  });
+});
+
+describe("serverInfo", () => {
+  test("describes the grammar and the limits", async () => {
+    const info = await client.serverInfo();
+    assert.ok(info.version.length > 0);
+    assert.ok(info.functions.includes("sin") && info.functions.includes("exp"));
+    assert.ok(info.outputFormats.includes("latex"));
+    assert.deepEqual([...info.simplifications].sort(), ["fast", "full", "none"]);
+    assert.ok(info.limits.length > 0);
+  });
+});
+
+describe("errors", () => {
+  test("a parse error carries its position and field", async () => {
+    const error = await client.differentiate("(x + 1))").catch((e: unknown) => e);
+    assert.ok(error instanceof ParseError, String(error));
+    assert.equal(error.position, 7);
+    assert.equal(error.reason, "PARSE_ERROR");
+    assert.equal(error.domain, "chainrule.dev");
+    assert.deepEqual(
+      error.fieldViolations.map((v) => v.field),
+      ["expression"],
+    );
+  });
+
+  test("an unknown function is a parse error too", async () => {
+    const error = await client.differentiate("2 + foo(x)").catch((e: unknown) => e);
+    assert.ok(error instanceof UnknownFunctionError && error instanceof ParseError);
+    assert.equal(error.position, 4);
+  });
+
+  test("a missing variable", async () => {
+    const error = await client.evaluate("x*y", { point: { x: 1 } }).catch((e: unknown) => e);
+    assert.ok(error instanceof MissingVariableError && error instanceof InvalidArgumentError);
+    assert.match(error.message, /y/);
+  });
+
+  test("a deadline too short for the work is DEADLINE_EXCEEDED", async () => {
+    // a million points cannot travel, be computed and come back within a millisecond
+    const x = new Float64Array(1_000_000).fill(0.5);
+    await assert.rejects(client.evaluate("sin(x) * exp(x)", { points: { x }, timeoutMs: 1 }), DeadlineExceededError);
+  });
+});

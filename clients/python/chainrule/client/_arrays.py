@@ -1,0 +1,70 @@
+"""Columns of float64 values on the wire: numpy arrays as raw `f64le` bytes, lists as `values`.
+
+numpy is optional. It is never imported here unless the caller already handed us a numpy array
+(then it is in `sys.modules`) or a reply must be decoded into one.
+"""
+
+from __future__ import annotations
+
+import array
+import importlib
+import sys
+from collections.abc import Iterable
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeAlias, cast
+
+from chainrule.v1 import chainrule_pb2 as pb
+
+from ._models import Column
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# What a caller may give for one variable: a number (broadcast), a sequence of numbers or an array.
+ColumnInput: TypeAlias = "float | Iterable[float] | npt.NDArray[np.generic]"
+
+
+def loaded_numpy() -> ModuleType | None:
+    """numpy if the caller's program has already imported it, else None (never imports it)."""
+    return sys.modules.get("numpy")
+
+
+def is_ndarray(value: object) -> bool:
+    """True for a numpy array, without importing numpy."""
+    numpy = loaded_numpy()
+    return numpy is not None and isinstance(value, numpy.ndarray)
+
+
+def encode_column(column: ColumnInput, name: str) -> pb.Array:
+    """One variable's values as an `Array`: ndarray -> raw little-endian float64, else a list."""
+    if is_ndarray(column):
+        data = cast("npt.NDArray[np.generic]", column)
+        if data.ndim > 1:
+            raise ValueError(f"points[{name!r}] must be one-dimensional, got shape {data.shape}")
+        return pb.Array(f64le=data.astype("<f8").reshape(-1).tobytes())
+    if isinstance(column, int | float):
+        return pb.Array(values=[float(column)])
+    if isinstance(column, str | bytes):
+        raise TypeError(f"points[{name!r}] must be numbers, not {type(column).__name__}")
+    return pb.Array(values=[float(v) for v in cast("Iterable[float]", column)])
+
+
+def decode_column(column: pb.Array, *, as_numpy: bool) -> Column:
+    """An `Array` as a numpy array (when asked for) or as a list of floats."""
+    if as_numpy:
+        numpy = importlib.import_module("numpy")
+        if column.f64le:
+            return cast(Column, numpy.frombuffer(column.f64le, dtype="<f8"))
+        return cast(Column, numpy.asarray(column.values, dtype="<f8"))
+    if column.f64le:
+        return _unpack_f64le(column.f64le)
+    return list(column.values)
+
+
+def _unpack_f64le(raw: bytes) -> list[float]:
+    values = array.array("d")
+    values.frombytes(raw)
+    if sys.byteorder == "big":
+        values.byteswap()  # the wire format is little-endian whatever this machine is
+    return values.tolist()

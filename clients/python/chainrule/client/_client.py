@@ -1,0 +1,284 @@
+"""`Client` (blocking) and `AsyncClient` (asyncio): the chainrule calls with deadlines and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+import grpc.aio
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+from google.protobuf.message import Message
+
+from . import _convert as convert
+from ._config import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_TIMEOUT,
+    USE_CLIENT_DEFAULT,
+    Deadline,
+    RetryPolicy,
+    Settings,
+    Timeout,
+    build_settings,
+    retry_delay,
+)
+from ._convert import Point, Points, SimplificationName, WrtSpec
+from ._exceptions import error_from_rpc
+from ._models import Derivative, Evaluation, Gradient, ServerInfo
+
+_Request = TypeVar("_Request", bound=Message)
+_Response = TypeVar("_Response", bound=Message)
+
+
+class _BaseClient:
+    """The settings both clients share; see `Client` for the arguments."""
+
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        token: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        tls_server_name: str | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        seed: int | None = None,
+    ) -> None:
+        self._settings: Settings = build_settings(
+            target,
+            timeout=timeout,
+            retry=retry,
+            token=token,
+            metadata=metadata,
+            tls=tls,
+            root_certificates=root_certificates,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
+            tls_server_name=tls_server_name,
+            max_message_bytes=max_message_bytes,
+            channel_options=channel_options,
+        )
+        self._rng = random.Random(seed)  # noqa: S311 - jitter, not cryptography
+        self._open()
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def target(self) -> str:
+        """The server address this client talks to."""
+        return self._settings.target
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.target!r})"
+
+
+class Client(_BaseClient):
+    """A blocking chainrule client.
+
+    >>> with Client("127.0.0.1:50051") as client:
+    ...     client.differentiate("sin(x^2)").derivative
+    '2*x*cos(x^2)'
+
+    Arguments: `target` ("host:port"); `timeout`, the default deadline of each call in seconds
+    (None: no deadline; every call may override it); `retry`, the `RetryPolicy` for UNAVAILABLE;
+    `token`, sent as `authorization: Bearer <token>`; `metadata`, extra headers on every call;
+    `tls=True` for TLS with the system's roots, or `root_certificates` (PEM) and, for mutual TLS,
+    `private_key` + `certificate_chain` (PEM); `tls_server_name` overrides the name checked against
+    the server's certificate; `max_message_bytes` bounds each message; `seed` fixes the jitter.
+    """
+
+    def _open(self) -> None:
+        settings = self._settings
+        self._channel: grpc.Channel
+        if settings.credentials is None:
+            self._channel = grpc.insecure_channel(settings.target, options=settings.options)
+        else:
+            self._channel = grpc.secure_channel(settings.target, settings.credentials, settings.options)
+        self._stub = pb_grpc.DifferentiationServiceStub(self._channel)
+
+    def close(self) -> None:
+        """Close the channel; calls after this fail."""
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _call(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[_Request, _Response],
+        request: _Request,
+        timeout: Timeout,
+    ) -> _Response:
+        deadline = Deadline(self._settings.call_timeout(timeout))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return method(request, timeout=deadline.remaining(), metadata=self._settings.metadata)
+            except grpc.RpcError as exc:
+                error = error_from_rpc(exc)
+                delay = retry_delay(self._settings.retry, error, attempt, deadline, self._rng)
+                if delay is None:
+                    raise error from exc
+            time.sleep(delay)
+
+    def differentiate(
+        self,
+        expression: str,
+        wrt: WrtSpec = None,
+        *,
+        simplification: SimplificationName = "fast",
+        latex: bool = False,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Derivative:
+        """The derivative of `expression`: `wrt="x"`, `{"x": 2, "y": 1}` or `[("x", 2), ("y", 1)]`."""
+        request = convert.differentiate_request(expression, wrt, simplification, latex)
+        return convert.derivative(self._call(self._stub.Differentiate, request, timeout), latex)
+
+    def evaluate(
+        self,
+        expression: str,
+        point: Point | None = None,
+        *,
+        points: Points | None = None,
+        wrt: WrtSpec = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Evaluation:
+        """The value at `point` ({"x": 1.0}) or the values at `points` ({"x": [0, 1, 2]} or arrays)."""
+        request = convert.evaluate_request(expression, point, points, wrt)
+        response = self._call(self._stub.Evaluate, request, timeout)
+        return convert.evaluation(response, convert.wants_numpy(points))
+
+    def gradient(
+        self,
+        expression: str,
+        point: Point | None = None,
+        *,
+        points: Points | None = None,
+        variables: Sequence[str] | None = None,
+        hessian: bool = False,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Gradient:
+        """Value, gradient (and Hessian if asked) at `point` or at `points`."""
+        request = convert.gradient_request(expression, point, points, variables, hessian)
+        response = self._call(self._stub.GradientAtPoint, request, timeout)
+        return convert.gradient(response, convert.wants_numpy(points), hessian)
+
+    def server_info(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> ServerInfo:
+        """The server's version, limits, functions, constants and modes."""
+        response = self._call(self._stub.GetServerInfo, pb.GetServerInfoRequest(), timeout)
+        return convert.server_info(response)
+
+
+class AsyncClient(_BaseClient):
+    """The asyncio chainrule client; same arguments and calls as `Client`, awaited.
+
+    >>> async with AsyncClient("127.0.0.1:50051") as client:
+    ...     (await client.differentiate("e^(2x)")).derivative
+    """
+
+    def _open(self) -> None:
+        settings = self._settings
+        self._channel: grpc.aio.Channel
+        if settings.credentials is None:
+            self._channel = grpc.aio.insecure_channel(settings.target, options=settings.options)
+        else:
+            self._channel = grpc.aio.secure_channel(settings.target, settings.credentials, settings.options)
+        self._stub = pb_grpc.DifferentiationServiceStub(self._channel)
+
+    async def close(self) -> None:
+        """Close the channel; calls after this fail."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[_Request, _Response],
+        request: _Request,
+        timeout: Timeout,
+    ) -> _Response:
+        deadline = Deadline(self._settings.call_timeout(timeout))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await method(request, timeout=deadline.remaining(), metadata=self._settings.metadata)
+            except grpc.aio.AioRpcError as exc:
+                error = error_from_rpc(exc)
+                delay = retry_delay(self._settings.retry, error, attempt, deadline, self._rng)
+                if delay is None:
+                    raise error from exc
+            await asyncio.sleep(delay)
+
+    async def differentiate(
+        self,
+        expression: str,
+        wrt: WrtSpec = None,
+        *,
+        simplification: SimplificationName = "fast",
+        latex: bool = False,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Derivative:
+        """The derivative of `expression`; see `Client.differentiate`."""
+        request = convert.differentiate_request(expression, wrt, simplification, latex)
+        response: pb.DifferentiateResponse = await self._call(self._stub.Differentiate, request, timeout)
+        return convert.derivative(response, latex)
+
+    async def evaluate(
+        self,
+        expression: str,
+        point: Point | None = None,
+        *,
+        points: Points | None = None,
+        wrt: WrtSpec = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Evaluation:
+        """The value at `point` or the values at `points`; see `Client.evaluate`."""
+        request = convert.evaluate_request(expression, point, points, wrt)
+        response: pb.EvaluateResponse = await self._call(self._stub.Evaluate, request, timeout)
+        return convert.evaluation(response, convert.wants_numpy(points))
+
+    async def gradient(
+        self,
+        expression: str,
+        point: Point | None = None,
+        *,
+        points: Points | None = None,
+        variables: Sequence[str] | None = None,
+        hessian: bool = False,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Gradient:
+        """Value, gradient (and Hessian if asked); see `Client.gradient`."""
+        request = convert.gradient_request(expression, point, points, variables, hessian)
+        response: pb.GradientAtPointResponse = await self._call(self._stub.GradientAtPoint, request, timeout)
+        return convert.gradient(response, convert.wants_numpy(points), hessian)
+
+    async def server_info(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> ServerInfo:
+        """The server's version, limits, functions, constants and modes."""
+        request = pb.GetServerInfoRequest()
+        response: pb.GetServerInfoResponse = await self._call(self._stub.GetServerInfo, request, timeout)
+        return convert.server_info(response)

@@ -1,0 +1,139 @@
+"""Connection settings shared by both clients: deadlines, retries, TLS and the bearer token."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import grpc
+
+from ._exceptions import ChainruleError, UnavailableError
+
+DEFAULT_TIMEOUT: Final = 10.0
+# As large as the server's largest reply (a 2-million-point batch with Hessian columns).
+DEFAULT_MAX_MESSAGE_BYTES: Final = 512 * 1024 * 1024
+USER_AGENT: Final = "chainrule-client-python/0.1.0"
+
+
+class UseClientDefault:
+    """The type of `USE_CLIENT_DEFAULT`: "take this setting from the client"."""
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT: Final = UseClientDefault()
+
+Timeout = float | None | UseClientDefault
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries on UNAVAILABLE only, with capped exponential backoff and full jitter.
+
+    Attempt k (1-based) that fails waits a random time in [0, min(max_backoff,
+    initial_backoff * multiplier ** (k - 1))] before the next one; `max_attempts=1` turns retries off.
+    Retries never outlive the call's deadline.
+    """
+
+    max_attempts: int = 4
+    initial_backoff: float = 0.05
+    max_backoff: float = 1.0
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.initial_backoff < 0 or self.max_backoff < 0 or self.multiplier < 1:
+            raise ValueError("backoffs must be >= 0 and the multiplier >= 1")
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """How long to wait after failed attempt number `attempt` (1-based)."""
+        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+        return rng.uniform(0, ceiling)
+
+
+class Deadline:
+    """One call's time budget across all of its attempts."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self._end = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        """Seconds left (never negative), or None for no deadline."""
+        return None if self._end is None else max(0.0, self._end - time.monotonic())
+
+    def allows(self, delay: float) -> bool:
+        """True if waiting `delay` seconds still leaves time for another attempt."""
+        return self._end is None or time.monotonic() + delay < self._end
+
+
+def retry_delay(
+    policy: RetryPolicy, error: ChainruleError, attempt: int, deadline: Deadline, rng: random.Random
+) -> float | None:
+    """The wait before retrying after `error`, or None when the error must be raised now."""
+    if not isinstance(error, UnavailableError) or attempt >= policy.max_attempts:
+        return None
+    delay = policy.backoff(attempt, rng)
+    return delay if deadline.allows(delay) else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a client needs to open its channel and make calls."""
+
+    target: str
+    timeout: float | None
+    retry: RetryPolicy
+    metadata: tuple[tuple[str, str], ...]
+    credentials: grpc.ChannelCredentials | None
+    options: tuple[tuple[str, Any], ...]
+
+    def call_timeout(self, timeout: Timeout) -> float | None:
+        """The deadline for one call: its own `timeout` unless it asked for the client's."""
+        return self.timeout if isinstance(timeout, UseClientDefault) else timeout
+
+
+def build_settings(
+    target: str,
+    *,
+    timeout: float | None,
+    retry: RetryPolicy | None,
+    token: str | None,
+    metadata: Mapping[str, str] | None,
+    tls: bool,
+    root_certificates: bytes | None,
+    private_key: bytes | None,
+    certificate_chain: bytes | None,
+    tls_server_name: str | None,
+    max_message_bytes: int,
+    channel_options: Sequence[tuple[str, Any]],
+) -> Settings:
+    """Validate the client's keyword arguments into `Settings`."""
+    if (private_key is None) != (certificate_chain is None):
+        raise ValueError("mutual TLS needs both private_key and certificate_chain")
+    secure = tls or any(v is not None for v in (root_certificates, private_key, tls_server_name))
+    credentials = (
+        grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain) if secure else None
+    )
+    headers = [(key.lower(), value) for key, value in (metadata or {}).items()]
+    if token is not None:
+        headers.append(("authorization", f"Bearer {token}"))
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.primary_user_agent", USER_AGENT),
+    ]
+    if tls_server_name is not None:
+        options.append(("grpc.ssl_target_name_override", tls_server_name))
+    return Settings(
+        target=target,
+        timeout=timeout,
+        retry=retry or RetryPolicy(),
+        metadata=tuple(headers),
+        credentials=credentials,
+        options=(*options, *channel_options),
+    )

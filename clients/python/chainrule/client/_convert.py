@@ -1,0 +1,160 @@
+"""Keyword arguments -> proto requests, and proto responses -> typed results (shared by both clients)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, TypeAlias
+
+from chainrule.v1 import chainrule_pb2 as pb
+
+from ._arrays import ColumnInput, decode_column, encode_column, is_ndarray
+from ._models import Column, Derivative, Evaluation, Gradient, Limit, ServerInfo
+
+# `"x"`, `{"x": 2, "y": 1}`, `[("x", 2), ("y", 1)]` or `["x", "y"]`: the variables, each with its order.
+WrtSpec: TypeAlias = str | Mapping[str, int] | Sequence[tuple[str, int] | str] | None
+SimplificationName: TypeAlias = Literal["none", "fast", "full"]
+Point: TypeAlias = Mapping[str, float]
+Points: TypeAlias = Mapping[str, ColumnInput]
+
+_SIMPLIFICATIONS: Mapping[str, pb.Simplification.ValueType] = {
+    "none": pb.SIMPLIFICATION_NONE,
+    "fast": pb.SIMPLIFICATION_FAST,
+    "full": pb.SIMPLIFICATION_FULL,
+}
+
+
+def wrt_messages(wrt: WrtSpec) -> list[pb.Wrt]:
+    """Normalise the ways of naming variables and orders into `Wrt` messages."""
+    if wrt is None:
+        return []
+    if isinstance(wrt, str):
+        return [pb.Wrt(variable=wrt, order=1)]
+    items: Iterable[tuple[str, int] | str] = wrt.items() if isinstance(wrt, Mapping) else wrt
+    found = []
+    for item in items:
+        variable, order = (item, 1) if isinstance(item, str) else item
+        if not isinstance(variable, str) or isinstance(order, bool) or not isinstance(order, int):
+            raise TypeError(f"wrt entries are (variable: str, order: int), got {item!r}")
+        if order < 0:
+            raise ValueError(f"the order for {variable!r} must be at least 0, got {order}")
+        found.append(pb.Wrt(variable=variable, order=order))
+    return found
+
+
+def differentiate_request(
+    expression: str, wrt: WrtSpec, simplification: SimplificationName, latex: bool
+) -> pb.DifferentiateRequest:
+    """The DifferentiateRequest for `Client.differentiate`."""
+    if simplification not in _SIMPLIFICATIONS:
+        raise ValueError(f"simplification must be one of {sorted(_SIMPLIFICATIONS)}, got {simplification!r}")
+    return pb.DifferentiateRequest(
+        expression=expression,
+        wrt=wrt_messages(wrt),
+        simplification=_SIMPLIFICATIONS[simplification],
+        formats=[pb.OUTPUT_FORMAT_LATEX] if latex else [],
+    )
+
+
+def _point(point: Point | None) -> dict[str, float]:
+    return {name: float(value) for name, value in (point or {}).items()}
+
+
+def _points(points: Points | None) -> dict[str, pb.Array]:
+    return {name: encode_column(column, name) for name, column in (points or {}).items()}
+
+
+def wants_numpy(points: Points | None) -> bool:
+    """Replies come back as numpy arrays exactly when some input column was one."""
+    return any(is_ndarray(column) for column in (points or {}).values())
+
+
+def evaluate_request(
+    expression: str, point: Point | None, points: Points | None, wrt: WrtSpec
+) -> pb.EvaluateRequest:
+    """The EvaluateRequest for `Client.evaluate`."""
+    return pb.EvaluateRequest(
+        expression=expression, point=_point(point), points=_points(points), wrt=wrt_messages(wrt)
+    )
+
+
+def gradient_request(
+    expression: str,
+    point: Point | None,
+    points: Points | None,
+    variables: Sequence[str] | None,
+    hessian: bool,
+) -> pb.GradientAtPointRequest:
+    """The GradientAtPointRequest for `Client.gradient`."""
+    if isinstance(variables, str):
+        raise TypeError("variables must be a sequence of names, e.g. ['x', 'y'], not a string")
+    return pb.GradientAtPointRequest(
+        expression=expression,
+        variables=list(variables or ()),
+        point=_point(point),
+        points=_points(points),
+        hessian=hessian,
+    )
+
+
+def derivative(response: pb.DifferentiateResponse, latex: bool) -> Derivative:
+    """The `Derivative` a DifferentiateResponse carries."""
+    return Derivative(
+        derivative=response.derivative,
+        latex=response.latex if latex else None,
+        variables=tuple(response.variables),
+    )
+
+
+def evaluation(response: pb.EvaluateResponse, as_numpy: bool) -> Evaluation:
+    """The `Evaluation` an EvaluateResponse carries."""
+    return Evaluation(
+        value=response.value if response.HasField("value") else None,
+        values=decode_column(response.values, as_numpy=as_numpy) if response.HasField("values") else None,
+        nonfinite_count=response.nonfinite_count,
+    )
+
+
+def _square(items: Sequence[Column], n: int) -> tuple[tuple[Column, ...], ...]:
+    return tuple(tuple(items[row * n : (row + 1) * n]) for row in range(n))
+
+
+def gradient(response: pb.GradientAtPointResponse, as_numpy: bool, hessian: bool) -> Gradient:
+    """The `Gradient` a GradientAtPointResponse carries (one point or many)."""
+    variables = tuple(response.variables)
+    n = len(variables)
+    if response.HasField("values"):
+        columns = [decode_column(c, as_numpy=as_numpy) for c in response.gradients]
+        hessians = [decode_column(c, as_numpy=as_numpy) for c in response.hessians]
+        return Gradient(
+            variables=variables,
+            nonfinite_count=response.nonfinite_count,
+            values=decode_column(response.values, as_numpy=as_numpy),
+            gradients=tuple(columns),
+            hessians=_square(hessians, n) if hessian else None,
+        )
+    rows = list(response.hessian)
+    return Gradient(
+        variables=variables,
+        nonfinite_count=response.nonfinite_count,
+        value=response.value if response.HasField("value") else None,
+        gradient=tuple(response.gradient),
+        hessian=tuple(tuple(rows[r * n : (r + 1) * n]) for r in range(n)) if hessian else None,
+    )
+
+
+def _enum_names(values: Iterable[int], prefix: str, names: Mapping[int, str]) -> tuple[str, ...]:
+    return tuple(names[v].removeprefix(prefix).lower() for v in values if v in names)
+
+
+def server_info(response: pb.GetServerInfoResponse) -> ServerInfo:
+    """The `ServerInfo` a GetServerInfoResponse carries; enum values become lower-case names."""
+    formats = {v.number: v.name for v in pb.OutputFormat.DESCRIPTOR.values if v.number}
+    modes = {v.number: v.name for v in pb.Simplification.DESCRIPTOR.values if v.number}
+    return ServerInfo(
+        version=response.version,
+        limits=tuple(Limit(lim.name, lim.maximum, lim.description) for lim in response.limits),
+        functions=tuple(response.functions),
+        constants=tuple(response.constants),
+        output_formats=_enum_names(response.output_formats, "OUTPUT_FORMAT_", formats),
+        simplifications=_enum_names(response.simplifications, "SIMPLIFICATION_", modes),
+    )

@@ -1,0 +1,67 @@
+"""The asyncio client against a live server: the same calls, concurrency, errors and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from chainrule.client import AsyncClient, Evaluation, ParseError, RetryPolicy, UnavailableError
+
+
+def test_async_calls(target: str) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(target) as client:
+            derivative = await client.differentiate("sin(x^2)", "x", latex=True)
+            assert derivative.latex and derivative.variables == ("x",)
+            value = await client.evaluate(derivative.derivative, {"x": 0.0})
+            assert value.value == 0.0
+            many = await client.evaluate("x^2", points={"x": [1.0, 2.0, 3.0]})
+            assert many.values == [1.0, 4.0, 9.0]
+            grad = await client.gradient("x*y", {"x": 2.0, "y": 5.0})
+            assert grad.gradient == (5.0, 2.0)
+            info = await client.server_info()
+            assert "sin" in info.functions
+
+    asyncio.run(scenario())
+
+
+def test_async_concurrent_calls(target: str) -> None:
+    async def scenario() -> list[Evaluation]:
+        async with AsyncClient(target) as client:
+            calls = [client.evaluate("x + 1", {"x": float(i)}) for i in range(20)]
+            return await asyncio.gather(*calls)
+
+    results = asyncio.run(scenario())
+    assert [r.value for r in results] == [float(i + 1) for i in range(20)]
+
+
+def test_async_parse_error_position(target: str) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(target) as client:
+            await client.differentiate("(x + 1))")
+
+    with pytest.raises(ParseError) as caught:
+        asyncio.run(scenario())
+    assert caught.value.position == 7
+    assert caught.value.field_violations[0].field == "expression"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_async_server_down_is_unavailable_quickly() -> None:
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)
+
+    async def scenario() -> None:
+        async with AsyncClient(f"127.0.0.1:{_free_port()}", retry=policy, timeout=5.0) as client:
+            await client.evaluate("x", {"x": 1.0})
+
+    started = time.monotonic()
+    with pytest.raises(UnavailableError):
+        asyncio.run(scenario())
+    assert time.monotonic() - started < 4.0

@@ -1,0 +1,350 @@
+"""The one translation layer: proto request -> engine work on the executors -> proto response.
+
+Both transports (gRPC and HTTP/JSON) call this, so the two APIs cannot drift apart. Errors are
+raised as `errors.ChainruleError` with field paths that name the request field at fault.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from chainrule.v1 import chainrule_pb2 as pb
+from prometheus_client import CollectorRegistry
+
+from chainrule.server import engine, functions, jobs
+from chainrule.server.cache import Caches, text_size
+from chainrule.server.config import Settings
+from chainrule.server.errors import (
+    ChainruleError,
+    FieldViolation,
+    InvalidArgument,
+    LimitExceeded,
+    MissingVariable,
+)
+from chainrule.server.executor import Executor
+from chainrule.server.metrics import Metrics
+
+VERSION = "0.1.0"
+
+FloatArray = npt.NDArray[np.float64]
+_Result = TypeVar("_Result")
+
+# Evaluate on the event loop below this many expression nodes times points (microseconds of work).
+_INLINE_COST = 20_000
+
+_SIMPLIFICATIONS: Mapping[int, engine.Simplification] = {
+    pb.SIMPLIFICATION_UNSPECIFIED: engine.Simplification.FAST,
+    pb.SIMPLIFICATION_NONE: engine.Simplification.NONE,
+    pb.SIMPLIFICATION_FAST: engine.Simplification.FAST,
+    pb.SIMPLIFICATION_FULL: engine.Simplification.FULL,
+}
+_FORMATS = frozenset({pb.OUTPUT_FORMAT_UNSPECIFIED, pb.OUTPUT_FORMAT_TEXT, pb.OUTPUT_FORMAT_LATEX})
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Decoded input points: one float64 column per variable, all of length 1 or `size`."""
+
+    columns: Mapping[str, FloatArray]
+    size: int
+    single: bool
+    raw_output: bool
+    field: str
+
+    def missing(self, variables: Sequence[str]) -> list[str]:
+        return [name for name in variables if name not in self.columns]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a repeated Evaluate or GradientAtPoint reuses: the prepared target and its compiled form."""
+
+    prepared: jobs.Prepared
+    compiled: Any
+    needed: tuple[str, ...]
+
+
+class ChainruleApi:
+    """Serves the RPCs of `chainrule.v1.DifferentiationService` on top of the engine."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        symbolic: Executor,
+        numeric: Executor,
+        *,
+        caches: Caches | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limits = jobs.Limits.from_settings(settings)
+        self._symbolic = symbolic
+        self._numeric = numeric
+        self.caches = caches or Caches(settings)
+        self.metrics = metrics or Metrics(CollectorRegistry(), VERSION, self.caches)
+
+    async def differentiate(self, request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
+        # The hit path: one key from the raw fields, one dict lookup; no executor, no sympy.
+        key = (request.expression, _wrt(request.wrt), request.simplification, tuple(request.formats))
+        found: jobs.Derivation | None = self.caches.differentiate.lookup(key)
+        if found is None:
+            found = await self.caches.differentiate.get_or_compute(key, lambda: self._derivation(request))
+        return pb.DifferentiateResponse(derivative=found.text, latex=found.latex, variables=found.variables)
+
+    async def evaluate(self, request: pb.EvaluateRequest) -> pb.EvaluateResponse:
+        batch = self._decode_batch(request.point, request.points)
+        key = (request.expression, _wrt(request.wrt))
+        plan: _Plan | None = self.caches.evaluate.lookup(key)
+        if plan is None:
+            plan = await self.caches.evaluate.get_or_compute(
+                key, lambda: self._evaluation_plan(key[0], key[1])
+            )
+        self._check_numeric(batch, plan.prepared)
+        result = await self._compute(engine.evaluate, plan, batch)
+        response = pb.EvaluateResponse(nonfinite_count=result.nonfinite_count)
+        if batch.single:
+            response.value = float(result.values[0])
+        else:
+            response.values.CopyFrom(_array(result.values, batch.raw_output))
+        return response
+
+    async def gradient(self, request: pb.GradientAtPointRequest) -> pb.GradientAtPointResponse:
+        batch = self._decode_batch(request.point, request.points)
+        key = (request.expression, tuple(request.variables), request.hessian)
+        plan: _Plan | None = self.caches.gradient.lookup(key)
+        if plan is None:
+            plan = await self.caches.gradient.get_or_compute(key, lambda: self._gradient_plan(*key))
+        self._check_numeric(batch, plan.prepared, needed=plan.needed)
+        result = await self._compute(engine.gradient, plan, batch)
+        response = pb.GradientAtPointResponse(
+            variables=list(plan.prepared.variables), nonfinite_count=result.nonfinite_count
+        )
+        if batch.single:
+            response.value = float(result.value[0])
+            response.gradient.extend(float(column[0]) for column in result.gradients)
+            response.hessian.extend(float(column[0]) for column in result.hessians)
+        else:
+            response.values.CopyFrom(_array(result.value, batch.raw_output))
+            response.gradients.extend(_array(column, batch.raw_output) for column in result.gradients)
+            response.hessians.extend(_array(column, batch.raw_output) for column in result.hessians)
+        return response
+
+    # Cache misses: each level is looked up (and filled) through its own cache, with single flight.
+
+    async def _derivation(self, request: pb.DifferentiateRequest) -> tuple[jobs.Derivation, int]:
+        wrt = _wrt(request.wrt)
+        simplification = _simplification(request.simplification)
+        wants_latex = _wants_latex(request.formats)
+        parsed = await self._parsed(request.expression)
+        derived = await self._derived(parsed, wrt, simplification)
+        latex = await self._latex((parsed.key, wrt, simplification), derived) if wants_latex else ""
+        result = jobs.Derivation(derived.text, latex, parsed.variables)
+        return result, text_size(request.expression, result.text, result.latex)
+
+    async def _parsed(self, text: str) -> jobs.Parsed:
+        found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text))
+        if isinstance(found, ChainruleError):
+            raise copy.copy(found)  # a fresh instance: raising the cached one would grow its traceback
+        parsed: jobs.Parsed = found
+        return parsed
+
+    async def _parse(self, text: str) -> tuple[jobs.Parsed | ChainruleError, int]:
+        try:
+            parsed = await self._symbolic.run(jobs.parse_canonical, text, self.limits)
+        except InvalidArgument as error:
+            # Bad text stays bad under the same limits: cache the error, cheaply.
+            return error, text_size(text, error.message) + 256
+        self.metrics.observe_timings(parsed.timings)
+        # sympy objects take a few times the bytes of their srepr.
+        return parsed, text_size(text) + 4 * text_size(parsed.key)
+
+    async def _derived(
+        self, parsed: jobs.Parsed, wrt: jobs.Wrt, simplification: engine.Simplification
+    ) -> jobs.Derived:
+        async def compute() -> tuple[jobs.Derived, int]:
+            derived = await self._symbolic.run(
+                jobs.derive_parsed, parsed.expression, wrt, simplification, self.limits
+            )
+            self.metrics.observe_timings(derived.timings)
+            return derived, 4 * text_size(derived.text)
+
+        result: jobs.Derived = await self.caches.derivative.get_or_compute(
+            (parsed.key, wrt, simplification), compute
+        )
+        return result
+
+    async def _latex(self, key: Hashable, derived: jobs.Derived) -> str:
+        async def compute() -> tuple[str, int]:
+            text = await self._symbolic.run(jobs.latex, derived.expression)
+            return text, text_size(text)
+
+        return await self.caches.latex.get_or_compute(key, compute)
+
+    async def _evaluation_plan(self, text: str, wrt: jobs.Wrt) -> tuple[_Plan, int]:
+        parsed = await self._parsed(text)
+        target: jobs.Parsed | jobs.Derived = parsed
+        key: Hashable = parsed.key
+        if wrt:
+            target = await self._derived(parsed, wrt, engine.Simplification.FAST)
+            key = (parsed.key, wrt, engine.Simplification.FAST)
+        prepared = jobs.Prepared(target.expression, target.variables, target.node_count)
+        size = _compiled_size(parsed.key, 1)
+        compiled = await self._compiled(
+            ("function", key), size, engine.compile_function, target.expression, target.variables
+        )
+        return _Plan(prepared, compiled, target.variables), size
+
+    async def _gradient_plan(self, text: str, variables: tuple[str, ...], hessian: bool) -> tuple[_Plan, int]:
+        parsed = await self._parsed(text)
+        names = jobs.gradient_variables(parsed.variables, variables, self.limits)
+        size = _compiled_size(parsed.key, 1 + len(names) + (len(names) ** 2 if hessian else 0))
+        compiled = await self._compiled(
+            ("gradient", parsed.key, names, hessian),
+            size,
+            engine.compile_gradient,
+            parsed.expression,
+            names,
+            hessian,
+            self.limits.engine,
+        )
+        prepared = jobs.Prepared(parsed.expression, names, parsed.node_count)
+        return _Plan(prepared, compiled, parsed.variables), size
+
+    async def _compiled(self, key: Hashable, size: int, compile_fn: Callable[..., Any], *args: Any) -> Any:
+        async def compute() -> tuple[Any, int]:
+            compiled, seconds = await self._numeric.run(_timed, compile_fn, *args)
+            self.metrics.observe_stage("compile", seconds)
+            return compiled, size
+
+        return await self.caches.compiled.get_or_compute(key, compute)
+
+    async def _compute(self, run: Callable[[Any, Any, int], _Result], plan: _Plan, batch: Batch) -> _Result:
+        """Evaluate on the loop when the work is tiny (an executor hop costs more), else off it."""
+        if plan.prepared.node_count * batch.size <= _INLINE_COST:
+            result, seconds = _timed(run, plan.compiled, batch.columns, batch.size)
+        else:
+            result, seconds = await self._numeric.run(_timed, run, plan.compiled, batch.columns, batch.size)
+        self.metrics.observe_stage("evaluate", seconds)
+        self.metrics.add_points(batch.size)
+        return result
+
+    async def server_info(self, request: pb.GetServerInfoRequest) -> pb.GetServerInfoResponse:
+        return pb.GetServerInfoResponse(
+            version=VERSION,
+            limits=[pb.Limit(name=n, maximum=float(v), description=d) for n, v, d in self._limit_table()],
+            functions=sorted(functions.FUNCTIONS),
+            constants=sorted(functions.CONSTANTS),
+            output_formats=[pb.OUTPUT_FORMAT_TEXT, pb.OUTPUT_FORMAT_LATEX],
+            simplifications=[pb.SIMPLIFICATION_NONE, pb.SIMPLIFICATION_FAST, pb.SIMPLIFICATION_FULL],
+        )
+
+    def _limit_table(self) -> list[tuple[str, int | float, str]]:
+        s = self.settings
+        return [
+            ("expression_length", s.max_expression_length, "code points in an expression"),
+            ("parse_nodes", s.max_parse_nodes, "nodes in an expression's parse tree"),
+            ("parse_depth", s.max_parse_depth, "nesting depth of an expression"),
+            ("integer_digits", s.max_integer_digits, "digits in one integer literal"),
+            ("power_bits", s.max_power_bits, "estimated bits of an exact numeric power"),
+            ("factorial_argument", s.max_factorial_argument, "largest integer given to factorial/gamma"),
+            ("variables", s.max_variables, "distinct variables in a request"),
+            ("derivative_order", s.max_derivative_order, "total order of a derivative"),
+            ("derivative_nodes", s.max_derivative_nodes, "size of a derivative"),
+            ("points", s.max_points, "points in one Evaluate or GradientAtPoint request"),
+            ("numeric_cost", s.max_numeric_cost, "expression size times points"),
+            ("request_bytes", s.max_request_bytes, "bytes in one request message or body"),
+        ]
+
+    def _decode_batch(self, point: Mapping[str, float], points: Mapping[str, pb.Array]) -> Batch:
+        if point and points:
+            raise InvalidArgument("set either 'point' or 'points', not both", field="points")
+        if not points:
+            columns = {name: np.array([value], dtype=np.float64) for name, value in point.items()}
+            return Batch(columns, 1, single=True, raw_output=False, field="point")
+        decoded = {name: _decode_array(array, f"points.{name}") for name, array in points.items()}
+        size = _common_length(decoded)
+        if size > self.limits.engine.max_points:
+            raise LimitExceeded("points", size, self.limits.engine.max_points, field="points")
+        raw = any(len(array.f64le) > 0 for array in points.values())
+        return Batch(decoded, size, single=False, raw_output=raw, field="points")
+
+    def _check_numeric(self, batch: Batch, prepared: jobs.Prepared, needed: Sequence[str] = ()) -> None:
+        missing = batch.missing(needed or prepared.variables)
+        if missing:
+            names = ", ".join(f"'{name}'" for name in missing)
+            raise MissingVariable(
+                f"no value given for variable{'s' if len(missing) > 1 else ''} {names}",
+                violations=[
+                    FieldViolation(f"{batch.field}.{name}", f"variable '{name}' needs a value")
+                    for name in missing
+                ],
+            )
+        cost = prepared.node_count * batch.size
+        if cost > self.limits.engine.max_numeric_cost:
+            raise LimitExceeded("numeric cost", cost, self.limits.engine.max_numeric_cost, field=batch.field)
+
+
+def _wrt(entries: Sequence[pb.Wrt]) -> jobs.Wrt:
+    return tuple((entry.variable, entry.order) for entry in entries)
+
+
+def _simplification(value: int) -> engine.Simplification:
+    try:
+        return _SIMPLIFICATIONS[value]
+    except KeyError:
+        raise InvalidArgument(f"unknown simplification {value}", field="simplification") from None
+
+
+def _wants_latex(formats: Sequence[int]) -> bool:
+    for index, value in enumerate(formats):
+        if value not in _FORMATS:
+            raise InvalidArgument(f"unknown output format {value}", field=f"formats[{index}]")
+    return pb.OUTPUT_FORMAT_LATEX in formats
+
+
+def _decode_array(array: pb.Array, field: str) -> FloatArray:
+    if array.values and array.f64le:
+        raise InvalidArgument("set either 'values' or 'f64le', not both", field=field)
+    if array.f64le:
+        if len(array.f64le) % 8:
+            raise InvalidArgument(
+                f"f64le has {len(array.f64le)} bytes, not a multiple of 8", field=f"{field}.f64le"
+            )
+        # A zero-copy view of the request's bytes: the fast path never builds Python floats.
+        return np.frombuffer(array.f64le, dtype="<f8")
+    return np.asarray(array.values, dtype=np.float64)
+
+
+def _common_length(columns: Mapping[str, FloatArray]) -> int:
+    lengths = {len(column) for column in columns.values()} - {1}
+    if len(lengths) > 1:
+        expected = max(lengths)
+        name = next(n for n, c in sorted(columns.items()) if len(c) not in (1, expected))
+        raise InvalidArgument(
+            f"column '{name}' has {len(columns[name])} values, others have {expected}",
+            field=f"points.{name}",
+        )
+    return lengths.pop() if lengths else 1
+
+
+def _array(values: FloatArray, raw: bool) -> pb.Array:
+    if raw:
+        return pb.Array(f64le=np.ascontiguousarray(values, dtype="<f8").tobytes())
+    return pb.Array(values=values.tolist())
+
+
+def _timed(fn: Callable[..., _Result], *args: Any) -> tuple[_Result, float]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
+
+
+def _compiled_size(canonical_key: str, components: int) -> int:
+    # lambdify's generated source and code objects: a fixed part plus a few times the expression.
+    return 4096 + 16 * len(canonical_key) * components

@@ -1,0 +1,106 @@
+"""Wiring: settings -> executors -> API -> servers; start, serve until a signal, drain, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2
+from prometheus_client import CollectorRegistry
+
+from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.cache import Caches
+from chainrule.server.config import Settings
+from chainrule.server.executor import ThreadExecutor
+from chainrule.server.grpc_server import SERVICE_NAME, create_server
+from chainrule.server.http_server import HttpServer, bind_socket, create_http_app
+from chainrule.server.interceptors import ServerInterceptor
+from chainrule.server.metrics import Metrics
+from chainrule.server.rest import HttpMetrics
+from chainrule.server.supervisor import WorkerIdInterceptor, WorkerIdMiddleware, exposition_registry
+
+log = logging.getLogger(__name__)
+
+
+class Application:
+    """One chainrule server process: the gRPC server and everything it shares."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.ready = False
+        self.symbolic = ThreadExecutor(settings.compute_threads, "symbolic")
+        self.numeric = ThreadExecutor(settings.compute_threads, "numeric")
+        self.caches = Caches(settings)
+        self.metrics = Metrics(self.registry, VERSION, self.caches)
+        self.api = ChainruleApi(
+            settings, self.symbolic, self.numeric, caches=self.caches, metrics=self.metrics
+        )
+        self.health = health.aio.HealthServicer()
+        self.grpc_server: grpc.aio.Server
+        self.grpc_server, self.grpc_port = create_server(
+            settings, self.api, self.health, [WorkerIdInterceptor(), ServerInterceptor(self.metrics)]
+        )
+        http_app = create_http_app(
+            exposition_registry(self.registry, settings.metrics_dir),
+            lambda: self.ready,
+            api=self.api,
+            http_metrics=HttpMetrics(self.registry),
+        )
+        http_app.add_middleware(WorkerIdMiddleware)
+        self.http_server = HttpServer(
+            http_app,
+            bind_socket(settings.host, settings.http_port, reuse_port=settings.reuse_port),
+            settings.grace_seconds,
+        )
+        self.http_port = self.http_server.port
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.grpc_server.start()
+        await self.http_server.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.ready = True
+        log.info(
+            "serving gRPC on %s:%d and HTTP on port %d", self.settings.host, self.grpc_port, self.http_port
+        )
+
+    async def stop(self) -> None:
+        """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within the grace."""
+        self.ready = False
+        # NOT_SERVING for every service, and later `set` calls are ignored: health stays down.
+        await self.health.enter_graceful_shutdown()
+        await asyncio.gather(self.grpc_server.stop(self.settings.grace_seconds), self.http_server.stop())
+        await self.symbolic.close()
+        await self.numeric.close()
+        log.info("stopped")
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self, ready_file: Path | None = None) -> None:
+        """Serve until SIGTERM or SIGINT, then drain and return."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        await self.start()
+        if ready_file is not None:
+            write_ready_file(ready_file, {"grpc_port": self.grpc_port, "http_port": self.http_port})
+        await self._stopping.wait()
+        log.info("signal received, draining for up to %.1f s", self.settings.grace_seconds)
+        await self.stop()
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, status)
+
+
+def write_ready_file(path: Path, ports: dict[str, int]) -> None:
+    """Tell a supervisor or test which ports we bound: written atomically once we accept calls."""
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(ports))
+    partial.replace(path)

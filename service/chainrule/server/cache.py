@@ -1,0 +1,159 @@
+"""Bounded LRU caches with single flight: repeated work (parse, derive, print, compile) is done once.
+
+Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`) are keyed by
+the raw request text plus the options that change the answer, so a repeated request costs a
+dictionary lookup and touches neither the parser nor sympy. Below them, the `parse` cache maps
+text to a parsed expression and its canonical key (`sympy.srepr`), and the `derivative`, `latex`
+and `compiled` caches are keyed by that canonical key, so `x^2`, `x**2` and `x ^ 2` share one
+derivative and one compiled function.
+
+Every cache is bounded by entries and by approximate bytes (sizes are estimates the caller gives;
+they bound memory to within a small factor, not exactly), evicting the least recently used entry.
+The caches are used from the event loop only: no locks, and single flight is an asyncio future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from typing import Any, Generic, TypeVar
+
+from chainrule.server.config import Settings
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# What an entry costs beyond its own payload: the dict slot, the key tuple, the entry tuple.
+ENTRY_OVERHEAD = 200
+
+
+class CacheStats:
+    """Counts a cache's lookups; `metrics.py` installs a subclass that also reports to Prometheus."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def hit(self) -> None:
+        self.hits += 1
+
+    def miss(self) -> None:
+        self.misses += 1
+
+    def evicted(self) -> None:
+        self.evictions += 1
+
+    def resized(self, entries: int, size: int) -> None:
+        """The cache now holds `entries` entries of about `size` bytes."""
+
+
+class LruCache(Generic[K, V]):
+    """A least-recently-used map bounded by `max_entries` and by `max_bytes` of estimated size.
+
+    `max_entries=0` turns storing off (single flight still coalesces concurrent misses). A value
+    estimated larger than `max_bytes` is returned to its caller but not kept.
+    """
+
+    def __init__(self, name: str, max_entries: int, max_bytes: int) -> None:
+        self.name = name
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.stats = CacheStats()
+        self.bytes = 0
+        self._data: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._pending: dict[K, asyncio.Future[V]] = {}
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def lookup(self, key: K) -> V | None:
+        """The cached value (counted as a hit, marked recently used), or None without counting."""
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        self._data.move_to_end(key)
+        self.stats.hit()
+        return entry[0]
+
+    def put(self, key: K, value: V, size: int) -> None:
+        """Store `value` with its estimated `size` in bytes, evicting the oldest entries to fit."""
+        size += ENTRY_OVERHEAD
+        if self.max_entries <= 0 or size > self.max_bytes:
+            return
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._data[key] = (value, size)
+        self.bytes += size
+        while len(self._data) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, evicted) = self._data.popitem(last=False)
+            self.bytes -= evicted
+            self.stats.evicted()
+        self.stats.resized(len(self._data), self.bytes)
+
+    async def get_or_compute(self, key: K, compute: Callable[[], Awaitable[tuple[V, int]]]) -> V:
+        """The cached value, or `compute()`'s (value, size), computed once for concurrent callers.
+
+        A caller that joins a computation already running counts as a hit. Exceptions reach every
+        caller waiting on that computation and are not stored. A cancelled caller does not cancel
+        the computation the others wait for.
+        """
+        found = self.lookup(key)
+        if found is not None:
+            return found
+        pending = self._pending.get(key)
+        if pending is not None:
+            self.stats.hit()
+        else:
+            self.stats.miss()
+            pending = asyncio.ensure_future(self._fill(key, compute))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _fill(self, key: K, compute: Callable[[], Awaitable[tuple[V, int]]]) -> V:
+        value, size = await compute()
+        self.put(key, value, size)
+        return value
+
+    def clear(self) -> None:
+        self._data.clear()
+        self.bytes = 0
+        self.stats.resized(0, 0)
+
+
+class Caches:
+    """The caches one server process shares between its transports.
+
+    First level, keyed by raw request fields: `differentiate`, `evaluate`, `gradient`. Second
+    level, keyed by text or canonical key: `parse`, `derivative`, `latex`, `compiled`.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        entries, size = settings.cache_entries, settings.cache_bytes
+        self.differentiate: LruCache[Hashable, Any] = LruCache("differentiate", entries, size)
+        self.evaluate: LruCache[Hashable, Any] = LruCache("evaluate", entries, size)
+        self.gradient: LruCache[Hashable, Any] = LruCache("gradient", entries, size)
+        self.parse: LruCache[str, Any] = LruCache("parse", entries, size)
+        self.derivative: LruCache[Hashable, Any] = LruCache("derivative", entries, size)
+        self.latex: LruCache[Hashable, str] = LruCache("latex", entries, size)
+        self.compiled: LruCache[Hashable, Any] = LruCache(
+            "compiled", settings.cache_compiled_entries, settings.cache_compiled_bytes
+        )
+
+    def __iter__(self) -> Iterator[LruCache[Any, Any]]:
+        return iter(
+            (self.differentiate, self.evaluate, self.gradient, self.parse, self.derivative, self.latex,
+             self.compiled)
+        )  # fmt: skip
+
+
+def text_size(*texts: str) -> int:
+    """Approximate bytes held by some strings."""
+    return sum(sys.getsizeof(text) for text in texts)

@@ -1,0 +1,153 @@
+"""Settings: one frozen object built from an environ mapping (`CHAINRULE_*`), validated at start-up.
+
+Only this module reads the environment. Tests build settings from a plain dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+PREFIX = "CHAINRULE_"
+# An origin as browsers send it: scheme, host and optional port, no path.
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:,]+(:[0-9]{1,5})?")
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; raised at start-up, never per request."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server can be configured with. Field `name` is read from `CHAINRULE_NAME`."""
+
+    host: str = field(default="127.0.0.1", metadata={"doc": "address both servers bind"})
+    grpc_port: int = field(default=50051, metadata={"doc": "gRPC port (0 picks a free one)"})
+    http_port: int = field(default=8080, metadata={"doc": "HTTP port for REST, metrics, health"})
+    grace_seconds: float = field(default=10.0, metadata={"doc": "how long calls in flight may finish"})
+    # Multi-process serving (see supervisor.py).
+    workers: int = field(
+        default=0, metadata={"doc": "server processes sharing the ports; 0: one per CPU; 1: no supervisor"}
+    )
+    reuse_port: bool = field(
+        default=False, metadata={"doc": "share both ports (SO_REUSEPORT); the supervisor sets it"}
+    )
+    metrics_dir: str = field(
+        default="", metadata={"doc": "Prometheus multiprocess directory; empty: a fresh temporary one"}
+    )
+    log_level: str = field(default="INFO", metadata={"doc": "DEBUG logs one line per request"})
+    log_format: str = field(default="text", metadata={"doc": "text or json (JSON lines)"})
+    max_request_bytes: int = field(
+        default=64 * 1024 * 1024, metadata={"doc": "largest gRPC message or HTTP body accepted"}
+    )
+    max_response_bytes: int = field(default=512 * 1024 * 1024, metadata={"doc": "largest gRPC message sent"})
+    compute_threads: int = field(default=4, metadata={"doc": "threads for symbolic and numeric work"})
+    # Parser limits (see parsing.ParseLimits).
+    max_expression_length: int = field(default=10_000, metadata={"doc": "code points of an expression"})
+    max_parse_nodes: int = field(default=5_000, metadata={"doc": "parse-tree nodes"})
+    max_parse_depth: int = field(default=200, metadata={"doc": "nesting depth"})
+    max_integer_digits: int = field(default=1_000, metadata={"doc": "digits of one integer literal"})
+    max_power_bits: int = field(default=20_000, metadata={"doc": "estimated bits of an exact power"})
+    max_factorial_argument: int = field(default=1_000, metadata={"doc": "largest factorial/gamma integer"})
+    max_variables: int = field(default=32, metadata={"doc": "distinct variables in a request"})
+    # Engine limits (see engine.EngineLimits).
+    max_derivative_order: int = field(default=20, metadata={"doc": "total derivative order"})
+    max_derivative_nodes: int = field(default=50_000, metadata={"doc": "size of a derivative"})
+    max_points: int = field(default=2_000_000, metadata={"doc": "points in one request"})
+    max_numeric_cost: int = field(default=2_000_000_000, metadata={"doc": "expression nodes times points"})
+    # Caches (see cache.Caches): each cache is bounded by entries and by approximate bytes.
+    cache_entries: int = field(
+        default=10_000,
+        metadata={"doc": "entries in each symbolic cache (request, parse, derivative, latex); 0 = off"},
+    )
+    cache_bytes: int = field(
+        default=64 * 1024 * 1024, metadata={"doc": "approximate bytes in each symbolic cache"}
+    )
+    cache_compiled_entries: int = field(
+        default=1_000, metadata={"doc": "compiled numeric functions kept (values, gradients, Hessians)"}
+    )
+    cache_compiled_bytes: int = field(
+        default=256 * 1024 * 1024, metadata={"doc": "approximate bytes of compiled numeric functions"}
+    )
+    # HTTP transport.
+    cors_origins: str = field(
+        default="",
+        metadata={"doc": "comma-separated origins allowed by CORS (`*` for any); empty turns CORS off"},
+    )
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read `CHAINRULE_*` from `environ` (default: the process environment); overrides win."""
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            raw = source.get(PREFIX + item.name.upper())
+            if raw is not None:
+                values[item.name] = _convert(item.name, raw, _parser_for(item.type))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        updated = dataclasses.replace(self, **changes)
+        updated.validate()
+        return updated
+
+    def validate(self) -> None:
+        """Refuse values the server cannot run with, naming the variable."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"{PREFIX}{item.name.upper()} must not be negative, got {value}")
+        for name in ("grpc_port", "http_port"):
+            if getattr(self, name) > 65535:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be a port number, got {getattr(self, name)}")
+        if self.log_format not in {"text", "json"}:
+            raise ConfigError(f"{PREFIX}LOG_FORMAT must be 'text' or 'json', got {self.log_format!r}")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ConfigError(f"{PREFIX}LOG_LEVEL is not a logging level: {self.log_level!r}")
+        if self.compute_threads < 1:
+            raise ConfigError(f"{PREFIX}COMPUTE_THREADS must be at least 1, got {self.compute_threads}")
+        for origin in self.cors_origin_list:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ConfigError(
+                    f"{PREFIX}CORS_ORIGINS entries must be `*` or scheme://host[:port], got {origin!r}"
+                )
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The allowed CORS origins, parsed from the comma-separated setting."""
+        return tuple(part.strip() for part in self.cors_origins.split(",") if part.strip())
+
+
+def _parser_for(annotation: object) -> Callable[[str], object]:
+    # Annotations are strings under `from __future__ import annotations`.
+    parsers: dict[str, Callable[[str], object]] = {
+        "int": int,
+        "float": float,
+        "str": str,
+        "bool": _parse_bool,
+    }
+    return parsers.get(str(annotation), str)
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+def _convert(name: str, raw: str, parse: Callable[[str], object]) -> object:
+    try:
+        return parse(raw.strip())
+    except ValueError as error:
+        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not valid: {error}") from error

@@ -1,0 +1,171 @@
+"""Prometheus metrics: RPC metrics under the names gRPC dashboards use, and chainrule's own.
+
+Every metric is created against the injected `CollectorRegistry`. RPC metrics follow
+go-grpc-prometheus / py-grpc-prometheus (`grpc_server_started_total`, `grpc_server_handled_total`,
+`grpc_server_handling_seconds`). Only prometheus-client's own metric types are used, so the
+figures stay right in its multiprocess mode (`chainrule serve --workers N`), where gauges say how
+they combine across worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from chainrule.server.cache import Caches, CacheStats, LruCache
+
+RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+STAGES = ("parse", "differentiate", "simplify", "compile", "evaluate")
+# Sub-millisecond buckets too: a cached call takes tens of microseconds.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class Metrics:
+    """chainrule's metrics, all registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry, version: str, caches: Caches | None = None) -> None:
+        self.registry = registry
+        self.started = Counter(
+            "grpc_server_started", "RPCs started on the server.", RPC_LABELS, registry=registry
+        )
+        self.handled = Counter(
+            "grpc_server_handled",
+            "RPCs completed on the server, regardless of success or failure.",
+            (*RPC_LABELS, "grpc_code"),
+            registry=registry,
+        )
+        self.handling_seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Response latency of RPCs handled by the server.",
+            RPC_LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.stage_seconds = Histogram(
+            "chainrule_stage_seconds",
+            "Time spent in each stage of engine work (cache misses only).",
+            ("stage",),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._stages = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
+        self.in_flight = Gauge(
+            "chainrule_requests_in_flight",
+            "Requests being served right now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.points = Counter(
+            "chainrule_points", "Points evaluated by Evaluate and GradientAtPoint.", registry=registry
+        )
+        build_info = Gauge(
+            "chainrule_build_info",
+            "The running chainrule version (always 1).",
+            ("version",),
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        build_info.labels(version).set(1)
+        self._cache_metrics(registry)
+        for cache in caches or ():
+            self.watch(cache)
+
+    def _cache_metrics(self, registry: CollectorRegistry) -> None:
+        labels = ("cache",)
+        self.cache_hits = Counter(
+            "chainrule_cache_hits", "Cache lookups answered.", labels, registry=registry
+        )
+        self.cache_misses = Counter(
+            "chainrule_cache_misses", "Cache lookups that computed.", labels, registry=registry
+        )
+        self.cache_evictions = Counter(
+            "chainrule_cache_evictions", "Entries evicted to stay within bounds.", labels, registry=registry
+        )
+        # Summed over the live worker processes in multiprocess mode (each worker has its own caches).
+        self.cache_entries = Gauge(
+            "chainrule_cache_entries", "Entries held.", labels, registry=registry, multiprocess_mode="livesum"
+        )
+        self.cache_bytes = Gauge(
+            "chainrule_cache_bytes",
+            "Approximate bytes held.",
+            labels,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+
+    def watch(self, cache: LruCache[Any, Any]) -> None:
+        """Report `cache`'s hits, misses, evictions, entries and bytes from now on."""
+        cache.stats = _ReportedStats(self, cache.name)
+        cache.stats.resized(len(cache), cache.bytes)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """Record the duration of one stage of engine work."""
+        self._stages[stage].observe(seconds)
+
+    def observe_timings(self, timings: Iterable[tuple[str, float]]) -> None:
+        """Record durations a job measured (possibly in another process)."""
+        for stage, seconds in timings:
+            self._stages[stage].observe(seconds)
+
+    def add_points(self, count: int) -> None:
+        self.points.inc(count)
+
+
+class _ReportedStats(CacheStats):
+    """Cache stats that also update the Prometheus series of one cache."""
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        super().__init__()
+        self._hits = metrics.cache_hits.labels(name)
+        self._misses = metrics.cache_misses.labels(name)
+        self._evictions = metrics.cache_evictions.labels(name)
+        self._entries = metrics.cache_entries.labels(name)
+        self._bytes = metrics.cache_bytes.labels(name)
+
+    def hit(self) -> None:
+        self.hits += 1
+        self._hits.inc()
+
+    def miss(self) -> None:
+        self.misses += 1
+        self._misses.inc()
+
+    def evicted(self) -> None:
+        self.evictions += 1
+        self._evictions.inc()
+
+    def resized(self, entries: int, size: int) -> None:
+        self._entries.set(entries)
+        self._bytes.set(size)
+
+
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class HttpMetrics:
+    """HTTP request counts and latency by method, route template and status (REST middleware)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "chainrule_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ("method", "route", "status"),
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "chainrule_http_request_seconds",
+            "HTTP request latency by method and route template.",
+            ("method", "route"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Record one request; unknown methods count as OTHER so labels stay few."""
+        method = method if method in _HTTP_METHODS else "OTHER"
+        self.requests.labels(method, route, str(status)).inc()
+        self.seconds.labels(method, route).observe(seconds)

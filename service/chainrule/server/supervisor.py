@@ -1,0 +1,442 @@
+"""Multi-process serving: a parent that runs N server processes sharing both ports and restarts them.
+
+`chainrule serve --workers N` (N > 1) runs a `Supervisor`. The parent serves nothing: it reserves the
+two ports (turning port 0 into concrete free ports, kept bound with SO_REUSEPORT so the workers can
+join them), starts N workers (`python -m chainrule.server.supervisor`), each an `Application` with
+SO_REUSEPORT on both ports and its own cache, and the kernel spreads connections across them. A worker
+that dies is replaced; SIGTERM/SIGINT is forwarded to every worker, which drains, and the parent exits
+when they have.
+
+Metrics stay correct across processes through prometheus-client's multiprocess mode: it reads
+`PROMETHEUS_MULTIPROC_DIR` when first imported, so the parent sets it in the workers' environment (from
+`CHAINRULE_METRICS_DIR`, or a fresh temporary directory) and cleans the directory before they start;
+each worker's `/metrics` then reports the sum over all processes.
+
+Every response says which process served it (`x-chainrule-worker`: an HTTP header and gRPC initial
+metadata), so operators and tests can see the load spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+
+from chainrule.server.config import PREFIX, Settings
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+WORKER_HEADER = "x-chainrule-worker"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+START_TIMEOUT_SECONDS = 60.0
+# A worker that dies sooner than this after its start counts as failing fast: back off before the
+# next restart so a crash loop does not burn a core.
+FAST_FAILURE_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 5.0
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_count(settings: Settings) -> int:
+    """How many server processes `settings` asks for (`workers` 0 means one per CPU)."""
+    return settings.workers or default_workers()
+
+
+def run_supervisor(settings: Settings, ready_file: Path | None = None) -> int:
+    """`chainrule serve` with several workers: supervise them until a signal; the exit status."""
+    from chainrule.server.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging(settings)
+    try:
+        return Supervisor(settings.replace(workers=worker_count(settings)), ready_file).run()
+    except OSError as error:
+        print(f"chainrule: {error}", file=sys.stderr)
+        return 1
+
+
+# --- which process served a call -------------------------------------------------------------------
+
+
+class WorkerIdMiddleware:
+    """ASGI middleware: every HTTP response carries the serving process id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._header = (WORKER_HEADER.encode(), str(os.getpid()).encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self._header]
+            await send(message)
+
+        await self._app(scope, receive, tagged)
+
+
+class _TaggedContext:
+    """A servicer context whose initial metadata always includes the worker id.
+
+    Inner interceptors (the request id) send initial metadata themselves, and it can be sent only
+    once, so the worker id joins whatever they send instead of being sent separately.
+    """
+
+    def __init__(
+        self, context: grpc.aio.ServicerContext[Any, Any], extra: tuple[tuple[str, str], ...]
+    ) -> None:
+        self._context = context
+        self._extra = extra
+        self.sent = False
+
+    async def send_initial_metadata(self, metadata: Sequence[tuple[str, str | bytes]]) -> None:
+        self.sent = True
+        await self._context.send_initial_metadata((*metadata, *self._extra))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+class WorkerIdInterceptor(grpc.aio.ServerInterceptor):
+    """gRPC interceptor: a unary call's initial metadata carries the serving process id.
+
+    Put it first in the interceptor list, so every other interceptor sees the tagged context.
+    """
+
+    def __init__(self) -> None:
+        self._extra = ((WORKER_HEADER, str(os.getpid())),)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner: Callable[..., Any] = handler.unary_unary
+        extra = self._extra
+
+        async def behaviour(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+            tagged = _TaggedContext(context, extra)
+            result: Resp = await inner(request, tagged)
+            if not tagged.sent:
+                await context.send_initial_metadata(extra)
+            return result
+
+        return grpc.unary_unary_rpc_method_handler(
+            behaviour,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+# --- metrics across processes ----------------------------------------------------------------------
+
+
+def exposition_registry(registry: CollectorRegistry, metrics_dir: str) -> CollectorRegistry:
+    """The registry `/metrics` should serve: in multiprocess mode, one that sums every process's files.
+
+    Metrics are still created against `registry`; in multiprocess mode their values live in
+    `metrics_dir`, and collecting `registry` itself would report only this worker.
+    """
+    from prometheus_client import CollectorRegistry, multiprocess, values  # noqa: PLC0415
+
+    if not metrics_dir or not getattr(values.ValueClass, "_multiprocess", False):
+        return registry
+    collected = CollectorRegistry()
+    multiprocess.MultiProcessCollector(collected, path=metrics_dir)  # type: ignore[no-untyped-call]
+    return collected
+
+
+def _enter_multiprocess_mode(metrics_dir: Path) -> None:
+    """Point prometheus-client at `metrics_dir` in this process (the parent) and its children."""
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    from prometheus_client import values  # noqa: PLC0415
+
+    # prometheus-client chose its value class when first imported; if that happened before the
+    # variable was set, switch it so the parent's own counter lands in the shared directory too.
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+def _clean_metrics_dir(metrics_dir: Path) -> None:
+    """Remove the files of an earlier run: their counters would otherwise be added to ours."""
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
+
+
+def _restart_counter(registry: CollectorRegistry) -> Counter:
+    from prometheus_client import Counter  # noqa: PLC0415
+
+    return Counter(
+        "chainrule_worker_restarts",
+        "Worker processes restarted by the supervisor after they died.",
+        registry=registry,
+    )
+
+
+# --- ports -----------------------------------------------------------------------------------------
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind `port` (0: a free one) with SO_REUSEPORT and keep it bound, so workers can join it.
+
+    A first bind without SO_REUSEPORT proves nobody else holds the port: with the option on, a port
+    held by another reuse-port server would be shared silently instead of failing.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from error
+        chosen = int(probe.getsockname()[1])
+    held = socket.socket(family, socket.SOCK_STREAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        held.bind((host, chosen))
+    except OSError as error:
+        held.close()
+        raise OSError(f"cannot listen on {host}:{chosen}: {error.strerror}") from error
+    # Bound but never listening: the kernel hands connections only to the workers' listening sockets.
+    return held
+
+
+# --- the supervisor --------------------------------------------------------------------------------
+
+
+def worker_environ(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a worker: `base` plus every setting spelled out, so CLI flags carry over."""
+    environ = dict(base)
+    for item in fields(settings):
+        value = getattr(settings, item.name)
+        environ[PREFIX + item.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    environ[MULTIPROC_ENV] = settings.metrics_dir
+    return environ
+
+
+@dataclass
+class _Slot:
+    """One worker position: the process in it now, and how it has fared."""
+
+    index: int
+    ready_file: Path
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    fast_failures: int = 0
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """Runs `settings.workers` server processes on shared ports, replaces the ones that die."""
+
+    def __init__(self, settings: Settings, ready_file: Path | None = None) -> None:
+        self.settings = settings
+        self.ready_file = ready_file
+        self._stop = threading.Event()
+        self._run_dir = Path(tempfile.mkdtemp(prefix="chainrule-supervisor-"))
+        metrics_dir = Path(settings.metrics_dir or self._run_dir / "metrics")
+        self.metrics_dir = metrics_dir
+        self._slots = [_Slot(i, self._run_dir / f"worker-{i}.json") for i in range(settings.workers)]
+        self._held: list[socket.socket] = []
+        self._restarts: Counter | None = None
+
+    def request_stop(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; return the exit status (0 when every worker drained cleanly)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self.request_stop)
+        try:
+            self._prepare()
+            if not self._start_all():
+                self._terminate_all()
+                return 1
+            self._write_ready_file()
+            log.info(
+                "supervising %d workers on gRPC port %d and HTTP port %d",
+                len(self._slots), self.settings.grpc_port, self.settings.http_port,
+            )  # fmt: skip
+            self._watch()
+            return self._terminate_all()
+        finally:
+            self._cleanup()
+
+    def worker_pids(self) -> list[int]:
+        return [slot.process.pid for slot in self._slots if slot.process is not None]
+
+    def _prepare(self) -> None:
+        _clean_metrics_dir(self.metrics_dir)
+        grpc_socket = reserve_port(self.settings.host, self.settings.grpc_port)
+        self._held.append(grpc_socket)
+        http_socket = reserve_port(self.settings.host, self.settings.http_port)
+        self._held.append(http_socket)
+        self.settings = dataclasses.replace(
+            self.settings,
+            grpc_port=int(grpc_socket.getsockname()[1]),
+            http_port=int(http_socket.getsockname()[1]),
+            reuse_port=True,
+            metrics_dir=str(self.metrics_dir),
+        )
+        _enter_multiprocess_mode(self.metrics_dir)
+        from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+        self._restarts = _restart_counter(CollectorRegistry())
+
+    def _spawn(self, slot: _Slot) -> None:
+        slot.ready_file.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "chainrule.server.supervisor", "--ready-file", str(slot.ready_file)]
+        # Our own interpreter and module, no shell: nothing here comes from a request.
+        slot.process = subprocess.Popen(command, env=worker_environ(self.settings, os.environ))  # noqa: S603
+        slot.started_at = time.monotonic()
+        slot.restart_at = None
+        log.info("started worker %d (pid %d)", slot.index, slot.process.pid)
+
+    def _start_all(self) -> bool:
+        """Start every worker and wait until all are ready; False if one exits first or time runs out."""
+        for slot in self._slots:
+            self._spawn(slot)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not all(slot.ready_file.exists() for slot in self._slots):
+            for slot in self._slots:
+                if slot.process is not None and slot.process.poll() is not None:
+                    log.error("worker %d exited with %s during start-up", slot.index, slot.process.returncode)
+                    return False
+            if self._stop.wait(0.05):
+                return False
+            if time.monotonic() > deadline:
+                log.error("workers not ready after %.0f s", START_TIMEOUT_SECONDS)
+                return False
+        return True
+
+    def _write_ready_file(self) -> None:
+        if self.ready_file is None:
+            return
+        ports = {
+            "grpc_port": self.settings.grpc_port,
+            "http_port": self.settings.http_port,
+            "supervisor_pid": os.getpid(),
+            "worker_pids": self.worker_pids(),
+        }
+        partial = self.ready_file.with_suffix(self.ready_file.suffix + ".partial")
+        partial.write_text(json.dumps(ports))
+        partial.replace(self.ready_file)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.1):
+            now = time.monotonic()
+            for slot in self._slots:
+                self._check(slot, now)
+
+    def _check(self, slot: _Slot, now: float) -> None:
+        process = slot.process
+        if process is not None and process.poll() is not None:
+            self._bury(slot, process, now)
+        if slot.process is None and slot.restart_at is not None and now >= slot.restart_at:
+            self._spawn(slot)
+            if self._restarts is not None:
+                self._restarts.inc()
+
+    def _bury(self, slot: _Slot, process: subprocess.Popen[bytes], now: float) -> None:
+        """A worker died: forget its live gauges, schedule its replacement (later if it keeps dying)."""
+        from prometheus_client import multiprocess  # noqa: PLC0415
+
+        log.warning(
+            "worker %d (pid %d) exited with %s; restarting", slot.index, process.pid, process.returncode
+        )
+        multiprocess.mark_process_dead(process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
+        lived = now - slot.started_at
+        slot.fast_failures = slot.fast_failures + 1 if lived < FAST_FAILURE_SECONDS else 0
+        delay = 0.0 if slot.fast_failures <= 1 else min(MAX_BACKOFF_SECONDS, 0.25 * 2**slot.fast_failures)
+        slot.process = None
+        slot.restart_at = now + delay
+
+    def _terminate_all(self) -> int:
+        """Forward SIGTERM, wait for the drain (grace plus a margin), kill stragglers; 0 if all were clean."""
+        live = [slot.process for slot in self._slots if slot.process is not None]
+        for process in live:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.grace_seconds + 10.0
+        status = 0
+        for process in live:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker pid %d did not drain in time; killing it", process.pid)
+                process.kill()
+                process.wait()
+            if process.returncode != 0:
+                status = 1
+        log.info("all workers stopped")
+        return status
+
+    def _cleanup(self) -> None:
+        for held in self._held:
+            held.close()
+        # The run directory holds the ready files and, unless the operator named one, the metrics.
+        shutil.rmtree(self._run_dir, ignore_errors=True)
+
+
+# --- a worker --------------------------------------------------------------------------------------
+
+
+def worker_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of one worker process: settings come from the environment the supervisor built."""
+    parser = argparse.ArgumentParser(prog="chainrule-worker")
+    parser.add_argument("--ready-file", type=Path)
+    options = parser.parse_args(argv)
+    from chainrule.server.app import Application  # noqa: PLC0415 - after PROMETHEUS_MULTIPROC_DIR is set
+    from chainrule.server.logs import configure_logging  # noqa: PLC0415
+
+    settings = Settings.from_environ()
+    configure_logging(settings)
+
+    async def serve() -> None:
+        # Built inside the loop: grpc.aio binds its server to the loop running at construction.
+        await Application(settings).run(options.ready_file)
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())

@@ -1,0 +1,39 @@
+"""Shared fixtures: a real chainrule server on a loopback port, and clients for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+
+from chainrule.server.app import Application
+from chainrule.server.config import Settings
+
+
+def make_settings(**overrides: object) -> Settings:
+    """Settings for an in-process server on free loopback ports."""
+    base = {"host": "127.0.0.1", "grpc_port": 0, "http_port": 0, "grace_seconds": 5.0}
+    base.update(overrides)
+    return Settings.from_environ({}, **base)
+
+
+@pytest.fixture(scope="session")
+async def app() -> AsyncIterator[Application]:
+    application = Application(make_settings())
+    await application.start()
+    yield application
+    await application.stop()
+
+
+@pytest.fixture(scope="session")
+async def channel(app: Application) -> AsyncIterator[grpc.aio.Channel]:
+    options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}", options=options) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def stub(channel: grpc.aio.Channel) -> pb_grpc.DifferentiationServiceStub:
+    return pb_grpc.DifferentiationServiceStub(channel)
