@@ -68,6 +68,7 @@ lint: setup system-deps proto-check buf-lint buf-breaking node-lint
 	$(BIN)/ruff format --check service tests scripts bench clients/python
 	$(BIN)/mypy
 	cd clients/python && ../../$(BIN)/mypy
+	BIN=$(BIN) ./scripts/lint_deploy.sh
 
 run: setup
 	$(BIN)/chainrule serve --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT)

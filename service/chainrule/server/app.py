@@ -5,23 +5,34 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
+import time
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry
+from starlette.middleware import Middleware
 
 from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.auth import (
+    AuthInterceptor,
+    AuthMiddleware,
+    TokenChecker,
+    load_tokens,
+    uvicorn_ssl_options,
+)
 from chainrule.server.cache import Caches
 from chainrule.server.config import Settings
-from chainrule.server.executor import ThreadExecutor
+from chainrule.server.executor import Executor, ThreadExecutor
 from chainrule.server.grpc_server import SERVICE_NAME, create_server
 from chainrule.server.http_server import HttpServer, bind_socket, create_http_app
 from chainrule.server.interceptors import ServerInterceptor
 from chainrule.server.metrics import Metrics
 from chainrule.server.rest import HttpMetrics
-from chainrule.server.supervisor import WorkerIdInterceptor, WorkerIdMiddleware, exposition_registry
+from chainrule.server.supervisor import WORKER_HEADER, WorkerIdMiddleware, exposition_registry
+from chainrule.server.workers import Admission, BoundedExecutor, ProcessExecutor
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +44,17 @@ class Application:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.ready = False
-        self.symbolic = ThreadExecutor(settings.compute_threads, "symbolic")
-        self.numeric = ThreadExecutor(settings.compute_threads, "numeric")
+        self.pool, self.symbolic, self.numeric = _executors(settings)
         self.caches = Caches(settings)
         self.metrics = Metrics(self.registry, VERSION, self.caches)
+        tokens = TokenChecker(load_tokens(settings))
         self.api = ChainruleApi(
             settings, self.symbolic, self.numeric, caches=self.caches, metrics=self.metrics
         )
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
         self.grpc_server, self.grpc_port = create_server(
-            settings, self.api, self.health, [WorkerIdInterceptor(), ServerInterceptor(self.metrics)]
+            settings, self.api, self.health, _grpc_interceptors(self.metrics, tokens)
         )
         http_app = create_http_app(
             exposition_registry(self.registry, settings.metrics_dir),
@@ -52,15 +63,25 @@ class Application:
             http_metrics=HttpMetrics(self.registry),
         )
         http_app.add_middleware(WorkerIdMiddleware)
+        if tokens.enabled:
+            # Innermost: inside the HTTP metrics (401s are counted) and CORS (401s carry its headers).
+            http_app.user_middleware.append(
+                Middleware(AuthMiddleware, checker=tokens, metrics_open=not settings.metrics_auth)
+            )
         self.http_server = HttpServer(
             http_app,
             bind_socket(settings.host, settings.http_port, reuse_port=settings.reuse_port),
             settings.grace_seconds,
+            uvicorn_ssl_options(settings),
         )
         self.http_port = self.http_server.port
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
+        if self.pool is not None:
+            started = time.perf_counter()
+            await self.pool.start()
+            log.info("%d symbolic workers warm in %.2f s", self.pool.size, time.perf_counter() - started)
         await self.grpc_server.start()
         await self.http_server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -97,6 +118,41 @@ class Application:
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in ("", SERVICE_NAME):
             await self.health.set(service, status)
+
+
+def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Executor]:
+    """(the process pool if any, the symbolic executor, the numeric executor), each bounded."""
+    numeric = BoundedExecutor(
+        ThreadExecutor(settings.compute_threads, "numeric"),
+        Admission("numeric", settings.compute_threads, settings.numeric_queue, settings.retry_after_seconds),
+    )
+    if settings.symbolic_workers == 0:
+        symbolic = BoundedExecutor(
+            ThreadExecutor(settings.compute_threads, "symbolic"),
+            Admission(
+                "symbolic", settings.compute_threads, settings.symbolic_queue, settings.retry_after_seconds
+            ),
+        )
+        return None, symbolic, numeric
+    pool = ProcessExecutor(
+        settings.symbolic_workers,
+        spares=settings.symbolic_spares,
+        budget_seconds=settings.symbolic_budget_seconds,
+        memory_bytes=settings.worker_memory_bytes,
+        queue=settings.symbolic_queue,
+        retry_after_seconds=settings.retry_after_seconds,
+    )
+    return pool, pool, numeric
+
+
+def _grpc_interceptors(metrics: Metrics, tokens: TokenChecker) -> list[grpc.aio.ServerInterceptor]:
+    # The worker id travels in the trailers with the request id: initial metadata would cost a
+    # batch of its own per call (bench/README.md).
+    worker = ((WORKER_HEADER, str(os.getpid())),)
+    interceptors: list[grpc.aio.ServerInterceptor] = [ServerInterceptor(metrics, response_metadata=worker)]
+    if tokens.enabled:
+        interceptors.append(AuthInterceptor(tokens))  # inside the metrics: refusals are counted
+    return interceptors
 
 
 def write_ready_file(path: Path, ports: dict[str, int]) -> None:

@@ -65,6 +65,7 @@ class LruCache(Generic[K, V]):
         self.bytes = 0
         self._data: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._pending: dict[K, asyncio.Future[V]] = {}
+        self._waiting: dict[asyncio.Future[V], int] = {}  # callers awaiting each pending computation
 
     def __len__(self) -> int:
         return len(self._data)
@@ -102,7 +103,8 @@ class LruCache(Generic[K, V]):
 
         A caller that joins a computation already running counts as a hit. Exceptions reach every
         caller waiting on that computation and are not stored. A cancelled caller does not cancel
-        the computation the others wait for.
+        the computation the others wait for; when the last caller waiting is cancelled, the
+        computation is cancelled too (so a worker process computing it is freed).
         """
         found = self.lookup(key)
         if found is not None:
@@ -115,7 +117,17 @@ class LruCache(Generic[K, V]):
             pending = asyncio.ensure_future(self._fill(key, compute))
             self._pending[key] = pending
             pending.add_done_callback(lambda _: self._pending.pop(key, None))
-        return await asyncio.shield(pending)
+        self._waiting[pending] = self._waiting.get(pending, 0) + 1
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            if self._waiting[pending] == 1:
+                pending.cancel()
+            raise
+        finally:
+            self._waiting[pending] -= 1
+            if not self._waiting[pending]:
+                del self._waiting[pending]
 
     async def _fill(self, key: K, compute: Callable[[], Awaitable[tuple[V, int]]]) -> V:
         value, size = await compute()

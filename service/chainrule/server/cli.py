@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="differentiate with respect to VAR, ORDER times (repeat for mixed partials)",
     )
     diff.add_argument("--latex", action="store_true", help="also print LaTeX")
+    diff.add_argument("--explain", action="store_true", help="print the derivation step by step")
+    diff.add_argument("--verify", action="store_true", help="check the derivative numerically")
     diff.add_argument("--simplify", choices=[s.name.lower() for s in engine.Simplification], default="fast")
     return parser
 
@@ -100,7 +102,32 @@ def _diff(settings: Settings, options: argparse.Namespace) -> int:
     except ChainruleError as error:
         print(f"chainrule: {error.message}", file=sys.stderr)
         return 1
+    if options.explain or options.verify:
+        return _diff_extras(settings, options, result.text)
     print(result.text)
     if options.latex:
         print(result.latex)
+    return 0
+
+
+def _diff_extras(settings: Settings, options: argparse.Namespace, text: str) -> int:
+    from chainrule.server import explain, verify  # noqa: PLC0415 - only `--explain`/`--verify`
+
+    limits = jobs.Limits.from_settings(settings)
+    try:
+        expression = jobs.parse(options.expression, limits)
+        wrt = tuple(options.wrt)
+        mode = engine.Simplification[options.simplify.upper()]
+        derivative = engine.differentiate(expression, wrt, mode, limits.engine)
+        if options.explain:
+            print(explain.format_steps(explain.explain(expression, wrt, derivative, limits=limits.engine)))
+            print()
+        print(f"derivative: {text}")
+        if options.latex:
+            print(f"latex: {engine.to_latex(derivative)}")
+        if options.verify:
+            print(verify.format_check(verify.verify(expression, wrt, derivative)))
+    except ChainruleError as error:
+        print(f"chainrule: {error.message}", file=sys.stderr)
+        return 1
     return 0

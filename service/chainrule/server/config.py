@@ -47,14 +47,47 @@ class Settings:
     )
     max_response_bytes: int = field(default=512 * 1024 * 1024, metadata={"doc": "largest gRPC message sent"})
     compute_threads: int = field(default=4, metadata={"doc": "threads for symbolic and numeric work"})
+    # Killable compute and overload (see workers.py, deadlines.py).
+    symbolic_workers: int = field(
+        default=2,
+        metadata={"doc": "worker processes for cold symbolic work; 0: threads, no kill on overrun"},
+    )
+    symbolic_spares: int = field(default=1, metadata={"doc": "warm worker processes kept beyond the above"})
+    symbolic_budget_seconds: float = field(
+        default=5.0,
+        metadata={"doc": "seconds of symbolic work per request (less if the client's deadline is)"},
+    )
+    symbolic_queue: int = field(
+        default=64, metadata={"doc": "symbolic tasks that may wait for a worker; beyond: RESOURCE_EXHAUSTED"}
+    )
+    numeric_queue: int = field(
+        default=16, metadata={"doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"}
+    )
+    worker_memory_bytes: int = field(
+        default=1024 * 1024 * 1024, metadata={"doc": "address-space limit (RLIMIT_AS) of a worker; 0 = none"}
+    )
+    retry_after_seconds: float = field(
+        default=1.0, metadata={"doc": "retry delay suggested to callers turned away by overload"}
+    )
+    # Authentication and transport security (see docs/security.md); all off by default.
+    auth_tokens: str = field(default="", metadata={"doc": "comma-separated bearer tokens accepted"})
+    auth_tokens_file: str = field(default="", metadata={"doc": "file of bearer tokens, one a line"})
+    metrics_auth: bool = field(default=False, metadata={"doc": "require a token for /metrics too"})
+    tls_cert_file: str = field(default="", metadata={"doc": "PEM certificate chain: serve TLS on both ports"})
+    tls_key_file: str = field(default="", metadata={"doc": "PEM private key of the certificate"})
+    tls_client_ca_file: str = field(
+        default="", metadata={"doc": "PEM CA bundle: require client certificates it signed (mutual TLS)"}
+    )
     # Parser limits (see parsing.ParseLimits).
     max_expression_length: int = field(default=10_000, metadata={"doc": "code points of an expression"})
     max_parse_nodes: int = field(default=5_000, metadata={"doc": "parse-tree nodes"})
-    max_parse_depth: int = field(default=200, metadata={"doc": "nesting depth"})
+    max_parse_depth: int = field(default=100, metadata={"doc": "nesting depth"})
     max_integer_digits: int = field(default=1_000, metadata={"doc": "digits of one integer literal"})
     max_power_bits: int = field(default=20_000, metadata={"doc": "estimated bits of an exact power"})
     max_factorial_argument: int = field(default=1_000, metadata={"doc": "largest factorial/gamma integer"})
     max_variables: int = field(default=32, metadata={"doc": "distinct variables in a request"})
+    max_exponent_depth: int = field(default=8, metadata={"doc": "exponents nested in a power tower"})
+    max_root_bits: int = field(default=1024, metadata={"doc": "bits of a number under an exact root"})
     # Engine limits (see engine.EngineLimits).
     max_derivative_order: int = field(default=20, metadata={"doc": "total derivative order"})
     max_derivative_nodes: int = field(default=50_000, metadata={"doc": "size of a derivative"})
@@ -114,6 +147,12 @@ class Settings:
             raise ConfigError(f"{PREFIX}LOG_LEVEL is not a logging level: {self.log_level!r}")
         if self.compute_threads < 1:
             raise ConfigError(f"{PREFIX}COMPUTE_THREADS must be at least 1, got {self.compute_threads}")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError(f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE go together: set both")
+        if self.symbolic_budget_seconds <= 0:
+            raise ConfigError(f"{PREFIX}SYMBOLIC_BUDGET_SECONDS must be positive")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ConfigError(f"{PREFIX}TLS_CLIENT_CA_FILE (mutual TLS) needs {PREFIX}TLS_CERT_FILE too")
         for origin in self.cors_origin_list:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ConfigError(

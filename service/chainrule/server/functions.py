@@ -53,6 +53,17 @@ class RealRoot(sympy.Function):  # type: ignore[misc]
             return -self * sympy.log(sympy.Abs(x)) / n**2
         raise sympy.ArgumentIndexError(self, argindex)
 
+    def _eval_evalf(self, prec: int) -> sympy.Expr | None:
+        x, n = self.args
+        if not (x.is_number and n.is_number):
+            return None
+        value, degree = x._eval_evalf(prec) or x, n._eval_evalf(prec) or n
+        if value.is_nonnegative:
+            return (value ** (1 / degree))._eval_evalf(prec)
+        if value.is_negative and n.is_integer and n.is_odd:
+            return (-((-value) ** (1 / degree)))._eval_evalf(prec)
+        return None
+
     def _eval_is_extended_real(self) -> bool | None:
         x, n = self.args
         if x.is_extended_real and n.is_integer and n.is_odd:

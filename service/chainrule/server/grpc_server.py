@@ -14,7 +14,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from chainrule.server import deadlines
 from chainrule.server.api import ChainruleApi
+from chainrule.server.auth import TlsFiles
 from chainrule.server.config import Settings
 from chainrule.server.errors import ChainruleError, InternalError
 from chainrule.server.status import status_proto
@@ -64,7 +66,9 @@ async def _serve(
     context: grpc.aio.ServicerContext[object, object],
 ) -> Response:
     try:
-        return await handler(request)
+        # The caller's deadline bounds the compute this call starts (see deadlines.py, workers.py).
+        with deadlines.request_scope(context.time_remaining()):
+            return await handler(request)
     except ChainruleError as error:
         await context.abort_with_status(rpc_status.to_status(status_proto(error)))
     except Exception:
@@ -104,8 +108,12 @@ def create_server(
         server,
     )
     address = bind_address(settings.host, settings.grpc_port)
+    tls = TlsFiles.from_settings(settings)
     try:
-        port = server.add_insecure_port(address)
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.grpc_credentials())
     except RuntimeError as error:
         raise PortInUseError(f"cannot listen for gRPC on {address}: {error}") from error
     if port == 0:

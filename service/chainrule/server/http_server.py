@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -88,7 +89,14 @@ class _EmbeddedUvicorn(uvicorn.Server):
 class HttpServer:
     """uvicorn driven as a task on our event loop, on a socket we bound."""
 
-    def __init__(self, app: Starlette, sock: socket.socket, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        sock: socket.socket,
+        grace_seconds: float,
+        ssl_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`ssl_options`: uvicorn's `ssl_*` settings for HTTPS (see `auth.uvicorn_ssl_options`)."""
         self._socket = sock
         config = uvicorn.Config(
             app,
@@ -96,6 +104,7 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=max(1, round(grace_seconds)),
+            **dict(ssl_options or {}),
         )
         self._server = _EmbeddedUvicorn(config)
         self._task: asyncio.Task[None] | None = None

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy
 
-from chainrule.server import engine, parsing
+from chainrule.server import codegen, engine, explain, parsing, verify
 from chainrule.server.config import Settings
 from chainrule.server.errors import InvalidArgument, LimitExceeded
 
@@ -35,6 +35,8 @@ class Limits:
                 max_power_bits=settings.max_power_bits,
                 max_factorial_argument=settings.max_factorial_argument,
                 max_variables=settings.max_variables,
+                max_exponent_depth=settings.max_exponent_depth,
+                max_root_bits=settings.max_root_bits,
             ),
             engine=engine.EngineLimits(
                 max_derivative_order=settings.max_derivative_order,
@@ -48,6 +50,32 @@ class Limits:
 Wrt = tuple[tuple[str, int], ...]
 
 
+# Explain, verify and the extra output formats of Differentiate (issue 9).
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What Differentiate returns besides text and LaTeX, as plain picklable values."""
+
+    steps: tuple[explain.Step, ...] = ()
+    check: verify.Check | None = None
+    mathml: str = ""
+    code: tuple[codegen.GeneratedCode, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExtrasRequest:
+    """Which extras to compute: `languages` in the order the request listed them."""
+
+    explain: bool = False
+    verify: bool = False
+    mathml: bool = False
+    languages: tuple[codegen.Language, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.explain or self.verify or self.mathml or bool(self.languages)
+
+
 @dataclass(frozen=True)
 class Derivation:
     """A derivative as the Differentiate RPC returns it."""
@@ -55,6 +83,7 @@ class Derivation:
     text: str
     latex: str
     variables: tuple[str, ...]
+    extras: Extras = field(default_factory=Extras)
 
 
 @dataclass(frozen=True)
@@ -178,3 +207,39 @@ def derive_parsed(
 def latex(expression: sympy.Expr) -> str:
     """LaTeX for an expression (printing only: no stage of its own)."""
     return engine.to_latex(expression)
+
+
+def derive_extras(
+    expression: sympy.Expr,
+    wrt: Wrt,
+    simplification: engine.Simplification,
+    request: ExtrasRequest,
+    limits: Limits,
+) -> Extras:
+    """Steps, check, MathML and code for the derivative `derive_parsed` returns (each only when asked).
+
+    The derivative is computed again here rather than passed in: a sympy expression sent to a worker
+    process is rebuilt with evaluation (6*(3*x + 1) arrives as 18*x + 6), and the last step must read
+    exactly as the derivative returned.
+    """
+    derivative = engine.differentiate(expression, wrt, simplification, limits.engine)
+    steps = (
+        tuple(explain.explain(expression, wrt, derivative, limits=limits.engine)) if request.explain else ()
+    )
+    check = verify.verify(expression, wrt, derivative) if request.verify else None
+    markup = codegen.mathml(derivative) if request.mathml else ""
+    variables = engine.free_variables(expression)
+    comment = f"{_derivative_label(expression, wrt, limits)} of {parsing.to_text(expression)}, by chainrule"
+    code = tuple(
+        codegen.generate(derivative, variables, language, comment=comment) for language in request.languages
+    )
+    return Extras(steps, check, markup, code)
+
+
+def _derivative_label(expression: sympy.Expr, wrt: Wrt, limits: Limits) -> str:
+    resolved = engine.resolve_wrt(expression, wrt, limits.engine)
+    if not resolved:
+        return "the derivative"
+    total = sum(order for _, order in resolved)
+    below = " ".join(f"d{name}^{order}" if order > 1 else f"d{name}" for name, order in resolved)
+    return f"d^{total}/{below}" if total > 1 else f"d/{below}"

@@ -62,6 +62,16 @@ class Metrics:
         self.points = Counter(
             "chainrule_points", "Points evaluated by Evaluate and GradientAtPoint.", registry=registry
         )
+        self.verify_mismatches = Counter(
+            "chainrule_verify_mismatches",
+            "Differentiate self-checks (verify) whose numeric derivative disagreed with the symbolic one.",
+            registry=registry,
+        )
+        self.explain_mismatches = Counter(
+            "chainrule_explain_mismatches",
+            "Explanations whose last step did not equal the returned derivative (answered INTERNAL).",
+            registry=registry,
+        )
         build_info = Gauge(
             "chainrule_build_info",
             "The running chainrule version (always 1).",

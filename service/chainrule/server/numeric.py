@@ -99,7 +99,12 @@ def _lambdify(expr: sympy.Basic | Sequence[sympy.Basic], variables: Sequence[str
         )
     # Argument names of our own, so no user variable can shadow a numpy name in the generated code.
     arguments = [sympy.Symbol(f"_a{index}", real=True) for index in range(len(variables))]
-    renames = {s: arguments[known[s.name]] for part in parts for s in part.free_symbols}
+    renames: dict[sympy.Basic, sympy.Basic] = {
+        s: arguments[known[s.name]] for part in parts for s in part.free_symbols
+    }
+    # 1/0 and log(x, 1) hold sympy's unsigned infinity, which the numeric printers cannot print;
+    # without a sign it is no real number: NaN.
+    renames[sympy.zoo] = sympy.nan
     renamed = [part.xreplace(renames) for part in parts]
     target = renamed if isinstance(expr, Sequence) else renamed[0]
     function: Callable[..., Any] = sympy.lambdify(

@@ -46,9 +46,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import sympy
+from sympy.printing.str import StrPrinter
+
 from chainrule.server import errors
 from chainrule.server.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, FunctionSpec
-from sympy.printing.str import StrPrinter
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -70,7 +71,7 @@ class ParseLimits:
 
     max_length: int = 10_000  # code points of input text
     max_nodes: int = 5_000  # parse-tree nodes
-    max_depth: int = 200  # nesting depth (parens, unary chains, power towers, calls)
+    max_depth: int = 100  # nesting depth (parens, unary chains, power towers, calls)
     max_integer_digits: int = 1_000  # digits of one integer literal
     max_power_bits: int = 20_000  # estimated bits of an exact numeric power b^e (e*log2|b|)
     max_factorial_argument: int = 1_000  # factorial/gamma/etc. of a number larger than this is refused
@@ -508,12 +509,22 @@ class _Builder:
             if count:
                 del values[len(values) - count :]
             try:
-                values.append(self.make(node, args))
+                value = self.make(node, args)
+                if value[0].is_Float:
+                    self.check_float(value[0], node.pos)
+                values.append(value)
             except (ValueError, TypeError, ArithmeticError, NotImplementedError) as error:
                 raise errors.ParseError(
                     f"cannot build this expression ({type(error).__name__})", node.pos
                 ) from None
         return values[0][0]
+
+    def check_float(self, value: Any, pos: int) -> None:
+        """exp(1e300) is a float no double holds and no literal writes back: refuse it like a huge power."""
+        _, mantissa, exponent, size = value._mpf_
+        bits = abs(exponent + size) if mantissa else 0
+        if bits > self.limits.max_power_bits:
+            raise errors.LimitExceeded("float magnitude bits", bits, self.limits.max_power_bits, field=_FIELD)
 
     def make(self, node: _Node, args: list[tuple[Any, float]]) -> tuple[Any, float]:
         if isinstance(node, _Number):

@@ -44,6 +44,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
+from chainrule.server import deadlines
 from chainrule.server.api import ChainruleApi
 from chainrule.server.config import Settings
 from chainrule.server.errors import (
@@ -130,8 +131,12 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[R
 
 
 async def _respond(request: Request, work: Callable[[], Awaitable[Message]]) -> Response:
+    # An optional `grpc-timeout` header (as grpc-gateway reads it) bounds the compute, like a deadline.
+    timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
     try:
-        return await _json_response(await work())
+        with deadlines.request_scope(timeout):
+            message = await work()
+        return await _json_response(message)
     except HttpError as error:
         return error_response(error.error, error.http_status, error.headers)
     except ChainruleError as error:

@@ -12,8 +12,8 @@ Metrics stay correct across processes through prometheus-client's multiprocess m
 `CHAINRULE_METRICS_DIR`, or a fresh temporary directory) and cleans the directory before they start;
 each worker's `/metrics` then reports the sum over all processes.
 
-Every response says which process served it (`x-chainrule-worker`: an HTTP header and gRPC initial
-metadata), so operators and tests can see the load spread.
+Every response says which process served it (`x-chainrule-worker`: an HTTP header, and gRPC trailing
+metadata set by `interceptors.ServerInterceptor`), so operators and tests can see the load spread.
 """
 
 from __future__ import annotations
@@ -32,13 +32,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import grpc
+from typing import TYPE_CHECKING
 
 from chainrule.server.config import PREFIX, Settings
 
@@ -47,9 +45,6 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
-
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 
 WORKER_HEADER = "x-chainrule-worker"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -106,62 +101,6 @@ class WorkerIdMiddleware:
             await send(message)
 
         await self._app(scope, receive, tagged)
-
-
-class _TaggedContext:
-    """A servicer context whose initial metadata always includes the worker id.
-
-    Inner interceptors (the request id) send initial metadata themselves, and it can be sent only
-    once, so the worker id joins whatever they send instead of being sent separately.
-    """
-
-    def __init__(
-        self, context: grpc.aio.ServicerContext[Any, Any], extra: tuple[tuple[str, str], ...]
-    ) -> None:
-        self._context = context
-        self._extra = extra
-        self.sent = False
-
-    async def send_initial_metadata(self, metadata: Sequence[tuple[str, str | bytes]]) -> None:
-        self.sent = True
-        await self._context.send_initial_metadata((*metadata, *self._extra))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-
-class WorkerIdInterceptor(grpc.aio.ServerInterceptor):
-    """gRPC interceptor: a unary call's initial metadata carries the serving process id.
-
-    Put it first in the interceptor list, so every other interceptor sees the tagged context.
-    """
-
-    def __init__(self) -> None:
-        self._extra = ((WORKER_HEADER, str(os.getpid())),)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner: Callable[..., Any] = handler.unary_unary
-        extra = self._extra
-
-        async def behaviour(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
-            tagged = _TaggedContext(context, extra)
-            result: Resp = await inner(request, tagged)
-            if not tagged.sent:
-                await context.send_initial_metadata(extra)
-            return result
-
-        return grpc.unary_unary_rpc_method_handler(
-            behaviour,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
 
 
 # --- metrics across processes ----------------------------------------------------------------------

@@ -67,6 +67,14 @@ class _OutputFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutputFo
     """Plain text in chainrule's grammar; always returned in `derivative`."""
     OUTPUT_FORMAT_LATEX: _OutputFormat.ValueType  # 2
     """LaTeX, returned in `latex`."""
+    OUTPUT_FORMAT_MATHML: _OutputFormat.ValueType  # 3
+    """Presentation MathML (the markup inside `<math>`), returned in `mathml`."""
+    OUTPUT_FORMAT_PYTHON: _OutputFormat.ValueType  # 4
+    """A Python function using numpy (and scipy.special where needed), returned in `code`."""
+    OUTPUT_FORMAT_C: _OutputFormat.ValueType  # 5
+    """A C function using `math.h` (C99), returned in `code`."""
+    OUTPUT_FORMAT_JAVASCRIPT: _OutputFormat.ValueType  # 6
+    """A JavaScript function using `Math`, returned in `code`."""
 
 class OutputFormat(_OutputFormat, metaclass=_OutputFormatEnumTypeWrapper):
     """OutputFormat names a way of writing a derivative out. Text is always returned."""
@@ -77,6 +85,14 @@ OUTPUT_FORMAT_TEXT: OutputFormat.ValueType  # 1
 """Plain text in chainrule's grammar; always returned in `derivative`."""
 OUTPUT_FORMAT_LATEX: OutputFormat.ValueType  # 2
 """LaTeX, returned in `latex`."""
+OUTPUT_FORMAT_MATHML: OutputFormat.ValueType  # 3
+"""Presentation MathML (the markup inside `<math>`), returned in `mathml`."""
+OUTPUT_FORMAT_PYTHON: OutputFormat.ValueType  # 4
+"""A Python function using numpy (and scipy.special where needed), returned in `code`."""
+OUTPUT_FORMAT_C: OutputFormat.ValueType  # 5
+"""A C function using `math.h` (C99), returned in `code`."""
+OUTPUT_FORMAT_JAVASCRIPT: OutputFormat.ValueType  # 6
+"""A JavaScript function using `Math`, returned in `code`."""
 Global___OutputFormat: _TypeAlias = OutputFormat  # noqa: Y015
 
 @_typing.final
@@ -115,10 +131,16 @@ class DifferentiateRequest(_message.Message):
     WRT_FIELD_NUMBER: _builtins.int
     SIMPLIFICATION_FIELD_NUMBER: _builtins.int
     FORMATS_FIELD_NUMBER: _builtins.int
+    EXPLAIN_FIELD_NUMBER: _builtins.int
+    VERIFY_FIELD_NUMBER: _builtins.int
     expression: _builtins.str
     """The expression to differentiate, e.g. `sin(x^2)`."""
     simplification: Global___Simplification.ValueType
     """How much to simplify the result; unspecified means SIMPLIFICATION_FAST."""
+    explain: _builtins.bool
+    """Also return `steps`: the derivation, rule by rule, ending in `derivative`."""
+    verify: _builtins.bool
+    """Also return `check`: the derivative compared with a numeric derivative at random points."""
     @_builtins.property
     def wrt(self) -> _containers.RepeatedCompositeFieldContainer[Global___Wrt]:
         """The variables and orders; several entries give a mixed partial (`[{x,2},{y,1}]` is
@@ -127,7 +149,10 @@ class DifferentiateRequest(_message.Message):
 
     @_builtins.property
     def formats(self) -> _containers.RepeatedScalarFieldContainer[Global___OutputFormat.ValueType]:
-        """Output formats wanted besides text."""
+        """Output formats wanted besides text. A code format whose language lacks a function the
+        derivative needs (erf in JavaScript, polygamma in C) fails with FAILED_PRECONDITION, reason
+        UNSUPPORTED_FUNCTION, naming the function; `GetServerInfo.format_support` lists what each has.
+        """
 
     def __init__(
         self,
@@ -136,10 +161,12 @@ class DifferentiateRequest(_message.Message):
         wrt: _abc.Iterable[Global___Wrt] | None = ...,
         simplification: Global___Simplification.ValueType = ...,
         formats: _abc.Iterable[Global___OutputFormat.ValueType] | None = ...,
+        explain: _builtins.bool = ...,
+        verify: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expression", b"expression", "formats", b"formats", "simplification", b"simplification", "wrt", b"wrt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["explain", b"explain", "expression", b"expression", "formats", b"formats", "simplification", b"simplification", "verify", b"verify", "wrt", b"wrt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -154,13 +181,33 @@ class DifferentiateResponse(_message.Message):
     DERIVATIVE_FIELD_NUMBER: _builtins.int
     LATEX_FIELD_NUMBER: _builtins.int
     VARIABLES_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    CHECK_FIELD_NUMBER: _builtins.int
+    MATHML_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
     derivative: _builtins.str
     """The derivative as text in chainrule's grammar; it parses back to the same expression."""
     latex: _builtins.str
     """The derivative in LaTeX, when OUTPUT_FORMAT_LATEX was asked for."""
+    mathml: _builtins.str
+    """The derivative in presentation MathML, when OUTPUT_FORMAT_MATHML was asked for."""
     @_builtins.property
     def variables(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The free variables of the input expression, sorted."""
+        """The free variables of the input expression, sorted (the parameters of generated `code`)."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___Step]:
+        """When `explain` was set: the derivation. Each step's `depends_on` refers to earlier steps by
+        index; the last step's result is `derivative` (the server checks this).
+        """
+
+    @_builtins.property
+    def check(self) -> Global___Check:
+        """When `verify` was set: the numeric self-check of `derivative`."""
+
+    @_builtins.property
+    def code(self) -> _containers.RepeatedCompositeFieldContainer[Global___GeneratedCode]:
+        """The derivative as code, one entry per code format asked for, in the order asked."""
 
     def __init__(
         self,
@@ -168,14 +215,473 @@ class DifferentiateResponse(_message.Message):
         derivative: _builtins.str = ...,
         latex: _builtins.str = ...,
         variables: _abc.Iterable[_builtins.str] | None = ...,
+        steps: _abc.Iterable[Global___Step] | None = ...,
+        check: Global___Check | None = ...,
+        mathml: _builtins.str = ...,
+        code: _abc.Iterable[Global___GeneratedCode] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["check", b"check"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["derivative", b"derivative", "latex", b"latex", "variables", b"variables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "code", b"code", "derivative", b"derivative", "latex", b"latex", "mathml", b"mathml", "steps", b"steps", "variables", b"variables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DifferentiateResponse: _TypeAlias = DifferentiateResponse  # noqa: Y015
+
+@_typing.final
+class Formula(_message.Message):
+    """Formula is one expression written two ways."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    LATEX_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """Text in chainrule's grammar (`2*x*cos(x^2)`)."""
+    latex: _builtins.str
+    """LaTeX (`2 x \\cos{\\left(x^{2} \\right)}`)."""
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        latex: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["latex", b"latex", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Formula: _TypeAlias = Formula  # noqa: Y015
+
+@_typing.final
+class Step(_message.Message):
+    """Step is one step of a derivation: `rule` takes d/d`variable` of `expression` to `result`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Rule:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _RuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Step._Rule.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        RULE_UNSPECIFIED: Step._Rule.ValueType  # 0
+        """Not set."""
+        RULE_CONSTANT: Step._Rule.ValueType  # 1
+        """d/dx c = 0 for an expression without the variable."""
+        RULE_VARIABLE: Step._Rule.ValueType  # 2
+        """d/dx x = 1."""
+        RULE_SUM: Step._Rule.ValueType  # 3
+        """(u + v)' = u' + v'."""
+        RULE_CONSTANT_MULTIPLE: Step._Rule.ValueType  # 4
+        """(c u)' = c u'."""
+        RULE_PRODUCT: Step._Rule.ValueType  # 5
+        """(u v)' = u'v + u v' (for n factors, one term per factor)."""
+        RULE_QUOTIENT: Step._Rule.ValueType  # 6
+        """(u/v)' = (u'v - u v')/v^2."""
+        RULE_POWER: Step._Rule.ValueType  # 7
+        """(x^n)' = n x^(n-1), including roots."""
+        RULE_CHAIN: Step._Rule.ValueType  # 8
+        """(f(g(x)))' = f'(g(x)) g'(x); the step's `chain` spells it out."""
+        RULE_EXP: Step._Rule.ValueType  # 9
+        """(e^x)' = e^x and (a^x)' = a^x ln(a)."""
+        RULE_LOG: Step._Rule.ValueType  # 10
+        """(ln x)' = 1/x."""
+        RULE_TRIG: Step._Rule.ValueType  # 11
+        """sin, cos, tan, sec, csc, cot."""
+        RULE_INVERSE_TRIG: Step._Rule.ValueType  # 12
+        """asin, acos, atan, asec, acsc, acot, atan2."""
+        RULE_HYPERBOLIC: Step._Rule.ValueType  # 13
+        """sinh, cosh, tanh, ... and their inverses."""
+        RULE_GENERAL_POWER: Step._Rule.ValueType  # 14
+        """(u^v)' = u^v (v' ln(u) + v u'/u), both depending on the variable."""
+        RULE_PIECEWISE: Step._Rule.ValueType  # 15
+        """abs, sign, floor, ceiling, Heaviside, min, max (away from their kinks and jumps)."""
+        RULE_SPECIAL: Step._Rule.ValueType  # 16
+        """erf, gamma, loggamma, polygamma, zeta, ..."""
+        RULE_OTHER: Step._Rule.ValueType  # 17
+        """Any other rule, e.g. several arguments of one function depending on the variable."""
+        RULE_SIMPLIFY: Step._Rule.ValueType  # 18
+        """A rewriting of the previous step's result into the form returned in `derivative`."""
+        RULE_SUMMARY: Step._Rule.ValueType  # 19
+        """A whole differentiation pass given by its result only (past the explanation's size limit)."""
+
+    class Rule(_Rule, metaclass=_RuleEnumTypeWrapper):
+        """Rule names the differentiation rule a step applies."""
+
+    RULE_UNSPECIFIED: Step.Rule.ValueType  # 0
+    """Not set."""
+    RULE_CONSTANT: Step.Rule.ValueType  # 1
+    """d/dx c = 0 for an expression without the variable."""
+    RULE_VARIABLE: Step.Rule.ValueType  # 2
+    """d/dx x = 1."""
+    RULE_SUM: Step.Rule.ValueType  # 3
+    """(u + v)' = u' + v'."""
+    RULE_CONSTANT_MULTIPLE: Step.Rule.ValueType  # 4
+    """(c u)' = c u'."""
+    RULE_PRODUCT: Step.Rule.ValueType  # 5
+    """(u v)' = u'v + u v' (for n factors, one term per factor)."""
+    RULE_QUOTIENT: Step.Rule.ValueType  # 6
+    """(u/v)' = (u'v - u v')/v^2."""
+    RULE_POWER: Step.Rule.ValueType  # 7
+    """(x^n)' = n x^(n-1), including roots."""
+    RULE_CHAIN: Step.Rule.ValueType  # 8
+    """(f(g(x)))' = f'(g(x)) g'(x); the step's `chain` spells it out."""
+    RULE_EXP: Step.Rule.ValueType  # 9
+    """(e^x)' = e^x and (a^x)' = a^x ln(a)."""
+    RULE_LOG: Step.Rule.ValueType  # 10
+    """(ln x)' = 1/x."""
+    RULE_TRIG: Step.Rule.ValueType  # 11
+    """sin, cos, tan, sec, csc, cot."""
+    RULE_INVERSE_TRIG: Step.Rule.ValueType  # 12
+    """asin, acos, atan, asec, acsc, acot, atan2."""
+    RULE_HYPERBOLIC: Step.Rule.ValueType  # 13
+    """sinh, cosh, tanh, ... and their inverses."""
+    RULE_GENERAL_POWER: Step.Rule.ValueType  # 14
+    """(u^v)' = u^v (v' ln(u) + v u'/u), both depending on the variable."""
+    RULE_PIECEWISE: Step.Rule.ValueType  # 15
+    """abs, sign, floor, ceiling, Heaviside, min, max (away from their kinks and jumps)."""
+    RULE_SPECIAL: Step.Rule.ValueType  # 16
+    """erf, gamma, loggamma, polygamma, zeta, ..."""
+    RULE_OTHER: Step.Rule.ValueType  # 17
+    """Any other rule, e.g. several arguments of one function depending on the variable."""
+    RULE_SIMPLIFY: Step.Rule.ValueType  # 18
+    """A rewriting of the previous step's result into the form returned in `derivative`."""
+    RULE_SUMMARY: Step.Rule.ValueType  # 19
+    """A whole differentiation pass given by its result only (past the explanation's size limit)."""
+
+    RULE_FIELD_NUMBER: _builtins.int
+    VARIABLE_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    EXPRESSION_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    DEPENDS_ON_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CHAIN_FIELD_NUMBER: _builtins.int
+    rule: Global___Step.Rule.ValueType
+    """The rule applied."""
+    variable: _builtins.str
+    """The variable differentiated by (empty when there is none: the derivative of a constant)."""
+    order: _builtins.int
+    """Which differentiation pass this step belongs to, from 1: for d³/dx²dy passes 1 and 2 are by x
+    and pass 3 by y, each differentiating the previous pass's result.
+    """
+    description: _builtins.str
+    """The step in words, e.g. `product rule: (uv)' = u'v + uv'`."""
+    @_builtins.property
+    def expression(self) -> Global___Formula:
+        """The subexpression the rule is applied to."""
+
+    @_builtins.property
+    def result(self) -> Global___Formula:
+        """Its derivative."""
+
+    @_builtins.property
+    def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Indices (into `steps`) of the steps whose results this one uses."""
+
+    @_builtins.property
+    def chain(self) -> Global___ChainRule:
+        """For RULE_CHAIN: the layer of the chain rule this step applies."""
+
+    def __init__(
+        self,
+        *,
+        rule: Global___Step.Rule.ValueType = ...,
+        variable: _builtins.str = ...,
+        order: _builtins.int = ...,
+        expression: Global___Formula | None = ...,
+        result: Global___Formula | None = ...,
+        depends_on: _abc.Iterable[_builtins.int] | None = ...,
+        description: _builtins.str = ...,
+        chain: Global___ChainRule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "expression", b"expression", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "depends_on", b"depends_on", "description", b"description", "expression", b"expression", "order", b"order", "result", b"result", "rule", b"rule", "variable", b"variable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Step: _TypeAlias = Step  # noqa: Y015
+
+@_typing.final
+class ChainRule(_message.Message):
+    """ChainRule spells out d/dx f(g(x)) = f'(g(x)) · g'(x) for one layer of a nest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTER_RULE_FIELD_NUMBER: _builtins.int
+    OUTER_FIELD_NUMBER: _builtins.int
+    INNER_FIELD_NUMBER: _builtins.int
+    OUTER_DERIVATIVE_OF_U_FIELD_NUMBER: _builtins.int
+    OUTER_DERIVATIVE_FIELD_NUMBER: _builtins.int
+    INNER_DERIVATIVE_FIELD_NUMBER: _builtins.int
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    FACTORS_FIELD_NUMBER: _builtins.int
+    outer_rule: Global___Step.Rule.ValueType
+    """The rule that differentiates the outer function f (RULE_TRIG for sin, RULE_POWER for u^2)."""
+    @_builtins.property
+    def outer(self) -> Global___Formula:
+        """The outer function f(u), e.g. `sin(u)`."""
+
+    @_builtins.property
+    def inner(self) -> Global___Formula:
+        """The inner function u = g(x), e.g. `x^2`."""
+
+    @_builtins.property
+    def outer_derivative_of_u(self) -> Global___Formula:
+        """f'(u), e.g. `cos(u)`."""
+
+    @_builtins.property
+    def outer_derivative(self) -> Global___Formula:
+        """The outer derivative evaluated at the inner function, f'(g(x)), e.g. `cos(x^2)` (not `cos(x)`)."""
+
+    @_builtins.property
+    def inner_derivative(self) -> Global___Formula:
+        """The inner derivative g'(x), e.g. `2*x`."""
+
+    @_builtins.property
+    def product(self) -> Global___Formula:
+        """f'(g(x)) · g'(x) as written, before tidying, e.g. `2*(3*x + 1)*3`."""
+
+    @_builtins.property
+    def factors(self) -> _containers.RepeatedCompositeFieldContainer[Global___Formula]:
+        """One factor per layer, outermost first: sin(cos(exp(x^2))) gives cos(cos(exp(x^2))),
+        -sin(exp(x^2)), exp(x^2) and 2*x.
+        """
+
+    def __init__(
+        self,
+        *,
+        outer_rule: Global___Step.Rule.ValueType = ...,
+        outer: Global___Formula | None = ...,
+        inner: Global___Formula | None = ...,
+        outer_derivative_of_u: Global___Formula | None = ...,
+        outer_derivative: Global___Formula | None = ...,
+        inner_derivative: Global___Formula | None = ...,
+        product: Global___Formula | None = ...,
+        factors: _abc.Iterable[Global___Formula] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["inner", b"inner", "inner_derivative", b"inner_derivative", "outer", b"outer", "outer_derivative", b"outer_derivative", "outer_derivative_of_u", b"outer_derivative_of_u", "product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["factors", b"factors", "inner", b"inner", "inner_derivative", b"inner_derivative", "outer", b"outer", "outer_derivative", b"outer_derivative", "outer_derivative_of_u", b"outer_derivative_of_u", "outer_rule", b"outer_rule", "product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainRule: _TypeAlias = ChainRule  # noqa: Y015
+
+@_typing.final
+class Check(_message.Message):
+    """Check is a numeric self-check of a derivative."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Verdict:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _VerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Check._Verdict.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        VERDICT_UNSPECIFIED: Check._Verdict.ValueType  # 0
+        """Not set."""
+        VERDICT_OK: Check._Verdict.ValueType  # 1
+        """Every point agrees within `tolerance`."""
+        VERDICT_MISMATCH: Check._Verdict.ValueType  # 2
+        """Some point does not agree: a bug in chainrule, worth reporting."""
+        VERDICT_INCONCLUSIVE: Check._Verdict.ValueType  # 3
+        """No point was found where the expression and its derivative are finite reals."""
+
+    class Verdict(_Verdict, metaclass=_VerdictEnumTypeWrapper):
+        """Verdict is the outcome of a check."""
+
+    VERDICT_UNSPECIFIED: Check.Verdict.ValueType  # 0
+    """Not set."""
+    VERDICT_OK: Check.Verdict.ValueType  # 1
+    """Every point agrees within `tolerance`."""
+    VERDICT_MISMATCH: Check.Verdict.ValueType  # 2
+    """Some point does not agree: a bug in chainrule, worth reporting."""
+    VERDICT_INCONCLUSIVE: Check.Verdict.ValueType  # 3
+    """No point was found where the expression and its derivative are finite reals."""
+
+    class _Method:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _MethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Check._Method.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        METHOD_UNSPECIFIED: Check._Method.ValueType  # 0
+        """Not set."""
+        METHOD_COMPLEX_STEP: Check._Method.ValueType  # 1
+        """Im f(x + ih)/h: a first derivative of an analytic expression, free of cancellation."""
+        METHOD_CENTRAL_DIFFERENCE: Check._Method.ValueType  # 2
+        """High-precision central differences (mpmath): higher orders, mixed partials, abs/sign/floor."""
+
+    class Method(_Method, metaclass=_MethodEnumTypeWrapper):
+        """Method is how the numeric derivative was taken."""
+
+    METHOD_UNSPECIFIED: Check.Method.ValueType  # 0
+    """Not set."""
+    METHOD_COMPLEX_STEP: Check.Method.ValueType  # 1
+    """Im f(x + ih)/h: a first derivative of an analytic expression, free of cancellation."""
+    METHOD_CENTRAL_DIFFERENCE: Check.Method.ValueType  # 2
+    """High-precision central differences (mpmath): higher orders, mixed partials, abs/sign/floor."""
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    MAX_RELATIVE_ERROR_FIELD_NUMBER: _builtins.int
+    TOLERANCE_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    verdict: Global___Check.Verdict.ValueType
+    """The outcome."""
+    method: Global___Check.Method.ValueType
+    """How the numeric derivative was taken."""
+    max_relative_error: _builtins.float
+    """The largest relative error over the points: |symbolic - numeric| / max(|symbolic|, |numeric|, 1e-15)."""
+    tolerance: _builtins.float
+    """The relative error under which a point agrees."""
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckPoint]:
+        """The points compared (random, reproducible, where everything is finite and real)."""
+
+    def __init__(
+        self,
+        *,
+        verdict: Global___Check.Verdict.ValueType = ...,
+        method: Global___Check.Method.ValueType = ...,
+        max_relative_error: _builtins.float = ...,
+        tolerance: _builtins.float = ...,
+        points: _abc.Iterable[Global___CheckPoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_relative_error", b"max_relative_error", "method", b"method", "points", b"points", "tolerance", b"tolerance", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Check: _TypeAlias = Check  # noqa: Y015
+
+@_typing.final
+class CheckPoint(_message.Message):
+    """CheckPoint is one point of a Check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PointEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    POINT_FIELD_NUMBER: _builtins.int
+    SYMBOLIC_FIELD_NUMBER: _builtins.int
+    NUMERIC_FIELD_NUMBER: _builtins.int
+    RELATIVE_ERROR_FIELD_NUMBER: _builtins.int
+    symbolic: _builtins.float
+    """The symbolic derivative there, evaluated at high precision."""
+    numeric: _builtins.float
+    """The numeric derivative there."""
+    relative_error: _builtins.float
+    """Their relative error."""
+    @_builtins.property
+    def point(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """The value of each variable at the point."""
+
+    def __init__(
+        self,
+        *,
+        point: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        symbolic: _builtins.float = ...,
+        numeric: _builtins.float = ...,
+        relative_error: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["numeric", b"numeric", "point", b"point", "relative_error", b"relative_error", "symbolic", b"symbolic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckPoint: _TypeAlias = CheckPoint  # noqa: Y015
+
+@_typing.final
+class GeneratedCode(_message.Message):
+    """GeneratedCode is the derivative as one complete function definition in a programming language."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    FUNCTION_NAME_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    format: Global___OutputFormat.ValueType
+    """The language: OUTPUT_FORMAT_PYTHON, OUTPUT_FORMAT_C or OUTPUT_FORMAT_JAVASCRIPT."""
+    source: _builtins.str
+    """The source: includes or imports, then the function."""
+    function_name: _builtins.str
+    """The function's name."""
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The function's parameters in order: `variables`, with a trailing `_` where a name clashes with
+        a keyword of the language.
+        """
+
+    def __init__(
+        self,
+        *,
+        format: Global___OutputFormat.ValueType = ...,
+        source: _builtins.str = ...,
+        function_name: _builtins.str = ...,
+        parameters: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "function_name", b"function_name", "parameters", b"parameters", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeneratedCode: _TypeAlias = GeneratedCode  # noqa: Y015
+
+@_typing.final
+class FormatSupport(_message.Message):
+    """FormatSupport says which functions an output format can express."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    FUNCTIONS_FIELD_NUMBER: _builtins.int
+    format: Global___OutputFormat.ValueType
+    """The format."""
+    @_builtins.property
+    def functions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The function names (aliases included, sorted) that derivatives in this format may contain."""
+
+    def __init__(
+        self,
+        *,
+        format: Global___OutputFormat.ValueType = ...,
+        functions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "functions", b"functions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FormatSupport: _TypeAlias = FormatSupport  # noqa: Y015
 
 @_typing.final
 class Array(_message.Message):
@@ -532,6 +1038,7 @@ class GetServerInfoResponse(_message.Message):
     CONSTANTS_FIELD_NUMBER: _builtins.int
     OUTPUT_FORMATS_FIELD_NUMBER: _builtins.int
     SIMPLIFICATIONS_FIELD_NUMBER: _builtins.int
+    FORMAT_SUPPORT_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """The server's version."""
     @_builtins.property
@@ -554,6 +1061,10 @@ class GetServerInfoResponse(_message.Message):
     def simplifications(self) -> _containers.RepeatedScalarFieldContainer[Global___Simplification.ValueType]:
         """The simplification modes this server supports."""
 
+    @_builtins.property
+    def format_support(self) -> _containers.RepeatedCompositeFieldContainer[Global___FormatSupport]:
+        """For each output format, the functions it can express."""
+
     def __init__(
         self,
         *,
@@ -563,10 +1074,11 @@ class GetServerInfoResponse(_message.Message):
         constants: _abc.Iterable[_builtins.str] | None = ...,
         output_formats: _abc.Iterable[Global___OutputFormat.ValueType] | None = ...,
         simplifications: _abc.Iterable[Global___Simplification.ValueType] | None = ...,
+        format_support: _abc.Iterable[Global___FormatSupport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["constants", b"constants", "functions", b"functions", "limits", b"limits", "output_formats", b"output_formats", "simplifications", b"simplifications", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["constants", b"constants", "format_support", b"format_support", "functions", b"functions", "limits", b"limits", "output_formats", b"output_formats", "simplifications", b"simplifications", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,279 @@
+"""The killable worker pool: budgets, deadlines, kills, cancellation, overload; alone and over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx
+import pytest
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from chainrule.server import deadlines, errors
+from chainrule.server.app import Application
+from chainrule.server.workers import ProcessExecutor, WorkerError
+from tests.conftest import make_settings
+
+# Full simplification of this takes minutes of sympy (measured: 147 s): it always burns a budget.
+SLOW = pb.DifferentiateRequest(
+    expression="(x+y+z+w)^60", wrt=[pb.Wrt(variable="x")], simplification=pb.SIMPLIFICATION_FULL
+)
+BUDGET = 1.0
+
+
+async def wait_until(condition: object, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def pool_whole(pool: ProcessExecutor) -> bool:
+    return pool.idle_count() == pool.size and len(pool.worker_pids()) == pool.size
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# --- the pool alone -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def pool() -> AsyncIterator[ProcessExecutor]:
+    executor = ProcessExecutor(1, budget_seconds=0.5, memory_bytes=512 * 1024 * 1024, queue=1)
+    await executor.start()
+    yield executor
+    await executor.close()
+
+
+async def test_pool_runs_work_in_other_processes(pool: ProcessExecutor) -> None:
+    assert await pool.run(operator.add, 2, 3) == 5
+    assert await pool.run(os.getpid) in pool.worker_pids()
+    assert os.getpid() not in pool.worker_pids()
+
+
+async def test_worker_bug_is_reported_not_swallowed(pool: ProcessExecutor) -> None:
+    with pytest.raises(WorkerError, match="ValueError"):
+        await pool.run(int, "not a number")
+    assert await pool.run(operator.add, 1, 1) == 2
+
+
+async def test_chainrule_errors_cross_the_process_boundary(pool: ProcessExecutor) -> None:
+    from chainrule.server import jobs  # noqa: PLC0415
+    from chainrule.server.config import Settings  # noqa: PLC0415
+
+    with pytest.raises(errors.ParseError) as caught:
+        await pool.run(jobs.parse_canonical, "sin(x", jobs.Limits.from_settings(Settings()))
+    assert caught.value.metadata["position"] == "5"
+
+
+async def test_server_budget_overrun_kills_and_replaces_the_worker(pool: ProcessExecutor) -> None:
+    before = set(pool.worker_pids())
+    start = time.monotonic()
+    with pytest.raises(errors.ResourceExhausted, match=r"server's compute budget of 0\.5 s") as caught:
+        await pool.run(time.sleep, 30)
+    assert time.monotonic() - start < 1.5
+    assert caught.value.reason == "COMPUTE_BUDGET_EXCEEDED"
+    await wait_until(lambda: pool_whole(pool))
+    killed = before - set(pool.worker_pids())
+    assert len(killed) == 1 and all(gone(pid) for pid in killed)
+    assert await pool.run(operator.mul, 6, 7) == 42
+
+
+async def test_client_deadline_binds_when_shorter(pool: ProcessExecutor) -> None:
+    start = time.monotonic()
+    with deadlines.request_scope(0.2), pytest.raises(errors.DeadlineExceeded, match="request's deadline"):
+        await pool.run(time.sleep, 30)
+    assert time.monotonic() - start < 0.45
+    await wait_until(lambda: pool_whole(pool))
+
+
+async def test_memory_cap_answers_resource_exhausted_and_replaces(pool: ProcessExecutor) -> None:
+    before = pool.stats.out_of_memory
+    with pytest.raises(errors.ResourceExhausted, match="memory limit of 512 MiB"):
+        await pool.run(bytearray, 2**30)
+    assert pool.stats.out_of_memory == before + 1
+    await wait_until(lambda: pool_whole(pool))
+    assert await pool.run(operator.add, 1, 2) == 3
+
+
+async def test_sigkill_mid_request_is_a_clean_error_and_the_pool_recovers(pool: ProcessExecutor) -> None:
+    task = asyncio.ensure_future(pool.run(time.sleep, 0.45))
+    await wait_until(lambda: bool(pool.busy_pids()))
+    os.kill(pool.busy_pids()[0], signal.SIGKILL)
+    with pytest.raises(errors.Unavailable, match="stopped unexpectedly"):
+        await task
+    await wait_until(lambda: pool_whole(pool))
+    assert await pool.run(operator.add, 2, 2) == 4
+
+
+async def test_cancelling_a_request_kills_its_worker(pool: ProcessExecutor) -> None:
+    before = pool.stats.killed_cancelled
+    task = asyncio.ensure_future(pool.run(time.sleep, 30))
+    await wait_until(lambda: bool(pool.busy_pids()))
+    pid = pool.busy_pids()[0]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pool.stats.killed_cancelled == before + 1
+    await wait_until(lambda: gone(pid) and pool_whole(pool))
+
+
+async def test_overload_is_refused_with_a_retry_delay(pool: ProcessExecutor) -> None:
+    running = asyncio.ensure_future(pool.run(time.sleep, 0.4))
+    await wait_until(lambda: bool(pool.busy_pids()))
+    queued = asyncio.ensure_future(pool.run(time.sleep, 0.01))
+    await wait_until(lambda: pool.admission.waiting == 1)
+    with pytest.raises(errors.ResourceExhausted, match="busy") as caught:
+        await pool.run(operator.add, 1, 1)
+    assert caught.value.retry_after_seconds == 1.0
+    assert caught.value.reason == "OVERLOADED"
+    await running
+    await queued
+    assert await pool.run(operator.add, 1, 1) == 2
+
+
+async def test_worker_start_up_is_fast_once_warm(pool: ProcessExecutor) -> None:
+    # Replacements fork from the preloaded forkserver: warm in well under a second each.
+    recent = pool.stats.start_seconds[-3:]
+    assert recent and max(recent) < 1.0, pool.stats.start_seconds
+
+
+# --- through the real servers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def server() -> AsyncIterator[Application]:
+    application = Application(
+        make_settings(symbolic_workers=2, symbolic_spares=1, symbolic_budget_seconds=BUDGET)
+    )
+    await application.start()
+    yield application
+    await application.stop()
+
+
+def stub_for(app: Application) -> tuple[grpc.aio.Channel, pb_grpc.DifferentiationServiceStub]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}")
+    return channel, pb_grpc.DifferentiationServiceStub(channel)
+
+
+def server_pool(app: Application) -> ProcessExecutor:
+    assert app.pool is not None
+    return app.pool
+
+
+async def assert_serving(app: Application) -> None:
+    channel, stub = stub_for(app)
+    async with channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        reply = await stub.Differentiate(pb.DifferentiateRequest(expression="sin(x^2)"), timeout=5)
+        assert reply.derivative == "2*x*cos(x^2)"
+
+
+async def test_overrun_over_grpc_names_the_server_budget(server: Application) -> None:
+    channel, stub = stub_for(server)
+    start = time.monotonic()
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Differentiate(SLOW, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "compute budget of 1 s" in (caught.value.details() or "")
+    assert time.monotonic() - start < BUDGET + 1.5
+    await wait_until(lambda: pool_whole(server_pool(server)))
+    await assert_serving(server)
+
+
+async def test_cheap_requests_keep_succeeding_while_one_burns_its_budget(server: Application) -> None:
+    slow_channel, slow_stub = stub_for(server)
+    async with slow_channel:
+        slow = asyncio.ensure_future(slow_stub.Differentiate(SLOW, timeout=30))
+        await wait_until(lambda: bool(server_pool(server).busy_pids()))
+        latencies: list[float] = []
+        for index in range(15):
+            channel, stub = stub_for(server)  # another connection each time
+            async with channel:
+                start = time.monotonic()
+                # Cold: a new expression each time, so each goes to a worker process.
+                request = pb.DifferentiateRequest(expression=f"sin({index + 2}*x)*exp(x)")
+                reply = await stub.Differentiate(request, timeout=0.75)
+                latencies.append(time.monotonic() - start)
+                assert reply.derivative
+        assert not slow.done()  # the cheap ones really ran while the slow one was computing
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await slow
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert max(latencies) < 0.75
+    await wait_until(lambda: pool_whole(server_pool(server)))
+
+
+async def test_sigkill_of_the_worker_mid_request_over_grpc(server: Application) -> None:
+    pool = server_pool(server)
+    channel, stub = stub_for(server)
+    async with channel:
+        call = asyncio.ensure_future(stub.Differentiate(SLOW, timeout=30))
+        await wait_until(lambda: bool(pool.busy_pids()))
+        os.kill(pool.busy_pids()[0], signal.SIGKILL)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    status = rpc_status.from_call(caught.value)
+    assert status is not None and "replaced" in status.message
+    await wait_until(lambda: pool_whole(pool))
+    await assert_serving(server)
+
+
+async def test_client_deadline_stops_the_work(server: Application) -> None:
+    pool = server_pool(server)
+    before = pool.stats.killed_overrun
+    channel, stub = stub_for(server)
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Differentiate(SLOW, timeout=0.3)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The server stops too, at the caller's deadline, not at its own budget of 1 s.
+    await wait_until(lambda: pool.stats.killed_overrun == before + 1, seconds=0.6)
+    await wait_until(lambda: pool_whole(pool))
+
+
+async def test_cancelled_rpc_kills_its_worker(server: Application) -> None:
+    pool = server_pool(server)
+    before = pool.stats.killed_cancelled
+    channel, stub = stub_for(server)
+    async with channel:
+        call = stub.Differentiate(SLOW, timeout=30)
+        await wait_until(lambda: bool(pool.busy_pids()))
+        call.cancel()
+        await wait_until(lambda: pool.stats.killed_cancelled == before + 1, seconds=0.6)
+    await wait_until(lambda: pool_whole(pool))
+    await assert_serving(server)
+
+
+async def test_rest_grpc_timeout_header_is_the_deadline(server: Application) -> None:
+    body = {
+        "expression": SLOW.expression,
+        "wrt": [{"variable": "x"}],
+        "simplification": "SIMPLIFICATION_FULL",
+    }
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as client:
+        start = time.monotonic()
+        reply = await client.post(
+            "/v1/differentiate", json=body, headers={"grpc-timeout": "300m"}, timeout=10
+        )
+    assert time.monotonic() - start < 0.9
+    assert reply.status_code == 504
+    assert "request's deadline (0.3 s)" in reply.json()["message"]
+    await wait_until(lambda: pool_whole(server_pool(server)))
