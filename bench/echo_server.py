@@ -16,6 +16,7 @@ import signal
 from pathlib import Path
 
 import grpc
+
 from chainrule.v1 import chainrule_pb2 as pb
 
 METHOD = "/chainrule.v1.DifferentiationService/Differentiate"

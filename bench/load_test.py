@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 

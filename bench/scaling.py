@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import grpc
+
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 

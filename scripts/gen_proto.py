@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import google.api  # the installed googleapis-common-protos ships its .proto files
 import grpc_tools
 from grpc_tools import protoc
 
@@ -23,8 +24,6 @@ GENERATED_DIR = Path("chainrule") / "v1"
 
 def _include_dirs() -> list[Path]:
     """protoc's include path: ours, the well-known types, and googleapis-common-protos' protos."""
-    import google.api  # the installed googleapis-common-protos ships its .proto files
-
     googleapis_root = Path(next(iter(google.api.__path__))).parent.parent
     well_known = Path(next(iter(grpc_tools.__path__))) / "_proto"
     return [PROTO_ROOT, well_known, googleapis_root]

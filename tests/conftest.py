@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
 from chainrule.server.app import Application
 from chainrule.server.config import Settings
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
 
 def make_settings(**overrides: object) -> Settings:

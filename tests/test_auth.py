@@ -15,8 +15,6 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +25,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from chainrule.server.app import Application
 from chainrule.server.auth import TokenChecker
 from chainrule.server.config import ConfigError, Settings
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
 
 TOKEN = "s3cret-token-for-tests"

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import pytest
-from chainrule.v1 import chainrule_pb2 as pb
 from prometheus_client import CollectorRegistry
 
 from chainrule.server import jobs, parsing
@@ -16,6 +15,7 @@ from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache
 from chainrule.server.errors import ChainruleError, InvalidArgument, ParseError
 from chainrule.server.executor import InlineExecutor
 from chainrule.server.metrics import Metrics
+from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
 
 P = ParamSpec("P")

@@ -22,13 +22,13 @@ import grpc
 import httpx
 import pytest
 import yaml
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chainrule.server.app import Application
 from chainrule.server.supervisor import _restart_counter
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -10,13 +10,14 @@ import mpmath
 import numpy as np
 import pytest
 import sympy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from chainrule.server import engine
 from chainrule.server.engine import EngineLimits, Simplification
 from chainrule.server.errors import InvalidArgument, LimitExceeded
 from chainrule.server.functions import RealRoot
 from chainrule.server.parsing import parse, to_text
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 x, y, z = (sympy.Symbol(name, real=True) for name in "xyz")
 Wrt = tuple[tuple[str, int], ...]

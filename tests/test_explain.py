@@ -6,8 +6,6 @@ import grpc
 import httpx
 import pytest
 import sympy
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from prometheus_client import CollectorRegistry
 
 from chainrule.server import engine, explain, verify
@@ -17,6 +15,8 @@ from chainrule.server.errors import InvalidArgument
 from chainrule.server.explain import Rule, Step
 from chainrule.server.metrics import Metrics
 from chainrule.server.parsing import parse, to_text
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
 from .test_engine import CASES, Case
 

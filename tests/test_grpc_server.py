@@ -8,8 +8,6 @@ import grpc
 import numpy as np
 import pytest
 import sympy
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -17,6 +15,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from chainrule.server import parsing
 from chainrule.server.app import Application
 from chainrule.server.grpc_server import PortInUseError, create_server
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
 
 x = parsing.symbol("x")
@@ -149,9 +149,10 @@ async def test_evaluate_derivative_at_points_as_lists(stub: pb_grpc.Differentiat
 
 
 async def test_nonfinite_values_are_counted_not_errors(stub: pb_grpc.DifferentiationServiceStub) -> None:
-    request = pb.EvaluateRequest(expression="log(x) + 1/y", points={
-        "x": pb.Array(values=[-1.0, 1.0, 1.0]), "y": pb.Array(values=[1.0, 0.0, 2.0])
-    })
+    request = pb.EvaluateRequest(
+        expression="log(x) + 1/y",
+        points={"x": pb.Array(values=[-1.0, 1.0, 1.0]), "y": pb.Array(values=[1.0, 0.0, 2.0])},
+    )
     response = await stub.Evaluate(request)
     values = list(response.values.values)
     assert np.isnan(values[0]) and np.isinf(values[1]) and values[2] == 0.5
@@ -198,10 +199,22 @@ async def test_gradient_and_hessian_at_a_million_points(stub: pb_grpc.Differenti
     assert len(hessians) == 16
     zero = np.zeros_like(xs)
     want_h = [
-        zero, zero, zero, np.cos(z),
-        zero, 2 * y, 2 * xs, zero,
-        zero, 2 * xs, zero, zero,
-        np.cos(z), zero, zero, -w * np.sin(z),
+        zero,
+        zero,
+        zero,
+        np.cos(z),
+        zero,
+        2 * y,
+        2 * xs,
+        zero,
+        zero,
+        2 * xs,
+        zero,
+        zero,
+        np.cos(z),
+        zero,
+        zero,
+        -w * np.sin(z),
     ]
     for got, want in zip(hessians, want_h, strict=True):
         assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
@@ -265,7 +278,9 @@ async def test_server_info_lists_functions_and_limits(stub: pb_grpc.Differentiat
 
 async def test_health_serves(channel: grpc.aio.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
-    response = await health.Check(health_pb2.HealthCheckRequest(service="chainrule.v1.DifferentiationService"))
+    response = await health.Check(
+        health_pb2.HealthCheckRequest(service="chainrule.v1.DifferentiationService")
+    )
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 

@@ -16,13 +16,13 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from chainrule.server.app import Application
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
 
 MARKER = Path("/tmp/chainrule-hostile-marker")  # what `touch`/`open` in an input would create

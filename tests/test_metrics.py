@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import httpx
 import pytest
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from prometheus_client import CollectorRegistry
 
 from chainrule.server.api import VERSION, ChainruleApi
@@ -20,6 +18,8 @@ from chainrule.server.grpc_server import create_server
 from chainrule.server.interceptors import REQUEST_ID_KEY, ServerInterceptor, request_id_from
 from chainrule.server.logs import REQUEST_ID, JsonFormatter, RequestIdFilter
 from chainrule.server.metrics import Metrics
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
 
 SERVICE = "chainrule.v1.DifferentiationService"

@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import sympy
+
 from chainrule.server import engine, numeric
 from chainrule.server.errors import InvalidArgument, MissingVariable
 from chainrule.server.functions import RealRoot

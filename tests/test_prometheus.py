@@ -20,11 +20,11 @@ import grpc
 import httpx
 import pytest
 import yaml
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from prometheus_client import CollectorRegistry
 
 from chainrule.server.app import Application
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent

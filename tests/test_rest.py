@@ -15,13 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from chainrule.v1 import chainrule_pb2 as pb
 from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
 from chainrule.server import errors, openapi, protojson, rest
 from chainrule.server.app import Application
 from chainrule.server.http_server import create_http_app
+from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
 
 JSON = {"content-type": "application/json"}

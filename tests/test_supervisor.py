@@ -17,14 +17,14 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from chainrule.server.api import VERSION
 from chainrule.server.config import Settings
 from chainrule.server.supervisor import WORKER_HEADER, reserve_port, worker_count, worker_environ
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
 CHAINRULE = Path(sys.executable).parent / "chainrule"
 START_TIMEOUT = 60.0

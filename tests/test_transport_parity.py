@@ -14,14 +14,14 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from chainrule.server import errors
 from chainrule.server.app import Application
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
 Outcome = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
 

@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator
 import grpc
 import httpx
 import pytest
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from chainrule.server import deadlines, errors
 from chainrule.server.app import Application
 from chainrule.server.workers import ProcessExecutor, WorkerError
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
 
 # Full simplification of this takes minutes of sympy (measured: 147 s): it always burns a budget.

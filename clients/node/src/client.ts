@@ -8,9 +8,16 @@ import { type Column, type ColumnInput, decodeColumn, encodeColumn } from "./arr
 import { type ChainruleError, UnavailableError, errorFromServiceError } from "./errors.js";
 import {
   type Array as ArrayMessage,
+  type ChainRule as ChainRuleMessage,
+  type Check as CheckMessage,
+  Check_Method,
+  Check_Verdict,
   DifferentiationServiceClient,
+  type Formula as FormulaMessage,
   OutputFormat,
   Simplification,
+  type Step as StepMessage,
+  Step_Rule,
   type Wrt,
 } from "./generated/chainrule/v1/chainrule.js";
 
@@ -60,10 +67,67 @@ export interface CallOptions {
   timeoutMs?: number | null;
 }
 
+/** Output formats besides text: LaTeX, MathML, and the derivative as code. */
+export type FormatName = "latex" | "mathml" | "python" | "c" | "javascript";
+
 export interface DifferentiateOptions extends CallOptions {
   wrt?: WrtSpec;
   simplification?: SimplificationName;
   latex?: boolean;
+  /** Also return the derivation, step by step (`steps`). */
+  explain?: boolean;
+  /** Also return a numeric self-check of the derivative (`check`). */
+  verify?: boolean;
+  /** Formats wanted besides text; code formats fill `code` (FAILED_PRECONDITION if a function is missing). */
+  formats?: readonly FormatName[];
+}
+
+/** One expression as text in chainrule's grammar and as LaTeX. */
+export interface Formula {
+  text: string;
+  latex: string;
+}
+
+/** One layer of the chain rule: d/dx f(g(x)) = f'(g(x)) * g'(x); `factors` has one factor per layer. */
+export interface ChainRuleLayer {
+  outerRule: string;
+  outer: Formula;
+  inner: Formula;
+  outerDerivativeOfU: Formula;
+  outerDerivative: Formula;
+  innerDerivative: Formula;
+  product: Formula;
+  factors: Formula[];
+}
+
+/** One step: `rule` ("chain", "product", ...) takes d/d`variable` of `expression` to `result`. */
+export interface DerivationStep {
+  rule: string;
+  variable: string;
+  order: number;
+  expression: Formula;
+  result: Formula;
+  /** Indices into `steps` of the steps whose results this one uses. */
+  dependsOn: number[];
+  description: string;
+  chain?: ChainRuleLayer;
+}
+
+/** The server's numeric self-check; `verdict` is "ok", "mismatch" or "inconclusive". */
+export interface NumericCheck {
+  verdict: string;
+  method: string;
+  maxRelativeError: number;
+  tolerance: number;
+  points: { point: Record<string, number>; symbolic: number; numeric: number; relativeError: number }[];
+}
+
+/** The derivative as a function in `format` ("python", "c" or "javascript"). */
+export interface GeneratedCode {
+  format: string;
+  source: string;
+  functionName: string;
+  parameters: string[];
 }
 
 export interface EvaluateOptions extends CallOptions {
@@ -88,6 +152,14 @@ export interface Derivative {
   /** Present only when `latex: true` was asked for. */
   latex?: string;
   variables: string[];
+  /** With `explain: true`: the derivation; its last result is `derivative`. */
+  steps?: DerivationStep[];
+  /** With `verify: true`: the numeric self-check. */
+  check?: NumericCheck;
+  /** With `formats: ["mathml"]`: presentation MathML. */
+  mathml?: string;
+  /** With code formats: one function per format asked for. */
+  code?: GeneratedCode[];
 }
 
 export interface Evaluation {
@@ -126,6 +198,8 @@ export interface ServerInfo {
   outputFormats: string[];
   /** Lower-case names, e.g. `["none", "fast", "full"]`. */
   simplifications: string[];
+  /** For each output format (lower-case name), the function names it can express. */
+  formatSupport: Record<string, string[]>;
 }
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -168,6 +242,64 @@ function square<T>(items: readonly T[], n: number): T[][] {
   return Array.from({ length: n }, (_, row) => items.slice(row * n, (row + 1) * n));
 }
 
+const FORMATS: Readonly<Record<FormatName, OutputFormat>> = {
+  latex: OutputFormat.OUTPUT_FORMAT_LATEX,
+  mathml: OutputFormat.OUTPUT_FORMAT_MATHML,
+  python: OutputFormat.OUTPUT_FORMAT_PYTHON,
+  c: OutputFormat.OUTPUT_FORMAT_C,
+  javascript: OutputFormat.OUTPUT_FORMAT_JAVASCRIPT,
+};
+
+function enumName(value: number, names: Record<number, string>, prefix: string): string {
+  return enumNames([value], names, prefix)[0] ?? String(value);
+}
+
+function formula(message: FormulaMessage | undefined): Formula {
+  return { text: message?.text ?? "", latex: message?.latex ?? "" };
+}
+
+function chainLayer(c: ChainRuleMessage): ChainRuleLayer {
+  return {
+    outerRule: enumName(c.outerRule, Step_Rule, "RULE_"),
+    outer: formula(c.outer),
+    inner: formula(c.inner),
+    outerDerivativeOfU: formula(c.outerDerivativeOfU),
+    outerDerivative: formula(c.outerDerivative),
+    innerDerivative: formula(c.innerDerivative),
+    product: formula(c.product),
+    factors: c.factors.map(formula),
+  };
+}
+
+function derivationStep(step: StepMessage): DerivationStep {
+  const result: DerivationStep = {
+    rule: enumName(step.rule, Step_Rule, "RULE_"),
+    variable: step.variable,
+    order: step.order,
+    expression: formula(step.expression),
+    result: formula(step.result),
+    dependsOn: step.dependsOn,
+    description: step.description,
+  };
+  if (step.chain !== undefined) result.chain = chainLayer(step.chain);
+  return result;
+}
+
+function numericCheck(check: CheckMessage): NumericCheck {
+  return {
+    verdict: enumName(check.verdict, Check_Verdict, "VERDICT_"),
+    method: enumName(check.method, Check_Method, "METHOD_"),
+    maxRelativeError: check.maxRelativeError,
+    tolerance: check.tolerance,
+    points: check.points.map((p) => ({
+      point: { ...p.point },
+      symbolic: p.symbolic,
+      numeric: p.numeric,
+      relativeError: p.relativeError,
+    })),
+  };
+}
+
 function enumNames<E extends number>(values: readonly E[], names: Record<number, string>, prefix: string): string[] {
   return values.filter((v) => v > 0 && names[v] !== undefined).map((v) => names[v]!.slice(prefix.length).toLowerCase());
 }
@@ -207,15 +339,30 @@ export class ChainruleClient {
   async differentiate(expression: string, options: DifferentiateOptions = {}): Promise<Derivative> {
     const simplification = options.simplification ?? "fast";
     if (!(simplification in SIMPLIFICATIONS)) throw new RangeError(`unknown simplification ${simplification}`);
+    const names: FormatName[] = [...(options.latex ? (["latex"] as const) : []), ...(options.formats ?? [])];
+    for (const name of names) if (!(name in FORMATS)) throw new RangeError(`unknown format ${name}`);
     const request = {
       expression,
       wrt: wrtMessages(options.wrt),
       simplification: SIMPLIFICATIONS[simplification],
-      formats: options.latex ? [OutputFormat.OUTPUT_FORMAT_LATEX] : [],
+      formats: [...new Set(names.map((name) => FORMATS[name]))],
+      explain: options.explain ?? false,
+      verify: options.verify ?? false,
     };
     const response = await this.call(this.stub.differentiate.bind(this.stub), request, options);
     const result: Derivative = { derivative: response.derivative, variables: response.variables };
-    if (options.latex) result.latex = response.latex;
+    if (names.includes("latex")) result.latex = response.latex;
+    if (options.explain) result.steps = response.steps.map(derivationStep);
+    if (response.check !== undefined) result.check = numericCheck(response.check);
+    if (names.includes("mathml")) result.mathml = response.mathml;
+    if (response.code.length > 0) {
+      result.code = response.code.map((c) => ({
+        format: enumName(c.format, OutputFormat, "OUTPUT_FORMAT_"),
+        source: c.source,
+        functionName: c.functionName,
+        parameters: c.parameters,
+      }));
+    }
     return result;
   }
 
@@ -269,6 +416,12 @@ export class ChainruleClient {
       constants: response.constants,
       outputFormats: enumNames(response.outputFormats, OutputFormat, "OUTPUT_FORMAT_"),
       simplifications: enumNames(response.simplifications, Simplification, "SIMPLIFICATION_"),
+      formatSupport: Object.fromEntries(
+        response.formatSupport.map((entry) => [
+          enumName(entry.format, OutputFormat, "OUTPUT_FORMAT_"),
+          entry.functions,
+        ]),
+      ),
     };
   }
 

@@ -61,6 +61,29 @@ describe("differentiate", () => {
     const result = await client.differentiate("sin(x^2)", { wrt: "x", latex: true, simplification: "full" });
     assert.match(result.latex ?? "", /\\cos/);
   });
+
+  test("explain, verify and code on request", async () => {
+    const result = await client.differentiate("sin(x^2)", {
+      explain: true,
+      verify: true,
+      formats: ["mathml", "javascript"],
+    });
+    const last = result.steps?.at(-1);
+    assert.equal(last?.rule, "chain");
+    assert.equal(last?.result.text, result.derivative);
+    assert.equal(last?.chain?.outerDerivative.text, "cos(x^2)");
+    assert.equal(last?.chain?.innerDerivative.text, "2*x");
+    assert.equal(result.check?.verdict, "ok");
+    assert.ok((result.check?.maxRelativeError ?? 1) < 1e-8);
+    assert.match(result.mathml ?? "", /^<mrow>/);
+    const code = result.code?.[0];
+    assert.equal(code?.format, "javascript");
+    // The generated function, run here, agrees with Evaluate.
+    const derivative = new Function(`${code?.source}; return ${code?.functionName};`)() as (x: number) => number;
+    close(derivative(0.7), (await client.evaluate(result.derivative, { point: { x: 0.7 } })).value ?? NaN);
+    const info = await client.serverInfo();
+    assert.ok(info.formatSupport.c?.includes("erf") && !info.formatSupport.javascript?.includes("erf"));
+  });
 });
 
 describe("evaluate", () => {

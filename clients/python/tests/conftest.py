@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from chainrule.client import Client
 
 REPO = Path(__file__).resolve().parents[3]

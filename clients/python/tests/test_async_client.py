@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+
 from chainrule.client import AsyncClient, Evaluation, ParseError, RetryPolicy, UnavailableError
 
 

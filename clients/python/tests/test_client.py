@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from chainrule.client import (
     Client,
     DeadlineExceededError,
@@ -170,3 +171,26 @@ def test_a_deadline_too_short_for_the_work(target: str) -> None:
 def test_token_and_metadata_are_accepted(target: str) -> None:
     with Client(target, token="secret", metadata={"x-request-id": "abc"}, timeout=None) as fresh:  # noqa: S106
         assert fresh.evaluate("2x", {"x": 2.0}).value == 4.0
+
+
+def test_differentiate_explains_verifies_and_writes_code(client: Client) -> None:
+    result = client.differentiate(
+        "sin(x^2)", explain=True, verify=True, formats=["latex", "mathml", "c", "javascript"]
+    )
+    chain = result.steps[-1].chain
+    assert chain is not None and result.steps[-1].rule == "chain"
+    assert (chain.outer_derivative.text, chain.inner_derivative.text) == ("cos(x^2)", "2*x")
+    assert result.steps[-1].result.text == result.derivative
+    assert result.check is not None and result.check.verdict == "ok"
+    assert result.check.max_relative_error < 1e-8 and set(result.check.points[0].point) == {"x"}
+    assert result.latex and result.mathml and result.mathml.startswith("<mrow>")
+    assert [code.format for code in result.code] == ["c", "javascript"]
+    assert result.code[0].parameters == ("x",) and "#include <math.h>" in result.code[0].source
+    plain = client.differentiate("sin(x^2)")
+    assert (plain.steps, plain.check, plain.mathml, plain.code) == ((), None, None, ())
+
+
+def test_server_info_lists_what_each_format_supports(client: Client) -> None:
+    support = client.server_info().format_support
+    assert "erf" in support["c"] and "erf" not in support["javascript"]
+    assert {"mathml", "python", "c", "javascript"} <= set(client.server_info().output_formats)

@@ -9,6 +9,9 @@ from collections.abc import Sequence
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
 from chainrule.client import (
     ChainruleError,
     Client,
@@ -25,8 +28,6 @@ from chainrule.client import (
 from chainrule.client._convert import wrt_messages
 from chainrule.client._exceptions import STATUS_DETAILS_KEY, error_from_status
 from chainrule.v1 import chainrule_pb2 as pb
-from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2, status_pb2
 
 
 def _trailer(code: grpc.StatusCode, *details: object) -> tuple[tuple[str, bytes], ...]:

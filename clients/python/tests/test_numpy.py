@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from chainrule.client import AsyncClient, Client
 
 np = pytest.importorskip("numpy")

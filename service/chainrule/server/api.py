@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from chainrule.v1 import chainrule_pb2 as pb
 from prometheus_client import CollectorRegistry
 
 from chainrule.server import codegen, engine, explain, functions, jobs, verify
@@ -31,6 +30,7 @@ from chainrule.server.errors import (
 )
 from chainrule.server.executor import Executor
 from chainrule.server.metrics import Metrics
+from chainrule.v1 import chainrule_pb2 as pb
 
 VERSION = "0.1.0"
 
@@ -387,6 +387,8 @@ def _format_field(formats: Sequence[int], language: str) -> str:
 
 
 def _add_extras(response: pb.DifferentiateResponse, extras: jobs.Extras) -> None:
+    if not (extras.steps or extras.check or extras.mathml or extras.code):
+        return  # the common case, and the cached path: skip four protobuf field writes
     response.steps.extend(_step_message(step) for step in extras.steps)
     if extras.check is not None:
         response.check.CopyFrom(_check_message(extras.check))

@@ -14,12 +14,13 @@ from __future__ import annotations
 import enum
 import functools
 import keyword
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sympy
-from sympy.printing.c import C99CodePrinter
+from sympy.printing.c import C99CodePrinter, get_math_macros
 from sympy.printing.jscode import JavascriptCodePrinter
 from sympy.printing.numpy import SciPyPrinter
 
@@ -283,9 +284,19 @@ def _c_layout(
     body = [f"    (void){p};" for p in parameters]  # no unused-parameter warnings
     body += [f"    const double {t} = {v};" for t, v in lines]
     doc = f"/* {_one_line(comment)} */\n" if comment else ""
-    return f"#include <math.h>\n\n{doc}double {name}({arguments}) {{\n" + "\n".join(
+    code = "\n".join([*(v for _, v in lines), result])
+    return f"#include <math.h>\n{_c_macros(code)}\n{doc}double {name}({arguments}) {{\n" + "\n".join(
         [*body, f"    return {result};", "}", ""]
     )
+
+
+def _c_macros(code: str) -> str:
+    """Definitions of the M_* constants the code uses: POSIX has them, strict C99 does not."""
+    lines = []
+    for value, macro in sorted(get_math_macros().items(), key=lambda item: str(item[1])):
+        if re.search(rf"\b{macro}\b", code):
+            lines += [f"#ifndef {macro}", f"#define {macro} {sympy.N(value, 21)}", "#endif"]
+    return "".join(f"{line}\n" for line in lines)
 
 
 def _js_layout(

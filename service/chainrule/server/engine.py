@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sympy
+from sympy.core.function import AppliedUndef, ArgumentIndexError
+
 from chainrule.server import parsing
 from chainrule.server.errors import InvalidArgument, LimitExceeded
 from chainrule.server.numeric import (
@@ -29,7 +31,6 @@ from chainrule.server.numeric import (
     gather_columns,
     gradient,
 )
-from sympy.core.function import AppliedUndef, ArgumentIndexError
 
 __all__ = [
     "CompiledFunction",

@@ -435,7 +435,9 @@ def format_steps(steps: Sequence[Step]) -> str:
         if step.order != order and step.variable:
             order = step.order
             if steps[-1].order > 1:
-                lines.append(f"order {order}: d/d{step.variable} of the previous result")
+                lines.append(
+                    f"order {order}: d/d{step.variable}" + (" of the previous result" if order > 1 else "")
+                )
         uses = f"   (uses {', '.join(str(i + 1) for i in step.depends_on)})" if step.depends_on else ""
         d = f"d/d{step.variable} " if step.variable else ""
         rule = f"{step.rule.value} rule"

@@ -7,8 +7,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import grpc
-from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -20,6 +18,8 @@ from chainrule.server.auth import TlsFiles
 from chainrule.server.config import Settings
 from chainrule.server.errors import ChainruleError, InternalError
 from chainrule.server.status import status_proto
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 

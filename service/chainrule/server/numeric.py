@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import sympy
+
 from chainrule.server import functions
 from chainrule.server.errors import FieldViolation, InvalidArgument, MissingVariable
 

@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from chainrule.v1 import chainrule_pb2 as pb
 from google.protobuf.descriptor import (
     Descriptor,
     EnumDescriptor,
@@ -29,6 +28,8 @@ from google.rpc import status_pb2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+
+from chainrule.v1 import chainrule_pb2 as pb
 
 Schema = dict[str, Any]
 

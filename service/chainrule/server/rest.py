@@ -30,7 +30,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from chainrule.v1 import chainrule_pb2 as pb
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -58,6 +57,7 @@ from chainrule.server.errors import (
 )
 from chainrule.server.protojson import RequestT, decode_message, dump, message_to_json
 from chainrule.server.status import status_proto
+from chainrule.v1 import chainrule_pb2 as pb
 
 log = logging.getLogger(__name__)
 

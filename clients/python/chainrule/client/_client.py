@@ -11,9 +11,10 @@ from typing import Any, Self, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf.message import Message
+
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from google.protobuf.message import Message
 
 from . import _convert as convert
 from ._config import (
@@ -146,11 +147,21 @@ class Client(_BaseClient):
         *,
         simplification: SimplificationName = "fast",
         latex: bool = False,
+        explain: bool = False,
+        verify: bool = False,
+        formats: Sequence[convert.FormatName] = (),
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> Derivative:
-        """The derivative of `expression`: `wrt="x"`, `{"x": 2, "y": 1}` or `[("x", 2), ("y", 1)]`."""
-        request = convert.differentiate_request(expression, wrt, simplification, latex)
-        return convert.derivative(self._call(self._stub.Differentiate, request, timeout), latex)
+        """The derivative of `expression`: `wrt="x"`, `{"x": 2, "y": 1}` or `[("x", 2), ("y", 1)]`.
+
+        `explain=True` adds the derivation (`steps`), `verify=True` a numeric self-check (`check`);
+        `formats` may ask for "latex", "mathml" and code in "python", "c" or "javascript" (`code`).
+        """
+        request = convert.differentiate_request(
+            expression, wrt, simplification, latex, explain=explain, verify=verify, formats=formats
+        )
+        response = self._call(self._stub.Differentiate, request, timeout)
+        return convert.derivative(response, latex or "latex" in formats, "mathml" in formats)
 
     def evaluate(
         self,
@@ -241,12 +252,17 @@ class AsyncClient(_BaseClient):
         *,
         simplification: SimplificationName = "fast",
         latex: bool = False,
+        explain: bool = False,
+        verify: bool = False,
+        formats: Sequence[convert.FormatName] = (),
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> Derivative:
         """The derivative of `expression`; see `Client.differentiate`."""
-        request = convert.differentiate_request(expression, wrt, simplification, latex)
+        request = convert.differentiate_request(
+            expression, wrt, simplification, latex, explain=explain, verify=verify, formats=formats
+        )
         response: pb.DifferentiateResponse = await self._call(self._stub.Differentiate, request, timeout)
-        return convert.derivative(response, latex)
+        return convert.derivative(response, latex or "latex" in formats, "mathml" in formats)
 
     async def evaluate(
         self,

@@ -8,11 +8,26 @@ from typing import Literal, TypeAlias
 from chainrule.v1 import chainrule_pb2 as pb
 
 from ._arrays import ColumnInput, decode_column, encode_column, is_ndarray
-from ._models import Column, Derivative, Evaluation, Gradient, Limit, ServerInfo
+from ._models import (
+    ChainRule,
+    Check,
+    CheckPoint,
+    Column,
+    Derivative,
+    Evaluation,
+    Formula,
+    GeneratedCode,
+    Gradient,
+    Limit,
+    ServerInfo,
+    Step,
+)
 
 # `"x"`, `{"x": 2, "y": 1}`, `[("x", 2), ("y", 1)]` or `["x", "y"]`: the variables, each with its order.
 WrtSpec: TypeAlias = str | Mapping[str, int] | Sequence[tuple[str, int] | str] | None
 SimplificationName: TypeAlias = Literal["none", "fast", "full"]
+# Output formats besides text: "latex", "mathml", and code in "python", "c" or "javascript".
+FormatName: TypeAlias = Literal["latex", "mathml", "python", "c", "javascript"]
 Point: TypeAlias = Mapping[str, float]
 Points: TypeAlias = Mapping[str, ColumnInput]
 
@@ -20,6 +35,18 @@ _SIMPLIFICATIONS: Mapping[str, pb.Simplification.ValueType] = {
     "none": pb.SIMPLIFICATION_NONE,
     "fast": pb.SIMPLIFICATION_FAST,
     "full": pb.SIMPLIFICATION_FULL,
+}
+
+
+_FORMAT_VALUES: Mapping[str, pb.OutputFormat.ValueType] = {
+    "latex": pb.OUTPUT_FORMAT_LATEX,
+    "mathml": pb.OUTPUT_FORMAT_MATHML,
+    "python": pb.OUTPUT_FORMAT_PYTHON,
+    "c": pb.OUTPUT_FORMAT_C,
+    "javascript": pb.OUTPUT_FORMAT_JAVASCRIPT,
+}
+_FORMAT_NAMES: Mapping[int, str] = {
+    v.number: v.name.removeprefix("OUTPUT_FORMAT_").lower() for v in pb.OutputFormat.DESCRIPTOR.values
 }
 
 
@@ -42,16 +69,31 @@ def wrt_messages(wrt: WrtSpec) -> list[pb.Wrt]:
 
 
 def differentiate_request(
-    expression: str, wrt: WrtSpec, simplification: SimplificationName, latex: bool
+    expression: str,
+    wrt: WrtSpec,
+    simplification: SimplificationName,
+    latex: bool,
+    *,
+    explain: bool = False,
+    verify: bool = False,
+    formats: Sequence[FormatName] = (),
 ) -> pb.DifferentiateRequest:
     """The DifferentiateRequest for `Client.differentiate`."""
     if simplification not in _SIMPLIFICATIONS:
         raise ValueError(f"simplification must be one of {sorted(_SIMPLIFICATIONS)}, got {simplification!r}")
+    if isinstance(formats, str):
+        formats = [formats]  # type: ignore[list-item]  # a single name where a list was meant
+    unknown = [name for name in formats if name not in _FORMAT_VALUES]
+    if unknown:
+        raise ValueError(f"formats must be among {sorted(_FORMAT_VALUES)}, got {unknown!r}")
+    wanted: list[str] = [*(["latex"] if latex else []), *formats]
     return pb.DifferentiateRequest(
         expression=expression,
         wrt=wrt_messages(wrt),
         simplification=_SIMPLIFICATIONS[simplification],
-        formats=[pb.OUTPUT_FORMAT_LATEX] if latex else [],
+        formats=list(dict.fromkeys(_FORMAT_VALUES[name] for name in wanted)),
+        explain=explain,
+        verify=verify,
     )
 
 
@@ -96,12 +138,74 @@ def gradient_request(
     )
 
 
-def derivative(response: pb.DifferentiateResponse, latex: bool) -> Derivative:
+def derivative(response: pb.DifferentiateResponse, latex: bool, mathml: bool = False) -> Derivative:
     """The `Derivative` a DifferentiateResponse carries."""
     return Derivative(
         derivative=response.derivative,
         latex=response.latex if latex else None,
         variables=tuple(response.variables),
+        steps=tuple(_step(step) for step in response.steps),
+        check=_check(response.check) if response.HasField("check") else None,
+        mathml=response.mathml if mathml else None,
+        code=tuple(
+            GeneratedCode(
+                format=_FORMAT_NAMES.get(code.format, str(code.format)),
+                source=code.source,
+                function_name=code.function_name,
+                parameters=tuple(code.parameters),
+            )
+            for code in response.code
+        ),
+    )
+
+
+def _formula(message: pb.Formula) -> Formula:
+    return Formula(message.text, message.latex)
+
+
+def _rule(value: pb.Step.Rule.ValueType) -> str:
+    return pb.Step.Rule.Name(value).removeprefix("RULE_").lower() if value in _RULES else str(value)
+
+
+_RULES = frozenset(pb.Step.Rule.values())
+
+
+def _step(message: pb.Step) -> Step:
+    chain = None
+    if message.HasField("chain"):
+        c = message.chain
+        chain = ChainRule(
+            outer_rule=_rule(c.outer_rule),
+            outer=_formula(c.outer),
+            inner=_formula(c.inner),
+            outer_derivative_of_u=_formula(c.outer_derivative_of_u),
+            outer_derivative=_formula(c.outer_derivative),
+            inner_derivative=_formula(c.inner_derivative),
+            product=_formula(c.product),
+            factors=tuple(_formula(factor) for factor in c.factors),
+        )
+    return Step(
+        rule=_rule(message.rule),
+        variable=message.variable,
+        order=message.order,
+        expression=_formula(message.expression),
+        result=_formula(message.result),
+        depends_on=tuple(message.depends_on),
+        description=message.description,
+        chain=chain,
+    )
+
+
+def _check(message: pb.Check) -> Check:
+    return Check(
+        verdict=pb.Check.Verdict.Name(message.verdict).removeprefix("VERDICT_").lower(),
+        method=pb.Check.Method.Name(message.method).removeprefix("METHOD_").lower(),
+        max_relative_error=message.max_relative_error,
+        tolerance=message.tolerance,
+        points=tuple(
+            CheckPoint(dict(point.point), point.symbolic, point.numeric, point.relative_error)
+            for point in message.points
+        ),
     )
 
 
@@ -157,4 +261,8 @@ def server_info(response: pb.GetServerInfoResponse) -> ServerInfo:
         constants=tuple(response.constants),
         output_formats=_enum_names(response.output_formats, "OUTPUT_FORMAT_", formats),
         simplifications=_enum_names(response.simplifications, "SIMPLIFICATION_", modes),
+        format_support={
+            _FORMAT_NAMES.get(entry.format, str(entry.format)): tuple(entry.functions)
+            for entry in response.format_support
+        },
     )

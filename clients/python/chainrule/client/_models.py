@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
@@ -14,12 +15,95 @@ Column: TypeAlias = "list[float] | npt.NDArray[np.float64]"
 
 
 @dataclass(frozen=True)
+class Formula:
+    """One expression as text in chainrule's grammar and as LaTeX."""
+
+    text: str
+    latex: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class ChainRule:
+    """One layer of the chain rule: d/dx f(g(x)) = f'(g(x)) * g'(x).
+
+    `outer` is f(u), `inner` is u = g(x), `outer_derivative` is f' evaluated at the inner function,
+    `factors` has one factor per layer of the nest, outermost first.
+    """
+
+    outer_rule: str
+    outer: Formula
+    inner: Formula
+    outer_derivative_of_u: Formula
+    outer_derivative: Formula
+    inner_derivative: Formula
+    product: Formula
+    factors: tuple[Formula, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a derivation: `rule` ("chain", "product", ...) takes d/d`variable` of `expression`
+    to `result`, using the results of the steps `depends_on` (indices into `Derivative.steps`)."""
+
+    rule: str
+    variable: str
+    order: int
+    expression: Formula
+    result: Formula
+    depends_on: tuple[int, ...]
+    description: str
+    chain: ChainRule | None
+
+
+@dataclass(frozen=True)
+class CheckPoint:
+    """One point of a numeric check: the variables' values and both derivatives there."""
+
+    point: Mapping[str, float]
+    symbolic: float
+    numeric: float
+    relative_error: float
+
+
+@dataclass(frozen=True)
+class Check:
+    """The server's numeric self-check: `verdict` is "ok", "mismatch" or "inconclusive"."""
+
+    verdict: str
+    method: str
+    max_relative_error: float
+    tolerance: float
+    points: tuple[CheckPoint, ...]
+
+
+@dataclass(frozen=True)
+class GeneratedCode:
+    """The derivative as a function in `format` ("python", "c" or "javascript")."""
+
+    format: str
+    source: str
+    function_name: str
+    parameters: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Derivative:
-    """A symbolic derivative: text in chainrule's grammar, LaTeX when asked, the input's variables."""
+    """A symbolic derivative: text in chainrule's grammar, LaTeX when asked, the input's variables.
+
+    With `explain=True`, `steps` is the derivation (its last result is `derivative`); with
+    `verify=True`, `check` is the numeric self-check; `mathml` and `code` hold the formats asked for.
+    """
 
     derivative: str
     latex: str | None
     variables: tuple[str, ...]
+    steps: tuple[Step, ...] = ()
+    check: Check | None = None
+    mathml: str | None = None
+    code: tuple[GeneratedCode, ...] = ()
 
     def __str__(self) -> str:
         return self.derivative
@@ -72,6 +156,7 @@ class ServerInfo:
     constants: tuple[str, ...]
     output_formats: tuple[str, ...]
     simplifications: tuple[str, ...]
+    format_support: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def limit(self, name: str) -> float | None:
         """The maximum of the limit called `name`, or None when the server has no such limit."""

@@ -44,6 +44,14 @@ export enum OutputFormat {
   OUTPUT_FORMAT_TEXT = 1,
   /** OUTPUT_FORMAT_LATEX - LaTeX, returned in `latex`. */
   OUTPUT_FORMAT_LATEX = 2,
+  /** OUTPUT_FORMAT_MATHML - Presentation MathML (the markup inside `<math>`), returned in `mathml`. */
+  OUTPUT_FORMAT_MATHML = 3,
+  /** OUTPUT_FORMAT_PYTHON - A Python function using numpy (and scipy.special where needed), returned in `code`. */
+  OUTPUT_FORMAT_PYTHON = 4,
+  /** OUTPUT_FORMAT_C - A C function using `math.h` (C99), returned in `code`. */
+  OUTPUT_FORMAT_C = 5,
+  /** OUTPUT_FORMAT_JAVASCRIPT - A JavaScript function using `Math`, returned in `code`. */
+  OUTPUT_FORMAT_JAVASCRIPT = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -66,8 +74,16 @@ export interface DifferentiateRequest {
   wrt: Wrt[];
   /** How much to simplify the result; unspecified means SIMPLIFICATION_FAST. */
   simplification: Simplification;
-  /** Output formats wanted besides text. */
+  /**
+   * Output formats wanted besides text. A code format whose language lacks a function the
+   * derivative needs (erf in JavaScript, polygamma in C) fails with FAILED_PRECONDITION, reason
+   * UNSUPPORTED_FUNCTION, naming the function; `GetServerInfo.format_support` lists what each has.
+   */
   formats: OutputFormat[];
+  /** Also return `steps`: the derivation, rule by rule, ending in `derivative`. */
+  explain: boolean;
+  /** Also return `check`: the derivative compared with a numeric derivative at random points. */
+  verify: boolean;
 }
 
 /** DifferentiateResponse carries the derivative. */
@@ -76,8 +92,214 @@ export interface DifferentiateResponse {
   derivative: string;
   /** The derivative in LaTeX, when OUTPUT_FORMAT_LATEX was asked for. */
   latex: string;
-  /** The free variables of the input expression, sorted. */
+  /** The free variables of the input expression, sorted (the parameters of generated `code`). */
   variables: string[];
+  /**
+   * When `explain` was set: the derivation. Each step's `depends_on` refers to earlier steps by
+   * index; the last step's result is `derivative` (the server checks this).
+   */
+  steps: Step[];
+  /** When `verify` was set: the numeric self-check of `derivative`. */
+  check:
+    | Check
+    | undefined;
+  /** The derivative in presentation MathML, when OUTPUT_FORMAT_MATHML was asked for. */
+  mathml: string;
+  /** The derivative as code, one entry per code format asked for, in the order asked. */
+  code: GeneratedCode[];
+}
+
+/** Formula is one expression written two ways. */
+export interface Formula {
+  /** Text in chainrule's grammar (`2*x*cos(x^2)`). */
+  text: string;
+  /** LaTeX (`2 x \cos{\left(x^{2} \right)}`). */
+  latex: string;
+}
+
+/** Step is one step of a derivation: `rule` takes d/d`variable` of `expression` to `result`. */
+export interface Step {
+  /** The rule applied. */
+  rule: Step_Rule;
+  /** The variable differentiated by (empty when there is none: the derivative of a constant). */
+  variable: string;
+  /**
+   * Which differentiation pass this step belongs to, from 1: for d³/dx²dy passes 1 and 2 are by x
+   * and pass 3 by y, each differentiating the previous pass's result.
+   */
+  order: number;
+  /** The subexpression the rule is applied to. */
+  expression:
+    | Formula
+    | undefined;
+  /** Its derivative. */
+  result:
+    | Formula
+    | undefined;
+  /** Indices (into `steps`) of the steps whose results this one uses. */
+  dependsOn: number[];
+  /** The step in words, e.g. `product rule: (uv)' = u'v + uv'`. */
+  description: string;
+  /** For RULE_CHAIN: the layer of the chain rule this step applies. */
+  chain: ChainRule | undefined;
+}
+
+/** Rule names the differentiation rule a step applies. */
+export enum Step_Rule {
+  /** RULE_UNSPECIFIED - Not set. */
+  RULE_UNSPECIFIED = 0,
+  /** RULE_CONSTANT - d/dx c = 0 for an expression without the variable. */
+  RULE_CONSTANT = 1,
+  /** RULE_VARIABLE - d/dx x = 1. */
+  RULE_VARIABLE = 2,
+  /** RULE_SUM - (u + v)' = u' + v'. */
+  RULE_SUM = 3,
+  /** RULE_CONSTANT_MULTIPLE - (c u)' = c u'. */
+  RULE_CONSTANT_MULTIPLE = 4,
+  /** RULE_PRODUCT - (u v)' = u'v + u v' (for n factors, one term per factor). */
+  RULE_PRODUCT = 5,
+  /** RULE_QUOTIENT - (u/v)' = (u'v - u v')/v^2. */
+  RULE_QUOTIENT = 6,
+  /** RULE_POWER - (x^n)' = n x^(n-1), including roots. */
+  RULE_POWER = 7,
+  /** RULE_CHAIN - (f(g(x)))' = f'(g(x)) g'(x); the step's `chain` spells it out. */
+  RULE_CHAIN = 8,
+  /** RULE_EXP - (e^x)' = e^x and (a^x)' = a^x ln(a). */
+  RULE_EXP = 9,
+  /** RULE_LOG - (ln x)' = 1/x. */
+  RULE_LOG = 10,
+  /** RULE_TRIG - sin, cos, tan, sec, csc, cot. */
+  RULE_TRIG = 11,
+  /** RULE_INVERSE_TRIG - asin, acos, atan, asec, acsc, acot, atan2. */
+  RULE_INVERSE_TRIG = 12,
+  /** RULE_HYPERBOLIC - sinh, cosh, tanh, ... and their inverses. */
+  RULE_HYPERBOLIC = 13,
+  /** RULE_GENERAL_POWER - (u^v)' = u^v (v' ln(u) + v u'/u), both depending on the variable. */
+  RULE_GENERAL_POWER = 14,
+  /** RULE_PIECEWISE - abs, sign, floor, ceiling, Heaviside, min, max (away from their kinks and jumps). */
+  RULE_PIECEWISE = 15,
+  /** RULE_SPECIAL - erf, gamma, loggamma, polygamma, zeta, ... */
+  RULE_SPECIAL = 16,
+  /** RULE_OTHER - Any other rule, e.g. several arguments of one function depending on the variable. */
+  RULE_OTHER = 17,
+  /** RULE_SIMPLIFY - A rewriting of the previous step's result into the form returned in `derivative`. */
+  RULE_SIMPLIFY = 18,
+  /** RULE_SUMMARY - A whole differentiation pass given by its result only (past the explanation's size limit). */
+  RULE_SUMMARY = 19,
+  UNRECOGNIZED = -1,
+}
+
+/** ChainRule spells out d/dx f(g(x)) = f'(g(x)) · g'(x) for one layer of a nest. */
+export interface ChainRule {
+  /** The rule that differentiates the outer function f (RULE_TRIG for sin, RULE_POWER for u^2). */
+  outerRule: Step_Rule;
+  /** The outer function f(u), e.g. `sin(u)`. */
+  outer:
+    | Formula
+    | undefined;
+  /** The inner function u = g(x), e.g. `x^2`. */
+  inner:
+    | Formula
+    | undefined;
+  /** f'(u), e.g. `cos(u)`. */
+  outerDerivativeOfU:
+    | Formula
+    | undefined;
+  /** The outer derivative evaluated at the inner function, f'(g(x)), e.g. `cos(x^2)` (not `cos(x)`). */
+  outerDerivative:
+    | Formula
+    | undefined;
+  /** The inner derivative g'(x), e.g. `2*x`. */
+  innerDerivative:
+    | Formula
+    | undefined;
+  /** f'(g(x)) · g'(x) as written, before tidying, e.g. `2*(3*x + 1)*3`. */
+  product:
+    | Formula
+    | undefined;
+  /**
+   * One factor per layer, outermost first: sin(cos(exp(x^2))) gives cos(cos(exp(x^2))),
+   * -sin(exp(x^2)), exp(x^2) and 2*x.
+   */
+  factors: Formula[];
+}
+
+/** Check is a numeric self-check of a derivative. */
+export interface Check {
+  /** The outcome. */
+  verdict: Check_Verdict;
+  /** How the numeric derivative was taken. */
+  method: Check_Method;
+  /** The largest relative error over the points: |symbolic - numeric| / max(|symbolic|, |numeric|, 1e-15). */
+  maxRelativeError: number;
+  /** The relative error under which a point agrees. */
+  tolerance: number;
+  /** The points compared (random, reproducible, where everything is finite and real). */
+  points: CheckPoint[];
+}
+
+/** Verdict is the outcome of a check. */
+export enum Check_Verdict {
+  /** VERDICT_UNSPECIFIED - Not set. */
+  VERDICT_UNSPECIFIED = 0,
+  /** VERDICT_OK - Every point agrees within `tolerance`. */
+  VERDICT_OK = 1,
+  /** VERDICT_MISMATCH - Some point does not agree: a bug in chainrule, worth reporting. */
+  VERDICT_MISMATCH = 2,
+  /** VERDICT_INCONCLUSIVE - No point was found where the expression and its derivative are finite reals. */
+  VERDICT_INCONCLUSIVE = 3,
+  UNRECOGNIZED = -1,
+}
+
+/** Method is how the numeric derivative was taken. */
+export enum Check_Method {
+  /** METHOD_UNSPECIFIED - Not set. */
+  METHOD_UNSPECIFIED = 0,
+  /** METHOD_COMPLEX_STEP - Im f(x + ih)/h: a first derivative of an analytic expression, free of cancellation. */
+  METHOD_COMPLEX_STEP = 1,
+  /** METHOD_CENTRAL_DIFFERENCE - High-precision central differences (mpmath): higher orders, mixed partials, abs/sign/floor. */
+  METHOD_CENTRAL_DIFFERENCE = 2,
+  UNRECOGNIZED = -1,
+}
+
+/** CheckPoint is one point of a Check. */
+export interface CheckPoint {
+  /** The value of each variable at the point. */
+  point: { [key: string]: number };
+  /** The symbolic derivative there, evaluated at high precision. */
+  symbolic: number;
+  /** The numeric derivative there. */
+  numeric: number;
+  /** Their relative error. */
+  relativeError: number;
+}
+
+export interface CheckPoint_PointEntry {
+  key: string;
+  value: number;
+}
+
+/** GeneratedCode is the derivative as one complete function definition in a programming language. */
+export interface GeneratedCode {
+  /** The language: OUTPUT_FORMAT_PYTHON, OUTPUT_FORMAT_C or OUTPUT_FORMAT_JAVASCRIPT. */
+  format: OutputFormat;
+  /** The source: includes or imports, then the function. */
+  source: string;
+  /** The function's name. */
+  functionName: string;
+  /**
+   * The function's parameters in order: `variables`, with a trailing `_` where a name clashes with
+   * a keyword of the language.
+   */
+  parameters: string[];
+}
+
+/** FormatSupport says which functions an output format can express. */
+export interface FormatSupport {
+  /** The format. */
+  format: OutputFormat;
+  /** The function names (aliases included, sorted) that derivatives in this format may contain. */
+  functions: string[];
 }
 
 /** Array is one column of float64 values: either a list or raw little-endian bytes, not both. */
@@ -206,6 +428,8 @@ export interface GetServerInfoResponse {
   outputFormats: OutputFormat[];
   /** The simplification modes this server supports. */
   simplifications: Simplification[];
+  /** For each output format, the functions it can express. */
+  formatSupport: FormatSupport[];
 }
 
 function createBaseWrt(): Wrt {
@@ -276,7 +500,7 @@ export const Wrt: MessageFns<Wrt> = {
 };
 
 function createBaseDifferentiateRequest(): DifferentiateRequest {
-  return { expression: "", wrt: [], simplification: 0, formats: [] };
+  return { expression: "", wrt: [], simplification: 0, formats: [], explain: false, verify: false };
 }
 
 export const DifferentiateRequest: MessageFns<DifferentiateRequest> = {
@@ -296,6 +520,12 @@ export const DifferentiateRequest: MessageFns<DifferentiateRequest> = {
         writer.int32(v);
       }
       writer.join();
+    }
+    if (message.explain !== false) {
+      writer.uint32(40).bool(message.explain);
+    }
+    if (message.verify !== false) {
+      writer.uint32(48).bool(message.verify);
     }
     return writer;
   },
@@ -355,6 +585,22 @@ export const DifferentiateRequest: MessageFns<DifferentiateRequest> = {
 
             break;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.explain = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.verify = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -376,12 +622,14 @@ export const DifferentiateRequest: MessageFns<DifferentiateRequest> = {
     message.wrt = object.wrt?.map((e) => Wrt.fromPartial(e)) || [];
     message.simplification = object.simplification ?? 0;
     message.formats = object.formats?.map((e) => e) || [];
+    message.explain = object.explain ?? false;
+    message.verify = object.verify ?? false;
     return message;
   },
 };
 
 function createBaseDifferentiateResponse(): DifferentiateResponse {
-  return { derivative: "", latex: "", variables: [] };
+  return { derivative: "", latex: "", variables: [], steps: [], check: undefined, mathml: "", code: [] };
 }
 
 export const DifferentiateResponse: MessageFns<DifferentiateResponse> = {
@@ -394,6 +642,18 @@ export const DifferentiateResponse: MessageFns<DifferentiateResponse> = {
     }
     for (const v of message.variables) {
       writer.uint32(26).string(v!);
+    }
+    for (const v of message.steps) {
+      Step.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.check !== undefined) {
+      Check.encode(message.check, writer.uint32(42).fork()).join();
+    }
+    if (message.mathml !== "") {
+      writer.uint32(50).string(message.mathml);
+    }
+    for (const v of message.code) {
+      GeneratedCode.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -435,6 +695,38 @@ export const DifferentiateResponse: MessageFns<DifferentiateResponse> = {
             message.variables.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.steps.push(Step.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.check = Check.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.mathml = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.code.push(GeneratedCode.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -455,6 +747,835 @@ export const DifferentiateResponse: MessageFns<DifferentiateResponse> = {
     message.derivative = object.derivative ?? "";
     message.latex = object.latex ?? "";
     message.variables = object.variables?.map((e) => e) || [];
+    message.steps = object.steps?.map((e) => Step.fromPartial(e)) || [];
+    message.check = (object.check !== undefined && object.check !== null) ? Check.fromPartial(object.check) : undefined;
+    message.mathml = object.mathml ?? "";
+    message.code = object.code?.map((e) => GeneratedCode.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFormula(): Formula {
+  return { text: "", latex: "" };
+}
+
+export const Formula: MessageFns<Formula> = {
+  encode(message: Formula, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.text !== "") {
+      writer.uint32(10).string(message.text);
+    }
+    if (message.latex !== "") {
+      writer.uint32(18).string(message.latex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Formula {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFormula();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.latex = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<Formula>, I>>(base?: I): Formula {
+    return Formula.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Formula>, I>>(object: I): Formula {
+    const message = createBaseFormula();
+    message.text = object.text ?? "";
+    message.latex = object.latex ?? "";
+    return message;
+  },
+};
+
+function createBaseStep(): Step {
+  return {
+    rule: 0,
+    variable: "",
+    order: 0,
+    expression: undefined,
+    result: undefined,
+    dependsOn: [],
+    description: "",
+    chain: undefined,
+  };
+}
+
+export const Step: MessageFns<Step> = {
+  encode(message: Step, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rule !== 0) {
+      writer.uint32(8).int32(message.rule);
+    }
+    if (message.variable !== "") {
+      writer.uint32(18).string(message.variable);
+    }
+    if (message.order !== 0) {
+      writer.uint32(24).uint32(message.order);
+    }
+    if (message.expression !== undefined) {
+      Formula.encode(message.expression, writer.uint32(34).fork()).join();
+    }
+    if (message.result !== undefined) {
+      Formula.encode(message.result, writer.uint32(42).fork()).join();
+    }
+    if (message.dependsOn.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.dependsOn) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.description !== "") {
+      writer.uint32(58).string(message.description);
+    }
+    if (message.chain !== undefined) {
+      ChainRule.encode(message.chain, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Step {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStep();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rule = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.variable = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.order = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.expression = Formula.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.result = Formula.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag === 48) {
+              message.dependsOn.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.dependsOn.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.chain = ChainRule.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<Step>, I>>(base?: I): Step {
+    return Step.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Step>, I>>(object: I): Step {
+    const message = createBaseStep();
+    message.rule = object.rule ?? 0;
+    message.variable = object.variable ?? "";
+    message.order = object.order ?? 0;
+    message.expression = (object.expression !== undefined && object.expression !== null)
+      ? Formula.fromPartial(object.expression)
+      : undefined;
+    message.result = (object.result !== undefined && object.result !== null)
+      ? Formula.fromPartial(object.result)
+      : undefined;
+    message.dependsOn = object.dependsOn?.map((e) => e) || [];
+    message.description = object.description ?? "";
+    message.chain = (object.chain !== undefined && object.chain !== null)
+      ? ChainRule.fromPartial(object.chain)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseChainRule(): ChainRule {
+  return {
+    outerRule: 0,
+    outer: undefined,
+    inner: undefined,
+    outerDerivativeOfU: undefined,
+    outerDerivative: undefined,
+    innerDerivative: undefined,
+    product: undefined,
+    factors: [],
+  };
+}
+
+export const ChainRule: MessageFns<ChainRule> = {
+  encode(message: ChainRule, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.outerRule !== 0) {
+      writer.uint32(8).int32(message.outerRule);
+    }
+    if (message.outer !== undefined) {
+      Formula.encode(message.outer, writer.uint32(18).fork()).join();
+    }
+    if (message.inner !== undefined) {
+      Formula.encode(message.inner, writer.uint32(26).fork()).join();
+    }
+    if (message.outerDerivativeOfU !== undefined) {
+      Formula.encode(message.outerDerivativeOfU, writer.uint32(34).fork()).join();
+    }
+    if (message.outerDerivative !== undefined) {
+      Formula.encode(message.outerDerivative, writer.uint32(42).fork()).join();
+    }
+    if (message.innerDerivative !== undefined) {
+      Formula.encode(message.innerDerivative, writer.uint32(50).fork()).join();
+    }
+    if (message.product !== undefined) {
+      Formula.encode(message.product, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.factors) {
+      Formula.encode(v!, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChainRule {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChainRule();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.outerRule = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.outer = Formula.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.inner = Formula.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.outerDerivativeOfU = Formula.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.outerDerivative = Formula.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.innerDerivative = Formula.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.product = Formula.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.factors.push(Formula.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ChainRule>, I>>(base?: I): ChainRule {
+    return ChainRule.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChainRule>, I>>(object: I): ChainRule {
+    const message = createBaseChainRule();
+    message.outerRule = object.outerRule ?? 0;
+    message.outer = (object.outer !== undefined && object.outer !== null)
+      ? Formula.fromPartial(object.outer)
+      : undefined;
+    message.inner = (object.inner !== undefined && object.inner !== null)
+      ? Formula.fromPartial(object.inner)
+      : undefined;
+    message.outerDerivativeOfU = (object.outerDerivativeOfU !== undefined && object.outerDerivativeOfU !== null)
+      ? Formula.fromPartial(object.outerDerivativeOfU)
+      : undefined;
+    message.outerDerivative = (object.outerDerivative !== undefined && object.outerDerivative !== null)
+      ? Formula.fromPartial(object.outerDerivative)
+      : undefined;
+    message.innerDerivative = (object.innerDerivative !== undefined && object.innerDerivative !== null)
+      ? Formula.fromPartial(object.innerDerivative)
+      : undefined;
+    message.product = (object.product !== undefined && object.product !== null)
+      ? Formula.fromPartial(object.product)
+      : undefined;
+    message.factors = object.factors?.map((e) => Formula.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCheck(): Check {
+  return { verdict: 0, method: 0, maxRelativeError: 0, tolerance: 0, points: [] };
+}
+
+export const Check: MessageFns<Check> = {
+  encode(message: Check, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.verdict !== 0) {
+      writer.uint32(8).int32(message.verdict);
+    }
+    if (message.method !== 0) {
+      writer.uint32(16).int32(message.method);
+    }
+    if (message.maxRelativeError !== 0) {
+      writer.uint32(25).double(message.maxRelativeError);
+    }
+    if (message.tolerance !== 0) {
+      writer.uint32(33).double(message.tolerance);
+    }
+    for (const v of message.points) {
+      CheckPoint.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Check {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.verdict = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.method = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.maxRelativeError = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.tolerance = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.points.push(CheckPoint.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<Check>, I>>(base?: I): Check {
+    return Check.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Check>, I>>(object: I): Check {
+    const message = createBaseCheck();
+    message.verdict = object.verdict ?? 0;
+    message.method = object.method ?? 0;
+    message.maxRelativeError = object.maxRelativeError ?? 0;
+    message.tolerance = object.tolerance ?? 0;
+    message.points = object.points?.map((e) => CheckPoint.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCheckPoint(): CheckPoint {
+  return { point: {}, symbolic: 0, numeric: 0, relativeError: 0 };
+}
+
+export const CheckPoint: MessageFns<CheckPoint> = {
+  encode(message: CheckPoint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    globalThis.Object.entries(message.point).forEach(([key, value]: [string, number]) => {
+      CheckPoint_PointEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
+    });
+    if (message.symbolic !== 0) {
+      writer.uint32(17).double(message.symbolic);
+    }
+    if (message.numeric !== 0) {
+      writer.uint32(25).double(message.numeric);
+    }
+    if (message.relativeError !== 0) {
+      writer.uint32(33).double(message.relativeError);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckPoint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckPoint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const entry1 = CheckPoint_PointEntry.decode(reader, reader.uint32());
+            if (entry1.value !== undefined) {
+              message.point[entry1.key] = entry1.value;
+            }
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.symbolic = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.numeric = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.relativeError = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<CheckPoint>, I>>(base?: I): CheckPoint {
+    return CheckPoint.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CheckPoint>, I>>(object: I): CheckPoint {
+    const message = createBaseCheckPoint();
+    message.point = (globalThis.Object.entries(object.point ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.symbolic = object.symbolic ?? 0;
+    message.numeric = object.numeric ?? 0;
+    message.relativeError = object.relativeError ?? 0;
+    return message;
+  },
+};
+
+function createBaseCheckPoint_PointEntry(): CheckPoint_PointEntry {
+  return { key: "", value: 0 };
+}
+
+export const CheckPoint_PointEntry: MessageFns<CheckPoint_PointEntry> = {
+  encode(message: CheckPoint_PointEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckPoint_PointEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckPoint_PointEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<CheckPoint_PointEntry>, I>>(base?: I): CheckPoint_PointEntry {
+    return CheckPoint_PointEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CheckPoint_PointEntry>, I>>(object: I): CheckPoint_PointEntry {
+    const message = createBaseCheckPoint_PointEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseGeneratedCode(): GeneratedCode {
+  return { format: 0, source: "", functionName: "", parameters: [] };
+}
+
+export const GeneratedCode: MessageFns<GeneratedCode> = {
+  encode(message: GeneratedCode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.format !== 0) {
+      writer.uint32(8).int32(message.format);
+    }
+    if (message.source !== "") {
+      writer.uint32(18).string(message.source);
+    }
+    if (message.functionName !== "") {
+      writer.uint32(26).string(message.functionName);
+    }
+    for (const v of message.parameters) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GeneratedCode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGeneratedCode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.format = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.functionName = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.parameters.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<GeneratedCode>, I>>(base?: I): GeneratedCode {
+    return GeneratedCode.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GeneratedCode>, I>>(object: I): GeneratedCode {
+    const message = createBaseGeneratedCode();
+    message.format = object.format ?? 0;
+    message.source = object.source ?? "";
+    message.functionName = object.functionName ?? "";
+    message.parameters = object.parameters?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseFormatSupport(): FormatSupport {
+  return { format: 0, functions: [] };
+}
+
+export const FormatSupport: MessageFns<FormatSupport> = {
+  encode(message: FormatSupport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.format !== 0) {
+      writer.uint32(8).int32(message.format);
+    }
+    for (const v of message.functions) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FormatSupport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFormatSupport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.format = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.functions.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<FormatSupport>, I>>(base?: I): FormatSupport {
+    return FormatSupport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FormatSupport>, I>>(object: I): FormatSupport {
+    const message = createBaseFormatSupport();
+    message.format = object.format ?? 0;
+    message.functions = object.functions?.map((e) => e) || [];
     return message;
   },
 };
@@ -1436,7 +2557,15 @@ export const Limit: MessageFns<Limit> = {
 };
 
 function createBaseGetServerInfoResponse(): GetServerInfoResponse {
-  return { version: "", limits: [], functions: [], constants: [], outputFormats: [], simplifications: [] };
+  return {
+    version: "",
+    limits: [],
+    functions: [],
+    constants: [],
+    outputFormats: [],
+    simplifications: [],
+    formatSupport: [],
+  };
 }
 
 export const GetServerInfoResponse: MessageFns<GetServerInfoResponse> = {
@@ -1466,6 +2595,9 @@ export const GetServerInfoResponse: MessageFns<GetServerInfoResponse> = {
         writer.int32(v);
       }
       writer.join();
+    }
+    for (const v of message.formatSupport) {
+      FormatSupport.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1551,6 +2683,14 @@ export const GetServerInfoResponse: MessageFns<GetServerInfoResponse> = {
 
             break;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.formatSupport.push(FormatSupport.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1574,6 +2714,7 @@ export const GetServerInfoResponse: MessageFns<GetServerInfoResponse> = {
     message.constants = object.constants?.map((e) => e) || [];
     message.outputFormats = object.outputFormats?.map((e) => e) || [];
     message.simplifications = object.simplifications?.map((e) => e) || [];
+    message.formatSupport = object.formatSupport?.map((e) => FormatSupport.fromPartial(e)) || [];
     return message;
   },
 };
