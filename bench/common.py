@@ -142,3 +142,11 @@ def rss_bytes(pid: int) -> int:
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(word) for word in path.read_text().split()] if path.exists() else []
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the forkserver and the symbolic workers it forked)."""
+    found = []
+    for child in children(pid):
+        found += [child, *descendants(child)]
+    return found

@@ -109,14 +109,12 @@ class ChainruleApi:
             request.explain,
             request.verify,
         )
-        found: jobs.Derivation | None = self.caches.differentiate.lookup(key)
+        # The cache holds finished responses, shared by every caller: the transports only serialise
+        # them, and nothing may mutate one.
+        found: pb.DifferentiateResponse | None = self.caches.differentiate.lookup(key)
         if found is None:
             found = await self.caches.differentiate.get_or_compute(key, lambda: self._derivation(request))
-        response = pb.DifferentiateResponse(
-            derivative=found.text, latex=found.latex, variables=found.variables
-        )
-        _add_extras(response, found.extras)
-        return response
+        return found
 
     async def evaluate(self, request: pb.EvaluateRequest) -> pb.EvaluateResponse:
         batch = self._decode_batch(request.point, request.points)
@@ -132,7 +130,7 @@ class ChainruleApi:
         if batch.single:
             response.value = float(result.values[0])
         else:
-            response.values.CopyFrom(_array(result.values, batch.raw_output))
+            _fill(response.values, result.values, batch.raw_output)
         return response
 
     async def gradient(self, request: pb.GradientAtPointRequest) -> pb.GradientAtPointResponse:
@@ -151,14 +149,16 @@ class ChainruleApi:
             response.gradient.extend(float(column[0]) for column in result.gradients)
             response.hessian.extend(float(column[0]) for column in result.hessians)
         else:
-            response.values.CopyFrom(_array(result.value, batch.raw_output))
-            response.gradients.extend(_array(column, batch.raw_output) for column in result.gradients)
-            response.hessians.extend(_array(column, batch.raw_output) for column in result.hessians)
+            _fill(response.values, result.value, batch.raw_output)
+            for column in result.gradients:
+                _fill(response.gradients.add(), column, batch.raw_output)
+            for column in result.hessians:
+                _fill(response.hessians.add(), column, batch.raw_output)
         return response
 
     # Cache misses: each level is looked up (and filled) through its own cache, with single flight.
 
-    async def _derivation(self, request: pb.DifferentiateRequest) -> tuple[jobs.Derivation, int]:
+    async def _derivation(self, request: pb.DifferentiateRequest) -> tuple[pb.DifferentiateResponse, int]:
         wrt = _wrt(request.wrt)
         simplification = _simplification(request.simplification)
         wants_latex = _wants_latex(request.formats)
@@ -171,8 +171,9 @@ class ChainruleApi:
             if wanted
             else jobs.Extras()
         )
-        result = jobs.Derivation(derived.text, latex, parsed.variables, extras)
-        return result, text_size(request.expression, result.text, result.latex) + _extras_size(extras)
+        response = pb.DifferentiateResponse(derivative=derived.text, latex=latex, variables=parsed.variables)
+        _add_extras(response, extras)
+        return response, text_size(request.expression, derived.text, latex) + _extras_size(extras)
 
     async def _extras(
         self,
@@ -184,7 +185,7 @@ class ChainruleApi:
         """Steps, check, MathML and code: counted in metrics when a self-check fails."""
         try:
             extras = await self._symbolic.run(
-                jobs.derive_extras, parsed.expression, *target, wanted, self.limits
+                jobs.derive_extras, parsed.portable, *target, wanted, self.limits
             )
         except explain.StepsMismatchError:
             self.metrics.explain_mismatches.inc()
@@ -222,7 +223,7 @@ class ChainruleApi:
     ) -> jobs.Derived:
         async def compute() -> tuple[jobs.Derived, int]:
             derived = await self._symbolic.run(
-                jobs.derive_parsed, parsed.expression, wrt, simplification, self.limits
+                jobs.derive_parsed, parsed.portable, wrt, simplification, self.limits
             )
             self.metrics.observe_timings(derived.timings)
             return derived, 4 * text_size(derived.text)
@@ -234,7 +235,7 @@ class ChainruleApi:
 
     async def _latex(self, key: Hashable, derived: jobs.Derived) -> str:
         async def compute() -> tuple[str, int]:
-            text = await self._symbolic.run(jobs.latex, derived.expression)
+            text = await self._symbolic.run(jobs.latex, derived.portable)
             return text, text_size(text)
 
         return await self.caches.latex.get_or_compute(key, compute)
@@ -388,7 +389,7 @@ def _format_field(formats: Sequence[int], language: str) -> str:
 
 def _add_extras(response: pb.DifferentiateResponse, extras: jobs.Extras) -> None:
     if not (extras.steps or extras.check or extras.mathml or extras.code):
-        return  # the common case, and the cached path: skip four protobuf field writes
+        return
     response.steps.extend(_step_message(step) for step in extras.steps)
     if extras.check is not None:
         response.check.CopyFrom(_check_message(extras.check))
@@ -516,10 +517,16 @@ def _common_length(columns: Mapping[str, FloatArray]) -> int:
     return lengths.pop() if lengths else 1
 
 
-def _array(values: FloatArray, raw: bool) -> pb.Array:
+def _fill(target: pb.Array, values: FloatArray, raw: bool) -> None:
+    """Write a column straight into the response's Array.
+
+    Building an Array and then copying it into the response (CopyFrom, extend) costs one more copy
+    of every column: 40 MB for a gradient at 10^6 points, a third of the response's server time.
+    """
     if raw:
-        return pb.Array(f64le=np.ascontiguousarray(values, dtype="<f8").tobytes())
-    return pb.Array(values=values.tolist())
+        target.f64le = np.ascontiguousarray(values, dtype="<f8").tobytes()
+    else:
+        target.values.extend(values.tolist())
 
 
 def _timed(fn: Callable[..., _Result], *args: Any) -> tuple[_Result, float]:

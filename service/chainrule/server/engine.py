@@ -12,8 +12,10 @@ per distinct node makes high derivatives about ten times cheaper; the derivative
 from __future__ import annotations
 
 import enum
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sympy
 from sympy.core.function import AppliedUndef, ArgumentIndexError
@@ -38,6 +40,7 @@ __all__ = [
     "EngineLimits",
     "EvaluationResult",
     "GradientResult",
+    "Portable",
     "Simplification",
     "compile_function",
     "compile_gradient",
@@ -50,6 +53,7 @@ __all__ = [
     "gradient",
     "gradient_components",
     "resolve_wrt",
+    "resolved",
     "to_latex",
 ]
 
@@ -73,6 +77,40 @@ class EngineLimits:
 
 
 DEFAULT_LIMITS = EngineLimits()
+
+
+class Portable:
+    """A sympy expression that crosses process boundaries as its pickle, rebuilt only where it is used.
+
+    Unpickling a sympy tree calls every constructor again (assumptions and all): in a process whose
+    sympy cache has not seen the expression it costs about half as much as parsing it. The server
+    process needs most derivatives only as text, so it keeps the bytes and forwards them as they are.
+    The bytes only ever come from our own worker processes.
+    """
+
+    __slots__ = ("_blob", "_expression")
+
+    def __init__(self, expression: sympy.Expr | None = None, blob: bytes | None = None) -> None:
+        self._expression = expression
+        self._blob = blob
+
+    @property
+    def expression(self) -> sympy.Expr:
+        """The expression, unpickled on first use."""
+        if self._expression is None:
+            assert self._blob is not None
+            self._expression = pickle.loads(self._blob)  # noqa: S301 (bytes from our own workers)
+        return self._expression
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._blob is None:
+            self._blob = pickle.dumps(self._expression, protocol=pickle.HIGHEST_PROTOCOL)
+        return (Portable, (None, self._blob))
+
+
+def resolved(value: sympy.Expr | Portable) -> sympy.Expr:
+    """The expression itself, whether given plainly or as a `Portable`."""
+    return value.expression if isinstance(value, Portable) else value
 
 
 def free_variables(expr: sympy.Basic) -> tuple[str, ...]:

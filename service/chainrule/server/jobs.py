@@ -157,22 +157,30 @@ Timings = tuple[tuple[str, float], ...]
 class Parsed:
     """A parsed expression with its canonical key: equal expressions have equal keys."""
 
-    expression: sympy.Expr
+    portable: engine.Portable
     key: str
     variables: tuple[str, ...]
     node_count: int
     timings: Timings
+
+    @property
+    def expression(self) -> sympy.Expr:
+        return self.portable.expression
 
 
 @dataclass(frozen=True)
 class Derived:
     """A derivative, simplified and printed as text, with what numeric work needs to know."""
 
-    expression: sympy.Expr
+    portable: engine.Portable
     text: str
     variables: tuple[str, ...]
     node_count: int
     timings: Timings
+
+    @property
+    def expression(self) -> sympy.Expr:
+        return self.portable.expression
 
 
 def parse_canonical(text: str, limits: Limits) -> Parsed:
@@ -182,21 +190,28 @@ def parse_canonical(text: str, limits: Limits) -> Parsed:
     key = sympy.srepr(expression)
     seconds = time.perf_counter() - start
     return Parsed(
-        expression, key, engine.free_variables(expression), _node_count(expression), (("parse", seconds),)
+        engine.Portable(expression),
+        key,
+        engine.free_variables(expression),
+        _node_count(expression),
+        (("parse", seconds),),
     )
 
 
 def derive_parsed(
-    expression: sympy.Expr, wrt: Wrt, simplification: engine.Simplification, limits: Limits
+    expression: sympy.Expr | engine.Portable,
+    wrt: Wrt,
+    simplification: engine.Simplification,
+    limits: Limits,
 ) -> Derived:
     """Differentiate and simplify an already parsed expression, timing the two stages apart."""
     start = time.perf_counter()
-    raw = engine.differentiate(expression, wrt, engine.Simplification.NONE, limits.engine)
+    raw = engine.differentiate(engine.resolved(expression), wrt, engine.Simplification.NONE, limits.engine)
     middle = time.perf_counter()
     derivative = engine.simplify(raw, simplification)
     end = time.perf_counter()
     return Derived(
-        derivative,
+        engine.Portable(derivative),
         parsing.to_text(derivative),
         engine.free_variables(derivative),
         _node_count(derivative),
@@ -204,13 +219,13 @@ def derive_parsed(
     )
 
 
-def latex(expression: sympy.Expr) -> str:
+def latex(expression: sympy.Expr | engine.Portable) -> str:
     """LaTeX for an expression (printing only: no stage of its own)."""
-    return engine.to_latex(expression)
+    return engine.to_latex(engine.resolved(expression))
 
 
 def derive_extras(
-    expression: sympy.Expr,
+    portable: sympy.Expr | engine.Portable,
     wrt: Wrt,
     simplification: engine.Simplification,
     request: ExtrasRequest,
@@ -222,6 +237,7 @@ def derive_extras(
     process is rebuilt with evaluation (6*(3*x + 1) arrives as 18*x + 6), and the last step must read
     exactly as the derivative returned.
     """
+    expression = engine.resolved(portable)
     derivative = engine.differentiate(expression, wrt, simplification, limits.engine)
     steps = (
         tuple(explain.explain(expression, wrt, derivative, limits=limits.engine)) if request.explain else ()

@@ -161,23 +161,23 @@ def evaluate(fn: CompiledFunction, columns: Mapping[str, Column], n_points: int)
     """Evaluate at `n_points` points; the result always has n_points float64 values."""
     arrays = _columns_for(fn.variables, fn.reads, columns, n_points)
     values = np.empty(n_points, dtype=np.float64)
-    _run(fn.function, arrays, [values])
-    return EvaluationResult(values, _nonfinite([values]))
+    counts = _run(fn.function, arrays, [values])
+    return EvaluationResult(values, counts[0])
 
 
 def gradient(fg: CompiledGradient, columns: Mapping[str, Column], n_points: int) -> GradientResult:
     """Value, gradient and (if compiled with it) Hessian at `n_points` points."""
     arrays = _columns_for(fg.variables, fg.reads, columns, n_points)
     outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fg.component_count)]
-    _run(fg.function, arrays, outputs)
+    counts = _run(fg.function, arrays, outputs)
     n = len(fg.variables)
     value, gradients, upper = outputs[0], tuple(outputs[1 : n + 1]), outputs[n + 1 :]
     pairs = [(i, j) for i in range(n) for j in range(i, n)] if fg.hessian else []
     index = {pair: k for k, pair in enumerate(pairs)}
     hessians = tuple(upper[index[(min(i, j), max(i, j))]] for i in range(n) for j in range(n) if fg.hessian)
     # Mirrored Hessian entries share one array: count it once per slot it fills.
-    count = _nonfinite([value, *gradients]) + sum(
-        _nonfinite([array]) * (1 if i == j else 2) for (i, j), array in zip(pairs, upper, strict=True)
+    count = sum(counts[: n + 1]) + sum(
+        found * (1 if i == j else 2) for (i, j), found in zip(pairs, counts[n + 1 :], strict=True)
     )
     return GradientResult(value, gradients, hessians, count)
 
@@ -193,20 +193,23 @@ def _columns_for(
     return arrays
 
 
-def _run(function: Callable[..., Any], arrays: Sequence[FloatArray], outputs: Sequence[FloatArray]) -> None:
+def _run(
+    function: Callable[..., Any], arrays: Sequence[FloatArray], outputs: Sequence[FloatArray]
+) -> list[int]:
+    """Fill `outputs`; return each output's count of non-finite values."""
     n = len(outputs[0])
     chunk = _chunk_size(len(outputs))
     if not _PARALLEL or n < _PARALLEL_MIN:
-        _run_range(function, arrays, outputs, 0, n, chunk=chunk)
-        return
+        return _run_range(function, arrays, outputs, 0, n, chunk=chunk)
     middle = (n // 2 + chunk - 1) // chunk * chunk
     helper = _HELPERS.submit(_run_range, function, arrays, outputs, middle, n, chunk=chunk)
-    _run_range(function, arrays, outputs, 0, middle, chunk=chunk)
+    mine = _run_range(function, arrays, outputs, 0, middle, chunk=chunk)
     # If the helper is still busy with another request, do its half here instead of waiting.
     if helper.cancel():
-        _run_range(function, arrays, outputs, middle, n, chunk=chunk)
+        theirs = _run_range(function, arrays, outputs, middle, n, chunk=chunk)
     else:
-        helper.result()
+        theirs = helper.result()
+    return [a + b for a, b in zip(mine, theirs, strict=True)]
 
 
 def _chunk_size(outputs: int) -> int:
@@ -223,15 +226,20 @@ def _run_range(
     stop: int,
     *,
     chunk: int,
-) -> None:
+) -> list[int]:
     single = len(outputs) == 1
+    counts = [0] * len(outputs)
     with np.errstate(all="ignore"):
         for low in range(start, stop, chunk):
             high = min(low + chunk, stop)
             part = [array if len(array) == 1 else array[low:high] for array in arrays]
             results = function(*part)
-            for output, result in zip(outputs, [results] if single else results, strict=True):
-                output[low:high] = _as_real(result)
+            for index, result in enumerate([results] if single else results):
+                written = outputs[index][low:high]
+                written[...] = _as_real(result)
+                # Counted while the chunk is still in cache: a second pass would reread every output.
+                counts[index] += _nonfinite_one(written)
+    return counts
 
 
 def _as_real(result: Any) -> Any:
@@ -242,10 +250,6 @@ def _as_real(result: Any) -> Any:
     if array.dtype != np.float64:
         return array.astype(np.float64)
     return array
-
-
-def _nonfinite(arrays: Sequence[FloatArray]) -> int:
-    return sum(_nonfinite_one(array) for array in arrays)
 
 
 def _nonfinite_one(array: FloatArray) -> int:

@@ -217,7 +217,9 @@ class ProcessExecutor:
         self._io = concurrent.futures.ThreadPoolExecutor(
             max_workers=2 * self.size + 2, thread_name_prefix="chainrule-pool"
         )
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        # Last in, first out: the worker that just parsed an expression also differentiates it, with
+        # the expression still in its sympy cache (a FIFO rebuilds it in another worker: ~1 ms).
+        self._idle: asyncio.Queue[_Worker] = asyncio.LifoQueue()
         self._all: dict[int, _Worker] = {}
         self._busy: set[int] = set()
         self._replacing: set[asyncio.Task[None]] = set()
