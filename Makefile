@@ -81,11 +81,18 @@ client-test: setup
 	PYTHON=$(PYTHON) CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule bash scripts/client_venv_check.sh
 	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule npm test
 
-bench: setup system-deps
-	$(BIN)/python bench/harness.py
+BENCH_STAMP := $(VENV)/.bench-installed
 
-bench-quick: setup system-deps
-	$(BIN)/python bench/harness.py --quick
+$(BENCH_STAMP): pyproject.toml bench/package.json $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	cd bench && npm ci --no-audit --no-fund --silent
+	touch $@
+
+bench: setup system-deps $(BENCH_STAMP)
+	$(BIN)/python bench/run.py
+
+bench-quick: setup system-deps $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) build tools/node_modules

@@ -14,8 +14,9 @@ from typing import Any
 
 import harness
 import numpy as np
-from chainrule.v1 import chainrule_pb2 as pb
 from common import Row, channel, delta, median, own_cpu_seconds, raw_method, stage, timed
+
+from chainrule.v1 import chainrule_pb2 as pb
 
 EXPRESSION = "sin(x)*exp(-y^2/2) + log(1 + z^2)*sqrt(1 + w^2) + x*y*z*w"
 NAMES = ("w", "x", "y", "z")
@@ -39,8 +40,8 @@ def numpy_gradient(c: Columns) -> tuple[np.ndarray, ...]:
 def jax_gradient() -> Callable[..., Any] | None:
     """`jit(vmap(grad(f)))` over the four variables, float64, CPU; None when JAX is not installed."""
     try:
-        import jax
-        import jax.numpy as jnp
+        import jax  # noqa: PLC0415 (a bench-only extra)
+        import jax.numpy as jnp  # noqa: PLC0415
     except ImportError:
         return None
     jax.config.update("jax_enable_x64", True)
@@ -103,7 +104,8 @@ def measure(
             cpu = own_cpu_seconds()
             figures["e2e"].append(timed(lambda: call(body)))
             figures["cpu"].append((own_cpu_seconds() - cpu) / figures["e2e"][-1])
-            seconds, count = delta(stage(before, "evaluate"), stage(harness.scrape(ports["http_port"]), "evaluate"))
+            after = harness.scrape(ports["http_port"])
+            seconds, count = delta(stage(before, "evaluate"), stage(after, "evaluate"))
             assert count == 1
             figures["server"].append(seconds)
             figures["numpy"].append(timed(lambda: local(columns)))
@@ -135,7 +137,8 @@ def run(
         grad = measure("GradientAtPoint", points, rounds, ports, echo_port, jax_run)
         details[f"gradient_{points}"] = grad
         if jax_run is not None:
-            rows.append(Row("4 batch gradients", f"server-side compute, {points:,} points vs JAX jit(vmap(grad))",
+            measure_text = f"server-side compute, {points:,} points vs JAX jit(vmap(grad))"
+            rows.append(Row("4 batch gradients", measure_text,
                             grad["server"] * ms, grad["jax"] * ms, "ms", 1.0,
                             note=f"chainrule returns value + 4 partials; JAX the 4 partials; "
                             f"numpy by hand {grad['numpy'] * ms:.1f} ms"))  # fmt: skip

@@ -116,10 +116,12 @@ def run(ports: dict[str, int], count: int, chunk: int = 20) -> tuple[list[Row], 
             note=f"chainrule stages: {stages}"),
         Row("2 cold derivatives", "derivatives/s vs math.js derivative (simplify on, its default)",
             ours_fast["rps"], theirs_fast["rps"], "1/s", 3.0, higher_is_better=True,
-            note=f"{len(fast_set)} distinct; chainrule FAST, 4 in flight; client CPU {ours_fast['client_cpu']:.2f}"),
+            note=f"{len(fast_set)} distinct; chainrule FAST, 4 in flight; "
+            f"client CPU {ours_fast['client_cpu']:.2f}"),
         Row("2 cold derivatives", "derivatives/s vs math.js derivative (simplify off)",
             ours_raw["rps"], theirs_raw["rps"], "1/s", 3.0, higher_is_better=True,
-            note=f"{len(raw_set)} distinct; chainrule NONE, 4 in flight; client CPU {ours_raw['client_cpu']:.2f}"),
+            note=f"{len(raw_set)} distinct; chainrule NONE, 4 in flight; "
+            f"client CPU {ours_raw['client_cpu']:.2f}"),
     ]  # fmt: skip
     details: dict[str, object] = {
         "server_side": timing,

@@ -15,9 +15,10 @@ import tempfile
 from pathlib import Path
 
 import harness
+from common import Row, chainrule_command, channel, echo_command, median, server_env
+
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from common import Row, chainrule_command, channel, echo_command, median, server_env
 
 EXPRESSION = "sin(x)*exp(-y^2/2) + log(1 + z^2)*sqrt(1 + w^2) + x*y*z*w"
 METHOD = "/chainrule.v1.DifferentiationService/GradientAtPoint"
@@ -64,12 +65,12 @@ def run(seconds: int, rounds: int) -> tuple[list[Row], dict[str, object]]:
     p50 = {name: median([run[0] for run in runs]) for name, runs in figures.items()}
     p99 = {name: median([run[1] for run in runs]) for name, runs in figures.items()}
     client = max(run[2] for runs in figures.values() for run in runs)
-    note = f"h2load -c 1 -m 1, {rounds}×{seconds} s each; h2load CPU ≤ {client:.2f} of its core"
+    note = f"h2load -c 1 -m 1, {rounds}x{seconds} s each; h2load CPU ≤ {client:.2f} of its core"
     rows = [
         Row("5 single-point latency", "GradientAtPoint cached, p50 vs echo", p50["chainrule"], p50["echo"],
             "µs", note=note),
         Row("5 single-point latency", "GradientAtPoint cached, p99 vs echo", p99["chainrule"], p99["echo"],
             "µs", note=note),
     ]  # fmt: skip
-    return rows, {"runs": figures, "gradient": list(answer.gradient), "pinning": bool(shutil.which("taskset"))}
-
+    pinning = bool(shutil.which("taskset"))
+    return rows, {"runs": figures, "gradient": list(answer.gradient), "pinning": pinning}

@@ -3,7 +3,7 @@
 A fresh `chainrule serve --workers 1` receives `count` distinct Differentiate requests (a few in
 flight). Its RSS (the server process; the symbolic worker processes apart) is sampled at the start,
 halfway and at the end; the growth is compared with the byte bound of the caches Differentiate
-fills (request, parse and derivative caches: 3 × CHAINRULE_CACHE_BYTES), and the second half's
+fills (request, parse and derivative caches: 3 x CHAINRULE_CACHE_BYTES), and the second half's
 growth shows whether memory is flat once the caches are full and evicting.
 """
 
@@ -13,9 +13,10 @@ import asyncio
 
 import grpc
 import harness
+from common import Row, chainrule_command, descendants, rss_bytes, server_env
+
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from common import Row, chainrule_command, descendants, rss_bytes, server_env
 
 IN_FLIGHT = 8
 FILLED_CACHES = ("differentiate", "parse", "derivative")
@@ -38,10 +39,15 @@ async def send(port: int, first: int, last: int) -> None:
 def cache_figures(http_port: int) -> tuple[float, float, float]:
     """Entries, estimated bytes and evictions of the caches Differentiate fills."""
     samples = harness.scrape(http_port)
-    entries = sum(samples.get(("chainrule_cache_entries", (("cache", c),)), 0.0) for c in FILLED_CACHES)
-    size = sum(samples.get(("chainrule_cache_bytes", (("cache", c),)), 0.0) for c in FILLED_CACHES)
-    evicted = sum(samples.get(("chainrule_cache_evictions_total", (("cache", c),)), 0.0) for c in FILLED_CACHES)
-    return entries, size, evicted
+
+    def total(metric: str) -> float:
+        return sum(samples.get((metric, (("cache", name),)), 0.0) for name in FILLED_CACHES)
+
+    return (
+        total("chainrule_cache_entries"),
+        total("chainrule_cache_bytes"),
+        total("chainrule_cache_evictions_total"),
+    )
 
 
 def run(count: int, cache_entries: int, cache_bytes: int) -> tuple[list[Row], dict[str, object]]:

@@ -57,7 +57,9 @@ def _met(row: Row) -> str:
     return {None: "—", True: "yes", False: "**no**"}[row.met]
 
 
-def markdown(rows: Sequence[Row], command: str, seconds: float, notes: Sequence[str]) -> str:
+def markdown(
+    rows: Sequence[Row], command: str, seconds: float, notes: Sequence[str], gaps: Sequence[str] = ()
+) -> str:
     info = machine()
     lines = [
         "# chainrule benchmarks: side by side with what users would pick instead",
@@ -69,7 +71,7 @@ def markdown(rows: Sequence[Row], command: str, seconds: float, notes: Sequence[
         "",
         f"- command: `{command}` ({seconds:.0f} s)",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {info['nproc']} × {info['cpu']} (shared with other work), {info['os']}",
+        f"- machine: {info['nproc']} x {info['cpu']} (shared with other work), {info['os']}",
         f"- software: Python {info['python']}, numpy {info['numpy']}, sympy {info['sympy']}, "
         f"grpcio {info['grpc']}, jax {info['jax']}, node {info['node']}, {info['h2load']}",
         "",
@@ -81,6 +83,8 @@ def markdown(rows: Sequence[Row], command: str, seconds: float, notes: Sequence[
         f"| {r.ratio:.2f} | {r.target_text} | {_met(r)} |"
         for r in rows
     ]
+    if gaps:
+        lines += ["", "## Targets missed, and what limits them", "", *[f"- {gap}" for gap in gaps]]
     lines += ["", "## Notes per row", ""]
     lines += [f"- **{r.scenario}, {r.measure}**: {r.note}" for r in rows if r.note]
     if notes:
@@ -91,10 +95,10 @@ def markdown(rows: Sequence[Row], command: str, seconds: float, notes: Sequence[
 def plot(rows: Sequence[Row], path: Path) -> bool:
     """Each ratio as a bar against its target; False when matplotlib is not installed."""
     try:
-        import matplotlib
+        import matplotlib  # noqa: PLC0415 (a bench-only extra)
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError:
         print("matplotlib not installed: no plot (pip install '.[bench]')", file=sys.stderr)
         return False
@@ -111,7 +115,9 @@ def plot(rows: Sequence[Row], path: Path) -> bool:
     axes.invert_yaxis()
     axes.set_xscale("log")
     axes.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-    axes.set_xlabel("chainrule / baseline (log scale); black tick: target; green met, red not, grey no target")
+    axes.set_xlabel(
+        "chainrule / baseline (log scale); black tick: target; green met, red not, grey no target"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
