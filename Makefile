@@ -92,7 +92,7 @@ bench: setup system-deps $(BENCH_STAMP)
 	$(BIN)/python bench/run.py
 
 bench-quick: setup system-deps $(BENCH_STAMP)
-	$(BIN)/python bench/run.py --quick
+	$(BIN)/python bench/run.py --quick --output build/bench-quick
 
 clean:
 	rm -rf $(VENV) build tools/node_modules

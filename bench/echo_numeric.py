@@ -10,13 +10,9 @@ chainrule's end-to-end time minus this one is what chainrule adds besides the ar
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import signal
 from collections.abc import Mapping
-from pathlib import Path
 
+import echo_server
 import grpc
 
 from chainrule.v1 import chainrule_pb2 as pb
@@ -69,37 +65,13 @@ def _handler() -> grpc.GenericRpcHandler:
     )
 
 
-async def serve(host: str, port: int, ready_file: Path | None) -> None:
-    server = grpc.aio.server(
-        options=[
-            ("grpc.so_reuseport", 0),
+if __name__ == "__main__":
+    echo_server.main(
+        _handler(),
+        __doc__.splitlines()[0],
+        (
+            *echo_server.DEFAULT_OPTIONS,
             ("grpc.max_receive_message_length", MESSAGE_LIMIT),
             ("grpc.max_send_message_length", MESSAGE_LIMIT),
-        ]
+        ),
     )
-    server.add_generic_rpc_handlers((_handler(),))
-    bound = server.add_insecure_port(f"{host}:{port}")
-    await server.start()
-    if ready_file is not None:
-        partial = ready_file.with_suffix(".partial")
-        partial.write_text(json.dumps({"grpc_port": bound}))
-        partial.replace(ready_file)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    await stopping.wait()
-    await server.stop(1)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--ready-file", type=Path)
-    options = parser.parse_args()
-    asyncio.run(serve(options.host, options.port, options.ready_file))
-
-
-if __name__ == "__main__":
-    main()

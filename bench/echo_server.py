@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -41,9 +42,20 @@ def _handler() -> grpc.GenericRpcHandler:
     )
 
 
-async def serve(host: str, port: int, ready_file: Path | None) -> None:
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers((_handler(),))
+# The same server options as `chainrule serve` in one process (grpc_server.server_options).
+DEFAULT_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.so_reuseport", 0),)
+
+
+async def serve(
+    handler: grpc.GenericRpcHandler,
+    host: str,
+    port: int,
+    ready_file: Path | None,
+    options: Sequence[tuple[str, int]] = DEFAULT_OPTIONS,
+) -> None:
+    """Serve `handler` until SIGTERM/SIGINT; write the bound port to `ready_file` once started."""
+    server = grpc.aio.server(options=list(options))
+    server.add_generic_rpc_handlers((handler,))
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     if ready_file is not None:
@@ -58,14 +70,17 @@ async def serve(host: str, port: int, ready_file: Path | None) -> None:
     await server.stop(1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(
+    handler: grpc.GenericRpcHandler, description: str, options: Sequence[tuple[str, int]] = DEFAULT_OPTIONS
+) -> None:
+    """The command line every echo server shares: --host, --port, --ready-file."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path)
-    options = parser.parse_args()
-    asyncio.run(serve(options.host, options.port, options.ready_file))
+    options_ = parser.parse_args()
+    asyncio.run(serve(handler, options_.host, options_.port, options_.ready_file, options))
 
 
 if __name__ == "__main__":
-    main()
+    main(_handler(), __doc__.splitlines()[0])

@@ -1,7 +1,7 @@
 """Runs every benchmark scenario of issue 8 in one run and writes bench/RESULTS.md and results.png.
 
     .venv/bin/python bench/run.py            # the full run (`make bench`), under 10 minutes on 2 cores
-    .venv/bin/python bench/run.py --quick    # a smoke run (`make bench-quick`), under a minute
+    .venv/bin/python bench/run.py --quick --output build/bench-quick   # `make bench-quick`: a smoke run
 
 Scenarios 1 and 6 run `harness.py` and `scaling.py` (their own processes, `--json`); the others
 are the modules beside this one. Each scenario compares chainrule with its baseline in the same
