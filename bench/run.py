@@ -151,16 +151,17 @@ GAPS = {
         "default (simplify on), which is what `derivative()` returns."
     ),
     "server-side compute, 1,000,000 points vs JAX jit(vmap(grad))": (
-        "numpy evaluates the CSE'd gradient op by op (about 20 passes over each cache-sized chunk, on two "
-        "threads that contend for the GIL between operations) where XLA fuses the gradient into one "
-        "multi-threaded loop; the ratio follows the other tenants' load: 0.91 in the run before this "
-        "one, 1.27 here. A fused evaluator (numexpr, a new runtime dependency) is the next step."
+        "numpy evaluates the CSE'd gradient op by op over cache-sized chunks on two threads, where XLA "
+        "fuses it into one loop; two thirds of a chunk's time is sin and cos, which numpy and XLA both "
+        "compute element by element, so the ratio hovers around 1 and follows the other tenants' load "
+        "(0.96 to 1.3 across runs). numexpr was measured and lost (1.6x JAX: no VML in the PyPI wheel, "
+        "per-call thread overhead, and a compiled program is not safe to share between threads): see "
+        "bench/PROFILE.md."
     ),
     "server-side compute, 100,000 points vs JAX jit(vmap(grad))": (
-        "at 10^5 points chainrule runs on one thread (the two-thread split starts at 262,144 points) "
-        "and numpy evaluates the CSE'd gradient op by op, a pass over each chunk per operation, "
-        "where XLA fuses the whole gradient into one loop (1.01 in the run before this one, 1.35 here). "
-        "A fused evaluator (numexpr, a new runtime dependency) is the next step."
+        "at 10^5 points chainrule runs on one thread (the two-thread split starts at 262,144 points; "
+        "splitting earlier was not a clear win) and numpy evaluates op by op where XLA fuses the "
+        "gradient; 1.0 to 1.35 across runs. numexpr was slower here too (bench/PROFILE.md)."
     ),
 }
 

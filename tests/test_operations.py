@@ -133,6 +133,10 @@ async def test_sigterm_drains_calls_in_flight(served: Served) -> None:
 async def test_new_calls_are_refused_while_draining(served: Served) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{served.grpc_port}") as channel:
         stub = pb_grpc.DifferentiationServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+        )
+        assert (await health.read()).status == SERVING
         slow = stub.Differentiate(
             pb.DifferentiateRequest(expression=SLOW[-1], simplification=pb.SIMPLIFICATION_FULL)
         )
@@ -141,9 +145,19 @@ async def test_new_calls_are_refused_while_draining(served: Served) -> None:
                 break
             await asyncio.sleep(0.01)
         served.process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.1)
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stub.Differentiate(pb.DifferentiateRequest(expression="x^2"), timeout=5)
-        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        # Wait for the drain to begin (not a fixed sleep: a loaded machine may take longer to
+        # handle the signal), then for the refusal: the server stops accepting right after it
+        # reports NOT_SERVING, and a call slipped in between is answered, not lost.
+        assert (await health.read()).status == NOT_SERVING
+        health.cancel()
+        code = None
+        for _ in range(100):
+            try:
+                await stub.Differentiate(pb.DifferentiateRequest(expression="x^2"), timeout=5)
+            except grpc.aio.AioRpcError as refused:
+                code = refused.code()
+                break
+            await asyncio.sleep(0.05)
+        assert code == grpc.StatusCode.UNAVAILABLE
         assert (await slow).derivative
     assert await asyncio.to_thread(served.process.wait, 30) == 0
