@@ -105,7 +105,7 @@ class ChainruleApi:
             request.expression,
             _wrt(request.wrt),
             request.simplification,
-            tuple(request.formats),
+            tuple(request.formats) if request.formats else (),
             request.explain,
             request.verify,
         )
@@ -355,7 +355,9 @@ class ChainruleApi:
 
 
 def _wrt(entries: Sequence[pb.Wrt]) -> jobs.Wrt:
-    return tuple((entry.variable, entry.order) for entry in entries)
+    if not entries:  # the common case, on the cached path: no generator to build
+        return ()
+    return tuple([(entry.variable, entry.order) for entry in entries])
 
 
 def _simplification(value: int) -> engine.Simplification:

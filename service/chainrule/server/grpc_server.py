@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from chainrule.server import deadlines
@@ -17,6 +17,7 @@ from chainrule.server.api import ChainruleApi
 from chainrule.server.auth import TlsFiles
 from chainrule.server.config import Settings
 from chainrule.server.errors import ChainruleError, InternalError
+from chainrule.server.interceptors import Registration, ServerInterceptor
 from chainrule.server.status import status_proto
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
@@ -99,13 +100,27 @@ def create_server(
     health_servicer: health.aio.HealthServicer | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, int]:
-    """Build (not start) the gRPC server with chainrule, health and reflection; return it and its port."""
-    server = grpc.aio.server(options=server_options(settings), interceptors=interceptors)
-    pb_grpc.add_DifferentiationServiceServicer_to_server(DifferentiationServicer(api), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer or health.aio.HealthServicer(), server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
+    """Build (not start) the gRPC server with chainrule, health and reflection; return it and its port.
+
+    Our `ServerInterceptor` alone is built into the handlers at registration (no per-call
+    interceptor pipeline); with any other interceptor, all of them run as grpc interceptors.
+    """
+    ours = interceptors[0] if len(interceptors) == 1 else None
+    alone = isinstance(ours, ServerInterceptor)
+    server = grpc.aio.server(options=server_options(settings), interceptors=() if alone else interceptors)
+    # The generated `add_*_to_server` functions are typed for a server; they call the two methods
+    # `Registration` has.
+    target: Any = Registration(server, ours) if isinstance(ours, ServerInterceptor) else server
+    pb_grpc.add_DifferentiationServiceServicer_to_server(DifferentiationServicer(api), target)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer or health.aio.HealthServicer(), target)
+    names = (
+        SERVICE_NAME,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    # What `reflection.enable_server_reflection` does, but onto `target` (it checks the server's type).
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(names), target
     )
     address = bind_address(settings.host, settings.grpc_port)
     tls = TlsFiles.from_settings(settings)

@@ -9,16 +9,23 @@ Unary-unary handlers get the RPC metrics; streaming ones (reflection, health Wat
 request id in their log lines only. Each method's instrumented handler and metric children are
 built once and kept, so the per-call cost is a few counter increments and one histogram observation
 (bench/README.md has the measurements).
+
+The same work runs in one of two places. `Registration` builds it into each handler as servicers
+are added, when no other interceptor needs grpc's pipeline: grpc.aio then finds the instrumented
+handler directly, instead of running `intercept_service` and awaiting `continuation` on every call.
+Otherwise (auth on) `ServerInterceptor` serves as an ordinary interceptor, outermost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
@@ -66,6 +73,9 @@ class _MethodMetrics:
         self.ok = metrics.handled.labels(*labels, grpc.StatusCode.OK.name)
         self._by_code: dict[grpc.StatusCode, Any] = {grpc.StatusCode.OK: self.ok}
         self.in_flight = metrics.in_flight
+        # Bound once: the per-call cost is these calls, not attribute lookups.
+        self.inc_started, self.inc_ok, self.observe = self.started.inc, self.ok.inc, self.seconds.observe
+        self.inc_in_flight, self.dec_in_flight = metrics.in_flight.inc, metrics.in_flight.dec
 
     def handled(self, code: grpc.StatusCode) -> Any:
         child = self._by_code.get(code)
@@ -104,27 +114,122 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return wrapped[1]
 
     def _instrument(
-        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str, *, own_request_id: bool = False
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        metrics = _MethodMetrics(self._metrics, method)
         behavior = cast(UnaryBehavior, handler.unary_unary)
-        instrumented = _instrumented(behavior, metrics, self._response_metadata)
+        instrumented = _instrumented(
+            behavior,
+            functools.partial(_MethodMetrics, self._metrics, method),
+            self._response_metadata,
+            own_request_id,
+        )
         return handler._replace(unary_unary=instrumented)  # type: ignore[attr-defined, no-any-return]
+
+    def instrument(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """`handler` doing this interceptor's work itself, request id included: for `Registration`."""
+        if handler.unary_unary is not None:
+            return self._instrument(handler, method, own_request_id=True)
+        return _with_request_id(handler)
+
+
+class Registration:
+    """Stands in for the server while servicers are added, instrumenting each handler once."""
+
+    def __init__(self, server: grpc.aio.Server, interceptor: ServerInterceptor) -> None:
+        self._server = server
+        self._interceptor = interceptor
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        instrument = self._interceptor.instrument
+        self._server.add_registered_method_handlers(
+            service, {name: instrument(f"/{service}/{name}", h) for name, h in handlers.items()}
+        )
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(
+            tuple(_InstrumentedGeneric(handler, self._interceptor) for handler in handlers)
+        )
+
+
+class _InstrumentedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose answers are instrumented, once per method (registered ones come first)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, interceptor: ServerInterceptor) -> None:
+        self._inner = inner
+        self._interceptor = interceptor
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None or wrapped[0] is not handler:
+            wrapped = self._wrapped[method] = (handler, self._interceptor.instrument(method, handler))
+        return wrapped[1]
+
+
+def _with_request_id(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """A streaming handler that sets the request id for its log lines (no metrics: see above)."""
+    kinds = ("unary_stream", "stream_unary", "stream_stream")
+    kind = next((name for name in kinds if getattr(handler, name) is not None), None)
+    if kind is None:
+        return handler
+    behavior = getattr(handler, kind)
+    wrapped: Any
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            REQUEST_ID.set(request_id_from(context.invocation_metadata()))
+            async for item in behavior(request, context):
+                yield item
+
+        wrapped = stream
+    elif inspect.iscoroutinefunction(behavior):
+
+        async def call(request: Any, context: Context) -> Any:
+            REQUEST_ID.set(request_id_from(context.invocation_metadata()))
+            return await behavior(request, context)
+
+        wrapped = call
+    else:
+        return handler  # a synchronous behaviour runs on a thread: no contextvar reaches it
+    return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined, no-any-return]
 
 
 def _instrumented(
-    behavior: UnaryBehavior, metrics: _MethodMetrics, response_metadata: tuple[tuple[str, str], ...]
+    behavior: UnaryBehavior,
+    make_metrics: Callable[[], _MethodMetrics],
+    response_metadata: tuple[tuple[str, str], ...],
+    own_request_id: bool,
 ) -> UnaryBehavior:
-    # Bound once: the per-call cost is these calls, not attribute lookups.
-    started, ok, observe = metrics.started.inc, metrics.ok.inc, metrics.seconds.observe
-    in_flight_inc, in_flight_dec = metrics.in_flight.inc, metrics.in_flight.dec
-    method, perf_counter, get_request_id = metrics.method, time.perf_counter, REQUEST_ID.get
+    perf_counter, get_request_id, set_request_id = time.perf_counter, REQUEST_ID.get, REQUEST_ID.set
+    # Resolved on the first call, not when the handler is built: a method never called exports
+    # no samples (its labelled children would otherwise appear at 0 from start-up).
+    resolved: _MethodMetrics | None = None
 
     async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        nonlocal resolved
         start = perf_counter()
-        extra = ((REQUEST_ID_KEY, get_request_id()), *response_metadata)
-        started()
-        in_flight_inc()
+        metrics = resolved
+        if metrics is None:
+            metrics = resolved = make_metrics()
+        if own_request_id:
+            # This coroutine runs in the call's own task: the handler and its log lines see the id.
+            request_id = request_id_from(context.invocation_metadata())
+            set_request_id(request_id)
+        else:
+            request_id = get_request_id()
+        extra = ((REQUEST_ID_KEY, request_id), *response_metadata)
+        metrics.inc_started()
+        metrics.inc_in_flight()
         try:
             context.set_trailing_metadata(extra)
             response = await behavior(request, cast(Context, _WithRequestId(context, extra)))
@@ -138,11 +243,11 @@ def _instrumented(
         code = _code_of(context)
         if code is None or code is grpc.StatusCode.OK:
             elapsed = perf_counter() - start
-            in_flight_dec()
-            ok()
-            observe(elapsed)
+            metrics.dec_in_flight()
+            metrics.inc_ok()
+            metrics.observe(elapsed)
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s OK in %.2f ms", method, elapsed * 1000)
+                log.debug("%s OK in %.2f ms", metrics.method, elapsed * 1000)
         else:
             _finish(metrics, code, start)
         return response
