@@ -200,10 +200,15 @@ def derivative(expr: sympy.Expr, variable: sympy.Symbol) -> sympy.Expr:
     return _Differentiator(variable).d(expr)
 
 
-class _Differentiator:
+class DependsOn:
+    """`has(node)`: whether `node` contains `variable`, memoised per distinct subexpression.
+
+    sympy's own `has` walks the whole subtree on every call; the differentiator and the explainer
+    ask about every node of a tree whose subexpressions repeat.
+    """
+
     def __init__(self, variable: sympy.Symbol) -> None:
         self.variable = variable
-        self.memo: dict[sympy.Basic, sympy.Expr] = {}
         self.depends: dict[sympy.Basic, bool] = {}
 
     def has(self, node: sympy.Basic) -> bool:
@@ -212,6 +217,12 @@ class _Differentiator:
             found = node == self.variable if not node.args else any(self.has(arg) for arg in node.args)
             self.depends[node] = found
         return found
+
+
+class _Differentiator(DependsOn):
+    def __init__(self, variable: sympy.Symbol) -> None:
+        super().__init__(variable)
+        self.memo: dict[sympy.Basic, sympy.Expr] = {}
 
     def d(self, node: sympy.Expr) -> sympy.Expr:
         found = self.memo.get(node)

@@ -212,23 +212,15 @@ def _dummy(expr: sympy.Expr) -> sympy.Symbol:
     return sympy.Symbol(next(name for name in candidates if name not in taken), real=True)
 
 
-class _Explainer:
+class _Explainer(engine.DependsOn):
     """One pass: d/d`variable` of an expression, one step per distinct dependent subexpression."""
 
     def __init__(self, variable: sympy.Symbol, order: int, steps: list[_Raw], dummy: sympy.Symbol) -> None:
-        self.variable = variable
+        super().__init__(variable)
         self.order = order
         self.steps = steps
         self.dummy = dummy
         self.memo: dict[sympy.Basic, int] = {}
-        self.depends: dict[sympy.Basic, bool] = {}
-
-    def has(self, node: sympy.Basic) -> bool:
-        found = self.depends.get(node)
-        if found is None:
-            found = node == self.variable if not node.args else any(self.has(arg) for arg in node.args)
-            self.depends[node] = found
-        return found
 
     def visit(self, node: sympy.Expr) -> int:
         found = self.memo.get(node)

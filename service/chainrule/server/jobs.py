@@ -154,11 +154,10 @@ Timings = tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True)
-class Parsed:
-    """A parsed expression with its canonical key: equal expressions have equal keys."""
+class _Symbolic:
+    """An expression crossing from a job (portable: pickled once), with what numeric work needs."""
 
     portable: engine.Portable
-    key: str
     variables: tuple[str, ...]
     node_count: int
     timings: Timings
@@ -169,18 +168,17 @@ class Parsed:
 
 
 @dataclass(frozen=True)
-class Derived:
-    """A derivative, simplified and printed as text, with what numeric work needs to know."""
+class Parsed(_Symbolic):
+    """A parsed expression with its canonical key: equal expressions have equal keys."""
 
-    portable: engine.Portable
+    key: str
+
+
+@dataclass(frozen=True)
+class Derived(_Symbolic):
+    """A derivative, simplified and printed as text."""
+
     text: str
-    variables: tuple[str, ...]
-    node_count: int
-    timings: Timings
-
-    @property
-    def expression(self) -> sympy.Expr:
-        return self.portable.expression
 
 
 def parse_canonical(text: str, limits: Limits) -> Parsed:
@@ -190,11 +188,11 @@ def parse_canonical(text: str, limits: Limits) -> Parsed:
     key = sympy.srepr(expression)
     seconds = time.perf_counter() - start
     return Parsed(
-        engine.Portable(expression),
-        key,
-        engine.free_variables(expression),
-        _node_count(expression),
-        (("parse", seconds),),
+        portable=engine.Portable(expression),
+        variables=engine.free_variables(expression),
+        node_count=_node_count(expression),
+        timings=(("parse", seconds),),
+        key=key,
     )
 
 
@@ -211,11 +209,11 @@ def derive_parsed(
     derivative = engine.simplify(raw, simplification)
     end = time.perf_counter()
     return Derived(
-        engine.Portable(derivative),
-        parsing.to_text(derivative),
-        engine.free_variables(derivative),
-        _node_count(derivative),
-        (("differentiate", middle - start), ("simplify", end - middle)),
+        portable=engine.Portable(derivative),
+        variables=engine.free_variables(derivative),
+        node_count=_node_count(derivative),
+        timings=(("differentiate", middle - start), ("simplify", end - middle)),
+        text=parsing.to_text(derivative),
     )
 
 
