@@ -85,13 +85,20 @@ def check(kind: str, answer: bytes, columns: Columns) -> None:
 
 
 def measure(
-    kind: str, points: int, rounds: int, ports: dict[str, int], echo_port: int, jax_run: Any
+    kind: str,
+    points: int,
+    rounds: int,
+    ports: dict[str, int],
+    echo_port: int,
+    jax_run: Any,
+    tuned_jax: Any = None,
 ) -> dict[str, float]:
-    """Medians over alternating rounds of echo, chainrule, numpy (and JAX)."""
+    """Medians over alternating rounds of echo, chainrule, numpy (and JAX, here and in `tuned_jax`)."""
     columns = make_columns(points)
     body = request_bytes(kind, columns)
     local = numpy_value if kind == "Evaluate" else numpy_gradient
-    figures: dict[str, list[float]] = {"echo": [], "e2e": [], "server": [], "numpy": [], "jax": [], "cpu": []}
+    names = ("echo", "e2e", "server", "numpy", "jax", "jax_tuned", "cpu")
+    figures: dict[str, list[float]] = {name: [] for name in names}
     with channel(ports["grpc_port"]) as ours, channel(echo_port) as echo:
         call, bare = raw_method(ours, kind), raw_method(echo, kind)
         check(kind, call(body), columns)  # also compiles and caches the function
@@ -111,6 +118,8 @@ def measure(
             figures["numpy"].append(timed(lambda: local(columns)))
             if jax_run is not None:
                 figures["jax"].append(timed(lambda: jax_run(columns)))
+            if tuned_jax is not None:
+                figures["jax_tuned"].append(tuned_jax.seconds())
     result = {name: median(values) for name, values in figures.items()}
     result["floor"] = result["echo"] + result["numpy"]
     result["request_mb"] = len(body) / 1e6
@@ -134,7 +143,13 @@ def run(
     details: dict[str, object] = {"evaluate": evaluation}
     jax_run = jax_gradient()
     for points in grad_points:
-        grad = measure("GradientAtPoint", points, rounds, ports, echo_port, jax_run)
+        if jax_run is None:
+            grad = measure("GradientAtPoint", points, rounds, ports, echo_port, None)
+        else:
+            from jax_peer import TunedJax  # noqa: PLC0415 (it imports this module)
+
+            with TunedJax(points) as tuned:
+                grad = measure("GradientAtPoint", points, rounds, ports, echo_port, jax_run, tuned)
         details[f"gradient_{points}"] = grad
         if jax_run is not None:
             measure_text = f"server-side compute, {points:,} points vs JAX jit(vmap(grad))"
@@ -142,6 +157,10 @@ def run(
                             grad["server"] * ms, grad["jax"] * ms, "ms", 1.0,
                             note=f"chainrule returns value + 4 partials; JAX the 4 partials; "
                             f"numpy by hand {grad['numpy'] * ms:.1f} ms"))  # fmt: skip
+            rows.append(Row("4 batch gradients", f"{measure_text}, JAX's malloc tuned like chainrule's",
+                            grad["server"] * ms, grad["jax_tuned"] * ms, "ms", None,
+                            note="JAX in a child process, MALLOC_TRIM_THRESHOLD_ and "
+                            "MALLOC_MMAP_THRESHOLD_ set as chainrule sets its own"))  # fmt: skip
         rows.append(Row("4 batch gradients", f"end-to-end, {points:,} points vs echo + numpy floor",
                         grad["e2e"] * ms, grad["floor"] * ms, "ms", 1.3,
                         note=f"echo {grad['echo'] * ms:.1f} ms, request {grad['request_mb']:.0f} MB, "

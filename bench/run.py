@@ -151,17 +151,14 @@ GAPS = {
         "default (simplify on), which is what `derivative()` returns."
     ),
     "server-side compute, 1,000,000 points vs JAX jit(vmap(grad))": (
-        "numpy evaluates the CSE'd gradient op by op over cache-sized chunks on two threads, where XLA "
-        "fuses it into one loop; two thirds of a chunk's time is sin and cos, which numpy and XLA both "
-        "compute element by element, so the ratio hovers around 1 and follows the other tenants' load "
-        "(0.96 to 1.3 across runs). numexpr was measured and lost (1.6x JAX: no VML in the PyPI wheel, "
-        "per-call thread overhead, and a compiled program is not safe to share between threads): see "
-        "bench/PROFILE.md."
+        "one thread of numpy over 32k-point chunks against XLA's fused loop, both on one core: the "
+        "ratio sits between 0.7 and 1.05 from run to run, following the other tenants of this 2-core VM. "
+        "A second thread does not help (GIL hand-offs on small chunks, shared cache bandwidth on large "
+        "ones) and numexpr was slower (no VML in the PyPI wheel): bench/PROFILE.md."
     ),
     "server-side compute, 100,000 points vs JAX jit(vmap(grad))": (
-        "at 10^5 points chainrule runs on one thread (the two-thread split starts at 262,144 points; "
-        "splitting earlier was not a clear win) and numpy evaluates op by op where XLA fuses the "
-        "gradient; 1.0 to 1.35 across runs. numexpr was slower here too (bench/PROFILE.md)."
+        "one thread of numpy over 32k-point chunks against XLA's fused loop; see the 10^6 row and "
+        "bench/PROFILE.md."
     ),
 }
 

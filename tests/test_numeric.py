@@ -146,14 +146,24 @@ def test_variable_names_cannot_shadow_generated_code(names: list[str]) -> None:
     assert result.values[0] == pytest.approx(np.sin(1.5) + np.exp(1.5) + np.cos(1.5) ** 2, rel=1e-15)
 
 
-def test_chunked_parallel_evaluation_equals_one_pass() -> None:
-    n = 4 * 65_536 + 12_345  # past the parallel threshold, not a multiple of the chunk
+def test_chunked_evaluation_equals_one_pass() -> None:
+    n = 4 * 65_536 + 12_345  # several chunks, not a multiple of the chunk
     rng = np.random.default_rng(7)
     cols = {"x": rng.uniform(-3, 3, n), "y": rng.uniform(-3, 3, n)}
     expr = sympy.atan2(y, x) * sympy.exp(-(x**2)) + sympy.erf(y)
     ours = engine.evaluate(engine.compile_function(expr, ["x", "y"]), cols, n).values
     single_pass = sympy.lambdify([x, y], expr, modules=["scipy", "numpy"])(cols["x"], cols["y"])
     np.testing.assert_allclose(ours, single_pass, rtol=1e-15, atol=0)
+
+
+def test_sparse_nonfinite_values_in_big_batches_are_counted_exactly() -> None:
+    n = 300_001
+    values = np.linspace(1.0, 2.0, n)
+    nan_at, inf_at = [0, 70_000, 299_999], [5, 131_072, 300_000]
+    values[nan_at], values[inf_at] = np.nan, np.inf
+    values[1000:2000] = 1e300  # huge but finite: squared they overflow, which counts too
+    result = engine.evaluate(engine.compile_function(x**2, ["x"]), {"x": values}, n)
+    assert result.nonfinite_count == len(nan_at) + len(inf_at) + 1000
 
 
 def test_single_point_call_with_floats() -> None:

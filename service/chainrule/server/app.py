@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 
+from chainrule.server import allocator
 from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.auth import (
     AuthInterceptor,
@@ -105,6 +106,7 @@ class Application:
 
     async def run(self, ready_file: Path | None = None) -> None:
         """Serve until SIGTERM or SIGINT, then drain and return."""
+        allocator.keep_freed_memory(self.settings.malloc_keep_bytes)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)

@@ -47,6 +47,10 @@ class Settings:
     )
     max_response_bytes: int = field(default=512 * 1024 * 1024, metadata={"doc": "largest gRPC message sent"})
     compute_threads: int = field(default=4, metadata={"doc": "threads for symbolic and numeric work"})
+    malloc_keep_bytes: int = field(
+        default=256 * 1024 * 1024,
+        metadata={"doc": "freed memory glibc keeps for the next batch (no page faults); 0: its defaults"},
+    )
     # Killable compute and overload (see workers.py, deadlines.py).
     symbolic_workers: int = field(
         default=2,

@@ -11,6 +11,8 @@ import numpy as np
 import sympy
 from numpy.typing import ArrayLike, NDArray
 
+from chainrule.server import vectormath
+
 __all__ = [
     "CONSTANTS",
     "FUNCTIONS",
@@ -328,7 +330,13 @@ def lambdify_modules() -> list[object]:
     """The `modules` argument for `sympy.lambdify`: our own implementations, then scipy.special, then numpy.
 
     "scipy" selects sympy's SciPy printer (erf, erfc, gamma, gammaln, polygamma, beta, zeta,
-    factorial from `scipy.special`); everything else is numpy.
+    factorial from `scipy.special`); everything else is numpy, but sin and cos are
+    `vectormath`'s where numpy's tan is SIMD and its sin and cos are not.
     """
     custom = {spec.lambdify_name: spec.numpy for spec in SPECS if spec.numpy is not None}
+    if _SIMD_TAN:
+        custom |= {"sin": vectormath.sin, "cos": vectormath.cos}
     return [custom, "scipy", "numpy"]
+
+
+_SIMD_TAN = vectormath.simd_tan()

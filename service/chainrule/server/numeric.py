@@ -2,16 +2,17 @@
 
 Compiled functions are not picklable (lambdify builds code objects): they live in the server
 process. Evaluation never raises for maths: NaN/±Inf land in their slots and are counted.
-Large batches run in cache-sized chunks (a chunk's temporaries stay in L2, which alone beats one
-whole-array numpy pass) split over two threads, since numpy's ufuncs release the GIL.
+Large batches run in chunks: a chunk's temporaries stay in cache, which alone beats one whole-array
+numpy pass by 2x. One thread per batch: numpy releases the GIL inside each operation, but a chunk
+is dozens of short operations, and two threads splitting a batch ran no faster than one (GIL
+hand-offs on small chunks, shared cache bandwidth on large ones; bench/PROFILE.md). Concurrent
+requests still use the executor's threads.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +26,12 @@ from chainrule.server.errors import FieldViolation, InvalidArgument, MissingVari
 FloatArray = npt.NDArray[np.float64]
 Column = npt.ArrayLike
 
-# Elements per chunk across all outputs and temporaries: about 1 MB of float64, one core's L2.
-_CACHE_ELEMENTS = 131_072
+# Elements per chunk across all outputs and a few temporaries: 4 MB of float64, measured best
+# (from 1 to 8 MB) on 10^5 and 10^6 points; smaller chunks pay numpy's per-call overhead more often.
+_CACHE_ELEMENTS = 524_288
 _MIN_CHUNK, _MAX_CHUNK = 4_096, 65_536
-_PARALLEL_MIN = 262_144
-_HELPERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chainrule-numeric")
-_PARALLEL = (os.cpu_count() or 1) > 1
 _UNUSED = np.zeros(1)
+_ZEROS = np.zeros(_MAX_CHUNK)
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,50 +196,27 @@ def _columns_for(
 def _run(
     function: Callable[..., Any], arrays: Sequence[FloatArray], outputs: Sequence[FloatArray]
 ) -> list[int]:
-    """Fill `outputs`; return each output's count of non-finite values."""
-    n = len(outputs[0])
-    chunk = _chunk_size(len(outputs))
-    if not _PARALLEL or n < _PARALLEL_MIN:
-        return _run_range(function, arrays, outputs, 0, n, chunk=chunk)
-    middle = (n // 2 + chunk - 1) // chunk * chunk
-    helper = _HELPERS.submit(_run_range, function, arrays, outputs, middle, n, chunk=chunk)
-    mine = _run_range(function, arrays, outputs, 0, middle, chunk=chunk)
-    # If the helper is still busy with another request, do its half here instead of waiting.
-    if helper.cancel():
-        theirs = _run_range(function, arrays, outputs, middle, n, chunk=chunk)
-    else:
-        theirs = helper.result()
-    return [a + b for a, b in zip(mine, theirs, strict=True)]
-
-
-def _chunk_size(outputs: int) -> int:
-    """A power of two such that the outputs and a few temporaries of one chunk fit in L2."""
-    wanted = _CACHE_ELEMENTS // (outputs + 4)
-    return max(_MIN_CHUNK, min(_MAX_CHUNK, 1 << max(wanted, 1).bit_length() - 1))
-
-
-def _run_range(
-    function: Callable[..., Any],
-    arrays: Sequence[FloatArray],
-    outputs: Sequence[FloatArray],
-    start: int,
-    stop: int,
-    *,
-    chunk: int,
-) -> list[int]:
+    """Fill `outputs` chunk by chunk; return each output's count of non-finite values."""
     single = len(outputs) == 1
     counts = [0] * len(outputs)
+    n, chunk = len(outputs[0]), _chunk_size(len(outputs))
     with np.errstate(all="ignore"):
-        for low in range(start, stop, chunk):
-            high = min(low + chunk, stop)
+        for low in range(0, n, chunk):
+            high = min(low + chunk, n)
             part = [array if len(array) == 1 else array[low:high] for array in arrays]
             results = function(*part)
             for index, result in enumerate([results] if single else results):
                 written = outputs[index][low:high]
                 written[...] = _as_real(result)
                 # Counted while the chunk is still in cache: a second pass would reread every output.
-                counts[index] += _nonfinite_one(written)
+                counts[index] += _nonfinite_count(written)
     return counts
+
+
+def _chunk_size(outputs: int) -> int:
+    """A power of two such that the outputs and a few temporaries of one chunk fit in _CACHE_ELEMENTS."""
+    wanted = _CACHE_ELEMENTS // (outputs + 4)
+    return max(_MIN_CHUNK, min(_MAX_CHUNK, 1 << max(wanted, 1).bit_length() - 1))
 
 
 def _as_real(result: Any) -> Any:
@@ -252,7 +229,11 @@ def _as_real(result: Any) -> Any:
     return array
 
 
-def _nonfinite_one(array: FloatArray) -> int:
+def _nonfinite_count(array: FloatArray) -> int:
     if len(array) == 1:  # the single-point path: a scalar test costs a tenth of the array one
         return 0 if math.isfinite(array[0]) else 1
+    # A dot product with zeros is 0 unless a value is NaN or +-Inf (0 * Inf is NaN), and BLAS does it
+    # in a third of the time of isfinite + count_nonzero; only then are they counted.
+    if math.isfinite(np.dot(array, _ZEROS[: len(array)])):
+        return 0
     return int(len(array) - np.count_nonzero(np.isfinite(array)))
