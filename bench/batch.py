@@ -159,8 +159,8 @@ def run(
                             f"numpy by hand {grad['numpy'] * ms:.1f} ms"))  # fmt: skip
             rows.append(Row("4 batch gradients", f"{measure_text}, JAX's malloc tuned like chainrule's",
                             grad["server"] * ms, grad["jax_tuned"] * ms, "ms", None,
-                            note="JAX in a child process, MALLOC_TRIM_THRESHOLD_ and "
-                            "MALLOC_MMAP_THRESHOLD_ set as chainrule sets its own"))  # fmt: skip
+                            note="JAX in a child process whose glibc malloc is set "
+                            "as chainrule sets its own (jax_peer.py)"))  # fmt: skip
         rows.append(Row("4 batch gradients", f"end-to-end, {points:,} points vs echo + numpy floor",
                         grad["e2e"] * ms, grad["floor"] * ms, "ms", 1.3,
                         note=f"echo {grad['echo'] * ms:.1f} ms, request {grad['request_mb']:.0f} MB, "

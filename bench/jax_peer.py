@@ -3,7 +3,7 @@
 chainrule's server keeps freed memory for the next batch (`allocator.py`,
 CHAINRULE_MALLOC_KEEP_BYTES); JAX in the benchmark's own process runs with glibc's defaults, as its
 users run it. To show what that setting is worth on its own, the same JAX function also runs here,
-with glibc's environment tunables set to the same thresholds. One line on stdin: one timed call;
+with glibc's environment tunables set to the same thresholds and one arena. One line on stdin: one timed call;
 one line out: its seconds.
 """
 
@@ -28,6 +28,7 @@ def tuned_environment() -> dict[str, str]:
         **os.environ,
         "MALLOC_TRIM_THRESHOLD_": str(keep),
         "MALLOC_MMAP_THRESHOLD_": str(min(keep, MMAP_THRESHOLD_MAX)),
+        "MALLOC_ARENA_MAX": "1",
     }
 
 

@@ -4,9 +4,12 @@ Every batch allocates its columns, temporaries and outputs afresh: 4 MB of outpu
 gradient at 10^5 points. With glibc's defaults a block that size is mmap'ed, or trimmed off the heap
 when freed, so the next batch takes a page fault for every 4 KiB it touches again: 1.7 ms of a
 3.5 ms gradient at 10^5 points (bench/PROFILE.md). Raising the mmap and trim thresholds keeps up to
-`keep_bytes` of freed memory at the top of each heap for reuse; the resident size then stays at
+`keep_bytes` of freed memory at the top of the heap for reuse; the resident size then stays at
 the high-water mark of concurrent batches (bounded by the admission limits) instead of falling
-back between requests.
+back between requests. One arena for all threads, so a batch reuses what the last one freed
+whichever compute thread runs it (with one arena per thread, each thread's first big batch
+faulted its memory in again: 28 to 41 ms instead of 16 at 10^6 points); Python allocates under
+the GIL, so threads seldom wait for that arena's lock.
 """
 
 from __future__ import annotations
@@ -20,15 +23,17 @@ log = logging.getLogger(__name__)
 # From glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 # glibc refuses mmap thresholds above half its 64 MiB per-thread heap.
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 _INT_MAX = 2**31 - 1
 
 
 def keep_freed_memory(keep_bytes: int) -> bool:
-    """Set glibc's trim threshold to `keep_bytes` (mmap threshold up to 32 MiB); False if not glibc.
+    """Set glibc's trim threshold to `keep_bytes` (mmap threshold up to 32 MiB), one arena.
 
-    0 leaves the allocator's defaults alone. Process-wide and for the life of the process.
+    False if this is not glibc. 0 leaves the allocator's defaults alone. Process-wide and for the
+    life of the process; call it before threads start allocating (they keep the arena they got).
     """
     if keep_bytes <= 0 or not sys.platform.startswith("linux"):
         return False
@@ -41,6 +46,7 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     # mallopt returns 1 on success; musl's stub returns 0 and changes nothing.
     applied = bool(mallopt(M_MMAP_THRESHOLD, min(keep_bytes, MMAP_THRESHOLD_MAX)))
     applied = applied and bool(mallopt(M_TRIM_THRESHOLD, min(keep_bytes, _INT_MAX)))
+    applied = applied and bool(mallopt(M_ARENA_MAX, 1))
     if not applied:
         log.info("malloc thresholds not changed: this C library has no glibc mallopt")
     return applied
