@@ -202,3 +202,15 @@ def test_columns_must_fit_the_point_count() -> None:
     fn = engine.compile_function(x, ["x"])
     with pytest.raises(InvalidArgument):
         engine.evaluate(fn, {"x": np.zeros(3)}, 4)
+
+
+def test_factorial_is_gamma_of_x_plus_one_off_the_integers() -> None:
+    # scipy.special.factorial says 0 for every negative argument; the derivative is written in gamma.
+    points = np.array([-0.5, 0.0, 3.0, 3.5, -2.0])
+    result = engine.evaluate(engine.compile_function(sympy.factorial(x), ["x"]), {"x": points}, 5)
+    np.testing.assert_allclose(result.values[:4], [np.sqrt(np.pi), 1.0, 6.0, 11.631728396567448], rtol=1e-14)
+    assert np.isnan(result.values[4]) and result.nonfinite_count == 1  # a pole of gamma(x + 1)
+    slope = engine.gradient(engine.compile_gradient(sympy.factorial(x), ["x"], False), {"x": points[:1]}, 1)
+    h = 1e-6
+    central = (sympy.gamma(sympy.Float(0.5) + h) - sympy.gamma(sympy.Float(0.5) - h)) / (2 * h)
+    assert slope.gradients[0][0] == pytest.approx(float(central), rel=1e-8)

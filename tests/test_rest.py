@@ -96,6 +96,18 @@ async def test_get_differentiate_from_the_query_string(client: httpx.AsyncClient
     assert response.json()["latex"]
 
 
+async def test_get_differentiate_explain_and_verify_as_post(client: httpx.AsyncClient) -> None:
+    # curl -s 'localhost:8080/v1/differentiate?expression=sin(x^2)&explain=true&verify=1'
+    response = await client.get(
+        "/v1/differentiate", params={"expression": "sin(x^2)", "explain": "true", "verify": "1"}
+    )
+    assert response.status_code == 200, response.text
+    body = {"expression": "sin(x^2)", "explain": True, "verify": True}
+    post = await client.post("/v1/differentiate", json=body)
+    assert response.json() == post.json()
+    assert response.json()["steps"] and response.json()["check"]
+
+
 async def test_get_differentiate_simplification_names(client: httpx.AsyncClient) -> None:
     for name in ("none", "FULL", "simplification_fast"):
         response = await client.get("/v1/differentiate", params={"expression": "x^2", "simplification": name})
@@ -107,6 +119,8 @@ GET_QUERY_ERRORS = [
     ({"expression": "x", "wrt": ["x", "y:two"]}, ["wrt[1].order"], "order must be a whole number"),
     ({"expression": "x", "wrt": "x:99999999999"}, ["wrt[0].order"], "order must fit uint32"),
     ({"expression": "x", "latex": "maybe"}, ["latex"], "latex is a boolean"),
+    ({"expression": "x", "explain": "please"}, ["explain"], "explain is a boolean"),
+    ({"expression": "x", "verify": "2"}, ["verify"], "verify is a boolean"),
     ({"expression": "x", "simplification": "lots"}, ["simplification"], "simplification is a name"),
     ({"expression": ["x", "y"]}, ["expression"], "expression given twice"),
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import scipy.special
 import sympy
 from numpy.typing import ArrayLike, NDArray
 
@@ -268,15 +270,13 @@ _PIECEWISE = [
 
 
 def _guarded(spec: FunctionSpec) -> FunctionSpec:
-    return FunctionSpec(
-        spec.name,
-        spec.min_args,
-        spec.max_args,
-        spec.build,
-        aliases=spec.aliases,
-        summary=spec.summary,
-        guard_numbers=True,
-    )
+    return dataclasses.replace(spec, guard_numbers=True)
+
+
+def _factorial_numpy(x: ArrayLike) -> NDArray[np.float64]:
+    # scipy.special.factorial answers 0 for every negative argument, where gamma(x + 1), which the
+    # derivative of factorial is written in, has its poles (negative integers: NaN) and real values.
+    return np.asarray(scipy.special.gamma(np.add(x, 1.0)), dtype=np.float64)
 
 
 _SPECIAL = [
@@ -287,7 +287,17 @@ _SPECIAL = [
     _guarded(_one("digamma", sympy.digamma)),
     _guarded(FunctionSpec("polygamma", 2, 2, sympy.polygamma, summary="polygamma(n, x)")),
     _guarded(FunctionSpec("beta", 2, 2, sympy.beta)),
-    _guarded(_one("factorial", sympy.factorial)),
+    _guarded(
+        FunctionSpec(
+            "factorial",
+            1,
+            1,
+            sympy.factorial,
+            summary="factorial; gamma(x + 1) off the integers",
+            numpy=_factorial_numpy,
+            lambdify_name="factorial",
+        )
+    ),
     _guarded(FunctionSpec("zeta", 1, 2, _zeta, summary="Riemann zeta; zeta(s, a) Hurwitz")),
 ]
 

@@ -297,6 +297,8 @@ DIFFERENTIATE_QUERY: Schema = {
             "example": ["x", "y:2"],
         },
         _query("latex", {"type": "boolean"}, "Also return LaTeX."),
+        _query("explain", {"type": "boolean"}, "Also return the derivation, step by step."),
+        _query("verify", {"type": "boolean"}, "Also check the derivative numerically."),
         _query("simplification", {"type": "string", "enum": ["none", "fast", "full"]}, "Default fast."),
     ],
     "responses": {

@@ -7,6 +7,7 @@ Routes (the `google.api.http` annotations of the proto, plus one chainrule extra
     POST /v1/gradient        GradientAtPointRequest  -> GradientAtPointResponse
     GET  /v1/info                                    -> GetServerInfoResponse
     GET  /v1/differentiate?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full
+                             &explain=true&verify=true
                              the extra: a transcoder cannot fill repeated messages from a query string
 
 Bodies use the standard proto3 JSON mapping (protojson.py, over `json_format`): requests accept
@@ -202,7 +203,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 # --- the GET extra ------------------------------------------------------------------------------
 
-_QUERY_KEYS = ("expression", "wrt", "latex", "simplification")
+_QUERY_KEYS = ("expression", "wrt", "latex", "simplification", "explain", "verify")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 _SIMPLIFICATION_NAMES = {
@@ -228,6 +229,13 @@ def _single(params: QueryParams, name: str) -> str | None:
     return values[0] if values else None
 
 
+def _boolean(params: QueryParams, name: str) -> bool:
+    value = (_single(params, name) or "").lower()
+    if value not in _TRUE | _FALSE:
+        raise InvalidArgument(f"{name} must be true or false, not {value!r}", field=name)
+    return value in _TRUE
+
+
 def _query_wrt(item: str, index: int) -> pb.Wrt:
     variable, _, order = item.partition(":")
     if not order:
@@ -240,15 +248,14 @@ def _query_wrt(item: str, index: int) -> pb.Wrt:
 
 
 def differentiate_request_from_query(params: QueryParams) -> pb.DifferentiateRequest:
-    """`?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full` as a DifferentiateRequest."""
+    """`?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full&explain=true&verify=true`."""
     _reject_query(params, _QUERY_KEYS)
     request = pb.DifferentiateRequest(expression=_single(params, "expression") or "")
     request.wrt.extend(_query_wrt(item, index) for index, item in enumerate(params.getlist("wrt")))
-    latex = (_single(params, "latex") or "").lower()
-    if latex not in _TRUE | _FALSE:
-        raise InvalidArgument(f"latex must be true or false, not {latex!r}", field="latex")
-    if latex in _TRUE:
+    if _boolean(params, "latex"):
         request.formats.append(pb.OUTPUT_FORMAT_LATEX)
+    request.explain = _boolean(params, "explain")
+    request.verify = _boolean(params, "verify")
     simplification = _single(params, "simplification")
     if simplification is not None:
         key = simplification.lower().removeprefix("simplification_")
