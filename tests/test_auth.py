@@ -193,6 +193,21 @@ async def test_grpc_tokens(token_app: Application, token: str | None, accepted: 
         assert "token" in (caught.value.details() or "")
 
 
+async def test_grpc_refusals_are_counted_and_carry_the_request_id(token_app: Application) -> None:
+    labels = {"grpc_type": "unary", "grpc_service": "chainrule.v1.DifferentiationService"}
+    labels |= {"grpc_method": "Differentiate", "grpc_code": "UNAUTHENTICATED"}
+    before = token_app.registry.get_sample_value("grpc_server_handled_total", labels) or 0.0
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{token_app.grpc_port}") as channel:
+        call = pb_grpc.DifferentiationServiceStub(channel).Differentiate(
+            REQUEST, metadata=[("x-request-id", "refused-1")], timeout=5
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert dict(caught.value.trailing_metadata() or ())["x-request-id"] == "refused-1"
+    assert token_app.registry.get_sample_value("grpc_server_handled_total", labels) == before + 1
+
+
 async def test_grpc_health_is_exempt_and_reflection_is_not(token_app: Application) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{token_app.grpc_port}") as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)

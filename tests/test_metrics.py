@@ -15,7 +15,7 @@ from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.app import Application
 from chainrule.server.executor import InlineExecutor
 from chainrule.server.grpc_server import create_server
-from chainrule.server.interceptors import REQUEST_ID_KEY, ServerInterceptor, request_id_from
+from chainrule.server.interceptors import REQUEST_ID_KEY, Instrumentation, request_id_from
 from chainrule.server.logs import REQUEST_ID, JsonFormatter, RequestIdFilter
 from chainrule.server.metrics import Metrics
 from chainrule.v1 import chainrule_pb2 as pb
@@ -206,10 +206,10 @@ async def test_extra_response_metadata_joins_the_trailers() -> None:
     settings = make_settings()
     registry = CollectorRegistry()
     api = ChainruleApi(settings, InlineExecutor(), InlineExecutor())
-    interceptor = ServerInterceptor(
+    instrumentation = Instrumentation(
         Metrics(registry, VERSION), response_metadata=[("x-chainrule-worker", "7")]
     )
-    server, port = create_server(settings, api, interceptors=[interceptor])
+    server, port = create_server(settings, api, instrumentation=instrumentation)
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -18,7 +18,6 @@ from starlette.middleware import Middleware
 from chainrule.server import allocator
 from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.auth import (
-    AuthInterceptor,
     AuthMiddleware,
     TokenChecker,
     load_tokens,
@@ -29,7 +28,7 @@ from chainrule.server.config import Settings
 from chainrule.server.executor import Executor, ThreadExecutor
 from chainrule.server.grpc_server import SERVICE_NAME, create_server
 from chainrule.server.http_server import HttpServer, bind_socket, create_http_app
-from chainrule.server.interceptors import ServerInterceptor
+from chainrule.server.interceptors import Instrumentation
 from chainrule.server.metrics import Metrics
 from chainrule.server.rest import HttpMetrics
 from chainrule.server.supervisor import WORKER_HEADER, WorkerIdMiddleware, exposition_registry
@@ -54,9 +53,12 @@ class Application:
         )
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
-        self.grpc_server, self.grpc_port = create_server(
-            settings, self.api, self.health, _grpc_interceptors(self.metrics, tokens)
+        # The worker id travels in the trailers with the request id: initial metadata would cost a
+        # batch of its own per call (bench/README.md).
+        instrumentation = Instrumentation(
+            self.metrics, response_metadata=((WORKER_HEADER, str(os.getpid())),), tokens=tokens
         )
+        self.grpc_server, self.grpc_port = create_server(settings, self.api, self.health, instrumentation)
         http_app = create_http_app(
             exposition_registry(self.registry, settings.metrics_dir),
             lambda: self.ready,
@@ -145,16 +147,6 @@ def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Ex
         retry_after_seconds=settings.retry_after_seconds,
     )
     return pool, pool, numeric
-
-
-def _grpc_interceptors(metrics: Metrics, tokens: TokenChecker) -> list[grpc.aio.ServerInterceptor]:
-    # The worker id travels in the trailers with the request id: initial metadata would cost a
-    # batch of its own per call (bench/README.md).
-    worker = ((WORKER_HEADER, str(os.getpid())),)
-    interceptors: list[grpc.aio.ServerInterceptor] = [ServerInterceptor(metrics, response_metadata=worker)]
-    if tokens.enabled:
-        interceptors.append(AuthInterceptor(tokens))  # inside the metrics: refusals are counted
-    return interceptors
 
 
 def write_ready_file(path: Path, ports: dict[str, int]) -> None:

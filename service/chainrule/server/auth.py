@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import hmac
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_status import rpc_status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainrule.server.config import PREFIX, ConfigError, Settings
 from chainrule.server.errors import Unauthenticated
-from chainrule.server.status import status_proto
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 HTTP_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
@@ -75,43 +73,16 @@ def _unauthenticated(has_header: bool) -> Unauthenticated:
     )
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses calls without a valid bearer token, except health checking."""
+def grpc_refusal(checker: TokenChecker, method: str) -> Callable[[Any], Unauthenticated | None] | None:
+    """For one gRPC method: a check of a call's metadata (None: let it through), or None if exempt."""
+    if not checker.enabled or method.startswith(HEALTH_PREFIX):
+        return None
 
-    def __init__(self, checker: TokenChecker) -> None:
-        self._checker = checker
+    def refusal(metadata: Any) -> Unauthenticated | None:
+        header = next((value for key, value in metadata or () if key == "authorization"), None)
+        return None if checker.accepts(header) else _unauthenticated(header is not None)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(HEALTH_PREFIX):
-            return handler
-        header = None
-        for key, value in handler_call_details.invocation_metadata or ():
-            if key == "authorization":
-                header = value
-                break
-        if self._checker.accepts(header):
-            return handler
-        return _refusing(handler, _unauthenticated(header is not None))
-
-
-def _refusing(
-    handler: grpc.RpcMethodHandler[Any, Any], error: Unauthenticated
-) -> grpc.RpcMethodHandler[Any, Any]:
-    status = rpc_status.to_status(status_proto(error))
-
-    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort_with_status(status)
-
-    # Keep the handler's shape (unary or streaming) and its (de)serializers; replace the behaviour.
-    kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-    kind = next(name for name in kinds if getattr(handler, name) is not None)
-    refused: grpc.RpcMethodHandler[Any, Any] = handler._replace(**{kind: refuse})  # type: ignore[attr-defined]
-    return refused
+    return refusal
 
 
 class AuthMiddleware:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -17,7 +17,7 @@ from chainrule.server.api import ChainruleApi
 from chainrule.server.auth import TlsFiles
 from chainrule.server.config import Settings
 from chainrule.server.errors import ChainruleError, InternalError
-from chainrule.server.interceptors import Registration, ServerInterceptor
+from chainrule.server.interceptors import Instrumentation, Registration
 from chainrule.server.status import status_proto
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
@@ -98,19 +98,16 @@ def create_server(
     settings: Settings,
     api: ChainruleApi,
     health_servicer: health.aio.HealthServicer | None = None,
-    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    instrumentation: Instrumentation | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Build (not start) the gRPC server with chainrule, health and reflection; return it and its port.
 
-    Our `ServerInterceptor` alone is built into the handlers at registration (no per-call
-    interceptor pipeline); with any other interceptor, all of them run as grpc interceptors.
+    `instrumentation` (request ids, metrics, auth) is built into each handler as it is registered.
     """
-    ours = interceptors[0] if len(interceptors) == 1 else None
-    alone = isinstance(ours, ServerInterceptor)
-    server = grpc.aio.server(options=server_options(settings), interceptors=() if alone else interceptors)
+    server = grpc.aio.server(options=server_options(settings))
     # The generated `add_*_to_server` functions are typed for a server; they call the two methods
     # `Registration` has.
-    target: Any = Registration(server, ours) if isinstance(ours, ServerInterceptor) else server
+    target: Any = server if instrumentation is None else Registration(server, instrumentation)
     pb_grpc.add_DifferentiationServiceServicer_to_server(DifferentiationServicer(api), target)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer or health.aio.HealthServicer(), target)
     names = (

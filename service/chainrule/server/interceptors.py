@@ -1,4 +1,4 @@
-"""The gRPC server interceptor: request ids, RPC metrics and one log line per call.
+"""Every gRPC handler instrumented once, as it is registered: request ids, RPC metrics, logging, auth.
 
 A request id is taken from the caller's `x-request-id` metadata (when it is short printable ASCII)
 or made, returned in the response's trailing metadata (on success and on errors), and set in
@@ -6,14 +6,13 @@ or made, returned in the response's trailing metadata (on success and on errors)
 grpc.aio sends initial metadata set by a handler in a batch of its own, which cost about 10% of
 the cached path's requests/s (bench/README.md); trailers travel with the status for free.
 Unary-unary handlers get the RPC metrics; streaming ones (reflection, health Watch) get the
-request id in their log lines only. Each method's instrumented handler and metric children are
-built once and kept, so the per-call cost is a few counter increments and one histogram observation
-(bench/README.md has the measurements).
+request id in their log lines only. With bearer tokens configured, each call's token is checked
+first (health exempt, see auth.py); a refusal is counted and logged like any failed call.
 
-The same work runs in one of two places. `Registration` builds it into each handler as servicers
-are added, when no other interceptor needs grpc's pipeline: grpc.aio then finds the instrumented
-handler directly, instead of running `intercept_service` and awaiting `continuation` on every call.
-Otherwise (auth on) `ServerInterceptor` serves as an ordinary interceptor, outermost.
+`Registration` stands in for the server while servicers are added and wraps each handler once,
+with its metric children resolved on its first call, so grpc.aio finds the instrumented handler
+directly: no grpc interceptor pipeline runs `intercept_service` and awaits `continuation` on
+every call (bench/README.md has the measurements).
 """
 
 from __future__ import annotations
@@ -29,9 +28,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, cast
 
 import grpc
+from grpc_status import rpc_status
 
+from chainrule.server.auth import TokenChecker, grpc_refusal
+from chainrule.server.errors import ChainruleError
 from chainrule.server.logs import REQUEST_ID
 from chainrule.server.metrics import Metrics
+from chainrule.server.status import status_proto
 
 log = logging.getLogger("chainrule.server.requests")
 
@@ -85,82 +88,66 @@ class _MethodMetrics:
         return child
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Request ids, RPC metrics and request logging for every call."""
+Refusal = Callable[[Any], ChainruleError | None]
 
-    def __init__(self, metrics: Metrics, response_metadata: Sequence[tuple[str, str]] = ()) -> None:
+
+class Instrumentation:
+    """Builds instrumented handlers: request ids, RPC metrics, request logging and the token check."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        response_metadata: Sequence[tuple[str, str]] = (),
+        tokens: TokenChecker | None = None,
+    ) -> None:
         """`response_metadata`: pairs added to every unary response's trailers (e.g. a worker id)."""
         self._metrics = metrics
-        # method -> (the handler seen, its instrumented copy): built once, not per call.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
         self._response_metadata = tuple(response_metadata)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        # The handler runs in this coroutine's context, so it reads the id from REQUEST_ID.
-        REQUEST_ID.set(request_id_from(handler_call_details.invocation_metadata))
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        # An identity check against the handler kept alive here: an inner interceptor may answer
-        # with a different handler (auth's refusal), which must not be served from the cache.
-        if wrapped is None or wrapped[0] is not handler:
-            wrapped = self._wrapped[method] = (handler, self._instrument(handler, method))
-        return wrapped[1]
-
-    def _instrument(
-        self, handler: grpc.RpcMethodHandler[Any, Any], method: str, *, own_request_id: bool = False
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        behavior = cast(UnaryBehavior, handler.unary_unary)
-        instrumented = _instrumented(
-            behavior,
-            functools.partial(_MethodMetrics, self._metrics, method),
-            self._response_metadata,
-            own_request_id,
-        )
-        return handler._replace(unary_unary=instrumented)  # type: ignore[attr-defined, no-any-return]
+        self._tokens = tokens or TokenChecker(())
 
     def instrument(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        """`handler` doing this interceptor's work itself, request id included: for `Registration`."""
-        if handler.unary_unary is not None:
-            return self._instrument(handler, method, own_request_id=True)
-        return _with_request_id(handler)
+        """`handler` with this instrumentation built in."""
+        refusal = grpc_refusal(self._tokens, method)
+        if handler.unary_unary is None:
+            return _streaming(handler, refusal)
+        instrumented = _instrumented(
+            cast(UnaryBehavior, handler.unary_unary),
+            functools.partial(_MethodMetrics, self._metrics, method),
+            self._response_metadata,
+            refusal,
+        )
+        return handler._replace(unary_unary=instrumented)  # type: ignore[attr-defined, no-any-return]
 
 
 class Registration:
     """Stands in for the server while servicers are added, instrumenting each handler once."""
 
-    def __init__(self, server: grpc.aio.Server, interceptor: ServerInterceptor) -> None:
+    def __init__(self, server: grpc.aio.Server, instrumentation: Instrumentation) -> None:
         self._server = server
-        self._interceptor = interceptor
+        self._instrumentation = instrumentation
 
     def add_registered_method_handlers(
         self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
     ) -> None:
-        instrument = self._interceptor.instrument
+        instrument = self._instrumentation.instrument
         self._server.add_registered_method_handlers(
             service, {name: instrument(f"/{service}/{name}", h) for name, h in handlers.items()}
         )
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(
-            tuple(_InstrumentedGeneric(handler, self._interceptor) for handler in handlers)
+            tuple(_InstrumentedGeneric(handler, self._instrumentation) for handler in handlers)
         )
 
 
 class _InstrumentedGeneric(grpc.GenericRpcHandler):
     """A generic handler whose answers are instrumented, once per method (registered ones come first)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler, interceptor: ServerInterceptor) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler, instrumentation: Instrumentation) -> None:
         self._inner = inner
-        self._interceptor = interceptor
+        self._instrumentation = instrumentation
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
     def service(
@@ -172,22 +159,32 @@ class _InstrumentedGeneric(grpc.GenericRpcHandler):
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is None or wrapped[0] is not handler:
-            wrapped = self._wrapped[method] = (handler, self._interceptor.instrument(method, handler))
+            wrapped = self._wrapped[method] = (handler, self._instrumentation.instrument(method, handler))
         return wrapped[1]
 
 
-def _with_request_id(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
-    """A streaming handler that sets the request id for its log lines (no metrics: see above)."""
+def _streaming(
+    handler: grpc.RpcMethodHandler[Any, Any], refusal: Refusal | None
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A streaming handler that checks the token and sets the request id for its log lines."""
     kinds = ("unary_stream", "stream_unary", "stream_stream")
     kind = next((name for name in kinds if getattr(handler, name) is not None), None)
     if kind is None:
         return handler
     behavior = getattr(handler, kind)
+
+    async def admit(context: Context) -> None:
+        metadata = context.invocation_metadata()
+        REQUEST_ID.set(request_id_from(metadata))
+        error = refusal(metadata) if refusal is not None else None
+        if error is not None:
+            await context.abort_with_status(rpc_status.to_status(status_proto(error)))
+
     wrapped: Any
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            REQUEST_ID.set(request_id_from(context.invocation_metadata()))
+            await admit(context)
             async for item in behavior(request, context):
                 yield item
 
@@ -195,7 +192,7 @@ def _with_request_id(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethod
     elif inspect.iscoroutinefunction(behavior):
 
         async def call(request: Any, context: Context) -> Any:
-            REQUEST_ID.set(request_id_from(context.invocation_metadata()))
+            await admit(context)
             return await behavior(request, context)
 
         wrapped = call
@@ -208,9 +205,9 @@ def _instrumented(
     behavior: UnaryBehavior,
     make_metrics: Callable[[], _MethodMetrics],
     response_metadata: tuple[tuple[str, str], ...],
-    own_request_id: bool,
+    refusal: Refusal | None,
 ) -> UnaryBehavior:
-    perf_counter, get_request_id, set_request_id = time.perf_counter, REQUEST_ID.get, REQUEST_ID.set
+    perf_counter, set_request_id = time.perf_counter, REQUEST_ID.set
     # Resolved on the first call, not when the handler is built: a method never called exports
     # no samples (its labelled children would otherwise appear at 0 from start-up).
     resolved: _MethodMetrics | None = None
@@ -221,23 +218,25 @@ def _instrumented(
         metrics = resolved
         if metrics is None:
             metrics = resolved = make_metrics()
-        if own_request_id:
-            # This coroutine runs in the call's own task: the handler and its log lines see the id.
-            request_id = request_id_from(context.invocation_metadata())
-            set_request_id(request_id)
-        else:
-            request_id = get_request_id()
+        metadata = context.invocation_metadata()
+        # This coroutine runs in the call's own task: the handler and its log lines see the id.
+        request_id = request_id_from(metadata)
+        set_request_id(request_id)
         extra = ((REQUEST_ID_KEY, request_id), *response_metadata)
         metrics.inc_started()
         metrics.inc_in_flight()
+        scoped = _CallContext(context, extra, metrics, start)
         try:
             context.set_trailing_metadata(extra)
-            response = await behavior(request, cast(Context, _WithRequestId(context, extra)))
+            error = refusal(metadata) if refusal is not None else None
+            if error is not None:
+                await scoped.abort_with_status(rpc_status.to_status(status_proto(error)))
+            response = await behavior(request, cast(Context, scoped))
         except asyncio.CancelledError:
-            _finish(metrics, grpc.StatusCode.CANCELLED, start)
+            scoped.finish(grpc.StatusCode.CANCELLED)
             raise
         except Exception:
-            _finish(metrics, _code_of(context) or grpc.StatusCode.UNKNOWN, start)
+            scoped.finish(_code_of(context) or grpc.StatusCode.UNKNOWN)
             raise
         # The handler returned normally; only a code it set itself (none of ours do) is not OK.
         code = _code_of(context)
@@ -249,39 +248,54 @@ def _instrumented(
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s OK in %.2f ms", metrics.method, elapsed * 1000)
         else:
-            _finish(metrics, code, start)
+            scoped.finish(code)
         return response
 
     return serve
 
 
-def _finish(metrics: _MethodMetrics, code: grpc.StatusCode, start: float) -> None:
-    """Record a call that did not end OK."""
-    elapsed = time.perf_counter() - start
-    metrics.in_flight.dec()
-    metrics.handled(code).inc()
-    metrics.seconds.observe(elapsed)
-    _log(metrics.method, code, elapsed)
+class _CallContext:
+    """The servicer context of one call, with the request id in every trailer set or aborted with.
 
+    A failed call is recorded before its status leaves: grpc.aio's abort sends it at once, and a
+    caller could otherwise see the error before the metrics and the log do.
+    """
 
-class _WithRequestId:
-    """The servicer context, with the request id kept in trailers the handler sets or aborts with."""
-
-    __slots__ = ("_context", "_extra")
+    __slots__ = ("_context", "_extra", "_finished", "_metrics", "_start")
 
     def __init__(
-        self, context: grpc.aio.ServicerContext[Any, Any], extra: tuple[tuple[str, str], ...]
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        extra: tuple[tuple[str, str], ...],
+        metrics: _MethodMetrics,
+        start: float,
     ) -> None:
         self._context = context
         self._extra = extra
+        self._metrics = metrics
+        self._start = start
+        self._finished = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
+
+    def finish(self, code: grpc.StatusCode) -> None:
+        """Record a call that did not end OK, once."""
+        if self._finished:
+            return
+        self._finished = True
+        elapsed = time.perf_counter() - self._start
+        metrics = self._metrics
+        metrics.in_flight.dec()
+        metrics.handled(code).inc()
+        metrics.seconds.observe(elapsed)
+        _log(metrics.method, code, elapsed)
 
     def set_trailing_metadata(self, metadata: Any) -> None:
         self._context.set_trailing_metadata((*metadata, *self._extra))
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        self.finish(code)
         await self._context.abort(code, details, (*trailing_metadata, *self._extra))
 
     async def abort_with_status(self, status: grpc.Status) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from chainrule.server.config import Settings
 
-# The id of the request being served, set by the gRPC interceptor (and the HTTP middleware); the
+# The id of the request being served, set by the gRPC instrumentation (and the HTTP middleware); the
 # executors copy the context into their threads, so work done for a request logs its id too.
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
