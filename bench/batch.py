@@ -126,6 +126,24 @@ def measure(
     return result
 
 
+def measure_chunked(port: int, points: int, chunk_points: int, rounds: int) -> dict[str, float]:
+    """A batch past the message limit through the Python client's `chunk_points`: 2 calls in flight
+    against 1 at a time (no overlap of the wire and compute), alternating rounds, medians."""
+    from chainrule.client import Client  # noqa: PLC0415 (the client package, not the bench's raw calls)
+
+    columns = make_columns(points)
+    figures: dict[str, list[float]] = {"one": [], "two": []}
+    with Client(f"127.0.0.1:{port}", timeout=600) as client:
+        want = client.evaluate(EXPRESSION, points=columns, chunk_points=chunk_points).values
+        for _ in range(rounds):
+            for key, in_flight in (("one", 1), ("two", 2)):
+                figures[key].append(timed(lambda n=in_flight: client.evaluate(
+                    EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=n)))  # fmt: skip
+        got = client.evaluate(EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=2).values
+        np.testing.assert_array_equal(got, want)
+    return {key: median(values) for key, values in figures.items()}
+
+
 def run(
     ports: dict[str, int], echo_port: int, eval_points: int, grad_points: tuple[int, ...], rounds: int
 ) -> tuple[list[Row], dict[str, object]]:
@@ -141,6 +159,13 @@ def run(
             f"client CPU {evaluation['cpu']:.2f}"),
     ]  # fmt: skip
     details: dict[str, object] = {"evaluate": evaluation}
+    big, chunk = eval_points * 8, eval_points
+    chunked = measure_chunked(ports["grpc_port"], big, chunk, max(3, rounds // 3))
+    details["chunked"] = chunked
+    rows.append(Row("3 batch evaluation", f"past the message limit: {big:,} points in {chunk:,}-point calls, "
+                    "2 in flight vs 1 at a time", chunked["two"] * ms, chunked["one"] * ms, "ms", None,
+                    note=f"{big * 32 / 2**20:.0f} MiB of f64le columns, over the 64 MiB message limit; "
+                    "Client.evaluate(chunk_points=..., in_flight=...)"))  # fmt: skip
     jax_run = jax_gradient()
     for points in grad_points:
         if jax_run is None:

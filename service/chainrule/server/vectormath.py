@@ -18,6 +18,7 @@ SIMD functions (exp, log, tan) promise 4 ulp. NaN and +-Inf give NaN; sin keeps 
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any
 
 import numpy as np
@@ -25,14 +26,15 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 
-# Below this many elements numpy's scalar loop is quicker than a dozen array passes.
-MIN_SIZE = 64
 # |x| up to which j * _PIO2_1 and j * _PIO2_2 are exact (33-bit constants times j < 2^20).
 _REDUCTION_LIMIT = 2.0**19
 _PIO2_1 = 1.57079632673412561417e00  # the first 33 bits of pi/2
 _PIO2_2 = 6.07710050630396597660e-11  # the next 33 bits
 _PIO2_3 = 2.02226624879595063154e-21  # the rest
 _ONE_OVER_PI = 0.318309886183790671538
+# Up to this many values the same arithmetic runs on Python floats (IEEE doubles, rounded alike),
+# with only tan on numpy: a dozen array operations cost about 15 us even for one point.
+_SMALL = 8
 
 
 def simd_tan() -> bool:
@@ -44,15 +46,30 @@ def simd_tan() -> bool:
     return bool(features.get("AVX512_SKX", False))
 
 
-def _fast(x: Any) -> bool:
-    return isinstance(x, np.ndarray) and x.dtype == np.float64 and x.size >= MIN_SIZE
+def _real(x: Any) -> FloatArray | None:
+    """`x` as a 1-d float64 array when it is real float64 (array or scalar), else None."""
+    if isinstance(x, np.ndarray):
+        return x.reshape(-1) if x.dtype == np.float64 else None
+    if isinstance(x, float | np.float64):
+        return np.array([x], dtype=np.float64)
+    return None
+
+
+def _shaped(result: FloatArray, x: Any) -> Any:
+    """`result` in the shape of `x`: a scalar for a scalar, the array's shape for an array."""
+    if isinstance(x, np.ndarray):
+        return result.reshape(x.shape) if x.ndim != 1 else result
+    return np.float64(result[0])
 
 
 def sin(x: Any) -> Any:
-    """Elementwise sin; anything but a float64 array of MIN_SIZE or more goes to numpy."""
-    if not _fast(x):
+    """Elementwise sin of real float64 values (any size: one point gets what a batch would); else numpy."""
+    flat = _real(x)
+    if flat is None:
         return np.sin(x)
-    return _sin_times(x, 2.0)
+    if flat.size <= _SMALL:
+        return _shaped(_sin_times_small(flat.tolist(), [2.0] * flat.size), x)
+    return _shaped(_sin_times(flat, 2.0), x)
 
 
 def _sin_times(x: FloatArray, factor: float | FloatArray) -> FloatArray:
@@ -67,16 +84,19 @@ def _sin_times(x: FloatArray, factor: float | FloatArray) -> FloatArray:
 
 
 def cos(x: Any) -> Any:
-    """Elementwise cos; anything but a float64 array of MIN_SIZE or more goes to numpy."""
-    if not _fast(x):
+    """Elementwise cos of real float64 values (any size, as `sin`); else numpy."""
+    flat = _real(x)
+    if flat is None or flat.size == 0:
         return np.cos(x)
+    if flat.size <= _SMALL:
+        return _shaped(_cos_small(flat), x)
     # Two reductions instead of a mask in the common case; a NaN fails the test and takes the mask.
-    if x.min() >= -_REDUCTION_LIMIT and x.max() <= _REDUCTION_LIMIT:
-        return _cos_near(x)
-    far = ~(np.abs(x) <= _REDUCTION_LIMIT)
-    result = _cos_near(np.where(far, 0.0, x))
-    np.cos(x, out=result, where=far)
-    return result
+    if flat.min() >= -_REDUCTION_LIMIT and flat.max() <= _REDUCTION_LIMIT:
+        return _shaped(_cos_near(flat), x)
+    far = ~(np.abs(flat) <= _REDUCTION_LIMIT)
+    result = _cos_near(np.where(far, 0.0, flat))
+    np.cos(flat, out=result, where=far)
+    return _shaped(result, x)
 
 
 def _cos_near(x: FloatArray) -> FloatArray:
@@ -98,3 +118,29 @@ def _cos_near(x: FloatArray) -> FloatArray:
     factor *= 4.0
     factor -= 2.0
     return _sin_times(u, factor)
+
+
+# The same operations as `_sin_times` and `_cos_near`, in the same order, on Python floats.
+
+
+def _sin_times_small(xs: list[float], factors: list[float]) -> FloatArray:
+    tangents = np.tan(np.array([x * 0.5 for x in xs])).tolist()
+    return np.array([(t * f) / (t * t + 1.0) for t, f in zip(tangents, factors, strict=True)])
+
+
+def _cos_small(flat: FloatArray) -> FloatArray:
+    reduced, factors = [], []
+    for x in flat.tolist():
+        if not abs(x) <= _REDUCTION_LIMIT:
+            reduced.append(0.0)
+            factors.append(2.0)
+            continue
+        m = float(round(x * _ONE_OVER_PI - 0.5))  # round half to even, as np.rint
+        j = m + m + 1.0
+        reduced.append(((x - j * _PIO2_1) - j * _PIO2_2) - j * _PIO2_3)
+        factors.append((math.floor(m * 0.5) * -2.0 + m) * 4.0 - 2.0)
+    result = _sin_times_small(reduced, factors)
+    far = ~(np.abs(flat) <= _REDUCTION_LIMIT)
+    if far.any():
+        np.cos(flat, out=result, where=far)
+    return result

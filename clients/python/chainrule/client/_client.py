@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -16,6 +18,7 @@ from google.protobuf.message import Message
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
+from . import _chunks as chunks
 from . import _convert as convert
 from ._config import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -34,6 +37,7 @@ from ._models import Derivative, Evaluation, Gradient, ServerInfo
 
 _Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
+_Answer = TypeVar("_Answer")
 
 
 class _BaseClient:
@@ -140,6 +144,15 @@ class Client(_BaseClient):
                     raise error from exc
             time.sleep(delay)
 
+    def _each_slice(
+        self, call: Callable[[Points], _Answer], points: Points, chunk_points: int, in_flight: int
+    ) -> list[_Answer]:
+        """`call` on each slice of `points`, `in_flight` at a time (grpc channels are thread-safe)."""
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="chainrule-chunk") as pool:
+            return list(pool.map(call, chunks.split(points, chunk_points)))
+
     def differentiate(
         self,
         expression: str,
@@ -171,8 +184,20 @@ class Client(_BaseClient):
         points: Points | None = None,
         wrt: WrtSpec = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
+        chunk_points: int | None = None,
+        in_flight: int = 2,
     ) -> Evaluation:
-        """The value at `point` ({"x": 1.0}) or the values at `points` ({"x": [0, 1, 2]} or arrays)."""
+        """The value at `point` ({"x": 1.0}) or the values at `points` ({"x": [0, 1, 2]} or arrays).
+
+        `chunk_points`: send `points` as calls of at most that many points, `in_flight` at a time,
+        for batches past the message limit; the answer is the same, `timeout` applies to each call.
+        """
+        if chunk_points is not None and points is not None:
+            parts = self._each_slice(
+                lambda part: self.evaluate(expression, points=part, wrt=wrt, timeout=timeout),
+                points, chunk_points, in_flight,
+            )  # fmt: skip
+            return chunks.join_evaluations(parts, convert.wants_numpy(points))
         request = convert.evaluate_request(expression, point, points, wrt)
         response = self._call(self._stub.Evaluate, request, timeout)
         return convert.evaluation(response, convert.wants_numpy(points))
@@ -186,8 +211,18 @@ class Client(_BaseClient):
         variables: Sequence[str] | None = None,
         hessian: bool = False,
         timeout: Timeout = USE_CLIENT_DEFAULT,
+        chunk_points: int | None = None,
+        in_flight: int = 2,
     ) -> Gradient:
-        """Value, gradient (and Hessian if asked) at `point` or at `points`."""
+        """Value, gradient (and Hessian if asked) at `point` or at `points`; `chunk_points` as `evaluate`."""
+        if chunk_points is not None and points is not None:
+            parts = self._each_slice(
+                lambda part: self.gradient(
+                    expression, points=part, variables=variables, hessian=hessian, timeout=timeout
+                ),
+                points, chunk_points, in_flight,
+            )  # fmt: skip
+            return chunks.join_gradients(parts, convert.wants_numpy(points))
         request = convert.gradient_request(expression, point, points, variables, hessian)
         response = self._call(self._stub.GradientAtPoint, request, timeout)
         return convert.gradient(response, convert.wants_numpy(points), hessian)
@@ -272,8 +307,19 @@ class AsyncClient(_BaseClient):
         points: Points | None = None,
         wrt: WrtSpec = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
+        chunk_points: int | None = None,
+        in_flight: int = 2,
     ) -> Evaluation:
         """The value at `point` or the values at `points`; see `Client.evaluate`."""
+        if chunk_points is not None and points is not None:
+            parts = await chunks.gather_in_order(
+                [
+                    functools.partial(self.evaluate, expression, points=part, wrt=wrt, timeout=timeout)
+                    for part in chunks.split(points, chunk_points)
+                ],
+                in_flight,
+            )
+            return chunks.join_evaluations(parts, convert.wants_numpy(points))
         request = convert.evaluate_request(expression, point, points, wrt)
         response: pb.EvaluateResponse = await self._call(self._stub.Evaluate, request, timeout)
         return convert.evaluation(response, convert.wants_numpy(points))
@@ -287,8 +333,22 @@ class AsyncClient(_BaseClient):
         variables: Sequence[str] | None = None,
         hessian: bool = False,
         timeout: Timeout = USE_CLIENT_DEFAULT,
+        chunk_points: int | None = None,
+        in_flight: int = 2,
     ) -> Gradient:
         """Value, gradient (and Hessian if asked); see `Client.gradient`."""
+        if chunk_points is not None and points is not None:
+            parts = await chunks.gather_in_order(
+                [
+                    functools.partial(
+                        self.gradient, expression, points=part, variables=variables, hessian=hessian,
+                        timeout=timeout,
+                    )
+                    for part in chunks.split(points, chunk_points)
+                ],
+                in_flight,
+            )  # fmt: skip
+            return chunks.join_gradients(parts, convert.wants_numpy(points))
         request = convert.gradient_request(expression, point, points, variables, hessian)
         response: pb.GradientAtPointResponse = await self._call(self._stub.GradientAtPoint, request, timeout)
         return convert.gradient(response, convert.wants_numpy(points), hessian)

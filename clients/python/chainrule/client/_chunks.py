@@ -1,0 +1,107 @@
+"""One batch as several calls: past the server's message limit, and with the wire and compute overlapped.
+
+`Client.evaluate(..., chunk_points=N)` (and `gradient`) splits the columns into slices of at most N
+points, sends up to `in_flight` of those calls at a time and joins the answers in order. Slices of
+numpy arrays are views; only the slice being encoded is copied.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+from ._arrays import ColumnInput, is_ndarray
+from ._convert import Points
+from ._models import Column, Evaluation, Gradient
+
+T = TypeVar("T")
+
+
+def _length(column: ColumnInput) -> int | None:
+    """The number of values of a column; None for a single number (it applies to every point)."""
+    if isinstance(column, int | float):
+        return None
+    return len(cast("Sequence[float]", column))
+
+
+def split(points: Points, chunk_points: int) -> list[dict[str, ColumnInput]]:
+    """`points` as consecutive slices of at most `chunk_points` points (columns of length 1 broadcast)."""
+    if chunk_points < 1:
+        raise ValueError(f"chunk_points must be at least 1, got {chunk_points}")
+    columns = {
+        name: column if isinstance(column, int | float) or is_ndarray(column) else list(column)
+        for name, column in points.items()
+    }
+    lengths = {name: _length(column) for name, column in columns.items()}
+    sizes = {size for size in lengths.values() if size is not None and size != 1}
+    if len(sizes) > 1:
+        raise ValueError(f"columns have different lengths: {dict(sorted(lengths.items()))}")
+    total = sizes.pop() if sizes else 1
+    return [
+        {
+            name: column if lengths[name] in (None, 1) else column[start : start + chunk_points]  # type: ignore[index]
+            for name, column in columns.items()
+        }
+        for start in range(0, total, chunk_points)
+    ]
+
+
+def _concatenate(parts: Sequence[Column], as_numpy: bool) -> Column:
+    if as_numpy:
+        return cast(Column, importlib.import_module("numpy").concatenate(parts))
+    return list(itertools.chain.from_iterable(cast("Sequence[list[float]]", parts)))
+
+
+def _column(values: Column | None, value: float | None) -> Column:
+    # A slice of one point may come back as a single value.
+    return values if values is not None else [cast(float, value)]
+
+
+def join_evaluations(parts: Sequence[Evaluation], as_numpy: bool) -> Evaluation:
+    """One `Evaluation` from the answers of consecutive slices."""
+    values = [_column(part.values, part.value) for part in parts]
+    return Evaluation(
+        value=None,
+        values=_concatenate(values, as_numpy),
+        nonfinite_count=sum(part.nonfinite_count for part in parts),
+    )
+
+
+def join_gradients(parts: Sequence[Gradient], as_numpy: bool) -> Gradient:
+    """One `Gradient` from the answers of consecutive slices."""
+    first = parts[0]
+    n = len(first.variables)
+    # A slice of one point may come back as single values; as columns of one value they join.
+    gradients = [part.gradients or tuple([v] for v in part.gradient or ()) for part in parts]
+    hessians = [
+        part.hessians or tuple(tuple([v] for v in row) for row in part.hessian or ()) for part in parts
+    ]
+    has_hessian = bool(hessians[0])
+    return Gradient(
+        variables=first.variables,
+        nonfinite_count=sum(part.nonfinite_count for part in parts),
+        values=_concatenate([_column(part.values, part.value) for part in parts], as_numpy),
+        gradients=tuple(_concatenate([g[i] for g in gradients], as_numpy) for i in range(n)),
+        hessians=tuple(
+            tuple(_concatenate([h[i][j] for h in hessians], as_numpy) for j in range(n)) for i in range(n)
+        )
+        if has_hessian
+        else None,
+    )
+
+
+async def gather_in_order(calls: Sequence[Callable[[], Any]], in_flight: int) -> list[Any]:
+    """Await `calls` (coroutine functions), at most `in_flight` at a time; results in call order."""
+    import asyncio  # noqa: PLC0415 - only the async client needs it
+
+    if in_flight < 1:
+        raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(call: Callable[[], Any]) -> Any:
+        async with gate:
+            return await call()
+
+    return list(await asyncio.gather(*(one(call) for call in calls)))

@@ -1,0 +1,94 @@
+"""`chunk_points`: one batch as several calls, joined in order, equal to the single call."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from chainrule.client import AsyncClient, Client, ResourceExhaustedError
+
+XS = [i / 7 - 3 for i in range(101)]  # 101 points: no chunk size below divides it evenly
+
+
+@pytest.mark.parametrize(("chunk_points", "in_flight"), [(10, 1), (10, 3), (50, 2), (100, 2), (500, 2)])
+def test_evaluate_lists_in_chunks_equals_one_call(client: Client, chunk_points: int, in_flight: int) -> None:
+    points = {"x": XS, "a": 2.0, "b": [1.5]}  # a number and a one-value list apply to every point
+    whole = client.evaluate("a*sin(x) + b", points=points)
+    chunked = client.evaluate("a*sin(x) + b", points=points, chunk_points=chunk_points, in_flight=in_flight)
+    assert chunked.values == whole.values
+    assert chunked.nonfinite_count == whole.nonfinite_count == 0
+
+
+def test_nonfinite_counts_add_up(client: Client) -> None:
+    chunked = client.evaluate("log(x)", points={"x": XS}, chunk_points=7)
+    assert chunked.nonfinite_count == sum(1 for x in XS if x <= 0)  # NaN below 0, -Infinity at 0
+    assert chunked.values is not None and math.isnan(chunked.values[0])
+
+
+def test_gradient_and_hessian_in_chunks(client: Client) -> None:
+    points = {"x": XS, "y": [x / 2 for x in XS]}
+    whole = client.gradient("x^2*y + sin(x*y)", points=points, hessian=True)
+    chunked = client.gradient("x^2*y + sin(x*y)", points=points, hessian=True, chunk_points=20)
+    assert chunked.variables == whole.variables
+    assert chunked.values == whole.values and chunked.gradients == whole.gradients
+    assert chunked.hessians == whole.hessians
+
+
+def test_a_last_slice_of_one_point(client: Client) -> None:
+    whole = client.gradient("x^3", points={"x": XS})
+    chunked = client.gradient("x^3", points={"x": XS}, chunk_points=25)  # 101 = 4 * 25 + 1
+    assert chunked.values == whole.values and chunked.gradients == whole.gradients
+    assert chunked.gradients is not None and len(chunked.gradients[0]) == len(XS)
+
+
+def test_past_the_message_limit_only_in_chunks(target: str) -> None:
+    np = pytest.importorskip("numpy")
+    x = np.linspace(-1, 1, 40_000)  # 320 kB as f64le
+    with Client(target, max_message_bytes=100_000) as small:
+        with pytest.raises(ResourceExhaustedError):
+            small.evaluate("x^2", points={"x": x})
+        chunked = small.evaluate("x^2", points={"x": x}, chunk_points=10_000)
+    assert isinstance(chunked.values, np.ndarray)
+    np.testing.assert_array_equal(chunked.values, x**2)
+
+
+def test_numpy_gradient_in_chunks(client: Client) -> None:
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(3)
+    points = {"x": rng.uniform(-2, 2, 30_001), "y": rng.uniform(-2, 2, 30_001)}
+    whole = client.gradient("exp(-x^2)*cos(y)", points=points)
+    chunked = client.gradient("exp(-x^2)*cos(y)", points=points, chunk_points=4_096, in_flight=3)
+    np.testing.assert_array_equal(chunked.values, whole.values)
+    for ours, theirs in zip(chunked.gradients or (), whole.gradients or (), strict=True):
+        assert isinstance(ours, np.ndarray)
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_async_chunks(target: str) -> None:
+    async def run() -> None:
+        async with AsyncClient(target) as client:
+            whole = await client.evaluate("x^2 - 1", points={"x": XS})
+            chunked = await client.evaluate("x^2 - 1", points={"x": XS}, chunk_points=9, in_flight=4)
+            assert chunked.values == whole.values
+            whole_gradient = await client.gradient("x^2", points={"x": XS})
+            gradient = await client.gradient("x^2", points={"x": XS}, chunk_points=30)
+            assert gradient.gradients == whole_gradient.gradients
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("points", "chunk_points", "in_flight", "message"),
+    [
+        ({"x": XS}, 0, 2, "chunk_points"),
+        ({"x": XS}, 10, 0, "in_flight"),
+        ({"x": XS, "y": [1.0, 2.0]}, 10, 2, "different lengths"),
+    ],
+)
+def test_bad_chunking_is_refused_before_any_call(
+    client: Client, points: dict[str, list[float]], chunk_points: int, in_flight: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        client.evaluate("x", points=points, chunk_points=chunk_points, in_flight=in_flight)
