@@ -159,7 +159,7 @@ def run(
             f"client CPU {evaluation['cpu']:.2f}"),
     ]  # fmt: skip
     details: dict[str, object] = {"evaluate": evaluation}
-    big, chunk = eval_points * 8, eval_points
+    big, chunk = eval_points * 8, eval_points // 4
     chunked = measure_chunked(ports["grpc_port"], big, chunk, max(3, rounds // 3))
     details["chunked"] = chunked
     rows.append(Row("3 batch evaluation", f"past the message limit: {big:,} points in {chunk:,}-point calls, "

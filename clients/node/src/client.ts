@@ -5,6 +5,7 @@
 import { ChannelCredentials, credentials as grpcCredentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 
 import { type Column, type ColumnInput, decodeColumn, encodeColumn } from "./arrays.js";
+import { type Chunking, concatenate, inOrder, split } from "./chunks.js";
 import { type ChainruleError, UnavailableError, errorFromServiceError } from "./errors.js";
 import {
   type Array as ArrayMessage,
@@ -130,7 +131,7 @@ export interface GeneratedCode {
   parameters: string[];
 }
 
-export interface EvaluateOptions extends CallOptions {
+export interface EvaluateOptions extends CallOptions, Chunking {
   /** One point: a value for each variable. */
   point?: Point;
   /** Many points: a column for each variable (a single number broadcasts). */
@@ -139,7 +140,7 @@ export interface EvaluateOptions extends CallOptions {
   wrt?: WrtSpec;
 }
 
-export interface GradientOptions extends CallOptions {
+export interface GradientOptions extends CallOptions, Chunking {
   point?: Point;
   points?: Points;
   /** The gradient's variables, in order; all free variables, sorted, when absent. */
@@ -232,6 +233,26 @@ function encodePoints(points: Points | undefined): Record<string, ArrayMessage> 
   const encoded: Record<string, ArrayMessage> = {};
   for (const [name, column] of Object.entries(points ?? {})) encoded[name] = encodeColumn(column);
   return encoded;
+}
+
+/** One `Gradient` from the answers of consecutive slices (a slice of one point may answer as one). */
+function joinGradients(parts: Gradient[], asFloat64: boolean, hessian: boolean): Gradient {
+  const n = parts[0].variables.length;
+  const values = parts.map((p) => p.values ?? [p.value ?? NaN]);
+  const gradients = parts.map((p) => p.gradients ?? (p.gradient ?? []).map((v) => [v]));
+  const result: Gradient = {
+    variables: parts[0].variables,
+    nonfiniteCount: parts.reduce((sum, part) => sum + part.nonfiniteCount, 0),
+    values: concatenate(values, asFloat64),
+    gradients: Array.from({ length: n }, (_, i) => concatenate(gradients.map((g) => g[i]), asFloat64)),
+  };
+  if (hessian) {
+    const grids = parts.map((p) => p.hessians ?? (p.hessian ?? []).map((row) => row.map((v) => [v])));
+    result.hessians = Array.from({ length: n }, (_, i) =>
+      Array.from({ length: n }, (_, j) => concatenate(grids.map((grid) => grid[i][j]), asFloat64)),
+    );
+  }
+  return result;
 }
 
 function wantsFloat64Array(points: Points | undefined): boolean {
@@ -366,8 +387,19 @@ export class ChainruleClient {
     return result;
   }
 
-  /** The value at `point`, or the values at `points`. */
+  /** The value at `point`, or the values at `points` (in calls of `chunkPoints` points, if set). */
   async evaluate(expression: string, options: EvaluateOptions = {}): Promise<Evaluation> {
+    if (options.chunkPoints !== undefined && options.points !== undefined) {
+      const { chunkPoints, inFlight, ...single } = options;
+      const parts = await this.eachSlice(options.points, chunkPoints, inFlight, (points) =>
+        this.evaluate(expression, { ...single, points }),
+      );
+      const asFloat64 = wantsFloat64Array(options.points);
+      return {
+        values: concatenate(parts.map((part) => part.values ?? [part.value ?? NaN]), asFloat64),
+        nonfiniteCount: parts.reduce((sum, part) => sum + part.nonfiniteCount, 0),
+      };
+    }
     const request = {
       expression,
       point: { ...options.point },
@@ -381,8 +413,15 @@ export class ChainruleClient {
     return result;
   }
 
-  /** Value, gradient and (when asked) Hessian at `point`, or at `points`. */
+  /** Value, gradient and (when asked) Hessian at `point`, or at `points` (`chunkPoints` as `evaluate`). */
   async gradient(expression: string, options: GradientOptions = {}): Promise<Gradient> {
+    if (options.chunkPoints !== undefined && options.points !== undefined) {
+      const { chunkPoints, inFlight, ...single } = options;
+      const parts = await this.eachSlice(options.points, chunkPoints, inFlight, (points) =>
+        this.gradient(expression, { ...single, points }),
+      );
+      return joinGradients(parts, wantsFloat64Array(options.points), options.hessian ?? false);
+    }
     const request = {
       expression,
       variables: [...(options.variables ?? [])],
@@ -404,6 +443,19 @@ export class ChainruleClient {
     result.gradient = response.gradient;
     if (options.hessian) result.hessian = square(response.hessian, n);
     return result;
+  }
+
+  /** `call` on each slice of `points`, `inFlight` at a time, in order. */
+  private eachSlice<T>(
+    points: Points,
+    chunkPoints: number,
+    inFlight: number | undefined,
+    call: (points: Points) => Promise<T>,
+  ): Promise<T[]> {
+    return inOrder(
+      split(points, chunkPoints).map((slice) => () => call(slice)),
+      inFlight ?? 2,
+    );
   }
 
   /** The server's version, limits, functions, constants and modes. */

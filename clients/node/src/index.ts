@@ -9,4 +9,5 @@
 export * from "./client.js";
 export * from "./errors.js";
 export type { Column, ColumnInput } from "./arrays.js";
+export type { Chunking } from "./chunks.js";
 export { OutputFormat, Simplification } from "./generated/chainrule/v1/chainrule.js";

@@ -139,6 +139,39 @@ describe("gradient", () => {
   });
 });
 
+describe("chunkPoints", () => {
+  const xs = Array.from({ length: 101 }, (_, i) => i / 7 - 3); // 101 points: no chunk size below divides it
+
+  test("lists in chunks join to exactly the single call, broadcasts included", async () => {
+    const points = { x: xs, a: 2, b: [1.5] };
+    const whole = await client.evaluate("a*sin(x) + b", { points });
+    for (const [chunkPoints, inFlight] of [[10, 1], [10, 3], [50, 2], [500, 2]]) {
+      const chunked = await client.evaluate("a*sin(x) + b", { points, chunkPoints, inFlight });
+      assert.deepEqual(chunked.values, whole.values, `chunkPoints ${chunkPoints}, inFlight ${inFlight}`);
+      assert.equal(chunked.nonfiniteCount, 0);
+    }
+  });
+
+  test("Float64Array gradients and Hessians in chunks, counts added up", async () => {
+    const x = Float64Array.from(xs);
+    const y = Float64Array.from(xs, (v) => v / 2);
+    const whole = await client.gradient("log(x) + x^2*y", { points: { x, y }, hessian: true });
+    const chunked = await client.gradient("log(x) + x^2*y", { points: { x, y }, hessian: true, chunkPoints: 25 });
+    assert.ok(chunked.values instanceof Float64Array);
+    assert.deepEqual(chunked.values, whole.values);
+    assert.deepEqual(chunked.gradients, whole.gradients);
+    assert.deepEqual(chunked.hessians, whole.hessians);
+    assert.equal(chunked.nonfiniteCount, whole.nonfiniteCount);
+    assert.ok(whole.nonfiniteCount > 0);
+  });
+
+  test("bad chunking is refused before any call", async () => {
+    await assert.rejects(client.evaluate("x", { points: { x: xs }, chunkPoints: 0 }), RangeError);
+    await assert.rejects(client.evaluate("x", { points: { x: xs }, chunkPoints: 10, inFlight: 0 }), RangeError);
+    await assert.rejects(client.evaluate("x", { points: { x: xs, y: [1, 2] }, chunkPoints: 10 }), RangeError);
+  });
+});
+
 describe("serverInfo", () => {
   test("describes the grammar and the limits", async () => {
     const info = await client.serverInfo();
