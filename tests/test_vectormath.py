@@ -96,8 +96,11 @@ def test_what_is_not_real_float64_is_numpy(value: object) -> None:
         assert np.array_equal(got, want)
 
 
-def test_a_point_gets_what_a_batch_gets() -> None:
-    batch = np.linspace(-7, 7, 1001)
+@pytest.mark.parametrize(
+    "wide", [7.0, 4.0, 3.0, 1e6], ids=["most-wide", "most-half-turn", "all-half-turn", "far"]
+)
+def test_a_point_gets_what_a_batch_gets(wide: float) -> None:
+    batch = np.linspace(-wide, wide, 1001)  # cos picks its formula by |x| <= pi: in mixed batches too
     for function in (vectormath.sin, vectormath.cos):
         whole = function(batch)
         assert [function(float(v)) for v in batch[::50]] == list(whole[::50])  # Python floats

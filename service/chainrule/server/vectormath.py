@@ -32,6 +32,9 @@ _PIO2_1 = 1.57079632673412561417e00  # the first 33 bits of pi/2
 _PIO2_2 = 6.07710050630396597660e-11  # the next 33 bits
 _PIO2_3 = 2.02226624879595063154e-21  # the rest
 _ONE_OVER_PI = 0.318309886183790671538
+_PIO2_HI = 1.57079632679489655800e00  # pi/2 rounded to a double
+_PIO2_LO = 6.12323399573676603587e-17  # pi/2 - _PIO2_HI
+_PI = 2 * _PIO2_HI
 # Up to this many values the same arithmetic runs on Python floats (IEEE doubles, rounded alike),
 # with only tan on numpy: a dozen array operations cost about 15 us even for one point.
 _SMALL = 8
@@ -90,13 +93,42 @@ def cos(x: Any) -> Any:
         return np.cos(x)
     if flat.size <= _SMALL:
         return _shaped(_cos_small(flat), x)
-    # Two reductions instead of a mask in the common case; a NaN fails the test and takes the mask.
-    if flat.min() >= -_REDUCTION_LIMIT and flat.max() <= _REDUCTION_LIMIT:
-        return _shaped(_cos_near(flat), x)
-    far = ~(np.abs(flat) <= _REDUCTION_LIMIT)
-    result = _cos_near(np.where(far, 0.0, flat))
-    np.cos(flat, out=result, where=far)
-    return _shaped(result, x)
+    # Two reductions instead of a mask in the common case (angles); a NaN fails the test.
+    if flat.min() >= -_PI and flat.max() <= _PI:
+        return _shaped(_cos_half_turn(flat), x)
+    return _shaped(_cos_mixed(flat), x)
+
+
+def _cos_half_turn(x: FloatArray) -> FloatArray:
+    # cos x = sin(pi/2 - |x|) for |x| <= pi. From pi/4 up the subtraction is exact (Sterbenz), so
+    # the zero at pi/2 keeps its relative accuracy; below pi/4 the result is far from zero.
+    w = np.abs(x)
+    np.subtract(_PIO2_HI, w, out=w)
+    w += _PIO2_LO
+    return _sin_times(w, 2.0)
+
+
+def _cos_mixed(flat: FloatArray) -> FloatArray:
+    # Each element gets the formula its own magnitude selects, never one its neighbours do: the
+    # majority's formula runs on the whole array, the minority's on its elements, overwriting.
+    half_turn = np.abs(flat) <= _PI
+    if np.count_nonzero(half_turn) * 2 >= flat.size:
+        result = _cos_half_turn(flat)
+        rest = ~half_turn
+        result[rest] = _cos_wide(flat[rest])
+    else:
+        result = _cos_wide(flat)
+        result[half_turn] = _cos_half_turn(flat[half_turn])
+    return result
+
+
+def _cos_wide(x: FloatArray) -> FloatArray:
+    if x.min() >= -_REDUCTION_LIMIT and x.max() <= _REDUCTION_LIMIT:  # a NaN fails this too
+        return _cos_near(x)
+    far = ~(np.abs(x) <= _REDUCTION_LIMIT)  # NaN and Inf too
+    result = _cos_near(np.where(far, 0.0, x))
+    np.cos(x, out=result, where=far)
+    return result
 
 
 def _cos_near(x: FloatArray) -> FloatArray:
@@ -131,6 +163,10 @@ def _sin_times_small(xs: list[float], factors: list[float]) -> FloatArray:
 def _cos_small(flat: FloatArray) -> FloatArray:
     reduced, factors = [], []
     for x in flat.tolist():
+        if abs(x) <= _PI:
+            reduced.append((_PIO2_HI - abs(x)) + _PIO2_LO)
+            factors.append(2.0)
+            continue
         if not abs(x) <= _REDUCTION_LIMIT:
             reduced.append(0.0)
             factors.append(2.0)
