@@ -138,8 +138,9 @@ NOTES = [
 # What limits a figure that misses its target, stated where it is printed (only when it misses).
 GAPS = {
     "cached Differentiate req/s vs bare grpc.aio echo": (
-        "the ratio sits at the target, within this shared VM's noise: eight measurements on 2026-11-30 "
-        "gave 0.78 to 0.87 (median 0.80). py-spy under load (bench/README.md) puts chainrule's own "
+        "the ratio sits at the target, within this shared VM's noise: on 2026-11-30 the six full runs "
+        "gave 0.82, 0.79, 0.84, 0.83, 0.86 and 0.77 (this one), harness.py alone 0.78 to 0.87. "
+        "py-spy under load (bench/README.md) puts chainrule's own "
         "Python at about 6% of the server's samples (request id, metrics, deadline scope, lookup: about "
         "10 us a call against echo's 1 us) and the rest of the gap inside grpc's Cython, which carries "
         "no symbols (0.035 samples a request there against echo's 0.031); no single item is left to cut."
