@@ -1,6 +1,6 @@
 """A bare `grpc.aio` server for Evaluate and GradientAtPoint: the physical floor of moving the bytes.
 
-Same process model and message limits as `chainrule serve`, no interceptors, metrics or logging,
+Same process model and message limits as `chainrule serve`, no instrumentation, metrics or logging,
 no maths: it decodes the request and answers with a response of the same shape and size as
 chainrule's (one f64le column per value/partial, built from the input columns' bytes), so
 chainrule's end-to-end time minus this one is what chainrule adds besides the arithmetic.

@@ -1,7 +1,7 @@
 """A bare `grpc.aio` server answering chainrule's Differentiate path: the transport ceiling.
 
 Same process model as `chainrule serve` (one process, one event loop, the same server options),
-no interceptors, no metrics, no logging: it decodes the request and returns a response of the
+no instrumentation, no metrics, no logging: it decodes the request and returns a response of the
 same shape, so the difference to chainrule's cached path is everything chainrule adds.
 
     python bench/echo_server.py --port 0 --ready-file /tmp/echo.json

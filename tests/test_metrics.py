@@ -15,7 +15,7 @@ from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.app import Application
 from chainrule.server.executor import InlineExecutor
 from chainrule.server.grpc_server import create_server
-from chainrule.server.interceptors import REQUEST_ID_KEY, Instrumentation, request_id_from
+from chainrule.server.instrumentation import REQUEST_ID_KEY, Instrumentation, request_id_from
 from chainrule.server.logs import REQUEST_ID, JsonFormatter, RequestIdFilter
 from chainrule.server.metrics import Metrics
 from chainrule.v1 import chainrule_pb2 as pb

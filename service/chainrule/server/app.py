@@ -28,7 +28,7 @@ from chainrule.server.config import Settings
 from chainrule.server.executor import Executor, ThreadExecutor
 from chainrule.server.grpc_server import SERVICE_NAME, create_server
 from chainrule.server.http_server import HttpServer, bind_socket, create_http_app
-from chainrule.server.interceptors import Instrumentation
+from chainrule.server.instrumentation import Instrumentation
 from chainrule.server.metrics import Metrics
 from chainrule.server.rest import HttpMetrics
 from chainrule.server.supervisor import WORKER_HEADER, WorkerIdMiddleware, exposition_registry

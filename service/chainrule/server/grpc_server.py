@@ -17,7 +17,7 @@ from chainrule.server.api import ChainruleApi
 from chainrule.server.auth import TlsFiles
 from chainrule.server.config import Settings
 from chainrule.server.errors import ChainruleError, InternalError
-from chainrule.server.interceptors import Instrumentation, Registration
+from chainrule.server.instrumentation import Instrumentation, Registration
 from chainrule.server.status import status_proto
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc

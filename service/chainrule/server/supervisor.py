@@ -13,7 +13,7 @@ Metrics stay correct across processes through prometheus-client's multiprocess m
 each worker's `/metrics` then reports the sum over all processes.
 
 Every response says which process served it (`x-chainrule-worker`: an HTTP header, and gRPC trailing
-metadata set by `interceptors.Instrumentation`), so operators and tests can see the load spread.
+metadata set by `instrumentation.Instrumentation`), so operators and tests can see the load spread.
 """
 
 from __future__ import annotations
