@@ -6,9 +6,15 @@ of anything trigonometric needs both sin and cos, and they took two thirds of it
 time (bench/PROFILE.md). Both are built here from tan:
 
     sin x = 2t / (1 + t^2), t = tan(x/2): no cancellation anywhere, tan does the range reduction.
-    cos x = +-sin u, u = x - j*pi/2 for the odd j nearest x/(pi/2), so |u| <= pi/2 and the zeros of
-            cos x are the zeros of u, computed without cancellation (pi/2 in three parts,
-            Cody-Waite; exact products for |x| <= 2^19; numpy's cos beyond, and for small arrays).
+    cos x = sin(pi/2 - |x|) for |x| <= pi: from pi/4 up the subtraction is exact, so where cos x is
+            small it keeps its relative accuracy. Beyond, cos x = +-sin u, u = x - j*pi/2 for the odd
+            j nearest x/(pi/2), so |u| <= pi/2 and the zeros of cos x are the zeros of u, computed
+            without cancellation (pi/2 in three parts, Cody-Waite; exact products for
+            |x| <= 2^19; numpy's cos beyond). Each value's formula follows from its own magnitude.
+
+Every real float64 input takes this path, a single point too, so a value never changes in its last
+bits with the size or the other values of the batch it came in (chunked calls join to exactly the
+one-call answer).
 
 Against correctly rounded values (mpmath, tests/test_vectormath.py) sin is within 2 ulp and cos
 within 3 ulp, over subnormals to 1e300 and next to every multiple of pi/2 tested; numpy's own
