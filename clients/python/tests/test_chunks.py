@@ -54,6 +54,19 @@ def test_past_the_message_limit_only_in_chunks(target: str) -> None:
     np.testing.assert_array_equal(chunked.values, x**2)
 
 
+def test_a_failing_slice_raises_its_own_error(target: str) -> None:
+    xs = [float(i) for i in range(10_001)]  # slices of 5,000 values are over the limit, the last one is not
+    with Client(target, max_message_bytes=20_000) as small, pytest.raises(ResourceExhaustedError):
+        small.evaluate("x", points={"x": xs}, chunk_points=5_000, in_flight=2)
+
+    async def run() -> None:
+        async with AsyncClient(target, max_message_bytes=20_000) as client:
+            with pytest.raises(ResourceExhaustedError):
+                await client.evaluate("x", points={"x": xs}, chunk_points=5_000, in_flight=2)
+
+    asyncio.run(run())
+
+
 def test_numpy_gradient_in_chunks(client: Client) -> None:
     np = pytest.importorskip("numpy")
     rng = np.random.default_rng(3)

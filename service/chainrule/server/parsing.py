@@ -772,4 +772,6 @@ _PRINTER: Final = _TextPrinter()
 
 def to_text(expr: sympy.Expr) -> str:
     """Print `expr` in our grammar (`^` for powers); `parse` reads the text back to an equal expression."""
+    # The printed text has no string literals, so `**` is only ever the power operator; replacing
+    # it beats copying the half-dozen branches of sympy's `_print_Pow` into an override.
     return str(_PRINTER.doprint(expr)).replace("**", "^")

@@ -7,6 +7,7 @@ numpy arrays are views; only the slice being encoded is copied.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import itertools
 from collections.abc import Callable, Sequence
@@ -93,9 +94,10 @@ def join_gradients(parts: Sequence[Gradient], as_numpy: bool) -> Gradient:
 
 
 async def gather_in_order(calls: Sequence[Callable[[], Any]], in_flight: int) -> list[Any]:
-    """Await `calls` (coroutine functions), at most `in_flight` at a time; results in call order."""
-    import asyncio  # noqa: PLC0415 - only the async client needs it
+    """Await `calls` (coroutine functions), at most `in_flight` at a time; results in call order.
 
+    The first failure cancels the calls not finished and is raised as it is.
+    """
     if in_flight < 1:
         raise ValueError(f"in_flight must be at least 1, got {in_flight}")
     gate = asyncio.Semaphore(in_flight)
@@ -104,4 +106,10 @@ async def gather_in_order(calls: Sequence[Callable[[], Any]], in_flight: int) ->
         async with gate:
             return await call()
 
-    return list(await asyncio.gather(*(one(call) for call in calls)))
+    tasks = [asyncio.ensure_future(one(call)) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise

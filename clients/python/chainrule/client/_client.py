@@ -150,8 +150,15 @@ class Client(_BaseClient):
         """`call` on each slice of `points`, `in_flight` at a time (grpc channels are thread-safe)."""
         if in_flight < 1:
             raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+        slices = chunks.split(points, chunk_points)
         with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="chainrule-chunk") as pool:
-            return list(pool.map(call, chunks.split(points, chunk_points)))
+            futures = [pool.submit(call, part) for part in slices]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:  # the first failure stops the slices not yet sent
+                    future.cancel()
+                raise
 
     def differentiate(
         self,
