@@ -54,17 +54,24 @@ export function concatenate(parts: Column[], asFloat64Array: boolean): Column {
   return out;
 }
 
-/** Run `tasks` with at most `inFlight` pending at a time; results in task order. */
+/** Run `tasks` with at most `inFlight` pending at a time; results in task order. The first failure
+ * is raised as it is, and no task starts after it. */
 export async function inOrder<T>(tasks: Array<() => Promise<T>>, inFlight: number): Promise<T[]> {
   if (!Number.isInteger(inFlight) || inFlight < 1) {
     throw new RangeError(`inFlight must be a whole number of at least 1, got ${inFlight}`);
   }
   const results: T[] = new Array(tasks.length);
   let next = 0;
+  let failed = false;
   async function worker(): Promise<void> {
-    while (next < tasks.length) {
+    while (!failed && next < tasks.length) {
       const index = next++;
-      results[index] = await tasks[index]();
+      try {
+        results[index] = await tasks[index]();
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
     }
   }
   await Promise.all(Array.from({ length: Math.min(inFlight, tasks.length) }, worker));

@@ -8,6 +8,7 @@ import {
   InvalidArgumentError,
   MissingVariableError,
   ParseError,
+  ResourceExhaustedError,
   UnknownFunctionError,
 } from "../src/index.js";
 import { type RunningServer, startServer } from "./server.js";
@@ -163,6 +164,16 @@ describe("chunkPoints", () => {
     assert.deepEqual(chunked.hessians, whole.hessians);
     assert.equal(chunked.nonfiniteCount, whole.nonfiniteCount);
     assert.ok(whole.nonfiniteCount > 0);
+  });
+
+  test("a failing slice rejects with its own error", async () => {
+    const small = new ChainruleClient(server.target, { maxMessageBytes: 20_000 });
+    try {
+      const x = Array.from({ length: 10_001 }, (_, i) => i); // 5,000-value slices are over the limit
+      await assert.rejects(small.evaluate("x", { points: { x }, chunkPoints: 5_000 }), ResourceExhaustedError);
+    } finally {
+      small.close();
+    }
   });
 
   test("bad chunking is refused before any call", async () => {
