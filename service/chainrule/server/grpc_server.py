@@ -10,7 +10,6 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
-from grpc_status import rpc_status
 
 from chainrule.server import deadlines
 from chainrule.server.api import ChainruleApi
@@ -18,7 +17,7 @@ from chainrule.server.auth import TlsFiles
 from chainrule.server.config import Settings
 from chainrule.server.errors import ChainruleError, InternalError
 from chainrule.server.instrumentation import Instrumentation, Registration
-from chainrule.server.status import status_proto
+from chainrule.server.status import grpc_status
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
@@ -71,11 +70,11 @@ async def _serve(
         with deadlines.request_scope(context.time_remaining()):
             return await handler(request)
     except ChainruleError as error:
-        await context.abort_with_status(rpc_status.to_status(status_proto(error)))
+        await context.abort_with_status(grpc_status(error))
     except Exception:
         # A bug: log the traceback here, tell the caller nothing about our insides.
         log.exception("unexpected error in %s", type(request).__name__)
-        await context.abort_with_status(rpc_status.to_status(status_proto(InternalError("internal error"))))
+        await context.abort_with_status(grpc_status(InternalError("internal error")))
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 

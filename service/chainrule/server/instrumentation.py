@@ -28,13 +28,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, cast
 
 import grpc
-from grpc_status import rpc_status
 
 from chainrule.server.auth import TokenChecker, grpc_refusal
 from chainrule.server.errors import ChainruleError
 from chainrule.server.logs import REQUEST_ID
 from chainrule.server.metrics import Metrics
-from chainrule.server.status import status_proto
+from chainrule.server.status import grpc_status
 
 log = logging.getLogger("chainrule.server.requests")
 
@@ -178,7 +177,7 @@ def _streaming(
         REQUEST_ID.set(request_id_from(metadata))
         error = refusal(metadata) if refusal is not None else None
         if error is not None:
-            await context.abort_with_status(rpc_status.to_status(status_proto(error)))
+            await context.abort_with_status(grpc_status(error))
 
     wrapped: Any
     if inspect.isasyncgenfunction(behavior):
@@ -230,7 +229,7 @@ def _instrumented(
             context.set_trailing_metadata(extra)
             error = refusal(metadata) if refusal is not None else None
             if error is not None:
-                await scoped.abort_with_status(rpc_status.to_status(status_proto(error)))
+                await scoped.abort_with_status(grpc_status(error))
             response = await behavior(request, cast(Context, scoped))
         except asyncio.CancelledError:
             scoped.finish(grpc.StatusCode.CANCELLED)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from chainrule.server.errors import ERROR_DOMAIN, ChainruleError
 
@@ -27,6 +29,12 @@ def status_proto(error: ChainruleError) -> status_pb2.Status:
         delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(code=int(error.code), message=error.message, details=details)
+
+
+def grpc_status(error: ChainruleError) -> grpc.Status:
+    """`status_proto(error)` as the `grpc.Status` a servicer aborts with."""
+    status: grpc.Status = rpc_status.to_status(status_proto(error))
+    return status
 
 
 def _pack(message: object) -> any_pb2.Any:

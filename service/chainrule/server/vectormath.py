@@ -59,7 +59,7 @@ def _real(x: Any) -> FloatArray | None:
     """`x` as a 1-d float64 array when it is real float64 (array or scalar), else None."""
     if isinstance(x, np.ndarray):
         return x.reshape(-1) if x.dtype == np.float64 else None
-    if isinstance(x, float | np.float64):
+    if isinstance(x, float):  # np.float64 is a float too
         return np.array([x], dtype=np.float64)
     return None
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 import itertools
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar, cast
 
 from ._arrays import ColumnInput, is_ndarray
 from ._convert import Points
 from ._models import Column, Evaluation, Gradient
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _length(column: ColumnInput) -> int | None:
@@ -93,8 +94,8 @@ def join_gradients(parts: Sequence[Gradient], as_numpy: bool) -> Gradient:
     )
 
 
-async def gather_in_order(calls: Sequence[Callable[[], Any]], in_flight: int) -> list[Any]:
-    """Await `calls` (coroutine functions), at most `in_flight` at a time; results in call order.
+async def gather_in_order(call: Callable[[T], Awaitable[R]], items: Sequence[T], in_flight: int) -> list[R]:
+    """`call` on each of `items`, at most `in_flight` awaited at a time; results in item order.
 
     The first failure cancels the calls not finished and is raised as it is.
     """
@@ -102,11 +103,11 @@ async def gather_in_order(calls: Sequence[Callable[[], Any]], in_flight: int) ->
         raise ValueError(f"in_flight must be at least 1, got {in_flight}")
     gate = asyncio.Semaphore(in_flight)
 
-    async def one(call: Callable[[], Any]) -> Any:
+    async def one(item: T) -> R:
         async with gate:
-            return await call()
+            return await call(item)
 
-    tasks = [asyncio.ensure_future(one(call)) for call in calls]
+    tasks = [asyncio.ensure_future(one(item)) for item in items]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -287,6 +286,16 @@ class AsyncClient(_BaseClient):
                     raise error from exc
             await asyncio.sleep(delay)
 
+    async def _each_slice(
+        self,
+        call: Callable[[Points], Awaitable[_Answer]],
+        points: Points,
+        chunk_points: int,
+        in_flight: int,
+    ) -> list[_Answer]:
+        """`call` on each slice of `points`, `in_flight` at a time; see `Client._each_slice`."""
+        return await chunks.gather_in_order(call, chunks.split(points, chunk_points), in_flight)
+
     async def differentiate(
         self,
         expression: str,
@@ -319,13 +328,10 @@ class AsyncClient(_BaseClient):
     ) -> Evaluation:
         """The value at `point` or the values at `points`; see `Client.evaluate`."""
         if chunk_points is not None and points is not None:
-            parts = await chunks.gather_in_order(
-                [
-                    functools.partial(self.evaluate, expression, points=part, wrt=wrt, timeout=timeout)
-                    for part in chunks.split(points, chunk_points)
-                ],
-                in_flight,
-            )
+            parts = await self._each_slice(
+                lambda part: self.evaluate(expression, points=part, wrt=wrt, timeout=timeout),
+                points, chunk_points, in_flight,
+            )  # fmt: skip
             return chunks.join_evaluations(parts, convert.wants_numpy(points))
         request = convert.evaluate_request(expression, point, points, wrt)
         response: pb.EvaluateResponse = await self._call(self._stub.Evaluate, request, timeout)
@@ -345,15 +351,11 @@ class AsyncClient(_BaseClient):
     ) -> Gradient:
         """Value, gradient (and Hessian if asked); see `Client.gradient`."""
         if chunk_points is not None and points is not None:
-            parts = await chunks.gather_in_order(
-                [
-                    functools.partial(
-                        self.gradient, expression, points=part, variables=variables, hessian=hessian,
-                        timeout=timeout,
-                    )
-                    for part in chunks.split(points, chunk_points)
-                ],
-                in_flight,
+            parts = await self._each_slice(
+                lambda part: self.gradient(
+                    expression, points=part, variables=variables, hessian=hessian, timeout=timeout
+                ),
+                points, chunk_points, in_flight,
             )  # fmt: skip
             return chunks.join_gradients(parts, convert.wants_numpy(points))
         request = convert.gradient_request(expression, point, points, variables, hessian)
