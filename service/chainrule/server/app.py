@@ -25,14 +25,18 @@ from chainrule.server.auth import (
 )
 from chainrule.server.cache import Caches
 from chainrule.server.config import Settings
-from chainrule.server.executor import Executor, ThreadExecutor
+from chainrule.server.executor import Admission, BoundedExecutor, Executor, ThreadExecutor
 from chainrule.server.grpc_server import SERVICE_NAME, create_server
-from chainrule.server.http_server import HttpServer, bind_socket, create_http_app
+from chainrule.server.http_server import (
+    WORKER_HEADER,
+    HttpServer,
+    WorkerIdMiddleware,
+    bind_socket,
+    create_http_app,
+)
 from chainrule.server.instrumentation import Instrumentation
-from chainrule.server.metrics import Metrics
-from chainrule.server.rest import HttpMetrics
-from chainrule.server.supervisor import WORKER_HEADER, WorkerIdMiddleware, exposition_registry
-from chainrule.server.workers import Admission, BoundedExecutor, ProcessExecutor
+from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
+from chainrule.server.workers import ProcessExecutor
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainrule.server.config import PREFIX, ConfigError, Settings
 from chainrule.server.errors import Unauthenticated
+from chainrule.server.status import error_response
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 HTTP_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
@@ -105,8 +106,6 @@ class AuthMiddleware:
         if self.checker.accepts(header):
             await self.app(scope, receive, send)
             return
-        from chainrule.server.rest import error_response  # noqa: PLC0415 - rest imports the API layer
-
         error = _unauthenticated(header is not None)
         response = error_response(error, headers={"WWW-Authenticate": _CHALLENGE})
         await response(scope, receive, send)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -20,18 +21,23 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainrule.server import openapi, rest
 from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.metrics import HttpMetrics
 
 log = logging.getLogger(__name__)
+
+# Which server process answered: an HTTP header here, gRPC trailing metadata (app.py).
+WORKER_HEADER = "x-chainrule-worker"
 
 
 def create_http_app(
     registry: CollectorRegistry,
     is_ready: Callable[[], bool],
     api: ChainruleApi | None = None,
-    http_metrics: rest.HttpMetrics | None = None,
+    http_metrics: HttpMetrics | None = None,
 ) -> Starlette:
     """The ASGI application: `/healthz` (alive), `/readyz` (ready to serve), `/metrics`; with an
     `api`, the REST routes, `/openapi.json` and `/docs` too (see rest.py), and HTTP request metrics."""
@@ -57,7 +63,7 @@ def create_http_app(
     routes += rest.rest_routes(api, api.settings) + openapi.openapi_routes(VERSION)
     return Starlette(
         routes=routes,
-        middleware=rest.http_middleware(api.settings, http_metrics or rest.HttpMetrics(registry)),
+        middleware=rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry)),
         exception_handlers=rest.exception_handlers(),
     )
 
@@ -126,3 +132,23 @@ class HttpServer:
         if self._task is not None:
             await self._task
         self._socket.close()
+
+
+class WorkerIdMiddleware:
+    """ASGI middleware: every HTTP response carries the serving process id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._header = (WORKER_HEADER.encode(), str(os.getpid()).encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self._header]
+            await send(message)
+
+        await self._app(scope, receive, tagged)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
 from chainrule.server.cache import Caches, CacheStats, LruCache
 
@@ -179,3 +179,16 @@ class HttpMetrics:
         method = method if method in _HTTP_METHODS else "OTHER"
         self.requests.labels(method, route, str(status)).inc()
         self.seconds.labels(method, route).observe(seconds)
+
+
+def exposition_registry(registry: CollectorRegistry, metrics_dir: str) -> CollectorRegistry:
+    """The registry `/metrics` should serve: in multiprocess mode, one that sums every process's files.
+
+    Metrics are still created against `registry`; in multiprocess mode their values live in
+    `metrics_dir`, and collecting `registry` itself would report only this worker.
+    """
+    if not metrics_dir or not getattr(values.ValueClass, "_multiprocess", False):
+        return registry
+    collected = CollectorRegistry()
+    multiprocess.MultiProcessCollector(collected, path=metrics_dir)  # type: ignore[no-untyped-call]
+    return collected

@@ -31,9 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -56,13 +54,13 @@ from chainrule.server.errors import (
     LimitExceeded,
     NotFound,
 )
-from chainrule.server.protojson import RequestT, decode_message, dump, message_to_json
-from chainrule.server.status import status_proto
+from chainrule.server.metrics import HttpMetrics
+from chainrule.server.protojson import RequestT, decode_message, message_to_json
+from chainrule.server.status import JSON_MEDIA_TYPE, error_response
 from chainrule.v1 import chainrule_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-JSON_MEDIA_TYPE = "application/json"
 # Bodies and replies bigger than this are decoded/encoded on a worker thread, off the event loop.
 OFFLOAD_BYTES = 256 * 1024
 _MAX_UINT32 = 2**32 - 1
@@ -86,22 +84,6 @@ class HttpError(Exception):
 
 
 # --- errors -------------------------------------------------------------------------------------
-
-
-def error_response(
-    error: ChainruleError, http_status: int | None = None, headers: Mapping[str, str] | None = None
-) -> Response:
-    """`error` as `google.rpc.Status` JSON, with its HTTP status (from errors.py unless overridden)."""
-    body = json_format.MessageToDict(status_proto(error))
-    all_headers = dict(headers or {})
-    if error.retry_after_seconds is not None:
-        all_headers.setdefault("Retry-After", str(max(1, round(error.retry_after_seconds))))
-    return Response(
-        dump(body),
-        status_code=http_status or error.http_status,
-        headers=all_headers,
-        media_type=JSON_MEDIA_TYPE,
-    )
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
@@ -319,42 +301,6 @@ def rest_routes(api: ChainruleApi, settings: Settings) -> list[Route]:
 
 
 # --- metrics and middleware ---------------------------------------------------------------------
-
-
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Sub-millisecond buckets too: a cached call takes tens of microseconds.
-LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)  # fmt: skip
-
-
-class HttpMetrics:
-    """HTTP request counts and latency by method, route template and status, on an injected registry.
-
-    Labels stay low-cardinality: the route is the matched template (`unmatched` for unknown paths)
-    and any method outside the standard few is `OTHER`. (Kept here rather than in metrics.py, which
-    another change owns; it can move there unchanged.)
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "chainrule_http_requests",
-            "HTTP requests by method, route template and response status.",
-            ("method", "route", "status"),
-            registry=registry,
-        )
-        self.seconds = Histogram(
-            "chainrule_http_request_seconds",
-            "Time to answer an HTTP request, by method and route template.",
-            ("method", "route"),
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        method = method if method in HTTP_METHODS else "OTHER"
-        self.requests.labels(method, route, str(status)).inc()
-        self.seconds.labels(method, route).observe(seconds)
 
 
 class MetricsMiddleware:

@@ -12,8 +12,9 @@ Metrics stay correct across processes through prometheus-client's multiprocess m
 `CHAINRULE_METRICS_DIR`, or a fresh temporary directory) and cleans the directory before they start;
 each worker's `/metrics` then reports the sum over all processes.
 
-Every response says which process served it (`x-chainrule-worker`: an HTTP header, and gRPC trailing
-metadata set by `instrumentation.Instrumentation`), so operators and tests can see the load spread.
+Every response says which process served it (`x-chainrule-worker`: an HTTP header set by
+`http_server.WorkerIdMiddleware`, and gRPC trailing metadata set by `instrumentation.Instrumentation`),
+so operators and tests can see the load spread.
 """
 
 from __future__ import annotations
@@ -42,11 +43,9 @@ from chainrule.server.config import PREFIX, Settings
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
-WORKER_HEADER = "x-chainrule-worker"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 START_TIMEOUT_SECONDS = 60.0
 # A worker that dies sooner than this after its start counts as failing fast: back off before the
@@ -80,45 +79,7 @@ def run_supervisor(settings: Settings, ready_file: Path | None = None) -> int:
         return 1
 
 
-# --- which process served a call -------------------------------------------------------------------
-
-
-class WorkerIdMiddleware:
-    """ASGI middleware: every HTTP response carries the serving process id."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-        self._header = (WORKER_HEADER.encode(), str(os.getpid()).encode())
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-
-        async def tagged(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), self._header]
-            await send(message)
-
-        await self._app(scope, receive, tagged)
-
-
 # --- metrics across processes ----------------------------------------------------------------------
-
-
-def exposition_registry(registry: CollectorRegistry, metrics_dir: str) -> CollectorRegistry:
-    """The registry `/metrics` should serve: in multiprocess mode, one that sums every process's files.
-
-    Metrics are still created against `registry`; in multiprocess mode their values live in
-    `metrics_dir`, and collecting `registry` itself would report only this worker.
-    """
-    from prometheus_client import CollectorRegistry, multiprocess, values  # noqa: PLC0415
-
-    if not metrics_dir or not getattr(values.ValueClass, "_multiprocess", False):
-        return registry
-    collected = CollectorRegistry()
-    multiprocess.MultiProcessCollector(collected, path=metrics_dir)  # type: ignore[no-untyped-call]
-    return collected
 
 
 def _enter_multiprocess_mode(metrics_dir: Path) -> None:

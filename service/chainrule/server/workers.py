@@ -42,7 +42,7 @@ import resource
 import signal
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -51,7 +51,7 @@ from typing import Any, ParamSpec, TypeVar
 from chainrule.server import deadlines, engine, jobs
 from chainrule.server.config import Settings
 from chainrule.server.errors import ChainruleError, ResourceExhausted, Unavailable
-from chainrule.server.executor import Executor
+from chainrule.server.executor import Admission, describe
 
 log = logging.getLogger(__name__)
 
@@ -108,63 +108,6 @@ def _warm_up() -> None:
     limits = jobs.Limits.from_settings(Settings())
     parsed = jobs.parse_canonical("sin(x^2)*exp(2x)/(1+x)", limits)
     jobs.derive_parsed(parsed.expression, (("x", 2),), engine.Simplification.FAST, limits)
-
-
-# --- admission ------------------------------------------------------------------------------------
-
-
-class Admission:
-    """At most `concurrency` tasks at once and `queue` more waiting; beyond, RESOURCE_EXHAUSTED."""
-
-    def __init__(self, name: str, concurrency: int, queue: int, retry_after_seconds: float) -> None:
-        self.name = name
-        self.concurrency = concurrency
-        self.queue = queue
-        self.retry_after_seconds = retry_after_seconds
-        self._semaphore = asyncio.Semaphore(concurrency)
-        self.waiting = 0
-        self.rejected = 0
-
-    @contextlib.asynccontextmanager
-    async def slot(self, budget: deadlines.Budget | None, what: str) -> AsyncIterator[None]:
-        """Hold one of the slots; wait in the bounded queue at most until `budget` runs out."""
-        if self._semaphore.locked() and self.waiting >= self.queue:
-            self.rejected += 1
-            raise ResourceExhausted(
-                f"the server is busy: {self.concurrency} {self.name} tasks running and "
-                f"{self.waiting} queued (the limit); retry after {self.retry_after_seconds:g} s",
-                reason="OVERLOADED",
-                metadata={"queue": self.name, "limit": str(self.queue)},
-                retry_after_seconds=self.retry_after_seconds,
-            )
-        self.waiting += 1
-        try:
-            async with asyncio.timeout(None if budget is None else budget.seconds):
-                await self._semaphore.acquire()
-        except TimeoutError:
-            assert budget is not None
-            raise budget.exceeded(f"{what} (waiting for a free {self.name} slot)") from None
-        finally:
-            self.waiting -= 1
-        try:
-            yield
-        finally:
-            self._semaphore.release()
-
-
-class BoundedExecutor:
-    """Any executor behind an `Admission`: for the numeric thread pool, and symbolic threads."""
-
-    def __init__(self, inner: Executor, admission: Admission) -> None:
-        self._inner = inner
-        self.admission = admission
-
-    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self.admission.slot(None, _describe(fn)):
-            return await self._inner.run(fn, *args, **kwargs)
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 # --- the pool -------------------------------------------------------------------------------------
@@ -244,7 +187,7 @@ class ProcessExecutor:
         return self._idle.qsize()
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        what = _describe(fn)
+        what = describe(fn)
         budget = deadlines.budget(self.budget_seconds)
         if budget.seconds <= 0:
             raise budget.exceeded(what)
@@ -411,12 +354,3 @@ def _reap(worker: _Worker) -> None:
         worker.process.kill()
         worker.process.join(5.0)
     worker.conn.close()
-
-
-def _describe(fn: Callable[..., Any]) -> str:
-    name = getattr(fn, "__name__", "work")
-    return {
-        "parse_canonical": "parsing",
-        "derive_parsed": "differentiation",
-        "latex": "printing LaTeX",
-    }.get(name, name)
