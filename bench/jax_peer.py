@@ -18,7 +18,7 @@ from types import TracebackType
 
 import batch
 
-from chainrule.server.allocator import MMAP_THRESHOLD_MAX
+from chainrule.server.compute.allocator import MMAP_THRESHOLD_MAX
 from chainrule.server.config import Settings
 
 

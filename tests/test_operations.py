@@ -18,8 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from chainrule.server.app import Application
-from chainrule.server.grpc_server import SERVICE_NAME
-from chainrule.server.instrumentation import REQUEST_ID_KEY
+from chainrule.server.transport.grpc_server import SERVICE_NAME
+from chainrule.server.transport.instrumentation import REQUEST_ID_KEY
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 

@@ -1,1 +1,1 @@
-"""The chainrule server: parser, engine, cache and the gRPC and HTTP transports."""
+"""The chainrule server: wiring, the API layer, caches, metrics, logs and settings around the engine."""

@@ -15,11 +15,9 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from chainrule.server import codegen, engine, explain, functions, jobs, verify
-from chainrule.server.batches import Batch, decode_batch, fill
-from chainrule.server.cache import Caches, text_size
-from chainrule.server.config import Settings
-from chainrule.server.errors import (
+from chainrule import engine
+from chainrule.engine import codegen, explain, functions, verify
+from chainrule.engine.errors import (
     ChainruleError,
     FailedPrecondition,
     FieldViolation,
@@ -27,7 +25,11 @@ from chainrule.server.errors import (
     LimitExceeded,
     MissingVariable,
 )
-from chainrule.server.executor import Executor
+from chainrule.server.batches import Batch, decode_batch, fill
+from chainrule.server.cache import Caches, text_size
+from chainrule.server.compute import jobs
+from chainrule.server.compute.executors import Executor
+from chainrule.server.config import Settings
 from chainrule.server.metrics import Metrics
 from chainrule.v1 import chainrule_pb2 as pb
 

@@ -15,28 +15,28 @@ from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 
-from chainrule.server import allocator
 from chainrule.server.api import VERSION, ChainruleApi
-from chainrule.server.auth import (
+from chainrule.server.cache import Caches
+from chainrule.server.compute import allocator
+from chainrule.server.compute.executors import Admission, BoundedExecutor, Executor, ThreadExecutor
+from chainrule.server.compute.pool import ProcessExecutor
+from chainrule.server.config import Settings
+from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
+from chainrule.server.transport.auth import (
     AuthMiddleware,
     TokenChecker,
     load_tokens,
     uvicorn_ssl_options,
 )
-from chainrule.server.cache import Caches
-from chainrule.server.config import Settings
-from chainrule.server.executor import Admission, BoundedExecutor, Executor, ThreadExecutor
-from chainrule.server.grpc_server import SERVICE_NAME, create_server
-from chainrule.server.http_server import (
+from chainrule.server.transport.grpc_server import SERVICE_NAME, create_server
+from chainrule.server.transport.http_server import (
     WORKER_HEADER,
     HttpServer,
     WorkerIdMiddleware,
     bind_socket,
     create_http_app,
 )
-from chainrule.server.instrumentation import Instrumentation
-from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
-from chainrule.server.workers import ProcessExecutor
+from chainrule.server.transport.instrumentation import Instrumentation
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from chainrule.server.errors import InvalidArgument, LimitExceeded
+from chainrule.engine.errors import InvalidArgument, LimitExceeded
 from chainrule.v1 import chainrule_pb2 as pb
 
 FloatArray = npt.NDArray[np.float64]

@@ -8,9 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chainrule.server import engine, jobs
+from chainrule import engine
+from chainrule.engine import explain, verify
+from chainrule.engine.errors import ChainruleError
+from chainrule.server.compute import jobs
 from chainrule.server.config import ConfigError, Settings
-from chainrule.server.errors import ChainruleError
 
 
 def _wrt_argument(text: str) -> tuple[str, int]:
@@ -71,9 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(settings: Settings, ready_file: Path | None) -> int:
     from chainrule.server.app import Application  # noqa: PLC0415 - keeps `diff` free of grpc start-up
-    from chainrule.server.grpc_server import PortInUseError  # noqa: PLC0415
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
     from chainrule.server.supervisor import run_supervisor, worker_count  # noqa: PLC0415
+    from chainrule.server.transport.grpc_server import PortInUseError  # noqa: PLC0415
 
     if worker_count(settings) > 1:
         return run_supervisor(settings, ready_file)
@@ -111,8 +113,6 @@ def _diff(settings: Settings, options: argparse.Namespace) -> int:
 
 
 def _diff_extras(settings: Settings, options: argparse.Namespace, text: str) -> int:
-    from chainrule.server import explain, verify  # noqa: PLC0415 - only `--explain`/`--verify`
-
     limits = jobs.Limits.from_settings(settings)
     try:
         expression = jobs.parse(options.expression, limits)

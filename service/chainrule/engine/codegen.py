@@ -1,0 +1,334 @@
+"""Derivatives as code a caller can compile (Python/numpy, C with math.h, JavaScript) and as MathML.
+
+Each generator returns one complete function definition taking the expression's variables (sorted) as
+arguments, with common subexpressions hoisted into temporaries. It computes what Evaluate computes:
+the real n-th root is the real root (`cbrt(-8)` is -2), `x^(1/3)` is NaN for x < 0 as in numpy.
+A variable whose name is a keyword or a name the generated code uses gets a trailing underscore.
+
+A derivative that needs a function the target lacks (erf or gamma in JavaScript's `Math`,
+DiracDelta or polygamma in C) raises `FailedPrecondition` naming the function and the language.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import keyword
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+from sympy.printing.c import C99CodePrinter, get_math_macros
+from sympy.printing.jscode import JavascriptCodePrinter
+from sympy.printing.numpy import SciPyPrinter
+
+from chainrule.engine import functions
+from chainrule.engine.errors import FailedPrecondition
+
+__all__ = ["GeneratedCode", "Language", "generate", "mathml", "supported_functions"]
+
+FUNCTION_NAME = "derivative"
+
+
+class Language(enum.Enum):
+    """A target language for generated code."""
+
+    PYTHON = "Python"
+    C = "C"
+    JAVASCRIPT = "JavaScript"
+
+
+@dataclass(frozen=True)
+class GeneratedCode:
+    """Source of one function definition, its name and its parameters (in order)."""
+
+    language: Language
+    source: str
+    function_name: str
+    parameters: tuple[str, ...]
+
+
+def mathml(expr: sympy.Expr) -> str:
+    """Presentation MathML (the inner markup, without the `<math>` wrapper), via sympy's printer."""
+    return str(sympy.mathml(expr, printer="presentation"))
+
+
+def generate(
+    expr: sympy.Expr,
+    variables: Sequence[str],
+    language: Language,
+    *,
+    name: str = FUNCTION_NAME,
+    comment: str = "",
+) -> GeneratedCode:
+    """One function `name(variables...)` returning `expr`, in `language`."""
+    target = _prepare(expr)
+    printer = _PRINTERS[language]()
+    _check_supported(printer, target, language)
+    parameters = _safe_names(variables, language)
+    symbols = {symbol.name: symbol for symbol in target.free_symbols}
+    renamed = target.xreplace(
+        {symbols[old]: sympy.Symbol(new, real=True) for old, new in zip(variables, parameters, strict=True)
+         if old in symbols}
+    )  # fmt: skip
+    temporaries, (body,) = sympy.cse(renamed, symbols=_temporary_names(parameters))
+    lines = [(printer.doprint(symbol), printer.doprint(value)) for symbol, value in temporaries]
+    result = printer.doprint(body)
+    source = _LAYOUTS[language](printer, name, parameters, lines, result, comment=comment)
+    return GeneratedCode(language, source, name, tuple(parameters))
+
+
+@functools.cache
+def supported_functions(language: Language) -> tuple[str, ...]:
+    """Every function name of the grammar (aliases included) the language's generated code can compute."""
+    x, y = sympy.Symbol("x", real=True), sympy.Symbol("y", real=True)
+    names: list[str] = []
+    for spec in functions.SPECS:
+        sample = (
+            spec.build(x, 5) if spec.root and spec.min_args == 2 else spec.build(*[x, y][: spec.min_args])
+        )
+        try:
+            _check_supported(_PRINTERS[language](), _prepare(sample), language)
+        except FailedPrecondition:
+            continue
+        names.extend(spec.names)
+    return tuple(sorted(names))
+
+
+# --- preparing the expression -------------------------------------------------------------------
+
+_REWRITES: Sequence[tuple[Any, Callable[..., sympy.Expr]]] = (
+    # Elementary forms of what neither math.h nor Math has; real semantics for re/im.
+    (sympy.sec, lambda a: 1 / sympy.cos(a)),
+    (sympy.csc, lambda a: 1 / sympy.sin(a)),
+    (sympy.cot, lambda a: 1 / sympy.tan(a)),
+    (sympy.asec, lambda a: sympy.acos(1 / a)),
+    (sympy.acsc, lambda a: sympy.asin(1 / a)),
+    (sympy.acot, lambda a: sympy.atan(1 / a)),
+    (sympy.sech, lambda a: 1 / sympy.cosh(a)),
+    (sympy.csch, lambda a: 1 / sympy.sinh(a)),
+    (sympy.coth, lambda a: 1 / sympy.tanh(a)),
+    (sympy.asech, lambda a: sympy.acosh(1 / a)),
+    (sympy.acsch, lambda a: sympy.asinh(1 / a)),
+    (sympy.acoth, lambda a: sympy.atanh(1 / a)),
+    (functions.RealFloor, sympy.floor),
+    (functions.RealCeiling, sympy.ceiling),
+    (sympy.re, lambda a: a),
+    (sympy.im, lambda a: sympy.S.Zero),
+)
+
+
+def _prepare(expr: sympy.Expr) -> sympy.Expr:
+    for cls, rewrite in _REWRITES:
+        if expr.has(cls):
+            expr = expr.replace(cls, rewrite)
+    return expr
+
+
+def _check_supported(printer: Any, expr: sympy.Expr, language: Language) -> None:
+    printer._settings["human"] = False
+    try:
+        _, unsupported, _ = printer.doprint(expr)
+    finally:
+        printer._settings["human"] = True
+    if unsupported:
+        names = sorted({_grammar_name(node) for node in unsupported})
+        listed = ", ".join(names)
+        raise FailedPrecondition(
+            f"the derivative needs {listed}, which generated {language.value} code cannot compute",
+            reason="UNSUPPORTED_FUNCTION",
+            metadata={"function": listed, "format": language.name},
+        )
+
+
+def _grammar_name(node: sympy.Basic) -> str:
+    cls = type(node)
+    for spec in functions.SPECS:
+        sample = spec.build
+        if sample is cls or getattr(sample, "__name__", "") == cls.__name__:
+            return spec.name
+    return cls.__name__
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+_C_RESERVED = frozenset(
+    """auto break case char const continue default do double else enum extern float for goto if inline
+    int long register restrict return short signed sizeof static struct switch typedef union unsigned
+    void volatile while pow fabs cbrt copysign tgamma lgamma fmax fmin exp2 expm1 log1p hypot fma
+    NAN INFINITY HUGE_VAL M_E M_PI M_PI_2 M_PI_4 M_1_PI M_2_PI M_2_SQRTPI M_SQRT2 M_SQRT1_2 M_LN2 M_LN10
+    M_LOG2E M_LOG10E""".split()  # noqa: SIM905
+)
+_JS_RESERVED = frozenset(
+    """break case catch class const continue debugger default delete do else export extends false finally
+    for function if import in instanceof new null return super switch this throw true try typeof var void
+    while with yield let static enum await implements package protected interface private public
+    arguments eval undefined NaN Infinity Math""".split()  # noqa: SIM905
+)
+_PYTHON_RESERVED = frozenset({*keyword.kwlist, *keyword.softkwlist, "numpy", "scipy", "functools", "math"})
+_RESERVED = {Language.C: _C_RESERVED, Language.JAVASCRIPT: _JS_RESERVED, Language.PYTHON: _PYTHON_RESERVED}
+
+
+def _safe_names(variables: Sequence[str], language: Language) -> list[str]:
+    taken = set(variables) | _RESERVED[language]
+    result = []
+    for name in variables:
+        safe = name
+        while safe in _RESERVED[language] or (safe != name and safe in taken):
+            safe += "_"
+        taken.add(safe)
+        result.append(safe)
+    return result
+
+
+def _temporary_names(parameters: Sequence[str]) -> Any:
+    prefix = "t"
+    while any(name.startswith(prefix) and name[len(prefix) :].isdigit() for name in parameters):
+        prefix += "_"
+    return sympy.numbered_symbols(prefix, real=True)
+
+
+# --- printers ------------------------------------------------------------------------------------
+
+
+def _integer_index(expr: sympy.Expr) -> int:
+    n = expr.args[1]
+    if not n.is_Integer or n <= 0:
+        raise FailedPrecondition(
+            f"root with the index {n} has no generated code: use an integer index",
+            reason="UNSUPPORTED_FUNCTION",
+            metadata={"function": "root"},
+        )
+    return int(n)
+
+
+class _CPrinter(C99CodePrinter):  # type: ignore[misc]
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__({"strict": False, **(settings or {})})
+
+    def _print_RealRoot(self, expr: sympy.Expr) -> str:  # noqa: N802
+        n, x = _integer_index(expr), self._print(expr.args[0])
+        if n == 3:
+            return f"cbrt({x})"
+        if n % 2:
+            return f"copysign(pow(fabs({x}), 1.0/{n}), {x})"
+        return f"pow({x}, 1.0/{n})"
+
+    def _print_Pow(self, expr: sympy.Pow) -> str:  # noqa: N802
+        # sympy prints x^(1/3) as cbrt(x), real for x < 0; chainrule (like numpy) gives NaN there.
+        if expr.exp == sympy.Rational(1, 3):
+            return f"pow({self._print(expr.base)}, 1.0/3.0)"
+        return str(super()._print_Pow(expr))
+
+
+class _JsPrinter(JavascriptCodePrinter):  # type: ignore[misc]
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__({"strict": False, **(settings or {})})
+
+    def _print_RealRoot(self, expr: sympy.Expr) -> str:  # noqa: N802
+        n, x = _integer_index(expr), self._print(expr.args[0])
+        if n == 3:
+            return f"Math.cbrt({x})"
+        if n % 2:
+            return f"Math.sign({x})*Math.pow(Math.abs({x}), 1/{n})"
+        return f"Math.pow({x}, 1/{n})"
+
+    def _print_Pow(self, expr: sympy.Pow) -> str:  # noqa: N802
+        # sympy prints x^(1/3) as Math.cbrt(x), real for x < 0; chainrule (like numpy) gives NaN there.
+        if expr.exp == sympy.Rational(1, 3):
+            return f"Math.pow({self._print(expr.base)}, 1/3)"
+        return str(super()._print_Pow(expr))
+
+
+class _PythonPrinter(SciPyPrinter):  # type: ignore[misc]
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__({"fully_qualified_modules": True, "strict": False, **(settings or {})})
+
+    def _print_Pi(self, expr: sympy.Expr) -> str:  # noqa: N802
+        self.module_imports["numpy"].add("pi")
+        return "numpy.pi"
+
+    def _print_RealRoot(self, expr: sympy.Expr) -> str:  # noqa: N802
+        n, x = _integer_index(expr), self._print(expr.args[0])
+        self.module_imports["numpy"].update({"cbrt", "sign", "abs"})
+        if n == 3:
+            return f"numpy.cbrt({x})"
+        if n % 2:
+            return f"numpy.sign({x})*numpy.abs({x})**(1/{n})"
+        return f"numpy.power({x}, 1/{n})"
+
+    def _print_DiracDelta(self, expr: sympy.Expr) -> str:  # noqa: N802
+        # As Evaluate: 0 away from 0, NaN (no finite value) at 0.
+        self.module_imports["numpy"].update({"where", "nan"})
+        return f"numpy.where({self._print(expr.args[0])} == 0, numpy.nan, 0.0)"
+
+
+_PRINTERS: dict[Language, Callable[[], Any]] = {
+    Language.C: _CPrinter,
+    Language.JAVASCRIPT: _JsPrinter,
+    Language.PYTHON: _PythonPrinter,
+}
+
+
+# --- layouts -------------------------------------------------------------------------------------
+
+Lines = Sequence[tuple[str, str]]
+
+
+def _c_layout(
+    printer: Any, name: str, parameters: Sequence[str], lines: Lines, result: str, *, comment: str
+) -> str:
+    arguments = ", ".join(f"double {p}" for p in parameters) or "void"
+    body = [f"    (void){p};" for p in parameters]  # no unused-parameter warnings
+    body += [f"    const double {t} = {v};" for t, v in lines]
+    doc = f"/* {_one_line(comment)} */\n" if comment else ""
+    code = "\n".join([*(v for _, v in lines), result])
+    return f"#include <math.h>\n{_c_macros(code)}\n{doc}double {name}({arguments}) {{\n" + "\n".join(
+        [*body, f"    return {result};", "}", ""]
+    )
+
+
+def _c_macros(code: str) -> str:
+    """Definitions of the M_* constants the code uses: POSIX has them, strict C99 does not."""
+    lines = []
+    for value, macro in sorted(get_math_macros().items(), key=lambda item: str(item[1])):
+        if re.search(rf"\b{macro}\b", code):
+            lines += [f"#ifndef {macro}", f"#define {macro} {sympy.N(value, 21)}", "#endif"]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _js_layout(
+    printer: Any, name: str, parameters: Sequence[str], lines: Lines, result: str, *, comment: str
+) -> str:
+    doc = f"/** {_one_line(comment)} */\n" if comment else ""
+    body = [f"  const {t} = {v};" for t, v in lines]
+    return f"{doc}function {name}({', '.join(parameters)}) {{\n" + "\n".join(
+        [*body, f"  return {result};", "}", ""]
+    )
+
+
+def _python_layout(
+    printer: Any, name: str, parameters: Sequence[str], lines: Lines, result: str, *, comment: str
+) -> str:
+    # float64 semantics for plain Python numbers too: (-8.0)**(1/3) is NaN, as in Evaluate, not complex.
+    printer.module_imports["numpy"].update({"asarray", "float64"})
+    imports = sorted(f"import {module}" for module in printer.module_imports)
+    body = [f"    {p} = numpy.asarray({p}, dtype=numpy.float64)" for p in parameters]
+    body += [f"    {t} = {v}" for t, v in lines]
+    doc = [f'    """{_one_line(comment)}"""'] if comment else []
+    header = "\n".join(imports) + "\n\n\n" if imports else ""
+    return (
+        header
+        + f"def {name}({', '.join(parameters)}):\n"
+        + "\n".join([*doc, *body, f"    return {result}", ""])
+    )
+
+
+def _one_line(comment: str) -> str:
+    """A comment that cannot end its comment or docstring early."""
+    return " ".join(comment.split()).replace("*/", "* /").replace('"', "'").replace("\\", "/")
+
+
+_LAYOUTS = {Language.C: _c_layout, Language.JAVASCRIPT: _js_layout, Language.PYTHON: _python_layout}

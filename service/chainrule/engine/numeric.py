@@ -1,0 +1,239 @@
+"""Numeric evaluation: sympy expressions compiled to numpy functions, run over float64 columns.
+
+Compiled functions are not picklable (lambdify builds code objects): they live in the server
+process. Evaluation never raises for maths: NaN/±Inf land in their slots and are counted.
+Large batches run in chunks: a chunk's temporaries stay in cache, which alone beats one whole-array
+numpy pass by 2x. One thread per batch: numpy releases the GIL inside each operation, but a chunk
+is dozens of short operations, and two threads splitting a batch ran no faster than one (GIL
+hand-offs on small chunks, shared cache bandwidth on large ones; bench/PROFILE.md). Concurrent
+requests still use the executor's threads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sympy
+
+from chainrule.engine import functions
+from chainrule.engine.errors import FieldViolation, InvalidArgument, MissingVariable
+
+FloatArray = npt.NDArray[np.float64]
+Column = npt.ArrayLike
+
+# Elements per chunk across all outputs and a few temporaries: 4 MB of float64, measured best
+# (from 1 to 8 MB) on 10^5 and 10^6 points; smaller chunks pay numpy's per-call overhead more often.
+_CACHE_ELEMENTS = 524_288
+_MIN_CHUNK, _MAX_CHUNK = 4_096, 65_536
+_UNUSED = np.zeros(1)
+_ZEROS = np.zeros(_MAX_CHUNK)
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledFunction:
+    """A lambdified expression with the variable order its arguments follow.
+
+    `reads` are the variables the expression depends on; the others need no column.
+    """
+
+    variables: tuple[str, ...]
+    function: Callable[..., Any]
+    reads: frozenset[str]
+
+    def __call__(self, columns: Sequence[FloatArray | float]) -> Any:
+        with np.errstate(all="ignore"):
+            return self.function(*columns)
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledGradient:
+    """One lambdified function returning (f, partials..., Hessian upper triangle...)."""
+
+    variables: tuple[str, ...]
+    function: Callable[..., Any]
+    hessian: bool
+    reads: frozenset[str]
+
+    @property
+    def component_count(self) -> int:
+        n = len(self.variables)
+        return 1 + n + (n * (n + 1) // 2 if self.hessian else 0)
+
+    def __call__(self, columns: Sequence[FloatArray | float]) -> Any:
+        with np.errstate(all="ignore"):
+            return self.function(*columns)
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    values: FloatArray
+    nonfinite_count: int
+
+
+@dataclass(frozen=True)
+class GradientResult:
+    """Value, gradient columns (one per variable) and Hessian columns (n*n row-major, symmetric).
+
+    The Hessian's mirrored entries are the same array objects; `nonfinite_count` counts every slot
+    of value, gradient and Hessian.
+    """
+
+    value: FloatArray
+    gradients: tuple[FloatArray, ...]
+    hessians: tuple[FloatArray, ...]
+    nonfinite_count: int
+
+
+def _lambdify(expr: sympy.Basic | Sequence[sympy.Basic], variables: Sequence[str]) -> Callable[..., Any]:
+    parts = list(expr) if isinstance(expr, Sequence) else [expr]
+    known = {name: index for index, name in enumerate(variables)}
+    missing = sorted({s.name for part in parts for s in part.free_symbols if s.name not in known})
+    if missing:
+        raise MissingVariable(
+            f"no value given for {', '.join(repr(name) for name in missing)}",
+            violations=[FieldViolation(f"points.{name}", "variable needs a value") for name in missing],
+        )
+    # Argument names of our own, so no user variable can shadow a numpy name in the generated code.
+    arguments = [sympy.Symbol(f"_a{index}", real=True) for index in range(len(variables))]
+    renames: dict[sympy.Basic, sympy.Basic] = {
+        s: arguments[known[s.name]] for part in parts for s in part.free_symbols
+    }
+    # 1/0 and log(x, 1) hold sympy's unsigned infinity, which the numeric printers cannot print;
+    # without a sign it is no real number: NaN.
+    renames[sympy.zoo] = sympy.nan
+    renamed = [part.xreplace(renames) for part in parts]
+    target = renamed if isinstance(expr, Sequence) else renamed[0]
+    function: Callable[..., Any] = sympy.lambdify(
+        arguments, target, modules=functions.lambdify_modules(), cse=True
+    )
+    return function
+
+
+def compile_function(expr: sympy.Expr, variables: Sequence[str]) -> CompiledFunction:
+    """Compile `expr` to a numpy function taking one column per name in `variables`."""
+    return CompiledFunction(tuple(variables), _lambdify(expr, variables), _reads([expr]))
+
+
+def compile_components(
+    components: Sequence[sympy.Expr], variables: Sequence[str], hessian: bool
+) -> CompiledGradient:
+    """Compile (f, partials, Hessian upper triangle) as one function with CSE across all of them."""
+    function = _lambdify(list(components), variables)
+    compiled = CompiledGradient(tuple(variables), function, hessian, _reads(components))
+    if len(components) != compiled.component_count:
+        raise ValueError(f"expected {compiled.component_count} components, got {len(components)}")
+    return compiled
+
+
+def _reads(parts: Sequence[sympy.Basic]) -> frozenset[str]:
+    return frozenset(symbol.name for part in parts for symbol in part.free_symbols)
+
+
+def gather_columns(
+    columns: Mapping[str, Column], variables: Sequence[str], field: str = "points"
+) -> tuple[list[FloatArray], int]:
+    """Columns of `variables` as 1-d float64 arrays, and the common length (length 1 broadcasts)."""
+    missing = [name for name in variables if name not in columns]
+    if missing:
+        raise MissingVariable(
+            f"no value given for {', '.join(repr(name) for name in missing)}",
+            violations=[FieldViolation(f"{field}.{name}", "variable needs a value") for name in missing],
+        )
+    arrays = [np.asarray(columns[name], dtype=np.float64).reshape(-1) for name in variables]
+    lengths = {len(array) for array in arrays} - {1}
+    if len(lengths) > 1:
+        longest = max(lengths)
+        name, size = next(
+            (n, len(a)) for n, a in zip(variables, arrays, strict=True) if len(a) not in (1, longest)
+        )
+        raise InvalidArgument(
+            f"column '{name}' has {size} values, others have {longest}", field=f"{field}.{name}"
+        )
+    return arrays, (lengths.pop() if lengths else 1)
+
+
+def evaluate(fn: CompiledFunction, columns: Mapping[str, Column], n_points: int) -> EvaluationResult:
+    """Evaluate at `n_points` points; the result always has n_points float64 values."""
+    arrays = _columns_for(fn.variables, fn.reads, columns, n_points)
+    values = np.empty(n_points, dtype=np.float64)
+    counts = _run(fn.function, arrays, [values])
+    return EvaluationResult(values, counts[0])
+
+
+def gradient(fg: CompiledGradient, columns: Mapping[str, Column], n_points: int) -> GradientResult:
+    """Value, gradient and (if compiled with it) Hessian at `n_points` points."""
+    arrays = _columns_for(fg.variables, fg.reads, columns, n_points)
+    outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fg.component_count)]
+    counts = _run(fg.function, arrays, outputs)
+    n = len(fg.variables)
+    value, gradients, upper = outputs[0], tuple(outputs[1 : n + 1]), outputs[n + 1 :]
+    pairs = [(i, j) for i in range(n) for j in range(i, n)] if fg.hessian else []
+    index = {pair: k for k, pair in enumerate(pairs)}
+    hessians = tuple(upper[index[(min(i, j), max(i, j))]] for i in range(n) for j in range(n) if fg.hessian)
+    # Mirrored Hessian entries share one array: count it once per slot it fills.
+    count = sum(counts[: n + 1]) + sum(
+        found * (1 if i == j else 2) for (i, j), found in zip(pairs, counts[n + 1 :], strict=True)
+    )
+    return GradientResult(value, gradients, hessians, count)
+
+
+def _columns_for(
+    variables: Sequence[str], reads: frozenset[str], columns: Mapping[str, Column], n_points: int
+) -> list[FloatArray]:
+    # A variable the expression does not read (a gradient by `t` of x^2) needs no column.
+    unused = {name: _UNUSED for name in variables if name not in reads and name not in columns}
+    arrays, length = gather_columns({**columns, **unused} if unused else columns, variables)
+    if length not in (1, n_points):
+        raise InvalidArgument(f"columns have {length} values, expected {n_points}", field="points")
+    return arrays
+
+
+def _run(
+    function: Callable[..., Any], arrays: Sequence[FloatArray], outputs: Sequence[FloatArray]
+) -> list[int]:
+    """Fill `outputs` chunk by chunk; return each output's count of non-finite values."""
+    single = len(outputs) == 1
+    counts = [0] * len(outputs)
+    n, chunk = len(outputs[0]), _chunk_size(len(outputs))
+    with np.errstate(all="ignore"):
+        for low in range(0, n, chunk):
+            high = min(low + chunk, n)
+            part = [array if len(array) == 1 else array[low:high] for array in arrays]
+            results = function(*part)
+            for index, result in enumerate([results] if single else results):
+                written = outputs[index][low:high]
+                written[...] = _as_real(result)
+                # Counted while the chunk is still in cache: a second pass would reread every output.
+                counts[index] += _nonfinite_count(written)
+    return counts
+
+
+def _chunk_size(outputs: int) -> int:
+    """A power of two such that the outputs and a few temporaries of one chunk fit in _CACHE_ELEMENTS."""
+    wanted = _CACHE_ELEMENTS // (outputs + 4)
+    return max(_MIN_CHUNK, min(_MAX_CHUNK, 1 << max(wanted, 1).bit_length() - 1))
+
+
+def _as_real(result: Any) -> Any:
+    """Float64 values (scalars broadcast on assignment); complex results keep only real values."""
+    array = np.asarray(result)
+    if array.dtype.kind == "c":
+        return np.where(array.imag == 0, array.real, np.nan)
+    if array.dtype != np.float64:
+        return array.astype(np.float64)
+    return array
+
+
+def _nonfinite_count(array: FloatArray) -> int:
+    if len(array) == 1:  # the single-point path: a scalar test costs a tenth of the array one
+        return 0 if math.isfinite(array[0]) else 1
+    # A dot product with zeros is 0 unless a value is NaN or +-Inf (0 * Inf is NaN), and BLAS does it
+    # in a third of the time of isfinite + count_nonzero; only then are they counted.
+    if math.isfinite(np.dot(array, _ZEROS[: len(array)])):
+        return 0
+    return int(len(array) - np.count_nonzero(np.isfinite(array)))

@@ -1,0 +1,777 @@
+"""Our whitelist grammar: expression text -> sympy expression, with every limit checked before sympy works.
+
+Nothing here calls ``eval``, ``exec``, ``sympify`` or ``parse_expr``: the text is tokenised, parsed
+into a small tree of our own (checking length, node count, nesting depth and literal sizes on the
+way), and only then turned into sympy objects, bottom-up and without recursion, refusing numeric
+powers and factorials whose exact value would be huge.
+
+Precedence, loosest first::
+
+    a + b,  a - b                  sum                          x + 1 - y
+    a * b,  a / b,  a b            product, left to right;      1/2x = x/2,  x/2y = xy/2
+                                   implicit product binds
+                                   like ``*``
+    -a,  +a                        sign                         -x^2 = -(x^2),  2^-x = 2^(-x)
+    f a                            function without brackets:   sin x^2 = sin(x^2),  sin x y = sin(x)*y,
+                                   its argument is one power    sin 2x = sin(2x),  sin x cos x
+    a ^ b,  a ** b,  a²            power, right to left         2^3^2 = 2^9,  x² = x^2,  x⁻¹ = 1/x
+                                   (at most 8 exponents deep)
+    f(a, b),  (a),  name, number   atoms                        sin(x)^2 = (sin x)^2,  sin²x = (sin x)^2
+
+Notation:
+
+- Implicit multiplication: ``2x``, ``3(x+1)``, ``(x+1)(x-1)``, ``2 sin(x)``, ``x y``. ``xy`` is one
+  variable named ``xy``. A number after another factor needs ``*`` (``2 3`` and ``x 2`` are errors).
+- A name directly followed by ``(`` is a function call: ``foo(x)`` is an unknown function, and
+  ``x(x+1)`` too; write ``x (x+1)`` or ``x*(x+1)``.
+- Numbers: ``12`` and ``2e3`` (= 2000) and ``25e-1`` (= 5/2) are exact; ``1/3`` stays a fraction; a
+  literal with a decimal point (``0.5``, ``1.5e3``) is a float (53-bit up to 17 significant digits,
+  more precise beyond). ``2e`` is 2·e and ``2e + 3`` is 2·e + 3, but ``2e+3`` is 2000.
+- Constants: ``e`` and ``E`` (Euler's number, so ``e^(2x)`` is exp(2x)), ``pi`` and ``π``, plus
+  ``EulerGamma``, ``Catalan`` and ``oo`` so that every printed result reads back.
+- Operators: the multiplication sign and dots (U+00D7, U+00B7, U+22C5) mean ``*``; the division
+  sign (U+00F7) means ``/``; the minus sign (U+2212) means ``-``.
+- Variables: ASCII letters, digits and ``_``, starting with a letter, at most 32 characters, not a
+  function or constant name. They are real symbols. Other non-ASCII letters are errors (no NFKC).
+- Whitespace (newlines included) only separates tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sympy
+from sympy.printing.str import StrPrinter
+
+from chainrule.engine import errors
+from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, FunctionSpec
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAX_NAME_LENGTH",
+    "ParseLimits",
+    "is_valid_variable_name",
+    "parse",
+    "symbol",
+    "to_text",
+]
+
+MAX_NAME_LENGTH: Final = 32
+_FIELD: Final = "expression"
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """Limits checked while parsing, before (or instead of) any expensive sympy work."""
+
+    max_length: int = 10_000  # code points of input text
+    max_nodes: int = 5_000  # parse-tree nodes
+    max_depth: int = 100  # nesting depth (parens, unary chains, power towers, calls)
+    max_integer_digits: int = 1_000  # digits of one integer literal
+    max_power_bits: int = 20_000  # estimated bits of an exact numeric power b^e (e*log2|b|)
+    max_factorial_argument: int = 1_000  # factorial/gamma/etc. of a number larger than this is refused
+    max_variables: int = 32
+    max_exponent_depth: int = 8  # powers nested inside exponents (2^2^2^2 is 3); sympy slows sharply beyond
+    max_root_bits: int = 1_024  # bits of a number whose exact fractional power / root sympy would search for
+
+
+DEFAULT_LIMITS: Final = ParseLimits()
+
+# ---------------------------------------------------------------------------------------------- tokens
+
+_NUM, _NAME, _OP, _SUP, _END = "num", "name", "op", "sup", "end"
+
+_TOKEN_RE: Final = re.compile(
+    r"(?P<ws>[ \t\n\r\f\v\u00a0]+)"
+    r"|(?P<num>(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*|π)"
+    r"|(?P<op>\*\*|[-+*/^(),\u00d7\u00b7\u22c5\u2212\u00f7])"
+    r"|(?P<sup>[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)"
+)
+_OP_ALIASES: Final = {"**": "^", "\u00d7": "*", "\u00b7": "*", "\u22c5": "*", "\u2212": "-", "\u00f7": "/"}
+_SUPERSCRIPT_DIGITS: Final = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻", "0123456789+-")
+_VARIABLE_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str
+    text: str  # operators normalised: `**` -> `^`, U+00D7 -> `*`
+    start: int
+    end: int
+
+
+def _describe_char(char: str) -> str:
+    if char == "'":
+        return '"\'"'
+    if char.isprintable() and not char.isspace():
+        return f"'{char}'"
+    return f"U+{ord(char):04X}"
+
+
+def _tokenize(text: str) -> Iterator[_Token]:
+    """Tokens on demand, so the first error reported is the leftmost one the grammar meets."""
+    match = _TOKEN_RE.match
+    pos, length = 0, len(text)
+    last_end, last_kind = -1, _END
+    while pos < length:
+        found = match(text, pos)
+        if found is None:
+            raise errors.ParseError(f"unexpected character {_describe_char(text[pos])}", pos)
+        kind = found.lastgroup
+        end = found.end()
+        if kind != "ws":
+            chunk = found.group()
+            if chunk[0] == "." and last_end == pos and last_kind in (_NUM, _NAME):
+                # `x.real`, `1.5.2`: a dot is only ever the start of a number like `.5`.
+                raise errors.ParseError("unexpected character '.'", pos)
+            if kind == _NAME:
+                _check_name(chunk, pos)
+            assert kind is not None
+            last_end, last_kind = end, kind
+            yield _Token(kind, _OP_ALIASES.get(chunk, chunk), pos, end)
+        pos = end
+    while True:
+        yield _Token(_END, "", length, length)
+
+
+def _check_name(name: str, pos: int) -> None:
+    if name[0] == "_":
+        raise errors.ParseError(f"invalid name '{_shorten(name)}': names start with a letter", pos)
+    if len(name) > MAX_NAME_LENGTH:
+        raise errors.ParseError(f"name '{_shorten(name)}' is longer than {MAX_NAME_LENGTH} characters", pos)
+
+
+# ------------------------------------------------------------------------------------------- the tree
+
+
+class _Node:
+    """A node of our own parse tree; `kids` are built first, then `build` makes the sympy object."""
+
+    __slots__ = ("kids", "pos")
+
+    def __init__(self, pos: int, kids: tuple[_Node, ...] = ()) -> None:
+        self.pos = pos
+        self.kids = kids
+
+
+class _Number(_Node):
+    __slots__ = ("value",)
+
+    def __init__(self, pos: int, value: int | tuple[int, int] | tuple[str, int]) -> None:
+        super().__init__(pos)
+        self.value = value  # int, (p, q) for an exact fraction, or (text, dps) for a float
+
+
+class _Variable(_Node):
+    __slots__ = ("name",)
+
+    def __init__(self, pos: int, name: str) -> None:
+        super().__init__(pos)
+        self.name = name
+
+
+class _Constant(_Node):
+    __slots__ = ("name",)
+
+    def __init__(self, pos: int, name: str) -> None:
+        super().__init__(pos)
+        self.name = name
+
+
+class _Sum(_Node):
+    __slots__ = ("negated",)
+
+    def __init__(self, pos: int, kids: tuple[_Node, ...], negated: tuple[bool, ...]) -> None:
+        super().__init__(pos, kids)
+        self.negated = negated
+
+
+class _Product(_Node):
+    __slots__ = ("divided",)
+
+    def __init__(self, pos: int, kids: tuple[_Node, ...], divided: tuple[bool, ...]) -> None:
+        super().__init__(pos, kids)
+        self.divided = divided
+
+
+class _Negate(_Node):
+    __slots__ = ()
+
+
+class _Power(_Node):
+    __slots__ = ()
+
+
+class _Call(_Node):
+    __slots__ = ("spec",)
+
+    def __init__(self, pos: int, spec: FunctionSpec, kids: tuple[_Node, ...]) -> None:
+        super().__init__(pos, kids)
+        self.spec = spec
+
+
+# ----------------------------------------------------------------------------------------- the parser
+
+
+class _Parser:
+    """Recursive descent over the tokens; depth is checked on every entry, before Python's stack fills."""
+
+    def __init__(self, text: str, limits: ParseLimits) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.limits = limits
+        self.token = next(self.tokens)
+        self.previous = self.token
+        self.depth = 0
+        self.exponent_depth = 0
+        self.nodes = 0
+        self.variables: set[str] = set()
+
+    # helpers
+
+    def advance(self) -> _Token:
+        token = self.previous = self.token
+        self.token = next(self.tokens)
+        return token
+
+    def is_op(self, *ops: str) -> bool:
+        token = self.token
+        return token.kind == _OP and token.text in ops
+
+    def enter(self, count: int = 1) -> None:
+        self.depth += count
+        if self.depth > self.limits.max_depth:
+            raise errors.LimitExceeded("nesting depth", self.depth, self.limits.max_depth, field=_FIELD)
+
+    def enter_exponent(self) -> None:
+        self.exponent_depth += 1
+        if self.exponent_depth > self.limits.max_exponent_depth:
+            raise errors.LimitExceeded(
+                "exponent nesting", self.exponent_depth, self.limits.max_exponent_depth, field=_FIELD
+            )
+
+    def count(self, node: _Node) -> _Node:
+        self.nodes += 1
+        if self.nodes > self.limits.max_nodes:
+            raise errors.LimitExceeded("parse-tree nodes", self.nodes, self.limits.max_nodes, field=_FIELD)
+        return node
+
+    def unexpected(self, token: _Token) -> errors.ParseError:
+        if token.kind == _END:
+            return errors.ParseError("unexpected end of input", token.start)
+        if token.kind == _NUM:
+            return errors.ParseError(f"unexpected number '{token.text}'", token.start)
+        if token.kind == _NAME:
+            return errors.ParseError(f"unexpected name '{token.text}'", token.start)
+        shown = self.text[token.start : token.end]
+        return errors.ParseError(f"unexpected '{shown}'", token.start)
+
+    def expect_close(self) -> None:
+        if not self.is_op(")"):
+            raise self.unexpected(self.token)
+        self.advance()
+
+    # grammar: each level of nesting costs at most three Python frames (expression -> operand ->
+    # call -> expression), so max_depth=200 stays far below the interpreter's recursion limit.
+
+    def parse(self) -> _Node:
+        if self.token.kind == _END:
+            raise errors.ParseError("empty expression", 0)
+        node = self.expression()
+        if self.token.kind != _END:
+            raise self.unexpected(self.token)
+        return node
+
+    def expression(self) -> _Node:
+        """sum := product (('+' | '-') product)*;  product := signed (('*' | '/') signed | power)*
+
+        The second product form is implicit multiplication. Sums and products share this function,
+        and atoms live in `operand`, so one level of nesting costs at most three Python frames.
+        """
+        start = self.token.start
+        terms: list[_Node] = []
+        negated = [False]
+        while True:
+            term_start = self.token.start
+            factors = [self.operand(signs=True)]
+            divided = [False]
+            while True:
+                token = self.token
+                if token.kind == _OP and token.text in ("*", "/"):
+                    self.advance()
+                    divided.append(token.text == "/")
+                    factors.append(self.operand(signs=True))
+                elif token.kind == _NAME or (token.kind == _OP and token.text == "("):
+                    divided.append(False)
+                    factors.append(self.operand(signs=False))
+                elif token.kind == _NUM:
+                    raise errors.ParseError(f"missing operator before '{token.text}'", token.start)
+                else:
+                    break
+            if len(factors) == 1:
+                terms.append(factors[0])
+            else:
+                terms.append(self.count(_Product(term_start, tuple(factors), tuple(divided))))
+            if not self.is_op("+", "-"):
+                break
+            negated.append(self.advance().text == "-")
+        if len(terms) == 1:
+            return terms[0]
+        return self.count(_Sum(start, tuple(terms), tuple(negated)))
+
+    def operand(self, *, signs: bool) -> _Node:
+        """signed := ('+' | '-')* power;  power := atom superscript* ('^' signed)?"""
+        start = self.token.start
+        count = 0
+        negative = False
+        while signs and self.is_op("+", "-"):
+            negative ^= self.advance().text == "-"
+            count += 1
+        self.enter(count)
+        token = self.token
+        if token.kind == _NUM:
+            self.advance()
+            node = self.count(_Number(token.start, self.number(token)))
+        elif token.kind == _NAME:
+            self.advance()
+            spec = FUNCTIONS.get(token.text)
+            node = self.name(token) if spec is None else self.call(token, spec)
+        elif token.kind == _OP and token.text == "(":
+            self.advance()
+            self.enter()
+            node = self.expression()
+            self.expect_close()
+            self.depth -= 1
+        else:
+            raise self.unexpected(token)
+        while self.token.kind == _SUP:
+            node = self.superscript(node, self.advance())
+        if self.is_op("^"):
+            caret = self.advance()
+            self.enter()
+            self.enter_exponent()
+            exponent = self.operand(signs=True)
+            self.exponent_depth -= 1
+            self.depth -= 1
+            node = self.count(_Power(caret.start, (node, exponent)))
+        self.depth -= count
+        return self.count(_Negate(start, (node,))) if negative else node
+
+    def superscript(self, base: _Node, token: _Token) -> _Node:
+        value = self.integer(token.text.translate(_SUPERSCRIPT_DIGITS), token.start)
+        exponent = self.count(_Number(token.start, value))
+        return self.count(_Power(token.start, (base, exponent)))
+
+    def name(self, token: _Token) -> _Node:
+        """A constant or a variable (never recursive)."""
+        name = token.text
+        if name in CONSTANTS:
+            return self.count(_Constant(token.start, name))
+        following = self.token
+        if following.kind == _OP and following.text == "(" and following.start == token.end:
+            raise errors.UnknownFunction(name, token.start)
+        if name not in self.variables:
+            self.variables.add(name)
+            if len(self.variables) > self.limits.max_variables:
+                raise errors.LimitExceeded(
+                    "variables", len(self.variables), self.limits.max_variables, field=_FIELD
+                )
+        return self.count(_Variable(token.start, name))
+
+    def call(self, token: _Token, spec: FunctionSpec) -> _Node:
+        """f(a, ...), f x (bare argument), f²x = (f x)^2."""
+        power: _Token | None = None
+        if self.token.kind == _SUP:
+            power = self.advance()
+            if power.text[0] == "⁻":
+                raise errors.ParseError(
+                    f"ambiguous '{token.text}{power.text}': "
+                    f"name the inverse function, or write ({token.text} x)^-1",
+                    power.start,
+                )
+        self.enter()
+        if spec.power:
+            self.enter_exponent()
+        if self.is_op("("):
+            self.advance()
+            args: list[_Node] = []
+            if not self.is_op(")"):
+                args.append(self.expression())
+                while self.is_op(","):
+                    self.advance()
+                    args.append(self.expression())
+            self.expect_close()
+        elif self.token.kind in (_NUM, _NAME) or self.is_op("+", "-"):
+            args = [self.bare_argument()]
+        else:
+            raise errors.ParseError(f"function '{token.text}' needs an argument", token.start)
+        self.depth -= 1
+        self.exponent_depth -= spec.power
+        self.check_arity(token, spec, len(args))
+        node = self.count(_Call(token.start, spec, tuple(args)))
+        return node if power is None else self.superscript(node, power)
+
+    def bare_argument(self) -> _Node:
+        """`sin x^2` = sin(x^2); `sin 2x` = sin(2x): a number written against a factor stays with it."""
+        start = self.token.start
+        node = self.operand(signs=True)
+        following = self.token
+        leading = node.kids[0] if isinstance(node, _Negate) else node
+        if (
+            isinstance(leading, _Number)
+            and following.start == self.previous.end
+            and (following.kind == _NAME or (following.kind == _OP and following.text == "("))
+        ):
+            factor = self.operand(signs=False)
+            product = self.count(_Product(start, (leading, factor), (False, False)))
+            node = self.count(_Negate(start, (product,))) if leading is not node else product
+        return node
+
+    def check_arity(self, token: _Token, spec: FunctionSpec, count: int) -> None:
+        if spec.min_args <= count <= spec.max_args:
+            return
+        if spec.min_args == spec.max_args:
+            wanted = f"{spec.min_args} argument{'s' if spec.min_args != 1 else ''}"
+        else:
+            wanted = f"{spec.min_args} to {spec.max_args} arguments"
+        raise errors.ParseError(f"function '{token.text}' takes {wanted}, got {count}", token.start)
+
+    # literals
+
+    def integer(self, digits: str, pos: int) -> int:
+        significant = len(digits.lstrip("+-").lstrip("0"))
+        if significant > self.limits.max_integer_digits:
+            raise errors.LimitExceeded(
+                "integer literal digits", significant, self.limits.max_integer_digits, field=_FIELD
+            )
+        return int(digits)
+
+    def number(self, token: _Token) -> int | tuple[int, int] | tuple[str, int]:
+        text = token.text
+        mantissa, _, exponent_text = text.lower().partition("e")
+        whole, point, fraction = mantissa.partition(".")
+        limit = self.limits.max_integer_digits
+        exponent_digits = len(exponent_text.lstrip("+-").lstrip("0"))
+        if exponent_digits > 9:
+            raise errors.LimitExceeded("number exponent digits", exponent_digits, 9, field=_FIELD)
+        exponent = int(exponent_text) if exponent_text else 0
+        digits = (whole + fraction).lstrip("0")
+        if not digits:
+            return (text, 0) if point else 0
+        if point:
+            if len(digits) > limit or abs(exponent) > limit:
+                raise errors.LimitExceeded(
+                    "float literal digits", max(len(digits), abs(exponent)), limit, field=_FIELD
+                )
+            return (text, len(digits))
+        size = len(digits) + max(exponent, 0)
+        if size > limit or -exponent > limit:
+            raise errors.LimitExceeded("integer literal digits", max(size, -exponent), limit, field=_FIELD)
+        if exponent >= 0:
+            return int(whole + "0" * exponent)
+        return (int(whole), 10**-exponent)
+
+
+def _shorten(text: str, keep: int = 40) -> str:
+    return text if len(text) <= keep else text[:keep] + "..."
+
+
+# ---------------------------------------------------------------------------------------- to sympy
+
+
+class _Builder:
+    """Turns our tree into sympy bottom-up with an explicit stack, checking numeric sizes as it goes.
+
+    Each value carries an estimate of the bits of the largest exact number it holds or would
+    produce when raised to a numeric power: sympy multiplies out `(2*sqrt(2)*x)^1000` eagerly.
+    """
+
+    def __init__(self, limits: ParseLimits) -> None:
+        self.limits = limits
+
+    def build(self, root: _Node) -> sympy.Expr:
+        values: list[tuple[Any, float]] = []
+        stack: list[tuple[_Node, bool]] = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            if not ready and node.kids:
+                stack.append((node, True))
+                stack.extend((kid, False) for kid in reversed(node.kids))
+                continue
+            count = len(node.kids)
+            args = values[len(values) - count :] if count else []
+            if count:
+                del values[len(values) - count :]
+            try:
+                value = self.make(node, args)
+                if value[0].is_Float:
+                    self.check_float(value[0], node.pos)
+                values.append(value)
+            except (ValueError, TypeError, ArithmeticError, NotImplementedError) as error:
+                raise errors.ParseError(
+                    f"cannot build this expression ({type(error).__name__})", node.pos
+                ) from None
+        return values[0][0]
+
+    def check_float(self, value: Any, pos: int) -> None:
+        """exp(1e300) is a float no double holds and no literal writes back: refuse it like a huge power."""
+        _, mantissa, exponent, size = value._mpf_
+        bits = abs(exponent + size) if mantissa else 0
+        if bits > self.limits.max_power_bits:
+            raise errors.LimitExceeded("float magnitude bits", bits, self.limits.max_power_bits, field=_FIELD)
+
+    def make(self, node: _Node, args: list[tuple[Any, float]]) -> tuple[Any, float]:
+        if isinstance(node, _Number):
+            return _make_number(node.value)
+        if isinstance(node, _Variable):
+            return _real_symbol(node.name), 0.0
+        if isinstance(node, _Constant):
+            return CONSTANTS[node.name], 0.0
+        if isinstance(node, _Sum):
+            return self.make_sum(node, args)
+        if isinstance(node, _Product):
+            return self.make_product(node, args)
+        if isinstance(node, _Negate):
+            value, bits = args[0]
+            return -value, bits
+        if isinstance(node, _Power):
+            return self.make_power(node.pos, args[0], args[1])
+        assert isinstance(node, _Call)
+        return self.make_call(node, args)
+
+    def make_sum(self, node: _Sum, args: list[tuple[Any, float]]) -> tuple[Any, float]:
+        terms = [-value if negated else value for (value, _), negated in zip(args, node.negated, strict=True)]
+        bits = max(bits for _, bits in args) + math.log2(len(args))
+        return _with_bits(sympy.Add(*terms), bits)
+
+    def make_product(self, node: _Product, args: list[tuple[Any, float]]) -> tuple[Any, float]:
+        bits = sum(bits for _, bits in args)
+        if bits > self.limits.max_power_bits:
+            raise errors.LimitExceeded(
+                "numeric result bits", round(bits), self.limits.max_power_bits, field=_FIELD
+            )
+        factors = [
+            sympy.Pow(value, -1) if divided else value
+            for (value, _), divided in zip(args, node.divided, strict=True)
+        ]
+        return _with_bits(sympy.Mul(*factors), bits)
+
+    def make_power(self, pos: int, base: tuple[Any, float], exponent: tuple[Any, float]) -> tuple[Any, float]:
+        base_value, base_bits = base
+        exp_value, exp_bits = exponent
+        if exp_value.is_Number:
+            if not exp_value.is_Integer:
+                self.check_root(base_value, base_bits)
+            if not (base_value.is_Number or base_value.is_Mul or base_value.is_Pow):
+                # sympy never multiplies out a sum or a function call raised to a number
+                return _with_bits(sympy.Pow(base_value, exp_value), base_bits)
+            bits = _magnitude(exp_value) * base_bits if base_bits else 0.0
+            if not bits <= self.limits.max_power_bits:
+                shown: float | int = round(bits) if math.isfinite(bits) else bits
+                raise errors.LimitExceeded(
+                    "numeric power bits", shown, self.limits.max_power_bits, field=_FIELD
+                )
+        else:
+            bits = max(base_bits, exp_bits)
+        return _with_bits(sympy.Pow(base_value, exp_value), bits)
+
+    def make_call(self, node: _Call, args: list[tuple[Any, float]]) -> tuple[Any, float]:
+        spec = node.spec
+        if spec.power:
+            return self.make_power(node.pos, args[0], args[1])
+        values = [value for value, _ in args]
+        if spec.guard_numbers:
+            limit = self.limits.max_factorial_argument
+            for value in values:
+                if (value.is_Rational or value.is_Float) and abs(value) > limit:
+                    raise errors.LimitExceeded(
+                        f"{spec.name} argument", _display_number(value), limit, field=_FIELD
+                    )
+        if spec.root:
+            self.check_root(*args[0])
+        bits = max(bits for _, bits in args)
+        return _with_bits(spec.build(*values), bits)
+
+    def check_root(self, base: Any, bits: float) -> None:
+        """sympy looks for exact roots of numbers (perfect powers, small factors): cheap only while small."""
+        if base.is_Rational and bits > self.limits.max_root_bits:
+            raise errors.LimitExceeded(
+                "root argument bits", round(bits), self.limits.max_root_bits, field=_FIELD
+            )
+
+
+def _make_number(value: int | tuple[int, int] | tuple[str, int]) -> tuple[Any, float]:
+    if isinstance(value, int):
+        return sympy.Integer(value), _rational_bits(value, 1)
+    first, second = value
+    if isinstance(first, int):
+        return sympy.Rational(first, second), _rational_bits(first, second)
+    return _make_float(first, second), 0.0
+
+
+def _make_float(text: str, significant: int) -> sympy.Float:
+    if significant <= 17:
+        # Up to 17 digits a literal is a double, as numpy will see it; its repr reads back equal.
+        number = float(text)
+        if math.isfinite(number) and (number != 0.0 or significant == 0):
+            return sympy.Float(number)
+    return sympy.Float(text, max(15, significant))
+
+
+def _rational_bits(p: int, q: int) -> float:
+    return max(math.log2(abs(p)) if p else 0.0, math.log2(q))
+
+
+def _with_bits(value: Any, estimate: float) -> tuple[Any, float]:
+    if value.is_Rational:
+        return value, _rational_bits(int(value.p), int(value.q))
+    return value, estimate
+
+
+def _magnitude(number: Any) -> float:
+    """|number| as a float, infinite when too large for one (a 1000-digit integer exponent)."""
+    if number.is_Rational:
+        p, q = abs(int(number.p)), int(number.q)
+        if p.bit_length() - q.bit_length() > 1000:
+            return math.inf
+        return p / q
+    try:
+        return abs(float(number))
+    except (OverflowError, TypeError, ValueError):
+        return math.inf
+
+
+def _display_number(number: Any) -> float | int:
+    if number.is_Integer and abs(int(number.p)).bit_length() < 64:
+        return int(number.p)
+    magnitude = _magnitude(number)
+    return magnitude if number >= 0 else -magnitude
+
+
+# ----------------------------------------------------------------------------------------- public API
+
+
+def parse(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> sympy.Expr:
+    """Parse `text`; raise errors.ParseError / errors.UnknownFunction / errors.LimitExceeded."""
+    if len(text) > limits.max_length:
+        raise errors.LimitExceeded("expression length", len(text), limits.max_length, field=_FIELD)
+    _reserve_stack(limits.max_depth)
+    parser = _Parser(text, limits)
+    try:
+        tree = parser.parse()
+    except RecursionError:
+        # Only reachable if max_depth is configured beyond what the Python stack holds.
+        raise errors.LimitExceeded("nesting depth", parser.depth, limits.max_depth, field=_FIELD) from None
+    expr: sympy.Expr = _Builder(limits).build(tree)
+    return expr
+
+
+_FRAMES_PER_LEVEL: Final = 3
+_FRAMES_FOR_CALLERS: Final = 400
+
+
+def _reserve_stack(max_depth: int) -> None:
+    """Make sure `max_depth` levels of nesting fit under the interpreter's recursion limit.
+
+    One level of nesting costs at most three frames of the recursive descent (`sin(` goes
+    through expression, operand and call), so the default limits fit Python's default recursion
+    limit of 1000 and this changes nothing. Only a larger configured `max_depth` raises the
+    interpreter's limit (never lowers it); since Python 3.11 calls between Python functions use no
+    C stack, which makes that safe. The depth check still stops hostile input at `max_depth`.
+    """
+    needed = _FRAMES_PER_LEVEL * max_depth + _FRAMES_FOR_CALLERS
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
+
+
+def is_valid_variable_name(name: str) -> bool:
+    """True for an ASCII identifier of at most 32 characters that is not a function or constant."""
+    return (
+        len(name) <= MAX_NAME_LENGTH
+        and _VARIABLE_RE.fullmatch(name) is not None
+        and name not in RESERVED_NAMES
+    )
+
+
+def symbol(name: str, *, field: str = "variable") -> sympy.Symbol:
+    """The canonical (real) Symbol for variable `name`; InvalidArgument if the name is not valid."""
+    if not is_valid_variable_name(name):
+        reason = "is reserved" if name in RESERVED_NAMES else "is not a valid variable name"
+        raise errors.InvalidArgument(f"'{_shorten(name)}' {reason}", field=field)
+    return _real_symbol(name)
+
+
+def _real_symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, real=True)
+
+
+class _TextPrinter(StrPrinter):  # type: ignore[misc]
+    """sympy's str printer, adjusted so that everything it writes reads back through `parse`."""
+
+    def _print_Float(self, expr: sympy.Float) -> str:  # noqa: N802
+        if expr._prec == 53:
+            number = float(expr)
+            if math.isfinite(number):
+                text = repr(number)
+                mantissa, _, exponent = text.partition("e")
+                if exponent and "." not in mantissa:
+                    mantissa += ".0"  # `1e-05` would read back as the exact 1/100000
+                return f"{mantissa}e{int(exponent)}" if exponent else text
+        return str(super()._print_Float(expr))
+
+    def _print_Integer(self, expr: sympy.Integer) -> str:  # noqa: N802
+        return _integer_text(int(expr.p))
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:  # noqa: N802
+        return f"{_integer_text(int(expr.p))}/{_integer_text(int(expr.q))}"
+
+    def _print_ImaginaryUnit(self, expr: Any) -> str:  # noqa: N802
+        return "sqrt(-1)"
+
+    def _print_ComplexInfinity(self, expr: Any) -> str:  # noqa: N802
+        return "(1/0)"
+
+    def _print_NaN(self, expr: Any) -> str:  # noqa: N802
+        return "(0/0)"
+
+    def _print_Infinity(self, expr: Any) -> str:  # noqa: N802
+        return "oo"
+
+    def _print_NegativeInfinity(self, expr: Any) -> str:  # noqa: N802
+        return "-oo"
+
+
+_CHUNK_DIGITS: Final = 500
+
+
+def _integer_text(value: int) -> str:
+    """Decimal digits; integers too long for one literal become a sum of chunks that reads back equal."""
+    if value.bit_length() < 1600:
+        return str(value)
+    sign = "-" if value < 0 else ""
+    chunks: list[int] = []
+    rest = abs(value)
+    base = 10**_CHUNK_DIGITS
+    while rest:
+        rest, chunk = divmod(rest, base)
+        chunks.append(chunk)
+    expr = str(chunks[-1])
+    for chunk in reversed(chunks[:-1]):
+        expr = f"({expr})*10^{_CHUNK_DIGITS} + {chunk}"
+    return f"{sign}({expr})"
+
+
+_PRINTER: Final = _TextPrinter()
+
+
+def to_text(expr: sympy.Expr) -> str:
+    """Print `expr` in our grammar (`^` for powers); `parse` reads the text back to an equal expression."""
+    # The printed text has no string literals, so `**` is only ever the power operator; replacing
+    # it beats copying the half-dozen branches of sympy's `_print_Pow` into an override.
+    return str(_PRINTER.doprint(expr)).replace("**", "^")

@@ -1,0 +1,346 @@
+"""The symbolic engine: derivatives under limits, simplification and printing (pure sympy, no transport).
+
+Numeric compilation and evaluation live in `numeric.py` and are re-exported here, so callers need
+only `engine`. Everything this module returns is a plain sympy expression or tuple: picklable, so
+the hardening issue can run it in worker processes.
+
+Derivatives use a memoised chain rule over the expression DAG (`derivative`): sympy's own `diff`
+walks the expression as a tree, and higher derivatives are trees with huge sharing, so memoising
+per distinct node makes high derivatives about ten times cheaper; the derivative is the same.
+"""
+
+from __future__ import annotations
+
+import enum
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+from sympy.core.function import AppliedUndef, ArgumentIndexError
+
+from chainrule.engine import parsing
+from chainrule.engine.errors import InvalidArgument, LimitExceeded
+from chainrule.engine.numeric import (
+    CompiledFunction,
+    CompiledGradient,
+    EvaluationResult,
+    GradientResult,
+    compile_components,
+    compile_function,
+    evaluate,
+    gather_columns,
+    gradient,
+)
+
+__all__ = [
+    "CompiledFunction",
+    "CompiledGradient",
+    "EngineLimits",
+    "EvaluationResult",
+    "GradientResult",
+    "Portable",
+    "Simplification",
+    "compile_function",
+    "compile_gradient",
+    "derivative",
+    "differentiate",
+    "evaluate",
+    "expression_size",
+    "free_variables",
+    "gather_columns",
+    "gradient",
+    "gradient_components",
+    "resolve_wrt",
+    "resolved",
+    "to_latex",
+]
+
+
+class Simplification(enum.Enum):
+    """How much to tidy a derivative: NONE is the raw chain rule, FAST about linear, FULL `simplify`."""
+
+    NONE = "none"
+    FAST = "fast"
+    FULL = "full"
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """Bounds on engine work; each one fails with `LimitExceeded` naming it."""
+
+    max_derivative_order: int = 20
+    max_derivative_nodes: int = 50_000
+    max_points: int = 10_000_000
+    max_numeric_cost: int = 2_000_000_000
+
+
+DEFAULT_LIMITS = EngineLimits()
+
+
+class Portable:
+    """A sympy expression that crosses process boundaries as its pickle, rebuilt only where it is used.
+
+    Unpickling a sympy tree calls every constructor again (assumptions and all): in a process whose
+    sympy cache has not seen the expression it costs about half as much as parsing it. The server
+    process needs most derivatives only as text, so it keeps the bytes and forwards them as they are.
+    The bytes only ever come from our own worker processes.
+    """
+
+    __slots__ = ("_blob", "_expression")
+
+    def __init__(self, expression: sympy.Expr | None = None, blob: bytes | None = None) -> None:
+        self._expression = expression
+        self._blob = blob
+
+    @property
+    def expression(self) -> sympy.Expr:
+        """The expression, unpickled on first use."""
+        if self._expression is None:
+            assert self._blob is not None
+            self._expression = pickle.loads(self._blob)  # noqa: S301 (bytes from our own workers)
+        return self._expression
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._blob is None:
+            self._blob = pickle.dumps(self._expression, protocol=pickle.HIGHEST_PROTOCOL)
+        return (Portable, (None, self._blob))
+
+
+def resolved(value: sympy.Expr | Portable) -> sympy.Expr:
+    """The expression itself, whether given plainly or as a `Portable`."""
+    return value.expression if isinstance(value, Portable) else value
+
+
+def free_variables(expr: sympy.Basic) -> tuple[str, ...]:
+    """The names of the expression's free symbols, sorted."""
+    return tuple(sorted(symbol.name for symbol in expr.free_symbols))
+
+
+def resolve_wrt(
+    expr: sympy.Basic, wrt: Sequence[tuple[str, int]], limits: EngineLimits = DEFAULT_LIMITS
+) -> tuple[tuple[str, int], ...]:
+    """Validate `wrt` and fill in defaults: order 0 means 1; empty means the only free variable."""
+    if not wrt:
+        names = free_variables(expr)
+        if len(names) > 1:
+            listed = ", ".join(names)
+            raise InvalidArgument(
+                f"the expression has several variables ({listed}): say which to differentiate by",
+                field="wrt",
+            )
+        return tuple((name, 1) for name in names)
+    resolved: list[tuple[str, int]] = []
+    total = 0
+    for index, (name, raw_order) in enumerate(wrt):
+        if not parsing.is_valid_variable_name(name):
+            raise InvalidArgument(f"'{name}' is not a valid variable name", field=f"wrt[{index}].variable")
+        if raw_order < 0:
+            raise InvalidArgument(f"order {raw_order} is negative", field=f"wrt[{index}].order")
+        order = raw_order or 1
+        if order > limits.max_derivative_order:
+            raise LimitExceeded(
+                "derivative order", order, limits.max_derivative_order, field=f"wrt[{index}].order"
+            )
+        total += order
+        if total > limits.max_derivative_order:
+            raise LimitExceeded("total derivative order", total, limits.max_derivative_order, field="wrt")
+        resolved.append((name, order))
+    return tuple(resolved)
+
+
+def differentiate(
+    expr: sympy.Expr,
+    wrt: Sequence[tuple[str, int]],
+    simplification: Simplification = Simplification.FAST,
+    limits: EngineLimits = DEFAULT_LIMITS,
+) -> sympy.Expr:
+    """The derivative of `expr` by `wrt` (mixed partials in the order given), then simplified.
+
+    A constant differentiates to 0. The derivative's size is checked after every single order, so
+    an exploding high derivative stops as soon as it passes `max_derivative_nodes`.
+    """
+    steps = resolve_wrt(expr, wrt, limits)
+    if not steps:
+        return sympy.S.Zero
+    symbols = {symbol.name: symbol for symbol in expr.free_symbols}
+    result = expr
+    try:
+        for name, order in steps:
+            variable = symbols.get(name) or sympy.Symbol(name, real=True)
+            for _ in range(order):
+                result = derivative(result, variable)
+                _check_size(result, limits)
+        return simplify(result, simplification)
+    except RecursionError:
+        raise InvalidArgument(
+            "the expression is nested too deeply to differentiate", field="expression"
+        ) from None
+
+
+def simplify(expr: sympy.Expr, simplification: Simplification) -> sympy.Expr:
+    """Apply one simplification level to an expression."""
+    if simplification is Simplification.NONE:
+        return expr
+    if simplification is Simplification.FAST:
+        # factor_terms pulls out common factors and numeric content in one bottom-up pass;
+        # it neither expands powers nor looks for polynomial gcds (cancel/factor are not linear).
+        return sympy.factor_terms(expr)
+    return sympy.simplify(expr)
+
+
+def derivative(expr: sympy.Expr, variable: sympy.Symbol) -> sympy.Expr:
+    """d expr / d variable by the chain rule, memoised over distinct subexpressions.
+
+    Real-valued semantics: |u|' = sign(u)·u' and sign(u)' = 2·δ(u)·u' for any u; floor and ceiling
+    have derivative 0 (everywhere but their jumps). Node types with rules of their own
+    (Piecewise, Min/Max, Derivative...) fall back to sympy's `diff` for that node.
+    """
+    return _Differentiator(variable).d(expr)
+
+
+class DependsOn:
+    """`has(node)`: whether `node` contains `variable`, memoised per distinct subexpression.
+
+    sympy's own `has` walks the whole subtree on every call; the differentiator and the explainer
+    ask about every node of a tree whose subexpressions repeat.
+    """
+
+    def __init__(self, variable: sympy.Symbol) -> None:
+        self.variable = variable
+        self.depends: dict[sympy.Basic, bool] = {}
+
+    def has(self, node: sympy.Basic) -> bool:
+        found = self.depends.get(node)
+        if found is None:
+            found = node == self.variable if not node.args else any(self.has(arg) for arg in node.args)
+            self.depends[node] = found
+        return found
+
+
+class _Differentiator(DependsOn):
+    def __init__(self, variable: sympy.Symbol) -> None:
+        super().__init__(variable)
+        self.memo: dict[sympy.Basic, sympy.Expr] = {}
+
+    def d(self, node: sympy.Expr) -> sympy.Expr:
+        found = self.memo.get(node)
+        if found is None:
+            found = self._rule(node) if self.has(node) else sympy.S.Zero
+            self.memo[node] = found
+        return found
+
+    def _rule(self, node: sympy.Expr) -> sympy.Expr:
+        if node == self.variable:
+            return sympy.S.One
+        if isinstance(node, sympy.Add):
+            return sympy.Add(*[self.d(arg) for arg in node.args])
+        if isinstance(node, sympy.Mul):
+            return self._product(node.args)
+        if isinstance(node, sympy.Pow):
+            return self._power(node)
+        if isinstance(node, sympy.Abs):
+            return sympy.sign(node.args[0]) * self.d(node.args[0])
+        if isinstance(node, sympy.sign):
+            return 2 * sympy.DiracDelta(node.args[0]) * self.d(node.args[0])
+        if isinstance(node, (sympy.floor, sympy.ceiling)):
+            # Zero wherever it exists (everywhere but the jumps), as numeric frameworks define it;
+            # sympy would leave an unevaluated Derivative that can be neither printed back nor evaluated.
+            return sympy.S.Zero
+        if _has_own_chain_rule(node):
+            try:
+                return sympy.Add(
+                    *[node.fdiff(i + 1) * self.d(arg) for i, arg in enumerate(node.args) if self.has(arg)]
+                )
+            except ArgumentIndexError:
+                pass
+        return sympy.diff(node, self.variable)
+
+    def _product(self, factors: tuple[sympy.Expr, ...]) -> sympy.Expr:
+        terms = [
+            sympy.Mul(*factors[:i], self.d(factor), *factors[i + 1 :])
+            for i, factor in enumerate(factors)
+            if self.has(factor)
+        ]
+        return sympy.Add(*terms)
+
+    def _power(self, node: sympy.Pow) -> sympy.Expr:
+        base, exponent = node.args
+        if not self.has(exponent):
+            return exponent * base ** (exponent - 1) * self.d(base)
+        inner = self.d(exponent) * sympy.log(base)
+        if self.has(base):
+            inner += exponent * self.d(base) / base
+        return node * inner
+
+
+def _has_own_chain_rule(node: sympy.Basic) -> bool:
+    """A function whose derivative is its own `fdiff` times the inner derivative (sin, erf, atan2...)."""
+    cls = type(node)
+    return (
+        isinstance(node, sympy.Function)
+        and not isinstance(node, AppliedUndef)
+        and cls.fdiff is not sympy.Function.fdiff
+        and cls._eval_derivative is sympy.Function._eval_derivative
+    )
+
+
+def expression_size(expr: sympy.Basic) -> int:
+    """Nodes of the expression as a tree (what printing costs), computed in time linear in its DAG."""
+    sizes: dict[sympy.Basic, int] = {}
+    stack: list[tuple[sympy.Basic, bool]] = [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in sizes:
+            continue
+        if expanded or not node.args:
+            sizes[node] = 1 + sum(sizes[arg] for arg in node.args)
+        else:
+            stack.append((node, True))
+            stack.extend((arg, False) for arg in node.args if arg not in sizes)
+    return sizes[expr]
+
+
+def _check_size(expr: sympy.Expr, limits: EngineLimits) -> None:
+    size = expression_size(expr)
+    if size > limits.max_derivative_nodes:
+        raise LimitExceeded("derivative size", size, limits.max_derivative_nodes, field="wrt")
+
+
+def to_latex(expr: sympy.Basic) -> str:
+    """LaTeX through sympy's printer."""
+    return str(sympy.latex(expr))
+
+
+def gradient_components(
+    expr: sympy.Expr,
+    variables: Sequence[str],
+    hessian: bool,
+    limits: EngineLimits = DEFAULT_LIMITS,
+) -> tuple[sympy.Expr, ...]:
+    """(f, df/dv1..df/dvn[, d2f/dvi dvj for i <= j, row-major]): raw derivatives, ready for CSE."""
+    symbols = {symbol.name: symbol for symbol in expr.free_symbols}
+    chosen = [symbols.get(name) or sympy.Symbol(name, real=True) for name in variables]
+    partials = []
+    for variable in chosen:
+        partials.append(derivative(expr, variable))
+        _check_size(partials[-1], limits)
+    components = [expr, *partials]
+    if hessian:
+        for i, first in enumerate(partials):
+            for variable in chosen[i:]:
+                components.append(derivative(first, variable))
+                _check_size(components[-1], limits)
+    return tuple(components)
+
+
+def compile_gradient(
+    expr: sympy.Expr,
+    variables: Sequence[str],
+    hessian: bool,
+    limits: EngineLimits = DEFAULT_LIMITS,
+) -> CompiledGradient:
+    """Differentiate and compile value, gradient and (optionally) Hessian into one CSE'd function."""
+    components = gradient_components(expr, variables, hessian, limits)
+    return compile_components(components, variables, hessian)

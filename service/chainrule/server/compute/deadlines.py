@@ -1,0 +1,111 @@
+"""Per-request time budgets: the caller's deadline, carried from the transport to the executors.
+
+The transport (gRPC servicer, REST handler) opens a `request_scope` with the caller's remaining
+time, if any; the executors read `current()` and bound the work by the earlier of the caller's
+deadline and the server's own budget, counted from the request's start. A contextvar rather than
+an argument: the API layer's signatures stay as they are, and single-flight cache fills (asyncio
+tasks) inherit the scope of the request that started them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from chainrule.engine.errors import ChainruleError, DeadlineExceeded, ResourceExhausted
+
+
+class RequestTime(NamedTuple):
+    """When a request started and when its caller stops waiting (both `time.monotonic()`)."""
+
+    started: float
+    client_deadline: float | None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The time left for one piece of work and which limit set it."""
+
+    seconds: float
+    client_bound: bool
+    client_seconds: float | None
+    server_seconds: float
+
+    def exceeded(self, what: str) -> ChainruleError:
+        """The error for work that ran out of this budget, naming the budget that bound."""
+        if self.client_bound and self.client_seconds is not None:
+            return DeadlineExceeded(
+                f"{what} did not finish within the request's deadline ({self.client_seconds:.3g} s)",
+                reason="DEADLINE_EXCEEDED",
+                metadata={"budget": "client_deadline", "seconds": f"{self.client_seconds:.3g}"},
+            )
+        return ResourceExhausted(
+            f"{what} did not finish within the server's compute budget of {self.server_seconds:.3g} s "
+            "(CHAINRULE_SYMBOLIC_BUDGET_SECONDS)",
+            reason="COMPUTE_BUDGET_EXCEEDED",
+            metadata={"budget": "symbolic_budget_seconds", "seconds": f"{self.server_seconds:.3g}"},
+        )
+
+
+_CURRENT: contextvars.ContextVar[RequestTime | None] = contextvars.ContextVar(
+    "chainrule_request_time", default=None
+)
+
+
+class request_scope:  # noqa: N801 - used like the context-manager function it replaced
+    """Mark the start of a request whose caller waits `client_remaining` seconds (None: no deadline).
+
+    A class rather than `contextlib.contextmanager`: it is entered on every call, the cached path
+    included, and a generator-based manager costs several times as much.
+    """
+
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self, client_remaining: float | None) -> None:
+        now = time.monotonic()
+        deadline = None if client_remaining is None else now + max(0.0, client_remaining)
+        self._scope = RequestTime(now, deadline)
+
+    def __enter__(self) -> RequestTime:
+        self._token = _CURRENT.set(self._scope)
+        return self._scope
+
+    def __exit__(self, *exc_info: object) -> None:
+        _CURRENT.reset(self._token)
+
+
+def current() -> RequestTime | None:
+    """The scope of the request being served, if a transport opened one."""
+    return _CURRENT.get()
+
+
+def budget(server_seconds: float, now: float | None = None) -> Budget:
+    """The time left now: the server budget from the request's start, cut by the caller's deadline."""
+    now = time.monotonic() if now is None else now
+    scope = _CURRENT.get()
+    started = now if scope is None else scope.started
+    server_left = started + server_seconds - now
+    if scope is None or scope.client_deadline is None:
+        return Budget(max(0.0, server_left), False, None, server_seconds)
+    client_left = scope.client_deadline - now
+    client_total = scope.client_deadline - scope.started
+    client_bound = client_left < server_left
+    return Budget(max(0.0, min(client_left, server_left)), client_bound, client_total, server_seconds)
+
+
+# gRPC's timeout header (`grpc-timeout`, as grpc-gateway reads it): up to 8 digits and a unit.
+_GRPC_TIMEOUT = re.compile(r"([0-9]{1,8})([HMSmun])")
+_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def parse_grpc_timeout(value: str | None) -> float | None:
+    """Seconds from a `grpc-timeout` value such as `5S` or `250m`; None when absent or malformed."""
+    if not value:
+        return None
+    match = _GRPC_TIMEOUT.fullmatch(value.strip())
+    if match is None:
+        return None
+    return int(match.group(1)) * _UNITS[match.group(2)]

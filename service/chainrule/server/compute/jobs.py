@@ -1,0 +1,260 @@
+"""Symbolic jobs: text in, picklable results out, so they can run in a thread or a worker process.
+
+Each job parses the expression itself (cheap next to what follows, and it keeps the arguments plain
+data). Nothing here knows about protobuf or a transport.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sympy
+
+from chainrule import engine
+from chainrule.engine import codegen, explain, parsing, verify
+from chainrule.engine.errors import InvalidArgument, LimitExceeded
+from chainrule.server.config import Settings
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The parser's and the engine's limits together, built once from the settings."""
+
+    parse: parsing.ParseLimits
+    engine: engine.EngineLimits
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            parse=parsing.ParseLimits(
+                max_length=settings.max_expression_length,
+                max_nodes=settings.max_parse_nodes,
+                max_depth=settings.max_parse_depth,
+                max_integer_digits=settings.max_integer_digits,
+                max_power_bits=settings.max_power_bits,
+                max_factorial_argument=settings.max_factorial_argument,
+                max_variables=settings.max_variables,
+                max_exponent_depth=settings.max_exponent_depth,
+                max_root_bits=settings.max_root_bits,
+            ),
+            engine=engine.EngineLimits(
+                max_derivative_order=settings.max_derivative_order,
+                max_derivative_nodes=settings.max_derivative_nodes,
+                max_points=settings.max_points,
+                max_numeric_cost=settings.max_numeric_cost,
+            ),
+        )
+
+
+Wrt = tuple[tuple[str, int], ...]
+
+
+# Explain, verify and the extra output formats of Differentiate (issue 9).
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What Differentiate returns besides text and LaTeX, as plain picklable values."""
+
+    steps: tuple[explain.Step, ...] = ()
+    check: verify.Check | None = None
+    mathml: str = ""
+    code: tuple[codegen.GeneratedCode, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExtrasRequest:
+    """Which extras to compute: `languages` in the order the request listed them."""
+
+    explain: bool = False
+    verify: bool = False
+    mathml: bool = False
+    languages: tuple[codegen.Language, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.explain or self.verify or self.mathml or bool(self.languages)
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """A derivative as the Differentiate RPC returns it."""
+
+    text: str
+    latex: str
+    variables: tuple[str, ...]
+    extras: Extras = field(default_factory=Extras)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An expression ready for numeric compilation, with the variables it reads."""
+
+    expression: sympy.Expr
+    variables: tuple[str, ...]
+    node_count: int
+
+
+def parse(text: str, limits: Limits) -> sympy.Expr:
+    """Parse user text under the configured limits."""
+    return parsing.parse(text, limits.parse)
+
+
+def derive(
+    text: str, wrt: Wrt, simplification: engine.Simplification, latex: bool, limits: Limits
+) -> Derivation:
+    """Parse, differentiate, simplify and print: the whole cold path of Differentiate."""
+    expression = parse(text, limits)
+    derivative = engine.differentiate(expression, wrt, simplification, limits.engine)
+    return Derivation(
+        text=parsing.to_text(derivative),
+        latex=engine.to_latex(derivative) if latex else "",
+        variables=engine.free_variables(expression),
+    )
+
+
+def prepare(text: str, wrt: Wrt, limits: Limits) -> Prepared:
+    """Parse and, when `wrt` is given, differentiate: what Evaluate compiles."""
+    expression = parse(text, limits)
+    target = (
+        engine.differentiate(expression, wrt, engine.Simplification.FAST, limits.engine)
+        if wrt
+        else expression
+    )
+    return Prepared(target, engine.free_variables(target), _node_count(target))
+
+
+def prepare_gradient(text: str, variables: Sequence[str], limits: Limits) -> Prepared:
+    """Parse for GradientAtPoint; the variables default to the free ones, sorted."""
+    expression = parse(text, limits)
+    names = gradient_variables(engine.free_variables(expression), variables, limits)
+    return Prepared(expression, names, _node_count(expression))
+
+
+def gradient_variables(free: tuple[str, ...], variables: Sequence[str], limits: Limits) -> tuple[str, ...]:
+    """The gradient's variables, checked: those asked for, or else the free ones (sorted)."""
+    names = tuple(variables) or free
+    for index, name in enumerate(names):
+        if not parsing.is_valid_variable_name(name):
+            raise InvalidArgument(f"'{name}' is not a valid variable name", field=f"variables[{index}]")
+        if name in names[:index]:
+            raise InvalidArgument(f"variable '{name}' is listed twice", field=f"variables[{index}]")
+    if len(names) > limits.parse.max_variables:
+        raise LimitExceeded("variables", len(names), limits.parse.max_variables, field="variables")
+    return names
+
+
+def _node_count(expression: sympy.Expr) -> int:
+    return int(sympy.count_ops(expression, visual=False)) + len(expression.free_symbols) + 1
+
+
+# Jobs for the cached path. Each returns its stage durations as plain floats, so the server process
+# can observe them in its metrics even when the job ran in a worker process.
+Timings = tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class _Symbolic:
+    """An expression crossing from a job (portable: pickled once), with what numeric work needs."""
+
+    portable: engine.Portable
+    variables: tuple[str, ...]
+    node_count: int
+    timings: Timings
+
+    @property
+    def expression(self) -> sympy.Expr:
+        return self.portable.expression
+
+
+@dataclass(frozen=True)
+class Parsed(_Symbolic):
+    """A parsed expression with its canonical key: equal expressions have equal keys."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Derived(_Symbolic):
+    """A derivative, simplified and printed as text."""
+
+    text: str
+
+
+def parse_canonical(text: str, limits: Limits) -> Parsed:
+    """Parse `text` and compute its canonical key (`sympy.srepr`, which includes assumptions)."""
+    start = time.perf_counter()
+    expression = parse(text, limits)
+    key = sympy.srepr(expression)
+    seconds = time.perf_counter() - start
+    return Parsed(
+        portable=engine.Portable(expression),
+        variables=engine.free_variables(expression),
+        node_count=_node_count(expression),
+        timings=(("parse", seconds),),
+        key=key,
+    )
+
+
+def derive_parsed(
+    expression: sympy.Expr | engine.Portable,
+    wrt: Wrt,
+    simplification: engine.Simplification,
+    limits: Limits,
+) -> Derived:
+    """Differentiate and simplify an already parsed expression, timing the two stages apart."""
+    start = time.perf_counter()
+    raw = engine.differentiate(engine.resolved(expression), wrt, engine.Simplification.NONE, limits.engine)
+    middle = time.perf_counter()
+    derivative = engine.simplify(raw, simplification)
+    end = time.perf_counter()
+    return Derived(
+        portable=engine.Portable(derivative),
+        variables=engine.free_variables(derivative),
+        node_count=_node_count(derivative),
+        timings=(("differentiate", middle - start), ("simplify", end - middle)),
+        text=parsing.to_text(derivative),
+    )
+
+
+def latex(expression: sympy.Expr | engine.Portable) -> str:
+    """LaTeX for an expression (printing only: no stage of its own)."""
+    return engine.to_latex(engine.resolved(expression))
+
+
+def derive_extras(
+    portable: sympy.Expr | engine.Portable,
+    wrt: Wrt,
+    simplification: engine.Simplification,
+    request: ExtrasRequest,
+    limits: Limits,
+) -> Extras:
+    """Steps, check, MathML and code for the derivative `derive_parsed` returns (each only when asked).
+
+    The derivative is computed again here rather than passed in: a sympy expression sent to a worker
+    process is rebuilt with evaluation (6*(3*x + 1) arrives as 18*x + 6), and the last step must read
+    exactly as the derivative returned.
+    """
+    expression = engine.resolved(portable)
+    derivative = engine.differentiate(expression, wrt, simplification, limits.engine)
+    steps = (
+        tuple(explain.explain(expression, wrt, derivative, limits=limits.engine)) if request.explain else ()
+    )
+    check = verify.verify(expression, wrt, derivative) if request.verify else None
+    markup = codegen.mathml(derivative) if request.mathml else ""
+    variables = engine.free_variables(expression)
+    comment = f"{_derivative_label(expression, wrt, limits)} of {parsing.to_text(expression)}, by chainrule"
+    code = tuple(
+        codegen.generate(derivative, variables, language, comment=comment) for language in request.languages
+    )
+    return Extras(steps, check, markup, code)
+
+
+def _derivative_label(expression: sympy.Expr, wrt: Wrt, limits: Limits) -> str:
+    resolved = engine.resolve_wrt(expression, wrt, limits.engine)
+    if not resolved:
+        return "the derivative"
+    total = sum(order for _, order in resolved)
+    below = " ".join(f"d{name}^{order}" if order > 1 else f"d{name}" for name, order in resolved)
+    return f"d^{total}/{below}" if total > 1 else f"d/{below}"

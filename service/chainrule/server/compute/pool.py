@@ -1,0 +1,357 @@
+"""Killable compute: a pool of worker processes for cold symbolic work, and admission control.
+
+Python threads and signals cannot interrupt sympy, so cold symbolic work (parse, differentiate,
+simplify, print) runs in worker processes that are killed (SIGKILL) and replaced when they overrun
+their budget. A small supervisor of our own rather than `ProcessPoolExecutor` (one dead worker
+breaks the whole pool) or pebble (its workers share one pipe and lock, so a worker killed while
+holding the lock stalls the rest, and an idle worker's death marks the pool broken):
+
+- each worker has its own pipe; the parent hands a task to one idle worker and waits for the
+  answer on a thread of its own, so a kill (EOF on the pipe) ends the wait at once;
+- workers are forked from a forkserver that has imported sympy and our modules, then warm up on a
+  small derivative before they report ready: a replacement is ready in under 0.1 s (the first
+  start, which boots the forkserver, takes about a second, at server start);
+- the pool keeps `spares` workers beyond its concurrency, so a kill never leaves it short while
+  the replacement starts;
+- each worker runs under `RLIMIT_AS`; a `MemoryError` answers RESOURCE_EXHAUSTED and the worker
+  exits, to be replaced (its heap is not trusted after that).
+
+Budgets come from `deadlines`: the server's own (`symbolic_budget_seconds`, counted from the
+request's start) cut by the caller's deadline. Overrun: DEADLINE_EXCEEDED when the caller's deadline
+was the binding budget, RESOURCE_EXHAUSTED when the server's was. A worker that dies mid-task (e.g.
+SIGKILL from outside) answers UNAVAILABLE: the pool has already replaced it, and a retry goes to a
+healthy worker. A cancelled request kills the worker computing for it: it cannot be interrupted
+any other way, and a warm replacement costs well under 0.1 s of one core.
+
+`Admission` bounds concurrency and the queue in front of it; beyond both, RESOURCE_EXHAUSTED with a
+retry delay (google.rpc.RetryInfo; HTTP 429 with Retry-After). It also guards the numeric thread
+pool (`BoundedExecutor`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import itertools
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, ParamSpec, TypeVar
+
+from chainrule import engine
+from chainrule.engine.errors import ChainruleError, ResourceExhausted, Unavailable
+from chainrule.server.compute import deadlines, jobs
+from chainrule.server.compute.executors import Admission, describe
+from chainrule.server.config import Settings
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# How long a new worker may take to report ready (the very first one also boots the forkserver).
+_START_TIMEOUT = 60.0
+_OK, _ERROR, _MEMORY, _BUG = "ok", "error", "memory", "bug"
+
+
+class WorkerError(RuntimeError):
+    """A bug inside a worker (an exception that is not a chainrule error), with its traceback."""
+
+
+# --- the worker process ---------------------------------------------------------------------------
+
+
+def _worker_main(conn: Connection, memory_bytes: int) -> None:
+    """Serve tasks from `conn` until it closes: (fn, args, kwargs) in, (kind, value) out."""
+    # Ctrl-C in a terminal reaches the whole process group: the server decides, not its workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    _warm_up()
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            fn, args, kwargs = conn.recv()
+        except EOFError:  # the server closed our pipe or died
+            return
+        kind, value = _execute(fn, args, kwargs)
+        try:
+            conn.send((kind, value))
+        except Exception as error:  # an unpicklable result or error is a bug of ours
+            conn.send((_BUG, f"cannot send the result back: {error!r}"))
+        if kind == _MEMORY:
+            return  # the heap is not trusted after a MemoryError: let the pool replace us
+
+
+def _execute(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        return _OK, fn(*args, **kwargs)
+    except MemoryError:
+        return _MEMORY, None
+    except ChainruleError as error:
+        return _ERROR, error
+    except Exception:
+        return _BUG, traceback.format_exc()
+
+
+def _warm_up() -> None:
+    """One small derivative, so the first real request does not pay for sympy's first-call caches."""
+    limits = jobs.Limits.from_settings(Settings())
+    parsed = jobs.parse_canonical("sin(x^2)*exp(2x)/(1+x)", limits)
+    jobs.derive_parsed(parsed.expression, (("x", 2),), engine.Simplification.FAST, limits)
+
+
+# --- the pool -------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    pid: int
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class PoolStats:
+    """What the pool has done, for tests and logs."""
+
+    started: int = 0
+    killed_overrun: int = 0
+    killed_cancelled: int = 0
+    died: int = 0
+    out_of_memory: int = 0
+    start_seconds: list[float] = field(default_factory=list)
+
+
+class ProcessExecutor:
+    """Runs picklable functions in killable worker processes, under per-request budgets."""
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        budget_seconds: float,
+        memory_bytes: int,
+        queue: int,
+        spares: int = 1,
+        retry_after_seconds: float = 1.0,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a process pool needs at least one worker")
+        self.size = workers + spares
+        self.budget_seconds = budget_seconds
+        self.memory_bytes = memory_bytes
+        self.admission = Admission("symbolic", workers, queue, retry_after_seconds)
+        self.stats = PoolStats()
+        self._context = multiprocessing.get_context("forkserver")
+        # Workers fork from a server that has imported sympy and us already (global, set before use).
+        self._context.set_forkserver_preload([__name__])
+        # Blocking pipe I/O and process starts: one thread per worker, plus room for replacements.
+        self._io = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2 * self.size + 2, thread_name_prefix="chainrule-pool"
+        )
+        # Last in, first out: the worker that just parsed an expression also differentiates it, with
+        # the expression still in its sympy cache (a FIFO rebuilds it in another worker: ~1 ms).
+        self._idle: asyncio.Queue[_Worker] = asyncio.LifoQueue()
+        self._all: dict[int, _Worker] = {}
+        self._busy: set[int] = set()
+        self._replacing: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._ids = itertools.count()
+
+    async def start(self) -> None:
+        """Start every worker and wait until each has warmed up."""
+        workers = await asyncio.gather(*(self._start_worker() for _ in range(self.size)))
+        for worker in workers:
+            self._idle.put_nowait(worker)
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the live workers (idle or busy)."""
+        return sorted(self._all)
+
+    def busy_pids(self) -> list[int]:
+        """The process ids of the workers computing a task right now."""
+        return sorted(self._busy)
+
+    def idle_count(self) -> int:
+        return self._idle.qsize()
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        what = describe(fn)
+        budget = deadlines.budget(self.budget_seconds)
+        if budget.seconds <= 0:
+            raise budget.exceeded(what)
+        async with self.admission.slot(budget, what):
+            worker = await self._checkout(deadlines.budget(self.budget_seconds), what)
+            self._busy.add(worker.pid)
+            try:
+                return await self._call(
+                    worker, deadlines.budget(self.budget_seconds), what, (fn, args, kwargs)
+                )
+            finally:
+                self._busy.discard(worker.pid)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._replacing):
+            task.cancel()
+        workers = list(self._all.values())
+        for worker in workers:
+            self._kill(worker)
+        await asyncio.gather(*self._replacing, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._io, _reap, worker) for worker in workers))
+        await loop.run_in_executor(None, functools.partial(self._io.shutdown, wait=True, cancel_futures=True))
+
+    # -- internals
+
+    async def _checkout(self, budget: deadlines.Budget, what: str) -> _Worker:
+        while True:
+            try:
+                async with asyncio.timeout(budget.seconds):
+                    worker = await self._idle.get()
+            except TimeoutError:
+                raise budget.exceeded(f"{what} (waiting for a warm worker)") from None
+            if worker.process.is_alive():
+                return worker
+            self.stats.died += 1
+            self._replace(worker, "died while idle")
+
+    async def _call(
+        self,
+        worker: _Worker,
+        budget: deadlines.Budget,
+        what: str,
+        task: tuple[Callable[..., T], tuple[Any, ...], dict[str, Any]],
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        exchange = loop.run_in_executor(self._io, _exchange, worker.conn, task)
+        # After a kill the thread ends with EOFError that nobody awaits: retrieve it, quietly.
+        exchange.add_done_callback(_retrieve)
+        try:
+            # Shielded: on timeout or cancellation the thread ends by itself once the worker dies.
+            kind, value = await asyncio.wait_for(asyncio.shield(exchange), budget.seconds)
+        except TimeoutError:
+            self.stats.killed_overrun += 1
+            self._replace(worker, f"overran its budget of {budget.seconds:.3g} s on {what}")
+            raise budget.exceeded(what) from None
+        except asyncio.CancelledError:
+            self.stats.killed_cancelled += 1
+            self._replace(worker, f"its request was cancelled during {what}")
+            raise
+        except (EOFError, OSError) as error:
+            self.stats.died += 1
+            self._replace(worker, f"died during {what} ({type(error).__name__})")
+            raise Unavailable(
+                f"the worker process computing {what} stopped unexpectedly; the pool has replaced it, "
+                "retry the request",
+                reason="WORKER_DIED",
+            ) from None
+        result: T = self._settle(worker, what, kind, value)
+        return result
+
+    def _settle(self, worker: _Worker, what: str, kind: str, value: Any) -> Any:
+        if kind == _MEMORY:
+            self.stats.out_of_memory += 1
+            self._replace(worker, f"ran out of memory on {what}", kill=False)
+            mib = self.memory_bytes // (1024 * 1024)
+            raise ResourceExhausted(
+                f"{what} needed more than the worker memory limit of {mib} MiB "
+                "(CHAINRULE_WORKER_MEMORY_BYTES)",
+                reason="MEMORY_LIMIT_EXCEEDED",
+                metadata={"budget": "worker_memory_bytes", "maximum": str(self.memory_bytes)},
+            )
+        self._idle.put_nowait(worker)
+        if kind == _OK:
+            return value
+        if kind == _ERROR:
+            assert isinstance(value, ChainruleError)
+            raise value
+        raise WorkerError(f"{what} failed in a worker process:\n{value}")
+
+    def _replace(self, worker: _Worker, why: str, *, kill: bool = True) -> None:
+        """Kill `worker` (if it is not gone already) and start a warm replacement in the background."""
+        log.warning("worker %d %s: replacing it", worker.pid, why)
+        if kill:
+            self._kill(worker)
+        if self._closed:
+            return
+        task = asyncio.ensure_future(self._restart(worker))
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    def _kill(self, worker: _Worker) -> None:
+        self._all.pop(worker.pid, None)
+        with contextlib.suppress(OSError, ValueError):
+            worker.process.kill()
+
+    async def _restart(self, old: _Worker) -> None:
+        self._all.pop(old.pid, None)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._io, _reap, old)
+        try:
+            fresh = await self._start_worker()
+        except Exception:
+            log.exception("could not start a replacement worker")
+            return
+        if self._closed:
+            self._kill(fresh)
+            return
+        self._idle.put_nowait(fresh)
+
+    async def _start_worker(self) -> _Worker:
+        loop = asyncio.get_running_loop()
+        worker = await loop.run_in_executor(self._io, self._spawn)
+        self._all[worker.pid] = worker
+        self.stats.started += 1
+        self.stats.start_seconds.append(time.monotonic() - worker.started)
+        del self.stats.start_seconds[:-100]  # keep the recent ones only
+        return worker
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._context.Pipe(duplex=True)
+        started = time.monotonic()
+        process = self._context.Process(
+            target=_worker_main,
+            args=(child, self.memory_bytes),
+            name=f"chainrule-worker-{next(self._ids)}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        if not parent.poll(_START_TIMEOUT):
+            process.kill()
+            raise RuntimeError(f"a worker did not start within {_START_TIMEOUT:.0f} s")
+        _ready, pid = parent.recv()
+        return _Worker(process, parent, int(pid), started)
+
+
+def _exchange(conn: Connection, task: tuple[Any, ...]) -> tuple[str, Any]:
+    """Send one task and wait for its answer (on a pool I/O thread)."""
+    conn.send(task)
+    kind, value = conn.recv()
+    return str(kind), value
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _reap(worker: _Worker) -> None:
+    worker.process.join(5.0)
+    if worker.process.is_alive():  # a worker that exited on its own after a MemoryError, stuck
+        worker.process.kill()
+        worker.process.join(5.0)
+    worker.conn.close()

@@ -1,0 +1,159 @@
+"""Bearer-token authentication for both transports, and the TLS material they serve with.
+
+Off unless tokens are configured (`CHAINRULE_AUTH_TOKENS`, `CHAINRULE_AUTH_TOKENS_FILE`). Tokens
+are compared in constant time against every configured token (no early exit, so timing tells
+neither which token nor how much of one matched). Always exempt: gRPC health checking
+(`grpc.health.v1.Health/*`) and HTTP `/healthz`, `/readyz`, since Kubernetes probes send no token;
+CORS preflights (browsers send no credentials on them); and `/metrics` unless
+`CHAINRULE_METRICS_AUTH` is on. Server reflection requires a token: it describes the API to
+whoever asks. Failures are UNAUTHENTICATED (gRPC) or 401 with `WWW-Authenticate: Bearer`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from chainrule.engine.errors import Unauthenticated
+from chainrule.server.config import PREFIX, ConfigError, Settings
+from chainrule.server.transport.status import error_response
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+HTTP_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_BEARER = "bearer "
+_CHALLENGE = 'Bearer realm="chainrule"'
+
+
+def load_tokens(settings: Settings) -> tuple[bytes, ...]:
+    """The accepted tokens from the setting and the file (blank lines and `#` comments skipped)."""
+    tokens = [part.strip() for part in settings.auth_tokens.split(",")]
+    if settings.auth_tokens_file:
+        try:
+            text = Path(settings.auth_tokens_file).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"{PREFIX}AUTH_TOKENS_FILE cannot be read: {error}") from error
+        tokens += [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
+    return tuple(token.encode() for token in tokens if token)
+
+
+@dataclass(frozen=True)
+class TokenChecker:
+    """Checks `Authorization: Bearer <token>` values against the configured tokens."""
+
+    tokens: tuple[bytes, ...]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens)
+
+    def accepts(self, authorization: str | bytes | None) -> bool:
+        """True when the header carries one of the tokens; compares against all of them every time."""
+        if isinstance(authorization, bytes):
+            authorization = authorization.decode("latin-1")
+        if not authorization or authorization[: len(_BEARER)].lower() != _BEARER:
+            return False
+        offered = authorization[len(_BEARER) :].strip().encode("utf-8", "surrogateescape")
+        matched = False
+        for token in self.tokens:
+            matched |= hmac.compare_digest(offered, token)
+        return matched
+
+
+def _unauthenticated(has_header: bool) -> Unauthenticated:
+    if has_header:
+        return Unauthenticated("the bearer token is not valid", reason="INVALID_TOKEN")
+    return Unauthenticated(
+        "this call needs an 'authorization: Bearer <token>' header", reason="MISSING_TOKEN"
+    )
+
+
+def grpc_refusal(checker: TokenChecker, method: str) -> Callable[[Any], Unauthenticated | None] | None:
+    """For one gRPC method: a check of a call's metadata (None: let it through), or None if exempt."""
+    if not checker.enabled or method.startswith(HEALTH_PREFIX):
+        return None
+
+    def refusal(metadata: Any) -> Unauthenticated | None:
+        header = next((value for key, value in metadata or () if key == "authorization"), None)
+        return None if checker.accepts(header) else _unauthenticated(header is not None)
+
+    return refusal
+
+
+class AuthMiddleware:
+    """Pure ASGI middleware: 401 with `WWW-Authenticate: Bearer` unless the token is valid."""
+
+    def __init__(self, app: ASGIApp, checker: TokenChecker, metrics_open: bool = True) -> None:
+        self.app = app
+        self.checker = checker
+        self.open_paths = HTTP_OPEN_PATHS | ({"/metrics"} if metrics_open else set())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._exempt(scope):
+            await self.app(scope, receive, send)
+            return
+        header = None
+        for key, value in scope.get("headers", ()):
+            if key == b"authorization":
+                header = value
+                break
+        if self.checker.accepts(header):
+            await self.app(scope, receive, send)
+            return
+        error = _unauthenticated(header is not None)
+        response = error_response(error, headers={"WWW-Authenticate": _CHALLENGE})
+        await response(scope, receive, send)
+
+    def _exempt(self, scope: Scope) -> bool:
+        if scope["method"] == "OPTIONS":
+            return True  # CORS preflights carry no credentials; the real request is checked
+        return str(scope["path"]) in self.open_paths
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM material read once at start-up: server chain and key, and the client CA for mTLS."""
+
+    certificate: bytes
+    private_key: bytes
+    client_ca: bytes | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TlsFiles | None:
+        if not settings.tls_cert_file:
+            return None
+        return cls(
+            _read(settings.tls_cert_file, "TLS_CERT_FILE"),
+            _read(settings.tls_key_file, "TLS_KEY_FILE"),
+            _read(settings.tls_client_ca_file, "TLS_CLIENT_CA_FILE") if settings.tls_client_ca_file else None,
+        )
+
+    def grpc_credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.certificate)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+def _read(path: str, name: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{PREFIX}{name} cannot be read: {error}") from error
+
+
+def uvicorn_ssl_options(settings: Settings) -> dict[str, Any]:
+    """HTTPS settings for uvicorn: none without a certificate; client certificates required with a CA."""
+    if not settings.tls_cert_file:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file}
+    if settings.tls_client_ca_file:
+        options.update(ssl_ca_certs=settings.tls_client_ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options

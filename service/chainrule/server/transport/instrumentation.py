@@ -1,0 +1,317 @@
+"""Every gRPC handler instrumented once, as it is registered: request ids, RPC metrics, logging, auth.
+
+A request id is taken from the caller's `x-request-id` metadata (when it is short printable ASCII)
+or made, returned in the response's trailing metadata (on success and on errors), and set in
+`logs.REQUEST_ID` so every log line about the call carries it. Trailers, not initial metadata:
+grpc.aio sends initial metadata set by a handler in a batch of its own, which cost about 10% of
+the cached path's requests/s (bench/README.md); trailers travel with the status for free.
+Unary-unary handlers get the RPC metrics; streaming ones (reflection, health Watch) get the
+request id in their log lines only. With bearer tokens configured, each call's token is checked
+first (health exempt, see auth.py); a refusal is counted and logged like any failed call.
+
+`Registration` stands in for the server while servicers are added and wraps each handler once,
+with its metric children resolved on its first call, so grpc.aio finds the instrumented handler
+directly: no grpc interceptor pipeline runs `intercept_service` and awaits `continuation` on
+every call (bench/README.md has the measurements).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
+
+import grpc
+
+from chainrule.engine.errors import ChainruleError
+from chainrule.server.logs import REQUEST_ID
+from chainrule.server.metrics import Metrics
+from chainrule.server.transport.auth import TokenChecker, grpc_refusal
+from chainrule.server.transport.status import grpc_status
+
+log = logging.getLogger("chainrule.server.requests")
+
+REQUEST_ID_KEY = "x-request-id"
+_MAX_ID_LENGTH = 128
+_PREFIX = os.urandom(4).hex()
+_counter = itertools.count(1)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
+
+
+def make_request_id() -> str:
+    """A process-unique id: a random per-process prefix and a counter (cheaper than uuid4)."""
+    return f"{_PREFIX}-{next(_counter):x}"
+
+
+def request_id_from(metadata: Any) -> str:
+    """The caller's `x-request-id` if it is safe to log and echo; else a new one."""
+    for key, value in metadata or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            if 0 < len(value) <= _MAX_ID_LENGTH and value.isascii() and value.isprintable():
+                return value
+            break
+    return make_request_id()
+
+
+class _MethodMetrics:
+    """The metric children of one method, resolved once (the `OK` code's too)."""
+
+    def __init__(self, metrics: Metrics, full_method: str) -> None:
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        labels = ("unary", service, method)
+        self.method = full_method
+        self.started = metrics.started.labels(*labels)
+        self.seconds = metrics.handling_seconds.labels(*labels)
+        self._handled = metrics.handled
+        self._labels = labels
+        self.ok = metrics.handled.labels(*labels, grpc.StatusCode.OK.name)
+        self._by_code: dict[grpc.StatusCode, Any] = {grpc.StatusCode.OK: self.ok}
+        self.in_flight = metrics.in_flight
+        # Bound once: the per-call cost is these calls, not attribute lookups.
+        self.inc_started, self.inc_ok, self.observe = self.started.inc, self.ok.inc, self.seconds.observe
+        self.inc_in_flight, self.dec_in_flight = metrics.in_flight.inc, metrics.in_flight.dec
+
+    def handled(self, code: grpc.StatusCode) -> Any:
+        child = self._by_code.get(code)
+        if child is None:
+            child = self._handled.labels(*self._labels, code.name)
+            self._by_code[code] = child
+        return child
+
+
+Refusal = Callable[[Any], ChainruleError | None]
+
+
+class Instrumentation:
+    """Builds instrumented handlers: request ids, RPC metrics, request logging and the token check."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        response_metadata: Sequence[tuple[str, str]] = (),
+        tokens: TokenChecker | None = None,
+    ) -> None:
+        """`response_metadata`: pairs added to every unary response's trailers (e.g. a worker id)."""
+        self._metrics = metrics
+        self._response_metadata = tuple(response_metadata)
+        self._tokens = tokens or TokenChecker(())
+
+    def instrument(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """`handler` with this instrumentation built in."""
+        refusal = grpc_refusal(self._tokens, method)
+        if handler.unary_unary is None:
+            return _streaming(handler, refusal)
+        instrumented = _instrumented(
+            cast(UnaryBehavior, handler.unary_unary),
+            functools.partial(_MethodMetrics, self._metrics, method),
+            self._response_metadata,
+            refusal,
+        )
+        return handler._replace(unary_unary=instrumented)  # type: ignore[attr-defined, no-any-return]
+
+
+class Registration:
+    """Stands in for the server while servicers are added, instrumenting each handler once."""
+
+    def __init__(self, server: grpc.aio.Server, instrumentation: Instrumentation) -> None:
+        self._server = server
+        self._instrumentation = instrumentation
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        instrument = self._instrumentation.instrument
+        self._server.add_registered_method_handlers(
+            service, {name: instrument(f"/{service}/{name}", h) for name, h in handlers.items()}
+        )
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(
+            tuple(_InstrumentedGeneric(handler, self._instrumentation) for handler in handlers)
+        )
+
+
+class _InstrumentedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose answers are instrumented, once per method (registered ones come first)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, instrumentation: Instrumentation) -> None:
+        self._inner = inner
+        self._instrumentation = instrumentation
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None or wrapped[0] is not handler:
+            wrapped = self._wrapped[method] = (handler, self._instrumentation.instrument(method, handler))
+        return wrapped[1]
+
+
+def _streaming(
+    handler: grpc.RpcMethodHandler[Any, Any], refusal: Refusal | None
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A streaming handler that checks the token and sets the request id for its log lines."""
+    kinds = ("unary_stream", "stream_unary", "stream_stream")
+    kind = next((name for name in kinds if getattr(handler, name) is not None), None)
+    if kind is None:
+        return handler
+    behavior = getattr(handler, kind)
+
+    async def admit(context: Context) -> None:
+        metadata = context.invocation_metadata()
+        REQUEST_ID.set(request_id_from(metadata))
+        error = refusal(metadata) if refusal is not None else None
+        if error is not None:
+            await context.abort_with_status(grpc_status(error))
+
+    wrapped: Any
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            await admit(context)
+            async for item in behavior(request, context):
+                yield item
+
+        wrapped = stream
+    elif inspect.iscoroutinefunction(behavior):
+
+        async def call(request: Any, context: Context) -> Any:
+            await admit(context)
+            return await behavior(request, context)
+
+        wrapped = call
+    else:
+        return handler  # a synchronous behaviour runs on a thread: no contextvar reaches it
+    return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined, no-any-return]
+
+
+def _instrumented(
+    behavior: UnaryBehavior,
+    make_metrics: Callable[[], _MethodMetrics],
+    response_metadata: tuple[tuple[str, str], ...],
+    refusal: Refusal | None,
+) -> UnaryBehavior:
+    perf_counter, set_request_id = time.perf_counter, REQUEST_ID.set
+    # Resolved on the first call, not when the handler is built: a method never called exports
+    # no samples (its labelled children would otherwise appear at 0 from start-up).
+    resolved: _MethodMetrics | None = None
+
+    async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        nonlocal resolved
+        start = perf_counter()
+        metrics = resolved
+        if metrics is None:
+            metrics = resolved = make_metrics()
+        metadata = context.invocation_metadata()
+        # This coroutine runs in the call's own task: the handler and its log lines see the id.
+        request_id = request_id_from(metadata)
+        set_request_id(request_id)
+        extra = ((REQUEST_ID_KEY, request_id), *response_metadata)
+        metrics.inc_started()
+        metrics.inc_in_flight()
+        scoped = _CallContext(context, extra, metrics, start)
+        try:
+            context.set_trailing_metadata(extra)
+            error = refusal(metadata) if refusal is not None else None
+            if error is not None:
+                await scoped.abort_with_status(grpc_status(error))
+            response = await behavior(request, cast(Context, scoped))
+        except asyncio.CancelledError:
+            scoped.finish(grpc.StatusCode.CANCELLED)
+            raise
+        except Exception:
+            scoped.finish(_code_of(context) or grpc.StatusCode.UNKNOWN)
+            raise
+        # The handler returned normally; only a code it set itself (none of ours do) is not OK.
+        code = _code_of(context)
+        if code is None or code is grpc.StatusCode.OK:
+            elapsed = perf_counter() - start
+            metrics.dec_in_flight()
+            metrics.inc_ok()
+            metrics.observe(elapsed)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s OK in %.2f ms", metrics.method, elapsed * 1000)
+        else:
+            scoped.finish(code)
+        return response
+
+    return serve
+
+
+class _CallContext:
+    """The servicer context of one call, with the request id in every trailer set or aborted with.
+
+    A failed call is recorded before its status leaves: grpc.aio's abort sends it at once, and a
+    caller could otherwise see the error before the metrics and the log do.
+    """
+
+    __slots__ = ("_context", "_extra", "_finished", "_metrics", "_start")
+
+    def __init__(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        extra: tuple[tuple[str, str], ...],
+        metrics: _MethodMetrics,
+        start: float,
+    ) -> None:
+        self._context = context
+        self._extra = extra
+        self._metrics = metrics
+        self._start = start
+        self._finished = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def finish(self, code: grpc.StatusCode) -> None:
+        """Record a call that did not end OK, once."""
+        if self._finished:
+            return
+        self._finished = True
+        elapsed = time.perf_counter() - self._start
+        metrics = self._metrics
+        metrics.in_flight.dec()
+        metrics.handled(code).inc()
+        metrics.seconds.observe(elapsed)
+        _log(metrics.method, code, elapsed)
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self._context.set_trailing_metadata((*metadata, *self._extra))
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        self.finish(code)
+        await self._context.abort(code, details, (*trailing_metadata, *self._extra))
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        await self.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | None:
+    code = context.code()
+    if code is None or isinstance(code, grpc.StatusCode):
+        return code
+    # grpc.aio reports the code set by abort() as the numeric cygrpc value.
+    return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+
+
+def _log(method: str, code: grpc.StatusCode, seconds: float) -> None:
+    if code is grpc.StatusCode.OK:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s OK in %.2f ms", method, seconds * 1000)
+        return
+    log.warning("%s failed with %s in %.2f ms", method, code.name, seconds * 1000)

@@ -1,0 +1,229 @@
+"""Strict proto3 JSON for the HTTP transport: decode with every mistake named by its field path; encode.
+
+`google.protobuf.json_format` stays the authority on the mapping. Before it parses, a walk over the
+message descriptor collects every unknown key and every value of the wrong JSON type with its path
+(`wrt[0].order`, `points.x.f64le`), because json_format stops at the first unknown field, names
+paths loosely, and silently drops characters that are not base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from chainrule.engine.errors import FieldViolation, InvalidArgument
+
+RequestT = TypeVar("RequestT", bound=Message)
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+
+
+def dump(data: object) -> bytes:
+    # json_format already writes non-finite doubles as strings, so allow_nan=False never trips.
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def message_to_json(message: Message) -> bytes:
+    """`message` in the proto3 JSON mapping: lowerCamelCase keys, every field without presence."""
+    return dump(
+        json_format.MessageToDict(
+            message, preserving_proto_field_name=False, always_print_fields_with_no_presence=True
+        )
+    )
+
+
+MAX_VIOLATIONS = 20
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f'{name} is not JSON; write it as the string "{name}"')
+
+
+def decode_message(body: bytes, message_type: type[RequestT]) -> RequestT:
+    """Parse a proto3 JSON body strictly: malformed JSON, non-objects and unknown fields are 400."""
+    if not body.strip():
+        return message_type()
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidArgument(
+            f"malformed JSON body: {error}", field="body", reason="MALFORMED_JSON"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidArgument(
+            f"the body must be a JSON object, not {_JSON_KINDS[type(data)]}",
+            field="body",
+            reason="MALFORMED_JSON",
+        )
+    violations = check_json_fields(data, cast(Descriptor, message_type.DESCRIPTOR))
+    if violations:
+        # Bounded: a body of a million bad entries must not become an error of a million lines.
+        shown = violations[:MAX_VIOLATIONS]
+        raise InvalidArgument(f"invalid request body: {_summary(violations)}", violations=shown)
+    message = message_type()
+    try:
+        json_format.ParseDict(data, message, ignore_unknown_fields=False)
+    except (json_format.ParseError, ValueError, TypeError, OverflowError) as error:
+        # The walk above catches what we know of; json_format stays the authority for the rest.
+        field, description = _explain_parse_error(str(error))
+        raise InvalidArgument(f"invalid value for '{field}': {description}", field=field) from None
+    return message
+
+
+def _summary(violations: Sequence[FieldViolation]) -> str:
+    unknown = [f"'{v.field}'" for v in violations if v.description.startswith("unknown field")]
+    if unknown:
+        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        return f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:5])}{more}"
+    first = violations[0]
+    more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+    return f"'{first.field}': {first.description}{more}"
+
+
+def _field_map(descriptor: Descriptor) -> dict[str, FieldDescriptor]:
+    fields: dict[str, FieldDescriptor] = {}
+    for item in descriptor.fields:
+        fields[item.name] = item
+        fields[item.json_name] = item
+    return fields
+
+
+def check_json_fields(
+    data: Mapping[str, Any], descriptor: Descriptor, path: str = ""
+) -> list[FieldViolation]:
+    """Every unknown key and every value of the wrong JSON type in `data`, each named by its path.
+
+    json_format stays the authority (it parses afterwards); this walk exists for the caller's sake:
+    json_format stops at the first unknown field, names paths loosely, and silently drops bad
+    base64 characters.
+    """
+    known = _field_map(descriptor)
+    found: list[FieldViolation] = []
+    for key, value in data.items():
+        field = known.get(key)
+        where = f"{path}.{key}" if path else key
+        if field is None:
+            found.append(FieldViolation(where, f"unknown field '{key}' in {descriptor.name}"))
+        elif value is not None:  # null is the default value in proto3 JSON
+            found.extend(_check_field(field, value, where))
+    return found
+
+
+def _check_field(field: FieldDescriptor, value: Any, path: str) -> list[FieldViolation]:
+    entry = field.message_type
+    if entry is not None and entry.GetOptions().map_entry:
+        if not isinstance(value, dict):
+            return [FieldViolation(path, "expected an object (a map)")]
+        value_field = entry.fields_by_name["value"]
+        return [v for key, item in value.items() for v in _check_value(value_field, item, f"{path}.{key}")]
+    if field.is_repeated:
+        if not isinstance(value, list):
+            return [FieldViolation(path, "expected an array")]
+        return [v for index, item in enumerate(value) for v in _check_value(field, item, f"{path}[{index}]")]
+    return _check_value(field, value, path)
+
+
+_INTEGER_RANGES: Mapping[int, tuple[int, int]] = {
+    FieldDescriptor.CPPTYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.CPPTYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.CPPTYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.CPPTYPE_UINT64: (0, 2**64 - 1),
+}
+_NON_FINITE = frozenset({"NaN", "Infinity", "-Infinity"})
+
+
+def _check_value(field: FieldDescriptor, value: Any, path: str) -> list[FieldViolation]:
+    """One singular value (a repeated field's element, a map's value) against the field's type."""
+    problem: str | None = None
+    cpp = field.cpp_type
+    if field.message_type is not None:
+        if not isinstance(value, dict):
+            return [FieldViolation(path, f"expected an object ({field.message_type.name})")]
+        return check_json_fields(value, field.message_type, path)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        problem = None if isinstance(value, str) and _is_base64(value) else "expected a base64 string"
+    elif cpp == FieldDescriptor.CPPTYPE_STRING:
+        problem = None if isinstance(value, str) else "expected a string"
+    elif cpp == FieldDescriptor.CPPTYPE_BOOL:
+        problem = None if isinstance(value, bool) else "expected true or false"
+    elif cpp in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[cpp]
+        number = _as_integer(value)
+        problem = (
+            None if number is not None and low <= number <= high else f"expected an integer {low}..{high}"
+        )
+    elif cpp in {FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT}:
+        problem = None if _is_number(value) else 'expected a finite number, "NaN", "Infinity" or "-Infinity"'
+    elif cpp == FieldDescriptor.CPPTYPE_ENUM:
+        names = [item.name for item in field.enum_type.values] if field.enum_type else []
+        valid = value in names if isinstance(value, str) else _as_integer(value) is not None
+        problem = None if valid else f"expected one of {', '.join(names)}"
+    return [FieldViolation(path, problem)] if problem else []
+
+
+def _as_integer(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,20}", value):
+        return int(value)
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        if value in _NON_FINITE:
+            return True
+        try:
+            return math.isfinite(float(value))
+        except ValueError:
+            return False
+    return False
+
+
+def _is_base64(value: str) -> bool:
+    if not _BASE64.fullmatch(value):
+        return False
+    try:
+        base64.urlsafe_b64decode(value.replace("+", "-").replace("/", "_") + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+_PARSE_AT = re.compile(r" at (\w+)\.?([\w.\[\]]*)\.*$")
+_PARSE_FIELD = re.compile(r"Failed to parse (\w+) field: ")
+
+
+def _explain_parse_error(text: str) -> tuple[str, str]:
+    """json_format's nested message -> (field path, innermost reason), e.g. ('wrt[0].order', ...)."""
+    innermost = _PARSE_FIELD.split(text)[-1].rstrip(".")
+    located = _PARSE_AT.search(innermost)
+    if located and located.group(2):
+        field = re.sub(r"\[([A-Za-z_]\w*)\]", r".\1", located.group(2))
+    else:
+        field = ".".join(_PARSE_FIELD.findall(text)) or "body"
+    return field, _PARSE_AT.sub("", innermost)

@@ -1,0 +1,348 @@
+"""REST/JSON over the API layer: proto3 JSON bodies in and out, `google.rpc.Status` errors, HTTP metrics.
+
+Routes (the `google.api.http` annotations of the proto, plus one chainrule extra):
+
+    POST /v1/differentiate   DifferentiateRequest    -> DifferentiateResponse
+    POST /v1/evaluate        EvaluateRequest         -> EvaluateResponse
+    POST /v1/gradient        GradientAtPointRequest  -> GradientAtPointResponse
+    GET  /v1/info                                    -> GetServerInfoResponse
+    GET  /v1/differentiate?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full
+                             &explain=true&verify=true
+                             the extra: a transcoder cannot fill repeated messages from a query string
+
+Bodies use the standard proto3 JSON mapping (protojson.py, over `json_format`): requests accept
+lowerCamelCase and original field names, replies use lowerCamelCase and print every field without
+presence (so `variables: []` and `nonfiniteCount: "0"` are always there); 64-bit integers are
+strings, `bytes` (`f64le`) are base64, non-finite doubles are "NaN", "Infinity", "-Infinity".
+
+Errors are `google.rpc.Status` JSON, as grpc-gateway sends them. A `ChainruleError` from the API
+layer gets `error.http_status` (the one table in errors.py). Mistakes at the HTTP layer itself have
+no canonical code of their own, so they carry the nearest code with the HTTP status that names the
+mistake: 413 (LIMIT_EXCEEDED), 415 (INVALID_ARGUMENT), 404 (NOT_FOUND), 405 (UNIMPLEMENTED, as
+grpc-gateway does). Unexpected exceptions are logged with their traceback and become a bare 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from google.protobuf.message import Message
+from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
+
+from chainrule.engine.errors import (
+    ChainruleError,
+    Code,
+    FieldViolation,
+    InternalError,
+    InvalidArgument,
+    LimitExceeded,
+    NotFound,
+)
+from chainrule.server.api import ChainruleApi
+from chainrule.server.compute import deadlines
+from chainrule.server.config import Settings
+from chainrule.server.metrics import HttpMetrics
+from chainrule.server.transport.protojson import RequestT, decode_message, message_to_json
+from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response
+from chainrule.v1 import chainrule_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+# Bodies and replies bigger than this are decoded/encoded on a worker thread, off the event loop.
+OFFLOAD_BYTES = 256 * 1024
+_MAX_UINT32 = 2**32 - 1
+
+
+class MethodNotAllowedError(ChainruleError):
+    """The path exists but not for this method (sent as HTTP 405; errors.py has no Unimplemented yet)."""
+
+    code = Code.UNIMPLEMENTED
+    reason = "METHOD_NOT_ALLOWED"
+
+
+class HttpError(Exception):
+    """A client mistake at the HTTP layer: a chainrule error sent with an HTTP status of its own."""
+
+    def __init__(self, error: ChainruleError, http_status: int, headers: Mapping[str, str] | None = None):
+        super().__init__(error.message)
+        self.error = error
+        self.http_status = http_status
+        self.headers = dict(headers or {})
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors (unknown path, wrong method) as `google.rpc.Status` JSON."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    error: ChainruleError
+    if exc.status_code == 404:
+        error = NotFound(f"no route for {request.method} {request.url.path}", reason="ROUTE_NOT_FOUND")
+    elif exc.status_code == 405:
+        allowed = headers.get("Allow", "")
+        error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}; use {allowed}")
+    elif 400 <= exc.status_code < 500:
+        error = InvalidArgument(str(exc.detail))
+    else:
+        error = InternalError("internal error")
+    return error_response(error, exc.status_code, headers)
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    """The last resort for a bug outside the REST handlers: a bare 500 (Starlette logs the traceback)."""
+    return error_response(InternalError("internal error"))
+
+
+def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    """The handlers `create_http_app` installs so every error, routing ones too, is a Status body."""
+    return {HTTPException: http_exception_handler, Exception: internal_error_handler}
+
+
+async def _respond(request: Request, work: Callable[[], Awaitable[Message]]) -> Response:
+    # An optional `grpc-timeout` header (as grpc-gateway reads it) bounds the compute, like a deadline.
+    timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
+    try:
+        with deadlines.request_scope(timeout):
+            message = await work()
+        return await _json_response(message)
+    except HttpError as error:
+        return error_response(error.error, error.http_status, error.headers)
+    except ChainruleError as error:
+        return error_response(error)
+    except Exception:
+        # A bug: log the traceback here, tell the caller nothing about our insides.
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return error_response(InternalError("internal error"))
+
+
+# --- bodies -------------------------------------------------------------------------------------
+
+
+async def _json_response(message: Message) -> Response:
+    if message.ByteSize() > OFFLOAD_BYTES:
+        body = await asyncio.to_thread(message_to_json, message)
+    else:
+        body = message_to_json(message)
+    return Response(body, media_type=JSON_MEDIA_TYPE)
+
+
+def _check_content_type(request: Request) -> None:
+    if request.headers.get("content-length") == "0":
+        return  # an empty body is the empty message, whatever it claims to be
+    raw = request.headers.get("content-type", "")
+    media, _, params = raw.partition(";")
+    media = media.strip().lower()
+    charset = re.search(r"charset=\"?([\w-]+)", params, re.IGNORECASE)
+    json_like = media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json"))
+    if json_like and (charset is None or charset.group(1).lower() in {"utf-8", "utf8"}):
+        return
+    shown = f"content type {raw!r} is not supported" if raw else "no content type given"
+    raise HttpError(
+        InvalidArgument(
+            f"{shown}; send {JSON_MEDIA_TYPE} (UTF-8)",
+            reason="UNSUPPORTED_MEDIA_TYPE",
+        ),
+        415,
+    )
+
+
+def _too_large(size: int, limit: int) -> HttpError:
+    return HttpError(LimitExceeded("request_bytes", size, limit, field="body"), 413)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes: by Content-Length, then while streaming."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HttpError(InvalidArgument(f"Content-Length {declared!r} is not a byte count"), 400)
+        if int(declared) > limit:
+            raise _too_large(int(declared), limit)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(received, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- the GET extra ------------------------------------------------------------------------------
+
+_QUERY_KEYS = ("expression", "wrt", "latex", "simplification", "explain", "verify")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+_SIMPLIFICATION_NAMES = {
+    name.removeprefix("SIMPLIFICATION_").lower(): number
+    for name, number in pb.Simplification.items()
+    if number != pb.SIMPLIFICATION_UNSPECIFIED
+}
+
+
+def _reject_query(params: QueryParams, allowed: Sequence[str] = ()) -> None:
+    unknown = sorted({key for key in params if key not in allowed})
+    if unknown:
+        raise InvalidArgument(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
+            violations=[FieldViolation(name, "unknown query parameter") for name in unknown],
+        )
+
+
+def _single(params: QueryParams, name: str) -> str | None:
+    values = params.getlist(name)
+    if len(values) > 1:
+        raise InvalidArgument(f"'{name}' given {len(values)} times; give it once", field=name)
+    return values[0] if values else None
+
+
+def _boolean(params: QueryParams, name: str) -> bool:
+    value = (_single(params, name) or "").lower()
+    if value not in _TRUE | _FALSE:
+        raise InvalidArgument(f"{name} must be true or false, not {value!r}", field=name)
+    return value in _TRUE
+
+
+def _query_wrt(item: str, index: int) -> pb.Wrt:
+    variable, _, order = item.partition(":")
+    if not order:
+        return pb.Wrt(variable=variable)
+    if not order.isdigit() or int(order) > _MAX_UINT32:
+        raise InvalidArgument(
+            f"wrt '{item}': the order must be a whole number 0..{_MAX_UINT32}", field=f"wrt[{index}].order"
+        )
+    return pb.Wrt(variable=variable, order=int(order))
+
+
+def differentiate_request_from_query(params: QueryParams) -> pb.DifferentiateRequest:
+    """`?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full&explain=true&verify=true`."""
+    _reject_query(params, _QUERY_KEYS)
+    request = pb.DifferentiateRequest(expression=_single(params, "expression") or "")
+    request.wrt.extend(_query_wrt(item, index) for index, item in enumerate(params.getlist("wrt")))
+    if _boolean(params, "latex"):
+        request.formats.append(pb.OUTPUT_FORMAT_LATEX)
+    request.explain = _boolean(params, "explain")
+    request.verify = _boolean(params, "verify")
+    simplification = _single(params, "simplification")
+    if simplification is not None:
+        key = simplification.lower().removeprefix("simplification_")
+        if key not in _SIMPLIFICATION_NAMES:
+            choices = ", ".join(sorted(_SIMPLIFICATION_NAMES))
+            raise InvalidArgument(f"simplification must be one of {choices}", field="simplification")
+        request.simplification = _SIMPLIFICATION_NAMES[key]
+    return request
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+
+def _post_endpoint(
+    call: Callable[[RequestT], Awaitable[Message]], message_type: type[RequestT], settings: Settings
+) -> Callable[[Request], Awaitable[Response]]:
+    async def work(request: Request) -> Message:
+        _reject_query(request.query_params)
+        _check_content_type(request)
+        body = await read_body(request, settings.max_request_bytes)
+        if len(body) > OFFLOAD_BYTES:
+            message = await asyncio.to_thread(decode_message, body, message_type)
+        else:
+            message = decode_message(body, message_type)
+        return await call(message)
+
+    async def endpoint(request: Request) -> Response:
+        return await _respond(request, lambda: work(request))
+
+    return endpoint
+
+
+def rest_routes(api: ChainruleApi, settings: Settings) -> list[Route]:
+    """The `/v1/...` routes over `api`; request bodies are bounded by `settings.max_request_bytes`."""
+    post_differentiate = _post_endpoint(api.differentiate, pb.DifferentiateRequest, settings)
+
+    async def differentiate(request: Request) -> Response:
+        if request.method == "POST":
+            return await post_differentiate(request)
+        return await _respond(
+            request, lambda: api.differentiate(differentiate_request_from_query(request.query_params))
+        )
+
+    async def info_work(request: Request) -> Message:
+        _reject_query(request.query_params)
+        return await api.server_info(pb.GetServerInfoRequest())
+
+    async def info(request: Request) -> Response:
+        return await _respond(request, lambda: info_work(request))
+
+    return [
+        Route("/v1/differentiate", differentiate, methods=["GET", "POST"]),
+        Route("/v1/evaluate", _post_endpoint(api.evaluate, pb.EvaluateRequest, settings), methods=["POST"]),
+        Route(
+            "/v1/gradient",
+            _post_endpoint(api.gradient, pb.GradientAtPointRequest, settings),
+            methods=["POST"],
+        ),
+        Route("/v1/info", info, methods=["GET"]),
+    ]
+
+
+# --- metrics and middleware ---------------------------------------------------------------------
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (no body buffering) that records every HTTP request in `HttpMetrics`."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the caller sees if the app fails before answering
+
+        async def send_recording(message: AsgiMessage) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe(scope["method"], route, status, time.perf_counter() - started)
+
+
+def http_middleware(settings: Settings, metrics: HttpMetrics) -> list[Middleware]:
+    """Metrics outermost (so CORS preflights count too); CORS only when origins are configured."""
+    stack = [Middleware(MetricsMiddleware, metrics=metrics)]
+    origins = settings.cors_origin_list
+    if origins:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["content-type", "x-request-id"],
+                expose_headers=["x-request-id"],
+                max_age=600,
+            )
+        )
+    return stack

@@ -1,0 +1,65 @@
+"""Errors as `google.rpc.Status` messages: the wire form both transports send."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2, json_format
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from starlette.responses import Response
+
+from chainrule.engine.errors import ERROR_DOMAIN, ChainruleError
+from chainrule.server.transport.protojson import dump
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def status_proto(error: ChainruleError) -> status_pb2.Status:
+    """The rich status for `error`: code, message, BadRequest, ErrorInfo and RetryInfo details."""
+    details: list[any_pb2.Any] = []
+    if error.violations:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        details.append(_pack(bad_request))
+    details.append(
+        _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))
+    )
+    if error.retry_after_seconds is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    return status_pb2.Status(code=int(error.code), message=error.message, details=details)
+
+
+def grpc_status(error: ChainruleError) -> grpc.Status:
+    """`status_proto(error)` as the `grpc.Status` a servicer aborts with."""
+    status: grpc.Status = rpc_status.to_status(status_proto(error))
+    return status
+
+
+def error_response(
+    error: ChainruleError, http_status: int | None = None, headers: Mapping[str, str] | None = None
+) -> Response:
+    """`error` as `google.rpc.Status` JSON, with its HTTP status (from errors.py unless overridden)."""
+    body = json_format.MessageToDict(status_proto(error))
+    all_headers = dict(headers or {})
+    if error.retry_after_seconds is not None:
+        all_headers.setdefault("Retry-After", str(max(1, round(error.retry_after_seconds))))
+    return Response(
+        dump(body),
+        status_code=http_status or error.http_status,
+        headers=all_headers,
+        media_type=JSON_MEDIA_TYPE,
+    )
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed

@@ -1,0 +1,217 @@
+"""Numeric evaluation: compiled functions and gradients against hand-written numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import sympy
+
+from chainrule import engine
+from chainrule.engine import numeric
+from chainrule.engine.errors import InvalidArgument, MissingVariable
+from chainrule.engine.functions import RealRoot
+
+x, y, z, w = (sympy.Symbol(name, real=True) for name in "xyzw")
+MILLION = 1_000_000
+FloatArray = npt.NDArray[np.float64]
+
+# sin(xy) + exp(-z^2) log(1 + w^2): four variables, well conditioned on [-2, 2]^4.
+EXPR = sympy.sin(x * y) + sympy.exp(-(z**2)) * sympy.log(1 + w**2)
+NAMES = ["x", "y", "z", "w"]
+
+
+@pytest.fixture(scope="module")
+def columns() -> dict[str, FloatArray]:
+    rng = np.random.default_rng(20240607)
+    return {name: rng.uniform(-2.0, 2.0, MILLION) for name in NAMES}
+
+
+def _close(ours: FloatArray, reference: FloatArray) -> bool:
+    return ours.dtype == np.float64 and bool(np.allclose(ours, reference, rtol=1e-12, atol=1e-12))
+
+
+def test_evaluate_matches_numpy_at_a_million_points(columns: dict[str, FloatArray]) -> None:
+    xv, yv, zv, wv = (columns[name] for name in NAMES)
+    result = engine.evaluate(engine.compile_function(EXPR, NAMES), columns, MILLION)
+    assert _close(result.values, np.sin(xv * yv) + np.exp(-(zv**2)) * np.log(1 + wv**2))
+    assert result.nonfinite_count == 0
+
+
+def test_gradient_and_hessian_match_numpy_at_a_million_points(columns: dict[str, FloatArray]) -> None:
+    xv, yv, zv, wv = (columns[name] for name in NAMES)
+    ez, lw, q = np.exp(-(zv**2)), np.log(1 + wv**2), 1 + wv**2
+    s, c = np.sin(xv * yv), np.cos(xv * yv)
+    zero = np.zeros(MILLION)
+    value = s + ez * lw
+    grad = [yv * c, xv * c, -2 * zv * ez * lw, ez * 2 * wv / q]
+    hxy = c - xv * yv * s
+    hzw = -2 * zv * ez * 2 * wv / q
+    hess = [
+        [-(yv**2) * s, hxy, zero, zero],
+        [hxy, -(xv**2) * s, zero, zero],
+        [zero, zero, (4 * zv**2 - 2) * ez * lw, hzw],
+        [zero, zero, hzw, ez * 2 * (1 - wv**2) / q**2],
+    ]
+    result = engine.gradient(engine.compile_gradient(EXPR, NAMES, hessian=True), columns, MILLION)
+    assert _close(result.value, value)
+    assert len(result.gradients) == 4
+    for ours, reference in zip(result.gradients, grad, strict=True):
+        assert _close(ours, reference)
+    assert len(result.hessians) == 16
+    for k, ours in enumerate(result.hessians):
+        assert _close(ours, hess[k // 4][k % 4]), f"hessian[{k // 4}][{k % 4}]"
+    assert result.nonfinite_count == 0
+
+
+def test_gradient_without_hessian() -> None:
+    compiled = engine.compile_gradient(x**3 * y**2, ["y", "x"], hessian=False)
+    result = engine.gradient(compiled, {"x": np.array([2.0]), "y": np.array([3.0])}, 1)
+    assert result.value.tolist() == [72.0]
+    assert [g.tolist() for g in result.gradients] == [[2 * 8 * 3.0], [3 * 4 * 9.0]]
+    assert result.hessians == ()
+
+
+def test_hessian_is_row_major_and_symmetric() -> None:
+    compiled = engine.compile_gradient(x**3 * y**2, ["x", "y"], hessian=True)
+    result = engine.gradient(compiled, {"x": [2.0], "y": [3.0]}, 1)
+    assert [h[0] for h in result.hessians] == [6 * 2 * 9.0, 6 * 4 * 3.0, 6 * 4 * 3.0, 2 * 8.0]
+
+
+def test_gradient_of_an_absent_variable_is_zero() -> None:
+    compiled = engine.compile_gradient(sympy.sin(x), ["x", "y"], hessian=True)
+    result = engine.gradient(compiled, {"x": np.zeros(3)}, 3)  # no column needed for y
+    assert result.gradients[1].tolist() == [0.0, 0.0, 0.0]
+    assert result.gradients[0].tolist() == [1.0, 1.0, 1.0]
+    assert all(len(h) == 3 for h in result.hessians)
+
+
+def test_length_one_columns_broadcast() -> None:
+    fn = engine.compile_function(x * y + z, ["x", "y", "z"])
+    result = engine.evaluate(fn, {"x": np.arange(4.0), "y": np.array([2.0]), "z": [1.0]}, 4)
+    assert result.values.tolist() == [1.0, 3.0, 5.0, 7.0]
+
+
+def test_result_broadcast_when_every_column_has_one_value() -> None:
+    fn = engine.compile_function(x + 1, ["x"])
+    assert engine.evaluate(fn, {"x": [1.0]}, 3).values.tolist() == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_constant_expression_fills_every_point(n: int) -> None:
+    result = engine.evaluate(engine.compile_function(sympy.pi / 2, []), {"x": np.zeros(n)}, n)
+    assert result.values.dtype == np.float64
+    assert result.values.tolist() == [float(sympy.pi / 2)] * n
+
+
+@pytest.mark.parametrize(
+    ("expr", "xs", "expected", "count", "reason"),
+    [
+        (sympy.log(x), [-1.0, 0.0, 1.0], [np.nan, -np.inf, 0.0], 2, "log outside its domain"),
+        (1 / x, [0.0, -0.0, 2.0], [np.inf, -np.inf, 0.5], 2, "division by zero"),
+        (sympy.sqrt(x), [-1.0, 4.0], [np.nan, 2.0], 1, "square root of a negative"),
+        (sympy.exp(x), [1000.0, 0.0], [np.inf, 1.0], 1, "overflow"),
+        (RealRoot(x, 3), [-8.0, 27.0], [-2.0, 3.0], 0, "cbrt is real"),
+        (RealRoot(x, 4), [-16.0, 16.0], [np.nan, 2.0], 1, "even root of a negative"),
+        (x + sympy.I * (x - 1), [1.0, 2.0], [1.0, np.nan], 1, "complex results keep only real values"),
+    ],
+)
+def test_nonfinite_values_are_counted_not_raised(
+    expr: sympy.Expr, xs: list[float], expected: list[float], count: int, reason: str
+) -> None:
+    result = engine.evaluate(engine.compile_function(expr, ["x"]), {"x": np.array(xs)}, len(xs))
+    np.testing.assert_array_equal(result.values, np.array(expected), err_msg=reason)
+    assert result.nonfinite_count == count, reason
+
+
+def test_gradient_counts_every_nonfinite_slot() -> None:
+    compiled = engine.compile_gradient(sympy.log(x), ["x"], hessian=True)
+    result = engine.gradient(compiled, {"x": np.array([0.0, -1.0, 1.0])}, 3)
+    # x = 0: value, gradient and Hessian all infinite; x = -1: only the value (NaN).
+    assert result.nonfinite_count == 4
+
+
+def test_integer_columns_become_float() -> None:
+    fn = engine.compile_function(x**2 + x**3, ["x"])
+    result = engine.evaluate(fn, {"x": np.array([3_000_000, -2], dtype=np.int64)}, 2)
+    assert result.values.dtype == np.float64
+    assert result.values.tolist() == [9e12 + 2.7e19, 4.0 - 8.0]
+
+
+@pytest.mark.parametrize("names", [["x0", "x1"], ["where", "select"], ["lambda", "def"], ["numpy", "scipy"]])
+def test_variable_names_cannot_shadow_generated_code(names: list[str]) -> None:
+    a, b = (sympy.Symbol(name, real=True) for name in names)
+    expr = sympy.sin(a * b) + sympy.exp(a * b) + sympy.cos(a * b) ** 2  # CSE introduces x0
+    fn = engine.compile_function(expr, names)
+    result = engine.evaluate(fn, {names[0]: np.array([0.5]), names[1]: np.array([3.0])}, 1)
+    assert result.values[0] == pytest.approx(np.sin(1.5) + np.exp(1.5) + np.cos(1.5) ** 2, rel=1e-15)
+
+
+def test_chunked_evaluation_equals_one_pass() -> None:
+    n = 4 * 65_536 + 12_345  # several chunks, not a multiple of the chunk
+    rng = np.random.default_rng(7)
+    cols = {"x": rng.uniform(-3, 3, n), "y": rng.uniform(-3, 3, n)}
+    expr = sympy.atan2(y, x) * sympy.exp(-(x**2)) + sympy.erf(y)
+    ours = engine.evaluate(engine.compile_function(expr, ["x", "y"]), cols, n).values
+    single_pass = sympy.lambdify([x, y], expr, modules=["scipy", "numpy"])(cols["x"], cols["y"])
+    np.testing.assert_allclose(ours, single_pass, rtol=1e-15, atol=0)
+
+
+def test_sparse_nonfinite_values_in_big_batches_are_counted_exactly() -> None:
+    n = 300_001
+    values = np.linspace(1.0, 2.0, n)
+    nan_at, inf_at = [0, 70_000, 299_999], [5, 131_072, 300_000]
+    values[nan_at], values[inf_at] = np.nan, np.inf
+    values[1000:2000] = 1e300  # huge but finite: squared they overflow, which counts too
+    result = engine.evaluate(engine.compile_function(x**2, ["x"]), {"x": values}, n)
+    assert result.nonfinite_count == len(nan_at) + len(inf_at) + 1000
+
+
+def test_single_point_call_with_floats() -> None:
+    fn = engine.compile_function(sympy.log(x) * y, ["x", "y"])
+    assert float(fn([np.e, 2.0])) == pytest.approx(2.0)
+    assert np.isnan(fn([-1.0, 1.0]))  # and no RuntimeWarning escapes (warnings are errors)
+
+
+def test_missing_variable_is_named() -> None:
+    fn = engine.compile_function(x * y, ["x", "y"])
+    with pytest.raises(MissingVariable) as caught:
+        engine.evaluate(fn, {"x": np.zeros(2), "z": np.zeros(2)}, 2)
+    assert [v.field for v in caught.value.violations] == ["points.y"]
+
+
+def test_compiling_with_too_few_variables_names_the_missing_one() -> None:
+    with pytest.raises(MissingVariable) as caught:
+        engine.compile_function(x * y, ["x"])
+    assert [v.field for v in caught.value.violations] == ["points.y"]
+
+
+def test_columns_of_different_lengths_are_rejected() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        numeric.gather_columns({"x": np.zeros(3), "y": np.zeros(2), "z": np.zeros(1)}, ["x", "y", "z"])
+    assert caught.value.violations[0].field in {"points.x", "points.y"}
+
+
+def test_gather_columns_reports_the_common_length() -> None:
+    arrays, n = numeric.gather_columns({"x": [1, 2, 3], "y": 4.0}, ["y", "x"], field="point")
+    assert n == 3
+    assert [a.dtype for a in arrays] == [np.float64, np.float64]
+    assert [a.tolist() for a in arrays] == [[4.0], [1.0, 2.0, 3.0]]
+
+
+def test_columns_must_fit_the_point_count() -> None:
+    fn = engine.compile_function(x, ["x"])
+    with pytest.raises(InvalidArgument):
+        engine.evaluate(fn, {"x": np.zeros(3)}, 4)
+
+
+def test_factorial_is_gamma_of_x_plus_one_off_the_integers() -> None:
+    # scipy.special.factorial says 0 for every negative argument; the derivative is written in gamma.
+    points = np.array([-0.5, 0.0, 3.0, 3.5, -2.0])
+    result = engine.evaluate(engine.compile_function(sympy.factorial(x), ["x"]), {"x": points}, 5)
+    np.testing.assert_allclose(result.values[:4], [np.sqrt(np.pi), 1.0, 6.0, 11.631728396567448], rtol=1e-14)
+    assert np.isnan(result.values[4]) and result.nonfinite_count == 1  # a pole of gamma(x + 1)
+    slope = engine.gradient(engine.compile_gradient(sympy.factorial(x), ["x"], False), {"x": points[:1]}, 1)
+    h = 1e-6
+    central = (sympy.gamma(sympy.Float(0.5) + h) - sympy.gamma(sympy.Float(0.5) - h)) / (2 * h)
+    assert slope.gradients[0][0] == pytest.approx(float(central), rel=1e-8)

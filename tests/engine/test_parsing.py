@@ -1,0 +1,597 @@
+"""Tests for chainrule.engine.parsing: the grammar, its errors, its limits and the printer round trip."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+
+import pytest
+import sympy
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
+
+from chainrule.engine import errors
+from chainrule.engine.functions import SPECS, FunctionSpec, RealCeiling, RealFloor, RealRoot
+from chainrule.engine.parsing import (
+    DEFAULT_LIMITS,
+    ParseLimits,
+    is_valid_variable_name,
+    parse,
+    symbol,
+    to_text,
+)
+
+x, y, z = (sympy.Symbol(name, real=True) for name in "xyz")
+xy = sympy.Symbol("xy", real=True)
+R = sympy.Rational
+# Hostile input must fail fast, never hang: a generous per-test timeout guards that (speed itself is
+# measured in bench/, not asserted here).
+NO_HANG = pytest.mark.timeout(30)
+
+# (text, expected, reason)
+GRAMMAR = [
+    # the seed's worked examples, exactly as written
+    ("(3x + 1)²", (3 * x + 1) ** 2, "seed: superscript square of an implicit product"),
+    ("sin(x²)", sympy.sin(x**2), "seed: superscript inside a call"),
+    ("(sin x)³", sympy.sin(x) ** 3, "seed: bare function argument in parentheses"),
+    ("sin(cos x)", sympy.sin(sympy.cos(x)), "seed: nested bare argument"),
+    ("e^(2x)", sympy.exp(2 * x), "seed: e is Euler's number"),
+    # powers
+    ("2^3^2", sympy.Integer(512), "right-associative: 2^(3^2)"),
+    ("2**3**2", sympy.Integer(512), "** is ^"),
+    ("x^2", x**2, "caret power"),
+    ("-x^2", -(x**2), "sign binds looser than power"),
+    ("2^-x", 2 ** (-x), "signed exponent"),
+    ("2^-x^2", 2 ** (-(x**2)), "signed exponent is a power"),
+    ("(-x)^2", x**2, "parenthesised base"),
+    ("x²", x**2, "superscript two"),
+    ("x³⁴", x**34, "multi-digit superscript"),
+    ("x⁻¹", 1 / x, "negative superscript"),
+    ("x²^3", x**6, "superscript then caret"),
+    ("2x²", 2 * x**2, "superscript binds to the atom"),
+    ("pow(x, 3)", x**3, "pow function"),
+    ("sqrt(x)", sympy.sqrt(x), "principal square root"),
+    # products
+    ("2x", 2 * x, "implicit product number-name"),
+    ("3(x+1)", 3 * x + 3, "implicit product number-paren"),
+    ("(x+1)(x-1)", (x + 1) * (x - 1), "implicit product paren-paren"),
+    ("2 sin(x)", 2 * sympy.sin(x), "implicit product with a call"),
+    ("x y", x * y, "implicit product of names"),
+    ("xy", xy, "one variable named xy"),
+    ("x (y+1)", x * (y + 1), "name, space, paren is a product"),
+    ("1/2x", x / 2, "implicit product binds like *: (1/2)x"),
+    ("x/2y", x * y / 2, "left to right"),
+    ("x/y/z", x / y / z, "division is left-associative"),
+    ("2 * x * 3", 6 * x, "explicit product"),
+    ("x \u00d7 y \u00b7 z \u22c5 2", 2 * x * y * z, "unicode multiplication signs"),
+    ("x \u2212 1 \u00f7 2", x - R(1, 2), "unicode minus and division"),
+    ("--x", x, "double negation"),
+    ("+x", x, "unary plus"),
+    ("x - -y", x + y, "binary then unary minus"),
+    # bare function arguments
+    ("sin x", sympy.sin(x), "bare argument"),
+    ("sin x^2", sympy.sin(x**2), "bare argument is a power"),
+    ("sin x y", sympy.sin(x) * y, "textbook reading: sin(x)*y"),
+    ("sin 2x", sympy.sin(2 * x), "a coefficient stays with its factor"),
+    ("sin -2x", sympy.sin(-2 * x), "signed coefficient"),
+    ("sin 2 x", sympy.sin(2) * x, "a space ends the coefficient"),
+    ("sin x cos x", sympy.sin(x) * sympy.cos(x), "two bare calls"),
+    ("sin cos x", sympy.sin(sympy.cos(x)), "nested bare calls"),
+    ("sin²x", sympy.sin(x) ** 2, "superscript on a function name"),
+    ("3 sin²x cos x", 3 * sympy.sin(x) ** 2 * sympy.cos(x), "seed's answer as written"),
+    ("sin(x)^2", sympy.sin(x) ** 2, "call then power"),
+    ("-sin x", -sympy.sin(x), "sign before a bare call"),
+    # numbers
+    ("2e3", sympy.Integer(2000), "scientific integer is exact"),
+    ("2e+3", sympy.Integer(2000), "explicit exponent sign"),
+    ("25e-1", R(5, 2), "negative exponent is an exact fraction"),
+    ("2e", 2 * sympy.E, "2 times e"),
+    ("2e + 3", 2 * sympy.E + 3, "spaces separate e from +3"),
+    ("1/3", R(1, 3), "fractions stay exact"),
+    ("0.5", sympy.Float(0.5), "decimal is a float"),
+    (".5", sympy.Float(0.5), "leading dot"),
+    ("1.5e3", sympy.Float(1500.0), "decimal with exponent"),
+    ("0.1", sympy.Float(0.1), "53-bit float like numpy"),
+    ("007", sympy.Integer(7), "leading zeros"),
+    ("0e99999", sympy.Integer(0), "zero with a large exponent costs nothing"),
+    ("1.000000000000000000001", sympy.Float("1.000000000000000000001", 22), "long decimal keeps its digits"),
+    # constants and names
+    ("e", sympy.E, "e"),
+    ("E", sympy.E, "E"),
+    ("pi", sympy.pi, "pi"),
+    ("\u03c0", sympy.pi, "greek pi"),
+    ("2\u03c0x", 2 * sympy.pi * x, "pi between factors"),
+    ("EulerGamma", sympy.EulerGamma, "constant printed by digamma(1)"),
+    ("Catalan", sympy.Catalan, "constant sympy may print"),
+    ("oo", sympy.oo, "printed by loggamma(0)"),
+    ("x_1 + y2", sympy.Symbol("x_1", real=True) + sympy.Symbol("y2", real=True), "digits, underscore"),
+    ("a" * 32, sympy.Symbol("a" * 32, real=True), "32 characters is allowed"),
+    ("lambda", sympy.Symbol("lambda", real=True), "python keywords are plain names"),
+    ("x\n+ 1", x + 1, "newline is whitespace"),
+    ("x\t+\u00a01", x + 1, "tab and no-break space"),
+    # real roots
+    ("cbrt(-8)", sympy.Integer(-2), "real cube root"),
+    ("root(-8, 3)", sympy.Integer(-2), "real n-th root"),
+    ("nthRoot(-32, 5)", sympy.Integer(-2), "alias"),
+    ("root(16, 4)", sympy.Integer(2), "even root of a positive number"),
+    ("root(2, 3)", sympy.root(2, 3), "irrational root stays exact"),
+    ("root(-1/8, 3)", R(-1, 2), "fraction"),
+    ("cbrt(x)", RealRoot(x, 3), "symbolic cube root"),
+    ("root(x, 1)", x, "first root is the identity"),
+    # logarithms
+    ("log(x)", sympy.log(x), "natural log"),
+    ("ln(x)", sympy.log(x), "ln alias"),
+    ("log(x, 2)", sympy.log(x) / sympy.log(2), "log with a base"),
+    ("log(8, 2)", sympy.Integer(3), "exact log"),
+    ("log10(x)", sympy.log(x) / sympy.log(10), "log10"),
+    ("log2(x)", sympy.log(x) / sympy.log(2), "log2"),
+    ("exp(x)", sympy.exp(x), "exp"),
+    # piecewise and special
+    ("abs(x) + Abs(y)", sympy.Abs(x) + sympy.Abs(y), "abs and Abs"),
+    ("floor(x) + ceil(y) + ceiling(z)", RealFloor(x) + RealCeiling(y) + RealCeiling(z), "rounding"),
+    ("min(x, y) + Max(x, 1)", sympy.Min(x, y) + sympy.Max(x, 1), "min and max"),
+    ("min(x, y, z)", sympy.Min(x, y, z), "three arguments"),
+    ("digamma(x)", sympy.polygamma(0, x), "digamma is polygamma(0, .)"),
+    ("factorial(5)", sympy.Integer(120), "small factorial evaluates"),
+    ("gamma(1/2)", sympy.sqrt(sympy.pi), "gamma"),
+    ("Heaviside(x, 1)", sympy.Heaviside(x, 1), "Heaviside with H0"),
+    ("DiracDelta(x, 2)", sympy.DiracDelta(x, 2), "derivative of the delta"),
+    ("atan2(y, x)", sympy.atan2(y, x), "two-argument arctangent"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected", "reason"), GRAMMAR, ids=[row[0] for row in GRAMMAR])
+def test_grammar(text: str, expected: sympy.Expr, reason: str) -> None:
+    assert parse(text) == expected, reason
+
+
+def _sample_arguments(spec_name: str, count: int) -> list[sympy.Expr]:
+    pool = [x, y, sympy.Integer(2)]
+    if spec_name == "polygamma":
+        return [sympy.Integer(1), x]
+    if spec_name == "DiracDelta":
+        return [x, sympy.Integer(1)][:count]
+    return pool[:count]
+
+
+ALIASES = [(name, spec) for spec in SPECS for name in spec.names]
+
+
+@pytest.mark.parametrize(("name", "spec"), ALIASES, ids=[name for name, _ in ALIASES])
+def test_every_function_and_alias(name: str, spec: FunctionSpec) -> None:
+    for count in {spec.min_args, spec.max_args}:
+        args = _sample_arguments(spec.name, count)
+        text = f"{name}({', '.join(str(arg) for arg in args)})"
+        assert parse(text) == spec.build(*args), text
+    too_many = ", ".join(["x"] * (spec.max_args + 1))
+    with pytest.raises(errors.ParseError, match="takes"):
+        parse(f"{name}({too_many})")
+
+
+# (text, error class, position)
+ERRORS = [
+    ("sin(x", errors.ParseError, 5),
+    ("1/", errors.ParseError, 2),
+    ("x +* y", errors.ParseError, 3),
+    ("", errors.ParseError, 0),
+    ("   ", errors.ParseError, 0),
+    ("foo(x)", errors.UnknownFunction, 0),
+    ("2 + foo(x)", errors.UnknownFunction, 4),
+    ("x(x+1)", errors.UnknownFunction, 0),
+    ("__import__('os')", errors.ParseError, 0),
+    ("__import__('os').system('id')", errors.ParseError, 0),
+    ("x\n__import__('os')", errors.ParseError, 2),
+    ("x.real", errors.ParseError, 1),
+    ("x.__class__.__mro__", errors.ParseError, 1),
+    ("(lambda: 7)()", errors.ParseError, 7),
+    ("open('/etc/passwd')", errors.UnknownFunction, 0),
+    ("x + 'a'", errors.ParseError, 4),
+    ('x + "a"', errors.ParseError, 4),
+    ("x; y", errors.ParseError, 1),
+    ("x\x00", errors.ParseError, 1),
+    ("\uff50\uff52\uff49\uff4e\uff54(1)", errors.ParseError, 0),
+    ("caf\u00e9", errors.ParseError, 3),
+    ("\uff11 + 1", errors.ParseError, 0),
+    ("[x]", errors.ParseError, 0),
+    ("{x}", errors.ParseError, 0),
+    ("x, y", errors.ParseError, 1),
+    ("x = 1", errors.ParseError, 2),
+    ("sin = 1", errors.ParseError, 4),
+    ("sin", errors.ParseError, 0),
+    ("2 + sin", errors.ParseError, 4),
+    ("sin()", errors.ParseError, 0),
+    ("log(x, 2, 3)", errors.ParseError, 0),
+    ("atan2 x", errors.ParseError, 0),
+    ("x)", errors.ParseError, 1),
+    (")", errors.ParseError, 0),
+    ("()", errors.ParseError, 1),
+    ("2 3", errors.ParseError, 2),
+    ("x^2 3", errors.ParseError, 4),
+    ("1.", errors.ParseError, 1),
+    ("1.2.3", errors.ParseError, 3),
+    ("x.5", errors.ParseError, 1),
+    ("x!", errors.ParseError, 1),
+    ("|x|", errors.ParseError, 0),
+    ("²", errors.ParseError, 0),
+    ("sin\u207b\u00b9x", errors.ParseError, 3),
+    ("_x", errors.ParseError, 0),
+    ("a" * 33, errors.ParseError, 0),
+    ("x +", errors.ParseError, 3),
+    ("x ^", errors.ParseError, 3),
+    ("DiracDelta(x, -1)", errors.ParseError, 0),
+]
+
+
+@pytest.mark.parametrize(("text", "error", "position"), ERRORS, ids=[repr(row[0]) for row in ERRORS])
+def test_errors(text: str, error: type[errors.ParseError], position: int) -> None:
+    with pytest.raises(error) as caught:
+        parse(text)
+    assert type(caught.value) is error
+    assert caught.value.position == position
+    assert caught.value.metadata["position"] == str(position)
+    assert caught.value.message.endswith(f" at {position}")
+    assert caught.value.violations[0].field == "expression"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x)", "unexpected ')' at 1"),
+        ("foo(x)", "unknown function 'foo' at 0"),
+        ("sin(x", "unexpected end of input at 5"),
+        ("x.real", "unexpected character '.' at 1"),
+        ("sin", "function 'sin' needs an argument at 0"),
+        ("x\x00", "unexpected character U+0000 at 1"),
+    ],
+)
+def test_error_messages(text: str, message: str) -> None:
+    with pytest.raises(errors.ParseError) as caught:
+        parse(text)
+    assert caught.value.message == message
+
+
+BIG = ParseLimits(max_length=2_000_000, max_nodes=10_000_000)
+
+# (text, limits, limit name): each refused quickly with LimitExceeded, before sympy works hard
+HOSTILE = [
+    ("9^9^9", DEFAULT_LIMITS, "numeric power bits"),
+    ("2^100000", DEFAULT_LIMITS, "numeric power bits"),
+    ("(2*sqrt(2)*x)^100000", DEFAULT_LIMITS, "numeric power bits"),
+    ("sqrt(2)^(10^9)", DEFAULT_LIMITS, "numeric power bits"),
+    ("pow(10, 10^6)", DEFAULT_LIMITS, "numeric power bits"),
+    ("(1/3)^(10^6)", DEFAULT_LIMITS, "numeric power bits"),
+    ("2^9999 * 2^9999 * 2^9999", DEFAULT_LIMITS, "numeric result bits"),
+    ("factorial(10^9)", DEFAULT_LIMITS, "factorial argument"),
+    ("gamma(10^9 + 1/2)", DEFAULT_LIMITS, "gamma argument"),
+    ("polygamma(0, 10^9)", DEFAULT_LIMITS, "polygamma argument"),
+    ("zeta(10^6)", DEFAULT_LIMITS, "zeta argument"),
+    ("(10^999 + 1)^(1/3)", DEFAULT_LIMITS, "root argument bits"),
+    ("sqrt(10^999 + 1)", DEFAULT_LIMITS, "root argument bits"),
+    ("root(10^999 + 1, 3)", DEFAULT_LIMITS, "root argument bits"),
+    ("1" * 1001, DEFAULT_LIMITS, "integer literal digits"),
+    ("1e1000", DEFAULT_LIMITS, "integer literal digits"),
+    ("1e-1001", DEFAULT_LIMITS, "integer literal digits"),
+    ("1e1000000000000", DEFAULT_LIMITS, "number exponent digits"),
+    ("1.5e5000", DEFAULT_LIMITS, "float literal digits"),
+    ("exp(1.0e300)", DEFAULT_LIMITS, "float magnitude bits"),
+    ("x^" + "1" * 1001, DEFAULT_LIMITS, "integer literal digits"),
+    ("x" + "\u00b2" * 1001, DEFAULT_LIMITS, "integer literal digits"),
+    ("(" * 100_000 + "x" + ")" * 100_000, BIG, "nesting depth"),
+    ("(" * 100_000 + "x" + ")" * 100_000, DEFAULT_LIMITS, "expression length"),
+    ("-" * 100_000 + "x", BIG, "nesting depth"),
+    ("sin(" * 10_000 + "x" + ")" * 10_000, BIG, "nesting depth"),
+    ("sin " * 10_000 + "x", BIG, "nesting depth"),
+    ("x^" * 10_000 + "x", BIG, "exponent nesting"),
+    ("x^" * 10_000 + "x", ParseLimits(max_length=100_000, max_exponent_depth=100_000), "nesting depth"),
+    ("x^" * 9 + "x", DEFAULT_LIMITS, "exponent nesting"),
+    ("(x+y+1)^" * 199 + "2", DEFAULT_LIMITS, "exponent nesting"),
+    ("x+" * 100_000 + "x", ParseLimits(max_length=1_000_000), "parse-tree nodes"),
+    ("x" * 1_000_000, DEFAULT_LIMITS, "expression length"),
+    ("+".join(f"v{i}" for i in range(33)), DEFAULT_LIMITS, "variables"),
+]
+
+
+@NO_HANG
+@pytest.mark.parametrize(("text", "limits", "limit"), HOSTILE, ids=[row[0][:30] for row in HOSTILE])
+def test_hostile_input_hits_a_limit_fast(text: str, limits: ParseLimits, limit: str) -> None:
+    with pytest.raises(errors.LimitExceeded) as caught:
+        parse(text, limits)
+    assert caught.value.metadata["limit"] == limit
+    assert caught.value.violations[0].field == "expression"
+
+
+_DEEPEST = DEFAULT_LIMITS.max_depth - 1
+
+
+@NO_HANG
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(" * _DEEPEST + "x" + ")" * _DEEPEST,
+        "sin(" * _DEEPEST + "x" + ")" * _DEEPEST,
+        "sin " * _DEEPEST + "x",
+        "-" * _DEEPEST + "x",
+        "x^" * 8 + "x",
+        "exp(" * _DEEPEST + "x" + ")" * _DEEPEST,
+        "+".join(["x"] * 2_400),
+        "2^19999",
+        "x^(9^9)",
+        "(" * 30 + "x" + "+1)^x" * 30,
+        "(10^300 + 1)^(1/3) + root(10^300 + 7, 5) + sqrt(10^300 + 3)",
+    ],
+    ids=lambda text: text[:30],
+)
+def test_within_limits_is_accepted_fast(text: str) -> None:
+    assert isinstance(parse(text), sympy.Expr)
+
+
+def test_depth_limit_is_exact() -> None:
+    limits = ParseLimits(max_depth=10)
+    assert parse("(" * 10 + "x" + ")" * 10, limits) == x
+    with pytest.raises(errors.LimitExceeded):
+        parse("(" * 11 + "x" + ")" * 11, limits)
+
+
+def test_large_configured_depth_does_not_overflow_the_stack() -> None:
+    limits = ParseLimits(max_length=1_000_000, max_nodes=1_000_000, max_depth=5_000)
+    assert parse("(" * 4_000 + "x" + ")" * 4_000, limits) == x
+
+
+def test_power_limit_is_configurable() -> None:
+    assert parse("2^64") == 2**64
+    with pytest.raises(errors.LimitExceeded):
+        parse("2^64", ParseLimits(max_power_bits=63))
+
+
+def test_symbols_are_real_and_shared() -> None:
+    first, second = parse("x + 1"), parse("2x")
+    assert first.free_symbols == second.free_symbols == {symbol("x")}
+    assert symbol("x").is_real
+    assert sympy.diff(parse("abs(x)"), symbol("x")) == sympy.sign(x)
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("x", True),
+        ("xy_2", True),
+        ("a" * 32, True),
+        ("a" * 33, False),
+        ("_x", False),
+        ("2x", False),
+        ("sin", False),
+        ("e", False),
+        ("pi", False),
+        ("\u03c0", False),
+        ("x y", False),
+        ("caf\u00e9", False),
+        ("", False),
+        ("__import__", False),
+    ],
+)
+def test_variable_names(name: str, valid: bool) -> None:
+    assert is_valid_variable_name(name) is valid
+    if valid:
+        assert symbol(name) == sympy.Symbol(name, real=True)
+    else:
+        with pytest.raises(errors.InvalidArgument):
+            symbol(name)
+
+
+# ------------------------------------------------------------------------------------ round trips
+
+_LEAVES = st.sampled_from(
+    [
+        x,
+        y,
+        z,
+        sympy.Integer(2),
+        sympy.Integer(-3),
+        R(1, 3),
+        R(-5, 7),
+        sympy.Float(0.25),
+        sympy.Float(-1.5e-7),
+        sympy.Float(2.0 / 3.0),
+        sympy.Float(1e30),
+        sympy.pi,
+        sympy.E,
+    ]
+)  # huge integers are in test_special_values_round_trip: sympy evaluates polygamma(0, n) as a sum of n terms
+
+
+def _safely(build: Callable[[], sympy.Expr]) -> sympy.Expr:
+    """Build one generated expression; skip those sympy itself cannot build or our limits refuse."""
+    try:
+        expr = build()
+    except (ValueError, TypeError, KeyError, NotImplementedError, ArithmeticError):
+        reject()
+    if any(abs(atom._mpf_[2] + atom._mpf_[3]) > 10_000 for atom in expr.atoms(sympy.Float)):
+        reject()  # exp(1e300): refused by the parser's float magnitude limit
+    if any(max(abs(atom.p), atom.q).bit_length() > 256 for atom in expr.atoms(sympy.Rational)):
+        reject()  # big numbers have their own tests; here they only slow sympy down
+    return expr
+
+
+def _symbolic_first(
+    build: Callable[[sympy.Expr, sympy.Expr], sympy.Expr],
+) -> Callable[[tuple[sympy.Expr, sympy.Expr]], sympy.Expr]:
+    """sympy compares numeric arguments of Min (and polygamma of numbers sums series) by evaluating
+    them, which can take minutes on the constants this strategy builds: keep the first symbolic."""
+
+    def apply(pair: tuple[sympy.Expr, sympy.Expr]) -> sympy.Expr:
+        if not pair[0].free_symbols:
+            reject()
+        return _safely(lambda: build(*pair))
+
+    return apply
+
+
+def _apply(children: st.SearchStrategy[sympy.Expr]) -> st.SearchStrategy[sympy.Expr]:
+    unary = [spec for spec in SPECS if spec.min_args == 1 and not spec.guard_numbers and not spec.power]
+    binary = st.sampled_from(["+", "-", "*", "/", "^"])
+    return st.one_of(
+        st.tuples(st.sampled_from(unary), children).map(lambda pair: _safely(lambda: pair[0].build(pair[1]))),
+        st.tuples(binary, children, children).map(lambda t: _safely(lambda: _combine(*t))),
+        st.tuples(children, st.integers(2, 7)).map(lambda pair: _safely(lambda: RealRoot(pair[0], pair[1]))),
+        st.tuples(children, children).map(_symbolic_first(sympy.Min)),
+        st.tuples(children, children).map(_symbolic_first(sympy.atan2)),
+        st.tuples(children, st.integers(0, 3)).map(_symbolic_first(lambda a, n: sympy.polygamma(n, a))),
+    )
+
+
+def _combine(op: str, left: sympy.Expr, right: sympy.Expr) -> sympy.Expr:
+    if op == "+":
+        return left + right
+    if op == "-":
+        return left - right
+    if op == "*":
+        return left * right
+    if op == "/":
+        return left / right
+    exponent = right if not right.is_Number else sympy.Integer(2)  # keep numeric powers small
+    return left**exponent
+
+
+EXPRESSIONS = st.recursive(_LEAVES, _apply, max_leaves=8)
+
+
+def _reevaluated(expr: sympy.Basic) -> sympy.Basic:
+    """`expr` rebuilt through the evaluating constructors, as the parser builds it.
+
+    sympy's own results may hold unevaluated forms such as 2*(x + 1) (from diff) that its
+    constructors would distribute; reading the text back gives the evaluated form.
+    """
+    if not expr.args:
+        return expr
+    return expr.func(*(_reevaluated(arg) for arg in expr.args))
+
+
+def assert_reads_back(expr: sympy.Expr) -> None:
+    """The printed text reads back to the same expression: structurally once re-evaluated, or else
+    (the printer groups denominators: 1/(2*(x/4 + 1)) reads back as 1/(x/2 + 2)) symbolically."""
+    text = to_text(expr)
+    parsed = parse(text)
+    if parsed != _reevaluated(expr):
+        assert sympy.simplify(parsed - expr) == 0, text
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(EXPRESSIONS)
+def test_to_text_round_trips(expr: sympy.Expr) -> None:
+    assert_reads_back(expr)
+
+
+DERIVATIVE_TABLE = [
+    "abs(x)",
+    "sign(x) * x^2",
+    "floor(x) * x",
+    "ceiling(x^2)",
+    "Heaviside(x - 1) * x",
+    "DiracDelta(x) * x",
+    "erf(x^2)",
+    "erfc(2x)",
+    "gamma(x)",
+    "loggamma(x)",
+    "polygamma(2, x)",
+    "digamma(x^2)",
+    "factorial(x)",
+    "beta(x, 2)",
+    "root(x, 5)",
+    "root(x^2 + 1, 4)",
+    "cbrt(sin(x))",
+    "log(x, 2)",
+    "log10(x^2)",
+    "atan2(x, 2)",
+    "atan2(1, x)",
+    "min(x, 2)",
+    "max(x, x^2)",
+    "sec(x) + csc(x) + cot(x)",
+    "asec(x) + acsc(x) + acot(x)",
+    "asinh(x) + acosh(x) + atanh(x)",
+    "asech(x) + acsch(x) + acoth(x)",
+    "sech(x) + csch(x) + coth(x)",
+    "x^x",
+    "0.1 * x^3 + 1.5e-7 x",
+    "sqrt(x) abs(x)",
+    "(3x + 1)²",
+    "sin(x²)",
+    "(sin x)³",
+    "sin(cos x)",
+    "e^(2x)",
+]
+
+
+@pytest.mark.parametrize("text", DERIVATIVE_TABLE)
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_derivatives_round_trip(text: str, order: int) -> None:
+    derivative = sympy.diff(parse(text), x, order)
+    assert not derivative.has(sympy.Derivative), derivative
+    assert_reads_back(derivative)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        sympy.zoo,
+        sympy.nan,
+        sympy.oo,
+        -sympy.oo,
+        sympy.I * x,
+        sympy.Integer(7) ** 4000,
+        -(sympy.Integer(3) ** 5000),
+        R(2**3000 + 1, 3**1500),
+        sympy.Float(1e-300),
+        sympy.Float(-2.5e-10) * x,
+        sympy.loggamma(0),
+        sympy.polygamma(2, 1),
+    ],
+    ids=str,
+)
+def test_special_values_round_trip(expr: sympy.Expr) -> None:
+    assert parse(to_text(expr)) == expr
+
+
+def test_to_text_uses_caret_and_reads_real_roots() -> None:
+    assert to_text(parse("x**2")) == "x^2"
+    assert to_text(parse("root(x, 5)")) == "root(x, 5)"
+    assert to_text(parse("cbrt(x)")) == "cbrt(x)"
+    assert to_text(parse("0.00001 x")) == "1.0e-5*x"
+    assert to_text(parse("1e-5 x")) == "x/100000"
+
+
+# ------------------------------------------------------------------------------------------- fuzz
+
+_GRAMMAR_CHARS = string.ascii_letters[:12] + "0123456789 ^*/+-(),.eE_" + "\u00b2\u207b\u03c0\u00d7\u2212"
+_JUNK = "'\";[]{}=!|\\\x00\n\t:@#$\uff50\u00e9\U0001f600"
+_TOKENS = ["sin", "log", "root", "pow", "factorial", "gamma", "9", "^", "(", ")", ",", "x", "e", "pi", " "]
+
+
+@NO_HANG
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.one_of(
+        st.text(alphabet=_GRAMMAR_CHARS + _JUNK, max_size=60),
+        st.lists(st.sampled_from(_TOKENS), max_size=30).map("".join),
+    )
+)
+def test_fuzz_only_expressions_or_our_errors(text: str) -> None:
+    try:
+        result = parse(text)
+    except errors.InvalidArgument as error:
+        assert isinstance(error, errors.ParseError | errors.LimitExceeded)
+    else:
+        assert isinstance(result, sympy.Basic)
+
+
+@pytest.mark.parametrize(
+    "data", [b"x^2 + 1", b"\xff\xfe(", b"sin(", b"9^9^9", b"\x00", "\u03c0x\u00b2".encode()]
+)
+def test_atheris_target_accepts_any_bytes(data: bytes) -> None:
+    from tests.engine.fuzz_parser import check  # noqa: PLC0415  (a script as much as a module)
+
+    check(data)

@@ -1,0 +1,315 @@
+"""The killable worker pool: budgets, deadlines, kills, cancellation, overload; alone and over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import operator
+import os
+import re
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from chainrule.engine import errors
+from chainrule.server.app import Application
+from chainrule.server.compute import deadlines
+from chainrule.server.compute.pool import ProcessExecutor, WorkerError
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+from tests.conftest import make_settings
+
+# Full simplification of this takes minutes of sympy (measured: 147 s): it always burns a budget.
+SLOW = pb.DifferentiateRequest(
+    expression="(x+y+z+w)^60", wrt=[pb.Wrt(variable="x")], simplification=pb.SIMPLIFICATION_FULL
+)
+BUDGET = 1.0
+# The pool alone: a budget far above the scheduling delays of a loaded 2-core machine, so that
+# only the tests that mean to overrun it do.
+POOL_BUDGET = 2.0
+
+
+async def wait_until(condition: object, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def pool_whole(pool: ProcessExecutor) -> bool:
+    return pool.idle_count() == pool.size and len(pool.worker_pids()) == pool.size
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# --- the pool alone -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def pool() -> AsyncIterator[ProcessExecutor]:
+    executor = ProcessExecutor(1, budget_seconds=POOL_BUDGET, memory_bytes=512 * 1024 * 1024, queue=1)
+    await executor.start()
+    yield executor
+    await executor.close()
+
+
+async def test_pool_runs_work_in_other_processes(pool: ProcessExecutor) -> None:
+    assert await pool.run(operator.add, 2, 3) == 5
+    assert await pool.run(os.getpid) in pool.worker_pids()
+    assert os.getpid() not in pool.worker_pids()
+
+
+async def test_worker_bug_is_reported_not_swallowed(pool: ProcessExecutor) -> None:
+    with pytest.raises(WorkerError, match="ValueError"):
+        await pool.run(int, "not a number")
+    assert await pool.run(operator.add, 1, 1) == 2
+
+
+async def test_chainrule_errors_cross_the_process_boundary(pool: ProcessExecutor) -> None:
+    from chainrule.server.compute import jobs  # noqa: PLC0415
+    from chainrule.server.config import Settings  # noqa: PLC0415
+
+    with pytest.raises(errors.ParseError) as caught:
+        await pool.run(jobs.parse_canonical, "sin(x", jobs.Limits.from_settings(Settings()))
+    assert caught.value.metadata["position"] == "5"
+
+
+async def test_server_budget_overrun_kills_and_replaces_the_worker(pool: ProcessExecutor) -> None:
+    before = set(pool.worker_pids())
+    start = time.monotonic()
+    with pytest.raises(errors.ResourceExhausted, match=r"server's compute budget of 2 s") as caught:
+        await pool.run(time.sleep, 30)
+    # Stopped at the budget, not after the 30 s of work (a generous bound: the machine may be loaded).
+    assert time.monotonic() - start < POOL_BUDGET + 10
+    assert caught.value.reason == "COMPUTE_BUDGET_EXCEEDED"
+    await wait_until(lambda: pool_whole(pool))
+    killed = before - set(pool.worker_pids())
+    assert len(killed) == 1 and all(gone(pid) for pid in killed)
+    assert await pool.run(operator.mul, 6, 7) == 42
+
+
+async def test_client_deadline_binds_when_shorter(pool: ProcessExecutor) -> None:
+    before = pool.stats.killed_overrun
+    # The error names the budget that bound: the caller's deadline, not the server's 2 s.
+    with (
+        deadlines.request_scope(0.2),
+        pytest.raises(errors.DeadlineExceeded, match=r"request's deadline \(0\.2 s\)"),
+    ):
+        await pool.run(time.sleep, 30)
+    assert pool.stats.killed_overrun == before + 1
+    await wait_until(lambda: pool_whole(pool))
+
+
+async def test_memory_cap_answers_resource_exhausted_and_replaces(pool: ProcessExecutor) -> None:
+    before = pool.stats.out_of_memory
+    with pytest.raises(errors.ResourceExhausted, match="memory limit of 512 MiB"):
+        await pool.run(bytearray, 2**30)
+    assert pool.stats.out_of_memory == before + 1
+    await wait_until(lambda: pool_whole(pool))
+    assert await pool.run(operator.add, 1, 2) == 3
+
+
+async def test_sigkill_mid_request_is_a_clean_error_and_the_pool_recovers(pool: ProcessExecutor) -> None:
+    task = asyncio.ensure_future(pool.run(time.sleep, 30))  # the kill comes long before the budget
+    await wait_until(lambda: bool(pool.busy_pids()))
+    os.kill(pool.busy_pids()[0], signal.SIGKILL)
+    with pytest.raises(errors.Unavailable, match="stopped unexpectedly"):
+        await task
+    await wait_until(lambda: pool_whole(pool))
+    assert await pool.run(operator.add, 2, 2) == 4
+
+
+async def test_cancelling_a_request_kills_its_worker(pool: ProcessExecutor) -> None:
+    before = pool.stats.killed_cancelled
+    task = asyncio.ensure_future(pool.run(time.sleep, 30))
+    await wait_until(lambda: bool(pool.busy_pids()))
+    pid = pool.busy_pids()[0]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pool.stats.killed_cancelled == before + 1
+    await wait_until(lambda: gone(pid) and pool_whole(pool))
+
+
+async def test_overload_is_refused_with_a_retry_delay(pool: ProcessExecutor) -> None:
+    running = asyncio.ensure_future(pool.run(time.sleep, 1.0))  # still running while the queue fills
+    await wait_until(lambda: bool(pool.busy_pids()))
+    queued = asyncio.ensure_future(pool.run(time.sleep, 0.01))
+    await wait_until(lambda: pool.admission.waiting == 1)
+    with pytest.raises(errors.ResourceExhausted, match="busy") as caught:
+        await pool.run(operator.add, 1, 1)
+    assert caught.value.retry_after_seconds == 1.0
+    assert caught.value.reason == "OVERLOADED"
+    await running
+    await queued
+    assert await pool.run(operator.add, 1, 1) == 2
+
+
+async def test_worker_start_up_is_fast_once_warm(pool: ProcessExecutor) -> None:
+    # Replacements fork from the preloaded forkserver: warm in well under a second each.
+    recent = pool.stats.start_seconds[-3:]
+    assert recent and max(recent) < 1.0, pool.stats.start_seconds
+
+
+# --- through the real servers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def server() -> AsyncIterator[Application]:
+    application = Application(
+        make_settings(symbolic_workers=2, symbolic_spares=1, symbolic_budget_seconds=BUDGET)
+    )
+    await application.start()
+    yield application
+    await application.stop()
+
+
+def stub_for(app: Application) -> tuple[grpc.aio.Channel, pb_grpc.DifferentiationServiceStub]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}")
+    return channel, pb_grpc.DifferentiationServiceStub(channel)
+
+
+def server_pool(app: Application) -> ProcessExecutor:
+    assert app.pool is not None
+    return app.pool
+
+
+async def assert_serving(app: Application) -> None:
+    channel, stub = stub_for(app)
+    async with channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        reply = await stub.Differentiate(pb.DifferentiateRequest(expression="sin(x^2)"), timeout=5)
+        assert reply.derivative == "2*x*cos(x^2)"
+
+
+async def test_overrun_over_grpc_names_the_server_budget(server: Application) -> None:
+    channel, stub = stub_for(server)
+    start = time.monotonic()
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Differentiate(SLOW, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "compute budget of 1 s" in (caught.value.details() or "")
+    # Stopped at the budget, not after minutes of sympy (a generous bound: the machine may be loaded).
+    assert time.monotonic() - start < BUDGET + 10
+    await wait_until(lambda: pool_whole(server_pool(server)))
+    await assert_serving(server)
+
+
+async def test_cheap_requests_keep_succeeding_while_one_burns_its_budget(server: Application) -> None:
+    slow_channel, slow_stub = stub_for(server)
+    async with slow_channel:
+        slow = asyncio.ensure_future(slow_stub.Differentiate(SLOW, timeout=30))
+        await wait_until(lambda: bool(server_pool(server).busy_pids()))
+        # Count the cheap answers that came back while the slow call was still computing: each one
+        # was served beside it, not behind it. No latency bound: on a loaded machine the slow
+        # call's budget may run out after a few cheap ones, so the loop stops there.
+        served_alongside = 0
+        for index in range(15):
+            channel, stub = stub_for(server)  # another connection each time
+            async with channel:
+                # Cold: a new expression each time, so each goes to a worker process.
+                request = pb.DifferentiateRequest(expression=f"sin({index + 2}*x)*exp(x)")
+                reply = await stub.Differentiate(request, timeout=30)
+                assert reply.derivative
+            if slow.done():
+                break
+            served_alongside += 1
+        assert served_alongside >= 1
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await slow
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    await wait_until(lambda: pool_whole(server_pool(server)))
+
+
+async def test_sigkill_of_the_worker_mid_request_over_grpc(server: Application) -> None:
+    pool = server_pool(server)
+    channel, stub = stub_for(server)
+    async with channel:
+        call = asyncio.ensure_future(stub.Differentiate(SLOW, timeout=30))
+        await wait_until(lambda: bool(pool.busy_pids()))
+        os.kill(pool.busy_pids()[0], signal.SIGKILL)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    status = rpc_status.from_call(caught.value)
+    assert status is not None and "replaced" in status.message
+    await wait_until(lambda: pool_whole(pool))
+    await assert_serving(server)
+
+
+def kills(pool: ProcessExecutor) -> int:
+    return pool.stats.killed_overrun + pool.stats.killed_cancelled
+
+
+async def test_client_deadline_stops_the_work(server: Application, caplog: pytest.LogCaptureFixture) -> None:
+    pool = server_pool(server)
+    deadline = 0.5  # well above dispatch delays, well below the server's budget of 1 s
+    channel, stub = stub_for(server)
+    async with channel:
+        # Parse (and cache) the expression first, with a cheap simplification: the deadline then
+        # always falls inside the one long step, the full simplification in a worker.
+        warm = pb.DifferentiateRequest(expression=SLOW.expression, wrt=SLOW.wrt)
+        assert (await stub.Differentiate(warm, timeout=30)).derivative
+        await wait_until(lambda: pool_whole(pool))
+        before = kills(pool)
+        with caplog.at_level(logging.WARNING, logger="chainrule.server.compute.pool"):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Differentiate(SLOW, timeout=deadline)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            # Two things stop the work at the caller's deadline, and either may come first on a
+            # loaded machine: the pool's own timer, set to the deadline (an overrun kill), and
+            # grpc ending the call at the deadline (a cancellation kill). One kill, either way.
+            await wait_until(lambda: kills(pool) == before + 1)
+    replaced = [r.getMessage() for r in caplog.records if r.getMessage().endswith("replacing it")]
+    assert len(replaced) == 1, replaced
+    # What the kill says shows which limit the worker ran under: the caller's deadline, not the
+    # server's budget of 1 s; no timing of our own to go wrong (grpc's deadline arithmetic may
+    # add a millisecond, hence the 10%).
+    overran = re.search(r"overran its budget of ([0-9.]+) s", replaced[0])
+    assert "request was cancelled" in replaced[0] or (overran and float(overran[1]) <= deadline * 1.1), (
+        replaced
+    )
+    await wait_until(lambda: pool_whole(pool))
+
+
+async def test_cancelled_rpc_kills_its_worker(server: Application) -> None:
+    pool = server_pool(server)
+    before = pool.stats.killed_cancelled
+    channel, stub = stub_for(server)
+    async with channel:
+        call = stub.Differentiate(SLOW, timeout=30)
+        await wait_until(lambda: bool(pool.busy_pids()))
+        call.cancel()
+        await wait_until(lambda: pool.stats.killed_cancelled == before + 1)
+    await wait_until(lambda: pool_whole(pool))
+    await assert_serving(server)
+
+
+async def test_rest_grpc_timeout_header_is_the_deadline(server: Application) -> None:
+    body = {
+        "expression": SLOW.expression,
+        "wrt": [{"variable": "x"}],
+        "simplification": "SIMPLIFICATION_FULL",
+    }
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as client:
+        reply = await client.post(
+            "/v1/differentiate", json=body, headers={"grpc-timeout": "300m"}, timeout=30
+        )
+    # The message names the budget that bound (the header's, not the server's 1 s): no timing needed.
+    assert reply.status_code == 504
+    assert "request's deadline (0.3 s)" in reply.json()["message"]
+    await wait_until(lambda: pool_whole(server_pool(server)))

@@ -1,0 +1,278 @@
+"""The caches: LRU bounds, single flight, and the API's two-level keys (raw request, canonical)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from chainrule.engine import parsing
+from chainrule.engine.errors import ChainruleError, InvalidArgument, ParseError
+from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache
+from chainrule.server.compute import jobs
+from chainrule.server.compute.executors import InlineExecutor
+from chainrule.server.metrics import Metrics
+from chainrule.v1 import chainrule_pb2 as pb
+from tests.conftest import make_settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class CountingExecutor(InlineExecutor):
+    """Runs inline and records the name of every function it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        self.calls.append(getattr(fn, "__name__", repr(fn)))
+        await asyncio.sleep(0)  # yield, as a real executor does, so concurrent callers overlap
+        return fn(*args, **kwargs)
+
+
+def make_api(**settings: object) -> tuple[ChainruleApi, CountingExecutor, CountingExecutor]:
+    symbolic, numeric = CountingExecutor(), CountingExecutor()
+    config = make_settings(**settings)
+    caches = Caches(config)
+    api = ChainruleApi(
+        config, symbolic, numeric, caches=caches, metrics=Metrics(CollectorRegistry(), VERSION, caches)
+    )
+    return api, symbolic, numeric
+
+
+# --- LruCache ---------------------------------------------------------------------------------------
+
+
+def test_least_recently_used_entry_is_evicted_first() -> None:
+    cache: LruCache[str, int] = LruCache("t", max_entries=2, max_bytes=10**6)
+    cache.put("a", 1, 0)
+    cache.put("b", 2, 0)
+    assert cache.lookup("a") == 1  # touching "a" makes "b" the oldest
+    cache.put("c", 3, 0)
+    assert "b" not in cache
+    assert cache.lookup("a") == 1
+    assert cache.lookup("c") == 3
+    assert cache.stats.evictions == 1
+    assert cache.stats.hits == 3
+
+
+def test_byte_bound_evicts_and_oversized_values_are_not_kept() -> None:
+    cache: LruCache[str, str] = LruCache("t", max_entries=100, max_bytes=3 * (ENTRY_OVERHEAD + 100))
+    for key in "abcd":
+        cache.put(key, key, 100)
+    assert len(cache) == 3
+    assert cache.bytes == 3 * (ENTRY_OVERHEAD + 100)
+    assert "a" not in cache
+    cache.put("huge", "x", 10**6)
+    assert "huge" not in cache
+    assert len(cache) == 3
+
+
+def test_replacing_a_key_keeps_the_byte_count_right() -> None:
+    cache: LruCache[str, int] = LruCache("t", max_entries=10, max_bytes=10**6)
+    cache.put("a", 1, 50)
+    cache.put("a", 2, 70)
+    assert len(cache) == 1
+    assert cache.bytes == ENTRY_OVERHEAD + 70
+    assert cache.lookup("a") == 2
+
+
+def test_memory_stays_flat_over_100000_distinct_keys() -> None:
+    cache: LruCache[str, str] = LruCache("t", max_entries=64, max_bytes=64 * 1024)
+    for index in range(100_000):
+        text = f"x^{index} + sin({index} y)"
+        cache.put(text, text, len(text))
+        assert len(cache) <= 64
+        assert cache.bytes <= 64 * 1024
+    assert cache.stats.evictions == 100_000 - 64
+
+
+def test_zero_entries_turns_storing_off() -> None:
+    cache: LruCache[str, int] = LruCache("t", max_entries=0, max_bytes=10**6)
+    cache.put("a", 1, 0)
+    assert len(cache) == 0
+    assert cache.lookup("a") is None
+
+
+async def test_concurrent_identical_misses_compute_once() -> None:
+    cache: LruCache[str, int] = LruCache("t", max_entries=10, max_bytes=10**6)
+    calls = 0
+
+    async def compute() -> tuple[int, int]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return 42, 8
+
+    results = await asyncio.gather(*(cache.get_or_compute("k", compute) for _ in range(10)))
+    assert results == [42] * 10
+    assert calls == 1
+    assert (cache.stats.misses, cache.stats.hits) == (1, 9)
+    assert await cache.get_or_compute("k", compute) == 42
+    assert calls == 1
+
+
+async def test_errors_reach_every_waiter_and_are_not_cached() -> None:
+    cache: LruCache[str, int] = LruCache("t", max_entries=10, max_bytes=10**6)
+    calls = 0
+
+    async def failing() -> tuple[int, int]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        raise InvalidArgument("nope", field="expression")
+
+    outcomes = await asyncio.gather(
+        *(cache.get_or_compute("k", failing) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(outcome, InvalidArgument) for outcome in outcomes)
+    assert calls == 1
+    assert len(cache) == 0
+    with pytest.raises(InvalidArgument):
+        await cache.get_or_compute("k", failing)
+    assert calls == 2
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_others() -> None:
+    cache: LruCache[str, int] = LruCache("t", max_entries=10, max_bytes=10**6)
+
+    async def compute() -> tuple[int, int]:
+        await asyncio.sleep(0.05)
+        return 7, 8
+
+    first = asyncio.ensure_future(cache.get_or_compute("k", compute))
+    second = asyncio.ensure_future(cache.get_or_compute("k", compute))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    assert await second == 7
+    assert first.cancelled()
+    assert cache.lookup("k") == 7
+
+
+# --- the API's use of the caches --------------------------------------------------------------------
+
+
+async def test_a_repeated_differentiate_touches_no_executor_parser_or_sympy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api, symbolic, numeric = make_api()
+    request = pb.DifferentiateRequest(expression="sin(x^2)", formats=[pb.OUTPUT_FORMAT_LATEX])
+    first = await api.differentiate(request)
+    assert symbolic.calls == ["parse_canonical", "derive_parsed", "latex"]
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the hit path reached the engine")
+
+    monkeypatch.setattr(parsing, "parse", forbidden)
+    monkeypatch.setattr(jobs, "derive_parsed", forbidden)
+    second = await api.differentiate(request)
+    assert second == first
+    assert symbolic.calls == ["parse_canonical", "derive_parsed", "latex"]
+    assert numeric.calls == []
+    assert api.caches.differentiate.stats.hits == 1
+
+
+@pytest.mark.parametrize(
+    ("spellings", "reason"),
+    [
+        (["x^2", "x**2", "x ^ 2"], "power operators"),
+        (["2x + 1", "2*x+1", "1 + 2 x"], "implicit product and term order"),
+        (["sin(x)^2", "(sin x)^2", "(sin x)²"], "one expression, three notations"),
+    ],
+)
+async def test_spellings_of_one_expression_share_downstream_entries(
+    spellings: list[str], reason: str
+) -> None:
+    api, symbolic, _ = make_api()
+    answers = {(await api.differentiate(pb.DifferentiateRequest(expression=s))).derivative for s in spellings}
+    assert len(answers) == 1, reason
+    assert symbolic.calls.count("parse_canonical") == len(spellings)
+    assert symbolic.calls.count("derive_parsed") == 1, reason
+    assert api.caches.derivative.stats.misses == 1
+    assert api.caches.derivative.stats.hits == len(spellings) - 1
+
+
+async def test_options_that_change_the_answer_are_part_of_the_key() -> None:
+    api, symbolic, _ = make_api()
+    requests = [
+        pb.DifferentiateRequest(expression="x^3"),
+        pb.DifferentiateRequest(expression="x^3", wrt=[pb.Wrt(variable="x", order=2)]),
+        pb.DifferentiateRequest(expression="(x+1)^2", simplification=pb.SIMPLIFICATION_NONE),
+        pb.DifferentiateRequest(expression="(x+1)^2", simplification=pb.SIMPLIFICATION_FULL),
+    ]
+    answers = [(await api.differentiate(request)).derivative for request in requests]
+    assert answers[0] != answers[1]
+    assert symbolic.calls.count("derive_parsed") == 4
+    assert api.caches.differentiate.stats.hits == 0
+
+
+async def test_parse_errors_are_cached_cheaply_and_raised_fresh() -> None:
+    api, symbolic, _ = make_api()
+    errors: list[ChainruleError] = []
+    for _ in range(2):
+        with pytest.raises(ParseError) as caught:
+            await api.differentiate(pb.DifferentiateRequest(expression="sin(x"))
+        errors.append(caught.value)
+    assert symbolic.calls == ["parse_canonical"]
+    assert errors[0] is not errors[1]
+    assert errors[0].message == errors[1].message
+    assert errors[1].metadata == errors[0].metadata
+    assert len(api.caches.differentiate) == 0  # errors are never stored as results
+
+
+async def test_other_errors_are_not_cached() -> None:
+    api, symbolic, _ = make_api()
+    for _ in range(2):
+        with pytest.raises(InvalidArgument):
+            await api.differentiate(pb.DifferentiateRequest(expression="x y"))  # which variable?
+    assert symbolic.calls.count("derive_parsed") == 2
+    assert symbolic.calls.count("parse_canonical") == 1
+
+
+async def test_concurrent_identical_differentiates_derive_once() -> None:
+    api, symbolic, _ = make_api()
+    request = pb.DifferentiateRequest(expression="tan(x)^5")
+    answers = await asyncio.gather(*(api.differentiate(request) for _ in range(8)))
+    assert len({answer.derivative for answer in answers}) == 1
+    assert symbolic.calls == ["parse_canonical", "derive_parsed"]
+
+
+async def test_repeated_evaluate_compiles_once_and_skips_executors_for_one_point() -> None:
+    api, symbolic, numeric = make_api()
+    for spelling, x in [("x^2 + 1", 2.0), ("x**2+1", 3.0), ("x^2 + 1", 4.0)]:
+        response = await api.evaluate(pb.EvaluateRequest(expression=spelling, point={"x": x}))
+        assert response.value == x * x + 1
+    assert numeric.calls == ["_timed"]  # one compile; one-point evaluations run inline
+    assert symbolic.calls == ["parse_canonical", "parse_canonical"]
+    assert api.caches.compiled.stats.misses == 1
+    assert api.caches.compiled.stats.hits == 1
+    assert api.caches.evaluate.stats.hits == 1
+
+
+async def test_repeated_gradient_reuses_the_compiled_gradient() -> None:
+    api, _, numeric = make_api()
+    request = pb.GradientAtPointRequest(expression="x^2 y", point={"x": 3.0, "y": 2.0}, hessian=True)
+    for _ in range(3):
+        response = await api.gradient(request)
+        assert list(response.gradient) == [12.0, 9.0]
+        assert list(response.hessian) == [4.0, 6.0, 6.0, 0.0]
+    assert numeric.calls == ["_timed"]
+    assert api.caches.gradient.stats.hits == 2
+
+
+async def test_every_cache_stays_within_a_small_bound() -> None:
+    api, _, _ = make_api(cache_entries=8, cache_compiled_entries=4)
+    for index in range(60):
+        text = f"{index + 2} x^{index % 7 + 2} + sin({index + 1} x)"
+        await api.differentiate(pb.DifferentiateRequest(expression=text))
+        await api.evaluate(pb.EvaluateRequest(expression=text, point={"x": 0.5}))
+        for cache in api.caches:
+            assert len(cache) <= cache.max_entries, cache.name
+            assert cache.bytes <= cache.max_bytes, cache.name
+    assert api.caches.parse.stats.evictions == 60 - 8
+    assert api.caches.compiled.stats.evictions == 60 - 4

@@ -1,0 +1,302 @@
+"""The gRPC transport against a real server on a loopback port: seed examples, errors, batches."""
+
+from __future__ import annotations
+
+import socket
+
+import grpc
+import numpy as np
+import pytest
+import sympy
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from chainrule.engine import parsing
+from chainrule.server.app import Application
+from chainrule.server.transport.grpc_server import PortInUseError, create_server
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+from tests.conftest import make_settings
+
+x = parsing.symbol("x")
+
+
+def rich_status(error: grpc.aio.AioRpcError) -> tuple[status_pb2.Status, dict[str, object]]:
+    """The google.rpc.Status a server sent, and its details by type name."""
+    trailers = dict(error.trailing_metadata() or ())
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    details: dict[str, object] = {}
+    for packed in status.details:
+        for kind in (error_details_pb2.BadRequest, error_details_pb2.ErrorInfo, error_details_pb2.RetryInfo):
+            if packed.Is(kind.DESCRIPTOR):
+                message = kind()
+                packed.Unpack(message)
+                details[kind.__name__] = message
+    return status, details
+
+
+def same(text: str, expected: sympy.Expr) -> bool:
+    return sympy.simplify(parsing.parse(text) - expected) == 0
+
+
+# The seed lesson's worked examples, exactly as the lesson writes them.
+SEED_EXAMPLES = [
+    ("(3x + 1)²", 18 * x + 6, "outer 2u at u=3x+1, inner 3"),
+    ("sin(x²)", 2 * x * sympy.cos(x**2), "cos(x²), not cos(x), times 2x"),
+    ("(sin x)³", 3 * sympy.sin(x) ** 2 * sympy.cos(x), "power outside, sine inside"),
+    ("sin(cos x)", -sympy.sin(x) * sympy.cos(sympy.cos(x)), "sine outside, cosine inside"),
+    ("e^(2x)", 2 * sympy.exp(2 * x), "exp is its own derivative, times 2"),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected", "reason"), SEED_EXAMPLES)
+async def test_seed_examples(
+    stub: pb_grpc.DifferentiationServiceStub, expression: str, expected: sympy.Expr, reason: str
+) -> None:
+    response = await stub.Differentiate(pb.DifferentiateRequest(expression=expression))
+    assert same(response.derivative, expected), reason
+    assert list(response.variables) == ["x"]
+
+
+async def test_outer_derivative_is_evaluated_at_the_inner_function(
+    stub: pb_grpc.DifferentiationServiceStub,
+) -> None:
+    response = await stub.Differentiate(pb.DifferentiateRequest(expression="sin(x^2)"))
+    derivative = parsing.parse(response.derivative)
+    assert derivative.has(sympy.cos(x**2))
+    assert not derivative.has(sympy.cos(x))
+
+
+async def test_mixed_partial_and_latex(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    request = pb.DifferentiateRequest(
+        expression="x^3 y^2 + sin(x y)",
+        wrt=[pb.Wrt(variable="x", order=2), pb.Wrt(variable="y", order=1)],
+        formats=[pb.OUTPUT_FORMAT_LATEX],
+    )
+    response = await stub.Differentiate(request)
+    y = parsing.symbol("y")
+    expected = sympy.diff(x**3 * y**2 + sympy.sin(x * y), x, 2, y)
+    assert same(response.derivative, expected)
+    assert response.latex and "\\" in response.latex
+    assert list(response.variables) == ["x", "y"]
+
+
+async def test_constant_differentiates_to_zero(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    response = await stub.Differentiate(pb.DifferentiateRequest(expression="2 pi"))
+    assert response.derivative == "0"
+    assert list(response.variables) == []
+
+
+MALFORMED = [
+    ("sin(x", "PARSE_ERROR"),
+    ("1/", "PARSE_ERROR"),
+    ("x +* y", "PARSE_ERROR"),
+    ("", "PARSE_ERROR"),
+    ("foo(x)", "UNKNOWN_FUNCTION"),
+    ("__import__('os')", "PARSE_ERROR"),
+    ("x.real", "PARSE_ERROR"),
+]
+
+
+@pytest.mark.parametrize(("expression", "reason"), MALFORMED)
+async def test_malformed_text_is_invalid_argument_with_position(
+    stub: pb_grpc.DifferentiationServiceStub, expression: str, reason: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Differentiate(pb.DifferentiateRequest(expression=expression))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status, details = rich_status(caught.value)
+    info = details["ErrorInfo"]
+    assert isinstance(info, error_details_pb2.ErrorInfo)
+    assert info.reason == reason
+    position = int(info.metadata["position"])
+    assert 0 <= position <= len(expression)
+    assert status.message.endswith(f"at {position}")
+    bad_request = details["BadRequest"]
+    assert isinstance(bad_request, error_details_pb2.BadRequest)
+    assert [v.field for v in bad_request.field_violations] == ["expression"]
+    # The server is unharmed: a normal request right after succeeds.
+    ok = await stub.Differentiate(pb.DifferentiateRequest(expression="x^2"))
+    assert same(ok.derivative, 2 * x)
+
+
+async def test_several_free_variables_without_wrt_names_them(
+    stub: pb_grpc.DifferentiationServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Differentiate(pb.DifferentiateRequest(expression="x*y"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "x" in (caught.value.details() or "") and "y" in (caught.value.details() or "")
+
+
+async def test_evaluate_one_point_returns_value_even_when_zero(
+    stub: pb_grpc.DifferentiationServiceStub,
+) -> None:
+    response = await stub.Evaluate(pb.EvaluateRequest(expression="sin(x)", point={"x": 0.0}))
+    assert response.HasField("value") and response.value == 0.0
+    response = await stub.Evaluate(pb.EvaluateRequest(expression="cbrt(x)", point={"x": -8.0}))
+    assert response.value == pytest.approx(-2.0, rel=1e-15)
+
+
+async def test_evaluate_derivative_at_points_as_lists(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    request = pb.EvaluateRequest(
+        expression="x^3", points={"x": pb.Array(values=[1.0, 2.0, 3.0])}, wrt=[pb.Wrt(variable="x", order=2)]
+    )
+    response = await stub.Evaluate(request)
+    assert list(response.values.values) == [6.0, 12.0, 18.0]
+    assert response.values.f64le == b""
+
+
+async def test_nonfinite_values_are_counted_not_errors(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    request = pb.EvaluateRequest(
+        expression="log(x) + 1/y",
+        points={"x": pb.Array(values=[-1.0, 1.0, 1.0]), "y": pb.Array(values=[1.0, 0.0, 2.0])},
+    )
+    response = await stub.Evaluate(request)
+    values = list(response.values.values)
+    assert np.isnan(values[0]) and np.isinf(values[1]) and values[2] == 0.5
+    assert response.nonfinite_count == 2
+
+
+def f64le(values: np.ndarray) -> pb.Array:
+    return pb.Array(f64le=values.astype("<f8").tobytes())
+
+
+def columns(n: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(20261130)
+    return {name: rng.uniform(0.5, 2.0, n) for name in "wxyz"}
+
+
+async def test_evaluate_a_million_points_matches_numpy(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    data = columns(1_000_000)
+    request = pb.EvaluateRequest(
+        expression="sin(x y) + exp(-z^2) log(1 + w^2)", points={k: f64le(v) for k, v in data.items()}
+    )
+    response = await stub.Evaluate(request)
+    got = np.frombuffer(response.values.f64le, dtype="<f8")
+    w, xs, y, z = data["w"], data["x"], data["y"], data["z"]
+    expected = np.sin(xs * y) + np.exp(-(z**2)) * np.log(1 + w**2)
+    assert np.allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert response.nonfinite_count == 0
+
+
+async def test_gradient_and_hessian_at_a_million_points(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    data = columns(1_000_000)
+    request = pb.GradientAtPointRequest(
+        expression="x^2 y + sin(z) w",
+        points={k: f64le(v) for k, v in data.items()},
+        hessian=True,
+    )
+    response = await stub.GradientAtPoint(request)
+    assert list(response.variables) == ["w", "x", "y", "z"]
+    w, xs, y, z = data["w"], data["x"], data["y"], data["z"]
+    grads = [np.frombuffer(a.f64le, dtype="<f8") for a in response.gradients]
+    expected = [np.sin(z), 2 * xs * y, xs**2, w * np.cos(z)]
+    for got, want in zip(grads, expected, strict=True):
+        assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
+    hessians = [np.frombuffer(a.f64le, dtype="<f8") for a in response.hessians]
+    assert len(hessians) == 16
+    zero = np.zeros_like(xs)
+    want_h = [
+        zero,
+        zero,
+        zero,
+        np.cos(z),
+        zero,
+        2 * y,
+        2 * xs,
+        zero,
+        zero,
+        2 * xs,
+        zero,
+        zero,
+        np.cos(z),
+        zero,
+        zero,
+        -w * np.sin(z),
+    ]
+    for got, want in zip(hessians, want_h, strict=True):
+        assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+async def test_gradient_at_one_point(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    request = pb.GradientAtPointRequest(
+        expression="x^2 y", variables=["y", "x", "t"], point={"x": 3.0, "y": 2.0}, hessian=True
+    )
+    response = await stub.GradientAtPoint(request)
+    assert list(response.variables) == ["y", "x", "t"]
+    assert response.value == 18.0
+    assert list(response.gradient) == [9.0, 12.0, 0.0]
+    assert list(response.hessian) == [0.0, 6.0, 0.0, 6.0, 4.0, 0.0, 0.0, 0.0, 0.0]
+
+
+BAD_BATCHES = [
+    (pb.EvaluateRequest(expression="x", point={"x": 1.0}, points={"x": pb.Array(values=[1.0])}), "points"),
+    (pb.EvaluateRequest(expression="x", points={"x": pb.Array(values=[1.0], f64le=b"\0" * 8)}), "points.x"),
+    (pb.EvaluateRequest(expression="x", points={"x": pb.Array(f64le=b"\0" * 7)}), "points.x.f64le"),
+    (
+        pb.EvaluateRequest(
+            expression="x + y",
+            points={"x": pb.Array(values=[1.0, 2.0]), "y": pb.Array(values=[1.0, 2.0, 3.0])},
+        ),
+        "points.x",
+    ),
+    (pb.EvaluateRequest(expression="x + y", point={"x": 1.0}), "point.y"),
+    (pb.EvaluateRequest(expression="x + y", points={"y": pb.Array(values=[1.0])}), "points.x"),
+]
+
+
+@pytest.mark.parametrize(("request_", "field"), BAD_BATCHES)
+async def test_bad_batches_name_the_field(
+    stub: pb_grpc.DifferentiationServiceStub, request_: pb.EvaluateRequest, field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Evaluate(request_)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _, details = rich_status(caught.value)
+    bad_request = details["BadRequest"]
+    assert isinstance(bad_request, error_details_pb2.BadRequest)
+    assert field in [v.field for v in bad_request.field_violations]
+
+
+async def test_missing_variable_reason(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Evaluate(pb.EvaluateRequest(expression="x + y", point={"x": 1.0}))
+    _, details = rich_status(caught.value)
+    info = details["ErrorInfo"]
+    assert isinstance(info, error_details_pb2.ErrorInfo) and info.reason == "MISSING_VARIABLE"
+    assert "'y'" in (caught.value.details() or "")
+
+
+async def test_server_info_lists_functions_and_limits(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    info = await stub.GetServerInfo(pb.GetServerInfoRequest())
+    assert info.version
+    assert {"sin", "arcsin", "log", "ln", "cbrt", "root"} <= set(info.functions)
+    assert {limit.name for limit in info.limits} >= {"expression_length", "points", "derivative_order"}
+
+
+async def test_health_serves(channel: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    response = await health.Check(
+        health_pb2.HealthCheckRequest(service="chainrule.v1.DifferentiationService")
+    )
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_the_service(channel: grpc.aio.Channel) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    async for response in stub.ServerReflectionInfo(iter([request])):
+        names = [s.name for s in response.list_services_response.service]
+        assert "chainrule.v1.DifferentiationService" in names
+        break
+
+
+async def test_a_taken_port_fails_clearly(app: Application) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        with pytest.raises(PortInUseError, match=str(taken)):
+            create_server(make_settings(grpc_port=taken), app.api)

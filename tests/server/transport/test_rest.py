@@ -1,0 +1,522 @@
+"""REST/JSON transport: curl-like examples, and every bad-HTTP case with its exact status and Status body.
+
+Most tests talk to the real server of conftest over loopback, as curl would. The ones that need an API
+which fails on purpose, a small body limit or CORS build the ASGI app around a fake API instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.routing import Route
+
+from chainrule.engine import errors
+from chainrule.server.app import Application
+from chainrule.server.transport import openapi, protojson, rest
+from chainrule.server.transport.http_server import create_http_app
+from chainrule.v1 import chainrule_pb2 as pb
+from tests.conftest import make_settings
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="session")
+async def client(app: Application) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}", timeout=30) as opened:
+        yield opened
+
+
+def details(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A google.rpc.Status JSON body's details by type name (`BadRequest`, `ErrorInfo`, ...)."""
+    return {item["@type"].rsplit(".", 1)[-1]: item for item in body.get("details", [])}
+
+
+def violation_fields(body: dict[str, Any]) -> list[str]:
+    return [v["field"] for v in details(body).get("BadRequest", {}).get("fieldViolations", [])]
+
+
+def assert_status(
+    response: httpx.Response,
+    http_status: int,
+    code: errors.Code,
+    reason: str,
+    fields: list[str] | None = None,
+) -> dict[str, Any]:
+    """The response is a google.rpc.Status JSON body with this code, ErrorInfo reason and violations."""
+    assert response.status_code == http_status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code
+    assert body["message"]
+    info = details(body)["ErrorInfo"]
+    assert info["reason"] == reason and info["domain"] == errors.ERROR_DOMAIN
+    if fields is not None:
+        assert violation_fields(body) == fields
+    return body
+
+
+# --- curl-like examples --------------------------------------------------------------------------
+
+
+async def test_post_differentiate_with_latex(client: httpx.AsyncClient) -> None:
+    # curl -s localhost:8080/v1/differentiate -H 'content-type: application/json' \
+    #      -d '{"expression": "sin(x^2)", "formats": ["OUTPUT_FORMAT_LATEX"]}'
+    body = {"expression": "sin(x^2)", "formats": ["OUTPUT_FORMAT_LATEX"]}
+    response = await client.post("/v1/differentiate", json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    reply = response.json()
+    # Fields without presence are always printed (empty when not asked for); `check` has presence.
+    assert set(reply) == {"derivative", "latex", "variables", "steps", "mathml", "code"}
+    assert "cos(x^2)" in reply["derivative"] and "\\cos" in reply["latex"]
+    assert reply["variables"] == ["x"]
+
+
+async def test_get_differentiate_from_the_query_string(client: httpx.AsyncClient) -> None:
+    # curl -s 'localhost:8080/v1/differentiate?expression=x^3*y^2&wrt=x:2&wrt=y&latex=true'
+    params = [("expression", "x^3*y^2"), ("wrt", "x:2"), ("wrt", "y"), ("latex", "true")]
+    response = await client.get("/v1/differentiate", params=params)
+    assert response.status_code == 200, response.text
+    post = await client.post(
+        "/v1/differentiate",
+        json={
+            "expression": "x^3*y^2",
+            "wrt": [{"variable": "x", "order": 2}, {"variable": "y"}],
+            "formats": ["OUTPUT_FORMAT_LATEX"],
+        },
+    )
+    assert response.json() == post.json()
+    assert response.json()["latex"]
+
+
+async def test_get_differentiate_explain_and_verify_as_post(client: httpx.AsyncClient) -> None:
+    # curl -s 'localhost:8080/v1/differentiate?expression=sin(x^2)&explain=true&verify=1'
+    response = await client.get(
+        "/v1/differentiate", params={"expression": "sin(x^2)", "explain": "true", "verify": "1"}
+    )
+    assert response.status_code == 200, response.text
+    body = {"expression": "sin(x^2)", "explain": True, "verify": True}
+    post = await client.post("/v1/differentiate", json=body)
+    assert response.json() == post.json()
+    assert response.json()["steps"] and response.json()["check"]
+
+
+async def test_get_differentiate_simplification_names(client: httpx.AsyncClient) -> None:
+    for name in ("none", "FULL", "simplification_fast"):
+        response = await client.get("/v1/differentiate", params={"expression": "x^2", "simplification": name})
+        assert response.status_code == 200, (name, response.text)
+
+
+GET_QUERY_ERRORS = [
+    ({"expression": "x", "colour": "red"}, ["colour"], "unknown parameters are named"),
+    ({"expression": "x", "wrt": ["x", "y:two"]}, ["wrt[1].order"], "order must be a whole number"),
+    ({"expression": "x", "wrt": "x:99999999999"}, ["wrt[0].order"], "order must fit uint32"),
+    ({"expression": "x", "latex": "maybe"}, ["latex"], "latex is a boolean"),
+    ({"expression": "x", "explain": "please"}, ["explain"], "explain is a boolean"),
+    ({"expression": "x", "verify": "2"}, ["verify"], "verify is a boolean"),
+    ({"expression": "x", "simplification": "lots"}, ["simplification"], "simplification is a name"),
+    ({"expression": ["x", "y"]}, ["expression"], "expression given twice"),
+]
+
+
+@pytest.mark.parametrize(("params", "fields", "reason"), GET_QUERY_ERRORS)
+async def test_get_differentiate_bad_query(
+    client: httpx.AsyncClient, params: dict[str, Any], fields: list[str], reason: str
+) -> None:
+    response = await client.get("/v1/differentiate", params=params)
+    assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", fields)
+
+
+async def test_evaluate_many_points_lists_and_nonfinite_strings(client: httpx.AsyncClient) -> None:
+    # curl -s localhost:8080/v1/evaluate -H 'content-type: application/json' \
+    #      -d '{"expression": "log(x)", "points": {"x": {"values": [-1, 1, "Infinity"]}}}'
+    body = {"expression": "log(x)", "points": {"x": {"values": [-1, 1, "Infinity"]}}}
+    response = await client.post("/v1/evaluate", json=body)
+    assert response.status_code == 200
+    reply = response.json()
+    assert reply["values"]["values"] == ["NaN", 0.0, "Infinity"]
+    assert reply["nonfiniteCount"] == "2"  # uint64 is a string in proto3 JSON
+    assert "value" not in reply  # optional and unset: many points, not one
+
+
+async def test_evaluate_f64le_base64_round_trip(client: httpx.AsyncClient) -> None:
+    raw = struct.pack("<3d", 1.0, 2.0, 3.0)
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        body = {"expression": "x^2", "points": {"x": {"f64le": encode(raw).decode()}}}
+        response = await client.post("/v1/evaluate", json=body)
+        assert response.status_code == 200, response.text
+        values = struct.unpack("<3d", base64.b64decode(response.json()["values"]["f64le"]))
+        assert values == (1.0, 4.0, 9.0)
+
+
+async def test_evaluate_one_point_zero_is_present(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/evaluate", json={"expression": "sin(x)", "point": {"x": 0}})
+    assert response.json() == {"value": 0.0, "nonfiniteCount": "0"}
+
+
+async def test_gradient_with_hessian(client: httpx.AsyncClient) -> None:
+    body = {"expression": "x^2 y", "point": {"x": 3, "y": 2}, "hessian": True}
+    response = await client.post("/v1/gradient", json=body)
+    reply = response.json()
+    assert reply["variables"] == ["x", "y"]
+    assert reply["value"] == 18.0
+    assert reply["gradient"] == [12.0, 9.0]
+    assert reply["hessian"] == [4.0, 6.0, 6.0, 0.0]
+
+
+async def test_info(client: httpx.AsyncClient) -> None:
+    # curl -s localhost:8080/v1/info
+    response = await client.get("/v1/info")
+    reply = response.json()
+    assert reply["version"]
+    assert "sin" in reply["functions"]
+    assert "OUTPUT_FORMAT_LATEX" in reply["outputFormats"]  # lowerCamelCase keys, enum names
+
+
+async def test_empty_body_is_the_empty_message(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/differentiate")
+    assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "PARSE_ERROR", ["expression"])
+
+
+def test_both_field_spellings_are_accepted() -> None:
+    camel = protojson.decode_message(b'{"outputFormats": ["OUTPUT_FORMAT_TEXT"]}', pb.GetServerInfoResponse)
+    snake = protojson.decode_message(b'{"output_formats": ["OUTPUT_FORMAT_TEXT"]}', pb.GetServerInfoResponse)
+    assert camel == snake == pb.GetServerInfoResponse(output_formats=[pb.OUTPUT_FORMAT_TEXT])
+
+
+async def test_api_errors_carry_the_same_status_as_grpc(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/differentiate", json={"expression": "foo(x)"})
+    body = assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "UNKNOWN_FUNCTION", ["expression"])
+    assert details(body)["ErrorInfo"]["metadata"]["position"] == "0"
+
+
+# --- bad HTTP ------------------------------------------------------------------------------------
+
+BAD_BODIES = [
+    (b"{bad", "MALFORMED_JSON", ["body"], "malformed JSON"),
+    (b"[1, 2]", "MALFORMED_JSON", ["body"], "not an object"),
+    (b'{"expression": NaN}', "MALFORMED_JSON", ["body"], "NaN is not JSON"),
+    (b"[" * 100_000, "MALFORMED_JSON", ["body"], "nesting deeper than the parser goes"),
+    (b'{"expression": "\xff"}', "MALFORMED_JSON", ["body"], "not UTF-8"),
+    (b'{"expression": "x", "colour": 1, "wrt": [{"variable": "x", "sign": 1}]}', "INVALID_ARGUMENT",
+     ["colour", "wrt[0].sign"], "every unknown field, by path"),
+    (b'{"expression": 5}', "INVALID_ARGUMENT", ["expression"], "wrong type"),
+    (b'{"expression": "x", "wrt": [{"variable": "x", "order": -1}]}', "INVALID_ARGUMENT", ["wrt[0].order"],
+     "negative uint32"),
+    (b'{"expression": "x", "wrt": {"variable": "x"}}', "INVALID_ARGUMENT", ["wrt"], "an array is needed"),
+    (b'{"expression": "x", "simplification": "SIMPLIFICATION_BEST"}', "INVALID_ARGUMENT", ["simplification"],
+     "unknown enum name"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "reason", "fields", "why"), BAD_BODIES)
+async def test_bad_bodies_are_400_naming_the_field(
+    client: httpx.AsyncClient, body: bytes, reason: str, fields: list[str], why: str
+) -> None:
+    response = await client.post("/v1/differentiate", content=body, headers=JSON)
+    assert_status(response, 400, errors.Code.INVALID_ARGUMENT, reason, fields)
+
+
+BAD_EVALUATE_BODIES = [
+    (
+        {"expression": "x", "points": {"x": {"f64le": "!!!!"}}},
+        ["points.x.f64le"],
+        "bad base64 is not dropped",
+    ),
+    ({"expression": "x", "points": {"x": {"values": [1, "one"]}}}, ["points.x.values[1]"], "not a number"),
+    ({"expression": "x", "point": {"x": 1e400}}, ["point.x"], "overflows to infinity"),
+    ({"expression": "x", "points": {"x": 5}}, ["points.x"], "map value must be an object"),
+]
+
+
+@pytest.mark.parametrize(("body", "fields", "why"), BAD_EVALUATE_BODIES)
+async def test_bad_evaluate_bodies(
+    client: httpx.AsyncClient, body: dict[str, Any], fields: list[str], why: str
+) -> None:
+    content = json.dumps(body).replace("Infinity", "1e400").encode()
+    response = await client.post("/v1/evaluate", content=content, headers=JSON)
+    assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", fields)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"],
+)
+async def test_wrong_content_type_is_415(client: httpx.AsyncClient, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = await client.post("/v1/differentiate", content=b'{"expression": "x"}', headers=headers)
+    assert_status(response, 415, errors.Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE")
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/merge-patch+json"])
+async def test_json_content_types_are_accepted(client: httpx.AsyncClient, content_type: str) -> None:
+    response = await client.post(
+        "/v1/differentiate", content=b'{"expression": "x^2"}', headers={"content-type": content_type}
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/v1/evaluate", "POST"),
+        ("PUT", "/v1/differentiate", "GET, HEAD, POST"),
+        ("POST", "/v1/info", "GET, HEAD"),
+    ],
+)
+async def test_wrong_method_is_405(client: httpx.AsyncClient, method: str, path: str, allow: str) -> None:
+    response = await client.request(method, path)
+    assert_status(response, 405, errors.Code.UNIMPLEMENTED, "METHOD_NOT_ALLOWED")
+    assert set(response.headers["allow"].split(", ")) == set(allow.split(", "))
+
+
+async def test_unknown_path_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v2/differentiate")
+    assert_status(response, 404, errors.Code.NOT_FOUND, "ROUTE_NOT_FOUND")
+
+
+async def test_query_parameters_on_post_are_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/differentiate?expression=x", json={"expression": "x"})
+    assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", ["expression"])
+
+
+# --- body limit: a server with a 1 KiB limit -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def small(app: Application) -> AsyncIterator[httpx.AsyncClient]:
+    limited = Application(make_settings(max_request_bytes=1024, compute_threads=1))
+    await limited.start()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{limited.http_port}", timeout=30) as opened:
+        yield opened
+    await limited.stop()
+
+
+def padded(size: int) -> bytes:
+    """A valid DifferentiateRequest of exactly `size` bytes (JSON whitespace as padding)."""
+    body = b'{"expression": "x^2"}'
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+async def test_body_at_the_limit_is_served(small: httpx.AsyncClient) -> None:
+    response = await small.post("/v1/differentiate", content=padded(1024), headers=JSON)
+    assert response.status_code == 200
+
+
+async def test_content_length_over_the_limit_is_413(small: httpx.AsyncClient) -> None:
+    response = await small.post("/v1/differentiate", content=padded(1025), headers=JSON)
+    body = assert_status(response, 413, errors.Code.INVALID_ARGUMENT, "LIMIT_EXCEEDED", ["body"])
+    assert details(body)["ErrorInfo"]["metadata"] == {
+        "limit": "request_bytes",
+        "value": "1025",
+        "maximum": "1024",
+    }
+
+
+async def test_chunked_body_over_the_limit_is_413_while_streaming(small: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        # No Content-Length: only counting the stream can catch this body.
+        for _ in range(4):
+            yield b" " * 400
+
+    response = await small.post("/v1/differentiate", content=chunks(), headers=JSON)
+    assert "content-length" not in response.request.headers
+    assert_status(response, 413, errors.Code.INVALID_ARGUMENT, "LIMIT_EXCEEDED", ["body"])
+
+
+# --- a fake API, for errors the real one does not raise on demand --------------------------------
+
+
+class FailingApi:
+    """Raises whatever it is told to from every RPC."""
+
+    def __init__(self, error: BaseException, cors_origins: str = "") -> None:
+        self.settings = make_settings(cors_origins=cors_origins)
+        self.error = error
+
+    async def differentiate(self, request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
+        raise self.error
+
+    evaluate = gradient = server_info = differentiate
+
+
+def fake_client(api: FailingApi, registry: CollectorRegistry | None = None) -> httpx.AsyncClient:
+    registry = registry or CollectorRegistry()
+    application = create_http_app(registry, lambda: True, api=api, http_metrics=rest.HttpMetrics(registry))  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://test")
+
+
+MAPPED = [
+    (errors.ResourceExhausted("busy", retry_after_seconds=2), 429, "RESOURCE_EXHAUSTED"),
+    (errors.Unavailable("draining"), 503, "UNAVAILABLE"),
+    (errors.DeadlineExceeded("too slow"), 504, "DEADLINE_EXCEEDED"),
+    (errors.NotFound("nothing"), 404, "NOT_FOUND"),
+    (errors.Unauthenticated("who?"), 401, "UNAUTHENTICATED"),
+    (errors.FailedPrecondition("not here"), 400, "FAILED_PRECONDITION"),
+]
+
+
+@pytest.mark.parametrize(("error", "http_status", "reason"), MAPPED)
+async def test_api_errors_use_the_one_mapping_table(
+    error: errors.ChainruleError, http_status: int, reason: str
+) -> None:
+    assert errors.HTTP_STATUS[error.code] == http_status
+    async with fake_client(FailingApi(error)) as client:
+        response = await client.post("/v1/evaluate", json={})
+    body = assert_status(response, http_status, error.code, reason)
+    assert body["message"] == error.message
+    if error.retry_after_seconds is not None:
+        assert response.headers["retry-after"] == "2"
+        assert "RetryInfo" in details(body)
+
+
+async def test_a_bug_is_a_bare_500_logged_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    async with fake_client(FailingApi(RuntimeError("secret database password"))) as client:
+        with caplog.at_level(logging.ERROR, logger="chainrule.server.transport.rest"):
+            response = await client.post("/v1/gradient", json={"expression": "x"})
+    body = assert_status(response, 500, errors.Code.INTERNAL, "INTERNAL")
+    assert body["message"] == "internal error"
+    assert "secret" not in response.text
+    assert any(r.exc_info and "secret database password" in str(r.exc_info[1]) for r in caplog.records)
+
+
+# --- CORS ----------------------------------------------------------------------------------------
+
+ORIGIN = "https://app.example"
+
+
+async def test_cors_is_off_by_default(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/info", headers={"origin": ORIGIN})
+    assert "access-control-allow-origin" not in response.headers
+    preflight = await client.options(
+        "/v1/evaluate", headers={"origin": ORIGIN, "access-control-request-method": "POST"}
+    )
+    assert preflight.status_code == 405
+
+
+async def test_cors_allows_configured_origins_only() -> None:
+    async with fake_client(
+        FailingApi(errors.NotFound("x"), cors_origins=f"{ORIGIN}, http://localhost:3000")
+    ) as c:
+        ok = await c.options(
+            "/v1/evaluate",
+            headers={"origin": ORIGIN, "access-control-request-method": "POST",
+                     "access-control-request-headers": "content-type"},
+        )  # fmt: skip
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == ORIGIN
+        simple = await c.get("/v1/info", headers={"origin": "http://localhost:3000"})
+        assert simple.headers["access-control-allow-origin"] == "http://localhost:3000"
+        refused = await c.get("/v1/info", headers={"origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in refused.headers
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+async def test_http_metrics_count_by_route_template_and_status() -> None:
+    registry = CollectorRegistry()
+    async with fake_client(FailingApi(errors.Unavailable("draining")), registry) as client:
+        await client.post("/v1/evaluate", json={})
+        await client.post("/v1/evaluate", json={})
+        await client.get("/v1/evaluate")
+        await client.get("/no/such/page")
+        await client.request("BREW", "/v1/evaluate")
+
+    def count(method: str, route: str, status: str) -> float | None:
+        labels = {"method": method, "route": route, "status": status}
+        return registry.get_sample_value("chainrule_http_requests_total", labels)
+
+    assert count("POST", "/v1/evaluate", "503") == 2.0
+    assert count("GET", "/v1/evaluate", "405") == 1.0
+    assert count("GET", "unmatched", "404") == 1.0
+    assert count("OTHER", "/v1/evaluate", "405") == 1.0
+    latency = {"method": "POST", "route": "/v1/evaluate"}
+    assert registry.get_sample_value("chainrule_http_request_seconds_count", latency) == 2.0
+
+
+# --- the OpenAPI document ------------------------------------------------------------------------
+
+
+async def test_openapi_document_covers_every_route(client: httpx.AsyncClient, app: Application) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.")
+    routes = create_http_app(CollectorRegistry(), lambda: True, api=app.api).routes
+    served = {
+        (route.path, method.lower())
+        for route in routes
+        if isinstance(route, Route)
+        for method in (route.methods or ())
+        if method != "HEAD"
+    }
+    documented = {(path, verb) for path, item in document["paths"].items() for verb in item}
+    rpc_routes = {("/v1/differentiate", "post"), ("/v1/evaluate", "post"), ("/v1/gradient", "post"),
+                  ("/v1/info", "get"), ("/v1/differentiate", "get")}  # fmt: skip
+    assert rpc_routes <= documented
+    assert served <= documented
+
+
+def test_schemas_follow_the_descriptors() -> None:
+    document = openapi.build_openapi("test")
+    schemas = document["components"]["schemas"]
+    for message in pb.DESCRIPTOR.message_types_by_name.values():
+        properties = schemas[message.name]["properties"]
+        assert set(properties) == {field.json_name for field in message.fields}, message.name
+    assert schemas["EvaluateResponse"]["properties"]["nonfiniteCount"]["type"] == "string"
+    assert schemas["Array"]["properties"]["f64le"]["format"] == "byte"
+    assert schemas["EvaluateRequest"]["properties"]["point"]["type"] == "object"
+    wrt = schemas["Wrt"]["properties"]["order"]
+    assert wrt["maximum"] == 2**32 - 1
+    assert "0 means 1" in wrt["description"]  # the proto comment
+
+
+def test_proto_comments_are_read_per_scope() -> None:
+    source = """
+    // The service.
+    service S {
+      // Do it.
+      rpc Do(A) returns (A) {
+        option (google.api.http) = {get: "/a"};
+      }
+    }
+    // A message.
+    message A {
+      // A field.
+      map<string, double> point = 2;
+      // After a map.
+      optional double value = 3;
+    }
+    """
+    assert openapi.proto_comments(source) == {
+        "S": "The service.",
+        "S.Do": "Do it.",
+        "A": "A message.",
+        "A.point": "A field.",
+        "A.value": "After a map.",
+    }
+
+
+async def test_docs_page_renders_the_document(client: httpx.AsyncClient) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'fetch("/openapi.json")' in response.text
+
+
+def test_error_for_a_huge_bad_body_stays_small() -> None:
+    body = json.dumps({"points": {f"v{i}": {"bad": 1} for i in range(1000)}}).encode()
+    with pytest.raises(errors.InvalidArgument) as caught:
+        protojson.decode_message(body, pb.EvaluateRequest)
+    assert len(caught.value.violations) == protojson.MAX_VIOLATIONS
+    assert caught.value.message.endswith("(and 995 more)")
+    assert len(caught.value.message) < 200

@@ -1,0 +1,152 @@
+"""One table of requests, sent through gRPC and through REST: identical results, identical errors.
+
+A success must print to the same proto3 JSON either way; a failure must carry the same canonical code
+(gRPC status code <-> HTTP status through errors.HTTP_STATUS) and the same google.rpc.Status: message,
+BadRequest field violations, ErrorInfo reason and metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+
+from chainrule.engine import errors
+from chainrule.server.app import Application
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+
+Outcome = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
+
+
+def f64le(*values: float) -> pb.Array:
+    return pb.Array(f64le=np.array(values, dtype="<f8").tobytes())
+
+
+def values(*items: float) -> pb.Array:
+    return pb.Array(values=items)
+
+
+def wrt(*pairs: tuple[str, int]) -> list[pb.Wrt]:
+    return [pb.Wrt(variable=name, order=order) for name, order in pairs]
+
+
+D, E, G = pb.DifferentiateRequest, pb.EvaluateRequest, pb.GradientAtPointRequest
+
+# (id, request): the RPC and the REST route follow from the request's type.
+CASES: list[tuple[str, Message]] = [
+    # Differentiate: the seed lesson, options, and every kind of bad input.
+    ("seed-square", D(expression="(3x + 1)²")),
+    ("seed-sin-square", D(expression="sin(x²)")),
+    ("seed-sin-cubed", D(expression="(sin x)³")),
+    ("seed-sin-cos", D(expression="sin(cos x)")),
+    ("seed-exp", D(expression="e^(2x)")),
+    ("mixed-partial-latex", D(expression="x^3 y^2 + sin(x y)", wrt=wrt(("x", 2), ("y", 1)), formats=[2])),
+    ("constant", D(expression="2 pi")),
+    ("simplify-none", D(expression="(x+1)^2", simplification=pb.SIMPLIFICATION_NONE)),
+    ("simplify-full", D(expression="sin(x)^2 + cos(x)^2 + x", simplification=pb.SIMPLIFICATION_FULL)),
+    ("parse-open-paren", D(expression="sin(x")),
+    ("parse-dangling-op", D(expression="1/")),
+    ("parse-double-op", D(expression="x +* y")),
+    ("parse-empty", D(expression="")),
+    ("unknown-function", D(expression="foo(x)")),
+    ("python-injection", D(expression="__import__('os')")),
+    ("attribute-access", D(expression="x.real")),
+    ("several-free-variables", D(expression="x*y")),
+    ("order-over-limit", D(expression="x^2", wrt=wrt(("x", 1000)))),
+    ("unknown-simplification", D(expression="x", simplification=7)),  # type: ignore[arg-type]
+    ("unknown-format", D(expression="x", formats=[9])),  # type: ignore[list-item]
+    # Evaluate: one point, many points in both encodings, non-finite values, bad batches.
+    ("eval-zero", E(expression="sin(x)", point={"x": 0.0})),
+    ("eval-cbrt", E(expression="cbrt(x)", point={"x": -8.0})),
+    ("eval-lists-derivative", E(expression="x^3", points={"x": values(1, 2, 3)}, wrt=wrt(("x", 2)))),
+    ("eval-f64le", E(expression="sin(x y)", points={"x": f64le(0.5, 1.5), "y": f64le(2.0, 3.0)})),
+    ("eval-mixed-broadcast", E(expression="x + y", points={"x": f64le(1, 2, 3), "y": pb.Array(values=[10])})),
+    ("eval-nonfinite", E(expression="log(x) + 1/y", points={
+        "x": pb.Array(values=[-1, 1, 1]), "y": pb.Array(values=[1, 0, 2])})),
+    ("eval-point-and-points", E(expression="x", point={"x": 1}, points={"x": pb.Array(values=[1])})),
+    ("eval-both-encodings", E(expression="x", points={"x": pb.Array(values=[1], f64le=b"\0" * 8)})),
+    ("eval-ragged-bytes", E(expression="x", points={"x": pb.Array(f64le=b"\0" * 7)})),
+    ("eval-lengths-differ", E(expression="x + y", points={
+        "x": pb.Array(values=[1, 2]), "y": pb.Array(values=[1, 2, 3])})),
+    ("eval-missing-point", E(expression="x + y", point={"x": 1})),
+    ("eval-missing-column", E(expression="x + y", points={"y": pb.Array(values=[1])})),
+    ("eval-parse-error", E(expression="x +", point={"x": 1})),
+    # GradientAtPoint.
+    ("grad-one-point", G(expression="x^2 y", variables=["y", "x", "t"], point={"x": 3, "y": 2},
+                         hessian=True)),
+    ("grad-all-variables", G(expression="x^2 + 3y", point={"x": 1, "y": 5})),
+    ("grad-many-f64le", G(expression="x^2 y + sin(z)", points={
+        "x": f64le(1, 2), "y": f64le(3, 4), "z": f64le(0, 1)}, hessian=True)),
+    ("grad-many-lists", G(expression="x y", points={"x": values(1, 2), "y": values(3)})),
+    ("grad-missing", G(expression="x y", point={"x": 1})),
+    ("grad-parse-error", G(expression="sin(", point={"x": 1})),
+    # GetServerInfo.
+    ("server-info", pb.GetServerInfoRequest()),
+]  # fmt: skip
+
+# RPC name and REST route per request type, as the proto's google.api.http options declare them.
+ROUTES: dict[type[Message], tuple[str, str, str]] = {
+    pb.DifferentiateRequest: ("Differentiate", "POST", "/v1/differentiate"),
+    pb.EvaluateRequest: ("Evaluate", "POST", "/v1/evaluate"),
+    pb.GradientAtPointRequest: ("GradientAtPoint", "POST", "/v1/gradient"),
+    pb.GetServerInfoRequest: ("GetServerInfo", "GET", "/v1/info"),
+}
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """The proto3 JSON the REST transport promises (lowerCamelCase, fields without presence printed)."""
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+async def via_grpc(stub: pb_grpc.DifferentiationServiceStub, request: Message) -> Outcome:
+    rpc, _, _ = ROUTES[type(request)]
+    try:
+        response = await getattr(stub, rpc)(request)
+    except grpc.aio.AioRpcError as error:
+        trailers = dict(error.trailing_metadata() or ())
+        status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+        assert status.code == error.code().value[0]
+        return errors.HTTP_STATUS[errors.Code(status.code)], json_format.MessageToDict(status)
+    return 200, to_json(response)
+
+
+async def via_rest(client: httpx.AsyncClient, request: Message) -> Outcome:
+    _, method, path = ROUTES[type(request)]
+    if method == "GET":
+        response = await client.get(path)
+    else:
+        body = json_format.MessageToJson(request)
+        response = await client.post(path, content=body, headers={"content-type": "application/json"})
+    return response.status_code, response.json()
+
+
+@pytest.fixture(scope="session")
+async def rest_client(app: Application) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}", timeout=30) as client:
+        yield client
+
+
+@pytest.mark.parametrize("request_", [case for _, case in CASES], ids=[name for name, _ in CASES])
+async def test_grpc_and_rest_agree(
+    stub: pb_grpc.DifferentiationServiceStub, rest_client: httpx.AsyncClient, request_: Message
+) -> None:
+    grpc_status, grpc_body = await via_grpc(stub, request_)
+    rest_status, rest_body = await via_rest(rest_client, request_)
+    assert rest_status == grpc_status
+    assert rest_body == grpc_body
+
+
+def test_the_table_covers_successes_and_each_error_reason() -> None:
+    """Guard the table itself: it must keep exercising both outcomes and every documented reason."""
+    names = {name for name, _ in CASES}
+    assert {"seed-sin-square", "eval-f64le", "grad-many-f64le", "server-info"} <= names
+    assert {"parse-open-paren", "unknown-function", "eval-missing-point", "order-over-limit"} <= names
+    assert {type(request) for _, request in CASES} == set(ROUTES)
