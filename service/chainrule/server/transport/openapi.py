@@ -157,11 +157,20 @@ def message_schema(descriptor: Descriptor, comments: Mapping[str, str]) -> Schem
     """An object schema; unknown keys are refused, as the server refuses them."""
     name = _schema_name(descriptor)
     properties = {
-        field.json_name: _with_description(field_schema(field), comments.get(f"{name}.{field.name}"))
+        field.json_name: _with_description(
+            _nullable(field_schema(field)), comments.get(f"{name}.{field.name}")
+        )
         for field in descriptor.fields
     }
     schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
     return _with_description(schema, comments.get(name))
+
+
+def _nullable(schema: Schema) -> Schema:
+    """proto3 JSON reads `null` as the field's default, and so does the server: say so."""
+    if "$ref" in schema:
+        return {"allOf": [schema], "nullable": True}
+    return {**schema, "nullable": True}
 
 
 def enum_schema(descriptor: EnumDescriptor, comments: Mapping[str, str]) -> Schema:
