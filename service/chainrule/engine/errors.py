@@ -15,12 +15,21 @@
     └── InternalError                    INTERNAL            500  a bug: logged, never detailed
 
 Nothing here imports grpc or an HTTP stack: the transports read `code` (the numeric
-`google.rpc.Code`) and `http_status` and build their own wire errors from the rest.
+`google.rpc.Code`) and build their own wire errors from the rest (`server/transport/status.py`
+holds the table from code to HTTP status).
+
+Field paths name what is wrong in the engine's own terms, the arguments of its functions:
+`expression` (with a code-point `position` for parse errors), `wrt[i].variable`, `wrt[i].order`,
+`variables[i]`, `columns.<name>`. The API layer knows which request field each came from and maps
+them with `relocated` (`columns.y` becomes `point.y` or `points.y`; `expression` becomes
+`expressions[2]` in a request with several).
 """
 
 from __future__ import annotations
 
+import copy
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -46,27 +55,6 @@ class Code(enum.IntEnum):
     DATA_LOSS = 15
     UNAUTHENTICATED = 16
 
-
-# One mapping table from canonical code to HTTP status, as grpc-gateway uses.
-HTTP_STATUS: Mapping[Code, int] = {
-    Code.OK: 200,
-    Code.CANCELLED: 499,
-    Code.UNKNOWN: 500,
-    Code.INVALID_ARGUMENT: 400,
-    Code.DEADLINE_EXCEEDED: 504,
-    Code.NOT_FOUND: 404,
-    Code.ALREADY_EXISTS: 409,
-    Code.PERMISSION_DENIED: 403,
-    Code.RESOURCE_EXHAUSTED: 429,
-    Code.FAILED_PRECONDITION: 400,
-    Code.ABORTED: 409,
-    Code.OUT_OF_RANGE: 400,
-    Code.UNIMPLEMENTED: 501,
-    Code.INTERNAL: 500,
-    Code.UNAVAILABLE: 503,
-    Code.DATA_LOSS: 500,
-    Code.UNAUTHENTICATED: 401,
-}
 
 ERROR_DOMAIN = "chainrule.dev"
 
@@ -106,13 +94,30 @@ class ChainruleError(Exception):
         self.metadata: dict[str, str] = dict(metadata or {})
         self.retry_after_seconds = retry_after_seconds
 
-    @property
-    def http_status(self) -> int:
-        return HTTP_STATUS[self.code]
+    def relocated(self, paths: Mapping[str, str]) -> ChainruleError:
+        """A copy whose field paths name request fields: `paths` maps an engine argument
+        (the first part of a path: `columns`, `expression`) to the request field it came from."""
+        if not any(_head(v.field) in paths for v in self.violations):
+            return self
+        moved = copy.copy(self)
+        moved.violations = tuple(
+            FieldViolation(_moved(v.field, paths), v.description) for v in self.violations
+        )
+        return moved
 
     def __reduce__(self) -> tuple[object, ...]:
         # Errors cross process boundaries (the killable worker pool): keep every attribute.
         return (_rebuild_error, (type(self), self.message, self.__dict__))
+
+
+def _head(path: str) -> str:
+    """The first component of a field path: `columns` of `columns.x`, `wrt` of `wrt[0].order`."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
+
+
+def _moved(path: str, paths: Mapping[str, str]) -> str:
+    head = _head(path)
+    return paths.get(head, head) + path[len(head) :]
 
 
 def _rebuild_error(cls: type[ChainruleError], message: str, state: dict[str, object]) -> ChainruleError:

@@ -50,6 +50,7 @@ from sympy.printing.str import StrPrinter
 
 from chainrule.engine import errors
 from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, FunctionSpec
+from chainrule.engine.limits import ParseLimits
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -63,21 +64,6 @@ __all__ = [
 
 MAX_NAME_LENGTH: Final = 32
 _FIELD: Final = "expression"
-
-
-@dataclass(frozen=True)
-class ParseLimits:
-    """Limits checked while parsing, before (or instead of) any expensive sympy work."""
-
-    max_length: int = 10_000  # code points of input text
-    max_nodes: int = 5_000  # parse-tree nodes
-    max_depth: int = 100  # nesting depth (parens, unary chains, power towers, calls)
-    max_integer_digits: int = 1_000  # digits of one integer literal
-    max_power_bits: int = 20_000  # estimated bits of an exact numeric power b^e (e*log2|b|)
-    max_factorial_argument: int = 1_000  # factorial/gamma/etc. of a number larger than this is refused
-    max_variables: int = 32
-    max_exponent_depth: int = 8  # powers nested inside exponents (2^2^2^2 is 3); sympy slows sharply beyond
-    max_root_bits: int = 1_024  # bits of a number whose exact fractional power / root sympy would search for
 
 
 DEFAULT_LIMITS: Final = ParseLimits()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sympy
@@ -22,6 +21,7 @@ from sympy.core.function import AppliedUndef, ArgumentIndexError
 
 from chainrule.engine import parsing
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
+from chainrule.engine.limits import EngineLimits
 from chainrule.engine.numeric import (
     CompiledFunction,
     CompiledGradient,
@@ -64,16 +64,6 @@ class Simplification(enum.Enum):
     NONE = "none"
     FAST = "fast"
     FULL = "full"
-
-
-@dataclass(frozen=True)
-class EngineLimits:
-    """Bounds on engine work; each one fails with `LimitExceeded` naming it."""
-
-    max_derivative_order: int = 20
-    max_derivative_nodes: int = 50_000
-    max_points: int = 10_000_000
-    max_numeric_cost: int = 2_000_000_000
 
 
 DEFAULT_LIMITS = EngineLimits()

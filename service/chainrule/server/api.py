@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.metadata
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,24 +17,23 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry
 
 from chainrule import engine
-from chainrule.engine import codegen, explain, functions, verify
+from chainrule.engine import codegen, explain, functions, numeric, verify
 from chainrule.engine.errors import (
     ChainruleError,
     FailedPrecondition,
-    FieldViolation,
     InvalidArgument,
     LimitExceeded,
-    MissingVariable,
 )
 from chainrule.server.batches import Batch, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import Executor
-from chainrule.server.config import Settings
+from chainrule.server.config import Settings, limit_settings
 from chainrule.server.metrics import Metrics
 from chainrule.v1 import chainrule_pb2 as pb
 
-VERSION = "0.1.0"
+# The one version: the installed distribution's (pyproject.toml), reported by GetServerInfo and metrics.
+VERSION = importlib.metadata.version("chainrule")
 
 _Result = TypeVar("_Result")
 
@@ -266,10 +266,15 @@ class ChainruleApi:
 
     async def _compute(self, run: Callable[[Any, Any, int], _Result], plan: _Plan, batch: Batch) -> _Result:
         """Evaluate on the loop when the work is tiny (an executor hop costs more), else off it."""
-        if plan.prepared.node_count * batch.size <= _INLINE_COST:
-            result, seconds = _timed(run, plan.compiled, batch.columns, batch.size)
-        else:
-            result, seconds = await self._numeric.run(_timed, run, plan.compiled, batch.columns, batch.size)
+        try:
+            if plan.prepared.node_count * batch.size <= _INLINE_COST:
+                result, seconds = _timed(run, plan.compiled, batch.columns, batch.size)
+            else:
+                result, seconds = await self._numeric.run(
+                    _timed, run, plan.compiled, batch.columns, batch.size
+                )
+        except ChainruleError as error:
+            raise error.relocated({"columns": batch.field}) from None
         self.metrics.observe_stage("evaluate", seconds)
         self.metrics.add_points(batch.size)
         return result
@@ -291,37 +296,15 @@ class ChainruleApi:
         )
 
     def _limit_table(self) -> list[tuple[str, int | float, str]]:
-        s = self.settings
         return [
-            ("expression_length", s.max_expression_length, "code points in an expression"),
-            ("parse_nodes", s.max_parse_nodes, "nodes in an expression's parse tree"),
-            ("parse_depth", s.max_parse_depth, "nesting depth of an expression"),
-            ("integer_digits", s.max_integer_digits, "digits in one integer literal"),
-            ("power_bits", s.max_power_bits, "estimated bits of an exact numeric power"),
-            ("factorial_argument", s.max_factorial_argument, "largest integer given to factorial/gamma"),
-            ("variables", s.max_variables, "distinct variables in a request"),
-            ("exponent_depth", s.max_exponent_depth, "exponents nested in a power tower"),
-            ("root_bits", s.max_root_bits, "bits of a number under an exact root"),
-            ("derivative_order", s.max_derivative_order, "total order of a derivative"),
-            ("derivative_nodes", s.max_derivative_nodes, "size of a derivative"),
-            ("points", s.max_points, "points in one Evaluate or GradientAtPoint request"),
-            ("numeric_cost", s.max_numeric_cost, "expression size times points"),
-            ("request_bytes", s.max_request_bytes, "bytes in one request message or body"),
-            ("symbolic_budget_seconds", s.symbolic_budget_seconds, "seconds of symbolic work per request"),
-            ("worker_memory_bytes", s.worker_memory_bytes, "address space of a symbolic worker (0: none)"),
+            (declaration.name, getattr(self.settings, name), declaration.description)
+            for name, declaration in limit_settings()
         ]
 
     def _check_numeric(self, batch: Batch, prepared: jobs.Prepared, needed: Sequence[str] = ()) -> None:
         missing = batch.missing(needed or prepared.variables)
         if missing:
-            names = ", ".join(f"'{name}'" for name in missing)
-            raise MissingVariable(
-                f"no value given for variable{'s' if len(missing) > 1 else ''} {names}",
-                violations=[
-                    FieldViolation(f"{batch.field}.{name}", f"variable '{name}' needs a value")
-                    for name in missing
-                ],
-            )
+            raise numeric.missing_columns(missing).relocated({"columns": batch.field})
         cost = prepared.node_count * batch.size
         if cost > self.limits.engine.max_numeric_cost:
             raise LimitExceeded("numeric cost", cost, self.limits.engine.max_numeric_cost, field=batch.field)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from chainrule.engine.limits import ENGINE_LIMITS, Layer, Limit
+
 PREFIX = "CHAINRULE_"
 # An origin as browsers send it: scheme, host and optional port, no path.
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:,]+(:[0-9]{1,5})?")
@@ -20,6 +22,24 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; raised at start-up, never per request."""
+
+
+_ENGINE_LIMITS = {declaration.name: declaration for declaration in ENGINE_LIMITS}
+
+
+def _engine_limit(name: str) -> Any:
+    """The setting of an engine limit: `max_<name>`, its default and description as declared."""
+    declaration = _ENGINE_LIMITS[name]
+    return field(default=declaration.default, metadata={"doc": declaration.description, LIMIT: declaration})
+
+
+def _server_limit(name: str, default: float, unit: str, description: str) -> Any:
+    """A limit the server enforces around the engine, declared here with its setting."""
+    declaration = Limit(name, default, unit, description, Layer.SERVER)
+    return field(default=default, metadata={"doc": description, LIMIT: declaration})
+
+
+LIMIT = "limit"
 
 
 @dataclass(frozen=True)
@@ -42,10 +62,12 @@ class Settings:
     )
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG logs one line per request"})
     log_format: str = field(default="text", metadata={"doc": "text or json (JSON lines)"})
-    max_request_bytes: int = field(
-        default=64 * 1024 * 1024, metadata={"doc": "largest gRPC message or HTTP body accepted"}
+    max_request_bytes: int = _server_limit(
+        "request_bytes", 64 * 1024 * 1024, "bytes", "bytes in one request message or HTTP body"
     )
-    max_response_bytes: int = field(default=512 * 1024 * 1024, metadata={"doc": "largest gRPC message sent"})
+    max_response_bytes: int = _server_limit(
+        "response_bytes", 512 * 1024 * 1024, "bytes", "bytes in one reply message or HTTP body"
+    )
     compute_threads: int = field(default=4, metadata={"doc": "threads for symbolic and numeric work"})
     malloc_keep_bytes: int = field(
         default=256 * 1024 * 1024,
@@ -57,9 +79,11 @@ class Settings:
         metadata={"doc": "worker processes for cold symbolic work; 0: threads, no kill on overrun"},
     )
     symbolic_spares: int = field(default=1, metadata={"doc": "warm worker processes kept beyond the above"})
-    symbolic_budget_seconds: float = field(
-        default=5.0,
-        metadata={"doc": "seconds of symbolic work per request (less if the client's deadline is)"},
+    symbolic_budget_seconds: float = _server_limit(
+        "symbolic_budget_seconds",
+        5.0,
+        "seconds",
+        "seconds of symbolic work per request (less if the client's deadline is)",
     )
     symbolic_queue: int = field(
         default=64, metadata={"doc": "symbolic tasks that may wait for a worker; beyond: RESOURCE_EXHAUSTED"}
@@ -67,8 +91,11 @@ class Settings:
     numeric_queue: int = field(
         default=16, metadata={"doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"}
     )
-    worker_memory_bytes: int = field(
-        default=1024 * 1024 * 1024, metadata={"doc": "address-space limit (RLIMIT_AS) of a worker; 0 = none"}
+    worker_memory_bytes: int = _server_limit(
+        "worker_memory_bytes",
+        1024 * 1024 * 1024,
+        "bytes",
+        "address space (RLIMIT_AS) of a symbolic worker; 0: none",
     )
     retry_after_seconds: float = field(
         default=1.0, metadata={"doc": "retry delay suggested to callers turned away by overload"}
@@ -82,21 +109,20 @@ class Settings:
     tls_client_ca_file: str = field(
         default="", metadata={"doc": "PEM CA bundle: require client certificates it signed (mutual TLS)"}
     )
-    # Parser limits (see parsing.ParseLimits).
-    max_expression_length: int = field(default=10_000, metadata={"doc": "code points of an expression"})
-    max_parse_nodes: int = field(default=5_000, metadata={"doc": "parse-tree nodes"})
-    max_parse_depth: int = field(default=100, metadata={"doc": "nesting depth"})
-    max_integer_digits: int = field(default=1_000, metadata={"doc": "digits of one integer literal"})
-    max_power_bits: int = field(default=20_000, metadata={"doc": "estimated bits of an exact power"})
-    max_factorial_argument: int = field(default=1_000, metadata={"doc": "largest factorial/gamma integer"})
-    max_variables: int = field(default=32, metadata={"doc": "distinct variables in a request"})
-    max_exponent_depth: int = field(default=8, metadata={"doc": "exponents nested in a power tower"})
-    max_root_bits: int = field(default=1024, metadata={"doc": "bits of a number under an exact root"})
-    # Engine limits (see engine.EngineLimits).
-    max_derivative_order: int = field(default=20, metadata={"doc": "total derivative order"})
-    max_derivative_nodes: int = field(default=50_000, metadata={"doc": "size of a derivative"})
-    max_points: int = field(default=2_000_000, metadata={"doc": "points in one request"})
-    max_numeric_cost: int = field(default=2_000_000_000, metadata={"doc": "expression nodes times points"})
+    # The engine's limits (engine/limits.py declares each: default, unit, description).
+    max_expression_length: int = _engine_limit("expression_length")
+    max_parse_nodes: int = _engine_limit("parse_nodes")
+    max_parse_depth: int = _engine_limit("parse_depth")
+    max_integer_digits: int = _engine_limit("integer_digits")
+    max_power_bits: int = _engine_limit("power_bits")
+    max_factorial_argument: int = _engine_limit("factorial_argument")
+    max_variables: int = _engine_limit("variables")
+    max_exponent_depth: int = _engine_limit("exponent_depth")
+    max_root_bits: int = _engine_limit("root_bits")
+    max_derivative_order: int = _engine_limit("derivative_order")
+    max_derivative_nodes: int = _engine_limit("derivative_nodes")
+    max_points: int = _engine_limit("points")
+    max_numeric_cost: int = _engine_limit("numeric_cost")
     # Caches (see cache.Caches): each cache is bounded by entries and by approximate bytes.
     cache_entries: int = field(
         default=10_000,
@@ -194,3 +220,8 @@ def _convert(name: str, raw: str, parse: Callable[[str], object]) -> object:
         return parse(raw.strip())
     except ValueError as error:
         raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not valid: {error}") from error
+
+
+def limit_settings() -> list[tuple[str, Limit]]:
+    """(setting name, declaration) of every limit, engine and server, in declaration order."""
+    return [(item.name, item.metadata[LIMIT]) for item in fields(Settings) if LIMIT in item.metadata]

@@ -231,6 +231,55 @@ async def test_gradient_at_one_point(stub: pb_grpc.DifferentiationServiceStub) -
     assert list(response.hessian) == [0.0, 6.0, 0.0, 6.0, 4.0, 0.0, 0.0, 0.0, 0.0]
 
 
+async def test_gradient_by_some_of_the_variables(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    # The parameters-only gradient: by x alone, with y given in the point too.
+    request = pb.GradientAtPointRequest(
+        expression="x*y", variables=["x"], point={"x": 1.5, "y": 2.0}, hessian=True
+    )
+    response = await stub.GradientAtPoint(request)
+    assert list(response.variables) == ["x"]
+    assert (response.value, list(response.gradient), list(response.hessian)) == (3.0, [2.0], [0.0])
+
+
+async def test_gradient_by_parameters_over_data_columns(stub: pb_grpc.DifferentiationServiceStub) -> None:
+    # Fitting a*x + b: the gradient by a and b, x a column, a and b broadcast.
+    xs = np.array([0.0, 1.0, 2.0, 3.0])
+    request = pb.GradientAtPointRequest(
+        expression="(a*x + b)^2",
+        variables=["a", "b"],
+        points={"x": f64le(xs), "a": pb.Array(values=[2.0]), "b": pb.Array(values=[1.0])},
+    )
+    response = await stub.GradientAtPoint(request)
+    residual = 2.0 * xs + 1.0
+    value, by_a, by_b = (np.frombuffer(a.f64le, "<f8") for a in (response.values, *response.gradients))
+    np.testing.assert_array_equal(value, residual**2)
+    np.testing.assert_array_equal(by_a, 2 * residual * xs)
+    np.testing.assert_array_equal(by_b, 2 * residual)
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.GradientAtPointRequest(expression="x*y", variables=["x"], point={"x": 1.0}), "point.y"),
+        (
+            pb.GradientAtPointRequest(
+                expression="x*y", variables=["x"], points={"x": pb.Array(values=[1.0])}
+            ),
+            "points.y",
+        ),
+    ],
+)
+async def test_gradient_missing_variable_names_the_field_sent(
+    stub: pb_grpc.DifferentiationServiceStub, request_: pb.GradientAtPointRequest, field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GradientAtPoint(request_)
+    _, details = rich_status(caught.value)
+    bad_request = details["BadRequest"]
+    assert isinstance(bad_request, error_details_pb2.BadRequest)
+    assert [v.field for v in bad_request.field_violations] == [field]
+
+
 BAD_BATCHES = [
     (pb.EvaluateRequest(expression="x", point={"x": 1.0}, points={"x": pb.Array(values=[1.0])}), "points"),
     (pb.EvaluateRequest(expression="x", points={"x": pb.Array(values=[1.0], f64le=b"\0" * 8)}), "points.x"),

@@ -22,6 +22,7 @@ from chainrule.engine import errors
 from chainrule.server.app import Application
 from chainrule.server.transport import openapi, protojson, rest
 from chainrule.server.transport.http_server import create_http_app
+from chainrule.server.transport.status import HTTP_STATUS
 from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
 
@@ -368,7 +369,7 @@ MAPPED = [
 async def test_api_errors_use_the_one_mapping_table(
     error: errors.ChainruleError, http_status: int, reason: str
 ) -> None:
-    assert errors.HTTP_STATUS[error.code] == http_status
+    assert HTTP_STATUS[error.code] == http_status
     async with fake_client(FailingApi(error)) as client:
         response = await client.post("/v1/evaluate", json={})
     body = assert_status(response, http_status, error.code, reason)

@@ -1,7 +1,7 @@
 """One table of requests, sent through gRPC and through REST: identical results, identical errors.
 
 A success must print to the same proto3 JSON either way; a failure must carry the same canonical code
-(gRPC status code <-> HTTP status through errors.HTTP_STATUS) and the same google.rpc.Status: message,
+(gRPC status code <-> HTTP status through HTTP_STATUS) and the same google.rpc.Status: message,
 BadRequest field violations, ErrorInfo reason and metadata.
 """
 
@@ -20,6 +20,7 @@ from google.rpc import status_pb2
 
 from chainrule.engine import errors
 from chainrule.server.app import Application
+from chainrule.server.transport.status import HTTP_STATUS
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
@@ -114,7 +115,7 @@ async def via_grpc(stub: pb_grpc.DifferentiationServiceStub, request: Message) -
         trailers = dict(error.trailing_metadata() or ())
         status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
         assert status.code == error.code().value[0]
-        return errors.HTTP_STATUS[errors.Code(status.code)], json_format.MessageToDict(status)
+        return HTTP_STATUS[errors.Code(status.code)], json_format.MessageToDict(status)
     return 200, to_json(response)
 
 

@@ -7,15 +7,17 @@ data). Nothing here knows about protobuf or a transport.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import sympy
 
 from chainrule import engine
 from chainrule.engine import codegen, explain, parsing, verify
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
-from chainrule.server.config import Settings
+from chainrule.engine.limits import declared
+from chainrule.server.config import Settings, limit_settings
 
 
 @dataclass(frozen=True)
@@ -27,25 +29,16 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            parse=parsing.ParseLimits(
-                max_length=settings.max_expression_length,
-                max_nodes=settings.max_parse_nodes,
-                max_depth=settings.max_parse_depth,
-                max_integer_digits=settings.max_integer_digits,
-                max_power_bits=settings.max_power_bits,
-                max_factorial_argument=settings.max_factorial_argument,
-                max_variables=settings.max_variables,
-                max_exponent_depth=settings.max_exponent_depth,
-                max_root_bits=settings.max_root_bits,
-            ),
-            engine=engine.EngineLimits(
-                max_derivative_order=settings.max_derivative_order,
-                max_derivative_nodes=settings.max_derivative_nodes,
-                max_points=settings.max_points,
-                max_numeric_cost=settings.max_numeric_cost,
-            ),
-        )
+        values = {declaration.name: getattr(settings, name) for name, declaration in limit_settings()}
+        return cls(parse=_filled(parsing.ParseLimits, values), engine=_filled(engine.EngineLimits, values))
+
+
+_L = TypeVar("_L")
+
+
+def _filled(limits: type[_L], values: Mapping[str, int]) -> _L:
+    """A limits dataclass with every declared limit taken from `values` (by the limit's name)."""
+    return limits(**{field_name: values[declaration.name] for field_name, declaration in declared(limits)})
 
 
 Wrt = tuple[tuple[str, int], ...]
@@ -112,24 +105,6 @@ def derive(
         latex=engine.to_latex(derivative) if latex else "",
         variables=engine.free_variables(expression),
     )
-
-
-def prepare(text: str, wrt: Wrt, limits: Limits) -> Prepared:
-    """Parse and, when `wrt` is given, differentiate: what Evaluate compiles."""
-    expression = parse(text, limits)
-    target = (
-        engine.differentiate(expression, wrt, engine.Simplification.FAST, limits.engine)
-        if wrt
-        else expression
-    )
-    return Prepared(target, engine.free_variables(target), _node_count(target))
-
-
-def prepare_gradient(text: str, variables: Sequence[str], limits: Limits) -> Prepared:
-    """Parse for GradientAtPoint; the variables default to the free ones, sorted."""
-    expression = parse(text, limits)
-    names = gradient_variables(engine.free_variables(expression), variables, limits)
-    return Prepared(expression, names, _node_count(expression))
 
 
 def gradient_variables(free: tuple[str, ...], variables: Sequence[str], limits: Limits) -> tuple[str, ...]:

@@ -16,10 +16,11 @@ presence (so `variables: []` and `nonfiniteCount: "0"` are always there); 64-bit
 strings, `bytes` (`f64le`) are base64, non-finite doubles are "NaN", "Infinity", "-Infinity".
 
 Errors are `google.rpc.Status` JSON, as grpc-gateway sends them. A `ChainruleError` from the API
-layer gets `error.http_status` (the one table in errors.py). Mistakes at the HTTP layer itself have
-no canonical code of their own, so they carry the nearest code with the HTTP status that names the
-mistake: 413 (LIMIT_EXCEEDED), 415 (INVALID_ARGUMENT), 404 (NOT_FOUND), 405 (UNIMPLEMENTED, as
-grpc-gateway does). Unexpected exceptions are logged with their traceback and become a bare 500.
+layer gets the HTTP status of its code (the one table, `status.HTTP_STATUS`). Mistakes at the HTTP
+layer itself have no canonical code of their own, so they carry the nearest code with the HTTP
+status that names the mistake: 413 (LIMIT_EXCEEDED), 415 (INVALID_ARGUMENT), 404 (NOT_FOUND),
+405 (UNIMPLEMENTED, as grpc-gateway does). Unexpected exceptions are logged with their traceback
+and become a bare 500.
 """
 
 from __future__ import annotations
