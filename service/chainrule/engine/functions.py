@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-import numpy as np
-import scipy.special
 import sympy
-from numpy.typing import ArrayLike, NDArray
 
-from chainrule.engine import vectormath
+from chainrule.engine import kernels, reference
 
 __all__ = [
     "CONSTANTS",
@@ -21,7 +19,9 @@ __all__ = [
     "RESERVED_NAMES",
     "SPECS",
     "FunctionSpec",
+    "RealAcoth",
     "RealCeiling",
+    "RealErfc",
     "RealFloor",
     "RealRoot",
     "lambdify_modules",
@@ -115,34 +115,44 @@ class RealCeiling(sympy.ceiling):  # type: ignore[misc]
         return str(printer._print_ceiling(self, exp))
 
 
-def _real_root_numpy(x: ArrayLike, n: ArrayLike) -> NDArray[np.float64]:
-    """Real n-th root: exact `np.cbrt` for n = 3, sign(x)|x|^(1/n) for odd n, NaN for x < 0 and even n."""
-    xs = np.asarray(x, dtype=np.float64)
-    ns = np.asarray(n, dtype=np.float64)
-    if ns.ndim == 0 and ns == 3:
-        return np.cbrt(xs)
-    with np.errstate(all="ignore"):
-        magnitude = np.abs(xs) ** (1.0 / ns)
-        odd = np.mod(ns, 2.0) == 1.0
-        result = np.where(xs >= 0, magnitude, np.where(odd, -magnitude, np.nan))
-    return np.asarray(result, dtype=np.float64)
+class RealAcoth(sympy.acoth):  # type: ignore[misc]
+    """acoth, kept as written inside sinh, cosh, sech and csch.
+
+    sympy rewrites cosh(acoth(x)) as x/(sqrt(x - 1) sqrt(x + 1)): equal in the complex plane, but on
+    the reals the square roots have no value for x < -1, where cosh(acoth(x)) does. sympy's rules test
+    `arg.func == acoth`, which this class is not; it prints, reads and differentiates as acoth.
+    """
 
 
-def _dirac_delta_numpy(x: ArrayLike, order: ArrayLike = 0) -> NDArray[np.float64]:
-    """DiracDelta and its derivatives: 0 away from 0, NaN (no finite value) at 0."""
-    xs = np.asarray(x, dtype=np.float64)
-    _ = order
-    return np.where(xs == 0, np.nan, 0.0)
+RealAcoth.__name__ = "acoth"  # every printer names a function by its class's __name__
+
+
+class RealErfc(sympy.erfc):  # type: ignore[misc]
+    """erfc, kept as written for a negated argument.
+
+    sympy writes erfc(-u) as 2 - erfc(u): where erfc(-u) is tiny (erfc(3 - x) at x = -5 is 1.1e-29)
+    the difference of two numbers near 2 leaves nothing. Numbers still evaluate exactly.
+    """
+
+    @classmethod
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
+        if not arg.is_number and arg.could_extract_minus_sign():
+            return None
+        result: sympy.Expr | None = super().eval(arg)
+        return result
+
+
+RealErfc.__name__ = "erfc"
 
 
 @dataclass(frozen=True)
 class FunctionSpec:
     """One accepted function: its canonical name (what the printer writes), aliases and arity.
 
-    `build` receives sympy arguments and returns the sympy expression. `numpy` is set for the
-    functions we implement ourselves (`lambdify_name` is then the name lambdify prints for it).
-    `guard_numbers` marks functions that sympy evaluates eagerly and expensively on numbers
-    (factorial(10^9)): the parser refuses numeric arguments above `max_factorial_argument`.
+    `build` receives sympy arguments and returns the sympy expression; numeric code calls the kernel
+    named after the sympy class it builds (`kernels.NAMESPACE`). `guard_numbers` marks functions that
+    sympy evaluates eagerly and expensively on numbers (factorial(10^9)): the parser refuses numeric
+    arguments above `max_factorial_argument`.
     `power` marks `pow`, which goes through the parser's numeric-power check; `root` marks the
     roots, whose exact value sympy searches for (slow on numbers of thousands of bits).
     """
@@ -153,8 +163,6 @@ class FunctionSpec:
     build: Callable[..., sympy.Expr]
     aliases: tuple[str, ...] = ()
     summary: str = ""
-    numpy: Callable[..., Any] | None = None
-    lambdify_name: str | None = None
     guard_numbers: bool = False
     power: bool = False
     root: bool = False
@@ -178,6 +186,28 @@ def _heaviside(x: sympy.Expr, h0: sympy.Expr | None = None) -> sympy.Expr:
 
 def _dirac(x: sympy.Expr, order: sympy.Expr | None = None) -> sympy.Expr:
     return sympy.DiracDelta(x) if order is None else sympy.DiracDelta(x, order)
+
+
+def _on_reals(build: Callable[..., sympy.Expr]) -> Callable[..., sympy.Expr]:
+    """A function sympy defines for real arguments only (Min, Heaviside): NaN for a number that is not real.
+
+    sympy refuses `Min(sqrt(-2), x)` (ValueError: not comparable); it is valid input whose value, by
+    the real-valued rule, is NaN, and so is every value built from it.
+    """
+
+    def built(*args: sympy.Expr) -> sympy.Expr:
+        if any(arg.is_number and not _is_real_number(arg) for arg in args):
+            return sympy.S.NaN
+        return build(*args)
+
+    return built
+
+
+def _is_real_number(number: sympy.Expr) -> bool:
+    known: bool | None = number.is_extended_real
+    if known is None:  # cbrt(log(-1)): sympy cannot tell; its value can
+        return not math.isnan(reference.evaluate(number))
+    return known and number is not sympy.S.NaN
 
 
 def _zeta(s: sympy.Expr, a: sympy.Expr | None = None) -> sympy.Expr:
@@ -212,7 +242,7 @@ _HYPERBOLIC = [
     _one("atanh", sympy.atanh, "artanh", "arctanh"),
     _one("asech", sympy.asech, "arsech", "arcsech"),
     _one("acsch", sympy.acsch, "arcsch", "arccsch"),
-    _one("acoth", sympy.acoth, "arcoth", "arccoth"),
+    _one("acoth", RealAcoth, "arcoth", "arccoth"),
 ]
 
 _POWERS = [
@@ -229,8 +259,6 @@ _POWERS = [
         RealRoot,
         aliases=("nthRoot",),
         summary="real n-th root root(x, n): root(-8, 3) = -2",
-        numpy=_real_root_numpy,
-        lambdify_name="RealRoot",
         root=True,
     ),
     FunctionSpec("pow", 2, 2, sympy.Pow, summary="pow(a, b) = a^b", power=True),
@@ -239,30 +267,13 @@ _POWERS = [
 _PIECEWISE = [
     _one("Abs", sympy.Abs, "abs"),
     _one("sign", sympy.sign, "sgn"),
+    FunctionSpec("floor", 1, 1, RealFloor, summary="floor; derivative 0"),
+    FunctionSpec("ceiling", 1, 1, RealCeiling, aliases=("ceil",), summary="ceiling; derivative 0"),
+    FunctionSpec("Min", 1, 16, _on_reals(sympy.Min), aliases=("min",)),
+    FunctionSpec("Max", 1, 16, _on_reals(sympy.Max), aliases=("max",)),
+    FunctionSpec("Heaviside", 1, 2, _on_reals(_heaviside), summary="step; Heaviside(0) = 1/2"),
     FunctionSpec(
-        "floor", 1, 1, RealFloor, summary="floor; derivative 0", numpy=np.floor, lambdify_name="RealFloor"
-    ),
-    FunctionSpec(
-        "ceiling",
-        1,
-        1,
-        RealCeiling,
-        aliases=("ceil",),
-        summary="ceiling; derivative 0",
-        numpy=np.ceil,
-        lambdify_name="RealCeiling",
-    ),
-    FunctionSpec("Min", 1, 16, sympy.Min, aliases=("min",)),
-    FunctionSpec("Max", 1, 16, sympy.Max, aliases=("max",)),
-    FunctionSpec("Heaviside", 1, 2, _heaviside, summary="step; Heaviside(0) = 1/2"),
-    FunctionSpec(
-        "DiracDelta",
-        1,
-        2,
-        _dirac,
-        summary="DiracDelta(x, k): k-th derivative of the delta",
-        numpy=_dirac_delta_numpy,
-        lambdify_name="DiracDelta",
+        "DiracDelta", 1, 2, _on_reals(_dirac), summary="DiracDelta(x, k): k-th derivative of the delta"
     ),
     _one("re", sympy.re, summary="real part (identity on reals)"),
     _one("im", sympy.im, summary="imaginary part (0 on reals)"),
@@ -273,30 +284,16 @@ def _guarded(spec: FunctionSpec) -> FunctionSpec:
     return dataclasses.replace(spec, guard_numbers=True)
 
 
-def _factorial_numpy(x: ArrayLike) -> NDArray[np.float64]:
-    # scipy.special.factorial answers 0 for every negative argument, where gamma(x + 1), which the
-    # derivative of factorial is written in, has its poles (negative integers: NaN) and real values.
-    return np.asarray(scipy.special.gamma(np.add(x, 1.0)), dtype=np.float64)
-
-
 _SPECIAL = [
     _one("erf", sympy.erf),
-    _one("erfc", sympy.erfc),
+    _one("erfc", RealErfc),
     _guarded(_one("gamma", sympy.gamma)),
     _guarded(_one("loggamma", sympy.loggamma, "lgamma")),
     _guarded(_one("digamma", sympy.digamma)),
     _guarded(FunctionSpec("polygamma", 2, 2, sympy.polygamma, summary="polygamma(n, x)")),
     _guarded(FunctionSpec("beta", 2, 2, sympy.beta)),
     _guarded(
-        FunctionSpec(
-            "factorial",
-            1,
-            1,
-            sympy.factorial,
-            summary="factorial; gamma(x + 1) off the integers",
-            numpy=_factorial_numpy,
-            lambdify_name="factorial",
-        )
+        FunctionSpec("factorial", 1, 1, sympy.factorial, summary="factorial; gamma(x + 1) off the integers")
     ),
     _guarded(FunctionSpec("zeta", 1, 2, _zeta, summary="Riemann zeta; zeta(s, a) Hurwitz")),
 ]
@@ -337,16 +334,8 @@ RESERVED_NAMES: frozenset[str] = frozenset(FUNCTIONS) | frozenset(CONSTANTS)
 
 
 def lambdify_modules() -> list[object]:
-    """The `modules` argument for `sympy.lambdify`: our own implementations, then scipy.special, then numpy.
+    """The `modules` argument for `sympy.lambdify`: the one namespace numeric code runs in.
 
-    "scipy" selects sympy's SciPy printer (erf, erfc, gamma, gammaln, polygamma, beta, zeta,
-    factorial from `scipy.special`); everything else is numpy, but sin and cos are
-    `vectormath`'s where numpy's tan is SIMD and its sin and cos are not.
+    It holds every name `numeric_code.NumericPrinter` prints (`kernels.NAMESPACE`), nothing else.
     """
-    custom = {spec.lambdify_name: spec.numpy for spec in SPECS if spec.numpy is not None}
-    if _SIMD_TAN:
-        custom |= {"sin": vectormath.sin, "cos": vectormath.cos}
-    return [custom, "scipy", "numpy"]
-
-
-_SIMD_TAN = vectormath.simd_tan()
+    return [dict(kernels.NAMESPACE)]

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import sympy
 
-from chainrule.engine import functions
+from chainrule.engine import functions, numeric_code
 from chainrule.engine.errors import FieldViolation, InvalidArgument, MissingVariable
 
 FloatArray = npt.NDArray[np.float64]
@@ -106,13 +106,11 @@ def _lambdify(expr: sympy.Basic | Sequence[sympy.Basic], variables: Sequence[str
     renames: dict[sympy.Basic, sympy.Basic] = {
         s: arguments[known[s.name]] for part in parts for s in part.free_symbols
     }
-    # 1/0 and log(x, 1) hold sympy's unsigned infinity, which the numeric printers cannot print;
-    # without a sign it is no real number: NaN.
-    renames[sympy.zoo] = sympy.nan
-    renamed = [part.xreplace(renames) for part in parts]
+    renamed, constants = numeric_code.fold_constants([part.xreplace(renames) for part in parts])
     target = renamed if isinstance(expr, Sequence) else renamed[0]
+    printer = numeric_code.NumericPrinter(constants)
     function: Callable[..., Any] = sympy.lambdify(
-        arguments, target, modules=functions.lambdify_modules(), cse=True
+        arguments, target, modules=functions.lambdify_modules(), printer=printer, cse=True
     )
     return function
 

@@ -217,7 +217,10 @@ class _Differentiator(DependsOn):
     def d(self, node: sympy.Expr) -> sympy.Expr:
         found = self.memo.get(node)
         if found is None:
-            found = self._rule(node) if self.has(node) else sympy.S.Zero
+            if self.has(node):
+                found = self._rule(node)
+            else:  # an undefined value (Min(sqrt(-2), x) is NaN) has no derivative either
+                found = sympy.S.NaN if node is sympy.S.NaN else sympy.S.Zero
             self.memo[node] = found
         return found
 
@@ -259,10 +262,29 @@ class _Differentiator(DependsOn):
         base, exponent = node.args
         if not self.has(exponent):
             return exponent * base ** (exponent - 1) * self.d(base)
-        inner = self.d(exponent) * sympy.log(base)
+        if base.is_zero:
+            # 0^u is 0 wherever it is finite (u > 0), so is its derivative; log(0) would make it 0*(1/0).
+            return sympy.S.Zero
+        inner = self.d(exponent) * _log_of_base(base, exponent)
         if self.has(base):
             inner += exponent * self.d(base) / base
         return node * inner
+
+
+# Functions that are constant between their jumps: an exponent built from them has derivative 0 there.
+_STEPS = (sympy.Min, sympy.Max, sympy.Heaviside, sympy.floor, sympy.ceiling, sympy.sign, sympy.Piecewise)
+
+
+def _log_of_base(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+    """The log(b) of d(b^u) = b^u (u' log b + u b'/b), as |b| where b may be negative and u' may be 0.
+
+    Where u is locally constant (Max(4, x) below 4) the term is u' log b = 0 * log b, and for b < 0,
+    where b^u is real only for integer u, log b is NaN: 0 * NaN is NaN, the true term 0. log|b| makes
+    it 0; wherever u' is not 0 and b < 0, b^u itself is NaN (u not an integer), and so is the sum.
+    """
+    if base.is_positive or not exponent.has(*_STEPS):
+        return sympy.log(base)
+    return sympy.log(sympy.Abs(base))
 
 
 def _has_own_chain_rule(node: sympy.Basic) -> bool:

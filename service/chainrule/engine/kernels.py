@@ -1,0 +1,375 @@
+"""The float64 implementations numeric code calls, one per function of the table, by the names it calls.
+
+Each takes float64 arrays (or scalars) and answers float64, element by element, so a point gets
+exactly what a batch gets. Each evaluates the function the user wrote on the reals: where it has no
+real value the answer is NaN, never a real part and never an error, and no rewrite narrows its domain
+(sech(x) is not written through exp(2 log x), cosh(acoth(x)) not through sqrt(x - 1)).
+
+Formulas are chosen for accuracy over the whole real line (docs/accuracy.md has the measured errors):
+reciprocal functions switch to their asymptotic forms before the function they divide by overflows
+(sech(800) is 0 only because 2e^-800 is), inverse ones avoid the cancellation of 1 - 1/x next to 1
+(acoth(x) = log1p(2/(|x| - 1))/2), polygamma of negative arguments uses the reflection formula (scipy
+recurs in |x|: 32 s at -2e9). What scipy lacks (Hurwitz zeta left of 1, polygamma of a fractional
+order, derivatives without a closed form) is computed point by point with mpmath (`reference`), at a
+cost the numeric cost limit charges for (`WEIGHTS`).
+
+`NAMESPACE` is what generated code runs in: every name it calls, and nothing else.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.special
+
+from chainrule.engine import reference, vectormath
+
+__all__ = ["MAX_SCIPY_ORDER", "MPMATH_WEIGHT", "NAMESPACE", "WEIGHTS"]
+
+FloatArray = npt.NDArray[np.float64]
+
+_SIMD = vectormath.simd_tan()
+sin: Callable[[Any], Any] = vectormath.sin if _SIMD else np.sin
+cos: Callable[[Any], Any] = vectormath.cos if _SIMD else np.cos
+
+# Precision of the point-by-point mpmath paths: 11 bits above a double, so rounding once more is safe.
+_PREC = 64
+# Beyond this |x| the reciprocal hyperbolic functions use 2 e^-|x| (cosh(710) overflows, sech does not).
+_TAIL = 700.0
+_LN2 = math.log(2.0)
+_TINY = 1e-300  # below, 1/x overflows: acsch and asech switch to log(2/|x|)
+MAX_SCIPY_ORDER = 100  # scipy's polygamma multiplies n! by zeta(n + 1, x): both leave the range beyond
+
+
+def _array(x: Any) -> FloatArray:
+    return np.asarray(x, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------- trigonometric
+
+
+def sec(x: Any) -> Any:
+    return 1.0 / cos(x)
+
+
+def csc(x: Any) -> Any:
+    return 1.0 / sin(x)
+
+
+def cot(x: Any) -> Any:
+    return 1.0 / np.tan(x)
+
+
+def asec(x: Any) -> Any:
+    """acos(1/x) as atan2(sqrt((|x|-1)(|x|+1)), sign x): no cancellation next to |x| = 1; NaN inside."""
+    a = np.abs(x)
+    return np.arctan2(np.sqrt((a - 1.0) * (a + 1.0)), np.sign(x))
+
+
+def acsc(x: Any) -> Any:
+    """asin(1/x) as atan2(sign x, sqrt((|x|-1)(|x|+1))); 1/x where the square would overflow."""
+    a = np.abs(x)
+    near = np.arctan2(np.sign(x), np.sqrt((a - 1.0) * (a + 1.0)))
+    return np.where(a > 1e150, 1.0 / x, near)
+
+
+def acot(x: Any) -> Any:
+    """atan(1/x), and pi/2 at 0 as sympy defines it."""
+    return np.where(x == 0, np.pi / 2, np.arctan(1.0 / x))
+
+
+def atan2(y: Any, x: Any) -> Any:
+    """The angle of (x, y); NaN at the origin, where it has none (numpy says 0)."""
+    return np.where((x == 0) & (y == 0), np.nan, np.arctan2(y, x))
+
+
+# ------------------------------------------------------------------------------------ hyperbolic
+
+
+def sech(x: Any) -> Any:
+    a = np.abs(x)
+    return np.where(a < _TAIL, 1.0 / np.cosh(a), 2.0 * np.exp(-a))
+
+
+def csch(x: Any) -> Any:
+    a = np.abs(x)
+    return np.where(a < _TAIL, 1.0 / np.sinh(x), np.copysign(2.0 * np.exp(-a), x))
+
+
+def coth(x: Any) -> Any:
+    return 1.0 / np.tanh(x)
+
+
+def asech(x: Any) -> Any:
+    """log((1 + sqrt(1 - x^2)) / x) on (0, 1]: log1p form next to 1, where the value goes to 0."""
+    t = np.sqrt((1.0 - x) * (1.0 + x))
+    near_one = np.log1p(((1.0 - x) + t) / x)
+    return np.where(x > 0.5, near_one, np.log1p(t) - np.log(x))
+
+
+def acsch(x: Any) -> Any:
+    a = np.abs(x)
+    return np.where(a < _TINY, np.copysign(_LN2 - np.log(a), x), np.arcsinh(1.0 / x))
+
+
+def acoth(x: Any) -> Any:
+    """atanh(1/x) = sign(x) log1p(2 / (|x| - 1)) / 2: exact next to |x| = 1, NaN for |x| < 1."""
+    a = np.abs(x)
+    return np.copysign(0.5 * np.log1p(2.0 / (a - 1.0)), x)
+
+
+# -------------------------------------------------------------------------------- powers, steps
+
+
+def RealRoot(x: Any, n: Any) -> Any:  # noqa: N802 (the sympy class it implements)
+    """Real n-th root: exact `np.cbrt` for n = 3, sign(x)|x|^(1/n) for odd n, NaN for x < 0 and even n."""
+    xs, ns = _array(x), _array(n)
+    if ns.ndim == 0 and ns == 3:
+        return np.cbrt(xs)
+    magnitude = np.abs(xs) ** (1.0 / ns)
+    odd = np.mod(ns, 2.0) == 1.0
+    return np.where(xs >= 0, magnitude, np.where(odd, -magnitude, np.nan))
+
+
+def odd_power(x: Any, n: Any) -> Any:
+    """x^n for an odd integer n past 2^53, which a double cannot hold (it rounds to an even one)."""
+    return np.copysign(np.abs(x) ** n, x)
+
+
+def Min(*args: Any) -> Any:  # noqa: N802
+    return functools.reduce(np.minimum, args)
+
+
+def Max(*args: Any) -> Any:  # noqa: N802
+    return functools.reduce(np.maximum, args)
+
+
+def Heaviside(x: Any, h0: Any = 0.5) -> Any:  # noqa: N802
+    return np.heaviside(x, h0)
+
+
+def DiracDelta(x: Any, order: Any = 0) -> Any:  # noqa: N802
+    """DiracDelta and its derivatives: 0 away from 0, NaN (no finite value) at 0."""
+    _ = order
+    return np.where(_array(x) == 0, np.nan, 0.0)
+
+
+def re(x: Any) -> Any:
+    return np.positive(x)
+
+
+def im(x: Any) -> Any:
+    return np.multiply(x, 0.0)  # 0 on the reals; NaN stays NaN
+
+
+def arg(x: Any) -> Any:
+    return np.arctan2(0.0, x)
+
+
+# -------------------------------------------------------------------------------------- special
+
+
+def loggamma(x: Any) -> Any:
+    """log(gamma(x)), the principal branch sympy defines: real for x > 0 only (log|gamma| is not it)."""
+    return np.where(_array(x) < 0, np.nan, scipy.special.gammaln(x))
+
+
+def factorial(x: Any) -> Any:
+    # scipy.special.factorial answers 0 for every negative argument, where gamma(x + 1), which the
+    # derivative of factorial is written in, has its poles (negative integers: NaN) and real values.
+    return scipy.special.gamma(np.add(x, 1.0))
+
+
+def polygamma(n: Any, x: Any) -> Any:
+    """The n-th derivative of digamma; sympy's continuation (Espinosa and Moll) for other orders."""
+    orders, xs = np.broadcast_arrays(_array(n), _array(x))
+    result = np.full(orders.shape, np.nan)
+    integer = (orders == np.floor(orders)) & (orders >= 0)
+    scipy_orders = integer & (orders <= MAX_SCIPY_ORDER)
+    positive = scipy_orders & (xs > 0)
+    result[positive] = scipy.special.polygamma(orders[positive].astype(np.int64), xs[positive])
+    negative = scipy_orders & (xs < 0) & (xs != np.floor(xs))
+    result[negative] = _polygamma_reflected(orders[negative], xs[negative])
+    rest = ~scipy_orders & np.isfinite(orders) & np.isfinite(xs)
+    result[rest] = _pointwise("polygamma", orders[rest], xs[rest])
+    return result if result.ndim else result[()]
+
+
+def _polygamma_reflected(orders: FloatArray, xs: FloatArray) -> FloatArray:
+    """psi^(n)(x) = (-1)^n psi^(n)(1 - x) - pi^(n+1) P_n(cot(pi x)) for x < 0 (scipy's time grows in |x|)."""
+    result = np.empty_like(xs)
+    r = xs - np.round(xs)  # exact: cot(pi x) is periodic, and pi r has no large-argument error
+    c = np.cos(np.pi * r) / np.sin(np.pi * r)
+    for order in np.unique(orders):
+        chosen = orders == order
+        k = int(order)
+        polynomial = np.polynomial.polynomial.polyval(c[chosen], reference.cot_derivative_polynomial(k))
+        mirrored = scipy.special.polygamma(k, 1.0 - xs[chosen])
+        result[chosen] = (-1.0) ** k * mirrored - math.pi ** (k + 1) * polynomial
+    return result
+
+
+def digamma(x: Any) -> Any:
+    return scipy.special.psi(x)  # scipy reflects negative arguments itself
+
+
+def zeta(s: Any, a: Any = None) -> Any:
+    """Riemann zeta (scipy, on the whole line), Hurwitz zeta(s, a) everywhere it is real."""
+    if a is None:
+        return scipy.special.zeta(s)
+    ss, aa = np.broadcast_arrays(_array(s), _array(a))
+    result = np.full(ss.shape, np.nan)
+    scipy_part = (ss > 1) & (aa > 0)
+    result[scipy_part] = scipy.special.zeta(ss[scipy_part], aa[scipy_part])
+    # zeta(n + 1, a) = (-1)^(n+1) psi^(n)(a) / n! for a < 0 (scipy's own recurs in |a|).
+    reflected = (ss >= 2) & (ss == np.floor(ss)) & (ss <= MAX_SCIPY_ORDER) & (aa < 0) & (aa != np.floor(aa))
+    orders = ss[reflected] - 1.0
+    sign = np.where(np.mod(orders, 2.0) == 1.0, 1.0, -1.0)
+    result[reflected] = sign * _polygamma_reflected(orders, aa[reflected]) / scipy.special.gamma(orders + 1.0)
+    rest = ~(scipy_part | reflected) & np.isfinite(ss) & np.isfinite(aa)
+    result[rest] = _pointwise("zeta", ss[rest], aa[rest])
+    return result if result.ndim else result[()]
+
+
+# ------------------------------------------------------------------------- point by point (mpmath)
+
+
+def _pointwise(name: str, *columns: FloatArray) -> FloatArray:
+    implementation = reference.function(name)
+    ctx = reference.context(_PREC)
+    out = np.empty(len(columns[0]) if columns else 0)
+    for index, values in enumerate(zip(*(column.tolist() for column in columns), strict=True)):
+        out[index] = _double(ctx, implementation(ctx, *(ctx.mpf(value) for value in values)))
+    return out
+
+
+def _double(ctx: Any, value: Any) -> float:
+    if hasattr(value, "_mpc_"):
+        return float(value.real) if value.imag == 0 else math.nan
+    return float(value)
+
+
+def partial(name: str, orders: tuple[int, ...], *args: Any) -> Any:
+    """A derivative of a table function with no closed form (zeta in s, polygamma in its order), by mpmath."""
+    columns = np.broadcast_arrays(*(_array(arg) for arg in args))
+    flat = [column.reshape(-1) for column in columns]
+    out = np.empty(flat[0].shape)
+    for index, values in enumerate(zip(*(column.tolist() for column in flat), strict=True)):
+        out[index] = _double(reference.context(_PREC), reference.partial(name, orders, values, _PREC))
+    return out.reshape(columns[0].shape) if columns[0].ndim else out[0]
+
+
+# ------------------------------------------------------------------------------------- the table
+
+NAMESPACE: Mapping[str, Any] = MappingProxyType(
+    {
+        "sin": sin,
+        "cos": cos,
+        "tan": np.tan,
+        "sec": sec,
+        "csc": csc,
+        "cot": cot,
+        "asin": np.arcsin,
+        "acos": np.arccos,
+        "atan": np.arctan,
+        "asec": asec,
+        "acsc": acsc,
+        "acot": acot,
+        "atan2": atan2,
+        "sinh": np.sinh,
+        "cosh": np.cosh,
+        "tanh": np.tanh,
+        "sech": sech,
+        "csch": csch,
+        "coth": coth,
+        "asinh": np.arcsinh,
+        "acosh": np.arccosh,
+        "atanh": np.arctanh,
+        "asech": asech,
+        "acsch": acsch,
+        "acoth": acoth,
+        "exp": np.exp,
+        "log": np.log,
+        "sqrt": np.sqrt,
+        "RealRoot": RealRoot,
+        "odd_power": odd_power,
+        "Abs": np.abs,
+        "sign": np.sign,
+        "floor": np.floor,
+        "ceiling": np.ceil,
+        "Min": Min,
+        "Max": Max,
+        "Heaviside": Heaviside,
+        "DiracDelta": DiracDelta,
+        "re": re,
+        "im": im,
+        "arg": arg,
+        "erf": scipy.special.erf,
+        "erfc": scipy.special.erfc,
+        "gamma": scipy.special.gamma,
+        "loggamma": loggamma,
+        "digamma": digamma,
+        "polygamma": polygamma,
+        "beta": scipy.special.beta,
+        "factorial": factorial,
+        "zeta": zeta,
+        "partial": partial,
+        "inf": math.inf,
+        "nan": math.nan,
+    }
+)
+"""Every name generated numeric code calls (functions by their sympy class names), and inf and nan."""
+
+# What one evaluation of each function costs per point, in units of one numpy arithmetic operation
+# (about 1 ns): measured by scripts/accuracy.py --timing. The numeric cost limit charges expression
+# nodes by these, so slow functions get proportionally fewer points per call.
+MPMATH_WEIGHT = 300_000
+WEIGHTS: Mapping[str, int] = MappingProxyType(
+    {
+        "sin": 2,
+        "cos": 3,
+        "tan": 2,
+        "sec": 4,
+        "csc": 3,
+        "cot": 3,
+        "asin": 10,
+        "acos": 10,
+        "atan": 10,
+        "asec": 25,
+        "acsc": 30,
+        "acot": 15,
+        "atan2": 15,
+        "sinh": 10,
+        "cosh": 10,
+        "tanh": 10,
+        "sech": 25,
+        "csch": 25,
+        "coth": 12,
+        "asinh": 15,
+        "acosh": 15,
+        "atanh": 15,
+        "asech": 30,
+        "acsch": 25,
+        "acoth": 20,
+        "exp": 2,
+        "log": 2,
+        "RealRoot": 10,
+        "erf": 10,
+        "erfc": 10,
+        "gamma": 30,
+        "loggamma": 30,
+        "digamma": 30,
+        "polygamma": 300,
+        "beta": 60,
+        "factorial": 30,
+        "zeta": 200,
+        "partial": MPMATH_WEIGHT,
+    }
+)
+"""Cost per point of each kernel, in numpy operations; a kernel not listed costs 1."""

@@ -1,0 +1,192 @@
+"""The Python source numeric evaluation runs: sympy expressions printed as calls to `kernels`.
+
+sympy's own numeric printers rewrite the functions they have no name for (sech(u) as 1/cosh(u) through
+exp, so (x^2) becomes exp(2 log x) and NaN for x < 0; acoth through log; Heaviside through numpy's
+select) and print exact numbers as Python integers, which overflow when numpy converts them. Here:
+
+- every function of the table prints as a call to the kernel of its name, so what runs is what the
+  user wrote (a derivative with no closed form, `Subs(Derivative(zeta(xi), xi), xi, u)`, prints as
+  `partial("zeta", (1,), u)`);
+- every exact number prints as the double nearest it (10^400 is inf, (10^400 + 1)/10^400 is 1.0);
+- every constant subexpression (log(10^400), sqrt(2), loggamma(22)) is folded into the double nearest
+  its value (`reference`), or NaN when it is not real (sqrt(-2)): exact -> float is one deliberate,
+  correctly rounded step, never an OverflowError at run time.
+
+`cost` is what the numeric cost limit charges an expression per point: slow kernels weigh more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sympy
+from sympy.core.function import Application
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.pycode import PythonCodePrinter
+
+from chainrule.engine import kernels, reference
+from chainrule.engine.errors import FailedPrecondition
+
+__all__ = ["NumericPrinter", "cost", "fold_constants"]
+
+# Bits for folding constants: enough that the double nearest the 80-bit value is the nearest double
+# to the true one except in the rarest ties; exact numbers are rounded exactly (reference.to_double).
+_FOLD_PREC = 80
+_EXACT = 2**53
+
+
+def fold_constants(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.Symbol, float]]:
+    """`parts` with each constant subexpression replaced by a placeholder symbol, and their values."""
+    constant: dict[sympy.Basic, bool] = {}
+    replacements: dict[sympy.Basic, sympy.Symbol] = {}
+    values: dict[sympy.Symbol, float] = {}
+
+    def is_constant(node: sympy.Basic) -> bool:
+        found = constant.get(node)
+        if found is None:
+            found = not node.is_Symbol and all(is_constant(arg) for arg in node.args)
+            constant[node] = found
+        return found
+
+    stack = list(parts)
+    while stack:
+        node = stack.pop()
+        if node in replacements or not isinstance(node, sympy.Basic):
+            continue
+        if is_constant(node):
+            if _needs_folding(node):
+                value = _folded(node)
+                if value is not None:
+                    placeholder = sympy.Symbol(f"_k{len(values)}", real=True)
+                    replacements[node] = placeholder
+                    values[placeholder] = value
+            continue
+        stack.extend(node.args)
+    if not replacements:
+        return list(parts), values
+    return [part.xreplace(replacements) for part in parts], values
+
+
+def _needs_folding(node: sympy.Basic) -> bool:
+    # Exact numbers print as themselves; a Tuple is a Derivative's (variable, order), not a value.
+    return isinstance(node, sympy.Expr) and not (node.is_Rational or node.is_Float)
+
+
+def _folded(node: sympy.Basic) -> float | None:
+    try:
+        value = reference.evaluate(node, prec=_FOLD_PREC)
+    except reference.Unsupported:
+        return None
+    return float(value)
+
+
+class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
+    """Prints for `kernels.NAMESPACE`: functions by name, numbers and folded constants as doubles."""
+
+    def __init__(self, constants: Mapping[sympy.Symbol, float]) -> None:
+        super().__init__({"fully_qualified_modules": False, "inline": True, "strict": True})
+        self.constants = constants
+
+    def _print(self, expr: Any, **kwargs: Any) -> str:
+        if isinstance(expr, sympy.Basic):
+            if expr.is_Symbol and expr in self.constants:
+                return _literal(self.constants[expr])
+            if expr.is_Number or expr.is_NumberSymbol:
+                return _literal(_double(expr))
+            if isinstance(expr, (sympy.Subs, sympy.Derivative)):
+                return self._partial(expr)
+            if isinstance(expr, Application):
+                return self._call(expr)
+        return str(super()._print(expr, **kwargs))
+
+    def _call(self, expr: Application) -> str:
+        name = reference.kernel_name(expr)
+        if name is None or name not in kernels.NAMESPACE:
+            raise _no_numeric_form(type(expr).__name__)
+        return f"{name}({', '.join(self._print(arg) for arg in expr.args)})"
+
+    def _partial(self, expr: sympy.Subs | sympy.Derivative) -> str:
+        try:
+            name, orders, args = reference.derivative_call(expr)
+        except reference.Unsupported:
+            raise _no_numeric_form("a derivative of this form") from None
+        printed = ", ".join(self._print(arg) for arg in args)
+        return f"partial({name!r}, {tuple(orders)!r}, {printed})"
+
+    def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:  # noqa: N802
+        base, exponent = expr.args
+        if exponent is sympy.S.Half:
+            return f"sqrt({self._print(base)})"
+        if exponent is sympy.S.NegativeOne:
+            return f"1/{self.parenthesize(base, PRECEDENCE['Pow'])}"
+        if exponent.is_Integer and abs(int(exponent)) > _EXACT and int(exponent) % 2:
+            return f"odd_power({self._print(base)}, {self._print(exponent)})"
+        power = PRECEDENCE["Pow"]
+        return f"{self.parenthesize(base, power)}**{self.parenthesize(exponent, power)}"
+
+
+def _double(number: sympy.Basic) -> float:
+    if number is sympy.S.NaN or number is sympy.S.ComplexInfinity:
+        return math.nan
+    if number is sympy.S.Infinity:
+        return math.inf
+    if number is sympy.S.NegativeInfinity:
+        return -math.inf
+    if number.is_NumberSymbol:
+        return float(reference.evaluate(number, prec=_FOLD_PREC))
+    return reference.to_double(number)
+
+
+def _literal(value: float) -> str:
+    """A double as Python source: repr reads back exactly; negatives in parentheses (-2.0**x is -(2**x))."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "(-inf)"
+    text = repr(value)
+    return f"({text})" if value < 0 or text.startswith("-") else text
+
+
+def _no_numeric_form(what: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"cannot evaluate {what} numerically", field="expression", reason="NO_NUMERIC_FORM"
+    )
+
+
+def cost(expr: sympy.Basic) -> int:
+    """Extra cost per point of the expression's slow kernels, over one unit per node (`kernels.WEIGHTS`)."""
+    extra = 0
+    seen: set[sympy.Basic] = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node, sympy.Subs):
+            extra += kernels.WEIGHTS["partial"]
+            stack.extend(node.args[2])  # the point; the Derivative inside is this one evaluation
+            continue
+        if isinstance(node, sympy.Derivative):
+            extra += kernels.WEIGHTS["partial"]
+            stack.extend(node.expr.args)
+            continue
+        if isinstance(node, Application):
+            extra += _weight(node) - 1
+        stack.extend(node.args)
+    return extra
+
+
+def _weight(node: Application) -> int:
+    name = reference.kernel_name(node) or ""
+    if name == "polygamma" and not _vectorised_order(node.args[0]):
+        return kernels.MPMATH_WEIGHT
+    if name == "zeta" and len(node.args) == 2 and not (node.args[0].is_number and node.args[0] > 1):
+        return kernels.MPMATH_WEIGHT
+    return kernels.WEIGHTS.get(name, 1)
+
+
+def _vectorised_order(order: sympy.Basic) -> bool:
+    return bool(order.is_Integer and 0 <= int(order) <= kernels.MAX_SCIPY_ORDER)

@@ -1,0 +1,614 @@
+"""Real-valued evaluation with mpmath at a chosen precision: the value every float64 result is held to.
+
+Three users: numeric compilation folds constant subexpressions with it (so `log(10^400)` is 921.03...,
+not log(inf)); the kernels of functions scipy lacks (derivatives without a closed form, polygamma of a
+fractional order, Hurwitz zeta left of 1) call it point by point; and the differential fuzzer and the
+accuracy table compare float64 results with it.
+
+The real-valued rule: an intermediate value that is not real (log(-1), sqrt(-2), asin(2)) makes the
+result NaN, never a real part. With `strict=False` the evaluation continues in the complex plane instead,
+which tells an identity sympy applied when it built the expression (sin(asin(x)) is x) from an error.
+
+Every mpmath call is bounded: arguments beyond the ranges where mpmath is known to answer quickly give
+what float64 would (+-inf, 0) or NaN, and the functions whose mpmath cost grows with the argument
+(polygamma and Hurwitz zeta left of 0) use reflection formulas here.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import mpmath  # type: ignore[import-untyped]
+import sympy
+
+__all__ = [
+    "Unsupported",
+    "context",
+    "cot_derivative_polynomial",
+    "evaluate",
+    "function",
+    "partial",
+    "to_double",
+]
+
+Value = Any  # an mpf, or an mpc when strict=False
+
+# Magnitudes (in bits of the binary exponent) beyond which a function's argument is not worth
+# evaluating exactly: exp(2^64) already has 2^64 bits of exponent, far past any double.
+_EXP_BITS = 64
+_PERIODIC_BITS = 4096
+_SPECIAL_BITS = 1100
+_MAX_ORDER = 1000  # polygamma orders beyond this overflow every double: NaN
+_MIN_ZETA_S = -400  # Hurwitz zeta left of this is beyond every double: NaN
+_MAX_ZETA_TERMS = 512  # the terms added when shifting the Hurwitz parameter a into (0, 1]
+
+_local = threading.local()
+
+
+class Unsupported(Exception):
+    """An expression node this evaluator does not know (the caller decides what to do)."""
+
+
+def context(prec: int) -> mpmath.ctx_mp.MPContext:
+    """This thread's own mpmath context at `prec` bits: mpmath's global one is shared by every thread."""
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None:
+        ctx = _local.ctx = mpmath.MPContext()
+    ctx.prec = prec
+    return ctx
+
+
+def to_double(number: sympy.Expr) -> float:
+    """An exact sympy number as the nearest double: +-inf past the largest, 0 (signed) past the smallest.
+
+    Python's int / int division is correctly rounded, and so is mpmath's mpf -> float.
+    """
+    if number.is_Integer:
+        value = int(number)
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    if number.is_Rational:
+        p, q = int(number.p), int(number.q)
+        try:
+            return p / q
+        except OverflowError:
+            return math.inf if p > 0 else -math.inf
+    if number.is_Float:
+        return float(mpmath.mpf(number._mpf_))
+    raise TypeError(f"not an exact number: {number!r}")
+
+
+def evaluate(
+    expr: sympy.Basic, values: Mapping[str, Any] | None = None, *, prec: int = 80, strict: bool = True
+) -> Value:
+    """The value of `expr` with its symbols set from `values` (by name), at `prec` bits.
+
+    Raises `Unsupported` for a node outside the grammar (Piecewise, a Derivative of an unknown form).
+    """
+    ctx = context(prec)
+    return _Evaluator(ctx, values or {}, strict).value(expr)
+
+
+def function(name: str) -> Callable[..., Value]:
+    """The real-valued mpmath implementation of a function of the table, by its sympy class name."""
+    return _FUNCTIONS[name]
+
+
+def partial(name: str, orders: Sequence[int], args: Sequence[Any], prec: int) -> Value:
+    """A partial derivative of a table function at a point: d^orders name(args), real-valued.
+
+    The zeta function's derivatives in s are mpmath's own; every other is mpmath's numerical
+    differentiation (at raised precision) of the real-valued implementation.
+    """
+    ctx = context(prec)
+    point = [ctx.convert(arg) for arg in args]
+    if any(not ctx.isfinite(arg) for arg in point):
+        return ctx.nan
+    if name == "zeta" and not any(orders[1:]):
+        return _zeta(ctx, point[0], point[1] if len(point) > 1 else ctx.one, int(orders[0]))
+    implementation = _FUNCTIONS[name]
+
+    def at(*where: Any) -> Value:
+        result = implementation(ctx, *where)
+        if not ctx.isfinite(result):
+            raise _Undefined
+        return result
+
+    try:
+        return _real(ctx, ctx.diff(at, point, tuple(orders)), True)
+    except (_Undefined, ZeroDivisionError, ValueError):
+        return ctx.nan
+
+
+class _Undefined(Exception):
+    pass
+
+
+class _Evaluator:
+    def __init__(self, ctx: Any, values: Mapping[str, Any], strict: bool) -> None:
+        self.ctx = ctx
+        self.values = values
+        self.strict = strict
+        self.memo: dict[sympy.Basic, Value] = {}
+
+    def value(self, node: sympy.Basic) -> Value:
+        found = self.memo.get(node)
+        if found is None:
+            found = _real(self.ctx, self._node(node), self.strict)
+            self.memo[node] = found
+        return found
+
+    def _node(self, node: sympy.Basic) -> Value:
+        ctx = self.ctx
+        if node.is_Symbol:
+            return ctx.convert(self.values[node.name])
+        if node.is_Number or node.is_NumberSymbol or node is sympy.S.ImaginaryUnit:
+            return _number(ctx, node)
+        if node.is_Add:
+            return ctx.fsum(self.value(arg) for arg in node.args)
+        if node.is_Mul:
+            result = ctx.one
+            for arg in node.args:
+                result = _times(ctx, result, self.value(arg))
+            return result
+        if node.is_Pow:
+            return _power(ctx, self.value(node.base), self.value(node.exp))
+        if isinstance(node, (sympy.Subs, sympy.Derivative)):
+            return self._subs(node)
+        name = kernel_name(node)
+        if name is None or name not in _FUNCTIONS:
+            raise Unsupported(type(node).__name__)
+        args = [self.value(arg) for arg in node.args]
+        if self.strict and any(_complex(arg) for arg in args):
+            return ctx.nan
+        try:
+            return _FUNCTIONS[name](ctx, *args)
+        except (ZeroDivisionError, ValueError, OverflowError):
+            return ctx.nan
+
+    def _subs(self, node: sympy.Subs | sympy.Derivative) -> Value:
+        name, orders, args = derivative_call(node)
+        return partial(name, orders, [self.value(arg) for arg in args], self.ctx.prec)
+
+
+def kernel_name(node: sympy.Basic) -> str | None:
+    """The name the function table gives a sympy function node: its class's, or a base class's."""
+    for cls in type(node).__mro__:
+        if cls.__name__ in _FUNCTIONS or cls.__name__ in _ALIASES:
+            return _ALIASES.get(cls.__name__, cls.__name__)
+        if cls is sympy.Function:
+            break
+    return None
+
+
+def derivative_call(
+    node: sympy.Subs | sympy.Derivative,
+) -> tuple[str, tuple[int, ...], tuple[sympy.Basic, ...]]:
+    """(function name, order per argument, arguments) of a Derivative of one table function.
+
+    sympy writes a derivative it has no rule for as `Derivative(f(x, 2), x)` or, for an argument that
+    is not a plain symbol, `Subs(Derivative(f(xi), xi), xi, x/2 + 3)`; each differentiation variable
+    is then exactly one argument of f. Raises `Unsupported` for any other shape.
+    """
+    substitutions: dict[sympy.Basic, sympy.Basic] = {}
+    derivative = node
+    if isinstance(node, sympy.Subs):
+        derivative, dummies, points = node.args
+        substitutions = dict(zip(dummies, points, strict=True))
+    if not isinstance(derivative, sympy.Derivative):
+        raise Unsupported("Subs")
+    applied = derivative.expr
+    name = kernel_name(applied)
+    if name is None or not isinstance(applied, sympy.Function):
+        raise Unsupported("Derivative")
+    orders = [0] * len(applied.args)
+    for variable, count in derivative.variable_count:
+        positions = [i for i, arg in enumerate(applied.args) if arg == variable]
+        others = [i for i, arg in enumerate(applied.args) if arg != variable and arg.has(variable)]
+        if len(positions) != 1 or others:
+            raise Unsupported("Derivative")
+        orders[positions[0]] += int(count)
+    args = tuple(substitutions.get(arg, arg) for arg in applied.args)
+    return name, tuple(orders), args
+
+
+def _complex(value: Value) -> bool:
+    return hasattr(value, "_mpc_")  # each mpmath context has classes of its own: no isinstance
+
+
+def _real(ctx: Any, value: Value, strict: bool) -> Value:
+    if _complex(value):
+        if value.imag == 0:
+            return value.real
+        return ctx.nan if strict else value
+    return value
+
+
+def _number(ctx: Any, node: sympy.Basic) -> Value:
+    if node is sympy.S.ImaginaryUnit:
+        return ctx.mpc(0, 1)
+    if node is sympy.S.ComplexInfinity or node is sympy.S.NaN:
+        return ctx.nan
+    if node is sympy.S.Infinity:
+        return ctx.inf
+    if node is sympy.S.NegativeInfinity:
+        return ctx.ninf
+    if node.is_Integer:
+        return ctx.mpf(int(node))
+    if node.is_Rational:
+        return ctx.mpf(int(node.p)) / int(node.q)
+    if node.is_Float:
+        return ctx.make_mpf(node._mpf_)
+    return ctx.make_mpf(node._as_mpf_val(ctx.prec + 10))
+
+
+def _times(ctx: Any, a: Value, b: Value) -> Value:
+    return a * b
+
+
+def _power(ctx: Any, base: Value, exponent: Value) -> Value:
+    """base^exponent under the real-valued rule, with IEEE limits where the result leaves any double."""
+    if _complex(base) or _complex(exponent):
+        return ctx.power(base, exponent)  # continuing in the complex plane (strict=False)
+    if ctx.isnan(base) or ctx.isnan(exponent):
+        return ctx.nan
+    if exponent == 0:
+        return ctx.one
+    if base == 0:
+        return ctx.zero if exponent > 0 else ctx.inf
+    if ctx.isinf(base) or ctx.isinf(exponent):
+        return _ieee_power(ctx, base, exponent)
+    if base < 0 and not ctx.isint(exponent):
+        return ctx.mpc(base) ** exponent  # not real
+    bits = abs(exponent * ctx.log(abs(base), 2))
+    if bits > 2**62:
+        # Far past any double (x^(10^400)): 0 or +-inf, the sign following the exponent's parity.
+        magnitude = ctx.inf if (abs(base) > 1) == (exponent > 0) else ctx.zero
+        return -magnitude if base < 0 and int(exponent) % 2 == 1 else magnitude
+    return ctx.power(base, exponent)
+
+
+def _ieee_power(ctx: Any, base: Value, exponent: Value) -> Value:
+    try:
+        return ctx.mpf(math.pow(float(base), float(exponent)))
+    except ValueError:
+        return ctx.nan
+    except OverflowError:
+        return ctx.inf
+
+
+# -------------------------------------------------------------------------- the functions, real-valued
+
+
+def _real_args(function: Callable[..., Value]) -> Callable[..., Value]:
+    """A function defined on the reals only (floor, Min, Heaviside): NaN for a complex argument."""
+
+    def real_only(ctx: Any, *args: Value) -> Value:
+        if any(_complex(arg) or ctx.isnan(arg) for arg in args):
+            return ctx.nan
+        return function(ctx, *args)
+
+    return real_only
+
+
+def _bounded(bits: int, beyond: Callable[[Any, Value], Value]) -> Callable[..., Callable[..., Value]]:
+    """Call the function only for arguments below 2^bits in magnitude; beyond, `beyond(ctx, x)`."""
+
+    def wrap(function: Callable[..., Value]) -> Callable[..., Value]:
+        def bounded(ctx: Any, x: Value) -> Value:
+            if ctx.isnan(x):
+                return ctx.nan
+            if ctx.isinf(x) or (x != 0 and ctx.mag(x) > bits):
+                return beyond(ctx, x)
+            return function(ctx, x)
+
+        return bounded
+
+    return wrap
+
+
+def _nan(ctx: Any, x: Value) -> Value:
+    return ctx.nan
+
+
+def _sign_of(value: int) -> Callable[[Any, Value], Value]:
+    """Beyond the range: a constant times the argument's sign (tanh -> +-1, sinh -> +-inf...)."""
+
+    def limit(ctx: Any, x: Value) -> Value:
+        constant = ctx.inf if value == 2 else ctx.mpf(value)
+        return constant if _re(x) > 0 else (-constant if value else ctx.zero)
+
+    return limit
+
+
+def _even(value: int) -> Callable[[Any, Value], Value]:
+    def limit(ctx: Any, x: Value) -> Value:
+        return ctx.inf if value == 2 else ctx.mpf(value)
+
+    return limit
+
+
+def _exp_limit(ctx: Any, x: Value) -> Value:
+    return ctx.inf if _re(x) > 0 else ctx.zero
+
+
+def _re(x: Value) -> Value:
+    return x.real if _complex(x) else x
+
+
+_periodic = _bounded(_PERIODIC_BITS, _nan)
+_special = _bounded(_SPECIAL_BITS, _nan)
+
+
+def _inverse(function: Callable[[Any, Value], Value]) -> Callable[[Any, Value], Value]:
+    """f(1/x) for the reciprocal inverse functions (acot, asec...): mpmath's own are defined so."""
+
+    def at(ctx: Any, x: Value) -> Value:
+        if x == 0:
+            return function(ctx, ctx.inf if _re(x) >= 0 else ctx.ninf)
+        return function(ctx, 1 / x)
+
+    return at
+
+
+def _acot(ctx: Any, x: Value) -> Value:
+    # sympy: acot(0) = pi/2 (acot(x) = atan(1/x) continued from the right).
+    return ctx.pi / 2 if x == 0 else ctx.atan(1 / x)
+
+
+def _polygamma(ctx: Any, n: Value, x: Value) -> Value:
+    if ctx.isnan(n) or ctx.isnan(x) or _complex(n):
+        return ctx.nan
+    if ctx.isinf(n) or abs(n) > _MAX_ORDER or (x != 0 and ctx.mag(x) > _SPECIAL_BITS) or ctx.isinf(x):
+        return ctx.nan
+    if ctx.isint(n) and n >= 0:
+        order = int(n)
+        if _complex(x):
+            return ctx.psi(order, x)
+        if x <= 0 and ctx.isint(x):
+            return ctx.nan
+        if x < 0:
+            return _polygamma_reflected(ctx, order, x)
+        return ctx.psi(order, x)
+    # sympy's generalisation to any order s (Espinosa and Moll):
+    # psi(s, z) = (zeta'(s+1, z) + (EulerGamma + psi(-s)) zeta(s+1, z)) / Gamma(-s)
+    if _re(x) <= 0:
+        return ctx.nan
+    s = n
+    # Next to an integer order the two terms nearly cancel (1/Gamma(-s) -> 0, psi(-s) -> a pole).
+    distance = abs(s - ctx.nint(s))
+    with ctx.extraprec(30 + max(0, -ctx.mag(distance))):
+        zeta = _zeta(ctx, s + 1, x, 0)
+        return (_zeta(ctx, s + 1, x, 1) + (ctx.euler + ctx.digamma(-s)) * zeta) * ctx.rgamma(-s)
+
+
+_COT_POLYNOMIALS: list[tuple[int, ...]] = [(0, 1)]
+_COT_LOCK = threading.Lock()
+
+
+def cot_derivative_polynomial(order: int) -> tuple[int, ...]:
+    """Coefficients (constant first) of P_n with d^n/dt^n cot(t) = P_n(cot t).
+
+    P_0(c) = c and P_{k+1}(c) = -(1 + c^2) P_k'(c); kept once computed.
+    """
+    with _COT_LOCK:
+        while len(_COT_POLYNOMIALS) <= order:
+            p = _COT_POLYNOMIALS[-1]
+            derivative = [k * p[k] for k in range(1, len(p))] or [0]
+            grown = [0] * (len(derivative) + 2)
+            for k, coefficient in enumerate(derivative):
+                grown[k] -= coefficient
+                grown[k + 2] -= coefficient
+            while len(grown) > 1 and grown[-1] == 0:
+                grown.pop()
+            _COT_POLYNOMIALS.append(tuple(grown))
+        return _COT_POLYNOMIALS[order]
+
+
+def _polygamma_reflected(ctx: Any, order: int, x: Value) -> Value:
+    """psi^(n)(x) = (-1)^n psi^(n)(1 - x) - pi^(n+1) P_n(cot(pi x)) for x < 0: mpmath's own recurs in |x|."""
+    with ctx.extraprec(order + 20):
+        c = ctx.cospi(x) / ctx.sinpi(x)
+        polynomial = ctx.polyval(list(reversed(cot_derivative_polynomial(order))), c)
+        return (-1) ** order * ctx.psi(order, 1 - x) - ctx.pi ** (order + 1) * polynomial
+
+
+def _zeta_function(ctx: Any, s: Value, a: Value | None = None) -> Value:
+    if a is None:
+        if _complex(s):
+            return ctx.zeta(s)
+        if ctx.isnan(s) or s == 1:
+            return ctx.nan
+        if ctx.isinf(s):
+            return ctx.one if s > 0 else ctx.nan
+        if s < _MIN_ZETA_S:
+            return ctx.nan
+        return ctx.zeta(s)
+    return _zeta(ctx, s, a, 0)
+
+
+def _zeta(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
+    """Hurwitz zeta(s, a) and its derivatives in s, real-valued and bounded."""
+    if _complex(s) or _complex(a):
+        return ctx.zeta(s, a, derivative)
+    if not (ctx.isfinite(s) and ctx.isfinite(a)) or s == 1 or s < _MIN_ZETA_S:
+        return ctx.nan
+    if any(v != 0 and ctx.mag(v) > _SPECIAL_BITS for v in (s, a)):
+        return ctx.nan
+    if a <= 0:
+        return _zeta_left(ctx, s, a, derivative)
+    if s >= -20 or a > -s + 20:
+        return ctx.zeta(s, a, derivative)
+    if derivative:
+        return ctx.diff(lambda t: _zeta_negative(ctx, t, a), s, derivative)
+    return _zeta_negative(ctx, s, a)
+
+
+def _zeta_left(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
+    """zeta(s, a) for a <= 0: real only for integer s (terms (n + a)^-s with n + a < 0)."""
+    if derivative or not ctx.isint(s) or ctx.isint(a):
+        return ctx.nan
+    if s >= 2:
+        order = int(s) - 1
+        return (-1) ** (order + 1) * _polygamma(ctx, ctx.mpf(order), a) / ctx.factorial(order)
+    n = -int(s)  # zeta(-n, a) = -B_{n+1}(a) / (n + 1)
+    return -ctx.bernpoly(n + 1, a) / (n + 1)
+
+
+def _zeta_negative(ctx: Any, s: Value, a: Value) -> Value:
+    """zeta(s, a) for s < -20, 0 < a: Hurwitz's formula on (0, 1] (Clausen functions), then shifted.
+
+    mpmath's Euler-Maclaurin sum needs time growing with |s| here (0.5 s at s = -100).
+    """
+    shift = int(ctx.ceil(a)) - 1
+    if shift > _MAX_ZETA_TERMS:
+        return ctx.zeta(s, a)
+    with ctx.extraprec(30 + shift):
+        base = a - shift
+        t = 2 * ctx.pi * base
+        value = (
+            2
+            * ctx.gamma(1 - s)
+            / (2 * ctx.pi) ** (1 - s)
+            * (ctx.sinpi(s / 2) * ctx.clcos(1 - s, t) + ctx.cospi(s / 2) * ctx.clsin(1 - s, t))
+        )
+        # zeta(s, b + m) = zeta(s, b) - sum_{k < m} (b + k)^-s
+        return value - ctx.fsum((base + k) ** (-s) for k in range(shift))
+
+
+def _loggamma(ctx: Any, x: Value) -> Value:
+    # The principal branch, as sympy defines it: real for x > 0 only (log|gamma| is not loggamma).
+    if not _complex(x) and x <= 0:
+        return ctx.inf if ctx.isint(x) else ctx.nan
+    return ctx.loggamma(x)
+
+
+def _gamma(ctx: Any, x: Value) -> Value:
+    if not _complex(x) and ctx.isint(x) and x <= 0:
+        return ctx.nan
+    return ctx.gamma(x)
+
+
+def _beta(ctx: Any, a: Value, b: Value) -> Value:
+    if not all(ctx.isfinite(v) for v in (a, b)):
+        return ctx.nan
+    if any(not _complex(v) and v != 0 and ctx.mag(v) > _SPECIAL_BITS for v in (a, b)):
+        return ctx.nan
+    try:
+        return ctx.beta(a, b)
+    except ValueError:  # a pole of a numerator gamma
+        return ctx.nan
+
+
+def _real_root(ctx: Any, x: Value, n: Value) -> Value:
+    if _complex(x) or _complex(n):
+        return ctx.root(x, n) if ctx.isint(n) else x ** (1 / n)
+    if n == 0 or ctx.isnan(x) or ctx.isnan(n):
+        return ctx.nan
+    if x >= 0:
+        return _power(ctx, x, 1 / n)
+    if ctx.isint(n) and int(n) % 2 == 1:
+        return -_power(ctx, -x, 1 / n)
+    return ctx.nan
+
+
+def _heaviside(ctx: Any, x: Value, h0: Value | None = None) -> Value:
+    if x == 0:
+        return ctx.mpf(0.5) if h0 is None else h0
+    return ctx.one if x > 0 else ctx.zero
+
+
+def _dirac(ctx: Any, x: Value, order: Value | None = None) -> Value:
+    return ctx.nan if x == 0 else ctx.zero
+
+
+def _sign(ctx: Any, x: Value) -> Value:
+    return ctx.mpf(ctx.sign(x))
+
+
+def _atan2(ctx: Any, y: Value, x: Value) -> Value:
+    if x == 0 and y == 0:
+        return ctx.nan
+    return ctx.atan2(y, x)
+
+
+def _arg(ctx: Any, x: Value) -> Value:
+    return ctx.arg(x) if x != 0 else ctx.nan
+
+
+def _exp_family(function_name: str, beyond: Callable[[Any, Value], Value]) -> Callable[[Any, Value], Value]:
+    def evaluate(ctx: Any, x: Value) -> Value:
+        return getattr(ctx, function_name)(x)
+
+    return _bounded(_EXP_BITS, beyond)(evaluate)
+
+
+def _method(name: str) -> Callable[..., Value]:
+    def call(ctx: Any, *args: Value) -> Value:
+        return getattr(ctx, name)(*args)
+
+    return call
+
+
+def _periodic_method(name: str) -> Callable[[Any, Value], Value]:
+    return _periodic(_method(name))
+
+
+_FUNCTIONS: dict[str, Callable[..., Value]] = {
+    "sin": _periodic_method("sin"),
+    "cos": _periodic_method("cos"),
+    "tan": _periodic_method("tan"),
+    "sec": _periodic_method("sec"),
+    "csc": _periodic_method("csc"),
+    "cot": _periodic_method("cot"),
+    "asin": _method("asin"),
+    "acos": _method("acos"),
+    "atan": _method("atan"),
+    "asec": _inverse(_method("acos")),
+    "acsc": _inverse(_method("asin")),
+    "acot": _acot,
+    "atan2": _real_args(_atan2),
+    "sinh": _exp_family("sinh", _sign_of(2)),
+    "cosh": _exp_family("cosh", _even(2)),
+    "tanh": _exp_family("tanh", _sign_of(1)),
+    "sech": _exp_family("sech", _even(0)),
+    "csch": _exp_family("csch", _sign_of(0)),
+    "coth": _exp_family("coth", _sign_of(1)),
+    "asinh": _method("asinh"),
+    "acosh": _method("acosh"),
+    "atanh": _method("atanh"),
+    "asech": _inverse(_method("acosh")),
+    "acsch": _inverse(_method("asinh")),
+    "acoth": _inverse(_method("atanh")),
+    "exp": _exp_family("exp", _exp_limit),
+    "log": _method("log"),
+    "RealRoot": _real_root,
+    "Abs": _method("fabs"),
+    "sign": _real_args(_sign),
+    "floor": _real_args(_method("floor")),
+    "ceiling": _real_args(_method("ceil")),
+    "Min": _real_args(lambda ctx, *args: min(args)),
+    "Max": _real_args(lambda ctx, *args: max(args)),
+    "Heaviside": _real_args(_heaviside),
+    "DiracDelta": _real_args(_dirac),
+    "re": _method("re"),
+    "im": _method("im"),
+    "arg": _real_args(_arg),
+    "erf": _method("erf"),
+    "erfc": _bounded(_SPECIAL_BITS, lambda ctx, x: ctx.zero if _re(x) > 0 else ctx.mpf(2))(_method("erfc")),
+    "gamma": _special(_gamma),
+    "loggamma": _special(_loggamma),
+    "digamma": lambda ctx, x: _polygamma(ctx, ctx.zero, x),
+    "polygamma": _polygamma,
+    "beta": _beta,
+    "factorial": _special(lambda ctx, x: _gamma(ctx, x + 1)),
+    "zeta": _zeta_function,
+}
+
+# sympy classes that are other spellings of a function above.
+_ALIASES = {"RealFloor": "floor", "RealCeiling": "ceiling"}
