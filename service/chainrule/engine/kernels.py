@@ -329,7 +329,7 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
 # What one evaluation of each function costs per point, in units of one numpy arithmetic operation
 # (about 1 ns): measured by scripts/accuracy.py --timing. The numeric cost limit charges expression
 # nodes by these, so slow functions get proportionally fewer points per call.
-MPMATH_WEIGHT = 300_000
+MPMATH_WEIGHT = 2_000_000
 WEIGHTS: Mapping[str, int] = MappingProxyType(
     {
         "sin": 2,

@@ -91,7 +91,9 @@ class EngineLimits:
     max_points: int = limit(
         "points", 2_000_000, "points", "points in one Evaluate or GradientAtPoint request"
     )
-    max_numeric_cost: int = limit("numeric_cost", 2_000_000_000, "", "expression size times points")
+    max_numeric_cost: int = limit(
+        "numeric_cost", 2_000_000_000, "", "expression size (slow functions weighted) times points"
+    )
 
 
 def declared(limits: type[Any] | Any) -> Iterator[tuple[str, Limit]]:

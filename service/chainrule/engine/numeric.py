@@ -38,12 +38,14 @@ _ZEROS = np.zeros(_MAX_CHUNK)
 class CompiledFunction:
     """A lambdified expression with the variable order its arguments follow.
 
-    `reads` are the variables the expression depends on; the others need no column.
+    `reads` are the variables the expression depends on; the others need no column. `weight` is
+    the extra cost per point of its slow kernels (`numeric_code.cost`), for the numeric cost limit.
     """
 
     variables: tuple[str, ...]
     function: Callable[..., Any]
     reads: frozenset[str]
+    weight: int = 0
 
     def __call__(self, columns: Sequence[FloatArray | float]) -> Any:
         with np.errstate(all="ignore"):
@@ -64,6 +66,7 @@ class CompiledGradient:
     hessian: bool
     reads: frozenset[str]
     arguments: tuple[str, ...]
+    weight: int = 0
 
     @property
     def component_count(self) -> int:
@@ -117,7 +120,8 @@ def _lambdify(expr: sympy.Basic | Sequence[sympy.Basic], variables: Sequence[str
 
 def compile_function(expr: sympy.Expr, variables: Sequence[str]) -> CompiledFunction:
     """Compile `expr` to a numpy function taking one column per name in `variables`."""
-    return CompiledFunction(tuple(variables), _lambdify(expr, variables), _reads([expr]))
+    function = _lambdify(expr, variables)
+    return CompiledFunction(tuple(variables), function, _reads([expr]), numeric_code.cost(expr))
 
 
 def compile_components(
@@ -127,7 +131,8 @@ def compile_components(
     reads = _reads(components)
     arguments = (*variables, *sorted(reads - set(variables)))
     function = _lambdify(list(components), arguments)
-    compiled = CompiledGradient(tuple(variables), function, hessian, reads, arguments)
+    weight = numeric_code.cost(sympy.Tuple(*components))
+    compiled = CompiledGradient(tuple(variables), function, hessian, reads, arguments, weight)
     if len(components) != compiled.component_count:
         raise ValueError(f"expected {compiled.component_count} components, got {len(components)}")
     return compiled

@@ -165,18 +165,26 @@ def cost(expr: sympy.Basic) -> int:
         if node in seen:
             continue
         seen.add(node)
-        if isinstance(node, sympy.Subs):
-            extra += kernels.WEIGHTS["partial"]
-            stack.extend(node.args[2])  # the point; the Derivative inside is this one evaluation
-            continue
-        if isinstance(node, sympy.Derivative):
-            extra += kernels.WEIGHTS["partial"]
-            stack.extend(node.expr.args)
+        if isinstance(node, (sympy.Subs, sympy.Derivative)):
+            extra += _partial_weight(node)
+            # The point it is taken at; the Derivative inside a Subs is this one evaluation.
+            stack.extend(node.args[2] if isinstance(node, sympy.Subs) else node.expr.args)
             continue
         if isinstance(node, Application):
             extra += _weight(node) - 1
         stack.extend(node.args)
     return extra
+
+
+def _partial_weight(node: sympy.Subs | sympy.Derivative) -> int:
+    """mpmath differentiates numerically with about three evaluations per order (zeta in s is exact)."""
+    try:
+        name, orders, _ = reference.derivative_call(node)
+    except reference.Unsupported:
+        return kernels.WEIGHTS["partial"]
+    if name == "zeta" and not any(orders[1:]):
+        return kernels.WEIGHTS["partial"]
+    return int(kernels.WEIGHTS["partial"] * 3 ** sum(orders))
 
 
 def _weight(node: Application) -> int:

@@ -37,7 +37,8 @@ VERSION = importlib.metadata.version("chainrule")
 
 _Result = TypeVar("_Result")
 
-# Evaluate on the event loop below this many expression nodes times points (microseconds of work).
+# Evaluate on the event loop below this cost (nodes, slow kernels weighted, times points): tens of
+# microseconds of work. An mpmath kernel weighs more than this alone: it never runs on the loop.
 _INLINE_COST = 20_000
 
 _SIMPLIFICATIONS: Mapping[int, engine.Simplification] = {
@@ -64,6 +65,11 @@ class _Plan:
     prepared: jobs.Prepared
     compiled: Any
     needed: tuple[str, ...]
+
+    @property
+    def cost_per_point(self) -> int:
+        """Expression nodes, plus what its slow kernels weigh (mpmath's: millions)."""
+        return self.prepared.node_count + int(self.compiled.weight)
 
 
 class ChainruleApi:
@@ -110,7 +116,7 @@ class ChainruleApi:
             plan = await self.caches.evaluate.get_or_compute(
                 key, lambda: self._evaluation_plan(key[0], key[1])
             )
-        self._check_numeric(batch, plan.prepared)
+        self._check_numeric(batch, plan)
         result = await self._compute(engine.evaluate, plan, batch)
         response = pb.EvaluateResponse(nonfinite_count=result.nonfinite_count)
         if batch.single:
@@ -125,7 +131,7 @@ class ChainruleApi:
         plan: _Plan | None = self.caches.gradient.lookup(key)
         if plan is None:
             plan = await self.caches.gradient.get_or_compute(key, lambda: self._gradient_plan(*key))
-        self._check_numeric(batch, plan.prepared, needed=plan.needed)
+        self._check_numeric(batch, plan, needed=plan.needed)
         result = await self._compute(engine.gradient, plan, batch)
         response = pb.GradientAtPointResponse(
             variables=list(plan.prepared.variables), nonfinite_count=result.nonfinite_count
@@ -267,7 +273,7 @@ class ChainruleApi:
     async def _compute(self, run: Callable[[Any, Any, int], _Result], plan: _Plan, batch: Batch) -> _Result:
         """Evaluate on the loop when the work is tiny (an executor hop costs more), else off it."""
         try:
-            if plan.prepared.node_count * batch.size <= _INLINE_COST:
+            if plan.cost_per_point * batch.size <= _INLINE_COST:
                 result, seconds = _timed(run, plan.compiled, batch.columns, batch.size)
             else:
                 result, seconds = await self._numeric.run(
@@ -301,11 +307,11 @@ class ChainruleApi:
             for name, declaration in limit_settings()
         ]
 
-    def _check_numeric(self, batch: Batch, prepared: jobs.Prepared, needed: Sequence[str] = ()) -> None:
-        missing = batch.missing(needed or prepared.variables)
+    def _check_numeric(self, batch: Batch, plan: _Plan, needed: Sequence[str] = ()) -> None:
+        missing = batch.missing(needed or plan.prepared.variables)
         if missing:
             raise numeric.missing_columns(missing).relocated({"columns": batch.field})
-        cost = prepared.node_count * batch.size
+        cost = plan.cost_per_point * batch.size
         if cost > self.limits.engine.max_numeric_cost:
             raise LimitExceeded("numeric cost", cost, self.limits.engine.max_numeric_cost, field=batch.field)
 
