@@ -11,7 +11,7 @@ HTTP_PORT ?= 8080
 
 CLIENT_NODE := clients/node
 
-.PHONY: setup system-deps bench bench-quick run test lint proto proto-check proto-deps buf-lint buf-breaking node-lint client-test clean
+.PHONY: setup system-deps bench bench-quick run test fuzz accuracy lint proto proto-check proto-deps buf-lint buf-breaking node-lint client-test clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,16 @@ run: setup
 test: lint system-deps
 	$(BIN)/pytest
 	$(MAKE) client-test
+
+# The differential fuzzer (tests/fuzz) with fresh seeds for MINUTES minutes; findings in build/fuzz/.
+# `make test` runs a bounded slice of it with fixed seeds.
+MINUTES ?= 20
+fuzz: setup
+	$(BIN)/python -m tests.fuzz.run --minutes $(MINUTES) --out build/fuzz
+
+# Regenerate docs/accuracy.md: each function's error in ulp against mpmath across its real domain.
+accuracy: setup
+	$(BIN)/python scripts/accuracy.py --write
 
 client-test: setup
 	PYTHON=$(PYTHON) CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule bash scripts/client_venv_check.sh

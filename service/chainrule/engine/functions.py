@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 import sympy
+from sympy.calculus.accumulationbounds import AccumBounds
 
 from chainrule.engine import kernels, reference
 
@@ -172,6 +173,22 @@ class FunctionSpec:
         return (self.name, *self.aliases)
 
 
+def _undefined_in(build: Callable[..., sympy.Expr]) -> Callable[..., sympy.Expr]:
+    """Any function of 1/0 (sympy's unsigned infinity) or NaN is NaN: it has no real value to take.
+
+    sympy continues through infinity (asec(1/0) is pi/2, acot(1/0) is 0), which is no real value;
+    and it answers cos(oo) with the interval [-1, 1], which is none either.
+    """
+
+    def built(*args: sympy.Expr) -> sympy.Expr:
+        if any(arg is sympy.S.ComplexInfinity or arg is sympy.S.NaN for arg in args):
+            return sympy.S.NaN
+        result = build(*args)
+        return sympy.S.NaN if isinstance(result, AccumBounds) else result
+
+    return built
+
+
 def _one(name: str, ctor: Callable[..., sympy.Expr], *aliases: str, summary: str = "") -> FunctionSpec:
     return FunctionSpec(name, 1, 1, ctor, aliases=aliases, summary=summary)
 
@@ -198,7 +215,12 @@ def _on_reals(build: Callable[..., sympy.Expr]) -> Callable[..., sympy.Expr]:
     def built(*args: sympy.Expr) -> sympy.Expr:
         if any(arg.is_number and not _is_real_number(arg) for arg in args):
             return sympy.S.NaN
-        return build(*args)
+        try:
+            return build(*args)
+        except ValueError:  # Min(x + asin(2)): no real value at any x
+            if any(arg.is_extended_real is False for arg in args):
+                return sympy.S.NaN
+            raise
 
     return built
 
@@ -298,7 +320,10 @@ _SPECIAL = [
     _guarded(FunctionSpec("zeta", 1, 2, _zeta, summary="Riemann zeta; zeta(s, a) Hurwitz")),
 ]
 
-SPECS: tuple[FunctionSpec, ...] = (*_TRIG, *_HYPERBOLIC, *_POWERS, *_PIECEWISE, *_SPECIAL)
+SPECS: tuple[FunctionSpec, ...] = tuple(
+    dataclasses.replace(spec, build=_undefined_in(spec.build))
+    for spec in (*_TRIG, *_HYPERBOLIC, *_POWERS, *_PIECEWISE, *_SPECIAL)
+)
 """Every accepted function once, in documentation order."""
 
 

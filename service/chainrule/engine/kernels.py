@@ -137,9 +137,24 @@ def RealRoot(x: Any, n: Any) -> Any:  # noqa: N802 (the sympy class it implement
     return np.where(xs >= 0, magnitude, np.where(odd, -magnitude, np.nan))
 
 
+def power(base: Any, exponent: Any) -> Any:
+    """base^exponent with a varying exponent: NaN where either is (IEEE says NaN^0 = 1^NaN = 1), and
+    for a negative base under a fractional exponent, -inf too (IEEE says (-inf)^-0.5 = 0)."""
+    result = np.power(base, exponent)
+    undefined = np.isnan(base) | np.isnan(exponent) | ((base < 0) & (exponent != np.floor(exponent)))
+    return np.where(undefined, np.nan, result)
+
+
 def odd_power(x: Any, n: Any) -> Any:
     """x^n for an odd integer n past 2^53, which a double cannot hold (it rounds to an even one)."""
     return np.copysign(np.abs(x) ** n, x)
+
+
+def piecewise(*pairs: tuple[Any, Any]) -> Any:
+    """The value of the first (condition, value) pair whose condition holds; NaN where none does."""
+    conditions = [np.asarray(condition, dtype=bool) for condition, _ in pairs]
+    values = [np.asarray(value, dtype=np.float64) for _, value in pairs]
+    return np.select(conditions, values, default=np.nan)
 
 
 def Min(*args: Any) -> Any:  # noqa: N802
@@ -155,9 +170,10 @@ def Heaviside(x: Any, h0: Any = 0.5) -> Any:  # noqa: N802
 
 
 def DiracDelta(x: Any, order: Any = 0) -> Any:  # noqa: N802
-    """DiracDelta and its derivatives: 0 away from 0, NaN (no finite value) at 0."""
+    """DiracDelta and its derivatives: 0 away from 0, NaN (no finite value) at 0 and of NaN."""
     _ = order
-    return np.where(_array(x) == 0, np.nan, 0.0)
+    xs = _array(x)
+    return np.where(xs == 0, np.nan, xs * 0.0)
 
 
 def re(x: Any) -> Any:
@@ -165,7 +181,7 @@ def re(x: Any) -> Any:
 
 
 def im(x: Any) -> Any:
-    return np.multiply(x, 0.0)  # 0 on the reals; NaN stays NaN
+    return np.where(np.isnan(x), np.nan, 0.0)  # 0 on the reals (and their infinities); NaN stays NaN
 
 
 def arg(x: Any) -> Any:
@@ -240,28 +256,17 @@ def zeta(s: Any, a: Any = None) -> Any:
 # ------------------------------------------------------------------------- point by point (mpmath)
 
 
-def _pointwise(name: str, *columns: FloatArray) -> FloatArray:
-    implementation = reference.function(name)
-    ctx = reference.context(_PREC)
+def _pointwise(name: str, *columns: FloatArray, orders: tuple[int, ...] = ()) -> FloatArray:
     out = np.empty(len(columns[0]) if columns else 0)
     for index, values in enumerate(zip(*(column.tolist() for column in columns), strict=True)):
-        out[index] = _double(ctx, implementation(ctx, *(ctx.mpf(value) for value in values)))
+        out[index] = reference.at(name, values, _PREC, orders)
     return out
-
-
-def _double(ctx: Any, value: Any) -> float:
-    if hasattr(value, "_mpc_"):
-        return float(value.real) if value.imag == 0 else math.nan
-    return float(value)
 
 
 def partial(name: str, orders: tuple[int, ...], *args: Any) -> Any:
     """A derivative of a table function with no closed form (zeta in s, polygamma in its order), by mpmath."""
     columns = np.broadcast_arrays(*(_array(arg) for arg in args))
-    flat = [column.reshape(-1) for column in columns]
-    out = np.empty(flat[0].shape)
-    for index, values in enumerate(zip(*(column.tolist() for column in flat), strict=True)):
-        out[index] = _double(reference.context(_PREC), reference.partial(name, orders, values, _PREC))
+    out = _pointwise(name, *(column.reshape(-1) for column in columns), orders=orders)
     return out.reshape(columns[0].shape) if columns[0].ndim else out[0]
 
 
@@ -299,6 +304,7 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "sqrt": np.sqrt,
         "RealRoot": RealRoot,
         "odd_power": odd_power,
+        "power": power,
         "Abs": np.abs,
         "sign": np.sign,
         "floor": np.floor,
@@ -306,6 +312,7 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "Min": Min,
         "Max": Max,
         "Heaviside": Heaviside,
+        "piecewise": piecewise,
         "DiracDelta": DiracDelta,
         "re": re,
         "im": im,

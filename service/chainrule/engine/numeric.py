@@ -109,7 +109,7 @@ def _lambdify(expr: sympy.Basic | Sequence[sympy.Basic], variables: Sequence[str
     renames: dict[sympy.Basic, sympy.Basic] = {
         s: arguments[known[s.name]] for part in parts for s in part.free_symbols
     }
-    renamed, constants = numeric_code.fold_constants([part.xreplace(renames) for part in parts])
+    renamed, constants = numeric_code.prepare([part.xreplace(renames) for part in parts])
     target = renamed if isinstance(expr, Sequence) else renamed[0]
     printer = numeric_code.NumericPrinter(constants)
     function: Callable[..., Any] = sympy.lambdify(

@@ -23,18 +23,54 @@ from typing import Any
 
 import sympy
 from sympy.core.function import Application
+from sympy.core.symbol import Str
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
 from chainrule.engine import kernels, reference
 from chainrule.engine.errors import FailedPrecondition
 
-__all__ = ["NumericPrinter", "cost", "fold_constants"]
+__all__ = ["NumericPrinter", "Partial", "cost", "fold_constants", "prepare"]
 
 # Bits for folding constants: enough that the double nearest the 80-bit value is the nearest double
 # to the true one except in the rarest ties; exact numbers are rounded exactly (reference.to_double).
 _FOLD_PREC = 80
 _EXACT = 2**53
+
+
+class Partial(sympy.Function):  # type: ignore[misc]
+    """`Partial(name, orders, *point)`: a derivative without a closed form, as one opaque call.
+
+    sympy's `Derivative(zeta(x), x)` holds `zeta(x)`, which common-subexpression elimination would
+    replace by a temporary (`Derivative(x0, x)`, no longer a derivative of zeta): numeric code sees
+    this instead, printed as `partial("zeta", (1,), x)`.
+    """
+
+
+def prepare(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.Symbol, float]]:
+    """`parts` ready to print: constants folded (placeholders and their values), derivatives opaque."""
+    folded, constants = fold_constants(parts)
+    memo: dict[sympy.Basic, sympy.Basic] = {}
+    return [_opaque(part, memo) for part in folded], constants
+
+
+def _opaque(node: sympy.Basic, memo: dict[sympy.Basic, sympy.Basic]) -> Any:
+    found = memo.get(node)
+    if found is not None:
+        return found
+    if isinstance(node, (sympy.Subs, sympy.Derivative)):
+        try:
+            name, orders, args = reference.derivative_call(node)
+        except reference.Unsupported:
+            raise _no_numeric_form("a derivative of this form") from None
+        point = [_opaque(arg, memo) for arg in args]
+        found = Partial(Str(name), sympy.Tuple(*orders), *point)
+    elif node.args and node.has(sympy.Subs, sympy.Derivative):
+        found = node.func(*(_opaque(arg, memo) for arg in node.args))
+    else:
+        found = node
+    memo[node] = found
+    return found
 
 
 def fold_constants(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.Symbol, float]]:
@@ -95,9 +131,9 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
                 return _literal(self.constants[expr])
             if expr.is_Number or expr.is_NumberSymbol:
                 return _literal(_double(expr))
-            if isinstance(expr, (sympy.Subs, sympy.Derivative)):
+            if isinstance(expr, Partial):
                 return self._partial(expr)
-            if isinstance(expr, Application):
+            if isinstance(expr, Application) and not isinstance(expr, _PRINTED_HERE):
                 return self._call(expr)
         return str(super()._print(expr, **kwargs))
 
@@ -107,13 +143,24 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
             raise _no_numeric_form(type(expr).__name__)
         return f"{name}({', '.join(self._print(arg) for arg in expr.args)})"
 
-    def _partial(self, expr: sympy.Subs | sympy.Derivative) -> str:
-        try:
-            name, orders, args = reference.derivative_call(expr)
-        except reference.Unsupported:
-            raise _no_numeric_form("a derivative of this form") from None
-        printed = ", ".join(self._print(arg) for arg in args)
-        return f"partial({name!r}, {tuple(orders)!r}, {printed})"
+    def _partial(self, expr: Partial) -> str:
+        name, orders, *point = expr.args
+        printed = ", ".join(self._print(arg) for arg in point)
+        return f"partial({name.name!r}, {tuple(int(k) for k in orders)!r}, {printed})"
+
+    def _print_Piecewise(self, expr: sympy.Piecewise) -> str:  # noqa: N802
+        # Every branch is computed and the first true condition chooses (numpy has no short circuit).
+        pairs = ", ".join(f"({self._print(cond)}, {self._print(value)})" for value, cond in expr.args)
+        return f"piecewise({pairs})"
+
+    def _print_And(self, expr: sympy.And) -> str:  # noqa: N802
+        return "(" + " & ".join(self._print(arg) for arg in expr.args) + ")"
+
+    def _print_Or(self, expr: sympy.Or) -> str:  # noqa: N802
+        return "(" + " | ".join(self._print(arg) for arg in expr.args) + ")"
+
+    def _print_Not(self, expr: sympy.Not) -> str:  # noqa: N802
+        return f"(~{self._print(expr.args[0])})"
 
     def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:  # noqa: N802
         base, exponent = expr.args
@@ -123,8 +170,14 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
             return f"1/{self.parenthesize(base, PRECEDENCE['Pow'])}"
         if exponent.is_Integer and abs(int(exponent)) > _EXACT and int(exponent) % 2:
             return f"odd_power({self._print(base)}, {self._print(exponent)})"
+        if not (exponent.is_Number or exponent in self.constants):
+            return f"power({self._print(base)}, {self._print(exponent)})"
         power = PRECEDENCE["Pow"]
         return f"{self.parenthesize(base, power)}**{self.parenthesize(exponent, power)}"
+
+
+# Nodes other than the table's functions that print as code of their own (below), not as kernel calls.
+_PRINTED_HERE = (sympy.Piecewise, sympy.And, sympy.Or, sympy.Not)
 
 
 def _double(number: sympy.Basic) -> float:

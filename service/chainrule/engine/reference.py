@@ -84,19 +84,41 @@ def to_double(number: sympy.Expr) -> float:
 
 
 def evaluate(
-    expr: sympy.Basic, values: Mapping[str, Any] | None = None, *, prec: int = 80, strict: bool = True
+    expr: sympy.Basic,
+    values: Mapping[str, Any] | None = None,
+    *,
+    prec: int = 80,
+    strict: bool = True,
+    each: Callable[[Value], Value] | None = None,
 ) -> Value:
     """The value of `expr` with its symbols set from `values` (by name), at `prec` bits.
 
-    Raises `Unsupported` for a node outside the grammar (Piecewise, a Derivative of an unknown form).
+    `each` maps every node's value before its parent uses it: rounding each to a double simulates
+    a float64 evaluation of the same formula (how the fuzzer tells a formula's own rounding error
+    from a kernel's). Raises `Unsupported` for a node outside the grammar (Piecewise...).
     """
     ctx = context(prec)
-    return _Evaluator(ctx, values or {}, strict).value(expr)
+    return _Evaluator(ctx, values or {}, strict, each).value(expr)
 
 
 def function(name: str) -> Callable[..., Value]:
     """The real-valued mpmath implementation of a function of the table, by its sympy class name."""
     return _FUNCTIONS[name]
+
+
+def at(name: str, args: Sequence[float], prec: int, orders: Sequence[int] = ()) -> float:
+    """A table function (or, given `orders`, its partial derivative) at a point of doubles, as the
+    double nearest its real value: NaN where it has none, never an exception (the kernels' path)."""
+    ctx = context(prec)
+    try:
+        if any(orders):
+            result = partial(name, orders, args, prec)
+        else:
+            result = _FUNCTIONS[name](ctx, *(ctx.mpf(arg) for arg in args))
+    except (ArithmeticError, ValueError):
+        return math.nan
+    result = _real(ctx, result, True)
+    return float(result)
 
 
 def partial(name: str, orders: Sequence[int], args: Sequence[Any], prec: int) -> Value:
@@ -130,16 +152,21 @@ class _Undefined(Exception):
 
 
 class _Evaluator:
-    def __init__(self, ctx: Any, values: Mapping[str, Any], strict: bool) -> None:
+    def __init__(
+        self, ctx: Any, values: Mapping[str, Any], strict: bool, each: Callable[[Value], Value] | None
+    ) -> None:
         self.ctx = ctx
         self.values = values
         self.strict = strict
+        self.each = each
         self.memo: dict[sympy.Basic, Value] = {}
 
     def value(self, node: sympy.Basic) -> Value:
         found = self.memo.get(node)
         if found is None:
             found = _real(self.ctx, self._node(node), self.strict)
+            if self.each is not None:
+                found = self.each(found)
             self.memo[node] = found
         return found
 
@@ -147,7 +174,7 @@ class _Evaluator:
         ctx = self.ctx
         if node.is_Symbol:
             return ctx.convert(self.values[node.name])
-        if node.is_Number or node.is_NumberSymbol or node is sympy.S.ImaginaryUnit:
+        if node.is_Number or node.is_NumberSymbol or node in _SPECIAL_NUMBERS:
             return _number(ctx, node)
         if node.is_Add:
             return ctx.fsum(self.value(arg) for arg in node.args)
@@ -217,6 +244,11 @@ def derivative_call(
     return name, tuple(orders), args
 
 
+_SPECIAL_NUMBERS = frozenset(
+    {sympy.S.ImaginaryUnit, sympy.S.ComplexInfinity, sympy.S.NaN, sympy.S.Infinity, sympy.S.NegativeInfinity}
+)
+
+
 def _complex(value: Value) -> bool:
     return hasattr(value, "_mpc_")  # each mpmath context has classes of its own: no isinstance
 
@@ -225,7 +257,11 @@ def _real(ctx: Any, value: Value, strict: bool) -> Value:
     if _complex(value):
         if value.imag == 0:
             return value.real
-        return ctx.nan if strict else value
+        if strict:
+            return ctx.nan
+        # Continuing, sin(asin(2)) comes back as 2 + 1e-60i: real, to the working precision.
+        if abs(value.imag) <= abs(value.real) * ctx.ldexp(1, 8 - ctx.prec):
+            return value.real
     return value
 
 
@@ -261,10 +297,10 @@ def _power(ctx: Any, base: Value, exponent: Value) -> Value:
         return ctx.one
     if base == 0:
         return ctx.zero if exponent > 0 else ctx.inf
+    if base < 0 and not ctx.isint(exponent):
+        return ctx.mpc(base) ** exponent if ctx.isfinite(base) else ctx.nan  # not real
     if ctx.isinf(base) or ctx.isinf(exponent):
         return _ieee_power(ctx, base, exponent)
-    if base < 0 and not ctx.isint(exponent):
-        return ctx.mpc(base) ** exponent  # not real
     bits = abs(exponent * ctx.log(abs(base), 2))
     if bits > 2**62:
         # Far past any double (x^(10^400)): 0 or +-inf, the sign following the exponent's parity.
@@ -342,7 +378,6 @@ def _re(x: Value) -> Value:
 
 
 _periodic = _bounded(_PERIODIC_BITS, _nan)
-_special = _bounded(_SPECIAL_BITS, _nan)
 
 
 def _inverse(function: Callable[[Any, Value], Value]) -> Callable[[Any, Value], Value]:
@@ -364,8 +399,10 @@ def _acot(ctx: Any, x: Value) -> Value:
 def _polygamma(ctx: Any, n: Value, x: Value) -> Value:
     if ctx.isnan(n) or ctx.isnan(x) or _complex(n):
         return ctx.nan
-    if ctx.isinf(n) or abs(n) > _MAX_ORDER or (x != 0 and ctx.mag(x) > _SPECIAL_BITS) or ctx.isinf(x):
+    if ctx.isinf(n) or abs(n) > _MAX_ORDER:
         return ctx.nan
+    if not _complex(x) and (ctx.isinf(x) or (x != 0 and ctx.mag(x) > _SPECIAL_BITS)):
+        return _polygamma_far(ctx, n, x)
     if ctx.isint(n) and n >= 0:
         order = int(n)
         if _complex(x):
@@ -385,6 +422,16 @@ def _polygamma(ctx: Any, n: Value, x: Value) -> Value:
     with ctx.extraprec(30 + max(0, -ctx.mag(distance))):
         zeta = _zeta(ctx, s + 1, x, 0)
         return (_zeta(ctx, s + 1, x, 1) + (ctx.euler + ctx.digamma(-s)) * zeta) * ctx.rgamma(-s)
+
+
+def _polygamma_far(ctx: Any, n: Value, x: Value) -> Value:
+    """polygamma past 2^1100: log x for n = 0, (-1)^(n+1) (n-1)!/x^n (0 in every double) beyond; the
+    doubles that far left are all integers, poles."""
+    if x < 0 or not ctx.isint(n) or n < 0:
+        return ctx.nan
+    if n == 0:
+        return ctx.log(x)
+    return (-1) ** (int(n) + 1) * ctx.factorial(int(n) - 1) / _power(ctx, x, n)
 
 
 _COT_POLYNOMIALS: list[tuple[int, ...]] = [(0, 1)]
@@ -438,6 +485,8 @@ def _zeta(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
         return ctx.zeta(s, a, derivative)
     if not (ctx.isfinite(s) and ctx.isfinite(a)) or s == 1 or s < _MIN_ZETA_S:
         return ctx.nan
+    if s != 0 and ctx.mag(s) < -ctx.prec - 10:
+        s = ctx.zero  # mpmath divides by s next to 0; zeta is smooth there
     if any(v != 0 and ctx.mag(v) > _SPECIAL_BITS for v in (s, a)):
         return ctx.nan
     if a <= 0:
@@ -483,11 +532,20 @@ def _zeta_fourier(ctx: Any, s: Value, a: Value) -> Value:
         return value - ctx.fsum((base + k) ** (-s) for k in range(shift))
 
 
+def _gamma_far(ctx: Any, x: Value) -> Value:
+    """gamma past 2^1100 overflows every double; the doubles that far left are poles."""
+    return ctx.inf if _re(x) > 0 else ctx.nan
+
+
+def _loggamma_far(ctx: Any, x: Value) -> Value:
+    return x * (ctx.log(x) - 1) if _re(x) > 0 else ctx.nan
+
+
 def _loggamma(ctx: Any, x: Value) -> Value:
     # The principal branch, as sympy defines it: real for x > 0 only (log|gamma| is not loggamma).
-    if not _complex(x) and x <= 0:
-        return ctx.inf if ctx.isint(x) else ctx.nan
-    return ctx.loggamma(x)
+    if not _complex(x) and x <= 0 and ctx.isint(x):
+        return ctx.inf
+    return ctx.loggamma(x)  # complex for x < 0: NaN under the real-valued rule
 
 
 def _gamma(ctx: Any, x: Value) -> Value:
@@ -516,7 +574,7 @@ def _real_root(ctx: Any, x: Value, n: Value) -> Value:
         return _power(ctx, x, 1 / n)
     if ctx.isint(n) and int(n) % 2 == 1:
         return -_power(ctx, -x, 1 / n)
-    return ctx.nan
+    return ctx.mpc(x) ** (1 / n)  # not real: the principal root, for continuing (strict makes it NaN)
 
 
 def _heaviside(ctx: Any, x: Value, h0: Value | None = None) -> Value:
@@ -548,6 +606,17 @@ def _exp_family(function_name: str, beyond: Callable[[Any, Value], Value]) -> Ca
         return getattr(ctx, function_name)(x)
 
     return _bounded(_EXP_BITS, beyond)(evaluate)
+
+
+def _part(name: str) -> Callable[[Any, Value], Value]:
+    """re or im: of a complex value (continuing), of a real one; NaN has neither (mpmath says im(nan) = 0)."""
+
+    def part(ctx: Any, x: Value) -> Value:
+        if not _complex(x) and ctx.isnan(x):
+            return ctx.nan
+        return getattr(ctx, name)(x)
+
+    return part
 
 
 def _method(name: str) -> Callable[..., Value]:
@@ -598,17 +667,17 @@ _FUNCTIONS: dict[str, Callable[..., Value]] = {
     "Max": _real_args(lambda ctx, *args: max(args)),
     "Heaviside": _real_args(_heaviside),
     "DiracDelta": _real_args(_dirac),
-    "re": _method("re"),
-    "im": _method("im"),
+    "re": _part("re"),
+    "im": _part("im"),
     "arg": _real_args(_arg),
     "erf": _method("erf"),
     "erfc": _bounded(_SPECIAL_BITS, lambda ctx, x: ctx.zero if _re(x) > 0 else ctx.mpf(2))(_method("erfc")),
-    "gamma": _special(_gamma),
-    "loggamma": _special(_loggamma),
+    "gamma": _bounded(_SPECIAL_BITS, _gamma_far)(_gamma),
+    "loggamma": _bounded(_SPECIAL_BITS, _loggamma_far)(_loggamma),
     "digamma": lambda ctx, x: _polygamma(ctx, ctx.zero, x),
     "polygamma": _polygamma,
     "beta": _beta,
-    "factorial": _special(lambda ctx, x: _gamma(ctx, x + 1)),
+    "factorial": _bounded(_SPECIAL_BITS, _gamma_far)(lambda ctx, x: _gamma(ctx, x + 1)),
     "zeta": _zeta_function,
 }
 

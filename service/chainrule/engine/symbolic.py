@@ -16,11 +16,12 @@ import pickle
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import sympy
 from sympy.core.function import AppliedUndef, ArgumentIndexError
 
 from chainrule.engine import parsing
-from chainrule.engine.errors import InvalidArgument, LimitExceeded
+from chainrule.engine.errors import ChainruleError, InvalidArgument, LimitExceeded
 from chainrule.engine.limits import EngineLimits
 from chainrule.engine.numeric import (
     CompiledFunction,
@@ -177,7 +178,35 @@ def simplify(expr: sympy.Expr, simplification: Simplification) -> sympy.Expr:
         # factor_terms pulls out common factors and numeric content in one bottom-up pass;
         # it neither expands powers nor looks for polynomial gcds (cancel/factor are not linear).
         return sympy.factor_terms(expr)
-    return sympy.simplify(expr)
+    simplified = sympy.simplify(expr)
+    return simplified if _no_worse(simplified, expr) else sympy.factor_terms(expr)
+
+
+# Values each variable takes where FULL's form is checked: a fixed spread of signs and magnitudes.
+_SAMPLES = (-31.7, -6.1, -1.9, -0.73, -0.21, 0.17, 0.62, 1.37, 2.9, 8.3, 27.1, 95.0)
+_SAMPLE_POINTS = 24
+
+
+def _no_worse(simplified: sympy.Expr, original: sympy.Expr) -> bool:
+    """Whether FULL's form is finite, in float64, wherever the unsimplified derivative is.
+
+    sympy.simplify keeps a function in the complex plane, not its float64 values on the reals: it may
+    write exp(p^2)*...*exp(-p^2) apart (NaN from p = 27 on, where exp(p^2) overflows) or go through
+    sqrt(x^2 - 1) where the original had real values. Such a form is not returned; FAST's is.
+    """
+    names = sorted(set(free_variables(original)) | set(free_variables(simplified)))
+    columns = {
+        name: np.array([_SAMPLES[(7 * k + 5 * i * i + 3 * i) % len(_SAMPLES)] for k in range(_SAMPLE_POINTS)])
+        for i, name in enumerate(names)
+    }
+    try:
+        before, after = (
+            evaluate(compile_function(form, names), columns, _SAMPLE_POINTS).values
+            for form in (original, simplified)
+        )
+    except ChainruleError:
+        return False  # FULL's form has no numeric evaluation at all
+    return not bool(np.any(np.isfinite(before) & ~np.isfinite(after)))
 
 
 def derivative(expr: sympy.Expr, variable: sympy.Symbol) -> sympy.Expr:

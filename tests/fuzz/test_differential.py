@@ -1,0 +1,61 @@
+"""The differential fuzzer's bounded slice: fixed seeds (derandomized), every function of the table at
+the root of a few random trees, about 40 s in all.
+
+Random trees (depth <= 4, 1-3 variables, the whole table below the root), printed in our grammar, sent
+through the API layer (values, batches, derivatives, gradients with Hessians, derivative texts read
+back), every number judged against mpmath (`checks`). `make fuzz MINUTES=20` runs the same checks
+with fresh seeds for as long as asked, FULL simplification included (`tests/fuzz/run.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chainrule.engine import functions
+from chainrule.server.api import ChainruleApi
+from chainrule.server.compute.executors import InlineExecutor
+from tests.conftest import make_settings
+from tests.fuzz import checks, trees
+
+_EXAMPLES_PER_FUNCTION = 5
+
+
+@st.composite
+def cases(draw: st.DrawFn, root: str | None = None) -> tuple[trees.Node, list[dict[str, float]], int]:
+    """A tree over 1-3 variables, 1-3 points (values for the variables it uses) and a rounding seed."""
+    count = draw(st.integers(1, 3))
+    tree = draw(trees.trees(trees.VARIABLES[:count], root=root))
+    used = sorted(tree.variables())
+    point = st.fixed_dictionaries({name: trees.coordinates() for name in used})
+    points = draw(st.lists(point, min_size=1, max_size=3))
+    return tree, points, draw(st.integers(0, 2**31))
+
+
+@pytest.fixture(scope="module")
+def differential() -> Iterator[checks.Differential]:
+    loop = asyncio.new_event_loop()
+    api = ChainruleApi(make_settings(), InlineExecutor(), InlineExecutor())
+    yield checks.Differential(api, loop)
+    loop.close()
+
+
+@pytest.mark.parametrize("function", [spec.name for spec in functions.SPECS])
+@settings(
+    max_examples=_EXAMPLES_PER_FUNCTION,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+@given(data=st.data())
+def test_every_number_agrees_with_mpmath(
+    differential: checks.Differential, function: str, data: st.DataObject
+) -> None:
+    tree, points, seed = data.draw(cases(function))
+    findings = differential.run(tree, points, seed)
+    assert not findings, "\n".join(finding.describe() for finding in findings)
