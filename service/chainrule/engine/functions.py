@@ -213,7 +213,8 @@ def _on_reals(build: Callable[..., sympy.Expr]) -> Callable[..., sympy.Expr]:
     """
 
     def built(*args: sympy.Expr) -> sympy.Expr:
-        if any(arg.is_number and not _is_real_number(arg) for arg in args):
+        # Every variable is real: an argument holding i (x + acosh(0) is x + i pi/2) is not.
+        if any((arg.is_number and not _is_real_number(arg)) or arg.has(sympy.I) for arg in args):
             return sympy.S.NaN
         try:
             return build(*args)

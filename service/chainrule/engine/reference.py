@@ -491,11 +491,42 @@ def _zeta(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
         return ctx.nan
     if a <= 0:
         return _zeta_left(ctx, s, a, derivative)
+    if s > 1:
+        if derivative:
+            return ctx.diff(lambda t: _zeta_right(ctx, t, a), s, derivative)
+        return _zeta_right(ctx, s, a)
     if s >= _fourier_below(ctx) or a > _MAX_ZETA_TERMS:
         return ctx.zeta(s, a, derivative)
     if derivative:
         return ctx.diff(lambda t: _zeta_fourier(ctx, t, a), s, derivative)
     return _zeta_fourier(ctx, s, a)
+
+
+def _zeta_right(ctx: Any, s: Value, a: Value) -> Value:
+    """zeta(s, a) for s > 1, a > 0 by Euler-Maclaurin, every term positive past the Bernoulli ones.
+
+    mpmath's own sum is off by far more than its precision for large s and a (zeta(24.95, 48.26) at
+    64 bits: 1e-9 relative; at 160 bits, 1e-13).
+    """
+    with ctx.extraprec(20):
+        # The Bernoulli series is asymptotic: its smallest term is about e^(-2 pi w) (w past s), so w
+        # must pass both s and prec ln 2 / (2 pi) for that term to be below the precision.
+        terms = max(10, int(ctx.ceil(s)), int(ctx.prec * 0.12) + 1)
+        w = a + terms
+        head = ctx.fsum(_power(ctx, a + k, -s) for k in range(terms))
+        power = _power(ctx, w, -s)
+        total = head + w * power / (s - 1) + power / 2
+        factor = s * power / w
+        limit = ctx.ldexp(abs(total), -ctx.prec - 10)
+        previous = ctx.inf
+        for j in range(1, 400):
+            term = ctx.bernoulli(2 * j) / ctx.factorial(2 * j) * factor
+            if abs(term) < limit or abs(term) > previous:
+                break
+            total += term
+            previous = abs(term)
+            factor *= (s + 2 * j - 1) * (s + 2 * j) / (w * w)
+        return total
 
 
 def _fourier_below(ctx: Any) -> Any:
