@@ -361,7 +361,7 @@ def _riemann_zeta(s: FloatArray) -> FloatArray:
         * scipy.special.gamma(1.0 - s)
         * scipy.special.zeta(1.0 - s)
     )
-    return np.where(left, reflected, scipy.special.zeta(s))
+    return np.asarray(np.where(left, reflected, scipy.special.zeta(s)), dtype=np.float64)
 
 
 def _pointwise(name: str, *columns: FloatArray, orders: tuple[int, ...] = ()) -> FloatArray:
