@@ -79,124 +79,142 @@ class Differential:
         self.api = api
         self.loop = loop
         self.full = full
-        self.scale = 1.0  # the largest magnitude of a node's value at the point being checked
 
     def run(self, tree: trees.Node, points: Sequence[Mapping[str, float]], seed: int) -> list[Finding]:
-        text = trees.to_text(tree)
-        names = sorted(tree.variables())
-        found: list[Finding] = []
+        case = _Case(self, tree, seed)
         with contextlib.suppress(_Skip):
-            self._run(tree, text, names, points, seed, found)
-        return found
+            case.run(points)
+        return case.found
+
+    def call(self, case: _Case, text: str, point: Mapping[str, float], check: str, call: Any) -> Any:
+        """The RPC's answer; None, with a finding unless it is a documented refusal, if it failed."""
+        try:
+            return self.loop.run_until_complete(call)
+        except ChainruleError as error:
+            if error.code == Code.INTERNAL:
+                case.report(check, point, f"INTERNAL: {error.message}", text=text)
+            elif not (error.reason in ("LIMIT_EXCEEDED", "NO_CLOSED_FORM") or error.code in _REFUSALS):
+                case.report(check, point, f"{error.code.name} {error.reason}: {error.message}", text=text)
+        except Exception as error:  # anything else is a 500
+            case.report(check, point, f"INTERNAL: {type(error).__name__}: {error}", text=text)
+        return None
+
+    async def evaluate(
+        self, text: str, point: Mapping[str, float], wrt: Sequence[tuple[str, int]] = ()
+    ) -> float:
+        request = pb.EvaluateRequest(expression=text, point=dict(point))
+        for name, order in wrt:
+            request.wrt.add(variable=name, order=order)
+        response = await self.api.evaluate(request)
+        return float(response.value)
+
+    async def evaluate_batch(
+        self, text: str, names: list[str], points: Sequence[Mapping[str, float]]
+    ) -> list[float]:
+        columns = {name: pb.Array(values=[point[name] for point in points]) for name in names}
+        if not columns:
+            columns = {"x": pb.Array(values=[point.get("x", 0.0) for point in points])}
+        response = await self.api.evaluate(pb.EvaluateRequest(expression=text, points=columns))
+        return list(response.values.values)
+
+    async def gradient(
+        self, text: str, names: list[str], point: Mapping[str, float]
+    ) -> tuple[float, list[float], list[float]]:
+        request = pb.GradientAtPointRequest(expression=text, variables=names, point=dict(point), hessian=True)
+        response = await self.api.gradient(request)
+        return response.value, list(response.gradient), list(response.hessian)
+
+    async def differentiate(self, text: str, wrt: Sequence[tuple[str, int]], mode: int) -> str:
+        request = pb.DifferentiateRequest(expression=text, simplification=mode)
+        for name, order in wrt:
+            request.wrt.add(variable=name, order=order)
+        response = await self.api.differentiate(request)
+        return response.derivative
+
+
+class _Case:
+    """One tree under test: its text, variables and parsed formula, and what was found wrong."""
+
+    def __init__(self, owner: Differential, tree: trees.Node, seed: int) -> None:
+        self.owner = owner
+        self.tree = tree
+        self.seed = seed
+        self.text = trees.to_text(tree)
+        self.names = sorted(tree.variables())
+        self.found: list[Finding] = []
+        self.scale = 1.0  # the largest magnitude of a node's value at the point being checked
+
+    def report(
+        self, check: str, point: Mapping[str, float], detail: str, *, text: str = "", **more: Any
+    ) -> None:
+        self.found.append(Finding(check, text or self.text, point, detail, **more))
+
+    def ask(self, point: Mapping[str, float], check: str, call: Any, text: str = "") -> Any:
+        return self.owner.call(self, text or self.text, point, check, call)
 
     # ------------------------------------------------------------------------------------ the checks
 
-    def _run(
-        self,
-        tree: trees.Node,
-        text: str,
-        names: list[str],
-        points: Sequence[Mapping[str, float]],
-        seed: int,
-        found: list[Finding],
-    ) -> None:
-        formula = self._parsed(text, found)
-        if formula is None:
-            return
-        singles = [
-            self._call(found, text, point, "evaluate", self._evaluate(text, point)) for point in points
-        ]
-        batch = self._call(found, text, points[0], "batch", self._evaluate_batch(text, names, points))
+    def run(self, points: Sequence[Mapping[str, float]]) -> None:
+        formula = self._parsed()
+        owner = self.owner
+        singles = [self.ask(point, "evaluate", owner.evaluate(self.text, point)) for point in points]
+        batch = self.ask(points[0], "batch", owner.evaluate_batch(self.text, self.names, points))
         if batch is not None and None not in singles:
             for point, single, many in zip(points, singles, batch, strict=True):
                 if not _same_bits(single, many):
-                    found.append(
-                        Finding("batch", text, point, "batch differs from single point", single, many)
-                    )
+                    self.report("batch", point, "batch differs from single point", ours=single, expected=many)
         for index, (point, ours) in enumerate(zip(points, singles, strict=True)):
             evaluation = trees.Evaluation(reference.context(trees.PREC), point)
-            truth = evaluation(tree)
+            truth = evaluation(self.tree)
             if trees.near_singularity(evaluation):
                 continue
-            self.scale = max(
-                [1.0, *(abs(_real(v)) for *_, v in evaluation.values if not math.isnan(_real(v)))]
-            )
-            self._judge(found, "value", tree, text, point, formula, truth, ours, seed + index)
+            values = [_real(v) for *_, v in evaluation.values]
+            self.scale = max([1.0, *(abs(v) for v in values if not math.isnan(v))])
+            self.judge("value", point, formula, truth, ours, self.seed + index)
             if index == 0:
-                self._derivatives(found, tree, text, names, point, formula, seed)
+                self.derivatives(point, formula)
 
-    def _derivatives(
-        self,
-        found: list[Finding],
-        tree: trees.Node,
-        text: str,
-        names: list[str],
-        point: Mapping[str, float],
-        formula: sympy.Expr,
-        seed: int,
-    ) -> None:
-        for orders in _orders(names):
-            truth = trees.derivative(tree, point, orders)
+    def derivatives(self, point: Mapping[str, float], formula: sympy.Expr) -> None:
+        for orders in _orders(self.names):
+            truth = trees.derivative(self.tree, point, orders)
             if truth is None:
                 continue
             wrt = tuple(orders.items())
             derived = engine.differentiate(formula, wrt, engine.Simplification.FAST)
-            ours = self._call(found, text, point, f"evaluate wrt {wrt}", self._evaluate(text, point, wrt))
-            self._judge(found, f"d{wrt}", tree, text, point, derived, truth, ours, seed, derivative=True)
+            ours = self.ask(point, f"evaluate wrt {wrt}", self.owner.evaluate(self.text, point, wrt))
+            self.judge(f"d{wrt}", point, derived, truth, ours, self.seed, derivative=True)
             if len(wrt) == 1 and wrt[0][1] == 1:
-                self._readback(found, tree, text, point, wrt, truth, seed)
-        self._gradient(found, tree, text, names, point, formula, seed)
+                self.readback(point, wrt, truth)
+        self.gradient(point, formula)
 
-    def _gradient(
-        self,
-        found: list[Finding],
-        tree: trees.Node,
-        text: str,
-        names: list[str],
-        point: Mapping[str, float],
-        formula: sympy.Expr,
-        seed: int,
-    ) -> None:
-        response = self._call(found, text, point, "gradient", self._gradient_call(text, names, point))
+    def gradient(self, point: Mapping[str, float], formula: sympy.Expr) -> None:
+        response = self.ask(point, "gradient", self.owner.gradient(self.text, self.names, point))
         if response is None:
             return
         value, gradient, hessian = response
+        names, n = self.names, len(self.names)
         components = engine.gradient_components(formula, names, hessian=True)
-        n = len(names)
         pairs = [(i, j) for i in range(n) for j in range(i, n)]
         ours_of = [value, *gradient, *(hessian[i * n + j] for i, j in pairs)]
         orders_of: list[dict[str, int]] = [{}]
         orders_of += [{name: 1} for name in names]
         orders_of += [_pair(names[i], names[j]) for i, j in pairs]
         for component, ours, orders in zip(components, ours_of, orders_of, strict=True):
-            truth = trees.derivative(tree, point, orders) if orders else trees.value(tree, point)
-            if truth is None:
-                continue
-            label = f"gradient {orders or 'value'}"
-            self._judge(
-                found, label, tree, text, point, component, truth, ours, seed, derivative=bool(orders)
-            )
+            truth = trees.derivative(self.tree, point, orders) if orders else trees.value(self.tree, point)
+            if truth is not None:
+                label = f"gradient {orders or 'value'}"
+                self.judge(label, point, component, truth, ours, self.seed, derivative=bool(orders))
         for i in range(n):
             for j in range(n):
                 if not _same_bits(hessian[i * n + j], hessian[j * n + i]):
-                    found.append(Finding("hessian", text, point, f"not symmetric at ({i}, {j})"))
+                    self.report("hessian", point, f"not symmetric at ({i}, {j})")
 
-    def _readback(
-        self,
-        found: list[Finding],
-        tree: trees.Node,
-        text: str,
-        point: Mapping[str, float],
-        wrt: tuple[tuple[str, int], ...],
-        truth: float,
-        seed: int,
-    ) -> None:
-        modes = [pb.SIMPLIFICATION_NONE, pb.SIMPLIFICATION_FAST] + (
-            [pb.SIMPLIFICATION_FULL] if self.full else []
-        )
+    def readback(self, point: Mapping[str, float], wrt: tuple[tuple[str, int], ...], truth: Any) -> None:
+        modes = [pb.SIMPLIFICATION_NONE, pb.SIMPLIFICATION_FAST]
+        modes += [pb.SIMPLIFICATION_FULL] if self.owner.full else []
         for mode in modes:
             label = f"readback {pb.Simplification.Name(mode)}"
-            derivative = self._call(found, text, point, label, self._differentiate(text, wrt, mode))
+            derivative = self.ask(point, label, self.owner.differentiate(self.text, wrt, mode))
             if derivative is None:
                 continue
             try:
@@ -204,30 +222,16 @@ class Differential:
             except ChainruleError as error:
                 awaiting = any(mark in derivative for mark in _AWAITING_READBACK)
                 if not awaiting and error.reason != "LIMIT_EXCEEDED":
-                    found.append(Finding(label, text, point, f"'{derivative}' does not read back: {error}"))
+                    self.report(label, point, f"'{derivative}' does not read back: {error}")
                 continue
-            ours = self._call(found, derivative, point, label, self._evaluate(derivative, point))
-            self._judge(
-                found,
-                f"{label} of {text}",
-                tree,
-                derivative,
-                point,
-                formula,
-                truth,
-                ours,
-                seed,
-                derivative=True,
-            )
+            ours = self.ask(point, label, self.owner.evaluate(derivative, point), text=derivative)
+            self.judge(f"{label} ({derivative})", point, formula, truth, ours, self.seed, derivative=True)
 
     # ------------------------------------------------------------------------------------ the judge
 
-    def _judge(
+    def judge(
         self,
-        found: list[Finding],
         check: str,
-        tree: trees.Node,
-        text: str,
         point: Mapping[str, float],
         formula: sympy.Expr,
         truth: Any,
@@ -236,23 +240,23 @@ class Differential:
         *,
         derivative: bool = False,
     ) -> None:
+        """Is the formula the tree's function, and is `ours` what float64 can make of the formula?"""
         if ours is None:  # the call failed: already a finding, or a documented refusal
             return
-        values = {name: point[name] for name in point}
+        values = dict(point)
         try:
             exact = reference.evaluate(formula, values, prec=trees.PREC)
         except reference.Unsupported as error:
-            found.append(Finding(check, text, point, f"the reference cannot evaluate {error}"))
+            self.report(check, point, f"the reference cannot evaluate {error}")
             return
-        expected = _real(exact)
-        wanted = _real(truth)
+        expected, wanted = _real(exact), _real(truth)
         if (not _normal(truth) and not math.isnan(wanted)) or (
             not _normal(exact) and not math.isnan(expected)
         ):
             return  # beyond the doubles (1e-400 is 0.0 to float64, 1e400 is inf)
-        problem = self._same_function(tree, point, wanted, expected, derivative)
+        problem = self.same_function(point, wanted, expected, derivative)
         if problem:
-            found.append(Finding(check, text, point, problem, _show(expected), _show(wanted)))
+            self.report(check, point, problem, ours=expected, expected=wanted)
             return
         sims = [
             float(reference.evaluate(formula, values, prec=trees.PREC, each=trees.rounding(seed * 7 + k)))
@@ -260,10 +264,10 @@ class Differential:
         ]
         problem = _within_rounding(ours, expected, sims)
         if problem:
-            found.append(Finding(check, text, point, problem, ours, _show(expected), {"float64 runs": sims}))
+            self.report(check, point, problem, ours=ours, expected=expected, extra={"float64 runs": sims})
 
-    def _same_function(
-        self, tree: trees.Node, point: Mapping[str, float], truth: float, exact: float, derivative: bool
+    def same_function(
+        self, point: Mapping[str, float], truth: float, exact: float, derivative: bool
     ) -> str | None:
         """Whether the formula (exactly evaluated) is the tree's function at the point."""
         if not math.isfinite(truth) and not math.isfinite(exact):
@@ -273,81 +277,29 @@ class Differential:
         if math.isnan(truth):
             if derivative:
                 return None  # the tree has no derivative here; a formula extended by an identity may
-            continued = trees.value(tree, point, strict=False)
+            continued = trees.value(self.tree, point, strict=False)
             real = float(continued.real if hasattr(continued, "_mpc_") else continued)
             imaginary = abs(float(continued.imag)) if hasattr(continued, "_mpc_") else 0.0
-            if imaginary <= 1e-30 * max(1.0, abs(real)) and _close(real, exact, 1e-12):
-                return None  # an identity sympy applied (sin(asin(x)) is x)
+            tiny = _DIFF_ATOL * max(self.scale, abs(real))  # tan(pi) is 1e-60, not 0, continuing
+            if imaginary <= tiny and (_close(real, exact, 1e-12) or abs(real - exact) <= tiny):
+                return None  # an identity sympy applied (sin(asin(x)) is x; 0*f is 0)
             return "the formula has a value where the expression has none"
         if math.isinf(truth) or math.isinf(exact):
             return None if truth == exact or not _normal(truth) else "infinite where the value is finite"
         # Numerical differentiation loses the digits of a derivative that is tiny next to the values;
         # sympy does arithmetic on float literals (0.1*9) in doubles, as it parses.
-        rtol = _EXACT_RTOL if _exact(tree) else _FLOAT_RTOL
+        rtol = _EXACT_RTOL if _exact(self.tree) else _FLOAT_RTOL
         if not _close(truth, exact, rtol) and abs(truth - exact) > _DIFF_ATOL * self.scale:
             return "the formula is not the expression's function (or its derivative)"
         return None
 
-    # ------------------------------------------------------------------------------------ the calls
-
-    def _parsed(self, text: str, found: list[Finding]) -> sympy.Expr | None:
+    def _parsed(self) -> sympy.Expr:
         try:
-            return parsing.parse(text)
+            return parsing.parse(self.text)
         except ChainruleError as error:
-            if error.reason == "LIMIT_EXCEEDED":
-                raise _Skip from None
-            found.append(Finding("grammar", text, {}, f"generated text refused: {error.message}"))
-            return None
-
-    def _call(
-        self, found: list[Finding], text: str, point: Mapping[str, float], check: str, call: Any
-    ) -> Any:
-        try:
-            return self.loop.run_until_complete(call)
-        except ChainruleError as error:
-            if error.code == Code.INTERNAL:
-                found.append(Finding(check, text, point, f"INTERNAL: {error.message}"))
-            elif error.reason in ("LIMIT_EXCEEDED", "NO_CLOSED_FORM") or error.code in _REFUSALS:
-                return None
-            else:
-                found.append(
-                    Finding(check, text, point, f"{error.code.name} {error.reason}: {error.message}")
-                )
-        except Exception as error:
-            found.append(Finding(check, text, point, f"INTERNAL: {type(error).__name__}: {error}"))
-        return None
-
-    async def _evaluate(
-        self, text: str, point: Mapping[str, float], wrt: Sequence[tuple[str, int]] = ()
-    ) -> float:
-        request = pb.EvaluateRequest(expression=text, point=dict(point))
-        for name, order in wrt:
-            request.wrt.add(variable=name, order=order)
-        response = await self.api.evaluate(request)
-        return float(response.value)
-
-    async def _evaluate_batch(
-        self, text: str, names: list[str], points: Sequence[Mapping[str, float]]
-    ) -> list[float]:
-        columns = {name: pb.Array(values=[point[name] for point in points]) for name in names}
-        if not columns:
-            columns = {"x": pb.Array(values=[point.get("x", 0.0) for point in points])}
-        response = await self.api.evaluate(pb.EvaluateRequest(expression=text, points=columns))
-        return list(response.values.values)
-
-    async def _gradient_call(
-        self, text: str, names: list[str], point: Mapping[str, float]
-    ) -> tuple[float, list[float], list[float]]:
-        request = pb.GradientAtPointRequest(expression=text, variables=names, point=dict(point), hessian=True)
-        response = await self.api.gradient(request)
-        return response.value, list(response.gradient), list(response.hessian)
-
-    async def _differentiate(self, text: str, wrt: Sequence[tuple[str, int]], mode: int) -> str:
-        request = pb.DifferentiateRequest(expression=text, simplification=mode)
-        for name, order in wrt:
-            request.wrt.add(variable=name, order=order)
-        response = await self.api.differentiate(request)
-        return response.derivative
+            if error.reason != "LIMIT_EXCEEDED":
+                self.report("grammar", {}, f"generated text refused: {error.message}")
+            raise _Skip from None
 
 
 _REFUSALS = {Code.DEADLINE_EXCEEDED, Code.RESOURCE_EXHAUSTED}
@@ -378,10 +330,6 @@ def _real(value: Any) -> float:
     if hasattr(value, "_mpc_"):
         return math.nan
     return float(value)
-
-
-def _show(value: float) -> float:
-    return value
 
 
 def _normal(value: Any) -> bool:

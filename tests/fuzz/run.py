@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import faulthandler
 import json
 import random
 import sys
@@ -32,6 +33,7 @@ from tests.fuzz import checks, trees
 from tests.fuzz.test_differential import cases
 
 _ROUND = 100  # examples per seed
+_SLOW = 120.0  # seconds after which an example's stack is printed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +89,12 @@ def _round(
             return
         tree, points, seed = case
         ran[0] += 1
-        found.extend(differential.run(tree, points, seed))
+        # An example that takes minutes is itself a finding (no evaluation may be unbounded): where it is.
+        faulthandler.dump_traceback_later(_SLOW, exit=False)
+        try:
+            found.extend(differential.run(tree, points, seed))
+        finally:
+            faulthandler.cancel_dump_traceback_later()
 
     explore()
     return found, ran[0]

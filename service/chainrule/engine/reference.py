@@ -26,10 +26,12 @@ import sympy
 
 __all__ = [
     "Unsupported",
+    "at",
     "context",
     "cot_derivative_polynomial",
+    "derivative_call",
     "evaluate",
-    "function",
+    "kernel_name",
     "partial",
     "to_double",
 ]
@@ -99,11 +101,6 @@ def evaluate(
     """
     ctx = context(prec)
     return _Evaluator(ctx, values or {}, strict, each).value(expr)
-
-
-def function(name: str) -> Callable[..., Value]:
-    """The real-valued mpmath implementation of a function of the table, by its sympy class name."""
-    return _FUNCTIONS[name]
 
 
 def at(name: str, args: Sequence[float], prec: int, orders: Sequence[int] = ()) -> float:
@@ -181,7 +178,7 @@ class _Evaluator:
         if node.is_Mul:
             result = ctx.one
             for arg in node.args:
-                result = _times(ctx, result, self.value(arg))
+                result = result * self.value(arg)
             return result
         if node.is_Pow:
             return _power(ctx, self.value(node.base), self.value(node.exp))
@@ -281,10 +278,6 @@ def _number(ctx: Any, node: sympy.Basic) -> Value:
     if node.is_Float:
         return ctx.make_mpf(node._mpf_)
     return ctx.make_mpf(node._as_mpf_val(ctx.prec + 10))
-
-
-def _times(ctx: Any, a: Value, b: Value) -> Value:
-    return a * b
 
 
 def _power(ctx: Any, base: Value, exponent: Value) -> Value:
