@@ -36,6 +36,7 @@ from chainrule.v1 import chainrule_pb2 as pb
 from tests.fuzz import trees
 
 _SIMULATIONS = 3
+_SIMULATION_PREC = 80  # each node is rounded to a double anyway: 80 bits are plenty, and cheap
 _EXACT_RTOL = 1e-20  # two 200-bit evaluations of equal functions (numerical differentiation included)
 _DIFF_ATOL = 1e-40  # times the largest value in the tree: what numerical differentiation resolves
 _FLOAT_RTOL = 1e-8  # a tree with float literals: sympy rounds their products and sums to doubles
@@ -255,11 +256,13 @@ class _Case:
         ):
             return  # beyond the doubles (1e-400 is 0.0 to float64, 1e400 is inf)
         problem = self.same_function(point, wanted, expected, derivative)
+        if problem and math.isnan(expected) and _removable(formula, values):
+            return  # s zeta(s + 1, a) at s = 0: the formula is 0 * inf at this one point, finite around it
         if problem:
             self.report(check, point, problem, ours=expected, expected=wanted)
             return
         sims = [
-            float(reference.evaluate(formula, values, prec=trees.PREC, each=trees.rounding(seed * 7 + k)))
+            float(reference.evaluate(formula, values, prec=_SIMULATION_PREC, each=trees.rounding(seed * 7 + k)))
             for k in range(_SIMULATIONS)
         ]
         problem = _within_rounding(ours, expected, sims)
@@ -303,6 +306,16 @@ class _Case:
 
 
 _REFUSALS = {Code.DEADLINE_EXCEEDED, Code.RESOURCE_EXHAUSTED}
+
+
+def _removable(formula: sympy.Expr, point: Mapping[str, float]) -> bool:
+    """Whether the formula, undefined at the point, has a value on both sides of it (a removable
+    singularity of the formula, such as x/x at 0 written apart), so the point itself is not telling."""
+    for sign in (-1.0, 1.0):
+        nearby = {name: value + sign * 1e-9 * max(1.0, abs(value)) for name, value in point.items()}
+        if math.isnan(_real(reference.evaluate(formula, nearby, prec=trees.PREC))):
+            return False
+    return bool(point)
 
 
 def _exact(tree: trees.Node) -> bool:

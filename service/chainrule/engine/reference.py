@@ -55,11 +55,18 @@ class Unsupported(Exception):
 
 
 def context(prec: int) -> mpmath.ctx_mp.MPContext:
-    """This thread's own mpmath context at `prec` bits: mpmath's global one is shared by every thread."""
-    ctx = getattr(_local, "ctx", None)
+    """This thread's own mpmath context at `prec` bits: mpmath's global one is shared by every thread.
+
+    One per precision, never re-set: an evaluation at 64 bits started inside one at 200 (a kernel
+    inside a test, numerical differentiation inside a derivative) leaves the outer one's as it was.
+    """
+    contexts: dict[int, Any] | None = getattr(_local, "contexts", None)
+    if contexts is None:
+        contexts = _local.contexts = {}
+    ctx = contexts.get(prec)
     if ctx is None:
-        ctx = _local.ctx = mpmath.MPContext()
-    ctx.prec = prec
+        ctx = contexts[prec] = mpmath.MPContext()
+        ctx.prec = prec
     return ctx
 
 
@@ -298,8 +305,17 @@ def _power(ctx: Any, base: Value, exponent: Value) -> Value:
     if bits > 2**62:
         # Far past any double (x^(10^400)): 0 or +-inf, the sign following the exponent's parity.
         magnitude = ctx.inf if (abs(base) > 1) == (exponent > 0) else ctx.zero
-        return -magnitude if base < 0 and int(exponent) % 2 == 1 else magnitude
+        return -magnitude if base < 0 and _odd(exponent) else magnitude
     return ctx.power(base, exponent)
+
+
+def _odd(integer: Value) -> bool:
+    """Whether an integer-valued mpf is odd, from its representation: int(10^(10^11)) never returns.
+
+    mpmath keeps the mantissa odd, so man * 2^exp is odd exactly when exp is 0 (and man is odd).
+    """
+    _, mantissa, exponent, _ = integer._mpf_
+    return bool(exponent == 0 and mantissa % 2 == 1)
 
 
 def _ieee_power(ctx: Any, base: Value, exponent: Value) -> Value:
@@ -466,8 +482,8 @@ def _zeta_function(ctx: Any, s: Value, a: Value | None = None) -> Value:
             return ctx.nan
         if ctx.isinf(s):
             return ctx.one if s > 0 else ctx.nan
-        if s < _MIN_ZETA_S:
-            return ctx.nan
+        if s < _MIN_ZETA_S:  # past every double, but for the trivial zeros at the even integers
+            return ctx.zero if ctx.isint(s / 2) else ctx.inf * ctx.sign(ctx.sinpi(s / 2))
         return ctx.zeta(s)
     return _zeta(ctx, s, a, 0)
 
@@ -596,7 +612,7 @@ def _real_root(ctx: Any, x: Value, n: Value) -> Value:
         return ctx.nan
     if x >= 0:
         return _power(ctx, x, 1 / n)
-    if ctx.isint(n) and int(n) % 2 == 1:
+    if ctx.isint(n) and _odd(n):
         return -_power(ctx, -x, 1 / n)
     return ctx.mpc(x) ** (1 / n)  # not real: the principal root, for continuing (strict makes it NaN)
 
