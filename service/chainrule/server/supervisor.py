@@ -127,7 +127,7 @@ def reserve_port(host: str, port: int) -> socket.socket:
         except OSError as error:
             raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from error
         chosen = int(probe.getsockname()[1])
-    held = socket.socket(family, socket.SOCK_STREAM)
+    held = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:

@@ -349,3 +349,18 @@ async def test_a_taken_port_fails_clearly(app: Application) -> None:
         taken = holder.getsockname()[1]
         with pytest.raises(PortInUseError, match=str(taken)):
             create_server(make_settings(grpc_port=taken), app.api)
+
+
+async def test_a_body_that_is_not_the_message_is_invalid_argument(channel: grpc.aio.Channel) -> None:
+    # Raw bytes that no DifferentiateRequest parses from (a truncated length-delimited field).
+    call = channel.unary_unary(
+        "/chainrule.v1.DifferentiationService/Differentiate",
+        request_serializer=lambda raw: raw,
+        response_deserializer=lambda raw: raw,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(b"\x0a\xff\xff\xff\x0f")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _, found = rich_status(caught.value)
+    info = found["ErrorInfo"]
+    assert isinstance(info, error_details_pb2.ErrorInfo) and info.reason == "MALFORMED_MESSAGE"

@@ -6,9 +6,11 @@ which fails on purpose, a small body limit or CORS build the ASGI app around a f
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+import socket
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +23,7 @@ from starlette.routing import Route
 from chainrule.engine import errors
 from chainrule.server.app import Application
 from chainrule.server.transport import openapi, protojson, rest
-from chainrule.server.transport.http_server import create_http_app
+from chainrule.server.transport.http_server import bind_socket, create_http_app
 from chainrule.server.transport.status import HTTP_STATUS
 from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
@@ -125,6 +127,8 @@ GET_QUERY_ERRORS = [
     ({"expression": "x", "verify": "2"}, ["verify"], "verify is a boolean"),
     ({"expression": "x", "simplification": "lots"}, ["simplification"], "simplification is a name"),
     ({"expression": ["x", "y"]}, ["expression"], "expression given twice"),
+    ({"expression": "x", "wrt": "x:²"}, ["wrt[0].order"], "a superscript is a digit to isdigit, not to int"),
+    ({"expression": "x", "wrt": "x:٣"}, ["wrt[0].order"], "an Arabic-Indic digit likewise"),
 ]
 
 
@@ -521,3 +525,25 @@ def test_error_for_a_huge_bad_body_stays_small() -> None:
     assert len(caught.value.violations) == protojson.MAX_VIOLATIONS
     assert caught.value.message.endswith("(and 995 more)")
     assert len(caught.value.message) < 200
+
+
+async def test_accepted_connections_have_nagle_off() -> None:
+    # Kept-alive connections (every HTTP client's pool) wait ~40 ms a reply when Nagle meets delayed
+    # ACKs; asyncio turns Nagle off only on sockets made with proto IPPROTO_TCP.
+    nodelay: list[int] = []
+
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        nodelay.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(accepted, sock=bind_socket("127.0.0.1", 0))
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(100):
+            if nodelay:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+    assert nodelay and nodelay[0] != 0

@@ -28,8 +28,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, cast
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from chainrule.engine.errors import ChainruleError
+from chainrule.engine.errors import ChainruleError, InvalidArgument
 from chainrule.server.logs import REQUEST_ID
 from chainrule.server.metrics import Metrics
 from chainrule.server.transport.auth import TokenChecker, grpc_refusal
@@ -117,7 +118,9 @@ class Instrumentation:
             self._response_metadata,
             refusal,
         )
-        return handler._replace(unary_unary=instrumented)  # type: ignore[attr-defined, no-any-return]
+        return handler._replace(  # type: ignore[attr-defined, no-any-return]
+            unary_unary=instrumented, request_deserializer=_tolerant(handler.request_deserializer)
+        )
 
 
 class Registration:
@@ -200,6 +203,32 @@ def _streaming(
     return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined, no-any-return]
 
 
+class _Undecodable:
+    """A request body that is not the method's message: answered INVALID_ARGUMENT by the handler.
+
+    grpc.aio turns an exception in a deserializer into UNKNOWN, which names no culprit; the message
+    is the caller's mistake, so the deserializer hands this to the handler instead of raising.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as error:
+            return _Undecodable(f"the request is not a valid protobuf message of this method: {error}")
+
+    return parse
+
+
 def _instrumented(
     behavior: UnaryBehavior,
     make_metrics: Callable[[], _MethodMetrics],
@@ -228,6 +257,8 @@ def _instrumented(
         try:
             context.set_trailing_metadata(extra)
             error = refusal(metadata) if refusal is not None else None
+            if error is None and isinstance(request, _Undecodable):
+                error = InvalidArgument(request.reason, reason="MALFORMED_MESSAGE")
             if error is not None:
                 await scoped.abort_with_status(grpc_status(error))
             response = await behavior(request, cast(Context, scoped))

@@ -170,7 +170,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past `limit` bytes: by Content-Length, then while streaming."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not _is_count(declared):
             raise HttpError(InvalidArgument(f"Content-Length {declared!r} is not a byte count"), 400)
         if int(declared) > limit:
             raise _too_large(int(declared), limit)
@@ -219,11 +219,16 @@ def _boolean(params: QueryParams, name: str) -> bool:
     return value in _TRUE
 
 
+def _is_count(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` accepts superscripts and other digits `int` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _query_wrt(item: str, index: int) -> pb.Wrt:
     variable, _, order = item.partition(":")
     if not order:
         return pb.Wrt(variable=variable)
-    if not order.isdigit() or int(order) > _MAX_UINT32:
+    if not _is_count(order) or int(order) > _MAX_UINT32:
         raise InvalidArgument(
             f"wrt '{item}': the order must be a whole number 0..{_MAX_UINT32}", field=f"wrt[{index}].order"
         )
