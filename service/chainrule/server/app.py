@@ -22,6 +22,7 @@ from chainrule.server.compute.executors import Admission, BoundedExecutor, Execu
 from chainrule.server.compute.pool import ProcessExecutor
 from chainrule.server.config import Settings
 from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
+from chainrule.server.transport import connections
 from chainrule.server.transport.auth import (
     AuthMiddleware,
     TokenChecker,
@@ -63,11 +64,12 @@ class Application:
             self.metrics, response_metadata=((WORKER_HEADER, str(os.getpid())),), tokens=tokens
         )
         self.grpc_server, self.grpc_port = create_server(settings, self.api, self.health, instrumentation)
+        http_metrics = HttpMetrics(self.registry)
         http_app = create_http_app(
             exposition_registry(self.registry, settings.metrics_dir),
             lambda: self.ready,
             api=self.api,
-            http_metrics=HttpMetrics(self.registry),
+            http_metrics=http_metrics,
         )
         http_app.add_middleware(WorkerIdMiddleware)
         if tokens.enabled:
@@ -78,8 +80,9 @@ class Application:
         self.http_server = HttpServer(
             http_app,
             bind_socket(settings.host, settings.http_port, reuse_port=settings.reuse_port),
-            settings.grace_seconds,
+            settings,
             uvicorn_ssl_options(settings),
+            closed_by_bound=http_metrics.closed_by_bound,
         )
         self.http_port = self.http_server.port
         self._stopping = asyncio.Event()
@@ -113,6 +116,7 @@ class Application:
     async def run(self, ready_file: Path | None = None) -> None:
         """Serve until SIGTERM or SIGINT, then drain and return."""
         allocator.keep_freed_memory(self.settings.malloc_keep_bytes)
+        connections.install_accept_error_filter()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)

@@ -68,6 +68,28 @@ class Settings:
     max_response_bytes: int = _server_limit(
         "response_bytes", 512 * 1024 * 1024, "bytes", "bytes in one reply message or HTTP body"
     )
+    # Connections (see transport/connections.py and grpc_server.server_options).
+    max_connections: int = _server_limit(
+        "connections", 1000, "connections", "open connections per transport in one server process"
+    )
+    header_timeout_seconds: float = _server_limit(
+        "header_timeout_seconds",
+        30.0,
+        "seconds",
+        "for a complete HTTP request head (or the gRPC handshake) after connecting or a response",
+    )
+    http_idle_seconds: float = _server_limit(
+        "http_idle_seconds", 5.0, "seconds", "an idle kept-alive HTTP connection stays open"
+    )
+    grpc_idle_seconds: float = _server_limit(
+        "grpc_idle_seconds", 300.0, "seconds", "a gRPC connection with no call stays open"
+    )
+    grpc_connection_age_seconds: float = _server_limit(
+        "grpc_connection_age_seconds",
+        1800.0,
+        "seconds",
+        "a gRPC connection lives (then GOAWAY; clients reconnect and rebalance); 0: for ever",
+    )
     compute_threads: int = field(default=4, metadata={"doc": "threads for symbolic and numeric work"})
     malloc_keep_bytes: int = field(
         default=256 * 1024 * 1024,

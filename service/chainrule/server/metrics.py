@@ -173,6 +173,16 @@ class HttpMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.connections_closed = Counter(
+            "chainrule_http_connections_closed",
+            "HTTP connections closed by a bound: limit, evicted (idle, at the limit), head_timeout.",
+            ("reason",),
+            registry=registry,
+        )
+
+    def closed_by_bound(self, reason: str) -> None:
+        """Count one connection closed by a bound (see transport/connections.py)."""
+        self.connections_closed.labels(reason).inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one request; unknown methods count as OTHER so labels stay few."""

@@ -24,8 +24,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.config import Settings
 from chainrule.server.metrics import HttpMetrics
-from chainrule.server.transport import openapi, rest
+from chainrule.server.transport import connections, openapi, rest
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +102,24 @@ class HttpServer:
         self,
         app: Starlette,
         sock: socket.socket,
-        grace_seconds: float,
+        settings: Settings,
         ssl_options: Mapping[str, Any] | None = None,
+        closed_by_bound: Callable[[str], None] | None = None,
     ) -> None:
-        """`ssl_options`: uvicorn's `ssl_*` settings for HTTPS (see `auth.uvicorn_ssl_options`)."""
+        """`ssl_options`: uvicorn's `ssl_*` settings for HTTPS (see `auth.uvicorn_ssl_options`);
+        `closed_by_bound` counts connections a bound closed (see connections.py)."""
         self._socket = sock
+        protocol = connections.bounded_protocol(
+            settings.header_timeout_seconds, settings.max_connections, closed_by_bound or (lambda _: None)
+        )
         config = uvicorn.Config(
             app,
+            http=protocol,
             log_config=None,
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=max(1, round(grace_seconds)),
+            timeout_keep_alive=settings.http_idle_seconds,  # type: ignore[arg-type]  # a float works
+            timeout_graceful_shutdown=max(1, round(settings.grace_seconds)),
             **dict(ssl_options or {}),
         )
         self._server = _EmbeddedUvicorn(config)
