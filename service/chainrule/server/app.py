@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from chainrule.server.transport.auth import (
     load_tokens,
     uvicorn_ssl_options,
 )
+from chainrule.server.transport.drain import Drain
 from chainrule.server.transport.grpc_server import SERVICE_NAME, create_server
 from chainrule.server.transport.http_server import (
     WORKER_HEADER,
@@ -65,11 +67,13 @@ class Application:
         )
         self.grpc_server, self.grpc_port = create_server(settings, self.api, self.health, instrumentation)
         http_metrics = HttpMetrics(self.registry)
+        self.drain = Drain(settings.retry_after_seconds)
         http_app = create_http_app(
             exposition_registry(self.registry, settings.metrics_dir),
             lambda: self.ready,
             api=self.api,
             http_metrics=http_metrics,
+            drain=self.drain,
         )
         http_app.add_middleware(WorkerIdMiddleware)
         if tokens.enabled:
@@ -101,11 +105,18 @@ class Application:
         )
 
     async def stop(self) -> None:
-        """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within the grace."""
+        """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within the grace.
+
+        The HTTP port stays open through the grace period (`/readyz` answers 503, new API calls get
+        UNAVAILABLE); at its end, calls still running are cancelled and answered UNAVAILABLE.
+        """
         self.ready = False
+        self.drain.begin()
         # NOT_SERVING for every service, and later `set` calls are ignored: health stays down.
         await self.health.enter_graceful_shutdown()
-        await asyncio.gather(self.grpc_server.stop(self.settings.grace_seconds), self.http_server.stop())
+        grace = self.settings.grace_seconds
+        await asyncio.gather(self.grpc_server.stop(grace), self.drain.wait_idle(grace))
+        await self.http_server.stop()
         await self.symbolic.close()
         await self.numeric.close()
         log.info("stopped")
@@ -155,6 +166,31 @@ def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Ex
         retry_after_seconds=settings.retry_after_seconds,
     )
     return pool, pool, numeric
+
+
+def serve(settings: Settings, ready_file: Path | None = None) -> None:
+    """Run one server process until SIGTERM/SIGINT and its drain; return within the grace period.
+
+    A numeric thread cannot be interrupted, and the interpreter would wait for it at exit: a call
+    still computing when the grace ends (its caller already answered) is abandoned instead.
+    """
+
+    async def main() -> None:
+        # Built inside the loop: grpc.aio binds its server to the loop running at construction.
+        await Application(settings).run(ready_file)
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 0.5
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    running = [
+        t.name for t in threading.enumerate() if t.is_alive() and not t.daemon and t.name != "MainThread"
+    ]
+    if running:
+        log.warning("exiting past the grace period with work still running on %s", ", ".join(running))
+        logging.shutdown()
+        os._exit(0)
 
 
 def write_ready_file(path: Path, ports: dict[str, int]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, ready_file: Path | None) -> int:
-    from chainrule.server.app import Application  # noqa: PLC0415 - keeps `diff` free of grpc start-up
+    from chainrule.server.app import serve  # noqa: PLC0415 - keeps `diff` free of grpc start-up
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
     from chainrule.server.supervisor import run_supervisor, worker_count  # noqa: PLC0415
     from chainrule.server.transport.grpc_server import PortInUseError  # noqa: PLC0415
@@ -80,12 +79,8 @@ def _serve(settings: Settings, ready_file: Path | None) -> int:
     if worker_count(settings) > 1:
         return run_supervisor(settings, ready_file)
     configure_logging(settings)
-
-    async def run() -> None:
-        await Application(settings).run(ready_file)
-
     try:
-        asyncio.run(run())
+        serve(settings, ready_file)
     except PortInUseError as error:
         print(f"chainrule: {error}", file=sys.stderr)
         return 1

@@ -20,7 +20,6 @@ so operators and tests can see the load spread.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import logging
@@ -324,17 +323,12 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chainrule-worker")
     parser.add_argument("--ready-file", type=Path)
     options = parser.parse_args(argv)
-    from chainrule.server.app import Application  # noqa: PLC0415 - after PROMETHEUS_MULTIPROC_DIR is set
+    from chainrule.server.app import serve  # noqa: PLC0415 - after PROMETHEUS_MULTIPROC_DIR is set
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
 
     settings = Settings.from_environ()
     configure_logging(settings)
-
-    async def serve() -> None:
-        # Built inside the loop: grpc.aio binds its server to the loop running at construction.
-        await Application(settings).run(options.ready_file)
-
-    asyncio.run(serve())
+    serve(settings, options.ready_file)
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,6 +28,7 @@ from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.config import Settings
 from chainrule.server.metrics import HttpMetrics
 from chainrule.server.transport import connections, openapi, rest
+from chainrule.server.transport.drain import Drain, DrainMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ def create_http_app(
     is_ready: Callable[[], bool],
     api: ChainruleApi | None = None,
     http_metrics: HttpMetrics | None = None,
+    drain: Drain | None = None,
 ) -> Starlette:
     """The ASGI application: `/healthz` (alive), `/readyz` (ready to serve), `/metrics`; with an
     `api`, the REST routes, `/openapi.json` and `/docs` too (see rest.py), and HTTP request metrics."""
@@ -62,11 +65,11 @@ def create_http_app(
     if api is None:
         return Starlette(routes=routes)
     routes += rest.rest_routes(api, api.settings) + openapi.openapi_routes(VERSION)
-    return Starlette(
-        routes=routes,
-        middleware=rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry)),
-        exception_handlers=rest.exception_handlers(),
-    )
+    middleware = rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry))
+    if drain is not None:
+        # Inside the metrics: refusals and cancelled calls are counted with their 503.
+        middleware.insert(1, Middleware(DrainMiddleware, drain=drain))
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=rest.exception_handlers())
 
 
 def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -119,7 +122,9 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=settings.http_idle_seconds,  # type: ignore[arg-type]  # a float works
-            timeout_graceful_shutdown=max(1, round(settings.grace_seconds)),
+            # The application has already waited the grace period for calls in flight (drain.py):
+            # what is still running when uvicorn shuts down is cancelled at once.
+            timeout_graceful_shutdown=0,
             **dict(ssl_options or {}),
         )
         self._server = _EmbeddedUvicorn(config)
