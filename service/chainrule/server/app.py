@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 
+from chainrule.server import heartbeat
 from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.cache import Caches
 from chainrule.server.compute import allocator
@@ -124,19 +125,25 @@ class Application:
     def request_stop(self) -> None:
         self._stopping.set()
 
-    async def run(self, ready_file: Path | None = None) -> None:
-        """Serve until SIGTERM or SIGINT, then drain and return."""
+    async def run(self, ready_file: Path | None = None, heartbeat_file: Path | None = None) -> None:
+        """Serve until SIGTERM or SIGINT, then drain and return; beat into `heartbeat_file` if given."""
         allocator.keep_freed_memory(self.settings.malloc_keep_bytes)
         connections.install_accept_error_filter()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
+        beating = None
+        if heartbeat_file is not None and self.settings.heartbeat_seconds > 0:
+            interval = heartbeat.beat_interval(self.settings.heartbeat_seconds)
+            beating = asyncio.create_task(heartbeat.beat(heartbeat_file, interval))
         await self.start()
         if ready_file is not None:
             write_ready_file(ready_file, {"grpc_port": self.grpc_port, "http_port": self.http_port})
         await self._stopping.wait()
         log.info("signal received, draining for up to %.1f s", self.settings.grace_seconds)
         await self.stop()
+        if beating is not None:
+            beating.cancel()
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in ("", SERVICE_NAME):
@@ -168,7 +175,7 @@ def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Ex
     return pool, pool, numeric
 
 
-def serve(settings: Settings, ready_file: Path | None = None) -> None:
+def serve(settings: Settings, ready_file: Path | None = None, heartbeat_file: Path | None = None) -> None:
     """Run one server process until SIGTERM/SIGINT and its drain; return within the grace period.
 
     A numeric thread cannot be interrupted, and the interpreter would wait for it at exit: a call
@@ -177,7 +184,7 @@ def serve(settings: Settings, ready_file: Path | None = None) -> None:
 
     async def main() -> None:
         # Built inside the loop: grpc.aio binds its server to the loop running at construction.
-        await Application(settings).run(ready_file)
+        await Application(settings).run(ready_file, heartbeat_file)
 
     asyncio.run(main())
     deadline = time.monotonic() + 0.5

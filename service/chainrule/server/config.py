@@ -54,6 +54,13 @@ class Settings:
     workers: int = field(
         default=0, metadata={"doc": "server processes sharing the ports; 0: one per CPU; 1: no supervisor"}
     )
+    heartbeat_seconds: float = field(
+        default=10.0,
+        metadata={
+            "doc": "the supervisor kills and replaces a server process whose event loop has not "
+            "ticked for this long (stopped, hung, or stalled by a bug); 0: never"
+        },
+    )
     reuse_port: bool = field(
         default=False, metadata={"doc": "share both ports (SO_REUSEPORT); the supervisor sets it"}
     )

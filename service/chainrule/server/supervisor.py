@@ -38,6 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from chainrule.server import heartbeat
 from chainrule.server.config import PREFIX, Settings
 
 if TYPE_CHECKING:
@@ -99,6 +100,16 @@ def _clean_metrics_dir(metrics_dir: Path) -> None:
         stale.unlink()
 
 
+def _stall_counter(registry: CollectorRegistry) -> Counter:
+    from prometheus_client import Counter  # noqa: PLC0415
+
+    return Counter(
+        "chainrule_worker_stalls",
+        "Server processes killed by the supervisor because their event loop stopped beating.",
+        registry=registry,
+    )
+
+
 def _restart_counter(registry: CollectorRegistry) -> Counter:
     from prometheus_client import Counter  # noqa: PLC0415
 
@@ -157,6 +168,7 @@ class _Slot:
 
     index: int
     ready_file: Path
+    heartbeat_file: Path
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     fast_failures: int = 0
@@ -173,9 +185,13 @@ class Supervisor:
         self._run_dir = Path(tempfile.mkdtemp(prefix="chainrule-supervisor-"))
         metrics_dir = Path(settings.metrics_dir or self._run_dir / "metrics")
         self.metrics_dir = metrics_dir
-        self._slots = [_Slot(i, self._run_dir / f"worker-{i}.json") for i in range(settings.workers)]
+        self._slots = [
+            _Slot(i, self._run_dir / f"worker-{i}.json", self._run_dir / f"worker-{i}.beat")
+            for i in range(settings.workers)
+        ]
         self._held: list[socket.socket] = []
         self._restarts: Counter | None = None
+        self._stalls: Counter | None = None
 
     def request_stop(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
         self._stop.set()
@@ -218,11 +234,17 @@ class Supervisor:
         _enter_multiprocess_mode(self.metrics_dir)
         from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
-        self._restarts = _restart_counter(CollectorRegistry())
+        registry = CollectorRegistry()
+        self._restarts = _restart_counter(registry)
+        self._stalls = _stall_counter(registry)
 
     def _spawn(self, slot: _Slot) -> None:
         slot.ready_file.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "chainrule.server.supervisor", "--ready-file", str(slot.ready_file)]
+        slot.heartbeat_file.unlink(missing_ok=True)
+        command = [
+            *(sys.executable, "-m", "chainrule.server.supervisor"),
+            *("--ready-file", str(slot.ready_file), "--heartbeat-file", str(slot.heartbeat_file)),
+        ]
         # Our own interpreter and module, no shell: nothing here comes from a request.
         slot.process = subprocess.Popen(command, env=worker_environ(self.settings, os.environ))  # noqa: S603
         slot.started_at = time.monotonic()
@@ -267,12 +289,30 @@ class Supervisor:
 
     def _check(self, slot: _Slot, now: float) -> None:
         process = slot.process
+        if process is not None and process.poll() is None:
+            self._check_heartbeat(slot, process)
         if process is not None and process.poll() is not None:
             self._bury(slot, process, now)
         if slot.process is None and slot.restart_at is not None and now >= slot.restart_at:
             self._spawn(slot)
             if self._restarts is not None:
                 self._restarts.inc()
+
+    def _check_heartbeat(self, slot: _Slot, process: subprocess.Popen[bytes]) -> None:
+        """Kill a process whose event loop has not beaten within the limit (stopped or stalled)."""
+        limit = self.settings.heartbeat_seconds
+        silent = heartbeat.silence(slot.heartbeat_file)
+        if limit <= 0 or silent is None or silent <= limit:
+            return
+        log.error(
+            "worker %d (pid %d) has not run its event loop for %.1f s (stopped, hung or stalled); "
+            "killing it to replace it",
+            slot.index, process.pid, silent,
+        )  # fmt: skip
+        if self._stalls is not None:
+            self._stalls.inc()
+        process.kill()
+        process.wait()
 
     def _bury(self, slot: _Slot, process: subprocess.Popen[bytes], now: float) -> None:
         """A worker died: forget its live gauges, schedule its replacement (later if it keeps dying)."""
@@ -322,13 +362,14 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of one worker process: settings come from the environment the supervisor built."""
     parser = argparse.ArgumentParser(prog="chainrule-worker")
     parser.add_argument("--ready-file", type=Path)
+    parser.add_argument("--heartbeat-file", type=Path)
     options = parser.parse_args(argv)
     from chainrule.server.app import serve  # noqa: PLC0415 - after PROMETHEUS_MULTIPROC_DIR is set
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
 
     settings = Settings.from_environ()
     configure_logging(settings)
-    serve(settings, options.ready_file)
+    serve(settings, options.ready_file, options.heartbeat_file)
     return 0
 
 
