@@ -122,9 +122,9 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=settings.http_idle_seconds,  # type: ignore[arg-type]  # a float works
-            # The application has already waited the grace period for calls in flight (drain.py):
-            # what is still running when uvicorn shuts down is cancelled at once.
-            timeout_graceful_shutdown=0,
+            # The application has already waited the grace period for calls in flight (drain.py)
+            # and `stop` cancels what still runs; this only lets connections close.
+            timeout_graceful_shutdown=1,
             **dict(ssl_options or {}),
         )
         self._server = _EmbeddedUvicorn(config)
@@ -143,6 +143,9 @@ class HttpServer:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
+        """Stop serving: calls still running are cancelled (drain.py answers them), then uvicorn exits."""
+        for task in list(self._server.server_state.tasks):
+            task.cancel()
         self._server.should_exit = True
         if self._task is not None:
             await self._task
