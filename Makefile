@@ -27,6 +27,7 @@ $(TOOLS_STAMP): tools/package.json
 
 proto: setup
 	$(BIN)/python scripts/gen_proto.py
+	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && npm run generate
 
 proto-check: setup
 	$(BIN)/python scripts/gen_proto.py --check

@@ -49,11 +49,17 @@ class Application:
         self.registry = registry or CollectorRegistry()
         self.ready = False
         self.pool, self.symbolic, self.numeric = _executors(settings)
+        self.parsing = _parse_executor(settings)
         self.caches = Caches(settings)
         self.metrics = Metrics(self.registry, VERSION, self.caches)
         tokens = TokenChecker(load_tokens(settings))
         self.api = ChainruleApi(
-            settings, self.symbolic, self.numeric, caches=self.caches, metrics=self.metrics
+            settings,
+            self.symbolic,
+            self.numeric,
+            caches=self.caches,
+            metrics=self.metrics,
+            parsing=self.parsing,
         )
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
@@ -105,6 +111,7 @@ class Application:
         await asyncio.gather(self.grpc_server.stop(self.settings.grace_seconds), self.http_server.stop())
         await self.symbolic.close()
         await self.numeric.close()
+        await self.parsing.close()
         log.info("stopped")
 
     def request_stop(self) -> None:
@@ -151,6 +158,20 @@ def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Ex
         retry_after_seconds=settings.retry_after_seconds,
     )
     return pool, pool, numeric
+
+
+def _parse_executor(settings: Settings) -> Executor:
+    """Parse's own thread and queue, so checks as a person types never wait behind cold derivations.
+
+    A thread, not the killable pool: the parser's limits bound a parse (and its printing) to well
+    under a second at the defaults, and a thread answers a keystroke without a pickle round trip.
+    One thread: the work holds the GIL, so more would not run faster. A flood of checks is turned
+    away by this queue's own bound, never by filling the symbolic one.
+    """
+    return BoundedExecutor(
+        ThreadExecutor(1, "parse"),
+        Admission("parse", 1, settings.parse_queue, settings.retry_after_seconds),
+    )
 
 
 def write_ready_file(path: Path, ports: dict[str, int]) -> None:

@@ -67,6 +67,10 @@ class Settings:
     numeric_queue: int = field(
         default=16, metadata={"doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"}
     )
+    parse_queue: int = field(
+        default=16,
+        metadata={"doc": "Parse calls that may wait for the parse thread; beyond: RESOURCE_EXHAUSTED"},
+    )
     worker_memory_bytes: int = field(
         default=1024 * 1024 * 1024, metadata={"doc": "address-space limit (RLIMIT_AS) of a worker; 0 = none"}
     )

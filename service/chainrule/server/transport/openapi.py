@@ -227,6 +227,7 @@ EXAMPLES: Mapping[str, Schema] = {
     "Differentiate": {"expression": "sin(x^2)", "formats": ["OUTPUT_FORMAT_LATEX"]},
     "Evaluate": {"expression": "x^2 + y", "points": {"x": {"values": [1, 2, 3]}, "y": {"values": [0.5]}}},
     "GradientAtPoint": {"expression": "x^2 y", "point": {"x": 3, "y": 2}, "hessian": True},
+    "Parse": {"expression": "sin x²"},
 }
 
 
