@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := tools/node_modules/.installed
+WEB_STAMP := web/node_modules/.installed
 BUF := tools/node_modules/.bin/buf
 HOST ?= 127.0.0.1
 GRPC_PORT ?= 50051
@@ -11,7 +12,7 @@ HTTP_PORT ?= 8080
 
 CLIENT_NODE := clients/node
 
-.PHONY: setup system-deps bench bench-quick run test lint proto proto-check proto-deps buf-lint buf-breaking node-lint client-test clean
+.PHONY: setup system-deps bench bench-quick run test lint proto proto-check proto-deps buf-lint buf-breaking node-lint client-test clean web web-check
 
 setup: $(STAMP)
 
@@ -31,6 +32,18 @@ proto: setup
 
 proto-check: setup
 	$(BIN)/python scripts/gen_proto.py --check
+
+# The browser libraries of the playground and /docs: pinned npm packages (web/package-lock.json), the
+# files the pages use copied into the server package and committed; install scripts never run.
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund --silent
+	touch $@
+
+web: setup $(WEB_STAMP)
+	$(BIN)/python scripts/build_web.py
+
+web-check: setup $(WEB_STAMP)
+	$(BIN)/python scripts/build_web.py --check
 
 # buf resolves google/api/*.proto from a copy of what the installed googleapis-common-protos ships.
 proto-deps: setup
@@ -64,7 +77,7 @@ system-deps:
 node-lint: setup
 	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && npm run generate:check && npm run typecheck
 
-lint: setup system-deps proto-check buf-lint buf-breaking node-lint
+lint: setup system-deps proto-check web-check buf-lint buf-breaking node-lint
 	$(BIN)/ruff check service tests scripts bench clients/python
 	$(BIN)/ruff format --check service tests scripts bench clients/python
 	$(BIN)/mypy
@@ -96,4 +109,4 @@ bench-quick: setup system-deps $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --quick --output build/bench-quick
 
 clean:
-	rm -rf $(VENV) build tools/node_modules
+	rm -rf $(VENV) build tools/node_modules web/node_modules
