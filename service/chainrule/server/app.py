@@ -37,6 +37,7 @@ from chainrule.server.transport.http_server import (
     create_http_app,
 )
 from chainrule.server.transport.instrumentation import Instrumentation
+from chainrule.server.transport.pages import Site
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Application:
             lambda: self.ready,
             api=self.api,
             http_metrics=HttpMetrics(self.registry),
+            site=Site(playground=settings.playground, token_auth=tokens.enabled, grpc_port=self.grpc_port),
         )
         http_app.add_middleware(WorkerIdMiddleware)
         if tokens.enabled:

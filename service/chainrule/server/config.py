@@ -116,6 +116,9 @@ class Settings:
         default=256 * 1024 * 1024, metadata={"doc": "approximate bytes of compiled numeric functions"}
     )
     # HTTP transport.
+    playground: bool = field(
+        default=True, metadata={"doc": "serve the playground at `/` (the API reference at `/docs` stays)"}
+    )
     cors_origins: str = field(
         default="",
         metadata={"doc": "comma-separated origins allowed by CORS (`*` for any); empty turns CORS off"},

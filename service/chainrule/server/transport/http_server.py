@@ -20,12 +20,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.metrics import HttpMetrics
-from chainrule.server.transport import openapi, rest
+from chainrule.server.transport import openapi, pages, rest
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,11 @@ def create_http_app(
     is_ready: Callable[[], bool],
     api: ChainruleApi | None = None,
     http_metrics: HttpMetrics | None = None,
+    site: pages.Site | None = None,
 ) -> Starlette:
     """The ASGI application: `/healthz` (alive), `/readyz` (ready to serve), `/metrics`; with an
-    `api`, the REST routes, `/openapi.json` and `/docs` too (see rest.py), and HTTP request metrics."""
+    `api`, the REST routes, `/openapi.json`, the pages `/` and `/docs` with their `/static/` files
+    (`site` describes the server to them; by default, from the settings), and HTTP request metrics."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -53,14 +55,16 @@ def create_http_app(
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
     if api is None:
         return Starlette(routes=routes)
-    routes += rest.rest_routes(api, api.settings) + openapi.openapi_routes(VERSION)
+    site = site or pages.Site(playground=api.settings.playground, grpc_port=api.settings.grpc_port)
+    routes += rest.rest_routes(api, api.settings) + openapi.openapi_routes(VERSION, site.playground)
+    routes += pages.page_routes(site)
     return Starlette(
         routes=routes,
         middleware=rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry)),
