@@ -64,11 +64,14 @@ buf-breaking: proto-deps $(TOOLS_STAMP)
 	  $(BUF) breaking --against build/buf-against; \
 	else echo "buf breaking: no previous commit with protos, skipped"; fi
 
-# System tools the tests use: a real Prometheus server (and promtool), h2load for the benchmarks.
+# System tools the tests use: a real Prometheus server (and promtool), h2load for the benchmarks,
+# headless Chromium and its WebDriver for the browser tests of the pages.
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
