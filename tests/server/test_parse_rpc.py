@@ -106,9 +106,10 @@ async def test_parse_never_waits_behind_cold_symbolic_work() -> None:
     while not symbolic.started:
         await asyncio.sleep(0)
     assert symbolic.started == ["parse_canonical"]  # the symbolic executor is busy, and stays so
-    reply = await asyncio.wait_for(api.parse(pb.ParseRequest(expression="sin(x^2)")), timeout=30)
-    assert reply.canonical == "sin(x^2)"
-    assert parsing.calls == ["parse_canonical", "readable"]
+    for text in ("sin(x^2)", "cos(y)"):  # the same text as the queued parse too: not joined
+        reply = await asyncio.wait_for(api.parse(pb.ParseRequest(expression=text)), timeout=30)
+        assert reply.canonical == text
+    assert parsing.calls == ["parse_canonical", "readable"] * 2
     assert symbolic.started == ["parse_canonical"]
     symbolic.release.set()
     assert (await derivation).derivative == "-sin(y)"

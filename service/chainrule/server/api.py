@@ -211,7 +211,18 @@ class ChainruleApi:
         return extras
 
     async def _parsed(self, text: str, executor: Executor | None = None) -> jobs.Parsed:
-        found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text, executor))
+        """From the parse cache, else parsed on `executor` (default: symbolic, with single flight).
+
+        With an executor of its own (Parse's), a miss is parsed there even when the same text waits
+        in the symbolic queue for a Differentiate: joining that would wait behind cold derivations.
+        """
+        if executor is None:
+            found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text, None))
+        else:
+            found = self.caches.parse.lookup(text)
+            if found is None:
+                found, size = await self._parse(text, executor)
+                self.caches.parse.put(text, found, size)
         if isinstance(found, ChainruleError):
             raise copy.copy(found)  # a fresh instance: raising the cached one would grow its traceback
         parsed: jobs.Parsed = found
