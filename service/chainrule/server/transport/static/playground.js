@@ -93,10 +93,11 @@ function currentView() {
   };
 }
 
-/** The derivative actually taken: the server's default (the only variable, once) made explicit. */
+/** The derivative actually taken: the server's default (the only variable, once) made explicit; a
+ * constant's is by the plot's variable (the server answers 0 for a variable the text lacks). */
 function effectiveWrt(view) {
   if (view.wrt.length) return view.wrt;
-  return state.variables.length ? [[state.variables[0], 1]] : [];
+  return [[state.variables[0] || view.plotVariable, 1]];
 }
 
 function pairs(text) {
