@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := tools/node_modules/.installed
+WEB_STAMP := web/node_modules/.installed
 BUF := tools/node_modules/.bin/buf
 HOST ?= 127.0.0.1
 GRPC_PORT ?= 50051
@@ -11,7 +12,7 @@ HTTP_PORT ?= 8080
 
 CLIENT_NODE := clients/node
 
-.PHONY: setup system-deps bench bench-quick run test lint proto proto-check proto-deps buf-lint buf-breaking node-lint client-test clean
+.PHONY: setup system-deps bench bench-quick run test lint proto proto-check proto-deps buf-lint buf-breaking node-lint client-test clean web web-check
 
 setup: $(STAMP)
 
@@ -27,9 +28,22 @@ $(TOOLS_STAMP): tools/package.json
 
 proto: setup
 	$(BIN)/python scripts/gen_proto.py
+	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && npm run generate
 
 proto-check: setup
 	$(BIN)/python scripts/gen_proto.py --check
+
+# The browser libraries of the playground and /docs: pinned npm packages (web/package-lock.json), the
+# files the pages use copied into the server package and committed; install scripts never run.
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund --silent
+	touch $@
+
+web: setup $(WEB_STAMP)
+	$(BIN)/python scripts/build_web.py
+
+web-check: setup $(WEB_STAMP)
+	$(BIN)/python scripts/build_web.py --check
 
 # buf resolves google/api/*.proto from a copy of what the installed googleapis-common-protos ships.
 proto-deps: setup
@@ -50,11 +64,14 @@ buf-breaking: proto-deps $(TOOLS_STAMP)
 	  $(BUF) breaking --against build/buf-against; \
 	else echo "buf breaking: no previous commit with protos, skipped"; fi
 
-# System tools the tests use: a real Prometheus server (and promtool), h2load for the benchmarks.
+# System tools the tests use: a real Prometheus server (and promtool), h2load for the benchmarks,
+# headless Chromium and its WebDriver for the browser tests of the pages.
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -63,7 +80,7 @@ system-deps:
 node-lint: setup
 	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && npm run generate:check && npm run typecheck
 
-lint: setup system-deps proto-check buf-lint buf-breaking node-lint
+lint: setup system-deps proto-check web-check buf-lint buf-breaking node-lint
 	$(BIN)/ruff check service tests scripts bench clients/python
 	$(BIN)/ruff format --check service tests scripts bench clients/python
 	$(BIN)/mypy
@@ -95,4 +112,4 @@ bench-quick: setup system-deps $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --quick --output build/bench-quick
 
 clean:
-	rm -rf $(VENV) build tools/node_modules
+	rm -rf $(VENV) build tools/node_modules web/node_modules

@@ -24,6 +24,10 @@ def test_async_calls(target: str) -> None:
             assert grad.gradient == (5.0, 2.0)
             info = await client.server_info()
             assert "sin" in info.functions
+            reading = await client.parse("2 foo(x)")
+            assert reading.error is not None
+            assert (reading.error.reason, reading.error.position) == ("UNKNOWN_FUNCTION", 2)
+            assert (await client.parse("x^2")).canonical == "x^2"
 
     asyncio.run(scenario())
 

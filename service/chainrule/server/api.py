@@ -77,11 +77,15 @@ class ChainruleApi:
         *,
         caches: Caches | None = None,
         metrics: Metrics | None = None,
+        parsing: Executor | None = None,
     ) -> None:
+        """`parsing` runs Parse's work (default: `symbolic`); give it an executor of its own so that
+        checks as a person types never wait behind cold derivations."""
         self.settings = settings
         self.limits = jobs.Limits.from_settings(settings)
         self._symbolic = symbolic
         self._numeric = numeric
+        self._parsing = parsing or symbolic
         self.caches = caches or Caches(settings)
         self.metrics = metrics or Metrics(CollectorRegistry(), VERSION, self.caches)
 
@@ -142,6 +146,25 @@ class ChainruleApi:
                 fill(response.hessians.add(), column, batch.raw_output)
         return response
 
+    async def parse(self, request: pb.ParseRequest) -> pb.ParseResponse:
+        """How the server reads an expression; the text's own mistakes are the answer, not an error."""
+        found: pb.ParseResponse | None = self.caches.parse_reply.lookup(request.expression)
+        if found is None:
+            found = await self.caches.parse_reply.get_or_compute(
+                request.expression, lambda: self._reading(request.expression)
+            )
+        return found
+
+    async def _reading(self, text: str) -> tuple[pb.ParseResponse, int]:
+        """Parse's miss path: the parse cache (filled on the parsing executor), then text and LaTeX."""
+        try:
+            parsed = await self._parsed(text, self._parsing)
+        except InvalidArgument as error:
+            return pb.ParseResponse(error=_expression_error(error)), text_size(text, error.message) + 256
+        canonical, latex = await self._parsing.run(jobs.readable, parsed.portable)
+        response = pb.ParseResponse(canonical=canonical, latex=latex, variables=parsed.variables)
+        return response, text_size(text, canonical, latex)
+
     # Cache misses: each level is looked up (and filled) through its own cache, with single flight.
 
     async def _derivation(self, request: pb.DifferentiateRequest) -> tuple[pb.DifferentiateResponse, int]:
@@ -187,16 +210,27 @@ class ChainruleApi:
             self.metrics.verify_mismatches.inc()
         return extras
 
-    async def _parsed(self, text: str) -> jobs.Parsed:
-        found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text))
+    async def _parsed(self, text: str, executor: Executor | None = None) -> jobs.Parsed:
+        """From the parse cache, else parsed on `executor` (default: symbolic, with single flight).
+
+        With an executor of its own (Parse's), a miss is parsed there even when the same text waits
+        in the symbolic queue for a Differentiate: joining that would wait behind cold derivations.
+        """
+        if executor is None:
+            found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text, None))
+        else:
+            found = self.caches.parse.lookup(text)
+            if found is None:
+                found, size = await self._parse(text, executor)
+                self.caches.parse.put(text, found, size)
         if isinstance(found, ChainruleError):
             raise copy.copy(found)  # a fresh instance: raising the cached one would grow its traceback
         parsed: jobs.Parsed = found
         return parsed
 
-    async def _parse(self, text: str) -> tuple[jobs.Parsed | ChainruleError, int]:
+    async def _parse(self, text: str, executor: Executor | None) -> tuple[jobs.Parsed | ChainruleError, int]:
         try:
-            parsed = await self._symbolic.run(jobs.parse_canonical, text, self.limits)
+            parsed = await (executor or self._symbolic).run(jobs.parse_canonical, text, self.limits)
         except InvalidArgument as error:
             # Bad text stays bad under the same limits: cache the error, cheaply.
             return error, text_size(text, error.message) + 256
@@ -314,6 +348,16 @@ def _wrt(entries: Sequence[pb.Wrt]) -> jobs.Wrt:
     if not entries:  # the common case, on the cached path: no generator to build
         return ()
     return tuple([(entry.variable, entry.order) for entry in entries])
+
+
+def _expression_error(error: InvalidArgument) -> pb.ExpressionError:
+    """What other RPCs send as INVALID_ARGUMENT about the expression, as Parse's answer."""
+    metadata = dict(error.metadata)
+    position = metadata.pop("position", None)
+    message = pb.ExpressionError(reason=error.reason, message=error.message, metadata=metadata)
+    if position is not None:
+        message.position = int(position)
+    return message
 
 
 def _simplification(value: int) -> engine.Simplification:

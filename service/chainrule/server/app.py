@@ -41,6 +41,7 @@ from chainrule.server.transport.http_server import (
     create_http_app,
 )
 from chainrule.server.transport.instrumentation import Instrumentation
+from chainrule.server.transport.pages import Site
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,17 @@ class Application:
         self.registry = registry or CollectorRegistry()
         self.ready = False
         self.pool, self.symbolic, self.numeric = _executors(settings)
+        self.parsing = _parse_executor(settings)
         self.caches = Caches(settings)
         self.metrics = Metrics(self.registry, VERSION, self.caches)
         tokens = TokenChecker(load_tokens(settings))
         self.api = ChainruleApi(
-            settings, self.symbolic, self.numeric, caches=self.caches, metrics=self.metrics
+            settings,
+            self.symbolic,
+            self.numeric,
+            caches=self.caches,
+            metrics=self.metrics,
+            parsing=self.parsing,
         )
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
@@ -75,6 +82,7 @@ class Application:
             api=self.api,
             http_metrics=http_metrics,
             drain=self.drain,
+            site=Site(playground=settings.playground, token_auth=tokens.enabled, grpc_port=self.grpc_port),
         )
         http_app.add_middleware(WorkerIdMiddleware)
         if tokens.enabled:
@@ -120,6 +128,7 @@ class Application:
         await self.http_server.stop()
         await self.symbolic.close()
         await self.numeric.close()
+        await self.parsing.close()
         log.info("stopped")
 
     def request_stop(self) -> None:
@@ -198,6 +207,20 @@ def serve(settings: Settings, ready_file: Path | None = None, heartbeat_file: Pa
         log.warning("exiting past the grace period with work still running on %s", ", ".join(running))
         logging.shutdown()
         os._exit(0)
+
+
+def _parse_executor(settings: Settings) -> Executor:
+    """Parse's own thread and queue, so checks as a person types never wait behind cold derivations.
+
+    A thread, not the killable pool: the parser's limits bound a parse (and its printing) to well
+    under a second at the defaults, and a thread answers a keystroke without a pickle round trip.
+    One thread: the work holds the GIL, so more would not run faster. A flood of checks is turned
+    away by this queue's own bound, never by filling the symbolic one.
+    """
+    return BoundedExecutor(
+        ThreadExecutor(1, "parse"),
+        Admission("parse", 1, settings.parse_queue, settings.retry_after_seconds),
+    )
 
 
 def write_ready_file(path: Path, ports: dict[str, int]) -> None:

@@ -120,6 +120,10 @@ class Settings:
     numeric_queue: int = field(
         default=16, metadata={"doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"}
     )
+    parse_queue: int = field(
+        default=16,
+        metadata={"doc": "Parse calls that may wait for the parse thread; beyond: RESOURCE_EXHAUSTED"},
+    )
     worker_memory_bytes: int = _server_limit(
         "worker_memory_bytes",
         1024 * 1024 * 1024,
@@ -167,6 +171,9 @@ class Settings:
         default=256 * 1024 * 1024, metadata={"doc": "approximate bytes of compiled numeric functions"}
     )
     # HTTP transport.
+    playground: bool = field(
+        default=True, metadata={"doc": "serve the playground at `/` (the API reference at `/docs` stays)"}
+    )
     cors_origins: str = field(
         default="",
         metadata={"doc": "comma-separated origins allowed by CORS (`*` for any); empty turns CORS off"},
@@ -252,5 +259,7 @@ def _convert(name: str, raw: str, parse: Callable[[str], object]) -> object:
 
 
 def limit_settings() -> list[tuple[str, Limit]]:
-    """(setting name, declaration) of every limit, engine and server, in declaration order."""
-    return [(item.name, item.metadata[LIMIT]) for item in fields(Settings) if LIMIT in item.metadata]
+    """(setting name, declaration) of every limit: the engine's (parser first), then the server's."""
+    found = [(item.name, item.metadata[LIMIT]) for item in fields(Settings) if LIMIT in item.metadata]
+    order = list(Layer)
+    return sorted(found, key=lambda pair: order.index(pair[1].layer))

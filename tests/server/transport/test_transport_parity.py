@@ -91,6 +91,11 @@ CASES: list[tuple[str, Message]] = [
     ("grad-parse-error", G(expression="sin(", point={"x": 1})),
     # GetServerInfo.
     ("server-info", pb.GetServerInfoRequest()),
+    # Parse: a text that does not parse is an answer, with the same content either way.
+    ("parse-rpc-canonical", pb.ParseRequest(expression="sin x² + y")),
+    ("parse-rpc-open-paren", pb.ParseRequest(expression="sin(x")),
+    ("parse-rpc-unknown-function", pb.ParseRequest(expression="2 foo(x)")),
+    ("parse-rpc-too-long", pb.ParseRequest(expression="x" * 10_001)),
 ]  # fmt: skip
 
 # RPC name and REST route per request type, as the proto's google.api.http options declare them.
@@ -99,6 +104,7 @@ ROUTES: dict[type[Message], tuple[str, str, str]] = {
     pb.EvaluateRequest: ("Evaluate", "POST", "/v1/evaluate"),
     pb.GradientAtPointRequest: ("GradientAtPoint", "POST", "/v1/gradient"),
     pb.GetServerInfoRequest: ("GetServerInfo", "GET", "/v1/info"),
+    pb.ParseRequest: ("Parse", "POST", "/v1/parse"),
 }
 
 

@@ -32,7 +32,7 @@ from ._config import (
 )
 from ._convert import Point, Points, SimplificationName, WrtSpec
 from ._exceptions import error_from_rpc
-from ._models import Derivative, Evaluation, Gradient, ServerInfo
+from ._models import Derivative, Evaluation, Gradient, Parsed, ServerInfo
 
 _Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
@@ -238,6 +238,14 @@ class Client(_BaseClient):
         response = self._call(self._stub.GetServerInfo, pb.GetServerInfoRequest(), timeout)
         return convert.server_info(response)
 
+    def parse(self, expression: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Parsed:
+        """How the server reads `expression`: cheap, for checking text as it is typed.
+
+        A text that does not parse is not an exception: the result's `error` says why and where.
+        """
+        response = self._call(self._stub.Parse, pb.ParseRequest(expression=expression), timeout)
+        return convert.parsed(response)
+
 
 class AsyncClient(_BaseClient):
     """The asyncio chainrule client; same arguments and calls as `Client`, awaited.
@@ -367,3 +375,9 @@ class AsyncClient(_BaseClient):
         request = pb.GetServerInfoRequest()
         response: pb.GetServerInfoResponse = await self._call(self._stub.GetServerInfo, request, timeout)
         return convert.server_info(response)
+
+    async def parse(self, expression: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Parsed:
+        """How the server reads `expression`; see `Client.parse`."""
+        request = pb.ParseRequest(expression=expression)
+        response: pb.ParseResponse = await self._call(self._stub.Parse, request, timeout)
+        return convert.parsed(response)

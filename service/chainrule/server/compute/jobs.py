@@ -193,6 +193,12 @@ def derive_parsed(
     )
 
 
+def readable(expression: sympy.Expr | engine.Portable) -> tuple[str, str]:
+    """An expression as canonical text and as LaTeX (what Parse returns)."""
+    resolved = engine.resolved(expression)
+    return parsing.to_text(resolved), engine.to_latex(resolved)
+
+
 def latex(expression: sympy.Expr | engine.Portable) -> str:
     """LaTeX for an expression (printing only: no stage of its own)."""
     return engine.to_latex(engine.resolved(expression))

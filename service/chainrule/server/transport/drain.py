@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainrule.engine.errors import Unavailable
 from chainrule.server.transport.status import error_response
 
-# Paths served while draining: probes and metrics. Everything else is an API call or a page.
-_ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/metrics"})
+# API calls are refused while draining; probes, metrics and pages keep being served.
+_API_PREFIX = "/v1/"
 
 
 class Drain:
@@ -59,7 +59,7 @@ class DrainMiddleware:
         self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _ALWAYS_SERVED:
+        if scope["type"] != "http" or not str(scope["path"]).startswith(_API_PREFIX):
             await self.app(scope, receive, send)
             return
         if self.drain.draining:

@@ -59,6 +59,11 @@ class DifferentiationServicer(pb_grpc.DifferentiationServiceServicer):
     ) -> pb.GetServerInfoResponse:
         return await _serve(self._api.server_info, request, context)
 
+    async def Parse(
+        self, request: pb.ParseRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ParseResponse:
+        return await _serve(self._api.parse, request, context)
+
 
 async def _serve(
     handler: Callable[[Request], Awaitable[Response]],

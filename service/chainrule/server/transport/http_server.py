@@ -21,13 +21,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.config import Settings
 from chainrule.server.metrics import HttpMetrics
-from chainrule.server.transport import connections, openapi, rest
+from chainrule.server.transport import connections, openapi, pages, rest
 from chainrule.server.transport.drain import Drain, DrainMiddleware
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,15 @@ WORKER_HEADER = "x-chainrule-worker"
 def create_http_app(
     registry: CollectorRegistry,
     is_ready: Callable[[], bool],
+    *,
     api: ChainruleApi | None = None,
     http_metrics: HttpMetrics | None = None,
     drain: Drain | None = None,
+    site: pages.Site | None = None,
 ) -> Starlette:
     """The ASGI application: `/healthz` (alive), `/readyz` (ready to serve), `/metrics`; with an
-    `api`, the REST routes, `/openapi.json` and `/docs` too (see rest.py), and HTTP request metrics."""
+    `api`, the REST routes, `/openapi.json`, the pages `/` and `/docs` with their `/static/` files
+    (`site` describes the server to them; by default, from the settings), and HTTP request metrics."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -57,14 +60,16 @@ def create_http_app(
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
     if api is None:
         return Starlette(routes=routes)
-    routes += rest.rest_routes(api, api.settings) + openapi.openapi_routes(VERSION)
+    site = site or pages.Site(playground=api.settings.playground, grpc_port=api.settings.grpc_port)
+    routes += rest.rest_routes(api, api.settings) + openapi.openapi_routes(VERSION, site.playground)
+    routes += pages.page_routes(site)
     middleware = rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry))
     if drain is not None:
         # Inside the metrics: refusals and cancelled calls are counted with their 503.

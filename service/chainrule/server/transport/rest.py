@@ -6,6 +6,7 @@ Routes (the `google.api.http` annotations of the proto, plus one chainrule extra
     POST /v1/evaluate        EvaluateRequest         -> EvaluateResponse
     POST /v1/gradient        GradientAtPointRequest  -> GradientAtPointResponse
     GET  /v1/info                                    -> GetServerInfoResponse
+    POST /v1/parse           ParseRequest            -> ParseResponse
     GET  /v1/differentiate?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full
                              &explain=true&verify=true
                              the extra: a transcoder cannot fill repeated messages from a query string
@@ -303,6 +304,7 @@ def rest_routes(api: ChainruleApi, settings: Settings) -> list[Route]:
             methods=["POST"],
         ),
         Route("/v1/info", info, methods=["GET"]),
+        Route("/v1/parse", _post_endpoint(api.parse, pb.ParseRequest, settings), methods=["POST"]),
     ]
 
 
