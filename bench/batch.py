@@ -68,7 +68,7 @@ def _mixed_gradient(c: Columns) -> tuple[np.ndarray, ...]:
 
 def _cubic(xp: Any, c: Columns) -> Any:
     x = c["x"]
-    return x**3 - 2 * x + 1
+    return x * x * x - 2 * x + 1
 
 
 def _cubic_gradient(c: Columns) -> tuple[np.ndarray, ...]:
