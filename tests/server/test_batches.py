@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
-from chainrule.server.batches import decode_batch, fill
+from chainrule.server.batches import Reply, decode_batch, fill
 from chainrule.v1 import chainrule_pb2 as pb
 
 
@@ -60,3 +60,43 @@ def test_fill_round_trips(as_raw: bool) -> None:
     decoded = decode_batch({}, {"v": target}, max_points=10).columns["v"]
     assert np.array_equal(decoded, values, equal_nan=True)
     assert bool(target.f64le) is as_raw
+
+
+def _gradient_reply(raw: bool) -> Reply[pb.GradientAtPointResponse]:
+    reply = Reply(pb.GradientAtPointResponse(variables=["x", "y"], nonfinite_count=1))
+    reply.add("values", np.array([1.0, np.nan, -0.0]), raw)
+    for column in ([2.0, 3.0, 4.0], [5.0, 6.0, 7.5]):
+        reply.add("gradients", np.array(column), raw)
+    reply.add("hessians", np.arange(3.0) * 1e300, raw)
+    return reply
+
+
+def _filled(raw: bool) -> pb.GradientAtPointResponse:
+    """The same response the way it was built before `Reply`: every column filled into the message."""
+    message = pb.GradientAtPointResponse(variables=["x", "y"], nonfinite_count=1)
+    fill(message.values, np.array([1.0, np.nan, -0.0]), raw)
+    for column in ([2.0, 3.0, 4.0], [5.0, 6.0, 7.5]):
+        fill(message.gradients.add(), np.array(column), raw)
+    fill(message.hessians.add(), np.arange(3.0) * 1e300, raw)
+    return message
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_a_reply_parses_as_the_filled_message(raw: bool) -> None:
+    parsed = pb.GradientAtPointResponse.FromString(_gradient_reply(raw).SerializeToString())
+    assert parsed == _filled(raw)
+    assert _gradient_reply(raw).message() == _filled(raw)
+
+
+def test_a_reply_of_no_columns_is_its_message() -> None:
+    message = pb.EvaluateResponse(value=2.5)
+    reply = Reply(message)
+    assert reply.SerializeToString() == message.SerializeToString() and reply.message() is message
+
+
+def test_a_long_column_has_a_multibyte_length() -> None:
+    values = np.linspace(-1.0, 1.0, 70_000)  # 560,000 bytes: a three-byte varint length
+    reply = Reply(pb.EvaluateResponse())
+    reply.add("values", values, raw=True)
+    parsed = pb.EvaluateResponse.FromString(reply.SerializeToString())
+    assert np.array_equal(np.frombuffer(parsed.values.f64le, dtype="<f8"), values)

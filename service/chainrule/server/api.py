@@ -24,7 +24,7 @@ from chainrule.engine.errors import (
     InvalidArgument,
     LimitExceeded,
 )
-from chainrule.server.batches import Batch, decode_batch, fill
+from chainrule.server.batches import Batch, Reply, decode_batch
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import Executor
@@ -107,6 +107,10 @@ class ChainruleApi:
         return found
 
     async def evaluate(self, request: pb.EvaluateRequest) -> pb.EvaluateResponse:
+        return (await self.evaluate_reply(request)).message()
+
+    async def evaluate_reply(self, request: pb.EvaluateRequest) -> Reply[pb.EvaluateResponse]:
+        """Evaluate's answer laid out for protobuf's wire (gRPC sends it without copying columns in)."""
         batch = decode_batch(request.point, request.points, self.limits.engine.max_points)
         key = (request.expression, _wrt(request.wrt))
         plan: _Plan | None = self.caches.evaluate.lookup(key)
@@ -117,13 +121,18 @@ class ChainruleApi:
         self._check_numeric(batch, plan.prepared)
         result = await self._compute(engine.evaluate, plan, batch)
         response = pb.EvaluateResponse(nonfinite_count=result.nonfinite_count)
+        reply = Reply(response)
         if batch.single:
             response.value = float(result.values[0])
         else:
-            fill(response.values, result.values, batch.raw_output)
-        return response
+            reply.add("values", result.values, batch.raw_output)
+        return reply
 
     async def gradient(self, request: pb.GradientAtPointRequest) -> pb.GradientAtPointResponse:
+        return (await self.gradient_reply(request)).message()
+
+    async def gradient_reply(self, request: pb.GradientAtPointRequest) -> Reply[pb.GradientAtPointResponse]:
+        """GradientAtPoint's answer laid out for protobuf's wire, like `evaluate_reply`."""
         batch = decode_batch(request.point, request.points, self.limits.engine.max_points)
         key = (request.expression, tuple(request.variables), request.hessian)
         plan: _Plan | None = self.caches.gradient.lookup(key)
@@ -134,17 +143,18 @@ class ChainruleApi:
         response = pb.GradientAtPointResponse(
             variables=list(plan.prepared.variables), nonfinite_count=result.nonfinite_count
         )
+        reply = Reply(response)
         if batch.single:
             response.value = float(result.value[0])
             response.gradient.extend(float(column[0]) for column in result.gradients)
             response.hessian.extend(float(column[0]) for column in result.hessians)
         else:
-            fill(response.values, result.value, batch.raw_output)
+            reply.add("values", result.value, batch.raw_output)
             for column in result.gradients:
-                fill(response.gradients.add(), column, batch.raw_output)
+                reply.add("gradients", column, batch.raw_output)
             for column in result.hessians:
-                fill(response.hessians.add(), column, batch.raw_output)
-        return response
+                reply.add("hessians", column, batch.raw_output)
+        return reply
 
     async def parse(self, request: pb.ParseRequest) -> pb.ParseResponse:
         """How the server reads an expression; the text's own mistakes are the answer, not an error."""

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from chainrule.engine.errors import ChainruleError, InternalError
 from chainrule.server.api import ChainruleApi
+from chainrule.server.batches import Reply
 from chainrule.server.compute import deadlines
 from chainrule.server.config import Settings
 from chainrule.server.transport.auth import TlsFiles
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DifferentiationService"].full_name
 
 Request = TypeVar("Request", bound=Message)
-Response = TypeVar("Response", bound=Message)
+Response = TypeVar("Response", bound=Message | Reply[Any])
 
 
 class PortInUseError(RuntimeError):
@@ -44,15 +45,15 @@ class DifferentiationServicer(pb_grpc.DifferentiationServiceServicer):
     ) -> pb.DifferentiateResponse:
         return await _serve(self._api.differentiate, request, context)
 
-    async def Evaluate(
+    async def Evaluate(  # type: ignore[override]
         self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext[object, object]
-    ) -> pb.EvaluateResponse:
-        return await _serve(self._api.evaluate, request, context)
+    ) -> Reply[pb.EvaluateResponse]:
+        return await _serve(self._api.evaluate_reply, request, context)
 
-    async def GradientAtPoint(
+    async def GradientAtPoint(  # type: ignore[override]
         self, request: pb.GradientAtPointRequest, context: grpc.aio.ServicerContext[object, object]
-    ) -> pb.GradientAtPointResponse:
-        return await _serve(self._api.gradient, request, context)
+    ) -> Reply[pb.GradientAtPointResponse]:
+        return await _serve(self._api.gradient_reply, request, context)
 
     async def GetServerInfo(
         self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext[object, object]
@@ -81,6 +82,27 @@ async def _serve(
         log.exception("unexpected error in %s", type(request).__name__)
         await context.abort_with_status(grpc_status(InternalError("internal error")))
     raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def _add_service(servicer: DifferentiationServicer, target: Any) -> None:
+    """Register the chainrule methods as the generated code does, by the service's descriptor, but
+    with replies serialised by their own `SerializeToString`: a batch method answers with a
+    `batches.Reply`, not a message."""
+    service = pb.DESCRIPTOR.services_by_name["DifferentiationService"]
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=getattr(pb, method.input_type.name).FromString,
+            response_serializer=_serialized,
+        )
+        for method in service.methods
+    }
+    target.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    target.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
+def _serialized(response: Message | Reply[Any]) -> bytes:
+    return response.SerializeToString()
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -132,7 +154,7 @@ def create_server(
     # The generated `add_*_to_server` functions are typed for a server; they call the two methods
     # `Registration` has.
     target: Any = server if instrumentation is None else Registration(server, instrumentation)
-    pb_grpc.add_DifferentiationServiceServicer_to_server(DifferentiationServicer(api), target)
+    _add_service(DifferentiationServicer(api), target)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer or health.aio.HealthServicer(), target)
     names = (
         SERVICE_NAME,
