@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import sympy
 
-from chainrule.engine import functions
+from chainrule.engine import functions, vectormath
 from chainrule.engine.errors import FieldViolation, InvalidArgument, MissingVariable
 
 FloatArray = npt.NDArray[np.float64]
@@ -108,12 +108,29 @@ def _lambdify(expr: sympy.Basic | Sequence[sympy.Basic], variables: Sequence[str
     # 1/0 and log(x, 1) hold sympy's unsigned infinity, which the numeric printers cannot print;
     # without a sign it is no real number: NaN.
     renames[sympy.zoo] = sympy.nan
-    renamed = [part.xreplace(renames) for part in parts]
+    renamed = [_integer_powers(part.xreplace(renames)) for part in parts]
     target = renamed if isinstance(expr, Sequence) else renamed[0]
-    function: Callable[..., Any] = sympy.lambdify(
-        arguments, target, modules=functions.lambdify_modules(), cse=True
-    )
+    modules = [{IntegerPower.__name__: vectormath.integer_power}, *functions.lambdify_modules()]
+    function: Callable[..., Any] = sympy.lambdify(arguments, target, modules=modules, cse=True)
     return function
+
+
+class IntegerPower(sympy.Function):  # type: ignore[misc]
+    """base^n for an integer n that numpy has no fast path for, printed as a call to
+    `vectormath.integer_power` (numpy's own power is scalar and slow for negative bases)."""
+
+    nargs = 2
+
+
+# numpy turns these exponents into square, reciprocal, a copy or ones, whatever the sign of the base.
+_NUMPY_FAST_EXPONENTS = frozenset({-1, 0, 1, 2})
+
+
+def _integer_powers(expr: sympy.Basic) -> sympy.Basic:
+    def slow(node: sympy.Basic) -> bool:
+        return bool(node.is_Pow and node.exp.is_Integer and int(node.exp) not in _NUMPY_FAST_EXPONENTS)
+
+    return expr.replace(slow, lambda node: IntegerPower(node.base, node.exp))
 
 
 def compile_function(expr: sympy.Expr, variables: Sequence[str]) -> CompiledFunction:
