@@ -25,6 +25,7 @@ import cold
 import harness
 import latency
 import memory
+import rest
 from common import ROOT, Row, chainrule_command, echo_command, server_env
 from report import markdown, plot
 
@@ -112,6 +113,9 @@ def main() -> int:
     count = args.memory_count or (2_000 if args.quick else 100_000)
     found, details["memory"] = memory.run(count, 200 if args.quick else 10_000, 64 * MB)
     rows += found
+    step("8 REST")
+    found, details["rest"] = rest.run(1 if args.quick else 3, 1 if args.quick else 3)
+    rows += found
     seconds = time.monotonic() - started
     step("report")
     command = "make bench-quick" if args.quick else "make bench"
@@ -153,13 +157,13 @@ GAPS = {
         "No change inside sympy's object model reaches 3x here; the target holds against math.js's "
         "default (simplify on), which is what `derivative()` returns."
     ),
-    "server-side compute, 1,000,000 points vs JAX jit(vmap(grad))": (
+    f"server-side compute, 1,000,000 points vs JAX jit(vmap(grad)): {batch.NEURON.label}": (
         "one thread of numpy over 32k-point chunks against XLA's fused loop, both on one core: the "
         "ratio sits between 0.7 and 1.05 from run to run, following the other tenants of this 2-core VM. "
         "A second thread does not help (GIL hand-offs on small chunks, shared cache bandwidth on large "
         "ones) and numexpr was slower (no VML in the PyPI wheel): bench/PROFILE.md."
     ),
-    "server-side compute, 100,000 points vs JAX jit(vmap(grad))": (
+    f"server-side compute, 100,000 points vs JAX jit(vmap(grad)): {batch.NEURON.label}": (
         "one thread of numpy over 32k-point chunks against XLA's fused loop; see the 10^6 row and "
         "bench/PROFILE.md."
     ),
