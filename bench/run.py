@@ -17,9 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import attacks
 import batch
 import cold
 import harness
@@ -78,6 +80,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run of every scenario")
     parser.add_argument("--memory-count", type=int, help="distinct expressions for scenario 7")
     parser.add_argument("--output", type=Path, default=BENCH, help="where RESULTS.md and results.png go")
+    parser.add_argument("--no-attacks", action="store_true", help="leave out issue 15's attacks (attacks.py)")
     args = parser.parse_args()
     if not shutil.which("h2load"):
         print("h2load not found: apt-get install nghttp2-client", file=sys.stderr)
@@ -116,13 +119,19 @@ def main() -> int:
     step("8 REST")
     found, details["rest"] = rest.run(1 if args.quick else 3, 1 if args.quick else 3)
     rows += found
+    command = "make bench-quick" if args.quick else "make bench"
+    sections: list[str] = []
+    if not args.no_attacks:
+        step("9 attacks (attacks.py)")
+        outcomes = attacks.run(args.quick)
+        details["attacks"] = [asdict(outcome) for outcome in outcomes]
+        sections = attacks.table(outcomes, command)
     seconds = time.monotonic() - started
     step("report")
-    command = "make bench-quick" if args.quick else "make bench"
     args.output.mkdir(parents=True, exist_ok=True)
     gaps = [f"**{row.measure}** ({row.ratio:.2f}, target {row.target_text}): {GAPS[row.measure]}"
             for row in rows if row.met is False and row.measure in GAPS]  # fmt: skip
-    (args.output / "RESULTS.md").write_text(markdown(rows, command, seconds, NOTES, gaps))
+    (args.output / "RESULTS.md").write_text(markdown(rows, command, seconds, NOTES, gaps, sections))
     (args.output / "results.json").write_text(json.dumps(details, indent=1, default=str))
     plot(rows, args.output / "results.png")
     for row in rows:
