@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chainrule.server.app import Application
-from chainrule.server.supervisor import _restart_counter
+from chainrule.server.supervisor import _restart_counter, _stall_counter
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
@@ -36,6 +36,14 @@ BIN = Path(sys.executable).parent
 # Names PromQL knows that are not metrics.
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or"}
 PROMQL_WORDS |= {"unless", "le", "inf", "nan"}
+# Metrics the dashboard and alerts already show that branch issue-15a declares (overload and
+# per-caller refusals, limit refusals, reply bytes refused): remove each here as it is merged (the
+# test below fails once the service exports one of them).
+PENDING_METRICS = {
+    "chainrule_overload_rejections_total",
+    "chainrule_limit_rejections_total",
+    "chainrule_refused_reply_bytes_total",
+}
 
 
 # --- the image's commands, run as processes --------------------------------------------------------
@@ -135,6 +143,7 @@ async def exported(entrypoint: dict[str, int], app: Application) -> set[str]:
             names |= _sample_names((await client.get(f"http://127.0.0.1:{http_port}/metrics")).text)
     registry = CollectorRegistry()
     _restart_counter(registry)
+    _stall_counter(registry)
     names |= _sample_names(generate_latest(registry).decode())
     return names
 
@@ -194,10 +203,11 @@ def test_dashboard_has_the_panels_operators_need() -> None:
 
 
 def test_every_dashboard_query_names_exported_metrics(exported: set[str]) -> None:
+    assert not PENDING_METRICS & exported, "merged: remove them from PENDING_METRICS"
     for query in _dashboard_queries():
         names = metric_names(query)
         assert names, query
-        assert names <= exported, f"{query}: {names - exported} not exported"
+        assert names <= exported | PENDING_METRICS, f"{query}: {names - exported} not exported"
 
 
 def test_every_alert_names_exported_metrics(exported: set[str]) -> None:
@@ -207,7 +217,24 @@ def test_every_alert_names_exported_metrics(exported: set[str]) -> None:
     for expression in expressions:
         names = metric_names(expression)
         assert names, expression
-        assert names <= exported | {"up"}, f"{expression}: {names - exported} not exported"
+        allowed = exported | PENDING_METRICS | {"up"}
+        assert names <= allowed, f"{expression}: {names - exported} not exported"
+
+
+def test_the_bounds_of_issue_15_have_panels_and_alerts() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    alerts = "\n".join(rule["expr"] for group in rules["groups"] for rule in group["rules"])
+    panels = "\n".join(_dashboard_queries())
+    for metric in (
+        "chainrule_http_connections_closed_total",
+        "chainrule_worker_stalls_total",
+        'chainrule_overload_rejections_total{cause="overloaded"}',
+        'chainrule_overload_rejections_total{cause="caller_share"}',
+        "chainrule_refused_reply_bytes_total",
+    ):
+        assert metric in alerts, metric
+        assert metric.split("{")[0] in panels, metric
+    assert "chainrule_limit_rejections_total" in panels
 
 
 def test_compose_scrapes_chainrule_and_provisions_grafana() -> None:

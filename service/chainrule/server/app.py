@@ -74,7 +74,7 @@ class Application:
             self.metrics, response_metadata=((WORKER_HEADER, str(os.getpid())),), tokens=tokens
         )
         self.grpc_server, self.grpc_port = create_server(settings, self.api, self.health, instrumentation)
-        http_metrics = HttpMetrics(self.registry)
+        http_metrics = HttpMetrics(self.registry, connections.CLOSE_REASONS)
         self.drain = Drain(settings.retry_after_seconds)
         http_app = create_http_app(
             exposition_registry(self.registry, settings.metrics_dir),

@@ -159,7 +159,9 @@ _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 class HttpMetrics:
     """HTTP request counts and latency by method, route template and status (REST middleware)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, close_reasons: Iterable[str] = ()) -> None:
+        """`close_reasons`: the connection bounds' reasons, exported at 0 from the start so that a
+        rate or an alert sees the first connection a bound closes."""
         self.requests = Counter(
             "chainrule_http_requests",
             "HTTP requests answered, by method, route template and status.",
@@ -179,6 +181,8 @@ class HttpMetrics:
             ("reason",),
             registry=registry,
         )
+        for reason in close_reasons:
+            self.connections_closed.labels(reason)
 
     def closed_by_bound(self, reason: str) -> None:
         """Count one connection closed by a bound (see transport/connections.py)."""

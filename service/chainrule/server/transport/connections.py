@@ -34,6 +34,12 @@ _REFUSAL = (
 )
 
 
+# Why a bound closed a connection: refused at the limit, evicted (the idlest, to make room), no
+# complete request head in time. The metric's label values, all exported from start-up.
+LIMIT, EVICTED, HEAD_TIMEOUT = "limit", "evicted", "head_timeout"
+CLOSE_REASONS = (LIMIT, EVICTED, HEAD_TIMEOUT)
+
+
 def _ignore(reason: str) -> None:
     return None
 
@@ -41,7 +47,7 @@ def _ignore(reason: str) -> None:
 class _BoundedH11Protocol(H11Protocol):
     head_timeout: float = 30.0
     max_connections: int = 1000
-    # Called with "limit", "evicted" or "head_timeout" for every connection a bound closed (metrics).
+    # Called with one of CLOSE_REASONS for every connection a bound closed (metrics).
     closed_by_bound: Callable[[str], None] = staticmethod(_ignore)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -54,7 +60,7 @@ class _BoundedH11Protocol(H11Protocol):
             # Refused before uvicorn tracks it: the descriptor goes back at once.
             transport.write(_REFUSAL)
             transport.close()
-            self.closed_by_bound("limit")
+            self.closed_by_bound(LIMIT)
             return
         super().connection_made(transport)
         self._arm_head_timer()
@@ -69,7 +75,7 @@ class _BoundedH11Protocol(H11Protocol):
         idlest = min(waiting, key=lambda c: c._head_since)
         idlest._disarm_head_timer()
         idlest.transport.close()
-        self.closed_by_bound("evicted")
+        self.closed_by_bound(EVICTED)
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -106,7 +112,7 @@ class _BoundedH11Protocol(H11Protocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self._awaiting_head():
-            self.closed_by_bound("head_timeout")
+            self.closed_by_bound(HEAD_TIMEOUT)
             self.transport.close()
 
 
