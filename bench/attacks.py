@@ -178,12 +178,21 @@ def tree_pss(pid: int) -> int:
 
 @dataclass
 class Probe:
-    """One kind of probe: when each started (wall clock), how long it took, and why it failed."""
+    """One kind of probe: when each started (wall clock), how long it took, and why it failed; and
+    the one in flight, if any (it counts as a failure if it is still waiting at the end)."""
 
     samples: list[tuple[float, float, str | None]] = field(default_factory=list)
+    pending: tuple[float, float] | None = None
 
     def add(self, started: float, seconds: float, failure: str | None) -> None:
         self.samples.append((started, seconds, failure))
+
+    def final(self) -> list[tuple[float, float, str | None]]:
+        pending = self.pending
+        waited = 0.0 if pending is None else time.perf_counter() - pending[1]
+        if pending is None or waited <= HEALTH_TARGET_SECONDS:  # not late yet: left out
+            return list(self.samples)
+        return [*self.samples, (pending[0], waited, f"no answer after {waited:.1f} s")]
 
 
 def summary(samples: list[list[Any]], until: float = math.inf) -> dict[str, Any]:
@@ -207,6 +216,7 @@ def summary(samples: list[list[Any]], until: float = math.inf) -> dict[str, Any]
 
 def _timed_probe(probe: Probe, call: Callable[[], str | None]) -> None:
     wall, started = time.time(), time.perf_counter()
+    probe.pending = (wall, started)
     try:
         failure = call()
     except grpc.RpcError as error:
@@ -214,6 +224,7 @@ def _timed_probe(probe: Probe, call: Callable[[], str | None]) -> None:
     except Exception as error:
         failure = f"{type(error).__name__}: {str(error)[:120]}"
     probe.add(wall, time.perf_counter() - started, failure)
+    probe.pending = None
 
 
 def monitor(grpc_port: int, http_port: int, pid: int, rss_cap: int, out: Path) -> None:
@@ -259,17 +270,16 @@ def monitor(grpc_port: int, http_port: int, pid: int, rss_cap: int, out: Path) -
             stopping.wait(PERIOD / 2)
 
     threads = [
-        threading.Thread(target=loop, args=(probes["healthz"], healthz)),
-        threading.Thread(target=loop, args=(probes["grpc_health"], grpc_health)),
-        threading.Thread(target=loop, args=(probes["cheap"], cheap)),
-        threading.Thread(target=memory),
+        threading.Thread(target=loop, args=(probes["healthz"], healthz), daemon=True),
+        threading.Thread(target=loop, args=(probes["grpc_health"], grpc_health), daemon=True),
+        threading.Thread(target=loop, args=(probes["cheap"], cheap), daemon=True),
+        threading.Thread(target=memory, daemon=True),
     ]
     for thread in threads:
         thread.start()
     stopping.wait()
-    for thread in threads:
-        thread.join()
-    figures = {name: probe.samples for name, probe in probes.items()}
+    # Not joined: a probe still waiting for an answer is recorded as such, not waited for.
+    figures = {name: probe.final() for name, probe in probes.items()}
     out.write_text(
         json.dumps(
             {
@@ -281,6 +291,7 @@ def monitor(grpc_port: int, http_port: int, pid: int, rss_cap: int, out: Path) -
             }
         )
     )
+    os._exit(0)  # the daemon threads may be inside a call that has not answered
 
 
 def _cheap_calls(base: str) -> Callable[[], str | None]:
@@ -757,12 +768,14 @@ ATTACKS = (
 def documented_bound(environ: dict[str, str], processes: int) -> tuple[int, str]:
     """The resident memory the docs promise for this server tree, and where that figure comes from."""
     settings = Settings.from_environ(environ)
-    try:
-        from chainrule.server.sizing import memory_bound  # type: ignore[attr-defined]  # noqa: PLC0415
+    try:  # the bound each server process enforces, where the tree has one (issue 15, items 1-4)
+        from chainrule.server import sizing  # type: ignore[attr-defined]  # noqa: PLC0415
     except ImportError:
         limit = _pod_memory_limit()
         return limit * processes // 2, "the pod's memory limit (deploy/k8s), per 2 server processes"
-    return processes * sum(memory_bound(settings).values()), "sizing.memory_bound per server process"
+    supervisor = getattr(sizing, "SUPERVISOR_BYTES", 0) if processes > 1 else 0
+    bound = processes * sum(sizing.memory_bound(settings).values()) + supervisor
+    return bound, "sizing.memory_bound per server process (with its workers), and the supervisor"
 
 
 def _pod_memory_limit() -> int:
