@@ -163,11 +163,22 @@ class LimitExceeded(InvalidArgument):
 
     reason = "LIMIT_EXCEEDED"
 
-    def __init__(self, limit: str, value: float | int, maximum: float | int, *, field: str) -> None:
+    def __init__(
+        self,
+        limit: str,
+        value: float | int,
+        maximum: float | int,
+        *,
+        field: str,
+        hint: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> None:
+        """`hint` says how the value was reached and what to do (appended to the message);
+        `details` are further numbers for the metadata (`points`, `columns`)."""
         super().__init__(
-            f"{limit} is {value}, over the limit of {maximum}",
+            f"{limit} is {value}, over the limit of {maximum}" + (f": {hint}" if hint else ""),
             field=field,
-            metadata={"limit": limit, "value": str(value), "maximum": str(maximum)},
+            metadata={**(details or {}), "limit": limit, "value": str(value), "maximum": str(maximum)},
         )
 
 

@@ -1,8 +1,8 @@
 """Numeric evaluation: sympy expressions compiled to numpy functions, run over float64 columns.
 
-Compiled functions are not picklable (lambdify builds code objects): they live in the server
-process. Evaluation never raises for maths: NaN/±Inf land in their slots and are counted.
-Large batches run in chunks: a chunk's temporaries stay in cache, which alone beats one whole-array
+Compiled functions pickle as their `programs.Program` (marshalled code and the names it reads),
+so a worker process can compile and the evaluating process only binds. Evaluation never raises
+for maths: NaN/±Inf land in their slots and are counted. Large batches run in chunks: a chunk's temporaries stay in cache, which alone beats one whole-array
 numpy pass by 2x. One thread per batch: numpy releases the GIL inside each operation, but a chunk
 is dozens of short operations, and two threads splitting a batch ran no faster than one (GIL
 hand-offs on small chunks, shared cache bandwidth on large ones; bench/PROFILE.md). Concurrent
@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import sympy
 
-from chainrule.engine import functions
+from chainrule.engine import programs
 from chainrule.engine.errors import FieldViolation, InvalidArgument, MissingVariable
+from chainrule.engine.limits import EngineLimits
+from chainrule.engine.programs import Program
 
 FloatArray = npt.NDArray[np.float64]
 Column = npt.ArrayLike
@@ -32,38 +34,65 @@ _CACHE_ELEMENTS = 524_288
 _MIN_CHUNK, _MAX_CHUNK = 4_096, 65_536
 _UNUSED = np.zeros(1)
 _ZEROS = np.zeros(_MAX_CHUNK)
+_LIMITS = EngineLimits()
 
 
 @dataclass(frozen=True, eq=False)
 class CompiledFunction:
-    """A lambdified expression with the variable order its arguments follow.
+    """A compiled expression taking one column per name in `variables`.
 
-    `reads` are the variables the expression depends on; the others need no column.
+    It pickles as its `Program` and is bound again where it is unpickled, so it can be compiled in
+    a worker process; `reads` are the variables the expression depends on (the others need no column).
     """
 
-    variables: tuple[str, ...]
-    function: Callable[..., Any]
-    reads: frozenset[str]
+    program: Program
+    function: Callable[..., Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "function", programs.bind(self.program))
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return self.program.arguments
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return self.program.reads
 
     def __call__(self, columns: Sequence[FloatArray | float]) -> Any:
         with np.errstate(all="ignore"):
             return self.function(*columns)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CompiledFunction, (self.program,))
+
 
 @dataclass(frozen=True, eq=False)
 class CompiledGradient:
-    """One lambdified function returning (f, partials..., Hessian upper triangle...).
+    """One compiled function returning (f, partials..., Hessian upper triangle...).
 
     The partials are by `variables`; the function takes one column per name in `arguments`: the
     `variables`, then every other variable the expression reads (a gradient by `a, b` of `a*x + b`
-    still needs `x`).
+    still needs `x`). It pickles as its `Program`, like `CompiledFunction`.
     """
 
+    program: Program
     variables: tuple[str, ...]
-    function: Callable[..., Any]
     hessian: bool
-    reads: frozenset[str]
-    arguments: tuple[str, ...]
+    function: Callable[..., Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.program.outputs != self.component_count:
+            raise ValueError(f"expected {self.component_count} components, got {self.program.outputs}")
+        object.__setattr__(self, "function", programs.bind(self.program))
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        return self.program.arguments
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return self.program.reads
 
     @property
     def component_count(self) -> int:
@@ -73,6 +102,9 @@ class CompiledGradient:
     def __call__(self, columns: Sequence[FloatArray | float]) -> Any:
         with np.errstate(all="ignore"):
             return self.function(*columns)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CompiledGradient, (self.program, self.variables, self.hessian))
 
 
 @dataclass(frozen=True)
@@ -95,48 +127,33 @@ class GradientResult:
     nonfinite_count: int
 
 
-def _lambdify(expr: sympy.Basic | Sequence[sympy.Basic], variables: Sequence[str]) -> Callable[..., Any]:
-    parts = list(expr) if isinstance(expr, Sequence) else [expr]
-    known = {name: index for index, name in enumerate(variables)}
+def _program(
+    parts: Sequence[sympy.Expr], variables: Sequence[str], single: bool, limits: EngineLimits
+) -> Program:
+    known = set(variables)
     missing = sorted({s.name for part in parts for s in part.free_symbols if s.name not in known})
     if missing:
         raise missing_columns(missing)
-    # Argument names of our own, so no user variable can shadow a numpy name in the generated code.
-    arguments = [sympy.Symbol(f"_a{index}", real=True) for index in range(len(variables))]
-    renames: dict[sympy.Basic, sympy.Basic] = {
-        s: arguments[known[s.name]] for part in parts for s in part.free_symbols
-    }
-    # 1/0 and log(x, 1) hold sympy's unsigned infinity, which the numeric printers cannot print;
-    # without a sign it is no real number: NaN.
-    renames[sympy.zoo] = sympy.nan
-    renamed = [part.xreplace(renames) for part in parts]
-    target = renamed if isinstance(expr, Sequence) else renamed[0]
-    function: Callable[..., Any] = sympy.lambdify(
-        arguments, target, modules=functions.lambdify_modules(), cse=True
-    )
-    return function
+    return programs.generate(parts, variables, single=single, max_code_bytes=limits.max_code_bytes)
 
 
-def compile_function(expr: sympy.Expr, variables: Sequence[str]) -> CompiledFunction:
+def compile_function(
+    expr: sympy.Expr, variables: Sequence[str], limits: EngineLimits = _LIMITS
+) -> CompiledFunction:
     """Compile `expr` to a numpy function taking one column per name in `variables`."""
-    return CompiledFunction(tuple(variables), _lambdify(expr, variables), _reads([expr]))
+    return CompiledFunction(_program([expr], variables, True, limits))
 
 
 def compile_components(
-    components: Sequence[sympy.Expr], variables: Sequence[str], hessian: bool
+    components: Sequence[sympy.Expr],
+    variables: Sequence[str],
+    hessian: bool,
+    limits: EngineLimits = _LIMITS,
 ) -> CompiledGradient:
     """Compile (f, partials, Hessian upper triangle) as one function with CSE across all of them."""
-    reads = _reads(components)
+    reads = {symbol.name for part in components for symbol in part.free_symbols}
     arguments = (*variables, *sorted(reads - set(variables)))
-    function = _lambdify(list(components), arguments)
-    compiled = CompiledGradient(tuple(variables), function, hessian, reads, arguments)
-    if len(components) != compiled.component_count:
-        raise ValueError(f"expected {compiled.component_count} components, got {len(components)}")
-    return compiled
-
-
-def _reads(parts: Sequence[sympy.Basic]) -> frozenset[str]:
-    return frozenset(symbol.name for part in parts for symbol in part.free_symbols)
+    return CompiledGradient(_program(components, arguments, False, limits), tuple(variables), hessian)
 
 
 def gather_columns(columns: Mapping[str, Column], variables: Sequence[str]) -> tuple[list[FloatArray], int]:

@@ -42,6 +42,7 @@ __all__ = [
     "GradientResult",
     "Portable",
     "Simplification",
+    "compile_components",
     "compile_function",
     "compile_gradient",
     "derivative",
@@ -333,4 +334,4 @@ def compile_gradient(
 ) -> CompiledGradient:
     """Differentiate and compile value, gradient and (optionally) Hessian into one CSE'd function."""
     components = gradient_components(expr, variables, hessian, limits)
-    return compile_components(components, variables, hessian)
+    return compile_components(components, variables, hessian, limits)
