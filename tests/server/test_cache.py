@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from chainrule.engine import parsing
 from chainrule.engine.errors import ChainruleError, InvalidArgument, ParseError
 from chainrule.server.api import VERSION, ChainruleApi
-from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache
+from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache, bounded, key_bytes, text_key
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import InlineExecutor
 from chainrule.server.metrics import Metrics
@@ -62,11 +62,12 @@ def test_least_recently_used_entry_is_evicted_first() -> None:
 
 
 def test_byte_bound_evicts_and_oversized_values_are_not_kept() -> None:
-    cache: LruCache[str, str] = LruCache("t", max_entries=100, max_bytes=3 * (ENTRY_OVERHEAD + 100))
+    entry = ENTRY_OVERHEAD + key_bytes("a") + 100
+    cache: LruCache[str, str] = LruCache("t", max_entries=100, max_bytes=3 * entry)
     for key in "abcd":
         cache.put(key, key, 100)
     assert len(cache) == 3
-    assert cache.bytes == 3 * (ENTRY_OVERHEAD + 100)
+    assert cache.bytes == 3 * entry
     assert "a" not in cache
     cache.put("huge", "x", 10**6)
     assert "huge" not in cache
@@ -78,7 +79,7 @@ def test_replacing_a_key_keeps_the_byte_count_right() -> None:
     cache.put("a", 1, 50)
     cache.put("a", 2, 70)
     assert len(cache) == 1
-    assert cache.bytes == ENTRY_OVERHEAD + 70
+    assert cache.bytes == ENTRY_OVERHEAD + key_bytes("a") + 70
     assert cache.lookup("a") == 2
 
 
@@ -247,21 +248,23 @@ async def test_repeated_evaluate_compiles_once_and_skips_executors_for_one_point
     for spelling, x in [("x^2 + 1", 2.0), ("x**2+1", 3.0), ("x^2 + 1", 4.0)]:
         response = await api.evaluate(pb.EvaluateRequest(expression=spelling, point={"x": x}))
         assert response.value == x * x + 1
-    assert numeric.calls == ["_timed"]  # one compile; one-point evaluations run inline
-    assert symbolic.calls == ["parse_canonical", "parse_canonical"]
+    assert numeric.calls == []  # one-point evaluations run inline
+    # Compiling is symbolic work (in a killable worker under the budget); once per canonical form.
+    assert symbolic.calls == ["parse_canonical", "compile_function", "parse_canonical"]
     assert api.caches.compiled.stats.misses == 1
     assert api.caches.compiled.stats.hits == 1
     assert api.caches.evaluate.stats.hits == 1
 
 
 async def test_repeated_gradient_reuses_the_compiled_gradient() -> None:
-    api, _, numeric = make_api()
+    api, symbolic, numeric = make_api()
     request = pb.GradientAtPointRequest(expression="x^2 y", point={"x": 3.0, "y": 2.0}, hessian=True)
     for _ in range(3):
         response = await api.gradient(request)
         assert list(response.gradient) == [12.0, 9.0]
         assert list(response.hessian) == [4.0, 6.0, 6.0, 0.0]
-    assert numeric.calls == ["_timed"]
+    assert symbolic.calls == ["parse_canonical", "compile_gradient"]
+    assert numeric.calls == []
     assert api.caches.gradient.stats.hits == 2
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry
 
 from chainrule import engine
@@ -24,21 +25,26 @@ from chainrule.engine.errors import (
     InvalidArgument,
     LimitExceeded,
 )
-from chainrule.server.batches import Batch, decode_batch, fill
+from chainrule.server import cache, sizing
+from chainrule.server.batches import Batch, check_entries, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import Executor
 from chainrule.server.config import Settings, limit_settings
 from chainrule.server.metrics import Metrics
+from chainrule.server.sizing import PROTOBUF_WIRE, Wire
 from chainrule.v1 import chainrule_pb2 as pb
 
 # The one version: the installed distribution's (pyproject.toml), reported by GetServerInfo and metrics.
 VERSION = importlib.metadata.version("chainrule")
 
 _Result = TypeVar("_Result")
+_C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient)
 
-# Evaluate on the event loop below this many expression nodes times points (microseconds of work).
+# Evaluate on the event loop below this many operations times points (microseconds of work).
 _INLINE_COST = 20_000
+# Read requests above this many encoded bytes off the event loop (a copy of a field costs ~0.1 ms).
+_READ_INLINE_BYTES = 256 * 1024
 
 _SIMPLIFICATIONS: Mapping[int, engine.Simplification] = {
     pb.SIMPLIFICATION_UNSPECIFIED: engine.Simplification.FAST,
@@ -59,15 +65,33 @@ _FORMATS = frozenset(
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a repeated Evaluate or GradientAtPoint reuses: the prepared target and its compiled form."""
+    """What a repeated Evaluate or GradientAtPoint reuses: the compiled function and what it needs.
 
-    prepared: jobs.Prepared
-    compiled: Any
+    `needed` are the variables a request must give values for; `columns` the reply's columns per point.
+    """
+
+    compiled: engine.CompiledFunction | engine.CompiledGradient
     needed: tuple[str, ...]
+    columns: int
+
+    @property
+    def work(self) -> int:
+        """The work per point: the compiled code's operations, and writing each output."""
+        program = self.compiled.program
+        return program.operations + program.outputs
+
+    @property
+    def size(self) -> int:
+        return self.compiled.program.memory_bytes + sum(map(len, self.needed)) + 512
 
 
 class ChainruleApi:
-    """Serves the RPCs of `chainrule.v1.DifferentiationService` on top of the engine."""
+    """Serves the RPCs of `chainrule.v1.DifferentiationService` on top of the engine.
+
+    Each RPC takes the request and, from the transport, a `Wire`: the reply's encoding (replies are
+    sized in it before computing) and the request's encoded size (big requests are read off the
+    event loop: every read of a protobuf string or bytes field copies it).
+    """
 
     def __init__(
         self,
@@ -85,16 +109,11 @@ class ChainruleApi:
         self.caches = caches or Caches(settings)
         self.metrics = metrics or Metrics(CollectorRegistry(), VERSION, self.caches)
 
-    async def differentiate(self, request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
+    async def differentiate(
+        self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE
+    ) -> pb.DifferentiateResponse:
         # The hit path: one key from the raw fields, one dict lookup; no executor, no sympy.
-        key = (
-            request.expression,
-            _wrt(request.wrt),
-            request.simplification,
-            tuple(request.formats) if request.formats else (),
-            request.explain,
-            request.verify,
-        )
+        key = await self._read(wire, self._differentiate_key, request)
         # The cache holds finished responses, shared by every caller: the transports only serialise
         # them, and nothing may mutate one.
         found: pb.DifferentiateResponse | None = self.caches.differentiate.lookup(key)
@@ -102,52 +121,87 @@ class ChainruleApi:
             found = await self.caches.differentiate.get_or_compute(key, lambda: self._derivation(request))
         return found
 
-    async def evaluate(self, request: pb.EvaluateRequest) -> pb.EvaluateResponse:
-        batch = decode_batch(request.point, request.points, self.limits.engine.max_points)
-        key = (request.expression, _wrt(request.wrt))
+    async def evaluate(self, request: pb.EvaluateRequest, wire: Wire = PROTOBUF_WIRE) -> pb.EvaluateResponse:
+        expression, wrt, key = await self._read(wire, self._evaluate_key, request)
         plan: _Plan | None = self.caches.evaluate.lookup(key)
         if plan is None:
             plan = await self.caches.evaluate.get_or_compute(
-                key, lambda: self._evaluation_plan(key[0], key[1])
+                key, lambda: self._evaluation_plan(expression, wrt)
             )
-        self._check_numeric(batch, plan.prepared)
-        result = await self._compute(engine.evaluate, plan, batch)
-        response = pb.EvaluateResponse(nonfinite_count=result.nonfinite_count)
-        if batch.single:
-            response.value = float(result.values[0])
-        else:
-            fill(response.values, result.values, batch.raw_output)
+        response = await self._answer(plan, request, wire, _EVALUATION)
+        assert isinstance(response, pb.EvaluateResponse)
         return response
 
-    async def gradient(self, request: pb.GradientAtPointRequest) -> pb.GradientAtPointResponse:
-        batch = decode_batch(request.point, request.points, self.limits.engine.max_points)
-        key = (request.expression, tuple(request.variables), request.hessian)
+    async def gradient(
+        self, request: pb.GradientAtPointRequest, wire: Wire = PROTOBUF_WIRE
+    ) -> pb.GradientAtPointResponse:
+        expression, variables, key = await self._read(wire, self._gradient_key, request)
         plan: _Plan | None = self.caches.gradient.lookup(key)
         if plan is None:
-            plan = await self.caches.gradient.get_or_compute(key, lambda: self._gradient_plan(*key))
-        self._check_numeric(batch, plan.prepared, needed=plan.needed)
-        result = await self._compute(engine.gradient, plan, batch)
-        response = pb.GradientAtPointResponse(
-            variables=list(plan.prepared.variables), nonfinite_count=result.nonfinite_count
-        )
-        if batch.single:
-            response.value = float(result.value[0])
-            response.gradient.extend(float(column[0]) for column in result.gradients)
-            response.hessian.extend(float(column[0]) for column in result.hessians)
-        else:
-            fill(response.values, result.value, batch.raw_output)
-            for column in result.gradients:
-                fill(response.gradients.add(), column, batch.raw_output)
-            for column in result.hessians:
-                fill(response.hessians.add(), column, batch.raw_output)
+            plan = await self.caches.gradient.get_or_compute(
+                key, lambda: self._gradient_plan(expression, variables, request.hessian)
+            )
+        response = await self._answer(plan, request, wire, _GRADIENT)
+        assert isinstance(response, pb.GradientAtPointResponse)
         return response
+
+    # Reading a request: the checks that bound a cache key come before it is built (list fields by
+    # `field_entries`, the expression by its length), and each read of a protobuf string copies it,
+    # so a big request is read on the numeric executor rather than on the event loop.
+
+    async def _read(self, wire: Wire, read: Callable[[Any], _Result], request: Any) -> _Result:
+        if wire.request_bytes > _READ_INLINE_BYTES:
+            return await self._numeric.run(read, request)
+        return read(request)
+
+    def _differentiate_key(self, request: pb.DifferentiateRequest) -> Hashable:
+        formats: tuple[int, ...] = ()
+        if request.formats:
+            self._check_entries("formats", len(request.formats))
+            formats = _checked_formats(request.formats)
+        return (
+            self._text(request.expression),
+            self._wrt(request.wrt),
+            request.simplification,
+            formats,
+            request.explain,
+            request.verify,
+        )
+
+    def _evaluate_key(self, request: pb.EvaluateRequest) -> tuple[str, jobs.Wrt, Hashable]:
+        check_entries(request.point, request.points, self.settings.max_field_entries)
+        expression, wrt = request.expression, self._wrt(request.wrt)
+        return expression, wrt, (self._text(expression), cache.bounded(wrt))
+
+    def _gradient_key(self, request: pb.GradientAtPointRequest) -> tuple[str, tuple[str, ...], Hashable]:
+        check_entries(request.point, request.points, self.settings.max_field_entries)
+        self._check_entries("variables", len(request.variables))
+        expression, variables = request.expression, tuple(request.variables)
+        return expression, variables, (self._text(expression), cache.bounded(variables), request.hessian)
+
+    def _text(self, expression: str) -> str | bytes:
+        """The expression's part of a key; too long an expression is refused here, as the parser would."""
+        maximum = self.limits.parse.max_length
+        if len(expression) > maximum:
+            raise LimitExceeded("expression length", len(expression), maximum, field="expression")
+        return cache.text_key(expression)
+
+    def _wrt(self, entries: Sequence[pb.Wrt]) -> jobs.Wrt:
+        if not entries:  # the common case, on the cached path: no generator to build
+            return ()
+        self._check_entries("wrt", len(entries))
+        return tuple([(entry.variable, entry.order) for entry in entries])
+
+    def _check_entries(self, field: str, entries: int) -> None:
+        if entries > self.settings.max_field_entries:
+            raise LimitExceeded("field_entries", entries, self.settings.max_field_entries, field=field)
 
     # Cache misses: each level is looked up (and filled) through its own cache, with single flight.
 
     async def _derivation(self, request: pb.DifferentiateRequest) -> tuple[pb.DifferentiateResponse, int]:
-        wrt = _wrt(request.wrt)
+        wrt = self._wrt(request.wrt)
         simplification = _simplification(request.simplification)
-        wants_latex = _wants_latex(request.formats)
+        wants_latex = pb.OUTPUT_FORMAT_LATEX in request.formats
         wanted = _extras_request(request)
         parsed = await self._parsed(request.expression)
         derived = await self._derived(parsed, wrt, simplification)
@@ -188,7 +242,7 @@ class ChainruleApi:
         return extras
 
     async def _parsed(self, text: str) -> jobs.Parsed:
-        found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text))
+        found = await self.caches.parse.get_or_compute(cache.text_key(text), lambda: self._parse(text))
         if isinstance(found, ChainruleError):
             raise copy.copy(found)  # a fresh instance: raising the cached one would grow its traceback
         parsed: jobs.Parsed = found
@@ -199,10 +253,11 @@ class ChainruleApi:
             parsed = await self._symbolic.run(jobs.parse_canonical, text, self.limits)
         except InvalidArgument as error:
             # Bad text stays bad under the same limits: cache the error, cheaply.
-            return error, text_size(text, error.message) + 256
+            return error, text_size(error.message) + 256
         self.metrics.observe_timings(parsed.timings)
-        # sympy objects take a few times the bytes of their srepr.
-        return parsed, text_size(text) + 4 * text_size(parsed.key)
+        # The expression crosses as its pickle, a little smaller than its srepr; a live sympy tree
+        # (symbolic work on threads) takes a few times that.
+        return parsed, 4 * parsed.size + sum(map(len, parsed.variables)) + 256
 
     async def _derived(
         self, parsed: jobs.Parsed, wrt: jobs.Wrt, simplification: engine.Simplification
@@ -229,55 +284,93 @@ class ChainruleApi:
     async def _evaluation_plan(self, text: str, wrt: jobs.Wrt) -> tuple[_Plan, int]:
         parsed = await self._parsed(text)
         target: jobs.Parsed | jobs.Derived = parsed
-        key: Hashable = parsed.key
         if wrt:
             target = await self._derived(parsed, wrt, engine.Simplification.FAST)
-            key = (parsed.key, wrt, engine.Simplification.FAST)
-        prepared = jobs.Prepared(target.expression, target.variables, target.node_count)
-        size = _compiled_size(parsed.key, 1)
         compiled = await self._compiled(
-            ("function", key), size, engine.compile_function, target.expression, target.variables
+            ("function", parsed.key, wrt),
+            jobs.compile_function,
+            target.portable,
+            target.variables,
+            self.limits,
         )
-        return _Plan(prepared, compiled, target.variables), size
+        plan = _Plan(compiled, target.variables, columns=1)
+        return plan, plan.size
 
     async def _gradient_plan(self, text: str, variables: tuple[str, ...], hessian: bool) -> tuple[_Plan, int]:
         parsed = await self._parsed(text)
         names = jobs.gradient_variables(parsed.variables, variables, self.limits)
-        size = _compiled_size(parsed.key, 1 + len(names) + (len(names) ** 2 if hessian else 0))
         compiled = await self._compiled(
             ("gradient", parsed.key, names, hessian),
-            size,
-            engine.compile_gradient,
-            parsed.expression,
+            jobs.compile_gradient,
+            parsed.portable,
             names,
             hessian,
-            self.limits.engine,
+            self.limits,
         )
-        prepared = jobs.Prepared(parsed.expression, names, parsed.node_count)
-        return _Plan(prepared, compiled, parsed.variables), size
+        n = len(names)
+        plan = _Plan(compiled, parsed.variables, columns=1 + n + (n * n if hessian else 0))
+        return plan, plan.size
 
-    async def _compiled(self, key: Hashable, size: int, compile_fn: Callable[..., Any], *args: Any) -> Any:
-        async def compute() -> tuple[Any, int]:
-            compiled, seconds = await self._numeric.run(_timed, compile_fn, *args)
-            self.metrics.observe_stage("compile", seconds)
-            return compiled, size
+    async def _compiled(self, key: Hashable, job: Callable[..., jobs.Compiled[_C]], *args: Any) -> _C:
+        """A compiled function, made by a symbolic job (in a killable worker, under the request's
+        budget: partials, common subexpressions and code generation are sympy work too)."""
 
-        return await self.caches.compiled.get_or_compute(key, compute)
+        async def compute() -> tuple[_C, int]:
+            compiled = await self._symbolic.run(job, *args)
+            self.metrics.observe_timings(compiled.timings)
+            return compiled.value, compiled.size
 
-    async def _compute(self, run: Callable[[Any, Any, int], _Result], plan: _Plan, batch: Batch) -> _Result:
-        """Evaluate on the loop when the work is tiny (an executor hop costs more), else off it."""
+        result: _C = await self.caches.compiled.get_or_compute(key, compute)
+        return result
+
+    # Answering: decode the points, check what the reply will cost, compute, build the reply; on the
+    # event loop when the request is small and the work tiny (an executor hop costs more), else on
+    # the numeric executor.
+
+    async def _answer(self, plan: _Plan, request: Any, wire: Wire, reply: _Reply) -> Message:
+        if wire.request_bytes > _READ_INLINE_BYTES:
+            return await self._numeric.run(self._decode_and_reply, plan, request, wire, reply)
+        batch = self._batch(plan, request, wire)
+        if plan.work * batch.size <= _INLINE_COST:
+            return self._reply(plan, batch, reply)
+        return await self._numeric.run(self._reply, plan, batch, reply)
+
+    def _decode_and_reply(self, plan: _Plan, request: Any, wire: Wire, reply: _Reply) -> Message:
+        return self._reply(plan, self._batch(plan, request, wire), reply)
+
+    def _batch(self, plan: _Plan, request: Any, wire: Wire) -> Batch:
+        """The request's points, and every check of what answering them will cost."""
+        engine_limits = self.limits.engine
+        batch = decode_batch(
+            request.point, request.points, engine_limits.max_points, self.settings.max_field_entries
+        )
+        missing = batch.missing(plan.needed)
+        if missing:
+            raise numeric.missing_columns(missing).relocated({"columns": batch.field})
+        cost = plan.work * batch.size
+        if cost > engine_limits.max_numeric_cost:
+            raise LimitExceeded("numeric cost", cost, engine_limits.max_numeric_cost, field=batch.field)
+        shape = sizing.Shape(
+            batch.size, plan.columns, plan.compiled.program.outputs, len(batch.columns), batch.raw_output
+        )
+        sizing.check(
+            shape,
+            wire.encoding,
+            self.settings.max_response_bytes,
+            self.settings.max_working_bytes,
+            field=batch.field,
+        )
+        return batch
+
+    def _reply(self, plan: _Plan, batch: Batch, reply: _Reply) -> Message:
+        run, build = reply
         try:
-            if plan.prepared.node_count * batch.size <= _INLINE_COST:
-                result, seconds = _timed(run, plan.compiled, batch.columns, batch.size)
-            else:
-                result, seconds = await self._numeric.run(
-                    _timed, run, plan.compiled, batch.columns, batch.size
-                )
+            result, seconds = _timed(run, plan.compiled, batch.columns, batch.size)
         except ChainruleError as error:
             raise error.relocated({"columns": batch.field}) from None
         self.metrics.observe_stage("evaluate", seconds)
         self.metrics.add_points(batch.size)
-        return result
+        return build(plan, batch, result)
 
     async def server_info(self, request: pb.GetServerInfoRequest) -> pb.GetServerInfoResponse:
         return pb.GetServerInfoResponse(
@@ -300,20 +393,6 @@ class ChainruleApi:
             (declaration.name, getattr(self.settings, name), declaration.description)
             for name, declaration in limit_settings()
         ]
-
-    def _check_numeric(self, batch: Batch, prepared: jobs.Prepared, needed: Sequence[str] = ()) -> None:
-        missing = batch.missing(needed or prepared.variables)
-        if missing:
-            raise numeric.missing_columns(missing).relocated({"columns": batch.field})
-        cost = prepared.node_count * batch.size
-        if cost > self.limits.engine.max_numeric_cost:
-            raise LimitExceeded("numeric cost", cost, self.limits.engine.max_numeric_cost, field=batch.field)
-
-
-def _wrt(entries: Sequence[pb.Wrt]) -> jobs.Wrt:
-    if not entries:  # the common case, on the cached path: no generator to build
-        return ()
-    return tuple([(entry.variable, entry.order) for entry in entries])
 
 
 def _simplification(value: int) -> engine.Simplification:
@@ -443,11 +522,12 @@ def _format_support() -> tuple[pb.FormatSupport, ...]:
     return tuple(support)
 
 
-def _wants_latex(formats: Sequence[int]) -> bool:
+def _checked_formats(formats: Sequence[int]) -> tuple[int, ...]:
+    """The formats, each known, without repeats (in the order first listed: it orders the code)."""
     for index, value in enumerate(formats):
         if value not in _FORMATS:
             raise InvalidArgument(f"unknown output format {value}", field=f"formats[{index}]")
-    return pb.OUTPUT_FORMAT_LATEX in formats
+    return tuple(dict.fromkeys(formats))
 
 
 def _timed(fn: Callable[..., _Result], *args: Any) -> tuple[_Result, float]:
@@ -456,6 +536,33 @@ def _timed(fn: Callable[..., _Result], *args: Any) -> tuple[_Result, float]:
     return result, time.perf_counter() - start
 
 
-def _compiled_size(canonical_key: str, components: int) -> int:
-    # lambdify's generated source and code objects: a fixed part plus a few times the expression.
-    return 4096 + 16 * len(canonical_key) * components
+def _evaluation_reply(plan: _Plan, batch: Batch, result: numeric.EvaluationResult) -> pb.EvaluateResponse:
+    response = pb.EvaluateResponse(nonfinite_count=result.nonfinite_count)
+    if batch.single:
+        response.value = float(result.values[0])
+    else:
+        fill(response.values, result.values, batch.raw_output)
+    return response
+
+
+def _gradient_reply(plan: _Plan, batch: Batch, result: numeric.GradientResult) -> pb.GradientAtPointResponse:
+    response = pb.GradientAtPointResponse(
+        variables=list(plan.compiled.variables), nonfinite_count=result.nonfinite_count
+    )
+    if batch.single:
+        response.value = float(result.value[0])
+        response.gradient.extend(float(column[0]) for column in result.gradients)
+        response.hessian.extend(float(column[0]) for column in result.hessians)
+    else:
+        fill(response.values, result.value, batch.raw_output)
+        for column in result.gradients:
+            fill(response.gradients.add(), column, batch.raw_output)
+        for column in result.hessians:
+            fill(response.hessians.add(), column, batch.raw_output)
+    return response
+
+
+# How an RPC computes its result and builds its reply from it.
+_Reply = tuple[Callable[[Any, Any, int], Any], Callable[[_Plan, Batch, Any], Message]]
+_EVALUATION: _Reply = (engine.evaluate, _evaluation_reply)
+_GRADIENT: _Reply = (engine.gradient, _gradient_reply)

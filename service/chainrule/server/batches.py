@@ -1,7 +1,9 @@
 """Points in and out: proto `Array` columns <-> float64 numpy arrays, with field-named errors.
 
-The fast path never builds Python floats: `f64le` columns are read as zero-copy views of the
-request's bytes and written back with one copy per column.
+The fast path never builds Python floats: `f64le` columns are read as views of the request's bytes
+and written back with one copy per column. Reading a `bytes` field from a protobuf message copies
+it, and a batch may be 64 MB: so the API layer decodes big requests off the event loop, and the
+checks that must come first (how many map entries) need no column's content.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from chainrule.v1 import chainrule_pb2 as pb
 FloatArray = npt.NDArray[np.float64]
 
 
+def check_entries(point: Mapping[str, float], points: Mapping[str, pb.Array], max_entries: int) -> None:
+    """Refuse a map with more than `max_entries` entries, in constant time (before any decoding)."""
+    for field, entries in (("point", len(point)), ("points", len(points))):
+        if entries > max_entries:
+            raise LimitExceeded("field_entries", entries, max_entries, field=field)
+
+
 @dataclass(frozen=True)
 class Batch:
     """Decoded input points: one float64 column per variable, all of length 1 or `size`."""
@@ -32,18 +41,27 @@ class Batch:
         return [name for name in variables if name not in self.columns]
 
 
-def decode_batch(point: Mapping[str, float], points: Mapping[str, pb.Array], max_points: int) -> Batch:
-    """The request's `point` or `points`, checked: one of the two, equal lengths, within the limit."""
+def decode_batch(
+    point: Mapping[str, float], points: Mapping[str, pb.Array], max_points: int, max_entries: int
+) -> Batch:
+    """The request's `point` or `points`, checked: one of the two, equal lengths, within the limits.
+
+    Time and memory linear in the request's size (f64le columns are copied once, out of the message).
+    """
+    check_entries(point, points, max_entries)
     if point and points:
         raise InvalidArgument("set either 'point' or 'points', not both", field="points")
     if not points:
         columns = {name: np.array([value], dtype=np.float64) for name, value in point.items()}
         return Batch(columns, 1, single=True, raw_output=False, field="point")
-    decoded = {name: _decode_array(array, f"points.{name}") for name, array in points.items()}
+    decoded: dict[str, FloatArray] = {}
+    raw = False
+    for name, array in points.items():
+        decoded[name], is_raw = _decode_array(array, f"points.{name}")
+        raw = raw or is_raw
     size = _common_length(decoded)
     if size > max_points:
         raise LimitExceeded("points", size, max_points, field="points")
-    raw = any(len(array.f64le) > 0 for array in points.values())
     return Batch(decoded, size, single=False, raw_output=raw, field="points")
 
 
@@ -59,16 +77,16 @@ def fill(target: pb.Array, values: FloatArray, raw: bool) -> None:
         target.values.extend(values.tolist())
 
 
-def _decode_array(array: pb.Array, field: str) -> FloatArray:
-    if array.values and array.f64le:
+def _decode_array(array: pb.Array, field: str) -> tuple[FloatArray, bool]:
+    """The column and whether it came as f64le; `array.f64le` is read once (each read is a copy)."""
+    raw = array.f64le
+    if raw and len(array.values):
         raise InvalidArgument("set either 'values' or 'f64le', not both", field=field)
-    if array.f64le:
-        if len(array.f64le) % 8:
-            raise InvalidArgument(
-                f"f64le has {len(array.f64le)} bytes, not a multiple of 8", field=f"{field}.f64le"
-            )
-        return np.frombuffer(array.f64le, dtype="<f8")
-    return np.asarray(array.values, dtype=np.float64)
+    if raw:
+        if len(raw) % 8:
+            raise InvalidArgument(f"f64le has {len(raw)} bytes, not a multiple of 8", field=f"{field}.f64le")
+        return np.frombuffer(raw, dtype="<f8"), True
+    return np.asarray(array.values, dtype=np.float64), False
 
 
 def _common_length(columns: Mapping[str, FloatArray]) -> int:

@@ -15,6 +15,7 @@ The caches are used from the event loop only: no locks, and single flight is an 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterator
@@ -83,8 +84,9 @@ class LruCache(Generic[K, V]):
         return entry[0]
 
     def put(self, key: K, value: V, size: int) -> None:
-        """Store `value` with its estimated `size` in bytes, evicting the oldest entries to fit."""
-        size += ENTRY_OVERHEAD
+        """Store `value` with its estimated `size` in bytes (the key's are added), evicting the oldest
+        entries to fit."""
+        size += ENTRY_OVERHEAD + key_bytes(key)
         if self.max_entries <= 0 or size > self.max_bytes:
             return
         old = self._data.pop(key, None)
@@ -152,7 +154,7 @@ class Caches:
         self.differentiate: LruCache[Hashable, Any] = LruCache("differentiate", entries, size)
         self.evaluate: LruCache[Hashable, Any] = LruCache("evaluate", entries, size)
         self.gradient: LruCache[Hashable, Any] = LruCache("gradient", entries, size)
-        self.parse: LruCache[str, Any] = LruCache("parse", entries, size)
+        self.parse: LruCache[str | bytes, Any] = LruCache("parse", entries, size)
         self.derivative: LruCache[Hashable, Any] = LruCache("derivative", entries, size)
         self.latex: LruCache[Hashable, str] = LruCache("latex", entries, size)
         self.compiled: LruCache[Hashable, Any] = LruCache(
@@ -169,3 +171,41 @@ class Caches:
 def text_size(*texts: str) -> int:
     """Approximate bytes held by some strings."""
     return sum(sys.getsizeof(text) for text in texts)
+
+
+# --- keys -----------------------------------------------------------------------------------------
+# A key holds what changes an answer, in a few hundred bytes at most: the API layer bounds list
+# fields (`field_entries`) and texts (`expression_length`) before it builds one, deduplicates
+# repeated enums, and a long text or list enters as its SHA-256 digest.
+
+KEY_BYTES = 256
+
+
+def text_key(text: str) -> str | bytes:
+    """`text` itself when short, else its digest (a str and a bytes key never compare equal)."""
+    if len(text) <= KEY_BYTES // 2:
+        return text
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def bounded(parts: tuple[Any, ...]) -> tuple[Any, ...] | bytes:
+    """A tuple of strings, numbers and such tuples as a key: itself when small, else its digest
+    (`repr` is exact for these types, so equal digests mean equal parts)."""
+    if not parts or _size(parts) <= KEY_BYTES:
+        return parts
+    return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).digest()
+
+
+def key_bytes(key: object) -> int:
+    """Approximate bytes a key holds (a tuple's items counted, shared small objects too)."""
+    if isinstance(key, tuple):
+        return sys.getsizeof(key) + sum(key_bytes(item) for item in key)
+    return sys.getsizeof(key)
+
+
+def _size(parts: object) -> int:
+    if isinstance(parts, tuple):
+        return 8 * len(parts) + sum(_size(part) for part in parts)
+    if isinstance(parts, str | bytes):
+        return len(parts)
+    return 8

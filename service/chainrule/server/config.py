@@ -65,8 +65,24 @@ class Settings:
     max_request_bytes: int = _server_limit(
         "request_bytes", 64 * 1024 * 1024, "bytes", "bytes in one request message or HTTP body"
     )
+    # Evaluate and GradientAtPoint replies are sized before computing (points x output columns x the
+    # encoding's bytes per value, see sizing.py); larger batches go in chunks (both clients chunk).
     max_response_bytes: int = _server_limit(
-        "response_bytes", 512 * 1024 * 1024, "bytes", "bytes in one reply message or HTTP body"
+        "response_bytes", 64 * 1024 * 1024, "bytes", "bytes in one reply message or HTTP body"
+    )
+    max_working_bytes: int = _server_limit(
+        "working_bytes",
+        256 * 1024 * 1024,
+        "bytes",
+        "memory one Evaluate or GradientAtPoint may take to compute and encode its reply",
+    )
+    # Checked before any work proportional to the request: a request has at most 32 variables, and
+    # the margin lets callers reuse one point map for several expressions.
+    max_field_entries: int = _server_limit(
+        "field_entries",
+        64,
+        "entries",
+        "entries in one map or list field of a request (point, points, variables, wrt, formats)",
     )
     compute_threads: int = field(default=4, metadata={"doc": "threads for symbolic and numeric work"})
     malloc_keep_bytes: int = field(
@@ -123,6 +139,7 @@ class Settings:
     max_derivative_nodes: int = _engine_limit("derivative_nodes")
     max_points: int = _engine_limit("points")
     max_numeric_cost: int = _engine_limit("numeric_cost")
+    max_code_bytes: int = _engine_limit("code_bytes")
     # Caches (see cache.Caches): each cache is bounded by entries and by approximate bytes.
     cache_entries: int = field(
         default=10_000,

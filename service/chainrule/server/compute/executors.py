@@ -119,4 +119,6 @@ def describe(fn: Callable[..., Any]) -> str:
         "parse_canonical": "parsing",
         "derive_parsed": "differentiation",
         "latex": "printing LaTeX",
+        "compile_function": "compiling the expression",
+        "compile_gradient": "differentiating and compiling the gradient",
     }.get(name, name)

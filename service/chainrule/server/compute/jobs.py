@@ -6,10 +6,11 @@ data). Nothing here knows about protobuf or a transport.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import sympy
 
@@ -80,15 +81,6 @@ class Derivation:
     extras: Extras = field(default_factory=Extras)
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """An expression ready for numeric compilation, with the variables it reads."""
-
-    expression: sympy.Expr
-    variables: tuple[str, ...]
-    node_count: int
-
-
 def parse(text: str, limits: Limits) -> sympy.Expr:
     """Parse user text under the configured limits."""
     return parsing.parse(text, limits.parse)
@@ -145,9 +137,14 @@ class _Symbolic:
 
 @dataclass(frozen=True)
 class Parsed(_Symbolic):
-    """A parsed expression with its canonical key: equal expressions have equal keys."""
+    """A parsed expression with its canonical key: equal expressions have equal keys.
 
-    key: str
+    The key is a digest of `sympy.srepr` (which includes assumptions): 32 bytes in every cache key
+    below, however large the expression; `size` is the length of that srepr, a measure of the tree.
+    """
+
+    key: bytes
+    size: int
 
 
 @dataclass(frozen=True)
@@ -161,14 +158,15 @@ def parse_canonical(text: str, limits: Limits) -> Parsed:
     """Parse `text` and compute its canonical key (`sympy.srepr`, which includes assumptions)."""
     start = time.perf_counter()
     expression = parse(text, limits)
-    key = sympy.srepr(expression)
+    canonical = sympy.srepr(expression).encode()
     seconds = time.perf_counter() - start
     return Parsed(
         portable=engine.Portable(expression),
         variables=engine.free_variables(expression),
         node_count=_node_count(expression),
         timings=(("parse", seconds),),
-        key=key,
+        key=hashlib.sha256(canonical).digest(),
+        size=len(canonical),
     )
 
 
@@ -191,6 +189,46 @@ def derive_parsed(
         timings=(("differentiate", middle - start), ("simplify", end - middle)),
         text=parsing.to_text(derivative),
     )
+
+
+# Numeric plans: everything symbolic (partials, common subexpressions, code generation) runs here, in
+# a killable worker under the request's budget; the server process only binds the program.
+
+_C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient)
+
+
+@dataclass(frozen=True)
+class Compiled(Generic[_C]):
+    """A compiled numeric function (it pickles as its program) and the stage timings of the job."""
+
+    value: _C
+    timings: Timings
+
+    @property
+    def size(self) -> int:
+        """Bytes the compiled function holds once bound."""
+        return self.value.program.memory_bytes
+
+
+def compile_function(
+    expression: sympy.Expr | engine.Portable, variables: tuple[str, ...], limits: Limits
+) -> Compiled[engine.CompiledFunction]:
+    """Compile an expression (or a derivative) for Evaluate, over `variables` in that order."""
+    start = time.perf_counter()
+    compiled = engine.compile_function(engine.resolved(expression), variables, limits.engine)
+    return Compiled(compiled, (("compile", time.perf_counter() - start),))
+
+
+def compile_gradient(
+    expression: sympy.Expr | engine.Portable, variables: tuple[str, ...], hessian: bool, limits: Limits
+) -> Compiled[engine.CompiledGradient]:
+    """Differentiate (partials, Hessian) and compile value, gradient and Hessian as one function."""
+    start = time.perf_counter()
+    components = engine.gradient_components(engine.resolved(expression), variables, hessian, limits.engine)
+    middle = time.perf_counter()
+    compiled = engine.compile_components(components, variables, hessian, limits.engine)
+    end = time.perf_counter()
+    return Compiled(compiled, (("differentiate", middle - start), ("compile", end - middle)))
 
 
 def latex(expression: sympy.Expr | engine.Portable) -> str:

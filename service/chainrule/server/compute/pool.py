@@ -109,6 +109,7 @@ def _warm_up() -> None:
     limits = jobs.Limits.from_settings(Settings())
     parsed = jobs.parse_canonical("sin(x^2)*exp(2x)/(1+x)", limits)
     jobs.derive_parsed(parsed.expression, (("x", 2),), engine.Simplification.FAST, limits)
+    jobs.compile_gradient(parsed.expression, ("x",), True, limits)  # lambdify's printers and imports
 
 
 # --- the pool -------------------------------------------------------------------------------------

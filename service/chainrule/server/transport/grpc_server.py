@@ -86,6 +86,8 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ("grpc.max_receive_message_length", settings.max_request_bytes),
         ("grpc.max_send_message_length", settings.max_response_bytes),
+        ("grpc.server.max_pending_requests", 100000),
+        ("grpc.server.max_pending_requests_hard_limit", 100000),
     ]
 
 

@@ -1,0 +1,131 @@
+"""What a numeric call will cost in bytes, known before it computes: points x output columns.
+
+An Evaluate or GradientAtPoint reply carries one column per output (1 for Evaluate; 1 + n + n² for
+a gradient with Hessian over n variables: 1,057 columns for 32) of one value per point. Its size on
+the wire is points x columns x the encoding's bytes per value, and building it holds more than that
+(the engine's output arrays, the reply message, its serialised form; for JSON, Python floats and
+text). Both are checked against the declared limits (`response_bytes`, `working_bytes`) before any
+work starts, and the error says how many points per call would fit, since both clients can split a
+batch into calls of that many points (`chunk_points`).
+
+The transports say which encoding they answer in (`Wire`); the figures per value were measured with
+tracemalloc (tests/server/test_sizing.py checks them against real replies).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from chainrule.engine.errors import LimitExceeded
+
+# Bytes of a reply besides its columns: names, counts, the message and HTTP framing.
+_REPLY_BASE = 4096
+_PER_COLUMN = 64
+_FLOAT64 = 8
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Bytes per float64 of a reply in one encoding: sent (`wire_*`) and held while building (`held_*`).
+
+    `raw` is the `f64le` form, `listed` the `values` list.
+    """
+
+    name: str
+    wire_raw: float
+    wire_listed: float
+    held_raw: float
+    held_listed: float
+
+    def wire(self, raw: bool) -> float:
+        return self.wire_raw if raw else self.wire_listed
+
+    def held(self, raw: bool) -> float:
+        return self.held_raw if raw else self.held_listed
+
+
+# Protobuf: 8 bytes a value either way (`values` is packed); held: the bytes column, the message's
+# copy and the serialised reply (a list also passes through Python floats, a column at a time).
+PROTOBUF = Encoding("protobuf", wire_raw=8, wire_listed=8, held_raw=24, held_listed=24)
+# proto3 JSON: base64 for f64le (4 characters per 3 bytes); a listed value takes up to 24 characters
+# and a comma (-2.2250738585072014e-308). Held: the message, the dict of Python floats or base64
+# text, the JSON text and its bytes.
+JSON = Encoding("JSON", wire_raw=8 * 4 / 3, wire_listed=25, held_raw=64, held_listed=120)
+
+
+@dataclass(frozen=True)
+class Wire:
+    """What a transport tells the API layer about one call: the reply's encoding and the request's
+    encoded size (0 when unknown), which says whether decoding it is worth moving off the event loop."""
+
+    encoding: Encoding = PROTOBUF
+    request_bytes: int = 0
+
+
+PROTOBUF_WIRE = Wire()
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The reply of one numeric call: `points` x `columns`, computed through `arrays` engine outputs
+    from `inputs` input columns."""
+
+    points: int
+    columns: int
+    arrays: int
+    inputs: int
+    raw: bool
+
+    def reply_bytes(self, encoding: Encoding) -> int:
+        return math.ceil(self.points * self.columns * encoding.wire(self.raw)) + self._framing()
+
+    def working_bytes(self, encoding: Encoding) -> int:
+        per_point = _FLOAT64 * (self.arrays + self.inputs) + self.columns * encoding.held(self.raw)
+        return math.ceil(self.points * per_point) + self._framing()
+
+    def _framing(self) -> int:
+        return _REPLY_BASE + _PER_COLUMN * self.columns
+
+
+def check(shape: Shape, encoding: Encoding, max_reply: int, max_working: int, field: str) -> None:
+    """Refuse a call whose reply or working memory would exceed its limit, saying what would fit."""
+    reply = shape.reply_bytes(encoding)
+    if reply > max_reply:
+        raise _refusal(shape, encoding, ("response_bytes", reply, max_reply), field)
+    working = shape.working_bytes(encoding)
+    if working > max_working:
+        raise _refusal(shape, encoding, ("working_bytes", working, max_working), field)
+
+
+def _refusal(shape: Shape, encoding: Encoding, over: tuple[str, int, int], field: str) -> LimitExceeded:
+    limit, value, maximum = over
+    fits = _points_that_fit(limit, maximum, shape, encoding)
+    per_value = encoding.wire(shape.raw) if limit == "response_bytes" else encoding.held(shape.raw)
+    return LimitExceeded(
+        limit,
+        value,
+        maximum,
+        field=field,
+        hint=(
+            f"{shape.points} points x {shape.columns} output columns at about {per_value:.3g} bytes a "
+            f"value in {encoding.name}; at most {fits} points per call fit, so send the batch in "
+            "chunks (the clients' chunk_points)"
+        ),
+        details={"points": str(shape.points), "columns": str(shape.columns), "points_that_fit": str(fits)},
+    )
+
+
+def _points_that_fit(limit: str, maximum: int, shape: Shape, encoding: Encoding) -> int:
+    one = Shape(1, shape.columns, shape.arrays, shape.inputs, shape.raw)
+    measure = one.reply_bytes if limit == "response_bytes" else one.working_bytes
+    per_point = measure(encoding) - one._framing()
+    return max(0, (maximum - one._framing()) // max(1, per_point))
+
+
+def carries_points(message: Message) -> bool:
+    """True for a reply with point columns (`values` set): it may be tens of megabytes, and asking
+    protobuf for its size would itself copy every column, so encode it off the event loop."""
+    return "values" in message.DESCRIPTOR.fields_by_name and message.HasField("values")
