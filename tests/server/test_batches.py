@@ -21,7 +21,8 @@ def test_one_point_is_a_batch_of_one() -> None:
 
 
 def test_mixed_encodings_broadcast_and_answer_raw() -> None:
-    batch = decode_batch({}, {"x": raw([1.0, 2.0, 3.0]), "y": pb.Array(values=[5.0])}, max_points=10, max_entries=64)
+    points = {"x": raw([1.0, 2.0, 3.0]), "y": pb.Array(values=[5.0])}
+    batch = decode_batch({}, points, max_points=10, max_entries=64)
     assert not batch.single and batch.size == 3 and batch.raw_output
     assert batch.columns["x"].tolist() == [1.0, 2.0, 3.0] and batch.columns["y"].tolist() == [5.0]
     assert batch.missing(["x", "z"]) == ["z"]
@@ -60,3 +61,19 @@ def test_fill_round_trips(as_raw: bool) -> None:
     decoded = decode_batch({}, {"v": target}, max_points=10, max_entries=64).columns["v"]
     assert np.array_equal(decoded, values, equal_nan=True)
     assert bool(target.f64le) is as_raw
+
+
+@pytest.mark.parametrize(("point", "points", "field"), [({"x": 1.0, "y": 2.0, "z": 3.0}, {}, "point"),
+    ({}, {name: pb.Array(values=[1.0]) for name in "xyz"}, "points")])  # fmt: skip
+def test_map_entries_are_bounded_before_any_column_is_read(
+    point: dict[str, float], points: dict[str, pb.Array], field: str
+) -> None:
+    with pytest.raises(LimitExceeded) as caught:
+        decode_batch(point, points, max_points=10, max_entries=2)
+    assert caught.value.metadata == {"limit": "field_entries", "value": "3", "maximum": "2"}
+    assert caught.value.violations[0].field == field
+
+
+def test_unused_entries_within_the_bound_are_accepted() -> None:
+    batch = decode_batch({"x": 1.0, "unused": 2.0}, {}, max_points=10, max_entries=2)
+    assert set(batch.columns) == {"x", "unused"}

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chainrule.engine import parsing
-from chainrule.engine.errors import ChainruleError, InvalidArgument, ParseError
+from chainrule.engine.errors import ChainruleError, InvalidArgument, LimitExceeded, ParseError
 from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache, bounded, key_bytes, text_key
 from chainrule.server.compute import jobs
@@ -153,6 +153,81 @@ async def test_a_cancelled_caller_does_not_cancel_the_others() -> None:
     assert await second == 7
     assert first.cancelled()
     assert cache.lookup("k") == 7
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+
+def test_long_texts_enter_keys_as_digests() -> None:
+    short, long = "sin(x)", "x + " * 2_000 + "1"
+    assert text_key(short) == short
+    assert text_key(long) == text_key("x + " * 2_000 + "1") != text_key(long + " ")
+    assert key_bytes(text_key(long)) < 100 < key_bytes(long) // 10
+
+
+def test_bounded_keeps_small_tuples_and_digests_large_ones() -> None:
+    small = (("x", 1), ("y", 2))
+    assert bounded(small) == small
+    large = tuple((f"v{index}" * 10, 1) for index in range(20))
+    assert isinstance(bounded(large), bytes)
+    assert bounded(large) == bounded(tuple(large)) != bounded(large[:-1])
+
+
+def test_keys_count_in_the_byte_bound() -> None:
+    cache: LruCache[str, int] = LruCache("t", max_entries=10, max_bytes=10**6)
+    cache.put("k" * 1000, 1, 0)
+    assert cache.bytes >= 1000 + ENTRY_OVERHEAD
+
+
+async def test_repeated_formats_share_one_key_and_too_many_are_refused() -> None:
+    api, symbolic, _ = make_api(max_field_entries=8)
+    once = pb.DifferentiateRequest(expression="x^2", formats=[pb.OUTPUT_FORMAT_LATEX])
+    repeated = pb.DifferentiateRequest(expression="x^2", formats=[pb.OUTPUT_FORMAT_LATEX] * 8)
+    assert await api.differentiate(once) == await api.differentiate(repeated)
+    assert len(api.caches.differentiate) == 1
+    assert symbolic.calls.count("derive_parsed") == 1
+    with pytest.raises(LimitExceeded) as caught:
+        await api.differentiate(
+            pb.DifferentiateRequest(expression="x^2", formats=[pb.OUTPUT_FORMAT_LATEX] * 9)
+        )
+    assert caught.value.metadata["limit"] == "field_entries"
+    assert caught.value.violations[0].field == "formats"
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.DifferentiateRequest(expression="x", wrt=[pb.Wrt(variable="x")] * 9), "wrt"),
+        (pb.EvaluateRequest(expression="x", wrt=[pb.Wrt(variable="x")] * 9), "wrt"),
+        (pb.EvaluateRequest(expression="x", point={f"v{i}": 1.0 for i in range(9)}), "point"),
+        (pb.GradientAtPointRequest(expression="x", variables=["x"] * 9), "variables"),
+        (pb.DifferentiateRequest(expression="x" * 101), "expression"),
+    ],
+)
+async def test_fields_that_make_keys_are_bounded_before_the_key_is_built(request_: Any, field: str) -> None:
+    api, symbolic, _ = make_api(max_field_entries=8, max_expression_length=100)
+    call = {
+        pb.DifferentiateRequest: api.differentiate,
+        pb.EvaluateRequest: api.evaluate,
+        pb.GradientAtPointRequest: api.gradient,
+    }[type(request_)]
+    with pytest.raises(LimitExceeded) as caught:
+        await call(request_)
+    assert caught.value.violations[0].field == field
+    assert symbolic.calls == []  # refused before any work
+
+
+async def test_every_key_held_is_small_whatever_the_request() -> None:
+    api, _, _ = make_api()
+    long_sum = " + ".join(f"x^{power}" for power in range(2, 400))
+    await api.differentiate(
+        pb.DifferentiateRequest(expression=long_sum, formats=[pb.OUTPUT_FORMAT_LATEX] * 60)
+    )
+    await api.evaluate(pb.EvaluateRequest(expression=long_sum, point={"x": 0.5}))
+    await api.gradient(pb.GradientAtPointRequest(expression=long_sum, point={"x": 0.5}, hessian=True))
+    for cache in api.caches:
+        for key in cache._data:
+            assert key_bytes(key) <= 1024, (cache.name, key)
 
 
 # --- the API's use of the caches --------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Numeric evaluation: sympy expressions compiled to numpy functions, run over float64 columns.
 
-Compiled functions pickle as their `programs.Program` (marshalled code and the names it reads),
-so a worker process can compile and the evaluating process only binds. Evaluation never raises
-for maths: NaN/±Inf land in their slots and are counted. Large batches run in chunks: a chunk's temporaries stay in cache, which alone beats one whole-array
+Compiled functions pickle as their `programs.Program` (marshalled code and the names it reads), so
+a worker process can compile and the evaluating process only binds.
+Evaluation never raises for maths: NaN/±Inf land in their slots and are counted.
+Large batches run in chunks: a chunk's temporaries stay in cache, which alone beats one whole-array
 numpy pass by 2x. One thread per batch: numpy releases the GIL inside each operation, but a chunk
 is dozens of short operations, and two threads splitting a batch ran no faster than one (GIL
 hand-offs on small chunks, shared cache bandwidth on large ones; bench/PROFILE.md). Concurrent

@@ -29,7 +29,7 @@ from chainrule.server import cache, sizing
 from chainrule.server.batches import Batch, check_entries, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
-from chainrule.server.compute.executors import Executor
+from chainrule.server.compute.executors import CallLimit, Executor
 from chainrule.server.config import Settings, limit_settings
 from chainrule.server.metrics import Metrics
 from chainrule.server.sizing import PROTOBUF_WIRE, Wire
@@ -108,40 +108,54 @@ class ChainruleApi:
         self._numeric = numeric
         self.caches = caches or Caches(settings)
         self.metrics = metrics or Metrics(CollectorRegistry(), VERSION, self.caches)
+        # Entered by the transports around each call, before they read the request.
+        self.calls = CallLimit(settings.calls_in_flight, settings.retry_after_seconds)
 
     async def differentiate(
         self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE
     ) -> pb.DifferentiateResponse:
-        # The hit path: one key from the raw fields, one dict lookup; no executor, no sympy.
-        key = await self._read(wire, self._differentiate_key, request)
-        # The cache holds finished responses, shared by every caller: the transports only serialise
-        # them, and nothing may mutate one.
-        found: pb.DifferentiateResponse | None = self.caches.differentiate.lookup(key)
-        if found is None:
-            found = await self.caches.differentiate.get_or_compute(key, lambda: self._derivation(request))
+        try:
+            # The hit path: one key from the raw fields, one dict lookup; no executor, no sympy.
+            key = await self._read(wire, self._differentiate_key, request)
+            # The cache holds finished responses, shared by every caller: the transports only
+            # serialise them, and nothing may mutate one.
+            found: pb.DifferentiateResponse | None = self.caches.differentiate.lookup(key)
+            if found is None:
+                found = await self.caches.differentiate.get_or_compute(key, lambda: self._derivation(request))
+        except LimitExceeded as error:
+            self.metrics.limit_exceeded(error)
+            raise
         return found
 
     async def evaluate(self, request: pb.EvaluateRequest, wire: Wire = PROTOBUF_WIRE) -> pb.EvaluateResponse:
-        expression, wrt, key = await self._read(wire, self._evaluate_key, request)
-        plan: _Plan | None = self.caches.evaluate.lookup(key)
-        if plan is None:
-            plan = await self.caches.evaluate.get_or_compute(
-                key, lambda: self._evaluation_plan(expression, wrt)
-            )
-        response = await self._answer(plan, request, wire, _EVALUATION)
+        try:
+            expression, wrt, key = await self._read(wire, self._evaluate_key, request)
+            plan: _Plan | None = self.caches.evaluate.lookup(key)
+            if plan is None:
+                plan = await self.caches.evaluate.get_or_compute(
+                    key, lambda: self._evaluation_plan(expression, wrt)
+                )
+            response = await self._answer(plan, request, wire, _EVALUATION)
+        except LimitExceeded as error:
+            self.metrics.limit_exceeded(error)
+            raise
         assert isinstance(response, pb.EvaluateResponse)
         return response
 
     async def gradient(
         self, request: pb.GradientAtPointRequest, wire: Wire = PROTOBUF_WIRE
     ) -> pb.GradientAtPointResponse:
-        expression, variables, key = await self._read(wire, self._gradient_key, request)
-        plan: _Plan | None = self.caches.gradient.lookup(key)
-        if plan is None:
-            plan = await self.caches.gradient.get_or_compute(
-                key, lambda: self._gradient_plan(expression, variables, request.hessian)
-            )
-        response = await self._answer(plan, request, wire, _GRADIENT)
+        try:
+            expression, variables, key = await self._read(wire, self._gradient_key, request)
+            plan: _Plan | None = self.caches.gradient.lookup(key)
+            if plan is None:
+                plan = await self.caches.gradient.get_or_compute(
+                    key, lambda: self._gradient_plan(expression, variables, request.hessian)
+                )
+            response = await self._answer(plan, request, wire, _GRADIENT)
+        except LimitExceeded as error:
+            self.metrics.limit_exceeded(error)
+            raise
         assert isinstance(response, pb.GradientAtPointResponse)
         return response
 
@@ -372,7 +386,9 @@ class ChainruleApi:
         self.metrics.add_points(batch.size)
         return build(plan, batch, result)
 
-    async def server_info(self, request: pb.GetServerInfoRequest) -> pb.GetServerInfoResponse:
+    async def server_info(
+        self, request: pb.GetServerInfoRequest, wire: Wire = PROTOBUF_WIRE
+    ) -> pb.GetServerInfoResponse:
         return pb.GetServerInfoResponse(
             version=VERSION,
             limits=[pb.Limit(name=n, maximum=float(v), description=d) for n, v, d in self._limit_table()],

@@ -24,6 +24,7 @@ from chainrule.server.config import Settings
 from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
 from chainrule.server.transport.auth import (
     AuthMiddleware,
+    Callers,
     TokenChecker,
     load_tokens,
     uvicorn_ssl_options,
@@ -48,13 +49,17 @@ class Application:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.ready = False
-        self.pool, self.symbolic, self.numeric = _executors(settings)
+        self.pool, self.symbolic, self.numeric, admissions = _executors(settings)
         self.caches = Caches(settings)
         self.metrics = Metrics(self.registry, VERSION, self.caches)
         tokens = TokenChecker(load_tokens(settings))
+        callers = Callers(tokens)
         self.api = ChainruleApi(
             settings, self.symbolic, self.numeric, caches=self.caches, metrics=self.metrics
         )
+        self.metrics.watch_admission(self.api.calls)
+        for admission in admissions:
+            self.metrics.watch_admission(admission)
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
         # The worker id travels in the trailers with the request id: initial metadata would cost a
@@ -62,12 +67,15 @@ class Application:
         instrumentation = Instrumentation(
             self.metrics, response_metadata=((WORKER_HEADER, str(os.getpid())),), tokens=tokens
         )
-        self.grpc_server, self.grpc_port = create_server(settings, self.api, self.health, instrumentation)
+        self.grpc_server, self.grpc_port = create_server(
+            settings, self.api, self.health, instrumentation, callers
+        )
         http_app = create_http_app(
             exposition_registry(self.registry, settings.metrics_dir),
             lambda: self.ready,
             api=self.api,
             http_metrics=HttpMetrics(self.registry),
+            callers=callers,
         )
         http_app.add_middleware(WorkerIdMiddleware)
         if tokens.enabled:
@@ -128,20 +136,26 @@ class Application:
             await self.health.set(service, status)
 
 
-def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Executor]:
-    """(the process pool if any, the symbolic executor, the numeric executor), each bounded."""
-    numeric = BoundedExecutor(
-        ThreadExecutor(settings.compute_threads, "numeric"),
-        Admission("numeric", settings.compute_threads, settings.numeric_queue, settings.retry_after_seconds),
+def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Executor, list[Admission]]:
+    """(the process pool if any, the symbolic executor, the numeric executor, their admissions)."""
+    numeric_admission = Admission(
+        "numeric",
+        settings.compute_threads,
+        settings.numeric_queue,
+        settings.retry_after_seconds,
+        settings.slots_per_caller,
     )
+    numeric = BoundedExecutor(ThreadExecutor(settings.compute_threads, "numeric"), numeric_admission)
     if settings.symbolic_workers == 0:
-        symbolic = BoundedExecutor(
-            ThreadExecutor(settings.compute_threads, "symbolic"),
-            Admission(
-                "symbolic", settings.compute_threads, settings.symbolic_queue, settings.retry_after_seconds
-            ),
+        symbolic_admission = Admission(
+            "symbolic",
+            settings.compute_threads,
+            settings.symbolic_queue,
+            settings.retry_after_seconds,
+            settings.slots_per_caller,
         )
-        return None, symbolic, numeric
+        symbolic = BoundedExecutor(ThreadExecutor(settings.compute_threads, "symbolic"), symbolic_admission)
+        return None, symbolic, numeric, [symbolic_admission, numeric_admission]
     pool = ProcessExecutor(
         settings.symbolic_workers,
         spares=settings.symbolic_spares,
@@ -149,8 +163,9 @@ def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Ex
         memory_bytes=settings.worker_memory_bytes,
         queue=settings.symbolic_queue,
         retry_after_seconds=settings.retry_after_seconds,
+        per_caller=settings.slots_per_caller,
     )
-    return pool, pool, numeric
+    return pool, pool, numeric, [pool.admission, numeric_admission]
 
 
 def write_ready_file(path: Path, ports: dict[str, int]) -> None:

@@ -113,6 +113,16 @@ class Settings:
         "bytes",
         "address space (RLIMIT_AS) of a symbolic worker; 0: none",
     )
+    slots_per_caller: int = field(
+        default=0,
+        metadata={
+            "doc": "symbolic workers (and numeric threads) one caller may hold at once; 0: all but one"
+        },
+    )
+    calls_in_flight: int = field(
+        default=1024,
+        metadata={"doc": "calls one server process serves at once; beyond: RESOURCE_EXHAUSTED, retry later"},
+    )
     retry_after_seconds: float = field(
         default=1.0, metadata={"doc": "retry delay suggested to callers turned away by overload"}
     )

@@ -14,7 +14,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
+from chainrule.engine.errors import LimitExceeded
 from chainrule.server.cache import Caches, CacheStats, LruCache
+from chainrule.server.compute.executors import Admission, CallLimit
 
 RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 STAGES = ("parse", "differentiate", "simplify", "compile", "evaluate")
@@ -72,6 +74,25 @@ class Metrics:
             "Explanations whose last step did not equal the returned derivative (answered INTERNAL).",
             registry=registry,
         )
+        self.overload_rejections = Counter(
+            "chainrule_overload_rejections",
+            "Calls refused with RESOURCE_EXHAUSTED because the server was busy, by queue (symbolic, "
+            "numeric, calls) and cause (overloaded: it was full; caller_share: the caller held the "
+            "largest share of it).",
+            ("queue", "cause"),
+            registry=registry,
+        )
+        self.limit_rejections = Counter(
+            "chainrule_limit_rejections",
+            "Requests refused with LIMIT_EXCEEDED, by limit.",
+            ("limit",),
+            registry=registry,
+        )
+        self.refused_reply_bytes = Counter(
+            "chainrule_refused_reply_bytes",
+            "Bytes of the replies refused before computing for exceeding response_bytes.",
+            registry=registry,
+        )
         build_info = Gauge(
             "chainrule_build_info",
             "The running chainrule version (always 1).",
@@ -111,6 +132,18 @@ class Metrics:
         """Report `cache`'s hits, misses, evictions, entries and bytes from now on."""
         cache.stats = _ReportedStats(self, cache.name)
         cache.stats.resized(len(cache), cache.bytes)
+
+    def watch_admission(self, admission: Admission | CallLimit) -> None:
+        """Count `admission`'s refusals from now on, by cause."""
+        queue = admission.name
+        admission.on_rejected = lambda cause: self.overload_rejections.labels(queue, cause).inc()
+
+    def limit_exceeded(self, error: LimitExceeded) -> None:
+        """Count a request refused for a limit (and the bytes of a reply refused for its size)."""
+        limit = error.metadata.get("limit", "")
+        self.limit_rejections.labels(limit).inc()
+        if limit == "response_bytes":
+            self.refused_reply_bytes.inc(int(error.metadata.get("value", "0")))
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         """Record the duration of one stage of engine work."""

@@ -24,6 +24,7 @@ from chainrule.server.compute.pool import ProcessExecutor, WorkerError
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
+from tests.relay import grpc_channel_from
 
 # Full simplification of this takes minutes of sympy (measured: 147 s): it always burns a budget.
 SLOW = pb.DifferentiateRequest(
@@ -219,8 +220,10 @@ async def test_cheap_requests_keep_succeeding_while_one_burns_its_budget(server:
         # call's budget may run out after a few cheap ones, so the loop stops there.
         served_alongside = 0
         for index in range(15):
-            channel, stub = stub_for(server)  # another connection each time
-            async with channel:
+            # Another caller (another address; one caller may not hold every worker), and another
+            # connection each time.
+            async with grpc_channel_from(server.grpc_port, "127.0.0.2") as channel:
+                stub = pb_grpc.DifferentiationServiceStub(channel)
                 # Cold: a new expression each time, so each goes to a worker process.
                 request = pb.DifferentiateRequest(expression=f"sin({index + 2}*x)*exp(x)")
                 reply = await stub.Differentiate(request, timeout=30)

@@ -20,6 +20,8 @@ from starlette.routing import Route
 
 from chainrule.engine import errors
 from chainrule.server.app import Application
+from chainrule.server.compute.executors import CallLimit
+from chainrule.server.sizing import PROTOBUF_WIRE, Wire
 from chainrule.server.transport import openapi, protojson, rest
 from chainrule.server.transport.http_server import create_http_app
 from chainrule.server.transport.status import HTTP_STATUS
@@ -342,8 +344,9 @@ class FailingApi:
     def __init__(self, error: BaseException, cors_origins: str = "") -> None:
         self.settings = make_settings(cors_origins=cors_origins)
         self.error = error
+        self.calls = CallLimit(self.settings.calls_in_flight, self.settings.retry_after_seconds)
 
-    async def differentiate(self, request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
+    async def differentiate(self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE) -> Any:
         raise self.error
 
     evaluate = gradient = server_info = differentiate

@@ -8,10 +8,12 @@ killable worker processes without the callers changing.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
 import functools
+import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -60,42 +62,183 @@ class InlineExecutor:
 
 
 class Admission:
-    """At most `concurrency` tasks at once and `queue` more waiting; beyond, RESOURCE_EXHAUSTED."""
+    """At most `concurrency` tasks at once, shared fairly between callers, and `queue` more waiting.
 
-    def __init__(self, name: str, concurrency: int, queue: int, retry_after_seconds: float) -> None:
+    A caller is who `deadlines.current_caller()` says (the bearer token, else the peer's address).
+    One caller holds at most `per_caller` slots at once (0: all but one, at least one), so no caller
+    alone can take every worker; a freed slot goes to the waiting caller that holds the fewest, the
+    longest waiting first. When the queue is full, a caller with fewer tasks queued than another
+    takes the newest place of the caller with the most (who is refused instead); otherwise the
+    newcomer is refused. Refusals are RESOURCE_EXHAUSTED with a retry delay (the server is busy, not
+    the request too big), counted by reason in `rejections`: `overloaded` (the queue was full) or
+    `caller_share` (the caller already held its share of the queue).
+    """
+
+    def __init__(
+        self, name: str, concurrency: int, queue: int, retry_after_seconds: float, per_caller: int = 0
+    ) -> None:
         self.name = name
         self.concurrency = concurrency
         self.queue = queue
+        self.per_caller = per_caller or max(1, concurrency - 1)
         self.retry_after_seconds = retry_after_seconds
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.running = 0
         self.waiting = 0
-        self.rejected = 0
+        self.rejections: dict[str, int] = {"overloaded": 0, "caller_share": 0}
+        # Called with the reason of each refusal (metrics.py counts them).
+        self.on_rejected: Callable[[str], None] = _ignore
+        self._held: dict[str, int] = {}
+        self._queues: dict[str, collections.deque[tuple[int, asyncio.Future[None]]]] = {}
+        self._arrivals = itertools.count()
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejections.values())
 
     @contextlib.asynccontextmanager
-    async def slot(self, budget: deadlines.Budget | None, what: str) -> AsyncIterator[None]:
+    async def slot(
+        self, budget: deadlines.Budget | None, what: str, caller: str | None = None
+    ) -> AsyncIterator[None]:
         """Hold one of the slots; wait in the bounded queue at most until `budget` runs out."""
-        if self._semaphore.locked() and self.waiting >= self.queue:
-            self.rejected += 1
-            raise ResourceExhausted(
-                f"the server is busy: {self.concurrency} {self.name} tasks running and "
-                f"{self.waiting} queued (the limit); retry after {self.retry_after_seconds:g} s",
-                reason="OVERLOADED",
-                metadata={"queue": self.name, "limit": str(self.queue)},
-                retry_after_seconds=self.retry_after_seconds,
-            )
-        self.waiting += 1
-        try:
-            async with asyncio.timeout(None if budget is None else budget.seconds):
-                await self._semaphore.acquire()
-        except TimeoutError:
-            assert budget is not None
-            raise budget.exceeded(f"{what} (waiting for a free {self.name} slot)") from None
-        finally:
-            self.waiting -= 1
+        who = deadlines.current_caller() if caller is None else caller
+        await self._acquire(who, budget, what)
         try:
             yield
         finally:
-            self._semaphore.release()
+            self._release(who)
+
+    async def _acquire(self, who: str, budget: deadlines.Budget | None, what: str) -> None:
+        if self.running < self.concurrency and self._held.get(who, 0) < self.per_caller:
+            self._take(who)
+            return
+        self._make_room(who)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(who, collections.deque()).append((next(self._arrivals), waiter))
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(None if budget is None else budget.seconds):
+                await waiter
+        except TimeoutError:
+            self._abandon(who, waiter)
+            assert budget is not None
+            raise budget.exceeded(f"{what} (waiting for a free {self.name} slot)") from None
+        except asyncio.CancelledError:
+            self._abandon(who, waiter)
+            raise
+
+    def _take(self, who: str) -> None:
+        self.running += 1
+        self._held[who] = self._held.get(who, 0) + 1
+
+    def _release(self, who: str) -> None:
+        self.running -= 1
+        held = self._held[who] - 1
+        if held:
+            self._held[who] = held
+        else:
+            del self._held[who]
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand free slots to waiting callers: fewest held first, then the longest waiting."""
+        while self.running < self.concurrency:
+            eligible = [
+                (self._held.get(who, 0), queue[0][0], who)
+                for who, queue in self._queues.items()
+                if self._held.get(who, 0) < self.per_caller
+            ]
+            if not eligible:
+                return
+            who = min(eligible)[2]
+            _, waiter = self._dequeue(who, newest=False)
+            self._take(who)
+            waiter.set_result(None)
+
+    def _dequeue(self, who: str, *, newest: bool) -> tuple[int, asyncio.Future[None]]:
+        queue = self._queues[who]
+        entry = queue.pop() if newest else queue.popleft()
+        if not queue:
+            del self._queues[who]
+        self.waiting -= 1
+        return entry
+
+    def _abandon(self, who: str, waiter: asyncio.Future[None]) -> None:
+        """A waiter gave up (budget, cancellation): leave the queue, or pass on a slot just granted."""
+        if waiter.done():
+            if not waiter.cancelled() and waiter.exception() is None:
+                self._release(who)
+            return
+        waiter.cancel()
+        queue = self._queues.get(who)
+        if queue is not None:
+            for entry in queue:
+                if entry[1] is waiter:
+                    queue.remove(entry)
+                    self.waiting -= 1
+                    break
+            if not queue:
+                del self._queues[who]
+
+    def _make_room(self, who: str) -> None:
+        """Refuse `who`, or another caller queued for more, when the queue is full."""
+        if self.waiting < self.queue:
+            return
+        mine = len(self._queues.get(who, ()))
+        victim = max(self._queues, key=lambda caller: len(self._queues[caller]), default=None)
+        if victim is None or len(self._queues[victim]) <= mine + 1:
+            raise self._refusal("caller_share" if mine else "overloaded")
+        _, waiter = self._dequeue(victim, newest=True)
+        waiter.set_exception(self._refusal("caller_share"))
+
+    def _refusal(self, reason: str) -> ResourceExhausted:
+        self.rejections[reason] += 1
+        self.on_rejected(reason)
+        share = " (your calls hold the largest share of the queue)" if reason == "caller_share" else ""
+        return ResourceExhausted(
+            f"the server is busy: {self.running} {self.name} tasks running and {self.waiting} queued "
+            f"(the limit){share}; retry after {self.retry_after_seconds:g} s",
+            reason="OVERLOADED",
+            metadata={"queue": self.name, "limit": str(self.queue), "cause": reason},
+            retry_after_seconds=self.retry_after_seconds,
+        )
+
+
+def _ignore(reason: str) -> None:
+    return None
+
+
+class CallLimit:
+    """At most `limit` calls served at once by one process; beyond, RESOURCE_EXHAUSTED at once.
+
+    No queue: a call waiting here would hold its request's memory. Without this bound, grpc's own
+    backlog limit cancels calls (CANCELLED, uncounted, with no retry delay) when a burst arrives
+    faster than the event loop picks calls up; the transports enter it before reading a request.
+    """
+
+    name = "calls"
+
+    def __init__(self, limit: int, retry_after_seconds: float) -> None:
+        self.limit = limit
+        self.retry_after_seconds = retry_after_seconds
+        self.active = 0
+        self.rejected = 0
+        self.on_rejected: Callable[[str], None] = _ignore
+
+    def __enter__(self) -> None:
+        if self.active >= self.limit:
+            self.rejected += 1
+            self.on_rejected("overloaded")
+            raise ResourceExhausted(
+                f"the server is busy: {self.active} calls in flight (the limit); "
+                f"retry after {self.retry_after_seconds:g} s",
+                reason="OVERLOADED",
+                metadata={"queue": self.name, "limit": str(self.limit), "cause": "overloaded"},
+                retry_after_seconds=self.retry_after_seconds,
+            )
+        self.active += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.active -= 1
 
 
 class BoundedExecutor:

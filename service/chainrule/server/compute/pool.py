@@ -23,9 +23,10 @@ SIGKILL from outside) answers UNAVAILABLE: the pool has already replaced it, and
 healthy worker. A cancelled request kills the worker computing for it: it cannot be interrupted
 any other way, and a warm replacement costs well under 0.1 s of one core.
 
-`Admission` bounds concurrency and the queue in front of it; beyond both, RESOURCE_EXHAUSTED with a
-retry delay (google.rpc.RetryInfo; HTTP 429 with Retry-After). It also guards the numeric thread
-pool (`BoundedExecutor`).
+`Admission` bounds concurrency and the queue in front of it, shared fairly between callers (no
+caller can hold every worker); beyond both, RESOURCE_EXHAUSTED with a retry delay
+(google.rpc.RetryInfo; HTTP 429 with Retry-After). It also guards the numeric thread pool
+(`BoundedExecutor`).
 """
 
 from __future__ import annotations
@@ -147,13 +148,14 @@ class ProcessExecutor:
         queue: int,
         spares: int = 1,
         retry_after_seconds: float = 1.0,
+        per_caller: int = 0,
     ) -> None:
         if workers < 1:
             raise ValueError("a process pool needs at least one worker")
         self.size = workers + spares
         self.budget_seconds = budget_seconds
         self.memory_bytes = memory_bytes
-        self.admission = Admission("symbolic", workers, queue, retry_after_seconds)
+        self.admission = Admission("symbolic", workers, queue, retry_after_seconds, per_caller)
         self.stats = PoolStats()
         self._context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has imported sympy and us already (global, set before use).

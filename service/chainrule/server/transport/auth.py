@@ -12,8 +12,9 @@ whoever asks. Failures are UNAUTHENTICATED (gRPC) or 401 with `WWW-Authenticate:
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,15 +56,74 @@ class TokenChecker:
 
     def accepts(self, authorization: str | bytes | None) -> bool:
         """True when the header carries one of the tokens; compares against all of them every time."""
+        return self.identify(authorization) is not None
+
+    def identify(self, authorization: str | bytes | None) -> int | None:
+        """The index of the token the header carries (None: none of them), compared in constant time."""
         if isinstance(authorization, bytes):
             authorization = authorization.decode("latin-1")
         if not authorization or authorization[: len(_BEARER)].lower() != _BEARER:
-            return False
+            return None
         offered = authorization[len(_BEARER) :].strip().encode("utf-8", "surrogateescape")
-        matched = False
-        for token in self.tokens:
-            matched |= hmac.compare_digest(offered, token)
-        return matched
+        matched = -1
+        for index, token in enumerate(self.tokens):
+            if hmac.compare_digest(offered, token):
+                matched = index
+        return None if matched < 0 else matched
+
+
+@dataclass(frozen=True)
+class Callers:
+    """Who a call comes from, for sharing compute fairly (see `executors.Admission`).
+
+    The bearer token's identity (its index, never the token) when tokens are configured, else the
+    peer's IP address: not the port, or opening more connections would buy a larger share; IPv6
+    peers by their /64 network, since one host commonly holds a whole /64.
+    """
+
+    checker: TokenChecker = TokenChecker(())
+
+    def identify(self, authorization: str | bytes | None, address: str) -> str:
+        if self.checker.enabled:
+            index = self.checker.identify(authorization)
+            if index is not None:
+                return f"token:{index}"
+        return f"address:{_network(address)}"
+
+    def of_grpc(self, context: Any) -> str:
+        """The caller of a gRPC call, from its metadata and `context.peer()` (`ipv4:1.2.3.4:5678`)."""
+        header = None
+        if self.checker.enabled:
+            header = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
+        return self.identify(header, grpc_peer_address(context.peer()))
+
+    def of_http(self, scope: Mapping[str, Any]) -> str:
+        """The caller of an HTTP request, from its ASGI scope (`client` and the headers)."""
+        header = None
+        if self.checker.enabled:
+            header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+        client = scope.get("client")
+        return self.identify(header, str(client[0]) if client else "")
+
+
+def grpc_peer_address(peer: str) -> str:
+    """The address of a gRPC peer string, without its port: `ipv6:[::1]:5678` gives `::1`."""
+    kind, _, rest = peer.partition(":")
+    if kind in {"ipv4", "ipv6"}:
+        return rest.rpartition(":")[0].strip("[]")
+    return peer
+
+
+def _network(address: str) -> str:
+    if ":" not in address:
+        return address
+    try:
+        parsed = ipaddress.IPv6Address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if parsed.ipv4_mapped is not None:  # a dual-stack socket's IPv4 peer
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Network((parsed, 64), strict=False))
 
 
 def _unauthenticated(has_header: bool) -> Unauthenticated:

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.metrics import HttpMetrics
 from chainrule.server.transport import openapi, rest
+from chainrule.server.transport.auth import Callers
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,11 @@ def create_http_app(
     is_ready: Callable[[], bool],
     api: ChainruleApi | None = None,
     http_metrics: HttpMetrics | None = None,
+    callers: Callers | None = None,
 ) -> Starlette:
     """The ASGI application: `/healthz` (alive), `/readyz` (ready to serve), `/metrics`; with an
-    `api`, the REST routes, `/openapi.json` and `/docs` too (see rest.py), and HTTP request metrics."""
+    `api`, the REST routes, `/openapi.json` and `/docs` too (see rest.py), and HTTP request metrics.
+    `callers` identifies who REST requests come from (fair shares of compute)."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -60,7 +63,7 @@ def create_http_app(
     ]
     if api is None:
         return Starlette(routes=routes)
-    routes += rest.rest_routes(api, api.settings) + openapi.openapi_routes(VERSION)
+    routes += rest.rest_routes(api, api.settings, callers) + openapi.openapi_routes(VERSION)
     return Starlette(
         routes=routes,
         middleware=rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry)),

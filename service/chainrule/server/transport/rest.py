@@ -26,6 +26,7 @@ and become a bare 500.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -52,10 +53,14 @@ from chainrule.engine.errors import (
     LimitExceeded,
     NotFound,
 )
+from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
 from chainrule.server.compute import deadlines
+from chainrule.server.compute.executors import CallLimit
 from chainrule.server.config import Settings
 from chainrule.server.metrics import HttpMetrics
+from chainrule.server.sizing import JSON, Wire
+from chainrule.server.transport.auth import Callers
 from chainrule.server.transport.protojson import RequestT, decode_message, message_to_json
 from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response
 from chainrule.v1 import chainrule_pb2 as pb
@@ -114,11 +119,14 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[R
     return {HTTPException: http_exception_handler, Exception: internal_error_handler}
 
 
-async def _respond(request: Request, work: Callable[[], Awaitable[Message]]) -> Response:
-    # An optional `grpc-timeout` header (as grpc-gateway reads it) bounds the compute, like a deadline.
+async def _respond(
+    request: Request, work: Callable[[], Awaitable[Message]], callers: Callers, calls: CallLimit
+) -> Response:
+    # An optional `grpc-timeout` header (as grpc-gateway reads it) bounds the compute, like a deadline;
+    # who the caller is decides its share of the compute (executors.Admission).
     timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
     try:
-        with deadlines.request_scope(timeout):
+        with calls, deadlines.request_scope(timeout, functools.partial(callers.of_http, request.scope)):
             message = await work()
         return await _json_response(message)
     except HttpError as error:
@@ -135,7 +143,8 @@ async def _respond(request: Request, work: Callable[[], Awaitable[Message]]) -> 
 
 
 async def _json_response(message: Message) -> Response:
-    if message.ByteSize() > OFFLOAD_BYTES:
+    # Point columns first: asking protobuf for the size of a message copies its bytes fields.
+    if sizing.carries_points(message) or message.ByteSize() > OFFLOAD_BYTES:
         body = await asyncio.to_thread(message_to_json, message)
     else:
         body = message_to_json(message)
@@ -253,7 +262,11 @@ def differentiate_request_from_query(params: QueryParams) -> pb.DifferentiateReq
 
 
 def _post_endpoint(
-    call: Callable[[RequestT], Awaitable[Message]], message_type: type[RequestT], settings: Settings
+    call: Callable[[RequestT, Wire], Awaitable[Message]],
+    message_type: type[RequestT],
+    settings: Settings,
+    callers: Callers,
+    calls: CallLimit,
 ) -> Callable[[Request], Awaitable[Response]]:
     async def work(request: Request) -> Message:
         _reject_query(request.query_params)
@@ -263,23 +276,33 @@ def _post_endpoint(
             message = await asyncio.to_thread(decode_message, body, message_type)
         else:
             message = decode_message(body, message_type)
-        return await call(message)
+        # Replies are sized in JSON; the body's size says whether to read the message off the loop.
+        return await call(message, Wire(JSON, len(body)))
 
     async def endpoint(request: Request) -> Response:
-        return await _respond(request, lambda: work(request))
+        return await _respond(request, lambda: work(request), callers, calls)
 
     return endpoint
 
 
-def rest_routes(api: ChainruleApi, settings: Settings) -> list[Route]:
-    """The `/v1/...` routes over `api`; request bodies are bounded by `settings.max_request_bytes`."""
-    post_differentiate = _post_endpoint(api.differentiate, pb.DifferentiateRequest, settings)
+def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None = None) -> list[Route]:
+    """The `/v1/...` routes over `api`; request bodies are bounded by `settings.max_request_bytes`.
+
+    `callers` says who each request comes from (by token or address), for fair shares of compute.
+    """
+    callers = callers or Callers()
+    post_differentiate = _post_endpoint(
+        api.differentiate, pb.DifferentiateRequest, settings, callers, api.calls
+    )
 
     async def differentiate(request: Request) -> Response:
         if request.method == "POST":
             return await post_differentiate(request)
         return await _respond(
-            request, lambda: api.differentiate(differentiate_request_from_query(request.query_params))
+            request,
+            lambda: api.differentiate(differentiate_request_from_query(request.query_params), Wire(JSON)),
+            callers,
+            api.calls,
         )
 
     async def info_work(request: Request) -> Message:
@@ -287,14 +310,18 @@ def rest_routes(api: ChainruleApi, settings: Settings) -> list[Route]:
         return await api.server_info(pb.GetServerInfoRequest())
 
     async def info(request: Request) -> Response:
-        return await _respond(request, lambda: info_work(request))
+        return await _respond(request, lambda: info_work(request), callers, api.calls)
 
     return [
         Route("/v1/differentiate", differentiate, methods=["GET", "POST"]),
-        Route("/v1/evaluate", _post_endpoint(api.evaluate, pb.EvaluateRequest, settings), methods=["POST"]),
+        Route(
+            "/v1/evaluate",
+            _post_endpoint(api.evaluate, pb.EvaluateRequest, settings, callers, api.calls),
+            methods=["POST"],
+        ),
         Route(
             "/v1/gradient",
-            _post_endpoint(api.gradient, pb.GradientAtPointRequest, settings),
+            _post_endpoint(api.gradient, pb.GradientAtPointRequest, settings, callers, api.calls),
             methods=["POST"],
         ),
         Route("/v1/info", info, methods=["GET"]),
