@@ -27,14 +27,15 @@ from typing import Any
 import sympy
 
 from chainrule.engine import functions
-from chainrule.engine.errors import LimitExceeded
+from chainrule.engine.errors import FailedPrecondition, LimitExceeded
 
-# What a bound program holds besides its code, measured with tracemalloc (tests/engine/test_programs.py):
-# the function object, its globals dict and the unmarshalled code, which takes about 3 times the
-# marshalled bytes (names and constants become objects; the bytecode is copied once).
-_BOUND_OVERHEAD = 1024
-_BOUND_PER_NAME = 96
-_BOUND_PER_CODE_BYTE = 4
+# What a bound program holds, fitted to tracemalloc's measure (tests/engine/test_programs.py; within
+# 20% above it from 1 to 12 arguments and 0.1 to 11 KB of code): the function object, its globals
+# dict, the unmarshalled code (about 1.5 times the marshalled bytes, kept too) and, per argument,
+# its name and slot in the code object.
+_BOUND_OVERHEAD = 1600
+_BOUND_PER_NAME = 64
+_BOUND_PER_ARGUMENT = 112
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,9 @@ class Program:
         """What holding this program and its bound function costs, in bytes (an upper estimate)."""
         return (
             _BOUND_OVERHEAD
-            + (1 + _BOUND_PER_CODE_BYTE) * len(self.code)
+            + 5 * len(self.code) // 2
             + _BOUND_PER_NAME * len(self.names)
-            + sum(len(name) for name in self.arguments)
+            + _BOUND_PER_ARGUMENT * len(self.arguments)
         )
 
 
@@ -75,6 +76,7 @@ def generate(
     Every free symbol of `parts` must be named in `arguments`. The code's marshalled size is bounded
     by `max_code_bytes` (LimitExceeded `code_bytes`): it is what the caller keeps in its caches.
     """
+    _check_printable(parts)
     position = {name: index for index, name in enumerate(arguments)}
     # Argument names of our own, so no user variable can shadow a numpy name in the generated code.
     symbols = [sympy.Symbol(f"_a{index}", real=True) for index in range(len(arguments))]
@@ -137,6 +139,17 @@ def _check_namespace(names: Sequence[str], used: Mapping[str, Any]) -> None:
     for name in names:
         if known.get(name) is not used[name]:
             raise RuntimeError(f"generated code reads '{name}', which the shared namespace does not hold")
+
+
+def _check_printable(parts: Sequence[sympy.Expr]) -> None:
+    """A derivative sympy leaves unevaluated (d/ds zeta(s)) has no numeric form: say which."""
+    for part in parts:
+        for unevaluated in part.atoms(sympy.Derivative):
+            raise FailedPrecondition(
+                f"{unevaluated} has no numeric form (sympy knows no closed form for it)",
+                field="expression",
+                reason="NO_NUMERIC_FORM",
+            )
 
 
 def _global_names(code: types.CodeType) -> Iterator[str]:
