@@ -8,8 +8,8 @@ text). Both are checked against the declared limits (`response_bytes`, `working_
 work starts, and the error says how many points per call would fit, since both clients can split a
 batch into calls of that many points (`chunk_points`).
 
-The transports say which encoding they answer in (`Wire`); the figures per value were measured with
-tracemalloc (tests/server/test_sizing.py checks them against real replies).
+The transports say which encoding they answer in (`Wire`); the figures per value are measured
+(below), and tests/server/test_sizing.py checks them against real replies.
 """
 
 from __future__ import annotations
@@ -47,12 +47,13 @@ class Encoding:
         return self.held_raw if raw else self.held_listed
 
 
-# Protobuf: 8 bytes a value either way (`values` is packed); held: the bytes column, the message's
-# copy and the serialised reply (a list also passes through Python floats, a column at a time).
-PROTOBUF = Encoding("protobuf", wire_raw=8, wire_listed=8, held_raw=24, held_listed=24)
-# proto3 JSON: base64 for f64le (4 characters per 3 bytes); a listed value takes up to 24 characters
-# and a comma (-2.2250738585072014e-308). Held: the message, the dict of Python floats or base64
-# text, the JSON text and its bytes.
+# Held while building a reply, measured as the peak resident size over 10^6 points x 4 columns
+# (/proc VmHWM, bench/held_bytes.py): protobuf 26 bytes a value either way (the column's bytes or
+# Python floats, the message's copy, the serialised reply), plus grpc's own copy as it sends;
+# JSON 42 (f64le: base64 text, JSON text, body) and 91 (values: Python floats, text, body).
+# Protobuf sends 8 bytes a value either way (`values` is packed); JSON base64 takes 4 characters
+# per 3 bytes, and a listed value up to 24 characters and a comma (-2.2250738585072014e-308).
+PROTOBUF = Encoding("protobuf", wire_raw=8, wire_listed=8, held_raw=40, held_listed=40)
 JSON = Encoding("JSON", wire_raw=8 * 4 / 3, wire_listed=25, held_raw=64, held_listed=120)
 
 

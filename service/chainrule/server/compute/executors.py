@@ -66,12 +66,13 @@ class Admission:
 
     A caller is who `deadlines.current_caller()` says (the bearer token, else the peer's address).
     One caller holds at most `per_caller` slots at once (0: all but one, at least one), so no caller
-    alone can take every worker; a freed slot goes to the waiting caller that holds the fewest, the
-    longest waiting first. When the queue is full, a caller with fewer tasks queued than another
-    takes the newest place of the caller with the most (who is refused instead); otherwise the
-    newcomer is refused. Refusals are RESOURCE_EXHAUSTED with a retry delay (the server is busy, not
-    the request too big), counted by reason in `rejections`: `overloaded` (the queue was full) or
-    `caller_share` (the caller already held its share of the queue).
+    alone can take every worker; a freed slot goes to the waiting caller that holds the fewest, and
+    among those to the one served longest ago (round robin). When the queue is full, a caller with
+    fewer tasks queued than another takes the newest place of the caller with the most (who is
+    refused instead); otherwise the newcomer is refused. Refusals are RESOURCE_EXHAUSTED with a
+    retry delay (the server is busy, not the request too big), counted by reason in `rejections`:
+    `overloaded` (the queue was full) or `caller_share` (the caller already held its share of the
+    queue).
     """
 
     def __init__(
@@ -87,9 +88,11 @@ class Admission:
         self.rejections: dict[str, int] = {"overloaded": 0, "caller_share": 0}
         # Called with the reason of each refusal (metrics.py counts them).
         self.on_rejected: Callable[[str], None] = _ignore
+        # Callers holding or awaiting a slot only: the maps stay as small as the queue.
         self._held: dict[str, int] = {}
-        self._queues: dict[str, collections.deque[tuple[int, asyncio.Future[None]]]] = {}
-        self._arrivals = itertools.count()
+        self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
+        self._served: dict[str, int] = {}
+        self._turns = itertools.count()
 
     @property
     def rejected(self) -> int:
@@ -113,7 +116,7 @@ class Admission:
             return
         self._make_room(who)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(who, collections.deque()).append((next(self._arrivals), waiter))
+        self._queues.setdefault(who, collections.deque()).append(waiter)
         self.waiting += 1
         try:
             async with asyncio.timeout(None if budget is None else budget.seconds):
@@ -129,6 +132,7 @@ class Admission:
     def _take(self, who: str) -> None:
         self.running += 1
         self._held[who] = self._held.get(who, 0) + 1
+        self._served[who] = next(self._turns)
 
     def _release(self, who: str) -> None:
         self.running -= 1
@@ -137,47 +141,51 @@ class Admission:
             self._held[who] = held
         else:
             del self._held[who]
+            self._forget(who)
         self._dispatch()
 
+    def _forget(self, who: str) -> None:
+        if who not in self._held and who not in self._queues:
+            self._served.pop(who, None)
+
     def _dispatch(self) -> None:
-        """Hand free slots to waiting callers: fewest held first, then the longest waiting."""
+        """Hand free slots to waiting callers: fewest held first, then the one served longest ago."""
         while self.running < self.concurrency:
             eligible = [
-                (self._held.get(who, 0), queue[0][0], who)
-                for who, queue in self._queues.items()
+                (self._held.get(who, 0), self._served.get(who, -1), who)
+                for who in self._queues
                 if self._held.get(who, 0) < self.per_caller
             ]
             if not eligible:
                 return
             who = min(eligible)[2]
-            _, waiter = self._dequeue(who, newest=False)
+            waiter = self._dequeue(who, newest=False)
             self._take(who)
             waiter.set_result(None)
 
-    def _dequeue(self, who: str, *, newest: bool) -> tuple[int, asyncio.Future[None]]:
+    def _dequeue(self, who: str, *, newest: bool) -> asyncio.Future[None]:
         queue = self._queues[who]
-        entry = queue.pop() if newest else queue.popleft()
+        waiter = queue.pop() if newest else queue.popleft()
         if not queue:
             del self._queues[who]
         self.waiting -= 1
-        return entry
+        return waiter
 
     def _abandon(self, who: str, waiter: asyncio.Future[None]) -> None:
         """A waiter gave up (budget, cancellation): leave the queue, or pass on a slot just granted."""
-        if waiter.done():
-            if not waiter.cancelled() and waiter.exception() is None:
+        if waiter.done() and not waiter.cancelled():
+            if waiter.exception() is None:
                 self._release(who)
             return
+        # Still queued (a timeout or cancellation cancels the future it was awaiting).
         waiter.cancel()
         queue = self._queues.get(who)
-        if queue is not None:
-            for entry in queue:
-                if entry[1] is waiter:
-                    queue.remove(entry)
-                    self.waiting -= 1
-                    break
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            self.waiting -= 1
             if not queue:
                 del self._queues[who]
+                self._forget(who)
 
     def _make_room(self, who: str) -> None:
         """Refuse `who`, or another caller queued for more, when the queue is full."""
@@ -187,8 +195,8 @@ class Admission:
         victim = max(self._queues, key=lambda caller: len(self._queues[caller]), default=None)
         if victim is None or len(self._queues[victim]) <= mine + 1:
             raise self._refusal("caller_share" if mine else "overloaded")
-        _, waiter = self._dequeue(victim, newest=True)
-        waiter.set_exception(self._refusal("caller_share"))
+        self._dequeue(victim, newest=True).set_exception(self._refusal("caller_share"))
+        self._forget(victim)
 
     def _refusal(self, reason: str) -> ResourceExhausted:
         self.rejections[reason] += 1
