@@ -29,7 +29,7 @@ from chainrule.server import cache, sizing
 from chainrule.server.batches import Batch, check_entries, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
-from chainrule.server.compute.executors import CallLimit, Executor
+from chainrule.server.compute.executors import CallLimit, Executor, MemoryBudget
 from chainrule.server.config import Settings, limit_settings
 from chainrule.server.metrics import Metrics
 from chainrule.server.sizing import PROTOBUF_WIRE, Wire
@@ -109,7 +109,10 @@ class ChainruleApi:
         self.caches = caches or Caches(settings)
         self.metrics = metrics or Metrics(CollectorRegistry(), VERSION, self.caches)
         # Entered by the transports around each call, before they read the request.
-        self.calls = CallLimit(settings.calls_in_flight, settings.retry_after_seconds)
+        self.calls = CallLimit(
+            settings.calls_in_flight, settings.request_bytes_in_flight, settings.retry_after_seconds
+        )
+        self._memory = MemoryBudget(settings.numeric_memory_bytes)
 
     async def differentiate(
         self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE
@@ -337,23 +340,23 @@ class ChainruleApi:
         result: _C = await self.caches.compiled.get_or_compute(key, compute)
         return result
 
-    # Answering: decode the points, check what the reply will cost, compute, build the reply; on the
-    # event loop when the request is small and the work tiny (an executor hop costs more), else on
-    # the numeric executor.
+    # Answering: decode the points and check what the reply will cost (off the event loop for a big
+    # request), then compute and build the reply: on the event loop when the work is tiny (an
+    # executor hop costs more), else on the numeric executor once its working memory fits.
 
     async def _answer(self, plan: _Plan, request: Any, wire: Wire, reply: _Reply) -> Message:
         if wire.request_bytes > _READ_INLINE_BYTES:
-            return await self._numeric.run(self._decode_and_reply, plan, request, wire, reply)
-        batch = self._batch(plan, request, wire)
-        if plan.work * batch.size <= _INLINE_COST:
-            return self._reply(plan, batch, reply)
-        return await self._numeric.run(self._reply, plan, batch, reply)
+            batch, working = await self._numeric.run(self._batch, plan, request, wire)
+        else:
+            batch, working = self._batch(plan, request, wire)
+            if plan.work * batch.size <= _INLINE_COST:
+                return self._reply(plan, batch, reply)
+        async with self._memory.reserve(working):
+            return await self._numeric.run(self._reply, plan, batch, reply)
 
-    def _decode_and_reply(self, plan: _Plan, request: Any, wire: Wire, reply: _Reply) -> Message:
-        return self._reply(plan, self._batch(plan, request, wire), reply)
-
-    def _batch(self, plan: _Plan, request: Any, wire: Wire) -> Batch:
-        """The request's points, and every check of what answering them will cost."""
+    def _batch(self, plan: _Plan, request: Any, wire: Wire) -> tuple[Batch, int]:
+        """The request's points, after every check of what answering them will cost; and the working
+        memory that will take."""
         engine_limits = self.limits.engine
         batch = decode_batch(
             request.point, request.points, engine_limits.max_points, self.settings.max_field_entries
@@ -367,14 +370,14 @@ class ChainruleApi:
         shape = sizing.Shape(
             batch.size, plan.columns, plan.compiled.program.outputs, len(batch.columns), batch.raw_output
         )
-        sizing.check(
+        working = sizing.check(
             shape,
             wire.encoding,
             self.settings.max_response_bytes,
             self.settings.max_working_bytes,
             field=batch.field,
         )
-        return batch
+        return batch, working
 
     def _reply(self, plan: _Plan, batch: Batch, reply: _Reply) -> Message:
         run, build = reply

@@ -123,6 +123,20 @@ class Settings:
         default=1024,
         metadata={"doc": "calls one server process serves at once; beyond: RESOURCE_EXHAUSTED, retry later"},
     )
+    request_bytes_in_flight: int = field(
+        default=256 * 1024 * 1024,
+        metadata={
+            "doc": "bytes of the requests one server process serves at once (at least MAX_REQUEST_BYTES); "
+            "beyond: RESOURCE_EXHAUSTED, retry later"
+        },
+    )
+    numeric_memory_bytes: int = field(
+        default=512 * 1024 * 1024,
+        metadata={
+            "doc": "working memory of the numeric calls computing at once (at least MAX_WORKING_BYTES); "
+            "a call waits until its share fits"
+        },
+    )
     retry_after_seconds: float = field(
         default=1.0, metadata={"doc": "retry delay suggested to callers turned away by overload"}
     )
@@ -156,13 +170,13 @@ class Settings:
         metadata={"doc": "entries in each symbolic cache (request, parse, derivative, latex); 0 = off"},
     )
     cache_bytes: int = field(
-        default=64 * 1024 * 1024, metadata={"doc": "approximate bytes in each symbolic cache"}
+        default=32 * 1024 * 1024, metadata={"doc": "approximate bytes in each symbolic cache"}
     )
     cache_compiled_entries: int = field(
         default=1_000, metadata={"doc": "compiled numeric functions kept (values, gradients, Hessians)"}
     )
     cache_compiled_bytes: int = field(
-        default=256 * 1024 * 1024, metadata={"doc": "approximate bytes of compiled numeric functions"}
+        default=64 * 1024 * 1024, metadata={"doc": "approximate bytes of compiled numeric functions"}
     )
     # HTTP transport.
     cors_origins: str = field(
@@ -208,6 +222,15 @@ class Settings:
             raise ConfigError(f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE go together: set both")
         if self.symbolic_budget_seconds <= 0:
             raise ConfigError(f"{PREFIX}SYMBOLIC_BUDGET_SECONDS must be positive")
+        for total, single in (
+            ("request_bytes_in_flight", "max_request_bytes"),
+            ("numeric_memory_bytes", "max_working_bytes"),
+        ):
+            if getattr(self, total) < getattr(self, single):
+                raise ConfigError(
+                    f"{PREFIX}{total.upper()} ({getattr(self, total)}) must be at least "
+                    f"{PREFIX}{single.upper()} ({getattr(self, single)}): one call could never start"
+                )
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ConfigError(f"{PREFIX}TLS_CLIENT_CA_FILE (mutual TLS) needs {PREFIX}TLS_CERT_FILE too")
         for origin in self.cors_origin_list:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from chainrule.engine.errors import LimitExceeded
+from chainrule.server.cache import Caches
+from chainrule.server.config import Settings
 
 # Bytes of a reply besides its columns: names, counts, the message and HTTP framing.
 _REPLY_BASE = 4096
@@ -91,14 +93,16 @@ class Shape:
         return _REPLY_BASE + _PER_COLUMN * self.columns
 
 
-def check(shape: Shape, encoding: Encoding, max_reply: int, max_working: int, field: str) -> None:
-    """Refuse a call whose reply or working memory would exceed its limit, saying what would fit."""
+def check(shape: Shape, encoding: Encoding, max_reply: int, max_working: int, field: str) -> int:
+    """The call's working memory; or refuse it when that or its reply would exceed its limit,
+    saying how many points would fit."""
     reply = shape.reply_bytes(encoding)
     if reply > max_reply:
         raise _refusal(shape, encoding, ("response_bytes", reply, max_reply), field)
     working = shape.working_bytes(encoding)
     if working > max_working:
         raise _refusal(shape, encoding, ("working_bytes", working, max_working), field)
+    return working
 
 
 def _refusal(shape: Shape, encoding: Encoding, over: tuple[str, int, int], field: str) -> LimitExceeded:
@@ -130,3 +134,30 @@ def carries_points(message: Message) -> bool:
     """True for a reply with point columns (`values` set): it may be tens of megabytes, and asking
     protobuf for its size would itself copy every column, so encode it off the event loop."""
     return "values" in message.DESCRIPTOR.fields_by_name and message.HasField("values")
+
+
+# --- the memory of a whole process ----------------------------------------------------------------
+
+# Resident memory of one server process before its caches and batches, measured with bench/memory.py:
+# the interpreter with sympy, numpy, scipy and grpc loaded and warm (117 MiB; the rest is margin).
+PROCESS_BASE_BYTES = 160 * 1024 * 1024
+# What the requests in flight hold, per byte received: the bytes, the message parsed from them, and
+# for JSON the decoded objects (Python floats or base64 text) in between.
+REQUEST_EXPANSION = 4
+
+
+def memory_bound(settings: Settings) -> dict[str, int]:
+    """The most resident memory one server process and its symbolic workers may take, by term.
+
+    Each term is a bound the server enforces, so the sum bounds the process (docs/operations.md,
+    "Sizing", derives the pod limits from it): the caches' byte bounds, the requests in flight, the
+    numeric calls' working memory, and each worker process's address-space limit.
+    """
+    pool = settings.symbolic_workers + settings.symbolic_spares if settings.symbolic_workers else 0
+    return {
+        "process": PROCESS_BASE_BYTES,
+        "caches": sum(cache.max_bytes for cache in Caches(settings)),
+        "requests": REQUEST_EXPANSION * settings.request_bytes_in_flight,
+        "numeric": settings.numeric_memory_bytes,
+        "workers": pool * settings.worker_memory_bytes,
+    }

@@ -8,7 +8,7 @@ import pytest
 
 from chainrule.engine.errors import DeadlineExceeded, ResourceExhausted
 from chainrule.server.compute import deadlines
-from chainrule.server.compute.executors import Admission, CallLimit
+from chainrule.server.compute.executors import Admission, CallLimit, MemoryBudget
 
 
 class Holder:
@@ -134,13 +134,57 @@ async def test_the_caller_comes_from_the_request_scope() -> None:
 
 
 def test_the_call_limit_refuses_beyond_it_with_a_retry_delay() -> None:
-    calls = CallLimit(2, retry_after_seconds=0.5)
+    calls = CallLimit(2, max_bytes=1_000, retry_after_seconds=0.5)
     reasons: list[str] = []
     calls.on_rejected = reasons.append
-    with calls, calls:
-        with pytest.raises(ResourceExhausted) as caught, calls:
-            pass
+    with calls.admit(10), calls.admit(10):
+        with pytest.raises(ResourceExhausted) as caught:
+            calls.admit(10)
         assert caught.value.retry_after_seconds == 0.5 and caught.value.reason == "OVERLOADED"
-    assert calls.active == 0 and reasons == ["overloaded"]
-    with calls:
-        assert calls.active == 1
+    assert calls.active == calls.bytes == 0 and reasons == ["overloaded"]
+
+
+def test_the_call_limit_counts_request_bytes() -> None:
+    calls = CallLimit(10, max_bytes=1_000, retry_after_seconds=1.0)
+    with calls.admit(600):
+        with pytest.raises(ResourceExhausted, match="bytes of requests"):
+            calls.admit(500)
+        with calls.admit(400):
+            assert calls.bytes == 1_000
+    assert calls.bytes == 0
+
+
+async def test_the_memory_budget_lets_calls_in_as_they_fit_first_come_first_served() -> None:
+    budget = MemoryBudget(100)
+    order: list[str] = []
+    release = {name: asyncio.Event() for name in ("big", "second", "third")}
+
+    async def call(name: str, size: int) -> None:
+        async with budget.reserve(size):
+            order.append(name)
+            await release[name].wait()
+
+    big = asyncio.ensure_future(call("big", 70))
+    await settle()
+    second, third = asyncio.ensure_future(call("second", 50)), asyncio.ensure_future(call("third", 10))
+    await settle()
+    assert order == ["big"]  # third would fit, but waits its turn behind second
+    release["big"].set()
+    await settle()
+    assert order == ["big", "second", "third"] and budget.reserved == 60
+    release["second"].set()
+    release["third"].set()
+    await asyncio.gather(big, second, third)
+    assert budget.reserved == 0
+
+
+async def test_a_cancelled_wait_for_memory_gives_way() -> None:
+    budget = MemoryBudget(100)
+    async with budget.reserve(90):
+        waiting = asyncio.ensure_future(budget.reserve(50).__aenter__())
+        await settle()
+        waiting.cancel()
+        await settle()
+        async with budget.reserve(10):
+            assert budget.reserved == 100
+    assert budget.reserved == 0

@@ -344,7 +344,11 @@ class FailingApi:
     def __init__(self, error: BaseException, cors_origins: str = "") -> None:
         self.settings = make_settings(cors_origins=cors_origins)
         self.error = error
-        self.calls = CallLimit(self.settings.calls_in_flight, self.settings.retry_after_seconds)
+        self.calls = CallLimit(
+            self.settings.calls_in_flight,
+            self.settings.request_bytes_in_flight,
+            self.settings.retry_after_seconds,
+        )
 
     async def differentiate(self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE) -> Any:
         raise self.error

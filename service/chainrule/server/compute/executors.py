@@ -216,37 +216,102 @@ def _ignore(reason: str) -> None:
 
 
 class CallLimit:
-    """At most `limit` calls served at once by one process; beyond, RESOURCE_EXHAUSTED at once.
+    """At most `limit` calls, and `max_bytes` bytes of their requests, served at once by one process.
 
-    No queue: a call waiting here would hold its request's memory. Without this bound, grpc's own
-    backlog limit cancels calls (CANCELLED, uncounted, with no retry delay) when a burst arrives
-    faster than the event loop picks calls up; the transports enter it before reading a request.
+    Beyond either, RESOURCE_EXHAUSTED at once, with a retry delay: no queue, since a call waiting
+    here would hold its request's memory. Without this bound, grpc's own backlog limit cancels calls
+    (CANCELLED, uncounted, with no retry delay) when a burst arrives faster than the event loop picks
+    calls up. The transports `admit` each call before they read its request.
     """
 
     name = "calls"
 
-    def __init__(self, limit: int, retry_after_seconds: float) -> None:
+    def __init__(self, limit: int, max_bytes: int, retry_after_seconds: float) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
         self.retry_after_seconds = retry_after_seconds
         self.active = 0
+        self.bytes = 0
         self.rejected = 0
         self.on_rejected: Callable[[str], None] = _ignore
 
-    def __enter__(self) -> None:
-        if self.active >= self.limit:
+    def admit(self, size: int) -> _Admitted:
+        """Count a call of `size` request bytes in until the returned context exits; or refuse it."""
+        if self.active >= self.limit or self.bytes + size > self.max_bytes:
             self.rejected += 1
             self.on_rejected("overloaded")
             raise ResourceExhausted(
-                f"the server is busy: {self.active} calls in flight (the limit); "
-                f"retry after {self.retry_after_seconds:g} s",
+                f"the server is busy: {self.active} calls in flight with {self.bytes} bytes of requests "
+                f"(limits {self.limit} and {self.max_bytes}); retry after {self.retry_after_seconds:g} s",
                 reason="OVERLOADED",
                 metadata={"queue": self.name, "limit": str(self.limit), "cause": "overloaded"},
                 retry_after_seconds=self.retry_after_seconds,
             )
         self.active += 1
+        self.bytes += size
+        return _Admitted(self, size)
+
+
+class _Admitted:
+    __slots__ = ("_limit", "_size")
+
+    def __init__(self, limit: CallLimit, size: int) -> None:
+        self._limit = limit
+        self._size = size
+
+    def __enter__(self) -> None:
+        return None
 
     def __exit__(self, *exc_info: object) -> None:
-        self.active -= 1
+        self._limit.active -= 1
+        self._limit.bytes -= self._size
+
+
+class MemoryBudget:
+    """Bytes of working memory shared by the numeric calls computing at once (`numeric_memory_bytes`).
+
+    A call reserves its estimate (sizing.py) and waits, first come first served, until it fits;
+    the estimate is at most `max_working_bytes`, which is at most the budget, so every call fits
+    alone. Waiting is bounded by the calls in flight, each of bounded work.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.reserved = 0
+        self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self.total)
+        if self._waiting or self.reserved + size > self.total:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry = (size, waiter)
+            self._waiting.append(entry)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._free(size)  # granted as it was cancelled: pass it on
+                elif entry in self._waiting:
+                    self._waiting.remove(entry)
+                    self._grant()
+                raise
+        else:
+            self.reserved += size
+        try:
+            yield
+        finally:
+            self._free(size)
+
+    def _free(self, size: int) -> None:
+        self.reserved -= size
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiting and self.reserved + self._waiting[0][0] <= self.total:
+            size, waiter = self._waiting.popleft()
+            self.reserved += size
+            waiter.set_result(None)
 
 
 class BoundedExecutor:

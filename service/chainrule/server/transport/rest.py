@@ -125,8 +125,9 @@ async def _respond(
     # An optional `grpc-timeout` header (as grpc-gateway reads it) bounds the compute, like a deadline;
     # who the caller is decides its share of the compute (executors.Admission).
     timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
+    caller = functools.partial(callers.of_http, request.scope)
     try:
-        with calls, deadlines.request_scope(timeout, functools.partial(callers.of_http, request.scope)):
+        with calls.admit(_declared_size(request, calls)), deadlines.request_scope(timeout, caller):
             message = await work()
         return await _json_response(message)
     except HttpError as error:
@@ -140,6 +141,15 @@ async def _respond(
 
 
 # --- bodies -------------------------------------------------------------------------------------
+
+
+def _declared_size(request: Request, calls: CallLimit) -> int:
+    """What a request's body will hold, before it is read: its Content-Length; a POST without one
+    (chunked) counts as the largest body allowed. Over the limit or malformed, `read_body` refuses."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        return min(int(declared), calls.max_bytes)
+    return 0 if request.method == "GET" else calls.max_bytes
 
 
 async def _json_response(message: Message) -> Response:
