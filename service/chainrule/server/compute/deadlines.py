@@ -38,19 +38,34 @@ class Budget:
     client_seconds: float | None
     server_seconds: float
 
-    def exceeded(self, what: str) -> ChainruleError:
-        """The error for work that ran out of this budget, naming the budget that bound."""
+    def exceeded(self, what: str, *, waiting_retry_after: float | None = None) -> ChainruleError:
+        """The error for work that ran out of this budget, naming the budget that bound.
+
+        Work that overran while computing gets no retry delay: retrying would cost as much again,
+        and the message says so. Work that ran out while waiting for a slot (`waiting_retry_after`
+        given) met a busy server: it gets the retry delay, like any overload.
+        """
         if self.client_bound and self.client_seconds is not None:
             return DeadlineExceeded(
                 f"{what} did not finish within the request's deadline ({self.client_seconds:.3g} s)",
                 reason="DEADLINE_EXCEEDED",
                 metadata={"budget": "client_deadline", "seconds": f"{self.client_seconds:.3g}"},
             )
+        metadata = {"budget": "symbolic_budget_seconds", "seconds": f"{self.server_seconds:.3g}"}
+        if waiting_retry_after is not None:
+            return ResourceExhausted(
+                f"{what}: the server was busy for the whole compute budget of {self.server_seconds:.3g} s "
+                f"(CHAINRULE_SYMBOLIC_BUDGET_SECONDS); retry after {waiting_retry_after:g} s",
+                reason="OVERLOADED",
+                metadata=metadata,
+                retry_after_seconds=waiting_retry_after,
+            )
         return ResourceExhausted(
             f"{what} did not finish within the server's compute budget of {self.server_seconds:.3g} s "
-            "(CHAINRULE_SYMBOLIC_BUDGET_SECONDS)",
+            "(CHAINRULE_SYMBOLIC_BUDGET_SECONDS); retrying would cost as much again: ask for less "
+            "(a smaller expression, a lower order, less simplification)",
             reason="COMPUTE_BUDGET_EXCEEDED",
-            metadata={"budget": "symbolic_budget_seconds", "seconds": f"{self.server_seconds:.3g}"},
+            metadata=metadata,
         )
 
 

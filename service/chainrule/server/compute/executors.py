@@ -124,7 +124,9 @@ class Admission:
         except TimeoutError:
             self._abandon(who, waiter)
             assert budget is not None
-            raise budget.exceeded(f"{what} (waiting for a free {self.name} slot)") from None
+            raise budget.exceeded(
+                f"{what} (waiting for a free {self.name} slot)", waiting_retry_after=self.retry_after_seconds
+            ) from None
         except asyncio.CancelledError:
             self._abandon(who, waiter)
             raise

@@ -225,7 +225,10 @@ class ProcessExecutor:
                 async with asyncio.timeout(budget.seconds):
                     worker = await self._idle.get()
             except TimeoutError:
-                raise budget.exceeded(f"{what} (waiting for a warm worker)") from None
+                raise budget.exceeded(
+                    f"{what} (waiting for a warm worker)",
+                    waiting_retry_after=self.admission.retry_after_seconds,
+                ) from None
             if worker.process.is_alive():
                 return worker
             self.stats.died += 1
@@ -271,7 +274,7 @@ class ProcessExecutor:
             mib = self.memory_bytes // (1024 * 1024)
             raise ResourceExhausted(
                 f"{what} needed more than the worker memory limit of {mib} MiB "
-                "(CHAINRULE_WORKER_MEMORY_BYTES)",
+                "(CHAINRULE_WORKER_MEMORY_BYTES); retrying would fail the same way: ask for less",
                 reason="MEMORY_LIMIT_EXCEEDED",
                 metadata={"budget": "worker_memory_bytes", "maximum": str(self.memory_bytes)},
             )
