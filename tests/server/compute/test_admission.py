@@ -114,6 +114,28 @@ async def test_a_waiter_whose_budget_runs_out_leaves_the_queue() -> None:
     assert admission.running == 0
 
 
+@pytest.mark.parametrize("cancel_first", [True, False])
+async def test_a_slot_freed_as_a_waiter_is_cancelled_goes_to_the_next(cancel_first: bool) -> None:
+    # The waiter's future is cancelled at once, its task learns it a turn later: a slot freed in
+    # between must skip it, not fail on it.
+    admission = Admission("symbolic", concurrency=1, queue=4, retry_after_seconds=1.0)
+    running, cancelled, last = Holder(admission, "a"), Holder(admission, "b"), Holder(admission, "c")
+    await settle()
+    if cancel_first:
+        cancelled.task.cancel()
+        running.release.set()
+    else:
+        running.release.set()
+        cancelled.task.cancel()
+    await settle()
+    assert last.admitted.is_set() or cancelled.admitted.is_set()
+    for holder in (cancelled, last):
+        holder.release.set()
+    await asyncio.gather(running.task, cancelled.task, last.task, return_exceptions=True)
+    assert admission.running == admission.waiting == 0
+    assert admission._queues == {} and admission._held == {} and admission._served == {}
+
+
 async def test_the_caller_comes_from_the_request_scope() -> None:
     admission = Admission("symbolic", concurrency=2, queue=4, retry_after_seconds=1.0)
     seen: list[str] = []
@@ -176,6 +198,26 @@ async def test_the_memory_budget_lets_calls_in_as_they_fit_first_come_first_serv
     release["third"].set()
     await asyncio.gather(big, second, third)
     assert budget.reserved == 0
+
+
+async def test_memory_freed_as_a_waiter_is_cancelled_goes_to_the_next() -> None:
+    budget = MemoryBudget(100)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def call(name: str, size: int) -> None:
+        async with budget.reserve(size):
+            order.append(name)
+            await release.wait()
+
+    holder = asyncio.ensure_future(call("holder", 100))
+    await settle()
+    cancelled, last = asyncio.ensure_future(call("cancelled", 60)), asyncio.ensure_future(call("last", 60))
+    await settle()
+    cancelled.cancel()
+    release.set()
+    await asyncio.gather(holder, cancelled, last, return_exceptions=True)
+    assert order == ["holder", "last"] and budget.reserved == 0
 
 
 async def test_a_cancelled_wait_for_memory_gives_way() -> None:

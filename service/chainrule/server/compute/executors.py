@@ -162,6 +162,9 @@ class Admission:
                 return
             who = min(eligible)[2]
             waiter = self._dequeue(who, newest=False)
+            if waiter.done():  # cancelled, its task not yet told: it leaves the queue here
+                self._forget(who)
+                continue
             self._take(who)
             waiter.set_result(None)
 
@@ -197,7 +200,9 @@ class Admission:
         victim = max(self._queues, key=lambda caller: len(self._queues[caller]), default=None)
         if victim is None or len(self._queues[victim]) <= mine + 1:
             raise self._refusal("caller_share" if mine else "overloaded")
-        self._dequeue(victim, newest=True).set_exception(self._refusal("caller_share"))
+        waiter = self._dequeue(victim, newest=True)
+        if not waiter.done():
+            waiter.set_exception(self._refusal("caller_share"))
         self._forget(victim)
 
     def _refusal(self, reason: str) -> ResourceExhausted:
@@ -310,8 +315,14 @@ class MemoryBudget:
         self._grant()
 
     def _grant(self) -> None:
-        while self._waiting and self.reserved + self._waiting[0][0] <= self.total:
-            size, waiter = self._waiting.popleft()
+        while self._waiting:
+            size, waiter = self._waiting[0]
+            if waiter.done():  # cancelled, its task not yet told: it leaves the queue here
+                self._waiting.popleft()
+                continue
+            if self.reserved + size > self.total:
+                return
+            self._waiting.popleft()
             self.reserved += size
             waiter.set_result(None)
 

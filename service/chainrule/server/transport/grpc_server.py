@@ -6,9 +6,10 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
@@ -19,6 +20,7 @@ from chainrule.server.api import ChainruleApi
 from chainrule.server.compute import deadlines
 from chainrule.server.config import Settings
 from chainrule.server.sizing import PROTOBUF, Wire
+from chainrule.server.transport import wire
 from chainrule.server.transport.auth import Callers, TlsFiles
 from chainrule.server.transport.instrumentation import Instrumentation, Registration
 from chainrule.server.transport.status import grpc_status
@@ -32,7 +34,11 @@ Request = TypeVar("Request", bound=Message)
 Context = grpc.aio.ServicerContext[Any, Any]
 # Requests and replies bigger than this are parsed and serialised on a thread, off the event loop.
 OFFLOAD_BYTES = 256 * 1024
-_BACKLOG_PER_CALL = 8
+# Calls grpc has received but the event loop has not yet picked up. Past grpc's default backlog of
+# 1,000 it cancels calls at random (CANCELLED: uncounted, no retry delay); a burst that size is picked
+# up in milliseconds and refused by `calls_in_flight` (RESOURCE_EXHAUSTED, retry delay) instead. Each
+# waiting call costs grpc a stream's state, a few kilobytes.
+_BACKLOG = 32_768
 
 
 class PortInUseError(RuntimeError):
@@ -75,7 +81,7 @@ class DifferentiationServicer:
             # who the caller is decides its share of the compute (executors.Admission).
             caller = functools.partial(self._callers.of_grpc, context)
             with self._api.calls.admit(len(raw)), deadlines.request_scope(context.time_remaining(), caller):
-                request = await _parsed(message_type, raw)
+                request = await _parsed(message_type, raw, self._api.settings.max_field_entries)
                 response = await handler(request, Wire(PROTOBUF, len(raw)))
                 return await _serialized(response)
         except ChainruleError as error:
@@ -87,16 +93,22 @@ class DifferentiationServicer:
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 
-async def _parsed(message_type: type[Request], raw: bytes) -> Request:
+async def _parsed(message_type: type[Request], raw: bytes, max_entries: int) -> Request:
     try:
         if len(raw) > OFFLOAD_BYTES:
-            return await asyncio.to_thread(message_type.FromString, raw)
+            return await asyncio.to_thread(_counted_then_parsed, message_type, raw, max_entries)
         return message_type.FromString(raw)
     except DecodeError as error:
         raise InvalidArgument(
             f"the request is not a valid {message_type.DESCRIPTOR.full_name} message: {error}",
             reason="MALFORMED_MESSAGE",
         ) from None
+
+
+def _counted_then_parsed(message_type: type[Request], raw: bytes, max_entries: int) -> Request:
+    # Parsing builds an object per map entry: count them first (wire.py).
+    wire.check_message_entries(raw, cast(Descriptor, message_type.DESCRIPTOR), max_entries)
+    return message_type.FromString(raw)
 
 
 async def _serialized(response: Message) -> bytes:
@@ -125,11 +137,11 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ("grpc.max_receive_message_length", settings.max_request_bytes),
         ("grpc.max_send_message_length", settings.max_response_bytes),
-        # Calls grpc has received but the event loop has not yet picked up: beyond its default
-        # backlog of 1,000, grpc cancels calls at random (CANCELLED, never seen by our metrics).
-        # A burst of that size is picked up and refused quickly by `calls_in_flight` instead.
-        ("grpc.server.max_pending_requests", _BACKLOG_PER_CALL * settings.calls_in_flight),
-        ("grpc.server.max_pending_requests_hard_limit", _BACKLOG_PER_CALL * settings.calls_in_flight),
+        # One connection never has more calls open than the process serves at once: the client
+        # queues the rest (no failure), and grpc buffers no messages for calls we would refuse.
+        ("grpc.max_concurrent_streams", settings.calls_in_flight),
+        ("grpc.server.max_pending_requests", max(_BACKLOG, 4 * settings.calls_in_flight)),
+        ("grpc.server.max_pending_requests_hard_limit", max(_BACKLOG, 4 * settings.calls_in_flight)),
     ]
 
 

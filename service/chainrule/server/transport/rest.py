@@ -63,6 +63,7 @@ from chainrule.server.sizing import JSON, Wire
 from chainrule.server.transport.auth import Callers
 from chainrule.server.transport.protojson import RequestT, decode_message, message_to_json
 from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response
+from chainrule.server.transport.wire import check_json_members
 from chainrule.v1 import chainrule_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -282,6 +283,8 @@ def _post_endpoint(
         _reject_query(request.query_params)
         _check_content_type(request)
         body = await read_body(request, settings.max_request_bytes)
+        # Decoding builds an object per member: bound them first (wire.py), in C.
+        check_json_members(body, settings.max_field_entries)
         if len(body) > OFFLOAD_BYTES:
             message = await asyncio.to_thread(decode_message, body, message_type)
         else:
