@@ -1,12 +1,12 @@
 /**
  * `ChainruleClient`: promise-based calls to a chainrule server, with deadlines, retries on
- * UNAVAILABLE (capped exponential backoff with full jitter), TLS and bearer-token options.
+ * UNAVAILABLE and on overload (retry.ts), TLS and bearer-token options.
  */
 import { ChannelCredentials, credentials as grpcCredentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 
 import { type Column, type ColumnInput, decodeColumn, encodeColumn } from "./arrays.js";
 import { type Chunking, concatenate, inOrder, split } from "./chunks.js";
-import { type ChainruleError, UnavailableError, errorFromServiceError } from "./errors.js";
+import { type ChainruleError, errorFromServiceError } from "./errors.js";
 import {
   type Array as ArrayMessage,
   type ChainRule as ChainRuleMessage,
@@ -21,23 +21,15 @@ import {
   Step_Rule,
   type Wrt,
 } from "./generated/chainrule/v1/chainrule.js";
+import { DEFAULT_RETRY, type RetryPolicy, retryDelay } from "./retry.js";
+
+export type { RetryPolicy } from "./retry.js";
 
 /** `"x"`, `{ x: 2, y: 1 }` or `[["x", 2], ["y", 1]]` (a bare name means order 1). */
 export type WrtSpec = string | Readonly<Record<string, number>> | ReadonlyArray<readonly [string, number] | string>;
 export type SimplificationName = "none" | "fast" | "full";
 export type Point = Readonly<Record<string, number>>;
 export type Points = Readonly<Record<string, ColumnInput>>;
-
-export interface RetryPolicy {
-  /** Attempts in all, the first included; 1 turns retries off. Default 4. */
-  maxAttempts: number;
-  /** Ceiling of the first wait, in ms. Default 50. */
-  initialBackoffMs: number;
-  /** Largest wait ceiling, in ms. Default 1000. */
-  maxBackoffMs: number;
-  /** Growth of the ceiling per attempt. Default 2. */
-  multiplier: number;
-}
 
 export interface TlsOptions {
   /** PEM roots to trust; the system's roots when absent. */
@@ -204,8 +196,7 @@ export interface ServerInfo {
 }
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
-const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 4, initialBackoffMs: 50, maxBackoffMs: 1000, multiplier: 2 };
-const DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024; // the server's largest reply
+const DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024; // room above the server's default reply limit (64 MiB)
 
 const SIMPLIFICATIONS: Readonly<Record<SimplificationName, Simplification>> = {
   none: Simplification.SIMPLIFICATION_NONE,
@@ -489,19 +480,13 @@ export class ChainruleClient {
       try {
         return await unary(method, request, this.metadata, deadline);
       } catch (error) {
-        const delay = this.retryDelay(error as ChainruleError, attempt, deadline);
+        const delay = retryDelay(this.retry, error as ChainruleError, attempt, deadline);
         if (delay === undefined) throw error;
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
   }
 
-  private retryDelay(error: ChainruleError, attempt: number, deadline: number | undefined): number | undefined {
-    if (!(error instanceof UnavailableError) || attempt >= this.retry.maxAttempts) return undefined;
-    const { initialBackoffMs, maxBackoffMs, multiplier } = this.retry;
-    const delay = Math.random() * Math.min(maxBackoffMs, initialBackoffMs * multiplier ** (attempt - 1));
-    return deadline !== undefined && Date.now() + delay >= deadline ? undefined : delay;
-  }
 }
 
 function unary<Req, Res>(method: Unary<Req, Res>, request: Req, metadata: Metadata, deadline?: number): Promise<Res> {

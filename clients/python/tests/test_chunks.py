@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from chainrule.client import AsyncClient, Client, ResourceExhaustedError
+from chainrule.client import AsyncClient, Client, LimitExceededError, ResourceExhaustedError
 
 XS = [i / 7 - 3 for i in range(101)]  # 101 points: no chunk size below divides it evenly
 
@@ -52,6 +52,22 @@ def test_past_the_message_limit_only_in_chunks(target: str) -> None:
         chunked = small.evaluate("x^2", points={"x": x}, chunk_points=10_000)
     assert isinstance(chunked.values, np.ndarray)
     np.testing.assert_array_equal(chunked.values, x**2)
+
+
+def test_a_reply_over_the_servers_limit_goes_through_in_chunks(client: Client) -> None:
+    np = pytest.importorskip("numpy")
+    # 8 variables with Hessian: 73 columns; 120,000 points reply 70 MB, over the default 64 MiB.
+    names = [f"v{k}" for k in range(8)]
+    points = {name: (np.arange(120_000) % 97) / 10 + k for k, name in enumerate(names)}
+    expression = "v0*v1 + v2*v3 + v4*v5 + v6*v7"
+    with pytest.raises(LimitExceededError) as caught:
+        client.gradient(expression, points=points, hessian=True)
+    assert caught.value.metadata["limit"] == "response_bytes"
+    assert int(caught.value.metadata["points_that_fit"]) < 120_000
+    chunked = client.gradient(expression, points=points, hessian=True, chunk_points=40_000)
+    assert chunked.gradients is not None and chunked.hessians is not None
+    np.testing.assert_array_equal(chunked.gradients[0], points["v1"])  # d/dv0 = v1, at every point
+    assert len(chunked.hessians) == 8 and len(chunked.hessians[0][1]) == 120_000
 
 
 def test_a_failing_slice_raises_its_own_error(target: str) -> None:

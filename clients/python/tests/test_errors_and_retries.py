@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import socket
 import time
@@ -99,8 +100,9 @@ def test_other_codes_are_plain_chainrule_errors() -> None:
 
 
 class _FakeRpcError(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode) -> None:
+    def __init__(self, code: grpc.StatusCode, retry_after: float | None = None) -> None:
         self._code = code
+        self._retry_after = retry_after
 
     def code(self) -> grpc.StatusCode:
         return self._code
@@ -108,20 +110,26 @@ class _FakeRpcError(grpc.RpcError):
     def details(self) -> str:
         return self._code.name.lower()
 
-    def trailing_metadata(self) -> tuple[()]:
-        return ()
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+        if self._retry_after is None:
+            return ()
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(self._retry_after * 1e9))
+        return _trailer(self._code, error_details_pb2.RetryInfo(retry_delay=delay))
 
 
 class _Flaky:
     """A stand-in for a stub method: fails with `code` `failures` times, then answers."""
 
-    def __init__(self, code: grpc.StatusCode, failures: int) -> None:
-        self.code, self.failures, self.calls = code, failures, 0
+    def __init__(self, code: grpc.StatusCode, failures: int, retry_after: float | None = None) -> None:
+        self.code, self.failures, self.calls, self.retry_after = code, failures, 0, retry_after
+        self.times: list[float] = []
 
     def __call__(self, request: pb.EvaluateRequest, **kwargs: object) -> pb.EvaluateResponse:
         self.calls += 1
+        self.times.append(time.monotonic())
         if self.calls <= self.failures:
-            raise _FakeRpcError(self.code)
+            raise _FakeRpcError(self.code, self.retry_after)
         return pb.EvaluateResponse(value=1.0)
 
 
@@ -135,7 +143,7 @@ FAST = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.002)
         (grpc.StatusCode.UNAVAILABLE, 5, 3, UnavailableError, "attempts are bounded"),
         (grpc.StatusCode.INVALID_ARGUMENT, 1, 1, InvalidArgumentError, "only UNAVAILABLE is retried"),
         (grpc.StatusCode.DEADLINE_EXCEEDED, 1, 1, ChainruleError, "deadlines are not retried"),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, 1, 1, ResourceExhaustedError, "overload is not retried"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 1, 1, ResourceExhaustedError, "no retry delay: its own cost"),
     ],
 )
 def test_retry_policy(
@@ -149,6 +157,31 @@ def test_retry_policy(
             with pytest.raises(raises):
                 client._call(method, pb.EvaluateRequest(), 5.0)  # type: ignore[arg-type]
     assert method.calls == expected_calls, why
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected_calls", "raises"), [(2, 3, None), (5, 3, ResourceExhaustedError)]
+)
+def test_overload_with_a_retry_delay_is_retried_after_it(
+    failures: int, expected_calls: int, raises: type[Exception] | None
+) -> None:
+    method = _Flaky(grpc.StatusCode.RESOURCE_EXHAUSTED, failures, retry_after=0.05)
+    with Client("127.0.0.1:1", retry=FAST, seed=1) as client:
+        if raises is None:
+            assert client._call(method, pb.EvaluateRequest(), 5.0).value == 1.0  # type: ignore[arg-type]
+        else:
+            with pytest.raises(raises):
+                client._call(method, pb.EvaluateRequest(), 5.0)  # type: ignore[arg-type]
+    assert method.calls == expected_calls
+    waits = [later - earlier for earlier, later in itertools.pairwise(method.times)]
+    assert all(wait >= 0.05 for wait in waits), waits  # never sooner than the server asked
+
+
+def test_an_overload_retry_delay_past_the_deadline_is_not_waited_for() -> None:
+    method = _Flaky(grpc.StatusCode.RESOURCE_EXHAUSTED, 1, retry_after=10.0)
+    with Client("127.0.0.1:1", retry=FAST) as client, pytest.raises(ResourceExhaustedError):
+        client._call(method, pb.EvaluateRequest(), 0.5)  # type: ignore[arg-type]
+    assert method.calls == 1
 
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:

@@ -96,7 +96,7 @@ class Client(_BaseClient):
     '2*x*cos(x^2)'
 
     Arguments: `target` ("host:port"); `timeout`, the default deadline of each call in seconds
-    (None: no deadline; every call may override it); `retry`, the `RetryPolicy` for UNAVAILABLE;
+    (None: no deadline; every call may override it); `retry`, the `RetryPolicy` (UNAVAILABLE, overload);
     `token`, sent as `authorization: Bearer <token>`; `metadata`, extra headers on every call;
     `tls=True` for TLS with the system's roots, or `root_certificates` (PEM) and, for mutual TLS,
     `private_key` + `certificate_chain` (PEM); `tls_server_name` overrides the name checked against

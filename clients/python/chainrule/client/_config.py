@@ -11,10 +11,11 @@ from typing import Any, Final
 
 import grpc
 
-from ._exceptions import ChainruleError, UnavailableError
+from ._exceptions import ChainruleError, ResourceExhaustedError, UnavailableError
 
 DEFAULT_TIMEOUT: Final = 10.0
-# As large as the server's largest reply (a 2-million-point batch with Hessian columns).
+# Room for the replies of servers configured above their default reply limit (64 MiB); bigger batches
+# go in chunks (`chunk_points`).
 DEFAULT_MAX_MESSAGE_BYTES: Final = 512 * 1024 * 1024
 USER_AGENT: Final = f"chainrule-client-python/{importlib.metadata.version('chainrule-client')}"
 
@@ -33,11 +34,14 @@ Timeout = float | None | UseClientDefault
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries on UNAVAILABLE only, with capped exponential backoff and full jitter.
+    """Retries on UNAVAILABLE, and on RESOURCE_EXHAUSTED when the server says when to come back.
 
-    Attempt k (1-based) that fails waits a random time in [0, min(max_backoff,
-    initial_backoff * multiplier ** (k - 1))] before the next one; `max_attempts=1` turns retries off.
-    Retries never outlive the call's deadline.
+    Attempt k (1-based) that fails with UNAVAILABLE waits a random time in [0, min(max_backoff,
+    initial_backoff * multiplier ** (k - 1))] before the next one. RESOURCE_EXHAUSTED with a retry
+    delay (`google.rpc.RetryInfo`: the server was busy) waits that delay plus the same jitter, so
+    callers turned away together do not come back together; without one (the request overran its
+    own budget or memory bound, and would again) it is raised at once. `max_attempts=1` turns
+    retries off. Retries never outlive the call's deadline.
     """
 
     max_attempts: int = 4
@@ -76,9 +80,14 @@ def retry_delay(
     policy: RetryPolicy, error: ChainruleError, attempt: int, deadline: Deadline, rng: random.Random
 ) -> float | None:
     """The wait before retrying after `error`, or None when the error must be raised now."""
-    if not isinstance(error, UnavailableError) or attempt >= policy.max_attempts:
+    if attempt >= policy.max_attempts:
         return None
-    delay = policy.backoff(attempt, rng)
+    if isinstance(error, UnavailableError):
+        delay = policy.backoff(attempt, rng)
+    elif isinstance(error, ResourceExhaustedError) and error.retry_after is not None:
+        delay = error.retry_after + policy.backoff(attempt, rng)
+    else:
+        return None
     return delay if deadline.allows(delay) else None
 
 

@@ -7,7 +7,7 @@
     │   ├── MissingVariableError    MISSING_VARIABLE: a variable the expression needs is absent
     │   └── LimitExceededError      LIMIT_EXCEEDED: a configured limit was hit
     ├── DeadlineExceededError       DEADLINE_EXCEEDED: the call's deadline ran out
-    ├── ResourceExhaustedError      RESOURCE_EXHAUSTED: overloaded; may carry `retry_after`
+    ├── ResourceExhaustedError      RESOURCE_EXHAUSTED: overloaded (`retry_after`: retried) or over budget
     ├── UnavailableError            UNAVAILABLE: unreachable or draining (retried before raising)
     └── UnauthenticatedError        UNAUTHENTICATED: missing or wrong bearer token
 
