@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chainrule.server.app import Application
+from chainrule.server.config import Settings
+from chainrule.server.sizing import SUPERVISOR_BYTES, memory_bound
 from chainrule.server.supervisor import _restart_counter
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
@@ -233,6 +235,26 @@ def _settings_doc() -> ModuleType:
 
 def test_operations_doc_lists_every_setting_as_generated() -> None:
     settings_doc = _settings_doc()
+    for doc in (settings_doc.DOC, settings_doc.DOCS / "security.md"):
+        current = doc.read_text()
+        assert settings_doc.render(current) == current, "run: python scripts/settings_doc.py"
     current = settings_doc.DOC.read_text()
-    assert settings_doc.render(current) == current, "run: python scripts/settings_doc.py"
     assert "`CHAINRULE_WORKERS` | `--workers`" in current
+
+
+def test_the_pod_memory_limit_is_the_memory_bound_of_its_settings() -> None:
+    # docs/operations.md, "The memory bound of a process": every term is enforced, so a limit at
+    # least their sum means no request can get the pod OOM-killed; at most a quarter above it.
+    config = yaml.safe_load((DEPLOY / "k8s/base/configmap.yaml").read_text())["data"]
+    settings = Settings.from_environ({key: str(value) for key, value in config.items()})
+    processes = int(config["CHAINRULE_WORKERS"])
+    bound = processes * sum(memory_bound(settings).values()) + (SUPERVISOR_BYTES if processes > 1 else 0)
+    deployment = yaml.safe_load((DEPLOY / "k8s/base/deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    limit = _mebibytes(container["resources"]["limits"]["memory"]) * 2**20
+    assert bound <= limit <= 1.25 * bound, (bound / 2**20, limit / 2**20)
+
+
+def _mebibytes(quantity: str) -> int:
+    units = {"Mi": 1, "Gi": 1024}
+    return int(quantity[:-2]) * units[quantity[-2:]]

@@ -91,7 +91,9 @@ class EngineLimits:
     max_points: int = limit(
         "points", 2_000_000, "points", "points in one Evaluate or GradientAtPoint request"
     )
-    max_numeric_cost: int = limit("numeric_cost", 2_000_000_000, "", "expression size times points")
+    max_numeric_cost: int = limit(
+        "numeric_cost", 2_000_000_000, "", "operations of the compiled code (every output) times points"
+    )
     # What a compiled Evaluate or GradientAtPoint plan keeps in the caches, generated in a worker.
     max_code_bytes: int = limit(
         "code_bytes", 1_048_576, "bytes", "size of one compiled numeric function's code (marshalled)"

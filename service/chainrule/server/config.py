@@ -40,6 +40,9 @@ def _server_limit(name: str, default: float, unit: str, description: str) -> Any
 
 
 LIMIT = "limit"
+# Marks a setting that bounds a resource shared by all calls (workers, queues, memory, caches): the
+# tables of docs/security.md and docs/operations.md list them with the limits.
+BOUND = "bound"
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,9 @@ class Settings:
         "entries",
         "entries in one map or list field of a request (point, points, variables, wrt, formats)",
     )
-    compute_threads: int = field(default=4, metadata={"doc": "threads for symbolic and numeric work"})
+    compute_threads: int = field(
+        default=4, metadata={BOUND: True, "doc": "threads for symbolic and numeric work"}
+    )
     malloc_keep_bytes: int = field(
         default=256 * 1024 * 1024,
         metadata={"doc": "freed memory glibc keeps for the next batch (no page faults); 0: its defaults"},
@@ -92,7 +97,10 @@ class Settings:
     # Killable compute and overload (see workers.py, deadlines.py).
     symbolic_workers: int = field(
         default=2,
-        metadata={"doc": "worker processes for cold symbolic work; 0: threads, no kill on overrun"},
+        metadata={
+            BOUND: True,
+            "doc": "worker processes for cold symbolic work; 0: threads, no kill on overrun",
+        },
     )
     symbolic_spares: int = field(default=1, metadata={"doc": "warm worker processes kept beyond the above"})
     symbolic_budget_seconds: float = _server_limit(
@@ -102,10 +110,15 @@ class Settings:
         "seconds of symbolic work per request (less if the client's deadline is)",
     )
     symbolic_queue: int = field(
-        default=64, metadata={"doc": "symbolic tasks that may wait for a worker; beyond: RESOURCE_EXHAUSTED"}
+        default=64,
+        metadata={
+            BOUND: True,
+            "doc": "symbolic tasks that may wait for a worker; beyond: RESOURCE_EXHAUSTED",
+        },
     )
     numeric_queue: int = field(
-        default=16, metadata={"doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"}
+        default=16,
+        metadata={BOUND: True, "doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"},
     )
     worker_memory_bytes: int = _server_limit(
         "worker_memory_bytes",
@@ -116,25 +129,31 @@ class Settings:
     slots_per_caller: int = field(
         default=0,
         metadata={
-            "doc": "symbolic workers (and numeric threads) one caller may hold at once; 0: all but one"
+            BOUND: True,
+            "doc": "symbolic workers (and numeric threads) one caller may hold at once; 0: all but one",
         },
     )
     calls_in_flight: int = field(
         default=1024,
-        metadata={"doc": "calls one server process serves at once; beyond: RESOURCE_EXHAUSTED, retry later"},
+        metadata={
+            BOUND: True,
+            "doc": "calls one server process serves at once; beyond: RESOURCE_EXHAUSTED, retry later",
+        },
     )
     request_bytes_in_flight: int = field(
         default=256 * 1024 * 1024,
         metadata={
+            BOUND: True,
             "doc": "bytes of the requests one server process serves at once (at least MAX_REQUEST_BYTES); "
-            "beyond: RESOURCE_EXHAUSTED, retry later"
+            "beyond: RESOURCE_EXHAUSTED, retry later",
         },
     )
     numeric_memory_bytes: int = field(
         default=512 * 1024 * 1024,
         metadata={
+            BOUND: True,
             "doc": "working memory of the numeric calls computing at once (at least MAX_WORKING_BYTES); "
-            "a call waits until its share fits"
+            "a call waits until its share fits",
         },
     )
     retry_after_seconds: float = field(
@@ -167,16 +186,21 @@ class Settings:
     # Caches (see cache.Caches): each cache is bounded by entries and by approximate bytes.
     cache_entries: int = field(
         default=10_000,
-        metadata={"doc": "entries in each symbolic cache (request, parse, derivative, latex); 0 = off"},
+        metadata={
+            BOUND: True,
+            "doc": "entries in each of the six symbolic caches (request, parse, derivative, latex); 0 = off",
+        },
     )
     cache_bytes: int = field(
-        default=32 * 1024 * 1024, metadata={"doc": "approximate bytes in each symbolic cache"}
+        default=32 * 1024 * 1024, metadata={BOUND: True, "doc": "approximate bytes in each symbolic cache"}
     )
     cache_compiled_entries: int = field(
-        default=1_000, metadata={"doc": "compiled numeric functions kept (values, gradients, Hessians)"}
+        default=1_000,
+        metadata={BOUND: True, "doc": "compiled numeric functions kept (values, gradients, Hessians)"},
     )
     cache_compiled_bytes: int = field(
-        default=64 * 1024 * 1024, metadata={"doc": "approximate bytes of compiled numeric functions"}
+        default=64 * 1024 * 1024,
+        metadata={BOUND: True, "doc": "approximate bytes of compiled numeric functions"},
     )
     # HTTP transport.
     cors_origins: str = field(
@@ -270,6 +294,11 @@ def _convert(name: str, raw: str, parse: Callable[[str], object]) -> object:
         return parse(raw.strip())
     except ValueError as error:
         raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not valid: {error}") from error
+
+
+def bound_settings() -> list[str]:
+    """The names of the settings that bound a shared resource, in declaration order."""
+    return [item.name for item in fields(Settings) if item.metadata.get(BOUND)]
 
 
 def limit_settings() -> list[tuple[str, Limit]]:

@@ -144,6 +144,10 @@ PROCESS_BASE_BYTES = 160 * 1024 * 1024
 # What the requests in flight hold, per byte received: the bytes, the message parsed from them, and
 # for JSON the decoded objects (Python floats or base64 text) in between.
 REQUEST_EXPANSION = 4
+# A symbolic worker that is not computing (a spare), and the forkserver: 74-95 MiB measured.
+WARM_WORKER_BYTES = 128 * 1024 * 1024
+# The supervisor of `--workers N` (N > 1): 113 MiB measured, as it imports the server's modules.
+SUPERVISOR_BYTES = 128 * 1024 * 1024
 
 
 def memory_bound(settings: Settings) -> dict[str, int]:
@@ -151,13 +155,17 @@ def memory_bound(settings: Settings) -> dict[str, int]:
 
     Each term is a bound the server enforces, so the sum bounds the process (docs/operations.md,
     "Sizing", derives the pod limits from it): the caches' byte bounds, the requests in flight, the
-    numeric calls' working memory, and each worker process's address-space limit.
+    numeric calls' working memory, and each busy worker process's address-space limit (at most
+    `symbolic_workers` compute at once; spares wait warm).
     """
-    pool = settings.symbolic_workers + settings.symbolic_spares if settings.symbolic_workers else 0
+    workers = 0
+    if settings.symbolic_workers:  # the busy ones up to their limit; the spares idle, warm
+        workers = settings.symbolic_workers * settings.worker_memory_bytes
+        workers += (settings.symbolic_spares + 1) * WARM_WORKER_BYTES  # + the forkserver
     return {
         "process": PROCESS_BASE_BYTES,
         "caches": sum(cache.max_bytes for cache in Caches(settings)),
         "requests": REQUEST_EXPANSION * settings.request_bytes_in_flight,
         "numeric": settings.numeric_memory_bytes,
-        "workers": pool * settings.worker_memory_bytes,
+        "workers": workers,
     }
