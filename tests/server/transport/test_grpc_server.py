@@ -350,3 +350,14 @@ async def test_a_taken_port_fails_clearly(app: Application) -> None:
         taken = holder.getsockname()[1]
         with pytest.raises(PortInUseError, match=str(taken)):
             create_server(make_settings(grpc_port=taken), app.api)
+
+
+@pytest.mark.parametrize("data", [b"\xff\xff\xff", b"\x0a\x05ab", b"\x12" + b"\xff" * 300_000])
+async def test_a_request_that_is_not_a_message_is_invalid_argument(
+    channel: grpc.aio.Channel, data: bytes
+) -> None:
+    # Requests are parsed by the servicer (big ones on a thread), so garbage is the caller's mistake.
+    call = channel.unary_unary("/chainrule.v1.DifferentiationService/Evaluate")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(data, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
