@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import grpc
 import pytest
+from google.protobuf.message import Message
+from grpc_status import rpc_status
 
 from chainrule.server.app import Application
 from chainrule.server.config import Settings
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+
+_Detail = TypeVar("_Detail", bound=Message)
+
+
+def status_detail(error: grpc.aio.AioRpcError, detail_type: type[_Detail]) -> _Detail | None:
+    """The `google.rpc.Status` detail of `detail_type` a failed call carries (ErrorInfo, RetryInfo)."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(detail_type.DESCRIPTOR):
+            found = detail_type()
+            detail.Unpack(found)
+            return found
+    return None
 
 
 def make_settings(**overrides: object) -> Settings:

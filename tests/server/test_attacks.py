@@ -28,12 +28,12 @@ import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from chainrule.server.config import Settings
 from chainrule.server.sizing import memory_bound
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+from tests.conftest import status_detail
 from tests.relay import grpc_channel_from, http_client_from
 
 CHAINRULE = Path(sys.executable).parent / "chainrule"
@@ -173,14 +173,7 @@ def f64le(values: np.ndarray) -> pb.Array:
 
 
 def retry_info(error: grpc.aio.AioRpcError) -> error_details_pb2.RetryInfo | None:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            return info
-    return None
+    return status_detail(error, error_details_pb2.RetryInfo)
 
 
 async def expect(call: Awaitable[object], code: grpc.StatusCode, within: float) -> grpc.aio.AioRpcError:

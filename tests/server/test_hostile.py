@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from chainrule.server.app import Application
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.conftest import make_settings
+from tests.conftest import make_settings, status_detail
 
 MARKER = Path("/tmp/chainrule-hostile-marker")  # what `touch`/`open` in an input would create
 MAX_POINTS = 100_000
@@ -135,14 +134,9 @@ async def test_hostile_input_gets_its_status(
 
 
 def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    raise AssertionError("no ErrorInfo")
+    info = status_detail(error, error_details_pb2.ErrorInfo)
+    assert info is not None, "no ErrorInfo"
+    return info
 
 
 REST_HOSTILE = [

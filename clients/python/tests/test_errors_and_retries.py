@@ -150,13 +150,18 @@ def test_retry_policy(
     code: grpc.StatusCode, failures: int, expected_calls: int, raises: type[Exception] | None, why: str
 ) -> None:
     method = _Flaky(code, failures)
+    _call_until(method, raises)
+    assert method.calls == expected_calls, why
+
+
+def _call_until(method: _Flaky, raises: type[Exception] | None) -> None:
+    """Call `method` through a client's retries: it answers, or raises `raises` in the end."""
     with Client("127.0.0.1:1", retry=FAST, seed=1) as client:
         if raises is None:
             assert client._call(method, pb.EvaluateRequest(), 5.0).value == 1.0  # type: ignore[arg-type]
         else:
             with pytest.raises(raises):
                 client._call(method, pb.EvaluateRequest(), 5.0)  # type: ignore[arg-type]
-    assert method.calls == expected_calls, why
 
 
 @pytest.mark.parametrize(
@@ -166,12 +171,7 @@ def test_overload_with_a_retry_delay_is_retried_after_it(
     failures: int, expected_calls: int, raises: type[Exception] | None
 ) -> None:
     method = _Flaky(grpc.StatusCode.RESOURCE_EXHAUSTED, failures, retry_after=0.05)
-    with Client("127.0.0.1:1", retry=FAST, seed=1) as client:
-        if raises is None:
-            assert client._call(method, pb.EvaluateRequest(), 5.0).value == 1.0  # type: ignore[arg-type]
-        else:
-            with pytest.raises(raises):
-                client._call(method, pb.EvaluateRequest(), 5.0)  # type: ignore[arg-type]
+    _call_until(method, raises)
     assert method.calls == expected_calls
     waits = [later - earlier for earlier, later in itertools.pairwise(method.times)]
     assert all(wait >= 0.05 for wait in waits), waits  # never sooner than the server asked

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -39,22 +39,15 @@ _LIMITS = EngineLimits()
 
 
 @dataclass(frozen=True, eq=False)
-class CompiledFunction:
-    """A compiled expression taking one column per name in `variables`.
-
-    It pickles as its `Program` and is bound again where it is unpickled, so it can be compiled in
-    a worker process; `reads` are the variables the expression depends on (the others need no column).
-    """
+class _Bound:
+    """A `Program` and its function, bound where it is built or unpickled: it pickles as its fields,
+    so a worker process can compile it; `reads` are the variables it depends on."""
 
     program: Program
     function: Callable[..., Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "function", programs.bind(self.program))
-
-    @property
-    def variables(self) -> tuple[str, ...]:
-        return self.program.arguments
 
     @property
     def reads(self) -> frozenset[str]:
@@ -65,47 +58,44 @@ class CompiledFunction:
             return self.function(*columns)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (CompiledFunction, (self.program,))
+        return (type(self), tuple(getattr(self, item.name) for item in fields(self) if item.init))
 
 
 @dataclass(frozen=True, eq=False)
-class CompiledGradient:
+class CompiledFunction(_Bound):
+    """A compiled expression taking one column per name in `variables` (those it does not read need
+    no column)."""
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return self.program.arguments
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledGradient(_Bound):
     """One compiled function returning (f, partials..., Hessian upper triangle...).
 
     The partials are by `variables`; the function takes one column per name in `arguments`: the
     `variables`, then every other variable the expression reads (a gradient by `a, b` of `a*x + b`
-    still needs `x`). It pickles as its `Program`, like `CompiledFunction`.
+    still needs `x`).
     """
 
-    program: Program
-    variables: tuple[str, ...]
-    hessian: bool
-    function: Callable[..., Any] = field(init=False, repr=False)
+    variables: tuple[str, ...] = ()
+    hessian: bool = False
 
     def __post_init__(self) -> None:
         if self.program.outputs != self.component_count:
             raise ValueError(f"expected {self.component_count} components, got {self.program.outputs}")
-        object.__setattr__(self, "function", programs.bind(self.program))
+        super().__post_init__()
 
     @property
     def arguments(self) -> tuple[str, ...]:
         return self.program.arguments
 
     @property
-    def reads(self) -> frozenset[str]:
-        return self.program.reads
-
-    @property
     def component_count(self) -> int:
         n = len(self.variables)
         return 1 + n + (n * (n + 1) // 2 if self.hessian else 0)
-
-    def __call__(self, columns: Sequence[FloatArray | float]) -> Any:
-        with np.errstate(all="ignore"):
-            return self.function(*columns)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (CompiledGradient, (self.program, self.variables, self.hessian))
 
 
 @dataclass(frozen=True)
