@@ -217,6 +217,23 @@ async def test_fields_that_make_keys_are_bounded_before_the_key_is_built(request
     assert symbolic.calls == []  # refused before any work
 
 
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.DifferentiateRequest(expression="x", wrt=[pb.Wrt(variable="x" * 100_000)]), "wrt[0].variable"),
+        (pb.GradientAtPointRequest(expression="x", variables=["x", "y" * 100_000]), "variables[1]"),
+    ],
+)
+async def test_a_long_variable_name_is_refused_before_any_work(request_: Any, field: str) -> None:
+    api, symbolic, _ = make_api()
+    call = api.differentiate if isinstance(request_, pb.DifferentiateRequest) else api.gradient
+    with pytest.raises(InvalidArgument) as caught:
+        await call(request_)
+    assert caught.value.violations[0].field == field
+    assert len(caught.value.message) < 100  # the name is not echoed whole
+    assert symbolic.calls == []
+
+
 async def test_every_key_held_is_small_whatever_the_request() -> None:
     api, _, _ = make_api()
     long_sum = " + ".join(f"x^{power}" for power in range(2, 400))

@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry
 
 from chainrule import engine
-from chainrule.engine import codegen, explain, functions, numeric, verify
+from chainrule.engine import codegen, explain, functions, numeric, parsing, verify
 from chainrule.engine.errors import (
     ChainruleError,
     FailedPrecondition,
@@ -194,6 +194,7 @@ class ChainruleApi:
         check_entries(request.point, request.points, self.settings.max_field_entries)
         self._check_entries("variables", len(request.variables))
         expression, variables = request.expression, tuple(request.variables)
+        _check_names(variables, "variables[{}]")
         return expression, variables, (self._text(expression), cache.bounded(variables), request.hessian)
 
     def _text(self, expression: str) -> str | bytes:
@@ -207,7 +208,9 @@ class ChainruleApi:
         if not entries:  # the common case, on the cached path: no generator to build
             return ()
         self._check_entries("wrt", len(entries))
-        return tuple([(entry.variable, entry.order) for entry in entries])
+        wrt = tuple([(entry.variable, entry.order) for entry in entries])
+        _check_names([name for name, _ in wrt], "wrt[{}].variable")
+        return wrt
 
     def _check_entries(self, field: str, entries: int) -> None:
         if entries > self.settings.max_field_entries:
@@ -412,6 +415,15 @@ class ChainruleApi:
             (declaration.name, getattr(self.settings, name), declaration.description)
             for name, declaration in limit_settings()
         ]
+
+
+def _check_names(names: Sequence[str], field: str) -> None:
+    """Variable names are short (at most 32 characters): a long one is refused before it enters a
+    key or a job, and its message shows only its start."""
+    for index, name in enumerate(names):
+        if not parsing.is_valid_variable_name(name):
+            shown = name if len(name) <= 40 else f"{name[:40]}…"
+            raise InvalidArgument(f"'{shown}' is not a valid variable name", field=field.format(index))
 
 
 def _simplification(value: int) -> engine.Simplification:
