@@ -10,6 +10,7 @@ from chainrule.engine.errors import LimitExceeded
 from chainrule.server import sizing
 from chainrule.server.api import VERSION, ChainruleApi
 from chainrule.server.cache import Caches
+from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import InlineExecutor
 from chainrule.server.metrics import Metrics
 from chainrule.server.sizing import JSON, PROTOBUF, Encoding, Wire
@@ -90,3 +91,16 @@ def test_carries_points_needs_no_size() -> None:
     assert sizing.carries_points(pb.EvaluateResponse(values=pb.Array(values=[1.0])))
     assert not sizing.carries_points(pb.EvaluateResponse(value=1.0))
     assert not sizing.carries_points(pb.DifferentiateResponse(derivative="x"))
+
+
+async def test_a_gradient_too_big_to_reply_is_refused_before_it_is_compiled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def forbidden(*args: object) -> None:
+        raise AssertionError("compiled a gradient whose reply was over the limit")
+
+    monkeypatch.setattr(jobs, "compile_gradient", forbidden)
+    api, _ = make_api(max_response_bytes=1_000_000)
+    with pytest.raises(LimitExceeded) as caught:
+        await api.gradient(gradient_request(20_000, raw=True), Wire(PROTOBUF))
+    assert caught.value.metadata["limit"] == "response_bytes"

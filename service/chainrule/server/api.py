@@ -152,6 +152,7 @@ class ChainruleApi:
             expression, variables, key = await self._read(wire, self._gradient_key, request)
             plan: _Plan | None = self.caches.gradient.lookup(key)
             if plan is None:
+                await self._check_gradient_size(expression, variables, request, wire)
                 plan = await self.caches.gradient.get_or_compute(
                     key, lambda: self._gradient_plan(expression, variables, request.hessian)
                 )
@@ -360,27 +361,43 @@ class ChainruleApi:
     def _batch(self, plan: _Plan, request: Any, wire: Wire) -> tuple[Batch, int]:
         """The request's points, after every check of what answering them will cost; and the working
         memory that will take."""
-        engine_limits = self.limits.engine
-        batch = decode_batch(
-            request.point, request.points, engine_limits.max_points, self.settings.max_field_entries
-        )
+        batch = self._decoded(request)
         missing = batch.missing(plan.needed)
         if missing:
             raise numeric.missing_columns(missing).relocated({"columns": batch.field})
         cost = plan.work * batch.size
-        if cost > engine_limits.max_numeric_cost:
-            raise LimitExceeded("numeric cost", cost, engine_limits.max_numeric_cost, field=batch.field)
-        shape = sizing.Shape(
-            batch.size, plan.columns, plan.compiled.program.outputs, len(batch.columns), batch.raw_output
+        if cost > self.limits.engine.max_numeric_cost:
+            raise LimitExceeded("numeric cost", cost, self.limits.engine.max_numeric_cost, field=batch.field)
+        return batch, self._sized(batch, plan.columns, plan.compiled.program.outputs, wire)
+
+    def _decoded(self, request: Any) -> Batch:
+        return decode_batch(
+            request.point, request.points, self.limits.engine.max_points, self.settings.max_field_entries
         )
-        working = sizing.check(
+
+    def _sized(self, batch: Batch, columns: int, arrays: int, wire: Wire) -> int:
+        """The working memory of answering `batch` with `columns` columns computed through `arrays`
+        engine outputs; refused when that or the reply would exceed its limit."""
+        shape = sizing.Shape(batch.size, columns, arrays, len(batch.columns), batch.raw_output)
+        return sizing.check(
             shape,
             wire.encoding,
             self.settings.max_response_bytes,
             self.settings.max_working_bytes,
             field=batch.field,
         )
-        return batch, working
+
+    async def _check_gradient_size(
+        self, expression: str, variables: tuple[str, ...], request: pb.GradientAtPointRequest, wire: Wire
+    ) -> None:
+        """Before a gradient is compiled, refuse a reply too big by its shape alone: the partials of a
+        32-variable Hessian take seconds of a worker, and their count is known from the names."""
+        parsed = await self._parsed(expression)
+        n = len(jobs.gradient_variables(parsed.variables, variables, self.limits))
+        hessian = request.hessian
+        columns, arrays = 1 + n + (n * n if hessian else 0), 1 + n + (n * (n + 1) // 2 if hessian else 0)
+        batch = await self._read(wire, self._decoded, request)
+        self._sized(batch, columns, arrays, wire)
 
     def _reply(self, plan: _Plan, batch: Batch, reply: _Reply) -> Message:
         run, build = reply
