@@ -26,7 +26,7 @@ from chainrule.engine.errors import (
     LimitExceeded,
 )
 from chainrule.server import cache, sizing
-from chainrule.server.batches import Batch, decode_batch, fill
+from chainrule.server.batches import Batch, check_entries, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import CallLimit, Executor, MemoryBudget
@@ -187,10 +187,14 @@ class ChainruleApi:
         )
 
     def _evaluate_key(self, request: pb.EvaluateRequest) -> tuple[str, jobs.Wrt, Hashable]:
+        # The maps hold no part of the key, but bounding them first spares a plan for a request
+        # that will be refused.
+        check_entries(request.point, request.points, self.settings.max_field_entries)
         expression, wrt = request.expression, self._wrt(request.wrt)
         return expression, wrt, (self._text(expression), cache.bounded(wrt))
 
     def _gradient_key(self, request: pb.GradientAtPointRequest) -> tuple[str, tuple[str, ...], Hashable]:
+        check_entries(request.point, request.points, self.settings.max_field_entries)
         self._check_entries("variables", len(request.variables))
         expression, variables = request.expression, tuple(request.variables)
         _check_names(variables, "variables[{}]")
