@@ -68,6 +68,8 @@ lint: setup system-deps proto-check buf-lint buf-breaking node-lint
 	$(BIN)/ruff format --check service tests scripts bench clients/python
 	$(BIN)/mypy
 	cd clients/python && ../../$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/check_import_cycles.py
 	BIN=$(BIN) ./scripts/lint_deploy.sh
 
 run: setup
