@@ -11,7 +11,7 @@ HTTP_PORT ?= 8080
 
 CLIENT_NODE := clients/node
 
-.PHONY: setup system-deps bench bench-quick run test lint proto proto-check proto-deps buf-lint buf-breaking node-lint client-test clean
+.PHONY: setup system-deps bench bench-quick run test lint proto proto-check proto-deps buf-lint buf-breaking proto-release node-lint client-test clean
 
 setup: $(STAMP)
 
@@ -41,14 +41,23 @@ proto-deps: setup
 buf-lint: proto-deps $(TOOLS_STAMP)
 	$(BUF) lint
 
-# The contract never breaks silently: compare with the previous commit of main where history exists.
+# The contract never breaks silently: every change is compared with the contract as last released
+# (a descriptor image committed in protos/released/), so a break in any commit since then fails, not
+# only one in the last commit. `make proto-release` records a new one when the version changes.
+RELEASED := protos/released
+PACKAGE_VERSION = $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+LAST_RELEASED = $(shell ls $(RELEASED)/chainrule-v*.binpb 2>/dev/null | sort -V | tail -n 1)
+
 buf-breaking: proto-deps $(TOOLS_STAMP)
-	@if git rev-parse --verify --quiet HEAD~1 >/dev/null && git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then \
-	  rm -rf build/buf-against && mkdir -p build/buf-against && \
-	  git archive HEAD~1 protos buf.yaml | tar -x -C build/buf-against && \
-	  mkdir -p build/buf-against/build && cp -r build/proto-deps build/buf-against/build/ && \
-	  $(BUF) breaking --against build/buf-against; \
-	else echo "buf breaking: no previous commit with protos, skipped"; fi
+	@test -n "$(LAST_RELEASED)" || { echo "no released contract in $(RELEASED)/: run make proto-release"; exit 1; }
+	$(BUF) breaking protos --against $(LAST_RELEASED)
+
+# Run once per release, after the version in pyproject.toml changes; commit the image it writes.
+proto-release: proto-deps $(TOOLS_STAMP)
+	@image=$(RELEASED)/chainrule-v$(PACKAGE_VERSION).binpb; \
+	if [ -e $$image ]; then echo "$$image exists: v$(PACKAGE_VERSION) is released, bump the version first"; exit 1; fi; \
+	if [ -n "$(LAST_RELEASED)" ]; then $(BUF) breaking protos --against $(LAST_RELEASED) || exit 1; fi; \
+	mkdir -p $(RELEASED) && $(BUF) build protos --exclude-source-info -o $$image && echo "wrote $$image"
 
 # System tools the tests use: a real Prometheus server (and promtool), h2load for the benchmarks.
 system-deps:
