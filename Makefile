@@ -10,8 +10,9 @@ GRPC_PORT ?= 50051
 HTTP_PORT ?= 8080
 
 CLIENT_NODE := clients/node
+PY_SOURCES := service tests scripts bench clients/python
 
-.PHONY: setup system-deps bench bench-quick run test lint proto proto-check proto-deps buf-lint buf-breaking proto-release node-lint client-test clean
+.PHONY: setup system-deps bench bench-quick run test check python-lint lint proto proto-check proto-deps buf-lint buf-breaking proto-release node-lint client-test clean
 
 setup: $(STAMP)
 
@@ -72,13 +73,22 @@ system-deps:
 node-lint: setup
 	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && npm run generate:check && npm run typecheck
 
-lint: setup system-deps proto-check buf-lint buf-breaking node-lint
-	$(BIN)/ruff check service tests scripts bench clients/python
-	$(BIN)/ruff format --check service tests scripts bench clients/python
+# Python only, from the venv: formatting, ruff, mypy (service, scripts, bench, tests: a relaxed
+# profile for the server's tests), the layers contract and the import-cycle check.
+python-lint: setup
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/mypy
 	cd clients/python && ../../$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python scripts/check_import_cycles.py
+
+# The quick loop: python-lint and the tests; needs neither root nor npm (tests that need a system
+# tool such as prometheus skip, saying so; `make test` runs everything).
+check: python-lint
+	$(BIN)/pytest
+
+lint: python-lint system-deps proto-check buf-lint buf-breaking node-lint
 	BIN=$(BIN) ./scripts/lint_deploy.sh
 
 run: setup

@@ -204,7 +204,9 @@ def test_verify_without_a_real_point_is_inconclusive() -> None:
 # --- through the real server -----------------------------------------------------------------------
 
 
-async def test_grpc_differentiate_explains_and_verifies(stub: pb_grpc.DifferentiationServiceStub) -> None:
+async def test_grpc_differentiate_explains_and_verifies(
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
+) -> None:
     reply = await stub.Differentiate(
         pb.DifferentiateRequest(expression="sin(x^2)", explain=True, verify=True)
     )
@@ -221,7 +223,7 @@ async def test_grpc_differentiate_explains_and_verifies(stub: pb_grpc.Differenti
 
 
 async def test_grpc_code_for_a_missing_function_is_failed_precondition(
-    stub: pb_grpc.DifferentiationServiceStub,
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
 ) -> None:
     request = pb.DifferentiateRequest(
         expression="x erf(x)", formats=[pb.OUTPUT_FORMAT_C, pb.OUTPUT_FORMAT_JAVASCRIPT]

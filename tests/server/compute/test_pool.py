@@ -176,7 +176,7 @@ async def server() -> AsyncIterator[Application]:
     await application.stop()
 
 
-def stub_for(app: Application) -> tuple[grpc.aio.Channel, pb_grpc.DifferentiationServiceStub]:
+def stub_for(app: Application) -> tuple[grpc.aio.Channel, pb_grpc.DifferentiationServiceAsyncStub]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}")
     return channel, pb_grpc.DifferentiationServiceStub(channel)
 
