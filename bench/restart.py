@@ -24,7 +24,7 @@ from common import Row, median
 from chainrule.server.compute.pool import ProcessExecutor
 
 BUDGET_SECONDS = 0.2
-# What a worker imports and does before it reports ready (pool._worker_main), in a new interpreter.
+# What a symbolic worker imports and does before it reports ready (pool._symbolic_worker_main).
 COLD_START = "import chainrule.server.compute.pool as pool; pool._warm_up()"
 
 

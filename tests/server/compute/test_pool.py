@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 from chainrule.engine import errors
 from chainrule.server.app import Application
 from chainrule.server.compute import deadlines
-from chainrule.server.compute.pool import ProcessExecutor, WorkerError
+from chainrule.server.compute.pool import ProcessExecutor, SymbolicWorkerError
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
@@ -78,7 +78,7 @@ async def test_pool_runs_work_in_other_processes(pool: ProcessExecutor) -> None:
 
 
 async def test_worker_bug_is_reported_not_swallowed(pool: ProcessExecutor) -> None:
-    with pytest.raises(WorkerError, match="ValueError"):
+    with pytest.raises(SymbolicWorkerError, match="ValueError"):
         await pool.run(int, "not a number")
     assert await pool.run(operator.add, 1, 1) == 2
 
