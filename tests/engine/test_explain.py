@@ -193,6 +193,8 @@ def test_verify_picks_the_method() -> None:
 def test_verify_is_reproducible_and_skips_points_off_the_domain() -> None:
     first = verify.verify(parse("log(x)"), (), parse("1/x"), seed=3)
     assert first == verify.verify(parse("log(x)"), (), parse("1/x"), seed=3)
+    # All five points were found, each inside log's domain (x > 0): an empty list cannot pass.
+    assert len(first.points) == 5 and first.verdict is verify.Verdict.OK
     assert all(value > 0 for point in first.points for _, value in point.point)
 
 
