@@ -54,7 +54,7 @@ def test_within_a_few_ulp_of_correctly_rounded(
 
 
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=8))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 def test_any_finite_double(values: list[float]) -> None:
     x = np.array(values)
     assert _ulps(vectormath.sin(x), x, mpmath.sin).max() <= 2
