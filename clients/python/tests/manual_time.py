@@ -7,6 +7,8 @@ carried, exactly, however loaded the machine is.
 
 from __future__ import annotations
 
+import functools
+
 from chainrule.client import AsyncClient, Client
 
 
@@ -22,33 +24,26 @@ class ManualClock:
         self.now += seconds
 
 
-class ClockedClient(Client):
-    """A `Client` on a `ManualClock` (`client.clock`)."""
+class _ManualTime:
+    """What both clocked clients share: their own `ManualClock`, read as the client's clock."""
 
-    clock: ManualClock
-
-    def _open(self) -> None:
-        self.clock = ManualClock()
-        super()._open()
+    @functools.cached_property
+    def clock(self) -> ManualClock:
+        return ManualClock()
 
     def _now(self) -> float:
         return self.clock.now
+
+
+class ClockedClient(_ManualTime, Client):
+    """A `Client` on a `ManualClock` (`client.clock`)."""
 
     def _wait(self, seconds: float) -> None:
         self.clock.wait(seconds)
 
 
-class ClockedAsyncClient(AsyncClient):
+class ClockedAsyncClient(_ManualTime, AsyncClient):
     """An `AsyncClient` on a `ManualClock` (`client.clock`)."""
-
-    clock: ManualClock
-
-    def _open(self) -> None:
-        self.clock = ManualClock()
-        super()._open()
-
-    def _now(self) -> float:
-        return self.clock.now
 
     async def _wait(self, seconds: float) -> None:
         self.clock.wait(seconds)
