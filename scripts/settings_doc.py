@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 
 from chainrule.server.cli import build_parser
@@ -41,7 +41,7 @@ def table() -> str:
     flags = _serve_flags()
     rows = ["| Variable | Flag | Default | Meaning |", "|---|---|---|---|"]
     for item in fields(Settings):
-        default = item.default if item.default is not MISSING else item.default_factory()  # type: ignore[misc]
+        default = item.default_factory() if callable(item.default_factory) else item.default
         flag = flags.pop(item.name, None)
         flag_text = f"`{flag.option_strings[0]}`" if flag else ""
         doc = item.metadata.get("doc", "")

@@ -158,7 +158,7 @@ def test_full_simplification_goes_further_than_fast() -> None:
 def _mp_function(expr: sympy.Expr, names: tuple[str, ...]) -> Callable[..., object]:
     symbols = [sympy.Symbol(name, real=True) for name in names]
     modules = [{"RealRoot": _mp_real_root}, "mpmath"]
-    return sympy.lambdify(symbols, expr, modules=modules)  # type: ignore[no-any-return]
+    return sympy.lambdify(symbols, expr, modules=modules)
 
 
 def _mp_real_root(value: mpmath.mpf, n: int) -> mpmath.mpf:

@@ -1,7 +1,7 @@
 """The engine: chainrule's pure maths library (parse, differentiate, evaluate, explain, verify, codegen).
 
 It imports sympy, numpy, scipy and mpmath only: no request, no configuration, no transport. The
-server runs it in worker processes and threads; the CLI runs it in process.
+server runs it in its symbolic workers (killable processes) and threads; the CLI runs it in process.
 """
 
 from chainrule.engine.symbolic import (

@@ -264,7 +264,7 @@ class _Parser:
         self.advance()
 
     # grammar: each level of nesting costs at most three Python frames (expression -> operand ->
-    # call -> expression), so max_depth=200 stays far below the interpreter's recursion limit.
+    # call -> expression); `_reserve_stack` makes room for `max_depth` levels before parsing starts.
 
     def parse(self) -> _Node:
         if self.token.kind == _END:

@@ -2,7 +2,7 @@
 
 Numeric compilation and evaluation live in `numeric.py` and are re-exported here, so callers need
 only `engine`. Everything this module returns is a plain sympy expression or tuple: picklable, so
-the hardening issue can run it in worker processes.
+the server can run it in other processes (its symbolic workers).
 
 Derivatives use a memoised chain rule over the expression DAG (`derivative`): sympy's own `diff`
 walks the expression as a tree, and higher derivatives are trees with huge sharing, so memoising
@@ -75,7 +75,7 @@ class Portable:
     Unpickling a sympy tree calls every constructor again (assumptions and all): in a process whose
     sympy cache has not seen the expression it costs about half as much as parsing it. The server
     process needs most derivatives only as text, so it keeps the bytes and forwards them as they are.
-    The bytes only ever come from our own worker processes.
+    The bytes only ever come from our own symbolic workers.
     """
 
     __slots__ = ("_blob", "_expression")
@@ -89,7 +89,7 @@ class Portable:
         """The expression, unpickled on first use."""
         if self._expression is None:
             assert self._blob is not None
-            self._expression = pickle.loads(self._blob)  # noqa: S301 (bytes from our own workers)
+            self._expression = pickle.loads(self._blob)  # noqa: S301 (bytes from our own symbolic workers)
         return self._expression
 
     def __reduce__(self) -> tuple[Any, ...]:

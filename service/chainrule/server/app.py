@@ -34,9 +34,9 @@ from chainrule.server.transport.auth import (
 from chainrule.server.transport.drain import Drain
 from chainrule.server.transport.grpc_server import SERVICE_NAME, create_server
 from chainrule.server.transport.http_server import (
-    WORKER_HEADER,
+    SERVER_PROCESS_HEADER,
     HttpServer,
-    WorkerIdMiddleware,
+    ServerProcessMiddleware,
     bind_socket,
     create_http_app,
 )
@@ -68,10 +68,10 @@ class Application:
         )
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
-        # The worker id travels in the trailers with the request id: initial metadata would cost a
-        # batch of its own per call (bench/README.md).
+        # The server process id travels in the trailers with the request id: initial metadata would
+        # cost a batch of its own per call (bench/README.md).
         instrumentation = Instrumentation(
-            self.metrics, response_metadata=((WORKER_HEADER, str(os.getpid())),), tokens=tokens
+            self.metrics, response_metadata=((SERVER_PROCESS_HEADER, str(os.getpid())),), tokens=tokens
         )
         self.grpc_server, self.grpc_port = create_server(settings, self.api, self.health, instrumentation)
         http_metrics = HttpMetrics(self.registry)
@@ -84,7 +84,7 @@ class Application:
             drain=self.drain,
             site=Site(playground=settings.playground, token_auth=tokens.enabled, grpc_port=self.grpc_port),
         )
-        http_app.add_middleware(WorkerIdMiddleware)
+        http_app.add_middleware(ServerProcessMiddleware)
         if tokens.enabled:
             # Innermost: inside the HTTP metrics (401s are counted) and CORS (401s carry its headers).
             http_app.user_middleware.append(

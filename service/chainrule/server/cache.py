@@ -104,7 +104,7 @@ class LruCache(Generic[K, V]):
         A caller that joins a computation already running counts as a hit. Exceptions reach every
         caller waiting on that computation and are not stored. A cancelled caller does not cancel
         the computation the others wait for; when the last caller waiting is cancelled, the
-        computation is cancelled too (so a worker process computing it is freed).
+        computation is cancelled too (so a symbolic worker computing it is freed).
         """
         found = self.lookup(key)
         if found is not None:

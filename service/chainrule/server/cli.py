@@ -73,10 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, ready_file: Path | None) -> int:
     from chainrule.server.app import serve  # noqa: PLC0415 - keeps `diff` free of grpc start-up
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
-    from chainrule.server.supervisor import run_supervisor, worker_count  # noqa: PLC0415
+    from chainrule.server.supervisor import run_supervisor, server_process_count  # noqa: PLC0415
     from chainrule.server.transport.grpc_server import PortInUseError  # noqa: PLC0415
 
-    if worker_count(settings) > 1:
+    if server_process_count(settings) > 1:
         return run_supervisor(settings, ready_file)
     configure_logging(settings)
     try:

@@ -50,9 +50,10 @@ class Settings:
     grpc_port: int = field(default=50051, metadata={"doc": "gRPC port (0 picks a free one)"})
     http_port: int = field(default=8080, metadata={"doc": "HTTP port for REST, metrics, health"})
     grace_seconds: float = field(default=10.0, metadata={"doc": "how long calls in flight may finish"})
-    # Multi-process serving (see supervisor.py).
+    # Multi-process serving (see supervisor.py): server processes, each with its own symbolic workers.
     workers: int = field(
-        default=0, metadata={"doc": "server processes sharing the ports; 0: one per CPU; 1: no supervisor"}
+        default=0,
+        metadata={"doc": "server processes (not symbolic workers); 0: one per CPU; 1: no supervisor"},
     )
     heartbeat_seconds: float = field(
         default=10.0,
@@ -102,12 +103,12 @@ class Settings:
         default=256 * 1024 * 1024,
         metadata={"doc": "freed memory glibc keeps for the next batch (no page faults); 0: its defaults"},
     )
-    # Killable compute and overload (see workers.py, deadlines.py).
+    # Killable compute and overload (see compute/pool.py, compute/deadlines.py).
     symbolic_workers: int = field(
         default=2,
-        metadata={"doc": "worker processes for cold symbolic work; 0: threads, no kill on overrun"},
+        metadata={"doc": "processes for cold sympy work, per server process; 0: threads, no kill on overrun"},
     )
-    symbolic_spares: int = field(default=1, metadata={"doc": "warm worker processes kept beyond the above"})
+    symbolic_spares: int = field(default=1, metadata={"doc": "warm symbolic workers kept beyond the above"})
     symbolic_budget_seconds: float = _server_limit(
         "symbolic_budget_seconds",
         5.0,
@@ -115,7 +116,8 @@ class Settings:
         "seconds of symbolic work per request (less if the client's deadline is)",
     )
     symbolic_queue: int = field(
-        default=64, metadata={"doc": "symbolic tasks that may wait for a worker; beyond: RESOURCE_EXHAUSTED"}
+        default=64,
+        metadata={"doc": "symbolic tasks that may wait for a symbolic worker; beyond: RESOURCE_EXHAUSTED"},
     )
     numeric_queue: int = field(
         default=16, metadata={"doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"}

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from chainrule.server.transport import openapi
+from chainrule.server.transport import examples
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -377,7 +377,7 @@ def test_with_the_playground_off_root_is_absent_and_docs_stay(servers: dict[str,
     docs = httpx.get(origin + "/docs", timeout=30)
     assert docs.status_code == 200 and 'href="/"' not in docs.text
     assert "/" not in httpx.get(origin + "/openapi.json", timeout=30).json()["paths"]
-    assert set(openapi.EXAMPLES) <= {
+    assert set(examples.EXAMPLES) <= {
         op["operationId"]
         for item in httpx.get(origin + "/openapi.json", timeout=30).json()["paths"].values()
         for op in item.values()

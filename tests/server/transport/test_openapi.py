@@ -10,7 +10,7 @@ import pytest
 
 from chainrule.engine import errors
 from chainrule.server.app import Application
-from chainrule.server.transport import openapi
+from chainrule.server.transport import examples, openapi
 from chainrule.server.transport.examples import EXAMPLES, Example
 from chainrule.server.transport.status import HTTP_STATUS
 
@@ -92,7 +92,7 @@ HTTP_LAYER = {"413": errors.Code.INVALID_ARGUMENT, "415": errors.Code.INVALID_AR
 def test_error_responses_are_statuses_by_http_code_with_examples() -> None:
     document = openapi.build_openapi("test")
     responses = document["components"]["responses"]
-    for status in openapi.ERRORS:
+    for status in examples.ERRORS:
         example = responses[f"Error{status}"]["content"]["application/json"]["example"]
         code = errors.Code(example["code"])
         assert HTTP_LAYER.get(status) == code or str(HTTP_STATUS[code]) == status, status

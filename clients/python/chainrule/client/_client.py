@@ -79,6 +79,10 @@ class _BaseClient:
     def _open(self) -> None:
         raise NotImplementedError
 
+    def _now(self) -> float:
+        """The clock deadlines and retries are measured on (tests substitute one they drive)."""
+        return time.monotonic()
+
     @property
     def target(self) -> str:
         """The server address this client talks to."""
@@ -130,7 +134,7 @@ class Client(_BaseClient):
         request: _Request,
         timeout: Timeout,
     ) -> _Response:
-        deadline = Deadline(self._settings.call_timeout(timeout))
+        deadline = Deadline(self._settings.call_timeout(timeout), self._now)
         attempt = 0
         while True:
             attempt += 1
@@ -141,7 +145,11 @@ class Client(_BaseClient):
                 delay = retry_delay(self._settings.retry, error, attempt, deadline, self._rng)
                 if delay is None:
                     raise error from exc
-            time.sleep(delay)
+            self._wait(delay)
+
+    def _wait(self, seconds: float) -> None:
+        """The pause between two attempts."""
+        time.sleep(seconds)
 
     def _each_slice(
         self, call: Callable[[Points], _Answer], points: Points, chunk_points: int, in_flight: int
@@ -281,7 +289,7 @@ class AsyncClient(_BaseClient):
         request: _Request,
         timeout: Timeout,
     ) -> _Response:
-        deadline = Deadline(self._settings.call_timeout(timeout))
+        deadline = Deadline(self._settings.call_timeout(timeout), self._now)
         attempt = 0
         while True:
             attempt += 1
@@ -292,7 +300,11 @@ class AsyncClient(_BaseClient):
                 delay = retry_delay(self._settings.retry, error, attempt, deadline, self._rng)
                 if delay is None:
                     raise error from exc
-            await asyncio.sleep(delay)
+            await self._wait(delay)
+
+    async def _wait(self, seconds: float) -> None:
+        """The pause between two attempts."""
+        await asyncio.sleep(seconds)
 
     async def _each_slice(
         self,

@@ -1,4 +1,4 @@
-"""Symbolic jobs: text in, picklable results out, so they can run in a thread or a worker process.
+"""Symbolic jobs: text in, picklable results out, so they can run in a thread or a symbolic worker.
 
 Each job parses the expression itself (cheap next to what follows, and it keeps the arguments plain
 data). Nothing here knows about protobuf or a transport.
@@ -44,7 +44,7 @@ def _filled(limits: type[_L], values: Mapping[str, int]) -> _L:
 Wrt = tuple[tuple[str, int], ...]
 
 
-# Explain, verify and the extra output formats of Differentiate (issue 9).
+# Explain, verify and the extra output formats of Differentiate.
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def _node_count(expression: sympy.Expr) -> int:
 
 
 # Jobs for the cached path. Each returns its stage durations as plain floats, so the server process
-# can observe them in its metrics even when the job ran in a worker process.
+# can observe them in its metrics even when the job ran in a symbolic worker.
 Timings = tuple[tuple[str, float], ...]
 
 
@@ -213,8 +213,8 @@ def derive_extras(
 ) -> Extras:
     """Steps, check, MathML and code for the derivative `derive_parsed` returns (each only when asked).
 
-    The derivative is computed again here rather than passed in: a sympy expression sent to a worker
-    process is rebuilt with evaluation (6*(3*x + 1) arrives as 18*x + 6), and the last step must read
+    The derivative is computed again here rather than passed in: a sympy expression sent to a symbolic
+    worker is rebuilt with evaluation (6*(3*x + 1) arrives as 18*x + 6), and the last step must read
     exactly as the derivative returned.
     """
     expression = engine.resolved(portable)

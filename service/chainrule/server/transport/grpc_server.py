@@ -71,7 +71,7 @@ async def _serve(
     context: grpc.aio.ServicerContext[object, object],
 ) -> Response:
     try:
-        # The caller's deadline bounds the compute this call starts (see deadlines.py, workers.py).
+        # The caller's deadline bounds the compute this call starts (compute/deadlines.py, compute/pool.py).
         with deadlines.request_scope(context.time_remaining()):
             return await handler(request)
     except ChainruleError as error:

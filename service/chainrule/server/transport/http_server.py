@@ -32,8 +32,9 @@ from chainrule.server.transport.drain import Drain, DrainMiddleware
 
 log = logging.getLogger(__name__)
 
-# Which server process answered: an HTTP header here, gRPC trailing metadata (app.py).
-WORKER_HEADER = "x-chainrule-worker"
+# Which server process (of `--workers N`) answered: an HTTP header here, gRPC trailing metadata
+# (app.py). The name predates "server process" and stays: clients and dashboards read it.
+SERVER_PROCESS_HEADER = "x-chainrule-worker"
 
 
 def create_http_app(
@@ -157,12 +158,12 @@ class HttpServer:
         self._socket.close()
 
 
-class WorkerIdMiddleware:
-    """ASGI middleware: every HTTP response carries the serving process id."""
+class ServerProcessMiddleware:
+    """ASGI middleware: every HTTP response carries the id of the server process that served it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
-        self._header = (WORKER_HEADER.encode(), str(os.getpid()).encode())
+        self._header = (SERVER_PROCESS_HEADER.encode(), str(os.getpid()).encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -63,7 +63,7 @@ from chainrule.v1 import chainrule_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-# Bodies and replies bigger than this are decoded/encoded on a worker thread, off the event loop.
+# Bodies and replies bigger than this are decoded/encoded on a thread, off the event loop.
 OFFLOAD_BYTES = 256 * 1024
 _MAX_UINT32 = 2**32 - 1
 
