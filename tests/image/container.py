@@ -42,9 +42,9 @@ class Engine:
             environ["CONTAINERS_CONF"] = built["containers_conf"]
         return cls(built["engine"], built["image"], environ, built)
 
-    def __call__(self, *arguments: str, check: bool = True, timeout: float = 120) -> str:
-        """Run the engine; its standard output."""
-        result = subprocess.run(
+    def run(self, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the engine with `arguments`; its result, whatever the exit status."""
+        return subprocess.run(
             [self.command, *arguments],
             env=self.environ,
             capture_output=True,
@@ -52,6 +52,10 @@ class Engine:
             timeout=timeout,
             check=False,
         )
+
+    def __call__(self, *arguments: str, check: bool = True) -> str:
+        """Run the engine; its standard output, after a zero exit status unless `check` is False."""
+        result = self.run(*arguments)
         if check and result.returncode != 0:
             command = " ".join([self.command, *arguments])
             raise AssertionError(f"{command}: exit {result.returncode}\n{result.stderr}")
@@ -105,16 +109,9 @@ class Container:
     def state(self) -> dict[str, Any]:
         return dict(json.loads(self.engine("inspect", "--format", "{{json .State}}", self.name)))
 
-    def exec(self, *command: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def exec(self, *command: str) -> subprocess.CompletedProcess[str]:
         """`command` inside the container, as its user."""
-        return subprocess.run(
-            [self.engine.command, "exec", self.name, *command],
-            env=self.engine.environ,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=check,
-        )
+        return self.engine.run("exec", self.name, *command)
 
     def wait_ready(self, seconds: float = 120) -> None:
         """Until HTTP /readyz answers 200; fails at once if the container exits."""
@@ -131,14 +128,7 @@ class Container:
         raise AssertionError(f"not ready in {seconds} s:\n{self.logs()}")
 
     def logs(self) -> str:
-        result = subprocess.run(
-            [self.engine.command, "logs", self.name],
-            env=self.engine.environ,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = self.engine.run("logs", self.name)
         return result.stdout + result.stderr
 
     def remove(self) -> None:
