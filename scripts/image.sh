@@ -11,7 +11,8 @@
 # default if the engine has it or can pull it; else Debian-package ones from scripts/base-image.sh
 # (no registry serves python images here).
 # With podman, the host's pip configuration is mounted into the build (scripts/pip_build_config.py)
-# so pip reaches the same package index as the host. SERVER_EXTRAS=otel,... adds server extras.
+# so pip reaches the same package index as the host. SERVER_EXTRAS=otel,... replaces the
+# Dockerfile's list of server extras to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -41,7 +42,10 @@ fi
 
 arguments=(--file deploy/Dockerfile --tag "$image")
 arguments+=(--build-arg "PYTHON_IMAGE=$base" --build-arg "RUNTIME_IMAGE=$runtime")
-arguments+=(--build-arg "SERVER_EXTRAS=${SERVER_EXTRAS:-}")
+# Unset, the Dockerfile's default extras apply (the one place that lists what the image installs).
+if [ -n "${SERVER_EXTRAS+set}" ]; then
+    arguments+=(--build-arg "SERVER_EXTRAS=$SERVER_EXTRAS")
+fi
 if [ "$engine" = podman ]; then
     mapfile -t mounts < <("$PYTHON" scripts/pip_build_config.py build/image)
     # docker format: OCI images have no HEALTHCHECK.
