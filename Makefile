@@ -13,7 +13,7 @@ HTTP_PORT ?= 8080
 CLIENT_NODE := clients/node
 PY_SOURCES := service tests scripts bench clients/python
 
-.PHONY: setup system-deps bench bench-quick run test check python-lint lint proto proto-check proto-deps buf-lint buf-breaking proto-release node-lint client-test clean web web-check
+.PHONY: setup system-deps bench bench-quick run test check python-lint lint proto proto-check proto-deps buf-lint buf-breaking proto-release node-lint client-test image image-test clean web web-check
 
 setup: $(STAMP)
 
@@ -75,13 +75,17 @@ proto-release: proto-deps $(TOOLS_STAMP)
 	mkdir -p $(RELEASED) && $(BUF) build protos --exclude-source-info -o $$image && echo "wrote $$image"
 
 # System tools the tests use: a real Prometheus server (and promtool), h2load for the benchmarks,
-# headless Chromium and its WebDriver for the browser tests of the pages.
+# headless Chromium and its WebDriver for the browser tests of the pages; podman (with runc) and
+# mmdebstrap build and run the container image where no docker daemon is.
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v podman >/dev/null || missing="$$missing podman"; \
+	command -v runc >/dev/null || missing="$$missing runc"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -118,6 +122,14 @@ test: lint system-deps
 client-test: setup
 	PYTHON=$(PYTHON) CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule bash scripts/client_venv_check.sh
 	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule npm test
+
+# The container image from deploy/Dockerfile, tagged with the package version (scripts/image.sh
+# says which engine and base it uses); then run as deploy/k8s/base runs it, and checked.
+image: system-deps
+	PYTHON=$(PYTHON) ./scripts/image.sh
+
+image-test: image setup
+	$(BIN)/pytest tests/image
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
