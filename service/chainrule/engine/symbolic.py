@@ -18,8 +18,10 @@ from typing import Any
 
 import sympy
 from sympy.core.function import AppliedUndef, ArgumentIndexError
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.repr import ReprPrinter
 
-from chainrule.engine import parsing
+from chainrule.engine import bignum, parsing
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
 from chainrule.engine.limits import EngineLimits
 from chainrule.engine.numeric import (
@@ -42,6 +44,7 @@ __all__ = [
     "GradientResult",
     "Portable",
     "Simplification",
+    "canonical_key",
     "compile_function",
     "compile_gradient",
     "derivative",
@@ -298,9 +301,51 @@ def _check_size(expr: sympy.Expr, limits: EngineLimits) -> None:
         raise LimitExceeded("derivative size", size, limits.max_derivative_nodes, field="wrt")
 
 
+class _LatexPrinter(LatexPrinter):  # type: ignore[misc]
+    """sympy's LaTeX printer, writing integers of any size (`bignum`)."""
+
+    def _print_int(self, expr: int) -> str:
+        return bignum.decimal(expr)
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:  # noqa: N802
+        if expr.q == 1:
+            return self._print_int(int(expr.p))
+        sign = "- " if expr.p < 0 else ""
+        return rf"{sign}\frac{{{bignum.decimal(abs(int(expr.p)))}}}{{{bignum.decimal(int(expr.q))}}}"
+
+    def _print_Pow(self, expr: sympy.Pow) -> str:  # noqa: N802
+        # x^(1/q) is printed as a root with `%d` % q, which a huge q would not survive.
+        if expr.exp.is_Rational and not bignum.fits_double_exactly(int(expr.exp.q)):
+            saved = self._settings["root_notation"]
+            self._settings["root_notation"] = False
+            try:
+                return str(super()._print_Pow(expr))
+            finally:
+                self._settings["root_notation"] = saved
+        return str(super()._print_Pow(expr))
+
+
 def to_latex(expr: sympy.Basic) -> str:
     """LaTeX through sympy's printer."""
-    return str(sympy.latex(expr))
+    return str(_LatexPrinter().doprint(expr))
+
+
+class _KeyPrinter(ReprPrinter):  # type: ignore[misc]
+    """`sympy.srepr`, writing integers of any size (`bignum`)."""
+
+    def _print_int(self, expr: int) -> str:
+        return bignum.decimal(expr)
+
+    def _print_Integer(self, expr: sympy.Integer) -> str:  # noqa: N802
+        return f"Integer({bignum.decimal(int(expr.p))})"
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:  # noqa: N802
+        return f"Rational({bignum.decimal(int(expr.p))}, {bignum.decimal(int(expr.q))})"
+
+
+def canonical_key(expr: sympy.Basic) -> str:
+    """A text equal for equal expressions (assumptions included): sympy's `srepr` for numbers of any size."""
+    return str(_KeyPrinter().doprint(expr))
 
 
 def gradient_components(

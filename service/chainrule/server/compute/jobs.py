@@ -158,10 +158,10 @@ class Derived(_Symbolic):
 
 
 def parse_canonical(text: str, limits: Limits) -> Parsed:
-    """Parse `text` and compute its canonical key (`sympy.srepr`, which includes assumptions)."""
+    """Parse `text` and compute its canonical key (`srepr`, which includes assumptions)."""
     start = time.perf_counter()
     expression = parse(text, limits)
-    key = sympy.srepr(expression)
+    key = engine.canonical_key(expression)
     seconds = time.perf_counter() - start
     return Parsed(
         portable=engine.Portable(expression),
