@@ -7,6 +7,7 @@
     │   ├── MissingVariable              INVALID_ARGUMENT    400  MISSING_VARIABLE
     │   └── LimitExceeded                INVALID_ARGUMENT    400  LIMIT_EXCEEDED
     ├── FailedPrecondition               FAILED_PRECONDITION 400  valid, but not possible here
+    │   └── NoClosedForm                 FAILED_PRECONDITION 400  NO_CLOSED_FORM: zeta'(s) as text
     ├── NotFound                         NOT_FOUND           404
     ├── ResourceExhausted                RESOURCE_EXHAUSTED  429  overload or server budget
     ├── DeadlineExceeded                 DEADLINE_EXCEEDED   504  the caller's budget ran out
@@ -174,6 +175,22 @@ class LimitExceeded(InvalidArgument):
 class FailedPrecondition(ChainruleError):
     code = Code.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
+
+
+class NoClosedForm(FailedPrecondition):
+    """A derivative our grammar cannot write (d/ds zeta(s)): text is refused, numbers are not.
+
+    `function` is the function's name in the grammar and `argument` the 1-based argument it is
+    differentiated by (0 when the node is not a function of ours, such as a Piecewise).
+    """
+
+    reason = "NO_CLOSED_FORM"
+
+    def __init__(self, message: str, *, function: str, argument: int = 0) -> None:
+        metadata = {"function": function}
+        if argument:
+            metadata["argument"] = str(argument)
+        super().__init__(message, field="expression", metadata=metadata)
 
 
 class NotFound(ChainruleError):

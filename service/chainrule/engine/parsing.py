@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -49,7 +49,7 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from chainrule.engine import errors
-from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, FunctionSpec
+from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, SPECS, FunctionSpec
 from chainrule.engine.limits import ParseLimits
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "parse",
     "symbol",
     "to_text",
+    "unwritable",
 ]
 
 MAX_NAME_LENGTH: Final = 32
@@ -732,6 +733,10 @@ class _TextPrinter(StrPrinter):  # type: ignore[misc]
     def _print_NegativeInfinity(self, expr: Any) -> str:  # noqa: N802
         return "-oo"
 
+    def _print_arg(self, expr: Any) -> str:
+        # sympy makes im(log(u)) of a real u into arg(u), which the grammar has no name for.
+        return f"im(log({self._print(expr.args[0])}))"
+
 
 _CHUNK_DIGITS: Final = 500
 
@@ -757,7 +762,97 @@ _PRINTER: Final = _TextPrinter()
 
 
 def to_text(expr: sympy.Expr) -> str:
-    """Print `expr` in our grammar (`^` for powers); `parse` reads the text back to an equal expression."""
+    """Print `expr` in our grammar (`^` for powers); `parse` reads the text back to an equal expression.
+
+    Raises errors.NoClosedForm when part of `expr` cannot be written in the grammar (`unwritable`).
+    """
+    refusal = unwritable(expr)
+    if refusal is not None:
+        raise refusal
     # The printed text has no string literals, so `**` is only ever the power operator; replacing
     # it beats copying the half-dozen branches of sympy's `_print_Pow` into an override.
     return str(_PRINTER.doprint(expr)).replace("**", "^")
+
+
+# ------------------------------------------------------------------------------ what the grammar writes
+
+
+def _function_classes() -> Mapping[type, tuple[FunctionSpec, ...]]:
+    """The sympy class each function of the table builds (`cbrt` builds RealRoot) -> its specs.
+
+    Classes named as in the table (sin, Min) are found by name; this finds the others.
+    """
+    x, y = sympy.Symbol("x", real=True), sympy.Symbol("y", real=True)
+    found: dict[type, tuple[FunctionSpec, ...]] = {}
+    for spec in SPECS:
+        built = spec.build(*(x, y)[: spec.min_args])
+        if isinstance(built, sympy.Function):
+            found[type(built)] = (*found.get(type(built), ()), spec)
+    return found
+
+
+_FUNCTION_CLASSES: Final = _function_classes()
+_CONSTANT_VALUES: Final = frozenset(CONSTANTS.values())
+# Numbers `_TextPrinter` writes as expressions: sqrt(-1), (1/0), (0/0), oo, -oo.
+_PRINTED_NUMBERS: Final = frozenset({sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo})
+_ORDINALS: Final = ("first", "second", "third", "fourth")
+
+
+def _spec_of(node: sympy.Basic) -> FunctionSpec | None:
+    """The table's spec for a function node: by class, or by name for sympy's own floor, ceiling..."""
+    named = FUNCTIONS.get(type(node).__name__)
+    candidates = _FUNCTION_CLASSES.get(type(node), ()) + ((named,) if named else ())
+    count = len(node.args)
+    return next((spec for spec in candidates if spec.min_args <= count <= spec.max_args), None)
+
+
+def _writable(node: sympy.Basic) -> bool:
+    if node.is_Atom:
+        if node.is_Symbol:
+            return not isinstance(node, sympy.Dummy)
+        return bool(node.is_Number) or node in _CONSTANT_VALUES or node in _PRINTED_NUMBERS
+    if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.arg)):
+        return True
+    return _spec_of(node) is not None  # Min and Max are no sympy.Function: found by name
+
+
+def unwritable(expr: sympy.Basic) -> errors.NoClosedForm | None:
+    """Why `expr` cannot be written in our grammar, as the error to raise; None when it can.
+
+    A derivative sympy leaves unevaluated (Derivative, Subs: d/ds zeta(s) has no closed form in
+    the grammar) names the function and the argument; anything else names the construct.
+    """
+    seen: set[sympy.Basic] = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        if not _writable(node):
+            return _refusal(node)
+        seen.add(node)
+        stack.extend(node.args)
+    return None
+
+
+def _refusal(node: sympy.Basic) -> errors.NoClosedForm:
+    point: dict[sympy.Basic, sympy.Basic] = {}
+    if isinstance(node, sympy.Subs):  # d/du f(u) at u = g(x): sympy's chain rule for f(g(x))
+        point = dict(zip(node.variables, node.point, strict=True))
+        node = node.expr
+    call = node.expr if isinstance(node, sympy.Derivative) else None
+    spec = _spec_of(call) if call is not None else None
+    if call is None or spec is None:
+        name = type(node).__name__
+        message = f"the derivative needs {name}, which our grammar cannot write"
+        return errors.NoClosedForm(message, function=name)
+    variable = node.variables[0]
+    argument = call.args.index(variable) + 1 if variable in call.args else 0
+    shown = call.xreplace(point)
+    where = f" (in {_shorten(to_text(shown), 60)})" if unwritable(shown) is None else ""
+    which = f" by its {_ORDINALS[argument - 1]} argument" if 0 < argument <= len(_ORDINALS) else ""
+    return errors.NoClosedForm(
+        f"the derivative of {spec.name}{which}{where} has no closed form in our grammar",
+        function=spec.name,
+        argument=argument,
+    )

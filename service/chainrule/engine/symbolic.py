@@ -173,14 +173,27 @@ def differentiate(
 
 
 def simplify(expr: sympy.Expr, simplification: Simplification) -> sympy.Expr:
-    """Apply one simplification level to an expression."""
+    """Apply one simplification level to an expression.
+
+    FULL is sympy's `simplify`, kept only when its result can still be written in our grammar;
+    otherwise it is the FAST form. sign(u) is hidden from it: `simplify` rewrites it as
+    Piecewise((0, Eq(u, 0)), (u/Abs(u), True)), longer and not in the grammar.
+    """
     if simplification is Simplification.NONE:
         return expr
+    # factor_terms pulls out common factors and numeric content in one bottom-up pass;
+    # it neither expands powers nor looks for polynomial gcds (cancel/factor are not linear).
+    fast = sympy.factor_terms(expr)
     if simplification is Simplification.FAST:
-        # factor_terms pulls out common factors and numeric content in one bottom-up pass;
-        # it neither expands powers nor looks for polynomial gcds (cancel/factor are not linear).
-        return sympy.factor_terms(expr)
-    return sympy.simplify(expr)
+        return fast
+    if expr.has(sympy.sign):
+        full = sympy.simplify(expr.replace(sympy.sign, _OpaqueSign)).replace(_OpaqueSign, sympy.sign)
+    else:
+        full = sympy.simplify(expr)
+    return full if parsing.unwritable(full) is None else fast
+
+
+_OpaqueSign = sympy.Function("sign_", real=True)
 
 
 def derivative(expr: sympy.Expr, variable: sympy.Symbol) -> sympy.Expr:

@@ -23,6 +23,7 @@ from chainrule.engine.errors import (
     FailedPrecondition,
     InvalidArgument,
     LimitExceeded,
+    NoClosedForm,
 )
 from chainrule.server.batches import Batch, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
@@ -151,6 +152,8 @@ class ChainruleApi:
         wanted = _extras_request(request)
         parsed = await self._parsed(request.expression)
         derived = await self._derived(parsed, wrt, simplification)
+        if derived.refusal is not None:
+            raise _computed_numerically(derived.refusal)
         latex = await self._latex((parsed.key, wrt, simplification), derived) if wants_latex else ""
         extras = (
             await self._extras(parsed, (wrt, simplification), wanted, request.formats)
@@ -314,6 +317,15 @@ def _wrt(entries: Sequence[pb.Wrt]) -> jobs.Wrt:
     if not entries:  # the common case, on the cached path: no generator to build
         return ()
     return tuple([(entry.variable, entry.order) for entry in entries])
+
+
+def _computed_numerically(refusal: NoClosedForm) -> NoClosedForm:
+    """The refusal of a derivative's text, saying which RPCs give its values all the same."""
+    return NoClosedForm(
+        f"{refusal.message}: Evaluate with wrt, or GradientAtPoint, computes its values numerically",
+        function=refusal.metadata["function"],
+        argument=int(refusal.metadata.get("argument", "0")),
+    )
 
 
 def _simplification(value: int) -> engine.Simplification:

@@ -15,7 +15,7 @@ import sympy
 
 from chainrule import engine
 from chainrule.engine import codegen, explain, parsing, verify
-from chainrule.engine.errors import InvalidArgument, LimitExceeded
+from chainrule.engine.errors import InvalidArgument, LimitExceeded, NoClosedForm
 from chainrule.engine.limits import declared
 from chainrule.server.config import Settings, limit_settings
 
@@ -152,9 +152,14 @@ class Parsed(_Symbolic):
 
 @dataclass(frozen=True)
 class Derived(_Symbolic):
-    """A derivative, simplified and printed as text."""
+    """A derivative, simplified and printed as text.
+
+    A derivative the grammar cannot write (d/ds zeta(s)) has no text but a `refusal`, the error
+    Differentiate answers with; its expression still serves numeric evaluation.
+    """
 
     text: str
+    refusal: NoClosedForm | None = None
 
 
 def parse_canonical(text: str, limits: Limits) -> Parsed:
@@ -184,12 +189,17 @@ def derive_parsed(
     middle = time.perf_counter()
     derivative = engine.simplify(raw, simplification)
     end = time.perf_counter()
+    try:
+        text, refusal = parsing.to_text(derivative), None
+    except NoClosedForm as error:
+        text, refusal = "", error
     return Derived(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
         node_count=_node_count(derivative),
         timings=(("differentiate", middle - start), ("simplify", end - middle)),
-        text=parsing.to_text(derivative),
+        text=text,
+        refusal=refusal,
     )
 
 
