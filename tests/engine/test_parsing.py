@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Callable
 
@@ -80,6 +81,18 @@ GRAMMAR = [
     ("sin²x", sympy.sin(x) ** 2, "superscript on a function name"),
     ("3 sin²x cos x", 3 * sympy.sin(x) ** 2 * sympy.cos(x), "seed's answer as written"),
     ("sin(x)^2", sympy.sin(x) ** 2, "call then power"),
+    ("sin (x+1)^2", sympy.sin(x + 1) ** 2, "a space before '(' changes nothing: still a call"),
+    ("sin (x+1)(x-1)", sympy.sin(x + 1) * (x - 1), "a call, then an implicit product"),
+    ("sin^2(x)", sympy.sin(x) ** 2, "textbook power of a function"),
+    ("sin^2 x", sympy.sin(x) ** 2, "and with a bare argument"),
+    ("sin^2x", sympy.sin(x) ** 2, "no space needed"),
+    ("sin ^ 2 (x)", sympy.sin(x) ** 2, "spaces anywhere"),
+    ("sin**2 x", sympy.sin(x) ** 2, "** is ^ here too"),
+    ("sin^3 x^2", sympy.sin(x**2) ** 3, "the bare argument is still one power"),
+    ("cos^2 x + sin^2 x", sympy.cos(x) ** 2 + sympy.sin(x) ** 2, "the identity as written"),
+    ("log^2(x, 2)", (sympy.log(x) / sympy.log(2)) ** 2, "several arguments"),
+    ("d/(dx)", sympy.Symbol("d", real=True) / sympy.Symbol("dx", real=True), "a quotient of two variables"),
+    ("dy/dx", sympy.Symbol("dy", real=True) / sympy.Symbol("dx", real=True), "only d/d... is Leibniz"),
     ("-sin x", -sympy.sin(x), "sign before a bare call"),
     # numbers
     ("2e3", sympy.Integer(2000), "scientific integer is exact"),
@@ -170,7 +183,7 @@ def test_every_function_and_alias(name: str, spec: FunctionSpec) -> None:
 
 # (text, error class, position)
 ERRORS = [
-    ("sin(x", errors.ParseError, 5),
+    ("sin(x", errors.ParseError, 3),
     ("1/", errors.ParseError, 2),
     ("x +* y", errors.ParseError, 3),
     ("", errors.ParseError, 0),
@@ -229,16 +242,21 @@ def test_errors(text: str, error: type[errors.ParseError], position: int) -> Non
     assert type(caught.value) is error
     assert caught.value.position == position
     assert caught.value.metadata["position"] == str(position)
-    assert caught.value.message.endswith(f" at {position}")
+    assert re.search(rf"\bat {position}\b", caught.value.message)
     assert caught.value.violations[0].field == "expression"
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("x)", "unexpected ')' at 1"),
-        ("foo(x)", "unknown function 'foo' at 0"),
-        ("sin(x", "unexpected end of input at 5"),
+        ("x)", "unmatched ')' at 1: remove it, or add a '(' before it"),
+        ("foo(x)", "unknown function 'foo' at 0: for a product write foo*(...) or foo (...)"),
+        ("sin(x", "'(' at 3 is never closed: add ')'"),
+        ("sin((x+1)", "'(' at 3 is never closed: add ')'"),
+        ("(x + 1", "'(' at 0 is never closed: add ')'"),
+        ("x +", "expected a term after '+' at 3"),
+        ("x +* y", "expected a term after '+' at 3"),
+        ("()", "empty parentheses at 1: put an expression inside"),
         ("x.real", "unexpected character '.' at 1"),
         ("sin", "function 'sin' needs an argument at 0"),
         ("x\x00", "unexpected character U+0000 at 1"),
@@ -248,6 +266,62 @@ def test_error_messages(text: str, message: str) -> None:
     with pytest.raises(errors.ParseError) as caught:
         parse(text)
     assert caught.value.message == message
+
+
+# (text, position, what the message must say, reason): notation new users write, refused with how to ask
+NOTATION = [
+    ("d/dx sin(x)", 0, "name the variable in wrt", "Leibniz notation is not read as d times 1/dx"),
+    ("d/dx(x^2 + 1)", 0, "name the variable in wrt", "with parentheses"),
+    ("d / d x sin x", 0, "'d / d x' asks for a derivative", "with spaces"),
+    ("d^2/dx^2 x^3", 0, "'d^2/dx^2'", "a second derivative"),
+    ("d²/dx² x³", 0, "'d²/dx²'", "with superscripts"),
+    ("x + d/dt(t^2)", 4, "name the variable in wrt", "anywhere in the text"),
+    ("∂/∂x (x y)", 0, "name the variable in wrt", "a partial derivative"),
+    ("diff(sin(x), x)", 0, "name the variable in wrt", "sympy's and Maple's way"),
+    ("D(sin(x))", 0, "name the variable in wrt", "Mathematica's way"),
+    ("sin^-1(x)", 3, "write asin(x) for the inverse function, or sin(x)^-1 for 1/sin(x)", "both readings"),
+    ("sin^-1 x", 3, "asin(x)", "with a bare argument"),
+    ("sin⁻¹x", 3, "asin(x)", "with a superscript"),
+    ("cosh^-1(x)", 4, "acosh(x)", "hyperbolic"),
+    ("exp^-1(x)", 3, "write exp(x)^-1 for 1/exp(x)", "no inverse of that name: only one reading offered"),
+    ("sin^x(x)", 4, "'sin^' takes a whole number", "a function's power is a number"),
+    ("sin^2.5 x", 4, "for another power write sin(x)^a", "a whole number"),
+]
+
+
+@pytest.mark.parametrize(("text", "position", "says", "reason"), NOTATION, ids=[row[0] for row in NOTATION])
+def test_notation_is_refused_with_how_to_write_it(text: str, position: int, says: str, reason: str) -> None:
+    with pytest.raises(errors.ParseError) as caught:
+        parse(text)
+    assert caught.value.position == position, reason
+    assert says in caught.value.message, reason
+    assert caught.value.code is errors.Code.INVALID_ARGUMENT
+
+
+# (name called, the suggestion or None, reason)
+SUGGESTIONS = [
+    ("sinn", "sin", "a typo"),
+    ("Sin", "sin", "capitalised"),
+    ("ABS", "abs", "shouted: the lower-case alias"),
+    ("arctann", "arctan", "a typo in an alias"),
+    ("sqr", "sqrt", "a letter short"),
+    ("Log", "log", "capitalised"),
+    ("foo", None, "nothing close: say how to write a product instead"),
+    ("x", None, "a variable before '(' is a product written without a space"),
+]
+
+
+@pytest.mark.parametrize(("name", "suggestion", "reason"), SUGGESTIONS, ids=[row[0] for row in SUGGESTIONS])
+def test_unknown_functions_suggest_the_nearest_name(name: str, suggestion: str | None, reason: str) -> None:
+    with pytest.raises(errors.UnknownFunction) as caught:
+        parse(f"1 + {name}(x)")
+    assert caught.value.position == 4
+    if suggestion is None:
+        assert "suggestion" not in caught.value.metadata, reason
+        assert f"for a product write {name}*(...)" in caught.value.message
+    else:
+        assert caught.value.metadata["suggestion"] == suggestion, reason
+        assert caught.value.message.endswith(f"did you mean '{suggestion}'?")
 
 
 BIG = ParseLimits(max_length=2_000_000, max_nodes=10_000_000)
@@ -549,6 +623,8 @@ def test_derivatives_round_trip(text: str, order: int) -> None:
         sympy.Float(-2.5e-10) * x,
         sympy.loggamma(0),
         sympy.polygamma(2, 1),
+        sympy.arg(x - 1),  # printed im(log(x - 1))
+        sympy.Symbol("d", real=True) / sympy.Symbol("dx", real=True) ** 2,  # printed d/(dx)^2, not Leibniz
     ],
     ids=str,
 )

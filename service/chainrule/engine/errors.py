@@ -134,13 +134,21 @@ class InvalidArgument(ChainruleError):
 
 
 class ParseError(InvalidArgument):
-    """The expression text does not follow the grammar; `position` is a 0-based code-point offset."""
+    """The expression text does not follow the grammar; `position` is a 0-based code-point offset.
+
+    The message is `what` at `position`, then how to `fix` it when there is more to say than what:
+    "unexpected ')' at 7", "unknown function 'sinn' at 0: did you mean 'sin'?". With `placed`,
+    `what` already says where ("'(' at 3 is never closed").
+    """
 
     reason = "PARSE_ERROR"
 
-    def __init__(self, message: str, position: int, *, field: str = "expression") -> None:
+    def __init__(
+        self, what: str, position: int, *, field: str = "expression", fix: str = "", placed: bool = False
+    ) -> None:
+        message = what if placed else f"{what} at {position}"
         super().__init__(
-            f"{message} at {position}",
+            f"{message}: {fix}" if fix else message,
             field=field,
             metadata={"position": str(position)},
         )
@@ -148,10 +156,18 @@ class ParseError(InvalidArgument):
 
 
 class UnknownFunction(ParseError):
+    """A name called like a function that the grammar lacks; `suggestion` is the nearest known name."""
+
     reason = "UNKNOWN_FUNCTION"
 
-    def __init__(self, name: str, position: int, *, field: str = "expression") -> None:
-        super().__init__(f"unknown function '{name}'", position, field=field)
+    def __init__(
+        self, name: str, position: int, *, suggestion: str = "", fix: str = "", field: str = "expression"
+    ) -> None:
+        if suggestion:
+            fix = f"did you mean '{suggestion}'?"
+        super().__init__(f"unknown function '{name}'", position, field=field, fix=fix)
+        if suggestion:
+            self.metadata["suggestion"] = suggestion
         self.name = name
 
 

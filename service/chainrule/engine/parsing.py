@@ -16,14 +16,23 @@ Precedence, loosest first::
                                    its argument is one power    sin 2x = sin(2x),  sin x cos x
     a ^ b,  a ** b,  a²            power, right to left         2^3^2 = 2^9,  x² = x^2,  x⁻¹ = 1/x
                                    (at most 8 exponents deep)
-    f(a, b),  (a),  name, number   atoms                        sin(x)^2 = (sin x)^2,  sin²x = (sin x)^2
+    f(a, b),  (a),  name, number   atoms                        sin(x)^2 = (sin x)^2,  sin (x+1)^2 too
+    f^n a,  f^n(a),  fⁿ a          a function's power           sin^2 x = sin²x = sin^2(x) = (sin x)^2
 
 Notation:
 
 - Implicit multiplication: ``2x``, ``3(x+1)``, ``(x+1)(x-1)``, ``2 sin(x)``, ``x y``. ``xy`` is one
   variable named ``xy``. A number after another factor needs ``*`` (``2 3`` and ``x 2`` are errors).
-- A name directly followed by ``(`` is a function call: ``foo(x)`` is an unknown function, and
-  ``x(x+1)`` too; write ``x (x+1)`` or ``x*(x+1)``.
+- A function name followed by ``(`` is a call, spaces or not: ``sin (x+1)^2`` is ``sin(x+1)^2``,
+  (sin(x+1))², as whitespace only separates tokens; without ``(`` the argument is one power
+  (``sin x^2`` = sin(x²)). Any other name directly followed by ``(`` is an unknown function:
+  ``foo(x)``, and ``x(x+1)`` too; write ``x (x+1)`` or ``x*(x+1)`` for a product.
+- A function's power goes between its name and argument as in textbooks: ``sin^2 x``, ``sin^2(x)``
+  and ``sin²x`` are (sin x)², a whole number only. ``sin^-1 x`` and ``sin⁻¹x`` are refused as
+  ambiguous (arcsin, or 1/sin?): write ``asin(x)`` or ``sin(x)^-1``.
+- A derivative is asked for with ``wrt``, not written: ``d/dx sin(x)``, ``d^2/dx^2 ...`` and
+  ``∂/∂x ...`` are refused with a message saying so (``d`` and ``dx`` are never read as variables
+  there; ``d/(dx)`` divides two variables).
 - Numbers: ``12`` and ``2e3`` (= 2000) and ``25e-1`` (= 5/2) are exact; ``1/3`` stays a fraction; a
   literal with a decimal point (``0.5``, ``1.5e3``) is a float (53-bit up to 17 significant digits,
   more precise beyond). ``2e`` is 2·e and ``2e + 3`` is 2·e + 3, but ``2e+3`` is 2000.
@@ -38,6 +47,7 @@ Notation:
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import sys
@@ -109,6 +119,8 @@ def _tokenize(text: str) -> Iterator[_Token]:
     while pos < length:
         found = match(text, pos)
         if found is None:
+            if text[pos] == "∂":
+                raise _written_derivative("∂", pos)
             raise errors.ParseError(f"unexpected character {_describe_char(text[pos])}", pos)
         kind = found.lastgroup
         end = found.end()
@@ -132,6 +144,48 @@ def _check_name(name: str, pos: int) -> None:
         raise errors.ParseError(f"invalid name '{_shorten(name)}': names start with a letter", pos)
     if len(name) > MAX_NAME_LENGTH:
         raise errors.ParseError(f"name '{_shorten(name)}' is longer than {MAX_NAME_LENGTH} characters", pos)
+
+
+# Leibniz notation, which asks for a derivative instead of writing a function: d/dx, d^2/dx^2, d²/dx².
+# Possessive quantifiers: no backtracking over long runs of spaces.
+_POWER: Final = r"(?:\^\s*+[0-9]++|[²³⁴-⁹]++)?+"
+_LEIBNIZ_RE: Final = re.compile(
+    rf"(?<![A-Za-z0-9_])d\s*+{_POWER}\s*+/\s*+d\s*+[A-Za-z][A-Za-z0-9_]*+\s*+{_POWER}", re.ASCII
+)
+# Names people call to differentiate inside the expression (Mathematica, sympy, Maple).
+_DERIVATIVE_NAMES: Final = frozenset({"d", "D", "diff", "derivative", "deriv", "grad", "Derivative"})
+_HOW_TO_DIFFERENTIATE: Final = (
+    "send the function alone (sin(x), not d/dx sin(x)) and name the variable in wrt"
+)
+
+
+def _written_derivative(written: str, pos: int) -> errors.ParseError:
+    return errors.ParseError(
+        f"'{_shorten(written, 12)}' asks for a derivative inside the expression",
+        pos,
+        fix=_HOW_TO_DIFFERENTIATE,
+    )
+
+
+def _ambiguous_inverse(name: str, power: str, pos: int) -> errors.ParseError:
+    spec = FUNCTIONS[name]
+    inverse = FUNCTIONS.get(f"a{spec.name}")
+    reading = f"{inverse.name}(x) for the inverse function, or " if inverse is not None else ""
+    return errors.ParseError(
+        f"'{name}{power}' is ambiguous", pos, fix=f"write {reading}{name}(x)^-1 for 1/{name}(x)"
+    )
+
+
+def _unknown_function(name: str, pos: int) -> errors.UnknownFunction:
+    """UnknownFunction with the nearest known name (`Sin`, `sinn` -> `sin`), or how to write a product."""
+    if name in _DERIVATIVE_NAMES:
+        return errors.UnknownFunction(name, pos, fix=_HOW_TO_DIFFERENTIATE)
+    by_case = {known.lower(): known for known in sorted(FUNCTIONS)}  # abs over Abs: lower case last
+    suggestion = by_case.get(name.lower()) or next(
+        iter(difflib.get_close_matches(name, sorted(FUNCTIONS), n=1, cutoff=0.8)), ""
+    )
+    fix = "" if suggestion else f"for a product write {name}*(...) or {name} (...)"
+    return errors.UnknownFunction(name, pos, suggestion=suggestion, fix=fix)
 
 
 # ------------------------------------------------------------------------------------------- the tree
@@ -249,6 +303,9 @@ class _Parser:
             raise errors.LimitExceeded("parse-tree nodes", self.nodes, self.limits.max_nodes, field=_FIELD)
         return node
 
+    def shown(self, token: _Token) -> str:
+        return self.text[token.start : token.end]
+
     def unexpected(self, token: _Token) -> errors.ParseError:
         if token.kind == _END:
             return errors.ParseError("unexpected end of input", token.start)
@@ -256,13 +313,29 @@ class _Parser:
             return errors.ParseError(f"unexpected number '{token.text}'", token.start)
         if token.kind == _NAME:
             return errors.ParseError(f"unexpected name '{token.text}'", token.start)
-        shown = self.text[token.start : token.end]
-        return errors.ParseError(f"unexpected '{shown}'", token.start)
+        if token.text == ")":
+            return errors.ParseError("unmatched ')'", token.start, fix="remove it, or add a '(' before it")
+        return errors.ParseError(f"unexpected '{self.shown(token)}'", token.start)
 
-    def expect_close(self) -> None:
-        if not self.is_op(")"):
-            raise self.unexpected(self.token)
-        self.advance()
+    def missing_term(self, token: _Token) -> errors.ParseError:
+        """Where a term should start: say what is missing after what, rather than what came instead."""
+        before = self.previous
+        if before is token:
+            return errors.ParseError("empty expression", 0)
+        if before.kind == _OP and before.text == "(" and token.kind == _OP and token.text == ")":
+            return errors.ParseError("empty parentheses", token.start, fix="put an expression inside")
+        if before.kind == _OP and before.text != ")" and (token.kind in (_END, _OP)):
+            return errors.ParseError(f"expected a term after '{self.shown(before)}'", token.start)
+        return self.unexpected(token)
+
+    def expect_close(self, opening: _Token) -> None:
+        if self.is_op(")"):
+            self.advance()
+            return
+        if self.token.kind == _END:
+            where = opening.start
+            raise errors.ParseError(f"'(' at {where} is never closed: add ')'", where, placed=True)
+        raise self.unexpected(self.token)
 
     # grammar: each level of nesting costs at most three Python frames (expression -> operand ->
     # call -> expression), so max_depth=200 stays far below the interpreter's recursion limit.
@@ -270,6 +343,9 @@ class _Parser:
     def parse(self) -> _Node:
         if self.token.kind == _END:
             raise errors.ParseError("empty expression", 0)
+        leibniz = _LEIBNIZ_RE.search(self.text)
+        if leibniz is not None:
+            raise _written_derivative(leibniz.group().strip(), leibniz.start())
         node = self.expression()
         if self.token.kind != _END:
             raise self.unexpected(self.token)
@@ -333,10 +409,10 @@ class _Parser:
             self.advance()
             self.enter()
             node = self.expression()
-            self.expect_close()
+            self.expect_close(token)
             self.depth -= 1
         else:
-            raise self.unexpected(token)
+            raise self.missing_term(token)
         while self.token.kind == _SUP:
             node = self.superscript(node, self.advance())
         if self.is_op("^"):
@@ -362,7 +438,7 @@ class _Parser:
             return self.count(_Constant(token.start, name))
         following = self.token
         if following.kind == _OP and following.text == "(" and following.start == token.end:
-            raise errors.UnknownFunction(name, token.start)
+            raise _unknown_function(name, token.start)
         if name not in self.variables:
             self.variables.add(name)
             if len(self.variables) > self.limits.max_variables:
@@ -372,28 +448,20 @@ class _Parser:
         return self.count(_Variable(token.start, name))
 
     def call(self, token: _Token, spec: FunctionSpec) -> _Node:
-        """f(a, ...), f x (bare argument), f²x = (f x)^2."""
-        power: _Token | None = None
-        if self.token.kind == _SUP:
-            power = self.advance()
-            if power.text[0] == "⁻":
-                raise errors.ParseError(
-                    f"ambiguous '{token.text}{power.text}': "
-                    f"name the inverse function, or write ({token.text} x)^-1",
-                    power.start,
-                )
+        """f(a, ...), f x (bare argument), f²x = f^2 x = f^2(x) = (f x)^2."""
+        power = self.function_power(token)
         self.enter()
         if spec.power:
             self.enter_exponent()
         if self.is_op("("):
-            self.advance()
+            opening = self.advance()
             args: list[_Node] = []
             if not self.is_op(")"):
                 args.append(self.expression())
                 while self.is_op(","):
                     self.advance()
                     args.append(self.expression())
-            self.expect_close()
+            self.expect_close(opening)
         elif self.token.kind in (_NUM, _NAME) or self.is_op("+", "-"):
             args = [self.bare_argument()]
         else:
@@ -402,7 +470,34 @@ class _Parser:
         self.exponent_depth -= spec.power
         self.check_arity(token, spec, len(args))
         node = self.count(_Call(token.start, spec, tuple(args)))
-        return node if power is None else self.superscript(node, power)
+        if power is None:
+            return node
+        exponent = self.count(_Number(power.start, self.integer(power.text, power.start)))
+        return self.count(_Power(power.start, (node, exponent)))
+
+    def function_power(self, name: _Token) -> _Token | None:
+        """The n of `sin²x` or `sin^2 x` (a whole number, as a token of plain digits), if any."""
+        if self.token.kind == _SUP:
+            power = self.advance()
+            digits = power.text.translate(_SUPERSCRIPT_DIGITS)
+            if digits[0] == "-":
+                raise _ambiguous_inverse(name.text, power.text, power.start)
+            return _Token(_NUM, digits.lstrip("+"), power.start, power.end)
+        if not self.is_op("^"):
+            return None
+        caret = self.advance()
+        if self.is_op("-"):
+            self.advance()
+            digits = self.token.text if self.token.kind == _NUM else ""
+            raise _ambiguous_inverse(name.text, f"^-{digits}", caret.start)
+        power = self.token
+        if power.kind != _NUM or not power.text.isdigit():
+            raise errors.ParseError(
+                f"'{name.text}^' takes a whole number",
+                power.start,
+                fix=f"{name.text}^2 x is ({name.text} x)^2; for another power write {name.text}(x)^a",
+            )
+        return self.advance()
 
     def bare_argument(self) -> _Node:
         """`sin x^2` = sin(x^2); `sin 2x` = sin(2x): a number written against a factor stays with it."""
@@ -771,7 +866,12 @@ def to_text(expr: sympy.Expr) -> str:
         raise refusal
     # The printed text has no string literals, so `**` is only ever the power operator; replacing
     # it beats copying the half-dozen branches of sympy's `_print_Pow` into an override.
-    return str(_PRINTER.doprint(expr)).replace("**", "^")
+    text = str(_PRINTER.doprint(expr)).replace("**", "^")
+    # Variables d and dx divide as d/(dx): `d/dx` would be refused as Leibniz notation.
+    return _PRINTED_LEIBNIZ_RE.sub(r"\1(\2)", text) if "/d" in text else text
+
+
+_PRINTED_LEIBNIZ_RE: Final = re.compile(r"(?<![A-Za-z0-9_])(d(?:\^[0-9]+)?/)(d[A-Za-z0-9_]*)", re.ASCII)
 
 
 # ------------------------------------------------------------------------------ what the grammar writes
