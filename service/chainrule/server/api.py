@@ -24,6 +24,7 @@ from chainrule.engine.errors import (
     InvalidArgument,
     LimitExceeded,
     NoClosedForm,
+    ParseError,
 )
 from chainrule.server.batches import Batch, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
@@ -191,6 +192,8 @@ class ChainruleApi:
         return extras
 
     async def _parsed(self, text: str) -> jobs.Parsed:
+        if not text:  # proto3 cannot tell a missing string from an empty one: both are missing
+            raise ParseError("expression is required: send one, such as sin(x^2)", 0, placed=True)
         found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text))
         if isinstance(found, ChainruleError):
             raise copy.copy(found)  # a fresh instance: raising the cached one would grow its traceback

@@ -188,3 +188,15 @@ async def test_no_closed_form_is_a_failed_precondition_on_both(
     assert info["reason"] == "NO_CLOSED_FORM"
     assert info["metadata"] == {"function": function, "argument": argument}
     assert "GradientAtPoint" in rest_body["message"]  # how to get its values all the same
+
+
+@pytest.mark.parametrize(
+    "request_", [D(), E(point={"x": 1}), G(point={"x": 1})], ids=["differentiate", "evaluate", "gradient"]
+)
+async def test_a_missing_expression_is_said_to_be_required(
+    stub: pb_grpc.DifferentiationServiceStub, rest_client: httpx.AsyncClient, request_: Message
+) -> None:
+    for status, body in (await via_grpc(stub, request_), await via_rest(rest_client, request_)):
+        assert status == 400
+        assert body["message"] == "expression is required: send one, such as sin(x^2)"
+        assert body["details"][0]["fieldViolations"][0]["field"] == "expression"
