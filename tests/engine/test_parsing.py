@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from chainrule.engine import errors
 from chainrule.engine.functions import SPECS, FunctionSpec, RealCeiling, RealFloor, RealRoot
+from chainrule.engine.limits import ENGINE_LIMITS
 from chainrule.engine.parsing import (
     DEFAULT_LIMITS,
     ParseLimits,
@@ -328,39 +329,39 @@ BIG = ParseLimits(max_length=2_000_000, max_nodes=10_000_000)
 
 # (text, limits, limit name): each refused quickly with LimitExceeded, before sympy works hard
 HOSTILE = [
-    ("9^9^9", DEFAULT_LIMITS, "numeric power bits"),
-    ("2^100000", DEFAULT_LIMITS, "numeric power bits"),
-    ("(2*sqrt(2)*x)^100000", DEFAULT_LIMITS, "numeric power bits"),
-    ("sqrt(2)^(10^9)", DEFAULT_LIMITS, "numeric power bits"),
-    ("pow(10, 10^6)", DEFAULT_LIMITS, "numeric power bits"),
-    ("(1/3)^(10^6)", DEFAULT_LIMITS, "numeric power bits"),
-    ("2^9999 * 2^9999 * 2^9999", DEFAULT_LIMITS, "numeric result bits"),
-    ("factorial(10^9)", DEFAULT_LIMITS, "factorial argument"),
-    ("gamma(10^9 + 1/2)", DEFAULT_LIMITS, "gamma argument"),
-    ("polygamma(0, 10^9)", DEFAULT_LIMITS, "polygamma argument"),
-    ("zeta(10^6)", DEFAULT_LIMITS, "zeta argument"),
-    ("(10^999 + 1)^(1/3)", DEFAULT_LIMITS, "root argument bits"),
-    ("sqrt(10^999 + 1)", DEFAULT_LIMITS, "root argument bits"),
-    ("root(10^999 + 1, 3)", DEFAULT_LIMITS, "root argument bits"),
-    ("1" * 1001, DEFAULT_LIMITS, "integer literal digits"),
-    ("1e1000", DEFAULT_LIMITS, "integer literal digits"),
-    ("1e-1001", DEFAULT_LIMITS, "integer literal digits"),
-    ("1e1000000000000", DEFAULT_LIMITS, "number exponent digits"),
-    ("1.5e5000", DEFAULT_LIMITS, "float literal digits"),
-    ("exp(1.0e300)", DEFAULT_LIMITS, "float magnitude bits"),
-    ("x^" + "1" * 1001, DEFAULT_LIMITS, "integer literal digits"),
-    ("x" + "\u00b2" * 1001, DEFAULT_LIMITS, "integer literal digits"),
-    ("(" * 100_000 + "x" + ")" * 100_000, BIG, "nesting depth"),
-    ("(" * 100_000 + "x" + ")" * 100_000, DEFAULT_LIMITS, "expression length"),
-    ("-" * 100_000 + "x", BIG, "nesting depth"),
-    ("sin(" * 10_000 + "x" + ")" * 10_000, BIG, "nesting depth"),
-    ("sin " * 10_000 + "x", BIG, "nesting depth"),
-    ("x^" * 10_000 + "x", BIG, "exponent nesting"),
-    ("x^" * 10_000 + "x", ParseLimits(max_length=100_000, max_exponent_depth=100_000), "nesting depth"),
-    ("x^" * 9 + "x", DEFAULT_LIMITS, "exponent nesting"),
-    ("(x+y+1)^" * 199 + "2", DEFAULT_LIMITS, "exponent nesting"),
-    ("x+" * 100_000 + "x", ParseLimits(max_length=1_000_000), "parse-tree nodes"),
-    ("x" * 1_000_000, DEFAULT_LIMITS, "expression length"),
+    ("9^9^9", DEFAULT_LIMITS, "power_bits"),
+    ("2^100000", DEFAULT_LIMITS, "power_bits"),
+    ("(2*sqrt(2)*x)^100000", DEFAULT_LIMITS, "power_bits"),
+    ("sqrt(2)^(10^9)", DEFAULT_LIMITS, "power_bits"),
+    ("pow(10, 10^6)", DEFAULT_LIMITS, "power_bits"),
+    ("(1/3)^(10^6)", DEFAULT_LIMITS, "power_bits"),
+    ("2^9999 * 2^9999 * 2^9999", DEFAULT_LIMITS, "power_bits"),
+    ("factorial(10^9)", DEFAULT_LIMITS, "factorial_argument"),
+    ("gamma(10^9 + 1/2)", DEFAULT_LIMITS, "factorial_argument"),
+    ("polygamma(0, 10^9)", DEFAULT_LIMITS, "factorial_argument"),
+    ("zeta(10^6)", DEFAULT_LIMITS, "factorial_argument"),
+    ("(10^999 + 1)^(1/3)", DEFAULT_LIMITS, "root_bits"),
+    ("sqrt(10^999 + 1)", DEFAULT_LIMITS, "root_bits"),
+    ("root(10^999 + 1, 3)", DEFAULT_LIMITS, "root_bits"),
+    ("1" * 1001, DEFAULT_LIMITS, "integer_digits"),
+    ("1e1000", DEFAULT_LIMITS, "integer_digits"),
+    ("1e-1001", DEFAULT_LIMITS, "integer_digits"),
+    ("1e1000000000000", DEFAULT_LIMITS, "integer_digits"),
+    ("1.5e5000", DEFAULT_LIMITS, "integer_digits"),
+    ("exp(1.0e300)", DEFAULT_LIMITS, "power_bits"),
+    ("x^" + "1" * 1001, DEFAULT_LIMITS, "integer_digits"),
+    ("x" + "\u00b2" * 1001, DEFAULT_LIMITS, "integer_digits"),
+    ("(" * 100_000 + "x" + ")" * 100_000, BIG, "parse_depth"),
+    ("(" * 100_000 + "x" + ")" * 100_000, DEFAULT_LIMITS, "expression_length"),
+    ("-" * 100_000 + "x", BIG, "parse_depth"),
+    ("sin(" * 10_000 + "x" + ")" * 10_000, BIG, "parse_depth"),
+    ("sin " * 10_000 + "x", BIG, "parse_depth"),
+    ("x^" * 10_000 + "x", BIG, "exponent_depth"),
+    ("x^" * 10_000 + "x", ParseLimits(max_length=100_000, max_exponent_depth=100_000), "parse_depth"),
+    ("x^" * 9 + "x", DEFAULT_LIMITS, "exponent_depth"),
+    ("(x+y+1)^" * 199 + "2", DEFAULT_LIMITS, "exponent_depth"),
+    ("x+" * 100_000 + "x", ParseLimits(max_length=1_000_000), "parse_nodes"),
+    ("x" * 1_000_000, DEFAULT_LIMITS, "expression_length"),
     ("+".join(f"v{i}" for i in range(33)), DEFAULT_LIMITS, "variables"),
 ]
 
@@ -371,7 +372,30 @@ def test_hostile_input_hits_a_limit_fast(text: str, limits: ParseLimits, limit: 
     with pytest.raises(errors.LimitExceeded) as caught:
         parse(text, limits)
     assert caught.value.metadata["limit"] == limit
+    assert limit in {declaration.name for declaration in ENGINE_LIMITS}  # as GetServerInfo names it
     assert caught.value.violations[0].field == "expression"
+
+
+# (text, message): what was too large, in the user's own text and in plain words, then the numbers
+LIMIT_MESSAGES = [
+    ("9^9^9", "9^9^9 is too large to compute exactly (about 1.2 billion bits; limit 20,000)"),
+    ("x + 3^9999 * 3^9999", "3^9999 * 3^9999 is too large to compute exactly"
+     " (about 31,696 bits; limit 20,000)"),
+    ("pow(10, 10^6)", "pow(10, 10^6) is too large to compute exactly (about 3.3 million bits; limit 20,000)"),
+    ("exp(1.0e300)", "exp(1.0e300) is too large or too small a number (about 10^300 bits; limit 20,000)"),
+    ("1 + factorial(10^9)", "factorial(10^9) is too costly to compute exactly: its argument is too large"
+     " (1 billion; limit 1,000)"),
+    ("1e1000", "the number 1e1000 is too long (1,001 digits; limit 1,000)"),
+    ("x" * 10_001, "the expression is too long (10,001 code points; limit 10,000)"),
+    ("x^" * 9 + "x", "powers are nested too deeply (9 levels; limit 8)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), LIMIT_MESSAGES, ids=[row[0][:20] for row in LIMIT_MESSAGES])
+def test_limit_messages_are_plain_words(text: str, message: str) -> None:
+    with pytest.raises(errors.LimitExceeded) as caught:
+        parse(text)
+    assert caught.value.message == message
 
 
 _DEEPEST = DEFAULT_LIMITS.max_depth - 1

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -176,16 +177,52 @@ class MissingVariable(InvalidArgument):
 
 
 class LimitExceeded(InvalidArgument):
-    """A configured limit was hit: says which limit, the value seen and the maximum allowed."""
+    """A configured limit was hit: what was too large in plain words, the value seen and the maximum.
+
+    `limit` is the declared limit's name (engine/limits.py, server/config.py), as GetServerInfo
+    reports it, so that a client can look it up; the message reads "9^9^9 is too large to compute
+    exactly (about 1.2 billion bits; limit 20,000)": `what`, then the value in `unit`s (`about`
+    when it is an estimate) and the maximum.
+    """
 
     reason = "LIMIT_EXCEEDED"
 
-    def __init__(self, limit: str, value: float | int, maximum: float | int, *, field: str) -> None:
+    def __init__(
+        self,
+        limit: str,
+        value: float | int,
+        maximum: float | int,
+        *,
+        field: str,
+        what: str,
+        unit: str = "",
+        about: bool = False,
+    ) -> None:
+        amount = f"{'about ' if about else ''}{plain_number(value)}{f' {unit}' if unit else ''}"
         super().__init__(
-            f"{limit} is {value}, over the limit of {maximum}",
+            f"{what} ({amount}; limit {plain_number(maximum)})",
             field=field,
             metadata={"limit": limit, "value": str(value), "maximum": str(maximum)},
         )
+
+
+_SCALES = ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"))
+
+
+def plain_number(value: float | int) -> str:
+    """A count in words: 20,000; 1.2 billion; 10^25; more than 10^308 (for infinity)."""
+    if not math.isfinite(value):
+        return "more than 10^308"
+    size = abs(value)
+    if size >= 1e15:
+        return f"10^{math.floor(math.log10(size))}"
+    for scale, word in _SCALES:
+        if size >= scale:
+            scaled = value / scale
+            return f"{scaled:.2g} {word}" if abs(scaled) < 100 else f"{round(scaled)} {word}"
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.3g}"
 
 
 class FailedPrecondition(ChainruleError):

@@ -60,7 +60,7 @@ from sympy.printing.str import StrPrinter
 
 from chainrule.engine import errors
 from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, SPECS, FunctionSpec
-from chainrule.engine.limits import ParseLimits
+from chainrule.engine.limits import ParseLimits, exceeded
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -194,11 +194,12 @@ def _unknown_function(name: str, pos: int) -> errors.UnknownFunction:
 class _Node:
     """A node of our own parse tree; `kids` are built first, then `build` makes the sympy object."""
 
-    __slots__ = ("kids", "pos")
+    __slots__ = ("kids", "pos", "span")
 
     def __init__(self, pos: int, kids: tuple[_Node, ...] = ()) -> None:
         self.pos = pos
         self.kids = kids
+        self.span: tuple[int, int] | None = None  # where its text is, for messages about its value
 
 
 class _Number(_Node):
@@ -288,19 +289,23 @@ class _Parser:
     def enter(self, count: int = 1) -> None:
         self.depth += count
         if self.depth > self.limits.max_depth:
-            raise errors.LimitExceeded("nesting depth", self.depth, self.limits.max_depth, field=_FIELD)
+            raise _over(self.limits, "max_depth", self.depth, "the expression is nested too deeply")
 
     def enter_exponent(self) -> None:
         self.exponent_depth += 1
         if self.exponent_depth > self.limits.max_exponent_depth:
-            raise errors.LimitExceeded(
-                "exponent nesting", self.exponent_depth, self.limits.max_exponent_depth, field=_FIELD
-            )
+            what = "powers are nested too deeply"
+            raise _over(self.limits, "max_exponent_depth", self.exponent_depth, what)
 
     def count(self, node: _Node) -> _Node:
         self.nodes += 1
         if self.nodes > self.limits.max_nodes:
-            raise errors.LimitExceeded("parse-tree nodes", self.nodes, self.limits.max_nodes, field=_FIELD)
+            raise _over(self.limits, "max_nodes", self.nodes, "the expression is too large")
+        return node
+
+    def spanned(self, node: _Node, start: int) -> _Node:
+        """`node`, knowing that its text runs from `start` to the last token read."""
+        node.span = (start, self.previous.end)
         return node
 
     def shown(self, token: _Token) -> str:
@@ -380,7 +385,8 @@ class _Parser:
             if len(factors) == 1:
                 terms.append(factors[0])
             else:
-                terms.append(self.count(_Product(term_start, tuple(factors), tuple(divided))))
+                product = _Product(term_start, tuple(factors), tuple(divided))
+                terms.append(self.count(self.spanned(product, term_start)))
             if not self.is_op("+", "-"):
                 break
             negated.append(self.advance().text == "-")
@@ -398,6 +404,7 @@ class _Parser:
             count += 1
         self.enter(count)
         token = self.token
+        atom_start = token.start
         if token.kind == _NUM:
             self.advance()
             node = self.count(_Number(token.start, self.number(token)))
@@ -414,7 +421,7 @@ class _Parser:
         else:
             raise self.missing_term(token)
         while self.token.kind == _SUP:
-            node = self.superscript(node, self.advance())
+            node = self.spanned(self.superscript(node, self.advance()), atom_start)
         if self.is_op("^"):
             caret = self.advance()
             self.enter()
@@ -422,7 +429,7 @@ class _Parser:
             exponent = self.operand(signs=True)
             self.exponent_depth -= 1
             self.depth -= 1
-            node = self.count(_Power(caret.start, (node, exponent)))
+            node = self.count(self.spanned(_Power(caret.start, (node, exponent)), atom_start))
         self.depth -= count
         return self.count(_Negate(start, (node,))) if negative else node
 
@@ -442,9 +449,8 @@ class _Parser:
         if name not in self.variables:
             self.variables.add(name)
             if len(self.variables) > self.limits.max_variables:
-                raise errors.LimitExceeded(
-                    "variables", len(self.variables), self.limits.max_variables, field=_FIELD
-                )
+                what = "the expression has too many variables"
+                raise _over(self.limits, "max_variables", len(self.variables), what)
         return self.count(_Variable(token.start, name))
 
     def call(self, token: _Token, spec: FunctionSpec) -> _Node:
@@ -469,11 +475,11 @@ class _Parser:
         self.depth -= 1
         self.exponent_depth -= spec.power
         self.check_arity(token, spec, len(args))
-        node = self.count(_Call(token.start, spec, tuple(args)))
+        node = self.count(self.spanned(_Call(token.start, spec, tuple(args)), token.start))
         if power is None:
             return node
         exponent = self.count(_Number(power.start, self.integer(power.text, power.start)))
-        return self.count(_Power(power.start, (node, exponent)))
+        return self.count(self.spanned(_Power(power.start, (node, exponent)), token.start))
 
     def function_power(self, name: _Token) -> _Token | None:
         """The n of `sin²x` or `sin^2 x` (a whole number, as a token of plain digits), if any."""
@@ -529,9 +535,7 @@ class _Parser:
     def integer(self, digits: str, pos: int) -> int:
         significant = len(digits.lstrip("+-").lstrip("0"))
         if significant > self.limits.max_integer_digits:
-            raise errors.LimitExceeded(
-                "integer literal digits", significant, self.limits.max_integer_digits, field=_FIELD
-            )
+            raise _over(self.limits, "max_integer_digits", significant, _long_number(digits))
         return int(digits)
 
     def number(self, token: _Token) -> int | tuple[int, int] | tuple[str, int]:
@@ -541,20 +545,21 @@ class _Parser:
         limit = self.limits.max_integer_digits
         exponent_digits = len(exponent_text.lstrip("+-").lstrip("0"))
         if exponent_digits > 9:
-            raise errors.LimitExceeded("number exponent digits", exponent_digits, 9, field=_FIELD)
+            # Over a billion digits, whatever the limit: not worth converting the exponent to find out.
+            size = 10.0 ** min(exponent_digits - 1, 309)
+            raise _over(self.limits, "max_integer_digits", size, _long_number(text), about=True)
         exponent = int(exponent_text) if exponent_text else 0
         digits = (whole + fraction).lstrip("0")
         if not digits:
             return (text, 0) if point else 0
         if point:
             if len(digits) > limit or abs(exponent) > limit:
-                raise errors.LimitExceeded(
-                    "float literal digits", max(len(digits), abs(exponent)), limit, field=_FIELD
-                )
+                size = max(len(digits), abs(exponent))
+                raise _over(self.limits, "max_integer_digits", size, _long_number(text))
             return (text, len(digits))
         size = len(digits) + max(exponent, 0)
         if size > limit or -exponent > limit:
-            raise errors.LimitExceeded("integer literal digits", max(size, -exponent), limit, field=_FIELD)
+            raise _over(self.limits, "max_integer_digits", max(size, -exponent), _long_number(text))
         if exponent >= 0:
             return int(whole + "0" * exponent)
         return (int(whole), 10**-exponent)
@@ -562,6 +567,16 @@ class _Parser:
 
 def _shorten(text: str, keep: int = 40) -> str:
     return text if len(text) <= keep else text[:keep] + "..."
+
+
+def _over(
+    limits: ParseLimits, setting: str, value: float | int, what: str, *, about: bool = False
+) -> errors.LimitExceeded:
+    return exceeded(limits, setting, value, field=_FIELD, what=what, about=about)
+
+
+def _long_number(text: str) -> str:
+    return f"the number {_shorten(text, 20)} is too long"
 
 
 # ---------------------------------------------------------------------------------------- to sympy
@@ -574,8 +589,20 @@ class _Builder:
     produce when raised to a numeric power: sympy multiplies out `(2*sqrt(2)*x)^1000` eagerly.
     """
 
-    def __init__(self, limits: ParseLimits) -> None:
+    def __init__(self, limits: ParseLimits, text: str) -> None:
         self.limits = limits
+        self.text = text
+
+    def source(self, node: _Node) -> str:
+        """The text `node` was read from (shortened): how messages name a value."""
+        start, end = node.span or (node.pos, node.pos)
+        return _shorten(self.text[start:end]) if end > start else "a number in the expression"
+
+    def too_large(
+        self, node: _Node, bits: float, problem: str = "too large to compute exactly"
+    ) -> errors.LimitExceeded:
+        shown: float | int = round(bits) if math.isfinite(bits) else bits
+        return _over(self.limits, "max_power_bits", shown, f"{self.source(node)} is {problem}", about=True)
 
     def build(self, root: _Node) -> sympy.Expr:
         values: list[tuple[Any, float]] = []
@@ -593,7 +620,7 @@ class _Builder:
             try:
                 value = self.make(node, args)
                 if value[0].is_Float:
-                    self.check_float(value[0], node.pos)
+                    self.check_float(value[0], node)
                 values.append(value)
             except (ValueError, TypeError, ArithmeticError, NotImplementedError) as error:
                 raise errors.ParseError(
@@ -601,12 +628,12 @@ class _Builder:
                 ) from None
         return values[0][0]
 
-    def check_float(self, value: Any, pos: int) -> None:
+    def check_float(self, value: Any, node: _Node) -> None:
         """exp(1e300) is a float no double holds and no literal writes back: refuse it like a huge power."""
         _, mantissa, exponent, size = value._mpf_
         bits = abs(exponent + size) if mantissa else 0
         if bits > self.limits.max_power_bits:
-            raise errors.LimitExceeded("float magnitude bits", bits, self.limits.max_power_bits, field=_FIELD)
+            raise self.too_large(node, bits, "too large or too small a number")
 
     def make(self, node: _Node, args: list[tuple[Any, float]]) -> tuple[Any, float]:
         if isinstance(node, _Number):
@@ -623,7 +650,7 @@ class _Builder:
             value, bits = args[0]
             return -value, bits
         if isinstance(node, _Power):
-            return self.make_power(node.pos, args[0], args[1])
+            return self.make_power(node, args[0], args[1])
         assert isinstance(node, _Call)
         return self.make_call(node, args)
 
@@ -635,30 +662,27 @@ class _Builder:
     def make_product(self, node: _Product, args: list[tuple[Any, float]]) -> tuple[Any, float]:
         bits = sum(bits for _, bits in args)
         if bits > self.limits.max_power_bits:
-            raise errors.LimitExceeded(
-                "numeric result bits", round(bits), self.limits.max_power_bits, field=_FIELD
-            )
+            raise self.too_large(node, bits)
         factors = [
             sympy.Pow(value, -1) if divided else value
             for (value, _), divided in zip(args, node.divided, strict=True)
         ]
         return _with_bits(sympy.Mul(*factors), bits)
 
-    def make_power(self, pos: int, base: tuple[Any, float], exponent: tuple[Any, float]) -> tuple[Any, float]:
+    def make_power(
+        self, node: _Node, base: tuple[Any, float], exponent: tuple[Any, float]
+    ) -> tuple[Any, float]:
         base_value, base_bits = base
         exp_value, exp_bits = exponent
         if exp_value.is_Number:
             if not exp_value.is_Integer:
-                self.check_root(base_value, base_bits)
+                self.check_root(node, base_value, base_bits)
             if not (base_value.is_Number or base_value.is_Mul or base_value.is_Pow):
                 # sympy never multiplies out a sum or a function call raised to a number
                 return _with_bits(sympy.Pow(base_value, exp_value), base_bits)
             bits = _magnitude(exp_value) * base_bits if base_bits else 0.0
             if not bits <= self.limits.max_power_bits:
-                shown: float | int = round(bits) if math.isfinite(bits) else bits
-                raise errors.LimitExceeded(
-                    "numeric power bits", shown, self.limits.max_power_bits, field=_FIELD
-                )
+                raise self.too_large(node, bits)
         else:
             bits = max(base_bits, exp_bits)
         return _with_bits(sympy.Pow(base_value, exp_value), bits)
@@ -666,26 +690,24 @@ class _Builder:
     def make_call(self, node: _Call, args: list[tuple[Any, float]]) -> tuple[Any, float]:
         spec = node.spec
         if spec.power:
-            return self.make_power(node.pos, args[0], args[1])
+            return self.make_power(node, args[0], args[1])
         values = [value for value, _ in args]
         if spec.guard_numbers:
             limit = self.limits.max_factorial_argument
             for value in values:
                 if (value.is_Rational or value.is_Float) and abs(value) > limit:
-                    raise errors.LimitExceeded(
-                        f"{spec.name} argument", _display_number(value), limit, field=_FIELD
-                    )
+                    what = f"{self.source(node)} is too costly to compute exactly: its argument is too large"
+                    raise _over(self.limits, "max_factorial_argument", _display_number(value), what)
         if spec.root:
-            self.check_root(*args[0])
+            self.check_root(node, *args[0])
         bits = max(bits for _, bits in args)
         return _with_bits(spec.build(*values), bits)
 
-    def check_root(self, base: Any, bits: float) -> None:
+    def check_root(self, node: _Node, base: Any, bits: float) -> None:
         """sympy looks for exact roots of numbers (perfect powers, small factors): cheap only while small."""
         if base.is_Rational and bits > self.limits.max_root_bits:
-            raise errors.LimitExceeded(
-                "root argument bits", round(bits), self.limits.max_root_bits, field=_FIELD
-            )
+            what = f"{self.source(node)} is too costly to compute exactly: the number under the root is large"
+            raise _over(self.limits, "max_root_bits", round(bits), what)
 
 
 def _make_number(value: int | tuple[int, int] | tuple[str, int]) -> tuple[Any, float]:
@@ -742,15 +764,15 @@ def _display_number(number: Any) -> float | int:
 def parse(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> sympy.Expr:
     """Parse `text`; raise errors.ParseError / errors.UnknownFunction / errors.LimitExceeded."""
     if len(text) > limits.max_length:
-        raise errors.LimitExceeded("expression length", len(text), limits.max_length, field=_FIELD)
+        raise _over(limits, "max_length", len(text), "the expression is too long")
     _reserve_stack(limits.max_depth)
     parser = _Parser(text, limits)
     try:
         tree = parser.parse()
     except RecursionError:
         # Only reachable if max_depth is configured beyond what the Python stack holds.
-        raise errors.LimitExceeded("nesting depth", parser.depth, limits.max_depth, field=_FIELD) from None
-    expr: sympy.Expr = _Builder(limits).build(tree)
+        raise _over(limits, "max_depth", parser.depth, "the expression is nested too deeply") from None
+    expr: sympy.Expr = _Builder(limits, text).build(tree)
     return expr
 
 

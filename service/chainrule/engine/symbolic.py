@@ -22,8 +22,8 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.repr import ReprPrinter
 
 from chainrule.engine import bignum, parsing
-from chainrule.engine.errors import InvalidArgument, LimitExceeded
-from chainrule.engine.limits import EngineLimits
+from chainrule.engine.errors import InvalidArgument
+from chainrule.engine.limits import EngineLimits, exceeded
 from chainrule.engine.numeric import (
     CompiledFunction,
     CompiledGradient,
@@ -133,12 +133,12 @@ def resolve_wrt(
             raise InvalidArgument(f"order {raw_order} is negative", field=f"wrt[{index}].order")
         order = raw_order or 1
         if order > limits.max_derivative_order:
-            raise LimitExceeded(
-                "derivative order", order, limits.max_derivative_order, field=f"wrt[{index}].order"
-            )
+            field = f"wrt[{index}].order"
+            raise exceeded(limits, "max_derivative_order", order, field=field, what="the order is too high")
         total += order
         if total > limits.max_derivative_order:
-            raise LimitExceeded("total derivative order", total, limits.max_derivative_order, field="wrt")
+            what = "the total order of the derivative is too high"
+            raise exceeded(limits, "max_derivative_order", total, field="wrt", what=what)
         resolved.append((name, order))
     return tuple(resolved)
 
@@ -311,7 +311,9 @@ def expression_size(expr: sympy.Basic) -> int:
 def _check_size(expr: sympy.Expr, limits: EngineLimits) -> None:
     size = expression_size(expr)
     if size > limits.max_derivative_nodes:
-        raise LimitExceeded("derivative size", size, limits.max_derivative_nodes, field="wrt")
+        raise exceeded(
+            limits, "max_derivative_nodes", size, field="wrt", what="the derivative grows too large"
+        )
 
 
 class _LatexPrinter(LatexPrinter):  # type: ignore[misc]

@@ -22,10 +22,10 @@ from chainrule.engine.errors import (
     ChainruleError,
     FailedPrecondition,
     InvalidArgument,
-    LimitExceeded,
     NoClosedForm,
     ParseError,
 )
+from chainrule.engine.limits import exceeded
 from chainrule.server.batches import Batch, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
@@ -313,7 +313,8 @@ class ChainruleApi:
             raise numeric.missing_columns(missing).relocated({"columns": batch.field})
         cost = prepared.node_count * batch.size
         if cost > self.limits.engine.max_numeric_cost:
-            raise LimitExceeded("numeric cost", cost, self.limits.engine.max_numeric_cost, field=batch.field)
+            what = f"the evaluation is too costly ({prepared.node_count:,} nodes times {batch.size:,} points)"
+            raise exceeded(self.limits.engine, "max_numeric_cost", cost, field=batch.field, what=what)
 
 
 def _wrt(entries: Sequence[pb.Wrt]) -> jobs.Wrt:

@@ -15,8 +15,8 @@ import sympy
 
 from chainrule import engine
 from chainrule.engine import codegen, explain, parsing, verify
-from chainrule.engine.errors import InvalidArgument, LimitExceeded, NoClosedForm
-from chainrule.engine.limits import declared
+from chainrule.engine.errors import InvalidArgument, NoClosedForm
+from chainrule.engine.limits import declared, exceeded
 from chainrule.server.config import Settings, limit_settings
 
 
@@ -116,7 +116,8 @@ def gradient_variables(free: tuple[str, ...], variables: Sequence[str], limits: 
         if name in names[:index]:
             raise InvalidArgument(f"variable '{name}' is listed twice", field=f"variables[{index}]")
     if len(names) > limits.parse.max_variables:
-        raise LimitExceeded("variables", len(names), limits.parse.max_variables, field="variables")
+        what = "too many variables"
+        raise exceeded(limits.parse, "max_variables", len(names), field="variables", what=what)
     return names
 
 
