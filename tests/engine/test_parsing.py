@@ -398,6 +398,24 @@ def test_limit_messages_are_plain_words(text: str, message: str) -> None:
     assert caught.value.message == message
 
 
+# (text, position): where what is too large starts, for a caret under it
+LIMIT_POSITIONS = [
+    ("x + 9^9^9", 4),
+    ("x + -9^9^9", 5),
+    ("x + 1/factorial(10^9)", 6),
+    ("y + sqrt(10^999 + 1)", 4),
+    ("1 + 1e1000", 4),
+    ("x + 2^2^2^2^2 * y", 4),
+]
+
+
+@pytest.mark.parametrize(("text", "position"), LIMIT_POSITIONS, ids=[row[0] for row in LIMIT_POSITIONS])
+def test_limit_errors_carry_the_position(text: str, position: int) -> None:
+    with pytest.raises(errors.LimitExceeded) as caught:
+        parse(text)
+    assert caught.value.metadata["position"] == str(position)
+
+
 _DEEPEST = DEFAULT_LIMITS.max_depth - 1
 
 

@@ -182,7 +182,7 @@ class LimitExceeded(InvalidArgument):
     `limit` is the declared limit's name (engine/limits.py, server/config.py), as GetServerInfo
     reports it, so that a client can look it up; the message reads "9^9^9 is too large to compute
     exactly (about 1.2 billion bits; limit 20,000)": `what`, then the value in `unit`s (`about`
-    when it is an estimate) and the maximum.
+    when it is an estimate) and the maximum. The parser adds the `position` of what was too large.
     """
 
     reason = "LIMIT_EXCEEDED"
@@ -197,13 +197,13 @@ class LimitExceeded(InvalidArgument):
         what: str,
         unit: str = "",
         about: bool = False,
+        position: int | None = None,
     ) -> None:
         amount = f"{'about ' if about else ''}{plain_number(value)}{f' {unit}' if unit else ''}"
-        super().__init__(
-            f"{what} ({amount}; limit {plain_number(maximum)})",
-            field=field,
-            metadata={"limit": limit, "value": str(value), "maximum": str(maximum)},
-        )
+        metadata = {"limit": limit, "value": str(value), "maximum": str(maximum)}
+        if position is not None:  # where in the expression, as for parse errors
+            metadata["position"] = str(position)
+        super().__init__(f"{what} ({amount}; limit {plain_number(maximum)})", field=field, metadata=metadata)
 
 
 _SCALES = ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"))

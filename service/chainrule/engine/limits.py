@@ -110,7 +110,14 @@ ENGINE_LIMITS: tuple[Limit, ...] = tuple(
 
 
 def exceeded(
-    limits: Any, setting: str, value: float | int, *, field: str, what: str, about: bool = False
+    limits: Any,
+    setting: str,
+    value: float | int,
+    *,
+    field: str,
+    what: str,
+    about: bool = False,
+    position: int | None = None,
 ) -> LimitExceeded:
     """The error for `value` over the limit `setting` of `limits`, named and counted as declared."""
     declaration = next(found for name, found in declared(limits) if name == setting)
@@ -122,4 +129,5 @@ def exceeded(
         what=what,
         unit=declaration.unit,
         about=about,
+        position=position,
     )

@@ -289,18 +289,21 @@ class _Parser:
     def enter(self, count: int = 1) -> None:
         self.depth += count
         if self.depth > self.limits.max_depth:
-            raise _over(self.limits, "max_depth", self.depth, "the expression is nested too deeply")
+            what = "the expression is nested too deeply"
+            raise _over(self.limits, "max_depth", self.depth, what, self.token.start)
 
     def enter_exponent(self) -> None:
         self.exponent_depth += 1
         if self.exponent_depth > self.limits.max_exponent_depth:
             what = "powers are nested too deeply"
-            raise _over(self.limits, "max_exponent_depth", self.exponent_depth, what)
+            raise _over(self.limits, "max_exponent_depth", self.exponent_depth, what, self.token.start)
 
     def count(self, node: _Node) -> _Node:
         self.nodes += 1
         if self.nodes > self.limits.max_nodes:
-            raise _over(self.limits, "max_nodes", self.nodes, "the expression is too large")
+            raise _over(
+                self.limits, "max_nodes", self.nodes, "the expression is too large", self.previous.start
+            )
         return node
 
     def spanned(self, node: _Node, start: int) -> _Node:
@@ -450,7 +453,7 @@ class _Parser:
             self.variables.add(name)
             if len(self.variables) > self.limits.max_variables:
                 what = "the expression has too many variables"
-                raise _over(self.limits, "max_variables", len(self.variables), what)
+                raise _over(self.limits, "max_variables", len(self.variables), what, token.start)
         return self.count(_Variable(token.start, name))
 
     def call(self, token: _Token, spec: FunctionSpec) -> _Node:
@@ -535,7 +538,7 @@ class _Parser:
     def integer(self, digits: str, pos: int) -> int:
         significant = len(digits.lstrip("+-").lstrip("0"))
         if significant > self.limits.max_integer_digits:
-            raise _over(self.limits, "max_integer_digits", significant, _long_number(digits))
+            raise _over(self.limits, "max_integer_digits", significant, _long_number(digits), pos)
         return int(digits)
 
     def number(self, token: _Token) -> int | tuple[int, int] | tuple[str, int]:
@@ -547,7 +550,8 @@ class _Parser:
         if exponent_digits > 9:
             # Over a billion digits, whatever the limit: not worth converting the exponent to find out.
             size = 10.0 ** min(exponent_digits - 1, 309)
-            raise _over(self.limits, "max_integer_digits", size, _long_number(text), about=True)
+            what = _long_number(text)
+            raise _over(self.limits, "max_integer_digits", size, what, token.start, about=True)
         exponent = int(exponent_text) if exponent_text else 0
         digits = (whole + fraction).lstrip("0")
         if not digits:
@@ -555,11 +559,12 @@ class _Parser:
         if point:
             if len(digits) > limit or abs(exponent) > limit:
                 size = max(len(digits), abs(exponent))
-                raise _over(self.limits, "max_integer_digits", size, _long_number(text))
+                raise _over(self.limits, "max_integer_digits", size, _long_number(text), token.start)
             return (text, len(digits))
         size = len(digits) + max(exponent, 0)
         if size > limit or -exponent > limit:
-            raise _over(self.limits, "max_integer_digits", max(size, -exponent), _long_number(text))
+            size = max(size, -exponent)
+            raise _over(self.limits, "max_integer_digits", size, _long_number(text), token.start)
         if exponent >= 0:
             return int(whole + "0" * exponent)
         return (int(whole), 10**-exponent)
@@ -570,9 +575,19 @@ def _shorten(text: str, keep: int = 40) -> str:
 
 
 def _over(
-    limits: ParseLimits, setting: str, value: float | int, what: str, *, about: bool = False
+    limits: ParseLimits,
+    setting: str,
+    value: float | int,
+    what: str,
+    position: int | None,
+    *,
+    about: bool = False,
 ) -> errors.LimitExceeded:
-    return exceeded(limits, setting, value, field=_FIELD, what=what, about=about)
+    return exceeded(limits, setting, value, field=_FIELD, what=what, about=about, position=position)
+
+
+def _start(node: _Node) -> int:
+    return node.span[0] if node.span else node.pos
 
 
 def _long_number(text: str) -> str:
@@ -602,7 +617,8 @@ class _Builder:
         self, node: _Node, bits: float, problem: str = "too large to compute exactly"
     ) -> errors.LimitExceeded:
         shown: float | int = round(bits) if math.isfinite(bits) else bits
-        return _over(self.limits, "max_power_bits", shown, f"{self.source(node)} is {problem}", about=True)
+        what = f"{self.source(node)} is {problem}"
+        return _over(self.limits, "max_power_bits", shown, what, _start(node), about=True)
 
     def build(self, root: _Node) -> sympy.Expr:
         values: list[tuple[Any, float]] = []
@@ -697,7 +713,8 @@ class _Builder:
             for value in values:
                 if (value.is_Rational or value.is_Float) and abs(value) > limit:
                     what = f"{self.source(node)} is too costly to compute exactly: its argument is too large"
-                    raise _over(self.limits, "max_factorial_argument", _display_number(value), what)
+                    shown = _display_number(value)
+                    raise _over(self.limits, "max_factorial_argument", shown, what, _start(node))
         if spec.root:
             self.check_root(node, *args[0])
         bits = max(bits for _, bits in args)
@@ -707,7 +724,7 @@ class _Builder:
         """sympy looks for exact roots of numbers (perfect powers, small factors): cheap only while small."""
         if base.is_Rational and bits > self.limits.max_root_bits:
             what = f"{self.source(node)} is too costly to compute exactly: the number under the root is large"
-            raise _over(self.limits, "max_root_bits", round(bits), what)
+            raise _over(self.limits, "max_root_bits", round(bits), what, _start(node))
 
 
 def _make_number(value: int | tuple[int, int] | tuple[str, int]) -> tuple[Any, float]:
@@ -764,14 +781,15 @@ def _display_number(number: Any) -> float | int:
 def parse(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> sympy.Expr:
     """Parse `text`; raise errors.ParseError / errors.UnknownFunction / errors.LimitExceeded."""
     if len(text) > limits.max_length:
-        raise _over(limits, "max_length", len(text), "the expression is too long")
+        raise _over(limits, "max_length", len(text), "the expression is too long", limits.max_length)
     _reserve_stack(limits.max_depth)
     parser = _Parser(text, limits)
     try:
         tree = parser.parse()
     except RecursionError:
         # Only reachable if max_depth is configured beyond what the Python stack holds.
-        raise _over(limits, "max_depth", parser.depth, "the expression is nested too deeply") from None
+        what = "the expression is nested too deeply"
+        raise _over(limits, "max_depth", parser.depth, what, parser.token.start) from None
     expr: sympy.Expr = _Builder(limits, text).build(tree)
     return expr
 
