@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chainrule import engine
-from chainrule.engine import errors, verify
+from chainrule.engine import codegen, errors, explain, verify
 from chainrule.engine.functions import FUNCTIONS, SPECS
 from chainrule.engine.parsing import ParseLimits, parse, to_text, unwritable
 from chainrule.engine.symbolic import Simplification
@@ -58,6 +58,19 @@ def test_the_unwritten_derivative_stays_for_numeric_use() -> None:
     assert pickle.loads(pickle.dumps(derivative)) == derivative
     components = engine.gradient_components(expr, ["x", "y"], hessian=True)
     assert sum(component.has(sympy.Derivative) for component in components) == 3  # f_x, f_xx, f_xy
+
+
+@pytest.mark.parametrize("text", ["zeta(x)", "zeta(x/2 + 3)", "polygamma(x, 2)"])
+def test_explain_and_code_refuse_it_alike(text: str) -> None:
+    """Steps and code are text too: the same refusal, never a crash inside sympy's printers."""
+    expr = parse(text)
+    derivative = engine.differentiate(expr, [("x", 1)], Simplification.FAST)
+    with pytest.raises(errors.NoClosedForm):
+        explain.explain(expr, [("x", 1)], derivative)
+    for language in codegen.Language:
+        with pytest.raises(errors.NoClosedForm):
+            codegen.generate(derivative, ["x"], language)
+    assert verify.verify(expr, [("x", 1)], derivative).verdict is not verify.Verdict.MISMATCH
 
 
 # (expression, wrt, reason): sympy's simplify would leave the grammar; FULL keeps what reads back.

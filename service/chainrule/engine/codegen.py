@@ -25,7 +25,7 @@ from sympy.printing.jscode import JavascriptCodePrinter
 from sympy.printing.mathml import MathMLPresentationPrinter
 from sympy.printing.numpy import SciPyPrinter
 
-from chainrule.engine import bignum, functions
+from chainrule.engine import bignum, functions, parsing
 from chainrule.engine.errors import FailedPrecondition
 
 __all__ = ["GeneratedCode", "Language", "generate", "mathml", "supported_functions"]
@@ -73,7 +73,13 @@ def generate(
     name: str = FUNCTION_NAME,
     comment: str = "",
 ) -> GeneratedCode:
-    """One function `name(variables...)` returning `expr`, in `language`."""
+    """One function `name(variables...)` returning `expr`, in `language`.
+
+    A derivative our grammar cannot write (d/ds zeta(s)) has no code either: errors.NoClosedForm.
+    """
+    refusal = parsing.unwritable(expr)
+    if refusal is not None:
+        raise refusal
     target = _prepare(expr)
     printer = _PRINTERS[language]()
     _check_supported(printer, target, language)
