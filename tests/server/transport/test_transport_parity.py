@@ -68,6 +68,11 @@ CASES: list[tuple[str, Message]] = [
     ("no-closed-form-inner", D(expression="zeta(x/2 + 3)", formats=[2, 4], explain=True, verify=True)),
     ("no-closed-form-order", D(expression="polygamma(x, 2)", simplification=pb.SIMPLIFICATION_FULL)),
     ("huge-integer", D(expression="3^9100 + x^2", formats=[2, 3, 4, 5, 6])),
+    ("leibniz", D(expression="d/dx sin(x)")),
+    ("inverse-or-reciprocal", D(expression="sin^-1(x)")),
+    ("function-power", D(expression="sin^2 x + cos^2(x)")),
+    ("nearest-function", D(expression="sinn(x)")),
+    ("limit-in-words", D(expression="9^9^9 + x")),
     # Evaluate: one point, many points in both encodings, non-finite values, bad batches.
     ("eval-zero", E(expression="sin(x)", point={"x": 0.0})),
     ("eval-cbrt", E(expression="cbrt(x)", point={"x": -8.0})),
