@@ -347,6 +347,7 @@ HOSTILE = [
     ("1e1000", DEFAULT_LIMITS, "integer_digits"),
     ("1e-1001", DEFAULT_LIMITS, "integer_digits"),
     ("1e1000000000000", DEFAULT_LIMITS, "integer_digits"),
+    ("1e" + "9" * 400, DEFAULT_LIMITS, "integer_digits"),
     ("1.5e5000", DEFAULT_LIMITS, "integer_digits"),
     ("exp(1.0e300)", DEFAULT_LIMITS, "power_bits"),
     ("x^" + "1" * 1001, DEFAULT_LIMITS, "integer_digits"),

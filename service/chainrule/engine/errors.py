@@ -199,7 +199,8 @@ class LimitExceeded(InvalidArgument):
         about: bool = False,
         position: int | None = None,
     ) -> None:
-        amount = f"{'about ' if about else ''}{plain_number(value)}{f' {unit}' if unit else ''}"
+        estimate = "about " if about and math.isfinite(value) else ""
+        amount = f"{estimate}{plain_number(value)}{f' {unit}' if unit else ''}"
         metadata = {"limit": limit, "value": str(value), "maximum": str(maximum)}
         if position is not None:  # where in the expression, as for parse errors
             metadata["position"] = str(position)

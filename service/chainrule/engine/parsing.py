@@ -549,7 +549,7 @@ class _Parser:
         exponent_digits = len(exponent_text.lstrip("+-").lstrip("0"))
         if exponent_digits > 9:
             # Over a billion digits, whatever the limit: not worth converting the exponent to find out.
-            size = 10.0 ** min(exponent_digits - 1, 309)
+            size = 10.0 ** (exponent_digits - 1) if exponent_digits < 300 else math.inf
             what = _long_number(text)
             raise _over(self.limits, "max_integer_digits", size, what, token.start, about=True)
         exponent = int(exponent_text) if exponent_text else 0
