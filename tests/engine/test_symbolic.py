@@ -270,7 +270,7 @@ def test_exploding_derivative_stops_early() -> None:
         engine.differentiate(
             sympy.exp(sympy.sin(x) * x**x), (("x", 12),), Simplification.FAST, EngineLimits()
         )
-    assert caught.value.metadata["limit"] == "derivative size"
+    assert caught.value.metadata["limit"] == "derivative_nodes"
 
 
 def test_size_limit_is_checked_after_each_order() -> None:

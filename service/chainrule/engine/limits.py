@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from chainrule.engine.errors import LimitExceeded
+
 _LIMIT = "limit"
 
 
@@ -105,3 +107,27 @@ def declared(limits: type[Any] | Any) -> Iterator[tuple[str, Limit]]:
 ENGINE_LIMITS: tuple[Limit, ...] = tuple(
     declaration for cls in (ParseLimits, EngineLimits) for _, declaration in declared(cls)
 )
+
+
+def exceeded(
+    limits: Any,
+    setting: str,
+    value: float | int,
+    *,
+    field: str,
+    what: str,
+    about: bool = False,
+    position: int | None = None,
+) -> LimitExceeded:
+    """The error for `value` over the limit `setting` of `limits`, named and counted as declared."""
+    declaration = next(found for name, found in declared(limits) if name == setting)
+    return LimitExceeded(
+        declaration.name,
+        value,
+        getattr(limits, setting),
+        field=field,
+        what=what,
+        unit=declaration.unit,
+        about=about,
+        position=position,
+    )

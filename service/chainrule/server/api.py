@@ -22,8 +22,10 @@ from chainrule.engine.errors import (
     ChainruleError,
     FailedPrecondition,
     InvalidArgument,
-    LimitExceeded,
+    NoClosedForm,
+    ParseError,
 )
+from chainrule.engine.limits import exceeded
 from chainrule.server.batches import Batch, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
@@ -174,6 +176,8 @@ class ChainruleApi:
         wanted = _extras_request(request)
         parsed = await self._parsed(request.expression)
         derived = await self._derived(parsed, wrt, simplification)
+        if derived.refusal is not None:
+            raise _computed_numerically(derived.refusal)
         latex = await self._latex((parsed.key, wrt, simplification), derived) if wants_latex else ""
         extras = (
             await self._extras(parsed, (wrt, simplification), wanted, request.formats)
@@ -216,6 +220,8 @@ class ChainruleApi:
         With an executor of its own (Parse's), a miss is parsed there even when the same text waits
         in the symbolic queue for a Differentiate: joining that would wait behind cold derivations.
         """
+        if not text:  # proto3 cannot tell a missing string from an empty one: both are missing
+            raise ParseError("expression is required: send one, such as sin(x^2)", 0, placed=True)
         if executor is None:
             found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text, None))
         else:
@@ -341,7 +347,8 @@ class ChainruleApi:
             raise numeric.missing_columns(missing).relocated({"columns": batch.field})
         cost = prepared.node_count * batch.size
         if cost > self.limits.engine.max_numeric_cost:
-            raise LimitExceeded("numeric cost", cost, self.limits.engine.max_numeric_cost, field=batch.field)
+            what = f"the evaluation is too costly ({prepared.node_count:,} nodes times {batch.size:,} points)"
+            raise exceeded(self.limits.engine, "max_numeric_cost", cost, field=batch.field, what=what)
 
 
 def _wrt(entries: Sequence[pb.Wrt]) -> jobs.Wrt:
@@ -358,6 +365,15 @@ def _expression_error(error: InvalidArgument) -> pb.ExpressionError:
     if position is not None:
         message.position = int(position)
     return message
+
+
+def _computed_numerically(refusal: NoClosedForm) -> NoClosedForm:
+    """The refusal of a derivative's text, saying which RPCs give its values all the same."""
+    return NoClosedForm(
+        f"{refusal.message}: Evaluate with wrt, or GradientAtPoint, computes its values numerically",
+        function=refusal.metadata["function"],
+        argument=int(refusal.metadata.get("argument", "0")),
+    )
 
 
 def _simplification(value: int) -> engine.Simplification:

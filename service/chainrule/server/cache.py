@@ -3,9 +3,9 @@
 Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`, `parse_reply`)
 are keyed by the raw request text plus the options that change the answer, so a repeated request
 costs a dictionary lookup and touches neither the parser nor sympy. Below them, the `parse` cache maps
-text to a parsed expression and its canonical key (`sympy.srepr`), and the `derivative`, `latex`
-and `compiled` caches are keyed by that canonical key, so `x^2`, `x**2` and `x ^ 2` share one
-derivative and one compiled function.
+text to a parsed expression and its canonical key (`engine.canonical_key`, an srepr), and the
+`derivative`, `latex` and `compiled` caches are keyed by that canonical key, so `x^2`, `x**2` and
+`x ^ 2` share one derivative and one compiled function.
 
 Every cache is bounded by entries and by approximate bytes (sizes are estimates the caller gives;
 they bound memory to within a small factor, not exactly), evicting the least recently used entry.

@@ -89,7 +89,7 @@ async def test_chainrule_errors_cross_the_process_boundary(pool: ProcessExecutor
 
     with pytest.raises(errors.ParseError) as caught:
         await pool.run(jobs.parse_canonical, "sin(x", jobs.Limits.from_settings(Settings()))
-    assert caught.value.metadata["position"] == "5"
+    assert caught.value.metadata["position"] == "3"  # the "(" never closed
 
 
 async def test_server_budget_overrun_kills_and_replaces_the_worker(pool: ProcessExecutor) -> None:

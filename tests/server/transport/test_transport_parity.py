@@ -65,6 +65,23 @@ CASES: list[tuple[str, Message]] = [
     ("order-over-limit", D(expression="x^2", wrt=wrt(("x", 1000)))),
     ("unknown-simplification", D(expression="x", simplification=7)),  # type: ignore[arg-type]
     ("unknown-format", D(expression="x", formats=[9])),  # type: ignore[list-item]
+    ("no-closed-form", D(expression="zeta(x)")),
+    (
+        "no-closed-form-inner",
+        D(
+            expression="zeta(x/2 + 3)",
+            formats=[pb.OUTPUT_FORMAT_LATEX, pb.OUTPUT_FORMAT_PYTHON],
+            explain=True,
+            verify=True,
+        ),
+    ),
+    ("no-closed-form-order", D(expression="polygamma(x, 2)", simplification=pb.SIMPLIFICATION_FULL)),
+    ("huge-integer", D(expression="3^9100 + x^2", formats=list(pb.OutputFormat.values())[2:])),
+    ("leibniz", D(expression="d/dx sin(x)")),
+    ("inverse-or-reciprocal", D(expression="sin^-1(x)")),
+    ("function-power", D(expression="sin^2 x + cos^2(x)")),
+    ("nearest-function", D(expression="sinn(x)")),
+    ("limit-in-words", D(expression="9^9^9 + x")),
     # Evaluate: one point, many points in both encodings, non-finite values, bad batches.
     ("eval-zero", E(expression="sin(x)", point={"x": 0.0})),
     ("eval-cbrt", E(expression="cbrt(x)", point={"x": -8.0})),
@@ -157,4 +174,49 @@ def test_the_table_covers_successes_and_each_error_reason() -> None:
     names = {name for name, _ in CASES}
     assert {"seed-sin-square", "eval-f64le", "grad-many-f64le", "server-info"} <= names
     assert {"parse-open-paren", "unknown-function", "eval-missing-point", "order-over-limit"} <= names
+    assert {"no-closed-form", "huge-integer"} <= names
     assert {type(request) for _, request in CASES} == set(ROUTES)
+
+
+# (expression, function, argument): derivatives the grammar cannot write, refused alike by both transports.
+NO_CLOSED_FORM = [
+    ("zeta(x)", "zeta", "1"),
+    ("zeta(x/2 + 3)", "zeta", "1"),
+    ("zeta(x, 2)", "zeta", "1"),
+    ("polygamma(x, 2)", "polygamma", "1"),
+    ("Heaviside(x, x^2)", "Heaviside", "2"),
+]
+
+
+@pytest.mark.parametrize(
+    ("expression", "function", "argument"), NO_CLOSED_FORM, ids=[r[0] for r in NO_CLOSED_FORM]
+)
+async def test_no_closed_form_is_a_failed_precondition_on_both(
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
+    rest_client: httpx.AsyncClient,
+    expression: str,
+    function: str,
+    argument: str,
+) -> None:
+    request = D(expression=expression)
+    grpc_status, grpc_body = await via_grpc(stub, request)
+    rest_status, rest_body = await via_rest(rest_client, request)
+    code = errors.Code.FAILED_PRECONDITION
+    assert grpc_body["code"] == rest_body["code"] == code
+    assert grpc_status == rest_status == HTTP_STATUS[code] == 400
+    (info,) = [d for d in rest_body["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
+    assert info["reason"] == "NO_CLOSED_FORM"
+    assert info["metadata"] == {"function": function, "argument": argument}
+    assert "GradientAtPoint" in rest_body["message"]  # how to get its values all the same
+
+
+@pytest.mark.parametrize(
+    "request_", [D(), E(point={"x": 1}), G(point={"x": 1})], ids=["differentiate", "evaluate", "gradient"]
+)
+async def test_a_missing_expression_is_said_to_be_required(
+    stub: pb_grpc.DifferentiationServiceAsyncStub, rest_client: httpx.AsyncClient, request_: Message
+) -> None:
+    for status, body in (await via_grpc(stub, request_), await via_rest(rest_client, request_)):
+        assert status == 400
+        assert body["message"] == "expression is required: send one, such as sin(x^2)"
+        assert body["details"][0]["fieldViolations"][0]["field"] == "expression"

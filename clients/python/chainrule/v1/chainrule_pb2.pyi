@@ -40,7 +40,9 @@ class _SimplificationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Simpli
     SIMPLIFICATION_FAST: _Simplification.ValueType  # 2
     """Cheap deterministic normalisation, about linear in the size of the derivative (the default)."""
     SIMPLIFICATION_FULL: _Simplification.ValueType  # 3
-    """`sympy.simplify` under the server's time budget."""
+    """`sympy.simplify` under the server's time budget, kept when its result is still in chainrule's
+    grammar (else the SIMPLIFICATION_FAST form).
+    """
 
 class Simplification(_Simplification, metaclass=_SimplificationEnumTypeWrapper):
     """Simplification says how much work goes into tidying a derivative."""
@@ -52,7 +54,9 @@ SIMPLIFICATION_NONE: Simplification.ValueType  # 1
 SIMPLIFICATION_FAST: Simplification.ValueType  # 2
 """Cheap deterministic normalisation, about linear in the size of the derivative (the default)."""
 SIMPLIFICATION_FULL: Simplification.ValueType  # 3
-"""`sympy.simplify` under the server's time budget."""
+"""`sympy.simplify` under the server's time budget, kept when its result is still in chainrule's
+grammar (else the SIMPLIFICATION_FAST form).
+"""
 Global___Simplification: _TypeAlias = Simplification  # noqa: Y015
 
 class _OutputFormat:
@@ -186,7 +190,11 @@ class DifferentiateResponse(_message.Message):
     MATHML_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     derivative: _builtins.str
-    """The derivative as text in chainrule's grammar; it parses back to the same expression."""
+    """The derivative as text in chainrule's grammar; it parses back to the same expression. A
+    derivative the grammar cannot write (d/ds zeta(s), polygamma by its order) is refused with
+    FAILED_PRECONDITION, reason NO_CLOSED_FORM, metadata `function` and `argument` (1-based);
+    Evaluate with `wrt` and GradientAtPoint compute its values all the same.
+    """
     latex: _builtins.str
     """The derivative in LaTeX, when OUTPUT_FORMAT_LATEX was asked for."""
     mathml: _builtins.str

@@ -15,8 +15,8 @@ import sympy
 
 from chainrule import engine
 from chainrule.engine import codegen, explain, parsing, verify
-from chainrule.engine.errors import InvalidArgument, LimitExceeded
-from chainrule.engine.limits import declared
+from chainrule.engine.errors import InvalidArgument, NoClosedForm
+from chainrule.engine.limits import declared, exceeded
 from chainrule.server.config import Settings, limit_settings
 
 
@@ -116,7 +116,8 @@ def gradient_variables(free: tuple[str, ...], variables: Sequence[str], limits: 
         if name in names[:index]:
             raise InvalidArgument(f"variable '{name}' is listed twice", field=f"variables[{index}]")
     if len(names) > limits.parse.max_variables:
-        raise LimitExceeded("variables", len(names), limits.parse.max_variables, field="variables")
+        what = "too many variables"
+        raise exceeded(limits.parse, "max_variables", len(names), field="variables", what=what)
     return names
 
 
@@ -152,16 +153,21 @@ class Parsed(_Symbolic):
 
 @dataclass(frozen=True)
 class Derived(_Symbolic):
-    """A derivative, simplified and printed as text."""
+    """A derivative, simplified and printed as text.
+
+    A derivative the grammar cannot write (d/ds zeta(s)) has no text but a `refusal`, the error
+    Differentiate answers with; its expression still serves numeric evaluation.
+    """
 
     text: str
+    refusal: NoClosedForm | None = None
 
 
 def parse_canonical(text: str, limits: Limits) -> Parsed:
-    """Parse `text` and compute its canonical key (`sympy.srepr`, which includes assumptions)."""
+    """Parse `text` and compute its canonical key (`srepr`, which includes assumptions)."""
     start = time.perf_counter()
     expression = parse(text, limits)
-    key = sympy.srepr(expression)
+    key = engine.canonical_key(expression)
     seconds = time.perf_counter() - start
     return Parsed(
         portable=engine.Portable(expression),
@@ -184,12 +190,17 @@ def derive_parsed(
     middle = time.perf_counter()
     derivative = engine.simplify(raw, simplification)
     end = time.perf_counter()
+    try:
+        text, refusal = parsing.to_text(derivative), None
+    except NoClosedForm as error:
+        text, refusal = "", error
     return Derived(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
         node_count=_node_count(derivative),
         timings=(("differentiate", middle - start), ("simplify", end - middle)),
-        text=parsing.to_text(derivative),
+        text=text,
+        refusal=refusal,
     )
 
 

@@ -101,7 +101,14 @@ ERRORS: Mapping[str, tuple[str, errors.ChainruleError]] = {
     ),
     "413": (
         "The body is over the request_bytes limit",
-        errors.LimitExceeded("request_bytes", 70_000_000, 67_108_864, field="body"),
+        errors.LimitExceeded(
+            "request_bytes",
+            70_000_000,
+            67_108_864,
+            field="body",
+            what="the request body is too large",
+            unit="bytes",
+        ),
     ),
     "415": (
         "The body is not JSON (send application/json, UTF-8)",

@@ -164,7 +164,8 @@ def _check_content_type(request: Request) -> None:
 
 
 def _too_large(size: int, limit: int) -> HttpError:
-    return HttpError(LimitExceeded("request_bytes", size, limit, field="body"), 413)
+    what = "the request body is too large"
+    return HttpError(LimitExceeded("request_bytes", size, limit, field="body", what=what, unit="bytes"), 413)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

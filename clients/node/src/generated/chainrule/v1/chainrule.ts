@@ -31,7 +31,10 @@ export enum Simplification {
   SIMPLIFICATION_NONE = 1,
   /** SIMPLIFICATION_FAST - Cheap deterministic normalisation, about linear in the size of the derivative (the default). */
   SIMPLIFICATION_FAST = 2,
-  /** SIMPLIFICATION_FULL - `sympy.simplify` under the server's time budget. */
+  /**
+   * SIMPLIFICATION_FULL - `sympy.simplify` under the server's time budget, kept when its result is still in chainrule's
+   * grammar (else the SIMPLIFICATION_FAST form).
+   */
   SIMPLIFICATION_FULL = 3,
   UNRECOGNIZED = -1,
 }
@@ -88,7 +91,12 @@ export interface DifferentiateRequest {
 
 /** DifferentiateResponse carries the derivative. */
 export interface DifferentiateResponse {
-  /** The derivative as text in chainrule's grammar; it parses back to the same expression. */
+  /**
+   * The derivative as text in chainrule's grammar; it parses back to the same expression. A
+   * derivative the grammar cannot write (d/ds zeta(s), polygamma by its order) is refused with
+   * FAILED_PRECONDITION, reason NO_CLOSED_FORM, metadata `function` and `argument` (1-based);
+   * Evaluate with `wrt` and GradientAtPoint compute its values all the same.
+   */
   derivative: string;
   /** The derivative in LaTeX, when OUTPUT_FORMAT_LATEX was asked for. */
   latex: string;
