@@ -34,6 +34,8 @@ Notation:
 - Variables: ASCII letters, digits and ``_``, starting with a letter, at most 32 characters, not a
   function or constant name. They are real symbols. Other non-ASCII letters are errors (no NFKC).
 - Whitespace (newlines included) only separates tokens.
+- Equations: ``lhs = rhs`` (one ``=``, loosest of all) only through `parse_equation`, for implicit
+  differentiation; anywhere else ``=`` is an error saying so.
 """
 
 from __future__ import annotations
@@ -58,12 +60,17 @@ __all__ = [
     "ParseLimits",
     "is_valid_variable_name",
     "parse",
+    "parse_equation",
     "symbol",
     "to_text",
 ]
 
 MAX_NAME_LENGTH: Final = 32
 _FIELD: Final = "expression"
+_EQUATION_NEEDS_DEPENDENT: Final = (
+    "'=' makes an equation, which only implicit differentiation takes: name the variable it defines "
+    "in `dependent`"
+)
 
 
 DEFAULT_LIMITS: Final = ParseLimits()
@@ -76,7 +83,7 @@ _TOKEN_RE: Final = re.compile(
     r"(?P<ws>[ \t\n\r\f\v\u00a0]+)"
     r"|(?P<num>(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*|π)"
-    r"|(?P<op>\*\*|[-+*/^(),\u00d7\u00b7\u22c5\u2212\u00f7])"
+    r"|(?P<op>\*\*|[-+*/^(),=\u00d7\u00b7\u22c5\u2212\u00f7])"
     r"|(?P<sup>[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)"
 )
 _OP_ALIASES: Final = {"**": "^", "\u00d7": "*", "\u00b7": "*", "\u22c5": "*", "\u2212": "-", "\u00f7": "/"}
@@ -266,13 +273,21 @@ class _Parser:
     # grammar: each level of nesting costs at most three Python frames (expression -> operand ->
     # call -> expression), so max_depth=200 stays far below the interpreter's recursion limit.
 
-    def parse(self) -> _Node:
+    def parse(self, *, equation: bool = False) -> list[_Node]:
+        """One expression, or with `equation` the sides of `lhs = rhs` (or of F alone)."""
         if self.token.kind == _END:
             raise errors.ParseError("empty expression", 0)
-        node = self.expression()
+        sides = [self.expression()]
+        while self.is_op("="):
+            if not equation:
+                raise errors.ParseError(_EQUATION_NEEDS_DEPENDENT, self.token.start)
+            if len(sides) == 2:
+                raise errors.ParseError("an equation has one '='", self.token.start)
+            self.advance()
+            sides.append(self.expression())
         if self.token.kind != _END:
             raise self.unexpected(self.token)
-        return node
+        return sides
 
     def expression(self) -> _Node:
         """sum := product (('+' | '-') product)*;  product := signed (('*' | '/') signed | power)*
@@ -645,17 +660,28 @@ def _display_number(number: Any) -> float | int:
 
 def parse(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> sympy.Expr:
     """Parse `text`; raise errors.ParseError / errors.UnknownFunction / errors.LimitExceeded."""
+    (expr,) = _parse_sides(text, limits, equation=False)
+    return expr
+
+
+def parse_equation(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[sympy.Expr, sympy.Expr]:
+    """Parse `lhs = rhs` into its two sides; text without `=` is F, meaning F = 0 (rhs is 0)."""
+    sides = _parse_sides(text, limits, equation=True)
+    return (sides[0], sides[1]) if len(sides) == 2 else (sides[0], sympy.S.Zero)
+
+
+def _parse_sides(text: str, limits: ParseLimits, *, equation: bool) -> list[sympy.Expr]:
     if len(text) > limits.max_length:
         raise errors.LimitExceeded("expression length", len(text), limits.max_length, field=_FIELD)
     _reserve_stack(limits.max_depth)
     parser = _Parser(text, limits)
     try:
-        tree = parser.parse()
+        trees = parser.parse(equation=equation)
     except RecursionError:
         # Only reachable if max_depth is configured beyond what the Python stack holds.
         raise errors.LimitExceeded("nesting depth", parser.depth, limits.max_depth, field=_FIELD) from None
-    expr: sympy.Expr = _Builder(limits).build(tree)
-    return expr
+    builder = _Builder(limits)
+    return [builder.build(tree) for tree in trees]
 
 
 _FRAMES_PER_LEVEL: Final = 3

@@ -1,6 +1,7 @@
 """Bounded LRU caches with single flight: repeated work (parse, derive, print, compile) is done once.
 
-Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`) are keyed by
+Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`, `jacobian`,
+`series`) are keyed by
 the raw request text plus the options that change the answer, so a repeated request costs a
 dictionary lookup and touches neither the parser nor sympy. Below them, the `parse` cache maps
 text to a parsed expression and its canonical key (`sympy.srepr`), and the `derivative`, `latex`
@@ -143,8 +144,8 @@ class LruCache(Generic[K, V]):
 class Caches:
     """The caches one server process shares between its transports.
 
-    First level, keyed by raw request fields: `differentiate`, `evaluate`, `gradient`. Second
-    level, keyed by text or canonical key: `parse`, `derivative`, `latex`, `compiled`.
+    First level, keyed by raw request fields: `differentiate`, `evaluate`, `gradient`, `jacobian`,
+    `series`. Second level, keyed by text or canonical key: `parse`, `derivative`, `latex`, `compiled`.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -152,6 +153,8 @@ class Caches:
         self.differentiate: LruCache[Hashable, Any] = LruCache("differentiate", entries, size)
         self.evaluate: LruCache[Hashable, Any] = LruCache("evaluate", entries, size)
         self.gradient: LruCache[Hashable, Any] = LruCache("gradient", entries, size)
+        self.jacobian: LruCache[Hashable, Any] = LruCache("jacobian", entries, size)
+        self.series: LruCache[Hashable, Any] = LruCache("series", entries, size)
         self.parse: LruCache[str, Any] = LruCache("parse", entries, size)
         self.derivative: LruCache[Hashable, Any] = LruCache("derivative", entries, size)
         self.latex: LruCache[Hashable, str] = LruCache("latex", entries, size)
@@ -161,8 +164,8 @@ class Caches:
 
     def __iter__(self) -> Iterator[LruCache[Any, Any]]:
         return iter(
-            (self.differentiate, self.evaluate, self.gradient, self.parse, self.derivative, self.latex,
-             self.compiled)
+            (self.differentiate, self.evaluate, self.gradient, self.jacobian, self.series, self.parse,
+             self.derivative, self.latex, self.compiled)
         )  # fmt: skip
 
 

@@ -227,6 +227,8 @@ EXAMPLES: Mapping[str, Schema] = {
     "Differentiate": {"expression": "sin(x^2)", "formats": ["OUTPUT_FORMAT_LATEX"]},
     "Evaluate": {"expression": "x^2 + y", "points": {"x": {"values": [1, 2, 3]}, "y": {"values": [0.5]}}},
     "GradientAtPoint": {"expression": "x^2 y", "point": {"x": 3, "y": 2}, "hessian": True},
+    "Jacobian": {"expressions": ["x^2 y", "5x + sin(y)"], "point": {"x": 1, "y": 2}},
+    "Series": {"expression": "sin(x)", "around": "pi/2", "order": 4, "formats": ["OUTPUT_FORMAT_LATEX"]},
 }
 
 
