@@ -346,7 +346,7 @@ class FailingApi:
     async def differentiate(self, request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
         raise self.error
 
-    evaluate = gradient = server_info = differentiate
+    evaluate = gradient = jacobian = series = server_info = differentiate
 
 
 def fake_client(api: FailingApi, registry: CollectorRegistry | None = None) -> httpx.AsyncClient:
