@@ -352,7 +352,7 @@ export class ChainruleClient {
     this.stub = new DifferentiationServiceClient(target, channelCredentials(options), {
       "grpc.max_receive_message_length": maxBytes,
       "grpc.max_send_message_length": maxBytes,
-      "grpc.primary_user_agent": "chainrule-client-node/0.1.0",
+      "grpc.primary_user_agent": "chainrule-client-node/0.2.0",
     });
   }
 
