@@ -31,7 +31,6 @@ Column = npt.ArrayLike
 _CACHE_ELEMENTS = 524_288
 _MIN_CHUNK, _MAX_CHUNK = 4_096, 65_536
 _UNUSED = np.zeros(1)
-_ZEROS = np.zeros(_MAX_CHUNK)
 
 
 @dataclass(frozen=True, eq=False)
@@ -302,8 +301,10 @@ def _as_real(result: Any) -> Any:
 def _nonfinite_count(array: FloatArray) -> int:
     if len(array) == 1:  # the single-point path: a scalar test costs a tenth of the array one
         return 0 if math.isfinite(array[0]) else 1
-    # A dot product with zeros is 0 unless a value is NaN or +-Inf (0 * Inf is NaN), and BLAS does it
-    # in a third of the time of isfinite + count_nonzero; only then are they counted.
-    if math.isfinite(np.dot(array, _ZEROS[: len(array)])):
+    # A sum is finite only if every value is (NaN and +-Inf propagate; an overflow only sends us to
+    # the exact count): one pass and no temporary, unlike isfinite + count_nonzero, which runs only
+    # then. Not a BLAS dot with zeros: OpenBLAS wakes its threads for each call, which under CPU
+    # contention cost milliseconds a call (a 4x4 Jacobian at 10^5 points: 0.73 s of 0.79 s).
+    if math.isfinite(np.add.reduce(array)):
         return 0
     return int(len(array) - np.count_nonzero(np.isfinite(array)))
