@@ -19,21 +19,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import batch
 import harness
 import numpy as np
-from common import (
-    Row,
-    chainrule_command,
-    channel,
-    delta,
-    echo_command,
-    median,
-    own_cpu_seconds,
-    raw_method,
-    server_env,
-    stage,
-    timed,
-)
+from common import Row, chainrule_command, channel, echo_command, median, raw_method, server_env
 
 from chainrule.v1 import chainrule_pb2 as pb
 
@@ -144,18 +133,8 @@ def measure(
         check(call, columns, jax_run)  # also compiles and caches the plan
         bare(body)
         for _ in range(rounds):
-            figures["echo"].append(timed(lambda: bare(body)))
-            before = harness.scrape(ports["http_port"])
-            cpu = own_cpu_seconds()
-            figures["e2e"].append(timed(lambda: call(body)))
-            figures["cpu"].append((own_cpu_seconds() - cpu) / figures["e2e"][-1])
-            after = harness.scrape(ports["http_port"])
-            seconds, count = delta(stage(before, "evaluate"), stage(after, "evaluate"))
-            assert count == 1
-            figures["server"].append(seconds)
-            figures["numpy"].append(timed(lambda: numpy_jacobian(columns)))
-            if jax_run is not None:
-                figures["jax"].append(timed(lambda: jax_run(columns)))
+            batch.time_round(figures, ports["http_port"], (call, bare, body), lambda: numpy_jacobian(columns),
+                             None if jax_run is None else lambda: jax_run(columns))  # fmt: skip
     result = {name: median(values) for name, values in figures.items() if values}
     result["floor"] = result["echo"] + result["numpy"]
     result["request_mb"] = len(body) / 1e6

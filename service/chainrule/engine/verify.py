@@ -124,13 +124,30 @@ def verify(
     orders = tuple(sum(order for name, order in resolved if name == wanted) for wanted in names)
     method = Method.COMPLEX_STEP if _complex_step_applies(expr, orders) else Method.CENTRAL_DIFFERENCE
     ctx = _context()
+
+    def at(values: Sequence[float]) -> tuple[float, float, float] | None:
+        return _check_point(ctx, expr, derivative, symbols, values, orders=orders, method=method)
+
+    return _sampled(names, at, method, k=k, seed=seed, tolerance=tolerance)
+
+
+def _sampled(
+    names: Sequence[str],
+    at: Callable[[Sequence[float]], tuple[float, float, float] | None],
+    method: Method,
+    *,
+    k: int,
+    seed: int,
+    tolerance: float,
+) -> Check:
+    """The check at `k` random points where `at` gives (symbolic, numeric, relative error)."""
     rng = random.Random(seed)  # noqa: S311 - reproducible test points, not secrets
     points: list[CheckPoint] = []
     for _ in range(k * _ATTEMPTS_PER_POINT):
         if len(points) == k:
             break
         values = _draw(rng, len(names), len(points))
-        found = _check_point(ctx, expr, derivative, symbols, values, orders=orders, method=method)
+        found = at(values)
         if found is not None:
             points.append(CheckPoint(tuple(zip(names, values, strict=True)), *found))
     if not points:
@@ -153,28 +170,20 @@ def verify_implicit(
     names = sorted({*symbolic.free_variables(function), target.variable.name, target.dependent.name})
     symbols = _symbols(function, names)
     ctx = _context()
-    rng = random.Random(seed)  # noqa: S311 - reproducible test points, not secrets
-    points: list[CheckPoint] = []
-    for _ in range(k * _ATTEMPTS_PER_POINT):
-        if len(points) == k:
-            break
-        values = _draw(rng, len(names), len(points))
+
+    def at(values: Sequence[float]) -> tuple[float, float, float] | None:
         assignment = dict(zip(symbols, values, strict=True))
         level = _real_value(ctx, function, assignment)
         wanted = _real_value(ctx, derivative, assignment)
         if level is None or wanted is None:
-            continue
+            return None
         numeric = _branch_derivative(ctx, function, symbols, values, target, level=level)
         if numeric is None or not ctx.isfinite(numeric):
-            continue
+            return None
         error = abs(wanted - numeric) / max(abs(wanted), abs(numeric), ctx.mpf(_ERROR_FLOOR))
-        point = tuple(zip(names, values, strict=True))
-        points.append(CheckPoint(point, float(wanted), float(numeric), float(error)))
-    if not points:
-        return Check(Verdict.INCONCLUSIVE, Method.CENTRAL_DIFFERENCE, 0.0, tolerance, ())
-    worst = max(point.relative_error for point in points)
-    verdict = Verdict.OK if worst < tolerance else Verdict.MISMATCH
-    return Check(verdict, Method.CENTRAL_DIFFERENCE, worst, tolerance, tuple(points))
+        return float(wanted), float(numeric), float(error)
+
+    return _sampled(names, at, Method.CENTRAL_DIFFERENCE, k=k, seed=seed, tolerance=tolerance)
 
 
 def _branch_derivative(
