@@ -22,7 +22,7 @@ from typing import Any
 
 import sympy
 
-from chainrule.engine import parsing, symbolic
+from chainrule.engine import functions, parsing, symbolic
 from chainrule.engine.errors import FailedPrecondition, InvalidArgument, LimitExceeded
 from chainrule.engine.limits import EngineLimits
 
@@ -31,18 +31,6 @@ __all__ = ["DEFAULT_ORDER", "NO_TAYLOR_SERIES", "Series", "taylor"]
 DEFAULT_ORDER = 5
 NO_TAYLOR_SERIES = "NO_TAYLOR_SERIES"
 
-# Functions whose value at a point may differ from their limit there (a kink or jump at the point).
-_NON_SMOOTH: tuple[type, ...] = (
-    sympy.Abs,
-    sympy.sign,
-    sympy.floor,
-    sympy.ceiling,
-    sympy.Heaviside,
-    sympy.DiracDelta,
-    sympy.Min,
-    sympy.Max,
-    sympy.Piecewise,
-)
 _NOT_FINITE: tuple[sympy.Basic | type, ...] = (
     sympy.nan,
     sympy.zoo,
@@ -208,7 +196,7 @@ def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr:
 
 def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
     """Whether some abs, sign, floor, min... of `current` has a kink or jump at x = a (or may have)."""
-    for node in current.atoms(*_NON_SMOOTH):
+    for node in current.atoms(*functions.KINKED):
         args = [arg.subs(x, a) for arg in node.args]
         if isinstance(node, (sympy.floor, sympy.ceiling)):
             if args[0].is_integer is not False:

@@ -51,18 +51,10 @@ _COMPLEX_STEP_DIGITS = 15
 _ATTEMPTS_PER_POINT = 8
 # Functions without a complex-analytic form near the real axis (or none sympy evaluates there).
 _NON_ANALYTIC: tuple[type, ...] = (
-    sympy.Abs,
-    sympy.sign,
-    sympy.floor,
-    sympy.ceiling,
-    sympy.Heaviside,
-    sympy.DiracDelta,
-    sympy.Min,
-    sympy.Max,
+    *functions.KINKED,
     sympy.re,
     sympy.im,
     sympy.arg,
-    sympy.Piecewise,
     sympy.atan2,
     sympy.factorial,
     functions.RealRoot,
