@@ -1,4 +1,4 @@
-"""Generate the tables of docs/operations.md (settings, limits) from `Settings` and the CLI, so they cannot drift.
+"""Generate the tables of docs/operations.md (settings, limits) from `Settings` and the CLI: no drift.
 
 python scripts/settings_doc.py           # rewrite the table in docs/operations.md
 python scripts/settings_doc.py --check   # exit 1 if the table is out of date (make lint, a test)
