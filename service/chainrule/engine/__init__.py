@@ -1,7 +1,9 @@
 """The engine: chainrule's pure maths library (parse, differentiate, evaluate, explain, verify, codegen).
 
 It imports sympy, numpy, scipy and mpmath only: no request, no configuration, no transport. The
-server runs it in worker processes and threads; the CLI runs it in process.
+server runs it in worker processes and threads; the CLI runs it in process. Jacobians are here
+(`compile_jacobian`, `jacobian`); Taylor series and implicit differentiation are the modules
+`series` and `implicit`.
 """
 
 from chainrule.engine.symbolic import (
