@@ -95,4 +95,4 @@ def test_no_rows_and_too_many_rows_name_expressions() -> None:
     with pytest.raises(LimitExceeded) as many:
         engine.jacobian_components([parsing.parse("x")] * 3, ("x",), EngineLimits(max_jacobian_rows=2))
     assert [v.field for v in many.value.violations] == ["expressions"]
-    assert many.value.metadata == {"limit": "Jacobian rows", "value": "3", "maximum": "2"}
+    assert many.value.metadata == {"limit": "jacobian_rows", "value": "3", "maximum": "2"}

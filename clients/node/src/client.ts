@@ -624,7 +624,7 @@ export class ChainruleClient {
 
   /** How the server reads `expression` (cheap: for checking text as it is typed). */
   async parse(expression: string, options: CallOptions = {}): Promise<Parsed> {
-    const response = await this.call(this.stub.parse.bind(this.stub), { expression }, options);
+    const response = await this.call("Parse", this.stub.parse.bind(this.stub), { expression }, options);
     if (response.error === undefined) {
       return { canonical: response.canonical, latex: response.latex, variables: response.variables };
     }

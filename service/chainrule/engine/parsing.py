@@ -979,6 +979,8 @@ def _writable(node: sympy.Basic) -> bool:
         return bool(node.is_Number) or node in _CONSTANT_VALUES or node in _PRINTED_NUMBERS
     if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.arg)):
         return True
+    if getattr(type(node), "prints_as_parentheses", False):  # a grouping for printing (series.py)
+        return True
     return _spec_of(node) is not None  # Min and Max are no sympy.Function: found by name
 
 

@@ -93,6 +93,8 @@ class Series:
 class _Parenthesised(sympy.Function):  # type: ignore[misc]
     """(x - a) as one factor for printing: text `(x - 1)`, LaTeX `\\left(x - 1\\right)`."""
 
+    prints_as_parentheses = True  # the text reads back as its argument (parsing.unwritable)
+
     def _sympystr(self, printer: Any) -> str:
         return f"({printer.doprint(self.args[0])})"
 
