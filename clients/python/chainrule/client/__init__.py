@@ -6,7 +6,7 @@ with Client("127.0.0.1:50051") as client:
     print(client.differentiate("sin(x^2)").derivative)            # 2*x*cos(x^2)
     print(client.evaluate("x*y", {"x": 2, "y": 3}).value)           # 6.0
     print(client.gradient("x^2*y", {"x": 1, "y": 2}).gradient)      # (4.0, 1.0)
-    print(client.parse("sin(x").error.position)                     # 5
+    print(client.parse("sin(x").error.position)                     # 3
     print(client.jacobian(["x*y", "x + y"], {"x": 2, "y": 3}).jacobian)  # ((3.0, 2.0), (1.0, 1.0))
     print(client.series("sin(x)", order=3).series)                  # x - x^3/6
 """
