@@ -57,8 +57,8 @@ def main() -> None:
             result = subprocess.run(
                 [sys.executable, __file__, encoding, form], capture_output=True, text=True, check=True
             )
-            wire, held = result.stdout.split()
-            print(f"| {encoding} | {form} | {wire} | {held} |")
+            sent, kept = result.stdout.split()
+            print(f"| {encoding} | {form} | {sent} | {kept} |")
 
 
 if __name__ == "__main__":

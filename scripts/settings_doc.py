@@ -1,4 +1,4 @@
-"""Generate the tables of docs/operations.md and docs/security.md from `Settings`, so they cannot drift.
+"""Generate the tables of docs/operations.md and docs/security.md from the code, so they cannot drift.
 
 Settings, limits, shared-resource bounds and the memory bound of a process, each from its one
 declaration (`Settings`, the CLI, `sizing.memory_bound`).
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 
 from chainrule.server import sizing
+from chainrule.server.cache import Caches
 from chainrule.server.cli import build_parser
 from chainrule.server.config import PREFIX, Settings, bound_settings, limit_settings
 
@@ -46,7 +47,7 @@ def table() -> str:
     flags = _serve_flags()
     rows = ["| Variable | Flag | Default | Meaning |", "|---|---|---|---|"]
     for item in fields(Settings):
-        default = item.default if item.default is not MISSING else item.default_factory()  # type: ignore[misc]
+        default = item.default_factory() if callable(item.default_factory) else item.default
         flag = flags.pop(item.name, None)
         flag_text = f"`{flag.option_strings[0]}`" if flag else ""
         doc = item.metadata.get("doc", "")
@@ -77,9 +78,11 @@ def bounds_table() -> str:
     return "\n".join(rows)
 
 
+_SYMBOLIC_CACHES = len(list(Caches(Settings()))) - 1  # all but the compiled plans'
 _MEMORY_TERMS = {
     "process": "the interpreter with sympy, numpy, scipy and grpc (measured 117 MiB, warm)",
-    "caches": "the byte bounds of the seven caches (`CACHE_BYTES` x 6 + `CACHE_COMPILED_BYTES`)",
+    "caches": f"the byte bounds of the {_SYMBOLIC_CACHES + 1} caches (`CACHE_BYTES` x {_SYMBOLIC_CACHES} + "
+    "`CACHE_COMPILED_BYTES`)",
     "requests": f"{sizing.REQUEST_EXPANSION} x `REQUEST_BYTES_IN_FLIGHT` (the bytes, the parsed message, "
     "JSON's objects)",
     "numeric": "`NUMERIC_MEMORY_BYTES`: the working memory of the numeric calls computing at once",

@@ -19,7 +19,7 @@ _Detail = TypeVar("_Detail", bound=Message)
 
 def status_detail(error: grpc.aio.AioRpcError, detail_type: type[_Detail]) -> _Detail | None:
     """The `google.rpc.Status` detail of `detail_type` a failed call carries (ErrorInfo, RetryInfo)."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None
     for detail in status.details:
         if detail.Is(detail_type.DESCRIPTOR):
@@ -52,5 +52,5 @@ async def channel(app: Application) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture(scope="session")
-def stub(channel: grpc.aio.Channel) -> pb_grpc.DifferentiationServiceStub:
+def stub(channel: grpc.aio.Channel) -> pb_grpc.DifferentiationServiceAsyncStub:
     return pb_grpc.DifferentiationServiceStub(channel)

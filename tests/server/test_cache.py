@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 import pytest
@@ -206,13 +206,13 @@ async def test_repeated_formats_share_one_key_and_too_many_are_refused() -> None
 )
 async def test_fields_that_make_keys_are_bounded_before_the_key_is_built(request_: Any, field: str) -> None:
     api, symbolic, _ = make_api(max_field_entries=8, max_expression_length=100)
-    call = {
+    calls: dict[type, Callable[[Any], Awaitable[object]]] = {
         pb.DifferentiateRequest: api.differentiate,
         pb.EvaluateRequest: api.evaluate,
         pb.GradientAtPointRequest: api.gradient,
-    }[type(request_)]
+    }
     with pytest.raises(LimitExceeded) as caught:
-        await call(request_)
+        await calls[type(request_)](request_)
     assert caught.value.violations[0].field == field
     assert symbolic.calls == []  # refused before any work
 
@@ -358,6 +358,30 @@ async def test_repeated_gradient_reuses_the_compiled_gradient() -> None:
     assert symbolic.calls == ["parse_canonical", "compile_gradient"]
     assert numeric.calls == []
     assert api.caches.gradient.stats.hits == 2
+
+
+async def test_a_repeated_jacobian_reuses_one_compiled_plan_for_the_whole_system() -> None:
+    api, symbolic, numeric = make_api()
+    request = pb.JacobianRequest(expressions=["x^2 y", "x + y"], point={"x": 3.0, "y": 2.0})
+    for _ in range(3):
+        response = await api.jacobian(request)
+        assert list(response.jacobian) == [12.0, 9.0, 1.0, 1.0]
+    # One compile of both rows, in the symbolic pool as a gradient's; nothing on the numeric threads.
+    assert symbolic.calls == ["parse_canonical", "parse_canonical", "compile_jacobian"]
+    assert numeric.calls == []
+    assert api.caches.jacobian.stats.hits == 2
+
+
+async def test_repeated_series_and_implicit_derivatives_are_answered_from_the_caches() -> None:
+    api, symbolic, _ = make_api()
+    for _ in range(2):
+        await api.series(pb.SeriesRequest(expression="sin(x)", around="pi/2"))
+        await api.differentiate(pb.DifferentiateRequest(expression="x^2 + y^2 = 25", dependent="y"))
+    assert symbolic.calls == ["parse_canonical", "expand_series", "derive_implicit"]
+    assert api.caches.series.stats.hits == 1 and api.caches.differentiate.stats.hits == 1
+    # The implicit derivative is cached below the request too: Evaluate reuses it.
+    await api.evaluate(pb.EvaluateRequest(expression="x^2 + y^2 = 25", dependent="y", point={"x": 3, "y": 4}))
+    assert symbolic.calls[2:] == ["derive_implicit", "compile_function"]  # no second derivation
 
 
 async def test_every_cache_stays_within_a_small_bound() -> None:

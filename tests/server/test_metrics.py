@@ -34,7 +34,7 @@ async def server() -> AsyncIterator[Application]:
 
 
 @pytest.fixture
-async def stub(server: Application) -> AsyncIterator[pb_grpc.DifferentiationServiceStub]:
+async def stub(server: Application) -> AsyncIterator[pb_grpc.DifferentiationServiceAsyncStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         yield pb_grpc.DifferentiationServiceStub(channel)
 
@@ -48,7 +48,7 @@ def sample(app: Application, name: str, labels: dict[str, str] | None = None) ->
 
 
 async def test_rpc_metrics_count_calls_codes_and_latency(
-    server: Application, stub: pb_grpc.DifferentiationServiceStub
+    server: Application, stub: pb_grpc.DifferentiationServiceAsyncStub
 ) -> None:
     for _ in range(3):
         await stub.Differentiate(pb.DifferentiateRequest(expression="x^2"))
@@ -65,7 +65,9 @@ async def test_rpc_metrics_count_calls_codes_and_latency(
     assert sample(server, "chainrule_requests_in_flight") == 0
 
 
-async def test_cache_and_stage_metrics(server: Application, stub: pb_grpc.DifferentiationServiceStub) -> None:
+async def test_cache_and_stage_metrics(
+    server: Application, stub: pb_grpc.DifferentiationServiceAsyncStub
+) -> None:
     for spelling in ["x^3", "x**3", "x^3", "x^3"]:
         await stub.Differentiate(pb.DifferentiateRequest(expression=spelling))
     assert sample(server, "chainrule_cache_misses_total", {"cache": "differentiate"}) == 2
@@ -81,7 +83,7 @@ async def test_cache_and_stage_metrics(server: Application, stub: pb_grpc.Differ
 
 
 async def test_points_compile_and_evaluate(
-    server: Application, stub: pb_grpc.DifferentiationServiceStub
+    server: Application, stub: pb_grpc.DifferentiationServiceAsyncStub
 ) -> None:
     points = {"x": pb.Array(values=[0.0, 1.0, 2.0, 3.0, 4.0])}
     await stub.Evaluate(pb.EvaluateRequest(expression="x^2", points=points))
@@ -163,7 +165,7 @@ def records() -> Iterator[_Records]:
 
 
 async def test_request_id_is_echoed_and_in_every_log_line(
-    stub: pb_grpc.DifferentiationServiceStub, records: _Records
+    stub: pb_grpc.DifferentiationServiceAsyncStub, records: _Records
 ) -> None:
     call = stub.Differentiate(pb.DifferentiateRequest(expression="x^2"), metadata=((REQUEST_ID_KEY, "ok-1"),))
     await call
@@ -183,7 +185,7 @@ async def test_request_id_is_echoed_and_in_every_log_line(
     assert "INVALID_ARGUMENT" in request_lines[1].getMessage()
 
 
-async def test_a_made_request_id_is_returned(stub: pb_grpc.DifferentiationServiceStub) -> None:
+async def test_a_made_request_id_is_returned(stub: pb_grpc.DifferentiationServiceAsyncStub) -> None:
     call = stub.Differentiate(pb.DifferentiateRequest(expression="x^2"))
     await call
     assert dict(await call.trailing_metadata())[REQUEST_ID_KEY]

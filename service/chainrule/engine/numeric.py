@@ -34,7 +34,6 @@ Column = npt.ArrayLike
 _CACHE_ELEMENTS = 524_288
 _MIN_CHUNK, _MAX_CHUNK = 4_096, 65_536
 _UNUSED = np.zeros(1)
-_ZEROS = np.zeros(_MAX_CHUNK)
 _LIMITS = EngineLimits()
 
 
@@ -72,16 +71,12 @@ class CompiledFunction(_Bound):
 
 
 @dataclass(frozen=True, eq=False)
-class CompiledGradient(_Bound):
-    """One compiled function returning (f, partials..., Hessian upper triangle...).
-
-    The partials are by `variables`; the function takes one column per name in `arguments`: the
-    `variables`, then every other variable the expression reads (a gradient by `a, b` of `a*x + b`
-    still needs `x`).
-    """
+class _Components(_Bound):
+    """A compiled function returning `component_count` outputs, partials by `variables` among them;
+    it takes one column per name in `arguments`: the `variables`, then every other variable the
+    expressions read (a gradient by `a, b` of `a*x + b` still needs `x`)."""
 
     variables: tuple[str, ...] = ()
-    hessian: bool = False
 
     def __post_init__(self) -> None:
         if self.program.outputs != self.component_count:
@@ -94,8 +89,33 @@ class CompiledGradient(_Bound):
 
     @property
     def component_count(self) -> int:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledGradient(_Components):
+    """One compiled function returning (f, partials..., Hessian upper triangle...)."""
+
+    hessian: bool = False
+
+    @property
+    def component_count(self) -> int:
         n = len(self.variables)
         return 1 + n + (n * (n + 1) // 2 if self.hessian else 0)
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledJacobian(_Components):
+    """One compiled function returning (f_1..f_m, then the m*n partials row-major) of a system.
+
+    Subexpressions shared across rows are computed once (one CSE over all).
+    """
+
+    rows: int = 1
+
+    @property
+    def component_count(self) -> int:
+        return self.rows * (1 + len(self.variables))
 
 
 @dataclass(frozen=True)
@@ -118,6 +138,15 @@ class GradientResult:
     nonfinite_count: int
 
 
+@dataclass(frozen=True)
+class JacobianResult:
+    """The rows' values (m columns) and the Jacobian (m*n columns, row-major) at every point."""
+
+    values: tuple[FloatArray, ...]
+    jacobian: tuple[FloatArray, ...]
+    nonfinite_count: int
+
+
 def _program(
     parts: Sequence[sympy.Expr], variables: Sequence[str], single: bool, limits: EngineLimits
 ) -> Program:
@@ -125,7 +154,7 @@ def _program(
     missing = sorted({s.name for part in parts for s in part.free_symbols if s.name not in known})
     if missing:
         raise missing_columns(missing)
-    return programs.generate(parts, variables, single=single, max_code_bytes=limits.max_code_bytes)
+    return programs.generate(parts, variables, single=single, limits=limits)
 
 
 def compile_function(
@@ -142,9 +171,22 @@ def compile_components(
     limits: EngineLimits = _LIMITS,
 ) -> CompiledGradient:
     """Compile (f, partials, Hessian upper triangle) as one function with CSE across all of them."""
-    reads = {symbol.name for part in components for symbol in part.free_symbols}
-    arguments = (*variables, *sorted(reads - set(variables)))
+    arguments = _arguments(components, variables)
     return CompiledGradient(_program(components, arguments, False, limits), tuple(variables), hessian)
+
+
+def compile_jacobian_components(
+    components: Sequence[sympy.Expr], variables: Sequence[str], rows: int, limits: EngineLimits = _LIMITS
+) -> CompiledJacobian:
+    """Compile (f_1..f_m, then the m*n partials row-major) as one function with CSE across all of them."""
+    arguments = _arguments(components, variables)
+    return CompiledJacobian(_program(components, arguments, False, limits), tuple(variables), rows)
+
+
+def _arguments(components: Sequence[sympy.Expr], variables: Sequence[str]) -> tuple[str, ...]:
+    """`variables`, then every other variable the components read (in name order)."""
+    reads = {symbol.name for part in components for symbol in part.free_symbols}
+    return (*variables, *sorted(reads - set(variables)))
 
 
 def gather_columns(columns: Mapping[str, Column], variables: Sequence[str]) -> tuple[list[FloatArray], int]:
@@ -188,6 +230,14 @@ def gradient(fg: CompiledGradient, columns: Mapping[str, Column], n_points: int)
         found * (1 if i == j else 2) for (i, j), found in zip(pairs, counts[n + 1 :], strict=True)
     )
     return GradientResult(value, gradients, hessians, count)
+
+
+def jacobian(fj: CompiledJacobian, columns: Mapping[str, Column], n_points: int) -> JacobianResult:
+    """The rows' values and the Jacobian at `n_points` points."""
+    arrays = _columns_for(fj.arguments, fj.reads, columns, n_points)
+    outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fj.component_count)]
+    counts = _run(fj.function, arrays, outputs)
+    return JacobianResult(tuple(outputs[: fj.rows]), tuple(outputs[fj.rows :]), sum(counts))
 
 
 def _columns_for(
@@ -249,8 +299,10 @@ def _as_real(result: Any) -> Any:
 def _nonfinite_count(array: FloatArray) -> int:
     if len(array) == 1:  # the single-point path: a scalar test costs a tenth of the array one
         return 0 if math.isfinite(array[0]) else 1
-    # A dot product with zeros is 0 unless a value is NaN or +-Inf (0 * Inf is NaN), and BLAS does it
-    # in a third of the time of isfinite + count_nonzero; only then are they counted.
-    if math.isfinite(np.dot(array, _ZEROS[: len(array)])):
+    # A sum is finite only if every value is (NaN and +-Inf propagate; an overflow only sends us to
+    # the exact count): one pass and no temporary, unlike isfinite + count_nonzero, which runs only
+    # then. Not a BLAS dot with zeros: OpenBLAS wakes its threads for each call, which under CPU
+    # contention cost milliseconds a call (a 4x4 Jacobian at 10^5 points: 0.73 s of 0.79 s).
+    if math.isfinite(np.add.reduce(array)):
         return 0
     return int(len(array) - np.count_nonzero(np.isfinite(array)))

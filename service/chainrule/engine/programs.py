@@ -26,8 +26,9 @@ from typing import Any
 
 import sympy
 
-from chainrule.engine import functions
-from chainrule.engine.errors import FailedPrecondition, LimitExceeded
+from chainrule.engine import functions, parsing
+from chainrule.engine.errors import NoNumericForm
+from chainrule.engine.limits import EngineLimits, exceeded
 
 # What a bound program holds, fitted to tracemalloc's measure (tests/engine/test_programs.py; within
 # 20% above it from 1 to 12 arguments and 0.1 to 11 KB of code): the function object, its globals
@@ -69,12 +70,12 @@ class Program:
 
 
 def generate(
-    parts: Sequence[sympy.Expr], arguments: Sequence[str], *, single: bool, max_code_bytes: int
+    parts: Sequence[sympy.Expr], arguments: Sequence[str], *, single: bool, limits: EngineLimits
 ) -> Program:
     """Compile `parts` (one expression if `single`) over `arguments` into a `Program`.
 
     Every free symbol of `parts` must be named in `arguments`. The code's marshalled size is bounded
-    by `max_code_bytes` (LimitExceeded `code_bytes`): it is what the caller keeps in its caches.
+    by `limits.max_code_bytes` (LimitExceeded `code_bytes`): it is what the caller keeps in its caches.
     """
     _check_printable(parts)
     position = {name: index for index, name in enumerate(arguments)}
@@ -99,8 +100,9 @@ def generate(
     )
     code: types.CodeType = function.__code__
     marshalled = marshal.dumps(code)
-    if len(marshalled) > max_code_bytes:
-        raise LimitExceeded("code_bytes", len(marshalled), max_code_bytes, field="expression")
+    if len(marshalled) > limits.max_code_bytes:
+        what = "the compiled numeric code is too large (simplify the expression or evaluate it in parts)"
+        raise exceeded(limits, "max_code_bytes", len(marshalled), field="expression", what=what)
     names = tuple(sorted({name for name in _global_names(code) if name in function.__globals__}))
     _check_namespace(names, function.__globals__)
     return Program(
@@ -142,14 +144,29 @@ def _check_namespace(names: Sequence[str], used: Mapping[str, Any]) -> None:
 
 
 def _check_printable(parts: Sequence[sympy.Expr]) -> None:
-    """A derivative sympy leaves unevaluated (d/ds zeta(s)) has no numeric form: say which."""
+    refusal = numeric_refusal(parts)
+    if refusal is not None:
+        raise refusal
+
+
+def numeric_refusal(parts: Sequence[sympy.Expr]) -> NoNumericForm | None:
+    """Why `parts` cannot be compiled, or None: a derivative sympy leaves unevaluated (d/ds zeta(s))
+    has no numeric form, named by its function and argument as the text's refusal names it."""
     for part in parts:
-        for unevaluated in part.atoms(sympy.Derivative):
-            raise FailedPrecondition(
-                f"{unevaluated} has no numeric form (sympy knows no closed form for it)",
-                field="expression",
-                reason="NO_NUMERIC_FORM",
+        if part.has(sympy.Derivative):
+            found = parsing.unwritable(part)
+            function, argument = "Derivative", 0
+            message = "the derivative has no closed form in our grammar"
+            if found is not None:
+                function, argument = found.metadata["function"], int(found.metadata.get("argument", "0"))
+                message = found.message
+            return NoNumericForm(
+                f"{message}, and no numeric form either: sympy leaves it unevaluated, so its values "
+                "cannot be computed",
+                function=function,
+                argument=argument,
             )
+    return None
 
 
 def _global_names(code: types.CodeType) -> Iterator[str]:

@@ -6,11 +6,12 @@ raised as `errors.ChainruleError` with field paths that name the request field a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib.metadata
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,9 +25,13 @@ from chainrule.engine.errors import (
     FailedPrecondition,
     InvalidArgument,
     LimitExceeded,
+    NoClosedForm,
+    ParseError,
 )
+from chainrule.engine.limits import exceeded
+from chainrule.engine.series import DEFAULT_ORDER as DEFAULT_SERIES_ORDER
 from chainrule.server import cache, sizing
-from chainrule.server.batches import Batch, check_entries, decode_batch, fill
+from chainrule.server.batches import Batch, check_entries, decode_batch, fill, too_many_entries
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import CallLimit, Executor, MemoryBudget
@@ -39,7 +44,7 @@ from chainrule.v1 import chainrule_pb2 as pb
 VERSION = importlib.metadata.version("chainrule")
 
 _Result = TypeVar("_Result")
-_C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient)
+_C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient, engine.CompiledJacobian)
 
 # Evaluate on the event loop below this many operations times points (microseconds of work).
 _INLINE_COST = 20_000
@@ -65,12 +70,13 @@ _FORMATS = frozenset(
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a repeated Evaluate or GradientAtPoint reuses: the compiled function and what it needs.
+    """What a repeated Evaluate, GradientAtPoint or Jacobian reuses: the compiled function and what it
+    needs.
 
     `needed` are the variables a request must give values for; `columns` the reply's columns per point.
     """
 
-    compiled: engine.CompiledFunction | engine.CompiledGradient
+    compiled: engine.CompiledFunction | engine.CompiledGradient | engine.CompiledJacobian
     needed: tuple[str, ...]
     columns: int
 
@@ -101,11 +107,15 @@ class ChainruleApi:
         *,
         caches: Caches | None = None,
         metrics: Metrics | None = None,
+        parsing: Executor | None = None,
     ) -> None:
+        """`parsing` runs Parse's work (default: `symbolic`); give it an executor of its own so that
+        checks as a person types never wait behind cold derivations."""
         self.settings = settings
         self.limits = jobs.Limits.from_settings(settings)
         self._symbolic = symbolic
         self._numeric = numeric
+        self._parsing = parsing or symbolic
         self.caches = caches or Caches(settings)
         self.metrics = metrics or Metrics(CollectorRegistry(), VERSION, self.caches)
         # Entered by the transports around each call, before they read the request.
@@ -117,7 +127,7 @@ class ChainruleApi:
     async def differentiate(
         self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE
     ) -> pb.DifferentiateResponse:
-        try:
+        with self._limits_counted():
             # The hit path: one key from the raw fields, one dict lookup; no executor, no sympy.
             key = await self._read(wire, self._differentiate_key, request)
             # The cache holds finished responses, shared by every caller: the transports only
@@ -125,30 +135,24 @@ class ChainruleApi:
             found: pb.DifferentiateResponse | None = self.caches.differentiate.lookup(key)
             if found is None:
                 found = await self.caches.differentiate.get_or_compute(key, lambda: self._derivation(request))
-        except LimitExceeded as error:
-            self.metrics.limit_exceeded(error)
-            raise
         return found
 
     async def evaluate(self, request: pb.EvaluateRequest, wire: Wire = PROTOBUF_WIRE) -> pb.EvaluateResponse:
-        try:
-            expression, wrt, key = await self._read(wire, self._evaluate_key, request)
+        with self._limits_counted():
+            expression, wrt, dependent, key = await self._read(wire, self._evaluate_key, request)
             plan: _Plan | None = self.caches.evaluate.lookup(key)
             if plan is None:
                 plan = await self.caches.evaluate.get_or_compute(
-                    key, lambda: self._evaluation_plan(expression, wrt)
+                    key, lambda: self._evaluation_plan(expression, wrt, dependent)
                 )
             response = await self._answer(plan, request, wire, _EVALUATION)
-        except LimitExceeded as error:
-            self.metrics.limit_exceeded(error)
-            raise
         assert isinstance(response, pb.EvaluateResponse)
         return response
 
     async def gradient(
         self, request: pb.GradientAtPointRequest, wire: Wire = PROTOBUF_WIRE
     ) -> pb.GradientAtPointResponse:
-        try:
+        with self._limits_counted():
             expression, variables, key = await self._read(wire, self._gradient_key, request)
             plan: _Plan | None = self.caches.gradient.lookup(key)
             if plan is None:
@@ -157,19 +161,56 @@ class ChainruleApi:
                     key, lambda: self._gradient_plan(expression, variables, request.hessian)
                 )
             response = await self._answer(plan, request, wire, _GRADIENT)
+        assert isinstance(response, pb.GradientAtPointResponse)
+        return response
+
+    async def jacobian(self, request: pb.JacobianRequest, wire: Wire = PROTOBUF_WIRE) -> pb.JacobianResponse:
+        with self._limits_counted():
+            texts, variables, key = await self._read(wire, self._jacobian_key, request)
+            plan: _Plan | None = self.caches.jacobian.lookup(key)
+            if plan is None:
+                await self._check_jacobian_size(texts, variables, request, wire)
+                plan = await self.caches.jacobian.get_or_compute(
+                    key, lambda: self._jacobian_plan(texts, variables)
+                )
+            response = await self._answer(plan, request, wire, _JACOBIAN)
+        assert isinstance(response, pb.JacobianResponse)
+        return response
+
+    async def series(self, request: pb.SeriesRequest, wire: Wire = PROTOBUF_WIRE) -> pb.SeriesResponse:
+        with self._limits_counted():
+            order, key = await self._read(wire, self._series_key, request)
+            found: pb.SeriesResponse | None = self.caches.series.lookup(key)
+            if found is None:
+                found = await self.caches.series.get_or_compute(key, lambda: self._series(request, order))
+        return found
+
+    async def parse(self, request: pb.ParseRequest, wire: Wire = PROTOBUF_WIRE) -> pb.ParseResponse:
+        """How the server reads an expression; the text's own mistakes are the answer, not an error."""
+        text, key = await self._read(wire, _parse_key, request, self._parsing)
+        found: pb.ParseResponse | None = self.caches.parse_reply.lookup(key)
+        if found is None:
+            found = await self.caches.parse_reply.get_or_compute(key, lambda: self._reading(text))
+        return found
+
+    @contextlib.contextmanager
+    def _limits_counted(self) -> Iterator[None]:
+        """Count each call refused for a limit, by the limit (chainrule_limit_rejections_total)."""
+        try:
+            yield
         except LimitExceeded as error:
             self.metrics.limit_exceeded(error)
             raise
-        assert isinstance(response, pb.GradientAtPointResponse)
-        return response
 
     # Reading a request: the checks that bound a cache key come before it is built (list fields by
     # `field_entries`, the expression by its length), and each read of a protobuf string copies it,
     # so a big request is read on the numeric executor rather than on the event loop.
 
-    async def _read(self, wire: Wire, read: Callable[[Any], _Result], request: Any) -> _Result:
+    async def _read(
+        self, wire: Wire, read: Callable[[Any], _Result], request: Any, executor: Executor | None = None
+    ) -> _Result:
         if wire.request_bytes > _READ_INLINE_BYTES:
-            return await self._numeric.run(read, request)
+            return await (executor or self._numeric).run(read, request)
         return read(request)
 
     def _differentiate_key(self, request: pb.DifferentiateRequest) -> Hashable:
@@ -184,27 +225,50 @@ class ChainruleApi:
             formats,
             request.explain,
             request.verify,
+            cache.text_key(request.dependent),
         )
 
-    def _evaluate_key(self, request: pb.EvaluateRequest) -> tuple[str, jobs.Wrt, Hashable]:
+    def _evaluate_key(self, request: pb.EvaluateRequest) -> tuple[str, jobs.Wrt, str, Hashable]:
         # The maps hold no part of the key, but bounding them first spares a plan for a request
         # that will be refused.
         check_entries(request.point, request.points, self.settings.max_field_entries)
-        expression, wrt = request.expression, self._wrt(request.wrt)
-        return expression, wrt, (self._text(expression), cache.bounded(wrt))
+        expression, wrt, dependent = request.expression, self._wrt(request.wrt), request.dependent
+        key = (self._text(expression), cache.bounded(wrt), cache.text_key(dependent))
+        return expression, wrt, dependent, key
 
     def _gradient_key(self, request: pb.GradientAtPointRequest) -> tuple[str, tuple[str, ...], Hashable]:
         check_entries(request.point, request.points, self.settings.max_field_entries)
-        self._check_entries("variables", len(request.variables))
-        expression, variables = request.expression, tuple(request.variables)
-        _check_names(variables, "variables[{}]")
+        expression, variables = request.expression, self._variables(request.variables)
         return expression, variables, (self._text(expression), cache.bounded(variables), request.hessian)
 
-    def _text(self, expression: str) -> str | bytes:
+    def _jacobian_key(self, request: pb.JacobianRequest) -> tuple[tuple[str, ...], tuple[str, ...], Hashable]:
+        check_entries(request.point, request.points, self.settings.max_field_entries)
+        engine.check_jacobian_rows(len(request.expressions), self.limits.engine)  # before reading any
+        texts = tuple(request.expressions)
+        rows = tuple(self._text(text, f"expressions[{index}]") for index, text in enumerate(texts))
+        variables = self._variables(request.variables)
+        return texts, variables, (cache.bounded(rows), cache.bounded(variables))
+
+    def _series_key(self, request: pb.SeriesRequest) -> tuple[int, Hashable]:
+        self._check_entries("formats", len(request.formats))
+        order = request.order if request.HasField("order") else DEFAULT_SERIES_ORDER
+        key = (
+            self._text(request.expression),
+            cache.text_key(request.variable),
+            self._text(request.around, "around"),
+            order,
+            tuple(dict.fromkeys(request.formats)),
+        )
+        return order, key
+
+    def _text(self, expression: str, field: str = "expression") -> str | bytes:
         """The expression's part of a key; too long an expression is refused here, as the parser would."""
         maximum = self.limits.parse.max_length
         if len(expression) > maximum:
-            raise LimitExceeded("expression length", len(expression), maximum, field="expression")
+            what = "the expression is too long"  # as the parser says it, at the first code point over
+            raise exceeded(
+                self.limits.parse, "max_length", len(expression), field=field, what=what, position=maximum
+            )
         return cache.text_key(expression)
 
     def _wrt(self, entries: Sequence[pb.Wrt]) -> jobs.Wrt:
@@ -215,19 +279,29 @@ class ChainruleApi:
         _check_names([name for name, _ in wrt], "wrt[{}].variable")
         return wrt
 
+    def _variables(self, names: Sequence[str]) -> tuple[str, ...]:
+        self._check_entries("variables", len(names))
+        variables = tuple(names)
+        _check_names(variables, "variables[{}]")
+        return variables
+
     def _check_entries(self, field: str, entries: int) -> None:
         if entries > self.settings.max_field_entries:
-            raise LimitExceeded("field_entries", entries, self.settings.max_field_entries, field=field)
+            raise too_many_entries(field, entries, self.settings.max_field_entries)
 
     # Cache misses: each level is looked up (and filled) through its own cache, with single flight.
 
     async def _derivation(self, request: pb.DifferentiateRequest) -> tuple[pb.DifferentiateResponse, int]:
+        if request.dependent:
+            return await self._implicit_derivation(request)
         wrt = self._wrt(request.wrt)
         simplification = _simplification(request.simplification)
         wants_latex = pb.OUTPUT_FORMAT_LATEX in request.formats
         wanted = _extras_request(request)
         parsed = await self._parsed(request.expression)
         derived = await self._derived(parsed, wrt, simplification)
+        if derived.refusal is not None:
+            raise _refused(derived.refusal, derived.numeric)
         latex = await self._latex((parsed.key, wrt, simplification), derived) if wants_latex else ""
         extras = (
             await self._extras(parsed, (wrt, simplification), wanted, request.formats)
@@ -238,6 +312,76 @@ class ChainruleApi:
         _add_extras(response, extras)
         return response, text_size(request.expression, derived.text, latex) + _extras_size(extras)
 
+    async def _implicit_derivation(
+        self, request: pb.DifferentiateRequest
+    ) -> tuple[pb.DifferentiateResponse, int]:
+        asked = jobs.ImplicitRequest(request.expression, self._wrt(request.wrt), request.dependent)
+        simplification = _simplification(request.simplification)
+        wants_latex = pb.OUTPUT_FORMAT_LATEX in request.formats
+        wanted = _extras_request(request)
+        derived = await self._implicit_derived(asked, simplification)
+        key = (_implicit_key(asked), simplification)
+        latex = await self._latex(key, derived) if wants_latex else ""
+        extras = jobs.Extras()
+        if wanted:
+            extras = await self._checked_extras(
+                request.formats, jobs.derive_implicit_extras, asked, simplification, wanted, self.limits
+            )
+        response = pb.DifferentiateResponse(
+            derivative=derived.text, latex=latex, variables=derived.equation_variables
+        )
+        _add_extras(response, extras)
+        return response, text_size(request.expression, derived.text, latex) + _extras_size(extras)
+
+    async def _implicit_derived(
+        self, asked: jobs.ImplicitRequest, simplification: engine.Simplification
+    ) -> jobs.ImplicitDerived:
+        async def compute() -> tuple[jobs.ImplicitDerived, int]:
+            derived = await self._symbolic.run(jobs.derive_implicit, asked, simplification, self.limits)
+            self.metrics.observe_timings(derived.timings)
+            return derived, 4 * text_size(derived.text)
+
+        result: jobs.ImplicitDerived = await self.caches.derivative.get_or_compute(
+            (_implicit_key(asked), simplification), compute
+        )
+        return result
+
+    async def _series(self, request: pb.SeriesRequest, order: int) -> tuple[pb.SeriesResponse, int]:
+        for index, value in enumerate(request.formats):
+            if value not in (pb.OUTPUT_FORMAT_UNSPECIFIED, pb.OUTPUT_FORMAT_TEXT, pb.OUTPUT_FORMAT_LATEX):
+                raise InvalidArgument(
+                    "a series comes as text and, when asked, LaTeX: no other format",
+                    field=f"formats[{index}]",
+                )
+        parsed = await self._parsed(request.expression)
+        found = await self._symbolic.run(
+            jobs.expand_series,
+            parsed.portable,
+            request.variable,
+            request.around,
+            order,
+            latex=pb.OUTPUT_FORMAT_LATEX in request.formats,
+            limits=self.limits,
+        )
+        response = pb.SeriesResponse(
+            series=found.text,
+            latex=found.latex,
+            coefficients=found.coefficients,
+            remainder=found.remainder,
+            variable=found.variable,
+        )
+        return response, text_size(request.expression, found.text, found.latex, *found.coefficients)
+
+    async def _reading(self, text: str) -> tuple[pb.ParseResponse, int]:
+        """Parse's miss path: the parse cache (filled on the parsing executor), then text and LaTeX."""
+        try:
+            parsed = await self._parsed(text, self._parsing)
+        except InvalidArgument as error:
+            return pb.ParseResponse(error=_expression_error(error)), text_size(error.message) + 256
+        canonical, latex = await self._parsing.run(jobs.readable, parsed.portable)
+        response = pb.ParseResponse(canonical=canonical, latex=latex, variables=parsed.variables)
+        return response, text_size(canonical, latex) + sum(map(len, parsed.variables)) + 256
+
     async def _extras(
         self,
         parsed: jobs.Parsed,
@@ -246,10 +390,16 @@ class ChainruleApi:
         formats: Sequence[int],
     ) -> jobs.Extras:
         """Steps, check, MathML and code: counted in metrics when a self-check fails."""
+        return await self._checked_extras(
+            formats, jobs.derive_extras, parsed.portable, *target, wanted, self.limits
+        )
+
+    async def _checked_extras(
+        self, formats: Sequence[int], job: Callable[..., jobs.Extras], *args: Any
+    ) -> jobs.Extras:
+        """Run an extras job: a code format's error names its `formats[i]`; failed self-checks count."""
         try:
-            extras = await self._symbolic.run(
-                jobs.derive_extras, parsed.portable, *target, wanted, self.limits
-            )
+            extras = await self._symbolic.run(job, *args)
         except explain.StepsMismatchError:
             self.metrics.explain_mismatches.inc()
             raise
@@ -264,16 +414,30 @@ class ChainruleApi:
             self.metrics.verify_mismatches.inc()
         return extras
 
-    async def _parsed(self, text: str) -> jobs.Parsed:
-        found = await self.caches.parse.get_or_compute(cache.text_key(text), lambda: self._parse(text))
+    async def _parsed(self, text: str, executor: Executor | None = None) -> jobs.Parsed:
+        """From the parse cache, else parsed on `executor` (default: symbolic, with single flight).
+
+        With an executor of its own (Parse's), a miss is parsed there even when the same text waits
+        in the symbolic queue for a Differentiate: joining that would wait behind cold derivations.
+        """
+        if not text:  # proto3 cannot tell a missing string from an empty one: both are missing
+            raise ParseError("expression is required: send one, such as sin(x^2)", 0, placed=True)
+        key = cache.text_key(text)
+        if executor is None:
+            found = await self.caches.parse.get_or_compute(key, lambda: self._parse(text, None))
+        else:
+            found = self.caches.parse.lookup(key)
+            if found is None:
+                found, size = await self._parse(text, executor)
+                self.caches.parse.put(key, found, size)
         if isinstance(found, ChainruleError):
             raise copy.copy(found)  # a fresh instance: raising the cached one would grow its traceback
         parsed: jobs.Parsed = found
         return parsed
 
-    async def _parse(self, text: str) -> tuple[jobs.Parsed | ChainruleError, int]:
+    async def _parse(self, text: str, executor: Executor | None) -> tuple[jobs.Parsed | ChainruleError, int]:
         try:
-            parsed = await self._symbolic.run(jobs.parse_canonical, text, self.limits)
+            parsed = await (executor or self._symbolic).run(jobs.parse_canonical, text, self.limits)
         except InvalidArgument as error:
             # Bad text stays bad under the same limits: cache the error, cheaply.
             return error, text_size(error.message) + 256
@@ -304,17 +468,19 @@ class ChainruleApi:
 
         return await self.caches.latex.get_or_compute(key, compute)
 
-    async def _evaluation_plan(self, text: str, wrt: jobs.Wrt) -> tuple[_Plan, int]:
-        parsed = await self._parsed(text)
-        target: jobs.Parsed | jobs.Derived = parsed
-        if wrt:
-            target = await self._derived(parsed, wrt, engine.Simplification.FAST)
+    async def _evaluation_plan(self, text: str, wrt: jobs.Wrt, dependent: str) -> tuple[_Plan, int]:
+        target: jobs.Parsed | jobs.Derived
+        if dependent:
+            asked = jobs.ImplicitRequest(text, wrt, dependent)
+            target = await self._implicit_derived(asked, engine.Simplification.FAST)
+            key: Hashable = ("function", _implicit_key(asked))
+        else:
+            parsed = await self._parsed(text)
+            target, key = parsed, ("function", parsed.key, wrt)
+            if wrt:
+                target = await self._derived(parsed, wrt, engine.Simplification.FAST)
         compiled = await self._compiled(
-            ("function", parsed.key, wrt),
-            jobs.compile_function,
-            target.portable,
-            target.variables,
-            self.limits,
+            key, jobs.compile_function, target.portable, target.variables, self.limits
         )
         plan = _Plan(compiled, target.variables, columns=1)
         return plan, plan.size
@@ -330,9 +496,33 @@ class ChainruleApi:
             hessian,
             self.limits,
         )
-        n = len(names)
-        plan = _Plan(compiled, parsed.variables, columns=1 + n + (n * n if hessian else 0))
+        plan = _Plan(compiled, parsed.variables, columns=_gradient_shape(len(names), hessian)[0])
         return plan, plan.size
+
+    async def _jacobian_plan(self, texts: tuple[str, ...], variables: tuple[str, ...]) -> tuple[_Plan, int]:
+        rows, free, names = await self._jacobian_rows(texts, variables)
+        compiled = await self._compiled(
+            ("jacobian", cache.bounded(tuple(row.key for row in rows)), names),
+            jobs.compile_jacobian,
+            tuple(row.portable for row in rows),
+            names,
+            self.limits,
+        )
+        plan = _Plan(compiled, free, columns=len(rows) * (1 + len(names)))
+        return plan, plan.size
+
+    async def _jacobian_rows(
+        self, texts: tuple[str, ...], variables: tuple[str, ...]
+    ) -> tuple[list[jobs.Parsed], tuple[str, ...], tuple[str, ...]]:
+        """The rows parsed (errors name `expressions[i]`), every variable they read, and the columns."""
+        rows: list[jobs.Parsed] = []
+        for index, text in enumerate(texts):
+            try:
+                rows.append(await self._parsed(text))
+            except ChainruleError as error:
+                raise error.relocated({"expression": f"expressions[{index}]"}) from None
+        free = tuple(sorted({name for row in rows for name in row.variables}))
+        return rows, free, jobs.gradient_variables(free, variables, self.limits)
 
     async def _compiled(self, key: Hashable, job: Callable[..., jobs.Compiled[_C]], *args: Any) -> _C:
         """A compiled function, made by a symbolic job (in a killable worker, under the request's
@@ -369,8 +559,11 @@ class ChainruleApi:
             raise numeric.missing_columns(missing).relocated({"columns": batch.field})
         cost = plan.work * batch.size
         if cost > self.limits.engine.max_numeric_cost:
-            raise LimitExceeded("numeric cost", cost, self.limits.engine.max_numeric_cost, field=batch.field)
-        if batch.single:  # at most 1,057 values: no reply of one point comes near a limit
+            what = f"the evaluation is too costly ({plan.work:,} operations times {batch.size:,} points)"
+            raise exceeded(self.limits.engine, "max_numeric_cost", cost, field=batch.field, what=what)
+        # One point has at most a few thousand values (2,112 for 64 Jacobian rows over 32 variables):
+        # no reply of one point comes near a limit.
+        if batch.single:
             return batch, 0
         return batch, self._sized(batch, plan.columns, plan.compiled.program.outputs, wire)
 
@@ -391,17 +584,28 @@ class ChainruleApi:
             field=batch.field,
         )
 
+    # Before a gradient or a Jacobian is compiled, a reply too big by its shape alone is refused: the
+    # partials of a 32-variable Hessian take seconds of a worker, and their count is known from the
+    # names.
+
     async def _check_gradient_size(
         self, expression: str, variables: tuple[str, ...], request: pb.GradientAtPointRequest, wire: Wire
     ) -> None:
-        """Before a gradient is compiled, refuse a reply too big by its shape alone: the partials of a
-        32-variable Hessian take seconds of a worker, and their count is known from the names."""
         parsed = await self._parsed(expression)
         n = len(jobs.gradient_variables(parsed.variables, variables, self.limits))
-        hessian = request.hessian
-        columns, arrays = 1 + n + (n * n if hessian else 0), 1 + n + (n * (n + 1) // 2 if hessian else 0)
+        await self._check_shape(request, wire, *_gradient_shape(n, request.hessian))
+
+    async def _check_jacobian_size(
+        self, texts: tuple[str, ...], variables: tuple[str, ...], request: pb.JacobianRequest, wire: Wire
+    ) -> None:
+        rows, _, names = await self._jacobian_rows(texts, variables)
+        outputs = len(rows) * (1 + len(names))  # values and Jacobian: one column per output
+        await self._check_shape(request, wire, outputs, outputs)
+
+    async def _check_shape(self, request: Any, wire: Wire, columns: int, arrays: int) -> None:
         batch = await self._read(wire, self._decoded, request)
-        self._sized(batch, columns, arrays, wire)
+        if not batch.single:
+            self._sized(batch, columns, arrays, wire)
 
     def _reply(self, plan: _Plan, batch: Batch, reply: _Reply) -> Message:
         run, build = reply
@@ -438,6 +642,23 @@ class ChainruleApi:
         ]
 
 
+def _gradient_shape(variables: int, hessian: bool) -> tuple[int, int]:
+    """A gradient's reply columns per point (the Hessian's n*n), and the engine outputs computing them
+    (its upper triangle)."""
+    n = variables
+    return 1 + n + (n * n if hessian else 0), 1 + n + (n * (n + 1) // 2 if hessian else 0)
+
+
+def _implicit_key(asked: jobs.ImplicitRequest) -> Hashable:
+    """An implicit derivative's part of a key, bounded as the first-level keys are."""
+    return ("implicit", cache.text_key(asked.text), cache.bounded(asked.wrt), cache.text_key(asked.dependent))
+
+
+def _parse_key(request: pb.ParseRequest) -> tuple[str, Hashable]:
+    # An expression over the length limit is answered with that error, by the parser: no check here.
+    return request.expression, cache.text_key(request.expression)
+
+
 def _check_names(names: Sequence[str], field: str) -> None:
     """Variable names are short (at most 32 characters): a long one is refused before it enters a
     key or a job, and its message shows only its start."""
@@ -445,6 +666,29 @@ def _check_names(names: Sequence[str], field: str) -> None:
         if not parsing.is_valid_variable_name(name):
             shown = name if len(name) <= 40 else f"{name[:40]}…"
             raise InvalidArgument(f"'{shown}' is not a valid variable name", field=field.format(index))
+
+
+def _expression_error(error: InvalidArgument) -> pb.ExpressionError:
+    """What other RPCs send as INVALID_ARGUMENT about the expression, as Parse's answer."""
+    metadata = dict(error.metadata)
+    position = metadata.pop("position", None)
+    message = pb.ExpressionError(reason=error.reason, message=error.message, metadata=metadata)
+    if position is not None:
+        message.position = int(position)
+    return message
+
+
+def _refused(refusal: NoClosedForm, numeric: bool) -> NoClosedForm:
+    """The refusal of a derivative's text, saying whether the RPCs of numbers give its values."""
+    if numeric:
+        also = "Evaluate with wrt, or GradientAtPoint, computes its values numerically"
+    else:  # NO_NUMERIC_FORM from those: sympy leaves the derivative unevaluated
+        also = "nor can Evaluate with wrt or GradientAtPoint compute its values (sympy leaves it unevaluated)"
+    return NoClosedForm(
+        f"{refusal.message}: {also}",
+        function=refusal.metadata["function"],
+        argument=int(refusal.metadata.get("argument", "0")),
+    )
 
 
 def _simplification(value: int) -> engine.Simplification:
@@ -614,7 +858,23 @@ def _gradient_reply(plan: _Plan, batch: Batch, result: numeric.GradientResult) -
     return response
 
 
+def _jacobian_reply(plan: _Plan, batch: Batch, result: numeric.JacobianResult) -> pb.JacobianResponse:
+    response = pb.JacobianResponse(
+        variables=list(plan.compiled.variables), nonfinite_count=result.nonfinite_count
+    )
+    if batch.single:
+        response.values.extend(float(column[0]) for column in result.values)
+        response.jacobian.extend(float(column[0]) for column in result.jacobian)
+    else:
+        for column in result.values:
+            fill(response.value_arrays.add(), column, batch.raw_output)
+        for column in result.jacobian:
+            fill(response.jacobian_arrays.add(), column, batch.raw_output)
+    return response
+
+
 # How an RPC computes its result and builds its reply from it.
 _Reply = tuple[Callable[[Any, Any, int], Any], Callable[[_Plan, Batch, Any], Message]]
 _EVALUATION: _Reply = (engine.evaluate, _evaluation_reply)
 _GRADIENT: _Reply = (engine.gradient, _gradient_reply)
+_JACOBIAN: _Reply = (engine.jacobian, _jacobian_reply)

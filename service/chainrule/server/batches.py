@@ -24,7 +24,15 @@ def check_entries(point: Mapping[str, float], points: Mapping[str, pb.Array], ma
     """Refuse a map with more than `max_entries` entries, in constant time (before any decoding)."""
     for field, entries in (("point", len(point)), ("points", len(points))):
         if entries > max_entries:
-            raise LimitExceeded("field_entries", entries, max_entries, field=field)
+            raise too_many_entries(field, entries, max_entries)
+
+
+def too_many_entries(field: str, entries: int, max_entries: int, hint: str = "") -> LimitExceeded:
+    """The error for a map or list field over `field_entries` (the server's limit, config.py)."""
+    what = f"too many entries in {field}"
+    return LimitExceeded(
+        "field_entries", entries, max_entries, field=field, what=what, unit="entries", hint=hint
+    )
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ def decode_batch(
         raw = raw or is_raw
     size = _common_length(decoded)
     if size > max_points:
-        raise LimitExceeded("points", size, max_points, field="points")
+        raise LimitExceeded("points", size, max_points, field="points", what="too many points", unit="points")
     return Batch(decoded, size, single=False, raw_output=raw, field="points")
 
 

@@ -53,9 +53,17 @@ class Settings:
     grpc_port: int = field(default=50051, metadata={"doc": "gRPC port (0 picks a free one)"})
     http_port: int = field(default=8080, metadata={"doc": "HTTP port for REST, metrics, health"})
     grace_seconds: float = field(default=10.0, metadata={"doc": "how long calls in flight may finish"})
-    # Multi-process serving (see supervisor.py).
+    # Multi-process serving (see supervisor.py): server processes, each with its own symbolic workers.
     workers: int = field(
-        default=0, metadata={"doc": "server processes sharing the ports; 0: one per CPU; 1: no supervisor"}
+        default=0,
+        metadata={"doc": "server processes (not symbolic workers); 0: one per CPU; 1: no supervisor"},
+    )
+    heartbeat_seconds: float = field(
+        default=10.0,
+        metadata={
+            "doc": "the supervisor kills and replaces a server process whose event loop has not "
+            "ticked for this long (stopped, hung, or stalled by a bug); 0: never"
+        },
     )
     reuse_port: bool = field(
         default=False, metadata={"doc": "share both ports (SO_REUSEPORT); the supervisor sets it"}
@@ -68,8 +76,9 @@ class Settings:
     max_request_bytes: int = _server_limit(
         "request_bytes", 64 * 1024 * 1024, "bytes", "bytes in one request message or HTTP body"
     )
-    # Evaluate and GradientAtPoint replies are sized before computing (points x output columns x the
-    # encoding's bytes per value, see sizing.py); larger batches go in chunks (both clients chunk).
+    # Evaluate, GradientAtPoint and Jacobian replies are sized before computing (points x output
+    # columns x the encoding's bytes per value, see sizing.py); larger batches go in chunks (both
+    # clients chunk).
     max_response_bytes: int = _server_limit(
         "response_bytes", 64 * 1024 * 1024, "bytes", "bytes in one reply message or HTTP body"
     )
@@ -77,7 +86,7 @@ class Settings:
         "working_bytes",
         256 * 1024 * 1024,
         "bytes",
-        "memory one Evaluate or GradientAtPoint may take to compute and encode its reply",
+        "memory one Evaluate, GradientAtPoint or Jacobian may take to compute and encode its reply",
     )
     # Checked before any work proportional to the request: a request has at most 32 variables, and
     # the margin lets callers reuse one point map for several expressions.
@@ -85,24 +94,46 @@ class Settings:
         "field_entries",
         64,
         "entries",
-        "entries in one map or list field of a request (point, points, variables, wrt, formats)",
+        "entries in one map or list field of a request (point, points, variables, wrt, formats, expressions)",
     )
     compute_threads: int = field(
         default=4, metadata={BOUND: True, "doc": "threads for symbolic and numeric work"}
+    )
+    # Connections (see transport/connections.py and grpc_server.server_options).
+    max_connections: int = _server_limit(
+        "connections", 1000, "connections", "open connections per transport in one server process"
+    )
+    header_timeout_seconds: float = _server_limit(
+        "header_timeout_seconds",
+        30.0,
+        "seconds",
+        "for a complete HTTP request head (or the gRPC handshake) after connecting or a response",
+    )
+    http_idle_seconds: float = _server_limit(
+        "http_idle_seconds", 5.0, "seconds", "an idle kept-alive HTTP connection stays open"
+    )
+    grpc_idle_seconds: float = _server_limit(
+        "grpc_idle_seconds", 300.0, "seconds", "a gRPC connection with no call stays open"
+    )
+    grpc_connection_age_seconds: float = _server_limit(
+        "grpc_connection_age_seconds",
+        1800.0,
+        "seconds",
+        "a gRPC connection lives (then GOAWAY; clients reconnect and rebalance); 0: for ever",
     )
     malloc_keep_bytes: int = field(
         default=256 * 1024 * 1024,
         metadata={"doc": "freed memory glibc keeps for the next batch (no page faults); 0: its defaults"},
     )
-    # Killable compute and overload (see workers.py, deadlines.py).
+    # Killable compute and overload (see compute/pool.py, compute/deadlines.py).
     symbolic_workers: int = field(
         default=2,
         metadata={
             BOUND: True,
-            "doc": "worker processes for cold symbolic work; 0: threads, no kill on overrun",
+            "doc": "processes for cold sympy work, per server process; 0: threads, no kill on overrun",
         },
     )
-    symbolic_spares: int = field(default=1, metadata={"doc": "warm worker processes kept beyond the above"})
+    symbolic_spares: int = field(default=1, metadata={"doc": "warm symbolic workers kept beyond the above"})
     symbolic_budget_seconds: float = _server_limit(
         "symbolic_budget_seconds",
         5.0,
@@ -113,12 +144,19 @@ class Settings:
         default=64,
         metadata={
             BOUND: True,
-            "doc": "symbolic tasks that may wait for a worker; beyond: RESOURCE_EXHAUSTED",
+            "doc": "symbolic tasks that may wait for a symbolic worker; beyond: RESOURCE_EXHAUSTED",
         },
     )
     numeric_queue: int = field(
         default=16,
         metadata={BOUND: True, "doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"},
+    )
+    parse_queue: int = field(
+        default=16,
+        metadata={
+            BOUND: True,
+            "doc": "Parse calls that may wait for the parse thread; beyond: RESOURCE_EXHAUSTED",
+        },
     )
     worker_memory_bytes: int = _server_limit(
         "worker_memory_bytes",
@@ -183,12 +221,14 @@ class Settings:
     max_points: int = _engine_limit("points")
     max_numeric_cost: int = _engine_limit("numeric_cost")
     max_code_bytes: int = _engine_limit("code_bytes")
+    max_series_order: int = _engine_limit("series_order")
+    max_jacobian_rows: int = _engine_limit("jacobian_rows")
     # Caches (see cache.Caches): each cache is bounded by entries and by approximate bytes.
     cache_entries: int = field(
         default=10_000,
         metadata={
             BOUND: True,
-            "doc": "entries in each of the six symbolic caches (request, parse, derivative, latex); 0 = off",
+            "doc": "entries in each symbolic cache (one per RPC, parse, derivative, latex); 0 = off",
         },
     )
     cache_bytes: int = field(
@@ -203,6 +243,9 @@ class Settings:
         metadata={BOUND: True, "doc": "approximate bytes of compiled numeric functions"},
     )
     # HTTP transport.
+    playground: bool = field(
+        default=True, metadata={"doc": "serve the playground at `/` (the API reference at `/docs` stays)"}
+    )
     cors_origins: str = field(
         default="",
         metadata={"doc": "comma-separated origins allowed by CORS (`*` for any); empty turns CORS off"},
@@ -302,5 +345,7 @@ def bound_settings() -> list[str]:
 
 
 def limit_settings() -> list[tuple[str, Limit]]:
-    """(setting name, declaration) of every limit, engine and server, in declaration order."""
-    return [(item.name, item.metadata[LIMIT]) for item in fields(Settings) if LIMIT in item.metadata]
+    """(setting name, declaration) of every limit: the engine's (parser first), then the server's."""
+    found = [(item.name, item.metadata[LIMIT]) for item in fields(Settings) if LIMIT in item.metadata]
+    order = list(Layer)
+    return sorted(found, key=lambda pair: order.index(pair[1].layer))

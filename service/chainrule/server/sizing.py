@@ -1,12 +1,13 @@
 """What a numeric call will cost in bytes, known before it computes: points x output columns.
 
-An Evaluate or GradientAtPoint reply carries one column per output (1 for Evaluate; 1 + n + n² for
-a gradient with Hessian over n variables: 1,057 columns for 32) of one value per point. Its size on
-the wire is points x columns x the encoding's bytes per value, and building it holds more than that
-(the engine's output arrays, the reply message, its serialised form; for JSON, Python floats and
-text). Both are checked against the declared limits (`response_bytes`, `working_bytes`) before any
-work starts, and the error says how many points per call would fit, since both clients can split a
-batch into calls of that many points (`chunk_points`).
+An Evaluate, GradientAtPoint or Jacobian reply carries one column per output (1 for Evaluate; 1 + n
++ n² for a gradient with Hessian over n variables: 1,057 columns for 32; m x (1 + n) for a Jacobian
+of m rows) of one value per point. Its size on the wire is points x columns x the encoding's bytes
+per value, and building it holds more than that (the engine's output arrays, the reply message, its
+serialised form; for JSON, Python floats and text). Both are checked against the declared limits
+(`response_bytes`, `working_bytes`) before any work starts, and the error says how many points per
+call would fit, since both clients can split a batch into calls of that many points
+(`chunk_points`).
 
 The transports say which encoding they answer in (`Wire`); the figures per value are measured
 (below), and tests/server/test_sizing.py checks them against real replies.
@@ -14,14 +15,17 @@ The transports say which encoding they answer in (`Wire`); the figures per value
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from chainrule.engine.errors import LimitExceeded
 from chainrule.server.cache import Caches
 from chainrule.server.config import Settings
+from chainrule.v1 import chainrule_pb2 as pb
 
 # Bytes of a reply besides its columns: names, counts, the message and HTTP framing.
 _REPLY_BASE = 4096
@@ -109,11 +113,14 @@ def _refusal(shape: Shape, encoding: Encoding, over: tuple[str, int, int], field
     limit, value, maximum = over
     fits = _points_that_fit(limit, maximum, shape, encoding)
     per_value = encoding.wire(shape.raw) if limit == "response_bytes" else encoding.held(shape.raw)
+    what = "the reply would be too large" if limit == "response_bytes" else "answering needs too much memory"
     return LimitExceeded(
         limit,
         value,
         maximum,
         field=field,
+        what=what,
+        unit="bytes",
         hint=(
             f"{shape.points} points x {shape.columns} output columns at about {per_value:.3g} bytes a "
             f"value in {encoding.name}; at most {fits} points per call fit, so send the batch in "
@@ -131,9 +138,22 @@ def _points_that_fit(limit: str, maximum: int, shape: Shape, encoding: Encoding)
 
 
 def carries_points(message: Message) -> bool:
-    """True for a reply with point columns (`values` set): it may be tens of megabytes, and asking
+    """True for a reply with point columns (an `Array` set): it may be tens of megabytes, and asking
     protobuf for its size would itself copy every column, so encode it off the event loop."""
-    return "values" in message.DESCRIPTOR.fields_by_name and message.HasField("values")
+    singular, repeated = _columns(message.DESCRIPTOR)
+    return any(message.HasField(name) for name in singular) or any(
+        len(getattr(message, name)) for name in repeated
+    )
+
+
+@functools.cache
+def _columns(descriptor: Descriptor) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The fields of a message that hold point columns: (singular `Array`s, repeated `Array`s)."""
+    arrays = [field for field in descriptor.fields if field.message_type is pb.Array.DESCRIPTOR]
+    return (
+        tuple(field.name for field in arrays if not field.is_repeated),
+        tuple(field.name for field in arrays if field.is_repeated),
+    )
 
 
 # --- the memory of a whole process ----------------------------------------------------------------

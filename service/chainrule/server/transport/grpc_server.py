@@ -66,6 +66,15 @@ class DifferentiationServicer:
     async def GradientAtPoint(self, request: bytes, context: Context) -> bytes:
         return await self._serve(self._api.gradient, pb.GradientAtPointRequest, request, context)
 
+    async def Jacobian(self, request: bytes, context: Context) -> bytes:
+        return await self._serve(self._api.jacobian, pb.JacobianRequest, request, context)
+
+    async def Series(self, request: bytes, context: Context) -> bytes:
+        return await self._serve(self._api.series, pb.SeriesRequest, request, context)
+
+    async def Parse(self, request: bytes, context: Context) -> bytes:
+        return await self._serve(self._api.parse, pb.ParseRequest, request, context)
+
     async def GetServerInfo(self, request: bytes, context: Context) -> bytes:
         return await self._serve(self._api.server_info, pb.GetServerInfoRequest, request, context)
 
@@ -129,9 +138,10 @@ def _add_service(servicer: DifferentiationServicer, target: Any) -> None:
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
-    """Channel options: message limits that fit the largest batch, no silent port sharing, and a
-    backlog of calls not yet picked up that outlasts our own limit on calls in flight."""
-    return [
+    """Channel options: message limits that fit the largest batch, connection bounds and keepalive,
+    no silent port sharing, and a backlog of calls not yet picked up that outlasts our own limit on
+    calls in flight."""
+    options = [
         # grpc enables SO_REUSEPORT by default, which lets a second server start silently on a
         # taken port. The multi-process mode turns it on deliberately.
         ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
@@ -142,7 +152,27 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_concurrent_streams", settings.calls_in_flight),
         ("grpc.server.max_pending_requests", max(_BACKLOG, 4 * settings.calls_in_flight)),
         ("grpc.server.max_pending_requests_hard_limit", max(_BACKLOG, 4 * settings.calls_in_flight)),
+        # Connections: capped, a handshake within the header timeout, idle ones closed.
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.server_handshake_timeout_ms", _ms(settings.header_timeout_seconds)),
+        ("grpc.max_connection_idle_ms", _ms(settings.grpc_idle_seconds)),
+        # Keepalive: the server pings quiet connections to find dead peers, and refuses (GOAWAY
+        # after two strikes) clients that ping more often than every 10 s without calls.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
     ]
+    if settings.grpc_connection_age_seconds > 0:
+        options += [
+            ("grpc.max_connection_age_ms", _ms(settings.grpc_connection_age_seconds)),
+            ("grpc.max_connection_age_grace_ms", _ms(settings.grace_seconds)),
+        ]
+    return options
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def bind_address(host: str, port: int) -> str:

@@ -99,7 +99,7 @@ class Instrumentation:
         response_metadata: Sequence[tuple[str, str]] = (),
         tokens: TokenChecker | None = None,
     ) -> None:
-        """`response_metadata`: pairs added to every unary response's trailers (e.g. a worker id)."""
+        """`response_metadata`: pairs added to every unary response's trailers (the server process id)."""
         self._metrics = metrics
         self._response_metadata = tuple(response_metadata)
         self._tokens = tokens or TokenChecker(())

@@ -5,7 +5,10 @@ Routes (the `google.api.http` annotations of the proto, plus one chainrule extra
     POST /v1/differentiate   DifferentiateRequest    -> DifferentiateResponse
     POST /v1/evaluate        EvaluateRequest         -> EvaluateResponse
     POST /v1/gradient        GradientAtPointRequest  -> GradientAtPointResponse
+    POST /v1/jacobian        JacobianRequest         -> JacobianResponse
+    POST /v1/series          SeriesRequest           -> SeriesResponse
     GET  /v1/info                                    -> GetServerInfoResponse
+    POST /v1/parse           ParseRequest            -> ParseResponse
     GET  /v1/differentiate?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full
                              &explain=true&verify=true
                              the extra: a transcoder cannot fill repeated messages from a query string
@@ -68,7 +71,7 @@ from chainrule.v1 import chainrule_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-# Bodies and replies bigger than this are decoded/encoded on a worker thread, off the event loop.
+# Bodies and replies bigger than this are decoded/encoded on a thread, off the event loop.
 OFFLOAD_BYTES = 256 * 1024
 _MAX_UINT32 = 2**32 - 1
 
@@ -183,14 +186,15 @@ def _check_content_type(request: Request) -> None:
 
 
 def _too_large(size: int, limit: int) -> HttpError:
-    return HttpError(LimitExceeded("request_bytes", size, limit, field="body"), 413)
+    what = "the request body is too large"
+    return HttpError(LimitExceeded("request_bytes", size, limit, field="body", what=what, unit="bytes"), 413)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past `limit` bytes: by Content-Length, then while streaming."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not _is_count(declared):
             raise HttpError(InvalidArgument(f"Content-Length {declared!r} is not a byte count"), 400)
         if int(declared) > limit:
             raise _too_large(int(declared), limit)
@@ -239,11 +243,16 @@ def _boolean(params: QueryParams, name: str) -> bool:
     return value in _TRUE
 
 
+def _is_count(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` accepts superscripts and other digits `int` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _query_wrt(item: str, index: int) -> pb.Wrt:
     variable, _, order = item.partition(":")
     if not order:
         return pb.Wrt(variable=variable)
-    if not order.isdigit() or int(order) > _MAX_UINT32:
+    if not _is_count(order) or int(order) > _MAX_UINT32:
         raise InvalidArgument(
             f"wrt '{item}': the order must be a whole number 0..{_MAX_UINT32}", field=f"wrt[{index}].order"
         )
@@ -304,9 +313,13 @@ def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None =
     `callers` says who each request comes from (by token or address), for fair shares of compute.
     """
     callers = callers or Callers()
-    post_differentiate = _post_endpoint(
-        api.differentiate, pb.DifferentiateRequest, settings, callers, api.calls
-    )
+
+    def post(
+        call: Callable[[RequestT, Wire], Awaitable[Message]], message_type: type[RequestT]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        return _post_endpoint(call, message_type, settings, callers, api.calls)
+
+    post_differentiate = post(api.differentiate, pb.DifferentiateRequest)
 
     async def differentiate(request: Request) -> Response:
         if request.method == "POST":
@@ -320,24 +333,19 @@ def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None =
 
     async def info_work(request: Request) -> Message:
         _reject_query(request.query_params)
-        return await api.server_info(pb.GetServerInfoRequest())
+        return await api.server_info(pb.GetServerInfoRequest(), Wire(JSON))
 
     async def info(request: Request) -> Response:
         return await _respond(request, lambda: info_work(request), callers, api.calls)
 
     return [
         Route("/v1/differentiate", differentiate, methods=["GET", "POST"]),
-        Route(
-            "/v1/evaluate",
-            _post_endpoint(api.evaluate, pb.EvaluateRequest, settings, callers, api.calls),
-            methods=["POST"],
-        ),
-        Route(
-            "/v1/gradient",
-            _post_endpoint(api.gradient, pb.GradientAtPointRequest, settings, callers, api.calls),
-            methods=["POST"],
-        ),
+        Route("/v1/evaluate", post(api.evaluate, pb.EvaluateRequest), methods=["POST"]),
+        Route("/v1/gradient", post(api.gradient, pb.GradientAtPointRequest), methods=["POST"]),
+        Route("/v1/jacobian", post(api.jacobian, pb.JacobianRequest), methods=["POST"]),
+        Route("/v1/series", post(api.series, pb.SeriesRequest), methods=["POST"]),
         Route("/v1/info", info, methods=["GET"]),
+        Route("/v1/parse", post(api.parse, pb.ParseRequest), methods=["POST"]),
     ]
 
 

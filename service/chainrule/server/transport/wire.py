@@ -18,6 +18,7 @@ from __future__ import annotations
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
+from chainrule.server.batches import too_many_entries
 
 _VARINT, _LEN = 0, 2
 _FIXED = {1: 8, 5: 4}  # wire types I64 and I32: their sizes
@@ -70,8 +71,9 @@ def check_json_members(body: bytes, max_entries: int) -> None:
             members,
             most,
             field="body",
-            hint=f"the body has up to {members} members (key: value), more than a request whose lists and "
-            f"maps have at most {max_entries} entries can have",
+            what="too many members in the JSON body",
+            unit="members",
+            hint=f"a request whose lists and maps have at most {max_entries} entries has fewer",
         )
 
 
@@ -82,20 +84,17 @@ def _malformed(descriptor: Descriptor) -> InvalidArgument:
 
 
 def _too_many(name: str, max_entries: int) -> LimitExceeded:
-    return LimitExceeded(
-        "field_entries",
-        max_entries + 1,
-        max_entries,
-        field=name,
-        hint="the request has at least that many entries in it; counting stopped there",
-    )
+    hint = "the request has at least that many entries in it; counting stopped there"
+    return too_many_entries(name, max_entries + 1, max_entries, hint=hint)
 
 
 def _varint(data: bytes, position: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if position >= len(data) or shift > 63:
-            raise InvalidArgument("the request is not a valid protobuf message", field="body")
+            raise InvalidArgument(
+                "the request is not a valid protobuf message", field="body", reason="MALFORMED_MESSAGE"
+            )
         byte = data[position]
         position += 1
         result |= (byte & 0x7F) << shift
