@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dis
+import pickle
 
 import mpmath
 import numpy as np
@@ -97,3 +98,16 @@ def test_no_rows_and_too_many_rows_name_expressions() -> None:
         engine.jacobian_components([parsing.parse("x")] * 3, ("x",), EngineLimits(max_jacobian_rows=2))
     assert [v.field for v in many.value.violations] == ["expressions"]
     assert many.value.metadata == {"limit": "jacobian_rows", "value": "3", "maximum": "2"}
+
+
+def test_a_compiled_jacobian_pickles_as_its_program_and_binds_again() -> None:
+    """What a symbolic worker returns: the code and the names it reads, bound again where it lands."""
+    compiled = engine.compile_jacobian([parsing.parse("sin(x y)"), parsing.parse("exp(x) + y^2")], ("x", "y"))
+    loaded = pickle.loads(pickle.dumps(compiled))
+    assert (loaded.program, loaded.variables, loaded.rows) == (compiled.program, ("x", "y"), 2)
+    columns = {"x": np.array([0.3, 1.1]), "y": np.array([2.0, -0.5])}
+    ours, theirs = engine.jacobian(loaded, columns, 2), engine.jacobian(compiled, columns, 2)
+    for mine, original in zip(
+        (*ours.values, *ours.jacobian), (*theirs.values, *theirs.jacobian), strict=True
+    ):
+        np.testing.assert_array_equal(mine, original)

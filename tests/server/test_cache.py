@@ -202,6 +202,11 @@ async def test_repeated_formats_share_one_key_and_too_many_are_refused() -> None
         (pb.EvaluateRequest(expression="x", point={f"v{i}": 1.0 for i in range(9)}), "point"),
         (pb.GradientAtPointRequest(expression="x", variables=["x"] * 9), "variables"),
         (pb.DifferentiateRequest(expression="x" * 101), "expression"),
+        (pb.JacobianRequest(expressions=["x"], variables=["x"] * 9), "variables"),
+        (pb.JacobianRequest(expressions=["x", "y" * 101]), "expressions[1]"),
+        (pb.JacobianRequest(expressions=["x"], point={f"v{i}": 1.0 for i in range(9)}), "point"),
+        (pb.SeriesRequest(expression="x", around="1" * 101), "around"),
+        (pb.SeriesRequest(expression="x", formats=[pb.OUTPUT_FORMAT_LATEX] * 9), "formats"),
     ],
 )
 async def test_fields_that_make_keys_are_bounded_before_the_key_is_built(request_: Any, field: str) -> None:
@@ -210,6 +215,8 @@ async def test_fields_that_make_keys_are_bounded_before_the_key_is_built(request
         pb.DifferentiateRequest: api.differentiate,
         pb.EvaluateRequest: api.evaluate,
         pb.GradientAtPointRequest: api.gradient,
+        pb.JacobianRequest: api.jacobian,
+        pb.SeriesRequest: api.series,
     }
     with pytest.raises(LimitExceeded) as caught:
         await calls[type(request_)](request_)
@@ -242,6 +249,22 @@ async def test_every_key_held_is_small_whatever_the_request() -> None:
     )
     await api.evaluate(pb.EvaluateRequest(expression=long_sum, point={"x": 0.5}))
     await api.gradient(pb.GradientAtPointRequest(expression=long_sum, point={"x": 0.5}, hessian=True))
+    rows = [f"{long_sum} + {index} y" for index in range(60)]
+    await api.jacobian(pb.JacobianRequest(expressions=rows, point={"x": 0.5, "y": 1.0}))
+    await api.series(
+        pb.SeriesRequest(expression=long_sum, around="1/2", formats=[pb.OUTPUT_FORMAT_LATEX] * 60)
+    )
+    await api.parse(pb.ParseRequest(expression=long_sum))
+    await api.parse(pb.ParseRequest(expression="x" * 100_000))  # too long: the answer is the error
+    equation = f"{long_sum} = y^2 + y"
+    await api.differentiate(
+        pb.DifferentiateRequest(expression=equation, dependent="y", wrt=[pb.Wrt(variable="x")])
+    )
+    await api.evaluate(
+        pb.EvaluateRequest(
+            expression=equation, dependent="y", wrt=[pb.Wrt(variable="x")], point={"x": 0.5, "y": 1}
+        )
+    )
     for cache in api.caches:
         for key in cache._data:
             assert key_bytes(key) <= 1024, (cache.name, key)
