@@ -31,9 +31,8 @@ from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import Executor
 from chainrule.server.config import Settings
 from chainrule.server.metrics import Metrics
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
-
-VERSION = "0.1.0"
 
 _Result = TypeVar("_Result")
 

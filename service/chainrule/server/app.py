@@ -15,12 +15,13 @@ from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
 from chainrule.server.cache import Caches
 from chainrule.server.compute import allocator
 from chainrule.server.compute.executors import Admission, BoundedExecutor, Executor, ThreadExecutor
 from chainrule.server.compute.pool import ProcessExecutor
 from chainrule.server.config import Settings
+from chainrule.server.logs import banner
 from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
 from chainrule.server.transport.auth import (
     AuthMiddleware,
@@ -37,6 +38,7 @@ from chainrule.server.transport.http_server import (
     create_http_app,
 )
 from chainrule.server.transport.instrumentation import Instrumentation
+from chainrule.server.version import VERSION
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,12 @@ log = logging.getLogger(__name__)
 class Application:
     """One chainrule server process: the gRPC server and everything it shares."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, settings: Settings, registry: CollectorRegistry | None = None, *, announce: bool = True
+    ) -> None:
+        """`announce`: log the start-up banner (a supervisor's workers leave it to the supervisor)."""
         self.settings = settings
+        self._announce = announce
         self.registry = registry or CollectorRegistry()
         self.ready = False
         self.pool, self.symbolic, self.numeric = _executors(settings)
@@ -60,7 +66,10 @@ class Application:
         # The worker id travels in the trailers with the request id: initial metadata would cost a
         # batch of its own per call (bench/README.md).
         instrumentation = Instrumentation(
-            self.metrics, response_metadata=((WORKER_HEADER, str(os.getpid())),), tokens=tokens
+            self.metrics,
+            response_metadata=((WORKER_HEADER, str(os.getpid())),),
+            tokens=tokens,
+            access_log=settings.access_log,
         )
         self.grpc_server, self.grpc_port = create_server(settings, self.api, self.health, instrumentation)
         http_app = create_http_app(
@@ -93,9 +102,10 @@ class Application:
         await self.http_server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready = True
-        log.info(
-            "serving gRPC on %s:%d and HTTP on port %d", self.settings.host, self.grpc_port, self.http_port
-        )
+        if self._announce:
+            log.info("%s", banner(self.settings, self.grpc_port, self.http_port))
+        else:
+            log.info("worker %d ready", os.getpid())
 
     async def stop(self) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within the grace."""

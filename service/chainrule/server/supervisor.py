@@ -39,7 +39,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from chainrule.server.config import PREFIX, Settings
+from chainrule.server.config import Settings, env_name
+from chainrule.server.logs import banner
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter
@@ -71,7 +72,7 @@ def run_supervisor(settings: Settings, ready_file: Path | None = None) -> int:
     """`chainrule serve` with several workers: supervise them until a signal; the exit status."""
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
 
-    configure_logging(settings)
+    configure_logging(settings, several_processes=True)
     try:
         return Supervisor(settings.replace(workers=worker_count(settings)), ready_file).run()
     except OSError as error:
@@ -147,7 +148,7 @@ def worker_environ(settings: Settings, base: Mapping[str, str]) -> dict[str, str
     environ = dict(base)
     for item in fields(settings):
         value = getattr(settings, item.name)
-        environ[PREFIX + item.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+        environ[env_name(item)] = str(value).lower() if isinstance(value, bool) else str(value)
     environ[MULTIPROC_ENV] = settings.metrics_dir
     return environ
 
@@ -192,9 +193,10 @@ class Supervisor:
                 return 1
             self._write_ready_file()
             log.info(
-                "supervising %d workers on gRPC port %d and HTTP port %d",
-                len(self._slots), self.settings.grpc_port, self.settings.http_port,
-            )  # fmt: skip
+                "%s with %d worker processes",
+                banner(self.settings, self.settings.grpc_port, self.settings.http_port),
+                len(self._slots),
+            )
             self._watch()
             return self._terminate_all()
         finally:
@@ -328,11 +330,11 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
 
     settings = Settings.from_environ()
-    configure_logging(settings)
+    configure_logging(settings, several_processes=True)
 
     async def serve() -> None:
         # Built inside the loop: grpc.aio binds its server to the loop running at construction.
-        await Application(settings).run(options.ready_file)
+        await Application(settings, announce=False).run(options.ready_file)
 
     asyncio.run(serve())
     return 0

@@ -23,9 +23,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
 from chainrule.server.metrics import HttpMetrics
 from chainrule.server.transport import openapi, rest
+from chainrule.server.version import VERSION
 
 log = logging.getLogger(__name__)
 
