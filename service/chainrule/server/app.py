@@ -21,8 +21,9 @@ from chainrule.server.compute import allocator
 from chainrule.server.compute.executors import Admission, BoundedExecutor, Executor, ThreadExecutor
 from chainrule.server.compute.pool import ProcessExecutor
 from chainrule.server.config import Settings
-from chainrule.server.logs import banner
+from chainrule.server.logs import banner, set_trace_source
 from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
+from chainrule.server.tracing import Tracing, configure_tracing
 from chainrule.server.transport.auth import (
     AuthMiddleware,
     TokenChecker,
@@ -47,11 +48,19 @@ class Application:
     """One chainrule server process: the gRPC server and everything it shares."""
 
     def __init__(
-        self, settings: Settings, registry: CollectorRegistry | None = None, *, announce: bool = True
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        *,
+        announce: bool = True,
+        tracing: Tracing | None = None,
     ) -> None:
-        """`announce`: log the start-up banner (a supervisor's workers leave it to the supervisor)."""
+        """`announce`: log the start-up banner (a supervisor's workers leave it to the supervisor);
+        `tracing`: spans to record (default: what OTEL_TRACES_EXPORTER asks for, usually none)."""
         self.settings = settings
         self._announce = announce
+        self.tracing = tracing if tracing is not None else configure_tracing(settings)
+        set_trace_source(self.tracing.current_ids if self.tracing is not None else None)
         self.registry = registry or CollectorRegistry()
         self.ready = False
         self.pool, self.symbolic, self.numeric = _executors(settings)
@@ -59,7 +68,12 @@ class Application:
         self.metrics = Metrics(self.registry, VERSION, self.caches)
         tokens = TokenChecker(load_tokens(settings))
         self.api = ChainruleApi(
-            settings, self.symbolic, self.numeric, caches=self.caches, metrics=self.metrics
+            settings,
+            self.symbolic,
+            self.numeric,
+            caches=self.caches,
+            metrics=self.metrics,
+            tracing=self.tracing,
         )
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
@@ -70,6 +84,7 @@ class Application:
             response_metadata=((WORKER_HEADER, str(os.getpid())),),
             tokens=tokens,
             access_log=settings.access_log,
+            tracing=self.tracing,
         )
         self.grpc_server, self.grpc_port = create_server(settings, self.api, self.health, instrumentation)
         http_app = create_http_app(
@@ -79,6 +94,9 @@ class Application:
             http_metrics=HttpMetrics(self.registry),
         )
         http_app.add_middleware(WorkerIdMiddleware)
+        if self.tracing is not None:
+            # Outermost, so the access line and everything below run inside the request's span.
+            http_app.user_middleware.insert(0, self.tracing.http_middleware())
         if tokens.enabled:
             # Innermost: inside the HTTP metrics (401s are counted) and CORS (401s carry its headers).
             http_app.user_middleware.append(
@@ -115,6 +133,8 @@ class Application:
         await asyncio.gather(self.grpc_server.stop(self.settings.grace_seconds), self.http_server.stop())
         await self.symbolic.close()
         await self.numeric.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
         log.info("stopped")
 
     def request_stop(self) -> None:

@@ -6,9 +6,11 @@ data). Nothing here knows about protobuf or a transport.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar
 
 import sympy
 
@@ -16,6 +18,8 @@ from chainrule import engine
 from chainrule.engine import codegen, explain, parsing, verify
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
 from chainrule.server.config import Settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -149,9 +153,25 @@ def _node_count(expression: sympy.Expr) -> int:
     return int(sympy.count_ops(expression, visual=False)) + len(expression.free_symbols) + 1
 
 
-# Jobs for the cached path. Each returns its stage durations as plain floats, so the server process
-# can observe them in its metrics even when the job ran in a worker process.
-Timings = tuple[tuple[str, float], ...]
+class Stage(NamedTuple):
+    """One stage of work timed where it ran (a worker process or a thread): for metrics and spans."""
+
+    name: str
+    seconds: float
+    start_ns: int  # wall clock, `time.time_ns()`: one clock for every process on the host
+    pid: int
+
+
+def timed(name: str, fn: Callable[..., T], *args: Any) -> tuple[T, Stage]:
+    """`fn(*args)` and the `Stage` it took."""
+    start_ns, start = time.time_ns(), time.perf_counter()
+    result = fn(*args)
+    return result, Stage(name, time.perf_counter() - start, start_ns, os.getpid())
+
+
+# Jobs for the cached path. Each returns its stages as plain values, so the server process can
+# observe them in its metrics and trace even when the job ran in a worker process.
+Timings = tuple[Stage, ...]
 
 
 @dataclass(frozen=True)
@@ -184,17 +204,19 @@ class Derived(_Symbolic):
 
 def parse_canonical(text: str, limits: Limits) -> Parsed:
     """Parse `text` and compute its canonical key (`sympy.srepr`, which includes assumptions)."""
-    start = time.perf_counter()
-    expression = parse(text, limits)
-    key = sympy.srepr(expression)
-    seconds = time.perf_counter() - start
+    (expression, key), stage = timed("parse", _parse_with_key, text, limits)
     return Parsed(
         portable=engine.Portable(expression),
         variables=engine.free_variables(expression),
         node_count=_node_count(expression),
-        timings=(("parse", seconds),),
+        timings=(stage,),
         key=key,
     )
+
+
+def _parse_with_key(text: str, limits: Limits) -> tuple[sympy.Expr, str]:
+    expression = parse(text, limits)
+    return expression, sympy.srepr(expression)
 
 
 def derive_parsed(
@@ -204,16 +226,20 @@ def derive_parsed(
     limits: Limits,
 ) -> Derived:
     """Differentiate and simplify an already parsed expression, timing the two stages apart."""
-    start = time.perf_counter()
-    raw = engine.differentiate(engine.resolved(expression), wrt, engine.Simplification.NONE, limits.engine)
-    middle = time.perf_counter()
-    derivative = engine.simplify(raw, simplification)
-    end = time.perf_counter()
+    raw, differentiated = timed(
+        "differentiate",
+        engine.differentiate,
+        engine.resolved(expression),
+        wrt,
+        engine.Simplification.NONE,
+        limits.engine,
+    )
+    derivative, simplified = timed("simplify", engine.simplify, raw, simplification)
     return Derived(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
         node_count=_node_count(derivative),
-        timings=(("differentiate", middle - start), ("simplify", end - middle)),
+        timings=(differentiated, simplified),
         text=parsing.to_text(derivative),
     )
 

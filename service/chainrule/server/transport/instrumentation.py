@@ -31,6 +31,7 @@ import grpc
 from chainrule.engine.errors import ChainruleError, Code
 from chainrule.server.logs import REQUEST_ID_KEY, RequestRecord, accept_request_id, begin_request, note_error
 from chainrule.server.metrics import Metrics
+from chainrule.server.tracing import Tracing
 from chainrule.server.transport import access
 from chainrule.server.transport.auth import TokenChecker, grpc_refusal
 from chainrule.server.transport.status import grpc_status
@@ -88,13 +89,16 @@ class Instrumentation:
         response_metadata: Sequence[tuple[str, str]] = (),
         tokens: TokenChecker | None = None,
         access_log: bool = True,
+        tracing: Tracing | None = None,
     ) -> None:
         """`response_metadata`: pairs added to every unary response's trailers (e.g. a worker id);
-        `access_log`: an access line for calls that succeed too, not only for failures."""
+        `access_log`: an access line for calls that succeed too, not only for failures; `tracing`:
+        a SERVER span around each unary call (none of its cost when off)."""
         self._metrics = metrics
         self._response_metadata = tuple(response_metadata)
         self._tokens = tokens or TokenChecker(())
         self._log_successes = access_log
+        self._tracing = tracing
 
     def instrument(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
@@ -110,6 +114,8 @@ class Instrumentation:
             refusal,
             self._log_successes,
         )
+        if self._tracing is not None:
+            instrumented = _traced(instrumented, self._tracing, method)
         return handler._replace(unary_unary=instrumented)  # type: ignore[attr-defined, no-any-return]
 
 
@@ -271,6 +277,25 @@ def _instrumented(
         return response
 
     return serve
+
+
+def _traced(serve: UnaryBehavior, tracing: Tracing, method: str) -> UnaryBehavior:
+    """`serve` inside the call's SERVER span, so its log lines and stage spans belong to the trace."""
+
+    async def call(request: Any, context: Context) -> Any:
+        with tracing.rpc_span(method, context.invocation_metadata()) as span:
+            try:
+                response = await serve(request, context)
+            except asyncio.CancelledError:
+                tracing.end_rpc(span, Code.CANCELLED)
+                raise
+            except Exception:
+                tracing.end_rpc(span, Code((_code_of(context) or grpc.StatusCode.UNKNOWN).value[0]))
+                raise
+            tracing.end_rpc(span, Code.OK)
+            return response
+
+    return call
 
 
 class _CallContext:
