@@ -5,9 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := tools/node_modules/.installed
 BUF := tools/node_modules/.bin/buf
-HOST ?= 127.0.0.1
-GRPC_PORT ?= 50051
-HTTP_PORT ?= 8080
+SETUP_LOG := build/setup.log
+# `make run HOST=... GRPC_PORT=... HTTP_PORT=...` passes these as flags; without them the server's
+# settings apply: CHAINRULE_* from the environment, else 127.0.0.1, 50051 and 8080.
+RUN_FLAGS = $(if $(filter command line,$(origin HOST)),--host $(HOST)) \
+	$(if $(filter command line,$(origin GRPC_PORT)),--grpc-port $(GRPC_PORT)) \
+	$(if $(filter command line,$(origin HTTP_PORT)),--http-port $(HTTP_PORT))
 
 CLIENT_NODE := clients/node
 
@@ -15,11 +18,15 @@ CLIENT_NODE := clients/node
 
 setup: $(STAMP)
 
+# pip's and setuptools' chatter goes to $(SETUP_LOG); its tail is shown only if the install fails.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e clients/python -e '.[dev]'
-	touch $@
+	@mkdir -p build
+	@echo "setting up $(VENV) (log: $(SETUP_LOG))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/python -m pip install --upgrade pip && \
+	   $(BIN)/python -m pip install -e clients/python -e '.[dev,otel]'; } >$(SETUP_LOG) 2>&1 || \
+	 { tail -n 30 $(SETUP_LOG); echo "setup failed: see $(SETUP_LOG)"; exit 1; }
+	@touch $@
 
 $(TOOLS_STAMP): tools/package.json
 	cd tools && npm install --no-audit --no-fund --silent
@@ -71,7 +78,7 @@ lint: setup system-deps proto-check buf-lint buf-breaking node-lint
 	BIN=$(BIN) ./scripts/lint_deploy.sh
 
 run: setup
-	$(BIN)/chainrule serve --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT)
+	@$(BIN)/chainrule serve $(strip $(RUN_FLAGS))
 
 test: lint system-deps
 	$(BIN)/pytest
@@ -84,7 +91,7 @@ client-test: setup
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): pyproject.toml bench/package.json $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pip install --quiet -e '.[bench]' >>$(SETUP_LOG) 2>&1
 	cd bench && npm ci --no-audit --no-fund --silent
 	touch $@
 
