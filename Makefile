@@ -87,6 +87,7 @@ test: lint system-deps
 client-test: setup
 	PYTHON=$(PYTHON) CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule bash scripts/client_venv_check.sh
 	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule npm test
+	cd $(CLIENT_NODE) && CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule npm run --silent test:pack
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
