@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any, Final
 
 import grpc
@@ -15,7 +16,7 @@ from ._exceptions import ChainruleError, UnavailableError
 DEFAULT_TIMEOUT: Final = 10.0
 # As large as the server's largest reply (a 2-million-point batch with Hessian columns).
 DEFAULT_MAX_MESSAGE_BYTES: Final = 512 * 1024 * 1024
-USER_AGENT: Final = "chainrule-client-python/0.1.0"
+USER_AGENT: Final = f"chainrule-client-python/{metadata.version('chainrule-client')}"
 
 
 class UseClientDefault:
