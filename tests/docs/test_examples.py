@@ -132,7 +132,7 @@ def test_python_examples_name_their_target() -> None:
             if block.language == "python":
                 for found in bare.finditer(block.text):
                     line = block.line + block.text.count("\n", 0, found.start())
-                    pytest.fail(f"{_id(document)}:{line}: write the target, e.g. Client(\"127.0.0.1:50051\")")
+                    pytest.fail(f'{_id(document)}:{line}: write the target, e.g. Client("127.0.0.1:50051")')
 
 
 # --- shell: curl, chainrule, grpcurl --------------------------------------------------------------
@@ -150,7 +150,7 @@ def test_shell_examples(document: Path, live: Live) -> None:
             where = f"{_id(document)}:{command.line}"
             try:
                 if command.program == "grpcurl":
-                    _check_grpcurl(where, command, live)
+                    _check_grpcurl(where, command, output, live)
                 elif command.program in {"curl", "chainrule"}:
                     _run(where, command, output, live)
                 else:
@@ -184,7 +184,7 @@ def _run(where: str, command: Command, output: Block | None, live: Live) -> None
     assert matches(shown, actual), _mismatch(where, shown, actual)
 
 
-def _check_grpcurl(where: str, command: Command, live: Live) -> None:
+def _check_grpcurl(where: str, command: Command, output: Block | None, live: Live) -> None:
     """grpcurl is not installed here: its request must parse as the method's request message, and the
     output shown must be what the server answers."""
     words = command.words
@@ -200,7 +200,8 @@ def _check_grpcurl(where: str, command: Command, live: Live) -> None:
     request_class = getattr(pb, method.input_type.name)
     body = words[words.index("-d") + 1] if "-d" in words else "{}"
     request = json_format.Parse(body, request_class())
-    if command.expected is None:
+    shown = output.text if output is not None else "\n".join(command.expected or [])
+    if not shown:
         return
     response_class = getattr(pb, method.output_type.name)
     with grpc.insecure_channel(f"127.0.0.1:{live.grpc_port}") as channel:
@@ -210,7 +211,7 @@ def _check_grpcurl(where: str, command: Command, live: Live) -> None:
             response_deserializer=response_class.FromString,
         )
         answer = json_format.MessageToDict(call(request, timeout=30))
-    assert answer == json.loads("\n".join(command.expected)), f"{where}: the server answers {answer}"
+    assert answer == json.loads(shown), f"{where}: the server answers {answer}"
 
 
 # --- TypeScript -----------------------------------------------------------------------------------
