@@ -23,7 +23,7 @@ from chainrule.server.transport.instrumentation import REQUEST_ID_KEY, Instrumen
 from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.conftest import make_settings
+from tests.conftest import LogLines, log_lines, make_settings
 
 SERVICE = "chainrule.v1.DifferentiationService"
 
@@ -144,30 +144,14 @@ def test_made_request_ids_are_unique() -> None:
     assert len(made) == 1000
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-        self.addFilter(ContextFilter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
-def records() -> Iterator[_Records]:
-    handler = _Records()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    level = root.level
-    root.setLevel(logging.DEBUG)
-    yield handler
-    root.setLevel(level)
-    root.removeHandler(handler)
+def records() -> Iterator[LogLines]:
+    with log_lines() as handler:
+        yield handler
 
 
 async def test_request_id_is_echoed_and_in_every_log_line(
-    stub: pb_grpc.DifferentiationServiceStub, records: _Records
+    stub: pb_grpc.DifferentiationServiceStub, records: LogLines
 ) -> None:
     call = stub.Differentiate(pb.DifferentiateRequest(expression="x^2"), metadata=((REQUEST_ID_KEY, "ok-1"),))
     await call

@@ -21,12 +21,11 @@ from opentelemetry.trace import SpanKind
 
 from chainrule.server.app import Application
 from chainrule.server.config import ConfigError, Settings
-from chainrule.server.logs import ContextFilter
 from chainrule.server.tracing import Tracing, configure_tracing
 from chainrule.server.transport.instrumentation import REQUEST_ID_KEY
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.conftest import make_settings
+from tests.conftest import LogLines, log_lines, make_settings
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 PARENT_ID = 0x00F067AA0BA902B7
@@ -126,30 +125,14 @@ async def test_a_failed_call_ends_its_span_with_the_code(
     assert server.status.is_ok  # INVALID_ARGUMENT is the caller's mistake, not a server error
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self.addFilter(ContextFilter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
-def lines() -> Iterator[_Lines]:
-    handler = _Lines()
-    logger = logging.getLogger("chainrule.access")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.setLevel(level)
-    logger.removeHandler(handler)
+def lines() -> Iterator[LogLines]:
+    with log_lines("chainrule.access", logging.INFO) as handler:
+        yield handler
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-async def test_log_lines_carry_the_trace_id(traced: Application, lines: _Lines, transport: str) -> None:
+async def test_log_lines_carry_the_trace_id(traced: Application, lines: LogLines, transport: str) -> None:
     if transport == "grpc":
         async with grpc.aio.insecure_channel(f"127.0.0.1:{traced.grpc_port}") as channel:
             stub = pb_grpc.DifferentiationServiceStub(channel)

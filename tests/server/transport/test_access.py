@@ -12,42 +12,21 @@ import pytest
 
 from chainrule.engine import errors
 from chainrule.server.app import Application
-from chainrule.server.logs import ContextFilter, JsonFormatter
+from chainrule.server.logs import JsonFormatter
 from chainrule.server.transport.auth import fingerprint
 from chainrule.server.transport.instrumentation import REQUEST_ID_KEY
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.conftest import make_settings
+from tests.conftest import LogLines, log_lines, make_settings
 from tests.server.transport.test_rest import FailingApi, fake_client
 
 TOKEN = "access-log-token"
 
 
-class Lines(logging.Handler):
-    """The access lines written while it is installed, with the fields the handler's filter adds."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self.addFilter(ContextFilter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def about(self, request_id: str) -> list[logging.LogRecord]:
-        return [r for r in self.records if r.request_id == request_id]  # type: ignore[attr-defined]
-
-
 @pytest.fixture
-def lines() -> Iterator[Lines]:
-    handler = Lines()
-    logger = logging.getLogger("chainrule.access")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    yield handler
-    logger.setLevel(level)
-    logger.removeHandler(handler)
+def lines() -> Iterator[LogLines]:
+    with log_lines("chainrule.access") as handler:
+        yield handler
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +43,7 @@ def fields(record: logging.LogRecord) -> dict[str, object]:
     return line
 
 
-async def test_rest_takes_returns_and_logs_the_request_id(app: Application, lines: Lines) -> None:
+async def test_rest_takes_returns_and_logs_the_request_id(app: Application, lines: LogLines) -> None:
     body = b'{"expression": "sin(x^2)"}'
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}") as client:
         response = await client.post(
@@ -90,7 +69,7 @@ async def test_rest_takes_returns_and_logs_the_request_id(app: Application, line
     assert record.getMessage().startswith("POST /v1/differentiate 200 in ")
 
 
-async def test_rest_makes_an_id_when_none_or_a_bad_one_is_sent(app: Application, lines: Lines) -> None:
+async def test_rest_makes_an_id_when_none_or_a_bad_one_is_sent(app: Application, lines: LogLines) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}") as client:
         made = (await client.get("/v1/info")).headers[REQUEST_ID_KEY]
         forged = (await client.get("/v1/info", headers={REQUEST_ID_KEY: "x" * 200})).headers[REQUEST_ID_KEY]
@@ -98,7 +77,9 @@ async def test_rest_makes_an_id_when_none_or_a_bad_one_is_sent(app: Application,
     assert [r.getMessage().split(" in ")[0] for r in lines.about(made)] == ["GET /v1/info 200"]
 
 
-async def test_rest_client_errors_log_at_info_with_reason_and_field(app: Application, lines: Lines) -> None:
+async def test_rest_client_errors_log_at_info_with_reason_and_field(
+    app: Application, lines: LogLines
+) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}") as client:
         response = await client.post(
             "/v1/differentiate", json={"expression": "(x + 1))"}, headers={REQUEST_ID_KEY: "bad-rest"}
@@ -129,7 +110,7 @@ async def test_rest_client_errors_log_at_info_with_reason_and_field(app: Applica
         (errors.NotFound("nothing"), logging.INFO),
     ],
 )
-async def test_levels_say_whose_problem_it_is(error: Exception, level: int, lines: Lines) -> None:
+async def test_levels_say_whose_problem_it_is(error: Exception, level: int, lines: LogLines) -> None:
     async with fake_client(FailingApi(error)) as client:
         with pytest.MonkeyPatch.context() as patch:  # the bug's traceback is not this test's business
             patch.setattr(logging.getLogger("chainrule.server.transport.rest"), "disabled", True)
@@ -139,7 +120,7 @@ async def test_levels_say_whose_problem_it_is(error: Exception, level: int, line
     assert fields(record)["status"] == response.status_code
 
 
-async def test_health_and_scrapes_log_at_debug(app: Application, lines: Lines) -> None:
+async def test_health_and_scrapes_log_at_debug(app: Application, lines: LogLines) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}") as client:
         for path in ("/healthz", "/readyz", "/metrics"):
             await client.get(path, headers={REQUEST_ID_KEY: f"probe{path}"})
@@ -148,7 +129,7 @@ async def test_health_and_scrapes_log_at_debug(app: Application, lines: Lines) -
         assert record.levelno == logging.DEBUG
 
 
-async def test_grpc_access_line(stub: pb_grpc.DifferentiationServiceStub, lines: Lines) -> None:
+async def test_grpc_access_line(stub: pb_grpc.DifferentiationServiceStub, lines: LogLines) -> None:
     request = pb.EvaluateRequest(expression="x*y", point={"x": 2, "y": 3})
     call = stub.Evaluate(request, metadata=((REQUEST_ID_KEY, "grpc-line"),))
     response = await call
@@ -166,7 +147,7 @@ async def test_grpc_access_line(stub: pb_grpc.DifferentiationServiceStub, lines:
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 async def test_the_caller_is_named_by_a_fingerprint_when_auth_is_on(
-    token_app: Application, lines: Lines, transport: str
+    token_app: Application, lines: LogLines, transport: str
 ) -> None:
     request_id = f"auth-{transport}"
     headers = {"authorization": f"Bearer {TOKEN}", REQUEST_ID_KEY: request_id}
@@ -183,7 +164,9 @@ async def test_the_caller_is_named_by_a_fingerprint_when_auth_is_on(
     assert fingerprint(TOKEN.encode()).startswith("token:") and len(fingerprint(b"t")) == len("token:") + 8
 
 
-async def test_a_refused_token_is_logged_as_the_callers_mistake(token_app: Application, lines: Lines) -> None:
+async def test_a_refused_token_is_logged_as_the_callers_mistake(
+    token_app: Application, lines: LogLines
+) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{token_app.http_port}") as client:
         response = await client.get(
             "/v1/info", headers={"authorization": "Bearer wrong", REQUEST_ID_KEY: "refused"}
@@ -194,7 +177,7 @@ async def test_a_refused_token_is_logged_as_the_callers_mistake(token_app: Appli
     assert (fields(record)["code"], fields(record)["reason"]) == ("UNAUTHENTICATED", "INVALID_TOKEN")
 
 
-async def test_access_log_off_keeps_failures(lines: Lines) -> None:
+async def test_access_log_off_keeps_failures(lines: LogLines) -> None:
     app = Application(make_settings(symbolic_workers=0, access_log=False))
     await app.start()
     try:

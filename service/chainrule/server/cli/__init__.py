@@ -80,9 +80,20 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
+def _add_wrt(command: argparse.ArgumentParser, meaning: str) -> None:
+    command.add_argument(
+        "--wrt", action="append", type=_wrt_argument, default=[], metavar="VAR[:ORDER]", help=meaning
+    )
+
+
 def _add_common(command: argparse.ArgumentParser, *, remote: bool) -> None:
-    """The expression, and where and under what budget the work runs."""
+    """The expression (and, for the commands that evaluate, the point), where and under what budget
+    the work runs."""
     command.add_argument("expression", help="the expression, in chainrule's grammar, e.g. 'sin(x^2)'")
+    if remote:
+        command.add_argument(
+            "point", nargs="*", type=_point_argument, metavar="VAR=NUMBER", help="a value for each variable"
+        )
     command.add_argument(
         "--budget",
         type=_budget_argument,
@@ -107,13 +118,9 @@ def _add_diff(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description="Print the derivative of an expression (first line: text in chainrule's grammar).",
     )
     _add_common(diff, remote=False)
-    diff.add_argument(
-        "--wrt",
-        action="append",
-        type=_wrt_argument,
-        default=[],
-        metavar="VAR[:ORDER]",
-        help="differentiate with respect to VAR, ORDER times (repeat for mixed partials; "
+    _add_wrt(
+        diff,
+        "differentiate with respect to VAR, ORDER times (repeat for mixed partials; "
         "default: the only variable)",
     )
     diff.add_argument(
@@ -143,17 +150,7 @@ def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description="Print the value of an expression at one point, e.g. chainrule eval 'x*y + 1' x=2 y=3.",
     )
     _add_common(evaluate, remote=True)
-    evaluate.add_argument(
-        "point", nargs="*", type=_point_argument, metavar="VAR=NUMBER", help="a value for each variable"
-    )
-    evaluate.add_argument(
-        "--wrt",
-        action="append",
-        type=_wrt_argument,
-        default=[],
-        metavar="VAR[:ORDER]",
-        help="evaluate this derivative of the expression instead (repeat for mixed partials)",
-    )
+    _add_wrt(evaluate, "evaluate this derivative of the expression instead (repeat for mixed partials)")
 
 
 def _add_grad(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -164,9 +161,6 @@ def _add_grad(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "e.g. chainrule grad 'x^2 y' x=3 y=2.",
     )
     _add_common(grad, remote=True)
-    grad.add_argument(
-        "point", nargs="*", type=_point_argument, metavar="VAR=NUMBER", help="a value for each variable"
-    )
     grad.add_argument(
         "--variables",
         metavar="X,Y,...",
