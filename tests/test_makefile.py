@@ -16,10 +16,12 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 def run_command(*variables: str, environ: dict[str, str] | None = None) -> str:
     """The command `make run` would start (make -n), with the set-up stamp taken as fresh."""
+    # Not the variables of a make that runs this test (`make test`): this is a make of its own.
+    inherited = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     completed = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "run", *variables],
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "run", *variables],
         cwd=ROOT,
-        env={**os.environ, **(environ or {})},
+        env={**inherited, **(environ or {})},
         capture_output=True,
         text=True,
         check=True,

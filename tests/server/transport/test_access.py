@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chainrule.engine import errors
 from chainrule.server.app import Application
@@ -188,3 +190,19 @@ async def test_access_log_off_keeps_failures(lines: LogLines) -> None:
         await app.stop()
     assert [r.levelno for r in lines.about("quiet-ok")] == [logging.DEBUG]
     assert [r.levelno for r in lines.about("loud-bad")] == [logging.INFO]
+
+
+async def test_a_stream_the_caller_cancels_is_not_a_server_error(app: Application, lines: LogLines) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), metadata=((REQUEST_ID_KEY, "watch-1"),)
+        )
+        await watch.read()
+        watch.cancel()
+        for _ in range(100):  # the server learns of the cancellation a moment later
+            if lines.about("watch-1"):
+                break
+            await asyncio.sleep(0.02)
+    [record] = lines.about("watch-1")
+    assert record.levelno == logging.INFO
+    assert fields(record)["code"] == "CANCELLED"

@@ -180,35 +180,43 @@ def _streaming(
             await context.abort_with_status(grpc_status(error))
         return record
 
-    def finished(record: RequestRecord, start: float, context: Context, failed: bool) -> None:
-        code = _code_of(context) or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
+    def finished(record: RequestRecord, start: float, context: Context, code: grpc.StatusCode) -> None:
         _emit(method, code, time.perf_counter() - start, (None, None), record, quiet=True)
+
+    def ended(context: Context, error: BaseException) -> grpc.StatusCode:
+        """How a stream that raised ended: the caller went away, or it failed with a code."""
+        if isinstance(error, asyncio.CancelledError | GeneratorExit):
+            return grpc.StatusCode.CANCELLED
+        return _code_of(context) or grpc.StatusCode.UNKNOWN
 
     wrapped: Any
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            start, failed = time.perf_counter(), True
+            start, code = time.perf_counter(), grpc.StatusCode.OK
             record = await admit(context)
             try:
                 async for item in behavior(request, context):
                     yield item
-                failed = False
+            except BaseException as error:
+                code = ended(context, error)
+                raise
             finally:
-                finished(record, start, context, failed)
+                finished(record, start, context, code)
 
         wrapped = stream
     elif inspect.iscoroutinefunction(behavior):
 
         async def call(request: Any, context: Context) -> Any:
-            start, failed = time.perf_counter(), True
+            start, code = time.perf_counter(), grpc.StatusCode.OK
             record = await admit(context)
             try:
-                result = await behavior(request, context)
-                failed = False
-                return result
+                return await behavior(request, context)
+            except BaseException as error:
+                code = ended(context, error)
+                raise
             finally:
-                finished(record, start, context, failed)
+                finished(record, start, context, code)
 
         wrapped = call
     else:
