@@ -112,7 +112,10 @@ class ContextFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with any `extra=` fields the call site passed."""
 
-    _standard = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+    # The record's own attributes, and the extras that mean nothing in JSON: the rest are fields.
+    _standard = (
+        frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"} | _DROPPED
+    )
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -122,9 +125,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process,
         }
-        entry.update(
-            {k: v for k, v in record.__dict__.items() if k not in self._standard and k not in _DROPPED}
-        )
+        entry.update({k: v for k, v in record.__dict__.items() if k not in self._standard})
         if entry.get("trace_id") == "-":
             del entry["trace_id"], entry["span_id"]
         if record.exc_info:
