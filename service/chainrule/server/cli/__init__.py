@@ -99,7 +99,7 @@ def _add_common(command: argparse.ArgumentParser, *, remote: bool) -> None:
         type=_budget_argument,
         metavar="SECONDS",
         help="stop local symbolic work after this long (default: the server's, "
-        "CHAINRULE_SYMBOLIC_BUDGET_SECONDS, 5 s; 0: no limit)",
+        f"CHAINRULE_SYMBOLIC_BUDGET_SECONDS, {Settings().symbolic_budget_seconds:g} s; 0: no limit)",
     )
     if remote:
         command.add_argument(
