@@ -9,6 +9,7 @@ an end-to-end call is the echo server's time plus the numpy time. Medians over t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,8 @@ Columns = dict[str, np.ndarray]
 
 def numpy_value(c: Columns) -> np.ndarray:
     x, y, z, w = c["x"], c["y"], c["z"], c["w"]
-    return np.sin(x) * np.exp(-(y**2) / 2) + np.log(1 + z**2) * np.sqrt(1 + w**2) + x * y * z * w
+    value: np.ndarray = np.sin(x) * np.exp(-(y**2) / 2) + np.log(1 + z**2) * np.sqrt(1 + w**2) + x * y * z * w
+    return value
 
 
 def numpy_gradient(c: Columns) -> tuple[np.ndarray, ...]:
@@ -137,8 +139,8 @@ def measure_chunked(port: int, points: int, chunk_points: int, rounds: int) -> d
         want = client.evaluate(EXPRESSION, points=columns, chunk_points=chunk_points).values
         for _ in range(rounds):
             for key, in_flight in (("one", 1), ("two", 2)):
-                figures[key].append(timed(lambda n=in_flight: client.evaluate(
-                    EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=n)))  # fmt: skip
+                figures[key].append(timed(functools.partial(client.evaluate,
+                    EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=in_flight)))  # fmt: skip
         got = client.evaluate(EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=2).values
         np.testing.assert_array_equal(got, want)
     return {key: median(values) for key, values in figures.items()}

@@ -86,7 +86,7 @@ def channel(port: int) -> Iterator[grpc.Channel]:
 
 def raw_method(opened: grpc.Channel, method: str) -> Callable[[bytes], bytes]:
     """A unary call taking and returning serialised bytes (no protobuf work in the timed path)."""
-    call: Callable[[bytes], bytes] = opened.unary_unary(SERVICE + method)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = opened.unary_unary(SERVICE + method)
     return call
 
 

@@ -25,7 +25,9 @@ def _columns(points: Mapping[str, pb.Array]) -> list[bytes]:
     return [points[name].f64le for name in sorted(points)]
 
 
-async def _evaluate(request: pb.EvaluateRequest, context: grpc.aio.ServicerContext) -> pb.EvaluateResponse:
+async def _evaluate(
+    request: pb.EvaluateRequest, context: grpc.aio.ServicerContext[pb.EvaluateRequest, pb.EvaluateResponse]
+) -> pb.EvaluateResponse:
     if request.point:
         return pb.EvaluateResponse(value=sum(request.point.values()))
     first = _columns(request.points)[0]
@@ -33,7 +35,8 @@ async def _evaluate(request: pb.EvaluateRequest, context: grpc.aio.ServicerConte
 
 
 async def _gradient(
-    request: pb.GradientAtPointRequest, context: grpc.aio.ServicerContext
+    request: pb.GradientAtPointRequest,
+    context: grpc.aio.ServicerContext[pb.GradientAtPointRequest, pb.GradientAtPointResponse],
 ) -> pb.GradientAtPointResponse:
     names = sorted(request.point or request.points)
     if request.point:

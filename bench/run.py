@@ -25,6 +25,7 @@ import cold
 import harness
 import latency
 import memory
+import restart
 from common import ROOT, Row, chainrule_command, echo_command, server_env
 from report import markdown, plot
 
@@ -111,6 +112,9 @@ def main() -> int:
     step("7 memory")
     count = args.memory_count or (2_000 if args.quick else 100_000)
     found, details["memory"] = memory.run(count, 200 if args.quick else 10_000, 64 * MB)
+    rows += found
+    step("8 symbolic worker restart")
+    found, details["restart"] = restart.run(2 if args.quick else 10)
     rows += found
     seconds = time.monotonic() - started
     step("report")

@@ -10,26 +10,23 @@ python scripts/docs_tables.py           # rewrite every generated part in README
 python scripts/docs_tables.py --check   # exit 1 if one is out of date (make lint, tests/docs)
 
 The parts: `settings` (every `Settings` field and `chainrule serve` flag), `limits` and
-`limits-summary` (what GetServerInfo reports with the default settings), `functions` and
-`function-names` (the grammar's function table), `constants`.
+`limits-summary` (every limit, from its one declaration: engine/limits.py and the server's in
+config.py, which GetServerInfo reports too), `functions` and `function-names` (the grammar's function
+table), `constants`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 
 from chainrule.engine import functions
-from chainrule.server.api import ChainruleApi
 from chainrule.server.cli import build_parser
-from chainrule.server.compute.executors import InlineExecutor
-from chainrule.server.config import Settings, env_name
-from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.server.config import PREFIX, Settings, env_name, limit_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = re.compile(
@@ -70,7 +67,7 @@ def settings_table() -> str:
     flags = _serve_flags()
     rows = ["| Variable | Flag | Default | Meaning |", "|---|---|---|---|"]
     for item in fields(Settings):
-        default = item.default if item.default is not MISSING else item.default_factory()  # type: ignore[misc]
+        default = item.default_factory() if callable(item.default_factory) else item.default
         flag = flags.pop(item.name, None)
         flag_text = f"`{flag.option_strings[0]}`" if flag else ""
         doc = item.metadata.get("doc", "")
@@ -83,45 +80,35 @@ def settings_table() -> str:
 # --- limits ---------------------------------------------------------------------------------------
 
 
-def limit_rows() -> list[tuple[str, float, str, str]]:
-    """(name, default maximum, description, environment variable) of every limit GetServerInfo reports.
-
-    The one place the docs learn the limits from: what a server with the default settings says.
-    """
-    api = ChainruleApi(Settings(), InlineExecutor(), InlineExecutor())
-    info = asyncio.run(api.server_info(pb.GetServerInfoRequest()))
-    names = {item.name: env_name(item) for item in fields(Settings)}
-    rows = []
-    for limit in info.limits:
-        variable = names.get(f"max_{limit.name}") or names.get(limit.name)
-        if variable is None:
-            raise LookupError(f"limit {limit.name!r} has no setting named max_{limit.name} or {limit.name}")
-        rows.append((limit.name, limit.maximum, limit.description, variable))
-    return rows
+def limits_table() -> str:
+    """Every limit, from its one declaration (engine/limits.py, or the server's in config.py)."""
+    rows = ["| Limit | Default | Unit | Checked by | Setting | Meaning |", "|---|---|---|---|---|---|"]
+    for name, declaration in limit_settings():
+        rows.append(
+            f"| `{declaration.name}` | {_default(declaration.default)} | {declaration.unit} | "
+            f"{declaration.layer.value} | `{PREFIX}{name.upper()}` | {declaration.description} |"
+        )
+    return "\n".join(rows)
 
 
-def _amount(name: str, value: float) -> str:
+def _amount(unit: str, value: float) -> str:
     """A limit's value as people read it: 64 MiB, 5 s, 2,000,000."""
-    if name.endswith("_bytes") and value >= 1024 * 1024 and value % (1024 * 1024) == 0:
+    if unit == "bytes" and value >= 1024 * 1024 and value % (1024 * 1024) == 0:
         mib = int(value) // (1024 * 1024)
         return f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
-    if name.endswith("_seconds"):
+    if unit == "seconds":
         return f"{value:g} s"
     return f"{int(value):,}" if value == int(value) else f"{value:g}"
 
 
-def limits_table() -> str:
-    rows = ["| `Limit.name` | environment variable | default | bounds |", "| --- | --- | --- | --- |"]
-    for name, maximum, description, variable in limit_rows():
-        rows.append(f"| `{name}` | `{variable}` | {_amount(name, maximum)} | {description} |")
-    return "\n".join(rows)
-
-
 def limits_summary() -> str:
-    parts = [f"`{name}` {_amount(name, maximum)}" for name, maximum, _, _ in limit_rows()]
+    parts = [
+        f"`{declaration.name}` {_amount(declaration.unit, declaration.default)}"
+        for _, declaration in limit_settings()
+    ]
     return (
-        "- Limits (defaults; each is a `CHAINRULE_*` setting, `GetServerInfo` reports those in force and "
-        f"`docs/api.md` says what each bounds): {', '.join(parts)}."
+        "- Limits (defaults; each is a `CHAINRULE_*` setting, `GetServerInfo` reports those in force, and "
+        f"[docs/operations.md](docs/operations.md#limits) says what each bounds): {', '.join(parts)}."
     )
 
 

@@ -55,8 +55,8 @@ def main() -> int:
     options = parser.parse_args()
     if not options.check:
         target = OUTPUT_ROOT / GENERATED_DIR
-        for stale in target.glob("*_pb2*.py*"):
-            stale.unlink()
+        for old in target.glob("*_pb2*.py*"):
+            old.unlink()
         generate(OUTPUT_ROOT)
         return 0
     with tempfile.TemporaryDirectory() as tmp:

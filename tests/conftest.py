@@ -38,7 +38,7 @@ async def channel(app: Application) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture(scope="session")
-def stub(channel: grpc.aio.Channel) -> pb_grpc.DifferentiationServiceStub:
+def stub(channel: grpc.aio.Channel) -> pb_grpc.DifferentiationServiceAsyncStub:
     return pb_grpc.DifferentiationServiceStub(channel)
 
 

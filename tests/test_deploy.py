@@ -1,7 +1,8 @@
 """Deployment files: the image's entrypoint and health check run, dashboards and alerts name real metrics.
 
-No Docker engine runs here: the Dockerfile's exact ENTRYPOINT (with the host and ports a test may
-use) is started as a process, and its HEALTHCHECK command is run against it.
+The Dockerfile's exact ENTRYPOINT (with the host and ports a test may use) is started as a
+process, and its HEALTHCHECK command is run against it: quick checks for every `make test`. The
+built image itself is run by `make image-test` (tests/image/).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from chainrule.server.app import Application
 from chainrule.server.supervisor import _restart_counter
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+from tests.manifests import Dockerfile
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -39,30 +41,17 @@ PROMQL_WORDS |= {"unless", "le", "inf", "nan"}
 # --- the image's commands, run as processes --------------------------------------------------------
 
 
-def _instruction(dockerfile: str, name: str) -> list[str]:
-    """The exec-form (JSON array) argument of the last `name` instruction, continuation lines joined."""
-    text = dockerfile.replace("\\\n", " ")
-    found = [line for line in text.splitlines() if line.startswith(name + " ")]
-    assert found, f"no {name} in the Dockerfile"
-    argument = found[-1][len(name) :].strip()
-    if name == "HEALTHCHECK":
-        argument = argument.split(" CMD ", 1)[1]
-    parsed = json.loads(argument)
-    assert isinstance(parsed, list), f"{name} must use the exec form"
-    return [str(item) for item in parsed]
+@pytest.fixture(scope="module")
+def dockerfile() -> Dockerfile:
+    return Dockerfile()
 
 
 @pytest.fixture(scope="module")
-def dockerfile() -> str:
-    return (DEPLOY / "Dockerfile").read_text()
-
-
-@pytest.fixture(scope="module")
-def entrypoint(dockerfile: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+def entrypoint(dockerfile: Dockerfile, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
     """The image's ENTRYPOINT, two workers, on loopback ports picked by the kernel."""
-    command = _instruction(dockerfile, "ENTRYPOINT")
+    command = dockerfile.exec_form("ENTRYPOINT")
     assert command == ["chainrule", "serve"]
-    assert _instruction(dockerfile, "CMD") == ["--host", "0.0.0.0"]
+    assert dockerfile.exec_form("CMD") == ["--host", "0.0.0.0"]
     ready = tmp_path_factory.mktemp("image") / "ready.json"
     # Network tests stay on 127.0.0.1: the host flag is the one part of CMD replaced.
     args = ["--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--ready-file", str(ready)]
@@ -83,17 +72,17 @@ def entrypoint(dockerfile: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def test_healthcheck_command_passes_against_the_entrypoint(
-    dockerfile: str, entrypoint: dict[str, int]
+    dockerfile: Dockerfile, entrypoint: dict[str, int]
 ) -> None:
-    command = _instruction(dockerfile, "HEALTHCHECK")
+    command = dockerfile.exec_form("HEALTHCHECK")
     assert command[0] == "python"
     environ = {**os.environ, "CHAINRULE_HTTP_PORT": str(entrypoint["http_port"])}
     result = subprocess.run([sys.executable, *command[1:]], env=environ, timeout=30, check=False)
     assert result.returncode == 0
 
 
-def test_healthcheck_command_fails_when_nothing_listens(dockerfile: str) -> None:
-    command = _instruction(dockerfile, "HEALTHCHECK")
+def test_healthcheck_command_fails_when_nothing_listens(dockerfile: Dockerfile) -> None:
+    command = dockerfile.exec_form("HEALTHCHECK")
     environ = {**os.environ, "CHAINRULE_HTTP_PORT": "1"}
     result = subprocess.run(
         [sys.executable, *command[1:]], env=environ, capture_output=True, timeout=30, check=False

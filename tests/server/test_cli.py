@@ -80,7 +80,11 @@ def test_diff_prints_several_formats_in_the_order_asked(capsys: pytest.CaptureFi
 def test_a_parse_error_shows_a_caret_under_the_position(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = run(capsys, "diff", "(x + 1))")
     assert (status, out) == (1, "")
-    assert err.splitlines() == ["chainrule: unexpected ')' at 7", "  (x + 1))", "         ^"]
+    assert err.splitlines() == [
+        "chainrule: unmatched ')' at 7: remove it, or add a '(' before it",
+        "  (x + 1))",
+        "         ^",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -203,6 +203,27 @@ export interface ServerInfo {
   formatSupport: Record<string, string[]>;
 }
 
+/** Why, and where, a text is not an expression the server accepts. */
+export interface ExpressionError {
+  /** `"PARSE_ERROR"`, `"UNKNOWN_FUNCTION"` or `"LIMIT_EXCEEDED"`. */
+  reason: string;
+  message: string;
+  /** A 0-based offset in Unicode code points (not UTF-16 units); absent for a limit without a place. */
+  position?: number;
+  metadata: Record<string, string>;
+}
+
+/**
+ * How the server reads a text: canonical text, LaTeX and variables, or `error`. A text that does
+ * not parse is an answer, not a rejected promise: `parse` is made for checking text as it is typed.
+ */
+export interface Parsed {
+  canonical: string;
+  latex: string;
+  variables: string[];
+  error?: ExpressionError;
+}
+
 export const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 4, initialBackoffMs: 50, maxBackoffMs: 1000, multiplier: 2 };
 const DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024; // the server's largest reply
@@ -475,6 +496,18 @@ export class ChainruleClient {
         ]),
       ),
     };
+  }
+
+  /** How the server reads `expression` (cheap: for checking text as it is typed). */
+  async parse(expression: string, options: CallOptions = {}): Promise<Parsed> {
+    const response = await this.call(this.stub.parse.bind(this.stub), { expression }, options);
+    if (response.error === undefined) {
+      return { canonical: response.canonical, latex: response.latex, variables: response.variables };
+    }
+    const { reason, message, position, metadata } = response.error;
+    const error: ExpressionError = { reason, message, metadata };
+    if (position !== undefined) error.position = position;
+    return { canonical: "", latex: "", variables: [], error };
   }
 
   /** Close the channel; calls after this fail. */

@@ -194,6 +194,27 @@ describe("serverInfo", () => {
   });
 });
 
+describe("parse", () => {
+  test("reads a text as the server does", async () => {
+    const reading = await client.parse("sin x² + y");
+    assert.equal(reading.error, undefined);
+    assert.equal(reading.canonical, "y + sin(x^2)");
+    assert.deepEqual(reading.variables, ["x", "y"]);
+    assert.match(reading.latex, /\\sin/);
+  });
+
+  test("a text that does not parse is an answer with its position, not a rejection", async () => {
+    const broken = await client.parse("π + (x");
+    assert.equal(broken.error?.reason, "PARSE_ERROR");
+    assert.equal(broken.error?.position, 6); // code points: π is one
+    assert.equal(broken.canonical, "");
+    const tooLong = await client.parse("x".repeat(10_001));
+    assert.equal(tooLong.error?.reason, "LIMIT_EXCEEDED");
+    assert.equal(tooLong.error?.position, undefined);
+    assert.equal(tooLong.error?.metadata.limit, "expression length");
+  });
+});
+
 describe("errors", () => {
   test("a parse error carries its position and field", async () => {
     const error = await client.differentiate("(x + 1))").catch((e: unknown) => e);

@@ -14,7 +14,8 @@ XS = [i / 7 - 3 for i in range(101)]  # 101 points: no chunk size below divides 
 
 @pytest.mark.parametrize(("chunk_points", "in_flight"), [(10, 1), (10, 3), (50, 2), (100, 2), (500, 2)])
 def test_evaluate_lists_in_chunks_equals_one_call(client: Client, chunk_points: int, in_flight: int) -> None:
-    points = {"x": XS, "a": 2.0, "b": [1.5]}  # a number and a one-value list apply to every point
+    # A number and a one-value list apply to every point.
+    points: dict[str, float | list[float]] = {"x": XS, "a": 2.0, "b": [1.5]}
     whole = client.evaluate("a*sin(x) + b", points=points)
     chunked = client.evaluate("a*sin(x) + b", points=points, chunk_points=chunk_points, in_flight=in_flight)
     assert chunked.values == whole.values

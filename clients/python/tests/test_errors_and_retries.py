@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import socket
-import time
 from collections.abc import Sequence
 
 import grpc
@@ -28,6 +27,8 @@ from chainrule.client import (
 from chainrule.client._convert import wrt_messages
 from chainrule.client._exceptions import STATUS_DETAILS_KEY, error_from_status
 from chainrule.v1 import chainrule_pb2 as pb
+
+from manual_time import ClockedClient
 
 
 def _trailer(code: grpc.StatusCode, *details: object) -> tuple[tuple[str, bytes], ...]:
@@ -117,9 +118,11 @@ class _Flaky:
 
     def __init__(self, code: grpc.StatusCode, failures: int) -> None:
         self.code, self.failures, self.calls = code, failures, 0
+        self.timeouts: list[object] = []
 
     def __call__(self, request: pb.EvaluateRequest, **kwargs: object) -> pb.EvaluateResponse:
         self.calls += 1
+        self.timeouts.append(kwargs.get("timeout"))
         if self.calls <= self.failures:
             raise _FakeRpcError(self.code)
         return pb.EvaluateResponse(value=1.0)
@@ -142,13 +145,14 @@ def test_retry_policy(
     code: grpc.StatusCode, failures: int, expected_calls: int, raises: type[Exception] | None, why: str
 ) -> None:
     method = _Flaky(code, failures)
-    with Client("127.0.0.1:1", retry=FAST, seed=1) as client:
+    with ClockedClient("127.0.0.1:1", retry=FAST, seed=1) as client:
         if raises is None:
             assert client._call(method, pb.EvaluateRequest(), 5.0).value == 1.0  # type: ignore[arg-type]
         else:
             with pytest.raises(raises):
                 client._call(method, pb.EvaluateRequest(), 5.0)  # type: ignore[arg-type]
     assert method.calls == expected_calls, why
+    assert len(client.clock.waits) == expected_calls - 1, "one pause between two attempts"
 
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:
@@ -163,11 +167,15 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
 def test_retries_stop_at_the_deadline() -> None:
     method = _Flaky(grpc.StatusCode.UNAVAILABLE, 100)
     slow = RetryPolicy(max_attempts=100, initial_backoff=0.2, max_backoff=0.2, multiplier=1.0)
-    started = time.monotonic()
-    with Client("127.0.0.1:1", retry=slow, seed=3) as client, pytest.raises(UnavailableError):
+    with ClockedClient("127.0.0.1:1", retry=slow, seed=3) as client, pytest.raises(UnavailableError):
         client._call(method, pb.EvaluateRequest(), 0.5)  # type: ignore[arg-type]
-    assert time.monotonic() - started < 1.0
-    assert method.calls < 10
+    waits = client.clock.waits
+    # The deadline, not max_attempts, ended the retries; no pause ran past it, and each attempt
+    # carried what was left of the one deadline.
+    assert 3 <= method.calls == len(waits) + 1 < slow.max_attempts
+    assert sum(waits) < 0.5
+    left = [0.5 - sum(waits[:attempt]) for attempt in range(method.calls)]
+    assert method.timeouts == pytest.approx(left)
 
 
 def _free_port() -> int:
@@ -177,11 +185,13 @@ def _free_port() -> int:
 
 
 def test_server_down_is_unavailable_after_bounded_retries() -> None:
-    started = time.monotonic()
-    with Client(f"127.0.0.1:{_free_port()}", retry=FAST) as client, pytest.raises(UnavailableError) as caught:
+    address = f"127.0.0.1:{_free_port()}"
+    with ClockedClient(address, retry=FAST, timeout=60) as client, pytest.raises(UnavailableError) as caught:
         client.differentiate("x")
-    assert time.monotonic() - started < 4.0
+    # UNAVAILABLE on every attempt (a call that waited for the server would have ended in
+    # DEADLINE_EXCEEDED), then no more attempts than the policy allows.
     assert caught.value.code is grpc.StatusCode.UNAVAILABLE
+    assert len(client.clock.waits) == FAST.max_attempts - 1
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The engine: chainrule's pure maths library (parse, differentiate, evaluate, explain, verify, codegen).
 
 It imports sympy, numpy, scipy and mpmath only: no request, no configuration, no transport. The
-server runs it in worker processes and threads; the CLI runs it in process.
+server runs it in its symbolic workers (killable processes) and threads; the CLI runs it in process.
 """
 
 from chainrule.engine.symbolic import (
@@ -13,6 +13,7 @@ from chainrule.engine.symbolic import (
     GradientResult,
     Portable,
     Simplification,
+    canonical_key,
     compile_function,
     compile_gradient,
     derivative,
@@ -38,6 +39,7 @@ __all__ = [
     "GradientResult",
     "Portable",
     "Simplification",
+    "canonical_key",
     "compile_function",
     "compile_gradient",
     "derivative",

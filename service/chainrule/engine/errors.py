@@ -7,6 +7,7 @@
     │   ├── MissingVariable              INVALID_ARGUMENT    400  MISSING_VARIABLE
     │   └── LimitExceeded                INVALID_ARGUMENT    400  LIMIT_EXCEEDED
     ├── FailedPrecondition               FAILED_PRECONDITION 400  valid, but not possible here
+    │   └── NoClosedForm                 FAILED_PRECONDITION 400  NO_CLOSED_FORM: zeta'(s) as text
     ├── NotFound                         NOT_FOUND           404
     ├── ResourceExhausted                RESOURCE_EXHAUSTED  429  overload or server budget
     ├── DeadlineExceeded                 DEADLINE_EXCEEDED   504  the caller's budget ran out
@@ -15,12 +16,22 @@
     └── InternalError                    INTERNAL            500  a bug: logged, never detailed
 
 Nothing here imports grpc or an HTTP stack: the transports read `code` (the numeric
-`google.rpc.Code`) and `http_status` and build their own wire errors from the rest.
+`google.rpc.Code`) and build their own wire errors from the rest (`server/transport/status.py`
+holds the table from code to HTTP status).
+
+Field paths name what is wrong in the engine's own terms, the arguments of its functions:
+`expression` (with a code-point `position` for parse errors), `wrt[i].variable`, `wrt[i].order`,
+`variables[i]`, `columns.<name>`. The API layer knows which request field each came from and maps
+them with `relocated` (`columns.y` becomes `point.y` or `points.y`; `expression` becomes
+`expressions[2]` in a request with several).
 """
 
 from __future__ import annotations
 
+import copy
 import enum
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -46,27 +57,6 @@ class Code(enum.IntEnum):
     DATA_LOSS = 15
     UNAUTHENTICATED = 16
 
-
-# One mapping table from canonical code to HTTP status, as grpc-gateway uses.
-HTTP_STATUS: Mapping[Code, int] = {
-    Code.OK: 200,
-    Code.CANCELLED: 499,
-    Code.UNKNOWN: 500,
-    Code.INVALID_ARGUMENT: 400,
-    Code.DEADLINE_EXCEEDED: 504,
-    Code.NOT_FOUND: 404,
-    Code.ALREADY_EXISTS: 409,
-    Code.PERMISSION_DENIED: 403,
-    Code.RESOURCE_EXHAUSTED: 429,
-    Code.FAILED_PRECONDITION: 400,
-    Code.ABORTED: 409,
-    Code.OUT_OF_RANGE: 400,
-    Code.UNIMPLEMENTED: 501,
-    Code.INTERNAL: 500,
-    Code.UNAVAILABLE: 503,
-    Code.DATA_LOSS: 500,
-    Code.UNAUTHENTICATED: 401,
-}
 
 ERROR_DOMAIN = "chainrule.dev"
 
@@ -106,13 +96,30 @@ class ChainruleError(Exception):
         self.metadata: dict[str, str] = dict(metadata or {})
         self.retry_after_seconds = retry_after_seconds
 
-    @property
-    def http_status(self) -> int:
-        return HTTP_STATUS[self.code]
+    def relocated(self, paths: Mapping[str, str]) -> ChainruleError:
+        """A copy whose field paths name request fields: `paths` maps an engine argument
+        (the first part of a path: `columns`, `expression`) to the request field it came from."""
+        if not any(_head(v.field) in paths for v in self.violations):
+            return self
+        moved = copy.copy(self)
+        moved.violations = tuple(
+            FieldViolation(_moved(v.field, paths), v.description) for v in self.violations
+        )
+        return moved
 
     def __reduce__(self) -> tuple[object, ...]:
         # Errors cross process boundaries (the killable worker pool): keep every attribute.
         return (_rebuild_error, (type(self), self.message, self.__dict__))
+
+
+def _head(path: str) -> str:
+    """The first component of a field path: `columns` of `columns.x`, `wrt` of `wrt[0].order`."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0]
+
+
+def _moved(path: str, paths: Mapping[str, str]) -> str:
+    head = _head(path)
+    return paths.get(head, head) + path[len(head) :]
 
 
 def _rebuild_error(cls: type[ChainruleError], message: str, state: dict[str, object]) -> ChainruleError:
@@ -128,13 +135,21 @@ class InvalidArgument(ChainruleError):
 
 
 class ParseError(InvalidArgument):
-    """The expression text does not follow the grammar; `position` is a 0-based code-point offset."""
+    """The expression text does not follow the grammar; `position` is a 0-based code-point offset.
+
+    The message is `what` at `position`, then how to `fix` it when there is more to say than what:
+    "unexpected ')' at 7", "unknown function 'sinn' at 0: did you mean 'sin'?". With `placed`,
+    `what` already says where ("'(' at 3 is never closed").
+    """
 
     reason = "PARSE_ERROR"
 
-    def __init__(self, message: str, position: int, *, field: str = "expression") -> None:
+    def __init__(
+        self, what: str, position: int, *, field: str = "expression", fix: str = "", placed: bool = False
+    ) -> None:
+        message = what if placed else f"{what} at {position}"
         super().__init__(
-            f"{message} at {position}",
+            f"{message}: {fix}" if fix else message,
             field=field,
             metadata={"position": str(position)},
         )
@@ -142,10 +157,18 @@ class ParseError(InvalidArgument):
 
 
 class UnknownFunction(ParseError):
+    """A name called like a function that the grammar lacks; `suggestion` is the nearest known name."""
+
     reason = "UNKNOWN_FUNCTION"
 
-    def __init__(self, name: str, position: int, *, field: str = "expression") -> None:
-        super().__init__(f"unknown function '{name}'", position, field=field)
+    def __init__(
+        self, name: str, position: int, *, suggestion: str = "", fix: str = "", field: str = "expression"
+    ) -> None:
+        if suggestion:
+            fix = f"did you mean '{suggestion}'?"
+        super().__init__(f"unknown function '{name}'", position, field=field, fix=fix)
+        if suggestion:
+            self.metadata["suggestion"] = suggestion
         self.name = name
 
 
@@ -154,21 +177,74 @@ class MissingVariable(InvalidArgument):
 
 
 class LimitExceeded(InvalidArgument):
-    """A configured limit was hit: says which limit, the value seen and the maximum allowed."""
+    """A configured limit was hit: what was too large in plain words, the value seen and the maximum.
+
+    `limit` is the declared limit's name (engine/limits.py, server/config.py), as GetServerInfo
+    reports it, so that a client can look it up; the message reads "9^9^9 is too large to compute
+    exactly (about 1.2 billion bits; limit 20,000)": `what`, then the value in `unit`s (`about`
+    when it is an estimate) and the maximum. The parser adds the `position` of what was too large.
+    """
 
     reason = "LIMIT_EXCEEDED"
 
-    def __init__(self, limit: str, value: float | int, maximum: float | int, *, field: str) -> None:
-        super().__init__(
-            f"{limit} is {value}, over the limit of {maximum}",
-            field=field,
-            metadata={"limit": limit, "value": str(value), "maximum": str(maximum)},
-        )
+    def __init__(
+        self,
+        limit: str,
+        value: float | int,
+        maximum: float | int,
+        *,
+        field: str,
+        what: str,
+        unit: str = "",
+        about: bool = False,
+        position: int | None = None,
+    ) -> None:
+        estimate = "about " if about and math.isfinite(value) else ""
+        amount = f"{estimate}{plain_number(value)}{f' {unit}' if unit else ''}"
+        metadata = {"limit": limit, "value": str(value), "maximum": str(maximum)}
+        if position is not None:  # where in the expression, as for parse errors
+            metadata["position"] = str(position)
+        super().__init__(f"{what} ({amount}; limit {plain_number(maximum)})", field=field, metadata=metadata)
+
+
+_SCALES = ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"))
+
+
+def plain_number(value: float | int) -> str:
+    """A count in words: 20,000; 1.2 billion; 10^25; more than 10^308 (for infinity)."""
+    if not math.isfinite(value):
+        return "more than 10^308"
+    size = abs(value)
+    if size >= 1e15:
+        return f"10^{math.floor(math.log10(size))}"
+    for scale, word in _SCALES:
+        if size >= scale:
+            scaled = value / scale
+            return f"{scaled:.2g} {word}" if abs(scaled) < 100 else f"{round(scaled)} {word}"
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.3g}"
 
 
 class FailedPrecondition(ChainruleError):
     code = Code.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
+
+
+class NoClosedForm(FailedPrecondition):
+    """A derivative our grammar cannot write (d/ds zeta(s)): text is refused, numbers are not.
+
+    `function` is the function's name in the grammar and `argument` the 1-based argument it is
+    differentiated by (0 when the node is not a function of ours, such as a Piecewise).
+    """
+
+    reason = "NO_CLOSED_FORM"
+
+    def __init__(self, message: str, *, function: str, argument: int = 0) -> None:
+        metadata = {"function": function}
+        if argument:
+            metadata["argument"] = str(argument)
+        super().__init__(message, field="expression", metadata=metadata)
 
 
 class NotFound(ChainruleError):

@@ -166,6 +166,9 @@ def explain(
     resolved = symbolic.resolve_wrt(expr, wrt, limits)
     if derivative is None:
         derivative = symbolic.differentiate(expr, resolved, simplification, limits)
+    refusal = parsing.unwritable(derivative)
+    if refusal is not None:  # no closed form: no steps to write either (errors.NoClosedForm)
+        raise refusal
     try:
         raw = _derive(expr, resolved, max_steps, max_pass_nodes)
     except RecursionError:

@@ -52,12 +52,18 @@ class CompiledFunction:
 
 @dataclass(frozen=True, eq=False)
 class CompiledGradient:
-    """One lambdified function returning (f, partials..., Hessian upper triangle...)."""
+    """One lambdified function returning (f, partials..., Hessian upper triangle...).
+
+    The partials are by `variables`; the function takes one column per name in `arguments`: the
+    `variables`, then every other variable the expression reads (a gradient by `a, b` of `a*x + b`
+    still needs `x`).
+    """
 
     variables: tuple[str, ...]
     function: Callable[..., Any]
     hessian: bool
     reads: frozenset[str]
+    arguments: tuple[str, ...]
 
     @property
     def component_count(self) -> int:
@@ -94,10 +100,7 @@ def _lambdify(expr: sympy.Basic | Sequence[sympy.Basic], variables: Sequence[str
     known = {name: index for index, name in enumerate(variables)}
     missing = sorted({s.name for part in parts for s in part.free_symbols if s.name not in known})
     if missing:
-        raise MissingVariable(
-            f"no value given for {', '.join(repr(name) for name in missing)}",
-            violations=[FieldViolation(f"points.{name}", "variable needs a value") for name in missing],
-        )
+        raise missing_columns(missing)
     # Argument names of our own, so no user variable can shadow a numpy name in the generated code.
     arguments = [sympy.Symbol(f"_a{index}", real=True) for index in range(len(variables))]
     renames: dict[sympy.Basic, sympy.Basic] = {
@@ -123,8 +126,10 @@ def compile_components(
     components: Sequence[sympy.Expr], variables: Sequence[str], hessian: bool
 ) -> CompiledGradient:
     """Compile (f, partials, Hessian upper triangle) as one function with CSE across all of them."""
-    function = _lambdify(list(components), variables)
-    compiled = CompiledGradient(tuple(variables), function, hessian, _reads(components))
+    reads = _reads(components)
+    arguments = (*variables, *sorted(reads - set(variables)))
+    function = _lambdify(list(components), arguments)
+    compiled = CompiledGradient(tuple(variables), function, hessian, reads, arguments)
     if len(components) != compiled.component_count:
         raise ValueError(f"expected {compiled.component_count} components, got {len(components)}")
     return compiled
@@ -134,16 +139,11 @@ def _reads(parts: Sequence[sympy.Basic]) -> frozenset[str]:
     return frozenset(symbol.name for part in parts for symbol in part.free_symbols)
 
 
-def gather_columns(
-    columns: Mapping[str, Column], variables: Sequence[str], field: str = "points"
-) -> tuple[list[FloatArray], int]:
+def gather_columns(columns: Mapping[str, Column], variables: Sequence[str]) -> tuple[list[FloatArray], int]:
     """Columns of `variables` as 1-d float64 arrays, and the common length (length 1 broadcasts)."""
     missing = [name for name in variables if name not in columns]
     if missing:
-        raise MissingVariable(
-            f"no value given for {', '.join(repr(name) for name in missing)}",
-            violations=[FieldViolation(f"{field}.{name}", "variable needs a value") for name in missing],
-        )
+        raise missing_columns(missing)
     arrays = [np.asarray(columns[name], dtype=np.float64).reshape(-1) for name in variables]
     lengths = {len(array) for array in arrays} - {1}
     if len(lengths) > 1:
@@ -152,7 +152,7 @@ def gather_columns(
             (n, len(a)) for n, a in zip(variables, arrays, strict=True) if len(a) not in (1, longest)
         )
         raise InvalidArgument(
-            f"column '{name}' has {size} values, others have {longest}", field=f"{field}.{name}"
+            f"column '{name}' has {size} values, others have {longest}", field=f"columns.{name}"
         )
     return arrays, (lengths.pop() if lengths else 1)
 
@@ -167,7 +167,7 @@ def evaluate(fn: CompiledFunction, columns: Mapping[str, Column], n_points: int)
 
 def gradient(fg: CompiledGradient, columns: Mapping[str, Column], n_points: int) -> GradientResult:
     """Value, gradient and (if compiled with it) Hessian at `n_points` points."""
-    arrays = _columns_for(fg.variables, fg.reads, columns, n_points)
+    arrays = _columns_for(fg.arguments, fg.reads, columns, n_points)
     outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fg.component_count)]
     counts = _run(fg.function, arrays, outputs)
     n = len(fg.variables)
@@ -189,8 +189,17 @@ def _columns_for(
     unused = {name: _UNUSED for name in variables if name not in reads and name not in columns}
     arrays, length = gather_columns({**columns, **unused} if unused else columns, variables)
     if length not in (1, n_points):
-        raise InvalidArgument(f"columns have {length} values, expected {n_points}", field="points")
+        raise InvalidArgument(f"columns have {length} values, expected {n_points}", field="columns")
     return arrays
+
+
+def missing_columns(names: Sequence[str]) -> MissingVariable:
+    """The error for variables that have no column of values (`columns.<name>`, one per variable)."""
+    listed = ", ".join(repr(name) for name in names)
+    return MissingVariable(
+        f"no value given for variable{'s' if len(names) > 1 else ''} {listed}",
+        violations=[FieldViolation(f"columns.{name}", f"variable '{name}' needs a value") for name in names],
+    )
 
 
 def _run(

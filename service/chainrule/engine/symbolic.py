@@ -2,7 +2,7 @@
 
 Numeric compilation and evaluation live in `numeric.py` and are re-exported here, so callers need
 only `engine`. Everything this module returns is a plain sympy expression or tuple: picklable, so
-the hardening issue can run it in worker processes.
+the server can run it in other processes (its symbolic workers).
 
 Derivatives use a memoised chain rule over the expression DAG (`derivative`): sympy's own `diff`
 walks the expression as a tree, and higher derivatives are trees with huge sharing, so memoising
@@ -14,14 +14,16 @@ from __future__ import annotations
 import enum
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sympy
 from sympy.core.function import AppliedUndef, ArgumentIndexError
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.repr import ReprPrinter
 
-from chainrule.engine import parsing
-from chainrule.engine.errors import InvalidArgument, LimitExceeded
+from chainrule.engine import bignum, parsing
+from chainrule.engine.errors import InvalidArgument
+from chainrule.engine.limits import EngineLimits, exceeded
 from chainrule.engine.numeric import (
     CompiledFunction,
     CompiledGradient,
@@ -42,6 +44,7 @@ __all__ = [
     "GradientResult",
     "Portable",
     "Simplification",
+    "canonical_key",
     "compile_function",
     "compile_gradient",
     "derivative",
@@ -66,16 +69,6 @@ class Simplification(enum.Enum):
     FULL = "full"
 
 
-@dataclass(frozen=True)
-class EngineLimits:
-    """Bounds on engine work; each one fails with `LimitExceeded` naming it."""
-
-    max_derivative_order: int = 20
-    max_derivative_nodes: int = 50_000
-    max_points: int = 10_000_000
-    max_numeric_cost: int = 2_000_000_000
-
-
 DEFAULT_LIMITS = EngineLimits()
 
 
@@ -85,7 +78,7 @@ class Portable:
     Unpickling a sympy tree calls every constructor again (assumptions and all): in a process whose
     sympy cache has not seen the expression it costs about half as much as parsing it. The server
     process needs most derivatives only as text, so it keeps the bytes and forwards them as they are.
-    The bytes only ever come from our own worker processes.
+    The bytes only ever come from our own symbolic workers.
     """
 
     __slots__ = ("_blob", "_expression")
@@ -99,7 +92,7 @@ class Portable:
         """The expression, unpickled on first use."""
         if self._expression is None:
             assert self._blob is not None
-            self._expression = pickle.loads(self._blob)  # noqa: S301 (bytes from our own workers)
+            self._expression = pickle.loads(self._blob)  # noqa: S301 (bytes from our own symbolic workers)
         return self._expression
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -140,12 +133,12 @@ def resolve_wrt(
             raise InvalidArgument(f"order {raw_order} is negative", field=f"wrt[{index}].order")
         order = raw_order or 1
         if order > limits.max_derivative_order:
-            raise LimitExceeded(
-                "derivative order", order, limits.max_derivative_order, field=f"wrt[{index}].order"
-            )
+            field = f"wrt[{index}].order"
+            raise exceeded(limits, "max_derivative_order", order, field=field, what="the order is too high")
         total += order
         if total > limits.max_derivative_order:
-            raise LimitExceeded("total derivative order", total, limits.max_derivative_order, field="wrt")
+            what = "the total order of the derivative is too high"
+            raise exceeded(limits, "max_derivative_order", total, field="wrt", what=what)
         resolved.append((name, order))
     return tuple(resolved)
 
@@ -180,14 +173,27 @@ def differentiate(
 
 
 def simplify(expr: sympy.Expr, simplification: Simplification) -> sympy.Expr:
-    """Apply one simplification level to an expression."""
+    """Apply one simplification level to an expression.
+
+    FULL is sympy's `simplify`, kept only when its result can still be written in our grammar;
+    otherwise it is the FAST form. sign(u) is hidden from it: `simplify` rewrites it as
+    Piecewise((0, Eq(u, 0)), (u/Abs(u), True)), longer and not in the grammar.
+    """
     if simplification is Simplification.NONE:
         return expr
+    # factor_terms pulls out common factors and numeric content in one bottom-up pass;
+    # it neither expands powers nor looks for polynomial gcds (cancel/factor are not linear).
+    fast = sympy.factor_terms(expr)
     if simplification is Simplification.FAST:
-        # factor_terms pulls out common factors and numeric content in one bottom-up pass;
-        # it neither expands powers nor looks for polynomial gcds (cancel/factor are not linear).
-        return sympy.factor_terms(expr)
-    return sympy.simplify(expr)
+        return fast
+    if expr.has(sympy.sign):
+        full = sympy.simplify(expr.replace(sympy.sign, _OpaqueSign)).replace(_OpaqueSign, sympy.sign)
+    else:
+        full = sympy.simplify(expr)
+    return full if parsing.unwritable(full) is None else fast
+
+
+_OpaqueSign = sympy.Function("sign_", real=True)
 
 
 def derivative(expr: sympy.Expr, variable: sympy.Symbol) -> sympy.Expr:
@@ -305,12 +311,56 @@ def expression_size(expr: sympy.Basic) -> int:
 def _check_size(expr: sympy.Expr, limits: EngineLimits) -> None:
     size = expression_size(expr)
     if size > limits.max_derivative_nodes:
-        raise LimitExceeded("derivative size", size, limits.max_derivative_nodes, field="wrt")
+        raise exceeded(
+            limits, "max_derivative_nodes", size, field="wrt", what="the derivative grows too large"
+        )
+
+
+class _LatexPrinter(LatexPrinter):  # type: ignore[misc]
+    """sympy's LaTeX printer, writing integers of any size (`bignum`)."""
+
+    def _print_int(self, expr: int) -> str:
+        return bignum.decimal(expr)
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:  # noqa: N802
+        if expr.q == 1:
+            return self._print_int(int(expr.p))
+        sign = "- " if expr.p < 0 else ""
+        return rf"{sign}\frac{{{bignum.decimal(abs(int(expr.p)))}}}{{{bignum.decimal(int(expr.q))}}}"
+
+    def _print_Pow(self, expr: sympy.Pow) -> str:  # noqa: N802
+        # x^(1/q) is printed as a root with `%d` % q, which a huge q would not survive.
+        if expr.exp.is_Rational and not bignum.fits_double_exactly(int(expr.exp.q)):
+            saved = self._settings["root_notation"]
+            self._settings["root_notation"] = False
+            try:
+                return str(super()._print_Pow(expr))
+            finally:
+                self._settings["root_notation"] = saved
+        return str(super()._print_Pow(expr))
 
 
 def to_latex(expr: sympy.Basic) -> str:
     """LaTeX through sympy's printer."""
-    return str(sympy.latex(expr))
+    return str(_LatexPrinter().doprint(expr))
+
+
+class _KeyPrinter(ReprPrinter):  # type: ignore[misc]
+    """`sympy.srepr`, writing integers of any size (`bignum`)."""
+
+    def _print_int(self, expr: int) -> str:
+        return bignum.decimal(expr)
+
+    def _print_Integer(self, expr: sympy.Integer) -> str:  # noqa: N802
+        return f"Integer({bignum.decimal(int(expr.p))})"
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:  # noqa: N802
+        return f"Rational({bignum.decimal(int(expr.p))}, {bignum.decimal(int(expr.q))})"
+
+
+def canonical_key(expr: sympy.Basic) -> str:
+    """A text equal for equal expressions (assumptions included): sympy's `srepr` for numbers of any size."""
+    return str(_KeyPrinter().doprint(expr))
 
 
 def gradient_components(

@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import mpmath  # type: ignore[import-untyped]
+import mpmath
 import sympy
 
 from chainrule.engine import functions, symbolic

@@ -15,20 +15,20 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry
 
 from chainrule import engine
-from chainrule.engine import codegen, explain, functions, verify
+from chainrule.engine import codegen, explain, functions, numeric, verify
 from chainrule.engine.errors import (
     ChainruleError,
     FailedPrecondition,
-    FieldViolation,
     InvalidArgument,
-    LimitExceeded,
-    MissingVariable,
+    NoClosedForm,
+    ParseError,
 )
+from chainrule.engine.limits import exceeded
 from chainrule.server.batches import Batch, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import Executor
-from chainrule.server.config import Settings
+from chainrule.server.config import Settings, limit_settings
 from chainrule.server.metrics import Metrics
 from chainrule.server.tracing import Tracing
 from chainrule.server.version import VERSION
@@ -77,12 +77,16 @@ class ChainruleApi:
         caches: Caches | None = None,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        parsing: Executor | None = None,
     ) -> None:
+        """`parsing` runs Parse's work (default: `symbolic`); give it an executor of its own so that
+        checks as a person types never wait behind cold derivations."""
         self.settings = settings
         self._tracing = tracing
         self.limits = jobs.Limits.from_settings(settings)
         self._symbolic = symbolic
         self._numeric = numeric
+        self._parsing = parsing or symbolic
         self.caches = caches or Caches(settings)
         self.metrics = metrics or Metrics(CollectorRegistry(), VERSION, self.caches)
 
@@ -143,6 +147,25 @@ class ChainruleApi:
                 fill(response.hessians.add(), column, batch.raw_output)
         return response
 
+    async def parse(self, request: pb.ParseRequest) -> pb.ParseResponse:
+        """How the server reads an expression; the text's own mistakes are the answer, not an error."""
+        found: pb.ParseResponse | None = self.caches.parse_reply.lookup(request.expression)
+        if found is None:
+            found = await self.caches.parse_reply.get_or_compute(
+                request.expression, lambda: self._reading(request.expression)
+            )
+        return found
+
+    async def _reading(self, text: str) -> tuple[pb.ParseResponse, int]:
+        """Parse's miss path: the parse cache (filled on the parsing executor), then text and LaTeX."""
+        try:
+            parsed = await self._parsed(text, self._parsing)
+        except InvalidArgument as error:
+            return pb.ParseResponse(error=_expression_error(error)), text_size(text, error.message) + 256
+        canonical, latex = await self._parsing.run(jobs.readable, parsed.portable)
+        response = pb.ParseResponse(canonical=canonical, latex=latex, variables=parsed.variables)
+        return response, text_size(text, canonical, latex)
+
     # Cache misses: each level is looked up (and filled) through its own cache, with single flight.
 
     async def _derivation(self, request: pb.DifferentiateRequest) -> tuple[pb.DifferentiateResponse, int]:
@@ -152,6 +175,8 @@ class ChainruleApi:
         wanted = _extras_request(request)
         parsed = await self._parsed(request.expression)
         derived = await self._derived(parsed, wrt, simplification)
+        if derived.refusal is not None:
+            raise _computed_numerically(derived.refusal)
         latex = await self._latex((parsed.key, wrt, simplification), derived) if wants_latex else ""
         extras = (
             await self._extras(parsed, (wrt, simplification), wanted, request.formats)
@@ -188,16 +213,29 @@ class ChainruleApi:
             self.metrics.verify_mismatches.inc()
         return extras
 
-    async def _parsed(self, text: str) -> jobs.Parsed:
-        found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text))
+    async def _parsed(self, text: str, executor: Executor | None = None) -> jobs.Parsed:
+        """From the parse cache, else parsed on `executor` (default: symbolic, with single flight).
+
+        With an executor of its own (Parse's), a miss is parsed there even when the same text waits
+        in the symbolic queue for a Differentiate: joining that would wait behind cold derivations.
+        """
+        if not text:  # proto3 cannot tell a missing string from an empty one: both are missing
+            raise ParseError("expression is required: send one, such as sin(x^2)", 0, placed=True)
+        if executor is None:
+            found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text, None))
+        else:
+            found = self.caches.parse.lookup(text)
+            if found is None:
+                found, size = await self._parse(text, executor)
+                self.caches.parse.put(text, found, size)
         if isinstance(found, ChainruleError):
             raise copy.copy(found)  # a fresh instance: raising the cached one would grow its traceback
         parsed: jobs.Parsed = found
         return parsed
 
-    async def _parse(self, text: str) -> tuple[jobs.Parsed | ChainruleError, int]:
+    async def _parse(self, text: str, executor: Executor | None) -> tuple[jobs.Parsed | ChainruleError, int]:
         try:
-            parsed = await self._symbolic.run(jobs.parse_canonical, text, self.limits)
+            parsed = await (executor or self._symbolic).run(jobs.parse_canonical, text, self.limits)
         except InvalidArgument as error:
             # Bad text stays bad under the same limits: cache the error, cheaply.
             return error, text_size(text, error.message) + 256
@@ -267,12 +305,15 @@ class ChainruleApi:
 
     async def _compute(self, run: Callable[[Any, Any, int], _Result], plan: _Plan, batch: Batch) -> _Result:
         """Evaluate on the loop when the work is tiny (an executor hop costs more), else off it."""
-        if plan.prepared.node_count * batch.size <= _INLINE_COST:
-            result, stage = _timed("evaluate", run, plan.compiled, batch.columns, batch.size)
-        else:
-            result, stage = await self._numeric.run(
-                _timed, "evaluate", run, plan.compiled, batch.columns, batch.size
-            )
+        try:
+            if plan.prepared.node_count * batch.size <= _INLINE_COST:
+                result, stage = _timed("evaluate", run, plan.compiled, batch.columns, batch.size)
+            else:
+                result, stage = await self._numeric.run(
+                    _timed, "evaluate", run, plan.compiled, batch.columns, batch.size
+                )
+        except ChainruleError as error:
+            raise error.relocated({"columns": batch.field}) from None
         self._observe((stage,))
         self.metrics.add_points(batch.size)
         return result
@@ -301,46 +342,44 @@ class ChainruleApi:
         )
 
     def _limit_table(self) -> list[tuple[str, int | float, str]]:
-        s = self.settings
         return [
-            ("expression_length", s.max_expression_length, "code points in an expression"),
-            ("parse_nodes", s.max_parse_nodes, "nodes in an expression's parse tree"),
-            ("parse_depth", s.max_parse_depth, "nesting depth of an expression"),
-            ("integer_digits", s.max_integer_digits, "digits in one integer literal"),
-            ("power_bits", s.max_power_bits, "estimated bits of an exact numeric power"),
-            ("factorial_argument", s.max_factorial_argument, "largest integer given to factorial/gamma"),
-            ("variables", s.max_variables, "distinct variables in a request"),
-            ("exponent_depth", s.max_exponent_depth, "exponents nested in a power tower"),
-            ("root_bits", s.max_root_bits, "bits of a number under an exact root"),
-            ("derivative_order", s.max_derivative_order, "total order of a derivative"),
-            ("derivative_nodes", s.max_derivative_nodes, "size of a derivative"),
-            ("points", s.max_points, "points in one Evaluate or GradientAtPoint request"),
-            ("numeric_cost", s.max_numeric_cost, "expression size times points"),
-            ("request_bytes", s.max_request_bytes, "bytes in one request message or body"),
-            ("symbolic_budget_seconds", s.symbolic_budget_seconds, "seconds of symbolic work per request"),
-            ("worker_memory_bytes", s.worker_memory_bytes, "address space of a symbolic worker (0: none)"),
+            (declaration.name, getattr(self.settings, name), declaration.description)
+            for name, declaration in limit_settings()
         ]
 
     def _check_numeric(self, batch: Batch, prepared: jobs.Prepared, needed: Sequence[str] = ()) -> None:
         missing = batch.missing(needed or prepared.variables)
         if missing:
-            names = ", ".join(f"'{name}'" for name in missing)
-            raise MissingVariable(
-                f"no value given for variable{'s' if len(missing) > 1 else ''} {names}",
-                violations=[
-                    FieldViolation(f"{batch.field}.{name}", f"variable '{name}' needs a value")
-                    for name in missing
-                ],
-            )
+            raise numeric.missing_columns(missing).relocated({"columns": batch.field})
         cost = prepared.node_count * batch.size
         if cost > self.limits.engine.max_numeric_cost:
-            raise LimitExceeded("numeric cost", cost, self.limits.engine.max_numeric_cost, field=batch.field)
+            what = f"the evaluation is too costly ({prepared.node_count:,} nodes times {batch.size:,} points)"
+            raise exceeded(self.limits.engine, "max_numeric_cost", cost, field=batch.field, what=what)
 
 
 def _wrt(entries: Sequence[pb.Wrt]) -> jobs.Wrt:
     if not entries:  # the common case, on the cached path: no generator to build
         return ()
     return tuple([(entry.variable, entry.order) for entry in entries])
+
+
+def _expression_error(error: InvalidArgument) -> pb.ExpressionError:
+    """What other RPCs send as INVALID_ARGUMENT about the expression, as Parse's answer."""
+    metadata = dict(error.metadata)
+    position = metadata.pop("position", None)
+    message = pb.ExpressionError(reason=error.reason, message=error.message, metadata=metadata)
+    if position is not None:
+        message.position = int(position)
+    return message
+
+
+def _computed_numerically(refusal: NoClosedForm) -> NoClosedForm:
+    """The refusal of a derivative's text, saying which RPCs give its values all the same."""
+    return NoClosedForm(
+        f"{refusal.message}: Evaluate with wrt, or GradientAtPoint, computes its values numerically",
+        function=refusal.metadata["function"],
+        argument=int(refusal.metadata.get("argument", "0")),
+    )
 
 
 def _simplification(value: int) -> engine.Simplification:

@@ -42,7 +42,7 @@ def decode_batch(point: Mapping[str, float], points: Mapping[str, pb.Array], max
     decoded = {name: _decode_array(array, f"points.{name}") for name, array in points.items()}
     size = _common_length(decoded)
     if size > max_points:
-        raise LimitExceeded("points", size, max_points, field="points")
+        raise LimitExceeded("points", size, max_points, field="points", what="too many points", unit="points")
     raw = any(len(array.f64le) > 0 for array in points.values())
     return Batch(decoded, size, single=False, raw_output=raw, field="points")
 

@@ -1,11 +1,11 @@
 """Bounded LRU caches with single flight: repeated work (parse, derive, print, compile) is done once.
 
-Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`) are keyed by
-the raw request text plus the options that change the answer, so a repeated request costs a
-dictionary lookup and touches neither the parser nor sympy. Below them, the `parse` cache maps
-text to a parsed expression and its canonical key (`sympy.srepr`), and the `derivative`, `latex`
-and `compiled` caches are keyed by that canonical key, so `x^2`, `x**2` and `x ^ 2` share one
-derivative and one compiled function.
+Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`, `parse_reply`)
+are keyed by the raw request text plus the options that change the answer, so a repeated request
+costs a dictionary lookup and touches neither the parser nor sympy. Below them, the `parse` cache maps
+text to a parsed expression and its canonical key (`engine.canonical_key`, an srepr), and the
+`derivative`, `latex` and `compiled` caches are keyed by that canonical key, so `x^2`, `x**2` and
+`x ^ 2` share one derivative and one compiled function.
 
 Every cache is bounded by entries and by approximate bytes (sizes are estimates the caller gives;
 they bound memory to within a small factor, not exactly), evicting the least recently used entry.
@@ -104,7 +104,7 @@ class LruCache(Generic[K, V]):
         A caller that joins a computation already running counts as a hit. Exceptions reach every
         caller waiting on that computation and are not stored. A cancelled caller does not cancel
         the computation the others wait for; when the last caller waiting is cancelled, the
-        computation is cancelled too (so a worker process computing it is freed).
+        computation is cancelled too (so a symbolic worker computing it is freed).
         """
         found = self.lookup(key)
         if found is not None:
@@ -143,7 +143,7 @@ class LruCache(Generic[K, V]):
 class Caches:
     """The caches one server process shares between its transports.
 
-    First level, keyed by raw request fields: `differentiate`, `evaluate`, `gradient`. Second
+    First level, keyed by raw request fields: `differentiate`, `evaluate`, `gradient`, `parse_reply`. Second
     level, keyed by text or canonical key: `parse`, `derivative`, `latex`, `compiled`.
     """
 
@@ -152,6 +152,7 @@ class Caches:
         self.differentiate: LruCache[Hashable, Any] = LruCache("differentiate", entries, size)
         self.evaluate: LruCache[Hashable, Any] = LruCache("evaluate", entries, size)
         self.gradient: LruCache[Hashable, Any] = LruCache("gradient", entries, size)
+        self.parse_reply: LruCache[str, Any] = LruCache("parse_reply", entries, size)
         self.parse: LruCache[str, Any] = LruCache("parse", entries, size)
         self.derivative: LruCache[Hashable, Any] = LruCache("derivative", entries, size)
         self.latex: LruCache[Hashable, str] = LruCache("latex", entries, size)
@@ -161,8 +162,8 @@ class Caches:
 
     def __iter__(self) -> Iterator[LruCache[Any, Any]]:
         return iter(
-            (self.differentiate, self.evaluate, self.gradient, self.parse, self.derivative, self.latex,
-             self.compiled)
+            (self.differentiate, self.evaluate, self.gradient, self.parse_reply, self.parse, self.derivative,
+             self.latex, self.compiled)
         )  # fmt: skip
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from chainrule.engine.limits import ENGINE_LIMITS, Layer, Limit
+
 PREFIX = "CHAINRULE_"
 _TRACES_EXPORTERS = {"otlp", "console"}
 # An origin as browsers send it: scheme, host and optional port, no path.
@@ -23,6 +25,24 @@ class ConfigError(ValueError):
     """A setting has a value that cannot be used; raised at start-up, never per request."""
 
 
+_ENGINE_LIMITS = {declaration.name: declaration for declaration in ENGINE_LIMITS}
+
+
+def _engine_limit(name: str) -> Any:
+    """The setting of an engine limit: `max_<name>`, its default and description as declared."""
+    declaration = _ENGINE_LIMITS[name]
+    return field(default=declaration.default, metadata={"doc": declaration.description, LIMIT: declaration})
+
+
+def _server_limit(name: str, default: float, unit: str, description: str) -> Any:
+    """A limit the server enforces around the engine, declared here with its setting."""
+    declaration = Limit(name, default, unit, description, Layer.SERVER)
+    return field(default=default, metadata={"doc": description, LIMIT: declaration})
+
+
+LIMIT = "limit"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server can be configured with. Field `name` is read from `CHAINRULE_NAME`
@@ -32,9 +52,17 @@ class Settings:
     grpc_port: int = field(default=50051, metadata={"doc": "gRPC port (0 picks a free one)"})
     http_port: int = field(default=8080, metadata={"doc": "HTTP port for REST, metrics, health"})
     grace_seconds: float = field(default=10.0, metadata={"doc": "how long calls in flight may finish"})
-    # Multi-process serving (see supervisor.py).
+    # Multi-process serving (see supervisor.py): server processes, each with its own symbolic workers.
     workers: int = field(
-        default=0, metadata={"doc": "server processes sharing the ports; 0: one per CPU; 1: no supervisor"}
+        default=0,
+        metadata={"doc": "server processes (not symbolic workers); 0: one per CPU; 1: no supervisor"},
+    )
+    heartbeat_seconds: float = field(
+        default=10.0,
+        metadata={
+            "doc": "the supervisor kills and replaces a server process whose event loop has not "
+            "ticked for this long (stopped, hung, or stalled by a bug); 0: never"
+        },
     )
     reuse_port: bool = field(
         default=False, metadata={"doc": "share both ports (SO_REUSEPORT); the supervisor sets it"}
@@ -47,33 +75,67 @@ class Settings:
     access_log: bool = field(
         default=True, metadata={"doc": "an access line for every request; false: for failed requests only"}
     )
-    max_request_bytes: int = field(
-        default=64 * 1024 * 1024, metadata={"doc": "largest gRPC message or HTTP body accepted"}
+    max_request_bytes: int = _server_limit(
+        "request_bytes", 64 * 1024 * 1024, "bytes", "bytes in one request message or HTTP body"
     )
-    max_response_bytes: int = field(default=512 * 1024 * 1024, metadata={"doc": "largest gRPC message sent"})
+    max_response_bytes: int = _server_limit(
+        "response_bytes", 512 * 1024 * 1024, "bytes", "bytes in one reply message or HTTP body"
+    )
+    # Connections (see transport/connections.py and grpc_server.server_options).
+    max_connections: int = _server_limit(
+        "connections", 1000, "connections", "open connections per transport in one server process"
+    )
+    header_timeout_seconds: float = _server_limit(
+        "header_timeout_seconds",
+        30.0,
+        "seconds",
+        "for a complete HTTP request head (or the gRPC handshake) after connecting or a response",
+    )
+    http_idle_seconds: float = _server_limit(
+        "http_idle_seconds", 5.0, "seconds", "an idle kept-alive HTTP connection stays open"
+    )
+    grpc_idle_seconds: float = _server_limit(
+        "grpc_idle_seconds", 300.0, "seconds", "a gRPC connection with no call stays open"
+    )
+    grpc_connection_age_seconds: float = _server_limit(
+        "grpc_connection_age_seconds",
+        1800.0,
+        "seconds",
+        "a gRPC connection lives (then GOAWAY; clients reconnect and rebalance); 0: for ever",
+    )
     compute_threads: int = field(default=4, metadata={"doc": "threads for symbolic and numeric work"})
     malloc_keep_bytes: int = field(
         default=256 * 1024 * 1024,
         metadata={"doc": "freed memory glibc keeps for the next batch (no page faults); 0: its defaults"},
     )
-    # Killable compute and overload (see workers.py, deadlines.py).
+    # Killable compute and overload (see compute/pool.py, compute/deadlines.py).
     symbolic_workers: int = field(
         default=2,
-        metadata={"doc": "worker processes for cold symbolic work; 0: threads, no kill on overrun"},
+        metadata={"doc": "processes for cold sympy work, per server process; 0: threads, no kill on overrun"},
     )
-    symbolic_spares: int = field(default=1, metadata={"doc": "warm worker processes kept beyond the above"})
-    symbolic_budget_seconds: float = field(
-        default=5.0,
-        metadata={"doc": "seconds of symbolic work per request (less if the client's deadline is)"},
+    symbolic_spares: int = field(default=1, metadata={"doc": "warm symbolic workers kept beyond the above"})
+    symbolic_budget_seconds: float = _server_limit(
+        "symbolic_budget_seconds",
+        5.0,
+        "seconds",
+        "seconds of symbolic work per request (less if the client's deadline is)",
     )
     symbolic_queue: int = field(
-        default=64, metadata={"doc": "symbolic tasks that may wait for a worker; beyond: RESOURCE_EXHAUSTED"}
+        default=64,
+        metadata={"doc": "symbolic tasks that may wait for a symbolic worker; beyond: RESOURCE_EXHAUSTED"},
     )
     numeric_queue: int = field(
         default=16, metadata={"doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"}
     )
-    worker_memory_bytes: int = field(
-        default=1024 * 1024 * 1024, metadata={"doc": "address-space limit (RLIMIT_AS) of a worker; 0 = none"}
+    parse_queue: int = field(
+        default=16,
+        metadata={"doc": "Parse calls that may wait for the parse thread; beyond: RESOURCE_EXHAUSTED"},
+    )
+    worker_memory_bytes: int = _server_limit(
+        "worker_memory_bytes",
+        1024 * 1024 * 1024,
+        "bytes",
+        "address space (RLIMIT_AS) of a symbolic worker; 0: none",
     )
     retry_after_seconds: float = field(
         default=1.0, metadata={"doc": "retry delay suggested to callers turned away by overload"}
@@ -87,21 +149,20 @@ class Settings:
     tls_client_ca_file: str = field(
         default="", metadata={"doc": "PEM CA bundle: require client certificates it signed (mutual TLS)"}
     )
-    # Parser limits (see parsing.ParseLimits).
-    max_expression_length: int = field(default=10_000, metadata={"doc": "code points of an expression"})
-    max_parse_nodes: int = field(default=5_000, metadata={"doc": "parse-tree nodes"})
-    max_parse_depth: int = field(default=100, metadata={"doc": "nesting depth"})
-    max_integer_digits: int = field(default=1_000, metadata={"doc": "digits of one integer literal"})
-    max_power_bits: int = field(default=20_000, metadata={"doc": "estimated bits of an exact power"})
-    max_factorial_argument: int = field(default=1_000, metadata={"doc": "largest factorial/gamma integer"})
-    max_variables: int = field(default=32, metadata={"doc": "distinct variables in a request"})
-    max_exponent_depth: int = field(default=8, metadata={"doc": "exponents nested in a power tower"})
-    max_root_bits: int = field(default=1024, metadata={"doc": "bits of a number under an exact root"})
-    # Engine limits (see engine.EngineLimits).
-    max_derivative_order: int = field(default=20, metadata={"doc": "total derivative order"})
-    max_derivative_nodes: int = field(default=50_000, metadata={"doc": "size of a derivative"})
-    max_points: int = field(default=2_000_000, metadata={"doc": "points in one request"})
-    max_numeric_cost: int = field(default=2_000_000_000, metadata={"doc": "expression nodes times points"})
+    # The engine's limits (engine/limits.py declares each: default, unit, description).
+    max_expression_length: int = _engine_limit("expression_length")
+    max_parse_nodes: int = _engine_limit("parse_nodes")
+    max_parse_depth: int = _engine_limit("parse_depth")
+    max_integer_digits: int = _engine_limit("integer_digits")
+    max_power_bits: int = _engine_limit("power_bits")
+    max_factorial_argument: int = _engine_limit("factorial_argument")
+    max_variables: int = _engine_limit("variables")
+    max_exponent_depth: int = _engine_limit("exponent_depth")
+    max_root_bits: int = _engine_limit("root_bits")
+    max_derivative_order: int = _engine_limit("derivative_order")
+    max_derivative_nodes: int = _engine_limit("derivative_nodes")
+    max_points: int = _engine_limit("points")
+    max_numeric_cost: int = _engine_limit("numeric_cost")
     # Caches (see cache.Caches): each cache is bounded by entries and by approximate bytes.
     cache_entries: int = field(
         default=10_000,
@@ -117,6 +178,9 @@ class Settings:
         default=256 * 1024 * 1024, metadata={"doc": "approximate bytes of compiled numeric functions"}
     )
     # HTTP transport.
+    playground: bool = field(
+        default=True, metadata={"doc": "serve the playground at `/` (the API reference at `/docs` stays)"}
+    )
     cors_origins: str = field(
         default="",
         metadata={"doc": "comma-separated origins allowed by CORS (`*` for any); empty turns CORS off"},
@@ -232,3 +296,10 @@ def _convert(name: str, raw: str, parse: Callable[[str], object]) -> object:
         return parse(raw.strip())
     except ValueError as error:
         raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not valid: {error}") from error
+
+
+def limit_settings() -> list[tuple[str, Limit]]:
+    """(setting name, declaration) of every limit: the engine's (parser first), then the server's."""
+    found = [(item.name, item.metadata[LIMIT]) for item in fields(Settings) if LIMIT in item.metadata]
+    order = list(Layer)
+    return sorted(found, key=lambda pair: order.index(pair[1].layer))

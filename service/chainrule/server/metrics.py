@@ -4,7 +4,7 @@ Every metric is created against the injected `CollectorRegistry`. RPC metrics fo
 go-grpc-prometheus / py-grpc-prometheus (`grpc_server_started_total`, `grpc_server_handled_total`,
 `grpc_server_handling_seconds`). Only prometheus-client's own metric types are used, so the
 figures stay right in its multiprocess mode (`chainrule serve --workers N`), where gauges say how
-they combine across worker processes.
+they combine across server processes.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Metrics:
         self.cache_evictions = Counter(
             "chainrule_cache_evictions", "Entries evicted to stay within bounds.", labels, registry=registry
         )
-        # Summed over the live worker processes in multiprocess mode (each worker has its own caches).
+        # Summed over the live server processes in multiprocess mode (each has its own caches).
         self.cache_entries = Gauge(
             "chainrule_cache_entries", "Entries held.", labels, registry=registry, multiprocess_mode="livesum"
         )
@@ -167,6 +167,16 @@ class HttpMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.connections_closed = Counter(
+            "chainrule_http_connections_closed",
+            "HTTP connections closed by a bound: limit, evicted (idle, at the limit), head_timeout.",
+            ("reason",),
+            registry=registry,
+        )
+
+    def closed_by_bound(self, reason: str) -> None:
+        """Count one connection closed by a bound (see transport/connections.py)."""
+        self.connections_closed.labels(reason).inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one request; unknown methods count as OTHER so labels stay few."""
@@ -179,7 +189,7 @@ def exposition_registry(registry: CollectorRegistry, metrics_dir: str) -> Collec
     """The registry `/metrics` should serve: in multiprocess mode, one that sums every process's files.
 
     Metrics are still created against `registry`; in multiprocess mode their values live in
-    `metrics_dir`, and collecting `registry` itself would report only this worker.
+    `metrics_dir`, and collecting `registry` itself would report only this server process.
     """
     if not metrics_dir or not getattr(values.ValueClass, "_multiprocess", False):
         return registry

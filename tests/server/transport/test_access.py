@@ -96,10 +96,9 @@ async def test_rest_client_errors_log_at_info_with_reason_and_field(
         "PARSE_ERROR",
         "expression",
     )
-    assert line["error"] == "unexpected ')' at 7"
-    assert record.getMessage().endswith(
-        "INVALID_ARGUMENT reason=PARSE_ERROR field=expression: unexpected ')' at 7"
-    )
+    message = "unmatched ')' at 7: remove it, or add a '(' before it"
+    assert line["error"] == message
+    assert record.getMessage().endswith(f"INVALID_ARGUMENT reason=PARSE_ERROR field=expression: {message}")
 
 
 @pytest.mark.parametrize(
@@ -131,7 +130,7 @@ async def test_health_and_scrapes_log_at_debug(app: Application, lines: LogLines
         assert record.levelno == logging.DEBUG
 
 
-async def test_grpc_access_line(stub: pb_grpc.DifferentiationServiceStub, lines: LogLines) -> None:
+async def test_grpc_access_line(stub: pb_grpc.DifferentiationServiceAsyncStub, lines: LogLines) -> None:
     request = pb.EvaluateRequest(expression="x*y", point={"x": 2, "y": 3})
     call = stub.Evaluate(request, metadata=((REQUEST_ID_KEY, "grpc-line"),))
     response = await call

@@ -1,7 +1,7 @@
 """One table of requests, sent through gRPC and through REST: identical results, identical errors.
 
 A success must print to the same proto3 JSON either way; a failure must carry the same canonical code
-(gRPC status code <-> HTTP status through errors.HTTP_STATUS) and the same google.rpc.Status: message,
+(gRPC status code <-> HTTP status through HTTP_STATUS) and the same google.rpc.Status: message,
 BadRequest field violations, ErrorInfo reason and metadata.
 """
 
@@ -20,6 +20,7 @@ from google.rpc import status_pb2
 
 from chainrule.engine import errors
 from chainrule.server.app import Application
+from chainrule.server.transport.status import HTTP_STATUS
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
@@ -48,7 +49,8 @@ CASES: list[tuple[str, Message]] = [
     ("seed-sin-cubed", D(expression="(sin x)³")),
     ("seed-sin-cos", D(expression="sin(cos x)")),
     ("seed-exp", D(expression="e^(2x)")),
-    ("mixed-partial-latex", D(expression="x^3 y^2 + sin(x y)", wrt=wrt(("x", 2), ("y", 1)), formats=[2])),
+    ("mixed-partial-latex",
+     D(expression="x^3 y^2 + sin(x y)", wrt=wrt(("x", 2), ("y", 1)), formats=[pb.OUTPUT_FORMAT_LATEX])),
     ("constant", D(expression="2 pi")),
     ("simplify-none", D(expression="(x+1)^2", simplification=pb.SIMPLIFICATION_NONE)),
     ("simplify-full", D(expression="sin(x)^2 + cos(x)^2 + x", simplification=pb.SIMPLIFICATION_FULL)),
@@ -63,6 +65,23 @@ CASES: list[tuple[str, Message]] = [
     ("order-over-limit", D(expression="x^2", wrt=wrt(("x", 1000)))),
     ("unknown-simplification", D(expression="x", simplification=7)),  # type: ignore[arg-type]
     ("unknown-format", D(expression="x", formats=[9])),  # type: ignore[list-item]
+    ("no-closed-form", D(expression="zeta(x)")),
+    (
+        "no-closed-form-inner",
+        D(
+            expression="zeta(x/2 + 3)",
+            formats=[pb.OUTPUT_FORMAT_LATEX, pb.OUTPUT_FORMAT_PYTHON],
+            explain=True,
+            verify=True,
+        ),
+    ),
+    ("no-closed-form-order", D(expression="polygamma(x, 2)", simplification=pb.SIMPLIFICATION_FULL)),
+    ("huge-integer", D(expression="3^9100 + x^2", formats=list(pb.OutputFormat.values())[2:])),
+    ("leibniz", D(expression="d/dx sin(x)")),
+    ("inverse-or-reciprocal", D(expression="sin^-1(x)")),
+    ("function-power", D(expression="sin^2 x + cos^2(x)")),
+    ("nearest-function", D(expression="sinn(x)")),
+    ("limit-in-words", D(expression="9^9^9 + x")),
     # Evaluate: one point, many points in both encodings, non-finite values, bad batches.
     ("eval-zero", E(expression="sin(x)", point={"x": 0.0})),
     ("eval-cbrt", E(expression="cbrt(x)", point={"x": -8.0})),
@@ -90,6 +109,11 @@ CASES: list[tuple[str, Message]] = [
     ("grad-parse-error", G(expression="sin(", point={"x": 1})),
     # GetServerInfo.
     ("server-info", pb.GetServerInfoRequest()),
+    # Parse: a text that does not parse is an answer, with the same content either way.
+    ("parse-rpc-canonical", pb.ParseRequest(expression="sin x² + y")),
+    ("parse-rpc-open-paren", pb.ParseRequest(expression="sin(x")),
+    ("parse-rpc-unknown-function", pb.ParseRequest(expression="2 foo(x)")),
+    ("parse-rpc-too-long", pb.ParseRequest(expression="x" * 10_001)),
 ]  # fmt: skip
 
 # RPC name and REST route per request type, as the proto's google.api.http options declare them.
@@ -98,6 +122,7 @@ ROUTES: dict[type[Message], tuple[str, str, str]] = {
     pb.EvaluateRequest: ("Evaluate", "POST", "/v1/evaluate"),
     pb.GradientAtPointRequest: ("GradientAtPoint", "POST", "/v1/gradient"),
     pb.GetServerInfoRequest: ("GetServerInfo", "GET", "/v1/info"),
+    pb.ParseRequest: ("Parse", "POST", "/v1/parse"),
 }
 
 
@@ -106,7 +131,7 @@ def to_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
-async def via_grpc(stub: pb_grpc.DifferentiationServiceStub, request: Message) -> Outcome:
+async def via_grpc(stub: pb_grpc.DifferentiationServiceAsyncStub, request: Message) -> Outcome:
     rpc, _, _ = ROUTES[type(request)]
     try:
         response = await getattr(stub, rpc)(request)
@@ -114,7 +139,7 @@ async def via_grpc(stub: pb_grpc.DifferentiationServiceStub, request: Message) -
         trailers = dict(error.trailing_metadata() or ())
         status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
         assert status.code == error.code().value[0]
-        return errors.HTTP_STATUS[errors.Code(status.code)], json_format.MessageToDict(status)
+        return HTTP_STATUS[errors.Code(status.code)], json_format.MessageToDict(status)
     return 200, to_json(response)
 
 
@@ -136,7 +161,7 @@ async def rest_client(app: Application) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.mark.parametrize("request_", [case for _, case in CASES], ids=[name for name, _ in CASES])
 async def test_grpc_and_rest_agree(
-    stub: pb_grpc.DifferentiationServiceStub, rest_client: httpx.AsyncClient, request_: Message
+    stub: pb_grpc.DifferentiationServiceAsyncStub, rest_client: httpx.AsyncClient, request_: Message
 ) -> None:
     grpc_status, grpc_body = await via_grpc(stub, request_)
     rest_status, rest_body = await via_rest(rest_client, request_)
@@ -149,4 +174,49 @@ def test_the_table_covers_successes_and_each_error_reason() -> None:
     names = {name for name, _ in CASES}
     assert {"seed-sin-square", "eval-f64le", "grad-many-f64le", "server-info"} <= names
     assert {"parse-open-paren", "unknown-function", "eval-missing-point", "order-over-limit"} <= names
+    assert {"no-closed-form", "huge-integer"} <= names
     assert {type(request) for _, request in CASES} == set(ROUTES)
+
+
+# (expression, function, argument): derivatives the grammar cannot write, refused alike by both transports.
+NO_CLOSED_FORM = [
+    ("zeta(x)", "zeta", "1"),
+    ("zeta(x/2 + 3)", "zeta", "1"),
+    ("zeta(x, 2)", "zeta", "1"),
+    ("polygamma(x, 2)", "polygamma", "1"),
+    ("Heaviside(x, x^2)", "Heaviside", "2"),
+]
+
+
+@pytest.mark.parametrize(
+    ("expression", "function", "argument"), NO_CLOSED_FORM, ids=[r[0] for r in NO_CLOSED_FORM]
+)
+async def test_no_closed_form_is_a_failed_precondition_on_both(
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
+    rest_client: httpx.AsyncClient,
+    expression: str,
+    function: str,
+    argument: str,
+) -> None:
+    request = D(expression=expression)
+    grpc_status, grpc_body = await via_grpc(stub, request)
+    rest_status, rest_body = await via_rest(rest_client, request)
+    code = errors.Code.FAILED_PRECONDITION
+    assert grpc_body["code"] == rest_body["code"] == code
+    assert grpc_status == rest_status == HTTP_STATUS[code] == 400
+    (info,) = [d for d in rest_body["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
+    assert info["reason"] == "NO_CLOSED_FORM"
+    assert info["metadata"] == {"function": function, "argument": argument}
+    assert "GradientAtPoint" in rest_body["message"]  # how to get its values all the same
+
+
+@pytest.mark.parametrize(
+    "request_", [D(), E(point={"x": 1}), G(point={"x": 1})], ids=["differentiate", "evaluate", "gradient"]
+)
+async def test_a_missing_expression_is_said_to_be_required(
+    stub: pb_grpc.DifferentiationServiceAsyncStub, rest_client: httpx.AsyncClient, request_: Message
+) -> None:
+    for status, body in (await via_grpc(stub, request_), await via_rest(rest_client, request_)):
+        assert status == 400
+        assert body["message"] == "expression is required: send one, such as sin(x^2)"
+        assert body["details"][0]["fieldViolations"][0]["field"] == "expression"

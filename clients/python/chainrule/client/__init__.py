@@ -6,6 +6,7 @@ with Client("127.0.0.1:50051") as client:
     print(client.differentiate("sin(x^2)").derivative)            # 2*x*cos(x^2)
     print(client.evaluate("x*y", {"x": 2, "y": 3}).value)           # 6.0
     print(client.gradient("x^2*y", {"x": 1, "y": 2}).gradient)      # (4.0, 1.0)
+    print(client.parse("sin(x").error.position)                     # 5
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from ._models import (
     Column,
     Derivative,
     Evaluation,
+    ExpressionError,
     Formula,
     GeneratedCode,
     Gradient,
     Limit,
+    Parsed,
     ServerInfo,
     Step,
 )
@@ -53,6 +56,7 @@ __all__ = [
     "DeadlineExceededError",
     "Derivative",
     "Evaluation",
+    "ExpressionError",
     "FieldViolation",
     "Formula",
     "GeneratedCode",
@@ -62,6 +66,7 @@ __all__ = [
     "LimitExceededError",
     "MissingVariableError",
     "ParseError",
+    "Parsed",
     "ResourceExhaustedError",
     "RetryPolicy",
     "ServerInfo",

@@ -32,7 +32,7 @@ from ._config import (
 )
 from ._convert import Point, Points, SimplificationName, WrtSpec
 from ._exceptions import error_from_rpc
-from ._models import Derivative, Evaluation, Gradient, ServerInfo
+from ._models import Derivative, Evaluation, Gradient, Parsed, ServerInfo
 
 _Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
@@ -78,6 +78,10 @@ class _BaseClient:
 
     def _open(self) -> None:
         raise NotImplementedError
+
+    def _now(self) -> float:
+        """The clock deadlines and retries are measured on (tests substitute one they drive)."""
+        return time.monotonic()
 
     @property
     def target(self) -> str:
@@ -130,7 +134,7 @@ class Client(_BaseClient):
         request: _Request,
         timeout: Timeout,
     ) -> _Response:
-        deadline = Deadline(self._settings.call_timeout(timeout))
+        deadline = Deadline(self._settings.call_timeout(timeout), self._now)
         attempt = 0
         while True:
             attempt += 1
@@ -141,7 +145,11 @@ class Client(_BaseClient):
                 delay = retry_delay(self._settings.retry, error, attempt, deadline, self._rng)
                 if delay is None:
                     raise error from exc
-            time.sleep(delay)
+            self._wait(delay)
+
+    def _wait(self, seconds: float) -> None:
+        """The pause between two attempts."""
+        time.sleep(seconds)
 
     def _each_slice(
         self, call: Callable[[Points], _Answer], points: Points, chunk_points: int, in_flight: int
@@ -238,6 +246,14 @@ class Client(_BaseClient):
         response = self._call(self._stub.GetServerInfo, pb.GetServerInfoRequest(), timeout)
         return convert.server_info(response)
 
+    def parse(self, expression: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Parsed:
+        """How the server reads `expression`: cheap, for checking text as it is typed.
+
+        A text that does not parse is not an exception: the result's `error` says why and where.
+        """
+        response = self._call(self._stub.Parse, pb.ParseRequest(expression=expression), timeout)
+        return convert.parsed(response)
+
 
 class AsyncClient(_BaseClient):
     """The asyncio chainrule client; same arguments and calls as `Client`, awaited.
@@ -273,7 +289,7 @@ class AsyncClient(_BaseClient):
         request: _Request,
         timeout: Timeout,
     ) -> _Response:
-        deadline = Deadline(self._settings.call_timeout(timeout))
+        deadline = Deadline(self._settings.call_timeout(timeout), self._now)
         attempt = 0
         while True:
             attempt += 1
@@ -284,7 +300,11 @@ class AsyncClient(_BaseClient):
                 delay = retry_delay(self._settings.retry, error, attempt, deadline, self._rng)
                 if delay is None:
                     raise error from exc
-            await asyncio.sleep(delay)
+            await self._wait(delay)
+
+    async def _wait(self, seconds: float) -> None:
+        """The pause between two attempts."""
+        await asyncio.sleep(seconds)
 
     async def _each_slice(
         self,
@@ -367,3 +387,9 @@ class AsyncClient(_BaseClient):
         request = pb.GetServerInfoRequest()
         response: pb.GetServerInfoResponse = await self._call(self._stub.GetServerInfo, request, timeout)
         return convert.server_info(response)
+
+    async def parse(self, expression: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Parsed:
+        """How the server reads `expression`; see `Client.parse`."""
+        request = pb.ParseRequest(expression=expression)
+        response: pb.ParseResponse = await self._call(self._stub.Parse, request, timeout)
+        return convert.parsed(response)

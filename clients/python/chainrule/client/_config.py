@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any, Final
 
 import grpc
@@ -16,7 +16,7 @@ from ._exceptions import ChainruleError, UnavailableError
 DEFAULT_TIMEOUT: Final = 10.0
 # As large as the server's largest reply (a 2-million-point batch with Hessian columns).
 DEFAULT_MAX_MESSAGE_BYTES: Final = 512 * 1024 * 1024
-USER_AGENT: Final = f"chainrule-client-python/{metadata.version('chainrule-client')}"
+USER_AGENT: Final = f"chainrule-client-python/{importlib.metadata.version('chainrule-client')}"
 
 
 class UseClientDefault:
@@ -58,18 +58,19 @@ class RetryPolicy:
 
 
 class Deadline:
-    """One call's time budget across all of its attempts."""
+    """One call's time budget across all of its attempts, on `clock` (seconds, monotonic)."""
 
-    def __init__(self, timeout: float | None) -> None:
-        self._end = None if timeout is None else time.monotonic() + timeout
+    def __init__(self, timeout: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._end = None if timeout is None else clock() + timeout
 
     def remaining(self) -> float | None:
         """Seconds left (never negative), or None for no deadline."""
-        return None if self._end is None else max(0.0, self._end - time.monotonic())
+        return None if self._end is None else max(0.0, self._end - self._clock())
 
     def allows(self, delay: float) -> bool:
         """True if waiting `delay` seconds still leaves time for another attempt."""
-        return self._end is None or time.monotonic() + delay < self._end
+        return self._end is None or self._clock() + delay < self._end
 
 
 def retry_delay(

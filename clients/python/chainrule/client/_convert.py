@@ -15,10 +15,12 @@ from ._models import (
     Column,
     Derivative,
     Evaluation,
+    ExpressionError,
     Formula,
     GeneratedCode,
     Gradient,
     Limit,
+    Parsed,
     ServerInfo,
     Step,
 )
@@ -248,6 +250,15 @@ def gradient(response: pb.GradientAtPointResponse, as_numpy: bool, hessian: bool
 
 def _enum_names(values: Iterable[int], prefix: str, names: Mapping[int, str]) -> tuple[str, ...]:
     return tuple(names[v].removeprefix(prefix).lower() for v in values if v in names)
+
+
+def parsed(response: pb.ParseResponse) -> Parsed:
+    """The `Parsed` a ParseResponse carries: the reading, or the error with its position."""
+    if not response.HasField("error"):
+        return Parsed(response.canonical, response.latex, tuple(response.variables))
+    error = response.error
+    position = error.position if error.HasField("position") else None
+    return Parsed("", "", (), ExpressionError(error.reason, error.message, position, dict(error.metadata)))
 
 
 def server_info(response: pb.GetServerInfoResponse) -> ServerInfo:

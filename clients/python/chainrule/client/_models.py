@@ -138,6 +138,42 @@ class Gradient:
 
 
 @dataclass(frozen=True)
+class ExpressionError:
+    """Why, and where, a text is not an expression: `reason` is "PARSE_ERROR", "UNKNOWN_FUNCTION" or
+    "LIMIT_EXCEEDED"; `position` is a 0-based offset in code points (None for a limit without a place)."""
+
+    reason: str
+    message: str
+    position: int | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """How the server reads a text: canonical text, LaTeX and variables, or `error` when it cannot.
+
+    A text that does not parse is an answer here, not an exception: `parse` is made for checking text
+    as a person types it.
+    """
+
+    canonical: str
+    latex: str
+    variables: tuple[str, ...]
+    error: ExpressionError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the text is an expression the server accepts."""
+        return self.error is None
+
+    def __str__(self) -> str:
+        return self.canonical if self.error is None else self.error.message
+
+
+@dataclass(frozen=True)
 class Limit:
     """One limit the server enforces."""
 

@@ -40,7 +40,9 @@ class _SimplificationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Simpli
     SIMPLIFICATION_FAST: _Simplification.ValueType  # 2
     """Cheap deterministic normalisation, about linear in the size of the derivative (the default)."""
     SIMPLIFICATION_FULL: _Simplification.ValueType  # 3
-    """`sympy.simplify` under the server's time budget."""
+    """`sympy.simplify` under the server's time budget, kept when its result is still in chainrule's
+    grammar (else the SIMPLIFICATION_FAST form).
+    """
 
 class Simplification(_Simplification, metaclass=_SimplificationEnumTypeWrapper):
     """Simplification says how much work goes into tidying a derivative."""
@@ -52,7 +54,9 @@ SIMPLIFICATION_NONE: Simplification.ValueType  # 1
 SIMPLIFICATION_FAST: Simplification.ValueType  # 2
 """Cheap deterministic normalisation, about linear in the size of the derivative (the default)."""
 SIMPLIFICATION_FULL: Simplification.ValueType  # 3
-"""`sympy.simplify` under the server's time budget."""
+"""`sympy.simplify` under the server's time budget, kept when its result is still in chainrule's
+grammar (else the SIMPLIFICATION_FAST form).
+"""
 Global___Simplification: _TypeAlias = Simplification  # noqa: Y015
 
 class _OutputFormat:
@@ -186,7 +190,11 @@ class DifferentiateResponse(_message.Message):
     MATHML_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     derivative: _builtins.str
-    """The derivative as text in chainrule's grammar; it parses back to the same expression."""
+    """The derivative as text in chainrule's grammar; it parses back to the same expression. A
+    derivative the grammar cannot write (d/ds zeta(s), polygamma by its order) is refused with
+    FAILED_PRECONDITION, reason NO_CLOSED_FORM, metadata `function` and `argument` (1-based);
+    Evaluate with `wrt` and GradientAtPoint compute its values all the same.
+    """
     latex: _builtins.str
     """The derivative in LaTeX, when OUTPUT_FORMAT_LATEX was asked for."""
     mathml: _builtins.str
@@ -1083,3 +1091,132 @@ class GetServerInfoResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServerInfoResponse: _TypeAlias = GetServerInfoResponse  # noqa: Y015
+
+@_typing.final
+class ParseRequest(_message.Message):
+    """ParseRequest asks how the server reads an expression."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPRESSION_FIELD_NUMBER: _builtins.int
+    expression: _builtins.str
+    """The expression to check, e.g. `sin x²`."""
+    def __init__(
+        self,
+        *,
+        expression: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expression", b"expression"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParseRequest: _TypeAlias = ParseRequest  # noqa: Y015
+
+@_typing.final
+class ParseResponse(_message.Message):
+    """ParseResponse is an expression as the server reads it, or why it cannot be read.
+
+    A text that is not an expression is an answer of Parse, in `error`, not a failed call: Parse is
+    made to be called as a person types, when incomplete text is the normal case, and a failed call
+    per keystroke would be an exception to catch in every client (and a logged error in a browser).
+    The same problems fail other RPCs with INVALID_ARGUMENT. The call itself fails only for what is
+    wrong with the call: overload (RESOURCE_EXHAUSTED), a missing token, a deadline.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANONICAL_FIELD_NUMBER: _builtins.int
+    LATEX_FIELD_NUMBER: _builtins.int
+    VARIABLES_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    canonical: _builtins.str
+    """The expression in chainrule's grammar as the server prints it, e.g. `sin(x^2)` for `sin x²`."""
+    latex: _builtins.str
+    """The expression in LaTeX."""
+    @_builtins.property
+    def variables(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The free variables, sorted."""
+
+    @_builtins.property
+    def error(self) -> Global___ExpressionError:
+        """Set when the text is not an expression (then the fields above are empty)."""
+
+    def __init__(
+        self,
+        *,
+        canonical: _builtins.str = ...,
+        latex: _builtins.str = ...,
+        variables: _abc.Iterable[_builtins.str] | None = ...,
+        error: Global___ExpressionError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canonical", b"canonical", "error", b"error", "latex", b"latex", "variables", b"variables"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParseResponse: _TypeAlias = ParseResponse  # noqa: Y015
+
+@_typing.final
+class ExpressionError(_message.Message):
+    """ExpressionError says why, and where, a text is not an expression the server accepts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """What went wrong, as the `google.rpc.ErrorInfo` reason other RPCs send: PARSE_ERROR,
+    UNKNOWN_FUNCTION or LIMIT_EXCEEDED.
+    """
+    message: _builtins.str
+    """The message other RPCs send for this text, e.g. `unexpected ')' at 7` for `(x + 1))`."""
+    position: _builtins.int
+    """Where the text goes wrong: a 0-based offset in Unicode code points. Absent for a limit that
+    has no one place (the length, the number of nodes).
+    """
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """As in `google.rpc.ErrorInfo.metadata`: `limit`, `value` and `maximum` for LIMIT_EXCEEDED."""
+
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        position: _builtins.int | None = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_position", b"_position", "position", b"position"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_position", b"_position", "message", b"message", "metadata", b"metadata", "position", b"position", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__position: _TypeAlias = _typing.Literal["position"]  # noqa: Y015
+    _WhichOneofArgType__position: _TypeAlias = _typing.Literal["_position", b"_position"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__position) -> _WhichOneofReturnType__position | None: ...
+
+Global___ExpressionError: _TypeAlias = ExpressionError  # noqa: Y015

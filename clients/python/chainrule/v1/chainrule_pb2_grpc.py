@@ -55,6 +55,11 @@ class DifferentiationServiceStub:
                 request_serializer=chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.Parse = channel.unary_unary(
+                '/chainrule.v1.DifferentiationService/Parse',
+                request_serializer=chainrule_dot_v1_dot_chainrule__pb2.ParseRequest.SerializeToString,
+                response_deserializer=chainrule_dot_v1_dot_chainrule__pb2.ParseResponse.FromString,
+                _registered_method=True)
 
 
 class DifferentiationServiceServicer:
@@ -91,6 +96,15 @@ class DifferentiationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Parse(self, request, context):
+        """Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+        variables, or where and why the text is not an expression. Cheap enough to call as a person
+        types: answered from the parse cache, on work of its own that never waits behind derivations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DifferentiationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +127,11 @@ def add_DifferentiationServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoRequest.FromString,
                     response_serializer=chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'Parse': grpc.unary_unary_rpc_method_handler(
+                    servicer.Parse,
+                    request_deserializer=chainrule_dot_v1_dot_chainrule__pb2.ParseRequest.FromString,
+                    response_serializer=chainrule_dot_v1_dot_chainrule__pb2.ParseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +243,33 @@ class DifferentiationService:
             '/chainrule.v1.DifferentiationService/GetServerInfo',
             chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoRequest.SerializeToString,
             chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Parse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chainrule.v1.DifferentiationService/Parse',
+            chainrule_dot_v1_dot_chainrule__pb2.ParseRequest.SerializeToString,
+            chainrule_dot_v1_dot_chainrule__pb2.ParseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,11 @@ class DifferentiationServiceStub:
     """
     GetServerInfo: _grpc.UnaryUnaryMultiCallable[_chainrule_pb2.GetServerInfoRequest, _chainrule_pb2.GetServerInfoResponse]
     """GetServerInfo describes what this server accepts: version, limits, functions and formats."""
+    Parse: _grpc.UnaryUnaryMultiCallable[_chainrule_pb2.ParseRequest, _chainrule_pb2.ParseResponse]
+    """Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+    variables, or where and why the text is not an expression. Cheap enough to call as a person
+    types: answered from the parse cache, on work of its own that never waits behind derivations.
+    """
 
 @_typing.type_check_only
 class DifferentiationServiceAsyncStub(DifferentiationServiceStub):
@@ -71,6 +76,11 @@ class DifferentiationServiceAsyncStub(DifferentiationServiceStub):
     """
     GetServerInfo: _aio.UnaryUnaryMultiCallable[_chainrule_pb2.GetServerInfoRequest, _chainrule_pb2.GetServerInfoResponse]  # type: ignore[assignment]
     """GetServerInfo describes what this server accepts: version, limits, functions and formats."""
+    Parse: _aio.UnaryUnaryMultiCallable[_chainrule_pb2.ParseRequest, _chainrule_pb2.ParseResponse]  # type: ignore[assignment]
+    """Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+    variables, or where and why the text is not an expression. Cheap enough to call as a person
+    types: answered from the parse cache, on work of its own that never waits behind derivations.
+    """
 
 class DifferentiationServiceServicer(metaclass=_abc_1.ABCMeta):
     """DifferentiationService differentiates, evaluates and takes gradients of expressions."""
@@ -110,5 +120,16 @@ class DifferentiationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_chainrule_pb2.GetServerInfoResponse, _abc.Awaitable[_chainrule_pb2.GetServerInfoResponse]]:
         """GetServerInfo describes what this server accepts: version, limits, functions and formats."""
+
+    @_abc_1.abstractmethod
+    def Parse(
+        self,
+        request: _chainrule_pb2.ParseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chainrule_pb2.ParseResponse, _abc.Awaitable[_chainrule_pb2.ParseResponse]]:
+        """Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+        variables, or where and why the text is not an expression. Cheap enough to call as a person
+        types: answered from the parse cache, on work of its own that never waits behind derivations.
+        """
 
 def add_DifferentiationServiceServicer_to_server(servicer: DifferentiationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

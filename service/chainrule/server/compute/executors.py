@@ -1,8 +1,9 @@
-"""Where engine work runs: the one interface the API layer awaits, so the pool behind it can change.
+"""Where engine work runs: the one interface the API layer awaits, whatever runs the work behind it.
 
 Symbolic work (parse, differentiate, simplify, print) and numeric work (compile, evaluate) are sent to
-separate executors. Both start as bounded thread pools; the symbolic one is meant to become a pool of
-killable worker processes without the callers changing.
+separate executors: the symbolic workers (pool.py, killable processes) or, with
+`CHAINRULE_SYMBOLIC_WORKERS=0`, a bounded thread pool; numeric work always runs on a bounded thread
+pool (numpy releases the GIL). `Admission` bounds each one's concurrency and queue.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class ThreadExecutor:
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        # Carry the caller's context (request id for logs) into the worker thread.
+        # Carry the caller's context (request id for logs) into the pool's thread.
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         return await loop.run_in_executor(self._pool, call)
 

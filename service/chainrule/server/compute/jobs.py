@@ -1,4 +1,4 @@
-"""Symbolic jobs: text in, picklable results out, so they can run in a thread or a worker process.
+"""Symbolic jobs: text in, picklable results out, so they can run in a thread or a symbolic worker.
 
 Each job parses the expression itself (cheap next to what follows, and it keeps the arguments plain
 data). Nothing here knows about protobuf or a transport.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -16,8 +16,9 @@ import sympy
 
 from chainrule import engine
 from chainrule.engine import codegen, explain, parsing, verify
-from chainrule.engine.errors import InvalidArgument, LimitExceeded
-from chainrule.server.config import Settings
+from chainrule.engine.errors import InvalidArgument, NoClosedForm
+from chainrule.engine.limits import declared, exceeded
+from chainrule.server.config import Settings, limit_settings
 
 T = TypeVar("T")
 
@@ -31,31 +32,22 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            parse=parsing.ParseLimits(
-                max_length=settings.max_expression_length,
-                max_nodes=settings.max_parse_nodes,
-                max_depth=settings.max_parse_depth,
-                max_integer_digits=settings.max_integer_digits,
-                max_power_bits=settings.max_power_bits,
-                max_factorial_argument=settings.max_factorial_argument,
-                max_variables=settings.max_variables,
-                max_exponent_depth=settings.max_exponent_depth,
-                max_root_bits=settings.max_root_bits,
-            ),
-            engine=engine.EngineLimits(
-                max_derivative_order=settings.max_derivative_order,
-                max_derivative_nodes=settings.max_derivative_nodes,
-                max_points=settings.max_points,
-                max_numeric_cost=settings.max_numeric_cost,
-            ),
-        )
+        values = {declaration.name: getattr(settings, name) for name, declaration in limit_settings()}
+        return cls(parse=_filled(parsing.ParseLimits, values), engine=_filled(engine.EngineLimits, values))
+
+
+_L = TypeVar("_L")
+
+
+def _filled(limits: type[_L], values: Mapping[str, int]) -> _L:
+    """A limits dataclass with every declared limit taken from `values` (by the limit's name)."""
+    return limits(**{field_name: values[declaration.name] for field_name, declaration in declared(limits)})
 
 
 Wrt = tuple[tuple[str, int], ...]
 
 
-# Explain, verify and the extra output formats of Differentiate (issue 9).
+# Explain, verify and the extra output formats of Differentiate.
 
 
 @dataclass(frozen=True)
@@ -118,24 +110,6 @@ def derive(
     )
 
 
-def prepare(text: str, wrt: Wrt, limits: Limits) -> Prepared:
-    """Parse and, when `wrt` is given, differentiate: what Evaluate compiles."""
-    expression = parse(text, limits)
-    target = (
-        engine.differentiate(expression, wrt, engine.Simplification.FAST, limits.engine)
-        if wrt
-        else expression
-    )
-    return Prepared(target, engine.free_variables(target), _node_count(target))
-
-
-def prepare_gradient(text: str, variables: Sequence[str], limits: Limits) -> Prepared:
-    """Parse for GradientAtPoint; the variables default to the free ones, sorted."""
-    expression = parse(text, limits)
-    names = gradient_variables(engine.free_variables(expression), variables, limits)
-    return Prepared(expression, names, _node_count(expression))
-
-
 def gradient_variables(free: tuple[str, ...], variables: Sequence[str], limits: Limits) -> tuple[str, ...]:
     """The gradient's variables, checked: those asked for, or else the free ones (sorted)."""
     names = tuple(variables) or free
@@ -145,7 +119,8 @@ def gradient_variables(free: tuple[str, ...], variables: Sequence[str], limits: 
         if name in names[:index]:
             raise InvalidArgument(f"variable '{name}' is listed twice", field=f"variables[{index}]")
     if len(names) > limits.parse.max_variables:
-        raise LimitExceeded("variables", len(names), limits.parse.max_variables, field="variables")
+        what = "too many variables"
+        raise exceeded(limits.parse, "max_variables", len(names), field="variables", what=what)
     return names
 
 
@@ -197,13 +172,18 @@ class Parsed(_Symbolic):
 
 @dataclass(frozen=True)
 class Derived(_Symbolic):
-    """A derivative, simplified and printed as text."""
+    """A derivative, simplified and printed as text.
+
+    A derivative the grammar cannot write (d/ds zeta(s)) has no text but a `refusal`, the error
+    Differentiate answers with; its expression still serves numeric evaluation.
+    """
 
     text: str
+    refusal: NoClosedForm | None = None
 
 
 def parse_canonical(text: str, limits: Limits) -> Parsed:
-    """Parse `text` and compute its canonical key (`sympy.srepr`, which includes assumptions)."""
+    """Parse `text` and compute its canonical key (`srepr`, which includes assumptions)."""
     (expression, key), stage = timed("parse", _parse_with_key, text, limits)
     return Parsed(
         portable=engine.Portable(expression),
@@ -216,7 +196,7 @@ def parse_canonical(text: str, limits: Limits) -> Parsed:
 
 def _parse_with_key(text: str, limits: Limits) -> tuple[sympy.Expr, str]:
     expression = parse(text, limits)
-    return expression, sympy.srepr(expression)
+    return expression, engine.canonical_key(expression)
 
 
 def derive_parsed(
@@ -235,13 +215,24 @@ def derive_parsed(
         limits.engine,
     )
     derivative, simplified = timed("simplify", engine.simplify, raw, simplification)
+    try:
+        text, refusal = parsing.to_text(derivative), None
+    except NoClosedForm as error:
+        text, refusal = "", error
     return Derived(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
         node_count=_node_count(derivative),
         timings=(differentiated, simplified),
-        text=parsing.to_text(derivative),
+        text=text,
+        refusal=refusal,
     )
+
+
+def readable(expression: sympy.Expr | engine.Portable) -> tuple[str, str]:
+    """An expression as canonical text and as LaTeX (what Parse returns)."""
+    resolved = engine.resolved(expression)
+    return parsing.to_text(resolved), engine.to_latex(resolved)
 
 
 def latex(expression: sympy.Expr | engine.Portable) -> str:
@@ -258,8 +249,8 @@ def derive_extras(
 ) -> Extras:
     """Steps, check, MathML and code for the derivative `derive_parsed` returns (each only when asked).
 
-    The derivative is computed again here rather than passed in: a sympy expression sent to a worker
-    process is rebuilt with evaluation (6*(3*x + 1) arrives as 18*x + 6), and the last step must read
+    The derivative is computed again here rather than passed in: a sympy expression sent to a symbolic
+    worker is rebuilt with evaluation (6*(3*x + 1) arrives as 18*x + 6), and the last step must read
     exactly as the derivative returned.
     """
     expression = engine.resolved(portable)

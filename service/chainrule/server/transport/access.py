@@ -19,8 +19,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainrule.engine.errors import HTTP_STATUS, Code
+from chainrule.engine.errors import Code
 from chainrule.server.logs import REQUEST_ID_KEY, RequestRecord, accept_request_id, begin_request
+from chainrule.server.transport.status import HTTP_STATUS
 
 log = logging.getLogger("chainrule.access")
 

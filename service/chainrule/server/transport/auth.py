@@ -4,7 +4,9 @@ Off unless tokens are configured (`CHAINRULE_AUTH_TOKENS`, `CHAINRULE_AUTH_TOKEN
 are compared in constant time against every configured token (no early exit, so timing tells
 neither which token nor how much of one matched). Always exempt: gRPC health checking
 (`grpc.health.v1.Health/*`) and HTTP `/healthz`, `/readyz`, since Kubernetes probes send no token;
-CORS preflights (browsers send no credentials on them); and `/metrics` unless
+CORS preflights (browsers send no credentials on them); the pages `/` and `/docs` and their
+`/static/` files, which are the same for everyone and hold no data (a browser cannot send a token
+when it opens a page: the page asks for one and sends it with each call); and `/metrics` unless
 `CHAINRULE_METRICS_AUTH` is on. Server reflection requires a token: it describes the API to
 whoever asks. Failures are UNAUTHENTICATED (gRPC) or 401 with `WWW-Authenticate: Bearer`.
 """
@@ -25,10 +27,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from chainrule.engine.errors import Unauthenticated
 from chainrule.server.config import PREFIX, ConfigError, Settings
 from chainrule.server.logs import note_caller, note_error
+from chainrule.server.transport.pages import PAGE_PATHS, STATIC_PREFIX
 from chainrule.server.transport.status import error_response
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
-HTTP_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+HTTP_OPEN_PATHS = frozenset({"/healthz", "/readyz"}) | PAGE_PATHS
 _BEARER = "bearer "
 _CHALLENGE = 'Bearer realm="chainrule"'
 
@@ -132,7 +135,10 @@ class AuthMiddleware:
     def _exempt(self, scope: Scope) -> bool:
         if scope["method"] == "OPTIONS":
             return True  # CORS preflights carry no credentials; the real request is checked
-        return str(scope["path"]) in self.open_paths
+        path = str(scope["path"])
+        return path in self.open_paths or (
+            scope["method"] in {"GET", "HEAD"} and path.startswith(STATIC_PREFIX)
+        )
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,11 @@ class DifferentiationServicer(pb_grpc.DifferentiationServiceServicer):
     ) -> pb.GetServerInfoResponse:
         return await _serve(self._api.server_info, request, context)
 
+    async def Parse(
+        self, request: pb.ParseRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ParseResponse:
+        return await _serve(self._api.parse, request, context)
+
 
 async def _serve(
     handler: Callable[[Request], Awaitable[Response]],
@@ -67,7 +72,7 @@ async def _serve(
     context: grpc.aio.ServicerContext[object, object],
 ) -> Response:
     try:
-        # The caller's deadline bounds the compute this call starts (see deadlines.py, workers.py).
+        # The caller's deadline bounds the compute this call starts (compute/deadlines.py, compute/pool.py).
         with deadlines.request_scope(context.time_remaining()):
             return await handler(request)
     except ChainruleError as error:
@@ -83,14 +88,34 @@ async def _serve(
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
-    """Channel options: message limits that fit the largest batch, and no silent port sharing."""
-    return [
+    """Channel options: message limits, connection bounds and keepalive, no silent port sharing."""
+    options = [
         # grpc enables SO_REUSEPORT by default, which lets a second server start silently on a
         # taken port. The multi-process mode turns it on deliberately.
         ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ("grpc.max_receive_message_length", settings.max_request_bytes),
         ("grpc.max_send_message_length", settings.max_response_bytes),
+        # Connections: capped, a handshake within the header timeout, idle ones closed.
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.server_handshake_timeout_ms", _ms(settings.header_timeout_seconds)),
+        ("grpc.max_connection_idle_ms", _ms(settings.grpc_idle_seconds)),
+        # Keepalive: the server pings quiet connections to find dead peers, and refuses (GOAWAY
+        # after two strikes) clients that ping more often than every 10 s without calls.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
     ]
+    if settings.grpc_connection_age_seconds > 0:
+        options += [
+            ("grpc.max_connection_age_ms", _ms(settings.grpc_connection_age_seconds)),
+            ("grpc.max_connection_age_grace_ms", _ms(settings.grace_seconds)),
+        ]
+    return options
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def bind_address(host: str, port: int) -> str:

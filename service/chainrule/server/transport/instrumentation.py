@@ -27,8 +27,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, cast
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from chainrule.engine.errors import ChainruleError, Code
+from chainrule.engine.errors import ChainruleError, Code, InvalidArgument
 from chainrule.server.logs import REQUEST_ID_KEY, RequestRecord, accept_request_id, begin_request, note_error
 from chainrule.server.metrics import Metrics
 from chainrule.server.tracing import Tracing
@@ -91,7 +92,7 @@ class Instrumentation:
         access_log: bool = True,
         tracing: Tracing | None = None,
     ) -> None:
-        """`response_metadata`: pairs added to every unary response's trailers (e.g. a worker id);
+        """`response_metadata`: pairs added to every unary response's trailers (the server process id);
         `access_log`: an access line for calls that succeed too, not only for failures; `tracing`:
         a SERVER span around each unary call (none of its cost when off)."""
         self._metrics = metrics
@@ -116,7 +117,9 @@ class Instrumentation:
         )
         if self._tracing is not None:
             instrumented = _traced(instrumented, self._tracing, method)
-        return handler._replace(unary_unary=instrumented)  # type: ignore[attr-defined, no-any-return]
+        return handler._replace(  # type: ignore[attr-defined, no-any-return]
+            unary_unary=instrumented, request_deserializer=_tolerant(handler.request_deserializer)
+        )
 
 
 class Registration:
@@ -224,6 +227,32 @@ def _streaming(
     return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined, no-any-return]
 
 
+class _Undecodable:
+    """A request body that is not the method's message: answered INVALID_ARGUMENT by the handler.
+
+    grpc.aio turns an exception in a deserializer into UNKNOWN, which names no culprit; the message
+    is the caller's mistake, so the deserializer hands this to the handler instead of raising.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as error:
+            return _Undecodable(f"the request is not a valid protobuf message of this method: {error}")
+
+    return parse
+
+
 def _instrumented(
     behavior: UnaryBehavior,
     make_metrics: Callable[[], _MethodMetrics],
@@ -254,6 +283,8 @@ def _instrumented(
         try:
             context.set_trailing_metadata(extra)
             error = refusal(metadata) if refusal is not None else None
+            if error is None and isinstance(request, _Undecodable):
+                error = InvalidArgument(request.reason, reason="MALFORMED_MESSAGE")
             if error is not None:
                 note_error(error)
                 await scoped.abort_with_status(grpc_status(error))

@@ -6,6 +6,7 @@ Routes (the `google.api.http` annotations of the proto, plus one chainrule extra
     POST /v1/evaluate        EvaluateRequest         -> EvaluateResponse
     POST /v1/gradient        GradientAtPointRequest  -> GradientAtPointResponse
     GET  /v1/info                                    -> GetServerInfoResponse
+    POST /v1/parse           ParseRequest            -> ParseResponse
     GET  /v1/differentiate?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full
                              &explain=true&verify=true
                              the extra: a transcoder cannot fill repeated messages from a query string
@@ -16,10 +17,11 @@ presence (so `variables: []` and `nonfiniteCount: "0"` are always there); 64-bit
 strings, `bytes` (`f64le`) are base64, non-finite doubles are "NaN", "Infinity", "-Infinity".
 
 Errors are `google.rpc.Status` JSON, as grpc-gateway sends them. A `ChainruleError` from the API
-layer gets `error.http_status` (the one table in errors.py). Mistakes at the HTTP layer itself have
-no canonical code of their own, so they carry the nearest code with the HTTP status that names the
-mistake: 413 (LIMIT_EXCEEDED), 415 (INVALID_ARGUMENT), 404 (NOT_FOUND), 405 (UNIMPLEMENTED, as
-grpc-gateway does). Unexpected exceptions are logged with their traceback and become a bare 500.
+layer gets the HTTP status of its code (the one table, `status.HTTP_STATUS`). Mistakes at the HTTP
+layer itself have no canonical code of their own, so they carry the nearest code with the HTTP
+status that names the mistake: 413 (LIMIT_EXCEEDED), 415 (INVALID_ARGUMENT), 404 (NOT_FOUND),
+405 (UNIMPLEMENTED, as grpc-gateway does). Unexpected exceptions are logged with their traceback
+and become a bare 500.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from chainrule.v1 import chainrule_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-# Bodies and replies bigger than this are decoded/encoded on a worker thread, off the event loop.
+# Bodies and replies bigger than this are decoded/encoded on a thread, off the event loop.
 OFFLOAD_BYTES = 256 * 1024
 _MAX_UINT32 = 2**32 - 1
 
@@ -172,14 +174,15 @@ def _check_content_type(request: Request) -> None:
 
 
 def _too_large(size: int, limit: int) -> HttpError:
-    return HttpError(LimitExceeded("request_bytes", size, limit, field="body"), 413)
+    what = "the request body is too large"
+    return HttpError(LimitExceeded("request_bytes", size, limit, field="body", what=what, unit="bytes"), 413)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past `limit` bytes: by Content-Length, then while streaming."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not _is_count(declared):
             raise HttpError(InvalidArgument(f"Content-Length {declared!r} is not a byte count"), 400)
         if int(declared) > limit:
             raise _too_large(int(declared), limit)
@@ -228,11 +231,16 @@ def _boolean(params: QueryParams, name: str) -> bool:
     return value in _TRUE
 
 
+def _is_count(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` accepts superscripts and other digits `int` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _query_wrt(item: str, index: int) -> pb.Wrt:
     variable, _, order = item.partition(":")
     if not order:
         return pb.Wrt(variable=variable)
-    if not order.isdigit() or int(order) > _MAX_UINT32:
+    if not _is_count(order) or int(order) > _MAX_UINT32:
         raise InvalidArgument(
             f"wrt '{item}': the order must be a whole number 0..{_MAX_UINT32}", field=f"wrt[{index}].order"
         )
@@ -307,6 +315,7 @@ def rest_routes(api: ChainruleApi, settings: Settings) -> list[Route]:
             methods=["POST"],
         ),
         Route("/v1/info", info, methods=["GET"]),
+        Route("/v1/parse", _post_endpoint(api.parse, pb.ParseRequest, settings), methods=["POST"]),
     ]
 
 

@@ -10,10 +10,36 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from starlette.responses import Response
 
-from chainrule.engine.errors import ERROR_DOMAIN, ChainruleError
+from chainrule.engine.errors import ERROR_DOMAIN, ChainruleError, Code
 from chainrule.server.transport.protojson import dump
 
 JSON_MEDIA_TYPE = "application/json"
+
+# One mapping table from canonical code to HTTP status, as grpc-gateway uses.
+HTTP_STATUS: Mapping[Code, int] = {
+    Code.OK: 200,
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+
+def http_status(error: ChainruleError) -> int:
+    """The HTTP status a REST reply carries for `error`."""
+    return HTTP_STATUS[error.code]
 
 
 def status_proto(error: ChainruleError) -> status_pb2.Status:
@@ -44,16 +70,16 @@ def grpc_status(error: ChainruleError) -> grpc.Status:
 
 
 def error_response(
-    error: ChainruleError, http_status: int | None = None, headers: Mapping[str, str] | None = None
+    error: ChainruleError, status_code: int | None = None, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """`error` as `google.rpc.Status` JSON, with its HTTP status (from errors.py unless overridden)."""
+    """`error` as `google.rpc.Status` JSON, with its HTTP status (`HTTP_STATUS` unless overridden)."""
     body = json_format.MessageToDict(status_proto(error))
     all_headers = dict(headers or {})
     if error.retry_after_seconds is not None:
         all_headers.setdefault("Retry-After", str(max(1, round(error.retry_after_seconds))))
     return Response(
         dump(body),
-        status_code=http_status or error.http_status,
+        status_code=status_code or http_status(error),
         headers=all_headers,
         media_type=JSON_MEDIA_TYPE,
     )

@@ -31,7 +31,10 @@ export enum Simplification {
   SIMPLIFICATION_NONE = 1,
   /** SIMPLIFICATION_FAST - Cheap deterministic normalisation, about linear in the size of the derivative (the default). */
   SIMPLIFICATION_FAST = 2,
-  /** SIMPLIFICATION_FULL - `sympy.simplify` under the server's time budget. */
+  /**
+   * SIMPLIFICATION_FULL - `sympy.simplify` under the server's time budget, kept when its result is still in chainrule's
+   * grammar (else the SIMPLIFICATION_FAST form).
+   */
   SIMPLIFICATION_FULL = 3,
   UNRECOGNIZED = -1,
 }
@@ -88,7 +91,12 @@ export interface DifferentiateRequest {
 
 /** DifferentiateResponse carries the derivative. */
 export interface DifferentiateResponse {
-  /** The derivative as text in chainrule's grammar; it parses back to the same expression. */
+  /**
+   * The derivative as text in chainrule's grammar; it parses back to the same expression. A
+   * derivative the grammar cannot write (d/ds zeta(s), polygamma by its order) is refused with
+   * FAILED_PRECONDITION, reason NO_CLOSED_FORM, metadata `function` and `argument` (1-based);
+   * Evaluate with `wrt` and GradientAtPoint compute its values all the same.
+   */
   derivative: string;
   /** The derivative in LaTeX, when OUTPUT_FORMAT_LATEX was asked for. */
   latex: string;
@@ -430,6 +438,57 @@ export interface GetServerInfoResponse {
   simplifications: Simplification[];
   /** For each output format, the functions it can express. */
   formatSupport: FormatSupport[];
+}
+
+/** ParseRequest asks how the server reads an expression. */
+export interface ParseRequest {
+  /** The expression to check, e.g. `sin x²`. */
+  expression: string;
+}
+
+/**
+ * ParseResponse is an expression as the server reads it, or why it cannot be read.
+ *
+ * A text that is not an expression is an answer of Parse, in `error`, not a failed call: Parse is
+ * made to be called as a person types, when incomplete text is the normal case, and a failed call
+ * per keystroke would be an exception to catch in every client (and a logged error in a browser).
+ * The same problems fail other RPCs with INVALID_ARGUMENT. The call itself fails only for what is
+ * wrong with the call: overload (RESOURCE_EXHAUSTED), a missing token, a deadline.
+ */
+export interface ParseResponse {
+  /** The expression in chainrule's grammar as the server prints it, e.g. `sin(x^2)` for `sin x²`. */
+  canonical: string;
+  /** The expression in LaTeX. */
+  latex: string;
+  /** The free variables, sorted. */
+  variables: string[];
+  /** Set when the text is not an expression (then the fields above are empty). */
+  error: ExpressionError | undefined;
+}
+
+/** ExpressionError says why, and where, a text is not an expression the server accepts. */
+export interface ExpressionError {
+  /**
+   * What went wrong, as the `google.rpc.ErrorInfo` reason other RPCs send: PARSE_ERROR,
+   * UNKNOWN_FUNCTION or LIMIT_EXCEEDED.
+   */
+  reason: string;
+  /** The message other RPCs send for this text, e.g. `unexpected ')' at 7` for `(x + 1))`. */
+  message: string;
+  /**
+   * Where the text goes wrong: a 0-based offset in Unicode code points. Absent for a limit that
+   * has no one place (the length, the number of nodes).
+   */
+  position?:
+    | number
+    | undefined;
+  /** As in `google.rpc.ErrorInfo.metadata`: `limit`, `value` and `maximum` for LIMIT_EXCEEDED. */
+  metadata: { [key: string]: string };
+}
+
+export interface ExpressionError_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 function createBaseWrt(): Wrt {
@@ -2719,6 +2778,325 @@ export const GetServerInfoResponse: MessageFns<GetServerInfoResponse> = {
   },
 };
 
+function createBaseParseRequest(): ParseRequest {
+  return { expression: "" };
+}
+
+export const ParseRequest: MessageFns<ParseRequest> = {
+  encode(message: ParseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.expression !== "") {
+      writer.uint32(10).string(message.expression);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ParseRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseParseRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.expression = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ParseRequest>, I>>(base?: I): ParseRequest {
+    return ParseRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ParseRequest>, I>>(object: I): ParseRequest {
+    const message = createBaseParseRequest();
+    message.expression = object.expression ?? "";
+    return message;
+  },
+};
+
+function createBaseParseResponse(): ParseResponse {
+  return { canonical: "", latex: "", variables: [], error: undefined };
+}
+
+export const ParseResponse: MessageFns<ParseResponse> = {
+  encode(message: ParseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.canonical !== "") {
+      writer.uint32(10).string(message.canonical);
+    }
+    if (message.latex !== "") {
+      writer.uint32(18).string(message.latex);
+    }
+    for (const v of message.variables) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.error !== undefined) {
+      ExpressionError.encode(message.error, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ParseResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseParseResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.canonical = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.latex = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.variables.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = ExpressionError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ParseResponse>, I>>(base?: I): ParseResponse {
+    return ParseResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ParseResponse>, I>>(object: I): ParseResponse {
+    const message = createBaseParseResponse();
+    message.canonical = object.canonical ?? "";
+    message.latex = object.latex ?? "";
+    message.variables = object.variables?.map((e) => e) || [];
+    message.error = (object.error !== undefined && object.error !== null)
+      ? ExpressionError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseExpressionError(): ExpressionError {
+  return { reason: "", message: "", position: undefined, metadata: {} };
+}
+
+export const ExpressionError: MessageFns<ExpressionError> = {
+  encode(message: ExpressionError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reason !== "") {
+      writer.uint32(10).string(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.position !== undefined) {
+      writer.uint32(24).uint32(message.position);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      ExpressionError_MetadataEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExpressionError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExpressionError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.position = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = ExpressionError_MetadataEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.metadata[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExpressionError>, I>>(base?: I): ExpressionError {
+    return ExpressionError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExpressionError>, I>>(object: I): ExpressionError {
+    const message = createBaseExpressionError();
+    message.reason = object.reason ?? "";
+    message.message = object.message ?? "";
+    message.position = object.position ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseExpressionError_MetadataEntry(): ExpressionError_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const ExpressionError_MetadataEntry: MessageFns<ExpressionError_MetadataEntry> = {
+  encode(message: ExpressionError_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExpressionError_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExpressionError_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExpressionError_MetadataEntry>, I>>(base?: I): ExpressionError_MetadataEntry {
+    return ExpressionError_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExpressionError_MetadataEntry>, I>>(
+    object: I,
+  ): ExpressionError_MetadataEntry {
+    const message = createBaseExpressionError_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 /** DifferentiationService differentiates, evaluates and takes gradients of expressions. */
 export type DifferentiationServiceService = typeof DifferentiationServiceService;
 export const DifferentiationServiceService = {
@@ -2772,6 +3150,20 @@ export const DifferentiationServiceService = {
       Buffer.from(GetServerInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetServerInfoResponse => GetServerInfoResponse.decode(value),
   },
+  /**
+   * Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+   * variables, or where and why the text is not an expression. Cheap enough to call as a person
+   * types: answered from the parse cache, on work of its own that never waits behind derivations.
+   */
+  parse: {
+    path: "/chainrule.v1.DifferentiationService/Parse" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ParseRequest): Buffer => Buffer.from(ParseRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ParseRequest => ParseRequest.decode(value),
+    responseSerialize: (value: ParseResponse): Buffer => Buffer.from(ParseResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ParseResponse => ParseResponse.decode(value),
+  },
 } as const;
 
 export interface DifferentiationServiceServer extends UntypedServiceImplementation {
@@ -2789,6 +3181,12 @@ export interface DifferentiationServiceServer extends UntypedServiceImplementati
   gradientAtPoint: handleUnaryCall<GradientAtPointRequest, GradientAtPointResponse>;
   /** GetServerInfo describes what this server accepts: version, limits, functions and formats. */
   getServerInfo: handleUnaryCall<GetServerInfoRequest, GetServerInfoResponse>;
+  /**
+   * Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+   * variables, or where and why the text is not an expression. Cheap enough to call as a person
+   * types: answered from the parse cache, on work of its own that never waits behind derivations.
+   */
+  parse: handleUnaryCall<ParseRequest, ParseResponse>;
 }
 
 export interface DifferentiationServiceClient extends Client {
@@ -2861,6 +3259,26 @@ export interface DifferentiationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetServerInfoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+   * variables, or where and why the text is not an expression. Cheap enough to call as a person
+   * types: answered from the parse cache, on work of its own that never waits behind derivations.
+   */
+  parse(
+    request: ParseRequest,
+    callback: (error: ServiceError | null, response: ParseResponse) => void,
+  ): ClientUnaryCall;
+  parse(
+    request: ParseRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ParseResponse) => void,
+  ): ClientUnaryCall;
+  parse(
+    request: ParseRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ParseResponse) => void,
   ): ClientUnaryCall;
 }
 
