@@ -1,8 +1,8 @@
-"""A bare `grpc.aio` server for Evaluate and GradientAtPoint: the physical floor of moving the bytes.
+"""A bare `grpc.aio` server for Evaluate, GradientAtPoint and Jacobian: the floor of moving the bytes.
 
 Same process model and message limits as `chainrule serve`, no instrumentation, metrics or logging,
 no maths: it decodes the request and answers with a response of the same shape and size as
-chainrule's (one f64le column per value/partial, built from the input columns' bytes), so
+chainrule's (one f64le column per value/partial/entry, built from the input columns' bytes), so
 chainrule's end-to-end time minus this one is what chainrule adds besides the arithmetic.
 
     python bench/echo_numeric.py --port 0 --ready-file /tmp/echo.json
@@ -11,6 +11,7 @@ chainrule's end-to-end time minus this one is what chainrule adds besides the ar
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import echo_server
 import grpc
@@ -50,6 +51,24 @@ async def _gradient(
     )
 
 
+async def _jacobian(
+    request: pb.JacobianRequest, context: grpc.aio.ServicerContext[Any, Any]
+) -> pb.JacobianResponse:
+    names = sorted(request.point or request.points)
+    rows, n = len(request.expressions), len(names)
+    if request.point:
+        values = [request.point[name] for name in names]
+        return pb.JacobianResponse(
+            variables=names, values=values[:1] * rows, jacobian=[values[i % n] for i in range(rows * n)]
+        )
+    columns = _columns(request.points)
+    return pb.JacobianResponse(
+        variables=names,
+        value_arrays=[pb.Array(f64le=columns[0]) for _ in range(rows)],
+        jacobian_arrays=[pb.Array(f64le=columns[i % n]) for i in range(rows * n)],
+    )
+
+
 def _handler() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(
         SERVICE,
@@ -63,6 +82,11 @@ def _handler() -> grpc.GenericRpcHandler:
                 _gradient,
                 request_deserializer=pb.GradientAtPointRequest.FromString,
                 response_serializer=pb.GradientAtPointResponse.SerializeToString,
+            ),
+            "Jacobian": grpc.unary_unary_rpc_method_handler(
+                _jacobian,
+                request_deserializer=pb.JacobianRequest.FromString,
+                response_serializer=pb.JacobianResponse.SerializeToString,
             ),
         },
     )

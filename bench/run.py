@@ -1,4 +1,4 @@
-"""Runs every benchmark scenario of issue 8 in one run and writes bench/RESULTS.md and results.png.
+"""Runs every benchmark scenario in one run and writes bench/RESULTS.md and results.png.
 
     .venv/bin/python bench/run.py            # the full run (`make bench`), under 10 minutes on 2 cores
     .venv/bin/python bench/run.py --quick --output build/bench-quick   # `make bench-quick`: a smoke run
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import batch
 import cold
 import harness
+import jacobian
 import latency
 import memory
 import restart
@@ -103,6 +104,11 @@ def main() -> int:
             ports, echo["grpc_port"], 10**5 if args.quick else 10**6,
             (10**4, 10**5) if args.quick else (10**5, 10**6), 2 if args.quick else 11,
         )  # fmt: skip
+        rows += found
+        step("8 batch Jacobians")
+        found, details["jacobian"] = jacobian.run(
+            ports, echo["grpc_port"], 10**4 if args.quick else 10**5, 2 if args.quick else 11
+        )
         rows += found
     step("5 single-point latency")
     found, details["latency"] = latency.run(1 if args.quick else 4, 1 if args.quick else 3)

@@ -210,7 +210,7 @@ ERRORS = [
     ("{x}", errors.ParseError, 0),
     ("x, y", errors.ParseError, 1),
     ("x = 1", errors.ParseError, 2),
-    ("sin = 1", errors.ParseError, 4),
+    ("sin = 1", errors.ParseError, 0),  # sin needs an argument before any equation
     ("sin", errors.ParseError, 0),
     ("2 + sin", errors.ParseError, 4),
     ("sin()", errors.ParseError, 0),

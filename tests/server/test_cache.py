@@ -266,6 +266,29 @@ async def test_repeated_gradient_reuses_the_compiled_gradient() -> None:
     assert api.caches.gradient.stats.hits == 2
 
 
+async def test_a_repeated_jacobian_reuses_one_compiled_plan_for_the_whole_system() -> None:
+    api, symbolic, numeric = make_api()
+    request = pb.JacobianRequest(expressions=["x^2 y", "x + y"], point={"x": 3.0, "y": 2.0})
+    for _ in range(3):
+        response = await api.jacobian(request)
+        assert list(response.jacobian) == [12.0, 9.0, 1.0, 1.0]
+    assert numeric.calls == ["_timed"]  # the one compile of both rows
+    assert symbolic.calls == ["parse_canonical", "parse_canonical"]
+    assert api.caches.jacobian.stats.hits == 2
+
+
+async def test_repeated_series_and_implicit_derivatives_are_answered_from_the_caches() -> None:
+    api, symbolic, _ = make_api()
+    for _ in range(2):
+        await api.series(pb.SeriesRequest(expression="sin(x)", around="pi/2"))
+        await api.differentiate(pb.DifferentiateRequest(expression="x^2 + y^2 = 25", dependent="y"))
+    assert symbolic.calls == ["parse_canonical", "expand_series", "derive_implicit"]
+    assert api.caches.series.stats.hits == 1 and api.caches.differentiate.stats.hits == 1
+    # The implicit derivative is cached below the request too: Evaluate reuses it.
+    await api.evaluate(pb.EvaluateRequest(expression="x^2 + y^2 = 25", dependent="y", point={"x": 3, "y": 4}))
+    assert symbolic.calls[-1] == "derive_implicit" and len(symbolic.calls) == 3
+
+
 async def test_every_cache_stays_within_a_small_bound() -> None:
     api, _, _ = make_api(cache_entries=8, cache_compiled_entries=4)
     for index in range(60):

@@ -206,12 +206,12 @@ describe("parse", () => {
   test("a text that does not parse is an answer with its position, not a rejection", async () => {
     const broken = await client.parse("π + (x");
     assert.equal(broken.error?.reason, "PARSE_ERROR");
-    assert.equal(broken.error?.position, 6); // code points: π is one
+    assert.equal(broken.error?.position, 4); // the '(' never closed, in code points: π is one
     assert.equal(broken.canonical, "");
     const tooLong = await client.parse("x".repeat(10_001));
     assert.equal(tooLong.error?.reason, "LIMIT_EXCEEDED");
-    assert.equal(tooLong.error?.position, undefined);
-    assert.equal(tooLong.error?.metadata.limit, "expression length");
+    assert.equal(tooLong.error?.position, 10_000);
+    assert.equal(tooLong.error?.metadata.limit, "expression_length");
   });
 });
 

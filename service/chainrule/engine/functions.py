@@ -335,6 +335,19 @@ CONSTANTS: Mapping[str, sympy.Expr] = MappingProxyType(
 RESERVED_NAMES: frozenset[str] = frozenset(FUNCTIONS) | frozenset(CONSTANTS)
 """Names that can never be variables."""
 
+KINKED: tuple[type, ...] = (
+    sympy.Abs,
+    sympy.sign,
+    sympy.floor,
+    sympy.ceiling,
+    sympy.Heaviside,
+    sympy.DiracDelta,
+    sympy.Min,
+    sympy.Max,
+    sympy.Piecewise,
+)
+"""Functions with kinks or jumps: no derivative there, and a value that may differ from a limit."""
+
 
 def lambdify_modules() -> list[object]:
     """The `modules` argument for `sympy.lambdify`: our own implementations, then scipy.special, then numpy.

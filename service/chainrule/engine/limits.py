@@ -91,9 +91,15 @@ class EngineLimits:
     max_derivative_order: int = limit("derivative_order", 20, "", "total order of a derivative")
     max_derivative_nodes: int = limit("derivative_nodes", 50_000, "nodes", "size of a derivative")
     max_points: int = limit(
-        "points", 2_000_000, "points", "points in one Evaluate or GradientAtPoint request"
+        "points", 2_000_000, "points", "points in one Evaluate, GradientAtPoint or Jacobian request"
     )
     max_numeric_cost: int = limit("numeric_cost", 2_000_000_000, "", "expression size times points")
+    max_series_order: int = limit("series_order", 20, "", "degree of a Taylor polynomial")
+    max_jacobian_rows: int = limit("jacobian_rows", 64, "expressions", "expressions in one Jacobian request")
+    # 64M float64 values are 512 MB: the default reply bound (`response_bytes`).
+    max_jacobian_values: int = limit(
+        "jacobian_values", 64_000_000, "values", "Jacobian entries times points in one request"
+    )
 
 
 def declared(limits: type[Any] | Any) -> Iterator[tuple[str, Limit]]:

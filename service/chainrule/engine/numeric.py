@@ -31,7 +31,6 @@ Column = npt.ArrayLike
 _CACHE_ELEMENTS = 524_288
 _MIN_CHUNK, _MAX_CHUNK = 4_096, 65_536
 _UNUSED = np.zeros(1)
-_ZEROS = np.zeros(_MAX_CHUNK)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +74,29 @@ class CompiledGradient:
             return self.function(*columns)
 
 
+@dataclass(frozen=True, eq=False)
+class CompiledJacobian:
+    """One lambdified function returning (f_1..f_m, then the m*n partials row-major) of a system.
+
+    Arguments as in `CompiledGradient`: one column per name in `arguments`, the Jacobian's
+    `variables` first. Subexpressions shared across rows are computed once (one CSE over all).
+    """
+
+    variables: tuple[str, ...]
+    function: Callable[..., Any]
+    rows: int
+    reads: frozenset[str]
+    arguments: tuple[str, ...]
+
+    @property
+    def component_count(self) -> int:
+        return self.rows * (1 + len(self.variables))
+
+    def __call__(self, columns: Sequence[FloatArray | float]) -> Any:
+        with np.errstate(all="ignore"):
+            return self.function(*columns)
+
+
 @dataclass(frozen=True)
 class EvaluationResult:
     values: FloatArray
@@ -92,6 +114,15 @@ class GradientResult:
     value: FloatArray
     gradients: tuple[FloatArray, ...]
     hessians: tuple[FloatArray, ...]
+    nonfinite_count: int
+
+
+@dataclass(frozen=True)
+class JacobianResult:
+    """The rows' values (m columns) and the Jacobian (m*n columns, row-major) at every point."""
+
+    values: tuple[FloatArray, ...]
+    jacobian: tuple[FloatArray, ...]
     nonfinite_count: int
 
 
@@ -126,13 +157,34 @@ def compile_components(
     components: Sequence[sympy.Expr], variables: Sequence[str], hessian: bool
 ) -> CompiledGradient:
     """Compile (f, partials, Hessian upper triangle) as one function with CSE across all of them."""
+    function, reads, arguments = _compile_all(components, variables)
+    compiled = CompiledGradient(tuple(variables), function, hessian, reads, arguments)
+    _check_count(compiled.component_count, components)
+    return compiled
+
+
+def compile_jacobian_components(
+    components: Sequence[sympy.Expr], variables: Sequence[str], rows: int
+) -> CompiledJacobian:
+    """Compile (f_1..f_m, then the m*n partials row-major) as one function with CSE across all of them."""
+    function, reads, arguments = _compile_all(components, variables)
+    compiled = CompiledJacobian(tuple(variables), function, rows, reads, arguments)
+    _check_count(compiled.component_count, components)
+    return compiled
+
+
+def _compile_all(
+    components: Sequence[sympy.Expr], variables: Sequence[str]
+) -> tuple[Callable[..., Any], frozenset[str], tuple[str, ...]]:
+    """One function of (`variables`, then every other variable read) returning every component."""
     reads = _reads(components)
     arguments = (*variables, *sorted(reads - set(variables)))
-    function = _lambdify(list(components), arguments)
-    compiled = CompiledGradient(tuple(variables), function, hessian, reads, arguments)
-    if len(components) != compiled.component_count:
-        raise ValueError(f"expected {compiled.component_count} components, got {len(components)}")
-    return compiled
+    return _lambdify(list(components), arguments), reads, arguments
+
+
+def _check_count(expected: int, components: Sequence[sympy.Expr]) -> None:
+    if len(components) != expected:
+        raise ValueError(f"expected {expected} components, got {len(components)}")
 
 
 def _reads(parts: Sequence[sympy.Basic]) -> frozenset[str]:
@@ -180,6 +232,14 @@ def gradient(fg: CompiledGradient, columns: Mapping[str, Column], n_points: int)
         found * (1 if i == j else 2) for (i, j), found in zip(pairs, counts[n + 1 :], strict=True)
     )
     return GradientResult(value, gradients, hessians, count)
+
+
+def jacobian(fj: CompiledJacobian, columns: Mapping[str, Column], n_points: int) -> JacobianResult:
+    """The rows' values and the Jacobian at `n_points` points."""
+    arrays = _columns_for(fj.arguments, fj.reads, columns, n_points)
+    outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fj.component_count)]
+    counts = _run(fj.function, arrays, outputs)
+    return JacobianResult(tuple(outputs[: fj.rows]), tuple(outputs[fj.rows :]), sum(counts))
 
 
 def _columns_for(
@@ -241,8 +301,10 @@ def _as_real(result: Any) -> Any:
 def _nonfinite_count(array: FloatArray) -> int:
     if len(array) == 1:  # the single-point path: a scalar test costs a tenth of the array one
         return 0 if math.isfinite(array[0]) else 1
-    # A dot product with zeros is 0 unless a value is NaN or +-Inf (0 * Inf is NaN), and BLAS does it
-    # in a third of the time of isfinite + count_nonzero; only then are they counted.
-    if math.isfinite(np.dot(array, _ZEROS[: len(array)])):
+    # A sum is finite only if every value is (NaN and +-Inf propagate; an overflow only sends us to
+    # the exact count): one pass and no temporary, unlike isfinite + count_nonzero, which runs only
+    # then. Not a BLAS dot with zeros: OpenBLAS wakes its threads for each call, which under CPU
+    # contention cost milliseconds a call (a 4x4 Jacobian at 10^5 points: 0.73 s of 0.79 s).
+    if math.isfinite(np.add.reduce(array)):
         return 0
     return int(len(array) - np.count_nonzero(np.isfinite(array)))

@@ -43,6 +43,8 @@ Notation:
 - Variables: ASCII letters, digits and ``_``, starting with a letter, at most 32 characters, not a
   function or constant name. They are real symbols. Other non-ASCII letters are errors (no NFKC).
 - Whitespace (newlines included) only separates tokens.
+- Equations: ``lhs = rhs`` (one ``=``, loosest of all) only through `parse_equation`, for implicit
+  differentiation; anywhere else ``=`` is an error saying so.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ __all__ = [
     "ParseLimits",
     "is_valid_variable_name",
     "parse",
+    "parse_equation",
     "symbol",
     "to_text",
     "unwritable",
@@ -75,6 +78,10 @@ __all__ = [
 
 MAX_NAME_LENGTH: Final = 32
 _FIELD: Final = "expression"
+_EQUATION_NEEDS_DEPENDENT: Final = (
+    "'=' makes an equation, which only implicit differentiation takes: name the variable it defines "
+    "in `dependent`"
+)
 
 
 DEFAULT_LIMITS: Final = ParseLimits()
@@ -87,7 +94,7 @@ _TOKEN_RE: Final = re.compile(
     r"(?P<ws>[ \t\n\r\f\v\u00a0]+)"
     r"|(?P<num>(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*|π)"
-    r"|(?P<op>\*\*|[-+*/^(),\u00d7\u00b7\u22c5\u2212\u00f7])"
+    r"|(?P<op>\*\*|[-+*/^(),=\u00d7\u00b7\u22c5\u2212\u00f7])"
     r"|(?P<sup>[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)"
 )
 _OP_ALIASES: Final = {"**": "^", "\u00d7": "*", "\u00b7": "*", "\u22c5": "*", "\u2212": "-", "\u00f7": "/"}
@@ -348,16 +355,24 @@ class _Parser:
     # grammar: each level of nesting costs at most three Python frames (expression -> operand ->
     # call -> expression); `_reserve_stack` makes room for `max_depth` levels before parsing starts.
 
-    def parse(self) -> _Node:
+    def parse(self, *, equation: bool = False) -> list[_Node]:
+        """One expression, or with `equation` the sides of `lhs = rhs` (or of F alone)."""
         if self.token.kind == _END:
             raise errors.ParseError("empty expression", 0)
         leibniz = _LEIBNIZ_RE.search(self.text)
         if leibniz is not None:
             raise _written_derivative(leibniz.group().strip(), leibniz.start())
-        node = self.expression()
+        sides = [self.expression()]
+        while self.is_op("="):
+            if not equation:
+                raise errors.ParseError(_EQUATION_NEEDS_DEPENDENT, self.token.start)
+            if len(sides) == 2:
+                raise errors.ParseError("an equation has one '='", self.token.start)
+            self.advance()
+            sides.append(self.expression())
         if self.token.kind != _END:
             raise self.unexpected(self.token)
-        return node
+        return sides
 
     def expression(self) -> _Node:
         """sum := product (('+' | '-') product)*;  product := signed (('*' | '/') signed | power)*
@@ -780,18 +795,29 @@ def _display_number(number: Any) -> float | int:
 
 def parse(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> sympy.Expr:
     """Parse `text`; raise errors.ParseError / errors.UnknownFunction / errors.LimitExceeded."""
+    (expr,) = _parse_sides(text, limits, equation=False)
+    return expr
+
+
+def parse_equation(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[sympy.Expr, sympy.Expr]:
+    """Parse `lhs = rhs` into its two sides; text without `=` is F, meaning F = 0 (rhs is 0)."""
+    sides = _parse_sides(text, limits, equation=True)
+    return (sides[0], sides[1]) if len(sides) == 2 else (sides[0], sympy.S.Zero)
+
+
+def _parse_sides(text: str, limits: ParseLimits, *, equation: bool) -> list[sympy.Expr]:
     if len(text) > limits.max_length:
         raise _over(limits, "max_length", len(text), "the expression is too long", limits.max_length)
     _reserve_stack(limits.max_depth)
     parser = _Parser(text, limits)
     try:
-        tree = parser.parse()
+        trees = parser.parse(equation=equation)
     except RecursionError:
         # Only reachable if max_depth is configured beyond what the Python stack holds.
         what = "the expression is nested too deeply"
         raise _over(limits, "max_depth", parser.depth, what, parser.token.start) from None
-    expr: sympy.Expr = _Builder(limits, text).build(tree)
-    return expr
+    builder = _Builder(limits, text)
+    return [builder.build(tree) for tree in trees]
 
 
 _FRAMES_PER_LEVEL: Final = 3
@@ -952,6 +978,8 @@ def _writable(node: sympy.Basic) -> bool:
             return not isinstance(node, sympy.Dummy)
         return bool(node.is_Number) or node in _CONSTANT_VALUES or node in _PRINTED_NUMBERS
     if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.arg)):
+        return True
+    if getattr(type(node), "prints_as_parentheses", False):  # a grouping for printing (series.py)
         return True
     return _spec_of(node) is not None  # Min and Max are no sympy.Function: found by name
 

@@ -27,26 +27,35 @@ from chainrule.engine.limits import EngineLimits, exceeded
 from chainrule.engine.numeric import (
     CompiledFunction,
     CompiledGradient,
+    CompiledJacobian,
     EvaluationResult,
     GradientResult,
+    JacobianResult,
     compile_components,
     compile_function,
+    compile_jacobian_components,
     evaluate,
     gather_columns,
     gradient,
+    jacobian,
 )
 
 __all__ = [
     "CompiledFunction",
     "CompiledGradient",
+    "CompiledJacobian",
     "EngineLimits",
     "EvaluationResult",
     "GradientResult",
+    "JacobianResult",
     "Portable",
     "Simplification",
     "canonical_key",
+    "check_jacobian_rows",
+    "check_size",
     "compile_function",
     "compile_gradient",
+    "compile_jacobian",
     "derivative",
     "differentiate",
     "evaluate",
@@ -55,6 +64,9 @@ __all__ = [
     "gather_columns",
     "gradient",
     "gradient_components",
+    "jacobian",
+    "jacobian_components",
+    "jacobian_variables",
     "resolve_wrt",
     "resolved",
     "to_latex",
@@ -308,6 +320,11 @@ def expression_size(expr: sympy.Basic) -> int:
     return sizes[expr]
 
 
+def check_size(expr: sympy.Expr, limits: EngineLimits) -> None:
+    """LimitExceeded (naming `wrt`) when a derivative is larger than `max_derivative_nodes`."""
+    _check_size(expr, limits)
+
+
 def _check_size(expr: sympy.Expr, limits: EngineLimits) -> None:
     size = expression_size(expr)
     if size > limits.max_derivative_nodes:
@@ -394,3 +411,43 @@ def compile_gradient(
     """Differentiate and compile value, gradient and (optionally) Hessian into one CSE'd function."""
     components = gradient_components(expr, variables, hessian, limits)
     return compile_components(components, variables, hessian)
+
+
+def jacobian_variables(expressions: Sequence[sympy.Expr]) -> tuple[str, ...]:
+    """The default columns of a Jacobian: every free variable of every row, sorted."""
+    return tuple(sorted({symbol.name for expr in expressions for symbol in expr.free_symbols}))
+
+
+def check_jacobian_rows(count: int, limits: EngineLimits = DEFAULT_LIMITS) -> None:
+    """A Jacobian has at least one row and at most `max_jacobian_rows` (field `expressions`)."""
+    if not count:
+        raise InvalidArgument("a Jacobian needs at least one expression", field="expressions")
+    if count > limits.max_jacobian_rows:
+        raise exceeded(limits, "max_jacobian_rows", count, field="expressions", what="too many expressions")
+
+
+def jacobian_components(
+    expressions: Sequence[sympy.Expr],
+    variables: Sequence[str],
+    limits: EngineLimits = DEFAULT_LIMITS,
+) -> tuple[sympy.Expr, ...]:
+    """(f_1..f_m, then df_i/dv_j row-major): raw derivatives, ready for one CSE over the system."""
+    check_jacobian_rows(len(expressions), limits)
+    symbols = {symbol.name: symbol for expr in expressions for symbol in expr.free_symbols}
+    chosen = [symbols.get(name) or sympy.Symbol(name, real=True) for name in variables]
+    partials = []
+    for expr in expressions:
+        for variable in chosen:
+            partials.append(derivative(expr, variable))
+            _check_size(partials[-1], limits)
+    return (*expressions, *partials)
+
+
+def compile_jacobian(
+    expressions: Sequence[sympy.Expr],
+    variables: Sequence[str],
+    limits: EngineLimits = DEFAULT_LIMITS,
+) -> CompiledJacobian:
+    """Differentiate every row by every column and compile values and Jacobian into one CSE'd function."""
+    components = jacobian_components(expressions, variables, limits)
+    return compile_jacobian_components(components, variables, len(expressions))

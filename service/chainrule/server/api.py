@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import sympy
 from prometheus_client import CollectorRegistry
 
 from chainrule import engine
@@ -24,6 +25,7 @@ from chainrule.engine.errors import (
     ParseError,
 )
 from chainrule.engine.limits import exceeded
+from chainrule.engine.series import DEFAULT_ORDER as DEFAULT_SERIES_ORDER
 from chainrule.server.batches import Batch, decode_batch, fill
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
@@ -99,6 +101,7 @@ class ChainruleApi:
             tuple(request.formats) if request.formats else (),
             request.explain,
             request.verify,
+            request.dependent,
         )
         # The cache holds finished responses, shared by every caller: the transports only serialise
         # them, and nothing may mutate one.
@@ -109,12 +112,10 @@ class ChainruleApi:
 
     async def evaluate(self, request: pb.EvaluateRequest) -> pb.EvaluateResponse:
         batch = decode_batch(request.point, request.points, self.limits.engine.max_points)
-        key = (request.expression, _wrt(request.wrt))
+        key = (request.expression, _wrt(request.wrt), request.dependent)
         plan: _Plan | None = self.caches.evaluate.lookup(key)
         if plan is None:
-            plan = await self.caches.evaluate.get_or_compute(
-                key, lambda: self._evaluation_plan(key[0], key[1])
-            )
+            plan = await self.caches.evaluate.get_or_compute(key, lambda: self._evaluation_plan(*key))
         self._check_numeric(batch, plan.prepared)
         result = await self._compute(engine.evaluate, plan, batch)
         response = pb.EvaluateResponse(nonfinite_count=result.nonfinite_count)
@@ -166,9 +167,45 @@ class ChainruleApi:
         response = pb.ParseResponse(canonical=canonical, latex=latex, variables=parsed.variables)
         return response, text_size(text, canonical, latex)
 
+    async def jacobian(self, request: pb.JacobianRequest) -> pb.JacobianResponse:
+        batch = decode_batch(request.point, request.points, self.limits.engine.max_points)
+        key = (tuple(request.expressions), tuple(request.variables))
+        plan: _Plan | None = self.caches.jacobian.lookup(key)
+        if plan is None:
+            plan = await self.caches.jacobian.get_or_compute(key, lambda: self._jacobian_plan(*key))
+        self._check_numeric(batch, plan.prepared, needed=plan.needed)
+        rows, columns = len(request.expressions), len(plan.prepared.variables)
+        entries = rows * columns * batch.size
+        if entries > self.limits.engine.max_jacobian_values:
+            what = "the Jacobian has too many entries at these points"
+            raise exceeded(self.limits.engine, "max_jacobian_values", entries, field=batch.field, what=what)
+        result = await self._compute(engine.jacobian, plan, batch)
+        response = pb.JacobianResponse(
+            variables=list(plan.prepared.variables), nonfinite_count=result.nonfinite_count
+        )
+        if batch.single:
+            response.values.extend(float(column[0]) for column in result.values)
+            response.jacobian.extend(float(column[0]) for column in result.jacobian)
+        else:
+            for column in result.values:
+                fill(response.value_arrays.add(), column, batch.raw_output)
+            for column in result.jacobian:
+                fill(response.jacobian_arrays.add(), column, batch.raw_output)
+        return response
+
+    async def series(self, request: pb.SeriesRequest) -> pb.SeriesResponse:
+        order = request.order if request.HasField("order") else DEFAULT_SERIES_ORDER
+        key = (request.expression, request.variable, request.around, order, tuple(request.formats))
+        found: pb.SeriesResponse | None = self.caches.series.lookup(key)
+        if found is None:
+            found = await self.caches.series.get_or_compute(key, lambda: self._series(request, order))
+        return found
+
     # Cache misses: each level is looked up (and filled) through its own cache, with single flight.
 
     async def _derivation(self, request: pb.DifferentiateRequest) -> tuple[pb.DifferentiateResponse, int]:
+        if request.dependent:
+            return await self._implicit_derivation(request)
         wrt = _wrt(request.wrt)
         simplification = _simplification(request.simplification)
         wants_latex = _wants_latex(request.formats)
@@ -187,6 +224,65 @@ class ChainruleApi:
         _add_extras(response, extras)
         return response, text_size(request.expression, derived.text, latex) + _extras_size(extras)
 
+    async def _implicit_derivation(
+        self, request: pb.DifferentiateRequest
+    ) -> tuple[pb.DifferentiateResponse, int]:
+        asked = jobs.ImplicitRequest(request.expression, _wrt(request.wrt), request.dependent)
+        simplification = _simplification(request.simplification)
+        wants_latex = _wants_latex(request.formats)
+        wanted = _extras_request(request)
+        derived = await self._implicit_derived(asked, simplification)
+        latex = await self._latex(("implicit", asked, simplification), derived) if wants_latex else ""
+        extras = jobs.Extras()
+        if wanted:
+            extras = await self._checked_extras(
+                request.formats, jobs.derive_implicit_extras, asked, simplification, wanted, self.limits
+            )
+        response = pb.DifferentiateResponse(
+            derivative=derived.text, latex=latex, variables=derived.equation_variables
+        )
+        _add_extras(response, extras)
+        return response, text_size(request.expression, derived.text, latex) + _extras_size(extras)
+
+    async def _implicit_derived(
+        self, asked: jobs.ImplicitRequest, simplification: engine.Simplification
+    ) -> jobs.ImplicitDerived:
+        async def compute() -> tuple[jobs.ImplicitDerived, int]:
+            derived = await self._symbolic.run(jobs.derive_implicit, asked, simplification, self.limits)
+            self._observe(derived.timings)
+            return derived, 4 * text_size(derived.text)
+
+        result: jobs.ImplicitDerived = await self.caches.derivative.get_or_compute(
+            ("implicit", asked, simplification), compute
+        )
+        return result
+
+    async def _series(self, request: pb.SeriesRequest, order: int) -> tuple[pb.SeriesResponse, int]:
+        for index, value in enumerate(request.formats):
+            if value not in (pb.OUTPUT_FORMAT_UNSPECIFIED, pb.OUTPUT_FORMAT_TEXT, pb.OUTPUT_FORMAT_LATEX):
+                raise InvalidArgument(
+                    "a series comes as text and, when asked, LaTeX: no other format",
+                    field=f"formats[{index}]",
+                )
+        parsed = await self._parsed(request.expression)
+        found = await self._symbolic.run(
+            jobs.expand_series,
+            parsed.portable,
+            request.variable,
+            request.around,
+            order,
+            latex=pb.OUTPUT_FORMAT_LATEX in request.formats,
+            limits=self.limits,
+        )
+        response = pb.SeriesResponse(
+            series=found.text,
+            latex=found.latex,
+            coefficients=found.coefficients,
+            remainder=found.remainder,
+            variable=found.variable,
+        )
+        return response, text_size(request.expression, found.text, found.latex, *found.coefficients)
+
     async def _extras(
         self,
         parsed: jobs.Parsed,
@@ -195,10 +291,16 @@ class ChainruleApi:
         formats: Sequence[int],
     ) -> jobs.Extras:
         """Steps, check, MathML and code: counted in metrics when a self-check fails."""
+        return await self._checked_extras(
+            formats, jobs.derive_extras, parsed.portable, *target, wanted, self.limits
+        )
+
+    async def _checked_extras(
+        self, formats: Sequence[int], job: Callable[..., jobs.Extras], *args: Any
+    ) -> jobs.Extras:
+        """Run an extras job: a code format's error names its `formats[i]`; failed self-checks count."""
         try:
-            extras = await self._symbolic.run(
-                jobs.derive_extras, parsed.portable, *target, wanted, self.limits
-            )
+            extras = await self._symbolic.run(job, *args)
         except explain.StepsMismatchError:
             self.metrics.explain_mismatches.inc()
             raise
@@ -265,15 +367,25 @@ class ChainruleApi:
 
         return await self.caches.latex.get_or_compute(key, compute)
 
-    async def _evaluation_plan(self, text: str, wrt: jobs.Wrt) -> tuple[_Plan, int]:
+    async def _evaluation_plan(self, text: str, wrt: jobs.Wrt, dependent: str) -> tuple[_Plan, int]:
+        if dependent:
+            asked = jobs.ImplicitRequest(text, wrt, dependent)
+            implicit = await self._implicit_derived(asked, engine.Simplification.FAST)
+            return await self._function_plan(implicit, ("implicit", asked), implicit.text)
         parsed = await self._parsed(text)
         target: jobs.Parsed | jobs.Derived = parsed
         key: Hashable = parsed.key
         if wrt:
             target = await self._derived(parsed, wrt, engine.Simplification.FAST)
             key = (parsed.key, wrt, engine.Simplification.FAST)
+        return await self._function_plan(target, key, parsed.key)
+
+    async def _function_plan(
+        self, target: jobs.Parsed | jobs.Derived, key: Hashable, text: str
+    ) -> tuple[_Plan, int]:
+        """Evaluate's plan: `target` compiled as one function of its variables (cached under `key`)."""
         prepared = jobs.Prepared(target.expression, target.variables, target.node_count)
-        size = _compiled_size(parsed.key, 1)
+        size = _compiled_size(text, 1)
         compiled = await self._compiled(
             ("function", key), size, engine.compile_function, target.expression, target.variables
         )
@@ -294,6 +406,29 @@ class ChainruleApi:
         )
         prepared = jobs.Prepared(parsed.expression, names, parsed.node_count)
         return _Plan(prepared, compiled, parsed.variables), size
+
+    async def _jacobian_plan(self, texts: tuple[str, ...], variables: tuple[str, ...]) -> tuple[_Plan, int]:
+        engine.check_jacobian_rows(len(texts), self.limits.engine)  # before parsing any of them
+        rows: list[jobs.Parsed] = []
+        for index, text in enumerate(texts):
+            try:
+                rows.append(await self._parsed(text))
+            except ChainruleError as error:
+                raise error.relocated({"expression": f"expressions[{index}]"}) from None
+        free = tuple(sorted({name for row in rows for name in row.variables}))
+        names = jobs.gradient_variables(free, variables, self.limits)
+        size = sum(_compiled_size(row.key, 1 + len(names)) for row in rows)
+        expressions = [row.expression for row in rows]
+        compiled = await self._compiled(
+            ("jacobian", tuple(row.key for row in rows), names),
+            size,
+            engine.compile_jacobian,
+            expressions,
+            names,
+            self.limits.engine,
+        )
+        prepared = jobs.Prepared(sympy.Tuple(*expressions), names, sum(row.node_count for row in rows))
+        return _Plan(prepared, compiled, free), size
 
     async def _compiled(self, key: Hashable, size: int, compile_fn: Callable[..., Any], *args: Any) -> Any:
         async def compute() -> tuple[Any, int]:

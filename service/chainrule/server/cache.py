@@ -1,11 +1,11 @@
 """Bounded LRU caches with single flight: repeated work (parse, derive, print, compile) is done once.
 
-Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`, `parse_reply`)
-are keyed by the raw request text plus the options that change the answer, so a repeated request
-costs a dictionary lookup and touches neither the parser nor sympy. Below them, the `parse` cache maps
-text to a parsed expression and its canonical key (`engine.canonical_key`, an srepr), and the
-`derivative`, `latex` and `compiled` caches are keyed by that canonical key, so `x^2`, `x**2` and
-`x ^ 2` share one derivative and one compiled function.
+Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`, `jacobian`,
+`series`, `parse_reply`) are keyed by the raw request text plus the options that change the answer,
+so a repeated request costs a dictionary lookup and touches neither the parser nor sympy. Below them,
+the `parse` cache maps text to a parsed expression and its canonical key (`engine.canonical_key`, an
+srepr), and the `derivative`, `latex` and `compiled` caches are keyed by that canonical key, so `x^2`,
+`x**2` and `x ^ 2` share one derivative and one compiled function.
 
 Every cache is bounded by entries and by approximate bytes (sizes are estimates the caller gives;
 they bound memory to within a small factor, not exactly), evicting the least recently used entry.
@@ -143,8 +143,9 @@ class LruCache(Generic[K, V]):
 class Caches:
     """The caches one server process shares between its transports.
 
-    First level, keyed by raw request fields: `differentiate`, `evaluate`, `gradient`, `parse_reply`. Second
-    level, keyed by text or canonical key: `parse`, `derivative`, `latex`, `compiled`.
+    First level, keyed by raw request fields: `differentiate`, `evaluate`, `gradient`, `jacobian`,
+    `series`, `parse_reply`. Second level, keyed by text or canonical key: `parse`, `derivative`,
+    `latex`, `compiled`.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -153,6 +154,8 @@ class Caches:
         self.evaluate: LruCache[Hashable, Any] = LruCache("evaluate", entries, size)
         self.gradient: LruCache[Hashable, Any] = LruCache("gradient", entries, size)
         self.parse_reply: LruCache[str, Any] = LruCache("parse_reply", entries, size)
+        self.jacobian: LruCache[Hashable, Any] = LruCache("jacobian", entries, size)
+        self.series: LruCache[Hashable, Any] = LruCache("series", entries, size)
         self.parse: LruCache[str, Any] = LruCache("parse", entries, size)
         self.derivative: LruCache[Hashable, Any] = LruCache("derivative", entries, size)
         self.latex: LruCache[Hashable, str] = LruCache("latex", entries, size)
@@ -162,8 +165,8 @@ class Caches:
 
     def __iter__(self) -> Iterator[LruCache[Any, Any]]:
         return iter(
-            (self.differentiate, self.evaluate, self.gradient, self.parse_reply, self.parse, self.derivative,
-             self.latex, self.compiled)
+            (self.differentiate, self.evaluate, self.gradient, self.jacobian, self.series, self.parse_reply,
+             self.parse, self.derivative, self.latex, self.compiled)
         )  # fmt: skip
 
 

@@ -163,6 +163,9 @@ class Settings:
     max_derivative_nodes: int = _engine_limit("derivative_nodes")
     max_points: int = _engine_limit("points")
     max_numeric_cost: int = _engine_limit("numeric_cost")
+    max_series_order: int = _engine_limit("series_order")
+    max_jacobian_rows: int = _engine_limit("jacobian_rows")
+    max_jacobian_values: int = _engine_limit("jacobian_values")
     # Caches (see cache.Caches): each cache is bounded by entries and by approximate bytes.
     cache_entries: int = field(
         default=10_000,

@@ -356,7 +356,7 @@ class FailingApi:
     async def differentiate(self, request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
         raise self.error
 
-    evaluate = gradient = server_info = parse = differentiate
+    evaluate = gradient = jacobian = series = server_info = parse = differentiate
 
 
 def fake_client(api: FailingApi, registry: CollectorRegistry | None = None) -> httpx.AsyncClient:

@@ -40,6 +40,8 @@ def wrt(*pairs: tuple[str, int]) -> list[pb.Wrt]:
 
 
 D, E, G = pb.DifferentiateRequest, pb.EvaluateRequest, pb.GradientAtPointRequest
+LATEX, MATHML = pb.OUTPUT_FORMAT_LATEX, pb.OUTPUT_FORMAT_MATHML
+J, S = pb.JacobianRequest, pb.SeriesRequest
 
 # (id, request): the RPC and the REST route follow from the request's type.
 CASES: list[tuple[str, Message]] = [
@@ -50,7 +52,7 @@ CASES: list[tuple[str, Message]] = [
     ("seed-sin-cos", D(expression="sin(cos x)")),
     ("seed-exp", D(expression="e^(2x)")),
     ("mixed-partial-latex",
-     D(expression="x^3 y^2 + sin(x y)", wrt=wrt(("x", 2), ("y", 1)), formats=[pb.OUTPUT_FORMAT_LATEX])),
+     D(expression="x^3 y^2 + sin(x y)", wrt=wrt(("x", 2), ("y", 1)), formats=[LATEX])),
     ("constant", D(expression="2 pi")),
     ("simplify-none", D(expression="(x+1)^2", simplification=pb.SIMPLIFICATION_NONE)),
     ("simplify-full", D(expression="sin(x)^2 + cos(x)^2 + x", simplification=pb.SIMPLIFICATION_FULL)),
@@ -114,6 +116,37 @@ CASES: list[tuple[str, Message]] = [
     ("parse-rpc-open-paren", pb.ParseRequest(expression="sin(x")),
     ("parse-rpc-unknown-function", pb.ParseRequest(expression="2 foo(x)")),
     ("parse-rpc-too-long", pb.ParseRequest(expression="x" * 10_001)),
+    # Implicit differentiation (Differentiate and Evaluate with `dependent`).
+    ("implicit-circle", D(expression="x^2 + y^2 = 25", dependent="y", wrt=wrt(("x", 2)), formats=[LATEX])),
+    ("implicit-explain", D(expression="x^2 + y^2 = 25", dependent="y", explain=True)),
+    ("implicit-no-dependent", D(expression="x^2 + y^2 = 25")),
+    ("implicit-dependent-absent", D(expression="x^2 + y^2 = 25", dependent="z")),
+    ("implicit-dependent-is-wrt", D(expression="x^2 + y^2 = 25", dependent="y", wrt=wrt(("y", 1)))),
+    ("implicit-two-equals", D(expression="x = y = 1", dependent="y")),
+    ("implicit-eval", E(expression="x^2 + y^2 = 25", dependent="y", wrt=wrt(("x", 2)),
+                        point={"x": 3, "y": 4})),
+    ("implicit-eval-no-dependent", E(expression="x^2 + y^2 = 25", point={"x": 3, "y": 4})),
+    # Jacobian.
+    ("jac-one-point", J(expressions=["x^2 y", "sin(x) + y z"], variables=["x", "y"],
+                        point={"x": 1, "y": 2, "z": 3})),
+    ("jac-many-f64le", J(expressions=["x y", "x + y^2", "exp(x)"],
+                         points={"x": f64le(1, 2), "y": f64le(3, 4)})),
+    ("jac-many-lists", J(expressions=["log(x)"], points={"x": values(-1, 1)})),
+    ("jac-empty", J(expressions=[], point={"x": 1})),
+    ("jac-parse-error-row", J(expressions=["x", "sin("], point={"x": 1})),
+    ("jac-equation-row", J(expressions=["x = 1"], point={"x": 1})),
+    ("jac-variable-twice", J(expressions=["x"], variables=["x", "x"], point={"x": 1})),
+    ("jac-missing", J(expressions=["x y"], point={"x": 1})),
+    # Series.
+    ("series-sin", S(expression="sin(x)", around="pi/2", order=2, formats=[LATEX])),
+    ("series-default-order", S(expression="exp(x)")),
+    ("series-order-zero", S(expression="cos(x)", order=0)),
+    ("series-no-taylor-log", S(expression="log(x)")),
+    ("series-no-taylor-abs", S(expression="abs(x)", order=3)),
+    ("series-around-not-constant", S(expression="sin(x)", around="y")),
+    ("series-around-parse-error", S(expression="sin(x)", around="1 +")),
+    ("series-order-over-limit", S(expression="sin(x)", order=1000)),
+    ("series-mathml", S(expression="sin(x)", formats=[MATHML])),
 ]  # fmt: skip
 
 # RPC name and REST route per request type, as the proto's google.api.http options declare them.
@@ -121,6 +154,8 @@ ROUTES: dict[type[Message], tuple[str, str, str]] = {
     pb.DifferentiateRequest: ("Differentiate", "POST", "/v1/differentiate"),
     pb.EvaluateRequest: ("Evaluate", "POST", "/v1/evaluate"),
     pb.GradientAtPointRequest: ("GradientAtPoint", "POST", "/v1/gradient"),
+    pb.JacobianRequest: ("Jacobian", "POST", "/v1/jacobian"),
+    pb.SeriesRequest: ("Series", "POST", "/v1/series"),
     pb.GetServerInfoRequest: ("GetServerInfo", "GET", "/v1/info"),
     pb.ParseRequest: ("Parse", "POST", "/v1/parse"),
 }
@@ -174,7 +209,14 @@ def test_the_table_covers_successes_and_each_error_reason() -> None:
     names = {name for name, _ in CASES}
     assert {"seed-sin-square", "eval-f64le", "grad-many-f64le", "server-info"} <= names
     assert {"parse-open-paren", "unknown-function", "eval-missing-point", "order-over-limit"} <= names
-    assert {"no-closed-form", "huge-integer"} <= names
+    assert {
+        "no-closed-form",
+        "huge-integer",
+        "jac-many-f64le",
+        "series-sin",
+        "series-no-taylor-log",
+        "implicit-circle",
+    } <= names
     assert {type(request) for _, request in CASES} == set(ROUTES)
 
 

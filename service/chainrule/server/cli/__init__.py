@@ -1,8 +1,9 @@
-"""The `chainrule` command: `serve` runs the server; `diff`, `eval` and `grad` compute one answer.
+"""The `chainrule` command: `serve` runs the server; `diff`, `eval`, `grad`, `jac` and `series`
+compute one answer.
 
-`diff`, `eval` and `grad` compute locally, under the server's symbolic budget (local.py), or ask a
-server (`eval` and `grad` with `--target host:port`, through the Python client: remote.py); both
-print the same way (output.py).
+They compute locally, under the server's symbolic budget (local.py; calculus.py for implicit
+derivatives, Jacobians and series), or ask a server (`eval` and `grad` with `--target host:port`,
+through the Python client: remote.py); both print the same way (output.py).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_diff(commands)
     _add_eval(commands)
     _add_grad(commands)
+    _add_jac(commands)
+    _add_series(commands)
     return parser
 
 
@@ -86,6 +89,16 @@ def _add_wrt(command: argparse.ArgumentParser, meaning: str) -> None:
     )
 
 
+def _add_budget(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--budget",
+        type=_budget_argument,
+        metavar="SECONDS",
+        help="stop local symbolic work after this long (default: the server's, "
+        f"CHAINRULE_SYMBOLIC_BUDGET_SECONDS, {Settings().symbolic_budget_seconds:g} s; 0: no limit)",
+    )
+
+
 def _add_common(command: argparse.ArgumentParser, *, remote: bool) -> None:
     """The expression (and, for the commands that evaluate, the point), where and under what budget
     the work runs."""
@@ -94,13 +107,7 @@ def _add_common(command: argparse.ArgumentParser, *, remote: bool) -> None:
         command.add_argument(
             "point", nargs="*", type=_point_argument, metavar="VAR=NUMBER", help="a value for each variable"
         )
-    command.add_argument(
-        "--budget",
-        type=_budget_argument,
-        metavar="SECONDS",
-        help="stop local symbolic work after this long (default: the server's, "
-        f"CHAINRULE_SYMBOLIC_BUDGET_SECONDS, {Settings().symbolic_budget_seconds:g} s; 0: no limit)",
-    )
+    _add_budget(command)
     if remote:
         command.add_argument(
             "--target",
@@ -141,6 +148,11 @@ def _add_diff(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default="fast",
         help="none: the raw derivative; fast (default): cheap and deterministic; full: sympy.simplify",
     )
+    diff.add_argument(
+        "--dependent",
+        metavar="VAR",
+        help="implicit differentiation: the equation (lhs = rhs) defines VAR as a function of the --wrt one",
+    )
 
 
 def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -167,6 +179,43 @@ def _add_grad(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="the gradient's variables, in order (default: the free variables, sorted)",
     )
     grad.add_argument("--hessian", action="store_true", help="also print the Hessian")
+
+
+def _add_jac(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    jac = commands.add_parser(
+        "jac",
+        help="print the Jacobian of several expressions, computed locally",
+        description="Print the Jacobian of a system, symbolically or at one point, "
+        "e.g. chainrule jac 'x^2 y' '5x + sin(y)' --at x=1 --at y=2.",
+    )
+    jac.add_argument("expressions", nargs="+", help="the rows, e.g. 'x^2 y' '5x + sin(y)'")
+    jac.add_argument(
+        "--variables", help="the columns, comma-separated (default: every free variable, sorted)"
+    )
+    jac.add_argument(
+        "--at",
+        action="append",
+        type=_point_argument,
+        default=[],
+        metavar="VAR=VALUE",
+        help="evaluate at this point (repeat for each variable) instead of printing derivatives",
+    )
+    _add_budget(jac)
+
+
+def _add_series(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    series = commands.add_parser(
+        "series",
+        help="print a Taylor polynomial, computed locally",
+        description="Print a Taylor polynomial and its remainder, e.g. chainrule series 'sin(x)' --order 4.",
+    )
+    series.add_argument("expression", help="the expression, in chainrule's grammar, e.g. 'sin(x)'")
+    series.add_argument("--variable", default="", help="the variable (default: the only one)")
+    series.add_argument("--around", default="0", help="an exact constant such as 0, 1/2, pi/2 (default 0)")
+    series.add_argument("--order", type=int, default=5, help="the polynomial's degree (default 5)")
+    series.add_argument("--latex", action="store_true", help="also print LaTeX")
+    series.add_argument("--coefficients", action="store_true", help="also print the coefficients")
+    _add_budget(series)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

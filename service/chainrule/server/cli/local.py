@@ -1,4 +1,4 @@
-"""`diff`, `eval` and `grad` computed in this process, under the server's symbolic budget.
+"""`diff`, `eval`, `grad`, `jac` and `series` computed in this process, under the server's budget.
 
 The work runs on a daemon thread while the main thread waits for at most the budget (the server's
 `CHAINRULE_SYMBOLIC_BUDGET_SECONDS` unless `--budget` says otherwise), showing the elapsed time on a
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable
 
 from chainrule import engine
 from chainrule.engine import codegen, explain, verify
 from chainrule.engine.errors import ChainruleError
-from chainrule.server.cli import output
+from chainrule.server.cli import calculus, output
 from chainrule.server.cli.budget import within_budget
 from chainrule.server.compute import jobs
 from chainrule.server.config import Settings
@@ -25,20 +26,32 @@ _LANGUAGES = {language.name.lower(): language for language in codegen.Language}
 
 
 def run(settings: Settings, options: argparse.Namespace) -> int:
-    """Run `diff`, `eval` or `grad` here; the exit status."""
+    """Run `diff`, `eval`, `grad`, `jac` or `series` here; the exit status."""
     budget = settings.symbolic_budget_seconds if options.budget is None else options.budget
+    limits = jobs.Limits.from_settings(settings)
+    implicit = getattr(options, "dependent", None)
     work: dict[str, Callable[[], list[str]]] = {
-        "diff": lambda: _diff(settings, options),
+        "diff": lambda: calculus.diff_implicit(limits, options) if implicit else _diff(settings, options),
         "eval": lambda: _point(settings, options, gradient=False),
         "grad": lambda: _point(settings, options, gradient=True),
+        "jac": lambda: calculus.jacobian(limits, options),
+        "series": lambda: calculus.series(limits, options),
     }
-    label = {"diff": "differentiating", "eval": "evaluating", "grad": "computing the gradient"}[
-        options.command
-    ]
+    label = {
+        "diff": "differentiating",
+        "eval": "evaluating",
+        "grad": "computing the gradient",
+        "jac": "computing the Jacobian",
+        "series": "expanding the series",
+    }
     try:
-        lines = within_budget(work[options.command], budget, label)
+        lines = within_budget(work[options.command], budget, label[options.command])
     except ChainruleError as error:
-        output.print_error(error.message, options.expression, error.metadata)
+        if options.command == "jac":  # several expressions: name the row rather than point into one
+            row = calculus.row_of(error)
+            print(f"chainrule: {row + ': ' if row else ''}{error.message}", file=sys.stderr)
+        else:
+            output.print_error(error.message, options.expression, error.metadata)
         return 1
     print("\n".join(lines))
     return 0

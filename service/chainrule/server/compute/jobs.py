@@ -15,8 +15,8 @@ from typing import Any, NamedTuple, TypeVar
 import sympy
 
 from chainrule import engine
-from chainrule.engine import codegen, explain, parsing, verify
-from chainrule.engine.errors import InvalidArgument, NoClosedForm
+from chainrule.engine import codegen, explain, implicit, parsing, series, verify
+from chainrule.engine.errors import ChainruleError, InvalidArgument, NoClosedForm
 from chainrule.engine.limits import declared, exceeded
 from chainrule.server.config import Settings, limit_settings
 
@@ -275,3 +275,128 @@ def _derivative_label(expression: sympy.Expr, wrt: Wrt, limits: Limits) -> str:
     total = sum(order for _, order in resolved)
     below = " ".join(f"d{name}^{order}" if order > 1 else f"d{name}" for name, order in resolved)
     return f"d^{total}/{below}" if total > 1 else f"d/{below}"
+
+
+# Taylor series and implicit differentiation (issue 18).
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A Taylor polynomial as the Series RPC returns it: text, LaTeX when asked, exact coefficients."""
+
+    variable: str
+    text: str
+    latex: str
+    coefficients: tuple[str, ...]
+    remainder: str
+
+
+def expand_series(
+    expression: sympy.Expr | engine.Portable,
+    variable: str,
+    around: str,
+    order: int,
+    *,
+    latex: bool,
+    limits: Limits,
+) -> Expansion:
+    """The Taylor polynomial of a parsed expression around the constant written `around` (empty: 0)."""
+    point = _around(around, limits)
+    found = series.taylor(engine.resolved(expression), variable, point, order, limits.engine)
+    return Expansion(
+        variable=found.variable.name,
+        text=found.text,
+        latex=found.latex if latex else "",
+        coefficients=tuple(parsing.to_text(c) for c in found.coefficients),
+        remainder=found.remainder,
+    )
+
+
+def _around(text: str, limits: Limits) -> sympy.Expr:
+    if not text.strip():
+        return sympy.S.Zero
+    try:
+        return parse(text, limits)
+    except ChainruleError as error:
+        raise error.relocated({"expression": "around"}) from None
+
+
+@dataclass(frozen=True)
+class ImplicitRequest:
+    """What implicit differentiation is asked: the equation's text, `wrt` and the dependent variable."""
+
+    text: str
+    wrt: Wrt
+    dependent: str
+
+
+@dataclass(frozen=True)
+class Equation:
+    """An equation parsed for implicit differentiation, with what it defines."""
+
+    lhs: sympy.Expr
+    rhs: sympy.Expr
+    function: sympy.Expr
+    target: implicit.Implicit
+
+
+def parse_equation(asked: ImplicitRequest, limits: Limits) -> Equation:
+    """Parse `lhs = rhs` (or F) and check that it defines `dependent` as a function of one variable."""
+    lhs, rhs = parsing.parse_equation(asked.text, limits.parse)
+    function = implicit.equation_function(lhs, rhs)
+    target = implicit.resolve(function, asked.dependent, asked.wrt, limits.engine)
+    return Equation(lhs, rhs, function, target)
+
+
+@dataclass(frozen=True)
+class ImplicitDerived(Derived):
+    """An implicit derivative, with the equation's own variables (the parameters of generated code)."""
+
+    equation_variables: tuple[str, ...] = ()
+
+
+def derive_implicit(
+    asked: ImplicitRequest, simplification: engine.Simplification, limits: Limits
+) -> ImplicitDerived:
+    """Parse the equation and take d^k(dependent)/dx^k, timing the stages as `derive_parsed` does."""
+    equation, parsed = timed("parse", parse_equation, asked, limits)
+    derivative, differentiated = timed(
+        "differentiate",
+        implicit.implicit_derivative,
+        equation.function,
+        equation.target,
+        simplification,
+        limits.engine,
+    )
+    return ImplicitDerived(
+        portable=engine.Portable(derivative),
+        variables=engine.free_variables(derivative),
+        node_count=_node_count(derivative),
+        timings=(parsed, differentiated),
+        text=parsing.to_text(derivative),
+        equation_variables=engine.free_variables(equation.function),
+    )
+
+
+def derive_implicit_extras(
+    asked: ImplicitRequest, simplification: engine.Simplification, request: ExtrasRequest, limits: Limits
+) -> Extras:
+    """Steps, check, MathML and code of an implicit derivative (each only when asked)."""
+    equation = parse_equation(asked, limits)
+    target = equation.target
+    derivative = implicit.implicit_derivative(equation.function, target, simplification, limits.engine)
+    steps = (
+        tuple(explain.explain_implicit(equation.lhs, equation.rhs, target, derivative))
+        if request.explain
+        else ()
+    )
+    check = verify.verify_implicit(equation.function, target, derivative) if request.verify else None
+    markup = codegen.mathml(derivative) if request.mathml else ""
+    variables = engine.free_variables(equation.function)
+    y, x, k = target.dependent.name, target.variable.name, target.order
+    label = f"d^{k}{y}/d{x}^{k}" if k > 1 else f"d{y}/d{x}"
+    comment = f"{label} of {parsing.to_text(equation.lhs)} = {parsing.to_text(equation.rhs)}, by chainrule"
+    code = tuple(
+        codegen.generate(derivative, variables, language, comment=comment) for language in request.languages
+    )
+    return Extras(steps, check, markup, code)

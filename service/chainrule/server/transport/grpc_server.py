@@ -55,6 +55,16 @@ class DifferentiationServicer(pb_grpc.DifferentiationServiceServicer):
     ) -> pb.GradientAtPointResponse:
         return await _serve(self._api.gradient, request, context)
 
+    async def Jacobian(
+        self, request: pb.JacobianRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.JacobianResponse:
+        return await _serve(self._api.jacobian, request, context)
+
+    async def Series(
+        self, request: pb.SeriesRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.SeriesResponse:
+        return await _serve(self._api.series, request, context)
+
     async def GetServerInfo(
         self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.GetServerInfoResponse:

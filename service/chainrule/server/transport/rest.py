@@ -5,6 +5,8 @@ Routes (the `google.api.http` annotations of the proto, plus one chainrule extra
     POST /v1/differentiate   DifferentiateRequest    -> DifferentiateResponse
     POST /v1/evaluate        EvaluateRequest         -> EvaluateResponse
     POST /v1/gradient        GradientAtPointRequest  -> GradientAtPointResponse
+    POST /v1/jacobian        JacobianRequest         -> JacobianResponse
+    POST /v1/series          SeriesRequest           -> SeriesResponse
     GET  /v1/info                                    -> GetServerInfoResponse
     POST /v1/parse           ParseRequest            -> ParseResponse
     GET  /v1/differentiate?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full
@@ -314,6 +316,8 @@ def rest_routes(api: ChainruleApi, settings: Settings) -> list[Route]:
             _post_endpoint(api.gradient, pb.GradientAtPointRequest, settings),
             methods=["POST"],
         ),
+        Route("/v1/jacobian", _post_endpoint(api.jacobian, pb.JacobianRequest, settings), methods=["POST"]),
+        Route("/v1/series", _post_endpoint(api.series, pb.SeriesRequest, settings), methods=["POST"]),
         Route("/v1/info", info, methods=["GET"]),
         Route("/v1/parse", _post_endpoint(api.parse, pb.ParseRequest, settings), methods=["POST"]),
     ]
