@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.metadata
-import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,10 +32,9 @@ from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import Executor
 from chainrule.server.config import Settings, limit_settings
 from chainrule.server.metrics import Metrics
+from chainrule.server.tracing import Tracing
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
-
-# The one version: the installed distribution's (pyproject.toml), reported by GetServerInfo and metrics.
-VERSION = importlib.metadata.version("chainrule")
 
 _Result = TypeVar("_Result")
 
@@ -81,11 +78,13 @@ class ChainruleApi:
         *,
         caches: Caches | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
         parsing: Executor | None = None,
     ) -> None:
         """`parsing` runs Parse's work (default: `symbolic`); give it an executor of its own so that
         checks as a person types never wait behind cold derivations."""
         self.settings = settings
+        self._tracing = tracing
         self.limits = jobs.Limits.from_settings(settings)
         self._symbolic = symbolic
         self._numeric = numeric
@@ -250,7 +249,7 @@ class ChainruleApi:
     ) -> jobs.ImplicitDerived:
         async def compute() -> tuple[jobs.ImplicitDerived, int]:
             derived = await self._symbolic.run(jobs.derive_implicit, asked, simplification, self.limits)
-            self.metrics.observe_timings(derived.timings)
+            self._observe(derived.timings)
             return derived, 4 * text_size(derived.text)
 
         result: jobs.ImplicitDerived = await self.caches.derivative.get_or_compute(
@@ -342,7 +341,7 @@ class ChainruleApi:
         except InvalidArgument as error:
             # Bad text stays bad under the same limits: cache the error, cheaply.
             return error, text_size(text, error.message) + 256
-        self.metrics.observe_timings(parsed.timings)
+        self._observe(parsed.timings)
         # sympy objects take a few times the bytes of their srepr.
         return parsed, text_size(text) + 4 * text_size(parsed.key)
 
@@ -353,7 +352,7 @@ class ChainruleApi:
             derived = await self._symbolic.run(
                 jobs.derive_parsed, parsed.portable, wrt, simplification, self.limits
             )
-            self.metrics.observe_timings(derived.timings)
+            self._observe(derived.timings)
             return derived, 4 * text_size(derived.text)
 
         result: jobs.Derived = await self.caches.derivative.get_or_compute(
@@ -433,8 +432,8 @@ class ChainruleApi:
 
     async def _compiled(self, key: Hashable, size: int, compile_fn: Callable[..., Any], *args: Any) -> Any:
         async def compute() -> tuple[Any, int]:
-            compiled, seconds = await self._numeric.run(_timed, compile_fn, *args)
-            self.metrics.observe_stage("compile", seconds)
+            compiled, stage = await self._numeric.run(_timed, "compile", compile_fn, *args)
+            self._observe((stage,))
             return compiled, size
 
         return await self.caches.compiled.get_or_compute(key, compute)
@@ -443,16 +442,23 @@ class ChainruleApi:
         """Evaluate on the loop when the work is tiny (an executor hop costs more), else off it."""
         try:
             if plan.prepared.node_count * batch.size <= _INLINE_COST:
-                result, seconds = _timed(run, plan.compiled, batch.columns, batch.size)
+                result, stage = _timed("evaluate", run, plan.compiled, batch.columns, batch.size)
             else:
-                result, seconds = await self._numeric.run(
-                    _timed, run, plan.compiled, batch.columns, batch.size
+                result, stage = await self._numeric.run(
+                    _timed, "evaluate", run, plan.compiled, batch.columns, batch.size
                 )
         except ChainruleError as error:
             raise error.relocated({"columns": batch.field}) from None
-        self.metrics.observe_stage("evaluate", seconds)
+        self._observe((stage,))
         self.metrics.add_points(batch.size)
         return result
+
+    def _observe(self, stages: Sequence[jobs.Stage]) -> None:
+        """Stages of work done for a request: into the stage metrics, and spans when tracing."""
+        for stage in stages:
+            self.metrics.observe_stage(stage.name, stage.seconds)
+            if self._tracing is not None:
+                self._tracing.stage(stage)
 
     async def server_info(self, request: pb.GetServerInfoRequest) -> pb.GetServerInfoResponse:
         return pb.GetServerInfoResponse(
@@ -645,10 +651,8 @@ def _wants_latex(formats: Sequence[int]) -> bool:
     return pb.OUTPUT_FORMAT_LATEX in formats
 
 
-def _timed(fn: Callable[..., _Result], *args: Any) -> tuple[_Result, float]:
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
+def _timed(name: str, fn: Callable[..., _Result], *args: Any) -> tuple[_Result, jobs.Stage]:
+    return jobs.timed(name, fn, *args)
 
 
 def _compiled_size(canonical_key: str, components: int) -> int:

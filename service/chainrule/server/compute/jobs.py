@@ -6,10 +6,11 @@ data). Nothing here knows about protobuf or a transport.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sympy
 
@@ -18,6 +19,8 @@ from chainrule.engine import codegen, explain, implicit, parsing, series, verify
 from chainrule.engine.errors import ChainruleError, InvalidArgument, NoClosedForm
 from chainrule.engine.limits import declared, exceeded
 from chainrule.server.config import Settings, limit_settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,25 @@ def _node_count(expression: sympy.Expr) -> int:
     return int(sympy.count_ops(expression, visual=False)) + len(expression.free_symbols) + 1
 
 
-# Jobs for the cached path. Each returns its stage durations as plain floats, so the server process
-# can observe them in its metrics even when the job ran in a symbolic worker.
-Timings = tuple[tuple[str, float], ...]
+class Stage(NamedTuple):
+    """One stage of work timed where it ran (a worker process or a thread): for metrics and spans."""
+
+    name: str
+    seconds: float
+    start_ns: int  # wall clock, `time.time_ns()`: one clock for every process on the host
+    pid: int
+
+
+def timed(name: str, fn: Callable[..., T], *args: Any) -> tuple[T, Stage]:
+    """`fn(*args)` and the `Stage` it took."""
+    start_ns, start = time.time_ns(), time.perf_counter()
+    result = fn(*args)
+    return result, Stage(name, time.perf_counter() - start, start_ns, os.getpid())
+
+
+# Jobs for the cached path. Each returns its stages as plain values, so the server process can
+# observe them in its metrics and trace even when the job ran in a worker process.
+Timings = tuple[Stage, ...]
 
 
 @dataclass(frozen=True)
@@ -165,17 +184,19 @@ class Derived(_Symbolic):
 
 def parse_canonical(text: str, limits: Limits) -> Parsed:
     """Parse `text` and compute its canonical key (`srepr`, which includes assumptions)."""
-    start = time.perf_counter()
-    expression = parse(text, limits)
-    key = engine.canonical_key(expression)
-    seconds = time.perf_counter() - start
+    (expression, key), stage = timed("parse", _parse_with_key, text, limits)
     return Parsed(
         portable=engine.Portable(expression),
         variables=engine.free_variables(expression),
         node_count=_node_count(expression),
-        timings=(("parse", seconds),),
+        timings=(stage,),
         key=key,
     )
+
+
+def _parse_with_key(text: str, limits: Limits) -> tuple[sympy.Expr, str]:
+    expression = parse(text, limits)
+    return expression, engine.canonical_key(expression)
 
 
 def derive_parsed(
@@ -185,11 +206,15 @@ def derive_parsed(
     limits: Limits,
 ) -> Derived:
     """Differentiate and simplify an already parsed expression, timing the two stages apart."""
-    start = time.perf_counter()
-    raw = engine.differentiate(engine.resolved(expression), wrt, engine.Simplification.NONE, limits.engine)
-    middle = time.perf_counter()
-    derivative = engine.simplify(raw, simplification)
-    end = time.perf_counter()
+    raw, differentiated = timed(
+        "differentiate",
+        engine.differentiate,
+        engine.resolved(expression),
+        wrt,
+        engine.Simplification.NONE,
+        limits.engine,
+    )
+    derivative, simplified = timed("simplify", engine.simplify, raw, simplification)
     try:
         text, refusal = parsing.to_text(derivative), None
     except NoClosedForm as error:
@@ -198,7 +223,7 @@ def derive_parsed(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
         node_count=_node_count(derivative),
-        timings=(("differentiate", middle - start), ("simplify", end - middle)),
+        timings=(differentiated, simplified),
         text=text,
         refusal=refusal,
     )
@@ -334,18 +359,20 @@ def derive_implicit(
     asked: ImplicitRequest, simplification: engine.Simplification, limits: Limits
 ) -> ImplicitDerived:
     """Parse the equation and take d^k(dependent)/dx^k, timing the stages as `derive_parsed` does."""
-    start = time.perf_counter()
-    equation = parse_equation(asked, limits)
-    middle = time.perf_counter()
-    derivative = implicit.implicit_derivative(
-        equation.function, equation.target, simplification, limits.engine
+    equation, parsed = timed("parse", parse_equation, asked, limits)
+    derivative, differentiated = timed(
+        "differentiate",
+        implicit.implicit_derivative,
+        equation.function,
+        equation.target,
+        simplification,
+        limits.engine,
     )
-    end = time.perf_counter()
     return ImplicitDerived(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
         node_count=_node_count(derivative),
-        timings=(("parse", middle - start), ("differentiate", end - middle)),
+        timings=(parsed, differentiated),
         text=parsing.to_text(derivative),
         equation_variables=engine.free_variables(equation.function),
     )

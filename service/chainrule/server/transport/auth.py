@@ -13,6 +13,7 @@ whoever asks. Failures are UNAUTHENTICATED (gRPC) or 401 with `WWW-Authenticate:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ssl
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainrule.engine.errors import Unauthenticated
 from chainrule.server.config import PREFIX, ConfigError, Settings
+from chainrule.server.logs import note_caller, note_error
 from chainrule.server.transport.pages import PAGE_PATHS, STATIC_PREFIX
 from chainrule.server.transport.status import error_response
 
@@ -58,15 +60,25 @@ class TokenChecker:
 
     def accepts(self, authorization: str | bytes | None) -> bool:
         """True when the header carries one of the tokens; compares against all of them every time."""
+        return self.identify(authorization) is not None
+
+    def identify(self, authorization: str | bytes | None) -> str | None:
+        """The caller's name in logs (`token:` and a fingerprint of the token), or None if refused."""
         if isinstance(authorization, bytes):
             authorization = authorization.decode("latin-1")
         if not authorization or authorization[: len(_BEARER)].lower() != _BEARER:
-            return False
+            return None
         offered = authorization[len(_BEARER) :].strip().encode("utf-8", "surrogateescape")
-        matched = False
+        matched: bytes | None = None
         for token in self.tokens:
-            matched |= hmac.compare_digest(offered, token)
-        return matched
+            if hmac.compare_digest(offered, token):
+                matched = token
+        return None if matched is None else fingerprint(matched)
+
+
+def fingerprint(token: bytes) -> str:
+    """A short name for a token that logs can show: 8 hex digits of its SHA-256, never the token."""
+    return "token:" + hashlib.sha256(token).hexdigest()[:8]
 
 
 def _unauthenticated(has_header: bool) -> Unauthenticated:
@@ -84,7 +96,11 @@ def grpc_refusal(checker: TokenChecker, method: str) -> Callable[[Any], Unauthen
 
     def refusal(metadata: Any) -> Unauthenticated | None:
         header = next((value for key, value in metadata or () if key == "authorization"), None)
-        return None if checker.accepts(header) else _unauthenticated(header is not None)
+        caller = checker.identify(header)
+        if caller is None:
+            return _unauthenticated(header is not None)
+        note_caller(caller)
+        return None
 
     return refusal
 
@@ -106,10 +122,13 @@ class AuthMiddleware:
             if key == b"authorization":
                 header = value
                 break
-        if self.checker.accepts(header):
+        caller = self.checker.identify(header)
+        if caller is not None:
+            note_caller(caller)
             await self.app(scope, receive, send)
             return
         error = _unauthenticated(header is not None)
+        note_error(error)
         response = error_response(error, headers={"WWW-Authenticate": _CHALLENGE})
         await response(scope, receive, send)
 

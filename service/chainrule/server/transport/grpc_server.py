@@ -15,6 +15,7 @@ from chainrule.engine.errors import ChainruleError, InternalError
 from chainrule.server.api import ChainruleApi
 from chainrule.server.compute import deadlines
 from chainrule.server.config import Settings
+from chainrule.server.logs import note_error
 from chainrule.server.transport.auth import TlsFiles
 from chainrule.server.transport.instrumentation import Instrumentation, Registration
 from chainrule.server.transport.status import grpc_status
@@ -85,11 +86,14 @@ async def _serve(
         with deadlines.request_scope(context.time_remaining()):
             return await handler(request)
     except ChainruleError as error:
+        note_error(error)
         await context.abort_with_status(grpc_status(error))
     except Exception:
         # A bug: log the traceback here, tell the caller nothing about our insides.
         log.exception("unexpected error in %s", type(request).__name__)
-        await context.abort_with_status(grpc_status(InternalError("internal error")))
+        internal = InternalError("internal error")
+        note_error(internal)
+        await context.abort_with_status(grpc_status(internal))
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 
