@@ -6,9 +6,12 @@ STAMP := $(VENV)/.installed
 TOOLS_STAMP := tools/node_modules/.installed
 WEB_STAMP := web/node_modules/.installed
 BUF := tools/node_modules/.bin/buf
-HOST ?= 127.0.0.1
-GRPC_PORT ?= 50051
-HTTP_PORT ?= 8080
+SETUP_LOG := build/setup.log
+# `make run HOST=... GRPC_PORT=... HTTP_PORT=...` passes these as flags; without them the server's
+# settings apply: CHAINRULE_* from the environment, else 127.0.0.1, 50051 and 8080.
+RUN_FLAGS = $(if $(filter command line,$(origin HOST)),--host $(HOST)) \
+	$(if $(filter command line,$(origin GRPC_PORT)),--grpc-port $(GRPC_PORT)) \
+	$(if $(filter command line,$(origin HTTP_PORT)),--http-port $(HTTP_PORT))
 
 CLIENT_NODE := clients/node
 PY_SOURCES := service tests scripts bench clients/python
@@ -17,11 +20,15 @@ PY_SOURCES := service tests scripts bench clients/python
 
 setup: $(STAMP)
 
+# pip's and setuptools' chatter goes to $(SETUP_LOG); its tail is shown only if the install fails.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e clients/python -e '.[dev]'
-	touch $@
+	@mkdir -p build
+	@echo "setting up $(VENV) (log: $(SETUP_LOG))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/python -m pip install --upgrade pip && \
+	   $(BIN)/python -m pip install -e clients/python -e '.[dev,otel]'; } >$(SETUP_LOG) 2>&1 || \
+	 { tail -n 30 $(SETUP_LOG); echo "setup failed: see $(SETUP_LOG)"; exit 1; }
+	@touch $@
 
 $(TOOLS_STAMP): tools/package.json
 	cd tools && npm install --no-audit --no-fund --silent
@@ -113,7 +120,7 @@ lint: python-lint system-deps proto-check web-check buf-lint buf-breaking node-l
 	BIN=$(BIN) ./scripts/lint_deploy.sh
 
 run: setup
-	$(BIN)/chainrule serve --host $(HOST) --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT)
+	@$(BIN)/chainrule serve $(strip $(RUN_FLAGS))
 
 test: lint system-deps
 	$(BIN)/pytest
@@ -122,6 +129,7 @@ test: lint system-deps
 client-test: setup
 	PYTHON=$(PYTHON) CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule bash scripts/client_venv_check.sh
 	cd $(CLIENT_NODE) && npm ci --no-audit --no-fund --silent && CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule npm test
+	cd $(CLIENT_NODE) && CHAINRULE_SERVER=$(CURDIR)/$(BIN)/chainrule npm run --silent test:pack
 
 # The container image from deploy/Dockerfile, tagged with the package version (scripts/image.sh
 # says which engine and base it uses); then run as deploy/k8s/base runs it, and checked.
@@ -134,7 +142,7 @@ image-test: image setup
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): pyproject.toml bench/package.json $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pip install --quiet -e '.[bench]' >>$(SETUP_LOG) 2>&1
 	cd bench && npm ci --no-audit --no-fund --silent
 	touch $@
 

@@ -39,5 +39,5 @@ promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts_test.yml
 
-"$BIN/python" scripts/settings_doc.py --check
+"$BIN/python" scripts/docs_tables.py --check
 echo "deploy lint: ok"

@@ -7,7 +7,6 @@ built image itself is run by `make image-test` (tests/image/).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import grpc
 import httpx
@@ -211,24 +209,7 @@ def test_compose_scrapes_chainrule_and_provisions_grafana() -> None:
         assert (DEPLOY / mount.split(":")[0]).resolve().exists(), mount
 
 
-# --- the configuration reference -------------------------------------------------------------------
-
-
-def _settings_doc() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("settings_doc", ROOT / "scripts" / "settings_doc.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_operations_doc_lists_every_setting_as_generated() -> None:
-    settings_doc = _settings_doc()
-    for doc in (settings_doc.DOC, settings_doc.DOCS / "security.md"):
-        current = doc.read_text()
-        assert settings_doc.render(current) == current, "run: python scripts/settings_doc.py"
-    current = settings_doc.DOC.read_text()
-    assert "`CHAINRULE_WORKERS` | `--workers`" in current
+# --- the memory bound ------------------------------------------------------------------------------
 
 
 def test_the_pod_memory_limit_is_the_memory_bound_of_its_settings() -> None:

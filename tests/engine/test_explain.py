@@ -13,9 +13,9 @@ from chainrule.engine import explain, verify
 from chainrule.engine.errors import InvalidArgument
 from chainrule.engine.explain import Rule, Step
 from chainrule.engine.parsing import parse, to_text
-from chainrule.server.api import VERSION
 from chainrule.server.app import Application
 from chainrule.server.metrics import Metrics
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 

@@ -11,11 +11,12 @@ from prometheus_client import CollectorRegistry
 
 from chainrule.engine import parsing
 from chainrule.engine.errors import ChainruleError, InvalidArgument, LimitExceeded, ParseError
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
 from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache, bounded, key_bytes, text_key
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import InlineExecutor
 from chainrule.server.metrics import Metrics
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
 

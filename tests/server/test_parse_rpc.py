@@ -9,11 +9,12 @@ from typing import ParamSpec, TypeVar
 import pytest
 from prometheus_client import CollectorRegistry
 
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
 from chainrule.server.app import Application
 from chainrule.server.cache import Caches
 from chainrule.server.compute.executors import InlineExecutor
 from chainrule.server.metrics import Metrics
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
 from tests.server.test_cache import CountingExecutor

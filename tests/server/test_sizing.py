@@ -8,13 +8,14 @@ from prometheus_client import CollectorRegistry
 
 from chainrule.engine.errors import LimitExceeded
 from chainrule.server import sizing
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
 from chainrule.server.cache import Caches
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import InlineExecutor
 from chainrule.server.metrics import Metrics
 from chainrule.server.sizing import JSON, PROTOBUF, Encoding, Wire
 from chainrule.server.transport.protojson import message_to_json
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
 

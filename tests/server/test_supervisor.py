@@ -20,10 +20,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from chainrule.server.api import VERSION
 from chainrule.server.config import Settings
 from chainrule.server.supervisor import reserve_port, server_environ, server_process_count
 from chainrule.server.transport.http_server import SERVER_PROCESS_HEADER
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import importlib.metadata
-import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,10 +36,9 @@ from chainrule.server.compute.executors import CallLimit, Executor, MemoryBudget
 from chainrule.server.config import Settings, limit_settings
 from chainrule.server.metrics import Metrics
 from chainrule.server.sizing import PROTOBUF_WIRE, Wire
+from chainrule.server.tracing import Tracing
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
-
-# The one version: the installed distribution's (pyproject.toml), reported by GetServerInfo and metrics.
-VERSION = importlib.metadata.version("chainrule")
 
 _Result = TypeVar("_Result")
 _C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient, engine.CompiledJacobian)
@@ -107,11 +104,13 @@ class ChainruleApi:
         *,
         caches: Caches | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
         parsing: Executor | None = None,
     ) -> None:
         """`parsing` runs Parse's work (default: `symbolic`); give it an executor of its own so that
         checks as a person types never wait behind cold derivations."""
         self.settings = settings
+        self._tracing = tracing
         self.limits = jobs.Limits.from_settings(settings)
         self._symbolic = symbolic
         self._numeric = numeric
@@ -338,7 +337,7 @@ class ChainruleApi:
     ) -> jobs.ImplicitDerived:
         async def compute() -> tuple[jobs.ImplicitDerived, int]:
             derived = await self._symbolic.run(jobs.derive_implicit, asked, simplification, self.limits)
-            self.metrics.observe_timings(derived.timings)
+            self._observe(derived.timings)
             return derived, 4 * text_size(derived.text)
 
         result: jobs.ImplicitDerived = await self.caches.derivative.get_or_compute(
@@ -441,7 +440,7 @@ class ChainruleApi:
         except InvalidArgument as error:
             # Bad text stays bad under the same limits: cache the error, cheaply.
             return error, text_size(error.message) + 256
-        self.metrics.observe_timings(parsed.timings)
+        self._observe(parsed.timings)
         # The expression crosses as its pickle, a little smaller than its srepr; a live sympy tree
         # (symbolic work on threads) takes a few times that.
         return parsed, 4 * parsed.size + sum(map(len, parsed.variables)) + 256
@@ -453,7 +452,7 @@ class ChainruleApi:
             derived = await self._symbolic.run(
                 jobs.derive_parsed, parsed.portable, wrt, simplification, self.limits
             )
-            self.metrics.observe_timings(derived.timings)
+            self._observe(derived.timings)
             return derived, 4 * text_size(derived.text)
 
         result: jobs.Derived = await self.caches.derivative.get_or_compute(
@@ -530,7 +529,7 @@ class ChainruleApi:
 
         async def compute() -> tuple[_C, int]:
             compiled = await self._symbolic.run(job, *args)
-            self.metrics.observe_timings(compiled.timings)
+            self._observe(compiled.timings)
             return compiled.value, compiled.size
 
         result: _C = await self.caches.compiled.get_or_compute(key, compute)
@@ -610,12 +609,19 @@ class ChainruleApi:
     def _reply(self, plan: _Plan, batch: Batch, reply: _Reply) -> Message:
         run, build = reply
         try:
-            result, seconds = _timed(run, plan.compiled, batch.columns, batch.size)
+            result, stage = _timed("evaluate", run, plan.compiled, batch.columns, batch.size)
         except ChainruleError as error:
             raise error.relocated({"columns": batch.field}) from None
-        self.metrics.observe_stage("evaluate", seconds)
+        self._observe((stage,))
         self.metrics.add_points(batch.size)
         return build(plan, batch, result)
+
+    def _observe(self, stages: Sequence[jobs.Stage]) -> None:
+        """Stages of work done for a request: into the stage metrics, and spans when tracing."""
+        for stage in stages:
+            self.metrics.observe_stage(stage.name, stage.seconds)
+            if self._tracing is not None:
+                self._tracing.stage(stage)
 
     async def server_info(
         self, request: pb.GetServerInfoRequest, wire: Wire = PROTOBUF_WIRE
@@ -826,10 +832,8 @@ def _checked_formats(formats: Sequence[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(formats))
 
 
-def _timed(fn: Callable[..., _Result], *args: Any) -> tuple[_Result, float]:
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
+def _timed(name: str, fn: Callable[..., _Result], *args: Any) -> tuple[_Result, jobs.Stage]:
+    return jobs.timed(name, fn, *args)
 
 
 def _evaluation_reply(plan: _Plan, batch: Batch, result: numeric.EvaluationResult) -> pb.EvaluateResponse:

@@ -17,13 +17,15 @@ from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 
 from chainrule.server import heartbeat
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
 from chainrule.server.cache import Caches
 from chainrule.server.compute import allocator
 from chainrule.server.compute.executors import Admission, BoundedExecutor, Executor, ThreadExecutor
 from chainrule.server.compute.pool import ProcessExecutor
 from chainrule.server.config import Settings
+from chainrule.server.logs import banner, set_trace_source
 from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
+from chainrule.server.tracing import Tracing, configure_tracing
 from chainrule.server.transport import connections
 from chainrule.server.transport.auth import (
     AuthMiddleware,
@@ -43,6 +45,7 @@ from chainrule.server.transport.http_server import (
 )
 from chainrule.server.transport.instrumentation import Instrumentation
 from chainrule.server.transport.pages import Site
+from chainrule.server.version import VERSION
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,20 @@ log = logging.getLogger(__name__)
 class Application:
     """One chainrule server process: the gRPC server and everything it shares."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        *,
+        announce: bool = True,
+        tracing: Tracing | None = None,
+    ) -> None:
+        """`announce`: log the start-up banner (a supervisor's workers leave it to the supervisor);
+        `tracing`: spans to record (default: what OTEL_TRACES_EXPORTER asks for, usually none)."""
         self.settings = settings
+        self._announce = announce
+        self.tracing = tracing if tracing is not None else configure_tracing(settings)
+        set_trace_source(self.tracing.current_ids if self.tracing is not None else None)
         self.registry = registry or CollectorRegistry()
         self.ready = False
         self.pool, self.symbolic, self.numeric, admissions = _executors(settings)
@@ -67,6 +82,7 @@ class Application:
             caches=self.caches,
             metrics=self.metrics,
             parsing=self.parsing,
+            tracing=self.tracing,
         )
         self.metrics.watch_admission(self.api.calls)
         for admission in (*admissions, self.parsing.admission):
@@ -76,7 +92,11 @@ class Application:
         # The server process id travels in the trailers with the request id: initial metadata would
         # cost a batch of its own per call (bench/README.md).
         instrumentation = Instrumentation(
-            self.metrics, response_metadata=((SERVER_PROCESS_HEADER, str(os.getpid())),), tokens=tokens
+            self.metrics,
+            response_metadata=((SERVER_PROCESS_HEADER, str(os.getpid())),),
+            tokens=tokens,
+            access_log=settings.access_log,
+            tracing=self.tracing,
         )
         self.grpc_server, self.grpc_port = create_server(
             settings, self.api, self.health, instrumentation, callers
@@ -93,6 +113,9 @@ class Application:
             site=Site(playground=settings.playground, token_auth=tokens.enabled, grpc_port=self.grpc_port),
         )
         http_app.add_middleware(ServerProcessMiddleware)
+        if self.tracing is not None:
+            # Outermost, so the access line and everything below run inside the request's span.
+            http_app.user_middleware.insert(0, self.tracing.http_middleware())
         if tokens.enabled:
             # Innermost: inside the HTTP metrics (401s are counted) and CORS (401s carry its headers).
             http_app.user_middleware.append(
@@ -117,9 +140,10 @@ class Application:
         await self.http_server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready = True
-        log.info(
-            "serving gRPC on %s:%d and HTTP on port %d", self.settings.host, self.grpc_port, self.http_port
-        )
+        if self._announce:
+            log.info("%s", banner(self.settings, self.grpc_port, self.http_port))
+        else:
+            log.info("server process %d ready", os.getpid())
 
     async def stop(self) -> None:
         """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within the grace.
@@ -137,6 +161,8 @@ class Application:
         await self.symbolic.close()
         await self.numeric.close()
         await self.parsing.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
         log.info("stopped")
 
     def request_stop(self) -> None:
@@ -199,8 +225,15 @@ def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Ex
     return pool, pool, numeric, [pool.admission, numeric_admission]
 
 
-def serve(settings: Settings, ready_file: Path | None = None, heartbeat_file: Path | None = None) -> None:
+def serve(
+    settings: Settings,
+    ready_file: Path | None = None,
+    heartbeat_file: Path | None = None,
+    *,
+    announce: bool = True,
+) -> None:
     """Run one server process until SIGTERM/SIGINT and its drain; return within the grace period.
+    `announce`: log the start-up banner (a supervisor's server processes leave it to the supervisor).
 
     A numeric thread cannot be interrupted, and the interpreter would wait for it at exit: a call
     still computing when the grace ends (its caller already answered) is abandoned instead.
@@ -208,7 +241,7 @@ def serve(settings: Settings, ready_file: Path | None = None, heartbeat_file: Pa
 
     async def main() -> None:
         # Built inside the loop: grpc.aio binds its server to the loop running at construction.
-        await Application(settings).run(ready_file, heartbeat_file)
+        await Application(settings, announce=announce).run(ready_file, heartbeat_file)
 
     asyncio.run(main())
     deadline = time.monotonic() + 0.5

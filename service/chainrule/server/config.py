@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from chainrule.engine.limits import ENGINE_LIMITS, Layer, Limit
 
 PREFIX = "CHAINRULE_"
+_TRACES_EXPORTERS = {"otlp", "console"}
 # An origin as browsers send it: scheme, host and optional port, no path.
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:,]+(:[0-9]{1,5})?")
 T = TypeVar("T")
@@ -47,7 +48,8 @@ BOUND = "bound"
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the server can be configured with. Field `name` is read from `CHAINRULE_NAME`."""
+    """Everything the server can be configured with. Field `name` is read from `CHAINRULE_NAME`
+    (or the variable its metadata names under `env`: the OpenTelemetry ones)."""
 
     host: str = field(default="127.0.0.1", metadata={"doc": "address both servers bind"})
     grpc_port: int = field(default=50051, metadata={"doc": "gRPC port (0 picks a free one)"})
@@ -73,6 +75,9 @@ class Settings:
     )
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG logs one line per request"})
     log_format: str = field(default="text", metadata={"doc": "text or json (JSON lines)"})
+    access_log: bool = field(
+        default=True, metadata={"doc": "an access line for every request; false: for failed requests only"}
+    )
     max_request_bytes: int = _server_limit(
         "request_bytes", 64 * 1024 * 1024, "bytes", "bytes in one request message or HTTP body"
     )
@@ -250,6 +255,19 @@ class Settings:
         default="",
         metadata={"doc": "comma-separated origins allowed by CORS (`*` for any); empty turns CORS off"},
     )
+    # Tracing (tracing.py): the standard OpenTelemetry variables, not CHAINRULE_ ones. The SDK reads
+    # the rest of OTEL_* itself (endpoint, headers, service name, resource attributes, sampler).
+    otel_traces_exporter: str = field(
+        default="none",
+        metadata={
+            "env": "OTEL_TRACES_EXPORTER",
+            "doc": "otlp, console or none (comma-separated for several); needs the `otel` extra",
+        },
+    )
+    otel_exporter_otlp_protocol: str = field(
+        default="grpc",
+        metadata={"env": "OTEL_EXPORTER_OTLP_PROTOCOL", "doc": "grpc or http/protobuf: how otlp exports"},
+    )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -257,7 +275,7 @@ class Settings:
         source = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for item in fields(cls):
-            raw = source.get(PREFIX + item.name.upper())
+            raw = source.get(env_name(item))
             if raw is not None:
                 values[item.name] = _convert(item.name, raw, _parser_for(item.type))
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -275,7 +293,7 @@ class Settings:
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-                raise ConfigError(f"{PREFIX}{item.name.upper()} must not be negative, got {value}")
+                raise ConfigError(f"{env_name(item)} must not be negative, got {value}")
         for name in ("grpc_port", "http_port"):
             if getattr(self, name) > 65535:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be a port number, got {getattr(self, name)}")
@@ -300,6 +318,15 @@ class Settings:
                 )
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ConfigError(f"{PREFIX}TLS_CLIENT_CA_FILE (mutual TLS) needs {PREFIX}TLS_CERT_FILE too")
+        unknown = set(self.traces_exporters) - _TRACES_EXPORTERS
+        if unknown:
+            raise ConfigError(
+                f"OTEL_TRACES_EXPORTER may name {', '.join(sorted(_TRACES_EXPORTERS))}; "
+                f"got {self.otel_traces_exporter!r}"
+            )
+        if self.otel_exporter_otlp_protocol not in {"grpc", "http/protobuf"}:
+            protocol = self.otel_exporter_otlp_protocol
+            raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be grpc or http/protobuf, got {protocol!r}")
         for origin in self.cors_origin_list:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ConfigError(
@@ -307,9 +334,20 @@ class Settings:
                 )
 
     @property
+    def traces_exporters(self) -> tuple[str, ...]:
+        """The span exporters to run (empty: tracing off)."""
+        names = (part.strip().lower() for part in self.otel_traces_exporter.split(","))
+        return tuple(name for name in names if name and name != "none")
+
+    @property
     def cors_origin_list(self) -> tuple[str, ...]:
         """The allowed CORS origins, parsed from the comma-separated setting."""
         return tuple(part.strip() for part in self.cors_origins.split(",") if part.strip())
+
+
+def env_name(item: dataclasses.Field[Any]) -> str:
+    """The environment variable a setting is read from: `CHAINRULE_<NAME>` unless it names another."""
+    return str(item.metadata.get("env", PREFIX + item.name.upper()))
 
 
 def _parser_for(annotation: object) -> Callable[[str], object]:

@@ -9,7 +9,6 @@ they combine across server processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
@@ -148,11 +147,6 @@ class Metrics:
     def observe_stage(self, stage: str, seconds: float) -> None:
         """Record the duration of one stage of engine work."""
         self._stages[stage].observe(seconds)
-
-    def observe_timings(self, timings: Iterable[tuple[str, float]]) -> None:
-        """Record durations a job measured (possibly in another process)."""
-        for stage, seconds in timings:
-            self._stages[stage].observe(seconds)
 
     def add_points(self, count: int) -> None:
         self.points.inc(count)

@@ -43,7 +43,8 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from chainrule.server import heartbeat
-from chainrule.server.config import PREFIX, Settings
+from chainrule.server.config import Settings, env_name
+from chainrule.server.logs import banner
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter
@@ -75,7 +76,7 @@ def run_supervisor(settings: Settings, ready_file: Path | None = None) -> int:
     """`chainrule serve` with several server processes: supervise them until a signal; the exit status."""
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
 
-    configure_logging(settings)
+    configure_logging(settings, several_processes=True)
     try:
         return Supervisor(settings.replace(workers=server_process_count(settings)), ready_file).run()
     except OSError as error:
@@ -161,7 +162,7 @@ def server_environ(settings: Settings, base: Mapping[str, str]) -> dict[str, str
     environ = dict(base)
     for item in fields(settings):
         value = getattr(settings, item.name)
-        environ[PREFIX + item.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+        environ[env_name(item)] = str(value).lower() if isinstance(value, bool) else str(value)
     environ[MULTIPROC_ENV] = settings.metrics_dir
     return environ
 
@@ -211,9 +212,10 @@ class Supervisor:
                 return 1
             self._write_ready_file()
             log.info(
-                "supervising %d server processes on gRPC port %d and HTTP port %d",
-                len(self._slots), self.settings.grpc_port, self.settings.http_port,
-            )  # fmt: skip
+                "%s with %d server processes",
+                banner(self.settings, self.settings.grpc_port, self.settings.http_port),
+                len(self._slots),
+            )
             self._watch()
             return self._terminate_all()
         finally:
@@ -374,8 +376,8 @@ def server_process_main(argv: Sequence[str] | None = None) -> int:
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
 
     settings = Settings.from_environ()
-    configure_logging(settings)
-    serve(settings, options.ready_file, options.heartbeat_file)
+    configure_logging(settings, several_processes=True)
+    serve(settings, options.ready_file, options.heartbeat_file, announce=False)
     return 0
 
 

@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from chainrule.server.app import Application
 from chainrule.server.config import ConfigError, Settings
-from chainrule.server.transport.auth import Callers, TokenChecker, grpc_peer_address
+from chainrule.server.transport.auth import Callers, TokenChecker, fingerprint, grpc_peer_address
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
@@ -351,10 +351,10 @@ def test_without_tokens_a_caller_is_its_address(address: str, caller: str, why: 
 
 def test_with_tokens_a_caller_is_its_token_and_never_the_token_itself() -> None:
     callers = Callers(TokenChecker((b"alpha", b"beta")))
-    # One token from two addresses is one caller.
-    assert callers.identify("Bearer beta", "127.0.0.2") == "token:1"
-    assert callers.identify("Bearer beta", "127.0.0.3") == "token:1"
-    assert callers.identify("Bearer alpha", "127.0.0.2") == "token:0"
+    # One token from two addresses is one caller, named by the fingerprint the access lines show.
+    beta = callers.identify("Bearer beta", "127.0.0.2")
+    assert beta == fingerprint(b"beta") == callers.identify("Bearer beta", "127.0.0.3")
+    assert "beta" not in beta and beta != callers.identify("Bearer alpha", "127.0.0.2")
     assert callers.identify("Bearer wrong", "127.0.0.2") == "address:127.0.0.2"  # refused anyway
     assert callers.identify(None, "127.0.0.2") == "address:127.0.0.2"
 
@@ -362,6 +362,6 @@ def test_with_tokens_a_caller_is_its_token_and_never_the_token_itself() -> None:
 def test_an_http_caller_comes_from_the_asgi_scope() -> None:
     callers = Callers(TokenChecker((b"alpha",)))
     scope = {"client": ("127.0.0.3", 40000), "headers": [(b"authorization", b"Bearer alpha")]}
-    assert callers.of_http(scope) == "token:0"
+    assert callers.of_http(scope) == fingerprint(b"alpha")
     assert callers.of_http({"client": ("127.0.0.3", 40001), "headers": []}) == "address:127.0.0.3"
     assert Callers().of_http({"client": None}) == "address:"

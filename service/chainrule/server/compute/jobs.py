@@ -7,10 +7,11 @@ data). Nothing here knows about protobuf or a transport.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import sympy
 
@@ -19,6 +20,8 @@ from chainrule.engine import codegen, explain, implicit, parsing, programs, seri
 from chainrule.engine.errors import ChainruleError, InvalidArgument, NoClosedForm
 from chainrule.engine.limits import declared, exceeded
 from chainrule.server.config import Settings, limit_settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -117,9 +120,25 @@ def _node_count(expression: sympy.Expr) -> int:
     return int(sympy.count_ops(expression, visual=False)) + len(expression.free_symbols) + 1
 
 
-# Jobs for the cached path. Each returns its stage durations as plain floats, so the server process
-# can observe them in its metrics even when the job ran in a symbolic worker.
-Timings = tuple[tuple[str, float], ...]
+class Stage(NamedTuple):
+    """One stage of work timed where it ran (a worker process or a thread): for metrics and spans."""
+
+    name: str
+    seconds: float
+    start_ns: int  # wall clock, `time.time_ns()`: one clock for every process on the host
+    pid: int
+
+
+def timed(name: str, fn: Callable[..., T], *args: Any) -> tuple[T, Stage]:
+    """`fn(*args)` and the `Stage` it took."""
+    start_ns, start = time.time_ns(), time.perf_counter()
+    result = fn(*args)
+    return result, Stage(name, time.perf_counter() - start, start_ns, os.getpid())
+
+
+# Jobs for the cached path. Each returns its stages as plain values, so the server process can
+# observe them in its metrics and trace even when the job ran in a worker process.
+Timings = tuple[Stage, ...]
 
 
 @dataclass(frozen=True)
@@ -165,18 +184,20 @@ class Derived(_Symbolic):
 
 def parse_canonical(text: str, limits: Limits) -> Parsed:
     """Parse `text` and compute its canonical key (`srepr`, which includes assumptions)."""
-    start = time.perf_counter()
-    expression = parse(text, limits)
-    canonical = engine.canonical_key(expression).encode()
-    seconds = time.perf_counter() - start
+    (expression, canonical), stage = timed("parse", _parse_with_key, text, limits)
     return Parsed(
         portable=engine.Portable(expression),
         variables=engine.free_variables(expression),
         node_count=_node_count(expression),
-        timings=(("parse", seconds),),
+        timings=(stage,),
         key=hashlib.sha256(canonical).digest(),
         size=len(canonical),
     )
+
+
+def _parse_with_key(text: str, limits: Limits) -> tuple[sympy.Expr, bytes]:
+    expression = parse(text, limits)
+    return expression, engine.canonical_key(expression).encode()
 
 
 def derive_parsed(
@@ -186,11 +207,15 @@ def derive_parsed(
     limits: Limits,
 ) -> Derived:
     """Differentiate and simplify an already parsed expression, timing the two stages apart."""
-    start = time.perf_counter()
-    raw = engine.differentiate(engine.resolved(expression), wrt, engine.Simplification.NONE, limits.engine)
-    middle = time.perf_counter()
-    derivative = engine.simplify(raw, simplification)
-    end = time.perf_counter()
+    raw, differentiated = timed(
+        "differentiate",
+        engine.differentiate,
+        engine.resolved(expression),
+        wrt,
+        engine.Simplification.NONE,
+        limits.engine,
+    )
+    derivative, simplified = timed("simplify", engine.simplify, raw, simplification)
     try:
         text, refusal, numeric = parsing.to_text(derivative), None, True
     except NoClosedForm as error:
@@ -200,7 +225,7 @@ def derive_parsed(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
         node_count=_node_count(derivative),
-        timings=(("differentiate", middle - start), ("simplify", end - middle)),
+        timings=(differentiated, simplified),
         text=text,
         refusal=refusal,
         numeric=numeric,
@@ -230,34 +255,42 @@ def compile_function(
     expression: sympy.Expr | engine.Portable, variables: tuple[str, ...], limits: Limits
 ) -> Compiled[engine.CompiledFunction]:
     """Compile an expression (or a derivative) for Evaluate, over `variables` in that order."""
-    start = time.perf_counter()
-    compiled = engine.compile_function(engine.resolved(expression), variables, limits.engine)
-    return Compiled(compiled, (("compile", time.perf_counter() - start),))
+    compiled, stage = timed(
+        "compile", engine.compile_function, engine.resolved(expression), variables, limits.engine
+    )
+    return Compiled(compiled, (stage,))
 
 
 def compile_gradient(
     expression: sympy.Expr | engine.Portable, variables: tuple[str, ...], hessian: bool, limits: Limits
 ) -> Compiled[engine.CompiledGradient]:
     """Differentiate (partials, Hessian) and compile value, gradient and Hessian as one function."""
-    start = time.perf_counter()
-    components = engine.gradient_components(engine.resolved(expression), variables, hessian, limits.engine)
-    middle = time.perf_counter()
-    compiled = engine.compile_components(components, variables, hessian, limits.engine)
-    end = time.perf_counter()
-    return Compiled(compiled, (("differentiate", middle - start), ("compile", end - middle)))
+    components, differentiated = timed(
+        "differentiate",
+        engine.gradient_components,
+        engine.resolved(expression),
+        variables,
+        hessian,
+        limits.engine,
+    )
+    compiled, stage = timed(
+        "compile", engine.compile_components, components, variables, hessian, limits.engine
+    )
+    return Compiled(compiled, (differentiated, stage))
 
 
 def compile_jacobian(
     rows: tuple[sympy.Expr | engine.Portable, ...], variables: tuple[str, ...], limits: Limits
 ) -> Compiled[engine.CompiledJacobian]:
     """Differentiate every row by every variable and compile values and Jacobian as one function."""
-    start = time.perf_counter()
     expressions = [engine.resolved(row) for row in rows]
-    components = engine.jacobian_components(expressions, variables, limits.engine)
-    middle = time.perf_counter()
-    compiled = engine.compile_jacobian_components(components, variables, len(rows), limits.engine)
-    end = time.perf_counter()
-    return Compiled(compiled, (("differentiate", middle - start), ("compile", end - middle)))
+    components, differentiated = timed(
+        "differentiate", engine.jacobian_components, expressions, variables, limits.engine
+    )
+    compiled, stage = timed(
+        "compile", engine.compile_jacobian_components, components, variables, len(rows), limits.engine
+    )
+    return Compiled(compiled, (differentiated, stage))
 
 
 def readable(expression: sympy.Expr | engine.Portable) -> tuple[str, str]:
@@ -390,18 +423,20 @@ def derive_implicit(
     asked: ImplicitRequest, simplification: engine.Simplification, limits: Limits
 ) -> ImplicitDerived:
     """Parse the equation and take d^k(dependent)/dx^k, timing the stages as `derive_parsed` does."""
-    start = time.perf_counter()
-    equation = parse_equation(asked, limits)
-    middle = time.perf_counter()
-    derivative = implicit.implicit_derivative(
-        equation.function, equation.target, simplification, limits.engine
+    equation, parsed = timed("parse", parse_equation, asked, limits)
+    derivative, differentiated = timed(
+        "differentiate",
+        implicit.implicit_derivative,
+        equation.function,
+        equation.target,
+        simplification,
+        limits.engine,
     )
-    end = time.perf_counter()
     return ImplicitDerived(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
         node_count=_node_count(derivative),
-        timings=(("parse", middle - start), ("differentiate", end - middle)),
+        timings=(parsed, differentiated),
         text=parsing.to_text(derivative),
         equation_variables=engine.free_variables(equation.function),
     )

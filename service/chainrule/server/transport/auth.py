@@ -13,6 +13,7 @@ whoever asks. Failures are UNAUTHENTICATED (gRPC) or 401 with `WWW-Authenticate:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import ssl
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainrule.engine.errors import Unauthenticated
 from chainrule.server.config import PREFIX, ConfigError, Settings
+from chainrule.server.logs import note_caller, note_error
 from chainrule.server.transport.pages import PAGE_PATHS, STATIC_PREFIX
 from chainrule.server.transport.status import error_response
 
@@ -61,36 +63,41 @@ class TokenChecker:
         """True when the header carries one of the tokens; compares against all of them every time."""
         return self.identify(authorization) is not None
 
-    def identify(self, authorization: str | bytes | None) -> int | None:
-        """The index of the token the header carries (None: none of them), compared in constant time."""
+    def identify(self, authorization: str | bytes | None) -> str | None:
+        """The caller's name in logs (`token:` and a fingerprint of the token), or None if refused."""
         if isinstance(authorization, bytes):
             authorization = authorization.decode("latin-1")
         if not authorization or authorization[: len(_BEARER)].lower() != _BEARER:
             return None
         offered = authorization[len(_BEARER) :].strip().encode("utf-8", "surrogateescape")
-        matched = -1
-        for index, token in enumerate(self.tokens):
+        matched: bytes | None = None
+        for token in self.tokens:
             if hmac.compare_digest(offered, token):
-                matched = index
-        return None if matched < 0 else matched
+                matched = token
+        return None if matched is None else fingerprint(matched)
+
+
+def fingerprint(token: bytes) -> str:
+    """A short name for a token that logs can show: 8 hex digits of its SHA-256, never the token."""
+    return "token:" + hashlib.sha256(token).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
 class Callers:
     """Who a call comes from, for sharing compute fairly (see `executors.Admission`).
 
-    The bearer token's identity (its index, never the token) when tokens are configured, else the
-    peer's IP address: not the port, or opening more connections would buy a larger share; IPv6
-    peers by their /64 network, since one host commonly holds a whole /64.
+    The bearer token's fingerprint (never the token) when tokens are configured, else the peer's IP
+    address: not the port, or opening more connections would buy a larger share; IPv6 peers by
+    their /64 network, since one host commonly holds a whole /64.
     """
 
     checker: TokenChecker = TokenChecker(())
 
     def identify(self, authorization: str | bytes | None, address: str) -> str:
         if self.checker.enabled:
-            index = self.checker.identify(authorization)
-            if index is not None:
-                return f"token:{index}"
+            found = self.checker.identify(authorization)
+            if found is not None:
+                return found
         return f"address:{_network(address)}"
 
     def of_grpc(self, context: Any) -> str:
@@ -144,7 +151,11 @@ def grpc_refusal(checker: TokenChecker, method: str) -> Callable[[Any], Unauthen
 
     def refusal(metadata: Any) -> Unauthenticated | None:
         header = next((value for key, value in metadata or () if key == "authorization"), None)
-        return None if checker.accepts(header) else _unauthenticated(header is not None)
+        caller = checker.identify(header)
+        if caller is None:
+            return _unauthenticated(header is not None)
+        note_caller(caller)
+        return None
 
     return refusal
 
@@ -166,10 +177,13 @@ class AuthMiddleware:
             if key == b"authorization":
                 header = value
                 break
-        if self.checker.accepts(header):
+        caller = self.checker.identify(header)
+        if caller is not None:
+            note_caller(caller)
             await self.app(scope, receive, send)
             return
         error = _unauthenticated(header is not None)
+        note_error(error)
         response = error_response(error, headers={"WWW-Authenticate": _CHALLENGE})
         await response(scope, receive, send)
 

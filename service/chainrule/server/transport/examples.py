@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainrule.engine import errors
-from chainrule.server.api import VERSION
+from chainrule.server.version import VERSION
 
 Schema = dict[str, Any]
 

@@ -19,6 +19,7 @@ from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
 from chainrule.server.compute import deadlines
 from chainrule.server.config import Settings
+from chainrule.server.logs import note_error
 from chainrule.server.sizing import PROTOBUF, Wire
 from chainrule.server.transport import wire
 from chainrule.server.transport.auth import Callers, TlsFiles
@@ -94,11 +95,14 @@ class DifferentiationServicer:
                 response = await handler(request, Wire(PROTOBUF, len(raw)))
                 return await _serialized(response)
         except ChainruleError as error:
+            note_error(error)
             await context.abort_with_status(grpc_status(error))
         except Exception:
             # A bug: log the traceback here, tell the caller nothing about our insides.
             log.exception("unexpected error in %s", message_type.__name__)
-            await context.abort_with_status(grpc_status(InternalError("internal error")))
+            internal = InternalError("internal error")
+            note_error(internal)
+            await context.abort_with_status(grpc_status(internal))
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 

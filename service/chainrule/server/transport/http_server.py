@@ -24,12 +24,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
 from chainrule.server.config import Settings
 from chainrule.server.metrics import HttpMetrics
 from chainrule.server.transport import connections, openapi, pages, rest
 from chainrule.server.transport.auth import Callers
 from chainrule.server.transport.drain import Drain, DrainMiddleware
+from chainrule.server.version import VERSION
 
 log = logging.getLogger(__name__)
 

@@ -61,8 +61,10 @@ from chainrule.server.api import ChainruleApi
 from chainrule.server.compute import deadlines
 from chainrule.server.compute.executors import CallLimit
 from chainrule.server.config import Settings
+from chainrule.server.logs import REQUEST_ID_KEY, note_error
 from chainrule.server.metrics import HttpMetrics
 from chainrule.server.sizing import JSON, Wire
+from chainrule.server.transport.access import AccessLogMiddleware
 from chainrule.server.transport.auth import Callers
 from chainrule.server.transport.protojson import RequestT, decode_message, message_to_json
 from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response
@@ -110,12 +112,18 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
         error = InvalidArgument(str(exc.detail))
     else:
         error = InternalError("internal error")
+    note_error(error)
     return error_response(error, exc.status_code, headers)
 
 
 async def internal_error_handler(request: Request, exc: Exception) -> Response:
     """The last resort for a bug outside the REST handlers: a bare 500 (Starlette logs the traceback)."""
-    return error_response(InternalError("internal error"))
+    return _noted(InternalError("internal error"))
+
+
+def _noted(error: ChainruleError) -> Response:
+    note_error(error)
+    return error_response(error)
 
 
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
@@ -135,13 +143,15 @@ async def _respond(
             message = await work()
         return await _json_response(message)
     except HttpError as error:
+        note_error(error.error)
         return error_response(error.error, error.http_status, error.headers)
     except ChainruleError as error:
+        note_error(error)
         return error_response(error)
     except Exception:
         # A bug: log the traceback here, tell the caller nothing about our insides.
         log.exception("unexpected error in %s %s", request.method, request.url.path)
-        return error_response(InternalError("internal error"))
+        return _noted(InternalError("internal error"))
 
 
 # --- bodies -------------------------------------------------------------------------------------
@@ -380,8 +390,12 @@ class MetricsMiddleware:
 
 
 def http_middleware(settings: Settings, metrics: HttpMetrics) -> list[Middleware]:
-    """Metrics outermost (so CORS preflights count too); CORS only when origins are configured."""
-    stack = [Middleware(MetricsMiddleware, metrics=metrics)]
+    """The request id and access log outermost, then metrics (so CORS preflights count too); CORS
+    only when origins are configured."""
+    stack = [
+        Middleware(AccessLogMiddleware, successes=settings.access_log),
+        Middleware(MetricsMiddleware, metrics=metrics),
+    ]
     origins = settings.cors_origin_list
     if origins:
         stack.append(
@@ -389,8 +403,8 @@ def http_middleware(settings: Settings, metrics: HttpMetrics) -> list[Middleware
                 CORSMiddleware,
                 allow_origins=list(origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["content-type", "x-request-id"],
-                expose_headers=["x-request-id"],
+                allow_headers=["content-type", REQUEST_ID_KEY],
+                expose_headers=[REQUEST_ID_KEY],
                 max_age=600,
             )
         )
