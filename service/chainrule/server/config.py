@@ -61,7 +61,7 @@ class Settings:
         metadata={"doc": "server processes (not symbolic workers); 0: one per CPU; 1: no supervisor"},
     )
     heartbeat_seconds: float = field(
-        default=10.0,
+        default=5.0,
         metadata={
             "doc": "the supervisor kills and replaces a server process whose event loop has not "
             "ticked for this long (stopped, hung, or stalled by a bug); 0: never"
@@ -112,7 +112,12 @@ class Settings:
         "header_timeout_seconds",
         30.0,
         "seconds",
-        "for a complete HTTP request head (or the gRPC handshake) after connecting or a response",
+        "for a complete HTTP request head after connecting or after a response",
+    )
+    # Machines, not people, send the HTTP/2 preface (and TLS): a client does it in milliseconds. Short,
+    # because grpc cannot evict an idle connection to make room at its cap as the HTTP side does.
+    grpc_handshake_seconds: float = _server_limit(
+        "grpc_handshake_seconds", 5.0, "seconds", "for a new gRPC connection's TLS and HTTP/2 handshake"
     )
     http_idle_seconds: float = _server_limit(
         "http_idle_seconds", 5.0, "seconds", "an idle kept-alive HTTP connection stays open"

@@ -158,7 +158,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.server.max_pending_requests_hard_limit", max(_BACKLOG, 4 * settings.calls_in_flight)),
         # Connections: capped, a handshake within the header timeout, idle ones closed.
         ("grpc.max_allowed_incoming_connections", settings.max_connections),
-        ("grpc.server_handshake_timeout_ms", _ms(settings.header_timeout_seconds)),
+        ("grpc.server_handshake_timeout_ms", _ms(settings.grpc_handshake_seconds)),
         ("grpc.max_connection_idle_ms", _ms(settings.grpc_idle_seconds)),
         # Keepalive: the server pings quiet connections to find dead peers, and refuses (GOAWAY
         # after two strikes) clients that ping more often than every 10 s without calls.
