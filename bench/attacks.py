@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,7 +221,7 @@ def _timed_probe(probe: Probe, call: Callable[[], str | None]) -> None:
     try:
         failure = call()
     except grpc.RpcError as error:
-        failure = f"gRPC {error.code().name}: {error.details()}"  # type: ignore[attr-defined]
+        failure = f"gRPC {error.code().name}: {error.details()}"
     except Exception as error:
         failure = f"{type(error).__name__}: {str(error)[:120]}"
     probe.add(wall, time.perf_counter() - started, failure)
@@ -302,6 +302,7 @@ def _cheap_calls(base: str) -> Callable[[], str | None]:
     def call() -> str | None:
         k = next(counter)
         kind = k % 4
+        body: dict[str, object]
         if kind == 0:
             path, body = "/v1/differentiate", {"expression": "sin(x)*x^2"}
         elif kind == 1:
@@ -395,7 +396,7 @@ def grpc_outcome(error: grpc.aio.AioRpcError | None) -> str:
         return "OK"
     reason, retry = "", False
     with contextlib.suppress(Exception):
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        status = rpc_status.from_call(error)
         for detail in status.details if status is not None else ():
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
@@ -598,7 +599,9 @@ async def huge_maps(target: Target) -> str:
     ).SerializeToString()
     outcomes = Outcomes()
     async with target.grpc_channel() as channel:
-        call = channel.unary_unary("/chainrule.v1.DifferentiationService/Evaluate")
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/chainrule.v1.DifferentiationService/Evaluate"
+        )
         for body in (first, second):
             await grpc_call(call, body, outcomes)
     target.notes.append(
@@ -693,7 +696,7 @@ async def sigterm(target: Target) -> str:
     columns = {name: pb.Array(f64le=np.linspace(0, 1, 100_000).tobytes()) for name in "xyzw"}
     counter = iter(range(10**9))
 
-    async def load(stub: pb_grpc.DifferentiationServiceStub, batch: bool) -> None:
+    async def load(stub: pb_grpc.DifferentiationServiceAsyncStub, batch: bool) -> None:
         while not ending.is_set():
             k = next(counter)
             if batch:
@@ -748,7 +751,7 @@ def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> bool:
 class Attack:
     name: str
     item: int
-    run: Callable[[Target], Awaitable[str]]
+    run: Callable[[Target], Coroutine[Any, Any, str]]
     workers: int = 1
     linger: float = 2.0  # seconds the second caller keeps watching after the attack's calls end
     environ: dict[str, str] = field(default_factory=dict)
@@ -778,7 +781,7 @@ def documented_bound(environ: dict[str, str], processes: int) -> tuple[int, str]
     """The resident memory the docs promise for this server tree, and where that figure comes from."""
     settings = Settings.from_environ(environ)
     try:  # the bound each server process enforces, where the tree has one (issue 15, items 1-4)
-        from chainrule.server import sizing  # type: ignore[attr-defined]  # noqa: PLC0415
+        from chainrule.server import sizing  # noqa: PLC0415
     except ImportError:
         limit = _pod_memory_limit()
         return limit * processes // 2, "the pod's memory limit (deploy/k8s), per 2 server processes"

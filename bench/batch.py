@@ -10,6 +10,7 @@ call is the echo server's time plus the numpy time. Medians over the rounds.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -192,24 +193,38 @@ def measure(
         if jax_run is not None:
             jax_run(columns)  # compiles
         for _ in range(rounds):
-            figures["echo"].append(timed(lambda: bare(body)))
-            before = harness.scrape(ports["http_port"])
-            cpu = own_cpu_seconds()
-            figures["e2e"].append(timed(lambda: call(body)))
-            figures["cpu"].append((own_cpu_seconds() - cpu) / figures["e2e"][-1])
-            after = harness.scrape(ports["http_port"])
-            seconds, count = delta(stage(before, "evaluate"), stage(after, "evaluate"))
-            assert count == 1
-            figures["server"].append(seconds)
-            figures["numpy"].append(timed(lambda: local(columns)))
-            if jax_run is not None:
-                figures["jax"].append(timed(lambda: jax_run(columns)))
+            time_round(figures, ports["http_port"], (call, bare, body), lambda: local(columns),
+                       None if jax_run is None else lambda: jax_run(columns))  # fmt: skip
             if tuned_jax is not None:
                 figures["jax_tuned"].append(tuned_jax.seconds())
     result = {name: median(values) for name, values in figures.items()}
     result["floor"] = result["echo"] + result["numpy"]
     result["request_mb"] = len(body) / 1e6
     return result
+
+
+def time_round(
+    figures: dict[str, list[float]],
+    http_port: int,
+    calls: tuple[Callable[[bytes], bytes], Callable[[bytes], bytes], bytes],
+    local: Callable[[], object],
+    jax: Callable[[], object] | None,
+) -> None:
+    """One round: echo, then chainrule (end to end, its evaluate stage, the client's CPU share), then
+    the local baselines; `calls` is (chainrule's call, echo's call, the request bytes)."""
+    call, bare, body = calls
+    figures["echo"].append(timed(lambda: bare(body)))
+    before = harness.scrape(http_port)
+    cpu = own_cpu_seconds()
+    figures["e2e"].append(timed(lambda: call(body)))
+    figures["cpu"].append((own_cpu_seconds() - cpu) / figures["e2e"][-1])
+    after = harness.scrape(http_port)
+    seconds, count = delta(stage(before, "evaluate"), stage(after, "evaluate"))
+    assert count == 1
+    figures["server"].append(seconds)
+    figures["numpy"].append(timed(local))
+    if jax is not None:
+        figures["jax"].append(timed(jax))
 
 
 def measure_chunked(port: int, points: int, chunk_points: int, rounds: int) -> dict[str, float]:
@@ -223,8 +238,8 @@ def measure_chunked(port: int, points: int, chunk_points: int, rounds: int) -> d
         want = client.evaluate(EXPRESSION, points=columns, chunk_points=chunk_points).values
         for _ in range(rounds):
             for key, in_flight in (("one", 1), ("two", 2)):
-                figures[key].append(timed(lambda n=in_flight: client.evaluate(
-                    EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=n)))  # fmt: skip
+                figures[key].append(timed(functools.partial(client.evaluate,
+                    EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=in_flight)))  # fmt: skip
         got = client.evaluate(EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=2).values
         np.testing.assert_array_equal(got, want)
     return {key: median(values) for key, values in figures.items()}

@@ -1,10 +1,10 @@
-"""A bare `grpc.aio` server for Evaluate and GradientAtPoint: the physical floor of moving the bytes.
+"""A bare `grpc.aio` server for Evaluate, GradientAtPoint and Jacobian: the floor of moving the bytes.
 
 Same process model, message limits and malloc settings as `chainrule serve`, no instrumentation,
 metrics or logging, no maths and no protobuf work on the timed path: its handlers take the request's
 bytes and answer with pre-serialised bytes of the same shape and size as chainrule's reply (one
-f64le column of n points per value/partial, the Hessian's n² columns when asked), so the floor moves
-exactly the bytes chainrule moves: 32 MB in and 8 MB out for Evaluate of 4 columns at 10^6 points.
+f64le column of n points per value/partial/entry, the Hessian's n² columns when asked), so the floor
+moves exactly the bytes chainrule moves: 32 MB in and 8 MB out for Evaluate of 4 columns at 10^6 points.
 The reply is built once per distinct request (its length and first 4 KiB: the expression and the
 first column's header) when that request first arrives, which the benchmarks do before timing.
 chainrule's end-to-end time minus this one is what chainrule adds besides the arithmetic.
@@ -14,10 +14,12 @@ chainrule's end-to-end time minus this one is what chainrule adds besides the ar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 import echo_server
 import grpc
+from google.protobuf.message import Message
 
 from chainrule.server.compute import allocator
 from chainrule.server.config import Settings
@@ -26,6 +28,7 @@ from chainrule.v1 import chainrule_pb2 as pb
 SERVICE = "chainrule.v1.DifferentiationService"
 MESSAGE_LIMIT = 512 * 1024 * 1024
 _PREFIX = 4096
+Request = TypeVar("Request", bound=Message)
 
 
 def _column(points: Mapping[str, pb.Array]) -> pb.Array:
@@ -57,11 +60,27 @@ def gradient_reply(request: pb.GradientAtPointRequest) -> pb.GradientAtPointResp
     )
 
 
-def _raw(parse: Callable[[bytes], object], reply: Callable[[object], object]) -> Callable[..., object]:
+def jacobian_reply(request: pb.JacobianRequest) -> pb.JacobianResponse:
+    names = sorted(request.point or request.points)
+    rows, n = len(request.expressions), len(names)
+    if request.point:
+        values = [request.point[name] for name in names]
+        return pb.JacobianResponse(
+            variables=names, values=values[:1] * rows, jacobian=[values[i % n] for i in range(rows * n)]
+        )
+    column = _column(request.points)
+    return pb.JacobianResponse(
+        variables=names, value_arrays=[column] * rows, jacobian_arrays=[column] * (rows * n)
+    )
+
+
+def _raw(
+    parse: Callable[[bytes], Request], reply: Callable[[Request], Message]
+) -> Callable[..., Awaitable[bytes]]:
     """A handler on bytes: the reply to a request seen before is sent as it was serialised then."""
     replies: dict[tuple[int, bytes], bytes] = {}
 
-    async def handle(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def handle(body: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         key = (len(body), body[:_PREFIX])
         found = replies.get(key)
         if found is None:
@@ -81,6 +100,9 @@ def _handler() -> grpc.GenericRpcHandler:
             ),
             "GradientAtPoint": grpc.unary_unary_rpc_method_handler(
                 _raw(pb.GradientAtPointRequest.FromString, gradient_reply)
+            ),
+            "Jacobian": grpc.unary_unary_rpc_method_handler(
+                _raw(pb.JacobianRequest.FromString, jacobian_reply)
             ),
         },
     )

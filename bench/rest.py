@@ -1,4 +1,4 @@
-"""Scenario 8: REST over one kept-alive HTTP/1.1 connection, against gRPC and a bare uvicorn echo.
+"""Scenario 10: REST over one kept-alive HTTP/1.1 connection, against gRPC and a bare uvicorn echo.
 
 A cached Differentiate, one call at a time on one connection (what a connection pool does per
 connection): h2load `--h1 -c 1 -m 1` posts the JSON body to `/v1/differentiate` and logs every
@@ -78,7 +78,7 @@ def measure(seconds: int, rounds: int, connections: int) -> dict[str, Runs]:
 
 
 def run(seconds: int, rounds: int, connections: int = 4) -> tuple[list[Row], dict[str, object]]:
-    """Rows of scenario 8; starts its own pinned servers."""
+    """Rows of scenario 10; starts its own pinned servers."""
     figures = measure(seconds, rounds, connections)
     p50 = {name: median([run[0] for run in runs]) for name, runs in figures.items() if name.endswith(" 1")}
     rate = {
@@ -95,7 +95,7 @@ def run(seconds: int, rounds: int, connections: int = 4) -> tuple[list[Row], dic
     throughput = (
         f"h2load --h1 -c {connections} -m 1 (gRPC: HTTP/2, -c {connections} -m 1), {rounds}x{seconds} s each"
     )
-    scenario = "8 REST, kept-alive connections"
+    scenario = "10 REST, kept-alive connections"
     rows = [
         Row(scenario, "cached Differentiate p50 on one connection vs bare uvicorn echo", p50["rest 1"],
             p50["echo 1"], "µs", note=latency),

@@ -1,4 +1,4 @@
-"""Runs every benchmark scenario of issue 8 in one run and writes bench/RESULTS.md and results.png.
+"""Runs every benchmark scenario in one run and writes bench/RESULTS.md and results.png.
 
     .venv/bin/python bench/run.py            # the full run (`make bench`), under 10 minutes on 2 cores
     .venv/bin/python bench/run.py --quick --output build/bench-quick   # `make bench-quick`: a smoke run
@@ -25,9 +25,11 @@ import attacks
 import batch
 import cold
 import harness
+import jacobian
 import latency
 import memory
 import rest
+import restart
 from common import ROOT, Row, chainrule_command, echo_command, server_env
 from report import markdown, plot
 
@@ -107,6 +109,11 @@ def main() -> int:
             (10**4, 10**5) if args.quick else (10**5, 10**6), 2 if args.quick else 11,
         )  # fmt: skip
         rows += found
+        step("8 batch Jacobians")
+        found, details["jacobian"] = jacobian.run(
+            ports, echo["grpc_port"], 10**4 if args.quick else 10**5, 2 if args.quick else 11
+        )
+        rows += found
     step("5 single-point latency")
     found, details["latency"] = latency.run(1 if args.quick else 4, 1 if args.quick else 3)
     rows += found
@@ -116,13 +123,16 @@ def main() -> int:
     count = args.memory_count or (2_000 if args.quick else 100_000)
     found, details["memory"] = memory.run(count, 200 if args.quick else 10_000, 64 * MB)
     rows += found
-    step("8 REST")
+    step("8 symbolic worker restart")
+    found, details["restart"] = restart.run(2 if args.quick else 10)
+    rows += found
+    step("10 REST")
     found, details["rest"] = rest.run(1 if args.quick else 3, 1 if args.quick else 3)
     rows += found
     command = "make bench-quick" if args.quick else "make bench"
     sections: list[str] = []
     if not args.no_attacks:
-        step("9 attacks (attacks.py)")
+        step("11 attacks (attacks.py)")
         outcomes = attacks.run(args.quick)
         details["attacks"] = [asdict(outcome) for outcome in outcomes]
         sections = attacks.table(outcomes, command)

@@ -15,20 +15,21 @@ def raw(values: list[float]) -> pb.Array:
 
 
 def test_one_point_is_a_batch_of_one() -> None:
-    batch = decode_batch({"x": 2.0}, {}, max_points=10)
+    batch = decode_batch({"x": 2.0}, {}, max_points=10, max_entries=64)
     assert batch.single and batch.size == 1 and batch.field == "point"
     assert batch.columns["x"].tolist() == [2.0]
 
 
 def test_mixed_encodings_broadcast_and_answer_raw() -> None:
-    batch = decode_batch({}, {"x": raw([1.0, 2.0, 3.0]), "y": pb.Array(values=[5.0])}, max_points=10)
+    points = {"x": raw([1.0, 2.0, 3.0]), "y": pb.Array(values=[5.0])}
+    batch = decode_batch({}, points, max_points=10, max_entries=64)
     assert not batch.single and batch.size == 3 and batch.raw_output
     assert batch.columns["x"].tolist() == [1.0, 2.0, 3.0] and batch.columns["y"].tolist() == [5.0]
     assert batch.missing(["x", "z"]) == ["z"]
 
 
 def test_lists_only_answer_lists() -> None:
-    assert not decode_batch({}, {"x": pb.Array(values=[1.0, 2.0])}, max_points=10).raw_output
+    assert not decode_batch({}, {"x": pb.Array(values=[1.0, 2.0])}, max_points=10, max_entries=64).raw_output
 
 
 @pytest.mark.parametrize(
@@ -42,13 +43,13 @@ def test_lists_only_answer_lists() -> None:
 )
 def test_bad_batches_name_the_field(point: dict[str, float], points: dict[str, pb.Array], field: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        decode_batch(point, points, max_points=10)
+        decode_batch(point, points, max_points=10, max_entries=64)
     assert caught.value.violations[0].field == field
 
 
 def test_too_many_points_is_a_limit() -> None:
     with pytest.raises(LimitExceeded) as caught:
-        decode_batch({}, {"x": raw([0.0] * 11)}, max_points=10)
+        decode_batch({}, {"x": raw([0.0] * 11)}, max_points=10, max_entries=64)
     assert caught.value.metadata == {"limit": "points", "value": "11", "maximum": "10"}
 
 
@@ -57,7 +58,7 @@ def test_fill_round_trips(as_raw: bool) -> None:
     values = np.array([1.5, -np.inf, np.nan])
     target = pb.Array()
     fill(target, values, as_raw)
-    decoded = decode_batch({}, {"v": target}, max_points=10).columns["v"]
+    decoded = decode_batch({}, {"v": target}, max_points=10, max_entries=64).columns["v"]
     assert np.array_equal(decoded, values, equal_nan=True)
     assert bool(target.f64le) is as_raw
 
@@ -100,3 +101,19 @@ def test_a_long_column_has_a_multibyte_length() -> None:
     reply.add("values", values, raw=True)
     parsed = pb.EvaluateResponse.FromString(reply.SerializeToString())
     assert np.array_equal(np.frombuffer(parsed.values.f64le, dtype="<f8"), values)
+
+
+@pytest.mark.parametrize(("point", "points", "field"), [({"x": 1.0, "y": 2.0, "z": 3.0}, {}, "point"),
+    ({}, {name: pb.Array(values=[1.0]) for name in "xyz"}, "points")])  # fmt: skip
+def test_map_entries_are_bounded_before_any_column_is_read(
+    point: dict[str, float], points: dict[str, pb.Array], field: str
+) -> None:
+    with pytest.raises(LimitExceeded) as caught:
+        decode_batch(point, points, max_points=10, max_entries=2)
+    assert caught.value.metadata == {"limit": "field_entries", "value": "3", "maximum": "2"}
+    assert caught.value.violations[0].field == field
+
+
+def test_unused_entries_within_the_bound_are_accepted() -> None:
+    batch = decode_batch({"x": 1.0, "unused": 2.0}, {}, max_points=10, max_entries=2)
+    assert set(batch.columns) == {"x", "unused"}

@@ -19,11 +19,14 @@ import pytest
 
 from chainrule.engine.errors import Code
 from chainrule.server.app import Application
+from chainrule.server.sizing import PROTOBUF_WIRE, Wire
 from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
 
 
-async def never_done(request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
+async def never_done(
+    request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE
+) -> pb.DifferentiateResponse:
     await asyncio.sleep(3600)
     raise AssertionError("unreachable")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from chainrule.server import heartbeat
-from chainrule.server.transport.http_server import WORKER_HEADER
+from chainrule.server.transport.http_server import SERVER_PROCESS_HEADER
 
 CHAINRULE = Path(sys.executable).parent / "chainrule"
 
@@ -31,7 +31,8 @@ async def test_beats_are_written_and_read_back(tmp_path: Path) -> None:
     beating.cancel()
     silent = heartbeat.silence(path)
     assert silent is not None and silent >= 0
-    assert heartbeat.silence(path, now=time.monotonic() + 100) > 99
+    later = heartbeat.silence(path, now=time.monotonic() + 100)
+    assert later is not None and later > 99
 
 
 def pids_answering(port: int, tries: int = 16) -> set[int]:
@@ -39,7 +40,7 @@ def pids_answering(port: int, tries: int = 16) -> set[int]:
     found = set()
     for _ in range(tries):
         with httpx.Client(timeout=5) as client:
-            found.add(int(client.get(f"http://127.0.0.1:{port}/healthz").headers[WORKER_HEADER]))
+            found.add(int(client.get(f"http://127.0.0.1:{port}/healthz").headers[SERVER_PROCESS_HEADER]))
     return found
 
 
@@ -56,7 +57,7 @@ def test_a_stopped_server_process_is_killed_and_replaced(tmp_path: Path) -> None
             assert process.poll() is None
             time.sleep(0.05)
         info = json.loads(ready.read_text())
-        port, (stopped, survivor) = int(info["http_port"]), info["worker_pids"]
+        port, (stopped, survivor) = int(info["http_port"]), info["server_pids"]
         os.kill(stopped, signal.SIGSTOP)
         # Until the supervisor notices, connections the kernel gives the stopped process hang; once
         # it is killed they are refused with it, and new ones go to live processes only.

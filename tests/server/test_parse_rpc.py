@@ -9,11 +9,12 @@ from typing import ParamSpec, TypeVar
 import pytest
 from prometheus_client import CollectorRegistry
 
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
 from chainrule.server.app import Application
 from chainrule.server.cache import Caches
 from chainrule.server.compute.executors import InlineExecutor
 from chainrule.server.metrics import Metrics
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
 from tests.server.test_cache import CountingExecutor
@@ -63,11 +64,11 @@ async def test_parse_reads_text_as_the_server_does(
 @pytest.mark.parametrize(
     ("text", "reason", "position", "says"),
     [
-        ("sin(x", "PARSE_ERROR", 5, "end of input"),
-        ("x +* y", "PARSE_ERROR", 3, "*"),
-        ("", "PARSE_ERROR", 0, "empty"),
+        ("sin(x", "PARSE_ERROR", 3, "'(' at 3 is never closed"),
+        ("x +* y", "PARSE_ERROR", 3, "after '+'"),
+        ("", "PARSE_ERROR", 0, "required"),
         ("2 foo(x)", "UNKNOWN_FUNCTION", 2, "foo"),
-        ("π + ) ", "PARSE_ERROR", 4, ")"),  # code points, not bytes: π is 2 bytes in UTF-8
+        ("π + ) ", "PARSE_ERROR", 4, "after '+'"),  # code points, not bytes: π is 2 bytes in UTF-8
     ],
 )
 async def test_a_text_that_does_not_parse_is_an_answer_with_its_position(
@@ -91,12 +92,12 @@ async def test_the_answer_carries_what_differentiate_would_send_as_an_error() ->
     assert str(reply.error.position) == error.metadata["position"]  # type: ignore[attr-defined]
 
 
-async def test_a_limit_has_no_position_but_names_itself() -> None:
+async def test_a_limit_names_itself_and_where_the_text_passed_it() -> None:
     api = make_api(CountingExecutor(), CountingExecutor(), max_expression_length=10)
     reply = await api.parse(pb.ParseRequest(expression="x + " * 5 + "x"))
     assert reply.error.reason == "LIMIT_EXCEEDED"
-    assert not reply.error.HasField("position")
-    assert reply.error.metadata["maximum"] == "10"
+    assert reply.error.position == 10
+    assert (reply.error.metadata["limit"], reply.error.metadata["maximum"]) == ("expression_length", "10")
 
 
 async def test_parse_never_waits_behind_cold_symbolic_work() -> None:

@@ -203,8 +203,8 @@ def test_parse_reads_text_or_answers_where_it_goes_wrong(client: Client) -> None
     assert r"\sin" in reading.latex
     broken = client.parse("π + (x")  # no exception: a text that does not parse is an answer
     assert not broken.ok and broken.error is not None
-    assert (broken.error.reason, broken.error.position) == ("PARSE_ERROR", 6)
+    assert (broken.error.reason, broken.error.position) == ("PARSE_ERROR", 4)  # the '(' never closed
     assert str(broken) == broken.error.message and broken.canonical == ""
     too_long = client.parse("x" * 10_001)
-    assert too_long.error is not None and too_long.error.position is None
-    assert too_long.error.metadata["limit"] == "expression length"
+    assert too_long.error is not None and too_long.error.position == 10_000
+    assert too_long.error.metadata["limit"] == "expression_length"

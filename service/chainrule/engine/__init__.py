@@ -1,20 +1,29 @@
 """The engine: chainrule's pure maths library (parse, differentiate, evaluate, explain, verify, codegen).
 
 It imports sympy, numpy, scipy and mpmath only: no request, no configuration, no transport. The
-server runs it in worker processes and threads; the CLI runs it in process.
+server runs it in its symbolic workers (killable processes) and threads; the CLI runs it in process.
+Jacobians are here (`compile_jacobian`, `jacobian`); Taylor series and implicit differentiation are
+the modules `series` and `implicit`.
 """
 
 from chainrule.engine.symbolic import (
     DEFAULT_LIMITS,
     CompiledFunction,
     CompiledGradient,
+    CompiledJacobian,
     EngineLimits,
     EvaluationResult,
     GradientResult,
+    JacobianResult,
     Portable,
     Simplification,
+    canonical_key,
+    check_jacobian_rows,
+    compile_components,
     compile_function,
     compile_gradient,
+    compile_jacobian,
+    compile_jacobian_components,
     derivative,
     differentiate,
     evaluate,
@@ -23,6 +32,9 @@ from chainrule.engine.symbolic import (
     gather_columns,
     gradient,
     gradient_components,
+    jacobian,
+    jacobian_components,
+    jacobian_variables,
     resolve_wrt,
     resolved,
     simplify,
@@ -33,13 +45,20 @@ __all__ = [
     "DEFAULT_LIMITS",
     "CompiledFunction",
     "CompiledGradient",
+    "CompiledJacobian",
     "EngineLimits",
     "EvaluationResult",
     "GradientResult",
+    "JacobianResult",
     "Portable",
     "Simplification",
+    "canonical_key",
+    "check_jacobian_rows",
+    "compile_components",
     "compile_function",
     "compile_gradient",
+    "compile_jacobian",
+    "compile_jacobian_components",
     "derivative",
     "differentiate",
     "evaluate",
@@ -48,6 +67,9 @@ __all__ = [
     "gather_columns",
     "gradient",
     "gradient_components",
+    "jacobian",
+    "jacobian_components",
+    "jacobian_variables",
     "resolve_wrt",
     "resolved",
     "simplify",

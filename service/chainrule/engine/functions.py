@@ -21,9 +21,11 @@ __all__ = [
     "RESERVED_NAMES",
     "SPECS",
     "FunctionSpec",
+    "IntegerPower",
     "RealCeiling",
     "RealFloor",
     "RealRoot",
+    "integer_powers",
     "lambdify_modules",
 ]
 
@@ -113,6 +115,26 @@ class RealCeiling(sympy.ceiling):  # type: ignore[misc]
 
     def _latex(self, printer: Any, exp: str | None = None) -> str:
         return str(printer._print_ceiling(self, exp))
+
+
+class IntegerPower(sympy.Function):  # type: ignore[misc]
+    """base^n for an integer n that numpy has no fast path for, in numeric code only (`integer_powers`):
+    it is bound to `vectormath.integer_power` (numpy's own power is scalar and slow for negative bases)."""
+
+    nargs = 2
+
+
+# numpy turns these exponents into square, reciprocal, a copy or ones, whatever the sign of the base.
+_NUMPY_FAST_EXPONENTS = frozenset({-1, 0, 1, 2})
+
+
+def integer_powers(expr: sympy.Basic) -> sympy.Basic:
+    """`expr` for numeric code: each integer power outside numpy's fast exponents an `IntegerPower`."""
+
+    def slow(node: sympy.Basic) -> bool:
+        return bool(node.is_Pow and node.exp.is_Integer and int(node.exp) not in _NUMPY_FAST_EXPONENTS)
+
+    return expr.replace(slow, lambda node: IntegerPower(node.base, node.exp))
 
 
 def _real_root_numpy(x: ArrayLike, n: ArrayLike) -> NDArray[np.float64]:
@@ -335,15 +357,29 @@ CONSTANTS: Mapping[str, sympy.Expr] = MappingProxyType(
 RESERVED_NAMES: frozenset[str] = frozenset(FUNCTIONS) | frozenset(CONSTANTS)
 """Names that can never be variables."""
 
+KINKED: tuple[type, ...] = (
+    sympy.Abs,
+    sympy.sign,
+    sympy.floor,
+    sympy.ceiling,
+    sympy.Heaviside,
+    sympy.DiracDelta,
+    sympy.Min,
+    sympy.Max,
+    sympy.Piecewise,
+)
+"""Functions with kinks or jumps: no derivative there, and a value that may differ from a limit."""
+
 
 def lambdify_modules() -> list[object]:
     """The `modules` argument for `sympy.lambdify`: our own implementations, then scipy.special, then numpy.
 
     "scipy" selects sympy's SciPy printer (erf, erfc, gamma, gammaln, polygamma, beta, zeta,
     factorial from `scipy.special`); everything else is numpy, but sin and cos are
-    `vectormath`'s where numpy's tan is SIMD and its sin and cos are not.
+    `vectormath`'s where numpy's tan is SIMD and its sin and cos are not, and so is `IntegerPower`.
     """
     custom = {spec.lambdify_name: spec.numpy for spec in SPECS if spec.numpy is not None}
+    custom[IntegerPower.__name__] = vectormath.integer_power
     if _SIMD_TAN:
         custom |= {"sin": vectormath.sin, "cos": vectormath.cos}
     return [custom, "scipy", "numpy"]

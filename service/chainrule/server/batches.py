@@ -1,7 +1,10 @@
 """Points in and out: proto `Array` columns <-> float64 numpy arrays, with field-named errors.
 
-The fast path never builds Python floats: `f64le` columns are read once out of the message (each
-read is a copy) as views of those bytes, and written back with one copy per column.
+The fast path never builds Python floats: `f64le` columns are read as views of the request's bytes
+and written back with one copy per column (`Reply` appends them to the message's bytes). Reading a
+`bytes` field from a protobuf message copies it, and a batch may be 64 MB: so the API layer decodes
+big requests off the event loop, and the checks that must come first (how many map entries) need no
+column's content.
 """
 
 from __future__ import annotations
@@ -15,11 +18,27 @@ import numpy.typing as npt
 from google.protobuf.message import Message
 
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
+from chainrule.server import sizing
 from chainrule.v1 import chainrule_pb2 as pb
 
 FloatArray = npt.NDArray[np.float64]
 Response = TypeVar("Response", bound=Message)
 _LENGTH_DELIMITED = 2  # protobuf's wire type of bytes and message fields
+
+
+def check_entries(point: Mapping[str, float], points: Mapping[str, pb.Array], max_entries: int) -> None:
+    """Refuse a map with more than `max_entries` entries, in constant time (before any decoding)."""
+    for field, entries in (("point", len(point)), ("points", len(points))):
+        if entries > max_entries:
+            raise too_many_entries(field, entries, max_entries)
+
+
+def too_many_entries(field: str, entries: int, max_entries: int, hint: str = "") -> LimitExceeded:
+    """The error for a map or list field over `field_entries` (the server's limit, config.py)."""
+    what = f"too many entries in {field}"
+    return LimitExceeded(
+        "field_entries", entries, max_entries, field=field, what=what, unit="entries", hint=hint
+    )
 
 
 @dataclass(frozen=True)
@@ -36,8 +55,14 @@ class Batch:
         return [name for name in variables if name not in self.columns]
 
 
-def decode_batch(point: Mapping[str, float], points: Mapping[str, pb.Array], max_points: int) -> Batch:
-    """The request's `point` or `points`, checked: one of the two, equal lengths, within the limit."""
+def decode_batch(
+    point: Mapping[str, float], points: Mapping[str, pb.Array], max_points: int, max_entries: int
+) -> Batch:
+    """The request's `point` or `points`, checked: one of the two, equal lengths, within the limits.
+
+    Time and memory linear in the request's size (f64le columns are copied once, out of the message).
+    """
+    check_entries(point, points, max_entries)
     if point and points:
         raise InvalidArgument("set either 'point' or 'points', not both", field="points")
     if not points:
@@ -46,11 +71,11 @@ def decode_batch(point: Mapping[str, float], points: Mapping[str, pb.Array], max
     decoded: dict[str, FloatArray] = {}
     raw = False
     for name, array in points.items():
-        decoded[name], came_raw = _decode_array(array, f"points.{name}")
-        raw = raw or came_raw
+        decoded[name], is_raw = _decode_array(array, f"points.{name}")
+        raw = raw or is_raw
     size = _common_length(decoded)
     if size > max_points:
-        raise LimitExceeded("points", size, max_points, field="points")
+        raise LimitExceeded("points", size, max_points, field="points", what="too many points", unit="points")
     return Batch(decoded, size, single=False, raw_output=raw, field="points")
 
 
@@ -88,6 +113,10 @@ class Reply(Generic[Response]):
         else:
             fill(_target(self._message, field), values, raw=False)
 
+    def carries_points(self) -> bool:
+        """Whether it holds point columns (`sizing.carries_points`): then it may be tens of megabytes."""
+        return bool(self._columns) or sizing.carries_points(self._message)
+
     def SerializeToString(self) -> bytes:  # noqa: N802 (the name grpc's serialisers call)
         parts: list[bytes | memoryview] = [self._message.SerializeToString()]
         for field, values in self._columns:
@@ -123,16 +152,14 @@ _F64LE_TAG = _varint(pb.Array.DESCRIPTOR.fields_by_name["f64le"].number << 3 | _
 
 
 def _decode_array(array: pb.Array, field: str) -> tuple[FloatArray, bool]:
-    """The column, and whether it came as f64le. Each read of `f64le` copies the bytes out of the
-    message (8 MB a column at 10^6 points): it is read once."""
-    f64le = array.f64le
-    if f64le and array.values:
+    """The column and whether it came as f64le; `array.f64le` is read once (each read is a copy)."""
+    raw = array.f64le
+    if raw and len(array.values):
         raise InvalidArgument("set either 'values' or 'f64le', not both", field=field)
-    if f64le:
-        if len(f64le) % 8:
-            message = f"f64le has {len(f64le)} bytes, not a multiple of 8"
-            raise InvalidArgument(message, field=f"{field}.f64le")
-        return np.frombuffer(f64le, dtype="<f8"), True
+    if raw:
+        if len(raw) % 8:
+            raise InvalidArgument(f"f64le has {len(raw)} bytes, not a multiple of 8", field=f"{field}.f64le")
+        return np.frombuffer(raw, dtype="<f8"), True
     return np.asarray(array.values, dtype=np.float64), False
 
 

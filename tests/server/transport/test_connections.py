@@ -106,7 +106,7 @@ async def test_an_idle_kept_alive_connection_is_closed(bounded: Application) -> 
 
 
 def test_grpc_bounds_its_connections_too() -> None:
-    options = dict(server_options(make_settings(max_connections=7, header_timeout_seconds=2.5)))
+    options = dict(server_options(make_settings(max_connections=7, grpc_handshake_seconds=2.5)))
     assert options["grpc.max_allowed_incoming_connections"] == 7
     assert options["grpc.server_handshake_timeout_ms"] == 2500
     assert options["grpc.max_connection_idle_ms"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,9 +11,10 @@ import pytest
 
 from chainrule.engine import errors
 from chainrule.server.app import Application
-from chainrule.server.transport import openapi
+from chainrule.server.transport import examples, openapi
 from chainrule.server.transport.examples import EXAMPLES, Example
 from chainrule.server.transport.status import HTTP_STATUS
+from chainrule.v1 import chainrule_pb2 as pb
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,7 @@ HTTP_LAYER = {"413": errors.Code.INVALID_ARGUMENT, "415": errors.Code.INVALID_AR
 def test_error_responses_are_statuses_by_http_code_with_examples() -> None:
     document = openapi.build_openapi("test")
     responses = document["components"]["responses"]
-    for status in openapi.ERRORS:
+    for status in examples.ERRORS:
         example = responses[f"Error{status}"]["content"]["application/json"]["example"]
         code = errors.Code(example["code"])
         assert HTTP_LAYER.get(status) == code or str(HTTP_STATUS[code]) == status, status
@@ -117,3 +119,11 @@ async def test_a_documented_error_is_the_shape_the_server_sends(client: httpx.As
     response = await client.post("/v1/differentiate", json={"expression": "sin(x"})
     assert response.status_code == 400
     assert response.json() == example["example"]
+
+
+def test_an_installed_server_reads_the_contract_shipped_with_the_client(tmp_path: Path) -> None:
+    # Outside a checkout (the container image) the comments come from the copy beside the stubs.
+    shipped = openapi.find_proto_source(start=tmp_path)
+    assert shipped is not None and shipped.parent == Path(pb.__file__).parent
+    checkout = openapi.find_proto_source()
+    assert checkout is not None and shipped.read_bytes() == checkout.read_bytes()

@@ -22,7 +22,10 @@ from starlette.routing import Route
 
 from chainrule.engine import errors
 from chainrule.server.app import Application
-from chainrule.server.transport import openapi, protojson, rest
+from chainrule.server.compute.executors import CallLimit
+from chainrule.server.metrics import HttpMetrics
+from chainrule.server.sizing import PROTOBUF_WIRE, Wire
+from chainrule.server.transport import openapi, protojson
 from chainrule.server.transport.http_server import bind_socket, create_http_app
 from chainrule.server.transport.status import HTTP_STATUS
 from chainrule.v1 import chainrule_pb2 as pb
@@ -85,7 +88,12 @@ async def test_post_differentiate_with_latex(client: httpx.AsyncClient) -> None:
 
 async def test_get_differentiate_from_the_query_string(client: httpx.AsyncClient) -> None:
     # curl -s 'localhost:8080/v1/differentiate?expression=x^3*y^2&wrt=x:2&wrt=y&latex=true'
-    params = [("expression", "x^3*y^2"), ("wrt", "x:2"), ("wrt", "y"), ("latex", "true")]
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("expression", "x^3*y^2"),
+        ("wrt", "x:2"),
+        ("wrt", "y"),
+        ("latex", "true"),
+    ]
     response = await client.get("/v1/differentiate", params=params)
     assert response.status_code == 200, response.text
     post = await client.post(
@@ -346,16 +354,21 @@ class FailingApi:
     def __init__(self, error: BaseException, cors_origins: str = "") -> None:
         self.settings = make_settings(cors_origins=cors_origins)
         self.error = error
+        self.calls = CallLimit(
+            self.settings.calls_in_flight,
+            self.settings.request_bytes_in_flight,
+            self.settings.retry_after_seconds,
+        )
 
-    async def differentiate(self, request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
+    async def differentiate(self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE) -> Any:
         raise self.error
 
-    evaluate = gradient = server_info = parse = differentiate
+    evaluate = gradient = jacobian = series = server_info = parse = differentiate
 
 
 def fake_client(api: FailingApi, registry: CollectorRegistry | None = None) -> httpx.AsyncClient:
     registry = registry or CollectorRegistry()
-    application = create_http_app(registry, lambda: True, api=api, http_metrics=rest.HttpMetrics(registry))  # type: ignore[arg-type]
+    application = create_http_app(registry, lambda: True, api=api, http_metrics=HttpMetrics(registry))  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://test")
 
 

@@ -6,7 +6,9 @@ with Client("127.0.0.1:50051") as client:
     print(client.differentiate("sin(x^2)").derivative)            # 2*x*cos(x^2)
     print(client.evaluate("x*y", {"x": 2, "y": 3}).value)           # 6.0
     print(client.gradient("x^2*y", {"x": 1, "y": 2}).gradient)      # (4.0, 1.0)
-    print(client.parse("sin(x").error.position)                     # 5
+    print(client.parse("sin(x").error.position)                     # 3
+    print(client.jacobian(["x*y", "x + y"], {"x": 2, "y": 3}).jacobian)  # ((3.0, 2.0), (1.0, 1.0))
+    print(client.series("sin(x)", order=3).series)                  # x - x^3/6
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ._exceptions import (
     ResourceExhaustedError,
     UnauthenticatedError,
     UnavailableError,
+    UnimplementedError,
     UnknownFunctionError,
 )
 from ._models import (
@@ -37,8 +40,10 @@ from ._models import (
     Formula,
     GeneratedCode,
     Gradient,
+    Jacobian,
     Limit,
     Parsed,
+    Series,
     ServerInfo,
     Step,
 )
@@ -62,6 +67,7 @@ __all__ = [
     "GeneratedCode",
     "Gradient",
     "InvalidArgumentError",
+    "Jacobian",
     "Limit",
     "LimitExceededError",
     "MissingVariableError",
@@ -69,10 +75,12 @@ __all__ = [
     "Parsed",
     "ResourceExhaustedError",
     "RetryPolicy",
+    "Series",
     "ServerInfo",
     "Step",
     "UnauthenticatedError",
     "UnavailableError",
+    "UnimplementedError",
     "UnknownFunctionError",
     "UseClientDefault",
 ]

@@ -137,6 +137,38 @@ class Gradient:
     hessians: tuple[tuple[Column, ...], ...] | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class Jacobian:
+    """The values and the Jacobian matrix of several expressions, at one point or at many.
+
+    At one point `values` (one per expression) and `jacobian` (rows of the m-by-n matrix: row i is
+    the gradient of expression i over `variables`) are set. At many points `value_arrays` (one column
+    per expression) and `jacobian_arrays` (an m-by-n grid of columns) are set instead.
+    """
+
+    variables: tuple[str, ...]
+    nonfinite_count: int
+    values: tuple[float, ...] | None = None
+    jacobian: tuple[tuple[float, ...], ...] | None = None
+    value_arrays: tuple[Column, ...] | None = None
+    jacobian_arrays: tuple[tuple[Column, ...], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    """A Taylor polynomial: `series` in chainrule's grammar, exact `coefficients` (the k-th multiplies
+    (variable - around)^k), `remainder` naming the omitted order, `latex` when asked."""
+
+    series: str
+    variable: str
+    coefficients: tuple[str, ...]
+    remainder: str
+    latex: str | None = None
+
+    def __str__(self) -> str:
+        return self.series
+
+
 @dataclass(frozen=True)
 class ExpressionError:
     """Why, and where, a text is not an expression: `reason` is "PARSE_ERROR", "UNKNOWN_FUNCTION" or

@@ -50,6 +50,16 @@ class DifferentiationServiceStub:
                 request_serializer=chainrule_dot_v1_dot_chainrule__pb2.GradientAtPointRequest.SerializeToString,
                 response_deserializer=chainrule_dot_v1_dot_chainrule__pb2.GradientAtPointResponse.FromString,
                 _registered_method=True)
+        self.Jacobian = channel.unary_unary(
+                '/chainrule.v1.DifferentiationService/Jacobian',
+                request_serializer=chainrule_dot_v1_dot_chainrule__pb2.JacobianRequest.SerializeToString,
+                response_deserializer=chainrule_dot_v1_dot_chainrule__pb2.JacobianResponse.FromString,
+                _registered_method=True)
+        self.Series = channel.unary_unary(
+                '/chainrule.v1.DifferentiationService/Series',
+                request_serializer=chainrule_dot_v1_dot_chainrule__pb2.SeriesRequest.SerializeToString,
+                response_deserializer=chainrule_dot_v1_dot_chainrule__pb2.SeriesResponse.FromString,
+                _registered_method=True)
         self.GetServerInfo = channel.unary_unary(
                 '/chainrule.v1.DifferentiationService/GetServerInfo',
                 request_serializer=chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoRequest.SerializeToString,
@@ -89,6 +99,21 @@ class DifferentiationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Jacobian(self, request, context):
+        """Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+        at one point or at many points.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Series(self, request, context):
+        """Series returns the Taylor polynomial of an expression around a point.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetServerInfo(self, request, context):
         """GetServerInfo describes what this server accepts: version, limits, functions and formats.
         """
@@ -122,6 +147,16 @@ def add_DifferentiationServiceServicer_to_server(servicer, server):
                     servicer.GradientAtPoint,
                     request_deserializer=chainrule_dot_v1_dot_chainrule__pb2.GradientAtPointRequest.FromString,
                     response_serializer=chainrule_dot_v1_dot_chainrule__pb2.GradientAtPointResponse.SerializeToString,
+            ),
+            'Jacobian': grpc.unary_unary_rpc_method_handler(
+                    servicer.Jacobian,
+                    request_deserializer=chainrule_dot_v1_dot_chainrule__pb2.JacobianRequest.FromString,
+                    response_serializer=chainrule_dot_v1_dot_chainrule__pb2.JacobianResponse.SerializeToString,
+            ),
+            'Series': grpc.unary_unary_rpc_method_handler(
+                    servicer.Series,
+                    request_deserializer=chainrule_dot_v1_dot_chainrule__pb2.SeriesRequest.FromString,
+                    response_serializer=chainrule_dot_v1_dot_chainrule__pb2.SeriesResponse.SerializeToString,
             ),
             'GetServerInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetServerInfo,
@@ -216,6 +251,60 @@ class DifferentiationService:
             '/chainrule.v1.DifferentiationService/GradientAtPoint',
             chainrule_dot_v1_dot_chainrule__pb2.GradientAtPointRequest.SerializeToString,
             chainrule_dot_v1_dot_chainrule__pb2.GradientAtPointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Jacobian(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chainrule.v1.DifferentiationService/Jacobian',
+            chainrule_dot_v1_dot_chainrule__pb2.JacobianRequest.SerializeToString,
+            chainrule_dot_v1_dot_chainrule__pb2.JacobianResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Series(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chainrule.v1.DifferentiationService/Series',
+            chainrule_dot_v1_dot_chainrule__pb2.SeriesRequest.SerializeToString,
+            chainrule_dot_v1_dot_chainrule__pb2.SeriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

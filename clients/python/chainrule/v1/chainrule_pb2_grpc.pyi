@@ -51,6 +51,12 @@ class DifferentiationServiceStub:
     """GradientAtPoint returns the value, the gradient and optionally the Hessian of an expression at
     one point or at many points.
     """
+    Jacobian: _grpc.UnaryUnaryMultiCallable[_chainrule_pb2.JacobianRequest, _chainrule_pb2.JacobianResponse]
+    """Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+    at one point or at many points.
+    """
+    Series: _grpc.UnaryUnaryMultiCallable[_chainrule_pb2.SeriesRequest, _chainrule_pb2.SeriesResponse]
+    """Series returns the Taylor polynomial of an expression around a point."""
     GetServerInfo: _grpc.UnaryUnaryMultiCallable[_chainrule_pb2.GetServerInfoRequest, _chainrule_pb2.GetServerInfoResponse]
     """GetServerInfo describes what this server accepts: version, limits, functions and formats."""
     Parse: _grpc.UnaryUnaryMultiCallable[_chainrule_pb2.ParseRequest, _chainrule_pb2.ParseResponse]
@@ -74,6 +80,12 @@ class DifferentiationServiceAsyncStub(DifferentiationServiceStub):
     """GradientAtPoint returns the value, the gradient and optionally the Hessian of an expression at
     one point or at many points.
     """
+    Jacobian: _aio.UnaryUnaryMultiCallable[_chainrule_pb2.JacobianRequest, _chainrule_pb2.JacobianResponse]  # type: ignore[assignment]
+    """Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+    at one point or at many points.
+    """
+    Series: _aio.UnaryUnaryMultiCallable[_chainrule_pb2.SeriesRequest, _chainrule_pb2.SeriesResponse]  # type: ignore[assignment]
+    """Series returns the Taylor polynomial of an expression around a point."""
     GetServerInfo: _aio.UnaryUnaryMultiCallable[_chainrule_pb2.GetServerInfoRequest, _chainrule_pb2.GetServerInfoResponse]  # type: ignore[assignment]
     """GetServerInfo describes what this server accepts: version, limits, functions and formats."""
     Parse: _aio.UnaryUnaryMultiCallable[_chainrule_pb2.ParseRequest, _chainrule_pb2.ParseResponse]  # type: ignore[assignment]
@@ -112,6 +124,24 @@ class DifferentiationServiceServicer(metaclass=_abc_1.ABCMeta):
         """GradientAtPoint returns the value, the gradient and optionally the Hessian of an expression at
         one point or at many points.
         """
+
+    @_abc_1.abstractmethod
+    def Jacobian(
+        self,
+        request: _chainrule_pb2.JacobianRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chainrule_pb2.JacobianResponse, _abc.Awaitable[_chainrule_pb2.JacobianResponse]]:
+        """Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+        at one point or at many points.
+        """
+
+    @_abc_1.abstractmethod
+    def Series(
+        self,
+        request: _chainrule_pb2.SeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chainrule_pb2.SeriesResponse, _abc.Awaitable[_chainrule_pb2.SeriesResponse]]:
+        """Series returns the Taylor polynomial of an expression around a point."""
 
     @_abc_1.abstractmethod
     def GetServerInfo(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainrule.engine import errors
-from chainrule.server.api import VERSION
+from chainrule.server.version import VERSION
 
 Schema = dict[str, Any]
 
@@ -51,6 +51,26 @@ EXAMPLES: Mapping[str, Sequence[Example]] = {
              "gradients": [], "hessians": [], "nonfiniteCount": "0"},
         ),
     ],
+    "Jacobian": [
+        Example(
+            "two expressions at one point",
+            {"expressions": ["x^2 y", "5x + sin(y)"], "point": {"x": 1, "y": 2}},
+            {"variables": ["x", "y"], "values": [2.0, 5.909297426825682],
+             "jacobian": [4.0, 1.0, 5.0, -0.4161468365471424], "valueArrays": [], "jacobianArrays": [],
+             "nonfiniteCount": "0"},
+        ),
+    ],
+    "Series": [
+        Example(
+            "sin(x) around pi/2 to degree 4",
+            {"expression": "sin(x)", "around": "pi/2", "order": 4, "formats": ["OUTPUT_FORMAT_LATEX"]},
+            {"series": "1 - (x - pi/2)^2/2 + (x - pi/2)^4/24",
+             "latex": r"1 - \frac{\left(x - \frac{\pi}{2}\right)^{2}}{2}"
+                      r" + \frac{\left(x - \frac{\pi}{2}\right)^{4}}{24}",
+             "coefficients": ["1", "0", "-1/2", "0", "1/24"], "remainder": "O((x - pi/2)^5)",
+             "variable": "x"},
+        ),
+    ],
     "Parse": [
         Example(
             "an expression",
@@ -60,7 +80,7 @@ EXAMPLES: Mapping[str, Sequence[Example]] = {
         Example(
             "a text that does not parse (still a 200)",
             {"expression": "sin(x"},
-            {"error": {"reason": "PARSE_ERROR", "message": "unexpected end of input at 5", "position": 5,
+            {"error": {"reason": "PARSE_ERROR", "message": "'(' at 3 is never closed: add ')'", "position": 3,
                        "metadata": {}}, "canonical": "", "latex": "", "variables": []},
         ),
     ],
@@ -91,7 +111,7 @@ ERRORS: Mapping[str, tuple[str, errors.ChainruleError]] = {
     "400": (
         "INVALID_ARGUMENT (the request is wrong: a parse error, a missing variable, a limit; "
         "google.rpc.BadRequest names the field) or FAILED_PRECONDITION",
-        errors.ParseError("unexpected end of input", 5),
+        errors.ParseError("'(' at 3 is never closed", 3, fix="add ')'", placed=True),
     ),
     "401": (
         "UNAUTHENTICATED: bearer tokens are configured and the call has none, or a wrong one",
@@ -101,7 +121,14 @@ ERRORS: Mapping[str, tuple[str, errors.ChainruleError]] = {
     ),
     "413": (
         "The body is over the request_bytes limit",
-        errors.LimitExceeded("request_bytes", 70_000_000, 67_108_864, field="body"),
+        errors.LimitExceeded(
+            "request_bytes",
+            70_000_000,
+            67_108_864,
+            field="body",
+            what="the request body is too large",
+            unit="bytes",
+        ),
     ),
     "415": (
         "The body is not JSON (send application/json, UTF-8)",

@@ -24,16 +24,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
 from chainrule.server.config import Settings
 from chainrule.server.metrics import HttpMetrics
 from chainrule.server.transport import connections, openapi, pages, rest
+from chainrule.server.transport.auth import Callers
 from chainrule.server.transport.drain import Drain, DrainMiddleware
+from chainrule.server.version import VERSION
 
 log = logging.getLogger(__name__)
 
-# Which server process answered: an HTTP header here, gRPC trailing metadata (app.py).
-WORKER_HEADER = "x-chainrule-worker"
+# Which server process (of `--workers N`) answered: an HTTP header here, gRPC trailing metadata
+# (app.py). The name predates "server process" and stays: clients and dashboards read it.
+SERVER_PROCESS_HEADER = "x-chainrule-worker"
 
 
 def create_http_app(
@@ -42,12 +45,14 @@ def create_http_app(
     *,
     api: ChainruleApi | None = None,
     http_metrics: HttpMetrics | None = None,
+    callers: Callers | None = None,
     drain: Drain | None = None,
     site: pages.Site | None = None,
 ) -> Starlette:
     """The ASGI application: `/healthz` (alive), `/readyz` (ready to serve), `/metrics`; with an
     `api`, the REST routes, `/openapi.json`, the pages `/` and `/docs` with their `/static/` files
-    (`site` describes the server to them; by default, from the settings), and HTTP request metrics."""
+    (`site` describes the server to them; by default, from the settings), and HTTP request metrics.
+    `callers` identifies who REST requests come from (fair shares of compute)."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -68,7 +73,7 @@ def create_http_app(
     if api is None:
         return Starlette(routes=routes)
     site = site or pages.Site(playground=api.settings.playground, grpc_port=api.settings.grpc_port)
-    routes += rest.rest_routes(api, api.settings) + openapi.openapi_routes(VERSION, site.playground)
+    routes += rest.rest_routes(api, api.settings, callers) + openapi.openapi_routes(VERSION, site.playground)
     routes += pages.page_routes(site)
     middleware = rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry))
     if drain is not None:
@@ -157,12 +162,12 @@ class HttpServer:
         self._socket.close()
 
 
-class WorkerIdMiddleware:
-    """ASGI middleware: every HTTP response carries the serving process id."""
+class ServerProcessMiddleware:
+    """ASGI middleware: every HTTP response carries the id of the server process that served it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
-        self._header = (WORKER_HEADER.encode(), str(os.getpid()).encode())
+        self._header = (SERVER_PROCESS_HEADER.encode(), str(os.getpid()).encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -80,12 +80,14 @@ _ENUM_VALUE = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*=\s*-?\d+")
 
 
 def find_proto_source(start: Path | None = None) -> Path | None:
-    """The `.proto` this code was generated from, looked for upwards from this module (a checkout)."""
+    """The `.proto` this code was generated from: in a checkout, `protos/` upwards from this module;
+    installed, the copy the client distribution ships beside the generated code."""
     relative = Path("protos") / pb.DESCRIPTOR.name
     for folder in (start or Path(__file__).resolve()).parents:
         if (folder / relative).is_file():
             return folder / relative
-    return None
+    shipped = Path(pb.__file__).with_name(Path(pb.DESCRIPTOR.name).name)
+    return shipped if shipped.is_file() else None
 
 
 def proto_comments(source: str) -> dict[str, str]:
