@@ -362,3 +362,21 @@ async def test_overload_is_resource_exhausted_with_a_retry_delay_never_cancelled
         if line.startswith("chainrule_overload_rejections_total{")
     )
     assert counted >= len(refused)
+
+
+async def test_a_burst_on_a_fresh_connection_is_refused_with_a_retry_delay_not_reset(server: Server) -> None:
+    # 200 calls opened at once on one new connection, before its client has read the server's
+    # SETTINGS: with the stream limit at the 64 calls in flight, grpc reset the excess as
+    # REFUSED_STREAM (UNAVAILABLE, uncounted); with room for a burst the call limit refuses them.
+    x = f64le(np.linspace(0, 1, 5_000))
+    expression = " + ".join(f"cos({k} x)^2" for k in range(1, 31))
+    request = pb.EvaluateRequest(expression=expression, points={"x": x})
+    async with bystander(server), attacker(server) as stub:
+        outcomes = await asyncio.gather(
+            *(stub.Evaluate(request, timeout=30) for _ in range(200)), return_exceptions=True
+        )
+    refused = [outcome for outcome in outcomes if isinstance(outcome, grpc.aio.AioRpcError)]
+    assert refused, "200 calls at once should pass the limit of 64 in flight"
+    for error in refused:
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+        assert retry_info(error) is not None

@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chainrule.server.app import Application
-from chainrule.server.transport.connections import AcceptErrorFilter
+from chainrule.server.transport.connections import EVICTION_AGE, AcceptErrorFilter
 from chainrule.server.transport.grpc_server import server_options
 from tests.conftest import make_settings
 
@@ -58,8 +58,19 @@ def closed_count(app: Application, reason: str) -> float:
     return app.registry.get_sample_value("chainrule_http_connections_closed_total", {"reason": reason}) or 0.0
 
 
+async def open_idle(port: int, count: int) -> list[socket.socket]:
+    """`count` connections that never send a byte, each given time to be accepted."""
+    opened = []
+    for _ in range(count):
+        opened.append(socket.create_connection(("127.0.0.1", port)))
+        await asyncio.sleep(0.002)
+    return opened
+
+
 async def test_idle_sockets_at_the_cap_do_not_lock_callers_out(bounded: Application) -> None:
-    idle = [socket.create_connection(("127.0.0.1", bounded.http_port)) for _ in range(6 * CAP)]
+    before = closed_count(bounded, "evicted") + closed_count(bounded, "limit")
+    idle = await open_idle(bounded.http_port, 6 * CAP)
+    await asyncio.sleep(2 * EVICTION_AGE)  # the idle ones are old enough to make room now
     try:
         # A second caller, one new connection a request, keeps being served while they sit there.
         transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
@@ -73,12 +84,30 @@ async def test_idle_sockets_at_the_cap_do_not_lock_callers_out(bounded: Applicat
         async with grpc.aio.insecure_channel(f"127.0.0.1:{bounded.grpc_port}") as channel:
             check = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert check.status == health_pb2.HealthCheckResponse.SERVING
-        # Each connection past the cap pushed out the one that had waited longest for a head.
-        assert closed_count(bounded, "evicted") >= 5 * CAP
+        # Each connection past the cap pushed out (or, in a burst, was refused for) an idle one.
+        assert closed_count(bounded, "evicted") + closed_count(bounded, "limit") - before >= 5 * CAP
         still_open = sum(not closed_by_peer(sock) for sock in idle)
         assert still_open <= CAP
     finally:
         for sock in idle:
+            sock.close()
+
+
+async def test_a_burst_evicts_the_oldest_waiting_not_a_caller_that_just_connected(
+    bounded: Application,
+) -> None:
+    old = await open_idle(bounded.http_port, CAP)
+    await asyncio.sleep(2 * EVICTION_AGE)
+    caller = socket.create_connection(("127.0.0.1", bounded.http_port))
+    await asyncio.sleep(0.05)  # accepted, its request not sent yet
+    burst = [socket.create_connection(("127.0.0.1", bounded.http_port)) for _ in range(CAP - 2)]
+    try:
+        caller.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = await asyncio.to_thread(caller.recv, 4096)
+        assert reply.startswith(b"HTTP/1.1 200")
+        assert sum(closed_by_peer(sock) for sock in old) >= CAP - 2
+    finally:
+        for sock in [*old, caller, *burst]:
             sock.close()
 
 

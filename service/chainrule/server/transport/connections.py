@@ -9,9 +9,10 @@ process fails, health checks included). `bounded_protocol` makes uvicorn's h11 p
   its previous response; otherwise it is closed;
 - idle kept-alive connections close after uvicorn's `timeout_keep_alive` (set by the server);
 - at `max_connections` open connections, a new one takes the place of the connection that has
-  waited longest for a request head (idle or slow: it costs nothing to drop), so idle sockets cannot
-  lock callers out; when every open connection is busy with a request, the new one is answered
-  `503` and closed at once. Either way descriptors are freed as fast as they are taken.
+  waited longest for a request head, if that one has waited at least `EVICTION_AGE` (idle or slow:
+  it costs nothing to drop), so idle sockets cannot lock callers out and a caller that has just
+  connected is not pushed out by a flood; otherwise the new one is answered `503` and closed at once.
+  Either way descriptors are freed as fast as they are taken.
 
 The loop's "socket.accept() out of system resource" error, logged on every accept attempt while the
 process is out of descriptors, is rate-limited by `AcceptErrorFilter`.
@@ -40,6 +41,12 @@ LIMIT, EVICTED, HEAD_TIMEOUT = "limit", "evicted", "head_timeout"
 CLOSE_REASONS = (LIMIT, EVICTED, HEAD_TIMEOUT)
 
 
+# A connection younger than this is never evicted to make room (see `_evict_idlest`): a flood must
+# open `max_connections` connections within it to refuse a newcomer; a caller sends its request head
+# within milliseconds of connecting.
+EVICTION_AGE = 0.1
+
+
 def _ignore(reason: str) -> None:
     return None
 
@@ -49,6 +56,9 @@ class _BoundedH11Protocol(H11Protocol):
     max_connections: int = 1000
     # Called with one of CLOSE_REASONS for every connection a bound closed (metrics).
     closed_by_bound: Callable[[str], None] = staticmethod(_ignore)
+    # The connections waiting for a request head, oldest first (one dict per server: see
+    # `bounded_protocol`), so the one to evict is found without scanning every connection.
+    waiting: dict[_BoundedH11Protocol, None]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -66,13 +76,12 @@ class _BoundedH11Protocol(H11Protocol):
         self._arm_head_timer()
 
     def _evict_idlest(self) -> bool:
-        """Close the open connection that has waited longest for a request head; False if none waits."""
-        waiting = [
-            c for c in self.connections if isinstance(c, _BoundedH11Protocol) and c._head_timer is not None
-        ]
-        if not waiting:
+        """Close the connection that has waited longest for a request head, if it has waited at least
+        EVICTION_AGE seconds; False otherwise. The age protects a caller that has just connected and
+        is sending its request: flooding must then outpace it, not merely outnumber it."""
+        idlest = next(iter(self.waiting), None)
+        if idlest is None or self.loop.time() - idlest._head_since < EVICTION_AGE:
             return False
-        idlest = min(waiting, key=lambda c: c._head_since)
         idlest._disarm_head_timer()
         idlest.transport.close()
         self.closed_by_bound(EVICTED)
@@ -103,14 +112,17 @@ class _BoundedH11Protocol(H11Protocol):
         if self._head_timer is None:
             self._head_since = self.loop.time()
             self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+            self.waiting[self] = None
 
     def _disarm_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+            self.waiting.pop(self, None)
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
+        self.waiting.pop(self, None)
         if self._awaiting_head():
             self.closed_by_bound(HEAD_TIMEOUT)
             self.transport.close()
@@ -127,6 +139,7 @@ def bounded_protocol(
             "head_timeout": head_timeout,
             "max_connections": max_connections,
             "closed_by_bound": staticmethod(closed_by_bound),
+            "waiting": {},
         },
     )
 

@@ -41,6 +41,7 @@ OFFLOAD_BYTES = 256 * 1024
 # up in milliseconds and refused by `calls_in_flight` (RESOURCE_EXHAUSTED, retry delay) instead. Each
 # waiting call costs grpc a stream's state, a few kilobytes.
 _BACKLOG = 32_768
+_STREAMS_PER_CALL_SLOT = 4
 
 
 class PortInUseError(RuntimeError):
@@ -154,9 +155,11 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ("grpc.max_receive_message_length", settings.max_request_bytes),
         ("grpc.max_send_message_length", settings.max_response_bytes),
-        # One connection never has more calls open than the process serves at once: the client
-        # queues the rest (no failure), and grpc buffers no messages for calls we would refuse.
-        ("grpc.max_concurrent_streams", settings.calls_in_flight),
+        # Streams per connection: room for a burst past `calls_in_flight`, so the calls over it are
+        # refused by the call limit (RESOURCE_EXHAUSTED with a retry delay, counted). At exactly
+        # `calls_in_flight`, a client that opens a burst on a fresh connection before it has read
+        # our SETTINGS gets the excess reset as REFUSED_STREAM: UNAVAILABLE, uncounted, no delay.
+        ("grpc.max_concurrent_streams", _STREAMS_PER_CALL_SLOT * settings.calls_in_flight),
         ("grpc.server.max_pending_requests", max(_BACKLOG, 4 * settings.calls_in_flight)),
         ("grpc.server.max_pending_requests_hard_limit", max(_BACKLOG, 4 * settings.calls_in_flight)),
         # Connections: capped, a handshake within the header timeout, idle ones closed.
