@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 
 import pytest
 
@@ -230,3 +232,32 @@ async def test_a_cancelled_wait_for_memory_gives_way() -> None:
         async with budget.reserve(10):
             assert budget.reserved == 100
     assert budget.reserved == 0
+
+
+def test_past_half_the_calls_one_caller_gets_a_quarter_more_and_others_keep_room() -> None:
+    calls = CallLimit(8, max_bytes=10**6, retry_after_seconds=1.0)
+    asked: list[str] = []
+
+    def caller(name: str) -> Callable[[], str]:
+        def who() -> str:
+            asked.append(name)
+            return name
+
+        return who
+
+    with contextlib.ExitStack() as held:
+        for _ in range(4):  # uncontended: nobody is asked who they are
+            held.enter_context(calls.admit(1, caller("flood")))
+        assert asked == []
+        for _ in range(2):  # a quarter of 8 more
+            held.enter_context(calls.admit(1, caller("flood")))
+        with pytest.raises(ResourceExhausted) as refused:
+            calls.admit(1, caller("flood"))
+        assert refused.value.metadata["cause"] == "caller_share"
+        assert refused.value.retry_after_seconds == 1.0
+        held.enter_context(calls.admit(1, caller("other")))  # the rest is the others'
+        held.enter_context(calls.admit(1, caller("other")))
+        with pytest.raises(ResourceExhausted) as full:
+            calls.admit(1, caller("third"))
+        assert full.value.metadata["cause"] == "overloaded"
+    assert (calls.active, calls.bytes, calls._contended) == (0, 0, {})

@@ -236,10 +236,14 @@ class CallLimit:
     here would hold its request's memory. Without this bound, grpc's own backlog limit cancels calls
     (CANCELLED, uncounted, with no retry delay) when a burst arrives faster than the event loop picks
     calls up. The transports `admit` each call before they read its request.
+
+    Shares: once half the calls are in flight, each caller may add at most a quarter of `limit`
+    more; past that its calls are refused (`caller_share`), so one caller's burst always leaves
+    others room. Who the caller is, is only asked then: the uncontended path does not pay for it.
     """
 
     name = "calls"
-    causes = (OVERLOADED,)
+    causes = (OVERLOADED, CALLER_SHARE)
 
     def __init__(self, limit: int, max_bytes: int, retry_after_seconds: float) -> None:
         self.limit = limit
@@ -249,37 +253,59 @@ class CallLimit:
         self.bytes = 0
         self.rejected = 0
         self.on_rejected: Callable[[str], None] = _ignore
+        self._contended: dict[str, int] = {}
 
-    def admit(self, size: int) -> _Admitted:
+    def admit(self, size: int, caller: Callable[[], str] | None = None) -> _Admitted:
         """Count a call of `size` request bytes in until the returned context exits; or refuse it."""
         if self.active >= self.limit or self.bytes + size > self.max_bytes:
-            self.rejected += 1
-            self.on_rejected(OVERLOADED)
-            raise ResourceExhausted(
-                f"the server is busy: {self.active} calls in flight with {self.bytes} bytes of requests "
-                f"(limits {self.limit} and {self.max_bytes}); retry after {self.retry_after_seconds:g} s",
-                reason="OVERLOADED",
-                metadata={"queue": self.name, "limit": str(self.limit), "cause": OVERLOADED},
-                retry_after_seconds=self.retry_after_seconds,
-            )
+            raise self._refusal(OVERLOADED)
+        who = None
+        if caller is not None and 2 * self.active >= self.limit:
+            who = caller()
+            held = self._contended.get(who, 0)
+            if held >= max(1, self.limit // 4):
+                raise self._refusal(CALLER_SHARE)
+            self._contended[who] = held + 1
         self.active += 1
         self.bytes += size
-        return _Admitted(self, size)
+        return _Admitted(self, size, who)
+
+    def _release(self, size: int, who: str | None) -> None:
+        self.active -= 1
+        self.bytes -= size
+        if who is not None:
+            left = self._contended[who] - 1
+            if left:
+                self._contended[who] = left
+            else:
+                del self._contended[who]
+
+    def _refusal(self, cause: str) -> ResourceExhausted:
+        self.rejected += 1
+        self.on_rejected(cause)
+        share = " (your calls hold their share of what is left)" if cause == CALLER_SHARE else ""
+        return ResourceExhausted(
+            f"the server is busy: {self.active} calls in flight with {self.bytes} bytes of requests "
+            f"(limits {self.limit} and {self.max_bytes}){share}; retry after {self.retry_after_seconds:g} s",
+            reason="OVERLOADED",
+            metadata={"queue": self.name, "limit": str(self.limit), "cause": cause},
+            retry_after_seconds=self.retry_after_seconds,
+        )
 
 
 class _Admitted:
-    __slots__ = ("_limit", "_size")
+    __slots__ = ("_limit", "_size", "_who")
 
-    def __init__(self, limit: CallLimit, size: int) -> None:
+    def __init__(self, limit: CallLimit, size: int, who: str | None) -> None:
         self._limit = limit
         self._size = size
+        self._who = who
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, *exc_info: object) -> None:
-        self._limit.active -= 1
-        self._limit.bytes -= self._size
+        self._limit._release(self._size, self._who)
 
 
 class MemoryBudget:

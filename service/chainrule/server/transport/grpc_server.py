@@ -92,7 +92,10 @@ class DifferentiationServicer:
             # The caller's deadline bounds the compute this call starts (see deadlines.py, pool.py);
             # who the caller is decides its share of the compute (executors.Admission).
             caller = functools.partial(self._callers.of_grpc, context)
-            with self._api.calls.admit(len(raw)), deadlines.request_scope(context.time_remaining(), caller):
+            with (
+                self._api.calls.admit(len(raw), caller),
+                deadlines.request_scope(context.time_remaining(), caller),
+            ):
                 request = await _parsed(message_type, raw, self._api.settings.max_field_entries)
                 response = await handler(request, Wire(PROTOBUF, len(raw)))
                 return await _serialized(response)

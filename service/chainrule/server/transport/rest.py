@@ -139,7 +139,7 @@ async def _respond(
     timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
     caller = functools.partial(callers.of_http, request.scope)
     try:
-        with calls.admit(_declared_size(request, calls)), deadlines.request_scope(timeout, caller):
+        with calls.admit(_declared_size(request, calls), caller), deadlines.request_scope(timeout, caller):
             message = await work()
         return await _json_response(message)
     except HttpError as error:
