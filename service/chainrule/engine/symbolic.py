@@ -71,6 +71,7 @@ __all__ = [
     "jacobian_variables",
     "resolve_wrt",
     "resolved",
+    "simplify",
     "to_latex",
 ]
 
