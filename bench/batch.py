@@ -1,15 +1,18 @@
-"""Scenarios 3 and 4: batch Evaluate and batch GradientAtPoint of a 4-variable expression.
+"""Scenarios 3 and 4: batch Evaluate and batch GradientAtPoint, for expressions of different shapes.
 
-Per round, alternating: the bare echo server moving the same bytes (`echo_numeric.py`),
-chainrule, hand-written numpy in this process, and (gradients) JAX `jit(vmap(grad(f)))` on the
-CPU in float64. chainrule's server-side compute is its `chainrule_stage_seconds{stage="evaluate"}`;
-end-to-end is the client's wall time for one call with pre-serialised request bytes. The floor of
-an end-to-end call is the echo server's time plus the numpy time. Medians over the rounds.
+Per round, alternating: the bare echo server moving the same bytes (`echo_numeric.py`: the request's
+bytes in, the reply's bytes out, pre-serialised on both sides), chainrule, hand-written numpy in this
+process, and (gradients of the headline expression) JAX `jit(vmap(grad(f)))` on the CPU in float64.
+chainrule's server-side compute is its `chainrule_stage_seconds{stage="evaluate"}`; end-to-end is
+the client's wall time for one call with pre-serialised request bytes. The floor of an end-to-end
+call is the echo server's time plus the numpy time. Medians over the rounds.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import harness
@@ -18,18 +21,45 @@ from common import Row, channel, delta, median, own_cpu_seconds, raw_method, sta
 
 from chainrule.v1 import chainrule_pb2 as pb
 
-EXPRESSION = "sin(x)*exp(-y^2/2) + log(1 + z^2)*sqrt(1 + w^2) + x*y*z*w"
-NAMES = ("w", "x", "y", "z")
 Columns = dict[str, np.ndarray]
 
 
-def numpy_value(c: Columns) -> np.ndarray:
-    x, y, z, w = c["x"], c["y"], c["z"], c["w"]
-    return np.sin(x) * np.exp(-(y**2) / 2) + np.log(1 + z**2) * np.sqrt(1 + w**2) + x * y * z * w
+@dataclass(frozen=True)
+class Case:
+    """An expression, its value written once for numpy and JAX (`xp`), and its gradient by hand."""
+
+    label: str
+    expression: str
+    names: tuple[str, ...]  # sorted: the order of chainrule's partials
+    value: Callable[[Any, Columns], Any]
+    gradient: Callable[[Columns], tuple[np.ndarray, ...]]  # value, then the partials by `names`
+
+    def numpy_value(self, c: Columns) -> np.ndarray:
+        result: np.ndarray = self.value(np, c)
+        return result
 
 
-def numpy_gradient(c: Columns) -> tuple[np.ndarray, ...]:
+def _neuron(xp: Any, c: Columns) -> Any:
+    b, w, x, y = c["b"], c["w"], c["x"], c["y"]
+    return xp.tanh(w * x + b) ** 2 * xp.sin(x * y) / (1 + x**2 + y**2)
+
+
+def _neuron_gradient(c: Columns) -> tuple[np.ndarray, ...]:
     """Value and partials by hand, sharing subexpressions as a careful programmer would."""
+    b, w, x, y = c["b"], c["w"], c["x"], c["y"]
+    t, xy = np.tanh(w * x + b), x * y
+    s, co, r = np.sin(xy), np.cos(xy), 1 / (1 + x**2 + y**2)
+    u, sr = t * t * r, s * r
+    db = 2 * t * (1 - t * t) * sr
+    return u * s, db, x * db, w * db + u * (y * co - 2 * x * sr), u * (x * co - 2 * y * sr)
+
+
+def _mixed(xp: Any, c: Columns) -> Any:
+    x, y, z, w = c["x"], c["y"], c["z"], c["w"]
+    return xp.sin(x) * xp.exp(-(y**2) / 2) + xp.log(1 + z**2) * xp.sqrt(1 + w**2) + x * y * z * w
+
+
+def _mixed_gradient(c: Columns) -> tuple[np.ndarray, ...]:
     x, y, z, w = c["x"], c["y"], c["z"], c["w"]
     e, s, q = np.exp(-(y**2) / 2), np.sqrt(1 + w**2), 1 + z**2
     sx, lg, zw, xy = np.sin(x), np.log(q), z * w, x * y
@@ -37,8 +67,64 @@ def numpy_gradient(c: Columns) -> tuple[np.ndarray, ...]:
     return value, lg * w / s + xy * z, np.cos(x) * e + y * zw, -y * sx * e + x * zw, 2 * z / q * s + xy * w
 
 
-def jax_gradient() -> Callable[..., Any] | None:
-    """`jit(vmap(grad(f)))` over the four variables, float64, CPU; None when JAX is not installed."""
+def _cubic(xp: Any, c: Columns) -> Any:
+    x = c["x"]
+    return x * x * x - 2 * x + 1
+
+
+def _cubic_gradient(c: Columns) -> tuple[np.ndarray, ...]:
+    x = c["x"]
+    x2 = x * x
+    return x2 * x - 2 * x + 1, 3 * x2 - 2
+
+
+_NORM_NAMES = tuple(f"x{index}" for index in range(6))
+
+
+def _norm(xp: Any, c: Columns) -> Any:
+    return xp.sqrt(sum(c[name] ** 2 for name in _NORM_NAMES))
+
+
+def _norm_gradient(c: Columns) -> tuple[np.ndarray, ...]:
+    value = np.sqrt(sum(c[name] * c[name] for name in _NORM_NAMES))
+    inverse = 1 / value
+    return value, *(c[name] * inverse for name in _NORM_NAMES)
+
+
+# The headline expression first (issue 15's); then the wire-heavy shapes: one column in and out of
+# cheap arithmetic, and six columns in of cheap arithmetic.
+NEURON = Case(
+    "tanh(w*x + b)^2*sin(x*y)/(1 + x^2 + y^2)",
+    "tanh(w*x + b)^2*sin(x*y)/(1 + x^2 + y^2)",
+    ("b", "w", "x", "y"),
+    _neuron,
+    _neuron_gradient,
+)
+CASES = (
+    NEURON,
+    Case(
+        "4 variables: sin, exp, log, sqrt",
+        "sin(x)*exp(-y^2/2) + log(1 + z^2)*sqrt(1 + w^2) + x*y*z*w",
+        ("w", "x", "y", "z"),
+        _mixed,
+        _mixed_gradient,
+    ),
+    Case("1 variable: x^3 - 2*x + 1", "x^3 - 2*x + 1", ("x",), _cubic, _cubic_gradient),
+    Case(
+        "6 variables: sqrt(x0^2 + ... + x5^2)",
+        "sqrt(" + " + ".join(f"{name}^2" for name in _NORM_NAMES) + ")",
+        _NORM_NAMES,
+        _norm,
+        _norm_gradient,
+    ),
+)
+BY_EXPRESSION = {case.expression: case for case in CASES}
+# What the chunked row and chunking.py evaluate.
+EXPRESSION = NEURON.expression
+
+
+def jax_gradient(case: Case) -> Callable[[Columns], Any] | None:
+    """`jit(vmap(grad(f)))` over the case's variables, float64, CPU; None when JAX is not installed."""
     try:
         import jax  # noqa: PLC0415 (a bench-only extra)
         import jax.numpy as jnp  # noqa: PLC0415
@@ -47,83 +133,98 @@ def jax_gradient() -> Callable[..., Any] | None:
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_platforms", "cpu")
 
-    def f(w: Any, x: Any, y: Any, z: Any) -> Any:
-        return jnp.sin(x) * jnp.exp(-(y**2) / 2) + jnp.log(1 + z**2) * jnp.sqrt(1 + w**2) + x * y * z * w
+    def f(*args: Any) -> Any:
+        return case.value(jnp, dict(zip(case.names, args, strict=True)))
 
-    compiled = jax.jit(jax.vmap(jax.grad(f, argnums=(0, 1, 2, 3))))
+    compiled = jax.jit(jax.vmap(jax.grad(f, argnums=tuple(range(len(case.names))))))
 
     def run(c: Columns) -> Any:
-        return jax.block_until_ready(compiled(*(c[name] for name in NAMES)))
+        return jax.block_until_ready(compiled(*(c[name] for name in case.names)))
 
     return run
 
 
-def make_columns(points: int, seed: int = 5) -> Columns:
+def make_columns(points: int, names: tuple[str, ...] = NEURON.names, seed: int = 5) -> Columns:
     rng = np.random.default_rng(seed)
-    return {name: rng.uniform(-2.0, 2.0, points) for name in NAMES}
+    return {name: rng.uniform(-2.0, 2.0, points) for name in names}
 
 
-def request_bytes(kind: str, columns: Columns) -> bytes:
+def request_bytes(kind: str, case: Case, columns: Columns) -> bytes:
     arrays = {name: pb.Array(f64le=column.tobytes()) for name, column in columns.items()}
     if kind == "Evaluate":
-        return pb.EvaluateRequest(expression=EXPRESSION, points=arrays).SerializeToString()
-    return pb.GradientAtPointRequest(expression=EXPRESSION, points=arrays).SerializeToString()
+        return pb.EvaluateRequest(expression=case.expression, points=arrays).SerializeToString()
+    return pb.GradientAtPointRequest(expression=case.expression, points=arrays).SerializeToString()
 
 
-def check(kind: str, answer: bytes, columns: Columns) -> None:
+def check(kind: str, case: Case, answer: bytes, columns: Columns) -> None:
     """chainrule's answer agrees with the hand-written numpy one (so the race is a fair one)."""
     if kind == "Evaluate":
         got = [np.frombuffer(pb.EvaluateResponse.FromString(answer).values.f64le)]
-        want: tuple[np.ndarray, ...] = (numpy_value(columns),)
+        want: tuple[np.ndarray, ...] = (case.numpy_value(columns),)
     else:
         message = pb.GradientAtPointResponse.FromString(answer)
-        assert list(message.variables) == list(NAMES)
+        assert list(message.variables) == list(case.names)
         got = [np.frombuffer(a.f64le) for a in (message.values, *message.gradients)]
-        want = numpy_gradient(columns)
+        want = case.gradient(columns)
     for ours, theirs in zip(got, want, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
 
 
 def measure(
     kind: str,
+    case: Case,
     points: int,
     rounds: int,
     ports: dict[str, int],
     echo_port: int,
-    jax_run: Any,
+    jax_run: Any = None,
     tuned_jax: Any = None,
 ) -> dict[str, float]:
     """Medians over alternating rounds of echo, chainrule, numpy (and JAX, here and in `tuned_jax`)."""
-    columns = make_columns(points)
-    body = request_bytes(kind, columns)
-    local = numpy_value if kind == "Evaluate" else numpy_gradient
+    columns = make_columns(points, case.names)
+    body = request_bytes(kind, case, columns)
+    local = case.numpy_value if kind == "Evaluate" else case.gradient
     names = ("echo", "e2e", "server", "numpy", "jax", "jax_tuned", "cpu")
     figures: dict[str, list[float]] = {name: [] for name in names}
     with channel(ports["grpc_port"]) as ours, channel(echo_port) as echo:
         call, bare = raw_method(ours, kind), raw_method(echo, kind)
-        check(kind, call(body), columns)  # also compiles and caches the function
-        bare(body)
+        check(kind, case, call(body), columns)  # also compiles and caches the function
+        bare(body)  # the echo server serialises its reply to this request once, here
         if jax_run is not None:
             jax_run(columns)  # compiles
         for _ in range(rounds):
-            figures["echo"].append(timed(lambda: bare(body)))
-            before = harness.scrape(ports["http_port"])
-            cpu = own_cpu_seconds()
-            figures["e2e"].append(timed(lambda: call(body)))
-            figures["cpu"].append((own_cpu_seconds() - cpu) / figures["e2e"][-1])
-            after = harness.scrape(ports["http_port"])
-            seconds, count = delta(stage(before, "evaluate"), stage(after, "evaluate"))
-            assert count == 1
-            figures["server"].append(seconds)
-            figures["numpy"].append(timed(lambda: local(columns)))
-            if jax_run is not None:
-                figures["jax"].append(timed(lambda: jax_run(columns)))
+            time_round(figures, ports["http_port"], (call, bare, body), lambda: local(columns),
+                       None if jax_run is None else lambda: jax_run(columns))  # fmt: skip
             if tuned_jax is not None:
                 figures["jax_tuned"].append(tuned_jax.seconds())
     result = {name: median(values) for name, values in figures.items()}
     result["floor"] = result["echo"] + result["numpy"]
     result["request_mb"] = len(body) / 1e6
     return result
+
+
+def time_round(
+    figures: dict[str, list[float]],
+    http_port: int,
+    calls: tuple[Callable[[bytes], bytes], Callable[[bytes], bytes], bytes],
+    local: Callable[[], object],
+    jax: Callable[[], object] | None,
+) -> None:
+    """One round: echo, then chainrule (end to end, its evaluate stage, the client's CPU share), then
+    the local baselines; `calls` is (chainrule's call, echo's call, the request bytes)."""
+    call, bare, body = calls
+    figures["echo"].append(timed(lambda: bare(body)))
+    before = harness.scrape(http_port)
+    cpu = own_cpu_seconds()
+    figures["e2e"].append(timed(lambda: call(body)))
+    figures["cpu"].append((own_cpu_seconds() - cpu) / figures["e2e"][-1])
+    after = harness.scrape(http_port)
+    seconds, count = delta(stage(before, "evaluate"), stage(after, "evaluate"))
+    assert count == 1
+    figures["server"].append(seconds)
+    figures["numpy"].append(timed(local))
+    if jax is not None:
+        figures["jax"].append(timed(jax))
 
 
 def measure_chunked(port: int, points: int, chunk_points: int, rounds: int) -> dict[str, float]:
@@ -137,28 +238,37 @@ def measure_chunked(port: int, points: int, chunk_points: int, rounds: int) -> d
         want = client.evaluate(EXPRESSION, points=columns, chunk_points=chunk_points).values
         for _ in range(rounds):
             for key, in_flight in (("one", 1), ("two", 2)):
-                figures[key].append(timed(lambda n=in_flight: client.evaluate(
-                    EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=n)))  # fmt: skip
+                figures[key].append(timed(functools.partial(client.evaluate,
+                    EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=in_flight)))  # fmt: skip
         got = client.evaluate(EXPRESSION, points=columns, chunk_points=chunk_points, in_flight=2).values
         np.testing.assert_array_equal(got, want)
     return {key: median(values) for key, values in figures.items()}
 
 
+def _end_to_end(scenario: str, case: Case, points: int, found: dict[str, float]) -> Row:
+    ms = 1e3
+    return Row(scenario, f"end-to-end, {points:,} points vs echo + numpy floor: {case.label}",
+               found["e2e"] * ms, found["floor"] * ms, "ms", 1.2,
+               note=f"echo {found['echo'] * ms:.1f} ms (request {found['request_mb']:.1f} MB in, "
+               f"the reply's bytes out), numpy {found['numpy'] * ms:.1f} ms, server-side compute "
+               f"{found['server'] * ms:.1f} ms, client CPU {found['cpu']:.2f}")  # fmt: skip
+
+
 def run(
     ports: dict[str, int], echo_port: int, eval_points: int, grad_points: tuple[int, ...], rounds: int
 ) -> tuple[list[Row], dict[str, object]]:
-    """Rows of scenarios 3 and 4."""
+    """Rows of scenarios 3 and 4: the headline expression's in full, the other shapes end to end."""
     ms = 1e3
-    evaluation = measure("Evaluate", eval_points, rounds, ports, echo_port, None)
-    rows = [
-        Row("3 batch evaluation", f"server-side compute, {eval_points:,} points vs hand-written numpy",
-            evaluation["server"] * ms, evaluation["numpy"] * ms, "ms", 1.2),
-        Row("3 batch evaluation", f"end-to-end, {eval_points:,} points vs echo + numpy floor",
-            evaluation["e2e"] * ms, evaluation["floor"] * ms, "ms", 1.3,
-            note=f"echo {evaluation['echo'] * ms:.1f} ms, request {evaluation['request_mb']:.0f} MB, "
-            f"client CPU {evaluation['cpu']:.2f}"),
-    ]  # fmt: skip
-    details: dict[str, object] = {"evaluate": evaluation}
+    rows: list[Row] = []
+    details: dict[str, object] = {}
+    for case in CASES:
+        evaluation = measure("Evaluate", case, eval_points, rounds, ports, echo_port)
+        details[f"evaluate {case.label}"] = evaluation
+        if case is NEURON:
+            measure_text = f"server-side compute, {eval_points:,} points vs hand-written numpy: {case.label}"
+            rows.append(Row("3 batch evaluation", measure_text,
+                            evaluation["server"] * ms, evaluation["numpy"] * ms, "ms", 1.2))  # fmt: skip
+        rows.append(_end_to_end("3 batch evaluation", case, eval_points, evaluation))
     big, chunk = eval_points * 8, eval_points // 4
     chunked = measure_chunked(ports["grpc_port"], big, chunk, max(3, rounds // 3))
     details["chunked"] = chunked
@@ -166,18 +276,27 @@ def run(
                     "2 in flight vs 1 at a time", chunked["two"] * ms, chunked["one"] * ms, "ms", None,
                     note=f"{big * 32 / 2**20:.0f} MiB of f64le columns, over the 64 MiB message limit; "
                     "Client.evaluate(chunk_points=..., in_flight=...)"))  # fmt: skip
-    jax_run = jax_gradient()
     for points in grad_points:
-        if jax_run is None:
-            grad = measure("GradientAtPoint", points, rounds, ports, echo_port, None)
+        rows += _gradients(points, grad_points[0], rounds, ports, echo_port, details)
+    return rows, details
+
+
+def _gradients(
+    points: int, smallest: int, rounds: int, ports: dict[str, int], echo_port: int, details: dict[str, object]
+) -> list[Row]:
+    """Scenario 4 at `points`: the headline expression against JAX, every shape end to end at `smallest`."""
+    ms = 1e3
+    rows: list[Row] = []
+    jax_run = jax_gradient(NEURON)
+    for case in CASES if points == smallest else (NEURON,):
+        if case is not NEURON or jax_run is None:
+            grad = measure("GradientAtPoint", case, points, rounds, ports, echo_port)
         else:
             from jax_peer import TunedJax  # noqa: PLC0415 (it imports this module)
 
             with TunedJax(points) as tuned:
-                grad = measure("GradientAtPoint", points, rounds, ports, echo_port, jax_run, tuned)
-        details[f"gradient_{points}"] = grad
-        if jax_run is not None:
-            measure_text = f"server-side compute, {points:,} points vs JAX jit(vmap(grad))"
+                grad = measure("GradientAtPoint", case, points, rounds, ports, echo_port, jax_run, tuned)
+            measure_text = f"server-side compute, {points:,} points vs JAX jit(vmap(grad)): {case.label}"
             rows.append(Row("4 batch gradients", measure_text,
                             grad["server"] * ms, grad["jax"] * ms, "ms", 1.0,
                             note=f"chainrule returns value + 4 partials; JAX the 4 partials; "
@@ -186,8 +305,33 @@ def run(
                             grad["server"] * ms, grad["jax_tuned"] * ms, "ms", None,
                             note="JAX in a child process whose glibc malloc is set "
                             "as chainrule sets its own (jax_peer.py)"))  # fmt: skip
-        rows.append(Row("4 batch gradients", f"end-to-end, {points:,} points vs echo + numpy floor",
-                        grad["e2e"] * ms, grad["floor"] * ms, "ms", 1.3,
-                        note=f"echo {grad['echo'] * ms:.1f} ms, request {grad['request_mb']:.0f} MB, "
-                        f"client CPU {grad['cpu']:.2f}"))  # fmt: skip
-    return rows, details
+        details[f"gradient_{points} {case.label}"] = grad
+        rows.append(_end_to_end("4 batch gradients", case, points, grad))
+    return rows
+
+
+def main() -> int:
+    """One case, one kind, end to end against the echo floor: for iterating on the batch path."""
+    import argparse  # noqa: PLC0415 (only this entry point)
+
+    from common import chainrule_command, echo_command, server_env  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--kind", choices=("Evaluate", "GradientAtPoint"), default="Evaluate")
+    parser.add_argument("--case", type=int, default=0, help=f"index into {[c.label for c in CASES]}")
+    parser.add_argument("--points", type=int, default=10**6)
+    parser.add_argument("--rounds", type=int, default=11)
+    args = parser.parse_args()
+    case = CASES[args.case]
+    with (
+        harness.running(chainrule_command(), server_env()) as (_, ports),
+        harness.running(echo_command(), server_env()) as (_, echo),
+    ):
+        found = measure(args.kind, case, args.points, args.rounds, ports, echo["grpc_port"])
+    row = _end_to_end(args.kind, case, args.points, found)
+    print(f"{row.measure}: {row.chainrule:.2f} vs {row.baseline:.2f} ms, ratio {row.ratio:.3f}; {row.note}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -60,7 +60,9 @@ def server_side(port: int, http_port: int, expressions: Expressions, chunk: int)
     return result
 
 
-def throughput(port: int, expressions: Expressions, simplification: int, in_flight: int) -> dict[str, float]:
+def throughput(
+    port: int, expressions: Expressions, simplification: pb.Simplification.ValueType, in_flight: int
+) -> dict[str, float]:
     """Derivatives per second with `in_flight` calls outstanding; the client's CPU share too."""
     with channel(port) as opened:
         stub = pb_grpc.DifferentiationServiceStub(opened)

@@ -62,9 +62,9 @@ class Row:
 
 
 def server_env(**settings: str) -> dict[str, str]:
-    """The environment of a benchmarked server: logging on at INFO (JSON), metrics always on."""
+    """The environment of a benchmarked server: `harness.SERVER_LOGGING`, metrics always on."""
     extra = {f"CHAINRULE_{key.upper()}": value for key, value in settings.items()}
-    return {**os.environ, "CHAINRULE_LOG_LEVEL": "INFO", "CHAINRULE_LOG_FORMAT": "json", **extra}
+    return {**os.environ, **harness.SERVER_LOGGING, **extra}
 
 
 def chainrule_command(cpus: str | None = None, workers: int = 1) -> list[str]:
@@ -86,7 +86,7 @@ def channel(port: int) -> Iterator[grpc.Channel]:
 
 def raw_method(opened: grpc.Channel, method: str) -> Callable[[bytes], bytes]:
     """A unary call taking and returning serialised bytes (no protobuf work in the timed path)."""
-    call: Callable[[bytes], bytes] = opened.unary_unary(SERVICE + method)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = opened.unary_unary(SERVICE + method)
     return call
 
 

@@ -24,7 +24,8 @@ METHOD = "/chainrule.v1.DifferentiationService/Differentiate"
 
 
 async def _echo(
-    request: pb.DifferentiateRequest, context: grpc.aio.ServicerContext
+    request: pb.DifferentiateRequest,
+    context: grpc.aio.ServicerContext[pb.DifferentiateRequest, pb.DifferentiateResponse],
 ) -> pb.DifferentiateResponse:
     return pb.DifferentiateResponse(derivative=request.expression, variables=["x"])
 

@@ -63,7 +63,7 @@ class TunedJax:
 
 
 def main() -> int:
-    run = batch.jax_gradient()
+    run = batch.jax_gradient(batch.NEURON)
     if run is None:
         return 1
     columns = batch.make_columns(int(sys.argv[1]))

@@ -24,23 +24,45 @@ EXPRESSION = "sin(x)*exp(-y^2/2) + log(1 + z^2)*sqrt(1 + w^2) + x*y*z*w"
 METHOD = "/chainrule.v1.DifferentiationService/GradientAtPoint"
 
 
-def percentiles(port: int, body: Path, seconds: int) -> tuple[float, float, float]:
-    """p50 and p99 in microseconds of one h2load run, and the client's CPU share."""
+GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
+
+
+def percentiles(
+    port: int,
+    body: Path,
+    seconds: int,
+    path: str = METHOD,
+    headers: tuple[str, ...] = GRPC_HEADERS,
+    h1: bool = False,
+    connections: int = 1,
+) -> tuple[float, float, float, float]:
+    """p50 and p99 in microseconds of one h2load run, one call at a time per connection; the
+    client's CPU share; requests per second. `h1`: HTTP/1.1 (kept alive) instead of HTTP/2."""
     with tempfile.TemporaryDirectory() as folder:
         log = Path(folder) / "requests.tsv"
         command = harness.pinned(
             harness.CLIENT_CPU,
-            ["h2load", "-c", "1", "-m", "1", "-D", str(seconds), "--warm-up-time", "1",
-             "-d", str(body), "-H", "content-type: application/grpc", "-H", "te: trailers",
-             f"--log-file={log}", f"http://127.0.0.1:{port}{METHOD}"],
+            ["h2load", "-c", str(connections), "-m", "1", "-D", str(seconds), "--warm-up-time", "1",
+             "-d", str(body), *(word for header in headers for word in ("-H", header)),
+             *(["--h1"] if h1 else []), f"--log-file={log}", f"http://127.0.0.1:{port}{path}"],
         )  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        output = process.stdout.read()
         _, status, usage = os.wait4(process.pid, 0)
         if status != 0:
-            raise RuntimeError("h2load failed")
-        times = sorted(float(line.split("\t")[2]) for line in log.read_text().splitlines() if line)
+            raise RuntimeError(f"h2load failed:\n{output}")
+        rows = [line.split("\t") for line in log.read_text().splitlines() if line]
+    # Status 0: the calls in flight when the time was up (one per connection).
+    finished = [row for row in rows if row[1] != "0"]
+    if len(rows) - len(finished) > connections or any(row[1] != "200" for row in finished):
+        raise RuntimeError(f"h2load got statuses {sorted({row[1] for row in rows})} from {path}")
+    times = sorted(float(row[2]) for row in finished)
     cut = statistics.quantiles(times, n=100)
-    return cut[49], cut[98], (usage.ru_utime + usage.ru_stime) / (seconds + 1)
+    # finished in 4.00s, 12345.67 req/s, 1.23MB/s
+    summary = next(line for line in output.splitlines() if line.startswith("finished in"))
+    rate = float(summary.replace(",", "").split()[3])
+    return cut[49], cut[98], (usage.ru_utime + usage.ru_stime) / (seconds + 1), rate
 
 
 def run(seconds: int, rounds: int) -> tuple[list[Row], dict[str, object]]:
@@ -49,7 +71,7 @@ def run(seconds: int, rounds: int) -> tuple[list[Row], dict[str, object]]:
         expression=EXPRESSION, point={"w": 0.5, "x": 1.0, "y": -0.5, "z": 2.0}
     )
     cpu = harness.SERVER_CPU
-    figures: dict[str, list[tuple[float, float, float]]] = {"echo": [], "chainrule": []}
+    figures: dict[str, list[tuple[float, float, float, float]]] = {"echo": [], "chainrule": []}
     with (
         tempfile.NamedTemporaryFile(suffix=".grpc") as body,
         harness.running(chainrule_command(cpu), server_env()) as (_, ports),

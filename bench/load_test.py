@@ -81,7 +81,7 @@ class Tally:
 
 
 async def call(
-    stub: pb_grpc.DifferentiationServiceStub, request: pb.DifferentiateRequest, timeout: float
+    stub: pb_grpc.DifferentiationServiceAsyncStub, request: pb.DifferentiateRequest, timeout: float
 ) -> tuple[grpc.StatusCode, str, float]:
     start = time.perf_counter()
     try:

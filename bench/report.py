@@ -58,8 +58,14 @@ def _met(row: Row) -> str:
 
 
 def markdown(
-    rows: Sequence[Row], command: str, seconds: float, notes: Sequence[str], gaps: Sequence[str] = ()
+    rows: Sequence[Row],
+    command: str,
+    seconds: float,
+    notes: Sequence[str],
+    gaps: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> str:
+    """RESULTS.md: the table of rows, what limits the missed targets, notes; then `sections` (lines)."""
     info = machine()
     lines = [
         "# chainrule benchmarks: side by side with what users would pick instead",
@@ -89,6 +95,8 @@ def markdown(
     lines += [f"- **{r.scenario}, {r.measure}**: {r.note}" for r in rows if r.note]
     if notes:
         lines += ["", "## Reading the figures", "", *[f"- {note}" for note in notes]]
+    if sections:
+        lines += ["", *sections]
     return "\n".join(lines) + "\n"
 
 

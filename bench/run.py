@@ -1,4 +1,4 @@
-"""Runs every benchmark scenario of issue 8 in one run and writes bench/RESULTS.md and results.png.
+"""Runs every benchmark scenario in one run and writes bench/RESULTS.md and results.png.
 
     .venv/bin/python bench/run.py            # the full run (`make bench`), under 10 minutes on 2 cores
     .venv/bin/python bench/run.py --quick --output build/bench-quick   # `make bench-quick`: a smoke run
@@ -17,14 +17,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import attacks
 import batch
 import cold
 import harness
+import jacobian
 import latency
 import memory
+import rest
+import restart
 from common import ROOT, Row, chainrule_command, echo_command, server_env
 from report import markdown, plot
 
@@ -77,6 +82,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run of every scenario")
     parser.add_argument("--memory-count", type=int, help="distinct expressions for scenario 7")
     parser.add_argument("--output", type=Path, default=BENCH, help="where RESULTS.md and results.png go")
+    parser.add_argument("--no-attacks", action="store_true", help="leave out issue 15's attacks (attacks.py)")
     args = parser.parse_args()
     if not shutil.which("h2load"):
         print("h2load not found: apt-get install nghttp2-client", file=sys.stderr)
@@ -103,6 +109,11 @@ def main() -> int:
             (10**4, 10**5) if args.quick else (10**5, 10**6), 2 if args.quick else 11,
         )  # fmt: skip
         rows += found
+        step("8 batch Jacobians")
+        found, details["jacobian"] = jacobian.run(
+            ports, echo["grpc_port"], 10**4 if args.quick else 10**5, 2 if args.quick else 11
+        )
+        rows += found
     step("5 single-point latency")
     found, details["latency"] = latency.run(1 if args.quick else 4, 1 if args.quick else 3)
     rows += found
@@ -112,13 +123,25 @@ def main() -> int:
     count = args.memory_count or (2_000 if args.quick else 100_000)
     found, details["memory"] = memory.run(count, 200 if args.quick else 10_000, 64 * MB)
     rows += found
+    step("8 symbolic worker restart")
+    found, details["restart"] = restart.run(2 if args.quick else 10)
+    rows += found
+    step("10 REST")
+    found, details["rest"] = rest.run(1 if args.quick else 3, 1 if args.quick else 3)
+    rows += found
+    command = "make bench-quick" if args.quick else "make bench"
+    sections: list[str] = []
+    if not args.no_attacks:
+        step("11 attacks (attacks.py)")
+        outcomes = attacks.run(args.quick)
+        details["attacks"] = [asdict(outcome) for outcome in outcomes]
+        sections = attacks.table(outcomes, command)
     seconds = time.monotonic() - started
     step("report")
-    command = "make bench-quick" if args.quick else "make bench"
     args.output.mkdir(parents=True, exist_ok=True)
-    gaps = [f"**{row.measure}** ({row.ratio:.2f}, target {row.target_text}): {GAPS[row.measure]}"
-            for row in rows if row.met is False and row.measure in GAPS]  # fmt: skip
-    (args.output / "RESULTS.md").write_text(markdown(rows, command, seconds, NOTES, gaps))
+    gaps = [f"**{row.scenario}, {row.measure}** ({row.ratio:.2f}, target {row.target_text}): {gap}"
+            for row in rows if row.met is False and (gap := _gap(row))]  # fmt: skip
+    (args.output / "RESULTS.md").write_text(markdown(rows, command, seconds, NOTES, gaps, sections))
     (args.output / "results.json").write_text(json.dumps(details, indent=1, default=str))
     plot(rows, args.output / "results.png")
     for row in rows:
@@ -135,8 +158,40 @@ NOTES = [
     "`chainrule_stage_seconds`), read from /metrics before and after each chunk.",
 ]
 
-# What limits a figure that misses its target, stated where it is printed (only when it misses).
+
+def _gap(row: Row) -> str:
+    """What limits a row that missed its target: by scenario and measure, else by measure."""
+    return GAPS.get(f"{row.scenario}: {row.measure}", GAPS.get(row.measure, ""))
+
+
+_NEURON = batch.NEURON.label
+_COPIES = (
+    "the request is copied twice before the arithmetic (protobuf's arena, then each column: 5 to 9 ms at "
+    "10^6 points) and the reply once (bench/PROFILE.md, 'Third profile')"
+)
+# What limits a figure that misses its target, stated where it is printed (only when it misses); keyed
+# by measure, or by "scenario: measure" where two scenarios share a measure's text.
 GAPS = {
+    f"4 batch gradients: end-to-end, 1,000,000 points vs echo + numpy floor: {_NEURON}": (
+        "the reply is 40 MB, and glibc maps every block of 32 MiB or more afresh whatever mallopt says (its "
+        "cap on the mmap threshold), so the reply's bytes page-fault on every call: joining 40 MB took "
+        "15.5 ms, 2.8 ms from the heap with M_MMAP_MAX=0 (not set: memory freed in the middle of the heap "
+        f"would then stay resident beyond CHAINRULE_MALLOC_KEEP_BYTES); and {_COPIES}. The echo floor "
+        "allocates its reply once."
+    ),
+    "3 batch evaluation: end-to-end, 1,000,000 points vs echo + numpy floor: 1 variable: x^3 - 2*x + 1": (
+        f"one column of cheap arithmetic, so a small floor (22 ms): {_COPIES}, and x^3 is three numpy "
+        "passes (|x|, SIMD power, the sign back; numpy's own power of a negative base is 40x slower) against "
+        "the hand-written x*x*x."
+    ),
+    "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: 1 variable: x^3 - 2*x + 1": (
+        "a floor of 3 ms, in which the call's fixed costs (the hop to the numeric thread and back, the "
+        "request's two copies, the reply's join) weigh most; see the 10^6-point Evaluate row."
+    ),
+    "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: "
+    "6 variables: sqrt(x0^2 + ... + x5^2)": (
+        f"cheap arithmetic on six columns in and seven out: the floor is mostly the wire, and {_COPIES}."
+    ),
     "cached Differentiate req/s vs bare grpc.aio echo": (
         "the ratio sits at the target, within this shared VM's noise: on 2026-11-30 the six full runs "
         "gave 0.82, 0.79, 0.84, 0.83, 0.86 and 0.77 (this one), harness.py alone 0.78 to 0.87. "
@@ -153,13 +208,13 @@ GAPS = {
         "No change inside sympy's object model reaches 3x here; the target holds against math.js's "
         "default (simplify on), which is what `derivative()` returns."
     ),
-    "server-side compute, 1,000,000 points vs JAX jit(vmap(grad))": (
+    f"server-side compute, 1,000,000 points vs JAX jit(vmap(grad)): {batch.NEURON.label}": (
         "one thread of numpy over 32k-point chunks against XLA's fused loop, both on one core: the "
         "ratio sits between 0.7 and 1.05 from run to run, following the other tenants of this 2-core VM. "
         "A second thread does not help (GIL hand-offs on small chunks, shared cache bandwidth on large "
         "ones) and numexpr was slower (no VML in the PyPI wheel): bench/PROFILE.md."
     ),
-    "server-side compute, 100,000 points vs JAX jit(vmap(grad))": (
+    f"server-side compute, 100,000 points vs JAX jit(vmap(grad)): {batch.NEURON.label}": (
         "one thread of numpy over 32k-point chunks against XLA's fused loop; see the 10^6 row and "
         "bench/PROFILE.md."
     ),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Python client into a fresh venv and runs its tests against a live server (issue 6).
+# Installs the Python client into a fresh venv and runs its tests against a live server.
 #
 # 1. build/client-venv gets `pip install ./clients/python pytest` and nothing else;
 # 2. sympy and numpy must NOT be importable there (the client must not pull them in);

@@ -1,4 +1,4 @@
-"""Generate the Python code for protos/ into clients/python (the one generation command).
+"""Generate the Python code for protos/ into clients/python, with a copy of the .proto (one command).
 
 Run as `python scripts/gen_proto.py [--check]`. With --check, generate into a temporary folder
 and fail when the committed files differ, so stale generated code cannot land.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -46,7 +47,14 @@ def generate(output_root: Path) -> None:
 
 
 def _generated_files(root: Path) -> set[str]:
-    return {p.name for p in (root / GENERATED_DIR).iterdir() if p.suffix in {".py", ".pyi"}}
+    return {p.name for p in (root / GENERATED_DIR).iterdir() if p.suffix in {".py", ".pyi", ".proto"}}
+
+
+def ship_sources(output_root: Path) -> None:
+    """A copy of each .proto beside its generated code: the package carries its contract (comments
+    included, for the OpenAPI document's prose in an installed server, and for grpcurl users)."""
+    for proto in (PROTO_ROOT / GENERATED_DIR).glob("*.proto"):
+        shutil.copyfile(proto, output_root / GENERATED_DIR / proto.name)
 
 
 def main() -> int:
@@ -55,12 +63,14 @@ def main() -> int:
     options = parser.parse_args()
     if not options.check:
         target = OUTPUT_ROOT / GENERATED_DIR
-        for stale in target.glob("*_pb2*.py*"):
-            stale.unlink()
+        for old in [*target.glob("*_pb2*.py*"), *target.glob("*.proto")]:
+            old.unlink()
         generate(OUTPUT_ROOT)
+        ship_sources(OUTPUT_ROOT)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
+        ship_sources(Path(tmp))
         fresh, committed = Path(tmp), OUTPUT_ROOT
         names = _generated_files(fresh)
         stale = sorted(

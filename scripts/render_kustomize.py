@@ -1,10 +1,12 @@
 """Render the kustomizations under deploy/k8s without kubectl: the subset of kustomize they use.
 
     python scripts/render_kustomize.py deploy/k8s/overlays/tls > rendered.yaml
+    python scripts/render_kustomize.py deploy/k8s/overlays/tls --same-as kubectl-rendered.yaml
 
 Supported: `resources` (files and directories), `images` (newName/newTag), and `patches` given as a
 JSON 6902 file with a kind/name target (ops add, replace, remove). `kubectl kustomize` is used
-instead when it is installed (scripts/lint_deploy.sh); this keeps `make lint` working without it.
+instead when it is installed (scripts/lint_deploy.sh), which then checks with `--same-as` that the
+two agree; this keeps `make lint` working without kubectl, and tests/manifests.py uses it.
 """
 
 from __future__ import annotations
@@ -71,5 +73,22 @@ def render(directory: Path) -> list[dict[str, Any]]:
     return documents
 
 
+def _by_name(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(documents, key=lambda doc: (doc["kind"], doc["metadata"]["name"]))
+
+
+def main(arguments: list[str]) -> int:
+    """Print the rendering; with `--same-as FILE` (kubectl's), say instead whether the two agree."""
+    documents = render(Path(arguments[0]))
+    if arguments[1:2] == ["--same-as"]:
+        other = [doc for doc in yaml.safe_load_all(Path(arguments[2]).read_text()) if doc]
+        if _by_name(documents) != _by_name(other):
+            print(f"{arguments[0]}: this renderer and {arguments[2]} disagree", file=sys.stderr)
+            return 1
+        return 0
+    sys.stdout.write(yaml.safe_dump_all(documents, sort_keys=False))
+    return 0
+
+
 if __name__ == "__main__":
-    sys.stdout.write(yaml.safe_dump_all(render(Path(sys.argv[1])), sort_keys=False))
+    sys.exit(main(sys.argv[1:]))

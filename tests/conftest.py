@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import TypeVar
 
 import grpc
 import pytest
+from google.protobuf.message import Message
+from grpc_status import rpc_status
 
 from chainrule.server.app import Application
 from chainrule.server.config import Settings
+from chainrule.server.logs import ContextFilter
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+
+_Detail = TypeVar("_Detail", bound=Message)
+
+
+def status_detail(error: grpc.aio.AioRpcError, detail_type: type[_Detail]) -> _Detail | None:
+    """The `google.rpc.Status` detail of `detail_type` a failed call carries (ErrorInfo, RetryInfo)."""
+    status = rpc_status.from_call(error)
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(detail_type.DESCRIPTOR):
+            found = detail_type()
+            detail.Unpack(found)
+            return found
+    return None
 
 
 def make_settings(**overrides: object) -> Settings:
@@ -35,5 +55,36 @@ async def channel(app: Application) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture(scope="session")
-def stub(channel: grpc.aio.Channel) -> pb_grpc.DifferentiationServiceStub:
+def stub(channel: grpc.aio.Channel) -> pb_grpc.DifferentiationServiceAsyncStub:
     return pb_grpc.DifferentiationServiceStub(channel)
+
+
+class LogLines(logging.Handler):
+    """The records a logger writes, with the fields the server's log filter adds (request and trace ids)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.addFilter(ContextFilter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def about(self, request_id: str) -> list[logging.LogRecord]:
+        """The records written while serving the request with this id."""
+        return [r for r in self.records if r.request_id == request_id]  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def log_lines(name: str = "", level: int = logging.DEBUG) -> Iterator[LogLines]:
+    """Capture what logger `name` (default: the root) writes at `level` and above."""
+    handler = LogLines()
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield handler
+    finally:
+        logger.setLevel(previous)
+        logger.removeHandler(handler)

@@ -1,12 +1,12 @@
 """Deployment files: the image's entrypoint and health check run, dashboards and alerts name real metrics.
 
-No Docker engine runs here: the Dockerfile's exact ENTRYPOINT (with the host and ports a test may
-use) is started as a process, and its HEALTHCHECK command is run against it.
+The Dockerfile's exact ENTRYPOINT (with the host and ports a test may use) is started as a
+process, and its HEALTHCHECK command is run against it: quick checks for every `make test`. The
+built image itself is run by `make image-test` (tests/image/).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import grpc
 import httpx
@@ -26,9 +25,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chainrule.server.app import Application
-from chainrule.server.supervisor import _restart_counter
+from chainrule.server.config import Settings
+from chainrule.server.sizing import SUPERVISOR_BYTES, memory_bound
+from chainrule.server.supervisor import _restart_counter, _stall_counter
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+from tests.manifests import Dockerfile
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -41,30 +43,17 @@ PROMQL_WORDS |= {"unless", "le", "inf", "nan"}
 # --- the image's commands, run as processes --------------------------------------------------------
 
 
-def _instruction(dockerfile: str, name: str) -> list[str]:
-    """The exec-form (JSON array) argument of the last `name` instruction, continuation lines joined."""
-    text = dockerfile.replace("\\\n", " ")
-    found = [line for line in text.splitlines() if line.startswith(name + " ")]
-    assert found, f"no {name} in the Dockerfile"
-    argument = found[-1][len(name) :].strip()
-    if name == "HEALTHCHECK":
-        argument = argument.split(" CMD ", 1)[1]
-    parsed = json.loads(argument)
-    assert isinstance(parsed, list), f"{name} must use the exec form"
-    return [str(item) for item in parsed]
+@pytest.fixture(scope="module")
+def dockerfile() -> Dockerfile:
+    return Dockerfile()
 
 
 @pytest.fixture(scope="module")
-def dockerfile() -> str:
-    return (DEPLOY / "Dockerfile").read_text()
-
-
-@pytest.fixture(scope="module")
-def entrypoint(dockerfile: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+def entrypoint(dockerfile: Dockerfile, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
     """The image's ENTRYPOINT, two workers, on loopback ports picked by the kernel."""
-    command = _instruction(dockerfile, "ENTRYPOINT")
+    command = dockerfile.exec_form("ENTRYPOINT")
     assert command == ["chainrule", "serve"]
-    assert _instruction(dockerfile, "CMD") == ["--host", "0.0.0.0"]
+    assert dockerfile.exec_form("CMD") == ["--host", "0.0.0.0"]
     ready = tmp_path_factory.mktemp("image") / "ready.json"
     # Network tests stay on 127.0.0.1: the host flag is the one part of CMD replaced.
     args = ["--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--ready-file", str(ready)]
@@ -85,17 +74,17 @@ def entrypoint(dockerfile: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def test_healthcheck_command_passes_against_the_entrypoint(
-    dockerfile: str, entrypoint: dict[str, int]
+    dockerfile: Dockerfile, entrypoint: dict[str, int]
 ) -> None:
-    command = _instruction(dockerfile, "HEALTHCHECK")
+    command = dockerfile.exec_form("HEALTHCHECK")
     assert command[0] == "python"
     environ = {**os.environ, "CHAINRULE_HTTP_PORT": str(entrypoint["http_port"])}
     result = subprocess.run([sys.executable, *command[1:]], env=environ, timeout=30, check=False)
     assert result.returncode == 0
 
 
-def test_healthcheck_command_fails_when_nothing_listens(dockerfile: str) -> None:
-    command = _instruction(dockerfile, "HEALTHCHECK")
+def test_healthcheck_command_fails_when_nothing_listens(dockerfile: Dockerfile) -> None:
+    command = dockerfile.exec_form("HEALTHCHECK")
     environ = {**os.environ, "CHAINRULE_HTTP_PORT": "1"}
     result = subprocess.run(
         [sys.executable, *command[1:]], env=environ, capture_output=True, timeout=30, check=False
@@ -135,6 +124,7 @@ async def exported(entrypoint: dict[str, int], app: Application) -> set[str]:
             names |= _sample_names((await client.get(f"http://127.0.0.1:{http_port}/metrics")).text)
     registry = CollectorRegistry()
     _restart_counter(registry)
+    _stall_counter(registry)
     names |= _sample_names(generate_latest(registry).decode())
     return names
 
@@ -207,7 +197,24 @@ def test_every_alert_names_exported_metrics(exported: set[str]) -> None:
     for expression in expressions:
         names = metric_names(expression)
         assert names, expression
-        assert names <= exported | {"up"}, f"{expression}: {names - exported} not exported"
+        allowed = exported | {"up"}
+        assert names <= allowed, f"{expression}: {names - exported} not exported"
+
+
+def test_the_bounds_of_issue_15_have_panels_and_alerts() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    alerts = "\n".join(rule["expr"] for group in rules["groups"] for rule in group["rules"])
+    panels = "\n".join(_dashboard_queries())
+    for metric in (
+        "chainrule_http_connections_closed_total",
+        "chainrule_worker_stalls_total",
+        'chainrule_overload_rejections_total{cause="overloaded"}',
+        'chainrule_overload_rejections_total{cause="caller_share"}',
+        "chainrule_refused_reply_bytes_total",
+    ):
+        assert metric in alerts, metric
+        assert metric.split("{")[0] in panels, metric
+    assert "chainrule_limit_rejections_total" in panels
 
 
 def test_compose_scrapes_chainrule_and_provisions_grafana() -> None:
@@ -220,19 +227,22 @@ def test_compose_scrapes_chainrule_and_provisions_grafana() -> None:
         assert (DEPLOY / mount.split(":")[0]).resolve().exists(), mount
 
 
-# --- the configuration reference -------------------------------------------------------------------
+# --- the memory bound ------------------------------------------------------------------------------
 
 
-def _settings_doc() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("settings_doc", ROOT / "scripts" / "settings_doc.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_the_pod_memory_limit_is_the_memory_bound_of_its_settings() -> None:
+    # docs/operations.md, "The memory bound of a process": every term is enforced, so a limit at
+    # least their sum means no request can get the pod OOM-killed; at most a quarter above it.
+    config = yaml.safe_load((DEPLOY / "k8s/base/configmap.yaml").read_text())["data"]
+    settings = Settings.from_environ({key: str(value) for key, value in config.items()})
+    processes = int(config["CHAINRULE_WORKERS"])
+    bound = processes * sum(memory_bound(settings).values()) + (SUPERVISOR_BYTES if processes > 1 else 0)
+    deployment = yaml.safe_load((DEPLOY / "k8s/base/deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    limit = _mebibytes(container["resources"]["limits"]["memory"]) * 2**20
+    assert bound <= limit <= 1.25 * bound, (bound / 2**20, limit / 2**20)
 
 
-def test_operations_doc_lists_every_setting_as_generated() -> None:
-    settings_doc = _settings_doc()
-    current = settings_doc.DOC.read_text()
-    assert settings_doc.render(current) == current, "run: python scripts/settings_doc.py"
-    assert "`CHAINRULE_WORKERS` | `--workers`" in current
+def _mebibytes(quantity: str) -> int:
+    units = {"Mi": 1, "Gi": 1024}
+    return int(quantity[:-2]) * units[quantity[-2:]]

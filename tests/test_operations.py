@@ -63,10 +63,25 @@ class Served:
         return values[0] if values else 0.0
 
 
+# Each takes a few hundred milliseconds of sympy.simplify, so they are still running at SIGTERM.
+SLOW = [f"(sin(x)^{k} + cos(x)^{k})/(1 + tan(x)^2) * exp({k} x)" for k in range(2, 8)]
+# The drain is what these tests check, not capacity: one symbolic worker per call (none waits in the
+# queue) and a compute budget as long as the grace, so on a loaded 2-core machine no call runs out
+# of either before the drain ends (with the default 2 workers and 5 s, the last of six full
+# simplifications sometimes did: RESOURCE_EXHAUSTED).
+GRACE_SECONDS = 30
+
+
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     ready = tmp_path / "ready.json"
-    env = {**os.environ, "CHAINRULE_GRACE_SECONDS": "30", "CHAINRULE_COMPUTE_THREADS": "4"}
+    env = {
+        **os.environ,
+        "CHAINRULE_GRACE_SECONDS": str(GRACE_SECONDS),
+        "CHAINRULE_SYMBOLIC_BUDGET_SECONDS": str(GRACE_SECONDS),
+        "CHAINRULE_SYMBOLIC_WORKERS": str(len(SLOW)),
+        "CHAINRULE_COMPUTE_THREADS": "4",
+    }
     process = subprocess.Popen(
         [
             str(CHAINRULE),
@@ -93,10 +108,6 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
-
-
-# Each takes a few hundred milliseconds of sympy.simplify, so they are still running at SIGTERM.
-SLOW = [f"(sin(x)^{k} + cos(x)^{k})/(1 + tan(x)^2) * exp({k} x)" for k in range(2, 8)]
 
 
 async def test_sigterm_drains_calls_in_flight(served: Served) -> None:
@@ -127,7 +138,7 @@ async def test_sigterm_drains_calls_in_flight(served: Served) -> None:
         assert [dict(await call.trailing_metadata())[REQUEST_ID_KEY] for call in calls] == [
             f"drain-{index}" for index in range(len(SLOW))
         ]
-    assert await asyncio.to_thread(served.process.wait, 30) == 0
+    assert await asyncio.to_thread(served.process.wait, 2 * GRACE_SECONDS) == 0
 
 
 async def test_new_calls_are_refused_while_draining(served: Served) -> None:
@@ -162,4 +173,4 @@ async def test_new_calls_are_refused_while_draining(served: Served) -> None:
             await asyncio.sleep(0.05)
         assert code == grpc.StatusCode.UNAVAILABLE
         assert (await slow).derivative
-    assert await asyncio.to_thread(served.process.wait, 30) == 0
+    assert await asyncio.to_thread(served.process.wait, 2 * GRACE_SECONDS) == 0

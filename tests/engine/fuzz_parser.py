@@ -1,6 +1,6 @@
 """Atheris fuzz target for the parser: any bytes give an expression or one of our InvalidArgument errors.
 
-Run it by hand (atheris is not a dependency):  pip install atheris && python tests/fuzz_parser.py -runs=100000
+Run it by hand: pip install -e ".[fuzz]" (atheris) && python tests/engine/fuzz_parser.py -runs=100000
 Without atheris it says so and exits 0. pytest does not collect it (no `test_` prefix); test_parsing runs
 `check` on a few inputs so the target itself stays working.
 """

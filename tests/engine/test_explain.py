@@ -13,9 +13,9 @@ from chainrule.engine import explain, verify
 from chainrule.engine.errors import InvalidArgument
 from chainrule.engine.explain import Rule, Step
 from chainrule.engine.parsing import parse, to_text
-from chainrule.server.api import VERSION
 from chainrule.server.app import Application
 from chainrule.server.metrics import Metrics
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
@@ -193,6 +193,8 @@ def test_verify_picks_the_method() -> None:
 def test_verify_is_reproducible_and_skips_points_off_the_domain() -> None:
     first = verify.verify(parse("log(x)"), (), parse("1/x"), seed=3)
     assert first == verify.verify(parse("log(x)"), (), parse("1/x"), seed=3)
+    # All five points were found, each inside log's domain (x > 0): an empty list cannot pass.
+    assert len(first.points) == 5 and first.verdict is verify.Verdict.OK
     assert all(value > 0 for point in first.points for _, value in point.point)
 
 
@@ -204,7 +206,9 @@ def test_verify_without_a_real_point_is_inconclusive() -> None:
 # --- through the real server -----------------------------------------------------------------------
 
 
-async def test_grpc_differentiate_explains_and_verifies(stub: pb_grpc.DifferentiationServiceStub) -> None:
+async def test_grpc_differentiate_explains_and_verifies(
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
+) -> None:
     reply = await stub.Differentiate(
         pb.DifferentiateRequest(expression="sin(x^2)", explain=True, verify=True)
     )
@@ -221,7 +225,7 @@ async def test_grpc_differentiate_explains_and_verifies(stub: pb_grpc.Differenti
 
 
 async def test_grpc_code_for_a_missing_function_is_failed_precondition(
-    stub: pb_grpc.DifferentiationServiceStub,
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
 ) -> None:
     request = pb.DifferentiateRequest(
         expression="x erf(x)", formats=[pb.OUTPUT_FORMAT_C, pb.OUTPUT_FORMAT_JAVASCRIPT]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -53,7 +55,7 @@ def test_within_a_few_ulp_of_correctly_rounded(
 
 
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=8))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 def test_any_finite_double(values: list[float]) -> None:
     x = np.array(values)
     assert _ulps(vectormath.sin(x), x, mpmath.sin).max() <= 2
@@ -89,7 +91,7 @@ def test_input_is_not_modified() -> None:
     ],
     ids=["float32", "complex", "int-array", "int", "empty"],
 )
-def test_what_is_not_real_float64_is_numpy(value: object) -> None:
+def test_what_is_not_real_float64_is_numpy(value: Any) -> None:
     for ours, theirs in [(vectormath.sin, np.sin), (vectormath.cos, np.cos)]:
         got, want = ours(value), theirs(value)
         assert np.asarray(got).dtype == np.asarray(want).dtype
@@ -116,3 +118,44 @@ def test_compiled_functions_use_it_where_numpy_tan_is_simd() -> None:
     assert isinstance(custom, dict)
     assert (custom.get("sin") is vectormath.sin) == vectormath.simd_tan()
     assert (custom.get("cos") is vectormath.cos) == vectormath.simd_tan()
+
+
+POWERS = (-5, -4, -3, -2, 3, 4, 5, 7, 12)
+
+
+@pytest.mark.parametrize("n", POWERS)
+def test_integer_power_is_the_power_of_the_magnitude_with_its_sign(n: int) -> None:
+    x = np.concatenate([_sample(), -_sample()])
+    with np.errstate(all="ignore"):  # huge and tiny values overflow
+        got = vectormath.integer_power(x, n)
+        magnitude = np.power(np.abs(x), n)
+    assert np.array_equal(got, np.copysign(magnitude, x) if n % 2 else magnitude, equal_nan=True)
+    with np.errstate(all="ignore"):
+        want = np.power(x, n)  # numpy's scalar path for the negative bases
+    finite = np.isfinite(want) & (want != 0)
+    assert np.array_equal(np.isfinite(got), np.isfinite(want))
+    assert np.all(np.abs(got[finite] - want[finite]) <= 4 * np.spacing(np.abs(want[finite])))
+
+
+@pytest.mark.parametrize("n", POWERS)
+def test_integer_power_of_special_values_is_c_pow(n: int) -> None:
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 1.0, -1.0, 1e300, -1e300]
+    with np.errstate(all="ignore"):
+        got = vectormath.integer_power(np.array(specials), n)
+    for x, value in zip(specials, got, strict=True):
+        try:
+            want = math.pow(x, n)
+        except (ZeroDivisionError, ValueError):  # C's pow: +-inf at zero, by the sign of an odd power
+            want = math.copysign(math.inf, x) if n % 2 else math.inf
+        except OverflowError:
+            want = math.copysign(math.inf, x) if n % 2 else math.inf
+        assert value == want or (math.isnan(value) and math.isnan(want)), (x, n, value, want)
+        assert math.copysign(1.0, value) == math.copysign(1.0, want) or math.isnan(want), (x, n)
+
+
+def test_integer_power_of_a_point_is_that_of_a_batch() -> None:
+    x = np.linspace(-3.0, 3.0, 1001)
+    batch = vectormath.integer_power(x, 3)
+    singles = [vectormath.integer_power(x[i : i + 1], 3)[0] for i in range(len(x))]
+    assert np.array_equal(batch, singles)
+    assert vectormath.integer_power(-2.0, 3) == -8.0 and vectormath.integer_power(2 + 1j, 2) == (2 + 1j) ** 2

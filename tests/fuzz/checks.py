@@ -125,7 +125,9 @@ class Differential:
         response = await self.api.gradient(request)
         return response.value, list(response.gradient), list(response.hessian)
 
-    async def differentiate(self, text: str, wrt: Sequence[tuple[str, int]], mode: int) -> str:
+    async def differentiate(
+        self, text: str, wrt: Sequence[tuple[str, int]], mode: pb.Simplification.ValueType
+    ) -> str:
         request = pb.DifferentiateRequest(expression=text, simplification=mode)
         for name, order in wrt:
             request.wrt.add(variable=name, order=order)
@@ -258,11 +260,17 @@ class _Case:
         problem = self.same_function(point, wanted, expected, derivative)
         if problem and math.isnan(expected) and _removable(formula, values):
             return  # s zeta(s + 1, a) at s = 0: the formula is 0 * inf at this one point, finite around it
+        if problem and math.isnan(expected) and _huge_exponent(self.tree):
+            # x^(1e309): the reference, too, takes a power past 2^(2^62) as inf (it could not hold its
+            # bits), so a formula with x^(1e309 - 1) next to it is inf/inf there, not the true 0.
+            return
         if problem:
             self.report(check, point, problem, ours=expected, expected=wanted)
             return
         sims = [
-            float(reference.evaluate(formula, values, prec=_SIMULATION_PREC, each=trees.rounding(seed * 7 + k)))
+            float(
+                reference.evaluate(formula, values, prec=_SIMULATION_PREC, each=trees.rounding(seed * 7 + k))
+            )
             for k in range(_SIMULATIONS)
         ]
         problem = _within_rounding(ours, expected, sims)
@@ -323,6 +331,14 @@ def _exact(tree: trees.Node) -> bool:
     if tree.kind == "num":
         return bool(tree.value is not None and tree.value.is_Rational)
     return all(_exact(arg) for arg in tree.args)
+
+
+def _huge_exponent(tree: trees.Node) -> bool:
+    """Whether the tree holds a number literal no double can hold (1e309): a power of it has more
+    bits than the reference keeps."""
+    if tree.kind == "num":
+        return tree.value is not None and not _normal(float(tree.value))
+    return any(_huge_exponent(arg) for arg in tree.args)
 
 
 def _orders(names: list[str]) -> Iterator[dict[str, int]]:

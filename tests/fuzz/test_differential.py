@@ -22,7 +22,7 @@ from chainrule.server.compute.executors import InlineExecutor
 from tests.conftest import make_settings
 from tests.fuzz import checks, trees
 
-_EXAMPLES_PER_FUNCTION = 25
+_EXAMPLES_PER_FUNCTION = 20
 
 
 @st.composite

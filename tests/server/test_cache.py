@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from chainrule.engine import parsing
-from chainrule.engine.errors import ChainruleError, InvalidArgument, ParseError
-from chainrule.server.api import VERSION, ChainruleApi
-from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache
+from chainrule.engine.errors import ChainruleError, InvalidArgument, LimitExceeded, ParseError
+from chainrule.server.api import ChainruleApi
+from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache, bounded, key_bytes, text_key
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import InlineExecutor
 from chainrule.server.metrics import Metrics
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
 
@@ -62,11 +63,12 @@ def test_least_recently_used_entry_is_evicted_first() -> None:
 
 
 def test_byte_bound_evicts_and_oversized_values_are_not_kept() -> None:
-    cache: LruCache[str, str] = LruCache("t", max_entries=100, max_bytes=3 * (ENTRY_OVERHEAD + 100))
+    entry = ENTRY_OVERHEAD + key_bytes("a") + 100
+    cache: LruCache[str, str] = LruCache("t", max_entries=100, max_bytes=3 * entry)
     for key in "abcd":
         cache.put(key, key, 100)
     assert len(cache) == 3
-    assert cache.bytes == 3 * (ENTRY_OVERHEAD + 100)
+    assert cache.bytes == 3 * entry
     assert "a" not in cache
     cache.put("huge", "x", 10**6)
     assert "huge" not in cache
@@ -78,7 +80,7 @@ def test_replacing_a_key_keeps_the_byte_count_right() -> None:
     cache.put("a", 1, 50)
     cache.put("a", 2, 70)
     assert len(cache) == 1
-    assert cache.bytes == ENTRY_OVERHEAD + 70
+    assert cache.bytes == ENTRY_OVERHEAD + key_bytes("a") + 70
     assert cache.lookup("a") == 2
 
 
@@ -152,6 +154,121 @@ async def test_a_cancelled_caller_does_not_cancel_the_others() -> None:
     assert await second == 7
     assert first.cancelled()
     assert cache.lookup("k") == 7
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+
+def test_long_texts_enter_keys_as_digests() -> None:
+    short, long = "sin(x)", "x + " * 2_000 + "1"
+    assert text_key(short) == short
+    assert text_key(long) == text_key("x + " * 2_000 + "1") != text_key(long + " ")
+    assert key_bytes(text_key(long)) < 100 < key_bytes(long) // 10
+
+
+def test_bounded_keeps_small_tuples_and_digests_large_ones() -> None:
+    small = (("x", 1), ("y", 2))
+    assert bounded(small) == small
+    large = tuple((f"v{index}" * 10, 1) for index in range(20))
+    assert isinstance(bounded(large), bytes)
+    assert bounded(large) == bounded(tuple(large)) != bounded(large[:-1])
+
+
+def test_keys_count_in_the_byte_bound() -> None:
+    cache: LruCache[str, int] = LruCache("t", max_entries=10, max_bytes=10**6)
+    cache.put("k" * 1000, 1, 0)
+    assert cache.bytes >= 1000 + ENTRY_OVERHEAD
+
+
+async def test_repeated_formats_share_one_key_and_too_many_are_refused() -> None:
+    api, symbolic, _ = make_api(max_field_entries=8)
+    once = pb.DifferentiateRequest(expression="x^2", formats=[pb.OUTPUT_FORMAT_LATEX])
+    repeated = pb.DifferentiateRequest(expression="x^2", formats=[pb.OUTPUT_FORMAT_LATEX] * 8)
+    assert await api.differentiate(once) == await api.differentiate(repeated)
+    assert len(api.caches.differentiate) == 1
+    assert symbolic.calls.count("derive_parsed") == 1
+    with pytest.raises(LimitExceeded) as caught:
+        await api.differentiate(
+            pb.DifferentiateRequest(expression="x^2", formats=[pb.OUTPUT_FORMAT_LATEX] * 9)
+        )
+    assert caught.value.metadata["limit"] == "field_entries"
+    assert caught.value.violations[0].field == "formats"
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.DifferentiateRequest(expression="x", wrt=[pb.Wrt(variable="x")] * 9), "wrt"),
+        (pb.EvaluateRequest(expression="x", wrt=[pb.Wrt(variable="x")] * 9), "wrt"),
+        (pb.EvaluateRequest(expression="x", point={f"v{i}": 1.0 for i in range(9)}), "point"),
+        (pb.GradientAtPointRequest(expression="x", variables=["x"] * 9), "variables"),
+        (pb.DifferentiateRequest(expression="x" * 101), "expression"),
+        (pb.JacobianRequest(expressions=["x"], variables=["x"] * 9), "variables"),
+        (pb.JacobianRequest(expressions=["x", "y" * 101]), "expressions[1]"),
+        (pb.JacobianRequest(expressions=["x"], point={f"v{i}": 1.0 for i in range(9)}), "point"),
+        (pb.SeriesRequest(expression="x", around="1" * 101), "around"),
+        (pb.SeriesRequest(expression="x", formats=[pb.OUTPUT_FORMAT_LATEX] * 9), "formats"),
+    ],
+)
+async def test_fields_that_make_keys_are_bounded_before_the_key_is_built(request_: Any, field: str) -> None:
+    api, symbolic, _ = make_api(max_field_entries=8, max_expression_length=100)
+    calls: dict[type, Callable[[Any], Awaitable[object]]] = {
+        pb.DifferentiateRequest: api.differentiate,
+        pb.EvaluateRequest: api.evaluate,
+        pb.GradientAtPointRequest: api.gradient,
+        pb.JacobianRequest: api.jacobian,
+        pb.SeriesRequest: api.series,
+    }
+    with pytest.raises(LimitExceeded) as caught:
+        await calls[type(request_)](request_)
+    assert caught.value.violations[0].field == field
+    assert symbolic.calls == []  # refused before any work
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.DifferentiateRequest(expression="x", wrt=[pb.Wrt(variable="x" * 100_000)]), "wrt[0].variable"),
+        (pb.GradientAtPointRequest(expression="x", variables=["x", "y" * 100_000]), "variables[1]"),
+    ],
+)
+async def test_a_long_variable_name_is_refused_before_any_work(request_: Any, field: str) -> None:
+    api, symbolic, _ = make_api()
+    call = api.differentiate if isinstance(request_, pb.DifferentiateRequest) else api.gradient
+    with pytest.raises(InvalidArgument) as caught:
+        await call(request_)
+    assert caught.value.violations[0].field == field
+    assert len(caught.value.message) < 100  # the name is not echoed whole
+    assert symbolic.calls == []
+
+
+async def test_every_key_held_is_small_whatever_the_request() -> None:
+    api, _, _ = make_api()
+    long_sum = " + ".join(f"x^{power}" for power in range(2, 400))
+    await api.differentiate(
+        pb.DifferentiateRequest(expression=long_sum, formats=[pb.OUTPUT_FORMAT_LATEX] * 60)
+    )
+    await api.evaluate(pb.EvaluateRequest(expression=long_sum, point={"x": 0.5}))
+    await api.gradient(pb.GradientAtPointRequest(expression=long_sum, point={"x": 0.5}, hessian=True))
+    rows = [f"{long_sum} + {index} y" for index in range(60)]
+    await api.jacobian(pb.JacobianRequest(expressions=rows, point={"x": 0.5, "y": 1.0}))
+    await api.series(
+        pb.SeriesRequest(expression=long_sum, around="1/2", formats=[pb.OUTPUT_FORMAT_LATEX] * 60)
+    )
+    await api.parse(pb.ParseRequest(expression=long_sum))
+    await api.parse(pb.ParseRequest(expression="x" * 100_000))  # too long: the answer is the error
+    equation = f"{long_sum} = y^2 + y"
+    await api.differentiate(
+        pb.DifferentiateRequest(expression=equation, dependent="y", wrt=[pb.Wrt(variable="x")])
+    )
+    await api.evaluate(
+        pb.EvaluateRequest(
+            expression=equation, dependent="y", wrt=[pb.Wrt(variable="x")], point={"x": 0.5, "y": 1}
+        )
+    )
+    for cache in api.caches:
+        for key in cache._data:
+            assert key_bytes(key) <= 1024, (cache.name, key)
 
 
 # --- the API's use of the caches --------------------------------------------------------------------
@@ -247,22 +364,48 @@ async def test_repeated_evaluate_compiles_once_and_skips_executors_for_one_point
     for spelling, x in [("x^2 + 1", 2.0), ("x**2+1", 3.0), ("x^2 + 1", 4.0)]:
         response = await api.evaluate(pb.EvaluateRequest(expression=spelling, point={"x": x}))
         assert response.value == x * x + 1
-    assert numeric.calls == ["_timed"]  # one compile; one-point evaluations run inline
-    assert symbolic.calls == ["parse_canonical", "parse_canonical"]
+    assert numeric.calls == []  # one-point evaluations run inline
+    # Compiling is symbolic work (in a killable worker under the budget); once per canonical form.
+    assert symbolic.calls == ["parse_canonical", "compile_function", "parse_canonical"]
     assert api.caches.compiled.stats.misses == 1
     assert api.caches.compiled.stats.hits == 1
     assert api.caches.evaluate.stats.hits == 1
 
 
 async def test_repeated_gradient_reuses_the_compiled_gradient() -> None:
-    api, _, numeric = make_api()
+    api, symbolic, numeric = make_api()
     request = pb.GradientAtPointRequest(expression="x^2 y", point={"x": 3.0, "y": 2.0}, hessian=True)
     for _ in range(3):
         response = await api.gradient(request)
         assert list(response.gradient) == [12.0, 9.0]
         assert list(response.hessian) == [4.0, 6.0, 6.0, 0.0]
-    assert numeric.calls == ["_timed"]
+    assert symbolic.calls == ["parse_canonical", "compile_gradient"]
+    assert numeric.calls == []
     assert api.caches.gradient.stats.hits == 2
+
+
+async def test_a_repeated_jacobian_reuses_one_compiled_plan_for_the_whole_system() -> None:
+    api, symbolic, numeric = make_api()
+    request = pb.JacobianRequest(expressions=["x^2 y", "x + y"], point={"x": 3.0, "y": 2.0})
+    for _ in range(3):
+        response = await api.jacobian(request)
+        assert list(response.jacobian) == [12.0, 9.0, 1.0, 1.0]
+    # One compile of both rows, in the symbolic pool as a gradient's; nothing on the numeric threads.
+    assert symbolic.calls == ["parse_canonical", "parse_canonical", "compile_jacobian"]
+    assert numeric.calls == []
+    assert api.caches.jacobian.stats.hits == 2
+
+
+async def test_repeated_series_and_implicit_derivatives_are_answered_from_the_caches() -> None:
+    api, symbolic, _ = make_api()
+    for _ in range(2):
+        await api.series(pb.SeriesRequest(expression="sin(x)", around="pi/2"))
+        await api.differentiate(pb.DifferentiateRequest(expression="x^2 + y^2 = 25", dependent="y"))
+    assert symbolic.calls == ["parse_canonical", "expand_series", "derive_implicit"]
+    assert api.caches.series.stats.hits == 1 and api.caches.differentiate.stats.hits == 1
+    # The implicit derivative is cached below the request too: Evaluate reuses it.
+    await api.evaluate(pb.EvaluateRequest(expression="x^2 + y^2 = 25", dependent="y", point={"x": 3, "y": 4}))
+    assert symbolic.calls[2:] == ["derive_implicit", "compile_function"]  # no second derivation
 
 
 async def test_every_cache_stays_within_a_small_bound() -> None:

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
+from chainrule.engine.errors import plain_number
 from chainrule.server.app import Application
+from chainrule.server.config import limit_settings
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.conftest import make_settings
+from tests.conftest import make_settings, status_detail
 
 MARKER = Path("/tmp/chainrule-hostile-marker")  # what `touch`/`open` in an input would create
 MAX_POINTS = 100_000
@@ -118,31 +119,31 @@ async def test_hostile_input_gets_its_status(
     reason: str | None,
 ) -> None:
     stub = pb_grpc.DifferentiationServiceStub(channel)
-    call = stub.Evaluate if isinstance(request_, pb.EvaluateRequest) else stub.Differentiate
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call(request_, timeout=10)  # type: ignore[operator]
+        if isinstance(request_, pb.EvaluateRequest):
+            await stub.Evaluate(request_, timeout=10)
+        else:
+            await stub.Differentiate(request_, timeout=10)
     assert caught.value.code() == code, caught.value.details()
     assert caught.value.code() != grpc.StatusCode.INTERNAL
     if reason is not None:
         info = _error_info(caught.value)
         assert info.reason == reason, info
         if reason == LIMIT:
-            # The field violation says which limit, its value and the maximum.
+            # The field violation says which limit (by the name GetServerInfo reports), its value and
+            # the maximum; the message says the maximum in plain words.
             assert {"limit", "value", "maximum"} <= set(info.metadata)
-            assert f"over the limit of {info.metadata['maximum']}" in (caught.value.details() or "")
+            assert info.metadata["limit"] in {declaration.name for _, declaration in limit_settings()}
+            maximum = plain_number(float(info.metadata["maximum"]))
+            assert f"; limit {maximum})" in (caught.value.details() or "")
     assert not MARKER.exists()
     await assert_alive(channel)
 
 
 def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    raise AssertionError("no ErrorInfo")
+    info = status_detail(error, error_details_pb2.ErrorInfo)
+    assert info is not None, "no ErrorInfo"
+    return info
 
 
 REST_HOSTILE = [

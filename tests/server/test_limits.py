@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from chainrule.engine.limits import ENGINE_LIMITS, EngineLimits, Layer, ParseLimits, declared
+from chainrule.engine.limits import ENGINE_LIMITS, EngineLimits, Layer, Limit, ParseLimits, declared
 from chainrule.server.api import ChainruleApi
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import InlineExecutor
@@ -36,7 +36,7 @@ def test_settings_reach_the_engine_limits_by_the_declared_name() -> None:
 
 
 @pytest.mark.parametrize("declaration", [d for _, d in limit_settings()], ids=lambda d: d.name)
-def test_names_are_unique_and_documented(declaration: object) -> None:
+def test_names_are_unique_and_documented(declaration: Limit) -> None:
     names = [d.name for _, d in limit_settings()]
     assert names.count(declaration.name) == 1
     assert declaration.description

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
@@ -11,16 +13,17 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
 from chainrule.server.app import Application
 from chainrule.server.compute.executors import InlineExecutor
-from chainrule.server.logs import REQUEST_ID, JsonFormatter, RequestIdFilter
+from chainrule.server.logs import ContextFilter, JsonFormatter, begin_request
 from chainrule.server.metrics import Metrics
 from chainrule.server.transport.grpc_server import create_server
 from chainrule.server.transport.instrumentation import REQUEST_ID_KEY, Instrumentation, request_id_from
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.conftest import make_settings
+from tests.conftest import LogLines, log_lines, make_settings
 
 SERVICE = "chainrule.v1.DifferentiationService"
 
@@ -34,7 +37,7 @@ async def server() -> AsyncIterator[Application]:
 
 
 @pytest.fixture
-async def stub(server: Application) -> AsyncIterator[pb_grpc.DifferentiationServiceStub]:
+async def stub(server: Application) -> AsyncIterator[pb_grpc.DifferentiationServiceAsyncStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         yield pb_grpc.DifferentiationServiceStub(channel)
 
@@ -48,7 +51,7 @@ def sample(app: Application, name: str, labels: dict[str, str] | None = None) ->
 
 
 async def test_rpc_metrics_count_calls_codes_and_latency(
-    server: Application, stub: pb_grpc.DifferentiationServiceStub
+    server: Application, stub: pb_grpc.DifferentiationServiceAsyncStub
 ) -> None:
     for _ in range(3):
         await stub.Differentiate(pb.DifferentiateRequest(expression="x^2"))
@@ -65,7 +68,9 @@ async def test_rpc_metrics_count_calls_codes_and_latency(
     assert sample(server, "chainrule_requests_in_flight") == 0
 
 
-async def test_cache_and_stage_metrics(server: Application, stub: pb_grpc.DifferentiationServiceStub) -> None:
+async def test_cache_and_stage_metrics(
+    server: Application, stub: pb_grpc.DifferentiationServiceAsyncStub
+) -> None:
     for spelling in ["x^3", "x**3", "x^3", "x^3"]:
         await stub.Differentiate(pb.DifferentiateRequest(expression=spelling))
     assert sample(server, "chainrule_cache_misses_total", {"cache": "differentiate"}) == 2
@@ -81,7 +86,7 @@ async def test_cache_and_stage_metrics(server: Application, stub: pb_grpc.Differ
 
 
 async def test_points_compile_and_evaluate(
-    server: Application, stub: pb_grpc.DifferentiationServiceStub
+    server: Application, stub: pb_grpc.DifferentiationServiceAsyncStub
 ) -> None:
     points = {"x": pb.Array(values=[0.0, 1.0, 2.0, 3.0, 4.0])}
     await stub.Evaluate(pb.EvaluateRequest(expression="x^2", points=points))
@@ -105,7 +110,8 @@ async def test_build_info_and_the_metrics_endpoint(server: Application) -> None:
 def test_metrics_observe_job_timings_exactly() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, "9.9.9")
-    metrics.observe_timings((("parse", 0.5), ("differentiate", 0.25), ("simplify", 0.125)))
+    for stage, seconds in (("parse", 0.5), ("differentiate", 0.25), ("simplify", 0.125)):
+        metrics.observe_stage(stage, seconds)
     metrics.observe_stage("compile", 2.0)
     metrics.add_points(10)
     assert registry.get_sample_value("chainrule_stage_seconds_sum", {"stage": "parse"}) == 0.5
@@ -140,30 +146,14 @@ def test_made_request_ids_are_unique() -> None:
     assert len(made) == 1000
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-        self.addFilter(RequestIdFilter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
-def records() -> Iterator[_Records]:
-    handler = _Records()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    level = root.level
-    root.setLevel(logging.DEBUG)
-    yield handler
-    root.setLevel(level)
-    root.removeHandler(handler)
+def records() -> Iterator[LogLines]:
+    with log_lines() as handler:
+        yield handler
 
 
 async def test_request_id_is_echoed_and_in_every_log_line(
-    stub: pb_grpc.DifferentiationServiceStub, records: _Records
+    stub: pb_grpc.DifferentiationServiceAsyncStub, records: LogLines
 ) -> None:
     call = stub.Differentiate(pb.DifferentiateRequest(expression="x^2"), metadata=((REQUEST_ID_KEY, "ok-1"),))
     await call
@@ -175,31 +165,37 @@ async def test_request_id_is_echoed_and_in_every_log_line(
     trailers = dict(caught.value.trailing_metadata() or ())
     assert trailers[REQUEST_ID_KEY] == "bad-1"
     assert "grpc-status-details-bin" in trailers  # the rich status is still there
-    request_lines = [r for r in records.records if r.name == "chainrule.server.requests"]
+    request_lines = [r for r in records.records if r.name == "chainrule.access"]
     assert [(r.levelname, r.request_id) for r in request_lines] == [  # type: ignore[attr-defined]
-        ("DEBUG", "ok-1"),
-        ("WARNING", "bad-1"),
+        ("INFO", "ok-1"),
+        ("INFO", "bad-1"),  # the caller's mistake: INFO, with its reason and field
     ]
-    assert "INVALID_ARGUMENT" in request_lines[1].getMessage()
+    line = request_lines[1].getMessage()
+    assert line.startswith(f"gRPC /{SERVICE}/Differentiate INVALID_ARGUMENT in "), line
+    assert line.endswith("reason=PARSE_ERROR field=expression: expected a term after '/' at 2"), line
 
 
-async def test_a_made_request_id_is_returned(stub: pb_grpc.DifferentiationServiceStub) -> None:
+async def test_a_made_request_id_is_returned(stub: pb_grpc.DifferentiationServiceAsyncStub) -> None:
     call = stub.Differentiate(pb.DifferentiateRequest(expression="x^2"))
     await call
     assert dict(await call.trailing_metadata())[REQUEST_ID_KEY]
 
 
 def test_json_log_lines_carry_the_request_id() -> None:
-    token = REQUEST_ID.set("json-7")
-    try:
+    def log_inside_a_request() -> logging.LogRecord:
+        begin_request("json-7")
         record = logging.LogRecord("chainrule", logging.WARNING, __file__, 1, "hello %s", ("world",), None)
-        RequestIdFilter().filter(record)
-    finally:
-        REQUEST_ID.reset(token)
+        record.color_message = "\x1b[1mhello\x1b[0m"  # uvicorn's, dropped from JSON lines
+        ContextFilter().filter(record)
+        return record
+
+    record = contextvars.copy_context().run(log_inside_a_request)
     line = json.loads(JsonFormatter().format(record))
     assert line["request_id"] == "json-7"
     assert line["message"] == "hello world"
     assert line["level"] == "WARNING"
+    assert line["pid"] == os.getpid()
+    assert "color_message" not in line and "trace_id" not in line
 
 
 async def test_extra_response_metadata_joins_the_trailers() -> None:

@@ -1,4 +1,4 @@
-"""`chainrule serve --workers 2`: both workers serve, a killed one is replaced, SIGTERM drains all."""
+"""`chainrule serve --workers 2`: both server processes serve, a killed one is replaced, SIGTERM drains."""
 
 from __future__ import annotations
 
@@ -20,17 +20,17 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from chainrule.server.api import VERSION
 from chainrule.server.config import Settings
-from chainrule.server.supervisor import reserve_port, worker_count, worker_environ
-from chainrule.server.transport.http_server import WORKER_HEADER
+from chainrule.server.supervisor import reserve_port, server_environ, server_process_count
+from chainrule.server.transport.http_server import SERVER_PROCESS_HEADER
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
 CHAINRULE = Path(sys.executable).parent / "chainrule"
 START_TIMEOUT = 60.0
-# Each channel is one TCP connection, which the kernel gives to one worker at random: with this
-# many, the chance that every one lands on the same worker of two is 2**-23.
+# Each channel is one TCP connection, which the kernel gives to one server process at random: with
+# this many, the chance that every one lands on the same one of two is 2**-23.
 CHANNELS = 24
 
 
@@ -39,7 +39,7 @@ class Served:
     process: subprocess.Popen[bytes]
     grpc_port: int
     http_port: int
-    worker_pids: list[int]
+    server_pids: list[int]
 
 
 def _wait_for(path: Path, process: subprocess.Popen[bytes]) -> dict[str, object]:
@@ -60,7 +60,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     process = subprocess.Popen([*command, "--ready-file", str(ready)], env=environ)
     try:
         info = _wait_for(ready, process)
-        pids = info["worker_pids"]
+        pids = info["server_pids"]
         assert isinstance(pids, list)
         yield Served(process, int(str(info["grpc_port"])), int(str(info["http_port"])), pids)
     finally:
@@ -76,12 +76,12 @@ async def _open_channels(port: int, count: int) -> list[grpc.aio.Channel]:
 
 
 async def _check(channel: grpc.aio.Channel) -> int:
-    """One health check; the pid of the worker that answered."""
+    """One health check; the pid of the server process that answered."""
     call = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     response = await call
     assert response.status == health_pb2.HealthCheckResponse.SERVING
     trailers = dict(await call.trailing_metadata())
-    return int(str(trailers[WORKER_HEADER]))
+    return int(str(trailers[SERVER_PROCESS_HEADER]))
 
 
 @pytest.fixture
@@ -96,18 +96,20 @@ def _http_pid(port: int) -> int:
     with httpx.Client(timeout=10) as client:
         response = client.get(f"http://127.0.0.1:{port}/healthz")
     assert response.status_code == 200
-    return int(response.headers[WORKER_HEADER])
+    return int(response.headers[SERVER_PROCESS_HEADER])
 
 
-async def test_both_workers_serve_grpc_and_http(served: Served, channels: list[grpc.aio.Channel]) -> None:
+async def test_both_server_processes_serve_grpc_and_http(
+    served: Served, channels: list[grpc.aio.Channel]
+) -> None:
     grpc_pids = await asyncio.gather(*(_check(channel) for channel in channels for _ in range(3)))
-    assert set(grpc_pids) == set(served.worker_pids)
+    assert set(grpc_pids) == set(served.server_pids)
     http_pids = {_http_pid(served.http_port) for _ in range(CHANNELS)}
-    assert http_pids == set(served.worker_pids)
+    assert http_pids == set(served.server_pids)
 
 
 def _scrape(port: int) -> tuple[int, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
-    """One `/metrics` scrape on a fresh connection: the worker that answered, and its samples."""
+    """One `/metrics` scrape on a fresh connection: the server process that answered, and its samples."""
     with httpx.Client(timeout=10) as client:
         response = client.get(f"http://127.0.0.1:{port}/metrics")
     assert response.status_code == 200
@@ -116,13 +118,13 @@ def _scrape(port: int) -> tuple[int, dict[tuple[str, tuple[tuple[str, str], ...]
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
-    return int(response.headers[WORKER_HEADER]), samples
+    return int(response.headers[SERVER_PROCESS_HEADER]), samples
 
 
-def _scrapes_from_every_worker(
+def _scrapes_from_every_server_process(
     port: int, pids: set[int]
 ) -> list[dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
-    """Scrapes until each of `pids` has answered one (each connection lands on a random worker)."""
+    """Scrapes until each of `pids` has answered one (each connection lands on a random server process)."""
     answered: dict[int, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
     for _ in range(CHANNELS * 2):
         pid, samples = _scrape(port)
@@ -134,30 +136,32 @@ def _scrapes_from_every_worker(
 
 
 async def _differentiate(channel: grpc.aio.Channel, expression: str) -> int:
-    """One Differentiate; the pid of the worker that answered (from the trailers)."""
+    """One Differentiate; the pid of the server process that answered (from the trailers)."""
     call = pb_grpc.DifferentiationServiceStub(channel).Differentiate(
         pb.DifferentiateRequest(expression=expression), timeout=30
     )
     assert (await call).derivative
-    return int(str(dict(await call.trailing_metadata())[WORKER_HEADER]))
+    return int(str(dict(await call.trailing_metadata())[SERVER_PROCESS_HEADER]))
 
 
-async def test_cache_metrics_sum_over_workers(served: Served, channels: list[grpc.aio.Channel]) -> None:
-    # An expression no other test sends: each worker that serves it misses once, then hits.
+async def test_cache_metrics_sum_over_server_processes(
+    served: Served, channels: list[grpc.aio.Channel]
+) -> None:
+    # An expression no other test sends: each server process that serves it misses once, then hits.
     expression = "sin(x^2) * exp(7 x) + 11"
     hits, misses, entries = (
         (name, (("cache", "differentiate"),))
         for name in ("chainrule_cache_hits_total", "chainrule_cache_misses_total", "chainrule_cache_entries")
     )
-    pids = set(served.worker_pids)
-    (before, *_) = _scrapes_from_every_worker(served.http_port, pids)
+    pids = set(served.server_pids)
+    (before, *_) = _scrapes_from_every_server_process(served.http_port, pids)
     rounds = 5
     answered: list[int] = []
     for _ in range(rounds):
         answered += await asyncio.gather(*(_differentiate(channel, expression) for channel in channels))
     assert set(answered) == pids
-    for after in _scrapes_from_every_worker(served.http_port, pids):
-        # Whichever worker answers the scrape reports the sum over both.
+    for after in _scrapes_from_every_server_process(served.http_port, pids):
+        # Whichever server process answers the scrape reports the sum over both.
         assert after.get(misses, 0) - before.get(misses, 0) == len(pids)
         assert after.get(hits, 0) - before.get(hits, 0) == rounds * CHANNELS - len(pids)
         assert after.get(entries, 0) - before.get(entries, 0) == len(pids)
@@ -165,11 +169,11 @@ async def test_cache_metrics_sum_over_workers(served: Served, channels: list[grp
         assert after[("chainrule_build_info", (("version", VERSION),))] == 1
 
 
-async def test_killed_worker_is_replaced_and_the_other_keeps_serving(
+async def test_killed_server_process_is_replaced_and_the_other_keeps_serving(
     served: Served, channels: list[grpc.aio.Channel]
 ) -> None:
     owners = await asyncio.gather(*(_check(channel) for channel in channels))
-    victim, survivor = served.worker_pids
+    victim, survivor = served.server_pids
     survivor_channels = [channel for channel, pid in zip(channels, owners, strict=True) if pid == survivor]
     assert survivor_channels
 
@@ -183,25 +187,25 @@ async def test_killed_worker_is_replaced_and_the_other_keeps_serving(
     running = asyncio.create_task(traffic())
     await asyncio.sleep(0.05)
     os.kill(victim, signal.SIGKILL)
-    answered = await running  # raises if any call on the surviving worker failed
+    answered = await running  # raises if any call on the surviving server process failed
     assert set(answered) == {survivor}
 
     deadline = time.monotonic() + START_TIMEOUT
     replacement: set[int] = set()
     while not replacement:
-        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        assert time.monotonic() < deadline, "the killed server process was not replaced"
         replacement = {_http_pid(served.http_port) for _ in range(8)} - {survivor, victim}
         await asyncio.sleep(0.1)
     with httpx.Client(timeout=10) as client:
         metrics = client.get(f"http://127.0.0.1:{served.http_port}/metrics").text
     assert "chainrule_worker_restarts_total 1.0" in metrics
-    served.worker_pids = [survivor, *replacement]
+    served.server_pids = [survivor, *replacement]
 
 
-def test_sigterm_drains_every_worker_and_exits_zero(served: Served) -> None:
+def test_sigterm_drains_every_server_process_and_exits_zero(served: Served) -> None:
     served.process.send_signal(signal.SIGTERM)
     assert served.process.wait(timeout=30) == 0
-    for pid in served.worker_pids:
+    for pid in served.server_pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
 
@@ -219,21 +223,21 @@ def test_a_port_held_by_another_server_is_refused(other_reuses_port: bool) -> No
             reserve_port("127.0.0.1", port)
 
 
-def test_a_reserved_port_is_concrete_and_workers_can_join_it() -> None:
+def test_a_reserved_port_is_concrete_and_server_processes_can_join_it() -> None:
     with reserve_port("127.0.0.1", 0) as held:
         port = held.getsockname()[1]
         assert port != 0
-        with socket.socket() as worker:
-            worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            worker.bind(("127.0.0.1", port))
-            worker.listen()
+        with socket.socket() as server:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            server.bind(("127.0.0.1", port))
+            server.listen()
 
 
-def test_worker_environment_spells_out_every_setting() -> None:
+def test_server_process_environment_spells_out_every_setting() -> None:
     settings = Settings.from_environ({}, grpc_port=1234, reuse_port=True, metrics_dir="/tmp/m", workers=3)
-    environ = worker_environ(settings, {"PATH": "/bin"})
+    environ = server_environ(settings, {"PATH": "/bin"})
     assert environ["PATH"] == "/bin"
     assert environ["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/m"
     assert Settings.from_environ(environ) == settings
-    assert worker_count(settings) == 3
-    assert worker_count(settings.replace(workers=0)) >= 1
+    assert server_process_count(settings) == 3
+    assert server_process_count(settings.replace(workers=0)) >= 1

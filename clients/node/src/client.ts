@@ -1,12 +1,12 @@
 /**
  * `ChainruleClient`: promise-based calls to a chainrule server, with deadlines, retries on
- * UNAVAILABLE (capped exponential backoff with full jitter), TLS and bearer-token options.
+ * UNAVAILABLE and on overload (retry.ts), TLS and bearer-token options.
  */
 import { ChannelCredentials, credentials as grpcCredentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 
 import { type Column, type ColumnInput, decodeColumn, encodeColumn } from "./arrays.js";
 import { type Chunking, concatenate, inOrder, split } from "./chunks.js";
-import { type ChainruleError, UnavailableError, errorFromServiceError } from "./errors.js";
+import { type ChainruleError, UnimplementedError, errorFromServiceError, unimplemented } from "./errors.js";
 import {
   type Array as ArrayMessage,
   type ChainRule as ChainRuleMessage,
@@ -21,23 +21,15 @@ import {
   Step_Rule,
   type Wrt,
 } from "./generated/chainrule/v1/chainrule.js";
+import { DEFAULT_RETRY, type RetryPolicy, retryDelay } from "./retry.js";
+
+export type { RetryPolicy } from "./retry.js";
 
 /** `"x"`, `{ x: 2, y: 1 }` or `[["x", 2], ["y", 1]]` (a bare name means order 1). */
 export type WrtSpec = string | Readonly<Record<string, number>> | ReadonlyArray<readonly [string, number] | string>;
 export type SimplificationName = "none" | "fast" | "full";
 export type Point = Readonly<Record<string, number>>;
 export type Points = Readonly<Record<string, ColumnInput>>;
-
-export interface RetryPolicy {
-  /** Attempts in all, the first included; 1 turns retries off. Default 4. */
-  maxAttempts: number;
-  /** Ceiling of the first wait, in ms. Default 50. */
-  initialBackoffMs: number;
-  /** Largest wait ceiling, in ms. Default 1000. */
-  maxBackoffMs: number;
-  /** Growth of the ceiling per attempt. Default 2. */
-  multiplier: number;
-}
 
 export interface TlsOptions {
   /** PEM roots to trust; the system's roots when absent. */
@@ -81,6 +73,11 @@ export interface DifferentiateOptions extends CallOptions {
   verify?: boolean;
   /** Formats wanted besides text; code formats fill `code` (FAILED_PRECONDITION if a function is missing). */
   formats?: readonly FormatName[];
+  /**
+   * Implicit differentiation: the expression is an equation (`"x^2 + y^2 = 25"`) that defines this
+   * variable as a function of the one `wrt` variable (by default its only other one).
+   */
+  dependent?: string;
 }
 
 /** One expression as text in chainrule's grammar and as LaTeX. */
@@ -138,6 +135,8 @@ export interface EvaluateOptions extends CallOptions, Chunking {
   points?: Points;
   /** Evaluate this derivative of the expression instead. */
   wrt?: WrtSpec;
+  /** With `wrt`: the implicit derivative, as in `differentiate`, at points giving both variables. */
+  dependent?: string;
 }
 
 export interface GradientOptions extends CallOptions, Chunking {
@@ -146,6 +145,46 @@ export interface GradientOptions extends CallOptions, Chunking {
   /** The gradient's variables, in order; all free variables, sorted, when absent. */
   variables?: readonly string[];
   hessian?: boolean;
+}
+
+export interface JacobianOptions extends CallOptions, Chunking {
+  point?: Point;
+  points?: Points;
+  /** The columns' variables, in order; all free variables of all expressions, sorted, when absent. */
+  variables?: readonly string[];
+}
+
+export interface SeriesOptions extends CallOptions {
+  /** The variable to expand in; the expression's only one when absent. */
+  variable?: string;
+  /** An exact constant in chainrule's grammar (`"pi/2"`, `"1/2"`) or a number; 0 when absent. */
+  around?: string | number;
+  /** The polynomial's degree; the server's default (5) when absent. */
+  order?: number;
+  latex?: boolean;
+}
+
+/** Values and Jacobian of several expressions, at one point or at many. */
+export interface Jacobian {
+  variables: string[];
+  nonfiniteCount: number;
+  /** One point: one value per expression, and the m-by-n matrix as rows. */
+  values?: number[];
+  jacobian?: number[][];
+  /** Many points: one column per expression, and an m-by-n grid of columns. */
+  valueArrays?: Column[];
+  jacobianArrays?: Column[][];
+}
+
+/** A Taylor polynomial: `coefficients[k]` multiplies (variable - around)^k, exactly. */
+export interface Series {
+  series: string;
+  variable: string;
+  coefficients: string[];
+  /** The order of the omitted terms, e.g. `O((x - pi/2)^3)`. */
+  remainder: string;
+  /** Present only when `latex: true` was asked for. */
+  latex?: string;
 }
 
 export interface Derivative {
@@ -203,9 +242,29 @@ export interface ServerInfo {
   formatSupport: Record<string, string[]>;
 }
 
+/** Why, and where, a text is not an expression the server accepts. */
+export interface ExpressionError {
+  /** `"PARSE_ERROR"`, `"UNKNOWN_FUNCTION"` or `"LIMIT_EXCEEDED"`. */
+  reason: string;
+  message: string;
+  /** A 0-based offset in Unicode code points (not UTF-16 units); absent for a limit without a place. */
+  position?: number;
+  metadata: Record<string, string>;
+}
+
+/**
+ * How the server reads a text: canonical text, LaTeX and variables, or `error`. A text that does
+ * not parse is an answer, not a rejected promise: `parse` is made for checking text as it is typed.
+ */
+export interface Parsed {
+  canonical: string;
+  latex: string;
+  variables: string[];
+  error?: ExpressionError;
+}
+
 export const DEFAULT_TIMEOUT_MS = 10_000;
-const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 4, initialBackoffMs: 50, maxBackoffMs: 1000, multiplier: 2 };
-const DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024; // the server's largest reply
+const DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024 * 1024; // room above the server's default reply limit (64 MiB)
 
 const SIMPLIFICATIONS: Readonly<Record<SimplificationName, Simplification>> = {
   none: Simplification.SIMPLIFICATION_NONE,
@@ -255,12 +314,32 @@ function joinGradients(parts: Gradient[], asFloat64: boolean, hessian: boolean):
   return result;
 }
 
+/** One `Jacobian` from the answers of consecutive slices (a slice of one point may answer as one). */
+function joinJacobians(parts: Jacobian[], asFloat64: boolean): Jacobian {
+  const n = parts[0].variables.length;
+  const values = parts.map((p) => p.valueArrays ?? (p.values ?? []).map((v) => [v]));
+  const grids = parts.map((p) => p.jacobianArrays ?? (p.jacobian ?? []).map((row) => row.map((v) => [v])));
+  return {
+    variables: parts[0].variables,
+    nonfiniteCount: parts.reduce((sum, part) => sum + part.nonfiniteCount, 0),
+    valueArrays: values[0].map((_, i) => concatenate(values.map((v) => v[i]), asFloat64)),
+    jacobianArrays: grids[0].map((_, i) =>
+      Array.from({ length: n }, (_, j) => concatenate(grids.map((grid) => grid[i][j]), asFloat64)),
+    ),
+  };
+}
+
 function wantsFloat64Array(points: Points | undefined): boolean {
   return Object.values(points ?? {}).some((column) => column instanceof Float64Array);
 }
 
 function square<T>(items: readonly T[], n: number): T[][] {
   return Array.from({ length: n }, (_, row) => items.slice(row * n, (row + 1) * n));
+}
+
+/** Row-major entries as rows of `n` (an m-by-n matrix; m follows from the length). */
+function rows<T>(items: readonly T[], n: number): T[][] {
+  return n === 0 ? [] : Array.from({ length: items.length / n }, (_, row) => items.slice(row * n, (row + 1) * n));
 }
 
 const FORMATS: Readonly<Record<FormatName, OutputFormat>> = {
@@ -352,7 +431,7 @@ export class ChainruleClient {
     this.stub = new DifferentiationServiceClient(target, channelCredentials(options), {
       "grpc.max_receive_message_length": maxBytes,
       "grpc.max_send_message_length": maxBytes,
-      "grpc.primary_user_agent": "chainrule-client-node/0.1.0",
+      "grpc.primary_user_agent": "chainrule-client-node/0.2.0",
     });
   }
 
@@ -369,8 +448,9 @@ export class ChainruleClient {
       formats: [...new Set(names.map((name) => FORMATS[name]))],
       explain: options.explain ?? false,
       verify: options.verify ?? false,
+      dependent: options.dependent ?? "",
     };
-    const response = await this.call(this.stub.differentiate.bind(this.stub), request, options);
+    const response = await this.call("Differentiate", this.stub.differentiate.bind(this.stub), request, options);
     const result: Derivative = { derivative: response.derivative, variables: response.variables };
     if (names.includes("latex")) result.latex = response.latex;
     if (options.explain) result.steps = response.steps.map(derivationStep);
@@ -405,8 +485,9 @@ export class ChainruleClient {
       point: { ...options.point },
       points: encodePoints(options.points),
       wrt: wrtMessages(options.wrt),
+      dependent: options.dependent ?? "",
     };
-    const response = await this.call(this.stub.evaluate.bind(this.stub), request, options);
+    const response = await this.call("Evaluate", this.stub.evaluate.bind(this.stub), request, options);
     const result: Evaluation = { nonfiniteCount: response.nonfiniteCount };
     if (response.value !== undefined) result.value = response.value;
     if (response.values !== undefined) result.values = decodeColumn(response.values, wantsFloat64Array(options.points));
@@ -429,7 +510,7 @@ export class ChainruleClient {
       points: encodePoints(options.points),
       hessian: options.hessian ?? false,
     };
-    const response = await this.call(this.stub.gradientAtPoint.bind(this.stub), request, options);
+    const response = await this.call("GradientAtPoint", this.stub.gradientAtPoint.bind(this.stub), request, options);
     const n = response.variables.length;
     const result: Gradient = { variables: response.variables, nonfiniteCount: response.nonfiniteCount };
     if (response.values !== undefined) {
@@ -442,6 +523,61 @@ export class ChainruleClient {
     if (response.value !== undefined) result.value = response.value;
     result.gradient = response.gradient;
     if (options.hessian) result.hessian = square(response.hessian, n);
+    return result;
+  }
+
+  /** Values and Jacobian of `expressions` (the rows) at `point` or `points`; needs a server of 0.2.0 or later. */
+  async jacobian(expressions: readonly string[], options: JacobianOptions = {}): Promise<Jacobian> {
+    if (options.chunkPoints !== undefined && options.points !== undefined) {
+      const { chunkPoints, inFlight, ...single } = options;
+      const parts = await this.eachSlice(options.points, chunkPoints, inFlight, (points) =>
+        this.jacobian(expressions, { ...single, points }),
+      );
+      return joinJacobians(parts, wantsFloat64Array(options.points));
+    }
+    const request = {
+      expressions: [...expressions],
+      variables: [...(options.variables ?? [])],
+      point: { ...options.point },
+      points: encodePoints(options.points),
+    };
+    const response = await this.call("Jacobian", this.stub.jacobian.bind(this.stub), request, options);
+    const n = response.variables.length;
+    const result: Jacobian = { variables: response.variables, nonfiniteCount: response.nonfiniteCount };
+    if (response.valueArrays.length > 0) {
+      const asFloat64 = wantsFloat64Array(options.points);
+      result.valueArrays = response.valueArrays.map((c) => decodeColumn(c, asFloat64));
+      result.jacobianArrays = rows(response.jacobianArrays.map((c) => decodeColumn(c, asFloat64)), n);
+      return result;
+    }
+    result.values = response.values;
+    result.jacobian = rows(response.jacobian, n);
+    return result;
+  }
+
+  /**
+   * The Taylor polynomial of `expression` around `around` of degree `order`; needs a server of 0.2.0
+   * or later. No expansion at the point (log(x) at 0) rejects with reason `NO_TAYLOR_SERIES`.
+   */
+  async series(expression: string, options: SeriesOptions = {}): Promise<Series> {
+    if (options.order !== undefined && !(Number.isInteger(options.order) && options.order >= 0)) {
+      throw new RangeError(`order must be a whole number >= 0, got ${options.order}`);
+    }
+    const request = {
+      expression,
+      variable: options.variable ?? "",
+      around: String(options.around ?? "0"),
+      order: options.order,
+      formats: options.latex ? [OutputFormat.OUTPUT_FORMAT_LATEX] : [],
+    };
+    const response = await this.call("Series", this.stub.series.bind(this.stub), request, options);
+    const result: Series = {
+      series: response.series,
+      variable: response.variable,
+      coefficients: response.coefficients,
+      remainder: response.remainder,
+    };
+    if (options.latex) result.latex = response.latex;
     return result;
   }
 
@@ -460,7 +596,7 @@ export class ChainruleClient {
 
   /** The server's version, limits, functions, constants and modes. */
   async serverInfo(options: CallOptions = {}): Promise<ServerInfo> {
-    const response = await this.call(this.stub.getServerInfo.bind(this.stub), {}, options);
+    const response = await this.call("GetServerInfo", this.stub.getServerInfo.bind(this.stub), {}, options);
     return {
       version: response.version,
       limits: response.limits.map((l) => ({ name: l.name, maximum: l.maximum, description: l.description })),
@@ -477,31 +613,39 @@ export class ChainruleClient {
     };
   }
 
+  /** How the server reads `expression` (cheap: for checking text as it is typed). */
+  async parse(expression: string, options: CallOptions = {}): Promise<Parsed> {
+    const response = await this.call("Parse", this.stub.parse.bind(this.stub), { expression }, options);
+    if (response.error === undefined) {
+      return { canonical: response.canonical, latex: response.latex, variables: response.variables };
+    }
+    const { reason, message, position, metadata } = response.error;
+    const error: ExpressionError = { reason, message, metadata };
+    if (position !== undefined) error.position = position;
+    return { canonical: "", latex: "", variables: [], error };
+  }
+
   /** Close the channel; calls after this fail. */
   close(): void {
     this.stub.close();
   }
 
-  private async call<Req, Res>(method: Unary<Req, Res>, request: Req, options: CallOptions): Promise<Res> {
+  /** One unary call of `rpc` (its name, for errors) with the deadline and retries. */
+  private async call<Req, Res>(rpc: string, method: Unary<Req, Res>, request: Req, options: CallOptions): Promise<Res> {
     const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : options.timeoutMs;
     const deadline = timeoutMs === null ? undefined : Date.now() + timeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {
         return await unary(method, request, this.metadata, deadline);
       } catch (error) {
-        const delay = this.retryDelay(error as ChainruleError, attempt, deadline);
+        if (error instanceof UnimplementedError) throw unimplemented(error, rpc, this.target);
+        const delay = retryDelay(this.retry, error as ChainruleError, attempt, deadline);
         if (delay === undefined) throw error;
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
   }
 
-  private retryDelay(error: ChainruleError, attempt: number, deadline: number | undefined): number | undefined {
-    if (!(error instanceof UnavailableError) || attempt >= this.retry.maxAttempts) return undefined;
-    const { initialBackoffMs, maxBackoffMs, multiplier } = this.retry;
-    const delay = Math.random() * Math.min(maxBackoffMs, initialBackoffMs * multiplier ** (attempt - 1));
-    return deadline !== undefined && Date.now() + delay >= deadline ? undefined : delay;
-  }
 }
 
 function unary<Req, Res>(method: Unary<Req, Res>, request: Req, metadata: Metadata, deadline?: number): Promise<Res> {

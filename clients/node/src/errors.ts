@@ -10,7 +10,8 @@
  *     ├── DeadlineExceededError       DEADLINE_EXCEEDED
  *     ├── ResourceExhaustedError      RESOURCE_EXHAUSTED: may carry `retryAfterMs`
  *     ├── UnavailableError            UNAVAILABLE (raised once the retries are spent)
- *     └── UnauthenticatedError        UNAUTHENTICATED
+ *     ├── UnauthenticatedError        UNAUTHENTICATED
+ *     └── UnimplementedError          UNIMPLEMENTED: a server older than the call (jacobian, series)
  */
 import { Metadata, status as Status, type ServiceError } from "@grpc/grpc-js";
 
@@ -72,6 +73,27 @@ export class DeadlineExceededError extends ChainruleError {}
 export class ResourceExhaustedError extends ChainruleError {}
 export class UnavailableError extends ChainruleError {}
 export class UnauthenticatedError extends ChainruleError {}
+/** The server does not have this RPC: it is older than the client (the message says which). */
+export class UnimplementedError extends ChainruleError {}
+
+/** The server version that added each RPC the first release lacked. */
+const ADDED_IN: Readonly<Record<string, string>> = { Jacobian: "0.2.0", Series: "0.2.0" };
+
+/** UNIMPLEMENTED from a server, as an error that says which call and what the server needs. */
+export function unimplemented(error: ChainruleError, rpc: string, target: string): UnimplementedError {
+  const needs = ADDED_IN[rpc] !== undefined ? `chainrule ${ADDED_IN[rpc]} or later` : "a newer chainrule";
+  return new UnimplementedError(
+    error.code,
+    `the server at ${target} does not implement ${rpc} (${error.message}): it needs ${needs}`,
+    {
+      reason: error.reason,
+      domain: error.domain,
+      fieldViolations: error.fieldViolations,
+      metadata: error.metadata,
+      retryAfterMs: error.retryAfterMs,
+    },
+  );
+}
 
 type ErrorClass = new (code: Status, message: string, details?: ErrorDetails) => ChainruleError;
 
@@ -88,6 +110,7 @@ const BY_CODE: ReadonlyMap<Status, ErrorClass> = new Map<Status, ErrorClass>([
   [Status.RESOURCE_EXHAUSTED, ResourceExhaustedError],
   [Status.UNAVAILABLE, UnavailableError],
   [Status.UNAUTHENTICATED, UnauthenticatedError],
+  [Status.UNIMPLEMENTED, UnimplementedError],
 ]);
 
 const TYPE_PREFIX = "type.googleapis.com/";

@@ -6,6 +6,7 @@ import {
   ChainruleClient,
   DeadlineExceededError,
   InvalidArgumentError,
+  LimitExceededError,
   MissingVariableError,
   ParseError,
   ResourceExhaustedError,
@@ -166,6 +167,23 @@ describe("chunkPoints", () => {
     assert.ok(whole.nonfiniteCount > 0);
   });
 
+  test("a batch whose reply is over the server's limit goes through in chunks", async () => {
+    // 8 variables with Hessian: 73 columns; 120,000 points reply 70 MB, over the default 64 MiB.
+    const names = ["v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7"];
+    const points = Object.fromEntries(names.map((name, k) => [name, Float64Array.from({ length: 120_000 }, (_, i) => (i % 97) / 10 + k)]));
+    const expression = "v0*v1 + v2*v3 + v4*v5 + v6*v7";
+    await assert.rejects(client.gradient(expression, { points, hessian: true }), (error: Error) => {
+      assert.ok(error instanceof LimitExceededError);
+      assert.equal(error.metadata["limit"], "response_bytes");
+      return true;
+    });
+    const chunked = await client.gradient(expression, { points, hessian: true, chunkPoints: 40_000 });
+    assert.equal(chunked.gradients?.length, 8);
+    assert.deepEqual(chunked.gradients?.[0], points["v1"]); // d/dv0 = v1, at every point
+    assert.equal(chunked.hessians?.length, 8); // 8 rows of 8 columns
+    assert.equal(chunked.hessians?.[0]?.[1]?.length, 120_000);
+  });
+
   test("a failing slice rejects with its own error", async () => {
     const small = new ChainruleClient(server.target, { maxMessageBytes: 20_000 });
     try {
@@ -191,6 +209,27 @@ describe("serverInfo", () => {
     assert.ok(info.outputFormats.includes("latex"));
     assert.deepEqual([...info.simplifications].sort(), ["fast", "full", "none"]);
     assert.ok(info.limits.length > 0);
+  });
+});
+
+describe("parse", () => {
+  test("reads a text as the server does", async () => {
+    const reading = await client.parse("sin x² + y");
+    assert.equal(reading.error, undefined);
+    assert.equal(reading.canonical, "y + sin(x^2)");
+    assert.deepEqual(reading.variables, ["x", "y"]);
+    assert.match(reading.latex, /\\sin/);
+  });
+
+  test("a text that does not parse is an answer with its position, not a rejection", async () => {
+    const broken = await client.parse("π + (x");
+    assert.equal(broken.error?.reason, "PARSE_ERROR");
+    assert.equal(broken.error?.position, 4); // the '(' never closed, in code points: π is one
+    assert.equal(broken.canonical, "");
+    const tooLong = await client.parse("x".repeat(10_001));
+    assert.equal(tooLong.error?.reason, "LIMIT_EXCEEDED");
+    assert.equal(tooLong.error?.position, 10_000);
+    assert.equal(tooLong.error?.metadata.limit, "expression_length");
   });
 });
 

@@ -18,6 +18,7 @@ import {
   wrtMessages,
 } from "../src/index.js";
 import { BadRequest, ErrorInfo, RetryInfo } from "../src/generated/google/rpc/error_details.js";
+import { retryDelay } from "../src/retry.js";
 import { Status } from "../src/generated/google/rpc/status.js";
 
 function packed(typeName: string, bytes: Uint8Array): { typeUrl: string; value: Buffer } {
@@ -96,4 +97,19 @@ test("a server that is down is UNAVAILABLE after bounded retries, quickly", asyn
     client.close();
   }
   assert.ok(Date.now() - started < 4000);
+});
+
+test("overload with a retry delay is retried after it; without one, or past the deadline, not", () => {
+  const policy = { maxAttempts: 3, initialBackoffMs: 10, maxBackoffMs: 50, multiplier: 2 };
+  const busy = errorFromStatus(status.RESOURCE_EXHAUSTED, "busy", { retryAfterMs: 1000 });
+  const overBudget = errorFromStatus(status.RESOURCE_EXHAUSTED, "over its budget", { reason: "COMPUTE_BUDGET_EXCEEDED" });
+  const half = () => 0.5;
+  assert.equal(retryDelay(policy, busy, 1, undefined, 0, half), 1005); // the delay plus the jitter
+  assert.equal(retryDelay(policy, busy, 2, undefined, 0, half), 1010);
+  assert.equal(retryDelay(policy, busy, 3, undefined, 0, half), undefined); // attempts are bounded
+  assert.equal(retryDelay(policy, busy, 1, 500, 0, half), undefined); // the deadline comes first
+  assert.equal(retryDelay(policy, overBudget, 1, undefined, 0, half), undefined);
+  const down = errorFromStatus(status.UNAVAILABLE, "down", {});
+  assert.equal(retryDelay(policy, down, 1, undefined, 0, half), 5);
+  assert.equal(retryDelay(policy, errorFromStatus(status.INVALID_ARGUMENT, "bad", {}), 1, undefined, 0, half), undefined);
 });

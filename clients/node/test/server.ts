@@ -17,7 +17,7 @@ export async function startServer(): Promise<RunningServer> {
   if (!existsSync(executable)) throw new Error(`no chainrule server at ${executable}: set CHAINRULE_SERVER`);
   const dir = mkdtempSync(join(tmpdir(), "chainrule-node-"));
   const readyFile = join(dir, "ready.json");
-  // one worker process: these tests exercise the client, not the multi-process server
+  // one server process: these tests exercise the client, not the multi-process server
   const args = ["serve", "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--workers", "1", "--ready-file", readyFile];
   const child = spawn(executable, args, { stdio: ["ignore", "ignore", "pipe"] });
   let log = ""; // the server log's tail, shown only when start-up fails

@@ -47,7 +47,7 @@ def _wait_ready(process: subprocess.Popen[bytes], ready_file: Path) -> dict[str,
 def server_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
     """Start `chainrule serve` on port 0 and yield the ports from its ready file."""
     ready_file = tmp_path_factory.mktemp("server") / "ready.json"
-    # one worker process: these tests exercise the client, not the multi-process server
+    # one server process: these tests exercise the client, not the multi-process server
     command = [*_server_command(), "serve", "--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0"]
     command += ["--workers", "1"]
     process = subprocess.Popen([*command, "--ready-file", str(ready_file)])  # noqa: S603 - our own binary

@@ -7,14 +7,15 @@ import math
 
 import pytest
 
-from chainrule.client import AsyncClient, Client, ResourceExhaustedError
+from chainrule.client import AsyncClient, Client, LimitExceededError, ResourceExhaustedError
 
 XS = [i / 7 - 3 for i in range(101)]  # 101 points: no chunk size below divides it evenly
 
 
 @pytest.mark.parametrize(("chunk_points", "in_flight"), [(10, 1), (10, 3), (50, 2), (100, 2), (500, 2)])
 def test_evaluate_lists_in_chunks_equals_one_call(client: Client, chunk_points: int, in_flight: int) -> None:
-    points = {"x": XS, "a": 2.0, "b": [1.5]}  # a number and a one-value list apply to every point
+    # A number and a one-value list apply to every point.
+    points: dict[str, float | list[float]] = {"x": XS, "a": 2.0, "b": [1.5]}
     whole = client.evaluate("a*sin(x) + b", points=points)
     chunked = client.evaluate("a*sin(x) + b", points=points, chunk_points=chunk_points, in_flight=in_flight)
     assert chunked.values == whole.values
@@ -52,6 +53,22 @@ def test_past_the_message_limit_only_in_chunks(target: str) -> None:
         chunked = small.evaluate("x^2", points={"x": x}, chunk_points=10_000)
     assert isinstance(chunked.values, np.ndarray)
     np.testing.assert_array_equal(chunked.values, x**2)
+
+
+def test_a_reply_over_the_servers_limit_goes_through_in_chunks(client: Client) -> None:
+    np = pytest.importorskip("numpy")
+    # 8 variables with Hessian: 73 columns; 120,000 points reply 70 MB, over the default 64 MiB.
+    names = [f"v{k}" for k in range(8)]
+    points = {name: (np.arange(120_000) % 97) / 10 + k for k, name in enumerate(names)}
+    expression = "v0*v1 + v2*v3 + v4*v5 + v6*v7"
+    with pytest.raises(LimitExceededError) as caught:
+        client.gradient(expression, points=points, hessian=True)
+    assert caught.value.metadata["limit"] == "response_bytes"
+    assert int(caught.value.metadata["points_that_fit"]) < 120_000
+    chunked = client.gradient(expression, points=points, hessian=True, chunk_points=40_000)
+    assert chunked.gradients is not None and chunked.hessians is not None
+    np.testing.assert_array_equal(chunked.gradients[0], points["v1"])  # d/dv0 = v1, at every point
+    assert len(chunked.hessians) == 8 and len(chunked.hessians[0][1]) == 120_000
 
 
 def test_a_failing_slice_raises_its_own_error(target: str) -> None:

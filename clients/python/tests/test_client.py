@@ -194,3 +194,17 @@ def test_server_info_lists_what_each_format_supports(client: Client) -> None:
     support = client.server_info().format_support
     assert "erf" in support["c"] and "erf" not in support["javascript"]
     assert {"mathml", "python", "c", "javascript"} <= set(client.server_info().output_formats)
+
+
+def test_parse_reads_text_or_answers_where_it_goes_wrong(client: Client) -> None:
+    reading = client.parse("sin x² + y")
+    assert reading.ok and reading.error is None
+    assert (reading.canonical, reading.variables) == ("y + sin(x^2)", ("x", "y"))
+    assert r"\sin" in reading.latex
+    broken = client.parse("π + (x")  # no exception: a text that does not parse is an answer
+    assert not broken.ok and broken.error is not None
+    assert (broken.error.reason, broken.error.position) == ("PARSE_ERROR", 4)  # the '(' never closed
+    assert str(broken) == broken.error.message and broken.canonical == ""
+    too_long = client.parse("x" * 10_001)
+    assert too_long.error is not None and too_long.error.position == 10_000
+    assert too_long.error.metadata["limit"] == "expression_length"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 import socket
-import time
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 import pytest
@@ -28,6 +28,8 @@ from chainrule.client import (
 from chainrule.client._convert import wrt_messages
 from chainrule.client._exceptions import STATUS_DETAILS_KEY, error_from_status
 from chainrule.v1 import chainrule_pb2 as pb
+
+from manual_time import ClockedClient
 
 
 def _trailer(code: grpc.StatusCode, *details: object) -> tuple[tuple[str, bytes], ...]:
@@ -99,8 +101,9 @@ def test_other_codes_are_plain_chainrule_errors() -> None:
 
 
 class _FakeRpcError(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode) -> None:
+    def __init__(self, code: grpc.StatusCode, retry_after: float | None = None) -> None:
         self._code = code
+        self._retry_after = retry_after
 
     def code(self) -> grpc.StatusCode:
         return self._code
@@ -108,20 +111,27 @@ class _FakeRpcError(grpc.RpcError):
     def details(self) -> str:
         return self._code.name.lower()
 
-    def trailing_metadata(self) -> tuple[()]:
-        return ()
+    # grpc's stubs type the items as `_Metadatum`; a real call's are (key, value) pairs, as here.
+    def trailing_metadata(self) -> tuple[Any, ...]:
+        if self._retry_after is None:
+            return ()
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(self._retry_after * 1e9))
+        return _trailer(self._code, error_details_pb2.RetryInfo(retry_delay=delay))
 
 
 class _Flaky:
     """A stand-in for a stub method: fails with `code` `failures` times, then answers."""
 
-    def __init__(self, code: grpc.StatusCode, failures: int) -> None:
-        self.code, self.failures, self.calls = code, failures, 0
+    def __init__(self, code: grpc.StatusCode, failures: int, retry_after: float | None = None) -> None:
+        self.code, self.failures, self.calls, self.retry_after = code, failures, 0, retry_after
+        self.timeouts: list[object] = []
 
     def __call__(self, request: pb.EvaluateRequest, **kwargs: object) -> pb.EvaluateResponse:
         self.calls += 1
+        self.timeouts.append(kwargs.get("timeout"))
         if self.calls <= self.failures:
-            raise _FakeRpcError(self.code)
+            raise _FakeRpcError(self.code, self.retry_after)
         return pb.EvaluateResponse(value=1.0)
 
 
@@ -135,20 +145,47 @@ FAST = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.002)
         (grpc.StatusCode.UNAVAILABLE, 5, 3, UnavailableError, "attempts are bounded"),
         (grpc.StatusCode.INVALID_ARGUMENT, 1, 1, InvalidArgumentError, "only UNAVAILABLE is retried"),
         (grpc.StatusCode.DEADLINE_EXCEEDED, 1, 1, ChainruleError, "deadlines are not retried"),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, 1, 1, ResourceExhaustedError, "overload is not retried"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 1, 1, ResourceExhaustedError, "no retry delay: its own cost"),
     ],
 )
 def test_retry_policy(
     code: grpc.StatusCode, failures: int, expected_calls: int, raises: type[Exception] | None, why: str
 ) -> None:
     method = _Flaky(code, failures)
-    with Client("127.0.0.1:1", retry=FAST, seed=1) as client:
+    client = _call_until(method, raises)
+    assert method.calls == expected_calls, why
+    assert len(client.clock.waits) == expected_calls - 1, "one pause between two attempts"
+
+
+def _call_until(method: _Flaky, raises: type[Exception] | None) -> ClockedClient:
+    """Call `method` through a client's retries: it answers, or raises `raises` in the end."""
+    with ClockedClient("127.0.0.1:1", retry=FAST, seed=1) as client:
         if raises is None:
             assert client._call(method, pb.EvaluateRequest(), 5.0).value == 1.0  # type: ignore[arg-type]
         else:
             with pytest.raises(raises):
                 client._call(method, pb.EvaluateRequest(), 5.0)  # type: ignore[arg-type]
-    assert method.calls == expected_calls, why
+    return client
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected_calls", "raises"), [(2, 3, None), (5, 3, ResourceExhaustedError)]
+)
+def test_overload_with_a_retry_delay_is_retried_after_it(
+    failures: int, expected_calls: int, raises: type[Exception] | None
+) -> None:
+    method = _Flaky(grpc.StatusCode.RESOURCE_EXHAUSTED, failures, retry_after=0.05)
+    client = _call_until(method, raises)
+    assert method.calls == expected_calls
+    waits = client.clock.waits
+    assert len(waits) == expected_calls - 1 and all(wait >= 0.05 for wait in waits), waits  # never sooner
+
+
+def test_an_overload_retry_delay_past_the_deadline_is_not_waited_for() -> None:
+    method = _Flaky(grpc.StatusCode.RESOURCE_EXHAUSTED, 1, retry_after=10.0)
+    with ClockedClient("127.0.0.1:1", retry=FAST) as client, pytest.raises(ResourceExhaustedError):
+        client._call(method, pb.EvaluateRequest(), 0.5)  # type: ignore[arg-type]
+    assert method.calls == 1 and not client.clock.waits
 
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:
@@ -163,11 +200,15 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
 def test_retries_stop_at_the_deadline() -> None:
     method = _Flaky(grpc.StatusCode.UNAVAILABLE, 100)
     slow = RetryPolicy(max_attempts=100, initial_backoff=0.2, max_backoff=0.2, multiplier=1.0)
-    started = time.monotonic()
-    with Client("127.0.0.1:1", retry=slow, seed=3) as client, pytest.raises(UnavailableError):
+    with ClockedClient("127.0.0.1:1", retry=slow, seed=3) as client, pytest.raises(UnavailableError):
         client._call(method, pb.EvaluateRequest(), 0.5)  # type: ignore[arg-type]
-    assert time.monotonic() - started < 1.0
-    assert method.calls < 10
+    waits = client.clock.waits
+    # The deadline, not max_attempts, ended the retries; no pause ran past it, and each attempt
+    # carried what was left of the one deadline.
+    assert 3 <= method.calls == len(waits) + 1 < slow.max_attempts
+    assert sum(waits) < 0.5
+    left = [0.5 - sum(waits[:attempt]) for attempt in range(method.calls)]
+    assert method.timeouts == pytest.approx(left)
 
 
 def _free_port() -> int:
@@ -177,11 +218,13 @@ def _free_port() -> int:
 
 
 def test_server_down_is_unavailable_after_bounded_retries() -> None:
-    started = time.monotonic()
-    with Client(f"127.0.0.1:{_free_port()}", retry=FAST) as client, pytest.raises(UnavailableError) as caught:
+    address = f"127.0.0.1:{_free_port()}"
+    with ClockedClient(address, retry=FAST, timeout=60) as client, pytest.raises(UnavailableError) as caught:
         client.differentiate("x")
-    assert time.monotonic() - started < 4.0
+    # UNAVAILABLE on every attempt (a call that waited for the server would have ended in
+    # DEADLINE_EXCEEDED), then no more attempts than the policy allows.
     assert caught.value.code is grpc.StatusCode.UNAVAILABLE
+    assert len(client.clock.waits) == FAST.max_attempts - 1
 
 
 @pytest.mark.parametrize(

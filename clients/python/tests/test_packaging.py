@@ -23,3 +23,13 @@ def test_lists_in_lists_out_never_import_numpy() -> None:
     assert list(column.values) == [1.0, 2.5]
     raw = column.__class__(f64le=b"\x00\x00\x00\x00\x00\x00\xf0\x3f")
     assert decode_column(raw, as_numpy=False) == [1.0]
+
+
+def test_the_distribution_describes_itself() -> None:
+    from importlib import metadata, resources  # noqa: PLC0415
+
+    meta = metadata.metadata("chainrule-client")
+    assert meta["Summary"] and meta["License-Expression"] == "MIT"
+    assert "Typing :: Typed" in (meta.get_all("Classifier") or [])
+    assert "chainrule.v1" in (meta.get_payload() or "")  # type: ignore[attr-defined]  # the README, with compatibility
+    assert resources.files("chainrule.client").joinpath("py.typed").is_file()

@@ -22,9 +22,10 @@ from typing import Any
 import sympy
 from sympy.printing.c import C99CodePrinter, get_math_macros
 from sympy.printing.jscode import JavascriptCodePrinter
+from sympy.printing.mathml import MathMLPresentationPrinter
 from sympy.printing.numpy import SciPyPrinter
 
-from chainrule.engine import functions
+from chainrule.engine import bignum, functions, parsing
 from chainrule.engine.errors import FailedPrecondition
 
 __all__ = ["GeneratedCode", "Language", "generate", "mathml", "supported_functions"]
@@ -50,9 +51,18 @@ class GeneratedCode:
     parameters: tuple[str, ...]
 
 
+class _MathMLPrinter(MathMLPresentationPrinter):  # type: ignore[misc]
+    """sympy's presentation MathML printer, writing integers of any size (`bignum`)."""
+
+    def _print_int(self, p: int) -> Any:
+        element = self.dom.createElement(self.mathml_tag(p))
+        element.appendChild(self.dom.createTextNode(bignum.decimal(p)))
+        return element
+
+
 def mathml(expr: sympy.Expr) -> str:
     """Presentation MathML (the inner markup, without the `<math>` wrapper), via sympy's printer."""
-    return str(sympy.mathml(expr, printer="presentation"))
+    return str(_MathMLPrinter().doprint(expr))
 
 
 def generate(
@@ -63,7 +73,13 @@ def generate(
     name: str = FUNCTION_NAME,
     comment: str = "",
 ) -> GeneratedCode:
-    """One function `name(variables...)` returning `expr`, in `language`."""
+    """One function `name(variables...)` returning `expr`, in `language`.
+
+    A derivative our grammar cannot write (d/ds zeta(s)) has no code either: errors.NoClosedForm.
+    """
+    refusal = parsing.unwritable(expr)
+    if refusal is not None:
+        raise refusal
     target = _prepare(expr)
     printer = _PRINTERS[language]()
     _check_supported(printer, target, language)
@@ -204,7 +220,7 @@ def _integer_index(expr: sympy.Expr) -> int:
     return int(n)
 
 
-class _CPrinter(C99CodePrinter):  # type: ignore[misc]
+class _CPrinter(bignum.DoubleLiterals, C99CodePrinter):  # type: ignore[misc]
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__({"strict": False, **(settings or {})})
 
@@ -223,7 +239,7 @@ class _CPrinter(C99CodePrinter):  # type: ignore[misc]
         return str(super()._print_Pow(expr))
 
 
-class _JsPrinter(JavascriptCodePrinter):  # type: ignore[misc]
+class _JsPrinter(bignum.DoubleLiterals, JavascriptCodePrinter):  # type: ignore[misc]
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__({"strict": False, **(settings or {})})
 
@@ -242,7 +258,7 @@ class _JsPrinter(JavascriptCodePrinter):  # type: ignore[misc]
         return str(super()._print_Pow(expr))
 
 
-class _PythonPrinter(SciPyPrinter):  # type: ignore[misc]
+class _PythonPrinter(bignum.DoubleLiterals, SciPyPrinter):  # type: ignore[misc]
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__({"fully_qualified_modules": True, "strict": False, **(settings or {})})
 

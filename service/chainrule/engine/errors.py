@@ -7,6 +7,8 @@
     │   ├── MissingVariable              INVALID_ARGUMENT    400  MISSING_VARIABLE
     │   └── LimitExceeded                INVALID_ARGUMENT    400  LIMIT_EXCEEDED
     ├── FailedPrecondition               FAILED_PRECONDITION 400  valid, but not possible here
+    │   └── NoClosedForm                 FAILED_PRECONDITION 400  NO_CLOSED_FORM: zeta'(s) as text
+    │       └── NoNumericForm            FAILED_PRECONDITION 400  NO_NUMERIC_FORM: zeta'(s) as values
     ├── NotFound                         NOT_FOUND           404
     ├── ResourceExhausted                RESOURCE_EXHAUSTED  429  overload or server budget
     ├── DeadlineExceeded                 DEADLINE_EXCEEDED   504  the caller's budget ran out
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -133,13 +136,21 @@ class InvalidArgument(ChainruleError):
 
 
 class ParseError(InvalidArgument):
-    """The expression text does not follow the grammar; `position` is a 0-based code-point offset."""
+    """The expression text does not follow the grammar; `position` is a 0-based code-point offset.
+
+    The message is `what` at `position`, then how to `fix` it when there is more to say than what:
+    "unexpected ')' at 7", "unknown function 'sinn' at 0: did you mean 'sin'?". With `placed`,
+    `what` already says where ("'(' at 3 is never closed").
+    """
 
     reason = "PARSE_ERROR"
 
-    def __init__(self, message: str, position: int, *, field: str = "expression") -> None:
+    def __init__(
+        self, what: str, position: int, *, field: str = "expression", fix: str = "", placed: bool = False
+    ) -> None:
+        message = what if placed else f"{what} at {position}"
         super().__init__(
-            f"{message} at {position}",
+            f"{message}: {fix}" if fix else message,
             field=field,
             metadata={"position": str(position)},
         )
@@ -147,10 +158,18 @@ class ParseError(InvalidArgument):
 
 
 class UnknownFunction(ParseError):
+    """A name called like a function that the grammar lacks; `suggestion` is the nearest known name."""
+
     reason = "UNKNOWN_FUNCTION"
 
-    def __init__(self, name: str, position: int, *, field: str = "expression") -> None:
-        super().__init__(f"unknown function '{name}'", position, field=field)
+    def __init__(
+        self, name: str, position: int, *, suggestion: str = "", fix: str = "", field: str = "expression"
+    ) -> None:
+        if suggestion:
+            fix = f"did you mean '{suggestion}'?"
+        super().__init__(f"unknown function '{name}'", position, field=field, fix=fix)
+        if suggestion:
+            self.metadata["suggestion"] = suggestion
         self.name = name
 
 
@@ -159,21 +178,88 @@ class MissingVariable(InvalidArgument):
 
 
 class LimitExceeded(InvalidArgument):
-    """A configured limit was hit: says which limit, the value seen and the maximum allowed."""
+    """A configured limit was hit: what was too large in plain words, the value seen and the maximum.
+
+    `limit` is the declared limit's name (engine/limits.py, server/config.py), as GetServerInfo
+    reports it, so that a client can look it up; the message reads "9^9^9 is too large to compute
+    exactly (about 1.2 billion bits; limit 20,000)": `what`, then the value in `unit`s (`about`
+    when it is an estimate) and the maximum. The parser adds the `position` of what was too large;
+    `hint` says how the value was reached and what to do (appended to the message), `details` are
+    further numbers for the metadata (the `points` and `columns` of a reply).
+    """
 
     reason = "LIMIT_EXCEEDED"
 
-    def __init__(self, limit: str, value: float | int, maximum: float | int, *, field: str) -> None:
-        super().__init__(
-            f"{limit} is {value}, over the limit of {maximum}",
-            field=field,
-            metadata={"limit": limit, "value": str(value), "maximum": str(maximum)},
-        )
+    def __init__(
+        self,
+        limit: str,
+        value: float | int,
+        maximum: float | int,
+        *,
+        field: str,
+        what: str,
+        unit: str = "",
+        about: bool = False,
+        position: int | None = None,
+        hint: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> None:
+        estimate = "about " if about and math.isfinite(value) else ""
+        amount = f"{estimate}{plain_number(value)}{f' {unit}' if unit else ''}"
+        metadata = {**(details or {}), "limit": limit, "value": str(value), "maximum": str(maximum)}
+        if position is not None:  # where in the expression, as for parse errors
+            metadata["position"] = str(position)
+        message = f"{what} ({amount}; limit {plain_number(maximum)})" + (f": {hint}" if hint else "")
+        super().__init__(message, field=field, metadata=metadata)
+
+
+_SCALES = ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"))
+
+
+def plain_number(value: float | int) -> str:
+    """A count in words: 20,000; 1.2 billion; 10^25; more than 10^308 (for infinity)."""
+    if not math.isfinite(value):
+        return "more than 10^308"
+    size = abs(value)
+    if size >= 1e15:
+        return f"10^{math.floor(math.log10(size))}"
+    for scale, word in _SCALES:
+        if size >= scale:
+            scaled = value / scale
+            return f"{scaled:.2g} {word}" if abs(scaled) < 100 else f"{round(scaled)} {word}"
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.3g}"
 
 
 class FailedPrecondition(ChainruleError):
     code = Code.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
+
+
+class NoClosedForm(FailedPrecondition):
+    """A derivative our grammar cannot write (d/ds zeta(s)): its text is refused.
+
+    `function` is the function's name in the grammar and `argument` the 1-based argument it is
+    differentiated by (0 when the node is not a function of ours, such as a Piecewise). Its values
+    may still be computed (see `NoNumericForm` for when they cannot).
+    """
+
+    reason = "NO_CLOSED_FORM"
+
+    def __init__(self, message: str, *, function: str, argument: int = 0) -> None:
+        metadata = {"function": function}
+        if argument:
+            metadata["argument"] = str(argument)
+        super().__init__(message, field="expression", metadata=metadata)
+
+
+class NoNumericForm(NoClosedForm):
+    """A derivative whose values cannot be computed either: sympy leaves it unevaluated, so there is
+    no code to compile (Evaluate with wrt, GradientAtPoint, Jacobian). Metadata as `NoClosedForm`'s.
+    """
+
+    reason = "NO_NUMERIC_FORM"
 
 
 class NotFound(ChainruleError):

@@ -16,6 +16,11 @@ differentiates pass n-1's (tidied) result, so every order is derived, not assert
 one SUMMARY step giving its result. When the last pass's result is not literally the returned
 derivative (the engine simplifies once at the end), a final SIMPLIFY step rewrites it.
 
+Implicit differentiation (`explain_implicit`) treats the dependent variable y as a function of x: each
+occurrence of y gets an IMPLICIT step d/dx y = y', so d/dx y² is a chain step 2y·y'. Then both sides
+of the equation are differentiated, the result is solved for y', and each higher order differentiates
+the previous one the same way and substitutes y'.
+
 The last step's result equals the returned derivative: this is checked (structurally, else
 numerically at random points with `verify.same_function`, else by `sympy.simplify`) and a
 disagreement raises `StepsMismatchError`, an `InternalError`.
@@ -31,10 +36,19 @@ import sympy
 from sympy.core.function import AppliedUndef
 from sympy.core.parameters import evaluate
 
-from chainrule.engine import functions, parsing, symbolic, verify
+from chainrule.engine import functions, implicit, parsing, symbolic, verify
 from chainrule.engine.errors import InternalError, InvalidArgument
 
-__all__ = ["Chain", "Formula", "Rule", "Step", "StepsMismatchError", "explain", "format_steps"]
+__all__ = [
+    "Chain",
+    "Formula",
+    "Rule",
+    "Step",
+    "StepsMismatchError",
+    "explain",
+    "explain_implicit",
+    "format_steps",
+]
 
 MAX_STEPS = 300
 MAX_PASS_NODES = 2_000
@@ -63,6 +77,7 @@ class Rule(enum.Enum):
     OTHER = "other"
     SIMPLIFY = "simplify"
     SUMMARY = "summary"
+    IMPLICIT = "implicit"
 
 
 @dataclass(frozen=True)
@@ -166,10 +181,18 @@ def explain(
     resolved = symbolic.resolve_wrt(expr, wrt, limits)
     if derivative is None:
         derivative = symbolic.differentiate(expr, resolved, simplification, limits)
+    refusal = parsing.unwritable(derivative)
+    if refusal is not None:  # no closed form: no steps to write either (errors.NoClosedForm)
+        raise refusal
     try:
         raw = _derive(expr, resolved, max_steps, max_pass_nodes)
     except RecursionError:
         raise InvalidArgument("the expression is nested too deeply to explain", field="expression") from None
+    return _ending_in(raw, derivative)
+
+
+def _ending_in(raw: list[_Raw], derivative: sympy.Expr) -> list[Step]:
+    """The steps, with a SIMPLIFY step to `derivative` when the last result is not literally it."""
     final = raw[-1].value
     if final != derivative:
         _check_same(final, derivative)
@@ -266,8 +289,12 @@ class _Explainer(symbolic.DependsOn):
             if len(dependent) == 1:
                 return self._applied(node, dependent[0], _function_rule(node))
         # Several arguments depend on the variable, or a node without a rule of its own here.
-        value = symbolic.derivative(node, self.variable)
+        value = self.derivative(node)
         return self.add(Rule.OTHER, node, value, (), f"d/d{x} by the rules for {type(node).__name__}")
+
+    def derivative(self, node: sympy.Expr) -> sympy.Expr:
+        """The derivative of a node the rules here do not take apart."""
+        return symbolic.derivative(node, self.variable)
 
     def _product(self, node: sympy.Mul) -> int:
         constants = [factor for factor in node.args if not self.has(factor)]
@@ -328,6 +355,101 @@ class _Explainer(symbolic.DependsOn):
             f"d/d{x} f(g({x})) = f'(g({x})) g'({x})"
         )
         return self.add(Rule.CHAIN, node, value, (i_inner,), note, chain=chain)
+
+
+class _ImplicitExplainer(_Explainer):
+    """A pass of implicit differentiation: the dependent variable y is a function of x, d/dx y = y'."""
+
+    def __init__(self, target: implicit.Implicit, order: int, steps: list[_Raw], dummy: sympy.Symbol) -> None:
+        super().__init__(target.variable, order, steps, dummy)
+        self.target = target
+        self.slope = implicit.prime(target.dependent)
+
+    def has(self, node: sympy.Basic) -> bool:
+        found = self.depends.get(node)
+        if found is None:
+            found = (
+                node in (self.variable, self.target.dependent)
+                if not node.args
+                else any(self.has(arg) for arg in node.args)
+            )
+            self.depends[node] = found
+        return found
+
+    def _explain(self, node: sympy.Expr) -> int:
+        if node == self.target.dependent:
+            x, y, slope = self.variable.name, node.name, self.slope.name
+            note = f"{y} is a function of {x}: d/d{x} {y} = {slope}"
+            return self.add(Rule.IMPLICIT, node, self.slope, (), note)
+        return super()._explain(node)
+
+    def derivative(self, node: sympy.Expr) -> sympy.Expr:
+        return implicit.total_derivative(node, self.target, self.slope)
+
+
+def explain_implicit(
+    lhs: sympy.Expr,
+    rhs: sympy.Expr,
+    target: implicit.Implicit,
+    derivative: sympy.Expr,
+    *,
+    max_steps: int = MAX_STEPS,
+    max_pass_nodes: int = MAX_PASS_NODES,
+) -> list[Step]:
+    """The implicit derivation of d^k y/dx^k from lhs = rhs, ending in `derivative`."""
+    function = implicit.equation_function(lhs, rhs)
+    slope = implicit.prime(target.dependent)
+    x, y = target.variable.name, slope.name
+    raw: list[_Raw] = []
+    dummy = _dummy(function)
+    limits = (max_steps, max_pass_nodes)
+    try:
+        sides = _implicit_pass([lhs, rhs] if rhs != 0 else [lhs], target, 1, raw, dummy, limits=limits)
+        values = [raw[index].value for index in sides] + [sympy.S.Zero] * (2 - len(sides))
+        differentiated = values[0] - values[1]
+        texts = [parsing.to_text(value) for value in values]
+        if len(sides) == 2:  # F = 0 alone needs no step of its own: d/dx F is the last one
+            note = f"differentiate both sides of {parsing.to_text(lhs)} = {parsing.to_text(rhs)} by {x}"
+            raw.append(_Raw(Rule.IMPLICIT, x, 1, function, differentiated, tuple(sides), note))
+        # Linear in y': A + B y' = 0.
+        free = differentiated.xreplace({slope: sympy.S.Zero})
+        first = sympy.factor_terms(-free / symbolic.derivative(differentiated, slope))
+        note = f"solve {texts[0]} = {texts[1]} for {y}: {y} = {parsing.to_text(first)}"
+        raw.append(_Raw(Rule.IMPLICIT, "", 1, differentiated, first, (len(raw) - 1,), note))
+        for order in range(2, target.order + 1):
+            (index,) = _implicit_pass([raw[-1].value], target, order, raw, dummy, limits=limits)
+            total = raw[index].value
+            substituted = sympy.factor_terms(total.xreplace({slope: first}))
+            note = f"substitute {y} = {parsing.to_text(first)} in {parsing.to_text(total)}"
+            raw.append(_Raw(Rule.IMPLICIT, "", order, total, substituted, (index,), note))
+    except RecursionError:
+        raise InvalidArgument("the expression is nested too deeply to explain", field="expression") from None
+    return _ending_in(raw, derivative)
+
+
+def _implicit_pass(
+    exprs: Sequence[sympy.Expr],
+    target: implicit.Implicit,
+    order: int,
+    raw: list[_Raw],
+    dummy: sympy.Symbol,
+    *,
+    limits: tuple[int, int],
+) -> list[int]:
+    """The steps of d/dx of each of `exprs` (y a function of x): the index of each one's result."""
+    max_steps, max_nodes = limits
+    if len(raw) < max_steps and sum(symbolic.expression_size(expr) for expr in exprs) <= max_nodes:
+        explainer = _ImplicitExplainer(target, order, raw, dummy)
+        return [explainer.visit(expr) for expr in exprs]
+    slope = implicit.prime(target.dependent)
+    found = []
+    for expr in exprs:
+        value = sympy.factor_terms(implicit.total_derivative(expr, target, slope))
+        depends = (len(raw) - 1,) if raw else ()
+        note = f"differentiate by {target.variable.name} (order {order}); the steps are not listed"
+        raw.append(_Raw(Rule.SUMMARY, target.variable.name, order, expr, value, depends, note))
+        found.append(len(raw) - 1)
+    return found
 
 
 def _is_reciprocal(factor: sympy.Expr) -> bool:
@@ -433,7 +555,10 @@ def format_steps(steps: Sequence[Step]) -> str:
         uses = f"   (uses {', '.join(str(i + 1) for i in step.depends_on)})" if step.depends_on else ""
         d = f"d/d{step.variable} " if step.variable else ""
         rule = f"{step.rule.value} rule"
-        lines.append(f"{number:>3}. {rule:<28} {d}{step.expression.text} = {step.result.text}{uses}")
+        # Solving for y' and substituting it differentiate nothing: their words say what they do.
+        said = step.rule is Rule.IMPLICIT and not step.variable
+        shown = step.description if said else f"{d}{step.expression.text} = {step.result.text}"
+        lines.append(f"{number:>3}. {rule:<28} {shown}{uses}")
         if step.chain is not None:
             lines.extend(_chain_lines(step.chain, step.variable))
     return "\n".join(lines)

@@ -21,6 +21,7 @@ __all__ = [
     "SPECS",
     "FunctionSpec",
     "RealAcoth",
+    "RealAtan2",
     "RealCeiling",
     "RealErfc",
     "RealFloor",
@@ -146,6 +147,23 @@ class RealErfc(sympy.erfc):  # type: ignore[misc]
 RealErfc.__name__ = "erfc"
 
 
+class RealAtan2(sympy.atan2):  # type: ignore[misc]
+    """atan2, kept as written where sympy would answer with a complex logarithm.
+
+    sympy writes atan2 of numbers whose signs it cannot decide (atan2(1, -tan(E))) as
+    -I log((x + I y)/sqrt(x^2 + y^2)): equal, but no longer real-valued on the way, so the real-valued
+    rule makes it NaN. Kept as atan2, the constant is folded from its value.
+    """
+
+    @classmethod
+    def eval(cls, y: sympy.Expr, x: sympy.Expr) -> sympy.Expr | None:
+        result: sympy.Expr | None = super().eval(y, x)
+        return None if result is not None and result.has(sympy.I) else result
+
+
+RealAtan2.__name__ = "atan2"
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
     """One accepted function: its canonical name (what the printer writes), aliases and arity.
@@ -250,7 +268,7 @@ _TRIG = [
     _one("asec", sympy.asec, "arcsec"),
     _one("acsc", sympy.acsc, "arccsc"),
     _one("acot", sympy.acot, "arccot"),
-    FunctionSpec("atan2", 2, 2, sympy.atan2, aliases=("arctan2",), summary="atan2(y, x)"),
+    FunctionSpec("atan2", 2, 2, RealAtan2, aliases=("arctan2",), summary="atan2(y, x)"),
 ]
 
 _HYPERBOLIC = [
@@ -357,6 +375,19 @@ CONSTANTS: Mapping[str, sympy.Expr] = MappingProxyType(
 
 RESERVED_NAMES: frozenset[str] = frozenset(FUNCTIONS) | frozenset(CONSTANTS)
 """Names that can never be variables."""
+
+KINKED: tuple[type, ...] = (
+    sympy.Abs,
+    sympy.sign,
+    sympy.floor,
+    sympy.ceiling,
+    sympy.Heaviside,
+    sympy.DiracDelta,
+    sympy.Min,
+    sympy.Max,
+    sympy.Piecewise,
+)
+"""Functions with kinks or jumps: no derivative there, and a value that may differ from a limit."""
 
 
 def lambdify_modules() -> list[object]:

@@ -240,6 +240,51 @@ _LGAMMA_AT_1 = _lgamma_series(1)
 _LGAMMA_AT_2 = _lgamma_series(2)
 
 
+def beta(a: Any, b: Any) -> Any:
+    """Gamma(a) Gamma(b) / Gamma(a + b): scipy's, but for positive arguments past 10 by log-beta with
+    Stirling's corrections (as R's lbeta): scipy's large-argument branch loses 9 digits
+    (beta(9e5, 1) off by 1.6e-9 relative)."""
+    a, b = np.broadcast_arrays(_array(a), _array(b))
+    small, large = np.minimum(a, b), np.maximum(a, b)
+    ordinary = scipy.special.beta(a, b)
+    use = (small > 0) & (large >= _STIRLING_FROM)
+    if not np.any(use):
+        return ordinary
+    with np.errstate(all="ignore"):
+        p, q = np.where(use, small, 1.0), np.where(use, large, _STIRLING_FROM)
+        share = p / (p + q)
+        tail = _stirling_correction(q) - _stirling_correction(p + q)
+        both_large = (
+            -0.5 * np.log(q)
+            + _LN_SQRT_2PI
+            + _stirling_correction(np.maximum(p, _STIRLING_FROM))
+            + tail
+            + (p - 0.5) * np.log(share)
+            + q * np.log1p(-share)
+        )
+        one_large = scipy.special.gammaln(p) + tail + p - p * np.log(p + q) + (q - 0.5) * np.log1p(-share)
+        logged = np.where(p >= _STIRLING_FROM, both_large, one_large)
+        # gamma(p) is negative nowhere here (p > 0): the sign is +.
+        return np.where(use, np.exp(logged), ordinary)
+
+
+_STIRLING_FROM = 10.0
+_LN_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+# B_2k / (2k (2k - 1)) for k = 1..7: the terms of log Gamma(x) - Stirling's formula in 1/x^(2k-1);
+# the next is below 3e-17 from x = 10 on.
+_STIRLING_TERMS = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156)
+
+
+def _stirling_correction(x: FloatArray) -> FloatArray:
+    """log Gamma(x) - ((x - 1/2) log x - x + log sqrt(2 pi)) for x >= 10, by its asymptotic series."""
+    inverse = 1.0 / x
+    square = inverse * inverse
+    total = np.zeros_like(x)
+    for coefficient in reversed(_STIRLING_TERMS):
+        total = total * square + coefficient
+    return np.asarray(total * inverse, dtype=np.float64)
+
+
 def factorial(x: Any) -> Any:
     # scipy.special.factorial answers 0 for every negative argument, where gamma(x + 1), which the
     # derivative of factorial is written in, has its poles (negative integers: NaN) and real values.
@@ -412,6 +457,7 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "sqrt": np.sqrt,
         "RealRoot": RealRoot,
         "odd_power": odd_power,
+        "integer_power": vectormath.integer_power,
         "power": power,
         "Abs": np.abs,
         "sign": np.sign,
@@ -431,7 +477,7 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "loggamma": loggamma,
         "digamma": digamma,
         "polygamma": polygamma,
-        "beta": scipy.special.beta,
+        "beta": beta,
         "factorial": factorial,
         "zeta": zeta,
         "partial": partial,

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from chainrule.engine.errors import LimitExceeded
+
 _LIMIT = "limit"
 
 
@@ -89,11 +91,21 @@ class EngineLimits:
     max_derivative_order: int = limit("derivative_order", 20, "", "total order of a derivative")
     max_derivative_nodes: int = limit("derivative_nodes", 50_000, "nodes", "size of a derivative")
     max_points: int = limit(
-        "points", 2_000_000, "points", "points in one Evaluate or GradientAtPoint request"
+        "points", 2_000_000, "points", "points in one Evaluate, GradientAtPoint or Jacobian request"
     )
     max_numeric_cost: int = limit(
-        "numeric_cost", 2_000_000_000, "", "expression size (slow functions weighted) times points"
+        "numeric_cost",
+        2_000_000_000,
+        "",
+        "operations of the compiled code (every output; slow functions weighted) times points",
     )
+    # What a compiled Evaluate, GradientAtPoint or Jacobian plan keeps in the caches, generated in a
+    # worker.
+    max_code_bytes: int = limit(
+        "code_bytes", 1_048_576, "bytes", "size of one compiled numeric function's code (marshalled)"
+    )
+    max_series_order: int = limit("series_order", 20, "", "degree of a Taylor polynomial")
+    max_jacobian_rows: int = limit("jacobian_rows", 64, "expressions", "expressions in one Jacobian request")
 
 
 def declared(limits: type[Any] | Any) -> Iterator[tuple[str, Limit]]:
@@ -107,3 +119,27 @@ def declared(limits: type[Any] | Any) -> Iterator[tuple[str, Limit]]:
 ENGINE_LIMITS: tuple[Limit, ...] = tuple(
     declaration for cls in (ParseLimits, EngineLimits) for _, declaration in declared(cls)
 )
+
+
+def exceeded(
+    limits: Any,
+    setting: str,
+    value: float | int,
+    *,
+    field: str,
+    what: str,
+    about: bool = False,
+    position: int | None = None,
+) -> LimitExceeded:
+    """The error for `value` over the limit `setting` of `limits`, named and counted as declared."""
+    declaration = next(found for name, found in declared(limits) if name == setting)
+    return LimitExceeded(
+        declaration.name,
+        value,
+        getattr(limits, setting),
+        field=field,
+        what=what,
+        unit=declaration.unit,
+        about=about,
+        position=position,
+    )

@@ -27,15 +27,19 @@ from sympy.core.symbol import Str
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
-from chainrule.engine import kernels, reference
-from chainrule.engine.errors import FailedPrecondition
+from chainrule.engine import kernels, parsing, reference
+from chainrule.engine.errors import NoNumericForm
 
-__all__ = ["NumericPrinter", "Partial", "cost", "fold_constants", "prepare"]
+__all__ = ["NumericPrinter", "Partial", "cost", "fold_constants", "numeric_refusal", "prepare"]
 
 # Bits for folding constants: enough that the double nearest the 80-bit value is the nearest double
 # to the true one except in the rarest ties; exact numbers are rounded exactly (reference.to_double).
 _FOLD_PREC = 80
 _EXACT = 2**53
+# numpy turns these integer exponents into square, reciprocal, a copy or ones, whatever the sign of
+# the base; other integer powers run as `vectormath.integer_power` (numpy's power is scalar and slow
+# for a negative base).
+_NUMPY_FAST_EXPONENTS = frozenset({-1, 0, 1, 2})
 
 
 class Partial(sympy.Function):  # type: ignore[misc]
@@ -62,7 +66,7 @@ def _opaque(node: sympy.Basic, memo: dict[sympy.Basic, sympy.Basic]) -> Any:
         try:
             name, orders, args = reference.derivative_call(node)
         except reference.Unsupported:
-            raise _no_numeric_form("a derivative of this form") from None
+            raise _derivative_refusal(node) from None
         point = [_opaque(arg, memo) for arg in args]
         found = Partial(Str(name), sympy.Tuple(*orders), *point)
     elif node.args and node.has(sympy.Subs, sympy.Derivative):
@@ -139,8 +143,8 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
 
     def _call(self, expr: Application) -> str:
         name = reference.kernel_name(expr)
-        if name is None or name not in kernels.NAMESPACE:
-            raise _no_numeric_form(type(expr).__name__)
+        if name is None or name not in kernels.NAMESPACE:  # a bug: every function of the table has one
+            raise RuntimeError(f"no kernel for {type(expr).__name__}")
         return f"{name}({', '.join(self._print(arg) for arg in expr.args)})"
 
     def _partial(self, expr: Partial) -> str:
@@ -168,8 +172,12 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
             return f"sqrt({self._print(base)})"
         if exponent is sympy.S.NegativeOne:
             return f"1/{self.parenthesize(base, PRECEDENCE['Pow'])}"
-        if exponent.is_Integer and abs(int(exponent)) > _EXACT and int(exponent) % 2:
-            return f"odd_power({self._print(base)}, {self._print(exponent)})"
+        if exponent.is_Integer and int(exponent) not in _NUMPY_FAST_EXPONENTS:
+            n = int(exponent)
+            if abs(n) <= _EXACT:
+                return f"integer_power({self._print(base)}, {n})"
+            if n % 2:
+                return f"odd_power({self._print(base)}, {self._print(exponent)})"
         if not (exponent.is_Number or exponent in self.constants):
             return f"power({self._print(base)}, {self._print(exponent)})"
         power = PRECEDENCE["Pow"]
@@ -202,9 +210,34 @@ def _literal(value: float) -> str:
     return f"({text})" if value < 0 or text.startswith("-") else text
 
 
-def _no_numeric_form(what: str) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"cannot evaluate {what} numerically", field="expression", reason="NO_NUMERIC_FORM"
+def numeric_refusal(parts: Sequence[sympy.Expr]) -> NoNumericForm | None:
+    """Why `parts` cannot be compiled, or None: a derivative sympy leaves unevaluated that is not one
+    of a table function by its own arguments (`reference.derivative_call`) has no numeric form."""
+    for part in parts:
+        if not part.has(sympy.Derivative):
+            continue
+        for node in sympy.preorder_traversal(part):
+            if isinstance(node, (sympy.Subs, sympy.Derivative)):
+                try:
+                    reference.derivative_call(node)
+                except reference.Unsupported:
+                    return _derivative_refusal(node)
+    return None
+
+
+def _derivative_refusal(node: sympy.Basic) -> NoNumericForm:
+    """The refusal of a derivative without a numeric form, named by its function and argument as the
+    text's refusal names it."""
+    found = parsing.unwritable(node)
+    function, argument = "Derivative", 0
+    message = "the derivative has no closed form in our grammar"
+    if found is not None:
+        function, argument = found.metadata["function"], int(found.metadata.get("argument", "0"))
+        message = found.message
+    return NoNumericForm(
+        f"{message}, and no numeric form either: its values cannot be computed",
+        function=function,
+        argument=argument,
     )
 
 
@@ -244,7 +277,7 @@ def _weight(node: Application) -> int:
     name = reference.kernel_name(node) or ""
     if name == "polygamma" and not _vectorised_order(node.args[0]):
         return kernels.MPMATH_WEIGHT
-    if name == "zeta" and len(node.args) == 2 and not (node.args[0].is_number and node.args[0] > 1):
+    if name == "zeta" and len(node.args) == 2 and (node.args[0] - 1).is_extended_positive is not True:
         return kernels.MPMATH_WEIGHT
     return kernels.WEIGHTS.get(name, 1)
 

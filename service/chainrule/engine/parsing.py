@@ -16,14 +16,23 @@ Precedence, loosest first::
                                    its argument is one power    sin 2x = sin(2x),  sin x cos x
     a ^ b,  a ** b,  a²            power, right to left         2^3^2 = 2^9,  x² = x^2,  x⁻¹ = 1/x
                                    (at most 8 exponents deep)
-    f(a, b),  (a),  name, number   atoms                        sin(x)^2 = (sin x)^2,  sin²x = (sin x)^2
+    f(a, b),  (a),  name, number   atoms                        sin(x)^2 = (sin x)^2,  sin (x+1)^2 too
+    f^n a,  f^n(a),  fⁿ a          a function's power           sin^2 x = sin²x = sin^2(x) = (sin x)^2
 
 Notation:
 
 - Implicit multiplication: ``2x``, ``3(x+1)``, ``(x+1)(x-1)``, ``2 sin(x)``, ``x y``. ``xy`` is one
   variable named ``xy``. A number after another factor needs ``*`` (``2 3`` and ``x 2`` are errors).
-- A name directly followed by ``(`` is a function call: ``foo(x)`` is an unknown function, and
-  ``x(x+1)`` too; write ``x (x+1)`` or ``x*(x+1)``.
+- A function name followed by ``(`` is a call, spaces or not: ``sin (x+1)^2`` is ``sin(x+1)^2``,
+  (sin(x+1))², as whitespace only separates tokens; without ``(`` the argument is one power
+  (``sin x^2`` = sin(x²)). Any other name directly followed by ``(`` is an unknown function:
+  ``foo(x)``, and ``x(x+1)`` too; write ``x (x+1)`` or ``x*(x+1)`` for a product.
+- A function's power goes between its name and argument as in textbooks: ``sin^2 x``, ``sin^2(x)``
+  and ``sin²x`` are (sin x)², a whole number only. ``sin^-1 x`` and ``sin⁻¹x`` are refused as
+  ambiguous (arcsin, or 1/sin?): write ``asin(x)`` or ``sin(x)^-1``.
+- A derivative is asked for with ``wrt``, not written: ``d/dx sin(x)``, ``d^2/dx^2 ...`` and
+  ``∂/∂x ...`` are refused with a message saying so (``d`` and ``dx`` are never read as variables
+  there; ``d/(dx)`` divides two variables).
 - Numbers: ``12`` and ``2e3`` (= 2000) and ``25e-1`` (= 5/2) are exact; ``1/3`` stays a fraction; a
   literal with a decimal point (``0.5``, ``1.5e3``) is a float (53-bit up to 17 significant digits,
   more precise beyond). ``2e`` is 2·e and ``2e + 3`` is 2·e + 3, but ``2e+3`` is 2000.
@@ -34,14 +43,17 @@ Notation:
 - Variables: ASCII letters, digits and ``_``, starting with a letter, at most 32 characters, not a
   function or constant name. They are real symbols. Other non-ASCII letters are errors (no NFKC).
 - Whitespace (newlines included) only separates tokens.
+- Equations: ``lhs = rhs`` (one ``=``, loosest of all) only through `parse_equation`, for implicit
+  differentiation; anywhere else ``=`` is an error saying so.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -49,8 +61,8 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from chainrule.engine import errors
-from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, FunctionSpec
-from chainrule.engine.limits import ParseLimits
+from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, SPECS, FunctionSpec
+from chainrule.engine.limits import ParseLimits, exceeded
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -58,12 +70,18 @@ __all__ = [
     "ParseLimits",
     "is_valid_variable_name",
     "parse",
+    "parse_equation",
     "symbol",
     "to_text",
+    "unwritable",
 ]
 
 MAX_NAME_LENGTH: Final = 32
 _FIELD: Final = "expression"
+_EQUATION_NEEDS_DEPENDENT: Final = (
+    "'=' makes an equation, which only implicit differentiation takes: name the variable it defines "
+    "in `dependent`"
+)
 
 
 DEFAULT_LIMITS: Final = ParseLimits()
@@ -76,7 +94,7 @@ _TOKEN_RE: Final = re.compile(
     r"(?P<ws>[ \t\n\r\f\v\u00a0]+)"
     r"|(?P<num>(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*|π)"
-    r"|(?P<op>\*\*|[-+*/^(),\u00d7\u00b7\u22c5\u2212\u00f7])"
+    r"|(?P<op>\*\*|[-+*/^(),=\u00d7\u00b7\u22c5\u2212\u00f7])"
     r"|(?P<sup>[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)"
 )
 _OP_ALIASES: Final = {"**": "^", "\u00d7": "*", "\u00b7": "*", "\u22c5": "*", "\u2212": "-", "\u00f7": "/"}
@@ -108,6 +126,8 @@ def _tokenize(text: str) -> Iterator[_Token]:
     while pos < length:
         found = match(text, pos)
         if found is None:
+            if text[pos] == "∂":
+                raise _written_derivative("∂", pos)
             raise errors.ParseError(f"unexpected character {_describe_char(text[pos])}", pos)
         kind = found.lastgroup
         end = found.end()
@@ -133,17 +153,60 @@ def _check_name(name: str, pos: int) -> None:
         raise errors.ParseError(f"name '{_shorten(name)}' is longer than {MAX_NAME_LENGTH} characters", pos)
 
 
+# Leibniz notation, which asks for a derivative instead of writing a function: d/dx, d^2/dx^2, d²/dx².
+# Possessive quantifiers: no backtracking over long runs of spaces.
+_POWER: Final = r"(?:\^\s*+[0-9]++|[²³⁴-⁹]++)?+"
+_LEIBNIZ_RE: Final = re.compile(
+    rf"(?<![A-Za-z0-9_])d\s*+{_POWER}\s*+/\s*+d\s*+[A-Za-z][A-Za-z0-9_]*+\s*+{_POWER}", re.ASCII
+)
+# Names people call to differentiate inside the expression (Mathematica, sympy, Maple).
+_DERIVATIVE_NAMES: Final = frozenset({"d", "D", "diff", "derivative", "deriv", "grad", "Derivative"})
+_HOW_TO_DIFFERENTIATE: Final = (
+    "send the function alone (sin(x), not d/dx sin(x)) and name the variable in wrt"
+)
+
+
+def _written_derivative(written: str, pos: int) -> errors.ParseError:
+    return errors.ParseError(
+        f"'{_shorten(written, 12)}' asks for a derivative inside the expression",
+        pos,
+        fix=_HOW_TO_DIFFERENTIATE,
+    )
+
+
+def _ambiguous_inverse(name: str, power: str, pos: int) -> errors.ParseError:
+    spec = FUNCTIONS[name]
+    inverse = FUNCTIONS.get(f"a{spec.name}")
+    reading = f"{inverse.name}(x) for the inverse function, or " if inverse is not None else ""
+    return errors.ParseError(
+        f"'{name}{power}' is ambiguous", pos, fix=f"write {reading}{name}(x)^-1 for 1/{name}(x)"
+    )
+
+
+def _unknown_function(name: str, pos: int) -> errors.UnknownFunction:
+    """UnknownFunction with the nearest known name (`Sin`, `sinn` -> `sin`), or how to write a product."""
+    if name in _DERIVATIVE_NAMES:
+        return errors.UnknownFunction(name, pos, fix=_HOW_TO_DIFFERENTIATE)
+    by_case = {known.lower(): known for known in sorted(FUNCTIONS)}  # abs over Abs: lower case last
+    suggestion = by_case.get(name.lower()) or next(
+        iter(difflib.get_close_matches(name, sorted(FUNCTIONS), n=1, cutoff=0.8)), ""
+    )
+    fix = "" if suggestion else f"for a product write {name}*(...) or {name} (...)"
+    return errors.UnknownFunction(name, pos, suggestion=suggestion, fix=fix)
+
+
 # ------------------------------------------------------------------------------------------- the tree
 
 
 class _Node:
     """A node of our own parse tree; `kids` are built first, then `build` makes the sympy object."""
 
-    __slots__ = ("kids", "pos")
+    __slots__ = ("kids", "pos", "span")
 
     def __init__(self, pos: int, kids: tuple[_Node, ...] = ()) -> None:
         self.pos = pos
         self.kids = kids
+        self.span: tuple[int, int] | None = None  # where its text is, for messages about its value
 
 
 class _Number(_Node):
@@ -233,20 +296,30 @@ class _Parser:
     def enter(self, count: int = 1) -> None:
         self.depth += count
         if self.depth > self.limits.max_depth:
-            raise errors.LimitExceeded("nesting depth", self.depth, self.limits.max_depth, field=_FIELD)
+            what = "the expression is nested too deeply"
+            raise _over(self.limits, "max_depth", self.depth, what, self.token.start)
 
     def enter_exponent(self) -> None:
         self.exponent_depth += 1
         if self.exponent_depth > self.limits.max_exponent_depth:
-            raise errors.LimitExceeded(
-                "exponent nesting", self.exponent_depth, self.limits.max_exponent_depth, field=_FIELD
-            )
+            what = "powers are nested too deeply"
+            raise _over(self.limits, "max_exponent_depth", self.exponent_depth, what, self.token.start)
 
     def count(self, node: _Node) -> _Node:
         self.nodes += 1
         if self.nodes > self.limits.max_nodes:
-            raise errors.LimitExceeded("parse-tree nodes", self.nodes, self.limits.max_nodes, field=_FIELD)
+            raise _over(
+                self.limits, "max_nodes", self.nodes, "the expression is too large", self.previous.start
+            )
         return node
+
+    def spanned(self, node: _Node, start: int) -> _Node:
+        """`node`, knowing that its text runs from `start` to the last token read."""
+        node.span = (start, self.previous.end)
+        return node
+
+    def shown(self, token: _Token) -> str:
+        return self.text[token.start : token.end]
 
     def unexpected(self, token: _Token) -> errors.ParseError:
         if token.kind == _END:
@@ -255,24 +328,51 @@ class _Parser:
             return errors.ParseError(f"unexpected number '{token.text}'", token.start)
         if token.kind == _NAME:
             return errors.ParseError(f"unexpected name '{token.text}'", token.start)
-        shown = self.text[token.start : token.end]
-        return errors.ParseError(f"unexpected '{shown}'", token.start)
+        if token.text == ")":
+            return errors.ParseError("unmatched ')'", token.start, fix="remove it, or add a '(' before it")
+        return errors.ParseError(f"unexpected '{self.shown(token)}'", token.start)
 
-    def expect_close(self) -> None:
-        if not self.is_op(")"):
-            raise self.unexpected(self.token)
-        self.advance()
+    def missing_term(self, token: _Token) -> errors.ParseError:
+        """Where a term should start: say what is missing after what, rather than what came instead."""
+        before = self.previous
+        if before is token:
+            return errors.ParseError("empty expression", 0)
+        if before.kind == _OP and before.text == "(" and token.kind == _OP and token.text == ")":
+            return errors.ParseError("empty parentheses", token.start, fix="put an expression inside")
+        if before.kind == _OP and before.text != ")" and (token.kind in (_END, _OP)):
+            return errors.ParseError(f"expected a term after '{self.shown(before)}'", token.start)
+        return self.unexpected(token)
+
+    def expect_close(self, opening: _Token) -> None:
+        if self.is_op(")"):
+            self.advance()
+            return
+        if self.token.kind == _END:
+            where = opening.start
+            raise errors.ParseError(f"'(' at {where} is never closed: add ')'", where, placed=True)
+        raise self.unexpected(self.token)
 
     # grammar: each level of nesting costs at most three Python frames (expression -> operand ->
-    # call -> expression), so max_depth=200 stays far below the interpreter's recursion limit.
+    # call -> expression); `_reserve_stack` makes room for `max_depth` levels before parsing starts.
 
-    def parse(self) -> _Node:
+    def parse(self, *, equation: bool = False) -> list[_Node]:
+        """One expression, or with `equation` the sides of `lhs = rhs` (or of F alone)."""
         if self.token.kind == _END:
             raise errors.ParseError("empty expression", 0)
-        node = self.expression()
+        leibniz = _LEIBNIZ_RE.search(self.text)
+        if leibniz is not None:
+            raise _written_derivative(leibniz.group().strip(), leibniz.start())
+        sides = [self.expression()]
+        while self.is_op("="):
+            if not equation:
+                raise errors.ParseError(_EQUATION_NEEDS_DEPENDENT, self.token.start)
+            if len(sides) == 2:
+                raise errors.ParseError("an equation has one '='", self.token.start)
+            self.advance()
+            sides.append(self.expression())
         if self.token.kind != _END:
             raise self.unexpected(self.token)
-        return node
+        return sides
 
     def expression(self) -> _Node:
         """sum := product (('+' | '-') product)*;  product := signed (('*' | '/') signed | power)*
@@ -303,7 +403,8 @@ class _Parser:
             if len(factors) == 1:
                 terms.append(factors[0])
             else:
-                terms.append(self.count(_Product(term_start, tuple(factors), tuple(divided))))
+                product = _Product(term_start, tuple(factors), tuple(divided))
+                terms.append(self.count(self.spanned(product, term_start)))
             if not self.is_op("+", "-"):
                 break
             negated.append(self.advance().text == "-")
@@ -321,6 +422,7 @@ class _Parser:
             count += 1
         self.enter(count)
         token = self.token
+        atom_start = token.start
         if token.kind == _NUM:
             self.advance()
             node = self.count(_Number(token.start, self.number(token)))
@@ -332,12 +434,12 @@ class _Parser:
             self.advance()
             self.enter()
             node = self.expression()
-            self.expect_close()
+            self.expect_close(token)
             self.depth -= 1
         else:
-            raise self.unexpected(token)
+            raise self.missing_term(token)
         while self.token.kind == _SUP:
-            node = self.superscript(node, self.advance())
+            node = self.spanned(self.superscript(node, self.advance()), atom_start)
         if self.is_op("^"):
             caret = self.advance()
             self.enter()
@@ -345,7 +447,7 @@ class _Parser:
             exponent = self.operand(signs=True)
             self.exponent_depth -= 1
             self.depth -= 1
-            node = self.count(_Power(caret.start, (node, exponent)))
+            node = self.count(self.spanned(_Power(caret.start, (node, exponent)), atom_start))
         self.depth -= count
         return self.count(_Negate(start, (node,))) if negative else node
 
@@ -361,38 +463,29 @@ class _Parser:
             return self.count(_Constant(token.start, name))
         following = self.token
         if following.kind == _OP and following.text == "(" and following.start == token.end:
-            raise errors.UnknownFunction(name, token.start)
+            raise _unknown_function(name, token.start)
         if name not in self.variables:
             self.variables.add(name)
             if len(self.variables) > self.limits.max_variables:
-                raise errors.LimitExceeded(
-                    "variables", len(self.variables), self.limits.max_variables, field=_FIELD
-                )
+                what = "the expression has too many variables"
+                raise _over(self.limits, "max_variables", len(self.variables), what, token.start)
         return self.count(_Variable(token.start, name))
 
     def call(self, token: _Token, spec: FunctionSpec) -> _Node:
-        """f(a, ...), f x (bare argument), f²x = (f x)^2."""
-        power: _Token | None = None
-        if self.token.kind == _SUP:
-            power = self.advance()
-            if power.text[0] == "⁻":
-                raise errors.ParseError(
-                    f"ambiguous '{token.text}{power.text}': "
-                    f"name the inverse function, or write ({token.text} x)^-1",
-                    power.start,
-                )
+        """f(a, ...), f x (bare argument), f²x = f^2 x = f^2(x) = (f x)^2."""
+        power = self.function_power(token)
         self.enter()
         if spec.power:
             self.enter_exponent()
         if self.is_op("("):
-            self.advance()
+            opening = self.advance()
             args: list[_Node] = []
             if not self.is_op(")"):
                 args.append(self.expression())
                 while self.is_op(","):
                     self.advance()
                     args.append(self.expression())
-            self.expect_close()
+            self.expect_close(opening)
         elif self.token.kind in (_NUM, _NAME) or self.is_op("+", "-"):
             args = [self.bare_argument()]
         else:
@@ -400,8 +493,35 @@ class _Parser:
         self.depth -= 1
         self.exponent_depth -= spec.power
         self.check_arity(token, spec, len(args))
-        node = self.count(_Call(token.start, spec, tuple(args)))
-        return node if power is None else self.superscript(node, power)
+        node = self.count(self.spanned(_Call(token.start, spec, tuple(args)), token.start))
+        if power is None:
+            return node
+        exponent = self.count(_Number(power.start, self.integer(power.text, power.start)))
+        return self.count(self.spanned(_Power(power.start, (node, exponent)), token.start))
+
+    def function_power(self, name: _Token) -> _Token | None:
+        """The n of `sin²x` or `sin^2 x` (a whole number, as a token of plain digits), if any."""
+        if self.token.kind == _SUP:
+            power = self.advance()
+            digits = power.text.translate(_SUPERSCRIPT_DIGITS)
+            if digits[0] == "-":
+                raise _ambiguous_inverse(name.text, power.text, power.start)
+            return _Token(_NUM, digits.lstrip("+"), power.start, power.end)
+        if not self.is_op("^"):
+            return None
+        caret = self.advance()
+        if self.is_op("-"):
+            self.advance()
+            digits = self.token.text if self.token.kind == _NUM else ""
+            raise _ambiguous_inverse(name.text, f"^-{digits}", caret.start)
+        power = self.token
+        if power.kind != _NUM or not power.text.isdigit():
+            raise errors.ParseError(
+                f"'{name.text}^' takes a whole number",
+                power.start,
+                fix=f"{name.text}^2 x is ({name.text} x)^2; for another power write {name.text}(x)^a",
+            )
+        return self.advance()
 
     def bare_argument(self) -> _Node:
         """`sin x^2` = sin(x^2); `sin 2x` = sin(2x): a number written against a factor stays with it."""
@@ -433,9 +553,7 @@ class _Parser:
     def integer(self, digits: str, pos: int) -> int:
         significant = len(digits.lstrip("+-").lstrip("0"))
         if significant > self.limits.max_integer_digits:
-            raise errors.LimitExceeded(
-                "integer literal digits", significant, self.limits.max_integer_digits, field=_FIELD
-            )
+            raise _over(self.limits, "max_integer_digits", significant, _long_number(digits), pos)
         return int(digits)
 
     def number(self, token: _Token) -> int | tuple[int, int] | tuple[str, int]:
@@ -445,20 +563,23 @@ class _Parser:
         limit = self.limits.max_integer_digits
         exponent_digits = len(exponent_text.lstrip("+-").lstrip("0"))
         if exponent_digits > 9:
-            raise errors.LimitExceeded("number exponent digits", exponent_digits, 9, field=_FIELD)
+            # Over a billion digits, whatever the limit: not worth converting the exponent to find out.
+            size = 10.0 ** (exponent_digits - 1) if exponent_digits < 300 else math.inf
+            what = _long_number(text)
+            raise _over(self.limits, "max_integer_digits", size, what, token.start, about=True)
         exponent = int(exponent_text) if exponent_text else 0
         digits = (whole + fraction).lstrip("0")
         if not digits:
             return (text, 0) if point else 0
         if point:
             if len(digits) > limit or abs(exponent) > limit:
-                raise errors.LimitExceeded(
-                    "float literal digits", max(len(digits), abs(exponent)), limit, field=_FIELD
-                )
+                size = max(len(digits), abs(exponent))
+                raise _over(self.limits, "max_integer_digits", size, _long_number(text), token.start)
             return (text, len(digits))
         size = len(digits) + max(exponent, 0)
         if size > limit or -exponent > limit:
-            raise errors.LimitExceeded("integer literal digits", max(size, -exponent), limit, field=_FIELD)
+            size = max(size, -exponent)
+            raise _over(self.limits, "max_integer_digits", size, _long_number(text), token.start)
         if exponent >= 0:
             return int(whole + "0" * exponent)
         return (int(whole), 10**-exponent)
@@ -466,6 +587,26 @@ class _Parser:
 
 def _shorten(text: str, keep: int = 40) -> str:
     return text if len(text) <= keep else text[:keep] + "..."
+
+
+def _over(
+    limits: ParseLimits,
+    setting: str,
+    value: float | int,
+    what: str,
+    position: int | None,
+    *,
+    about: bool = False,
+) -> errors.LimitExceeded:
+    return exceeded(limits, setting, value, field=_FIELD, what=what, about=about, position=position)
+
+
+def _start(node: _Node) -> int:
+    return node.span[0] if node.span else node.pos
+
+
+def _long_number(text: str) -> str:
+    return f"the number {_shorten(text, 20)} is too long"
 
 
 # ---------------------------------------------------------------------------------------- to sympy
@@ -478,8 +619,21 @@ class _Builder:
     produce when raised to a numeric power: sympy multiplies out `(2*sqrt(2)*x)^1000` eagerly.
     """
 
-    def __init__(self, limits: ParseLimits) -> None:
+    def __init__(self, limits: ParseLimits, text: str) -> None:
         self.limits = limits
+        self.text = text
+
+    def source(self, node: _Node) -> str:
+        """The text `node` was read from (shortened): how messages name a value."""
+        start, end = node.span or (node.pos, node.pos)
+        return _shorten(self.text[start:end]) if end > start else "a number in the expression"
+
+    def too_large(
+        self, node: _Node, bits: float, problem: str = "too large to compute exactly"
+    ) -> errors.LimitExceeded:
+        shown: float | int = round(bits) if math.isfinite(bits) else bits
+        what = f"{self.source(node)} is {problem}"
+        return _over(self.limits, "max_power_bits", shown, what, _start(node), about=True)
 
     def build(self, root: _Node) -> sympy.Expr:
         values: list[tuple[Any, float]] = []
@@ -497,7 +651,7 @@ class _Builder:
             try:
                 value = self.make(node, args)
                 if value[0].is_Float:
-                    self.check_float(value[0], node.pos)
+                    self.check_float(value[0], node)
                 values.append(value)
             except (ValueError, TypeError, ArithmeticError, NotImplementedError) as error:
                 raise errors.ParseError(
@@ -505,12 +659,12 @@ class _Builder:
                 ) from None
         return values[0][0]
 
-    def check_float(self, value: Any, pos: int) -> None:
+    def check_float(self, value: Any, node: _Node) -> None:
         """exp(1e300) is a float no double holds and no literal writes back: refuse it like a huge power."""
         _, mantissa, exponent, size = value._mpf_
         bits = abs(exponent + size) if mantissa else 0
         if bits > self.limits.max_power_bits:
-            raise errors.LimitExceeded("float magnitude bits", bits, self.limits.max_power_bits, field=_FIELD)
+            raise self.too_large(node, bits, "too large or too small a number")
 
     def make(self, node: _Node, args: list[tuple[Any, float]]) -> tuple[Any, float]:
         if isinstance(node, _Number):
@@ -527,7 +681,7 @@ class _Builder:
             value, bits = args[0]
             return -value, bits
         if isinstance(node, _Power):
-            return self.make_power(node.pos, args[0], args[1])
+            return self.make_power(node, args[0], args[1])
         assert isinstance(node, _Call)
         return self.make_call(node, args)
 
@@ -539,30 +693,27 @@ class _Builder:
     def make_product(self, node: _Product, args: list[tuple[Any, float]]) -> tuple[Any, float]:
         bits = sum(bits for _, bits in args)
         if bits > self.limits.max_power_bits:
-            raise errors.LimitExceeded(
-                "numeric result bits", round(bits), self.limits.max_power_bits, field=_FIELD
-            )
+            raise self.too_large(node, bits)
         factors = [
             sympy.Pow(value, -1) if divided else value
             for (value, _), divided in zip(args, node.divided, strict=True)
         ]
         return _with_bits(sympy.Mul(*factors), bits)
 
-    def make_power(self, pos: int, base: tuple[Any, float], exponent: tuple[Any, float]) -> tuple[Any, float]:
+    def make_power(
+        self, node: _Node, base: tuple[Any, float], exponent: tuple[Any, float]
+    ) -> tuple[Any, float]:
         base_value, base_bits = base
         exp_value, exp_bits = exponent
         if exp_value.is_Number:
             if not exp_value.is_Integer:
-                self.check_root(base_value, base_bits)
+                self.check_root(node, base_value, base_bits)
             if not (base_value.is_Number or base_value.is_Mul or base_value.is_Pow):
                 # sympy never multiplies out a sum or a function call raised to a number
                 return _with_bits(sympy.Pow(base_value, exp_value), base_bits)
             bits = _magnitude(exp_value) * base_bits if base_bits else 0.0
             if not bits <= self.limits.max_power_bits:
-                shown: float | int = round(bits) if math.isfinite(bits) else bits
-                raise errors.LimitExceeded(
-                    "numeric power bits", shown, self.limits.max_power_bits, field=_FIELD
-                )
+                raise self.too_large(node, bits)
         else:
             bits = max(base_bits, exp_bits)
         return _with_bits(sympy.Pow(base_value, exp_value), bits)
@@ -570,26 +721,25 @@ class _Builder:
     def make_call(self, node: _Call, args: list[tuple[Any, float]]) -> tuple[Any, float]:
         spec = node.spec
         if spec.power:
-            return self.make_power(node.pos, args[0], args[1])
+            return self.make_power(node, args[0], args[1])
         values = [value for value, _ in args]
         if spec.guard_numbers:
             limit = self.limits.max_factorial_argument
             for value in values:
                 if (value.is_Rational or value.is_Float) and abs(value) > limit:
-                    raise errors.LimitExceeded(
-                        f"{spec.name} argument", _display_number(value), limit, field=_FIELD
-                    )
+                    what = f"{self.source(node)} is too costly to compute exactly: its argument is too large"
+                    shown = _display_number(value)
+                    raise _over(self.limits, "max_factorial_argument", shown, what, _start(node))
         if spec.root:
-            self.check_root(*args[0])
+            self.check_root(node, *args[0])
         bits = max(bits for _, bits in args)
         return _with_bits(spec.build(*values), bits)
 
-    def check_root(self, base: Any, bits: float) -> None:
+    def check_root(self, node: _Node, base: Any, bits: float) -> None:
         """sympy looks for exact roots of numbers (perfect powers, small factors): cheap only while small."""
         if base.is_Rational and bits > self.limits.max_root_bits:
-            raise errors.LimitExceeded(
-                "root argument bits", round(bits), self.limits.max_root_bits, field=_FIELD
-            )
+            what = f"{self.source(node)} is too costly to compute exactly: the number under the root is large"
+            raise _over(self.limits, "max_root_bits", round(bits), what, _start(node))
 
 
 def _make_number(value: int | tuple[int, int] | tuple[str, int]) -> tuple[Any, float]:
@@ -645,17 +795,29 @@ def _display_number(number: Any) -> float | int:
 
 def parse(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> sympy.Expr:
     """Parse `text`; raise errors.ParseError / errors.UnknownFunction / errors.LimitExceeded."""
+    (expr,) = _parse_sides(text, limits, equation=False)
+    return expr
+
+
+def parse_equation(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[sympy.Expr, sympy.Expr]:
+    """Parse `lhs = rhs` into its two sides; text without `=` is F, meaning F = 0 (rhs is 0)."""
+    sides = _parse_sides(text, limits, equation=True)
+    return (sides[0], sides[1]) if len(sides) == 2 else (sides[0], sympy.S.Zero)
+
+
+def _parse_sides(text: str, limits: ParseLimits, *, equation: bool) -> list[sympy.Expr]:
     if len(text) > limits.max_length:
-        raise errors.LimitExceeded("expression length", len(text), limits.max_length, field=_FIELD)
+        raise _over(limits, "max_length", len(text), "the expression is too long", limits.max_length)
     _reserve_stack(limits.max_depth)
     parser = _Parser(text, limits)
     try:
-        tree = parser.parse()
+        trees = parser.parse(equation=equation)
     except RecursionError:
         # Only reachable if max_depth is configured beyond what the Python stack holds.
-        raise errors.LimitExceeded("nesting depth", parser.depth, limits.max_depth, field=_FIELD) from None
-    expr: sympy.Expr = _Builder(limits).build(tree)
-    return expr
+        what = "the expression is nested too deeply"
+        raise _over(limits, "max_depth", parser.depth, what, parser.token.start) from None
+    builder = _Builder(limits, text)
+    return [builder.build(tree) for tree in trees]
 
 
 _FRAMES_PER_LEVEL: Final = 3
@@ -732,6 +894,10 @@ class _TextPrinter(StrPrinter):  # type: ignore[misc]
     def _print_NegativeInfinity(self, expr: Any) -> str:  # noqa: N802
         return "-oo"
 
+    def _print_arg(self, expr: Any) -> str:
+        # sympy makes im(log(u)) of a real u into arg(u), which the grammar has no name for.
+        return f"im(log({self._print(expr.args[0])}))"
+
 
 _CHUNK_DIGITS: Final = 500
 
@@ -757,7 +923,104 @@ _PRINTER: Final = _TextPrinter()
 
 
 def to_text(expr: sympy.Expr) -> str:
-    """Print `expr` in our grammar (`^` for powers); `parse` reads the text back to an equal expression."""
+    """Print `expr` in our grammar (`^` for powers); `parse` reads the text back to an equal expression.
+
+    Raises errors.NoClosedForm when part of `expr` cannot be written in the grammar (`unwritable`).
+    """
+    refusal = unwritable(expr)
+    if refusal is not None:
+        raise refusal
     # The printed text has no string literals, so `**` is only ever the power operator; replacing
     # it beats copying the half-dozen branches of sympy's `_print_Pow` into an override.
-    return str(_PRINTER.doprint(expr)).replace("**", "^")
+    text = str(_PRINTER.doprint(expr)).replace("**", "^")
+    # Variables d and dx divide as d/(dx): `d/dx` would be refused as Leibniz notation.
+    return _PRINTED_LEIBNIZ_RE.sub(r"\1(\2)", text) if "/d" in text else text
+
+
+_PRINTED_LEIBNIZ_RE: Final = re.compile(r"(?<![A-Za-z0-9_])(d(?:\^[0-9]+)?/)(d[A-Za-z0-9_]*)", re.ASCII)
+
+
+# ------------------------------------------------------------------------------ what the grammar writes
+
+
+def _function_classes() -> Mapping[type, tuple[FunctionSpec, ...]]:
+    """The sympy class each function of the table builds (`cbrt` builds RealRoot) -> its specs.
+
+    Classes named as in the table (sin, Min) are found by name; this finds the others.
+    """
+    x, y = sympy.Symbol("x", real=True), sympy.Symbol("y", real=True)
+    found: dict[type, tuple[FunctionSpec, ...]] = {}
+    for spec in SPECS:
+        built = spec.build(*(x, y)[: spec.min_args])
+        if isinstance(built, sympy.Function):
+            found[type(built)] = (*found.get(type(built), ()), spec)
+    return found
+
+
+_FUNCTION_CLASSES: Final = _function_classes()
+_CONSTANT_VALUES: Final = frozenset(CONSTANTS.values())
+# Numbers `_TextPrinter` writes as expressions: sqrt(-1), (1/0), (0/0), oo, -oo.
+_PRINTED_NUMBERS: Final = frozenset({sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo})
+_ORDINALS: Final = ("first", "second", "third", "fourth")
+
+
+def _spec_of(node: sympy.Basic) -> FunctionSpec | None:
+    """The table's spec for a function node: by class, or by name for sympy's own floor, ceiling..."""
+    named = FUNCTIONS.get(type(node).__name__)
+    candidates = _FUNCTION_CLASSES.get(type(node), ()) + ((named,) if named else ())
+    count = len(node.args)
+    return next((spec for spec in candidates if spec.min_args <= count <= spec.max_args), None)
+
+
+def _writable(node: sympy.Basic) -> bool:
+    if node.is_Atom:
+        if node.is_Symbol:
+            return not isinstance(node, sympy.Dummy)
+        return bool(node.is_Number) or node in _CONSTANT_VALUES or node in _PRINTED_NUMBERS
+    if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow, sympy.arg)):
+        return True
+    if getattr(type(node), "prints_as_parentheses", False):  # a grouping for printing (series.py)
+        return True
+    return _spec_of(node) is not None  # Min and Max are no sympy.Function: found by name
+
+
+def unwritable(expr: sympy.Basic) -> errors.NoClosedForm | None:
+    """Why `expr` cannot be written in our grammar, as the error to raise; None when it can.
+
+    A derivative sympy leaves unevaluated (Derivative, Subs: d/ds zeta(s) has no closed form in
+    the grammar) names the function and the argument; anything else names the construct.
+    """
+    seen: set[sympy.Basic] = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        if not _writable(node):
+            return _refusal(node)
+        seen.add(node)
+        stack.extend(node.args)
+    return None
+
+
+def _refusal(node: sympy.Basic) -> errors.NoClosedForm:
+    point: dict[sympy.Basic, sympy.Basic] = {}
+    if isinstance(node, sympy.Subs):  # d/du f(u) at u = g(x): sympy's chain rule for f(g(x))
+        point = dict(zip(node.variables, node.point, strict=True))
+        node = node.expr
+    call = node.expr if isinstance(node, sympy.Derivative) else None
+    spec = _spec_of(call) if call is not None else None
+    if call is None or spec is None:
+        name = type(node).__name__
+        message = f"the derivative needs {name}, which our grammar cannot write"
+        return errors.NoClosedForm(message, function=name)
+    variable = node.variables[0]
+    argument = call.args.index(variable) + 1 if variable in call.args else 0
+    shown = call.xreplace(point)
+    where = f" (in {_shorten(to_text(shown), 60)})" if unwritable(shown) is None else ""
+    which = f" by its {_ORDINALS[argument - 1]} argument" if 0 < argument <= len(_ORDINALS) else ""
+    return errors.NoClosedForm(
+        f"the derivative of {spec.name}{which}{where} has no closed form in our grammar",
+        function=spec.name,
+        argument=argument,
+    )

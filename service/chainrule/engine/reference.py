@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import mpmath  # type: ignore[import-untyped]
+import mpmath
 import sympy
 
 __all__ = [
@@ -312,8 +312,11 @@ def _power(ctx: Any, base: Value, exponent: Value) -> Value:
 def _odd(integer: Value) -> bool:
     """Whether an integer-valued mpf is odd, from its representation: int(10^(10^11)) never returns.
 
-    mpmath keeps the mantissa odd, so man * 2^exp is odd exactly when exp is 0 (and man is odd).
+    mpmath keeps the mantissa odd, so man * 2^exp is odd exactly when exp is 0 (and man is odd). A
+    double (a rounded intermediate) is odd by its own exact remainder.
     """
+    if isinstance(integer, float):
+        return integer % 2 == 1
     _, mantissa, exponent, _ = integer._mpf_
     return bool(exponent == 0 and mantissa % 2 == 1)
 
@@ -501,9 +504,10 @@ def _zeta(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
     if a <= 0:
         return _zeta_left(ctx, s, a, derivative)
     if s > 1:
+        right = _zeta_direct if s > _DIRECT_ZETA_S else _zeta_right
         if derivative:
-            return ctx.diff(lambda t: _zeta_right(ctx, t, a), s, derivative)
-        return _zeta_right(ctx, s, a)
+            return ctx.diff(lambda t: right(ctx, t, a), s, derivative)
+        return right(ctx, s, a)
     if s >= _fourier_below(ctx) or a > _MAX_ZETA_TERMS:
         return ctx.zeta(s, a, derivative)
     if derivative:
@@ -535,6 +539,30 @@ def _zeta_right(ctx: Any, s: Value, a: Value) -> Value:
             total += term
             previous = abs(term)
             factor *= (s + 2 * j - 1) * (s + 2 * j) / (w * w)
+        return total
+
+
+# Past this s, zeta(s, a) is summed term by term: Euler-Maclaurin would need s terms (w past s), and
+# each term (a + k)^-s falls below the precision within about a/6 + 1 terms.
+_DIRECT_ZETA_S = 1000
+_MAX_DIRECT_TERMS = 10_000
+
+
+def _zeta_direct(ctx: Any, s: Value, a: Value) -> Value:
+    """zeta(s, a) for s > 1000 by its defining sum, until a term is below the precision.
+
+    At most 10^4 terms: more are needed only for a past about 6 * 10^4, where the value (below
+    a^-1000 < 10^-4800) is far beyond every double, and the terms summed give its magnitude.
+    """
+    with ctx.extraprec(20):
+        first = _power(ctx, a, -s)
+        limit = ctx.ldexp(first, -ctx.prec - 10)
+        total = first
+        for k in range(1, _MAX_DIRECT_TERMS):
+            term = _power(ctx, a + k, -s)
+            if term < limit:
+                break
+            total += term
         return total
 
 

@@ -2,7 +2,7 @@
 
 Numeric compilation and evaluation live in `numeric.py` and are re-exported here, so callers need
 only `engine`. Everything this module returns is a plain sympy expression or tuple: picklable, so
-the hardening issue can run it in worker processes.
+the server can run it in other processes (its symbolic workers).
 
 Derivatives use a memoised chain rule over the expression DAG (`derivative`): sympy's own `diff`
 walks the expression as a tree, and higher derivatives are trees with huge sharing, so memoising
@@ -19,32 +19,46 @@ from typing import Any
 import numpy as np
 import sympy
 from sympy.core.function import AppliedUndef, ArgumentIndexError
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.repr import ReprPrinter
 
-from chainrule.engine import parsing
-from chainrule.engine.errors import ChainruleError, InvalidArgument, LimitExceeded
-from chainrule.engine.limits import EngineLimits
+from chainrule.engine import bignum, parsing
+from chainrule.engine.errors import ChainruleError, InvalidArgument
+from chainrule.engine.limits import EngineLimits, exceeded
 from chainrule.engine.numeric import (
     CompiledFunction,
     CompiledGradient,
+    CompiledJacobian,
     EvaluationResult,
     GradientResult,
+    JacobianResult,
     compile_components,
     compile_function,
+    compile_jacobian_components,
     evaluate,
     gather_columns,
     gradient,
+    jacobian,
 )
 
 __all__ = [
     "CompiledFunction",
     "CompiledGradient",
+    "CompiledJacobian",
     "EngineLimits",
     "EvaluationResult",
     "GradientResult",
+    "JacobianResult",
     "Portable",
     "Simplification",
+    "canonical_key",
+    "check_jacobian_rows",
+    "check_size",
+    "compile_components",
     "compile_function",
     "compile_gradient",
+    "compile_jacobian",
+    "compile_jacobian_components",
     "derivative",
     "differentiate",
     "evaluate",
@@ -53,8 +67,12 @@ __all__ = [
     "gather_columns",
     "gradient",
     "gradient_components",
+    "jacobian",
+    "jacobian_components",
+    "jacobian_variables",
     "resolve_wrt",
     "resolved",
+    "simplify",
     "to_latex",
 ]
 
@@ -76,7 +94,7 @@ class Portable:
     Unpickling a sympy tree calls every constructor again (assumptions and all): in a process whose
     sympy cache has not seen the expression it costs about half as much as parsing it. The server
     process needs most derivatives only as text, so it keeps the bytes and forwards them as they are.
-    The bytes only ever come from our own worker processes.
+    The bytes only ever come from our own symbolic workers.
     """
 
     __slots__ = ("_blob", "_expression")
@@ -90,7 +108,7 @@ class Portable:
         """The expression, unpickled on first use."""
         if self._expression is None:
             assert self._blob is not None
-            self._expression = pickle.loads(self._blob)  # noqa: S301 (bytes from our own workers)
+            self._expression = pickle.loads(self._blob)  # noqa: S301 (bytes from our own symbolic workers)
         return self._expression
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -131,12 +149,12 @@ def resolve_wrt(
             raise InvalidArgument(f"order {raw_order} is negative", field=f"wrt[{index}].order")
         order = raw_order or 1
         if order > limits.max_derivative_order:
-            raise LimitExceeded(
-                "derivative order", order, limits.max_derivative_order, field=f"wrt[{index}].order"
-            )
+            field = f"wrt[{index}].order"
+            raise exceeded(limits, "max_derivative_order", order, field=field, what="the order is too high")
         total += order
         if total > limits.max_derivative_order:
-            raise LimitExceeded("total derivative order", total, limits.max_derivative_order, field="wrt")
+            what = "the total order of the derivative is too high"
+            raise exceeded(limits, "max_derivative_order", total, field="wrt", what=what)
         resolved.append((name, order))
     return tuple(resolved)
 
@@ -171,15 +189,28 @@ def differentiate(
 
 
 def simplify(expr: sympy.Expr, simplification: Simplification) -> sympy.Expr:
-    """Apply one simplification level to an expression."""
+    """Apply one simplification level to an expression.
+
+    FULL is sympy's `simplify`, kept only when its result can still be written in our grammar and is
+    finite wherever the unsimplified form is (`_no_worse`); otherwise it is the FAST form. sign(u) is
+    hidden from it: `simplify` rewrites it as Piecewise((0, Eq(u, 0)), (u/Abs(u), True)), longer and
+    not in the grammar.
+    """
     if simplification is Simplification.NONE:
         return expr
+    # factor_terms pulls out common factors and numeric content in one bottom-up pass;
+    # it neither expands powers nor looks for polynomial gcds (cancel/factor are not linear).
+    fast = sympy.factor_terms(expr)
     if simplification is Simplification.FAST:
-        # factor_terms pulls out common factors and numeric content in one bottom-up pass;
-        # it neither expands powers nor looks for polynomial gcds (cancel/factor are not linear).
-        return sympy.factor_terms(expr)
-    simplified = sympy.simplify(expr)
-    return simplified if _no_worse(simplified, expr) else sympy.factor_terms(expr)
+        return fast
+    if expr.has(sympy.sign):
+        full = sympy.simplify(expr.replace(sympy.sign, _OpaqueSign)).replace(_OpaqueSign, sympy.sign)
+    else:
+        full = sympy.simplify(expr)
+    return full if parsing.unwritable(full) is None and _no_worse(full, expr) else fast
+
+
+_OpaqueSign = sympy.Function("sign_", real=True)
 
 
 # Values each variable takes where FULL's form is checked: a fixed spread of signs and magnitudes.
@@ -343,15 +374,64 @@ def expression_size(expr: sympy.Basic) -> int:
     return sizes[expr]
 
 
+def check_size(expr: sympy.Expr, limits: EngineLimits) -> None:
+    """LimitExceeded (naming `wrt`) when a derivative is larger than `max_derivative_nodes`."""
+    _check_size(expr, limits)
+
+
 def _check_size(expr: sympy.Expr, limits: EngineLimits) -> None:
     size = expression_size(expr)
     if size > limits.max_derivative_nodes:
-        raise LimitExceeded("derivative size", size, limits.max_derivative_nodes, field="wrt")
+        raise exceeded(
+            limits, "max_derivative_nodes", size, field="wrt", what="the derivative grows too large"
+        )
+
+
+class _LatexPrinter(LatexPrinter):  # type: ignore[misc]
+    """sympy's LaTeX printer, writing integers of any size (`bignum`)."""
+
+    def _print_int(self, expr: int) -> str:
+        return bignum.decimal(expr)
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:  # noqa: N802
+        if expr.q == 1:
+            return self._print_int(int(expr.p))
+        sign = "- " if expr.p < 0 else ""
+        return rf"{sign}\frac{{{bignum.decimal(abs(int(expr.p)))}}}{{{bignum.decimal(int(expr.q))}}}"
+
+    def _print_Pow(self, expr: sympy.Pow) -> str:  # noqa: N802
+        # x^(1/q) is printed as a root with `%d` % q, which a huge q would not survive.
+        if expr.exp.is_Rational and not bignum.fits_double_exactly(int(expr.exp.q)):
+            saved = self._settings["root_notation"]
+            self._settings["root_notation"] = False
+            try:
+                return str(super()._print_Pow(expr))
+            finally:
+                self._settings["root_notation"] = saved
+        return str(super()._print_Pow(expr))
 
 
 def to_latex(expr: sympy.Basic) -> str:
     """LaTeX through sympy's printer."""
-    return str(sympy.latex(expr))
+    return str(_LatexPrinter().doprint(expr))
+
+
+class _KeyPrinter(ReprPrinter):  # type: ignore[misc]
+    """`sympy.srepr`, writing integers of any size (`bignum`)."""
+
+    def _print_int(self, expr: int) -> str:
+        return bignum.decimal(expr)
+
+    def _print_Integer(self, expr: sympy.Integer) -> str:  # noqa: N802
+        return f"Integer({bignum.decimal(int(expr.p))})"
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:  # noqa: N802
+        return f"Rational({bignum.decimal(int(expr.p))}, {bignum.decimal(int(expr.q))})"
+
+
+def canonical_key(expr: sympy.Basic) -> str:
+    """A text equal for equal expressions (assumptions included): sympy's `srepr` for numbers of any size."""
+    return str(_KeyPrinter().doprint(expr))
 
 
 def gradient_components(
@@ -384,4 +464,44 @@ def compile_gradient(
 ) -> CompiledGradient:
     """Differentiate and compile value, gradient and (optionally) Hessian into one CSE'd function."""
     components = gradient_components(expr, variables, hessian, limits)
-    return compile_components(components, variables, hessian)
+    return compile_components(components, variables, hessian, limits)
+
+
+def jacobian_variables(expressions: Sequence[sympy.Expr]) -> tuple[str, ...]:
+    """The default columns of a Jacobian: every free variable of every row, sorted."""
+    return tuple(sorted({symbol.name for expr in expressions for symbol in expr.free_symbols}))
+
+
+def check_jacobian_rows(count: int, limits: EngineLimits = DEFAULT_LIMITS) -> None:
+    """A Jacobian has at least one row and at most `max_jacobian_rows` (field `expressions`)."""
+    if not count:
+        raise InvalidArgument("a Jacobian needs at least one expression", field="expressions")
+    if count > limits.max_jacobian_rows:
+        raise exceeded(limits, "max_jacobian_rows", count, field="expressions", what="too many expressions")
+
+
+def jacobian_components(
+    expressions: Sequence[sympy.Expr],
+    variables: Sequence[str],
+    limits: EngineLimits = DEFAULT_LIMITS,
+) -> tuple[sympy.Expr, ...]:
+    """(f_1..f_m, then df_i/dv_j row-major): raw derivatives, ready for one CSE over the system."""
+    check_jacobian_rows(len(expressions), limits)
+    symbols = {symbol.name: symbol for expr in expressions for symbol in expr.free_symbols}
+    chosen = [symbols.get(name) or sympy.Symbol(name, real=True) for name in variables]
+    partials = []
+    for expr in expressions:
+        for variable in chosen:
+            partials.append(derivative(expr, variable))
+            _check_size(partials[-1], limits)
+    return (*expressions, *partials)
+
+
+def compile_jacobian(
+    expressions: Sequence[sympy.Expr],
+    variables: Sequence[str],
+    limits: EngineLimits = DEFAULT_LIMITS,
+) -> CompiledJacobian:
+    """Differentiate every row by every column and compile values and Jacobian into one CSE'd function."""
+    components = jacobian_components(expressions, variables, limits)
+    return compile_jacobian_components(components, variables, len(expressions), limits)

@@ -9,6 +9,11 @@ mpmath context:
 - high-precision central differences (`mpmath.diff`) otherwise: higher orders, mixed partials,
   and expressions with kinks or jumps (checked away from them, at random points).
 
+An implicit derivative (`verify_implicit`, y defined by F(x, y) = 0) is checked against central
+differences of the branch itself: through each random point (x0, y0) passes the level set
+F(x, y) = F(x0, y0), whose implicit derivative is the same expression; y(x) near x0 is solved for
+with `findroot` at every abscissa `mpmath.diff` asks for.
+
 Points are drawn from a seeded generator and kept only where the expression and the derivative are
 finite reals. The relative error at a point is |symbolic - numeric| / max(|symbolic|, |numeric|,
 1e-15): the floor keeps a derivative that is exactly 0 from turning rounding noise into a 100% error.
@@ -21,12 +26,21 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import mpmath  # type: ignore[import-untyped]
+import mpmath
 import sympy
 
-from chainrule.engine import functions, symbolic
+from chainrule.engine import functions, implicit, symbolic
 
-__all__ = ["Check", "CheckPoint", "Method", "Verdict", "format_check", "same_function", "verify"]
+__all__ = [
+    "Check",
+    "CheckPoint",
+    "Method",
+    "Verdict",
+    "format_check",
+    "same_function",
+    "verify",
+    "verify_implicit",
+]
 
 PRECISION_DIGITS = 40
 TOLERANCE = 1e-8
@@ -37,18 +51,10 @@ _COMPLEX_STEP_DIGITS = 15
 _ATTEMPTS_PER_POINT = 8
 # Functions without a complex-analytic form near the real axis (or none sympy evaluates there).
 _NON_ANALYTIC: tuple[type, ...] = (
-    sympy.Abs,
-    sympy.sign,
-    sympy.floor,
-    sympy.ceiling,
-    sympy.Heaviside,
-    sympy.DiracDelta,
-    sympy.Min,
-    sympy.Max,
+    *functions.KINKED,
     sympy.re,
     sympy.im,
     sympy.arg,
-    sympy.Piecewise,
     sympy.atan2,
     sympy.factorial,
     functions.RealRoot,
@@ -110,13 +116,30 @@ def verify(
     orders = tuple(sum(order for name, order in resolved if name == wanted) for wanted in names)
     method = Method.COMPLEX_STEP if _complex_step_applies(expr, orders) else Method.CENTRAL_DIFFERENCE
     ctx = _context()
+
+    def at(values: Sequence[float]) -> tuple[float, float, float] | None:
+        return _check_point(ctx, expr, derivative, symbols, values, orders=orders, method=method)
+
+    return _sampled(names, at, method, k=k, seed=seed, tolerance=tolerance)
+
+
+def _sampled(
+    names: Sequence[str],
+    at: Callable[[Sequence[float]], tuple[float, float, float] | None],
+    method: Method,
+    *,
+    k: int,
+    seed: int,
+    tolerance: float,
+) -> Check:
+    """The check at `k` random points where `at` gives (symbolic, numeric, relative error)."""
     rng = random.Random(seed)  # noqa: S311 - reproducible test points, not secrets
     points: list[CheckPoint] = []
     for _ in range(k * _ATTEMPTS_PER_POINT):
         if len(points) == k:
             break
         values = _draw(rng, len(names), len(points))
-        found = _check_point(ctx, expr, derivative, symbols, values, orders=orders, method=method)
+        found = at(values)
         if found is not None:
             points.append(CheckPoint(tuple(zip(names, values, strict=True)), *found))
     if not points:
@@ -124,6 +147,66 @@ def verify(
     worst = max(point.relative_error for point in points)
     verdict = Verdict.OK if worst < tolerance else Verdict.MISMATCH
     return Check(verdict, method, worst, tolerance, tuple(points))
+
+
+def verify_implicit(
+    function: sympy.Expr,
+    target: implicit.Implicit,
+    derivative: sympy.Expr,
+    k: int = 5,
+    seed: int = 0,
+    *,
+    tolerance: float = TOLERANCE,
+) -> Check:
+    """Compare the implicit derivative of F = `function` = 0 with central differences of its branch."""
+    names = sorted({*symbolic.free_variables(function), target.variable.name, target.dependent.name})
+    symbols = _symbols(function, names)
+    ctx = _context()
+
+    def at(values: Sequence[float]) -> tuple[float, float, float] | None:
+        assignment = dict(zip(symbols, values, strict=True))
+        level = _real_value(ctx, function, assignment)
+        wanted = _real_value(ctx, derivative, assignment)
+        if level is None or wanted is None:
+            return None
+        numeric = _branch_derivative(ctx, function, symbols, values, target, level=level)
+        if numeric is None or not ctx.isfinite(numeric):
+            return None
+        error = abs(wanted - numeric) / max(abs(wanted), abs(numeric), ctx.mpf(_ERROR_FLOOR))
+        return float(wanted), float(numeric), float(error)
+
+    return _sampled(names, at, Method.CENTRAL_DIFFERENCE, k=k, seed=seed, tolerance=tolerance)
+
+
+def _branch_derivative(
+    ctx: mpmath.MPContext,
+    function: sympy.Expr,
+    symbols: Sequence[sympy.Symbol],
+    values: Sequence[float],
+    target: implicit.Implicit,
+    *,
+    level: mpmath.mpf,
+) -> mpmath.mpf | None:
+    """d^k y/dx^k at x0 of the branch of F(x, y) = F(x0, y0) through (x0, y0), numerically."""
+    f = _callable(ctx, function, symbols)
+    names = [symbol.name for symbol in symbols]
+    at_x, at_y = names.index(target.variable.name), names.index(target.dependent.name)
+
+    def branch(x: mpmath.mpf) -> mpmath.mpf:
+        args = [ctx.mpf(value) for value in values]
+        args[at_x] = x
+
+        def residual(y: mpmath.mpf) -> object:
+            args[at_y] = y
+            return f(*args) - level
+
+        return ctx.findroot(residual, ctx.mpf(values[at_y]))
+
+    try:
+        result = ctx.diff(branch, ctx.mpf(values[at_x]), target.order)
+    except (ValueError, ZeroDivisionError, TypeError):
+        return None  # no branch through the point (F_y = 0 there), or findroot did not converge
+    return result if isinstance(result, ctx.mpf) else None
 
 
 def _check_constant(derivative: sympy.Expr, tolerance: float) -> Check:

@@ -6,40 +6,47 @@ raised as `errors.ChainruleError` with field paths that name the request field a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
-import importlib.metadata
-import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
 from chainrule import engine
-from chainrule.engine import codegen, explain, functions, numeric, verify
+from chainrule.engine import codegen, explain, functions, numeric, parsing, verify
 from chainrule.engine.errors import (
     ChainruleError,
     FailedPrecondition,
     InvalidArgument,
     LimitExceeded,
+    NoClosedForm,
+    ParseError,
 )
-from chainrule.server.batches import Batch, decode_batch, fill
+from chainrule.engine.limits import exceeded
+from chainrule.engine.series import DEFAULT_ORDER as DEFAULT_SERIES_ORDER
+from chainrule.server import cache, sizing
+from chainrule.server.batches import Batch, Reply, check_entries, decode_batch, too_many_entries
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import jobs
-from chainrule.server.compute.executors import Executor
+from chainrule.server.compute.executors import CallLimit, Executor, MemoryBudget
 from chainrule.server.config import Settings, limit_settings
 from chainrule.server.metrics import Metrics
+from chainrule.server.sizing import PROTOBUF_WIRE, Wire
+from chainrule.server.tracing import Tracing
+from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
 
-# The one version: the installed distribution's (pyproject.toml), reported by GetServerInfo and metrics.
-VERSION = importlib.metadata.version("chainrule")
-
 _Result = TypeVar("_Result")
+_C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient, engine.CompiledJacobian)
 
-# Evaluate on the event loop below this cost (nodes, slow kernels weighted, times points): tens of
-# microseconds of work. An mpmath kernel weighs more than this alone: it never runs on the loop.
+# Evaluate on the event loop below this many operations times points (microseconds of work). An
+# mpmath kernel weighs more than this alone (kernels.WEIGHTS): it never runs on the loop.
 _INLINE_COST = 20_000
+# Read requests above this many encoded bytes off the event loop (a copy of a field costs ~0.1 ms).
+_READ_INLINE_BYTES = 256 * 1024
 
 _SIMPLIFICATIONS: Mapping[int, engine.Simplification] = {
     pb.SIMPLIFICATION_UNSPECIFIED: engine.Simplification.FAST,
@@ -60,20 +67,34 @@ _FORMATS = frozenset(
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a repeated Evaluate or GradientAtPoint reuses: the prepared target and its compiled form."""
+    """What a repeated Evaluate, GradientAtPoint or Jacobian reuses: the compiled function and what it
+    needs.
 
-    prepared: jobs.Prepared
-    compiled: Any
+    `needed` are the variables a request must give values for; `columns` the reply's columns per point.
+    """
+
+    compiled: engine.CompiledFunction | engine.CompiledGradient | engine.CompiledJacobian
     needed: tuple[str, ...]
+    columns: int
 
     @property
-    def cost_per_point(self) -> int:
-        """Expression nodes, plus what its slow kernels weigh (mpmath's: millions)."""
-        return self.prepared.node_count + int(self.compiled.weight)
+    def work(self) -> int:
+        """The work per point: the compiled code's operations, and writing each output."""
+        program = self.compiled.program
+        return program.operations + program.outputs
+
+    @property
+    def size(self) -> int:
+        return self.compiled.program.memory_bytes + sum(map(len, self.needed)) + 512
 
 
 class ChainruleApi:
-    """Serves the RPCs of `chainrule.v1.DifferentiationService` on top of the engine."""
+    """Serves the RPCs of `chainrule.v1.DifferentiationService` on top of the engine.
+
+    Each RPC takes the request and, from the transport, a `Wire`: the reply's encoding (replies are
+    sized in it before computing) and the request's encoded size (big requests are read off the
+    event loop: every read of a protobuf string or bytes field copies it).
+    """
 
     def __init__(
         self,
@@ -83,80 +104,216 @@ class ChainruleApi:
         *,
         caches: Caches | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
+        parsing: Executor | None = None,
     ) -> None:
+        """`parsing` runs Parse's work (default: `symbolic`); give it an executor of its own so that
+        checks as a person types never wait behind cold derivations."""
         self.settings = settings
+        self._tracing = tracing
         self.limits = jobs.Limits.from_settings(settings)
         self._symbolic = symbolic
         self._numeric = numeric
+        self._parsing = parsing or symbolic
         self.caches = caches or Caches(settings)
         self.metrics = metrics or Metrics(CollectorRegistry(), VERSION, self.caches)
-
-    async def differentiate(self, request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
-        # The hit path: one key from the raw fields, one dict lookup; no executor, no sympy.
-        key = (
-            request.expression,
-            _wrt(request.wrt),
-            request.simplification,
-            tuple(request.formats) if request.formats else (),
-            request.explain,
-            request.verify,
+        # Entered by the transports around each call, before they read the request.
+        self.calls = CallLimit(
+            settings.calls_in_flight, settings.request_bytes_in_flight, settings.retry_after_seconds
         )
-        # The cache holds finished responses, shared by every caller: the transports only serialise
-        # them, and nothing may mutate one.
-        found: pb.DifferentiateResponse | None = self.caches.differentiate.lookup(key)
-        if found is None:
-            found = await self.caches.differentiate.get_or_compute(key, lambda: self._derivation(request))
+        self._memory = MemoryBudget(settings.numeric_memory_bytes)
+
+    async def differentiate(
+        self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE
+    ) -> pb.DifferentiateResponse:
+        with self._limits_counted():
+            # The hit path: one key from the raw fields, one dict lookup; no executor, no sympy.
+            key = await self._read(wire, self._differentiate_key, request)
+            # The cache holds finished responses, shared by every caller: the transports only
+            # serialise them, and nothing may mutate one.
+            found: pb.DifferentiateResponse | None = self.caches.differentiate.lookup(key)
+            if found is None:
+                found = await self.caches.differentiate.get_or_compute(key, lambda: self._derivation(request))
         return found
 
-    async def evaluate(self, request: pb.EvaluateRequest) -> pb.EvaluateResponse:
-        batch = decode_batch(request.point, request.points, self.limits.engine.max_points)
-        key = (request.expression, _wrt(request.wrt))
-        plan: _Plan | None = self.caches.evaluate.lookup(key)
-        if plan is None:
-            plan = await self.caches.evaluate.get_or_compute(
-                key, lambda: self._evaluation_plan(key[0], key[1])
-            )
-        self._check_numeric(batch, plan)
-        result = await self._compute(engine.evaluate, plan, batch)
-        response = pb.EvaluateResponse(nonfinite_count=result.nonfinite_count)
-        if batch.single:
-            response.value = float(result.values[0])
-        else:
-            fill(response.values, result.values, batch.raw_output)
-        return response
+    # Evaluate, GradientAtPoint and Jacobian: the message (`evaluate`, for JSON and whoever wants
+    # it), or a `batches.Reply` whose point columns gRPC sends without copying them into the message
+    # (`evaluate_reply`: `filled` moves them in where they are computed, off the event loop).
 
-    async def gradient(self, request: pb.GradientAtPointRequest) -> pb.GradientAtPointResponse:
-        batch = decode_batch(request.point, request.points, self.limits.engine.max_points)
-        key = (request.expression, tuple(request.variables), request.hessian)
-        plan: _Plan | None = self.caches.gradient.lookup(key)
-        if plan is None:
-            plan = await self.caches.gradient.get_or_compute(key, lambda: self._gradient_plan(*key))
-        self._check_numeric(batch, plan, needed=plan.needed)
-        result = await self._compute(engine.gradient, plan, batch)
-        response = pb.GradientAtPointResponse(
-            variables=list(plan.prepared.variables), nonfinite_count=result.nonfinite_count
+    async def evaluate(self, request: pb.EvaluateRequest, wire: Wire = PROTOBUF_WIRE) -> pb.EvaluateResponse:
+        return (await self.evaluate_reply(request, wire, filled=True)).message()
+
+    async def evaluate_reply(
+        self, request: pb.EvaluateRequest, wire: Wire = PROTOBUF_WIRE, filled: bool = False
+    ) -> Reply[pb.EvaluateResponse]:
+        with self._limits_counted():
+            expression, wrt, dependent, key = await self._read(wire, self._evaluate_key, request)
+            plan: _Plan | None = self.caches.evaluate.lookup(key)
+            if plan is None:
+                plan = await self.caches.evaluate.get_or_compute(
+                    key, lambda: self._evaluation_plan(expression, wrt, dependent)
+                )
+            return await self._answer(plan, request, wire, _EVALUATION, filled)
+
+    async def gradient(
+        self, request: pb.GradientAtPointRequest, wire: Wire = PROTOBUF_WIRE
+    ) -> pb.GradientAtPointResponse:
+        return (await self.gradient_reply(request, wire, filled=True)).message()
+
+    async def gradient_reply(
+        self, request: pb.GradientAtPointRequest, wire: Wire = PROTOBUF_WIRE, filled: bool = False
+    ) -> Reply[pb.GradientAtPointResponse]:
+        with self._limits_counted():
+            expression, variables, key = await self._read(wire, self._gradient_key, request)
+            plan: _Plan | None = self.caches.gradient.lookup(key)
+            if plan is None:
+                await self._check_gradient_size(expression, variables, request, wire)
+                plan = await self.caches.gradient.get_or_compute(
+                    key, lambda: self._gradient_plan(expression, variables, request.hessian)
+                )
+            return await self._answer(plan, request, wire, _GRADIENT, filled)
+
+    async def jacobian(self, request: pb.JacobianRequest, wire: Wire = PROTOBUF_WIRE) -> pb.JacobianResponse:
+        return (await self.jacobian_reply(request, wire, filled=True)).message()
+
+    async def jacobian_reply(
+        self, request: pb.JacobianRequest, wire: Wire = PROTOBUF_WIRE, filled: bool = False
+    ) -> Reply[pb.JacobianResponse]:
+        with self._limits_counted():
+            texts, variables, key = await self._read(wire, self._jacobian_key, request)
+            plan: _Plan | None = self.caches.jacobian.lookup(key)
+            if plan is None:
+                await self._check_jacobian_size(texts, variables, request, wire)
+                plan = await self.caches.jacobian.get_or_compute(
+                    key, lambda: self._jacobian_plan(texts, variables)
+                )
+            return await self._answer(plan, request, wire, _JACOBIAN, filled)
+
+    async def series(self, request: pb.SeriesRequest, wire: Wire = PROTOBUF_WIRE) -> pb.SeriesResponse:
+        with self._limits_counted():
+            order, key = await self._read(wire, self._series_key, request)
+            found: pb.SeriesResponse | None = self.caches.series.lookup(key)
+            if found is None:
+                found = await self.caches.series.get_or_compute(key, lambda: self._series(request, order))
+        return found
+
+    async def parse(self, request: pb.ParseRequest, wire: Wire = PROTOBUF_WIRE) -> pb.ParseResponse:
+        """How the server reads an expression; the text's own mistakes are the answer, not an error."""
+        text, key = await self._read(wire, _parse_key, request, self._parsing)
+        found: pb.ParseResponse | None = self.caches.parse_reply.lookup(key)
+        if found is None:
+            found = await self.caches.parse_reply.get_or_compute(key, lambda: self._reading(text))
+        return found
+
+    @contextlib.contextmanager
+    def _limits_counted(self) -> Iterator[None]:
+        """Count each call refused for a limit, by the limit (chainrule_limit_rejections_total)."""
+        try:
+            yield
+        except LimitExceeded as error:
+            self.metrics.limit_exceeded(error)
+            raise
+
+    # Reading a request: the checks that bound a cache key come before it is built (list fields by
+    # `field_entries`, the expression by its length), and each read of a protobuf string copies it,
+    # so a big request is read on the numeric executor rather than on the event loop.
+
+    async def _read(
+        self, wire: Wire, read: Callable[[Any], _Result], request: Any, executor: Executor | None = None
+    ) -> _Result:
+        if wire.request_bytes > _READ_INLINE_BYTES:
+            return await (executor or self._numeric).run(read, request)
+        return read(request)
+
+    def _differentiate_key(self, request: pb.DifferentiateRequest) -> Hashable:
+        formats: tuple[int, ...] = ()
+        if request.formats:
+            self._check_entries("formats", len(request.formats))
+            formats = _checked_formats(request.formats)
+        return (
+            self._text(request.expression),
+            self._wrt(request.wrt),
+            request.simplification,
+            formats,
+            request.explain,
+            request.verify,
+            cache.text_key(request.dependent),
         )
-        if batch.single:
-            response.value = float(result.value[0])
-            response.gradient.extend(float(column[0]) for column in result.gradients)
-            response.hessian.extend(float(column[0]) for column in result.hessians)
-        else:
-            fill(response.values, result.value, batch.raw_output)
-            for column in result.gradients:
-                fill(response.gradients.add(), column, batch.raw_output)
-            for column in result.hessians:
-                fill(response.hessians.add(), column, batch.raw_output)
-        return response
+
+    def _evaluate_key(self, request: pb.EvaluateRequest) -> tuple[str, jobs.Wrt, str, Hashable]:
+        # The maps hold no part of the key, but bounding them first spares a plan for a request
+        # that will be refused.
+        check_entries(request.point, request.points, self.settings.max_field_entries)
+        expression, wrt, dependent = request.expression, self._wrt(request.wrt), request.dependent
+        key = (self._text(expression), cache.bounded(wrt), cache.text_key(dependent))
+        return expression, wrt, dependent, key
+
+    def _gradient_key(self, request: pb.GradientAtPointRequest) -> tuple[str, tuple[str, ...], Hashable]:
+        check_entries(request.point, request.points, self.settings.max_field_entries)
+        expression, variables = request.expression, self._variables(request.variables)
+        return expression, variables, (self._text(expression), cache.bounded(variables), request.hessian)
+
+    def _jacobian_key(self, request: pb.JacobianRequest) -> tuple[tuple[str, ...], tuple[str, ...], Hashable]:
+        check_entries(request.point, request.points, self.settings.max_field_entries)
+        engine.check_jacobian_rows(len(request.expressions), self.limits.engine)  # before reading any
+        texts = tuple(request.expressions)
+        rows = tuple(self._text(text, f"expressions[{index}]") for index, text in enumerate(texts))
+        variables = self._variables(request.variables)
+        return texts, variables, (cache.bounded(rows), cache.bounded(variables))
+
+    def _series_key(self, request: pb.SeriesRequest) -> tuple[int, Hashable]:
+        self._check_entries("formats", len(request.formats))
+        order = request.order if request.HasField("order") else DEFAULT_SERIES_ORDER
+        key = (
+            self._text(request.expression),
+            cache.text_key(request.variable),
+            self._text(request.around, "around"),
+            order,
+            tuple(dict.fromkeys(request.formats)),
+        )
+        return order, key
+
+    def _text(self, expression: str, field: str = "expression") -> str | bytes:
+        """The expression's part of a key; too long an expression is refused here, as the parser would."""
+        maximum = self.limits.parse.max_length
+        if len(expression) > maximum:
+            what = "the expression is too long"  # as the parser says it, at the first code point over
+            raise exceeded(
+                self.limits.parse, "max_length", len(expression), field=field, what=what, position=maximum
+            )
+        return cache.text_key(expression)
+
+    def _wrt(self, entries: Sequence[pb.Wrt]) -> jobs.Wrt:
+        if not entries:  # the common case, on the cached path: no generator to build
+            return ()
+        self._check_entries("wrt", len(entries))
+        wrt = tuple([(entry.variable, entry.order) for entry in entries])
+        _check_names([name for name, _ in wrt], "wrt[{}].variable")
+        return wrt
+
+    def _variables(self, names: Sequence[str]) -> tuple[str, ...]:
+        self._check_entries("variables", len(names))
+        variables = tuple(names)
+        _check_names(variables, "variables[{}]")
+        return variables
+
+    def _check_entries(self, field: str, entries: int) -> None:
+        if entries > self.settings.max_field_entries:
+            raise too_many_entries(field, entries, self.settings.max_field_entries)
 
     # Cache misses: each level is looked up (and filled) through its own cache, with single flight.
 
     async def _derivation(self, request: pb.DifferentiateRequest) -> tuple[pb.DifferentiateResponse, int]:
-        wrt = _wrt(request.wrt)
+        if request.dependent:
+            return await self._implicit_derivation(request)
+        wrt = self._wrt(request.wrt)
         simplification = _simplification(request.simplification)
-        wants_latex = _wants_latex(request.formats)
+        wants_latex = pb.OUTPUT_FORMAT_LATEX in request.formats
         wanted = _extras_request(request)
         parsed = await self._parsed(request.expression)
         derived = await self._derived(parsed, wrt, simplification)
+        if derived.refusal is not None:
+            raise _refused(derived.refusal, derived.numeric)
         latex = await self._latex((parsed.key, wrt, simplification), derived) if wants_latex else ""
         extras = (
             await self._extras(parsed, (wrt, simplification), wanted, request.formats)
@@ -167,6 +324,76 @@ class ChainruleApi:
         _add_extras(response, extras)
         return response, text_size(request.expression, derived.text, latex) + _extras_size(extras)
 
+    async def _implicit_derivation(
+        self, request: pb.DifferentiateRequest
+    ) -> tuple[pb.DifferentiateResponse, int]:
+        asked = jobs.ImplicitRequest(request.expression, self._wrt(request.wrt), request.dependent)
+        simplification = _simplification(request.simplification)
+        wants_latex = pb.OUTPUT_FORMAT_LATEX in request.formats
+        wanted = _extras_request(request)
+        derived = await self._implicit_derived(asked, simplification)
+        key = (_implicit_key(asked), simplification)
+        latex = await self._latex(key, derived) if wants_latex else ""
+        extras = jobs.Extras()
+        if wanted:
+            extras = await self._checked_extras(
+                request.formats, jobs.derive_implicit_extras, asked, simplification, wanted, self.limits
+            )
+        response = pb.DifferentiateResponse(
+            derivative=derived.text, latex=latex, variables=derived.equation_variables
+        )
+        _add_extras(response, extras)
+        return response, text_size(request.expression, derived.text, latex) + _extras_size(extras)
+
+    async def _implicit_derived(
+        self, asked: jobs.ImplicitRequest, simplification: engine.Simplification
+    ) -> jobs.ImplicitDerived:
+        async def compute() -> tuple[jobs.ImplicitDerived, int]:
+            derived = await self._symbolic.run(jobs.derive_implicit, asked, simplification, self.limits)
+            self._observe(derived.timings)
+            return derived, 4 * text_size(derived.text)
+
+        result: jobs.ImplicitDerived = await self.caches.derivative.get_or_compute(
+            (_implicit_key(asked), simplification), compute
+        )
+        return result
+
+    async def _series(self, request: pb.SeriesRequest, order: int) -> tuple[pb.SeriesResponse, int]:
+        for index, value in enumerate(request.formats):
+            if value not in (pb.OUTPUT_FORMAT_UNSPECIFIED, pb.OUTPUT_FORMAT_TEXT, pb.OUTPUT_FORMAT_LATEX):
+                raise InvalidArgument(
+                    "a series comes as text and, when asked, LaTeX: no other format",
+                    field=f"formats[{index}]",
+                )
+        parsed = await self._parsed(request.expression)
+        found = await self._symbolic.run(
+            jobs.expand_series,
+            parsed.portable,
+            request.variable,
+            request.around,
+            order,
+            latex=pb.OUTPUT_FORMAT_LATEX in request.formats,
+            limits=self.limits,
+        )
+        response = pb.SeriesResponse(
+            series=found.text,
+            latex=found.latex,
+            coefficients=found.coefficients,
+            remainder=found.remainder,
+            variable=found.variable,
+        )
+        return response, text_size(request.expression, found.text, found.latex, *found.coefficients)
+
+    async def _reading(self, text: str) -> tuple[pb.ParseResponse, int]:
+        """Parse's miss path: the parse cache (filled on the parsing executor), then text and LaTeX."""
+        try:
+            parsed = await self._parsed(text, self._parsing)
+        except InvalidArgument as error:
+            return pb.ParseResponse(error=_expression_error(error)), text_size(error.message) + 256
+        canonical, latex = await self._parsing.run(jobs.readable, parsed.portable)
+        response = pb.ParseResponse(canonical=canonical, latex=latex, variables=parsed.variables)
+        return response, text_size(canonical, latex) + sum(map(len, parsed.variables)) + 256
+
     async def _extras(
         self,
         parsed: jobs.Parsed,
@@ -175,10 +402,16 @@ class ChainruleApi:
         formats: Sequence[int],
     ) -> jobs.Extras:
         """Steps, check, MathML and code: counted in metrics when a self-check fails."""
+        return await self._checked_extras(
+            formats, jobs.derive_extras, parsed.portable, *target, wanted, self.limits
+        )
+
+    async def _checked_extras(
+        self, formats: Sequence[int], job: Callable[..., jobs.Extras], *args: Any
+    ) -> jobs.Extras:
+        """Run an extras job: a code format's error names its `formats[i]`; failed self-checks count."""
         try:
-            extras = await self._symbolic.run(
-                jobs.derive_extras, parsed.portable, *target, wanted, self.limits
-            )
+            extras = await self._symbolic.run(job, *args)
         except explain.StepsMismatchError:
             self.metrics.explain_mismatches.inc()
             raise
@@ -193,22 +426,37 @@ class ChainruleApi:
             self.metrics.verify_mismatches.inc()
         return extras
 
-    async def _parsed(self, text: str) -> jobs.Parsed:
-        found = await self.caches.parse.get_or_compute(text, lambda: self._parse(text))
+    async def _parsed(self, text: str, executor: Executor | None = None) -> jobs.Parsed:
+        """From the parse cache, else parsed on `executor` (default: symbolic, with single flight).
+
+        With an executor of its own (Parse's), a miss is parsed there even when the same text waits
+        in the symbolic queue for a Differentiate: joining that would wait behind cold derivations.
+        """
+        if not text:  # proto3 cannot tell a missing string from an empty one: both are missing
+            raise ParseError("expression is required: send one, such as sin(x^2)", 0, placed=True)
+        key = cache.text_key(text)
+        if executor is None:
+            found = await self.caches.parse.get_or_compute(key, lambda: self._parse(text, None))
+        else:
+            found = self.caches.parse.lookup(key)
+            if found is None:
+                found, size = await self._parse(text, executor)
+                self.caches.parse.put(key, found, size)
         if isinstance(found, ChainruleError):
             raise copy.copy(found)  # a fresh instance: raising the cached one would grow its traceback
         parsed: jobs.Parsed = found
         return parsed
 
-    async def _parse(self, text: str) -> tuple[jobs.Parsed | ChainruleError, int]:
+    async def _parse(self, text: str, executor: Executor | None) -> tuple[jobs.Parsed | ChainruleError, int]:
         try:
-            parsed = await self._symbolic.run(jobs.parse_canonical, text, self.limits)
+            parsed = await (executor or self._symbolic).run(jobs.parse_canonical, text, self.limits)
         except InvalidArgument as error:
             # Bad text stays bad under the same limits: cache the error, cheaply.
-            return error, text_size(text, error.message) + 256
-        self.metrics.observe_timings(parsed.timings)
-        # sympy objects take a few times the bytes of their srepr.
-        return parsed, text_size(text) + 4 * text_size(parsed.key)
+            return error, text_size(error.message) + 256
+        self._observe(parsed.timings)
+        # The expression crosses as its pickle, a little smaller than its srepr; a live sympy tree
+        # (symbolic work on threads) takes a few times that.
+        return parsed, 4 * parsed.size + sum(map(len, parsed.variables)) + 256
 
     async def _derived(
         self, parsed: jobs.Parsed, wrt: jobs.Wrt, simplification: engine.Simplification
@@ -217,7 +465,7 @@ class ChainruleApi:
             derived = await self._symbolic.run(
                 jobs.derive_parsed, parsed.portable, wrt, simplification, self.limits
             )
-            self.metrics.observe_timings(derived.timings)
+            self._observe(derived.timings)
             return derived, 4 * text_size(derived.text)
 
         result: jobs.Derived = await self.caches.derivative.get_or_compute(
@@ -232,60 +480,168 @@ class ChainruleApi:
 
         return await self.caches.latex.get_or_compute(key, compute)
 
-    async def _evaluation_plan(self, text: str, wrt: jobs.Wrt) -> tuple[_Plan, int]:
-        parsed = await self._parsed(text)
-        target: jobs.Parsed | jobs.Derived = parsed
-        key: Hashable = parsed.key
-        if wrt:
-            target = await self._derived(parsed, wrt, engine.Simplification.FAST)
-            key = (parsed.key, wrt, engine.Simplification.FAST)
-        prepared = jobs.Prepared(target.expression, target.variables, target.node_count)
-        size = _compiled_size(parsed.key, 1)
+    async def _evaluation_plan(self, text: str, wrt: jobs.Wrt, dependent: str) -> tuple[_Plan, int]:
+        target: jobs.Parsed | jobs.Derived
+        if dependent:
+            asked = jobs.ImplicitRequest(text, wrt, dependent)
+            target = await self._implicit_derived(asked, engine.Simplification.FAST)
+            key: Hashable = ("function", _implicit_key(asked))
+        else:
+            parsed = await self._parsed(text)
+            target, key = parsed, ("function", parsed.key, wrt)
+            if wrt:
+                target = await self._derived(parsed, wrt, engine.Simplification.FAST)
         compiled = await self._compiled(
-            ("function", key), size, engine.compile_function, target.expression, target.variables
+            key, jobs.compile_function, target.portable, target.variables, self.limits
         )
-        return _Plan(prepared, compiled, target.variables), size
+        plan = _Plan(compiled, target.variables, columns=1)
+        return plan, plan.size
 
     async def _gradient_plan(self, text: str, variables: tuple[str, ...], hessian: bool) -> tuple[_Plan, int]:
         parsed = await self._parsed(text)
         names = jobs.gradient_variables(parsed.variables, variables, self.limits)
-        size = _compiled_size(parsed.key, 1 + len(names) + (len(names) ** 2 if hessian else 0))
         compiled = await self._compiled(
             ("gradient", parsed.key, names, hessian),
-            size,
-            engine.compile_gradient,
-            parsed.expression,
+            jobs.compile_gradient,
+            parsed.portable,
             names,
             hessian,
-            self.limits.engine,
+            self.limits,
         )
-        prepared = jobs.Prepared(parsed.expression, names, parsed.node_count)
-        return _Plan(prepared, compiled, parsed.variables), size
+        plan = _Plan(compiled, parsed.variables, columns=_gradient_shape(len(names), hessian)[0])
+        return plan, plan.size
 
-    async def _compiled(self, key: Hashable, size: int, compile_fn: Callable[..., Any], *args: Any) -> Any:
-        async def compute() -> tuple[Any, int]:
-            compiled, seconds = await self._numeric.run(_timed, compile_fn, *args)
-            self.metrics.observe_stage("compile", seconds)
-            return compiled, size
+    async def _jacobian_plan(self, texts: tuple[str, ...], variables: tuple[str, ...]) -> tuple[_Plan, int]:
+        rows, free, names = await self._jacobian_rows(texts, variables)
+        compiled = await self._compiled(
+            ("jacobian", cache.bounded(tuple(row.key for row in rows)), names),
+            jobs.compile_jacobian,
+            tuple(row.portable for row in rows),
+            names,
+            self.limits,
+        )
+        plan = _Plan(compiled, free, columns=len(rows) * (1 + len(names)))
+        return plan, plan.size
 
-        return await self.caches.compiled.get_or_compute(key, compute)
+    async def _jacobian_rows(
+        self, texts: tuple[str, ...], variables: tuple[str, ...]
+    ) -> tuple[list[jobs.Parsed], tuple[str, ...], tuple[str, ...]]:
+        """The rows parsed (errors name `expressions[i]`), every variable they read, and the columns."""
+        rows: list[jobs.Parsed] = []
+        for index, text in enumerate(texts):
+            try:
+                rows.append(await self._parsed(text))
+            except ChainruleError as error:
+                raise error.relocated({"expression": f"expressions[{index}]"}) from None
+        free = tuple(sorted({name for row in rows for name in row.variables}))
+        return rows, free, jobs.gradient_variables(free, variables, self.limits)
 
-    async def _compute(self, run: Callable[[Any, Any, int], _Result], plan: _Plan, batch: Batch) -> _Result:
-        """Evaluate on the loop when the work is tiny (an executor hop costs more), else off it."""
-        try:
-            if plan.cost_per_point * batch.size <= _INLINE_COST:
-                result, seconds = _timed(run, plan.compiled, batch.columns, batch.size)
-            else:
-                result, seconds = await self._numeric.run(
-                    _timed, run, plan.compiled, batch.columns, batch.size
-                )
-        except ChainruleError as error:
-            raise error.relocated({"columns": batch.field}) from None
-        self.metrics.observe_stage("evaluate", seconds)
-        self.metrics.add_points(batch.size)
+    async def _compiled(self, key: Hashable, job: Callable[..., jobs.Compiled[_C]], *args: Any) -> _C:
+        """A compiled function, made by a symbolic job (in a killable worker, under the request's
+        budget: partials, common subexpressions and code generation are sympy work too)."""
+
+        async def compute() -> tuple[_C, int]:
+            compiled = await self._symbolic.run(job, *args)
+            self._observe(compiled.timings)
+            return compiled.value, compiled.size
+
+        result: _C = await self.caches.compiled.get_or_compute(key, compute)
         return result
 
-    async def server_info(self, request: pb.GetServerInfoRequest) -> pb.GetServerInfoResponse:
+    # Answering: decode the points and check what the reply will cost (off the event loop for a big
+    # request), then compute and build the reply: on the event loop when the work is tiny (an
+    # executor hop costs more), else on the numeric executor once its working memory fits.
+
+    async def _answer(self, plan: _Plan, request: Any, wire: Wire, reply: _Reply, filled: bool) -> Reply[Any]:
+        if wire.request_bytes > _READ_INLINE_BYTES:
+            batch, working = await self._numeric.run(self._batch, plan, request, wire)
+        else:
+            batch, working = self._batch(plan, request, wire)
+            if plan.work * batch.size <= _INLINE_COST:
+                return self._reply(plan, batch, reply, filled)
+        async with self._memory.reserve(working):
+            return await self._numeric.run(self._reply, plan, batch, reply, filled)
+
+    def _batch(self, plan: _Plan, request: Any, wire: Wire) -> tuple[Batch, int]:
+        """The request's points, after every check of what answering them will cost; and the working
+        memory that will take."""
+        batch = self._decoded(request)
+        missing = batch.missing(plan.needed)
+        if missing:
+            raise numeric.missing_columns(missing).relocated({"columns": batch.field})
+        cost = plan.work * batch.size
+        if cost > self.limits.engine.max_numeric_cost:
+            what = f"the evaluation is too costly ({plan.work:,} operations times {batch.size:,} points)"
+            raise exceeded(self.limits.engine, "max_numeric_cost", cost, field=batch.field, what=what)
+        # One point has at most a few thousand values (2,112 for 64 Jacobian rows over 32 variables):
+        # no reply of one point comes near a limit.
+        if batch.single:
+            return batch, 0
+        return batch, self._sized(batch, plan.columns, plan.compiled.program.outputs, wire)
+
+    def _decoded(self, request: Any) -> Batch:
+        return decode_batch(
+            request.point, request.points, self.limits.engine.max_points, self.settings.max_field_entries
+        )
+
+    def _sized(self, batch: Batch, columns: int, arrays: int, wire: Wire) -> int:
+        """The working memory of answering `batch` with `columns` columns computed through `arrays`
+        engine outputs; refused when that or the reply would exceed its limit."""
+        shape = sizing.Shape(batch.size, columns, arrays, len(batch.columns), batch.raw_output)
+        return sizing.check(
+            shape,
+            wire.encoding,
+            self.settings.max_response_bytes,
+            self.settings.max_working_bytes,
+            field=batch.field,
+        )
+
+    # Before a gradient or a Jacobian is compiled, a reply too big by its shape alone is refused: the
+    # partials of a 32-variable Hessian take seconds of a worker, and their count is known from the
+    # names.
+
+    async def _check_gradient_size(
+        self, expression: str, variables: tuple[str, ...], request: pb.GradientAtPointRequest, wire: Wire
+    ) -> None:
+        parsed = await self._parsed(expression)
+        n = len(jobs.gradient_variables(parsed.variables, variables, self.limits))
+        await self._check_shape(request, wire, *_gradient_shape(n, request.hessian))
+
+    async def _check_jacobian_size(
+        self, texts: tuple[str, ...], variables: tuple[str, ...], request: pb.JacobianRequest, wire: Wire
+    ) -> None:
+        rows, _, names = await self._jacobian_rows(texts, variables)
+        outputs = len(rows) * (1 + len(names))  # values and Jacobian: one column per output
+        await self._check_shape(request, wire, outputs, outputs)
+
+    async def _check_shape(self, request: Any, wire: Wire, columns: int, arrays: int) -> None:
+        batch = await self._read(wire, self._decoded, request)
+        if not batch.single:
+            self._sized(batch, columns, arrays, wire)
+
+    def _reply(self, plan: _Plan, batch: Batch, reply: _Reply, filled: bool) -> Reply[Any]:
+        run, build = reply
+        try:
+            result, stage = _timed("evaluate", run, plan.compiled, batch.columns, batch.size)
+        except ChainruleError as error:
+            raise error.relocated({"columns": batch.field}) from None
+        self._observe((stage,))
+        self.metrics.add_points(batch.size)
+        built = build(plan, batch, result)
+        if filled:
+            built.message()
+        return built
+
+    def _observe(self, stages: Sequence[jobs.Stage]) -> None:
+        """Stages of work done for a request: into the stage metrics, and spans when tracing."""
+        for stage in stages:
+            self.metrics.observe_stage(stage.name, stage.seconds)
+            if self._tracing is not None:
+                self._tracing.stage(stage)
+
+    async def server_info(
+        self, request: pb.GetServerInfoRequest, wire: Wire = PROTOBUF_WIRE
+    ) -> pb.GetServerInfoResponse:
         return pb.GetServerInfoResponse(
             version=VERSION,
             limits=[pb.Limit(name=n, maximum=float(v), description=d) for n, v, d in self._limit_table()],
@@ -307,19 +663,54 @@ class ChainruleApi:
             for name, declaration in limit_settings()
         ]
 
-    def _check_numeric(self, batch: Batch, plan: _Plan, needed: Sequence[str] = ()) -> None:
-        missing = batch.missing(needed or plan.prepared.variables)
-        if missing:
-            raise numeric.missing_columns(missing).relocated({"columns": batch.field})
-        cost = plan.cost_per_point * batch.size
-        if cost > self.limits.engine.max_numeric_cost:
-            raise LimitExceeded("numeric cost", cost, self.limits.engine.max_numeric_cost, field=batch.field)
+
+def _gradient_shape(variables: int, hessian: bool) -> tuple[int, int]:
+    """A gradient's reply columns per point (the Hessian's n*n), and the engine outputs computing them
+    (its upper triangle)."""
+    n = variables
+    return 1 + n + (n * n if hessian else 0), 1 + n + (n * (n + 1) // 2 if hessian else 0)
 
 
-def _wrt(entries: Sequence[pb.Wrt]) -> jobs.Wrt:
-    if not entries:  # the common case, on the cached path: no generator to build
-        return ()
-    return tuple([(entry.variable, entry.order) for entry in entries])
+def _implicit_key(asked: jobs.ImplicitRequest) -> Hashable:
+    """An implicit derivative's part of a key, bounded as the first-level keys are."""
+    return ("implicit", cache.text_key(asked.text), cache.bounded(asked.wrt), cache.text_key(asked.dependent))
+
+
+def _parse_key(request: pb.ParseRequest) -> tuple[str, Hashable]:
+    # An expression over the length limit is answered with that error, by the parser: no check here.
+    return request.expression, cache.text_key(request.expression)
+
+
+def _check_names(names: Sequence[str], field: str) -> None:
+    """Variable names are short (at most 32 characters): a long one is refused before it enters a
+    key or a job, and its message shows only its start."""
+    for index, name in enumerate(names):
+        if not parsing.is_valid_variable_name(name):
+            shown = name if len(name) <= 40 else f"{name[:40]}…"
+            raise InvalidArgument(f"'{shown}' is not a valid variable name", field=field.format(index))
+
+
+def _expression_error(error: InvalidArgument) -> pb.ExpressionError:
+    """What other RPCs send as INVALID_ARGUMENT about the expression, as Parse's answer."""
+    metadata = dict(error.metadata)
+    position = metadata.pop("position", None)
+    message = pb.ExpressionError(reason=error.reason, message=error.message, metadata=metadata)
+    if position is not None:
+        message.position = int(position)
+    return message
+
+
+def _refused(refusal: NoClosedForm, numeric: bool) -> NoClosedForm:
+    """The refusal of a derivative's text, saying whether the RPCs of numbers give its values."""
+    if numeric:
+        also = "Evaluate with wrt, or GradientAtPoint, computes its values numerically"
+    else:  # NO_NUMERIC_FORM from those: sympy leaves the derivative unevaluated
+        also = "nor can Evaluate with wrt or GradientAtPoint compute its values (sympy leaves it unevaluated)"
+    return NoClosedForm(
+        f"{refusal.message}: {also}",
+        function=refusal.metadata["function"],
+        argument=int(refusal.metadata.get("argument", "0")),
+    )
 
 
 def _simplification(value: int) -> engine.Simplification:
@@ -449,19 +840,68 @@ def _format_support() -> tuple[pb.FormatSupport, ...]:
     return tuple(support)
 
 
-def _wants_latex(formats: Sequence[int]) -> bool:
+def _checked_formats(formats: Sequence[int]) -> tuple[int, ...]:
+    """The formats, each known, without repeats (in the order first listed: it orders the code)."""
     for index, value in enumerate(formats):
         if value not in _FORMATS:
             raise InvalidArgument(f"unknown output format {value}", field=f"formats[{index}]")
-    return pb.OUTPUT_FORMAT_LATEX in formats
+    return tuple(dict.fromkeys(formats))
 
 
-def _timed(fn: Callable[..., _Result], *args: Any) -> tuple[_Result, float]:
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
+def _timed(name: str, fn: Callable[..., _Result], *args: Any) -> tuple[_Result, jobs.Stage]:
+    return jobs.timed(name, fn, *args)
 
 
-def _compiled_size(canonical_key: str, components: int) -> int:
-    # lambdify's generated source and code objects: a fixed part plus a few times the expression.
-    return 4096 + 16 * len(canonical_key) * components
+def _evaluation_reply(
+    plan: _Plan, batch: Batch, result: numeric.EvaluationResult
+) -> Reply[pb.EvaluateResponse]:
+    response = pb.EvaluateResponse(nonfinite_count=result.nonfinite_count)
+    reply = Reply(response)
+    if batch.single:
+        response.value = float(result.values[0])
+    else:
+        reply.add("values", result.values, batch.raw_output)
+    return reply
+
+
+def _gradient_reply(
+    plan: _Plan, batch: Batch, result: numeric.GradientResult
+) -> Reply[pb.GradientAtPointResponse]:
+    response = pb.GradientAtPointResponse(
+        variables=list(plan.compiled.variables), nonfinite_count=result.nonfinite_count
+    )
+    reply = Reply(response)
+    if batch.single:
+        response.value = float(result.value[0])
+        response.gradient.extend(float(column[0]) for column in result.gradients)
+        response.hessian.extend(float(column[0]) for column in result.hessians)
+    else:
+        reply.add("values", result.value, batch.raw_output)
+        for column in result.gradients:
+            reply.add("gradients", column, batch.raw_output)
+        for column in result.hessians:
+            reply.add("hessians", column, batch.raw_output)
+    return reply
+
+
+def _jacobian_reply(plan: _Plan, batch: Batch, result: numeric.JacobianResult) -> Reply[pb.JacobianResponse]:
+    response = pb.JacobianResponse(
+        variables=list(plan.compiled.variables), nonfinite_count=result.nonfinite_count
+    )
+    reply = Reply(response)
+    if batch.single:
+        response.values.extend(float(column[0]) for column in result.values)
+        response.jacobian.extend(float(column[0]) for column in result.jacobian)
+    else:
+        for column in result.values:
+            reply.add("value_arrays", column, batch.raw_output)
+        for column in result.jacobian:
+            reply.add("jacobian_arrays", column, batch.raw_output)
+    return reply
+
+
+# How an RPC computes its result and builds its reply from it.
+_Reply = tuple[Callable[[Any, Any, int], Any], Callable[[_Plan, Batch, Any], Reply[Any]]]
+_EVALUATION: _Reply = (engine.evaluate, _evaluation_reply)
+_GRADIENT: _Reply = (engine.gradient, _gradient_reply)
+_JACOBIAN: _Reply = (engine.jacobian, _jacobian_reply)

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -15,28 +16,36 @@ from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server import heartbeat
+from chainrule.server.api import ChainruleApi
 from chainrule.server.cache import Caches
 from chainrule.server.compute import allocator
 from chainrule.server.compute.executors import Admission, BoundedExecutor, Executor, ThreadExecutor
 from chainrule.server.compute.pool import ProcessExecutor
 from chainrule.server.config import Settings
+from chainrule.server.logs import banner, set_trace_source
 from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
+from chainrule.server.tracing import Tracing, configure_tracing
+from chainrule.server.transport import connections
 from chainrule.server.transport.auth import (
     AuthMiddleware,
+    Callers,
     TokenChecker,
     load_tokens,
     uvicorn_ssl_options,
 )
+from chainrule.server.transport.drain import Drain
 from chainrule.server.transport.grpc_server import SERVICE_NAME, create_server
 from chainrule.server.transport.http_server import (
-    WORKER_HEADER,
+    SERVER_PROCESS_HEADER,
     HttpServer,
-    WorkerIdMiddleware,
+    ServerProcessMiddleware,
     bind_socket,
     create_http_app,
 )
 from chainrule.server.transport.instrumentation import Instrumentation
+from chainrule.server.transport.pages import Site
+from chainrule.server.version import VERSION
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +53,69 @@ log = logging.getLogger(__name__)
 class Application:
     """One chainrule server process: the gRPC server and everything it shares."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        *,
+        announce: bool = True,
+        tracing: Tracing | None = None,
+    ) -> None:
+        """`announce`: log the start-up banner (a supervisor's workers leave it to the supervisor);
+        `tracing`: spans to record (default: what OTEL_TRACES_EXPORTER asks for, usually none)."""
         self.settings = settings
+        self._announce = announce
+        self.tracing = tracing if tracing is not None else configure_tracing(settings)
+        set_trace_source(self.tracing.current_ids if self.tracing is not None else None)
         self.registry = registry or CollectorRegistry()
         self.ready = False
-        self.pool, self.symbolic, self.numeric = _executors(settings)
+        self.pool, self.symbolic, self.numeric, admissions = _executors(settings)
+        self.parsing = _parse_executor(settings)
         self.caches = Caches(settings)
         self.metrics = Metrics(self.registry, VERSION, self.caches)
         tokens = TokenChecker(load_tokens(settings))
+        callers = Callers(tokens)
         self.api = ChainruleApi(
-            settings, self.symbolic, self.numeric, caches=self.caches, metrics=self.metrics
+            settings,
+            self.symbolic,
+            self.numeric,
+            caches=self.caches,
+            metrics=self.metrics,
+            parsing=self.parsing,
+            tracing=self.tracing,
         )
+        self.metrics.watch_admission(self.api.calls)
+        for admission in (*admissions, self.parsing.admission):
+            self.metrics.watch_admission(admission)
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
-        # The worker id travels in the trailers with the request id: initial metadata would cost a
-        # batch of its own per call (bench/README.md).
+        # The server process id travels in the trailers with the request id: initial metadata would
+        # cost a batch of its own per call (bench/README.md).
         instrumentation = Instrumentation(
-            self.metrics, response_metadata=((WORKER_HEADER, str(os.getpid())),), tokens=tokens
+            self.metrics,
+            response_metadata=((SERVER_PROCESS_HEADER, str(os.getpid())),),
+            tokens=tokens,
+            access_log=settings.access_log,
+            tracing=self.tracing,
         )
-        self.grpc_server, self.grpc_port = create_server(settings, self.api, self.health, instrumentation)
+        self.grpc_server, self.grpc_port = create_server(
+            settings, self.api, self.health, instrumentation, callers
+        )
+        http_metrics = HttpMetrics(self.registry, connections.CLOSE_REASONS)
+        self.drain = Drain(settings.retry_after_seconds)
         http_app = create_http_app(
             exposition_registry(self.registry, settings.metrics_dir),
             lambda: self.ready,
             api=self.api,
-            http_metrics=HttpMetrics(self.registry),
+            http_metrics=http_metrics,
+            callers=callers,
+            drain=self.drain,
+            site=Site(playground=settings.playground, token_auth=tokens.enabled, grpc_port=self.grpc_port),
         )
-        http_app.add_middleware(WorkerIdMiddleware)
+        http_app.add_middleware(ServerProcessMiddleware)
+        if self.tracing is not None:
+            # Outermost, so the access line and everything below run inside the request's span.
+            http_app.user_middleware.insert(0, self.tracing.http_middleware())
         if tokens.enabled:
             # Innermost: inside the HTTP metrics (401s are counted) and CORS (401s carry its headers).
             http_app.user_middleware.append(
@@ -78,8 +124,9 @@ class Application:
         self.http_server = HttpServer(
             http_app,
             bind_socket(settings.host, settings.http_port, reuse_port=settings.reuse_port),
-            settings.grace_seconds,
+            settings,
             uvicorn_ssl_options(settings),
+            closed_by_bound=http_metrics.closed_by_bound,
         )
         self.http_port = self.http_server.port
         self._stopping = asyncio.Event()
@@ -93,55 +140,79 @@ class Application:
         await self.http_server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready = True
-        log.info(
-            "serving gRPC on %s:%d and HTTP on port %d", self.settings.host, self.grpc_port, self.http_port
-        )
+        if self._announce:
+            log.info("%s", banner(self.settings, self.grpc_port, self.http_port))
+        else:
+            log.info("server process %d ready", os.getpid())
 
     async def stop(self) -> None:
-        """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within the grace."""
+        """Drain: report NOT_SERVING, refuse new calls, let calls in flight finish within the grace.
+
+        The HTTP port stays open through the grace period (`/readyz` answers 503, new API calls get
+        UNAVAILABLE); at its end, calls still running are cancelled and answered UNAVAILABLE.
+        """
         self.ready = False
+        self.drain.begin()
         # NOT_SERVING for every service, and later `set` calls are ignored: health stays down.
         await self.health.enter_graceful_shutdown()
-        await asyncio.gather(self.grpc_server.stop(self.settings.grace_seconds), self.http_server.stop())
+        grace = self.settings.grace_seconds
+        await asyncio.gather(self.grpc_server.stop(grace), self.drain.wait_idle(grace))
+        await self.http_server.stop()
         await self.symbolic.close()
         await self.numeric.close()
+        await self.parsing.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
         log.info("stopped")
 
     def request_stop(self) -> None:
         self._stopping.set()
 
-    async def run(self, ready_file: Path | None = None) -> None:
-        """Serve until SIGTERM or SIGINT, then drain and return."""
+    async def run(self, ready_file: Path | None = None, heartbeat_file: Path | None = None) -> None:
+        """Serve until SIGTERM or SIGINT, then drain and return; beat into `heartbeat_file` if given."""
         allocator.keep_freed_memory(self.settings.malloc_keep_bytes)
+        connections.install_accept_error_filter()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
+        beating = None
+        if heartbeat_file is not None and self.settings.heartbeat_seconds > 0:
+            interval = heartbeat.beat_interval(self.settings.heartbeat_seconds)
+            beating = asyncio.create_task(heartbeat.beat(heartbeat_file, interval))
         await self.start()
         if ready_file is not None:
             write_ready_file(ready_file, {"grpc_port": self.grpc_port, "http_port": self.http_port})
         await self._stopping.wait()
         log.info("signal received, draining for up to %.1f s", self.settings.grace_seconds)
         await self.stop()
+        if beating is not None:
+            beating.cancel()
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in ("", SERVICE_NAME):
             await self.health.set(service, status)
 
 
-def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Executor]:
-    """(the process pool if any, the symbolic executor, the numeric executor), each bounded."""
-    numeric = BoundedExecutor(
-        ThreadExecutor(settings.compute_threads, "numeric"),
-        Admission("numeric", settings.compute_threads, settings.numeric_queue, settings.retry_after_seconds),
+def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Executor, list[Admission]]:
+    """(the process pool if any, the symbolic executor, the numeric executor, their admissions)."""
+    numeric_admission = Admission(
+        "numeric",
+        settings.compute_threads,
+        settings.numeric_queue,
+        settings.retry_after_seconds,
+        settings.slots_per_caller,
     )
+    numeric = BoundedExecutor(ThreadExecutor(settings.compute_threads, "numeric"), numeric_admission)
     if settings.symbolic_workers == 0:
-        symbolic = BoundedExecutor(
-            ThreadExecutor(settings.compute_threads, "symbolic"),
-            Admission(
-                "symbolic", settings.compute_threads, settings.symbolic_queue, settings.retry_after_seconds
-            ),
+        symbolic_admission = Admission(
+            "symbolic",
+            settings.compute_threads,
+            settings.symbolic_queue,
+            settings.retry_after_seconds,
+            settings.slots_per_caller,
         )
-        return None, symbolic, numeric
+        symbolic = BoundedExecutor(ThreadExecutor(settings.compute_threads, "symbolic"), symbolic_admission)
+        return None, symbolic, numeric, [symbolic_admission, numeric_admission]
     pool = ProcessExecutor(
         settings.symbolic_workers,
         spares=settings.symbolic_spares,
@@ -149,8 +220,56 @@ def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Ex
         memory_bytes=settings.worker_memory_bytes,
         queue=settings.symbolic_queue,
         retry_after_seconds=settings.retry_after_seconds,
+        per_caller=settings.slots_per_caller,
     )
-    return pool, pool, numeric
+    return pool, pool, numeric, [pool.admission, numeric_admission]
+
+
+def serve(
+    settings: Settings,
+    ready_file: Path | None = None,
+    heartbeat_file: Path | None = None,
+    *,
+    announce: bool = True,
+) -> None:
+    """Run one server process until SIGTERM/SIGINT and its drain; return within the grace period.
+    `announce`: log the start-up banner (a supervisor's server processes leave it to the supervisor).
+
+    A numeric thread cannot be interrupted, and the interpreter would wait for it at exit: a call
+    still computing when the grace ends (its caller already answered) is abandoned instead.
+    """
+
+    async def main() -> None:
+        # Built inside the loop: grpc.aio binds its server to the loop running at construction.
+        await Application(settings, announce=announce).run(ready_file, heartbeat_file)
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 0.5
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    running = [
+        t.name for t in threading.enumerate() if t.is_alive() and not t.daemon and t.name != "MainThread"
+    ]
+    if running:
+        log.warning("exiting past the grace period with work still running on %s", ", ".join(running))
+        logging.shutdown()
+        os._exit(0)
+
+
+def _parse_executor(settings: Settings) -> BoundedExecutor:
+    """Parse's own thread and queue, so checks as a person types never wait behind cold derivations.
+
+    A thread, not the killable pool: the parser's limits bound a parse (and its printing) to well
+    under a second at the defaults, and a thread answers a keystroke without a pickle round trip.
+    One thread: the work holds the GIL, so more would not run faster. A flood of checks is turned
+    away by this queue's own bound (shared fairly between callers, as every admission is), never by
+    filling the symbolic one.
+    """
+    return BoundedExecutor(
+        ThreadExecutor(1, "parse"),
+        Admission("parse", 1, settings.parse_queue, settings.retry_after_seconds),
+    )
 
 
 def write_ready_file(path: Path, ports: dict[str, int]) -> None:

@@ -1,11 +1,11 @@
 """Bounded LRU caches with single flight: repeated work (parse, derive, print, compile) is done once.
 
-Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`) are keyed by
-the raw request text plus the options that change the answer, so a repeated request costs a
-dictionary lookup and touches neither the parser nor sympy. Below them, the `parse` cache maps
-text to a parsed expression and its canonical key (`sympy.srepr`), and the `derivative`, `latex`
-and `compiled` caches are keyed by that canonical key, so `x^2`, `x**2` and `x ^ 2` share one
-derivative and one compiled function.
+Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`, `jacobian`,
+`series`, `parse_reply`) are keyed by the raw request text plus the options that change the answer,
+so a repeated request costs a dictionary lookup and touches neither the parser nor sympy. Below them,
+the `parse` cache maps text to a parsed expression and its canonical key (a digest of
+`engine.canonical_key`, an srepr), and the `derivative`, `latex` and `compiled` caches are keyed by
+that canonical key, so `x^2`, `x**2` and `x ^ 2` share one derivative and one compiled function.
 
 Every cache is bounded by entries and by approximate bytes (sizes are estimates the caller gives;
 they bound memory to within a small factor, not exactly), evicting the least recently used entry.
@@ -15,6 +15,7 @@ The caches are used from the event loop only: no locks, and single flight is an 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterator
@@ -83,8 +84,9 @@ class LruCache(Generic[K, V]):
         return entry[0]
 
     def put(self, key: K, value: V, size: int) -> None:
-        """Store `value` with its estimated `size` in bytes, evicting the oldest entries to fit."""
-        size += ENTRY_OVERHEAD
+        """Store `value` with its estimated `size` in bytes (the key's are added), evicting the oldest
+        entries to fit."""
+        size += ENTRY_OVERHEAD + key_bytes(key)
         if self.max_entries <= 0 or size > self.max_bytes:
             return
         old = self._data.pop(key, None)
@@ -104,7 +106,7 @@ class LruCache(Generic[K, V]):
         A caller that joins a computation already running counts as a hit. Exceptions reach every
         caller waiting on that computation and are not stored. A cancelled caller does not cancel
         the computation the others wait for; when the last caller waiting is cancelled, the
-        computation is cancelled too (so a worker process computing it is freed).
+        computation is cancelled too (so a symbolic worker computing it is freed).
         """
         found = self.lookup(key)
         if found is not None:
@@ -143,8 +145,9 @@ class LruCache(Generic[K, V]):
 class Caches:
     """The caches one server process shares between its transports.
 
-    First level, keyed by raw request fields: `differentiate`, `evaluate`, `gradient`. Second
-    level, keyed by text or canonical key: `parse`, `derivative`, `latex`, `compiled`.
+    First level, keyed by raw request fields: `differentiate`, `evaluate`, `gradient`, `jacobian`,
+    `series`, `parse_reply`. Second level, keyed by text or canonical key: `parse`, `derivative`,
+    `latex`, `compiled`.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -152,7 +155,10 @@ class Caches:
         self.differentiate: LruCache[Hashable, Any] = LruCache("differentiate", entries, size)
         self.evaluate: LruCache[Hashable, Any] = LruCache("evaluate", entries, size)
         self.gradient: LruCache[Hashable, Any] = LruCache("gradient", entries, size)
-        self.parse: LruCache[str, Any] = LruCache("parse", entries, size)
+        self.parse_reply: LruCache[Hashable, Any] = LruCache("parse_reply", entries, size)
+        self.jacobian: LruCache[Hashable, Any] = LruCache("jacobian", entries, size)
+        self.series: LruCache[Hashable, Any] = LruCache("series", entries, size)
+        self.parse: LruCache[str | bytes, Any] = LruCache("parse", entries, size)
         self.derivative: LruCache[Hashable, Any] = LruCache("derivative", entries, size)
         self.latex: LruCache[Hashable, str] = LruCache("latex", entries, size)
         self.compiled: LruCache[Hashable, Any] = LruCache(
@@ -161,11 +167,49 @@ class Caches:
 
     def __iter__(self) -> Iterator[LruCache[Any, Any]]:
         return iter(
-            (self.differentiate, self.evaluate, self.gradient, self.parse, self.derivative, self.latex,
-             self.compiled)
+            (self.differentiate, self.evaluate, self.gradient, self.jacobian, self.series, self.parse_reply,
+             self.parse, self.derivative, self.latex, self.compiled)
         )  # fmt: skip
 
 
 def text_size(*texts: str) -> int:
     """Approximate bytes held by some strings."""
     return sum(sys.getsizeof(text) for text in texts)
+
+
+# --- keys -----------------------------------------------------------------------------------------
+# A key holds what changes an answer, in a few hundred bytes at most: the API layer bounds list
+# fields (`field_entries`) and texts (`expression_length`) before it builds one, deduplicates
+# repeated enums, and a long text or list enters as its SHA-256 digest.
+
+KEY_BYTES = 256
+
+
+def text_key(text: str) -> str | bytes:
+    """`text` itself when short, else its digest (a str and a bytes key never compare equal)."""
+    if len(text) <= KEY_BYTES // 2:
+        return text
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def bounded(parts: tuple[Any, ...]) -> tuple[Any, ...] | bytes:
+    """A tuple of strings, numbers and such tuples as a key: itself when small, else its digest
+    (`repr` is exact for these types, so equal digests mean equal parts)."""
+    if not parts or _size(parts) <= KEY_BYTES:
+        return parts
+    return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).digest()
+
+
+def key_bytes(key: object) -> int:
+    """Approximate bytes a key holds (a tuple's items counted, shared small objects too)."""
+    if isinstance(key, tuple):
+        return sys.getsizeof(key) + sum(key_bytes(item) for item in key)
+    return sys.getsizeof(key)
+
+
+def _size(parts: object) -> int:
+    if isinstance(parts, tuple):
+        return 8 * len(parts) + sum(_size(part) for part in parts)
+    if isinstance(parts, str | bytes):
+        return len(parts)
+    return 8

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from chainrule.engine.limits import ENGINE_LIMITS, Layer, Limit
 
 PREFIX = "CHAINRULE_"
+_TRACES_EXPORTERS = {"otlp", "console"}
 # An origin as browsers send it: scheme, host and optional port, no path.
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:,]+(:[0-9]{1,5})?")
 T = TypeVar("T")
@@ -40,19 +41,31 @@ def _server_limit(name: str, default: float, unit: str, description: str) -> Any
 
 
 LIMIT = "limit"
+# Marks a setting that bounds a resource shared by all calls (workers, queues, memory, caches): the
+# tables of docs/security.md and docs/operations.md list them with the limits.
+BOUND = "bound"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the server can be configured with. Field `name` is read from `CHAINRULE_NAME`."""
+    """Everything the server can be configured with. Field `name` is read from `CHAINRULE_NAME`
+    (or the variable its metadata names under `env`: the OpenTelemetry ones)."""
 
     host: str = field(default="127.0.0.1", metadata={"doc": "address both servers bind"})
     grpc_port: int = field(default=50051, metadata={"doc": "gRPC port (0 picks a free one)"})
     http_port: int = field(default=8080, metadata={"doc": "HTTP port for REST, metrics, health"})
     grace_seconds: float = field(default=10.0, metadata={"doc": "how long calls in flight may finish"})
-    # Multi-process serving (see supervisor.py).
+    # Multi-process serving (see supervisor.py): server processes, each with its own symbolic workers.
     workers: int = field(
-        default=0, metadata={"doc": "server processes sharing the ports; 0: one per CPU; 1: no supervisor"}
+        default=0,
+        metadata={"doc": "server processes (not symbolic workers); 0: one per CPU; 1: no supervisor"},
+    )
+    heartbeat_seconds: float = field(
+        default=5.0,
+        metadata={
+            "doc": "the supervisor kills and replaces a server process whose event loop has not "
+            "ticked for this long (stopped, hung, or stalled by a bug); 0: never"
+        },
     )
     reuse_port: bool = field(
         default=False, metadata={"doc": "share both ports (SO_REUSEPORT); the supervisor sets it"}
@@ -62,23 +75,75 @@ class Settings:
     )
     log_level: str = field(default="INFO", metadata={"doc": "DEBUG logs one line per request"})
     log_format: str = field(default="text", metadata={"doc": "text or json (JSON lines)"})
+    access_log: bool = field(
+        default=True, metadata={"doc": "an access line for every request; false: for failed requests only"}
+    )
     max_request_bytes: int = _server_limit(
         "request_bytes", 64 * 1024 * 1024, "bytes", "bytes in one request message or HTTP body"
     )
+    # Evaluate, GradientAtPoint and Jacobian replies are sized before computing (points x output
+    # columns x the encoding's bytes per value, see sizing.py); larger batches go in chunks (both
+    # clients chunk).
     max_response_bytes: int = _server_limit(
-        "response_bytes", 512 * 1024 * 1024, "bytes", "bytes in one reply message or HTTP body"
+        "response_bytes", 64 * 1024 * 1024, "bytes", "bytes in one reply message or HTTP body"
     )
-    compute_threads: int = field(default=4, metadata={"doc": "threads for symbolic and numeric work"})
+    max_working_bytes: int = _server_limit(
+        "working_bytes",
+        256 * 1024 * 1024,
+        "bytes",
+        "memory one Evaluate, GradientAtPoint or Jacobian may take to compute and encode its reply",
+    )
+    # Checked before any work proportional to the request: a request has at most 32 variables, and
+    # the margin lets callers reuse one point map for several expressions.
+    max_field_entries: int = _server_limit(
+        "field_entries",
+        64,
+        "entries",
+        "entries in one map or list field of a request (point, points, variables, wrt, formats, expressions)",
+    )
+    compute_threads: int = field(
+        default=4, metadata={BOUND: True, "doc": "threads for symbolic and numeric work"}
+    )
+    # Connections (see transport/connections.py and grpc_server.server_options).
+    max_connections: int = _server_limit(
+        "connections", 1000, "connections", "open connections per transport in one server process"
+    )
+    header_timeout_seconds: float = _server_limit(
+        "header_timeout_seconds",
+        30.0,
+        "seconds",
+        "for a complete HTTP request head after connecting or after a response",
+    )
+    # Machines, not people, send the HTTP/2 preface (and TLS): a client does it in milliseconds. Short,
+    # because grpc cannot evict an idle connection to make room at its cap as the HTTP side does.
+    grpc_handshake_seconds: float = _server_limit(
+        "grpc_handshake_seconds", 5.0, "seconds", "for a new gRPC connection's TLS and HTTP/2 handshake"
+    )
+    http_idle_seconds: float = _server_limit(
+        "http_idle_seconds", 5.0, "seconds", "an idle kept-alive HTTP connection stays open"
+    )
+    grpc_idle_seconds: float = _server_limit(
+        "grpc_idle_seconds", 300.0, "seconds", "a gRPC connection with no call stays open"
+    )
+    grpc_connection_age_seconds: float = _server_limit(
+        "grpc_connection_age_seconds",
+        1800.0,
+        "seconds",
+        "a gRPC connection lives (then GOAWAY; clients reconnect and rebalance); 0: for ever",
+    )
     malloc_keep_bytes: int = field(
         default=256 * 1024 * 1024,
         metadata={"doc": "freed memory glibc keeps for the next batch (no page faults); 0: its defaults"},
     )
-    # Killable compute and overload (see workers.py, deadlines.py).
+    # Killable compute and overload (see compute/pool.py, compute/deadlines.py).
     symbolic_workers: int = field(
         default=2,
-        metadata={"doc": "worker processes for cold symbolic work; 0: threads, no kill on overrun"},
+        metadata={
+            BOUND: True,
+            "doc": "processes for cold sympy work, per server process; 0: threads, no kill on overrun",
+        },
     )
-    symbolic_spares: int = field(default=1, metadata={"doc": "warm worker processes kept beyond the above"})
+    symbolic_spares: int = field(default=1, metadata={"doc": "warm symbolic workers kept beyond the above"})
     symbolic_budget_seconds: float = _server_limit(
         "symbolic_budget_seconds",
         5.0,
@@ -86,16 +151,58 @@ class Settings:
         "seconds of symbolic work per request (less if the client's deadline is)",
     )
     symbolic_queue: int = field(
-        default=64, metadata={"doc": "symbolic tasks that may wait for a worker; beyond: RESOURCE_EXHAUSTED"}
+        default=64,
+        metadata={
+            BOUND: True,
+            "doc": "symbolic tasks that may wait for a symbolic worker; beyond: RESOURCE_EXHAUSTED",
+        },
     )
     numeric_queue: int = field(
-        default=16, metadata={"doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"}
+        default=16,
+        metadata={BOUND: True, "doc": "numeric tasks that may wait for a thread; beyond: RESOURCE_EXHAUSTED"},
+    )
+    parse_queue: int = field(
+        default=16,
+        metadata={
+            BOUND: True,
+            "doc": "Parse calls that may wait for the parse thread; beyond: RESOURCE_EXHAUSTED",
+        },
     )
     worker_memory_bytes: int = _server_limit(
         "worker_memory_bytes",
         1024 * 1024 * 1024,
         "bytes",
         "address space (RLIMIT_AS) of a symbolic worker; 0: none",
+    )
+    slots_per_caller: int = field(
+        default=0,
+        metadata={
+            BOUND: True,
+            "doc": "symbolic workers (and numeric threads) one caller may hold at once; 0: all but one",
+        },
+    )
+    calls_in_flight: int = field(
+        default=1024,
+        metadata={
+            BOUND: True,
+            "doc": "calls one server process serves at once; beyond: RESOURCE_EXHAUSTED, retry later",
+        },
+    )
+    request_bytes_in_flight: int = field(
+        default=256 * 1024 * 1024,
+        metadata={
+            BOUND: True,
+            "doc": "bytes of the requests one server process serves at once (at least MAX_REQUEST_BYTES); "
+            "beyond: RESOURCE_EXHAUSTED, retry later",
+        },
+    )
+    numeric_memory_bytes: int = field(
+        default=512 * 1024 * 1024,
+        metadata={
+            BOUND: True,
+            "doc": "working memory of the numeric calls computing at once (at least MAX_WORKING_BYTES); "
+            "a call waits until its share fits",
+        },
     )
     retry_after_seconds: float = field(
         default=1.0, metadata={"doc": "retry delay suggested to callers turned away by overload"}
@@ -123,24 +230,48 @@ class Settings:
     max_derivative_nodes: int = _engine_limit("derivative_nodes")
     max_points: int = _engine_limit("points")
     max_numeric_cost: int = _engine_limit("numeric_cost")
+    max_code_bytes: int = _engine_limit("code_bytes")
+    max_series_order: int = _engine_limit("series_order")
+    max_jacobian_rows: int = _engine_limit("jacobian_rows")
     # Caches (see cache.Caches): each cache is bounded by entries and by approximate bytes.
     cache_entries: int = field(
         default=10_000,
-        metadata={"doc": "entries in each symbolic cache (request, parse, derivative, latex); 0 = off"},
+        metadata={
+            BOUND: True,
+            "doc": "entries in each symbolic cache (one per RPC, parse, derivative, latex); 0 = off",
+        },
     )
     cache_bytes: int = field(
-        default=64 * 1024 * 1024, metadata={"doc": "approximate bytes in each symbolic cache"}
+        default=32 * 1024 * 1024, metadata={BOUND: True, "doc": "approximate bytes in each symbolic cache"}
     )
     cache_compiled_entries: int = field(
-        default=1_000, metadata={"doc": "compiled numeric functions kept (values, gradients, Hessians)"}
+        default=1_000,
+        metadata={BOUND: True, "doc": "compiled numeric functions kept (values, gradients, Hessians)"},
     )
     cache_compiled_bytes: int = field(
-        default=256 * 1024 * 1024, metadata={"doc": "approximate bytes of compiled numeric functions"}
+        default=64 * 1024 * 1024,
+        metadata={BOUND: True, "doc": "approximate bytes of compiled numeric functions"},
     )
     # HTTP transport.
+    playground: bool = field(
+        default=True, metadata={"doc": "serve the playground at `/` (the API reference at `/docs` stays)"}
+    )
     cors_origins: str = field(
         default="",
         metadata={"doc": "comma-separated origins allowed by CORS (`*` for any); empty turns CORS off"},
+    )
+    # Tracing (tracing.py): the standard OpenTelemetry variables, not CHAINRULE_ ones. The SDK reads
+    # the rest of OTEL_* itself (endpoint, headers, service name, resource attributes, sampler).
+    otel_traces_exporter: str = field(
+        default="none",
+        metadata={
+            "env": "OTEL_TRACES_EXPORTER",
+            "doc": "otlp, console or none (comma-separated for several); needs the `otel` extra",
+        },
+    )
+    otel_exporter_otlp_protocol: str = field(
+        default="grpc",
+        metadata={"env": "OTEL_EXPORTER_OTLP_PROTOCOL", "doc": "grpc or http/protobuf: how otlp exports"},
     )
 
     @classmethod
@@ -149,7 +280,7 @@ class Settings:
         source = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for item in fields(cls):
-            raw = source.get(PREFIX + item.name.upper())
+            raw = source.get(env_name(item))
             if raw is not None:
                 values[item.name] = _convert(item.name, raw, _parser_for(item.type))
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -167,7 +298,7 @@ class Settings:
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-                raise ConfigError(f"{PREFIX}{item.name.upper()} must not be negative, got {value}")
+                raise ConfigError(f"{env_name(item)} must not be negative, got {value}")
         for name in ("grpc_port", "http_port"):
             if getattr(self, name) > 65535:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be a port number, got {getattr(self, name)}")
@@ -181,8 +312,26 @@ class Settings:
             raise ConfigError(f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE go together: set both")
         if self.symbolic_budget_seconds <= 0:
             raise ConfigError(f"{PREFIX}SYMBOLIC_BUDGET_SECONDS must be positive")
+        for total, single in (
+            ("request_bytes_in_flight", "max_request_bytes"),
+            ("numeric_memory_bytes", "max_working_bytes"),
+        ):
+            if getattr(self, total) < getattr(self, single):
+                raise ConfigError(
+                    f"{PREFIX}{total.upper()} ({getattr(self, total)}) must be at least "
+                    f"{PREFIX}{single.upper()} ({getattr(self, single)}): one call could never start"
+                )
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ConfigError(f"{PREFIX}TLS_CLIENT_CA_FILE (mutual TLS) needs {PREFIX}TLS_CERT_FILE too")
+        unknown = set(self.traces_exporters) - _TRACES_EXPORTERS
+        if unknown:
+            raise ConfigError(
+                f"OTEL_TRACES_EXPORTER may name {', '.join(sorted(_TRACES_EXPORTERS))}; "
+                f"got {self.otel_traces_exporter!r}"
+            )
+        if self.otel_exporter_otlp_protocol not in {"grpc", "http/protobuf"}:
+            protocol = self.otel_exporter_otlp_protocol
+            raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be grpc or http/protobuf, got {protocol!r}")
         for origin in self.cors_origin_list:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ConfigError(
@@ -190,9 +339,20 @@ class Settings:
                 )
 
     @property
+    def traces_exporters(self) -> tuple[str, ...]:
+        """The span exporters to run (empty: tracing off)."""
+        names = (part.strip().lower() for part in self.otel_traces_exporter.split(","))
+        return tuple(name for name in names if name and name != "none")
+
+    @property
     def cors_origin_list(self) -> tuple[str, ...]:
         """The allowed CORS origins, parsed from the comma-separated setting."""
         return tuple(part.strip() for part in self.cors_origins.split(",") if part.strip())
+
+
+def env_name(item: dataclasses.Field[Any]) -> str:
+    """The environment variable a setting is read from: `CHAINRULE_<NAME>` unless it names another."""
+    return str(item.metadata.get("env", PREFIX + item.name.upper()))
 
 
 def _parser_for(annotation: object) -> Callable[[str], object]:
@@ -222,6 +382,13 @@ def _convert(name: str, raw: str, parse: Callable[[str], object]) -> object:
         raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not valid: {error}") from error
 
 
+def bound_settings() -> list[str]:
+    """The names of the settings that bound a shared resource, in declaration order."""
+    return [item.name for item in fields(Settings) if item.metadata.get(BOUND)]
+
+
 def limit_settings() -> list[tuple[str, Limit]]:
-    """(setting name, declaration) of every limit, engine and server, in declaration order."""
-    return [(item.name, item.metadata[LIMIT]) for item in fields(Settings) if LIMIT in item.metadata]
+    """(setting name, declaration) of every limit: the engine's (parser first), then the server's."""
+    found = [(item.name, item.metadata[LIMIT]) for item in fields(Settings) if LIMIT in item.metadata]
+    order = list(Layer)
+    return sorted(found, key=lambda pair: order.index(pair[1].layer))

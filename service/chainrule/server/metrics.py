@@ -4,7 +4,7 @@ Every metric is created against the injected `CollectorRegistry`. RPC metrics fo
 go-grpc-prometheus / py-grpc-prometheus (`grpc_server_started_total`, `grpc_server_handled_total`,
 `grpc_server_handling_seconds`). Only prometheus-client's own metric types are used, so the
 figures stay right in its multiprocess mode (`chainrule serve --workers N`), where gauges say how
-they combine across worker processes.
+they combine across server processes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
+from chainrule.engine.errors import LimitExceeded
 from chainrule.server.cache import Caches, CacheStats, LruCache
+from chainrule.server.compute.executors import Admission, CallLimit
+from chainrule.server.config import limit_settings
 
 RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 STAGES = ("parse", "differentiate", "simplify", "compile", "evaluate")
@@ -72,6 +75,27 @@ class Metrics:
             "Explanations whose last step did not equal the returned derivative (answered INTERNAL).",
             registry=registry,
         )
+        self.overload_rejections = Counter(
+            "chainrule_overload_rejections",
+            "Calls refused with RESOURCE_EXHAUSTED because the server was busy, by queue (symbolic, "
+            "numeric, parse, calls) and cause (overloaded: it was full; caller_share: the caller held the "
+            "largest share of it).",
+            ("queue", "cause"),
+            registry=registry,
+        )
+        self.limit_rejections = Counter(
+            "chainrule_limit_rejections",
+            "Requests refused with LIMIT_EXCEEDED, by limit.",
+            ("limit",),
+            registry=registry,
+        )
+        for _, declared in limit_settings():  # every declared limit, exported at 0 from start-up
+            self.limit_rejections.labels(declared.name)
+        self.refused_reply_bytes = Counter(
+            "chainrule_refused_reply_bytes",
+            "Bytes of the replies refused before computing for exceeding response_bytes.",
+            registry=registry,
+        )
         build_info = Gauge(
             "chainrule_build_info",
             "The running chainrule version (always 1).",
@@ -95,7 +119,7 @@ class Metrics:
         self.cache_evictions = Counter(
             "chainrule_cache_evictions", "Entries evicted to stay within bounds.", labels, registry=registry
         )
-        # Summed over the live worker processes in multiprocess mode (each worker has its own caches).
+        # Summed over the live server processes in multiprocess mode (each has its own caches).
         self.cache_entries = Gauge(
             "chainrule_cache_entries", "Entries held.", labels, registry=registry, multiprocess_mode="livesum"
         )
@@ -112,14 +136,24 @@ class Metrics:
         cache.stats = _ReportedStats(self, cache.name)
         cache.stats.resized(len(cache), cache.bytes)
 
+    def watch_admission(self, admission: Admission | CallLimit) -> None:
+        """Count `admission`'s refusals from now on, by cause (each exported at 0 from now on, so
+        that a rate or an alert sees the first refusal)."""
+        queue = admission.name
+        for cause in admission.causes:
+            self.overload_rejections.labels(queue, cause)
+        admission.on_rejected = lambda cause: self.overload_rejections.labels(queue, cause).inc()
+
+    def limit_exceeded(self, error: LimitExceeded) -> None:
+        """Count a request refused for a limit (and the bytes of a reply refused for its size)."""
+        limit = error.metadata.get("limit", "")
+        self.limit_rejections.labels(limit).inc()
+        if limit == "response_bytes":
+            self.refused_reply_bytes.inc(int(error.metadata.get("value", "0")))
+
     def observe_stage(self, stage: str, seconds: float) -> None:
         """Record the duration of one stage of engine work."""
         self._stages[stage].observe(seconds)
-
-    def observe_timings(self, timings: Iterable[tuple[str, float]]) -> None:
-        """Record durations a job measured (possibly in another process)."""
-        for stage, seconds in timings:
-            self._stages[stage].observe(seconds)
 
     def add_points(self, count: int) -> None:
         self.points.inc(count)
@@ -159,7 +193,9 @@ _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 class HttpMetrics:
     """HTTP request counts and latency by method, route template and status (REST middleware)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, close_reasons: Iterable[str] = ()) -> None:
+        """`close_reasons`: the connection bounds' reasons, exported at 0 from the start so that a
+        rate or an alert sees the first connection a bound closes."""
         self.requests = Counter(
             "chainrule_http_requests",
             "HTTP requests answered, by method, route template and status.",
@@ -173,6 +209,18 @@ class HttpMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.connections_closed = Counter(
+            "chainrule_http_connections_closed",
+            "HTTP connections closed by a bound: limit, evicted (idle, at the limit), head_timeout.",
+            ("reason",),
+            registry=registry,
+        )
+        for reason in close_reasons:
+            self.connections_closed.labels(reason)
+
+    def closed_by_bound(self, reason: str) -> None:
+        """Count one connection closed by a bound (see transport/connections.py)."""
+        self.connections_closed.labels(reason).inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one request; unknown methods count as OTHER so labels stay few."""
@@ -185,7 +233,7 @@ def exposition_registry(registry: CollectorRegistry, metrics_dir: str) -> Collec
     """The registry `/metrics` should serve: in multiprocess mode, one that sums every process's files.
 
     Metrics are still created against `registry`; in multiprocess mode their values live in
-    `metrics_dir`, and collecting `registry` itself would report only this worker.
+    `metrics_dir`, and collecting `registry` itself would report only this server process.
     """
     if not metrics_dir or not getattr(values.ValueClass, "_multiprocess", False):
         return registry

@@ -1,26 +1,29 @@
 """Multi-process serving: a parent that runs N server processes sharing both ports and restarts them.
 
 `chainrule serve --workers N` (N > 1) runs a `Supervisor`. The parent serves nothing: it reserves the
-two ports (turning port 0 into concrete free ports, kept bound with SO_REUSEPORT so the workers can
-join them), starts N workers (`python -m chainrule.server.supervisor`), each an `Application` with
-SO_REUSEPORT on both ports and its own cache, and the kernel spreads connections across them. A worker
-that dies is replaced; SIGTERM/SIGINT is forwarded to every worker, which drains, and the parent exits
-when they have.
+two ports (turning port 0 into concrete free ports, kept bound with SO_REUSEPORT so the server
+processes can join them), starts N server processes (`python -m chainrule.server.supervisor`), each
+an `Application` with SO_REUSEPORT on both ports and its own cache, and the kernel spreads connections
+across them. A server process that dies is replaced; SIGTERM/SIGINT is forwarded to every one, which
+drains, and the parent exits when they have.
+
+These are server processes, not symbolic workers: each server process has its own pool of symbolic
+workers (compute/pool.py). The flag and the variable keep the name users know (`--workers`,
+`CHAINRULE_WORKERS`), and so do the header and the restart metric below.
 
 Metrics stay correct across processes through prometheus-client's multiprocess mode: it reads
-`PROMETHEUS_MULTIPROC_DIR` when first imported, so the parent sets it in the workers' environment (from
-`CHAINRULE_METRICS_DIR`, or a fresh temporary directory) and cleans the directory before they start;
-each worker's `/metrics` then reports the sum over all processes.
+`PROMETHEUS_MULTIPROC_DIR` when first imported, so the parent sets it in the server processes'
+environment (from `CHAINRULE_METRICS_DIR`, or a fresh temporary directory) and cleans the directory
+before they start; each one's `/metrics` then reports the sum over all of them.
 
-Every response says which process served it (`x-chainrule-worker`: an HTTP header set by
-`http_server.WorkerIdMiddleware`, and gRPC trailing metadata set by `instrumentation.Instrumentation`),
-so operators and tests can see the load spread.
+Every response says which server process served it (`x-chainrule-worker: <pid>`: an HTTP header set
+by `http_server.ServerProcessMiddleware`, and gRPC trailing metadata set by
+`instrumentation.Instrumentation`), so operators and tests can see the load spread.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import logging
@@ -39,7 +42,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from chainrule.server.config import PREFIX, Settings
+from chainrule.server import heartbeat
+from chainrule.server.config import Settings, env_name
+from chainrule.server.logs import banner
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter
@@ -48,13 +53,13 @@ log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 START_TIMEOUT_SECONDS = 60.0
-# A worker that dies sooner than this after its start counts as failing fast: back off before the
-# next restart so a crash loop does not burn a core.
+# A server process that dies sooner than this after its start counts as failing fast: back off before
+# the next restart so a crash loop does not burn a core.
 FAST_FAILURE_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 5.0
 
 
-def default_workers() -> int:
+def default_server_processes() -> int:
     """The CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -62,18 +67,18 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def worker_count(settings: Settings) -> int:
+def server_process_count(settings: Settings) -> int:
     """How many server processes `settings` asks for (`workers` 0 means one per CPU)."""
-    return settings.workers or default_workers()
+    return settings.workers or default_server_processes()
 
 
 def run_supervisor(settings: Settings, ready_file: Path | None = None) -> int:
-    """`chainrule serve` with several workers: supervise them until a signal; the exit status."""
+    """`chainrule serve` with several server processes: supervise them until a signal; the exit status."""
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
 
-    configure_logging(settings)
+    configure_logging(settings, several_processes=True)
     try:
-        return Supervisor(settings.replace(workers=worker_count(settings)), ready_file).run()
+        return Supervisor(settings.replace(workers=server_process_count(settings)), ready_file).run()
     except OSError as error:
         print(f"chainrule: {error}", file=sys.stderr)
         return 1
@@ -100,12 +105,22 @@ def _clean_metrics_dir(metrics_dir: Path) -> None:
         stale.unlink()
 
 
+def _stall_counter(registry: CollectorRegistry) -> Counter:
+    from prometheus_client import Counter  # noqa: PLC0415
+
+    return Counter(
+        "chainrule_worker_stalls",
+        "Server processes killed by the supervisor because their event loop stopped beating.",
+        registry=registry,
+    )
+
+
 def _restart_counter(registry: CollectorRegistry) -> Counter:
     from prometheus_client import Counter  # noqa: PLC0415
 
     return Counter(
         "chainrule_worker_restarts",
-        "Worker processes restarted by the supervisor after they died.",
+        "Server processes (--workers) the supervisor restarted after they died; not symbolic workers.",
         registry=registry,
     )
 
@@ -114,7 +129,7 @@ def _restart_counter(registry: CollectorRegistry) -> Counter:
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind `port` (0: a free one) with SO_REUSEPORT and keep it bound, so workers can join it.
+    """Bind `port` (0: a free one) with SO_REUSEPORT and keep it bound, so server processes can join it.
 
     A first bind without SO_REUSEPORT proves nobody else holds the port: with the option on, a port
     held by another reuse-port server would be shared silently instead of failing.
@@ -127,7 +142,7 @@ def reserve_port(host: str, port: int) -> socket.socket:
         except OSError as error:
             raise OSError(f"cannot listen on {host}:{port}: {error.strerror}") from error
         chosen = int(probe.getsockname()[1])
-    held = socket.socket(family, socket.SOCK_STREAM)
+    held = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
@@ -135,29 +150,30 @@ def reserve_port(host: str, port: int) -> socket.socket:
     except OSError as error:
         held.close()
         raise OSError(f"cannot listen on {host}:{chosen}: {error.strerror}") from error
-    # Bound but never listening: the kernel hands connections only to the workers' listening sockets.
+    # Bound but never listening: the kernel hands connections only to the server processes' sockets.
     return held
 
 
 # --- the supervisor --------------------------------------------------------------------------------
 
 
-def worker_environ(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a worker: `base` plus every setting spelled out, so CLI flags carry over."""
+def server_environ(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
+    """A server process's environment: `base` plus every setting spelled out, so CLI flags carry over."""
     environ = dict(base)
     for item in fields(settings):
         value = getattr(settings, item.name)
-        environ[PREFIX + item.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+        environ[env_name(item)] = str(value).lower() if isinstance(value, bool) else str(value)
     environ[MULTIPROC_ENV] = settings.metrics_dir
     return environ
 
 
 @dataclass
 class _Slot:
-    """One worker position: the process in it now, and how it has fared."""
+    """One server process's position: the process in it now, and how it has fared."""
 
     index: int
     ready_file: Path
+    heartbeat_file: Path
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     fast_failures: int = 0
@@ -174,15 +190,19 @@ class Supervisor:
         self._run_dir = Path(tempfile.mkdtemp(prefix="chainrule-supervisor-"))
         metrics_dir = Path(settings.metrics_dir or self._run_dir / "metrics")
         self.metrics_dir = metrics_dir
-        self._slots = [_Slot(i, self._run_dir / f"worker-{i}.json") for i in range(settings.workers)]
+        self._slots = [
+            _Slot(i, self._run_dir / f"server-{i}.json", self._run_dir / f"server-{i}.beat")
+            for i in range(settings.workers)
+        ]
         self._held: list[socket.socket] = []
         self._restarts: Counter | None = None
+        self._stalls: Counter | None = None
 
     def request_stop(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
         self._stop.set()
 
     def run(self) -> int:
-        """Serve until SIGTERM/SIGINT; return the exit status (0 when every worker drained cleanly)."""
+        """Serve until SIGTERM/SIGINT; the exit status (0 when every server process drained cleanly)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self.request_stop)
         try:
@@ -192,15 +212,16 @@ class Supervisor:
                 return 1
             self._write_ready_file()
             log.info(
-                "supervising %d workers on gRPC port %d and HTTP port %d",
-                len(self._slots), self.settings.grpc_port, self.settings.http_port,
-            )  # fmt: skip
+                "%s with %d server processes",
+                banner(self.settings, self.settings.grpc_port, self.settings.http_port),
+                len(self._slots),
+            )
             self._watch()
             return self._terminate_all()
         finally:
             self._cleanup()
 
-    def worker_pids(self) -> list[int]:
+    def server_pids(self) -> list[int]:
         return [slot.process.pid for slot in self._slots if slot.process is not None]
 
     def _prepare(self) -> None:
@@ -219,31 +240,38 @@ class Supervisor:
         _enter_multiprocess_mode(self.metrics_dir)
         from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
-        self._restarts = _restart_counter(CollectorRegistry())
+        registry = CollectorRegistry()
+        self._restarts = _restart_counter(registry)
+        self._stalls = _stall_counter(registry)
 
     def _spawn(self, slot: _Slot) -> None:
         slot.ready_file.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "chainrule.server.supervisor", "--ready-file", str(slot.ready_file)]
+        slot.heartbeat_file.unlink(missing_ok=True)
+        command = [
+            *(sys.executable, "-m", "chainrule.server.supervisor"),
+            *("--ready-file", str(slot.ready_file), "--heartbeat-file", str(slot.heartbeat_file)),
+        ]
         # Our own interpreter and module, no shell: nothing here comes from a request.
-        slot.process = subprocess.Popen(command, env=worker_environ(self.settings, os.environ))  # noqa: S603
+        slot.process = subprocess.Popen(command, env=server_environ(self.settings, os.environ))  # noqa: S603
         slot.started_at = time.monotonic()
         slot.restart_at = None
-        log.info("started worker %d (pid %d)", slot.index, slot.process.pid)
+        log.info("started server process %d (pid %d)", slot.index, slot.process.pid)
 
     def _start_all(self) -> bool:
-        """Start every worker and wait until all are ready; False if one exits first or time runs out."""
+        """Start every server process, wait until all are ready; False if one exits first or time runs out."""
         for slot in self._slots:
             self._spawn(slot)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not all(slot.ready_file.exists() for slot in self._slots):
             for slot in self._slots:
                 if slot.process is not None and slot.process.poll() is not None:
-                    log.error("worker %d exited with %s during start-up", slot.index, slot.process.returncode)
+                    code = slot.process.returncode
+                    log.error("server process %d exited with %s during start-up", slot.index, code)
                     return False
             if self._stop.wait(0.05):
                 return False
             if time.monotonic() > deadline:
-                log.error("workers not ready after %.0f s", START_TIMEOUT_SECONDS)
+                log.error("server processes not ready after %.0f s", START_TIMEOUT_SECONDS)
                 return False
         return True
 
@@ -254,7 +282,7 @@ class Supervisor:
             "grpc_port": self.settings.grpc_port,
             "http_port": self.settings.http_port,
             "supervisor_pid": os.getpid(),
-            "worker_pids": self.worker_pids(),
+            "server_pids": self.server_pids(),
         }
         partial = self.ready_file.with_suffix(self.ready_file.suffix + ".partial")
         partial.write_text(json.dumps(ports))
@@ -268,6 +296,8 @@ class Supervisor:
 
     def _check(self, slot: _Slot, now: float) -> None:
         process = slot.process
+        if process is not None and process.poll() is None:
+            self._check_heartbeat(slot, process)
         if process is not None and process.poll() is not None:
             self._bury(slot, process, now)
         if slot.process is None and slot.restart_at is not None and now >= slot.restart_at:
@@ -275,13 +305,30 @@ class Supervisor:
             if self._restarts is not None:
                 self._restarts.inc()
 
+    def _check_heartbeat(self, slot: _Slot, process: subprocess.Popen[bytes]) -> None:
+        """Kill a process whose event loop has not beaten within the limit (stopped or stalled)."""
+        limit = self.settings.heartbeat_seconds
+        silent = heartbeat.silence(slot.heartbeat_file)
+        if limit <= 0 or silent is None or silent <= limit:
+            return
+        log.error(
+            "worker %d (pid %d) has not run its event loop for %.1f s (stopped, hung or stalled); "
+            "killing it to replace it",
+            slot.index, process.pid, silent,
+        )  # fmt: skip
+        if self._stalls is not None:
+            self._stalls.inc()
+        process.kill()
+        process.wait()
+
     def _bury(self, slot: _Slot, process: subprocess.Popen[bytes], now: float) -> None:
-        """A worker died: forget its live gauges, schedule its replacement (later if it keeps dying)."""
+        """A server process died: forget its live gauges, schedule a replacement (later if it keeps dying)."""
         from prometheus_client import multiprocess  # noqa: PLC0415
 
         log.warning(
-            "worker %d (pid %d) exited with %s; restarting", slot.index, process.pid, process.returncode
-        )
+            "server process %d (pid %d) exited with %s; restarting",
+            slot.index, process.pid, process.returncode,
+        )  # fmt: skip
         multiprocess.mark_process_dead(process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
         lived = now - slot.started_at
         slot.fast_failures = slot.fast_failures + 1 if lived < FAST_FAILURE_SECONDS else 0
@@ -301,12 +348,12 @@ class Supervisor:
             try:
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.error("worker pid %d did not drain in time; killing it", process.pid)
+                log.error("server process pid %d did not drain in time; killing it", process.pid)
                 process.kill()
                 process.wait()
             if process.returncode != 0:
                 status = 1
-        log.info("all workers stopped")
+        log.info("all server processes stopped")
         return status
 
     def _cleanup(self) -> None:
@@ -316,27 +363,23 @@ class Supervisor:
         shutil.rmtree(self._run_dir, ignore_errors=True)
 
 
-# --- a worker --------------------------------------------------------------------------------------
+# --- a server process ------------------------------------------------------------------------------
 
 
-def worker_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of one worker process: settings come from the environment the supervisor built."""
-    parser = argparse.ArgumentParser(prog="chainrule-worker")
+def server_process_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of one server process: settings come from the environment the supervisor built."""
+    parser = argparse.ArgumentParser(prog="chainrule-server-process")
     parser.add_argument("--ready-file", type=Path)
+    parser.add_argument("--heartbeat-file", type=Path)
     options = parser.parse_args(argv)
-    from chainrule.server.app import Application  # noqa: PLC0415 - after PROMETHEUS_MULTIPROC_DIR is set
+    from chainrule.server.app import serve  # noqa: PLC0415 - after PROMETHEUS_MULTIPROC_DIR is set
     from chainrule.server.logs import configure_logging  # noqa: PLC0415
 
     settings = Settings.from_environ()
-    configure_logging(settings)
-
-    async def serve() -> None:
-        # Built inside the loop: grpc.aio binds its server to the loop running at construction.
-        await Application(settings).run(options.ready_file)
-
-    asyncio.run(serve())
+    configure_logging(settings, several_processes=True)
+    serve(settings, options.ready_file, options.heartbeat_file, announce=False)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(worker_main())
+    sys.exit(server_process_main())

@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from chainrule.server.app import Application
 from chainrule.server.config import ConfigError, Settings
-from chainrule.server.transport.auth import TokenChecker
+from chainrule.server.transport.auth import Callers, TokenChecker, fingerprint, grpc_peer_address
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
@@ -317,3 +317,51 @@ async def test_https_mtls(mtls_app: Application, pki: Pki) -> None:
         async with httpx.AsyncClient(verify=_client_ssl(pki, cert, key)) as client:
             with pytest.raises(httpx.HTTPError):
                 await client.get(f"{url}/healthz")
+
+
+# --- callers: who a call comes from, for fair shares -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [
+        ("ipv4:127.0.0.2:54321", "127.0.0.2"),
+        ("ipv6:[::1]:5678", "::1"),
+        ("ipv6:[2001:db8::7]:443", "2001:db8::7"),
+        ("unix:/tmp/socket", "unix:/tmp/socket"),
+    ],
+)
+def test_a_grpc_peer_is_its_address_without_the_port(peer: str, address: str) -> None:
+    assert grpc_peer_address(peer) == address
+
+
+@pytest.mark.parametrize(
+    ("address", "caller", "why"),
+    [
+        ("127.0.0.2", "address:127.0.0.2", "IPv4: the address"),
+        ("2001:db8::1", "address:2001:db8::/64", "IPv6: one host holds a whole /64"),
+        ("2001:db8::ffff:1", "address:2001:db8::/64", "the same /64, the same caller"),
+        ("::ffff:10.1.2.3", "address:10.1.2.3", "a dual-stack socket's IPv4 peer"),
+        ("fe80::1%eth0", "address:fe80::/64", "a zone index is not part of the network"),
+    ],
+)
+def test_without_tokens_a_caller_is_its_address(address: str, caller: str, why: str) -> None:
+    assert Callers().identify(b"Bearer anything", address) == caller, why
+
+
+def test_with_tokens_a_caller_is_its_token_and_never_the_token_itself() -> None:
+    callers = Callers(TokenChecker((b"alpha", b"beta")))
+    # One token from two addresses is one caller, named by the fingerprint the access lines show.
+    beta = callers.identify("Bearer beta", "127.0.0.2")
+    assert beta == fingerprint(b"beta") == callers.identify("Bearer beta", "127.0.0.3")
+    assert "beta" not in beta and beta != callers.identify("Bearer alpha", "127.0.0.2")
+    assert callers.identify("Bearer wrong", "127.0.0.2") == "address:127.0.0.2"  # refused anyway
+    assert callers.identify(None, "127.0.0.2") == "address:127.0.0.2"
+
+
+def test_an_http_caller_comes_from_the_asgi_scope() -> None:
+    callers = Callers(TokenChecker((b"alpha",)))
+    scope = {"client": ("127.0.0.3", 40000), "headers": [(b"authorization", b"Bearer alpha")]}
+    assert callers.of_http(scope) == fingerprint(b"alpha")
+    assert callers.of_http({"client": ("127.0.0.3", 40001), "headers": []}) == "address:127.0.0.3"
+    assert Callers().of_http({"client": None}) == "address:"

@@ -6,9 +6,11 @@ which fails on purpose, a small body limit or CORS build the ASGI app around a f
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+import socket
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,8 +22,11 @@ from starlette.routing import Route
 
 from chainrule.engine import errors
 from chainrule.server.app import Application
-from chainrule.server.transport import openapi, protojson, rest
-from chainrule.server.transport.http_server import create_http_app
+from chainrule.server.compute.executors import CallLimit
+from chainrule.server.metrics import HttpMetrics
+from chainrule.server.sizing import PROTOBUF_WIRE, Wire
+from chainrule.server.transport import openapi, protojson
+from chainrule.server.transport.http_server import bind_socket, create_http_app
 from chainrule.server.transport.status import HTTP_STATUS
 from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
@@ -83,7 +88,12 @@ async def test_post_differentiate_with_latex(client: httpx.AsyncClient) -> None:
 
 async def test_get_differentiate_from_the_query_string(client: httpx.AsyncClient) -> None:
     # curl -s 'localhost:8080/v1/differentiate?expression=x^3*y^2&wrt=x:2&wrt=y&latex=true'
-    params = [("expression", "x^3*y^2"), ("wrt", "x:2"), ("wrt", "y"), ("latex", "true")]
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("expression", "x^3*y^2"),
+        ("wrt", "x:2"),
+        ("wrt", "y"),
+        ("latex", "true"),
+    ]
     response = await client.get("/v1/differentiate", params=params)
     assert response.status_code == 200, response.text
     post = await client.post(
@@ -125,6 +135,8 @@ GET_QUERY_ERRORS = [
     ({"expression": "x", "verify": "2"}, ["verify"], "verify is a boolean"),
     ({"expression": "x", "simplification": "lots"}, ["simplification"], "simplification is a name"),
     ({"expression": ["x", "y"]}, ["expression"], "expression given twice"),
+    ({"expression": "x", "wrt": "x:²"}, ["wrt[0].order"], "a superscript is a digit to isdigit, not to int"),
+    ({"expression": "x", "wrt": "x:٣"}, ["wrt[0].order"], "an Arabic-Indic digit likewise"),
 ]
 
 
@@ -342,16 +354,21 @@ class FailingApi:
     def __init__(self, error: BaseException, cors_origins: str = "") -> None:
         self.settings = make_settings(cors_origins=cors_origins)
         self.error = error
+        self.calls = CallLimit(
+            self.settings.calls_in_flight,
+            self.settings.request_bytes_in_flight,
+            self.settings.retry_after_seconds,
+        )
 
-    async def differentiate(self, request: pb.DifferentiateRequest) -> pb.DifferentiateResponse:
+    async def differentiate(self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE) -> Any:
         raise self.error
 
-    evaluate = gradient = server_info = differentiate
+    evaluate = gradient = jacobian = series = server_info = parse = differentiate
 
 
 def fake_client(api: FailingApi, registry: CollectorRegistry | None = None) -> httpx.AsyncClient:
     registry = registry or CollectorRegistry()
-    application = create_http_app(registry, lambda: True, api=api, http_metrics=rest.HttpMetrics(registry))  # type: ignore[arg-type]
+    application = create_http_app(registry, lambda: True, api=api, http_metrics=HttpMetrics(registry))  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://test")
 
 
@@ -462,7 +479,7 @@ async def test_openapi_document_covers_every_route(client: httpx.AsyncClient, ap
     }
     documented = {(path, verb) for path, item in document["paths"].items() for verb in item}
     rpc_routes = {("/v1/differentiate", "post"), ("/v1/evaluate", "post"), ("/v1/gradient", "post"),
-                  ("/v1/info", "get"), ("/v1/differentiate", "get")}  # fmt: skip
+                  ("/v1/info", "get"), ("/v1/differentiate", "get"), ("/v1/parse", "post")}  # fmt: skip
     assert rpc_routes <= documented
     assert served <= documented
 
@@ -507,13 +524,6 @@ def test_proto_comments_are_read_per_scope() -> None:
     }
 
 
-async def test_docs_page_renders_the_document(client: httpx.AsyncClient) -> None:
-    response = await client.get("/docs")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    assert 'fetch("/openapi.json")' in response.text
-
-
 def test_error_for_a_huge_bad_body_stays_small() -> None:
     body = json.dumps({"points": {f"v{i}": {"bad": 1} for i in range(1000)}}).encode()
     with pytest.raises(errors.InvalidArgument) as caught:
@@ -521,3 +531,25 @@ def test_error_for_a_huge_bad_body_stays_small() -> None:
     assert len(caught.value.violations) == protojson.MAX_VIOLATIONS
     assert caught.value.message.endswith("(and 995 more)")
     assert len(caught.value.message) < 200
+
+
+async def test_accepted_connections_have_nagle_off() -> None:
+    # Kept-alive connections (every HTTP client's pool) wait ~40 ms a reply when Nagle meets delayed
+    # ACKs; asyncio turns Nagle off only on sockets made with proto IPPROTO_TCP.
+    nodelay: list[int] = []
+
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        nodelay.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(accepted, sock=bind_socket("127.0.0.1", 0))
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(100):
+            if nodelay:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+    assert nodelay and nodelay[0] != 0

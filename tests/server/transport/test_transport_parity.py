@@ -40,6 +40,8 @@ def wrt(*pairs: tuple[str, int]) -> list[pb.Wrt]:
 
 
 D, E, G = pb.DifferentiateRequest, pb.EvaluateRequest, pb.GradientAtPointRequest
+LATEX, MATHML = pb.OUTPUT_FORMAT_LATEX, pb.OUTPUT_FORMAT_MATHML
+J, S = pb.JacobianRequest, pb.SeriesRequest
 
 # (id, request): the RPC and the REST route follow from the request's type.
 CASES: list[tuple[str, Message]] = [
@@ -49,7 +51,8 @@ CASES: list[tuple[str, Message]] = [
     ("seed-sin-cubed", D(expression="(sin x)³")),
     ("seed-sin-cos", D(expression="sin(cos x)")),
     ("seed-exp", D(expression="e^(2x)")),
-    ("mixed-partial-latex", D(expression="x^3 y^2 + sin(x y)", wrt=wrt(("x", 2), ("y", 1)), formats=[2])),
+    ("mixed-partial-latex",
+     D(expression="x^3 y^2 + sin(x y)", wrt=wrt(("x", 2), ("y", 1)), formats=[LATEX])),
     ("constant", D(expression="2 pi")),
     ("simplify-none", D(expression="(x+1)^2", simplification=pb.SIMPLIFICATION_NONE)),
     ("simplify-full", D(expression="sin(x)^2 + cos(x)^2 + x", simplification=pb.SIMPLIFICATION_FULL)),
@@ -64,6 +67,23 @@ CASES: list[tuple[str, Message]] = [
     ("order-over-limit", D(expression="x^2", wrt=wrt(("x", 1000)))),
     ("unknown-simplification", D(expression="x", simplification=7)),  # type: ignore[arg-type]
     ("unknown-format", D(expression="x", formats=[9])),  # type: ignore[list-item]
+    ("no-closed-form", D(expression="zeta(x)")),
+    (
+        "no-closed-form-inner",
+        D(
+            expression="zeta(x/2 + 3)",
+            formats=[pb.OUTPUT_FORMAT_LATEX, pb.OUTPUT_FORMAT_PYTHON],
+            explain=True,
+            verify=True,
+        ),
+    ),
+    ("no-closed-form-order", D(expression="polygamma(x, 2)", simplification=pb.SIMPLIFICATION_FULL)),
+    ("huge-integer", D(expression="3^9100 + x^2", formats=list(pb.OutputFormat.values())[2:])),
+    ("leibniz", D(expression="d/dx sin(x)")),
+    ("inverse-or-reciprocal", D(expression="sin^-1(x)")),
+    ("function-power", D(expression="sin^2 x + cos^2(x)")),
+    ("nearest-function", D(expression="sinn(x)")),
+    ("limit-in-words", D(expression="9^9^9 + x")),
     # Evaluate: one point, many points in both encodings, non-finite values, bad batches.
     ("eval-zero", E(expression="sin(x)", point={"x": 0.0})),
     ("eval-cbrt", E(expression="cbrt(x)", point={"x": -8.0})),
@@ -91,6 +111,42 @@ CASES: list[tuple[str, Message]] = [
     ("grad-parse-error", G(expression="sin(", point={"x": 1})),
     # GetServerInfo.
     ("server-info", pb.GetServerInfoRequest()),
+    # Parse: a text that does not parse is an answer, with the same content either way.
+    ("parse-rpc-canonical", pb.ParseRequest(expression="sin x² + y")),
+    ("parse-rpc-open-paren", pb.ParseRequest(expression="sin(x")),
+    ("parse-rpc-unknown-function", pb.ParseRequest(expression="2 foo(x)")),
+    ("parse-rpc-too-long", pb.ParseRequest(expression="x" * 10_001)),
+    # Implicit differentiation (Differentiate and Evaluate with `dependent`).
+    ("implicit-circle", D(expression="x^2 + y^2 = 25", dependent="y", wrt=wrt(("x", 2)), formats=[LATEX])),
+    ("implicit-explain", D(expression="x^2 + y^2 = 25", dependent="y", explain=True)),
+    ("implicit-no-dependent", D(expression="x^2 + y^2 = 25")),
+    ("implicit-dependent-absent", D(expression="x^2 + y^2 = 25", dependent="z")),
+    ("implicit-dependent-is-wrt", D(expression="x^2 + y^2 = 25", dependent="y", wrt=wrt(("y", 1)))),
+    ("implicit-two-equals", D(expression="x = y = 1", dependent="y")),
+    ("implicit-eval", E(expression="x^2 + y^2 = 25", dependent="y", wrt=wrt(("x", 2)),
+                        point={"x": 3, "y": 4})),
+    ("implicit-eval-no-dependent", E(expression="x^2 + y^2 = 25", point={"x": 3, "y": 4})),
+    # Jacobian.
+    ("jac-one-point", J(expressions=["x^2 y", "sin(x) + y z"], variables=["x", "y"],
+                        point={"x": 1, "y": 2, "z": 3})),
+    ("jac-many-f64le", J(expressions=["x y", "x + y^2", "exp(x)"],
+                         points={"x": f64le(1, 2), "y": f64le(3, 4)})),
+    ("jac-many-lists", J(expressions=["log(x)"], points={"x": values(-1, 1)})),
+    ("jac-empty", J(expressions=[], point={"x": 1})),
+    ("jac-parse-error-row", J(expressions=["x", "sin("], point={"x": 1})),
+    ("jac-equation-row", J(expressions=["x = 1"], point={"x": 1})),
+    ("jac-variable-twice", J(expressions=["x"], variables=["x", "x"], point={"x": 1})),
+    ("jac-missing", J(expressions=["x y"], point={"x": 1})),
+    # Series.
+    ("series-sin", S(expression="sin(x)", around="pi/2", order=2, formats=[LATEX])),
+    ("series-default-order", S(expression="exp(x)")),
+    ("series-order-zero", S(expression="cos(x)", order=0)),
+    ("series-no-taylor-log", S(expression="log(x)")),
+    ("series-no-taylor-abs", S(expression="abs(x)", order=3)),
+    ("series-around-not-constant", S(expression="sin(x)", around="y")),
+    ("series-around-parse-error", S(expression="sin(x)", around="1 +")),
+    ("series-order-over-limit", S(expression="sin(x)", order=1000)),
+    ("series-mathml", S(expression="sin(x)", formats=[MATHML])),
 ]  # fmt: skip
 
 # RPC name and REST route per request type, as the proto's google.api.http options declare them.
@@ -98,7 +154,10 @@ ROUTES: dict[type[Message], tuple[str, str, str]] = {
     pb.DifferentiateRequest: ("Differentiate", "POST", "/v1/differentiate"),
     pb.EvaluateRequest: ("Evaluate", "POST", "/v1/evaluate"),
     pb.GradientAtPointRequest: ("GradientAtPoint", "POST", "/v1/gradient"),
+    pb.JacobianRequest: ("Jacobian", "POST", "/v1/jacobian"),
+    pb.SeriesRequest: ("Series", "POST", "/v1/series"),
     pb.GetServerInfoRequest: ("GetServerInfo", "GET", "/v1/info"),
+    pb.ParseRequest: ("Parse", "POST", "/v1/parse"),
 }
 
 
@@ -107,7 +166,7 @@ def to_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
-async def via_grpc(stub: pb_grpc.DifferentiationServiceStub, request: Message) -> Outcome:
+async def via_grpc(stub: pb_grpc.DifferentiationServiceAsyncStub, request: Message) -> Outcome:
     rpc, _, _ = ROUTES[type(request)]
     try:
         response = await getattr(stub, rpc)(request)
@@ -137,7 +196,7 @@ async def rest_client(app: Application) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.mark.parametrize("request_", [case for _, case in CASES], ids=[name for name, _ in CASES])
 async def test_grpc_and_rest_agree(
-    stub: pb_grpc.DifferentiationServiceStub, rest_client: httpx.AsyncClient, request_: Message
+    stub: pb_grpc.DifferentiationServiceAsyncStub, rest_client: httpx.AsyncClient, request_: Message
 ) -> None:
     grpc_status, grpc_body = await via_grpc(stub, request_)
     rest_status, rest_body = await via_rest(rest_client, request_)
@@ -150,4 +209,76 @@ def test_the_table_covers_successes_and_each_error_reason() -> None:
     names = {name for name, _ in CASES}
     assert {"seed-sin-square", "eval-f64le", "grad-many-f64le", "server-info"} <= names
     assert {"parse-open-paren", "unknown-function", "eval-missing-point", "order-over-limit"} <= names
+    assert {
+        "no-closed-form",
+        "huge-integer",
+        "jac-many-f64le",
+        "series-sin",
+        "series-no-taylor-log",
+        "implicit-circle",
+    } <= names
     assert {type(request) for _, request in CASES} == set(ROUTES)
+
+
+# (expression, function, argument): derivatives the grammar cannot write, refused alike by both transports.
+NO_CLOSED_FORM = [
+    ("zeta(x)", "zeta", "1"),
+    ("zeta(x/2 + 3)", "zeta", "1"),
+    ("zeta(x, 2)", "zeta", "1"),
+    ("polygamma(x, 2)", "polygamma", "1"),
+    ("Heaviside(x, x^2)", "Heaviside", "2"),
+]
+
+
+@pytest.mark.parametrize(
+    ("expression", "function", "argument"), NO_CLOSED_FORM, ids=[r[0] for r in NO_CLOSED_FORM]
+)
+async def test_no_closed_form_is_a_failed_precondition_on_both(
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
+    rest_client: httpx.AsyncClient,
+    expression: str,
+    function: str,
+    argument: str,
+) -> None:
+    request = D(expression=expression)
+    grpc_status, grpc_body = await via_grpc(stub, request)
+    rest_status, rest_body = await via_rest(rest_client, request)
+    code = errors.Code.FAILED_PRECONDITION
+    assert grpc_body["code"] == rest_body["code"] == code
+    assert grpc_status == rest_status == HTTP_STATUS[code] == 400
+    (info,) = [d for d in rest_body["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
+    assert info["reason"] == "NO_CLOSED_FORM"
+    assert info["metadata"] == {"function": function, "argument": argument}
+    # The numeric RPCs give its values all the same (mpmath, point by point): the message says so.
+    assert "Evaluate with wrt, or GradientAtPoint, computes its values numerically" in rest_body["message"]
+
+
+# Those derivatives have values: Evaluate with wrt, GradientAtPoint and Jacobian give the same ones on
+# both transports (tests/server/test_every_number.py checks them against mpmath).
+WITHOUT_CLOSED_FORM = [
+    E(expression="zeta(x)", wrt=wrt(("x", 1)), point={"x": 2.5}),
+    G(expression="zeta(x/2 + 3) y", point={"x": 1.0, "y": 2.0}),
+    J(expressions=["x", "polygamma(x, 2)"], point={"x": 1.5}),
+]
+
+
+@pytest.mark.parametrize("request_", WITHOUT_CLOSED_FORM, ids=["evaluate", "gradient", "jacobian"])
+async def test_derivatives_without_closed_form_have_the_same_values_on_both(
+    stub: pb_grpc.DifferentiationServiceAsyncStub, rest_client: httpx.AsyncClient, request_: Message
+) -> None:
+    grpc_status, grpc_body = await via_grpc(stub, request_)
+    rest_status, rest_body = await via_rest(rest_client, request_)
+    assert grpc_status == rest_status == 200 and grpc_body == rest_body
+    assert rest_body.get("nonfiniteCount", 0) == 0
+
+
+@pytest.mark.parametrize(
+    "request_", [D(), E(point={"x": 1}), G(point={"x": 1})], ids=["differentiate", "evaluate", "gradient"]
+)
+async def test_a_missing_expression_is_said_to_be_required(
+    stub: pb_grpc.DifferentiationServiceAsyncStub, rest_client: httpx.AsyncClient, request_: Message
+) -> None:
+    for status, body in (await via_grpc(stub, request_), await via_rest(rest_client, request_)):
+        assert status == 400
+        assert body["message"] == "expression is required: send one, such as sin(x^2)"
+        assert body["details"][0]["fieldViolations"][0]["field"] == "expression"

@@ -6,6 +6,9 @@ with Client("127.0.0.1:50051") as client:
     print(client.differentiate("sin(x^2)").derivative)            # 2*x*cos(x^2)
     print(client.evaluate("x*y", {"x": 2, "y": 3}).value)           # 6.0
     print(client.gradient("x^2*y", {"x": 1, "y": 2}).gradient)      # (4.0, 1.0)
+    print(client.parse("sin(x").error.position)                     # 3
+    print(client.jacobian(["x*y", "x + y"], {"x": 2, "y": 3}).jacobian)  # ((3.0, 2.0), (1.0, 1.0))
+    print(client.series("sin(x)", order=3).series)                  # x - x^3/6
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ._exceptions import (
     ResourceExhaustedError,
     UnauthenticatedError,
     UnavailableError,
+    UnimplementedError,
     UnknownFunctionError,
 )
 from ._models import (
@@ -32,10 +36,14 @@ from ._models import (
     Column,
     Derivative,
     Evaluation,
+    ExpressionError,
     Formula,
     GeneratedCode,
     Gradient,
+    Jacobian,
     Limit,
+    Parsed,
+    Series,
     ServerInfo,
     Step,
 )
@@ -53,21 +61,26 @@ __all__ = [
     "DeadlineExceededError",
     "Derivative",
     "Evaluation",
+    "ExpressionError",
     "FieldViolation",
     "Formula",
     "GeneratedCode",
     "Gradient",
     "InvalidArgumentError",
+    "Jacobian",
     "Limit",
     "LimitExceededError",
     "MissingVariableError",
     "ParseError",
+    "Parsed",
     "ResourceExhaustedError",
     "RetryPolicy",
+    "Series",
     "ServerInfo",
     "Step",
     "UnauthenticatedError",
     "UnavailableError",
+    "UnimplementedError",
     "UnknownFunctionError",
     "UseClientDefault",
 ]

@@ -1,8 +1,8 @@
 """One batch as several calls: past the server's message limit, and with the wire and compute overlapped.
 
-`Client.evaluate(..., chunk_points=N)` (and `gradient`) splits the columns into slices of at most N
-points, sends up to `in_flight` of those calls at a time and joins the answers in order. Slices of
-numpy arrays are views; only the slice being encoded is copied.
+`Client.evaluate(..., chunk_points=N)` (and `gradient`, `jacobian`) splits the columns into slices of
+at most N points, sends up to `in_flight` of those calls at a time and joins the answers in order.
+Slices of numpy arrays are views; only the slice being encoded is copied.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TypeVar, cast
 
 from ._arrays import ColumnInput, is_ndarray
 from ._convert import Points
-from ._models import Column, Evaluation, Gradient
+from ._models import Column, Evaluation, Gradient, Jacobian
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -91,6 +91,27 @@ def join_gradients(parts: Sequence[Gradient], as_numpy: bool) -> Gradient:
         )
         if has_hessian
         else None,
+    )
+
+
+def join_jacobians(parts: Sequence[Jacobian], as_numpy: bool) -> Jacobian:
+    """One `Jacobian` from the answers of consecutive slices."""
+    first = parts[0]
+    # A slice of one point may come back as single values; as columns of one value they join.
+    values = [part.value_arrays or tuple([v] for v in part.values or ()) for part in parts]
+    grids = [
+        part.jacobian_arrays or tuple(tuple([v] for v in row) for row in part.jacobian or ())
+        for part in parts
+    ]
+    rows, n = len(values[0]), len(first.variables)
+    return Jacobian(
+        variables=first.variables,
+        nonfinite_count=sum(part.nonfinite_count for part in parts),
+        value_arrays=tuple(_concatenate([v[i] for v in values], as_numpy) for i in range(rows)),
+        jacobian_arrays=tuple(
+            tuple(_concatenate([grid[i][j] for grid in grids], as_numpy) for j in range(n))
+            for i in range(rows)
+        ),
     )
 
 

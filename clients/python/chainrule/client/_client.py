@@ -31,8 +31,8 @@ from ._config import (
     retry_delay,
 )
 from ._convert import Point, Points, SimplificationName, WrtSpec
-from ._exceptions import error_from_rpc
-from ._models import Derivative, Evaluation, Gradient, ServerInfo
+from ._exceptions import ChainruleError, error_from_rpc, unimplemented
+from ._models import Derivative, Evaluation, Gradient, Jacobian, Parsed, Series, ServerInfo
 
 _Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
@@ -79,6 +79,10 @@ class _BaseClient:
     def _open(self) -> None:
         raise NotImplementedError
 
+    def _now(self) -> float:
+        """The clock deadlines and retries are measured on (tests substitute one they drive)."""
+        return time.monotonic()
+
     @property
     def target(self) -> str:
         """The server address this client talks to."""
@@ -86,6 +90,16 @@ class _BaseClient:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target!r})"
+
+    def _failure(
+        self, exc: grpc.RpcError, request: Message, attempt: int, deadline: Deadline
+    ) -> ChainruleError | float:
+        """The error to raise for a failed call, or the delay in seconds before retrying it."""
+        error = error_from_rpc(exc)
+        if error.code is grpc.StatusCode.UNIMPLEMENTED:
+            return unimplemented(error, type(request).__name__.removesuffix("Request"), self.target)
+        delay = retry_delay(self._settings.retry, error, attempt, deadline, self._rng)
+        return error if delay is None else delay
 
 
 class Client(_BaseClient):
@@ -96,7 +110,7 @@ class Client(_BaseClient):
     '2*x*cos(x^2)'
 
     Arguments: `target` ("host:port"); `timeout`, the default deadline of each call in seconds
-    (None: no deadline; every call may override it); `retry`, the `RetryPolicy` for UNAVAILABLE;
+    (None: no deadline; every call may override it); `retry`, the `RetryPolicy` (UNAVAILABLE, overload);
     `token`, sent as `authorization: Bearer <token>`; `metadata`, extra headers on every call;
     `tls=True` for TLS with the system's roots, or `root_certificates` (PEM) and, for mutual TLS,
     `private_key` + `certificate_chain` (PEM); `tls_server_name` overrides the name checked against
@@ -130,18 +144,21 @@ class Client(_BaseClient):
         request: _Request,
         timeout: Timeout,
     ) -> _Response:
-        deadline = Deadline(self._settings.call_timeout(timeout))
+        deadline = Deadline(self._settings.call_timeout(timeout), self._now)
         attempt = 0
         while True:
             attempt += 1
             try:
                 return method(request, timeout=deadline.remaining(), metadata=self._settings.metadata)
             except grpc.RpcError as exc:
-                error = error_from_rpc(exc)
-                delay = retry_delay(self._settings.retry, error, attempt, deadline, self._rng)
-                if delay is None:
-                    raise error from exc
-            time.sleep(delay)
+                delay = self._failure(exc, request, attempt, deadline)
+                if isinstance(delay, ChainruleError):
+                    raise delay from exc
+            self._wait(delay)
+
+    def _wait(self, seconds: float) -> None:
+        """The pause between two attempts."""
+        time.sleep(seconds)
 
     def _each_slice(
         self, call: Callable[[Points], _Answer], points: Points, chunk_points: int, in_flight: int
@@ -169,15 +186,25 @@ class Client(_BaseClient):
         explain: bool = False,
         verify: bool = False,
         formats: Sequence[convert.FormatName] = (),
+        dependent: str | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> Derivative:
         """The derivative of `expression`: `wrt="x"`, `{"x": 2, "y": 1}` or `[("x", 2), ("y", 1)]`.
 
         `explain=True` adds the derivation (`steps`), `verify=True` a numeric self-check (`check`);
         `formats` may ask for "latex", "mathml" and code in "python", "c" or "javascript" (`code`).
+        `dependent="y"`: implicit differentiation of the equation `expression` ("x^2 + y^2 = 25"),
+        which defines y as a function of the one `wrt` variable (by default its only other one).
         """
         request = convert.differentiate_request(
-            expression, wrt, simplification, latex, explain=explain, verify=verify, formats=formats
+            expression,
+            wrt,
+            simplification,
+            latex,
+            explain=explain,
+            verify=verify,
+            formats=formats,
+            dependent=dependent,
         )
         response = self._call(self._stub.Differentiate, request, timeout)
         return convert.derivative(response, latex or "latex" in formats, "mathml" in formats)
@@ -189,6 +216,7 @@ class Client(_BaseClient):
         *,
         points: Points | None = None,
         wrt: WrtSpec = None,
+        dependent: str | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
         chunk_points: int | None = None,
         in_flight: int = 2,
@@ -197,14 +225,18 @@ class Client(_BaseClient):
 
         `chunk_points`: send `points` as calls of at most that many points, `in_flight` at a time,
         for batches past the message limit; the answer is the same, `timeout` applies to each call.
+        `dependent` (with `wrt`): the implicit derivative, as in `differentiate`, at points that give
+        both variables (nothing is solved: a point off the curve is not checked).
         """
         if chunk_points is not None and points is not None:
             parts = self._each_slice(
-                lambda part: self.evaluate(expression, points=part, wrt=wrt, timeout=timeout),
+                lambda part: self.evaluate(
+                    expression, points=part, wrt=wrt, dependent=dependent, timeout=timeout
+                ),
                 points, chunk_points, in_flight,
             )  # fmt: skip
             return chunks.join_evaluations(parts, convert.wants_numpy(points))
-        request = convert.evaluate_request(expression, point, points, wrt)
+        request = convert.evaluate_request(expression, point, points, wrt, dependent)
         response = self._call(self._stub.Evaluate, request, timeout)
         return convert.evaluation(response, convert.wants_numpy(points))
 
@@ -233,10 +265,61 @@ class Client(_BaseClient):
         response = self._call(self._stub.GradientAtPoint, request, timeout)
         return convert.gradient(response, convert.wants_numpy(points), hessian)
 
+    def jacobian(
+        self,
+        expressions: Sequence[str],
+        point: Point | None = None,
+        *,
+        points: Points | None = None,
+        variables: Sequence[str] | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+        chunk_points: int | None = None,
+        in_flight: int = 2,
+    ) -> Jacobian:
+        """Values and Jacobian of `expressions` (the rows) by `variables` (the columns; default all,
+        sorted) at `point` or at `points`; `chunk_points` as `evaluate`. Needs a server of 0.2.0 or later.
+        """
+        if chunk_points is not None and points is not None:
+            parts = self._each_slice(
+                lambda part: self.jacobian(expressions, points=part, variables=variables, timeout=timeout),
+                points, chunk_points, in_flight,
+            )  # fmt: skip
+            return chunks.join_jacobians(parts, convert.wants_numpy(points))
+        request = convert.jacobian_request(expressions, point, points, variables)
+        response = self._call(self._stub.Jacobian, request, timeout)
+        return convert.jacobian(response, convert.wants_numpy(points))
+
+    def series(
+        self,
+        expression: str,
+        variable: str | None = None,
+        *,
+        around: str | float = "0",
+        order: int | None = None,
+        latex: bool = False,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Series:
+        """The Taylor polynomial of `expression` in `variable` (default: its only one) around the
+        exact constant `around` ("pi/2", "1/2" or a number) of degree `order` (server default 5).
+        No expansion at the point (log(x) at 0) raises `ChainruleError` with reason "NO_TAYLOR_SERIES".
+        Needs a server of 0.2.0 or later.
+        """
+        request = convert.series_request(expression, variable, around, order, latex)
+        response = self._call(self._stub.Series, request, timeout)
+        return convert.series(response, latex)
+
     def server_info(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> ServerInfo:
         """The server's version, limits, functions, constants and modes."""
         response = self._call(self._stub.GetServerInfo, pb.GetServerInfoRequest(), timeout)
         return convert.server_info(response)
+
+    def parse(self, expression: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Parsed:
+        """How the server reads `expression`: cheap, for checking text as it is typed.
+
+        A text that does not parse is not an exception: the result's `error` says why and where.
+        """
+        response = self._call(self._stub.Parse, pb.ParseRequest(expression=expression), timeout)
+        return convert.parsed(response)
 
 
 class AsyncClient(_BaseClient):
@@ -273,18 +356,21 @@ class AsyncClient(_BaseClient):
         request: _Request,
         timeout: Timeout,
     ) -> _Response:
-        deadline = Deadline(self._settings.call_timeout(timeout))
+        deadline = Deadline(self._settings.call_timeout(timeout), self._now)
         attempt = 0
         while True:
             attempt += 1
             try:
                 return await method(request, timeout=deadline.remaining(), metadata=self._settings.metadata)
             except grpc.aio.AioRpcError as exc:
-                error = error_from_rpc(exc)
-                delay = retry_delay(self._settings.retry, error, attempt, deadline, self._rng)
-                if delay is None:
-                    raise error from exc
-            await asyncio.sleep(delay)
+                delay = self._failure(exc, request, attempt, deadline)
+                if isinstance(delay, ChainruleError):
+                    raise delay from exc
+            await self._wait(delay)
+
+    async def _wait(self, seconds: float) -> None:
+        """The pause between two attempts."""
+        await asyncio.sleep(seconds)
 
     async def _each_slice(
         self,
@@ -306,11 +392,19 @@ class AsyncClient(_BaseClient):
         explain: bool = False,
         verify: bool = False,
         formats: Sequence[convert.FormatName] = (),
+        dependent: str | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> Derivative:
         """The derivative of `expression`; see `Client.differentiate`."""
         request = convert.differentiate_request(
-            expression, wrt, simplification, latex, explain=explain, verify=verify, formats=formats
+            expression,
+            wrt,
+            simplification,
+            latex,
+            explain=explain,
+            verify=verify,
+            formats=formats,
+            dependent=dependent,
         )
         response: pb.DifferentiateResponse = await self._call(self._stub.Differentiate, request, timeout)
         return convert.derivative(response, latex or "latex" in formats, "mathml" in formats)
@@ -322,6 +416,7 @@ class AsyncClient(_BaseClient):
         *,
         points: Points | None = None,
         wrt: WrtSpec = None,
+        dependent: str | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
         chunk_points: int | None = None,
         in_flight: int = 2,
@@ -329,11 +424,13 @@ class AsyncClient(_BaseClient):
         """The value at `point` or the values at `points`; see `Client.evaluate`."""
         if chunk_points is not None and points is not None:
             parts = await self._each_slice(
-                lambda part: self.evaluate(expression, points=part, wrt=wrt, timeout=timeout),
+                lambda part: self.evaluate(
+                    expression, points=part, wrt=wrt, dependent=dependent, timeout=timeout
+                ),
                 points, chunk_points, in_flight,
             )  # fmt: skip
             return chunks.join_evaluations(parts, convert.wants_numpy(points))
-        request = convert.evaluate_request(expression, point, points, wrt)
+        request = convert.evaluate_request(expression, point, points, wrt, dependent)
         response: pb.EvaluateResponse = await self._call(self._stub.Evaluate, request, timeout)
         return convert.evaluation(response, convert.wants_numpy(points))
 
@@ -362,8 +459,51 @@ class AsyncClient(_BaseClient):
         response: pb.GradientAtPointResponse = await self._call(self._stub.GradientAtPoint, request, timeout)
         return convert.gradient(response, convert.wants_numpy(points), hessian)
 
+    async def jacobian(
+        self,
+        expressions: Sequence[str],
+        point: Point | None = None,
+        *,
+        points: Points | None = None,
+        variables: Sequence[str] | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+        chunk_points: int | None = None,
+        in_flight: int = 2,
+    ) -> Jacobian:
+        """Values and Jacobian of `expressions`; see `Client.jacobian`."""
+        if chunk_points is not None and points is not None:
+            parts = await self._each_slice(
+                lambda part: self.jacobian(expressions, points=part, variables=variables, timeout=timeout),
+                points, chunk_points, in_flight,
+            )  # fmt: skip
+            return chunks.join_jacobians(parts, convert.wants_numpy(points))
+        request = convert.jacobian_request(expressions, point, points, variables)
+        response: pb.JacobianResponse = await self._call(self._stub.Jacobian, request, timeout)
+        return convert.jacobian(response, convert.wants_numpy(points))
+
+    async def series(
+        self,
+        expression: str,
+        variable: str | None = None,
+        *,
+        around: str | float = "0",
+        order: int | None = None,
+        latex: bool = False,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Series:
+        """The Taylor polynomial of `expression`; see `Client.series`."""
+        request = convert.series_request(expression, variable, around, order, latex)
+        response: pb.SeriesResponse = await self._call(self._stub.Series, request, timeout)
+        return convert.series(response, latex)
+
     async def server_info(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> ServerInfo:
         """The server's version, limits, functions, constants and modes."""
         request = pb.GetServerInfoRequest()
         response: pb.GetServerInfoResponse = await self._call(self._stub.GetServerInfo, request, timeout)
         return convert.server_info(response)
+
+    async def parse(self, expression: str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Parsed:
+        """How the server reads `expression`; see `Client.parse`."""
+        request = pb.ParseRequest(expression=expression)
+        response: pb.ParseResponse = await self._call(self._stub.Parse, request, timeout)
+        return convert.parsed(response)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import importlib.metadata
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
 
-from ._exceptions import ChainruleError, UnavailableError
+from ._exceptions import ChainruleError, ResourceExhaustedError, UnavailableError
 
 DEFAULT_TIMEOUT: Final = 10.0
-# As large as the server's largest reply (a 2-million-point batch with Hessian columns).
+# Room for the replies of servers configured above their default reply limit (64 MiB); bigger batches
+# go in chunks (`chunk_points`).
 DEFAULT_MAX_MESSAGE_BYTES: Final = 512 * 1024 * 1024
 USER_AGENT: Final = f"chainrule-client-python/{importlib.metadata.version('chainrule-client')}"
 
@@ -33,11 +34,14 @@ Timeout = float | None | UseClientDefault
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries on UNAVAILABLE only, with capped exponential backoff and full jitter.
+    """Retries on UNAVAILABLE, and on RESOURCE_EXHAUSTED when the server says when to come back.
 
-    Attempt k (1-based) that fails waits a random time in [0, min(max_backoff,
-    initial_backoff * multiplier ** (k - 1))] before the next one; `max_attempts=1` turns retries off.
-    Retries never outlive the call's deadline.
+    Attempt k (1-based) that fails with UNAVAILABLE waits a random time in [0, min(max_backoff,
+    initial_backoff * multiplier ** (k - 1))] before the next one. RESOURCE_EXHAUSTED with a retry
+    delay (`google.rpc.RetryInfo`: the server was busy) waits that delay plus the same jitter, so
+    callers turned away together do not come back together; without one (the request overran its
+    own budget or memory bound, and would again) it is raised at once. `max_attempts=1` turns
+    retries off. Retries never outlive the call's deadline.
     """
 
     max_attempts: int = 4
@@ -58,27 +62,33 @@ class RetryPolicy:
 
 
 class Deadline:
-    """One call's time budget across all of its attempts."""
+    """One call's time budget across all of its attempts, on `clock` (seconds, monotonic)."""
 
-    def __init__(self, timeout: float | None) -> None:
-        self._end = None if timeout is None else time.monotonic() + timeout
+    def __init__(self, timeout: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._end = None if timeout is None else clock() + timeout
 
     def remaining(self) -> float | None:
         """Seconds left (never negative), or None for no deadline."""
-        return None if self._end is None else max(0.0, self._end - time.monotonic())
+        return None if self._end is None else max(0.0, self._end - self._clock())
 
     def allows(self, delay: float) -> bool:
         """True if waiting `delay` seconds still leaves time for another attempt."""
-        return self._end is None or time.monotonic() + delay < self._end
+        return self._end is None or self._clock() + delay < self._end
 
 
 def retry_delay(
     policy: RetryPolicy, error: ChainruleError, attempt: int, deadline: Deadline, rng: random.Random
 ) -> float | None:
     """The wait before retrying after `error`, or None when the error must be raised now."""
-    if not isinstance(error, UnavailableError) or attempt >= policy.max_attempts:
+    if attempt >= policy.max_attempts:
         return None
-    delay = policy.backoff(attempt, rng)
+    if isinstance(error, UnavailableError):
+        delay = policy.backoff(attempt, rng)
+    elif isinstance(error, ResourceExhaustedError) and error.retry_after is not None:
+        delay = error.retry_after + policy.backoff(attempt, rng)
+    else:
+        return None
     return delay if deadline.allows(delay) else None
 
 

@@ -15,10 +15,14 @@ from ._models import (
     Column,
     Derivative,
     Evaluation,
+    ExpressionError,
     Formula,
     GeneratedCode,
     Gradient,
+    Jacobian,
     Limit,
+    Parsed,
+    Series,
     ServerInfo,
     Step,
 )
@@ -77,6 +81,7 @@ def differentiate_request(
     explain: bool = False,
     verify: bool = False,
     formats: Sequence[FormatName] = (),
+    dependent: str | None = None,
 ) -> pb.DifferentiateRequest:
     """The DifferentiateRequest for `Client.differentiate`."""
     if simplification not in _SIMPLIFICATIONS:
@@ -94,6 +99,7 @@ def differentiate_request(
         formats=list(dict.fromkeys(_FORMAT_VALUES[name] for name in wanted)),
         explain=explain,
         verify=verify,
+        dependent=dependent or "",
     )
 
 
@@ -111,11 +117,15 @@ def wants_numpy(points: Points | None) -> bool:
 
 
 def evaluate_request(
-    expression: str, point: Point | None, points: Points | None, wrt: WrtSpec
+    expression: str, point: Point | None, points: Points | None, wrt: WrtSpec, dependent: str | None = None
 ) -> pb.EvaluateRequest:
     """The EvaluateRequest for `Client.evaluate`."""
     return pb.EvaluateRequest(
-        expression=expression, point=_point(point), points=_points(points), wrt=wrt_messages(wrt)
+        expression=expression,
+        point=_point(point),
+        points=_points(points),
+        wrt=wrt_messages(wrt),
+        dependent=dependent or "",
     )
 
 
@@ -136,6 +146,41 @@ def gradient_request(
         points=_points(points),
         hessian=hessian,
     )
+
+
+def _names(names: Sequence[str] | None, what: str) -> list[str]:
+    if isinstance(names, str):
+        raise TypeError(f"{what} must be a sequence, e.g. ['x', 'y'], not a string")
+    return list(names or ())
+
+
+def jacobian_request(
+    expressions: Sequence[str], point: Point | None, points: Points | None, variables: Sequence[str] | None
+) -> pb.JacobianRequest:
+    """The JacobianRequest for `Client.jacobian`."""
+    return pb.JacobianRequest(
+        expressions=_names(expressions, "expressions"),
+        variables=_names(variables, "variables"),
+        point=_point(point),
+        points=_points(points),
+    )
+
+
+def series_request(
+    expression: str, variable: str | None, around: str | float, order: int | None, latex: bool
+) -> pb.SeriesRequest:
+    """The SeriesRequest for `Client.series`; `around` may be a number (sent as its exact text)."""
+    if order is not None and order < 0:
+        raise ValueError(f"order must be at least 0, got {order}")
+    request = pb.SeriesRequest(
+        expression=expression,
+        variable=variable or "",
+        around=around if isinstance(around, str) else repr(around),
+        formats=[pb.OUTPUT_FORMAT_LATEX] if latex else [],
+    )
+    if order is not None:
+        request.order = order
+    return request
 
 
 def derivative(response: pb.DifferentiateResponse, latex: bool, mathml: bool = False) -> Derivative:
@@ -246,8 +291,51 @@ def gradient(response: pb.GradientAtPointResponse, as_numpy: bool, hessian: bool
     )
 
 
+def jacobian(response: pb.JacobianResponse, as_numpy: bool) -> Jacobian:
+    """The `Jacobian` a JacobianResponse carries (one point or many)."""
+    variables = tuple(response.variables)
+    n = len(variables)
+    if response.value_arrays:
+        columns = [decode_column(c, as_numpy=as_numpy) for c in response.jacobian_arrays]
+        return Jacobian(
+            variables=variables,
+            nonfinite_count=response.nonfinite_count,
+            value_arrays=tuple(decode_column(c, as_numpy=as_numpy) for c in response.value_arrays),
+            jacobian_arrays=tuple(
+                tuple(columns[r * n : (r + 1) * n]) for r in range(len(response.value_arrays))
+            ),
+        )
+    entries = list(response.jacobian)
+    return Jacobian(
+        variables=variables,
+        nonfinite_count=response.nonfinite_count,
+        values=tuple(response.values),
+        jacobian=tuple(tuple(entries[r * n : (r + 1) * n]) for r in range(len(response.values))),
+    )
+
+
+def series(response: pb.SeriesResponse, latex: bool) -> Series:
+    """The `Series` a SeriesResponse carries."""
+    return Series(
+        series=response.series,
+        variable=response.variable,
+        coefficients=tuple(response.coefficients),
+        remainder=response.remainder,
+        latex=response.latex if latex else None,
+    )
+
+
 def _enum_names(values: Iterable[int], prefix: str, names: Mapping[int, str]) -> tuple[str, ...]:
     return tuple(names[v].removeprefix(prefix).lower() for v in values if v in names)
+
+
+def parsed(response: pb.ParseResponse) -> Parsed:
+    """The `Parsed` a ParseResponse carries: the reading, or the error with its position."""
+    if not response.HasField("error"):
+        return Parsed(response.canonical, response.latex, tuple(response.variables))
+    error = response.error
+    position = error.position if error.HasField("position") else None
+    return Parsed("", "", (), ExpressionError(error.reason, error.message, position, dict(error.metadata)))
 
 
 def server_info(response: pb.GetServerInfoResponse) -> ServerInfo:

@@ -7,9 +7,10 @@
     │   ├── MissingVariableError    MISSING_VARIABLE: a variable the expression needs is absent
     │   └── LimitExceededError      LIMIT_EXCEEDED: a configured limit was hit
     ├── DeadlineExceededError       DEADLINE_EXCEEDED: the call's deadline ran out
-    ├── ResourceExhaustedError      RESOURCE_EXHAUSTED: overloaded; may carry `retry_after`
+    ├── ResourceExhaustedError      RESOURCE_EXHAUSTED: overloaded (`retry_after`: retried) or over budget
     ├── UnavailableError            UNAVAILABLE: unreachable or draining (retried before raising)
-    └── UnauthenticatedError        UNAUTHENTICATED: missing or wrong bearer token
+    ├── UnauthenticatedError        UNAUTHENTICATED: missing or wrong bearer token
+    └── UnimplementedError          UNIMPLEMENTED: a server older than the call (Jacobian, Series)
 
 Any other status code raises a plain `ChainruleError`. The details travel in the
 `grpc-status-details-bin` trailer; it is decoded here with googleapis-common-protos alone, so the
@@ -107,6 +108,27 @@ class UnauthenticatedError(ChainruleError):
     """The call lacked valid credentials."""
 
 
+class UnimplementedError(ChainruleError):
+    """The server does not have this RPC: it is older than the client (the message says which)."""
+
+
+# The server version that added each RPC the first release lacked.
+_ADDED_IN: Mapping[str, str] = {"Jacobian": "0.2.0", "Series": "0.2.0"}
+
+
+def unimplemented(error: ChainruleError, rpc: str, target: str) -> UnimplementedError:
+    """UNIMPLEMENTED from a server, as an error that says which call and what the server needs."""
+    needs = f"chainrule {_ADDED_IN[rpc]} or later" if rpc in _ADDED_IN else "a newer chainrule"
+    return UnimplementedError(
+        f"the server at {target} does not implement {rpc} ({error.message}): it needs {needs}",
+        code=error.code,
+        reason=error.reason,
+        domain=error.domain,
+        field_violations=error.field_violations,
+        metadata=error.metadata,
+    )
+
+
 _BY_REASON: Mapping[str, type[InvalidArgumentError]] = {
     "PARSE_ERROR": ParseError,
     "UNKNOWN_FUNCTION": UnknownFunctionError,
@@ -120,6 +142,7 @@ _BY_CODE: Mapping[grpc.StatusCode, type[ChainruleError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.UNIMPLEMENTED: UnimplementedError,
 }
 
 

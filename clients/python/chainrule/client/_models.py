@@ -137,6 +137,74 @@ class Gradient:
     hessians: tuple[tuple[Column, ...], ...] | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class Jacobian:
+    """The values and the Jacobian matrix of several expressions, at one point or at many.
+
+    At one point `values` (one per expression) and `jacobian` (rows of the m-by-n matrix: row i is
+    the gradient of expression i over `variables`) are set. At many points `value_arrays` (one column
+    per expression) and `jacobian_arrays` (an m-by-n grid of columns) are set instead.
+    """
+
+    variables: tuple[str, ...]
+    nonfinite_count: int
+    values: tuple[float, ...] | None = None
+    jacobian: tuple[tuple[float, ...], ...] | None = None
+    value_arrays: tuple[Column, ...] | None = None
+    jacobian_arrays: tuple[tuple[Column, ...], ...] | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    """A Taylor polynomial: `series` in chainrule's grammar, exact `coefficients` (the k-th multiplies
+    (variable - around)^k), `remainder` naming the omitted order, `latex` when asked."""
+
+    series: str
+    variable: str
+    coefficients: tuple[str, ...]
+    remainder: str
+    latex: str | None = None
+
+    def __str__(self) -> str:
+        return self.series
+
+
+@dataclass(frozen=True)
+class ExpressionError:
+    """Why, and where, a text is not an expression: `reason` is "PARSE_ERROR", "UNKNOWN_FUNCTION" or
+    "LIMIT_EXCEEDED"; `position` is a 0-based offset in code points (None for a limit without a place)."""
+
+    reason: str
+    message: str
+    position: int | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """How the server reads a text: canonical text, LaTeX and variables, or `error` when it cannot.
+
+    A text that does not parse is an answer here, not an exception: `parse` is made for checking text
+    as a person types it.
+    """
+
+    canonical: str
+    latex: str
+    variables: tuple[str, ...]
+    error: ExpressionError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the text is an expression the server accepts."""
+        return self.error is None
+
+    def __str__(self) -> str:
+        return self.canonical if self.error is None else self.error.message
+
+
 @dataclass(frozen=True)
 class Limit:
     """One limit the server enforces."""

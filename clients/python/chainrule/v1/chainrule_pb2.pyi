@@ -40,7 +40,9 @@ class _SimplificationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Simpli
     SIMPLIFICATION_FAST: _Simplification.ValueType  # 2
     """Cheap deterministic normalisation, about linear in the size of the derivative (the default)."""
     SIMPLIFICATION_FULL: _Simplification.ValueType  # 3
-    """`sympy.simplify` under the server's time budget."""
+    """`sympy.simplify` under the server's time budget, kept when its result is still in chainrule's
+    grammar (else the SIMPLIFICATION_FAST form).
+    """
 
 class Simplification(_Simplification, metaclass=_SimplificationEnumTypeWrapper):
     """Simplification says how much work goes into tidying a derivative."""
@@ -52,7 +54,9 @@ SIMPLIFICATION_NONE: Simplification.ValueType  # 1
 SIMPLIFICATION_FAST: Simplification.ValueType  # 2
 """Cheap deterministic normalisation, about linear in the size of the derivative (the default)."""
 SIMPLIFICATION_FULL: Simplification.ValueType  # 3
-"""`sympy.simplify` under the server's time budget."""
+"""`sympy.simplify` under the server's time budget, kept when its result is still in chainrule's
+grammar (else the SIMPLIFICATION_FAST form).
+"""
 Global___Simplification: _TypeAlias = Simplification  # noqa: Y015
 
 class _OutputFormat:
@@ -133,6 +137,7 @@ class DifferentiateRequest(_message.Message):
     FORMATS_FIELD_NUMBER: _builtins.int
     EXPLAIN_FIELD_NUMBER: _builtins.int
     VERIFY_FIELD_NUMBER: _builtins.int
+    DEPENDENT_FIELD_NUMBER: _builtins.int
     expression: _builtins.str
     """The expression to differentiate, e.g. `sin(x^2)`."""
     simplification: Global___Simplification.ValueType
@@ -141,6 +146,13 @@ class DifferentiateRequest(_message.Message):
     """Also return `steps`: the derivation, rule by rule, ending in `derivative`."""
     verify: _builtins.bool
     """Also return `check`: the derivative compared with a numeric derivative at random points."""
+    dependent: _builtins.str
+    """Implicit differentiation: the expression is an equation `lhs = rhs` (or F, meaning F = 0) that
+    defines this variable as a function of the one `wrt` variable; the result is
+    d^k(dependent)/d(wrt)^k for the order k of that `wrt` entry, in terms of both variables (order 2
+    and up substitute the lower derivatives); an empty `wrt` means the equation's only other
+    variable. `=` is accepted only when this is set.
+    """
     @_builtins.property
     def wrt(self) -> _containers.RepeatedCompositeFieldContainer[Global___Wrt]:
         """The variables and orders; several entries give a mixed partial (`[{x,2},{y,1}]` is
@@ -163,10 +175,11 @@ class DifferentiateRequest(_message.Message):
         formats: _abc.Iterable[Global___OutputFormat.ValueType] | None = ...,
         explain: _builtins.bool = ...,
         verify: _builtins.bool = ...,
+        dependent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["explain", b"explain", "expression", b"expression", "formats", b"formats", "simplification", b"simplification", "verify", b"verify", "wrt", b"wrt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dependent", b"dependent", "explain", b"explain", "expression", b"expression", "formats", b"formats", "simplification", b"simplification", "verify", b"verify", "wrt", b"wrt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -186,7 +199,12 @@ class DifferentiateResponse(_message.Message):
     MATHML_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     derivative: _builtins.str
-    """The derivative as text in chainrule's grammar; it parses back to the same expression."""
+    """The derivative as text in chainrule's grammar; it parses back to the same expression. A
+    derivative the grammar cannot write (d/ds zeta(s), polygamma by its order) is refused with
+    FAILED_PRECONDITION, reason NO_CLOSED_FORM, metadata `function` and `argument` (1-based).
+    Evaluate with `wrt` and GradientAtPoint compute its values where it has a numeric form; where
+    sympy leaves it unevaluated they answer FAILED_PRECONDITION, reason NO_NUMERIC_FORM.
+    """
     latex: _builtins.str
     """The derivative in LaTeX, when OUTPUT_FORMAT_LATEX was asked for."""
     mathml: _builtins.str
@@ -306,6 +324,10 @@ class Step(_message.Message):
         """A rewriting of the previous step's result into the form returned in `derivative`."""
         RULE_SUMMARY: Step._Rule.ValueType  # 19
         """A whole differentiation pass given by its result only (past the explanation's size limit)."""
+        RULE_IMPLICIT: Step._Rule.ValueType  # 20
+        """Implicit differentiation: d/dx y = y' for the dependent variable, differentiating both sides
+        of the equation, solving for y', or substituting the lower derivatives.
+        """
 
     class Rule(_Rule, metaclass=_RuleEnumTypeWrapper):
         """Rule names the differentiation rule a step applies."""
@@ -350,6 +372,10 @@ class Step(_message.Message):
     """A rewriting of the previous step's result into the form returned in `derivative`."""
     RULE_SUMMARY: Step.Rule.ValueType  # 19
     """A whole differentiation pass given by its result only (past the explanation's size limit)."""
+    RULE_IMPLICIT: Step.Rule.ValueType  # 20
+    """Implicit differentiation: d/dx y = y' for the dependent variable, differentiating both sides
+    of the equation, solving for y', or substituting the lower derivatives.
+    """
 
     RULE_FIELD_NUMBER: _builtins.int
     VARIABLE_FIELD_NUMBER: _builtins.int
@@ -762,8 +788,14 @@ class EvaluateRequest(_message.Message):
     POINT_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
     WRT_FIELD_NUMBER: _builtins.int
+    DEPENDENT_FIELD_NUMBER: _builtins.int
     expression: _builtins.str
     """The expression to evaluate."""
+    dependent: _builtins.str
+    """With `wrt`: evaluate the implicit derivative of the equation `expression` (see
+    DifferentiateRequest.dependent) at points that give both variables. Nothing is solved, and the
+    points are not checked to lie on the curve.
+    """
     @_builtins.property
     def point(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """One point: a value for each variable. Do not combine with `points`."""
@@ -785,10 +817,11 @@ class EvaluateRequest(_message.Message):
         point: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         points: _abc.Mapping[_builtins.str, Global___Array] | None = ...,
         wrt: _abc.Iterable[Global___Wrt] | None = ...,
+        dependent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expression", b"expression", "point", b"point", "points", b"points", "wrt", b"wrt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dependent", b"dependent", "expression", b"expression", "point", b"point", "points", b"points", "wrt", b"wrt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -980,6 +1013,232 @@ class GradientAtPointResponse(_message.Message):
 Global___GradientAtPointResponse: _TypeAlias = GradientAtPointResponse  # noqa: Y015
 
 @_typing.final
+class JacobianRequest(_message.Message):
+    """JacobianRequest asks for the values and the Jacobian matrix of several expressions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PointEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class PointsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Array: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Array | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    EXPRESSIONS_FIELD_NUMBER: _builtins.int
+    VARIABLES_FIELD_NUMBER: _builtins.int
+    POINT_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def expressions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The rows: one expression per component of the vector function (at least one). Subexpressions
+        shared across rows are computed once.
+        """
+
+    @_builtins.property
+    def variables(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The columns' variables, in order; empty means all free variables of all expressions, sorted. A
+        variable an expression does not contain has partial derivative 0.
+        """
+
+    @_builtins.property
+    def point(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """One point: a value for each variable. Do not combine with `points`."""
+
+    @_builtins.property
+    def points(self) -> _containers.MessageMap[_builtins.str, Global___Array]:
+        """Many points, as in EvaluateRequest.points."""
+
+    def __init__(
+        self,
+        *,
+        expressions: _abc.Iterable[_builtins.str] | None = ...,
+        variables: _abc.Iterable[_builtins.str] | None = ...,
+        point: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        points: _abc.Mapping[_builtins.str, Global___Array] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expressions", b"expressions", "point", b"point", "points", b"points", "variables", b"variables"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JacobianRequest: _TypeAlias = JacobianRequest  # noqa: Y015
+
+@_typing.final
+class JacobianResponse(_message.Message):
+    """JacobianResponse carries values and Jacobian at one point or many."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VARIABLES_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    JACOBIAN_FIELD_NUMBER: _builtins.int
+    VALUE_ARRAYS_FIELD_NUMBER: _builtins.int
+    JACOBIAN_ARRAYS_FIELD_NUMBER: _builtins.int
+    NONFINITE_COUNT_FIELD_NUMBER: _builtins.int
+    nonfinite_count: _builtins.int
+    """How many results (values and Jacobian entries) are NaN or infinite."""
+    @_builtins.property
+    def variables(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The variables, in the order of the Jacobian's columns."""
+
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The values of the expressions (m of them), for a single point."""
+
+    @_builtins.property
+    def jacobian(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The Jacobian at a single point, m×n row-major: entry i*n + j is d expressions[i] / d variables[j]."""
+
+    @_builtins.property
+    def value_arrays(self) -> _containers.RepeatedCompositeFieldContainer[Global___Array]:
+        """For many points: one column of values per expression (m)."""
+
+    @_builtins.property
+    def jacobian_arrays(self) -> _containers.RepeatedCompositeFieldContainer[Global___Array]:
+        """For many points: m×n columns in row-major order, one per Jacobian entry."""
+
+    def __init__(
+        self,
+        *,
+        variables: _abc.Iterable[_builtins.str] | None = ...,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+        jacobian: _abc.Iterable[_builtins.float] | None = ...,
+        value_arrays: _abc.Iterable[Global___Array] | None = ...,
+        jacobian_arrays: _abc.Iterable[Global___Array] | None = ...,
+        nonfinite_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jacobian", b"jacobian", "jacobian_arrays", b"jacobian_arrays", "nonfinite_count", b"nonfinite_count", "value_arrays", b"value_arrays", "values", b"values", "variables", b"variables"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JacobianResponse: _TypeAlias = JacobianResponse  # noqa: Y015
+
+@_typing.final
+class SeriesRequest(_message.Message):
+    """SeriesRequest asks for the Taylor polynomial of an expression around a point."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPRESSION_FIELD_NUMBER: _builtins.int
+    VARIABLE_FIELD_NUMBER: _builtins.int
+    AROUND_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    FORMATS_FIELD_NUMBER: _builtins.int
+    expression: _builtins.str
+    """The expression, e.g. `sin(x)`."""
+    variable: _builtins.str
+    """The variable to expand in; empty means the expression's only free variable."""
+    around: _builtins.str
+    """The point to expand around: an exact constant in chainrule's grammar (`0`, `1/2`, `pi/2`);
+    empty means 0.
+    """
+    order: _builtins.int
+    """The polynomial's degree; absent means 5, 0 is allowed."""
+    @_builtins.property
+    def formats(self) -> _containers.RepeatedScalarFieldContainer[Global___OutputFormat.ValueType]:
+        """Output formats wanted besides text: OUTPUT_FORMAT_LATEX fills `latex`."""
+
+    def __init__(
+        self,
+        *,
+        expression: _builtins.str = ...,
+        variable: _builtins.str = ...,
+        around: _builtins.str = ...,
+        order: _builtins.int | None = ...,
+        formats: _abc.Iterable[Global___OutputFormat.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_order", b"_order", "order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_order", b"_order", "around", b"around", "expression", b"expression", "formats", b"formats", "order", b"order", "variable", b"variable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__order: _TypeAlias = _typing.Literal["order"]  # noqa: Y015
+    _WhichOneofArgType__order: _TypeAlias = _typing.Literal["_order", b"_order"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__order) -> _WhichOneofReturnType__order | None: ...
+
+Global___SeriesRequest: _TypeAlias = SeriesRequest  # noqa: Y015
+
+@_typing.final
+class SeriesResponse(_message.Message):
+    """SeriesResponse carries the Taylor polynomial. Where f has no Taylor expansion at the point (some
+    derivative up to `order` is not a finite real there: log(x) or |x| at 0) the call fails with
+    FAILED_PRECONDITION, reason NO_TAYLOR_SERIES, naming why.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    LATEX_FIELD_NUMBER: _builtins.int
+    COEFFICIENTS_FIELD_NUMBER: _builtins.int
+    REMAINDER_FIELD_NUMBER: _builtins.int
+    VARIABLE_FIELD_NUMBER: _builtins.int
+    series: _builtins.str
+    """The Taylor polynomial in chainrule's grammar, without the O-term; it parses back."""
+    latex: _builtins.str
+    """The polynomial in LaTeX, when OUTPUT_FORMAT_LATEX was asked for."""
+    remainder: _builtins.str
+    """The order of the omitted terms, e.g. `O((x - pi/2)^3)`."""
+    variable: _builtins.str
+    """The variable expanded in."""
+    @_builtins.property
+    def coefficients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The exact coefficients, one per power: the k-th multiplies (variable - around)^k."""
+
+    def __init__(
+        self,
+        *,
+        series: _builtins.str = ...,
+        latex: _builtins.str = ...,
+        coefficients: _abc.Iterable[_builtins.str] | None = ...,
+        remainder: _builtins.str = ...,
+        variable: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coefficients", b"coefficients", "latex", b"latex", "remainder", b"remainder", "series", b"series", "variable", b"variable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeriesResponse: _TypeAlias = SeriesResponse  # noqa: Y015
+
+@_typing.final
 class GetServerInfoRequest(_message.Message):
     """GetServerInfoRequest takes no parameters."""
 
@@ -1083,3 +1342,132 @@ class GetServerInfoResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServerInfoResponse: _TypeAlias = GetServerInfoResponse  # noqa: Y015
+
+@_typing.final
+class ParseRequest(_message.Message):
+    """ParseRequest asks how the server reads an expression."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPRESSION_FIELD_NUMBER: _builtins.int
+    expression: _builtins.str
+    """The expression to check, e.g. `sin x²`."""
+    def __init__(
+        self,
+        *,
+        expression: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expression", b"expression"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParseRequest: _TypeAlias = ParseRequest  # noqa: Y015
+
+@_typing.final
+class ParseResponse(_message.Message):
+    """ParseResponse is an expression as the server reads it, or why it cannot be read.
+
+    A text that is not an expression is an answer of Parse, in `error`, not a failed call: Parse is
+    made to be called as a person types, when incomplete text is the normal case, and a failed call
+    per keystroke would be an exception to catch in every client (and a logged error in a browser).
+    The same problems fail other RPCs with INVALID_ARGUMENT. The call itself fails only for what is
+    wrong with the call: overload (RESOURCE_EXHAUSTED), a missing token, a deadline.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANONICAL_FIELD_NUMBER: _builtins.int
+    LATEX_FIELD_NUMBER: _builtins.int
+    VARIABLES_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    canonical: _builtins.str
+    """The expression in chainrule's grammar as the server prints it, e.g. `sin(x^2)` for `sin x²`."""
+    latex: _builtins.str
+    """The expression in LaTeX."""
+    @_builtins.property
+    def variables(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The free variables, sorted."""
+
+    @_builtins.property
+    def error(self) -> Global___ExpressionError:
+        """Set when the text is not an expression (then the fields above are empty)."""
+
+    def __init__(
+        self,
+        *,
+        canonical: _builtins.str = ...,
+        latex: _builtins.str = ...,
+        variables: _abc.Iterable[_builtins.str] | None = ...,
+        error: Global___ExpressionError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canonical", b"canonical", "error", b"error", "latex", b"latex", "variables", b"variables"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParseResponse: _TypeAlias = ParseResponse  # noqa: Y015
+
+@_typing.final
+class ExpressionError(_message.Message):
+    """ExpressionError says why, and where, a text is not an expression the server accepts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """What went wrong, as the `google.rpc.ErrorInfo` reason other RPCs send: PARSE_ERROR,
+    UNKNOWN_FUNCTION or LIMIT_EXCEEDED.
+    """
+    message: _builtins.str
+    """The message other RPCs send for this text, e.g. `unexpected ')' at 7` for `(x + 1))`."""
+    position: _builtins.int
+    """Where the text goes wrong: a 0-based offset in Unicode code points. Absent for a limit that
+    has no one place (the length, the number of nodes).
+    """
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """As in `google.rpc.ErrorInfo.metadata`: `limit`, `value` and `maximum` for LIMIT_EXCEEDED."""
+
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        position: _builtins.int | None = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_position", b"_position", "position", b"position"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_position", b"_position", "message", b"message", "metadata", b"metadata", "position", b"position", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__position: _TypeAlias = _typing.Literal["position"]  # noqa: Y015
+    _WhichOneofArgType__position: _TypeAlias = _typing.Literal["_position", b"_position"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__position) -> _WhichOneofReturnType__position | None: ...
+
+Global___ExpressionError: _TypeAlias = ExpressionError  # noqa: Y015

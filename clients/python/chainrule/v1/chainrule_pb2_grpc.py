@@ -50,10 +50,25 @@ class DifferentiationServiceStub:
                 request_serializer=chainrule_dot_v1_dot_chainrule__pb2.GradientAtPointRequest.SerializeToString,
                 response_deserializer=chainrule_dot_v1_dot_chainrule__pb2.GradientAtPointResponse.FromString,
                 _registered_method=True)
+        self.Jacobian = channel.unary_unary(
+                '/chainrule.v1.DifferentiationService/Jacobian',
+                request_serializer=chainrule_dot_v1_dot_chainrule__pb2.JacobianRequest.SerializeToString,
+                response_deserializer=chainrule_dot_v1_dot_chainrule__pb2.JacobianResponse.FromString,
+                _registered_method=True)
+        self.Series = channel.unary_unary(
+                '/chainrule.v1.DifferentiationService/Series',
+                request_serializer=chainrule_dot_v1_dot_chainrule__pb2.SeriesRequest.SerializeToString,
+                response_deserializer=chainrule_dot_v1_dot_chainrule__pb2.SeriesResponse.FromString,
+                _registered_method=True)
         self.GetServerInfo = channel.unary_unary(
                 '/chainrule.v1.DifferentiationService/GetServerInfo',
                 request_serializer=chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoResponse.FromString,
+                _registered_method=True)
+        self.Parse = channel.unary_unary(
+                '/chainrule.v1.DifferentiationService/Parse',
+                request_serializer=chainrule_dot_v1_dot_chainrule__pb2.ParseRequest.SerializeToString,
+                response_deserializer=chainrule_dot_v1_dot_chainrule__pb2.ParseResponse.FromString,
                 _registered_method=True)
 
 
@@ -84,8 +99,32 @@ class DifferentiationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Jacobian(self, request, context):
+        """Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+        at one point or at many points.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Series(self, request, context):
+        """Series returns the Taylor polynomial of an expression around a point.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetServerInfo(self, request, context):
         """GetServerInfo describes what this server accepts: version, limits, functions and formats.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Parse(self, request, context):
+        """Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+        variables, or where and why the text is not an expression. Cheap enough to call as a person
+        types: answered from the parse cache, on work of its own that never waits behind derivations.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,10 +148,25 @@ def add_DifferentiationServiceServicer_to_server(servicer, server):
                     request_deserializer=chainrule_dot_v1_dot_chainrule__pb2.GradientAtPointRequest.FromString,
                     response_serializer=chainrule_dot_v1_dot_chainrule__pb2.GradientAtPointResponse.SerializeToString,
             ),
+            'Jacobian': grpc.unary_unary_rpc_method_handler(
+                    servicer.Jacobian,
+                    request_deserializer=chainrule_dot_v1_dot_chainrule__pb2.JacobianRequest.FromString,
+                    response_serializer=chainrule_dot_v1_dot_chainrule__pb2.JacobianResponse.SerializeToString,
+            ),
+            'Series': grpc.unary_unary_rpc_method_handler(
+                    servicer.Series,
+                    request_deserializer=chainrule_dot_v1_dot_chainrule__pb2.SeriesRequest.FromString,
+                    response_serializer=chainrule_dot_v1_dot_chainrule__pb2.SeriesResponse.SerializeToString,
+            ),
             'GetServerInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetServerInfo,
                     request_deserializer=chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoRequest.FromString,
                     response_serializer=chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'Parse': grpc.unary_unary_rpc_method_handler(
+                    servicer.Parse,
+                    request_deserializer=chainrule_dot_v1_dot_chainrule__pb2.ParseRequest.FromString,
+                    response_serializer=chainrule_dot_v1_dot_chainrule__pb2.ParseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -208,6 +262,60 @@ class DifferentiationService:
             _registered_method=True)
 
     @staticmethod
+    def Jacobian(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chainrule.v1.DifferentiationService/Jacobian',
+            chainrule_dot_v1_dot_chainrule__pb2.JacobianRequest.SerializeToString,
+            chainrule_dot_v1_dot_chainrule__pb2.JacobianResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Series(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chainrule.v1.DifferentiationService/Series',
+            chainrule_dot_v1_dot_chainrule__pb2.SeriesRequest.SerializeToString,
+            chainrule_dot_v1_dot_chainrule__pb2.SeriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetServerInfo(request,
             target,
             options=(),
@@ -224,6 +332,33 @@ class DifferentiationService:
             '/chainrule.v1.DifferentiationService/GetServerInfo',
             chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoRequest.SerializeToString,
             chainrule_dot_v1_dot_chainrule__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Parse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chainrule.v1.DifferentiationService/Parse',
+            chainrule_dot_v1_dot_chainrule__pb2.ParseRequest.SerializeToString,
+            chainrule_dot_v1_dot_chainrule__pb2.ParseResponse.FromString,
             options,
             channel_credentials,
             insecure,

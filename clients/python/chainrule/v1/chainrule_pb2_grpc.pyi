@@ -51,8 +51,19 @@ class DifferentiationServiceStub:
     """GradientAtPoint returns the value, the gradient and optionally the Hessian of an expression at
     one point or at many points.
     """
+    Jacobian: _grpc.UnaryUnaryMultiCallable[_chainrule_pb2.JacobianRequest, _chainrule_pb2.JacobianResponse]
+    """Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+    at one point or at many points.
+    """
+    Series: _grpc.UnaryUnaryMultiCallable[_chainrule_pb2.SeriesRequest, _chainrule_pb2.SeriesResponse]
+    """Series returns the Taylor polynomial of an expression around a point."""
     GetServerInfo: _grpc.UnaryUnaryMultiCallable[_chainrule_pb2.GetServerInfoRequest, _chainrule_pb2.GetServerInfoResponse]
     """GetServerInfo describes what this server accepts: version, limits, functions and formats."""
+    Parse: _grpc.UnaryUnaryMultiCallable[_chainrule_pb2.ParseRequest, _chainrule_pb2.ParseResponse]
+    """Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+    variables, or where and why the text is not an expression. Cheap enough to call as a person
+    types: answered from the parse cache, on work of its own that never waits behind derivations.
+    """
 
 @_typing.type_check_only
 class DifferentiationServiceAsyncStub(DifferentiationServiceStub):
@@ -69,8 +80,19 @@ class DifferentiationServiceAsyncStub(DifferentiationServiceStub):
     """GradientAtPoint returns the value, the gradient and optionally the Hessian of an expression at
     one point or at many points.
     """
+    Jacobian: _aio.UnaryUnaryMultiCallable[_chainrule_pb2.JacobianRequest, _chainrule_pb2.JacobianResponse]  # type: ignore[assignment]
+    """Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+    at one point or at many points.
+    """
+    Series: _aio.UnaryUnaryMultiCallable[_chainrule_pb2.SeriesRequest, _chainrule_pb2.SeriesResponse]  # type: ignore[assignment]
+    """Series returns the Taylor polynomial of an expression around a point."""
     GetServerInfo: _aio.UnaryUnaryMultiCallable[_chainrule_pb2.GetServerInfoRequest, _chainrule_pb2.GetServerInfoResponse]  # type: ignore[assignment]
     """GetServerInfo describes what this server accepts: version, limits, functions and formats."""
+    Parse: _aio.UnaryUnaryMultiCallable[_chainrule_pb2.ParseRequest, _chainrule_pb2.ParseResponse]  # type: ignore[assignment]
+    """Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+    variables, or where and why the text is not an expression. Cheap enough to call as a person
+    types: answered from the parse cache, on work of its own that never waits behind derivations.
+    """
 
 class DifferentiationServiceServicer(metaclass=_abc_1.ABCMeta):
     """DifferentiationService differentiates, evaluates and takes gradients of expressions."""
@@ -104,11 +126,40 @@ class DifferentiationServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def Jacobian(
+        self,
+        request: _chainrule_pb2.JacobianRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chainrule_pb2.JacobianResponse, _abc.Awaitable[_chainrule_pb2.JacobianResponse]]:
+        """Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+        at one point or at many points.
+        """
+
+    @_abc_1.abstractmethod
+    def Series(
+        self,
+        request: _chainrule_pb2.SeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chainrule_pb2.SeriesResponse, _abc.Awaitable[_chainrule_pb2.SeriesResponse]]:
+        """Series returns the Taylor polynomial of an expression around a point."""
+
+    @_abc_1.abstractmethod
     def GetServerInfo(
         self,
         request: _chainrule_pb2.GetServerInfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chainrule_pb2.GetServerInfoResponse, _abc.Awaitable[_chainrule_pb2.GetServerInfoResponse]]:
         """GetServerInfo describes what this server accepts: version, limits, functions and formats."""
+
+    @_abc_1.abstractmethod
+    def Parse(
+        self,
+        request: _chainrule_pb2.ParseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chainrule_pb2.ParseResponse, _abc.Awaitable[_chainrule_pb2.ParseResponse]]:
+        """Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+        variables, or where and why the text is not an expression. Cheap enough to call as a person
+        types: answered from the parse cache, on work of its own that never waits behind derivations.
+        """
 
 def add_DifferentiationServiceServicer_to_server(servicer: DifferentiationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

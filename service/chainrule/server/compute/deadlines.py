@@ -1,9 +1,10 @@
-"""Per-request time budgets: the caller's deadline, carried from the transport to the executors.
+"""Per-request time budgets and callers, carried from the transport to the executors.
 
 The transport (gRPC servicer, REST handler) opens a `request_scope` with the caller's remaining
-time, if any; the executors read `current()` and bound the work by the earlier of the caller's
-deadline and the server's own budget, counted from the request's start. A contextvar rather than
-an argument: the API layer's signatures stay as they are, and single-flight cache fills (asyncio
+time, if any, and who the caller is; the executors read `current()` and bound the work by the
+earlier of the caller's deadline and the server's own budget, counted from the request's start, and
+share their slots fairly between callers (`current_caller()`). A contextvar rather than an
+argument: the API layer's signatures stay as they are, and single-flight cache fills (asyncio
 tasks) inherit the scope of the request that started them.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -19,10 +21,12 @@ from chainrule.engine.errors import ChainruleError, DeadlineExceeded, ResourceEx
 
 
 class RequestTime(NamedTuple):
-    """When a request started and when its caller stops waiting (both `time.monotonic()`)."""
+    """When a request started and when its caller stops waiting (both `time.monotonic()`), and who
+    the caller is: a function, so the cached path, which never queues, never works it out."""
 
     started: float
     client_deadline: float | None
+    caller: Callable[[], str] = lambda: ""
 
 
 @dataclass(frozen=True)
@@ -34,19 +38,34 @@ class Budget:
     client_seconds: float | None
     server_seconds: float
 
-    def exceeded(self, what: str) -> ChainruleError:
-        """The error for work that ran out of this budget, naming the budget that bound."""
+    def exceeded(self, what: str, *, waiting_retry_after: float | None = None) -> ChainruleError:
+        """The error for work that ran out of this budget, naming the budget that bound.
+
+        Work that overran while computing gets no retry delay: retrying would cost as much again,
+        and the message says so. Work that ran out while waiting for a slot (`waiting_retry_after`
+        given) met a busy server: it gets the retry delay, like any overload.
+        """
         if self.client_bound and self.client_seconds is not None:
             return DeadlineExceeded(
                 f"{what} did not finish within the request's deadline ({self.client_seconds:.3g} s)",
                 reason="DEADLINE_EXCEEDED",
                 metadata={"budget": "client_deadline", "seconds": f"{self.client_seconds:.3g}"},
             )
+        metadata = {"budget": "symbolic_budget_seconds", "seconds": f"{self.server_seconds:.3g}"}
+        if waiting_retry_after is not None:
+            return ResourceExhausted(
+                f"{what}: the server was busy for the whole compute budget of {self.server_seconds:.3g} s "
+                f"(CHAINRULE_SYMBOLIC_BUDGET_SECONDS); retry after {waiting_retry_after:g} s",
+                reason="OVERLOADED",
+                metadata=metadata,
+                retry_after_seconds=waiting_retry_after,
+            )
         return ResourceExhausted(
             f"{what} did not finish within the server's compute budget of {self.server_seconds:.3g} s "
-            "(CHAINRULE_SYMBOLIC_BUDGET_SECONDS)",
+            "(CHAINRULE_SYMBOLIC_BUDGET_SECONDS); retrying would cost as much again: ask for less "
+            "(a smaller expression, a lower order, less simplification)",
             reason="COMPUTE_BUDGET_EXCEEDED",
-            metadata={"budget": "symbolic_budget_seconds", "seconds": f"{self.server_seconds:.3g}"},
+            metadata=metadata,
         )
 
 
@@ -64,10 +83,10 @@ class request_scope:  # noqa: N801 - used like the context-manager function it r
 
     __slots__ = ("_scope", "_token")
 
-    def __init__(self, client_remaining: float | None) -> None:
+    def __init__(self, client_remaining: float | None, caller: Callable[[], str] | None = None) -> None:
         now = time.monotonic()
         deadline = None if client_remaining is None else now + max(0.0, client_remaining)
-        self._scope = RequestTime(now, deadline)
+        self._scope = RequestTime(now, deadline) if caller is None else RequestTime(now, deadline, caller)
 
     def __enter__(self) -> RequestTime:
         self._token = _CURRENT.set(self._scope)
@@ -80,6 +99,12 @@ class request_scope:  # noqa: N801 - used like the context-manager function it r
 def current() -> RequestTime | None:
     """The scope of the request being served, if a transport opened one."""
     return _CURRENT.get()
+
+
+def current_caller() -> str:
+    """Who the request being served comes from ("" outside a request, or when the transport did not say)."""
+    scope = _CURRENT.get()
+    return "" if scope is None else scope.caller()
 
 
 def budget(server_seconds: float, now: float | None = None) -> Budget:

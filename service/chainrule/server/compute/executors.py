@@ -1,17 +1,20 @@
-"""Where engine work runs: the one interface the API layer awaits, so the pool behind it can change.
+"""Where engine work runs: the one interface the API layer awaits, whatever runs the work behind it.
 
 Symbolic work (parse, differentiate, simplify, print) and numeric work (compile, evaluate) are sent to
-separate executors. Both start as bounded thread pools; the symbolic one is meant to become a pool of
-killable worker processes without the callers changing.
+separate executors: the symbolic workers (pool.py, killable processes) or, with
+`CHAINRULE_SYMBOLIC_WORKERS=0`, a bounded thread pool; numeric work always runs on a bounded thread
+pool (numpy releases the GIL). `Admission` bounds each one's concurrency and queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
 import functools
+import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -38,7 +41,7 @@ class ThreadExecutor:
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        # Carry the caller's context (request id for logs) into the worker thread.
+        # Carry the caller's context (request id for logs) into the pool's thread.
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         return await loop.run_in_executor(self._pool, call)
 
@@ -58,44 +61,304 @@ class InlineExecutor:
 
 # --- admission ------------------------------------------------------------------------------------
 
+# Why a call was refused as overload: its queue was full, or its caller already held its share of it
+# (the metric's label values, exported from start-up).
+OVERLOADED, CALLER_SHARE = "overloaded", "caller_share"
+
 
 class Admission:
-    """At most `concurrency` tasks at once and `queue` more waiting; beyond, RESOURCE_EXHAUSTED."""
+    """At most `concurrency` tasks at once, shared fairly between callers, and `queue` more waiting.
 
-    def __init__(self, name: str, concurrency: int, queue: int, retry_after_seconds: float) -> None:
+    A caller is who `deadlines.current_caller()` says (the bearer token, else the peer's address).
+    One caller holds at most `per_caller` slots at once (0: all but one, at least one), so no caller
+    alone can take every worker; a freed slot goes to the waiting caller that holds the fewest, and
+    among those to the one served longest ago (round robin). When the queue is full, a caller with
+    fewer tasks queued than another takes the newest place of the caller with the most (who is
+    refused instead); otherwise the newcomer is refused. Refusals are RESOURCE_EXHAUSTED with a
+    retry delay (the server is busy, not the request too big), counted by reason in `rejections`:
+    `overloaded` (the queue was full) or `caller_share` (the caller already held its share of the
+    queue).
+    """
+
+    causes = (OVERLOADED, CALLER_SHARE)
+
+    def __init__(
+        self, name: str, concurrency: int, queue: int, retry_after_seconds: float, per_caller: int = 0
+    ) -> None:
         self.name = name
         self.concurrency = concurrency
         self.queue = queue
+        self.per_caller = per_caller or max(1, concurrency - 1)
         self.retry_after_seconds = retry_after_seconds
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.running = 0
         self.waiting = 0
-        self.rejected = 0
+        self.rejections: dict[str, int] = dict.fromkeys(self.causes, 0)
+        # Called with the reason of each refusal (metrics.py counts them).
+        self.on_rejected: Callable[[str], None] = _ignore
+        # Callers holding or awaiting a slot only: the maps stay as small as the queue.
+        self._held: dict[str, int] = {}
+        self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
+        self._served: dict[str, int] = {}
+        self._turns = itertools.count()
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejections.values())
 
     @contextlib.asynccontextmanager
-    async def slot(self, budget: deadlines.Budget | None, what: str) -> AsyncIterator[None]:
+    async def slot(
+        self, budget: deadlines.Budget | None, what: str, caller: str | None = None
+    ) -> AsyncIterator[None]:
         """Hold one of the slots; wait in the bounded queue at most until `budget` runs out."""
-        if self._semaphore.locked() and self.waiting >= self.queue:
-            self.rejected += 1
-            raise ResourceExhausted(
-                f"the server is busy: {self.concurrency} {self.name} tasks running and "
-                f"{self.waiting} queued (the limit); retry after {self.retry_after_seconds:g} s",
-                reason="OVERLOADED",
-                metadata={"queue": self.name, "limit": str(self.queue)},
-                retry_after_seconds=self.retry_after_seconds,
-            )
-        self.waiting += 1
-        try:
-            async with asyncio.timeout(None if budget is None else budget.seconds):
-                await self._semaphore.acquire()
-        except TimeoutError:
-            assert budget is not None
-            raise budget.exceeded(f"{what} (waiting for a free {self.name} slot)") from None
-        finally:
-            self.waiting -= 1
+        who = deadlines.current_caller() if caller is None else caller
+        await self._acquire(who, budget, what)
         try:
             yield
         finally:
-            self._semaphore.release()
+            self._release(who)
+
+    async def _acquire(self, who: str, budget: deadlines.Budget | None, what: str) -> None:
+        if self.running < self.concurrency and self._held.get(who, 0) < self.per_caller:
+            self._take(who)
+            return
+        self._make_room(who)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(who, collections.deque()).append(waiter)
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(None if budget is None else budget.seconds):
+                await waiter
+        except TimeoutError:
+            self._abandon(who, waiter)
+            assert budget is not None
+            raise budget.exceeded(
+                f"{what} (waiting for a free {self.name} slot)", waiting_retry_after=self.retry_after_seconds
+            ) from None
+        except asyncio.CancelledError:
+            self._abandon(who, waiter)
+            raise
+
+    def _take(self, who: str) -> None:
+        self.running += 1
+        self._held[who] = self._held.get(who, 0) + 1
+        self._served[who] = next(self._turns)
+
+    def _release(self, who: str) -> None:
+        self.running -= 1
+        held = self._held[who] - 1
+        if held:
+            self._held[who] = held
+        else:
+            del self._held[who]
+            self._forget(who)
+        self._dispatch()
+
+    def _forget(self, who: str) -> None:
+        if who not in self._held and who not in self._queues:
+            self._served.pop(who, None)
+
+    def _dispatch(self) -> None:
+        """Hand free slots to waiting callers: fewest held first, then the one served longest ago."""
+        while self.running < self.concurrency:
+            eligible = [
+                (self._held.get(who, 0), self._served.get(who, -1), who)
+                for who in self._queues
+                if self._held.get(who, 0) < self.per_caller
+            ]
+            if not eligible:
+                return
+            who = min(eligible)[2]
+            waiter = self._dequeue(who, newest=False)
+            if waiter.done():  # cancelled, its task not yet told: it leaves the queue here
+                self._forget(who)
+                continue
+            self._take(who)
+            waiter.set_result(None)
+
+    def _dequeue(self, who: str, *, newest: bool) -> asyncio.Future[None]:
+        queue = self._queues[who]
+        waiter = queue.pop() if newest else queue.popleft()
+        if not queue:
+            del self._queues[who]
+        self.waiting -= 1
+        return waiter
+
+    def _abandon(self, who: str, waiter: asyncio.Future[None]) -> None:
+        """A waiter gave up (budget, cancellation): leave the queue, or pass on a slot just granted."""
+        if waiter.done() and not waiter.cancelled():
+            if waiter.exception() is None:
+                self._release(who)
+            return
+        # Still queued (a timeout or cancellation cancels the future it was awaiting).
+        waiter.cancel()
+        queue = self._queues.get(who)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            self.waiting -= 1
+            if not queue:
+                del self._queues[who]
+                self._forget(who)
+
+    def _make_room(self, who: str) -> None:
+        """Refuse `who`, or another caller queued for more, when the queue is full."""
+        if self.waiting < self.queue:
+            return
+        mine = len(self._queues.get(who, ()))
+        victim = max(self._queues, key=lambda caller: len(self._queues[caller]), default=None)
+        if victim is None or len(self._queues[victim]) <= mine + 1:
+            raise self._refusal(CALLER_SHARE if mine else OVERLOADED)
+        waiter = self._dequeue(victim, newest=True)
+        if not waiter.done():
+            waiter.set_exception(self._refusal(CALLER_SHARE))
+        self._forget(victim)
+
+    def _refusal(self, reason: str) -> ResourceExhausted:
+        self.rejections[reason] += 1
+        self.on_rejected(reason)
+        share = " (your calls hold the largest share of the queue)" if reason == CALLER_SHARE else ""
+        return ResourceExhausted(
+            f"the server is busy: {self.running} {self.name} tasks running and {self.waiting} queued "
+            f"(the limit){share}; retry after {self.retry_after_seconds:g} s",
+            reason="OVERLOADED",
+            metadata={"queue": self.name, "limit": str(self.queue), "cause": reason},
+            retry_after_seconds=self.retry_after_seconds,
+        )
+
+
+def _ignore(reason: str) -> None:
+    return None
+
+
+class CallLimit:
+    """At most `limit` calls, and `max_bytes` bytes of their requests, served at once by one process.
+
+    Beyond either, RESOURCE_EXHAUSTED at once, with a retry delay: no queue, since a call waiting
+    here would hold its request's memory. Without this bound, grpc's own backlog limit cancels calls
+    (CANCELLED, uncounted, with no retry delay) when a burst arrives faster than the event loop picks
+    calls up. The transports `admit` each call before they read its request.
+
+    Shares: once half the calls are in flight, each caller may add at most a quarter of `limit`
+    more; past that its calls are refused (`caller_share`), so one caller's burst always leaves
+    others room. Who the caller is, is only asked then: the uncontended path does not pay for it.
+    """
+
+    name = "calls"
+    causes = (OVERLOADED, CALLER_SHARE)
+
+    def __init__(self, limit: int, max_bytes: int, retry_after_seconds: float) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.retry_after_seconds = retry_after_seconds
+        self.active = 0
+        self.bytes = 0
+        self.rejected = 0
+        self.on_rejected: Callable[[str], None] = _ignore
+        self._contended: dict[str, int] = {}
+
+    def admit(self, size: int, caller: Callable[[], str] | None = None) -> _Admitted:
+        """Count a call of `size` request bytes in until the returned context exits; or refuse it."""
+        if self.active >= self.limit or self.bytes + size > self.max_bytes:
+            raise self._refusal(OVERLOADED)
+        who = None
+        if caller is not None and 2 * self.active >= self.limit:
+            who = caller()
+            held = self._contended.get(who, 0)
+            if held >= max(1, self.limit // 4):
+                raise self._refusal(CALLER_SHARE)
+            self._contended[who] = held + 1
+        self.active += 1
+        self.bytes += size
+        return _Admitted(self, size, who)
+
+    def _release(self, size: int, who: str | None) -> None:
+        self.active -= 1
+        self.bytes -= size
+        if who is not None:
+            left = self._contended[who] - 1
+            if left:
+                self._contended[who] = left
+            else:
+                del self._contended[who]
+
+    def _refusal(self, cause: str) -> ResourceExhausted:
+        self.rejected += 1
+        self.on_rejected(cause)
+        share = " (your calls hold their share of what is left)" if cause == CALLER_SHARE else ""
+        return ResourceExhausted(
+            f"the server is busy: {self.active} calls in flight with {self.bytes} bytes of requests "
+            f"(limits {self.limit} and {self.max_bytes}){share}; retry after {self.retry_after_seconds:g} s",
+            reason="OVERLOADED",
+            metadata={"queue": self.name, "limit": str(self.limit), "cause": cause},
+            retry_after_seconds=self.retry_after_seconds,
+        )
+
+
+class _Admitted:
+    __slots__ = ("_limit", "_size", "_who")
+
+    def __init__(self, limit: CallLimit, size: int, who: str | None) -> None:
+        self._limit = limit
+        self._size = size
+        self._who = who
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._limit._release(self._size, self._who)
+
+
+class MemoryBudget:
+    """Bytes of working memory shared by the numeric calls computing at once (`numeric_memory_bytes`).
+
+    A call reserves its estimate (sizing.py) and waits, first come first served, until it fits;
+    the estimate is at most `max_working_bytes`, which is at most the budget, so every call fits
+    alone. Waiting is bounded by the calls in flight, each of bounded work.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.reserved = 0
+        self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self.total)
+        if self._waiting or self.reserved + size > self.total:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry = (size, waiter)
+            self._waiting.append(entry)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._free(size)  # granted as it was cancelled: pass it on
+                elif entry in self._waiting:
+                    self._waiting.remove(entry)
+                    self._grant()
+                raise
+        else:
+            self.reserved += size
+        try:
+            yield
+        finally:
+            self._free(size)
+
+    def _free(self, size: int) -> None:
+        self.reserved -= size
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiting:
+            size, waiter = self._waiting[0]
+            if waiter.done():  # cancelled, its task not yet told: it leaves the queue here
+                self._waiting.popleft()
+                continue
+            if self.reserved + size > self.total:
+                return
+            self._waiting.popleft()
+            self.reserved += size
+            waiter.set_result(None)
 
 
 class BoundedExecutor:
@@ -119,4 +382,10 @@ def describe(fn: Callable[..., Any]) -> str:
         "parse_canonical": "parsing",
         "derive_parsed": "differentiation",
         "latex": "printing LaTeX",
+        "compile_function": "compiling the expression",
+        "compile_gradient": "differentiating and compiling the gradient",
+        "compile_jacobian": "differentiating and compiling the Jacobian",
+        "derive_implicit": "implicit differentiation",
+        "expand_series": "expanding the series",
+        "readable": "printing the expression",
     }.get(name, name)

@@ -1,4 +1,4 @@
-"""Symbolic jobs: text in, picklable results out, so they can run in a thread or a worker process.
+"""Symbolic jobs: text in, picklable results out, so they can run in a thread or a symbolic worker.
 
 Each job parses the expression itself (cheap next to what follows, and it keeps the arguments plain
 data). Nothing here knows about protobuf or a transport.
@@ -6,18 +6,22 @@ data). Nothing here knows about protobuf or a transport.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import sympy
 
 from chainrule import engine
-from chainrule.engine import codegen, explain, parsing, verify
-from chainrule.engine.errors import InvalidArgument, LimitExceeded
-from chainrule.engine.limits import declared
+from chainrule.engine import codegen, explain, implicit, numeric_code, parsing, series, verify
+from chainrule.engine.errors import ChainruleError, InvalidArgument, NoClosedForm
+from chainrule.engine.limits import declared, exceeded
 from chainrule.server.config import Settings, limit_settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def _filled(limits: type[_L], values: Mapping[str, int]) -> _L:
 Wrt = tuple[tuple[str, int], ...]
 
 
-# Explain, verify and the extra output formats of Differentiate (issue 9).
+# Explain, verify and the extra output formats of Differentiate.
 
 
 @dataclass(frozen=True)
@@ -80,15 +84,6 @@ class Derivation:
     extras: Extras = field(default_factory=Extras)
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """An expression ready for numeric compilation, with the variables it reads."""
-
-    expression: sympy.Expr
-    variables: tuple[str, ...]
-    node_count: int
-
-
 def parse(text: str, limits: Limits) -> sympy.Expr:
     """Parse user text under the configured limits."""
     return parsing.parse(text, limits.parse)
@@ -116,7 +111,8 @@ def gradient_variables(free: tuple[str, ...], variables: Sequence[str], limits: 
         if name in names[:index]:
             raise InvalidArgument(f"variable '{name}' is listed twice", field=f"variables[{index}]")
     if len(names) > limits.parse.max_variables:
-        raise LimitExceeded("variables", len(names), limits.parse.max_variables, field="variables")
+        what = "too many variables"
+        raise exceeded(limits.parse, "max_variables", len(names), field="variables", what=what)
     return names
 
 
@@ -124,9 +120,25 @@ def _node_count(expression: sympy.Expr) -> int:
     return int(sympy.count_ops(expression, visual=False)) + len(expression.free_symbols) + 1
 
 
-# Jobs for the cached path. Each returns its stage durations as plain floats, so the server process
-# can observe them in its metrics even when the job ran in a worker process.
-Timings = tuple[tuple[str, float], ...]
+class Stage(NamedTuple):
+    """One stage of work timed where it ran (a worker process or a thread): for metrics and spans."""
+
+    name: str
+    seconds: float
+    start_ns: int  # wall clock, `time.time_ns()`: one clock for every process on the host
+    pid: int
+
+
+def timed(name: str, fn: Callable[..., T], *args: Any) -> tuple[T, Stage]:
+    """`fn(*args)` and the `Stage` it took."""
+    start_ns, start = time.time_ns(), time.perf_counter()
+    result = fn(*args)
+    return result, Stage(name, time.perf_counter() - start, start_ns, os.getpid())
+
+
+# Jobs for the cached path. Each returns its stages as plain values, so the server process can
+# observe them in its metrics and trace even when the job ran in a worker process.
+Timings = tuple[Stage, ...]
 
 
 @dataclass(frozen=True)
@@ -145,31 +157,47 @@ class _Symbolic:
 
 @dataclass(frozen=True)
 class Parsed(_Symbolic):
-    """A parsed expression with its canonical key: equal expressions have equal keys."""
+    """A parsed expression with its canonical key: equal expressions have equal keys.
 
-    key: str
+    The key is a digest of `engine.canonical_key` (an srepr, which includes assumptions): 32 bytes in
+    every cache key below, however large the expression; `size` is the length of that srepr, a
+    measure of the tree.
+    """
+
+    key: bytes
+    size: int
 
 
 @dataclass(frozen=True)
 class Derived(_Symbolic):
-    """A derivative, simplified and printed as text."""
+    """A derivative, simplified and printed as text.
+
+    A derivative the grammar cannot write (d/ds zeta(s)) has no text but a `refusal`, the error
+    Differentiate answers with; its expression still serves numeric evaluation when `numeric` (every
+    derivative sympy left unevaluated is one of a table function: numeric_code.numeric_refusal).
+    """
 
     text: str
+    refusal: NoClosedForm | None = None
+    numeric: bool = True
 
 
 def parse_canonical(text: str, limits: Limits) -> Parsed:
-    """Parse `text` and compute its canonical key (`sympy.srepr`, which includes assumptions)."""
-    start = time.perf_counter()
-    expression = parse(text, limits)
-    key = sympy.srepr(expression)
-    seconds = time.perf_counter() - start
+    """Parse `text` and compute its canonical key (`srepr`, which includes assumptions)."""
+    (expression, canonical), stage = timed("parse", _parse_with_key, text, limits)
     return Parsed(
         portable=engine.Portable(expression),
         variables=engine.free_variables(expression),
         node_count=_node_count(expression),
-        timings=(("parse", seconds),),
-        key=key,
+        timings=(stage,),
+        key=hashlib.sha256(canonical).digest(),
+        size=len(canonical),
     )
+
+
+def _parse_with_key(text: str, limits: Limits) -> tuple[sympy.Expr, bytes]:
+    expression = parse(text, limits)
+    return expression, engine.canonical_key(expression).encode()
 
 
 def derive_parsed(
@@ -179,18 +207,96 @@ def derive_parsed(
     limits: Limits,
 ) -> Derived:
     """Differentiate and simplify an already parsed expression, timing the two stages apart."""
-    start = time.perf_counter()
-    raw = engine.differentiate(engine.resolved(expression), wrt, engine.Simplification.NONE, limits.engine)
-    middle = time.perf_counter()
-    derivative = engine.simplify(raw, simplification)
-    end = time.perf_counter()
+    raw, differentiated = timed(
+        "differentiate",
+        engine.differentiate,
+        engine.resolved(expression),
+        wrt,
+        engine.Simplification.NONE,
+        limits.engine,
+    )
+    derivative, simplified = timed("simplify", engine.simplify, raw, simplification)
+    try:
+        text, refusal, numeric = parsing.to_text(derivative), None, True
+    except NoClosedForm as error:
+        text, refusal = "", error
+        numeric = numeric_code.numeric_refusal([derivative]) is None
     return Derived(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
         node_count=_node_count(derivative),
-        timings=(("differentiate", middle - start), ("simplify", end - middle)),
-        text=parsing.to_text(derivative),
+        timings=(differentiated, simplified),
+        text=text,
+        refusal=refusal,
+        numeric=numeric,
     )
+
+
+# Numeric plans: everything symbolic (partials, common subexpressions, code generation) runs here, in
+# a killable worker under the request's budget; the server process only binds the program.
+
+_C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient, engine.CompiledJacobian)
+
+
+@dataclass(frozen=True)
+class Compiled(Generic[_C]):
+    """A compiled numeric function (it pickles as its program) and the stage timings of the job."""
+
+    value: _C
+    timings: Timings
+
+    @property
+    def size(self) -> int:
+        """Bytes the compiled function holds once bound."""
+        return self.value.program.memory_bytes
+
+
+def compile_function(
+    expression: sympy.Expr | engine.Portable, variables: tuple[str, ...], limits: Limits
+) -> Compiled[engine.CompiledFunction]:
+    """Compile an expression (or a derivative) for Evaluate, over `variables` in that order."""
+    compiled, stage = timed(
+        "compile", engine.compile_function, engine.resolved(expression), variables, limits.engine
+    )
+    return Compiled(compiled, (stage,))
+
+
+def compile_gradient(
+    expression: sympy.Expr | engine.Portable, variables: tuple[str, ...], hessian: bool, limits: Limits
+) -> Compiled[engine.CompiledGradient]:
+    """Differentiate (partials, Hessian) and compile value, gradient and Hessian as one function."""
+    components, differentiated = timed(
+        "differentiate",
+        engine.gradient_components,
+        engine.resolved(expression),
+        variables,
+        hessian,
+        limits.engine,
+    )
+    compiled, stage = timed(
+        "compile", engine.compile_components, components, variables, hessian, limits.engine
+    )
+    return Compiled(compiled, (differentiated, stage))
+
+
+def compile_jacobian(
+    rows: tuple[sympy.Expr | engine.Portable, ...], variables: tuple[str, ...], limits: Limits
+) -> Compiled[engine.CompiledJacobian]:
+    """Differentiate every row by every variable and compile values and Jacobian as one function."""
+    expressions = [engine.resolved(row) for row in rows]
+    components, differentiated = timed(
+        "differentiate", engine.jacobian_components, expressions, variables, limits.engine
+    )
+    compiled, stage = timed(
+        "compile", engine.compile_jacobian_components, components, variables, len(rows), limits.engine
+    )
+    return Compiled(compiled, (differentiated, stage))
+
+
+def readable(expression: sympy.Expr | engine.Portable) -> tuple[str, str]:
+    """An expression as canonical text and as LaTeX (what Parse returns)."""
+    resolved = engine.resolved(expression)
+    return parsing.to_text(resolved), engine.to_latex(resolved)
 
 
 def latex(expression: sympy.Expr | engine.Portable) -> str:
@@ -207,8 +313,8 @@ def derive_extras(
 ) -> Extras:
     """Steps, check, MathML and code for the derivative `derive_parsed` returns (each only when asked).
 
-    The derivative is computed again here rather than passed in: a sympy expression sent to a worker
-    process is rebuilt with evaluation (6*(3*x + 1) arrives as 18*x + 6), and the last step must read
+    The derivative is computed again here rather than passed in: a sympy expression sent to a symbolic
+    worker is rebuilt with evaluation (6*(3*x + 1) arrives as 18*x + 6), and the last step must read
     exactly as the derivative returned.
     """
     expression = engine.resolved(portable)
@@ -233,3 +339,128 @@ def _derivative_label(expression: sympy.Expr, wrt: Wrt, limits: Limits) -> str:
     total = sum(order for _, order in resolved)
     below = " ".join(f"d{name}^{order}" if order > 1 else f"d{name}" for name, order in resolved)
     return f"d^{total}/{below}" if total > 1 else f"d/{below}"
+
+
+# Taylor series and implicit differentiation (issue 18).
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A Taylor polynomial as the Series RPC returns it: text, LaTeX when asked, exact coefficients."""
+
+    variable: str
+    text: str
+    latex: str
+    coefficients: tuple[str, ...]
+    remainder: str
+
+
+def expand_series(
+    expression: sympy.Expr | engine.Portable,
+    variable: str,
+    around: str,
+    order: int,
+    *,
+    latex: bool,
+    limits: Limits,
+) -> Expansion:
+    """The Taylor polynomial of a parsed expression around the constant written `around` (empty: 0)."""
+    point = _around(around, limits)
+    found = series.taylor(engine.resolved(expression), variable, point, order, limits.engine)
+    return Expansion(
+        variable=found.variable.name,
+        text=found.text,
+        latex=found.latex if latex else "",
+        coefficients=tuple(parsing.to_text(c) for c in found.coefficients),
+        remainder=found.remainder,
+    )
+
+
+def _around(text: str, limits: Limits) -> sympy.Expr:
+    if not text.strip():
+        return sympy.S.Zero
+    try:
+        return parse(text, limits)
+    except ChainruleError as error:
+        raise error.relocated({"expression": "around"}) from None
+
+
+@dataclass(frozen=True)
+class ImplicitRequest:
+    """What implicit differentiation is asked: the equation's text, `wrt` and the dependent variable."""
+
+    text: str
+    wrt: Wrt
+    dependent: str
+
+
+@dataclass(frozen=True)
+class Equation:
+    """An equation parsed for implicit differentiation, with what it defines."""
+
+    lhs: sympy.Expr
+    rhs: sympy.Expr
+    function: sympy.Expr
+    target: implicit.Implicit
+
+
+def parse_equation(asked: ImplicitRequest, limits: Limits) -> Equation:
+    """Parse `lhs = rhs` (or F) and check that it defines `dependent` as a function of one variable."""
+    lhs, rhs = parsing.parse_equation(asked.text, limits.parse)
+    function = implicit.equation_function(lhs, rhs)
+    target = implicit.resolve(function, asked.dependent, asked.wrt, limits.engine)
+    return Equation(lhs, rhs, function, target)
+
+
+@dataclass(frozen=True)
+class ImplicitDerived(Derived):
+    """An implicit derivative, with the equation's own variables (the parameters of generated code)."""
+
+    equation_variables: tuple[str, ...] = ()
+
+
+def derive_implicit(
+    asked: ImplicitRequest, simplification: engine.Simplification, limits: Limits
+) -> ImplicitDerived:
+    """Parse the equation and take d^k(dependent)/dx^k, timing the stages as `derive_parsed` does."""
+    equation, parsed = timed("parse", parse_equation, asked, limits)
+    derivative, differentiated = timed(
+        "differentiate",
+        implicit.implicit_derivative,
+        equation.function,
+        equation.target,
+        simplification,
+        limits.engine,
+    )
+    return ImplicitDerived(
+        portable=engine.Portable(derivative),
+        variables=engine.free_variables(derivative),
+        node_count=_node_count(derivative),
+        timings=(parsed, differentiated),
+        text=parsing.to_text(derivative),
+        equation_variables=engine.free_variables(equation.function),
+    )
+
+
+def derive_implicit_extras(
+    asked: ImplicitRequest, simplification: engine.Simplification, request: ExtrasRequest, limits: Limits
+) -> Extras:
+    """Steps, check, MathML and code of an implicit derivative (each only when asked)."""
+    equation = parse_equation(asked, limits)
+    target = equation.target
+    derivative = implicit.implicit_derivative(equation.function, target, simplification, limits.engine)
+    steps = (
+        tuple(explain.explain_implicit(equation.lhs, equation.rhs, target, derivative))
+        if request.explain
+        else ()
+    )
+    check = verify.verify_implicit(equation.function, target, derivative) if request.verify else None
+    markup = codegen.mathml(derivative) if request.mathml else ""
+    variables = engine.free_variables(equation.function)
+    y, x, k = target.dependent.name, target.variable.name, target.order
+    label = f"d^{k}{y}/d{x}^{k}" if k > 1 else f"d{y}/d{x}"
+    comment = f"{label} of {parsing.to_text(equation.lhs)} = {parsing.to_text(equation.rhs)}, by chainrule"
+    code = tuple(
+        codegen.generate(derivative, variables, language, comment=comment) for language in request.languages
+    )
+    return Extras(steps, check, markup, code)

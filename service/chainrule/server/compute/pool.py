@@ -1,16 +1,20 @@
-"""Killable compute: a pool of worker processes for cold symbolic work, and admission control.
+"""Killable compute: the symbolic workers, a pool of processes for cold symbolic work.
+
+"Symbolic worker" means one of these processes, never a server process of `--workers N` (each
+server process has a pool of its own; see supervisor.py).
 
 Python threads and signals cannot interrupt sympy, so cold symbolic work (parse, differentiate,
-simplify, print) runs in worker processes that are killed (SIGKILL) and replaced when they overrun
-their budget. A small supervisor of our own rather than `ProcessPoolExecutor` (one dead worker
-breaks the whole pool) or pebble (its workers share one pipe and lock, so a worker killed while
-holding the lock stalls the rest, and an idle worker's death marks the pool broken):
+simplify, print) runs in symbolic workers that are killed (SIGKILL) and replaced when they overrun
+their budget. A small pool of our own rather than `ProcessPoolExecutor` (one dead process breaks
+the whole pool) or pebble (its processes share one pipe and lock, so one killed while holding the
+lock stalls the rest, and an idle one's death marks the pool broken):
 
 - each worker has its own pipe; the parent hands a task to one idle worker and waits for the
   answer on a thread of its own, so a kill (EOF on the pipe) ends the wait at once;
 - workers are forked from a forkserver that has imported sympy and our modules, then warm up on a
-  small derivative before they report ready: a replacement is ready in under 0.1 s (the first
-  start, which boots the forkserver, takes about a second, at server start);
+  small derivative before they report ready: a replacement costs a fraction of a fresh
+  interpreter's start (bench/restart.py measures both; the first start, which boots the
+  forkserver, happens at server start);
 - the pool keeps `spares` workers beyond its concurrency, so a kill never leaves it short while
   the replacement starts;
 - each worker runs under `RLIMIT_AS`; a `MemoryError` answers RESOURCE_EXHAUSTED and the worker
@@ -21,11 +25,12 @@ request's start) cut by the caller's deadline. Overrun: DEADLINE_EXCEEDED when t
 was the binding budget, RESOURCE_EXHAUSTED when the server's was. A worker that dies mid-task (e.g.
 SIGKILL from outside) answers UNAVAILABLE: the pool has already replaced it, and a retry goes to a
 healthy worker. A cancelled request kills the worker computing for it: it cannot be interrupted
-any other way, and a warm replacement costs well under 0.1 s of one core.
+any other way, and a warm replacement is cheap.
 
-`Admission` bounds concurrency and the queue in front of it; beyond both, RESOURCE_EXHAUSTED with a
-retry delay (google.rpc.RetryInfo; HTTP 429 with Retry-After). It also guards the numeric thread
-pool (`BoundedExecutor`).
+`Admission` (executors.py) bounds concurrency and the queue in front of it, shared fairly between
+callers (no caller can hold every symbolic worker); beyond both, RESOURCE_EXHAUSTED with a retry delay
+(google.rpc.RetryInfo; HTTP 429 with Retry-After). It also guards the numeric thread pool
+(`BoundedExecutor`).
 """
 
 from __future__ import annotations
@@ -59,21 +64,21 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# How long a new worker may take to report ready (the very first one also boots the forkserver).
+# How long a new symbolic worker may take to report ready (the first one also boots the forkserver).
 _START_TIMEOUT = 60.0
 _OK, _ERROR, _MEMORY, _BUG = "ok", "error", "memory", "bug"
 
 
-class WorkerError(RuntimeError):
-    """A bug inside a worker (an exception that is not a chainrule error), with its traceback."""
+class SymbolicWorkerError(RuntimeError):
+    """A bug inside a symbolic worker (an exception that is not a chainrule error), with its traceback."""
 
 
-# --- the worker process ---------------------------------------------------------------------------
+# --- a symbolic worker ----------------------------------------------------------------------------
 
 
-def _worker_main(conn: Connection, memory_bytes: int) -> None:
+def _symbolic_worker_main(conn: Connection, memory_bytes: int) -> None:
     """Serve tasks from `conn` until it closes: (fn, args, kwargs) in, (kind, value) out."""
-    # Ctrl-C in a terminal reaches the whole process group: the server decides, not its workers.
+    # Ctrl-C in a terminal reaches the whole process group: the server process decides, not its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
@@ -109,13 +114,14 @@ def _warm_up() -> None:
     limits = jobs.Limits.from_settings(Settings())
     parsed = jobs.parse_canonical("sin(x^2)*exp(2x)/(1+x)", limits)
     jobs.derive_parsed(parsed.expression, (("x", 2),), engine.Simplification.FAST, limits)
+    jobs.compile_gradient(parsed.expression, ("x",), True, limits)  # lambdify's printers and imports
 
 
 # --- the pool -------------------------------------------------------------------------------------
 
 
 @dataclass(eq=False)
-class _Worker:
+class _SymbolicWorker:
     process: BaseProcess
     conn: Connection
     pid: int
@@ -135,7 +141,7 @@ class PoolStats:
 
 
 class ProcessExecutor:
-    """Runs picklable functions in killable worker processes, under per-request budgets."""
+    """Runs picklable functions in killable symbolic workers, under per-request budgets."""
 
     def __init__(
         self,
@@ -146,13 +152,14 @@ class ProcessExecutor:
         queue: int,
         spares: int = 1,
         retry_after_seconds: float = 1.0,
+        per_caller: int = 0,
     ) -> None:
         if workers < 1:
-            raise ValueError("a process pool needs at least one worker")
+            raise ValueError("a pool of symbolic workers needs at least one")
         self.size = workers + spares
         self.budget_seconds = budget_seconds
         self.memory_bytes = memory_bytes
-        self.admission = Admission("symbolic", workers, queue, retry_after_seconds)
+        self.admission = Admission("symbolic", workers, queue, retry_after_seconds, per_caller)
         self.stats = PoolStats()
         self._context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has imported sympy and us already (global, set before use).
@@ -163,8 +170,8 @@ class ProcessExecutor:
         )
         # Last in, first out: the worker that just parsed an expression also differentiates it, with
         # the expression still in its sympy cache (a FIFO rebuilds it in another worker: ~1 ms).
-        self._idle: asyncio.Queue[_Worker] = asyncio.LifoQueue()
-        self._all: dict[int, _Worker] = {}
+        self._idle: asyncio.Queue[_SymbolicWorker] = asyncio.LifoQueue()
+        self._all: dict[int, _SymbolicWorker] = {}
         self._busy: set[int] = set()
         self._replacing: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -177,11 +184,11 @@ class ProcessExecutor:
             self._idle.put_nowait(worker)
 
     def worker_pids(self) -> list[int]:
-        """The process ids of the live workers (idle or busy)."""
+        """The process ids of the live symbolic workers (idle or busy)."""
         return sorted(self._all)
 
     def busy_pids(self) -> list[int]:
-        """The process ids of the workers computing a task right now."""
+        """The process ids of the symbolic workers computing a task right now."""
         return sorted(self._busy)
 
     def idle_count(self) -> int:
@@ -216,13 +223,16 @@ class ProcessExecutor:
 
     # -- internals
 
-    async def _checkout(self, budget: deadlines.Budget, what: str) -> _Worker:
+    async def _checkout(self, budget: deadlines.Budget, what: str) -> _SymbolicWorker:
         while True:
             try:
                 async with asyncio.timeout(budget.seconds):
                     worker = await self._idle.get()
             except TimeoutError:
-                raise budget.exceeded(f"{what} (waiting for a warm worker)") from None
+                raise budget.exceeded(
+                    f"{what} (waiting for a warm symbolic worker)",
+                    waiting_retry_after=self.admission.retry_after_seconds,
+                ) from None
             if worker.process.is_alive():
                 return worker
             self.stats.died += 1
@@ -230,7 +240,7 @@ class ProcessExecutor:
 
     async def _call(
         self,
-        worker: _Worker,
+        worker: _SymbolicWorker,
         budget: deadlines.Budget,
         what: str,
         task: tuple[Callable[..., T], tuple[Any, ...], dict[str, Any]],
@@ -254,21 +264,21 @@ class ProcessExecutor:
             self.stats.died += 1
             self._replace(worker, f"died during {what} ({type(error).__name__})")
             raise Unavailable(
-                f"the worker process computing {what} stopped unexpectedly; the pool has replaced it, "
+                f"the symbolic worker computing {what} stopped unexpectedly; the pool has replaced it, "
                 "retry the request",
                 reason="WORKER_DIED",
             ) from None
         result: T = self._settle(worker, what, kind, value)
         return result
 
-    def _settle(self, worker: _Worker, what: str, kind: str, value: Any) -> Any:
+    def _settle(self, worker: _SymbolicWorker, what: str, kind: str, value: Any) -> Any:
         if kind == _MEMORY:
             self.stats.out_of_memory += 1
             self._replace(worker, f"ran out of memory on {what}", kill=False)
             mib = self.memory_bytes // (1024 * 1024)
             raise ResourceExhausted(
-                f"{what} needed more than the worker memory limit of {mib} MiB "
-                "(CHAINRULE_WORKER_MEMORY_BYTES)",
+                f"{what} needed more than the symbolic worker memory limit of {mib} MiB "
+                "(CHAINRULE_WORKER_MEMORY_BYTES); retrying would fail the same way: ask for less",
                 reason="MEMORY_LIMIT_EXCEEDED",
                 metadata={"budget": "worker_memory_bytes", "maximum": str(self.memory_bytes)},
             )
@@ -278,11 +288,11 @@ class ProcessExecutor:
         if kind == _ERROR:
             assert isinstance(value, ChainruleError)
             raise value
-        raise WorkerError(f"{what} failed in a worker process:\n{value}")
+        raise SymbolicWorkerError(f"{what} failed in a symbolic worker:\n{value}")
 
-    def _replace(self, worker: _Worker, why: str, *, kill: bool = True) -> None:
+    def _replace(self, worker: _SymbolicWorker, why: str, *, kill: bool = True) -> None:
         """Kill `worker` (if it is not gone already) and start a warm replacement in the background."""
-        log.warning("worker %d %s: replacing it", worker.pid, why)
+        log.warning("symbolic worker %d %s: replacing it", worker.pid, why)
         if kill:
             self._kill(worker)
         if self._closed:
@@ -291,26 +301,26 @@ class ProcessExecutor:
         self._replacing.add(task)
         task.add_done_callback(self._replacing.discard)
 
-    def _kill(self, worker: _Worker) -> None:
+    def _kill(self, worker: _SymbolicWorker) -> None:
         self._all.pop(worker.pid, None)
         with contextlib.suppress(OSError, ValueError):
             worker.process.kill()
 
-    async def _restart(self, old: _Worker) -> None:
+    async def _restart(self, old: _SymbolicWorker) -> None:
         self._all.pop(old.pid, None)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._io, _reap, old)
         try:
             fresh = await self._start_worker()
         except Exception:
-            log.exception("could not start a replacement worker")
+            log.exception("could not start a replacement symbolic worker")
             return
         if self._closed:
             self._kill(fresh)
             return
         self._idle.put_nowait(fresh)
 
-    async def _start_worker(self) -> _Worker:
+    async def _start_worker(self) -> _SymbolicWorker:
         loop = asyncio.get_running_loop()
         worker = await loop.run_in_executor(self._io, self._spawn)
         self._all[worker.pid] = worker
@@ -319,22 +329,22 @@ class ProcessExecutor:
         del self.stats.start_seconds[:-100]  # keep the recent ones only
         return worker
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self) -> _SymbolicWorker:
         parent, child = self._context.Pipe(duplex=True)
         started = time.monotonic()
         process = self._context.Process(
-            target=_worker_main,
+            target=_symbolic_worker_main,
             args=(child, self.memory_bytes),
-            name=f"chainrule-worker-{next(self._ids)}",
+            name=f"chainrule-symbolic-{next(self._ids)}",
             daemon=True,
         )
         process.start()
         child.close()
         if not parent.poll(_START_TIMEOUT):
             process.kill()
-            raise RuntimeError(f"a worker did not start within {_START_TIMEOUT:.0f} s")
+            raise RuntimeError(f"a symbolic worker did not start within {_START_TIMEOUT:.0f} s")
         _ready, pid = parent.recv()
-        return _Worker(process, parent, int(pid), started)
+        return _SymbolicWorker(process, parent, int(pid), started)
 
 
 def _exchange(conn: Connection, task: tuple[Any, ...]) -> tuple[str, Any]:
@@ -349,9 +359,9 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _reap(worker: _Worker) -> None:
+def _reap(worker: _SymbolicWorker) -> None:
     worker.process.join(5.0)
-    if worker.process.is_alive():  # a worker that exited on its own after a MemoryError, stuck
+    if worker.process.is_alive():  # one that exited on its own after a MemoryError, stuck
         worker.process.kill()
         worker.process.join(5.0)
     worker.conn.close()

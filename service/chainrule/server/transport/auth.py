@@ -4,16 +4,20 @@ Off unless tokens are configured (`CHAINRULE_AUTH_TOKENS`, `CHAINRULE_AUTH_TOKEN
 are compared in constant time against every configured token (no early exit, so timing tells
 neither which token nor how much of one matched). Always exempt: gRPC health checking
 (`grpc.health.v1.Health/*`) and HTTP `/healthz`, `/readyz`, since Kubernetes probes send no token;
-CORS preflights (browsers send no credentials on them); and `/metrics` unless
+CORS preflights (browsers send no credentials on them); the pages `/` and `/docs` and their
+`/static/` files, which are the same for everyone and hold no data (a browser cannot send a token
+when it opens a page: the page asks for one and sends it with each call); and `/metrics` unless
 `CHAINRULE_METRICS_AUTH` is on. Server reflection requires a token: it describes the API to
 whoever asks. Failures are UNAUTHENTICATED (gRPC) or 401 with `WWW-Authenticate: Bearer`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import ipaddress
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +27,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainrule.engine.errors import Unauthenticated
 from chainrule.server.config import PREFIX, ConfigError, Settings
+from chainrule.server.logs import note_caller, note_error
+from chainrule.server.transport.pages import PAGE_PATHS, STATIC_PREFIX
 from chainrule.server.transport.status import error_response
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
-HTTP_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+HTTP_OPEN_PATHS = frozenset({"/healthz", "/readyz"}) | PAGE_PATHS
 _BEARER = "bearer "
 _CHALLENGE = 'Bearer realm="chainrule"'
 
@@ -55,15 +61,79 @@ class TokenChecker:
 
     def accepts(self, authorization: str | bytes | None) -> bool:
         """True when the header carries one of the tokens; compares against all of them every time."""
+        return self.identify(authorization) is not None
+
+    def identify(self, authorization: str | bytes | None) -> str | None:
+        """The caller's name in logs (`token:` and a fingerprint of the token), or None if refused."""
         if isinstance(authorization, bytes):
             authorization = authorization.decode("latin-1")
         if not authorization or authorization[: len(_BEARER)].lower() != _BEARER:
-            return False
+            return None
         offered = authorization[len(_BEARER) :].strip().encode("utf-8", "surrogateescape")
-        matched = False
+        matched: bytes | None = None
         for token in self.tokens:
-            matched |= hmac.compare_digest(offered, token)
-        return matched
+            if hmac.compare_digest(offered, token):
+                matched = token
+        return None if matched is None else fingerprint(matched)
+
+
+def fingerprint(token: bytes) -> str:
+    """A short name for a token that logs can show: 8 hex digits of its SHA-256, never the token."""
+    return "token:" + hashlib.sha256(token).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Callers:
+    """Who a call comes from, for sharing compute fairly (see `executors.Admission`).
+
+    The bearer token's fingerprint (never the token) when tokens are configured, else the peer's IP
+    address: not the port, or opening more connections would buy a larger share; IPv6 peers by
+    their /64 network, since one host commonly holds a whole /64.
+    """
+
+    checker: TokenChecker = TokenChecker(())
+
+    def identify(self, authorization: str | bytes | None, address: str) -> str:
+        if self.checker.enabled:
+            found = self.checker.identify(authorization)
+            if found is not None:
+                return found
+        return f"address:{_network(address)}"
+
+    def of_grpc(self, context: Any) -> str:
+        """The caller of a gRPC call, from its metadata and `context.peer()` (`ipv4:1.2.3.4:5678`)."""
+        header = None
+        if self.checker.enabled:
+            header = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
+        return self.identify(header, grpc_peer_address(context.peer()))
+
+    def of_http(self, scope: Mapping[str, Any]) -> str:
+        """The caller of an HTTP request, from its ASGI scope (`client` and the headers)."""
+        header = None
+        if self.checker.enabled:
+            header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+        client = scope.get("client")
+        return self.identify(header, str(client[0]) if client else "")
+
+
+def grpc_peer_address(peer: str) -> str:
+    """The address of a gRPC peer string, without its port: `ipv6:[::1]:5678` gives `::1`."""
+    kind, _, rest = peer.partition(":")
+    if kind in {"ipv4", "ipv6"}:
+        return rest.rpartition(":")[0].strip("[]")
+    return peer
+
+
+def _network(address: str) -> str:
+    if ":" not in address:
+        return address
+    try:
+        parsed = ipaddress.IPv6Address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if parsed.ipv4_mapped is not None:  # a dual-stack socket's IPv4 peer
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Network((parsed, 64), strict=False))
 
 
 def _unauthenticated(has_header: bool) -> Unauthenticated:
@@ -81,7 +151,11 @@ def grpc_refusal(checker: TokenChecker, method: str) -> Callable[[Any], Unauthen
 
     def refusal(metadata: Any) -> Unauthenticated | None:
         header = next((value for key, value in metadata or () if key == "authorization"), None)
-        return None if checker.accepts(header) else _unauthenticated(header is not None)
+        caller = checker.identify(header)
+        if caller is None:
+            return _unauthenticated(header is not None)
+        note_caller(caller)
+        return None
 
     return refusal
 
@@ -103,17 +177,23 @@ class AuthMiddleware:
             if key == b"authorization":
                 header = value
                 break
-        if self.checker.accepts(header):
+        caller = self.checker.identify(header)
+        if caller is not None:
+            note_caller(caller)
             await self.app(scope, receive, send)
             return
         error = _unauthenticated(header is not None)
+        note_error(error)
         response = error_response(error, headers={"WWW-Authenticate": _CHALLENGE})
         await response(scope, receive, send)
 
     def _exempt(self, scope: Scope) -> bool:
         if scope["method"] == "OPTIONS":
             return True  # CORS preflights carry no credentials; the real request is checked
-        return str(scope["path"]) in self.open_paths
+        path = str(scope["path"])
+        return path in self.open_paths or (
+            scope["method"] in {"GET", "HEAD"} and path.startswith(STATIC_PREFIX)
+        )
 
 
 @dataclass(frozen=True)

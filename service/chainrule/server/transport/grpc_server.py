@@ -2,91 +2,190 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from chainrule.engine.errors import ChainruleError, InternalError
+from chainrule.engine.errors import ChainruleError, InternalError, InvalidArgument
+from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
+from chainrule.server.batches import Reply
 from chainrule.server.compute import deadlines
 from chainrule.server.config import Settings
-from chainrule.server.transport.auth import TlsFiles
+from chainrule.server.logs import note_error
+from chainrule.server.sizing import PROTOBUF, Wire
+from chainrule.server.transport import wire
+from chainrule.server.transport.auth import Callers, TlsFiles
 from chainrule.server.transport.instrumentation import Instrumentation, Registration
 from chainrule.server.transport.status import grpc_status
 from chainrule.v1 import chainrule_pb2 as pb
-from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DifferentiationService"].full_name
 
 Request = TypeVar("Request", bound=Message)
-Response = TypeVar("Response", bound=Message)
+Context = grpc.aio.ServicerContext[Any, Any]
+# Requests and replies bigger than this are parsed and serialised on a thread, off the event loop.
+OFFLOAD_BYTES = 256 * 1024
+# Calls grpc has received but the event loop has not yet picked up. Past grpc's default backlog of
+# 1,000 it cancels calls at random (CANCELLED: uncounted, no retry delay); a burst that size is picked
+# up in milliseconds and refused by `calls_in_flight` (RESOURCE_EXHAUSTED, retry delay) instead. Each
+# waiting call costs grpc a stream's state, a few kilobytes.
+_BACKLOG = 32_768
+_STREAMS_PER_CALL_SLOT = 4
 
 
 class PortInUseError(RuntimeError):
     """The gRPC port could not be bound (taken, or not ours to take)."""
 
 
-class DifferentiationServicer(pb_grpc.DifferentiationServiceServicer):
-    """Adapts each RPC to the API layer and turns errors into rich `google.rpc.Status` values."""
+class DifferentiationServicer:
+    """Adapts each RPC to the API layer and turns errors into rich `google.rpc.Status` values.
 
-    def __init__(self, api: ChainruleApi) -> None:
+    Its handlers take and return bytes (registered without (de)serializers, see `_add_service`):
+    grpc.aio would otherwise parse every request and serialise every reply on the event loop, and a
+    64 MB batch takes a tenth of a second to parse; big ones are parsed and serialised on a thread.
+    """
+
+    def __init__(self, api: ChainruleApi, callers: Callers | None = None) -> None:
         self._api = api
+        self._callers = callers or Callers()
 
-    async def Differentiate(
-        self, request: pb.DifferentiateRequest, context: grpc.aio.ServicerContext[object, object]
-    ) -> pb.DifferentiateResponse:
-        return await _serve(self._api.differentiate, request, context)
+    async def Differentiate(self, request: bytes, context: Context) -> bytes:
+        return await self._serve(self._api.differentiate, pb.DifferentiateRequest, request, context)
 
-    async def Evaluate(
-        self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext[object, object]
-    ) -> pb.EvaluateResponse:
-        return await _serve(self._api.evaluate, request, context)
+    async def Evaluate(self, request: bytes, context: Context) -> bytes:
+        return await self._serve(self._api.evaluate_reply, pb.EvaluateRequest, request, context)
 
-    async def GradientAtPoint(
-        self, request: pb.GradientAtPointRequest, context: grpc.aio.ServicerContext[object, object]
-    ) -> pb.GradientAtPointResponse:
-        return await _serve(self._api.gradient, request, context)
+    async def GradientAtPoint(self, request: bytes, context: Context) -> bytes:
+        return await self._serve(self._api.gradient_reply, pb.GradientAtPointRequest, request, context)
 
-    async def GetServerInfo(
-        self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext[object, object]
-    ) -> pb.GetServerInfoResponse:
-        return await _serve(self._api.server_info, request, context)
+    async def Jacobian(self, request: bytes, context: Context) -> bytes:
+        return await self._serve(self._api.jacobian_reply, pb.JacobianRequest, request, context)
+
+    async def Series(self, request: bytes, context: Context) -> bytes:
+        return await self._serve(self._api.series, pb.SeriesRequest, request, context)
+
+    async def Parse(self, request: bytes, context: Context) -> bytes:
+        return await self._serve(self._api.parse, pb.ParseRequest, request, context)
+
+    async def GetServerInfo(self, request: bytes, context: Context) -> bytes:
+        return await self._serve(self._api.server_info, pb.GetServerInfoRequest, request, context)
+
+    async def _serve(
+        self,
+        handler: Callable[[Request, Wire], Awaitable[Message | Reply[Any]]],
+        message_type: type[Request],
+        raw: bytes,
+        context: Context,
+    ) -> bytes:
+        try:
+            # The caller's deadline bounds the compute this call starts (see deadlines.py, pool.py);
+            # who the caller is decides its share of the compute (executors.Admission).
+            caller = functools.partial(self._callers.of_grpc, context)
+            with (
+                self._api.calls.admit(len(raw), caller),
+                deadlines.request_scope(context.time_remaining(), caller),
+            ):
+                request = await _parsed(message_type, raw, self._api.settings.max_field_entries)
+                response = await handler(request, Wire(PROTOBUF, len(raw)))
+                return await _serialized(response)
+        except ChainruleError as error:
+            note_error(error)
+            await context.abort_with_status(grpc_status(error))
+        except Exception:
+            # A bug: log the traceback here, tell the caller nothing about our insides.
+            log.exception("unexpected error in %s", message_type.__name__)
+            internal = InternalError("internal error")
+            note_error(internal)
+            await context.abort_with_status(grpc_status(internal))
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 
-async def _serve(
-    handler: Callable[[Request], Awaitable[Response]],
-    request: Request,
-    context: grpc.aio.ServicerContext[object, object],
-) -> Response:
+async def _parsed(message_type: type[Request], raw: bytes, max_entries: int) -> Request:
     try:
-        # The caller's deadline bounds the compute this call starts (see deadlines.py, workers.py).
-        with deadlines.request_scope(context.time_remaining()):
-            return await handler(request)
-    except ChainruleError as error:
-        await context.abort_with_status(grpc_status(error))
-    except Exception:
-        # A bug: log the traceback here, tell the caller nothing about our insides.
-        log.exception("unexpected error in %s", type(request).__name__)
-        await context.abort_with_status(grpc_status(InternalError("internal error")))
-    raise AssertionError("abort_with_status returned")  # pragma: no cover
+        if len(raw) > OFFLOAD_BYTES:
+            return await asyncio.to_thread(_counted_then_parsed, message_type, raw, max_entries)
+        return message_type.FromString(raw)
+    except DecodeError as error:
+        raise InvalidArgument(
+            f"the request is not a valid {message_type.DESCRIPTOR.full_name} message: {error}",
+            reason="MALFORMED_MESSAGE",
+        ) from None
+
+
+def _counted_then_parsed(message_type: type[Request], raw: bytes, max_entries: int) -> Request:
+    # Parsing builds an object per map entry: count them first (wire.py).
+    wire.check_message_entries(raw, cast(Descriptor, message_type.DESCRIPTOR), max_entries)
+    return message_type.FromString(raw)
+
+
+async def _serialized(response: Message | Reply[Any]) -> bytes:
+    # Batch methods answer with a `batches.Reply` (its columns appended to the message's bytes).
+    big = response.carries_points() if isinstance(response, Reply) else sizing.carries_points(response)
+    if big:
+        return await asyncio.to_thread(response.SerializeToString)
+    return response.SerializeToString()
+
+
+def _add_service(servicer: DifferentiationServicer, target: Any) -> None:
+    """Register the chainrule methods, bytes in and out, by the service's descriptor."""
+    service = pb.DESCRIPTOR.services_by_name["DifferentiationService"]
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        method.name: grpc.unary_unary_rpc_method_handler(getattr(servicer, method.name))
+        for method in service.methods
+    }
+    target.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    target.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
-    """Channel options: message limits that fit the largest batch, and no silent port sharing."""
-    return [
+    """Channel options: message limits that fit the largest batch, connection bounds and keepalive,
+    no silent port sharing, and a backlog of calls not yet picked up that outlasts our own limit on
+    calls in flight."""
+    options = [
         # grpc enables SO_REUSEPORT by default, which lets a second server start silently on a
         # taken port. The multi-process mode turns it on deliberately.
         ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ("grpc.max_receive_message_length", settings.max_request_bytes),
         ("grpc.max_send_message_length", settings.max_response_bytes),
+        # Streams per connection: room for a burst past `calls_in_flight`, so the calls over it are
+        # refused by the call limit (RESOURCE_EXHAUSTED with a retry delay, counted). At exactly
+        # `calls_in_flight`, a client that opens a burst on a fresh connection before it has read
+        # our SETTINGS gets the excess reset as REFUSED_STREAM: UNAVAILABLE, uncounted, no delay.
+        ("grpc.max_concurrent_streams", _STREAMS_PER_CALL_SLOT * settings.calls_in_flight),
+        ("grpc.server.max_pending_requests", max(_BACKLOG, 4 * settings.calls_in_flight)),
+        ("grpc.server.max_pending_requests_hard_limit", max(_BACKLOG, 4 * settings.calls_in_flight)),
+        # Connections: capped, a handshake within the header timeout, idle ones closed.
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.server_handshake_timeout_ms", _ms(settings.grpc_handshake_seconds)),
+        ("grpc.max_connection_idle_ms", _ms(settings.grpc_idle_seconds)),
+        # Keepalive: the server pings quiet connections to find dead peers, and refuses (GOAWAY
+        # after two strikes) clients that ping more often than every 10 s without calls.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
     ]
+    if settings.grpc_connection_age_seconds > 0:
+        options += [
+            ("grpc.max_connection_age_ms", _ms(settings.grpc_connection_age_seconds)),
+            ("grpc.max_connection_age_grace_ms", _ms(settings.grace_seconds)),
+        ]
+    return options
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def bind_address(host: str, port: int) -> str:
@@ -98,16 +197,18 @@ def create_server(
     api: ChainruleApi,
     health_servicer: health.aio.HealthServicer | None = None,
     instrumentation: Instrumentation | None = None,
+    callers: Callers | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Build (not start) the gRPC server with chainrule, health and reflection; return it and its port.
 
-    `instrumentation` (request ids, metrics, auth) is built into each handler as it is registered.
+    `instrumentation` (request ids, metrics, auth) is built into each handler as it is registered;
+    `callers` says who each call comes from (by token or address), for fair shares of compute.
     """
     server = grpc.aio.server(options=server_options(settings))
     # The generated `add_*_to_server` functions are typed for a server; they call the two methods
     # `Registration` has.
     target: Any = server if instrumentation is None else Registration(server, instrumentation)
-    pb_grpc.add_DifferentiationServiceServicer_to_server(DifferentiationServicer(api), target)
+    _add_service(DifferentiationServicer(api, callers), target)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer or health.aio.HealthServicer(), target)
     names = (
         SERVICE_NAME,

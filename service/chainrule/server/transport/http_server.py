@@ -18,29 +18,41 @@ from typing import Any
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainrule.server.api import VERSION, ChainruleApi
+from chainrule.server.api import ChainruleApi
+from chainrule.server.config import Settings
 from chainrule.server.metrics import HttpMetrics
-from chainrule.server.transport import openapi, rest
+from chainrule.server.transport import connections, openapi, pages, rest
+from chainrule.server.transport.auth import Callers
+from chainrule.server.transport.drain import Drain, DrainMiddleware
+from chainrule.server.version import VERSION
 
 log = logging.getLogger(__name__)
 
-# Which server process answered: an HTTP header here, gRPC trailing metadata (app.py).
-WORKER_HEADER = "x-chainrule-worker"
+# Which server process (of `--workers N`) answered: an HTTP header here, gRPC trailing metadata
+# (app.py). The name predates "server process" and stays: clients and dashboards read it.
+SERVER_PROCESS_HEADER = "x-chainrule-worker"
 
 
 def create_http_app(
     registry: CollectorRegistry,
     is_ready: Callable[[], bool],
+    *,
     api: ChainruleApi | None = None,
     http_metrics: HttpMetrics | None = None,
+    callers: Callers | None = None,
+    drain: Drain | None = None,
+    site: pages.Site | None = None,
 ) -> Starlette:
     """The ASGI application: `/healthz` (alive), `/readyz` (ready to serve), `/metrics`; with an
-    `api`, the REST routes, `/openapi.json` and `/docs` too (see rest.py), and HTTP request metrics."""
+    `api`, the REST routes, `/openapi.json`, the pages `/` and `/docs` with their `/static/` files
+    (`site` describes the server to them; by default, from the settings), and HTTP request metrics.
+    `callers` identifies who REST requests come from (fair shares of compute)."""
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -53,25 +65,29 @@ def create_http_app(
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
     if api is None:
         return Starlette(routes=routes)
-    routes += rest.rest_routes(api, api.settings) + openapi.openapi_routes(VERSION)
-    return Starlette(
-        routes=routes,
-        middleware=rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry)),
-        exception_handlers=rest.exception_handlers(),
-    )
+    site = site or pages.Site(playground=api.settings.playground, grpc_port=api.settings.grpc_port)
+    routes += rest.rest_routes(api, api.settings, callers) + openapi.openapi_routes(VERSION, site.playground)
+    routes += pages.page_routes(site)
+    middleware = rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry))
+    if drain is not None:
+        # Inside the metrics: refusals and cancelled calls are counted with their 503.
+        middleware.insert(1, Middleware(DrainMiddleware, drain=drain))
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=rest.exception_handlers())
 
 
 def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """Bind the HTTP listening socket ourselves, so port 0 works and a taken port fails clearly."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and accepted
+    # connections inherit it. Without it Nagle meets delayed ACKs: ~40 ms per reply on kept-alive connections.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -99,17 +115,26 @@ class HttpServer:
         self,
         app: Starlette,
         sock: socket.socket,
-        grace_seconds: float,
+        settings: Settings,
         ssl_options: Mapping[str, Any] | None = None,
+        closed_by_bound: Callable[[str], None] | None = None,
     ) -> None:
-        """`ssl_options`: uvicorn's `ssl_*` settings for HTTPS (see `auth.uvicorn_ssl_options`)."""
+        """`ssl_options`: uvicorn's `ssl_*` settings for HTTPS (see `auth.uvicorn_ssl_options`);
+        `closed_by_bound` counts connections a bound closed (see connections.py)."""
         self._socket = sock
+        protocol = connections.bounded_protocol(
+            settings.header_timeout_seconds, settings.max_connections, closed_by_bound or (lambda _: None)
+        )
         config = uvicorn.Config(
             app,
+            http=protocol,
             log_config=None,
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=max(1, round(grace_seconds)),
+            timeout_keep_alive=settings.http_idle_seconds,  # type: ignore[arg-type]  # a float works
+            # The application has already waited the grace period for calls in flight (drain.py)
+            # and `stop` cancels what still runs; this only lets connections close.
+            timeout_graceful_shutdown=1,
             **dict(ssl_options or {}),
         )
         self._server = _EmbeddedUvicorn(config)
@@ -128,18 +153,21 @@ class HttpServer:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
+        """Stop serving: calls still running are cancelled (drain.py answers them), then uvicorn exits."""
+        for task in list(self._server.server_state.tasks):
+            task.cancel()
         self._server.should_exit = True
         if self._task is not None:
             await self._task
         self._socket.close()
 
 
-class WorkerIdMiddleware:
-    """ASGI middleware: every HTTP response carries the serving process id."""
+class ServerProcessMiddleware:
+    """ASGI middleware: every HTTP response carries the id of the server process that served it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
-        self._header = (WORKER_HEADER.encode(), str(os.getpid()).encode())
+        self._header = (SERVER_PROCESS_HEADER.encode(), str(os.getpid()).encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

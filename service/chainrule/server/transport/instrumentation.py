@@ -1,13 +1,14 @@
 """Every gRPC handler instrumented once, as it is registered: request ids, RPC metrics, logging, auth.
 
 A request id is taken from the caller's `x-request-id` metadata (when it is short printable ASCII)
-or made, returned in the response's trailing metadata (on success and on errors), and set in
-`logs.REQUEST_ID` so every log line about the call carries it. Trailers, not initial metadata:
-grpc.aio sends initial metadata set by a handler in a batch of its own, which cost about 10% of
-the cached path's requests/s (bench/README.md); trailers travel with the status for free.
-Unary-unary handlers get the RPC metrics; streaming ones (reflection, health Watch) get the
-request id in their log lines only. With bearer tokens configured, each call's token is checked
-first (health exempt, see auth.py); a refusal is counted and logged like any failed call.
+or made, returned in the response's trailing metadata (on success and on errors), and opens the
+call's `logs.RequestRecord`, so every log line about the call carries it. Trailers, not initial
+metadata: grpc.aio sends initial metadata set by a handler in a batch of its own, which cost about
+10% of the cached path's requests/s (bench/README.md); trailers travel with the status for free.
+Every call ends with one access line (access.py). Unary-unary handlers get the RPC metrics;
+streaming ones (reflection, health Watch) get the request id and the access line only. With bearer
+tokens configured, each call's token is checked first (health exempt, see auth.py); a refusal is
+counted and logged like any failed call.
 
 `Registration` stands in for the server while servicers are added and wraps each handler once,
 with its metric children resolved on its first call, so grpc.aio finds the instrumented handler
@@ -20,45 +21,33 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import itertools
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
 
-from chainrule.engine.errors import ChainruleError
-from chainrule.server.logs import REQUEST_ID
+from chainrule.engine.errors import ChainruleError, Code
+from chainrule.server.logs import REQUEST_ID_KEY, RequestRecord, accept_request_id, begin_request, note_error
 from chainrule.server.metrics import Metrics
+from chainrule.server.tracing import Tracing
+from chainrule.server.transport import access
 from chainrule.server.transport.auth import TokenChecker, grpc_refusal
 from chainrule.server.transport.status import grpc_status
 
-log = logging.getLogger("chainrule.server.requests")
-
-REQUEST_ID_KEY = "x-request-id"
-_MAX_ID_LENGTH = 128
-_PREFIX = os.urandom(4).hex()
-_counter = itertools.count(1)
+__all__ = ["REQUEST_ID_KEY", "Instrumentation", "Registration", "request_id_from"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 
 
-def make_request_id() -> str:
-    """A process-unique id: a random per-process prefix and a counter (cheaper than uuid4)."""
-    return f"{_PREFIX}-{next(_counter):x}"
-
-
 def request_id_from(metadata: Any) -> str:
     """The caller's `x-request-id` if it is safe to log and echo; else a new one."""
     for key, value in metadata or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str):
-            if 0 < len(value) <= _MAX_ID_LENGTH and value.isascii() and value.isprintable():
-                return value
-            break
-    return make_request_id()
+        if key == REQUEST_ID_KEY:
+            return accept_request_id(value if isinstance(value, str) else None)
+    return accept_request_id(None)
 
 
 class _MethodMetrics:
@@ -75,6 +64,7 @@ class _MethodMetrics:
         self.ok = metrics.handled.labels(*labels, grpc.StatusCode.OK.name)
         self._by_code: dict[grpc.StatusCode, Any] = {grpc.StatusCode.OK: self.ok}
         self.in_flight = metrics.in_flight
+        self.quiet = full_method.startswith(access.QUIET_GRPC_PREFIX)
         # Bound once: the per-call cost is these calls, not attribute lookups.
         self.inc_started, self.inc_ok, self.observe = self.started.inc, self.ok.inc, self.seconds.observe
         self.inc_in_flight, self.dec_in_flight = metrics.in_flight.inc, metrics.in_flight.dec
@@ -98,11 +88,17 @@ class Instrumentation:
         metrics: Metrics,
         response_metadata: Sequence[tuple[str, str]] = (),
         tokens: TokenChecker | None = None,
+        access_log: bool = True,
+        tracing: Tracing | None = None,
     ) -> None:
-        """`response_metadata`: pairs added to every unary response's trailers (e.g. a worker id)."""
+        """`response_metadata`: pairs added to every unary response's trailers (the server process id);
+        `access_log`: an access line for calls that succeed too, not only for failures; `tracing`:
+        a SERVER span around each unary call (none of its cost when off)."""
         self._metrics = metrics
         self._response_metadata = tuple(response_metadata)
         self._tokens = tokens or TokenChecker(())
+        self._log_successes = access_log
+        self._tracing = tracing
 
     def instrument(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
@@ -110,13 +106,16 @@ class Instrumentation:
         """`handler` with this instrumentation built in."""
         refusal = grpc_refusal(self._tokens, method)
         if handler.unary_unary is None:
-            return _streaming(handler, refusal)
+            return _streaming(handler, method, refusal)
         instrumented = _instrumented(
             cast(UnaryBehavior, handler.unary_unary),
             functools.partial(_MethodMetrics, self._metrics, method),
             self._response_metadata,
             refusal,
+            self._log_successes,
         )
+        if self._tracing is not None:
+            instrumented = _traced(instrumented, self._tracing, method)
         return handler._replace(unary_unary=instrumented)  # type: ignore[attr-defined, no-any-return]
 
 
@@ -163,36 +162,61 @@ class _InstrumentedGeneric(grpc.GenericRpcHandler):
 
 
 def _streaming(
-    handler: grpc.RpcMethodHandler[Any, Any], refusal: Refusal | None
+    handler: grpc.RpcMethodHandler[Any, Any], method: str, refusal: Refusal | None
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """A streaming handler that checks the token and sets the request id for its log lines."""
+    """A streaming handler that checks the token, sets the request id and writes an access line."""
     kinds = ("unary_stream", "stream_unary", "stream_stream")
     kind = next((name for name in kinds if getattr(handler, name) is not None), None)
     if kind is None:
         return handler
     behavior = getattr(handler, kind)
 
-    async def admit(context: Context) -> None:
+    async def admit(context: Context) -> RequestRecord:
         metadata = context.invocation_metadata()
-        REQUEST_ID.set(request_id_from(metadata))
+        record = begin_request(request_id_from(metadata))
         error = refusal(metadata) if refusal is not None else None
         if error is not None:
+            note_error(error)
             await context.abort_with_status(grpc_status(error))
+        return record
+
+    def finished(record: RequestRecord, start: float, context: Context, code: grpc.StatusCode) -> None:
+        _emit(method, code, time.perf_counter() - start, (None, None), record, quiet=True)
+
+    def ended(context: Context, error: BaseException) -> grpc.StatusCode:
+        """How a stream that raised ended: the caller went away, or it failed with a code."""
+        if isinstance(error, asyncio.CancelledError | GeneratorExit):
+            return grpc.StatusCode.CANCELLED
+        return _code_of(context) or grpc.StatusCode.UNKNOWN
 
     wrapped: Any
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            await admit(context)
-            async for item in behavior(request, context):
-                yield item
+            start, code = time.perf_counter(), grpc.StatusCode.OK
+            record = await admit(context)
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except BaseException as error:
+                code = ended(context, error)
+                raise
+            finally:
+                finished(record, start, context, code)
 
         wrapped = stream
     elif inspect.iscoroutinefunction(behavior):
 
         async def call(request: Any, context: Context) -> Any:
-            await admit(context)
-            return await behavior(request, context)
+            start, code = time.perf_counter(), grpc.StatusCode.OK
+            record = await admit(context)
+            try:
+                return await behavior(request, context)
+            except BaseException as error:
+                code = ended(context, error)
+                raise
+            finally:
+                finished(record, start, context, code)
 
         wrapped = call
     else:
@@ -205,8 +229,9 @@ def _instrumented(
     make_metrics: Callable[[], _MethodMetrics],
     response_metadata: tuple[tuple[str, str], ...],
     refusal: Refusal | None,
+    log_successes: bool,
 ) -> UnaryBehavior:
-    perf_counter, set_request_id = time.perf_counter, REQUEST_ID.set
+    perf_counter = time.perf_counter
     # Resolved on the first call, not when the handler is built: a method never called exports
     # no samples (its labelled children would otherwise appear at 0 from start-up).
     resolved: _MethodMetrics | None = None
@@ -219,16 +244,18 @@ def _instrumented(
             metrics = resolved = make_metrics()
         metadata = context.invocation_metadata()
         # This coroutine runs in the call's own task: the handler and its log lines see the id.
-        request_id = request_id_from(metadata)
-        set_request_id(request_id)
-        extra = ((REQUEST_ID_KEY, request_id), *response_metadata)
+        record = begin_request(request_id_from(metadata))
+        extra = ((REQUEST_ID_KEY, record.request_id), *response_metadata)
         metrics.inc_started()
         metrics.inc_in_flight()
-        scoped = _CallContext(context, extra, metrics, start)
+        scoped = _CallContext(
+            context, extra=extra, metrics=metrics, start=start, request=request, record=record
+        )
         try:
             context.set_trailing_metadata(extra)
             error = refusal(metadata) if refusal is not None else None
             if error is not None:
+                note_error(error)
                 await scoped.abort_with_status(grpc_status(error))
             response = await behavior(request, cast(Context, scoped))
         except asyncio.CancelledError:
@@ -244,13 +271,39 @@ def _instrumented(
             metrics.dec_in_flight()
             metrics.inc_ok()
             metrics.observe(elapsed)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s OK in %.2f ms", metrics.method, elapsed * 1000)
+            if log_successes or access.log.isEnabledFor(logging.DEBUG):
+                _emit(
+                    metrics.method,
+                    grpc.StatusCode.OK,
+                    elapsed,
+                    (_size(request), _size(response)),
+                    record,
+                    quiet=not log_successes or metrics.quiet,
+                )
         else:
             scoped.finish(code)
         return response
 
     return serve
+
+
+def _traced(serve: UnaryBehavior, tracing: Tracing, method: str) -> UnaryBehavior:
+    """`serve` inside the call's SERVER span, so its log lines and stage spans belong to the trace."""
+
+    async def call(request: Any, context: Context) -> Any:
+        with tracing.rpc_span(method, context.invocation_metadata()) as span:
+            try:
+                response = await serve(request, context)
+            except asyncio.CancelledError:
+                tracing.end_rpc(span, Code.CANCELLED)
+                raise
+            except Exception:
+                tracing.end_rpc(span, Code((_code_of(context) or grpc.StatusCode.UNKNOWN).value[0]))
+                raise
+            tracing.end_rpc(span, Code.OK)
+            return response
+
+    return call
 
 
 class _CallContext:
@@ -260,19 +313,24 @@ class _CallContext:
     caller could otherwise see the error before the metrics and the log do.
     """
 
-    __slots__ = ("_context", "_extra", "_finished", "_metrics", "_start")
+    __slots__ = ("_context", "_extra", "_finished", "_metrics", "_record", "_request", "_start")
 
     def __init__(
         self,
         context: grpc.aio.ServicerContext[Any, Any],
+        *,
         extra: tuple[tuple[str, str], ...],
         metrics: _MethodMetrics,
         start: float,
+        request: Any,
+        record: RequestRecord,
     ) -> None:
         self._context = context
         self._extra = extra
         self._metrics = metrics
         self._start = start
+        self._request = request
+        self._record = record
         self._finished = False
 
     def __getattr__(self, name: str) -> Any:
@@ -288,7 +346,7 @@ class _CallContext:
         metrics.in_flight.dec()
         metrics.handled(code).inc()
         metrics.seconds.observe(elapsed)
-        _log(metrics.method, code, elapsed)
+        _emit(metrics.method, code, elapsed, (_size(self._request), 0), self._record)
 
     def set_trailing_metadata(self, metadata: Any) -> None:
         self._context.set_trailing_metadata((*metadata, *self._extra))
@@ -301,6 +359,14 @@ class _CallContext:
         await self.abort(status.code, status.details, status.trailing_metadata)
 
 
+def _size(message: Any) -> int | None:
+    """A request's or response's bytes: chainrule's handlers take and return them serialised (a
+    message's `ByteSize` would encode it again); the health and reflection services' are messages."""
+    if isinstance(message, bytes):
+        return len(message)
+    return message.ByteSize() if hasattr(message, "ByteSize") else None
+
+
 def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | None:
     code = context.code()
     if code is None or isinstance(code, grpc.StatusCode):
@@ -309,9 +375,25 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | N
     return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
 
 
-def _log(method: str, code: grpc.StatusCode, seconds: float) -> None:
-    if code is grpc.StatusCode.OK:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s OK in %.2f ms", method, seconds * 1000)
-        return
-    log.warning("%s failed with %s in %.2f ms", method, code.name, seconds * 1000)
+def _emit(
+    method: str,
+    code: grpc.StatusCode,
+    seconds: float,
+    sizes: tuple[int | None, int | None],
+    record: RequestRecord,
+    *,
+    quiet: bool = False,
+) -> None:
+    """The access line of one gRPC call; `sizes`: the request's and the response's bytes, if known."""
+    access.emit(
+        transport="grpc",
+        method=method,
+        route=method,
+        status=code.name,
+        code=Code(code.value[0]),
+        seconds=seconds,
+        bytes_in=sizes[0],
+        bytes_out=sizes[1],
+        record=record,
+        quiet=quiet or method.startswith(access.QUIET_GRPC_PREFIX),
+    )

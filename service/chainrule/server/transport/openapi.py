@@ -5,7 +5,10 @@ names; 64-bit integers as strings; doubles as numbers or "NaN"/"Infinity"/"-Infi
 base64; enums by name; maps as objects; repeated fields as arrays). Routes come from the RPCs'
 `google.api.http` options. Descriptions are the proto's comments, read from the `.proto` source
 when it is on disk (a checkout, the container image); without it the document has no prose but the
-same shape. The one hand-written operation is the `GET /v1/differentiate` extra.
+same shape. The one hand-written operation is the `GET /v1/differentiate` extra. Every operation
+carries an example request and the reply the server gives to it (checked against the live server by
+the tests), and its error responses (`google.rpc.Status`) by HTTP status, each with an example built
+from the error classes themselves. `/docs` (pages.py) renders the document with Swagger UI.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from google.protobuf import json_format
 from google.protobuf.descriptor import (
     Descriptor,
     EnumDescriptor,
@@ -26,9 +30,11 @@ from google.protobuf.descriptor import (
 )
 from google.rpc import status_pb2
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from chainrule.server.transport.examples import ERRORS, EXAMPLES, POST_ERRORS, STATUSES, Example
+from chainrule.server.transport.status import status_proto
 from chainrule.v1 import chainrule_pb2 as pb
 
 Schema = dict[str, Any]
@@ -74,12 +80,14 @@ _ENUM_VALUE = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*=\s*-?\d+")
 
 
 def find_proto_source(start: Path | None = None) -> Path | None:
-    """The `.proto` this code was generated from, looked for upwards from this module (a checkout)."""
+    """The `.proto` this code was generated from: in a checkout, `protos/` upwards from this module;
+    installed, the copy the client distribution ships beside the generated code."""
     relative = Path("protos") / pb.DESCRIPTOR.name
     for folder in (start or Path(__file__).resolve()).parents:
         if (folder / relative).is_file():
             return folder / relative
-    return None
+    shipped = Path(pb.__file__).with_name(Path(pb.DESCRIPTOR.name).name)
+    return shipped if shipped.is_file() else None
 
 
 def proto_comments(source: str) -> dict[str, str]:
@@ -215,44 +223,79 @@ def component_schemas(service: ServiceDescriptor, comments: Mapping[str, str]) -
 
 # --- paths ------------------------------------------------------------------------------------
 
-_ERROR = {"$ref": "#/components/responses/Error"}
-
 
 def _json_content(schema: Schema) -> Schema:
     return {"application/json": {"schema": schema}}
 
 
-# One working request per RPC: shown by /docs, sent by the schemathesis test, checked by test_rest.
-EXAMPLES: Mapping[str, Schema] = {
-    "Differentiate": {"expression": "sin(x^2)", "formats": ["OUTPUT_FORMAT_LATEX"]},
-    "Evaluate": {"expression": "x^2 + y", "points": {"x": {"values": [1, 2, 3]}, "y": {"values": [0.5]}}},
-    "GradientAtPoint": {"expression": "x^2 y", "point": {"x": 3, "y": 2}, "hessian": True},
-}
+_ERROR = {"$ref": "#/components/responses/Error"}
+
+
+def _error_ref(status: str) -> Schema:
+    return {"$ref": f"#/components/responses/Error{status}"}
+
+
+def _error_responses(statuses: Sequence[str]) -> dict[str, Schema]:
+    return {**{status: _error_ref(status) for status in statuses}, "default": _ERROR}
+
+
+def error_responses() -> dict[str, Schema]:
+    """`components.responses`: a google.rpc.Status response per HTTP status, each with an example."""
+    status_schema = {"$ref": _REF + "google.rpc.Status"}
+    responses: dict[str, Schema] = {
+        f"Error{status}": {
+            "description": description,
+            "content": {
+                "application/json": {
+                    "schema": status_schema,
+                    "example": json_format.MessageToDict(status_proto(error)),
+                }
+            },
+        }
+        for status, (description, error) in ERRORS.items()
+    }
+    responses["Error"] = {
+        "description": "Any other google.rpc.Status: code, message, and details such as "
+        "google.rpc.BadRequest (field violations) and google.rpc.ErrorInfo (reason).",
+        "content": _json_content(status_schema),
+    }
+    return responses
+
+
+def _summary_and_description(method: MethodDescriptor, comments: Mapping[str, str]) -> tuple[str, str]:
+    """The comment's first sentence is the summary; the description is the rest, and what it is."""
+    comment = comments.get(f"{SERVICE.name}.{method.name}", "")
+    first, _, rest = comment.partition(". ")
+    note = f"The `{method.full_name}` RPC, in the proto3 JSON mapping."
+    return first.rstrip(".") or method.name, f"{rest}\n\n{note}" if rest else note
+
+
+def _examples(examples: Sequence[Example], part: str) -> Schema:
+    return {f"example{i}": {"summary": e.name, "value": getattr(e, part)} for i, e in enumerate(examples)}
 
 
 def _rpc_operation(method: MethodDescriptor, verb: str, comments: Mapping[str, str]) -> Schema:
-    description = comments.get(f"{SERVICE.name}.{method.name}", "")
+    summary, description = _summary_and_description(method, comments)
+    examples = EXAMPLES[method.name]
+    reply = {"schema": _ref(method.output_type), "examples": _examples(examples, "reply")}
     operation: Schema = {
         "operationId": method.name,
-        "summary": description.split(". ")[0].rstrip("."),
-        "description": f"{description}\n\nThe `{method.full_name}` RPC, in the proto3 JSON mapping.",
+        "summary": summary,
+        "description": description,
         "tags": [SERVICE.name],
         "responses": {
-            "200": {"description": "OK", "content": _json_content(_ref(method.output_type))},
-            "default": _ERROR,
+            "200": {"description": "OK", "content": {"application/json": reply}},
+            **_error_responses(STATUSES.get(method.name, POST_ERRORS)),
         },
     }
     if verb == "post":
+        request = {"schema": _ref(method.input_type), "examples": _examples(examples, "request")}
         operation["requestBody"] = {
             "required": False,
             "description": "The request message; an empty body is the empty message. "
             "Original (snake_case) field names are accepted too.",
-            "content": {
-                "application/json": {"schema": _ref(method.input_type), "example": EXAMPLES[method.name]}
-            },
+            "content": {"application/json": request},
         }
-        for status in ("400", "413", "415"):
-            operation["responses"][status] = _ERROR
     return operation
 
 
@@ -293,7 +336,7 @@ DIFFERENTIATE_QUERY: Schema = {
     "parameters": [
         {
             **_query("expression", {"type": "string"}, "The expression, e.g. `sin(x^2)` (URL-encoded)."),
-            "example": "x^3 y",
+            "example": EXAMPLES["DifferentiateQuery"][0].request["expression"],
         },
         {
             **_query(
@@ -303,7 +346,7 @@ DIFFERENTIATE_QUERY: Schema = {
             ),
             "style": "form",
             "explode": True,
-            "example": ["x", "y:2"],
+            "example": EXAMPLES["DifferentiateQuery"][0].request["wrt"],
         },
         _query("latex", {"type": "boolean"}, "Also return LaTeX."),
         _query("explain", {"type": "boolean"}, "Also return the derivation, step by step."),
@@ -311,9 +354,16 @@ DIFFERENTIATE_QUERY: Schema = {
         _query("simplification", {"type": "string", "enum": ["none", "fast", "full"]}, "Default fast."),
     ],
     "responses": {
-        "200": {"description": "OK", "content": _json_content(_ref(pb.DifferentiateResponse.DESCRIPTOR))},
-        "400": _ERROR,
-        "default": _ERROR,
+        "200": {
+            "description": "OK",
+            "content": {
+                "application/json": {
+                    "schema": _ref(pb.DifferentiateResponse.DESCRIPTOR),
+                    "examples": _examples(EXAMPLES["DifferentiateQuery"], "reply"),
+                }
+            },
+        },
+        **_error_responses(STATUSES["DifferentiateQuery"]),
     },
 }
 
@@ -335,26 +385,30 @@ def _plain(operation_id: str, summary: str, media: str, schema: Schema, *extra: 
 _HEALTH = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
 
 
-def operations_paths() -> dict[str, Schema]:
-    """Health, metrics and this document itself."""
+def operations_paths(playground: bool = True) -> dict[str, Schema]:
+    """Health, metrics, this document and the pages (pages.py)."""
+    pages = {
+        "/": _plain("Playground", "The playground: try the API in a browser", "text/html", {"type": "string"})
+    }
     return {
+        **(pages if playground else {}),
         "/healthz": _plain("Healthz", "Liveness: the process answers", "application/json", _HEALTH),
         "/readyz": _plain("Readyz", "Readiness: serving, not draining", "application/json", _HEALTH, "503"),
         "/metrics": _plain("Metrics", "Prometheus metrics", "text/plain", {"type": "string"}),
         "/openapi.json": _plain("OpenApi", "This document", "application/json", {"type": "object"}),
         "/docs": _plain(
-            "Docs", "A page listing the routes of this document", "text/html", {"type": "string"}
+            "Docs", "This document in Swagger UI, calls included", "text/html", {"type": "string"}
         ),
     }
 
 
 @functools.cache
-def build_openapi(version: str) -> Schema:
+def build_openapi(version: str, playground: bool = True) -> Schema:
     """The whole document; pure and cached (the descriptors cannot change while we run)."""
     comments = _source_comments()
     paths = rpc_paths(comments)
     paths["/v1/differentiate"]["get"] = DIFFERENTIATE_QUERY
-    paths.update(operations_paths())
+    paths.update(operations_paths(playground))
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -367,73 +421,27 @@ def build_openapi(version: str) -> Schema:
                 'non-finite doubles as "NaN"/"Infinity"/"-Infinity"). Errors are '
                 "`google.rpc.Status` JSON with the HTTP status of the canonical code "
                 "(INVALID_ARGUMENT 400, NOT_FOUND 404, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, "
-                "DEADLINE_EXCEEDED 504, INTERNAL 500); the HTTP layer adds 405, 413 and 415."
+                "DEADLINE_EXCEEDED 504, INTERNAL 500); the HTTP layer adds 405, 413 and 415. With "
+                "bearer tokens configured, every call needs an `authorization: Bearer <token>` header "
+                "(401 without one)."
             ),
         },
         "paths": paths,
         "components": {
             "schemas": component_schemas(SERVICE, comments),
-            "responses": {
-                "Error": {
-                    "description": "A google.rpc.Status: code, message, and details such as "
-                    "google.rpc.BadRequest (field violations) and google.rpc.ErrorInfo (reason).",
-                    "content": _json_content({"$ref": _REF + "google.rpc.Status"}),
-                }
-            },
+            "responses": error_responses(),
         },
     }
 
 
 # --- routes -----------------------------------------------------------------------------------
 
-DOCS_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>chainrule API</title>
-<style>
-body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-h2{margin-top:2rem;font-family:ui-monospace,monospace}.verb{color:#fff;background:#555;padding:0 .4em;
-border-radius:3px}.post{background:#2a7}.get{background:#27a}pre{background:#f4f4f4;padding:.6rem;overflow:auto}
-</style></head><body>
-<h1>chainrule HTTP API</h1>
-<p>Generated from the proto contract: the machine-readable document is
-<a href="/openapi.json">/openapi.json</a>.</p><div id="routes">Loading&hellip;</div>
-<script>
-const entities = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"};
-const esc = s => String(s ?? "").replace(/[&<>"]/g, c => entities[c]);
-fetch("/openapi.json").then(r => r.json()).then(doc => {
-  const schemas = doc.components.schemas, out = [];
-  out.push(`<p>${esc(doc.info.description)}</p>`);
-  for (const [path, item] of Object.entries(doc.paths)) {
-    for (const [verb, op] of Object.entries(item)) {
-      out.push(`<h2><span class="verb ${verb}">${verb.toUpperCase()}</span> ${esc(path)}</h2>`);
-      out.push(`<p><b>${esc(op.summary)}</b></p><p>${esc(op.description)}</p>`);
-      const body = op.requestBody && op.requestBody.content["application/json"].schema.$ref;
-      if (body) {
-        const name = body.split("/").pop();
-        const shown = JSON.stringify(schemas[name], null, 2);
-        out.push(`<p>Body: <code>${esc(name)}</code></p><pre>${esc(shown)}</pre>`);
-      }
-      for (const p of op.parameters || []) {
-        out.push(`<p>Query <code>${esc(p.name)}</code>: ${esc(p.description)}</p>`);
-      }
-    }
-  }
-  document.getElementById("routes").innerHTML = out.join("\\n");
-}).catch(e => { document.getElementById("routes").textContent = "Could not load /openapi.json: " + e; });
-</script></body></html>
-"""
 
-
-def openapi_routes(version: str) -> list[Route]:
-    """`GET /openapi.json` (the document) and `GET /docs` (a self-contained page that renders it)."""
-    document = json.dumps(build_openapi(version), ensure_ascii=False).encode()
+def openapi_routes(version: str, playground: bool = True) -> list[Route]:
+    """`GET /openapi.json`, the document (`/docs` renders it: see pages.py)."""
+    document = json.dumps(build_openapi(version, playground), ensure_ascii=False).encode()
 
     async def openapi_json(request: Request) -> Response:
         return Response(document, media_type="application/json")
 
-    async def docs(request: Request) -> Response:
-        return HTMLResponse(DOCS_HTML)
-
-    return [
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
-    ]
+    return [Route("/openapi.json", openapi_json, methods=["GET"])]

@@ -21,6 +21,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from chainrule.engine.errors import FieldViolation, InvalidArgument
+from chainrule.server.sizing import carries_points
 
 RequestT = TypeVar("RequestT", bound=Message)
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
@@ -31,13 +32,88 @@ def dump(data: object) -> bytes:
     return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
+def _dumps(data: object) -> str:
+    """JSON text, a long list a piece at a time.
+
+    json's C encoder holds the GIL for a whole call: one call over a reply of a million values would
+    stall the event loop for seconds even on another thread; pieces of `_PIECE` values each take a
+    millisecond or so, and the loop gets its turn between them.
+    """
+    if isinstance(data, dict) and len(data) <= _PIECE:
+        return "{" + ",".join(f"{_dumps(str(key))}:{_dumps(value)}" for key, value in data.items()) + "}"
+    if isinstance(data, list) and len(data) > _PIECE:
+        parts = (_dumps(data[start : start + _PIECE])[1:-1] for start in range(0, len(data), _PIECE))
+        return "[" + ",".join(part for part in parts if part) + "]"
+    if isinstance(data, list) and any(isinstance(item, dict | list) for item in data):
+        return "[" + ",".join(_dumps(item) for item in data) + "]"
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def message_to_json(message: Message) -> bytes:
     """`message` in the proto3 JSON mapping: lowerCamelCase keys, every field without presence."""
-    return dump(
-        json_format.MessageToDict(
-            message, preserving_proto_field_name=False, always_print_fields_with_no_presence=True
-        )
+    data = json_format.MessageToDict(
+        message, preserving_proto_field_name=False, always_print_fields_with_no_presence=True
     )
+    return _dumps(data).encode() if carries_points(message) else dump(data)
+
+
+# Values per call of json's C encoder or decoder (see `_dumps`, `_loads`).
+_PIECE = 4096
+_LIST_OF_VALUES = re.compile(rb'"values"\s*:\s*\[')
+
+
+def _loads(body: bytes) -> Any:
+    """`json.loads(body)`, each long `values` list parsed a piece at a time (see `_dumps`).
+
+    A request's members are few (wire.py counts them first), so a big body is big in its lists of
+    numbers and its strings. Those lists are cut out of the text, the rest is parsed as it is, and
+    each list is parsed in pieces and put back in document order; anything unusual (a list that is
+    not plain values) falls back to one `json.loads`, which also names the error.
+    """
+    if len(body) <= _PIECE * 16:
+        return json.loads(body, parse_constant=_reject_constant)
+    skeleton, lists = bytearray(), []
+    position = 0
+    for match in _LIST_OF_VALUES.finditer(body):
+        end = body.find(b"]", match.end())
+        if end < 0 or b"[" in body[match.end() : end]:
+            return json.loads(body, parse_constant=_reject_constant)
+        skeleton += body[position : match.end()]
+        lists.append(body[match.end() : end])
+        position = end
+    skeleton += body[position:]
+    data = json.loads(bytes(skeleton), parse_constant=_reject_constant)
+    pending = iter(lists)
+    if not _refill(data, pending, _parse_values) or next(pending, None) is not None:
+        return json.loads(body, parse_constant=_reject_constant)
+    return data
+
+
+def _parse_values(text: bytes) -> list[Any]:
+    values: list[Any] = []
+    start = 0
+    while start < len(text):
+        cut = text.find(b",", start + _PIECE * 8)  # about _PIECE numbers
+        cut = len(text) if cut < 0 else cut
+        values += json.loads(b"[" + text[start:cut] + b"]", parse_constant=_reject_constant)
+        start = cut + 1
+    return values
+
+
+def _refill(data: Any, pending: Any, parse: Any) -> bool:
+    """Put each parsed list back where its `"values": []` stands, in document order."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "values" and value == []:
+                text = next(pending, None)
+                if text is None:
+                    return False
+                data[key] = parse(text)
+            elif not _refill(value, pending, parse):
+                return False
+    elif isinstance(data, list):
+        return all(_refill(item, pending, parse) for item in data)
+    return True
 
 
 MAX_VIOLATIONS = 20
@@ -60,7 +136,7 @@ def decode_message(body: bytes, message_type: type[RequestT]) -> RequestT:
     if not body.strip():
         return message_type()
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
+        data = _loads(body)
     except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidArgument(
             f"malformed JSON body: {error}", field="body", reason="MALFORMED_JSON"

@@ -5,7 +5,10 @@ Routes (the `google.api.http` annotations of the proto, plus one chainrule extra
     POST /v1/differentiate   DifferentiateRequest    -> DifferentiateResponse
     POST /v1/evaluate        EvaluateRequest         -> EvaluateResponse
     POST /v1/gradient        GradientAtPointRequest  -> GradientAtPointResponse
+    POST /v1/jacobian        JacobianRequest         -> JacobianResponse
+    POST /v1/series          SeriesRequest           -> SeriesResponse
     GET  /v1/info                                    -> GetServerInfoResponse
+    POST /v1/parse           ParseRequest            -> ParseResponse
     GET  /v1/differentiate?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full
                              &explain=true&verify=true
                              the extra: a transcoder cannot fill repeated messages from a query string
@@ -26,6 +29,7 @@ and become a bare 500.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -52,17 +56,24 @@ from chainrule.engine.errors import (
     LimitExceeded,
     NotFound,
 )
+from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
 from chainrule.server.compute import deadlines
+from chainrule.server.compute.executors import CallLimit
 from chainrule.server.config import Settings
+from chainrule.server.logs import REQUEST_ID_KEY, note_error
 from chainrule.server.metrics import HttpMetrics
+from chainrule.server.sizing import JSON, Wire
+from chainrule.server.transport.access import AccessLogMiddleware
+from chainrule.server.transport.auth import Callers
 from chainrule.server.transport.protojson import RequestT, decode_message, message_to_json
 from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response
+from chainrule.server.transport.wire import check_json_members
 from chainrule.v1 import chainrule_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-# Bodies and replies bigger than this are decoded/encoded on a worker thread, off the event loop.
+# Bodies and replies bigger than this are decoded/encoded on a thread, off the event loop.
 OFFLOAD_BYTES = 256 * 1024
 _MAX_UINT32 = 2**32 - 1
 
@@ -101,12 +112,18 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
         error = InvalidArgument(str(exc.detail))
     else:
         error = InternalError("internal error")
+    note_error(error)
     return error_response(error, exc.status_code, headers)
 
 
 async def internal_error_handler(request: Request, exc: Exception) -> Response:
     """The last resort for a bug outside the REST handlers: a bare 500 (Starlette logs the traceback)."""
-    return error_response(InternalError("internal error"))
+    return _noted(InternalError("internal error"))
+
+
+def _noted(error: ChainruleError) -> Response:
+    note_error(error)
+    return error_response(error)
 
 
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
@@ -114,28 +131,44 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[R
     return {HTTPException: http_exception_handler, Exception: internal_error_handler}
 
 
-async def _respond(request: Request, work: Callable[[], Awaitable[Message]]) -> Response:
-    # An optional `grpc-timeout` header (as grpc-gateway reads it) bounds the compute, like a deadline.
+async def _respond(
+    request: Request, work: Callable[[], Awaitable[Message]], callers: Callers, calls: CallLimit
+) -> Response:
+    # An optional `grpc-timeout` header (as grpc-gateway reads it) bounds the compute, like a deadline;
+    # who the caller is decides its share of the compute (executors.Admission).
     timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
+    caller = functools.partial(callers.of_http, request.scope)
     try:
-        with deadlines.request_scope(timeout):
+        with calls.admit(_declared_size(request, calls), caller), deadlines.request_scope(timeout, caller):
             message = await work()
         return await _json_response(message)
     except HttpError as error:
+        note_error(error.error)
         return error_response(error.error, error.http_status, error.headers)
     except ChainruleError as error:
+        note_error(error)
         return error_response(error)
     except Exception:
         # A bug: log the traceback here, tell the caller nothing about our insides.
         log.exception("unexpected error in %s %s", request.method, request.url.path)
-        return error_response(InternalError("internal error"))
+        return _noted(InternalError("internal error"))
 
 
 # --- bodies -------------------------------------------------------------------------------------
 
 
+def _declared_size(request: Request, calls: CallLimit) -> int:
+    """What a request's body will hold, before it is read: its Content-Length; a POST without one
+    (chunked) counts as the largest body allowed. Over the limit or malformed, `read_body` refuses."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        return min(int(declared), calls.max_bytes)
+    return 0 if request.method == "GET" else calls.max_bytes
+
+
 async def _json_response(message: Message) -> Response:
-    if message.ByteSize() > OFFLOAD_BYTES:
+    # Point columns first: asking protobuf for the size of a message copies its bytes fields.
+    if sizing.carries_points(message) or message.ByteSize() > OFFLOAD_BYTES:
         body = await asyncio.to_thread(message_to_json, message)
     else:
         body = message_to_json(message)
@@ -163,14 +196,15 @@ def _check_content_type(request: Request) -> None:
 
 
 def _too_large(size: int, limit: int) -> HttpError:
-    return HttpError(LimitExceeded("request_bytes", size, limit, field="body"), 413)
+    what = "the request body is too large"
+    return HttpError(LimitExceeded("request_bytes", size, limit, field="body", what=what, unit="bytes"), 413)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past `limit` bytes: by Content-Length, then while streaming."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not _is_count(declared):
             raise HttpError(InvalidArgument(f"Content-Length {declared!r} is not a byte count"), 400)
         if int(declared) > limit:
             raise _too_large(int(declared), limit)
@@ -219,11 +253,16 @@ def _boolean(params: QueryParams, name: str) -> bool:
     return value in _TRUE
 
 
+def _is_count(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` accepts superscripts and other digits `int` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _query_wrt(item: str, index: int) -> pb.Wrt:
     variable, _, order = item.partition(":")
     if not order:
         return pb.Wrt(variable=variable)
-    if not order.isdigit() or int(order) > _MAX_UINT32:
+    if not _is_count(order) or int(order) > _MAX_UINT32:
         raise InvalidArgument(
             f"wrt '{item}': the order must be a whole number 0..{_MAX_UINT32}", field=f"wrt[{index}].order"
         )
@@ -253,51 +292,70 @@ def differentiate_request_from_query(params: QueryParams) -> pb.DifferentiateReq
 
 
 def _post_endpoint(
-    call: Callable[[RequestT], Awaitable[Message]], message_type: type[RequestT], settings: Settings
+    call: Callable[[RequestT, Wire], Awaitable[Message]],
+    message_type: type[RequestT],
+    settings: Settings,
+    callers: Callers,
+    calls: CallLimit,
 ) -> Callable[[Request], Awaitable[Response]]:
     async def work(request: Request) -> Message:
         _reject_query(request.query_params)
         _check_content_type(request)
         body = await read_body(request, settings.max_request_bytes)
+        # Decoding builds an object per member: bound them first (wire.py), in C.
+        check_json_members(body, settings.max_field_entries)
         if len(body) > OFFLOAD_BYTES:
             message = await asyncio.to_thread(decode_message, body, message_type)
         else:
             message = decode_message(body, message_type)
-        return await call(message)
+        # Replies are sized in JSON; the body's size says whether to read the message off the loop.
+        return await call(message, Wire(JSON, len(body)))
 
     async def endpoint(request: Request) -> Response:
-        return await _respond(request, lambda: work(request))
+        return await _respond(request, lambda: work(request), callers, calls)
 
     return endpoint
 
 
-def rest_routes(api: ChainruleApi, settings: Settings) -> list[Route]:
-    """The `/v1/...` routes over `api`; request bodies are bounded by `settings.max_request_bytes`."""
-    post_differentiate = _post_endpoint(api.differentiate, pb.DifferentiateRequest, settings)
+def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None = None) -> list[Route]:
+    """The `/v1/...` routes over `api`; request bodies are bounded by `settings.max_request_bytes`.
+
+    `callers` says who each request comes from (by token or address), for fair shares of compute.
+    """
+    callers = callers or Callers()
+
+    def post(
+        call: Callable[[RequestT, Wire], Awaitable[Message]], message_type: type[RequestT]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        return _post_endpoint(call, message_type, settings, callers, api.calls)
+
+    post_differentiate = post(api.differentiate, pb.DifferentiateRequest)
 
     async def differentiate(request: Request) -> Response:
         if request.method == "POST":
             return await post_differentiate(request)
         return await _respond(
-            request, lambda: api.differentiate(differentiate_request_from_query(request.query_params))
+            request,
+            lambda: api.differentiate(differentiate_request_from_query(request.query_params), Wire(JSON)),
+            callers,
+            api.calls,
         )
 
     async def info_work(request: Request) -> Message:
         _reject_query(request.query_params)
-        return await api.server_info(pb.GetServerInfoRequest())
+        return await api.server_info(pb.GetServerInfoRequest(), Wire(JSON))
 
     async def info(request: Request) -> Response:
-        return await _respond(request, lambda: info_work(request))
+        return await _respond(request, lambda: info_work(request), callers, api.calls)
 
     return [
         Route("/v1/differentiate", differentiate, methods=["GET", "POST"]),
-        Route("/v1/evaluate", _post_endpoint(api.evaluate, pb.EvaluateRequest, settings), methods=["POST"]),
-        Route(
-            "/v1/gradient",
-            _post_endpoint(api.gradient, pb.GradientAtPointRequest, settings),
-            methods=["POST"],
-        ),
+        Route("/v1/evaluate", post(api.evaluate, pb.EvaluateRequest), methods=["POST"]),
+        Route("/v1/gradient", post(api.gradient, pb.GradientAtPointRequest), methods=["POST"]),
+        Route("/v1/jacobian", post(api.jacobian, pb.JacobianRequest), methods=["POST"]),
+        Route("/v1/series", post(api.series, pb.SeriesRequest), methods=["POST"]),
         Route("/v1/info", info, methods=["GET"]),
+        Route("/v1/parse", post(api.parse, pb.ParseRequest), methods=["POST"]),
     ]
 
 
@@ -332,8 +390,12 @@ class MetricsMiddleware:
 
 
 def http_middleware(settings: Settings, metrics: HttpMetrics) -> list[Middleware]:
-    """Metrics outermost (so CORS preflights count too); CORS only when origins are configured."""
-    stack = [Middleware(MetricsMiddleware, metrics=metrics)]
+    """The request id and access log outermost, then metrics (so CORS preflights count too); CORS
+    only when origins are configured."""
+    stack = [
+        Middleware(AccessLogMiddleware, successes=settings.access_log),
+        Middleware(MetricsMiddleware, metrics=metrics),
+    ]
     origins = settings.cors_origin_list
     if origins:
         stack.append(
@@ -341,8 +403,8 @@ def http_middleware(settings: Settings, metrics: HttpMetrics) -> list[Middleware
                 CORSMiddleware,
                 allow_origins=list(origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["content-type", "x-request-id"],
-                expose_headers=["x-request-id"],
+                allow_headers=["content-type", REQUEST_ID_KEY],
+                expose_headers=[REQUEST_ID_KEY],
                 max_age=600,
             )
         )

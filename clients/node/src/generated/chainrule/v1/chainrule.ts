@@ -31,7 +31,10 @@ export enum Simplification {
   SIMPLIFICATION_NONE = 1,
   /** SIMPLIFICATION_FAST - Cheap deterministic normalisation, about linear in the size of the derivative (the default). */
   SIMPLIFICATION_FAST = 2,
-  /** SIMPLIFICATION_FULL - `sympy.simplify` under the server's time budget. */
+  /**
+   * SIMPLIFICATION_FULL - `sympy.simplify` under the server's time budget, kept when its result is still in chainrule's
+   * grammar (else the SIMPLIFICATION_FAST form).
+   */
   SIMPLIFICATION_FULL = 3,
   UNRECOGNIZED = -1,
 }
@@ -84,11 +87,25 @@ export interface DifferentiateRequest {
   explain: boolean;
   /** Also return `check`: the derivative compared with a numeric derivative at random points. */
   verify: boolean;
+  /**
+   * Implicit differentiation: the expression is an equation `lhs = rhs` (or F, meaning F = 0) that
+   * defines this variable as a function of the one `wrt` variable; the result is
+   * d^k(dependent)/d(wrt)^k for the order k of that `wrt` entry, in terms of both variables (order 2
+   * and up substitute the lower derivatives); an empty `wrt` means the equation's only other
+   * variable. `=` is accepted only when this is set.
+   */
+  dependent: string;
 }
 
 /** DifferentiateResponse carries the derivative. */
 export interface DifferentiateResponse {
-  /** The derivative as text in chainrule's grammar; it parses back to the same expression. */
+  /**
+   * The derivative as text in chainrule's grammar; it parses back to the same expression. A
+   * derivative the grammar cannot write (d/ds zeta(s), polygamma by its order) is refused with
+   * FAILED_PRECONDITION, reason NO_CLOSED_FORM, metadata `function` and `argument` (1-based).
+   * Evaluate with `wrt` and GradientAtPoint compute its values where it has a numeric form; where
+   * sympy leaves it unevaluated they answer FAILED_PRECONDITION, reason NO_NUMERIC_FORM.
+   */
   derivative: string;
   /** The derivative in LaTeX, when OUTPUT_FORMAT_LATEX was asked for. */
   latex: string;
@@ -186,6 +203,11 @@ export enum Step_Rule {
   RULE_SIMPLIFY = 18,
   /** RULE_SUMMARY - A whole differentiation pass given by its result only (past the explanation's size limit). */
   RULE_SUMMARY = 19,
+  /**
+   * RULE_IMPLICIT - Implicit differentiation: d/dx y = y' for the dependent variable, differentiating both sides
+   * of the equation, solving for y', or substituting the lower derivatives.
+   */
+  RULE_IMPLICIT = 20,
   UNRECOGNIZED = -1,
 }
 
@@ -323,6 +345,12 @@ export interface EvaluateRequest {
   points: { [key: string]: Array };
   /** When set, evaluate this derivative of the expression instead of the expression itself. */
   wrt: Wrt[];
+  /**
+   * With `wrt`: evaluate the implicit derivative of the equation `expression` (see
+   * DifferentiateRequest.dependent) at points that give both variables. Nothing is solved, and the
+   * points are not checked to lie on the curve.
+   */
+  dependent: string;
 }
 
 export interface EvaluateRequest_PointEntry {
@@ -400,6 +428,87 @@ export interface GradientAtPointResponse {
   nonfiniteCount: number;
 }
 
+/** JacobianRequest asks for the values and the Jacobian matrix of several expressions. */
+export interface JacobianRequest {
+  /**
+   * The rows: one expression per component of the vector function (at least one). Subexpressions
+   * shared across rows are computed once.
+   */
+  expressions: string[];
+  /**
+   * The columns' variables, in order; empty means all free variables of all expressions, sorted. A
+   * variable an expression does not contain has partial derivative 0.
+   */
+  variables: string[];
+  /** One point: a value for each variable. Do not combine with `points`. */
+  point: { [key: string]: number };
+  /** Many points, as in EvaluateRequest.points. */
+  points: { [key: string]: Array };
+}
+
+export interface JacobianRequest_PointEntry {
+  key: string;
+  value: number;
+}
+
+export interface JacobianRequest_PointsEntry {
+  key: string;
+  value: Array | undefined;
+}
+
+/** JacobianResponse carries values and Jacobian at one point or many. */
+export interface JacobianResponse {
+  /** The variables, in the order of the Jacobian's columns. */
+  variables: string[];
+  /** The values of the expressions (m of them), for a single point. */
+  values: number[];
+  /** The Jacobian at a single point, m×n row-major: entry i*n + j is d expressions[i] / d variables[j]. */
+  jacobian: number[];
+  /** For many points: one column of values per expression (m). */
+  valueArrays: Array[];
+  /** For many points: m×n columns in row-major order, one per Jacobian entry. */
+  jacobianArrays: Array[];
+  /** How many results (values and Jacobian entries) are NaN or infinite. */
+  nonfiniteCount: number;
+}
+
+/** SeriesRequest asks for the Taylor polynomial of an expression around a point. */
+export interface SeriesRequest {
+  /** The expression, e.g. `sin(x)`. */
+  expression: string;
+  /** The variable to expand in; empty means the expression's only free variable. */
+  variable: string;
+  /**
+   * The point to expand around: an exact constant in chainrule's grammar (`0`, `1/2`, `pi/2`);
+   * empty means 0.
+   */
+  around: string;
+  /** The polynomial's degree; absent means 5, 0 is allowed. */
+  order?:
+    | number
+    | undefined;
+  /** Output formats wanted besides text: OUTPUT_FORMAT_LATEX fills `latex`. */
+  formats: OutputFormat[];
+}
+
+/**
+ * SeriesResponse carries the Taylor polynomial. Where f has no Taylor expansion at the point (some
+ * derivative up to `order` is not a finite real there: log(x) or |x| at 0) the call fails with
+ * FAILED_PRECONDITION, reason NO_TAYLOR_SERIES, naming why.
+ */
+export interface SeriesResponse {
+  /** The Taylor polynomial in chainrule's grammar, without the O-term; it parses back. */
+  series: string;
+  /** The polynomial in LaTeX, when OUTPUT_FORMAT_LATEX was asked for. */
+  latex: string;
+  /** The exact coefficients, one per power: the k-th multiplies (variable - around)^k. */
+  coefficients: string[];
+  /** The order of the omitted terms, e.g. `O((x - pi/2)^3)`. */
+  remainder: string;
+  /** The variable expanded in. */
+  variable: string;
+}
+
 /** GetServerInfoRequest takes no parameters. */
 export interface GetServerInfoRequest {
 }
@@ -430,6 +539,57 @@ export interface GetServerInfoResponse {
   simplifications: Simplification[];
   /** For each output format, the functions it can express. */
   formatSupport: FormatSupport[];
+}
+
+/** ParseRequest asks how the server reads an expression. */
+export interface ParseRequest {
+  /** The expression to check, e.g. `sin x²`. */
+  expression: string;
+}
+
+/**
+ * ParseResponse is an expression as the server reads it, or why it cannot be read.
+ *
+ * A text that is not an expression is an answer of Parse, in `error`, not a failed call: Parse is
+ * made to be called as a person types, when incomplete text is the normal case, and a failed call
+ * per keystroke would be an exception to catch in every client (and a logged error in a browser).
+ * The same problems fail other RPCs with INVALID_ARGUMENT. The call itself fails only for what is
+ * wrong with the call: overload (RESOURCE_EXHAUSTED), a missing token, a deadline.
+ */
+export interface ParseResponse {
+  /** The expression in chainrule's grammar as the server prints it, e.g. `sin(x^2)` for `sin x²`. */
+  canonical: string;
+  /** The expression in LaTeX. */
+  latex: string;
+  /** The free variables, sorted. */
+  variables: string[];
+  /** Set when the text is not an expression (then the fields above are empty). */
+  error: ExpressionError | undefined;
+}
+
+/** ExpressionError says why, and where, a text is not an expression the server accepts. */
+export interface ExpressionError {
+  /**
+   * What went wrong, as the `google.rpc.ErrorInfo` reason other RPCs send: PARSE_ERROR,
+   * UNKNOWN_FUNCTION or LIMIT_EXCEEDED.
+   */
+  reason: string;
+  /** The message other RPCs send for this text, e.g. `unexpected ')' at 7` for `(x + 1))`. */
+  message: string;
+  /**
+   * Where the text goes wrong: a 0-based offset in Unicode code points. Absent for a limit that
+   * has no one place (the length, the number of nodes).
+   */
+  position?:
+    | number
+    | undefined;
+  /** As in `google.rpc.ErrorInfo.metadata`: `limit`, `value` and `maximum` for LIMIT_EXCEEDED. */
+  metadata: { [key: string]: string };
+}
+
+export interface ExpressionError_MetadataEntry {
+  key: string;
+  value: string;
 }
 
 function createBaseWrt(): Wrt {
@@ -500,7 +660,7 @@ export const Wrt: MessageFns<Wrt> = {
 };
 
 function createBaseDifferentiateRequest(): DifferentiateRequest {
-  return { expression: "", wrt: [], simplification: 0, formats: [], explain: false, verify: false };
+  return { expression: "", wrt: [], simplification: 0, formats: [], explain: false, verify: false, dependent: "" };
 }
 
 export const DifferentiateRequest: MessageFns<DifferentiateRequest> = {
@@ -526,6 +686,9 @@ export const DifferentiateRequest: MessageFns<DifferentiateRequest> = {
     }
     if (message.verify !== false) {
       writer.uint32(48).bool(message.verify);
+    }
+    if (message.dependent !== "") {
+      writer.uint32(58).string(message.dependent);
     }
     return writer;
   },
@@ -601,6 +764,14 @@ export const DifferentiateRequest: MessageFns<DifferentiateRequest> = {
             message.verify = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.dependent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -624,6 +795,7 @@ export const DifferentiateRequest: MessageFns<DifferentiateRequest> = {
     message.formats = object.formats?.map((e) => e) || [];
     message.explain = object.explain ?? false;
     message.verify = object.verify ?? false;
+    message.dependent = object.dependent ?? "";
     return message;
   },
 };
@@ -1662,7 +1834,7 @@ export const Array: MessageFns<Array> = {
 };
 
 function createBaseEvaluateRequest(): EvaluateRequest {
-  return { expression: "", point: {}, points: {}, wrt: [] };
+  return { expression: "", point: {}, points: {}, wrt: [], dependent: "" };
 }
 
 export const EvaluateRequest: MessageFns<EvaluateRequest> = {
@@ -1678,6 +1850,9 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
     });
     for (const v of message.wrt) {
       Wrt.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.dependent !== "") {
+      writer.uint32(42).string(message.dependent);
     }
     return writer;
   },
@@ -1733,6 +1908,14 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
             message.wrt.push(Wrt.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.dependent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1770,6 +1953,7 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
       {},
     );
     message.wrt = object.wrt?.map((e) => Wrt.fromPartial(e)) || [];
+    message.dependent = object.dependent ?? "";
     return message;
   },
 };
@@ -2434,6 +2618,616 @@ export const GradientAtPointResponse: MessageFns<GradientAtPointResponse> = {
   },
 };
 
+function createBaseJacobianRequest(): JacobianRequest {
+  return { expressions: [], variables: [], point: {}, points: {} };
+}
+
+export const JacobianRequest: MessageFns<JacobianRequest> = {
+  encode(message: JacobianRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.expressions) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.variables) {
+      writer.uint32(18).string(v!);
+    }
+    globalThis.Object.entries(message.point).forEach(([key, value]: [string, number]) => {
+      JacobianRequest_PointEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    globalThis.Object.entries(message.points).forEach(([key, value]: [string, Array]) => {
+      JacobianRequest_PointsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JacobianRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJacobianRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.expressions.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.variables.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = JacobianRequest_PointEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.point[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = JacobianRequest_PointsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.points[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<JacobianRequest>, I>>(base?: I): JacobianRequest {
+    return JacobianRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JacobianRequest>, I>>(object: I): JacobianRequest {
+    const message = createBaseJacobianRequest();
+    message.expressions = object.expressions?.map((e) => e) || [];
+    message.variables = object.variables?.map((e) => e) || [];
+    message.point = (globalThis.Object.entries(object.point ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.points = (globalThis.Object.entries(object.points ?? {}) as [string, Array][]).reduce(
+      (acc: { [key: string]: Array }, [key, value]: [string, Array]) => {
+        if (value !== undefined) {
+          acc[key] = Array.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseJacobianRequest_PointEntry(): JacobianRequest_PointEntry {
+  return { key: "", value: 0 };
+}
+
+export const JacobianRequest_PointEntry: MessageFns<JacobianRequest_PointEntry> = {
+  encode(message: JacobianRequest_PointEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JacobianRequest_PointEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJacobianRequest_PointEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<JacobianRequest_PointEntry>, I>>(base?: I): JacobianRequest_PointEntry {
+    return JacobianRequest_PointEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JacobianRequest_PointEntry>, I>>(object: I): JacobianRequest_PointEntry {
+    const message = createBaseJacobianRequest_PointEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseJacobianRequest_PointsEntry(): JacobianRequest_PointsEntry {
+  return { key: "", value: undefined };
+}
+
+export const JacobianRequest_PointsEntry: MessageFns<JacobianRequest_PointsEntry> = {
+  encode(message: JacobianRequest_PointsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Array.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JacobianRequest_PointsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJacobianRequest_PointsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Array.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<JacobianRequest_PointsEntry>, I>>(base?: I): JacobianRequest_PointsEntry {
+    return JacobianRequest_PointsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JacobianRequest_PointsEntry>, I>>(object: I): JacobianRequest_PointsEntry {
+    const message = createBaseJacobianRequest_PointsEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null) ? Array.fromPartial(object.value) : undefined;
+    return message;
+  },
+};
+
+function createBaseJacobianResponse(): JacobianResponse {
+  return { variables: [], values: [], jacobian: [], valueArrays: [], jacobianArrays: [], nonfiniteCount: 0 };
+}
+
+export const JacobianResponse: MessageFns<JacobianResponse> = {
+  encode(message: JacobianResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.variables) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.values.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.values) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    if (message.jacobian.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.jacobian) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    for (const v of message.valueArrays) {
+      Array.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.jacobianArrays) {
+      Array.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.nonfiniteCount !== 0) {
+      writer.uint32(48).uint64(message.nonfiniteCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JacobianResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJacobianResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.variables.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag === 17) {
+              message.values.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.values.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag === 25) {
+              message.jacobian.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.jacobian.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.valueArrays.push(Array.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.jacobianArrays.push(Array.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.nonfiniteCount = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<JacobianResponse>, I>>(base?: I): JacobianResponse {
+    return JacobianResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JacobianResponse>, I>>(object: I): JacobianResponse {
+    const message = createBaseJacobianResponse();
+    message.variables = object.variables?.map((e) => e) || [];
+    message.values = object.values?.map((e) => e) || [];
+    message.jacobian = object.jacobian?.map((e) => e) || [];
+    message.valueArrays = object.valueArrays?.map((e) => Array.fromPartial(e)) || [];
+    message.jacobianArrays = object.jacobianArrays?.map((e) => Array.fromPartial(e)) || [];
+    message.nonfiniteCount = object.nonfiniteCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseSeriesRequest(): SeriesRequest {
+  return { expression: "", variable: "", around: "", order: undefined, formats: [] };
+}
+
+export const SeriesRequest: MessageFns<SeriesRequest> = {
+  encode(message: SeriesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.expression !== "") {
+      writer.uint32(10).string(message.expression);
+    }
+    if (message.variable !== "") {
+      writer.uint32(18).string(message.variable);
+    }
+    if (message.around !== "") {
+      writer.uint32(26).string(message.around);
+    }
+    if (message.order !== undefined) {
+      writer.uint32(32).uint32(message.order);
+    }
+    if (message.formats.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.formats) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SeriesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSeriesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.expression = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.variable = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.around = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.order = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag === 40) {
+              message.formats.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.formats.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<SeriesRequest>, I>>(base?: I): SeriesRequest {
+    return SeriesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SeriesRequest>, I>>(object: I): SeriesRequest {
+    const message = createBaseSeriesRequest();
+    message.expression = object.expression ?? "";
+    message.variable = object.variable ?? "";
+    message.around = object.around ?? "";
+    message.order = object.order ?? undefined;
+    message.formats = object.formats?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSeriesResponse(): SeriesResponse {
+  return { series: "", latex: "", coefficients: [], remainder: "", variable: "" };
+}
+
+export const SeriesResponse: MessageFns<SeriesResponse> = {
+  encode(message: SeriesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.series !== "") {
+      writer.uint32(10).string(message.series);
+    }
+    if (message.latex !== "") {
+      writer.uint32(18).string(message.latex);
+    }
+    for (const v of message.coefficients) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.remainder !== "") {
+      writer.uint32(34).string(message.remainder);
+    }
+    if (message.variable !== "") {
+      writer.uint32(42).string(message.variable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SeriesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSeriesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.series = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.latex = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.coefficients.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.remainder = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.variable = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<SeriesResponse>, I>>(base?: I): SeriesResponse {
+    return SeriesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SeriesResponse>, I>>(object: I): SeriesResponse {
+    const message = createBaseSeriesResponse();
+    message.series = object.series ?? "";
+    message.latex = object.latex ?? "";
+    message.coefficients = object.coefficients?.map((e) => e) || [];
+    message.remainder = object.remainder ?? "";
+    message.variable = object.variable ?? "";
+    return message;
+  },
+};
+
 function createBaseGetServerInfoRequest(): GetServerInfoRequest {
   return {};
 }
@@ -2719,6 +3513,325 @@ export const GetServerInfoResponse: MessageFns<GetServerInfoResponse> = {
   },
 };
 
+function createBaseParseRequest(): ParseRequest {
+  return { expression: "" };
+}
+
+export const ParseRequest: MessageFns<ParseRequest> = {
+  encode(message: ParseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.expression !== "") {
+      writer.uint32(10).string(message.expression);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ParseRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseParseRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.expression = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ParseRequest>, I>>(base?: I): ParseRequest {
+    return ParseRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ParseRequest>, I>>(object: I): ParseRequest {
+    const message = createBaseParseRequest();
+    message.expression = object.expression ?? "";
+    return message;
+  },
+};
+
+function createBaseParseResponse(): ParseResponse {
+  return { canonical: "", latex: "", variables: [], error: undefined };
+}
+
+export const ParseResponse: MessageFns<ParseResponse> = {
+  encode(message: ParseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.canonical !== "") {
+      writer.uint32(10).string(message.canonical);
+    }
+    if (message.latex !== "") {
+      writer.uint32(18).string(message.latex);
+    }
+    for (const v of message.variables) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.error !== undefined) {
+      ExpressionError.encode(message.error, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ParseResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseParseResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.canonical = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.latex = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.variables.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.error = ExpressionError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ParseResponse>, I>>(base?: I): ParseResponse {
+    return ParseResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ParseResponse>, I>>(object: I): ParseResponse {
+    const message = createBaseParseResponse();
+    message.canonical = object.canonical ?? "";
+    message.latex = object.latex ?? "";
+    message.variables = object.variables?.map((e) => e) || [];
+    message.error = (object.error !== undefined && object.error !== null)
+      ? ExpressionError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseExpressionError(): ExpressionError {
+  return { reason: "", message: "", position: undefined, metadata: {} };
+}
+
+export const ExpressionError: MessageFns<ExpressionError> = {
+  encode(message: ExpressionError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reason !== "") {
+      writer.uint32(10).string(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.position !== undefined) {
+      writer.uint32(24).uint32(message.position);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      ExpressionError_MetadataEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExpressionError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExpressionError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.position = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = ExpressionError_MetadataEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.metadata[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExpressionError>, I>>(base?: I): ExpressionError {
+    return ExpressionError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExpressionError>, I>>(object: I): ExpressionError {
+    const message = createBaseExpressionError();
+    message.reason = object.reason ?? "";
+    message.message = object.message ?? "";
+    message.position = object.position ?? undefined;
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseExpressionError_MetadataEntry(): ExpressionError_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const ExpressionError_MetadataEntry: MessageFns<ExpressionError_MetadataEntry> = {
+  encode(message: ExpressionError_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExpressionError_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExpressionError_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExpressionError_MetadataEntry>, I>>(base?: I): ExpressionError_MetadataEntry {
+    return ExpressionError_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExpressionError_MetadataEntry>, I>>(
+    object: I,
+  ): ExpressionError_MetadataEntry {
+    const message = createBaseExpressionError_MetadataEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 /** DifferentiationService differentiates, evaluates and takes gradients of expressions. */
 export type DifferentiationServiceService = typeof DifferentiationServiceService;
 export const DifferentiationServiceService = {
@@ -2761,6 +3874,29 @@ export const DifferentiationServiceService = {
       Buffer.from(GradientAtPointResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GradientAtPointResponse => GradientAtPointResponse.decode(value),
   },
+  /**
+   * Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+   * at one point or at many points.
+   */
+  jacobian: {
+    path: "/chainrule.v1.DifferentiationService/Jacobian" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: JacobianRequest): Buffer => Buffer.from(JacobianRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): JacobianRequest => JacobianRequest.decode(value),
+    responseSerialize: (value: JacobianResponse): Buffer => Buffer.from(JacobianResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JacobianResponse => JacobianResponse.decode(value),
+  },
+  /** Series returns the Taylor polynomial of an expression around a point. */
+  series: {
+    path: "/chainrule.v1.DifferentiationService/Series" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SeriesRequest): Buffer => Buffer.from(SeriesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SeriesRequest => SeriesRequest.decode(value),
+    responseSerialize: (value: SeriesResponse): Buffer => Buffer.from(SeriesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SeriesResponse => SeriesResponse.decode(value),
+  },
   /** GetServerInfo describes what this server accepts: version, limits, functions and formats. */
   getServerInfo: {
     path: "/chainrule.v1.DifferentiationService/GetServerInfo" as const,
@@ -2771,6 +3907,20 @@ export const DifferentiationServiceService = {
     responseSerialize: (value: GetServerInfoResponse): Buffer =>
       Buffer.from(GetServerInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetServerInfoResponse => GetServerInfoResponse.decode(value),
+  },
+  /**
+   * Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+   * variables, or where and why the text is not an expression. Cheap enough to call as a person
+   * types: answered from the parse cache, on work of its own that never waits behind derivations.
+   */
+  parse: {
+    path: "/chainrule.v1.DifferentiationService/Parse" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ParseRequest): Buffer => Buffer.from(ParseRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ParseRequest => ParseRequest.decode(value),
+    responseSerialize: (value: ParseResponse): Buffer => Buffer.from(ParseResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ParseResponse => ParseResponse.decode(value),
   },
 } as const;
 
@@ -2787,8 +3937,21 @@ export interface DifferentiationServiceServer extends UntypedServiceImplementati
    * one point or at many points.
    */
   gradientAtPoint: handleUnaryCall<GradientAtPointRequest, GradientAtPointResponse>;
+  /**
+   * Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+   * at one point or at many points.
+   */
+  jacobian: handleUnaryCall<JacobianRequest, JacobianResponse>;
+  /** Series returns the Taylor polynomial of an expression around a point. */
+  series: handleUnaryCall<SeriesRequest, SeriesResponse>;
   /** GetServerInfo describes what this server accepts: version, limits, functions and formats. */
   getServerInfo: handleUnaryCall<GetServerInfoRequest, GetServerInfoResponse>;
+  /**
+   * Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+   * variables, or where and why the text is not an expression. Cheap enough to call as a person
+   * types: answered from the parse cache, on work of its own that never waits behind derivations.
+   */
+  parse: handleUnaryCall<ParseRequest, ParseResponse>;
 }
 
 export interface DifferentiationServiceClient extends Client {
@@ -2846,6 +4009,41 @@ export interface DifferentiationServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GradientAtPointResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Jacobian returns the values and the Jacobian matrix of several expressions (a vector function)
+   * at one point or at many points.
+   */
+  jacobian(
+    request: JacobianRequest,
+    callback: (error: ServiceError | null, response: JacobianResponse) => void,
+  ): ClientUnaryCall;
+  jacobian(
+    request: JacobianRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JacobianResponse) => void,
+  ): ClientUnaryCall;
+  jacobian(
+    request: JacobianRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JacobianResponse) => void,
+  ): ClientUnaryCall;
+  /** Series returns the Taylor polynomial of an expression around a point. */
+  series(
+    request: SeriesRequest,
+    callback: (error: ServiceError | null, response: SeriesResponse) => void,
+  ): ClientUnaryCall;
+  series(
+    request: SeriesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SeriesResponse) => void,
+  ): ClientUnaryCall;
+  series(
+    request: SeriesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SeriesResponse) => void,
+  ): ClientUnaryCall;
   /** GetServerInfo describes what this server accepts: version, limits, functions and formats. */
   getServerInfo(
     request: GetServerInfoRequest,
@@ -2861,6 +4059,26 @@ export interface DifferentiationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetServerInfoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Parse checks an expression and returns how the server reads it: canonical text, LaTeX and
+   * variables, or where and why the text is not an expression. Cheap enough to call as a person
+   * types: answered from the parse cache, on work of its own that never waits behind derivations.
+   */
+  parse(
+    request: ParseRequest,
+    callback: (error: ServiceError | null, response: ParseResponse) => void,
+  ): ClientUnaryCall;
+  parse(
+    request: ParseRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ParseResponse) => void,
+  ): ClientUnaryCall;
+  parse(
+    request: ParseRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ParseResponse) => void,
   ): ClientUnaryCall;
 }
 

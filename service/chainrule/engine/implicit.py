@@ -1,0 +1,129 @@
+"""Implicit differentiation: d^k y/dx^k where an equation F(x, y) = 0 defines y as a function of x.
+
+Differentiating F(x, y(x)) = 0 by x with the chain rule gives F_x + F_y·y' = 0, so y' = -F_x/F_y,
+an expression in x and y. Each higher derivative differentiates the one before it the same way (d/dx
+of G(x, y) is G_x + G_y·y') and substitutes y', so every order is an expression in x and y only. The
+result holds on every level set F = c, so it is evaluated at any (x, y) the caller gives: nothing is
+solved, and a point off the curve is not an error.
+
+Errors name the engine's arguments: `expression` (the equation), `dependent`, `wrt`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sympy
+
+from chainrule.engine import parsing, symbolic
+from chainrule.engine.errors import InvalidArgument
+from chainrule.engine.limits import EngineLimits
+
+__all__ = ["Implicit", "implicit_derivative", "prime", "resolve"]
+
+
+@dataclass(frozen=True)
+class Implicit:
+    """What to differentiate: y = `dependent` as a function of x = `variable`, `order` times."""
+
+    variable: sympy.Symbol
+    dependent: sympy.Symbol
+    order: int
+
+
+def equation_function(lhs: sympy.Expr, rhs: sympy.Expr) -> sympy.Expr:
+    """F of the equation lhs = rhs, written F = 0."""
+    return lhs - rhs if rhs != 0 else lhs
+
+
+def resolve(
+    function: sympy.Expr,
+    dependent: str,
+    wrt: Sequence[tuple[str, int]],
+    limits: EngineLimits = symbolic.DEFAULT_LIMITS,
+) -> Implicit:
+    """Check `dependent` and `wrt` against the equation F = 0; an empty `wrt` is its only other variable."""
+    parsing.symbol(dependent, field="dependent")  # a valid name, or an error saying why not
+    names = symbolic.free_variables(function)
+    if dependent not in names:
+        raise InvalidArgument(
+            f"'{dependent}' does not occur in the equation, so the equation does not define it",
+            field="dependent",
+        )
+    if len(wrt) > 1:
+        raise InvalidArgument(
+            "implicit differentiation takes one variable to differentiate by (its order is the "
+            "derivative's order)",
+            field="wrt",
+        )
+    if not wrt:
+        others = [name for name in names if name != dependent]
+        if len(others) != 1:
+            listed = ", ".join(others) or "none"
+            raise InvalidArgument(
+                f"say which variable '{dependent}' is a function of (the equation's others: {listed})",
+                field="wrt",
+            )
+        wrt = ((others[0], 1),)
+    ((name, order),) = symbolic.resolve_wrt(function, wrt, limits)
+    if name == dependent:
+        raise InvalidArgument(
+            f"'{dependent}' is the dependent variable: differentiate it by another variable",
+            field="dependent",
+        )
+    target = Implicit(_symbol_in(function, name), _symbol_in(function, dependent), order)
+    if symbolic.derivative(function, target.dependent) == 0:
+        raise InvalidArgument(
+            f"the equation does not change with '{dependent}' (dF/d{dependent} is 0), so it does not "
+            "define it",
+            field="dependent",
+        )
+    return target
+
+
+def _symbol_in(expr: sympy.Expr, name: str) -> sympy.Symbol:
+    found = next((s for s in expr.free_symbols if s.name == name), None)
+    return found if isinstance(found, sympy.Symbol) else sympy.Symbol(name, real=True)
+
+
+def prime(dependent: sympy.Symbol) -> sympy.Symbol:
+    """The symbol y' that stands for d(dependent)/dx in explanations (no variable can be named so)."""
+    return sympy.Symbol(f"{dependent.name}'", real=True)
+
+
+def total_derivative(
+    expr: sympy.Expr, target: Implicit, slope: sympy.Expr, limits: EngineLimits = symbolic.DEFAULT_LIMITS
+) -> sympy.Expr:
+    """d/dx of expr(x, y(x)) = expr_x + expr_y · `slope`, where `slope` stands for y'."""
+    total = symbolic.derivative(expr, target.variable) + symbolic.derivative(expr, target.dependent) * slope
+    symbolic.check_size(total, limits)
+    return total
+
+
+def first_derivative(function: sympy.Expr, target: Implicit) -> sympy.Expr:
+    """y' = -F_x/F_y."""
+    return sympy.factor_terms(
+        -symbolic.derivative(function, target.variable) / symbolic.derivative(function, target.dependent)
+    )
+
+
+def implicit_derivative(
+    function: sympy.Expr,
+    target: Implicit,
+    simplification: symbolic.Simplification = symbolic.Simplification.FAST,
+    limits: EngineLimits = symbolic.DEFAULT_LIMITS,
+) -> sympy.Expr:
+    """d^order y/dx^order for the equation `function` = 0, in terms of x and y."""
+    try:
+        first = first_derivative(function, target)
+        symbolic.check_size(first, limits)
+        current = first
+        for _ in range(target.order - 1):
+            # Tidied at each order: the next one differentiates it again.
+            current = sympy.factor_terms(total_derivative(current, target, first, limits))
+        return symbolic.simplify(current, simplification)
+    except RecursionError:
+        raise InvalidArgument(
+            "the expression is nested too deeply to differentiate", field="expression"
+        ) from None

@@ -1,0 +1,150 @@
+"""Compiled numeric code that crosses processes: generated where sympy runs, bound where numpy runs.
+
+`generate` lambdifies component expressions over positional arguments, with common subexpressions
+eliminated, and keeps only the generated function's code object (marshalled) and the names of the
+globals it reads. `bind` turns that back into a function whose globals are exactly those names,
+taken from one namespace built once from `functions.lambdify_modules()`. So the expensive part
+(partials, CSE, printing, compiling) can run in a killable worker process under a time budget, and
+the process that evaluates only binds, in time linear in the code's size.
+
+Why not the lambdified function itself: it does not pickle, and each one carries a private copy of
+the whole numpy and scipy namespace as its globals (about 40 KB per function); a bound program
+carries its code and a handful of names. `marshal` is valid only within one interpreter version,
+which holds here: programs come from our own worker processes, forked from our own forkserver, and
+are code our generator printed from trees our parser built, never text from a request.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import marshal
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+
+from chainrule.engine import functions, numeric_code
+from chainrule.engine.limits import EngineLimits, exceeded
+
+# What a bound program holds, fitted to tracemalloc's measure (tests/engine/test_programs.py; within
+# 20% above it from 1 to 12 arguments and 0.1 to 11 KB of code): the function object, its globals
+# dict, the unmarshalled code (about 1.5 times the marshalled bytes, kept too) and, per argument,
+# its name and slot in the code object.
+_BOUND_OVERHEAD = 1600
+_BOUND_PER_NAME = 64
+_BOUND_PER_ARGUMENT = 112
+
+
+@dataclass(frozen=True)
+class Program:
+    """A generated numeric function in a form that pickles.
+
+    `code` is the marshalled code object of a function taking one argument per name in `arguments`
+    and returning one value (`single`) or a tuple of `outputs` values; `names` are the globals it
+    reads. `reads` are the arguments the expressions depend on (the others may be given any value);
+    `operations` counts the nodes of the code after common subexpressions are shared, slow kernels
+    weighted by their cost (`numeric_code.cost`): the work per point, within a small factor.
+    """
+
+    code: bytes
+    names: tuple[str, ...]
+    arguments: tuple[str, ...]
+    reads: frozenset[str]
+    outputs: int
+    single: bool
+    operations: int
+
+    @property
+    def memory_bytes(self) -> int:
+        """What holding this program and its bound function costs, in bytes (an upper estimate)."""
+        return (
+            _BOUND_OVERHEAD
+            + 5 * len(self.code) // 2
+            + _BOUND_PER_NAME * len(self.names)
+            + _BOUND_PER_ARGUMENT * len(self.arguments)
+        )
+
+
+def generate(
+    parts: Sequence[sympy.Expr], arguments: Sequence[str], *, single: bool, limits: EngineLimits
+) -> Program:
+    """Compile `parts` (one expression if `single`) over `arguments` into a `Program`.
+
+    Every free symbol of `parts` must be named in `arguments`. The code's marshalled size is bounded
+    by `limits.max_code_bytes` (LimitExceeded `code_bytes`): it is what the caller keeps in its caches.
+    """
+    position = {name: index for index, name in enumerate(arguments)}
+    # Argument names of our own, so no user variable can shadow a kernel's name in the generated code.
+    symbols = [sympy.Symbol(f"_a{index}", real=True) for index in range(len(arguments))]
+    renames: dict[sympy.Basic, sympy.Basic] = {
+        s: symbols[position[s.name]] for part in parts for s in part.free_symbols
+    }
+    renamed, constants = numeric_code.prepare([part.xreplace(renames) for part in parts])
+    replacements, reduced = sympy.cse(renamed)
+    operations = sum(_tree_size(value) for _, value in replacements) + sum(map(_tree_size, reduced))
+    shared = (replacements, reduced[0] if single else reduced)
+    function = sympy.lambdify(
+        symbols,
+        renamed[0] if single else renamed,
+        modules=functions.lambdify_modules(),
+        printer=numeric_code.NumericPrinter(constants),
+        cse=lambda _: shared,
+        docstring_limit=0,  # no docstring: printing the expression for it costs as much again
+    )
+    code: types.CodeType = function.__code__
+    marshalled = marshal.dumps(code)
+    if len(marshalled) > limits.max_code_bytes:
+        what = "the compiled numeric code is too large (simplify the expression or evaluate it in parts)"
+        raise exceeded(limits, "max_code_bytes", len(marshalled), field="expression", what=what)
+    names = tuple(sorted({name for name in _global_names(code) if name in function.__globals__}))
+    _check_namespace(names, function.__globals__)
+    return Program(
+        code=marshalled,
+        names=names,
+        arguments=tuple(arguments),
+        reads=frozenset(s.name for part in parts for s in part.free_symbols),
+        outputs=1 if single else len(parts),
+        single=single,
+        operations=operations + numeric_code.cost(sympy.Tuple(*parts)),
+    )
+
+
+def bind(program: Program) -> Callable[..., Any]:
+    """The function of `program`, its globals bound from the shared namespace."""
+    code = marshal.loads(program.code)  # noqa: S302 - our own worker's output, see the module docstring
+    if not isinstance(code, types.CodeType):
+        raise TypeError(f"a program's code must be a code object, not {type(code).__name__}")
+    known = namespace()
+    scope: dict[str, Any] = {"__builtins__": builtins}
+    for name in program.names:
+        scope[name] = known[name]
+    return types.FunctionType(code, scope)
+
+
+@functools.cache
+def namespace() -> Mapping[str, Any]:
+    """Every name generated code may read: lambdify's own namespace for our modules (built once)."""
+    probe = sympy.lambdify([], sympy.Integer(0), modules=functions.lambdify_modules(), docstring_limit=0)
+    return types.MappingProxyType(dict(probe.__globals__))
+
+
+def _check_namespace(names: Sequence[str], used: Mapping[str, Any]) -> None:
+    """Each global the code reads must be the very object `bind` will give it (a bug otherwise)."""
+    known = namespace()
+    for name in names:
+        if known.get(name) is not used[name]:
+            raise RuntimeError(f"generated code reads '{name}', which the shared namespace does not hold")
+
+
+def _global_names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            yield from _global_names(constant)
+
+
+def _tree_size(expr: sympy.Basic) -> int:
+    return sum(1 for _ in sympy.preorder_traversal(expr))

@@ -1,0 +1,242 @@
+"""Taylor polynomials: the sum of f^(k)(a)/k! (x - a)^k for k up to the order, with exact coefficients.
+
+The coefficients are the derivatives at the point (the memoised chain rule of `symbolic`), so the
+polynomial exists exactly where the textbook says: every derivative up to the order is a finite real
+at a. Where one is not, the error is `FailedPrecondition` (reason NO_TAYLOR_SERIES) naming which
+derivative and why: log(x) at 0 is -oo there, |x| at 0 has a first derivative whose limits from the
+left and the right differ, sqrt(x) at 0 has an infinite first derivative. A Laurent or Puiseux
+expansion is never returned as a polynomial.
+
+A value 0/0 at the point (sin(x)/x at 0) is a removable singularity: its two-sided limit is used.
+A derivative with a kink or jump at the point (abs, sign, Heaviside of something that is 0 there,
+floor of an integer, min/max of equal arguments) is evaluated by its two-sided limit, since
+sign(0) = 0 would silently smooth over the kink of |x| at 0 (x |x| is still differentiable there).
+
+Errors name the engine's arguments: `expression`, `variable`, `around`, `order`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+
+from chainrule.engine import functions, parsing, symbolic
+from chainrule.engine.errors import FailedPrecondition, InvalidArgument
+from chainrule.engine.limits import EngineLimits, exceeded
+
+__all__ = ["DEFAULT_ORDER", "NO_TAYLOR_SERIES", "Series", "taylor"]
+
+DEFAULT_ORDER = 5
+NO_TAYLOR_SERIES = "NO_TAYLOR_SERIES"
+
+_NOT_FINITE: tuple[sympy.Basic | type, ...] = (
+    sympy.nan,
+    sympy.zoo,
+    sympy.oo,
+    sympy.S.NegativeInfinity,
+    sympy.AccumBounds,
+    sympy.DiracDelta,
+)
+
+
+@dataclass(frozen=True)
+class Series:
+    """A Taylor polynomial: `coefficients[k]` multiplies (variable - around)^k."""
+
+    variable: sympy.Symbol
+    around: sympy.Expr
+    coefficients: tuple[sympy.Expr, ...]
+
+    @property
+    def order(self) -> int:
+        return len(self.coefficients) - 1
+
+    @property
+    def polynomial(self) -> sympy.Expr:
+        """The polynomial as one sympy expression (which may multiply out (x - a))."""
+        shift = self.variable - self.around
+        return sympy.Add(*[c * shift**k for k, c in enumerate(self.coefficients)])
+
+    @property
+    def terms(self) -> tuple[sympy.Expr, ...]:
+        """The nonzero terms c_k (x - a)^k in ascending powers, for printing as written (2*(x - 1))."""
+        shift = self.variable - self.around
+        terms = []
+        for k, c in enumerate(self.coefficients):
+            if c == 0:
+                continue
+            if k == 1 and self.around != 0:
+                # sympy would multiply out c (x - a); unevaluated, it prints as written.
+                factors = () if c == 1 else (sympy.S.NegativeOne,) if c == -1 else sympy.Mul.make_args(c)
+                terms.append(sympy.Mul(*factors, _Parenthesised(shift), evaluate=False))
+            else:
+                terms.append(c * shift**k)
+        return tuple(terms)
+
+    @property
+    def text(self) -> str:
+        """The polynomial in chainrule's grammar, ascending powers of (x - a); it parses back."""
+        return _joined([parsing.to_text(term) for term in self.terms])
+
+    @property
+    def latex(self) -> str:
+        return _joined([symbolic.to_latex(term) for term in self.terms])
+
+    @property
+    def remainder(self) -> str:
+        """The order of the omitted terms as text, e.g. `O((x - pi/2)^3)`."""
+        return f"O({parsing.to_text((self.variable - self.around) ** (self.order + 1))})"
+
+
+class _Parenthesised(sympy.Function):  # type: ignore[misc]
+    """(x - a) as one factor for printing: text `(x - 1)`, LaTeX `\\left(x - 1\\right)`."""
+
+    prints_as_parentheses = True  # the text reads back as its argument (parsing.unwritable)
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"({printer.doprint(self.args[0])})"
+
+    def _latex(self, printer: Any) -> str:
+        return rf"\left({printer.doprint(self.args[0])}\right)"
+
+
+def _joined(terms: list[str]) -> str:
+    if not terms:
+        return "0"
+    rest = [f" - {term[1:].lstrip()}" if term.startswith("-") else f" + {term}" for term in terms[1:]]
+    return terms[0] + "".join(rest)
+
+
+def taylor(
+    expr: sympy.Expr,
+    variable: str,
+    around: sympy.Expr,
+    order: int,
+    limits: EngineLimits = symbolic.DEFAULT_LIMITS,
+) -> Series:
+    """The Taylor polynomial of `expr` in `variable` around the constant `around`, of degree `order`.
+
+    An empty `variable` means the expression's only free variable.
+    """
+    x = _variable(expr, variable)
+    _check_around(around)
+    if order < 0:
+        raise InvalidArgument(f"order {order} is negative", field="order")
+    if order > limits.max_series_order:
+        raise exceeded(limits, "max_series_order", order, field="order", what="the series order is too high")
+    coefficients = []
+    current = expr
+    try:
+        for k in range(order + 1):
+            if k:
+                current = symbolic.derivative(current, x)
+                symbolic.check_size(current, limits)
+            value = _value_at(current, x, around, k, expr)
+            coefficients.append(sympy.factor_terms(value / sympy.factorial(k)))
+    except RecursionError:
+        raise InvalidArgument("the expression is nested too deeply to expand", field="expression") from None
+    return Series(x, around, tuple(coefficients))
+
+
+def _variable(expr: sympy.Expr, name: str) -> sympy.Symbol:
+    if name:
+        found = next((s for s in expr.free_symbols if s.name == name), None)
+        return found if isinstance(found, sympy.Symbol) else parsing.symbol(name, field="variable")
+    names = symbolic.free_variables(expr)
+    if len(names) != 1:
+        reason = f"several variables ({', '.join(names)})" if names else "no variable"
+        raise InvalidArgument(f"the expression has {reason}: say which to expand in", field="variable")
+    symbol = next(iter(expr.free_symbols))
+    assert isinstance(symbol, sympy.Symbol)
+    return symbol
+
+
+def _check_around(around: sympy.Expr) -> None:
+    if around.free_symbols:
+        names = ", ".join(symbolic.free_variables(around))
+        raise InvalidArgument(
+            "the point to expand around must be a constant such as 0, 1/2 or pi/2, "
+            f"not an expression in {names}",
+            field="around",
+        )
+    if not _finite_real(around):
+        raise InvalidArgument(
+            f"the point to expand around must be a finite real number, not {parsing.to_text(around)}",
+            field="around",
+        )
+
+
+def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr: sympy.Expr) -> sympy.Expr:
+    """f^(k)(a), or its two-sided limit where that is what the value means; FailedPrecondition if none."""
+    value = current.subs(x, a)
+    if value.has(sympy.DiracDelta):
+        raise _no_series(expr, x, a, k, "is a Dirac delta there (a jump below it)")
+    kink = _kink_at(current, x, a)
+    if not kink and _finite_real(value):
+        return value
+    if not kink and value is not sympy.nan:
+        raise _no_series(expr, x, a, k, _not_finite(value))
+    # Deltas away from the point vanish near it (sympy's limit does not terminate on them).
+    smooth_near = current.xreplace({delta: sympy.S.Zero for delta in current.atoms(sympy.DiracDelta)})
+    try:
+        limit = sympy.limit(smooth_near, x, a, dir="+-")
+    except ValueError:
+        raise _no_series(
+            expr, x, a, k, "does not exist there (its limits from the left and the right differ)"
+        ) from None
+    except (NotImplementedError, sympy.PoleError):
+        raise _no_series(expr, x, a, k, "has no limit there that can be determined") from None
+    if isinstance(limit, sympy.AccumBounds):
+        low, high = (parsing.to_text(bound) for bound in limit.args)
+        raise _no_series(expr, x, a, k, f"oscillates between {low} and {high} near there")
+    if not _finite_real(limit):
+        raise _no_series(expr, x, a, k, f"tends to {parsing.to_text(limit)} there")
+    return limit
+
+
+def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
+    """Whether some abs, sign, floor, min... of `current` has a kink or jump at x = a (or may have)."""
+    for node in current.atoms(*functions.KINKED):
+        args = [arg.subs(x, a) for arg in node.args]
+        if isinstance(node, (sympy.floor, sympy.ceiling)):
+            if args[0].is_integer is not False:
+                return True
+        elif isinstance(node, (sympy.Min, sympy.Max)):
+            if any((p - q).is_zero is not False for i, p in enumerate(args) for q in args[i + 1 :]):
+                return True
+        elif isinstance(node, sympy.Piecewise) or args[0].is_zero is not False:
+            return True
+    return False
+
+
+def _not_finite(value: sympy.Expr) -> str:
+    if value.has(sympy.zoo, sympy.oo, sympy.S.NegativeInfinity):
+        return "is infinite there"
+    return f"is {parsing.to_text(value)} there, not a finite real"
+
+
+def _finite_real(value: sympy.Expr) -> bool:
+    if value.has(*_NOT_FINITE):
+        return False
+    if value.is_number:
+        number = value.evalf(30)
+        return bool(number.is_real) and bool(number.is_finite)
+    return value.is_real is not False  # it holds other variables: real unless shown otherwise
+
+
+def _no_series(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, why: str) -> FailedPrecondition:
+    what = "the value" if k == 0 else f"the {_ordinal(k)} derivative"
+    point = f"{x.name} = {parsing.to_text(a)}"
+    return FailedPrecondition(
+        f"{parsing.to_text(expr)} has no Taylor series at {point}: {what} {why}",
+        field="expression",
+        reason=NO_TAYLOR_SERIES,
+        metadata={"derivative_order": str(k)},
+    )
+
+
+def _ordinal(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"

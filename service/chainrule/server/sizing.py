@@ -1,0 +1,193 @@
+"""What a numeric call will cost in bytes, known before it computes: points x output columns.
+
+An Evaluate, GradientAtPoint or Jacobian reply carries one column per output (1 for Evaluate; 1 + n
++ n² for a gradient with Hessian over n variables: 1,057 columns for 32; m x (1 + n) for a Jacobian
+of m rows) of one value per point. Its size on the wire is points x columns x the encoding's bytes
+per value, and building it holds more than that (the engine's output arrays, the reply message, its
+serialised form; for JSON, Python floats and text). Both are checked against the declared limits
+(`response_bytes`, `working_bytes`) before any work starts, and the error says how many points per
+call would fit, since both clients can split a batch into calls of that many points
+(`chunk_points`).
+
+The transports say which encoding they answer in (`Wire`); the figures per value are measured
+(below), and tests/server/test_sizing.py checks them against real replies.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import Message
+
+from chainrule.engine.errors import LimitExceeded
+from chainrule.server.cache import Caches
+from chainrule.server.config import Settings
+from chainrule.v1 import chainrule_pb2 as pb
+
+# Bytes of a reply besides its columns: names, counts, the message and HTTP framing.
+_REPLY_BASE = 4096
+_PER_COLUMN = 64
+_FLOAT64 = 8
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Bytes per float64 of a reply in one encoding: sent (`wire_*`) and held while building (`held_*`).
+
+    `raw` is the `f64le` form, `listed` the `values` list.
+    """
+
+    name: str
+    wire_raw: float
+    wire_listed: float
+    held_raw: float
+    held_listed: float
+
+    def wire(self, raw: bool) -> float:
+        return self.wire_raw if raw else self.wire_listed
+
+    def held(self, raw: bool) -> float:
+        return self.held_raw if raw else self.held_listed
+
+
+# Held while building a reply, measured as the peak resident size over 10^6 points x 4 columns
+# (/proc VmHWM, bench/held_bytes.py), besides the engine's output columns: gRPC 8 bytes a value for
+# f64le (`batches.Reply` joins the columns into the serialised reply, one copy) and 26 for values
+# (Python floats, the message's copy, the serialised reply), plus grpc's own copy as it sends (a
+# message filled with f64le columns, as `api.evaluate` returns it, holds 16 and 26 serialised);
+# JSON 55 (f64le: base64 text, JSON text, body) and 102 (values: Python floats, text, body).
+# Protobuf sends 8 bytes a value either way (`values` is packed); JSON base64 takes 4 characters
+# per 3 bytes, and a listed value up to 24 characters and a comma (-2.2250738585072014e-308).
+PROTOBUF = Encoding("protobuf", wire_raw=8, wire_listed=8, held_raw=24, held_listed=40)
+JSON = Encoding("JSON", wire_raw=8 * 4 / 3, wire_listed=25, held_raw=64, held_listed=120)
+
+
+@dataclass(frozen=True)
+class Wire:
+    """What a transport tells the API layer about one call: the reply's encoding and the request's
+    encoded size (0 when unknown), which says whether decoding it is worth moving off the event loop."""
+
+    encoding: Encoding = PROTOBUF
+    request_bytes: int = 0
+
+
+PROTOBUF_WIRE = Wire()
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The reply of one numeric call: `points` x `columns`, computed through `arrays` engine outputs
+    from `inputs` input columns."""
+
+    points: int
+    columns: int
+    arrays: int
+    inputs: int
+    raw: bool
+
+    def reply_bytes(self, encoding: Encoding) -> int:
+        return math.ceil(self.points * self.columns * encoding.wire(self.raw)) + self._framing()
+
+    def working_bytes(self, encoding: Encoding) -> int:
+        per_point = _FLOAT64 * (self.arrays + self.inputs) + self.columns * encoding.held(self.raw)
+        return math.ceil(self.points * per_point) + self._framing()
+
+    def _framing(self) -> int:
+        return _REPLY_BASE + _PER_COLUMN * self.columns
+
+
+def check(shape: Shape, encoding: Encoding, max_reply: int, max_working: int, field: str) -> int:
+    """The call's working memory; or refuse it when that or its reply would exceed its limit,
+    saying how many points would fit."""
+    reply = shape.reply_bytes(encoding)
+    if reply > max_reply:
+        raise _refusal(shape, encoding, ("response_bytes", reply, max_reply), field)
+    working = shape.working_bytes(encoding)
+    if working > max_working:
+        raise _refusal(shape, encoding, ("working_bytes", working, max_working), field)
+    return working
+
+
+def _refusal(shape: Shape, encoding: Encoding, over: tuple[str, int, int], field: str) -> LimitExceeded:
+    limit, value, maximum = over
+    fits = _points_that_fit(limit, maximum, shape, encoding)
+    per_value = encoding.wire(shape.raw) if limit == "response_bytes" else encoding.held(shape.raw)
+    what = "the reply would be too large" if limit == "response_bytes" else "answering needs too much memory"
+    return LimitExceeded(
+        limit,
+        value,
+        maximum,
+        field=field,
+        what=what,
+        unit="bytes",
+        hint=(
+            f"{shape.points} points x {shape.columns} output columns at about {per_value:.3g} bytes a "
+            f"value in {encoding.name}; at most {fits} points per call fit, so send the batch in "
+            "chunks (the clients' chunk_points)"
+        ),
+        details={"points": str(shape.points), "columns": str(shape.columns), "points_that_fit": str(fits)},
+    )
+
+
+def _points_that_fit(limit: str, maximum: int, shape: Shape, encoding: Encoding) -> int:
+    one = Shape(1, shape.columns, shape.arrays, shape.inputs, shape.raw)
+    measure = one.reply_bytes if limit == "response_bytes" else one.working_bytes
+    per_point = measure(encoding) - one._framing()
+    return max(0, (maximum - one._framing()) // max(1, per_point))
+
+
+def carries_points(message: Message) -> bool:
+    """True for a reply with point columns (an `Array` set): it may be tens of megabytes, and asking
+    protobuf for its size would itself copy every column, so encode it off the event loop."""
+    singular, repeated = _columns(message.DESCRIPTOR)
+    return any(message.HasField(name) for name in singular) or any(
+        len(getattr(message, name)) for name in repeated
+    )
+
+
+@functools.cache
+def _columns(descriptor: Descriptor) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The fields of a message that hold point columns: (singular `Array`s, repeated `Array`s)."""
+    arrays = [field for field in descriptor.fields if field.message_type is pb.Array.DESCRIPTOR]
+    return (
+        tuple(field.name for field in arrays if not field.is_repeated),
+        tuple(field.name for field in arrays if field.is_repeated),
+    )
+
+
+# --- the memory of a whole process ----------------------------------------------------------------
+
+# Resident memory of one server process before its caches and batches, measured with bench/memory.py:
+# the interpreter with sympy, numpy, scipy and grpc loaded and warm (117 MiB; the rest is margin).
+PROCESS_BASE_BYTES = 160 * 1024 * 1024
+# What the requests in flight hold, per byte received: the bytes, the message parsed from them, and
+# for JSON the decoded objects (Python floats or base64 text) in between.
+REQUEST_EXPANSION = 4
+# A symbolic worker that is not computing (a spare), and the forkserver: 74-95 MiB measured.
+WARM_WORKER_BYTES = 128 * 1024 * 1024
+# The supervisor of `--workers N` (N > 1): 113 MiB measured, as it imports the server's modules.
+SUPERVISOR_BYTES = 128 * 1024 * 1024
+
+
+def memory_bound(settings: Settings) -> dict[str, int]:
+    """The most resident memory one server process and its symbolic workers may take, by term.
+
+    Each term is a bound the server enforces, so the sum bounds the process (docs/operations.md,
+    "Sizing", derives the pod limits from it): the caches' byte bounds, the requests in flight, the
+    numeric calls' working memory, and each busy worker process's address-space limit (at most
+    `symbolic_workers` compute at once; spares wait warm).
+    """
+    workers = 0
+    if settings.symbolic_workers:  # the busy ones up to their limit; the spares idle, warm
+        workers = settings.symbolic_workers * settings.worker_memory_bytes
+        workers += (settings.symbolic_spares + 1) * WARM_WORKER_BYTES  # + the forkserver
+    return {
+        "process": PROCESS_BASE_BYTES,
+        "caches": sum(cache.max_bytes for cache in Caches(settings)),
+        "requests": REQUEST_EXPANSION * settings.request_bytes_in_flight,
+        "numeric": settings.numeric_memory_bytes,
+        "workers": workers,
+    }

@@ -1,0 +1,147 @@
+"""Taylor polynomials: against sympy's `series` and numeric derivatives at the point; where none exists."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import pytest
+import sympy
+
+from chainrule.engine import parsing, series
+from chainrule.engine.errors import FailedPrecondition, InvalidArgument, LimitExceeded
+from chainrule.engine.limits import EngineLimits
+
+x = parsing.symbol("x")
+
+# (expression, around, order, why it is here)
+TABLE = [
+    ("sin(x)", "0", 7, "odd terms only"),
+    ("sin(x)", "pi/2", 4, "around a constant that is not a number literal"),
+    ("exp(x) cos(x)", "1/2", 4, "a product around a fraction"),
+    ("log(1 + x)", "0", 6, "alternating harmonic coefficients"),
+    ("tan(x)", "pi/4", 4, "derivatives that grow"),
+    ("1/(1 - x)", "0", 5, "a geometric series"),
+    ("sqrt(1 + x)", "0", 4, "binomial coefficients"),
+    ("atan(x)", "1", 3, "around 1"),
+    ("sin(x)/x", "0", 6, "0/0 at the point: a removable singularity, taken as its limit"),
+    ("abs(x) + x^3", "1", 3, "abs away from its kink"),
+    ("x^2 - 3x + 1", "2", 5, "a polynomial is its own series"),
+    ("cbrt(x)", "8", 2, "a real root away from 0"),
+]
+
+
+def _taylor(text: str, around: str, order: int, variable: str = "") -> series.Series:
+    return series.taylor(parsing.parse(text), variable, parsing.parse(around), order)
+
+
+@pytest.mark.parametrize(("text", "around", "order", "reason"), TABLE)
+def test_matches_sympys_series(text: str, around: str, order: int, reason: str) -> None:
+    found = _taylor(text, around, order)
+    point = parsing.parse(around)
+    theirs = sympy.series(parsing.parse(text), x, point, order + 1).removeO()
+    assert sympy.simplify(sympy.expand(found.polynomial - theirs)) == 0, reason
+    assert len(found.coefficients) == order + 1
+
+
+@pytest.mark.parametrize(("text", "around", "order", "reason"), TABLE)
+def test_coefficients_are_the_numeric_derivatives_at_the_point(
+    text: str, around: str, order: int, reason: str
+) -> None:
+    """k! c_k = f^(k)(a), with f^(k) by mpmath's high-precision differences (one-sided at none)."""
+    found = _taylor(text, around, order)
+    expr = parsing.parse(text)
+
+    def f(t: mpmath.mpf) -> mpmath.mpf:  # at the working precision `diff` raises to
+        digits = mpmath.mp.dps + 10
+        return mpmath.mpf(str(expr.evalf(digits, subs={x: sympy.Float(str(t), digits)})))
+
+    with mpmath.workdps(40):
+        a = mpmath.mpf(str(parsing.parse(around).evalf(50)))
+        if text == "sin(x)/x":  # not defined at 0 itself: differentiate the values just beside it
+            a += mpmath.mpf(10) ** -30
+        for k, coefficient in enumerate(found.coefficients):
+            expected = float(mpmath.diff(f, a, k)) / math.factorial(k)
+            assert float(coefficient) == pytest.approx(expected, rel=1e-9, abs=1e-9), (reason, k)
+
+
+def test_text_reads_back_and_is_written_in_powers_of_the_shift() -> None:
+    found = _taylor("sin(x)", "pi/2", 2)
+    assert found.text == "1 - (x - pi/2)^2/2"
+    assert found.remainder == "O((x - pi/2)^3)"
+    assert [parsing.to_text(c) for c in found.coefficients] == ["1", "0", "-1/2"]
+    tangent = _taylor("tan(x)", "pi/4", 2)
+    assert tangent.text == "1 + 2*(x - pi/4) + 2*(x - pi/4)^2"  # not multiplied out to 2x - pi/2 + ...
+    for text, around, order, _ in TABLE:
+        found = _taylor(text, around, order)
+        assert sympy.simplify(parsing.parse(found.text) - found.polynomial) == 0, text
+    assert _taylor("sin(x)", "0", 5).remainder == "O(x^6)"
+    assert _taylor("x + 1", "3", 0).text == "4"
+
+
+def test_other_variables_stay_symbolic_and_a_missing_variable_is_constant() -> None:
+    found = _taylor("a sin(x) + b", "0", 3, variable="x")
+    assert found.text == "b + a*x - a*x^3/6"
+    constant = _taylor("a + 1", "0", 2, variable="t")
+    assert [parsing.to_text(c) for c in constant.coefficients] == ["a + 1", "0", "0"]
+
+
+# (expression, around, order, derivative order at fault, why)
+NO_SERIES = [
+    ("log(x)", "0", 3, 0, "infinite there"),
+    ("abs(x)", "0", 3, 1, "limits from the left and the right differ"),
+    ("sqrt(x)", "0", 2, 1, "infinite there"),
+    ("1/x", "0", 2, 0, "infinite there"),
+    ("x abs(x)", "0", 2, 2, "limits from the left and the right differ"),
+    ("floor(x)", "1", 0, 0, "limits from the left and the right differ"),
+    ("Heaviside(x)", "0", 1, 0, "limits from the left and the right differ"),
+    ("sin(1/x)", "0", 1, 0, "oscillates between -1 and 1"),
+    ("log(x)", "-1", 1, 0, "not a finite real"),
+    ("max(x, 1 - x)", "1/2", 1, 1, "limits from the left and the right differ"),
+]
+
+
+@pytest.mark.parametrize(("text", "around", "order", "at_fault", "why"), NO_SERIES)
+def test_no_taylor_series_is_failed_precondition_naming_why(
+    text: str, around: str, order: int, at_fault: int, why: str
+) -> None:
+    with pytest.raises(FailedPrecondition) as caught:
+        _taylor(text, around, order)
+    error = caught.value
+    assert error.reason == series.NO_TAYLOR_SERIES
+    assert error.metadata == {"derivative_order": str(at_fault)}
+    assert why in error.message and f"at x = {around}" in error.message
+    assert [v.field for v in error.violations] == ["expression"]
+
+
+def test_smooth_at_the_kink_up_to_an_order() -> None:
+    """x|x| is once differentiable at 0: order 1 exists (all zero), order 2 does not (above)."""
+    assert _taylor("x abs(x)", "0", 1).text == "0"
+    assert _taylor("floor(x)", "1/2", 3).text == "0"
+
+
+@pytest.mark.parametrize(
+    ("text", "variable", "around", "order", "field"),
+    [
+        ("sin(x)", "", "y", 2, "around"),
+        ("sin(x)", "", "oo", 2, "around"),
+        ("sin(x)", "", "log(-1)", 2, "around"),
+        ("x y", "", "0", 2, "variable"),
+        ("2", "", "0", 2, "variable"),
+        ("sin(x)", "sin", "0", 2, "variable"),
+        ("sin(x)", "", "0", -1, "order"),
+    ],
+)
+def test_bad_arguments_name_the_argument(
+    text: str, variable: str, around: str, order: int, field: str
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        _taylor(text, around, order, variable)
+    assert [v.field for v in caught.value.violations] == [field]
+
+
+def test_order_over_the_limit() -> None:
+    with pytest.raises(LimitExceeded) as caught:
+        series.taylor(parsing.parse("sin(x)"), "", sympy.S.Zero, 9, EngineLimits(max_series_order=8))
+    assert [v.field for v in caught.value.violations] == ["order"]
+    assert caught.value.metadata["maximum"] == "8"

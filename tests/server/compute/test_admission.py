@@ -1,0 +1,263 @@
+"""Admission: bounded concurrency and queue, shared fairly between callers; the call limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import pytest
+
+from chainrule.engine.errors import DeadlineExceeded, ResourceExhausted
+from chainrule.server.compute import deadlines
+from chainrule.server.compute.executors import Admission, CallLimit, MemoryBudget
+
+
+class Holder:
+    """A task holding a slot of `admission` for `caller` until released."""
+
+    def __init__(self, admission: Admission, caller: str) -> None:
+        self.caller = caller
+        self.admitted = asyncio.Event()
+        self.release = asyncio.Event()
+        self.task = asyncio.ensure_future(self._hold(admission))
+
+    async def _hold(self, admission: Admission) -> None:
+        async with admission.slot(None, "work", caller=self.caller):
+            self.admitted.set()
+            await self.release.wait()
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_one_caller_cannot_hold_every_slot() -> None:
+    admission = Admission("symbolic", concurrency=2, queue=8, retry_after_seconds=1.0)
+    first, second = Holder(admission, "attacker"), Holder(admission, "attacker")
+    await settle()
+    assert first.admitted.is_set() and not second.admitted.is_set()  # all but one: 1 of 2
+    other = Holder(admission, "someone else")
+    await settle()
+    assert other.admitted.is_set()
+    for holder in (first, second, other):
+        holder.release.set()
+    await asyncio.gather(first.task, second.task, other.task)
+    assert admission.running == admission.waiting == 0
+
+
+async def test_a_freed_slot_goes_to_the_caller_holding_fewest() -> None:
+    admission = Admission("numeric", concurrency=3, queue=8, retry_after_seconds=1.0, per_caller=3)
+    a1, a2, b1 = Holder(admission, "a"), Holder(admission, "a"), Holder(admission, "b")
+    await settle()
+    a3, b2 = Holder(admission, "a"), Holder(admission, "b")  # a queued first
+    await settle()
+    assert admission.waiting == 2
+    b1.release.set()
+    await settle()
+    assert b2.admitted.is_set() and not a3.admitted.is_set()  # b held none, a holds 2
+    for holder in (a1, a2, a3, b2):
+        holder.release.set()
+    await asyncio.gather(a1.task, a2.task, b1.task, a3.task, b2.task)
+
+
+async def test_a_full_queue_sheds_the_caller_with_most_queued() -> None:
+    admission = Admission("symbolic", concurrency=1, queue=3, retry_after_seconds=2.0)
+    running = Holder(admission, "a")
+    queued = [Holder(admission, "a") for _ in range(3)]
+    await settle()
+    assert admission.waiting == 3
+    newcomer = Holder(admission, "b")
+    await settle()
+    with pytest.raises(ResourceExhausted) as caught:
+        await queued[-1].task  # the newest of the largest holder's queue made room
+    assert caught.value.retry_after_seconds == 2.0 and caught.value.metadata["cause"] == "caller_share"
+    assert admission.waiting == 3
+    with pytest.raises(ResourceExhausted) as refused:
+        await Holder(admission, "a").task  # a, already the largest holder, is refused at once
+    assert refused.value.metadata["cause"] == "caller_share"
+    assert admission.rejections == {"overloaded": 0, "caller_share": 2}
+    running.release.set()
+    await settle()
+    assert newcomer.admitted.is_set()  # b was never served: its turn before a's queue
+    for holder in (*queued[:-1], newcomer):
+        holder.release.set()
+    await asyncio.gather(running.task, *(h.task for h in queued[:-1]), newcomer.task)
+
+
+async def test_an_even_queue_refuses_the_newcomer_as_overload() -> None:
+    admission = Admission("numeric", concurrency=1, queue=1, retry_after_seconds=1.0)
+    running, queued = Holder(admission, "a"), Holder(admission, "b")
+    reasons: list[str] = []
+    admission.on_rejected = reasons.append
+    await settle()
+    with pytest.raises(ResourceExhausted, match="busy"):
+        await Holder(admission, "c").task
+    assert reasons == ["overloaded"]
+    running.release.set()
+    queued.release.set()
+    await asyncio.gather(running.task, queued.task)
+
+
+async def test_a_waiter_whose_budget_runs_out_leaves_the_queue() -> None:
+    admission = Admission("symbolic", concurrency=1, queue=4, retry_after_seconds=1.0)
+    running = Holder(admission, "a")
+    await settle()
+    with (
+        deadlines.request_scope(0.05, lambda: "b"),
+        pytest.raises(DeadlineExceeded, match="waiting for a free symbolic slot"),
+    ):
+        async with admission.slot(deadlines.budget(10.0), "parsing"):
+            pass
+    assert admission.waiting == 0
+    running.release.set()
+    await running.task
+    assert admission.running == 0
+
+
+@pytest.mark.parametrize("cancel_first", [True, False])
+async def test_a_slot_freed_as_a_waiter_is_cancelled_goes_to_the_next(cancel_first: bool) -> None:
+    # The waiter's future is cancelled at once, its task learns it a turn later: a slot freed in
+    # between must skip it, not fail on it.
+    admission = Admission("symbolic", concurrency=1, queue=4, retry_after_seconds=1.0)
+    running, cancelled, last = Holder(admission, "a"), Holder(admission, "b"), Holder(admission, "c")
+    await settle()
+    if cancel_first:
+        cancelled.task.cancel()
+        running.release.set()
+    else:
+        running.release.set()
+        cancelled.task.cancel()
+    await settle()
+    assert last.admitted.is_set() or cancelled.admitted.is_set()
+    for holder in (cancelled, last):
+        holder.release.set()
+    await asyncio.gather(running.task, cancelled.task, last.task, return_exceptions=True)
+    assert admission.running == admission.waiting == 0
+    assert admission._queues == {} and admission._held == {} and admission._served == {}
+
+
+async def test_the_caller_comes_from_the_request_scope() -> None:
+    admission = Admission("symbolic", concurrency=2, queue=4, retry_after_seconds=1.0)
+    seen: list[str] = []
+
+    def caller() -> str:
+        seen.append("asked")
+        return "token:0"
+
+    with deadlines.request_scope(None, caller):
+        async with admission.slot(None, "work"):
+            # Another caller can take the second slot; this one could not.
+            other = Holder(admission, "someone else")
+            await settle()
+            assert other.admitted.is_set()
+            other.release.set()
+            await other.task
+    assert seen == ["asked"]
+
+
+def test_the_call_limit_refuses_beyond_it_with_a_retry_delay() -> None:
+    calls = CallLimit(2, max_bytes=1_000, retry_after_seconds=0.5)
+    reasons: list[str] = []
+    calls.on_rejected = reasons.append
+    with calls.admit(10), calls.admit(10):
+        with pytest.raises(ResourceExhausted) as caught:
+            calls.admit(10)
+        assert caught.value.retry_after_seconds == 0.5 and caught.value.reason == "OVERLOADED"
+    assert calls.active == calls.bytes == 0 and reasons == ["overloaded"]
+
+
+def test_the_call_limit_counts_request_bytes() -> None:
+    calls = CallLimit(10, max_bytes=1_000, retry_after_seconds=1.0)
+    with calls.admit(600):
+        with pytest.raises(ResourceExhausted, match="bytes of requests"):
+            calls.admit(500)
+        with calls.admit(400):
+            assert calls.bytes == 1_000
+    assert calls.bytes == 0
+
+
+async def test_the_memory_budget_lets_calls_in_as_they_fit_first_come_first_served() -> None:
+    budget = MemoryBudget(100)
+    order: list[str] = []
+    release = {name: asyncio.Event() for name in ("big", "second", "third")}
+
+    async def call(name: str, size: int) -> None:
+        async with budget.reserve(size):
+            order.append(name)
+            await release[name].wait()
+
+    big = asyncio.ensure_future(call("big", 70))
+    await settle()
+    second, third = asyncio.ensure_future(call("second", 50)), asyncio.ensure_future(call("third", 10))
+    await settle()
+    assert order == ["big"]  # third would fit, but waits its turn behind second
+    release["big"].set()
+    await settle()
+    assert order == ["big", "second", "third"] and budget.reserved == 60
+    release["second"].set()
+    release["third"].set()
+    await asyncio.gather(big, second, third)
+    assert budget.reserved == 0
+
+
+async def test_memory_freed_as_a_waiter_is_cancelled_goes_to_the_next() -> None:
+    budget = MemoryBudget(100)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def call(name: str, size: int) -> None:
+        async with budget.reserve(size):
+            order.append(name)
+            await release.wait()
+
+    holder = asyncio.ensure_future(call("holder", 100))
+    await settle()
+    cancelled, last = asyncio.ensure_future(call("cancelled", 60)), asyncio.ensure_future(call("last", 60))
+    await settle()
+    cancelled.cancel()
+    release.set()
+    await asyncio.gather(holder, cancelled, last, return_exceptions=True)
+    assert order == ["holder", "last"] and budget.reserved == 0
+
+
+async def test_a_cancelled_wait_for_memory_gives_way() -> None:
+    budget = MemoryBudget(100)
+    async with budget.reserve(90):
+        waiting = asyncio.ensure_future(budget.reserve(50).__aenter__())
+        await settle()
+        waiting.cancel()
+        await settle()
+        async with budget.reserve(10):
+            assert budget.reserved == 100
+    assert budget.reserved == 0
+
+
+def test_past_half_the_calls_one_caller_gets_a_quarter_more_and_others_keep_room() -> None:
+    calls = CallLimit(8, max_bytes=10**6, retry_after_seconds=1.0)
+    asked: list[str] = []
+
+    def caller(name: str) -> Callable[[], str]:
+        def who() -> str:
+            asked.append(name)
+            return name
+
+        return who
+
+    with contextlib.ExitStack() as held:
+        for _ in range(4):  # uncontended: nobody is asked who they are
+            held.enter_context(calls.admit(1, caller("flood")))
+        assert asked == []
+        for _ in range(2):  # a quarter of 8 more
+            held.enter_context(calls.admit(1, caller("flood")))
+        with pytest.raises(ResourceExhausted) as refused:
+            calls.admit(1, caller("flood"))
+        assert refused.value.metadata["cause"] == "caller_share"
+        assert refused.value.retry_after_seconds == 1.0
+        held.enter_context(calls.admit(1, caller("other")))  # the rest is the others'
+        held.enter_context(calls.admit(1, caller("other")))
+        with pytest.raises(ResourceExhausted) as full:
+            calls.admit(1, caller("third"))
+        assert full.value.metadata["cause"] == "overloaded"
+    assert (calls.active, calls.bytes, calls._contended) == (0, 0, {})

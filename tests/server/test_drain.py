@@ -1,0 +1,116 @@
+"""Drain on the HTTP side: the port stays open through the grace period, then stragglers get a Status.
+
+In process, with a short grace period. The straggler is an API call made slow on purpose (its
+handler sleeps past the grace), so the test does not depend on how fast this machine computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chainrule.engine.errors import Code
+from chainrule.server.app import Application
+from chainrule.server.sizing import PROTOBUF_WIRE, Wire
+from chainrule.v1 import chainrule_pb2 as pb
+from tests.conftest import make_settings
+
+
+async def never_done(
+    request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE
+) -> pb.DifferentiateResponse:
+    await asyncio.sleep(3600)
+    raise AssertionError("unreachable")
+
+
+async def wait_for(predicate: Any) -> None:
+    for _ in range(3000):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+@pytest.fixture
+async def draining_app() -> Application:
+    app = Application(make_settings(grace_seconds=1.0, compute_threads=1, symbolic_workers=0))
+    await app.start()
+    return app
+
+
+async def test_readiness_and_refusals_while_draining_and_a_status_for_stragglers(
+    draining_app: Application,
+) -> None:
+    app = draining_app
+    app.api.differentiate = never_done  # type: ignore[method-assign]
+    base = f"http://127.0.0.1:{app.http_port}"
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=30) as straggler,
+        httpx.AsyncClient(base_url=base, timeout=30) as other,
+    ):
+        slow = asyncio.create_task(straggler.get("/v1/differentiate", params={"expression": "x"}))
+        await wait_for(lambda: app.drain.in_flight == 1)
+        stopping = asyncio.create_task(app.stop())
+        await wait_for(lambda: app.drain.draining)
+
+        # Probes are answered, not refused at the socket: not ready, but alive.
+        assert (await other.get("/readyz")).status_code == 503
+        assert (await other.get("/healthz")).status_code == 200
+        refused = await other.post("/v1/differentiate", json={"expression": "x^2"})
+        assert refused.status_code == 503
+        assert refused.json()["code"] == Code.UNAVAILABLE
+        assert refused.headers["retry-after"]
+
+        await stopping
+        answer = await slow
+    # The call still running at the end of the grace period gets a Status body, not a bare 500.
+    assert answer.status_code == 503
+    assert answer.headers["content-type"].startswith("application/json")
+    body = answer.json()
+    assert body["code"] == Code.UNAVAILABLE
+    assert "DRAINING" in str(body["details"])
+
+
+STUCK_SERVER = """
+import sys, threading, time
+from pathlib import Path
+from chainrule.server.app import serve
+from chainrule.server.config import Settings
+# Stands for a numeric thread still computing at the end of the grace period (threads cannot be
+# interrupted): without the exit path in `serve`, the interpreter would wait for it an hour.
+threading.Thread(target=time.sleep, args=(3600,), name="numeric_0", daemon=False).start()
+serve(Settings.from_environ(), Path(sys.argv[1]))
+"""
+
+
+async def test_the_process_exits_though_a_compute_thread_is_still_running(tmp_path: Path) -> None:
+    ready = tmp_path / "ready.json"
+    environ = {
+        **os.environ,
+        "CHAINRULE_GRPC_PORT": "0",
+        "CHAINRULE_HTTP_PORT": "0",
+        "CHAINRULE_WORKERS": "1",
+        "CHAINRULE_SYMBOLIC_WORKERS": "0",
+        "CHAINRULE_GRACE_SECONDS": "0.5",
+    }
+    log = tmp_path / "server.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", STUCK_SERVER, str(ready)], env=environ, stderr=stderr
+        )
+        try:
+            await wait_for(ready.exists)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(process.wait, 60) == 0
+        finally:
+            process.kill()
+            process.wait()
+    assert "work still running on numeric_0" in log.read_text()

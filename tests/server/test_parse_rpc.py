@@ -1,0 +1,140 @@
+"""The Parse RPC in the API layer: how the server reads a text, its mistakes as answers, its own executor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from chainrule.server.api import ChainruleApi
+from chainrule.server.app import Application
+from chainrule.server.cache import Caches
+from chainrule.server.compute.executors import InlineExecutor
+from chainrule.server.metrics import Metrics
+from chainrule.server.version import VERSION
+from chainrule.v1 import chainrule_pb2 as pb
+from tests.conftest import make_settings
+from tests.server.test_cache import CountingExecutor
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StuckExecutor(InlineExecutor):
+    """An executor whose every task waits until released: a symbolic pool busy with cold derivations."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started: list[str] = []
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        self.started.append(getattr(fn, "__name__", repr(fn)))
+        await self.release.wait()
+        return fn(*args, **kwargs)
+
+
+def make_api(symbolic: InlineExecutor, parsing: InlineExecutor, **settings: object) -> ChainruleApi:
+    config = make_settings(**settings)
+    caches = Caches(config)
+    metrics = Metrics(CollectorRegistry(), VERSION, caches)
+    return ChainruleApi(config, symbolic, InlineExecutor(), caches=caches, metrics=metrics, parsing=parsing)
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical", "latex", "variables"),
+    [
+        ("sin x²", "sin(x^2)", r"\sin{\left(x^{2} \right)}", ["x"]),
+        ("2(3x+1)", "6*x + 2", "6 x + 2", ["x"]),
+        ("x y + theta_1", "theta_1 + x*y", r"\theta_{1} + x y", ["theta_1", "x", "y"]),
+        ("2 pi", "2*pi", r"2 \pi", []),
+    ],
+)
+async def test_parse_reads_text_as_the_server_does(
+    text: str, canonical: str, latex: str, variables: list[str]
+) -> None:
+    api = make_api(CountingExecutor(), CountingExecutor())
+    reply = await api.parse(pb.ParseRequest(expression=text))
+    assert not reply.HasField("error")
+    assert (reply.canonical, reply.latex, list(reply.variables)) == (canonical, latex, variables)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "position", "says"),
+    [
+        ("sin(x", "PARSE_ERROR", 3, "'(' at 3 is never closed"),
+        ("x +* y", "PARSE_ERROR", 3, "after '+'"),
+        ("", "PARSE_ERROR", 0, "required"),
+        ("2 foo(x)", "UNKNOWN_FUNCTION", 2, "foo"),
+        ("π + ) ", "PARSE_ERROR", 4, "after '+'"),  # code points, not bytes: π is 2 bytes in UTF-8
+    ],
+)
+async def test_a_text_that_does_not_parse_is_an_answer_with_its_position(
+    text: str, reason: str, position: int, says: str
+) -> None:
+    api = make_api(CountingExecutor(), CountingExecutor())
+    reply = await api.parse(pb.ParseRequest(expression=text))
+    assert reply.HasField("error")
+    assert (reply.error.reason, reply.error.position) == (reason, position)
+    assert says in reply.error.message
+    assert (reply.canonical, reply.latex, list(reply.variables)) == ("", "", [])
+
+
+async def test_the_answer_carries_what_differentiate_would_send_as_an_error() -> None:
+    api = make_api(CountingExecutor(), CountingExecutor())
+    reply = await api.parse(pb.ParseRequest(expression="sin(x"))
+    with pytest.raises(Exception) as caught:
+        await api.differentiate(pb.DifferentiateRequest(expression="sin(x"))
+    error = caught.value
+    assert reply.error.message == error.message  # type: ignore[attr-defined]
+    assert str(reply.error.position) == error.metadata["position"]  # type: ignore[attr-defined]
+
+
+async def test_a_limit_names_itself_and_where_the_text_passed_it() -> None:
+    api = make_api(CountingExecutor(), CountingExecutor(), max_expression_length=10)
+    reply = await api.parse(pb.ParseRequest(expression="x + " * 5 + "x"))
+    assert reply.error.reason == "LIMIT_EXCEEDED"
+    assert reply.error.position == 10
+    assert (reply.error.metadata["limit"], reply.error.metadata["maximum"]) == ("expression_length", "10")
+
+
+async def test_parse_never_waits_behind_cold_symbolic_work() -> None:
+    symbolic, parsing = StuckExecutor(), CountingExecutor()
+    api = make_api(symbolic, parsing)
+    derivation = asyncio.ensure_future(api.differentiate(pb.DifferentiateRequest(expression="cos(y)")))
+    while not symbolic.started:
+        await asyncio.sleep(0)
+    assert symbolic.started == ["parse_canonical"]  # the symbolic executor is busy, and stays so
+    for text in ("sin(x^2)", "cos(y)"):  # the same text as the queued parse too: not joined
+        reply = await asyncio.wait_for(api.parse(pb.ParseRequest(expression=text)), timeout=30)
+        assert reply.canonical == text
+    assert parsing.calls == ["parse_canonical", "readable"] * 2
+    assert symbolic.started == ["parse_canonical"]
+    symbolic.release.set()
+    assert (await derivation).derivative == "-sin(y)"
+
+
+async def test_a_repeated_parse_is_a_lookup_and_fills_the_parse_cache_for_differentiate() -> None:
+    symbolic, parsing = CountingExecutor(), CountingExecutor()
+    api = make_api(symbolic, parsing)
+    first = await api.parse(pb.ParseRequest(expression="x^3"))
+    assert await api.parse(pb.ParseRequest(expression="x^3")) == first
+    await api.parse(pb.ParseRequest(expression="x^3 +"))
+    await api.parse(pb.ParseRequest(expression="x^3 +"))
+    assert parsing.calls == ["parse_canonical", "readable", "parse_canonical"]
+    assert api.caches.parse_reply.stats.hits == 2
+    await api.differentiate(pb.DifferentiateRequest(expression="x^3"))
+    assert symbolic.calls == ["derive_parsed"]  # the parse came from the cache Parse filled
+
+
+async def test_the_server_gives_parse_a_bounded_executor_of_its_own() -> None:
+    app = Application(make_settings(symbolic_workers=0, parse_queue=3))
+    try:
+        parsing = app.api._parsing
+        assert parsing is not app.symbolic and parsing is not app.numeric
+        admission = parsing.admission  # type: ignore[attr-defined]
+        assert (admission.name, admission.concurrency, admission.queue) == ("parse", 1, 3)
+    finally:
+        await app.stop()

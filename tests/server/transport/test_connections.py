@@ -1,0 +1,159 @@
+"""Connection bounds: idle and half-open sockets cannot take the server's descriptors or lock callers out.
+
+Scaled down through settings (tens of sockets, sub-second timeouts); bench/attacks.py runs them full size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from chainrule.server.app import Application
+from chainrule.server.transport.connections import EVICTION_AGE, AcceptErrorFilter
+from chainrule.server.transport.grpc_server import server_options
+from tests.conftest import make_settings
+
+CAP = 16
+
+
+@pytest.fixture(scope="module")
+async def bounded() -> AsyncIterator[Application]:
+    app = Application(
+        make_settings(
+            max_connections=CAP, header_timeout_seconds=0.5, http_idle_seconds=0.5, compute_threads=1
+        )
+    )
+    await app.start()
+    yield app
+    await app.stop()
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """True once the server has closed `sock` (EOF, reset, or the 503 it sends before closing)."""
+    try:
+        sock.recv(4096, socket.MSG_DONTWAIT)
+        return True  # b"" is EOF; anything else is the refusal, written just before the close
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+async def wait_until_closed(sock: socket.socket, attempts: int = 200) -> bool:
+    for _ in range(attempts):
+        if closed_by_peer(sock):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def closed_count(app: Application, reason: str) -> float:
+    return app.registry.get_sample_value("chainrule_http_connections_closed_total", {"reason": reason}) or 0.0
+
+
+async def open_idle(port: int, count: int) -> list[socket.socket]:
+    """`count` connections that never send a byte, each given time to be accepted."""
+    opened = []
+    for _ in range(count):
+        opened.append(socket.create_connection(("127.0.0.1", port)))
+        await asyncio.sleep(0.002)
+    return opened
+
+
+async def test_idle_sockets_at_the_cap_do_not_lock_callers_out(bounded: Application) -> None:
+    before = closed_count(bounded, "evicted") + closed_count(bounded, "limit")
+    idle = await open_idle(bounded.http_port, 6 * CAP)
+    await asyncio.sleep(2 * EVICTION_AGE)  # the idle ones are old enough to make room now
+    try:
+        # A second caller, one new connection a request, keeps being served while they sit there.
+        transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
+        async with httpx.AsyncClient(
+            transport=transport, base_url=f"http://127.0.0.1:{bounded.http_port}"
+        ) as c:
+            for _ in range(10):
+                assert (await c.get("/healthz")).status_code == 200
+                answer = await c.post("/v1/differentiate", json={"expression": "sin(x^2)"})
+                assert answer.status_code == 200
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{bounded.grpc_port}") as channel:
+            check = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            assert check.status == health_pb2.HealthCheckResponse.SERVING
+        # Each connection past the cap pushed out (or, in a burst, was refused for) an idle one.
+        assert closed_count(bounded, "evicted") + closed_count(bounded, "limit") - before >= 5 * CAP
+        still_open = sum(not closed_by_peer(sock) for sock in idle)
+        assert still_open <= CAP
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+async def test_a_burst_evicts_the_oldest_waiting_not_a_caller_that_just_connected(
+    bounded: Application,
+) -> None:
+    old = await open_idle(bounded.http_port, CAP)
+    await asyncio.sleep(2 * EVICTION_AGE)
+    caller = socket.create_connection(("127.0.0.1", bounded.http_port))
+    await asyncio.sleep(0.05)  # accepted, its request not sent yet
+    burst = [socket.create_connection(("127.0.0.1", bounded.http_port)) for _ in range(CAP - 2)]
+    try:
+        caller.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = await asyncio.to_thread(caller.recv, 4096)
+        assert reply.startswith(b"HTTP/1.1 200")
+        assert sum(closed_by_peer(sock) for sock in old) >= CAP - 2
+    finally:
+        for sock in [*old, caller, *burst]:
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"],
+    ids=["nothing", "half a request head"],
+)
+async def test_a_connection_without_a_request_head_is_closed(bounded: Application, sent: bytes) -> None:
+    before = closed_count(bounded, "head_timeout")
+    with socket.create_connection(("127.0.0.1", bounded.http_port)) as sock:
+        sock.sendall(sent)
+        assert await wait_until_closed(sock)
+    assert closed_count(bounded, "head_timeout") == before + 1
+
+
+async def test_an_idle_kept_alive_connection_is_closed(bounded: Application) -> None:
+    with socket.create_connection(("127.0.0.1", bounded.http_port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while b'"ok"' not in reply:
+            reply += await asyncio.to_thread(sock.recv, 4096)
+        assert reply.startswith(b"HTTP/1.1 200")
+        assert await wait_until_closed(sock)
+
+
+def test_grpc_bounds_its_connections_too() -> None:
+    options = dict(server_options(make_settings(max_connections=7, grpc_handshake_seconds=2.5)))
+    assert options["grpc.max_allowed_incoming_connections"] == 7
+    assert options["grpc.server_handshake_timeout_ms"] == 2500
+    assert options["grpc.max_connection_idle_ms"] > 0
+    assert options["grpc.http2.min_ping_interval_without_data_ms"] > 0
+
+
+def test_accept_errors_are_rate_limited() -> None:
+    now = [0.0]
+    limiter = AcceptErrorFilter(interval=10.0, clock=lambda: now[0])
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, message, None, None)
+
+    accept = "socket.accept() out of system resource"
+    assert limiter.filter(record(accept))
+    assert not any(limiter.filter(record(accept)) for _ in range(1000))
+    assert limiter.filter(record("something else"))
+    now[0] = 11.0
+    passed = record(accept)
+    assert limiter.filter(passed)
+    assert "1000 more" in passed.getMessage()

@@ -1,0 +1,54 @@
+"""JSON in pieces: long lists are parsed and written a piece at a time, to the same result."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from google.protobuf import json_format
+
+from chainrule.engine.errors import InvalidArgument
+from chainrule.server.transport import protojson
+from chainrule.v1 import chainrule_pb2 as pb
+
+VALUES = np.random.default_rng(7).standard_normal(50_000).tolist()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"expression": "x", "points": {"x": {"values": VALUES}, "y": {"values": [1.0, "NaN", "-Infinity"]}}},
+        {"expression": "x", "points": {"x": {"values": []}, "y": {"values": VALUES}}},
+        {"expression": "x", "points": {"x": {"f64le": "AAAAAAAA" * 20_000}}},
+    ],
+)
+@pytest.mark.parametrize("indent", [None, 2])
+def test_pieces_parse_to_what_json_loads_gives(data: dict[str, object], indent: int | None) -> None:
+    body = json.dumps(data, indent=indent).encode()
+    assert protojson._loads(body) == json.loads(body)
+
+
+def test_a_body_the_pieces_cannot_explain_falls_back_to_the_plain_parser() -> None:
+    duplicated = b'{"points": {"x": {"values": [1, 2], "values": [3]}}, "pad": "' + b"a" * 100_000 + b'"}'
+    assert protojson._loads(duplicated) == json.loads(duplicated)
+    with pytest.raises(ValueError):
+        protojson._loads(b'{"points": {"x": {"values": [1, 2,]}}, "pad": "' + b"a" * 100_000 + b'"}')
+
+
+def test_a_malformed_big_body_is_still_a_named_error() -> None:
+    body = b'{"expression": "x", "points": {"x": {"values": [' + b"1.0," * 50_000 + b"NaN]}}}"
+    with pytest.raises(InvalidArgument) as caught:
+        protojson.decode_message(body, pb.EvaluateRequest)
+    assert caught.value.reason == "MALFORMED_JSON"
+
+
+def test_a_reply_with_points_is_written_in_pieces_to_the_same_text() -> None:
+    response = pb.GradientAtPointResponse(variables=["x"], values=pb.Array(values=VALUES))
+    response.gradients.add().values.extend(VALUES)
+    written = protojson.message_to_json(response)
+    whole = json_format.MessageToDict(
+        response, preserving_proto_field_name=False, always_print_fields_with_no_presence=True
+    )
+    assert written == protojson.dump(whole)  # the very text one call of the C encoder writes
+    assert json.loads(written)["values"]["values"] == VALUES
