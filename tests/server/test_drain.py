@@ -78,6 +78,14 @@ async def test_readiness_and_refusals_while_draining_and_a_status_for_stragglers
     assert body["code"] == Code.UNAVAILABLE
     assert "DRAINING" in str(body["details"])
 
+    # Both 503s are in the HTTP metrics: the drain answers inside them (a refusal comes before
+    # routing, so its route is "unmatched").
+    def answered(method: str, route: str) -> float | None:
+        labels = {"method": method, "route": route, "status": "503"}
+        return app.registry.get_sample_value("chainrule_http_requests_total", labels)
+
+    assert answered("POST", "unmatched") == answered("GET", "/v1/differentiate") == 1.0
+
 
 STUCK_SERVER = """
 import sys, threading, time

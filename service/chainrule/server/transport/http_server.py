@@ -77,8 +77,9 @@ def create_http_app(
     routes += pages.page_routes(site)
     middleware = rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry))
     if drain is not None:
-        # Inside the metrics: refusals and cancelled calls are counted with their 503.
-        middleware.insert(1, Middleware(DrainMiddleware, drain=drain))
+        # Inside the metrics (after the access log and the metrics, `rest.http_middleware`): refusals
+        # and cancelled calls are counted with their 503.
+        middleware.insert(2, Middleware(DrainMiddleware, drain=drain))
     return Starlette(routes=routes, middleware=middleware, exception_handlers=rest.exception_handlers())
 
 
