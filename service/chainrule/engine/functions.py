@@ -148,20 +148,22 @@ RealErfc.__name__ = "erfc"
 
 
 class RealAtan2(sympy.atan2):  # type: ignore[misc]
-    """atan2, kept as written where sympy would answer with a complex logarithm.
-
-    sympy writes atan2 of numbers whose signs it cannot decide (atan2(1, -tan(E))) as
-    -I log((x + I y)/sqrt(x^2 + y^2)): equal, but no longer real-valued on the way, so the real-valued
-    rule makes it NaN. Kept as atan2, the constant is folded from its value.
-    """
+    """atan2 of numbers, kept as written where sympy would answer with a complex logarithm (`_atan2`)."""
 
     @classmethod
-    def eval(cls, y: sympy.Expr, x: sympy.Expr) -> sympy.Expr | None:
-        result: sympy.Expr | None = super().eval(y, x)
-        return None if result is not None and result.has(sympy.I) else result
+    def eval(cls, y: sympy.Expr, x: sympy.Expr) -> None:
+        return None
 
 
 RealAtan2.__name__ = "atan2"
+
+
+def _atan2(y: sympy.Expr, x: sympy.Expr) -> sympy.Expr:
+    """sympy's atan2, but for numbers whose signs sympy cannot decide (atan2(1, -tan(E))): it writes
+    those as -I log((x + I y)/sqrt(x^2 + y^2)), equal but not real-valued on the way, so the
+    real-valued rule would make it NaN. Kept as atan2, the constant is folded from its value."""
+    built: sympy.Expr = sympy.atan2(y, x)
+    return RealAtan2(y, x) if built.has(sympy.I) and not (y.has(sympy.I) or x.has(sympy.I)) else built
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,7 @@ _TRIG = [
     _one("asec", sympy.asec, "arcsec"),
     _one("acsc", sympy.acsc, "arccsc"),
     _one("acot", sympy.acot, "arccot"),
-    FunctionSpec("atan2", 2, 2, RealAtan2, aliases=("arctan2",), summary="atan2(y, x)"),
+    FunctionSpec("atan2", 2, 2, _atan2, aliases=("arctan2",), summary="atan2(y, x)"),
 ]
 
 _HYPERBOLIC = [
