@@ -203,10 +203,16 @@ def simplify(expr: sympy.Expr, simplification: Simplification) -> sympy.Expr:
     fast = sympy.factor_terms(expr)
     if simplification is Simplification.FAST:
         return fast
-    if expr.has(sympy.sign):
-        full = sympy.simplify(expr.replace(sympy.sign, _OpaqueSign)).replace(_OpaqueSign, sympy.sign)
-    else:
-        full = sympy.simplify(expr)
+    try:
+        if expr.has(sympy.sign):
+            full = sympy.simplify(expr.replace(sympy.sign, _OpaqueSign)).replace(_OpaqueSign, sympy.sign)
+        else:
+            full = sympy.simplify(expr)
+    except MemoryError:
+        raise  # the worker's memory bound: it is replaced, and the caller told
+    except Exception:
+        # (replacing sign inside Derivative(zeta(sign(x)), sign(x)) rebuilt a derivative by a non-symbol)
+        return fast
     return full if parsing.unwritable(full) is None and _no_worse(full, expr) else fast
 
 
