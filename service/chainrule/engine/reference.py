@@ -635,14 +635,20 @@ def _beta(ctx: Any, a: Value, b: Value) -> Value:
 
 def _real_root(ctx: Any, x: Value, n: Value) -> Value:
     if _complex(x) or _complex(n):
-        return ctx.root(x, n) if ctx.isint(n) else x ** (1 / n)
+        return _principal_root(ctx, x, n)
     if n == 0 or ctx.isnan(x) or ctx.isnan(n):
         return ctx.nan
     if x >= 0:
         return _power(ctx, x, 1 / n)
     if ctx.isint(n) and _odd(n):
         return -_power(ctx, -x, 1 / n)
-    return ctx.mpc(x) ** (1 / n)  # not real: the principal root, for continuing (strict makes it NaN)
+    return _principal_root(ctx, ctx.mpc(x), n)  # not real: for continuing (strict makes it NaN)
+
+
+def _principal_root(ctx: Any, x: Value, n: Value) -> Value:
+    """The principal n-th root of a complex x, as exp(log(x) / n): z ** (1 / n) with 1/n an integer
+    (root(-2, 1e-20)) raised z to the 10^20th power by repeated squaring, and never returned."""
+    return ctx.exp(ctx.log(x) / n) if x != 0 else ctx.zero
 
 
 def _heaviside(ctx: Any, x: Value, h0: Value | None = None) -> Value:
