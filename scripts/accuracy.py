@@ -157,8 +157,8 @@ DOMAINS: dict[str, tuple[str, Sampler]] = {
     "im": ("all reals", _ANY),
     "erf": ("all reals", _ANY),
     "erfc": (
-        "-6 to 27 (results down to 1e-300)",
-        _one((2, _u(-6, 6)), (2, _u(-6, 26.5)), (1, _w(1e-300, 1))),
+        "-6 to 1e300 (results down to 1e-300, then 0)",
+        _one((2, _u(-6, 6)), (2, _u(-6, 26.5)), (1, _w(1e-300, 1)), (1, _w(27, 1e300, signed=False))),
     ),
     "gamma": ("-170 to 171, off the poles", _one((3, _u(-170, 171)), (1, _u(-5, 5)), (1, _w(1e-300, 1)))),
     "loggamma": ("(0, 1e300]", _POSITIVE),

@@ -208,7 +208,11 @@ def erfc(x: Any) -> Any:
     high = c - (c - xs)
     low = xs - high
     tail = scipy.special.erfcx(xs) * np.exp(-high * high) * np.exp(-low * (xs + high))
-    return np.where(xs > 0.5, tail, scipy.special.erfc(xs))
+    # Past 27.3 erfc is below every double; there the split's factors are 0 and inf (NaN).
+    return np.where(xs > _ERFC_ZERO, 0.0, np.where(xs > 0.5, tail, scipy.special.erfc(xs)))
+
+
+_ERFC_ZERO = 27.5
 
 
 def loggamma(x: Any) -> Any:
@@ -241,13 +245,15 @@ _LGAMMA_AT_2 = _lgamma_series(2)
 
 
 def beta(a: Any, b: Any) -> Any:
-    """Gamma(a) Gamma(b) / Gamma(a + b): scipy's, but for positive arguments past 10 by log-beta with
+    """Gamma(a) Gamma(b) / Gamma(a + b): scipy's, but where one argument is past 10 by log-beta with
     Stirling's corrections (as R's lbeta): scipy's large-argument branch loses 9 digits
-    (beta(9e5, 1) off by 1.6e-9 relative)."""
+    (beta(9e5, 1) off by 1.6e-9 relative, beta(7e5, -0.5) too). The other argument may be negative
+    (off its poles) while the sum stays past half the large one; Gamma of it carries the sign."""
     a, b = np.broadcast_arrays(_array(a), _array(b))
     small, large = np.minimum(a, b), np.maximum(a, b)
     ordinary = scipy.special.beta(a, b)
-    use = (small > 0) & (large >= _STIRLING_FROM)
+    pole = (small <= 0) & (small == np.floor(small))
+    use = (large >= _STIRLING_FROM) & (small > -0.5 * large) & ~pole
     if not np.any(use):
         return ordinary
     with np.errstate(all="ignore"):
@@ -262,10 +268,11 @@ def beta(a: Any, b: Any) -> Any:
             + (p - 0.5) * np.log(share)
             + q * np.log1p(-share)
         )
-        one_large = scipy.special.gammaln(p) + tail + p - p * np.log(p + q) + (q - 0.5) * np.log1p(-share)
-        logged = np.where(p >= _STIRLING_FROM, both_large, one_large)
-        # gamma(p) is negative nowhere here (p > 0): the sign is +.
-        return np.where(use, np.exp(logged), ordinary)
+        # log(Gamma(q) / Gamma(p + q)); Gamma(p) itself is finite for p < 10 off its poles.
+        ratio = tail + p - p * np.log(p + q) + (q - 0.5) * np.log1p(-share)
+        one_large = scipy.special.gamma(np.minimum(p, _STIRLING_FROM)) * np.exp(ratio)
+        value = np.where(p >= _STIRLING_FROM, np.exp(both_large), one_large)
+        return np.where(use, value, ordinary)
 
 
 _STIRLING_FROM = 10.0

@@ -178,7 +178,8 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
                 return f"integer_power({self._print(base)}, {n})"
             if n % 2:
                 return f"odd_power({self._print(base)}, {self._print(exponent)})"
-        if not (exponent.is_Number or exponent in self.constants):
+        if not exponent.is_Integer:
+            # Also for a constant fractional exponent: IEEE says (-inf)^0.25 = inf, the rule NaN.
             return f"power({self._print(base)}, {self._print(exponent)})"
         power = PRECEDENCE["Pow"]
         return f"{self.parenthesize(base, power)}**{self.parenthesize(exponent, power)}"
