@@ -22,7 +22,7 @@ from sympy.core.function import AppliedUndef, ArgumentIndexError
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.repr import ReprPrinter
 
-from chainrule.engine import bignum, parsing
+from chainrule.engine import bignum, parsing, reference
 from chainrule.engine.errors import ChainruleError, InvalidArgument
 from chainrule.engine.limits import EngineLimits, exceeded
 from chainrule.engine.numeric import (
@@ -307,6 +307,8 @@ class _Differentiator(DependsOn):
             # Zero wherever it exists (everywhere but the jumps), as numeric frameworks define it;
             # sympy would leave an unevaluated Derivative that can be neither printed back nor evaluated.
             return sympy.S.Zero
+        if isinstance(node, (sympy.Subs, sympy.Derivative)):
+            return self._unevaluated(node)
         if _has_own_chain_rule(node):
             try:
                 return sympy.Add(
@@ -315,6 +317,23 @@ class _Differentiator(DependsOn):
             except ArgumentIndexError:
                 pass
         return sympy.diff(node, self.variable)
+
+    def _unevaluated(self, node: sympy.Subs | sympy.Derivative) -> sympy.Expr:
+        """The derivative of a partial sympy left unevaluated (d/dx of polygamma(x, a) by its order),
+        by the chain rule over the function's arguments. sympy's own diff of such a Subs substituted
+        into its own dummy (Subs(..., xi, xi + 1)): a variable nobody can give a value."""
+        try:
+            _, orders, args = reference.derivative_call(node)
+        except reference.Unsupported:
+            return sympy.diff(node, self.variable)
+        derivative = node.args[0] if isinstance(node, sympy.Subs) else node
+        function = type(derivative.expr)
+        terms = []
+        for index, arg in enumerate(args):
+            if self.has(arg):
+                raised = [order + (position == index) for position, order in enumerate(orders)]
+                terms.append(_partial_at(function, raised, args) * self.d(arg))
+        return sympy.Add(*terms)
 
     def _product(self, factors: tuple[sympy.Expr, ...]) -> sympy.Expr:
         terms = [
@@ -351,6 +370,18 @@ def _log_of_base(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
     if base.is_positive or not exponent.has(*_STEPS):
         return sympy.log(base)
     return sympy.log(sympy.Abs(base))
+
+
+def _partial_at(function: type, orders: Sequence[int], args: Sequence[sympy.Expr]) -> sympy.Expr:
+    """d^orders function at args: sympy's closed form where it has one, else an unevaluated partial
+    by the function's own arguments (one dummy each), the shape numeric code evaluates."""
+    dummies = [sympy.Dummy(f"xi_{index + 1}", real=True) for index in range(len(args))]
+    pairs = [(dummy, order) for dummy, order in zip(dummies, orders, strict=True) if order]
+    evaluated = sympy.diff(function(*dummies), *pairs)
+    if not evaluated.has(sympy.Derivative, sympy.Subs):
+        return evaluated.xreplace(dict(zip(dummies, args, strict=True)))
+    unevaluated = sympy.Derivative(function(*dummies), *pairs, evaluate=False)
+    return sympy.Subs(unevaluated, dummies, args)
 
 
 def _has_own_chain_rule(node: sympy.Basic) -> bool:
