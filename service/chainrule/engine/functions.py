@@ -143,6 +143,20 @@ class RealErfc(sympy.erfc):  # type: ignore[misc]
         result: sympy.Expr | None = super().eval(arg)
         return result
 
+    def _eval_evalf(self, prec: int) -> sympy.Expr | None:
+        # mpmath's erfc overflows (OverflowError) past about 1e150, and sympy evaluates numbers to
+        # order the terms it prints; past 2^64 erfc is 0 or 2 to any precision a double could see.
+        (arg,) = self.args
+        if (arg - _ERFC_FAR).is_extended_positive:
+            return sympy.Float(0, precision=prec)
+        if (arg + _ERFC_FAR).is_extended_negative:
+            return sympy.Float(2, precision=prec)
+        result: sympy.Expr | None = super()._eval_evalf(prec)
+        return result
+
+
+_ERFC_FAR = sympy.Integer(2**64)
+
 
 RealErfc.__name__ = "erfc"
 
