@@ -155,10 +155,8 @@ class RealErfc(sympy.erfc):  # type: ignore[misc]
         return result
 
 
-_ERFC_FAR = sympy.Integer(2**64)
-
-
 RealErfc.__name__ = "erfc"
+_ERFC_FAR = sympy.Integer(2**64)
 
 
 class RealAtan2(sympy.atan2):  # type: ignore[misc]
