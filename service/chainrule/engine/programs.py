@@ -8,8 +8,9 @@ taken from one namespace built once from `functions.lambdify_modules()`. So the 
 the process that evaluates only binds, in time linear in the code's size.
 
 Why not the lambdified function itself: it does not pickle, and each one carries a private copy of
-the whole numpy and scipy namespace as its globals (about 40 KB per function); a bound program
-carries its code and a handful of names. `marshal` is valid only within one interpreter version,
+the whole namespace (every kernel, `kernels.NAMESPACE`) as its globals; a bound program carries its
+code and a handful of names. The code is printed by `numeric_code.NumericPrinter`: kernels by name,
+constants folded to doubles. `marshal` is valid only within one interpreter version,
 which holds here: programs come from our own worker processes, forked from our own forkserver, and
 are code our generator printed from trees our parser built, never text from a request.
 """
