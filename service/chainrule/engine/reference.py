@@ -487,6 +487,8 @@ def _zeta_function(ctx: Any, s: Value, a: Value | None = None) -> Value:
             return ctx.one if s > 0 else ctx.nan
         if s < _MIN_ZETA_S:  # past every double, but for the trivial zeros at the even integers
             return ctx.zero if ctx.isint(s / 2) else ctx.inf * ctx.sign(ctx.sinpi(s / 2))
+        if s != 0 and ctx.mag(s) < -ctx.prec - 10:
+            s = ctx.zero  # mpmath takes 1 - s as 1 (its pole) for s next to 0; zeta is smooth there
         return ctx.zeta(s)
     return _zeta(ctx, s, a, 0)
 
