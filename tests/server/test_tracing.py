@@ -6,6 +6,7 @@ Spans go to the SDK's in-memory exporter through a provider of the test's own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -120,6 +121,11 @@ async def test_a_failed_call_ends_its_span_with_the_code(
             await stub.Differentiate(
                 pb.DifferentiateRequest(expression="sin(x"), metadata=(("traceparent", TRACEPARENT),)
             )
+    # The client has the status before the server's interceptor ends the span: wait for it (bounded).
+    for _ in range(500):
+        if any(span.kind is SpanKind.SERVER for span in exporter.get_finished_spans()):
+            break
+        await asyncio.sleep(0.01)
     [server] = [span for span in in_trace(exporter) if span.kind is SpanKind.SERVER]
     assert server.attributes is not None and server.attributes["rpc.grpc.status_code"] == 3
     assert server.status.is_ok  # INVALID_ARGUMENT is the caller's mistake, not a server error
