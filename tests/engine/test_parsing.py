@@ -384,6 +384,9 @@ LIMIT_MESSAGES = [
      " (about 31,696 bits; limit 20,000)"),
     ("pow(10, 10^6)", "pow(10, 10^6) is too large to compute exactly (about 3.3 million bits; limit 20,000)"),
     ("exp(1.0e300)", "exp(1.0e300) is too large or too small a number (about 10^300 bits; limit 20,000)"),
+    ("x*2.0^(10^400)", "2.0^(10^400) is too large or too small a number"
+     " (more than 10^308 bits; limit 20,000)"),
+    ("x*(1.5e-8)^3000", "(1.5e-8)^3000 is too large or too small a number (about 77,971 bits; limit 20,000)"),
     ("1 + factorial(10^9)", "factorial(10^9) is too costly to compute exactly: its argument is too large"
      " (1 billion; limit 1,000)"),
     ("1e1000", "the number 1e1000 is too long (1,001 digits; limit 1,000)"),

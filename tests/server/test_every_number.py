@@ -147,6 +147,18 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("Heaviside(x - Max(1.28, log(x)))", {"x": 0.5}, (), 0.0, "numpy select"),
     ("Heaviside(x - Max(1.28, log(x)))", {"x": 3}, (), 1.0, "numpy select"),
     ("acot(Heaviside(atan2(y, x)))", {"x": 1, "y": 2}, (), math.pi / 4, "500"),
+    # 11: found by `make fuzz` (tests/fuzz)
+    ("-zeta(-x)", {"x": -100}, (("x", 1),), _mp(lambda: mpmath.zeta(100, 1, 1)), "was 0: 1 + 2^-100"),
+    ("-zeta(-x)", {"x": -100}, (("x", 2),), _mp(lambda: -mpmath.zeta(100, 1, 2)), "was 4% off"),
+    (
+        "zeta(x, 1 + 2^-30)",
+        {"x": 60},
+        (("x", 1),),
+        _mp(lambda: mpmath.zeta(60, 1 + mpmath.mpf(2) ** -30, 1)),
+        "a next to 1: ln a is 2^-30",
+    ),
+    ("beta(x + (-x), max(DiracDelta(0)))", {}, (), NAN, "was a 400: Max of what has no value"),
+    ("Max(DiracDelta(0)) + x", {"x": 1}, (), NAN, "was a 400"),
 ]
 
 

@@ -248,12 +248,7 @@ def _on_reals(build: Callable[..., sympy.Expr]) -> Callable[..., sympy.Expr]:
         # Every variable is real: an argument holding i (x + acosh(0) is x + i pi/2) is not.
         if any((arg.is_number and not _is_real_number(arg)) or arg.has(sympy.I) for arg in args):
             return sympy.S.NaN
-        try:
-            return build(*args)
-        except ValueError:  # Min(x + asin(2)): no real value at any x
-            if any(arg.is_extended_real is False for arg in args):
-                return sympy.S.NaN
-            raise
+        return build(*args)  # where sympy refuses (Min(x + asin(2))) the parser makes it NaN
 
     return built
 

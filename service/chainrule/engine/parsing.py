@@ -57,10 +57,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import mpmath
 import sympy
 from sympy.printing.str import StrPrinter
 
-from chainrule.engine import errors
+from chainrule.engine import errors, reference
 from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, SPECS, FunctionSpec
 from chainrule.engine.limits import ParseLimits, exceeded
 
@@ -654,6 +655,11 @@ class _Builder:
                     self.check_float(value[0], node)
                 values.append(value)
             except (ValueError, TypeError, ArithmeticError, NotImplementedError) as error:
+                if any(_without_real_value(value) for value, _ in args):
+                    # sympy refuses some functions of what has no real value (Max(DiracDelta(0)):
+                    # not comparable); by the real-valued rule the value is NaN, as is all built on it.
+                    values.append((sympy.S.NaN, 0.0))
+                    continue
                 raise errors.ParseError(
                     f"cannot build this expression ({type(error).__name__})", node.pos
                 ) from None
@@ -712,8 +718,14 @@ class _Builder:
                 # sympy never multiplies out a sum or a function call raised to a number
                 return _with_bits(sympy.Pow(base_value, exp_value), base_bits)
             bits = _magnitude(exp_value) * base_bits if base_bits else 0.0
+            if base_value.is_Float:
+                # A float's bits grow with the power too: 1.5e-8^(10^309) overflows mpmath's exponent.
+                bits = _float_power_bits(base_value, exp_value)
+                problem = "too large or too small a number"
+            else:
+                problem = "too large to compute exactly"
             if not bits <= self.limits.max_power_bits:
-                raise self.too_large(node, bits)
+                raise self.too_large(node, bits, problem)
         else:
             bits = max(base_bits, exp_bits)
         return _with_bits(sympy.Pow(base_value, exp_value), bits)
@@ -758,6 +770,24 @@ def _make_float(text: str, significant: int) -> sympy.Float:
         if math.isfinite(number) and (number != 0.0 or significant == 0):
             return sympy.Float(number)
     return sympy.Float(text, max(15, significant))
+
+
+def _float_power_bits(base: sympy.Float, exponent: Any) -> float:
+    """The binary exponent of base^exponent (about |exponent| log2|base|), before computing it."""
+    scale = abs(float(mpmath.log(abs(mpmath.mpf(base._mpf_)), 2))) if base else 0.0
+    return _magnitude(exponent) * scale if scale else 0.0
+
+
+def _without_real_value(value: Any) -> bool:
+    """Whether sympy knows `value` is not real, or it is a number with no real value (DiracDelta(0))."""
+    if value.is_extended_real is False:
+        return True
+    if not value.is_number:
+        return False
+    try:
+        return math.isnan(reference.evaluate(value))
+    except reference.Unsupported:
+        return False
 
 
 def _rational_bits(p: int, q: int) -> float:

@@ -507,9 +507,16 @@ def _zeta(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
         return _zeta_left(ctx, s, a, derivative)
     if s > 1:
         right = _zeta_direct if s > _DIRECT_ZETA_S else _zeta_right
-        if derivative:
-            return ctx.diff(lambda t: right(ctx, t, a), s, derivative)
-        return right(ctx, s, a)
+        if not derivative:
+            return right(ctx, s, a)
+        # A term b^-s changes by -ln(b) b^-s: next to b = 1 far less than the term itself, which a
+        # numerical derivative of the sum cannot see (d/ds zeta(s) at 100 is -ln 2 2^-100, the sum
+        # 1 + 2^-100). Terms below 2 are differentiated exactly, the rest of the sum numerically.
+        head = ctx.zero
+        while a < 2:
+            head += (-ctx.log(a)) ** derivative * _power(ctx, a, -s)
+            a = ctx.fadd(a, 1, exact=True)
+        return head + ctx.diff(lambda t: right(ctx, t, a), s, derivative)
     if s >= _fourier_below(ctx) or a > _MAX_ZETA_TERMS:
         return ctx.zeta(s, a, derivative)
     if derivative:
@@ -664,7 +671,8 @@ def _dirac(ctx: Any, x: Value, order: Value | None = None) -> Value:
 
 
 def _sign(ctx: Any, x: Value) -> Value:
-    return ctx.mpf(ctx.sign(x))
+    # Continuing in the complex plane, sign(z) is z/|z| (sympy's and mpmath's definition).
+    return ctx.sign(x) if _complex(x) else ctx.mpf(ctx.sign(x))
 
 
 def _atan2(ctx: Any, y: Value, x: Value) -> Value:
@@ -736,7 +744,7 @@ _FUNCTIONS: dict[str, Callable[..., Value]] = {
     "log": _method("log"),
     "RealRoot": _real_root,
     "Abs": _method("fabs"),
-    "sign": _real_args(_sign),
+    "sign": _sign,
     "floor": _real_args(_method("floor")),
     "ceiling": _real_args(_method("ceil")),
     "Min": _real_args(lambda ctx, *args: min(args)),
