@@ -18,7 +18,7 @@ select) and print exact numbers as Python integers, which overflow when numpy co
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sympy
@@ -214,15 +214,12 @@ def _literal(value: float) -> str:
 def numeric_refusal(parts: Sequence[sympy.Expr]) -> NoNumericForm | None:
     """Why `parts` cannot be compiled, or None: a derivative sympy leaves unevaluated that is not one
     of a table function by its own arguments (`reference.derivative_call`) has no numeric form."""
-    for part in parts:
-        if not part.has(sympy.Derivative):
-            continue
-        for node in sympy.preorder_traversal(part):
-            if isinstance(node, (sympy.Subs, sympy.Derivative)):
-                try:
-                    reference.derivative_call(node)
-                except reference.Unsupported:
-                    return _derivative_refusal(node)
+    for node in _distinct_nodes(part for part in parts if part.has(sympy.Derivative)):
+        if isinstance(node, (sympy.Subs, sympy.Derivative)):
+            try:
+                reference.derivative_call(node)
+            except reference.Unsupported:
+                return _derivative_refusal(node)
     return None
 
 
@@ -245,22 +242,33 @@ def _derivative_refusal(node: sympy.Basic) -> NoNumericForm:
 def cost(expr: sympy.Basic) -> int:
     """Extra cost per point of the expression's slow kernels, over one unit per node (`kernels.WEIGHTS`)."""
     extra = 0
+    for node in _distinct_nodes([expr]):
+        if isinstance(node, (sympy.Subs, sympy.Derivative)):
+            extra += _partial_weight(node)
+        elif isinstance(node, Application):
+            extra += _weight(node) - 1
+    return extra
+
+
+def _distinct_nodes(roots: Iterable[sympy.Basic]) -> Iterator[sympy.Basic]:
+    """Each distinct node below `roots` once (sympy shares subtrees: a walk of the tree repeats them).
+
+    Below an unevaluated derivative only the point it is taken at: the derivative is one evaluation.
+    """
     seen: set[sympy.Basic] = set()
-    stack = [expr]
+    stack = list(roots)
     while stack:
         node = stack.pop()
         if node in seen:
             continue
         seen.add(node)
-        if isinstance(node, (sympy.Subs, sympy.Derivative)):
-            extra += _partial_weight(node)
-            # The point it is taken at; the Derivative inside a Subs is this one evaluation.
-            stack.extend(node.args[2] if isinstance(node, sympy.Subs) else node.expr.args)
-            continue
-        if isinstance(node, Application):
-            extra += _weight(node) - 1
-        stack.extend(node.args)
-    return extra
+        yield node
+        if isinstance(node, sympy.Subs):
+            stack.extend(node.args[2])
+        elif isinstance(node, sympy.Derivative):
+            stack.extend(node.expr.args)
+        else:
+            stack.extend(node.args)
 
 
 def _partial_weight(node: sympy.Subs | sympy.Derivative) -> int:

@@ -215,14 +215,27 @@ class Admission:
     def _refusal(self, reason: str) -> ResourceExhausted:
         self.rejections[reason] += 1
         self.on_rejected(reason)
-        share = " (your calls hold the largest share of the queue)" if reason == CALLER_SHARE else ""
-        return ResourceExhausted(
-            f"the server is busy: {self.running} {self.name} tasks running and {self.waiting} queued "
-            f"(the limit){share}; retry after {self.retry_after_seconds:g} s",
-            reason="OVERLOADED",
-            metadata={"queue": self.name, "limit": str(self.queue), "cause": reason},
+        return overloaded(
+            f"{self.running} {self.name} tasks running and {self.waiting} queued (the limit)",
+            "the largest share of the queue",
+            queue=self.name,
+            limit=self.queue,
+            cause=reason,
             retry_after_seconds=self.retry_after_seconds,
         )
+
+
+def overloaded(
+    state: str, share: str, *, queue: str, limit: int, cause: str, retry_after_seconds: float
+) -> ResourceExhausted:
+    """OVERLOADED with a retry delay: what is full (`state`), and, refused for its caller's share, whose."""
+    mine = f" (your calls hold {share})" if cause == CALLER_SHARE else ""
+    return ResourceExhausted(
+        f"the server is busy: {state}{mine}; retry after {retry_after_seconds:g} s",
+        reason="OVERLOADED",
+        metadata={"queue": queue, "limit": str(limit), "cause": cause},
+        retry_after_seconds=retry_after_seconds,
+    )
 
 
 def _ignore(reason: str) -> None:
@@ -283,12 +296,13 @@ class CallLimit:
     def _refusal(self, cause: str) -> ResourceExhausted:
         self.rejected += 1
         self.on_rejected(cause)
-        share = " (your calls hold their share of what is left)" if cause == CALLER_SHARE else ""
-        return ResourceExhausted(
-            f"the server is busy: {self.active} calls in flight with {self.bytes} bytes of requests "
-            f"(limits {self.limit} and {self.max_bytes}){share}; retry after {self.retry_after_seconds:g} s",
-            reason="OVERLOADED",
-            metadata={"queue": self.name, "limit": str(self.limit), "cause": cause},
+        return overloaded(
+            f"{self.active} calls in flight with {self.bytes} bytes of requests "
+            f"(limits {self.limit} and {self.max_bytes})",
+            "their share of what is left",
+            queue=self.name,
+            limit=self.limit,
+            cause=cause,
             retry_after_seconds=self.retry_after_seconds,
         )
 
