@@ -27,6 +27,11 @@ def _mp(function: Callable[[], object]) -> float:
         return float(function())  # type: ignore[arg-type]
 
 
+def _exact(integer: int) -> Any:
+    """An integer as an mpf of all its bits (mpmath.mpf rounds to the working precision)."""
+    return mpmath.mp.make_mpf(mpmath.libmp.from_int(integer))
+
+
 def _espinosa_moll(s: Any) -> Any:
     """sympy's polygamma(s, 2) for fractional s, written out (the definition the derivative is of)."""
     return (
@@ -159,6 +164,24 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ),
     ("beta(x + (-x), max(DiracDelta(0)))", {}, (), NAN, "was a 400: Max of what has no value"),
     ("Max(DiracDelta(0)) + x", {"x": 1}, (), NAN, "was a 400"),
+    ("x - floor(exp(10^6))", {"x": 1}, (), -math.inf, "past any double, not minutes of exact digits"),
+    ("floor(exp(10))*x", {"x": 1}, (), 22026.0, "exact below 2^4096"),
+    (
+        "x*acos(cos(10^500))",
+        {"x": 1},
+        (),
+        _mp(lambda: mpmath.acos(mpmath.cos(_exact(10**500)))),
+        "sympy's comparison raised inside its cache (AttributeError: was a 500)",
+    ),
+    ("cos(3^100)*x", {"x": 1}, (), _mp(lambda: mpmath.cos(_exact(3**100))), "3^100 has 159 bits: not at 80"),
+    (
+        "sin(2^100 + 1/3)*x",
+        {"x": 1},
+        (),
+        _mp(lambda: mpmath.sin(mpmath.fdiv(_exact(3 * 2**100 + 1), 3, prec=300))),
+        "reduced by pi from a rational's 180 bits",
+    ),
+    ("sign(sin(exp(10^6))) + x", {"x": 1}, (), NAN, "sin past 2^4096 is NaN, not minutes of evalf"),
 ]
 
 

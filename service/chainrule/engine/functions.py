@@ -91,7 +91,47 @@ class RealRoot(sympy.Function):  # type: ignore[misc]
         return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
 
 
-class RealFloor(sympy.floor):  # type: ignore[misc]
+class _BoundedIntegerPart:
+    """floor and ceiling of a number, kept unevaluated past 2^4096.
+
+    sympy finds the exact integer part of a number at the precision its magnitude needs: for
+    floor(exp(10^6)) that is 1.4 million bits, computed for minutes. Past 2^4096 no double tells the
+    difference (its value is +-inf), so the constant is left as written and folded like any other.
+    """
+
+    @classmethod
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
+        if not arg.is_Rational and _past(arg, _EXACT_INTEGER_PART_BITS):
+            return None
+        result: sympy.Expr | None = super().eval(arg)  # type: ignore[misc]
+        return result
+
+
+_EXACT_INTEGER_PART_BITS = 4096
+
+
+def _past(arg: sympy.Expr, bits: int) -> bool:
+    """Whether `arg` is a number past 2^bits in magnitude (found at 30 bits: cheap at any magnitude)."""
+    if not arg.is_number:
+        return False
+    magnitude = abs(arg.evalf(30))
+    return bool(magnitude.is_Float and magnitude > sympy.Float(2) ** bits)
+
+
+def _periodic(build: Callable[[sympy.Expr], sympy.Expr]) -> Callable[[sympy.Expr], sympy.Expr]:
+    """A trigonometric function of a number past 2^4096 is NaN, as its value is (`reference`).
+
+    Reducing such a number by pi needs as many bits as its magnitude has: sympy would spend minutes
+    on sign(sin(exp(10^6))) (1.4 million bits), and no double argument comes near it.
+    """
+
+    def built(arg: sympy.Expr) -> sympy.Expr:
+        return sympy.S.NaN if _past(arg, reference.PERIODIC_BITS) else build(arg)
+
+    return built
+
+
+class RealFloor(_BoundedIntegerPart, sympy.floor):  # type: ignore[misc]
     """`floor` whose derivative is 0 (true except at the integers), not an unevaluated Derivative."""
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
@@ -104,7 +144,7 @@ class RealFloor(sympy.floor):  # type: ignore[misc]
         return str(printer._print_floor(self, exp))
 
 
-class RealCeiling(sympy.ceiling):  # type: ignore[misc]
+class RealCeiling(_BoundedIntegerPart, sympy.ceiling):  # type: ignore[misc]
     """`ceiling` whose derivative is 0 (true everywhere except at the integers)."""
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
@@ -265,12 +305,12 @@ def _zeta(s: sympy.Expr, a: sympy.Expr | None = None) -> sympy.Expr:
 
 
 _TRIG = [
-    _one("sin", sympy.sin),
-    _one("cos", sympy.cos),
-    _one("tan", sympy.tan),
-    _one("sec", sympy.sec),
-    _one("csc", sympy.csc),
-    _one("cot", sympy.cot),
+    _one("sin", _periodic(sympy.sin)),
+    _one("cos", _periodic(sympy.cos)),
+    _one("tan", _periodic(sympy.tan)),
+    _one("sec", _periodic(sympy.sec)),
+    _one("csc", _periodic(sympy.csc)),
+    _one("cot", _periodic(sympy.cot)),
     _one("asin", sympy.asin, "arcsin"),
     _one("acos", sympy.acos, "arccos"),
     _one("atan", sympy.atan, "arctan"),

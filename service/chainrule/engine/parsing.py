@@ -651,19 +651,32 @@ class _Builder:
                 del values[len(values) - count :]
             try:
                 value = self.make(node, args)
-                if value[0].is_Float:
-                    self.check_float(value[0], node)
-                values.append(value)
-            except (ValueError, TypeError, ArithmeticError, NotImplementedError) as error:
-                if any(_without_real_value(value) for value, _ in args):
-                    # sympy refuses some functions of what has no real value (Max(DiracDelta(0)):
-                    # not comparable); by the real-valued rule the value is NaN, as is all built on it.
-                    values.append((sympy.S.NaN, 0.0))
-                    continue
-                raise errors.ParseError(
-                    f"cannot build this expression ({type(error).__name__})", node.pos
-                ) from None
+            except errors.ChainruleError:
+                raise
+            except Exception as error:  # sympy's own: ValueError, TypeError, its cache's AttributeError
+                value = self.salvage(node, args, error)
+            if value[0].is_Float:
+                self.check_float(value[0], node)
+            values.append(value)
         return values[0][0]
+
+    def salvage(self, node: _Node, args: list[tuple[Any, float]], error: Exception) -> tuple[Any, float]:
+        """What `node` is where sympy failed to build it from valid input."""
+        if any(_without_real_value(value) for value, _ in args):
+            # sympy refuses some functions of what has no real value (Max(DiracDelta(0)): not
+            # comparable); by the real-valued rule the value is NaN, as is all built on it.
+            return sympy.S.NaN, 0.0
+        if isinstance(node, _Call) and all(value.is_number for value, _ in args):
+            # sympy's evaluation of a number can fail where it has a value (acos(cos(10^500)): a
+            # comparison it cannot decide); kept as written, the constant is folded from its value.
+            try:
+                with sympy.evaluate(False):
+                    return self.make(node, args)
+            except errors.ChainruleError:
+                raise
+            except Exception:  # noqa: S110 - refused below, naming the first failure
+                pass
+        raise errors.ParseError(f"cannot build this expression ({type(error).__name__})", node.pos) from None
 
     def check_float(self, value: Any, node: _Node) -> None:
         """exp(1e300) is a float no double holds and no literal writes back: refuse it like a huge power."""

@@ -41,7 +41,7 @@ Value = Any  # an mpf, or an mpc when strict=False
 # Magnitudes (in bits of the binary exponent) beyond which a function's argument is not worth
 # evaluating exactly: exp(2^64) already has 2^64 bits of exponent, far past any double.
 _EXP_BITS = 64
-_PERIODIC_BITS = 4096
+PERIODIC_BITS = 4096
 _SPECIAL_BITS = 1100
 _MAX_ORDER = 1000  # polygamma orders beyond this overflow every double: NaN
 _MIN_ZETA_S = -400  # Hurwitz zeta left of this is beyond every double: NaN
@@ -197,10 +197,24 @@ class _Evaluator:
         args = [self.value(arg) for arg in node.args]
         if self.strict and any(_complex(arg) for arg in args):
             return ctx.nan
+        if name in _PERIODIC_NAMES and self.each is None:
+            args = [self._to_absolute_precision(node.args[0], args[0])]
         try:
             return _FUNCTIONS[name](ctx, *args)
         except (ZeroDivisionError, ValueError, OverflowError):
             return ctx.nan
+
+    def _to_absolute_precision(self, node: sympy.Basic, value: Value) -> Value:
+        """A periodic function's argument to within 2^-prec, not to prec bits: reduced by pi, a large
+        argument's rounding is all that is left (cos(3^100) at 80 bits is -0.33; its value -0.23)."""
+        ctx = self.ctx
+        if _complex(value) or not ctx.isfinite(value) or value == 0:
+            return value
+        magnitude = int(ctx.mag(value))
+        if magnitude <= 8 or magnitude > PERIODIC_BITS:  # past PERIODIC_BITS the value is NaN
+            return value
+        prec = -(-(ctx.prec + magnitude + 16) // 64) * 64  # a context per 64 bits, not per magnitude
+        return _Evaluator(context(prec), self.values, self.strict, None).value(node)
 
     def _subs(self, node: sympy.Subs | sympy.Derivative) -> Value:
         name, orders, args = derivative_call(node)
@@ -389,7 +403,7 @@ def _re(x: Value) -> Value:
     return x.real if _complex(x) else x
 
 
-_periodic = _bounded(_PERIODIC_BITS, _nan)
+_periodic = _bounded(PERIODIC_BITS, _nan)
 
 
 def _inverse(function: Callable[[Any, Value], Value]) -> Callable[[Any, Value], Value]:
@@ -708,6 +722,9 @@ def _method(name: str) -> Callable[..., Value]:
         return getattr(ctx, name)(*args)
 
     return call
+
+
+_PERIODIC_NAMES = frozenset({"sin", "cos", "tan", "sec", "csc", "cot"})
 
 
 def _periodic_method(name: str) -> Callable[[Any, Value], Value]:
