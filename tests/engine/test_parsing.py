@@ -387,6 +387,11 @@ LIMIT_MESSAGES = [
     ("x*2.0^(10^400)", "2.0^(10^400) is too large or too small a number"
      " (more than 10^308 bits; limit 20,000)"),
     ("x*(1.5e-8)^3000", "(1.5e-8)^3000 is too large or too small a number (about 77,971 bits; limit 20,000)"),
+    ("x + sinh(exp(10^6))", "sinh(exp(10^6)) is too large or too small a number"
+     " (more than 10^308 bits; limit 20,000)"),
+    ("x*2^exp(10^6)", "2^exp(10^6) is too large or too small a number (more than 10^308 bits; limit 20,000)"),
+    ("gamma(exp(10^6))", "gamma(exp(10^6)) is too costly to compute exactly: its argument is too large"
+     " (more than 10^308; limit 1,000)"),
     ("1 + factorial(10^9)", "factorial(10^9) is too costly to compute exactly: its argument is too large"
      " (1 billion; limit 1,000)"),
     ("1e1000", "the number 1e1000 is too long (1,001 digits; limit 1,000)"),
@@ -438,7 +443,8 @@ _DEEPEST = DEFAULT_LIMITS.max_depth - 1
         "x^(9^9)",
         "(" * 30 + "x" + "+1)^x" * 30,
         "(10^300 + 1)^(1/3) + root(10^300 + 7, 5) + sqrt(10^300 + 3)",
-        "floor(exp(10^999)) + ceiling(-e^(10^6)) + x",  # sympy's exact integer part: minutes (the fuzzer)
+        "floor(exp(10^300)) + ceiling(-e^(10^6)) + x",  # sympy's exact integer part: minutes (the fuzzer)
+        "Max(exp(10^300), 2) + sign(sin(exp(10^6)))",
     ],
     ids=lambda text: text[:30],
 )

@@ -227,7 +227,9 @@ class FunctionSpec:
     sympy evaluates eagerly and expensively on numbers (factorial(10^9)): the parser refuses numeric
     arguments above `max_factorial_argument`.
     `power` marks `pow`, which goes through the parser's numeric-power check; `root` marks the
-    roots, whose exact value sympy searches for (slow on numbers of thousands of bits).
+    roots, whose exact value sympy searches for (slow on numbers of thousands of bits);
+    `exponential` marks functions that grow like exp: the parser refuses a numeric argument past
+    any double (sympy compares exp(10^1000) with 1 in seconds, exp(10^3000) in a minute).
     """
 
     name: str
@@ -239,6 +241,7 @@ class FunctionSpec:
     guard_numbers: bool = False
     power: bool = False
     root: bool = False
+    exponential: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -320,13 +323,17 @@ _TRIG = [
     FunctionSpec("atan2", 2, 2, _atan2, aliases=("arctan2",), summary="atan2(y, x)"),
 ]
 
+def _exponential(spec: FunctionSpec) -> FunctionSpec:
+    return dataclasses.replace(spec, exponential=True)
+
+
 _HYPERBOLIC = [
-    _one("sinh", sympy.sinh),
-    _one("cosh", sympy.cosh),
-    _one("tanh", sympy.tanh),
-    _one("sech", sympy.sech),
-    _one("csch", sympy.csch),
-    _one("coth", sympy.coth),
+    _exponential(_one("sinh", sympy.sinh)),
+    _exponential(_one("cosh", sympy.cosh)),
+    _exponential(_one("tanh", sympy.tanh)),
+    _exponential(_one("sech", sympy.sech)),
+    _exponential(_one("csch", sympy.csch)),
+    _exponential(_one("coth", sympy.coth)),
     _one("asinh", sympy.asinh, "arsinh", "arcsinh"),
     _one("acosh", sympy.acosh, "arcosh", "arccosh"),
     _one("atanh", sympy.atanh, "artanh", "arctanh"),
@@ -336,7 +343,7 @@ _HYPERBOLIC = [
 ]
 
 _POWERS = [
-    _one("exp", sympy.exp),
+    _exponential(_one("exp", sympy.exp)),
     FunctionSpec("log", 1, 2, _log, aliases=("ln",), summary="natural log; log(x, base)"),
     _one("log10", lambda x: sympy.log(x, 10)),
     _one("log2", lambda x: sympy.log(x, 2)),

@@ -62,16 +62,17 @@ class ParseLimits:
     max_integer_digits: int = limit(
         "integer_digits", 1_000, "digits", "digits in one integer literal", Layer.PARSER
     )
-    # e*log2|b| for an exact power b^e, estimated before sympy computes it.
+    # e*log2|b| for an exact power b^e, estimated before sympy computes it; an exponential (exp,
+    # sinh..., b^e) of a number past the largest double is past it too, whatever its exponent.
     max_power_bits: int = limit(
         "power_bits",
         20_000,
         "bits",
-        "size of an exact number computed while parsing (powers, products)",
+        "size of a number computed while parsing (powers, products, exponentials)",
         Layer.PARSER,
     )
     max_factorial_argument: int = limit(
-        "factorial_argument", 1_000, "", "largest integer given to factorial/gamma", Layer.PARSER
+        "factorial_argument", 1_000, "", "largest number given to factorial, gamma and their family", Layer.PARSER
     )
     max_variables: int = limit("variables", 32, "variables", "distinct variables in a request", Layer.PARSER)
     # 2^2^2^2 is three; sympy slows sharply beyond a few.

@@ -724,6 +724,10 @@ class _Builder:
     ) -> tuple[Any, float]:
         base_value, base_bits = base
         exp_value, exp_bits = exponent
+        if base_value.is_number and not (base_value.is_Rational and exp_value.is_Number):
+            # e^(10^400), 2^exp(10^6); a rational raised to a number is sized below, by its bits
+            if base_value not in (0, 1, -1):
+                self.check_exponent(node, exp_value)
         if exp_value.is_Number:
             if not exp_value.is_Integer:
                 self.check_root(node, base_value, base_bits)
@@ -748,10 +752,12 @@ class _Builder:
         if spec.power:
             return self.make_power(node, args[0], args[1])
         values = [value for value, _ in args]
+        if spec.exponential:
+            self.check_exponent(node, values[0])
         if spec.guard_numbers:
             limit = self.limits.max_factorial_argument
             for value in values:
-                if (value.is_Rational or value.is_Float) and abs(value) > limit:
+                if value.is_number and _size(value) > limit:
                     what = f"{self.source(node)} is too costly to compute exactly: its argument is too large"
                     shown = _display_number(value)
                     raise _over(self.limits, "max_factorial_argument", shown, what, _start(node))
@@ -759,6 +765,13 @@ class _Builder:
             self.check_root(node, *args[0])
         bits = max(bits for _, bits in args)
         return _with_bits(spec.build(*values), bits)
+
+    def check_exponent(self, node: _Node, exponent: Any) -> None:
+        """An exponential of a number past any double: sympy needs as many bits as the number has
+        to compare or round the result (Max(exp(10^3000), 1) takes a minute), and its value is
+        0 or +-inf as a double anyway."""
+        if exponent.is_number and _size(exponent) > _MAX_EXPONENT:
+            raise self.too_large(node, _size(exponent) * math.log2(math.e), "too large or too small a number")
 
     def check_root(self, node: _Node, base: Any, bits: float) -> None:
         """sympy looks for exact roots of numbers (perfect powers, small factors): cheap only while small."""
@@ -783,6 +796,17 @@ def _make_float(text: str, significant: int) -> sympy.Float:
         if math.isfinite(number) and (number != 0.0 or significant == 0):
             return sympy.Float(number)
     return sympy.Float(text, max(15, significant))
+
+
+_MAX_EXPONENT = sys.float_info.max  # an exponent past it is past every double
+
+
+def _size(number: Any) -> float:
+    """|number| as a float (inf past the largest double), found at 30 bits: cheap at any magnitude."""
+    try:
+        return float(abs(number.evalf(30)))
+    except (TypeError, ValueError, OverflowError):
+        return math.inf
 
 
 def _float_power_bits(base: sympy.Float, exponent: Any) -> float:
