@@ -323,6 +323,7 @@ _TRIG = [
     FunctionSpec("atan2", 2, 2, _atan2, aliases=("arctan2",), summary="atan2(y, x)"),
 ]
 
+
 def _exponential(spec: FunctionSpec) -> FunctionSpec:
     return dataclasses.replace(spec, exponential=True)
 

@@ -72,7 +72,11 @@ class ParseLimits:
         Layer.PARSER,
     )
     max_factorial_argument: int = limit(
-        "factorial_argument", 1_000, "", "largest number given to factorial, gamma and their family", Layer.PARSER
+        "factorial_argument",
+        1_000,
+        "",
+        "largest number given to factorial, gamma and their family",
+        Layer.PARSER,
     )
     max_variables: int = limit("variables", 32, "variables", "distinct variables in a request", Layer.PARSER)
     # 2^2^2^2 is three; sympy slows sharply beyond a few.

@@ -724,10 +724,9 @@ class _Builder:
     ) -> tuple[Any, float]:
         base_value, base_bits = base
         exp_value, exp_bits = exponent
-        if base_value.is_number and not (base_value.is_Rational and exp_value.is_Number):
-            # e^(10^400), 2^exp(10^6); a rational raised to a number is sized below, by its bits
-            if base_value not in (0, 1, -1):
-                self.check_exponent(node, exp_value)
+        sized_below = base_value.is_Rational and exp_value.is_Number  # by its bits
+        if base_value.is_number and not sized_below and base_value not in (0, 1, -1):
+            self.check_exponent(node, exp_value)  # e^(10^400), 2^exp(10^6)
         if exp_value.is_Number:
             if not exp_value.is_Integer:
                 self.check_root(node, base_value, base_bits)
