@@ -83,8 +83,12 @@ def create_http_app(
     return Starlette(routes=routes, middleware=middleware, exception_handlers=rest.exception_handlers())
 
 
-def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """Bind the HTTP listening socket ourselves, so port 0 works and a taken port fails clearly."""
+LISTEN_BACKLOG = 1024
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """Bind the HTTP listening socket ourselves, so port 0 works and a taken port fails clearly.
+    `listen=False`: bound only, `HttpServer.start` listens (no connection is queued before then)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and accepted
     # connections inherit it. Without it Nagle meets delayed ACKs: ~40 ms per reply on kept-alive connections.
@@ -97,7 +101,8 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
     except OSError as error:
         sock.close()
         raise OSError(f"cannot listen for HTTP on {host}:{port}: {error.strerror}") from error
-    sock.listen(1024)
+    if listen:
+        sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -124,7 +129,10 @@ class HttpServer:
         `closed_by_bound` counts connections a bound closed (see connections.py)."""
         self._socket = sock
         protocol = connections.bounded_protocol(
-            settings.header_timeout_seconds, settings.max_connections, closed_by_bound or (lambda _: None)
+            settings.header_timeout_seconds,
+            settings.max_connections,
+            settings.connections_per_caller,
+            closed_by_bound or (lambda _: None),
         )
         config = uvicorn.Config(
             app,
@@ -146,6 +154,8 @@ class HttpServer:
         return int(self._socket.getsockname()[1])
 
     async def start(self) -> None:
+        if not self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            self._socket.listen(LISTEN_BACKLOG)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
         while not self._server.started:
             if self._task.done():
