@@ -1,4 +1,5 @@
-"""A server process that stops running its event loop is noticed by the supervisor and replaced."""
+"""A server process that stops running its event loop is noticed by the supervisor and replaced, and a
+replacement takes connections only once it serves them."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from chainrule.server import heartbeat
+from chainrule.server.app import Application
+from chainrule.server.supervisor import reserve_port
 from chainrule.server.transport.http_server import SERVER_PROCESS_HEADER
+from tests.conftest import make_settings
 
 CHAINRULE = Path(sys.executable).parent / "chainrule"
 
@@ -112,3 +118,25 @@ def test_a_stopped_server_process_is_killed_and_replaced(tmp_path: Path) -> None
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_a_server_process_joining_shared_ports_listens_only_once_it_serves() -> None:
+    # A replacement joins ports its siblings serve: while it starts (its workers warming up, seconds),
+    # the kernel must not hand it connections, which would wait for it instead of being served.
+    held = [reserve_port("127.0.0.1", 0) for _ in range(2)]
+    ports = [int(sock.getsockname()[1]) for sock in held]
+    settings = make_settings(
+        grpc_port=ports[0], http_port=ports[1], reuse_port=True, symbolic_workers=0, compute_threads=1
+    )
+    app = Application(settings)
+    try:
+        for port in ports:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        await app.start()
+        for port in ports:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        await app.stop()
+        for sock in held:
+            sock.close()
