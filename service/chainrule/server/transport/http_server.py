@@ -84,6 +84,12 @@ def create_http_app(
 
 
 LISTEN_BACKLOG = 1024
+# Connections asyncio accepts in one turn of the event loop. It takes the listen backlog for this and
+# uvicorn passes its own (2,048): under a flood each turn then accepted thousands of connections, at
+# ~0.15 ms each, before the loop answered anything else (health checks waited seconds). A small
+# batch lets the loop serve between batches; the kernel's queue keeps LISTEN_BACKLOG (set again
+# after uvicorn listened with the batch size).
+ACCEPT_BATCH = 32
 
 
 def bind_socket(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
@@ -140,6 +146,7 @@ class HttpServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            backlog=ACCEPT_BATCH,
             timeout_keep_alive=settings.http_idle_seconds,  # type: ignore[arg-type]  # a float works
             # The application has already waited the grace period for calls in flight (drain.py)
             # and `stop` cancels what still runs; this only lets connections close.
@@ -162,6 +169,7 @@ class HttpServer:
                 await self._task  # re-raise why it could not start
                 raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
+        self._socket.listen(LISTEN_BACKLOG)  # uvicorn listened with ACCEPT_BATCH
 
     async def stop(self) -> None:
         """Stop serving: calls still running are cancelled (drain.py answers them), then uvicorn exits."""
