@@ -58,6 +58,11 @@ from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 
 SECOND_CALLER = "127.0.0.200"
+# Where the connection flood comes from: an address of its own, as the caller it is.
+FLOODER = "127.0.0.66"
+# The hard limit on open files a container gets from containerd and Docker (their LimitNOFILE): the
+# server runs under it where this process may raise it (root), else under ours.
+CONTAINER_NOFILE = 1_048_576
 HEALTH_TARGET_SECONDS = 1.0
 PROBE_TIMEOUT = 5.0  # a probe that takes this long failed
 PERIOD = 0.1
@@ -112,6 +117,7 @@ def serving(workers: int, environ: dict[str, str], quick: bool, folder: Path) ->
     command = [str(ROOT / ".venv/bin/chainrule"), "serve", "--workers", str(workers)]
     command += ["--grpc-port", "0", "--http-port", "0", "--ready-file", str(ready)]
     with log.open("wb") as output:
+        _container_nofile()  # inherited by the server
         process = subprocess.Popen(command, env={**server_env(), **environ}, stdout=output, stderr=output)
     try:
         deadline = time.monotonic() + 60
@@ -128,6 +134,13 @@ def serving(workers: int, environ: dict[str, str], quick: bool, folder: Path) ->
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             process.wait()
+
+
+def _container_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < CONTAINER_NOFILE:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, CONTAINER_NOFILE))
 
 
 def stop(target: Target, grace: float) -> float:
@@ -239,7 +252,8 @@ def monitor(grpc_port: int, http_port: int, pid: int, rss_cap: int, out: Path) -
     cheap = _cheap_calls(base)
 
     def healthz() -> str | None:
-        with httpx.Client(timeout=PROBE_TIMEOUT) as client:
+        transport = httpx.HTTPTransport(local_address=SECOND_CALLER)
+        with httpx.Client(transport=transport, timeout=PROBE_TIMEOUT) as client:
             status = client.get(f"{base}/healthz").status_code
         return None if status == 200 else f"HTTP {status}"
 
@@ -568,7 +582,8 @@ async def _hold(port: int, count: int, mode: str, seconds: float) -> dict[str, i
     refused = 0
     for index in range(count):
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+            opening = asyncio.open_connection("127.0.0.1", port, local_addr=(FLOODER, 0))
+            reader, writer = await asyncio.wait_for(opening, 5)
         except (OSError, TimeoutError):
             refused += 1
             continue

@@ -35,7 +35,14 @@ from chainrule.server.transport.auth import (
     uvicorn_ssl_options,
 )
 from chainrule.server.transport.drain import Drain
-from chainrule.server.transport.grpc_server import SERVICE_NAME, create_server
+from chainrule.server.transport.grpc_server import (
+    DESCRIPTOR_RESERVE,
+    ONE_ADDRESS_CONNECTIONS,
+    SERVICE_NAME,
+    create_server,
+    grpc_connection_cap,
+    listen_on_port,
+)
 from chainrule.server.transport.http_server import (
     SERVER_PROCESS_HEADER,
     HttpServer,
@@ -98,8 +105,13 @@ class Application:
             access_log=settings.access_log,
             tracing=self.tracing,
         )
+        _size_descriptors(settings)
+        # On ports shared with other server processes (the supervisor's), listen only once this
+        # one can serve: the kernel hands a listening socket its share of new connections at once,
+        # and a replacement's share would wait out its start-up (seconds: the workers warm up).
+        self._listen_late = late = settings.reuse_port and settings.grpc_port != 0
         self.grpc_server, self.grpc_port = create_server(
-            settings, self.api, self.health, instrumentation, callers
+            settings, self.api, self.health, instrumentation, callers, listen=not late
         )
         http_metrics = HttpMetrics(self.registry, connections.CLOSE_REASONS)
         self.drain = Drain(settings.retry_after_seconds)
@@ -123,7 +135,7 @@ class Application:
             )
         self.http_server = HttpServer(
             http_app,
-            bind_socket(settings.host, settings.http_port, reuse_port=settings.reuse_port),
+            bind_socket(settings.host, settings.http_port, reuse_port=settings.reuse_port, listen=not late),
             settings,
             uvicorn_ssl_options(settings),
             closed_by_bound=http_metrics.closed_by_bound,
@@ -136,6 +148,8 @@ class Application:
             started = time.perf_counter()
             await self.pool.start()
             log.info("%d symbolic workers warm in %.2f s", self.pool.size, time.perf_counter() - started)
+        if self._listen_late:
+            listen_on_port(self.grpc_server, self.settings)
         await self.grpc_server.start()
         await self.http_server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -191,6 +205,20 @@ class Application:
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in ("", SERVICE_NAME):
             await self.health.set(service, status)
+
+
+def _size_descriptors(settings: Settings) -> None:
+    """Raise the descriptor limit for the connection caps; warn if it still lowers the gRPC cap to
+    what one address can fill."""
+    descriptors = connections.raise_descriptor_limit()
+    cap = grpc_connection_cap(settings, descriptors)
+    if cap < min(settings.max_grpc_connections, ONE_ADDRESS_CONNECTIONS + 1):
+        wanted = settings.max_grpc_connections + settings.max_connections + DESCRIPTOR_RESERVE
+        log.warning(
+            "the open file limit (%d) lowers the gRPC connection cap to %d: one address can hold every "
+            "gRPC connection; raise the limit to %d (ulimit -n, LimitNOFILE)",
+            descriptors, cap, wanted,
+        )  # fmt: skip
 
 
 def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Executor, list[Admission]]:

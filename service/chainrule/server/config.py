@@ -106,7 +106,23 @@ class Settings:
     )
     # Connections (see transport/connections.py and grpc_server.server_options).
     max_connections: int = _server_limit(
-        "connections", 1000, "connections", "open connections per transport in one server process"
+        "connections", 1000, "connections", "open HTTP connections in one server process"
+    )
+    # Half by default: one address (a flood, or a proxy in front) leaves the other half to everyone else.
+    max_connections_per_caller: int = _server_limit(
+        "connections_per_caller",
+        0,
+        "connections",
+        "open HTTP connections of one caller address (IPv6: /64) in one server process; "
+        "0: half of MAX_CONNECTIONS",
+    )
+    # grpc cannot share its connections fairly or evict one to make room: the cap must exceed what one
+    # address can open to one port (65,535 source ports), and is lowered to fit the descriptor limit.
+    max_grpc_connections: int = _server_limit(
+        "grpc_connections",
+        70_000,
+        "connections",
+        "open gRPC connections in one server process (at most the file descriptor limit allows)",
     )
     header_timeout_seconds: float = _server_limit(
         "header_timeout_seconds",
@@ -337,6 +353,11 @@ class Settings:
                 raise ConfigError(
                     f"{PREFIX}CORS_ORIGINS entries must be `*` or scheme://host[:port], got {origin!r}"
                 )
+
+    @property
+    def connections_per_caller(self) -> int:
+        """The open HTTP connections one caller may hold (`max_connections_per_caller`, 0: half)."""
+        return min(self.max_connections, self.max_connections_per_caller or max(1, self.max_connections // 2))
 
     @property
     def traces_exporters(self) -> tuple[str, ...]:

@@ -6,6 +6,10 @@ handing it new connections that nobody accepts. Each supervised server process t
 task on its event loop writes the time (CLOCK_MONOTONIC, shared by every process of the host) into a
 small file every `interval` seconds. The supervisor reads it; a beat older than the limit gets the
 process killed, and the supervisor's usual restart follows.
+
+A process stopped by a signal needs no wait: the kernel says so (`stopped`), and the supervisor kills
+it on its next check (every 0.1 s) rather than after the heartbeat's limit. The heartbeat remains for
+what the kernel cannot see: a loop that runs but does not come back to its events.
 """
 
 from __future__ import annotations
@@ -33,6 +37,21 @@ async def beat(path: Path, interval: float) -> None:
             await asyncio.sleep(interval)
     finally:
         os.close(fd)
+
+
+def stopped(pid: int) -> bool:
+    """Whether process `pid` is stopped by a signal (SIGSTOP, SIGTSTP...): state `T` in /proc/PID/stat.
+
+    Not `t` (stopped by a debugger that traces it: someone is looking at it on purpose). False when
+    the process is gone or /proc is not there (not Linux): the heartbeat still covers those.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    # The state follows the command name, which is in parentheses and may itself contain any byte.
+    fields = stat[stat.rfind(b")") + 1 :].split()
+    return bool(fields) and fields[0] == b"T"
 
 
 def silence(path: Path, now: float | None = None) -> float | None:

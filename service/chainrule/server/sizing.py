@@ -170,6 +170,11 @@ REQUEST_EXPANSION = 4
 WARM_WORKER_BYTES = 128 * 1024 * 1024
 # The supervisor of `--workers N` (N > 1): 113 MiB measured, as it imports the server's modules.
 SUPERVISOR_BYTES = 128 * 1024 * 1024
+# An open connection, idle or sending its head slowly: HTTP 13 KiB measured with 8 KB of a request
+# head (h11 keeps up to 16 KiB of an incomplete one); gRPC 11 KiB before the HTTP/2 preface, 15 KiB
+# after it; plus the kernel's socket.
+HTTP_CONNECTION_BYTES = 32 * 1024
+GRPC_CONNECTION_BYTES = 20 * 1024
 
 
 def memory_bound(settings: Settings) -> dict[str, int]:
@@ -177,8 +182,8 @@ def memory_bound(settings: Settings) -> dict[str, int]:
 
     Each term is a bound the server enforces, so the sum bounds the process (docs/operations.md,
     "Sizing", derives the pod limits from it): the caches' byte bounds, the requests in flight, the
-    numeric calls' working memory, and each busy worker process's address-space limit (at most
-    `symbolic_workers` compute at once; spares wait warm).
+    numeric calls' working memory, each busy worker process's address-space limit (at most
+    `symbolic_workers` compute at once; spares wait warm), and the open connections at their caps.
     """
     workers = 0
     if settings.symbolic_workers:  # the busy ones up to their limit; the spares idle, warm
@@ -190,4 +195,6 @@ def memory_bound(settings: Settings) -> dict[str, int]:
         "requests": REQUEST_EXPANSION * settings.request_bytes_in_flight,
         "numeric": settings.numeric_memory_bytes,
         "workers": workers,
+        "connections": settings.max_connections * HTTP_CONNECTION_BYTES
+        + settings.max_grpc_connections * GRPC_CONNECTION_BYTES,
     }

@@ -306,16 +306,25 @@ class Supervisor:
                 self._restarts.inc()
 
     def _check_heartbeat(self, slot: _Slot, process: subprocess.Popen[bytes]) -> None:
-        """Kill a process whose event loop has not beaten within the limit (stopped or stalled)."""
+        """Kill a process that is stopped, or whose event loop has not beaten within the limit."""
         limit = self.settings.heartbeat_seconds
-        silent = heartbeat.silence(slot.heartbeat_file)
-        if limit <= 0 or silent is None or silent <= limit:
+        if limit <= 0:
             return
-        log.error(
-            "worker %d (pid %d) has not run its event loop for %.1f s (stopped, hung or stalled); "
-            "killing it to replace it",
-            slot.index, process.pid, silent,
-        )  # fmt: skip
+        # Stopped: the kernel keeps queueing connections on its listening sockets, and nobody
+        # accepts them; every 0.1 s of waiting is a tenth of a second of callers hanging.
+        if heartbeat.stopped(process.pid):
+            log.error(
+                "worker %d (pid %d) is stopped by a signal; killing it to replace it", slot.index, process.pid
+            )
+        else:
+            silent = heartbeat.silence(slot.heartbeat_file)
+            if silent is None or silent <= limit:
+                return
+            log.error(
+                "worker %d (pid %d) has not run its event loop for %.1f s (hung or stalled); "
+                "killing it to replace it",
+                slot.index, process.pid, silent,
+            )  # fmt: skip
         if self._stalls is not None:
             self._stalls.inc()
         process.kill()

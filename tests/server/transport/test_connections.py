@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import socket
 from collections.abc import AsyncIterator
 
@@ -16,8 +17,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chainrule.server.app import Application
-from chainrule.server.transport.connections import EVICTION_AGE, AcceptErrorFilter
-from chainrule.server.transport.grpc_server import server_options
+from chainrule.server.transport.connections import EVICTION_AGE, AcceptErrorFilter, raise_descriptor_limit
+from chainrule.server.transport.grpc_server import DESCRIPTOR_RESERVE, grpc_connection_cap, server_options
 from tests.conftest import make_settings
 
 CAP = 16
@@ -58,13 +59,25 @@ def closed_count(app: Application, reason: str) -> float:
     return app.registry.get_sample_value("chainrule_http_connections_closed_total", {"reason": reason}) or 0.0
 
 
-async def open_idle(port: int, count: int) -> list[socket.socket]:
-    """`count` connections that never send a byte, each given time to be accepted."""
+async def open_idle(port: int, count: int, source: str = "127.0.0.1") -> list[socket.socket]:
+    """`count` connections from `source` that never send a byte, each given time to be accepted."""
     opened = []
     for _ in range(count):
-        opened.append(socket.create_connection(("127.0.0.1", port)))
+        opened.append(socket.create_connection(("127.0.0.1", port), source_address=(source, 0)))
         await asyncio.sleep(0.002)
     return opened
+
+
+async def get_healthz(port: int, source: str) -> bytes:
+    """A new connection from `source`, one `/healthz`: what came back (empty if closed or reset)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return await reader.read()
+    except ConnectionResetError:
+        return b""
+    finally:
+        writer.close()
 
 
 async def test_idle_sockets_at_the_cap_do_not_lock_callers_out(bounded: Application) -> None:
@@ -111,6 +124,44 @@ async def test_a_burst_evicts_the_oldest_waiting_not_a_caller_that_just_connecte
             sock.close()
 
 
+async def test_one_address_holds_at_most_its_share_and_never_pushes_out_another_caller(
+    bounded: Application,
+) -> None:
+    # A flood from one address, as fast as it can open them (none old enough to be evicted for
+    # age), while another caller keeps connecting: the flood only ever recycles its own share.
+    flood = [socket.create_connection(("127.0.0.1", bounded.http_port), source_address=("127.0.0.66", 0))]
+    try:
+        for _ in range(5):
+            flood += await open_idle(bounded.http_port, CAP, source="127.0.0.66")
+            for _ in range(3):
+                assert (await get_healthz(bounded.http_port, "127.0.0.2")).startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(0.2)
+        held = sum(not closed_by_peer(sock) for sock in flood)
+        assert held <= bounded.settings.connections_per_caller < CAP
+    finally:
+        for sock in flood:
+            sock.close()
+
+
+async def test_at_the_cap_the_caller_holding_most_makes_room_even_with_young_connections(
+    bounded: Application,
+) -> None:
+    # Two callers fill the cap: one with its whole share, the other with what is left. A third
+    # caller's connection then takes the place of one of the first's, however young.
+    await asyncio.sleep(0.2)  # the earlier tests' connections are gone
+    share = bounded.settings.connections_per_caller
+    first = await open_idle(bounded.http_port, share, source="127.0.0.66")
+    second = await open_idle(bounded.http_port, CAP - share, source="127.0.0.67")
+    try:
+        assert (await get_healthz(bounded.http_port, "127.0.0.3")).startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(0.1)
+        assert sum(closed_by_peer(sock) for sock in first) >= 1
+        assert not any(closed_by_peer(sock) for sock in second)
+    finally:
+        for sock in [*first, *second]:
+            sock.close()
+
+
 @pytest.mark.parametrize(
     "sent",
     [b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"],
@@ -135,7 +186,7 @@ async def test_an_idle_kept_alive_connection_is_closed(bounded: Application) -> 
 
 
 def test_grpc_bounds_its_connections_too() -> None:
-    options = dict(server_options(make_settings(max_connections=7, grpc_handshake_seconds=2.5)))
+    options = dict(server_options(make_settings(max_grpc_connections=7, grpc_handshake_seconds=2.5)))
     assert options["grpc.max_allowed_incoming_connections"] == 7
     assert options["grpc.server_handshake_timeout_ms"] == 2500
     assert options["grpc.max_connection_idle_ms"] > 0
@@ -157,3 +208,20 @@ def test_accept_errors_are_rate_limited() -> None:
     passed = record(accept)
     assert limiter.filter(passed)
     assert "1000 more" in passed.getMessage()
+
+
+def test_the_grpc_cap_fits_the_descriptor_limit() -> None:
+    settings = make_settings(max_connections=1000, max_grpc_connections=70_000)
+    assert grpc_connection_cap(settings, descriptors=1_048_576) == 70_000
+    # Lower, so that at the cap grpc closes newcomers instead of every transport running out.
+    assert grpc_connection_cap(settings, descriptors=20_000) == 20_000 - 1000 - DESCRIPTOR_RESERVE
+
+
+def test_the_descriptor_limit_is_raised_to_the_hard_one() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 1024), hard))
+        assert raise_descriptor_limit() == hard
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

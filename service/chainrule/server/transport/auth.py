@@ -98,7 +98,7 @@ class Callers:
             found = self.checker.identify(authorization)
             if found is not None:
                 return found
-        return f"address:{_network(address)}"
+        return address_caller(address)
 
     def of_grpc(self, context: Any) -> str:
         """The caller of a gRPC call, from its metadata and `context.peer()` (`ipv4:1.2.3.4:5678`)."""
@@ -114,6 +114,11 @@ class Callers:
             header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
         client = scope.get("client")
         return self.identify(header, str(client[0]) if client else "")
+
+
+def address_caller(address: str) -> str:
+    """The caller an address stands for when no token says who it is: the IP (IPv6: its /64)."""
+    return f"address:{_network(address)}"
 
 
 def grpc_peer_address(peer: str) -> str:

@@ -1,4 +1,5 @@
-"""Bounded HTTP connections: a request head within a deadline, idle ones closed, a cap on how many are open.
+"""Bounded HTTP connections: a request head within a deadline, idle ones closed, a cap on how many are
+open, shared fairly between callers.
 
 uvicorn bounds none of these by itself: its keep-alive timer starts only after a first response, so a
 connection that never sends a byte, or sends half a request head, stays open for ever, and nothing
@@ -8,11 +9,19 @@ process fails, health checks included). `bounded_protocol` makes uvicorn's h11 p
 - a connection must send a complete request head within `head_timeout` seconds of connecting or of
   its previous response; otherwise it is closed;
 - idle kept-alive connections close after uvicorn's `timeout_keep_alive` (set by the server);
-- at `max_connections` open connections, a new one takes the place of the connection that has
-  waited longest for a request head, if that one has waited at least `EVICTION_AGE` (idle or slow:
-  it costs nothing to drop), so idle sockets cannot lock callers out and a caller that has just
-  connected is not pushed out by a flood; otherwise the new one is answered `503` and closed at once.
-  Either way descriptors are freed as fast as they are taken.
+- one caller (its IP address, an IPv6 /64: `auth.address_caller`, the rule that shares compute; not
+  IP:port, or opening more connections would buy more) holds at most `max_per_caller` connections:
+  past it, its new connection takes the place of its own that has waited longest for a request head,
+  if that one has waited at least `EVICTION_AGE`, or else is answered `503` and closed;
+- at `max_connections` open connections, a new one takes the place of a connection waiting for a
+  request head of the caller that holds the most, when that caller holds more than the newcomer's:
+  a flood from one address only ever pushes out its own connections, never a caller that has just
+  connected. Otherwise it takes the place of the connection that has waited longest for a request
+  head, if that one has waited at least `EVICTION_AGE` (idle or slow: it costs nothing to drop), or is
+  answered `503` and closed. Either way descriptors are freed as fast as they are taken.
+
+Descriptors: the process raises its soft limit to the hard one at start-up (`raise_descriptor_limit`;
+the soft limit is often 1,024, far below the caps), and the caps are sized below it (grpc_server.py).
 
 The loop's "socket.accept() out of system resource" error, logged on every accept attempt while the
 process is out of descriptors, is rate-limited by `AcceptErrorFilter`.
@@ -22,12 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from chainrule.server.transport.auth import address_caller
 
 # What a refused connection reads: no body, no keep-alive, a hint to come back.
 _REFUSAL = (
@@ -35,15 +48,14 @@ _REFUSAL = (
 )
 
 
-# Why a bound closed a connection: refused at the limit, evicted (the idlest, to make room), no
-# complete request head in time. The metric's label values, all exported from start-up.
+# Why a bound closed a connection: refused at a limit, evicted (to make room), no complete request
+# head in time. The metric's label values, all exported from start-up.
 LIMIT, EVICTED, HEAD_TIMEOUT = "limit", "evicted", "head_timeout"
 CLOSE_REASONS = (LIMIT, EVICTED, HEAD_TIMEOUT)
 
 
-# A connection younger than this is never evicted to make room (see `_evict_idlest`): a flood must
-# open `max_connections` connections within it to refuse a newcomer; a caller sends its request head
-# within milliseconds of connecting.
+# A connection younger than this is evicted only to make room for a caller holding fewer connections
+# than its own (see `_make_room`); a caller sends its request head within milliseconds of connecting.
 EVICTION_AGE = 0.1
 
 
@@ -54,33 +66,52 @@ def _ignore(reason: str) -> None:
 class _BoundedH11Protocol(H11Protocol):
     head_timeout: float = 30.0
     max_connections: int = 1000
+    max_per_caller: int = 500
     # Called with one of CLOSE_REASONS for every connection a bound closed (metrics).
     closed_by_bound: Callable[[str], None] = staticmethod(_ignore)
-    # The connections waiting for a request head, oldest first (one dict per server: see
-    # `bounded_protocol`), so the one to evict is found without scanning every connection.
+    # One of each per server (see `bounded_protocol`): the connections waiting for a request head,
+    # oldest first, all of them and by caller (so the one to evict is found without scanning every
+    # connection), and how many connections each caller holds.
     waiting: dict[_BoundedH11Protocol, None]
+    waiting_by_caller: dict[str, dict[_BoundedH11Protocol, None]]
+    held: Counter[str]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_since = 0.0
+        self._caller: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.connections) >= self.max_connections and not self._evict_idlest():
+        caller = _caller_of(transport)
+        if not self._make_room(caller):
             # Refused before uvicorn tracks it: the descriptor goes back at once.
             transport.write(_REFUSAL)
             transport.close()
             self.closed_by_bound(LIMIT)
             return
+        self._caller = caller
+        self.held[caller] += 1
         super().connection_made(transport)
         self._arm_head_timer()
 
-    def _evict_idlest(self) -> bool:
-        """Close the connection that has waited longest for a request head, if it has waited at least
-        EVICTION_AGE seconds; False otherwise. The age protects a caller that has just connected and
-        is sending its request: flooding must then outpace it, not merely outnumber it."""
-        idlest = next(iter(self.waiting), None)
-        if idlest is None or self.loop.time() - idlest._head_since < EVICTION_AGE:
+    def _make_room(self, caller: str) -> bool:
+        """Whether a new connection of `caller` may open, after evicting one to make room if needed."""
+        if self.held[caller] >= self.max_per_caller:
+            return self._evict(self.waiting_by_caller.get(caller, {}), EVICTION_AGE)
+        if len(self.connections) < self.max_connections:
+            return True
+        hog = max(self.waiting_by_caller, key=self.held.__getitem__, default=None)
+        if hog is not None and self.held[hog] > self.held[caller] + 1:
+            # It holds more than the newcomer would: its youngest are fair game too.
+            return self._evict(self.waiting_by_caller[hog], 0.0)
+        return self._evict(self.waiting, EVICTION_AGE)
+
+    def _evict(self, waiting: dict[_BoundedH11Protocol, None], min_age: float) -> bool:
+        """Close the connection of `waiting` that has waited longest for a request head, if it has
+        waited at least `min_age` seconds; False otherwise."""
+        idlest = next(iter(waiting), None)
+        if idlest is None or self.loop.time() - idlest._head_since < min_age:
             return False
         idlest._disarm_head_timer()
         idlest.transport.close()
@@ -89,8 +120,12 @@ class _BoundedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
-        if self.transport is None:  # a refused connection: uvicorn never saw it
+        if self._caller is None:  # a refused connection: uvicorn never saw it
             return
+        self.held[self._caller] -= 1
+        if not self.held[self._caller]:
+            del self.held[self._caller]
+        self._caller = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -113,35 +148,58 @@ class _BoundedH11Protocol(H11Protocol):
             self._head_since = self.loop.time()
             self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
             self.waiting[self] = None
+            if self._caller is not None:
+                self.waiting_by_caller.setdefault(self._caller, {})[self] = None
 
     def _disarm_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-            self.waiting.pop(self, None)
+            self._stop_waiting()
+
+    def _stop_waiting(self) -> None:
+        self.waiting.pop(self, None)
+        if self._caller is not None:
+            own = self.waiting_by_caller.get(self._caller)
+            if own is not None:
+                own.pop(self, None)
+                if not own:
+                    del self.waiting_by_caller[self._caller]
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        self.waiting.pop(self, None)
+        self._stop_waiting()
         if self._awaiting_head():
             self.closed_by_bound(HEAD_TIMEOUT)
             self.transport.close()
 
 
 def bounded_protocol(
-    head_timeout: float, max_connections: int, closed_by_bound: Callable[[str], None] = _ignore
+    head_timeout: float,
+    max_connections: int,
+    max_per_caller: int,
+    closed_by_bound: Callable[[str], None] = _ignore,
 ) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a request-head deadline and a cap on open connections."""
+    """uvicorn's h11 protocol with a request-head deadline and caps on open connections, in all and
+    per caller."""
     return type(
         "BoundedH11Protocol",
         (_BoundedH11Protocol,),
         {
             "head_timeout": head_timeout,
             "max_connections": max_connections,
+            "max_per_caller": max_per_caller,
             "closed_by_bound": staticmethod(closed_by_bound),
             "waiting": {},
+            "waiting_by_caller": {},
+            "held": Counter(),
         },
     )
+
+
+def _caller_of(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return address_caller(str(peer[0]) if isinstance(peer, tuple) and peer else "")
 
 
 class AcceptErrorFilter(logging.Filter):
@@ -175,3 +233,24 @@ def install_accept_error_filter() -> None:
     logger = logging.getLogger("asyncio")
     if not any(isinstance(f, AcceptErrorFilter) for f in logger.filters):
         logger.addFilter(AcceptErrorFilter())
+
+
+def raise_descriptor_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; the new soft limit.
+
+    Shells and container runtimes often leave the soft limit at 1,024 for old `select` users while
+    allowing far more: the connection caps, not the kernel, should decide who gets a descriptor.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # pragma: no cover - a platform that refuses: keep the soft one
+            return soft
+    return hard
+
+
+def descriptor_limit() -> int:
+    """This process's soft limit on open files (RLIM_INFINITY as a large number)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 2**31 - 1

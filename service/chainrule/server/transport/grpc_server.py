@@ -22,7 +22,7 @@ from chainrule.server.compute import deadlines
 from chainrule.server.config import Settings
 from chainrule.server.logs import note_error
 from chainrule.server.sizing import PROTOBUF, Wire
-from chainrule.server.transport import wire
+from chainrule.server.transport import connections, wire
 from chainrule.server.transport.auth import Callers, TlsFiles
 from chainrule.server.transport.instrumentation import Instrumentation, Registration
 from chainrule.server.transport.status import grpc_status
@@ -42,6 +42,12 @@ OFFLOAD_BYTES = 256 * 1024
 # waiting call costs grpc a stream's state, a few kilobytes.
 _BACKLOG = 32_768
 _STREAMS_PER_CALL_SLOT = 4
+# Descriptors kept for everything but connections: listening sockets, the worker pool's pipes, log,
+# metrics and heartbeat files, grpc's and asyncio's own (a few dozen measured; the rest is margin).
+DESCRIPTOR_RESERVE = 1024
+# What one IPv4 address can open to one port: a connection per source port. A gRPC cap above it
+# leaves room for other callers whatever one address does (grpc cannot evict to make room).
+ONE_ADDRESS_CONNECTIONS = 65_535
 
 
 class PortInUseError(RuntimeError):
@@ -166,7 +172,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.server.max_pending_requests", max(_BACKLOG, 4 * settings.calls_in_flight)),
         ("grpc.server.max_pending_requests_hard_limit", max(_BACKLOG, 4 * settings.calls_in_flight)),
         # Connections: capped, a handshake within the header timeout, idle ones closed.
-        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.max_allowed_incoming_connections", grpc_connection_cap(settings)),
         ("grpc.server_handshake_timeout_ms", _ms(settings.grpc_handshake_seconds)),
         ("grpc.max_connection_idle_ms", _ms(settings.grpc_idle_seconds)),
         # Keepalive: the server pings quiet connections to find dead peers, and refuses (GOAWAY
@@ -184,6 +190,16 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     return options
 
 
+def grpc_connection_cap(settings: Settings, descriptors: int | None = None) -> int:
+    """`max_grpc_connections`, lowered so that it, the HTTP cap and `DESCRIPTOR_RESERVE` fit the
+    descriptor limit (default: this process's): at the cap grpc closes new connections at once,
+    while out of descriptors every transport of the process fails."""
+    if descriptors is None:
+        descriptors = connections.descriptor_limit()
+    room = descriptors - settings.max_connections - DESCRIPTOR_RESERVE
+    return max(1, min(settings.max_grpc_connections, room))
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -198,8 +214,12 @@ def create_server(
     health_servicer: health.aio.HealthServicer | None = None,
     instrumentation: Instrumentation | None = None,
     callers: Callers | None = None,
+    *,
+    listen: bool = True,
 ) -> tuple[grpc.aio.Server, int]:
     """Build (not start) the gRPC server with chainrule, health and reflection; return it and its port.
+
+    `listen=False` leaves the port to `listen_on_port` (a port of 0 must be bound to be known).
 
     `instrumentation` (request ids, metrics, auth) is built into each handler as it is registered;
     `callers` says who each call comes from (by token or address), for fair shares of compute.
@@ -219,6 +239,13 @@ def create_server(
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         reflection.aio.ReflectionServicer(names), target
     )
+    if listen:
+        return server, listen_on_port(server, settings)
+    return server, settings.grpc_port
+
+
+def listen_on_port(server: grpc.aio.Server, settings: Settings) -> int:
+    """Bind and listen on the gRPC port (grpc listens at once, before `start`); the port bound."""
     address = bind_address(settings.host, settings.grpc_port)
     tls = TlsFiles.from_settings(settings)
     try:
@@ -230,4 +257,4 @@ def create_server(
         raise PortInUseError(f"cannot listen for gRPC on {address}: {error}") from error
     if port == 0:
         raise PortInUseError(f"cannot listen for gRPC on {address}")
-    return server, port
+    return port

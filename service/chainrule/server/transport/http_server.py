@@ -83,8 +83,18 @@ def create_http_app(
     return Starlette(routes=routes, middleware=middleware, exception_handlers=rest.exception_handlers())
 
 
-def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """Bind the HTTP listening socket ourselves, so port 0 works and a taken port fails clearly."""
+LISTEN_BACKLOG = 1024
+# Connections asyncio accepts in one turn of the event loop. It takes the listen backlog for this and
+# uvicorn passes its own (2,048): under a flood each turn then accepted thousands of connections, at
+# ~0.15 ms each, before the loop answered anything else (health checks waited seconds). A small
+# batch lets the loop serve between batches; the kernel's queue keeps LISTEN_BACKLOG (set again
+# after uvicorn listened with the batch size).
+ACCEPT_BATCH = 32
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """Bind the HTTP listening socket ourselves, so port 0 works and a taken port fails clearly.
+    `listen=False`: bound only, `HttpServer.start` listens (no connection is queued before then)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and accepted
     # connections inherit it. Without it Nagle meets delayed ACKs: ~40 ms per reply on kept-alive connections.
@@ -97,7 +107,8 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
     except OSError as error:
         sock.close()
         raise OSError(f"cannot listen for HTTP on {host}:{port}: {error.strerror}") from error
-    sock.listen(1024)
+    if listen:
+        sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -124,7 +135,10 @@ class HttpServer:
         `closed_by_bound` counts connections a bound closed (see connections.py)."""
         self._socket = sock
         protocol = connections.bounded_protocol(
-            settings.header_timeout_seconds, settings.max_connections, closed_by_bound or (lambda _: None)
+            settings.header_timeout_seconds,
+            settings.max_connections,
+            settings.connections_per_caller,
+            closed_by_bound or (lambda _: None),
         )
         config = uvicorn.Config(
             app,
@@ -132,6 +146,7 @@ class HttpServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            backlog=ACCEPT_BATCH,
             timeout_keep_alive=settings.http_idle_seconds,  # type: ignore[arg-type]  # a float works
             # The application has already waited the grace period for calls in flight (drain.py)
             # and `stop` cancels what still runs; this only lets connections close.
@@ -146,12 +161,15 @@ class HttpServer:
         return int(self._socket.getsockname()[1])
 
     async def start(self) -> None:
+        if not self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            self._socket.listen(LISTEN_BACKLOG)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
         while not self._server.started:
             if self._task.done():
                 await self._task  # re-raise why it could not start
                 raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
+        self._socket.listen(LISTEN_BACKLOG)  # uvicorn listened with ACCEPT_BATCH
 
     async def stop(self) -> None:
         """Stop serving: calls still running are cancelled (drain.py answers them), then uvicorn exits."""
