@@ -57,7 +57,9 @@ class DifferentiationServicer:
 
     Its handlers take and return bytes (registered without (de)serializers, see `_add_service`):
     grpc.aio would otherwise parse every request and serialise every reply on the event loop, and a
-    64 MB batch takes a tenth of a second to parse; big ones are parsed and serialised on a thread.
+    64 MB batch takes a tenth of a second to parse. A big batch request has its columns read in
+    place instead (`_parsed`), and its reply is serialised on the thread that computed it; other big
+    requests and replies are parsed and serialised on a thread.
     """
 
     def __init__(self, api: ChainruleApi, callers: Callers | None = None) -> None:
