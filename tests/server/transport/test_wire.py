@@ -87,7 +87,7 @@ def test_a_batch_request_splits_into_its_other_fields_and_views_of_its_columns()
         points={k: pb.Array(f64le=v.tobytes()) for k, v in columns.items()},
     )
     data = message.SerializeToString()
-    split = split_points(data, GRADIENT, max_entries=8, max_fields=16)
+    split = split_points(data, GRADIENT, max_entries=8, max_fields=16, max_rest=1024)
     assert split is not None
     message.ClearField("points")
     assert pb.GradientAtPointRequest.FromString(split.rest) == message
@@ -101,7 +101,7 @@ def test_a_repeated_key_keeps_the_last_column_as_protobuf_does() -> None:
     data = _entry(_field(1, b"x"), _field(2, _field(2, F64))) + _entry(
         _field(1, b"x"), _field(2, _field(2, F64[:8]))
     )
-    split = split_points(data, GRADIENT, max_entries=8, max_fields=16)
+    split = split_points(data, GRADIENT, max_entries=8, max_fields=16, max_rest=1024)
     assert split is not None and bytes(split.points["x"].f64le) == F64[:8]
     assert dict(pb.GradientAtPointRequest.FromString(data).points)["x"].f64le == F64[:8]
 
@@ -126,15 +126,22 @@ def test_a_repeated_key_keeps_the_last_column_as_protobuf_does() -> None:
         (_entry(_field(1, b"x"), _field(2, _field(2, F64)))[:-1], "truncated"),
         (b"\x0f" + _entry(_field(1, b"x"), _field(2, _field(2, F64))), "a wire type protobuf has not"),
         (b"\x1a\x00" * 17, "more fields than it walks"),
+        (_field(1, b"x" * 100) * 11, "more bytes besides the columns than it copies"),
     ],
 )
 def test_other_layouts_are_left_to_protobuf(data: bytes, why: str) -> None:
-    assert split_points(data, GRADIENT, max_entries=64, max_fields=16) is None, why
+    assert split_points(data, GRADIENT, max_entries=64, max_fields=16, max_rest=1024) is None, why
 
 
 def test_a_message_without_columns_is_not_split() -> None:
     assert (
-        split_points(pb.DifferentiateRequest(expression="x").SerializeToString(), DIFFERENTIATE, 8, 16)
+        split_points(
+            pb.DifferentiateRequest(expression="x").SerializeToString(),
+            DIFFERENTIATE,
+            8,
+            max_fields=16,
+            max_rest=1024,
+        )
         is None
     )
 
@@ -142,5 +149,5 @@ def test_a_message_without_columns_is_not_split() -> None:
 def test_splitting_stops_at_the_entry_limit() -> None:
     data = pb.EvaluateRequest(expression="x", points=big_columns(9)).SerializeToString()
     with pytest.raises(LimitExceeded) as caught:
-        split_points(data, EVALUATE, max_entries=8, max_fields=64)
+        split_points(data, EVALUATE, max_entries=8, max_fields=64, max_rest=1024)
     assert caught.value.violations[0].field == "points"

@@ -125,8 +125,10 @@ async def _parsed(message_type: type[Request], raw: bytes, max_entries: int) -> 
         if len(raw) <= OFFLOAD_BYTES:
             return message_type.FromString(raw), Wire(PROTOBUF, len(raw))
         descriptor = cast(Descriptor, message_type.DESCRIPTOR)
-        split = wire.split_points(raw, descriptor, max_entries, _FIELDS_ON_LOOP)
-        if split is None or len(split.rest) > OFFLOAD_BYTES:
+        split = wire.split_points(
+            raw, descriptor, max_entries, max_fields=_FIELDS_ON_LOOP, max_rest=OFFLOAD_BYTES
+        )
+        if split is None:
             request = await asyncio.to_thread(_counted_then_parsed, message_type, raw, max_entries)
             return request, Wire(PROTOBUF, len(raw))
         wire.check_message_entries(split.rest, descriptor, max_entries)

@@ -72,13 +72,16 @@ class Split(NamedTuple):
     points: dict[str, EncodedArray]
 
 
-def split_points(data: bytes, descriptor: Descriptor, max_entries: int, max_fields: int) -> Split | None:
+def split_points(
+    data: bytes, descriptor: Descriptor, max_entries: int, *, max_fields: int, max_rest: int
+) -> Split | None:
     """`data` (a serialised `descriptor` message) as a `Split`, walking at most `max_fields` fields.
 
-    None when the message has no `points` map of `Array`s, more fields than that, or a layout other
-    than the one protobuf writes (an entry's key then its value; a value with only `f64le`): then it
-    is parsed whole, which also says what is wrong with a malformed one. Time linear in the number
-    of fields, not in the bytes: no payload is read or copied.
+    None when the message has no `points` map of `Array`s, more fields than that, more than
+    `max_rest` bytes besides the map, or a layout other than the one protobuf writes (an entry's key
+    then its value; a value with only `f64le`): then it is parsed whole, which also says what is
+    wrong with a malformed one. Time linear in the number of fields and `max_rest`, not in the
+    bytes: no column is read or copied.
     """
     number = _points_field(descriptor)
     if number is None:
@@ -86,7 +89,7 @@ def split_points(data: bytes, descriptor: Descriptor, max_entries: int, max_fiel
     view = memoryview(data)
     rest: list[memoryview] = []
     points: dict[str, EncodedArray] = {}
-    entries = fields = position = 0
+    entries = fields = position = rest_bytes = 0
     try:
         while position < len(data):
             fields += 1
@@ -96,6 +99,9 @@ def split_points(data: bytes, descriptor: Descriptor, max_entries: int, max_fiel
             tag, position = _varint(data, position)
             if tag != number << 3 | _LEN:
                 position = _skip(data, position, tag & 7, descriptor)
+                rest_bytes += position - start
+                if rest_bytes > max_rest:
+                    return None
                 rest.append(view[start:position])
                 continue
             entries += 1
