@@ -27,6 +27,7 @@ def tuned_environment() -> dict[str, str]:
     return {
         **os.environ,
         "MALLOC_TRIM_THRESHOLD_": str(keep),
+        "MALLOC_TOP_PAD_": str(keep),
         "MALLOC_MMAP_THRESHOLD_": str(min(keep, MMAP_THRESHOLD_MAX)),
         "MALLOC_ARENA_MAX": "1",
     }

@@ -166,18 +166,17 @@ def _gap(row: Row) -> str:
 
 _NEURON = batch.NEURON.label
 _COPIES = (
-    "the request is copied twice before the arithmetic (protobuf's arena, then each column: 5 to 9 ms at "
-    "10^6 points) and the reply once (bench/PROFILE.md, 'Third profile')"
+    "each column of the request that is not 8-byte aligned in its bytes is copied once (the others are "
+    "read in place), the reply is joined once, and the call hops to the numeric thread and back "
+    "(bench/PROFILE.md, 'Fourth profile')"
 )
 # What limits a figure that misses its target, stated where it is printed (only when it misses); keyed
 # by measure, or by "scenario: measure" where two scenarios share a measure's text.
 GAPS = {
     f"4 batch gradients: end-to-end, 1,000,000 points vs echo + numpy floor: {_NEURON}": (
-        "the reply is 40 MB, and glibc maps every block of 32 MiB or more afresh whatever mallopt says (its "
-        "cap on the mmap threshold), so the reply's bytes page-fault on every call: joining 40 MB took "
-        "15.5 ms, 2.8 ms from the heap with M_MMAP_MAX=0 (not set: memory freed in the middle of the heap "
-        f"would then stay resident beyond CHAINRULE_MALLOC_KEEP_BYTES); and {_COPIES}. The echo floor "
-        "allocates its reply once."
+        "the reply is 40 MB, joined on the numeric thread (from kept heap memory: no page faults since "
+        f"the heap grows by CHAINRULE_MALLOC_KEEP_BYTES) before grpc copies it; and {_COPIES}. The echo "
+        "floor serialised its reply once, before the run."
     ),
     "3 batch evaluation: end-to-end, 1,000,000 points vs echo + numpy floor: 1 variable: x^3 - 2*x + 1": (
         f"one column of cheap arithmetic, so a small floor (22 ms): {_COPIES}, and x^3 is three numpy "
@@ -185,8 +184,8 @@ GAPS = {
         "the hand-written x*x*x."
     ),
     "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: 1 variable: x^3 - 2*x + 1": (
-        "a floor of 3 ms, in which the call's fixed costs (the hop to the numeric thread and back, the "
-        "request's two copies, the reply's join) weigh most; see the 10^6-point Evaluate row."
+        "a floor of 5 ms, in which the call's fixed costs (the hop to the numeric thread and back: 0.3 to "
+        "0.4 ms under load, the reply's join) and x^3 (see the 10^6-point Evaluate row) weigh most."
     ),
     "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: "
     "6 variables: sqrt(x0^2 + ... + x5^2)": (

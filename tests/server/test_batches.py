@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
-from chainrule.server.batches import Reply, decode_batch, fill
+from chainrule.server.batches import ArrayFields, EncodedArray, Reply, decode_batch, fill
 from chainrule.v1 import chainrule_pb2 as pb
 
 
@@ -117,3 +117,42 @@ def test_map_entries_are_bounded_before_any_column_is_read(
 def test_unused_entries_within_the_bound_are_accepted() -> None:
     batch = decode_batch({"x": 1.0, "unused": 2.0}, {}, max_points=10, max_entries=2)
     assert set(batch.columns) == {"x", "unused"}
+
+
+def test_an_encoded_column_is_read_in_place_and_aligned_only_when_it_must_be() -> None:
+    values = np.array([1.5, -2.0, 3.25])
+    # At offsets 8 and 33 of the bytes' buffer, which CPython aligns to 16.
+    data = b"\0" * 8 + values.tobytes() + b"\0" + values.tobytes()
+    points: dict[str, ArrayFields] = {
+        "x": EncodedArray(memoryview(data)[8:32]),
+        "y": EncodedArray(memoryview(data)[33:]),
+        "z": pb.Array(values=[1.0, 2.0, 3.0]),
+    }
+    batch = decode_batch({}, points, max_points=10, max_entries=64)
+    assert batch.raw_output and batch.size == 3
+    assert not batch.columns["y"].flags.aligned and np.shares_memory(
+        batch.columns["y"], np.frombuffer(data, "u1")
+    )
+    aligned = batch.aligned_columns()
+    assert all(column.flags.aligned for column in aligned.values())
+    assert aligned["x"] is batch.columns["x"] and aligned["z"] is batch.columns["z"]
+    assert aligned["y"] is not batch.columns["y"] and aligned["y"].tolist() == values.tolist()
+
+
+def test_aligned_columns_are_not_copied() -> None:
+    batch = decode_batch({}, {"x": raw([1.0, 2.0])}, max_points=10, max_entries=64)
+    assert batch.aligned_columns() is batch.columns
+
+
+def test_an_encoded_column_of_a_bad_length_names_its_field() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        decode_batch({}, {"x": EncodedArray(memoryview(b"\0" * 12))}, max_points=10, max_entries=64)
+    assert caught.value.violations[0].field == "points.x.f64le"
+
+
+def test_a_reply_is_serialised_once() -> None:
+    reply = _gradient_reply(raw=True)
+    assert not reply.encoded()
+    first = reply.SerializeToString()
+    assert reply.encoded() and reply.SerializeToString() is first
+    assert reply.message() == _filled(raw=True)

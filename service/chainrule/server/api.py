@@ -138,7 +138,8 @@ class ChainruleApi:
 
     # Evaluate, GradientAtPoint and Jacobian: the message (`evaluate`, for JSON and whoever wants
     # it), or a `batches.Reply` whose point columns gRPC sends without copying them into the message
-    # (`evaluate_reply`: `filled` moves them in where they are computed, off the event loop).
+    # (`evaluate_reply`). Either is finished where it is computed, off the event loop: `filled` moves
+    # the columns into the message, else the reply is serialised there.
 
     async def evaluate(self, request: pb.EvaluateRequest, wire: Wire = PROTOBUF_WIRE) -> pb.EvaluateResponse:
         return (await self.evaluate_reply(request, wire, filled=True)).message()
@@ -565,7 +566,7 @@ class ChainruleApi:
     def _batch(self, plan: _Plan, request: Any, wire: Wire) -> tuple[Batch, int]:
         """The request's points, after every check of what answering them will cost; and the working
         memory that will take."""
-        batch = self._decoded(request)
+        batch = self._decoded(request, wire)
         missing = batch.missing(plan.needed)
         if missing:
             raise numeric.missing_columns(missing).relocated({"columns": batch.field})
@@ -579,9 +580,10 @@ class ChainruleApi:
             return batch, 0
         return batch, self._sized(batch, plan.columns, plan.compiled.program.outputs, wire)
 
-    def _decoded(self, request: Any) -> Batch:
+    def _decoded(self, request: Any, wire: Wire) -> Batch:
+        points = request.points if wire.points is None else wire.points
         return decode_batch(
-            request.point, request.points, self.limits.engine.max_points, self.settings.max_field_entries
+            request.point, points, self.limits.engine.max_points, self.settings.max_field_entries
         )
 
     def _sized(self, batch: Batch, columns: int, arrays: int, wire: Wire) -> int:
@@ -615,14 +617,16 @@ class ChainruleApi:
         await self._check_shape(request, wire, outputs, outputs)
 
     async def _check_shape(self, request: Any, wire: Wire, columns: int, arrays: int) -> None:
-        batch = await self._read(wire, self._decoded, request)
+        batch = await self._read(wire, functools.partial(self._decoded, wire=wire), request)
         if not batch.single:
             self._sized(batch, columns, arrays, wire)
 
     def _reply(self, plan: _Plan, batch: Batch, reply: _Reply, filled: bool) -> Reply[Any]:
+        """Compute and finish the reply where the work runs: the message filled in, else serialised."""
         run, build = reply
+        columns = batch.aligned_columns()
         try:
-            result, stage = _timed("evaluate", run, plan.compiled, batch.columns, batch.size)
+            result, stage = _timed("evaluate", run, plan.compiled, columns, batch.size)
         except ChainruleError as error:
             raise error.relocated({"columns": batch.field}) from None
         self._observe((stage,))
@@ -630,6 +634,8 @@ class ChainruleApi:
         built = build(plan, batch, result)
         if filled:
             built.message()
+        else:
+            built.SerializeToString()
         return built
 
     def _observe(self, stages: Sequence[jobs.Stage]) -> None:

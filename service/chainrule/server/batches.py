@@ -2,16 +2,17 @@
 
 The fast path never builds Python floats: `f64le` columns are read as views of the request's bytes
 and written back with one copy per column (`Reply` appends them to the message's bytes). Reading a
-`bytes` field from a protobuf message copies it, and a batch may be 64 MB: so the API layer decodes
-big requests off the event loop, and the checks that must come first (how many map entries) need no
-column's content.
+`bytes` field from a protobuf message copies it, and a batch may be 64 MB: so the gRPC transport
+reads a batch request's columns from its bytes itself (`EncodedArray`, transport/wire.py), the API
+layer decodes other big requests off the event loop, and the checks that must come first (how many
+map entries) need no column's content.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +27,24 @@ Response = TypeVar("Response", bound=Message)
 _LENGTH_DELIMITED = 2  # protobuf's wire type of bytes and message fields
 
 
-def check_entries(point: Mapping[str, float], points: Mapping[str, pb.Array], max_entries: int) -> None:
+class ArrayFields(Protocol):
+    """What decoding reads of an `Array`: a parsed message, or an `EncodedArray`."""
+
+    @property
+    def values(self) -> Sequence[float]: ...
+
+    @property
+    def f64le(self) -> bytes | memoryview: ...
+
+
+class EncodedArray(NamedTuple):
+    """An `Array` holding only f64le, read from a request's bytes unparsed: the payload is a view."""
+
+    f64le: memoryview
+    values: tuple[float, ...] = ()
+
+
+def check_entries(point: Mapping[str, float], points: Mapping[str, ArrayFields], max_entries: int) -> None:
     """Refuse a map with more than `max_entries` entries, in constant time (before any decoding)."""
     for field, entries in (("point", len(point)), ("points", len(points))):
         if entries > max_entries:
@@ -54,13 +72,24 @@ class Batch:
     def missing(self, variables: Sequence[str]) -> list[str]:
         return [name for name in variables if name not in self.columns]
 
+    def aligned_columns(self) -> Mapping[str, FloatArray]:
+        """The columns, each 8-byte aligned: a view of the request's bytes sits wherever its field
+        does, and numpy reads a misaligned column through a buffered copy at every operation (a
+        gradient of six columns at 10^5 points: 2.7 against 2.3 ms); one copy costs less."""
+        if all(column.flags.aligned for column in self.columns.values()):
+            return self.columns
+        return {
+            name: column if column.flags.aligned else column.copy() for name, column in self.columns.items()
+        }
+
 
 def decode_batch(
-    point: Mapping[str, float], points: Mapping[str, pb.Array], max_points: int, max_entries: int
+    point: Mapping[str, float], points: Mapping[str, ArrayFields], max_points: int, max_entries: int
 ) -> Batch:
     """The request's `point` or `points`, checked: one of the two, equal lengths, within the limits.
 
-    Time and memory linear in the request's size (f64le columns are copied once, out of the message).
+    Time and memory linear in the request's size (f64le columns are views of `EncodedArray`s, or
+    copied once out of a parsed message).
     """
     check_entries(point, points, max_entries)
     if point and points:
@@ -105,6 +134,7 @@ class Reply(Generic[Response]):
     def __init__(self, message: Response) -> None:
         self._message = message
         self._columns: list[tuple[str, FloatArray]] = []
+        self._encoded: bytes | None = None
 
     def add(self, field: str, values: FloatArray, raw: bool) -> None:
         """Set `field` (an `Array`; a repeated one gets one more) to `values`, as f64le if `raw`."""
@@ -117,7 +147,17 @@ class Reply(Generic[Response]):
         """Whether it holds point columns (`sizing.carries_points`): then it may be tens of megabytes."""
         return bool(self._columns) or sizing.carries_points(self._message)
 
+    def encoded(self) -> bool:
+        """Whether it was serialised already (where it was computed): then serialising is free."""
+        return self._encoded is not None
+
     def SerializeToString(self) -> bytes:  # noqa: N802 (the name grpc's serialisers call)
+        """The wire bytes; the first call joins them, later ones return the same bytes."""
+        if self._encoded is None:
+            self._encoded = self._joined()
+        return self._encoded
+
+    def _joined(self) -> bytes:
         parts: list[bytes | memoryview] = [self._message.SerializeToString()]
         for field, values in self._columns:
             data = np.ascontiguousarray(values, dtype="<f8").data
@@ -151,7 +191,7 @@ def _varint(value: int) -> bytes:
 _F64LE_TAG = _varint(pb.Array.DESCRIPTOR.fields_by_name["f64le"].number << 3 | _LENGTH_DELIMITED)
 
 
-def _decode_array(array: pb.Array, field: str) -> tuple[FloatArray, bool]:
+def _decode_array(array: ArrayFields, field: str) -> tuple[FloatArray, bool]:
     """The column and whether it came as f64le; `array.f64le` is read once (each read is a copy)."""
     raw = array.f64le
     if raw and len(array.values):

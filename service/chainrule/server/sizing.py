@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
@@ -26,6 +28,9 @@ from chainrule.engine.errors import LimitExceeded
 from chainrule.server.cache import Caches
 from chainrule.server.config import Settings
 from chainrule.v1 import chainrule_pb2 as pb
+
+if TYPE_CHECKING:  # batches imports this module
+    from chainrule.server.batches import ArrayFields
 
 # Bytes of a reply besides its columns: names, counts, the message and HTTP framing.
 _REPLY_BASE = 4096
@@ -68,10 +73,16 @@ JSON = Encoding("JSON", wire_raw=8 * 4 / 3, wire_listed=25, held_raw=64, held_li
 @dataclass(frozen=True)
 class Wire:
     """What a transport tells the API layer about one call: the reply's encoding and the request's
-    encoded size (0 when unknown), which says whether decoding it is worth moving off the event loop."""
+    encoded size (0 when unknown), which says whether decoding it is worth moving off the event loop.
+
+    `points`: the request's `points` map when the transport read it from the encoded bytes itself
+    (each column's f64le a view of them, not a copy); then the message holds the other fields only
+    and `request_bytes` is their size.
+    """
 
     encoding: Encoding = PROTOBUF
     request_bytes: int = 0
+    points: Mapping[str, ArrayFields] | None = None
 
 
 PROTOBUF_WIRE = Wire()

@@ -48,3 +48,33 @@ def test_freed_batch_memory_stays_resident_only_when_asked() -> None:
 
 def test_nothing_changes_for_zero() -> None:
     assert allocator.keep_freed_memory(0) is False
+
+
+# In a fresh interpreter: page faults of filling a 40 MB bytes object (over glibc's 32 MiB mmap cap,
+# like a reply's) the third time, after an 8 MB block has made the heap grow. Not numpy: it asks for
+# huge pages for big arrays, which hides the faults.
+_BIG_PROBE = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np
+    from chainrule.server.compute import allocator
+    allocator.keep_freed_memory(int(sys.argv[1]))
+    small = np.ones(1_000_000)
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        big = b"x" * 40_000_000
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        del big
+    print(faults)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_blocks_over_the_mmap_cap_reuse_kept_memory() -> None:
+    def faults(keep_bytes: int) -> int:
+        command = [sys.executable, "-c", _BIG_PROBE, str(keep_bytes)]
+        return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+    assert faults(0) >= 9_000  # mmapped afresh: a fault for each of its 9,766 pages
+    assert faults(256 * 1024 * 1024) < 1_000

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from chainrule.engine import parsing
 from chainrule.server.app import Application
-from chainrule.server.transport.grpc_server import PortInUseError, create_server
+from chainrule.server.transport.grpc_server import PortInUseError, _parsed, create_server
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
@@ -312,6 +312,64 @@ async def test_bad_batches_name_the_field(
     bad_request = details["BadRequest"]
     assert isinstance(bad_request, error_details_pb2.BadRequest)
     assert field in [v.field for v in bad_request.field_violations]
+
+
+# Columns of 40,000 points (320 kB): requests this big have their columns read from their bytes.
+BIG = 40_000
+BIG_BAD_BATCHES = [
+    (
+        pb.EvaluateRequest(expression="x", points={"x": pb.Array(f64le=b"\0" * (8 * BIG + 4))}),
+        "points.x.f64le",
+    ),
+    (
+        pb.EvaluateRequest(expression="x+y", points={"x": f64le(np.ones(BIG)), "y": f64le(np.ones(BIG - 1))}),
+        "points.y",
+    ),
+    (pb.EvaluateRequest(expression="x", point={"x": 1.0}, points={"x": f64le(np.ones(BIG))}), "points"),
+    (pb.EvaluateRequest(expression="x + y", points={"x": f64le(np.ones(BIG))}), "points.y"),
+    (
+        pb.EvaluateRequest(expression="x", points={"x": pb.Array(values=[1.0], f64le=b"\0" * 8 * BIG)}),
+        "points.x",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_", "field"), BIG_BAD_BATCHES)
+async def test_bad_big_batches_name_the_field(
+    stub: pb_grpc.DifferentiationServiceAsyncStub, request_: pb.EvaluateRequest, field: str
+) -> None:
+    await test_bad_batches_name_the_field(stub, request_, field)
+
+
+async def test_big_columns_in_any_layout_are_read_alike(
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
+) -> None:
+    # Columns as views of the request's bytes (x: f64le alone) or parsed by protobuf (y: a list).
+    data = columns(BIG)
+    points = {"x": f64le(data["x"]), "y": pb.Array(values=data["y"].tolist())}
+    for request in (
+        pb.GradientAtPointRequest(expression="x^3 y", points=points),
+        pb.GradientAtPointRequest(expression="x^3 y", points={"x": points["x"], "y": f64le(data["y"])}),
+    ):
+        response = await stub.GradientAtPoint(request)
+        xs, y = data["x"], data["y"]
+        for got, want in zip(
+            (response.values, *response.gradients), (xs**3 * y, 3 * xs**2 * y, xs**3), strict=True
+        ):
+            assert np.allclose(np.frombuffer(got.f64le, "<f8"), want, rtol=1e-13, atol=0)
+
+
+async def test_a_big_batch_is_read_without_parsing_its_columns() -> None:
+    data = columns(BIG)
+    views = pb.EvaluateRequest(
+        expression="x*y", points={k: f64le(v) for k, v in data.items()}
+    ).SerializeToString()
+    request, read = await _parsed(pb.EvaluateRequest, views, max_entries=64)
+    assert request.expression == "x*y" and not request.points
+    assert read.points is not None and set(read.points) == set(data) and read.request_bytes < 16
+    listed = pb.EvaluateRequest(expression="x", points={"x": pb.Array(values=data["x"].tolist())})
+    request, read = await _parsed(pb.EvaluateRequest, listed.SerializeToString(), max_entries=64)
+    assert read.points is None and request == listed
 
 
 async def test_missing_variable_reason(stub: pb_grpc.DifferentiationServiceAsyncStub) -> None:

@@ -1,4 +1,5 @@
-"""Entries counted before parsing: protobuf tags walked, JSON members bounded by its colons."""
+"""Requests read before parsing: entries counted (protobuf tags walked, JSON members bounded by its
+colons), and a batch request's columns taken from its bytes."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import pytest
 from google.protobuf.descriptor import Descriptor
 
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
-from chainrule.server.transport.wire import check_json_members, check_message_entries
+from chainrule.server.transport.wire import check_json_members, check_message_entries, split_points
 from chainrule.v1 import chainrule_pb2 as pb
 
 EVALUATE: Descriptor = pb.EvaluateRequest.DESCRIPTOR
 DIFFERENTIATE: Descriptor = pb.DifferentiateRequest.DESCRIPTOR
+GRADIENT: Descriptor = pb.GradientAtPointRequest.DESCRIPTOR
 
 
 def big_columns(names: int) -> dict[str, pb.Array]:
@@ -60,3 +62,92 @@ def test_json_members_are_bounded_by_the_entries_a_request_can_have() -> None:
     with pytest.raises(LimitExceeded) as caught:
         check_json_members(json.dumps(flood).encode(), max_entries=8)
     assert caught.value.violations[0].field == "body"
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (payloads under 128 bytes: a one-byte length)."""
+    assert len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def _entry(*fields: bytes) -> bytes:
+    """A `points` entry of a GradientAtPointRequest (field 4) made of `fields`."""
+    return _field(4, b"".join(fields))
+
+
+F64 = np.array([1.5, -2.0]).tobytes()
+
+
+def test_a_batch_request_splits_into_its_other_fields_and_views_of_its_columns() -> None:
+    columns = {"x": np.linspace(-1, 1, 1_000), "y": np.linspace(2, 3, 1_000)}
+    message = pb.GradientAtPointRequest(
+        expression="x*y",
+        variables=["y", "x"],
+        hessian=True,
+        points={k: pb.Array(f64le=v.tobytes()) for k, v in columns.items()},
+    )
+    data = message.SerializeToString()
+    split = split_points(data, GRADIENT, max_entries=8, max_fields=16, max_rest=1024)
+    assert split is not None
+    message.ClearField("points")
+    assert pb.GradientAtPointRequest.FromString(split.rest) == message
+    assert set(split.points) == {"x", "y"}
+    for name, column in columns.items():
+        view = split.points[name].f64le
+        assert np.array_equal(np.frombuffer(view, "<f8"), column) and view.obj is data  # not a copy
+
+
+def test_a_repeated_key_keeps_the_last_column_as_protobuf_does() -> None:
+    data = _entry(_field(1, b"x"), _field(2, _field(2, F64))) + _entry(
+        _field(1, b"x"), _field(2, _field(2, F64[:8]))
+    )
+    split = split_points(data, GRADIENT, max_entries=8, max_fields=16, max_rest=1024)
+    assert split is not None and bytes(split.points["x"].f64le) == F64[:8]
+    assert dict(pb.GradientAtPointRequest.FromString(data).points)["x"].f64le == F64[:8]
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (
+            pb.GradientAtPointRequest(points={"x": pb.Array(values=[1.0])}).SerializeToString(),
+            "a list column",
+        ),
+        (
+            pb.GradientAtPointRequest(points={"x": pb.Array(values=[1.0], f64le=F64)}).SerializeToString(),
+            "both",
+        ),
+        (_entry(_field(2, _field(2, F64)), _field(1, b"x")), "value before key"),
+        (_entry(_field(2, _field(2, F64))), "no key"),
+        (_entry(_field(1, b"x")), "no value"),
+        (_entry(_field(1, b"\xff"), _field(2, _field(2, F64))), "a key that is not UTF-8"),
+        (_entry(_field(1, b"x"), _field(2, _field(2, F64) + _field(2, F64))), "f64le twice"),
+        (_entry(_field(1, b"x"), _field(2, _field(2, F64)), _field(3, b"")), "an unknown field in the entry"),
+        (_entry(_field(1, b"x"), _field(2, _field(2, F64)))[:-1], "truncated"),
+        (b"\x0f" + _entry(_field(1, b"x"), _field(2, _field(2, F64))), "a wire type protobuf has not"),
+        (b"\x1a\x00" * 17, "more fields than it walks"),
+        (_field(1, b"x" * 100) * 11, "more bytes besides the columns than it copies"),
+    ],
+)
+def test_other_layouts_are_left_to_protobuf(data: bytes, why: str) -> None:
+    assert split_points(data, GRADIENT, max_entries=64, max_fields=16, max_rest=1024) is None, why
+
+
+def test_a_message_without_columns_is_not_split() -> None:
+    assert (
+        split_points(
+            pb.DifferentiateRequest(expression="x").SerializeToString(),
+            DIFFERENTIATE,
+            8,
+            max_fields=16,
+            max_rest=1024,
+        )
+        is None
+    )
+
+
+def test_splitting_stops_at_the_entry_limit() -> None:
+    data = pb.EvaluateRequest(expression="x", points=big_columns(9)).SerializeToString()
+    with pytest.raises(LimitExceeded) as caught:
+        split_points(data, EVALUATE, max_entries=8, max_fields=64, max_rest=1024)
+    assert caught.value.violations[0].field == "points"

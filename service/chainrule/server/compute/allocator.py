@@ -10,6 +10,13 @@ back between requests. One arena for all threads, so a batch reuses what the las
 whichever compute thread runs it (with one arena per thread, each thread's first big batch
 faulted its memory in again: 28 to 41 ms instead of 16 at 10^6 points); Python allocates under
 the GIL, so threads seldom wait for that arena's lock.
+
+Blocks of 32 MiB or more (glibc caps the mmap threshold there: a 10^6-point gradient's 40 MB reply,
+a 48 MB request) are mmapped afresh, and page-faulted in, only when the heap has no room for them:
+glibc carves any block from the heap's free memory first. So the heap also grows `keep_bytes` at a
+time (`M_TOP_PAD`, address space; pages become resident as they are used) and trims back to that
+much, which leaves room for the big blocks too: joining a 40 MB reply took 15 to 40 ms of page
+faults each call, and no fault after the first (bench/PROFILE.md).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # From glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
+M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 # glibc refuses mmap thresholds above half its 64 MiB per-thread heap.
@@ -30,7 +38,7 @@ _INT_MAX = 2**31 - 1
 
 
 def keep_freed_memory(keep_bytes: int) -> bool:
-    """Set glibc's trim threshold to `keep_bytes` (mmap threshold up to 32 MiB), one arena.
+    """Set glibc's trim threshold and top pad to `keep_bytes` (mmap threshold up to 32 MiB), one arena.
 
     False if this is not glibc. 0 leaves the allocator's defaults alone. Process-wide and for the
     life of the process; call it before threads start allocating (they keep the arena they got).
@@ -46,6 +54,7 @@ def keep_freed_memory(keep_bytes: int) -> bool:
     # mallopt returns 1 on success; musl's stub returns 0 and changes nothing.
     applied = bool(mallopt(M_MMAP_THRESHOLD, min(keep_bytes, MMAP_THRESHOLD_MAX)))
     applied = applied and bool(mallopt(M_TRIM_THRESHOLD, min(keep_bytes, _INT_MAX)))
+    applied = applied and bool(mallopt(M_TOP_PAD, min(keep_bytes, _INT_MAX)))
     applied = applied and bool(mallopt(M_ARENA_MAX, 1))
     if not applied:
         log.info("malloc thresholds not changed: this C library has no glibc mallopt")
