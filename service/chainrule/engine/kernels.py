@@ -159,6 +159,17 @@ def odd_power(x: Any, n: Any) -> Any:
     return np.copysign(np.abs(x) ** n, x)
 
 
+def store(out: FloatArray | None, ufunc: np.ufunc, *operands: Any) -> Any:
+    """`ufunc(*operands)` written into `out` (a chunk of an output column, `destinations`), or fresh
+    where there is no column or numpy cannot write the result in float64 (complex or object values)."""
+    if out is None:
+        return ufunc(*operands)
+    try:
+        return ufunc(*operands, out=out)
+    except TypeError:  # numpy refused the cast before writing anything
+        return ufunc(*operands)
+
+
 def piecewise(*pairs: tuple[Any, Any]) -> Any:
     """The value of the first (condition, value) pair whose condition holds; NaN where none does."""
     conditions = [np.asarray(condition, dtype=bool) for condition, _ in pairs]
@@ -476,6 +487,12 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "Max": Max,
         "Heaviside": Heaviside,
         "piecewise": piecewise,
+        "store": store,
+        "add": np.add,
+        "subtract": np.subtract,
+        "multiply": np.multiply,
+        "divide": np.divide,
+        "negative": np.negative,
         "DiracDelta": DiracDelta,
         "re": re,
         "im": im,

@@ -271,10 +271,12 @@ def _run(
         for low in range(0, n, chunk):
             high = min(low + chunk, n)
             part = [array if len(array) == 1 else array[low:high] for array in arrays]
-            results = function(*part)
+            destinations = [output[low:high] for output in outputs]
+            results = function(*part, *destinations)
             for index, result in enumerate([results] if single else results):
-                written = outputs[index][low:high]
-                written[...] = _as_real(result)
+                written = destinations[index]
+                if result is not written:  # computed elsewhere (programs.destinations): copied here
+                    written[...] = _as_real(result)
                 # Counted while the chunk is still in cache: a second pass would reread every output.
                 counts[index] += _nonfinite_count(written)
     return counts
