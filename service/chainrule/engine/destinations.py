@@ -1,22 +1,25 @@
 """Generated numeric code that computes each output in the caller's column instead of a fresh array.
 
 lambdify's function returns one fresh array per output, which evaluation then copied into the reply's
-column chunk by chunk: for a 4x4 Jacobian 20 copies per chunk, and on the way every output allocated
-a temporary per operation (numpy elides temporaries only above 256 KB, and our chunks are smaller so
-they stay in cache). Here the function takes one more argument per output, `_o0, _o1, ...` (None by
-default: the function then returns fresh values as before), and each output's chain of last
-operations, from the top of its expression down the left operand, runs in that destination:
+column, chunk by chunk: for a 4x4 Jacobian 20 copies per chunk. Here the function takes one more
+argument per output, `_o0, _o1, ...` (None by default), and each output's chain of last operations,
+from the top of its expression down the first operand, calls its ufunc with `out=` that argument:
 
-    x1*_a0 + x5        ->  store(_o0, add, store(_o0, multiply, x1, _a0), x5)
-    -x4*sin(_a0)       ->  store(_o12, multiply, store(_o12, negative, x4), sin(_a0))
+    _a0*x1 + x5        ->  add(multiply(_a0, x1, out=_o0), x5, out=_o0)
+    -x4*sin(_a0)       ->  multiply(negative(x4, out=_o12), sin(_a0), out=_o12)
 
-`kernels.store` calls the same ufunc the operator or function name would, with `out=`: the same
-loop on the same operands in the same order, so every value is bit for bit what it was. A
-destination aliases nothing the code reads, so writing it while the rest of the expression is still
-to come is safe. Where numpy cannot write a result into a float64 column (complex or object values)
-`store` returns it fresh, and evaluation converts it as before. Only `+ - * /`, unary minus and
-the namespace's numpy ufuncs are rewritten; `**` keeps numpy's operator (its fast paths for small
-exponents are not those of `np.power`).
+The operator called the same ufunc: the same loop on the same operands in the same order, so every
+value is bit for bit what it was; with `out=None` numpy allocates as the operator did. A destination
+aliases nothing the code reads, so it can hold a partial result while the rest of the expression is
+computed. Where numpy cannot write a value into a float64 column (complex) it refuses with a
+TypeError before writing, and evaluation computes the chunk again without destinations
+(`numeric._computed`). Only `+ - * /`, unary minus and the namespace's one-output ufuncs are
+rewritten; `**` keeps numpy's operator (its fast paths for small exponents are not `np.power`'s).
+
+Writing temporaries in place as well (an operation on a temporary of the expression into that
+temporary) was measured and left out: no gain at 10^5 points (numpy's allocator reuses the freed
+block, still in cache), and numpy writes a one-element array over itself three times slower than
+anew, which the single-point path would pay.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ OPERATORS: Mapping[type[ast.AST], str] = {
     ast.Div: "divide",
     ast.USub: "negative",
 }
-_STORE = "store"
 
 
 def rewrite(source: str, outputs: int, namespace: Mapping[str, Any]) -> ast.Module:
@@ -50,36 +52,48 @@ def rewrite(source: str, outputs: int, namespace: Mapping[str, Any]) -> ast.Modu
     names = [f"_o{index}" for index in range(outputs)]
     function.args.args.extend(ast.arg(name) for name in names)
     function.args.defaults = [ast.Constant(None) for _ in names]
-    ufuncs = {name: value.nin for name, value in namespace.items() if isinstance(value, np.ufunc)}
+    ufuncs = {name: f.nin for name, f in namespace.items() if isinstance(f, np.ufunc) and f.nout == 1}
+    rewriter = _Rewriter(ufuncs)
     returned = function.body[-1]
     value = returned.value
     if isinstance(value, (ast.List, ast.Tuple)) and outputs != 1:
-        value.elts = [_into(element, name, ufuncs) for element, name in zip(value.elts, names, strict=True)]
+        value.elts = [rewriter.into(element, name) for element, name in zip(value.elts, names, strict=True)]
     elif value is not None and outputs == 1:
-        returned.value = _into(value, names[0], ufuncs)
+        returned.value = rewriter.into(value, names[0])
     else:
         raise RuntimeError(f"lambdify's code does not return {outputs} values")  # a bug
     return ast.fix_missing_locations(module)
 
 
-def _into(node: ast.expr, out: str, ufuncs: Mapping[str, int]) -> ast.expr:
-    """`node` computed in `out` along its left spine, where the operation is a ufunc's."""
-    if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
-        return _store(out, OPERATORS[type(node.op)], _into(node.left, out, ufuncs), node.right)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return _store(out, OPERATORS[ast.USub], _into(node.operand, out, ufuncs))
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and len(node.args) == ufuncs.get(node.func.id)  # more would be read as `out`
-        and not node.keywords
-        and not any(isinstance(arg, ast.Starred) for arg in node.args)
-    ):
-        first, *rest = node.args
-        return _store(out, node.func.id, _into(first, out, ufuncs), *rest)
-    return node
+class _Rewriter:
+    """Rewrites expressions; `ufuncs` are the namespace's ufunc names and their operand counts."""
 
+    def __init__(self, ufuncs: Mapping[str, int]) -> None:
+        self.ufuncs = ufuncs
 
-def _store(out: str, ufunc: str, *operands: ast.expr) -> ast.expr:
-    load = ast.Load()
-    return ast.Call(ast.Name(_STORE, load), [ast.Name(out, load), ast.Name(ufunc, load), *operands], [])
+    def into(self, node: ast.expr, out: str) -> ast.expr:
+        """`node` computed in `out` down its chain of first operands, where each is a ufunc's."""
+        applied = self._applied(node)
+        if applied is None:
+            return node
+        ufunc, (first, *rest) = applied
+        return ast.Call(
+            ufunc, [self.into(first, out), *rest], [ast.keyword("out", ast.Name(out, ast.Load()))]
+        )
+
+    def _applied(self, node: ast.expr) -> tuple[ast.Name, list[ast.expr]] | None:
+        """The ufunc `node` applies (an operator's or a namespace ufunc called by name) and its operands."""
+        load = ast.Load()
+        if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
+            return ast.Name(OPERATORS[type(node.op)], load), [node.left, node.right]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return ast.Name(OPERATORS[ast.USub], load), [node.operand]
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and len(node.args) == self.ufuncs.get(node.func.id)  # more would be read as `out`
+            and not node.keywords
+            and not any(isinstance(arg, ast.Starred) for arg in node.args)
+        ):
+            return ast.Name(node.func.id, load), list(node.args)
+        return None

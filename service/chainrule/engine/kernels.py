@@ -159,17 +159,6 @@ def odd_power(x: Any, n: Any) -> Any:
     return np.copysign(np.abs(x) ** n, x)
 
 
-def store(out: FloatArray | None, ufunc: np.ufunc, *operands: Any) -> Any:
-    """`ufunc(*operands)` written into `out` (a chunk of an output column, `destinations`), or fresh
-    where there is no column or numpy cannot write the result in float64 (complex or object values)."""
-    if out is None:
-        return ufunc(*operands)
-    try:
-        return ufunc(*operands, out=out)
-    except TypeError:  # numpy refused the cast before writing anything
-        return ufunc(*operands)
-
-
 def piecewise(*pairs: tuple[Any, Any]) -> Any:
     """The value of the first (condition, value) pair whose condition holds; NaN where none does."""
     conditions = [np.asarray(condition, dtype=bool) for condition, _ in pairs]
@@ -487,7 +476,7 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "Max": Max,
         "Heaviside": Heaviside,
         "piecewise": piecewise,
-        "store": store,
+        # The operators' ufuncs, called by name where an output is computed in its column (`destinations`).
         "add": np.add,
         "subtract": np.subtract,
         "multiply": np.multiply,
@@ -511,7 +500,8 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "nan": math.nan,
     }
 )
-"""Every name generated numeric code calls (functions by their sympy class names), and inf and nan."""
+"""Every name generated numeric code calls (functions by their sympy class names, the operators' ufuncs),
+and inf and nan."""
 
 # What one evaluation of each function costs per point, in units of one numpy arithmetic operation
 # (about 1 ns): measured by scripts/accuracy.py --timing. The numeric cost limit charges expression
