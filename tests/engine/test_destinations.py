@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+import sympy
 
 from chainrule import engine
 from chainrule.engine import destinations, functions, numeric, parsing, programs
@@ -25,29 +26,53 @@ def _same_bits(ours: FloatArray, theirs: Any) -> bool:
     )
 
 
-def test_each_output_chain_of_ufuncs_writes_into_its_argument() -> None:
+def test_each_output_last_ufunc_writes_into_its_argument() -> None:
     source = (
         "def _lambdifygenerated(_a0, _a1):\n"
         "    x0 = _a0*_a1\n"
-        "    return [_a0*x0 + sin(x0), -x0*exp(_a1), x0, _a1**2.0 - 1, 0.0, exp(x0 + 1.0)]\n"
+        "    return [_a0*x0 + sin(x0), -x0*exp(_a1), x0, _a1**2.0, (1 - x0)/2, 0.0, exp(x0 + 1.0), -_a0]\n"
     )
-    rewritten = ast.unparse(destinations.rewrite(source, 6, programs.namespace()))
-    assert (
-        "def _lambdifygenerated(_a0, _a1, _o0=None, _o1=None, _o2=None, _o3=None, _o4=None, _o5=None):"
-        in (rewritten)
+    rewritten = destinations.rewrite(source, 8, programs.namespace())
+    arguments = ", ".join(f"_o{index}=None" for index in range(8))
+    assert rewritten == (
+        f"def _lambdifygenerated(_a0, _a1, {arguments}):\n"
+        "    x0 = _a0*_a1\n"  # temporaries as lambdify wrote them
+        "    return [add(_a0*x0, sin(x0), out=_o0), multiply(-x0, exp(_a1), out=_o1), x0, _a1**2.0, "
+        "divide(1 - x0, 2, out=_o4), 0.0, exp(x0 + 1.0, out=_o6), negative(_a0, out=_o7)]\n"
     )
-    assert "x0 = _a0 * _a1\n" in rewritten  # temporaries as lambdify wrote them
-    assert (
-        "return [add(multiply(_a0, x0, out=_o0), sin(x0), out=_o0), "
-        "multiply(negative(x0, out=_o1), exp(_a1), out=_o1), x0, subtract(_a1 ** 2.0, 1, out=_o3), 0.0, "
-        "exp(add(x0, 1.0, out=_o5), out=_o5)]"
-    ) in rewritten
+    compile(rewritten, "<test>", "exec")
 
 
 def test_one_value_is_returned_in_its_argument() -> None:
     source = "def _lambdifygenerated(_a0):\n    return _a0*3.0 + 1.0\n"
-    rewritten = ast.unparse(destinations.rewrite(source, 1, programs.namespace()))
-    assert "return add(multiply(_a0, 3.0, out=_o0), 1.0, out=_o0)" in rewritten
+    rewritten = destinations.rewrite(source, 1, programs.namespace())
+    assert rewritten.endswith("    return add(_a0*3.0, 1.0, out=_o0)\n")
+
+
+def test_a_function_of_no_argument_takes_its_output_arguments() -> None:
+    rewritten = destinations.rewrite("def _lambdifygenerated():\n    return -2.0\n", 1, programs.namespace())
+    assert rewritten == "def _lambdifygenerated(_o0=None):\n    return negative(2.0, out=_o0)\n"
+
+
+def test_a_return_too_deep_to_parse_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing the return here must not fail a program lambdify compiled: its values come fresh."""
+
+    def too_deep(*args: Any, **kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded during ast construction")
+
+    source = "def _lambdifygenerated(_a0):\n    return _a0 + 1.0\n"
+    monkeypatch.setattr(ast, "parse", too_deep)
+    rewritten = destinations.rewrite(source, 1, programs.namespace())
+    assert rewritten == "def _lambdifygenerated(_a0, _o0=None):\n    return _a0 + 1.0\n"
+
+
+def test_a_sum_of_many_terms_compiles_as_lambdify_compiles_it() -> None:
+    """A sum nests one level per term; rebuilding its tree in Python failed from 1,000 levels."""
+    x, y = sympy.symbols("x y", real=True)
+    expression = sympy.Add(*(y * x**k for k in range(1, 1200)))
+    compiled = engine.compile_function(expression, ["x", "y"])
+    expected = sum(2.0 * 0.5**k for k in range(1, 1200))
+    assert float(compiled([np.array([0.5]), np.array([2.0])])[0]) == pytest.approx(expected, rel=1e-12)
 
 
 def _function_call(spec: functions.FunctionSpec) -> str:

@@ -116,8 +116,8 @@ def generate(
 
 def _with_destinations(function: Callable[..., Any], outputs: int) -> types.CodeType:
     """The code of lambdify's `function` with one output argument per value (`destinations`)."""
-    tree = destinations.rewrite(inspect.getsource(function), outputs, function.__globals__)
-    compiled = compile(tree, function.__code__.co_filename, "exec")
+    source = destinations.rewrite(inspect.getsource(function), outputs, function.__globals__)
+    compiled = compile(source, function.__code__.co_filename, "exec")
     return next(c for c in compiled.co_consts if isinstance(c, types.CodeType))
 
 
