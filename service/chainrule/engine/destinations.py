@@ -72,17 +72,17 @@ def _written(expression: str, names: list[str], ufuncs: Mapping[str, int]) -> st
         tree = ast.parse(expression, mode="eval").body
     except (RecursionError, MemoryError):
         return None
+    line = expression.encode()  # one line, and the parser's offsets count its UTF-8 bytes
     if not isinstance(tree, ast.List):
         if len(names) != 1:
             raise RuntimeError(f"lambdify's code does not return {len(names)} values")  # a bug
-        return _into(expression, tree, names[0], ufuncs)
-    values = (_into(expression, node, name, ufuncs) for node, name in zip(tree.elts, names, strict=True))
+        return _into(line, tree, names[0], ufuncs)
+    values = (_into(line, node, name, ufuncs) for node, name in zip(tree.elts, names, strict=True))
     return f"[{', '.join(values)}]"
 
 
-def _into(expression: str, node: ast.expr, out: str, ufuncs: Mapping[str, int]) -> str:
-    """The text of `node` (part of `expression`), its last operation writing into `out` if a ufunc's."""
-    text = _text(expression, node)
+def _into(line: bytes, node: ast.expr, out: str, ufuncs: Mapping[str, int]) -> str:
+    """The text of `node` (part of `line`), its last operation writing into `out` if a ufunc's."""
     if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
         ufunc, operands = OPERATORS[type(node.op)], [node.left, node.right]
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
@@ -96,12 +96,12 @@ def _into(expression: str, node: ast.expr, out: str, ufuncs: Mapping[str, int]) 
     ):
         ufunc, operands = node.func.id, node.args
     else:
-        return text
-    return f"{ufunc}({', '.join(_text(expression, operand) for operand in operands)}, out={out})"
+        return _text(line, node)
+    return f"{ufunc}({', '.join(_text(line, operand) for operand in operands)}, out={out})"
 
 
-def _text(expression: str, node: ast.expr) -> str:
-    segment = ast.get_source_segment(expression, node)
-    if segment is None:  # a bug: every node parsed from text has its place in it
-        raise RuntimeError("a returned value has no source text")
-    return segment
+def _text(line: bytes, node: ast.expr) -> str:
+    """The source of `node` (not `ast.get_source_segment`: it splits the whole text at every call)."""
+    if node.end_col_offset is None or node.lineno != 1 or node.end_lineno != 1:  # a bug
+        raise RuntimeError("a returned value is not on the return's one line")
+    return line[node.col_offset : node.end_col_offset].decode()
