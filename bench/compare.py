@@ -7,16 +7,23 @@ server's ratio to the floor, all from one run:
 
     git archive HEAD~1 service | tar -x -C /tmp/before
     .venv/bin/python bench/compare.py --before /tmp/before/service --kind Evaluate --points 1000000
+    .venv/bin/python bench/compare.py --before /tmp/before/service --kind Jacobian --points 100000
+
+`--kind Jacobian` races scenario 8's 4x4 system (`jacobian.py`; `--case` does not apply).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import harness
+import jacobian
 from batch import CASES, check, make_columns, request_bytes
 from common import (
     chainrule_command,
@@ -34,15 +41,12 @@ from common import (
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="the older tree's service/ folder")
-    parser.add_argument("--kind", choices=("Evaluate", "GradientAtPoint"), default="Evaluate")
+    parser.add_argument("--kind", choices=("Evaluate", "GradientAtPoint", "Jacobian"), default="Evaluate")
     parser.add_argument("--case", type=int, default=0, help=f"index into {[c.label for c in CASES]}")
     parser.add_argument("--points", type=int, default=10**6)
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    case = CASES[args.case]
-    columns = make_columns(args.points, case.names)
-    body = request_bytes(args.kind, case, columns)
-    local = case.numpy_value if args.kind == "Evaluate" else case.gradient
+    columns, body, local, checked, label = _scenario(args.kind, args.case, args.points)
     path = os.pathsep.join([str(args.before), os.environ.get("PYTHONPATH", "")])
     older = {**server_env(), "PYTHONPATH": path}
     with ExitStack() as stack:
@@ -56,7 +60,7 @@ def main() -> int:
         calls = {}
         for name, ports in servers.items():
             calls[name] = raw_method(stack.enter_context(channel(ports["grpc_port"])), args.kind)
-            check(args.kind, case, calls[name](body), columns)
+            checked(calls[name](body), columns)
         figures: dict[str, list[float]] = {"echo": [], "numpy": []}
         for _ in range(args.rounds):
             figures["echo"].append(timed(lambda: bare(body)))
@@ -70,13 +74,36 @@ def main() -> int:
             figures["numpy"].append(timed(lambda: local(columns)))
     found = {name: median(values) * 1e3 for name, values in figures.items()}
     floor = found["echo"] + found["numpy"]
-    print(f"{args.kind} {args.points:,} points, {case.label}, {args.rounds} rounds (medians, ms):")
+    print(f"{args.kind} {args.points:,} points, {label}, {args.rounds} rounds (medians, ms):")
     print(f"  floor {floor:.2f} = echo {found['echo']:.2f} + numpy {found['numpy']:.2f}")
     for name in servers:
         print(f"  {name}: {found[name]:.2f} ({found[name] / floor:.3f} x floor), "
               f"server-side compute {found[f'{name} server-side']:.2f}")  # fmt: skip
     print(f"  after / before: {found['after'] / found['before']:.3f}")
     return 0
+
+
+def _scenario(
+    kind: str, index: int, points: int
+) -> tuple[Any, bytes, Callable[[Any], Any], Callable[..., None], str]:
+    """The columns, request bytes, numpy by hand, answer check and label of the raced scenario."""
+    if kind == "Jacobian":
+        columns = jacobian.make_columns(points)
+
+        def check_jacobian(answer: bytes, c: Any) -> None:
+            jacobian.check(lambda _: answer, c, None)
+
+        return columns, jacobian.request_bytes(columns), jacobian.numpy_jacobian, check_jacobian, "4x4 system"
+    case = CASES[index]
+    columns = make_columns(points, case.names)
+    local = case.numpy_value if kind == "Evaluate" else case.gradient
+    return (
+        columns,
+        request_bytes(kind, case, columns),
+        local,
+        functools.partial(check, kind, case),
+        case.label,
+    )
 
 
 if __name__ == "__main__":

@@ -476,6 +476,12 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "Max": Max,
         "Heaviside": Heaviside,
         "piecewise": piecewise,
+        # The operators' ufuncs, called by name where an output is computed in its column (`destinations`).
+        "add": np.add,
+        "subtract": np.subtract,
+        "multiply": np.multiply,
+        "divide": np.divide,
+        "negative": np.negative,
         "DiracDelta": DiracDelta,
         "re": re,
         "im": im,
@@ -494,7 +500,8 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "nan": math.nan,
     }
 )
-"""Every name generated numeric code calls (functions by their sympy class names), and inf and nan."""
+"""Every name generated numeric code calls (functions by their sympy class names, the operators' ufuncs),
+and inf and nan."""
 
 # What one evaluation of each function costs per point, in units of one numpy arithmetic operation
 # (about 1 ns): measured by scripts/accuracy.py --timing. The numeric cost limit charges expression

@@ -271,13 +271,28 @@ def _run(
         for low in range(0, n, chunk):
             high = min(low + chunk, n)
             part = [array if len(array) == 1 else array[low:high] for array in arrays]
-            results = function(*part)
+            destinations = [output[low:high] for output in outputs]
+            results = _computed(function, part, destinations)
             for index, result in enumerate([results] if single else results):
-                written = outputs[index][low:high]
-                written[...] = _as_real(result)
+                written = destinations[index]
+                if result is not written:  # not computed in its column (`destinations`): copied there
+                    written[...] = _as_real(result)
                 # Counted while the chunk is still in cache: a second pass would reread every output.
                 counts[index] += _nonfinite_count(written)
     return counts
+
+
+def _computed(
+    function: Callable[..., Any], part: Sequence[FloatArray], destinations: Sequence[FloatArray]
+) -> Any:
+    """The function's values on one chunk, each output computed in its destination where it can be
+    (`destinations`): one point and values numpy cannot write as float64 (complex ones) come fresh."""
+    if len(destinations[0]) == 1:  # numpy writes a one-element array over itself slowly
+        return function(*part)
+    try:
+        return function(*part, *destinations)
+    except TypeError:  # a ufunc refused to cast a value into a float64 destination, before writing it
+        return function(*part)
 
 
 def _chunk_size(outputs: int) -> int:

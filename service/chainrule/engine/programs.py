@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import inspect
 import marshal
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ from typing import Any
 
 import sympy
 
-from chainrule.engine import functions, numeric_code
+from chainrule.engine import destinations, functions, numeric_code
 from chainrule.engine.limits import EngineLimits, exceeded
 
 # What a bound program holds, fitted to tracemalloc's measure (tests/engine/test_programs.py; within
@@ -95,7 +96,7 @@ def generate(
         cse=lambda _: shared,
         docstring_limit=0,  # no docstring: printing the expression for it costs as much again
     )
-    code: types.CodeType = function.__code__
+    code = _with_destinations(function, 1 if single else len(parts))
     marshalled = marshal.dumps(code)
     if len(marshalled) > limits.max_code_bytes:
         what = "the compiled numeric code is too large (simplify the expression or evaluate it in parts)"
@@ -113,6 +114,13 @@ def generate(
     )
 
 
+def _with_destinations(function: Callable[..., Any], outputs: int) -> types.CodeType:
+    """The code of lambdify's `function` with one output argument per value (`destinations`)."""
+    source = destinations.rewrite(inspect.getsource(function), outputs, function.__globals__)
+    compiled = compile(source, function.__code__.co_filename, "exec")
+    return next(c for c in compiled.co_consts if isinstance(c, types.CodeType))
+
+
 def bind(program: Program) -> Callable[..., Any]:
     """The function of `program`, its globals bound from the shared namespace."""
     code = marshal.loads(program.code)  # noqa: S302 - our own worker's output, see the module docstring
@@ -122,7 +130,9 @@ def bind(program: Program) -> Callable[..., Any]:
     scope: dict[str, Any] = {"__builtins__": builtins}
     for name in program.names:
         scope[name] = known[name]
-    return types.FunctionType(code, scope)
+    # The output arguments default to None: no destination, the values are returned fresh.
+    outputs = (None,) * (code.co_argcount - len(program.arguments))
+    return types.FunctionType(code, scope, None, outputs)
 
 
 @functools.cache

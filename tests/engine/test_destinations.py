@@ -1,0 +1,140 @@
+"""Destinations: generated code computes each output in its column, to the same bits as fresh arrays."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import sympy
+
+from chainrule import engine
+from chainrule.engine import destinations, functions, numeric, parsing, programs
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _same_bits(ours: FloatArray, theirs: Any) -> bool:
+    """Equal values, NaN where NaN, and the same sign of every zero."""
+    theirs = np.broadcast_to(np.asarray(theirs, dtype=np.float64), ours.shape)
+    number = ~np.isnan(ours)
+    return bool(
+        np.array_equal(ours, theirs, equal_nan=True)
+        and np.array_equal(np.signbit(ours[number]), np.signbit(theirs[number]))
+    )
+
+
+def test_each_output_last_ufunc_writes_into_its_argument() -> None:
+    source = (
+        "def _lambdifygenerated(_a0, _a1):\n"
+        "    x0 = _a0*_a1\n"
+        "    return [_a0*x0 + sin(x0), -x0*exp(_a1), x0, _a1**2.0, (1 - x0)/2, 0.0, exp(x0 + 1.0), -_a0]\n"
+    )
+    rewritten = destinations.rewrite(source, 8, programs.namespace())
+    arguments = ", ".join(f"_o{index}=None" for index in range(8))
+    assert rewritten == (
+        f"def _lambdifygenerated(_a0, _a1, {arguments}):\n"
+        "    x0 = _a0*_a1\n"  # temporaries as lambdify wrote them
+        "    return [add(_a0*x0, sin(x0), out=_o0), multiply(-x0, exp(_a1), out=_o1), x0, _a1**2.0, "
+        "divide(1 - x0, 2, out=_o4), 0.0, exp(x0 + 1.0, out=_o6), negative(_a0, out=_o7)]\n"
+    )
+    compile(rewritten, "<test>", "exec")
+
+
+def test_one_value_is_returned_in_its_argument() -> None:
+    source = "def _lambdifygenerated(_a0):\n    return _a0*3.0 + 1.0\n"
+    rewritten = destinations.rewrite(source, 1, programs.namespace())
+    assert rewritten.endswith("    return add(_a0*3.0, 1.0, out=_o0)\n")
+
+
+def test_a_function_of_no_argument_takes_its_output_arguments() -> None:
+    rewritten = destinations.rewrite("def _lambdifygenerated():\n    return -2.0\n", 1, programs.namespace())
+    assert rewritten == "def _lambdifygenerated(_o0=None):\n    return negative(2.0, out=_o0)\n"
+
+
+def test_a_return_too_deep_to_parse_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing the return here must not fail a program lambdify compiled: its values come fresh."""
+
+    def too_deep(*args: Any, **kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded during ast construction")
+
+    source = "def _lambdifygenerated(_a0):\n    return _a0 + 1.0\n"
+    monkeypatch.setattr(ast, "parse", too_deep)
+    rewritten = destinations.rewrite(source, 1, programs.namespace())
+    assert rewritten == "def _lambdifygenerated(_a0, _o0=None):\n    return _a0 + 1.0\n"
+
+
+def test_a_sum_of_many_terms_compiles_as_lambdify_compiles_it() -> None:
+    """A sum nests one level per term; rebuilding its tree in Python failed from 1,000 levels."""
+    x, y = sympy.symbols("x y", real=True)
+    expression = sympy.Add(*(y * x**k for k in range(1, 1200)))
+    compiled = engine.compile_function(expression, ["x", "y"])
+    expected = sum(2.0 * 0.5**k for k in range(1, 1200))
+    assert float(compiled([np.array([0.5]), np.array([2.0])])[0]) == pytest.approx(expected, rel=1e-12)
+
+
+def _function_call(spec: functions.FunctionSpec) -> str:
+    arity = 2 if spec.name == "zeta" else spec.min_args
+    return f"{spec.name}({', '.join([*('2' for _ in range(arity - 1)), 'x'])})"
+
+
+@pytest.mark.parametrize("spec", functions.SPECS, ids=lambda spec: spec.name)
+def test_values_written_in_columns_are_the_fresh_values_bit_for_bit(spec: functions.FunctionSpec) -> None:
+    """Every function in a gradient and Hessian (their partials print other functions), over points
+    that include NaN, infinities, zeros of both signs and the poles: the columns `_run` fills hold
+    exactly what the function returns without destinations."""
+    expression = parsing.parse(f"{_function_call(spec)}*y - x/y + 2")
+    compiled = engine.compile_gradient(expression, ["x", "y"], hessian=True)
+    special = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 1e300, -1e-310]
+    rng = np.random.default_rng(18)
+    xs = np.concatenate([special, rng.uniform(-4, 4, 40)])
+    x = np.repeat(xs, len(special))
+    y = np.tile(special, len(xs))
+    result = engine.gradient(compiled, {"x": x, "y": y}, len(x))
+    fresh = compiled([x, y])
+    ours = [
+        result.value,
+        *result.gradients,
+        *(result.hessians[i * 2 + j] for i in range(2) for j in range(i, 2)),
+    ]
+    for column, value in zip(ours, fresh, strict=True):
+        assert _same_bits(column, value)
+    expected = sum(int(np.count_nonzero(~np.isfinite(np.broadcast_to(v, x.shape)))) for v in fresh)
+    assert result.nonfinite_count == expected + int(np.count_nonzero(~np.isfinite(result.hessians[1])))
+
+
+def test_the_bench_jacobian_fills_its_columns_as_fresh_values() -> None:
+    rows = [
+        "sin(x)*exp(-y^2/2) + x*y*z*w",
+        "log(1 + z^2)*sqrt(1 + w^2) + sin(x)*z",
+        "exp(-y^2/2)*cos(w) + x*y*z",
+        "atan(x*y) + sqrt(1 + w^2)*y",
+    ]
+    names = ["w", "x", "y", "z"]
+    compiled = engine.compile_jacobian([parsing.parse(row) for row in rows], names)
+    rng = np.random.default_rng(4)
+    n = 2 * 65_536 + 777  # several chunks, the last a short one
+    columns = {name: rng.uniform(-3, 3, n) for name in names}
+    columns["z"][::1000] = -1e200  # log(1 + z^2) overflows: counted
+    result = engine.jacobian(compiled, columns, n)
+    fresh = compiled([columns[name] for name in names])
+    for column, value in zip([*result.values, *result.jacobian], fresh, strict=True):
+        assert _same_bits(column, value)
+    assert result.nonfinite_count == sum(
+        int(np.count_nonzero(~np.isfinite(np.broadcast_to(v, (n,))))) for v in fresh
+    )
+
+
+def _complex_outputs(a: FloatArray, _o0: Any = None, _o1: Any = None) -> list[Any]:
+    # What numpy cannot write into a float64 column: a complex value, real in one output only.
+    return [np.multiply(a, 1j**2, out=_o0), np.add(a, 1j, out=_o1)]
+
+
+def test_values_numpy_cannot_write_as_float64_are_computed_fresh_and_converted() -> None:
+    a = np.array([1.0, 2.0, 3.0])
+    first, second = np.empty(3), np.empty(3)
+    counts = numeric._run(_complex_outputs, [a], [first, second])
+    assert first.tolist() == [-1.0, -2.0, -3.0]
+    assert np.isnan(second).all() and counts == [0, 3]
