@@ -182,6 +182,13 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
         "reduced by pi from a rational's 180 bits",
     ),
     ("sign(sin(exp(10^6))) + x", {"x": 1}, (), NAN, "sin past 2^4096 is NaN, not minutes of evalf"),
+    (
+        "-(zeta(x, x) - x)",
+        {"x": 1.7913749115657955},
+        (("x", 2),),
+        _mp(lambda: -mpmath.diff(lambda t: mpmath.zeta(t, t), mpmath.mpf(1.7913749115657955), 2)),
+        "sympy's Subs at (x, x) took d2/ds2 and d2/dsda for one object: 2 d2/ds2",
+    ),
 ]
 
 

@@ -381,7 +381,19 @@ def _partial_at(function: type, orders: Sequence[int], args: Sequence[sympy.Expr
     if not evaluated.has(sympy.Derivative, sympy.Subs):
         return evaluated.xreplace(dict(zip(dummies, args, strict=True)))
     unevaluated = sympy.Derivative(function(*dummies), *pairs, evaluate=False)
-    return sympy.Subs(unevaluated, dummies, args)
+    return PartialAt(unevaluated, dummies, args)
+
+
+class PartialAt(sympy.Subs):  # type: ignore[misc]
+    """A partial derivative at a point whose identity is the derivative and the point as written.
+
+    sympy's Subs names each variable after its point to compare two of them, so with a repeated
+    point (zeta(x, x)) d^2/ds^2 and d^2/(ds da) were one object to it: an Add merged them into
+    2 d^2/ds^2. Here variables are told apart by their position only.
+    """
+
+    def _hashable_content(self) -> tuple[Any, ...]:
+        return (self.expr.xreplace(self.canonical_variables), self.point)
 
 
 def _has_own_chain_rule(node: sympy.Basic) -> bool:
