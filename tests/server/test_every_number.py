@@ -189,6 +189,8 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
         _mp(lambda: -mpmath.diff(lambda t: mpmath.zeta(t, t), mpmath.mpf(1.7913749115657955), 2)),
         "sympy's Subs at (x, x) took d2/ds2 and d2/dsda for one object: 2 d2/ds2",
     ),
+    ("acsch(beta(atanh(y), -4))", {"y": 2.68}, (), NAN, "scipy's beta(NaN, -4) is inf: acsch made it 0"),
+    ("Heaviside(x, sqrt(y))", {"x": 1, "y": -1}, (), NAN, "h0 without a value, even away from 0"),
 ]
 
 

@@ -175,14 +175,16 @@ def Max(*args: Any) -> Any:  # noqa: N802
 
 
 def Heaviside(x: Any, h0: Any = 0.5) -> Any:  # noqa: N802
-    return np.heaviside(x, h0)
+    """NaN where h0 is, at every x: an argument without a value leaves the whole without one
+    (numpy's heaviside reads h0 only at 0)."""
+    return np.where(np.isnan(h0), np.nan, np.heaviside(x, h0))
 
 
 def DiracDelta(x: Any, order: Any = 0) -> Any:  # noqa: N802
-    """DiracDelta and its derivatives: 0 away from 0, NaN (no finite value) at 0 and of NaN."""
-    _ = order
+    """DiracDelta and its derivatives: 0 away from 0, NaN (no finite value) at 0 and of NaN, and
+    where the order is NaN."""
     xs = _array(x)
-    return np.where(xs == 0, np.nan, xs * 0.0)
+    return np.where((xs == 0) | np.isnan(order), np.nan, xs * 0.0)
 
 
 def re(x: Any) -> Any:
@@ -251,7 +253,8 @@ def beta(a: Any, b: Any) -> Any:
     (off its poles) while the sum stays past half the large one; Gamma of it carries the sign."""
     a, b = np.broadcast_arrays(_array(a), _array(b))
     small, large = np.minimum(a, b), np.maximum(a, b)
-    ordinary = scipy.special.beta(a, b)
+    # scipy answers inf for beta(NaN, -4), the pole of the other argument: NaN has no value.
+    ordinary = np.where(np.isnan(a) | np.isnan(b), np.nan, scipy.special.beta(a, b))
     pole = (small <= 0) & (small == np.floor(small))
     use = (large >= _STIRLING_FROM) & (small > -0.5 * large) & ~pole
     if not np.any(use):
