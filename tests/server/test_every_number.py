@@ -191,6 +191,8 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ),
     ("acsch(beta(atanh(y), -4))", {"y": 2.68}, (), NAN, "scipy's beta(NaN, -4) is inf: acsch made it 0"),
     ("Heaviside(x, sqrt(y))", {"x": 1, "y": -1}, (), NAN, "h0 without a value, even away from 0"),
+    ("x*exp(1/0)", {"x": 1}, (), NAN, "a function of 1/0 is NaN, not refused for its size"),
+    ("x + 2^(1/0)", {"x": 1}, (), NAN, "nor a power of it"),
 ]
 
 

@@ -769,7 +769,7 @@ class _Builder:
         """An exponential of a number past any double: sympy needs as many bits as the number has
         to compare or round the result (Max(exp(10^3000), 1) takes a minute), and its value is
         0 or +-inf as a double anyway."""
-        if exponent.is_number and _size(exponent) > _MAX_EXPONENT:
+        if exponent.is_number and exponent.is_finite is not False and _size(exponent) > _MAX_EXPONENT:
             raise self.too_large(node, _size(exponent) * math.log2(math.e), "too large or too small a number")
 
     def check_root(self, node: _Node, base: Any, bits: float) -> None:
