@@ -164,6 +164,10 @@ class _Evaluator:
         self.strict = strict
         self.each = each
         self.memo: dict[sympy.Basic, Value] = {}
+        # The evaluators at higher precisions (`_to_absolute_precision`), one per precision and shared
+        # by all of them: nested periodic functions of large constants re-evaluate each subtree once
+        # per precision, not once per enclosing function (which doubled the work at every level).
+        self.finer: dict[int, _Evaluator] = {int(ctx.prec): self}
 
     def value(self, node: sympy.Basic) -> Value:
         found = self.memo.get(node)
@@ -214,7 +218,12 @@ class _Evaluator:
         if magnitude <= 8 or magnitude > PERIODIC_BITS:  # past PERIODIC_BITS the value is NaN
             return value
         prec = -(-(ctx.prec + magnitude + 16) // 64) * 64  # a context per 64 bits, not per magnitude
-        return _Evaluator(context(prec), self.values, self.strict, None).value(node)
+        finer = self.finer.get(prec)
+        if finer is None:
+            finer = _Evaluator(context(prec), self.values, self.strict, None)
+            finer.finer = self.finer
+            self.finer[prec] = finer
+        return finer.value(node)
 
     def _subs(self, node: sympy.Subs | sympy.Derivative) -> Value:
         name, orders, args = derivative_call(node)
