@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     with (options.out / "findings.jsonl").open("w") as sink:
         while time.monotonic() < deadline:
             round_seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
-            found, ran = _round(differential, round_seed, deadline)
+            found, ran = _round(differential, round_seed, deadline, options.out / "current.json")
             examples += ran
             for finding in found:
                 findings.append((round_seed, finding))
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _round(
-    differential: checks.Differential, round_seed: int, deadline: float
+    differential: checks.Differential, round_seed: int, deadline: float, current: Path
 ) -> tuple[list[checks.Finding], int]:
     found: list[checks.Finding] = []
     ran = [0]
@@ -89,6 +89,10 @@ def _round(
             return
         tree, points, seed = case
         ran[0] += 1
+        # Named before it runs: an example that hangs or kills the process is found here afterwards
+        # (faulthandler's stack dump of a thread deep in sympy once crashed the run itself).
+        example = {"seed": round_seed, "expression": trees.to_text(tree), "points": points}
+        current.write_text(json.dumps(example, default=str) + "\n")
         # An example that takes minutes is itself a finding (no evaluation may be unbounded): where it is.
         faulthandler.dump_traceback_later(_SLOW, exit=False)
         try:
