@@ -522,8 +522,10 @@ def _zeta(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
         return ctx.zeta(s, a, derivative)
     if not (ctx.isfinite(s) and ctx.isfinite(a)) or s == 1 or s < _MIN_ZETA_S:
         return ctx.nan
-    if s != 0 and ctx.mag(s) < -ctx.prec - 10:
-        s = ctx.zero  # mpmath divides by s next to 0; zeta is smooth there
+    if a > 0 and s != 0 and ctx.mag(s) < -ctx.prec - 10:
+        # mpmath divides by s next to 0, where zeta is smooth for a > 0; for a <= 0 a fractional s,
+        # however small, leaves it without a real value (_zeta_left).
+        s = ctx.zero
     if any(v != 0 and ctx.mag(v) > _SPECIAL_BITS for v in (s, a)):
         return ctx.nan
     if a <= 0:
