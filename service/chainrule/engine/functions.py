@@ -110,12 +110,17 @@ class _BoundedIntegerPart:
 _EXACT_INTEGER_PART_BITS = 4096
 
 
+def magnitude(number: sympy.Expr) -> sympy.Expr:
+    """|number| found at 30 bits, cheap at any magnitude: a Float, or sympy's oo, zoo or nan."""
+    return abs(number.evalf(30))
+
+
 def _past(arg: sympy.Expr, bits: int) -> bool:
-    """Whether `arg` is a number past 2^bits in magnitude (found at 30 bits: cheap at any magnitude)."""
+    """Whether `arg` is a number past 2^bits in magnitude."""
     if not arg.is_number:
         return False
-    magnitude = abs(arg.evalf(30))
-    return bool(magnitude.is_Float and magnitude > sympy.Float(2) ** bits)
+    size = magnitude(arg)
+    return bool(size.is_Float and size > sympy.Float(2) ** bits)
 
 
 def _periodic(build: Callable[[sympy.Expr], sympy.Expr]) -> Callable[[sympy.Expr], sympy.Expr]:

@@ -62,7 +62,7 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from chainrule.engine import errors, reference
-from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, SPECS, FunctionSpec
+from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, SPECS, FunctionSpec, magnitude
 from chainrule.engine.limits import ParseLimits, exceeded
 
 __all__ = [
@@ -769,8 +769,11 @@ class _Builder:
         """An exponential of a number past any double: sympy needs as many bits as the number has
         to compare or round the result (Max(exp(10^3000), 1) takes a minute), and its value is
         0 or +-inf as a double anyway."""
-        if exponent.is_number and exponent.is_finite is not False and _size(exponent) > _MAX_EXPONENT:
-            raise self.too_large(node, _size(exponent) * math.log2(math.e), "too large or too small a number")
+        if not exponent.is_number or exponent.is_finite is False:
+            return  # a function of 1/0 is NaN (functions._undefined_in)
+        size = _size(exponent)
+        if size > _MAX_EXPONENT:
+            raise self.too_large(node, size * math.log2(math.e), "too large or too small a number")
 
     def check_root(self, node: _Node, base: Any, bits: float) -> None:
         """sympy looks for exact roots of numbers (perfect powers, small factors): cheap only while small."""
@@ -801,9 +804,9 @@ _MAX_EXPONENT = sys.float_info.max  # an exponent past it is past every double
 
 
 def _size(number: Any) -> float:
-    """|number| as a float (inf past the largest double), found at 30 bits: cheap at any magnitude."""
+    """|number| as a float (inf past the largest double)."""
     try:
-        return float(abs(number.evalf(30)))
+        return float(magnitude(number))
     except (TypeError, ValueError, OverflowError):
         return math.inf
 

@@ -743,12 +743,7 @@ def _periodic_method(name: str) -> Callable[[Any, Value], Value]:
 
 
 _FUNCTIONS: dict[str, Callable[..., Value]] = {
-    "sin": _periodic_method("sin"),
-    "cos": _periodic_method("cos"),
-    "tan": _periodic_method("tan"),
-    "sec": _periodic_method("sec"),
-    "csc": _periodic_method("csc"),
-    "cot": _periodic_method("cot"),
+    **{name: _periodic_method(name) for name in _PERIODIC_NAMES},
     "asin": _method("asin"),
     "acos": _method("acos"),
     "atan": _method("atan"),
