@@ -195,6 +195,7 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("x + 2^(1/0)", {"x": 1}, (), NAN, "nor a power of it"),
     ("zeta(x^y, log(0.5))", {"x": 1632286939613.7954, "y": -4}, (), NAN, "s = 1.4e-49 is not 0 for a < 0"),
     ("zeta(x^y, 2.5)", {"x": 1e12, "y": -4}, (), _mp(lambda: mpmath.zeta(0, 2.5)), "for a > 0 it is"),
+    ("sign(asech(e)/(y + e))", {"y": -0.59}, (("y", 1),), NAN, "DiracDelta of a non-real: was a 500"),
 ]
 
 

@@ -296,9 +296,22 @@ def _on_reals(build: Callable[..., sympy.Expr]) -> Callable[..., sympy.Expr]:
         # Every variable is real: an argument holding i (x + acosh(0) is x + i pi/2) is not.
         if any((arg.is_number and not _is_real_number(arg)) or arg.has(sympy.I) for arg in args):
             return sympy.S.NaN
-        return build(*args)  # where sympy refuses (Min(x + asin(2))) the parser makes it NaN
+        try:
+            return build(*args)
+        except ValueError:  # DiracDelta(asech(e)/(y + e)): "defined only for real values"
+            if any(_holds_non_real_number(arg) for arg in args):
+                return sympy.S.NaN
+            raise  # the parser makes what has no real value NaN (Min(x + asin(2)))
 
     return built
+
+
+def _holds_non_real_number(expr: sympy.Expr) -> bool:
+    """Whether a constant subexpression of `expr` has no real value (asech(e) in asech(e)/(y + e))."""
+    return any(
+        node.is_number and not node.is_Atom and not _is_real_number(node)
+        for node in sympy.preorder_traversal(expr)
+    )
 
 
 def _is_real_number(number: sympy.Expr) -> bool:

@@ -24,6 +24,7 @@ from sympy.printing.repr import ReprPrinter
 
 from chainrule.engine import bignum, parsing, reference
 from chainrule.engine.errors import ChainruleError, InvalidArgument
+from chainrule.engine.functions import FUNCTIONS
 from chainrule.engine.limits import EngineLimits, exceeded
 from chainrule.engine.numeric import (
     CompiledFunction,
@@ -302,7 +303,8 @@ class _Differentiator(DependsOn):
         if isinstance(node, sympy.Abs):
             return sympy.sign(node.args[0]) * self.d(node.args[0])
         if isinstance(node, sympy.sign):
-            return 2 * sympy.DiracDelta(node.args[0]) * self.d(node.args[0])
+            # Built as the parser builds it: of an argument with no real value, NaN (not sympy's ValueError).
+            return 2 * FUNCTIONS["DiracDelta"].build(node.args[0]) * self.d(node.args[0])
         if isinstance(node, (sympy.floor, sympy.ceiling)):
             # Zero wherever it exists (everywhere but the jumps), as numeric frameworks define it;
             # sympy would leave an unevaluated Derivative that can be neither printed back nor evaluated.
