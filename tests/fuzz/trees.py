@@ -263,6 +263,32 @@ class _Rounding:
         return double
 
 
+def exact(tree: Node) -> bool:
+    """Whether every number in the tree is exact (no float literal such as 0.1)."""
+    if tree.kind == "num":
+        return bool(tree.value is not None and tree.value.is_Rational)
+    return all(exact(arg) for arg in tree.args)
+
+
+def folded(tree: Node) -> Node:
+    """The tree as sympy builds it from text: a constant subtree holding a float literal is one
+    Float, each node of it computed in doubles as it is parsed (tan(1.5e-8 - tan(1.5e-8)) is 0.0,
+    where its exact value is -1.1e-24). The checks accept a formula that is either tree's function."""
+    if tree.kind in ("var", "num", "const"):
+        return tree
+    if not tree.variables() and not exact(tree):
+        double = _nearest_double(Evaluation(reference.context(53), {}, each=_nearest_double)(tree))
+        if isinstance(double, float) and math.isfinite(double):
+            return Node("num", value=sympy.Float(double), text=repr(double))
+    return Node(
+        tree.kind, tree.name, tuple(folded(arg) for arg in tree.args), tree.value, tree.text, tree.implicit
+    )
+
+
+def _nearest_double(value: Any) -> Any:
+    return value if hasattr(value, "_mpc_") or isinstance(value, float) else float(value)
+
+
 def rounding(seed: int) -> Callable[[Any], Any]:
     """A rounding for `reference.evaluate(each=...)`, to estimate a sympy formula's own float error."""
     return _Rounding(random.Random(seed))
