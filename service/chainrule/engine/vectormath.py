@@ -188,6 +188,9 @@ def _cos_small(flat: FloatArray) -> FloatArray:
     return result
 
 
+_BY_PRODUCTS = frozenset({3, 4})  # exponents computed as products of x
+
+
 def integer_power(x: Any, n: int) -> Any:
     """x^n for an integer n, as numpy's power of |x| with the sign put back for odd n.
 
@@ -196,8 +199,19 @@ def integer_power(x: Any, n: int) -> Any:
     of both signs took 2.9 ms, over positive ones 74 us. pow(-a, n) is +-pow(a, n) by definition
     (IEEE 754 and C's pow alike), zeros, infinities and NaN included, so this is x^n exactly, and
     the same operations on any number of values: a point gets what a batch would.
+
+    Cubes and fourth powers are products instead (x*x*x, (x*x)^2: 1.3 ms over 10^6 values against
+    5.4 ms for the three passes above): two roundings, within 2 ulp of the power, and the same
+    zeros, infinities and NaN, since where the power is a finite double so is every partial
+    product (|x| < 5.6e102 for a finite cube) and it is normal where the power is.
     """
     if not isinstance(x, np.ndarray | float) or np.iscomplexobj(x):
         return np.power(x, n)
+    if n in _BY_PRODUCTS:
+        square = x * x
+        if isinstance(square, np.ndarray):
+            square *= x if n == 3 else square
+            return square
+        return square * (x if n == 3 else square)
     magnitude = np.power(np.abs(x), n)
     return np.copysign(magnitude, x) if n % 2 else magnitude
