@@ -135,6 +135,6 @@ def _complex_outputs(a: FloatArray, _o0: Any = None, _o1: Any = None) -> list[An
 def test_values_numpy_cannot_write_as_float64_are_computed_fresh_and_converted() -> None:
     a = np.array([1.0, 2.0, 3.0])
     first, second = np.empty(3), np.empty(3)
-    counts = numeric._run(_complex_outputs, [a], [first, second])
+    counts = numeric._run(_complex_outputs, [a], [first, second], operations=2)
     assert first.tolist() == [-1.0, -2.0, -3.0]
     assert np.isnan(second).all() and counts == [0, 3]

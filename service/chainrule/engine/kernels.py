@@ -18,9 +18,12 @@ cost the numeric cost limit charges for (`WEIGHTS`).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -29,6 +32,7 @@ import numpy.typing as npt
 import scipy.special
 
 from chainrule.engine import reference, vectormath
+from chainrule.engine.errors import ResourceExhausted
 
 __all__ = ["MAX_SCIPY_ORDER", "MPMATH_WEIGHT", "NAMESPACE", "WEIGHTS"]
 
@@ -421,10 +425,38 @@ def _riemann_zeta(s: FloatArray) -> FloatArray:
     return np.asarray(np.where(left, reflected, scipy.special.zeta(s)), dtype=np.float64)
 
 
+# When the mpmath kernels of the call being computed must stop (time.monotonic()); None: no bound.
+_POINTWISE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "chainrule_pointwise_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def pointwise_budget(seconds: float) -> Iterator[None]:
+    """Bound the time the point-by-point (mpmath) kernels take inside this block: past `seconds`
+    the next point raises ResourceExhausted (COMPUTE_BUDGET_EXCEEDED). The numeric cost limit
+    charges them by an estimate; one point's cost varies a thousandfold with its arguments, and
+    they run on a numeric thread, which nothing can stop from outside."""
+    token = _POINTWISE_DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _POINTWISE_DEADLINE.reset(token)
+
+
 def _pointwise(name: str, *columns: FloatArray, orders: tuple[int, ...] = ()) -> FloatArray:
     out = np.empty(len(columns[0]) if columns else 0)
+    deadline = _POINTWISE_DEADLINE.get()
     for index, values in enumerate(zip(*(column.tolist() for column in columns), strict=True)):
         out[index] = reference.at(name, values, _PREC, orders)
+        if deadline is not None and time.monotonic() > deadline:
+            raise ResourceExhausted(
+                f"the evaluation of {name} point by point (mpmath) took longer than its cost allows "
+                f"({index + 1:,} of {len(out):,} points done); retrying would cost as much again: "
+                "ask for fewer points or a lower order",
+                reason="COMPUTE_BUDGET_EXCEEDED",
+                metadata={"budget": "numeric_cost", "function": name},
+            )
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import sympy
 
-from chainrule.engine import programs
+from chainrule.engine import kernels, programs
 from chainrule.engine.errors import FieldViolation, InvalidArgument, MissingVariable
 from chainrule.engine.limits import EngineLimits
 from chainrule.engine.programs import Program
@@ -35,6 +35,10 @@ _CACHE_ELEMENTS = 524_288
 _MIN_CHUNK, _MAX_CHUNK = 4_096, 65_536
 _UNUSED = np.zeros(1)
 _LIMITS = EngineLimits()
+# The mpmath kernels of a call may take this many times the time its cost estimate says, and at
+# least this long: the estimate is a worst case within a factor of two or so (numeric_code.cost).
+_POINTWISE_SLACK = 4
+_MIN_POINTWISE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,7 +215,7 @@ def evaluate(fn: CompiledFunction, columns: Mapping[str, Column], n_points: int)
     """Evaluate at `n_points` points; the result always has n_points float64 values."""
     arrays = _columns_for(fn.variables, fn.reads, columns, n_points)
     values = np.empty(n_points, dtype=np.float64)
-    counts = _run(fn.function, arrays, [values])
+    counts = _run(fn.function, arrays, [values], fn.program.operations)
     return EvaluationResult(values, counts[0])
 
 
@@ -219,7 +223,7 @@ def gradient(fg: CompiledGradient, columns: Mapping[str, Column], n_points: int)
     """Value, gradient and (if compiled with it) Hessian at `n_points` points."""
     arrays = _columns_for(fg.arguments, fg.reads, columns, n_points)
     outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fg.component_count)]
-    counts = _run(fg.function, arrays, outputs)
+    counts = _run(fg.function, arrays, outputs, fg.program.operations)
     n = len(fg.variables)
     value, gradients, upper = outputs[0], tuple(outputs[1 : n + 1]), outputs[n + 1 :]
     pairs = [(i, j) for i in range(n) for j in range(i, n)] if fg.hessian else []
@@ -236,7 +240,7 @@ def jacobian(fj: CompiledJacobian, columns: Mapping[str, Column], n_points: int)
     """The rows' values and the Jacobian at `n_points` points."""
     arrays = _columns_for(fj.arguments, fj.reads, columns, n_points)
     outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fj.component_count)]
-    counts = _run(fj.function, arrays, outputs)
+    counts = _run(fj.function, arrays, outputs, fj.program.operations)
     return JacobianResult(tuple(outputs[: fj.rows]), tuple(outputs[fj.rows :]), sum(counts))
 
 
@@ -261,13 +265,20 @@ def missing_columns(names: Sequence[str]) -> MissingVariable:
 
 
 def _run(
-    function: Callable[..., Any], arrays: Sequence[FloatArray], outputs: Sequence[FloatArray]
+    function: Callable[..., Any],
+    arrays: Sequence[FloatArray],
+    outputs: Sequence[FloatArray],
+    operations: int,
 ) -> list[int]:
-    """Fill `outputs` chunk by chunk; return each output's count of non-finite values."""
+    """Fill `outputs` chunk by chunk; return each output's count of non-finite values. `operations`:
+    the function's charged cost per point (`Program.operations`)."""
     single = len(outputs) == 1
     counts = [0] * len(outputs)
     n, chunk = len(outputs[0]), _chunk_size(len(outputs))
-    with np.errstate(all="ignore"):
+    # The cost charged for the call (`Program.operations` per point, about a nanosecond each),
+    # with room for the estimate's error: what its mpmath kernels may take.
+    seconds = max(_MIN_POINTWISE_SECONDS, _POINTWISE_SLACK * operations * n * 1e-9)
+    with np.errstate(all="ignore"), kernels.pointwise_budget(seconds):
         for low in range(0, n, chunk):
             high = min(low + chunk, n)
             part = [array if len(array) == 1 else array[low:high] for array in arrays]

@@ -135,8 +135,8 @@ def partial(name: str, orders: Sequence[int], args: Sequence[Any], prec: int) ->
     point = [ctx.convert(arg) for arg in args]
     if any(not ctx.isfinite(arg) for arg in point):
         return ctx.nan
-    if name == "zeta" and not any(orders[1:]):
-        return _zeta(ctx, point[0], point[1] if len(point) > 1 else ctx.one, int(orders[0]))
+    if name == "zeta":
+        return _zeta_partial(ctx, point[0], point[1] if len(point) > 1 else ctx.one, orders)
     implementation = _FUNCTIONS[name]
 
     def at(*where: Any) -> Value:
@@ -149,6 +149,26 @@ def partial(name: str, orders: Sequence[int], args: Sequence[Any], prec: int) ->
         return _real(ctx, ctx.diff(at, point, tuple(orders)), True)
     except (_Undefined, ZeroDivisionError, ValueError):
         return ctx.nan
+
+
+def _zeta_partial(ctx: Any, s: Value, a: Value, orders: Sequence[int]) -> Value:
+    """d^k/ds^k d^j/da^j zeta(s, a) from the derivatives in s alone: d/da zeta(s, a) is
+    -s zeta(s + 1, a), so d^j/da^j is p(s) zeta(s + j, a) with p(s) = (-1)^j s (s + 1) ... (s + j - 1),
+    and Leibniz's rule takes the k derivatives in s of that product. Numerical differentiation in
+    a as well took seconds a point at large s and a (the sum at diff's raised precision)."""
+    k, j = int(orders[0]), int(orders[1]) if len(orders) > 1 else 0
+    if not j:
+        return _zeta(ctx, s, a, k)
+    polynomial = [ctx.one * (-1) ** j]  # coefficients of p, lowest degree first
+    for m in range(j):
+        shifted = [ctx.zero, *polynomial]  # times s
+        polynomial = [c + m * p for c, p in zip(shifted, [*polynomial, ctx.zero], strict=True)]
+    total = ctx.zero
+    for i in range(min(k, j) + 1):
+        # the i-th derivative of p at s: c_d s^d gives d!/(d - i)! c_d s^(d - i)
+        derived = ctx.fsum(ctx.ff(d, i) * c * s ** (d - i) for d, c in enumerate(polynomial) if d >= i)
+        total += ctx.binomial(k, i) * derived * _zeta(ctx, s + j, a, k - i)
+    return total
 
 
 class _Undefined(Exception):
@@ -531,9 +551,8 @@ def _zeta(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
     if a <= 0:
         return _zeta_left(ctx, s, a, derivative)
     if s > 1:
-        right = _zeta_direct if s > _DIRECT_ZETA_S else _zeta_right
         if not derivative:
-            return right(ctx, s, a)
+            return _zeta_sum(ctx, s, a)
         # A term b^-s changes by -ln(b) b^-s: next to b = 1 far less than the term itself, which a
         # numerical derivative of the sum cannot see (d/ds zeta(s) at 100 is -ln 2 2^-100, the sum
         # 1 + 2^-100). Terms below 2 are differentiated exactly, the rest of the sum numerically.
@@ -541,16 +560,46 @@ def _zeta(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
         while a < 2:
             head += (-ctx.log(a)) ** derivative * _power(ctx, a, -s)
             a = ctx.fadd(a, 1, exact=True)
-        return head + ctx.diff(lambda t: right(ctx, t, a), s, derivative)
-    if s >= _fourier_below(ctx) or a > _MAX_ZETA_TERMS:
+        # The rest, differentiated numerically, is skipped where its bound says it adds nothing
+        # below the head's last bit (d^20/ds^20 zeta(999.5, 0.3): 8 s for nothing).
+        rest = _zeta_rest_log2(ctx, s, a, derivative)
+        if head != 0 and rest is not None and rest < ctx.mag(head) - ctx.prec - 10:
+            return head
+        if _direct_terms(ctx, s, a) < _euler_maclaurin_terms(ctx, s, a):
+            return head + _zeta_direct(ctx, s, a, derivative)
+        return head + ctx.diff(lambda t: _zeta_sum(ctx, t, a), s, derivative)
+    if a > _MAX_ZETA_TERMS:
+        # Euler-Maclaurin converges fast here: its terms fall by (|s|/(2 pi a))^2 < 1/64 (s >= -400),
+        # where mpmath's sum did not return in minutes (zeta(-399.5, 1e12)).
+        if not derivative:
+            return _zeta_right(ctx, s, a)
+        if _zeta_overflows(ctx, s, a, derivative):
+            # -a^(1-s)/(1-s) (-ln a)^k dominates and is past every double. Not for the value
+            # itself, which constant folding may divide by another such value.
+            return (-1) ** (derivative + 1) * ctx.inf
+        return ctx.diff(lambda t: _zeta_right(ctx, t, a), s, derivative)
+    if s >= _fourier_below(ctx) or (derivative and s > _MPMATH_DERIVATIVE_FROM):
+        # mpmath differentiates its own sum exactly: 6 ms at d^20/ds^20 zeta(-13, 0.3) where diff of
+        # Hurwitz's series took 12 s; its time grows with |s| (30 ms at d^20 at s = -40, 0.4 s at -150).
         return ctx.zeta(s, a, derivative)
-    if derivative:
-        return ctx.diff(lambda t: _zeta_fourier(ctx, t, a), s, derivative)
-    return _zeta_fourier(ctx, s, a)
+    shift = int(ctx.ceil(a)) - 1
+    base = a - shift
+    # The series' length is fixed here, at this precision: inside diff, which works at several times
+    # it, a length chosen anew grew as 2^(prec / (1 - s)) (d^3/ds^3 at s = -14.78: hours). Each order
+    # multiplies a term by at most ln(2 pi n) < 2^4: 4 more bits of terms per order.
+    terms = _fourier_terms(ctx.prec + 4 * derivative, s)
+    with ctx.extraprec(20):
+        # zeta(s, b + m) = zeta(s, b) - sum_{k < m} (b + k)^-s, that sum differentiated term by term
+        # (numerically, its hundreds of terms at diff's precision took seconds a point).
+        shifted = ctx.fsum((-ctx.log(base + k)) ** derivative * (base + k) ** (-s) for k in range(shift))
+        if derivative:
+            return ctx.diff(lambda t: _zeta_fourier(ctx, t, base, terms), s, derivative) - shifted
+        return _zeta_fourier(ctx, s, base, terms) - shifted
 
 
 def _zeta_right(ctx: Any, s: Value, a: Value) -> Value:
-    """zeta(s, a) for s > 1, a > 0 by Euler-Maclaurin, every term positive past the Bernoulli ones.
+    """zeta(s, a) by Euler-Maclaurin: for s > 1, a > 0, every term positive past the Bernoulli ones;
+    for s < 1 with a past `_MAX_ZETA_TERMS`, where the Bernoulli terms fall fast.
 
     mpmath's own sum is off by far more than its precision for large s and a (zeta(24.95, 48.26) at
     64 bits: 1e-9 relative; at 160 bits, 1e-13).
@@ -558,7 +607,7 @@ def _zeta_right(ctx: Any, s: Value, a: Value) -> Value:
     with ctx.extraprec(20):
         # The Bernoulli series is asymptotic: its smallest term is about e^(-2 pi w) (w past s), so w
         # must pass both s and prec ln 2 / (2 pi) for that term to be below the precision.
-        terms = max(10, int(ctx.ceil(s)), int(ctx.prec * 0.12) + 1)
+        terms = _euler_maclaurin_terms(ctx, s, a)
         w = a + terms
         head = ctx.fsum(_power(ctx, a + k, -s) for k in range(terms))
         power = _power(ctx, w, -s)
@@ -576,28 +625,45 @@ def _zeta_right(ctx: Any, s: Value, a: Value) -> Value:
         return total
 
 
-# Past this s, zeta(s, a) is summed term by term: Euler-Maclaurin would need s terms (w past s), and
-# each term (a + k)^-s falls below the precision within about a/6 + 1 terms.
-_DIRECT_ZETA_S = 1000
+def _zeta_sum(ctx: Any, s: Value, a: Value) -> Value:
+    """zeta(s, a) for s > 1, a > 0: by its defining sum or by Euler-Maclaurin, whichever needs fewer
+    terms at this precision."""
+    if _direct_terms(ctx, s, a) < _euler_maclaurin_terms(ctx, s, a):
+        return _zeta_direct(ctx, s, a)
+    return _zeta_right(ctx, s, a)
+
+
+def _euler_maclaurin_terms(ctx: Any, s: Value, a: Value) -> int:
+    """The terms `_zeta_right` sums before its Bernoulli series: w = a + terms past s and past
+    prec ln 2 / (2 pi), the Bernoulli series' smallest term (about e^(-2 pi w)) below the precision."""
+    return max(10, int(ctx.ceil(s - a)), int(ctx.prec * 0.12) + 1)
+
+
+def _direct_terms(ctx: Any, s: Value, a: Value) -> Value:
+    """The terms of the defining sum down to the precision: (a + n)^-s < a^-s 2^-(prec + 10) from
+    n = a (2^((prec + 10)/s) - 1) on. Fewer than Euler-Maclaurin's for large s and small a: at s =
+    999.5, a = 2 three terms against a thousand (d/ds zeta there took 50 ms a point, d^14: 1.9 s)."""
+    return a * (ctx.power(2, (ctx.prec + 10) / s) - 1)
+
+
 _MAX_DIRECT_TERMS = 10_000
 
 
-def _zeta_direct(ctx: Any, s: Value, a: Value) -> Value:
-    """zeta(s, a) for s > 1000 by its defining sum, until a term is below the precision.
-
-    At most 10^4 terms: more are needed only for a past about 6 * 10^4, where the value (below
-    a^-1000 < 10^-4800) is far beyond every double, and the terms summed give its magnitude.
-    """
+def _zeta_direct(ctx: Any, s: Value, a: Value, derivative: int = 0) -> Value:
+    """zeta(s, a) for s > 1 by its defining sum, or its derivative in s term by term (a >= 2 then,
+    so every term has the sign (-1)^derivative), until a term is below the precision: chosen where
+    that takes fewer terms than Euler-Maclaurin; at most 10^4, a bound never reached then."""
     with ctx.extraprec(20):
-        first = _power(ctx, a, -s)
-        limit = ctx.ldexp(first, -ctx.prec - 10)
-        total = first
-        for k in range(1, _MAX_DIRECT_TERMS):
-            term = _power(ctx, a + k, -s)
-            if term < limit:
+        total = ctx.zero
+        for k in range(_MAX_DIRECT_TERMS):
+            term = (-ctx.log(a + k)) ** derivative * _power(ctx, a + k, -s)
+            if k and abs(term) < ctx.ldexp(abs(total), -ctx.prec - 10):
                 break
             total += term
         return total
+
+
+_MPMATH_DERIVATIVE_FROM = -40  # right of this, mpmath's own derivatives in s beat diff of the series
 
 
 def _fourier_below(ctx: Any) -> Any:
@@ -616,22 +682,48 @@ def _zeta_left(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
     return -ctx.bernpoly(n + 1, a) / (n + 1)
 
 
-def _zeta_fourier(ctx: Any, s: Value, a: Value) -> Value:
-    """zeta(s, a) for s well below 0 and 0 < a: Hurwitz's formula on (0, 1], then shifted to a.
+_PAST_DOUBLES = 1040  # log2 of a magnitude that rounds to infinity, with room for an estimate's error
+
+
+def _zeta_rest_log2(ctx: Any, s: Value, a: Value, k: int) -> Value | None:
+    """log2 of a bound on |sum_n ln(a + n)^k (a + n)^-s| (the k-th derivative of zeta(s, a) in s,
+    up to sign) for s > 1 and a >= 2, or None where the bound below does not hold.
+
+    Where f(x) = ln(x)^k x^-s decreases from a on, the sum is at most f(a) + int_a^inf f, and where
+    (s - 1) ln a >= 2k that integral is at most 2 a f(a) / (s - 1).
+    """
+    log_a = ctx.log(a)
+    if (s - 1) * log_a < 2 * k or s * log_a <= k:
+        return None
+    return k * ctx.log(log_a, 2) - s * ctx.log(a, 2) + ctx.log(1 + 2 * a / (s - 1), 2)
+
+
+def _zeta_overflows(ctx: Any, s: Value, a: Value, k: int) -> bool:
+    """Whether the k-th derivative in s of zeta(s, a), s < 1, is past every double, judged by its
+    leading term a^(1-s)/(s-1) (-ln a)^k. Where 1 - s <= a and k <= (1-s) ln a / 4 the sum is
+    between a tenth and twice it, of its sign: the term a^-s/2 is at most half of it, the
+    Euler-Maclaurin terms fall by (|s|/(2 pi a))^2 from a twelfth, and differentiating 1/(s-1)
+    instead of a^(1-s) adds at most a third (a factor k/((1-s) ln a) per order taken there)."""
+    log_a = ctx.log(a)
+    if 1 - s > a or 4 * k > (1 - s) * log_a:
+        return False
+    return bool((1 - s) * ctx.log(a, 2) - ctx.log(1 - s, 2) + k * ctx.log(log_a, 2) > _PAST_DOUBLES)
+
+
+def _fourier_terms(prec: int, s: Value) -> int:
+    """The terms of Hurwitz's series that reach `prec` bits: they fall as n^(s-1)."""
+    return int(2 ** ((prec + 10) / (1 - s))) + 2
+
+
+def _zeta_fourier(ctx: Any, s: Value, b: Value, terms: int) -> Value:
+    """zeta(s, b) for s well below 0 and 0 < b <= 1 by Hurwitz's formula (`_zeta` shifts it to a):
 
     zeta(s, b) = 2 Gamma(1-s) / (2 pi)^(1-s) sum_n sin(2 pi n b + pi s / 2) / n^(1-s), whose terms
     fall as n^(s-1); mpmath's Euler-Maclaurin sum needs time growing with |s| (0.3 s at s = -150).
     """
-    shift = int(ctx.ceil(a)) - 1
-    base = a - shift
-    terms = int(2 ** ((ctx.prec + 10) / (1 - s))) + 2
     with ctx.extraprec(20):
-        series = ctx.fsum(
-            ctx.sinpi(2 * n * base + s / 2) / ctx.mpf(n) ** (1 - s) for n in range(1, terms + 1)
-        )
-        value = 2 * ctx.gamma(1 - s) / (2 * ctx.pi) ** (1 - s) * series
-        # zeta(s, b + m) = zeta(s, b) - sum_{k < m} (b + k)^-s
-        return value - ctx.fsum((base + k) ** (-s) for k in range(shift))
+        series = ctx.fsum(ctx.sinpi(2 * n * b + s / 2) / ctx.mpf(n) ** (1 - s) for n in range(1, terms + 1))
+        return 2 * ctx.gamma(1 - s) / (2 * ctx.pi) ** (1 - s) * series
 
 
 def _gamma_far(ctx: Any, x: Value) -> Value:
