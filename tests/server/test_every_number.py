@@ -199,6 +199,17 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     # Hurwitz's series far left, differentiated: its length grew with diff's raised precision
     ("zeta(x)", {"x": -14.78}, (("x", 3),), _mp(lambda: mpmath.zeta(-14.78, 1, 3)), "was hours"),
     ("zeta(x, 0.3)", {"x": -14.78}, (("x", 6),), _mp(lambda: mpmath.zeta(-14.78, 0.3, 6)), "order 6"),
+    (
+        "zeta(x, y)",
+        {"x": -20.5, "y": 1000.5},
+        (),
+        _mp(lambda: mpmath.zeta(-20.5, 1000.5)),
+        "Euler-Maclaurin past 512",
+    ),
+    ("zeta(x, y)", {"x": -399.5, "y": 1e12}, (), -math.inf, "past every double"),
+    ("zeta(x, y)", {"x": 1500.5, "y": 1e5}, (("x", 20),), 0.0, "below every double: was 77 s a point"),
+    # an order within 2^-94 of 0 is 0: the reference raised its precision by 143,000 bits
+    ("polygamma(-exp(-99177), x)", {"x": 357.0}, (), _mp(lambda: mpmath.digamma(357)), "make fuzz"),
 ]
 
 

@@ -472,9 +472,14 @@ def _polygamma(ctx: Any, n: Value, x: Value) -> Value:
     if _re(x) <= 0:
         return ctx.nan
     s = n
-    # Next to an integer order the two terms nearly cancel (1/Gamma(-s) -> 0, psi(-s) -> a pole).
-    distance = abs(s - ctx.nint(s))
-    with ctx.extraprec(30 + max(0, -ctx.mag(distance))):
+    # Next to an integer order m >= 0 the two terms nearly cancel (1/Gamma(-s) -> 0, psi(-s) -> a
+    # pole): the precision is raised by the bits they share. Closer than the precision itself, psi
+    # is psi(m, x) (it is smooth in its order): an order of -e^(-99177) asked for 143,000 more bits.
+    nearest = ctx.nint(s)
+    distance = abs(s - nearest)
+    if nearest >= 0 and (distance == 0 or ctx.mag(distance) < -ctx.prec - 30):
+        return _polygamma(ctx, nearest, x)
+    with ctx.extraprec(30 + (max(0, -ctx.mag(distance)) if nearest >= 0 else 0)):
         zeta = _zeta(ctx, s + 1, x, 0)
         return (_zeta(ctx, s + 1, x, 1) + (ctx.euler + ctx.digamma(-s)) * zeta) * ctx.rgamma(-s)
 
