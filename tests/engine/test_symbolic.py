@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chainrule import engine
+from chainrule.engine import parsing, symbolic
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
 from chainrule.engine.functions import RealRoot
 from chainrule.engine.parsing import parse, to_text
@@ -304,3 +305,11 @@ def test_latex() -> None:
     assert engine.to_latex(engine.differentiate(sympy.sin(x**2), (), Simplification.FAST)) == (
         r"2 x \cos{\left(x^{2} \right)}"
     )
+
+
+def test_an_expression_built_unevaluated_crosses_processes() -> None:
+    # The parser builds acos(sin(10^309/3)) unevaluated (sympy's acos cannot decide 'ang > pi' for
+    # it); unpickled in another process with evaluation, it raised TypeError there (INTERNAL; make fuzz).
+    expression = parsing.parse("acos(sin((1e309) / 3))")
+    crossed = pickle.loads(pickle.dumps(symbolic.Portable(expression))).expression
+    assert crossed == expression and sympy.srepr(crossed) == sympy.srepr(expression)

@@ -109,7 +109,11 @@ class Portable:
         """The expression, unpickled on first use."""
         if self._expression is None:
             assert self._blob is not None
-            self._expression = pickle.loads(self._blob)  # noqa: S301 (bytes from our own symbolic workers)
+            # Each node is rebuilt as the worker built it, its constructor not evaluating again: a node
+            # the parser had to build unevaluated (acos(sin(10^309/3)), whose evaluation asks sympy a
+            # question it cannot decide) would otherwise fail here, in another process (INTERNAL).
+            with sympy.evaluate(False):
+                self._expression = pickle.loads(self._blob)  # noqa: S301 (bytes from our own symbolic workers)
         return self._expression
 
     def __reduce__(self) -> tuple[Any, ...]:
