@@ -14,6 +14,7 @@ Three evaluations of a tree:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import random
@@ -25,7 +26,8 @@ import mpmath
 import sympy
 from hypothesis import strategies as st
 
-from chainrule.engine import functions, reference
+from chainrule.engine import functions, parsing, reference
+from chainrule.engine.errors import ChainruleError
 
 PREC = 200  # bits: 60 digits, the reference every float64 result is compared with
 NEAR = 1e-6  # points this close to a kink, pole or branch point are not compared
@@ -272,21 +274,20 @@ def exact(tree: Node) -> bool:
 
 def folded(tree: Node) -> Node:
     """The tree as sympy builds it from text: a constant subtree holding a float literal is one
-    Float, each node of it computed in doubles as it is parsed (tan(1.5e-8 - tan(1.5e-8)) is 0.0,
-    where its exact value is -1.1e-24). The checks accept a formula that is either tree's function."""
+    Float, computed by sympy at 53 bits as it is parsed (tan(1.5e-8 - tan(1.5e-8)) is 0.0, where its
+    exact value is -1.1e-24; mpmath's sec(1.5e-8) at 53 bits is 1.0, not the nearest double). The
+    value is the parser's own, so it is sympy's to the bit. The checks accept a formula that is
+    either tree's function."""
     if tree.kind in ("var", "num", "const"):
         return tree
     if not tree.variables() and not exact(tree):
-        double = _nearest_double(Evaluation(reference.context(53), {}, each=_nearest_double)(tree))
-        if isinstance(double, float) and math.isfinite(double):
-            return Node("num", value=sympy.Float(double), text=repr(double))
+        with contextlib.suppress(ChainruleError):
+            value = parsing.parse(to_text(tree))
+            if value.is_Number and value.is_finite:
+                return Node("num", value=value, text=str(value))
     return Node(
         tree.kind, tree.name, tuple(folded(arg) for arg in tree.args), tree.value, tree.text, tree.implicit
     )
-
-
-def _nearest_double(value: Any) -> Any:
-    return value if hasattr(value, "_mpc_") or isinstance(value, float) else float(value)
 
 
 def rounding(seed: int) -> Callable[[Any], Any]:
