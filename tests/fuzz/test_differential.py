@@ -89,3 +89,18 @@ def test_a_constant_is_folded_as_sympy_folds_it(differential: checks.Differentia
     number = trees.folded(tree).args[0].args[0].value
     assert number is not None and float(number) == 1.0
     assert not differential.run(tree, [{"x": 0.0}], seed=3)
+
+
+def test_a_formula_is_judged_at_the_precision_it_needs(differential: checks.Differential) -> None:
+    """d/dx sec((pi - x) + tan(x)) at -2.7e-121: sympy's formula holds sec(x - pi/2), 3.7e120 there,
+    which 200 bits of x - pi/2 make 1.8e61; at 400 bits and more it settles (make fuzz)."""
+    x = trees.Node("var", "x")
+    inner = trees.Node(
+        "add",
+        args=(
+            trees.Node("sub", args=(trees.Node("const", "pi", value=sympy.pi), x)),
+            trees.Node("call", "tan", (x,)),
+        ),
+    )
+    tree = trees.Node("call", "sec", (inner,))
+    assert not differential.run(tree, [{"x": -2.7268708940775015e-121}], seed=5)
