@@ -23,6 +23,7 @@ _NOT_CALLED = {"integer_power", "odd_power", "partial", "piecewise"}
 
 
 def _arities(function: Any) -> range:
+    function = inspect.unwrap(function)  # a kernel whose infinities are reported (`overflow.reporting`)
     if isinstance(function, np.ufunc):
         return range(function.nin, function.nin + 1)
     parameters = inspect.signature(function).parameters.values()

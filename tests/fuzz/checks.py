@@ -302,6 +302,8 @@ class _Case:
             for k in range(_SIMULATIONS)
         ]
         problem = _within_rounding(ours, expected, sims)
+        if problem and math.isnan(expected) and _rounded_onto_domain(formula, values, ours):
+            return
         if problem:
             self.report(check, point, problem, ours=ours, expected=expected, extra={"float64 runs": sims})
 
@@ -493,6 +495,15 @@ def _same_bits(a: float | None, b: float | None) -> bool:
     if math.isnan(a) and math.isnan(b):
         return True
     return math.copysign(1.0, a) == math.copysign(1.0, b) and a == b
+
+
+def _rounded_onto_domain(formula: sympy.Expr, point: Mapping[str, float], ours: float) -> bool:
+    """Whether the formula evaluated in doubles (each step rounded to nearest) is `ours` where its
+    exact value is NaN: x^(10 z) at z = -1.9 has no real value, since 10 z is -18.999999999999999,
+    but 10 z in doubles is -19, so the power of a negative x is real there (sympy writes the user's
+    (x^z)^10 as x^(10 z); a rounding, not a rewrite the service made)."""
+    nearest = _real(reference.evaluate(formula, point, prec=_SIMULATION_PREC, each=trees.nearest))
+    return math.isfinite(nearest) and _close(ours, nearest, _RTOL)
 
 
 def _within_rounding(ours: float, exact: float, sims: list[float]) -> str | None:

@@ -247,6 +247,11 @@ def value(tree: Node, point: Mapping[str, float], *, strict: bool = True, prec: 
     return Evaluation(ctx, point, strict=strict)(tree)
 
 
+def nearest(value: Any) -> Any:
+    """A rounding for `reference.evaluate(each=...)`: every real value to its nearest double."""
+    return value if hasattr(value, "_mpc_") or isinstance(value, float) else float(value)
+
+
 class _Rounding:
     """Rounds an mpf to a double and nudges it one ulp up or down a third of the time each (the double
     itself is returned: mpmath takes it as it is, and no context's precision changes)."""
@@ -295,10 +300,17 @@ def rounding(seed: int) -> Callable[[Any], Any]:
     return _Rounding(random.Random(seed))
 
 
+_MAX_LITERAL_BITS = 4096
+
+
 def derivative(tree: Node, point: Mapping[str, float], orders: Mapping[str, int], prec: int = PREC) -> Any:
     """d^orders tree at point by mpmath's numerical differentiation of the strict reference, or None
     where the tree has no finite real value nearby, or where two precisions disagree (tanh(x 1e309)
-    turns from -1 to 1 within 1e-309 of 0: no step size sees that); such a derivative is not compared."""
+    turns from -1 to 1 within 1e-309 of 0: no step size sees that); such a derivative is not compared.
+
+    The precision grows with the tree's literals: at y = 0, 1e309 y^2 - e y differs by 1e309 h^2 over a
+    step h and by e h, so d/dy is -e only if the sum keeps 1,027 bits more than the derivative's."""
+    prec += _literal_bits(tree)
     first = _differentiated(tree, point, orders, prec)
     if first is None:
         return None
@@ -309,6 +321,16 @@ def derivative(tree: Node, point: Mapping[str, float], orders: Mapping[str, int]
     if abs(first - second) > 1e-25 * max(abs(first), abs(second)) + 1e-40 * scale:
         return None
     return first
+
+
+def _literal_bits(tree: Node) -> int:
+    """The bits of magnitude of the tree's numbers past 1 (at most _MAX_LITERAL_BITS)."""
+    if tree.kind == "num" and tree.value is not None:
+        if tree.value.is_zero:
+            return 0
+        magnitude = mpmath.mag(reference.evaluate(abs(tree.value), prec=64))
+        return min(_MAX_LITERAL_BITS, max(0, int(magnitude)))
+    return min(_MAX_LITERAL_BITS, sum(_literal_bits(arg) for arg in tree.args))
 
 
 def _differentiated(tree: Node, point: Mapping[str, float], orders: Mapping[str, int], prec: int) -> Any:

@@ -210,6 +210,27 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("zeta(x, y)", {"x": 1500.5, "y": 1e5}, (("x", 20),), 0.0, "below every double: was 77 s a point"),
     # an order within 2^-94 of 0 is 0: the reference raised its precision by 143,000 bits
     ("polygamma(-exp(-99177), x)", {"x": 357.0}, (), _mp(lambda: mpmath.digamma(357)), "make fuzz"),
+    # values past every double on the way to one that is not (`widening`)
+    (
+        "max(x, acsc(e), y + z) / (x^x - e)",
+        {"x": 60.0, "y": 2.41, "z": -2.16},
+        (("x", 2),),
+        _mp(lambda: mpmath.diff(lambda t: t / (t**t - mpmath.e), 60, 2)),
+        "a term divides by (x^x - e)^3, 1.2e320: it was 0 and the sum -3.2e-104 (make fuzz)",
+    ),
+    ("exp(x)*exp(-x/2)", {"x": 1000.0}, (), _mp(lambda: mpmath.exp(500)), "exp(1000) overflows: was inf"),
+    (
+        "log(1 + x^2)",
+        {"x": 1e200},
+        (),
+        _mp(lambda: 2 * mpmath.log(mpmath.mpf(1e200))),
+        "x^2 overflows: was inf",
+    ),
+    ("1/(1 + exp(x))", {"x": 800.0}, (), 0.0, "3.6e-348 rounds to 0 in long double too"),
+    ("1/(1 + exp(x))", {"x": 12000.0}, (), 0.0, "past long double as well: the two runs agree"),
+    ("x^200/gamma(x)", {"x": 180.0}, (), NAN, "gamma(180) is inf in float64 either way: 1e451/inf is not 0"),
+    # factor_terms pulls 10^-618 out as 10^618 times both sides of the quotient: inf/inf (make fuzz)
+    ("((1e309)^(-2) - acos(x)) / (acos(x) - cos(x))", {"x": 0.0}, (("x", 1),), -3.0692881359652304, "FAST"),
 ]
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.special
 
-from chainrule.engine import reference, vectormath
+from chainrule.engine import overflow, reference, vectormath
 from chainrule.engine.errors import ResourceExhausted
 
 __all__ = ["MAX_SCIPY_ORDER", "MPMATH_WEIGHT", "NAMESPACE", "WEIGHTS"]
@@ -436,7 +436,8 @@ def pointwise_budget(seconds: float) -> Iterator[None]:
     """Bound the time the point-by-point (mpmath) kernels take inside this block: past `seconds`
     the next point raises ResourceExhausted (COMPUTE_BUDGET_EXCEEDED). The numeric cost limit
     charges them by an estimate; one point's cost varies a thousandfold with its arguments, and
-    they run on a numeric thread, which nothing can stop from outside."""
+    they run on a numeric thread, which nothing can stop from outside. Chunks computed again in
+    long double (`widening`, some 50 times slower) are bound by the same time (`check_budget`)."""
     token = _POINTWISE_DEADLINE.set(time.monotonic() + seconds)
     try:
         yield
@@ -446,18 +447,25 @@ def pointwise_budget(seconds: float) -> Iterator[None]:
 
 def _pointwise(name: str, *columns: FloatArray, orders: tuple[int, ...] = ()) -> FloatArray:
     out = np.empty(len(columns[0]) if columns else 0)
-    deadline = _POINTWISE_DEADLINE.get()
     for index, values in enumerate(zip(*(column.tolist() for column in columns), strict=True)):
         out[index] = reference.at(name, values, _PREC, orders)
-        if deadline is not None and time.monotonic() > deadline:
-            raise ResourceExhausted(
-                f"the evaluation of {name} point by point (mpmath) took longer than its cost allows "
-                f"({index + 1:,} of {len(out):,} points done); retrying would cost as much again: "
-                "ask for fewer points or a lower order",
-                reason="COMPUTE_BUDGET_EXCEEDED",
-                metadata={"budget": "numeric_cost", "function": name},
-            )
+        what = f"the evaluation of {name} point by point (mpmath)"
+        check_budget(what, index + 1, len(out), function=name, instead="or a lower order")
     return out
+
+
+def check_budget(what: str, done: int, total: int, *, function: str = "", instead: str = "") -> None:
+    """Raise ResourceExhausted (COMPUTE_BUDGET_EXCEEDED) once the time of the `pointwise_budget`
+    block is spent: `what` took it, `done` of `total` points done; `function`: the slow one, if one
+    is; `instead`: what else to ask for."""
+    deadline = _POINTWISE_DEADLINE.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise ResourceExhausted(
+            f"{what} took longer than its cost allows ({done:,} of {total:,} points done); retrying "
+            f"would cost as much again: ask for fewer points{' ' + instead if instead else ''}",
+            reason="COMPUTE_BUDGET_EXCEEDED",
+            metadata={"budget": "numeric_cost", **({"function": function} if function else {})},
+        )
 
 
 def partial(name: str, orders: tuple[int, ...], *args: Any) -> Any:
@@ -523,14 +531,14 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "arg": arg,
         "erf": scipy.special.erf,
         "erfc": erfc,
-        "gamma": scipy.special.gamma,
-        "loggamma": loggamma,
-        "digamma": digamma,
-        "polygamma": polygamma,
-        "beta": beta,
-        "factorial": factorial,
-        "zeta": zeta,
-        "partial": partial,
+        "gamma": overflow.reporting(scipy.special.gamma),
+        "loggamma": overflow.reporting(loggamma),
+        "digamma": overflow.reporting(digamma),
+        "polygamma": overflow.reporting(polygamma),
+        "beta": overflow.reporting(beta),
+        "factorial": overflow.reporting(factorial),
+        "zeta": overflow.reporting(zeta),
+        "partial": overflow.reporting(partial),
         "inf": math.inf,
         "nan": math.nan,
     }

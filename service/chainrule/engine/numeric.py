@@ -12,6 +12,7 @@ requests still use the executor's threads.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -21,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import sympy
 
-from chainrule.engine import kernels, programs
+from chainrule.engine import kernels, overflow, programs, widening
 from chainrule.engine.errors import FieldViolation, InvalidArgument, MissingVariable
 from chainrule.engine.limits import EngineLimits
 from chainrule.engine.programs import Program
@@ -39,6 +40,7 @@ _LIMITS = EngineLimits()
 # least this long: the estimate is a worst case within a factor of two or so (numeric_code.cost).
 _POINTWISE_SLACK = 4
 _MIN_POINTWISE_SECONDS = 1.0
+_WIDENING = "computing again in long double the values that overflowed float64"
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +53,11 @@ class _Bound:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "function", programs.bind(self.program))
+
+    @functools.cached_property
+    def wide(self) -> Callable[..., Any]:
+        """The function computing in long double where it can (`widening`), bound when first needed."""
+        return programs.bind(self.program, widening.namespace())
 
     @property
     def reads(self) -> frozenset[str]:
@@ -215,7 +222,7 @@ def evaluate(fn: CompiledFunction, columns: Mapping[str, Column], n_points: int)
     """Evaluate at `n_points` points; the result always has n_points float64 values."""
     arrays = _columns_for(fn.variables, fn.reads, columns, n_points)
     values = np.empty(n_points, dtype=np.float64)
-    counts = _run(fn.function, arrays, [values], fn.program.operations)
+    counts = _run(fn, arrays, [values])
     return EvaluationResult(values, counts[0])
 
 
@@ -223,7 +230,7 @@ def gradient(fg: CompiledGradient, columns: Mapping[str, Column], n_points: int)
     """Value, gradient and (if compiled with it) Hessian at `n_points` points."""
     arrays = _columns_for(fg.arguments, fg.reads, columns, n_points)
     outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fg.component_count)]
-    counts = _run(fg.function, arrays, outputs, fg.program.operations)
+    counts = _run(fg, arrays, outputs)
     n = len(fg.variables)
     value, gradients, upper = outputs[0], tuple(outputs[1 : n + 1]), outputs[n + 1 :]
     pairs = [(i, j) for i in range(n) for j in range(i, n)] if fg.hessian else []
@@ -240,7 +247,7 @@ def jacobian(fj: CompiledJacobian, columns: Mapping[str, Column], n_points: int)
     """The rows' values and the Jacobian at `n_points` points."""
     arrays = _columns_for(fj.arguments, fj.reads, columns, n_points)
     outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fj.component_count)]
-    counts = _run(fj.function, arrays, outputs, fj.program.operations)
+    counts = _run(fj, arrays, outputs)
     return JacobianResult(tuple(outputs[: fj.rows]), tuple(outputs[fj.rows :]), sum(counts))
 
 
@@ -264,33 +271,47 @@ def missing_columns(names: Sequence[str]) -> MissingVariable:
     )
 
 
-def _run(
-    function: Callable[..., Any],
-    arrays: Sequence[FloatArray],
-    outputs: Sequence[FloatArray],
-    operations: int,
-) -> list[int]:
-    """Fill `outputs` chunk by chunk; return each output's count of non-finite values. `operations`:
-    the function's charged cost per point (`Program.operations`)."""
+def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArray]) -> list[int]:
+    """Fill `outputs` with `bound`'s values chunk by chunk; return each output's count of non-finite
+    values."""
     single = len(outputs) == 1
     counts = [0] * len(outputs)
     n, chunk = len(outputs[0]), _chunk_size(len(outputs))
     # The cost charged for the call (`Program.operations` per point, about a nanosecond each),
     # with room for the estimate's error: what its mpmath kernels may take.
-    seconds = max(_MIN_POINTWISE_SECONDS, _POINTWISE_SLACK * operations * n * 1e-9)
-    with np.errstate(all="ignore"), kernels.pointwise_budget(seconds):
+    seconds = max(_MIN_POINTWISE_SECONDS, _POINTWISE_SLACK * bound.program.operations * n * 1e-9)
+    watch = overflow.Watch()
+    with np.errstate(all="ignore", over="call", call=watch), kernels.pointwise_budget(seconds):
         for low in range(0, n, chunk):
             high = min(low + chunk, n)
             part = [array if len(array) == 1 else array[low:high] for array in arrays]
             destinations = [output[low:high] for output in outputs]
-            results = _computed(function, part, destinations)
+            watch.clear()
+            results = _computed(bound.function, part, destinations)
             for index, result in enumerate([results] if single else results):
                 written = destinations[index]
                 if result is not written:  # not computed in its column (`destinations`): copied there
                     written[...] = _as_real(result)
+            if watch.overflowed:
+                _mend_overflowed(bound, part, destinations, watch)
+                kernels.check_budget(
+                    "computing again in long double the values that overflowed float64", high, n
+                )
+            for index, written in enumerate(destinations):
                 # Counted while the chunk is still in cache: a second pass would reread every output.
                 counts[index] += _nonfinite_count(written)
     return counts
+
+
+def _mend_overflowed(
+    bound: _Bound, part: Sequence[FloatArray], destinations: Sequence[FloatArray], watch: overflow.Watch
+) -> None:
+    """The chunk's values again where its float64 run overflowed on the way (`widening`)."""
+    watch.clear()
+    results = bound.wide(*widening.widened(part))
+    overflowed = watch.overflowed
+    for written, result in zip(destinations, [results] if len(destinations) == 1 else results, strict=True):
+        widening.mend(written, np.asarray(_as_real(result), dtype=np.float64), overflowed)
 
 
 def _computed(

@@ -121,12 +121,13 @@ def _with_destinations(function: Callable[..., Any], outputs: int) -> types.Code
     return next(c for c in compiled.co_consts if isinstance(c, types.CodeType))
 
 
-def bind(program: Program) -> Callable[..., Any]:
-    """The function of `program`, its globals bound from the shared namespace."""
+def bind(program: Program, known: Mapping[str, Any] | None = None) -> Callable[..., Any]:
+    """The function of `program`, its globals bound from the shared namespace (or `known`, a
+    namespace with the same names)."""
     code = marshal.loads(program.code)  # noqa: S302 - our own worker's output, see the module docstring
     if not isinstance(code, types.CodeType):
         raise TypeError(f"a program's code must be a code object, not {type(code).__name__}")
-    known = namespace()
+    known = namespace() if known is None else known
     scope: dict[str, Any] = {"__builtins__": builtins}
     for name in program.names:
         scope[name] = known[name]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import pickle
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -206,6 +207,10 @@ def simplify(expr: sympy.Expr, simplification: Simplification) -> sympy.Expr:
     # factor_terms pulls out common factors and numeric content in one bottom-up pass;
     # it neither expands powers nor looks for polynomial gcds (cancel/factor are not linear).
     fast = sympy.factor_terms(expr)
+    if not _beyond_doubles(fast) <= _beyond_doubles(expr):
+        # factor_terms pulled 10^-618 out of (10^-618 - acos(x))/...: 10^618 multiplies both sides
+        # of a quotient, inf/inf in float64, where the unsimplified form only adds 0.0.
+        fast = expr
     if simplification is Simplification.FAST:
         return fast
     try:
@@ -222,6 +227,17 @@ def simplify(expr: sympy.Expr, simplification: Simplification) -> sympy.Expr:
 
 
 _OpaqueSign = sympy.Function("sign_", real=True)
+
+
+def _beyond_doubles(expr: sympy.Expr) -> set[sympy.Rational]:
+    """The exact numbers in `expr` that no double holds to full precision: past the largest double,
+    or non-zero and below the smallest normal one (numeric code rounds them to inf, 0 or subnormals)."""
+    return {number for number in expr.atoms(sympy.Rational) if number and not _normal_double(number)}
+
+
+def _normal_double(number: sympy.Rational) -> bool:
+    double = abs(bignum.nearest_double(int(number.p), int(number.q)))
+    return sys.float_info.min <= double <= sys.float_info.max
 
 
 # Values each variable takes where FULL's form is checked: a fixed spread of signs and magnitudes.

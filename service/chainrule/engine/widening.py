@@ -1,0 +1,90 @@
+"""A chunk evaluated again in extended precision where float64 overflowed on the way to its values.
+
+A formula may pass through values no double holds on its way to one that it does: d2/dx2 of
+Max(x, ...)/(x^x - e) at x = 60 has a term x^(2x) ... / (x^x - e)^3, where the cube is 1.2e320. In
+float64 that term is finite/inf = 0, and the sum it belongs to comes out with the wrong sign. Such
+a value is neither right nor clearly not a number, so a chunk whose evaluation overflowed anywhere
+(`overflow`: the hardware's flag, and the kernels' reports) is
+computed again with numpy's long double: 64 bits of mantissa and exponents to 1e4932, so the term
+is 2e-107 there. Each value the two runs disagree on beyond rounding takes the wide one, rounded to
+a double; where the wide run overflowed as well, a value they disagree on is not known, and is NaN.
+Values the two agree on keep the float64 one, bit for bit, so a point evaluated alone gets what it
+gets in a batch: its own evaluation overflows exactly where it did in the batch. 1/(1 + e^x) at
+x = 800 is 0.0 both ways (3.6e-348 rounds to it) and stays 0.0.
+
+The wide run computes with long doubles where numpy does (its arithmetic, exp, log, powers, the
+hyperbolic functions...) and through each other kernel in float64, arguments rounded to doubles:
+scipy has no long double loops, and those kernels keep their own range (sech(800) is 2 e^-800).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from chainrule.engine import overflow, programs
+
+FloatArray = npt.NDArray[np.float64]
+
+# Two runs that differ by more than this, relative, disagree: far beyond the ulps that rounding
+# in float64 against long double makes, far below any difference an overflow makes.
+_AGREEMENT = 2.0**-40
+
+# Kernels of ours built from numpy operations alone, so they compute in whatever precision they
+# are given (the others, and every ufunc without a long double loop, get doubles).
+_GENERIC_KERNELS = frozenset({"power", "odd_power", "integer_power", "Min", "Max"})
+
+
+@functools.cache
+def namespace() -> Mapping[str, Any]:
+    """The names of `programs.namespace()`, each computing in long double where it can."""
+    return MappingProxyType({name: _widened(name, value) for name, value in programs.namespace().items()})
+
+
+def _widened(name: str, value: Any) -> Any:
+    if isinstance(value, np.ufunc):
+        return value if _has_long_double_loop(value) else _in_doubles(value)
+    if callable(value) and not isinstance(value, type) and name not in _GENERIC_KERNELS:
+        return _in_doubles(value)
+    return value
+
+
+def _has_long_double_loop(ufunc: np.ufunc) -> bool:
+    return any(set(signature.replace("->", "")) == {"g"} for signature in ufunc.types)
+
+
+def _in_doubles(function: Callable[..., Any]) -> Callable[..., Any]:
+    # An infinity it answers counts as an overflow of the wide run: gamma(180) is one in float64,
+    # and x^200/gamma(x) there is 1e451/inf = 0 in long double, where its value is 6.7e125.
+    @functools.wraps(function)
+    def call(*args: Any) -> Any:
+        return overflow.reported(function(*(_narrowed(arg) for arg in args)))
+
+    return call
+
+
+def _narrowed(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic) and value.dtype.kind in "fc" and value.dtype.itemsize > 8:
+        return value.astype(np.complex128 if value.dtype.kind == "c" else np.float64)
+    return value
+
+
+def widened(arrays: Sequence[FloatArray]) -> list[Any]:
+    """The columns as long doubles."""
+    return [array.astype(np.longdouble) for array in arrays]
+
+
+def mend(values: FloatArray, wide: FloatArray, wide_overflowed: bool) -> None:
+    """Correct `values` (one output's float64 values, in place) where the wide run's, rounded to
+    doubles (`wide`, broadcast to them), disagree."""
+    again = np.broadcast_to(wide, values.shape)
+    agree = (values == again) | (np.isnan(values) & np.isnan(again))
+    agree |= np.abs(values - again) <= _AGREEMENT * np.abs(again)
+    if agree.all():
+        return
+    values[~agree] = np.nan if wide_overflowed else again[~agree]

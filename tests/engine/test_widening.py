@@ -1,0 +1,95 @@
+"""Chunks that overflowed float64 on the way are computed again in long double (`widening`)."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from chainrule import engine
+from chainrule.engine import functions, kernels, numeric, parsing, widening
+from chainrule.engine.errors import ResourceExhausted
+
+
+def _evaluate(text: str, xs: list[float]) -> np.ndarray:
+    compiled = engine.compile_function(parsing.parse(text), ["x"])
+    return engine.evaluate(compiled, {"x": np.array(xs)}, len(xs)).values
+
+
+def test_a_hessian_term_past_every_double_keeps_its_sign() -> None:
+    """make fuzz: d2/dx2 of x/(x^x - e) at 60 divides by (x^x - e)^3 = 1.2e320; it was -3.2e-104."""
+    compiled = engine.compile_gradient(parsing.parse("x/(x^x - e)"), ["x"], hessian=True)
+    result = engine.gradient(compiled, {"x": np.array([60.0])}, 1)
+    with mpmath.workdps(40):
+        exact = float(mpmath.diff(lambda t: t / (t**t - mpmath.e), 60, 2))
+    assert result.hessians[0][0] == pytest.approx(exact, rel=1e-14)
+    assert result.nonfinite_count == 0
+
+
+def test_a_point_gets_in_a_batch_what_it_gets_alone() -> None:
+    """Only the values the two runs disagree on change: a chunk's other points keep their float64
+    bits, so they match their single-point evaluation exactly."""
+    text = "x^(2x)/(x^x - e)^3 + sin(x)/x^3"  # from x = 57 on the cube overflows
+    rng = np.random.default_rng(14)
+    xs = np.concatenate([[60.0, 150.0, 170.0], rng.uniform(-5, 80, 3000), [1e-3, -0.0, np.inf, np.nan]])
+    batch = _evaluate(text, xs.tolist())
+    singles = [_evaluate(text, [x])[0] for x in xs[::37]]
+    assert np.array_equal(batch[::37], singles, equal_nan=True)
+    unwidened = engine.compile_function(parsing.parse(text), ["x"])([xs])
+    changed = ~((batch == unwidened) | (np.isnan(batch) & np.isnan(unwidened)))
+    assert changed.any() and (xs[changed] > 50).all()
+
+
+@pytest.mark.parametrize(
+    ("text", "x", "expected"),
+    [
+        ("exp(x)*exp(-x/2)", 1000.0, math.exp(500)),
+        ("exp(-x)*exp(x)", 800.0, 1.0),
+        ("1/(1 + exp(x))", 800.0, 0.0),
+        ("1/(1 + exp(x))", 12000.0, 0.0),
+        ("exp(x)", 800.0, math.inf),
+        ("log(1 + x^2)", 1e200, 2 * math.log(1e200)),
+    ],
+)
+def test_values_past_every_double_on_the_way(text: str, x: float, expected: float) -> None:
+    assert _evaluate(text, [x])[0] == pytest.approx(expected, rel=1e-15)
+
+
+def test_a_kernel_infinity_the_wide_run_keeps_makes_the_value_unknown() -> None:
+    """gamma(180) is inf in float64 (scipy sets no flag; the kernel reports it) and in the wide run
+    (scipy has no long double): 180^200/inf is 0 there, where the value is 6.7e125."""
+    assert math.isnan(_evaluate("x^200/gamma(x)", [180.0])[0])
+
+
+@pytest.mark.parametrize("spec", functions.SPECS, ids=lambda spec: spec.name)
+def test_every_kernel_computes_in_the_wide_namespace(spec: functions.FunctionSpec) -> None:
+    """Each function (and the partials its gradient prints) runs with long double columns, each
+    kernel without a long double loop in doubles; where nothing overflows, the two runs agree."""
+    arity = 2 if spec.name == "zeta" else spec.min_args
+    call = f"{spec.name}({', '.join([*('2' for _ in range(arity - 1)), 'x'])})"
+    compiled = engine.compile_gradient(parsing.parse(f"{call}*y - x/y"), ["x", "y"], hessian=True)
+    xs = np.array([-3.5, -0.5, 0.25, 0.75, 1.5, 2.5, 7.0])
+    ys = np.full_like(xs, 1.5)
+    with np.errstate(all="ignore"):
+        narrow = compiled.function(xs, ys)
+        wide = compiled.wide(*widening.widened([xs, ys]))
+    for ours, again in zip(narrow, wide, strict=True):
+        again = np.broadcast_to(np.asarray(numeric._as_real(again), dtype=np.float64), xs.shape)
+        ours = np.broadcast_to(ours, xs.shape)
+        both = np.isfinite(ours) & np.isfinite(again)
+        assert np.array_equal(np.isfinite(ours), np.isfinite(again)), spec.name
+        assert np.allclose(ours[both], again[both], rtol=1e-9, atol=0), spec.name
+
+
+def test_the_wide_runs_are_bound_by_the_calls_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long double is some 50 times slower: past the call's time the next chunk stops the call."""
+    monkeypatch.setattr(numeric, "_MIN_POINTWISE_SECONDS", 0.0)
+    compiled = engine.compile_function(parsing.parse("1/(1 + exp(x))"), ["x"])
+    xs = np.full(4 * 65_536, 800.0)
+    with pytest.raises(ResourceExhausted) as raised:
+        engine.evaluate(compiled, {"x": xs}, len(xs))
+    assert raised.value.reason == "COMPUTE_BUDGET_EXCEEDED"
+    assert "long double" in str(raised.value)
+    assert kernels.pointwise_budget  # the one budget both mpmath kernels and wide runs spend
