@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from chainrule import engine
-from chainrule.engine import functions, kernels, numeric, parsing, widening
+from chainrule.engine import functions, numeric, parsing, widening
 from chainrule.engine.errors import ResourceExhausted
 
 
@@ -57,10 +57,18 @@ def test_values_past_every_double_on_the_way(text: str, x: float, expected: floa
     assert _evaluate(text, [x])[0] == pytest.approx(expected, rel=1e-15)
 
 
-def test_a_kernel_infinity_the_wide_run_keeps_makes_the_value_unknown() -> None:
-    """gamma(180) is inf in float64 (scipy sets no flag; the kernel reports it) and in the wide run
-    (scipy has no long double): 180^200/inf is 0 there, where the value is 6.7e125."""
-    assert math.isnan(_evaluate("x^200/gamma(x)", [180.0])[0])
+def test_gamma_past_the_doubles_is_computed_in_long_double() -> None:
+    """gamma(180) is inf in float64 (scipy sets no flag; the kernel reports it): the wide run takes
+    exp(loggamma) in long double, so 180^200/gamma(180) is 1.0e124, not 1e451/inf = 0."""
+    with mpmath.workdps(40):
+        exact = [float(mpmath.mpf(180) ** k / mpmath.gamma(180 + j)) for k, j in ((200, 0), (100, 1))]
+    assert _evaluate("x^200/gamma(x)", [180.0])[0] == pytest.approx(exact[0], rel=1e-12)
+    assert _evaluate("x^100/factorial(x)", [180.0])[0] == pytest.approx(exact[1], rel=1e-12)
+
+
+def test_an_infinity_the_wide_run_keeps_makes_the_value_unknown() -> None:
+    """gamma(2000) is past long double too: 2000^200/gamma(2000) is 1e660/inf either way, not 0."""
+    assert math.isnan(_evaluate("x^200/gamma(x)", [2000.0])[0])
 
 
 @pytest.mark.parametrize("spec", functions.SPECS, ids=lambda spec: spec.name)
@@ -75,9 +83,9 @@ def test_every_kernel_computes_in_the_wide_namespace(spec: functions.FunctionSpe
     with np.errstate(all="ignore"):
         narrow = compiled.function(xs, ys)
         wide = compiled.wide(*widening.widened([xs, ys]))
-    for ours, again in zip(narrow, wide, strict=True):
-        again = np.broadcast_to(np.asarray(numeric._as_real(again), dtype=np.float64), xs.shape)
-        ours = np.broadcast_to(ours, xs.shape)
+    for narrow_values, wide_values in zip(narrow, wide, strict=True):
+        again = np.broadcast_to(np.asarray(numeric._as_real(wide_values), dtype=np.float64), xs.shape)
+        ours = np.broadcast_to(narrow_values, xs.shape)
         both = np.isfinite(ours) & np.isfinite(again)
         assert np.array_equal(np.isfinite(ours), np.isfinite(again)), spec.name
         assert np.allclose(ours[both], again[both], rtol=1e-9, atol=0), spec.name
@@ -92,4 +100,3 @@ def test_the_wide_runs_are_bound_by_the_calls_budget(monkeypatch: pytest.MonkeyP
         engine.evaluate(compiled, {"x": xs}, len(xs))
     assert raised.value.reason == "COMPUTE_BUDGET_EXCEEDED"
     assert "long double" in str(raised.value)
-    assert kernels.pointwise_budget  # the one budget both mpmath kernels and wide runs spend

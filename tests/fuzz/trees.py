@@ -221,6 +221,9 @@ class Evaluation:
             assert node.value is not None
             return self._rounded(self.ctx.convert(reference.evaluate(node.value, prec=self.ctx.prec)))
         children = [self(arg) for arg in node.args]
+        if not self.strict and (absorbed := _absorbed(self.ctx, node.kind, children)) is not None:
+            self.values.append((node, children, absorbed))
+            return absorbed
         constants = tuple(
             arg.value if arg.kind == "num" and (node.kind == "call" and _needs_literal(node, i)) else None
             for i, arg in enumerate(node.args)
@@ -234,6 +237,16 @@ class Evaluation:
 
     def _rounded(self, value: Any) -> Any:
         return value if self.each is None else self.each(value)
+
+
+def _absorbed(ctx: Any, kind: str, children: Sequence[Any]) -> Any:
+    """What sympy makes of u^0 and 0*u whatever u is (1 and 0, even where u has no value), continuing
+    a tree as sympy's identities do; None for any other node."""
+    if kind == "pow" and children[1] == 0:
+        return ctx.one
+    if kind == "mul" and any(child == 0 for child in children):
+        return ctx.zero
+    return None
 
 
 def _needs_literal(node: Node, index: int) -> bool:

@@ -2,19 +2,20 @@
 
 A formula may pass through values no double holds on its way to one that it does: d2/dx2 of
 Max(x, ...)/(x^x - e) at x = 60 has a term x^(2x) ... / (x^x - e)^3, where the cube is 1.2e320. In
-float64 that term is finite/inf = 0, and the sum it belongs to comes out with the wrong sign. Such
-a value is neither right nor clearly not a number, so a chunk whose evaluation overflowed anywhere
-(`overflow`: the hardware's flag, and the kernels' reports) is
-computed again with numpy's long double: 64 bits of mantissa and exponents to 1e4932, so the term
-is 2e-107 there. Each value the two runs disagree on beyond rounding takes the wide one, rounded to
-a double; where the wide run overflowed as well, a value they disagree on is not known, and is NaN.
-Values the two agree on keep the float64 one, bit for bit, so a point evaluated alone gets what it
-gets in a batch: its own evaluation overflows exactly where it did in the batch. 1/(1 + e^x) at
-x = 800 is 0.0 both ways (3.6e-348 rounds to it) and stays 0.0.
+float64 that term is finite/inf = 0, and the sum it belongs to comes out with the wrong sign. Such a
+value is neither right nor clearly not a number, so a chunk whose evaluation overflowed anywhere
+(`overflow`: the hardware's flag, and the kernels' reports) is computed again with numpy's long
+double: 64 bits of mantissa and exponents to 1e4932, so the term is 2e-107 there. Each value the two
+runs disagree on beyond rounding takes the wide one, rounded to a double; where the wide run
+overflowed as well, a value they disagree on is not known, and is NaN. Values the two agree on keep
+the float64 one, bit for bit, so a point evaluated alone gets what it gets in a batch: its own
+evaluation overflows exactly where it did in the batch. 1/(1 + e^x) at x = 800 is 0.0 both ways
+(3.6e-348 rounds to it) and stays 0.0.
 
 The wide run computes with long doubles where numpy does (its arithmetic, exp, log, powers, the
 hyperbolic functions...) and through each other kernel in float64, arguments rounded to doubles:
 scipy has no long double loops, and those kernels keep their own range (sech(800) is 2 e^-800).
+gamma (and factorial) past 171.6, where float64 ends, is exp(loggamma) in long double.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.special
 
 from chainrule.engine import overflow, programs
 
@@ -43,7 +45,30 @@ _GENERIC_KERNELS = frozenset({"power", "odd_power", "integer_power", "Min", "Max
 @functools.cache
 def namespace() -> Mapping[str, Any]:
     """The names of `programs.namespace()`, each computing in long double where it can."""
-    return MappingProxyType({name: _widened(name, value) for name, value in programs.namespace().items()})
+    return MappingProxyType(
+        {
+            name: _WIDE_KERNELS.get(name) or _widened(name, value)
+            for name, value in programs.namespace().items()
+        }
+    )
+
+
+def _gamma(x: Any) -> Any:
+    """gamma in float64, and past its range (171.6 < x < 1755) exp(loggamma x) in long double:
+    loggamma's rounding (1e-16 of some 750) makes it good to 1e-13. x^100/gamma(x) at 180 is 3e-102."""
+    xs = np.asarray(_narrowed(x), dtype=np.float64)
+    result = np.asarray(scipy.special.gamma(xs))
+    past = np.isinf(result) & (xs > 0)
+    if past.any():
+        result = result.astype(np.longdouble)
+        result[past] = np.exp(scipy.special.gammaln(xs[past]).astype(np.longdouble))
+    return overflow.reported(result)
+
+
+_WIDE_KERNELS: Mapping[str, Callable[..., Any]] = {
+    "gamma": _gamma,
+    "factorial": lambda x: _gamma(np.add(x, 1.0)),
+}
 
 
 def _widened(name: str, value: Any) -> Any:
