@@ -818,8 +818,9 @@ def _float_power_bits(base: sympy.Float, exponent: Any) -> float:
 
 
 def _without_real_value(value: Any) -> bool:
-    """Whether sympy knows `value` is not real, or it is a number with no real value (DiracDelta(0))."""
-    if value.is_extended_real is False:
+    """Whether sympy knows `value` is not real, it holds 1/0 (zoo/log(x): any function of 1/0 is
+    NaN), or it is a number with no real value (DiracDelta(0))."""
+    if value.is_extended_real is False or value.has(sympy.zoo, sympy.nan):
         return True
     if not value.is_number:
         return False
