@@ -42,7 +42,7 @@ def reporting(function: Callable[..., Any]) -> Callable[..., Any]:
     """`function`, its infinite results `reported`."""
 
     @functools.wraps(function)
-    def call(*args: Any) -> Any:
-        return reported(function(*args))
+    def call(*args: Any, **keywords: Any) -> Any:
+        return reported(function(*args, **keywords))
 
     return call
