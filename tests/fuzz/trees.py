@@ -240,11 +240,11 @@ class Evaluation:
 
 
 def _absorbed(ctx: Any, kind: str, children: Sequence[Any]) -> Any:
-    """What sympy makes of u^0 and 0*u whatever u is (1 and 0, even where u has no value), continuing
-    a tree as sympy's identities do; None for any other node."""
+    """What sympy makes of u^0, 0*u and 0/u whatever u is (1, 0 and 0, even where u has no value),
+    continuing a tree as sympy's identities do; None for any other node."""
     if kind == "pow" and children[1] == 0:
         return ctx.one
-    if kind == "mul" and any(child == 0 for child in children):
+    if (kind == "mul" and any(child == 0 for child in children)) or (kind == "div" and children[0] == 0):
         return ctx.zero
     return None
 

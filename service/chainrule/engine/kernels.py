@@ -477,7 +477,21 @@ def partial(name: str, orders: tuple[int, ...], *args: Any) -> Any:
 
 # ------------------------------------------------------------------------------------- the table
 
-NAMESPACE: Mapping[str, Any] = MappingProxyType(
+# The kernels whose own operations may overflow where their value does not (np.where computes both
+# branches: cosh(800) inside sech(800)), or which answer inf without the overflow flag (scipy's
+# gamma(200)): each is called with the flag ignored, and an infinity it answers reported
+# (`overflow.contained`), so the flag means what `widening` needs: a value past the doubles. The
+# others are numpy's ufuncs and kernels whose every overflow is their value's (x^x, sin: none).
+_CONTAINED = frozenset(
+    {
+        *("sec", "csc", "cot", "asec", "acsc", "acot", "atan2"),
+        *("sech", "csch", "coth", "asech", "acsch", "acoth", "RealRoot"),
+        *("piecewise", "Heaviside", "DiracDelta", "erfc", "gamma", "loggamma", "digamma", "polygamma"),
+        *("beta", "factorial", "zeta", "partial"),
+    }
+)
+
+_TABLE: Mapping[str, Any] = MappingProxyType(
     {
         "sin": sin,
         "cos": cos,
@@ -531,17 +545,20 @@ NAMESPACE: Mapping[str, Any] = MappingProxyType(
         "arg": arg,
         "erf": scipy.special.erf,
         "erfc": erfc,
-        "gamma": overflow.reporting(scipy.special.gamma),
-        "loggamma": overflow.reporting(loggamma),
-        "digamma": overflow.reporting(digamma),
-        "polygamma": overflow.reporting(polygamma),
-        "beta": overflow.reporting(beta),
-        "factorial": overflow.reporting(factorial),
-        "zeta": overflow.reporting(zeta),
-        "partial": overflow.reporting(partial),
+        "gamma": scipy.special.gamma,
+        "loggamma": loggamma,
+        "digamma": digamma,
+        "polygamma": polygamma,
+        "beta": beta,
+        "factorial": factorial,
+        "zeta": zeta,
+        "partial": partial,
         "inf": math.inf,
         "nan": math.nan,
     }
+)
+NAMESPACE: Mapping[str, Any] = MappingProxyType(
+    {name: overflow.contained(value) if name in _CONTAINED else value for name, value in _TABLE.items()}
 )
 """Every name generated numeric code calls (functions by their sympy class names, the operators' ufuncs),
 and inf and nan."""

@@ -87,11 +87,11 @@ def _in_doubles(function: Callable[..., Any]) -> Callable[..., Any]:
     # An infinity it answers counts as an overflow of the wide run: gamma(180) is one in float64,
     # and x^200/gamma(x) there is 1e451/inf = 0 in long double, where its value is 6.7e125.
     # Generated code calls a one-output ufunc with `out=`, None in a run without destinations.
-    @functools.wraps(function)
+    @overflow.contained
     def call(*args: Any, **keywords: Any) -> Any:
-        return overflow.reported(function(*(_narrowed(arg) for arg in args), **keywords))
+        return function(*(_narrowed(arg) for arg in args), **keywords)
 
-    return call
+    return functools.wraps(function)(call)
 
 
 def _narrowed(value: Any) -> Any:
