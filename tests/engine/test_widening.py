@@ -66,9 +66,18 @@ def test_gamma_past_the_doubles_is_computed_in_long_double() -> None:
     assert _evaluate("x^100/factorial(x)", [180.0])[0] == pytest.approx(exact[1], rel=1e-12)
 
 
-def test_an_infinity_the_wide_run_keeps_makes_the_value_unknown() -> None:
-    """gamma(2000) is past long double too: 2000^200/gamma(2000) is 1e660/inf either way, not 0."""
-    assert math.isnan(_evaluate("x^200/gamma(x)", [2000.0])[0])
+@pytest.mark.parametrize(
+    ("text", "x", "why"),
+    [
+        ("x^200/gamma(x)", 2000.0, "gamma(2000) is past long double too: 1e660/inf is not 0"),
+        ("sech(x)*cosh(x - 1)", 800.0, "sech(800) is 0.0 in doubles (7e-348): 0 * 1e346 is not 0"),
+        ("gamma(x)*x^200", -200.5, "gamma(-200.5) is 0.0 in doubles (1e-375): 0 * 1e460 is not 0"),
+    ],
+)
+def test_a_kernel_value_past_the_doubles_makes_the_wide_value_unknown(text: str, x: float, why: str) -> None:
+    """A kernel without long double computes in doubles in the wide run: where its value is past
+    their range, the wide run is no better, and a value the two runs disagree on is NaN."""
+    assert math.isnan(_evaluate(text, [x])[0]), why
 
 
 @pytest.mark.parametrize("spec", functions.SPECS, ids=lambda spec: spec.name)

@@ -292,11 +292,9 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
                 written = destinations[index]
                 if result is not written:  # not computed in its column (`destinations`): copied there
                     written[...] = _as_real(result)
-            if watch.overflowed:
+            if watch.seen:
                 _mend_overflowed(bound, part, destinations, watch)
-                kernels.check_budget(
-                    "computing again in long double the values that overflowed float64", high, n
-                )
+                kernels.check_budget(_WIDENING, high, n)
             for index, written in enumerate(destinations):
                 # Counted while the chunk is still in cache: a second pass would reread every output.
                 counts[index] += _nonfinite_count(written)
@@ -309,7 +307,7 @@ def _mend_overflowed(
     """The chunk's values again where its float64 run overflowed on the way (`widening`)."""
     watch.clear()
     results = bound.wide(*widening.widened(part))
-    overflowed = watch.overflowed
+    overflowed = watch.seen
     for written, result in zip(destinations, [results] if len(destinations) == 1 else results, strict=True):
         widening.mend(written, np.asarray(_as_real(result), dtype=np.float64), overflowed)
 

@@ -18,26 +18,30 @@ import numpy as np
 
 
 class Watch:
-    """numpy's error handler for `np.errstate(over="call", call=watch)`: notes that an operation
-    overflowed since the last `clear`."""
+    """numpy's error handler for `np.errstate(over="call", call=watch)` (or under=...): notes that
+    an operation set the flag since the last `clear`."""
 
     def __init__(self) -> None:
-        self.overflowed = False
+        self.seen = False
 
     def __call__(self, kind: str, flag: int) -> None:
-        self.overflowed = True
+        self.seen = True
 
     def clear(self) -> None:
-        self.overflowed = False
+        self.seen = False
 
 
 def reported(result: Any) -> Any:
     """`result`, once the overflow handler (if one is watching) is told that it holds an infinity."""
-    if np.geterr()["over"] == "call" and np.isinf(result).any():
-        handler = np.geterrcall()
-        if callable(handler):
-            handler("overflow", 2)
+    if np.isinf(result).any():
+        report()
     return result
+
+
+def report() -> None:
+    """Tell the overflow handler, if one is watching, that a value overflowed."""
+    if np.geterr()["over"] == "call" and callable(handler := np.geterrcall()):
+        handler("overflow", 2)
 
 
 def contained(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -14,7 +14,8 @@ evaluation overflows exactly where it did in the batch. 1/(1 + e^x) at x = 800 i
 
 The wide run computes with long doubles where numpy does (its arithmetic, exp, log, powers, the
 hyperbolic functions...) and through each other kernel in float64, arguments rounded to doubles:
-scipy has no long double loops, and those kernels keep their own range (sech(800) is 2 e^-800).
+scipy has no long double loops. Such a kernel's value past the range of doubles (inf, or an
+underflow inside: sech(800) is 0.0 there) counts as an overflow of the wide run.
 gamma (and factorial) past 171.6, where float64 ends, is exp(loggamma) in long double.
 """
 
@@ -62,6 +63,8 @@ def _gamma(x: Any) -> Any:
     if past.any():
         result = result.astype(np.longdouble)
         result[past] = np.exp(scipy.special.gammaln(xs[past]).astype(np.longdouble))
+    if ((result == 0) & (xs < 0)).any():
+        overflow.report()  # gamma(-200.5) is 1e-375: 0.0 in doubles, its value in long double unknown
     return overflow.reported(result)
 
 
@@ -86,12 +89,19 @@ def _has_long_double_loop(ufunc: np.ufunc) -> bool:
 def _in_doubles(function: Callable[..., Any]) -> Callable[..., Any]:
     # An infinity it answers counts as an overflow of the wide run: gamma(180) is one in float64,
     # and x^200/gamma(x) there is 1e451/inf = 0 in long double, where its value is 6.7e125.
+    # A value it answers past the doubles, or an underflow inside (sech(800) is 0.0 in doubles, 7e-348
+    # in long double), counts as an overflow of the wide run: its value there is not known.
     # Generated code calls a one-output ufunc with `out=`, None in a run without destinations.
-    @overflow.contained
+    @functools.wraps(function)
     def call(*args: Any, **keywords: Any) -> Any:
-        return function(*(_narrowed(arg) for arg in args), **keywords)
+        underflow = overflow.Watch()
+        with np.errstate(over="ignore", under="call", call=underflow):
+            result = function(*(_narrowed(arg) for arg in args), **keywords)
+        if underflow.seen:
+            overflow.report()
+        return overflow.reported(result)
 
-    return functools.wraps(function)(call)
+    return call
 
 
 def _narrowed(value: Any) -> Any:
