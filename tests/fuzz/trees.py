@@ -221,7 +221,7 @@ class Evaluation:
             assert node.value is not None
             return self._rounded(self.ctx.convert(reference.evaluate(node.value, prec=self.ctx.prec)))
         children = [self(arg) for arg in node.args]
-        if not self.strict and (absorbed := _absorbed(self.ctx, node.kind, children)) is not None:
+        if not self.strict and (absorbed := _absorbed(self.ctx, node, children)) is not None:
             self.values.append((node, children, absorbed))
             return absorbed
         constants = tuple(
@@ -239,12 +239,18 @@ class Evaluation:
         return value if self.each is None else self.each(value)
 
 
-def _absorbed(ctx: Any, kind: str, children: Sequence[Any]) -> Any:
-    """What sympy makes of u^0, 0*u and 0/u whatever u is (1, 0 and 0, even where u has no value),
-    continuing a tree as sympy's identities do; None for any other node."""
-    if kind == "pow" and children[1] == 0:
+def _absorbed(ctx: Any, node: Node, children: Sequence[Any]) -> Any:
+    """What sympy makes of u^0, u/u, 0*u, 0/u, u - u and u + (-u) whatever u is (1, 1, 0, 0, 0, 0,
+    even where u has no value), continuing a tree as sympy's identities do; None for other nodes."""
+    kind, args = node.kind, node.args
+    if (kind == "pow" and children[1] == 0) or (kind == "div" and args[0] == args[1]):
         return ctx.one
-    if (kind == "mul" and any(child == 0 for child in children)) or (kind == "div" and children[0] == 0):
+    if (
+        (kind == "mul" and any(child == 0 for child in children))
+        or (kind == "div" and children[0] == 0)
+        or (kind == "sub" and args[0] == args[1])
+        or (kind == "add" and any(Node("neg", args=(a,)) in args for a in args))
+    ):
         return ctx.zero
     return None
 
