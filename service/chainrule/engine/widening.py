@@ -10,7 +10,10 @@ runs disagree on beyond rounding takes the wide one, rounded to a double; where 
 overflowed as well, a value they disagree on is not known, and is NaN. Values the two agree on keep
 the float64 one, bit for bit, so a point evaluated alone gets what it gets in a batch: its own
 evaluation overflows exactly where it did in the batch. 1/(1 + e^x) at x = 800 is 0.0 both ways
-(3.6e-348 rounds to it) and stays 0.0.
+(3.6e-348 rounds to it) and stays 0.0; values below the normal doubles agree within 2^-1022. (A
+point whose two values differ by more than 2^-40 without an overflow of its own, where float64 lost
+a dozen digits to a cancellation, gets the long double value in a chunk that overflowed elsewhere,
+and its float64 value alone.)
 
 The wide run computes with long doubles where numpy does (its arithmetic, exp, log, powers, the
 hyperbolic functions...) and through each other kernel in float64, arguments rounded to doubles:
@@ -22,6 +25,7 @@ gamma (and factorial) past 171.6, where float64 ends, is exp(loggamma) in long d
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -35,8 +39,10 @@ from chainrule.engine import overflow, programs
 FloatArray = npt.NDArray[np.float64]
 
 # Two runs that differ by more than this, relative, disagree: far beyond the ulps that rounding
-# in float64 against long double makes, far below any difference an overflow makes.
+# in float64 against long double makes, far below any difference an overflow makes. Below the normal
+# doubles, where float64 keeps fewer bits, they agree within the smallest normal double.
 _AGREEMENT = 2.0**-40
+_TINY = sys.float_info.min
 
 # Kernels of ours built from numpy operations alone, so they compute in whatever precision they
 # are given (the others, and every ufunc without a long double loop, get doubles).
@@ -87,10 +93,8 @@ def _has_long_double_loop(ufunc: np.ufunc) -> bool:
 
 
 def _in_doubles(function: Callable[..., Any]) -> Callable[..., Any]:
-    # An infinity it answers counts as an overflow of the wide run: gamma(180) is one in float64,
-    # and x^200/gamma(x) there is 1e451/inf = 0 in long double, where its value is 6.7e125.
-    # A value it answers past the doubles, or an underflow inside (sech(800) is 0.0 in doubles, 7e-348
-    # in long double), counts as an overflow of the wide run: its value there is not known.
+    # A value it answers past the doubles, inf or an underflow inside (sech(800) is 0.0 in doubles,
+    # 7e-348 in long double), counts as an overflow of the wide run: its value there is not known.
     # Generated code calls a one-output ufunc with `out=`, None in a run without destinations.
     @functools.wraps(function)
     def call(*args: Any, **keywords: Any) -> Any:
@@ -120,7 +124,7 @@ def mend(values: FloatArray, wide: FloatArray, wide_overflowed: bool) -> None:
     doubles (`wide`, broadcast to them), disagree."""
     again = np.broadcast_to(wide, values.shape)
     agree = (values == again) | (np.isnan(values) & np.isnan(again))
-    agree |= np.abs(values - again) <= _AGREEMENT * np.abs(again)
+    agree |= np.abs(values - again) <= _AGREEMENT * np.abs(again) + _TINY
     if agree.all():
         return
     values[~agree] = np.nan if wide_overflowed else again[~agree]
