@@ -10,6 +10,7 @@ with fresh seeds for as long as asked, FULL simplification included (`tests/fuzz
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +18,7 @@ import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chainrule.engine import functions
+from chainrule.engine import functions, parsing
 from chainrule.server.api import ChainruleApi
 from chainrule.server.compute.executors import InlineExecutor
 from tests.conftest import make_settings
@@ -104,3 +105,56 @@ def test_a_formula_is_judged_at_the_precision_it_needs(differential: checks.Diff
     )
     tree = trees.Node("call", "sec", (inner,))
     assert not differential.run(tree, [{"x": -2.7268708940775015e-121}], seed=5)
+
+
+def _number(text: str) -> trees.Node:
+    return trees.Node("num", value=parsing.parse(text), text=text)
+
+
+_X, _Y, _Z = (trees.Node("var", name) for name in "xyz")
+_E = trees.Node("const", "e", value=sympy.E)
+
+
+def test_a_term_past_every_double_on_the_way_is_right(differential: checks.Differential) -> None:
+    """d2/dx2 of x/(x^x - e) at 60 divides by (x^x - e)^3 = 1.2e320: float64 made that term 0 and
+    the Hessian -3.2e-104 for 3.2e-104 (make fuzz; `widening`)."""
+    tree = trees.Node("div", args=(_X, trees.Node("sub", args=(trees.Node("pow", args=(_X, _X)), _E))))
+    assert not differential.run(tree, [{"x": 60.0}], seed=7)
+
+
+def test_a_huge_literal_raises_the_numerical_derivatives_precision(differential: checks.Differential) -> None:
+    """d/dy of 1e309 y^2 - y (e - x) at y = 0 is -e; mpmath's differences at 200 bits lost it under
+    1e309 h^2 and said 0 (make fuzz)."""
+    square = trees.Node("mul", args=(trees.Node("mul", args=(_Y, _Y)), _number("1e309")))
+    tree = trees.Node("sub", args=(square, trees.Node("mul", args=(_Y, trees.Node("sub", args=(_E, _X))))))
+    assert float(trees.derivative(tree, {"x": 0.0, "y": 0.0}, {"y": 1})) == pytest.approx(-math.e, rel=1e-15)
+    assert not differential.run(tree, [{"x": 0.0, "y": 0.0}], seed=11)
+
+
+def test_a_rounding_onto_a_powers_domain_is_the_formulas(differential: checks.Differential) -> None:
+    """(x^z)^10 is x^(10 z) to sympy; at z = -1.9, 10 z is -18.999999999999999 exactly (no real value
+    of a negative x's power) and -19 in doubles (a real one): float64's, not a wrong value (make fuzz)."""
+    power = trees.Node("pow", args=(trees.Node("pow", args=(_X, _Z)), _number("10")))
+    tree = trees.Node(
+        "div", args=(trees.Node("neg", args=(trees.Node("pow", args=(_number("1e-3"), _Y)),)), power)
+    )
+    point = {"x": -1.6055993326821318, "y": -0.04362571680308159, "z": -1.9}
+    assert not differential.run(tree, [point], seed=13)
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [
+        trees.Node("sub", args=(trees.Node("call", "atan2", (_Z, trees.Node("call", "acos", (_E,)))),) * 2),
+        trees.Node(
+            "pow", args=(trees.Node("call", "log", (trees.Node("neg", args=(_number("2"),)),)), _number("0"))
+        ),
+    ],
+    ids=["u - u", "u^0"],
+)
+def test_an_identity_sympy_applies_where_a_subtree_has_no_value(
+    differential: checks.Differential, tree: trees.Node
+) -> None:
+    """atan2(z, acos(e)) - atan2(z, acos(e)) is 0 to sympy, though acos(e) has no real value; log(-2)^0
+    is 1. The checker continues such trees as sympy does (make fuzz)."""
+    assert not differential.run(trees.Node("add", args=(tree, _Z)), [{"z": 1.8324887170181023e-124}], seed=17)
