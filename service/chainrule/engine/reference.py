@@ -668,8 +668,9 @@ _MPMATH_DERIVATIVE_FROM = -40  # right of this, mpmath's own derivatives in s be
 
 
 def _fourier_below(ctx: Any) -> Any:
-    """The s below which Hurwitz's series needs at most 64 terms at this precision (n^(s-1) each)."""
-    return 1 - ctx.mpf(ctx.prec + 10) / 6
+    """The s below which Hurwitz's series needs at most _FOURIER_MAX_TERMS terms at this precision
+    (`_fourier_terms` solved for s)."""
+    return 1 - ctx.mpf(ctx.prec + _FOURIER_GUARD_BITS) / math.log2(_FOURIER_MAX_TERMS)
 
 
 def _zeta_left(ctx: Any, s: Value, a: Value, derivative: int) -> Value:
@@ -698,9 +699,15 @@ def _zeta_overflows(ctx: Any, s: Value, a: Value, k: int) -> bool:
     return bool((1 - s) * ctx.log(a, 2) - ctx.log(1 - s, 2) + k * ctx.log(log_a, 2) > _PAST_DOUBLES)
 
 
+# Hurwitz's series is summed where it needs at most this many terms, to this many bits past the
+# precision asked for.
+_FOURIER_MAX_TERMS = 64
+_FOURIER_GUARD_BITS = 10
+
+
 def _fourier_terms(prec: int, s: Value) -> int:
     """The terms of Hurwitz's series that reach `prec` bits: they fall as n^(s-1)."""
-    return int(2 ** ((prec + 10) / (1 - s))) + 2
+    return int(2 ** ((prec + _FOURIER_GUARD_BITS) / (1 - s))) + 2
 
 
 def _zeta_fourier(ctx: Any, s: Value, b: Value, terms: int) -> Value:
