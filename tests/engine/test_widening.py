@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from chainrule import engine
-from chainrule.engine import functions, numeric, parsing, widening
+from chainrule.engine import functions, numeric, parsing, symbolic, widening
 from chainrule.engine.errors import ResourceExhausted
 
 
@@ -64,6 +64,20 @@ def test_gamma_past_the_doubles_is_computed_in_long_double() -> None:
         exact = [float(mpmath.mpf(180) ** k / mpmath.gamma(180 + j)) for k, j in ((200, 0), (100, 1))]
     assert _evaluate("x^200/gamma(x)", [180.0])[0] == pytest.approx(exact[0], rel=1e-12)
     assert _evaluate("x^100/factorial(x)", [180.0])[0] == pytest.approx(exact[1], rel=1e-12)
+
+
+def test_a_cancellation_where_both_runs_overflow_keeps_its_value() -> None:
+    """d2/dx2 of sinh(x)/atanh(x) - csch(z + x) at x = 1e-3 cancels 2/x^2 terms (float64 and long
+    double differ in the 10th digit) and divides csch(z + x) by sinh(z + x)^2, past both ranges at
+    z = 2e6: not a value the overflow damaged, so float64's stays (make fuzz)."""
+    compiled = engine.compile_function(
+        symbolic.differentiate(parsing.parse("sinh(x)/atanh(x) - csch(z + x)"), [("x", 2)]), ["x", "z"]
+    )
+    x, z = 0.0009680637844408015, 2164757.6383106937
+    value = engine.evaluate(compiled, {"x": np.array([x]), "z": np.array([z])}, 1).values[0]
+    with mpmath.workdps(40):
+        exact = float(mpmath.diff(lambda t: mpmath.sinh(t) / mpmath.atanh(t), x, 2))
+    assert value == pytest.approx(exact, rel=1e-8)
 
 
 @pytest.mark.parametrize(

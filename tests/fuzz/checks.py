@@ -366,12 +366,18 @@ def _literal_rounding(formula: sympy.Expr, point: Mapping[str, float], truth: fl
         return False
     # Three roundings, each nudging its own nodes by an ulp: with one, a sum that cancels (the float
     # cos(1.5e-8) - 1) may see none of its terms moved.
-    spread = 0.0
-    for seed in range(3):
-        rounded = _real(reference.evaluate(formula, point, prec=_SIMULATION_PREC, each=trees.rounding(seed)))
-        if not math.isfinite(rounded):
-            return False
-        spread = max(spread, abs(rounded - exact))
+    moved = [
+        _real(reference.evaluate(formula, point, prec=_SIMULATION_PREC, each=trees.rounding(seed)))
+        for seed in range(3)
+    ]
+    # And the literals alone, each an ulp up, then down, exactly evaluated: sympy wrote atan2(x, 2.75)
+    # as atan(0.36363636363636365 x), 1/2.75 rounded once, and the derivative at x = -6e-5 cancels
+    # 9 digits of it (where rounding every node is NaN: csch(27.5)^2 / sinh(27.5)^2 ... ).
+    for direction in (math.inf, -math.inf):
+        nudged = {f: sympy.Float(math.nextafter(float(f), direction)) for f in formula.atoms(sympy.Float)}
+        if nudged:
+            moved.append(_real(reference.evaluate(formula.xreplace(nudged), point, prec=trees.PREC)))
+    spread = max((abs(value - exact) for value in moved if math.isfinite(value)), default=0.0)
     return abs(truth - exact) <= _SPREAD * spread
 
 

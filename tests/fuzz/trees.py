@@ -272,8 +272,10 @@ def nearest(value: Any) -> Any:
 
 
 class _Rounding:
-    """Rounds an mpf to a double and nudges it one ulp up or down a third of the time each (the double
-    itself is returned: mpmath takes it as it is, and no context's precision changes)."""
+    """Rounds an mpf to a double and, where that rounding lost something, nudges it one ulp up or
+    down a third of the time each (the double itself is returned: mpmath takes it as it is, and no
+    context's precision changes). A value a double holds exactly is not moved: the exponent 2 of
+    x^2 is exact in float64 too, and nudged to 2.0000000000000004 it made x^2 of a negative x NaN."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
@@ -282,7 +284,7 @@ class _Rounding:
         if hasattr(value, "_mpc_") or isinstance(value, float):
             return value
         double = float(value)
-        if math.isfinite(double):
+        if math.isfinite(double) and double != value:
             step = self.rng.choice((-1, 0, 1))
             if step:
                 double = math.nextafter(double, math.inf * step)

@@ -6,14 +6,16 @@ float64 that term is finite/inf = 0, and the sum it belongs to comes out with th
 value is neither right nor clearly not a number, so a chunk whose evaluation overflowed anywhere
 (`overflow`: the hardware's flag, and the kernels' reports) is computed again with numpy's long
 double: 64 bits of mantissa and exponents to 1e4932, so the term is 2e-107 there. Each value the two
-runs disagree on beyond rounding takes the wide one, rounded to a double; where the wide run
-overflowed as well, a value they disagree on is not known, and is NaN. Values the two agree on keep
-the float64 one, bit for bit, so a point evaluated alone gets what it gets in a batch: its own
-evaluation overflows exactly where it did in the batch. 1/(1 + e^x) at x = 800 is 0.0 both ways
-(3.6e-348 rounds to it) and stays 0.0; values below the normal doubles agree within 2^-1022. (A
-point whose two values differ by more than 2^-40 without an overflow of its own, where float64 lost
-a dozen digits to a cancellation, gets the long double value in a chunk that overflowed elsewhere,
-and its float64 value alone.)
+runs disagree on beyond rounding (2^-40) takes the wide one, rounded to a double. Where the wide run
+overflowed as well, its values are not known: one that float64's is within 2^-20 of keeps float64's
+(the runs differ by a cancellation's digits), one further away is NaN.
+
+Values the two runs agree on keep the float64 one, bit for bit, so a point evaluated alone gets what
+it gets in a batch: its own evaluation overflows exactly where it did in the batch. 1/(1 + e^x) at
+x = 800 is 0.0 both ways (3.6e-348 rounds to it) and stays 0.0; values below the normal doubles
+agree within 2^-1022. (A point whose two values differ by more than 2^-40 without an overflow of its
+own, where float64 lost a dozen digits to a cancellation, gets the long double value in a chunk that
+overflowed elsewhere, and its float64 value alone.)
 
 The wide run computes with long doubles where numpy does (its arithmetic, exp, log, powers, the
 hyperbolic functions...) and through each other kernel in float64, arguments rounded to doubles:
@@ -43,6 +45,9 @@ FloatArray = npt.NDArray[np.float64]
 # doubles, where float64 keeps fewer bits, they agree within the smallest normal double.
 _AGREEMENT = 2.0**-40
 _TINY = sys.float_info.min
+# Where the wide run overflowed too, a float64 value this close to its value is float64's rounding
+# (a cancellation loses digits long double keeps), not an overflow's damage, which is gross.
+_ROUNDING = 2.0**-20
 
 # Kernels of ours built from numpy operations alone, so they compute in whatever precision they
 # are given (the others, and every ufunc without a long double loop, get doubles).
@@ -123,8 +128,17 @@ def mend(values: FloatArray, wide: FloatArray, wide_overflowed: bool) -> None:
     """Correct `values` (one output's float64 values, in place) where the wide run's, rounded to
     doubles (`wide`, broadcast to them), disagree."""
     again = np.broadcast_to(wide, values.shape)
-    agree = (values == again) | (np.isnan(values) & np.isnan(again))
-    agree |= np.abs(values - again) <= _AGREEMENT * np.abs(again) + _TINY
+    agree = (values == again) | (np.isnan(values) & np.isnan(again)) | _within(values, again, _AGREEMENT)
     if agree.all():
         return
-    values[~agree] = np.nan if wide_overflowed else again[~agree]
+    if not wide_overflowed:
+        values[~agree] = again[~agree]
+        return
+    # The wide value is not known; a float64 one within rounding of it (a cancellation costs float64
+    # digits that long double keeps: -2/x^2 + 2/x^2 + ... at x = 1e-3) stays.
+    unknown = ~agree & ~_within(values, again, _ROUNDING)
+    values[unknown] = np.nan
+
+
+def _within(values: FloatArray, again: Any, tolerance: float) -> Any:
+    return np.abs(values - again) <= tolerance * np.abs(again) + _TINY
