@@ -17,6 +17,7 @@ import collections
 import faulthandler
 import json
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from tests.fuzz.test_differential import cases
 
 _ROUND = 100  # examples per seed
 _SLOW = 120.0  # seconds after which an example's stack is printed
+_MEMORY_BYTES = 12 << 30  # the fuzzing process's address space (its workers have 4 GiB each)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="replay one round")
     options = parser.parse_args(argv)
     options.out.mkdir(parents=True, exist_ok=True)
+    # A checker that would take all the machine's memory (1^cosh(1.3e11) made mpmath build a 24 GB
+    # int: the OOM killer ended the run) raises MemoryError instead, recorded as a finding.
+    resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_BYTES, _MEMORY_BYTES))
     loop = asyncio.new_event_loop()
     pool = ProcessExecutor(1, budget_seconds=30.0, memory_bytes=4 << 30, queue=4)
     loop.run_until_complete(pool.start())
@@ -97,6 +102,9 @@ def _round(
         faulthandler.dump_traceback_later(_SLOW, exit=False)
         try:
             found.extend(differential.run(tree, points, seed))
+        except Exception as error:  # the checker's own failure is a finding, and the run goes on
+            detail = f"the checker failed: {type(error).__name__}: {error}"[:500]
+            found.append(checks.Finding("checker", trees.to_text(tree), points[0] if points else {}, detail))
         finally:
             faulthandler.cancel_dump_traceback_later()
 

@@ -344,6 +344,9 @@ def _power(ctx: Any, base: Value, exponent: Value) -> Value:
         return ctx.mpc(base) ** exponent if ctx.isfinite(base) else ctx.nan  # not real
     if ctx.isinf(base) or ctx.isinf(exponent):
         return _ieee_power(ctx, base, exponent)
+    if abs(base) == 1:
+        # (-1)^cosh(10^12): mpmath makes an integer exponent a Python int, 1.4e12 bits here.
+        return -ctx.one if base < 0 and _odd(exponent) else ctx.one
     bits = abs(exponent * ctx.log(abs(base), 2))
     if bits > 2**62:
         # Far past any double (x^(10^400)): 0 or +-inf, the sign following the exponent's parity.

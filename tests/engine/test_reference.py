@@ -1,0 +1,21 @@
+"""The engine's mpmath reference (`reference.evaluate`): the parser folds constants with it, and the
+fuzzer's checks judge by it, so no value may cost it unbounded time or memory."""
+
+from __future__ import annotations
+
+import sympy
+
+from chainrule.engine import reference
+
+
+def _power(base: int, exponent: sympy.Expr) -> float:
+    return float(reference.evaluate(sympy.Pow(sympy.Integer(base), exponent, evaluate=False)))
+
+
+def test_a_power_of_one_past_every_integer_is_at_once() -> None:
+    """cosh(10^12) at 200 bits is an mpf of 1.4e12 bits' magnitude, integer-valued: mpmath made it a
+    Python int of that many bits to raise 1 to it (24 GB, OOM in make fuzz)."""
+    huge = sympy.cosh(sympy.Integer(10) ** 12)
+    assert _power(1, huge) == 1.0
+    assert _power(-1, huge) == 1.0  # even: its low bits are past the precision (2^k times the mantissa)
+    assert _power(-1, sympy.Integer(2) ** 70 + 1) == -1.0
