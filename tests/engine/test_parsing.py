@@ -390,6 +390,9 @@ LIMIT_MESSAGES = [
     ("x + sinh(exp(10^6))", "sinh(exp(10^6)) is too large or too small a number"
      " (more than 10^308 bits; limit 20,000)"),
     ("x*2^exp(10^6)", "2^exp(10^6) is too large or too small a number (more than 10^308 bits; limit 20,000)"),
+    # sympy's Max sought the parity of cosh(10^12) in all its 1.4e12 bits (a worker's whole budget)
+    ("max((-1)^cosh(10^12), x)", "(-1)^cosh(10^12) is too large or too small a number"
+     " (more than 10^308 bits; limit 20,000)"),
     ("gamma(exp(10^6))", "gamma(exp(10^6)) is too costly to compute exactly: its argument is too large"
      " (more than 10^308; limit 1,000)"),
     ("1 + factorial(10^9)", "factorial(10^9) is too costly to compute exactly: its argument is too large"

@@ -725,8 +725,9 @@ class _Builder:
         base_value, base_bits = base
         exp_value, exp_bits = exponent
         sized_below = base_value.is_Rational and exp_value.is_Number  # by its bits
-        if base_value.is_number and not sized_below and base_value not in (0, 1, -1):
-            self.check_exponent(node, exp_value)  # e^(10^400), 2^exp(10^6)
+        if base_value.is_number and not sized_below and base_value not in (0, 1):
+            # e^(10^400), 2^exp(10^6); (-1)^cosh(10^12), whose parity sympy seeks in all 1.4e12 bits
+            self.check_exponent(node, exp_value)
         if exp_value.is_Number:
             if not exp_value.is_Integer:
                 self.check_root(node, base_value, base_bits)
