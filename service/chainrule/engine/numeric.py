@@ -305,11 +305,23 @@ def _mend_overflowed(
     bound: _Bound, part: Sequence[FloatArray], destinations: Sequence[FloatArray], watch: overflow.Watch
 ) -> None:
     """The chunk's values again where its float64 run overflowed on the way (`widening`)."""
+    wide_part = widening.widened(part)
     watch.clear()
-    results = bound.wide(*widening.widened(part))
-    overflowed = watch.seen
-    for written, result in zip(destinations, [results] if len(destinations) == 1 else results, strict=True):
-        widening.mend(written, np.asarray(_as_real(result), dtype=np.float64), overflowed)
+    results = bound.wide(*wide_part)
+    wide_overflowed = watch.seen
+    single = len(destinations) == 1
+    again = [
+        np.broadcast_to(np.asarray(_as_real(result), dtype=np.float64), written.shape)
+        for written, result in zip(destinations, [results] if single else results, strict=True)
+    ]
+
+    def overflowing(wide: bool, points: widening.IntArray) -> widening.BoolArray | None:
+        function, columns = (bound.wide, wide_part) if wide else (bound.function, part)
+        return widening.overflowing(
+            lambda chosen: function(*(c if len(c) == 1 else c[chosen] for c in columns)), points, watch
+        )
+
+    widening.mend(destinations, again, wide_overflowed, overflowing)
 
 
 def _computed(

@@ -6,16 +6,18 @@ float64 that term is finite/inf = 0, and the sum it belongs to comes out with th
 value is neither right nor clearly not a number, so a chunk whose evaluation overflowed anywhere
 (`overflow`: the hardware's flag, and the kernels' reports) is computed again with numpy's long
 double: 64 bits of mantissa and exponents to 1e4932, so the term is 2e-107 there. Each value the two
-runs disagree on beyond rounding (2^-40) takes the wide one, rounded to a double. Where the wide run
-overflowed as well, its values are not known: one that float64's is within 2^-20 of keeps float64's
-(the runs differ by a cancellation's digits), one further away is NaN.
+runs disagree on beyond rounding (2^-40), at a point whose own float64 evaluation overflows, takes the
+wide one, rounded to a double. Where that point's wide evaluation overflowed as well, its values are
+not known: one that float64's is within 2^-20 of keeps float64's (the runs differ by a cancellation's
+digits), one further away is NaN.
 
-Values the two runs agree on keep the float64 one, bit for bit, so a point evaluated alone gets what
-it gets in a batch: its own evaluation overflows exactly where it did in the batch. 1/(1 + e^x) at
-x = 800 is 0.0 both ways (3.6e-348 rounds to it) and stays 0.0; values below the normal doubles
-agree within 2^-1022. (A point whose two values differ by more than 2^-40 without an overflow of its
-own, where float64 lost a dozen digits to a cancellation, gets the long double value in a chunk that
-overflowed elsewhere, and its float64 value alone.)
+A point evaluated alone gets what it gets in a batch: the points whose own evaluations overflow (in
+float64, then in long double) are found by evaluating halves of the disagreeing ones until each
+group that overflows is one point (`overflowing`), so a point that disagrees only by a cancellation
+float64 lost digits to keeps its float64 values, as alone it would. 1/(1 + e^x) at x = 800 is 0.0
+both ways (3.6e-348 rounds to it) and stays 0.0; values below the normal doubles agree within
+2^-1022. Past 64 evaluations in a chunk (thousands of points overflowing) every disagreeing point is
+taken as overflowing.
 
 The wide run computes with long doubles where numpy does (its arithmetic, exp, log, powers, the
 hyperbolic functions...) and through each other kernel in float64, arguments rounded to doubles:
@@ -39,6 +41,8 @@ import scipy.special
 from chainrule.engine import overflow, programs
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
 
 # Two runs that differ by more than this, relative, disagree: far beyond the ulps that rounding
 # in float64 against long double makes, far below any difference an overflow makes. Below the normal
@@ -48,6 +52,9 @@ _TINY = sys.float_info.min
 # Where the wide run overflowed too, a float64 value this close to its value is float64's rounding
 # (a cancellation loses digits long double keeps), not an overflow's damage, which is gross.
 _ROUNDING = 2.0**-20
+# Evaluations of parts of a chunk spent finding which points overflow alone (each costs the generated
+# code's call, some 50 us): a few points among thousands take a few dozen.
+_MAX_EVALUATIONS = 64
 
 # Kernels of ours built from numpy operations alone, so they compute in whatever precision they
 # are given (the others, and every ufunc without a long double loop, get doubles).
@@ -124,20 +131,55 @@ def widened(arrays: Sequence[FloatArray]) -> list[Any]:
     return [array.astype(np.longdouble) for array in arrays]
 
 
-def mend(values: FloatArray, wide: FloatArray, wide_overflowed: bool) -> None:
-    """Correct `values` (one output's float64 values, in place) where the wide run's, rounded to
-    doubles (`wide`, broadcast to them), disagree."""
-    again = np.broadcast_to(wide, values.shape)
-    agree = (values == again) | (np.isnan(values) & np.isnan(again)) | _within(values, again, _AGREEMENT)
-    if agree.all():
+def mend(
+    values: Sequence[FloatArray],
+    wide: Sequence[FloatArray],
+    wide_overflowed: bool,
+    overflowing: Callable[[bool, IntArray], BoolArray | None],
+) -> None:
+    """Correct one chunk's float64 `values` (one array per output, in place) where the wide run's,
+    rounded to doubles (`wide`, broadcast to them), disagree. `overflowing(wide, points)` tells which
+    of those points (indices) overflow in their own float64 (or wide) evaluation, None if it could
+    not tell within its budget: only such a point's values change, so that alone it gets the same."""
+    disagree = np.zeros(len(values[0]), dtype=bool)
+    for ours, again in zip(values, wide, strict=True):
+        disagree |= ~((ours == again) | (np.isnan(ours) & np.isnan(again)) | _within(ours, again, _AGREEMENT))
+    points = np.flatnonzero(disagree)
+    if not len(points):
         return
-    if not wide_overflowed:
-        values[~agree] = again[~agree]
-        return
-    # The wide value is not known; a float64 one within rounding of it (a cancellation costs float64
-    # digits that long double keeps: -2/x^2 + 2/x^2 + ... at x = 1e-3) stays.
-    unknown = ~agree & ~_within(values, again, _ROUNDING)
-    values[unknown] = np.nan
+    own = overflowing(False, points)  # a cancellation elsewhere differs too, and keeps float64's values
+    if own is not None:
+        points = points[own]
+    unknown: BoolArray = np.zeros(len(points), dtype=bool)
+    if wide_overflowed and len(points):
+        found = overflowing(True, points)
+        unknown = np.ones(len(points), dtype=bool) if found is None else found
+    known, lost = points[~unknown], points[unknown]
+    for ours, again in zip(values, wide, strict=True):
+        ours[known] = again[known]
+        # Not known: float64's value within rounding of the wide one stays (a cancellation's digits,
+        # not an overflow's damage), one further away is NaN.
+        ours[lost[~_within(ours[lost], again[lost], _ROUNDING)]] = np.nan
+
+
+def overflowing(
+    evaluate: Callable[[IntArray], object], points: IntArray, watch: overflow.Watch
+) -> BoolArray | None:
+    """Which of `points` overflow when evaluated alone, found by halving the groups that do
+    (`evaluate(indices)` under `watch`); None after _MAX_EVALUATIONS evaluations."""
+    found = np.zeros(len(points), dtype=bool)
+    groups = [np.arange(len(points))]
+    for _ in range(_MAX_EVALUATIONS):
+        if not groups:
+            return found
+        group = groups.pop()
+        watch.clear()
+        evaluate(points[group])
+        if watch.seen and len(group) == 1:
+            found[group[0]] = True
+        elif watch.seen:
+            groups += [group[: len(group) // 2], group[len(group) // 2 :]]
+    return found if not groups else None
 
 
 def _within(values: FloatArray, again: Any, tolerance: float) -> Any:
