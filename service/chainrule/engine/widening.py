@@ -147,7 +147,8 @@ def mend(
     points = np.flatnonzero(disagree)
     if not len(points):
         return
-    own = overflowing(False, points)  # a cancellation elsewhere differs too, and keeps float64's values
+    # Only points that overflow alone: one that differs by a cancellation's digits keeps its values.
+    own = overflowing(False, points)
     if own is not None:
         points = points[own]
     unknown: BoolArray = np.zeros(len(points), dtype=bool)
