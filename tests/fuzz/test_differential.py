@@ -158,3 +158,14 @@ def test_an_identity_sympy_applies_where_a_subtree_has_no_value(
     """atan2(z, acos(e)) - atan2(z, acos(e)) is 0 to sympy, though acos(e) has no real value; log(-2)^0
     is 1. The checker continues such trees as sympy does (make fuzz)."""
     assert not differential.run(trees.Node("add", args=(tree, _Z)), [{"z": 1.8324887170181023e-124}], seed=17)
+
+
+def test_a_formula_whose_terms_cancel_is_judged_by_their_size() -> None:
+    """FAST's d/dx of (sec(6) - (1e309 - 1e309))^(sec(x) cos(x)) holds cos(x) tan(x) - sin(x), 0 exactly
+    and 5.9e-19 in float64 at -9.7e7, where the simulations' roundings all cancelled (make fuzz): the
+    float64 value is within the usual bound, 16 ulp of the formula with its terms made positive."""
+    text = "(-sin(x) + cos(x)*tan(x))*log(sec(6))*sec(6)^(cos(x)*sec(x))*sec(x)"
+    point = {"x": -96911404.00321113}
+    formula = parsing.parse(text)
+    assert checks._cancelled(formula, point, 5.888394942663403e-19, 0.0)
+    assert not checks._cancelled(formula, point, 1e-12, 0.0)
