@@ -123,6 +123,25 @@ EXPRESSIONS = [
 ]
 
 
+def _held_bytes(blobs: list[bytes]) -> tuple[int, list[Any]]:
+    """tracemalloc's measure of `blobs` unpickled: the least of three tries, since it counts every
+    thread's allocations and another thread (a server a fixture left running, the logging) only adds."""
+    tries: list[int] = []
+    held: list[Any] = []
+    for _ in range(3):
+        held = []
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            held = [pickle.loads(blob) for blob in blobs]
+            gc.collect()
+            tries.append(tracemalloc.get_traced_memory()[0] - before)
+        finally:
+            tracemalloc.stop()
+    return min(tries), held
+
+
 @pytest.mark.parametrize("text", EXPRESSIONS)
 @pytest.mark.parametrize("hessian", [False, True])
 def test_the_memory_estimate_covers_what_a_bound_program_holds(text: str, hessian: bool) -> None:
@@ -134,14 +153,6 @@ def test_the_memory_estimate_covers_what_a_bound_program_holds(text: str, hessia
     programs.namespace()
     warm = pickle.loads(blobs[0])  # what a first bind builds once per process, not per plan
     del warm
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        held = [pickle.loads(blob) for blob in blobs]
-        gc.collect()
-        measured = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+    measured, held = _held_bytes(blobs)
     estimated = sum(compiled.program.memory_bytes for compiled in held)
     assert measured <= estimated <= 1.5 * measured, (measured, estimated)
