@@ -44,14 +44,22 @@ def report() -> None:
         handler("overflow", 2)
 
 
-def contained(function: Callable[..., Any]) -> Callable[..., Any]:
+def contained(function: Callable[..., Any], *, underflow: bool = False) -> Callable[..., Any]:
     """`function` called with the overflow flag ignored, and an infinity it answers `reported`: its
-    own operations may overflow where its value does not (np.where computes both branches)."""
+    own operations may overflow where its value does not (np.where computes both branches). With
+    `underflow`, an underflow inside is reported as an overflow too (a value computed in doubles for
+    a wider run: sech(800) is 0.0 in doubles, 7e-348 in long double, so its value is not known)."""
 
     @functools.wraps(function)
     def call(*args: Any, **keywords: Any) -> Any:
-        with np.errstate(over="ignore"):
+        if not underflow:
+            with np.errstate(over="ignore"):  # the caller's handling of underflow stays
+                return reported(function(*args, **keywords))
+        watch = Watch()
+        with np.errstate(over="ignore", under="call", call=watch):
             result = function(*args, **keywords)
+        if watch.seen:
+            report()
         return reported(result)
 
     return call

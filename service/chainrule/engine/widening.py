@@ -105,19 +105,13 @@ def _has_long_double_loop(ufunc: np.ufunc) -> bool:
 
 
 def _in_doubles(function: Callable[..., Any]) -> Callable[..., Any]:
-    # A value it answers past the doubles, inf or an underflow inside (sech(800) is 0.0 in doubles,
-    # 7e-348 in long double), counts as an overflow of the wide run: its value there is not known.
-    # Generated code calls a one-output ufunc with `out=`, None in a run without destinations.
+    # A value it answers past the doubles counts as an overflow of the wide run (`contained`'s
+    # underflow). Generated code calls a one-output ufunc with `out=`, None in a run without destinations.
     @functools.wraps(function)
-    def call(*args: Any, **keywords: Any) -> Any:
-        underflow = overflow.Watch()
-        with np.errstate(over="ignore", under="call", call=underflow):
-            result = function(*(_narrowed(arg) for arg in args), **keywords)
-        if underflow.seen:
-            overflow.report()
-        return overflow.reported(result)
+    def narrowing(*args: Any, **keywords: Any) -> Any:
+        return function(*(_narrowed(arg) for arg in args), **keywords)
 
-    return call
+    return overflow.contained(narrowing, underflow=True)
 
 
 def _narrowed(value: Any) -> Any:
