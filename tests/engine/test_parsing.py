@@ -11,7 +11,7 @@ import sympy
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from chainrule.engine import errors
+from chainrule.engine import errors, parsing
 from chainrule.engine.functions import SPECS, FunctionSpec, RealCeiling, RealFloor, RealRoot
 from chainrule.engine.limits import ENGINE_LIMITS
 from chainrule.engine.parsing import (
@@ -447,12 +447,29 @@ _DEEPEST = DEFAULT_LIMITS.max_depth - 1
         "(" * 30 + "x" + "+1)^x" * 30,
         "(10^300 + 1)^(1/3) + root(10^300 + 7, 5) + sqrt(10^300 + 3)",
         "floor(exp(10^300)) + ceiling(-e^(10^6)) + x",  # sympy's exact integer part: minutes (the fuzzer)
+        # sympy gives up on these after 0.1-1.4 s each: 100 of them held Parse's thread for 10 s.
+        "+".join(f"floor(zeta({k})*10^{n})" for k in (3, 5) for n in range(300, 200, -2)),
         "Max(exp(10^300), 2) + sign(sin(exp(10^6)))",
     ],
     ids=lambda text: text[:30],
 )
 def test_within_limits_is_accepted_fast(text: str) -> None:
     assert isinstance(parse(text), sympy.Expr)
+
+
+def test_an_integer_part_is_exact_up_to_2_to_the_330() -> None:
+    assert parse("floor(zeta(3)*10^30) + ceiling(-gamma(1/3)*10^98)") == sympy.Integer(
+        1202056903159594285399738161511
+    ) - sympy.floor(sympy.gamma(sympy.Rational(1, 3)) * 10**98)
+    kept = parse("floor(zeta(3)*10^100)")
+    assert isinstance(kept, sympy.floor) and kept.args[0] == sympy.zeta(3) * 10**100
+
+
+def test_a_parse_past_its_allowance_says_so() -> None:
+    # Time is not a limit of the text: the caller that gave an allowance parses it again elsewhere.
+    with pytest.raises(parsing.TooSlow):
+        parse("sin(x) + 1", seconds=-1.0)
+    assert parse("sin(x) + 1", seconds=60.0) == sympy.sin(x) + 1
 
 
 def test_depth_limit_is_exact() -> None:

@@ -9,6 +9,7 @@ from typing import ParamSpec, TypeVar
 import pytest
 from prometheus_client import CollectorRegistry
 
+from chainrule.server import cache
 from chainrule.server.api import ChainruleApi
 from chainrule.server.app import Application
 from chainrule.server.cache import Caches
@@ -138,3 +139,18 @@ async def test_the_server_gives_parse_a_bounded_executor_of_its_own() -> None:
         assert (admission.name, admission.concurrency, admission.queue) == ("parse", 1, 3)
     finally:
         await app.stop()
+
+
+async def test_a_parse_past_its_allowance_on_the_thread_runs_again_in_the_symbolic_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Parse's thread cannot be stopped from outside: a parse that outlasts the allowance there (sympy
+    # evaluating functions of numbers as it builds them) is parsed again where the budget and the
+    # caller's deadline hold. An allowance already spent stands for a slow parse.
+    monkeypatch.setattr("chainrule.server.api._PARSE_ALLOWANCE_SECONDS", -1.0)
+    symbolic, parsing = CountingExecutor(), CountingExecutor()
+    api = make_api(symbolic, parsing)
+    reply = await api.parse(pb.ParseRequest(expression="floor(zeta(3)*10^20) + x"))
+    assert (reply.canonical, list(reply.variables)) == ("x + 120205690315959428539", ["x"])
+    assert (parsing.calls, symbolic.calls) == (["parse_canonical", "readable"], ["parse_canonical"])
+    assert api.caches.parse.lookup(cache.text_key("floor(zeta(3)*10^20) + x")) is not None

@@ -47,6 +47,9 @@ _C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient, engine.Comp
 _INLINE_COST = 20_000
 # Read requests above this many encoded bytes off the event loop (a copy of a field costs ~0.1 ms).
 _READ_INLINE_BYTES = 256 * 1024
+# What Parse may spend building an expression on its thread (a typical one takes a few ms): past it
+# the parse moves to the symbolic workers, so the thread answers the next keystroke in time.
+_PARSE_ALLOWANCE_SECONDS = 0.25
 
 _SIMPLIFICATIONS: Mapping[int, engine.Simplification] = {
     pb.SIMPLIFICATION_UNSPECIFIED: engine.Simplification.FAST,
@@ -450,7 +453,10 @@ class ChainruleApi:
 
     async def _parse(self, text: str, executor: Executor | None) -> tuple[jobs.Parsed | ChainruleError, int]:
         try:
-            parsed = await (executor or self._symbolic).run(jobs.parse_canonical, text, self.limits)
+            if executor is None:
+                parsed = await self._symbolic.run(jobs.parse_canonical, text, self.limits)
+            else:
+                parsed = await self._parse_on(executor, text)
         except InvalidArgument as error:
             # Bad text stays bad under the same limits: cache the error, cheaply.
             return error, text_size(error.message) + 256
@@ -458,6 +464,14 @@ class ChainruleApi:
         # The expression crosses as its pickle, a little smaller than its srepr; a live sympy tree
         # (symbolic work on threads) takes a few times that.
         return parsed, 4 * parsed.size + sum(map(len, parsed.variables)) + 256
+
+    async def _parse_on(self, executor: Executor, text: str) -> jobs.Parsed:
+        """Parsed on `executor` (Parse's thread, which nothing can stop) within an allowance; a parse
+        that takes longer runs again in the symbolic workers, under the budget and the deadline."""
+        try:
+            return await executor.run(jobs.parse_canonical, text, self.limits, _PARSE_ALLOWANCE_SECONDS)
+        except parsing.TooSlow:
+            return await self._symbolic.run(jobs.parse_canonical, text, self.limits)
 
     async def _derived(
         self, parsed: jobs.Parsed, wrt: jobs.Wrt, simplification: engine.Simplification

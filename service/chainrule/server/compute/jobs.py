@@ -182,9 +182,10 @@ class Derived(_Symbolic):
     numeric: bool = True
 
 
-def parse_canonical(text: str, limits: Limits) -> Parsed:
-    """Parse `text` and compute its canonical key (`srepr`, which includes assumptions)."""
-    (expression, canonical), stage = timed("parse", _parse_with_key, text, limits)
+def parse_canonical(text: str, limits: Limits, seconds: float | None = None) -> Parsed:
+    """Parse `text` and compute its canonical key (`srepr`, which includes assumptions); past
+    `seconds` of building, parsing.TooSlow (see there)."""
+    (expression, canonical), stage = timed("parse", _parse_with_key, text, limits, seconds)
     return Parsed(
         portable=engine.Portable(expression),
         variables=engine.free_variables(expression),
@@ -195,8 +196,8 @@ def parse_canonical(text: str, limits: Limits) -> Parsed:
     )
 
 
-def _parse_with_key(text: str, limits: Limits) -> tuple[sympy.Expr, bytes]:
-    expression = parse(text, limits)
+def _parse_with_key(text: str, limits: Limits, seconds: float | None) -> tuple[sympy.Expr, bytes]:
+    expression = parsing.parse(text, limits.parse, seconds=seconds)
     return expression, engine.canonical_key(expression).encode()
 
 
