@@ -120,6 +120,36 @@ def test_smooth_at_the_kink_up_to_an_order() -> None:
     assert _taylor("floor(x)", "1/2", 3).text == "0"
 
 
+# (expression, around, order, derivative order at fault, why): functions with a jump at the point,
+# whose two-sided limit is not their value there (a removable jump) or does not exist at all.
+JUMPS = [
+    ("sign(x^2)", "0", 1, 0, "0 at 0 and 1 on both sides"),
+    ("abs(sign(x))", "0", 0, 0, "0 at 0 and 1 on both sides"),
+    ("floor(x) + floor(-x)", "1", 1, 0, "0 at integers and -1 between them"),
+    ("Heaviside(x - x^3)", "0", 0, 0, "0 on the left, 1 on the right (sympy's limit says 1/2)"),
+    ("max(x, sin(x))", "0", 3, 3, "x on the right, sin(x) on the left: the third derivatives are 0 and -1"),
+    ("max(x, x^3)", "0", 1, 1, "x on the right, x^3 on the left: the slopes are 1 and 0"),
+]
+
+
+@pytest.mark.parametrize(("text", "around", "order", "at_fault", "why"), JUMPS)
+def test_a_jump_or_kink_is_never_smoothed_into_a_polynomial(
+    text: str, around: str, order: int, at_fault: int, why: str
+) -> None:
+    with pytest.raises(FailedPrecondition) as caught:
+        _taylor(text, around, order)
+    assert caught.value.reason == series.NO_TAYLOR_SERIES, why
+    assert caught.value.metadata == {"derivative_order": str(at_fault)}, why
+
+
+def test_min_and_max_below_the_order_at_fault_have_their_polynomial() -> None:
+    """Continuous at a tie of their arguments, min and max have a value there (sympy limits neither)."""
+    assert _taylor("max(x, x^3)", "0", 0).text == "0"
+    assert _taylor("min(x, x^2)", "0", 0).text == "0"
+    assert _taylor("max(x, x^2)", "1", 0).text == "1"
+    assert _taylor("max(x, sin(x))", "0", 2).text == "x"  # x and sin(x) agree up to x^2
+
+
 @pytest.mark.parametrize(
     ("text", "variable", "around", "order", "field"),
     [
