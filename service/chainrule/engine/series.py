@@ -11,6 +11,7 @@ A value 0/0 at the point (sin(x)/x at 0) is a removable singularity: its two-sid
 A derivative with a kink or jump at the point (abs, sign, Heaviside of something that is 0 there,
 floor of an integer, min/max of equal arguments) is evaluated by its two-sided limit, since
 sign(0) = 0 would silently smooth over the kink of |x| at 0 (x |x| is still differentiable there).
+The function itself must equal that limit: sign(x^2) is 0 at 0 and 1 beside it, a jump.
 
 Errors name the engine's arguments: `expression`, `variable`, `around`, `order`.
 """
@@ -178,8 +179,7 @@ def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr:
         return value
     if not kink and value is not sympy.nan:
         raise _no_series(expr, x, a, k, _not_finite(value))
-    # Deltas away from the point vanish near it (sympy's limit does not terminate on them).
-    smooth_near = current.xreplace({delta: sympy.S.Zero for delta in current.atoms(sympy.DiracDelta)})
+    smooth_near = _limit_ready(current)
     try:
         limit = sympy.limit(smooth_near, x, a, dir="+-")
     except ValueError:
@@ -193,7 +193,28 @@ def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr:
         raise _no_series(expr, x, a, k, f"oscillates between {low} and {high} near there")
     if not _finite_real(limit):
         raise _no_series(expr, x, a, k, f"tends to {parsing.to_text(limit)} there")
+    if k == 0 and _finite_real(value) and sympy.S(value).equals(limit) is False:
+        # The limit stands in for a value that is not there (0/0), not for one that is: sign(x^2)
+        # is 0 at 0 and 1 beside it, so it is not even continuous there.
+        why = f"is {parsing.to_text(value)} there but tends to {parsing.to_text(limit)} beside it (a jump)"
+        raise _no_series(expr, x, a, k, why)
     return limit
+
+
+def _limit_ready(current: sympy.Expr) -> sympy.Expr:
+    """`current` as sympy's limit takes it right, equal to it near the point (at it too, but for deltas).
+
+    Deltas away from the point vanish near it (sympy's limit does not terminate on them); min and
+    max are written with |.| (sympy's limit cannot take them: "MRV set computation for functions in
+    several variables"); Heaviside(g) is (1 + sign(g))/2, 1/2 at g = 0 as sympy has it (sympy's limit
+    of Heaviside(x - x^3) at 0 is 1/2 from either side, where that of sign(x - x^3) is -1 and 1).
+    """
+    near = current.xreplace({delta: sympy.S.Zero for delta in current.atoms(sympy.DiracDelta)})
+    # `replace` works from the leaves up, so a min inside a max is rewritten too.
+    near = near.replace(
+        lambda node: isinstance(node, (sympy.Min, sympy.Max)), lambda node: node.rewrite(sympy.Abs)
+    )
+    return near.replace(sympy.Heaviside, lambda argument, *_: (1 + sympy.sign(argument)) / 2)
 
 
 def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
