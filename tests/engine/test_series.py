@@ -129,6 +129,10 @@ JUMPS = [
     ("Heaviside(x - x^3)", "0", 0, 0, "0 on the left, 1 on the right (sympy's limit says 1/2)"),
     ("max(x, sin(x))", "0", 3, 3, "x on the right, sin(x) on the left: the third derivatives are 0 and -1"),
     ("max(x, x^3)", "0", 1, 1, "x on the right, x^3 on the left: the slopes are 1 and 0"),
+    ("exp(floor(x))", "0", 0, 0, "1/e on the left, 1 on the right (sympy's limit says 1 from the left)"),
+    ("2^ceiling(x - 1)", "1", 2, 0, "1 on the left, 2 on the right"),
+    ("cbrt(x)", "0", 1, 1, "the real cube root has a vertical tangent at 0 (sympy's limit recursed)"),
+    ("cbrt((x - 2)^2)", "2", 3, 1, "a cusp"),
 ]
 
 
@@ -148,6 +152,12 @@ def test_min_and_max_below_the_order_at_fault_have_their_polynomial() -> None:
     assert _taylor("min(x, x^2)", "0", 0).text == "0"
     assert _taylor("max(x, x^2)", "1", 0).text == "1"
     assert _taylor("max(x, sin(x))", "0", 2).text == "x"  # x and sin(x) agree up to x^2
+
+
+def test_the_real_cube_root_of_a_cube_is_smooth() -> None:
+    """cbrt(x^3) is x for real x: its derivatives are 0/0 at 0, limits of the real root."""
+    assert _taylor("cbrt(x^3)", "0", 3).text == "x"
+    assert _taylor("cbrt(x)^3 + cbrt(8)", "0", 2).text == "2 + x"
 
 
 @pytest.mark.parametrize(
