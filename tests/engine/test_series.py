@@ -133,6 +133,8 @@ JUMPS = [
     ("2^ceiling(x - 1)", "1", 2, 0, "1 on the left, 2 on the right"),
     ("cbrt(x)", "0", 1, 1, "the real cube root has a vertical tangent at 0 (sympy's limit recursed)"),
     ("cbrt((x - 2)^2)", "2", 3, 1, "a cusp"),
+    ("max(log(x), x)", "0", 0, 0, "max(-oo, 0): sympy raised ValueError ('zoo' is not comparable)"),
+    ("min(1/x, 1)", "0", 2, 0, "min(1/0, 1)"),
 ]
 
 
