@@ -179,14 +179,14 @@ def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr:
         return value
     if not kink and value is not sympy.nan:
         raise _no_series(expr, x, a, k, _not_finite(value))
-    smooth_near = _limit_ready(current)
+    smooth_near = _limit_ready(current, x, a)
     try:
         limit = sympy.limit(smooth_near, x, a, dir="+-")
     except ValueError:
         raise _no_series(
             expr, x, a, k, "does not exist there (its limits from the left and the right differ)"
         ) from None
-    except (NotImplementedError, sympy.PoleError):
+    except (NotImplementedError, sympy.PoleError, RecursionError):
         raise _no_series(expr, x, a, k, "has no limit there that can be determined") from None
     if isinstance(limit, sympy.AccumBounds):
         low, high = (parsing.to_text(bound) for bound in limit.args)
@@ -201,20 +201,45 @@ def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr:
     return limit
 
 
-def _limit_ready(current: sympy.Expr) -> sympy.Expr:
-    """`current` as sympy's limit takes it right, equal to it near the point (at it too, but for deltas).
+def _limit_ready(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
+    """`current` as sympy's limit takes it right, equal to it near x = a (not at a itself).
 
-    Deltas away from the point vanish near it (sympy's limit does not terminate on them); min and
-    max are written with |.| (sympy's limit cannot take them: "MRV set computation for functions in
-    several variables"); Heaviside(g) is (1 + sign(g))/2, 1/2 at g = 0 as sympy has it (sympy's limit
-    of Heaviside(x - x^3) at 0 is 1/2 from either side, where that of sign(x - x^3) is -1 and 1).
+    sympy's limit is wrong or fails on several of our functions, so they are written with sign and
+    |.|, which it takes right: deltas away from the point vanish near it (its limit does not
+    terminate on them); min and max are written with |.| (it cannot take them: "MRV set computation
+    for functions in several variables"); Heaviside(g) is (1 + sign(g))/2 (its limit of
+    Heaviside(x - x^3) at 0 is 1/2 from either side); floor(g) near an integer n = g(a) is n or n - 1
+    by the sign of g - n (its limit of exp(floor(x)) at 0 from the left is 1), and a constant near
+    any other value; the real root of g is sign(g)|g|^(1/n) (its limit recursed without end).
     """
     near = current.xreplace({delta: sympy.S.Zero for delta in current.atoms(sympy.DiracDelta)})
     # `replace` works from the leaves up, so a min inside a max is rewritten too.
     near = near.replace(
         lambda node: isinstance(node, (sympy.Min, sympy.Max)), lambda node: node.rewrite(sympy.Abs)
     )
-    return near.replace(sympy.Heaviside, lambda argument, *_: (1 + sympy.sign(argument)) / 2)
+    near = near.replace(sympy.Heaviside, lambda argument, *_: (1 + sympy.sign(argument)) / 2)
+    near = near.replace(functions.RealRoot, _real_root_near)
+    return near.replace(
+        lambda node: isinstance(node, (sympy.floor, sympy.ceiling)), lambda node: _step_near(node, x, a)
+    )
+
+
+def _real_root_near(radicand: sympy.Expr, degree: sympy.Expr) -> sympy.Expr:
+    if degree.is_integer and degree.is_odd:
+        return sympy.sign(radicand) * sympy.Abs(radicand) ** (1 / degree)
+    return radicand ** (1 / degree)  # the principal root: the real one where there is one
+
+
+def _step_near(node: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
+    """floor(g) or ceiling(g) on both sides of x = a, without the step function."""
+    inner = node.args[0]
+    at = inner.subs(x, a)
+    if at.is_integer:  # n - 1 below n, n above it (floor); n below, n + 1 above (ceiling)
+        side = sympy.sign(inner - at)
+        return at - (1 - side) / 2 if isinstance(node, sympy.floor) else at + (1 + side) / 2
+    if at.is_integer is False and at.is_real:
+        return node.func(at)  # a constant near a
+    return node
 
 
 def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
