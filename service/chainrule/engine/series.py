@@ -171,7 +171,12 @@ def _check_around(around: sympy.Expr) -> None:
 
 def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr: sympy.Expr) -> sympy.Expr:
     """f^(k)(a), or its two-sided limit where that is what the value means; FailedPrecondition if none."""
-    value = current.subs(x, a)
+    try:
+        value = current.subs(x, a)
+    except (ValueError, TypeError):  # sympy's Min and Max refuse what they cannot compare: Max(zoo, 0)
+        raise _no_series(
+            expr, x, a, k, "is not a finite real there (min or max of one that is not)"
+        ) from None
     if value.has(sympy.DiracDelta):
         raise _no_series(expr, x, a, k, "is a Dirac delta there (a jump below it)")
     kink = _kink_at(current, x, a)
