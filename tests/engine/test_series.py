@@ -135,6 +135,9 @@ JUMPS = [
     ("cbrt((x - 2)^2)", "2", 3, 1, "a cusp"),
     ("max(log(x), x)", "0", 0, 0, "max(-oo, 0): sympy raised ValueError ('zoo' is not comparable)"),
     ("min(1/x, 1)", "0", 2, 0, "min(1/0, 1)"),
+    ("min(1, sign(x))", "0", 0, 0, "-1 on the left, 1 on the right (sympy's rewrite(Abs) limits to 0)"),
+    ("floor(Heaviside((x - 1)^2))", "1", 0, 0, "0 at 1, 1 beside it"),
+    ("ceiling(x^2)", "0", 0, 0, "0 at 0, 1 beside it"),
 ]
 
 
