@@ -184,9 +184,8 @@ def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr:
         return value
     if not kink and value is not sympy.nan:
         raise _no_series(expr, x, a, k, _not_finite(value))
-    smooth_near = _limit_ready(current, x, a)
     try:
-        limit = sympy.limit(smooth_near, x, a, dir="+-")
+        limit = sympy.limit(_limit_ready(current, x, a), x, a, dir="+-")
     except ValueError:
         raise _no_series(
             expr, x, a, k, "does not exist there (its limits from the left and the right differ)"
@@ -219,14 +218,22 @@ def _limit_ready(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.E
     """
     near = current.xreplace({delta: sympy.S.Zero for delta in current.atoms(sympy.DiracDelta)})
     # `replace` works from the leaves up, so a min inside a max is rewritten too.
-    near = near.replace(
-        lambda node: isinstance(node, (sympy.Min, sympy.Max)), lambda node: node.rewrite(sympy.Abs)
-    )
+    near = near.replace(lambda node: isinstance(node, (sympy.Min, sympy.Max)), _min_max_near)
     near = near.replace(sympy.Heaviside, lambda argument, *_: (1 + sympy.sign(argument)) / 2)
     near = near.replace(functions.RealRoot, _real_root_near)
     return near.replace(
         lambda node: isinstance(node, (sympy.floor, sympy.ceiling)), lambda node: _step_near(node, x, a)
     )
+
+
+def _min_max_near(node: sympy.Expr) -> sympy.Expr:
+    """max(a, b) = (a + b + |a - b|)/2, min with -|a - b|, folded over more arguments. Not sympy's
+    rewrite(Abs): it writes sign(x) as a Piecewise too, whose limit it gets wrong (min(1, sign(x)): 0)."""
+    plus_or_minus = 1 if isinstance(node, sympy.Max) else -1
+    result, *rest = node.args
+    for argument in rest:
+        result = (result + argument + plus_or_minus * sympy.Abs(result - argument)) / 2
+    return result
 
 
 def _real_root_near(radicand: sympy.Expr, degree: sympy.Expr) -> sympy.Expr:
@@ -238,10 +245,14 @@ def _real_root_near(radicand: sympy.Expr, degree: sympy.Expr) -> sympy.Expr:
 def _step_near(node: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
     """floor(g) or ceiling(g) on both sides of x = a, without the step function."""
     inner = node.args[0]
-    at = inner.subs(x, a)
-    if at.is_integer:  # n - 1 below n, n above it (floor); n below, n + 1 above (ceiling)
-        side = sympy.sign(inner - at)
-        return at - (1 - side) / 2 if isinstance(node, sympy.floor) else at + (1 + side) / 2
+    # What the argument tends to, not its value: floor(Heaviside(x^2)) is 1 beside 0, not floor(1/2).
+    at = sympy.limit(inner, x, a, dir="+-") if inner.has(sympy.sign, sympy.Abs) else inner.subs(x, a)
+    if at.is_integer:  # floor: n - 1 below n, else n; ceiling: n + 1 above n, else n
+        if isinstance(node, sympy.floor):
+            below = sympy.sign(at - inner)
+            return at - (below + sympy.Abs(below)) / 2
+        above = sympy.sign(inner - at)
+        return at + (above + sympy.Abs(above)) / 2
     if at.is_integer is False and at.is_real:
         return node.func(at)  # a constant near a
     return node
