@@ -190,3 +190,13 @@ def test_order_over_the_limit() -> None:
         series.taylor(parsing.parse("sin(x)"), "", sympy.S.Zero, 9, EngineLimits(max_series_order=8))
     assert [v.field for v in caught.value.violations] == ["order"]
     assert caught.value.metadata["maximum"] == "8"
+
+
+def test_a_limit_sympy_leaves_unevaluated_is_no_series_not_a_missing_closed_form() -> None:
+    """beta(-x, x) is 0/0 in its derivative's polygamma terms at 1/2, and sympy leaves that Limit as is:
+    the reason is NO_TAYLOR_SERIES at that order (it was NO_CLOSED_FORM: 'the derivative needs Limit')."""
+    with pytest.raises(FailedPrecondition) as caught:
+        _taylor("beta(-x, x)", "1/2", 1)
+    assert caught.value.reason == series.NO_TAYLOR_SERIES
+    assert caught.value.metadata == {"derivative_order": "1"}
+    assert "no limit there that can be determined" in caught.value.message
