@@ -192,6 +192,8 @@ def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr:
         ) from None
     except (NotImplementedError, sympy.PoleError, RecursionError):
         raise _no_series(expr, x, a, k, "has no limit there that can be determined") from None
+    if limit.has(sympy.Limit):  # sympy could not take it, and our grammar cannot write it
+        raise _no_series(expr, x, a, k, "has no limit there that can be determined")
     if isinstance(limit, sympy.AccumBounds):
         low, high = (parsing.to_text(bound) for bound in limit.args)
         raise _no_series(expr, x, a, k, f"oscillates between {low} and {high} near there")
