@@ -49,6 +49,27 @@ BRANCHES: list[tuple[str, Callable[[mpmath.mpf], mpmath.mpf], tuple[float, ...],
         (1.0,),
         "no closed form",
     ),
+    (
+        "x^3 + y^3 = 6 x y",
+        lambda t: mpmath.findroot(lambda u: t**3 + u**3 - 6 * t * u, 3),
+        (3.0, 2.5),
+        "the folium of Descartes, through (3, 3)",
+    ),
+    ("x^2/4 + y^2/9 = 1", lambda t: 3 * mpmath.sqrt(1 - t**2 / 4), (1.0, -0.5), "an ellipse"),
+    (
+        "sin(x y) = x",
+        lambda t: mpmath.findroot(lambda u: mpmath.sin(t * u) - t, 1),
+        (0.5,),
+        "the dependent variable inside a product inside a function",
+    ),
+    (
+        "y^5 + y = x",
+        lambda t: mpmath.findroot(lambda u: u**5 + u - t, 1),
+        (3.0, -1.0),
+        "a quintic",
+    ),
+    ("x^y = 2", lambda t: mpmath.log(2) / mpmath.log(t), (3.0, 0.5), "the dependent variable as an exponent"),
+    ("atan(y/x) = x", lambda t: t * mpmath.tan(t), (1.0, -0.4), "y inside a quotient inside a function"),
 ]
 
 

@@ -120,6 +120,51 @@ def test_smooth_at_the_kink_up_to_an_order() -> None:
     assert _taylor("floor(x)", "1/2", 3).text == "0"
 
 
+# (expression, around, order, derivative order at fault, why): functions with a jump at the point,
+# whose two-sided limit is not their value there (a removable jump) or does not exist at all.
+JUMPS = [
+    ("sign(x^2)", "0", 1, 0, "0 at 0 and 1 on both sides"),
+    ("abs(sign(x))", "0", 0, 0, "0 at 0 and 1 on both sides"),
+    ("floor(x) + floor(-x)", "1", 1, 0, "0 at integers and -1 between them"),
+    ("Heaviside(x - x^3)", "0", 0, 0, "0 on the left, 1 on the right (sympy's limit says 1/2)"),
+    ("max(x, sin(x))", "0", 3, 3, "x on the right, sin(x) on the left: the third derivatives are 0 and -1"),
+    ("max(x, x^3)", "0", 1, 1, "x on the right, x^3 on the left: the slopes are 1 and 0"),
+    ("exp(floor(x))", "0", 0, 0, "1/e on the left, 1 on the right (sympy's limit says 1 from the left)"),
+    ("2^ceiling(x - 1)", "1", 2, 0, "1 on the left, 2 on the right"),
+    ("cbrt(x)", "0", 1, 1, "the real cube root has a vertical tangent at 0 (sympy's limit recursed)"),
+    ("cbrt((x - 2)^2)", "2", 3, 1, "a cusp"),
+    ("max(log(x), x)", "0", 0, 0, "max(-oo, 0): sympy raised ValueError ('zoo' is not comparable)"),
+    ("min(1/x, 1)", "0", 2, 0, "min(1/0, 1)"),
+    ("min(1, sign(x))", "0", 0, 0, "-1 on the left, 1 on the right (sympy's rewrite(Abs) limits to 0)"),
+    ("floor(Heaviside((x - 1)^2))", "1", 0, 0, "0 at 1, 1 beside it"),
+    ("ceiling(x^2)", "0", 0, 0, "0 at 0, 1 beside it"),
+]
+
+
+@pytest.mark.parametrize(("text", "around", "order", "at_fault", "why"), JUMPS)
+def test_a_jump_or_kink_is_never_smoothed_into_a_polynomial(
+    text: str, around: str, order: int, at_fault: int, why: str
+) -> None:
+    with pytest.raises(FailedPrecondition) as caught:
+        _taylor(text, around, order)
+    assert caught.value.reason == series.NO_TAYLOR_SERIES, why
+    assert caught.value.metadata == {"derivative_order": str(at_fault)}, why
+
+
+def test_min_and_max_below_the_order_at_fault_have_their_polynomial() -> None:
+    """Continuous at a tie of their arguments, min and max have a value there (sympy limits neither)."""
+    assert _taylor("max(x, x^3)", "0", 0).text == "0"
+    assert _taylor("min(x, x^2)", "0", 0).text == "0"
+    assert _taylor("max(x, x^2)", "1", 0).text == "1"
+    assert _taylor("max(x, sin(x))", "0", 2).text == "x"  # x and sin(x) agree up to x^2
+
+
+def test_the_real_cube_root_of_a_cube_is_smooth() -> None:
+    """cbrt(x^3) is x for real x: its derivatives are 0/0 at 0, limits of the real root."""
+    assert _taylor("cbrt(x^3)", "0", 3).text == "x"
+    assert _taylor("cbrt(x)^3 + cbrt(8)", "0", 2).text == "2 + x"
+
+
 @pytest.mark.parametrize(
     ("text", "variable", "around", "order", "field"),
     [
@@ -145,3 +190,13 @@ def test_order_over_the_limit() -> None:
         series.taylor(parsing.parse("sin(x)"), "", sympy.S.Zero, 9, EngineLimits(max_series_order=8))
     assert [v.field for v in caught.value.violations] == ["order"]
     assert caught.value.metadata["maximum"] == "8"
+
+
+def test_a_limit_sympy_leaves_unevaluated_is_no_series_not_a_missing_closed_form() -> None:
+    """beta(-x, x) is 0/0 in its derivative's polygamma terms at 1/2, and sympy leaves that Limit as is:
+    the reason is NO_TAYLOR_SERIES at that order (it was NO_CLOSED_FORM: 'the derivative needs Limit')."""
+    with pytest.raises(FailedPrecondition) as caught:
+        _taylor("beta(-x, x)", "1/2", 1)
+    assert caught.value.reason == series.NO_TAYLOR_SERIES
+    assert caught.value.metadata == {"derivative_order": "1"}
+    assert "no limit there that can be determined" in caught.value.message

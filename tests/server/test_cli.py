@@ -230,3 +230,12 @@ def test_series_prints_the_polynomial_with_its_remainder(capsys: pytest.CaptureF
     code, out, err = lines(capsys, "series", "abs(x)")
     assert (code, out) == (1, [])
     assert "no Taylor series at x = 0" in err
+
+
+def test_series_puts_the_caret_under_around_when_around_is_at_fault(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A parse error in `--around` points into that text, not into the expression at the same offset."""
+    code, out, err = lines(capsys, "series", "sin(x)", "--around", "1 +")
+    assert (code, out) == (1, [])
+    assert err.splitlines()[1:] == ["  1 +", "     ^"]

@@ -11,6 +11,7 @@ A value 0/0 at the point (sin(x)/x at 0) is a removable singularity: its two-sid
 A derivative with a kink or jump at the point (abs, sign, Heaviside of something that is 0 there,
 floor of an integer, min/max of equal arguments) is evaluated by its two-sided limit, since
 sign(0) = 0 would silently smooth over the kink of |x| at 0 (x |x| is still differentiable there).
+The function itself must equal that limit: sign(x^2) is 0 at 0 and 1 beside it, a jump.
 
 Errors name the engine's arguments: `expression`, `variable`, `around`, `order`.
 """
@@ -170,7 +171,12 @@ def _check_around(around: sympy.Expr) -> None:
 
 def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr: sympy.Expr) -> sympy.Expr:
     """f^(k)(a), or its two-sided limit where that is what the value means; FailedPrecondition if none."""
-    value = current.subs(x, a)
+    try:
+        value = current.subs(x, a)
+    except (ValueError, TypeError):  # sympy's Min and Max refuse what they cannot compare: Max(zoo, 0)
+        raise _no_series(
+            expr, x, a, k, "is not a finite real there (min or max of one that is not)"
+        ) from None
     if value.has(sympy.DiracDelta):
         raise _no_series(expr, x, a, k, "is a Dirac delta there (a jump below it)")
     kink = _kink_at(current, x, a)
@@ -178,22 +184,80 @@ def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr:
         return value
     if not kink and value is not sympy.nan:
         raise _no_series(expr, x, a, k, _not_finite(value))
-    # Deltas away from the point vanish near it (sympy's limit does not terminate on them).
-    smooth_near = current.xreplace({delta: sympy.S.Zero for delta in current.atoms(sympy.DiracDelta)})
     try:
-        limit = sympy.limit(smooth_near, x, a, dir="+-")
+        limit = sympy.limit(_limit_ready(current, x, a), x, a, dir="+-")
     except ValueError:
         raise _no_series(
             expr, x, a, k, "does not exist there (its limits from the left and the right differ)"
         ) from None
-    except (NotImplementedError, sympy.PoleError):
+    except (NotImplementedError, sympy.PoleError, RecursionError):
         raise _no_series(expr, x, a, k, "has no limit there that can be determined") from None
+    if limit.has(sympy.Limit):  # sympy could not take it, and our grammar cannot write it
+        raise _no_series(expr, x, a, k, "has no limit there that can be determined")
     if isinstance(limit, sympy.AccumBounds):
         low, high = (parsing.to_text(bound) for bound in limit.args)
         raise _no_series(expr, x, a, k, f"oscillates between {low} and {high} near there")
     if not _finite_real(limit):
         raise _no_series(expr, x, a, k, f"tends to {parsing.to_text(limit)} there")
+    if k == 0 and _finite_real(value) and sympy.S(value).equals(limit) is False:
+        # The limit stands in for a value that is not there (0/0), not for one that is: sign(x^2)
+        # is 0 at 0 and 1 beside it, so it is not even continuous there.
+        why = f"is {parsing.to_text(value)} there but tends to {parsing.to_text(limit)} beside it (a jump)"
+        raise _no_series(expr, x, a, k, why)
     return limit
+
+
+def _limit_ready(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
+    """`current` as sympy's limit takes it right, equal to it near x = a (not at a itself).
+
+    sympy's limit is wrong or fails on several of our functions, so they are written with sign and
+    |.|, which it takes right: deltas away from the point vanish near it (its limit does not
+    terminate on them); min and max are written with |.| (it cannot take them: "MRV set computation
+    for functions in several variables"); Heaviside(g) is (1 + sign(g))/2 (its limit of
+    Heaviside(x - x^3) at 0 is 1/2 from either side); floor(g) near an integer n = g(a) is n or n - 1
+    by the sign of g - n (its limit of exp(floor(x)) at 0 from the left is 1), and a constant near
+    any other value; the real root of g is sign(g)|g|^(1/n) (its limit recursed without end).
+    """
+    near = current.xreplace({delta: sympy.S.Zero for delta in current.atoms(sympy.DiracDelta)})
+    # `replace` works from the leaves up, so a min inside a max is rewritten too.
+    near = near.replace(lambda node: isinstance(node, (sympy.Min, sympy.Max)), _min_max_near)
+    near = near.replace(sympy.Heaviside, lambda argument, *_: (1 + sympy.sign(argument)) / 2)
+    near = near.replace(functions.RealRoot, _real_root_near)
+    return near.replace(
+        lambda node: isinstance(node, (sympy.floor, sympy.ceiling)), lambda node: _step_near(node, x, a)
+    )
+
+
+def _min_max_near(node: sympy.Expr) -> sympy.Expr:
+    """max(a, b) = (a + b + |a - b|)/2, min with -|a - b|, folded over more arguments. Not sympy's
+    rewrite(Abs): it writes sign(x) as a Piecewise too, whose limit it gets wrong (min(1, sign(x)): 0)."""
+    plus_or_minus = 1 if isinstance(node, sympy.Max) else -1
+    result, *rest = node.args
+    for argument in rest:
+        result = (result + argument + plus_or_minus * sympy.Abs(result - argument)) / 2
+    return result
+
+
+def _real_root_near(radicand: sympy.Expr, degree: sympy.Expr) -> sympy.Expr:
+    if degree.is_integer and degree.is_odd:
+        return sympy.sign(radicand) * sympy.Abs(radicand) ** (1 / degree)
+    return radicand ** (1 / degree)  # the principal root: the real one where there is one
+
+
+def _step_near(node: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
+    """floor(g) or ceiling(g) on both sides of x = a, without the step function."""
+    inner = node.args[0]
+    # What the argument tends to, not its value: floor(Heaviside(x^2)) is 1 beside 0, not floor(1/2).
+    at = sympy.limit(inner, x, a, dir="+-") if inner.has(sympy.sign, sympy.Abs) else inner.subs(x, a)
+    if at.is_integer:  # floor: n - 1 below n, else n; ceiling: n + 1 above n, else n
+        if isinstance(node, sympy.floor):
+            below = sympy.sign(at - inner)
+            return at - (below + sympy.Abs(below)) / 2
+        above = sympy.sign(inner - at)
+        return at + (above + sympy.Abs(above)) / 2
+    if at.is_integer is False and at.is_real:
+        return node.func(at)  # a constant near a
+    return node
 
 
 def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:

@@ -143,6 +143,17 @@ async def test_series_defaults_and_order_zero(stub: Stub) -> None:
     assert (zero.series, list(zero.coefficients), zero.remainder) == ("1", ["1"], "O(t)")
 
 
+async def test_series_around_a_decimal_is_exact(stub: Stub) -> None:
+    """The coefficients are exact, and `around` is an exact constant: a decimal such as the Python
+    client's `around=0.1` (sent as "0.1") is 1/10, not the double nearest it (whose square is
+    0.010000000000000002)."""
+    reply = await stub.Series(pb.SeriesRequest(expression="x^2", around="0.1", order=2))
+    assert list(reply.coefficients) == ["1/100", "1/5", "1"]
+    assert reply.remainder == "O((x - 1/10)^3)"
+    half = await stub.Series(pb.SeriesRequest(expression="sin(x)", around="0.5", order=1))
+    assert list(half.coefficients) == ["sin(1/2)", "cos(1/2)"]  # as for around="1/2" or "5e-1"
+
+
 @pytest.mark.parametrize(
     ("request_", "code", "fields", "reason"),
     [
@@ -150,6 +161,8 @@ async def test_series_defaults_and_order_zero(stub: Stub) -> None:
          "NO_TAYLOR_SERIES"),
         (pb.SeriesRequest(expression="abs(x)", order=1), grpc.StatusCode.FAILED_PRECONDITION, ["expression"],
          "NO_TAYLOR_SERIES"),
+        (pb.SeriesRequest(expression="max(log(x), x)"), grpc.StatusCode.FAILED_PRECONDITION, ["expression"],
+         "NO_TAYLOR_SERIES"),  # was INTERNAL: sympy's Max(zoo, 0) raises ValueError
         (pb.SeriesRequest(expression="sin(x)", around="y"), grpc.StatusCode.INVALID_ARGUMENT, ["around"],
          "INVALID_ARGUMENT"),
         (pb.SeriesRequest(expression="sin(x)", around="1 +"), grpc.StatusCode.INVALID_ARGUMENT, ["around"],

@@ -50,11 +50,16 @@ def run(settings: Settings, options: argparse.Namespace) -> int:
         if options.command == "jac":  # several expressions: name the row rather than point into one
             row = calculus.row_of(error)
             print(f"chainrule: {row + ': ' if row else ''}{error.message}", file=sys.stderr)
-        else:
-            output.print_error(error.message, options.expression, error.metadata)
+        else:  # the caret goes under the text at fault: series' `--around` has positions of its own
+            at_fault = options.around if _names(error, "around") else options.expression
+            output.print_error(error.message, at_fault, error.metadata)
         return 1
     print("\n".join(lines))
     return 0
+
+
+def _names(error: ChainruleError, field: str) -> bool:
+    return any(violation.field == field for violation in error.violations)
 
 
 def _diff(settings: Settings, options: argparse.Namespace) -> list[str]:

@@ -381,9 +381,19 @@ def _around(text: str, limits: Limits) -> sympy.Expr:
     if not text.strip():
         return sympy.S.Zero
     try:
-        return parse(text, limits)
+        point = parse(text, limits)
     except ChainruleError as error:
         raise error.relocated({"expression": "around"}) from None
+    # `around` is exact, so the coefficients are: a decimal in it is the number it spells (0.1 is
+    # 1/10, as 1e-1 is), not the double nearest it. The clients send a float as its shortest repr.
+    return point.xreplace({number: _exact(number) for number in point.atoms(sympy.Float)})
+
+
+def _exact(number: sympy.Float) -> sympy.Rational:
+    double = float(number)
+    if sympy.Float(double) == number:  # a literal of up to 17 digits: the decimal that reads back as it
+        return sympy.Rational(repr(double))
+    return sympy.Rational(str(number))  # a longer literal, kept at its own precision
 
 
 @dataclass(frozen=True)
