@@ -351,3 +351,26 @@ async def test_replies_a_client_never_reads_are_bounded(server: Server) -> None:
         await asyncio.sleep(2)
         started = await metric(server, 'grpc_server_started_total{grpc_method="GradientAtPoint"')
         assert started >= 400, "every call reached the server"
+
+
+# --- 2. symbolic work outside the killable pool: Parse ------------------------------------------------
+
+# Each term makes the parser evaluate zeta(k) to ~1,000 bits (mpmath) to find the floor: 100 terms,
+# 2.2 KB, are 9-11 s of CPU. Parse runs on a thread of the server process ("the parser's limits
+# bound a parse to well under a second"): nothing stops it, not its caller's deadline, not the
+# budget, and every other caller's Parse waits behind it.
+COSTLY_PARSES = ["+".join(f"floor(zeta({k})*10^{n})" for n in range(300, 200, -1)) for k in (3, 5)]
+
+
+async def test_a_costly_parse_stops_at_its_deadline_and_others_parse_on(server: Server) -> None:
+    async with bystander(server), grpc_channel_from(server.grpc_port, ATTACKER) as channel:
+        stub = pb_grpc.DifferentiationServiceStub(channel)
+        for text in COSTLY_PARSES:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Parse(pb.ParseRequest(expression=text), timeout=1)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        async with grpc_channel_from(server.grpc_port, BYSTANDER) as other:
+            reading = await pb_grpc.DifferentiationServiceStub(other).Parse(
+                pb.ParseRequest(expression="sin(x)^2 + y"), timeout=10
+            )
+        assert reading.canonical and not reading.HasField("error")
