@@ -41,7 +41,7 @@ from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -83,6 +83,14 @@ class MethodNotAllowedError(ChainruleError):
 
     code = Code.UNIMPLEMENTED
     reason = "METHOD_NOT_ALLOWED"
+
+
+class ClientGoneError(ChainruleError):
+    """The client disconnected before its request was read: its doing, not a server error (no one
+    reads the answer; the access line and metrics say 499, as grpc-gateway does)."""
+
+    code = Code.CANCELLED
+    reason = "CLIENT_DISCONNECTED"
 
 
 class HttpError(Exception):
@@ -139,7 +147,11 @@ async def _respond(
     timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
     caller = functools.partial(callers.of_http, request.scope)
     try:
-        with calls.admit(_declared_size(request, calls), caller), deadlines.request_scope(timeout, caller):
+        with (
+            calls.admit(0, caller, coming=min(_declared_size(request), calls.max_bytes)) as admitted,
+            deadlines.request_scope(timeout, caller),
+        ):
+            request.state.charge = admitted.charge  # read_body counts the body as it arrives
             message = await work()
         return await _json_response(message)
     except HttpError as error:
@@ -157,13 +169,11 @@ async def _respond(
 # --- bodies -------------------------------------------------------------------------------------
 
 
-def _declared_size(request: Request, calls: CallLimit) -> int:
-    """What a request's body will hold, before it is read: its Content-Length; a POST without one
-    (chunked) counts as the largest body allowed. Over the limit or malformed, `read_body` refuses."""
+def _declared_size(request: Request) -> int:
+    """What a request's body will hold, before it is read: its Content-Length (0 when chunked: a
+    chunked body is counted only as it arrives). Over the limit or malformed, `read_body` refuses."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit():
-        return min(int(declared), calls.max_bytes)
-    return 0 if request.method == "GET" else calls.max_bytes
+    return int(declared) if declared is not None and _is_count(declared) else 0
 
 
 async def _json_response(message: Message) -> Response:
@@ -200,22 +210,51 @@ def _too_large(size: int, limit: int) -> HttpError:
     return HttpError(LimitExceeded("request_bytes", size, limit, field="body", what=what, unit="bytes"), 413)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past `limit` bytes: by Content-Length, then while streaming."""
+async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
+    """The request body, refused with 413 past `limit` bytes: by Content-Length, then while streaming;
+    with 408 when no byte of it arrives for `idle_seconds` (the head timeout: a body that stops
+    coming must not hold its connection and call for ever). Each piece is counted in the bytes in
+    flight as it arrives (`_respond`)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not _is_count(declared):
             raise HttpError(InvalidArgument(f"Content-Length {declared!r} is not a byte count"), 400)
         if int(declared) > limit:
             raise _too_large(int(declared), limit)
+    charge: Callable[[int], None] = getattr(request.state, "charge", _ignore_bytes)
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
+    pieces = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):
+                chunk = await anext(pieces)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise _body_stalled(received, idle_seconds) from None
+        except ClientDisconnect:
+            raise ClientGoneError("the client went away before sending the whole request body") from None
         received += len(chunk)
         if received > limit:
             raise _too_large(received, limit)
+        charge(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _ignore_bytes(size: int) -> None:
+    return None
+
+
+def _body_stalled(received: int, idle_seconds: float) -> HttpError:
+    error = InvalidArgument(
+        f"the request body stopped arriving: nothing for {idle_seconds:g} s after {received} bytes "
+        "(CHAINRULE_HEADER_TIMEOUT_SECONDS); send the body with its head",
+        field="body",
+        reason="BODY_TIMEOUT",
+    )
+    return HttpError(error, 408, {"connection": "close"})
 
 
 # --- the GET extra ------------------------------------------------------------------------------
@@ -301,7 +340,7 @@ def _post_endpoint(
     async def work(request: Request) -> Message:
         _reject_query(request.query_params)
         _check_content_type(request)
-        body = await read_body(request, settings.max_request_bytes)
+        body = await read_body(request, settings.max_request_bytes, settings.header_timeout_seconds)
         # Decoding builds an object per member: bound them first (wire.py), in C.
         check_json_members(body, settings.max_field_entries)
         if len(body) > OFFLOAD_BYTES:
