@@ -59,7 +59,6 @@ from chainrule.engine.errors import (
 from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
 from chainrule.server.compute import deadlines
-from chainrule.server.compute.executors import CallLimit
 from chainrule.server.config import Settings
 from chainrule.server.logs import REQUEST_ID_KEY, note_error
 from chainrule.server.metrics import HttpMetrics
@@ -140,12 +139,13 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[R
 
 
 async def _respond(
-    request: Request, work: Callable[[], Awaitable[Message]], callers: Callers, calls: CallLimit
+    request: Request, work: Callable[[], Awaitable[Message]], callers: Callers, api: ChainruleApi
 ) -> Response:
     # An optional `grpc-timeout` header (as grpc-gateway reads it) bounds the compute, like a deadline;
     # who the caller is decides its share of the compute (executors.Admission).
     timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
     caller = functools.partial(callers.of_http, request.scope)
+    calls = api.calls
     try:
         with (
             calls.admit(0, caller, coming=min(_declared_size(request), calls.max_bytes)) as admitted,
@@ -153,7 +153,7 @@ async def _respond(
         ):
             request.state.charge = admitted.charge  # read_body counts the body as it arrives
             message = await work()
-        return await _json_response(message)
+        return await _json_response(message, api)
     except HttpError as error:
         note_error(error.error)
         return error_response(error.error, error.http_status, error.headers)
@@ -176,12 +176,17 @@ def _declared_size(request: Request) -> int:
     return int(declared) if declared is not None and _is_count(declared) else 0
 
 
-async def _json_response(message: Message) -> Response:
+async def _json_response(message: Message, api: ChainruleApi) -> Response:
     # Point columns first: asking protobuf for the size of a message copies its bytes fields.
     if sizing.carries_points(message) or message.ByteSize() > OFFLOAD_BYTES:
         body = await asyncio.to_thread(message_to_json, message)
     else:
         body = message_to_json(message)
+    try:
+        sizing.check_encoded(len(body), api.settings.max_response_bytes)
+    except LimitExceeded as error:
+        api.metrics.limit_exceeded(error)
+        raise
     return Response(body, media_type=JSON_MEDIA_TYPE)
 
 
@@ -335,7 +340,7 @@ def _post_endpoint(
     message_type: type[RequestT],
     settings: Settings,
     callers: Callers,
-    calls: CallLimit,
+    api: ChainruleApi,
 ) -> Callable[[Request], Awaitable[Response]]:
     async def work(request: Request) -> Message:
         _reject_query(request.query_params)
@@ -351,7 +356,7 @@ def _post_endpoint(
         return await call(message, Wire(JSON, len(body)))
 
     async def endpoint(request: Request) -> Response:
-        return await _respond(request, lambda: work(request), callers, calls)
+        return await _respond(request, lambda: work(request), callers, api)
 
     return endpoint
 
@@ -366,7 +371,7 @@ def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None =
     def post(
         call: Callable[[RequestT, Wire], Awaitable[Message]], message_type: type[RequestT]
     ) -> Callable[[Request], Awaitable[Response]]:
-        return _post_endpoint(call, message_type, settings, callers, api.calls)
+        return _post_endpoint(call, message_type, settings, callers, api)
 
     post_differentiate = post(api.differentiate, pb.DifferentiateRequest)
 
@@ -377,7 +382,7 @@ def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None =
             request,
             lambda: api.differentiate(differentiate_request_from_query(request.query_params), Wire(JSON)),
             callers,
-            api.calls,
+            api,
         )
 
     async def info_work(request: Request) -> Message:
@@ -385,7 +390,7 @@ def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None =
         return await api.server_info(pb.GetServerInfoRequest(), Wire(JSON))
 
     async def info(request: Request) -> Response:
-        return await _respond(request, lambda: info_work(request), callers, api.calls)
+        return await _respond(request, lambda: info_work(request), callers, api)
 
     return [
         Route("/v1/differentiate", differentiate, methods=["GET", "POST"]),
