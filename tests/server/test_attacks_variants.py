@@ -263,6 +263,7 @@ def _literal(name: str, value: str) -> bytes:
 
 
 _DATA, _HEADERS, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 1, 4, 6, 7, 8
+_MAX_FRAME = 16_384  # HTTP/2's default SETTINGS_MAX_FRAME_SIZE
 
 
 class NonReadingClient:
@@ -311,7 +312,13 @@ class NonReadingClient:
                 raise AssertionError(f"GOAWAY {payload!r}")
 
     async def call(self, method: str, message: bytes) -> None:
-        body = b"\x00" + struct.pack(">I", len(message)) + message
+        await self.send(method, b"\x00" + struct.pack(">I", len(message)) + message, end=True)
+
+    async def start_call(self, method: str, declared: int, sent: int) -> None:
+        """Open a call whose message declares `declared` bytes, send the first `sent`, and stop."""
+        await self.send(method, b"\x00" + struct.pack(">I", declared) + bytes(sent - 5), end=False)
+
+    async def send(self, method: str, body: bytes, *, end: bool) -> None:
         while self.window < len(body):
             await asyncio.sleep(0.01)
         self.window -= len(body)
@@ -327,7 +334,10 @@ class NonReadingClient:
             )
         )
         stream, self.next_stream = self.next_stream, self.next_stream + 2
-        self.writer.write(_frame(_HEADERS, 0x4, stream, headers) + _frame(_DATA, 0x1, stream, body))
+        self.writer.write(_frame(_HEADERS, 0x4, stream, headers))
+        for start in range(0, len(body), _MAX_FRAME):
+            last = end and start + _MAX_FRAME >= len(body)
+            self.writer.write(_frame(_DATA, 0x1 if last else 0, stream, body[start : start + _MAX_FRAME]))
         await self.writer.drain()
 
 
@@ -374,3 +384,17 @@ async def test_a_costly_parse_stops_at_its_deadline_and_others_parse_on(server: 
                 pb.ParseRequest(expression="sin(x)^2 + y"), timeout=10
             )
         assert reading.canonical and not reading.HasField("error")
+
+
+async def test_messages_that_never_finish_arriving_are_bounded(server: Server) -> None:
+    # A call's request is admitted (calls and bytes in flight) only once grpc has the whole message:
+    # until then grpc holds what has arrived, on every stream a connection may open (256 here, 4,096
+    # at the defaults), each with a window of 4 MiB that grpc keeps granting. 200 calls on each of
+    # two connections, each declaring 8 MB and sending 1 MB, then nothing (the client answers pings,
+    # so nothing ever closes them), pinned 400 MB; no handler ever ran.
+    async with bystander(server), contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(NonReadingClient(server.grpc_port)) for _ in range(2)]
+        for _ in range(200):
+            for client in clients:
+                await client.start_call("Evaluate", declared=SETTINGS.max_request_bytes, sent=1_000_000)
+        await asyncio.sleep(1)
