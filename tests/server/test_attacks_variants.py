@@ -398,3 +398,35 @@ async def test_messages_that_never_finish_arriving_are_bounded(server: Server) -
             for client in clients:
                 await client.start_call("Evaluate", declared=SETTINGS.max_request_bytes, sent=1_000_000)
         await asyncio.sleep(1)
+
+
+# --- 7. one caller's deadline is not another's ------------------------------------------------------
+
+
+async def test_a_short_deadline_does_not_cut_short_a_caller_sharing_the_computation(server: Server) -> None:
+    # Callers asking the same cold question share one computation (single flight). It ran under the
+    # budget of the caller that started it: an attacker asking with a 0.5 s deadline made a caller
+    # with 20 s who joined 0.1 s later fail too, with DEADLINE_EXCEEDED "within the request's
+    # deadline (0.498 s)". The work takes ~2 s of FULL simplification, well within the 5 s budget.
+    request = pb.DifferentiateRequest(
+        expression="(x+y+z+7)^12*sin(x*y)", wrt=[pb.Wrt(variable="x")], simplification=pb.SIMPLIFICATION_FULL
+    )
+    async with (
+        bystander(server),
+        grpc_channel_from(server.grpc_port, ATTACKER) as hurried,
+        grpc_channel_from(server.grpc_port, BYSTANDER) as patient,
+    ):
+
+        async def joining() -> pb.DifferentiateResponse:
+            await asyncio.sleep(0.1)
+            answer: pb.DifferentiateResponse = await pb_grpc.DifferentiationServiceStub(
+                patient
+            ).Differentiate(request, timeout=20)
+            return answer
+
+        short = pb_grpc.DifferentiationServiceStub(hurried).Differentiate(request, timeout=0.5)
+        outcomes = await asyncio.gather(short, joining(), return_exceptions=True)
+    assert isinstance(outcomes[0], grpc.aio.AioRpcError)
+    assert outcomes[0].code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert isinstance(outcomes[1], pb.DifferentiateResponse), outcomes[1]
+    assert outcomes[1].derivative
