@@ -10,7 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chainrule.engine import parsing
-from chainrule.engine.errors import ChainruleError, InvalidArgument, LimitExceeded, ParseError
+from chainrule.engine.errors import (
+    ChainruleError,
+    DeadlineExceeded,
+    InvalidArgument,
+    LimitExceeded,
+    ParseError,
+)
 from chainrule.server.api import ChainruleApi
 from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache, bounded, key_bytes, text_key
 from chainrule.server.compute import jobs
@@ -154,6 +160,23 @@ async def test_a_cancelled_caller_does_not_cancel_the_others() -> None:
     assert await second == 7
     assert first.cancelled()
     assert cache.lookup("k") == 7
+
+
+async def test_a_caller_that_joined_computes_for_itself_when_the_starters_deadline_ends_it() -> None:
+    cache: LruCache[str, int] = LruCache("t", max_entries=10, max_bytes=10**6)
+
+    async def hurried() -> tuple[int, int]:
+        await asyncio.sleep(0.05)
+        raise DeadlineExceeded("did not finish within the request's deadline (0.05 s)")
+
+    async def patient() -> tuple[int, int]:
+        return 7, 8
+
+    first = asyncio.ensure_future(cache.get_or_compute("k", hurried))
+    second = asyncio.ensure_future(cache.get_or_compute("k", patient))
+    with pytest.raises(DeadlineExceeded):
+        await first  # the starter's own deadline: its error
+    assert await second == 7 and cache.lookup("k") == 7
 
 
 # --- keys -----------------------------------------------------------------------------------------
