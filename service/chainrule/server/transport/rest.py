@@ -348,10 +348,11 @@ def _post_endpoint(
         body = await read_body(request, settings.max_request_bytes, settings.header_timeout_seconds)
         # Decoding builds an object per member: bound them first (wire.py), in C.
         check_json_members(body, settings.max_field_entries)
+        entries = settings.max_field_entries
         if len(body) > OFFLOAD_BYTES:
-            message = await asyncio.to_thread(decode_message, body, message_type)
+            message = await asyncio.to_thread(decode_message, body, message_type, entries)
         else:
-            message = decode_message(body, message_type)
+            message = decode_message(body, message_type, entries)
         # Replies are sized in JSON; the body's size says whether to read the message off the loop.
         return await call(message, Wire(JSON, len(body)))
 
