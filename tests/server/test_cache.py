@@ -442,3 +442,24 @@ async def test_every_cache_stays_within_a_small_bound() -> None:
             assert cache.bytes <= cache.max_bytes, cache.name
     assert api.caches.parse.stats.evictions == 60 - 8
     assert api.caches.compiled.stats.evictions == 60 - 4
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        # Steps of a chain 30 deep: each carries its chain rule's layers, O(depth^3) in all (540 KB).
+        pb.DifferentiateRequest(expression="sin(" * 30 + "x" + ")" * 30, explain=True),
+        pb.DifferentiateRequest(
+            expression="exp(x*y)=x+y", dependent="y", explain=True, verify=True, formats=[2, 3, 4, 5, 6]
+        ),
+        pb.SeriesRequest(expression="tan(x)*exp(x)", order=12, around="1/3", formats=[2]),
+    ],
+)
+async def test_a_cached_reply_counts_at_least_its_serialised_size(request_: Any) -> None:
+    # An in-memory reply takes about its serialised size (30 such explanations: 16.7 MB serialised,
+    # 19.7 MB of RSS); the differentiate cache counted 2.5 MB of them, so it held 8x its byte bound.
+    api, _, _ = make_api()
+    call = api.differentiate if isinstance(request_, pb.DifferentiateRequest) else api.series
+    reply = await call(request_)
+    cache = api.caches.differentiate if isinstance(request_, pb.DifferentiateRequest) else api.caches.series
+    assert cache.bytes >= reply.ByteSize()
