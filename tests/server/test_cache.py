@@ -10,7 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chainrule.engine import parsing
-from chainrule.engine.errors import ChainruleError, InvalidArgument, LimitExceeded, ParseError
+from chainrule.engine.errors import (
+    ChainruleError,
+    DeadlineExceeded,
+    InvalidArgument,
+    LimitExceeded,
+    ParseError,
+)
 from chainrule.server.api import ChainruleApi
 from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache, bounded, key_bytes, text_key
 from chainrule.server.compute import jobs
@@ -154,6 +160,23 @@ async def test_a_cancelled_caller_does_not_cancel_the_others() -> None:
     assert await second == 7
     assert first.cancelled()
     assert cache.lookup("k") == 7
+
+
+async def test_a_caller_that_joined_computes_for_itself_when_the_starters_deadline_ends_it() -> None:
+    cache: LruCache[str, int] = LruCache("t", max_entries=10, max_bytes=10**6)
+
+    async def hurried() -> tuple[int, int]:
+        await asyncio.sleep(0.05)
+        raise DeadlineExceeded("did not finish within the request's deadline (0.05 s)")
+
+    async def patient() -> tuple[int, int]:
+        return 7, 8
+
+    first = asyncio.ensure_future(cache.get_or_compute("k", hurried))
+    second = asyncio.ensure_future(cache.get_or_compute("k", patient))
+    with pytest.raises(DeadlineExceeded):
+        await first  # the starter's own deadline: its error
+    assert await second == 7 and cache.lookup("k") == 7
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -419,3 +442,30 @@ async def test_every_cache_stays_within_a_small_bound() -> None:
             assert cache.bytes <= cache.max_bytes, cache.name
     assert api.caches.parse.stats.evictions == 60 - 8
     assert api.caches.compiled.stats.evictions == 60 - 4
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        # Steps of a chain 30 deep: each carries its chain rule's layers, O(depth^3) in all (540 KB).
+        pb.DifferentiateRequest(expression="sin(" * 30 + "x" + ")" * 30, explain=True),
+        pb.DifferentiateRequest(
+            expression="exp(x*y)=x+y",
+            dependent="y",
+            explain=True,
+            verify=True,
+            formats=[pb.OUTPUT_FORMAT_LATEX, pb.OUTPUT_FORMAT_MATHML, pb.OUTPUT_FORMAT_C],
+        ),
+        pb.SeriesRequest(
+            expression="tan(x)*exp(x)", order=12, around="1/3", formats=[pb.OUTPUT_FORMAT_LATEX]
+        ),
+    ],
+)
+async def test_a_cached_reply_counts_at_least_its_serialised_size(request_: Any) -> None:
+    # An in-memory reply takes about its serialised size (30 such explanations: 16.7 MB serialised,
+    # 19.7 MB of RSS); the differentiate cache counted 2.5 MB of them, so it held 8x its byte bound.
+    api, _, _ = make_api()
+    call = api.differentiate if isinstance(request_, pb.DifferentiateRequest) else api.series
+    reply = await call(request_)
+    cache = api.caches.differentiate if isinstance(request_, pb.DifferentiateRequest) else api.caches.series
+    assert cache.bytes >= reply.ByteSize()

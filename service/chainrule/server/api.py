@@ -326,7 +326,7 @@ class ChainruleApi:
         )
         response = pb.DifferentiateResponse(derivative=derived.text, latex=latex, variables=parsed.variables)
         _add_extras(response, extras)
-        return response, text_size(request.expression, derived.text, latex) + _extras_size(extras)
+        return response, _reply_size(response, text_size(request.expression, derived.text, latex), extras)
 
     async def _implicit_derivation(
         self, request: pb.DifferentiateRequest
@@ -347,7 +347,7 @@ class ChainruleApi:
             derivative=derived.text, latex=latex, variables=derived.equation_variables
         )
         _add_extras(response, extras)
-        return response, text_size(request.expression, derived.text, latex) + _extras_size(extras)
+        return response, _reply_size(response, text_size(request.expression, derived.text, latex), extras)
 
     async def _implicit_derived(
         self, asked: jobs.ImplicitRequest, simplification: engine.Simplification
@@ -834,6 +834,12 @@ def _check_message(check: verify.Check) -> pb.Check:
             for point in check.points
         ],
     )
+
+
+def _reply_size(response: pb.DifferentiateResponse, texts: int, extras: jobs.Extras) -> int:
+    """What a cached Differentiate reply holds: at least its serialised size (steps carry each layer
+    of their chain rule, O(depth^3) for a nest, which the estimate of its texts missed by 8x)."""
+    return max(texts + _extras_size(extras), response.ByteSize())
 
 
 def _extras_size(extras: jobs.Extras) -> int:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
+from chainrule.engine.errors import DeadlineExceeded
 from chainrule.server.config import Settings
 
 K = TypeVar("K", bound=Hashable)
@@ -28,6 +30,9 @@ V = TypeVar("V")
 
 # What an entry costs beyond its own payload: the dict slot, the key tuple, the entry tuple.
 ENTRY_OVERHEAD = 200
+# How many times a caller joins computations that other callers' deadlines end before it computes
+# for itself (each rejoin needs another caller whose deadline ends first: bounded anyway).
+_REJOINS = 3
 
 
 class CacheStats:
@@ -104,32 +109,40 @@ class LruCache(Generic[K, V]):
         """The cached value, or `compute()`'s (value, size), computed once for concurrent callers.
 
         A caller that joins a computation already running counts as a hit. Exceptions reach every
-        caller waiting on that computation and are not stored. A cancelled caller does not cancel
-        the computation the others wait for; when the last caller waiting is cancelled, the
-        computation is cancelled too (so a symbolic worker computing it is freed).
+        caller waiting on that computation and are not stored, except the deadline of the caller
+        that started it (the computation runs under that caller's budget): a caller that joined
+        starts its own then, under its own, rather than fail for another's deadline. A cancelled
+        caller does not cancel the computation the others wait for; when the last caller waiting is
+        cancelled, the computation is cancelled too (so a symbolic worker computing it is freed).
         """
-        found = self.lookup(key)
-        if found is not None:
-            return found
-        pending = self._pending.get(key)
-        if pending is not None:
-            self.stats.hit()
-        else:
-            self.stats.miss()
-            pending = asyncio.ensure_future(self._fill(key, compute))
-            self._pending[key] = pending
-            pending.add_done_callback(lambda _: self._pending.pop(key, None))
-        self._waiting[pending] = self._waiting.get(pending, 0) + 1
-        try:
-            return await asyncio.shield(pending)
-        except asyncio.CancelledError:
-            if self._waiting[pending] == 1:
-                pending.cancel()
-            raise
-        finally:
-            self._waiting[pending] -= 1
-            if not self._waiting[pending]:
-                del self._waiting[pending]
+        for joins in itertools.count(1):
+            found = self.lookup(key)
+            if found is not None:
+                return found
+            pending = self._pending.get(key)
+            joined = pending is not None
+            if pending is not None:
+                self.stats.hit()
+            else:
+                self.stats.miss()
+                pending = asyncio.ensure_future(self._fill(key, compute))
+                self._pending[key] = pending
+                pending.add_done_callback(lambda _: self._pending.pop(key, None))
+            self._waiting[pending] = self._waiting.get(pending, 0) + 1
+            try:
+                return await asyncio.shield(pending)
+            except DeadlineExceeded:
+                if not joined or joins > _REJOINS:
+                    raise
+            except asyncio.CancelledError:
+                if self._waiting[pending] == 1:
+                    pending.cancel()
+                raise
+            finally:
+                self._waiting[pending] -= 1
+                if not self._waiting[pending]:
+                    del self._waiting[pending]
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fill(self, key: K, compute: Callable[[], Awaitable[tuple[V, int]]]) -> V:
         value, size = await compute()

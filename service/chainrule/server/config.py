@@ -128,7 +128,7 @@ class Settings:
         "header_timeout_seconds",
         30.0,
         "seconds",
-        "for a complete HTTP request head after connecting or after a response",
+        "for a complete HTTP request head after connecting or a response, and for each piece of its body",
     )
     # Machines, not people, send the HTTP/2 preface (and TLS): a client does it in milliseconds. Short,
     # because grpc cannot evict an idle connection to make room at its cap as the HTTP side does.

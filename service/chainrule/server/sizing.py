@@ -122,6 +122,23 @@ def check(shape: Shape, encoding: Encoding, max_reply: int, max_working: int, fi
     return working
 
 
+def check_encoded(size: int, max_reply: int) -> None:
+    """Refuse an encoded reply over `max_reply` bytes. Batch replies are sized before computing
+    (`check`); the others (a derivative with its steps and formats, a series) only once written, so
+    their limit is checked on the bytes a transport is about to send: grpc's own send limit would
+    answer RESOURCE_EXHAUSTED without a reason, and REST had none."""
+    if size > max_reply:
+        raise LimitExceeded(
+            "response_bytes",
+            size,
+            max_reply,
+            field="body",
+            what="the reply is too large",
+            unit="bytes",
+            hint="ask for less (fewer formats, no explanation, a lower order or a smaller expression)",
+        )
+
+
 def _refusal(shape: Shape, encoding: Encoding, over: tuple[str, int, int], field: str) -> LimitExceeded:
     limit, value, maximum = over
     fits = _points_that_fit(limit, maximum, shape, encoding)

@@ -168,6 +168,20 @@ def test_the_call_limit_refuses_beyond_it_with_a_retry_delay() -> None:
     assert calls.active == calls.bytes == 0 and reasons == ["overloaded"]
 
 
+def test_bytes_still_to_come_must_fit_but_count_only_as_they_arrive() -> None:
+    calls = CallLimit(10, max_bytes=1_000, retry_after_seconds=1.0)
+    with calls.admit(0, coming=800) as first:
+        assert calls.bytes == 0  # a body that never comes holds nothing
+        with calls.admit(0, coming=800) as second:
+            first.charge(500)
+            with pytest.raises(ResourceExhausted, match="bytes of requests"):
+                second.charge(600)
+            with pytest.raises(ResourceExhausted):
+                calls.admit(0, coming=600)
+        assert calls.bytes == 500
+    assert calls.bytes == 0 and calls.active == 0
+
+
 def test_the_call_limit_counts_request_bytes() -> None:
     calls = CallLimit(10, max_bytes=1_000, retry_after_seconds=1.0)
     with calls.admit(600):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from chainrule.engine.errors import InvalidArgument
+from chainrule.engine.errors import InvalidArgument, LimitExceeded
 from chainrule.server.transport import protojson
 from chainrule.v1 import chainrule_pb2 as pb
 
@@ -52,3 +52,14 @@ def test_a_reply_with_points_is_written_in_pieces_to_the_same_text() -> None:
     )
     assert written == protojson.dump(whole)  # the very text one call of the C encoder writes
     assert json.loads(written)["values"]["values"] == VALUES
+
+
+def test_a_long_list_of_scalars_is_refused_by_its_length_before_its_entries_are_checked() -> None:
+    body = b'{"expression":"x","formats":[' + b",".join([b'"nonsense"'] * 1_000) + b"]}"
+    with pytest.raises(LimitExceeded) as caught:
+        protojson.decode_message(body, pb.DifferentiateRequest, max_entries=64)
+    assert caught.value.metadata["limit"] == "field_entries" and caught.value.violations[0].field == "formats"
+    columns = b'{"expression":"x","points":{"x":{"values":[' + b",".join([b"1"] * 1_000) + b"]}}}"
+    assert (
+        len(protojson.decode_message(columns, pb.EvaluateRequest, max_entries=64).points["x"].values) == 1_000
+    )

@@ -268,9 +268,14 @@ class CallLimit:
         self.on_rejected: Callable[[str], None] = _ignore
         self._contended: dict[str, int] = {}
 
-    def admit(self, size: int, caller: Callable[[], str] | None = None) -> _Admitted:
-        """Count a call of `size` request bytes in until the returned context exits; or refuse it."""
-        if self.active >= self.limit or self.bytes + size > self.max_bytes:
+    def admit(self, size: int, caller: Callable[[], str] | None = None, *, coming: int = 0) -> _Admitted:
+        """Count a call of `size` request bytes in until the returned context exits; or refuse it.
+
+        `coming`: bytes the call declares it will send later (a REST body not yet read). They must
+        fit now, but are counted only as they arrive (`_Admitted.charge`): a body that never comes
+        holds nothing (two heads declaring 64 MiB each, then silence, held every byte in flight).
+        """
+        if self.active >= self.limit or self.bytes + size + coming > self.max_bytes:
             raise self._refusal(OVERLOADED)
         who = None
         if caller is not None and 2 * self.active >= self.limit:
@@ -315,11 +320,19 @@ class _Admitted:
         self._size = size
         self._who = who
 
-    def __enter__(self) -> None:
-        return None
+    def __enter__(self) -> _Admitted:
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._limit._release(self._size, self._who)
+
+    def charge(self, size: int) -> None:
+        """Count `size` more bytes of this call's request, as they arrive; or refuse the call."""
+        limit = self._limit
+        if limit.bytes + size > limit.max_bytes:
+            raise limit._refusal(OVERLOADED)
+        limit.bytes += size
+        self._size += size
 
 
 class MemoryBudget:

@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from chainrule.engine.errors import ChainruleError, InternalError, InvalidArgument
+from chainrule.engine.errors import ChainruleError, InternalError, InvalidArgument, LimitExceeded
 from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
 from chainrule.server.batches import Reply
@@ -110,7 +110,7 @@ class DifferentiationServicer:
             ):
                 request, read = await _parsed(message_type, raw, self._api.settings.max_field_entries)
                 response = await handler(request, read)
-                return await _serialized(response)
+                return self._within_limit(await _serialized(response))
         except ChainruleError as error:
             note_error(error)
             await context.abort_with_status(grpc_status(error))
@@ -121,6 +121,14 @@ class DifferentiationServicer:
             note_error(internal)
             await context.abort_with_status(grpc_status(internal))
         raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    def _within_limit(self, reply: bytes) -> bytes:
+        try:
+            sizing.check_encoded(len(reply), self._api.settings.max_response_bytes)
+        except LimitExceeded as error:
+            self._api.metrics.limit_exceeded(error)
+            raise
+        return reply
 
 
 async def _parsed(message_type: type[Request], raw: bytes, max_entries: int) -> tuple[Request, Wire]:

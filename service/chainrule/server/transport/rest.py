@@ -41,7 +41,7 @@ from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -59,7 +59,6 @@ from chainrule.engine.errors import (
 from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
 from chainrule.server.compute import deadlines
-from chainrule.server.compute.executors import CallLimit
 from chainrule.server.config import Settings
 from chainrule.server.logs import REQUEST_ID_KEY, note_error
 from chainrule.server.metrics import HttpMetrics
@@ -83,6 +82,14 @@ class MethodNotAllowedError(ChainruleError):
 
     code = Code.UNIMPLEMENTED
     reason = "METHOD_NOT_ALLOWED"
+
+
+class ClientGoneError(ChainruleError):
+    """The client disconnected before its request was read: its doing, not a server error (no one
+    reads the answer; the access line and metrics say 499, as grpc-gateway does)."""
+
+    code = Code.CANCELLED
+    reason = "CLIENT_DISCONNECTED"
 
 
 class HttpError(Exception):
@@ -132,16 +139,21 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[R
 
 
 async def _respond(
-    request: Request, work: Callable[[], Awaitable[Message]], callers: Callers, calls: CallLimit
+    request: Request, work: Callable[[], Awaitable[Message]], callers: Callers, api: ChainruleApi
 ) -> Response:
     # An optional `grpc-timeout` header (as grpc-gateway reads it) bounds the compute, like a deadline;
     # who the caller is decides its share of the compute (executors.Admission).
     timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
     caller = functools.partial(callers.of_http, request.scope)
+    calls = api.calls
     try:
-        with calls.admit(_declared_size(request, calls), caller), deadlines.request_scope(timeout, caller):
+        with (
+            calls.admit(0, caller, coming=min(_declared_size(request), calls.max_bytes)) as admitted,
+            deadlines.request_scope(timeout, caller),
+        ):
+            request.state.charge = admitted.charge  # read_body counts the body as it arrives
             message = await work()
-        return await _json_response(message)
+        return await _json_response(message, api)
     except HttpError as error:
         note_error(error.error)
         return error_response(error.error, error.http_status, error.headers)
@@ -157,21 +169,24 @@ async def _respond(
 # --- bodies -------------------------------------------------------------------------------------
 
 
-def _declared_size(request: Request, calls: CallLimit) -> int:
-    """What a request's body will hold, before it is read: its Content-Length; a POST without one
-    (chunked) counts as the largest body allowed. Over the limit or malformed, `read_body` refuses."""
+def _declared_size(request: Request) -> int:
+    """What a request's body will hold, before it is read: its Content-Length (0 when chunked: a
+    chunked body is counted only as it arrives). Over the limit or malformed, `read_body` refuses."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit():
-        return min(int(declared), calls.max_bytes)
-    return 0 if request.method == "GET" else calls.max_bytes
+    return int(declared) if declared is not None and _is_count(declared) else 0
 
 
-async def _json_response(message: Message) -> Response:
+async def _json_response(message: Message, api: ChainruleApi) -> Response:
     # Point columns first: asking protobuf for the size of a message copies its bytes fields.
     if sizing.carries_points(message) or message.ByteSize() > OFFLOAD_BYTES:
         body = await asyncio.to_thread(message_to_json, message)
     else:
         body = message_to_json(message)
+    try:
+        sizing.check_encoded(len(body), api.settings.max_response_bytes)
+    except LimitExceeded as error:
+        api.metrics.limit_exceeded(error)
+        raise
     return Response(body, media_type=JSON_MEDIA_TYPE)
 
 
@@ -200,22 +215,51 @@ def _too_large(size: int, limit: int) -> HttpError:
     return HttpError(LimitExceeded("request_bytes", size, limit, field="body", what=what, unit="bytes"), 413)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past `limit` bytes: by Content-Length, then while streaming."""
+async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
+    """The request body, refused with 413 past `limit` bytes: by Content-Length, then while streaming;
+    with 408 when no byte of it arrives for `idle_seconds` (the head timeout: a body that stops
+    coming must not hold its connection and call for ever). Each piece is counted in the bytes in
+    flight as it arrives (`_respond`)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not _is_count(declared):
             raise HttpError(InvalidArgument(f"Content-Length {declared!r} is not a byte count"), 400)
         if int(declared) > limit:
             raise _too_large(int(declared), limit)
+    charge: Callable[[int], None] = getattr(request.state, "charge", _ignore_bytes)
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
+    pieces = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):
+                chunk = await anext(pieces)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise _body_stalled(received, idle_seconds) from None
+        except ClientDisconnect:
+            raise ClientGoneError("the client went away before sending the whole request body") from None
         received += len(chunk)
         if received > limit:
             raise _too_large(received, limit)
+        charge(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _ignore_bytes(size: int) -> None:
+    return None
+
+
+def _body_stalled(received: int, idle_seconds: float) -> HttpError:
+    error = InvalidArgument(
+        f"the request body stopped arriving: nothing for {idle_seconds:g} s after {received} bytes "
+        "(CHAINRULE_HEADER_TIMEOUT_SECONDS); send the body with its head",
+        field="body",
+        reason="BODY_TIMEOUT",
+    )
+    return HttpError(error, 408, {"connection": "close"})
 
 
 # --- the GET extra ------------------------------------------------------------------------------
@@ -296,23 +340,24 @@ def _post_endpoint(
     message_type: type[RequestT],
     settings: Settings,
     callers: Callers,
-    calls: CallLimit,
+    api: ChainruleApi,
 ) -> Callable[[Request], Awaitable[Response]]:
     async def work(request: Request) -> Message:
         _reject_query(request.query_params)
         _check_content_type(request)
-        body = await read_body(request, settings.max_request_bytes)
+        body = await read_body(request, settings.max_request_bytes, settings.header_timeout_seconds)
         # Decoding builds an object per member: bound them first (wire.py), in C.
         check_json_members(body, settings.max_field_entries)
+        entries = settings.max_field_entries
         if len(body) > OFFLOAD_BYTES:
-            message = await asyncio.to_thread(decode_message, body, message_type)
+            message = await asyncio.to_thread(decode_message, body, message_type, entries)
         else:
-            message = decode_message(body, message_type)
+            message = decode_message(body, message_type, entries)
         # Replies are sized in JSON; the body's size says whether to read the message off the loop.
         return await call(message, Wire(JSON, len(body)))
 
     async def endpoint(request: Request) -> Response:
-        return await _respond(request, lambda: work(request), callers, calls)
+        return await _respond(request, lambda: work(request), callers, api)
 
     return endpoint
 
@@ -327,7 +372,7 @@ def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None =
     def post(
         call: Callable[[RequestT, Wire], Awaitable[Message]], message_type: type[RequestT]
     ) -> Callable[[Request], Awaitable[Response]]:
-        return _post_endpoint(call, message_type, settings, callers, api.calls)
+        return _post_endpoint(call, message_type, settings, callers, api)
 
     post_differentiate = post(api.differentiate, pb.DifferentiateRequest)
 
@@ -338,7 +383,7 @@ def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None =
             request,
             lambda: api.differentiate(differentiate_request_from_query(request.query_params), Wire(JSON)),
             callers,
-            api.calls,
+            api,
         )
 
     async def info_work(request: Request) -> Message:
@@ -346,7 +391,7 @@ def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None =
         return await api.server_info(pb.GetServerInfoRequest(), Wire(JSON))
 
     async def info(request: Request) -> Response:
-        return await _respond(request, lambda: info_work(request), callers, api.calls)
+        return await _respond(request, lambda: info_work(request), callers, api)
 
     return [
         Route("/v1/differentiate", differentiate, methods=["GET", "POST"]),

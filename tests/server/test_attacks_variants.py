@@ -1,0 +1,506 @@
+"""Variants of issue 15's attacks that went around its fixes, against a real `chainrule serve` process.
+
+Same rules as test_attacks.py: the attack comes from 127.0.0.2 while a bystander on 127.0.0.3 keeps
+making cheap requests over gRPC and REST, and each test asserts outcomes (a clear status, every
+bystander request served, peak resident memory under the bound the settings give). The connection
+caps are scaled down too here, so that the memory bound is tight enough to notice what the other
+terms leave unbounded (at the default caps the connection term alone is 1.4 GiB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from chainrule.server.config import Settings
+from chainrule.server.sizing import memory_bound
+from chainrule.v1 import chainrule_pb2 as pb
+from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+from tests.relay import grpc_channel_from, http_client_from
+from tests.server.test_attacks import ATTACKER, BYSTANDER, CHAINRULE, ENVIRON, GRACE, MIB, Server, limit_of
+
+HEAD_TIMEOUT = 2.0
+VARIANT_ENVIRON = {
+    **ENVIRON,
+    "CHAINRULE_MAX_CONNECTIONS": "64",
+    "CHAINRULE_MAX_GRPC_CONNECTIONS": "64",
+    "CHAINRULE_MAX_RESPONSE_BYTES": str(1 * MIB),
+    "CHAINRULE_HEADER_TIMEOUT_SECONDS": str(HEAD_TIMEOUT),
+    "CHAINRULE_SYMBOLIC_BUDGET_SECONDS": "5",
+    # Freed memory glibc keeps for the next batch is part of the numeric term (docs/operations.md):
+    # at its default (256 MiB) it would be eight times the scaled-down term.
+    "CHAINRULE_MALLOC_KEEP_BYTES": str(32 * MIB),
+}
+SETTINGS = Settings.from_environ(VARIANT_ENVIRON)
+RSS_BOUND = sum(memory_bound(SETTINGS).values()) - memory_bound(SETTINGS)["workers"]
+VARIABLES = [f"v{index}" for index in range(32)]
+ROUNDS = 3
+
+
+@contextlib.contextmanager
+def serving(folder: Path) -> Iterator[Server]:
+    """`chainrule serve` with the variants' settings; drained and gone within the grace period."""
+    ready = folder / "ready.json"
+    command = [str(CHAINRULE), "serve", "--workers", "1", "--grpc-port", "0", "--http-port", "0"]
+    process = subprocess.Popen([*command, "--ready-file", str(ready)], env={**os.environ, **VARIANT_ENVIRON})
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        ports = json.loads(ready.read_text())
+        yield Server(process, int(ports["grpc_port"]), int(ports["http_port"]))
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=GRACE + 10) == 0
+        assert time.monotonic() - started < GRACE + 5
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("variants")) as started:
+        yield started
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of its own, for an attack whose memory stays with the process (freed memory is
+    kept by the allocator, and would count in the peaks of the tests after it)."""
+    with serving(tmp_path) as started:
+        yield started
+
+
+@dataclass
+class Bystander:
+    served: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+async def _bystand(server: Server, record: Bystander, stop: asyncio.Event) -> None:
+    """Health on both ports, and a cold and a cached call over each of gRPC and REST, in a loop."""
+    health_channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    health = health_pb2_grpc.HealthStub(health_channel)
+    async with (
+        health_channel,
+        grpc_channel_from(server.grpc_port, BYSTANDER) as channel,
+        http_client_from(server.http_port, BYSTANDER, timeout=10) as http,
+    ):
+        stub: pb_grpc.DifferentiationServiceAsyncStub = pb_grpc.DifferentiationServiceStub(channel)
+        cached = pb.EvaluateRequest(expression="x^2", point={"x": 3})
+        for index in itertools.count():
+            checks: list[tuple[str, Awaitable[object]]] = [
+                ("grpc health", health.Check(health_pb2.HealthCheckRequest(), timeout=3)),
+                ("http health", http.get("/healthz")),
+                (
+                    "grpc cold",
+                    stub.Differentiate(pb.DifferentiateRequest(expression=_cold(index)), timeout=10),
+                ),
+                ("grpc cached", stub.Evaluate(cached, timeout=10)),
+                ("rest cold", http.post("/v1/differentiate", json={"expression": _cold(index + 10_000)})),
+                ("rest cached", http.post("/v1/evaluate", json={"expression": "x^2", "point": {"x": 3}})),
+            ]
+            for name, check in checks:
+                try:
+                    answer = await check
+                    if isinstance(answer, httpx.Response) and answer.status_code != 200:
+                        record.failures.append(f"{name}: HTTP {answer.status_code} {answer.text[:200]}")
+                except (grpc.aio.AioRpcError, httpx.HTTPError) as error:
+                    record.failures.append(f"{name}: {error!r}"[:300])
+            record.served += 1
+            if stop.is_set() and record.served >= ROUNDS:
+                return
+            await asyncio.sleep(0.05)
+
+
+def _cold(index: int) -> str:
+    return f"sin({index + 2}*x) * exp(x/{index + 3})"
+
+
+@contextlib.asynccontextmanager
+async def bystander(server: Server) -> AsyncIterator[Bystander]:
+    record, stop = Bystander(), asyncio.Event()
+    server.reset_peak_memory()
+    task = asyncio.ensure_future(_bystand(server, record, stop))
+    try:
+        yield record
+    finally:
+        stop.set()
+        await task
+    assert record.failures == [], record.failures[:5]
+    peak = server.peak_memory()
+    print(f"peak resident memory {peak / MIB:.0f} MiB, bound {RSS_BOUND / MIB:.0f} MiB")
+    assert peak <= RSS_BOUND, (peak / MIB, RSS_BOUND / MIB)
+
+
+async def metric(server: Server, prefix: str) -> float:
+    """The sum of the samples whose line starts with `prefix` on /metrics."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as http:
+        text = (await http.get("/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def _connect(server: Server, head: bytes) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((ATTACKER, 0))
+    sock.connect(("127.0.0.1", server.http_port))
+    sock.sendall(head)
+    return sock
+
+
+def _post_head(path: str, framing: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: chainrule\r\ncontent-type: application/json\r\n{framing}\r\n\r\n"
+    ).encode()
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        sock.recv(65536, socket.MSG_PEEK)  # closed (b"") or answered (a 408): let go either way
+        return True
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+
+
+# --- 5 and 10. a request body that never comes ----------------------------------------------------
+
+
+async def test_a_request_body_that_never_comes_takes_nothing_from_other_callers(server: Server) -> None:
+    # A complete request head declaring the largest body allowed, then nothing: the head timeout no
+    # longer applies, and the call holds its declared bytes of REQUEST_BYTES_IN_FLIGHT while it waits
+    # for a body. Two such connections (16 bytes of head each) hold all 16 MiB, so every other
+    # caller's call, gRPC or REST, is refused OVERLOADED for as long as the attacker likes. A chunked
+    # body without a chunk counts as REQUEST_BYTES_IN_FLIGHT, not MAX_REQUEST_BYTES: one is enough.
+    largest = f"content-length: {SETTINGS.max_request_bytes}"
+    stalled = [
+        _connect(server, _post_head("/v1/differentiate", largest)),
+        _connect(server, _post_head("/v1/evaluate", largest)),
+        _connect(server, _post_head("/v1/differentiate", "transfer-encoding: chunked")),
+    ]
+    try:
+        async with bystander(server):
+            await asyncio.sleep(0.5)
+        # And the server lets go of them in bounded time (a few head timeouts), as it does of a
+        # connection that never finishes its head.
+        await asyncio.sleep(3 * HEAD_TIMEOUT)
+        assert all(_closed_by_server(sock) for sock in stalled)
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+async def test_a_client_that_goes_away_mid_body_is_not_a_server_error(server: Server) -> None:
+    # A body cut short by the client's disconnect is the client's doing: not INTERNAL, not a 500
+    # (the ChainruleHighErrorRate alert counts those), not an ERROR line with a traceback.
+    errors = 'chainrule_http_requests_total{method="POST",route="/v1/differentiate",status="500"}'
+    before = await metric(server, errors)
+    for _ in range(5):
+        sock = _connect(server, _post_head("/v1/differentiate", "content-length: 100") + b'{"expr')
+        await asyncio.sleep(0.05)
+        sock.close()
+    await asyncio.sleep(0.5)
+    assert await metric(server, errors) == before
+
+
+# --- 1. replies that are not points -----------------------------------------------------------------
+
+# Explaining sin(sin(...sin(x)...)) 42 deep: a 170-byte request, a 1.4 MB protobuf reply (1.6 MB of
+# JSON) in about a second of a worker; the reply grows as the cube of the depth.
+DEEP = "sin(" * 42 + "x" + ")" * 42
+
+
+async def test_a_differentiate_reply_over_the_reply_limit_is_refused_with_its_limit(server: Server) -> None:
+    request = pb.DifferentiateRequest(expression=DEEP, explain=True)
+    async with bystander(server), grpc_channel_from(server.grpc_port, ATTACKER) as channel:
+        stub = pb_grpc.DifferentiationServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Differentiate(request, timeout=30)
+        # Not grpc's own "Sent message larger than max" (RESOURCE_EXHAUSTED without ErrorInfo,
+        # logged as OK in the access line and as an ExecuteBatchError traceback).
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        assert limit_of(caught.value) == "response_bytes"
+        async with http_client_from(server.http_port, ATTACKER) as http:
+            reply = await http.post("/v1/differentiate", json={"expression": DEEP, "explain": True})
+        # MAX_RESPONSE_BYTES bounds "one reply message or HTTP body": REST sent 1.6 MB against 1 MiB.
+        assert reply.status_code == 400, (reply.status_code, len(reply.content))
+        assert reply.json()["details"][1]["metadata"]["limit"] == "response_bytes"
+
+
+# --- 1 and 6. JSON's expansion of listed values -------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed yet: listed JSON values take ~16x their bytes to decode; the bound counts 4x",
+)
+async def test_listed_values_in_json_cost_no_more_memory_than_the_bound_counts(fresh_server: Server) -> None:
+    server = fresh_server
+    # `1e1,` is 4 bytes of JSON and a Python float in a list (32 bytes), then a protobuf double (8):
+    # an 8 MiB body of them takes ~130 MB to decode before the points limit (2 million) refuses it,
+    # and a second of CPU per MB on a thread outside any budget. The memory bound counts 4x the
+    # request bytes in flight; two bodies at once (16 MiB in flight) took 260 MB.
+    values = SETTINGS.max_request_bytes // 4 - 32
+    body = b'{"expression":"x","points":{"x":{"values":[' + b"1e1," * (values - 1) + b"1e1]}}}"
+    async with bystander(server), http_client_from(server.http_port, ATTACKER, timeout=60) as http:
+        headers = {"content-type": "application/json"}
+        replies = await asyncio.gather(
+            *(http.post("/v1/evaluate", content=body, headers=headers) for _ in range(2))
+        )
+    for reply in replies:
+        assert reply.status_code in (400, 429), reply.text[:300]
+        if reply.status_code == 400:
+            assert reply.json()["details"][1]["metadata"]["limit"] == "points", reply.text[:300]
+
+
+# --- 1 and 10. a client that never reads its replies ---------------------------------------------------
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def _literal(name: str, value: str) -> bytes:
+    """An HPACK literal header field without indexing (new name), lengths under 127."""
+    return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+
+_DATA, _HEADERS, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 1, 4, 6, 7, 8
+_MAX_FRAME = 16_384  # HTTP/2's default SETTINGS_MAX_FRAME_SIZE
+
+
+class NonReadingClient:
+    """An HTTP/2 gRPC client that opens calls but gives the server no window to send replies in
+    (SETTINGS_INITIAL_WINDOW_SIZE = 0): it answers the server's SETTINGS and PINGs, so the
+    connection stays healthy, and never reads a reply."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.window = 65_535  # the server's connection-level window for our requests
+        self.next_stream = 1
+        self.finished = 0  # calls the server ended without a reply (trailers only: refusals)
+
+    async def __aenter__(self) -> NonReadingClient:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((ATTACKER, 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
+        self.reader, self.writer = await asyncio.open_connection(sock=sock)
+        settings = struct.pack(">HI", 0x4, 0) + struct.pack(">HI", 0x2, 0)  # window 0, no push
+        self.writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(_SETTINGS, 0, 0, settings))
+        self.task = asyncio.ensure_future(self._read())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await self.task
+        self.writer.close()
+
+    async def _read(self) -> None:
+        while True:
+            head = await self.reader.readexactly(9)
+            length = int.from_bytes(head[:3], "big")
+            kind, flags, stream = head[3], head[4], struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF
+            payload = await self.reader.readexactly(length)
+            if kind == _SETTINGS and not flags & 1:
+                self.writer.write(_frame(_SETTINGS, 1, 0))
+            elif kind == _PING and not flags & 1:
+                self.writer.write(_frame(_PING, 1, 0, payload))
+            elif kind == _WINDOW_UPDATE and stream == 0:
+                self.window += struct.unpack(">I", payload)[0] & 0x7FFFFFFF
+            elif kind == _HEADERS and flags & 1:
+                self.finished += 1
+            elif kind == _GOAWAY:
+                raise AssertionError(f"GOAWAY {payload!r}")
+
+    async def call(self, method: str, message: bytes) -> None:
+        await self.send(method, b"\x00" + struct.pack(">I", len(message)) + message, end=True)
+
+    async def start_call(self, method: str, declared: int, sent: int) -> None:
+        """Open a call whose message declares `declared` bytes, send the first `sent`, and stop."""
+        await self.send(method, b"\x00" + struct.pack(">I", declared) + bytes(sent - 5), end=False)
+
+    async def send(self, method: str, body: bytes, *, end: bool) -> None:
+        while self.window < len(body):
+            await asyncio.sleep(0.01)
+        self.window -= len(body)
+        headers = b"".join(
+            _literal(name, value)
+            for name, value in (
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", f"/chainrule.v1.DifferentiationService/{method}"),
+                (":authority", "127.0.0.1"),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+            )
+        )
+        stream, self.next_stream = self.next_stream, self.next_stream + 2
+        self.writer.write(_frame(_HEADERS, 0x4, stream, headers))
+        for start in range(0, len(body), _MAX_FRAME):
+            last = end and start + _MAX_FRAME >= len(body)
+            self.writer.write(_frame(_DATA, 0x1 if last else 0, stream, body[start : start + _MAX_FRAME]))
+        await self.writer.drain()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed yet: a call leaves the calls in flight before grpc has sent its reply",
+)
+async def test_replies_a_client_never_reads_are_bounded(fresh_server: Server) -> None:
+    server = fresh_server
+    # A Hessian over 32 variables has 1,057 columns: 110 points (one column listed, the others
+    # broadcast) make a 1.6 KB request and a 0.9 MB reply, under MAX_RESPONSE_BYTES. The calls
+    # in flight are bounded, but a call leaves them when its handler returns, before grpc has sent
+    # the reply: a client that never opens its flow-control window keeps every reply in the
+    # server's memory, up to the streams of its connections (256 each here; 4,096 at the defaults,
+    # each up to 64 MiB). 200 such calls on each of two connections pinned ~400 MB.
+    point = {name: pb.Array(values=[0.5]) for name in VARIABLES[1:]}
+    point[VARIABLES[0]] = pb.Array(values=[0.25] * 110)
+    request = pb.GradientAtPointRequest(expression="+".join(VARIABLES), points=point, hessian=True)
+    message = request.SerializeToString()
+    async with bystander(server), contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(NonReadingClient(server.grpc_port)) for _ in range(2)]
+        for _ in range(200):
+            for client in clients:
+                await client.call("GradientAtPoint", message)
+            await asyncio.sleep(0.005)  # at the pace the server computes, so few are refused
+        await asyncio.sleep(2)
+        started = await metric(server, 'grpc_server_started_total{grpc_method="GradientAtPoint"')
+        assert started >= 400, "every call reached the server"
+
+
+# --- 2. symbolic work outside the killable pool: Parse ------------------------------------------------
+
+# Each term makes the parser evaluate zeta(k) to ~1,000 bits (mpmath) to find the floor: 200 terms,
+# 4.4 KB, are 24 s of CPU. Parse runs on a thread of the server process ("the parser's limits
+# bound a parse to well under a second"): nothing stops it, not its caller's deadline, not the
+# budget, and every other caller's Parse waits behind it.
+COSTLY_PARSES = ["+".join(f"floor(zeta({k})*10^{n})" for n in range(300, 100, -1)) for k in (5, 7)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed yet: Parse runs on an unkillable thread of the server process, outside the budget",
+)
+async def test_a_costly_parse_stops_at_its_deadline_and_others_parse_on(server: Server) -> None:
+    async with bystander(server), grpc_channel_from(server.grpc_port, ATTACKER) as channel:
+        stub = pb_grpc.DifferentiationServiceStub(channel)
+        for text in COSTLY_PARSES:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Parse(pb.ParseRequest(expression=text), timeout=1)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        async with grpc_channel_from(server.grpc_port, BYSTANDER) as other:
+            reading = await pb_grpc.DifferentiationServiceStub(other).Parse(
+                pb.ParseRequest(expression="sin(x)^2 + y"), timeout=10
+            )
+        assert reading.canonical and not reading.HasField("error")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="not fixed yet: grpc holds partial messages on every stream before any admission"
+)
+async def test_messages_that_never_finish_arriving_are_bounded(fresh_server: Server) -> None:
+    server = fresh_server
+    # A call's request is admitted (calls and bytes in flight) only once grpc has the whole message:
+    # until then grpc holds what has arrived, on every stream a connection may open (256 here, 4,096
+    # at the defaults), each with a window of 4 MiB that grpc keeps granting. 200 calls on each of
+    # two connections, each declaring 8 MB and sending 1 MB, then nothing (the client answers pings,
+    # so nothing ever closes them), pinned 400 MB; no handler ever ran.
+    async with bystander(server), contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(NonReadingClient(server.grpc_port)) for _ in range(2)]
+        for _ in range(200):
+            for client in clients:
+                await client.start_call("Evaluate", declared=SETTINGS.max_request_bytes, sent=1_000_000)
+        await asyncio.sleep(1)
+
+
+# --- 7. one caller's deadline is not another's ------------------------------------------------------
+
+
+async def test_a_short_deadline_does_not_cut_short_a_caller_sharing_the_computation(server: Server) -> None:
+    # Callers asking the same cold question share one computation (single flight). It ran under the
+    # budget of the caller that started it: an attacker asking with a 0.5 s deadline made a caller
+    # with 20 s who joined 0.1 s later fail too, with DEADLINE_EXCEEDED "within the request's
+    # deadline (0.498 s)". The work takes ~2 s of FULL simplification, well within the 5 s budget.
+    request = pb.DifferentiateRequest(
+        expression="(x+y+z+7)^12*sin(x*y)", wrt=[pb.Wrt(variable="x")], simplification=pb.SIMPLIFICATION_FULL
+    )
+    async with (
+        bystander(server),
+        grpc_channel_from(server.grpc_port, ATTACKER) as hurried,
+        grpc_channel_from(server.grpc_port, BYSTANDER) as patient,
+    ):
+
+        async def joining() -> pb.DifferentiateResponse:
+            await asyncio.sleep(0.1)
+            answer: pb.DifferentiateResponse = await pb_grpc.DifferentiationServiceStub(
+                patient
+            ).Differentiate(request, timeout=20)
+            return answer
+
+        short = pb_grpc.DifferentiationServiceStub(hurried).Differentiate(request, timeout=0.5)
+        outcomes = await asyncio.gather(short, joining(), return_exceptions=True)
+    assert isinstance(outcomes[0], grpc.aio.AioRpcError)
+    assert outcomes[0].code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert isinstance(outcomes[1], pb.DifferentiateResponse), outcomes[1]
+    assert outcomes[1].derivative
+
+
+# --- 6. lists of scalars in JSON ----------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, all its threads (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "entry"),
+    [
+        ("/v1/differentiate", "formats", b"2"),
+        ("/v1/series", "formats", b"2"),
+        ("/v1/gradient", "variables", b'"x"'),
+        ("/v1/jacobian", "expressions", b'"x"'),
+    ],
+)
+async def test_a_json_list_of_many_scalars_costs_less_than_a_budget_to_refuse(
+    server: Server, path: str, field: str, entry: bytes
+) -> None:
+    # wire.py bounds a JSON body by its members (colons), but a list of scalars has none: `formats`
+    # repeated 3 million times (6 MiB) was decoded, checked entry by entry and converted to protobuf
+    # before "too many entries in formats": 10 s of the server's CPU, outside any budget, for an
+    # answer that was right. No request may cost more than its budget (SYMBOLIC_BUDGET_SECONDS).
+    count = SETTINGS.max_request_bytes * 3 // 4 // (len(entry) + 1)  # 6 MiB: its JSON fits the memory bound
+    base = b'{"expression":"x","point":{"x":1},' if field != "expressions" else b'{"point":{"x":1},'
+    body = base + b'"' + field.encode() + b'":[' + b",".join([entry] * count) + b"]}"
+    async with bystander(server), http_client_from(server.http_port, ATTACKER, timeout=60) as http:
+        before = cpu_seconds(server.process.pid)
+        reply = await http.post(path, content=body, headers={"content-type": "application/json"})
+        spent = cpu_seconds(server.process.pid) - before
+    assert spent < SETTINGS.symbolic_budget_seconds, f"{spent:.1f} s of CPU to refuse it"
+    assert reply.status_code == 400, reply.text[:300]
+    assert '"limit":"field_entries"' in reply.text or '"limit":"jacobian_rows"' in reply.text, reply.text
