@@ -192,6 +192,38 @@ def test_the_call_limit_counts_request_bytes() -> None:
     assert calls.bytes == 0
 
 
+def test_a_reply_counts_until_the_call_is_released_and_must_fit() -> None:
+    # A reply is held until grpc has delivered it: a client that never reads keeps it in memory.
+    calls = CallLimit(10, max_bytes=1_000, retry_after_seconds=1.0)
+    first = calls.admit(100)
+    first.reply(300)
+    assert calls.bytes == 400 and calls.active == 1
+    with calls.admit(100) as second, pytest.raises(ResourceExhausted, match="bytes of requests and replies"):
+        second.reply(700)
+    first.release()
+    first.release()  # once only
+    assert calls.bytes == calls.active == 0
+
+
+def test_once_bytes_are_contended_a_callers_replies_stay_within_its_share() -> None:
+    # One caller's unread replies (the first ones, uncontended, are nobody's) leave others room:
+    # past half the bytes, each caller holds at most a quarter more.
+    calls = CallLimit(100, max_bytes=1_000, retry_after_seconds=1.0)
+    greedy = [calls.admit(0, lambda: "greedy") for _ in range(8)]
+    for call in greedy[:4]:
+        call.reply(120)  # 480 bytes, uncontended
+    for call in greedy[4:6]:
+        call.reply(120)  # 720: contended, and the greedy caller's share (250) holds them
+    with pytest.raises(ResourceExhausted) as caught:
+        greedy[6].reply(120)
+    assert caught.value.metadata["cause"] == "caller_share"
+    with calls.admit(10, lambda: "other") as other:
+        other.reply(200)  # another caller still fits
+    for call in greedy:
+        call.release()
+    assert calls.bytes == calls.active == 0
+
+
 async def test_the_memory_budget_lets_calls_in_as_they_fit_first_come_first_served() -> None:
     budget = MemoryBudget(100)
     order: list[str] = []

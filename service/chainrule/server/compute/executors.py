@@ -243,16 +243,20 @@ def _ignore(reason: str) -> None:
 
 
 class CallLimit:
-    """At most `limit` calls, and `max_bytes` bytes of their requests, served at once by one process.
+    """At most `limit` calls, and `max_bytes` bytes of their requests and replies, served at once by
+    one process.
 
     Beyond either, RESOURCE_EXHAUSTED at once, with a retry delay: no queue, since a call waiting
     here would hold its request's memory. Without this bound, grpc's own backlog limit cancels calls
     (CANCELLED, uncounted, with no retry delay) when a burst arrives faster than the event loop picks
-    calls up. The transports `admit` each call before they read its request.
+    calls up. The transports `admit` each call before they read its request, and a call's reply
+    counts (`_Admitted.hold`) until it is delivered: a client that never reads its replies keeps
+    them in the server's memory.
 
-    Shares: once half the calls are in flight, each caller may add at most a quarter of `limit`
-    more; past that its calls are refused (`caller_share`), so one caller's burst always leaves
-    others room. Who the caller is, is only asked then: the uncontended path does not pay for it.
+    Shares: once half the calls or half the bytes are in flight, each caller may add at most a
+    quarter of `limit` more calls and a quarter of `max_bytes` more bytes; past that its calls are
+    refused (`caller_share`), so one caller's burst (or its unread replies) always leaves others
+    room. Who the caller is, is only asked then: the uncontended path does not pay for it.
     """
 
     name = "calls"
@@ -266,10 +270,13 @@ class CallLimit:
         self.bytes = 0
         self.rejected = 0
         self.on_rejected: Callable[[str], None] = _ignore
+        # Per caller admitted while contended: its calls, and the bytes they hold.
         self._contended: dict[str, int] = {}
+        self._contended_bytes: dict[str, int] = {}
 
     def admit(self, size: int, caller: Callable[[], str] | None = None, *, coming: int = 0) -> _Admitted:
-        """Count a call of `size` request bytes in until the returned context exits; or refuse it.
+        """Count a call of `size` request bytes in until it is released (the returned context exits,
+        or `_Admitted.release`); or refuse it.
 
         `coming`: bytes the call declares it will send later (a REST body not yet read). They must
         fit now, but are counted only as they arrive (`_Admitted.charge`): a body that never comes
@@ -277,20 +284,30 @@ class CallLimit:
         """
         if self.active >= self.limit or self.bytes + size + coming > self.max_bytes:
             raise self._refusal(OVERLOADED)
-        who = None
-        if caller is not None and 2 * self.active >= self.limit:
+        admitted = _Admitted(self, caller)
+        if caller is not None and (2 * self.active >= self.limit or 2 * self.bytes >= self.max_bytes):
             who = caller()
-            held = self._contended.get(who, 0)
-            if held >= max(1, self.limit // 4):
+            if self._contended.get(who, 0) >= max(1, self.limit // 4) or not self._fits(who, 0):
                 raise self._refusal(CALLER_SHARE)
-            self._contended[who] = held + 1
+            admitted.attribute(who)
         self.active += 1
+        admitted.hold(size)
+        return admitted
+
+    def _fits(self, who: str, size: int) -> bool:
+        """Whether `who` may hold `size` more bytes: within its share once the bytes are contended."""
+        return self._contended_bytes.get(who, 0) + size <= self.max_bytes // 4
+
+    def _add_bytes(self, size: int, who: str | None) -> None:
         self.bytes += size
-        return _Admitted(self, size, who)
+        if who is not None:
+            left = self._contended_bytes.pop(who, 0) + size
+            if left:
+                self._contended_bytes[who] = left
 
     def _release(self, size: int, who: str | None) -> None:
         self.active -= 1
-        self.bytes -= size
+        self._add_bytes(-size, who)
         if who is not None:
             left = self._contended[who] - 1
             if left:
@@ -302,7 +319,7 @@ class CallLimit:
         self.rejected += 1
         self.on_rejected(cause)
         return overloaded(
-            f"{self.active} calls in flight with {self.bytes} bytes of requests "
+            f"{self.active} calls in flight with {self.bytes} bytes of requests and replies "
             f"(limits {self.limit} and {self.max_bytes})",
             "their share of what is left",
             queue=self.name,
@@ -313,26 +330,62 @@ class CallLimit:
 
 
 class _Admitted:
-    __slots__ = ("_limit", "_size", "_who")
+    """One call's place in a `CallLimit`: the bytes it holds, and, once contended, whose call it is."""
 
-    def __init__(self, limit: CallLimit, size: int, who: str | None) -> None:
+    __slots__ = ("_caller", "_limit", "_released", "_size", "_who")
+
+    def __init__(self, limit: CallLimit, caller: Callable[[], str] | None) -> None:
         self._limit = limit
-        self._size = size
-        self._who = who
+        self._caller = caller
+        self._size = 0
+        self._who: str | None = None
+        self._released = False
 
     def __enter__(self) -> _Admitted:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._limit._release(self._size, self._who)
+        self.release()
+
+    def attribute(self, who: str) -> None:
+        """Count this call, and the bytes it holds, as `who`'s (in the shares of contended calls)."""
+        limit = self._limit
+        limit._contended[who] = limit._contended.get(who, 0) + 1
+        limit._contended_bytes[who] = limit._contended_bytes.get(who, 0) + self._size
+        self._who = who
+
+    def release(self) -> None:
+        """The call is over: its calls and bytes leave the limit (once, however often called)."""
+        if not self._released:
+            self._released = True
+            self._limit._release(self._size, self._who)
 
     def charge(self, size: int) -> None:
         """Count `size` more bytes of this call's request, as they arrive; or refuse the call."""
+        if self._limit.bytes + size > self._limit.max_bytes:
+            raise self._limit._refusal(OVERLOADED)
+        self.hold(size)
+
+    def reply(self, size: int) -> None:
+        """Count the call's reply of `size` bytes until it is delivered (`release`); or refuse it
+        when it does not fit, or, with the bytes contended, not in its caller's share: a client
+        that never reads its replies holds them in the server's memory."""
         limit = self._limit
         if limit.bytes + size > limit.max_bytes:
             raise limit._refusal(OVERLOADED)
-        limit.bytes += size
-        self._size += size
+        if self._caller is not None and 2 * (limit.bytes + size) >= limit.max_bytes:
+            if self._who is None:
+                self.attribute(self._caller())
+            assert self._who is not None
+            if not limit._fits(self._who, size):
+                raise limit._refusal(CALLER_SHARE)
+        self.hold(size)
+
+    def hold(self, size: int) -> None:
+        """Count `size` more bytes this call holds."""
+        if not self._released:
+            self._size += size
+            self._limit._add_bytes(size, self._who)
 
 
 class MemoryBudget:

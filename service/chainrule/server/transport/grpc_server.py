@@ -104,13 +104,17 @@ class DifferentiationServicer:
             # The caller's deadline bounds the compute this call starts (see deadlines.py, pool.py);
             # who the caller is decides its share of the compute (executors.Admission).
             caller = functools.partial(self._callers.of_grpc, context)
-            with (
-                self._api.calls.admit(len(raw), caller),
-                deadlines.request_scope(context.time_remaining(), caller),
-            ):
+            # The call counts until grpc has delivered its reply, not until it is made: a client that
+            # never reads keeps its replies in our memory (executors.CallLimit).
+            admitted = self._api.calls.admit(len(raw), caller)
+            # (grpc-stubs types the callback as a class of its own, which no function is.)
+            context.add_done_callback(lambda _: admitted.release())  # type: ignore[arg-type]
+            with deadlines.request_scope(context.time_remaining(), caller):
                 request, read = await _parsed(message_type, raw, self._api.settings.max_field_entries)
                 response = await handler(request, read)
-                return self._within_limit(await _serialized(response))
+                reply = self._within_limit(await _serialized(response))
+                admitted.reply(len(reply))
+                return reply
         except ChainruleError as error:
             note_error(error)
             await context.abort_with_status(grpc_status(error))
