@@ -10,7 +10,12 @@ import pytest
 from google.protobuf.descriptor import Descriptor
 
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
-from chainrule.server.transport.wire import check_json_members, check_message_entries, split_points
+from chainrule.server.transport.wire import (
+    check_json_members,
+    check_message_entries,
+    json_decoding_bytes,
+    split_points,
+)
 from chainrule.v1 import chainrule_pb2 as pb
 
 EVALUATE: Descriptor = pb.EvaluateRequest.DESCRIPTOR
@@ -62,6 +67,18 @@ def test_json_members_are_bounded_by_the_entries_a_request_can_have() -> None:
     with pytest.raises(LimitExceeded) as caught:
         check_json_members(json.dumps(flood).encode(), max_entries=8)
     assert caught.value.violations[0].field == "body"
+
+
+def test_listed_values_count_what_decoding_them_takes() -> None:
+    # "1," is 2 bytes of JSON and 32 bytes decoded: the bytes in flight count that, not the body.
+    body = b'{"expression":"x","points":{"x":{"values":[' + b"1," * 999 + b"1]}}}"
+    extra = json_decoding_bytes(body, max_bytes=1_000_000)
+    assert extra >= 32 * 1_000 > 15 * len(body)
+    columns = json.dumps({"expression": "x", "points": {"x": {"f64le": "A" * 10_000}}}).encode()
+    assert json_decoding_bytes(columns, max_bytes=1_000_000) < len(columns)  # base64: no values
+    with pytest.raises(LimitExceeded) as caught:
+        json_decoding_bytes(body, max_bytes=len(body) + extra - 1)
+    assert caught.value.metadata["limit"] == "request_bytes" and "f64le" in caught.value.message
 
 
 def _field(number: int, payload: bytes) -> bytes:

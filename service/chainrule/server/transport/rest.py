@@ -67,7 +67,7 @@ from chainrule.server.transport.access import AccessLogMiddleware
 from chainrule.server.transport.auth import Callers
 from chainrule.server.transport.protojson import RequestT, decode_message, message_to_json
 from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response
-from chainrule.server.transport.wire import check_json_members
+from chainrule.server.transport.wire import check_json_members, json_decoding_bytes
 from chainrule.v1 import chainrule_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -346,8 +346,10 @@ def _post_endpoint(
         _reject_query(request.query_params)
         _check_content_type(request)
         body = await read_body(request, settings.max_request_bytes, settings.header_timeout_seconds)
-        # Decoding builds an object per member: bound them first (wire.py), in C.
+        # Decoding builds an object per member and per value: bound them first (wire.py), in C, and
+        # count the values' objects in the bytes in flight until the call ends.
         check_json_members(body, settings.max_field_entries)
+        request.state.charge(json_decoding_bytes(body, api.calls.max_bytes))
         entries = settings.max_field_entries
         if len(body) > OFFLOAD_BYTES:
             message = await asyncio.to_thread(decode_message, body, message_type, entries)

@@ -181,6 +181,30 @@ def check_json_members(body: bytes, max_entries: int) -> None:
         )
 
 
+# What decoding a JSON body builds beyond the body: a Python object and its slot in a list or dict
+# (a float is 24 + 8 bytes) for each value, and there is at most one value per comma. A listed value
+# can be 2 bytes of JSON ("1,"): 16 times its size, where the bytes in flight counted it once.
+_JSON_BYTES_PER_VALUE = 32
+
+
+def json_decoding_bytes(body: bytes, max_bytes: int) -> int:
+    """The memory decoding `body` takes besides the body (an upper estimate, counted in C), refused
+    as LIMIT_EXCEEDED when it and the body could never fit in `max_bytes` of requests in flight."""
+    extra = _JSON_BYTES_PER_VALUE * (body.count(b",") + 1)
+    if len(body) + extra > max_bytes:
+        raise LimitExceeded(
+            "request_bytes",
+            len(body) + extra,
+            max_bytes,
+            field="body",
+            what="the JSON body lists too many values to decode (about 32 bytes each)",
+            unit="bytes",
+            hint="send a column as f64le (base64 of little-endian doubles) rather than a list of "
+            "values, or split the batch",
+        )
+    return extra
+
+
 def _skip(data: bytes, position: int, kind: int, descriptor: Descriptor) -> int:
     """Where the payload of a field of wire type `kind` starting at `position` ends."""
     if kind == _VARINT:
