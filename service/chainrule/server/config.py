@@ -208,8 +208,8 @@ class Settings:
         default=256 * 1024 * 1024,
         metadata={
             BOUND: True,
-            "doc": "bytes of the requests one server process serves at once, and of gRPC replies until "
-            "delivered (at least MAX_REQUEST_BYTES); beyond: RESOURCE_EXHAUSTED, retry later",
+            "doc": "bytes of the requests one server process serves at once, and of their replies until "
+            "sent (at least MAX_REQUEST_BYTES); beyond: RESOURCE_EXHAUSTED, retry later",
         },
     )
     numeric_memory_bytes: int = field(

@@ -250,7 +250,7 @@ class CallLimit:
     here would hold its request's memory. Without this bound, grpc's own backlog limit cancels calls
     (CANCELLED, uncounted, with no retry delay) when a burst arrives faster than the event loop picks
     calls up. The transports `admit` each call before they read its request, and a call's reply
-    counts (`_Admitted.hold`) until it is delivered: a client that never reads its replies keeps
+    counts (`AdmittedCall.hold`) until it is delivered: a client that never reads its replies keeps
     them in the server's memory.
 
     Shares: once half the calls or half the bytes are in flight, each caller may add at most a
@@ -274,17 +274,17 @@ class CallLimit:
         self._contended: dict[str, int] = {}
         self._contended_bytes: dict[str, int] = {}
 
-    def admit(self, size: int, caller: Callable[[], str] | None = None, *, coming: int = 0) -> _Admitted:
+    def admit(self, size: int, caller: Callable[[], str] | None = None, *, coming: int = 0) -> AdmittedCall:
         """Count a call of `size` request bytes in until it is released (the returned context exits,
-        or `_Admitted.release`); or refuse it.
+        or `AdmittedCall.release`); or refuse it.
 
         `coming`: bytes the call declares it will send later (a REST body not yet read). They must
-        fit now, but are counted only as they arrive (`_Admitted.charge`): a body that never comes
+        fit now, but are counted only as they arrive (`AdmittedCall.charge`): a body that never comes
         holds nothing (two heads declaring 64 MiB each, then silence, held every byte in flight).
         """
         if self.active >= self.limit or self.bytes + size + coming > self.max_bytes:
             raise self._refusal(OVERLOADED)
-        admitted = _Admitted(self, caller)
+        admitted = AdmittedCall(self, caller)
         if caller is not None and (2 * self.active >= self.limit or 2 * self.bytes >= self.max_bytes):
             who = caller()
             if self._contended.get(who, 0) >= max(1, self.limit // 4) or not self._fits(who, 0):
@@ -329,7 +329,7 @@ class CallLimit:
         )
 
 
-class _Admitted:
+class AdmittedCall:
     """One call's place in a `CallLimit`: the bytes it holds, and, once contended, whose call it is."""
 
     __slots__ = ("_caller", "_limit", "_released", "_size", "_who")
@@ -341,7 +341,7 @@ class _Admitted:
         self._who: str | None = None
         self._released = False
 
-    def __enter__(self) -> _Admitted:
+    def __enter__(self) -> AdmittedCall:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

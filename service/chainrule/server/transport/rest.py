@@ -33,6 +33,7 @@ import functools
 import logging
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -59,6 +60,7 @@ from chainrule.engine.errors import (
 from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
 from chainrule.server.compute import deadlines
+from chainrule.server.compute.executors import AdmittedCall
 from chainrule.server.config import Settings
 from chainrule.server.logs import REQUEST_ID_KEY, note_error
 from chainrule.server.metrics import HttpMetrics
@@ -146,14 +148,16 @@ async def _respond(
     timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
     caller = functools.partial(callers.of_http, request.scope)
     calls = api.calls
+    admitted = None
     try:
-        with (
-            calls.admit(0, caller, coming=min(_declared_size(request), calls.max_bytes)) as admitted,
-            deadlines.request_scope(timeout, caller),
-        ):
+        admitted = calls.admit(0, caller, coming=min(_declared_size(request), calls.max_bytes))
+        with deadlines.request_scope(timeout, caller):
             request.state.charge = admitted.charge  # read_body counts the body as it arrives
             message = await work()
-        return await _json_response(message, api)
+        body = await _json_body(message, api)
+        admitted.reply(len(body))
+        response, admitted = _HeldUntilSent(body, admitted), None
+        return response
     except HttpError as error:
         note_error(error.error)
         return error_response(error.error, error.http_status, error.headers)
@@ -164,6 +168,32 @@ async def _respond(
         # A bug: log the traceback here, tell the caller nothing about our insides.
         log.exception("unexpected error in %s %s", request.method, request.url.path)
         return _noted(InternalError("internal error"))
+    finally:
+        if admitted is not None:
+            admitted.release()
+
+
+class _HeldUntilSent(Response):
+    """A reply that counts in the bytes in flight (`executors.CallLimit`) until it is sent: a
+    client that never reads keeps it in the server's memory. uvicorn writes a body to the
+    connection's buffer at once and waits for that buffer to drain only before its next write, so
+    the body goes out as one piece with more to come, and the empty last piece waits for it.
+    Released at the latest when the response is dropped unsent."""
+
+    def __init__(self, body: bytes, admitted: AdmittedCall) -> None:
+        super().__init__(body, media_type=JSON_MEDIA_TYPE)
+        self._admitted = admitted
+        weakref.finalize(self, admitted.release)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            await send({"type": "http.response.body", "body": self.body, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self._admitted.release()
 
 
 # --- bodies -------------------------------------------------------------------------------------
@@ -176,7 +206,7 @@ def _declared_size(request: Request) -> int:
     return int(declared) if declared is not None and _is_count(declared) else 0
 
 
-async def _json_response(message: Message, api: ChainruleApi) -> Response:
+async def _json_body(message: Message, api: ChainruleApi) -> bytes:
     # Point columns first: asking protobuf for the size of a message copies its bytes fields.
     if sizing.carries_points(message) or message.ByteSize() > OFFLOAD_BYTES:
         body = await asyncio.to_thread(message_to_json, message)
@@ -187,7 +217,7 @@ async def _json_response(message: Message, api: ChainruleApi) -> Response:
     except LimitExceeded as error:
         api.metrics.limit_exceeded(error)
         raise
-    return Response(body, media_type=JSON_MEDIA_TYPE)
+    return body
 
 
 def _check_content_type(request: Request) -> None:
