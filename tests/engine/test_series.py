@@ -110,15 +110,20 @@ NO_SERIES = [
 ]
 
 
+def _refused(text: str, around: str, order: int, at_fault: int) -> FailedPrecondition:
+    """The error of a series that does not exist, checked to name the derivative at fault."""
+    with pytest.raises(FailedPrecondition) as caught:
+        _taylor(text, around, order)
+    assert caught.value.reason == series.NO_TAYLOR_SERIES
+    assert caught.value.metadata == {"derivative_order": str(at_fault)}
+    return caught.value
+
+
 @pytest.mark.parametrize(("text", "around", "order", "at_fault", "why"), NO_SERIES)
 def test_no_taylor_series_is_failed_precondition_naming_why(
     text: str, around: str, order: int, at_fault: int, why: str
 ) -> None:
-    with pytest.raises(FailedPrecondition) as caught:
-        _taylor(text, around, order)
-    error = caught.value
-    assert error.reason == series.NO_TAYLOR_SERIES
-    assert error.metadata == {"derivative_order": str(at_fault)}
+    error = _refused(text, around, order, at_fault)
     assert why in error.message and f"at x = {around}" in error.message
     assert [v.field for v in error.violations] == ["expression"]
 
@@ -154,10 +159,7 @@ JUMPS = [
 def test_a_jump_or_kink_is_never_smoothed_into_a_polynomial(
     text: str, around: str, order: int, at_fault: int, why: str
 ) -> None:
-    with pytest.raises(FailedPrecondition) as caught:
-        _taylor(text, around, order)
-    assert caught.value.reason == series.NO_TAYLOR_SERIES, why
-    assert caught.value.metadata == {"derivative_order": str(at_fault)}, why
+    _refused(text, around, order, at_fault)  # `why` is what the function does there
 
 
 def test_min_and_max_below_the_order_at_fault_have_their_polynomial() -> None:

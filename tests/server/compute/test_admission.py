@@ -207,7 +207,8 @@ def test_a_reply_counts_until_the_call_is_released_and_must_fit() -> None:
 
 def test_once_bytes_are_contended_a_callers_replies_stay_within_its_share() -> None:
     # One caller's unread replies (the first ones, uncontended, are nobody's) leave others room:
-    # past half the bytes, each caller holds at most a quarter more.
+    # past half the bytes, each caller holds at most a quarter more, and starts calls only while it
+    # holds an eighth or less.
     calls = CallLimit(100, max_bytes=1_000, retry_after_seconds=1.0)
     greedy = [calls.admit(0, lambda: "greedy") for _ in range(8)]
     for call in greedy[:4]:
@@ -217,6 +218,8 @@ def test_once_bytes_are_contended_a_callers_replies_stay_within_its_share() -> N
     with pytest.raises(ResourceExhausted) as caught:
         greedy[6].reply(120)
     assert caught.value.metadata["cause"] == "caller_share"
+    with pytest.raises(ResourceExhausted):  # holding more than an eighth, it starts no more calls
+        calls.admit(0, lambda: "greedy")
     with calls.admit(10, lambda: "other") as other:
         other.reply(200)  # another caller still fits
     for call in greedy:

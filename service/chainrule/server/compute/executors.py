@@ -250,13 +250,15 @@ class CallLimit:
     here would hold its request's memory. Without this bound, grpc's own backlog limit cancels calls
     (CANCELLED, uncounted, with no retry delay) when a burst arrives faster than the event loop picks
     calls up. The transports `admit` each call before they read its request, and a call's reply
-    counts (`AdmittedCall.hold`) until it is delivered: a client that never reads its replies keeps
+    counts (`AdmittedCall.reply`) until it is sent: a client that never reads its replies keeps
     them in the server's memory.
 
     Shares: once half the calls or half the bytes are in flight, each caller may add at most a
-    quarter of `limit` more calls and a quarter of `max_bytes` more bytes; past that its calls are
-    refused (`caller_share`), so one caller's burst (or its unread replies) always leaves others
-    room. Who the caller is, is only asked then: the uncontended path does not pay for it.
+    quarter of `limit` more calls, and hold at most a quarter of `max_bytes` more bytes, starting
+    calls only while it holds an eighth or less (a call it starts then would compute a reply only to
+    have it refused: the churn of such replies grew the heap by 60 MB per 200 calls); past that its
+    calls are refused (`caller_share`), so one caller's burst (or its unread replies) always leaves
+    others room. Who the caller is, is only asked then: the uncontended path does not pay for it.
     """
 
     name = "calls"
@@ -287,7 +289,8 @@ class CallLimit:
         admitted = AdmittedCall(self, caller)
         if caller is not None and (2 * self.active >= self.limit or 2 * self.bytes >= self.max_bytes):
             who = caller()
-            if self._contended.get(who, 0) >= max(1, self.limit // 4) or not self._fits(who, 0):
+            calls_left = self._contended.get(who, 0) < max(1, self.limit // 4)
+            if not (calls_left and self._fits(who, self.max_bytes // 8)):
                 raise self._refusal(CALLER_SHARE)
             admitted.attribute(who)
         self.active += 1
@@ -367,7 +370,7 @@ class AdmittedCall:
         self.hold(size)
 
     def reply(self, size: int) -> None:
-        """Count the call's reply of `size` bytes until it is delivered (`release`); or refuse it
+        """Count the call's reply of `size` bytes until it is sent (`release`); or refuse it
         when it does not fit, or, with the bytes contended, not in its caller's share: a client
         that never reads its replies holds them in the server's memory."""
         limit = self._limit
