@@ -136,7 +136,7 @@ def taylor(
             if k:
                 current = symbolic.derivative(current, x)
                 symbolic.check_size(current, limits)
-            if _undefined_at(current, x, around) and not expr.atoms(*functions.KINKED):
+            if _undefined_at(current, x, around) and _expandable(expr):
                 expanded = _expanded(expr, x, around, order, coefficients)
                 if expanded is not None:
                     return Series(x, around, expanded)
@@ -153,6 +153,15 @@ def _undefined_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
         return current.subs(x, a) is sympy.nan
     except (ValueError, TypeError):
         return False
+
+
+def _expandable(expr: sympy.Expr) -> bool:
+    """Whether sympy's expansion can be asked: no kinks, and only sympy's own functions (of ours,
+    such as the real root, it has no leading term, and its limits recursed without end: minutes
+    under the raised recursion limit a deep parse leaves)."""
+    if expr.atoms(*functions.KINKED):
+        return False
+    return all(type(f).__module__.startswith("sympy.") for f in expr.atoms(sympy.Function))
 
 
 def _expanded(
