@@ -131,28 +131,33 @@ def taylor(
         raise exceeded(limits, "max_series_order", order, field="order", what="the series order is too high")
     coefficients: list[sympy.Expr] = []
     current = expr
+    expandable = _expandable(expr)  # asked at the first 0/0 only: the expansion does not change
     try:
         for k in range(order + 1):
             if k:
                 current = symbolic.derivative(current, x)
                 symbolic.check_size(current, limits)
-            if _undefined_at(current, x, around) and _expandable(expr):
+            value = _substituted(current, x, around)
+            if value is sympy.nan and expandable:
+                expandable = False
                 expanded = _expanded(expr, x, around, order, coefficients)
                 if expanded is not None:
                     return Series(x, around, expanded)
-            value = _value_at(current, x, around, k, expr)
+            value = _value_at(current, x, around, k, expr, value=value)
             coefficients.append(sympy.factor_terms(value / sympy.factorial(k)))
     except RecursionError:
         raise InvalidArgument("the expression is nested too deeply to expand", field="expression") from None
     return Series(x, around, tuple(coefficients))
 
 
-def _undefined_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
-    """Whether `current` is 0/0 or the like at x = a (NaN as written)."""
+def _substituted(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr | None:
+    """`current` at x = a as written (NaN for 0/0); None where sympy refuses to substitute (its Min
+    and Max refuse what they cannot compare: Max(zoo, 0))."""
     try:
-        return current.subs(x, a) is sympy.nan
+        value: sympy.Expr = current.subs(x, a)
     except (ValueError, TypeError):
-        return False
+        return None
+    return value
 
 
 def _expandable(expr: sympy.Expr) -> bool:
@@ -240,14 +245,13 @@ def _check_around(around: sympy.Expr) -> None:
         )
 
 
-def _value_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr: sympy.Expr) -> sympy.Expr:
-    """f^(k)(a), or its two-sided limit where that is what the value means; FailedPrecondition if none."""
-    try:
-        value = current.subs(x, a)
-    except (ValueError, TypeError):  # sympy's Min and Max refuse what they cannot compare: Max(zoo, 0)
-        raise _no_series(
-            expr, x, a, k, "is not a finite real there (min or max of one that is not)"
-        ) from None
+def _value_at(
+    current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr, k: int, expr: sympy.Expr, *, value: sympy.Expr | None
+) -> sympy.Expr:
+    """f^(k)(a), or its two-sided limit where that is what the value means; FailedPrecondition if
+    none. `value`: `current` at a as written (`_substituted`)."""
+    if value is None:
+        raise _no_series(expr, x, a, k, "is not a finite real there (min or max of one that is not)")
     if value.has(sympy.DiracDelta):
         raise _no_series(expr, x, a, k, "is a Dirac delta there (a jump below it)")
     kink = _kink_at(current, x, a)

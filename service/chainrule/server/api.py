@@ -209,6 +209,12 @@ class ChainruleApi:
             found = await self.caches.parse_reply.get_or_compute(key, lambda: self._reading(text))
         return found
 
+    def check_reply_bytes(self, size: int) -> None:
+        """Refuse an encoded reply of `size` bytes over `max_response_bytes`, counted: a transport
+        asks before sending one whose size was not known before it was made (`sizing.check_encoded`)."""
+        with self._limits_counted():
+            sizing.check_encoded(size, self.settings.max_response_bytes)
+
     @contextlib.contextmanager
     def _limits_counted(self) -> Iterator[None]:
         """Count each call refused for a limit, by the limit (chainrule_limit_rejections_total)."""

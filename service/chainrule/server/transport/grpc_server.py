@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from chainrule.engine.errors import ChainruleError, InternalError, InvalidArgument, LimitExceeded
+from chainrule.engine.errors import ChainruleError, InternalError, InvalidArgument
 from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
 from chainrule.server.batches import Reply
@@ -112,7 +112,8 @@ class DifferentiationServicer:
             with deadlines.request_scope(context.time_remaining(), caller):
                 request, read = await _parsed(message_type, raw, self._api.settings.max_field_entries)
                 response = await handler(request, read)
-                reply = self._within_limit(await _serialized(response))
+                reply = await _serialized(response)
+                self._api.check_reply_bytes(len(reply))
                 admitted.reply(len(reply))
                 return reply
         except ChainruleError as error:
@@ -125,14 +126,6 @@ class DifferentiationServicer:
             note_error(internal)
             await context.abort_with_status(grpc_status(internal))
         raise AssertionError("abort_with_status returned")  # pragma: no cover
-
-    def _within_limit(self, reply: bytes) -> bytes:
-        try:
-            sizing.check_encoded(len(reply), self._api.settings.max_response_bytes)
-        except LimitExceeded as error:
-            self._api.metrics.limit_exceeded(error)
-            raise
-        return reply
 
 
 async def _parsed(message_type: type[Request], raw: bytes, max_entries: int) -> tuple[Request, Wire]:

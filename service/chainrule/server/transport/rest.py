@@ -212,11 +212,7 @@ async def _json_body(message: Message, api: ChainruleApi) -> bytes:
         body = await asyncio.to_thread(message_to_json, message)
     else:
         body = message_to_json(message)
-    try:
-        sizing.check_encoded(len(body), api.settings.max_response_bytes)
-    except LimitExceeded as error:
-        api.metrics.limit_exceeded(error)
-        raise
+    api.check_reply_bytes(len(body))
     return body
 
 
