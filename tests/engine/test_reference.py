@@ -6,6 +6,7 @@ from __future__ import annotations
 import sympy
 
 from chainrule.engine import reference
+from chainrule.engine.functions import RealRoot
 
 
 def _power(base: int, exponent: sympy.Expr) -> float:
@@ -19,3 +20,11 @@ def test_a_power_of_one_past_every_integer_is_at_once() -> None:
     assert _power(1, huge) == 1.0
     assert _power(-1, huge) == 1.0  # even: its low bits are past the precision (2^k times the mantissa)
     assert _power(-1, sympy.Integer(2) ** 70 + 1) == -1.0
+
+
+def test_a_complex_root_of_a_vanishing_degree_is_at_once() -> None:
+    """root(-2, 9^-(1.1e9)) continues through exp(log(-2) * 9^(1.1e9)): mpmath computed ln 2 to 3.5e9
+    bits for it (a make fuzz run stopped there); so far past any double it is NaN, or 0 far left."""
+    tiny = sympy.Pow(9, -1_100_000_000, evaluate=False)
+    assert str(reference.evaluate(RealRoot(-2, tiny, evaluate=False), strict=False)) == "nan"
+    assert reference.evaluate(RealRoot(sympy.Rational(-1, 2), tiny, evaluate=False), strict=False) == 0

@@ -771,8 +771,17 @@ def _real_root(ctx: Any, x: Value, n: Value) -> Value:
 
 def _principal_root(ctx: Any, x: Value, n: Value) -> Value:
     """The principal n-th root of a complex x, as exp(log(x) / n): z ** (1 / n) with 1/n an integer
-    (root(-2, 1e-20)) raised z to the 10^20th power by repeated squaring, and never returned."""
-    return ctx.exp(ctx.log(x) / n) if x != 0 else ctx.zero
+    (root(-2, 1e-20)) raised z to the 10^20th power by repeated squaring, and never returned.
+
+    Past 2^62, exp would compute ln 2 to as many bits as log(x) / n has (root(-2, 9^-(1.1e9)): 3.5e9
+    bits, for as long as the fuzzer ran): its magnitude is 0 far left of the axis, and otherwise
+    neither its size nor its phase is known (NaN), as `_power` does for real powers."""
+    if x == 0:
+        return ctx.zero
+    w = ctx.log(x) / n
+    if abs(w) > 2**62:
+        return ctx.zero if ctx.re(w) < -(2**61) else ctx.nan
+    return ctx.exp(w)
 
 
 def _heaviside(ctx: Any, x: Value, h0: Value | None = None) -> Value:
