@@ -240,15 +240,19 @@ class Evaluation:
 
 
 def _absorbed(ctx: Any, node: Node, children: Sequence[Any]) -> Any:
-    """What sympy makes of u^0, u/u, 0*u, 0/u, u - u and u + (-u) whatever u is (1, 1, 0, 0, 0, 0,
-    even where u has no value), continuing a tree as sympy's identities do; None for other nodes."""
+    """What sympy makes of u^0, u/u, log(u, u), 0*u, 0/u, u - u and u + (-u) whatever u is (1, 1, 1,
+    0, 0, 0, 0, even where u has no value), continuing a tree as sympy's identities do; None for
+    other nodes."""
     kind, args = node.kind, node.args
-    if (kind == "pow" and children[1] == 0) or (kind == "div" and args[0] == args[1]):
+    same = len(args) == 2 and args[0] == args[1]
+    if (kind == "pow" and children[1] == 0) or (kind == "div" and same):
         return ctx.one
+    if kind == "call" and functions.FUNCTIONS[node.name].name == "log" and same:
+        return ctx.one  # log(x, x) is log(x)/log(x)
     if (
         (kind == "mul" and any(child == 0 for child in children))
         or (kind == "div" and children[0] == 0)
-        or (kind == "sub" and args[0] == args[1])
+        or (kind == "sub" and same)
         or (kind == "add" and any(Node("neg", args=(a,)) in args for a in args))
     ):
         return ctx.zero
