@@ -167,6 +167,47 @@ def test_sparse_nonfinite_values_in_big_batches_are_counted_exactly() -> None:
     assert result.nonfinite_count == len(nan_at) + len(inf_at) + 1000
 
 
+def _misaligned(values: FloatArray) -> FloatArray:
+    """`values` 3 bytes into a buffer: as a column sits in a request's or reply's bytes."""
+    buffer = np.zeros(values.nbytes + 8, dtype=np.uint8)
+    placed = buffer[3 : 3 + values.nbytes].view(np.float64)
+    placed[...] = values
+    assert not placed.flags.aligned
+    return placed
+
+
+def test_misaligned_columns_and_outputs_give_the_aligned_results() -> None:
+    """Columns read from, and outputs written into, protobuf's bytes go through aligned chunks:
+    the same values and counts, including where float64 overflowed on the way (computed again,
+    `widening`) and where values are not finite."""
+    n = 3 * 65_536 + 777
+    rng = np.random.default_rng(11)
+    cols = {"x": rng.uniform(-3, 3, n), "y": rng.uniform(-3, 3, n)}
+    cols["x"][[5, 70_000]] = np.nan
+    cols["x"][9], cols["y"][[9, 131_000]] = 4.0, 30.0  # exp(y^2) overflows; exp(y^2)/exp(y^2 - 1) is e
+    expr = sympy.exp(y**2) / sympy.exp(y**2 - 1) + x * y**3 + sympy.sqrt(x)
+    compiled = engine.compile_gradient(expr, ["x", "y"], hessian=True)
+    aligned = engine.gradient(compiled, cols, n)
+    misaligned_columns = {name: _misaligned(values) for name, values in cols.items()}
+    into = [_misaligned(np.zeros(n)) for _ in range(compiled.component_count)]
+    result = engine.gradient(compiled, misaligned_columns, n, into)
+    assert result.value is into[0] and result.gradients[1] is into[2]
+    for ours, expected in zip(
+        (result.value, *result.gradients, *result.hessians),
+        (aligned.value, *aligned.gradients, *aligned.hessians),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(ours, expected)
+    assert result.value[9] == pytest.approx(np.e + 4 * 27_000 + 2, rel=1e-12)
+    assert result.nonfinite_count == aligned.nonfinite_count > 0
+
+
+def test_outputs_must_be_the_components_of_the_batch() -> None:
+    compiled = engine.compile_function(x, ["x"])
+    with pytest.raises(ValueError, match="1 float64 outputs of 4 values"):
+        engine.evaluate(compiled, {"x": np.ones(4)}, 4, [np.zeros(3)])
+
+
 def test_single_point_call_with_floats() -> None:
     fn = engine.compile_function(sympy.log(x) * y, ["x", "y"])
     assert float(fn([np.e, 2.0])) == pytest.approx(2.0)

@@ -89,6 +89,50 @@ def test_a_reply_parses_as_the_filled_message(raw: bool) -> None:
     assert _gradient_reply(raw).message() == _filled(raw)
 
 
+_COLUMNS = ["values", "gradients", "gradients", "hessians"]
+
+
+def _laid_out(count: int, computed: int) -> tuple[Reply[pb.GradientAtPointResponse], list[np.ndarray]]:
+    """`_gradient_reply`'s columns laid out before they are known; the first `computed` computed in
+    place (as the engine does), the others given after; the count of non-finite values set last."""
+    reply = Reply(pb.GradientAtPointResponse(variables=["x", "y"]))
+    places = reply.lay_out(_COLUMNS, 3)
+    given = [[1.0, np.nan, -0.0], [2.0, 3.0, 4.0], [5.0, 6.0, 7.5], list(np.arange(3.0) * 1e300)]
+    for place, values in zip(places[:computed], given, strict=False):
+        place[...] = values
+    for index, (field, values) in enumerate(zip(_COLUMNS, given, strict=True)):
+        reply.add(field, places[index] if index < computed else np.array(values), raw=True)
+    reply.head.nonfinite_count = count
+    return reply, places
+
+
+@pytest.mark.parametrize("computed", [0, 2, 4])
+@pytest.mark.parametrize("count", [0, 1, 300])
+def test_a_laid_out_reply_parses_as_the_filled_message(count: int, computed: int) -> None:
+    reply, places = _laid_out(count, computed)
+    assert not all(place.flags.aligned for place in places)  # where protobuf puts them
+    encoded = reply.SerializeToString()
+    expected = _filled(raw=True)
+    expected.nonfinite_count = count
+    assert pb.GradientAtPointResponse.FromString(encoded) == expected
+    assert reply.SerializeToString() is encoded
+    assert _laid_out(count, computed)[0].message() == expected
+
+
+def test_a_laid_out_reply_is_the_bytes_it_was_computed_into() -> None:
+    """No join when every value was finite: the columns were written into the very bytes sent."""
+    reply, places = _laid_out(0, 4)
+    encoded = reply.SerializeToString()
+    assert np.shares_memory(places[0], np.frombuffer(encoded, dtype=np.uint8))
+
+
+def test_a_column_added_out_of_its_laid_out_order_is_a_bug() -> None:
+    reply = Reply(pb.GradientAtPointResponse())
+    reply.lay_out(["values", "gradients"], 2)
+    with pytest.raises(ValueError, match="laid out for values"):
+        reply.add("gradients", np.zeros(2), raw=True)
+
+
 def test_a_reply_of_no_columns_is_its_message() -> None:
     message = pb.EvaluateResponse(value=2.5)
     reply = Reply(message)
@@ -119,9 +163,10 @@ def test_unused_entries_within_the_bound_are_accepted() -> None:
     assert set(batch.columns) == {"x", "unused"}
 
 
-def test_an_encoded_column_is_read_in_place_and_aligned_only_when_it_must_be() -> None:
+def test_an_encoded_column_is_read_in_place() -> None:
     values = np.array([1.5, -2.0, 3.25])
-    # At offsets 8 and 33 of the bytes' buffer, which CPython aligns to 16.
+    # At offsets 8 and 33 of the bytes' buffer, which CPython aligns to 16 (the engine aligns the
+    # second chunk by chunk: tests/engine/test_numeric.py).
     data = b"\0" * 8 + values.tobytes() + b"\0" + values.tobytes()
     points: dict[str, ArrayFields] = {
         "x": EncodedArray(memoryview(data)[8:32]),
@@ -130,18 +175,10 @@ def test_an_encoded_column_is_read_in_place_and_aligned_only_when_it_must_be() -
     }
     batch = decode_batch({}, points, max_points=10, max_entries=64)
     assert batch.raw_output and batch.size == 3
-    assert not batch.columns["y"].flags.aligned and np.shares_memory(
-        batch.columns["y"], np.frombuffer(data, "u1")
-    )
-    aligned = batch.aligned_columns()
-    assert all(column.flags.aligned for column in aligned.values())
-    assert aligned["x"] is batch.columns["x"] and aligned["z"] is batch.columns["z"]
-    assert aligned["y"] is not batch.columns["y"] and aligned["y"].tolist() == values.tolist()
-
-
-def test_aligned_columns_are_not_copied() -> None:
-    batch = decode_batch({}, {"x": raw([1.0, 2.0])}, max_points=10, max_entries=64)
-    assert batch.aligned_columns() is batch.columns
+    for name in "xy":
+        assert np.shares_memory(batch.columns[name], np.frombuffer(data, "u1"))
+        assert batch.columns[name].tolist() == values.tolist()
+    assert not batch.columns["y"].flags.aligned
 
 
 def test_an_encoded_column_of_a_bad_length_names_its_field() -> None:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -393,6 +394,25 @@ async def test_repeated_evaluate_compiles_once_and_skips_executors_for_one_point
     assert api.caches.compiled.stats.misses == 1
     assert api.caches.compiled.stats.hits == 1
     assert api.caches.evaluate.stats.hits == 1
+
+
+async def test_a_batch_alone_in_flight_computes_where_it_arrived_and_others_take_a_numeric_thread() -> None:
+    """Ten thousand points of a cubic are above the tiny work always computed inline: on the event
+    loop only while no other call is in flight (saving the hop); with one more, on the numeric
+    executor, whose shares are fair between callers."""
+    api, _, numeric = make_api()
+    request = pb.EvaluateRequest(
+        expression="x^3 - 2*x + 1", points={"x": pb.Array(f64le=np.linspace(-1, 1, 10_000).tobytes())}
+    )
+    alone = api.calls.admit(64)
+    first = await api.evaluate_reply(request)
+    assert numeric.calls == []
+    other = api.calls.admit(64)
+    second = await api.evaluate_reply(request)
+    assert numeric.calls == ["_reply"]
+    assert first.SerializeToString() == second.SerializeToString()
+    alone.release()
+    other.release()
 
 
 async def test_repeated_gradient_reuses_the_compiled_gradient() -> None:

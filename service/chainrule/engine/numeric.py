@@ -29,6 +29,9 @@ from chainrule.engine.programs import Program
 
 FloatArray = npt.NDArray[np.float64]
 Column = npt.ArrayLike
+# Where a batch's results go: arrays of n_points float64 values the caller allocated (any alignment:
+# views into the reply it will send), else None and the engine allocates them.
+Outputs = Sequence[FloatArray] | None
 
 # Elements per chunk across all outputs and a few temporaries: 4 MB of float64, measured best
 # (from 1 to 8 MB) on 10^5 and 10^6 points; smaller chunks pay numpy's per-call overhead more often.
@@ -218,22 +221,28 @@ def gather_columns(columns: Mapping[str, Column], variables: Sequence[str]) -> t
     return arrays, (lengths.pop() if lengths else 1)
 
 
-def evaluate(fn: CompiledFunction, columns: Mapping[str, Column], n_points: int) -> EvaluationResult:
-    """Evaluate at `n_points` points; the result always has n_points float64 values."""
+def evaluate(
+    fn: CompiledFunction, columns: Mapping[str, Column], n_points: int, into: Outputs = None
+) -> EvaluationResult:
+    """Evaluate at `n_points` points; the result always has n_points float64 values (in `into`'s one
+    array when given: see `Outputs`)."""
     arrays = _columns_for(fn.variables, fn.reads, columns, n_points)
-    values = np.empty(n_points, dtype=np.float64)
-    counts = _run(fn, arrays, [values])
+    (values,) = outputs = _outputs(1, n_points, into)
+    counts = _run(fn, arrays, outputs)
     return EvaluationResult(values, counts[0])
 
 
-def gradient(fg: CompiledGradient, columns: Mapping[str, Column], n_points: int) -> GradientResult:
-    """Value, gradient and (if compiled with it) Hessian at `n_points` points."""
+def gradient(
+    fg: CompiledGradient, columns: Mapping[str, Column], n_points: int, into: Outputs = None
+) -> GradientResult:
+    """Value, gradient and (if compiled with it) Hessian at `n_points` points; `into` holds the
+    components in the compiled order: value, partials, then the Hessian's upper triangle by rows."""
     arrays = _columns_for(fg.arguments, fg.reads, columns, n_points)
-    outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fg.component_count)]
+    outputs = _outputs(fg.component_count, n_points, into)
     counts = _run(fg, arrays, outputs)
     n = len(fg.variables)
     value, gradients, upper = outputs[0], tuple(outputs[1 : n + 1]), outputs[n + 1 :]
-    pairs = [(i, j) for i in range(n) for j in range(i, n)] if fg.hessian else []
+    pairs = upper_triangle(n) if fg.hessian else []
     index = {pair: k for k, pair in enumerate(pairs)}
     hessians = tuple(upper[index[(min(i, j), max(i, j))]] for i in range(n) for j in range(n) if fg.hessian)
     # Mirrored Hessian entries share one array: count it once per slot it fills.
@@ -243,12 +252,28 @@ def gradient(fg: CompiledGradient, columns: Mapping[str, Column], n_points: int)
     return GradientResult(value, gradients, hessians, count)
 
 
-def jacobian(fj: CompiledJacobian, columns: Mapping[str, Column], n_points: int) -> JacobianResult:
-    """The rows' values and the Jacobian at `n_points` points."""
+def upper_triangle(n: int) -> list[tuple[int, int]]:
+    """The Hessian entries a gradient computes, in its order: (i, j) with i <= j, by rows."""
+    return [(i, j) for i in range(n) for j in range(i, n)]
+
+
+def jacobian(
+    fj: CompiledJacobian, columns: Mapping[str, Column], n_points: int, into: Outputs = None
+) -> JacobianResult:
+    """The rows' values and the Jacobian at `n_points` points (`into`: the values, then the
+    Jacobian row-major)."""
     arrays = _columns_for(fj.arguments, fj.reads, columns, n_points)
-    outputs = [np.empty(n_points, dtype=np.float64) for _ in range(fj.component_count)]
+    outputs = _outputs(fj.component_count, n_points, into)
     counts = _run(fj, arrays, outputs)
     return JacobianResult(tuple(outputs[: fj.rows]), tuple(outputs[fj.rows :]), sum(counts))
+
+
+def _outputs(count: int, n_points: int, into: Outputs) -> list[FloatArray]:
+    if into is None:
+        return [np.empty(n_points, dtype=np.float64) for _ in range(count)]
+    if len(into) != count or any(array.shape != (n_points,) or array.dtype != np.float64 for array in into):
+        raise ValueError(f"expected {count} float64 outputs of {n_points} values")
+    return list(into)
 
 
 def _columns_for(
@@ -273,7 +298,13 @@ def missing_columns(names: Sequence[str]) -> MissingVariable:
 
 def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArray]) -> list[int]:
     """Fill `outputs` with `bound`'s values chunk by chunk; return each output's count of non-finite
-    values."""
+    values.
+
+    A column or output that is not 8-byte aligned (a view into a request's or reply's bytes, where
+    protobuf put its field) goes through an aligned chunk of scratch: numpy reads and writes
+    misaligned arrays through a buffered copy at every operation, and a whole-column copy would
+    pass through memory twice more.
+    """
     single = len(outputs) == 1
     counts = [0] * len(outputs)
     n, chunk = len(outputs[0]), _chunk_size(len(outputs))
@@ -281,11 +312,18 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
     # with room for the estimate's error: what its mpmath kernels may take.
     seconds = max(_MIN_POINTWISE_SECONDS, _POINTWISE_SLACK * bound.program.operations * n * 1e-9)
     watch = overflow.Watch()
+    reading = [_scratch(array, chunk) for array in arrays]
+    writing = [_scratch(output, chunk) for output in outputs]
     with np.errstate(all="ignore", over="call", call=watch), kernels.pointwise_budget(seconds):
         for low in range(0, n, chunk):
             high = min(low + chunk, n)
-            part = [array if len(array) == 1 else array[low:high] for array in arrays]
-            destinations = [output[low:high] for output in outputs]
+            part = [
+                _chunk_of(array, low, high, scratch) for array, scratch in zip(arrays, reading, strict=True)
+            ]
+            destinations = [
+                output[low:high] if scratch is None else scratch[: high - low]
+                for output, scratch in zip(outputs, writing, strict=True)
+            ]
             watch.clear()
             results = _computed(bound.function, part, destinations)
             for index, result in enumerate([results] if single else results):
@@ -298,7 +336,24 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
             for index, written in enumerate(destinations):
                 # Counted while the chunk is still in cache: a second pass would reread every output.
                 counts[index] += _nonfinite_count(written)
+                if writing[index] is not None:
+                    outputs[index][low:high] = written
     return counts
+
+
+def _scratch(array: FloatArray, chunk: int) -> FloatArray | None:
+    """An aligned chunk for a misaligned column of many values (None: the column is used in place)."""
+    return None if len(array) == 1 or array.flags.aligned else np.empty(chunk)
+
+
+def _chunk_of(array: FloatArray, low: int, high: int, scratch: FloatArray | None) -> FloatArray:
+    if len(array) == 1:  # broadcast
+        return array
+    if scratch is None:
+        return array[low:high]
+    copied = scratch[: high - low]
+    np.copyto(copied, array[low:high])
+    return copied
 
 
 def _mend_overflowed(

@@ -11,8 +11,9 @@ import copy
 import functools
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry
 
 from chainrule import engine
@@ -45,6 +46,11 @@ _C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient, engine.Comp
 # Evaluate on the event loop below this many operations times points (microseconds of work). An
 # mpmath kernel weighs more than this alone (kernels.WEIGHTS): it never runs on the loop.
 _INLINE_COST = 20_000
+# A call alone in flight computes up to this much there too (a few milliseconds of numpy, 10^5
+# points of a 4-variable gradient): the hop to a numeric thread and back cost 0.3 to 0.45 ms of a
+# 4 ms call (bench/PROFILE.md, "Fifth profile"), and nobody else is waiting. With any other call in
+# flight, the numeric threads and their fair shares take it: a flood never runs on the loop.
+_ALONE_INLINE_COST = 10_000_000
 # Read requests above this many encoded bytes off the event loop (a copy of a field costs ~0.1 ms).
 _READ_INLINE_BYTES = 256 * 1024
 # What Parse may spend building an expression on its thread (a typical one takes a few ms): past it
@@ -571,17 +577,21 @@ class ChainruleApi:
 
     # Answering: decode the points and check what the reply will cost (off the event loop for a big
     # request), then compute and build the reply: on the event loop when the work is tiny (an
-    # executor hop costs more), else on the numeric executor once its working memory fits.
+    # executor hop costs more) or the call is alone in flight and its work small, else on the
+    # numeric executor once its working memory fits.
 
-    async def _answer(self, plan: _Plan, request: Any, wire: Wire, reply: _Reply, filled: bool) -> Reply[Any]:
+    async def _answer(
+        self, plan: _Plan, request: Any, wire: Wire, answer: _Answer, filled: bool
+    ) -> Reply[Any]:
         if wire.request_bytes > _READ_INLINE_BYTES:
             batch, working = await self._numeric.run(self._batch, plan, request, wire)
         else:
             batch, working = self._batch(plan, request, wire)
-            if plan.work * batch.size <= _INLINE_COST:
-                return self._reply(plan, batch, reply, filled)
+            cost = plan.work * batch.size
+            if cost <= _INLINE_COST or (cost <= _ALONE_INLINE_COST and self.calls.active <= 1):
+                return self._reply(plan, batch, answer, filled)
         async with self._memory.reserve(working):
-            return await self._numeric.run(self._reply, plan, batch, reply, filled)
+            return await self._numeric.run(self._reply, plan, batch, answer, filled)
 
     def _batch(self, plan: _Plan, request: Any, wire: Wire) -> tuple[Batch, int]:
         """The request's points, after every check of what answering them will cost; and the working
@@ -641,22 +651,26 @@ class ChainruleApi:
         if not batch.single:
             self._sized(batch, columns, arrays, wire)
 
-    def _reply(self, plan: _Plan, batch: Batch, reply: _Reply, filled: bool) -> Reply[Any]:
-        """Compute and finish the reply where the work runs: the message filled in, else serialised."""
-        run, build = reply
-        columns = batch.aligned_columns()
+    def _reply(self, plan: _Plan, batch: Batch, answer: _Answer, filled: bool) -> Reply[Any]:
+        """Compute and finish the reply where the work runs: the message filled in, else serialised
+        (f64le columns computed straight into the bytes to send)."""
+        reply = Reply(answer.head(plan))
+        into = None
+        if batch.raw_output and not batch.single and not filled:
+            columns = reply.lay_out(answer.columns(plan), batch.size)
+            into = [columns[index] for index in answer.computed_into(plan)]
         try:
-            result, stage = _timed("evaluate", run, plan.compiled, columns, batch.size)
+            result, stage = _timed("evaluate", answer.run, plan.compiled, batch.columns, batch.size, into)
         except ChainruleError as error:
             raise error.relocated({"columns": batch.field}) from None
         self._observe((stage,))
         self.metrics.add_points(batch.size)
-        built = build(plan, batch, result)
+        answer.fill(plan, reply, batch, result)
         if filled:
-            built.message()
+            reply.message()
         else:
-            built.SerializeToString()
-        return built
+            reply.SerializeToString()
+        return reply
 
     def _observe(self, stages: Sequence[jobs.Stage]) -> None:
         """Stages of work done for a request: into the stage metrics, and spans when tracing."""
@@ -884,56 +898,101 @@ def _timed(name: str, fn: Callable[..., _Result], *args: Any) -> tuple[_Result, 
     return jobs.timed(name, fn, *args)
 
 
-def _evaluation_reply(
-    plan: _Plan, batch: Batch, result: numeric.EvaluationResult
-) -> Reply[pb.EvaluateResponse]:
-    response = pb.EvaluateResponse(nonfinite_count=result.nonfinite_count)
-    reply = Reply(response)
-    if batch.single:
-        response.value = float(result.values[0])
-    else:
-        reply.add("values", result.values, batch.raw_output)
-    return reply
+# How an RPC computes its result and builds its reply: the reply's fields known before computing
+# (`head`), the f64le columns of many points in the reply's order (their fields by the plan, their
+# arrays by the result), the column each engine output is computed into, and the fields of one point.
 
 
-def _gradient_reply(
-    plan: _Plan, batch: Batch, result: numeric.GradientResult
-) -> Reply[pb.GradientAtPointResponse]:
-    response = pb.GradientAtPointResponse(
-        variables=list(plan.compiled.variables), nonfinite_count=result.nonfinite_count
-    )
-    reply = Reply(response)
-    if batch.single:
-        response.value = float(result.value[0])
-        response.gradient.extend(float(column[0]) for column in result.gradients)
-        response.hessian.extend(float(column[0]) for column in result.hessians)
-    else:
-        reply.add("values", result.value, batch.raw_output)
-        for column in result.gradients:
-            reply.add("gradients", column, batch.raw_output)
-        for column in result.hessians:
-            reply.add("hessians", column, batch.raw_output)
-    return reply
+@dataclass(frozen=True)
+class _Answer:
+    run: Callable[..., Any]
+    head: Callable[[_Plan], Message]
+    columns: Callable[[_Plan], list[str]]
+    arrays: Callable[[Any], list[numeric.FloatArray]]
+    computed_into: Callable[[_Plan], list[int]]
+    one_point: Callable[[Any, Any], None]
+
+    def fill(self, plan: _Plan, reply: Reply[Any], batch: Batch, result: Any) -> None:
+        reply.head.nonfinite_count = result.nonfinite_count
+        if batch.single:
+            self.one_point(reply.head, result)
+            return
+        for field, values in zip(self.columns(plan), self.arrays(result), strict=True):
+            reply.add(field, values, batch.raw_output)
 
 
-def _jacobian_reply(plan: _Plan, batch: Batch, result: numeric.JacobianResult) -> Reply[pb.JacobianResponse]:
-    response = pb.JacobianResponse(
-        variables=list(plan.compiled.variables), nonfinite_count=result.nonfinite_count
-    )
-    reply = Reply(response)
-    if batch.single:
-        response.values.extend(float(column[0]) for column in result.values)
-        response.jacobian.extend(float(column[0]) for column in result.jacobian)
-    else:
-        for column in result.values:
-            reply.add("value_arrays", column, batch.raw_output)
-        for column in result.jacobian:
-            reply.add("jacobian_arrays", column, batch.raw_output)
-    return reply
+def _in_order(columns: Callable[[_Plan], list[str]]) -> Callable[[_Plan], list[int]]:
+    return lambda plan: list(range(len(columns(plan))))
 
 
-# How an RPC computes its result and builds its reply from it.
-_Reply = tuple[Callable[[Any, Any, int], Any], Callable[[_Plan, Batch, Any], Reply[Any]]]
-_EVALUATION: _Reply = (engine.evaluate, _evaluation_reply)
-_GRADIENT: _Reply = (engine.gradient, _gradient_reply)
-_JACOBIAN: _Reply = (engine.jacobian, _jacobian_reply)
+def _variables(response: type[Message]) -> Callable[[_Plan], Message]:
+    return lambda plan: response(variables=list(plan.compiled.variables))
+
+
+def _evaluation_columns(plan: _Plan) -> list[str]:
+    return ["values"]
+
+
+def _one_value(response: pb.EvaluateResponse, result: numeric.EvaluationResult) -> None:
+    response.value = float(result.values[0])
+
+
+_EVALUATION = _Answer(
+    engine.evaluate,
+    lambda _: pb.EvaluateResponse(),
+    _evaluation_columns,
+    lambda result: [result.values],
+    _in_order(_evaluation_columns),
+    _one_value,
+)
+
+
+def _gradient_columns(plan: _Plan) -> list[str]:
+    compiled = cast(engine.CompiledGradient, plan.compiled)
+    n = len(compiled.variables)
+    return ["values"] + ["gradients"] * n + ["hessians"] * (n * n if compiled.hessian else 0)
+
+
+def _gradient_computed_into(plan: _Plan) -> list[int]:
+    """Value and partials in their columns, the Hessian's upper triangle in its (i, j) columns (the
+    mirrored ones are copied from them)."""
+    compiled = cast(engine.CompiledGradient, plan.compiled)
+    n = len(compiled.variables)
+    upper = numeric.upper_triangle(n) if compiled.hessian else []
+    return list(range(1 + n)) + [1 + n + i * n + j for i, j in upper]
+
+
+def _one_gradient(response: pb.GradientAtPointResponse, result: numeric.GradientResult) -> None:
+    response.value = float(result.value[0])
+    response.gradient.extend(float(column[0]) for column in result.gradients)
+    response.hessian.extend(float(column[0]) for column in result.hessians)
+
+
+_GRADIENT = _Answer(
+    engine.gradient,
+    _variables(pb.GradientAtPointResponse),
+    _gradient_columns,
+    lambda result: [result.value, *result.gradients, *result.hessians],
+    _gradient_computed_into,
+    _one_gradient,
+)
+
+
+def _jacobian_columns(plan: _Plan) -> list[str]:
+    compiled = cast(engine.CompiledJacobian, plan.compiled)
+    return ["value_arrays"] * compiled.rows + ["jacobian_arrays"] * (compiled.rows * len(compiled.variables))
+
+
+def _one_jacobian(response: pb.JacobianResponse, result: numeric.JacobianResult) -> None:
+    response.values.extend(float(column[0]) for column in result.values)
+    response.jacobian.extend(float(column[0]) for column in result.jacobian)
+
+
+_JACOBIAN = _Answer(
+    engine.jacobian,
+    _variables(pb.JacobianResponse),
+    _jacobian_columns,
+    lambda result: [*result.values, *result.jacobian],
+    _in_order(_jacobian_columns),
+    _one_jacobian,
+)

@@ -184,7 +184,6 @@ class Application:
 
     async def run(self, ready_file: Path | None = None, heartbeat_file: Path | None = None) -> None:
         """Serve until SIGTERM or SIGINT, then drain and return; beat into `heartbeat_file` if given."""
-        allocator.keep_freed_memory(self.settings.malloc_keep_bytes)
         connections.install_accept_error_filter()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -266,6 +265,11 @@ def serve(
     A numeric thread cannot be interrupted, and the interpreter would wait for it at exit: a call
     still computing when the grace ends (its caller already answered) is abandoned instead.
     """
+
+    # Before any thread starts: a thread keeps the malloc arena it got, and grpc's own threads (started
+    # as the server is built) had an arena each, in which big blocks were mapped and faulted in afresh
+    # for every call (10,000 page faults a 10^6-point Evaluate of six columns; bench/PROFILE.md).
+    allocator.keep_freed_memory(settings.malloc_keep_bytes)
 
     async def main() -> None:
         # Built inside the loop: grpc.aio binds its server to the loop running at construction.

@@ -60,7 +60,8 @@ class Encoding:
 
 # Held while building a reply, measured as the peak resident size over 10^6 points x 4 columns
 # (/proc VmHWM, bench/held_bytes.py), besides the engine's output columns: gRPC 8 bytes a value for
-# f64le (`batches.Reply` joins the columns into the serialised reply, one copy) and 26 for values
+# f64le (the serialised reply; the engine computes into it, `batches.Reply.lay_out`, so the output
+# columns counted besides it are an upper bound) and 26 for values
 # (Python floats, the message's copy, the serialised reply), plus grpc's own copy as it sends (a
 # message filled with f64le columns, as `api.evaluate` returns it, holds 16 and 26 serialised);
 # JSON 55 (f64le: base64 text, JSON text, body) and 102 (values: Python floats, text, body).

@@ -51,15 +51,13 @@ def test_nothing_changes_for_zero() -> None:
 
 
 # In a fresh interpreter: page faults of filling a 40 MB bytes object (over glibc's 32 MiB mmap cap,
-# like a reply's) the third time, after an 8 MB block has made the heap grow. Not numpy: it asks for
-# huge pages for big arrays, which hides the faults.
+# like a reply's) the third time, with nothing allocated before it that made the heap grow. Not
+# numpy: it asks for huge pages for big arrays, which hides the faults.
 _BIG_PROBE = textwrap.dedent(
     """
     import resource, sys
-    import numpy as np
     from chainrule.server.compute import allocator
     allocator.keep_freed_memory(int(sys.argv[1]))
-    small = np.ones(1_000_000)
     for _ in range(3):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         big = b"x" * 40_000_000

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import re
 import socket
+import tracemalloc
 
 import grpc
 import numpy as np
@@ -428,3 +431,28 @@ async def test_a_request_that_is_not_a_message_is_invalid_argument(
     _, found = rich_status(caught.value)
     info = found["ErrorInfo"]
     assert isinstance(info, error_details_pb2.ErrorInfo) and info.reason == "MALFORMED_MESSAGE"
+
+
+async def test_a_finished_call_leaves_nothing_for_the_garbage_collector(
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
+) -> None:
+    """With the cyclic collector off, ten finished 2 MB calls hold no request or reply: a call held in
+    a reference cycle (its context and done callback, which kept the instrumented context and its
+    request) lived until a full collection, outside every bound: 20 calls of 48 MB held 1 GB."""
+    request = pb.EvaluateRequest(
+        expression="x + 1", points={"x": pb.Array(f64le=np.linspace(0, 1, 250_000).tobytes())}
+    )
+    await stub.Evaluate(request)  # compiled and cached
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(10):
+            await stub.Evaluate(request)
+        await asyncio.sleep(0.2)  # the calls' done callbacks
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert held < 3_000_000, f"{held:,} bytes held after the calls"

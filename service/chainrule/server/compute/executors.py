@@ -358,7 +358,12 @@ class AdmittedCall:
         self._who = who
 
     def release(self) -> None:
-        """The call is over: its calls and bytes leave the limit (once, however often called)."""
+        """The call is over: its calls and bytes leave the limit (once, however often called).
+
+        It forgets how to find its caller too: that reaches the call's context, and a transport's
+        done callback (which holds this) sits in a reference cycle with that context, which would
+        keep the call's request alive until the cyclic collector ran."""
+        self._caller = None
         if not self._released:
             self._released = True
             self._limit._release(self._size, self._who)
