@@ -46,11 +46,12 @@ _C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient, engine.Comp
 # Evaluate on the event loop below this many operations times points (microseconds of work). An
 # mpmath kernel weighs more than this alone (kernels.WEIGHTS): it never runs on the loop.
 _INLINE_COST = 20_000
-# A call alone in flight computes up to this much there too (a few milliseconds of numpy, 10^5
-# points of a 4-variable gradient): the hop to a numeric thread and back cost 0.3 to 0.45 ms of a
-# 4 ms call (bench/PROFILE.md, "Fifth profile"), and nobody else is waiting. With any other call in
-# flight, the numeric threads and their fair shares take it: a flood never runs on the loop.
-_ALONE_INLINE_COST = 10_000_000
+# A call alone in flight computes up to this much there too: at most about 4 ms of numpy (the
+# weights' unit is about 1 ns; batch rows measure 0.3 to 0.55 ns), where the hop to a numeric thread
+# and back costs 0.3 to 0.45 ms (bench/PROFILE.md, "Fifth profile"), and nobody else is waiting
+# (who arrives meanwhile waits that long at most). With any other call in flight, the numeric
+# threads and their fair shares take it: a flood never runs on the loop.
+_ALONE_INLINE_COST = 4_000_000
 # Read requests above this many encoded bytes off the event loop (a copy of a field costs ~0.1 ms).
 _READ_INLINE_BYTES = 256 * 1024
 # What Parse may spend building an expression on its thread (a typical one takes a few ms): past it
