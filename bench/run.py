@@ -166,30 +166,44 @@ def _gap(row: Row) -> str:
 
 _NEURON = batch.NEURON.label
 _COPIES = (
-    "each column of the request that is not 8-byte aligned in its bytes is copied once (the others are "
-    "read in place), the reply is joined once, and the call hops to the numeric thread and back "
-    "(bench/PROFILE.md, 'Fourth profile')"
+    "columns and outputs that are not 8-byte aligned where protobuf puts them go through aligned "
+    "chunks in cache, and the arithmetic starts on cold caches (the request just arrived, the reply "
+    "is memory just allocated) where the hand-written numpy reuses hot columns (bench/PROFILE.md, "
+    "'Fifth profile')"
 )
 # What limits a figure that misses its target, stated where it is printed (only when it misses); keyed
 # by measure, or by "scenario: measure" where two scenarios share a measure's text.
 GAPS = {
     f"4 batch gradients: end-to-end, 1,000,000 points vs echo + numpy floor: {_NEURON}": (
-        "the reply is 40 MB, joined on the numeric thread (from kept heap memory: no page faults since "
-        f"the heap grows by CHAINRULE_MALLOC_KEEP_BYTES) before grpc copies it; and {_COPIES}. The echo "
-        "floor serialised its reply once, before the run."
+        "the reply is 40 MB, computed into the bytes grpc then copies as it sends; and "
+        f"{_COPIES}. The echo floor serialised its reply once, before the run."
     ),
     "3 batch evaluation: end-to-end, 1,000,000 points vs echo + numpy floor: 1 variable: x^3 - 2*x + 1": (
-        f"one column of cheap arithmetic, so a small floor (22 ms): {_COPIES}, and x^3 is three numpy "
-        "passes (|x|, SIMD power, the sign back; numpy's own power of a negative base is 40x slower) against "
-        "the hand-written x*x*x."
+        f"one column of cheap arithmetic, so a small floor (18 ms): {_COPIES}."
     ),
     "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: 1 variable: x^3 - 2*x + 1": (
-        "a floor of 5 ms, in which the call's fixed costs (the hop to the numeric thread and back: 0.3 to "
-        "0.4 ms under load, the reply's join) and x^3 (see the 10^6-point Evaluate row) weigh most."
+        "a floor of 3 ms, 0.4 ms of it numpy: on the server the same arithmetic takes 0.7 to 1.3 ms, as "
+        "the columns and the reply are cold in the cache when a call starts (repeated within the "
+        "handler it takes 0.5 ms); reading the request and building the reply add about 0.3 ms. "
+        "bench/PROFILE.md, 'Fifth profile'."
     ),
     "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: "
     "6 variables: sqrt(x0^2 + ... + x5^2)": (
         f"cheap arithmetic on six columns in and seven out: the floor is mostly the wire, and {_COPIES}."
+    ),
+    "server-side time per derivative (300 distinct) vs sympy": (
+        "the ratio follows sympy's own time, which varies more from run to run than chainrule's (on "
+        "2026-12-02 sympy took 8.25 ms a derivative in one full run and 5.36 ms in the next, chainrule "
+        "8.57 and 7.88 ms). chainrule's stages (parse, differentiate, simplify) add up to about 4.8 ms; "
+        "the rest is moving the expression between the server and a killable worker process "
+        "(bench/PROFILE.md, first profile), the price of being able to stop a runaway request."
+    ),
+    "4x4 system, server-side compute, 100,000 points vs JAX jit(vmap(jacfwd))": (
+        "chainrule writes 20 columns (the 4 values too) to JAX's 16, op by op in numpy passes over "
+        "chunks against XLA's fused loop, and into a reply whose memory the previous call's send left "
+        "cold in the cache, where JAX's loop reuses hot buffers: in one process, repeating the call, "
+        "chainrule takes 5.9 ms to JAX's 8.0 (bench/jacobian.py's own runs: 0.50 to 1.33 under load). "
+        "JAX's time varies 6.8 to 22 ms from run to run on this VM."
     ),
     "cached Differentiate req/s vs bare grpc.aio echo": (
         "the ratio sits at the target, within this shared VM's noise: on 2026-11-30 the six full runs "

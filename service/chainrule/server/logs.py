@@ -18,9 +18,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from chainrule.engine.errors import ChainruleError
+from chainrule.engine.errors import ChainruleError, Code
 from chainrule.server.config import Settings
 from chainrule.server.version import VERSION
 
@@ -35,6 +35,21 @@ _NOISY = ("grpc", "asyncio", "hpack", "multipart", "urllib3")
 _DROPPED = frozenset({"color_message"})
 
 
+class NotedError(NamedTuple):
+    """Why a request failed, as its access line says it. Not the exception itself: its traceback
+    holds the frames that handled the request, and with them the request's bytes."""
+
+    code: Code
+    reason: str
+    field: str
+    message: str
+
+    @classmethod
+    def of(cls, error: ChainruleError) -> NotedError:
+        field = error.violations[0].field if error.violations else ""
+        return cls(error.code, error.reason, field, error.message)
+
+
 class RequestRecord:
     """What the access line of one request reports beyond the transport's own figures."""
 
@@ -43,7 +58,7 @@ class RequestRecord:
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         self.caller = ""
-        self.error: ChainruleError | None = None
+        self.error: NotedError | None = None
 
 
 _OUTSIDE = RequestRecord("-")
@@ -83,7 +98,7 @@ def note_error(error: ChainruleError) -> None:
     """Remember why the current request failed, for its access line (reason, field, message)."""
     record = REQUEST.get()
     if record is not _OUTSIDE:
-        record.error = error
+        record.error = NotedError.of(error)
 
 
 def note_caller(caller: str) -> None:

@@ -27,7 +27,7 @@ from chainrule.server.config import ConfigError, Settings
 from chainrule.server.transport.auth import Callers, TokenChecker, fingerprint, grpc_peer_address
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.conftest import make_settings
+from tests.conftest import bytes_left_behind, make_settings
 
 TOKEN = "s3cret-token-for-tests"
 REQUEST = pb.DifferentiateRequest(expression="sin(x^2)")
@@ -206,6 +206,23 @@ async def test_grpc_refusals_are_counted_and_carry_the_request_id(token_app: App
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert dict(caught.value.trailing_metadata() or ())["x-request-id"] == "refused-1"
     assert token_app.registry.get_sample_value("grpc_server_handled_total", labels) == before + 1
+
+
+async def test_refused_callers_leave_nothing_for_the_garbage_collector(token_app: Application) -> None:
+    """Ten 2 MB calls without a token hold nothing once refused: the exception that aborts a call is
+    kept by grpc in a cycle with the call's context, and its frames held the request until a full
+    collection (tests/conftest.py, `bytes_left_behind`): memory an anonymous caller could pile up."""
+    request = pb.EvaluateRequest(expression="x + 1", points={"x": pb.Array(f64le=b"\0" * 2_000_000)})
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{token_app.grpc_port}") as channel:
+        stub = pb_grpc.DifferentiationServiceStub(channel)
+
+        async def call() -> None:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Evaluate(request, timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        held = await bytes_left_behind(call)
+    assert held < 3_000_000, f"{held:,} bytes held after the calls"
 
 
 async def test_grpc_health_is_exempt_and_reflection_is_not(token_app: Application) -> None:

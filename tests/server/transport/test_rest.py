@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
 import json
 import logging
 import socket
 import struct
-import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,7 +30,7 @@ from chainrule.server.transport import openapi, protojson
 from chainrule.server.transport.http_server import bind_socket, create_http_app
 from chainrule.server.transport.status import HTTP_STATUS
 from chainrule.v1 import chainrule_pb2 as pb
-from tests.conftest import make_settings
+from tests.conftest import bytes_left_behind, make_settings
 
 JSON = {"content-type": "application/json"}
 
@@ -191,18 +189,8 @@ async def test_a_finished_call_leaves_nothing_for_the_garbage_collector(app: App
         await reader.readexactly(length)
 
     try:
-        await call()
-        gc.collect()
-        gc.disable()
-        tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(10):
-            await call()
-        await asyncio.sleep(0.2)
-        held = tracemalloc.get_traced_memory()[0] - before
+        held = await bytes_left_behind(call)
     finally:
-        tracemalloc.stop()
-        gc.enable()
         writer.close()
     assert held < 3_000_000, f"{held:,} bytes held after the calls"
 

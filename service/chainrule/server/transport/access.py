@@ -83,11 +83,11 @@ def emit(
         text += f" caller={record.caller}"
     error = record.error
     if error is not None:
-        field = error.violations[0].field if error.violations else ""
-        fields.update(reason=error.reason, field=field, error=error.message)
+        fields.update(reason=error.reason, field=error.field, error=error.message)
         if transport == "http":
             text += f" {error.code.name}"
-        text += f" reason={error.reason}" + (f" field={field}" if field else "") + f": {error.message}"
+        text += f" reason={error.reason}" + (f" field={error.field}" if error.field else "")
+        text += f": {error.message}"
     log.log(level, "%s", text, extra=fields)
 
 
