@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import socket
 
@@ -430,23 +431,40 @@ async def test_a_request_that_is_not_a_message_is_invalid_argument(
     assert isinstance(info, error_details_pb2.ErrorInfo) and info.reason == "MALFORMED_MESSAGE"
 
 
-@pytest.mark.parametrize("expression", ["x + 1", "x + y"], ids=["answered", "refused: no column for y"])
+_COSTLY = " + ".join(f"sin({k}*x)^2" for k in range(1, 80))  # + a new term each call: never cached
+
+
+@pytest.mark.parametrize(
+    ("expression", "timeout", "code"),
+    [
+        ("x + 1", None, grpc.StatusCode.OK),
+        ("x + y", None, grpc.StatusCode.INVALID_ARGUMENT),
+        (_COSTLY, 0.05, grpc.StatusCode.DEADLINE_EXCEEDED),
+    ],
+    ids=["answered", "refused: no column for y", "out of time in a cold parse"],
+)
 async def test_a_finished_call_leaves_nothing_for_the_garbage_collector(
-    stub: pb_grpc.DifferentiationServiceAsyncStub, expression: str
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
+    expression: str,
+    timeout: float | None,
+    code: grpc.StatusCode,
 ) -> None:
-    """Ten finished 2 MB calls, answered or refused, hold no request or reply once done. A call in a
+    """Ten finished 2 MB calls hold no request or reply once done, however they ended. A call in a
     reference cycle lived until a full collection: its done callback held the instrumented context
-    and its request (20 calls of 48 MB held 1 GB), and grpc keeps the exception that aborts a call,
-    whose frames held the request (tests/conftest.py, `bytes_left_behind`)."""
-    request = pb.EvaluateRequest(
-        expression=expression, points={"x": pb.Array(f64le=np.linspace(0, 1, 250_000).tobytes())}
-    )
+    and its request (20 calls of 48 MB held 1 GB); grpc keeps the exception that aborts a call, whose
+    frames held the request; and an error shared by a single-flight computation's waiters held every
+    waiter's frames, and the worker killed for it (tests/conftest.py, `bytes_left_behind`)."""
+    points = {"x": pb.Array(f64le=np.linspace(0, 1, 250_000).tobytes())}
+    calls = itertools.count()
 
     async def call() -> None:
+        text = expression if timeout is None else f"{expression} + {next(calls)}*x"
         try:
-            await stub.Evaluate(request)
+            await stub.Evaluate(pb.EvaluateRequest(expression=text, points=points), timeout=timeout)
         except grpc.aio.AioRpcError as error:
-            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error.code() == code
+        else:
+            assert code == grpc.StatusCode.OK
 
     held = await bytes_left_behind(call)
     assert held < 3_000_000, f"{held:,} bytes held after the calls"
