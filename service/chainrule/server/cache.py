@@ -142,6 +142,10 @@ class LruCache(Generic[K, V]):
                 self._waiting[pending] -= 1
                 if not self._waiting[pending]:
                     del self._waiting[pending]
+                # The computation's error, raised here, holds this frame in its traceback: with the
+                # computation in a local, that was a cycle keeping every waiter's frames (their
+                # requests) until the cyclic collector ran.
+                pending = None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fill(self, key: K, compute: Callable[[], Awaitable[tuple[V, int]]]) -> V:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
 import socket
@@ -171,21 +172,29 @@ async def test_evaluate_f64le_base64_round_trip(client: httpx.AsyncClient) -> No
         assert values == (1.0, 4.0, 9.0)
 
 
-async def test_a_finished_call_leaves_nothing_for_the_garbage_collector(app: Application) -> None:
+@pytest.mark.parametrize(("timeout", "status"), [(None, 200), ("50m", 504)], ids=["answered", "out of time"])
+async def test_a_finished_call_leaves_nothing_for_the_garbage_collector(
+    app: Application, timeout: str | None, status: int
+) -> None:
     """As over gRPC (test_grpc_server.py): with the cyclic collector off, ten finished 2 MB calls
-    hold no request body or reply. (A bare HTTP/1.1 client: httpx's own requests and responses
-    are reference cycles, which this would count.)"""
+    hold no request body or reply, answered or out of time in a cold parse (each a new expression:
+    its error is shared by the single flight's waiters). A bare HTTP/1.1 client: httpx's own
+    requests and responses are reference cycles, which this would count."""
     raw = np.linspace(0, 1, 250_000).tobytes()
-    body = json.dumps({"expression": "x + 1", "points": {"x": {"f64le": base64.b64encode(raw).decode()}}})
-    head = "POST /v1/evaluate HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
-    message = f"{head}content-length: {len(body)}\r\n\r\n{body}".encode()
+    points = {"x": {"f64le": base64.b64encode(raw).decode()}}
+    costly = " + ".join(f"sin({k}*x)^2" for k in range(1, 80))
+    calls = itertools.count()
     reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
 
     async def call() -> None:
-        writer.write(message)
-        status = await reader.readuntil(b"\r\n\r\n")
-        assert status.startswith(b"HTTP/1.1 200"), status
-        length = int(status.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        expression = "x + 1" if timeout is None else f"{costly} + {next(calls)}*x"
+        body = json.dumps({"expression": expression, "points": points})
+        head = "POST /v1/evaluate HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+        head += "" if timeout is None else f"grpc-timeout: {timeout}\r\n"
+        writer.write(f"{head}content-length: {len(body)}\r\n\r\n{body}".encode())
+        answer = await reader.readuntil(b"\r\n\r\n")
+        assert answer.startswith(f"HTTP/1.1 {status}".encode()), answer
+        length = int(answer.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
         await reader.readexactly(length)
 
     try:
