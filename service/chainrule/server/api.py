@@ -658,8 +658,7 @@ class ChainruleApi:
         reply = Reply(answer.head(plan))
         into = None
         if batch.raw_output and not batch.single and not filled:
-            columns = reply.lay_out(answer.columns(plan), batch.size)
-            into = [columns[index] for index in answer.computed_into(plan)]
+            into = answer.places(plan, reply.lay_out(answer.columns(plan), batch.size))
         try:
             result, stage = _timed("evaluate", answer.run, plan.compiled, batch.columns, batch.size, into)
         except ChainruleError as error:
@@ -901,7 +900,8 @@ def _timed(name: str, fn: Callable[..., _Result], *args: Any) -> tuple[_Result, 
 
 # How an RPC computes its result and builds its reply: the reply's fields known before computing
 # (`head`), the f64le columns of many points in the reply's order (their fields by the plan, their
-# arrays by the result), the column each engine output is computed into, and the fields of one point.
+# arrays by the result), the fields of one point, and the column each engine output is computed
+# into (None: the engine's outputs are the columns, in order).
 
 
 @dataclass(frozen=True)
@@ -910,8 +910,12 @@ class _Answer:
     head: Callable[[_Plan], Message]
     columns: Callable[[_Plan], list[str]]
     arrays: Callable[[Any], list[numeric.FloatArray]]
-    computed_into: Callable[[_Plan], list[int]]
     one_point: Callable[[Any, Any], None]
+    computed_into: Callable[[_Plan], list[int]] | None = None
+
+    def places(self, plan: _Plan, columns: list[numeric.FloatArray]) -> list[numeric.FloatArray]:
+        """The reply's laid-out `columns` the engine's outputs are computed into, in its order."""
+        return columns if self.computed_into is None else [columns[i] for i in self.computed_into(plan)]
 
     def fill(self, plan: _Plan, reply: Reply[Any], batch: Batch, result: Any) -> None:
         reply.head.nonfinite_count = result.nonfinite_count
@@ -920,10 +924,6 @@ class _Answer:
             return
         for field, values in zip(self.columns(plan), self.arrays(result), strict=True):
             reply.add(field, values, batch.raw_output)
-
-
-def _in_order(columns: Callable[[_Plan], list[str]]) -> Callable[[_Plan], list[int]]:
-    return lambda plan: list(range(len(columns(plan))))
 
 
 def _variables(response: type[Message]) -> Callable[[_Plan], Message]:
@@ -943,7 +943,6 @@ _EVALUATION = _Answer(
     lambda _: pb.EvaluateResponse(),
     _evaluation_columns,
     lambda result: [result.values],
-    _in_order(_evaluation_columns),
     _one_value,
 )
 
@@ -974,8 +973,8 @@ _GRADIENT = _Answer(
     _variables(pb.GradientAtPointResponse),
     _gradient_columns,
     lambda result: [result.value, *result.gradients, *result.hessians],
-    _gradient_computed_into,
     _one_gradient,
+    _gradient_computed_into,
 )
 
 
@@ -994,6 +993,5 @@ _JACOBIAN = _Answer(
     _variables(pb.JacobianResponse),
     _jacobian_columns,
     lambda result: [*result.values, *result.jacobian],
-    _in_order(_jacobian_columns),
     _one_jacobian,
 )
