@@ -136,3 +136,13 @@ def test_the_wide_runs_are_bound_by_the_calls_budget(monkeypatch: pytest.MonkeyP
         engine.evaluate(compiled, {"x": xs}, len(xs))
     assert raised.value.reason == "COMPUTE_BUDGET_EXCEEDED"
     assert "long double" in str(raised.value)
+
+
+def test_what_follows_a_double_only_kernel_is_computed_in_long_double() -> None:
+    """beta has no long double: the wide run computes it in doubles, and its square (past them) came
+    back a double and overflowed again, so beta(sin x, x^x)^2 / x^(2x) at x = 92.8 was NaN (make fuzz)."""
+    x = 92.79461985680355
+    with mpmath.workdps(60):
+        a, b = mpmath.sin(mpmath.mpf(x)), mpmath.mpf(x) ** x
+        exact = float((mpmath.gamma(a) * b ** (-a)) ** 2 / (4_000_000 * b**2))
+    assert _evaluate("beta(sin(x), x^x)^2/(4000000*x^(2*x))", [x])[0] == pytest.approx(exact, rel=1e-9)

@@ -751,10 +751,16 @@ def _beta(ctx: Any, a: Value, b: Value) -> Value:
         return ctx.nan
     if any(not _complex(v) and v != 0 and ctx.mag(v) > _SPECIAL_BITS for v in (a, b)):
         return ctx.nan
+    # mpmath forms a + b at the working precision: with one argument below the other's last bit
+    # (beta(sin x, x^x) at x = 92.8, where x^x is 3.8e182), Gamma(b) / Gamma(a + b) came out 1 and
+    # the value Gamma(a), not Gamma(a) b^-a: 2e181 times too small. Enough bits to hold the sum.
+    gap = abs(ctx.mag(a) - ctx.mag(b)) if a != 0 and b != 0 else 0
     try:
-        return ctx.beta(a, b)
+        with ctx.extraprec(gap + 10):
+            value = ctx.beta(a, b)
     except ValueError:  # a pole of a numerator gamma
         return ctx.nan
+    return +value
 
 
 def _real_root(ctx: Any, x: Value, n: Value) -> Value:
