@@ -168,8 +168,17 @@ def handling(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> t
 def mean_server_seconds(
     stub: pb_grpc.DifferentiationServiceStub, http_port: int, requests: list[str]
 ) -> float:
-    """Mean server-side handling time of `requests`, sent one at a time, from the server's histogram."""
-    total_before, count_before = handling(scrape(http_port))
+    """Mean server-side handling time of `requests`, sent one at a time, from the server's histogram
+    (once the calls of an earlier load have ended: those the load left behind end CANCELLED)."""
+    samples, settled = scrape(http_port), 0
+    for _ in range(100):  # until nothing is in flight and nothing counted for 0.3 s (at most 10 s)
+        if settled == 3:
+            break
+        time.sleep(0.1)
+        previous, samples = samples, scrape(http_port)
+        in_flight = sum(v for (name, _), v in samples.items() if name == "chainrule_requests_in_flight")
+        settled = settled + 1 if not in_flight and handling(samples) == handling(previous) else 0
+    total_before, count_before = handling(samples)
     for expression in requests:
         stub.Differentiate(pb.DifferentiateRequest(expression=expression))
     total_after, count_after = handling(scrape(http_port))

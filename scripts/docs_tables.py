@@ -140,6 +140,8 @@ _MEMORY_TERMS = {
     "numeric": "`NUMERIC_MEMORY_BYTES`: the working memory of the numeric calls computing at once",
     "workers": "`SYMBOLIC_WORKERS` x `WORKER_MEMORY_BYTES` (their address-space limit), and the spares "
     "and the forkserver idle and warm (128 MiB each)",
+    "receiving": "`GRPC_RECEIVING_CALLS` x `MAX_REQUEST_BYTES` (gRPC messages being read) and "
+    "`CALLS_IN_FLIGHT` x 64 KiB (calls waiting to read theirs, at the stream window)",
     "connections": "`MAX_CONNECTIONS` x 32 KiB (HTTP) and `MAX_GRPC_CONNECTIONS` x 20 KiB (gRPC): "
     "every connection open, each idle or sending its request head",
 }

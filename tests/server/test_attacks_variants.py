@@ -197,19 +197,24 @@ def _literal(name: str, value: str) -> bytes:
     return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
 
 
-_DATA, _HEADERS, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 1, 4, 6, 7, 8
+_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
 _MAX_FRAME = 16_384  # HTTP/2's default SETTINGS_MAX_FRAME_SIZE
 
 
 class NonReadingClient:
     """An HTTP/2 gRPC client that opens calls but gives the server no window to send replies in
     (SETTINGS_INITIAL_WINDOW_SIZE = 0): it answers the server's SETTINGS and PINGs, so the
-    connection stays healthy, and never reads a reply."""
+    connection stays healthy, and never reads a reply. It sends within the windows the server
+    grants, as a client must."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.window = 65_535  # the server's connection-level window for our requests
+        self.initial_window = 65_535  # each new stream's, until the server's SETTINGS say otherwise
+        self.windows: dict[int, int] = {}  # each open stream's
+        self.granted = asyncio.Event()
         self.next_stream = 1
+        self.sent = 0  # bytes of messages sent
         self.finished = 0  # calls the server ended without a reply (trailers only: refusals)
 
     async def __aenter__(self) -> NonReadingClient:
@@ -236,27 +241,44 @@ class NonReadingClient:
             kind, flags, stream = head[3], head[4], struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF
             payload = await self.reader.readexactly(length)
             if kind == _SETTINGS and not flags & 1:
+                self._settings(payload)
                 self.writer.write(_frame(_SETTINGS, 1, 0))
             elif kind == _PING and not flags & 1:
                 self.writer.write(_frame(_PING, 1, 0, payload))
-            elif kind == _WINDOW_UPDATE and stream == 0:
-                self.window += struct.unpack(">I", payload)[0] & 0x7FFFFFFF
+            elif kind == _WINDOW_UPDATE:
+                increment = struct.unpack(">I", payload)[0] & 0x7FFFFFFF
+                if stream == 0:
+                    self.window += increment
+                elif stream in self.windows:
+                    self.windows[stream] += increment
+                self.granted.set()
             elif kind == _HEADERS and flags & 1:
                 self.finished += 1
+                self.windows.pop(stream, None)
+            elif kind == _RST_STREAM:
+                self.windows.pop(stream, None)
             elif kind == _GOAWAY:
                 raise AssertionError(f"GOAWAY {payload!r}")
+
+    def _settings(self, payload: bytes) -> None:
+        for offset in range(0, len(payload), 6):
+            key, value = struct.unpack(">HI", payload[offset : offset + 6])
+            if key == 0x4:  # SETTINGS_INITIAL_WINDOW_SIZE: applies to open streams too
+                for stream in self.windows:
+                    self.windows[stream] += value - self.initial_window
+                self.initial_window = value
 
     async def call(self, method: str, message: bytes) -> None:
         await self.send(method, b"\x00" + struct.pack(">I", len(message)) + message, end=True)
 
     async def start_call(self, method: str, declared: int, sent: int) -> None:
-        """Open a call whose message declares `declared` bytes, send the first `sent`, and stop."""
+        """Open a call whose message declares `declared` bytes, send the first `sent` bytes (as
+        far as the windows the server grants within a moment allow), and stop."""
         await self.send(method, b"\x00" + struct.pack(">I", declared) + bytes(sent - 5), end=False)
 
     async def send(self, method: str, body: bytes, *, end: bool) -> None:
-        while self.window < len(body):
-            await asyncio.sleep(0.01)
-        self.window -= len(body)
+        """Open a call and send `body`; a whole message (`end`) waits for the windows it needs,
+        up to 10 s, a partial one for 0.1 s at most."""
         headers = b"".join(
             _literal(name, value)
             for name, value in (
@@ -269,10 +291,27 @@ class NonReadingClient:
             )
         )
         stream, self.next_stream = self.next_stream, self.next_stream + 2
+        self.windows[stream] = self.initial_window
         self.writer.write(_frame(_HEADERS, 0x4, stream, headers))
-        for start in range(0, len(body), _MAX_FRAME):
-            last = end and start + _MAX_FRAME >= len(body)
-            self.writer.write(_frame(_DATA, 0x1 if last else 0, stream, body[start : start + _MAX_FRAME]))
+        deadline = asyncio.get_running_loop().time() + (10 if end else 0.1)
+        position = 0
+        while position < len(body):
+            room = min(self.window, self.windows.get(stream, 0), _MAX_FRAME, len(body) - position)
+            if room <= 0:
+                self.granted.clear()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self.granted.wait()
+                except TimeoutError:
+                    assert not end, f"no window for a {len(body)}-byte message"
+                    break
+                continue
+            last = end and position + room == len(body)
+            self.writer.write(_frame(_DATA, 0x1 if last else 0, stream, body[position : position + room]))
+            position += room
+            self.window -= room
+            self.windows[stream] -= room
+            self.sent += room
         await self.writer.drain()
 
 
@@ -336,22 +375,30 @@ async def test_a_costly_parse_stops_at_its_deadline_and_others_parse_on(server: 
             assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-@pytest.mark.xfail(
-    strict=True, reason="not fixed yet: grpc holds partial messages on every stream before any admission"
-)
 async def test_messages_that_never_finish_arriving_are_bounded(fresh_server: Server) -> None:
     server = fresh_server
-    # A call's request is admitted (calls and bytes in flight) only once grpc has the whole message:
-    # until then grpc holds what has arrived, on every stream a connection may open (256 here, 4,096
-    # at the defaults), each with a window of 4 MiB that grpc keeps granting. 200 calls on each of
-    # two connections, each declaring 8 MB and sending 1 MB, then nothing (the client answers pings,
-    # so nothing ever closes them), pinned 400 MB; no handler ever ran.
+    # grpc.aio read a unary call's message before its handler ran, granting a window of its declared
+    # length, and nothing counted what had arrived: 200 calls on each of two connections, each
+    # declaring 64 MiB and sending 1 MB, then nothing (the client answers pings, so nothing closes
+    # them), pinned 400 MB. Now a message is read only in one of the few receiving slots; the others
+    # wait with a stream window of 64 KiB, and every message still arriving is refused at the head
+    # timeout (2 s here).
     async with bystander(server), contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(NonReadingClient(server.grpc_port)) for _ in range(2)]
         for _ in range(200):
             for client in clients:
                 await client.start_call("Evaluate", declared=SETTINGS.max_request_bytes, sent=1_000_000)
-        await asyncio.sleep(1)
+        await asyncio.sleep(HEAD_TIMEOUT + 1)
+        assert sum(client.finished for client in clients) == 400, "every call was ended"
+        assert sum(client.sent for client in clients) < 100 * MIB, "no window for most of what they declared"
+    # Those read timed out (INVALID_ARGUMENT, MESSAGE_TIMEOUT); those waiting for a slot were refused
+    # (RESOURCE_EXHAUSTED with a retry delay) at once or at the timeout.
+    evaluate = 'grpc_method="Evaluate",grpc_service="chainrule.v1.DifferentiationService"'
+    timed_out = await metric(server, f'grpc_server_handled_total{{grpc_code="INVALID_ARGUMENT",{evaluate}')
+    refused = await metric(
+        server, 'chainrule_overload_rejections_total{cause="overloaded",queue="receiving"}'
+    )
+    assert timed_out >= 2 and timed_out + refused == 400, (timed_out, refused)
 
 
 # --- 7. one caller's deadline is not another's ------------------------------------------------------

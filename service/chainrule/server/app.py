@@ -24,7 +24,7 @@ from chainrule.server.compute.executors import Admission, BoundedExecutor, Execu
 from chainrule.server.compute.pool import ProcessExecutor
 from chainrule.server.config import Settings
 from chainrule.server.logs import banner, set_trace_source
-from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
+from chainrule.server.metrics import HttpMetrics, Metrics, Refusing, exposition_registry
 from chainrule.server.tracing import Tracing, configure_tracing
 from chainrule.server.transport import connections
 from chainrule.server.transport.auth import (
@@ -52,6 +52,7 @@ from chainrule.server.transport.http_server import (
 )
 from chainrule.server.transport.instrumentation import Instrumentation
 from chainrule.server.transport.pages import Site
+from chainrule.server.transport.receiving import ReceiveSlots
 from chainrule.server.version import VERSION
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,15 @@ class Application:
             tracing=self.tracing,
         )
         self.metrics.watch_admission(self.api.calls)
-        for admission in (*admissions, self.parsing.admission):
+        receiving = ReceiveSlots(
+            settings.grpc_receiving_calls,
+            settings.calls_in_flight,
+            settings.header_timeout_seconds,
+            settings.retry_after_seconds,
+            callers.of_grpc,
+        )
+        refusing: tuple[Refusing, ...] = (*admissions, self.parsing.admission, receiving)
+        for admission in refusing:
             self.metrics.watch_admission(admission)
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
@@ -104,6 +113,7 @@ class Application:
             tokens=tokens,
             access_log=settings.access_log,
             tracing=self.tracing,
+            receiving=receiving,
         )
         _size_descriptors(settings)
         # On ports shared with other server processes (the supervisor's), listen only once this

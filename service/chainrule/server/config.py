@@ -128,7 +128,8 @@ class Settings:
         "header_timeout_seconds",
         30.0,
         "seconds",
-        "for a complete HTTP request head after connecting or a response, and for each piece of its body",
+        "for a complete HTTP request head after connecting or a response, and for each piece of its body; "
+        "for a gRPC request message to arrive once read",
     )
     # Machines, not people, send the HTTP/2 preface (and TLS): a client does it in milliseconds. Short,
     # because grpc cannot evict an idle connection to make room at its cap as the HTTP side does.
@@ -202,6 +203,16 @@ class Settings:
         metadata={
             BOUND: True,
             "doc": "calls one server process serves at once; beyond: RESOURCE_EXHAUSTED, retry later",
+        },
+    )
+    # grpc grants a message being read a window of its declared length before any handler can count
+    # it (transport/receiving.py): the messages being read at once bound that memory.
+    grpc_receiving_calls: int = field(
+        default=4,
+        metadata={
+            BOUND: True,
+            "doc": "gRPC request messages one server process reads at once, each up to MAX_REQUEST_BYTES "
+            "(half for one caller); other calls wait for a slot up to HEADER_TIMEOUT_SECONDS",
         },
     )
     request_bytes_in_flight: int = field(
@@ -322,6 +333,10 @@ class Settings:
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be 'text' or 'json', got {self.log_format!r}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL is not a logging level: {self.log_level!r}")
+        if self.grpc_receiving_calls < 1:
+            raise ConfigError(
+                f"{PREFIX}GRPC_RECEIVING_CALLS must be at least 1, got {self.grpc_receiving_calls}"
+            )
         if self.compute_threads < 1:
             raise ConfigError(f"{PREFIX}COMPUTE_THREADS must be at least 1, got {self.compute_threads}")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

@@ -204,6 +204,9 @@ SUPERVISOR_BYTES = 128 * 1024 * 1024
 # after it; plus the kernel's socket.
 HTTP_CONNECTION_BYTES = 32 * 1024
 GRPC_CONNECTION_BYTES = 20 * 1024
+# What grpc may hold of a gRPC message not yet read: HTTP/2's initial stream window, which grpc keeps
+# without its bandwidth probe (transport/receiving.py).
+GRPC_STREAM_WINDOW_BYTES = 64 * 1024
 
 
 def memory_bound(settings: Settings) -> dict[str, int]:
@@ -212,7 +215,9 @@ def memory_bound(settings: Settings) -> dict[str, int]:
     Each term is a bound the server enforces, so the sum bounds the process (docs/operations.md,
     "Sizing", derives the pod limits from it): the caches' byte bounds, the requests in flight, the
     numeric calls' working memory, each busy worker process's address-space limit (at most
-    `symbolic_workers` compute at once; spares wait warm), and the open connections at their caps.
+    `symbolic_workers` compute at once; spares wait warm), the gRPC messages arriving (each being
+    read up to its limit, each waiting call's up to its stream window), and the open connections at
+    their caps.
     """
     workers = 0
     if settings.symbolic_workers:  # the busy ones up to their limit; the spares idle, warm
@@ -224,6 +229,8 @@ def memory_bound(settings: Settings) -> dict[str, int]:
         "requests": REQUEST_EXPANSION * settings.request_bytes_in_flight,
         "numeric": settings.numeric_memory_bytes,
         "workers": workers,
+        "receiving": settings.grpc_receiving_calls * settings.max_request_bytes
+        + settings.calls_in_flight * GRPC_STREAM_WINDOW_BYTES,
         "connections": settings.max_connections * HTTP_CONNECTION_BYTES
         + settings.max_grpc_connections * GRPC_CONNECTION_BYTES,
     }

@@ -194,6 +194,10 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # `calls_in_flight`, a client that opens a burst on a fresh connection before it has read
         # our SETTINGS gets the excess reset as REFUSED_STREAM: UNAVAILABLE, uncounted, no delay.
         ("grpc.max_concurrent_streams", _STREAMS_PER_CALL_SLOT * settings.calls_in_flight),
+        # A stream's window stays at the initial 64 KiB until its message is read (receiving.py):
+        # grpc's bandwidth probe would widen every stream's, unread ones too (to 64 MiB on loopback).
+        # A message being read gets a window of its whole length either way.
+        ("grpc.http2.bdp_probe", 0),
         ("grpc.server.max_pending_requests", max(_BACKLOG, 4 * settings.calls_in_flight)),
         ("grpc.server.max_pending_requests_hard_limit", max(_BACKLOG, 4 * settings.calls_in_flight)),
         # Connections: capped, a handshake within the header timeout, idle ones closed.

@@ -28,12 +28,13 @@ from typing import Any, cast
 
 import grpc
 
-from chainrule.engine.errors import ChainruleError, Code
+from chainrule.engine.errors import ChainruleError, Code, InvalidArgument
 from chainrule.server.logs import REQUEST_ID_KEY, RequestRecord, accept_request_id, begin_request, note_error
 from chainrule.server.metrics import Metrics
 from chainrule.server.tracing import Tracing
 from chainrule.server.transport import access
 from chainrule.server.transport.auth import TokenChecker, grpc_refusal
+from chainrule.server.transport.receiving import ReceiveSlots
 from chainrule.server.transport.status import grpc_status
 
 __all__ = ["REQUEST_ID_KEY", "Instrumentation", "Registration", "request_id_from"]
@@ -90,11 +91,15 @@ class Instrumentation:
         tokens: TokenChecker | None = None,
         access_log: bool = True,
         tracing: Tracing | None = None,
+        *,
+        receiving: ReceiveSlots | None = None,
     ) -> None:
         """`response_metadata`: pairs added to every unary response's trailers (the server process id);
         `access_log`: an access line for calls that succeed too, not only for failures; `tracing`:
-        a SERVER span around each unary call (none of its cost when off)."""
+        a SERVER span around each unary call (none of its cost when off); `receiving`: the slots
+        every request message is read in (receiving.py), after the token check."""
         self._metrics = metrics
+        self._receiving = receiving
         self._response_metadata = tuple(response_metadata)
         self._tokens = tokens or TokenChecker(())
         self._log_successes = access_log
@@ -106,17 +111,23 @@ class Instrumentation:
         """`handler` with this instrumentation built in."""
         refusal = grpc_refusal(self._tokens, method)
         if handler.unary_unary is None:
-            return _streaming(handler, method, refusal)
+            return _streaming(handler, method, refusal, self._receiving)
         instrumented = _instrumented(
             cast(UnaryBehavior, handler.unary_unary),
             functools.partial(_MethodMetrics, self._metrics, method),
             self._response_metadata,
             refusal,
             self._log_successes,
+            receiving=self._receiving,
         )
         if self._tracing is not None:
             instrumented = _traced(instrumented, self._tracing, method)
-        return handler._replace(unary_unary=instrumented)  # type: ignore[attr-defined, no-any-return]
+        if self._receiving is None:
+            return handler._replace(unary_unary=instrumented)  # type: ignore[attr-defined, no-any-return]
+        # Registered as client-streaming, the handler runs before its message is read, and reads it.
+        return handler._replace(  # type: ignore[attr-defined, no-any-return]
+            request_streaming=True, unary_unary=None, stream_unary=instrumented
+        )
 
 
 class Registration:
@@ -162,14 +173,24 @@ class _InstrumentedGeneric(grpc.GenericRpcHandler):
 
 
 def _streaming(
-    handler: grpc.RpcMethodHandler[Any, Any], method: str, refusal: Refusal | None
+    handler: grpc.RpcMethodHandler[Any, Any],
+    method: str,
+    refusal: Refusal | None,
+    receiving: ReceiveSlots | None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """A streaming handler that checks the token, sets the request id and writes an access line."""
+    """A streaming handler that checks the token, sets the request id and writes an access line;
+    with `receiving`, its request messages are read in slots (a server-streaming one's registered as
+    bidirectional, so that it runs before its message is read)."""
     kinds = ("unary_stream", "stream_unary", "stream_stream")
     kind = next((name for name in kinds if getattr(handler, name) is not None), None)
     if kind is None:
         return handler
     behavior = getattr(handler, kind)
+    if receiving is not None:
+        behavior = _reading_in_slots(behavior, receiving, one=kind == "unary_stream")
+        if kind == "unary_stream":
+            handler = handler._replace(request_streaming=True, unary_stream=None)  # type: ignore[attr-defined]
+            kind = "stream_stream"
 
     async def admit(context: Context) -> RequestRecord:
         metadata = context.invocation_metadata()
@@ -224,13 +245,74 @@ def _streaming(
     return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined, no-any-return]
 
 
+def _reading_in_slots(behavior: Any, receiving: ReceiveSlots, *, one: bool) -> Any:
+    """`behavior` given its request message (`one`) or messages, each read in a slot."""
+
+    async def each(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        while True:
+            try:
+                yield await _read_in_slot(receiving, functools.partial(anext, requests), context, context)
+            except StopAsyncIteration:
+                return
+
+    def given(requests: Any, context: Context) -> Any:
+        return _one_message(receiving, context, context) if one else _ready(each(requests, context))
+
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(requests: Any, context: Context) -> AsyncIterator[Any]:
+            async for item in behavior(await given(requests, context), context):
+                yield item
+
+        return stream
+
+    async def call(requests: Any, context: Context) -> Any:
+        return await behavior(await given(requests, context), context)
+
+    return call
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+async def _one_message(receiving: ReceiveSlots, context: Context, aborting: Any) -> Any:
+    """The call's one request message, read in a slot (`context.read`)."""
+
+    async def read() -> Any:
+        request = await context.read()
+        if request is grpc.aio.EOF:
+            raise InvalidArgument(
+                "the call ended without its request message; send exactly one", reason="MALFORMED_MESSAGE"
+            )
+        return request
+
+    return await _read_in_slot(receiving, read, context, aborting)
+
+
+async def _read_in_slot(
+    receiving: ReceiveSlots, read: Callable[[], Awaitable[Any]], context: Context, aborting: Any
+) -> Any:
+    """`read()` in a slot; a call refused (or its message refused) is aborted with `aborting`."""
+    try:
+        return await receiving.receive(read, context)
+    except ChainruleError as error:
+        note_error(error)
+        await aborting.abort_with_status(grpc_status(error))
+        raise AssertionError("abort_with_status returned") from None  # pragma: no cover
+
+
 def _instrumented(
     behavior: UnaryBehavior,
     make_metrics: Callable[[], _MethodMetrics],
     response_metadata: tuple[tuple[str, str], ...],
     refusal: Refusal | None,
     log_successes: bool,
+    *,
+    receiving: ReceiveSlots | None,
 ) -> UnaryBehavior:
+    """`behavior` counted, logged and token-checked; with `receiving`, a client-streaming behaviour
+    that reads its one request message in a slot first."""
     perf_counter = time.perf_counter
     # Resolved on the first call, not when the handler is built: a method never called exports
     # no samples (its labelled children would otherwise appear at 0 from start-up).
@@ -257,6 +339,9 @@ def _instrumented(
             if error is not None:
                 note_error(error)
                 await scoped.abort_with_status(grpc_status(error))
+            if receiving is not None:
+                request = await _one_message(receiving, context, scoped)
+                scoped.received(request)
             response = await behavior(request, cast(Context, scoped))
         except asyncio.CancelledError as error:
             scoped.finish(grpc.StatusCode.CANCELLED)
@@ -337,6 +422,10 @@ class _CallContext:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
+
+    def received(self, request: Any) -> None:
+        """The request message, read once the call had started."""
+        self._request_bytes = _size(request)
 
     def finish(self, code: grpc.StatusCode) -> None:
         """Record a call that did not end OK, once."""

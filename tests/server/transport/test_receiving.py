@@ -1,0 +1,168 @@
+"""ReceiveSlots: how many gRPC request messages are read at once, shared fairly between callers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from chainrule.engine.errors import InvalidArgument, ResourceExhausted
+from chainrule.server.transport.receiving import ReceiveSlots
+
+
+def slots(count: int = 2, waiting: int = 8, timeout: float = 5.0) -> ReceiveSlots:
+    # The "context" of these calls is the caller's name itself.
+    return ReceiveSlots(count, waiting, timeout, retry_after_seconds=1.0, caller_of=str)
+
+
+class Message:
+    """A message that has arrived once `arrive` is called."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.arrived = asyncio.Event()
+        self.reading = False
+
+    async def read(self) -> str:
+        self.reading = True
+        await self.arrived.wait()
+        return self.text
+
+    def arrive(self) -> None:
+        self.arrived.set()
+
+
+def started(receiving: ReceiveSlots, message: Message, caller: str) -> asyncio.Task[str]:
+    return asyncio.ensure_future(receiving.receive(message.read, caller))
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_messages_past_the_slots_wait_until_one_is_read() -> None:
+    receiving = slots(2)
+    messages = [Message(f"m{index}") for index in range(3)]
+    tasks = [started(receiving, message, f"caller{index}") for index, message in enumerate(messages)]
+    await settle()
+    assert [message.reading for message in messages] == [True, True, False]
+    assert (receiving.reading, receiving.waiting) == (2, 1)
+    messages[1].arrive()
+    assert await tasks[1] == "m1"
+    await settle()
+    assert messages[2].reading
+    for message in messages:
+        message.arrive()
+    assert await asyncio.gather(*tasks) == ["m0", "m1", "m2"]
+    assert (receiving.reading, receiving.waiting) == (0, 0)
+
+
+async def test_one_caller_reads_in_half_the_slots_and_others_take_turns() -> None:
+    receiving = slots(4)
+    flood = [Message(f"a{index}") for index in range(6)]
+    flooding = [started(receiving, message, "attacker") for message in flood]
+    await settle()
+    assert sum(message.reading for message in flood) == 2, "half the slots, however many it sends"
+    others = [Message("b"), Message("c")]
+    served = [started(receiving, message, name) for message, name in zip(others, "bc", strict=True)]
+    await settle()
+    assert all(message.reading for message in others), "the free slots go to the other callers"
+    # A slot the attacker frees goes back to it (its share), while others' waits are served first.
+    third = Message("b2")
+    waiting_b = started(receiving, third, "b")
+    await settle()
+    assert not third.reading, "b holds its half already"
+    others[0].arrive()
+    await settle()
+    assert third.reading, "b's freed slot went to b's next call, not to the attacker's (over its share)"
+    for message in [*flood, *others, third]:
+        message.arrive()
+    await asyncio.gather(*flooding, *served, waiting_b)
+    assert (receiving.reading, receiving.waiting) == (0, 0)
+
+
+async def test_waiting_is_bounded_and_shared() -> None:
+    receiving = slots(1, waiting=8)
+    holder = Message("held")
+    tasks = [started(receiving, holder, "someone")]
+    queued = [Message(f"q{index}") for index in range(2)]
+    tasks += [started(receiving, message, "attacker") for message in queued]
+    tasks += [started(receiving, Message("x"), f"other{index}") for index in range(2)]
+    await settle()
+    assert receiving.waiting == 4
+    # Half the waiting places taken: a caller with a quarter of them (2) waiting is refused.
+    with pytest.raises(ResourceExhausted) as refused:
+        await receiving.receive(Message("more").read, "attacker")
+    assert refused.value.metadata["cause"] == "caller_share"
+    assert refused.value.retry_after_seconds == 1.0
+    tasks += [started(receiving, Message("y"), f"late{index}") for index in range(4)]
+    await settle()
+    assert receiving.waiting == 8
+    with pytest.raises(ResourceExhausted) as full:
+        await receiving.receive(Message("z").read, "newcomer")
+    assert full.value.metadata["cause"] == "overloaded"
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert (receiving.reading, receiving.waiting) == (0, 0)
+
+
+async def test_a_message_that_stops_arriving_is_refused_and_frees_its_slot() -> None:
+    receiving = slots(1, timeout=0.2)
+    stalled = Message("never")
+    with pytest.raises(InvalidArgument) as refused:
+        await receiving.receive(stalled.read, "slow")
+    assert refused.value.reason == "MESSAGE_TIMEOUT"
+    assert "0.2 s" in str(refused.value)
+    assert receiving.reading == 0
+    quick = Message("quick")
+    quick.arrive()
+    assert await receiving.receive(quick.read, "next") == "quick"
+
+
+async def test_a_call_that_cannot_start_reading_in_time_is_told_to_retry() -> None:
+    receiving = slots(1, timeout=0.2)
+    holder = started(receiving, Message("held"), "holder")
+    await settle()
+    with pytest.raises(ResourceExhausted) as refused:
+        await receiving.receive(Message("waits").read, "waiter")
+    assert refused.value.metadata["cause"] == "overloaded"
+    assert receiving.waiting == 0
+    with pytest.raises(InvalidArgument):
+        await holder
+
+
+@pytest.mark.parametrize("granted_first", [False, True])
+async def test_a_call_cancelled_while_waiting_leaves_nothing_behind(granted_first: bool) -> None:
+    receiving = slots(1)
+    holder = Message("held")
+    holding = started(receiving, holder, "holder")
+    waiting = started(receiving, Message("w"), "waiter")
+    await settle()
+    if granted_first:  # its turn came, and the call ended before it could read
+        holder.arrive()
+        await holding
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    holder.arrive()
+    await asyncio.gather(holding, return_exceptions=True)
+    assert (receiving.reading, receiving.waiting) == (0, 0)
+    assert receiving._reading == {} and receiving._queues == {}
+
+
+async def test_refusals_are_counted_by_cause() -> None:
+    counted: list[str] = []
+    receiving = slots(1, waiting=1, timeout=5)
+    receiving.on_rejected = counted.append
+    holding = started(receiving, Message("held"), "a")
+    waiting = started(receiving, Message("w"), "b")
+    await settle()
+    read: Callable[[], Awaitable[str]] = Message("c").read
+    with pytest.raises(ResourceExhausted):
+        await receiving.receive(read, "c")
+    assert counted == ["overloaded"]
+    for task in (holding, waiting):
+        task.cancel()
+    await asyncio.gather(holding, waiting, return_exceptions=True)
