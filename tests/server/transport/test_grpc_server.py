@@ -13,13 +13,15 @@ import sympy
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
 
 from chainrule.engine import parsing
 from chainrule.server.app import Application
+from chainrule.server.config import Settings
 from chainrule.server.transport.grpc_server import PortInUseError, _parsed, create_server
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.conftest import bytes_left_behind, make_settings
+from tests.conftest import bytes_left_behind, make_settings, status_detail
 
 x = parsing.symbol("x")
 
@@ -429,6 +431,33 @@ async def test_a_request_that_is_not_a_message_is_invalid_argument(
     _, found = rich_status(caught.value)
     info = found["ErrorInfo"]
     assert isinstance(info, error_details_pb2.ErrorInfo) and info.reason == "MALFORMED_MESSAGE"
+
+
+async def test_a_call_without_its_message_is_invalid_argument(channel: grpc.aio.Channel) -> None:
+    # Handlers read their message themselves (transport/receiving.py): a call may end without one.
+    call: grpc.aio.StreamUnaryMultiCallable[bytes, bytes] = channel.stream_unary(
+        "/chainrule.v1.DifferentiationService/Evaluate"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(iter(()), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = status_detail(caught.value, error_details_pb2.ErrorInfo)
+    assert info is not None and info.reason == "NO_MESSAGE", info
+
+
+async def test_a_message_over_the_limit_is_refused_by_grpc_and_the_server_serves_on(
+    channel: grpc.aio.Channel, stub: pb_grpc.DifferentiationServiceAsyncStub
+) -> None:
+    call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        "/chainrule.v1.DifferentiationService/Evaluate"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(bytes(Settings().max_request_bytes + 1), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in str(caught.value.details())
+    assert rpc_status.from_call(caught.value) is None, "grpc's own status: no RetryInfo, never retried"
+    reply = await stub.Evaluate(pb.EvaluateRequest(expression="x + 1", point={"x": 1.0}), timeout=10)
+    assert reply.value == 2.0
 
 
 _COSTLY = " + ".join(f"sin({k}*x)^2" for k in range(1, 80))  # + a new term each call: never cached

@@ -282,8 +282,12 @@ async def _one_message(receiving: ReceiveSlots, context: Context, aborting: Any)
     async def read() -> Any:
         request = await context.read()
         if request is grpc.aio.EOF:
+            # grpc reads a message over its limit as none, having answered the caller itself.
             raise InvalidArgument(
-                "the call ended without its request message; send exactly one", reason="MALFORMED_MESSAGE"
+                "no request message arrived: the call carried none, or one over MAX_REQUEST_BYTES, "
+                "which grpc refused with RESOURCE_EXHAUSTED; send exactly one message within the limit "
+                "(larger batches in chunks, as the clients do)",
+                reason="NO_MESSAGE",
             )
         return request
 
