@@ -57,6 +57,7 @@ from grpc_status import rpc_status
 from chainrule.server.config import Settings
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+from tests.h2raw import NonReadingClient
 
 SECOND_CALLER = "127.0.0.200"
 # Where the connection flood comes from: an address of its own, as the caller it is.
@@ -604,6 +605,29 @@ def _closed(reader: asyncio.StreamReader) -> bool:
     return transport is None or transport.is_closing()
 
 
+async def partial_messages(target: Target) -> str:
+    """Item 1, a variant: gRPC calls that each declare a message of MAX_REQUEST_BYTES, send 1 MB of
+    it (as far as the server's windows let them) and stop, 500 on each of 8 connections, the client
+    answering pings so that nothing closes them; held past the head timeout. Before the receiving
+    slots (transport/receiving.py) grpc took every megabyte before any handler ran: 4 GB."""
+    connections, calls = (2, 200) if target.quick else (8, 500)
+    declared = target.settings.max_request_bytes
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(NonReadingClient(target.grpc_port, FLOODER))
+            for _ in range(connections)
+        ]
+        for _ in range(calls):
+            for client in clients:
+                await client.start_call("Evaluate", declared=declared, sent=1_000_000)
+        await asyncio.sleep(target.settings.header_timeout_seconds + 2)
+        sent = sum(client.sent for client in clients)
+        ended = sum(client.finished for client in clients)
+    total = connections * calls
+    target.notes.append(f"{connections} connections x {calls} calls, each declaring {declared / MIB:.0f} MiB")
+    return f"{sent / MIB:,.0f} MiB of {total:,} MB taken; {ended:,} of {total:,} calls ended by the server"
+
+
 async def huge_maps(target: Target) -> str:
     """Item 6: 2.5M `point` keys (51 MB) and 1M `points` columns, pre-serialised."""
     keys, columns = (250_000, 100_000) if target.quick else (2_500_000, 1_000_000)
@@ -785,6 +809,7 @@ ATTACKS = (
     Attack("plans", 4, plans),
     Attack("connections", 5, connections, quick_environ={"CHAINRULE_HEADER_TIMEOUT_SECONDS": "2"}),
     Attack("huge-maps", 6, huge_maps),
+    Attack("partial-messages", 1, partial_messages, quick_environ={"CHAINRULE_HEADER_TIMEOUT_SECONDS": "2"}),
     Attack("fairness", 7, fairness),
     Attack("overload", 10, overload),
     Attack(

@@ -23,6 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 
 ROOT = harness.ROOT
+# The repository too: bench/attacks.py attacks with the tests' raw HTTP/2 client (tests/h2raw.py).
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 SERVICE = "/chainrule.v1.DifferentiationService/"
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", -1),

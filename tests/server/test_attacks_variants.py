@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from chainrule.server.config import Settings
 from chainrule.server.sizing import memory_bound
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
+from tests.h2raw import NonReadingClient
 from tests.relay import grpc_channel_from, http_client_from
 from tests.server import test_attacks as attacks
 from tests.server.test_attacks import ATTACKER, BYSTANDER, ENVIRON, MIB, Server, limit_of, serving
@@ -188,133 +188,6 @@ async def test_listed_values_in_json_cost_no_more_memory_than_the_bound_counts(f
 # --- 1 and 10. a client that never reads its replies ---------------------------------------------------
 
 
-def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
-
-
-def _literal(name: str, value: str) -> bytes:
-    """An HPACK literal header field without indexing (new name), lengths under 127."""
-    return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
-
-
-_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
-_MAX_FRAME = 16_384  # HTTP/2's default SETTINGS_MAX_FRAME_SIZE
-
-
-class NonReadingClient:
-    """An HTTP/2 gRPC client that opens calls but gives the server no window to send replies in
-    (SETTINGS_INITIAL_WINDOW_SIZE = 0): it answers the server's SETTINGS and PINGs, so the
-    connection stays healthy, and never reads a reply. It sends within the windows the server
-    grants, as a client must."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.window = 65_535  # the server's connection-level window for our requests
-        self.initial_window = 65_535  # each new stream's, until the server's SETTINGS say otherwise
-        self.windows: dict[int, int] = {}  # each open stream's
-        self.granted = asyncio.Event()
-        self.next_stream = 1
-        self.sent = 0  # bytes of messages sent
-        self.finished = 0  # calls the server ended without a reply (trailers only: refusals)
-
-    async def __aenter__(self) -> NonReadingClient:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((ATTACKER, 0))
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
-        self.reader, self.writer = await asyncio.open_connection(sock=sock)
-        settings = struct.pack(">HI", 0x4, 0) + struct.pack(">HI", 0x2, 0)  # window 0, no push
-        self.writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(_SETTINGS, 0, 0, settings))
-        self.task = asyncio.ensure_future(self._read())
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await self.task
-        self.writer.close()
-
-    async def _read(self) -> None:
-        while True:
-            head = await self.reader.readexactly(9)
-            length = int.from_bytes(head[:3], "big")
-            kind, flags, stream = head[3], head[4], struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF
-            payload = await self.reader.readexactly(length)
-            if kind == _SETTINGS and not flags & 1:
-                self._settings(payload)
-                self.writer.write(_frame(_SETTINGS, 1, 0))
-            elif kind == _PING and not flags & 1:
-                self.writer.write(_frame(_PING, 1, 0, payload))
-            elif kind == _WINDOW_UPDATE:
-                increment = struct.unpack(">I", payload)[0] & 0x7FFFFFFF
-                if stream == 0:
-                    self.window += increment
-                elif stream in self.windows:
-                    self.windows[stream] += increment
-                self.granted.set()
-            elif kind == _HEADERS and flags & 1:
-                self.finished += 1
-                self.windows.pop(stream, None)
-            elif kind == _RST_STREAM:
-                self.windows.pop(stream, None)
-            elif kind == _GOAWAY:
-                raise AssertionError(f"GOAWAY {payload!r}")
-
-    def _settings(self, payload: bytes) -> None:
-        for offset in range(0, len(payload), 6):
-            key, value = struct.unpack(">HI", payload[offset : offset + 6])
-            if key == 0x4:  # SETTINGS_INITIAL_WINDOW_SIZE: applies to open streams too
-                for stream in self.windows:
-                    self.windows[stream] += value - self.initial_window
-                self.initial_window = value
-
-    async def call(self, method: str, message: bytes) -> None:
-        await self.send(method, b"\x00" + struct.pack(">I", len(message)) + message, end=True)
-
-    async def start_call(self, method: str, declared: int, sent: int) -> None:
-        """Open a call whose message declares `declared` bytes, send the first `sent` bytes (as
-        far as the windows the server grants within a moment allow), and stop."""
-        await self.send(method, b"\x00" + struct.pack(">I", declared) + bytes(sent - 5), end=False)
-
-    async def send(self, method: str, body: bytes, *, end: bool) -> None:
-        """Open a call and send `body`; a whole message (`end`) waits for the windows it needs,
-        up to 10 s, a partial one for 0.1 s at most."""
-        headers = b"".join(
-            _literal(name, value)
-            for name, value in (
-                (":method", "POST"),
-                (":scheme", "http"),
-                (":path", f"/chainrule.v1.DifferentiationService/{method}"),
-                (":authority", "127.0.0.1"),
-                ("content-type", "application/grpc"),
-                ("te", "trailers"),
-            )
-        )
-        stream, self.next_stream = self.next_stream, self.next_stream + 2
-        self.windows[stream] = self.initial_window
-        self.writer.write(_frame(_HEADERS, 0x4, stream, headers))
-        deadline = asyncio.get_running_loop().time() + (10 if end else 0.1)
-        position = 0
-        while position < len(body):
-            room = min(self.window, self.windows.get(stream, 0), _MAX_FRAME, len(body) - position)
-            if room <= 0:
-                self.granted.clear()
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await self.granted.wait()
-                except TimeoutError:
-                    assert not end, f"no window for a {len(body)}-byte message"
-                    break
-                continue
-            last = end and position + room == len(body)
-            self.writer.write(_frame(_DATA, 0x1 if last else 0, stream, body[position : position + room]))
-            position += room
-            self.window -= room
-            self.windows[stream] -= room
-            self.sent += room
-        await self.writer.drain()
-
-
 async def test_replies_a_client_never_reads_are_bounded(fresh_server: Server) -> None:
     server = fresh_server
     # A Hessian over 32 variables has 1,057 columns: 110 points (one column listed, the others
@@ -330,7 +203,9 @@ async def test_replies_a_client_never_reads_are_bounded(fresh_server: Server) ->
     # Counted, the unread replies hold at most the caller's share of the bytes in flight, and the
     # memory stops growing with the calls (it grew 90 MB for every 100 calls of each connection).
     async with bystander(server), contextlib.AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(NonReadingClient(server.grpc_port)) for _ in range(2)]
+        clients = [
+            await stack.enter_async_context(NonReadingClient(server.grpc_port, ATTACKER)) for _ in range(2)
+        ]
         peaks = []
         for _ in range(2):
             for _ in range(100):
@@ -384,7 +259,9 @@ async def test_messages_that_never_finish_arriving_are_bounded(fresh_server: Ser
     # wait with a stream window of 64 KiB, and every message still arriving is refused at the head
     # timeout (2 s here).
     async with bystander(server), contextlib.AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(NonReadingClient(server.grpc_port)) for _ in range(2)]
+        clients = [
+            await stack.enter_async_context(NonReadingClient(server.grpc_port, ATTACKER)) for _ in range(2)
+        ]
         for _ in range(200):
             for client in clients:
                 await client.start_call("Evaluate", declared=SETTINGS.max_request_bytes, sent=1_000_000)

@@ -24,7 +24,7 @@ from chainrule.server.compute.executors import Admission, BoundedExecutor, Execu
 from chainrule.server.compute.pool import ProcessExecutor
 from chainrule.server.config import Settings
 from chainrule.server.logs import banner, set_trace_source
-from chainrule.server.metrics import HttpMetrics, Metrics, Refusing, exposition_registry
+from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
 from chainrule.server.tracing import Tracing, configure_tracing
 from chainrule.server.transport import connections
 from chainrule.server.transport.auth import (
@@ -100,8 +100,7 @@ class Application:
             settings.retry_after_seconds,
             callers.of_grpc,
         )
-        refusing: tuple[Refusing, ...] = (*admissions, self.parsing.admission, receiving)
-        for admission in refusing:
+        for admission in (*admissions, self.parsing.admission, receiving.admission):
             self.metrics.watch_admission(admission)
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server

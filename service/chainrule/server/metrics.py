@@ -9,13 +9,14 @@ they combine across server processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
 from chainrule.engine.errors import LimitExceeded
 from chainrule.server.cache import Caches, CacheStats, LruCache
+from chainrule.server.compute.executors import Admission, CallLimit
 from chainrule.server.config import limit_settings
 
 RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
@@ -24,19 +25,6 @@ STAGES = ("parse", "differentiate", "simplify", "compile", "evaluate")
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
-
-
-class Refusing(Protocol):
-    """What turns calls away as overload (executors.Admission and CallLimit, receiving.ReceiveSlots):
-    its name, the causes it gives, and a hook called with the cause of each refusal."""
-
-    on_rejected: Callable[[str], None]
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def causes(self) -> tuple[str, ...]: ...
 
 
 class Metrics:
@@ -148,7 +136,7 @@ class Metrics:
         cache.stats = _ReportedStats(self, cache.name)
         cache.stats.resized(len(cache), cache.bytes)
 
-    def watch_admission(self, admission: Refusing) -> None:
+    def watch_admission(self, admission: Admission | CallLimit) -> None:
         """Count `admission`'s refusals from now on, by cause (each exported at 0 from now on, so
         that a rate or an alert sees the first refusal)."""
         queue = admission.name

@@ -48,7 +48,7 @@ async def test_messages_past_the_slots_wait_until_one_is_read() -> None:
     tasks = [started(receiving, message, f"caller{index}") for index, message in enumerate(messages)]
     await settle()
     assert [message.reading for message in messages] == [True, True, False]
-    assert (receiving.reading, receiving.waiting) == (2, 1)
+    assert (receiving.admission.running, receiving.admission.waiting) == (2, 1)
     messages[1].arrive()
     assert await tasks[1] == "m1"
     await settle()
@@ -56,10 +56,10 @@ async def test_messages_past_the_slots_wait_until_one_is_read() -> None:
     for message in messages:
         message.arrive()
     assert await asyncio.gather(*tasks) == ["m0", "m1", "m2"]
-    assert (receiving.reading, receiving.waiting) == (0, 0)
+    assert (receiving.admission.running, receiving.admission.waiting) == (0, 0)
 
 
-async def test_one_caller_reads_in_half_the_slots_and_others_take_turns() -> None:
+async def test_one_caller_reads_in_half_the_slots_and_others_are_served() -> None:
     receiving = slots(4)
     flood = [Message(f"a{index}") for index in range(6)]
     flooding = [started(receiving, message, "attacker") for message in flood]
@@ -69,44 +69,32 @@ async def test_one_caller_reads_in_half_the_slots_and_others_take_turns() -> Non
     served = [started(receiving, message, name) for message, name in zip(others, "bc", strict=True)]
     await settle()
     assert all(message.reading for message in others), "the free slots go to the other callers"
-    # A slot the attacker frees goes back to it (its share), while others' waits are served first.
-    third = Message("b2")
-    waiting_b = started(receiving, third, "b")
-    await settle()
-    assert not third.reading, "b holds its half already"
-    others[0].arrive()
-    await settle()
-    assert third.reading, "b's freed slot went to b's next call, not to the attacker's (over its share)"
-    for message in [*flood, *others, third]:
+    for message in [*flood, *others]:
         message.arrive()
-    await asyncio.gather(*flooding, *served, waiting_b)
-    assert (receiving.reading, receiving.waiting) == (0, 0)
+    await asyncio.gather(*flooding, *served)
+    assert (receiving.admission.running, receiving.admission.waiting) == (0, 0)
 
 
-async def test_waiting_is_bounded_and_shared() -> None:
-    receiving = slots(1, waiting=8)
-    holder = Message("held")
-    tasks = [started(receiving, holder, "someone")]
-    queued = [Message(f"q{index}") for index in range(2)]
-    tasks += [started(receiving, message, "attacker") for message in queued]
-    tasks += [started(receiving, Message("x"), f"other{index}") for index in range(2)]
+async def test_waiting_is_bounded_and_a_full_queue_drops_the_largest_callers_newest() -> None:
+    receiving = slots(1, waiting=4)
+    tasks = [started(receiving, Message("held"), "someone")]
+    tasks += [started(receiving, Message(f"q{index}"), "attacker") for index in range(4)]
     await settle()
-    assert receiving.waiting == 4
-    # Half the waiting places taken: a caller with a quarter of them (2) waiting is refused.
+    assert receiving.admission.waiting == 4
+    newcomer = started(receiving, Message("x"), "other")
+    await settle()
+    with pytest.raises(ResourceExhausted) as dropped:
+        await tasks[-1]
+    assert dropped.value.metadata == {"queue": "receiving", "limit": "4", "cause": "caller_share"}
+    assert dropped.value.retry_after_seconds == 1.0
+    assert not newcomer.done(), "the other caller waits in the attacker's place"
     with pytest.raises(ResourceExhausted) as refused:
         await receiving.receive(Message("more").read, "attacker")
     assert refused.value.metadata["cause"] == "caller_share"
-    assert refused.value.retry_after_seconds == 1.0
-    tasks += [started(receiving, Message("y"), f"late{index}") for index in range(4)]
-    await settle()
-    assert receiving.waiting == 8
-    with pytest.raises(ResourceExhausted) as full:
-        await receiving.receive(Message("z").read, "newcomer")
-    assert full.value.metadata["cause"] == "overloaded"
-    for task in tasks:
+    for task in [*tasks, newcomer]:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    assert (receiving.reading, receiving.waiting) == (0, 0)
+    await asyncio.gather(*tasks, newcomer, return_exceptions=True)
+    assert (receiving.admission.running, receiving.admission.waiting) == (0, 0)
 
 
 async def test_a_message_that_stops_arriving_is_refused_and_frees_its_slot() -> None:
@@ -116,7 +104,7 @@ async def test_a_message_that_stops_arriving_is_refused_and_frees_its_slot() -> 
         await receiving.receive(stalled.read, "slow")
     assert refused.value.reason == "MESSAGE_TIMEOUT"
     assert "0.2 s" in str(refused.value)
-    assert receiving.reading == 0
+    assert receiving.admission.running == 0
     quick = Message("quick")
     quick.arrive()
     assert await receiving.receive(quick.read, "next") == "quick"
@@ -129,7 +117,7 @@ async def test_a_call_that_cannot_start_reading_in_time_is_told_to_retry() -> No
     with pytest.raises(ResourceExhausted) as refused:
         await receiving.receive(Message("waits").read, "waiter")
     assert refused.value.metadata["cause"] == "overloaded"
-    assert receiving.waiting == 0
+    assert receiving.admission.waiting == 0
     with pytest.raises(InvalidArgument):
         await holder
 
@@ -148,21 +136,22 @@ async def test_a_call_cancelled_while_waiting_leaves_nothing_behind(granted_firs
     await asyncio.gather(waiting, return_exceptions=True)
     holder.arrive()
     await asyncio.gather(holding, return_exceptions=True)
-    assert (receiving.reading, receiving.waiting) == (0, 0)
-    assert receiving._reading == {} and receiving._queues == {}
+    assert (receiving.admission.running, receiving.admission.waiting) == (0, 0)
+    assert receiving._reads == {} and not receiving._overdue
 
 
 async def test_refusals_are_counted_by_cause() -> None:
     counted: list[str] = []
-    receiving = slots(1, waiting=1, timeout=5)
-    receiving.on_rejected = counted.append
+    receiving = slots(1, waiting=1, timeout=0.2)
+    receiving.admission.on_rejected = counted.append
     holding = started(receiving, Message("held"), "a")
     waiting = started(receiving, Message("w"), "b")
     await settle()
     read: Callable[[], Awaitable[str]] = Message("c").read
-    with pytest.raises(ResourceExhausted):
+    with pytest.raises(ResourceExhausted):  # b queued for as long as c would: c is refused
         await receiving.receive(read, "c")
-    assert counted == ["overloaded"]
-    for task in (holding, waiting):
-        task.cancel()
-    await asyncio.gather(holding, waiting, return_exceptions=True)
+    with pytest.raises(ResourceExhausted):  # b waited the whole timeout
+        await waiting
+    assert counted == ["overloaded", "overloaded"]
+    holding.cancel()
+    await asyncio.gather(holding, return_exceptions=True)

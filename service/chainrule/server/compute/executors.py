@@ -18,7 +18,7 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from chainrule.engine.errors import ResourceExhausted
+from chainrule.engine.errors import ChainruleError, ResourceExhausted
 from chainrule.server.compute import deadlines
 
 P = ParamSpec("P")
@@ -66,6 +66,16 @@ class InlineExecutor:
 OVERLOADED, CALLER_SHARE = "overloaded", "caller_share"
 
 
+class WaitLimit(Protocol):
+    """How long a task may wait for a slot, and the error when it has waited that long
+    (`deadlines.Budget`: the request's compute budget)."""
+
+    @property
+    def seconds(self) -> float: ...
+
+    def exceeded(self, what: str, *, waiting_retry_after: float | None = None) -> ChainruleError: ...
+
+
 class Admission:
     """At most `concurrency` tasks at once, shared fairly between callers, and `queue` more waiting.
 
@@ -107,7 +117,7 @@ class Admission:
 
     @contextlib.asynccontextmanager
     async def slot(
-        self, budget: deadlines.Budget | None, what: str, caller: str | None = None
+        self, budget: WaitLimit | None, what: str, caller: str | None = None
     ) -> AsyncIterator[None]:
         """Hold one of the slots; wait in the bounded queue at most until `budget` runs out."""
         who = deadlines.current_caller() if caller is None else caller
@@ -117,7 +127,7 @@ class Admission:
         finally:
             self._release(who)
 
-    async def _acquire(self, who: str, budget: deadlines.Budget | None, what: str) -> None:
+    async def _acquire(self, who: str, budget: WaitLimit | None, what: str) -> None:
         if self.running < self.concurrency and self._held.get(who, 0) < self.per_caller:
             self._take(who)
             return

@@ -255,8 +255,8 @@ def _reading_in_slots(behavior: Any, receiving: ReceiveSlots, *, one: bool) -> A
             except StopAsyncIteration:
                 return
 
-    def given(requests: Any, context: Context) -> Any:
-        return _one_message(receiving, context, context) if one else _ready(each(requests, context))
+    async def given(requests: Any, context: Context) -> Any:
+        return await _one_message(receiving, context, context) if one else each(requests, context)
 
     if inspect.isasyncgenfunction(behavior):
 
@@ -270,10 +270,6 @@ def _reading_in_slots(behavior: Any, receiving: ReceiveSlots, *, one: bool) -> A
         return await behavior(await given(requests, context), context)
 
     return call
-
-
-async def _ready(value: Any) -> Any:
-    return value
 
 
 async def _one_message(receiving: ReceiveSlots, context: Context, aborting: Any) -> Any:
