@@ -173,6 +173,11 @@ _COPIES = (
 )
 # What limits a figure that misses its target, stated where it is printed (only when it misses); keyed
 # by measure, or by "scenario: measure" where two scenarios share a measure's text.
+# What the receiving bound (transport/receiving.py) costs a request bigger than a stream's window.
+_PAST_WINDOW = (
+    "a request past the 64 KiB stream window waits a round trip for the rest, which the server "
+    "grants once the handler reads"
+)
 GAPS = {
     f"4 batch gradients: end-to-end, 1,000,000 points vs echo + numpy floor: {_NEURON}": (
         "the reply is 40 MB, computed into the bytes grpc then copies as it sends; and "
@@ -184,12 +189,14 @@ GAPS = {
     "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: 1 variable: x^3 - 2*x + 1": (
         "a floor of 3 ms, 0.4 ms of it numpy: on the server the same arithmetic takes 0.7 to 1.3 ms, as "
         "the columns and the reply are cold in the cache when a call starts (repeated within the "
-        "handler it takes 0.5 ms); reading the request and building the reply add about 0.3 ms. "
-        "bench/PROFILE.md, 'Fifth profile'."
+        "handler it takes 0.5 ms); reading the request and building the reply add about 0.3 ms "
+        "(bench/PROFILE.md, 'Fifth profile'). Since gRPC messages are read in bounded slots "
+        f"(transport/receiving.py), {_PAST_WINDOW}: 1.08 against 849b3e0 in bench/compare.py."
     ),
     "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: "
     "6 variables: sqrt(x0^2 + ... + x5^2)": (
-        f"cheap arithmetic on six columns in and seven out: the floor is mostly the wire, and {_COPIES}."
+        f"cheap arithmetic on six columns in and seven out: the floor is mostly the wire, and {_COPIES}; "
+        f"and {_PAST_WINDOW}."
     ),
     "server-side time per derivative (300 distinct) vs sympy": (
         "the ratio follows sympy's own time, which varies more from run to run than chainrule's (on "
@@ -206,8 +213,10 @@ GAPS = {
         "JAX's time varies 6.8 to 22 ms from run to run on this VM."
     ),
     "cached Differentiate req/s vs bare grpc.aio echo": (
-        "the ratio sits at the target, within this shared VM's noise: on 2026-11-30 the six full runs "
-        "gave 0.82, 0.79, 0.84, 0.83, 0.86 and 0.77 (this one), harness.py alone 0.78 to 0.87. "
+        "0.57 in this run on 2026-12-02, 0.65 in the two full runs before it, 0.77 to 0.86 in six on "
+        "2026-11-30 (this shared VM's other tenants). Since gRPC messages are read in bounded slots "
+        "(transport/receiving.py) every handler awaits its own message: about 5% of the requests/s "
+        "(h2load against the tree before, in turns: 3,000-3,200 against 3,300 a second). "
         "py-spy under load (bench/README.md) puts chainrule's own "
         "Python at about 6% of the server's samples (request id, metrics, deadline scope, lookup: about "
         "10 us a call against echo's 1 us) and the rest of the gap inside grpc's Cython, which carries "
