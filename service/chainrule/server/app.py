@@ -95,7 +95,7 @@ class Application:
         self.metrics.watch_admission(self.api.calls)
         receiving = ReceiveSlots(
             settings.grpc_receiving_calls,
-            settings.calls_in_flight,
+            settings.calls_in_flight,  # calls that may wait to read (sizing.memory_bound: `receiving`)
             settings.header_timeout_seconds,
             settings.retry_after_seconds,
             callers.of_grpc,
