@@ -753,8 +753,14 @@ def _beta(ctx: Any, a: Value, b: Value) -> Value:
         return ctx.nan
     # mpmath forms a + b at the working precision: with one argument below the other's last bit
     # (beta(sin x, x^x) at x = 92.8, where x^x is 3.8e182), Gamma(b) / Gamma(a + b) came out 1 and
-    # the value Gamma(a), not Gamma(a) b^-a: 2e181 times too small. Enough bits to hold the sum.
-    gap = abs(ctx.mag(a) - ctx.mag(b)) if a != 0 and b != 0 else 0
+    # the value Gamma(a), not Gamma(a) b^-a: 2e181 times too small. Enough bits to hold the sum,
+    # down to what can still matter: the smaller one changes the value by about it times log of the
+    # larger (so nothing below the larger's magnitude plus the precision), and a gap of a billion
+    # bits (9^y at y = -10^9) made mpmath shift a billion-bit mantissa: MemoryError.
+    gap = 0
+    if a != 0 and b != 0:
+        high, low = sorted((ctx.mag(a), ctx.mag(b)), reverse=True)
+        gap = min(high - low, max(high, 0) + ctx.prec + 64)
     try:
         with ctx.extraprec(gap + 10):
             value = ctx.beta(a, b)
