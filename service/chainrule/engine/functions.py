@@ -99,17 +99,41 @@ class _BoundedIntegerPart:
     and leaves the floor as written anyway, after 0.1 to 1.4 s of trying (floor(10^300 zeta(5/2)));
     below, it takes milliseconds. Past 2^330 the constant is left as written and folded like any
     other: its double is the floor's double (a double that large is an integer).
+
+    sympy takes a number it cannot tell from an integer within its precision for that integer: it
+    gives floor(tanh(200)) = 1 (tanh(200) is 1 - 2e-174). An answer that `_CHECK_PRECISIONS` tell
+    apart from the integer and contradict is dropped: the constant stays as written, and numeric
+    code folds it at the precision it needs (`reference.nearest_double`).
     """
+
+    integer_part: str  # the name of mpmath's: floor or ceil
 
     @classmethod
     def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
         if not arg.is_Rational and _past(arg, _EXACT_INTEGER_PART_BITS):
             return None
         result: sympy.Expr | None = super().eval(arg)  # type: ignore[misc]
+        if result is not None and result.is_Integer and arg.is_number and not arg.is_Rational:
+            return result if cls._confirmed(arg, int(result)) else None
         return result
+
+    @classmethod
+    def _confirmed(cls, arg: sympy.Expr, integer: int) -> bool:
+        for prec in _CHECK_PRECISIONS:
+            try:
+                value = reference.evaluate(arg, prec=prec)
+            except reference.Unsupported:
+                return True
+            if not reference.context(prec).isfinite(value):
+                return True
+            if not reference.near_integer(value, prec):
+                return int(getattr(reference.context(prec), cls.integer_part)(value)) == integer
+        return True  # an integer to the last bit folding uses (log(8)/log(2) is 3), as sympy said
 
 
 _EXACT_INTEGER_PART_BITS = 330
+# Bits an integer part is checked at: twice the integer's own, then as many as folding uses.
+_CHECK_PRECISIONS = (2 * _EXACT_INTEGER_PART_BITS, reference.SETTLING_PRECISIONS[-1])
 
 
 def magnitude(number: sympy.Expr) -> sympy.Expr:
@@ -141,6 +165,8 @@ def _periodic(build: Callable[[sympy.Expr], sympy.Expr]) -> Callable[[sympy.Expr
 class RealFloor(_BoundedIntegerPart, sympy.floor):  # type: ignore[misc]
     """`floor` whose derivative is 0 (true except at the integers), not an unevaluated Derivative."""
 
+    integer_part = "floor"
+
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sympy.S.Zero
 
@@ -153,6 +179,8 @@ class RealFloor(_BoundedIntegerPart, sympy.floor):  # type: ignore[misc]
 
 class RealCeiling(_BoundedIntegerPart, sympy.ceiling):  # type: ignore[misc]
     """`ceiling` whose derivative is 0 (true everywhere except at the integers)."""
+
+    integer_part = "ceil"
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sympy.S.Zero

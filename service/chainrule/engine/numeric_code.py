@@ -78,10 +78,16 @@ def _opaque(node: sympy.Basic, memo: dict[sympy.Basic, sympy.Basic]) -> Any:
 
 
 def fold_constants(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.Symbol, float]]:
-    """`parts` with each constant subexpression replaced by a placeholder symbol, and their values."""
+    """`parts` with each constant subexpression replaced by a placeholder symbol, and their values.
+
+    The constant terms of a sum (and factors of a product) fold as one: sympy distributes numbers
+    over sums, so `x + (tanh(30) - 1)*10^30` is `x - 10^30 + 10^30*tanh(30)`, whose constants
+    rounded apart cancel to 0 in float64 where together they are -17513.02.
+    """
     constant: dict[sympy.Basic, bool] = {}
-    replacements: dict[sympy.Basic, sympy.Symbol] = {}
+    placeholders: dict[sympy.Basic, sympy.Basic] = {}
     values: dict[sympy.Symbol, float] = {}
+    folded: dict[sympy.Basic, sympy.Basic] = {}
 
     def is_constant(node: sympy.Basic) -> bool:
         found = constant.get(node)
@@ -90,23 +96,35 @@ def fold_constants(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[
             constant[node] = found
         return found
 
-    stack = list(parts)
-    while stack:
-        node = stack.pop()
-        if node in replacements or not isinstance(node, sympy.Basic):
-            continue
-        if is_constant(node):
-            if _needs_folding(node):
-                value = _folded(node)
-                if value is not None:
-                    placeholder = sympy.Symbol(f"_k{len(values)}", real=True)
-                    replacements[node] = placeholder
-                    values[placeholder] = value
-            continue
-        stack.extend(node.args)
-    if not replacements:
-        return list(parts), values
-    return [part.xreplace(replacements) for part in parts], values
+    def placeholder(node: sympy.Basic) -> sympy.Basic:
+        found = placeholders.get(node)
+        if found is None:
+            value = _folded(node) if _needs_folding(node) else None
+            if value is None:
+                found = node
+            else:
+                found = sympy.Symbol(f"_k{len(values)}", real=True)
+                values[found] = value
+            placeholders[node] = found
+        return found
+
+    def fold(node: sympy.Basic) -> sympy.Basic:
+        found = folded.get(node)
+        if found is None:
+            if is_constant(node):
+                found = placeholder(node)
+            elif node.is_Add or node.is_Mul:
+                numbers = [arg for arg in node.args if is_constant(arg)]
+                others = [fold(arg) for arg in node.args if not is_constant(arg)]
+                found = node.func(*others, *([placeholder(node.func(*numbers))] if numbers else []))
+            elif node.args:
+                found = node.func(*(fold(arg) for arg in node.args))
+            else:
+                found = node
+            folded[node] = found
+        return found
+
+    return [fold(part) for part in parts], values
 
 
 def _needs_folding(node: sympy.Basic) -> bool:
@@ -116,10 +134,9 @@ def _needs_folding(node: sympy.Basic) -> bool:
 
 def _folded(node: sympy.Basic) -> float | None:
     try:
-        value = reference.evaluate(node, prec=_FOLD_PREC)
+        return reference.nearest_double(node)
     except reference.Unsupported:
         return None
-    return float(value)
 
 
 class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]

@@ -626,6 +626,7 @@ class _Builder:
         self.limits = limits
         self.text = text
         self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.checked: set[Any] = set()  # whole constants known to have a floating value
 
     def source(self, node: _Node) -> str:
         """The text `node` was read from (shortened): how messages name a value."""
@@ -641,6 +642,7 @@ class _Builder:
 
     def build(self, root: _Node) -> sympy.Expr:
         values: list[tuple[Any, float]] = []
+        constant: list[bool] = []  # per value: whether its node holds no variable
         stack: list[tuple[_Node, bool]] = [(root, False)]
         while stack:
             node, ready = stack.pop()
@@ -650,8 +652,15 @@ class _Builder:
                 continue
             count = len(node.kids)
             args = values[len(values) - count :] if count else []
+            kids_constant = constant[len(constant) - count :] if count else []
             if count:
                 del values[len(values) - count :]
+                del constant[len(constant) - count :]
+            is_constant = not isinstance(node, _Variable) and all(kids_constant)
+            if not is_constant:
+                for kid, (kid_value, _), kid_constant in zip(node.kids, args, kids_constant, strict=True):
+                    if kid_constant:
+                        self.check_constant(kid, kid_value)
             try:
                 value = self.make(node, args)
             except errors.ChainruleError:
@@ -660,10 +669,41 @@ class _Builder:
                 value = self.salvage(node, args, error)
             if value[0].is_Float:
                 self.check_float(value[0], node)
+            if value[0].is_Mul and not is_constant:
+                # 1/(c*x) is (1/c)*(1/x) to sympy: a constant factor no node of ours wrote.
+                for factor in value[0].args:
+                    if factor.is_number:
+                        self.check_constant(node, factor)
             values.append(value)
+            constant.append(is_constant)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise TooSlow(f"building {self.source(node)} took longer than its allowance")
+        if constant[0]:
+            self.check_constant(root, values[0][0])
         return values[0][0]
+
+    def check_constant(self, node: _Node, value: Any) -> None:
+        """A whole constant (one not inside a larger one) must have a floating value for sympy.
+
+        sympy takes one whenever it orders terms (printing, our cache key): at 53 bits it rounds
+        log(tanh(10^8)) to exactly 0 and then cannot divide by it (1/log(tanh(10^8)) is about
+        -e^(2*10^8)/2; 1/log(cos(1e-100)) is -2e200). Checked once per whole constant, as the
+        printers would, so a constant of n nodes costs one evaluation, not n.
+        """
+        if value.is_Atom or value in self.checked:
+            return
+        self.checked.add(value)
+        try:
+            complex(value)
+        except (TypeError, ValueError):
+            pass  # no floating value (floor(exp(10^300))): sympy's printers expect this and go on
+        except ArithmeticError:
+            raise errors.ParseError(
+                f"the constant {self.source(node)} cannot be computed: part of it rounds to 0 at"
+                " double precision and is then divided by",
+                _start(node),
+                fix="write the constant's value as a number instead",
+            ) from None
 
     def salvage(self, node: _Node, args: list[tuple[Any, float]], error: Exception) -> tuple[Any, float]:
         """What `node` is where sympy failed to build it from valid input."""

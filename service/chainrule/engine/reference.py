@@ -32,6 +32,8 @@ __all__ = [
     "derivative_call",
     "evaluate",
     "kernel_name",
+    "near_integer",
+    "nearest_double",
     "partial",
     "to_double",
 ]
@@ -110,6 +112,46 @@ def evaluate(
     return _Evaluator(ctx, values or {}, strict, each).value(expr)
 
 
+# Precisions a constant is evaluated at until two agree (`nearest_double`): each four times the
+# last, so rounding at one is far below rounding at the next; past the last, agreement is taken.
+SETTLING_PRECISIONS = (80, 320, 1280, 5120)
+
+
+def nearest_double(expr: sympy.Basic) -> float:
+    """The double nearest the value of the constant `expr` under the real-valued rule (NaN where it
+    has none), however much its formula cancels: tanh(50) - 1 is 0 at 80 bits, -7.4e-44 at 320.
+
+    Evaluated at rising precisions until two in a row round to the same double, neither having lost
+    what its precision held (both 80 and 320 bits round tanh(200) to exactly 1); a constant still
+    doubtful at the last is taken where the last two agree (an exact identity such as
+    log(4) - 2*log(2) is 0 at every precision), else it is NaN; one no longer doubtful at the last
+    is taken as it is. Raises `Unsupported` as `evaluate`.
+    """
+    previous: float | None = None
+    previous_doubtful = False
+    for prec in SETTLING_PRECISIONS:
+        evaluator = _Evaluator(context(prec), {}, True, None)
+        value, doubtful = float(evaluator.value(expr)), evaluator.doubtful
+        agreed = previous is not None and _same_double(value, previous)
+        if prec == SETTLING_PRECISIONS[-1]:
+            return value if agreed or not doubtful else math.nan
+        if agreed and not (doubtful or previous_doubtful):
+            return value
+        previous, previous_doubtful = value, doubtful
+    raise AssertionError("unreachable: the last precision returns")
+
+
+def near_integer(value: Value, prec: int) -> bool:
+    """Whether the finite real `value`, known to `prec` bits, is within its last 64 of an integer."""
+    ctx = context(prec)  # not mpmath's global one, which would round `value` to 53 bits
+    nearest = ctx.nint(value)
+    return bool(abs(value - nearest) <= ctx.ldexp(abs(nearest) + 1, 64 - prec))
+
+
+def _same_double(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
 def at(name: str, args: Sequence[float], prec: int, orders: Sequence[int] = ()) -> float:
     """A table function (or, given `orders`, its partial derivative) at a point of doubles, as the
     double nearest its real value: NaN where it has none, never an exception (the kernels' path)."""
@@ -184,6 +226,9 @@ class _Evaluator:
         self.strict = strict
         self.each = each
         self.memo: dict[sympy.Basic, Value] = {}
+        # Whether a step lost what the working precision held (`_doubt`): its result may be the
+        # rounding's, not the value's, whatever a second precision says (both round tanh(200) to 1).
+        self.doubtful = False
         # The evaluators at higher precisions (`_to_absolute_precision`), one per precision and shared
         # by all of them: nested periodic functions of large constants re-evaluate each subtree once
         # per precision, not once per enclosing function (which doubled the work at every level).
@@ -205,7 +250,10 @@ class _Evaluator:
         if node.is_Number or node.is_NumberSymbol or node in _SPECIAL_NUMBERS:
             return _number(ctx, node)
         if node.is_Add:
-            return ctx.fsum(self.value(arg) for arg in node.args)
+            terms = [self.value(arg) for arg in node.args]
+            total = ctx.fsum(terms)
+            self._doubt_sum(terms, total)
+            return total
         if node.is_Mul:
             result = ctx.one
             for arg in node.args:
@@ -224,9 +272,33 @@ class _Evaluator:
         if name in _PERIODIC_NAMES and self.each is None:
             args = [self._to_absolute_precision(node.args[0], args[0])]
         try:
-            return _FUNCTIONS[name](ctx, *args)
+            result = _FUNCTIONS[name](ctx, *args)
         except (ZeroDivisionError, ValueError, OverflowError):
             return ctx.nan
+        self._doubt_call(name, args, result)
+        return result
+
+    def _doubt_sum(self, terms: Sequence[Value], total: Value) -> None:
+        """A sum that cancelled past all but 64 of the working bits (tanh(200) - 1 is 0 at 80 bits)."""
+        ctx = self.ctx
+        if self.doubtful or not all(ctx.isfinite(term) for term in terms) or not ctx.isfinite(total):
+            return
+        largest = max((ctx.mag(term) for term in terms if term), default=None)
+        if largest is not None and (not total or largest - ctx.mag(total) > ctx.prec - 64):
+            self.doubtful = True
+
+    def _doubt_call(self, name: str, args: Sequence[Value], result: Value) -> None:
+        """A function exactly at a point its value turns on: log(1) of a rounded 1 is 0, not the
+        -1e-87 of log(tanh(100)); floor(1) of a rounded 1 is 1, not the 0 of floor(tanh(200))."""
+        if self.doubtful or _complex(result) or any(_complex(arg) for arg in args):
+            return
+        first = args[0]
+        if name in _JUMPS_AT_INTEGERS:
+            self.doubtful = bool(self.ctx.isfinite(first)) and near_integer(first, int(self.ctx.prec))
+        elif name in _JUMPS_AT_ZERO:
+            self.doubtful = first == 0
+        elif name not in _ZERO_OFF_ZERO:
+            self.doubtful = result == 0 and all(arg != 0 and self.ctx.isfinite(arg) for arg in args)
 
     def _to_absolute_precision(self, node: sympy.Basic, value: Value) -> Value:
         """A periodic function's argument to within 2^-prec, not to prec bits: reduced by pi, a large
@@ -899,6 +971,12 @@ _FUNCTIONS: dict[str, Callable[..., Value]] = {
     "factorial": _bounded(_SPECIAL_BITS, _gamma_far)(lambda ctx, x: _gamma(ctx, x + 1)),
     "zeta": _zeta_function,
 }
+
+# Functions that jump where their first argument is an integer or 0, and those whose value is 0
+# away from 0 where nothing rounded (im(2), Heaviside(-1), floor(1/2): the jumps are here too).
+_JUMPS_AT_INTEGERS = frozenset({"floor", "ceiling"})
+_JUMPS_AT_ZERO = frozenset({"sign", "Heaviside", "DiracDelta"})
+_ZERO_OFF_ZERO = _JUMPS_AT_INTEGERS | _JUMPS_AT_ZERO | {"im", "arg", "Min", "Max"}
 
 # sympy classes that are other spellings of a function above.
 _ALIASES = {"RealFloor": "floor", "RealCeiling": "ceiling"}
