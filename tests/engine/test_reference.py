@@ -49,3 +49,14 @@ def test_beta_of_an_argument_billions_of_bits_small_is_its_reciprocal() -> None:
     tiny = sympy.Pow(9, -1_100_000_000, evaluate=False)
     value = reference.evaluate(sympy.beta(tiny, 1), strict=False)
     assert abs(mpmath.log(value) / (1_100_000_000 * mpmath.log(9)) - 1) < 1e-12
+
+
+def test_hurwitz_zeta_is_accurate_at_thousands_of_bits() -> None:
+    # Folding a periodic function of 10^1000 zeta(3, 1/3) needs the argument to 3,400 bits; the
+    # Euler-Maclaurin series there needs 820 Bernoulli terms, and stopping at 400 left zeta wrong
+    # from its 2,500th bit (cos of it was -0.455, not -0.897).
+    prec = 3456
+    ours = reference.evaluate(sympy.zeta(3, sympy.Rational(1, 3)), prec=prec)
+    with mpmath.workprec(prec + 64):
+        exact = mpmath.zeta(3, mpmath.mpf(1) / 3)
+        assert abs(ours - exact) <= abs(exact) * mpmath.ldexp(1, 8 - prec)
