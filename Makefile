@@ -127,10 +127,12 @@ test: lint system-deps
 	$(MAKE) client-test
 
 # The differential fuzzer (tests/fuzz) with fresh seeds for MINUTES minutes; findings in build/fuzz/.
-# `make test` runs a bounded slice of it with fixed seeds.
+# Then the INTERNAL-error adversary (tests/fuzz/extremes.py) for a fifth of that, on a fresh seed.
+# `make test` runs a bounded slice of each with fixed seeds.
 MINUTES ?= 20
 fuzz: setup
 	$(BIN)/python -m tests.fuzz.run --minutes $(MINUTES) --out build/fuzz
+	$(BIN)/python -m tests.fuzz.extremes --seconds $$(( $(MINUTES) * 12 )) --seed $$(date +%s)
 
 # Regenerate docs/accuracy.md: each function's error in ulp against mpmath across its real domain.
 accuracy: setup

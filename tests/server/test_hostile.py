@@ -102,6 +102,21 @@ HOSTILE: list[tuple[str, pb.DifferentiateRequest | pb.EvaluateRequest, grpc.Stat
         INVALID,
         "PARSE_ERROR",
     ),
+    # Valid input sympy fails on, each once an INTERNAL: a pole met differentiating a constant, and
+    # the sign of floor(10^100/asin(10^-100)) + 1, which C code generation asks.
+    (
+        "a pole inside sympy",
+        differentiate("x^(sin(loggamma(cbrt(1e-100) - 1) - pi/2)^(-1))"),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "NOT_COMPUTABLE",
+    ),
+    (
+        "a sign past sympy's precision",
+        pb.DifferentiateRequest(expression="(floor(1/asin(1e-100)) + 1)^x", formats=[pb.OUTPUT_FORMAT_C]),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "NOT_COMPUTABLE",
+    ),
+    ("DiracDelta of a fractional order", differentiate("x*DiracDelta(pi, 1/2)"), INVALID, "PARSE_ERROR"),
     ("variable __import__", differentiate("x^2", ("__import__", 1)), INVALID, None),
     ("__import__ as a name", differentiate("__import__ + 1"), INVALID, None),
     ("points over the limit", points(2 * MAX_POINTS), INVALID, LIMIT),

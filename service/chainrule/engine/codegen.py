@@ -129,8 +129,10 @@ _REWRITES: Sequence[tuple[Any, Callable[..., sympy.Expr]]] = (
     (sympy.asech, lambda a: sympy.acosh(1 / a)),
     (sympy.acsch, lambda a: sympy.asinh(1 / a)),
     (sympy.acoth, lambda a: sympy.atanh(1 / a)),
-    (functions.RealFloor, sympy.floor),
-    (functions.RealCeiling, sympy.ceiling),
+    # As written: evaluating sympy's own floor again (of 10^100/asin(10^-100)'s 333 bits, which ours
+    # leaves alone) asks for more precision than sympy allows (PrecisionExhausted).
+    (functions.RealFloor, lambda a: sympy.floor(a, evaluate=False)),
+    (functions.RealCeiling, lambda a: sympy.ceiling(a, evaluate=False)),
     (sympy.re, lambda a: a),
     (sympy.im, lambda a: sympy.S.Zero),
 )
@@ -140,6 +142,10 @@ def _prepare(expr: sympy.Expr) -> sympy.Expr:
     for cls, rewrite in _REWRITES:
         if expr.has(cls):
             expr = expr.replace(cls, rewrite)
+    if expr.has(sympy.zoo):
+        # 1/0 (x/(sign(2) - 1), or 1/im(c) once im is 0): no real value, NaN in every language, as
+        # in Evaluate.
+        expr = expr.xreplace({sympy.zoo: sympy.nan})
     return expr
 
 
@@ -242,6 +248,9 @@ class _CPrinter(bignum.DoubleLiterals, C99CodePrinter):  # type: ignore[misc]
 class _JsPrinter(bignum.DoubleLiterals, JavascriptCodePrinter):  # type: ignore[misc]
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__({"strict": False, **(settings or {})})
+
+    def _print_NaN(self, expr: sympy.Expr) -> str:  # noqa: N802
+        return "NaN"
 
     def _print_RealRoot(self, expr: sympy.Expr) -> str:  # noqa: N802
         n, x = _integer_index(expr), self._print(expr.args[0])

@@ -7,8 +7,9 @@
     │   ├── MissingVariable              INVALID_ARGUMENT    400  MISSING_VARIABLE
     │   └── LimitExceeded                INVALID_ARGUMENT    400  LIMIT_EXCEEDED
     ├── FailedPrecondition               FAILED_PRECONDITION 400  valid, but not possible here
-    │   └── NoClosedForm                 FAILED_PRECONDITION 400  NO_CLOSED_FORM: zeta'(s) as text
-    │       └── NoNumericForm            FAILED_PRECONDITION 400  NO_NUMERIC_FORM: zeta'(s) as values
+    │   ├── NoClosedForm                 FAILED_PRECONDITION 400  NO_CLOSED_FORM: zeta'(s) as text
+    │   │   └── NoNumericForm            FAILED_PRECONDITION 400  NO_NUMERIC_FORM: zeta'(s) as values
+    │   └── NotComputable                FAILED_PRECONDITION 400  NOT_COMPUTABLE: sympy failed on it
     ├── NotFound                         NOT_FOUND           404
     ├── ResourceExhausted                RESOURCE_EXHAUSTED  429  overload or server budget
     ├── DeadlineExceeded                 DEADLINE_EXCEEDED   504  the caller's budget ran out
@@ -33,8 +34,10 @@ import copy
 import enum
 import math
 import re
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 
 class Code(enum.IntEnum):
@@ -260,6 +263,54 @@ class NoNumericForm(NoClosedForm):
     """
 
     reason = "NO_NUMERIC_FORM"
+
+
+class NotComputable(FailedPrecondition):
+    """sympy (or mpmath under it) failed on valid input, in a way the engine has no rule for: a
+    numeric question about a constant it cannot settle within its precision (the sign of
+    log(floor(10^100/asin(10^-100)) + 1)), a pole met evaluating a constant. The caller learns what
+    failed, where in sympy, and what to try; the failure's class stays visible to us by its reason.
+    """
+
+    reason = "NOT_COMPUTABLE"
+
+    @classmethod
+    def from_library(cls, error: BaseException) -> NotComputable | None:
+        """The refusal for `error` when sympy or mpmath raised it (its innermost frame is theirs);
+        None for anything else, which is a bug of ours."""
+        if not isinstance(
+            error, ArithmeticError | ValueError | LookupError | RecursionError | TypeError | AttributeError
+        ):
+            return None
+        frames = traceback.extract_tb(error.__traceback__)
+        if not frames or not any(f"/{library}/" in frames[-1].filename for library in ("sympy", "mpmath")):
+            return None
+        where = frames[-1].filename.rsplit("/site-packages/", 1)[-1]
+        lines = str(error).strip().splitlines()
+        what = f"{type(error).__name__} in {where}" + (f": {lines[0][:160]}" if lines else "")
+        return cls(
+            f"sympy could not compute this ({what}): a constant in it is beyond what it can decide or"
+            " evaluate; write such constants as numbers, or ask for fewer extras (steps, check, code)",
+            field="expression",
+            metadata={"exception": type(error).__name__},
+        )
+
+
+_T = TypeVar("_T")
+
+
+def refusing_library_failures(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """`fn(*args, **kwargs)`, with a failure inside sympy or mpmath raised as `NotComputable`: how
+    every executor of engine work (symbolic workers, threads) runs it."""
+    try:
+        return fn(*args, **kwargs)
+    except ChainruleError:
+        raise
+    except Exception as error:
+        refusal = NotComputable.from_library(error)
+        if refusal is None:
+            raise
+        raise refusal from None
 
 
 class NotFound(ChainruleError):

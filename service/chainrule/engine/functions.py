@@ -311,8 +311,18 @@ def _heaviside(x: sympy.Expr, h0: sympy.Expr | None = None) -> sympy.Expr:
     return sympy.Heaviside(x) if h0 is None else sympy.Heaviside(x, h0)
 
 
+class ArgumentError(ValueError):
+    """An argument a function cannot take whatever the rest of the expression: the parser reports
+    it at the call, with this message."""
+
+
 def _dirac(x: sympy.Expr, order: sympy.Expr | None = None) -> sympy.Expr:
-    return sympy.DiracDelta(x) if order is None else sympy.DiracDelta(x, order)
+    if order is None:
+        return sympy.DiracDelta(x)
+    if not (order.is_Integer and order >= 0):
+        # sympy takes DiracDelta(pi, e) as written and fails at the first derivative or printing.
+        raise ArgumentError("DiracDelta's order (its second argument) must be an integer 0 or more")
+    return sympy.DiracDelta(x, order)
 
 
 def _on_reals(build: Callable[..., sympy.Expr]) -> Callable[..., sympy.Expr]:

@@ -63,7 +63,15 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from chainrule.engine import errors, reference
-from chainrule.engine.functions import CONSTANTS, FUNCTIONS, RESERVED_NAMES, SPECS, FunctionSpec, magnitude
+from chainrule.engine.functions import (
+    CONSTANTS,
+    FUNCTIONS,
+    RESERVED_NAMES,
+    SPECS,
+    ArgumentError,
+    FunctionSpec,
+    magnitude,
+)
 from chainrule.engine.limits import ParseLimits, exceeded
 
 __all__ = [
@@ -665,6 +673,8 @@ class _Builder:
                 value = self.make(node, args)
             except errors.ChainruleError:
                 raise
+            except ArgumentError as error:
+                raise errors.ParseError(f"{error} in {self.source(node)}", node.pos) from None
             except Exception as error:  # sympy's own: ValueError, TypeError, its cache's AttributeError
                 value = self.salvage(node, args, error)
             if value[0].is_Float:

@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 import httpx
+import mpmath
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from mpmath.libmp import gammazeta
 
 from chainrule.engine import errors
 from chainrule.server.app import Application
@@ -82,6 +84,16 @@ async def test_worker_bug_is_reported_not_swallowed(pool: ProcessExecutor) -> No
     with pytest.raises(SymbolicWorkerError, match="ValueError"):
         await pool.run(int, "not a number")
     assert await pool.run(operator.add, 1, 1) == 2
+
+
+async def test_a_failure_inside_sympy_or_mpmath_is_not_computable_not_a_bug(pool: ProcessExecutor) -> None:
+    # Valid input the library itself cannot handle (a pole met evaluating a constant): the caller
+    # gets FAILED_PRECONDITION saying so, not INTERNAL; an error raised by our own code stays a bug.
+    with pytest.raises(errors.NotComputable, match="gamma function pole") as caught:
+        await pool.run(gammazeta.mpf_gamma, mpmath.mpf(-1)._mpf_, 53)
+    assert caught.value.reason == "NOT_COMPUTABLE" and "mpmath/" in caught.value.message
+    with pytest.raises(SymbolicWorkerError):
+        await pool.run(int, "not a number")
 
 
 async def test_chainrule_errors_cross_the_process_boundary(pool: ProcessExecutor) -> None:

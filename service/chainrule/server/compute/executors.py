@@ -18,7 +18,7 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from chainrule.engine.errors import ChainruleError, ResourceExhausted
+from chainrule.engine.errors import ChainruleError, ResourceExhausted, refusing_library_failures
 from chainrule.server.compute import deadlines
 
 P = ParamSpec("P")
@@ -41,8 +41,11 @@ class ThreadExecutor:
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        # Carry the caller's context (request id for logs) into the pool's thread.
-        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        # Carry the caller's context (request id for logs) into the pool's thread; sympy failing on
+        # valid input is the caller's answer, as in the symbolic workers.
+        call = functools.partial(
+            contextvars.copy_context().run, refusing_library_failures, fn, *args, **kwargs
+        )
         return await loop.run_in_executor(self._pool, call)
 
     async def close(self) -> None:
@@ -53,7 +56,7 @@ class InlineExecutor:
     """Runs work on the caller's thread: for the CLI and for tests of the API layer alone."""
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return fn(*args, **kwargs)
+        return refusing_library_failures(fn, *args, **kwargs)
 
     async def close(self) -> None:
         return None

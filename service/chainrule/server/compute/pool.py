@@ -54,7 +54,12 @@ from multiprocessing.process import BaseProcess
 from typing import Any, ParamSpec, TypeVar
 
 from chainrule import engine
-from chainrule.engine.errors import ChainruleError, ResourceExhausted, Unavailable
+from chainrule.engine.errors import (
+    ChainruleError,
+    ResourceExhausted,
+    Unavailable,
+    refusing_library_failures,
+)
 from chainrule.server.compute import deadlines, jobs
 from chainrule.server.compute.executors import Admission, describe
 from chainrule.server.config import Settings
@@ -100,7 +105,7 @@ def _symbolic_worker_main(conn: Connection, memory_bytes: int) -> None:
 
 def _execute(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any]:
     try:
-        return _OK, fn(*args, **kwargs)
+        return _OK, refusing_library_failures(fn, *args, **kwargs)
     except MemoryError:
         return _MEMORY, None
     except ChainruleError as error:
