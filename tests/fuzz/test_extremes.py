@@ -18,7 +18,7 @@ from chainrule.engine.errors import ChainruleError
 from chainrule.server.compute.pool import ProcessExecutor, SymbolicWorkerError
 from tests.fuzz import extremes
 
-EXPRESSIONS = 600  # about 40 s on the 2-core benchmark machine
+EXPRESSIONS = 500  # about 45 s on the 2-core benchmark machine
 _WORKERS = 2
 
 

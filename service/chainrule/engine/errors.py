@@ -279,7 +279,7 @@ class NotComputable(FailedPrecondition):
         """The refusal for `error` when sympy or mpmath raised it (its innermost frame is theirs);
         None for anything else, which is a bug of ours."""
         if not isinstance(
-            error, ArithmeticError | ValueError | LookupError | RecursionError | TypeError | AttributeError
+            error, ArithmeticError | ValueError | LookupError | RuntimeError | TypeError | AttributeError
         ):
             return None
         frames = traceback.extract_tb(error.__traceback__)

@@ -226,8 +226,9 @@ class _Evaluator:
         self.strict = strict
         self.each = each
         self.memo: dict[sympy.Basic, Value] = {}
-        # Whether a step lost what the working precision held (`_doubt`): its result may be the
-        # rounding's, not the value's, whatever a second precision says (both round tanh(200) to 1).
+        # Whether a step lost what the working precision held (`_doubt_sum`, `_doubt_call`): its
+        # result may be the rounding's, not the value's, whatever a second precision says (both
+        # round tanh(200) to 1).
         self.doubtful = False
         # The evaluators at higher precisions (`_to_absolute_precision`), one per precision and shared
         # by all of them: nested periodic functions of large constants re-evaluate each subtree once
