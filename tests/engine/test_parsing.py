@@ -350,6 +350,12 @@ HOSTILE = [
     ("1e" + "9" * 400, DEFAULT_LIMITS, "integer_digits"),
     ("1.5e5000", DEFAULT_LIMITS, "integer_digits"),
     ("exp(1.0e300)", DEFAULT_LIMITS, "power_bits"),
+    # sympy writes e^(k log(a)) as a^k, exactly: a number of 10^32 digits (the extremes adversary).
+    ("exp(log(1e-100)*10^30)", DEFAULT_LIMITS, "power_bits"),
+    ("exp(x + log(1e-100)*10^30) + 1", DEFAULT_LIMITS, "power_bits"),
+    ("e^(1 + 10^30*log(3))", DEFAULT_LIMITS, "power_bits"),
+    ("cosh(log(10^100)*10^30)", DEFAULT_LIMITS, "power_bits"),
+    ("10^(10^30*log(10^100)/log(10))", DEFAULT_LIMITS, "power_bits"),  # 10^(v/log 10) is e^v
     ("x^" + "1" * 1001, DEFAULT_LIMITS, "integer_digits"),
     ("x" + "\u00b2" * 1001, DEFAULT_LIMITS, "integer_digits"),
     ("(" * 100_000 + "x" + ")" * 100_000, BIG, "parse_depth"),
@@ -744,3 +750,9 @@ def test_atheris_target_accepts_any_bytes(data: bytes) -> None:
     from tests.engine.fuzz_parser import check  # noqa: PLC0415  (a script as much as a module)
 
     check(data)
+
+
+def test_a_small_exact_power_through_exp_is_still_made() -> None:
+    assert parse("exp(2*log(3))") == 9
+    assert parse("10^(3*log(7)/log(10))") == 343
+    assert parse("exp(log(2)/3)") == sympy.cbrt(2)

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import random
 import resource
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -110,17 +112,33 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="in-process run of the INTERNAL-error adversary")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--current",
+        type=Path,
+        default=Path("build/fuzz/extremes-current.txt"),
+        help="where the expression being run is written (to name one that stalls)",
+    )
     args = parser.parse_args()
-    rng, end, count, failures = random.Random(args.seed), time.monotonic() + args.seconds, 0, 0
+    args.current.parent.mkdir(parents=True, exist_ok=True)
+    rng, end, count, failures, slow = random.Random(args.seed), time.monotonic() + args.seconds, 0, 0, 0
     signal.signal(signal.SIGALRM, _too_slow)
     resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_BYTES, _MEMORY_BYTES))  # as a worker's
     while time.monotonic() < end:
         text, around = expression(rng)
         count += 1
+        args.current.write_text(f"{text}\naround {around}\n")
+        # SIGALRM stops Python code; a bignum computation in C holds the thread past it, so a
+        # watchdog ends the run with a traceback instead (a worker's budget kills it in production).
+        faulthandler.dump_traceback_later(3 * _SECONDS_EACH, exit=True)
         signal.alarm(_SECONDS_EACH)
         try:
             refusing_library_failures(exercise, text, around)
-        except (ChainruleError, MemoryError, _TooSlow):  # a worker answers these itself
+        except (ChainruleError, MemoryError):  # a worker answers MemoryError itself
+            continue
+        except _TooSlow:
+            # A worker's budget would end it, but Parse reads on a thread nothing stops: worth a look.
+            slow += 1
+            print(f"SLOW {text!r} around {around}: over {_SECONDS_EACH} s", flush=True)
             continue
         except Exception as error:  # what a caller would see as INTERNAL
             failures += 1
@@ -129,7 +147,8 @@ def main() -> int:
             )
         finally:
             signal.alarm(0)
-    print(f"{count} expressions, {failures} INTERNAL")
+            faulthandler.cancel_dump_traceback_later()
+    print(f"{count} expressions, {failures} INTERNAL, {slow} over {_SECONDS_EACH} s")
     return 1 if failures else 0
 
 

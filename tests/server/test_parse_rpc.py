@@ -101,6 +101,14 @@ async def test_a_limit_names_itself_and_where_the_text_passed_it() -> None:
     assert (reply.error.metadata["limit"], reply.error.metadata["maximum"]) == ("expression_length", "10")
 
 
+async def test_an_exact_power_sympy_would_make_of_an_exponential_is_a_limit_on_parse_s_thread() -> None:
+    # Parse reads on a thread nothing can stop: sympy writing e^(10^30 log(10^-100)) as an exact
+    # power of 10^32 digits held it without end, taking memory as it went.
+    api = make_api(CountingExecutor(), CountingExecutor())
+    reply = await api.parse(pb.ParseRequest(expression="exp(x + log(1e-100)*10^30)"))
+    assert (reply.error.reason, reply.error.metadata["limit"]) == ("LIMIT_EXCEEDED", "power_bits")
+
+
 async def test_parse_never_waits_behind_cold_symbolic_work() -> None:
     symbolic, parsing = StuckExecutor(), CountingExecutor()
     api = make_api(symbolic, parsing)

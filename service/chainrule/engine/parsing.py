@@ -60,7 +60,9 @@ from typing import Any, Final
 
 import mpmath
 import sympy
+from sympy.core.exprtools import factor_terms
 from sympy.printing.str import StrPrinter
+from sympy.simplify.radsimp import fraction
 
 from chainrule.engine import errors, reference
 from chainrule.engine.functions import (
@@ -782,7 +784,7 @@ class _Builder:
         sized_below = base_value.is_Rational and exp_value.is_Number  # by its bits
         if base_value.is_number and not sized_below and base_value not in (0, 1):
             # e^(10^400), 2^exp(10^6); (-1)^cosh(10^12), whose parity sympy seeks in all 1.4e12 bits
-            self.check_exponent(node, exp_value)
+            self.check_exponent(node, exp_value, base_value)
         if exp_value.is_Number:
             if not exp_value.is_Integer:
                 self.check_root(node, base_value, base_bits)
@@ -821,10 +823,18 @@ class _Builder:
         bits = max(bits for _, bits in args)
         return _with_bits(spec.build(*values), bits)
 
-    def check_exponent(self, node: _Node, exponent: Any) -> None:
+    def check_exponent(self, node: _Node, exponent: Any, base: Any = sympy.E) -> None:
         """An exponential of a number past any double: sympy needs as many bits as the number has
         to compare or round the result (Max(exp(10^3000), 1) takes a minute), and its value is
-        0 or +-inf as a double anyway."""
+        0 or +-inf as a double anyway.
+
+        And sympy writes e^(k log(a) + u) as a^k e^u, which for a rational a and k is exact:
+        e^(10^30 log(10^-100)) asked for a number of 10^32 digits (a thread held without end, memory
+        without bound), whatever else the exponent holds; b^(v/log(b)) it writes as e^v first.
+        """
+        bits = _log_power_bits(exponent if base is sympy.E else _as_exponent_of_e(exponent, base))
+        if bits > self.limits.max_power_bits:
+            raise self.too_large(node, bits)
         if not exponent.is_number or exponent.is_finite is False:
             return  # a function of 1/0 is NaN (functions._undefined_in)
         size = _size(exponent)
@@ -884,6 +894,32 @@ def _without_real_value(value: Any) -> bool:
         return math.isnan(reference.evaluate(value))
     except reference.Unsupported:
         return False
+
+
+def _as_exponent_of_e(exponent: Any, base: Any) -> Any:
+    """v where sympy writes base^exponent as e^v (an exponent over log(base), as Pow recognises it);
+    0 where it does not."""
+    coefficient, rest = factor_terms(exponent, sign=False).as_coeff_Mul()
+    numerator, denominator = fraction(rest)
+    if isinstance(denominator, sympy.log) and denominator.args[0] == base:
+        return coefficient * numerator
+    return sympy.S.Zero
+
+
+def _log_power_bits(exponent: Any) -> float:
+    """The bits of the largest exact power a^k sympy makes of e^exponent: a term k log(a) with a
+    and k rational becomes a^k (exp's own rule: one log factor, the rest numbers)."""
+    bits = 0.0
+    for term in sympy.Add.make_args(exponent):
+        factors = sympy.Mul.make_args(term)
+        logs = [factor for factor in factors if isinstance(factor, sympy.log)]
+        if len(logs) != 1 or not logs[0].args[0].is_Rational:
+            continue
+        power = sympy.Mul(*(factor for factor in factors if factor is not logs[0]))
+        if power.is_Rational:
+            base = logs[0].args[0]
+            bits = max(bits, _magnitude(power) * _rational_bits(int(base.p), int(base.q)))
+    return bits
 
 
 def _rational_bits(p: int, q: int) -> float:
