@@ -343,6 +343,11 @@ HOSTILE = [
     ("(10^999 + 1)^(1/3)", DEFAULT_LIMITS, "root_bits"),
     ("sqrt(10^999 + 1)", DEFAULT_LIMITS, "root_bits"),
     ("root(10^999 + 1, 3)", DEFAULT_LIMITS, "root_bits"),
+    # 3^(10^-200) is algebraic of degree 10^200: sympy's sign test of it minus 1 (floor) built its
+    # minimal polynomial and never returned (the extremes adversary).
+    ("floor(pow(3, 1e-200) - 1)", DEFAULT_LIMITS, "root_degree"),
+    ("root(3, 10^200)", DEFAULT_LIMITS, "root_degree"),
+    ("sqrt(2)^(1/1001)", DEFAULT_LIMITS, "root_degree"),
     ("1" * 1001, DEFAULT_LIMITS, "integer_digits"),
     ("1e1000", DEFAULT_LIMITS, "integer_digits"),
     ("1e-1001", DEFAULT_LIMITS, "integer_digits"),

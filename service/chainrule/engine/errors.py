@@ -276,11 +276,10 @@ class NotComputable(FailedPrecondition):
 
     @classmethod
     def from_library(cls, error: BaseException) -> NotComputable | None:
-        """The refusal for `error` when sympy or mpmath raised it (its innermost frame is theirs);
-        None for anything else, which is a bug of ours."""
-        if not isinstance(
-            error, ArithmeticError | ValueError | LookupError | RuntimeError | TypeError | AttributeError
-        ):
+        """The refusal for `error` when sympy or mpmath raised it (its innermost frame is theirs:
+        PrecisionExhausted, mpmath's NoConvergence, a pole's ValueError...); None for anything else,
+        which is a bug of ours, and for MemoryError, after which a worker's heap is not trusted."""
+        if not isinstance(error, Exception) or isinstance(error, MemoryError):
             return None
         frames = traceback.extract_tb(error.__traceback__)
         if not frames or not any(f"/{library}/" in frames[-1].filename for library in ("sympy", "mpmath")):

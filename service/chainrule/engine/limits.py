@@ -87,6 +87,15 @@ class ParseLimits:
     max_root_bits: int = limit(
         "root_bits", 1_024, "bits", "bits of a number under an exact root", Layer.PARSER
     )
+    # An exact root of a number is an algebraic number of that degree; where sympy cannot tell its
+    # sign by evaluating it (floor(3^(1e-200) - 1)) it builds its minimal polynomial, of that degree.
+    max_root_degree: int = limit(
+        "root_degree",
+        1_000,
+        "",
+        "degree of an exact root of a number (n of root(a, n), q of a^(p/q))",
+        Layer.PARSER,
+    )
 
 
 @dataclass(frozen=True)

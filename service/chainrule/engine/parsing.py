@@ -787,7 +787,7 @@ class _Builder:
             self.check_exponent(node, exp_value, base_value)
         if exp_value.is_Number:
             if not exp_value.is_Integer:
-                self.check_root(node, base_value, base_bits)
+                self.check_root(node, base_value, base_bits, exp_value.q if exp_value.is_Rational else 1)
             if not (base_value.is_Number or base_value.is_Mul or base_value.is_Pow):
                 # sympy never multiplies out a sum or a function call raised to a number
                 return _with_bits(sympy.Pow(base_value, exp_value), base_bits)
@@ -819,7 +819,8 @@ class _Builder:
                     shown = _display_number(value)
                     raise _over(self.limits, "max_factorial_argument", shown, what, _start(node))
         if spec.root:
-            self.check_root(node, *args[0])
+            index = values[1] if len(values) > 1 else sympy.Integer(2)
+            self.check_root(node, *args[0], abs(int(index)) if index.is_Integer else 1)
         bits = max(bits for _, bits in args)
         return _with_bits(spec.build(*values), bits)
 
@@ -841,11 +842,17 @@ class _Builder:
         if size > _MAX_EXPONENT:
             raise self.too_large(node, size * math.log2(math.e), "too large or too small a number")
 
-    def check_root(self, node: _Node, base: Any, bits: float) -> None:
-        """sympy looks for exact roots of numbers (perfect powers, small factors): cheap only while small."""
+    def check_root(self, node: _Node, base: Any, bits: float, degree: int) -> None:
+        """sympy looks for exact roots of numbers (perfect powers, small factors): cheap only while
+        small; and a root of a number of degree 10^200 sends its sign tests to a minimal polynomial
+        of that degree (floor(3^(1e-200) - 1) did not return)."""
         if base.is_Rational and bits > self.limits.max_root_bits:
             what = f"{self.source(node)} is too costly to compute exactly: the number under the root is large"
             raise _over(self.limits, "max_root_bits", round(bits), what, _start(node))
+        if base.is_number and degree > self.limits.max_root_degree:
+            what = f"{self.source(node)} is too costly to compute exactly: the root's degree is too high"
+            shown = degree if degree.bit_length() < 64 else _magnitude(sympy.Integer(degree))
+            raise _over(self.limits, "max_root_degree", shown, what, _start(node))
 
 
 def _make_number(value: int | tuple[int, int] | tuple[str, int]) -> tuple[Any, float]:

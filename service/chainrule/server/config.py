@@ -253,6 +253,7 @@ class Settings:
     max_variables: int = _engine_limit("variables")
     max_exponent_depth: int = _engine_limit("exponent_depth")
     max_root_bits: int = _engine_limit("root_bits")
+    max_root_degree: int = _engine_limit("root_degree")
     max_derivative_order: int = _engine_limit("derivative_order")
     max_derivative_nodes: int = _engine_limit("derivative_nodes")
     max_points: int = _engine_limit("points")

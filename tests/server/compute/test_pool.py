@@ -94,6 +94,8 @@ async def test_a_failure_inside_sympy_or_mpmath_is_not_computable_not_a_bug(pool
     assert caught.value.reason == "NOT_COMPUTABLE" and "mpmath/" in caught.value.message
     with pytest.raises(SymbolicWorkerError):
         await pool.run(int, "not a number")
+    # A MemoryError stays one wherever it arose: the worker that had it is replaced.
+    assert errors.NotComputable.from_library(MemoryError()) is None
 
 
 async def test_chainrule_errors_cross_the_process_boundary(pool: ProcessExecutor) -> None:
