@@ -131,8 +131,8 @@ test: lint system-deps
 # `make test` runs a bounded slice of each with fixed seeds.
 MINUTES ?= 20
 fuzz: setup
-	$(BIN)/python -m tests.fuzz.run --minutes $(MINUTES) --out build/fuzz
-	$(BIN)/python -m tests.fuzz.extremes --seconds $$(( $(MINUTES) * 12 )) --seed $$(date +%s)
+	$(BIN)/python -m tests.fuzz.run --minutes $(MINUTES) --out build/fuzz; found=$$?; \
+	$(BIN)/python -m tests.fuzz.extremes --seconds $$(( $(MINUTES) * 12 )) --seed $$(date +%s) && exit $$found
 
 # Regenerate docs/accuracy.md: each function's error in ulp against mpmath across its real domain.
 accuracy: setup

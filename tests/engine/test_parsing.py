@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from chainrule.engine import errors, parsing
-from chainrule.engine.functions import SPECS, FunctionSpec, RealCeiling, RealFloor, RealRoot
+from chainrule.engine.functions import FUNCTIONS, SPECS, FunctionSpec, RealCeiling, RealFloor, RealRoot
 from chainrule.engine.limits import ENGINE_LIMITS
 from chainrule.engine.parsing import (
     DEFAULT_LIMITS,
@@ -592,7 +592,7 @@ def _apply(children: st.SearchStrategy[sympy.Expr]) -> st.SearchStrategy[sympy.E
         st.tuples(binary, children, children).map(lambda t: _safely(lambda: _combine(*t))),
         st.tuples(children, st.integers(2, 7)).map(lambda pair: _safely(lambda: RealRoot(pair[0], pair[1]))),
         st.tuples(children, children).map(_symbolic_first(sympy.Min)),
-        st.tuples(children, children).map(_symbolic_first(sympy.atan2)),
+        st.tuples(children, children).map(_symbolic_first(FUNCTIONS["atan2"].build)),
         st.tuples(children, st.integers(0, 3)).map(_symbolic_first(lambda a, n: sympy.polygamma(n, a))),
     )
 
@@ -761,3 +761,9 @@ def test_a_small_exact_power_through_exp_is_still_made() -> None:
     assert parse("exp(2*log(3))") == 9
     assert parse("10^(3*log(7)/log(10))") == 343
     assert parse("exp(log(2)/3)") == sympy.cbrt(2)
+
+
+@pytest.mark.parametrize("text", ["atan2(0, asin(2))", "atan2(asin(e), 1)", "atan2(0, sqrt(-1))^4"])
+def test_atan2_of_a_number_with_no_real_value_is_nan(text: str) -> None:
+    # sympy makes atan2(0, asin(2)) 0; by the real-valued rule its argument has no value, nor has it.
+    assert parse(text) is sympy.S.NaN

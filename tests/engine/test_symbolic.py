@@ -313,3 +313,15 @@ def test_an_expression_built_unevaluated_crosses_processes() -> None:
     expression = parsing.parse("acos(sin((1e309) / 3))")
     crossed = pickle.loads(pickle.dumps(symbolic.Portable(expression))).expression
     assert crossed == expression and sympy.srepr(crossed) == sympy.srepr(expression)
+
+
+@pytest.mark.parametrize("text", ["-re(polygamma(y, y))", "im(polygamma(y, y)) + y"])
+def test_re_and_im_of_a_partial_without_closed_form_differentiate_twice(text: str) -> None:
+    # sympy's own diff of re(Subs(d polygamma(xi, y)/d xi, xi, y)) substituted into its own dummy
+    # (xi + 1): the Hessian read a variable 'xi_1' no caller can give (the fuzzer, seed 2681275829).
+    expression = parsing.parse(text)
+    components = symbolic.gradient_components(expression, ("y",), True)
+    assert all(part.free_symbols <= expression.free_symbols for part in components)
+    compiled = symbolic.compile_gradient(expression, ("y",), hessian=True)
+    result = engine.numeric.gradient(compiled, {"y": np.array([3.5])}, 1)
+    assert result.nonfinite_count == 0

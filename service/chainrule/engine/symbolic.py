@@ -331,6 +331,10 @@ class _Differentiator(DependsOn):
             return sympy.S.Zero
         if isinstance(node, (sympy.Subs, sympy.Derivative)):
             return self._unevaluated(node)
+        if isinstance(node, (sympy.re, sympy.im)):
+            # As sympy defines them for a real variable, but through our rules: sympy's diff of
+            # re(Subs(d polygamma(xi, y)/d xi, xi, y)) substituted into its own dummy (xi + 1).
+            return type(node)(self.d(node.args[0]))
         if _has_own_chain_rule(node):
             try:
                 return sympy.Add(
