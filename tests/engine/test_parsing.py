@@ -346,6 +346,8 @@ HOSTILE = [
     # 3^(10^-200) is algebraic of degree 10^200: sympy's sign test of it minus 1 (floor) built its
     # minimal polynomial and never returned (the extremes adversary).
     ("floor(pow(3, 1e-200) - 1)", DEFAULT_LIMITS, "root_degree"),
+    # acsc(-1) is -pi/2: a rational factor no argument had, multiplied out to 2^123456789.
+    ("floor(pow(acsc(-1), 123456789) - 1)", DEFAULT_LIMITS, "power_bits"),
     ("root(3, 10^200)", DEFAULT_LIMITS, "root_degree"),
     ("sqrt(2)^(1/1001)", DEFAULT_LIMITS, "root_degree"),
     ("1" * 1001, DEFAULT_LIMITS, "integer_digits"),

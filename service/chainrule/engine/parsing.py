@@ -936,6 +936,12 @@ def _rational_bits(p: int, q: int) -> float:
 def _with_bits(value: Any, estimate: float) -> tuple[Any, float]:
     if value.is_Rational:
         return value, _rational_bits(int(value.p), int(value.q))
+    if value.is_Mul:
+        # A function's value may carry a rational factor its arguments did not (acsc(-1) is -pi/2):
+        # raised to 123456789, sympy multiplies out 2^123456789.
+        coefficient = value.as_coeff_Mul()[0]
+        if coefficient.is_Rational:
+            return value, max(estimate, _rational_bits(int(coefficient.p), int(coefficient.q)))
     return value, estimate
 
 
