@@ -124,10 +124,11 @@ class _BoundedIntegerPart:
                 value = reference.evaluate(arg, prec=prec)
             except reference.Unsupported:
                 return True
-            if not reference.context(prec).isfinite(value):
+            ctx = reference.context(prec)
+            if not ctx.isfinite(value):
                 return True
             if not reference.near_integer(value, prec):
-                return int(getattr(reference.context(prec), cls.integer_part)(value)) == integer
+                return int(getattr(ctx, cls.integer_part)(value)) == integer
         return True  # an integer to the last bit folding uses (log(8)/log(2) is 3), as sympy said
 
 

@@ -226,14 +226,19 @@ class Admission:
         self._forget(victim)
 
     def _refusal(self, reason: str) -> ResourceExhausted:
-        self.rejections[reason] += 1
-        self.on_rejected(reason)
+        state = f"{self.running} {self.name} tasks running and {self.waiting} queued (the limit)"
+        return self.refused(reason, state, "the largest share of the queue", self.queue)
+
+    def refused(self, cause: str, state: str, share: str, limit: int) -> ResourceExhausted:
+        """A refusal for `cause`, counted: what is full (`state`), whose `share`, and the `limit`."""
+        self.rejections[cause] += 1
+        self.on_rejected(cause)
         return overloaded(
-            f"{self.running} {self.name} tasks running and {self.waiting} queued (the limit)",
-            "the largest share of the queue",
+            state,
+            share,
             queue=self.name,
-            limit=self.queue,
-            cause=reason,
+            limit=limit,
+            cause=cause,
             retry_after_seconds=self.retry_after_seconds,
         )
 

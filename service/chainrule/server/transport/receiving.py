@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chainrule.engine.errors import ChainruleError, InvalidArgument
-from chainrule.server.compute.executors import OVERLOADED, Admission, overloaded
+from chainrule.server.compute.executors import OVERLOADED, Admission
 
 T = TypeVar("T")
 
@@ -101,17 +101,12 @@ class _Waiting:
     seconds: float
 
     def exceeded(self, what: str, *, waiting_retry_after: float | None = None) -> ChainruleError:
-        self.admission.rejections[OVERLOADED] += 1
-        self.admission.on_rejected(OVERLOADED)
-        return overloaded(
+        admission = self.admission
+        state = (
             f"{what} for {self.seconds:g} s (CHAINRULE_HEADER_TIMEOUT_SECONDS): "
-            f"{self.admission.running} messages arriving, {self.admission.waiting} calls waiting",
-            "their share of the slots",
-            queue=self.admission.name,
-            limit=self.admission.concurrency,
-            cause=OVERLOADED,
-            retry_after_seconds=self.admission.retry_after_seconds,
+            f"{admission.running} messages arriving, {admission.waiting} calls waiting"
         )
+        return admission.refused(OVERLOADED, state, "their share of the slots", admission.concurrency)
 
 
 def _stalled(timeout_seconds: float) -> InvalidArgument:
