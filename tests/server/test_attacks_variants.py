@@ -222,9 +222,9 @@ async def test_replies_a_client_never_reads_are_bounded(fresh_server: Server) ->
 # --- 2. symbolic work outside the killable pool: Parse ------------------------------------------------
 
 # Each term makes sympy find the integer part of a number below 2^330 (zeta at ~400 bits, a
-# distinct argument each): 200 terms, 5 KB, are about 2 s of CPU. Parse runs on a thread of the
-# server process, which nothing can stop: past its allowance there the parse moves to the symbolic
-# workers, where the caller's deadline stops it, and every other caller's Parse goes on.
+# distinct argument each): 200 terms, 5 KB, are about 2 s of CPU. Parse runs in a worker of its own:
+# past its allowance there the parse moves to the symbolic workers, where the caller's deadline stops
+# it, and every other caller's Parse goes on.
 COSTLY_PARSES = [
     "+".join(term.format(n=n) for n in range(11, 211))
     for term in ("floor(zeta({n}/7 + 2)*10^99)", "ceiling(zeta({n}/3)*10^99)", "floor(zeta({n}/5 + 3)*10^98)")
@@ -238,7 +238,7 @@ async def test_a_costly_parse_stops_at_its_deadline_and_others_parse_on(server: 
             asyncio.ensure_future(stub.Parse(pb.ParseRequest(expression=text), timeout=0.5))
             for text in COSTLY_PARSES
         ]
-        await asyncio.sleep(0.1)  # the attacks hold the parse thread (6 s of it before the allowance)
+        await asyncio.sleep(0.1)  # the attacks hold Parse's worker (6 s of it before the allowance)
         async with grpc_channel_from(server.grpc_port, BYSTANDER) as other:
             reading = await pb_grpc.DifferentiationServiceStub(other).Parse(
                 pb.ParseRequest(expression="sin(x)^2 + y"), timeout=2

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from chainrule.engine.parsing import TooSlow
 from chainrule.server import cache
-from chainrule.server.api import ChainruleApi
+from chainrule.server.api import PARSE_HOLD_SECONDS, ChainruleApi
 from chainrule.server.app import Application
 from chainrule.server.cache import Caches
 from chainrule.server.compute.executors import InlineExecutor
+from chainrule.server.compute.pool import ProcessExecutor
 from chainrule.server.metrics import Metrics
 from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
@@ -101,9 +104,9 @@ async def test_a_limit_names_itself_and_where_the_text_passed_it() -> None:
     assert (reply.error.metadata["limit"], reply.error.metadata["maximum"]) == ("expression_length", "10")
 
 
-async def test_an_exact_power_sympy_would_make_of_an_exponential_is_a_limit_on_parse_s_thread() -> None:
-    # Parse reads on a thread nothing can stop: sympy writing e^(10^30 log(10^-100)) as an exact
-    # power of 10^32 digits held it without end, taking memory as it went.
+async def test_an_exact_power_sympy_would_make_of_an_exponential_is_a_limit() -> None:
+    # Sympy writing e^(10^30 log(10^-100)) as an exact power of 10^32 digits held Parse's thread (as
+    # it then was) without end, taking memory as it went.
     api = make_api(CountingExecutor(), CountingExecutor())
     reply = await api.parse(pb.ParseRequest(expression="exp(x + log(1e-100)*10^30)"))
     assert (reply.error.reason, reply.error.metadata["limit"]) == ("LIMIT_EXCEEDED", "power_bits")
@@ -149,12 +152,52 @@ async def test_the_server_gives_parse_a_bounded_executor_of_its_own() -> None:
         await app.stop()
 
 
-async def test_a_parse_past_its_allowance_on_the_thread_runs_again_in_the_symbolic_workers(
+async def test_with_symbolic_workers_parse_runs_in_a_killable_worker_of_its_own() -> None:
+    # Nothing stops a thread, and one sympy step can run long and take memory as it goes: Parse's
+    # work runs in a process of its own, under the workers' memory limit, stopped past its hold.
+    app = Application(make_settings(symbolic_workers=1, symbolic_spares=0, parse_queue=3))
+    assert isinstance(app.parsing, ProcessExecutor) and app.parsing is not app.pool
+    try:
+        await app.parsing.start()
+        assert (app.parsing.admission.name, app.parsing.admission.queue) == ("parse", 3)
+        assert app.parsing.task_seconds == PARSE_HOLD_SECONDS
+        assert app.parsing.memory_bytes == app.settings.worker_memory_bytes
+        assert await app.parsing.run(os.getpid) not in (os.getpid(), *app.pool.worker_pids())  # type: ignore[union-attr]
+        assert await app.parsing.run(os.getpid) in app.parsing.worker_pids()
+    finally:
+        await app.parsing.close()
+        await app.stop()
+
+
+class HeldExecutor(CountingExecutor):
+    """Parse's worker stopped for holding too long on the tasks named."""
+
+    def __init__(self, *held: str) -> None:
+        super().__init__()
+        self.held = held
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if getattr(fn, "__name__", "") in self.held:
+            self.calls.append(getattr(fn, "__name__", ""))
+            raise TooSlow("held Parse's worker past its hold")
+        return await super().run(fn, *args, **kwargs)
+
+
+@pytest.mark.parametrize("held", ["parse_canonical", "readable"])
+async def test_work_stopped_in_parse_s_worker_runs_again_in_the_symbolic_workers(held: str) -> None:
+    symbolic, parsing = CountingExecutor(), HeldExecutor(held)
+    api = make_api(symbolic, parsing)
+    reply = await api.parse(pb.ParseRequest(expression="sin(x)^2 + y"))
+    assert (reply.canonical, list(reply.variables)) == ("y + sin(x)^2", ["x", "y"])
+    assert symbolic.calls == [held]
+
+
+async def test_a_parse_past_its_allowance_runs_again_in_the_symbolic_workers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Parse's thread cannot be stopped from outside: a parse that outlasts the allowance there (sympy
-    # evaluating functions of numbers as it builds them) is parsed again where the budget and the
-    # caller's deadline hold. An allowance already spent stands for a slow parse.
+    # A parse that outlasts its allowance in Parse's worker (sympy evaluating functions of numbers as
+    # it builds them) gives up there, so that the worker answers the next check, and is parsed again
+    # where the budget and the caller's deadline hold. An allowance already spent stands for a slow parse.
     monkeypatch.setattr("chainrule.server.api._PARSE_ALLOWANCE_SECONDS", -1.0)
     symbolic, parsing = CountingExecutor(), CountingExecutor()
     api = make_api(symbolic, parsing)

@@ -54,9 +54,12 @@ _INLINE_COST = 20_000
 _ALONE_INLINE_COST = 4_000_000
 # Read requests above this many encoded bytes off the event loop (a copy of a field costs ~0.1 ms).
 _READ_INLINE_BYTES = 256 * 1024
-# What Parse may spend building an expression on its thread (a typical one takes a few ms): past it
-# the parse moves to the symbolic workers, so the thread answers the next keystroke in time.
+# What Parse may spend building an expression in its own worker (a typical one takes a few ms): past
+# it the parser gives up and the parse moves to the symbolic workers, so the worker answers the next
+# keystroke in time. A single sympy step cannot be given up midway: past the hold, Parse's worker is
+# killed (and replaced) and the parse moves all the same (app._parse_executor).
 _PARSE_ALLOWANCE_SECONDS = 0.25
+PARSE_HOLD_SECONDS = 1.0
 
 _SIMPLIFICATIONS: Mapping[int, engine.Simplification] = {
     pb.SIMPLIFICATION_UNSPECIFIED: engine.Simplification.FAST,
@@ -210,7 +213,7 @@ class ChainruleApi:
 
     async def parse(self, request: pb.ParseRequest, wire: Wire = PROTOBUF_WIRE) -> pb.ParseResponse:
         """How the server reads an expression; the text's own mistakes are the answer, not an error."""
-        text, key = await self._read(wire, _parse_key, request, self._parsing)
+        text, key = await self._read(wire, _parse_key, request)
         found: pb.ParseResponse | None = self.caches.parse_reply.lookup(key)
         if found is None:
             found = await self.caches.parse_reply.get_or_compute(key, lambda: self._reading(text))
@@ -235,11 +238,9 @@ class ChainruleApi:
     # `field_entries`, the expression by its length), and each read of a protobuf string copies it,
     # so a big request is read on the numeric executor rather than on the event loop.
 
-    async def _read(
-        self, wire: Wire, read: Callable[[Any], _Result], request: Any, executor: Executor | None = None
-    ) -> _Result:
+    async def _read(self, wire: Wire, read: Callable[[Any], _Result], request: Any) -> _Result:
         if wire.request_bytes > _READ_INLINE_BYTES:
-            return await (executor or self._numeric).run(read, request)
+            return await self._numeric.run(read, request)
         return read(request)
 
     def _differentiate_key(self, request: pb.DifferentiateRequest) -> Hashable:
@@ -407,7 +408,10 @@ class ChainruleApi:
             parsed = await self._parsed(text, self._parsing)
         except InvalidArgument as error:
             return pb.ParseResponse(error=_expression_error(error)), text_size(error.message) + 256
-        canonical, latex = await self._parsing.run(jobs.readable, parsed.portable)
+        try:
+            canonical, latex = await self._parsing.run(jobs.readable, parsed.portable)
+        except parsing.TooSlow:  # held Parse's worker too long: stopped there, printed where budgeted
+            canonical, latex = await self._symbolic.run(jobs.readable, parsed.portable)
         response = pb.ParseResponse(canonical=canonical, latex=latex, variables=parsed.variables)
         return response, text_size(canonical, latex) + sum(map(len, parsed.variables)) + 256
 
@@ -479,8 +483,9 @@ class ChainruleApi:
         return parsed, 4 * parsed.size + sum(map(len, parsed.variables)) + 256
 
     async def _parse_on(self, executor: Executor, text: str) -> jobs.Parsed:
-        """Parsed on `executor` (Parse's thread, which nothing can stop) within an allowance; a parse
-        that takes longer runs again in the symbolic workers, under the budget and the deadline."""
+        """Parsed on `executor` (Parse's worker) within an allowance; a parse that takes longer (the
+        parser gives up, or the worker was stopped) runs again in the symbolic workers, under the
+        budget and the deadline."""
         try:
             return await executor.run(jobs.parse_canonical, text, self.limits, _PARSE_ALLOWANCE_SECONDS)
         except parsing.TooSlow:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 
 from chainrule.server import heartbeat
-from chainrule.server.api import ChainruleApi
+from chainrule.server.api import PARSE_HOLD_SECONDS, ChainruleApi
 from chainrule.server.cache import Caches
 from chainrule.server.compute import allocator
 from chainrule.server.compute.executors import Admission, BoundedExecutor, Executor, ThreadExecutor
@@ -155,8 +155,10 @@ class Application:
     async def start(self) -> None:
         if self.pool is not None:
             started = time.perf_counter()
-            await self.pool.start()
-            log.info("%d symbolic workers warm in %.2f s", self.pool.size, time.perf_counter() - started)
+            pools = [self.pool, *([self.parsing] if isinstance(self.parsing, ProcessExecutor) else [])]
+            await asyncio.gather(*(pool.start() for pool in pools))
+            workers = sum(pool.size for pool in pools)
+            log.info("%d symbolic workers warm in %.2f s", workers, time.perf_counter() - started)
         if self._listen_late:
             listen_on_port(self.grpc_server, self.settings)
         await self.grpc_server.start()
@@ -298,18 +300,32 @@ def serve(
         os._exit(0)
 
 
-def _parse_executor(settings: Settings) -> BoundedExecutor:
-    """Parse's own thread and queue, so checks as a person types never wait behind cold derivations.
+def _parse_executor(settings: Settings) -> BoundedExecutor | ProcessExecutor:
+    """Parse's own symbolic worker and queue, so checks as a person types never wait behind cold
+    derivations, and a parse costs nobody else anything.
 
-    A thread, not the killable pool: the parser's limits bound a parse (and its printing) to well
-    under a second at the defaults, and a thread answers a keystroke without a pickle round trip.
-    One thread: the work holds the GIL, so more would not run faster. A flood of checks is turned
-    away by this queue's own bound (shared fairly between callers, as every admission is), never by
-    filling the symbolic one.
+    A process of its own, not a thread of the server: nothing stops a thread, and a single sympy
+    step can run long (evaluating a constant) and take memory as it goes. The worker has the
+    symbolic workers' memory limit; a parse holds it `PARSE_HOLD_SECONDS` at most (gives up at its
+    allowance, or is killed) and then runs again in the symbolic workers, under the full budget
+    (api._parse_on). One worker: a check takes a few milliseconds. A flood of checks is turned away
+    by this queue's own bound (shared fairly between callers, as every admission is), never by
+    filling the symbolic one. Without symbolic workers (tests, `symbolic_workers` 0), a thread.
     """
-    return BoundedExecutor(
-        ThreadExecutor(1, "parse"),
-        Admission("parse", 1, settings.parse_queue, settings.retry_after_seconds),
+    if settings.symbolic_workers == 0:
+        return BoundedExecutor(
+            ThreadExecutor(1, "parse"),
+            Admission("parse", 1, settings.parse_queue, settings.retry_after_seconds),
+        )
+    return ProcessExecutor(
+        1,
+        spares=0,
+        budget_seconds=settings.symbolic_budget_seconds,
+        memory_bytes=settings.worker_memory_bytes,
+        queue=settings.parse_queue,
+        retry_after_seconds=settings.retry_after_seconds,
+        name="parse",
+        task_seconds=PARSE_HOLD_SECONDS,
     )
 
 

@@ -182,7 +182,7 @@ class Settings:
         default=16,
         metadata={
             BOUND: True,
-            "doc": "Parse calls that may wait for the parse thread; beyond: RESOURCE_EXHAUSTED",
+            "doc": "Parse calls that may wait for Parse's worker; beyond: RESOURCE_EXHAUSTED",
         },
     )
     worker_memory_bytes: int = _server_limit(

@@ -215,13 +215,13 @@ def memory_bound(settings: Settings) -> dict[str, int]:
     Each term is a bound the server enforces, so the sum bounds the process (docs/operations.md,
     "Sizing", derives the pod limits from it): the caches' byte bounds, the requests in flight, the
     numeric calls' working memory, each busy worker process's address-space limit (at most
-    `symbolic_workers` compute at once; spares wait warm), the gRPC messages arriving (each being
-    read up to its limit, each waiting call's up to its stream window), and the open connections at
-    their caps.
+    `symbolic_workers` compute at once, and Parse's own worker; spares wait warm), the gRPC messages
+    arriving (each being read up to its limit, each waiting call's up to its stream window), and the
+    open connections at their caps.
     """
     workers = 0
-    if settings.symbolic_workers:  # the busy ones up to their limit; the spares idle, warm
-        workers = settings.symbolic_workers * settings.worker_memory_bytes
+    if settings.symbolic_workers:  # the busy ones (and Parse's) up to their limit; the spares idle, warm
+        workers = (settings.symbolic_workers + 1) * settings.worker_memory_bytes
         workers += (settings.symbolic_spares + 1) * WARM_WORKER_BYTES  # + the forkserver
     return {
         "process": PROCESS_BASE_BYTES,

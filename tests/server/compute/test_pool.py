@@ -23,9 +23,11 @@ from grpc_status import rpc_status
 from mpmath.libmp import gammazeta
 
 from chainrule.engine import errors
+from chainrule.engine.parsing import TooSlow
 from chainrule.server.app import Application
-from chainrule.server.compute import deadlines
+from chainrule.server.compute import deadlines, jobs
 from chainrule.server.compute.pool import ProcessExecutor, SymbolicWorkerError
+from chainrule.server.config import Settings
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import make_settings
@@ -99,9 +101,6 @@ async def test_a_failure_inside_sympy_or_mpmath_is_not_computable_not_a_bug(pool
 
 
 async def test_chainrule_errors_cross_the_process_boundary(pool: ProcessExecutor) -> None:
-    from chainrule.server.compute import jobs  # noqa: PLC0415
-    from chainrule.server.config import Settings  # noqa: PLC0415
-
     with pytest.raises(errors.ParseError) as caught:
         await pool.run(jobs.parse_canonical, "sin(x", jobs.Limits.from_settings(Settings()))
     assert caught.value.metadata["position"] == "3"  # the "(" never closed
@@ -119,6 +118,35 @@ async def test_server_budget_overrun_kills_and_replaces_the_worker(pool: Process
     killed = before - set(pool.worker_pids())
     assert len(killed) == 1 and all(gone(pid) for pid in killed)
     assert await pool.run(operator.mul, 6, 7) == 42
+
+
+async def test_a_task_that_holds_a_worker_past_its_allowance_is_stopped_for_its_caller_to_move() -> None:
+    # Parse's worker: a task computing longer than `task_seconds` is killed like an overrun (nothing
+    # else stops a sympy step), and its caller hears TooSlow, to run it again where the full budget
+    # holds; one whose caller's deadline comes first still ends at the deadline.
+    executor = ProcessExecutor(
+        1, spares=0, budget_seconds=POOL_BUDGET, memory_bytes=0, queue=1, name="parse", task_seconds=0.3
+    )
+    await executor.start()
+    try:
+        assert executor.admission.name == "parse"
+        first = executor.worker_pids()
+        with pytest.raises(TooSlow, match=r"more than 0\.3 s in a parse worker"):
+            await executor.run(time.sleep, FOREVER)
+        assert executor.stats.killed_overrun == 1
+        await wait_until(lambda: pool_whole(executor) and executor.worker_pids() != first)
+        assert all(gone(pid) for pid in first)
+        assert await executor.run(operator.add, 2, 2) == 4  # the replacement serves
+        with deadlines.request_scope(0.1), pytest.raises(errors.DeadlineExceeded):
+            await executor.run(time.sleep, FOREVER)
+        # The parser giving up by itself (an allowance already spent) is the same signal, and keeps
+        # its worker.
+        await wait_until(lambda: pool_whole(executor))
+        with pytest.raises(TooSlow):
+            await executor.run(jobs.parse_canonical, "x + 1", jobs.Limits.from_settings(Settings()), -1.0)
+        assert executor.stats.killed_overrun == 2
+    finally:
+        await executor.close()
 
 
 async def test_client_deadline_binds_when_shorter(pool: ProcessExecutor) -> None:

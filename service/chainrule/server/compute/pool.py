@@ -60,6 +60,7 @@ from chainrule.engine.errors import (
     Unavailable,
     refusing_library_failures,
 )
+from chainrule.engine.parsing import TooSlow
 from chainrule.server.compute import deadlines, jobs
 from chainrule.server.compute.executors import Admission, describe
 from chainrule.server.config import Settings
@@ -108,7 +109,7 @@ def _execute(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
         return _OK, refusing_library_failures(fn, *args, **kwargs)
     except MemoryError:
         return _MEMORY, None
-    except ChainruleError as error:
+    except (ChainruleError, TooSlow) as error:  # TooSlow: the caller moves the work (api._parse_on)
         return _ERROR, error
     except Exception:
         return _BUG, traceback.format_exc()
@@ -146,7 +147,12 @@ class PoolStats:
 
 
 class ProcessExecutor:
-    """Runs picklable functions in killable symbolic workers, under per-request budgets."""
+    """Runs picklable functions in killable symbolic workers, under per-request budgets.
+
+    `name` labels its admission (metrics) and its processes. `task_seconds`, if given, is how long
+    one task may compute: a task past it is stopped like an overrun, and raises `TooSlow` for its
+    caller to run it again where the full budget applies (Parse's worker: app._parse_executor).
+    """
 
     def __init__(
         self,
@@ -158,13 +164,17 @@ class ProcessExecutor:
         spares: int = 1,
         retry_after_seconds: float = 1.0,
         per_caller: int = 0,
+        name: str = "symbolic",
+        task_seconds: float | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a pool of symbolic workers needs at least one")
+        self.name = name
         self.size = workers + spares
         self.budget_seconds = budget_seconds
+        self.task_seconds = task_seconds
         self.memory_bytes = memory_bytes
-        self.admission = Admission("symbolic", workers, queue, retry_after_seconds, per_caller)
+        self.admission = Admission(name, workers, queue, retry_after_seconds, per_caller)
         self.stats = PoolStats()
         self._context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has imported sympy and us already (global, set before use).
@@ -254,12 +264,15 @@ class ProcessExecutor:
         exchange = loop.run_in_executor(self._io, _exchange, worker.conn, task)
         # After a kill the thread ends with EOFError that nobody awaits: retrieve it, quietly.
         exchange.add_done_callback(_retrieve)
+        held = budget.seconds if self.task_seconds is None else min(budget.seconds, self.task_seconds)
         try:
             # Shielded: on timeout or cancellation the thread ends by itself once the worker dies.
-            kind, value = await asyncio.wait_for(asyncio.shield(exchange), budget.seconds)
+            kind, value = await asyncio.wait_for(asyncio.shield(exchange), held)
         except TimeoutError:
             self.stats.killed_overrun += 1
-            self._replace(worker, f"overran its budget of {budget.seconds:.3g} s on {what}")
+            self._replace(worker, f"overran its budget of {held:.3g} s on {what}")
+            if held < budget.seconds:
+                raise TooSlow(f"{what} took more than {held:.3g} s in a {self.name} worker") from None
             raise budget.exceeded(what) from None
         except asyncio.CancelledError:
             self.stats.killed_cancelled += 1
@@ -291,13 +304,13 @@ class ProcessExecutor:
         if kind == _OK:
             return value
         if kind == _ERROR:
-            assert isinstance(value, ChainruleError)
+            assert isinstance(value, (ChainruleError, TooSlow))
             raise value
         raise SymbolicWorkerError(f"{what} failed in a symbolic worker:\n{value}")
 
     def _replace(self, worker: _SymbolicWorker, why: str, *, kill: bool = True) -> None:
         """Kill `worker` (if it is not gone already) and start a warm replacement in the background."""
-        log.warning("symbolic worker %d %s: replacing it", worker.pid, why)
+        log.warning("%s worker %d %s: replacing it", self.name, worker.pid, why)
         if kill:
             self._kill(worker)
         if self._closed:
@@ -340,7 +353,7 @@ class ProcessExecutor:
         process = self._context.Process(
             target=_symbolic_worker_main,
             args=(child, self.memory_bytes),
-            name=f"chainrule-symbolic-{next(self._ids)}",
+            name=f"chainrule-{self.name}-{next(self._ids)}",
             daemon=True,
         )
         process.start()
