@@ -312,14 +312,16 @@ def monitor(grpc_port: int, http_port: int, pid: int, rss_cap: int, out: Path) -
 
 
 def _cheap_calls(base: str) -> Callable[[], str | None]:
-    """Cached and cold Differentiate and Evaluate in turn, over REST from SECOND_CALLER."""
+    """Cached and cold Differentiate and Evaluate, and a cold Parse, in turn, over REST from SECOND_CALLER."""
     counter = iter(range(10**9))
 
     def call() -> str | None:
         k = next(counter)
-        kind = k % 4
+        kind = k % 5
         body: dict[str, object]
-        if kind == 0:
+        if kind == 4:  # as a person types: Parse has a worker of its own
+            path, body = "/v1/parse", {"expression": f"cos(x)^2 + {k}*y"}
+        elif kind == 0:
             path, body = "/v1/differentiate", {"expression": "sin(x)*x^2"}
         elif kind == 1:
             path, body = "/v1/differentiate", {"expression": f"x^2 + {k}*sin(x)"}
@@ -653,6 +655,26 @@ async def huge_maps(target: Target) -> str:
 EXPENSIVE = "(sin(x)^2 + cos(y)^2 + {k})^6 * exp(x*y) / (1 + x^2 + y^2)^3"
 
 
+async def parse_steps(target: Target) -> str:
+    """Item 2, Parse: one sympy step of 42 s each (sympy's assumptions evaluating a complex constant
+    as it builds the expression), distinct texts, four in flight with 5 s deadlines. Parse ran on a
+    thread of the server, where nothing stops a step: it held every other caller's Parse."""
+    seconds = 6.0 if target.quick else 30.0
+    outcomes = Outcomes()
+    ending = time.monotonic() + seconds
+    counter = iter(range(10**9))
+    async with target.grpc_channel() as channel:
+        stub = pb_grpc.DifferentiationServiceStub(channel)
+
+        async def caller() -> None:
+            while time.monotonic() < ending:
+                text = f"acsc((log2((acos(-200) + 1))^(-1))) + x_{next(counter)}"
+                await grpc_call(stub.Parse, pb.ParseRequest(expression=text), outcomes, timeout=5.0)
+
+        await asyncio.gather(*(caller() for _ in range(4)))
+    return _counts(outcomes)
+
+
 async def fairness(target: Target) -> str:
     """Item 7: eight callers (127.0.0.2-9) sending distinct expensive expressions (FULL simplification,
     seconds each), eight in flight each, while the second caller makes cheap cold requests."""
@@ -810,6 +832,7 @@ ATTACKS = (
     Attack("connections", 5, connections, quick_environ={"CHAINRULE_HEADER_TIMEOUT_SECONDS": "2"}),
     Attack("huge-maps", 6, huge_maps),
     Attack("partial-messages", 1, partial_messages, quick_environ={"CHAINRULE_HEADER_TIMEOUT_SECONDS": "2"}),
+    Attack("parse-steps", 2, parse_steps),
     Attack("fairness", 7, fairness),
     Attack("overload", 10, overload),
     Attack(
@@ -934,7 +957,7 @@ def table(results: list[Result], command: str) -> list[str]:
         "",
         f"`{command}`; each attack against a fresh `chainrule serve` with default settings; a second caller "
         f"(another process, {SECOND_CALLER}) checks health every {PERIOD * 1e3:.0f} ms and makes cheap "
-        "requests (cached and cold Differentiate and Evaluate over REST, a new connection each). Targets: "
+        "requests (cached and cold Differentiate and Evaluate, and cold Parse, over REST, a new connection each). Targets: "
         f"every health check answered within {HEALTH_TARGET_SECONDS:g} s, every cheap request served, "
         "peak memory of the server and its workers under the documented bound (as Pss: the VmRSS sum counts "
         "the pages the workers share with their forkserver once per worker), exit within the grace period.",

@@ -139,7 +139,8 @@ _MEMORY_TERMS = {
     "JSON's objects)",
     "numeric": "`NUMERIC_MEMORY_BYTES`: the working memory of the numeric calls computing at once",
     "workers": "(`SYMBOLIC_WORKERS` + 1) x `WORKER_MEMORY_BYTES` (their address-space limit; the one "
-    "more is Parse's own worker), and the spares and the forkserver idle and warm (128 MiB each)",
+    "more is Parse's own worker), and the spares (Parse's too) and the forkserver idle and warm "
+    "(128 MiB each)",
     "receiving": "`GRPC_RECEIVING_CALLS` x `MAX_REQUEST_BYTES` (gRPC messages being read) and "
     "`CALLS_IN_FLIGHT` x 64 KiB (calls waiting to read theirs, at the stream window)",
     "connections": "`MAX_CONNECTIONS` x 32 KiB (HTTP) and `MAX_GRPC_CONNECTIONS` x 20 KiB (gRPC): "

@@ -250,6 +250,32 @@ async def test_a_costly_parse_stops_at_its_deadline_and_others_parse_on(server: 
             assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+# One sympy step that holds whoever runs it: building this, sympy's assumptions evaluate the complex
+# constant recursively, 42 s of CPU in one call (found by a hunt over tests/fuzz/extremes.py's
+# constants). On a thread of the server process, as Parse ran before, it held every other caller's
+# Parse (and the event loop's share of the interpreter) that long; no allowance can stop a step.
+HOLDING_PARSE = "acsc((log2((acos(-200) + 1))^(-1))) + x"
+
+
+async def test_a_parse_one_sympy_step_holds_is_killed_and_others_parse_on(server: Server) -> None:
+    async with bystander(server), grpc_channel_from(server.grpc_port, ATTACKER) as channel:
+        stub = pb_grpc.DifferentiationServiceStub(channel)
+        attacks = [
+            asyncio.ensure_future(stub.Parse(pb.ParseRequest(expression=text), timeout=3))
+            for text in (HOLDING_PARSE, HOLDING_PARSE.replace("x", "y"))
+        ]
+        await asyncio.sleep(0.2)  # the first holds Parse's worker
+        async with grpc_channel_from(server.grpc_port, BYSTANDER) as other:
+            parse = pb_grpc.DifferentiationServiceStub(other).Parse
+            for text in ("sin(x)^2 + y", "cos(y)^3"):
+                reading = await parse(pb.ParseRequest(expression=text), timeout=20)
+                assert reading.canonical and not reading.HasField("error")
+        for attack in attacks:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await attack
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 async def test_messages_that_never_finish_arriving_are_bounded(fresh_server: Server) -> None:
     server = fresh_server
     # grpc.aio read a unary call's message before its handler ran, granting a window of its declared

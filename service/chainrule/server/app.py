@@ -308,7 +308,8 @@ def _parse_executor(settings: Settings) -> BoundedExecutor | ProcessExecutor:
     step can run long (evaluating a constant) and take memory as it goes. The worker has the
     symbolic workers' memory limit; a parse holds it `PARSE_HOLD_SECONDS` at most (gives up at its
     allowance, or is killed) and then runs again in the symbolic workers, under the full budget
-    (api._parse_on). One worker: a check takes a few milliseconds. A flood of checks is turned away
+    (api._parse_on). One worker (a check takes a few milliseconds) and a spare, so that the next
+    check need not wait for a killed one's replacement to start (a second or so). A flood of checks is turned away
     by this queue's own bound (shared fairly between callers, as every admission is), never by
     filling the symbolic one. Without symbolic workers (tests, `symbolic_workers` 0), a thread.
     """
@@ -319,7 +320,7 @@ def _parse_executor(settings: Settings) -> BoundedExecutor | ProcessExecutor:
         )
     return ProcessExecutor(
         1,
-        spares=0,
+        spares=1,
         budget_seconds=settings.symbolic_budget_seconds,
         memory_bytes=settings.worker_memory_bytes,
         queue=settings.parse_queue,

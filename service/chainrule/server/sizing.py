@@ -222,7 +222,7 @@ def memory_bound(settings: Settings) -> dict[str, int]:
     workers = 0
     if settings.symbolic_workers:  # the busy ones (and Parse's) up to their limit; the spares idle, warm
         workers = (settings.symbolic_workers + 1) * settings.worker_memory_bytes
-        workers += (settings.symbolic_spares + 1) * WARM_WORKER_BYTES  # + the forkserver
+        workers += (settings.symbolic_spares + 2) * WARM_WORKER_BYTES  # + Parse's spare, the forkserver
     return {
         "process": PROCESS_BASE_BYTES,
         "caches": sum(cache.max_bytes for cache in Caches(settings)),
