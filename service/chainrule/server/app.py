@@ -102,6 +102,9 @@ class Application:
         )
         for admission in (*admissions, self.parsing.admission, receiving.admission):
             self.metrics.watch_admission(admission)
+        for pool in (self.pool, self.parsing):
+            if isinstance(pool, ProcessExecutor):
+                self.metrics.watch_pool(pool)
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
         # The server process id travels in the trailers with the request id: initial metadata would
@@ -155,7 +158,7 @@ class Application:
     async def start(self) -> None:
         if self.pool is not None:
             started = time.perf_counter()
-            pools = [self.pool, *([self.parsing] if isinstance(self.parsing, ProcessExecutor) else [])]
+            pools = [pool for pool in (self.pool, self.parsing) if isinstance(pool, ProcessExecutor)]
             await asyncio.gather(*(pool.start() for pool in pools))
             workers = sum(pool.size for pool in pools)
             log.info("%d symbolic workers warm in %.2f s", workers, time.perf_counter() - started)
@@ -309,9 +312,10 @@ def _parse_executor(settings: Settings) -> BoundedExecutor | ProcessExecutor:
     symbolic workers' memory limit; a parse holds it `PARSE_HOLD_SECONDS` at most (gives up at its
     allowance, or is killed) and then runs again in the symbolic workers, under the full budget
     (api._parse_on). One worker (a check takes a few milliseconds) and a spare, so that the next
-    check need not wait for a killed one's replacement to start (a second or so). A flood of checks is turned away
-    by this queue's own bound (shared fairly between callers, as every admission is), never by
-    filling the symbolic one. Without symbolic workers (tests, `symbolic_workers` 0), a thread.
+    check need not wait for a killed one's replacement to start (a second or so). A flood of checks
+    is turned away by this queue's own bound (shared fairly between callers, as every admission
+    is), never by filling the symbolic one. Without symbolic workers (tests, `symbolic_workers` 0),
+    a thread.
     """
     if settings.symbolic_workers == 0:
         return BoundedExecutor(

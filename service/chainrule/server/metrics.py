@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from chainrule.engine.errors import LimitExceeded
 from chainrule.server.cache import Caches, CacheStats, LruCache
 from chainrule.server.compute.executors import Admission, CallLimit
+from chainrule.server.compute.pool import REPLACEMENT_REASONS, ProcessExecutor
 from chainrule.server.config import limit_settings
 
 RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
@@ -91,6 +92,14 @@ class Metrics:
         )
         for _, declared in limit_settings():  # every declared limit, exported at 0 from start-up
             self.limit_rejections.labels(declared.name)
+        self.worker_replacements = Counter(
+            "chainrule_symbolic_worker_replacements",
+            "Symbolic worker processes killed or lost and replaced, by pool (symbolic, parse) and reason "
+            "(overrun: past the budget; abandoned: still computing past a grace after its caller "
+            "stopped waiting; died: killed from outside or crashed; out_of_memory: past its limit).",
+            ("pool", "reason"),
+            registry=registry,
+        )
         self.refused_reply_bytes = Counter(
             "chainrule_refused_reply_bytes",
             "Bytes of the replies refused before computing for exceeding response_bytes.",
@@ -143,6 +152,12 @@ class Metrics:
         for cause in admission.causes:
             self.overload_rejections.labels(queue, cause)
         admission.on_rejected = lambda cause: self.overload_rejections.labels(queue, cause).inc()
+
+    def watch_pool(self, pool: ProcessExecutor) -> None:
+        """Count `pool`'s worker replacements from now on, by reason (each exported at 0 from now on)."""
+        for reason in REPLACEMENT_REASONS:
+            self.worker_replacements.labels(pool.name, reason)
+        pool.on_replaced = lambda reason: self.worker_replacements.labels(pool.name, reason).inc()
 
     def limit_exceeded(self, error: LimitExceeded) -> None:
         """Count a request refused for a limit (and the bytes of a reply refused for its size)."""

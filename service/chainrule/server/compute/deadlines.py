@@ -121,6 +121,15 @@ def budget(server_seconds: float, now: float | None = None) -> Budget:
     return Budget(max(0.0, min(client_left, server_left)), client_bound, client_total, server_seconds)
 
 
+def server_budget(server_seconds: float, now: float | None = None) -> Budget:
+    """The server's budget left now, from the request's start, whatever the caller's deadline: for
+    work that may go on after its caller stopped waiting (pool.ProcessExecutor)."""
+    now = time.monotonic() if now is None else now
+    scope = _CURRENT.get()
+    started = now if scope is None else scope.started
+    return Budget(max(0.0, started + server_seconds - now), False, None, server_seconds)
+
+
 # gRPC's timeout header (`grpc-timeout`, as grpc-gateway reads it): up to 8 digits and a unit.
 _GRPC_TIMEOUT = re.compile(r"([0-9]{1,8})([HMSmun])")
 _UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}

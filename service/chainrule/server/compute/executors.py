@@ -123,12 +123,20 @@ class Admission:
         self, budget: WaitLimit | None, what: str, caller: str | None = None
     ) -> AsyncIterator[None]:
         """Hold one of the slots; wait in the bounded queue at most until `budget` runs out."""
-        who = deadlines.current_caller() if caller is None else caller
-        await self._acquire(who, budget, what)
+        give_back = await self.take(budget, what, caller)
         try:
             yield
         finally:
-            self._release(who)
+            give_back()
+
+    async def take(
+        self, budget: WaitLimit | None, what: str, caller: str | None = None
+    ) -> Callable[[], None]:
+        """Take a slot as `slot` does, for work that may outlive the task that asked for it; return
+        the function that gives it back (to be called once)."""
+        who = deadlines.current_caller() if caller is None else caller
+        await self._acquire(who, budget, what)
+        return functools.partial(self._release, who)
 
     async def _acquire(self, who: str, budget: WaitLimit | None, what: str) -> None:
         if self.running < self.concurrency and self._held.get(who, 0) < self.per_caller:

@@ -24,8 +24,12 @@ Budgets come from `deadlines`: the server's own (`symbolic_budget_seconds`, coun
 request's start) cut by the caller's deadline. Overrun: DEADLINE_EXCEEDED when the caller's deadline
 was the binding budget, RESOURCE_EXHAUSTED when the server's was. A worker that dies mid-task (e.g.
 SIGKILL from outside) answers UNAVAILABLE: the pool has already replaced it, and a retry goes to a
-healthy worker. A cancelled request kills the worker computing for it: it cannot be interrupted
-any other way, and a warm replacement is cheap.
+healthy worker. A caller that stops waiting (its deadline passed, or it was cancelled) is answered
+at once, and its task goes on for `ABANDONED_GRACE_SECONDS` at most, in case it is about to finish,
+still holding the caller's slot; past that the worker is killed (nothing else interrupts it). A
+replacement costs about 0.25 s of CPU: killing at once let a caller whose deadlines were just
+shorter than its work make the server spend that on every call (144 replacements in 10 s, both
+cores busy, other callers' cold work 3.7 times slower).
 
 `Admission` (executors.py) bounds concurrency and the queue in front of it, shared fairly between
 callers (no caller can hold every symbolic worker); beyond both, RESOURCE_EXHAUSTED with a retry delay
@@ -36,6 +40,7 @@ callers (no caller can hold every symbolic worker); beyond both, RESOURCE_EXHAUS
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import functools
@@ -73,6 +78,10 @@ T = TypeVar("T")
 # How long a new symbolic worker may take to report ready (the first one also boots the forkserver).
 _START_TIMEOUT = 60.0
 _OK, _ERROR, _MEMORY, _BUG = "ok", "error", "memory", "bug"
+# How long a task goes on once its caller stopped waiting (see the module's docstring): twice what
+# its worker's replacement would cost, so a caller that makes the server kill one has spent at least
+# that much of its own share first.
+ABANDONED_GRACE_SECONDS = 0.5
 
 
 class SymbolicWorkerError(RuntimeError):
@@ -134,16 +143,41 @@ class _SymbolicWorker:
     started: float = field(default_factory=time.monotonic)
 
 
+@dataclass(eq=False)
+class _Task:
+    """One task on its worker; `abandon` when its caller stops waiting."""
+
+    worker: _SymbolicWorker
+    work: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+    what: str
+    abandoned: bool = False
+    timer: asyncio.Timeout | None = None  # the wait for its answer, once it is sent
+
+    def abandon(self) -> None:
+        """Let the task go on `ABANDONED_GRACE_SECONDS` more at most (less if its budget ends sooner)."""
+        self.abandoned = True
+        if self.timer is None or self.timer.expired():
+            return  # not sent yet (the wait starts shortened), or over
+        end = asyncio.get_running_loop().time() + ABANDONED_GRACE_SECONDS
+        when = self.timer.when()
+        if when is None or end < when:
+            with contextlib.suppress(RuntimeError):  # the answer came meanwhile: nothing to shorten
+                self.timer.reschedule(end)
+
+
 @dataclass
 class PoolStats:
     """What the pool has done, for tests and logs."""
 
     started: int = 0
-    killed_overrun: int = 0
-    killed_cancelled: int = 0
-    died: int = 0
-    out_of_memory: int = 0
+    replaced: collections.Counter[str] = field(default_factory=collections.Counter)  # by reason
     start_seconds: list[float] = field(default_factory=list)
+
+
+# Why a worker was replaced (the metric's label values, exported from start-up): past its budget
+# (or, in Parse's worker, its hold); past the grace after its caller stopped waiting; killed from
+# outside or crashed; past its memory limit.
+REPLACEMENT_REASONS = ("overrun", "abandoned", "died", "out_of_memory")
 
 
 class ProcessExecutor:
@@ -176,6 +210,8 @@ class ProcessExecutor:
         self.memory_bytes = memory_bytes
         self.admission = Admission(name, workers, queue, retry_after_seconds, per_caller)
         self.stats = PoolStats()
+        # Called with the reason of each replacement (metrics.py counts them).
+        self.on_replaced: Callable[[str], None] = _ignore
         self._context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has imported sympy and us already (global, set before use).
         self._context.set_forkserver_preload([__name__])
@@ -214,15 +250,37 @@ class ProcessExecutor:
         budget = deadlines.budget(self.budget_seconds)
         if budget.seconds <= 0:
             raise budget.exceeded(what)
-        async with self.admission.slot(budget, what):
+        give_back = await self.admission.take(budget, what)
+        try:
             worker = await self._checkout(deadlines.budget(self.budget_seconds), what)
-            self._busy.add(worker.pid)
-            try:
-                return await self._call(
-                    worker, deadlines.budget(self.budget_seconds), what, (fn, args, kwargs)
-                )
-            finally:
-                self._busy.discard(worker.pid)
+        except BaseException:
+            give_back()
+            raise
+        task = _Task(worker, (fn, args, kwargs), what)
+        computing = asyncio.ensure_future(self._compute(task, give_back))
+        computing.add_done_callback(_retrieve)
+        budget = deadlines.budget(self.budget_seconds)
+        try:
+            # Shielded: a caller that stops waiting leaves the task to finish or be stopped (`_call`).
+            async with asyncio.timeout(budget.seconds if budget.client_bound else None):
+                result: T = await asyncio.shield(computing)
+                return result
+        except TimeoutError:
+            task.abandon()
+            raise budget.exceeded(what) from None
+        except asyncio.CancelledError:
+            task.abandon()
+            raise
+
+    async def _compute(self, task: _Task, give_back: Callable[[], None]) -> Any:
+        """Run `task` within the server's budget, whether or not its caller still waits; then free
+        its worker (unless killed) and its caller's slot."""
+        self._busy.add(task.worker.pid)
+        try:
+            return await self._call(task, deadlines.server_budget(self.budget_seconds))
+        finally:
+            self._busy.discard(task.worker.pid)
+            give_back()
 
     async def close(self) -> None:
         self._closed = True
@@ -250,49 +308,44 @@ class ProcessExecutor:
                 ) from None
             if worker.process.is_alive():
                 return worker
-            self.stats.died += 1
-            self._replace(worker, "died while idle")
+            self._replace(worker, "died", "died while idle")
 
-    async def _call(
-        self,
-        worker: _SymbolicWorker,
-        budget: deadlines.Budget,
-        what: str,
-        task: tuple[Callable[..., T], tuple[Any, ...], dict[str, Any]],
-    ) -> T:
+    async def _call(self, task: _Task, budget: deadlines.Budget) -> Any:
+        worker, what = task.worker, task.what
         loop = asyncio.get_running_loop()
-        exchange = loop.run_in_executor(self._io, _exchange, worker.conn, task)
+        exchange = loop.run_in_executor(self._io, _exchange, worker.conn, task.work)
         # After a kill the thread ends with EOFError that nobody awaits: retrieve it, quietly.
         exchange.add_done_callback(_retrieve)
         held = budget.seconds if self.task_seconds is None else min(budget.seconds, self.task_seconds)
+        if task.abandoned:
+            held = min(held, ABANDONED_GRACE_SECONDS)
         try:
             # Shielded: on timeout or cancellation the thread ends by itself once the worker dies.
-            kind, value = await asyncio.wait_for(asyncio.shield(exchange), held)
+            async with asyncio.timeout(held) as task.timer:
+                kind, value = await asyncio.shield(exchange)
         except TimeoutError:
-            self.stats.killed_overrun += 1
-            self._replace(worker, f"overran its budget of {held:.3g} s on {what}")
-            if held < budget.seconds:
+            if task.abandoned:
+                self._replace(worker, "abandoned", f"went on past its caller's wait on {what}")
+            else:
+                self._replace(worker, "overrun", f"overran its budget of {held:.3g} s on {what}")
+            if held < budget.seconds and not task.abandoned:
                 raise TooSlow(f"{what} took more than {held:.3g} s in a {self.name} worker") from None
             raise budget.exceeded(what) from None
-        except asyncio.CancelledError:
-            self.stats.killed_cancelled += 1
-            self._replace(worker, f"its request was cancelled during {what}")
+        except asyncio.CancelledError:  # the pool is closing
+            self._replace(worker, None, f"was stopped with the pool during {what}")
             raise
         except (EOFError, OSError) as error:
-            self.stats.died += 1
-            self._replace(worker, f"died during {what} ({type(error).__name__})")
+            self._replace(worker, "died", f"died during {what} ({type(error).__name__})")
             raise Unavailable(
                 f"the symbolic worker computing {what} stopped unexpectedly; the pool has replaced it, "
                 "retry the request",
                 reason="WORKER_DIED",
             ) from None
-        result: T = self._settle(worker, what, kind, value)
-        return result
+        return self._settle(worker, what, kind, value)
 
     def _settle(self, worker: _SymbolicWorker, what: str, kind: str, value: Any) -> Any:
         if kind == _MEMORY:
-            self.stats.out_of_memory += 1
-            self._replace(worker, f"ran out of memory on {what}", kill=False)
+            self._replace(worker, "out_of_memory", f"ran out of memory on {what}", kill=False)
             mib = self.memory_bytes // (1024 * 1024)
             raise ResourceExhausted(
                 f"{what} needed more than the symbolic worker memory limit of {mib} MiB "
@@ -308,9 +361,13 @@ class ProcessExecutor:
             raise value
         raise SymbolicWorkerError(f"{what} failed in a symbolic worker:\n{value}")
 
-    def _replace(self, worker: _SymbolicWorker, why: str, *, kill: bool = True) -> None:
-        """Kill `worker` (if it is not gone already) and start a warm replacement in the background."""
+    def _replace(self, worker: _SymbolicWorker, reason: str | None, why: str, *, kill: bool = True) -> None:
+        """Kill `worker` (if it is not gone already) and start a warm replacement in the background;
+        count it under `reason` (one of REPLACEMENT_REASONS; None: the pool is closing)."""
         log.warning("%s worker %d %s: replacing it", self.name, worker.pid, why)
+        if reason is not None:
+            self.stats.replaced[reason] += 1
+            self.on_replaced(reason)
         if kill:
             self._kill(worker)
         if self._closed:
@@ -370,6 +427,10 @@ def _exchange(conn: Connection, task: tuple[Any, ...]) -> tuple[str, Any]:
     conn.send(task)
     kind, value = conn.recv()
     return str(kind), value
+
+
+def _ignore(reason: str) -> None:
+    return None
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
