@@ -121,13 +121,13 @@ def budget(server_seconds: float, now: float | None = None) -> Budget:
     return Budget(max(0.0, min(client_left, server_left)), client_bound, client_total, server_seconds)
 
 
-def server_budget(server_seconds: float, now: float | None = None) -> Budget:
-    """The server's budget left now, from the request's start, whatever the caller's deadline: for
-    work that may go on after its caller stopped waiting (pool.ProcessExecutor)."""
-    now = time.monotonic() if now is None else now
+def detach() -> None:
+    """For work that may go on after its caller stopped waiting (pool.ProcessExecutor), in a copy of
+    the context it runs in: keep the request's start (the server's budget), forget the caller's
+    deadline and who the caller is (whose function may hold the request itself)."""
     scope = _CURRENT.get()
-    started = now if scope is None else scope.started
-    return Budget(max(0.0, started + server_seconds - now), False, None, server_seconds)
+    if scope is not None:
+        _CURRENT.set(RequestTime(scope.started, None))
 
 
 # gRPC's timeout header (`grpc-timeout`, as grpc-gateway reads it): up to 8 digits and a unit.

@@ -43,6 +43,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import itertools
 import logging
@@ -257,7 +258,9 @@ class ProcessExecutor:
             give_back()
             raise
         task = _Task(worker, (fn, args, kwargs), what)
-        computing = asyncio.ensure_future(self._compute(task, give_back))
+        context = contextvars.copy_context()
+        context.run(deadlines.detach)
+        computing = asyncio.get_running_loop().create_task(self._compute(task, give_back), context=context)
         computing.add_done_callback(_retrieve)
         budget = deadlines.budget(self.budget_seconds)
         try:
@@ -277,7 +280,7 @@ class ProcessExecutor:
         its worker (unless killed) and its caller's slot."""
         self._busy.add(task.worker.pid)
         try:
-            return await self._call(task, deadlines.server_budget(self.budget_seconds))
+            return await self._call(task, deadlines.budget(self.budget_seconds))
         finally:
             self._busy.discard(task.worker.pid)
             give_back()
