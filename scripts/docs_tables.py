@@ -29,7 +29,15 @@ from chainrule.engine import functions
 from chainrule.server import sizing
 from chainrule.server.cache import Caches
 from chainrule.server.cli import build_parser
-from chainrule.server.config import PREFIX, Settings, bound_settings, env_name, limit_settings
+from chainrule.server.config import (
+    PARSE_SPARES,
+    PARSE_WORKERS,
+    PREFIX,
+    Settings,
+    bound_settings,
+    env_name,
+    limit_settings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = re.compile(
@@ -138,9 +146,9 @@ _MEMORY_TERMS = {
     "requests": f"{sizing.REQUEST_EXPANSION} x `REQUEST_BYTES_IN_FLIGHT` (the bytes, the parsed message, "
     "JSON's objects)",
     "numeric": "`NUMERIC_MEMORY_BYTES`: the working memory of the numeric calls computing at once",
-    "workers": "(`SYMBOLIC_WORKERS` + 1) x `WORKER_MEMORY_BYTES` (their address-space limit; the one "
-    "more is Parse's own worker), and the spares (Parse's too) and the forkserver idle and warm "
-    "(128 MiB each)",
+    "workers": f"(`SYMBOLIC_WORKERS` + {PARSE_WORKERS}) x `WORKER_MEMORY_BYTES` (their address-space "
+    f"limit; the {PARSE_WORKERS} more is Parse's own), and the spares ({PARSE_SPARES} more for Parse) and "
+    f"the forkserver idle and warm ({sizing.WARM_WORKER_BYTES // 2**20} MiB each)",
     "receiving": "`GRPC_RECEIVING_CALLS` x `MAX_REQUEST_BYTES` (gRPC messages being read) and "
     "`CALLS_IN_FLIGHT` x 64 KiB (calls waiting to read theirs, at the stream window)",
     "connections": "`MAX_CONNECTIONS` x 32 KiB (HTTP) and `MAX_GRPC_CONNECTIONS` x 20 KiB (gRPC): "

@@ -289,8 +289,9 @@ async def test_a_parse_one_sympy_step_holds_is_killed_and_others_parse_on(server
 
 async def test_deadlines_just_shorter_than_the_work_cost_no_worker_replacements(server: Server) -> None:
     # Each worker killed at its caller's deadline cost a replacement, about 0.25 s of CPU: a caller
-    # whose deadlines were just shorter than its (cheap, cold) work made the server replace 156
-    # workers in 10 s, both cores busy. The work now goes on briefly past the deadline and ends.
+    # whose deadlines were just shorter than its (cheap, cold) work made the server replace one on
+    # nearly every call (bench/attacks.py short-deadlines: 280 in 30 s). The work now goes on
+    # briefly past the deadline and ends.
     replaced = "chainrule_symbolic_worker_replacements_total"
     before = await settled(server, replaced)  # earlier tests' work may still be ending
     async with bystander(server), grpc_channel_from(server.grpc_port, ATTACKER) as channel:

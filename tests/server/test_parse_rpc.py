@@ -160,7 +160,7 @@ async def test_with_symbolic_workers_parse_runs_in_a_killable_worker_of_its_own(
     try:
         await app.parsing.start()
         assert (app.parsing.admission.name, app.parsing.admission.queue) == ("parse", 3)
-        assert (app.parsing.task_seconds, app.parsing.size) == (PARSE_HOLD_SECONDS, 2)  # and a spare
+        assert (app.parsing.hold_seconds, app.parsing.size) == (PARSE_HOLD_SECONDS, 2)  # and a spare
         assert app.parsing.memory_bytes == app.settings.worker_memory_bytes
         assert await app.parsing.run(os.getpid) not in (os.getpid(), *app.pool.worker_pids())  # type: ignore[union-attr]
         assert await app.parsing.run(os.getpid) in app.parsing.worker_pids()

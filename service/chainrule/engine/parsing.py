@@ -973,8 +973,10 @@ class TooSlow(Exception):  # a signal to the caller, not an error of the text
 
     The limits bound a parse's size, not its time: sympy evaluates functions of numbers as it
     builds them (the integer part of 10^99 zeta(7/2) takes 30 ms), and 400 of them fit in an
-    expression. A caller that parses where nothing can stop it (a thread of the server process)
-    gives an allowance, and moves a parse that exceeds it to where a budget does (a killable worker).
+    expression. A caller that must answer quickly (the server's Parse, in a worker of its own) gives
+    an allowance, and moves a parse that exceeds it to where the full budget applies. The server's
+    pool raises it too for a task it stopped at such a caller's hold (one sympy step can outlast
+    any allowance): the same signal, the same move.
     """
 
 

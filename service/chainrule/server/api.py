@@ -408,10 +408,7 @@ class ChainruleApi:
             parsed = await self._parsed(text, self._parsing)
         except InvalidArgument as error:
             return pb.ParseResponse(error=_expression_error(error)), text_size(error.message) + 256
-        try:
-            canonical, latex = await self._parsing.run(jobs.readable, parsed.portable)
-        except parsing.TooSlow:  # held Parse's worker too long: stopped there, printed where budgeted
-            canonical, latex = await self._symbolic.run(jobs.readable, parsed.portable)
+        canonical, latex = await self._on_parse_worker(self._parsing, jobs.readable, parsed.portable)
         response = pb.ParseResponse(canonical=canonical, latex=latex, variables=parsed.variables)
         return response, text_size(canonical, latex) + sum(map(len, parsed.variables)) + 256
 
@@ -473,7 +470,9 @@ class ChainruleApi:
             if executor is None:
                 parsed = await self._symbolic.run(jobs.parse_canonical, text, self.limits)
             else:
-                parsed = await self._parse_on(executor, text)
+                parsed = await self._on_parse_worker(
+                    executor, jobs.parse_canonical, text, self.limits, first=(_PARSE_ALLOWANCE_SECONDS,)
+                )
         except InvalidArgument as error:
             # Bad text stays bad under the same limits: cache the error, cheaply.
             return error, text_size(error.message) + 256
@@ -482,14 +481,16 @@ class ChainruleApi:
         # (symbolic work on threads) takes a few times that.
         return parsed, 4 * parsed.size + sum(map(len, parsed.variables)) + 256
 
-    async def _parse_on(self, executor: Executor, text: str) -> jobs.Parsed:
-        """Parsed on `executor` (Parse's worker) within an allowance; a parse that takes longer (the
-        parser gives up, or the worker was stopped) runs again in the symbolic workers, under the
-        budget and the deadline."""
+    async def _on_parse_worker(
+        self, executor: Executor, job: Callable[..., _Result], *args: Any, first: tuple[Any, ...] = ()
+    ) -> _Result:
+        """`job(*args)` on `executor` (Parse's worker; `first`: arguments for that attempt only); work
+        that takes longer there (the parser gives up at its allowance, or the worker is stopped at
+        its hold) runs again in the symbolic workers, under the budget and the caller's deadline."""
         try:
-            return await executor.run(jobs.parse_canonical, text, self.limits, _PARSE_ALLOWANCE_SECONDS)
+            return await executor.run(job, *args, *first)
         except parsing.TooSlow:
-            return await self._symbolic.run(jobs.parse_canonical, text, self.limits)
+            return await self._symbolic.run(job, *args)
 
     async def _derived(
         self, parsed: jobs.Parsed, wrt: jobs.Wrt, simplification: engine.Simplification

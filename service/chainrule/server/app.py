@@ -22,7 +22,7 @@ from chainrule.server.cache import Caches
 from chainrule.server.compute import allocator
 from chainrule.server.compute.executors import Admission, BoundedExecutor, Executor, ThreadExecutor
 from chainrule.server.compute.pool import ProcessExecutor
-from chainrule.server.config import Settings
+from chainrule.server.config import PARSE_SPARES, PARSE_WORKERS, Settings
 from chainrule.server.logs import banner, set_trace_source
 from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
 from chainrule.server.tracing import Tracing, configure_tracing
@@ -311,11 +311,10 @@ def _parse_executor(settings: Settings) -> BoundedExecutor | ProcessExecutor:
     step can run long (evaluating a constant) and take memory as it goes. The worker has the
     symbolic workers' memory limit; a parse holds it `PARSE_HOLD_SECONDS` at most (gives up at its
     allowance, or is killed) and then runs again in the symbolic workers, under the full budget
-    (api._parse_on). One worker (a check takes a few milliseconds) and a spare, so that the next
-    check need not wait for a killed one's replacement to start (a second or so). A flood of checks
-    is turned away by this queue's own bound (shared fairly between callers, as every admission
-    is), never by filling the symbolic one. Without symbolic workers (tests, `symbolic_workers` 0),
-    a thread.
+    (api._on_parse_worker). `PARSE_WORKERS` and `PARSE_SPARES` say why they are what they are. A
+    flood of checks is turned away by this queue's own bound (shared fairly between callers, as
+    every admission is), never by filling the symbolic one. Without symbolic workers (tests,
+    `symbolic_workers` 0), a thread.
     """
     if settings.symbolic_workers == 0:
         return BoundedExecutor(
@@ -323,14 +322,14 @@ def _parse_executor(settings: Settings) -> BoundedExecutor | ProcessExecutor:
             Admission("parse", 1, settings.parse_queue, settings.retry_after_seconds),
         )
     return ProcessExecutor(
-        1,
-        spares=1,
+        PARSE_WORKERS,
+        spares=PARSE_SPARES,
         budget_seconds=settings.symbolic_budget_seconds,
         memory_bytes=settings.worker_memory_bytes,
         queue=settings.parse_queue,
         retry_after_seconds=settings.retry_after_seconds,
         name="parse",
-        task_seconds=PARSE_HOLD_SECONDS,
+        hold_seconds=PARSE_HOLD_SECONDS,
     )
 
 

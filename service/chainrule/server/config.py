@@ -40,6 +40,10 @@ def _server_limit(name: str, default: float, unit: str, description: str) -> Any
     return field(default=default, metadata={"doc": description, LIMIT: declaration})
 
 
+# Parse's own symbolic pool (app._parse_executor), not a setting: one worker, as a check takes a few
+# milliseconds, and a spare, so that the next check need not wait for a killed one's replacement.
+PARSE_WORKERS, PARSE_SPARES = 1, 1
+
 LIMIT = "limit"
 # Marks a setting that bounds a resource shared by all calls (workers, queues, memory, caches): the
 # tables of docs/security.md and docs/operations.md list them with the limits.
@@ -165,7 +169,8 @@ class Settings:
         "symbolic_budget_seconds",
         5.0,
         "seconds",
-        "seconds of symbolic work per request (less if the client's deadline is)",
+        "seconds of symbolic work per request (a caller whose deadline is sooner is answered then, and "
+        "its work stops half a second later at most)",
     )
     symbolic_queue: int = field(
         default=64,

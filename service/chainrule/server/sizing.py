@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 
 from chainrule.engine.errors import LimitExceeded
 from chainrule.server.cache import Caches
-from chainrule.server.config import Settings
+from chainrule.server.config import PARSE_SPARES, PARSE_WORKERS, Settings
 from chainrule.v1 import chainrule_pb2 as pb
 
 if TYPE_CHECKING:  # batches imports this module
@@ -221,8 +221,8 @@ def memory_bound(settings: Settings) -> dict[str, int]:
     """
     workers = 0
     if settings.symbolic_workers:  # the busy ones (and Parse's) up to their limit; the spares idle, warm
-        workers = (settings.symbolic_workers + 1) * settings.worker_memory_bytes
-        workers += (settings.symbolic_spares + 2) * WARM_WORKER_BYTES  # + Parse's spare, the forkserver
+        workers = (settings.symbolic_workers + PARSE_WORKERS) * settings.worker_memory_bytes
+        workers += (settings.symbolic_spares + PARSE_SPARES + 1) * WARM_WORKER_BYTES  # + the forkserver
     return {
         "process": PROCESS_BASE_BYTES,
         "caches": sum(cache.max_bytes for cache in Caches(settings)),

@@ -120,11 +120,11 @@ async def test_server_budget_overrun_kills_and_replaces_the_worker(pool: Process
 
 
 async def test_a_task_that_holds_a_worker_past_its_allowance_is_stopped_for_its_caller_to_move() -> None:
-    # Parse's worker: a task computing longer than `task_seconds` is killed like an overrun (nothing
+    # Parse's worker: a task computing longer than `hold_seconds` is killed like an overrun (nothing
     # else stops a sympy step), and its caller hears TooSlow, to run it again where the full budget
     # holds; one whose caller's deadline comes first still ends at the deadline.
     executor = ProcessExecutor(
-        1, spares=0, budget_seconds=POOL_BUDGET, memory_bytes=0, queue=1, name="parse", task_seconds=0.3
+        1, spares=0, budget_seconds=POOL_BUDGET, memory_bytes=0, queue=1, name="parse", hold_seconds=0.3
     )
     await executor.start()
     try:
@@ -138,14 +138,25 @@ async def test_a_task_that_holds_a_worker_past_its_allowance_is_stopped_for_its_
         assert await executor.run(operator.add, 2, 2) == 4  # the replacement serves
         with deadlines.request_scope(0.1), pytest.raises(errors.DeadlineExceeded):
             await executor.run(time.sleep, FOREVER)
+        # Its hold (0.3 s) ends before the grace after the caller left would (0.6 s): an overrun.
+        await wait_until(lambda: executor.stats.replaced["overrun"] == 2 and pool_whole(executor))
         # The parser giving up by itself (an allowance already spent) is the same signal, and keeps
         # its worker.
-        await wait_until(lambda: pool_whole(executor))
         with pytest.raises(TooSlow):
             await executor.run(jobs.parse_canonical, "x + 1", jobs.Limits.from_settings(Settings()), -1.0)
-        assert (executor.stats.replaced["overrun"], executor.stats.replaced["abandoned"]) == (1, 1)
+        assert executor.stats.replaced == {"overrun": 2}
     finally:
         await executor.close()
+
+
+async def test_closing_the_pool_ends_tasks_left_by_their_callers_and_counts_no_death() -> None:
+    executor = ProcessExecutor(1, spares=0, budget_seconds=POOL_BUDGET, memory_bytes=0, queue=1)
+    await executor.start()
+    with deadlines.request_scope(0.1), pytest.raises(errors.DeadlineExceeded):
+        await executor.run(time.sleep, FOREVER)
+    assert executor.busy_pids()  # within its grace
+    await executor.close()
+    assert (executor.stats.replaced, executor.admission.running) == ({}, 0)
 
 
 async def test_client_deadline_binds_when_shorter(pool: ProcessExecutor) -> None:
@@ -324,7 +335,9 @@ def kills(pool: ProcessExecutor) -> int:
     return pool.stats.replaced["overrun"] + pool.stats.replaced["abandoned"]
 
 
-async def test_client_deadline_stops_the_work(server: Application, caplog: pytest.LogCaptureFixture) -> None:
+async def test_client_deadline_answers_at_once_and_the_work_stops_after_the_grace(
+    server: Application, caplog: pytest.LogCaptureFixture
+) -> None:
     pool = server_pool(server)
     deadline = 0.5  # well above dispatch delays, well below the server's budget of 1 s
     channel, stub = stub_for(server)

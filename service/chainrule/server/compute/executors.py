@@ -136,7 +136,14 @@ class Admission:
         the function that gives it back (to be called once)."""
         who = deadlines.current_caller() if caller is None else caller
         await self._acquire(who, budget, what)
-        return functools.partial(self._release, who)
+        held = [True]
+
+        def give_back() -> None:
+            if held:  # once only, whoever calls it
+                held.clear()
+                self._release(who)
+
+        return give_back
 
     async def _acquire(self, who: str, budget: WaitLimit | None, what: str) -> None:
         if self.running < self.concurrency and self._held.get(who, 0) < self.per_caller:

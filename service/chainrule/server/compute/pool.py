@@ -28,8 +28,8 @@ healthy worker. A caller that stops waiting (its deadline passed, or it was canc
 at once, and its task goes on for `ABANDONED_GRACE_SECONDS` at most, in case it is about to finish,
 still holding the caller's slot; past that the worker is killed (nothing else interrupts it). A
 replacement costs about 0.25 s of CPU: killing at once let a caller whose deadlines were just
-shorter than its work make the server spend that on every call (144 replacements in 10 s, both
-cores busy, other callers' cold work 3.7 times slower).
+shorter than its work make the server spend that on every call (two calls in flight with 4 ms
+deadlines: 280 replacements in 30 s, bench/attacks.py `short-deadlines`).
 
 `Admission` (executors.py) bounds concurrency and the queue in front of it, shared fairly between
 callers (no caller can hold every symbolic worker); beyond both, RESOURCE_EXHAUSTED with a retry delay
@@ -119,7 +119,7 @@ def _execute(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
         return _OK, refusing_library_failures(fn, *args, **kwargs)
     except MemoryError:
         return _MEMORY, None
-    except (ChainruleError, TooSlow) as error:  # TooSlow: the caller moves the work (api._parse_on)
+    except (ChainruleError, TooSlow) as error:  # TooSlow: the caller moves the work (api._on_parse_worker)
         return _ERROR, error
     except Exception:
         return _BUG, traceback.format_exc()
@@ -151,19 +151,21 @@ class _Task:
     worker: _SymbolicWorker
     work: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
     what: str
-    abandoned: bool = False
+    abandoned: bool = False  # its caller stopped waiting
+    graced: bool = False  # and the grace, not its budget or hold, ends the wait for its answer
     timer: asyncio.Timeout | None = None  # the wait for its answer, once it is sent
 
     def abandon(self) -> None:
         """Let the task go on `ABANDONED_GRACE_SECONDS` more at most (less if its budget ends sooner)."""
         self.abandoned = True
         if self.timer is None or self.timer.expired():
-            return  # not sent yet (the wait starts shortened), or over
+            return  # not sent yet (`_call` shortens the wait it starts), or over
         end = asyncio.get_running_loop().time() + ABANDONED_GRACE_SECONDS
         when = self.timer.when()
         if when is None or end < when:
             with contextlib.suppress(RuntimeError):  # the answer came meanwhile: nothing to shorten
                 self.timer.reschedule(end)
+                self.graced = True
 
 
 @dataclass
@@ -184,7 +186,7 @@ REPLACEMENT_REASONS = ("overrun", "abandoned", "died", "out_of_memory")
 class ProcessExecutor:
     """Runs picklable functions in killable symbolic workers, under per-request budgets.
 
-    `name` labels its admission (metrics) and its processes. `task_seconds`, if given, is how long
+    `name` labels its admission (metrics) and its processes. `hold_seconds`, if given, is how long
     one task may compute: a task past it is stopped like an overrun, and raises `TooSlow` for its
     caller to run it again where the full budget applies (Parse's worker: app._parse_executor).
     """
@@ -200,19 +202,19 @@ class ProcessExecutor:
         retry_after_seconds: float = 1.0,
         per_caller: int = 0,
         name: str = "symbolic",
-        task_seconds: float | None = None,
+        hold_seconds: float | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a pool of symbolic workers needs at least one")
         self.name = name
         self.size = workers + spares
         self.budget_seconds = budget_seconds
-        self.task_seconds = task_seconds
+        self.hold_seconds = hold_seconds
         self.memory_bytes = memory_bytes
         self.admission = Admission(name, workers, queue, retry_after_seconds, per_caller)
         self.stats = PoolStats()
         # Called with the reason of each replacement (metrics.py counts them).
-        self.on_replaced: Callable[[str], None] = _ignore
+        self.on_replaced: Callable[[str], None] = lambda reason: None
         self._context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has imported sympy and us already (global, set before use).
         self._context.set_forkserver_preload([__name__])
@@ -226,6 +228,7 @@ class ProcessExecutor:
         self._all: dict[int, _SymbolicWorker] = {}
         self._busy: set[int] = set()
         self._replacing: set[asyncio.Task[None]] = set()
+        self._computing: set[asyncio.Task[Any]] = set()  # tasks on workers, whether or not awaited
         self._closed = False
         self._ids = itertools.count()
 
@@ -257,12 +260,17 @@ class ProcessExecutor:
         except BaseException:
             give_back()
             raise
+        budget = deadlines.budget(self.budget_seconds)
+        if budget.seconds <= 0:  # its time ran out as the worker came: it would compute for nobody
+            self._idle.put_nowait(worker)
+            give_back()
+            raise budget.exceeded(what)
         task = _Task(worker, (fn, args, kwargs), what)
         context = contextvars.copy_context()
         context.run(deadlines.detach)
         computing = asyncio.get_running_loop().create_task(self._compute(task, give_back), context=context)
-        computing.add_done_callback(_retrieve)
-        budget = deadlines.budget(self.budget_seconds)
+        self._computing.add(computing)
+        computing.add_done_callback(functools.partial(self._computed, task))
         try:
             # Shielded: a caller that stops waiting leaves the task to finish or be stopped (`_call`).
             async with asyncio.timeout(budget.seconds if budget.client_bound else None):
@@ -278,12 +286,26 @@ class ProcessExecutor:
     async def _compute(self, task: _Task, give_back: Callable[[], None]) -> Any:
         """Run `task` within the server's budget, whether or not its caller still waits; then free
         its worker (unless killed) and its caller's slot."""
-        self._busy.add(task.worker.pid)
         try:
-            return await self._call(task, deadlines.budget(self.budget_seconds))
+            if task.abandoned:  # its caller left before it was sent: it would compute for nobody
+                self._idle.put_nowait(task.worker)
+                return None
+            self._busy.add(task.worker.pid)
+            try:
+                return await self._call(task, deadlines.budget(self.budget_seconds))
+            finally:
+                self._busy.discard(task.worker.pid)
         finally:
-            self._busy.discard(task.worker.pid)
             give_back()
+
+    def _computed(self, task: _Task, computing: asyncio.Task[Any]) -> None:
+        """Forget a finished computation; a bug in one nobody waited for any more is still logged."""
+        self._computing.discard(computing)
+        if computing.cancelled():
+            return
+        error = computing.exception()  # retrieved either way: its caller may have left
+        if task.abandoned and error is not None and not isinstance(error, (ChainruleError, TooSlow)):
+            log.error("%s failed after its caller left", task.what, exc_info=error)
 
     async def close(self) -> None:
         self._closed = True
@@ -292,7 +314,8 @@ class ProcessExecutor:
         workers = list(self._all.values())
         for worker in workers:
             self._kill(worker)
-        await asyncio.gather(*self._replacing, return_exceptions=True)
+        # Those still computing end as their workers die (or as their caller left them, at the grace).
+        await asyncio.gather(*self._computing, *self._replacing, return_exceptions=True)
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._io, _reap, worker) for worker in workers))
         await loop.run_in_executor(None, functools.partial(self._io.shutdown, wait=True, cancel_futures=True))
@@ -319,25 +342,32 @@ class ProcessExecutor:
         exchange = loop.run_in_executor(self._io, _exchange, worker.conn, task.work)
         # After a kill the thread ends with EOFError that nobody awaits: retrieve it, quietly.
         exchange.add_done_callback(_retrieve)
-        held = budget.seconds if self.task_seconds is None else min(budget.seconds, self.task_seconds)
-        if task.abandoned:
-            held = min(held, ABANDONED_GRACE_SECONDS)
+        held = budget.seconds if self.hold_seconds is None else min(budget.seconds, self.hold_seconds)
+        if task.abandoned and held > ABANDONED_GRACE_SECONDS:
+            held, task.graced = ABANDONED_GRACE_SECONDS, True
         try:
             # Shielded: on timeout or cancellation the thread ends by itself once the worker dies.
             async with asyncio.timeout(held) as task.timer:
                 kind, value = await asyncio.shield(exchange)
         except TimeoutError:
-            if task.abandoned:
+            if task.graced:
                 self._replace(worker, "abandoned", f"went on past its caller's wait on {what}")
-            else:
-                self._replace(worker, "overrun", f"overran its budget of {held:.3g} s on {what}")
-            if held < budget.seconds and not task.abandoned:
+                raise budget.exceeded(what) from None
+            self._replace(worker, "overrun", f"overran its budget of {held:.3g} s on {what}")
+            if held < budget.seconds:  # the hold, not the budget
                 raise TooSlow(f"{what} took more than {held:.3g} s in a {self.name} worker") from None
             raise budget.exceeded(what) from None
-        except asyncio.CancelledError:  # the pool is closing
-            self._replace(worker, None, f"was stopped with the pool during {what}")
+        except asyncio.CancelledError:  # the loop ending with a task still running (close() waits for them)
+            self._replace(worker, None, f"was stopped with the loop during {what}")
             raise
         except (EOFError, OSError) as error:
+            if self._closed:  # close() killed it
+                self._replace(worker, None, f"was stopped with the pool during {what}")
+                raise Unavailable(
+                    f"the server stopped before {what} finished; retry",
+                    reason="DRAINING",
+                    retry_after_seconds=self.admission.retry_after_seconds,
+                ) from None
             self._replace(worker, "died", f"died during {what} ({type(error).__name__})")
             raise Unavailable(
                 f"the symbolic worker computing {what} stopped unexpectedly; the pool has replaced it, "
@@ -430,10 +460,6 @@ def _exchange(conn: Connection, task: tuple[Any, ...]) -> tuple[str, Any]:
     conn.send(task)
     kind, value = conn.recv()
     return str(kind), value
-
-
-def _ignore(reason: str) -> None:
-    return None
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
