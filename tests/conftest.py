@@ -105,7 +105,8 @@ async def bytes_left_behind(call: Callable[[], Awaitable[None]], times: int = 10
         before = tracemalloc.get_traced_memory()[0]
         for _ in range(times):
             await call()
-        await asyncio.sleep(0.2)  # the calls' done callbacks
+        # The calls' done callbacks, and work a caller left to finish (the pool's grace, 0.5 s).
+        await asyncio.sleep(1.0)
         return int(tracemalloc.get_traced_memory()[0] - before)
     finally:
         tracemalloc.stop()

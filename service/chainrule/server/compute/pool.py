@@ -277,11 +277,16 @@ class ProcessExecutor:
                 result: T = await asyncio.shield(computing)
                 return result
         except TimeoutError:
-            task.abandon()
-            raise budget.exceeded(what) from None
+            pass  # raised below, outside this block: an error raised here would keep the timeout's
+            # chain (TimeoutError, CancelledError, their frames) as its context, and with it the
+            # request: REST calls out of time were held until the cyclic collector ran
         except asyncio.CancelledError:
             task.abandon()
+            del computing
             raise
+        task.abandon()
+        del computing
+        raise budget.exceeded(what)
 
     async def _compute(self, task: _Task, give_back: Callable[[], None]) -> Any:
         """Run `task` within the server's budget, whether or not its caller still waits; then free
@@ -347,8 +352,11 @@ class ProcessExecutor:
             held, task.graced = ABANDONED_GRACE_SECONDS, True
         try:
             # Shielded: on timeout or cancellation the thread ends by itself once the worker dies.
-            async with asyncio.timeout(held) as task.timer:
-                kind, value = await asyncio.shield(exchange)
+            try:
+                async with asyncio.timeout(held) as task.timer:
+                    kind, value = await asyncio.shield(exchange)
+            finally:
+                task.timer = None  # it holds this task: a cycle through its error's frames
         except TimeoutError:
             if task.graced:
                 self._replace(worker, "abandoned", f"went on past its caller's wait on {what}")
