@@ -87,6 +87,13 @@ class Differential:
             case.run(points)
         return case.found
 
+    def run_value(self, tree: trees.Node, point: Mapping[str, float], seed: int) -> list[Finding]:
+        """Only the value at one point: no batch, derivatives, gradient or read-back."""
+        case = _Case(self, tree, seed)
+        with contextlib.suppress(_Skip):
+            case.value_only(point)
+        return case.found
+
     def call(self, case: _Case, text: str, point: Mapping[str, float], check: str, call: Any) -> Any:
         """The RPC's answer; None, with a finding unless it is a documented refusal, if it failed."""
         try:
@@ -167,15 +174,25 @@ class _Case:
                 if not _same_bits(single, many):
                     self.report("batch", point, "batch differs from single point", ours=single, expected=many)
         for index, (point, ours) in enumerate(zip(points, singles, strict=True)):
-            evaluation = trees.Evaluation(reference.context(trees.PREC), point)
-            truth = evaluation(self.tree)
-            if trees.near_singularity(evaluation):
-                continue
-            values = [_real(v) for *_, v in evaluation.values]
-            self.scale = max([1.0, *(abs(v) for v in values if not math.isnan(v))])
-            self.judge("value", point, formula, truth, ours, self.seed + index)
-            if index == 0:
+            if self.value(point, formula, ours, self.seed + index) and index == 0:
                 self.derivatives(point, formula)
+
+    def value_only(self, point: Mapping[str, float]) -> None:
+        """The value check alone, at one point (`rules.py` sweeps thousands of trees)."""
+        formula = self._parsed()
+        ours = self.ask(point, "evaluate", self.owner.evaluate(self.text, point))
+        self.value(point, formula, ours, self.seed)
+
+    def value(self, point: Mapping[str, float], formula: sympy.Expr, ours: float | None, seed: int) -> bool:
+        """Judge the value `ours` at `point`; False where the point is too near a singularity to."""
+        evaluation = trees.Evaluation(reference.context(trees.PREC), point)
+        truth = evaluation(self.tree)
+        if trees.near_singularity(evaluation):
+            return False
+        values = [_real(v) for *_, v in evaluation.values]
+        self.scale = max([1.0, *(abs(v) for v in values if not math.isnan(v))])
+        self.judge("value", point, formula, truth, ours, seed)
+        return True
 
     def derivatives(self, point: Mapping[str, float], formula: sympy.Expr) -> None:
         for orders in _orders(self.names):

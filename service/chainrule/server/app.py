@@ -79,6 +79,8 @@ class Application:
         self.ready = False
         self.pool, self.symbolic, self.numeric, admissions = _executors(settings)
         self.parsing = _parse_executor(settings)
+        # The worker processes to start, watch and count: the symbolic pool's and Parse's.
+        self.process_pools = [p for p in (self.pool, self.parsing) if isinstance(p, ProcessExecutor)]
         self.caches = Caches(settings)
         self.metrics = Metrics(self.registry, VERSION, self.caches)
         tokens = TokenChecker(load_tokens(settings))
@@ -102,9 +104,8 @@ class Application:
         )
         for admission in (*admissions, self.parsing.admission, receiving.admission):
             self.metrics.watch_admission(admission)
-        for pool in (self.pool, self.parsing):
-            if isinstance(pool, ProcessExecutor):
-                self.metrics.watch_pool(pool)
+        for pool in self.process_pools:
+            self.metrics.watch_pool(pool)
         self.health = health.aio.HealthServicer()
         self.grpc_server: grpc.aio.Server
         # The server process id travels in the trailers with the request id: initial metadata would
@@ -156,11 +157,10 @@ class Application:
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        if self.pool is not None:
+        if self.process_pools:
             started = time.perf_counter()
-            pools = [pool for pool in (self.pool, self.parsing) if isinstance(pool, ProcessExecutor)]
-            await asyncio.gather(*(pool.start() for pool in pools))
-            workers = sum(pool.size for pool in pools)
+            await asyncio.gather(*(pool.start() for pool in self.process_pools))
+            workers = sum(pool.size for pool in self.process_pools)
             log.info("%d symbolic workers warm in %.2f s", workers, time.perf_counter() - started)
         if self._listen_late:
             listen_on_port(self.grpc_server, self.settings)

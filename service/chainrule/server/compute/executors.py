@@ -123,11 +123,12 @@ class Admission:
         self, budget: WaitLimit | None, what: str, caller: str | None = None
     ) -> AsyncIterator[None]:
         """Hold one of the slots; wait in the bounded queue at most until `budget` runs out."""
-        give_back = await self.take(budget, what, caller)
+        who = deadlines.current_caller() if caller is None else caller
+        await self._acquire(who, budget, what)
         try:
             yield
         finally:
-            give_back()
+            self._release(who)
 
     async def take(
         self, budget: WaitLimit | None, what: str, caller: str | None = None

@@ -280,12 +280,10 @@ class ProcessExecutor:
             pass  # raised below, outside this block: an error raised here would keep the timeout's
             # chain (TimeoutError, CancelledError, their frames) as its context, and with it the
             # request: REST calls out of time were held until the cyclic collector ran
-        except asyncio.CancelledError:
-            task.abandon()
+        finally:
+            if not computing.done():  # its caller stopped waiting: out of time, or cancelled
+                task.abandon()
             del computing
-            raise
-        task.abandon()
-        del computing
         raise budget.exceeded(what)
 
     async def _compute(self, task: _Task, give_back: Callable[[], None]) -> Any:
