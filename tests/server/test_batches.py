@@ -110,13 +110,36 @@ def _laid_out(count: int, computed: int) -> tuple[Reply[pb.GradientAtPointRespon
 @pytest.mark.parametrize("count", [0, 1, 300])
 def test_a_laid_out_reply_parses_as_the_filled_message(count: int, computed: int) -> None:
     reply, places = _laid_out(count, computed)
-    assert not all(place.flags.aligned for place in places)  # where protobuf puts them
+    assert all(place.flags.aligned for place in places)  # padded to 8 bytes (engine computes in place)
     encoded = reply.SerializeToString()
     expected = _filled(raw=True)
     expected.nonfinite_count = count
     assert pb.GradientAtPointResponse.FromString(encoded) == expected
     assert reply.SerializeToString() is encoded
     assert _laid_out(count, computed)[0].message() == expected
+
+
+@pytest.mark.parametrize("points", [1, 2, 3, 16, 70_000])
+@pytest.mark.parametrize("names", [0, 1, 2, 3, 5, 7, 8, 20])
+def test_every_laid_out_column_is_aligned_whatever_precedes_it(points: int, names: int) -> None:
+    """Heads of every length mod 8 (variable names) and lengths of one to three varint bytes: each
+    column starts at a multiple of 8 bytes, and the padding reads as nothing but the column."""
+    head = pb.GradientAtPointResponse(variables=["v" * k for k in range(names)])
+    reply = Reply(head)
+    places = reply.lay_out(["values", "gradients", "gradients"], points)
+    columns = [np.arange(points) * (k + 0.5) for k in range(3)]
+    for place, values, field in zip(places, columns, ["values", "gradients", "gradients"], strict=True):
+        assert place.flags.aligned and place.ctypes.data % 8 == 0
+        place[...] = values
+        reply.add(field, place, raw=True)
+    parsed = pb.GradientAtPointResponse.FromString(reply.SerializeToString())
+    assert list(parsed.variables) == list(head.variables)
+    got = [np.frombuffer(array.f64le, dtype="<f8") for array in (parsed.values, *parsed.gradients)]
+    assert all(np.array_equal(g, c) for g, c in zip(got, columns, strict=True))
+    canonical = pb.GradientAtPointResponse(variables=head.variables)
+    for field, values in zip(["values", "gradients", "gradients"], columns, strict=True):
+        fill(getattr(canonical, field).add() if field == "gradients" else canonical.values, values, raw=True)
+    assert parsed.SerializeToString() == canonical.SerializeToString()  # nothing else kept, unknown or not
 
 
 def test_a_laid_out_reply_is_the_bytes_it_was_computed_into() -> None:

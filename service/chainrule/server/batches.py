@@ -139,7 +139,7 @@ class Reply(Generic[Response]):
     def lay_out(self, fields: Sequence[str], points: int) -> list[FloatArray]:
         """Allocate the wire bytes for columns of `points` f64le values for `fields` (in the order
         `add` will be called) after the message's fields set so far, and return each column's place
-        in them, for the engine to compute into (not 8-byte aligned in general)."""
+        in them, for the engine to compute into (each 8-byte aligned: `_aligned_column_head`)."""
         self._laid_out = _LaidOut(self._message.SerializeToString(), self._message.DESCRIPTOR, fields, points)
         return list(self._laid_out.columns)
 
@@ -191,9 +191,12 @@ class _LaidOut:
     there is such a field to append, i.e. some value was not finite."""
 
     def __init__(self, head: bytes, descriptor: Any, fields: Sequence[str], points: int) -> None:
-        heads = [_column_head(descriptor, field, 8 * points) for field in fields]
+        heads, offset = [], len(head)
+        for field in fields:
+            heads.append(_aligned_column_head(descriptor, field, 8 * points, offset))
+            offset += len(heads[-1]) + 8 * points
         self._head, self._fields = head, tuple(fields)
-        self._bytes, memory = _uninitialised_bytes(len(head) + sum(len(h) + 8 * points for h in heads))
+        self._bytes, memory = _uninitialised_bytes(offset)
         memory[: len(head)] = np.frombuffer(head, dtype=np.uint8)
         offset, columns = len(head), []
         for column_head in heads:
@@ -242,11 +245,38 @@ _BYTES_ADDRESS = ctypes.pythonapi.PyBytes_AsString
 _BYTES_ADDRESS.restype, _BYTES_ADDRESS.argtypes = ctypes.c_void_p, (ctypes.py_object,)
 
 
-def _column_head(descriptor: Any, field: str, nbytes: int) -> bytes:
-    """An f64le column's field tag and length, then its Array's f64le tag and length."""
-    array = _F64LE_TAG + _varint(nbytes)
+def _column_head(descriptor: Any, field: str, nbytes: int, padding: bytes = b"") -> bytes:
+    """An f64le column's field tag and length, then its Array's `padding` and f64le tag and length."""
+    array = padding + _F64LE_TAG + _varint(nbytes)
     tag = _varint(descriptor.fields_by_name[field].number << 3 | _LENGTH_DELIMITED)
     return tag + _varint(len(array) + nbytes) + array
+
+
+def _aligned_column_head(descriptor: Any, field: str, nbytes: int, offset: int) -> bytes:
+    """`_column_head` for a column whose head starts `offset` bytes into the message, padded so
+    that its values start at a multiple of 8 bytes (a bytes object's contents are 8-byte aligned).
+
+    The engine computes into a column in place only where it is aligned: a misaligned one goes
+    through a scratch chunk and a copy per output and chunk (the cubic's gradient at 10^5 points:
+    0.91 ms misaligned, 0.77 ms aligned). The padding is the Array's own f64le field set before the
+    real one, empty (2 bytes) or one zero byte (3 bytes), which every protobuf parser overwrites
+    with the value that follows (the last occurrence of a singular field wins): 2 to 9 bytes cover
+    every remainder modulo 8, with no non-minimal varint and no field a parser would keep as unknown.
+    """
+    for size in _PADDING_SIZES:
+        column_head = _column_head(descriptor, field, nbytes, _padding(size))
+        if (offset + len(column_head)) % 8 == 0:
+            return column_head
+    return _column_head(descriptor, field, nbytes)  # pragma: no cover (the sizes cover every remainder)
+
+
+_PADDING_SIZES = (0, 2, 3, 4, 5, 6, 7, 8, 9)
+
+
+def _padding(size: int) -> bytes:
+    """`size` bytes (0 or 2 to 9) of f64le fields that a later f64le field overrides."""
+    odd = size % 2
+    return _ONE_ZERO_BYTE * odd + _EMPTY * ((size - 3 * odd) // 2)
 
 
 def _target(message: Message, field: str) -> pb.Array:
@@ -264,6 +294,7 @@ def _varint(value: int) -> bytes:
 
 
 _F64LE_TAG = _varint(pb.Array.DESCRIPTOR.fields_by_name["f64le"].number << 3 | _LENGTH_DELIMITED)
+_EMPTY, _ONE_ZERO_BYTE = _F64LE_TAG + b"\x00", _F64LE_TAG + b"\x01\x00"  # f64le fields as padding
 
 
 def _decode_array(array: ArrayFields, field: str) -> tuple[FloatArray, bool]:
