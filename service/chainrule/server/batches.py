@@ -12,6 +12,7 @@ map entries) need no column's content.
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
@@ -193,7 +194,7 @@ class _LaidOut:
     def __init__(self, head: bytes, descriptor: Any, fields: Sequence[str], points: int) -> None:
         heads, offset = [], len(head)
         for field in fields:
-            heads.append(_aligned_column_head(descriptor, field, 8 * points, offset))
+            heads.append(_aligned_column_head(descriptor, field, 8 * points, offset % 8))
             offset += len(heads[-1]) + 8 * points
         self._head, self._fields = head, tuple(fields)
         self._bytes, memory = _uninitialised_bytes(offset)
@@ -252,9 +253,11 @@ def _column_head(descriptor: Any, field: str, nbytes: int, padding: bytes = b"")
     return tag + _varint(len(array) + nbytes) + array
 
 
-def _aligned_column_head(descriptor: Any, field: str, nbytes: int, offset: int) -> bytes:
-    """`_column_head` for a column whose head starts `offset` bytes into the message, padded so
-    that its values start at a multiple of 8 bytes (a bytes object's contents are 8-byte aligned).
+@functools.lru_cache(maxsize=1024)
+def _aligned_column_head(descriptor: Any, field: str, nbytes: int, remainder: int) -> bytes:
+    """`_column_head` for a column whose head starts `remainder` bytes past a multiple of 8 in the
+    message, padded so that its values start at a multiple of 8 (a bytes object's contents are
+    8-byte aligned).
 
     The engine computes into a column in place only where it is aligned: a misaligned one goes
     through a scratch chunk and a copy per output and chunk (the cubic's gradient at 10^5 points:
@@ -263,11 +266,14 @@ def _aligned_column_head(descriptor: Any, field: str, nbytes: int, offset: int) 
     with the value that follows (the last occurrence of a singular field wins): 2 to 9 bytes cover
     every remainder modulo 8, with no non-minimal varint and no field a parser would keep as unknown.
     """
-    for size in _PADDING_SIZES:
+    plain = _column_head(descriptor, field, nbytes)
+    # The padding counts in the column's length, whose varint may then take a byte more: try next.
+    short = -(remainder + len(plain)) % 8
+    for size in sorted(_PADDING_SIZES, key=lambda size: (size - short) % 8):
         column_head = _column_head(descriptor, field, nbytes, _padding(size))
-        if (offset + len(column_head)) % 8 == 0:
+        if (remainder + len(column_head)) % 8 == 0:
             return column_head
-    return _column_head(descriptor, field, nbytes)  # pragma: no cover (the sizes cover every remainder)
+    return plain  # pragma: no cover (the sizes cover every remainder)
 
 
 _PADDING_SIZES = (0, 2, 3, 4, 5, 6, 7, 8, 9)
