@@ -10,6 +10,7 @@ call is the echo server's time plus the numpy time. Medians over the rounds.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,19 @@ from typing import Any
 
 import harness
 import numpy as np
-from common import Row, channel, delta, median, own_cpu_seconds, raw_method, stage, timed
+from common import (
+    Row,
+    chainrule_command,
+    channel,
+    delta,
+    echo_command,
+    median,
+    own_cpu_seconds,
+    raw_method,
+    server_env,
+    stage,
+    timed,
+)
 
 from chainrule.v1 import chainrule_pb2 as pb
 
@@ -109,7 +122,7 @@ CASES = (
         _mixed,
         _mixed_gradient,
     ),
-    Case("1 variable: x^3 - 2*x + 1", "x^3 - 2*x + 1", ("x",), _cubic, _cubic_gradient),
+    CUBIC := Case("1 variable: x^3 - 2*x + 1", "x^3 - 2*x + 1", ("x",), _cubic, _cubic_gradient),
     Case(
         "6 variables: sqrt(x0^2 + ... + x5^2)",
         "sqrt(" + " + ".join(f"{name}^2" for name in _NORM_NAMES) + ")",
@@ -307,24 +320,43 @@ def _gradients(
                             "as chainrule sets its own (jax_peer.py)"))  # fmt: skip
         details[f"gradient_{points} {case.label}"] = grad
         rows.append(_end_to_end("4 batch gradients", case, points, grad))
+        if case is CUBIC and points == smallest:
+            wide = measure_with_window(case, points, rounds, echo_port, WIDE_WINDOW)
+            details[f"gradient_{points} {case.label}, wide window"] = wide
+            row = _end_to_end("4 batch gradients", case, points, wide)
+            rows.append(dataclasses.replace(row, target=None,
+                measure=f"{row.measure}, GRPC_STREAM_WINDOW_BYTES={WIDE_WINDOW_TEXT}"))  # fmt: skip
     return rows
+
+
+# A request past the stream window (64 KiB by default) waits a round trip for the rest once its
+# handler reads it; with a window over the request's size it arrives at once (docs/operations.md).
+WIDE_WINDOW, WIDE_WINDOW_TEXT = 1 << 20, "1 MiB"
+
+
+def measure_with_window(
+    case: Case, points: int, rounds: int, echo_port: int, window: int
+) -> dict[str, float]:
+    """`measure` of GradientAtPoint against a chainrule server of its own whose stream window is `window`."""
+    with harness.running(chainrule_command(), server_env(grpc_stream_window_bytes=str(window))) as (_, ports):
+        return measure("GradientAtPoint", case, points, rounds, ports, echo_port)
 
 
 def main() -> int:
     """One case, one kind, end to end against the echo floor: for iterating on the batch path."""
     import argparse  # noqa: PLC0415 (only this entry point)
 
-    from common import chainrule_command, echo_command, server_env  # noqa: PLC0415
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--kind", choices=("Evaluate", "GradientAtPoint"), default="Evaluate")
     parser.add_argument("--case", type=int, default=0, help=f"index into {[c.label for c in CASES]}")
     parser.add_argument("--points", type=int, default=10**6)
     parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--window", type=int, help="the server's CHAINRULE_GRPC_STREAM_WINDOW_BYTES")
     args = parser.parse_args()
     case = CASES[args.case]
+    window = {} if args.window is None else {"grpc_stream_window_bytes": str(args.window)}
     with (
-        harness.running(chainrule_command(), server_env()) as (_, ports),
+        harness.running(chainrule_command(), server_env(**window)) as (_, ports),
         harness.running(echo_command(), server_env()) as (_, echo),
     ):
         found = measure(args.kind, case, args.points, args.rounds, ports, echo["grpc_port"])

@@ -150,7 +150,7 @@ _MEMORY_TERMS = {
     f"limit; the {PARSE_WORKERS} more is Parse's own), and the spares ({PARSE_SPARES} more for Parse) and "
     f"the forkserver idle and warm ({sizing.WARM_WORKER_BYTES // 2**20} MiB each)",
     "receiving": "`GRPC_RECEIVING_CALLS` x `MAX_REQUEST_BYTES` (gRPC messages being read) and "
-    "`CALLS_IN_FLIGHT` x 64 KiB (calls waiting to read theirs, at the stream window)",
+    "`CALLS_IN_FLIGHT` x `GRPC_STREAM_WINDOW_BYTES` (calls waiting to read theirs, at the stream window)",
     "connections": "`MAX_CONNECTIONS` x 32 KiB (HTTP) and `MAX_GRPC_CONNECTIONS` x 20 KiB (gRPC): "
     "every connection open, each idle or sending its request head",
 }

@@ -12,8 +12,9 @@ from chainrule.server.api import ChainruleApi
 from chainrule.server.cache import Caches
 from chainrule.server.compute import jobs
 from chainrule.server.compute.executors import InlineExecutor
+from chainrule.server.config import ConfigError, Settings
 from chainrule.server.metrics import Metrics
-from chainrule.server.sizing import JSON, PROTOBUF, Encoding, Wire
+from chainrule.server.sizing import JSON, PROTOBUF, Encoding, Wire, memory_bound
 from chainrule.server.transport.protojson import message_to_json
 from chainrule.server.version import VERSION
 from chainrule.v1 import chainrule_pb2 as pb
@@ -105,3 +106,14 @@ async def test_a_gradient_too_big_to_reply_is_refused_before_it_is_compiled(
     with pytest.raises(LimitExceeded) as caught:
         await api.gradient(gradient_request(20_000, raw=True), Wire(PROTOBUF))
     assert caught.value.metadata["limit"] == "response_bytes"
+
+
+def test_the_receiving_term_follows_the_stream_window() -> None:
+    """Each call waiting to read holds up to the window; a window HTTP/2 cannot announce is refused."""
+    wide = Settings.from_environ({"CHAINRULE_GRPC_STREAM_WINDOW_BYTES": str(1 << 20)})
+    narrow = Settings.from_environ({})
+    grown = memory_bound(wide)["receiving"] - memory_bound(narrow)["receiving"]
+    assert grown == narrow.calls_in_flight * ((1 << 20) - 64 * 1024)
+    for value in ("65534", str(2**31)):
+        with pytest.raises(ConfigError, match="GRPC_STREAM_WINDOW_BYTES must be between 65535"):
+            Settings.from_environ({"CHAINRULE_GRPC_STREAM_WINDOW_BYTES": value})

@@ -16,6 +16,7 @@ from chainrule.engine.limits import ENGINE_LIMITS, Layer, Limit
 
 PREFIX = "CHAINRULE_"
 _TRACES_EXPORTERS = {"otlp", "console"}
+_HTTP2_DEFAULT_WINDOW, _HTTP2_MAX_WINDOW = 65_535, 2**31 - 1  # RFC 9113, 6.9.2
 # An origin as browsers send it: scheme, host and optional port, no path.
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:,]+(:[0-9]{1,5})?")
 T = TypeVar("T")
@@ -220,6 +221,18 @@ class Settings:
             "(half for one caller); other calls wait for a slot up to HEADER_TIMEOUT_SECONDS",
         },
     )
+    # What grpc accepts of a message before its handler asks for it (HTTP/2's initial stream window,
+    # fixed: the bandwidth probe is off, transport/grpc_server.py): every call waiting to read holds
+    # up to this. A request past it waits a round trip for the rest once its handler reads.
+    grpc_stream_window_bytes: int = field(
+        default=64 * 1024,
+        metadata={
+            BOUND: True,
+            "doc": "bytes of a gRPC request message accepted before its handler reads it (HTTP/2's "
+            "initial stream window): a request up to this size is spared a round trip; each call "
+            "waiting to read holds up to this",
+        },
+    )
     request_bytes_in_flight: int = field(
         default=256 * 1024 * 1024,
         metadata={
@@ -342,6 +355,11 @@ class Settings:
         if self.grpc_receiving_calls < 1:
             raise ConfigError(
                 f"{PREFIX}GRPC_RECEIVING_CALLS must be at least 1, got {self.grpc_receiving_calls}"
+            )
+        if not _HTTP2_DEFAULT_WINDOW <= self.grpc_stream_window_bytes <= _HTTP2_MAX_WINDOW:
+            raise ConfigError(
+                f"{PREFIX}GRPC_STREAM_WINDOW_BYTES must be between {_HTTP2_DEFAULT_WINDOW} (HTTP/2's "
+                f"default) and {_HTTP2_MAX_WINDOW}, got {self.grpc_stream_window_bytes}"
             )
         if self.compute_threads < 1:
             raise ConfigError(f"{PREFIX}COMPUTE_THREADS must be at least 1, got {self.compute_threads}")

@@ -204,9 +204,6 @@ SUPERVISOR_BYTES = 128 * 1024 * 1024
 # after it; plus the kernel's socket.
 HTTP_CONNECTION_BYTES = 32 * 1024
 GRPC_CONNECTION_BYTES = 20 * 1024
-# What grpc may hold of a gRPC message not yet read: HTTP/2's initial stream window, which grpc keeps
-# without its bandwidth probe (transport/receiving.py).
-GRPC_STREAM_WINDOW_BYTES = 64 * 1024
 
 
 def memory_bound(settings: Settings) -> dict[str, int]:
@@ -230,7 +227,7 @@ def memory_bound(settings: Settings) -> dict[str, int]:
         "numeric": settings.numeric_memory_bytes,
         "workers": workers,
         "receiving": settings.grpc_receiving_calls * settings.max_request_bytes
-        + settings.calls_in_flight * GRPC_STREAM_WINDOW_BYTES,
+        + settings.calls_in_flight * settings.grpc_stream_window_bytes,
         "connections": settings.max_connections * HTTP_CONNECTION_BYTES
         + settings.max_grpc_connections * GRPC_CONNECTION_BYTES,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import socket
@@ -22,6 +23,7 @@ from chainrule.server.transport.grpc_server import PortInUseError, _parsed, crea
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.conftest import bytes_left_behind, make_settings, status_detail
+from tests.h2raw import NonReadingClient
 
 x = parsing.symbol("x")
 
@@ -497,3 +499,26 @@ async def test_a_finished_call_leaves_nothing_for_the_garbage_collector(
 
     held = await bytes_left_behind(call)
     assert held < 3_000_000, f"{held:,} bytes held after the calls"
+
+
+@pytest.mark.parametrize("window", [64 * 1024, 1024 * 1024])
+async def test_a_call_waiting_to_read_is_held_at_the_stream_window_set(window: int) -> None:
+    """GRPC_STREAM_WINDOW_BYTES is the initial window grpc announces, and what a call that waits for
+    a receiving slot may send before its handler reads (sizing's `receiving` term counts it)."""
+    app = Application(
+        make_settings(symbolic_workers=0, grpc_receiving_calls=1, grpc_stream_window_bytes=window)
+    )
+    await app.start()
+    try:
+        async with NonReadingClient(app.grpc_port, "127.0.0.1") as client:
+            async with asyncio.timeout(5):
+                while client.initial_window != window:  # the server's SETTINGS
+                    await asyncio.sleep(0.01)
+            declared = 8 * 1024 * 1024
+            await client.start_call("Evaluate", declared=declared, sent=declared // 2)  # takes the slot
+            reading = client.sent
+            assert reading > window, "the message being read got a window of its length"
+            await client.start_call("Evaluate", declared=declared, sent=declared // 2)  # waits
+            assert client.sent - reading == window
+    finally:
+        await app.stop()

@@ -194,12 +194,14 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # `calls_in_flight`, a client that opens a burst on a fresh connection before it has read
         # our SETTINGS gets the excess reset as REFUSED_STREAM: UNAVAILABLE, uncounted, no delay.
         ("grpc.max_concurrent_streams", _STREAMS_PER_CALL_SLOT * settings.calls_in_flight),
-        # A stream's window stays at the initial 64 KiB until its message is read (receiving.py):
-        # grpc's bandwidth probe would widen every stream's, unread ones too (to 64 MiB on loopback).
-        # A message being read gets a window of its whole length either way. The probe also raised
-        # the frame size the server accepts: without it, frames of 16 KiB made a 32 MB request 8%
-        # slower end to end; 4 MiB frames win back most of that (windows still bound what is sent).
+        # A stream's window stays at its initial size (GRPC_STREAM_WINDOW_BYTES) until its message
+        # is read (receiving.py): grpc's bandwidth probe would widen every stream's, unread ones too
+        # (to 64 MiB on loopback). A message being read gets a window of its whole length either way.
+        # The probe also raised the frame size the server accepts: without it, frames of 16 KiB made
+        # a 32 MB request 8% slower end to end; 4 MiB frames win back most of that (windows still
+        # bound what is sent).
         ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", settings.grpc_stream_window_bytes),
         ("grpc.http2.max_frame_size", 4 * 1024 * 1024),
         ("grpc.server.max_pending_requests", max(_BACKLOG, 4 * settings.calls_in_flight)),
         ("grpc.server.max_pending_requests_hard_limit", max(_BACKLOG, 4 * settings.calls_in_flight)),

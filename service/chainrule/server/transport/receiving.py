@@ -8,9 +8,9 @@ on each of two connections, on streams a connection may keep open by the thousan
 
 So every handler reads its message itself (`instrumentation` registers unary methods as
 client-streaming ones), through `ReceiveSlots`: at most `slots` messages are read at once, and a
-call waiting for a slot has its stream held by flow control at the initial window (64 KiB:
-`grpc.http2.bdp_probe` is off, or grpc would widen every stream's window to what the connection
-moves). A message still arriving `timeout_seconds` after its call started is refused
+call waiting for a slot has its stream held by flow control at the initial window
+(`GRPC_STREAM_WINDOW_BYTES`, 64 KiB by default: `grpc.http2.bdp_probe` is off, or grpc would widen
+every stream's window to what the connection moves). A message still arriving `timeout_seconds` after its call started is refused
 (INVALID_ARGUMENT); so is a call that could not start reading in that time (RESOURCE_EXHAUSTED,
 retry later). What all this may hold is the `receiving` term of `sizing.memory_bound`.
 
