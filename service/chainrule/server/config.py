@@ -221,9 +221,8 @@ class Settings:
             "(half for one caller); other calls wait for a slot up to HEADER_TIMEOUT_SECONDS",
         },
     )
-    # What grpc accepts of a message before its handler asks for it (HTTP/2's initial stream window,
-    # fixed: the bandwidth probe is off, transport/grpc_server.py): every call waiting to read holds
-    # up to this. A request past it waits a round trip for the rest once its handler reads.
+    # Fixed, as grpc's bandwidth probe is off (transport/grpc_server.py): the probe would widen
+    # unread streams' windows too. Each call waiting to read counts at this in `sizing.memory_bound`.
     grpc_stream_window_bytes: int = field(
         default=64 * 1024,
         metadata={

@@ -10,9 +10,10 @@ So every handler reads its message itself (`instrumentation` registers unary met
 client-streaming ones), through `ReceiveSlots`: at most `slots` messages are read at once, and a
 call waiting for a slot has its stream held by flow control at the initial window
 (`GRPC_STREAM_WINDOW_BYTES`, 64 KiB by default: `grpc.http2.bdp_probe` is off, or grpc would widen
-every stream's window to what the connection moves). A message still arriving `timeout_seconds` after its call started is refused
-(INVALID_ARGUMENT); so is a call that could not start reading in that time (RESOURCE_EXHAUSTED,
-retry later). What all this may hold is the `receiving` term of `sizing.memory_bound`.
+every stream's window to what the connection moves). A message still arriving `timeout_seconds`
+after its call started is refused (INVALID_ARGUMENT); so is a call that could not start reading in
+that time (RESOURCE_EXHAUSTED, retry later). What all this may hold is the `receiving` term of
+`sizing.memory_bound`.
 
 Shares are an `executors.Admission`'s: a caller reads in at most half the slots (at least one) at
 once; a freed slot goes to the waiting caller holding the fewest; a full queue drops the newest
