@@ -166,17 +166,19 @@ def _gap(row: Row) -> str:
 
 _NEURON = batch.NEURON.label
 _COPIES = (
-    "columns and outputs that are not 8-byte aligned where protobuf puts them go through aligned "
-    "chunks in cache, and the arithmetic starts on cold caches (the request just arrived, the reply "
-    "is memory just allocated) where the hand-written numpy reuses hot columns (bench/PROFILE.md, "
-    "'Fifth profile')"
+    "request columns that are not 8-byte aligned where protobuf puts them go through aligned chunks "
+    "in cache (the reply's columns are aligned: bench/PROFILE.md, 'Seventh profile'), and the "
+    "arithmetic starts on cold caches (the request just arrived, the reply is memory just allocated) "
+    "where the hand-written numpy reuses hot columns (bench/PROFILE.md, 'Fifth profile')"
 )
 # What limits a figure that misses its target, stated where it is printed (only when it misses); keyed
 # by measure, or by "scenario: measure" where two scenarios share a measure's text.
 # What the receiving bound (transport/receiving.py) costs a request bigger than a stream's window.
 _PAST_WINDOW = (
-    "a request past the 64 KiB stream window waits a round trip for the rest, which the server "
-    "grants once the handler reads"
+    "a request past the stream window (CHAINRULE_GRPC_STREAM_WINDOW_BYTES, 64 KiB) waits a round trip "
+    "for the rest, which the server grants once the handler reads (0.45 to 0.65 ms of the cubic's "
+    "call: the row with a 1 MiB window shows it gone, at a cost in the memory bound that the default "
+    "does not take)"
 )
 GAPS = {
     f"4 batch gradients: end-to-end, 1,000,000 points vs echo + numpy floor: {_NEURON}": (
@@ -188,10 +190,11 @@ GAPS = {
     ),
     "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: 1 variable: x^3 - 2*x + 1": (
         "a floor of 3 ms, 0.4 ms of it numpy: on the server the same arithmetic takes 0.7 to 1.3 ms, as "
-        "the columns and the reply are cold in the cache when a call starts (repeated within the "
-        "handler it takes 0.5 ms); reading the request and building the reply add about 0.3 ms "
-        "(bench/PROFILE.md, 'Fifth profile'). Since gRPC messages are read in bounded slots "
-        f"(transport/receiving.py), {_PAST_WINDOW}: 1.08 against 849b3e0 in bench/compare.py."
+        "the column is cold in the cache when a call starts and misaligned where protobuf put it "
+        "(repeated within the handler it takes 0.5 ms); the handler's Python (reading in a slot, the "
+        "cache key, decoding, laying out the reply, counting, metrics) adds about 0.2 ms a call, "
+        "spread over a dozen steps (bench/PROFILE.md, 'Fifth profile' and 'Seventh profile'); and "
+        f"{_PAST_WINDOW}."
     ),
     "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: "
     "6 variables: sqrt(x0^2 + ... + x5^2)": (
