@@ -127,7 +127,7 @@ def test_every_laid_out_column_is_aligned_whatever_precedes_it(points: int, name
     head = pb.GradientAtPointResponse(variables=["v" * k for k in range(names)])
     reply = Reply(head)
     places = reply.lay_out(["values", "gradients", "gradients"], points)
-    columns = [np.arange(points) * (k + 0.5) for k in range(3)]
+    columns = [np.arange(points, dtype=np.float64) * np.float64(k + 0.5) for k in range(3)]
     for place, values, field in zip(places, columns, ["values", "gradients", "gradients"], strict=True):
         assert place.flags.aligned and place.ctypes.data % 8 == 0
         place[...] = values
