@@ -9,6 +9,7 @@ import asyncio
 import logging
 import operator
 import os
+import re
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -359,7 +360,10 @@ async def test_client_deadline_answers_at_once_and_the_work_stops_after_the_grac
             await wait_until(lambda: kills(pool) == before + 1)
     replaced = [r.getMessage() for r in caplog.records if r.getMessage().endswith("replacing it")]
     assert len(replaced) == 1, replaced
-    assert "past its caller's wait" in replaced[0] or "overran its budget of 1 s" in replaced[0], replaced
+    # The budget is what the server's 1 s had left when the work was handed over: 0.999 s on a loaded
+    # machine (not the caller's 0.5 s deadline, which only answers the caller).
+    overran = re.search(r"overran its budget of (1|0\.9\d*) s", replaced[0])
+    assert "past its caller's wait" in replaced[0] or overran, replaced
     await wait_until(lambda: pool_whole(pool))
 
 
