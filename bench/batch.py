@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from subprocess import Popen
 from typing import Any
 
 import harness
@@ -325,20 +327,26 @@ def _gradients(
             details[f"gradient_{points} {case.label}, wide window"] = wide
             row = _end_to_end("4 batch gradients", case, points, wide)
             rows.append(dataclasses.replace(row, target=None,
-                measure=f"{row.measure}, GRPC_STREAM_WINDOW_BYTES={WIDE_WINDOW_TEXT}"))  # fmt: skip
+                measure=f"{row.measure}, GRPC_STREAM_WINDOW_BYTES={WIDE_WINDOW >> 20} MiB"))  # fmt: skip
     return rows
 
 
 # A request past the stream window (64 KiB by default) waits a round trip for the rest once its
 # handler reads it; with a window over the request's size it arrives at once (docs/operations.md).
-WIDE_WINDOW, WIDE_WINDOW_TEXT = 1 << 20, "1 MiB"
+WIDE_WINDOW = 1 << 20
+
+
+def chainrule_with_window(window: int | None) -> AbstractContextManager[tuple[Popen[bytes], dict[str, int]]]:
+    """A chainrule server of its own (`harness.running`) with stream window `window` (None: the default)."""
+    settings = {} if window is None else {"grpc_stream_window_bytes": str(window)}
+    return harness.running(chainrule_command(), server_env(**settings))
 
 
 def measure_with_window(
     case: Case, points: int, rounds: int, echo_port: int, window: int
 ) -> dict[str, float]:
     """`measure` of GradientAtPoint against a chainrule server of its own whose stream window is `window`."""
-    with harness.running(chainrule_command(), server_env(grpc_stream_window_bytes=str(window))) as (_, ports):
+    with chainrule_with_window(window) as (_, ports):
         return measure("GradientAtPoint", case, points, rounds, ports, echo_port)
 
 
@@ -354,9 +362,8 @@ def main() -> int:
     parser.add_argument("--window", type=int, help="the server's CHAINRULE_GRPC_STREAM_WINDOW_BYTES")
     args = parser.parse_args()
     case = CASES[args.case]
-    window = {} if args.window is None else {"grpc_stream_window_bytes": str(args.window)}
     with (
-        harness.running(chainrule_command(), server_env(**window)) as (_, ports),
+        chainrule_with_window(args.window) as (_, ports),
         harness.running(echo_command(), server_env()) as (_, echo),
     ):
         found = measure(args.kind, case, args.points, args.rounds, ports, echo["grpc_port"])

@@ -14,8 +14,7 @@ import statistics
 import time
 
 import batch
-import harness
-from common import chainrule_command, channel, raw_method, server_env
+from common import channel, raw_method
 
 
 def main() -> int:
@@ -27,10 +26,9 @@ def main() -> int:
     args = parser.parse_args()
     case = batch.CASES[args.case]
     body = batch.request_bytes("GradientAtPoint", case, batch.make_columns(args.points, case.names))
-    wide = server_env(grpc_stream_window_bytes=str(args.window))
     with (
-        harness.running(chainrule_command(), server_env()) as (_, default_ports),
-        harness.running(chainrule_command(), wide) as (_, wide_ports),
+        batch.chainrule_with_window(None) as (_, default_ports),
+        batch.chainrule_with_window(args.window) as (_, wide_ports),
         channel(default_ports["grpc_port"]) as default_channel,
         channel(wide_ports["grpc_port"]) as wide_channel,
     ):

@@ -192,20 +192,19 @@ class _LaidOut:
     there is such a field to append, i.e. some value was not finite."""
 
     def __init__(self, head: bytes, descriptor: Any, fields: Sequence[str], points: int) -> None:
-        heads, offset = [], len(head)
+        heads, starts, offset = [(0, head)], [], len(head)  # heads: (where, bytes); starts: columns'
         for field in fields:
-            heads.append(_aligned_column_head(descriptor, field, 8 * points, offset % 8))
-            offset += len(heads[-1]) + 8 * points
+            column_head = _aligned_column_head(descriptor, field, 8 * points, offset % 8)
+            heads.append((offset, column_head))
+            starts.append(offset + len(column_head))
+            offset = starts[-1] + 8 * points
         self._head, self._fields = head, tuple(fields)
         self._bytes, memory = _uninitialised_bytes(offset)
-        memory[: len(head)] = np.frombuffer(head, dtype=np.uint8)
-        offset, columns = len(head), []
-        for column_head in heads:
-            memory[offset : offset + len(column_head)] = np.frombuffer(column_head, dtype=np.uint8)
-            offset += len(column_head)
-            columns.append(memory[offset : offset + 8 * points].view("<f8"))
-            offset += 8 * points
-        self.columns: tuple[FloatArray, ...] = tuple(columns)
+        for where, written in heads:
+            memory[where : where + len(written)] = np.frombuffer(written, dtype=np.uint8)
+        self.columns: tuple[FloatArray, ...] = tuple(
+            memory[start : start + 8 * points].view("<f8") for start in starts
+        )
 
     def place(self, index: int, field: str, values: FloatArray) -> FloatArray:
         """Column `index` holding `values` (copied there unless computed there)."""
