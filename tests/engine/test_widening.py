@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from chainrule import engine
-from chainrule.engine import functions, numeric, parsing, symbolic, widening
+from chainrule.engine import functions, numeric, overflow, parsing, symbolic, widening
 from chainrule.engine.errors import ResourceExhausted
 
 
@@ -76,6 +76,39 @@ def test_gamma_past_the_doubles_is_computed_in_long_double() -> None:
         exact = [float(mpmath.mpf(180) ** k / mpmath.gamma(180 + j)) for k, j in ((200, 0), (100, 1))]
     assert _evaluate("x^200/gamma(x)", [180.0])[0] == pytest.approx(exact[0], rel=1e-12)
     assert _evaluate("x^100/factorial(x)", [180.0])[0] == pytest.approx(exact[1], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("text", "x"),
+    [
+        ("gamma(x)/gamma(x + 1)", 171.5),
+        ("gamma(x + 1)/gamma(x)", 171.0),
+        ("gamma(x)*exp(-x)", 172.5),
+        ("x^100/gamma(x)", 180.0),
+        ("factorial(x)/factorial(x - 1)", 171.5),
+    ],
+)
+def test_an_overflow_only_gamma_reports_is_computed_in_long_double(text: str, x: float) -> None:
+    """Nothing but scipy's gamma overflows here, without the flag: the kernel's own report must reach
+    the evaluation's handler. It was made while the kernel's flag was still ignored, so nobody heard
+    it: gamma(x)/gamma(x + 1) at 171.5 was 0.0 and counted finite (an independent tester)."""
+    variable = mpmath.mpf(x)
+    with mpmath.workdps(40):
+        exact = {
+            "gamma(x)/gamma(x + 1)": lambda: 1 / variable,
+            "gamma(x + 1)/gamma(x)": lambda: variable,
+            "gamma(x)*exp(-x)": lambda: mpmath.gamma(variable) * mpmath.exp(-variable),
+            "x^100/gamma(x)": lambda: variable**100 / mpmath.gamma(variable),
+            "factorial(x)/factorial(x - 1)": lambda: variable,
+        }[text]()
+    assert _evaluate(text, [x])[0] == pytest.approx(float(exact), rel=1e-12)
+
+
+def test_a_contained_kernels_infinity_reaches_the_callers_handler() -> None:
+    watch = overflow.Watch()
+    with np.errstate(all="ignore", over="call", call=watch):
+        assert overflow.contained(lambda: np.array([np.inf]))()[0] == np.inf
+    assert watch.seen
 
 
 def test_a_cancellation_where_both_runs_overflow_keeps_its_value() -> None:

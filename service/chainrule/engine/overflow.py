@@ -54,7 +54,8 @@ def contained(function: Callable[..., Any], *, underflow: bool = False) -> Calla
     def call(*args: Any, **keywords: Any) -> Any:
         if not underflow:
             with np.errstate(over="ignore"):  # the caller's handling of underflow stays
-                return reported(function(*args, **keywords))
+                result = function(*args, **keywords)
+            return reported(result)  # outside: the caller's handler is watching again
         watch = Watch()
         with np.errstate(over="ignore", under="call", call=watch):
             result = function(*args, **keywords)
