@@ -137,7 +137,7 @@ def test_the_bench_jacobian_fills_its_columns_as_fresh_values(monkeypatch: pytes
     assert result.nonfinite_count == fresh.nonfinite_count
 
 
-_TWO_OPERATIONS = SimpleNamespace(operations=2)
+_TWO_OPERATIONS = SimpleNamespace(operations=2, outputs=2, single=False)
 
 
 def _complex_outputs(a: FloatArray, _o0: Any = None, _o1: Any = None) -> list[Any]:
@@ -149,7 +149,8 @@ def test_values_numpy_cannot_write_as_float64_are_computed_fresh_and_converted()
     a = np.array([1.0, 2.0, 3.0])
     first, second = np.empty(3), np.empty(3)
     compiled = cast(
-        numeric.CompiledFunction, SimpleNamespace(function=_complex_outputs, program=_TWO_OPERATIONS)
+        numeric.CompiledFunction,
+        SimpleNamespace(function=_complex_outputs, program=_TWO_OPERATIONS, guards=()),
     )
     counts = numeric._run(compiled, [a], [first, second])
     assert first.tolist() == [-1.0, -2.0, -3.0]

@@ -80,9 +80,11 @@ def test_a_partial_jacobian_reads_the_other_variables_and_absent_columns_are_zer
 def test_values_that_are_not_finite_reals_are_counted_in_every_slot() -> None:
     compiled = engine.compile_jacobian([parsing.parse("log(x)"), parsing.parse("1/y")], ("x", "y"))
     result = engine.jacobian(compiled, {"x": np.array([-1.0, 1.0]), "y": np.array([0.0, 2.0])}, 2)
-    # log(-1) and its partial 1/x at -1 (finite: -1); 1/0 and -1/0^2: three non-finite slots.
+    # log(-1) and its partials (1/x is -1 there, but log has no real value: NaN, as are both of
+    # its row's entries); 1/0 and -1/0^2: five non-finite slots. The other point's are finite.
     assert np.isnan(result.values[0][0]) and np.isinf(result.values[1][0])
-    assert result.nonfinite_count == 3
+    assert np.isnan(result.jacobian[0][0]) and np.isnan(result.jacobian[1][0])
+    assert result.nonfinite_count == 5
 
 
 def test_default_columns_are_every_free_variable_sorted() -> None:

@@ -52,3 +52,39 @@ def test_a_nan_argument_gives_nan(name: str, arity: int) -> None:
             with np.errstate(all="ignore"):
                 result = np.asarray(function(*args), dtype=np.float64)
             assert np.isnan(result).all(), (name, [float(a[0]) for a in args], result)
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("beta", (-171.5, 2.0)),  # |Gamma(-171.5)| is 5e-310: scipy's product was 0.0
+        ("beta", (2.0, -171.2)),
+        ("beta", (-171.7, 2.5)),
+        ("beta", (-170.2, 2.0)),
+        ("beta", (-171.5, 172.5)),
+        ("beta", (-171.5, -0.5)),  # the sum is a pole: 0
+        ("beta", (-3.5, 2.0)),  # scipy's own, where every Gamma is a normal double
+        ("loggamma", (5e-324,)),  # scipy's gammaln is inf below 1e-308
+        ("loggamma", (1e-310,)),
+        ("loggamma", (1e-300,)),
+        ("loggamma", (2.0**-61,)),
+    ],
+)
+def test_the_gamma_family_where_gamma_leaves_the_normal_doubles(name: str, args: tuple[float, ...]) -> None:
+    """An independent tester's points, against mpmath: good to 1e-13 (docstring of `kernels.beta`)."""
+    import mpmath  # noqa: PLC0415 (the reference, for this test only)
+
+    with mpmath.workdps(50):
+        exact = float({"beta": mpmath.beta, "loggamma": mpmath.loggamma}[name](*map(mpmath.mpf, args)).real)
+    with np.errstate(all="ignore"):
+        value = float(np.asarray(kernels.NAMESPACE[name](*(np.array([a]) for a in args)))[0])
+    assert value == pytest.approx(exact, rel=1e-13, abs=0.0)
+
+
+def test_the_sign_of_a_zero_argument_does_not_change_a_real_value() -> None:
+    """On the reals -0.0 is 0: atan2(-0.0, -1) was -pi (IEEE's angle below the cut), pi at +0.0; arg
+    of either zero is NaN, as sympy's arg(0) (it was 0 or pi by the zero's sign)."""
+    atan2, arg = kernels.NAMESPACE["atan2"], kernels.NAMESPACE["arg"]
+    assert atan2(np.array([-0.0, 0.0]), np.array([-1.0, -1.0])).tolist() == [np.pi, np.pi]
+    assert np.isnan(arg(np.array([-0.0, 0.0]))).all()
+    assert arg(np.array([-2.0, 3.0])).tolist() == [np.pi, 0.0]

@@ -127,8 +127,11 @@ def test_nonfinite_values_are_counted_not_raised(
 def test_gradient_counts_every_nonfinite_slot() -> None:
     compiled = engine.compile_gradient(sympy.log(x), ["x"], hessian=True)
     result = engine.gradient(compiled, {"x": np.array([0.0, -1.0, 1.0])}, 3)
-    # x = 0: value, gradient and Hessian all infinite; x = -1: only the value (NaN).
-    assert result.nonfinite_count == 4
+    # x = 0: value, gradient and Hessian all infinite; x = -1: the value is NaN (log(-1) is not
+    # real), so are its partials, where 1/x and -1/x^2 alone would be finite.
+    assert result.nonfinite_count == 6
+    assert np.isnan(result.gradients[0][1]) and np.isnan(result.hessians[0][1])
+    assert result.gradients[0][2] == 1.0
 
 
 def test_integer_columns_become_float() -> None:

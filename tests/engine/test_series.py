@@ -152,7 +152,21 @@ JUMPS = [
     ("min(1, sign(x))", "0", 0, 0, "-1 on the left, 1 on the right (sympy's rewrite(Abs) limits to 0)"),
     ("floor(Heaviside((x - 1)^2))", "1", 0, 0, "0 at 1, 1 beside it"),
     ("ceiling(x^2)", "0", 0, 0, "0 at 0, 1 beside it"),
+    # branch cuts, where the derivatives are smooth (an independent tester: 'pi - x' was returned)
+    ("atan2(x, -1)", "0", 2, 0, "-pi below 0, pi at and above it"),
+    ("acot(x)", "0", 2, 0, "-pi/2 on the left, pi/2 on the right"),
+    ("x*acot(x)", "0", 2, 1, "continuous, with slopes -pi/2 and pi/2"),
+    ("atan2(sin(x), -2)", "pi", 1, 0, "sin(x) changes sign at pi, beside a negative x"),
+    ("atan2(x, x)", "0", 0, 0, "-3pi/4 on the left, pi/4 on the right"),
 ]
+
+
+def test_off_a_branch_cut_or_along_it_the_polynomial_stays() -> None:
+    """Where the argument does not cross the cut, or stays on one side of it, there is a series."""
+    assert _taylor("atan2(-1, x)", "0", 3).coefficients == _taylor("-pi/2 + x - x^3/3", "0", 3).coefficients
+    assert _taylor("atan2(x^2, -1)", "0", 2).text == "pi - x^2"  # x^2 >= 0: the upper side only
+    assert _taylor("acot(x^2)", "0", 2).text == "pi/2 - x^2"
+    assert _taylor("acot(x)", "1", 1).text == "pi/4 - (x - 1)/2"
 
 
 @pytest.mark.parametrize(("text", "around", "order", "at_fault", "why"), JUMPS)

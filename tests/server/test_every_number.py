@@ -241,6 +241,16 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("1/(1 + exp(x))", {"x": 12000.0}, (), 0.0, "past long double as well: the two runs agree"),
     ("x^200/gamma(x)", {"x": 2000.0}, (), NAN, "gamma(2000) is inf in long double too: not 1e660/inf = 0"),
     ("Heaviside(log(0, x), 0) + x", {"x": 2.0}, (), NAN, "log(0)/log(x) holds 1/0: was a 400 (make fuzz)"),
+    # an infinity only scipy's gamma reported (no flag) reaches the overflow handler (an independent tester)
+    ("gamma(x)/gamma(x + 1)", {"x": 171.5}, (), 1 / 171.5, "gamma(172.5) is inf: the ratio was 0.0"),
+    # a derivative exists only where its function has a real value (an independent tester)
+    ("log(x)", {"x": -1}, (("x", 1),), NAN, "1/x is -1 there, but log(-1) is not real"),
+    ("atanh(x)", {"x": 2}, (("x", 1),), NAN, "1/(1 - x^2) is -1/3 there"),
+    ("acoth(x)", {"x": 0.5}, (("x", 2),), NAN, "and its second derivative"),
+    ("acosh(x)", {"x": -2}, (("x", 1),), NAN, "1/sqrt(x^2 - 1) is real at -2, acosh(-2) is not"),
+    ("loggamma(x)", {"x": -3.5}, (("x", 1),), NAN, "digamma(-3.5) is real, loggamma(-3.5) is not"),
+    ("log(x) + x", {"x": 2}, (("x", 1),), 1.5, "where it is real, the derivative's value"),
+    ("x + log(y)", {"x": 1}, (("x", 1),), 1.0, "a point need not give a variable the derivative lost"),
     # factor_terms pulls 10^-618 out as 10^618 times both sides of the quotient: inf/inf (make fuzz)
     ("((1e309)^(-2) - acos(x)) / (acos(x) - cos(x))", {"x": 0.0}, (("x", 1),), -3.0692881359652304, "FAST"),
 ]
@@ -277,6 +287,26 @@ async def test_every_number_right(
         assert value == 0 and math.copysign(1, value) == math.copysign(1, expected), reason
     else:
         assert value == pytest.approx(expected, rel=4e-15), reason
+
+
+@pytest.mark.parametrize("text", ["log(x)", "atanh(x)", "loggamma(x) + x^2", "acosh(x)*y"])
+async def test_no_partial_where_the_function_has_no_real_value(api: ChainruleApi, text: str) -> None:
+    """GradientAtPoint and Jacobian: partials and Hessian are NaN where the value is, at one point and
+    in a batch (the tester's log(x) at -1 had value NaN, gradient [-1], Hessian [-1])."""
+    point = {"x": -3.5, "y": 2.0}
+    one = await api.gradient(pb.GradientAtPointRequest(expression=text, point=point, hessian=True))
+    assert all(math.isnan(v) for v in [one.value, *one.gradient, *one.hessian])
+    assert one.nonfinite_count == 1 + len(one.gradient) + len(one.hessian)
+    xs = [-3.5, 0.5, 3.0]
+    points = {"x": pb.Array(values=xs), "y": pb.Array(values=[2.0])}
+    many = await api.gradient(pb.GradientAtPointRequest(expression=text, points=points, hessian=True))
+    for column in [many.values, *many.gradients, *many.hessians]:
+        assert math.isnan(column.values[0])
+    rows = await api.jacobian(pb.JacobianRequest(expressions=[text, "x*y"], point=point))
+    n = len(rows.variables)
+    assert list(rows.variables) == ["x", "y"] and math.isnan(rows.values[0])
+    assert all(math.isnan(v) for v in rows.jacobian[:n])
+    assert list(rows.jacobian[n:]) == [point["y"], point["x"]]  # the other row keeps its partials
 
 
 async def test_gradient_of_a_derivative_without_a_closed_form(api: ChainruleApi) -> None:

@@ -89,8 +89,9 @@ def acot(x: Any) -> Any:
 
 
 def atan2(y: Any, x: Any) -> Any:
-    """The angle of (x, y); NaN at the origin, where it has none (numpy says 0)."""
-    return np.where((x == 0) & (y == 0), np.nan, np.arctan2(y, x))
+    """The angle of (x, y); NaN at the origin, where it has none (numpy says 0). A y of -0.0 is 0, as
+    on the reals: IEEE's atan2(-0.0, -1) is -pi, the angle below the cut (-0.0 + 0.0 is +0.0)."""
+    return np.where((x == 0) & (y == 0), np.nan, np.arctan2(np.add(y, 0.0), x))
 
 
 # ------------------------------------------------------------------------------------ hyperbolic
@@ -200,7 +201,8 @@ def im(x: Any) -> Any:
 
 
 def arg(x: Any) -> Any:
-    return np.arctan2(0.0, x)
+    """0 or pi by the sign; NaN at 0, as sympy's arg(0) (numpy's angle of -0.0 would be pi)."""
+    return np.where(x == 0, np.nan, np.arctan2(0.0, x))
 
 
 # -------------------------------------------------------------------------------------- special
@@ -235,6 +237,8 @@ def loggamma(x: Any) -> Any:
         np.polynomial.polynomial.polyval(xs - 2.0, _LGAMMA_AT_2),
     )
     result = np.where(near_one | near_two, series, scipy.special.gammaln(xs))
+    # Below 2^-60 it is -log(x) - euler*x + O(x^2), -log(x) in doubles; scipy's is inf below 1e-308.
+    result = np.where((xs > 0) & (xs < _LGAMMA_TINY), -np.log(np.where(xs > 0, xs, 1.0)), result)
     return np.where(xs < 0, np.nan, result)
 
 
@@ -246,6 +250,7 @@ def _lgamma_series(offset: int, terms: int = 64) -> tuple[float, ...]:
     return (0.0, float(first), *(float(c) for c in rest))
 
 
+_LGAMMA_TINY = 2.0**-60
 _LGAMMA_AT_1 = _lgamma_series(1)
 _LGAMMA_AT_2 = _lgamma_series(2)
 
@@ -254,12 +259,26 @@ def beta(a: Any, b: Any) -> Any:
     """Gamma(a) Gamma(b) / Gamma(a + b): scipy's, but where one argument is past 10 by log-beta with
     Stirling's corrections (as R's lbeta): scipy's large-argument branch loses 9 digits
     (beta(9e5, 1) off by 1.6e-9 relative, beta(7e5, -0.5) too). The other argument may be negative
-    (off its poles) while the sum stays past half the large one; Gamma of it carries the sign."""
+    (off its poles) while the sum stays past half the large one; Gamma of it carries the sign.
+
+    Where an argument or the sum is below -171, Gamma of it is no normal double (|Gamma(-171.5)| is
+    5e-310) and scipy multiplies it out: beta(-171.5, 2) was 0.0 for 1/(a(a + 1)) = 3.4e-5. There it
+    is sign * exp(log|Gamma(a)| + log|Gamma(b)| - log|Gamma(a + b)|), as scipy itself does past
+    171.6 (the logs' rounding, some 700 ulp of 1, makes it good to 1e-13)."""
     a, b = np.broadcast_arrays(_array(a), _array(b))
     small, large = np.minimum(a, b), np.maximum(a, b)
     # scipy answers inf for beta(NaN, -4), the pole of the other argument: NaN has no value.
     ordinary = np.where(np.isnan(a) | np.isnan(b), np.nan, scipy.special.beta(a, b))
     pole = (small <= 0) & (small == np.floor(small))
+    subnormal = (np.minimum(small, a + b) < _GAMMA_NORMAL_FROM) & ~pole
+    if np.any(subnormal):
+        with np.errstate(all="ignore"):
+            signs = scipy.special.gammasgn(a) * scipy.special.gammasgn(b) * scipy.special.gammasgn(a + b)
+            logs = scipy.special.gammaln(a) + scipy.special.gammaln(b) - scipy.special.gammaln(a + b)
+            total = a + b
+            # At a pole of the sum (and of neither argument) beta is 0: 1/Gamma(a + b) is.
+            value = np.where((total <= 0) & (total == np.floor(total)), 0.0, signs * np.exp(logs))
+            ordinary = np.where(subnormal, value, ordinary)
     use = (large >= _STIRLING_FROM) & (small > -0.5 * large) & ~pole
     if not np.any(use):
         return ordinary
@@ -283,6 +302,7 @@ def beta(a: Any, b: Any) -> Any:
 
 
 _STIRLING_FROM = 10.0
+_GAMMA_NORMAL_FROM = -171.0  # below, |Gamma| leaves the normal doubles (off its poles); scipy is exact above
 _LN_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 # B_2k / (2k (2k - 1)) for k = 1..7: the terms of log Gamma(x) - Stirling's formula in 1/x^(2k-1);
 # the next is below 3e-17 from x = 10 on.

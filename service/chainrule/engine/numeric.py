@@ -66,6 +66,13 @@ class _Bound:
     def reads(self) -> frozenset[str]:
         return self.program.reads
 
+    @property
+    def guards(self) -> tuple[tuple[int, range], ...]:
+        """(an output, the outputs it guards): where the first is NaN, so are the others. A derivative
+        exists only where its function has a real value: d/dx log(x) is 1/x, finite at x = -1 where
+        log(x) has no real value, and atanh, acoth, acosh and loggamma's do the same."""
+        return ()
+
     def __call__(self, columns: Sequence[FloatArray | float]) -> Any:
         with np.errstate(all="ignore"):
             return self.function(*columns)
@@ -77,11 +84,18 @@ class _Bound:
 @dataclass(frozen=True, eq=False)
 class CompiledFunction(_Bound):
     """A compiled expression taking one column per name in `variables` (those it does not read need
-    no column)."""
+    no column). A derivative is `guarded` by its function: the program's second output, computed
+    where it is evaluated and not returned (`_Bound.guards`)."""
+
+    guarded: bool = False
 
     @property
     def variables(self) -> tuple[str, ...]:
         return self.program.arguments
+
+    @property
+    def guards(self) -> tuple[tuple[int, range], ...]:
+        return ((1, range(1)),) if self.guarded else ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,6 +131,10 @@ class CompiledGradient(_Components):
         n = len(self.variables)
         return 1 + n + (n * (n + 1) // 2 if self.hessian else 0)
 
+    @property
+    def guards(self) -> tuple[tuple[int, range], ...]:
+        return ((0, range(1, self.component_count)),)
+
 
 @dataclass(frozen=True, eq=False)
 class CompiledJacobian(_Components):
@@ -130,6 +148,11 @@ class CompiledJacobian(_Components):
     @property
     def component_count(self) -> int:
         return self.rows * (1 + len(self.variables))
+
+    @property
+    def guards(self) -> tuple[tuple[int, range], ...]:
+        n = len(self.variables)
+        return tuple((row, range(self.rows + row * n, self.rows + (row + 1) * n)) for row in range(self.rows))
 
 
 @dataclass(frozen=True)
@@ -172,10 +195,17 @@ def _program(
 
 
 def compile_function(
-    expr: sympy.Expr, variables: Sequence[str], limits: EngineLimits = _LIMITS
+    expr: sympy.Expr,
+    variables: Sequence[str],
+    limits: EngineLimits = _LIMITS,
+    function: sympy.Expr | None = None,
 ) -> CompiledFunction:
-    """Compile `expr` to a numpy function taking one column per name in `variables`."""
-    return CompiledFunction(_program([expr], variables, True, limits))
+    """Compile `expr` to a numpy function taking one column per name in `variables`; `expr` is a
+    derivative of `function` if given (NaN where `function` is: `_Bound.guards`), which may read only
+    those variables."""
+    if function is None:
+        return CompiledFunction(_program([expr], variables, True, limits))
+    return CompiledFunction(_program([expr, function], variables, False, limits), guarded=True)
 
 
 def compile_components(
@@ -305,15 +335,17 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
     misaligned arrays through a buffered copy at every operation, and a whole-column copy would
     pass through memory twice more.
     """
-    single = len(outputs) == 1
+    single = bound.program.single
     counts = [0] * len(outputs)
-    n, chunk = len(outputs[0]), _chunk_size(len(outputs))
+    # Outputs past the caller's (a derivative's guard) are computed into scratch and not kept.
+    targets: list[FloatArray | None] = [*outputs, *[None] * (bound.program.outputs - len(outputs))]
+    n, chunk = len(outputs[0]), _chunk_size(len(targets))
     # The cost charged for the call (`Program.operations` per point, about a nanosecond each),
     # with room for the estimate's error: what its mpmath kernels may take.
     seconds = max(_MIN_POINTWISE_SECONDS, _POINTWISE_SLACK * bound.program.operations * n * 1e-9)
     watch = overflow.Watch()
     reading = [_scratch(array, chunk) for array in arrays]
-    writing = [_scratch(output, chunk) for output in outputs]
+    writing = [np.empty(chunk) if output is None else _scratch(output, chunk) for output in targets]
     with np.errstate(all="ignore", over="call", call=watch), kernels.pointwise_budget(seconds):
         for low in range(0, n, chunk):
             high = min(low + chunk, n)
@@ -321,8 +353,8 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
                 _chunk_of(array, low, high, scratch) for array, scratch in zip(arrays, reading, strict=True)
             ]
             destinations = [
-                output[low:high] if scratch is None else scratch[: high - low]
-                for output, scratch in zip(outputs, writing, strict=True)
+                _destination(target, scratch, low, high)
+                for target, scratch in zip(targets, writing, strict=True)
             ]
             watch.clear()
             results = _computed(bound.function, part, destinations)
@@ -333,12 +365,36 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
             if watch.seen:
                 _mend_overflowed(bound, part, destinations, watch)
                 kernels.check_budget(_WIDENING, high, n)
-            for index, written in enumerate(destinations):
-                # Counted while the chunk is still in cache: a second pass would reread every output.
-                counts[index] += _nonfinite_count(written)
+            # Counted while the chunk is still in cache: a second pass would reread every output.
+            found = _guarded_counts(bound.guards, destinations)
+            for index, target in enumerate(outputs):
+                counts[index] += found[index]
                 if writing[index] is not None:
-                    outputs[index][low:high] = written
+                    target[low:high] = destinations[index]
     return counts
+
+
+def _guarded_counts(guards: Sequence[tuple[int, range]], destinations: Sequence[FloatArray]) -> list[int]:
+    """Each output's count of non-finite values, once the outputs a NaN guards are NaN there too."""
+    counts = [_nonfinite_count(written) for written in destinations]
+    for guard, guarded in guards:
+        if not counts[guard]:  # the usual case: every value finite, nothing to look for
+            continue
+        undefined = np.isnan(destinations[guard])
+        if not undefined.any():
+            continue
+        for index in guarded:
+            destinations[index][undefined] = np.nan
+            counts[index] = _nonfinite_count(destinations[index])
+    return counts
+
+
+def _destination(target: FloatArray | None, scratch: FloatArray | None, low: int, high: int) -> FloatArray:
+    """Where a chunk's output is computed: its place in the target, or scratch (copied there after)."""
+    if scratch is not None:
+        return scratch[: high - low]
+    assert target is not None  # every output without a target has scratch
+    return target[low:high]
 
 
 def _scratch(array: FloatArray, chunk: int) -> FloatArray | None:

@@ -298,6 +298,11 @@ def _limit_ready(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.E
     near = near.replace(lambda node: isinstance(node, (sympy.Min, sympy.Max)), _min_max_near)
     near = near.replace(sympy.Heaviside, lambda argument, *_: (1 + sympy.sign(argument)) / 2)
     near = near.replace(functions.RealRoot, _real_root_near)
+    # Off their cuts, as sympy's limit takes them from each side: the half-angle form of atan2 (its
+    # y/(r + x) tends to +-oo as y tends to 0 beside a negative x), acot(u) as atan(1/u).
+    near = near.replace(sympy.atan2, lambda y, x: 2 * sympy.atan(y / (sympy.sqrt(x**2 + y**2) + x)))
+    near = near.replace(sympy.acot, lambda u: sympy.atan(1 / u))
+    near = near.replace(sympy.arg, lambda u: sympy.pi * (1 - sympy.sign(u)) / 2)
     return near.replace(
         lambda node: isinstance(node, (sympy.floor, sympy.ceiling)), lambda node: _step_near(node, x, a)
     )
@@ -337,9 +342,12 @@ def _step_near(node: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
 
 def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
     """Whether some abs, sign, floor, min... of `current` has a kink or jump at x = a (or may have)."""
-    for node in current.atoms(*functions.KINKED):
+    for node in current.atoms(*functions.KINKED, *_BRANCH_CUTS):
         args = [arg.subs(x, a) for arg in node.args]
-        if isinstance(node, (sympy.floor, sympy.ceiling)):
+        if isinstance(node, sympy.atan2):  # its cut: y = 0 where x is not positive
+            if args[0].is_zero is not False and args[1].is_positive is not True:
+                return True
+        elif isinstance(node, (sympy.floor, sympy.ceiling)):
             if args[0].is_integer is not False:
                 return True
         elif isinstance(node, (sympy.Min, sympy.Max)):
@@ -348,6 +356,12 @@ def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
         elif isinstance(node, sympy.Piecewise) or args[0].is_zero is not False:
             return True
     return False
+
+
+# Functions whose real values jump across a branch cut, where their derivatives do not show it
+# (d/dy atan2(y, -1) is -1/(1 + y^2) while atan2 jumps from -pi to pi at y = 0): atan2(y, x) at
+# y = 0 for x <= 0, acot(u) at u = 0 (-pi/2 to pi/2), arg(u) at u = 0 (pi to 0).
+_BRANCH_CUTS: tuple[type, ...] = (sympy.atan2, sympy.acot, sympy.arg)
 
 
 def _not_finite(value: sympy.Expr) -> str:

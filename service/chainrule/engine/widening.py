@@ -23,7 +23,8 @@ The wide run computes with long doubles where numpy does (its arithmetic, exp, l
 hyperbolic functions...) and through each other kernel in float64, arguments rounded to doubles:
 scipy has no long double loops. Such a kernel's value past the range of doubles (inf, or an
 underflow inside: sech(800) is 0.0 there) counts as an overflow of the wide run.
-gamma (and factorial) past 171.6, where float64 ends, is exp(loggamma) in long double.
+gamma (and factorial) past 171.6, where float64 ends, is exp(loggamma) in long double, and 1/x next
+to 0 (below 5.6e-309).
 """
 
 from __future__ import annotations
@@ -77,10 +78,13 @@ def _gamma(x: Any) -> Any:
     loggamma's rounding (1e-16 of some 750) makes it good to 1e-13. x^100/gamma(x) at 180 is 3e-102."""
     xs = np.asarray(_narrowed(x), dtype=np.float64)
     result = np.asarray(scipy.special.gamma(xs))
-    past = np.isinf(result) & (xs > 0)
+    past = np.isinf(result) & (xs != 0)
     if past.any():
         result = result.astype(np.longdouble)
-        result[past] = np.exp(scipy.special.gammaln(xs[past]).astype(np.longdouble))
+        wide = xs[past].astype(np.longdouble)
+        # Next to 0 gamma is 1/x - euler + O(x): 1/x, where 1/x is past the doubles (|x| < 5.6e-309).
+        big = np.exp(scipy.special.gammaln(xs[past]).astype(np.longdouble))
+        result[past] = np.where(np.abs(wide) < 1, 1 / wide, big)
     if ((result == 0) & (xs < 0)).any():
         overflow.report()  # gamma(-200.5) is 1e-375: 0.0 in doubles, its value in long double unknown
     return overflow.reported(result)

@@ -516,6 +516,7 @@ class ChainruleApi:
 
     async def _evaluation_plan(self, text: str, wrt: jobs.Wrt, dependent: str) -> tuple[_Plan, int]:
         target: jobs.Parsed | jobs.Derived
+        function: engine.Portable | None = None  # what a derivative is NaN where it is (no real value)
         if dependent:
             asked = jobs.ImplicitRequest(text, wrt, dependent)
             target = await self._implicit_derived(asked, engine.Simplification.FAST)
@@ -525,8 +526,11 @@ class ChainruleApi:
             target, key = parsed, ("function", parsed.key, wrt)
             if wrt:
                 target = await self._derived(parsed, wrt, engine.Simplification.FAST)
+                # Only over the derivative's variables: a point need not give those it no longer reads.
+                if set(parsed.variables) <= set(target.variables):
+                    function = parsed.portable
         compiled = await self._compiled(
-            key, jobs.compile_function, target.portable, target.variables, self.limits
+            key, jobs.compile_function, target.portable, target.variables, self.limits, function
         )
         plan = _Plan(compiled, target.variables, columns=1)
         return plan, plan.size

@@ -253,11 +253,16 @@ class Compiled(Generic[_C]):
 
 
 def compile_function(
-    expression: sympy.Expr | engine.Portable, variables: tuple[str, ...], limits: Limits
+    expression: sympy.Expr | engine.Portable,
+    variables: tuple[str, ...],
+    limits: Limits,
+    function: sympy.Expr | engine.Portable | None = None,
 ) -> Compiled[engine.CompiledFunction]:
-    """Compile an expression (or a derivative) for Evaluate, over `variables` in that order."""
+    """Compile an expression (or a derivative of `function`, NaN where it is) for Evaluate, over
+    `variables` in that order."""
+    guard = None if function is None else engine.resolved(function)
     compiled, stage = timed(
-        "compile", engine.compile_function, engine.resolved(expression), variables, limits.engine
+        "compile", engine.compile_function, engine.resolved(expression), variables, limits.engine, guard
     )
     return Compiled(compiled, (stage,))
 
