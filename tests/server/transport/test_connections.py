@@ -6,9 +6,12 @@ Scaled down through settings (tens of sockets, sub-second timeouts); bench/attac
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import resource
 import socket
+import struct
 from collections.abc import AsyncIterator
 
 import grpc
@@ -225,3 +228,82 @@ def test_the_descriptor_limit_is_raised_to_the_hard_one() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_connections_stalled_past_their_heads_make_room_for_another_caller() -> None:
+    """Two addresses fill the cap with request bodies that stop arriving (an independent tester's
+    attack, a byte every 2 s under a 3 s deadline): the third caller's health check is served, by
+    pushing out one of the stalled connections of the address holding the most."""
+    app = Application(make_settings(max_connections=CAP, header_timeout_seconds=10.0, compute_threads=1))
+    await app.start()
+    share = app.settings.connections_per_caller
+    head = (
+        b"POST /v1/evaluate HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: 100000\r\n\r\n{"
+    )
+    stalled: list[socket.socket] = []
+    try:
+        for source in ("127.0.0.66", "127.0.0.67"):
+            for sock in await open_idle(app.http_port, share, source=source):
+                sock.sendall(head)
+                stalled.append(sock)
+        await asyncio.sleep(0.3)  # every head read: each connection is waiting for the rest of its body
+        before = closed_count(app, "evicted")
+        for _ in range(3):
+            assert (await get_healthz(app.http_port, "127.0.0.3")).startswith(b"HTTP/1.1 200")
+        # The first made room (the cap was full); the others found the room it left.
+        assert closed_count(app, "evicted") - before >= 1
+        assert sum(closed_by_peer(sock) for sock in stalled) >= 1
+    finally:
+        for sock in stalled:
+            sock.close()
+        await app.stop()
+
+
+async def test_a_reply_the_client_never_reads_closes_its_connection(bounded: Application) -> None:
+    # 300,000 points: a 3.2 MB reply (f64le in base64), more than the kernel's buffers hold.
+    column = base64.b64encode(struct.pack("<300000d", *(i / 7 for i in range(300_000)))).decode()
+    body = json.dumps({"expression": "x/3", "points": {"x": {"f64le": column}}}).encode()
+    head = (
+        "POST /v1/evaluate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    before = closed_count(bounded, "send_timeout")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", bounded.http_port))
+        await loop.sock_sendall(sock, head.encode() + body)
+        for _ in range(200):  # the head timeout (0.5 s) after its writes paused
+            if closed_count(bounded, "send_timeout") > before:
+                break
+            await asyncio.sleep(0.05)
+        assert closed_count(bounded, "send_timeout") == before + 1
+    finally:
+        sock.close()
+
+
+async def test_a_body_trickling_in_is_answered_408_however_steady(bounded: Application) -> None:
+    """A byte every 0.2 s never leaves a gap of the head timeout (0.5 s), but the body must average
+    64 KiB/s after its first 0.5 s (an independent tester's attack kept one open for ever)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", bounded.http_port)
+    try:
+        writer.write(
+            b"POST /v1/evaluate HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 100000\r\n\r\n"
+        )
+        reply = b""
+        for _ in range(25):  # 5 s of trickling at most
+            writer.write(b" ")
+            await writer.drain()
+            try:
+                reply = await asyncio.wait_for(reader.read(4096), 0.2)
+            except TimeoutError:
+                continue
+            break
+        assert reply.startswith(b"HTTP/1.1 408"), reply
+        assert b"BODY_TIMEOUT" in reply
+    finally:
+        writer.close()

@@ -7,7 +7,9 @@ caps how many are open until the process runs out of file descriptors (then ever
 process fails, health checks included). `bounded_protocol` makes uvicorn's h11 protocol class:
 
 - a connection must send a complete request head within `head_timeout` seconds of connecting or of
-  its previous response; otherwise it is closed;
+  its previous response; otherwise it is closed. Its reply, once written, may wait for the client to
+  read it no longer than that either: a connection whose writes stay paused (its peer reads nothing)
+  for `head_timeout` seconds is closed;
 - idle kept-alive connections close after uvicorn's `timeout_keep_alive` (set by the server);
 - one caller (its IP address, an IPv6 /64: `auth.address_caller`, the rule that shares compute; not
   IP:port, or opening more connections would buy more) holds at most `max_per_caller` connections:
@@ -19,6 +21,11 @@ process fails, health checks included). `bounded_protocol` makes uvicorn's h11 p
   connected. Otherwise it takes the place of the connection that has waited longest for a request
   head, if that one has waited at least `EVICTION_AGE` (idle or slow: it costs nothing to drop), or is
   answered `503` and closed. Either way descriptors are freed as fast as they are taken.
+- where a caller's own connections must make room (at its cap, or as the one holding the most), one
+  that is stalled goes when none waits for a head: its request body still arriving, or its reply
+  unread (writes paused). Two addresses trickling bodies a byte at a time, or never reading replies,
+  held every connection of the process past their heads, and health checks got 503 (an independent
+  tester); a connection whose request is being answered is never closed to make room.
 
 Descriptors: the process raises its soft limit to the hard one at start-up (`raise_descriptor_limit`;
 the soft limit is often 1,024, far below the caps), and the caps are sized below it (grpc_server.py).
@@ -50,8 +57,8 @@ _REFUSAL = (
 
 # Why a bound closed a connection: refused at a limit, evicted (to make room), no complete request
 # head in time. The metric's label values, all exported from start-up.
-LIMIT, EVICTED, HEAD_TIMEOUT = "limit", "evicted", "head_timeout"
-CLOSE_REASONS = (LIMIT, EVICTED, HEAD_TIMEOUT)
+LIMIT, EVICTED, HEAD_TIMEOUT, SEND_TIMEOUT = "limit", "evicted", "head_timeout", "send_timeout"
+CLOSE_REASONS = (LIMIT, EVICTED, HEAD_TIMEOUT, SEND_TIMEOUT)
 
 
 # A connection younger than this is evicted only to make room for a caller holding fewer connections
@@ -75,10 +82,13 @@ class _BoundedH11Protocol(H11Protocol):
     waiting: dict[_BoundedH11Protocol, None]
     waiting_by_caller: dict[str, dict[_BoundedH11Protocol, None]]
     held: Counter[str]
+    # Every open connection by caller, oldest first: where a stalled one is looked for.
+    open_by_caller: dict[str, dict[_BoundedH11Protocol, None]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
         self._head_since = 0.0
         self._caller: str | None = None
 
@@ -92,20 +102,41 @@ class _BoundedH11Protocol(H11Protocol):
             return
         self._caller = caller
         self.held[caller] += 1
+        self.open_by_caller.setdefault(caller, {})[self] = None
         super().connection_made(transport)
         self._arm_head_timer()
 
     def _make_room(self, caller: str) -> bool:
         """Whether a new connection of `caller` may open, after evicting one to make room if needed."""
         if self.held[caller] >= self.max_per_caller:
-            return self._evict(self.waiting_by_caller.get(caller, {}), EVICTION_AGE)
+            return self._evict_own(caller, EVICTION_AGE)
         if len(self.connections) < self.max_connections:
             return True
-        hog = max(self.waiting_by_caller, key=self.held.__getitem__, default=None)
-        if hog is not None and self.held[hog] > self.held[caller] + 1:
-            # It holds more than the newcomer would: its youngest are fair game too.
-            return self._evict(self.waiting_by_caller[hog], 0.0)
+        hog = max(self.held, key=self.held.__getitem__, default=None)
+        # One holding more than the newcomer would: its youngest are fair game too.
+        if hog is not None and self.held[hog] > self.held[caller] + 1 and self._evict_own(hog, 0.0):
+            return True
         return self._evict(self.waiting, EVICTION_AGE)
+
+    def _evict_own(self, caller: str, min_age: float) -> bool:
+        """Close a connection of `caller`: the one waiting longest for a request head (at least
+        `min_age` seconds), else a stalled one; False if neither."""
+        return self._evict(self.waiting_by_caller.get(caller, {}), min_age) or self._evict_stalled(caller)
+
+    def _evict_stalled(self, caller: str) -> bool:
+        """Close the oldest connection of `caller` whose request body is still arriving or whose reply
+        waits for the client to read it; False if none."""
+        stalled = next((c for c in self.open_by_caller.get(caller, {}) if c._stalled()), None)
+        if stalled is None:
+            return False
+        stalled.transport.close()
+        self.closed_by_bound(EVICTED)
+        return True
+
+    def _stalled(self) -> bool:
+        return not self.transport.is_closing() and (
+            self.conn.their_state is h11.SEND_BODY or self.flow.write_paused
+        )
 
     def _evict(self, waiting: dict[_BoundedH11Protocol, None], min_age: float) -> bool:
         """Close the connection of `waiting` that has waited longest for a request head, if it has
@@ -120,13 +151,38 @@ class _BoundedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._disarm_send_timer()
         if self._caller is None:  # a refused connection: uvicorn never saw it
             return
         self.held[self._caller] -= 1
         if not self.held[self._caller]:
             del self.held[self._caller]
+        own = self.open_by_caller.get(self._caller, {})
+        own.pop(self, None)
+        if not own:
+            self.open_by_caller.pop(self._caller, None)
         self._caller = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.head_timeout, self._send_timed_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._disarm_send_timer()
+
+    def _disarm_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_timed_out(self) -> None:
+        self._send_timer = None
+        if self.flow.write_paused and not self.transport.is_closing():
+            self.closed_by_bound(SEND_TIMEOUT)
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -193,6 +249,7 @@ def bounded_protocol(
             "waiting": {},
             "waiting_by_caller": {},
             "held": Counter(),
+            "open_by_caller": {},
         },
     )
 

@@ -244,8 +244,9 @@ def _too_large(size: int, limit: int) -> HttpError:
 async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
     """The request body, refused with 413 past `limit` bytes: by Content-Length, then while streaming;
     with 408 when no byte of it arrives for `idle_seconds` (the head timeout: a body that stops
-    coming must not hold its connection and call for ever). Each piece is counted in the bytes in
-    flight as it arrives (`_respond`)."""
+    coming must not hold its connection and call for ever), or when it has taken longer than
+    `idle_seconds` plus a second per `MIN_BODY_RATE` bytes received (a byte every few seconds kept
+    one going for ever). Each piece is counted in the bytes in flight as it arrives (`_respond`)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not _is_count(declared):
@@ -256,14 +257,17 @@ async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
     chunks: list[bytes] = []
     received = 0
     pieces = request.stream()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     while True:
+        allowed = started + idle_seconds + received / MIN_BODY_RATE - loop.time()
         try:
-            async with asyncio.timeout(idle_seconds):
+            async with asyncio.timeout(max(0.0, min(idle_seconds, allowed))):
                 chunk = await anext(pieces)
         except StopAsyncIteration:
             break
         except TimeoutError:
-            raise _body_stalled(received, idle_seconds) from None
+            raise _body_stalled(received, idle_seconds, loop.time() - started) from None
         except ClientDisconnect:
             raise ClientGoneError("the client went away before sending the whole request body") from None
         received += len(chunk)
@@ -278,10 +282,15 @@ def _ignore_bytes(size: int) -> None:
     return None
 
 
-def _body_stalled(received: int, idle_seconds: float) -> HttpError:
+# Bytes a second a request body must average beyond its first `header_timeout_seconds`.
+MIN_BODY_RATE = 64 * 1024
+
+
+def _body_stalled(received: int, idle_seconds: float, taken: float) -> HttpError:
     error = InvalidArgument(
-        f"the request body stopped arriving: nothing for {idle_seconds:g} s after {received} bytes "
-        "(CHAINRULE_HEADER_TIMEOUT_SECONDS); send the body with its head",
+        f"the request body arrived too slowly: {received} bytes in {taken:.3g} s, with at most "
+        f"{idle_seconds:g} s (CHAINRULE_HEADER_TIMEOUT_SECONDS) plus a second per {MIN_BODY_RATE // 1024} "
+        "KiB received; send the body with its head",
         field="body",
         reason="BODY_TIMEOUT",
     )
