@@ -390,6 +390,7 @@ def _post_endpoint(
             message = await asyncio.to_thread(decode_message, body, message_type, entries)
         else:
             message = decode_message(body, message_type, entries)
+        deadlines.message_read()
         # Replies are sized in JSON; the body's size says whether to read the message off the loop.
         return await call(message, Wire(JSON, len(body)))
 
