@@ -89,6 +89,18 @@ async def test_working_memory_is_bounded_apart_from_the_reply() -> None:
     await api.gradient(gradient_request(fits, raw=False), Wire(JSON))
 
 
+async def test_points_that_fit_fit_both_limits() -> None:
+    """A reply over its limit says how many points fit that and the working memory's: an independent
+    tester's Jacobian was refused on the reply with 1,268 points that fit, then on working memory."""
+    for reply_limit, working_limit in ((1_000_000, 2_000_000), (2_000_000, 1_000_000)):
+        api, _ = make_api(max_response_bytes=reply_limit, max_working_bytes=working_limit)
+        with pytest.raises(LimitExceeded) as caught:
+            await api.gradient(gradient_request(20_000, raw=False), Wire(JSON))
+        fits = int(caught.value.metadata["points_that_fit"])
+        assert 0 < fits < 20_000
+        await api.gradient(gradient_request(fits, raw=False), Wire(JSON))
+
+
 def test_carries_points_needs_no_size() -> None:
     assert sizing.carries_points(pb.EvaluateResponse(values=pb.Array(values=[1.0])))
     assert not sizing.carries_points(pb.EvaluateResponse(value=1.0))

@@ -114,12 +114,19 @@ class Shape:
 def check(shape: Shape, encoding: Encoding, max_reply: int, max_working: int, field: str) -> int:
     """The call's working memory; or refuse it when that or its reply would exceed its limit,
     saying how many points would fit."""
-    reply = shape.reply_bytes(encoding)
-    if reply > max_reply:
-        raise _refusal(shape, encoding, ("response_bytes", reply, max_reply), field)
-    working = shape.working_bytes(encoding)
-    if working > max_working:
-        raise _refusal(shape, encoding, ("working_bytes", working, max_working), field)
+    reply, working = shape.reply_bytes(encoding), shape.working_bytes(encoding)
+    if reply > max_reply or working > max_working:
+        # Points that fit both limits: a client splitting its batch by the first refused gets a second.
+        fits = min(
+            _points_that_fit("response_bytes", max_reply, shape, encoding),
+            _points_that_fit("working_bytes", max_working, shape, encoding),
+        )
+        over = (
+            ("response_bytes", reply, max_reply)
+            if reply > max_reply
+            else ("working_bytes", working, max_working)
+        )
+        raise _refusal(shape, encoding, over, fits, field)
     return working
 
 
@@ -140,9 +147,10 @@ def check_encoded(size: int, max_reply: int) -> None:
         )
 
 
-def _refusal(shape: Shape, encoding: Encoding, over: tuple[str, int, int], field: str) -> LimitExceeded:
+def _refusal(
+    shape: Shape, encoding: Encoding, over: tuple[str, int, int], fits: int, field: str
+) -> LimitExceeded:
     limit, value, maximum = over
-    fits = _points_that_fit(limit, maximum, shape, encoding)
     per_value = encoding.wire(shape.raw) if limit == "response_bytes" else encoding.held(shape.raw)
     what = "the reply would be too large" if limit == "response_bytes" else "answering needs too much memory"
     return LimitExceeded(
