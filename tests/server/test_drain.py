@@ -122,3 +122,25 @@ async def test_the_process_exits_though_a_compute_thread_is_still_running(tmp_pa
             process.kill()
             process.wait()
     assert "work still running on numeric_0" in log.read_text()
+
+
+@pytest.mark.parametrize("port", ["grpc_port", "http_port"])
+async def test_an_idle_connection_does_not_hold_the_exit_to_the_grace(port: str) -> None:
+    """No call in flight, one client keeping a connection open: the server stops at once, not at the
+    end of its grace (grpc waited out a 3 s grace for an idle HTTP/2 connection and the process
+    exited 1.2 s past it: an independent tester)."""
+    grace = 6.0
+    app = Application(make_settings(grace_seconds=grace, compute_threads=1, symbolic_workers=0))
+    await app.start()
+    _, writer = await asyncio.open_connection("127.0.0.1", getattr(app, port))
+    if port == "grpc_port":  # the HTTP/2 preface and an empty SETTINGS frame: a client, no stream
+        writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        await writer.drain()
+    await asyncio.sleep(0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        await app.stop()
+        assert loop.time() - started < grace / 2
+    finally:
+        writer.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chainrule.server.compute import deadlines
@@ -11,7 +13,7 @@ def test_the_servers_budget_counts_from_when_the_message_was_read(monkeypatch: p
     """Reading and decoding a 10 MB JSON body took the whole 5 s budget before the expression was
     parsed (an independent tester); the caller's deadline still counts from the request's start."""
     clock = [100.0]
-    monkeypatch.setattr(deadlines.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     with deadlines.request_scope(8.0):
         clock[0] = 104.0  # reading and decoding the body
         assert deadlines.budget(5.0).seconds == 1.0  # not marked yet: from the start

@@ -10,7 +10,6 @@ caller gets the same Status body (never uvicorn's plain-text 500).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,27 +27,15 @@ class Drain:
         self.draining = False
         self.in_flight = 0
         self.retry_after_seconds = retry_after_seconds
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def begin(self) -> None:
         self.draining = True
 
-    async def wait_idle(self, seconds: float) -> bool:
-        """Wait until no call is in flight, at most `seconds`; True if none is left."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.0, seconds)):
-                await self._idle.wait()
-        return self.in_flight == 0
-
     def _enter(self) -> None:
         self.in_flight += 1
-        self._idle.clear()
 
     def _leave(self) -> None:
         self.in_flight -= 1
-        if self.in_flight == 0:
-            self._idle.set()
 
 
 class DrainMiddleware:

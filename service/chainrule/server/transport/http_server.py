@@ -149,8 +149,9 @@ class HttpServer:
             backlog=ACCEPT_BATCH,
             timeout_keep_alive=settings.http_idle_seconds,  # type: ignore[arg-type]  # a float works
             # The application has already waited the grace period for calls in flight (drain.py)
-            # and `stop` cancels what still runs; this only lets connections close.
-            timeout_graceful_shutdown=1,
+            # and `stop` cancels what still runs; this only lets connections close (their last
+            # answers flushed), not a client that reads nothing: the grace bounds the whole exit.
+            timeout_graceful_shutdown=0.25,  # type: ignore[arg-type]  # a float works
             **dict(ssl_options or {}),
         )
         self._server = _EmbeddedUvicorn(config)
