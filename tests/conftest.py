@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
+import json
 import logging
+import socket
+import struct
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
@@ -111,3 +115,26 @@ async def bytes_left_behind(call: Callable[[], Awaitable[None]], times: int = 10
     finally:
         tracemalloc.stop()
         gc.enable()
+
+
+async def post_never_reading(port: int, points: int) -> socket.socket:
+    """A REST Evaluate at `points` f64le values (its reply some 10.7 bytes a point, in base64) sent on
+    a socket that reads nothing back (a 4 KiB receive buffer): the reply stays in the server. The
+    caller closes the socket."""
+    column = base64.b64encode(struct.pack(f"<{points}d", *(i / 7 for i in range(points)))).decode()
+    body = json.dumps({"expression": "x/3", "points": {"x": {"f64le": column}}}).encode()
+    head = (
+        "POST /v1/evaluate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, head.encode() + body)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

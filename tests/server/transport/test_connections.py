@@ -6,12 +6,9 @@ Scaled down through settings (tens of sockets, sub-second timeouts); bench/attac
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import resource
 import socket
-import struct
 from collections.abc import AsyncIterator
 
 import grpc
@@ -22,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from chainrule.server.app import Application
 from chainrule.server.transport.connections import EVICTION_AGE, AcceptErrorFilter, raise_descriptor_limit
 from chainrule.server.transport.grpc_server import DESCRIPTOR_RESERVE, grpc_connection_cap, server_options
-from tests.conftest import make_settings
+from tests.conftest import make_settings, post_never_reading
 
 CAP = 16
 
@@ -262,20 +259,9 @@ async def test_connections_stalled_past_their_heads_make_room_for_another_caller
 
 async def test_a_reply_the_client_never_reads_closes_its_connection(bounded: Application) -> None:
     # 300,000 points: a 3.2 MB reply (f64le in base64), more than the kernel's buffers hold.
-    column = base64.b64encode(struct.pack("<300000d", *(i / 7 for i in range(300_000)))).decode()
-    body = json.dumps({"expression": "x/3", "points": {"x": {"f64le": column}}}).encode()
-    head = (
-        "POST /v1/evaluate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
-    )
     before = closed_count(bounded, "send_timeout")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
+    sock = await post_never_reading(bounded.http_port, 300_000)
     try:
-        await loop.sock_connect(sock, ("127.0.0.1", bounded.http_port))
-        await loop.sock_sendall(sock, head.encode() + body)
         for _ in range(200):  # the head timeout (0.5 s) after its writes paused
             if closed_count(bounded, "send_timeout") > before:
                 break

@@ -31,7 +31,7 @@ from chainrule.server.transport import openapi, protojson
 from chainrule.server.transport.http_server import bind_socket, create_http_app
 from chainrule.server.transport.status import HTTP_STATUS
 from chainrule.v1 import chainrule_pb2 as pb
-from tests.conftest import bytes_left_behind, make_settings
+from tests.conftest import bytes_left_behind, make_settings, post_never_reading
 
 JSON = {"content-type": "application/json"}
 
@@ -602,20 +602,9 @@ async def test_a_reply_counts_in_the_bytes_in_flight_until_it_is_sent(app: Appli
     # A client that never reads keeps its reply in the server's memory: the reply counts in the
     # bytes in flight (and its caller's share of them) until uvicorn has handed it to the kernel.
     # 10^6 points make a reply of 10.7 MB (f64le in base64), more than the kernel buffers hold.
-    column = base64.b64encode(struct.pack("<1000000d", *(i / 7 for i in range(1_000_000)))).decode()
-    body = json.dumps({"expression": "x/3", "points": {"x": {"f64le": column}}}).encode()
-    head = (
-        "POST /v1/evaluate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
-    )
     calls = app.api.calls
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
+    sock = await post_never_reading(app.http_port, 1_000_000)
     try:
-        await loop.sock_connect(sock, ("127.0.0.1", app.http_port))
-        await loop.sock_sendall(sock, head.encode() + body)
         assert await _eventually(lambda: calls.bytes > 4_000_000, 30), calls.bytes
         await asyncio.sleep(0.5)
         assert calls.bytes > 4_000_000 and calls.active >= 1  # still unread, still counted
