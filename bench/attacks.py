@@ -68,6 +68,7 @@ CONTAINER_NOFILE = 1_048_576
 HEALTH_TARGET_SECONDS = 1.0
 PROBE_TIMEOUT = 5.0  # a probe that takes this long failed
 PERIOD = 0.1
+MONITOR_START_SECONDS = 60.0  # for the second caller to answer its first probes (then the baseline starts)
 MIB = 2**20
 VARIABLES = tuple(f"v{index}" for index in range(32))
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
@@ -295,6 +296,13 @@ def monitor(grpc_port: int, http_port: int, pid: int, rss_cap: int, out: Path) -
     ]
     for thread in threads:
         thread.start()
+    # Ready once every probe has answered: the attack starts only then. On a slow machine this
+    # process's imports and first connections took longer than the second of baseline allowed: a
+    # short attack (overload, quick) was over before one HTTP probe had answered, and a SIGTERM
+    # before the handler above killed it before it wrote anything.
+    while not stopping.is_set() and not all(probe.samples for probe in probes.values()):
+        stopping.wait(0.05)
+    out.with_suffix(".ready").touch()
 
     def snapshot() -> None:
         # Not joined: a probe still waiting for an answer is recorded as such, not waited for.
@@ -373,6 +381,9 @@ def watching(target: Target, rss_cap: int, folder: Path) -> Iterator[Callable[[]
         return result
 
     try:
+        ready, waited_until = out.with_suffix(".ready"), time.monotonic() + MONITOR_START_SECONDS
+        while not ready.exists() and process.poll() is None and time.monotonic() < waited_until:
+            time.sleep(0.05)
         time.sleep(1.0)  # a second of probes before the attack: the baseline
         yield finish
     finally:
