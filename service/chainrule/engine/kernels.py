@@ -255,6 +255,11 @@ _LGAMMA_AT_1 = _lgamma_series(1)
 _LGAMMA_AT_2 = _lgamma_series(2)
 
 
+def _at_pole(x: Any) -> Any:
+    """Where Gamma has a pole: 0, -1, -2, ..."""
+    return (x <= 0) & (x == np.floor(x))
+
+
 def beta(a: Any, b: Any) -> Any:
     """Gamma(a) Gamma(b) / Gamma(a + b): scipy's, but where one argument is past 10 by log-beta with
     Stirling's corrections (as R's lbeta): scipy's large-argument branch loses 9 digits
@@ -269,15 +274,15 @@ def beta(a: Any, b: Any) -> Any:
     small, large = np.minimum(a, b), np.maximum(a, b)
     # scipy answers inf for beta(NaN, -4), the pole of the other argument: NaN has no value.
     ordinary = np.where(np.isnan(a) | np.isnan(b), np.nan, scipy.special.beta(a, b))
-    pole = (small <= 0) & (small == np.floor(small))
-    subnormal = (np.minimum(small, a + b) < _GAMMA_NORMAL_FROM) & ~pole
+    pole = _at_pole(small)
+    total = a + b
+    subnormal = (np.minimum(small, total) < _GAMMA_NORMAL_FROM) & ~pole
     if np.any(subnormal):
         with np.errstate(all="ignore"):
-            signs = scipy.special.gammasgn(a) * scipy.special.gammasgn(b) * scipy.special.gammasgn(a + b)
-            logs = scipy.special.gammaln(a) + scipy.special.gammaln(b) - scipy.special.gammaln(a + b)
-            total = a + b
+            signs = scipy.special.gammasgn(a) * scipy.special.gammasgn(b) * scipy.special.gammasgn(total)
+            logs = scipy.special.gammaln(a) + scipy.special.gammaln(b) - scipy.special.gammaln(total)
             # At a pole of the sum (and of neither argument) beta is 0: 1/Gamma(a + b) is.
-            value = np.where((total <= 0) & (total == np.floor(total)), 0.0, signs * np.exp(logs))
+            value = np.where(_at_pole(total), 0.0, signs * np.exp(logs))
             ordinary = np.where(subnormal, value, ordinary)
     use = (large >= _STIRLING_FROM) & (small > -0.5 * large) & ~pole
     if not np.any(use):
