@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -179,3 +180,88 @@ def test_what_follows_a_double_only_kernel_is_computed_in_long_double() -> None:
         a, b = mpmath.sin(mpmath.mpf(x)), mpmath.mpf(x) ** x
         exact = float((mpmath.gamma(a) * b ** (-a)) ** 2 / (4_000_000 * b**2))
     assert _evaluate("beta(sin(x), x^x)^2/(4000000*x^(2*x))", [x])[0] == pytest.approx(exact, rel=1e-9)
+
+
+def _gradient_at(text: str, point: dict[str, float]) -> tuple[float, list[float]]:
+    names = sorted(point)
+    compiled = engine.compile_gradient(parsing.parse(text), names, hessian=False)
+    result = engine.gradient(compiled, {name: np.array([value]) for name, value in point.items()}, 1)
+    return float(result.value[0]), [float(partial[0]) for partial in result.gradients]
+
+
+@pytest.mark.parametrize(
+    ("text", "exact"),
+    [
+        ("cbrt(x*y)", lambda x, y: mpmath.cbrt(x * y)),
+        ("sqrt(x*y)", lambda x, y: mpmath.sqrt(x * y)),
+        ("log(x*y)", lambda x, y: mpmath.log(x * y)),
+        ("(x*y)/(x*y + x*x)", lambda x, y: (x * y) / (x * y + x * x)),
+        ("(x*y)^(1/5)", lambda x, y: (x * y) ** (mpmath.mpf(1) / 5)),
+    ],
+)
+def test_values_an_underflow_on_the_way_damaged_are_computed_in_long_double(text: str, exact: Any) -> None:
+    """x*y at 1e-200 is 1e-400, 0.0 in float64: cbrt(x*y) was 0 (its value is 1e-133), its partials 0
+    where they are 3e132, log(x*y) -inf, sqrt's partials inf, the quotient NaN (an independent tester).
+    Where an operation underflowed, the points whose values are 0, subnormal or not finite are
+    computed again in long double."""
+    x = y = 1e-200
+    value, partials = _gradient_at(text, {"x": x, "y": y})
+    with mpmath.workdps(60):
+        mx, my = mpmath.mpf(x), mpmath.mpf(y)
+        step = mx * mpmath.mpf(10) ** -25  # relative: the default absolute step would pass through 0
+        expected = [
+            exact(mx, my),
+            mpmath.diff(lambda t: exact(t, my), mx, h=step),
+            mpmath.diff(lambda t: exact(mx, t), my, h=step),
+        ]
+    assert [value, *partials] == pytest.approx([float(e) for e in expected], rel=1e-12, abs=0)
+
+
+def test_a_product_with_a_factor_that_underflows_is_computed_in_long_double() -> None:
+    """exp(-x)*sinh(x - 100) at 800 is about e^-100/2; exp(-800) is 0.0 in float64 (docs/accuracy.md
+    said to write such products as one exponential)."""
+    with mpmath.workdps(40):
+        exact = float(mpmath.exp(-800) * mpmath.sinh(700))
+    assert _evaluate("exp(-x)*sinh(x - 100)", [800.0])[0] == pytest.approx(exact, rel=1e-14, abs=0)
+
+
+def test_a_gaussians_tails_keep_their_float64_values() -> None:
+    """Where the value itself is past the doubles, long double agrees with float64 (0, or the same
+    subnormal within the smallest normal double): the tails stay as float64 computes them, and a
+    point gets in a batch what it gets alone."""
+    xs = np.concatenate([np.linspace(-40, 40, 4001), [26.6, 27.2, 1e-160, -0.0]])
+    batch = _evaluate("exp(-x^2)", xs.tolist())
+    with np.errstate(under="ignore"):
+        assert np.array_equal(batch, np.exp(-(xs**2)))
+    cube = _evaluate("cbrt(x*x)*exp(-x^2)", xs.tolist())
+    singles = [_evaluate("cbrt(x*x)*exp(-x^2)", [x])[0] for x in xs[::97]]
+    assert np.array_equal(cube[::97], singles)
+    # x*x is 1e-320 there, a subnormal of 10 bits: the point is computed in long double.
+    assert cube[-2] == pytest.approx(float(mpmath.cbrt(mpmath.mpf(1e-160) ** 2)), rel=1e-15, abs=0)
+
+
+def test_an_argument_lost_to_the_doubles_leaves_the_value_unknown() -> None:
+    """erf has no long double loop: in the wide run x*y at 1e-200 (1e-400) reaches it as 0.0, so its
+    wide value, 0/1e-400 = 0, is no better than float64's 0/0: the value stays NaN, never 0 (the
+    wide run reports the lost argument, `widening._lost`)."""
+    assert math.isnan(_evaluate_xy("erf(x*y)/(x*y)", 1e-200, 1e-200))
+
+
+def _evaluate_xy(text: str, x: float, y: float) -> float:
+    compiled = engine.compile_function(parsing.parse(text), ["x", "y"])
+    return float(engine.evaluate(compiled, {"x": np.array([x]), "y": np.array([y])}, 1).values[0])
+
+
+def test_long_doubles_round_to_doubles_as_astype_rounds_them() -> None:
+    """`widening.to_doubles` skips the processor's slow conversion of values past the doubles."""
+    edges = ["1e-400", "-1e-400", "1e-310", "-2.4703282292062327e-324", "2.4703282292062328e-324",
+             "1.7976931348623158e308", "1.797693134862315807e308", "1.797693134862315808e308", "1e400",
+             "-1e400", "nan", "inf", "-inf", "0", "-0.0", "1.5", "-3e-200"]  # fmt: skip
+    rng = np.random.default_rng(5)
+    spread = rng.standard_normal(2000) * np.power(np.longdouble(10), rng.integers(-400, 400, 2000))
+    values = np.concatenate([np.array([np.longdouble(edge) for edge in edges]), spread])
+    with np.errstate(all="ignore"):
+        expected = values.astype(np.float64)
+    narrowed = widening.to_doubles(values)
+    assert np.array_equal(narrowed, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(narrowed), np.signbit(expected))

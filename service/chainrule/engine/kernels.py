@@ -55,6 +55,12 @@ def _array(x: Any) -> FloatArray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _real(x: Any) -> Any:
+    """x as an array of floats in its own precision (a long double run keeps its long doubles)."""
+    array = np.asarray(x)
+    return array if array.dtype.kind == "f" else array.astype(np.float64)
+
+
 # --------------------------------------------------------------------------------- trigonometric
 
 
@@ -138,7 +144,7 @@ def RealRoot(x: Any, n: Any) -> Any:  # noqa: N802 (the sympy class it implement
     |x|^(1/n) carries the rounding of 1/n times log|x| (100 ulp at 1e280): one Newton step on
     r^n = |x| takes it back to about an ulp.
     """
-    xs, ns = _array(x), _array(n)
+    xs, ns = _real(x), _real(n)
     if ns.ndim == 0 and ns == 3:
         return np.cbrt(xs)
     a = np.abs(xs)

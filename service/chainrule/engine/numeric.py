@@ -43,7 +43,7 @@ _LIMITS = EngineLimits()
 # least this long: the estimate is a worst case within a factor of two or so (numeric_code.cost).
 _POINTWISE_SLACK = 4
 _MIN_POINTWISE_SECONDS = 1.0
-_WIDENING = "computing again in long double the values that overflowed float64"
+_WIDENING = "computing again in long double the values that overflowed or underflowed float64"
 
 
 @dataclass(frozen=True, eq=False)
@@ -346,7 +346,7 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
     watch = overflow.Watch()
     reading = [_scratch(array, chunk) for array in arrays]
     writing = [np.empty(chunk) if output is None else _scratch(output, chunk) for output in targets]
-    with np.errstate(all="ignore", over="call", call=watch), kernels.pointwise_budget(seconds):
+    with np.errstate(all="ignore", over="call", under="call", call=watch), kernels.pointwise_budget(seconds):
         for low in range(0, n, chunk):
             high = min(low + chunk, n)
             part = [
@@ -358,12 +358,16 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
             ]
             watch.clear()
             results = _computed(bound.function, part, destinations)
+            overflowed, underflowed = watch.seen, watch.underflowed
             for index, result in enumerate([results] if single else results):
                 written = destinations[index]
                 if result is not written:  # not computed in its column (`destinations`): copied there
                     written[...] = _as_real(result)
-            if watch.seen:
+            if overflowed:
                 _mend_overflowed(bound, part, destinations, watch)
+            if underflowed:
+                _mend_underflowed(bound, part, destinations, watch)
+            if overflowed or underflowed:
                 kernels.check_budget(_WIDENING, high, n)
             # Counted while the chunk is still in cache: a second pass would reread every output.
             found = _guarded_counts(bound.guards, destinations)
@@ -413,26 +417,58 @@ def _chunk_of(array: FloatArray, low: int, high: int, scratch: FloatArray | None
 
 
 def _mend_overflowed(
-    bound: _Bound, part: Sequence[FloatArray], destinations: Sequence[FloatArray], watch: overflow.Watch
+    bound: _Bound, part: Sequence[FloatArray], values: Sequence[FloatArray], watch: overflow.Watch
 ) -> None:
     """The chunk's values again where its float64 run overflowed on the way (`widening`)."""
+    _mend(bound, part, values, watch, underflow=False)
+
+
+def _mend_underflowed(
+    bound: _Bound, part: Sequence[FloatArray], destinations: Sequence[FloatArray], watch: overflow.Watch
+) -> None:
+    """The chunk's values again where its float64 run underflowed on the way: only at the points
+    whose values an underflow may have damaged (`widening.doubtful`), as a Gaussian's tails underflow
+    in every chunk that holds one and their long double run costs some 50 times float64's."""
+    points = widening.doubtful(destinations, part)
+    if not len(points):
+        return
+    columns = [column if len(column) == 1 else column[points] for column in part]
+    values = [written[points] for written in destinations]
+    _mend(bound, columns, values, watch, underflow=True)
+    for written, mended in zip(destinations, values, strict=True):
+        written[points] = mended
+
+
+def _mend(
+    bound: _Bound,
+    part: Sequence[FloatArray],
+    values: Sequence[FloatArray],
+    watch: overflow.Watch,
+    *,
+    underflow: bool,
+) -> None:
+    """`values`, computed from `part` in float64, corrected by a long double run (`widening.mend`)
+    where their own float64 evaluation overflowed (and with `underflow`, underflowed)."""
     wide_part = widening.widened(part)
     watch.clear()
     results = bound.wide(*wide_part)
-    wide_overflowed = watch.seen
-    single = len(destinations) == 1
+    wide_lost = watch.seen or (underflow and watch.underflowed)
+    single = len(values) == 1
     again = [
-        np.broadcast_to(np.asarray(_as_real(result), dtype=np.float64), written.shape)
-        for written, result in zip(destinations, [results] if single else results, strict=True)
+        np.broadcast_to(_as_real(result), written.shape)
+        for written, result in zip(values, [results] if single else results, strict=True)
     ]
 
-    def overflowing(wide: bool, points: widening.IntArray) -> widening.BoolArray | None:
+    def damaged(wide: bool, points: widening.IntArray) -> widening.BoolArray | None:
         function, columns = (bound.wide, wide_part) if wide else (bound.function, part)
-        return widening.overflowing(
-            lambda chosen: function(*(c if len(c) == 1 else c[chosen] for c in columns)), points, watch
+        return widening.flagging(
+            lambda chosen: function(*(c if len(c) == 1 else c[chosen] for c in columns)),
+            points,
+            watch,
+            underflow=underflow,
         )
 
-    widening.mend(destinations, again, wide_overflowed, overflowing)
+    widening.mend(values, again, wide_lost, damaged)
 
 
 def _computed(
@@ -458,9 +494,9 @@ def _as_real(result: Any) -> Any:
     """Float64 values (scalars broadcast on assignment); complex results keep only real values."""
     array = np.asarray(result)
     if array.dtype.kind == "c":
-        return np.where(array.imag == 0, array.real, np.nan)
+        array = np.where(array.imag == 0, array.real, np.nan)
     if array.dtype != np.float64:
-        return array.astype(np.float64)
+        return widening.to_doubles(array)  # a long double run's values, or integers
     return array
 
 

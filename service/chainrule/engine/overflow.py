@@ -12,23 +12,33 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 
 class Watch:
-    """numpy's error handler for `np.errstate(over="call", call=watch)` (or under=...): notes that
-    an operation set the flag since the last `clear`."""
+    """numpy's error handler for `np.errstate(over="call", under="call", call=watch)`: notes which
+    flags an operation set since the last `clear` (and a kernel's `report`, as an overflow)."""
 
     def __init__(self) -> None:
-        self.seen = False
+        self.kinds: set[str] = set()
 
     def __call__(self, kind: str, flag: int) -> None:
-        self.seen = True
+        self.kinds.add(kind)
+
+    @property
+    def seen(self) -> bool:
+        """An overflow since the last `clear`."""
+        return "overflow" in self.kinds
+
+    @property
+    def underflowed(self) -> bool:
+        """An underflow since the last `clear`."""
+        return "underflow" in self.kinds
 
     def clear(self) -> None:
-        self.seen = False
+        self.kinds.clear()
 
 
 def reported(result: Any) -> Any:
@@ -38,10 +48,12 @@ def reported(result: Any) -> Any:
     return result
 
 
-def report() -> None:
-    """Tell the overflow handler, if one is watching, that a value overflowed."""
-    if np.geterr()["over"] == "call" and callable(handler := np.geterrcall()):
-        handler("overflow", 2)
+def report(kind: Literal["overflow", "underflow"] = "overflow") -> None:
+    """Tell the handler of `kind`, if one is watching, that a value went past the doubles."""
+    modes = np.geterr()
+    mode, flag = (modes["over"], 2) if kind == "overflow" else (modes["under"], 4)  # numpy's flag bits
+    if mode == "call" and callable(handler := np.geterrcall()):
+        handler(kind, flag)
 
 
 def contained(function: Callable[..., Any], *, underflow: bool = False) -> Callable[..., Any]:
@@ -59,7 +71,7 @@ def contained(function: Callable[..., Any], *, underflow: bool = False) -> Calla
         watch = Watch()
         with np.errstate(over="ignore", under="call", call=watch):
             result = function(*args, **keywords)
-        if watch.seen:
+        if watch.seen or watch.underflowed:
             report()
         return reported(result)
 

@@ -1,4 +1,5 @@
-"""A chunk evaluated again in extended precision where float64 overflowed on the way to its values.
+"""A chunk evaluated again in extended precision where float64 overflowed (or underflowed) on the
+way to its values.
 
 A formula may pass through values no double holds on its way to one that it does: d2/dx2 of
 Max(x, ...)/(x^x - e) at x = 60 has a term x^(2x) ... / (x^x - e)^3, where the cube is 1.2e320. In
@@ -18,6 +19,11 @@ float64 lost digits to keeps its float64 values, as alone it would. 1/(1 + e^x) 
 both ways (3.6e-348 rounds to it) and stays 0.0; values below the normal doubles agree within
 2^-1022. Past 64 evaluations in a chunk (thousands of points overflowing) every disagreeing point is
 taken as overflowing.
+
+An underflow does the same damage from below (x*y at 1e-200 is 0.0: cbrt(x*y) was 0, log(x*y) -inf),
+but a Gaussian's tails underflow wherever they are, so only the points whose values it may have
+damaged (`doubtful`: a value 0, subnormal or not finite, or an argument whose square is subnormal)
+are computed again, and they change as above where their own evaluation underflows.
 
 The wide run computes with long doubles where numpy does (its arithmetic, exp, log, powers, the
 hyperbolic functions...) and through each other kernel in float64, arguments rounded to doubles:
@@ -50,6 +56,12 @@ BoolArray = npt.NDArray[np.bool_]
 # doubles, where float64 keeps fewer bits, they agree within the smallest normal double.
 _AGREEMENT = 2.0**-40
 _TINY = sys.float_info.min
+_HUGE = sys.float_info.max
+_SQUARE_BELOW_NORMAL = 2.0**-511  # its square is 2^-1022, the smallest normal double
+# Long doubles a double cannot come near: at most half the smallest subnormal rounds to 0, from the
+# largest double and half an ulp on to inf.
+_ROUNDS_TO_ZERO = np.longdouble(np.finfo(np.float64).smallest_subnormal) / 2
+_ROUNDS_TO_INFINITY = np.longdouble(_HUGE) + np.longdouble(2.0**970)  # its ulp is 2^971
 # Where the wide run overflowed too, a float64 value this close to its value is float64's rounding
 # (a cancellation loses digits long double keeps), not an overflow's damage, which is gross.
 _ROUNDING = 2.0**-20
@@ -59,7 +71,7 @@ _MAX_EVALUATIONS = 64
 
 # Kernels of ours built from numpy operations alone, so they compute in whatever precision they
 # are given (the others, and every ufunc without a long double loop, get doubles).
-_GENERIC_KERNELS = frozenset({"power", "odd_power", "integer_power", "Min", "Max"})
+_GENERIC_KERNELS = frozenset({"power", "odd_power", "integer_power", "Min", "Max", "RealRoot"})
 
 
 @functools.cache
@@ -113,17 +125,56 @@ def _in_doubles(function: Callable[..., Any]) -> Callable[..., Any]:
     # underflow). Generated code calls a one-output ufunc with `out=`, None in a run without destinations.
     # Its value goes back to long double, so what is computed from it is too: beta(a, b)^2 stayed a
     # double and overflowed again in the wide run (beta(sin x, x^x)^2 / x^(2x) at x = 92.8, make fuzz).
+    # An argument past the doubles (x*y at 1e-300 is 1e-600) is lost in narrowing: so is the value.
     @functools.wraps(function)
     def narrowing(*args: Any, **keywords: Any) -> Any:
-        return _rewidened(function(*(_narrowed(arg) for arg in args), **keywords))
+        narrowed = [_narrowed(arg) for arg in args]
+        if any(_lost(arg, double) for arg, double in zip(args, narrowed, strict=True)):
+            overflow.report("underflow")
+        return _rewidened(function(*narrowed, **keywords))
 
     return overflow.contained(narrowing, underflow=True)
 
 
 def _narrowed(value: Any) -> Any:
     if isinstance(value, np.ndarray | np.generic) and value.dtype.kind in "fc" and value.dtype.itemsize > 8:
-        return value.astype(np.complex128 if value.dtype.kind == "c" else np.float64)
+        if value.dtype.kind == "c":
+            return value.astype(np.complex128)
+        return to_doubles(value)
     return value
+
+
+def to_doubles(values: Any) -> Any:
+    """Long doubles rounded to doubles, as `astype` rounds them, faster where many are past the
+    doubles: the processor converts a value that rounds to inf, to 0 or to a subnormal some 200
+    times slower than a normal one (a Gaussian's tails, 1e-391 in long double, took 70 ms a million
+    points). Those past either end get their infinity or signed zero without converting."""
+    array = np.asarray(values)
+    if array.dtype != np.longdouble:
+        return array.astype(np.float64)
+    with np.errstate(all="ignore"):
+        magnitude = np.abs(array)
+        ordinary = (magnitude >= _TINY) & (magnitude <= _HUGE)
+        if ordinary.all():
+            return array.astype(np.float64)
+        result = np.where(ordinary, array, 1.0).astype(np.float64)
+        past = magnitude >= _ROUNDS_TO_INFINITY
+        result[past] = np.where(np.signbit(array[past]), -np.inf, np.inf)
+        gone = magnitude <= _ROUNDS_TO_ZERO
+        result[gone] = np.where(np.signbit(array[gone]), -0.0, 0.0)
+        # The few in between (subnormals, the edge of the largest double, NaN) the slow way.
+        between = np.flatnonzero(~(ordinary | past | gone))
+        result[between] = array[between].astype(np.float64)
+    return result
+
+
+def _lost(wide: Any, double: Any) -> bool:
+    """Whether narrowing `wide` to `double` lost a value: below the normal doubles, or past them."""
+    if double is wide or not isinstance(double, np.ndarray | np.generic) or double.dtype.kind != "f":
+        return False
+    with np.errstate(all="ignore"):
+        magnitude = np.abs(double)
+        return bool(np.any(((magnitude < _TINY) & (wide != 0)) | (np.isinf(double) & np.isfinite(wide))))
 
 
 def _rewidened(value: Any) -> Any:
@@ -141,25 +192,26 @@ def mend(
     values: Sequence[FloatArray],
     wide: Sequence[FloatArray],
     wide_overflowed: bool,
-    overflowing: Callable[[bool, IntArray], BoolArray | None],
+    damaged: Callable[[bool, IntArray], BoolArray | None],
 ) -> None:
     """Correct one chunk's float64 `values` (one array per output, in place) where the wide run's,
-    rounded to doubles (`wide`, broadcast to them), disagree. `overflowing(wide, points)` tells which
-    of those points (indices) overflow in their own float64 (or wide) evaluation, None if it could
-    not tell within its budget: only such a point's values change, so that alone it gets the same."""
+    rounded to doubles (`wide`, broadcast to them), disagree. `damaged(wide, points)` tells which
+    of those points (indices) overflow (or underflow: `numeric._mend_underflowed`) in their own float64 (or
+    wide) evaluation, None if it could not tell within its budget: only such a point's values
+    change, so that alone it gets the same."""
     disagree = np.zeros(len(values[0]), dtype=bool)
     for ours, again in zip(values, wide, strict=True):
         disagree |= ~((ours == again) | (np.isnan(ours) & np.isnan(again)) | _within(ours, again, _AGREEMENT))
     points = np.flatnonzero(disagree)
     if not len(points):
         return
-    # Only points that overflow alone: one that differs by a cancellation's digits keeps its values.
-    own = overflowing(False, points)
+    # Only points damaged alone: one that differs by a cancellation's digits keeps its values.
+    own = damaged(False, points)
     if own is not None:
         points = points[own]
     unknown: BoolArray = np.zeros(len(points), dtype=bool)
     if wide_overflowed and len(points):
-        found = overflowing(True, points)
+        found = damaged(True, points)
         unknown = np.ones(len(points), dtype=bool) if found is None else found
     known, lost = points[~unknown], points[unknown]
     for ours, again in zip(values, wide, strict=True):
@@ -169,11 +221,31 @@ def mend(
         ours[lost[~_within(ours[lost], again[lost], _ROUNDING)]] = np.nan
 
 
-def overflowing(
-    evaluate: Callable[[IntArray], object], points: IntArray, watch: overflow.Watch
+def doubtful(values: Sequence[FloatArray], columns: Sequence[FloatArray]) -> IntArray:
+    """The points (indices) where an underflow on the way may have done damage: where some value is
+    0, below the normal doubles or not finite (`cbrt(x*y)` at 1e-300 is 0.0 in float64), or some
+    argument is so small that its square is below them (x*x at 1e-160 is 1e-320, a subnormal of 10
+    bits: cbrt(x*x) there was wrong in the 6th digit)."""
+    suspect = np.zeros(len(values[0]), dtype=bool)
+    for array in values:
+        magnitude = np.abs(array)
+        suspect |= ~((magnitude >= _TINY) & (magnitude <= _HUGE))  # NaN compares False
+    for column in columns:
+        magnitude = np.abs(column)
+        suspect |= (magnitude < _SQUARE_BELOW_NORMAL) & (magnitude > 0)  # broadcasts a single value
+    return np.flatnonzero(suspect)
+
+
+def flagging(
+    evaluate: Callable[[IntArray], object],
+    points: IntArray,
+    watch: overflow.Watch,
+    *,
+    underflow: bool = False,
 ) -> BoolArray | None:
-    """Which of `points` overflow when evaluated alone, found by halving the groups that do
-    (`evaluate(indices)` under `watch`); None after _MAX_EVALUATIONS evaluations."""
+    """Which of `points` overflow (or with `underflow`, overflow or underflow) when evaluated alone,
+    found by halving the groups that do (`evaluate(indices)` under `watch`); None after
+    _MAX_EVALUATIONS evaluations."""
     found = np.zeros(len(points), dtype=bool)
     groups = [np.arange(len(points))]
     for _ in range(_MAX_EVALUATIONS):
@@ -182,9 +254,10 @@ def overflowing(
         group = groups.pop()
         watch.clear()
         evaluate(points[group])
-        if watch.seen and len(group) == 1:
+        flagged = watch.seen or (underflow and watch.underflowed)
+        if flagged and len(group) == 1:
             found[group[0]] = True
-        elif watch.seen:
+        elif flagged:
             groups += [group[: len(group) // 2], group[len(group) // 2 :]]
     return found if not groups else None
 
