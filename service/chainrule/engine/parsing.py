@@ -993,6 +993,29 @@ def parse_equation(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[sym
     return (sides[0], sides[1]) if len(sides) == 2 else (sides[0], sympy.S.Zero)
 
 
+def check_costly_at(
+    expr: sympy.Expr, substitution: Mapping[sympy.Basic, sympy.Expr], limits: ParseLimits, field: str
+) -> None:
+    """Refuse, as the parser refuses gamma(10^6), a function sympy evaluates exactly on numbers
+    (`guard_numbers`) whose argument becomes too large a number once `substitution` is made: making
+    it would compute the value (Series of gamma(x) around 10^5 spent its whole budget on gamma(10^5)).
+    Inner calls first, so an argument is evaluated only once those within it are known to be cheap."""
+    for node in sympy.postorder_traversal(expr):
+        spec = _spec_of(node) if isinstance(node, sympy.Function) else None
+        if spec is None or not spec.guard_numbers:
+            continue
+        for argument in node.args:
+            value = argument.xreplace(substitution)
+            if value.is_number and _size(value) > limits.max_factorial_argument:
+                what = (
+                    f"{to_text(node)} at that point ({field}) is too costly to compute exactly: "
+                    "its argument is too large"
+                )
+                raise exceeded(
+                    limits, "max_factorial_argument", _display_number(value), field=field, what=what
+                )
+
+
 def _parse_sides(
     text: str, limits: ParseLimits, *, equation: bool, seconds: float | None = None
 ) -> list[sympy.Expr]:

@@ -124,7 +124,7 @@ def taylor(
     An empty `variable` means the expression's only free variable.
     """
     x = _variable(expr, variable)
-    _check_around(around)
+    check_around(around)
     if order < 0:
         raise InvalidArgument(f"order {order} is negative", field="order")
     if order > limits.max_series_order:
@@ -230,18 +230,26 @@ def _variable(expr: sympy.Expr, name: str) -> sympy.Symbol:
     return symbol
 
 
-def _check_around(around: sympy.Expr) -> None:
+_NOT_NUMBERS = frozenset({"inf", "infinity", "nan", "oo"})  # names a caller may mean as numbers
+
+
+def check_around(around: sympy.Expr, written: str = "") -> None:
+    """InvalidArgument unless `around` (as the caller `written` it, if known) is a finite real constant."""
+    shown = f"'{written.strip()}'" if written.strip() else parsing.to_text(around)
     if around.free_symbols:
-        names = ", ".join(symbolic.free_variables(around))
+        names = symbolic.free_variables(around)
+        infinite = any(name.lower() in _NOT_NUMBERS for name in names)
+        hint = " (a variable here: the grammar has no infinity or NaN)" if infinite else ""
         raise InvalidArgument(
             "the point to expand around must be a constant such as 0, 1/2 or pi/2, "
-            f"not an expression in {names}",
+            f"not {shown}, an expression in {', '.join(names)}{hint}",
             field="around",
         )
     if not _finite_real(around):
+        value = parsing.to_text(around)
+        why = f"{shown}, which is {value}" if written.strip() and value != written.strip() else shown
         raise InvalidArgument(
-            f"the point to expand around must be a finite real number, not {parsing.to_text(around)}",
-            field="around",
+            f"the point to expand around must be a finite real number, not {why}", field="around"
         )
 
 

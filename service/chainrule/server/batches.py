@@ -62,6 +62,11 @@ def too_many_entries(field: str, entries: int, max_entries: int, hint: str = "")
     )
 
 
+def too_many_points(field: str, points: int, max_points: int) -> LimitExceeded:
+    """The error for a batch over `points` (the engine's limit; clients split larger ones)."""
+    return LimitExceeded("points", points, max_points, field=field, what="too many points", unit="points")
+
+
 @dataclass(frozen=True)
 class Batch:
     """Decoded input points: one float64 column per variable, all of length 1 or `size`."""
@@ -97,7 +102,7 @@ def decode_batch(
         raw = raw or is_raw
     size = _common_length(decoded)
     if size > max_points:
-        raise LimitExceeded("points", size, max_points, field="points", what="too many points", unit="points")
+        raise too_many_points("points", size, max_points)
     return Batch(decoded, size, single=False, raw_output=raw, field="points")
 
 

@@ -26,14 +26,14 @@ VALUES = np.random.default_rng(7).standard_normal(50_000).tolist()
 @pytest.mark.parametrize("indent", [None, 2])
 def test_pieces_parse_to_what_json_loads_gives(data: dict[str, object], indent: int | None) -> None:
     body = json.dumps(data, indent=indent).encode()
-    assert protojson._loads(body) == json.loads(body)
+    assert protojson._loads(body, None) == json.loads(body)
 
 
 def test_a_body_the_pieces_cannot_explain_falls_back_to_the_plain_parser() -> None:
     duplicated = b'{"points": {"x": {"values": [1, 2], "values": [3]}}, "pad": "' + b"a" * 100_000 + b'"}'
-    assert protojson._loads(duplicated) == json.loads(duplicated)
+    assert protojson._loads(duplicated, None) == json.loads(duplicated)
     with pytest.raises(ValueError):
-        protojson._loads(b'{"points": {"x": {"values": [1, 2,]}}, "pad": "' + b"a" * 100_000 + b'"}')
+        protojson._loads(b'{"points": {"x": {"values": [1, 2,]}}, "pad": "' + b"a" * 100_000 + b'"}', None)
 
 
 def test_a_malformed_big_body_is_still_a_named_error() -> None:
@@ -63,3 +63,20 @@ def test_a_long_list_of_scalars_is_refused_by_its_length_before_its_entries_are_
     assert (
         len(protojson.decode_message(columns, pb.EvaluateRequest, max_entries=64).points["x"].values) == 1_000
     )
+
+
+@pytest.mark.parametrize("count", [2_000, 60_000])  # parsed whole, and cut out of a big body
+def test_a_column_over_the_points_limit_is_refused_before_its_values_are_converted(
+    count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2.6 million listed values took 20 s of converting to be refused (an independent tester)."""
+
+    def converting(*_: object, **__: object) -> None:
+        raise AssertionError("the values were converted")
+
+    monkeypatch.setattr(json_format, "ParseDict", converting)
+    body = b'{"expression":"x","points":{"x":{"values":[' + b",".join([b"1.5"] * count) + b"]}}}"
+    with pytest.raises(LimitExceeded) as caught:
+        protojson.decode_message(body, pb.JacobianRequest, max_entries=64, max_values=count - 1)
+    assert caught.value.metadata["limit"] == "points"
+    assert f"{count:,}" in caught.value.message and caught.value.violations[0].field.startswith("points")

@@ -66,7 +66,7 @@ class Budget:
         return ResourceExhausted(
             f"{what} did not finish within the server's compute budget of {self.server_seconds:.3g} s "
             "(CHAINRULE_SYMBOLIC_BUDGET_SECONDS); retrying would cost as much again: ask for less "
-            "(a smaller expression, a lower order, less simplification)",
+            "(a smaller expression, a lower order, less simplification, fewer of explain, verify and code)",
             reason="COMPUTE_BUDGET_EXCEEDED",
             metadata=metadata,
         )

@@ -498,16 +498,21 @@ class BoundedExecutor:
         await self._inner.close()
 
 
+_DESCRIPTIONS = {
+    "parse_canonical": "parsing",
+    "derive_parsed": "differentiation",
+    "derive_extras": "the steps, check and code asked for",
+    "latex": "printing LaTeX",
+    "compile_function": "compiling the expression",
+    "compile_gradient": "differentiating and compiling the gradient",
+    "compile_jacobian": "differentiating and compiling the Jacobian",
+    "derive_implicit": "implicit differentiation",
+    "derive_implicit_extras": "the steps, check and code asked for",
+    "expand_series": "expanding the series",
+    "readable": "printing the expression",
+}
+
+
 def describe(fn: Callable[..., Any]) -> str:
-    name = getattr(fn, "__name__", "work")
-    return {
-        "parse_canonical": "parsing",
-        "derive_parsed": "differentiation",
-        "latex": "printing LaTeX",
-        "compile_function": "compiling the expression",
-        "compile_gradient": "differentiating and compiling the gradient",
-        "compile_jacobian": "differentiating and compiling the Jacobian",
-        "derive_implicit": "implicit differentiation",
-        "expand_series": "expanding the series",
-        "readable": "printing the expression",
-    }.get(name, name)
+    """What the caller is told `fn` was doing (never our function's name)."""
+    return _DESCRIPTIONS.get(getattr(fn, "__name__", ""), "the computation")

@@ -372,7 +372,14 @@ def expand_series(
 ) -> Expansion:
     """The Taylor polynomial of a parsed expression around the constant written `around` (empty: 0)."""
     point = _around(around, limits)
-    found = series.taylor(engine.resolved(expression), variable, point, order, limits.engine)
+    expr = engine.resolved(expression)
+    if (variable or len(expr.free_symbols) == 1) and not point.free_symbols:
+        at = {symbol: point for symbol in expr.free_symbols if not variable or symbol.name == variable}
+        parsing.check_costly_at(expr, at, limits.parse, "around")
+    try:
+        found = series.taylor(expr, variable, point, order, limits.engine)
+    except ChainruleError as error:  # a derivative too large names `wrt`: a Series has `order`
+        raise error.relocated({"wrt": "order"}) from None
     return Expansion(
         variable=found.variable.name,
         text=found.text,
@@ -389,6 +396,7 @@ def _around(text: str, limits: Limits) -> sympy.Expr:
         point = parse(text, limits)
     except ChainruleError as error:
         raise error.relocated({"expression": "around"}) from None
+    series.check_around(point, text)  # its messages quote the caller's text, not sympy's rewrite of it
     # `around` is exact, so the coefficients are: a decimal in it is the number it spells (0.1 is
     # 1/10, as 1e-1 is), not the double nearest it. The clients send a float as its shortest repr.
     return point.xreplace({number: _exact(number) for number in point.atoms(sympy.Float)})

@@ -21,7 +21,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from chainrule.engine.errors import FieldViolation, InvalidArgument
-from chainrule.server.batches import too_many_entries
+from chainrule.server.batches import too_many_entries, too_many_points
 from chainrule.server.sizing import carries_points
 
 RequestT = TypeVar("RequestT", bound=Message)
@@ -63,13 +63,15 @@ _PIECE = 4096
 _LIST_OF_VALUES = re.compile(rb'"values"\s*:\s*\[')
 
 
-def _loads(body: bytes) -> Any:
+def _loads(body: bytes, max_values: int | None) -> Any:
     """`json.loads(body)`, each long `values` list parsed a piece at a time (see `_dumps`).
 
     A request's members are few (wire.py counts them first), so a big body is big in its lists of
-    numbers and its strings. Those lists are cut out of the text, the rest is parsed as it is, and
-    each list is parsed in pieces and put back in document order; anything unusual (a list that is
-    not plain values) falls back to one `json.loads`, which also names the error.
+    numbers and its strings. Those lists are cut out of the text, counted (a list of more than
+    `max_values` values is refused before it is parsed: 2.6 million took 20 s of converting to be
+    refused), the rest is parsed as it is, and each list is parsed in pieces and put back in
+    document order; anything unusual (a list that is not plain values) falls back to one
+    `json.loads`, which also names the error.
     """
     if len(body) <= _PIECE * 16:
         return json.loads(body, parse_constant=_reject_constant)
@@ -79,6 +81,8 @@ def _loads(body: bytes) -> Any:
         end = body.find(b"]", match.end())
         if end < 0 or b"[" in body[match.end() : end]:
             return json.loads(body, parse_constant=_reject_constant)
+        if max_values is not None and (count := body.count(b",", match.end(), end) + 1) > max_values:
+            raise too_many_points("points", count, max_values)
         skeleton += body[position : match.end()]
         lists.append(body[match.end() : end])
         position = end
@@ -132,13 +136,19 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f'{name} is not JSON; write it as the string "{name}"')
 
 
-def decode_message(body: bytes, message_type: type[RequestT], max_entries: int | None = None) -> RequestT:
+def decode_message(
+    body: bytes,
+    message_type: type[RequestT],
+    max_entries: int | None = None,
+    max_values: int | None = None,
+) -> RequestT:
     """Parse a proto3 JSON body strictly: malformed JSON, non-objects and unknown fields are 400;
-    a list of more than `max_entries` entries is refused before anything walks its entries."""
+    a list of more than `max_entries` entries (of a column's `values`, `max_values`: the points
+    limit) is refused before anything walks its entries."""
     if not body.strip():
         return message_type()
     try:
-        data = _loads(body)
+        data = _loads(body, max_values)
     except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidArgument(
             f"malformed JSON body: {error}", field="body", reason="MALFORMED_JSON"
@@ -150,7 +160,7 @@ def decode_message(body: bytes, message_type: type[RequestT], max_entries: int |
             reason="MALFORMED_JSON",
         )
     if max_entries is not None:
-        check_list_entries(data, max_entries)
+        check_list_entries(data, max_entries, max_values)
     violations = check_json_fields(data, cast(Descriptor, message_type.DESCRIPTOR))
     if violations:
         # Bounded: a body of a million bad entries must not become an error of a million lines.
@@ -166,22 +176,27 @@ def decode_message(body: bytes, message_type: type[RequestT], max_entries: int |
     return message
 
 
-def check_list_entries(data: Mapping[str, Any], max_entries: int, path: str = "") -> None:
-    """Refuse decoded JSON with a list of more than `max_entries` entries (a points column's
-    `values` aside: the points limit bounds those). wire.py counts a body's members before it is
-    decoded, but a list of scalars (`formats`, `variables`, `expressions`) has none: `formats`
-    repeated 4 million times (8 MB) took 13 s of checking and converting each entry to be refused.
-    The walk visits containers only, and only lists already within the bound."""
+def check_list_entries(
+    data: Mapping[str, Any], max_entries: int, max_values: int | None = None, path: str = ""
+) -> None:
+    """Refuse decoded JSON with a list of more than `max_entries` entries, or a points column's
+    `values` of more than `max_values`. wire.py counts a body's members before it is decoded, but a
+    list of scalars (`formats`, `variables`, `expressions`) has none: `formats` repeated 4 million
+    times (8 MB) took 13 s of checking and converting each entry to be refused. The walk visits
+    containers only, and only lists already within the bound."""
     for key, value in data.items():
         where = f"{path}.{key}" if path else key
         if isinstance(value, dict):
-            check_list_entries(value, max_entries, where)
-        elif isinstance(value, list) and key != "values":
+            check_list_entries(value, max_entries, max_values, where)
+        elif isinstance(value, list) and key == "values":
+            if max_values is not None and len(value) > max_values:
+                raise too_many_points(where, len(value), max_values)
+        elif isinstance(value, list):
             if len(value) > max_entries:
                 raise too_many_entries(where, len(value), max_entries)
             for index, item in enumerate(value):
                 if isinstance(item, dict):
-                    check_list_entries(item, max_entries, f"{where}[{index}]")
+                    check_list_entries(item, max_entries, max_values, f"{where}[{index}]")
 
 
 def _summary(violations: Sequence[FieldViolation]) -> str:

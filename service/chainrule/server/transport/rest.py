@@ -385,11 +385,11 @@ def _post_endpoint(
         # count the values' objects in the bytes in flight until the call ends.
         check_json_members(body, settings.max_field_entries)
         request.state.charge(json_decoding_bytes(body, api.calls.max_bytes))
-        entries = settings.max_field_entries
+        entries, values = settings.max_field_entries, settings.max_points
         if len(body) > OFFLOAD_BYTES:
-            message = await asyncio.to_thread(decode_message, body, message_type, entries)
+            message = await asyncio.to_thread(decode_message, body, message_type, entries, values)
         else:
-            message = decode_message(body, message_type, entries)
+            message = decode_message(body, message_type, entries, values)
         deadlines.message_read()
         # Replies are sized in JSON; the body's size says whether to read the message off the loop.
         return await call(message, Wire(JSON, len(body)))
