@@ -11,7 +11,7 @@ import sympy
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from chainrule.engine import errors, parsing
+from chainrule.engine import errors, parsing, symbolic
 from chainrule.engine.functions import FUNCTIONS, SPECS, FunctionSpec, RealCeiling, RealFloor, RealRoot
 from chainrule.engine.limits import ENGINE_LIMITS
 from chainrule.engine.parsing import (
@@ -769,3 +769,14 @@ def test_a_small_exact_power_through_exp_is_still_made() -> None:
 def test_atan2_of_a_number_with_no_real_value_is_nan(text: str) -> None:
     # sympy makes atan2(0, asin(2)) 0; by the real-valued rule its argument has no value, nor has it.
     assert parse(text) is sympy.S.NaN
+
+
+def test_printing_gives_up_past_its_allowance() -> None:
+    """Parse's worker prints within an allowance too (`TimedPrinter`): an allowance already spent
+    stops both printers at their first node; none is no limit."""
+    expr = parsing.parse("sin(x)^2 + y/3")
+    with pytest.raises(parsing.TooSlow):
+        parsing.to_text(expr, seconds=-1.0)
+    with pytest.raises(parsing.TooSlow):
+        symbolic.to_latex(expr, seconds=-1.0)
+    assert parsing.to_text(expr, seconds=60.0) == parsing.to_text(expr) == "y/3 + sin(x)^2"

@@ -462,7 +462,7 @@ def _check_size(expr: sympy.Expr, limits: EngineLimits) -> None:
         )
 
 
-class _LatexPrinter(LatexPrinter):  # type: ignore[misc]
+class _LatexPrinter(parsing.TimedPrinter, LatexPrinter):  # type: ignore[misc]
     """sympy's LaTeX printer, writing integers of any size (`bignum`)."""
 
     def _print_int(self, expr: int) -> str:
@@ -486,9 +486,9 @@ class _LatexPrinter(LatexPrinter):  # type: ignore[misc]
         return str(super()._print_Pow(expr))
 
 
-def to_latex(expr: sympy.Basic) -> str:
-    """LaTeX through sympy's printer."""
-    return str(_LatexPrinter().doprint(expr))
+def to_latex(expr: sympy.Basic, *, seconds: float | None = None) -> str:
+    """LaTeX through sympy's printer; parsing.TooSlow once it has taken more than `seconds`."""
+    return str(_LatexPrinter.until(seconds).doprint(expr))
 
 
 class _KeyPrinter(ReprPrinter):  # type: ignore[misc]

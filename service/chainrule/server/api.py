@@ -54,10 +54,11 @@ _INLINE_COST = 20_000
 _ALONE_INLINE_COST = 4_000_000
 # Read requests above this many encoded bytes off the event loop (a copy of a field costs ~0.1 ms).
 _READ_INLINE_BYTES = 256 * 1024
-# What Parse may spend building an expression in its own worker (a typical one takes a few ms): past
-# it the parser gives up and the parse moves to the symbolic workers, so the worker answers the next
-# keystroke in time. A single sympy step cannot be given up midway: past the hold, Parse's worker is
-# killed (and replaced) and the parse moves all the same (app._parse_executor).
+# What Parse may spend building an expression in its own worker (a typical one takes a few ms), and
+# again printing it: past it the parser (the printer) gives up and the work moves to the symbolic
+# workers, so the worker answers the next keystroke in time. A single sympy step cannot be given up
+# midway: past the hold, Parse's worker is killed (and replaced) and the work moves all the same
+# (app._parse_executor).
 _PARSE_ALLOWANCE_SECONDS = 0.25
 PARSE_HOLD_SECONDS = 1.0
 
@@ -408,7 +409,9 @@ class ChainruleApi:
             parsed = await self._parsed(text, self._parsing)
         except InvalidArgument as error:
             return pb.ParseResponse(error=_expression_error(error)), text_size(error.message) + 256
-        canonical, latex = await self._on_parse_worker(self._parsing, jobs.readable, parsed.portable)
+        canonical, latex = await self._on_parse_worker(
+            self._parsing, jobs.readable, parsed.portable, first=(_PARSE_ALLOWANCE_SECONDS,)
+        )
         response = pb.ParseResponse(canonical=canonical, latex=latex, variables=parsed.variables)
         return response, text_size(canonical, latex) + sum(map(len, parsed.variables)) + 256
 

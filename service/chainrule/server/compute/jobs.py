@@ -299,10 +299,14 @@ def compile_jacobian(
     return Compiled(compiled, (differentiated, stage))
 
 
-def readable(expression: sympy.Expr | engine.Portable) -> tuple[str, str]:
-    """An expression as canonical text and as LaTeX (what Parse returns)."""
+def readable(expression: sympy.Expr | engine.Portable, seconds: float | None = None) -> tuple[str, str]:
+    """An expression as canonical text and as LaTeX (what Parse returns); parsing.TooSlow once
+    printing both has taken more than `seconds` (None: no allowance)."""
     resolved = engine.resolved(expression)
-    return parsing.to_text(resolved), engine.to_latex(resolved)
+    start = time.monotonic()
+    text = parsing.to_text(resolved, seconds=seconds)
+    left = None if seconds is None else seconds - (time.monotonic() - start)
+    return text, engine.to_latex(resolved, seconds=left)
 
 
 def latex(expression: sympy.Expr | engine.Portable) -> str:
