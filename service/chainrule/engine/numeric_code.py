@@ -256,6 +256,10 @@ def _derivative_refusal(node: sympy.Basic) -> NoNumericForm:
     )
 
 
+# The least `cost` of an expression that calls an mpmath kernel (its weight, less the node's 1).
+MPMATH_COST = kernels.MPMATH_WEIGHT - 1
+
+
 def cost(expr: sympy.Basic) -> int:
     """Extra cost per point of the expression's slow kernels, over one unit per node (`kernels.WEIGHTS`)."""
     extra = 0

@@ -60,6 +60,13 @@ class Program:
     operations: int
 
     @property
+    def pointwise(self) -> bool:
+        """Whether it calls mpmath's kernels, which compute point by point in Python and hold the
+        GIL throughout (seconds for a few hundred points of zeta's partials): nothing else weighs as
+        much (`numeric_code.cost`)."""
+        return self.operations >= numeric_code.MPMATH_COST
+
+    @property
     def memory_bytes(self) -> int:
         """What holding this program and its bound function costs, in bytes (an upper estimate)."""
         return (

@@ -510,6 +510,7 @@ _DESCRIPTIONS = {
     "derive_implicit_extras": "the steps, check and code asked for",
     "expand_series": "expanding the series",
     "readable": "printing the expression",
+    "evaluate_pointwise": "evaluating special functions point by point (mpmath)",
 }
 
 

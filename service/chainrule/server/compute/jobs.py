@@ -299,6 +299,15 @@ def compile_jacobian(
     return Compiled(compiled, (differentiated, stage))
 
 
+def evaluate_pointwise(
+    run: Callable[..., T], compiled: Any, columns: Mapping[str, Any], size: int
+) -> tuple[T, Stage]:
+    """`run(compiled, columns, size)` (engine.evaluate, gradient or jacobian) for code that calls
+    mpmath's kernels (`Program.pointwise`): in a worker, not on a thread of the server, whose every
+    other call would wait for the GIL while mpmath computes (seconds for a few hundred points)."""
+    return timed("evaluate", run, compiled, columns, size, None)
+
+
 def readable(expression: sympy.Expr | engine.Portable, seconds: float | None = None) -> tuple[str, str]:
     """An expression as canonical text and as LaTeX (what Parse returns); parsing.TooSlow once
     printing both has taken more than `seconds` (None: no allowance)."""
