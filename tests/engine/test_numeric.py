@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import mpmath
 import numpy as np
 import numpy.typing as npt
 import pytest
 import sympy
 
 from chainrule import engine
-from chainrule.engine import numeric
+from chainrule.engine import numeric, parsing, symbolic
 from chainrule.engine.errors import InvalidArgument, MissingVariable
 from chainrule.engine.functions import RealRoot
 
@@ -263,3 +266,54 @@ def test_factorial_is_gamma_of_x_plus_one_off_the_integers() -> None:
     h = 1e-6
     central = (sympy.gamma(sympy.Float(0.5) + h) - sympy.gamma(sympy.Float(0.5) - h)) / (2 * h)
     assert slope.gradients[0][0] == pytest.approx(float(central), rel=1e-8)
+
+
+def _derivative_values(text: str, order: int, xs: list[float]) -> FloatArray:
+    expression = symbolic.differentiate(parsing.parse(text), [("x", order)]) if order else parsing.parse(text)
+    compiled = engine.compile_function(expression, ["x"])
+    return engine.evaluate(compiled, {"x": np.array(xs)}, len(xs)).values
+
+
+@pytest.mark.parametrize(
+    ("text", "order", "exact"),
+    [
+        ("tanh(x)", 1, lambda t: mpmath.sech(t) ** 2),
+        ("tanh(x)", 2, lambda t: -2 * mpmath.sech(t) ** 2 * mpmath.tanh(t)),
+        ("tanh(x)^2", 1, lambda t: 2 * mpmath.tanh(t) * mpmath.sech(t) ** 2),
+        ("log(tanh(x))", 1, lambda t: mpmath.sech(t) ** 2 / mpmath.tanh(t)),
+    ],
+)
+def test_the_derivative_of_tanh_keeps_its_digits_where_tanh_is_1(text: str, order: int, exact: Any) -> None:
+    """sympy writes d/dx tanh(x) as 1 - tanh(x)^2: 1 - 1 = 0 in float64 from x = 19 on (its value is
+    1.3e-16), 1.1e-8 off at 10 (an independent tester). Numeric code computes sech(x)^2
+    (`numeric_code.stable`)."""
+    xs = [0.3, 10.0, 18.0, 19.0, 30.0, -25.0]
+    values = _derivative_values(text, order, xs)
+    with mpmath.workdps(50):
+        expected = [float(exact(mpmath.mpf(x))) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=1e-14, abs=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "x", "exact"),
+    [
+        ("log(gamma(x))", 2000.5, mpmath.loggamma),
+        ("log(gamma(2*x))", 1000.5, lambda t: mpmath.loggamma(2 * t)),
+        ("log(factorial(x))", 2000.5, lambda t: mpmath.loggamma(t + 1)),
+        ("log(abs(gamma(x)))", -200.5, lambda t: mpmath.log(abs(mpmath.gamma(t)))),
+        ("log(gamma(x))", -1001.5, lambda t: mpmath.log(mpmath.gamma(t))),
+        ("log(gamma(x))", 0.5, mpmath.loggamma),
+        ("log(gamma(x))", -1.5, lambda t: mpmath.log(mpmath.gamma(t))),
+    ],
+)
+def test_a_log_of_gamma_is_computed_without_gamma(text: str, x: float, exact: Any) -> None:
+    """gamma(2000.5) is past long double too: its log came out inf (13202.7), log|gamma(-200.5)|
+    -inf (-864.7), an independent tester; `log_gamma` and `log_abs_gamma` never compute gamma."""
+    with mpmath.workdps(50):
+        expected = float(mpmath.re(exact(mpmath.mpf(x))))
+    assert _derivative_values(text, 0, [x])[0] == pytest.approx(expected, rel=1e-14, abs=0)
+
+
+@pytest.mark.parametrize("x", [-1000.5, -2.5, -3.0])
+def test_a_log_of_a_negative_gamma_or_its_pole_is_not_a_number(x: float) -> None:
+    assert np.isnan(_derivative_values("log(gamma(x))", 0, [x])[0])

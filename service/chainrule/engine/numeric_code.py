@@ -51,9 +51,53 @@ class Partial(sympy.Function):  # type: ignore[misc]
     """
 
 
+class Kernel(sympy.Function):  # type: ignore[misc]
+    """`Kernel(name, *args)`: a call of one of our kernels that no function of the grammar builds
+    (`stable`), printed as `name(*args)`."""
+
+
+def stable(expr: sympy.Expr) -> sympy.Expr:
+    """`expr` with forms float64 evaluates badly written as the same function in forms it evaluates
+    well (an independent tester):
+
+    - c - c*tanh(u)^2, sympy's derivative of tanh, is c*sech(u)^2: 1 - tanh(u)^2 is 1 - 1 = 0 from
+      |u| = 19 on (its value 1.3e-16), 1e-8 off at 10;
+    - log(gamma(u)), log(|gamma(u)|) and log(factorial(u)) are `log_gamma` and `log_abs_gamma` of u
+      (and u + 1): gamma is past every double from 171.6 and past long double from 1755, where
+      its log is a few thousand."""
+    if not expr.has(sympy.tanh, sympy.log):
+        return expr
+    return expr.replace(lambda node: node.is_Add or isinstance(node, sympy.log), _stable_node)
+
+
+def _stable_node(node: sympy.Expr) -> sympy.Expr:
+    if isinstance(node, sympy.log):
+        (argument,) = node.args
+        if isinstance(argument, sympy.gamma):
+            return Kernel(Str("log_gamma"), argument.args[0])
+        if isinstance(argument, sympy.factorial):
+            return Kernel(Str("log_gamma"), argument.args[0] + 1)
+        if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
+            return Kernel(Str("log_abs_gamma"), argument.args[0].args[0])
+        return node
+    terms = list(node.args)
+    for constant in (term for term in terms if term.is_Number):
+        for term in terms:
+            coefficient, rest = term.as_coeff_Mul()
+            if coefficient == -constant and _is_tanh_squared(rest):
+                others = [t for t in terms if t is not constant and t is not term]
+                return sympy.Add(*others, constant * sympy.sech(rest.base.args[0]) ** 2)
+    return node
+
+
+def _is_tanh_squared(node: sympy.Expr) -> bool:
+    return bool(node.is_Pow and node.exp == 2 and isinstance(node.base, sympy.tanh))
+
+
 def prepare(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.Symbol, float]]:
-    """`parts` ready to print: constants folded (placeholders and their values), derivatives opaque."""
-    folded, constants = fold_constants(parts)
+    """`parts` ready to print: written in stable forms (`stable`), constants folded (placeholders
+    and their values), derivatives opaque."""
+    folded, constants = fold_constants([stable(part) for part in parts])
     memo: dict[sympy.Basic, sympy.Basic] = {}
     return [_opaque(part, memo) for part in folded], constants
 
@@ -154,6 +198,9 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
                 return _literal(_double(expr))
             if isinstance(expr, Partial):
                 return self._partial(expr)
+            if isinstance(expr, Kernel):
+                name, *args = expr.args
+                return f"{name.name}({', '.join(self._print(arg) for arg in args)})"
             if isinstance(expr, Application) and not isinstance(expr, _PRINTED_HERE):
                 return self._call(expr)
         return str(super()._print(expr, **kwargs))
