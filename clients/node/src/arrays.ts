@@ -11,15 +11,19 @@ export type Column = number[] | Float64Array;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** Encode one column: Float64Array -> f64le bytes; numbers -> values. */
-export function encodeColumn(column: ColumnInput): ArrayMessage {
+/** Encode one column: Float64Array -> f64le bytes; numbers -> values. Anything else (a string,
+ * a list holding one) is a TypeError naming the column: `Number("abc")` would send NaN. */
+export function encodeColumn(column: ColumnInput, name = "column"): ArrayMessage {
   if (column instanceof Float64Array) {
     return { values: [], f64le: toLittleEndianBytes(column) };
   }
   if (typeof column === "number") {
     return { values: [column], f64le: Buffer.alloc(0) };
   }
-  return { values: Array.from(column, Number), f64le: Buffer.alloc(0) };
+  if (!Array.isArray(column) || !column.every((value) => typeof value === "number")) {
+    throw new TypeError(`points.${name} must be a number, a list of numbers or a Float64Array`);
+  }
+  return { values: [...column], f64le: Buffer.alloc(0) };
 }
 
 function toLittleEndianBytes(column: Float64Array): Buffer {

@@ -30,7 +30,8 @@ export function split(points: Points, chunkPoints: number): Array<Record<string,
   if (sizes.size > 1) {
     throw new RangeError(`columns have different lengths: ${[...sizes].join(", ")}`);
   }
-  const total = sizes.size === 1 ? [...sizes][0] : 1;
+  // Columns of no values are one call of no points (no call at all would have no answer to join).
+  const total = Math.max(sizes.size === 1 ? [...sizes][0] : 1, 1);
   const slices: Array<Record<string, ColumnInput>> = [];
   for (let start = 0; start < total; start += chunkPoints) {
     const slice: Record<string, ColumnInput> = {};

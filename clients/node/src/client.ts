@@ -272,6 +272,13 @@ const SIMPLIFICATIONS: Readonly<Record<SimplificationName, Simplification>> = {
   full: Simplification.SIMPLIFICATION_FULL,
 };
 
+/** The largest order a request can carry (a uint32 field; the server's limit is far below). */
+const MAX_ORDER = 0xffffffff;
+
+function isOrder(order: unknown): order is number {
+  return Number.isInteger(order) && (order as number) >= 0 && (order as number) <= MAX_ORDER;
+}
+
 /** Normalise the ways of naming variables and orders into `Wrt` messages. */
 export function wrtMessages(wrt: WrtSpec | undefined): Wrt[] {
   if (wrt === undefined) return [];
@@ -281,8 +288,8 @@ export function wrtMessages(wrt: WrtSpec | undefined): Wrt[] {
     : Object.entries(wrt as Record<string, number>);
   return entries.map((entry) => {
     const [variable, order] = typeof entry === "string" ? [entry, 1] : entry;
-    if (typeof variable !== "string" || !Number.isInteger(order) || order < 0) {
-      throw new TypeError(`wrt entries are [variable, order >= 0], got ${JSON.stringify(entry)}`);
+    if (typeof variable !== "string" || !isOrder(order)) {
+      throw new TypeError(`wrt entries are [variable, order 0..${MAX_ORDER}], got ${JSON.stringify(entry)}`);
     }
     return { variable, order };
   });
@@ -290,7 +297,7 @@ export function wrtMessages(wrt: WrtSpec | undefined): Wrt[] {
 
 function encodePoints(points: Points | undefined): Record<string, ArrayMessage> {
   const encoded: Record<string, ArrayMessage> = {};
-  for (const [name, column] of Object.entries(points ?? {})) encoded[name] = encodeColumn(column);
+  for (const [name, column] of Object.entries(points ?? {})) encoded[name] = encodeColumn(column, name);
   return encoded;
 }
 
@@ -560,8 +567,8 @@ export class ChainruleClient {
    * or later. No expansion at the point (log(x) at 0) rejects with reason `NO_TAYLOR_SERIES`.
    */
   async series(expression: string, options: SeriesOptions = {}): Promise<Series> {
-    if (options.order !== undefined && !(Number.isInteger(options.order) && options.order >= 0)) {
-      throw new RangeError(`order must be a whole number >= 0, got ${options.order}`);
+    if (options.order !== undefined && !isOrder(options.order)) {
+      throw new RangeError(`order must be a whole number 0..${MAX_ORDER}, got ${options.order}`);
     }
     const request = {
       expression,

@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { status } from "@grpc/grpc-js";
 
 import { decodeColumn, encodeColumn } from "../src/arrays.js";
+import { split } from "../src/chunks.js";
 import {
   ChainruleClient,
   ChainruleError,
@@ -65,6 +66,9 @@ test("wrt forms", () => {
   assert.deepEqual(wrtMessages("x"), [{ variable: "x", order: 1 }]);
   assert.throws(() => wrtMessages({ x: 1.5 }), TypeError);
   assert.throws(() => wrtMessages({ x: -1 }), TypeError);
+  // Past a uint32 the message would not serialise (INTERNAL "serialization failure", a tester).
+  assert.throws(() => wrtMessages({ x: 2 ** 32 }), TypeError);
+  assert.deepEqual(wrtMessages({ x: 2 ** 32 - 1 }), [{ variable: "x", order: 2 ** 32 - 1 }]);
 });
 
 test("columns: Float64Array <-> f64le, lists <-> values", () => {
@@ -74,6 +78,14 @@ test("columns: Float64Array <-> f64le, lists <-> values", () => {
   assert.deepEqual(decodeColumn(column, false), [1, -0.5, Infinity]);
   assert.deepEqual(encodeColumn([1, 2]).values, [1, 2]);
   assert.deepEqual(encodeColumn(3).values, [3]);
+  // A string is no column: Number("abc") sent NaN for every character (a tester).
+  assert.throws(() => encodeColumn("abc" as unknown as number[], "x"), /points\.x must be a number/);
+  assert.throws(() => encodeColumn([1, "2"] as unknown as number[], "x"), TypeError);
+});
+
+test("columns of no values are one call of no points, chunked or not", () => {
+  assert.deepEqual(split({ x: [], y: 2 }, 5), [{ x: [], y: 2 }]);
+  assert.deepEqual(split({ x: [1, 2, 3] }, 2), [{ x: [1, 2] }, { x: [3] }]);
 });
 
 async function freePort(): Promise<number> {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 
 import pytest
@@ -122,3 +123,21 @@ def test_bad_chunking_is_refused_before_any_call(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         client.evaluate("x", points=points, chunk_points=chunk_points, in_flight=in_flight)
+
+
+def test_columns_of_no_values_in_chunks_are_one_call_of_no_points(client: Client) -> None:
+    """No slice at all had no answer to join: gradient and jacobian raised IndexError (a tester)."""
+    points: dict[str, list[float]] = {"x": [], "y": []}
+    chunked, whole = (client.gradient("x*y", points=points, chunk_points=n) for n in (5, None))
+    assert dataclasses.astuple(chunked) == dataclasses.astuple(whole)
+    assert chunked.values == [] and chunked.gradients == ([], [])
+    rows, whole_rows = (client.jacobian(["x", "x^2"], points={"x": []}, chunk_points=n) for n in (5, None))
+    assert dataclasses.astuple(rows) == dataclasses.astuple(whole_rows)
+    assert client.evaluate("x", points={"x": []}, chunk_points=5).values == []
+
+
+def test_an_order_past_what_a_request_carries_is_refused_by_name(client: Client) -> None:
+    with pytest.raises(ValueError, match="order for 'x' must be 0"):
+        client.differentiate("x^3", wrt={"x": 2**32})
+    with pytest.raises(ValueError, match="order must be 0"):
+        client.series("exp(x)", order=2**32)

@@ -41,12 +41,13 @@ def split(points: Points, chunk_points: int) -> list[dict[str, ColumnInput]]:
     if len(sizes) > 1:
         raise ValueError(f"columns have different lengths: {dict(sorted(lengths.items()))}")
     total = sizes.pop() if sizes else 1
+    # Columns of no values are one call of no points (no call at all would have no answer to join).
     return [
         {
             name: column if lengths[name] in (None, 1) else column[start : start + chunk_points]  # type: ignore[index]
             for name, column in columns.items()
         }
-        for start in range(0, total, chunk_points)
+        for start in range(0, max(total, 1), chunk_points)
     ]
 
 

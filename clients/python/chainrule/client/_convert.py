@@ -27,6 +27,8 @@ from ._models import (
     Step,
 )
 
+# The largest order a request can carry (a uint32 field; the server's limit is far below it).
+_MAX_ORDER = 2**32 - 1
 # `"x"`, `{"x": 2, "y": 1}`, `[("x", 2), ("y", 1)]` or `["x", "y"]`: the variables, each with its order.
 WrtSpec: TypeAlias = str | Mapping[str, int] | Sequence[tuple[str, int] | str] | None
 SimplificationName: TypeAlias = Literal["none", "fast", "full"]
@@ -66,8 +68,8 @@ def wrt_messages(wrt: WrtSpec) -> list[pb.Wrt]:
         variable, order = (item, 1) if isinstance(item, str) else item
         if not isinstance(variable, str) or isinstance(order, bool) or not isinstance(order, int):
             raise TypeError(f"wrt entries are (variable: str, order: int), got {item!r}")
-        if order < 0:
-            raise ValueError(f"the order for {variable!r} must be at least 0, got {order}")
+        if not 0 <= order <= _MAX_ORDER:
+            raise ValueError(f"the order for {variable!r} must be 0..{_MAX_ORDER}, got {order}")
         found.append(pb.Wrt(variable=variable, order=order))
     return found
 
@@ -170,8 +172,8 @@ def series_request(
     expression: str, variable: str | None, around: str | float, order: int | None, latex: bool
 ) -> pb.SeriesRequest:
     """The SeriesRequest for `Client.series`; `around` may be a number (sent as its exact text)."""
-    if order is not None and order < 0:
-        raise ValueError(f"order must be at least 0, got {order}")
+    if order is not None and not 0 <= order <= _MAX_ORDER:
+        raise ValueError(f"order must be 0..{_MAX_ORDER}, got {order}")
     request = pb.SeriesRequest(
         expression=expression,
         variable=variable or "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import grpc
@@ -76,7 +77,7 @@ def error_response(
     body = json_format.MessageToDict(status_proto(error))
     all_headers = dict(headers or {})
     if error.retry_after_seconds is not None:
-        all_headers.setdefault("Retry-After", str(max(1, round(error.retry_after_seconds))))
+        all_headers.setdefault("Retry-After", str(max(1, math.ceil(error.retry_after_seconds))))
     return Response(
         dump(body),
         status_code=status_code or http_status(error),
