@@ -375,6 +375,22 @@ async def test_other_errors_are_not_cached() -> None:
     assert symbolic.calls.count("parse_canonical") == 1
 
 
+async def test_a_refusal_by_a_limit_is_remembered_and_raised_fresh() -> None:
+    """A derivative past derivative_nodes took 3 to 4 s of a worker every time it was asked (an
+    independent tester): under the same limits it is refused again at once."""
+    api, symbolic, _ = make_api(max_derivative_nodes=30)
+    request = pb.DifferentiateRequest(expression="tan(x)^5*exp(x^2)")
+    request.wrt.add(variable="x", order=4)
+    refusals: list[LimitExceeded] = []
+    for _ in range(2):
+        with pytest.raises(LimitExceeded) as caught:
+            await api.differentiate(request)
+        refusals.append(caught.value)
+    assert symbolic.calls.count("derive_parsed") == 1
+    assert refusals[0] is not refusals[1] and refusals[0].message == refusals[1].message
+    assert refusals[1].__traceback__ is not None and refusals[1].metadata["limit"] == "derivative_nodes"
+
+
 async def test_concurrent_identical_differentiates_derive_once() -> None:
     api, symbolic, _ = make_api()
     request = pb.DifferentiateRequest(expression="tan(x)^5")

@@ -496,7 +496,7 @@ def _pointwise(name: str, *columns: FloatArray, orders: tuple[int, ...] = ()) ->
     for index, values in enumerate(zip(*(column.tolist() for column in columns), strict=True)):
         out[index] = reference.at(name, values, _PREC, orders)
         what = f"the evaluation of {name} point by point (mpmath)"
-        check_budget(what, index + 1, len(out), function=name, instead="or a lower order")
+        check_budget(what, index + 1, len(out), function=name, instead="(or derivatives of lower order)")
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -372,8 +372,8 @@ class ChainruleApi:
             self._observe(derived.timings)
             return derived, 4 * text_size(derived.text)
 
-        result: jobs.ImplicitDerived = await self.caches.derivative.get_or_compute(
-            (_implicit_key(asked), simplification), compute
+        result: jobs.ImplicitDerived = await _remembering_refusals(
+            self.caches.derivative, (_implicit_key(asked), simplification), compute
         )
         return result
 
@@ -505,8 +505,8 @@ class ChainruleApi:
             self._observe(derived.timings)
             return derived, 4 * text_size(derived.text)
 
-        result: jobs.Derived = await self.caches.derivative.get_or_compute(
-            (parsed.key, wrt, simplification), compute
+        result: jobs.Derived = await _remembering_refusals(
+            self.caches.derivative, (parsed.key, wrt, simplification), compute
         )
         return result
 
@@ -586,7 +586,7 @@ class ChainruleApi:
             self._observe(compiled.timings)
             return compiled.value, compiled.size
 
-        result: _C = await self.caches.compiled.get_or_compute(key, compute)
+        result: _C = await _remembering_refusals(self.caches.compiled, key, compute)
         return result
 
     # Answering: decode the points and check what the reply will cost (off the event loop for a big
@@ -937,6 +937,26 @@ def _checked_formats(formats: Sequence[int]) -> tuple[int, ...]:
         if value not in _FORMATS:
             raise InvalidArgument(f"unknown output format {value}", field=f"formats[{index}]")
     return tuple(dict.fromkeys(formats))
+
+
+async def _remembering_refusals(
+    lru: cache.LruCache[Hashable, Any], key: Hashable, compute: Callable[[], Awaitable[tuple[Any, int]]]
+) -> Any:
+    """`lru.get_or_compute(key, compute)`, where a refusal by a limit (LimitExceeded) is an answer
+    too: the same work under the same limits is refused again at once, without the seconds of a
+    worker it took to find out (a derivative past `derivative_nodes` cost 3 to 4 s every time it was
+    asked: an independent tester). Budgets and deadlines depend on the moment: not remembered."""
+
+    async def computing() -> tuple[Any, int]:
+        try:
+            return await compute()
+        except LimitExceeded as error:
+            return error.with_traceback(None), text_size(error.message) + 256
+
+    found = await lru.get_or_compute(key, computing)
+    if isinstance(found, LimitExceeded):
+        raise copy.copy(found)  # a fresh instance: raising the cached one would grow its traceback
+    return found
 
 
 def _timed(name: str, fn: Callable[..., _Result], *args: Any) -> tuple[_Result, jobs.Stage]:
