@@ -406,6 +406,37 @@ def digamma(x: Any) -> Any:
     return result
 
 
+def digamma_step(u: Any, w: Any) -> Any:
+    """digamma(u + w) - digamma(u) without subtracting the two (`numeric_code.stable`: sympy writes
+    d/dx beta(x, y) with digamma(x) - digamma(x + y), which lost 3 digits at (30, 1e-12)).
+
+    Where u and u + w are positive: both are carried past _STEP_TO by digamma's recurrence (each
+    step adds w/((u + k)(u + w + k)), no cancellation), and there the asymptotic series is taken as
+    a difference, each term with log1p and expm1 of w/U: log1p(w/U) + w/(2U(U + w)) -
+    sum B_2k/(2k) U^-2k expm1(-2k log1p(w/U)). Elsewhere the two digammas, subtracted."""
+    us, ws = np.broadcast_arrays(_array(u), _array(w))
+    with np.errstate(all="ignore"):
+        low = np.minimum(us, us + ws)
+        stable = (low > 0) & np.isfinite(us) & np.isfinite(ws)
+        steps = np.where(stable, np.maximum(np.ceil(_STEP_TO - low), 0.0), 0.0)
+        carried = np.zeros(us.shape)
+        for k in range(int(_STEP_TO)):
+            term = ws / ((us + k) * (us + ws + k))
+            carried += np.where(k < steps, term, 0.0)
+        big = us + steps
+        ratio = np.log1p(ws / big)
+        tail = sum(
+            c * big ** (-2.0 * k) * np.expm1(-2.0 * k * ratio) for k, c in enumerate(_DIGAMMA_SERIES, start=1)
+        )
+        asymptotic = ratio + ws / (2.0 * big * (big + ws)) - tail + carried
+        return np.where(stable, asymptotic, digamma(us + ws) - digamma(us))
+
+
+_STEP_TO = 10.0
+# B_2k / 2k of digamma's asymptotic series; past 10 the 9th term is below 3e-18 of its value.
+_DIGAMMA_SERIES = (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132, -691 / 32760, 1 / 12, -3617 / 8160)
+
+
 def zeta(s: Any, a: Any = None) -> Any:
     """Riemann zeta (scipy, on the whole line), Hurwitz zeta(s, a) everywhere it is real."""
     if a is None:
@@ -596,6 +627,7 @@ _TABLE: Mapping[str, Any] = MappingProxyType(
         "log_gamma": log_gamma,
         "log_abs_gamma": log_abs_gamma,
         "digamma": digamma,
+        "digamma_step": digamma_step,
         "polygamma": polygamma,
         "beta": beta,
         "factorial": factorial,
@@ -651,6 +683,7 @@ WEIGHTS: Mapping[str, int] = MappingProxyType(
         "loggamma": 30,
         "log_gamma": 40,
         "log_abs_gamma": 40,
+        "digamma_step": 150,
         "digamma": 30,
         "polygamma": 300,
         "beta": 60,

@@ -64,8 +64,10 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       |u| = 19 on (its value 1.3e-16), 1e-8 off at 10;
     - log(gamma(u)), log(|gamma(u)|) and log(factorial(u)) are `log_gamma` and `log_abs_gamma` of u
       (and u + 1): gamma is past every double from 171.6 and past long double from 1755, where
-      its log is a few thousand."""
-    if not expr.has(sympy.tanh, sympy.log):
+      its log is a few thousand;
+    - digamma(u) - digamma(u + w), in sympy's derivative of beta, is -`digamma_step`(u, w): the two
+      cancel where w is small against u (3 digits lost at u = 30, w = 1e-12)."""
+    if not expr.has(sympy.tanh, sympy.log, sympy.polygamma):
         return expr
     return expr.replace(lambda node: node.is_Add or isinstance(node, sympy.log), _stable_node)
 
@@ -87,7 +89,28 @@ def _stable_node(node: sympy.Expr) -> sympy.Expr:
             if coefficient == -constant and _is_tanh_squared(rest):
                 others = [t for t in terms if t is not constant and t is not term]
                 return sympy.Add(*others, constant * sympy.sech(rest.base.args[0]) ** 2)
+    digammas = {term: term.as_coeff_Mul() for term in terms if _is_digamma(term.as_coeff_Mul()[1])}
+    for first, (c, low) in digammas.items():
+        for second, (d, high) in digammas.items():
+            step = _step(low.args[1], high.args[1])
+            if c == -d and step is not None:  # c (digamma(u) - digamma(u + w)): c digamma_step(u, w) negated
+                others = [t for t in terms if t is not first and t is not second]
+                return sympy.Add(*others, -c * Kernel(Str("digamma_step"), low.args[1], step))
     return node
+
+
+def _is_digamma(node: sympy.Expr) -> bool:
+    return isinstance(node, sympy.polygamma) and node.args[0] == 0
+
+
+def _step(low: sympy.Expr, high: sympy.Expr) -> sympy.Expr | None:
+    """w where `high` is written u + w with `low` = u (its terms among high's): then w is exact, where
+    high - low computed in float64 would carry high's rounding."""
+    inner = set(sympy.Add.make_args(low))
+    outer = sympy.Add.make_args(high)
+    if len(outer) <= len(inner) or not inner <= set(outer):
+        return None
+    return sympy.Add(*(term for term in outer if term not in inner))
 
 
 def _is_tanh_squared(node: sympy.Expr) -> bool:
