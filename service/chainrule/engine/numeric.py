@@ -363,8 +363,8 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
                 written = destinations[index]
                 if result is not written:  # not computed in its column (`destinations`): copied there
                     written[...] = _as_real(result)
-            if overflowed:
-                _mend_overflowed(bound, part, destinations, watch)
+            if overflowed:  # the chunk's values again where its float64 run overflowed (`widening`)
+                _mend(bound, part, destinations, watch, underflow=False)
             if underflowed:
                 _mend_underflowed(bound, part, destinations, watch)
             if overflowed or underflowed:
@@ -414,13 +414,6 @@ def _chunk_of(array: FloatArray, low: int, high: int, scratch: FloatArray | None
     copied = scratch[: high - low]
     np.copyto(copied, array[low:high])
     return copied
-
-
-def _mend_overflowed(
-    bound: _Bound, part: Sequence[FloatArray], values: Sequence[FloatArray], watch: overflow.Watch
-) -> None:
-    """The chunk's values again where its float64 run overflowed on the way (`widening`)."""
-    _mend(bound, part, values, watch, underflow=False)
 
 
 def _mend_underflowed(

@@ -191,14 +191,15 @@ def widened(arrays: Sequence[FloatArray]) -> list[Any]:
 def mend(
     values: Sequence[FloatArray],
     wide: Sequence[FloatArray],
-    wide_overflowed: bool,
+    wide_lost: bool,
     damaged: Callable[[bool, IntArray], BoolArray | None],
 ) -> None:
     """Correct one chunk's float64 `values` (one array per output, in place) where the wide run's,
-    rounded to doubles (`wide`, broadcast to them), disagree. `damaged(wide, points)` tells which
-    of those points (indices) overflow (or underflow: `numeric._mend_underflowed`) in their own float64 (or
-    wide) evaluation, None if it could not tell within its budget: only such a point's values
-    change, so that alone it gets the same."""
+    rounded to doubles (`wide`, broadcast to them), disagree; `wide_lost`: the wide run went past
+    its own range somewhere. `damaged(wide, points)` tells which of those points (indices) overflow
+    (or underflow: `numeric._mend_underflowed`) in their own float64 (or wide) evaluation, None if
+    it could not tell within its budget: only such a point's values change, so that alone it gets
+    the same."""
     disagree = np.zeros(len(values[0]), dtype=bool)
     for ours, again in zip(values, wide, strict=True):
         disagree |= ~((ours == again) | (np.isnan(ours) & np.isnan(again)) | _within(ours, again, _AGREEMENT))
@@ -210,7 +211,7 @@ def mend(
     if own is not None:
         points = points[own]
     unknown: BoolArray = np.zeros(len(points), dtype=bool)
-    if wide_overflowed and len(points):
+    if wide_lost and len(points):
         found = damaged(True, points)
         unknown = np.ones(len(points), dtype=bool) if found is None else found
     known, lost = points[~unknown], points[unknown]
