@@ -339,3 +339,22 @@ def test_a_digamma_difference_of_unrelated_arguments_stays_a_difference() -> Non
     """Only digamma(u) - digamma(u + w) is one step: for unrelated arguments w would be rounded."""
     expression = parsing.parse("digamma(x) - digamma(y)")
     assert numeric_code.stable(expression) == expression
+
+
+@pytest.mark.parametrize(
+    ("text", "exact"),
+    [
+        ("asin(x)", lambda t: 1 / mpmath.sqrt(1 - t * t)),
+        ("atanh(x)", lambda t: 1 / (1 - t * t)),
+        ("acos(x)", lambda t: -1 / mpmath.sqrt(1 - t * t)),
+        ("asec(-x)", lambda t: -1 / (t * t * mpmath.sqrt(1 - 1 / (t * t)))),
+    ],
+)
+def test_a_difference_of_squares_keeps_its_digits_next_to_its_zero(text: str, exact: Any) -> None:
+    """sympy writes d/dx asin(x) as 1/sqrt(1 - x^2): at 1 - 1e-10 the rounding of x^2 took 6 digits
+    (2.5e-11 off). Numeric code computes c - c*u^2 as c*(1 - u)*(1 + u) (`numeric_code.stable`)."""
+    xs = [1 - 1e-10, 0.5, -1 + 1e-12] if "asec" not in text else [-1 - 1e-10, -3.0, -1 - 1e-9]
+    values = _derivative_values(text, 1, xs)
+    with mpmath.workdps(50):
+        expected = [float(exact(mpmath.mpf(x) if "asec" not in text else -mpmath.mpf(x))) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=1e-14, abs=0)

@@ -36,7 +36,8 @@ VARIANT_ENVIRON = {
     "CHAINRULE_MAX_GRPC_CONNECTIONS": "64",
     "CHAINRULE_MAX_RESPONSE_BYTES": str(1 * MIB),
     "CHAINRULE_HEADER_TIMEOUT_SECONDS": str(HEAD_TIMEOUT),
-    "CHAINRULE_SYMBOLIC_BUDGET_SECONDS": "5",
+    # Explaining DEEP takes about a second of a worker, five on a loaded 2-core machine: room for that.
+    "CHAINRULE_SYMBOLIC_BUDGET_SECONDS": "10",
     # Freed memory glibc keeps for the next batch is part of the numeric term (docs/operations.md):
     # at its default (256 MiB) it would be eight times the scaled-down term.
     "CHAINRULE_MALLOC_KEEP_BYTES": str(32 * MIB),

@@ -61,14 +61,14 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     well (an independent tester):
 
     - c - c*tanh(u)^2, sympy's derivative of tanh, is c*sech(u)^2: 1 - tanh(u)^2 is 1 - 1 = 0 from
-      |u| = 19 on (its value 1.3e-16), 1e-8 off at 10;
+      |u| = 19 on (its value 1.3e-16), 1e-8 off at 10; any other c - c*u^2 (the derivatives of
+      asin, acos, atanh, acoth...) is c*(1 - u)*(1 + u), and c - c/b^2 (asec, acsc) c*(b - 1)*(b + 1)/b^2:
+      1 - x^2 at 1 - 1e-10 lost 6 digits to the rounding of x^2;
     - log(gamma(u)), log(|gamma(u)|) and log(factorial(u)) are `log_gamma` and `log_abs_gamma` of u
       (and u + 1): gamma is past every double from 171.6 and past long double from 1755, where
       its log is a few thousand;
     - digamma(u) - digamma(u + w), in sympy's derivative of beta, is -`digamma_step`(u, w): the two
       cancel where w is small against u (3 digits lost at u = 30, w = 1e-12)."""
-    if not expr.has(sympy.tanh, sympy.log, sympy.polygamma):
-        return expr
     return expr.replace(lambda node: node.is_Add or isinstance(node, sympy.log), _stable_node)
 
 
@@ -86,9 +86,16 @@ def _stable_node(node: sympy.Expr) -> sympy.Expr:
     for constant in (term for term in terms if term.is_Number):
         for term in terms:
             coefficient, rest = term.as_coeff_Mul()
-            if coefficient == -constant and _is_tanh_squared(rest):
-                others = [t for t in terms if t is not constant and t is not term]
-                return sympy.Add(*others, constant * sympy.sech(rest.base.args[0]) ** 2)
+            root = _square_root_of(rest) if coefficient == -constant else None
+            if root is None:
+                continue
+            others = [t for t in terms if t is not constant and t is not term]
+            if isinstance(root, sympy.tanh):
+                return sympy.Add(*others, constant * sympy.sech(root.args[0]) ** 2)
+            if root.is_Pow and root.exp == -1:  # 1 - 1/b^2: 1/b is rounded before 1 - 1/b cancels
+                b = root.base
+                return sympy.Add(*others, constant * (b - 1) * (b + 1) / b**2)
+            return sympy.Add(*others, constant * (1 - root) * (1 + root))
     digammas = {term: term.as_coeff_Mul() for term in terms if _is_digamma(term.as_coeff_Mul()[1])}
     for first, (c, low) in digammas.items():
         for second, (d, high) in digammas.items():
@@ -113,8 +120,12 @@ def _step(low: sympy.Expr, high: sympy.Expr) -> sympy.Expr | None:
     return sympy.Add(*(term for term in outer if term not in inner))
 
 
-def _is_tanh_squared(node: sympy.Expr) -> bool:
-    return bool(node.is_Pow and node.exp == 2 and isinstance(node.base, sympy.tanh))
+def _square_root_of(node: sympy.Expr) -> sympy.Expr | None:
+    """u where `node` is u^2 (x^2, x^-2 = (1/x)^2, tanh(x)^2), else None."""
+    if not (node.is_Pow and node.exp.is_Integer and int(node.exp) % 2 == 0 and node.exp != 0):
+        return None
+    half = int(node.exp) // 2
+    return node.base if half == 1 else node.base**half
 
 
 def prepare(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.Symbol, float]]:
