@@ -358,3 +358,16 @@ def test_a_difference_of_squares_keeps_its_digits_next_to_its_zero(text: str, ex
     with mpmath.workdps(50):
         expected = [float(exact(mpmath.mpf(x) if "asec" not in text else -mpmath.mpf(x))) for x in xs]
     assert values.tolist() == pytest.approx(expected, rel=1e-14, abs=0)
+
+
+def test_log_of_factorial_keeps_its_partials_when_a_hessian_is_asked() -> None:
+    """With hessian, sympy's terms gamma(x + 1)^2/factorial(x)^2 went past long double at 1000.5 and
+    took the value's gradient to NaN with them (an independent tester). factorial is gamma(x + 1)
+    in numeric code, so those terms cancel as sympy builds them."""
+    compiled = engine.compile_gradient(parsing.parse("log(factorial(x))"), ["x"], hessian=True)
+    result = engine.gradient(compiled, {"x": np.array([1000.5])}, 1)
+    with mpmath.workdps(50):
+        t = mpmath.mpf(1000.5) + 1
+        expected = [float(mpmath.loggamma(t)), float(mpmath.digamma(t)), float(mpmath.psi(1, t))]
+    got = [float(result.value[0]), float(result.gradients[0][0]), float(result.hessians[0][0])]
+    assert got == pytest.approx(expected, rel=1e-14, abs=0) and result.nonfinite_count == 0

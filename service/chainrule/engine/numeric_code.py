@@ -69,16 +69,22 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       its log is a few thousand;
     - digamma(u) - digamma(u + w), in sympy's derivative of beta, is -`digamma_step`(u, w): the two
       cancel where w is small against u (3 digits lost at u = 30, w = 1e-12)."""
-    return expr.replace(lambda node: node.is_Add or isinstance(node, sympy.log), _stable_node)
+    return expr.replace(_unstable, _stable_node)
+
+
+def _unstable(node: sympy.Basic) -> bool:
+    return bool(node.is_Add or isinstance(node, (sympy.log, sympy.factorial)))
 
 
 def _stable_node(node: sympy.Expr) -> sympy.Expr:
+    if isinstance(node, sympy.factorial):
+        # What its kernel computes; written so, gamma(x + 1)/factorial(x) in the derivative of
+        # log(factorial(x)) cancels as sympy builds it (at 1000.5 both are past long double squared).
+        return sympy.gamma(node.args[0] + 1)
     if isinstance(node, sympy.log):
         (argument,) = node.args
         if isinstance(argument, sympy.gamma):
             return Kernel(Str("log_gamma"), argument.args[0])
-        if isinstance(argument, sympy.factorial):
-            return Kernel(Str("log_gamma"), argument.args[0] + 1)
         if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
             return Kernel(Str("log_abs_gamma"), argument.args[0].args[0])
         return node
