@@ -73,10 +73,26 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
 
 
 def _unstable(node: sympy.Basic) -> bool:
-    return bool(node.is_Add or isinstance(node, (sympy.log, sympy.factorial)))
+    return bool(node.is_Add or node.is_Mul or isinstance(node, (sympy.log, sympy.factorial)))
+
+
+def _ratio(node: sympy.Expr) -> sympy.Expr:
+    """sinh(u)^k cosh(u)^-k as tanh(u)^k (coth(u)^-k for k < 0): the sums they stand in then meet
+    the rules for tanh and coth (1 - sinh^2/cosh^2, sympy's second derivative of log(cosh(x)), was
+    0 at 20)."""
+    powers = [p.as_base_exp() for p in sympy.Mul.make_args(node)]
+    cosh = {base.args[0]: exponent for base, exponent in powers if isinstance(base, sympy.cosh)}
+    for base, exponent in powers:
+        if isinstance(base, sympy.sinh) and cosh.get(base.args[0]) == -exponent:
+            u = base.args[0]
+            ratio = sympy.tanh(u) ** exponent if exponent.is_positive else sympy.coth(u) ** -exponent
+            return _ratio(node / (base**exponent * sympy.cosh(u) ** -exponent) * ratio)
+    return node
 
 
 def _stable_node(node: sympy.Expr) -> sympy.Expr:
+    if node.is_Mul:
+        return _ratio(node)
     if isinstance(node, sympy.factorial):
         # What its kernel computes; written so, gamma(x + 1)/factorial(x) in the derivative of
         # log(factorial(x)) cancels as sympy builds it (at 1000.5 both are past long double squared).
@@ -92,12 +108,21 @@ def _stable_node(node: sympy.Expr) -> sympy.Expr:
     for constant in (term for term in terms if term.is_Number):
         for term in terms:
             coefficient, rest = term.as_coeff_Mul()
-            root = _square_root_of(rest) if coefficient == -constant else None
-            if root is None:
+            if coefficient != -constant:
                 continue
             others = [t for t in terms if t is not constant and t is not term]
+            complement = _complement(rest)
+            if complement is not None:
+                return sympy.Add(*others, constant * complement)
+            if isinstance(rest, sympy.tanh):  # 1 - tanh(u) = 2/(e^2u + 1): 0 from u = 19 on
+                return sympy.Add(*others, 2 * constant / (sympy.exp(2 * rest.args[0]) + 1))
+            root = _square_root_of(rest)
+            if root is None:
+                continue
             if isinstance(root, sympy.tanh):
                 return sympy.Add(*others, constant * sympy.sech(root.args[0]) ** 2)
+            if isinstance(root, sympy.coth):  # 1 - coth(u)^2 = -csch(u)^2
+                return sympy.Add(*others, -constant * sympy.csch(root.args[0]) ** 2)
             if root.is_Pow and root.exp == -1:  # 1 - 1/b^2: 1/b is rounded before 1 - 1/b cancels
                 b = root.base
                 return sympy.Add(*others, constant * (b - 1) * (b + 1) / b**2)
@@ -124,6 +149,21 @@ def _step(low: sympy.Expr, high: sympy.Expr) -> sympy.Expr | None:
     if len(outer) <= len(inner) or not inner <= set(outer):
         return None
     return sympy.Add(*(term for term in outer if term not in inner))
+
+
+def _complement(node: sympy.Expr) -> sympy.Expr | None:
+    """(b - a)/b where `node` is a/b with b a sum holding a's terms, so that b - a is shorter than b
+    (sympy's derivative of the logistic function holds 1 - e^x/(e^x + 1), 1 - 1 = 0 from x = 37 on,
+    where (e^x + 1 - e^x)/(e^x + 1) is 1/(e^x + 1)); None otherwise."""
+    denominators = [f.base for f in sympy.Mul.make_args(node) if f.is_Pow and f.exp == -1 and f.base.is_Add]
+    if len(denominators) != 1:
+        return None
+    (whole,) = denominators
+    part = node * whole
+    difference = whole - part
+    if len(sympy.Add.make_args(difference)) >= len(whole.args):
+        return None
+    return difference / whole
 
 
 def _square_root_of(node: sympy.Expr) -> sympy.Expr | None:

@@ -6,6 +6,7 @@ Scaled down through settings (tens of sockets, sub-second timeouts); bench/attac
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import resource
 import socket
@@ -183,6 +184,29 @@ async def test_an_idle_kept_alive_connection_is_closed(bounded: Application) -> 
             reply += await asyncio.to_thread(sock.recv, 4096)
         assert reply.startswith(b"HTTP/1.1 200")
         assert await wait_until_closed(sock)
+
+
+@pytest.mark.parametrize(
+    "head",
+    # A head still incomplete past h11's 16 KiB (a GET of a million `wrt` arrives so), and nonsense.
+    [b"GET /v1/differentiate?expression=x" + b"&wrt=x" * 7_000, b"NONSENSE\r\n\r\n"],
+    ids=["past h11's size limit", "malformed"],
+)
+async def test_a_request_head_h11_cannot_read_gets_a_status_body(bounded: Application, head: bytes) -> None:
+    """uvicorn answered these in plain text ("Invalid HTTP request received."), the one error
+    without a google.rpc.Status body (an independent tester)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", bounded.http_port)
+    try:
+        writer.write(head)
+        reply = await reader.read()
+    finally:
+        writer.close()
+    status_line, _, rest = reply.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in headers.lower()
+    status = json.loads(body)
+    reasons = [detail.get("reason") for detail in status["details"]]
+    assert status["code"] == 3 and "MALFORMED_HTTP" in reasons, status
 
 
 def test_grpc_bounds_its_connections_too() -> None:

@@ -13,6 +13,7 @@ from chainrule.server.transport import protojson
 from chainrule.v1 import chainrule_pb2 as pb
 
 VALUES = np.random.default_rng(7).standard_normal(50_000).tolist()
+BOUNDS = protojson.Bounds.for_settings(64, 2_000_000, 10_000)
 
 
 @pytest.mark.parametrize(
@@ -57,12 +58,10 @@ def test_a_reply_with_points_is_written_in_pieces_to_the_same_text() -> None:
 def test_a_long_list_of_scalars_is_refused_by_its_length_before_its_entries_are_checked() -> None:
     body = b'{"expression":"x","formats":[' + b",".join([b'"nonsense"'] * 1_000) + b"]}"
     with pytest.raises(LimitExceeded) as caught:
-        protojson.decode_message(body, pb.DifferentiateRequest, max_entries=64)
+        protojson.decode_message(body, pb.DifferentiateRequest, BOUNDS)
     assert caught.value.metadata["limit"] == "field_entries" and caught.value.violations[0].field == "formats"
     columns = b'{"expression":"x","points":{"x":{"values":[' + b",".join([b"1"] * 1_000) + b"]}}}"
-    assert (
-        len(protojson.decode_message(columns, pb.EvaluateRequest, max_entries=64).points["x"].values) == 1_000
-    )
+    assert len(protojson.decode_message(columns, pb.EvaluateRequest, BOUNDS).points["x"].values) == 1_000
 
 
 @pytest.mark.parametrize("count", [2_000, 60_000])  # parsed whole, and cut out of a big body
@@ -77,6 +76,33 @@ def test_a_column_over_the_points_limit_is_refused_before_its_values_are_convert
     monkeypatch.setattr(json_format, "ParseDict", converting)
     body = b'{"expression":"x","points":{"x":{"values":[' + b",".join([b"1.5"] * count) + b"]}}}"
     with pytest.raises(LimitExceeded) as caught:
-        protojson.decode_message(body, pb.JacobianRequest, max_entries=64, max_values=count - 1)
+        protojson.decode_message(body, pb.JacobianRequest, protojson.Bounds(64, count - 1, 10_000))
     assert caught.value.metadata["limit"] == "points"
     assert f"{count:,}" in caught.value.message and caught.value.violations[0].field.startswith("points")
+
+
+@pytest.mark.parametrize("field", ["expression", "dependent", "around"])
+def test_a_string_far_past_the_expression_limit_is_refused_before_it_is_converted(
+    field: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """json_format converted a 60-million-character expression for 4 s, holding the GIL from every
+    other call, before the parser refused it (an independent tester)."""
+
+    def converting(*_: object, **__: object) -> None:
+        raise AssertionError("the body was converted")
+
+    monkeypatch.setattr(json_format, "ParseDict", converting)
+    length = 16 * 10_000 + 1
+    message = pb.SeriesRequest if field == "around" else pb.DifferentiateRequest
+    body = json.dumps(
+        {"expression": "x", field: "x" * length} if field != "expression" else {field: "x" * length}
+    )
+    with pytest.raises(LimitExceeded) as caught:
+        protojson.decode_message(body.encode(), message, BOUNDS)
+    assert caught.value.metadata["limit"] == "expression_length" and f"{length:,}" in caught.value.message
+    assert caught.value.violations[0].field == field
+
+
+def test_a_text_the_parser_refuses_with_its_position_is_left_to_the_parser() -> None:
+    body = json.dumps({"expression": "x+" * 6_000 + "x"}).encode()
+    assert len(protojson.decode_message(body, pb.DifferentiateRequest, BOUNDS).expression) == 12_001

@@ -69,6 +69,19 @@ def test_json_members_are_bounded_by_the_entries_a_request_can_have() -> None:
     assert caught.value.violations[0].field == "body"
 
 
+def test_json_strings_are_bounded_by_the_entries_a_request_can_have() -> None:
+    """A list of 7 million short strings has no members to count: json.loads took seconds of the
+    GIL before its length was checked (an independent tester)."""
+    widest = {
+        "expressions": [f"x{i}" for i in range(8)], "variables": [f"x{i}" for i in range(8)],
+        "formats": ["OUTPUT_FORMAT_LATEX"] * 8, "points": {f"x{i}": {"values": [1.0]} for i in range(8)},
+    }  # fmt: skip
+    check_json_members(json.dumps(widest).encode(), max_entries=8)
+    with pytest.raises(LimitExceeded) as caught:
+        check_json_members(json.dumps({"expressions": ["x"] * 200}).encode(), max_entries=8)
+    assert caught.value.metadata["limit"] == "field_entries" and "strings" in caught.value.message
+
+
 def test_listed_values_count_what_decoding_them_takes() -> None:
     # "1," is 2 bytes of JSON and 32 bytes decoded: the bytes in flight count that, not the body.
     body = b'{"expression":"x","points":{"x":{"values":[' + b"1," * 999 + b"1]}}}"

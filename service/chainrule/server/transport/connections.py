@@ -45,9 +45,13 @@ from collections.abc import Callable
 from typing import Any
 
 import h11
+from google.protobuf import json_format
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from chainrule.engine.errors import InvalidArgument
 from chainrule.server.transport.auth import address_caller
+from chainrule.server.transport.protojson import dump
+from chainrule.server.transport.status import JSON_MEDIA_TYPE, status_proto
 
 # What a refused connection reads: no body, no keep-alive, a hint to come back.
 _REFUSAL = (
@@ -132,6 +136,25 @@ class _BoundedH11Protocol(H11Protocol):
         stalled.transport.close()
         self.closed_by_bound(EVICTED)
         return True
+
+    def send_400_response(self, msg: str) -> None:
+        """What uvicorn answers a request h11 cannot read (a malformed head, or one past h11's
+        size limit: a GET of a million `wrt`), as the `google.rpc.Status` JSON every other error
+        is, not uvicorn's plain text."""
+        error = InvalidArgument(
+            "invalid HTTP request: its head is malformed or too long (a long query belongs in a POST body)",
+            field="request",
+            reason="MALFORMED_HTTP",
+        )
+        body = dump(json_format.MessageToDict(status_proto(error)))
+        headers = [(b"content-type", JSON_MEDIA_TYPE.encode()), (b"connection", b"close")]
+        for event in (
+            h11.Response(status_code=400, headers=headers),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def _stalled(self) -> bool:
         return not self.transport.is_closing() and (

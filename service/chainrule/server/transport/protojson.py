@@ -14,13 +14,14 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from chainrule.engine.errors import FieldViolation, InvalidArgument
+from chainrule.engine.errors import FieldViolation, InvalidArgument, LimitExceeded
 from chainrule.server.batches import too_many_entries, too_many_points
 from chainrule.server.sizing import carries_points
 
@@ -136,19 +137,34 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f'{name} is not JSON; write it as the string "{name}"')
 
 
-def decode_message(
-    body: bytes,
-    message_type: type[RequestT],
-    max_entries: int | None = None,
-    max_values: int | None = None,
-) -> RequestT:
-    """Parse a proto3 JSON body strictly: malformed JSON, non-objects and unknown fields are 400;
-    a list of more than `max_entries` entries (of a column's `values`, `max_values`: the points
-    limit) is refused before anything walks its entries."""
+_TEXT_SLACK = 16  # a string 16 times the expression limit converts in a few milliseconds
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a decoded JSON body may hold before anything walks or converts it: `entries` in a list
+    (`field_entries`), `values` in a points column (`points`), and `text`: a string's code points
+    past which it is refused here (`expression_length`; a column's base64 `f64le` aside).
+    json_format converts a string of 60 million characters for seconds, holding the GIL, before
+    the parser would refuse it. `for_settings` sets `text` well past the expression limit, so the
+    parser, which says where the text passed its limit, refuses every text a caller might mean."""
+
+    entries: int
+    values: int
+    text: int
+
+    @classmethod
+    def for_settings(cls, max_entries: int, max_points: int, max_expression_length: int) -> Bounds:
+        return cls(max_entries, max_points, _TEXT_SLACK * max_expression_length)
+
+
+def decode_message(body: bytes, message_type: type[RequestT], bounds: Bounds | None = None) -> RequestT:
+    """Parse a proto3 JSON body strictly: malformed JSON, non-objects and unknown fields are 400; a
+    list or string past `bounds` is refused before anything walks its entries."""
     if not body.strip():
         return message_type()
     try:
-        data = _loads(body, max_values)
+        data = _loads(body, None if bounds is None else bounds.values)
     except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidArgument(
             f"malformed JSON body: {error}", field="body", reason="MALFORMED_JSON"
@@ -159,8 +175,8 @@ def decode_message(
             field="body",
             reason="MALFORMED_JSON",
         )
-    if max_entries is not None:
-        check_list_entries(data, max_entries, max_values)
+    if bounds is not None:
+        check_list_entries(data, bounds)
     violations = check_json_fields(data, cast(Descriptor, message_type.DESCRIPTOR))
     if violations:
         # Bounded: a body of a million bad entries must not become an error of a million lines.
@@ -176,27 +192,38 @@ def decode_message(
     return message
 
 
-def check_list_entries(
-    data: Mapping[str, Any], max_entries: int, max_values: int | None = None, path: str = ""
-) -> None:
-    """Refuse decoded JSON with a list of more than `max_entries` entries, or a points column's
-    `values` of more than `max_values`. wire.py counts a body's members before it is decoded, but a
-    list of scalars (`formats`, `variables`, `expressions`) has none: `formats` repeated 4 million
-    times (8 MB) took 13 s of checking and converting each entry to be refused. The walk visits
-    containers only, and only lists already within the bound."""
+def check_list_entries(data: Mapping[str, Any], bounds: Bounds, path: str = "") -> None:
+    """Refuse decoded JSON with a list of more than `bounds.entries` entries, a points column's
+    `values` of more than `bounds.values`, or a string of more than `bounds.text` code points.
+    wire.py counts a body's members and strings before it is decoded, but a list of scalars
+    (`formats`, `variables`, `expressions`) has no members: `formats` repeated 4 million times (8 MB)
+    took 13 s of checking and converting each entry to be refused. The walk visits containers and
+    their strings only, and only lists already within the bound."""
     for key, value in data.items():
         where = f"{path}.{key}" if path else key
         if isinstance(value, dict):
-            check_list_entries(value, max_entries, max_values, where)
+            check_list_entries(value, bounds, where)
+        elif isinstance(value, str):
+            _check_text(value, key, where, bounds)
         elif isinstance(value, list) and key == "values":
-            if max_values is not None and len(value) > max_values:
-                raise too_many_points(where, len(value), max_values)
+            if len(value) > bounds.values:
+                raise too_many_points(where, len(value), bounds.values)
         elif isinstance(value, list):
-            if len(value) > max_entries:
-                raise too_many_entries(where, len(value), max_entries)
+            if len(value) > bounds.entries:
+                raise too_many_entries(where, len(value), bounds.entries)
             for index, item in enumerate(value):
                 if isinstance(item, dict):
-                    check_list_entries(item, max_entries, max_values, f"{where}[{index}]")
+                    check_list_entries(item, bounds, f"{where}[{index}]")
+                elif isinstance(item, str):
+                    _check_text(item, key, f"{where}[{index}]", bounds)
+
+
+def _check_text(text: str, key: str, where: str, bounds: Bounds) -> None:
+    if len(text) > bounds.text and key != "f64le":
+        raise LimitExceeded(
+            "expression_length", len(text), bounds.text, field=where, what="the text is too long",
+            unit="code points",
+        )  # fmt: skip
 
 
 def _summary(violations: Sequence[FieldViolation]) -> str:

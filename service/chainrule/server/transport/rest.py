@@ -67,7 +67,7 @@ from chainrule.server.metrics import HttpMetrics
 from chainrule.server.sizing import JSON, Wire
 from chainrule.server.transport.access import AccessLogMiddleware
 from chainrule.server.transport.auth import Callers
-from chainrule.server.transport.protojson import RequestT, decode_message, message_to_json
+from chainrule.server.transport.protojson import Bounds, RequestT, decode_message, message_to_json
 from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response
 from chainrule.server.transport.wire import check_json_members, json_decoding_bytes
 from chainrule.v1 import chainrule_pb2 as pb
@@ -377,6 +377,10 @@ def _post_endpoint(
     callers: Callers,
     api: ChainruleApi,
 ) -> Callable[[Request], Awaitable[Response]]:
+    bounds = Bounds.for_settings(
+        settings.max_field_entries, settings.max_points, settings.max_expression_length
+    )
+
     async def work(request: Request) -> Message:
         _reject_query(request.query_params)
         _check_content_type(request)
@@ -385,11 +389,10 @@ def _post_endpoint(
         # count the values' objects in the bytes in flight until the call ends.
         check_json_members(body, settings.max_field_entries)
         request.state.charge(json_decoding_bytes(body, api.calls.max_bytes))
-        entries, values = settings.max_field_entries, settings.max_points
         if len(body) > OFFLOAD_BYTES:
-            message = await asyncio.to_thread(decode_message, body, message_type, entries, values)
+            message = await asyncio.to_thread(decode_message, body, message_type, bounds)
         else:
-            message = decode_message(body, message_type, entries, values)
+            message = decode_message(body, message_type, bounds)
         deadlines.message_read()
         # Replies are sized in JSON; the body's size says whether to read the message off the loop.
         return await call(message, Wire(JSON, len(body)))

@@ -38,6 +38,9 @@ _HIGH_BYTES = bytes(range(128, 256))
 # its name and one of `values` or `f64le`; a wrt entry `variable` and `order`.
 _JSON_FIXED_MEMBERS = 16
 _JSON_MEMBERS_PER_ENTRY = 3
+# Fields that are lists of strings in one request message: JacobianRequest's expressions and
+# variables, and a DifferentiateRequest's formats.
+_JSON_STRING_LISTS = 3
 
 
 def check_message_entries(data: bytes, descriptor: Descriptor, max_entries: int) -> None:
@@ -166,19 +169,25 @@ def _field(data: memoryview, position: int, tag: int) -> tuple[memoryview | None
 
 
 def check_json_members(body: bytes, max_entries: int) -> None:
-    """Refuse a JSON body with more members than a request of `max_entries`-entry lists can have."""
+    """Refuse a JSON body with more members, or more strings, than a request of `max_entries`-entry
+    lists can have. Strings are counted by their quotes: a list of 7 million short strings (in
+    `expressions` or `variables`) has no members, and json.loads took seconds, holding the GIL
+    from every other call, before its length was checked (an independent tester)."""
     most = _JSON_FIXED_MEMBERS + _JSON_MEMBERS_PER_ENTRY * 2 * max_entries
     members = body.count(b":")
+    hint = f"a request whose lists and maps have at most {max_entries} entries has fewer"
     if members > most:
         raise LimitExceeded(
-            "field_entries",
-            members,
-            most,
-            field="body",
-            what="too many members in the JSON body",
-            unit="members",
-            hint=f"a request whose lists and maps have at most {max_entries} entries has fewer",
-        )
+            "field_entries", members, most, field="body", what="too many members in the JSON body",
+            unit="members", hint=hint,
+        )  # fmt: skip
+    # Each member's name and value may be a string, and so may each entry of a list of strings.
+    strings, most_strings = body.count(b'"') // 2, 2 * most + _JSON_STRING_LISTS * max_entries
+    if strings > most_strings:
+        raise LimitExceeded(
+            "field_entries", strings, most_strings, field="body", what="too many strings in the JSON body",
+            unit="strings", hint=hint,
+        )  # fmt: skip
 
 
 # What decoding a JSON body builds beyond the body: a Python object and its slot in a list or dict
