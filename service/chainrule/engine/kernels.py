@@ -113,6 +113,30 @@ def csch(x: Any) -> Any:
     return np.where(a < _TAIL, 1.0 / np.sinh(x), np.copysign(2.0 * np.exp(-a), x))
 
 
+def sech_squared(x: Any, t: Any) -> Any:
+    """sech(x)^2 given t = tanh(x), which the code computes anyway (`numeric_code.stable`): 1 - t^2
+    where that keeps 14 digits (it is at least 2^-6), and 4e/(1 + e)^2 with e = exp(-2|x|) at the
+    points where it does not (1 - t^2 is 1 - 1 = 0 from |x| = 19 on). Computed so at every point,
+    as 1/cosh(x)^2, it cost the headline gradient 40%."""
+    result = np.subtract(1.0, np.multiply(t, t))
+    xs = np.broadcast_to(x, np.shape(result))
+    # NaN in either is taken from x (an argument without a value leaves the value without one).
+    cancelled = ~(result >= _SECH_SQUARED_FROM) | np.isnan(xs)
+    if not np.any(cancelled):
+        return result
+    e = np.exp(-2.0 * np.abs(xs[cancelled] if np.ndim(result) else xs))
+    fixed = 4.0 * e / np.square(1.0 + e)
+    ts = np.broadcast_to(t, np.shape(result))
+    fixed = np.where(np.isnan(ts[cancelled] if np.ndim(result) else ts), np.nan, fixed)
+    if not np.ndim(result):
+        return fixed
+    result[cancelled] = fixed
+    return result
+
+
+_SECH_SQUARED_FROM = 2.0**-6
+
+
 def coth(x: Any) -> Any:
     return 1.0 / np.tanh(x)
 
@@ -635,6 +659,7 @@ _TABLE: Mapping[str, Any] = MappingProxyType(
         "loggamma": loggamma,
         "log_gamma": log_gamma,
         "log_abs_gamma": log_abs_gamma,
+        "sech_squared": sech_squared,
         "digamma": digamma,
         "digamma_step": digamma_step,
         "polygamma": polygamma,
@@ -692,6 +717,7 @@ WEIGHTS: Mapping[str, int] = MappingProxyType(
         "loggamma": 30,
         "log_gamma": 40,
         "log_abs_gamma": 40,
+        "sech_squared": 4,
         "digamma_step": 150,
         "digamma": 30,
         "polygamma": 300,

@@ -60,8 +60,9 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     """`expr` with forms float64 evaluates badly written as the same function in forms it evaluates
     well (an independent tester):
 
-    - c - c*tanh(u)^2, sympy's derivative of tanh, is c*sech(u)^2: 1 - tanh(u)^2 is 1 - 1 = 0 from
-      |u| = 19 on (its value 1.3e-16), 1e-8 off at 10; any other c - c*u^2 (the derivatives of
+    - c - c*tanh(u)^2, sympy's derivative of tanh, is c*sech(u)^2 (`kernels.sech_squared`):
+      1 - tanh(u)^2 is 1 - 1 = 0 from |u| = 19 on (its value 1.3e-16), 1e-8 off at 10; any other
+      c - c*u^2 (the derivatives of
       asin, acos, atanh, acoth...) is c*(1 - u)*(1 + u), and c - c/b^2 (asec, acsc) c*(b - 1)*(b + 1)/b^2:
       1 - x^2 at 1 - 1e-10 lost 6 digits to the rounding of x^2;
     - log(gamma(u)), log(|gamma(u)|) and log(factorial(u)) are `log_gamma` and `log_abs_gamma` of u
@@ -119,8 +120,8 @@ def _stable_node(node: sympy.Expr) -> sympy.Expr:
             root = _square_root_of(rest)
             if root is None:
                 continue
-            if isinstance(root, sympy.tanh):
-                return sympy.Add(*others, constant * sympy.sech(root.args[0]) ** 2)
+            if isinstance(root, sympy.tanh):  # with tanh(u), which the code computes anyway
+                return sympy.Add(*others, constant * Kernel(Str("sech_squared"), root.args[0], root))
             if isinstance(root, sympy.coth):  # 1 - coth(u)^2 = -csch(u)^2
                 return sympy.Add(*others, -constant * sympy.csch(root.args[0]) ** 2)
             if root.is_Pow and root.exp == -1:  # 1 - 1/b^2: 1/b is rounded before 1 - 1/b cancels
