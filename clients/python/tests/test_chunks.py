@@ -141,3 +141,18 @@ def test_an_order_past_what_a_request_carries_is_refused_by_name(client: Client)
         client.differentiate("x^3", wrt={"x": 2**32})
     with pytest.raises(ValueError, match="order must be 0"):
         client.series("exp(x)", order=2**32)
+
+
+def test_what_is_not_a_column_of_real_numbers_is_refused_by_name(client: Client) -> None:
+    """A complex column went as its real part, a string value as the number it spells, and
+    chunk_points=True as 1 (an independent tester)."""
+    np = pytest.importorskip("numpy")
+    with pytest.raises(TypeError, match="real numbers"):
+        client.evaluate("x", points={"x": np.array([1 + 5j])})
+    with pytest.raises(TypeError, match="must hold numbers"):
+        client.evaluate("x", points={"x": ["1.5"]})  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="chunk_points"):
+        client.evaluate("x", points={"x": [1.0, 2.0]}, chunk_points=True)
+    with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
+        client.evaluate("x", points={"x": np.ones((2, 2))}, chunk_points=1)
+    assert client.evaluate("x", points={"x": np.array([1, 2], dtype=np.int32)}).values is not None

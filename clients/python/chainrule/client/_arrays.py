@@ -42,12 +42,21 @@ def encode_column(column: ColumnInput, name: str) -> pb.Array:
         data = cast("npt.NDArray[np.generic]", column)
         if data.ndim > 1:
             raise ValueError(f"points[{name!r}] must be one-dimensional, got shape {data.shape}")
+        if data.dtype.kind not in "biuf":  # complex would lose its imaginary part, strings be parsed
+            raise TypeError(f"points[{name!r}] must be real numbers, not an array of {data.dtype}")
         return pb.Array(f64le=data.astype("<f8").reshape(-1).tobytes())
-    if isinstance(column, int | float):
+    if isinstance(column, int | float) and not isinstance(column, bool):
         return pb.Array(values=[float(column)])
-    if isinstance(column, str | bytes):
+    if isinstance(column, str | bytes | bool | complex):
         raise TypeError(f"points[{name!r}] must be numbers, not {type(column).__name__}")
-    return pb.Array(values=[float(v) for v in cast("Iterable[float]", column)])
+    return pb.Array(values=[_number(v, name) for v in cast("Iterable[float]", column)])
+
+
+def _number(value: object, name: str) -> float:
+    """A listed value as a float: a real number (numpy's too), never a string float() would parse."""
+    if isinstance(value, str | bytes | bool | complex) or not hasattr(value, "__float__"):
+        raise TypeError(f"points[{name!r}] must hold numbers, not {type(value).__name__} {value!r}")
+    return float(cast(float, value))
 
 
 def decode_column(column: pb.Array, *, as_numpy: bool) -> Column:

@@ -30,8 +30,14 @@ def _length(column: ColumnInput) -> int | None:
 
 def split(points: Points, chunk_points: int) -> list[dict[str, ColumnInput]]:
     """`points` as consecutive slices of at most `chunk_points` points (columns of length 1 broadcast)."""
+    if isinstance(chunk_points, bool) or not isinstance(chunk_points, int):
+        raise TypeError(f"chunk_points must be a whole number, got {chunk_points!r}")
     if chunk_points < 1:
         raise ValueError(f"chunk_points must be at least 1, got {chunk_points}")
+    for name, column in points.items():
+        shape = getattr(column, "shape", None) if is_ndarray(column) else None
+        if shape is not None and len(shape) > 1:  # sliced by rows, its slices would be misreported
+            raise ValueError(f"points[{name!r}] must be one-dimensional, got shape {shape}")
     columns = {
         name: column if isinstance(column, int | float) or is_ndarray(column) else list(column)
         for name, column in points.items()
