@@ -58,18 +58,19 @@ class Kernel(sympy.Function):  # type: ignore[misc]
 
 def stable(expr: sympy.Expr) -> sympy.Expr:
     """`expr` with forms float64 evaluates badly written as the same function in forms it evaluates
-    well (an independent tester):
+    well (independent testers found each of them wrong):
 
-    - c - c*tanh(u)^2, sympy's derivative of tanh, is c*sech(u)^2 (`kernels.sech_squared`):
-      1 - tanh(u)^2 is 1 - 1 = 0 from |u| = 19 on (its value 1.3e-16), 1e-8 off at 10; any other
-      c - c*u^2 (the derivatives of
-      asin, acos, atanh, acoth...) is c*(1 - u)*(1 + u), and c - c/b^2 (asec, acsc) c*(b - 1)*(b + 1)/b^2:
-      1 - x^2 at 1 - 1e-10 lost 6 digits to the rounding of x^2;
-    - log(gamma(u)), log(|gamma(u)|) and log(factorial(u)) are `log_gamma` and `log_abs_gamma` of u
-      (and u + 1): gamma is past every double from 171.6 and past long double from 1755, where
-      its log is a few thousand;
+    - a sum c - c*t where t tends to 1: 1 - tanh(u)^2 (sympy's derivative of tanh: 0 from |u| = 19
+      on, where it is 1.3e-16) is sech(u)^2 (`kernels.sech_squared`), 1 - coth(u)^2 is
+      -csch(u)^2, 1 - tanh(u) is 2/(e^2u + 1), 1 - a/b with b a sum holding a is (b - a)/b (the
+      logistic function's derivative, 1 - e^x/(e^x + 1), was 0 from x = 37 on), 1 - u^2 is
+      (1 - u)(1 + u) and 1 - 1/b^2 is (b - 1)(b + 1)/b^2 (asin, atanh, asec next to 1: 6 digits
+      lost to the rounding of u^2); sinh(u)^k cosh(u)^-k is tanh(u)^k first (log(cosh(x))'s);
     - digamma(u) - digamma(u + w), in sympy's derivative of beta, is -`digamma_step`(u, w): the two
-      cancel where w is small against u (3 digits lost at u = 30, w = 1e-12)."""
+      cancel where w is small against u (3 digits lost at u = 30, w = 1e-12);
+    - log(gamma(u)) and log(|gamma(u)|) are `log_gamma` and `log_abs_gamma` (gamma is past every
+      double from 171.6, past long double from 1755); factorial(u) is gamma(u + 1), what its
+      kernel computes, so that gamma(x + 1)/factorial(x) cancels as sympy builds it."""
     return expr.replace(_unstable, _stable_node)
 
 
@@ -77,10 +78,23 @@ def _unstable(node: sympy.Basic) -> bool:
     return bool(node.is_Add or node.is_Mul or isinstance(node, (sympy.log, sympy.factorial)))
 
 
+def _stable_node(node: sympy.Expr) -> sympy.Expr:
+    if node.is_Mul:
+        return _ratio(node)
+    if node.is_Add:
+        return _stable_sum(node)
+    if isinstance(node, sympy.factorial):
+        return sympy.gamma(node.args[0] + 1)
+    (argument,) = node.args  # a log
+    if isinstance(argument, sympy.gamma):
+        return Kernel(Str("log_gamma"), argument.args[0])
+    if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
+        return Kernel(Str("log_abs_gamma"), argument.args[0].args[0])
+    return node
+
+
 def _ratio(node: sympy.Expr) -> sympy.Expr:
-    """sinh(u)^k cosh(u)^-k as tanh(u)^k (coth(u)^-k for k < 0): the sums they stand in then meet
-    the rules for tanh and coth (1 - sinh^2/cosh^2, sympy's second derivative of log(cosh(x)), was
-    0 at 20)."""
+    """sinh(u)^k cosh(u)^-k as tanh(u)^k (coth(u)^-k for k < 0)."""
     powers = [p.as_base_exp() for p in sympy.Mul.make_args(node)]
     cosh = {base.args[0]: exponent for base, exponent in powers if isinstance(base, sympy.cosh)}
     for base, exponent in powers:
@@ -91,51 +105,42 @@ def _ratio(node: sympy.Expr) -> sympy.Expr:
     return node
 
 
-def _stable_node(node: sympy.Expr) -> sympy.Expr:
-    if node.is_Mul:
-        return _ratio(node)
-    if isinstance(node, sympy.factorial):
-        # What its kernel computes; written so, gamma(x + 1)/factorial(x) in the derivative of
-        # log(factorial(x)) cancels as sympy builds it (at 1000.5 both are past long double squared).
-        return sympy.gamma(node.args[0] + 1)
-    if isinstance(node, sympy.log):
-        (argument,) = node.args
-        if isinstance(argument, sympy.gamma):
-            return Kernel(Str("log_gamma"), argument.args[0])
-        if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
-            return Kernel(Str("log_abs_gamma"), argument.args[0].args[0])
-        return node
+def _stable_sum(node: sympy.Expr) -> sympy.Expr:
     terms = list(node.args)
     for constant in (term for term in terms if term.is_Number):
         for term in terms:
             coefficient, rest = term.as_coeff_Mul()
-            if coefficient != -constant:
-                continue
-            others = [t for t in terms if t is not constant and t is not term]
-            complement = _complement(rest)
-            if complement is not None:
-                return sympy.Add(*others, constant * complement)
-            if isinstance(rest, sympy.tanh):  # 1 - tanh(u) = 2/(e^2u + 1): 0 from u = 19 on
-                return sympy.Add(*others, 2 * constant / (sympy.exp(2 * rest.args[0]) + 1))
-            root = _square_root_of(rest)
-            if root is None:
-                continue
-            if isinstance(root, sympy.tanh):  # with tanh(u), which the code computes anyway
-                return sympy.Add(*others, constant * Kernel(Str("sech_squared"), root.args[0], root))
-            if isinstance(root, sympy.coth):  # 1 - coth(u)^2 = -csch(u)^2
-                return sympy.Add(*others, -constant * sympy.csch(root.args[0]) ** 2)
-            if root.is_Pow and root.exp == -1:  # 1 - 1/b^2: 1/b is rounded before 1 - 1/b cancels
-                b = root.base
-                return sympy.Add(*others, constant * (b - 1) * (b + 1) / b**2)
-            return sympy.Add(*others, constant * (1 - root) * (1 + root))
+            written = _one_less(rest) if coefficient == -constant else None
+            if written is not None:
+                others = [t for t in terms if t is not constant and t is not term]
+                return sympy.Add(*others, constant * written)
     digammas = {term: term.as_coeff_Mul() for term in terms if _is_digamma(term.as_coeff_Mul()[1])}
     for first, (c, low) in digammas.items():
         for second, (d, high) in digammas.items():
             step = _step(low.args[1], high.args[1])
-            if c == -d and step is not None:  # c (digamma(u) - digamma(u + w)): c digamma_step(u, w) negated
+            if c == -d and step is not None:  # c (digamma(u) - digamma(u + w)) is -c digamma_step(u, w)
                 others = [t for t in terms if t is not first and t is not second]
                 return sympy.Add(*others, -c * Kernel(Str("digamma_step"), low.args[1], step))
     return node
+
+
+def _one_less(t: sympy.Expr) -> sympy.Expr | None:
+    """1 - t written without the cancellation where t tends to 1 (`stable`); None if no rule applies."""
+    complement = _complement(t)
+    if complement is not None:
+        return complement
+    if isinstance(t, sympy.tanh):
+        return 2 / (sympy.exp(2 * t.args[0]) + 1)
+    root = _square_root_of(t)
+    if root is None:
+        return None
+    if isinstance(root, sympy.tanh):  # with tanh(u), which the code computes anyway
+        return Kernel(Str("sech_squared"), root.args[0], root)
+    if isinstance(root, sympy.coth):
+        return -(sympy.csch(root.args[0]) ** 2)
+    if root.is_Pow and root.exp == -1:  # 1/b is rounded before 1 - 1/b cancels
+        return (root.base - 1) * (root.base + 1) / root.base**2
+    return (1 - root) * (1 + root)
 
 
 def _is_digamma(node: sympy.Expr) -> bool:
