@@ -991,7 +991,7 @@ class _Answer:
             reply.add(field, values, batch.raw_output)
 
 
-def _variables(response: type[Message]) -> Callable[[_Plan], Message]:
+def _variables(response: Callable[..., Message]) -> Callable[[_Plan], Message]:
     return lambda plan: response(variables=list(plan.compiled.variables))
 
 
