@@ -116,22 +116,30 @@ def csch(x: Any) -> Any:
 def sech_squared(x: Any, t: Any) -> Any:
     """sech(x)^2 given t = tanh(x), which the code computes anyway (`numeric_code.stable`): 1 - t^2
     where that keeps 14 digits (it is at least 2^-6), and 4e/(1 + e)^2 with e = exp(-2|x|) at the
-    points where it does not (1 - t^2 is 1 - 1 = 0 from |x| = 19 on). Computed so at every point,
-    as 1/cosh(x)^2, it cost the headline gradient 40%."""
-    result = np.subtract(1.0, np.multiply(t, t))
-    xs = np.broadcast_to(x, np.shape(result))
-    # NaN in either is taken from x (an argument without a value leaves the value without one).
-    cancelled = ~(result >= _SECH_SQUARED_FROM) | np.isnan(xs)
-    if not np.any(cancelled):
-        return result
-    e = np.exp(-2.0 * np.abs(xs[cancelled] if np.ndim(result) else xs))
-    fixed = 4.0 * e / np.square(1.0 + e)
-    ts = np.broadcast_to(t, np.shape(result))
-    fixed = np.where(np.isnan(ts[cancelled] if np.ndim(result) else ts), np.nan, fixed)
-    if not np.ndim(result):
-        return fixed
-    result[cancelled] = fixed
+    points where it does not (1 - t^2 is 1 - 1 = 0 from |x| = 19 on). Computed so at every point it
+    cost the headline gradient 40%. The points are picked by index: a boolean mask as random as the
+    data costs its branch mispredictions (the kernel took 435 us for 32k points of the headline
+    gradient, 12% of them cancelled, with a mask, and takes 120 us with indices). Not `sech`(x)^2:
+    numpy's cosh is not vectorised, and one exp underflows only where the result does."""
+    if not np.ndim(t):
+        result = 1.0 - t * t
+        kept = result if result >= _SECH_SQUARED_FROM or np.isnan(result) else _sech_squared_of(x)
+        return np.nan if np.isnan(x) else kept
+    result = np.multiply(t, t)
+    np.subtract(1.0, result, out=result)
+    shape = np.shape(result)
+    # fmin passes NaN over: where t is NaN, so is the result, and nothing is to mend.
+    if np.fmin.reduce(result) < _SECH_SQUARED_FROM:
+        cancelled = np.flatnonzero(result < _SECH_SQUARED_FROM)
+        result[cancelled] = _sech_squared_of(np.broadcast_to(x, shape)[cancelled])
+    if np.isnan(np.min(x)):  # x's NaN too (in our code t = tanh(x) carries it already)
+        result[np.isnan(np.broadcast_to(x, shape))] = np.nan
     return result
+
+
+def _sech_squared_of(x: Any) -> Any:
+    e = np.exp(-2.0 * np.abs(x))
+    return 4.0 * e / np.square(1.0 + e)
 
 
 _SECH_SQUARED_FROM = 2.0**-6
