@@ -370,6 +370,37 @@ def test_a_difference_of_squares_keeps_its_digits_next_to_its_zero(text: str, ex
     assert values.tolist() == pytest.approx(expected, rel=1e-14, abs=0)
 
 
+@pytest.mark.parametrize(
+    ("text", "xs", "exact"),
+    [
+        ("log(1 + exp(x))", [-40.0, -700.0, 0.5, 800.0], lambda t: mpmath.log1p(mpmath.exp(t))),
+        ("log(1 + x)", [1e-17, -1e-17, 3.0], mpmath.log1p),
+        ("log(x^2 + 1)", [1e-9, 2.0], lambda t: mpmath.log1p(t * t)),
+        ("exp(x) - 1", [1e-17, -1e-17, 2.0], mpmath.expm1),
+        ("2 - 2*exp(-x)", [1e-20, 5.0], lambda t: -2 * mpmath.expm1(-t)),
+        ("3 - 3*cos(x)", [1e-9, -1e-9, 2.0], lambda t: 3 - 3 * mpmath.cos(t)),
+        ("sqrt(1 + x^2) - 1", [1e-9, 3.0], lambda t: mpmath.sqrt(1 + t * t) - 1),
+        ("y*x + 1 - exp(x)", [1e-17], lambda t: t * 3 - mpmath.expm1(t)),
+    ],
+)
+def test_a_value_next_to_zero_keeps_its_digits(text: str, xs: list[float], exact: Any) -> None:
+    """The classic cancellations: 1 + 1e-17 rounds to 1 before the log, and softplus
+    log(1 + e^x) was 0 from x = -37 down; exp(x) - 1, 1 - cos(x) and sqrt(1 + x^2) - 1 were 0 at
+    1e-17 (`numeric_code.stable`: log1p, expm1, a sine's square, the conjugate)."""
+    columns = {"x": np.array(xs), "y": np.full(len(xs), 3.0)}
+    expression = parsing.parse(text)
+    result = engine.evaluate(engine.compile_function(expression, ["x", "y"]), columns, len(xs))
+    with mpmath.workdps(60):
+        expected = [float(exact(mpmath.mpf(x))) for x in xs]
+    assert result.values.tolist() == pytest.approx(expected, rel=1e-14, abs=0)
+
+
+def test_a_constant_next_to_zero_is_still_folded_exactly() -> None:
+    """A rule writes variable terms only: constant ones are folded at the precision they need."""
+    expression = parsing.parse("x + (exp(1/10^40) - 1)*10^40")
+    assert numeric_code.stable(expression) == expression
+
+
 def test_log_of_factorial_keeps_its_partials_when_a_hessian_is_asked() -> None:
     """With hessian, sympy's terms gamma(x + 1)^2/factorial(x)^2 went past long double at 1000.5 and
     took the value's gradient to NaN with them (an independent tester). factorial is gamma(x + 1)

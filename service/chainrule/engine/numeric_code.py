@@ -68,6 +68,9 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       lost to the rounding of u^2); sinh(u)^k cosh(u)^-k is tanh(u)^k first (log(cosh(x))'s);
     - digamma(u) - digamma(u + w), in sympy's derivative of beta, is -`digamma_step`(u, w): the two
       cancel where w is small against u (3 digits lost at u = 30, w = 1e-12);
+    - the classic cancellations of a value next to 0: log(1 + u) is log1p(u) (softplus,
+      log(1 + e^x), was 0 from x = -37 down), c - c e^u is -c expm1(u), c - c cos(u) is
+      2c sin(u/2)^2 and c - c sqrt(1 + u) is -c u/(1 + sqrt(1 + u)) (each was 0 at u = 1e-17);
     - log(gamma(u)) and log(|gamma(u)|) are `log_gamma` and `log_abs_gamma` (gamma is past every
       double from 171.6, past long double from 1755); factorial(u) is gamma(u + 1), what its
       kernel computes, so that gamma(x + 1)/factorial(x) cancels as sympy builds it."""
@@ -79,6 +82,12 @@ def _unstable(node: sympy.Basic) -> bool:
 
 
 def _stable_node(node: sympy.Expr) -> sympy.Expr:
+    written = _written_stably(node)
+    # A constant is folded at the precision it needs (`fold_constants`), which no kernel call has.
+    return node if written is not node and not node.free_symbols else written
+
+
+def _written_stably(node: sympy.Expr) -> sympy.Expr:
     if node.is_Mul:
         return _ratio(node)
     if node.is_Add:
@@ -86,6 +95,8 @@ def _stable_node(node: sympy.Expr) -> sympy.Expr:
     if isinstance(node, sympy.factorial):
         return sympy.gamma(node.args[0] + 1)
     (argument,) = node.args  # a log
+    if argument.is_Add and sympy.S.One in argument.args:  # 1 + u is rounded before the log
+        return Kernel(Str("log1p"), argument - 1)
     if isinstance(argument, sympy.gamma):
         return Kernel(Str("log_gamma"), argument.args[0])
     if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
@@ -110,7 +121,8 @@ def _stable_sum(node: sympy.Expr) -> sympy.Expr:
     for constant in (term for term in terms if term.is_Number):
         for term in terms:
             coefficient, rest = term.as_coeff_Mul()
-            written = _one_less(rest) if coefficient == -constant else None
+            # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
+            written = _one_less(rest) if coefficient == -constant and rest.free_symbols else None
             if written is not None:
                 others = [t for t in terms if t is not constant and t is not term]
                 return sympy.Add(*others, constant * written)
@@ -131,6 +143,12 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return complement
     if isinstance(t, sympy.tanh):
         return 2 / (sympy.exp(2 * t.args[0]) + 1)
+    if isinstance(t, sympy.exp):
+        return -Kernel(Str("expm1"), t.args[0])
+    if isinstance(t, sympy.cos):
+        return 2 * sympy.sin(t.args[0] / 2) ** 2
+    if t.is_Pow and t.exp == sympy.S.Half and t.base.is_Add and sympy.S.One in t.base.args:
+        return (1 - t.base) / (1 + t)  # 1 - sqrt(1 + u) is -u/(1 + sqrt(1 + u))
     root = _square_root_of(t)
     if root is None:
         return None
