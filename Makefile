@@ -16,19 +16,25 @@ RUN_FLAGS = $(if $(filter command line,$(origin HOST)),--host $(HOST)) \
 CLIENT_NODE := clients/node
 PY_SOURCES := service tests scripts bench clients/python
 
-.PHONY: setup system-deps bench bench-quick run test fuzz accuracy check python-lint lint proto proto-check proto-deps buf-lint buf-breaking proto-release node-lint client-test image image-test clean web web-check
+.PHONY: setup system-deps bench bench-quick run test fuzz accuracy check python-lint lint proto proto-check proto-deps buf-lint buf-breaking proto-release node-lint client-test image image-test clean web web-check lock
 
 setup: $(STAMP)
 
 # pip's and setuptools' chatter goes to $(SETUP_LOG); its tail is shown only if the install fails.
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
 	@mkdir -p build
 	@echo "setting up $(VENV) (log: $(SETUP_LOG))"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@{ $(BIN)/python -m pip install --upgrade pip && \
-	   $(BIN)/python -m pip install -e clients/python -e '.[dev,otel]'; } >$(SETUP_LOG) 2>&1 || \
+	   $(BIN)/python -m pip install -c constraints.txt -e clients/python -e '.[dev,otel]'; } >$(SETUP_LOG) 2>&1 || \
 	 { tail -n 30 $(SETUP_LOG); echo "setup failed: see $(SETUP_LOG)"; exit 1; }
 	@touch $@
+
+# constraints.txt from the venv as it is: after changing a dependency in pyproject.toml (or
+# `pip install -U` of one), run make test, then this, and commit both.
+lock: setup
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } >constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 $(TOOLS_STAMP): tools/package.json
 	cd tools && npm install --no-audit --no-fund --silent
@@ -156,7 +162,7 @@ image-test: image setup
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): pyproject.toml bench/package.json $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]' >>$(SETUP_LOG) 2>&1
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]' >>$(SETUP_LOG) 2>&1
 	cd bench && npm ci --no-audit --no-fund --silent
 	touch $@
 
