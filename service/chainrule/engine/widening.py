@@ -154,7 +154,7 @@ def to_doubles(values: Any) -> Any:
         return array.astype(np.float64)
     with np.errstate(all="ignore"):
         magnitude = np.abs(array)
-        ordinary = (magnitude >= _TINY) & (magnitude <= _HUGE)
+        ordinary = _normal(magnitude)
         if ordinary.all():
             return array.astype(np.float64)
         result = np.where(ordinary, array, 1.0).astype(np.float64)
@@ -166,6 +166,11 @@ def to_doubles(values: Any) -> Any:
         between = np.flatnonzero(~(ordinary | past | gone))
         result[between] = array[between].astype(np.float64)
     return result
+
+
+def _normal(magnitude: Any) -> Any:
+    """Where |x| (`magnitude`) is a normal double: not 0, not subnormal, not past the doubles, not NaN."""
+    return (magnitude >= _TINY) & (magnitude <= _HUGE)  # NaN compares False
 
 
 def _lost(wide: Any, double: Any) -> bool:
@@ -229,8 +234,7 @@ def doubtful(values: Sequence[FloatArray], columns: Sequence[FloatArray]) -> Int
     bits: cbrt(x*x) there was wrong in the 6th digit)."""
     suspect = np.zeros(len(values[0]), dtype=bool)
     for array in values:
-        magnitude = np.abs(array)
-        suspect |= ~((magnitude >= _TINY) & (magnitude <= _HUGE))  # NaN compares False
+        suspect |= ~_normal(np.abs(array))
     for column in columns:
         magnitude = np.abs(column)
         suspect |= (magnitude < _SQUARE_BELOW_NORMAL) & (magnitude > 0)  # broadcasts a single value
