@@ -381,12 +381,18 @@ def test_a_difference_of_squares_keeps_its_digits_next_to_its_zero(text: str, ex
         ("3 - 3*cos(x)", [1e-9, -1e-9, 2.0], lambda t: 3 - 3 * mpmath.cos(t)),
         ("sqrt(1 + x^2) - 1", [1e-9, 3.0], lambda t: mpmath.sqrt(1 + t * t) - 1),
         ("y*x + 1 - exp(x)", [1e-17], lambda t: t * 3 - mpmath.expm1(t)),
+        ("cosh(x) - 1", [1e-9, 3.0], lambda t: mpmath.cosh(t) - 1),
+        ("1 - erf(x)", [6.0, -1.0], mpmath.erfc),
+        ("2 + 2*erf(x)", [-6.0, 1.0], lambda t: 2 * mpmath.erfc(-t)),
+        ("1 + tanh(x)", [-20.0, 0.5, 30.0], lambda t: 1 + mpmath.tanh(t)),
+        ("1 + cos(x)", [3.14159, 1.0], lambda t: 1 + mpmath.cos(t)),
     ],
 )
 def test_a_value_next_to_zero_keeps_its_digits(text: str, xs: list[float], exact: Any) -> None:
     """The classic cancellations: 1 + 1e-17 rounds to 1 before the log, and softplus
-    log(1 + e^x) was 0 from x = -37 down; exp(x) - 1, 1 - cos(x) and sqrt(1 + x^2) - 1 were 0 at
-    1e-17 (`numeric_code.stable`: log1p, expm1, a sine's square, the conjugate)."""
+    log(1 + e^x) was 0 from x = -37 down; exp(x) - 1, 1 - cos(x), cosh(x) - 1 and sqrt(1 + x^2) - 1
+    were 0 at 1e-17, 1 - erf(6) and 1 + tanh(-20) 0 (`numeric_code.stable`: log1p, expm1, squares
+    of half angles, the conjugate, erfc, the logistic form of tanh)."""
     columns = {"x": np.array(xs), "y": np.full(len(xs), 3.0)}
     expression = parsing.parse(text)
     result = engine.evaluate(engine.compile_function(expression, ["x", "y"]), columns, len(xs))

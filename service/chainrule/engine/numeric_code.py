@@ -70,7 +70,10 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       cancel where w is small against u (3 digits lost at u = 30, w = 1e-12);
     - the classic cancellations of a value next to 0: log(1 + u) is log1p(u) (softplus,
       log(1 + e^x), was 0 from x = -37 down), c - c e^u is -c expm1(u), c - c cos(u) is
-      2c sin(u/2)^2 and c - c sqrt(1 + u) is -c u/(1 + sqrt(1 + u)) (each was 0 at u = 1e-17);
+      2c sin(u/2)^2, c - c cosh(u) is -2c sinh(u/2)^2 and c - c sqrt(1 + u) is
+      -c u/(1 + sqrt(1 + u)) (each was 0 at u = 1e-17); c - c erf(u) is c erfc(u), and where t
+      tends to -1, c + c tanh(u) is 2c/(e^-2u + 1), c + c erf(u) is c erfc(-u) and c + c cos(u) is
+      2c cos(u/2)^2;
     - log(gamma(u)) and log(|gamma(u)|) are `log_gamma` and `log_abs_gamma` (gamma is past every
       double from 171.6, past long double from 1755); factorial(u) is gamma(u + 1), what its
       kernel computes, so that gamma(x + 1)/factorial(x) cancels as sympy builds it."""
@@ -122,7 +125,9 @@ def _stable_sum(node: sympy.Expr) -> sympy.Expr:
         for term in terms:
             coefficient, rest = term.as_coeff_Mul()
             # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
-            written = _one_less(rest) if coefficient == -constant and rest.free_symbols else None
+            if not rest.free_symbols or abs(coefficient) != abs(constant):
+                continue
+            written = _one_less(rest) if coefficient == -constant else _one_more(rest)
             if written is not None:
                 others = [t for t in terms if t is not constant and t is not term]
                 return sympy.Add(*others, constant * written)
@@ -147,6 +152,10 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return -Kernel(Str("expm1"), t.args[0])
     if isinstance(t, sympy.cos):
         return 2 * sympy.sin(t.args[0] / 2) ** 2
+    if isinstance(t, sympy.cosh):
+        return -2 * sympy.sinh(t.args[0] / 2) ** 2
+    if isinstance(t, sympy.erf):  # a kernel call: sympy would write erfc(-u) back as 2 - erfc(u)
+        return Kernel(Str("erfc"), t.args[0])
     if t.is_Pow and t.exp == sympy.S.Half and t.base.is_Add and sympy.S.One in t.base.args:
         return (1 - t.base) / (1 + t)  # 1 - sqrt(1 + u) is -u/(1 + sqrt(1 + u))
     root = _square_root_of(t)
@@ -159,6 +168,17 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
     if root.is_Pow and root.exp == -1:  # 1/b is rounded before 1 - 1/b cancels
         return (root.base - 1) * (root.base + 1) / root.base**2
     return (1 - root) * (1 + root)
+
+
+def _one_more(t: sympy.Expr) -> sympy.Expr | None:
+    """1 + t written without the cancellation where t tends to -1 (`stable`); None if no rule applies."""
+    if isinstance(t, sympy.tanh):
+        return 2 / (sympy.exp(-2 * t.args[0]) + 1)
+    if isinstance(t, sympy.erf):
+        return Kernel(Str("erfc"), -t.args[0])
+    if isinstance(t, sympy.cos):
+        return 2 * sympy.cos(t.args[0] / 2) ** 2
+    return None
 
 
 def _is_digamma(node: sympy.Expr) -> bool:
