@@ -116,6 +116,8 @@ def test_other_variables_are_parameters() -> None:
         ("x^2 + y^2 = a", "y", [], "wrt", "a, x"),
         ("y^2 = 4", "y", [], "wrt", "none"),
         ("x + floor(y) = 1", "y", [("x", 1)], "dependent", "does not change"),
+        # a typo in wrt answered 0 (tester round 5)
+        ("x^2 + y^2 = 25", "y", [("z", 1)], "wrt[0].variable", "'z' does not occur"),
     ],
 )
 def test_bad_requests_name_the_argument(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from chainrule import engine
-from chainrule.engine import functions, numeric, overflow, parsing, symbolic, widening
+from chainrule.engine import functions, kernels, numeric, overflow, parsing, symbolic, widening
 from chainrule.engine.errors import ResourceExhausted
 
 
@@ -170,6 +170,40 @@ def test_the_wide_runs_are_bound_by_the_calls_budget(monkeypatch: pytest.MonkeyP
         engine.evaluate(compiled, {"x": xs}, len(xs))
     assert raised.value.reason == "COMPUTE_BUDGET_EXCEEDED"
     assert "long double" in str(raised.value)
+
+
+def test_one_chunk_of_long_double_stops_at_the_calls_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget is checked before each slice of a wide run, not only after a chunk: one chunk of
+    a costly expression in long double ran for minutes past its deadline (tester round 5)."""
+    monkeypatch.setattr(numeric, "_MIN_POINTWISE_SECONDS", 0.0)
+    monkeypatch.setattr(numeric, "_POINTWISE_SLACK", 0.0)  # no time at all: the first check stops it
+    checks: list[int] = []
+    real_check = kernels.check_budget
+
+    def counting(what: str, done: int, total: int, **keywords: str) -> None:
+        checks.append(done)
+        real_check(what, done, total, **keywords)
+
+    monkeypatch.setattr(kernels, "check_budget", counting)
+    compiled = engine.compile_function(parsing.parse("1/(1 + exp(x))"), ["x"])
+    xs = np.full(8_192, 800.0)  # one chunk
+    with pytest.raises(ResourceExhausted) as raised:
+        engine.evaluate(compiled, {"x": xs}, len(xs))
+    assert raised.value.reason == "COMPUTE_BUDGET_EXCEEDED"
+    assert checks == [0]  # inside the chunk (its first point is 0), before its first slice
+
+
+def test_a_quick_only_evaluation_that_needs_long_double_says_so() -> None:
+    """The server evaluates small requests on its event loop (`quick_only`); one that overflows moves
+    to a thread, since long double costs up to 50 times the charge (tester round 5: 2.5 s stalls)."""
+    compiled = engine.compile_function(parsing.parse("log(1 + x^2)"), ["x"])
+    with engine.quick_only(), pytest.raises(engine.NeedsWidening):
+        engine.evaluate(compiled, {"x": np.array([1e200])}, 1)
+    with engine.quick_only():
+        assert engine.evaluate(compiled, {"x": np.array([2.0])}, 1).values[0] == pytest.approx(math.log(5))
+    assert engine.evaluate(compiled, {"x": np.array([1e200])}, 1).values[0] == pytest.approx(
+        400 * math.log(10)
+    )
 
 
 def test_what_follows_a_double_only_kernel_is_computed_in_long_double() -> None:

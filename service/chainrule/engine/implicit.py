@@ -72,6 +72,13 @@ def resolve(
             f"'{dependent}' is the dependent variable: differentiate it by another variable",
             field="dependent",
         )
+    if name not in names:  # its derivative would be 0 whatever the equation: most likely a typo
+        others = ", ".join(other for other in names if other != dependent) or "none"
+        raise InvalidArgument(
+            f"'{name}' does not occur in the equation, so '{dependent}' does not depend on it (the "
+            f"equation's other variables: {others})",
+            field="wrt[0].variable",
+        )
     target = Implicit(_symbol_in(function, name), _symbol_in(function, dependent), order)
     if symbolic.derivative(function, target.dependent) == 0:
         raise InvalidArgument(

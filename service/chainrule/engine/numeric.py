@@ -12,9 +12,11 @@ requests still use the executor's threads.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -44,6 +46,11 @@ _LIMITS = EngineLimits()
 _POINTWISE_SLACK = 4
 _MIN_POINTWISE_SECONDS = 1.0
 _WIDENING = "computing again in long double the values that overflowed or underflowed float64"
+# What helps instead: such points cost some 50 times as much, so fewer points, or fewer such ones.
+_WIDENING_INSTEAD = (
+    "(points where a value on the way is past the doubles cost some 50 times as much), or write the "
+    "expression so that what it computes on the way stays within them (exp(a - b), not exp(a)/exp(b))"
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -363,12 +370,13 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
                 written = destinations[index]
                 if result is not written:  # not computed in its column (`destinations`): copied there
                     written[...] = _as_real(result)
-            if overflowed:  # the chunk's values again where its float64 run overflowed (`widening`)
-                _mend(bound, part, destinations, watch, underflow=False)
-            if underflowed:
-                _mend_underflowed(bound, part, destinations, watch)
             if overflowed or underflowed:
-                kernels.check_budget(_WIDENING, high, n)
+                progress = (low, n)
+                if overflowed:  # the chunk's values again where its float64 run overflowed (`widening`)
+                    _mend(bound, part, destinations, watch, progress, underflow=False)
+                if underflowed:
+                    _mend_underflowed(bound, part, destinations, watch, progress)
+                kernels.check_budget(_WIDENING, high, n, instead=_WIDENING_INSTEAD)
             # Counted while the chunk is still in cache: a second pass would reread every output.
             found = _guarded_counts(bound.guards, destinations)
             for index, target in enumerate(outputs):
@@ -417,7 +425,11 @@ def _chunk_of(array: FloatArray, low: int, high: int, scratch: FloatArray | None
 
 
 def _mend_underflowed(
-    bound: _Bound, part: Sequence[FloatArray], destinations: Sequence[FloatArray], watch: overflow.Watch
+    bound: _Bound,
+    part: Sequence[FloatArray],
+    destinations: Sequence[FloatArray],
+    watch: overflow.Watch,
+    progress: tuple[int, int],
 ) -> None:
     """The chunk's values again where its float64 run underflowed on the way: only at the points
     whose values an underflow may have damaged (`widening.doubtful`), as a Gaussian's tails underflow
@@ -427,7 +439,7 @@ def _mend_underflowed(
         return
     columns = [column if len(column) == 1 else column[points] for column in part]
     values = [written[points] for written in destinations]
-    _mend(bound, columns, values, watch, underflow=True)
+    _mend(bound, columns, values, watch, progress, underflow=True)
     for written, mended in zip(destinations, values, strict=True):
         written[points] = mended
 
@@ -437,31 +449,71 @@ def _mend(
     part: Sequence[FloatArray],
     values: Sequence[FloatArray],
     watch: overflow.Watch,
+    progress: tuple[int, int],
     *,
     underflow: bool,
 ) -> None:
     """`values`, computed from `part` in float64, corrected by a long double run (`widening.mend`)
-    where their own float64 evaluation overflowed (and with `underflow`, underflowed)."""
+    where their own float64 evaluation overflowed (and with `underflow`, underflowed).
+
+    Long double costs some 50 times float64, and where it is needed is known only now: the time
+    budget of the call (`kernels.check_budget`, `progress`: the chunk's first point and the call's
+    points) is checked before each evaluation, and the wide run goes _WIDE_SLICE points at a time,
+    so no call computes for long past its budget (one ran for minutes, its deadline long gone)."""
+    if _quick_only.get():
+        raise NeedsWidening
     wide_part = widening.widened(part)
     watch.clear()
-    results = bound.wide(*wide_part)
+    again = _wide_values(bound, wide_part, len(values[0]), progress)
     wide_lost = watch.seen or (underflow and watch.underflowed)
-    single = len(values) == 1
-    again = [
-        np.broadcast_to(_as_real(result), written.shape)
-        for written, result in zip(values, [results] if single else results, strict=True)
-    ]
 
     def damaged(wide: bool, points: widening.IntArray) -> widening.BoolArray | None:
         function, columns = (bound.wide, wide_part) if wide else (bound.function, part)
-        return widening.flagging(
-            lambda chosen: function(*(c if len(c) == 1 else c[chosen] for c in columns)),
-            points,
-            watch,
-            underflow=underflow,
-        )
+
+        def evaluate(chosen: widening.IntArray) -> object:
+            kernels.check_budget(_WIDENING, *progress, instead=_WIDENING_INSTEAD)
+            return function(*(c if len(c) == 1 else c[chosen] for c in columns))
+
+        return widening.flagging(evaluate, points, watch, underflow=underflow)
 
     widening.mend(values, again, wide_lost, damaged)
+
+
+def _wide_values(bound: _Bound, columns: Sequence[Any], size: int, progress: tuple[int, int]) -> list[Any]:
+    """Each output of `bound`'s long double run over `columns` (`size` points), _WIDE_SLICE points
+    at a time with the budget checked before each."""
+    outputs: list[list[Any]] = []
+    for low in range(0, size, _WIDE_SLICE):
+        kernels.check_budget(_WIDENING, *progress, instead=_WIDENING_INSTEAD)
+        high = min(low + _WIDE_SLICE, size)
+        results = bound.wide(*(c if len(c) == 1 else c[low:high] for c in columns))
+        sliced = [results] if bound.program.single else list(results)
+        outputs.append([np.broadcast_to(_as_real(result), (high - low,)) for result in sliced])
+    return [np.concatenate(pieces) for pieces in zip(*outputs, strict=True)]
+
+
+# Points of one long double evaluation between checks of the call's time budget: about 1 ms of
+# float64 work at 20 operations a point, some 50 ms in long double.
+_WIDE_SLICE = 1024
+
+
+class NeedsWidening(Exception):
+    """An evaluation that must stay quick (`quick_only`) needs a long double run, which may cost
+    some 50 times as much: the caller computes it again where it may take that long."""
+
+
+_quick_only: contextvars.ContextVar[bool] = contextvars.ContextVar("quick_only", default=False)
+
+
+@contextlib.contextmanager
+def quick_only() -> Iterator[None]:
+    """Evaluations in this block raise NeedsWidening rather than compute in long double (the server
+    evaluates small requests on its event loop, where nothing may take long)."""
+    token = _quick_only.set(True)
+    try:
+        yield
+    finally:
+        _quick_only.reset(token)
 
 
 def _computed(

@@ -69,7 +69,9 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     - digamma(u) - digamma(u + w), in sympy's derivative of beta, is -`digamma_step`(u, w): the two
       cancel where w is small against u (3 digits lost at u = 30, w = 1e-12);
     - the classic cancellations of a value next to 0: log(1 + u) is log1p(u) (softplus,
-      log(1 + e^x), was 0 from x = -37 down), c - c e^u is -c expm1(u), c - c cos(u) is
+      log(1 + e^x), was 0 from x = -37 down), or where a rule rewrote 1 + u (1 - e^-x is
+      -expm1(-x)) log1p(u) where |u| < 1/2 and the log of the rewritten sum elsewhere
+      (`kernels.log_one_plus`), c - c e^u is -c expm1(u), c - c cos(u) is
       2c sin(u/2)^2, c - c cosh(u) is -2c sinh(u/2)^2 and c - c sqrt(1 + u) is
       -c u/(1 + sqrt(1 + u)) (each was 0 at u = 1e-17); c - c erf(u) is c erfc(u), and where t
       tends to -1, c + c tanh(u) is 2c/(e^-2u + 1), c + c erf(u) is c erfc(-u) and c + c cos(u) is
@@ -77,7 +79,30 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     - log(gamma(u)) and log(|gamma(u)|) are `log_gamma` and `log_abs_gamma` (gamma is past every
       double from 171.6, past long double from 1755); factorial(u) is gamma(u + 1), what its
       kernel computes, so that gamma(x + 1)/factorial(x) cancels as sympy builds it."""
-    return expr.replace(_unstable, _stable_node)
+    # log(1 + u) holds both u and 1 + u (`kernels.log_one_plus`), each then written stably on its own:
+    # the rules below rewrite the sum itself (1 - e^-x as -expm1(-x)), and log1p needs u.
+    marked = expr.replace(_log_of_one_plus, _log_one_plus)
+    written = marked.replace(_unstable, _stable_node)
+    return written.replace(_unchanged_log_one_plus, lambda node: Kernel(Str("log1p"), node.args[1]))
+
+
+def _log_of_one_plus(node: sympy.Basic) -> bool:
+    if not isinstance(node, sympy.log):
+        return False
+    (argument,) = node.args
+    return bool(argument.is_Add and sympy.S.One in argument.args and argument.free_symbols)
+
+
+def _log_one_plus(node: sympy.log) -> sympy.Expr:
+    (argument,) = node.args
+    return Kernel(Str("log_one_plus"), argument - 1, argument)
+
+
+def _unchanged_log_one_plus(node: sympy.Basic) -> bool:
+    """log_one_plus(u, 1 + u) where no rule rewrote 1 + u: log1p(u) is as good at every u."""
+    return (
+        isinstance(node, Kernel) and node.args[0].name == "log_one_plus" and node.args[2] == 1 + node.args[1]
+    )
 
 
 def _unstable(node: sympy.Basic) -> bool:
@@ -92,14 +117,14 @@ def _stable_node(node: sympy.Expr) -> sympy.Expr:
 
 def _written_stably(node: sympy.Expr) -> sympy.Expr:
     if node.is_Mul:
-        return _ratio(node)
+        return _scaled_erfc(_ratio(node))
     if node.is_Add:
         return _stable_sum(node)
     if isinstance(node, sympy.factorial):
         return sympy.gamma(node.args[0] + 1)
     (argument,) = node.args  # a log
-    if argument.is_Add and sympy.S.One in argument.args:  # 1 + u is rounded before the log
-        return Kernel(Str("log1p"), argument - 1)
+    if isinstance(argument, sympy.erfc):  # erfc is past the doubles from 27 on; its log is not
+        return Kernel(Str("log_erfc"), argument.args[0])
     if isinstance(argument, sympy.gamma):
         return Kernel(Str("log_gamma"), argument.args[0])
     if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
@@ -119,13 +144,34 @@ def _ratio(node: sympy.Expr) -> sympy.Expr:
     return node
 
 
+def _scaled_erfc(node: sympy.Expr) -> sympy.Expr:
+    """erfc(u)^k e^(k u^2) as erfcx(u)^k, k < 0 (log(erfc(x))'s derivatives: e^-x^2/erfc(x) is
+    0/0 from x = 27 on, 1/erfcx(x) there about x sqrt(pi)); other terms of the exponent stay."""
+    if not node.is_Mul:
+        return node
+    factors = list(node.args)
+    exponentials = [f for f in factors if isinstance(f, sympy.exp)]
+    for factor in factors:
+        base, k = factor.as_base_exp()
+        if not (isinstance(base, sympy.erfc) and k.is_Integer and k.is_negative):
+            continue
+        for exponential in exponentials:
+            rest = sympy.expand(exponential.args[0] - k * base.args[0] ** 2)
+            if sympy.count_ops(rest) < sympy.count_ops(exponential.args[0]):
+                scaled = Kernel(Str("erfcx"), base.args[0]) ** k * sympy.exp(rest)
+                return _scaled_erfc(node / (factor * exponential) * scaled)
+    return node
+
+
 def _stable_sum(node: sympy.Expr) -> sympy.Expr:
     terms = list(node.args)
-    for constant in (term for term in terms if term.is_Number):
+    # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
+    for constant in (term for term in terms if not term.free_symbols):
         for term in terms:
-            coefficient, rest = term.as_coeff_Mul()
-            # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
-            if not rest.free_symbols or abs(coefficient) != abs(constant):
+            if not term.free_symbols:
+                continue
+            coefficient, rest = term.as_independent(*term.free_symbols, as_Add=False)
+            if coefficient not in (constant, -constant):
                 continue
             written = _one_less(rest) if coefficient == -constant else _one_more(rest)
             if written is not None:
@@ -138,7 +184,74 @@ def _stable_sum(node: sympy.Expr) -> sympy.Expr:
             if c == -d and step is not None:  # c (digamma(u) - digamma(u + w)) is -c digamma_step(u, w)
                 others = [t for t in terms if t is not first and t is not second]
                 return sympy.Add(*others, -c * Kernel(Str("digamma_step"), low.args[1], step))
-    return node
+    combined = _combined(node)
+    return node if combined is None else stable(combined)
+
+
+def _combined(node: sympy.Expr) -> sympy.Expr | None:
+    """The sum as one factored fraction where its terms cancel symbolically: terms over powers of
+    one sum that call no other functions (`_shares_a_denominator`; sympy's derivatives of the
+    logistic function: e^x/(e^x + 1) - e^2x/(e^x + 1)^2 is e^x/(e^x + 1)^2, which float64 made
+    -2.2e-16 at x = 40, 4.2e-18 its value), or a polynomial in
+    one function (log(cosh(x))'s fourth derivative holds 1 - 4t^2 + 3t^4 = (1 - t^2)(1 - 3t^2) of
+    t = tanh(x): 0 at 20). None where nothing cancels, or the sum is too large to try cheaply."""
+    shared, polynomial = _shares_a_denominator(node), _polynomial_in_one_function(node)
+    if not (shared or polynomial):
+        return None
+    if any(count > _COMBINED_NODES for count, _ in enumerate(sympy.preorder_traversal(node))):
+        return None
+    combined = sympy.factor(sympy.cancel(sympy.together(node)))
+    if shared and sympy.count_ops(combined) < sympy.count_ops(node):  # terms cancelled
+        return combined
+    factors = [f for f in sympy.Mul.make_args(combined) if f.free_symbols]
+    return combined if polynomial and len(factors) > 1 else None  # each factor is then written stably
+
+
+# Sums up to this many nodes are tried (factoring them costs 5 to 50 ms); larger ones stay as they are.
+_COMBINED_NODES = 120
+
+
+def _shares_a_denominator(node: sympy.Expr) -> bool:
+    """Whether the terms are over powers of one sum and, apart from it, call only functions that sum
+    calls (e^x and e^2x over e^x + 1; x^2 over sqrt(x^2 + y^2)): what can cancel against it. Sums
+    that also hold other functions (sin(x*y)/(1 + x^2 + y^2) and its partials) are left: trying to
+    factor them made compiling the headline gradient's Hessian eight times slower, for nothing."""
+    counted: dict[sympy.Expr, int] = {}
+    for term in node.args:
+        for base in {
+            f.base for f in sympy.Mul.make_args(term) if f.is_Pow and f.base.is_Add and f.exp.is_negative
+        }:
+            counted[base] = counted.get(base, 0) + 1
+    shared = [base for base, count in counted.items() if count > 1]
+    if len(shared) != 1:
+        return False
+    (base,) = shared
+    allowed = _functions(base)
+    return all(
+        _functions(sympy.Mul(*(f for f in sympy.Mul.make_args(term) if f.as_base_exp()[0] != base)))
+        <= allowed
+        for term in node.args
+    )
+
+
+def _functions(expr: sympy.Expr) -> set[type]:
+    return {type(f) for f in expr.atoms(Application)}
+
+
+def _polynomial_in_one_function(node: sympy.Expr) -> bool:
+    """Powers of one function's value (one above the first), and perhaps a constant: 1 - 4t^2 + 3t^4."""
+    bases: set[sympy.Expr] = set()
+    highest = 0
+    for term in node.args:
+        if not term.free_symbols:
+            continue
+        _, rest = term.as_coeff_Mul()
+        base, exponent = rest.as_base_exp()
+        if not (isinstance(base, Application) and exponent.is_Integer and exponent > 0):
+            return False
+        bases.add(base)
+        highest = max(highest, int(exponent))
+    return len(bases) == 1 and highest >= 2
 
 
 def _one_less(t: sympy.Expr) -> sympy.Expr | None:
@@ -158,6 +271,17 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return Kernel(Str("erfc"), t.args[0])
     if t.is_Pow and t.exp == sympy.S.Half and t.base.is_Add and sympy.S.One in t.base.args:
         return (1 - t.base) / (1 + t)  # 1 - sqrt(1 + u) is -u/(1 + sqrt(1 + u))
+    if t.is_Pow and t.base.is_positive and not t.base.free_symbols:  # 1 - 2^u is -expm1(u log 2)
+        return -Kernel(Str("expm1"), t.exp * sympy.log(t.base))
+    if (
+        t.is_Pow
+        and t.exp.is_Integer
+        and 2 < t.exp <= _POWERS
+        and t.base.is_Add
+        and sympy.S.One in t.base.args
+    ):
+        # 1 - (1 + u)^n is -u (1 + b + ... + b^(n-1)) with b = 1 + u: sympy writes 1 - b as -u
+        return (1 - t.base) * sympy.Add(*(t.base**k for k in range(int(t.exp))))
     root = _square_root_of(t)
     if root is None:
         return None
@@ -165,9 +289,29 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return Kernel(Str("sech_squared"), root.args[0], root)
     if isinstance(root, sympy.coth):
         return -(sympy.csch(root.args[0]) ** 2)
+    # Each factor written stably in turn: 1 - cos(u)^2 is 2 sin(u/2)^2 (1 + cos(u)), 1 - tanh^4 holds sech^2.
     if root.is_Pow and root.exp == -1:  # 1/b is rounded before 1 - 1/b cancels
-        return (root.base - 1) * (root.base + 1) / root.base**2
-    return (1 - root) * (1 + root)
+        b = root.base
+        return _less_one(b) * _plus_one(b) / b**2
+    return _one_less_or_difference(root) * _plus_one(root)
+
+
+def _one_less_or_difference(t: sympy.Expr) -> sympy.Expr:
+    written = _one_less(t)
+    return 1 - t if written is None else written
+
+
+def _less_one(t: sympy.Expr) -> sympy.Expr:
+    """-(1 - t), written stably."""
+    return -_one_less_or_difference(t)
+
+
+def _plus_one(t: sympy.Expr) -> sympy.Expr:
+    written = _one_more(t)
+    return 1 + t if written is None else written
+
+
+_POWERS = 8  # 1 - (1 + u)^n up to this n is written as a product (n terms in the second factor)
 
 
 def _one_more(t: sympy.Expr) -> sympy.Expr | None:

@@ -34,6 +34,7 @@ from chainrule.engine.numeric import (
     EvaluationResult,
     GradientResult,
     JacobianResult,
+    NeedsWidening,
     compile_components,
     compile_function,
     compile_jacobian_components,
@@ -41,6 +42,7 @@ from chainrule.engine.numeric import (
     gather_columns,
     gradient,
     jacobian,
+    quick_only,
 )
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "EvaluationResult",
     "GradientResult",
     "JacobianResult",
+    "NeedsWidening",
     "Portable",
     "Simplification",
     "canonical_key",
@@ -72,6 +75,7 @@ __all__ = [
     "jacobian",
     "jacobian_components",
     "jacobian_variables",
+    "quick_only",
     "resolve_wrt",
     "resolved",
     "simplify",

@@ -71,7 +71,9 @@ _MAX_EVALUATIONS = 64
 
 # Kernels of ours built from numpy operations alone, so they compute in whatever precision they
 # are given (the others, and every ufunc without a long double loop, get doubles).
-_GENERIC_KERNELS = frozenset({"power", "odd_power", "integer_power", "Min", "Max", "RealRoot"})
+_GENERIC_KERNELS = frozenset(
+    {"power", "odd_power", "integer_power", "Min", "Max", "RealRoot", "sech_squared", "log_one_plus"}
+)
 
 
 @functools.cache

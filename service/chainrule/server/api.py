@@ -604,7 +604,11 @@ class ChainruleApi:
             cost = plan.work * batch.size
             inline = cost <= _INLINE_COST or (cost <= _ALONE_INLINE_COST and self.calls.active <= 1)
             if inline and not plan.compiled.program.pointwise:
-                return self._reply(plan, batch, answer, filled)
+                try:
+                    with engine.quick_only():
+                        return self._reply(plan, batch, answer, filled)
+                except engine.NeedsWidening:
+                    pass  # a point past the doubles: long double, up to 50 times the cost, off the loop
         if plan.compiled.program.pointwise:
             return await self._reply_from_worker(plan, batch, answer, filled)
         async with self._memory.reserve(working):

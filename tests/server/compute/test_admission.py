@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 
 import pytest
 
 from chainrule.engine.errors import DeadlineExceeded, ResourceExhausted
 from chainrule.server.compute import deadlines
-from chainrule.server.compute.executors import Admission, CallLimit, MemoryBudget
+from chainrule.server.compute.executors import (
+    Admission,
+    BoundedExecutor,
+    CallLimit,
+    MemoryBudget,
+    ThreadExecutor,
+)
 
 
 class Holder:
@@ -310,3 +317,26 @@ def test_past_half_the_calls_one_caller_gets_a_quarter_more_and_others_keep_room
             calls.admit(1, caller("third"))
         assert full.value.metadata["cause"] == "overloaded"
     assert (calls.active, calls.bytes, calls._contended) == (0, 0, {})
+
+
+async def test_a_cancelled_call_holds_its_thread_slot_until_its_work_ends() -> None:
+    """A thread cannot be stopped: a call cancelled (its deadline, its client gone) keeps its slot
+    while the work it started runs. Given back at cancellation, one caller with 0.5 s deadlines kept
+    every numeric thread busy while holding none (tester round 5)."""
+    admission = Admission("numeric", concurrency=2, queue=8, retry_after_seconds=1.0)
+    executor = BoundedExecutor(ThreadExecutor(2, "test"), admission)
+    release = threading.Event()
+    call = asyncio.ensure_future(executor.run(release.wait, 10.0))
+    await settle()
+    assert admission.running == 1
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert admission.running == 1  # the thread still works for it
+    release.set()
+    for _ in range(200):
+        if admission.running == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert admission.running == 0
+    await executor.close()

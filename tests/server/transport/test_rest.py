@@ -204,6 +204,20 @@ async def test_a_finished_call_leaves_nothing_for_the_garbage_collector(
     assert held < 3_000_000, f"{held:,} bytes held after the calls"
 
 
+async def test_a_grpc_timeout_stops_numeric_work_as_a_grpc_deadline_does(client: httpx.AsyncClient) -> None:
+    """Over gRPC a deadline ends the call whatever computes it; over REST numeric work on a thread
+    went on to its end (a 1 s grpc-timeout answered 429 after 3.2 s; tester round 5). Every point
+    here overflows float64, so the whole batch is computed again in long double: far past 100 ms."""
+    expression = " + ".join(f"log(1 + (x + {k})^2)" for k in range(40))
+    warm = await client.post("/v1/evaluate", json={"expression": expression, "point": {"x": 1.0}})
+    assert warm.status_code == 200, warm.text  # compiled and cached: what follows is numeric work only
+    raw = np.full(200_000, 1e200).tobytes()
+    body = {"expression": expression, "points": {"x": {"f64le": base64.b64encode(raw).decode()}}}
+    response = await client.post("/v1/evaluate", json=body, headers={"grpc-timeout": "100m"})
+    assert response.status_code == 504, response.text
+    assert details(response.json())["ErrorInfo"]["reason"] == "DEADLINE_EXCEEDED"
+
+
 async def test_evaluate_one_point_zero_is_present(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/evaluate", json={"expression": "sin(x)", "point": {"x": 0}})
     assert response.json() == {"value": 0.0, "nonfiniteCount": "0"}
