@@ -73,10 +73,10 @@ def resolve(
             field="dependent",
         )
     if name not in names:  # its derivative would be 0 whatever the equation: most likely a typo
-        others = ", ".join(other for other in names if other != dependent) or "none"
+        listed = ", ".join(other for other in names if other != dependent) or "none"
         raise InvalidArgument(
             f"'{name}' does not occur in the equation, so '{dependent}' does not depend on it (the "
-            f"equation's other variables: {others})",
+            f"equation's other variables: {listed})",
             field="wrt[0].variable",
         )
     target = Implicit(_symbol_in(function, name), _symbol_in(function, dependent), order)
