@@ -73,9 +73,16 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       -expm1(-x)) log1p(u) where |u| < 1/2 and the log of the rewritten sum elsewhere
       (`kernels.log_one_plus`), c - c e^u is -c expm1(u), c - c cos(u) is
       2c sin(u/2)^2, c - c cosh(u) is -2c sinh(u/2)^2 and c - c sqrt(1 + u) is
-      -c u/(1 + sqrt(1 + u)) (each was 0 at u = 1e-17); c - c erf(u) is c erfc(u), and where t
-      tends to -1, c + c tanh(u) is 2c/(e^-2u + 1), c + c erf(u) is c erfc(-u) and c + c cos(u) is
-      2c cos(u/2)^2;
+      -c u/(1 + sqrt(1 + u)) (each was 0 at u = 1e-17), c - c 2^u is -c expm1(u log 2), c - c
+      (1 + u)^n is -c u (1 + b + ... + b^(n-1)); c - c erf(u) is c erfc(u), and where t tends to
+      -1, c + c tanh(u) is 2c/(e^-2u + 1), c + c erf(u) is c erfc(-u) and c + c cos(u) is
+      2c cos(u/2)^2; c is any constant (pi, sqrt(2)), and a factor a rule leaves is written the
+      same way (1 - cos(u)^2 is 2 sin(u/2)^2 (1 + cos u));
+    - a sum over powers of one sum, calling no function that sum does not, is combined over it and
+      factored where its terms cancel (the logistic function's derivatives), and so is a
+      polynomial in one function's value (log(cosh(x))'s higher derivatives, in tanh) (`_combined`);
+    - log(erfc(u)) is `log_erfc` (scipy's log_ndtr) and erfc(u)^k e^(k u^2) is erfcx(u)^k: erfc is
+      past the doubles from 27.3 on;
     - log(gamma(u)) and log(|gamma(u)|) are `log_gamma` and `log_abs_gamma` (gamma is past every
       double from 171.6, past long double from 1755); factorial(u) is gamma(u + 1), what its
       kernel computes, so that gamma(x + 1)/factorial(x) cancels as sympy builds it."""
