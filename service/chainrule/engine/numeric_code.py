@@ -205,8 +205,8 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     shared, polynomial = _shares_a_denominator(node), _polynomial_in_one_function(node)
     if not (shared or polynomial):
         return None
-    if any(count > _COMBINED_NODES for count, _ in enumerate(sympy.preorder_traversal(node))):
-        return None
+    if len(node.free_symbols) > _COMBINED_VARIABLES or not _small_polynomial(node):
+        return None  # cancel's gcd over big numbers or high powers can take minutes (atan2's partials)
     combined = sympy.factor(sympy.cancel(sympy.together(node)))
     if shared and sympy.count_ops(combined) < sympy.count_ops(node):  # terms cancelled
         return combined
@@ -214,8 +214,22 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     return combined if polynomial and len(factors) > 1 else None  # each factor is then written stably
 
 
-# Sums up to this many nodes are tried (factoring them costs 5 to 50 ms); larger ones stay as they are.
-_COMBINED_NODES = 120
+# Sums up to this many nodes, over at most this many variables, are tried (factoring them costs 5 to
+# 50 ms); larger ones stay as they are.
+_COMBINED_NODES = 60
+_COMBINED_VARIABLES = 2
+_COMBINED_NUMBER = 64
+
+
+def _small_polynomial(node: sympy.Expr) -> bool:
+    """At most _COMBINED_NODES nodes, no float, every number and power small: what cancel and factor
+    finish in milliseconds."""
+    for count, part in enumerate(sympy.preorder_traversal(node)):
+        if count > _COMBINED_NODES or part.is_Float:
+            return False
+        if part.is_Rational and max(abs(int(part.p)), int(part.q)) > _COMBINED_NUMBER:
+            return False
+    return True
 
 
 def _shares_a_denominator(node: sympy.Expr) -> bool:
