@@ -376,7 +376,7 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
                     _mend(bound, part, destinations, watch, progress, underflow=False)
                 if underflowed:
                     _mend_underflowed(bound, part, destinations, watch, progress)
-                kernels.check_budget(_WIDENING, high, n, instead=_WIDENING_INSTEAD)
+                _check_widening_budget(high, n)
             # Counted while the chunk is still in cache: a second pass would reread every output.
             found = _guarded_counts(bound.guards, destinations)
             for index, target in enumerate(outputs):
@@ -471,7 +471,7 @@ def _mend(
         function, columns = (bound.wide, wide_part) if wide else (bound.function, part)
 
         def evaluate(chosen: widening.IntArray) -> object:
-            kernels.check_budget(_WIDENING, *progress, instead=_WIDENING_INSTEAD)
+            _check_widening_budget(*progress)
             return function(*(c if len(c) == 1 else c[chosen] for c in columns))
 
         return widening.flagging(evaluate, points, watch, underflow=underflow)
@@ -484,12 +484,16 @@ def _wide_values(bound: _Bound, columns: Sequence[Any], size: int, progress: tup
     at a time with the budget checked before each."""
     outputs: list[list[Any]] = []
     for low in range(0, size, _WIDE_SLICE):
-        kernels.check_budget(_WIDENING, *progress, instead=_WIDENING_INSTEAD)
+        _check_widening_budget(*progress)
         high = min(low + _WIDE_SLICE, size)
         results = bound.wide(*(c if len(c) == 1 else c[low:high] for c in columns))
         sliced = [results] if bound.program.single else list(results)
         outputs.append([np.broadcast_to(_as_real(result), (high - low,)) for result in sliced])
     return [np.concatenate(pieces) for pieces in zip(*outputs, strict=True)]
+
+
+def _check_widening_budget(done: int, total: int) -> None:
+    kernels.check_budget(_WIDENING, done, total, instead=_WIDENING_INSTEAD)
 
 
 # Points of one long double evaluation between checks of the call's time budget: about 1 ms of
