@@ -51,7 +51,6 @@ from starlette.types import Message as AsgiMessage
 from chainrule.engine.errors import (
     ChainruleError,
     Code,
-    DeadlineExceeded,
     FieldViolation,
     InternalError,
     InvalidArgument,
@@ -154,7 +153,7 @@ async def _respond(
         admitted = calls.admit(0, caller, coming=min(_declared_size(request), calls.max_bytes))
         with deadlines.request_scope(timeout, caller):
             request.state.charge = admitted.charge  # read_body counts the body as it arrives
-            message = await _within(timeout, work)
+            message = await work()
         body = await _json_body(message, api)
         admitted.reply(len(body))
         response, admitted = _HeldUntilSent(body, admitted), None
@@ -172,28 +171,6 @@ async def _respond(
     finally:
         if admitted is not None:
             admitted.release()
-
-
-async def _within(timeout: float | None, work: Callable[[], Awaitable[Message]]) -> Message:
-    """`work()`, stopped when the deadline of a `grpc-timeout` header runs out, as grpc stops a call
-    at its deadline: numeric work on a thread went on to its end (a 1 s deadline answered after
-    3.2 s, over gRPC at 1.0 s; tester round 5). The thread finishes what it started, as over gRPC."""
-    if timeout is None:
-        return await work()
-    try:
-        # A moment later than the deadline itself: work that watches it (symbolic work) answers
-        # first, saying what did not finish.
-        async with asyncio.timeout(timeout + _DEADLINE_MARGIN_SECONDS):
-            return await work()
-    except TimeoutError:
-        raise DeadlineExceeded(
-            f"the computation did not finish within the request's deadline ({timeout:.3g} s, its "
-            "grpc-timeout header)",
-            metadata={"budget": "client_deadline", "seconds": f"{timeout:.3g}"},
-        ) from None
-
-
-_DEADLINE_MARGIN_SECONDS = 0.05
 
 
 class _HeldUntilSent(Response):
