@@ -15,6 +15,7 @@ from chainrule.server import cache
 from chainrule.server.api import PARSE_HOLD_SECONDS, ChainruleApi
 from chainrule.server.app import Application
 from chainrule.server.cache import Caches
+from chainrule.server.compute import deadlines
 from chainrule.server.compute.executors import InlineExecutor
 from chainrule.server.compute.pool import ProcessExecutor
 from chainrule.server.metrics import Metrics
@@ -210,3 +211,24 @@ async def test_a_parse_past_its_allowance_runs_again_in_the_symbolic_workers(
         ["parse_canonical", "readable"],
     )
     assert api.caches.parse.lookup(cache.text_key("floor(zeta(3)*10^20) + x")) is not None
+
+
+async def test_a_caller_whose_parse_overran_parses_in_the_symbolic_workers_for_a_while() -> None:
+    # One worker cannot be shared fairly by queueing: a caller keeping slow texts in flight held it
+    # to its allowance, call after call, and every other caller's cold check waited behind one
+    # (17 -> 228 ms p50; tester round 5). After one overrun, that caller's parses skip the worker.
+    symbolic, parsing = CountingExecutor(), HeldExecutor("parse_canonical")
+    api = make_api(symbolic, parsing)
+
+    async def parse(caller: str, text: str) -> pb.ParseResponse:
+        with deadlines.request_scope(None, lambda: caller):
+            return await api.parse(pb.ParseRequest(expression=text))
+
+    assert (await parse("127.0.0.2", "sin(x)")).canonical == "sin(x)"
+    assert parsing.calls == ["parse_canonical"]  # overran; readable went straight to the symbolic
+    assert symbolic.calls == ["parse_canonical", "readable"]
+    assert (await parse("127.0.0.2", "cos(x)")).canonical == "cos(x)"
+    assert parsing.calls == ["parse_canonical"]  # the slow caller no longer holds Parse's worker
+    parsing.held = ()
+    assert (await parse("127.0.0.3", "tan(x)")).canonical == "tan(x)"
+    assert parsing.calls == ["parse_canonical", "parse_canonical", "readable"]  # others still do

@@ -35,7 +35,8 @@ from chainrule.server import cache, sizing
 from chainrule.server.batches import Batch, Reply, check_entries, decode_batch, too_many_entries
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import deadlines, jobs
-from chainrule.server.compute.executors import CallLimit, Executor, MemoryBudget
+from chainrule.server.compute.executors import CallLimit, Executor, HoldingExecutor, MemoryBudget
+from chainrule.server.compute.lanes import RecentlySlow
 from chainrule.server.config import Settings, limit_settings
 from chainrule.server.metrics import Metrics
 from chainrule.server.sizing import PROTOBUF_WIRE, Wire
@@ -64,6 +65,9 @@ _READ_INLINE_BYTES = 256 * 1024
 # (app._parse_executor).
 _PARSE_ALLOWANCE_SECONDS = 0.25
 PARSE_HOLD_SECONDS = 1.0
+# How long a caller whose parse overran the allowance has its parses go straight to the symbolic
+# workers (lanes.RecentlySlow): long against a keystroke's rhythm, short against a person fixing a text.
+_PARSE_SLOW_LANE_SECONDS = 10.0
 
 _SIMPLIFICATIONS: Mapping[int, engine.Simplification] = {
     pb.SIMPLIFICATION_UNSPECIFIED: engine.Simplification.FAST,
@@ -117,7 +121,7 @@ class ChainruleApi:
         self,
         settings: Settings,
         symbolic: Executor,
-        numeric: Executor,
+        numeric: HoldingExecutor,
         *,
         caches: Caches | None = None,
         metrics: Metrics | None = None,
@@ -139,6 +143,7 @@ class ChainruleApi:
             settings.calls_in_flight, settings.request_bytes_in_flight, settings.retry_after_seconds
         )
         self._memory = MemoryBudget(settings.numeric_memory_bytes)
+        self._slow_parsers = RecentlySlow(_PARSE_SLOW_LANE_SECONDS)
 
     async def differentiate(
         self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE
@@ -492,11 +497,15 @@ class ChainruleApi:
     ) -> _Result:
         """`job(*args)` on `executor` (Parse's worker; `first`: arguments for that attempt only); work
         that takes longer there (the parser gives up at its allowance, or the worker is stopped at
-        its hold) runs again in the symbolic workers, under the budget and the caller's deadline."""
-        try:
-            return await executor.run(job, *args, *first)
-        except parsing.TooSlow:
-            return await self._symbolic.run(job, *args)
+        its hold) runs again in the symbolic workers, under the budget and the caller's deadline; and
+        so does that caller's next work for a while, so that it does not hold the worker again."""
+        caller = deadlines.current_caller()
+        if caller not in self._slow_parsers:
+            try:
+                return await executor.run(job, *args, *first)
+            except parsing.TooSlow:
+                self._slow_parsers.mark(caller)
+        return await self._symbolic.run(job, *args)
 
     async def _derived(
         self, parsed: jobs.Parsed, wrt: jobs.Wrt, simplification: engine.Simplification
@@ -614,8 +623,12 @@ class ChainruleApi:
                     pass  # a point past the doubles: long double, up to 50 times the cost, off the loop
         if plan.compiled.program.pointwise:
             return await self._reply_from_worker(plan, batch, answer, filled)
-        async with self._memory.reserve(working):
-            return await _by_client_deadline(self._numeric.run(self._reply, plan, batch, answer, filled))
+        # The memory stays reserved while the thread computes, past a cancelled call (its deadline, its
+        # client gone): given back at cancellation, it was counted free while still in use.
+        give_back = await self._memory.take(working)
+        return await _by_client_deadline(
+            self._numeric.run_holding(give_back, self._reply, plan, batch, answer, filled)
+        )
 
     def _batch(self, plan: _Plan, request: Any, wire: Wire) -> tuple[Batch, int]:
         """The request's points, after every check of what answering them will cost; and the working

@@ -247,7 +247,9 @@ def _size_descriptors(settings: Settings) -> None:
         )  # fmt: skip
 
 
-def _executors(settings: Settings) -> tuple[ProcessExecutor | None, Executor, Executor, list[Admission]]:
+def _executors(
+    settings: Settings,
+) -> tuple[ProcessExecutor | None, Executor, BoundedExecutor, list[Admission]]:
     """(the process pool if any, the symbolic executor, the numeric executor, their admissions)."""
     numeric_admission = Admission(
         "numeric",

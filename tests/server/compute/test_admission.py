@@ -240,9 +240,10 @@ async def test_the_memory_budget_lets_calls_in_as_they_fit_first_come_first_serv
     release = {name: asyncio.Event() for name in ("big", "second", "third")}
 
     async def call(name: str, size: int) -> None:
-        async with budget.reserve(size):
-            order.append(name)
-            await release[name].wait()
+        give_back = await budget.take(size)
+        order.append(name)
+        await release[name].wait()
+        give_back()
 
     big = asyncio.ensure_future(call("big", 70))
     await settle()
@@ -264,9 +265,10 @@ async def test_memory_freed_as_a_waiter_is_cancelled_goes_to_the_next() -> None:
     release = asyncio.Event()
 
     async def call(name: str, size: int) -> None:
-        async with budget.reserve(size):
-            order.append(name)
-            await release.wait()
+        give_back = await budget.take(size)
+        order.append(name)
+        await release.wait()
+        give_back()
 
     holder = asyncio.ensure_future(call("holder", 100))
     await settle()
@@ -280,13 +282,16 @@ async def test_memory_freed_as_a_waiter_is_cancelled_goes_to_the_next() -> None:
 
 async def test_a_cancelled_wait_for_memory_gives_way() -> None:
     budget = MemoryBudget(100)
-    async with budget.reserve(90):
-        waiting = asyncio.ensure_future(budget.reserve(50).__aenter__())
-        await settle()
-        waiting.cancel()
-        await settle()
-        async with budget.reserve(10):
-            assert budget.reserved == 100
+    held = await budget.take(90)
+    waiting = asyncio.ensure_future(budget.take(50))
+    await settle()
+    waiting.cancel()
+    await settle()
+    other = await budget.take(10)
+    assert budget.reserved == 100
+    other()
+    other()  # given back once only
+    held()
     assert budget.reserved == 0
 
 
@@ -339,4 +344,29 @@ async def test_a_cancelled_call_holds_its_thread_slot_until_its_work_ends() -> N
             break
         await asyncio.sleep(0.01)
     assert admission.running == 0
+    await executor.close()
+
+
+async def test_a_cancelled_call_holds_its_working_memory_until_its_work_ends() -> None:
+    """The working memory a numeric call reserved is in use while its thread computes: given back
+    at cancellation, calls with 0.3 s deadlines each reserving 268 MB raised peak Pss 70 MB past
+    what the budget counted (tester round 5). Work that never started gives it back at once."""
+    admission = Admission("numeric", concurrency=1, queue=8, retry_after_seconds=1.0)
+    executor = BoundedExecutor(ThreadExecutor(1, "test"), admission)
+    budget = MemoryBudget(100)
+    release = threading.Event()
+    running = asyncio.ensure_future(executor.run_holding(await budget.take(60), release.wait, 10.0))
+    queued = asyncio.ensure_future(executor.run_holding(await budget.take(30), release.wait, 10.0))
+    await settle()
+    assert (admission.running, admission.waiting, budget.reserved) == (1, 1, 90)
+    running.cancel()
+    queued.cancel()
+    await asyncio.gather(running, queued, return_exceptions=True)
+    assert budget.reserved == 60  # the queued call's, never started, is back; the running one's is not
+    release.set()
+    for _ in range(200):
+        if budget.reserved == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert (budget.reserved, admission.running) == (0, 0)
     await executor.close()

@@ -33,6 +33,17 @@ class Executor(Protocol):
     async def close(self) -> None: ...
 
 
+class HoldingExecutor(Executor, Protocol):
+    """An executor whose work may outlive the call that asked for it (a thread cannot be stopped)."""
+
+    async def run_holding(
+        self, held: Callable[[], None], fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`run`, calling `held` (what gives back a reservation the work uses, such as its working
+        memory) once the work is done, or at once if it never starts."""
+        ...
+
+
 class ThreadExecutor:
     """A bounded thread pool; numpy and most of sympy's C paths release the GIL often enough."""
 
@@ -57,6 +68,14 @@ class InlineExecutor:
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         return refusing_library_failures(fn, *args, **kwargs)
+
+    async def run_holding(
+        self, held: Callable[[], None], fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        try:
+            return await self.run(fn, *args, **kwargs)
+        finally:
+            held()
 
     async def close(self) -> None:
         return None
@@ -443,8 +462,9 @@ class MemoryBudget:
         self.reserved = 0
         self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
 
-    @contextlib.asynccontextmanager
-    async def reserve(self, size: int) -> AsyncIterator[None]:
+    async def take(self, size: int) -> Callable[[], None]:
+        """Wait until `size` bytes fit and take them; return the function that gives them back (to be
+        called once, when the work that uses them is done, which may outlive the task that asked)."""
         size = min(size, self.total)
         if self._waiting or self.reserved + size > self.total:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -461,10 +481,14 @@ class MemoryBudget:
                 raise
         else:
             self.reserved += size
-        try:
-            yield
-        finally:
-            self._free(size)
+        held = [True]
+
+        def give_back() -> None:
+            if held:  # once only, whoever calls it
+                held.clear()
+                self._free(size)
+
+        return give_back
 
     def _free(self, size: int) -> None:
         self.reserved -= size
@@ -495,7 +519,22 @@ class BoundedExecutor:
         meanwhile (its deadline, its client gone) stops waiting, but its thread computes on, and
         the slot stays taken until it is done (given back at cancellation, one caller with 0.5 s
         deadlines kept every numeric thread busy while holding none)."""
-        give_back = await self.admission.take(None, describe(fn))
+        return await self.run_holding(_nothing_held, fn, *args, **kwargs)
+
+    async def run_holding(
+        self, held: Callable[[], None], fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`run`, `held` called as the slot is given back (HoldingExecutor)."""
+        try:
+            give_back_slot = await self.admission.take(None, describe(fn))
+        except BaseException:
+            held()
+            raise
+
+        def give_back() -> None:
+            give_back_slot()
+            held()
+
         try:
             work = asyncio.ensure_future(self._inner.run(fn, *args, **kwargs))
         except BaseException:
@@ -506,6 +545,10 @@ class BoundedExecutor:
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def _nothing_held() -> None:
+    pass
 
 
 def _finished(work: asyncio.Future[Any], give_back: Callable[[], None]) -> None:
