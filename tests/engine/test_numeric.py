@@ -460,6 +460,24 @@ def test_gradients_and_hessians_keep_their_digits(text: str, xs: list[float], ex
         ("log(erfc(x))", 1, [28.0, 100.0, -5.0, 0.5], lambda t: mpmath.log(mpmath.erfc(t))),
         ("1 - 2^x", 0, [1e-17, 3.0], lambda t: -mpmath.expm1(t * mpmath.log(2))),
         ("1 - (1 + x)^3", 0, [1e-17, -3.0], lambda t: 1 - (1 + t) ** 3),
+        # Tester round 6's variants: the other Pythagorean squares, 1 -+ sin, sech and coth, powers
+        # of 1 + u past the listed ones (and of a 1 + u a rule had factored first), inverse functions
+        # of values that round to +-1, gamma past the doubles towards 0, erfcx of positive powers.
+        ("asin(sin(x))", 1, [1.57079632, -1.5707963], lambda t: mpmath.asin(mpmath.sin(t))),
+        ("asech(sech(x))", 1, [1e-9, 2.0], lambda t: mpmath.asech(mpmath.sech(t))),
+        ("log(1 + sin(x))", 0, [-1.5707963, 1.0], lambda t: mpmath.log(1 + mpmath.sin(t))),
+        ("1 - sin(x)", 0, [1.57079632679, -1.0], lambda t: 1 - mpmath.sin(t)),
+        ("coth(x) - 1", 0, [20.0, -3.0], lambda t: mpmath.coth(t) - 1),
+        ("1 - sqrt(1 - x^2)", 0, [1e-10, 0.5], lambda t: 1 - mpmath.sqrt(1 - t * t)),
+        ("(1 - x^2)^3 - 1", 0, [1e-10, 0.5], lambda t: (1 - t * t) ** 3 - 1),
+        ("(1 + x)^(-3) - 1", 0, [1e-17, 2.0], lambda t: (1 + t) ** -3 - 1),
+        ("1/sqrt(1 - x^2) - 1", 0, [1e-10], lambda t: 1 / mpmath.sqrt(1 - t * t) - 1),
+        ("atanh(tanh(x))", 0, [19.0, -19.0, 0.1], lambda t: t),
+        ("acos(tanh(x))", 0, [20.0, -20.0, 0.3], lambda t: mpmath.acos(mpmath.tanh(t))),
+        ("acosh(cosh(x))", 0, [1e-9, 3.0], abs),
+        ("exp(x^2)*erfc(x)", 0, [27.0, 1e4, -3.0], lambda t: mpmath.exp(t * t) * mpmath.erfc(t)),
+        ("exp(3*x + 2)/(1 + exp(3*x + 2))", 1, [20.0, 13.0], lambda t: 1 / (1 + mpmath.exp(-3 * t - 2))),
+        ("exp(5*x)/(1 + exp(5*x))", 2, [8.0], lambda t: 1 / (1 + mpmath.exp(-5 * t))),
     ],
 )
 def test_cancellations_a_rewrite_left_inside_are_caught_too(
@@ -473,6 +491,17 @@ def test_cancellations_a_rewrite_left_inside_are_caught_too(
     with mpmath.workdps(150):  # differences of values 1e-86 against 100: digits to spare
         expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
     assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=1e-300)
+
+
+def test_gamma_past_the_doubles_towards_zero_is_computed_in_long_double() -> None:
+    """Below -171.7 gamma is subnormal or 0.0 in doubles, and scipy flags no underflow: 1e300*gamma(x)
+    at -172.5 was -0.0, truth -1.1e-12 (tester round 6). Its sign times exp(log|gamma|) in long
+    double, good to the rounding of log|gamma| (about 1e-13)."""
+    xs = [-171.5, -172.5, -177.5]
+    values = _derivative_values("1e300*gamma(x)", 0, xs)
+    with mpmath.workdps(50):
+        expected = [float(10**300 * mpmath.gamma(x)) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=1e-12, abs=0)
 
 
 def test_a_digamma_step_of_a_whole_number_is_the_recurrences_sum() -> None:

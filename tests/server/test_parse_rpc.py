@@ -232,3 +232,30 @@ async def test_a_caller_whose_parse_overran_parses_in_the_symbolic_workers_for_a
     parsing.held = ()
     assert (await parse("127.0.0.3", "tan(x)")).canonical == "tan(x)"
     assert parsing.calls == ["parse_canonical", "parse_canonical", "readable"]  # others still do
+
+
+class SlowExecutor(CountingExecutor):
+    """Parse's worker busy past the allowance with each text: the caller's deadline ends the wait."""
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        self.calls.append(getattr(fn, "__name__", ""))
+        await asyncio.sleep(10)
+        raise AssertionError("the caller's deadline ends the wait first")
+
+
+async def test_a_caller_whose_deadline_ends_a_slow_parse_first_is_moved_all_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A deadline shorter than the allowance never lets the caller see TooSlow, while the worker goes
+    # on to the allowance: 0.2 s deadlines kept the lane, and others' cold checks waited 0.5 s behind
+    # two of them (tester round 6).
+    monkeypatch.setattr("chainrule.server.api._PARSE_ALLOWANCE_SECONDS", 0.05)
+    symbolic, parsing = CountingExecutor(), SlowExecutor()
+    api = make_api(symbolic, parsing)
+    with deadlines.request_scope(None, lambda: "127.0.0.2"):
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await api.parse(pb.ParseRequest(expression="sin(x)"))
+        assert (await api.parse(pb.ParseRequest(expression="cos(x)"))).canonical == "cos(x)"
+    assert parsing.calls == ["parse_canonical"]
+    assert symbolic.calls == ["parse_canonical", "readable"]

@@ -34,7 +34,7 @@ import scipy.special
 from chainrule.engine import overflow, reference, vectormath
 from chainrule.engine.errors import ResourceExhausted
 
-__all__ = ["MAX_SCIPY_ORDER", "MPMATH_WEIGHT", "NAMESPACE", "WEIGHTS"]
+__all__ = ["CALL_OVERHEADS", "MAX_SCIPY_ORDER", "MPMATH_WEIGHT", "NAMESPACE", "WEIGHTS"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -143,6 +143,45 @@ def log_one_plus(u: Any, w: Any) -> Any:
     (1 - tanh(x)^2 is sech(x)^2 at 20, while u = -tanh(x)^2 is -1.0 there)."""
     # NaN in either argument gives NaN (|NaN| < 1/2 is False: the comparison is turned round).
     return np.where(np.isnan(w), w, np.where(~(np.abs(u) >= 0.5), np.log1p(u), np.log(w)))
+
+
+def one_minus_sin(x: Any) -> Any:
+    """1 - sin(x): cos(x)^2/(1 + sin(x)) where sin(x) > 0, where 1 - sin(x) rounds sin's digits away
+    next to pi/2 (0.0 at 1.57079632679, truth 1.2e-23), and 1 - sin(x) elsewhere, where it is 1 to 2."""
+    s = np.sin(x)
+    c = np.cos(x)
+    return np.where(s > 0, c * c / (1.0 + s), 1.0 - s)  # a NaN x makes s NaN, so 1 - s NaN
+
+
+def _nan_where_any(result: Any, *args: Any) -> Any:
+    """`result`, NaN wherever an argument is NaN: np.where passes on one branch's arguments only."""
+    for arg in args:
+        if np.isnan(np.min(arg)):  # min carries NaN: one pass, no temporary, in the usual case
+            result = np.where(np.isnan(arg), np.nan, result)
+    return result
+
+
+def acos_near_one(u: Any, less: Any, more: Any) -> Any:
+    """acos(u) given 1 - u and 1 + u written stably: 2 asin(sqrt((1 - u)/2)) where u > 0 (acos(tanh(x))
+    at 20 was 0.0, truth 4.1e-9: tanh(20) is 1.0), pi - 2 asin(sqrt((1 + u)/2)) elsewhere."""
+    result = np.where(
+        u > 0, 2.0 * np.arcsin(np.sqrt(less * 0.5)), math.pi - 2.0 * np.arcsin(np.sqrt(more * 0.5))
+    )
+    return _nan_where_any(result, u, less, more)
+
+
+def atanh_near_one(u: Any, less: Any, more: Any) -> Any:
+    """atanh(u) given 1 - u and 1 + u written stably: (log(1 + u) - log(1 - u))/2 where |u| >= 1/2
+    (atanh(tanh(19)) was inf), atanh(u) where it keeps its digits (and a NaN u stays NaN)."""
+    result = np.where(~(np.abs(u) >= 0.5), np.arctanh(u), 0.5 * (np.log(more) - np.log(less)))
+    return _nan_where_any(result, less, more)
+
+
+def acosh_near_one(u: Any, above: Any) -> Any:
+    """acosh(u) given u - 1 written stably: log1p(d + sqrt(d (d + 2))) with d = u - 1 where u < 2
+    (acosh(cosh(x)) at 1e-9 was 0.0), acosh(u) elsewhere."""
+    result = np.where(u < 2, np.log1p(above + np.sqrt(above * (above + 2.0))), np.arccosh(u))
+    return _nan_where_any(result, u, above)
 
 
 def log_erfc(x: Any) -> Any:
@@ -391,10 +430,23 @@ def _stirling_correction(x: FloatArray) -> FloatArray:
     return np.asarray(total * inverse, dtype=np.float64)
 
 
+def gamma(x: Any) -> Any:
+    """scipy's gamma, telling the underflow handler where it is past the doubles towards 0, which
+    scipy does not flag: below -171.7 (gamma(-172.5) is -1.1e-312; 1e300*gamma(x) there was -0.0),
+    so that the long double run computes it (`widening._gamma`)."""
+    result = scipy.special.gamma(x)
+    if np.fmin.reduce(np.abs(result), axis=None) < _SMALLEST_NORMAL:  # fmin passes NaN over
+        overflow.report("underflow")
+    return result
+
+
+_SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
+
+
 def factorial(x: Any) -> Any:
     # scipy.special.factorial answers 0 for every negative argument, where gamma(x + 1), which the
     # derivative of factorial is written in, has its poles (negative integers: NaN) and real values.
-    return scipy.special.gamma(np.add(x, 1.0))
+    return gamma(np.add(x, 1.0))
 
 
 def polygamma(n: Any, x: Any) -> Any:
@@ -695,13 +747,17 @@ _TABLE: Mapping[str, Any] = MappingProxyType(
         "arg": arg,
         "erf": scipy.special.erf,
         "erfc": erfc,
-        "gamma": scipy.special.gamma,
+        "gamma": gamma,
         "loggamma": loggamma,
         "log_gamma": log_gamma,
         "log_abs_gamma": log_abs_gamma,
         "sech_squared": sech_squared,
         "log1p": np.log1p,
         "log_one_plus": log_one_plus,
+        "one_minus_sin": one_minus_sin,
+        "acos_near_one": acos_near_one,
+        "atanh_near_one": atanh_near_one,
+        "acosh_near_one": acosh_near_one,
         "log_erfc": log_erfc,
         "erfcx": scipy.special.erfcx,
         "expm1": np.expm1,
@@ -759,12 +815,16 @@ WEIGHTS: Mapping[str, int] = MappingProxyType(
         "erf": 10,
         "erfc": 10,
         "gamma": 30,
-        "loggamma": 30,
-        "log_gamma": 40,
-        "log_abs_gamma": 40,
+        "loggamma": 300,  # two 64-term series by Horner: a pass over the points per term
+        "log_gamma": 300,
+        "log_abs_gamma": 300,
         "sech_squared": 4,
         "log1p": 3,
         "log_one_plus": 6,
+        "one_minus_sin": 8,
+        "acos_near_one": 10,
+        "atanh_near_one": 10,
+        "acosh_near_one": 10,
         "log_erfc": 30,
         "erfcx": 10,
         "expm1": 3,
@@ -778,3 +838,21 @@ WEIGHTS: Mapping[str, int] = MappingProxyType(
     }
 )
 """Cost per point of each kernel, in numpy operations; a kernel not listed costs 1."""
+
+CALL_OVERHEADS: Mapping[str, int] = MappingProxyType(
+    {
+        **dict.fromkeys(("loggamma", "log_gamma", "log_abs_gamma", "zeta", "digamma_step"), 350_000),
+        "polygamma": 120_000,
+        "beta": 60_000,
+        "RealRoot": 50_000,
+        "acos_near_one": 40_000,
+        "erfc": 30_000,
+        "atanh_near_one": 25_000,
+        "acosh_near_one": 25_000,
+        "digamma": 25_000,
+    }
+)
+"""What one call of a kernel costs whatever the number of points, in the same units, where it is far
+above a ufunc's microsecond: the numpy calls inside it (loggamma's series are ~130 of them). At one
+point 500 loggamma terms were charged 17,500 (17 us, so computed on the event loop) and took 200 ms
+there (tester round 6). Measured at one point against np.sin, medians of 7 x 200 calls."""

@@ -18,7 +18,7 @@ select) and print exact numbers as Python integers, which overflow when numpy co
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sympy
@@ -113,7 +113,13 @@ def _unchanged_log_one_plus(node: sympy.Basic) -> bool:
 
 
 def _unstable(node: sympy.Basic) -> bool:
-    return bool(node.is_Add or node.is_Mul or isinstance(node, (sympy.log, sympy.factorial)))
+    return bool(node.is_Add or node.is_Mul or isinstance(node, _REWRITTEN_FUNCTIONS))
+
+
+# Inverse functions whose value goes to 0 where their argument goes to 1 (acos(tanh(x)) at 20 was
+# 0.0, atanh(tanh(19)) inf): given 1 -+ u written stably, a kernel computes them from it.
+_INVERSES_AT_ONE = (sympy.acos, sympy.atanh, sympy.acosh)
+_REWRITTEN_FUNCTIONS = (sympy.log, sympy.factorial, *_INVERSES_AT_ONE)
 
 
 def _stable_node(node: sympy.Expr) -> sympy.Expr:
@@ -129,6 +135,8 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
         return _stable_sum(node)
     if isinstance(node, sympy.factorial):
         return sympy.gamma(node.args[0] + 1)
+    if isinstance(node, _INVERSES_AT_ONE):
+        return _inverse_at_one(node)
     (argument,) = node.args  # a log
     if isinstance(argument, sympy.erfc):  # erfc is past the doubles from 27 on; its log is not
         return Kernel(Str("log_erfc"), argument.args[0])
@@ -137,6 +145,20 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
     if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
         return Kernel(Str("log_abs_gamma"), argument.args[0].args[0])
     return node
+
+
+def _inverse_at_one(node: sympy.Expr) -> sympy.Expr:
+    """acos(u), atanh(u) or acosh(u) from 1 - u (and 1 + u) written stably, where a rule writes 1 - u:
+    `kernels.acos_near_one`, `atanh_near_one`, `acosh_near_one` (each uses the function itself where
+    u is away from 1, and the stable form where the function would take u's rounding)."""
+    (u,) = node.args
+    less, more = _one_less(u), _one_more(u)
+    if isinstance(node, sympy.acosh):
+        return node if less is None else Kernel(Str("acosh_near_one"), u, -less)
+    if less is None and more is None:
+        return node
+    less, more = (1 - u) if less is None else less, (1 + u) if more is None else more
+    return Kernel(Str("acos_near_one" if isinstance(node, sympy.acos) else "atanh_near_one"), u, less, more)
 
 
 def _ratio(node: sympy.Expr) -> sympy.Expr:
@@ -152,15 +174,16 @@ def _ratio(node: sympy.Expr) -> sympy.Expr:
 
 
 def _scaled_erfc(node: sympy.Expr) -> sympy.Expr:
-    """erfc(u)^k e^(k u^2) as erfcx(u)^k, k < 0 (log(erfc(x))'s derivatives: e^-x^2/erfc(x) is
-    0/0 from x = 27 on, 1/erfcx(x) there about x sqrt(pi)); other terms of the exponent stay."""
+    """erfc(u)^k e^(k u^2) as erfcx(u)^k, k a nonzero integer (log(erfc(x))'s derivatives:
+    e^-x^2/erfc(x) is 0/0 from x = 27 on, 1/erfcx(x) there about x sqrt(pi); e^x^2 erfc(x) is inf
+    times 0); other terms of the exponent stay."""
     if not node.is_Mul:
         return node
     factors = list(node.args)
     exponentials = [f for f in factors if isinstance(f, sympy.exp)]
     for factor in factors:
         base, k = factor.as_base_exp()
-        if not (isinstance(base, sympy.erfc) and k.is_Integer and k.is_negative):
+        if not (isinstance(base, sympy.erfc) and k.is_Integer and k.is_nonzero):
             continue
         for exponential in exponentials:
             rest = sympy.expand(exponential.args[0] - k * base.args[0] ** 2)
@@ -205,13 +228,19 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     shared, polynomial = _shares_a_denominator(node), _polynomial_in_one_function(node)
     if not (shared or polynomial):
         return None
-    if len(node.free_symbols) > _COMBINED_VARIABLES or not _small_polynomial(node):
+    # The terms' common factor aside: the k-th derivative of e^5x/(e^5x + 1) is 5^k times small numbers.
+    content, primitive = node.as_content_primitive()
+    if len(node.free_symbols) > _COMBINED_VARIABLES or not _small_polynomial(primitive):
         return None  # cancel's gcd over big numbers or high powers can take minutes (atan2's partials)
-    combined = sympy.factor(sympy.cancel(sympy.together(node)))
-    if shared and sympy.count_ops(combined) < sympy.count_ops(node):  # terms cancelled
-        return combined
+    cancelled = sympy.cancel(sympy.together(primitive))
+    combined = sympy.factor(cancelled)
+    # factor may split what cancel kept whole (e^5x + 1 into cyclotomic factors in e^x): the shorter.
+    shortest = min(combined, cancelled, key=sympy.count_ops)
+    if shared and sympy.count_ops(shortest) < sympy.count_ops(primitive):  # terms cancelled
+        return content * shortest
     factors = [f for f in sympy.Mul.make_args(combined) if f.free_symbols]
-    return combined if polynomial and len(factors) > 1 else None  # each factor is then written stably
+    # Each factor is then written stably.
+    return content * combined if polynomial and len(factors) > 1 else None
 
 
 # Sums up to this many nodes, over at most this many variables, are tried (factoring them costs 5 to
@@ -248,7 +277,9 @@ def _shares_a_denominator(node: sympy.Expr) -> bool:
         for base, exponent in denominators.items():
             counted[base] = counted.get(base, 0) + 1
             powers.setdefault(base, set()).add(exponent)
-    shared = [base for base, count in counted.items() if count > 1]
+    # One sum under several terms, or the only sum under any, the other terms free of it
+    # (e^(x+2) - e^(2x+4)/(e^(x+2) + 1), sympy's simplified logistic derivative, nested).
+    shared = [base for base, count in counted.items() if count > 1] or list(counted)
     if len(shared) != 1:
         return False
     (base,) = shared
@@ -301,21 +332,21 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return 2 * sympy.sin(t.args[0] / 2) ** 2
     if isinstance(t, sympy.cosh):
         return -2 * sympy.sinh(t.args[0] / 2) ** 2
+    if isinstance(t, sympy.sin):  # cos(u)^2/(1 + sin(u)) where sin(u) > 0 (`kernels.one_minus_sin`)
+        return Kernel(Str("one_minus_sin"), t.args[0])
+    if isinstance(t, sympy.sech):
+        return 2 * sympy.sinh(t.args[0] / 2) ** 2 * t
+    if isinstance(t, sympy.coth):  # 1 - coth(u) is -2/(e^2u - 1)
+        return -2 / Kernel(Str("expm1"), 2 * t.args[0])
     if isinstance(t, sympy.erf):  # a kernel call: sympy would write erfc(-u) back as 2 - erfc(u)
         return Kernel(Str("erfc"), t.args[0])
-    if t.is_Pow and t.exp == sympy.S.Half and t.base.is_Add and sympy.S.One in t.base.args:
-        return (1 - t.base) / (1 + t)  # 1 - sqrt(1 + u) is -u/(1 + sqrt(1 + u))
     if t.is_Pow and t.base.is_positive and not t.base.free_symbols:  # 1 - 2^u is -expm1(u log 2)
         return -Kernel(Str("expm1"), t.exp * sympy.log(t.base))
-    if (
-        t.is_Pow
-        and t.exp.is_Integer
-        and 2 < t.exp <= _POWERS
-        and t.base.is_Add
-        and sympy.S.One in t.base.args
-    ):
-        # 1 - (1 + u)^n is -u (1 + b + ... + b^(n-1)) with b = 1 + u: sympy writes 1 - b as -u
-        return (1 - t.base) * sympy.Add(*(t.base**k for k in range(int(t.exp))))
+    base, exponent = _common_power(t)
+    if base.free_symbols and not exponent.free_symbols:
+        power = _one_less_power(base, exponent)
+        if power is not None:
+            return power
     root = _square_root_of(t)
     if root is None:
         return None
@@ -323,6 +354,9 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return Kernel(Str("sech_squared"), root.args[0], root)
     if isinstance(root, sympy.coth):
         return -(sympy.csch(root.args[0]) ** 2)
+    pythagorean = _PYTHAGOREAN.get(type(root))  # 1 - sin(u)^2 is cos(u)^2 (1 - sin(u) cancels too)
+    if pythagorean is not None:
+        return pythagorean(root.args[0]) ** 2
     # Each factor written stably in turn: 1 - cos(u)^2 is 2 sin(u/2)^2 (1 + cos(u)), 1 - tanh^4 holds sech^2.
     if root.is_Pow and root.exp == -1:  # 1/b is rounded before 1 - 1/b cancels
         b = root.base
@@ -346,6 +380,56 @@ def _plus_one(t: sympy.Expr) -> sympy.Expr:
 
 
 _POWERS = 8  # 1 - (1 + u)^n up to this n is written as a product (n terms in the second factor)
+# 1 - f(u)^2 for an f tending to +-1, as the square of its complement.
+_PYTHAGOREAN: Mapping[type, Callable[[sympy.Expr], sympy.Expr]] = {
+    sympy.sin: sympy.cos,
+    sympy.cos: sympy.sin,
+    sympy.sech: sympy.tanh,
+}
+
+
+def _one_less_power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr | None:
+    """1 - b^p where b is 1 + u exactly (`_exactly_one_plus`): 1 - sqrt(1 + u) is -u/(1 + sqrt(1 + u)),
+    1 - b^n is -u (1 + b + ... + b^(n-1)) and 1 - b^-n is u (1 + b + ... + b^(n-1))/b^n (n from 3,
+    and from 1, up to _POWERS), any other fractional p -expm1(p log1p(u)), real where b^p is (b > 0)
+    (each was 0 at u = 1e-17; 1 - sqrt(1 - x^2) too, whose 1 - x^2 a rule had factored first)."""
+    u = _exactly_one_plus(base)
+    if u is None:
+        return None
+    if exponent == sympy.S.Half:
+        return -u / (1 + sympy.sqrt(base))
+    if exponent.is_Integer:
+        n = abs(int(exponent))
+        if not (0 < n <= _POWERS) or exponent in (1, 2):  # 1 - b and 1 - b^2 have rules of their own
+            return None  # (and past _POWERS a negative b has a real power that log1p(u) has not)
+        powers = sympy.Add(*(base**k for k in range(n)))
+        return -u * powers if exponent > 0 else u * powers / base**n
+    return -Kernel(Str("expm1"), exponent * Kernel(Str("log1p"), u))
+
+
+def _common_power(t: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+    """(b, p) where t is b^p, or a product of powers to one exponent ((1 - x)^3 (1 + x)^3, what
+    sympy makes of (1 - x^2)^3 once a rule factored 1 - x^2)."""
+    if not t.is_Mul:
+        base, exponent = t.as_base_exp()
+        return base, exponent
+    powers = [factor.as_base_exp() for factor in t.args]
+    exponents = {exponent for _, exponent in powers}
+    if len(exponents) != 1:
+        return t, sympy.S.One
+    return sympy.Mul(*(base for base, _ in powers)), exponents.pop()
+
+
+def _exactly_one_plus(b: sympy.Expr) -> sympy.Expr | None:
+    """u where b is 1 + u symbolically: a sum holding 1, or a small product of such sums that a rule
+    wrote from one ((1 - x)(1 + x) from 1 - x^2); None otherwise."""
+    if b.is_Add:
+        return b - 1 if sympy.S.One in b.args else None
+    factors = sympy.Mul.make_args(b)
+    if not (b.is_Mul and len(factors) <= 3 and all(f.is_Add and len(f.args) <= 3 for f in factors)):
+        return None
+    expanded = sympy.expand(b)
+    return expanded - 1 if expanded.is_Add and sympy.S.One in expanded.args else None
 
 
 def _one_more(t: sympy.Expr) -> sympy.Expr | None:
@@ -356,6 +440,8 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
         return Kernel(Str("erfc"), -t.args[0])
     if isinstance(t, sympy.cos):
         return 2 * sympy.cos(t.args[0] / 2) ** 2
+    if isinstance(t, sympy.sin):
+        return Kernel(Str("one_minus_sin"), -t.args[0])
     return None
 
 
@@ -618,6 +704,22 @@ def cost(expr: sympy.Basic) -> int:
         elif isinstance(node, Application):
             extra += _weight(node) - 1
     return extra
+
+
+def overhead(parts: Sequence[sympy.Expr]) -> int:
+    """What one evaluation of `parts` as `prepare` wrote them costs besides its cost per point: its
+    kernels' fixed costs (`kernels.CALL_OVERHEADS`), which dominate at a few points."""
+    return sum(
+        kernels.CALL_OVERHEADS.get(_kernel_called(node), 0)
+        for node in _distinct_nodes(parts)
+        if isinstance(node, Application)
+    )
+
+
+def _kernel_called(node: Application) -> str:
+    if isinstance(node, Kernel):
+        return str(node.args[0].name)
+    return reference.kernel_name(node) or ""
 
 
 def _distinct_nodes(roots: Iterable[sympy.Basic]) -> Iterator[sympy.Basic]:

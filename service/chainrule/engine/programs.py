@@ -48,7 +48,8 @@ class Program:
     and returning one value (`single`) or a tuple of `outputs` values; `names` are the globals it
     reads. `reads` are the arguments the expressions depend on (the others may be given any value);
     `operations` counts the nodes of the code after common subexpressions are shared, slow kernels
-    weighted by their cost (`numeric_code.cost`): the work per point, within a small factor.
+    weighted by their cost (`numeric_code.cost`): the work per point, within a small factor; and
+    `overhead` what one evaluation costs besides, whatever the points (`numeric_code.overhead`).
     """
 
     code: bytes
@@ -58,6 +59,7 @@ class Program:
     outputs: int
     single: bool
     operations: int
+    overhead: int = 0
 
     @property
     def pointwise(self) -> bool:
@@ -118,6 +120,7 @@ def generate(
         outputs=1 if single else len(parts),
         single=single,
         operations=operations + numeric_code.cost(sympy.Tuple(*parts)),
+        overhead=numeric_code.overhead(renamed),
     )
 
 

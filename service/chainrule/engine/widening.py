@@ -72,7 +72,20 @@ _MAX_EVALUATIONS = 64
 # Kernels of ours built from numpy operations alone, so they compute in whatever precision they
 # are given (the others, and every ufunc without a long double loop, get doubles).
 _GENERIC_KERNELS = frozenset(
-    {"power", "odd_power", "integer_power", "Min", "Max", "RealRoot", "sech_squared", "log_one_plus"}
+    {
+        "power",
+        "odd_power",
+        "integer_power",
+        "Min",
+        "Max",
+        "RealRoot",
+        "sech_squared",
+        "log_one_plus",
+        "one_minus_sin",
+        "acos_near_one",
+        "atanh_near_one",
+        "acosh_near_one",
+    }
 )
 
 
@@ -99,8 +112,15 @@ def _gamma(x: Any) -> Any:
         # Next to 0 gamma is 1/x - euler + O(x): 1/x, where 1/x is past the doubles (|x| < 5.6e-309).
         big = np.exp(scipy.special.gammaln(xs[past]).astype(np.longdouble))
         result[past] = np.where(np.abs(wide) < 1, 1 / wide, big)
-    if ((result == 0) & (xs < 0)).any():
-        overflow.report()  # gamma(-200.5) is 1e-375: 0.0 in doubles, its value in long double unknown
+    below = (result == 0) & (xs < 0)
+    if below.any():
+        # Below -171.7 gamma is past the doubles towards 0 (gamma(-172.5) is -1.1e-312): its sign
+        # times exp(log|gamma|) in long double, as above (1e300*gamma(x) there was -0.0).
+        result = result.astype(np.longdouble)
+        magnitude = np.exp(scipy.special.gammaln(xs[below]).astype(np.longdouble))
+        result[below] = scipy.special.gammasgn(xs[below]) * magnitude
+        if (result == 0).any():
+            overflow.report()  # past long double too (below about -1760)
     return overflow.reported(result)
 
 

@@ -44,6 +44,13 @@ def test_a_malformed_big_body_is_still_a_named_error() -> None:
     assert caught.value.reason == "MALFORMED_JSON"
 
 
+def test_a_body_nested_past_the_parser_says_so_not_the_interpreter_s_limit() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        protojson.decode_message(b"[" * 100_000, pb.EvaluateRequest)
+    assert caught.value.reason == "MALFORMED_JSON"
+    assert "nested too deeply" in caught.value.message and "recursion" not in caught.value.message
+
+
 def test_a_reply_with_points_is_written_in_pieces_to_the_same_text() -> None:
     response = pb.GradientAtPointResponse(variables=["x"], values=pb.Array(values=VALUES))
     response.gradients.add().values.extend(VALUES)

@@ -165,9 +165,15 @@ def decode_message(body: bytes, message_type: type[RequestT], bounds: Bounds | N
         return message_type()
     try:
         data = _loads(body, None if bounds is None else bounds.values)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidArgument(
             f"malformed JSON body: {error}", field="body", reason="MALFORMED_JSON"
+        ) from None
+    except RecursionError:  # its text names the interpreter's limit, not what is wrong with the body
+        raise InvalidArgument(
+            "malformed JSON body: arrays or objects nested too deeply (a request nests three levels)",
+            field="body",
+            reason="MALFORMED_JSON",
         ) from None
     if not isinstance(data, dict):
         raise InvalidArgument(
