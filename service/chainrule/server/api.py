@@ -56,6 +56,10 @@ _INLINE_COST = 20_000
 # (who arrives meanwhile waits that long at most). With any other call in flight, the numeric
 # threads and their fair shares take it: a flood never runs on the loop.
 _ALONE_INLINE_COST = 4_000_000
+# Fixed costs of a call's kernels (`kernels.CALL_OVERHEADS`, about 1 ns each) past which, where they
+# outweigh its work per point, it is computed in a symbolic worker (`_Plan.in_worker`): 2 ms of numpy
+# calls in Python, each holding the GIL from the event loop.
+_GIL_HOLDING_OVERHEAD = 2_000_000
 # Read requests above this many encoded bytes off the event loop (a copy of a field costs ~0.1 ms).
 _READ_INLINE_BYTES = 256 * 1024
 # What Parse may spend building an expression in its own worker (a typical one takes a few ms), and
@@ -107,6 +111,15 @@ class _Plan:
     def cost(self, points: int) -> int:
         """The work of evaluating at `points` points: per point, and its kernels' fixed costs."""
         return self.work * points + self.compiled.program.overhead
+
+    def in_worker(self, points: int) -> bool:
+        """Whether to compute in a symbolic worker, off the server's GIL: code that calls mpmath's
+        kernels (`Program.pointwise`), or whose kernels' fixed costs, numpy calls in Python holding
+        the GIL, outweigh its work per point at this many (500 loggamma terms at one point on a
+        numeric thread took every other call from 3 to 86 ms p50: tester round 6)."""
+        program = self.compiled.program
+        overhead = program.overhead
+        return program.pointwise or (overhead >= _GIL_HOLDING_OVERHEAD and overhead >= self.work * points)
 
     @property
     def size(self) -> int:
@@ -510,11 +523,13 @@ class ChainruleApi:
                 return await executor.run(job, *args, *first)
             except parsing.TooSlow:
                 self._slow_parsers.mark(caller)
-            except BaseException:
+            except BaseException as error:
                 # A call its deadline ended before the allowance never sees TooSlow, while the worker
                 # goes on to the allowance all the same (tester round 6: 0.2 s deadlines kept the
-                # lane). A call that waited that long for the worker moves on too: it is busy.
-                if time.monotonic() - started >= _PARSE_ALLOWANCE_SECONDS:
+                # lane, and others' checks waited 0.5 s). A call that ran out of time waiting for the
+                # worker, or waited past the allowance, moves on too: the worker is busy.
+                waited = time.monotonic() - started
+                if isinstance(error, DeadlineExceeded) or waited >= _PARSE_ALLOWANCE_SECONDS:
                     self._slow_parsers.mark(caller)
                 raise
         return await self._symbolic.run(job, *args)
@@ -627,13 +642,13 @@ class ChainruleApi:
             batch, working = self._batch(plan, request, wire)
             cost = plan.cost(batch.size)
             inline = cost <= _INLINE_COST or (cost <= _ALONE_INLINE_COST and self.calls.active <= 1)
-            if inline and not plan.compiled.program.pointwise:
+            if inline and not plan.in_worker(batch.size):
                 try:
                     with engine.quick_only():
                         return self._reply(plan, batch, answer, filled)
                 except engine.NeedsWidening:
                     pass  # a point past the doubles: long double, up to 50 times the cost, off the loop
-        if plan.compiled.program.pointwise:
+        if plan.in_worker(batch.size):
             return await self._reply_from_worker(plan, batch, answer, filled)
         # The memory stays reserved while the thread computes, past a cancelled call (its deadline, its
         # client gone): given back at cancellation, it was counted free while still in use.
@@ -716,10 +731,10 @@ class ChainruleApi:
     async def _reply_from_worker(
         self, plan: _Plan, batch: Batch, answer: _Answer, filled: bool
     ) -> Reply[Any]:
-        """The reply of code that calls mpmath's kernels (`Program.pointwise`), computed in a symbolic
-        worker: under its budget and the callers' fair shares, and off the server's GIL. On a numeric
-        thread, three such Jacobians made every other call wait 56 ms instead of 3.5 (tester round 3).
-        Their cost keeps them to a few thousand points: the values come back pickled."""
+        """The reply of code that holds the GIL as it computes (`_Plan.in_worker`), computed in a
+        symbolic worker: under its budget and the callers' fair shares, and off the server's GIL. On a
+        numeric thread, three Jacobians calling mpmath made every other call wait 56 ms instead of 3.5
+        (tester round 3). Their cost keeps them to a few thousand points: the values come back pickled."""
         try:
             computed = await self._symbolic.run(
                 jobs.evaluate_pointwise, answer.run, plan.compiled, batch.columns, batch.size
