@@ -156,14 +156,7 @@ class Admission:
         the function that gives it back (to be called once)."""
         who = deadlines.current_caller() if caller is None else caller
         await self._acquire(who, budget, what)
-        held = [True]
-
-        def give_back() -> None:
-            if held:  # once only, whoever calls it
-                held.clear()
-                self._release(who)
-
-        return give_back
+        return _once(lambda: self._release(who))
 
     async def _acquire(self, who: str, budget: WaitLimit | None, what: str) -> None:
         if self.running < self.concurrency and self._held.get(who, 0) < self.per_caller:
@@ -481,14 +474,7 @@ class MemoryBudget:
                 raise
         else:
             self.reserved += size
-        held = [True]
-
-        def give_back() -> None:
-            if held:  # once only, whoever calls it
-                held.clear()
-                self._free(size)
-
-        return give_back
+        return _once(lambda: self._free(size))
 
     def _free(self, size: int) -> None:
         self.reserved -= size
@@ -545,6 +531,18 @@ class BoundedExecutor:
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def _once(give_back: Callable[[], None]) -> Callable[[], None]:
+    """`give_back` as a function that acts on its first call only, whoever calls it."""
+    held = [True]
+
+    def once() -> None:
+        if held:
+            held.clear()
+            give_back()
+
+    return once
 
 
 def _nothing_held() -> None:
