@@ -76,8 +76,12 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       -c u/(1 + sqrt(1 + u)) (each was 0 at u = 1e-17), c - c 2^u is -c expm1(u log 2), c - c
       (1 + u)^n is -c u (1 + b + ... + b^(n-1)); c - c erf(u) is c erfc(u), and where t tends to
       -1, c + c tanh(u) is 2c/(e^-2u + 1), c + c erf(u) is c erfc(-u) and c + c cos(u) is
-      2c cos(u/2)^2; c is any constant (pi, sqrt(2)), and a factor a rule leaves is written the
-      same way (1 - cos(u)^2 is 2 sin(u/2)^2 (1 + cos u));
+      2c cos(u/2)^2; c -+ c sin(u) is `one_minus_sin` (of -u), c - c sech(u) 2c sinh(u/2)^2 sech(u),
+      c - c coth(u) -2c/expm1(2u), c - c sin(u)^2 c cos(u)^2 (and cos, sech: `_PYTHAGOREAN`), and
+      c - c (1 + u)^p for other powers p -c expm1(p log1p(u)) (`_one_less_power`); c is any
+      constant (pi, sqrt(2)), and a factor a rule leaves is written the same way (1 - tanh^4);
+    - acos(u), atanh(u) and acosh(u) where a rule writes 1 - u (or 1 + u): from it (`_inverse_at_one`;
+      acos(tanh(x)) at 20 was 0.0, atanh(tanh(19)) inf);
     - a sum over powers of one sum, calling no function that sum does not, is combined over it and
       factored where its terms cancel (the logistic function's derivatives), and so is a
       polynomial in one function's value (log(cosh(x))'s higher derivatives, in tanh) (`_combined`);
@@ -357,7 +361,7 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
     pythagorean = _PYTHAGOREAN.get(type(root))  # 1 - sin(u)^2 is cos(u)^2 (1 - sin(u) cancels too)
     if pythagorean is not None:
         return pythagorean(root.args[0]) ** 2
-    # Each factor written stably in turn: 1 - cos(u)^2 is 2 sin(u/2)^2 (1 + cos(u)), 1 - tanh^4 holds sech^2.
+    # Each factor written stably in turn: 1 - tanh^4 is (1 - tanh^2)(1 + tanh^2), which holds sech^2.
     if root.is_Pow and root.exp == -1:  # 1/b is rounded before 1 - 1/b cancels
         b = root.base
         return _less_one(b) * _plus_one(b) / b**2

@@ -56,9 +56,9 @@ _INLINE_COST = 20_000
 # (who arrives meanwhile waits that long at most). With any other call in flight, the numeric
 # threads and their fair shares take it: a flood never runs on the loop.
 _ALONE_INLINE_COST = 4_000_000
-# Fixed costs of a call's kernels (`kernels.CALL_OVERHEADS`, about 1 ns each) past which, where they
-# outweigh its work per point, it is computed in a symbolic worker (`_Plan.in_worker`): 2 ms of numpy
-# calls in Python, each holding the GIL from the event loop.
+# Fixed costs of a call's kernels (`kernels.CALL_OVERHEADS`, in operations of about 1 ns) past which,
+# where they outweigh its work per point, it is computed in a symbolic worker (`_Plan.in_worker`):
+# 2 ms of numpy calls made from Python, which holds the GIL from the event loop between them.
 _GIL_HOLDING_OVERHEAD = 2_000_000
 # Read requests above this many encoded bytes off the event loop (a copy of a field costs ~0.1 ms).
 _READ_INLINE_BYTES = 256 * 1024
