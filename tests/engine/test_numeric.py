@@ -475,6 +475,8 @@ def test_gradients_and_hessians_keep_their_digits(text: str, xs: list[float], ex
         ("atanh(tanh(x))", 0, [19.0, -19.0, 0.1], lambda t: t),
         ("acos(tanh(x))", 0, [20.0, -20.0, 0.3], lambda t: mpmath.acos(mpmath.tanh(t))),
         ("acosh(cosh(x))", 0, [1e-9, 3.0], abs),
+        ("asin(sin(x))", 0, [1.5707963, -1.5707963, 0.3], lambda t: mpmath.asin(mpmath.sin(t))),
+        ("1 - sqrt(1 - sin(x)^2)", 0, [1e-10, 3.0], lambda t: 1 - abs(mpmath.cos(t))),
         ("exp(x^2)*erfc(x)", 0, [27.0, 1e4, -3.0], lambda t: mpmath.exp(t * t) * mpmath.erfc(t)),
         ("exp(3*x + 2)/(1 + exp(3*x + 2))", 1, [20.0, 13.0], lambda t: 1 / (1 + mpmath.exp(-3 * t - 2))),
         ("exp(5*x)/(1 + exp(5*x))", 2, [8.0], lambda t: 1 / (1 + mpmath.exp(-5 * t))),

@@ -80,8 +80,9 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       c - c coth(u) -2c/expm1(2u), c - c sin(u)^2 c cos(u)^2 (and cos, sech: `_PYTHAGOREAN`), and
       c - c (1 + u)^p for other powers p -c expm1(p log1p(u)) (`_one_less_power`); c is any
       constant (pi, sqrt(2)), and a factor a rule leaves is written the same way (1 - tanh^4);
-    - acos(u), atanh(u) and acosh(u) where a rule writes 1 - u (or 1 + u): from it (`_inverse_at_one`;
-      acos(tanh(x)) at 20 was 0.0, atanh(tanh(19)) inf);
+    - asin(u), acos(u), atanh(u) and acosh(u) where a rule writes 1 - u (or 1 + u): from it
+      (`_inverse_at_one`; acos(tanh(x)) at 20 was 0.0, atanh(tanh(19)) inf), and 1 - |v| as
+      (1 - v^2)/(1 + |v|) where 1 - v^2 has a rule;
     - a sum over powers of one sum, calling no function that sum does not, is combined over it and
       factored where its terms cancel (the logistic function's derivatives), and so is a
       polynomial in one function's value (log(cosh(x))'s higher derivatives, in tanh) (`_combined`);
@@ -122,7 +123,7 @@ def _unstable(node: sympy.Basic) -> bool:
 
 # Inverse functions whose value goes to 0 where their argument goes to 1 (acos(tanh(x)) at 20 was
 # 0.0, atanh(tanh(19)) inf): given 1 -+ u written stably, a kernel computes them from it.
-_INVERSES_AT_ONE = (sympy.acos, sympy.atanh, sympy.acosh)
+_INVERSES_AT_ONE = (sympy.asin, sympy.acos, sympy.atanh, sympy.acosh)
 _REWRITTEN_FUNCTIONS = (sympy.log, sympy.factorial, *_INVERSES_AT_ONE)
 
 
@@ -152,9 +153,9 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
 
 
 def _inverse_at_one(node: sympy.Expr) -> sympy.Expr:
-    """acos(u), atanh(u) or acosh(u) from 1 - u (and 1 + u) written stably, where a rule writes 1 - u:
-    `kernels.acos_near_one`, `atanh_near_one`, `acosh_near_one` (each uses the function itself where
-    u is away from 1, and the stable form where the function would take u's rounding)."""
+    """asin(u), acos(u), atanh(u) or acosh(u) from 1 - u (and 1 + u) written stably, where a rule
+    writes either: `kernels.asin_near_one` and the like (each uses the function itself where u is
+    away from +-1, and the stable form where the function would take u's rounding)."""
     (u,) = node.args
     less, more = _one_less(u), _one_more(u)
     if isinstance(node, sympy.acosh):
@@ -162,7 +163,10 @@ def _inverse_at_one(node: sympy.Expr) -> sympy.Expr:
     if less is None and more is None:
         return node
     less, more = (1 - u) if less is None else less, (1 + u) if more is None else more
-    return Kernel(Str("acos_near_one" if isinstance(node, sympy.acos) else "atanh_near_one"), u, less, more)
+    return Kernel(Str(_NEAR_ONE[type(node)]), u, less, more)
+
+
+_NEAR_ONE = {sympy.asin: "asin_near_one", sympy.acos: "acos_near_one", sympy.atanh: "atanh_near_one"}
 
 
 def _ratio(node: sympy.Expr) -> sympy.Expr:
@@ -344,6 +348,9 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return -2 / Kernel(Str("expm1"), 2 * t.args[0])
     if isinstance(t, sympy.erf):  # a kernel call: sympy would write erfc(-u) back as 2 - erfc(u)
         return Kernel(Str("erfc"), t.args[0])
+    if isinstance(t, sympy.Abs):  # 1 - |v| is (1 - v^2)/(1 + |v|) where 1 - v^2 has a rule (|cos u|)
+        square = _one_less(t.args[0] ** 2)
+        return None if square is None else square / (1 + t)
     if t.is_Pow and t.base.is_positive and not t.base.free_symbols:  # 1 - 2^u is -expm1(u log 2)
         return -Kernel(Str("expm1"), t.exp * sympy.log(t.base))
     base, exponent = _common_power(t)
