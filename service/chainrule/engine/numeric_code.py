@@ -82,7 +82,7 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       constant (pi, sqrt(2)), and a factor a rule leaves is written the same way (1 - tanh^4);
     - asin(u), acos(u), atanh(u) and acosh(u) where a rule writes 1 - u (or 1 + u): from it
       (`_inverse_at_one`; acos(tanh(x)) at 20 was 0.0, atanh(tanh(19)) inf), and 1 - |v| as
-      (1 - v^2)/(1 + |v|) where 1 - v^2 has a rule;
+      (1 - v^2)/(1 + |v|) where 1 - v^2 has a rule; log(t) for such t is log1p(-(1 - t)) (`log_one_plus`);
     - a sum over powers of one sum, calling no function that sum does not, is combined over it and
       factored where its terms cancel (the logistic function's derivatives), and so is a
       polynomial in one function's value (log(cosh(x))'s higher derivatives, in tanh) (`_combined`);
@@ -149,6 +149,10 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
         return Kernel(Str("log_gamma"), argument.args[0])
     if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
         return Kernel(Str("log_abs_gamma"), argument.args[0].args[0])
+    if isinstance(argument, _LOGGED_NEAR_ONE):  # log(t) is log1p(t - 1), t - 1 as a rule writes it
+        less = _one_less(argument)
+        if less is not None:
+            return Kernel(Str("log_one_plus"), -less, argument)
     return node
 
 
@@ -306,6 +310,8 @@ def _functions(expr: sympy.Expr) -> set[type]:
     return {type(f) for f in expr.atoms(Application)}
 
 
+# Functions whose log is next to 0 where they are next to 1 (log(cos(x)) at 1e-9 was 0.0, -5e-19).
+_LOGGED_NEAR_ONE = (sympy.cos, sympy.sin, sympy.cosh, sympy.sech, sympy.tanh, sympy.coth, sympy.erf)
 # Functions whose values tend to +-1, where a polynomial in them may cancel (1 - tanh^2); tan^2 + 1,
 # in every derivative of tan, never does, and trying to factor it made compiling 1.7 times slower.
 _TENDING_TO_ONE = (sympy.tanh, sympy.coth, sympy.sin, sympy.cos, sympy.erf)
