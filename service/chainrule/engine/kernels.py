@@ -153,6 +153,15 @@ def one_minus_sin(x: Any) -> Any:
     return np.where(s > 0, c * c / (1.0 + s), 1.0 - s)  # a NaN x makes s NaN, so 1 - s NaN
 
 
+def one_less_power(u: Any, p: Any) -> Any:
+    """1 - (1 + u)^p: -expm1(p log1p(u)) where 1 + u > 0 ((1 + x)^9 - 1 and (1 + x)^(-3) - 1 were 0
+    at 1e-17), and 1 - (1 + u)^p elsewhere, where a whole p has real values of a negative base."""
+    base = np.add(1.0, u)
+    positive = base > 0
+    near = -np.expm1(np.multiply(p, np.log1p(np.where(positive, u, 0.0))))
+    return np.where(positive, near, 1.0 - power(base, p))
+
+
 def _nan_where_any(result: Any, *args: Any) -> Any:
     """`result`, NaN wherever an argument is NaN: np.where passes on one branch's arguments only."""
     for arg in args:
@@ -765,6 +774,7 @@ _TABLE: Mapping[str, Any] = MappingProxyType(
         "log1p": np.log1p,
         "log_one_plus": log_one_plus,
         "one_minus_sin": one_minus_sin,
+        "one_less_power": one_less_power,
         "asin_near_one": asin_near_one,
         "acos_near_one": acos_near_one,
         "atanh_near_one": atanh_near_one,
@@ -833,6 +843,7 @@ WEIGHTS: Mapping[str, int] = MappingProxyType(
         "log1p": 3,
         "log_one_plus": 6,
         "one_minus_sin": 8,
+        "one_less_power": 10,
         "asin_near_one": 10,
         "acos_near_one": 10,
         "atanh_near_one": 10,

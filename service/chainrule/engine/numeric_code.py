@@ -78,7 +78,8 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       -1, c + c tanh(u) is 2c/(e^-2u + 1), c + c erf(u) is c erfc(-u) and c + c cos(u) is
       2c cos(u/2)^2; c -+ c sin(u) is `one_minus_sin` (of -u), c - c sech(u) 2c sinh(u/2)^2 sech(u),
       c - c coth(u) -2c/expm1(2u), c - c sin(u)^2 c cos(u)^2 (and cos, sech: `_PYTHAGOREAN`), and
-      c - c (1 + u)^p for other powers p -c expm1(p log1p(u)) (`_one_less_power`); c is any
+      c - c (1 + u)^p for other powers p -c expm1(p log1p(u)) (`_one_less_power`), c - c sec(u)
+      -2c sin(u/2)^2 sec(u); c is any
       constant (pi, sqrt(2)), and a factor a rule leaves is written the same way (1 - tanh^4);
     - asin(u), acos(u), atanh(u) and acosh(u) where a rule writes 1 - u (or 1 + u): from it
       (`_inverse_at_one`; acos(tanh(x)) at 20 was 0.0, atanh(tanh(19)) inf), and 1 - |v| as
@@ -348,8 +349,9 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return -2 * sympy.sinh(t.args[0] / 2) ** 2
     if isinstance(t, sympy.sin):  # cos(u)^2/(1 + sin(u)) where sin(u) > 0 (`kernels.one_minus_sin`)
         return Kernel(Str("one_minus_sin"), t.args[0])
-    if isinstance(t, sympy.sech):
-        return 2 * sympy.sinh(t.args[0] / 2) ** 2 * t
+    if isinstance(t, (sympy.sech, sympy.sec)):  # 1 - 1/cosh(u), 1 - 1/cos(u)
+        half = t.args[0] / 2
+        return (2 * sympy.sinh(half) ** 2 if isinstance(t, sympy.sech) else -2 * sympy.sin(half) ** 2) * t
     if isinstance(t, sympy.coth):  # 1 - coth(u) is -2/(e^2u - 1)
         return -2 / Kernel(Str("expm1"), 2 * t.args[0])
     if isinstance(t, sympy.erf):  # a kernel call: sympy would write erfc(-u) back as 2 - erfc(u)
@@ -408,20 +410,20 @@ _PYTHAGOREAN: Mapping[type, Callable[[sympy.Expr], sympy.Expr]] = {
 def _one_less_power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr | None:
     """1 - b^p where b is 1 + u exactly (`_exactly_one_plus`): 1 - sqrt(1 + u) is -u/(1 + sqrt(1 + u)),
     1 - b^n is -u (1 + b + ... + b^(n-1)) and 1 - b^-n is u (1 + b + ... + b^(n-1))/b^n (n from 3,
-    and from 1, up to _POWERS), any other fractional p -expm1(p log1p(u)), real where b^p is (b > 0)
-    (each was 0 at u = 1e-17; 1 - sqrt(1 - x^2) too, whose 1 - x^2 a rule had factored first)."""
+    and from 1, up to _POWERS), any other power `kernels.one_less_power` (each was 0 at u = 1e-17;
+    1 - sqrt(1 - x^2) too, whose 1 - x^2 a rule had factored first)."""
     u = _exactly_one_plus(base)
     if u is None:
         return None
     if exponent == sympy.S.Half:
         return -u / (1 + sympy.sqrt(base))
-    if exponent.is_Integer:
-        n = abs(int(exponent))
-        if not (0 < n <= _POWERS) or exponent in (1, 2):  # 1 - b and 1 - b^2 have rules of their own
-            return None  # (and past _POWERS a negative b has a real power that log1p(u) has not)
+    if exponent in (0, 1, 2):  # 1 - b and 1 - b^2 have rules of their own
+        return None
+    n = abs(int(exponent)) if exponent.is_Integer else 0
+    if 0 < n <= _POWERS:
         powers = sympy.Add(*(base**k for k in range(n)))
         return -u * powers if exponent > 0 else u * powers / base**n
-    return -Kernel(Str("expm1"), exponent * Kernel(Str("log1p"), u))
+    return Kernel(Str("one_less_power"), u, exponent)
 
 
 def _common_power(t: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:

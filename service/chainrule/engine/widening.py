@@ -82,6 +82,7 @@ _GENERIC_KERNELS = frozenset(
         "sech_squared",
         "log_one_plus",
         "one_minus_sin",
+        "one_less_power",
         "asin_near_one",
         "acos_near_one",
         "atanh_near_one",
