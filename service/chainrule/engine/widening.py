@@ -107,23 +107,24 @@ def _gamma(x: Any) -> Any:
     loggamma's rounding (1e-16 of some 750) makes it good to 1e-13. x^100/gamma(x) at 180 is 3e-102."""
     xs = np.asarray(_narrowed(x), dtype=np.float64)
     result = np.asarray(scipy.special.gamma(xs))
-    past = np.isinf(result) & (xs != 0)
-    if past.any():
-        result = result.astype(np.longdouble)
-        wide = xs[past].astype(np.longdouble)
-        # Next to 0 gamma is 1/x - euler + O(x): 1/x, where 1/x is past the doubles (|x| < 5.6e-309).
-        big = np.exp(scipy.special.gammaln(xs[past]).astype(np.longdouble))
-        result[past] = np.where(np.abs(wide) < 1, 1 / wide, big)
-    below = (result == 0) & (xs < 0)
-    if below.any():
-        # Below -171.7 gamma is past the doubles towards 0 (gamma(-172.5) is -1.1e-312): its sign
-        # times exp(log|gamma|) in long double, as above (1e300*gamma(x) there was -0.0).
-        result = result.astype(np.longdouble)
-        magnitude = np.exp(scipy.special.gammaln(xs[below]).astype(np.longdouble))
-        result[below] = scipy.special.gammasgn(xs[below]) * magnitude
-        if (result == 0).any():
-            overflow.report()  # past long double too (below about -1760)
+    # Past the doubles away from 0, and below -171.7 towards 0 (gamma(-172.5) is -1.1e-312;
+    # 1e300*gamma(x) there was -0.0).
+    past, below = np.isinf(result) & (xs != 0), (result == 0) & (xs < 0)
+    if not (past.any() or below.any()):
+        return overflow.reported(result)
+    result = result.astype(np.longdouble)
+    wide = xs[past].astype(np.longdouble)
+    # Next to 0 gamma is 1/x - euler + O(x): 1/x, where 1/x is past the doubles (|x| < 5.6e-309).
+    result[past] = np.where(np.abs(wide) < 1, 1 / wide, _long_double_gamma(xs[past]))
+    result[below] = _long_double_gamma(xs[below])
+    if below.any() and (result == 0).any():
+        overflow.report()  # past long double too (below about -1760)
     return overflow.reported(result)
+
+
+def _long_double_gamma(xs: Any) -> Any:
+    """Its sign times exp(log|gamma|) in long double."""
+    return scipy.special.gammasgn(xs) * np.exp(scipy.special.gammaln(xs).astype(np.longdouble))
 
 
 _WIDE_KERNELS: Mapping[str, Callable[..., Any]] = {

@@ -636,20 +636,21 @@ class ChainruleApi:
     async def _answer(
         self, plan: _Plan, request: Any, wire: Wire, answer: _Answer, filled: bool
     ) -> Reply[Any]:
-        if wire.request_bytes > _READ_INLINE_BYTES:
+        read_off_loop = wire.request_bytes > _READ_INLINE_BYTES
+        if read_off_loop:
             batch, working = await self._numeric.run(self._batch, plan, request, wire)
         else:
             batch, working = self._batch(plan, request, wire)
+        if plan.in_worker(batch.size):
+            return await self._reply_from_worker(plan, batch, answer, filled)
+        if not read_off_loop:
             cost = plan.cost(batch.size)
-            inline = cost <= _INLINE_COST or (cost <= _ALONE_INLINE_COST and self.calls.active <= 1)
-            if inline and not plan.in_worker(batch.size):
+            if cost <= _INLINE_COST or (cost <= _ALONE_INLINE_COST and self.calls.active <= 1):
                 try:
                     with engine.quick_only():
                         return self._reply(plan, batch, answer, filled)
                 except engine.NeedsWidening:
                     pass  # a point past the doubles: long double, up to 50 times the cost, off the loop
-        if plan.in_worker(batch.size):
-            return await self._reply_from_worker(plan, batch, answer, filled)
         # The memory stays reserved while the thread computes, past a cancelled call (its deadline, its
         # client gone): given back at cancellation, it was counted free while still in use.
         give_back = await self._memory.take(working)
