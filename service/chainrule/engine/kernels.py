@@ -24,6 +24,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -34,7 +35,7 @@ import scipy.special
 from chainrule.engine import overflow, reference, vectormath
 from chainrule.engine.errors import ResourceExhausted
 
-__all__ = ["CALL_OVERHEADS", "MAX_SCIPY_ORDER", "MPMATH_WEIGHT", "NAMESPACE", "WEIGHTS"]
+__all__ = ["CALL_OVERHEADS", "GENERIC", "MAX_SCIPY_ORDER", "MPMATH_WEIGHT", "NAMESPACE", "WEIGHTS"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -698,184 +699,124 @@ def partial(name: str, orders: tuple[int, ...], *args: Any) -> Any:
 
 # ------------------------------------------------------------------------------------- the table
 
-# The kernels whose own operations may overflow where their value does not (np.where computes both
-# branches: cosh(800) inside sech(800)), or which answer inf without the overflow flag (scipy's
-# gamma(200)): each is called with the flag ignored, and an infinity it answers reported
-# (`overflow.contained`), so the flag means what `widening` needs: a value past the doubles. The
-# others are numpy's ufuncs and kernels whose every overflow is their value's (x^x, sin: none).
-_CONTAINED = frozenset(
-    {
-        *("sec", "csc", "cot", "asec", "acsc", "acot", "atan2"),
-        *("sech", "csch", "coth", "asech", "acsch", "acoth", "RealRoot"),
-        *("piecewise", "Heaviside", "DiracDelta", "erfc", "gamma", "loggamma", "digamma", "polygamma"),
-        *("beta", "factorial", "zeta", "partial"),
-    }
-)
+MPMATH_WEIGHT = 2_000_000
 
-_TABLE: Mapping[str, Any] = MappingProxyType(
+
+@dataclass(frozen=True)
+class _Kernel:
+    """One name generated code calls, and what the numeric cost limit and `widening` know of it."""
+
+    function: Any
+    # What one evaluation costs per point, in units of one numpy arithmetic operation (about 1 ns):
+    # measured by scripts/accuracy.py --timing. The numeric cost limit charges expression nodes by
+    # these, so slow functions get proportionally fewer points per call.
+    weight: int = 1
+    # What one call costs whatever the number of points, in the same units, where it is far above a
+    # ufunc's microsecond: the numpy calls inside it (loggamma's series are ~130 of them). At one
+    # point 500 loggamma terms were charged 17,500 (17 us, so computed on the event loop) and took
+    # 200 ms there (tester round 6). Measured at one point against np.sin, medians of 7 x 200 calls.
+    overhead: int = 0
+    # Its own operations may overflow where its value does not (np.where computes both branches:
+    # cosh(800) inside sech(800)), or it answers inf without the overflow flag (scipy's gamma(200)):
+    # it is called with the flag ignored, and an infinity it answers reported (`overflow.contained`),
+    # so the flag means what `widening` needs: a value past the doubles. numpy's ufuncs and kernels
+    # whose every overflow is their value's (x^x, sin: none) are not.
+    contained: bool = False
+    # Built from numpy operations alone, so it computes in whatever precision it is given: `widening`
+    # calls it on long doubles (the others, and every ufunc without a long double loop, get doubles).
+    generic: bool = False
+
+
+_TABLE: Mapping[str, _Kernel] = MappingProxyType(
     {
-        "sin": sin,
-        "cos": cos,
-        "tan": np.tan,
-        "sec": sec,
-        "csc": csc,
-        "cot": cot,
-        "asin": np.arcsin,
-        "acos": np.arccos,
-        "atan": np.arctan,
-        "asec": asec,
-        "acsc": acsc,
-        "acot": acot,
-        "atan2": atan2,
-        "sinh": np.sinh,
-        "cosh": np.cosh,
-        "tanh": np.tanh,
-        "sech": sech,
-        "csch": csch,
-        "coth": coth,
-        "asinh": np.arcsinh,
-        "acosh": np.arccosh,
-        "atanh": np.arctanh,
-        "asech": asech,
-        "acsch": acsch,
-        "acoth": acoth,
-        "exp": np.exp,
-        "log": np.log,
-        "sqrt": np.sqrt,
-        "RealRoot": RealRoot,
-        "odd_power": odd_power,
-        "integer_power": vectormath.integer_power,
-        "power": power,
-        "Abs": np.abs,
-        "sign": np.sign,
-        "floor": np.floor,
-        "ceiling": np.ceil,
-        "Min": Min,
-        "Max": Max,
-        "Heaviside": Heaviside,
-        "piecewise": piecewise,
+        "sin": _Kernel(sin, weight=2),
+        "cos": _Kernel(cos, weight=3),
+        "tan": _Kernel(np.tan, weight=2),
+        "sec": _Kernel(sec, weight=4, contained=True),
+        "csc": _Kernel(csc, weight=3, contained=True),
+        "cot": _Kernel(cot, weight=3, contained=True),
+        "asin": _Kernel(np.arcsin, weight=10),
+        "acos": _Kernel(np.arccos, weight=10),
+        "atan": _Kernel(np.arctan, weight=10),
+        "asec": _Kernel(asec, weight=25, contained=True),
+        "acsc": _Kernel(acsc, weight=30, contained=True),
+        "acot": _Kernel(acot, weight=15, contained=True),
+        "atan2": _Kernel(atan2, weight=15, contained=True),
+        "sinh": _Kernel(np.sinh, weight=10),
+        "cosh": _Kernel(np.cosh, weight=10),
+        "tanh": _Kernel(np.tanh, weight=10),
+        "sech": _Kernel(sech, weight=25, contained=True),
+        "csch": _Kernel(csch, weight=25, contained=True),
+        "coth": _Kernel(coth, weight=12, contained=True),
+        "asinh": _Kernel(np.arcsinh, weight=15),
+        "acosh": _Kernel(np.arccosh, weight=15),
+        "atanh": _Kernel(np.arctanh, weight=15),
+        "asech": _Kernel(asech, weight=30, contained=True),
+        "acsch": _Kernel(acsch, weight=25, contained=True),
+        "acoth": _Kernel(acoth, weight=20, contained=True),
+        "exp": _Kernel(np.exp, weight=2),
+        "log": _Kernel(np.log, weight=2),
+        "sqrt": _Kernel(np.sqrt),
+        "RealRoot": _Kernel(RealRoot, weight=10, overhead=50_000, contained=True, generic=True),
+        "odd_power": _Kernel(odd_power, generic=True),
+        "integer_power": _Kernel(vectormath.integer_power, generic=True),
+        "power": _Kernel(power, generic=True),
+        "Abs": _Kernel(np.abs),
+        "sign": _Kernel(np.sign),
+        "floor": _Kernel(np.floor),
+        "ceiling": _Kernel(np.ceil),
+        "Min": _Kernel(Min, generic=True),
+        "Max": _Kernel(Max, generic=True),
+        "Heaviside": _Kernel(Heaviside, contained=True),
+        "piecewise": _Kernel(piecewise, contained=True),
         # The operators' ufuncs, called by name where an output is computed in its column (`destinations`).
-        "add": np.add,
-        "subtract": np.subtract,
-        "multiply": np.multiply,
-        "divide": np.divide,
-        "negative": np.negative,
-        "DiracDelta": DiracDelta,
-        "re": re,
-        "im": im,
-        "arg": arg,
-        "erf": scipy.special.erf,
-        "erfc": erfc,
-        "gamma": gamma,
-        "loggamma": loggamma,
-        "log_gamma": log_gamma,
-        "log_abs_gamma": log_abs_gamma,
-        "sech_squared": sech_squared,
-        "log1p": np.log1p,
-        "log_one_plus": log_one_plus,
-        "one_minus_sin": one_minus_sin,
-        "one_less_power": one_less_power,
-        "asin_near_one": asin_near_one,
-        "acos_near_one": acos_near_one,
-        "atanh_near_one": atanh_near_one,
-        "acosh_near_one": acosh_near_one,
-        "log_erfc": log_erfc,
-        "erfcx": scipy.special.erfcx,
-        "expm1": np.expm1,
-        "digamma": digamma,
-        "digamma_step": digamma_step,
-        "polygamma": polygamma,
-        "beta": beta,
-        "factorial": factorial,
-        "zeta": zeta,
-        "partial": partial,
-        "inf": math.inf,
-        "nan": math.nan,
+        "add": _Kernel(np.add),
+        "subtract": _Kernel(np.subtract),
+        "multiply": _Kernel(np.multiply),
+        "divide": _Kernel(np.divide),
+        "negative": _Kernel(np.negative),
+        "DiracDelta": _Kernel(DiracDelta, contained=True),
+        "re": _Kernel(re),
+        "im": _Kernel(im),
+        "arg": _Kernel(arg),
+        "erf": _Kernel(scipy.special.erf, weight=10),
+        "erfc": _Kernel(erfc, weight=10, overhead=30_000, contained=True),
+        "gamma": _Kernel(gamma, weight=30, contained=True),
+        # two 64-term series by Horner: a pass over the points per term
+        "loggamma": _Kernel(loggamma, weight=300, overhead=350_000, contained=True),
+        "log_gamma": _Kernel(log_gamma, weight=300, overhead=350_000),
+        "log_abs_gamma": _Kernel(log_abs_gamma, weight=300, overhead=350_000),
+        "sech_squared": _Kernel(sech_squared, weight=4, generic=True),
+        "log1p": _Kernel(np.log1p, weight=3),
+        "log_one_plus": _Kernel(log_one_plus, weight=6, generic=True),
+        "one_minus_sin": _Kernel(one_minus_sin, weight=8, generic=True),
+        "one_less_power": _Kernel(one_less_power, weight=10, generic=True),
+        "asin_near_one": _Kernel(asin_near_one, weight=10, generic=True),
+        "acos_near_one": _Kernel(acos_near_one, weight=10, overhead=40_000, generic=True),
+        "atanh_near_one": _Kernel(atanh_near_one, weight=10, overhead=25_000, generic=True),
+        "acosh_near_one": _Kernel(acosh_near_one, weight=10, overhead=25_000, generic=True),
+        "log_erfc": _Kernel(log_erfc, weight=30),
+        "erfcx": _Kernel(scipy.special.erfcx, weight=10),
+        "expm1": _Kernel(np.expm1, weight=3),
+        "digamma": _Kernel(digamma, weight=30, overhead=25_000, contained=True),
+        "digamma_step": _Kernel(digamma_step, weight=150, overhead=350_000),
+        "polygamma": _Kernel(polygamma, weight=300, overhead=120_000, contained=True),
+        "beta": _Kernel(beta, weight=60, overhead=60_000, contained=True),
+        "factorial": _Kernel(factorial, weight=30, contained=True),
+        "zeta": _Kernel(zeta, weight=200, overhead=350_000, contained=True),
+        "partial": _Kernel(partial, weight=MPMATH_WEIGHT, contained=True),
+        "inf": _Kernel(math.inf),
+        "nan": _Kernel(math.nan),
     }
 )
 NAMESPACE: Mapping[str, Any] = MappingProxyType(
-    {name: overflow.contained(value) if name in _CONTAINED else value for name, value in _TABLE.items()}
+    {name: overflow.contained(k.function) if k.contained else k.function for name, k in _TABLE.items()}
 )
 """Every name generated numeric code calls (functions by their sympy class names, the operators' ufuncs),
 and inf and nan."""
-
-# What one evaluation of each function costs per point, in units of one numpy arithmetic operation
-# (about 1 ns): measured by scripts/accuracy.py --timing. The numeric cost limit charges expression
-# nodes by these, so slow functions get proportionally fewer points per call.
-MPMATH_WEIGHT = 2_000_000
-WEIGHTS: Mapping[str, int] = MappingProxyType(
-    {
-        "sin": 2,
-        "cos": 3,
-        "tan": 2,
-        "sec": 4,
-        "csc": 3,
-        "cot": 3,
-        "asin": 10,
-        "acos": 10,
-        "atan": 10,
-        "asec": 25,
-        "acsc": 30,
-        "acot": 15,
-        "atan2": 15,
-        "sinh": 10,
-        "cosh": 10,
-        "tanh": 10,
-        "sech": 25,
-        "csch": 25,
-        "coth": 12,
-        "asinh": 15,
-        "acosh": 15,
-        "atanh": 15,
-        "asech": 30,
-        "acsch": 25,
-        "acoth": 20,
-        "exp": 2,
-        "log": 2,
-        "RealRoot": 10,
-        "erf": 10,
-        "erfc": 10,
-        "gamma": 30,
-        "loggamma": 300,  # two 64-term series by Horner: a pass over the points per term
-        "log_gamma": 300,
-        "log_abs_gamma": 300,
-        "sech_squared": 4,
-        "log1p": 3,
-        "log_one_plus": 6,
-        "one_minus_sin": 8,
-        "one_less_power": 10,
-        "asin_near_one": 10,
-        "acos_near_one": 10,
-        "atanh_near_one": 10,
-        "acosh_near_one": 10,
-        "log_erfc": 30,
-        "erfcx": 10,
-        "expm1": 3,
-        "digamma_step": 150,
-        "digamma": 30,
-        "polygamma": 300,
-        "beta": 60,
-        "factorial": 30,
-        "zeta": 200,
-        "partial": MPMATH_WEIGHT,
-    }
-)
-"""Cost per point of each kernel, in numpy operations; a kernel not listed costs 1."""
-
-CALL_OVERHEADS: Mapping[str, int] = MappingProxyType(
-    {
-        **dict.fromkeys(("loggamma", "log_gamma", "log_abs_gamma", "zeta", "digamma_step"), 350_000),
-        "polygamma": 120_000,
-        "beta": 60_000,
-        "RealRoot": 50_000,
-        "acos_near_one": 40_000,
-        "erfc": 30_000,
-        "atanh_near_one": 25_000,
-        "acosh_near_one": 25_000,
-        "digamma": 25_000,
-    }
-)
-"""What one call of a kernel costs whatever the number of points, in the same units, where it is far
-above a ufunc's microsecond: the numpy calls inside it (loggamma's series are ~130 of them). At one
-point 500 loggamma terms were charged 17,500 (17 us, so computed on the event loop) and took 200 ms
-there (tester round 6). Measured at one point against np.sin, medians of 7 x 200 calls."""
+WEIGHTS: Mapping[str, int] = MappingProxyType({name: k.weight for name, k in _TABLE.items()})
+"""Cost per point of each kernel, in numpy operations (`_Kernel.weight`)."""
+CALL_OVERHEADS: Mapping[str, int] = MappingProxyType({name: k.overhead for name, k in _TABLE.items()})
+"""What one call of each kernel costs whatever the number of points (`_Kernel.overhead`)."""
+GENERIC: frozenset[str] = frozenset(name for name, k in _TABLE.items() if k.generic)
+"""The kernels that compute in whatever precision they are given (`_Kernel.generic`)."""

@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.special
 
-from chainrule.engine import overflow, programs
+from chainrule.engine import kernels, overflow, programs
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -68,27 +68,6 @@ _ROUNDING = 2.0**-20
 # Evaluations of parts of a chunk spent finding which points overflow alone (each costs the generated
 # code's call, some 50 us): a few points among thousands take a few dozen.
 _MAX_EVALUATIONS = 64
-
-# Kernels of ours built from numpy operations alone, so they compute in whatever precision they
-# are given (the others, and every ufunc without a long double loop, get doubles).
-_GENERIC_KERNELS = frozenset(
-    {
-        "power",
-        "odd_power",
-        "integer_power",
-        "Min",
-        "Max",
-        "RealRoot",
-        "sech_squared",
-        "log_one_plus",
-        "one_minus_sin",
-        "one_less_power",
-        "asin_near_one",
-        "acos_near_one",
-        "atanh_near_one",
-        "acosh_near_one",
-    }
-)
 
 
 @functools.cache
@@ -136,7 +115,7 @@ _WIDE_KERNELS: Mapping[str, Callable[..., Any]] = {
 def _widened(name: str, value: Any) -> Any:
     if isinstance(value, np.ufunc):
         return value if _has_long_double_loop(value) else _in_doubles(value)
-    if callable(value) and not isinstance(value, type) and name not in _GENERIC_KERNELS:
+    if callable(value) and not isinstance(value, type) and name not in kernels.GENERIC:
         return _in_doubles(value)
     return value
 

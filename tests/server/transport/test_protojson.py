@@ -31,10 +31,33 @@ def test_pieces_parse_to_what_json_loads_gives(data: dict[str, object], indent: 
 
 
 def test_a_body_the_pieces_cannot_explain_falls_back_to_the_plain_parser() -> None:
-    duplicated = b'{"points": {"x": {"values": [1, 2], "values": [3]}}, "pad": "' + b"a" * 100_000 + b'"}'
-    assert protojson._loads(duplicated, None) == json.loads(duplicated)
+    nested = b'{"points": {"x": {"values": [[1], 2]}}, "pad": "' + b"a" * 100_000 + b'"}'
+    assert protojson._loads(nested, None) == json.loads(nested)
     with pytest.raises(ValueError):
         protojson._loads(b'{"points": {"x": {"values": [1, 2,]}}, "pad": "' + b"a" * 100_000 + b'"}', None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"expression": "x", "expression": "y"}',
+        b'{"expression": "x", "point": {"x": 1, "y": 2, "x": 3}}',
+        b'{"points": {"x": {"values": [1, 2], "values": [3]}}, "pad": "' + b"a" * 100_000 + b'"}',
+    ],
+)
+def test_a_key_given_twice_in_one_object_is_refused_by_its_name(body: bytes) -> None:
+    # json.loads would keep the last silently; json_format's own Parse refuses the same body.
+    with pytest.raises(InvalidArgument) as caught:
+        protojson.decode_message(body, pb.EvaluateRequest)
+    assert caught.value.reason == "MALFORMED_JSON"
+    assert "appears twice" in caught.value.message
+    assert any(f'"{key}"' in caught.value.message for key in ("expression", "x", "values"))
+
+
+def test_a_numeral_past_the_largest_double_is_named_as_such() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        protojson.decode_message(b'{"expression": "x", "point": {"x": 1e999999}}', pb.EvaluateRequest)
+    assert "point.x" in caught.value.message and "largest double" in caught.value.message
 
 
 def test_a_malformed_big_body_is_still_a_named_error() -> None:

@@ -75,23 +75,23 @@ def _loads(body: bytes, max_values: int | None) -> Any:
     `json.loads`, which also names the error.
     """
     if len(body) <= _PIECE * 16:
-        return json.loads(body, parse_constant=_reject_constant)
+        return _strict_loads(body)
     skeleton, lists = bytearray(), []
     position = 0
     for match in _LIST_OF_VALUES.finditer(body):
         end = body.find(b"]", match.end())
         if end < 0 or b"[" in body[match.end() : end]:
-            return json.loads(body, parse_constant=_reject_constant)
+            return _strict_loads(body)
         if max_values is not None and (count := body.count(b",", match.end(), end) + 1) > max_values:
             raise too_many_points("points", count, max_values)
         skeleton += body[position : match.end()]
         lists.append(body[match.end() : end])
         position = end
     skeleton += body[position:]
-    data = json.loads(bytes(skeleton), parse_constant=_reject_constant)
+    data = _strict_loads(bytes(skeleton))
     pending = iter(lists)
     if not _refill(data, pending, _parse_values) or next(pending, None) is not None:
-        return json.loads(body, parse_constant=_reject_constant)
+        return _strict_loads(body)
     return data
 
 
@@ -101,7 +101,7 @@ def _parse_values(text: bytes) -> list[Any]:
     while start < len(text):
         cut = text.find(b",", start + _PIECE * 8)  # about _PIECE numbers
         cut = len(text) if cut < 0 else cut
-        values += json.loads(b"[" + text[start:cut] + b"]", parse_constant=_reject_constant)
+        values += _strict_loads(b"[" + text[start:cut] + b"]")
         start = cut + 1
     return values
 
@@ -135,6 +135,22 @@ _JSON_KINDS = {
 
 def _reject_constant(name: str) -> object:
     raise ValueError(f'{name} is not JSON; write it as the string "{name}"')
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of a repeated key silently; json_format's own Parse refuses it, and
+    # a caller who wrote `"x"` twice in a point meant one of them, which we cannot know.
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f'the key "{key}" appears twice in one object; give each key once')
+        data[key] = value
+    return data
+
+
+def _strict_loads(text: bytes) -> Any:
+    """`json.loads` refusing NaN/Infinity literals and repeated keys."""
+    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicate_keys)
 
 
 _TEXT_SLACK = 16  # a string 16 times the expression limit converts in a few milliseconds
@@ -316,6 +332,8 @@ def _check_value(field: FieldDescriptor, value: Any, path: str) -> list[FieldVio
         )
     elif cpp in {FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT}:
         problem = None if _is_number(value) else 'expected a finite number, "NaN", "Infinity" or "-Infinity"'
+        if isinstance(value, float) and math.isinf(value):  # a numeral such as 1e999 reads as inf
+            problem = 'the number is past the largest double (about 1.8e308); for infinity send "Infinity"'
     elif cpp == FieldDescriptor.CPPTYPE_ENUM:
         names = [item.name for item in field.enum_type.values] if field.enum_type else []
         valid = value in names if isinstance(value, str) else _as_integer(value) is not None
