@@ -500,6 +500,48 @@ def test_cancellations_a_rewrite_left_inside_are_caught_too(
     assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=1e-300)
 
 
+def _real_cube_root(t: Any) -> Any:
+    return mpmath.sign(t) * abs(t) ** (mpmath.mpf(1) / 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "order", "xs", "exact"),
+    [
+        ("(1 + 1/x)^x", 0, [1e17, 1e8, 2.0, -3.0], lambda t: (1 + 1 / t) ** t),
+        ("(1 + x)^1000", 0, [1e-17, 1e-3, -3.0], lambda t: (1 + t) ** 1000),
+        ("(1 + x)^100 - 1", 0, [1e-17, 0.5, -3.0], lambda t: (1 + t) ** 100 - 1),
+        ("cbrt(1 + x) - 1", 0, [1e-17, 1e-9, -3.0], lambda t: _real_cube_root(1 + t) - 1),
+        ("sqrt(x^2 + 1) - x", 0, [1e10, -3.0, 0.5], lambda t: mpmath.sqrt(t * t + 1) - t),
+        ("sqrt(x^2 + 1) - x", 1, [1e10, -3.0, 0.5], lambda t: mpmath.sqrt(t * t + 1) - t),
+        ("x - sqrt(x^2 - 1)", 0, [1e10, 2.0], lambda t: t - mpmath.sqrt(t * t - 1)),
+        ("(sqrt(x^2 - 4) - x)/2", 0, [1e10, -3.0], lambda t: (mpmath.sqrt(t * t - 4) - t) / 2),
+        ("log(x + sqrt(x^2 + 1))", 0, [-1e10, -1e3, 2.0], mpmath.asinh),
+        ("log(x + sqrt(x^2 + 1))", 1, [-1e10, -1e3, 2.0], mpmath.asinh),
+        ("exp(x) - exp(-x)", 0, [1e-17, 3.0, -20.0], lambda t: 2 * mpmath.sinh(t)),
+        ("exp(2*x) - exp(x)", 0, [1e-17, -30.0, 5.0], lambda t: mpmath.exp(2 * t) - mpmath.exp(t)),
+        ("1 - erfc(x)", 0, [1e-17, 2.0], mpmath.erf),
+        ("pi/2 - atan(x)", 0, [1e10, 1e17, -3.0, 0.5], lambda t: mpmath.pi / 2 - mpmath.atan(t)),
+        ("atan(2*x) + pi/2", 0, [-1e10, 2.0], lambda t: mpmath.atan(2 * t) + mpmath.pi / 2),
+        ("acos(1 - x)", 0, [1e-12, 1e-20, 1.5], lambda t: mpmath.acos(1 - t)),
+        ("asin(1 - x)", 0, [1e-12, 1.5], lambda t: mpmath.asin(1 - t)),
+        ("log(sqrt(1 - x^2))", 0, [1e-9, 0.5], lambda t: mpmath.log(1 - t * t) / 2),
+        ("log(2 - exp(x))", 0, [1e-17, 1e-9, 0.5], lambda t: mpmath.log(2 - mpmath.exp(t))),
+        ("log(x/(1 + x))", 0, [1e17, 2.0], lambda t: mpmath.log(t / (1 + t))),
+        ("log(x^2)", 0, [1 + 1e-12, 3.0], lambda t: mpmath.log(t * t)),
+    ],
+)
+def test_cancellations_of_other_shapes_are_caught(text: str, order: int, xs: list[float], exact: Any) -> None:
+    """Our own hunt (2026-12-03): a power of 1 + u whose exponent multiplies 1 + u's rounding (the
+    compound-interest limit), a square root less what it nearly equals (the conjugate:
+    sqrt(x^2 + 1) - x, the quadratic formula, asinh written as a log), a difference of
+    exponentials, pi/2 - atan, 1 - erfc, inverse functions of 1 - x, and logs of powers, of c + u
+    and of ratios next to 1: each was 0.0, or digits off, at the first point."""
+    values = _derivative_values(text, order, xs)
+    with mpmath.workdps(150):
+        expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=1e-300)
+
+
 def test_gamma_past_the_doubles_towards_zero_is_computed_in_long_double() -> None:
     """Below -171.7 gamma is subnormal or 0.0 in doubles, and scipy flags no underflow: 1e300*gamma(x)
     at -172.5 was -0.0, truth -1.1e-12 (tester round 6). Its sign times exp(log|gamma|) in long

@@ -154,13 +154,45 @@ def one_minus_sin(x: Any) -> Any:
     return np.where(s > 0, c * c / (1.0 + s), 1.0 - s)  # a NaN x makes s NaN, so 1 - s NaN
 
 
-def one_less_power(u: Any, p: Any) -> Any:
+def one_less_power(u: Any, p: Any, elsewhere: Any) -> Any:
     """1 - (1 + u)^p: -expm1(p log1p(u)) where 1 + u > 0 ((1 + x)^9 - 1 and (1 + x)^(-3) - 1 were 0
-    at 1e-17), and 1 - (1 + u)^p elsewhere, where a whole p has real values of a negative base."""
-    base = np.add(1.0, u)
-    positive = base > 0
+    at 1e-17, cbrt(1 + x) - 1 too), and `elsewhere` (1 - (1 + u)^p computed as written: a whole p's
+    power of a negative base, an odd root's) where 1 + u <= 0."""
+    positive = np.add(1.0, u) > 0
     near = -np.expm1(np.multiply(p, np.log1p(np.where(positive, u, 0.0))))
-    return np.where(positive, near, 1.0 - power(base, p))
+    return _nan_where_any(np.where(positive, near, elsewhere), u, p, elsewhere)
+
+
+def one_plus_power(u: Any, p: Any, whole: Any) -> Any:
+    """(1 + u)^p: exp(p log1p(u)) where |u| < 1/2, where 1 + u rounds away digits of u that a large p
+    multiplies ((1 + 1/x)^x at 1e17 was 1.0, truth e), `whole` ((1 + u)^p as written) elsewhere."""
+    near = ~(np.abs(u) >= 0.5)  # a NaN u is near: exp(p log1p(NaN)) is NaN
+    result = np.where(near, np.exp(np.multiply(p, np.log1p(np.where(near, u, 0.0)))), whole)
+    return _nan_where_any(result, p, whole)
+
+
+def exp_difference(a: Any, b: Any, d: Any) -> Any:
+    """e^a - e^b given d = a - b as a rule wrote it (exactly, where a and b share terms: e^x - e^-x
+    was 0.0 at 1e-17): -e^a expm1(-d) where d > 0, e^b expm1(d) elsewhere, so neither e^a nor e^b
+    is multiplied by a number larger than 1."""
+    result = np.where(d > 0, -np.exp(a) * np.expm1(np.negative(d)), np.exp(b) * np.expm1(d))
+    return _nan_where_any(result, a, b)
+
+
+def atan_complement(u: Any) -> Any:
+    """pi/2 - atan(u): atan(1/u) where u > 0, where atan(u) nears pi/2 (pi/2 - atan(x) was 0.0 at
+    1e17, 8e-8 off at 1e10), pi/2 - atan(u) elsewhere, where it is pi/2 to pi."""
+    positive = u > 0
+    return np.where(
+        positive, np.arctan(np.divide(1.0, np.where(positive, u, 1.0))), 0.5 * math.pi - np.arctan(u)
+    )
+
+
+def root_less(root: Any, b: Any, difference: Any) -> Any:
+    """sqrt(A) - b given difference = A - b^2 as a rule wrote it: difference/(sqrt(A) + b) where b > 0,
+    where the two nearly cancel (sqrt(x^2 + 1) - x at 1e10 was 0.0, truth 5e-11), sqrt(A) - b
+    elsewhere, where they add."""
+    return _nan_where_any(np.where(b > 0, difference / (root + b), root - b), root, difference)
 
 
 def _nan_where_any(result: Any, *args: Any) -> Any:
@@ -791,6 +823,10 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_one_plus": _Kernel(log_one_plus, weight=6, generic=True),
         "one_minus_sin": _Kernel(one_minus_sin, weight=8, generic=True),
         "one_less_power": _Kernel(one_less_power, weight=10, generic=True),
+        "one_plus_power": _Kernel(one_plus_power, weight=10, generic=True),
+        "exp_difference": _Kernel(exp_difference, weight=8, generic=True),
+        "root_less": _Kernel(root_less, weight=4, generic=True),
+        "atan_complement": _Kernel(atan_complement, weight=12, generic=True),
         "asin_near_one": _Kernel(asin_near_one, weight=10, generic=True),
         "acos_near_one": _Kernel(acos_near_one, weight=10, overhead=40_000, generic=True),
         "atanh_near_one": _Kernel(atanh_near_one, weight=10, overhead=25_000, generic=True),

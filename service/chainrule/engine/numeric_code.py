@@ -29,6 +29,7 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from chainrule.engine import kernels, parsing, reference
 from chainrule.engine.errors import NoNumericForm
+from chainrule.engine.functions import RealRoot
 
 __all__ = ["NumericPrinter", "Partial", "cost", "fold_constants", "numeric_refusal", "prepare"]
 
@@ -96,30 +97,54 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # the rules below rewrite the sum itself (1 - e^-x as -expm1(-x)), and log1p needs u.
     marked = expr.replace(_log_of_one_plus, _log_one_plus)
     written = marked.replace(_unstable, _stable_node)
-    return written.replace(_unchanged_log_one_plus, lambda node: Kernel(Str("log1p"), node.args[1]))
+    return written.replace(_unchanged_log_one_plus, _plain_log)
 
 
 def _log_of_one_plus(node: sympy.Basic) -> bool:
     if not isinstance(node, sympy.log):
         return False
     (argument,) = node.args
-    return bool(argument.is_Add and sympy.S.One in argument.args and argument.free_symbols)
+    return _log_power(argument) is not None
+
+
+def _log_power(argument: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
+    """(b, p) where the argument is b^p (p = 1 for b itself), b a sum holding a number c (1 + u with
+    u = (c - 1) + the rest, which a rule may write stably: log(2 - e^x) holds 1 - e^x) and p a
+    constant other than an even whole number (log(b^2) is real where b < 0, 2 log(b) is not)."""
+    base, exponent = argument.as_base_exp()
+    if exponent.free_symbols or (exponent.is_Integer and int(exponent) % 2 == 0):
+        return None
+    if not (base.is_Add and base.as_coeff_Add()[0] != 0 and base.free_symbols):
+        return None
+    return base, exponent
 
 
 def _log_one_plus(node: sympy.log) -> sympy.Expr:
-    (argument,) = node.args
-    return Kernel(Str("log_one_plus"), argument - 1, argument)
+    power = _log_power(node.args[0])
+    assert power is not None
+    base, exponent = power
+    return exponent * Kernel(Str("log_one_plus"), base - 1, base)
 
 
 def _unchanged_log_one_plus(node: sympy.Basic) -> bool:
-    """log_one_plus(u, 1 + u) where no rule rewrote 1 + u: log1p(u) is as good at every u."""
+    """log_one_plus(u, 1 + u) where no rule rewrote u or 1 + u: log1p(u) (or log(1 + u)) is as good."""
     return (
         isinstance(node, Kernel) and node.args[0].name == "log_one_plus" and node.args[2] == 1 + node.args[1]
     )
 
 
+def _plain_log(node: Kernel) -> sympy.Expr:
+    u, whole = node.args[1:]
+    return Kernel(Str("log1p"), u) if sympy.S.One in whole.args else sympy.log(whole)
+
+
 def _unstable(node: sympy.Basic) -> bool:
-    return bool(node.is_Add or node.is_Mul or isinstance(node, _REWRITTEN_FUNCTIONS))
+    return bool(
+        node.is_Add
+        or node.is_Mul
+        or isinstance(node, _REWRITTEN_FUNCTIONS)
+        or (node.is_Pow and node.base.is_Add)
+    )
 
 
 # Inverse functions whose value goes to 0 where their argument goes to 1 (acos(tanh(x)) at 20 was
@@ -139,6 +164,8 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
         return _scaled_erfc(_ratio(node))
     if node.is_Add:
         return _stable_sum(node)
+    if node.is_Pow:
+        return _power_of_one_plus(node)
     if isinstance(node, sympy.factorial):
         return sympy.gamma(node.args[0] + 1)
     if isinstance(node, _INVERSES_AT_ONE):
@@ -150,7 +177,9 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
         return Kernel(Str("log_gamma"), argument.args[0])
     if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
         return Kernel(Str("log_abs_gamma"), argument.args[0].args[0])
-    if isinstance(argument, _LOGGED_NEAR_ONE):  # log(t) is log1p(t - 1), t - 1 as a rule writes it
+    # log(t) is log1p(t - 1), t - 1 as a rule writes it: of functions next to 1, and of a/b next to 1
+    # (log(x/(1 + x)) at 1e17 was 0.0) or u^2 (log(x^2) at 1 + 1e-12 was 1e-4 off).
+    if isinstance(argument, _LOGGED_NEAR_ONE) or argument.is_Mul or argument.is_Pow:
         less = _one_less(argument)
         if less is not None:
             return Kernel(Str("log_one_plus"), -less, argument)
@@ -214,6 +243,12 @@ def _stable_sum(node: sympy.Expr) -> sympy.Expr:
             if not term.free_symbols:
                 continue
             coefficient, rest = term.as_independent(*term.free_symbols, as_Add=False)
+            if isinstance(rest, sympy.atan) and constant in (coefficient * _HALF_PI, -coefficient * _HALF_PI):
+                # c (atan(u) -+ pi/2) is -+c atan_complement(+-u): pi/2 - atan(x) at 1e17 was 0.0
+                u = rest.args[0] if constant == -coefficient * _HALF_PI else -rest.args[0]
+                sign = -1 if constant == -coefficient * _HALF_PI else 1
+                others = [t for t in terms if t is not constant and t is not term]
+                return sympy.Add(*others, sign * coefficient * Kernel(Str("atan_complement"), u))
             if coefficient not in (constant, -constant):
                 continue
             written = _one_less(rest) if coefficient == -constant else _one_more(rest)
@@ -227,8 +262,57 @@ def _stable_sum(node: sympy.Expr) -> sympy.Expr:
             if c == -d and step is not None:  # c (digamma(u) - digamma(u + w)) is -c digamma_step(u, w)
                 others = [t for t in terms if t is not first and t is not second]
                 return sympy.Add(*others, -c * Kernel(Str("digamma_step"), low.args[1], step))
+    written = _exp_difference(node) or _root_difference(node)
+    if written is not None:
+        return written
     combined = _combined(node)
     return node if combined is None else stable(combined)
+
+
+def _exp_difference(node: sympy.Expr) -> sympy.Expr | None:
+    """k e^a - k e^b as k `exp_difference`(a, b, a - b), a - b as sympy writes it (2x for e^x - e^-x,
+    which was 0.0 at 1e-17, truth 2e-17); None where the sum holds no such pair."""
+    scaled: dict[sympy.Expr, tuple[sympy.Expr, sympy.Expr]] = {}
+    for term in node.args:
+        exponentials = [f for f in sympy.Mul.make_args(term) if isinstance(f, sympy.exp)]
+        if len(exponentials) != 1:
+            continue
+        (exponential,) = exponentials
+        k = term / exponential
+        pair = scaled.get(-k)
+        if pair is not None:
+            other, b = pair
+            a = exponential.args[0]
+            rest = [t for t in node.args if t is not term and t is not other]
+            return sympy.Add(*rest, k * Kernel(Str("exp_difference"), a, b, sympy.expand(a - b)))
+        scaled[k] = (term, exponential.args[0])
+    return None
+
+
+def _root_difference(node: sympy.Expr) -> sympy.Expr | None:
+    """c (sqrt(A) - b) where the sum is c sqrt(A) and terms adding up to -c b, c a number, and
+    A - b^2 is shorter than A (symbolically cancelled: sqrt(x^2 + 1) - x, the quadratic formula's
+    -b + sqrt(b^2 - 4ac)), as c `root_less`(sqrt(A), b, A - b^2): where b > 0 the two nearly cancel
+    (sqrt(x^2 + 1) - x at 1e10 was 0.0, log(x + sqrt(x^2 + 1)) at -1e10 -inf); likewise a term
+    t/sqrt(A) and a number c, c (sqrt(A) - b)/sqrt(A) with b = -t/c. None otherwise."""
+    if not _small_polynomial(node):
+        return None
+    for term in node.args:
+        for factor in sympy.Mul.make_args(term):
+            if not (factor.is_Pow and abs(factor.exp) == sympy.S.Half and factor.base.free_symbols):
+                continue
+            # The sum is k (sqrt(A) - b) / sqrt(A)^e: k = c and e = 0 for a term c sqrt(A), k = the
+            # other terms and e = 1 for a term t / sqrt(A) (x/sqrt(x^2 + 1) - 1, the derivative above).
+            root = sympy.sqrt(factor.base)
+            others = node - term
+            k, over = (term / root, 0) if factor.exp > 0 else (others, 1)
+            if not k.is_number:
+                continue
+            b = -others / k if over == 0 else -(term * root) / k
+            difference = sympy.expand(factor.base - b**2)
+            if sympy.count_ops(difference) < sympy.count_ops(sympy.expand(factor.base)):
+                return k * Kernel(Str("root_less"), root, b, difference) / root**over
+    return None
 
 
 def _combined(node: sympy.Expr) -> sympy.Expr | None:
@@ -356,6 +440,16 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return -2 / Kernel(Str("expm1"), 2 * t.args[0])
     if isinstance(t, sympy.erf):  # a kernel call: sympy would write erfc(-u) back as 2 - erfc(u)
         return Kernel(Str("erfc"), t.args[0])
+    if isinstance(t, sympy.erfc):  # 1 - erfc(u) was 0.0 at 1e-17
+        return sympy.erf(t.args[0])
+    if t.is_Add and sympy.S.One in t.args:  # 1 - (1 + v) is -v exactly: acos(1 - x) from x itself
+        return 1 - t
+    if isinstance(t, RealRoot) and t.args[1].is_Integer:  # cbrt(1 + u) - 1 was 0.0 at 1e-17
+        u = _exactly_one_plus(t.args[0])
+        return None if u is None else Kernel(Str("one_less_power"), u, 1 / t.args[1], 1 - t)
+    if isinstance(t, Kernel) and t.args[0].name == "one_plus_power":  # (1 + u)^p, written already
+        u, exponent, whole = t.args[1:]
+        return Kernel(Str("one_less_power"), u, exponent, 1 - whole)
     if isinstance(t, sympy.Abs):  # 1 - |v| is (1 - v^2)/(1 + |v|) where 1 - v^2 has a rule (|cos u|)
         square = _one_less(t.args[0] ** 2)
         return None if square is None else square / (1 + t)
@@ -423,7 +517,26 @@ def _one_less_power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr | None
     if 0 < n <= _POWERS:
         powers = sympy.Add(*(base**k for k in range(n)))
         return -u * powers if exponent > 0 else u * powers / base**n
-    return Kernel(Str("one_less_power"), u, exponent)
+    return Kernel(Str("one_less_power"), u, exponent, 1 - Kernel(Str("power"), base, exponent))
+
+
+_HALF_PI = sympy.pi / 2
+# (1 + u)^p for a constant |p| up to this is as good computed as written: p times 1 + u's rounding.
+_EXACT_POWER = 64
+
+
+def _power_of_one_plus(node: sympy.Pow) -> sympy.Expr:
+    """(1 + u)^p for a varying p or |p| past _EXACT_POWER, as exp(p log1p(u)) where |u| < 1/2
+    (`kernels.one_plus_power`): (1 + 1/x)^x at 1e17 was 1.0, e, as 1 + 1/x rounds to 1."""
+    base, exponent = node.args
+    if not exponent.free_symbols and not (exponent.is_Number and abs(exponent) > _EXACT_POWER):
+        return node
+    u = _exactly_one_plus(base)
+    return (
+        node
+        if u is None
+        else Kernel(Str("one_plus_power"), u, exponent, Kernel(Str("power"), base, exponent))
+    )
 
 
 def _common_power(t: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
@@ -453,6 +566,8 @@ def _exactly_one_plus(b: sympy.Expr) -> sympy.Expr | None:
 
 def _one_more(t: sympy.Expr) -> sympy.Expr | None:
     """1 + t written without the cancellation where t tends to -1 (`stable`); None if no rule applies."""
+    if t.is_Add and sympy.S.NegativeOne in t.args:  # 1 + (v - 1) is v exactly: asin(1 - x) is -asin(x - 1)
+        return 1 + t
     if isinstance(t, sympy.tanh):
         return 2 / (sympy.exp(-2 * t.args[0]) + 1)
     if isinstance(t, sympy.erf):
