@@ -85,6 +85,11 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     - asin(u), acos(u), atanh(u) and acosh(u) where a rule writes 1 - u (or 1 + u): from it
       (`_inverse_at_one`; acos(tanh(x)) at 20 was 0.0, atanh(tanh(19)) inf), and 1 - |v| as
       (1 - v^2)/(1 + |v|) where 1 - v^2 has a rule; log(t) for such t is log1p(-(1 - t)) (`log_one_plus`);
+    - (1 + u)^p for a varying or large p is exp(p log1p(u)) near u = 0 (`_power_of_one_plus`);
+      c sqrt(A) - c b with A - b^2 shorter than A is its conjugate where they cancel
+      (`_root_difference`); k e^a - k e^b is `exp_difference` (`_exp_difference`); c pi/2 - c atan(u)
+      is `atan_complement`; 1 - erfc(u) is erf(u); 1 - cbrt(1 + u) is `one_less_power`; the log
+      of a power of c + u (c a number) is p log_one_plus, and of a ratio or square next to 1 too;
     - a sum over powers of one sum, calling no function that sum does not, is combined over it and
       factored where its terms cancel (the logistic function's derivatives), and so is a
       polynomial in one function's value (log(cosh(x))'s higher derivatives, in tanh) (`_combined`);
@@ -423,25 +428,9 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
     complement = _complement(t)
     if complement is not None:
         return complement
-    if isinstance(t, sympy.tanh):
-        return 2 / (sympy.exp(2 * t.args[0]) + 1)
-    if isinstance(t, sympy.exp):
-        return -Kernel(Str("expm1"), t.args[0])
-    if isinstance(t, sympy.cos):
-        return 2 * sympy.sin(t.args[0] / 2) ** 2
-    if isinstance(t, sympy.cosh):
-        return -2 * sympy.sinh(t.args[0] / 2) ** 2
-    if isinstance(t, sympy.sin):  # cos(u)^2/(1 + sin(u)) where sin(u) > 0 (`kernels.one_minus_sin`)
-        return Kernel(Str("one_minus_sin"), t.args[0])
-    if isinstance(t, (sympy.sech, sympy.sec)):  # 1 - 1/cosh(u), 1 - 1/cos(u)
-        half = t.args[0] / 2
-        return (2 * sympy.sinh(half) ** 2 if isinstance(t, sympy.sech) else -2 * sympy.sin(half) ** 2) * t
-    if isinstance(t, sympy.coth):  # 1 - coth(u) is -2/(e^2u - 1)
-        return -2 / Kernel(Str("expm1"), 2 * t.args[0])
-    if isinstance(t, sympy.erf):  # a kernel call: sympy would write erfc(-u) back as 2 - erfc(u)
-        return Kernel(Str("erfc"), t.args[0])
-    if isinstance(t, sympy.erfc):  # 1 - erfc(u) was 0.0 at 1e-17
-        return sympy.erf(t.args[0])
+    rule = _rule_for(_ONE_LESS_OF, t)
+    if rule is not None:
+        return rule(t, t.args[0])
     if t.is_Add and sympy.S.One in t.args:  # 1 - (1 + v) is -v exactly: acos(1 - x) from x itself
         return 1 - t
     if isinstance(t, RealRoot) and t.args[1].is_Integer:  # cbrt(1 + u) - 1 was 0.0 at 1e-17
@@ -475,6 +464,36 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         b = root.base
         return _less_one(b) * _plus_one(b) / b**2
     return _one_less_or_difference(root) * _plus_one(root)
+
+
+_Rule = Callable[[sympy.Expr, sympy.Expr], sympy.Expr]
+# 1 - f(u) for the functions tending to 1, each written from f and u.
+_ONE_LESS_OF: Mapping[type, _Rule] = {
+    sympy.tanh: lambda t, u: 2 / (sympy.exp(2 * u) + 1),
+    sympy.exp: lambda t, u: -Kernel(Str("expm1"), u),
+    sympy.cos: lambda t, u: 2 * sympy.sin(u / 2) ** 2,
+    sympy.cosh: lambda t, u: -2 * sympy.sinh(u / 2) ** 2,
+    # cos(u)^2/(1 + sin(u)) where sin(u) > 0 (`kernels.one_minus_sin`)
+    sympy.sin: lambda t, u: Kernel(Str("one_minus_sin"), u),
+    sympy.sech: lambda t, u: 2 * sympy.sinh(u / 2) ** 2 * t,  # 1 - 1/cosh(u)
+    sympy.sec: lambda t, u: -2 * sympy.sin(u / 2) ** 2 * t,  # 1 - 1/cos(u)
+    sympy.coth: lambda t, u: -2 / Kernel(Str("expm1"), 2 * u),
+    # a kernel call: sympy would write erfc(-u) back as 2 - erfc(u)
+    sympy.erf: lambda t, u: Kernel(Str("erfc"), u),
+    sympy.erfc: lambda t, u: sympy.erf(u),  # 1 - erfc(u) was 0.0 at 1e-17
+}
+# 1 + f(u) for the functions tending to -1.
+_ONE_MORE_OF: Mapping[type, _Rule] = {
+    sympy.tanh: lambda t, u: 2 / (sympy.exp(-2 * u) + 1),
+    sympy.erf: lambda t, u: Kernel(Str("erfc"), -u),
+    sympy.cos: lambda t, u: 2 * sympy.cos(u / 2) ** 2,
+    sympy.sin: lambda t, u: Kernel(Str("one_minus_sin"), -u),
+}
+
+
+def _rule_for(rules: Mapping[type, _Rule], t: sympy.Expr) -> _Rule | None:
+    """The rule for t's function, or for the sympy function it refines (functions.RealErfc)."""
+    return next((rules[kind] for kind in type(t).__mro__ if kind in rules), None)
 
 
 def _one_less_or_difference(t: sympy.Expr) -> sympy.Expr:
@@ -568,15 +587,8 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
     """1 + t written without the cancellation where t tends to -1 (`stable`); None if no rule applies."""
     if t.is_Add and sympy.S.NegativeOne in t.args:  # 1 + (v - 1) is v exactly: asin(1 - x) is -asin(x - 1)
         return 1 + t
-    if isinstance(t, sympy.tanh):
-        return 2 / (sympy.exp(-2 * t.args[0]) + 1)
-    if isinstance(t, sympy.erf):
-        return Kernel(Str("erfc"), -t.args[0])
-    if isinstance(t, sympy.cos):
-        return 2 * sympy.cos(t.args[0] / 2) ** 2
-    if isinstance(t, sympy.sin):
-        return Kernel(Str("one_minus_sin"), -t.args[0])
-    return None
+    rule = _rule_for(_ONE_MORE_OF, t)
+    return None if rule is None else rule(t, t.args[0])
 
 
 def _is_digamma(node: sympy.Expr) -> bool:
