@@ -520,6 +520,14 @@ def _real_cube_root(t: Any) -> Any:
         ("exp(x) - exp(-x)", 0, [1e-17, 3.0, -20.0], lambda t: 2 * mpmath.sinh(t)),
         ("exp(2*x) - exp(x)", 0, [1e-17, -30.0, 5.0], lambda t: mpmath.exp(2 * t) - mpmath.exp(t)),
         ("1 - erfc(x)", 0, [1e-17, 2.0], mpmath.erf),
+        ("sin(pi*x)", 0, [1.0, 1e6 + 0.3, -2.25], mpmath.sinpi),
+        ("sin(pi*x)", 1, [1.0, 0.25], mpmath.sinpi),
+        ("cos(2*pi*x)", 0, [123456.789, -2.25, 0.25, 0.1], lambda t: mpmath.cospi(2 * t)),
+        ("cosh(x) - sinh(x)", 0, [20.0, 400.0, -3.0], lambda t: mpmath.exp(-t)),
+        ("2*cosh(x) - exp(x)", 0, [20.0, -3.0], lambda t: mpmath.exp(-t)),
+        ("cosh(x)^2 - sinh(x)^2", 0, [20.0, 400.0], lambda t: mpmath.mpf(1)),
+        ("exp(-x)*sinh(x)", 1, [20.0, 0.5], lambda t: mpmath.exp(-t) * mpmath.sinh(t)),
+        ("exp(-x)*sinh(x)", 2, [20.0, 0.5], lambda t: mpmath.exp(-t) * mpmath.sinh(t)),
         ("pi/2 - atan(x)", 0, [1e10, 1e17, -3.0, 0.5], lambda t: mpmath.pi / 2 - mpmath.atan(t)),
         ("atan(2*x) + pi/2", 0, [-1e10, 2.0], lambda t: mpmath.atan(2 * t) + mpmath.pi / 2),
         ("acos(1 - x)", 0, [1e-12, 1e-20, 1.5], lambda t: mpmath.acos(1 - t)),
@@ -535,7 +543,9 @@ def test_cancellations_of_other_shapes_are_caught(text: str, order: int, xs: lis
     compound-interest limit), a square root less what it nearly equals (the conjugate:
     sqrt(x^2 + 1) - x, the quadratic formula, asinh written as a log), a difference of
     exponentials, pi/2 - atan, 1 - erfc, inverse functions of 1 - x, and logs of powers, of c + u
-    and of ratios next to 1: each was 0.0, or digits off, at the first point."""
+    and of ratios next to 1; then tester round 7's cosh and sinh that cancel (the product rule's
+    terms of e^-x sinh(x) too) and sin and cos of pi times x, where pi x rounds before it is
+    reduced: each was 0.0, or digits off, at the first point."""
     values = _derivative_values(text, order, xs)
     with mpmath.workdps(150):
         expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]

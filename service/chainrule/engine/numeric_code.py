@@ -102,7 +102,24 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # the rules below rewrite the sum itself (1 - e^-x as -expm1(-x)), and log1p needs u.
     marked = expr.replace(_log_of_one_plus, _log_one_plus)
     written = marked.replace(_unstable, _stable_node)
-    return written.replace(_unchanged_log_one_plus, _plain_log)
+    logs = written.replace(_unchanged_log_one_plus, _plain_log)
+    # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2 first).
+    return logs.replace(_of_pi_times, _in_half_turns)
+
+
+def _of_pi_times(node: sympy.Basic) -> bool:
+    """sin or cos of pi times something: sin(pi x) at 1 was 1.2e-16, as pi x rounds to a double."""
+    # A constant is folded at the precision it needs (`fold_constants`) instead.
+    return (
+        isinstance(node, sympy.sin | sympy.cos)
+        and bool(node.free_symbols)
+        and sympy.pi in sympy.Mul.make_args(node.args[0])
+    )
+
+
+def _in_half_turns(node: sympy.Expr) -> sympy.Expr:
+    name = "sin_half_turns" if isinstance(node, sympy.sin) else "cos_half_turns"
+    return Kernel(Str(name), node.args[0] / sympy.pi)
 
 
 def _log_of_one_plus(node: sympy.Basic) -> bool:
@@ -267,7 +284,7 @@ def _stable_sum(node: sympy.Expr) -> sympy.Expr:
             if c == -d and step is not None:  # c (digamma(u) - digamma(u + w)) is -c digamma_step(u, w)
                 others = [t for t in terms if t is not first and t is not second]
                 return sympy.Add(*others, -c * Kernel(Str("digamma_step"), low.args[1], step))
-    written = _exp_difference(node) or _root_difference(node)
+    written = _exp_difference(node) or _root_difference(node) or _hyperbolic_cancelled(node)
     if written is not None:
         return written
     combined = _combined(node)
@@ -291,6 +308,31 @@ def _exp_difference(node: sympy.Expr) -> sympy.Expr | None:
             rest = [t for t in node.args if t is not term and t is not other]
             return sympy.Add(*rest, k * Kernel(Str("exp_difference"), a, b, sympy.expand(a - b)))
         scaled[k] = (term, exponential.args[0])
+    return None
+
+
+def _hyperbolic_cancelled(node: sympy.Expr) -> sympy.Expr | None:
+    """The sum with cosh(u) and sinh(u) written as exponentials, where that cancels terms: a sum
+    holding two of cosh(u), sinh(u), e^u and e^-u (cosh(x) - sinh(x) is e^-x, and was 0.0 at 20;
+    cosh(x)^2 - sinh(x)^2 is 1; the derivative of e^-x sinh(x), e^-x cosh(x) - e^-x sinh(x), is
+    e^-2x). None where nothing cancels."""
+    if not _small_polynomial(node):
+        return None
+    seen: dict[sympy.Expr, set[str]] = {}
+    for function in node.atoms(sympy.cosh, sympy.sinh, sympy.exp):
+        (u,) = function.args
+        key = -u if isinstance(function, sympy.exp) and u.could_extract_minus_sign() else u
+        seen.setdefault(key, set()).add(type(function).__name__)
+    for u, kinds in seen.items():
+        if len(kinds) < 2 or kinds == {"exp"}:
+            continue
+        halves = {
+            sympy.cosh(u): (sympy.exp(u) + sympy.exp(-u)) / 2,
+            sympy.sinh(u): (sympy.exp(u) - sympy.exp(-u)) / 2,
+        }
+        written = sympy.expand(node.xreplace(halves))
+        if len(sympy.Add.make_args(written)) < len(node.args):
+            return stable(written)
     return None
 
 
