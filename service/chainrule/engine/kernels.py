@@ -774,7 +774,8 @@ class _Kernel:
     # What one call costs whatever the number of points, in the same units, where it is far above a
     # ufunc's microsecond: the numpy calls inside it (loggamma's series are ~130 of them). At one
     # point 500 loggamma terms were charged 17,500 (17 us, so computed on the event loop) and took
-    # 200 ms there (tester round 6). Measured at one point against np.sin, medians of 7 x 200 calls.
+    # 200 ms there (tester round 6). Measured by scripts/accuracy.py --overheads (at one point,
+    # against np.sin); listed where it is far above a ufunc's microsecond.
     overhead: int = 0
     # Its own operations may overflow where its value does not (np.where computes both branches:
     # cosh(800) inside sech(800)), or it answers inf without the overflow flag (scipy's gamma(200)):
