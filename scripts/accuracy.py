@@ -369,7 +369,7 @@ def _overheads() -> None:
             arity = sum(p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in parameters)
             try:
                 cost = per_call(function, max(arity, 1)) - baseline
-            except (TypeError, ValueError):  # a kernel of other arguments (partial's name, piecewise's pairs)
+            except (TypeError, ValueError, IndexError):  # other arguments (partial's name, piecewise's pairs)
                 continue
             listed = kernels.CALL_OVERHEADS.get(name, 0)
             print(f"{name:16} {1e9 * cost:10,.0f} ns/call   listed {listed:,}")

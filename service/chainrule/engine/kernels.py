@@ -858,7 +858,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "atan_complement": _Kernel(atan_complement, weight=12, generic=True),
         "sin_half_turns": _Kernel(sin_half_turns, weight=12, generic=True),
         "cos_half_turns": _Kernel(cos_half_turns, weight=12, generic=True),
-        "asin_near_one": _Kernel(asin_near_one, weight=10, generic=True),
+        "asin_near_one": _Kernel(asin_near_one, weight=10, overhead=40_000, generic=True),
         "acos_near_one": _Kernel(acos_near_one, weight=10, overhead=40_000, generic=True),
         "atanh_near_one": _Kernel(atanh_near_one, weight=10, overhead=25_000, generic=True),
         "acosh_near_one": _Kernel(acosh_near_one, weight=10, overhead=25_000, generic=True),
