@@ -119,7 +119,10 @@ def generate(
         reads=frozenset(s.name for part in parts for s in part.free_symbols),
         outputs=1 if single else len(parts),
         single=single,
-        operations=operations + numeric_code.cost(sympy.Tuple(*parts)),
+        # The heavier of the parts as written and as `prepare` rewrote them: a rewrite may call a
+        # slower kernel (log(gamma(x)) is log_gamma, 300 a point, where gamma and log weigh 32).
+        operations=operations
+        + max(numeric_code.cost(sympy.Tuple(*parts)), numeric_code.cost(sympy.Tuple(*renamed))),
         overhead=numeric_code.overhead(renamed),
     )
 

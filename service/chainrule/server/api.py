@@ -47,8 +47,9 @@ from chainrule.v1 import chainrule_pb2 as pb
 _Result = TypeVar("_Result")
 _C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient, engine.CompiledJacobian)
 
-# Evaluate on the event loop below this many operations times points (microseconds of work). An
-# mpmath kernel weighs more than this alone (kernels.WEIGHTS): it never runs on the loop.
+# Evaluate on the event loop below this cost (`_Plan.cost`: operations times points, and about a
+# microsecond a call besides, about 1 ns a unit: 20 us). An mpmath kernel weighs more than this
+# alone (kernels.WEIGHTS): it never runs on the loop.
 _INLINE_COST = 20_000
 # A call alone in flight computes up to this much there too: at most about 4 ms of numpy (the
 # weights' unit is about 1 ns; batch rows measure 0.3 to 0.55 ns), where the hop to a numeric thread
