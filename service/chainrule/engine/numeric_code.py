@@ -257,6 +257,9 @@ def _scaled_erfc(node: sympy.Expr) -> sympy.Expr:
     return node
 
 
+_HALF_PI = sympy.pi / 2
+
+
 def _stable_sum(node: sympy.Expr) -> sympy.Expr:
     terms = list(node.args)
     # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
@@ -267,10 +270,10 @@ def _stable_sum(node: sympy.Expr) -> sympy.Expr:
             coefficient, rest = term.as_independent(*term.free_symbols, as_Add=False)
             if isinstance(rest, sympy.atan) and constant in (coefficient * _HALF_PI, -coefficient * _HALF_PI):
                 # c (atan(u) -+ pi/2) is -+c atan_complement(+-u): pi/2 - atan(x) at 1e17 was 0.0
-                u = rest.args[0] if constant == -coefficient * _HALF_PI else -rest.args[0]
                 sign = -1 if constant == -coefficient * _HALF_PI else 1
+                complement = Kernel(Str("atan_complement"), -sign * rest.args[0])
                 others = [t for t in terms if t is not constant and t is not term]
-                return sympy.Add(*others, sign * coefficient * Kernel(Str("atan_complement"), u))
+                return sympy.Add(*others, sign * coefficient * complement)
             if coefficient not in (constant, -constant):
                 continue
             written = _one_less(rest) if coefficient == -constant else _one_more(rest)
@@ -581,7 +584,6 @@ def _one_less_power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr | None
     return Kernel(Str("one_less_power"), u, exponent, 1 - Kernel(Str("power"), base, exponent))
 
 
-_HALF_PI = sympy.pi / 2
 # (1 + u)^p for a constant |p| up to this is as good computed as written: p times 1 + u's rounding.
 _EXACT_POWER = 64
 
@@ -906,7 +908,7 @@ def overhead(parts: Sequence[sympy.Expr]) -> int:
     the event loop (tester round 7)."""
     total = 0
     for node in _distinct_nodes(parts):
-        if node.args and not isinstance(node, Str):
+        if node.args:  # an operation (symbols, numbers and kernel names have none)
             total += CALL_COST
             if isinstance(node, Application):
                 total += kernels.CALL_OVERHEADS.get(_kernel_called(node), 0)
