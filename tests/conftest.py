@@ -11,6 +11,7 @@ import logging
 import socket
 import struct
 import tracemalloc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -114,6 +115,31 @@ async def bytes_left_behind(call: Callable[[], Awaitable[None]], times: int = 10
         return int(tracemalloc.get_traced_memory()[0] - before)
     finally:
         tracemalloc.stop()
+        gc.enable()
+
+
+async def held_after_failing(work: Callable[[object], Awaitable[object]]) -> bool:
+    """Whether a task running `work(request)` that ends with an error still holds `request` (a
+    stand-in for what its frames hold) once the task is dropped, with Python's cyclic collector off.
+    The error's traceback holds the frames it passed, and the task holds its error: anything in the
+    error's chain that leads back to the task (an asyncio Timeout does) makes a cycle that keeps
+    them all until a full collection."""
+
+    class Request:
+        pass
+
+    request = Request()
+    alive = weakref.ref(request)
+    gc.collect()
+    gc.disable()
+    try:
+        task = asyncio.ensure_future(work(request))
+        del request
+        await asyncio.wait([task])
+        assert task.exception() is not None, "the work was meant to fail"
+        del task
+        return alive() is not None
+    finally:
         gc.enable()
 
 

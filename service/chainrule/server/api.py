@@ -6,7 +6,6 @@ raised as `errors.ChainruleError` with field paths that name the request field a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import functools
@@ -1047,11 +1046,8 @@ async def _by_client_deadline(work: Awaitable[_Result]) -> _Result:
     scope = deadlines.current()
     if scope is None or scope.client_deadline is None:
         return await work
-    try:
-        async with asyncio.timeout(max(0.0, scope.client_deadline - time.monotonic())):
-            return await work
-    except TimeoutError:
-        pass
+    async with deadlines.TimeLimit(max(0.0, scope.client_deadline - time.monotonic())):
+        return await work
     seconds = scope.client_deadline - scope.started
     raise DeadlineExceeded(
         f"the evaluation did not finish within the request's deadline ({seconds:.3g} s)",

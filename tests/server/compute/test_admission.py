@@ -18,6 +18,7 @@ from chainrule.server.compute.executors import (
     MemoryBudget,
     ThreadExecutor,
 )
+from tests.conftest import held_after_failing
 
 
 class Holder:
@@ -121,6 +122,24 @@ async def test_a_waiter_whose_budget_runs_out_leaves_the_queue() -> None:
     running.release.set()
     await running.task
     assert admission.running == 0
+
+
+async def test_a_wait_out_of_time_leaves_its_waiter_no_reference_cycle() -> None:
+    # Single-flight fills run in tasks that end with this very error: raised in `except
+    # TimeoutError` it kept the Timeout (and so the task) in its context, and each REST body out of
+    # time (2.7 MB) lived until the cyclic collector ran (a flaky garbage test found it).
+    admission = Admission("symbolic", concurrency=1, queue=4, retry_after_seconds=1.0)
+    running = Holder(admission, "a")
+    await settle()
+
+    async def wait(request: object) -> None:
+        with deadlines.request_scope(0.02, lambda: "b"):
+            async with admission.slot(deadlines.budget(10.0), "parsing"):
+                pass
+
+    assert not await held_after_failing(wait)
+    running.release.set()
+    await running.task
 
 
 @pytest.mark.parametrize("cancel_first", [True, False])

@@ -30,7 +30,7 @@ from chainrule.server.compute.pool import ABANDONED_GRACE_SECONDS, ProcessExecut
 from chainrule.server.config import Settings
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.conftest import make_settings
+from tests.conftest import held_after_failing, make_settings
 from tests.relay import grpc_channel_from
 
 # Full simplification of this takes minutes of sympy (measured: 147 s): it always burns a budget.
@@ -146,6 +146,25 @@ async def test_a_task_that_holds_a_worker_past_its_allowance_is_stopped_for_its_
         with pytest.raises(TooSlow):
             await executor.run(jobs.parse_canonical, "x + 1", jobs.Limits.from_settings(Settings()), -1.0)
         assert executor.stats.replaced == {"overrun": 2}
+    finally:
+        await executor.close()
+
+
+@pytest.mark.parametrize("limit", ["hold", "client deadline"])
+async def test_a_task_out_of_time_leaves_its_caller_no_reference_cycle(limit: str) -> None:
+    # Its error, raised in `except TimeoutError`, kept the Timeout and the task that ends with that
+    # error: a cycle holding the caller's frames (a REST body) until the cyclic collector ran.
+    executor = ProcessExecutor(
+        1, spares=0, budget_seconds=POOL_BUDGET, memory_bytes=0, queue=1, name="parse", hold_seconds=0.2
+    )
+    await executor.start()
+
+    async def overrun(request: object) -> None:
+        with deadlines.request_scope(0.05 if limit == "client deadline" else None):
+            await executor.run(time.sleep, FOREVER)
+
+    try:
+        assert not await held_after_failing(overrun)
     finally:
         await executor.close()
 

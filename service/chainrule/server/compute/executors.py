@@ -167,17 +167,17 @@ class Admission:
         self._queues.setdefault(who, collections.deque()).append(waiter)
         self.waiting += 1
         try:
-            async with asyncio.timeout(None if budget is None else budget.seconds):
+            async with deadlines.TimeLimit(None if budget is None else budget.seconds) as limit:
                 await waiter
-        except TimeoutError:
+        except asyncio.CancelledError:
+            self._abandon(who, waiter)
+            raise
+        if limit.expired:
             self._abandon(who, waiter)
             assert budget is not None
             raise budget.exceeded(
                 f"{what} (waiting for a free {self.name} slot)", waiting_retry_after=self.retry_after_seconds
-            ) from None
-        except asyncio.CancelledError:
-            self._abandon(who, waiter)
-            raise
+            )
 
     def _take(self, who: str) -> None:
         self.running += 1

@@ -153,18 +153,19 @@ class _Task:
     what: str
     abandoned: bool = False  # its caller stopped waiting
     graced: bool = False  # and the grace, not its budget or hold, ends the wait for its answer
-    timer: asyncio.Timeout | None = None  # the wait for its answer, once it is sent
+    timer: deadlines.TimeLimit | None = None  # the wait for its answer, once it is sent
 
     def abandon(self) -> None:
         """Let the task go on `ABANDONED_GRACE_SECONDS` more at most (less if its budget ends sooner)."""
         self.abandoned = True
-        if self.timer is None or self.timer.expired():
+        timeout = None if self.timer is None else self.timer.timeout
+        if timeout is None or timeout.expired():
             return  # not sent yet (`_call` shortens the wait it starts), or over
         end = asyncio.get_running_loop().time() + ABANDONED_GRACE_SECONDS
-        when = self.timer.when()
+        when = timeout.when()
         if when is None or end < when:
             with contextlib.suppress(RuntimeError):  # the answer came meanwhile: nothing to shorten
-                self.timer.reschedule(end)
+                timeout.reschedule(end)
                 self.graced = True
 
 
@@ -273,13 +274,9 @@ class ProcessExecutor:
         computing.add_done_callback(functools.partial(self._computed, task))
         try:
             # Shielded: a caller that stops waiting leaves the task to finish or be stopped (`_call`).
-            async with asyncio.timeout(budget.seconds if budget.client_bound else None):
+            async with deadlines.TimeLimit(budget.seconds if budget.client_bound else None):
                 result: T = await asyncio.shield(computing)
                 return result
-        except TimeoutError:
-            pass  # raised below, outside this block: an error raised here would keep the timeout's
-            # chain (TimeoutError, CancelledError, their frames) as its context, and with it the
-            # request: REST calls out of time were held until the cyclic collector ran
         finally:
             if not computing.done():  # its caller stopped waiting: out of time, or cancelled
                 task.abandon()
@@ -327,14 +324,13 @@ class ProcessExecutor:
 
     async def _checkout(self, budget: deadlines.Budget, what: str) -> _SymbolicWorker:
         while True:
-            try:
-                async with asyncio.timeout(budget.seconds):
-                    worker = await self._idle.get()
-            except TimeoutError:
+            async with deadlines.TimeLimit(budget.seconds) as limit:
+                worker = await self._idle.get()
+            if limit.expired:
                 raise budget.exceeded(
                     f"{what} (waiting for a warm symbolic worker)",
                     waiting_retry_after=self.admission.retry_after_seconds,
-                ) from None
+                )
             if worker.process.is_alive():
                 return worker
             self._replace(worker, "died", "died while idle")
@@ -350,19 +346,12 @@ class ProcessExecutor:
             held, task.graced = ABANDONED_GRACE_SECONDS, True
         try:
             # Shielded: on timeout or cancellation the thread ends by itself once the worker dies.
+            limit = task.timer = deadlines.TimeLimit(held)
             try:
-                async with asyncio.timeout(held) as task.timer:
+                async with limit:
                     kind, value = await asyncio.shield(exchange)
             finally:
-                task.timer = None  # it holds this task: a cycle through its error's frames
-        except TimeoutError:
-            if task.graced:
-                self._replace(worker, "abandoned", f"went on past its caller's wait on {what}")
-                raise budget.exceeded(what) from None
-            self._replace(worker, "overrun", f"overran its budget of {held:.3g} s on {what}")
-            if held < budget.seconds:  # the hold, not the budget
-                raise TooSlow(f"{what} took more than {held:.3g} s in a {self.name} worker") from None
-            raise budget.exceeded(what) from None
+                task.timer = None
         except asyncio.CancelledError:  # the loop ending with a task still running (close() waits for them)
             self._replace(worker, None, f"was stopped with the loop during {what}")
             raise
@@ -380,6 +369,14 @@ class ProcessExecutor:
                 "retry the request",
                 reason="WORKER_DIED",
             ) from None
+        if limit.expired:
+            if task.graced:
+                self._replace(worker, "abandoned", f"went on past its caller's wait on {what}")
+                raise budget.exceeded(what)
+            self._replace(worker, "overrun", f"overran its budget of {held:.3g} s on {what}")
+            if held < budget.seconds:  # the hold, not the budget
+                raise TooSlow(f"{what} took more than {held:.3g} s in a {self.name} worker")
+            raise budget.exceeded(what)
         return self._settle(worker, what, kind, value)
 
     def _settle(self, worker: _SymbolicWorker, what: str, kind: str, value: Any) -> Any:

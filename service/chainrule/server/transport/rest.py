@@ -262,14 +262,14 @@ async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
     while True:
         allowed = started + idle_seconds + received / MIN_BODY_RATE - loop.time()
         try:
-            async with asyncio.timeout(max(0.0, min(idle_seconds, allowed))):
+            async with deadlines.TimeLimit(max(0.0, min(idle_seconds, allowed))) as wait:
                 chunk = await anext(pieces)
         except StopAsyncIteration:
             break
-        except TimeoutError:
-            raise _body_stalled(received, idle_seconds, loop.time() - started) from None
         except ClientDisconnect:
             raise ClientGoneError("the client went away before sending the whole request body") from None
+        if wait.expired:
+            raise _body_stalled(received, idle_seconds, loop.time() - started)
         received += len(chunk)
         if received > limit:
             raise _too_large(received, limit)
