@@ -265,7 +265,8 @@ def _value_at(
     kink = _kink_at(current, x, a)
     if not kink and _finite_real(value):
         return value
-    if not kink and value is not sympy.nan:
+    # Undefined as written (0/0 is nan, atan(1/0) the bounds of atan): its limit says what it is.
+    if not kink and value is not sympy.nan and not value.has(sympy.AccumBounds):
         raise _no_series(expr, x, a, k, _not_finite(value))
     try:
         limit = sympy.limit(_limit_ready(current, x, a), x, a, dir="+-")
