@@ -536,6 +536,38 @@ def _real_cube_root(t: Any) -> Any:
         ("log(2 - exp(x))", 0, [1e-17, 1e-9, 0.5], lambda t: mpmath.log(2 - mpmath.exp(t))),
         ("log(x/(1 + x))", 0, [1e17, 2.0], lambda t: mpmath.log(t / (1 + t))),
         ("log(x^2)", 0, [1 + 1e-12, 3.0], lambda t: mpmath.log(t * t)),
+        # One function at two arguments whose difference cancels symbolically, and far apart.
+        ("log(x + 1) - log(x)", 0, [1e12, 1e-20, 3.0], lambda t: mpmath.log(1 + 1 / t)),
+        ("log(x + 1) - log(x)", 1, [1e12, 3.0], lambda t: mpmath.log(1 + 1 / t)),
+        ("log(x^2 + 1) - log(x^2)", 0, [1e8, 0.5], lambda t: mpmath.log(1 + 1 / t**2)),
+        (
+            "cbrt(x + 1) - cbrt(x)",
+            0,
+            [1e12, -1e12, -0.5, 2.0],
+            lambda t: _real_cube_root(t + 1) - _real_cube_root(t),
+        ),
+        ("cbrt(x + 1) - cbrt(x)", 1, [1e12, 2.0], lambda t: _real_cube_root(t + 1) - _real_cube_root(t)),
+        ("(x + 1)^(1/3) - x^(1/3)", 0, [1e12, 2.0], lambda t: mpmath.cbrt(t + 1) - mpmath.cbrt(t)),
+        ("(x + 1)^2 - x^2", 0, [1e12, -0.5, 3.0], lambda t: 2 * t + 1),
+        (
+            "atan(x + 1) - atan(x)",
+            0,
+            [1e12, -1e12, -0.5, 0.3, 1e200],
+            lambda t: mpmath.atan(t + 1) - mpmath.atan(t),
+        ),
+        ("atan(x + 1) - atan(x)", 1, [1e6, -0.5], lambda t: mpmath.atan(t + 1) - mpmath.atan(t)),
+        (
+            "sin(x + 1e-9) - sin(x)",
+            0,
+            [1.0, 1e3],
+            lambda t: mpmath.sin(t + mpmath.mpf("1e-9")) - mpmath.sin(t),
+        ),
+        (
+            "cos(x) - cos(x + 1e-9)",
+            0,
+            [1.0, -2.0],
+            lambda t: mpmath.cos(t) - mpmath.cos(t + mpmath.mpf("1e-9")),
+        ),
     ],
 )
 def test_cancellations_of_other_shapes_are_caught(text: str, order: int, xs: list[float], exact: Any) -> None:

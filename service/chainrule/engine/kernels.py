@@ -223,6 +223,46 @@ def root_less(root: Any, b: Any, difference: Any) -> Any:
     return _nan_where_any(np.where(b > 0, difference / (root + b), root - b), root, difference)
 
 
+def _near(b: Any, d: Any) -> tuple[Any, Any]:
+    """Where a = b + d is within half of b on the same side of 0 (a/b in [1/2, 3/2]), and d/b there
+    (0 elsewhere, so nothing overflows where it is not used)."""
+    near = (np.abs(d) <= 0.5 * np.abs(b)) & (b != 0)
+    return near, np.divide(np.where(near, d, 0.0), np.where(near, b, 1.0))
+
+
+def log_difference(a: Any, b: Any, d: Any) -> Any:
+    """log(a) - log(b) given d = a - b as a rule wrote it (exactly, where a and b share terms:
+    log(x + 1) - log(x) at 1e12 was 1.9e-3 off): log1p(d/b) where a/b is near 1, the two logs
+    elsewhere (log1p(d/b) would round d/b next to -1 where a is far below b)."""
+    near, ratio = _near(b, d)
+    result = np.where(near & (b > 0), np.log1p(ratio), np.log(a) - np.log(b))
+    return _nan_where_any(result, a, b, d)
+
+
+def power_difference(root_a: Any, root_b: Any, b: Any, d: Any, exponent: Any) -> Any:
+    """a^p - b^p given both powers (real roots where p = 1/n) and d = a - b as a rule wrote it:
+    b^p expm1(p log1p(d/b)) where a/b is near 1 (cbrt(x + 1) - cbrt(x) at 1e12 was 2.6e-4 off,
+    (x + 1)^2 - x^2 1.1e-5), the difference of the powers elsewhere."""
+    near, ratio = _near(b, d)
+    result = np.where(near, root_b * np.expm1(exponent * np.log1p(ratio)), root_a - root_b)
+    return _nan_where_any(result, root_a, root_b, b, d, exponent)
+
+
+def atan_difference(a: Any, b: Any, d: Any) -> Any:
+    """atan(a) - atan(b) given d = a - b as a rule wrote it: atan(d/(1 + ab)) where a and b have
+    the same sign (atan(x + 1) - atan(x) at 1e12 was 0.0, truth 1e-24), written (d/a)/(b + 1/a)
+    where |a| >= 1 so that ab cannot overflow; the two atans elsewhere, where they add."""
+    same = (np.sign(a) == np.sign(b)) & (a != 0)
+    big = np.abs(a) >= 1
+    a_big = np.where(same & big, a, 1.0)
+    a_small = np.where(same & ~big, a, 0.0)
+    b_same = np.where(same, b, 1.0)
+    d_same = np.where(same, d, 0.0)
+    quotient = np.where(big, (d_same / a_big) / (b_same + 1.0 / a_big), d_same / (1.0 + a_small * b_same))
+    result = np.where(same, np.arctan(quotient), np.arctan(a) - np.arctan(b))
+    return _nan_where_any(result, a, b, d)
+
+
 def _nan_where_any(result: Any, *args: Any) -> Any:
     """`result`, NaN wherever an argument is NaN: np.where passes on one branch's arguments only."""
     for arg in args:
@@ -855,6 +895,9 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "one_plus_power": _Kernel(one_plus_power, weight=10, overhead=7_500, generic=True),
         "exp_difference": _Kernel(exp_difference, weight=8, overhead=7_500, generic=True),
         "root_less": _Kernel(root_less, weight=4, overhead=6_000, generic=True),
+        "log_difference": _Kernel(log_difference, weight=12, overhead=10_000, generic=True),
+        "power_difference": _Kernel(power_difference, weight=16, overhead=10_000, generic=True),
+        "atan_difference": _Kernel(atan_difference, weight=30, overhead=20_000, generic=True),
         "atan_complement": _Kernel(atan_complement, weight=12, overhead=3_500, generic=True),
         "sin_half_turns": _Kernel(sin_half_turns, weight=12, overhead=7_500, generic=True),
         "cos_half_turns": _Kernel(cos_half_turns, weight=12, overhead=8_000, generic=True),
