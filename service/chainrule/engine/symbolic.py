@@ -122,9 +122,17 @@ class Portable:
         return self._expression
 
     def __reduce__(self) -> tuple[Any, ...]:
+        return (Portable, (None, self._pickled()))
+
+    @property
+    def pickled_bytes(self) -> int:
+        """The size of its pickle, which it holds once it has crossed a process (made here if not)."""
+        return len(self._pickled())
+
+    def _pickled(self) -> bytes:
         if self._blob is None:
             self._blob = pickle.dumps(self._expression, protocol=pickle.HIGHEST_PROTOCOL)
-        return (Portable, (None, self._blob))
+        return self._blob
 
 
 def resolved(value: sympy.Expr | Portable) -> sympy.Expr:

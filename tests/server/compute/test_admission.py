@@ -12,6 +12,7 @@ import pytest
 from chainrule.engine.errors import DeadlineExceeded, ResourceExhausted
 from chainrule.server.compute import deadlines
 from chainrule.server.compute.executors import (
+    CALLER_SHARE,
     Admission,
     BoundedExecutor,
     CallLimit,
@@ -140,6 +141,26 @@ async def test_a_wait_out_of_time_leaves_its_waiter_no_reference_cycle() -> None
     assert not await held_after_failing(wait)
     running.release.set()
     await running.task
+
+
+async def test_a_waiter_evicted_from_a_full_queue_leaves_it_no_reference_cycle() -> None:
+    # The refusal is the waiter future's exception, raised through the frame that held the future:
+    # each evicted REST body (2.7 MB) lived until the cyclic collector ran (an independent tester).
+    admission = Admission("symbolic", concurrency=1, queue=2, retry_after_seconds=1.0)
+    running, queued = Holder(admission, "a"), Holder(admission, "b")
+    newcomers: list[Holder] = []
+
+    async def evicted(request: object) -> None:
+        asyncio.get_running_loop().call_soon(lambda: newcomers.append(Holder(admission, "c")))
+        async with admission.slot(None, "parsing", caller="b"):
+            pass
+
+    await settle()
+    assert not await held_after_failing(evicted)
+    assert admission.rejections[CALLER_SHARE] == 1
+    for holder in (running, queued, *newcomers):
+        holder.release.set()
+    await asyncio.gather(running.task, queued.task, *(holder.task for holder in newcomers))
 
 
 @pytest.mark.parametrize("cancel_first", [True, False])

@@ -172,22 +172,28 @@ async def test_evaluate_f64le_base64_round_trip(client: httpx.AsyncClient) -> No
         assert values == (1.0, 4.0, 9.0)
 
 
-@pytest.mark.parametrize(("timeout", "status"), [(None, 200), ("50m", 504)], ids=["answered", "out of time"])
+@pytest.mark.parametrize(
+    ("ending", "timeout", "status"),
+    [("answered", None, 200), ("out of time", "50m", 504), ("refused in numeric work", None, 400)],
+    ids=["answered", "out of time", "refused in numeric work"],
+)
 async def test_a_finished_call_leaves_nothing_for_the_garbage_collector(
-    app: Application, timeout: str | None, status: int
+    app: Application, ending: str, timeout: str | None, status: int
 ) -> None:
     """As over gRPC (test_grpc_server.py): with the cyclic collector off, ten finished 2 MB calls
-    hold no request body or reply, answered or out of time in a cold parse (each a new expression:
-    its error is shared by the single flight's waiters). A bare HTTP/1.1 client: httpx's own
+    hold no request body or reply, answered, out of time in a cold parse (each a new expression:
+    its error is shared by the single flight's waiters), or refused while their points are read
+    (no column for y: ten held 47 MB, an independent tester). A bare HTTP/1.1 client: httpx's own
     requests and responses are reference cycles, which this would count."""
     raw = np.linspace(0, 1, 250_000).tobytes()
     points = {"x": {"f64le": base64.b64encode(raw).decode()}}
     costly = " + ".join(f"sin({k}*x)^2" for k in range(1, 80))
     calls = itertools.count()
     reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
+    expressions = {"answered": lambda: "x + 1", "refused in numeric work": lambda: "x + y"}
 
     async def call() -> None:
-        expression = "x + 1" if timeout is None else f"{costly} + {next(calls)}*x"
+        expression = expressions.get(ending, lambda: f"{costly} + {next(calls)}*x")()
         body = json.dumps({"expression": expression, "points": points})
         head = "POST /v1/evaluate HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
         head += "" if timeout is None else f"grpc-timeout: {timeout}\r\n"

@@ -35,7 +35,7 @@ from chainrule.server.tracing import Tracing
 from chainrule.server.transport import access
 from chainrule.server.transport.auth import TokenChecker, grpc_refusal
 from chainrule.server.transport.receiving import ReceiveSlots
-from chainrule.server.transport.status import grpc_status
+from chainrule.server.transport.status import grpc_status, let_go_of_frames
 
 __all__ = ["REQUEST_ID_KEY", "Instrumentation", "Registration", "request_id_from"]
 
@@ -458,17 +458,7 @@ def _let_go_when_done(context: grpc.aio.ServicerContext[Any, Any], error: BaseEx
     bytes, a killed worker's pipes), in cycles that lived until the cyclic collector ran (ten refused
     2 MB calls held 20 MB; ten that ran out of time during a cold parse, 12 MB and the replaced
     workers). Frames are let go of, not cleared: clearing a frame still suspended would end it."""
-    context.add_done_callback(functools.partial(_let_go, error))  # type: ignore[arg-type]
-
-
-def _let_go(error: BaseException, _: object) -> None:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        handled = current.__context__
-        current.__traceback__ = current.__context__ = current.__cause__ = None
-        current = handled
+    context.add_done_callback(lambda _: let_go_of_frames(error))  # type: ignore[arg-type]
 
 
 def _size(message: Any) -> int | None:

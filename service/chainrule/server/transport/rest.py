@@ -68,7 +68,7 @@ from chainrule.server.sizing import JSON, Wire
 from chainrule.server.transport.access import AccessLogMiddleware
 from chainrule.server.transport.auth import Callers
 from chainrule.server.transport.protojson import Bounds, RequestT, decode_message, message_to_json
-from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response
+from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response, let_go_of_frames
 from chainrule.server.transport.wire import check_json_members, json_decoding_bytes
 from chainrule.v1 import chainrule_pb2 as pb
 
@@ -160,13 +160,16 @@ async def _respond(
         return response
     except HttpError as error:
         note_error(error.error)
+        let_go_of_frames(error.error)
         return error_response(error.error, error.http_status, error.headers)
     except ChainruleError as error:
         note_error(error)
+        let_go_of_frames(error)
         return error_response(error)
-    except Exception:
+    except Exception as error:
         # A bug: log the traceback here, tell the caller nothing about our insides.
         log.exception("unexpected error in %s %s", request.method, request.url.path)
+        let_go_of_frames(error)
         return _noted(InternalError("internal error"))
     finally:
         if admitted is not None:
