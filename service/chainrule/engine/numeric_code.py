@@ -330,47 +330,58 @@ def _difference_of_one_function(node: sympy.Expr) -> sympy.Expr | None:
     where the sum holds no such pair."""
     if len(node.args) > _DIFFERENCE_TERMS:
         return None
-    seen: dict[tuple[str, sympy.Expr, sympy.Expr], tuple[sympy.Expr, sympy.Expr, sympy.Expr]] = {}
+    # Grouped by function first: the coefficients (a division each) only where two terms share one.
+    kinds: dict[tuple[str, sympy.Expr], list[tuple[sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr]]] = {}
     for term in node.args:
-        for name, exponent, a, written in _functions_of_one_argument(term):
-            k = term / written
-            pair = seen.get((name, exponent, -k))
-            if pair is not None:
-                other, b, other_written = pair
+        for name, exponent, a, written, k in _functions_of_one_argument(term):
+            kinds.setdefault((name, exponent), []).append((term, a, written, k))
+    for (name, exponent), found in kinds.items():
+        if len(found) < 2 or not all(_cheap_to_expand(a) for _, a, _, _ in found):
+            continue
+        seen: dict[sympy.Expr, tuple[sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr]] = {}
+        for term, a, written, k in found:
+            number, factor = k.as_coeff_Mul()
+            pair = seen.get(factor)
+            if pair is not None and pair[0] == -number:
+                _, other, b, other_written = pair
                 d = sympy.expand(a - b)
                 if _nodes(d) < max(_nodes(sympy.expand(e)) for e in (a, b)):
                     rest = [t for t in node.args if t is not term and t is not other]
                     difference = _DIFFERENCES[name](a, b, d, exponent, written, other_written)
                     return sympy.Add(*rest, k * difference)
-            seen[(name, exponent, k)] = (term, a, written)
+            seen[factor] = (number, term, a, written)
     return None
 
 
 def _functions_of_one_argument(
     term: sympy.Expr,
-) -> Iterator[tuple[str, sympy.Expr, sympy.Expr, sympy.Expr]]:
-    """(function, exponent, argument A, its factors) for each factor of `term` that is log, atan, sin
-    or cos of A, and for each A whose powers and real roots multiply in `term` (cbrt(A)/A: power,
-    -2/3), other than to the power 0 or 1; only arguments cheap to expand."""
+) -> Iterator[tuple[str, sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr]]:
+    """(function, exponent, argument A, its factors, the other factors) for each factor of `term`
+    that is log, atan, sin or cos of A, and for each A whose powers and real roots multiply in
+    `term` (cbrt(A)/A: power, -2/3), other than to the power 0 or 1, of an argument that is not a
+    constant."""
+    factors = sympy.Mul.make_args(term)
+
+    def others(*taken: sympy.Expr) -> sympy.Expr:
+        return sympy.Mul(*(f for f in factors if not any(f is t for t in taken)))
+
     powers: dict[sympy.Expr, list[sympy.Expr]] = {}
-    for factor in sympy.Mul.make_args(term):
+    for factor in factors:
         if isinstance(factor, sympy.log | sympy.atan | sympy.sin | sympy.cos):
-            a = factor.args[0]
-            if a.free_symbols and _cheap_to_expand(a):
-                yield type(factor).__name__, sympy.S.One, a, factor
+            if factor.args[0].free_symbols:
+                yield type(factor).__name__, sympy.S.One, factor.args[0], factor, others(factor)
         elif isinstance(factor, Kernel) and factor.args[0].name == "log_one_plus":  # log(1 + u), marked
-            if _cheap_to_expand(factor.args[2]):
-                yield "log", sympy.S.One, factor.args[2], factor
+            yield "log", sympy.S.One, factor.args[2], factor, others(factor)
         elif isinstance(factor, RealRoot) and factor.args[1].is_Integer:
             powers.setdefault(factor.args[0], []).append(factor)
         elif factor.is_Pow and factor.exp.is_Rational:
             powers.setdefault(factor.base, []).append(factor)
         elif factor.is_Add:
             powers.setdefault(factor, []).append(factor)
-    for a, factors in powers.items():
-        exponent = sum((_exponent_of(f) for f in factors), sympy.S.Zero)
-        if exponent not in (0, 1) and a.free_symbols and _cheap_to_expand(a):
-            yield "power", exponent, a, sympy.Mul(*factors)
+    for a, grouped in powers.items():
+        exponent = sum((_exponent_of(f) for f in grouped), sympy.S.Zero)
+        if exponent not in (0, 1) and a.free_symbols:
+            yield "power", exponent, a, sympy.Mul(*grouped), others(*grouped)
 
 
 def _exponent_of(factor: sympy.Expr) -> sympy.Expr:
