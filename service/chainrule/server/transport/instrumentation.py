@@ -451,13 +451,9 @@ class _CallContext:
 
 
 def _let_go_when_done(context: grpc.aio.ServicerContext[Any, Any], error: BaseException) -> None:
-    """Once the call is done, cut `error` and the exceptions it was raised handling from their
-    tracebacks. grpc keeps the exception that aborts a call in the call's state, which the context
-    references, and an error a single-flight computation raised is shared with its other waiters:
-    each traceback holds every frame the exception passed through, and their locals (the request's
-    bytes, a killed worker's pipes), in cycles that lived until the cyclic collector ran (ten refused
-    2 MB calls held 20 MB; ten that ran out of time during a cold parse, 12 MB and the replaced
-    workers). Frames are let go of, not cleared: clearing a frame still suspended would end it."""
+    """`let_go_of_frames(error)` once the call is done: grpc keeps the exception that aborts a call
+    in the call's state, which the context references (ten refused 2 MB calls held 20 MB; ten that
+    ran out of time during a cold parse, 12 MB and the replaced workers)."""
     context.add_done_callback(lambda _: let_go_of_frames(error))  # type: ignore[arg-type]
 
 
