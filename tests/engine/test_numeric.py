@@ -562,6 +562,7 @@ def _real_cube_root(t: Any) -> Any:
             [1.0, 1e3],
             lambda t: mpmath.sin(t + mpmath.mpf("1e-9")) - mpmath.sin(t),
         ),
+        ("x^(1/x) - 1", 0, [1e15, 0.5, 3.0], lambda t: t ** (1 / t) - 1),
         (
             "cos(x) - cos(x + 1e-9)",
             0,

@@ -79,7 +79,8 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       -1, c + c tanh(u) is 2c/(e^-2u + 1), c + c erf(u) is c erfc(-u) and c + c cos(u) is
       2c cos(u/2)^2; c -+ c sin(u) is `one_minus_sin` (of -u), c - c sech(u) 2c sinh(u/2)^2 sech(u),
       c - c coth(u) -2c/expm1(2u), c - c sin(u)^2 c cos(u)^2 (and cos, sech: `_PYTHAGOREAN`), and
-      c - c (1 + u)^p for other powers p -c expm1(p log1p(u)) (`_one_less_power`), c - c sec(u)
+      c - c (1 + u)^p for other powers p -c expm1(p log1p(u)) (`_one_less_power`), and for any
+      base b and a varying p, c - c b^p is -c expm1(p log b), b - 1 written stably; c - c sec(u)
       -2c sin(u/2)^2 sec(u); c is any
       constant (pi, sqrt(2)), and a factor a rule leaves is written the same way (1 - tanh^4);
     - asin(u), acos(u), atanh(u) and acosh(u) where a rule writes 1 - u (or 1 + u): from it
@@ -600,6 +601,11 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         power = _one_less_power(base, exponent)
         if power is not None:
             return power
+    if t.is_Pow and t.base.free_symbols and t.exp.free_symbols and _exactly_one_plus(t.base) is None:
+        # 1 - b^p for a varying p is -expm1(p log b), with b - 1 written stably: x^(1/x) - 1 at 1e15
+        # was 2.9e-3 off, as x^(1/x) rounds next to 1 ((1 + u)^p has its own rule, above).
+        less = _less_one(t.base)
+        return Kernel(Str("one_less_power"), less, t.exp, 1 - Kernel(Str("power"), t.base, t.exp))
     root = _square_root_of(t)
     if root is None:
         return None
