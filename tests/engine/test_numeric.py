@@ -420,6 +420,15 @@ def _mp_softplus(t: Any) -> Any:
         ("sinh(x)/cosh(x)", [20.0, 0.5], mpmath.tanh),
         ("log(cosh(x))", [20.0, 1000.0, -1000.0, 0.5], lambda t: mpmath.log(mpmath.cosh(t))),
         ("exp(x)/(exp(x) + exp(y))", [40.0, 1.0], lambda t: _mp_sigmoid(t - 2)),
+        # One function at two nearby arguments (y = 2), as the raw partials write it: 1/x - 1/(x + y)
+        # (x + y - x is -y, a term less), cbrt(x + y)/(3x + 3y) (the argument is x + y), 1/cbrt.
+        ("log(x) - log(x + y)", [1e12, 3.0], lambda t: mpmath.log(t) - mpmath.log(t + 2)),
+        ("cbrt(x + y) - cbrt(x)", [1e12, -1e12, 3.0], lambda t: _real_cube_root(t + 2) - _real_cube_root(t)),
+        (
+            "1/cbrt(x + y) - 1/cbrt(x)",
+            [1e12, 3.0],
+            lambda t: 1 / _real_cube_root(t + 2) - 1 / _real_cube_root(t),
+        ),
     ],
 )
 def test_gradients_and_hessians_keep_their_digits(text: str, xs: list[float], exact: Any) -> None:
@@ -563,6 +572,25 @@ def _real_cube_root(t: Any) -> Any:
             lambda t: mpmath.sin(t + mpmath.mpf("1e-9")) - mpmath.sin(t),
         ),
         ("x^(1/x) - 1", 0, [1e15, 0.5, 3.0], lambda t: t ** (1 / t) - 1),
+        (
+            "1/cbrt(x + 1) - 1/cbrt(x)",
+            0,
+            [1e12, -1e12],
+            lambda t: 1 / _real_cube_root(t + 1) - 1 / _real_cube_root(t),
+        ),
+        (
+            "cbrt(x + 1)^2 - cbrt(x)^2",
+            0,
+            [1e12, 2.0],
+            lambda t: _real_cube_root(t + 1) ** 2 - _real_cube_root(t) ** 2,
+        ),
+        # Two pairs in one sum: each is rewritten.
+        (
+            "log(x + 1) - log(x) + atan(x + 1) - atan(x)",
+            0,
+            [1e12, 3.0],
+            lambda t: mpmath.log(1 + 1 / t) + mpmath.atan(t + 1) - mpmath.atan(t),
+        ),
         (
             "cos(x) - cos(x + 1e-9)",
             0,

@@ -17,8 +17,10 @@ select) and print exact numbers as Python integers, which overflow when numpy co
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sympy
@@ -261,7 +263,24 @@ def _scaled_erfc(node: sympy.Expr) -> sympy.Expr:
 _HALF_PI = sympy.pi / 2
 
 
-def _stable_sum(node: sympy.Expr) -> sympy.Expr:
+def _stable_sum(node: sympy.Expr, *, combine: bool = True) -> sympy.Expr:
+    """The sum with the first rule that applies applied, then the terms it left untouched written
+    again: a sum may hold several cancellations (x log(x + 1) - x log(x)'s derivative holds
+    1 - x/(x + 1) and log(x + 1) - log(x); the second was left, 3.7e9 off at 1e12). The terms left
+    are not combined over a denominator again (`combine`): factoring costs milliseconds a sum,
+    for a shape the whole sum would have shown."""
+    written = _stable_sum_once(node, combine=combine)
+    if written is node or not written.is_Add:
+        return written
+    terms = set(node.args)
+    untouched = [term for term in written.args if term in terms]
+    if len(untouched) < 2 or len(untouched) == len(written.args):
+        return written
+    new = [term for term in written.args if term not in terms]
+    return sympy.Add(_stable_sum(sympy.Add(*untouched), combine=False), *new)
+
+
+def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     terms = list(node.args)
     # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
     for constant in (term for term in terms if not term.free_symbols):
@@ -296,7 +315,7 @@ def _stable_sum(node: sympy.Expr) -> sympy.Expr:
     )
     if written is not None:
         return written
-    combined = _combined(node)
+    combined = _combined(node) if combine else None
     return node if combined is None else stable(combined)
 
 
@@ -322,7 +341,7 @@ def _exp_difference(node: sympy.Expr) -> sympy.Expr | None:
 
 def _difference_of_one_function(node: sympy.Expr) -> sympy.Expr | None:
     """k f(A) - k f(B), for f one of log, atan, sin, cos or a constant power (real roots and products
-    of powers of A too: cbrt(A)/A), where A - B is shorter than A or B (symbolically cancelled:
+    of powers of A too: cbrt(A)/A), where A and B share a term (it cancels symbolically in A - B:
     log(x + 1) - log(x), cbrt(x + 1) - cbrt(x), 1/((x + 1)^2 + 1) - 1/(x^2 + 1), sin(x + h) -
     sin(x)), in a form computed from A - B (`_DIFFERENCES`): float64 rounds f(A) and f(B) each on
     its own, and their difference lost the digits they share (log(x + 1) - log(x) at 1e12 was
@@ -332,63 +351,113 @@ def _difference_of_one_function(node: sympy.Expr) -> sympy.Expr | None:
     if len(node.args) > _DIFFERENCE_TERMS:
         return None
     # Grouped by function first: the coefficients (a division each) only where two terms share one.
-    kinds: dict[tuple[str, sympy.Expr], list[tuple[sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr]]] = {}
+    kinds: dict[tuple[str, sympy.Expr], list[tuple[sympy.Expr, _OneArgument]]] = {}
     for term in node.args:
-        for name, exponent, a, written, k in _functions_of_one_argument(term):
-            kinds.setdefault((name, exponent), []).append((term, a, written, k))
-    for (name, exponent), found in kinds.items():
-        if len(found) < 2 or not all(_cheap_to_expand(a) for _, a, _, _ in found):
+        for found in _functions_of_one_argument(term):
+            kinds.setdefault((found.name, found.exponent), []).append((term, found))
+    for (name, exponent), candidates in kinds.items():
+        if len(candidates) < 2:
             continue
-        seen: dict[sympy.Expr, tuple[sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr]] = {}
-        for term, a, written, k in found:
+        seen: dict[sympy.Expr, tuple[sympy.Expr, sympy.Expr, _OneArgument]] = {}
+        for term, found in candidates:
+            k = found.coefficient()
             number, factor = k.as_coeff_Mul()
             pair = seen.get(factor)
-            if pair is not None and pair[0] == -number:
-                _, other, b, other_written = pair
+            seen[factor] = (number, term, found)
+            if pair is None or pair[0] != -number:
+                continue
+            _, other, other_found = pair
+            a, b = found.argument, other_found.argument
+            # Constants are folded at the precision they need (`fold_constants`) instead.
+            if not (a.free_symbols or b.free_symbols) or not (_cheap_to_expand(a) and _cheap_to_expand(b)):
+                continue
+            if _share_terms(a, b):
                 d = sympy.expand(a - b)
-                if _nodes(d) < max(_nodes(sympy.expand(e)) for e in (a, b)):
-                    rest = [t for t in node.args if t is not term and t is not other]
-                    difference = _DIFFERENCES[name](a, b, d, exponent, written, other_written)
-                    return sympy.Add(*rest, k * difference)
-            seen[factor] = (number, term, a, written)
+                rest = [t for t in node.args if t is not term and t is not other]
+                written = _DIFFERENCES[name](a, b, d, exponent, found.written(), other_found.written())
+                return sympy.Add(*rest, k * written)
     return None
 
 
-def _functions_of_one_argument(
-    term: sympy.Expr,
-) -> Iterator[tuple[str, sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr]]:
-    """(function, exponent, argument A, its factors, the other factors) for each factor of `term`
-    that is log, atan, sin or cos of A, and for each A whose powers and real roots multiply in
-    `term` (cbrt(A)/A: power, -2/3), other than to the power 0 or 1, of an argument that is not a
-    constant."""
+@dataclass(frozen=True)
+class _OneArgument:
+    """A function of one argument found in a term: `name` ("power" for products of powers and real
+    roots, with their total `exponent`), and how to write it and the term's other factors, built
+    only for terms that may pair (a sympy product each)."""
+
+    name: str
+    exponent: sympy.Expr
+    argument: sympy.Expr
+    written: Callable[[], sympy.Expr]
+    coefficient: Callable[[], sympy.Expr]
+
+
+def _functions_of_one_argument(term: sympy.Expr) -> Iterator[_OneArgument]:
+    """Each factor of `term` that is log, atan, sin or cos of an argument A, and each A whose powers
+    and real roots multiply in `term` (cbrt(A)/A: power -2/3), other than to the power 0 or 1."""
     factors = sympy.Mul.make_args(term)
 
-    def others(*taken: sympy.Expr) -> sympy.Expr:
-        return sympy.Mul(*(f for f in factors if not any(f is t for t in taken)))
+    def others(*taken: sympy.Expr) -> Callable[[], sympy.Expr]:
+        return lambda: sympy.Mul(*(f for f in factors if not any(f is t for t in taken)))
 
-    powers: dict[sympy.Expr, list[sympy.Expr]] = {}
+    powers: dict[sympy.Expr, list[tuple[sympy.Expr, sympy.Expr, sympy.Expr, bool]]] = {}
     for factor in factors:
         if isinstance(factor, sympy.log | sympy.atan | sympy.sin | sympy.cos):
-            if factor.args[0].free_symbols:
-                yield type(factor).__name__, sympy.S.One, factor.args[0], factor, others(factor)
+            name = type(factor).__name__
+            yield _OneArgument(name, sympy.S.One, factor.args[0], _given(factor), others(factor))
         elif isinstance(factor, Kernel) and factor.args[0].name == "log_one_plus":  # log(1 + u), marked
-            yield "log", sympy.S.One, factor.args[2], factor, others(factor)
-        elif isinstance(factor, RealRoot) and factor.args[1].is_Integer:
-            powers.setdefault(factor.args[0], []).append(factor)
-        elif factor.is_Pow and factor.exp.is_Rational:
-            powers.setdefault(factor.base, []).append(factor)
-        elif factor.is_Add:
-            powers.setdefault(factor, []).append(factor)
+            yield _OneArgument("log", sympy.S.One, factor.args[2], _given(factor), others(factor))
+        else:
+            power = _as_power(factor)
+            if power is not None:
+                base, exponent, real = power
+                # sympy's raw derivatives write cbrt(x + y)/(3x + 3y): the argument is x + y
+                content, argument = base.as_content_primitive() if base.is_Add else (sympy.S.One, base)
+                scale = content**exponent if content != 1 else content
+                powers.setdefault(argument, []).append((factor, exponent, scale, real))
     for a, grouped in powers.items():
-        exponent = sum((_exponent_of(f) for f in grouped), sympy.S.Zero)
-        if exponent not in (0, 1) and a.free_symbols:
-            yield "power", exponent, a, sympy.Mul(*grouped), others(*grouped)
+        exponent = grouped[0][1] if len(grouped) == 1 else sum((e for _, e, _, _ in grouped), sympy.S.Zero)
+        # Real roots (cbrt) and principal powers (x^(1/3), NaN below 0) of one argument: not mixed.
+        fractional = [real for _, e, _, real in grouped if not e.is_Integer]
+        if exponent in (0, 1) or (any(fractional) and not all(fractional)):
+            continue
+        rest = others(*(f for f, _, _, _ in grouped))
+        scale = sympy.Mul(*(c for _, _, c, _ in grouped if c != 1))
+        yield _OneArgument(
+            "power",
+            exponent,
+            a,
+            functools.partial(_real_power if any(fractional) else sympy.Pow, a, exponent),
+            _scaled(rest, scale),
+        )
 
 
-def _exponent_of(factor: sympy.Expr) -> sympy.Expr:
-    if isinstance(factor, RealRoot):
-        return 1 / factor.args[1]
-    return factor.exp if factor.is_Pow else sympy.S.One
+def _given(value: sympy.Expr) -> Callable[[], sympy.Expr]:
+    return lambda: value
+
+
+def _scaled(value: Callable[[], sympy.Expr], scale: sympy.Expr) -> Callable[[], sympy.Expr]:
+    return lambda: value() * scale
+
+
+def _as_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, bool] | None:
+    """(A, e, whether a real root) for a factor A^e: a power, a real root or a power of one."""
+    if isinstance(factor, RealRoot) and factor.args[1].is_Integer:
+        return factor.args[0], 1 / factor.args[1], True
+    if factor.is_Pow and factor.exp.is_Rational:
+        inner = _as_power(factor.base)
+        if inner is not None and inner[2]:  # 1/cbrt(A), cbrt(A)^2
+            return inner[0], inner[1] * factor.exp, True
+        return factor.base, factor.exp, False
+    if factor.is_Add:
+        return factor, sympy.S.One, False
+    return None
+
+
+def _real_power(a: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+    """A^e with real roots: A^(p/q) as cbrt's kind (q odd: real below 0 too)."""
+    p, q = exponent.as_numer_denom()
+    return (RealRoot(a, q) if q != 1 else a) ** p
 
 
 def _cheap_to_expand(expr: sympy.Expr) -> bool:
@@ -402,8 +471,10 @@ def _cheap_to_expand(expr: sympy.Expr) -> bool:
     return True
 
 
-def _nodes(expr: sympy.Expr) -> int:
-    return sum(1 for _ in sympy.preorder_traversal(expr))
+def _share_terms(a: sympy.Expr, b: sympy.Expr) -> bool:
+    """Whether A and B, expanded, share a term: what cancels symbolically in A - B (x + y and x;
+    x^2 + 1 and x^2), where their values may nearly coincide."""
+    return bool(set(sympy.Add.make_args(sympy.expand(a))) & set(sympy.Add.make_args(sympy.expand(b))))
 
 
 _Difference = Callable[[sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr], sympy.Expr]
