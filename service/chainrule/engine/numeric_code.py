@@ -229,14 +229,19 @@ _NEAR_ONE = {sympy.asin: "asin_near_one", sympy.acos: "acos_near_one", sympy.ata
 
 
 def _ratio(node: sympy.Expr) -> sympy.Expr:
-    """sinh(u)^k cosh(u)^-k as tanh(u)^k (coth(u)^-k for k < 0)."""
-    powers = [p.as_base_exp() for p in sympy.Mul.make_args(node)]
-    cosh = {base.args[0]: exponent for base, exponent in powers if isinstance(base, sympy.cosh)}
-    for base, exponent in powers:
-        if isinstance(base, sympy.sinh) and cosh.get(base.args[0]) == -exponent:
+    """sinh(u)^k cosh(u)^-k as tanh(u)^k (coth(u)^-k for k < 0). The two factors are taken out of
+    the product, not divided by: with a kernel in u sympy left (sinh(u)^-1 cosh(u))^-1 standing
+    beside them, and the rule recursed without end (coth(asin(sin(x)))'', the fuzzer)."""
+    factors = list(sympy.Mul.make_args(node))
+    cosh = {f.as_base_exp()[0].args[0]: f for f in factors if isinstance(f.as_base_exp()[0], sympy.cosh)}
+    for factor in factors:
+        base, exponent = factor.as_base_exp()
+        other = cosh.get(base.args[0]) if isinstance(base, sympy.sinh) else None
+        if other is not None and other.as_base_exp()[1] == -exponent:
             u = base.args[0]
             ratio = sympy.tanh(u) ** exponent if exponent.is_positive else sympy.coth(u) ** -exponent
-            return _ratio(node / (base**exponent * sympy.cosh(u) ** -exponent) * ratio)
+            rest = [f for f in factors if f is not factor and f is not other]
+            return _ratio(sympy.Mul(*rest, ratio))
     return node
 
 
