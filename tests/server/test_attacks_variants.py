@@ -137,6 +137,53 @@ async def test_a_request_body_that_never_comes_takes_nothing_from_other_callers(
             sock.close()
 
 
+async def test_one_callers_request_bodies_cannot_hold_every_byte_in_flight(server: Server) -> None:
+    # Bodies count in REQUEST_BYTES_IN_FLIGHT as they arrive, and their caller's share (a quarter)
+    # was checked only as a call started: a few large bodies, each started while there was room,
+    # then arriving slowly (here a byte at a time, as slowly as the body timeout allows), held every
+    # byte, and every other caller's call was refused OVERLOADED (two 8 and 21 MB JSON bodies did it
+    # at the defaults). Past half the bytes, a body grows only within its caller's share.
+    mib = SETTINGS.request_bytes_in_flight // 16
+    trickled = 40  # bytes of each body sent one at a time, every HEAD_TIMEOUT / 4
+    # Sent at once, all but 16 bytes of REQUEST_BYTES_IN_FLIGHT:
+    sizes = [3 * mib + trickled] * 5 + [mib + trickled - 16]
+    stalled = []
+    try:
+        for size in sizes:
+            sock = _connect(server, _post_head("/v1/evaluate", f"content-length: {size}"))
+            sock.settimeout(5)
+            with contextlib.suppress(OSError):  # refused: answered, and closed
+                sock.sendall(b" " * (size - trickled))
+            stalled.append(sock)
+
+        async def trickle() -> None:
+            for _ in range(trickled - 1):
+                await asyncio.sleep(HEAD_TIMEOUT / 4)
+                for sock in stalled:
+                    with contextlib.suppress(OSError):
+                        sock.send(b" ")
+
+        trickling = asyncio.ensure_future(trickle())
+        await asyncio.sleep(0.5)  # for the server to read what has come
+        async with bystander(server):
+            await asyncio.sleep(0.2)
+        trickling.cancel()
+        answers = [_answer(sock) for sock in stalled]
+        assert any(answer.startswith(b"HTTP/1.1 429") and b"caller_share" in answer for answer in answers)
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """What the server has answered on `sock` so far (nothing while it waits for the body)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536, socket.MSG_PEEK)
+    except (BlockingIOError, ConnectionError):
+        return b""
+
+
 async def test_a_client_that_goes_away_mid_body_is_not_a_server_error(server: Server) -> None:
     # A body cut short by the client's disconnect is the client's doing: not INTERNAL, not a 500
     # (the ChainruleHighErrorRate alert counts those), not an ERROR line with a traceback.

@@ -38,6 +38,7 @@ from chainrule.engine.limits import EngineLimits, exceeded
 _BOUND_OVERHEAD = 1600
 _BOUND_PER_NAME = 64
 _BOUND_PER_ARGUMENT = 112
+GENERATED_FILE_NAME = "<chainrule generated>"
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,9 @@ def generate(
 def _with_destinations(function: Callable[..., Any], outputs: int) -> types.CodeType:
     """The code of lambdify's `function` with one output argument per value (`destinations`)."""
     source = destinations.rewrite(inspect.getsource(function), outputs, function.__globals__)
-    compiled = compile(source, function.__code__.co_filename, "exec")
+    # One file name for all: lambdify's are numbered, and each distinct name a server process loaded
+    # stayed in its memory after the code was gone (60 bytes per plan ever compiled, without bound).
+    compiled = compile(source, GENERATED_FILE_NAME, "exec")
     return next(c for c in compiled.co_consts if isinstance(c, types.CodeType))
 
 

@@ -243,10 +243,10 @@ def test_a_reply_counts_until_the_call_is_released_and_must_fit() -> None:
     # A reply is held until grpc has delivered it: a client that never reads keeps it in memory.
     calls = CallLimit(10, max_bytes=1_000, retry_after_seconds=1.0)
     first = calls.admit(100)
-    first.reply(300)
+    first.charge(300)
     assert calls.bytes == 400 and calls.active == 1
     with calls.admit(100) as second, pytest.raises(ResourceExhausted, match="bytes of requests and replies"):
-        second.reply(700)
+        second.charge(700)
     first.release()
     first.release()  # once only
     assert calls.bytes == calls.active == 0
@@ -259,18 +259,34 @@ def test_once_bytes_are_contended_a_callers_replies_stay_within_its_share() -> N
     calls = CallLimit(100, max_bytes=1_000, retry_after_seconds=1.0)
     greedy = [calls.admit(0, lambda: "greedy") for _ in range(8)]
     for call in greedy[:4]:
-        call.reply(120)  # 480 bytes, uncontended
+        call.charge(120)  # 480 bytes, uncontended
     for call in greedy[4:6]:
-        call.reply(120)  # 720: contended, and the greedy caller's share (250) holds them
+        call.charge(120)  # 720: contended, and the greedy caller's share (250) holds them
     with pytest.raises(ResourceExhausted) as caught:
-        greedy[6].reply(120)
+        greedy[6].charge(120)
     assert caught.value.metadata["cause"] == "caller_share"
     with pytest.raises(ResourceExhausted):  # holding more than an eighth, it starts no more calls
         calls.admit(0, lambda: "greedy")
     with calls.admit(10, lambda: "other") as other:
-        other.reply(200)  # another caller still fits
+        other.charge(200)  # another caller still fits
     for call in greedy:
         call.release()
+    assert calls.bytes == calls.active == 0
+
+
+def test_once_bytes_are_contended_a_callers_request_bodies_stay_within_its_share() -> None:
+    # Bodies admitted while there was room, arriving later, must not take every byte from others.
+    calls = CallLimit(100, max_bytes=1_000, retry_after_seconds=1.0)
+    first, second = (calls.admit(0, lambda: "greedy", coming=400) for _ in range(2))
+    first.charge(400)  # uncontended: nobody's
+    second.charge(100)  # 500: contended, and within the greedy caller's share (250)
+    with pytest.raises(ResourceExhausted) as caught:
+        second.charge(200)
+    assert caught.value.metadata["cause"] == "caller_share"
+    with calls.admit(0, lambda: "other", coming=200) as other:
+        other.charge(200)  # another caller still fits
+    first.release()
+    second.release()
     assert calls.bytes == calls.active == 0
 
 
@@ -297,6 +313,28 @@ async def test_the_memory_budget_lets_calls_in_as_they_fit_first_come_first_serv
     release["third"].set()
     await asyncio.gather(big, second, third)
     assert budget.reserved == 0
+
+
+async def test_a_callers_queue_of_large_calls_does_not_hold_up_anothers_small_one() -> None:
+    # One queue for all made another caller's small Evaluate wait behind a queue of large Hessians.
+    budget = MemoryBudget(100)
+    running = await budget.take(70, caller="greedy")
+    queued = [asyncio.ensure_future(budget.take(50, caller="greedy")) for _ in range(3)]
+    await settle()
+    small = await asyncio.wait_for(budget.take(10, caller="other"), 1)  # fits: at once
+    later = asyncio.ensure_future(budget.take(25, caller="other"))
+    await settle()
+    assert not later.done()  # it would fit only past the greedy caller's first: it waits
+    running()
+    await settle()
+    # Freed memory goes to the caller holding the fewest bytes first: the greedy caller now holds
+    # none, then "other" holds 10, then the greedy caller's next waits for room.
+    assert later.done() and [call.done() for call in queued] == [True, False, False]
+    small()
+    (await later)()
+    for call in queued:
+        (await call)()
+    assert budget.reserved == 0 and not budget._held and not budget._queues and not budget._served
 
 
 async def test_memory_freed_as_a_waiter_is_cancelled_goes_to_the_next() -> None:

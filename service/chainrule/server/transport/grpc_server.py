@@ -114,7 +114,7 @@ class DifferentiationServicer:
                 response = await handler(request, read)
                 reply = await _serialized(response)
                 self._api.check_reply_bytes(len(reply))
-                admitted.reply(len(reply))
+                admitted.charge(len(reply))
                 return reply
         except ChainruleError as error:
             note_error(error)

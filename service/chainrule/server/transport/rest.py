@@ -155,7 +155,7 @@ async def _respond(
             request.state.charge = admitted.charge  # read_body counts the body as it arrives
             message = await work()
         body = await _json_body(message, api)
-        admitted.reply(len(body))
+        admitted.charge(len(body))
         response, admitted = _HeldUntilSent(body, admitted), None
         return response
     except HttpError as error:
@@ -391,7 +391,7 @@ def _post_endpoint(
         # Decoding builds an object per member and per value: bound them first (wire.py), in C, and
         # count the values' objects in the bytes in flight until the call ends.
         check_json_members(body, settings.max_field_entries)
-        request.state.charge(json_decoding_bytes(body, api.calls.max_bytes))
+        request.state.charge(json_decoding_bytes(body, api.calls.share))
         if len(body) > OFFLOAD_BYTES:
             message = await asyncio.to_thread(decode_message, body, message_type, bounds)
         else:
