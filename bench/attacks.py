@@ -58,6 +58,7 @@ from chainrule.server.config import Settings
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests.h2raw import NonReadingClient
+from tests.relay import grpc_channel_from
 
 SECOND_CALLER = "127.0.0.200"
 # Where the connection flood comes from: an address of its own, as the caller it is.
@@ -663,6 +664,104 @@ async def huge_maps(target: Target) -> str:
     return outcomes.summary()
 
 
+SLOW_SENDER = "127.0.0.77"
+
+
+async def slow_bodies(target: Target) -> str:
+    """Items 1 and 7, a variant (attacker round 9): REST bodies from one address, each started while
+    there was room, then sent slowly (all but a few bytes, then a byte every 2 s, well inside the
+    body timeout), together all but 16 bytes of REQUEST_BYTES_IN_FLIGHT. Bodies counted against the
+    caller's share only as calls started: every other caller's call was refused 429 while they came."""
+    seconds = 8.0 if target.quick else 30.0
+    total = target.settings.request_bytes_in_flight
+    largest = target.settings.max_request_bytes * 3 // 4
+    trickled = int(seconds / 2) + 2
+    sizes = [largest + trickled] * ((total - 16) // largest)
+    sizes.append(total - 16 - largest * len(sizes) + trickled)
+    streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    for size in sizes:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", target.http_port, local_addr=(SLOW_SENDER, 0)
+        )
+        head = "POST /v1/evaluate HTTP/1.1\r\nhost: attacker\r\ncontent-type: application/json\r\n"
+        writer.write(f"{head}content-length: {size}\r\n\r\n".encode() + b" " * (size - trickled))
+        with contextlib.suppress(OSError, TimeoutError):  # refused: answered, and closed
+            await asyncio.wait_for(writer.drain(), 10)
+        streams.append((reader, writer))
+    ending = time.monotonic() + seconds
+    while time.monotonic() < ending:
+        await asyncio.sleep(2.0)
+        for _, writer in streams:
+            if not writer.is_closing():
+                writer.write(b" ")
+    answers: Counter[str] = Counter()
+    for reader, writer in streams:
+        try:
+            status = await asyncio.wait_for(reader.readline(), 0.5)
+            answers[status.decode(errors="replace").strip() or "closed"] += 1
+        except (OSError, TimeoutError):
+            answers["still sending"] += 1
+        writer.close()
+    target.notes.append(f"{len(sizes)} bodies of up to {largest / MIB:.0f} MiB, {total / MIB:.0f} MiB in all")
+    return ", ".join(f"{what} x{number}" for what, number in answers.most_common())
+
+
+BATCH_SENDER, BATCH_VICTIM = "127.0.0.78", "127.0.0.79"
+
+
+async def memory_queue(target: Target) -> str:
+    """Item 7, working memory (attacker round 9): one caller keeps ten Hessians over 17 variables in
+    flight, each a 208 KB request read on the event loop and 220 MiB of working memory (26k points x
+    307 columns: sizing.py; a 61 MiB reply), so that two compute at once in NUMERIC_MEMORY_BYTES,
+    while another caller, alone on its address, evaluates at 50k points. One queue for all made such
+    a small batch wait behind the ten (2.7 s instead of 14 ms)."""
+    seconds, points, names = (6.0 if target.quick else 30.0), 26_000, VARIABLES[:17]
+    column = np.linspace(0.5, 0.6, points)
+    hessian = pb.GradientAtPointRequest(
+        expression="exp(" + "*".join(names) + ")",
+        hessian=True,
+        points={
+            name: pb.Array(f64le=(column if name == names[0] else np.array([0.9])).tobytes())
+            for name in names
+        },
+    )
+    victim_points = pb.EvaluateRequest(
+        expression="sin(x)*exp(-x^2)", points={"x": pb.Array(f64le=np.linspace(-1, 1, 50_000).tobytes())}
+    )
+    outcomes = Outcomes()
+    victim: dict[str, list[float]] = {"alone": [], "beside": []}
+    ending = time.monotonic() + seconds
+
+    async def evaluate(stub: Any, when: str) -> None:
+        started = time.perf_counter()
+        await stub.Evaluate(victim_points, timeout=30)
+        victim[when].append(time.perf_counter() - started)
+
+    async def attacker(stub: Any) -> None:
+        while time.monotonic() < ending:
+            await grpc_call(stub.GradientAtPoint, hessian, outcomes, timeout=60)
+
+    async with (
+        grpc_channel_from(target.grpc_port, BATCH_SENDER) as attacking,
+        grpc_channel_from(target.grpc_port, BATCH_VICTIM) as watching,
+    ):
+        stub = pb_grpc.DifferentiationServiceStub(watching)
+        for _ in range(5):
+            await evaluate(stub, "alone")
+        attackers = [attacker(pb_grpc.DifferentiationServiceStub(attacking)) for _ in range(10)]
+        running = asyncio.gather(*attackers)
+        await asyncio.sleep(1.0)
+        while time.monotonic() < ending:
+            await evaluate(stub, "beside")
+            await asyncio.sleep(0.2)
+        await running
+    alone, beside = (statistics.median(victim[when]) * 1e3 for when in ("alone", "beside"))
+    target.notes.append(
+        f"another caller's 50k-point Evaluate: p50 {alone:.0f} ms alone, {beside:.0f} ms beside the attack"
+    )
+    return _counts(outcomes)
+
+
 EXPENSIVE = "(sin(x)^2 + cos(y)^2 + {k})^6 * exp(x*y) / (1 + x^2 + y^2)^3"
 
 
@@ -873,6 +972,8 @@ ATTACKS = (
     Attack("short-deadlines", 2, short_deadlines),
     Attack("fairness", 7, fairness),
     Attack("overload", 10, overload),
+    Attack("slow-bodies", 7, slow_bodies),
+    Attack("memory-queue", 7, memory_queue),
     Attack(
         "stopped-process", 9, stopped_process, workers=2, quick_environ={"CHAINRULE_HEARTBEAT_SECONDS": "2"}
     ),
