@@ -63,6 +63,7 @@ from tests.relay import grpc_channel_from
 SECOND_CALLER = "127.0.0.200"
 # Where the connection flood comes from: an address of its own, as the caller it is.
 FLOODER = "127.0.0.66"
+SECOND_FLOODER = "127.0.0.67"  # for attacks that take two callers
 # The hard limit on open files a container gets from containerd and Docker (their LimitNOFILE): the
 # server runs under it where this process may raise it (root), else under ours.
 CONTAINER_NOFILE = 1_048_576
@@ -621,15 +622,18 @@ def _closed(reader: asyncio.StreamReader) -> bool:
 
 async def partial_messages(target: Target) -> str:
     """Item 1, a variant: gRPC calls that each declare a message of MAX_REQUEST_BYTES, send 1 MB of
-    it (as far as the server's windows let them) and stop, 500 on each of 8 connections, the client
-    answering pings so that nothing closes them; held past the head timeout. Before the receiving
-    slots (transport/receiving.py) grpc took every megabyte before any handler ran: 4 GB."""
+    it (as far as the server's windows let them) and stop, 500 on each of 8 connections from two
+    addresses, the client answering pings so that nothing closes them; held past the head timeout.
+    Before the receiving slots (transport/receiving.py) grpc took every megabyte before any handler
+    ran: 4 GB; with them, two callers' stalled messages held every slot, and gRPC health waited."""
     connections, calls = (2, 200) if target.quick else (8, 500)
     declared = target.settings.max_request_bytes
     async with contextlib.AsyncExitStack() as stack:
         clients = [
-            await stack.enter_async_context(NonReadingClient(target.grpc_port, FLOODER))
-            for _ in range(connections)
+            await stack.enter_async_context(
+                NonReadingClient(target.grpc_port, (FLOODER, SECOND_FLOODER)[index % 2])
+            )
+            for index in range(connections)
         ]
         for _ in range(calls):
             for client in clients:

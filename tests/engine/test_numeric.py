@@ -12,7 +12,7 @@ import sympy
 
 from chainrule import engine
 from chainrule.engine import numeric, numeric_code, parsing, symbolic
-from chainrule.engine.errors import InvalidArgument, MissingVariable
+from chainrule.engine.errors import InvalidArgument, MissingVariable, ResourceExhausted
 from chainrule.engine.functions import RealRoot
 
 x, y, z, w = (sympy.Symbol(name, real=True) for name in "xyzw")
@@ -650,3 +650,19 @@ def test_log_of_factorial_keeps_its_partials_when_a_hessian_is_asked() -> None:
         expected = [float(mpmath.loggamma(t)), float(mpmath.digamma(t)), float(mpmath.psi(1, t))]
     got = [float(result.value[0]), float(result.gradients[0][0]), float(result.hessians[0][0])]
     assert got == pytest.approx(expected, rel=1e-14, abs=0) and result.nonfinite_count == 0
+
+
+def test_the_float64_run_is_bound_by_the_calls_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only the mpmath and long double kernels: a function slower on some arguments than its
+    weight says (numpy's scalar cos past 2^19) ran a call 2.4 times past its budget (tester round 10).
+    The budget is checked after each chunk."""
+    monkeypatch.setattr(numeric, "_MIN_POINTWISE_SECONDS", 0.0)
+    monkeypatch.setattr(numeric, "_POINTWISE_SLACK", 0.0)  # no time at all: the first check stops it
+    compiled = engine.compile_function(parsing.parse("cos(x)"), ["x"])
+    xs = np.full(3 * 65_536, 1e300)
+    with pytest.raises(ResourceExhausted) as raised:
+        engine.evaluate(compiled, {"x": xs}, len(xs))
+    assert raised.value.reason == "COMPUTE_BUDGET_EXCEEDED"
+    assert "the evaluation took longer than its cost allows" in str(raised.value)
+    monkeypatch.undo()
+    assert engine.evaluate(compiled, {"x": xs}, len(xs)).nonfinite_count == 0

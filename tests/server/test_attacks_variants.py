@@ -30,6 +30,7 @@ from tests.server import test_attacks as attacks
 from tests.server.test_attacks import ATTACKER, BYSTANDER, ENVIRON, MIB, Server, limit_of, serving
 
 HEAD_TIMEOUT = 2.0
+SECOND_ATTACKER = "127.0.0.4"
 VARIANT_ENVIRON = {
     **ENVIRON,
     "CHAINRULE_MAX_CONNECTIONS": "64",
@@ -276,6 +277,59 @@ async def test_replies_a_client_never_reads_are_bounded(fresh_server: Server) ->
         started = await metric(server, 'grpc_server_started_total{grpc_method="GradientAtPoint"')
         assert started >= 400, "every call reached the server"
     assert peaks[1] - peaks[0] < 32 * MIB, [peak / MIB for peak in peaks]
+
+
+async def test_two_callers_stalled_messages_give_their_reading_slots_up(tmp_path: Path) -> None:
+    # Each caller reads in at most half the GRPC_RECEIVING_CALLS slots, so two callers' messages
+    # that stop arriving held them all until the message timeout (30 s by default): gRPC health and
+    # every other caller's calls waited the while (health probes failed at their 3 s deadline).
+    # While calls wait, a message still arriving a second after its read began gives its slot up.
+    environ = {**VARIANT_ENVIRON, "CHAINRULE_HEADER_TIMEOUT_SECONDS": "20"}
+    declared = SETTINGS.max_request_bytes
+    with serving(tmp_path, environ) as server:
+        async with (
+            NonReadingClient(server.grpc_port, ATTACKER) as first,
+            NonReadingClient(server.grpc_port, SECOND_ATTACKER) as second,
+        ):
+
+            async def stall(rounds: int) -> None:
+                for _ in range(rounds):  # two more stalled messages each, as the server ends them
+                    for client in (first, second):
+                        for _ in range(2):
+                            await client.start_call("Evaluate", declared=declared, sent=1_000_000)
+                    await asyncio.sleep(0.5)
+
+            await stall(1)
+            stalling = asyncio.ensure_future(stall(20))
+            async with bystander(server):
+                await asyncio.sleep(0.2)
+            stalling.cancel()
+            await asyncio.gather(stalling, return_exceptions=True)
+
+
+async def test_two_callers_unread_replies_leave_other_callers_calls(fresh_server: Server) -> None:
+    # Calls counted against their caller's share only once the calls in flight were contended: one
+    # caller's calls made before (half of CALLS_IN_FLIGHT), then its quarter, and a second caller's
+    # quarter held every call for as long as their connections lived (replies never read: no gRPC
+    # send timeout ends them), and every other caller was refused. A caller's calls count from its
+    # first, and the last eighth is kept for callers holding none.
+    server = fresh_server
+    message = pb.EvaluateRequest(expression="x^2", point={"x": 3}).SerializeToString()
+    early = SETTINGS.calls_in_flight // 2
+    async with (
+        NonReadingClient(server.grpc_port, ATTACKER) as first,
+        NonReadingClient(server.grpc_port, SECOND_ATTACKER) as second,
+    ):
+        for _ in range(early):
+            await first.call("Evaluate", message)
+            await asyncio.sleep(0.01)  # each computed before the next: uncontended
+        for client in (first, second):
+            for _ in range(SETTINGS.calls_in_flight // 4):
+                await client.call("Evaluate", message)
+        await asyncio.sleep(0.5)
+        async with bystander(server):
+            await asyncio.sleep(0.2)
+        assert first.finished + second.finished > 0  # refused (trailers only) past their shares
 
 
 # --- 2. symbolic work outside the killable pool: Parse ------------------------------------------------

@@ -41,10 +41,12 @@ _CACHE_ELEMENTS = 524_288
 _MIN_CHUNK, _MAX_CHUNK = 4_096, 65_536
 _UNUSED = np.zeros(1)
 _LIMITS = EngineLimits()
-# The mpmath kernels of a call may take this many times the time its cost estimate says, and at
-# least this long: the estimate is a worst case within a factor of two or so (numeric_code.cost).
+# A call (its float64 run and its mpmath kernels) may take this many times the time its cost
+# estimate says, and at least this long: the estimate is a worst case within a factor of two or so
+# (numeric_code.cost).
 _POINTWISE_SLACK = 4
 _MIN_POINTWISE_SECONDS = 1.0
+_FLOAT64_RUN = "the evaluation"
 _WIDENING = "computing again in long double the values that overflowed or underflowed float64"
 # What helps instead: such points cost some 50 times as much, so fewer points, or fewer such ones.
 _WIDENING_INSTEAD = (
@@ -383,6 +385,10 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
                 counts[index] += found[index]
                 if writing[index] is not None:
                     target[low:high] = destinations[index]
+            # The float64 run's time is bounded too, not only the mpmath and long double kernels':
+            # a weight below what a function takes on some arguments (numpy's scalar cos past 2^19)
+            # ran a call 2.4 times past its budget, on a thread nothing can stop.
+            kernels.check_budget(_FLOAT64_RUN, high, n)
     return counts
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
-from collections.abc import Callable
 
 import pytest
 
@@ -253,22 +253,20 @@ def test_a_reply_counts_until_the_call_is_released_and_must_fit() -> None:
 
 
 def test_once_bytes_are_contended_a_callers_replies_stay_within_its_share() -> None:
-    # One caller's unread replies (the first ones, uncontended, are nobody's) leave others room:
-    # past half the bytes, each caller holds at most a quarter more, and starts calls only while it
-    # holds an eighth or less.
+    # One caller's unread replies leave others room: past half the bytes, each caller holds at most
+    # a quarter, and starts calls only while it holds an eighth or less. Its bytes count from its
+    # first call: those it took before anything was contended are its too.
     calls = CallLimit(100, max_bytes=1_000, retry_after_seconds=1.0)
     greedy = [calls.admit(0, lambda: "greedy") for _ in range(8)]
-    for call in greedy[:4]:
-        call.charge(120)  # 480 bytes, uncontended
-    for call in greedy[4:6]:
-        call.charge(120)  # 720: contended, and the greedy caller's share (250) holds them
-    with pytest.raises(ResourceExhausted) as caught:
-        greedy[6].charge(120)
-    assert caught.value.metadata["cause"] == "caller_share"
-    with pytest.raises(ResourceExhausted):  # holding more than an eighth, it starts no more calls
-        calls.admit(0, lambda: "greedy")
+    for call in greedy[:3]:
+        call.charge(120)  # 360 bytes, uncontended
     with calls.admit(10, lambda: "other") as other:
-        other.charge(200)  # another caller still fits
+        other.charge(200)  # 570: contended, and within the other caller's share (250)
+        with pytest.raises(ResourceExhausted) as caught:
+            greedy[3].charge(120)  # the greedy caller's 360 is already past its share
+        assert caught.value.metadata["cause"] == "caller_share"
+        with pytest.raises(ResourceExhausted):  # holding more than an eighth, it starts no more calls
+            calls.admit(0, lambda: "greedy")
     for call in greedy:
         call.release()
     assert calls.bytes == calls.active == 0
@@ -278,16 +276,34 @@ def test_once_bytes_are_contended_a_callers_request_bodies_stay_within_its_share
     # Bodies admitted while there was room, arriving later, must not take every byte from others.
     calls = CallLimit(100, max_bytes=1_000, retry_after_seconds=1.0)
     first, second = (calls.admit(0, lambda: "greedy", coming=400) for _ in range(2))
-    first.charge(400)  # uncontended: nobody's
-    second.charge(100)  # 500: contended, and within the greedy caller's share (250)
+    first.charge(240)
+    second.charge(200)  # 440, uncontended
     with pytest.raises(ResourceExhausted) as caught:
-        second.charge(200)
+        second.charge(100)  # 540: contended, and past the greedy caller's share
     assert caught.value.metadata["cause"] == "caller_share"
     with calls.admit(0, lambda: "other", coming=200) as other:
         other.charge(200)  # another caller still fits
     first.release()
     second.release()
     assert calls.bytes == calls.active == 0
+
+
+def test_the_last_eighth_of_the_bytes_is_kept_for_callers_holding_nothing() -> None:
+    # Four callers' single bodies, each within its share (250), held every byte; a caller holding
+    # nothing still finds room for a small call.
+    calls = CallLimit(100, max_bytes=1_000, retry_after_seconds=1.0)
+    bodies = [calls.admit(0, functools.partial(str, name), coming=250) for name in "abcd"]
+    for body in bodies[:3]:
+        body.charge(250)
+    bodies[3].charge(125)  # up to the kept eighth (875)
+    with pytest.raises(ResourceExhausted) as caught:
+        bodies[3].charge(100)  # into it: a quarter of it at most
+    assert caught.value.metadata["cause"] == "caller_share"
+    with calls.admit(10, lambda: "bystander") as small:
+        small.charge(10)
+    for body in bodies:
+        body.release()
+    assert calls.bytes == calls.active == 0 and not calls._calls and not calls._bytes
 
 
 async def test_the_memory_budget_lets_calls_in_as_they_fit_first_come_first_served() -> None:
@@ -373,33 +389,28 @@ async def test_a_cancelled_wait_for_memory_gives_way() -> None:
     assert budget.reserved == 0
 
 
-def test_past_half_the_calls_one_caller_gets_a_quarter_more_and_others_keep_room() -> None:
+def test_past_half_the_calls_a_caller_holds_a_quarter_and_the_last_eighth_is_kept() -> None:
+    # A caller's calls count from its first: those it made before anything was contended are its
+    # too (two callers' early calls plus their shares held every call in flight).
     calls = CallLimit(8, max_bytes=10**6, retry_after_seconds=1.0)
-    asked: list[str] = []
-
-    def caller(name: str) -> Callable[[], str]:
-        def who() -> str:
-            asked.append(name)
-            return name
-
-        return who
-
     with contextlib.ExitStack() as held:
-        for _ in range(4):  # uncontended: nobody is asked who they are
-            held.enter_context(calls.admit(1, caller("flood")))
-        assert asked == []
-        for _ in range(2):  # a quarter of 8 more
-            held.enter_context(calls.admit(1, caller("flood")))
+        for _ in range(4):  # uncontended
+            held.enter_context(calls.admit(1, lambda: "flood"))
         with pytest.raises(ResourceExhausted) as refused:
-            calls.admit(1, caller("flood"))
+            calls.admit(1, lambda: "flood")  # contended, and it holds more than a quarter of 8
         assert refused.value.metadata["cause"] == "caller_share"
         assert refused.value.retry_after_seconds == 1.0
-        held.enter_context(calls.admit(1, caller("other")))  # the rest is the others'
-        held.enter_context(calls.admit(1, caller("other")))
+        held.enter_context(calls.admit(1, lambda: "other"))  # the rest is the others'
+        held.enter_context(calls.admit(1, lambda: "other"))
+        held.enter_context(calls.admit(1, lambda: "third"))
+        with pytest.raises(ResourceExhausted) as kept:
+            calls.admit(1, lambda: "third")  # the last call is kept for a caller holding none
+        assert kept.value.metadata["cause"] == "caller_share"
+        held.enter_context(calls.admit(1, lambda: "fourth"))
         with pytest.raises(ResourceExhausted) as full:
-            calls.admit(1, caller("third"))
+            calls.admit(1, lambda: "fifth")
         assert full.value.metadata["cause"] == "overloaded"
-    assert (calls.active, calls.bytes, calls._contended) == (0, 0, {})
+    assert (calls.active, calls.bytes, calls._calls, calls._bytes) == (0, 0, {}, {})
 
 
 async def test_a_cancelled_call_holds_its_thread_slot_until_its_work_ends() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from chainrule.engine.errors import InvalidArgument, ResourceExhausted
+from chainrule.server.transport import receiving as receiving_module
 from chainrule.server.transport.receiving import ReceiveSlots
 
 
@@ -155,3 +156,24 @@ async def test_refusals_are_counted_by_cause() -> None:
     assert counted == ["overloaded", "overloaded"]
     holding.cancel()
     await asyncio.gather(holding, return_exceptions=True)
+
+
+async def test_while_calls_wait_a_message_still_arriving_gives_its_slot_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two callers' stalled messages held both slots until the timeout (30 s): gRPC health and every
+    # other caller's calls waited the while. The read begun longest ago gives way, one per waiter.
+    monkeypatch.setattr(receiving_module, "PREEMPT_SECONDS", 0.1)
+    receiving = slots(2, timeout=30.0)
+    stalled = [started(receiving, Message("never"), name) for name in ("first", "second")]
+    await asyncio.sleep(0.02)
+    arrived = Message("health")
+    arrived.arrive()
+    assert await asyncio.wait_for(receiving.receive(arrived.read, "probe"), 1.0) == "health"
+    with pytest.raises(ResourceExhausted) as refused:
+        await stalled[0]
+    assert refused.value.retry_after_seconds == 1.0 and "send each message at once" in str(refused.value)
+    assert not stalled[1].done()  # one slot for the one waiter
+    stalled[1].cancel()
+    await asyncio.gather(stalled[1], return_exceptions=True)
+    assert (receiving.admission.running, receiving.admission.waiting) == (0, 0)

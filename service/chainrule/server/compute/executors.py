@@ -305,12 +305,16 @@ class CallLimit:
     arrives, and its reply, count (`AdmittedCall.charge`) until the reply is sent: a client that
     never reads its replies keeps them in the server's memory.
 
-    Shares: once half the calls or half the bytes are in flight, each caller may add at most a
-    quarter of `limit` more calls, and hold at most a quarter of `max_bytes` more bytes (`share`),
-    starting calls only while it holds an eighth or less (a call it starts then would compute a reply only to
-    have it refused: the churn of such replies grew the heap by 60 MB per 200 calls); past that its
-    calls are refused (`caller_share`), so one caller's burst (or its unread replies) always leaves
-    others room. Who the caller is, is only asked then: the uncontended path does not pay for it.
+    Shares, so that one caller's burst, its slowly sent bodies or its unread replies always leave
+    the others room (`caller_share` refusals), counted per caller from the first call:
+    - the last eighth of the calls and of the bytes is kept for callers holding nothing: a caller
+      already holding a call starts no call, and grows none, into it (else two callers' calls made
+      before anything was contended, plus their shares, held everything), and a lone call grows into
+      at most a quarter of it;
+    - once half the calls or half the bytes are in flight, a caller holds at most a quarter of
+      each (`share`), and starts calls only while it holds an eighth of the bytes or less (a call it
+      started then would compute a reply only to have it refused: the churn of such replies grew
+      the heap by 60 MB per 200 calls).
     """
 
     name = "calls"
@@ -319,21 +323,24 @@ class CallLimit:
     def __init__(self, limit: int, max_bytes: int, retry_after_seconds: float) -> None:
         self.limit = limit
         self.max_bytes = max_bytes
-        # What one caller may hold once the bytes are contended; a call larger than this is refused
-        # for good (LIMIT_EXCEEDED), as it could be refused for ever as over its share.
+        # What one caller may hold once the calls or bytes are contended; a call larger than this is
+        # refused for good (LIMIT_EXCEEDED), as it could be refused for ever as over its share.
         self.share = max_bytes // 4
+        self.call_share = max(1, limit // 4)
         self.retry_after_seconds = retry_after_seconds
         self.active = 0
         self.bytes = 0
         self.rejected = 0
         self.on_rejected: Callable[[str], None] = _ignore
-        # Per caller admitted while contended: its calls, and the bytes they hold.
-        self._contended: dict[str, int] = {}
-        self._contended_bytes: dict[str, int] = {}
+        self._kept_calls = max(1, limit // 8)
+        self._kept_bytes = max_bytes // 8
+        # Per caller holding any: its calls, and the bytes they hold.
+        self._calls: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}
 
     def admit(self, size: int, caller: Callable[[], str] | None = None, *, coming: int = 0) -> AdmittedCall:
         """Count a call of `size` request bytes in until it is released (the returned context exits,
-        or `AdmittedCall.release`); or refuse it.
+        or `AdmittedCall.release`); or refuse it. `caller()` says whose call it is.
 
         `coming`: bytes the call declares it will send later (a REST body not yet read). They must
         fit now, but are counted only as they arrive (`AdmittedCall.charge`): a body that never comes
@@ -341,37 +348,56 @@ class CallLimit:
         """
         if self.active >= self.limit or self.bytes + size + coming > self.max_bytes:
             raise self._refusal(OVERLOADED)
-        admitted = AdmittedCall(self, caller)
-        if caller is not None and (2 * self.active >= self.limit or 2 * self.bytes >= self.max_bytes):
-            who = caller()
-            calls_left = self._contended.get(who, 0) < max(1, self.limit // 4)
-            if not (calls_left and self._fits(who, self.share // 2)):
-                raise self._refusal(CALLER_SHARE)
-            admitted.attribute(who)
+        who = None if caller is None else caller()
+        if who is not None and not self._may_start(who, size + coming):
+            raise self._refusal(CALLER_SHARE)
+        admitted = AdmittedCall(self, who)
         self.active += 1
+        if who is not None:
+            self._calls[who] = self._calls.get(who, 0) + 1
         admitted.hold(size)
         return admitted
 
-    def _fits(self, who: str, size: int) -> bool:
-        """Whether `who` may hold `size` more bytes: within its share once the bytes are contended."""
-        return self._contended_bytes.get(who, 0) + size <= self.share
+    def _may_start(self, who: str, size: int) -> bool:
+        calls = self._calls.get(who, 0)
+        if not calls:
+            return True
+        if (
+            self.active >= self.limit - self._kept_calls
+            or self.bytes + size > self.max_bytes - self._kept_bytes
+        ):
+            return False
+        if 2 * self.active >= self.limit or 2 * self.bytes >= self.max_bytes:
+            return calls < self.call_share and self._bytes.get(who, 0) <= self.share // 2
+        return True
+
+    def _may_grow(self, who: str, size: int) -> bool:
+        """Whether `who`'s call may hold `size` more bytes (see the class's shares). Into the room kept
+        for callers holding nothing, only the call of a caller holding no other, and a quarter of
+        that room at most: else four callers' single bodies, each within its share, held it all."""
+        held = self._bytes.get(who, 0) + size
+        if self.bytes + size > self.max_bytes - self._kept_bytes and (
+            self._calls[who] > 1 or held > self._kept_bytes // 4
+        ):
+            return False
+        return 2 * (self.bytes + size) < self.max_bytes or held <= self.share
 
     def _add_bytes(self, size: int, who: str | None) -> None:
         self.bytes += size
         if who is not None:
-            left = self._contended_bytes.pop(who, 0) + size
+            left = self._bytes.pop(who, 0) + size
             if left:
-                self._contended_bytes[who] = left
+                self._bytes[who] = left
 
     def _release(self, size: int, who: str | None) -> None:
         self.active -= 1
         self._add_bytes(-size, who)
         if who is not None:
-            left = self._contended[who] - 1
+            left = self._calls[who] - 1
             if left:
-                self._contended[who] = left
+                self._calls[who] = left
             else:
-                del self._contended[who]
+                del self._calls[who]
 
     def _refusal(self, cause: str) -> ResourceExhausted:
         self.rejected += 1
@@ -388,15 +414,14 @@ class CallLimit:
 
 
 class AdmittedCall:
-    """One call's place in a `CallLimit`: the bytes it holds, and, once contended, whose call it is."""
+    """One call's place in a `CallLimit`: the bytes it holds, and whose call it is."""
 
-    __slots__ = ("_caller", "_limit", "_released", "_size", "_who")
+    __slots__ = ("_limit", "_released", "_size", "_who")
 
-    def __init__(self, limit: CallLimit, caller: Callable[[], str] | None) -> None:
+    def __init__(self, limit: CallLimit, who: str | None) -> None:
         self._limit = limit
-        self._caller = caller
+        self._who = who
         self._size = 0
-        self._who: str | None = None
         self._released = False
 
     def __enter__(self) -> AdmittedCall:
@@ -405,20 +430,8 @@ class AdmittedCall:
     def __exit__(self, *exc_info: object) -> None:
         self.release()
 
-    def attribute(self, who: str) -> None:
-        """Count this call, and the bytes it holds, as `who`'s (in the shares of contended calls)."""
-        limit = self._limit
-        limit._contended[who] = limit._contended.get(who, 0) + 1
-        limit._contended_bytes[who] = limit._contended_bytes.get(who, 0) + self._size
-        self._who = who
-
     def release(self) -> None:
-        """The call is over: its calls and bytes leave the limit (once, however often called).
-
-        It forgets how to find its caller too: that reaches the call's context, and a transport's
-        done callback (which holds this) sits in a reference cycle with that context, which would
-        keep the call's request alive until the cyclic collector ran."""
-        self._caller = None
+        """The call is over: its calls and bytes leave the limit (once, however often called)."""
         if not self._released:
             self._released = True
             self._limit._release(self._size, self._who)
@@ -426,18 +439,14 @@ class AdmittedCall:
     def charge(self, size: int) -> None:
         """Count `size` more bytes this call holds until it is released: its request's as they
         arrive (and what decoding them takes), its reply's until it is sent. Refuse the call when
-        they do not fit, or, with the bytes contended, not in its caller's share: a caller's few
-        large JSON bodies took every byte in flight (others got 429), and a client that never
-        reads its replies holds them in the server's memory."""
+        they do not fit, or not in its caller's share: a caller's few large JSON bodies took every
+        byte in flight (others got 429), and a client that never reads its replies holds them in the
+        server's memory."""
         limit = self._limit
         if limit.bytes + size > limit.max_bytes:
             raise limit._refusal(OVERLOADED)
-        if self._caller is not None and 2 * (limit.bytes + size) >= limit.max_bytes:
-            if self._who is None:
-                self.attribute(self._caller())
-            assert self._who is not None
-            if not limit._fits(self._who, size):
-                raise limit._refusal(CALLER_SHARE)
+        if self._who is not None and not limit._may_grow(self._who, size):
+            raise limit._refusal(CALLER_SHARE)
         self.hold(size)
 
     def hold(self, size: int) -> None:

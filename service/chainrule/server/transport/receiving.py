@@ -17,7 +17,11 @@ that time (RESOURCE_EXHAUSTED, retry later). What all this may hold is the `rece
 
 Shares are an `executors.Admission`'s: a caller reads in at most half the slots (at least one) at
 once; a freed slot goes to the waiting caller holding the fewest; a full queue drops the newest
-waiter of the caller queued for the most; so one caller's stalled messages slow only itself.
+waiter of the caller queued for the most; so one caller's stalled messages slow only itself. Two
+callers' stalled messages could still hold every slot until the timeout (30 s: gRPC health, and
+every other caller's calls, waited the while), so while calls wait, a message still arriving
+`PREEMPT_SECONDS` after its read began gives its slot up (RESOURCE_EXHAUSTED, retry later),
+the oldest first, one for each call waiting: a message sent at once is read in milliseconds.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from chainrule.engine.errors import ChainruleError, InvalidArgument
 from chainrule.server.compute.executors import OVERLOADED, Admission
 
 T = TypeVar("T")
+
+PREEMPT_SECONDS = 1.0
 
 
 class ReceiveSlots:
@@ -52,12 +58,14 @@ class ReceiveSlots:
         self.timeout_seconds = timeout_seconds
         self._caller_of = caller_of
         self._waiting = _Waiting(self.admission, timeout_seconds)
-        # The calls reading, and when each started (waiting included); those a sweep (every
-        # quarter of the timeout, at most 1 s) found overdue and cancelled.
-        self._reads: dict[asyncio.Task[Any], float] = {}
+        # The calls reading: when each started (waiting included) and began to read; those a sweep
+        # (every quarter of the timeout, at most a quarter of PREEMPT_SECONDS) found overdue, or
+        # took the slot from for a waiting call, and cancelled.
+        self._reads: dict[asyncio.Task[Any], tuple[float, float]] = {}
         self._overdue: set[asyncio.Task[Any]] = set()
+        self._preempted: set[asyncio.Task[Any]] = set()
         self._sweep: asyncio.TimerHandle | None = None
-        self._sweep_seconds = min(1.0, timeout_seconds / 4)
+        self._sweep_seconds = min(PREEMPT_SECONDS, timeout_seconds) / 4
 
     async def receive(self, read: Callable[[], Awaitable[T]], context: Any) -> T:
         """`read()`'s message, read in a slot of the call's caller's share: waiting for one if need be."""
@@ -69,29 +77,53 @@ class ReceiveSlots:
             # Reads are timed by one sweep for all, not a timer each: most end at once.
             task = asyncio.current_task()
             assert task is not None
-            self._reads[task] = started
+            self._reads[task] = (started, loop.time())
             if self._sweep is None:
                 self._sweep = loop.call_later(self._sweep_seconds, self._end_overdue_reads)
             try:
                 return await read()
             except asyncio.CancelledError:
-                if task not in self._overdue:
-                    raise
-                task.uncancel()
-                raise _stalled(self.timeout_seconds) from None
+                if task in self._overdue:
+                    task.uncancel()
+                    raise _stalled(self.timeout_seconds) from None
+                if task in self._preempted:
+                    task.uncancel()
+                    raise self._preemption() from None
+                raise
             finally:
                 del self._reads[task]
                 self._overdue.discard(task)
+                self._preempted.discard(task)
 
     def _end_overdue_reads(self) -> None:
         now = asyncio.get_running_loop().time()
-        for task, started in self._reads.items():
-            if now - started >= self.timeout_seconds and task not in self._overdue:
+        ending = self._overdue | self._preempted
+        for task, (started, _) in self._reads.items():
+            if now - started >= self.timeout_seconds and task not in ending:
                 self._overdue.add(task)
                 task.cancel()
+        # Slots given up for the calls waiting: the reads begun longest ago, past PREEMPT_SECONDS.
+        ending = self._overdue | self._preempted
+        slow = sorted(
+            (task for task, (_, reading) in self._reads.items() if now - reading >= PREEMPT_SECONDS),
+            key=lambda task: self._reads[task][1],
+        )
+        slow = [task for task in slow if task not in ending]
+        for task in slow[: max(0, self.admission.waiting - len(self._preempted))]:
+            self._preempted.add(task)
+            task.cancel()
         self._sweep = None
         if self._reads:
             self._sweep = asyncio.get_running_loop().call_later(self._sweep_seconds, self._end_overdue_reads)
+
+    def _preemption(self) -> ChainruleError:
+        admission = self.admission
+        state = (
+            f"the request message was still arriving {PREEMPT_SECONDS:g} s after its read began, "
+            f"with all {admission.concurrency} slots (CHAINRULE_GRPC_RECEIVING_CALLS) taken and "
+            f"{admission.waiting} calls waiting: send each message at once"
+        )
+        return admission.refused(OVERLOADED, state, "their share of the slots", admission.concurrency)
 
 
 @dataclass(frozen=True)
