@@ -597,6 +597,32 @@ def _real_cube_root(t: Any) -> Any:
             [1.0, -2.0],
             lambda t: mpmath.cos(t) - mpmath.cos(t + mpmath.mpf("1e-9")),
         ),
+        # Tester round 9: e^a - e^b with a a sum (sympy left e^(x + h) e^(-x - h) as k, not 1),
+        # powers of any constant exponent, the conjugate's derivative where A - b^2 is a number,
+        # and logs of powers and real roots (rounded next to 1 before the log).
+        (
+            "exp(x + 1/10^10) - exp(x)",
+            0,
+            [5.0, -3.0],
+            lambda t: mpmath.exp(t + mpmath.mpf(10) ** -10) - mpmath.exp(t),
+        ),
+        (
+            "exp(2*x + 1/10^10) - exp(2*x)",
+            1,
+            [2.5],
+            lambda t: mpmath.exp(2 * t + mpmath.mpf(10) ** -10) - mpmath.exp(2 * t),
+        ),
+        ("(x + 1)^pi - x^pi", 0, [1e12, 3.0], lambda t: (t + 1) ** mpmath.pi - t**mpmath.pi),
+        ("(x + 1)^sqrt(2) - x^sqrt(2)", 0, [1e12], lambda t: (t + 1) ** mpmath.sqrt(2) - t ** mpmath.sqrt(2)),
+        ("(x + 1)^2.5 - x^2.5", 0, [1e12], lambda t: (t + 1) ** 2.5 - t**2.5),
+        ("x^pi - (x + 1)^pi", 1, [1e12], lambda t: t**mpmath.pi - (t + 1) ** mpmath.pi),
+        ("sqrt(x^2 + x) - x", 1, [1e10, 3.0], lambda t: mpmath.sqrt(t * t + t) - t),
+        ("log(x^(1/3))", 0, [1 + 1e-12, 5.0], lambda t: mpmath.log(t) / 3),
+        ("log(1/cbrt(x))", 0, [1 + 1e-12, 5.0], lambda t: -mpmath.log(t) / 3),
+        ("log(x^pi)", 0, [1 + 1e-12, 1e300], lambda t: mpmath.pi * mpmath.log(t)),
+        ("log(cbrt(1 + x))", 0, [1e-17, 3.0], lambda t: mpmath.log1p(t) / 3),
+        ("log(cbrt(x - 1))", 0, [2.000000000000001, 5.0], lambda t: mpmath.log(t - 1) / 3),
+        ("log(root(1 - x^2, 5))", 0, [1e-17, 0.5], lambda t: mpmath.log(1 - t * t) / 5),
     ],
 )
 def test_cancellations_of_other_shapes_are_caught(text: str, order: int, xs: list[float], exact: Any) -> None:

@@ -133,22 +133,44 @@ def _log_of_one_plus(node: sympy.Basic) -> bool:
 
 
 def _log_power(argument: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
-    """(b, p) where the argument is b^p (p = 1 for b itself), b a sum holding a number c (1 + u with
-    u = (c - 1) + the rest, which a rule may write stably: log(2 - e^x) holds 1 - e^x) and p a
-    constant other than an even whole number (log(b^2) is real where b < 0, 2 log(b) is not)."""
-    base, exponent = argument.as_base_exp()
-    if exponent.free_symbols or (exponent.is_Integer and int(exponent) % 2 == 0):
-        return None
-    if not (base.is_Add and base.as_coeff_Add()[0] != 0 and base.free_symbols):
+    """(b, p) where the argument is b^p or a real root of b (p = 1/n), p a real constant other than
+    an even whole number (log(b^2) is real where b < 0, 2 log(b) is not): p log(b) does not round b^p
+    first (log(x^(1/3)) at 1 + 1e-12 was 2e-4 off, log(cbrt(1 + x)) at 1e-17 0.0); or b itself
+    (p = 1) where b is a sum holding a number c (1 + u with u = (c - 1) + the rest, which a rule may
+    write stably: log(2 - e^x) holds 1 - e^x)."""
+    base, exponent = argument, sympy.S.One
+    # Powers of powers too (1/cbrt(x)), down to an even one: b^2 is positive where b < 0.
+    while (level := _constant_power(base)) is not None and not _even(level[1]):
+        base, exponent = level[0], exponent * level[1]
+    if exponent == 1 and not _holds_a_number(base) or not base.free_symbols:
         return None
     return base, exponent
+
+
+def _constant_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
+    """(b, p) for a factor b^p with p a real constant, or a real root of b (p = 1/n)."""
+    if isinstance(factor, RealRoot) and factor.args[1].is_Integer:
+        return factor.args[0], 1 / factor.args[1]
+    if factor.is_Pow and factor.exp.is_number and factor.exp.is_extended_real:
+        return factor.base, factor.exp
+    return None
+
+
+def _even(exponent: sympy.Expr) -> bool:
+    return bool(exponent.is_Number and float(exponent) % 2 == 0)  # 2.0 too
+
+
+def _holds_a_number(base: sympy.Expr) -> bool:
+    return bool(base.is_Add and base.as_coeff_Add()[0] != 0)
 
 
 def _log_one_plus(node: sympy.log) -> sympy.Expr:
     power = _log_power(node.args[0])
     assert power is not None
     base, exponent = power
-    return exponent * Kernel(Str("log_one_plus"), base - 1, base)
+    if _holds_a_number(base):
+        return exponent * Kernel(Str("log_one_plus"), base - 1, base)
+    return exponent * sympy.log(base)
 
 
 def _unchanged_log_one_plus(node: sympy.Basic) -> bool:
@@ -333,7 +355,8 @@ def _exp_difference(node: sympy.Expr) -> sympy.Expr | None:
         if len(exponentials) != 1:
             continue
         (exponential,) = exponentials
-        k = term / exponential
+        # The other factors, not term / exponential: sympy leaves e^(x + y) e^(-x - y) as it is.
+        k = sympy.Mul(*[f for f in sympy.Mul.make_args(term) if f is not exponential])
         pair = scaled.get(-k)
         if pair is not None:
             other, b = pair
@@ -454,6 +477,8 @@ def _as_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, bool] | None:
         if inner is not None and inner[2]:  # 1/cbrt(A), cbrt(A)^2
             return inner[0], inner[1] * factor.exp, True
         return factor.base, factor.exp, False
+    if factor.is_Pow and factor.exp.is_number and factor.exp.is_extended_real:  # A^pi, A^sqrt(2), A^2.5
+        return factor.base, factor.exp, False
     if factor.is_Add:
         return factor, sympy.S.One, False
     return None
@@ -543,7 +568,8 @@ def _root_difference(node: sympy.Expr) -> sympy.Expr | None:
                 continue
             b = -others / k if over == 0 else -(term * root) / k
             difference = sympy.expand(factor.base - b**2)
-            if sympy.count_ops(difference) < sympy.count_ops(sympy.expand(factor.base)):
+            # A number is shorter however it counts (-1/4 counts as two operations, as x^2 + x does).
+            if difference.is_number or sympy.count_ops(difference) < sympy.count_ops(sympy.expand(factor.base)):
                 return k * Kernel(Str("root_less"), root, b, difference) / root**over
     return None
 
