@@ -142,7 +142,7 @@ def _log_power(argument: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
     # Powers of powers too (1/cbrt(x)), down to an even one: b^2 is positive where b < 0.
     while (level := _constant_power(base)) is not None and not _even(level[1]):
         base, exponent = level[0], exponent * level[1]
-    if exponent == 1 and not _holds_a_number(base) or not base.free_symbols:
+    if (exponent == 1 and not _holds_a_number(base)) or not base.free_symbols:
         return None
     return base, exponent
 
@@ -569,7 +569,9 @@ def _root_difference(node: sympy.Expr) -> sympy.Expr | None:
             b = -others / k if over == 0 else -(term * root) / k
             difference = sympy.expand(factor.base - b**2)
             # A number is shorter however it counts (-1/4 counts as two operations, as x^2 + x does).
-            if difference.is_number or sympy.count_ops(difference) < sympy.count_ops(sympy.expand(factor.base)):
+            if difference.is_number or sympy.count_ops(difference) < sympy.count_ops(
+                sympy.expand(factor.base)
+            ):
                 return k * Kernel(Str("root_less"), root, b, difference) / root**over
     return None
 
