@@ -283,7 +283,7 @@ async def test_two_callers_stalled_messages_give_their_reading_slots_up(tmp_path
     # Each caller reads in at most half the GRPC_RECEIVING_CALLS slots, so two callers' messages
     # that stop arriving held them all until the message timeout (30 s by default): gRPC health and
     # every other caller's calls waited the while (health probes failed at their 3 s deadline).
-    # While calls wait, a message still arriving 0.5 s after its read began gives its slot up.
+    # While calls wait, a message still arriving 0.4 s after its read began gives its slot up.
     environ = {**VARIANT_ENVIRON, "CHAINRULE_HEADER_TIMEOUT_SECONDS": "20"}
     declared = SETTINGS.max_request_bytes
     with serving(tmp_path, environ) as server:

@@ -105,7 +105,7 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # the rules below rewrite the sum itself (1 - e^-x as -expm1(-x)), and log1p needs u.
     marked = expr.replace(_log_of_one_plus, _log_one_plus)
     written = marked.replace(_unstable, _stable_node)
-    logs = written.replace(_unchanged_log_one_plus, _plain_log)
+    logs = written.replace(_unchanged_log_one_plus, _plain_log).replace(_log_of_a_power, _computed_log)
     # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2 first).
     return logs.replace(_of_pi_times, _in_half_turns)
 
@@ -132,19 +132,32 @@ def _log_of_one_plus(node: sympy.Basic) -> bool:
     return _log_power(argument) is not None
 
 
-def _log_power(argument: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
-    """(b, p) where the argument is b^p or a real root of b (p = 1/n), p a real constant other than
-    an even whole number (log(b^2) is real where b < 0, 2 log(b) is not): p log(b) does not round b^p
-    first (log(x^(1/3)) at 1 + 1e-12 was 2e-4 off, log(cbrt(1 + x)) at 1e-17 0.0); or b itself
-    (p = 1) where b is a sum holding a number c (1 + u with u = (c - 1) + the rest, which a rule may
-    write stably: log(2 - e^x) holds 1 - e^x)."""
-    base, exponent = argument, sympy.S.One
-    # Powers of powers too (1/cbrt(x)), down to an even one: b^2 is positive where b < 0.
-    while (level := _constant_power(base)) is not None and not _even(level[1]):
-        base, exponent = level[0], exponent * level[1]
-    if (exponent == 1 and not _holds_a_number(base)) or not base.free_symbols:
+def _log_power(argument: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, bool] | None:
+    """(b, p, whether of |b|) where the argument is b^p or a real root of b (p = 1/n), p a real
+    constant: p log(b) does not round b^p first, nor overflow with it (log(x^(1/3)) at 1 + 1e-12
+    was 2e-4 off, log(cbrt(1 + x)) at 1e-17 0.0, log(x^1000) at 1e10 inf); an even power's is
+    p log|b| (b^2 is positive where b < 0); or b itself (p = 1) where b is a sum holding a number c
+    (1 + u with u = (c - 1) + the rest, which a rule may write stably: log(2 - e^x) holds 1 - e^x).
+    Powers of powers too (1/cbrt(x), cbrt(x)^2), except an even power of a sum holding a number,
+    left to `_one_less` (log((1 + u)^2) next to u = 0), and under an even power, a power whose base
+    must not be negative (|sqrt(b)| is NaN where b < 0, as sqrt(b) is)."""
+    base, exponent, absolute = argument, sympy.S.One, False
+    while (level := _constant_power(base)) is not None:
+        inner, power = level
+        even = _even(power)
+        if (even and _holds_a_number(inner)) or (absolute and not even and not _odd_or_real_root(base)):
+            break
+        base, exponent, absolute = inner, exponent * power, absolute or even
+    if not base.free_symbols or (exponent == 1 and not _holds_a_number(base)):
         return None
-    return base, exponent
+    if absolute and _holds_a_number(base):  # log|1 + u| is no log1p: left to `_one_less` as it was
+        return None
+    return base, exponent, absolute
+
+
+def _odd_or_real_root(power: sympy.Expr) -> bool:
+    """Whether `power` (b^p or a real root) is real wherever b is: a real root, or p a whole number."""
+    return isinstance(power, RealRoot) or float(power.exp).is_integer()
 
 
 def _constant_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
@@ -157,7 +170,8 @@ def _constant_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
 
 
 def _even(exponent: sympy.Expr) -> bool:
-    return bool(exponent.is_Number and float(exponent) % 2 == 0)  # 2.0 too
+    """An even whole number as float64 sees it: 2.0, and log(9)/log(3) too (x^that is 4 at -2)."""
+    return float(exponent) % 2 == 0
 
 
 def _holds_a_number(base: sympy.Expr) -> bool:
@@ -167,10 +181,21 @@ def _holds_a_number(base: sympy.Expr) -> bool:
 def _log_one_plus(node: sympy.log) -> sympy.Expr:
     power = _log_power(node.args[0])
     assert power is not None
-    base, exponent = power
-    if _holds_a_number(base):
+    base, exponent, absolute = power
+    if _holds_a_number(base) and not absolute:
         return exponent * Kernel(Str("log_one_plus"), base - 1, base)
-    return exponent * sympy.log(base)
+    # Marked with the argument it had, for the sum rules (log(x^2 + 1) - log(x^2) is a difference
+    # of logs: `_difference_of_one_function`); the computed form replaces the mark once they ran.
+    computed = exponent * sympy.log(sympy.Abs(base) if absolute else base)
+    return Kernel(Str("log_of_power"), computed, node.args[0])
+
+
+def _log_of_a_power(node: sympy.Basic) -> bool:
+    return isinstance(node, Kernel) and node.args[0].name == "log_of_power"
+
+
+def _computed_log(node: Kernel) -> sympy.Expr:
+    return node.args[1]
 
 
 def _unchanged_log_one_plus(node: sympy.Basic) -> bool:
@@ -308,6 +333,11 @@ def _stable_sum(node: sympy.Expr, *, combine: bool = True) -> sympy.Expr:
 
 
 def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
+    # Before c - c sqrt(1 + u) below: sqrt(x^2 + 1) - 1 - x is that, but the two that cancel where
+    # x is large are sqrt(x^2 + 1) and x (-1.0 at 1e10, truth -0.99999999995).
+    root = _root_difference(node)
+    if root is not None:
+        return root
     terms = list(node.args)
     # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
     for constant in (term for term in terms if not term.free_symbols):
@@ -334,12 +364,7 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
             if c == -d and step is not None:  # c (digamma(u) - digamma(u + w)) is -c digamma_step(u, w)
                 others = [t for t in terms if t is not first and t is not second]
                 return sympy.Add(*others, -c * Kernel(Str("digamma_step"), low.args[1], step))
-    written = (
-        _exp_difference(node)
-        or _root_difference(node)
-        or _hyperbolic_cancelled(node)
-        or _difference_of_one_function(node)
-    )
+    written = _exp_difference(node) or _hyperbolic_cancelled(node) or _difference_of_one_function(node)
     if written is not None:
         return written
     combined = _combined(node) if combine else None
@@ -351,19 +376,29 @@ def _exp_difference(node: sympy.Expr) -> sympy.Expr | None:
     which was 0.0 at 1e-17, truth 2e-17); None where the sum holds no such pair."""
     scaled: dict[sympy.Expr, tuple[sympy.Expr, sympy.Expr]] = {}
     for term in node.args:
-        exponentials = [f for f in sympy.Mul.make_args(term) if isinstance(f, sympy.exp)]
-        if len(exponentials) != 1:
+        # Every exponential factor, e^u and c^u for a number c > 0 (as e^(u log c)), is one: the
+        # term is k e^a, k the other factors (not term / e^a: sympy leaves e^(x + y) e^(-x - y)).
+        factors = sympy.Mul.make_args(term)
+        exponents = [_exponent(f) for f in factors]
+        if all(exponent is None for exponent in exponents):
             continue
-        (exponential,) = exponentials
-        # The other factors, not term / exponential: sympy leaves e^(x + y) e^(-x - y) as it is.
-        k = sympy.Mul(*[f for f in sympy.Mul.make_args(term) if f is not exponential])
+        a = sympy.Add(*[exponent for exponent in exponents if exponent is not None])
+        k = sympy.Mul(*[f for f, exponent in zip(factors, exponents, strict=True) if exponent is None])
         pair = scaled.get(-k)
         if pair is not None:
             other, b = pair
-            a = exponential.args[0]
             rest = [t for t in node.args if t is not term and t is not other]
             return sympy.Add(*rest, k * Kernel(Str("exp_difference"), a, b, sympy.expand(a - b)))
-        scaled[k] = (term, exponential.args[0])
+        scaled[k] = (term, a)
+    return None
+
+
+def _exponent(factor: sympy.Expr) -> sympy.Expr | None:
+    """u for a factor e^u, or u log c for c^u (c a number above 0, u varying); None otherwise."""
+    if isinstance(factor, sympy.exp):
+        return factor.args[0]
+    if factor.is_Pow and factor.base.is_number and factor.base.is_positive and factor.exp.free_symbols:
+        return factor.exp * sympy.log(factor.base)
     return None
 
 
@@ -435,6 +470,8 @@ def _functions_of_one_argument(term: sympy.Expr) -> Iterator[_OneArgument]:
             yield _OneArgument(name, sympy.S.One, factor.args[0], _given(factor), others(factor))
         elif isinstance(factor, Kernel) and factor.args[0].name == "log_one_plus":  # log(1 + u), marked
             yield _OneArgument("log", sympy.S.One, factor.args[2], _given(factor), others(factor))
+        elif _log_of_a_power(factor):  # log(b^p), marked
+            yield _OneArgument("log", sympy.S.One, factor.args[2], _given(factor.args[1]), others(factor))
         else:
             power = _as_power(factor)
             if power is not None:
@@ -472,12 +509,10 @@ def _as_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, bool] | None:
     """(A, e, whether a real root) for a factor A^e: a power, a real root or a power of one."""
     if isinstance(factor, RealRoot) and factor.args[1].is_Integer:
         return factor.args[0], 1 / factor.args[1], True
-    if factor.is_Pow and factor.exp.is_Rational:
+    if factor.is_Pow and factor.exp.is_number and factor.exp.is_extended_real:  # A^pi, A^2.5 too
         inner = _as_power(factor.base)
-        if inner is not None and inner[2]:  # 1/cbrt(A), cbrt(A)^2
+        if inner is not None and inner[2]:  # 1/cbrt(A), cbrt(A)^2, cbrt(A)^pi
             return inner[0], inner[1] * factor.exp, True
-        return factor.base, factor.exp, False
-    if factor.is_Pow and factor.exp.is_number and factor.exp.is_extended_real:  # A^pi, A^sqrt(2), A^2.5
         return factor.base, factor.exp, False
     if factor.is_Add:
         return factor, sympy.S.One, False
@@ -566,13 +601,16 @@ def _root_difference(node: sympy.Expr) -> sympy.Expr | None:
             k, over = (term / root, 0) if factor.exp > 0 else (others, 1)
             if not k.is_number:
                 continue
-            b = -others / k if over == 0 else -(term * root) / k
-            difference = sympy.expand(factor.base - b**2)
-            # A number is shorter however it counts (-1/4 counts as two operations, as x^2 + x does).
-            if difference.is_number or sympy.count_ops(difference) < sympy.count_ops(
-                sympy.expand(factor.base)
-            ):
-                return k * Kernel(Str("root_less"), root, b, difference) / root**over
+            # A number among the others may stand beside the difference (sqrt(x^2 + 1) - x - 1).
+            constant = others.as_coeff_Add()[0] if over == 0 else sympy.S.Zero
+            for aside in dict.fromkeys((sympy.S.Zero, constant)):
+                b = -(others - aside) / k if over == 0 else -(term * root) / k
+                difference = sympy.expand(factor.base - b**2)
+                # A number is shorter however it counts (-1/4 is two operations, as x^2 + x is).
+                if difference.is_number or sympy.count_ops(difference) < sympy.count_ops(
+                    sympy.expand(factor.base)
+                ):
+                    return aside + k * Kernel(Str("root_less"), root, b, difference) / root**over
     return None
 
 

@@ -71,6 +71,22 @@ async def test_a_freed_slot_goes_to_the_caller_holding_fewest() -> None:
     await asyncio.gather(a1.task, a2.task, b1.task, a3.task, b2.task)
 
 
+async def test_callers_new_to_the_queue_take_turns_in_the_order_they_came_never_by_name() -> None:
+    # Ranked by name, five addresses' stalled gRPC messages (each preempted, forgotten, and queued
+    # again as new) kept health checks from an address sorting after theirs waiting for good.
+    admission = Admission("receiving", concurrency=1, queue=8, retry_after_seconds=1.0)
+    running = Holder(admission, "m")
+    await settle()
+    first, second = Holder(admission, "address:127.0.0.9"), Holder(admission, "address:127.0.0.10")
+    await settle()
+    running.release.set()
+    await settle()
+    assert first.admitted.is_set() and not second.admitted.is_set()  # "...10" sorts before "...9"
+    for holder in (first, second):
+        holder.release.set()
+    await asyncio.gather(running.task, first.task, second.task)
+
+
 async def test_a_full_queue_sheds_the_caller_with_most_queued() -> None:
     admission = Admission("symbolic", concurrency=1, queue=3, retry_after_seconds=2.0)
     running = Holder(admission, "a")

@@ -177,3 +177,43 @@ async def test_while_calls_wait_a_message_still_arriving_gives_its_slot_up(
     stalled[1].cancel()
     await asyncio.gather(stalled[1], return_exceptions=True)
     assert (receiving.admission.running, receiving.admission.waiting) == (0, 0)
+
+
+async def test_a_waiter_at_its_share_takes_no_slot_from_another_callers_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One address's queue of stalled messages made every other caller's slow upload fail: a waiter
+    # that could not take a freed slot (at its share) had it preempted all the same.
+    monkeypatch.setattr(receiving_module, "PREEMPT_SECONDS", 0.05)
+    receiving = slots(2, timeout=30.0)  # one slot a caller
+    upload = Message("upload")
+    uploading = started(receiving, upload, "victim")
+    stalled = [started(receiving, Message("never"), "attacker") for _ in range(3)]
+    await asyncio.sleep(0.3)
+    assert not uploading.done() and receiving.admission.waiting == 2
+    upload.arrive()
+    assert await uploading == "upload"
+    for task in stalled:
+        task.cancel()
+    await asyncio.gather(*stalled, return_exceptions=True)
+
+
+async def test_the_read_of_the_caller_holding_more_gives_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(receiving_module, "PREEMPT_SECONDS", 0.05)
+    receiving = slots(3, timeout=30.0)
+    receiving.admission.per_caller = 2
+    upload = Message("upload")
+    uploading = started(receiving, upload, "victim")
+    await asyncio.sleep(0.01)
+    flooding = [started(receiving, Message("never"), "flood") for _ in range(2)]
+    await asyncio.sleep(0.01)
+    arrived = Message("probe")
+    arrived.arrive()
+    assert await asyncio.wait_for(receiving.receive(arrived.read, "probe"), 1.0) == "probe"
+    assert not uploading.done()  # the victim holds one slot, the flood two: a flood read gave way
+    assert sum(task.done() for task in flooding) == 1
+    upload.arrive()
+    assert await uploading == "upload"
+    for task in flooding:
+        task.cancel()
+    await asyncio.gather(*flooding, return_exceptions=True)

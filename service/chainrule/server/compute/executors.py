@@ -86,6 +86,7 @@ class InlineExecutor:
 # Why a call was refused as overload: its queue was full, or its caller already held its share of it
 # (the metric's label values, exported from start-up).
 OVERLOADED, CALLER_SHARE = "overloaded", "caller_share"
+_NEVER_SERVED = 2**62  # ranks a caller new to a queue before every one served
 
 
 class WaitLimit(Protocol):
@@ -165,6 +166,10 @@ class Admission:
         self._make_room(who)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(who, collections.deque()).append(waiter)
+        # A caller never served (or forgotten) goes before those served, and such callers in the order
+        # they came: ranked by name, five addresses' stalled messages, each preempted and queued again,
+        # kept gRPC health from an address sorting after theirs waiting.
+        self._served.setdefault(who, next(self._turns) - _NEVER_SERVED)
         self.waiting += 1
         try:
             async with deadlines.TimeLimit(None if budget is None else budget.seconds) as limit:
@@ -184,6 +189,15 @@ class Admission:
             raise budget.exceeded(
                 f"{what} (waiting for a free {self.name} slot)", waiting_retry_after=self.retry_after_seconds
             )
+
+    def waiting_holdings(self) -> list[int]:
+        """The slots held by each waiting caller that may take a freed one (under `per_caller`),
+        fewest first."""
+        held = (self._held.get(who, 0) for who in self._queues)
+        return sorted(count for count in held if count < self.per_caller)
+
+    def held_by(self, who: str) -> int:
+        return self._held.get(who, 0)
 
     def _take(self, who: str) -> None:
         self.running += 1
@@ -208,13 +222,13 @@ class Admission:
         """Hand free slots to waiting callers: fewest held first, then the one served longest ago."""
         while self.running < self.concurrency:
             eligible = [
-                (self._held.get(who, 0), self._served.get(who, -1), who)
+                (self._held.get(who, 0), self._served[who], who)
                 for who in self._queues
                 if self._held.get(who, 0) < self.per_caller
             ]
             if not eligible:
                 return
-            who = min(eligible)[2]
+            who = min(eligible)[2]  # the stamps are distinct: the name never decides
             waiter = self._dequeue(who, newest=False)
             if waiter.done():  # cancelled, its task not yet told: it leaves the queue here
                 self._forget(who)

@@ -20,8 +20,8 @@ once; a freed slot goes to the waiting caller holding the fewest; a full queue d
 waiter of the caller queued for the most; so one caller's stalled messages slow only itself. Two
 callers' stalled messages could still hold every slot until the timeout (30 s: gRPC health, and
 every other caller's calls, waited the while), so while calls wait, a message still arriving
-`PREEMPT_SECONDS` (0.5 s) after its read began gives its slot up (RESOURCE_EXHAUSTED, retry
-later), the oldest first, one for each call waiting.
+`PREEMPT_SECONDS` (0.4 s) after its read began gives its slot up (RESOURCE_EXHAUSTED, retry
+later) to a waiting caller holding fewer slots and under its share (`ReceiveSlots._preempt`).
 """
 
 from __future__ import annotations
@@ -33,12 +33,15 @@ from typing import Any, TypeVar
 
 from chainrule.engine.errors import ChainruleError, InvalidArgument
 from chainrule.server.compute.executors import OVERLOADED, Admission
+from chainrule.server.compute.lanes import RecentlySlow
 
 T = TypeVar("T")
 
 # Short enough that a health check waiting behind stalled messages is answered within a second
-# (a sweep every quarter of it: 0.625 s at most); a message sent at once is read in milliseconds.
-PREEMPT_SECONDS = 0.5
+# (a sweep every quarter of it: two turns, 1 s at most, behind eight addresses stalling one message
+# each); a message sent at once is read in milliseconds.
+PREEMPT_SECONDS = 0.4
+STALLED_SECONDS = 10.0
 
 
 class ReceiveSlots:
@@ -63,9 +66,11 @@ class ReceiveSlots:
         # The calls reading: when each started (waiting included) and began to read; those a sweep
         # (every quarter of the timeout, at most a quarter of PREEMPT_SECONDS) found overdue, or
         # took the slot from for a waiting call, and cancelled.
-        self._reads: dict[asyncio.Task[Any], tuple[float, float]] = {}
+        self._reads: dict[asyncio.Task[Any], _Read] = {}
         self._overdue: set[asyncio.Task[Any]] = set()
         self._preempted: set[asyncio.Task[Any]] = set()
+        # Callers whose messages stalled lately (overdue or preempted): their reads give way first.
+        self._stalled = RecentlySlow(STALLED_SECONDS)
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_seconds = min(PREEMPT_SECONDS, timeout_seconds) / 4
 
@@ -73,13 +78,12 @@ class ReceiveSlots:
         """`read()`'s message, read in a slot of the call's caller's share: waiting for one if need be."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        async with self.admission.slot(
-            self._waiting, "no request message could start arriving", self._caller_of(context)
-        ):
+        who = self._caller_of(context)
+        async with self.admission.slot(self._waiting, "no request message could start arriving", who):
             # Reads are timed by one sweep for all, not a timer each: most end at once.
             task = asyncio.current_task()
             assert task is not None
-            self._reads[task] = (started, loop.time())
+            self._reads[task] = _Read(started, loop.time(), who)
             if self._sweep is None:
                 self._sweep = loop.call_later(self._sweep_seconds, self._end_overdue_reads)
             try:
@@ -100,32 +104,61 @@ class ReceiveSlots:
     def _end_overdue_reads(self) -> None:
         now = asyncio.get_running_loop().time()
         ending = self._overdue | self._preempted
-        for task, (started, _) in self._reads.items():
-            if now - started >= self.timeout_seconds and task not in ending:
+        for task, read in self._reads.items():
+            if now - read.started >= self.timeout_seconds and task not in ending:
                 self._overdue.add(task)
+                self._stalled.mark(read.caller)
                 task.cancel()
-        # Slots given up for the calls waiting: the reads begun longest ago, past PREEMPT_SECONDS.
-        ending = self._overdue | self._preempted
-        slow = sorted(
-            (task for task, (_, reading) in self._reads.items() if now - reading >= PREEMPT_SECONDS),
-            key=lambda task: self._reads[task][1],
-        )
-        slow = [task for task in slow if task not in ending]
-        for task in slow[: max(0, self.admission.waiting - len(self._preempted))]:
-            self._preempted.add(task)
-            task.cancel()
+        self._preempt(now)
         self._sweep = None
         if self._reads:
             self._sweep = asyncio.get_running_loop().call_later(self._sweep_seconds, self._end_overdue_reads)
+
+    def _preempt(self, now: float) -> None:
+        """Slots given up for the waiting callers that may take one (under their share), each from a
+        caller holding more slots than that waiter: a caller whose messages stalled lately first,
+        then the caller holding the most, its read begun longest ago, once that is PREEMPT_SECONDS
+        old. A waiter already holding its share takes nothing (one caller's queue of stalled
+        messages made every other caller's slow upload fail, at every retry)."""
+        admission = self.admission
+        ending = self._overdue | self._preempted
+        reads = {task: read for task, read in self._reads.items() if task not in ending}
+        for held in admission.waiting_holdings()[len(self._preempted) :]:
+            candidates = [task for task, read in reads.items() if admission.held_by(read.caller) > held]
+            if not candidates:
+                continue
+            task = min(
+                candidates,
+                key=lambda task: (
+                    reads[task].caller not in self._stalled,
+                    -admission.held_by(reads[task].caller),
+                    reads[task].reading,
+                ),
+            )
+            if now - reads[task].reading < PREEMPT_SECONDS:
+                continue
+            self._stalled.mark(reads.pop(task).caller)
+            self._preempted.add(task)
+            task.cancel()
 
     def _preemption(self) -> ChainruleError:
         admission = self.admission
         state = (
             f"the request message was still arriving {PREEMPT_SECONDS:g} s after its read began, "
-            f"with all {admission.concurrency} slots (CHAINRULE_GRPC_RECEIVING_CALLS) taken and "
-            f"{admission.waiting} calls waiting: send each message at once"
+            f"with {admission.running} of {admission.concurrency} slots (CHAINRULE_GRPC_RECEIVING_CALLS) "
+            f"taken and {admission.waiting} calls waiting: send each message at once"
         )
         return admission.refused(OVERLOADED, state, "their share of the slots", admission.concurrency)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A call reading its message: when it started (waiting for a slot included), when its read
+    began, and whose call it is."""
+
+    started: float
+    reading: float
+    caller: str
 
 
 @dataclass(frozen=True)
