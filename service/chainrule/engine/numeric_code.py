@@ -506,14 +506,17 @@ def _scaled(value: Callable[[], sympy.Expr], scale: sympy.Expr) -> Callable[[], 
 
 
 def _as_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, bool] | None:
-    """(A, e, whether a real root) for a factor A^e: a power, a real root or a power of one."""
-    if isinstance(factor, RealRoot) and factor.args[1].is_Integer:
-        return factor.args[0], 1 / factor.args[1], True
-    if factor.is_Pow and factor.exp.is_number and factor.exp.is_extended_real:  # A^pi, A^2.5 too
-        inner = _as_power(factor.base)
-        if inner is not None and inner[2]:  # 1/cbrt(A), cbrt(A)^2, cbrt(A)^pi
-            return inner[0], inner[1] * factor.exp, True
-        return factor.base, factor.exp, False
+    """(A, e, whether a real root) for a factor A^e: a power (A^pi, A^2.5 too), a real root or a
+    power of one (1/cbrt(A), cbrt(A)^2, cbrt(A)^pi)."""
+    level = _constant_power(factor)
+    if level is not None:
+        base, exponent = level
+        if isinstance(factor, RealRoot):
+            return base, exponent, True
+        inner = _as_power(base)
+        if inner is not None and inner[2]:
+            return inner[0], inner[1] * exponent, True
+        return base, exponent, False
     if factor.is_Add:
         return factor, sympy.S.One, False
     return None
