@@ -698,3 +698,25 @@ def test_log_of_factorial_keeps_its_partials_when_a_hessian_is_asked() -> None:
         expected = [float(mpmath.loggamma(t)), float(mpmath.digamma(t)), float(mpmath.psi(1, t))]
     got = [float(result.value[0]), float(result.gradients[0][0]), float(result.hessians[0][0])]
     assert got == pytest.approx(expected, rel=1e-14, abs=0) and result.nonfinite_count == 0
+
+
+def test_only_terms_that_may_pair_build_their_coefficients() -> None:
+    """A Hessian entry of exp(v0 v1 ... v31) holds 30 squares in one term: building each one's
+    coefficient (a product of 31 factors) took 9 of the 12 s the Hessian's 496 sums took, and the
+    attack suite's 32-variable Hessian was refused for its symbolic budget on a busy machine."""
+    names = sympy.symbols("v0:32")
+    product = sympy.Mul(*names)
+    entry = sympy.exp(product) * (
+        product / (names[0] * names[1]) + (product / names[0]) * (product / names[1])
+    )
+    entry = sympy.expand(entry)
+
+    def candidates(sum_: sympy.Expr) -> list[tuple[sympy.Expr, Any]]:
+        return [
+            (term, found) for term in sum_.args for found in numeric_code._functions_of_one_argument(term)
+        ]
+
+    assert len(candidates(entry)) >= 30
+    assert numeric_code._may_pair(candidates(entry)) == []
+    difference = parsing.parse("3*log(x + 1) - 3*log(x) + cbrt(y + 1) - cbrt(y)")
+    assert len(numeric_code._may_pair(candidates(difference))) == 4

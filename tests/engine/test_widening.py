@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import mpmath
@@ -173,6 +174,8 @@ def _out_of_time(text: str, xs: np.ndarray) -> str:
 def test_the_wide_runs_are_bound_by_the_calls_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """Long double is some 50 times slower: past the call's time the next chunk stops the call."""
     monkeypatch.setattr(numeric, "_MIN_POINTWISE_SECONDS", 0.0)
+    # The charge itself (4 chunks, no slack) is a fifth of what the long double run takes.
+    monkeypatch.setattr(numeric, "_POINTWISE_SLACK", 1)
     assert "long double" in _out_of_time("1/(1 + exp(x))", np.full(4 * 65_536, 800.0))
 
 
@@ -187,6 +190,21 @@ def test_the_float64_run_is_bound_by_the_calls_budget(monkeypatch: pytest.Monkey
     monkeypatch.undo()
     compiled = engine.compile_function(parsing.parse("cos(x)"), ["x"])
     assert engine.evaluate(compiled, {"x": xs}, len(xs)).nonfinite_count == 0
+
+
+def test_the_budget_counts_the_calls_own_cpu_time_not_its_waits() -> None:
+    """A call's budget is the CPU time of the thread computing it: on a loaded machine the numeric
+    thread waits for the GIL and a core, and a wall-clock deadline refused a call within its cost
+    (COMPUTE_BUDGET_EXCEEDED in the SIGTERM attack on a busy machine)."""
+    with kernels.pointwise_budget(0.05):
+        time.sleep(0.2)  # waiting, as for the GIL: no CPU time spent
+        kernels.check_budget("the evaluation", 1, 2)
+        spent = time.thread_time()
+        while time.thread_time() - spent < 0.1:  # computing: past the budget
+            pass
+        with pytest.raises(ResourceExhausted) as raised:
+            kernels.check_budget("the evaluation", 1, 2)
+    assert raised.value.reason == "COMPUTE_BUDGET_EXCEEDED"
 
 
 def test_one_chunk_of_long_double_stops_at_the_calls_budget(monkeypatch: pytest.MonkeyPatch) -> None:

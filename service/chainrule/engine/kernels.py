@@ -747,7 +747,9 @@ def _riemann_zeta(s: FloatArray) -> FloatArray:
     return np.asarray(np.where(left, reflected, scipy.special.zeta(s)), dtype=np.float64)
 
 
-# When the mpmath kernels of the call being computed must stop (time.monotonic()); None: no bound.
+# When the kernels of the call being computed must stop, in the CPU time of the thread computing it
+# (time.thread_time()): the call's own cost, not the time it waited for the GIL or a core on a busy
+# machine (a wall-clock deadline refused calls within their budget under load); None: no bound.
 _POINTWISE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "chainrule_pointwise_deadline", default=None
 )
@@ -755,12 +757,12 @@ _POINTWISE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextV
 
 @contextlib.contextmanager
 def pointwise_budget(seconds: float) -> Iterator[None]:
-    """Bound the time the point-by-point (mpmath) kernels take inside this block: past `seconds`
+    """Bound the CPU time the point-by-point (mpmath) kernels take inside this block: past `seconds`
     the next point raises ResourceExhausted (COMPUTE_BUDGET_EXCEEDED). The numeric cost limit
     charges them by an estimate; one point's cost varies a thousandfold with its arguments, and
     they run on a numeric thread, which nothing can stop from outside. Chunks computed again in
     long double (`widening`, some 50 times slower) are bound by the same time (`check_budget`)."""
-    token = _POINTWISE_DEADLINE.set(time.monotonic() + seconds)
+    token = _POINTWISE_DEADLINE.set(time.thread_time() + seconds)
     try:
         yield
     finally:
@@ -781,7 +783,7 @@ def check_budget(what: str, done: int, total: int, *, function: str = "", instea
     block is spent: `what` took it, `done` of `total` points done; `function`: the slow one, if one
     is; `instead`: what else to ask for."""
     deadline = _POINTWISE_DEADLINE.get()
-    if deadline is not None and time.monotonic() > deadline:
+    if deadline is not None and time.thread_time() > deadline:
         raise ResourceExhausted(
             f"{what} took longer than its cost allows ({done:,} of {total:,} points done); retrying "
             f"would cost as much again: ask for fewer points{' ' + instead if instead else ''}",
