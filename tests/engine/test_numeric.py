@@ -720,3 +720,23 @@ def test_only_terms_that_may_pair_build_their_coefficients() -> None:
     assert numeric_code._may_pair(candidates(entry)) == []
     difference = parsing.parse("3*log(x + 1) - 3*log(x) + cbrt(y + 1) - cbrt(y)")
     assert len(numeric_code._may_pair(candidates(difference))) == 4
+
+
+def test_a_quotient_whose_terms_cancel_is_combined_as_sympy_wrote_it() -> None:
+    """The derivative of e x/(e^x - x) is e/(e^x - x) - e x (e^x - 1)/(e^x - x)^2: where e^x is
+    tiny, two terms of about e/x that cancel. Combined over their denominator it is -e (x - 1) e^x/
+    (x - e^x)^2, but e^x - 1 had become expm1(x) first, which `together` cannot see into: NaN at
+    x = -67006 (truth 0.0) and 4e-22 at -745 (make fuzz)."""
+    compiled = engine.compile_gradient(parsing.parse("E*x/(exp(x) - x)"), ["x"], hessian=True)
+    xs = [-67006.54, -745.0, -700.0, -40.0, 3.0]
+    result = engine.gradient(compiled, {"x": np.array(xs)}, len(xs))
+    with mpmath.workdps(800):
+
+        def exact(t: Any) -> Any:
+            return mpmath.e * t / (mpmath.exp(t) - t)
+
+        first = [float(mpmath.diff(exact, mpmath.mpf(x), 1)) for x in xs]
+        second = [float(mpmath.diff(exact, mpmath.mpf(x), 2)) for x in xs]
+    assert result.nonfinite_count == 0
+    assert result.gradients[0].tolist() == pytest.approx(first, rel=1e-13, abs=0)
+    assert result.hessians[0].tolist() == pytest.approx(second, rel=1e-13, abs=0)
