@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 
@@ -37,12 +36,13 @@ from chainrule.server.transport.auth import (
 from chainrule.server.transport.drain import Drain
 from chainrule.server.transport.grpc_server import (
     DESCRIPTOR_RESERVE,
+    HEALTH_SERVICES,
     ONE_ADDRESS_CONNECTIONS,
-    SERVICE_NAME,
     create_server,
     grpc_connection_cap,
     listen_on_port,
 )
+from chainrule.server.transport.health import SERVING, Health
 from chainrule.server.transport.http_server import (
     SERVER_PROCESS_HEADER,
     HttpServer,
@@ -53,6 +53,7 @@ from chainrule.server.transport.http_server import (
 from chainrule.server.transport.instrumentation import Instrumentation
 from chainrule.server.transport.pages import Site
 from chainrule.server.transport.receiving import ReceiveSlots
+from chainrule.server.transport.streams import OpenStreams
 from chainrule.server.version import VERSION
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class Application:
             self.metrics.watch_admission(admission)
         for pool in self.process_pools:
             self.metrics.watch_pool(pool)
-        self.health = health.aio.HealthServicer()
+        self.health = Health(HEALTH_SERVICES)
         self.grpc_server: grpc.aio.Server
         # The server process id travels in the trailers with the request id: initial metadata would
         # cost a batch of its own per call (bench/README.md).
@@ -121,6 +122,12 @@ class Application:
             access_log=settings.access_log,
             tracing=self.tracing,
             receiving=receiving,
+            streams=OpenStreams(
+                settings.max_streams,
+                settings.header_timeout_seconds,
+                settings.retry_after_seconds,
+                callers.of_grpc,
+            ),
         )
         _size_descriptors(settings)
         # On ports shared with other server processes (the supervisor's), listen only once this
@@ -170,7 +177,8 @@ class Application:
             listen_on_port(self.grpc_server, self.settings)
         await self.grpc_server.start()
         await self.http_server.start()
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        for service in HEALTH_SERVICES:
+            self.health.set(service, SERVING)
         self.ready = True
         if self._announce:
             log.info("%s", banner(self.settings, self.grpc_port, self.http_port))
@@ -186,7 +194,7 @@ class Application:
         self.ready = False
         self.drain.begin()
         # NOT_SERVING for every service, and later `set` calls are ignored: health stays down.
-        await self.health.enter_graceful_shutdown()
+        self.health.enter_graceful_shutdown()
         grace = self.settings.grace_seconds
         loop = asyncio.get_running_loop()
         drained_by = loop.time() + max(grace / 2, grace - _CLOSING_SECONDS)
@@ -227,10 +235,6 @@ class Application:
         await self.stop()
         if beating is not None:
             beating.cancel()
-
-    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
-        for service in ("", SERVICE_NAME):
-            await self.health.set(service, status)
 
 
 def _size_descriptors(settings: Settings) -> None:

@@ -211,6 +211,14 @@ class Settings:
             "doc": "calls one server process serves at once; beyond: RESOURCE_EXHAUSTED, retry later",
         },
     )
+    max_streams: int = field(
+        default=256,
+        metadata={
+            BOUND: True,
+            "doc": "streaming gRPC calls (health Watch, reflection) one server process keeps open at "
+            "once, a quarter for one caller; beyond: RESOURCE_EXHAUSTED, retry later",
+        },
+    )
     # grpc grants a message being read a window of its declared length before any handler can count
     # it (transport/receiving.py): the messages being read at once bound that memory.
     grpc_receiving_calls: int = field(
@@ -351,10 +359,9 @@ class Settings:
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be 'text' or 'json', got {self.log_format!r}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL is not a logging level: {self.log_level!r}")
-        if self.grpc_receiving_calls < 1:
-            raise ConfigError(
-                f"{PREFIX}GRPC_RECEIVING_CALLS must be at least 1, got {self.grpc_receiving_calls}"
-            )
+        for name in ("grpc_receiving_calls", "max_streams"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if not _HTTP2_DEFAULT_WINDOW <= self.grpc_stream_window_bytes <= _HTTP2_MAX_WINDOW:
             raise ConfigError(
                 f"{PREFIX}GRPC_STREAM_WINDOW_BYTES must be between {_HTTP2_DEFAULT_WINDOW} (HTTP/2's "

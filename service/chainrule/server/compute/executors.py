@@ -128,6 +128,9 @@ class Admission:
         self.rejections: dict[str, int] = dict.fromkeys(self.causes, 0)
         # Called with the reason of each refusal (metrics.py counts them).
         self.on_rejected: Callable[[str], None] = _ignore
+        # Callers whose waiters go after every other's among those holding as many slots (receiving.py:
+        # callers whose messages stalled lately, each preempted and queued again as new).
+        self.deferred: Callable[[str], bool] = _never
         # Callers holding or awaiting a slot only: the maps stay as small as the queue.
         self._held: dict[str, int] = {}
         self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
@@ -219,16 +222,17 @@ class Admission:
             self._served.pop(who, None)
 
     def _dispatch(self) -> None:
-        """Hand free slots to waiting callers: fewest held first, then the one served longest ago."""
+        """Hand free slots to waiting callers: fewest held first, then those not `deferred`, then the
+        one served longest ago."""
         while self.running < self.concurrency:
             eligible = [
-                (self._held.get(who, 0), self._served[who], who)
+                (self._held.get(who, 0), self.deferred(who), self._served[who], who)
                 for who in self._queues
                 if self._held.get(who, 0) < self.per_caller
             ]
             if not eligible:
                 return
-            who = min(eligible)[2]  # the stamps are distinct: the name never decides
+            who = min(eligible)[3]  # the stamps are distinct: the name never decides
             waiter = self._dequeue(who, newest=False)
             if waiter.done():  # cancelled, its task not yet told: it leaves the queue here
                 self._forget(who)
@@ -306,6 +310,10 @@ def overloaded(
 
 def _ignore(reason: str) -> None:
     return None
+
+
+def _never(who: str) -> bool:
+    return False
 
 
 class CallLimit:

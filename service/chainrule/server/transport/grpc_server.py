@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 import grpc
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from chainrule.engine.errors import ChainruleError, InternalError, InvalidArgument
@@ -24,6 +24,7 @@ from chainrule.server.logs import note_error
 from chainrule.server.sizing import PROTOBUF, Wire
 from chainrule.server.transport import connections, wire
 from chainrule.server.transport.auth import Callers, TlsFiles
+from chainrule.server.transport.health import Health
 from chainrule.server.transport.instrumentation import Instrumentation, Registration
 from chainrule.server.transport.status import grpc_status
 from chainrule.v1 import chainrule_pb2 as pb
@@ -31,6 +32,8 @@ from chainrule.v1 import chainrule_pb2 as pb
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DifferentiationService"].full_name
+# What gRPC health reports on: the server as a whole ("") and chainrule's service.
+HEALTH_SERVICES = ("", SERVICE_NAME)
 
 Request = TypeVar("Request", bound=Message)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -245,7 +248,7 @@ def bind_address(host: str, port: int) -> str:
 def create_server(
     settings: Settings,
     api: ChainruleApi,
-    health_servicer: health.aio.HealthServicer | None = None,
+    health_servicer: Health | None = None,
     instrumentation: Instrumentation | None = None,
     callers: Callers | None = None,
     *,
@@ -263,7 +266,7 @@ def create_server(
     # `Registration` has.
     target: Any = server if instrumentation is None else Registration(server, instrumentation)
     _add_service(DifferentiationServicer(api, callers), target)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer or health.aio.HealthServicer(), target)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer or Health(HEALTH_SERVICES), target)
     names = (
         SERVICE_NAME,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -19,6 +19,7 @@ every call (bench/README.md has the measurements).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -36,6 +37,7 @@ from chainrule.server.transport import access
 from chainrule.server.transport.auth import TokenChecker, grpc_refusal
 from chainrule.server.transport.receiving import ReceiveSlots
 from chainrule.server.transport.status import grpc_status, let_go_of_frames
+from chainrule.server.transport.streams import OpenStreams, check_message_size
 
 __all__ = ["REQUEST_ID_KEY", "Instrumentation", "Registration", "request_id_from"]
 
@@ -93,13 +95,16 @@ class Instrumentation:
         tracing: Tracing | None = None,
         *,
         receiving: ReceiveSlots | None = None,
+        streams: OpenStreams | None = None,
     ) -> None:
         """`response_metadata`: pairs added to every unary response's trailers (the server process id);
         `access_log`: an access line for calls that succeed too, not only for failures; `tracing`:
         a SERVER span around each unary call (none of its cost when off); `receiving`: the slots
-        every request message is read in (receiving.py), after the token check."""
+        every request message is read in (receiving.py), after the token check; `streams`: the
+        bounds of streaming calls (streams.py)."""
         self._metrics = metrics
         self._receiving = receiving
+        self._streams = streams
         self._response_metadata = tuple(response_metadata)
         self._tokens = tokens or TokenChecker(())
         self._log_successes = access_log
@@ -111,7 +116,7 @@ class Instrumentation:
         """`handler` with this instrumentation built in."""
         refusal = grpc_refusal(self._tokens, method)
         if handler.unary_unary is None:
-            return _streaming(handler, method, refusal, self._receiving)
+            return _streaming(handler, method, refusal, self._receiving, self._streams)
         instrumented = _instrumented(
             cast(UnaryBehavior, handler.unary_unary),
             functools.partial(_MethodMetrics, self._metrics, method),
@@ -177,86 +182,128 @@ def _streaming(
     method: str,
     refusal: Refusal | None,
     receiving: ReceiveSlots | None,
+    streams: OpenStreams | None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """A streaming handler that checks the token, sets the request id and writes an access line;
     with `receiving`, its request messages are read in slots (a server-streaming one's registered as
-    bidirectional, so that it runs before its message is read)."""
+    bidirectional, so that it runs before its message is read); with `streams`, it is counted
+    among the open streams, its request messages are small, and each reply is taken in time."""
     kinds = ("unary_stream", "stream_unary", "stream_stream")
     kind = next((name for name in kinds if getattr(handler, name) is not None), None)
     if kind is None:
         return handler
     behavior = getattr(handler, kind)
     if receiving is not None:
-        behavior = _reading_in_slots(behavior, receiving, one=kind == "unary_stream")
+        small = streams is not None
+        behavior = _reading_in_slots(behavior, receiving, one=kind == "unary_stream", small=small)
         if kind == "unary_stream":
             handler = handler._replace(request_streaming=True, unary_stream=None)  # type: ignore[attr-defined]
             kind = "stream_stream"
 
-    async def admit(context: Context) -> RequestRecord:
-        metadata = context.invocation_metadata()
-        record = begin_request(request_id_from(metadata))
-        error = refusal(metadata) if refusal is not None else None
-        if error is not None:
-            note_error(error)
-            await context.abort_with_status(grpc_status(error))
-        return record
-
-    def finished(record: RequestRecord, start: float, context: Context, code: grpc.StatusCode) -> None:
-        _emit(method, code, time.perf_counter() - start, (None, None), record, quiet=True)
-
-    def ended(context: Context, error: BaseException) -> grpc.StatusCode:
-        """How a stream that raised ended: the caller went away, or it failed with a code."""
-        if isinstance(error, asyncio.CancelledError | GeneratorExit):
-            return grpc.StatusCode.CANCELLED
-        return _code_of(context) or grpc.StatusCode.UNKNOWN
-
-    wrapped: Any
+    calls = _StreamCalls(method, refusal, streams)
     if inspect.isasyncgenfunction(behavior):
-
-        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            start, code = time.perf_counter(), grpc.StatusCode.OK
-            record = await admit(context)
-            try:
-                async for item in behavior(request, context):
-                    yield item
-            except BaseException as error:
-                code = ended(context, error)
-                raise
-            finally:
-                finished(record, start, context, code)
-
-        wrapped = stream
+        wrapped: Any = calls.stream(behavior)
     elif inspect.iscoroutinefunction(behavior):
-
-        async def call(request: Any, context: Context) -> Any:
-            start, code = time.perf_counter(), grpc.StatusCode.OK
-            record = await admit(context)
-            try:
-                return await behavior(request, context)
-            except BaseException as error:
-                code = ended(context, error)
-                raise
-            finally:
-                finished(record, start, context, code)
-
-        wrapped = call
+        wrapped = calls.call(behavior)
     else:
         return handler  # a synchronous behaviour runs on a thread: no contextvar reaches it
     return handler._replace(**{kind: wrapped})  # type: ignore[attr-defined, no-any-return]
 
 
-def _reading_in_slots(behavior: Any, receiving: ReceiveSlots, *, one: bool) -> Any:
-    """`behavior` given its request message (`one`) or messages, each read in a slot."""
+class _StreamCalls:
+    """The calls of one streaming method: token-checked, counted among the open streams, logged."""
+
+    def __init__(self, method: str, refusal: Refusal | None, streams: OpenStreams | None) -> None:
+        self._method = method
+        self._refusal = refusal
+        self._streams = streams
+
+    def stream(self, behavior: Any) -> Callable[[Any, Context], AsyncIterator[Any]]:
+        streams = self._streams
+
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            start, code = time.perf_counter(), grpc.StatusCode.OK
+            with contextlib.ExitStack() as stack:
+                record = await self._admit(context, stack)
+                try:
+                    async for item in behavior(request, context):
+                        with streams.sending() if streams is not None else contextlib.nullcontext():
+                            yield item
+                except BaseException as error:
+                    code = _stream_ended(context, error)
+                    raise
+                finally:
+                    self._finished(record, start, code)
+
+        return stream
+
+    def call(self, behavior: Any) -> Callable[[Any, Context], Awaitable[Any]]:
+        async def call(request: Any, context: Context) -> Any:
+            start, code = time.perf_counter(), grpc.StatusCode.OK
+            with contextlib.ExitStack() as stack:
+                record = await self._admit(context, stack)
+                try:
+                    return await behavior(request, context)
+                except BaseException as error:
+                    code = _stream_ended(context, error)
+                    raise
+                finally:
+                    self._finished(record, start, code)
+
+        return call
+
+    async def _admit(self, context: Context, stack: contextlib.ExitStack) -> RequestRecord:
+        """The call's record, once its token is checked and it is counted open (in `stack`)."""
+        metadata = context.invocation_metadata()
+        record = begin_request(request_id_from(metadata))
+        error = self._refusal(metadata) if self._refusal is not None else None
+        if error is None and self._streams is not None:
+            try:
+                stack.enter_context(self._streams.held(context))
+            except ChainruleError as refused:
+                error = refused
+        if error is not None:
+            note_error(error)
+            await context.abort_with_status(grpc_status(error))
+        return record
+
+    def _finished(self, record: RequestRecord, start: float, code: grpc.StatusCode) -> None:
+        _emit(self._method, code, time.perf_counter() - start, (None, None), record, quiet=True)
+
+
+def _stream_ended(context: Context, error: BaseException) -> grpc.StatusCode:
+    """How a stream that raised ended: the caller went away, or it failed with a code."""
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    return _code_of(context) or grpc.StatusCode.UNKNOWN
+
+
+def _reading_in_slots(behavior: Any, receiving: ReceiveSlots, *, one: bool, small: bool) -> Any:
+    """`behavior` given its request message (`one`) or messages, each read in a slot; `small`: each
+    at most `sizing.STREAM_MESSAGE_BYTES` (LIMIT_EXCEEDED)."""
 
     async def each(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        async def read() -> Any:
+            message = await anext(requests)
+            return check_message_size(message) if small else message
+
         while True:
             try:
-                yield await _read_in_slot(receiving, functools.partial(anext, requests), context, context)
+                yield await _read_in_slot(receiving, read, context, context)
             except StopAsyncIteration:
                 return
 
     async def given(requests: Any, context: Context) -> Any:
-        return await _one_message(receiving, context, context) if one else each(requests, context)
+        if not one:
+            return each(requests, context)
+        message = await _one_message(receiving, context, context)
+        if small:
+            try:
+                check_message_size(message)
+            except ChainruleError as error:
+                note_error(error)
+                await context.abort_with_status(grpc_status(error))
+        return message
 
     if inspect.isasyncgenfunction(behavior):
 
