@@ -28,10 +28,12 @@ class NonReadingClient:
     connection stays healthy, and never reads a reply. It sends within the windows the server
     grants, as a client must."""
 
-    def __init__(self, port: int, source: str) -> None:
-        """A client of `port` on 127.0.0.1, connecting from the address `source`."""
+    def __init__(self, port: int, source: str, *, goaway_ok: bool = False) -> None:
+        """A client of `port` on 127.0.0.1, connecting from the address `source`; `goaway_ok`: the
+        server may close the connection (a drain), else a GOAWAY fails the test."""
         self.port = port
         self.source = source
+        self.goaway_ok = goaway_ok
         self.window = 65_535  # the server's connection-level window for our requests
         self.initial_window = 65_535  # each new stream's, until the server's SETTINGS say otherwise
         self.windows: dict[int, int] = {}  # each open stream's
@@ -81,6 +83,8 @@ class NonReadingClient:
             elif kind == _RST_STREAM:
                 self.windows.pop(stream, None)
             elif kind == _GOAWAY:
+                if self.goaway_ok:
+                    return
                 raise AssertionError(f"GOAWAY {payload!r}")
 
     def _settings(self, payload: bytes) -> None:
@@ -100,14 +104,16 @@ class NonReadingClient:
         await self.send(method, b"\x00" + struct.pack(">I", declared) + bytes(sent - 5), end=False)
 
     async def send(self, method: str, body: bytes, *, end: bool) -> None:
-        """Open a call and send `body`; a whole message (`end`) waits for the windows it needs,
-        up to 10 s, a partial one for 0.1 s at most."""
+        """Open a call of chainrule's `method` (or of another service's, by its path: `/grpc.health.v1.
+        Health/Watch`) and send `body`; a whole message (`end`) waits for the windows it needs, up to
+        10 s, a partial one for 0.1 s at most."""
+        path = method if method.startswith("/") else f"/chainrule.v1.DifferentiationService/{method}"
         headers = b"".join(
             _literal(name, value)
             for name, value in (
                 (":method", "POST"),
                 (":scheme", "http"),
-                (":path", f"/chainrule.v1.DifferentiationService/{method}"),
+                (":path", path),
                 (":authority", "127.0.0.1"),
                 ("content-type", "application/grpc"),
                 ("te", "trailers"),

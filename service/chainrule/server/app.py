@@ -112,6 +112,7 @@ class Application:
         for pool in self.process_pools:
             self.metrics.watch_pool(pool)
         self.health = Health(HEALTH_SERVICES)
+        self.streams = OpenStreams(settings.max_streams, settings.retry_after_seconds, callers.of_grpc)
         self.grpc_server: grpc.aio.Server
         # The server process id travels in the trailers with the request id: initial metadata would
         # cost a batch of its own per call (bench/README.md).
@@ -122,12 +123,7 @@ class Application:
             access_log=settings.access_log,
             tracing=self.tracing,
             receiving=receiving,
-            streams=OpenStreams(
-                settings.max_streams,
-                settings.header_timeout_seconds,
-                settings.retry_after_seconds,
-                callers.of_grpc,
-            ),
+            streams=self.streams,
         )
         _size_descriptors(settings)
         # On ports shared with other server processes (the supervisor's), listen only once this

@@ -87,6 +87,26 @@ async def test_callers_new_to_the_queue_take_turns_in_the_order_they_came_never_
     await asyncio.gather(running.task, first.task, second.task)
 
 
+async def test_deferred_callers_wait_behind_everyone_holding_as_many() -> None:
+    # receiving.py defers callers whose messages stalled lately: each such call, preempted and
+    # queued again, came back as new and went before a call from elsewhere that came after it, so
+    # that call waited N/4 x 0.4 s behind N stalling addresses (2.5 s at 24: an independent tester).
+    admission = Admission("receiving", concurrency=1, queue=8, retry_after_seconds=1.0)
+    admission.deferred = {"stalling"}.__contains__
+    running = Holder(admission, "m")
+    await settle()
+    stalling, later = Holder(admission, "stalling"), Holder(admission, "someone else")
+    await settle()
+    running.release.set()
+    await settle()
+    assert later.admitted.is_set() and not stalling.admitted.is_set()
+    later.release.set()
+    await settle()
+    assert stalling.admitted.is_set()  # deferred, never refused
+    stalling.release.set()
+    await asyncio.gather(running.task, stalling.task, later.task)
+
+
 async def test_a_full_queue_sheds_the_caller_with_most_queued() -> None:
     admission = Admission("symbolic", concurrency=1, queue=3, retry_after_seconds=2.0)
     running = Holder(admission, "a")
