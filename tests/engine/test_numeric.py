@@ -532,6 +532,13 @@ def _real_cube_root(t: Any) -> Any:
         ("sin(pi*x)", 0, [1.0, 1e6 + 0.3, -2.25], mpmath.sinpi),
         ("sin(pi*x)", 1, [1.0, 0.25], mpmath.sinpi),
         ("cos(2*pi*x)", 0, [123456.789, -2.25, 0.25, 0.1], lambda t: mpmath.cospi(2 * t)),
+        # tan, cot, sec and csc too, and pi times each term of a sum (tester round 11).
+        ("tan(pi*x)", 0, [1e15 + 0.25, 0.3], lambda t: mpmath.sinpi(t) / mpmath.cospi(t)),
+        ("tan(pi*x)", 1, [1e15 + 0.25, 0.3], lambda t: mpmath.sinpi(t) / mpmath.cospi(t)),
+        ("cot(pi*x)", 0, [1e15 + 0.25], lambda t: mpmath.cospi(t) / mpmath.sinpi(t)),
+        ("sec(pi*x)", 0, [1e15 + 0.25], lambda t: 1 / mpmath.cospi(t)),
+        ("csc(pi*x)", 0, [1e15 + 0.25], lambda t: 1 / mpmath.sinpi(t)),
+        ("sin(pi*x + pi/4)", 0, [1e15 + 0.25, -0.25 + 1e-10], lambda t: mpmath.sinpi(t + 0.25)),
         ("cosh(x) - sinh(x)", 0, [20.0, 400.0, -3.0], lambda t: mpmath.exp(-t)),
         ("2*cosh(x) - exp(x)", 0, [20.0, -3.0], lambda t: mpmath.exp(-t)),
         ("cosh(x)^2 - sinh(x)^2", 0, [20.0, 400.0], lambda t: mpmath.mpf(1)),
@@ -740,3 +747,16 @@ def test_a_quotient_whose_terms_cancel_is_combined_as_sympy_wrote_it() -> None:
     assert result.nonfinite_count == 0
     assert result.gradients[0].tolist() == pytest.approx(first, rel=1e-13, abs=0)
     assert result.hessians[0].tolist() == pytest.approx(second, rel=1e-13, abs=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "poles"), [("tan(pi*x)", [0.5, -2.5]), ("csc(pi*x)", [1.0, 0.0]), ("cot(pi*x)", [3.0])]
+)
+def test_trigonometric_functions_of_pi_times_x_are_not_finite_at_their_poles(
+    text: str, poles: list[float]
+) -> None:
+    """pi x rounds to a double: tan(pi x) at 0.5 was 1.6e16 and csc(pi x) at 1 8.2e15, counted finite
+    (tester round 11). In half turns the sine and cosine are exactly 0 at their zeros."""
+    compiled = engine.compile_function(parsing.parse(text), ["x"])
+    result = engine.evaluate(compiled, {"x": np.array(poles)}, len(poles))
+    assert result.nonfinite_count == len(poles)
