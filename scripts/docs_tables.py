@@ -153,8 +153,9 @@ _MEMORY_TERMS = {
     "`CALLS_IN_FLIGHT` x `GRPC_STREAM_WINDOW_BYTES` (calls waiting to read theirs, at the stream window)",
     "connections": "`MAX_CONNECTIONS` x 32 KiB (HTTP) and `MAX_GRPC_CONNECTIONS` x 20 KiB (gRPC): "
     "every connection open, each idle or sending its request head",
-    "streams": f"`MAX_STREAMS` x {sizing.STREAM_BYTES // 1024} KiB: streaming gRPC calls open (health Watch, "
-    f"reflection), each with grpc's state and its request message (at most {sizing.STREAM_MESSAGE_BYTES:,} bytes)",
+    "streams": f"`MAX_STREAMS` x {sizing.STREAM_BYTES // 1024} KiB: streaming gRPC calls open (health "
+    "Watch, reflection), each with grpc's state and its request message (at most "
+    f"{sizing.STREAM_MESSAGE_BYTES:,} bytes)",
 }
 
 
