@@ -11,7 +11,7 @@ import pytest
 import sympy
 
 from chainrule import engine
-from chainrule.engine import numeric, numeric_code, parsing, symbolic
+from chainrule.engine import numeric, numeric_code, overflow, parsing, symbolic, widening
 from chainrule.engine.errors import InvalidArgument, MissingVariable
 from chainrule.engine.functions import RealRoot
 
@@ -532,6 +532,12 @@ def _real_cube_root(t: Any) -> Any:
         ("sin(pi*x)", 0, [1.0, 1e6 + 0.3, -2.25], mpmath.sinpi),
         ("sin(pi*x)", 1, [1.0, 0.25], mpmath.sinpi),
         ("cos(2*pi*x)", 0, [123456.789, -2.25, 0.25, 0.1], lambda t: mpmath.cospi(2 * t)),
+        # Where an odd function tends to -1, as where it tends to 1 (tester round 11).
+        ("1 + coth(x)", 0, [-20.0, -0.5], lambda t: 1 + mpmath.coth(t)),
+        ("log(-tanh(x))", 0, [-20.0, -0.5], lambda t: mpmath.log(-mpmath.tanh(t))),
+        ("log(-erf(x))", 0, [-6.0, -0.5], lambda t: mpmath.log(-mpmath.erf(t))),
+        ("log(-coth(x))", 0, [-20.0, -0.5], lambda t: mpmath.log(-mpmath.coth(t))),
+        ("log(-cos(x))", 0, [3.14159265, 3.0], lambda t: mpmath.log(-mpmath.cos(t))),
         # tan, cot, sec and csc too, and pi times each term of a sum (tester round 11).
         ("tan(pi*x)", 0, [1e15 + 0.25, 0.3], lambda t: mpmath.sinpi(t) / mpmath.cospi(t)),
         ("tan(pi*x)", 1, [1e15 + 0.25, 0.3], lambda t: mpmath.sinpi(t) / mpmath.cospi(t)),
@@ -760,3 +766,23 @@ def test_trigonometric_functions_of_pi_times_x_are_not_finite_at_their_poles(
     compiled = engine.compile_function(parsing.parse(text), ["x"])
     result = engine.evaluate(compiled, {"x": np.array(poles)}, len(poles))
     assert result.nonfinite_count == len(poles)
+
+
+def test_long_double_powers_past_2_to_the_8192_are_not_overflows() -> None:
+    """glibc's powl flags an overflow for any value past 2^8192 though long double holds it: the wide
+    run of x^x/(x^x + 1) and of its derivative (whose (x^x + 1)^2 is 5.9e2511 at 470) overflowed and
+    both were NaN from x = 470 on (tester round 11). The derivative's terms, -x^2x (log x + 1)/
+    (x^x + 1)^2 and x^x (log x + 1)/(x^x + 1), cancel: with log(x) + 1 aside they are combined."""
+    compiled = engine.compile_gradient(parsing.parse("x^x/(x^x + 1)"), ["x"], hessian=False)
+    xs = np.array([200.0, 470.0, 600.0])
+    result = engine.gradient(compiled, {"x": xs}, len(xs))
+    assert result.nonfinite_count == 0
+    assert result.value.tolist() == [1.0, 1.0, 1.0]
+    assert result.gradients[0].tolist() == [0.0, 0.0, 0.0]  # about 1e-460 and below
+    wide = widening.namespace()
+    base = np.array([470.0]).astype(np.longdouble) ** 470 + 1
+    watch = overflow.Watch()
+    with np.errstate(all="ignore", over="call", under="call", call=watch):
+        for name, exponent in (("integer_power", 3), ("power", 2.5), ("integer_power", -3)):
+            assert np.isfinite(wide[name](base, exponent)).all()
+    assert not watch.kinds

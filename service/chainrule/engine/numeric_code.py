@@ -661,7 +661,19 @@ def _root_difference(node: sympy.Expr) -> sympy.Expr | None:
 
 
 def _may_combine(node: sympy.Basic) -> bool:
-    return bool(node.is_Add and node.free_symbols and _shares_a_denominator(node))
+    return bool(node.is_Add and node.free_symbols and _shares_a_denominator(_without_common_factors(node)[1]))
+
+
+def _without_common_factors(node: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+    """(c, s) with the sum `node` = c s: c the factors with a symbol every term has (log(x) + 1 in
+    both terms of x^x/(x^x + 1)'s derivative, which kept it from being combined: a function the
+    denominator does not call), s the sum of what is left."""
+    terms = [sympy.Mul.make_args(term) for term in node.args]
+    common = {factor for factor in set(terms[0]).intersection(*terms[1:]) if factor.free_symbols}
+    if not common:
+        return sympy.S.One, node
+    rest = sympy.Add(*(sympy.Mul(*(f for f in factors if f not in common)) for factors in terms))
+    return sympy.Mul(*common), rest
 
 
 def _combined_or_same(node: sympy.Expr) -> sympy.Expr:
@@ -678,11 +690,15 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     -2.2e-16 at x = 40, 4.2e-18 its value), or a polynomial in
     one function (log(cosh(x))'s fourth derivative holds 1 - 4t^2 + 3t^4 = (1 - t^2)(1 - 3t^2) of
     t = tanh(x): 0 at 20). None where nothing cancels, or the sum is too large to try cheaply."""
+    common, node = _without_common_factors(node)
+    if not node.is_Add:
+        return None
     shared, polynomial = _shares_a_denominator(node), _polynomial_in_one_function(node)
     if not (shared or polynomial):
         return None
     # The terms' common factor aside: the k-th derivative of e^5x/(e^5x + 1) is 5^k times small numbers.
     content, primitive = node.as_content_primitive()
+    content *= common
     if len(node.free_symbols) > _COMBINED_VARIABLES or not _small_polynomial(primitive):
         return None  # cancel's gcd over big numbers or high powers can take minutes (atan2's partials)
     cancelled = sympy.cancel(sympy.together(primitive))
@@ -776,6 +792,8 @@ def _polynomial_in_one_function(node: sympy.Expr) -> bool:
 
 def _one_less(t: sympy.Expr) -> sympy.Expr | None:
     """1 - t written without the cancellation where t tends to 1 (`stable`); None if no rule applies."""
+    if t.is_Mul and t.args[0] is sympy.S.NegativeOne:  # 1 - (-f) is 1 + f: log(-tanh(x)) at -20 was 0.0
+        return _one_more(-t)
     complement = _complement(t)
     if complement is not None:
         return complement
@@ -943,7 +961,15 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
     if t.is_Add and sympy.S.NegativeOne in t.args:  # 1 + (v - 1) is v exactly: asin(1 - x) is -asin(x - 1)
         return 1 + t
     rule = _rule_for(_ONE_MORE_OF, t)
-    return None if rule is None else rule(t, t.args[0])
+    if rule is not None:
+        return rule(t, t.args[0])
+    if isinstance(t, _ODD):  # 1 + f(u) is 1 - f(-u): 1 + coth(x) at -20 was 0.0 (tester round 11)
+        return _one_less(type(t)(-t.args[0], evaluate=False))
+    return None
+
+
+# Odd functions that tend to 1 somewhere, so to -1 at the mirror point.
+_ODD = (sympy.tanh, sympy.coth, sympy.erf, sympy.sin)
 
 
 def _is_digamma(node: sympy.Expr) -> bool:
@@ -1134,8 +1160,10 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
         if not exponent.is_Integer:
             # Also for a constant fractional exponent: IEEE says (-inf)^0.25 = inf, the rule NaN.
             return f"power({self._print(base)}, {self._print(exponent)})"
+        # An integer literal (`b**2`): numpy squares an array for it in long double too, where for
+        # 2.0 it calls powl, which flags an overflow past 2^8192 (`widening._flagged_by_value`).
         power = PRECEDENCE["Pow"]
-        return f"{self.parenthesize(base, power)}**{self.parenthesize(exponent, power)}"
+        return f"{self.parenthesize(base, power)}**{int(exponent)}"
 
 
 # Nodes other than the table's functions that print as code of their own (below), not as kernel calls.

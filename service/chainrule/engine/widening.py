@@ -106,9 +106,37 @@ def _long_double_gamma(xs: Any) -> Any:
     return scipy.special.gammasgn(xs) * np.exp(scipy.special.gammaln(xs).astype(np.longdouble))
 
 
+# The smallest normal long double: below it a value lost bits (or is 0).
+_LONG_DOUBLE_TINY = np.finfo(np.longdouble).smallest_normal
+
+
+def _flagged_by_value(function: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A power (numpy's long double power, glibc's powl) whose overflow and underflow are told by its
+    value: powl sets the overflow flag for any value past 2^8192 and the underflow flag for any below
+    2^-8192, though long double holds both, so (x^x + 1)^2 at x = 470 (5.9e2511) made the wide run
+    NaN from there on (tester round 11). An infinite value of finite arguments is an overflow, a
+    value below the normal long doubles of a nonzero base an underflow."""
+
+    @functools.wraps(function)
+    def power(base: Any, exponent: Any) -> Any:
+        with np.errstate(over="ignore", under="ignore"):
+            result = function(base, exponent)
+        with np.errstate(all="ignore"):
+            magnitude = np.abs(result)
+            arguments = np.isfinite(base) & np.isfinite(exponent) & (base != 0)
+            if np.any(np.isinf(magnitude) & arguments):
+                overflow.report()
+            if np.any((magnitude < _LONG_DOUBLE_TINY) & arguments):
+                overflow.report("underflow")
+        return result
+
+    return power
+
+
 _WIDE_KERNELS: Mapping[str, Callable[..., Any]] = {
     "gamma": _gamma,
     "factorial": lambda x: _gamma(np.add(x, 1.0)),
+    **{name: _flagged_by_value(kernels.NAMESPACE[name]) for name in ("power", "integer_power", "odd_power")},
 }
 
 
