@@ -1160,10 +1160,13 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
         if not exponent.is_Integer:
             # Also for a constant fractional exponent: IEEE says (-inf)^0.25 = inf, the rule NaN.
             return f"power({self._print(base)}, {self._print(exponent)})"
-        # An integer literal (`b**2`): numpy squares an array for it in long double too, where for
-        # 2.0 it calls powl, which flags an overflow past 2^8192 (`widening._flagged_by_value`).
+        # A small one as an integer literal (`b**2`): numpy squares an array for it in long double
+        # too, where for 2.0 it calls powl, which flags an overflow past 2^8192
+        # (`widening._flagged_by_value`); a large one as a double (an int past them is an error).
         power = PRECEDENCE["Pow"]
-        return f"{self.parenthesize(base, power)}**{int(exponent)}"
+        if int(exponent) in _NUMPY_FAST_EXPONENTS:  # 2: -1 is above, 0 and 1 sympy leaves no power of
+            return f"{self.parenthesize(base, power)}**{int(exponent)}"
+        return f"{self.parenthesize(base, power)}**{self.parenthesize(exponent, power)}"
 
 
 # Nodes other than the table's functions that print as code of their own (below), not as kernel calls.
