@@ -786,3 +786,13 @@ def test_long_double_powers_past_2_to_the_8192_are_not_overflows() -> None:
         for name, exponent in (("integer_power", 3), ("power", 2.5), ("integer_power", -3)):
             assert np.isfinite(wide[name](base, exponent)).all()
     assert not watch.kinds
+
+
+def test_a_power_shifted_by_a_whole_number_keeps_its_parity() -> None:
+    """d/dx x^y is y x^(y - 1): at (-1, 1e20) y - 1 rounds to the even 1e20, and the value was +1e20
+    (truth -1e20, as 1e20 - 1 is odd; tester round 11). x^(y - 1) is x^y x^-1."""
+    compiled = engine.compile_gradient(parsing.parse("x^y"), ["x", "y"], hessian=False)
+    xs, ys = np.array([-1.0, -(1 + 2.0**-52), 2.0, -2.0]), np.array([1e20, 2.0**54, 3.5, 3.0])
+    result = engine.gradient(compiled, {"x": xs, "y": ys}, len(xs))
+    assert result.gradients[0][:2].tolist() == pytest.approx([-1e20, -9.835528325775466e17], rel=1e-15)
+    assert result.gradients[0][2:].tolist() == pytest.approx([3.5 * 2.0**2.5, 12.0], rel=1e-15)

@@ -235,7 +235,7 @@ def _unstable(node: sympy.Basic) -> bool:
         node.is_Add
         or node.is_Mul
         or isinstance(node, _REWRITTEN_FUNCTIONS)
-        or (node.is_Pow and node.base.is_Add)
+        or (node.is_Pow and (node.base.is_Add or node.exp.is_Add))
     )
 
 
@@ -257,7 +257,7 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
     if node.is_Add:
         return _stable_sum(node)
     if node.is_Pow:
-        return _power_of_one_plus(node)
+        return _power_of_one_plus(node) if node.base.is_Add else _shifted_power(node)
     if isinstance(node, sympy.factorial):
         return sympy.gamma(node.args[0] + 1)
     if isinstance(node, _INVERSES_AT_ONE):
@@ -915,6 +915,16 @@ def _one_less_power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr | None
 
 # (1 + u)^p for a constant |p| up to this is as good computed as written: p times 1 + u's rounding.
 _EXACT_POWER = 64
+
+
+def _shifted_power(node: sympy.Pow) -> sympy.Expr:
+    """b^(p + k) for a varying p and a whole k as b^p b^k: p + k is rounded where p is large, and for
+    b < 0 its parity with it (d/dx x^y is y x^(y - 1): +1e20 at (-1, 1e20), truth -1e20, as
+    1e20 - 1 rounds to the even 1e20; tester round 11). `power` keeps sympy from joining them again."""
+    k, p = node.exp.as_coeff_Add()
+    if not (p.free_symbols and k.is_Integer and 0 < abs(k) <= _EXACT_POWER):
+        return node
+    return Kernel(Str("power"), node.base, p) * node.base**k
 
 
 def _power_of_one_plus(node: sympy.Pow) -> sympy.Expr:
