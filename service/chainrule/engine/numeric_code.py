@@ -253,7 +253,7 @@ def _stable_node(node: sympy.Expr) -> sympy.Expr:
 
 def _written_stably(node: sympy.Expr) -> sympy.Expr:
     if node.is_Mul:
-        return _scaled_erfc(_ratio(node))
+        return _scaled_erfc(_ratio(_absolute_powers(node)))
     if node.is_Add:
         return _stable_sum(node)
     if node.is_Pow:
@@ -915,6 +915,35 @@ def _one_less_power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr | None
 
 # (1 + u)^p for a constant |p| up to this is as good computed as written: p times 1 + u's rounding.
 _EXACT_POWER = 64
+
+
+def _absolute_powers(node: sympy.Expr) -> sympy.Expr:
+    """The product with u^2k |u|^m as |u|^(2k + m) for a real u: the Pythagorean rules write
+    acos(cos(x))'' as cos/|sin| - cos |sin|/sin^2, two terms of 1e9 at 1e-9 that cancel to -1.2e-7
+    (truth 0); merged, they cancel exactly as sympy adds them (tester round 11)."""
+    factors = sympy.Mul.make_args(node)
+    absolute = {
+        base.args[0]
+        for base, exponent in (f.as_base_exp() for f in factors)
+        if isinstance(base, sympy.Abs) and exponent.is_Integer
+    }
+    if not absolute:
+        return node
+    kept: list[sympy.Expr] = []
+    powers: dict[sympy.Expr, sympy.Expr] = {}
+    merged = False
+    for factor in factors:
+        base, exponent = factor.as_base_exp()
+        if isinstance(base, sympy.Abs) and base.args[0] in absolute and exponent.is_Integer:
+            powers[base.args[0]] = powers.get(base.args[0], sympy.S.Zero) + exponent
+        elif base in absolute and exponent.is_Integer and exponent.is_even and base.is_extended_real:
+            powers[base] = powers.get(base, sympy.S.Zero) + exponent
+            merged = True
+        else:
+            kept.append(factor)
+    if not merged:
+        return node
+    return sympy.Mul(*kept, *(sympy.Abs(u) ** k for u, k in powers.items()))
 
 
 def _shifted_power(node: sympy.Pow) -> sympy.Expr:
