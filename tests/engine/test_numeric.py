@@ -538,6 +538,14 @@ def _real_cube_root(t: Any) -> Any:
         ("log(-erf(x))", 0, [-6.0, -0.5], lambda t: mpmath.log(-mpmath.erf(t))),
         ("log(-coth(x))", 0, [-20.0, -0.5], lambda t: mpmath.log(-mpmath.coth(t))),
         ("log(-cos(x))", 0, [3.14159265, 3.0], lambda t: mpmath.log(-mpmath.cos(t))),
+        # A rule's erfc is an erfc to the rules after it; inverses next to -1 (tester round 12).
+        ("log(1 - erf(x))", 0, [28.0, 27.0, -3.0], lambda t: mpmath.log(mpmath.erfc(t))),
+        ("log(1 - erf(x))", 1, [28.0, -3.0], lambda t: mpmath.log(mpmath.erfc(t))),
+        ("log(1 + erf(x))", 0, [-28.0, 3.0], lambda t: mpmath.log(mpmath.erfc(-t))),
+        ("exp(x^2)*(1 + erf(x))", 0, [-27.0, 2.0], lambda t: mpmath.exp(t * t) * mpmath.erfc(-t)),
+        ("acos(-tanh(x))", 0, [20.0, 0.5], lambda t: mpmath.acos(-mpmath.tanh(t))),
+        ("acos(-erf(x))", 0, [6.0, 0.5], lambda t: mpmath.acos(-mpmath.erf(t))),
+        ("acosh(-sec(x))", 0, [3.14159265, 3.0], lambda t: mpmath.acosh(-mpmath.sec(t))),
         # tan, cot, sec and csc too, and pi times each term of a sum (tester round 11).
         ("tan(pi*x)", 0, [1e15 + 0.25, 0.3], lambda t: mpmath.sinpi(t) / mpmath.cospi(t)),
         ("tan(pi*x)", 1, [1e15 + 0.25, 0.3], lambda t: mpmath.sinpi(t) / mpmath.cospi(t)),

@@ -110,7 +110,11 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     combined = expr.replace(_may_combine, _combined_or_same)
     marked = combined.replace(_log_of_one_plus, _log_one_plus)
     written = marked.replace(_unstable, _stable_node)
-    logs = written.replace(_unchanged_log_one_plus, _plain_log).replace(_log_of_a_power, _computed_log)
+    logs = (
+        written.replace(_log_one_plus_of_erfc, _log_erfc)
+        .replace(_unchanged_log_one_plus, _plain_log)
+        .replace(_log_of_a_power, _computed_log)
+    )
     # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2 first).
     return logs.replace(_of_pi_times, _in_half_turns)
 
@@ -263,8 +267,9 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
     if isinstance(node, _INVERSES_AT_ONE):
         return _inverse_at_one(node)
     (argument,) = node.args  # a log
-    if isinstance(argument, sympy.erfc):  # erfc is past the doubles from 27 on; its log is not
-        return Kernel(Str("log_erfc"), argument.args[0])
+    u = _erfc_of(argument)
+    if u is not None:  # erfc is past the doubles from 27 on; its log is not
+        return Kernel(Str("log_erfc"), u)
     if isinstance(argument, sympy.gamma):
         return Kernel(Str("log_gamma"), argument.args[0])
     if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
@@ -312,6 +317,28 @@ def _ratio(node: sympy.Expr) -> sympy.Expr:
     return node
 
 
+def _erfc_of(node: sympy.Expr) -> sympy.Expr | None:
+    """u where `node` is erfc(u), as parsed or as a rule wrote it (1 - erf(u), a kernel call)."""
+    if isinstance(node, sympy.erfc):
+        return node.args[0]
+    if isinstance(node, Kernel) and node.args[0].name == "erfc":
+        return node.args[1]
+    return None
+
+
+def _log_one_plus_of_erfc(node: sympy.Basic) -> bool:
+    """log(1 + u) where a rule wrote 1 + u as erfc (log(1 - erf(x)) was -inf at 28, tester round 12)."""
+    return (
+        isinstance(node, Kernel)
+        and node.args[0].name == "log_one_plus"
+        and _erfc_of(node.args[2]) is not None
+    )
+
+
+def _log_erfc(node: Kernel) -> sympy.Expr:
+    return Kernel(Str("log_erfc"), _erfc_of(node.args[2]))
+
+
 def _scaled_erfc(node: sympy.Expr) -> sympy.Expr:
     """erfc(u)^k e^(k u^2) as erfcx(u)^k, k a nonzero integer (log(erfc(x))'s derivatives:
     e^-x^2/erfc(x) is 0/0 from x = 27 on, 1/erfcx(x) there about x sqrt(pi); e^x^2 erfc(x) is inf
@@ -322,12 +349,13 @@ def _scaled_erfc(node: sympy.Expr) -> sympy.Expr:
     exponentials = [f for f in factors if isinstance(f, sympy.exp)]
     for factor in factors:
         base, k = factor.as_base_exp()
-        if not (isinstance(base, sympy.erfc) and k.is_Integer and k.is_nonzero):
+        u = _erfc_of(base)
+        if u is None or not (k.is_Integer and k.is_nonzero):
             continue
         for exponential in exponentials:
-            rest = sympy.expand(exponential.args[0] - k * base.args[0] ** 2)
+            rest = sympy.expand(exponential.args[0] - k * u**2)
             if sympy.count_ops(rest) < sympy.count_ops(exponential.args[0]):
-                scaled = Kernel(Str("erfcx"), base.args[0]) ** k * sympy.exp(rest)
+                scaled = Kernel(Str("erfcx"), u) ** k * sympy.exp(rest)
                 return _scaled_erfc(node / (factor * exponential) * scaled)
     return node
 
@@ -862,6 +890,7 @@ _ONE_MORE_OF: Mapping[type, _Rule] = {
     sympy.erf: lambda t, u: Kernel(Str("erfc"), -u),
     sympy.cos: lambda t, u: 2 * sympy.cos(u / 2) ** 2,
     sympy.sin: lambda t, u: Kernel(Str("one_minus_sin"), -u),
+    sympy.sec: lambda t, u: 2 * sympy.cos(u / 2) ** 2 * t,  # 1 + 1/cos(u), next to -1 at pi
 }
 
 
@@ -999,6 +1028,8 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
     """1 + t written without the cancellation where t tends to -1 (`stable`); None if no rule applies."""
     if t.is_Add and sympy.S.NegativeOne in t.args:  # 1 + (v - 1) is v exactly: asin(1 - x) is -asin(x - 1)
         return 1 + t
+    if t.is_Mul and t.args[0] is sympy.S.NegativeOne:  # 1 + (-f) is 1 - f: acos(-tanh(x)) at 20 was pi
+        return _one_less(-t)
     rule = _rule_for(_ONE_MORE_OF, t)
     if rule is not None:
         return rule(t, t.args[0])
