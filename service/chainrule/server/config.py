@@ -212,11 +212,12 @@ class Settings:
         },
     )
     max_streams: int = field(
-        default=256,
+        default=1024,
         metadata={
             BOUND: True,
             "doc": "streaming gRPC calls (health Watch, reflection) one server process keeps open at "
-            "once, a quarter for one caller; beyond: RESOURCE_EXHAUSTED, retry later",
+            "once, a sixteenth for one caller, the last eighth for callers holding none; beyond: "
+            "RESOURCE_EXHAUSTED, retry later",
         },
     )
     # grpc grants a message being read a window of its declared length before any handler can count

@@ -107,6 +107,58 @@ async def test_deferred_callers_wait_behind_everyone_holding_as_many() -> None:
     await asyncio.gather(running.task, stalling.task, later.task)
 
 
+async def test_a_deferred_caller_stays_behind_once_its_mark_runs_out_in_the_queue() -> None:
+    # Past 100 addresses stalling a message each, a stalled call waited longer than its mark lasts
+    # (10 s) and then, as a caller new to the queue, went before every other caller (15 s each).
+    stalled = {"stalling"}
+    admission = Admission("receiving", concurrency=1, queue=8, retry_after_seconds=1.0)
+    admission.deferred = stalled.__contains__
+    running = Holder(admission, "m")
+    await settle()
+    stalling = Holder(admission, "stalling")
+    await settle()
+    stalled.clear()  # its mark ran out while it waited
+    later = Holder(admission, "someone else")
+    await settle()
+    running.release.set()
+    await settle()
+    assert later.admitted.is_set() and not stalling.admitted.is_set()
+    for holder in (later, stalling):
+        holder.release.set()
+        await settle()
+    await asyncio.gather(running.task, stalling.task, later.task)
+
+
+async def test_a_queue_full_of_deferred_callers_makes_room_for_another() -> None:
+    # 80 addresses each keeping one stalled message queued filled it, and every other caller's calls
+    # (gRPC health too) were refused at once.
+    stalled = {f"stalling {index}" for index in range(3)}
+    admission = Admission("receiving", concurrency=1, queue=3, retry_after_seconds=1.0)
+    admission.deferred = stalled.__contains__
+    running = Holder(admission, "m")
+    await settle()
+    stalling = [Holder(admission, caller) for caller in sorted(stalled)]
+    await settle()
+    assert admission.waiting == 3
+    later = Holder(admission, "someone else")
+    await settle()
+    assert admission.waiting == 3
+    refused = stalling[-1].task  # the deferred caller queued last makes room
+    with pytest.raises(ResourceExhausted):
+        await refused
+    another_stalling = Holder(admission, "stalling 0")  # a deferred newcomer is refused
+    await settle()
+    with pytest.raises(ResourceExhausted):
+        await another_stalling.task
+    running.release.set()
+    await settle()
+    assert later.admitted.is_set()
+    for holder in (later, *stalling[:-1]):
+        holder.release.set()
+        await settle()
+    await asyncio.gather(running.task, later.task, *(holder.task for holder in stalling[:-1]))
+
+
 async def test_a_full_queue_sheds_the_caller_with_most_queued() -> None:
     admission = Admission("symbolic", concurrency=1, queue=3, retry_after_seconds=2.0)
     running = Holder(admission, "a")

@@ -4,6 +4,7 @@ transport/streams.py (open streams per caller and in all, request size, replies 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -15,7 +16,7 @@ from chainrule.engine.errors import ChainruleError
 from chainrule.server.app import Application
 from chainrule.server.transport.grpc_server import SERVICE_NAME
 from chainrule.server.transport.streams import OpenStreams
-from tests.conftest import make_settings
+from tests.conftest import log_lines, make_settings
 from tests.h2raw import NonReadingClient
 
 HealthResponse = health_pb2.HealthCheckResponse
@@ -25,8 +26,8 @@ EMPTY_MESSAGE = b"\x00\x00\x00\x00\x00"  # a gRPC frame of an empty HealthCheckR
 
 @pytest.fixture
 async def small_app() -> AsyncIterator[Application]:
-    """A server that keeps at most 8 streams open, 2 for one caller."""
-    app = Application(make_settings(symbolic_workers=0, max_streams=8, grace_seconds=2.0))
+    """A server that keeps at most 32 streams open, 2 for one caller."""
+    app = Application(make_settings(symbolic_workers=0, max_streams=32, grace_seconds=2.0))
     await app.start()
     yield app
     await app.stop()
@@ -54,25 +55,33 @@ class _Context:
 
 
 def test_open_streams_are_bounded_per_caller_and_in_all() -> None:
-    streams = OpenStreams(8, retry_after_seconds=0.5, caller_of=lambda context: context.caller)
-    contexts = [_Context(caller) for caller in "aabbccdd"]
+    # 32 streams: 2 for one caller, the last 4 for callers holding none.
+    streams = OpenStreams(32, retry_after_seconds=0.5, caller_of=lambda context: context.caller)
+    contexts = [_Context(f"caller {index // 2}") for index in range(28)]
     for context in contexts[:2]:
         streams.count(context)
     with pytest.raises(ChainruleError) as refused:
-        streams.count(_Context("a"))
+        streams.count(_Context("caller 0"))
     assert refused.value.reason == "OVERLOADED"
     assert refused.value.metadata["cause"] == "caller_share"
     assert refused.value.retry_after_seconds == 0.5
     for context in contexts[2:]:
         streams.count(context)
-    assert streams.open == 8
+    newcomers = [_Context(f"newcomer {index}") for index in range(4)]
+    streams.count(newcomers[0])  # the kept part: for callers holding none
+    with pytest.raises(ChainruleError) as holding:
+        streams.count(_Context("newcomer 0"))
+    assert holding.value.metadata["cause"] == "overloaded"
+    for context in newcomers[1:]:
+        streams.count(context)
+    assert streams.open == 32
     with pytest.raises(ChainruleError) as full:
-        streams.count(_Context("e"))
+        streams.count(_Context("one more"))
     assert full.value.metadata["cause"] == "overloaded"
-    for context in contexts:
+    for context in contexts + newcomers:
         context.done()
     assert streams.open == 0
-    streams.count(_Context("e"))
+    streams.count(_Context("one more"))
 
 
 async def test_watch_tells_each_status_and_unknown_services(small_app: Application) -> None:
@@ -118,7 +127,7 @@ async def test_an_unread_watch_does_not_hold_up_the_drain() -> None:
             await app.stop()
 
 
-async def test_one_caller_holds_a_quarter_of_the_streams(small_app: Application) -> None:
+async def test_one_caller_holds_a_sixteenth_of_the_streams(small_app: Application) -> None:
     async with (
         NonReadingClient(small_app.grpc_port, "127.0.0.2") as first,
         NonReadingClient(small_app.grpc_port, "127.0.0.3") as second,
@@ -160,3 +169,17 @@ async def test_a_stream_whose_reply_is_never_taken_counts_until_its_connection_c
         await asyncio.sleep(0.3)
         assert small_app.streams.open == 1
     await _wait_for(lambda: small_app.streams.open == 0)
+
+
+async def test_a_caller_gone_with_replies_unread_is_no_server_error(small_app: Application) -> None:
+    # grpc's own write of a yielded reply failed as the connection closed, and grpc logged an
+    # ExecuteBatchError traceback at ERROR each time (an independent tester).
+    with log_lines("", logging.ERROR) as errors:
+        for _ in range(3):
+            async with NonReadingClient(small_app.grpc_port, "127.0.0.2") as client:
+                for _ in range(2):
+                    await client.send(WATCH, EMPTY_MESSAGE, end=True)
+                await _wait_for(lambda: small_app.streams.open == 2)
+            await _wait_for(lambda: small_app.streams.open == 0)
+        await asyncio.sleep(0.1)
+    assert not errors.records, [record.getMessage() for record in errors.records]

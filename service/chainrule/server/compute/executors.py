@@ -135,6 +135,7 @@ class Admission:
         self._held: dict[str, int] = {}
         self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
         self._served: dict[str, int] = {}
+        self._deferred_waiting: set[str] = set()  # callers queued while `deferred`
         self._turns = itertools.count()
 
     @property
@@ -166,13 +167,22 @@ class Admission:
         if self.running < self.concurrency and self._held.get(who, 0) < self.per_caller:
             self._take(who)
             return
-        self._make_room(who)
+        deferred = self.deferred(who)
+        self._make_room(who, deferred=deferred)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(who, collections.deque()).append(waiter)
-        # A caller never served (or forgotten) goes before those served, and such callers in the order
-        # they came: ranked by name, five addresses' stalled messages, each preempted and queued again,
-        # kept gRPC health from an address sorting after theirs waiting.
-        self._served.setdefault(who, next(self._turns) - _NEVER_SERVED)
+        if deferred:
+            # As if served just now, and deferred for as long as it waits: behind every caller who
+            # came before, even once its mark runs out in the queue (past 100 addresses stalling a
+            # message each, a stalled call waited longer than the mark lasts, and as a caller new to
+            # the queue went before every other caller's calls: 15 s each; an independent tester).
+            self._served[who] = next(self._turns)
+            self._deferred_waiting.add(who)
+        else:
+            # A caller never served (or forgotten) goes before those served, and such callers in the
+            # order they came: ranked by name, five addresses' stalled messages, each preempted and
+            # queued again, kept gRPC health from an address sorting after theirs waiting.
+            self._served.setdefault(who, next(self._turns) - _NEVER_SERVED)
         self.waiting += 1
         try:
             async with deadlines.TimeLimit(None if budget is None else budget.seconds) as limit:
@@ -218,15 +228,20 @@ class Admission:
         self._dispatch()
 
     def _forget(self, who: str) -> None:
-        if who not in self._held and who not in self._queues:
-            self._served.pop(who, None)
+        if who not in self._queues:
+            self._deferred_waiting.discard(who)
+            if who not in self._held:
+                self._served.pop(who, None)
+
+    def _is_deferred(self, who: str) -> bool:
+        return who in self._deferred_waiting or self.deferred(who)
 
     def _dispatch(self) -> None:
         """Hand free slots to waiting callers: fewest held first, then those not `deferred`, then the
         one served longest ago."""
         while self.running < self.concurrency:
             eligible = [
-                (self._held.get(who, 0), self.deferred(who), self._served[who], who)
+                (self._held.get(who, 0), self._is_deferred(who), self._served[who], who)
                 for who in self._queues
                 if self._held.get(who, 0) < self.per_caller
             ]
@@ -264,14 +279,19 @@ class Admission:
                 del self._queues[who]
                 self._forget(who)
 
-    def _make_room(self, who: str) -> None:
-        """Refuse `who`, or another caller queued for more, when the queue is full."""
+    def _make_room(self, who: str, *, deferred: bool) -> None:
+        """Refuse `who`, or another caller queued for more, or else (`who` not `deferred`) the
+        deferred caller queued last, when the queue is full (a queue full of stalled callers, one
+        call each, refused every other caller's calls, gRPC health included: an independent tester)."""
         if self.waiting < self.queue:
             return
         mine = len(self._queues.get(who, ()))
         victim = max(self._queues, key=lambda caller: len(self._queues[caller]), default=None)
         if victim is None or len(self._queues[victim]) <= mine + 1:
-            raise self._refusal(CALLER_SHARE if mine else OVERLOADED)
+            stalled = [caller for caller in self._queues if self._is_deferred(caller)]
+            if deferred or not stalled:
+                raise self._refusal(CALLER_SHARE if mine else OVERLOADED)
+            victim = max(stalled, key=self._served.__getitem__)
         waiter = self._dequeue(victim, newest=True)
         if not waiter.done():
             waiter.set_exception(self._refusal(CALLER_SHARE))

@@ -22,6 +22,12 @@ callers' stalled messages could still hold every slot until the timeout (30 s: g
 every other caller's calls, waited the while), so while calls wait, a message still arriving
 `PREEMPT_SECONDS` (0.4 s) after its read began gives its slot up (RESOURCE_EXHAUSTED, retry
 later) to a waiting caller holding fewer slots and under its share (`ReceiveSlots._preempt`).
+A caller whose messages stalled lately (`STALLED_SECONDS`) queues as if served just now, behind
+every other caller for as long as it waits (`Admission.deferred`), and a full queue makes room for
+another caller by refusing the stalled caller queued last: 80 to 150 addresses each keeping one
+stalled message queued had every other caller's calls, gRPC health too, refused or waiting 15 s.
+Until each such address has stalled once, a call may still wait behind them (some 0.1 s an
+address per slot), once.
 """
 
 from __future__ import annotations

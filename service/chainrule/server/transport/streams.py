@@ -5,8 +5,9 @@ A unary call ends within its budget; a stream lives as long as its caller keeps 
 its connection ages out, 30 minutes), outside the call limit. Each open stream costs grpc some
 24 KiB, and a stream's request message stays with its handler: 10,000 empty Watch calls for 1.5 MB
 sent took 230 MiB, and 237 Watch calls naming a 4 MiB service took 2.9 GB (an independent tester).
-So at most `limit` streams are open at once, a quarter of them for one caller (refused:
-RESOURCE_EXHAUSTED with a retry delay), counted until grpc is done with them; and a stream's
+So at most `limit` streams are open at once, a sixteenth of them for one caller and the last
+eighth for callers holding none (refused: RESOURCE_EXHAUSTED with a retry delay), counted until
+grpc is done with them; and a stream's
 request message is at most `sizing.STREAM_MESSAGE_BYTES` (health and reflection ask by name).
 Nothing in grpc.aio ends a stream whose reply waits for a window the caller never gives (cancelled
 or aborted, grpc keeps it until its connection closes): such a stream counts until then.
@@ -23,12 +24,16 @@ from chainrule.server.sizing import STREAM_MESSAGE_BYTES
 
 
 class OpenStreams:
-    """At most `limit` streaming calls open at once, `limit // 4` (at least one) for one caller."""
+    """At most `limit` streaming calls open at once, a sixteenth (at least one) for one caller, and
+    the last eighth for callers holding none: four addresses held every stream with a quarter each,
+    and every other caller's Watch (gRPC client-side health checking: its channels' every call),
+    and reflection, were refused (an independent tester)."""
 
     def __init__(self, limit: int, retry_after_seconds: float, caller_of: Callable[[Any], str]) -> None:
         """`caller_of(context)`: who a call's caller is (`auth.Callers.of_grpc`)."""
         self.limit = limit
-        self.per_caller = max(1, limit // 4)
+        self.per_caller = max(1, limit // 16)
+        self.kept = limit // 8
         self.retry_after_seconds = retry_after_seconds
         self.open = 0
         self._caller_of = caller_of
@@ -40,10 +45,12 @@ class OpenStreams:
         whose reply the caller does not take until the connection closes, cancelled or aborted."""
         who = self._caller_of(context)
         mine = self._by_caller.get(who, 0)
-        if self.open >= self.limit or mine >= self.per_caller:
-            cause = OVERLOADED if self.open >= self.limit else CALLER_SHARE
+        room = self.limit - self.kept if mine else self.limit
+        if self.open >= room or mine >= self.per_caller:
+            cause = OVERLOADED if self.open >= room else CALLER_SHARE
             raise overloaded(
-                f"{self.open} of {self.limit} streams open (CHAINRULE_MAX_STREAMS)",
+                f"{self.open} of {self.limit} streams open (CHAINRULE_MAX_STREAMS; the last "
+                f"{self.kept} for callers holding none)",
                 f"{mine} of the {self.per_caller} one caller may hold",
                 queue="streams",
                 limit=self.limit,
