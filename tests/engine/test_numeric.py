@@ -538,6 +538,9 @@ def _real_cube_root(t: Any) -> Any:
         ("log(-erf(x))", 0, [-6.0, -0.5], lambda t: mpmath.log(-mpmath.erf(t))),
         ("log(-coth(x))", 0, [-20.0, -0.5], lambda t: mpmath.log(-mpmath.coth(t))),
         ("log(-cos(x))", 0, [3.14159265, 3.0], lambda t: mpmath.log(-mpmath.cos(t))),
+        # A polynomial in tanh once expanded (tester round 12).
+        ("exp(x)*(1 - tanh(x))", 2, [20.0, 0.5], lambda t: mpmath.exp(t) * (1 - mpmath.tanh(t))),
+        ("exp(x)*(1 + tanh(x))", 2, [-20.0, 0.5], lambda t: mpmath.exp(t) * (1 + mpmath.tanh(t))),
         # A rule's erfc is an erfc to the rules after it; inverses next to -1 (tester round 12).
         ("log(1 - erf(x))", 0, [28.0, 27.0, -3.0], lambda t: mpmath.log(mpmath.erfc(t))),
         ("log(1 - erf(x))", 1, [28.0, -3.0], lambda t: mpmath.log(mpmath.erfc(t))),
