@@ -692,7 +692,13 @@ def _may_combine(node: sympy.Basic) -> bool:
     if not (node.is_Add and node.free_symbols):
         return False
     rest = _without_common_factors(node)[1]
-    return rest.is_Add and (_shares_a_denominator(rest) or _polynomial_form(rest) is not None)
+    if not rest.is_Add:
+        return False
+    # A polynomial in one function as it stands waits for the rules (log(1 - tanh(x)^2) is log1p of
+    # -tanh(x)^2, not the log of a product); one of products, which they would take apart first, not.
+    return _shares_a_denominator(rest) or (
+        not _polynomial_in_one_function(rest) and _polynomial_form(rest) is not None
+    )
 
 
 def _without_common_factors(node: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
