@@ -4,7 +4,7 @@ Our own rather than grpc_health's: its Watch writes each status while holding th
 status change takes, so one Watch from a client that never reads (an HTTP/2 window of 0) held the
 lock, and the drain's NOT_SERVING waited on it before its grace began: SIGTERM never finished
 (an independent tester). Here a status change only wakes the watchers; each writes on its own, and
-the stream bounds of `streams.OpenStreams` (count, request size, how long a reply may wait) apply.
+the bounds of streaming calls (`streams.OpenStreams`: how many, by whom, how large) apply.
 The services are fixed, so nothing a caller names is kept: a Watch of an unknown service is told
 SERVICE_UNKNOWN, as the protocol says, and its name is not remembered.
 """

@@ -7,8 +7,8 @@ its connection ages out, 30 minutes), outside the call limit. Each open stream c
 sent took 230 MiB, and 237 Watch calls naming a 4 MiB service took 2.9 GB (an independent tester).
 So at most `limit` streams are open at once, a sixteenth of them for one caller and the last
 eighth for callers holding none (refused: RESOURCE_EXHAUSTED with a retry delay), counted until
-grpc is done with them; and a stream's
-request message is at most `sizing.STREAM_MESSAGE_BYTES` (health and reflection ask by name).
+grpc is done with them; and a stream's request message is at most `sizing.STREAM_MESSAGE_BYTES`
+(health and reflection ask by name).
 Nothing in grpc.aio ends a stream whose reply waits for a window the caller never gives (cancelled
 or aborted, grpc keeps it until its connection closes): such a stream counts until then.
 """
