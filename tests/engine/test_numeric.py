@@ -538,6 +538,10 @@ def _real_cube_root(t: Any) -> Any:
         ("log(-erf(x))", 0, [-6.0, -0.5], lambda t: mpmath.log(-mpmath.erf(t))),
         ("log(-coth(x))", 0, [-20.0, -0.5], lambda t: mpmath.log(-mpmath.coth(t))),
         ("log(-cos(x))", 0, [3.14159265, 3.0], lambda t: mpmath.log(-mpmath.cos(t))),
+        # 1 - f^n as (1 - f)(1 + f + ... + f^(n-1)) (tester round 12).
+        ("1 - sech(x)^3", 0, [1e-9, 2.0], lambda t: 1 - mpmath.sech(t) ** 3),
+        ("1 - cosh(x)^5", 0, [1e-9, 2.0], lambda t: 1 - mpmath.cosh(t) ** 5),
+        ("1 - tanh(x)^3", 0, [20.0, 0.5], lambda t: 1 - mpmath.tanh(t) ** 3),
         # A polynomial in tanh once expanded (tester round 12).
         ("exp(x)*(1 - tanh(x))", 2, [20.0, 0.5], lambda t: mpmath.exp(t) * (1 - mpmath.tanh(t))),
         ("exp(x)*(1 + tanh(x))", 2, [-20.0, 0.5], lambda t: mpmath.exp(t) * (1 + mpmath.tanh(t))),

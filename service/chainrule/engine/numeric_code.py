@@ -877,6 +877,12 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         # was 2.9e-3 off, as x^(1/x) rounds next to 1 ((1 + u)^p has its own rule, above).
         less = _less_one(t.base)
         return Kernel(Str("one_less_power"), less, t.exp, 1 - Kernel(Str("power"), t.base, t.exp))
+    if t.is_Pow and t.exp.is_Integer and 2 < t.exp <= _POWERS:
+        # 1 - f^n is (1 - f)(1 + f + ... + f^(n-1)) where 1 - f has a rule: 1 - sech(x)^3 at 1e-9
+        # was 0.0 (tester round 12).
+        less = _one_less(t.base)
+        if less is not None:
+            return less * sympy.Add(*(t.base**k for k in range(int(t.exp))))
     root = _square_root_of(t)
     if root is None:
         return None
