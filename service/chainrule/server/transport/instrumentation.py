@@ -286,10 +286,11 @@ def _reading_in_slots(behavior: Any, receiving: ReceiveSlots, *, one: bool, smal
     """`behavior` given its request message (`one`) or messages, each read in a slot; `small`: each
     at most `sizing.STREAM_MESSAGE_BYTES` (LIMIT_EXCEEDED)."""
 
+    checked = check_message_size if small else _as_is
+
     async def each(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         async def read() -> Any:
-            message = await anext(requests)
-            return check_message_size(message) if small else message
+            return checked(await anext(requests))
 
         while True:
             try:
@@ -298,16 +299,7 @@ def _reading_in_slots(behavior: Any, receiving: ReceiveSlots, *, one: bool, smal
                 return
 
     async def given(requests: Any, context: Context) -> Any:
-        if not one:
-            return each(requests, context)
-        message = await _one_message(receiving, context, context)
-        if small:
-            try:
-                check_message_size(message)
-            except ChainruleError as error:
-                note_error(error)
-                await context.abort_with_status(grpc_status(error))
-        return message
+        return await _one_message(receiving, context, context, checked) if one else each(requests, context)
 
     if inspect.isasyncgenfunction(behavior):
 
@@ -323,8 +315,15 @@ def _reading_in_slots(behavior: Any, receiving: ReceiveSlots, *, one: bool, smal
     return call
 
 
-async def _one_message(receiving: ReceiveSlots, context: Context, aborting: Any) -> Any:
-    """The call's one request message, read in a slot (`context.read`)."""
+def _as_is(message: Any) -> Any:
+    return message
+
+
+async def _one_message(
+    receiving: ReceiveSlots, context: Context, aborting: Any, checked: Callable[[Any], Any] = _as_is
+) -> Any:
+    """The call's one request message, read in a slot (`context.read`) and `checked` there (a
+    ChainruleError it raises aborts the call, as a refused read does)."""
 
     async def read() -> Any:
         request = await context.read()
@@ -336,7 +335,7 @@ async def _one_message(receiving: ReceiveSlots, context: Context, aborting: Any)
                 "(larger batches in chunks, as the clients do)",
                 reason="NO_MESSAGE",
             )
-        return request
+        return checked(request)
 
     return await _read_in_slot(receiving, read, context, aborting)
 
