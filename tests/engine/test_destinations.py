@@ -38,8 +38,15 @@ def test_each_output_last_ufunc_writes_into_its_argument() -> None:
     assert rewritten == (
         f"def _lambdifygenerated(_a0, _a1, {arguments}):\n"
         "    x0 = _a0*_a1\n"  # temporaries as lambdify wrote them
-        "    return [add(_a0*x0, sin(x0), out=_o0), multiply(-x0, exp(_a1), out=_o1), x0, _a1**2.0, "
-        "divide(1 - x0, 2, out=_o4), 0.0, exp(x0 + 1.0, out=_o6), negative(_a0, out=_o7)]\n"
+        "    _r0 = add(_a0*x0, sin(x0), out=_o0)\n"  # each output on a line of its own
+        "    _r1 = multiply(-x0, exp(_a1), out=_o1)\n"
+        "    _r2 = x0\n"
+        "    _r3 = _a1**2.0\n"
+        "    _r4 = divide(1 - x0, 2, out=_o4)\n"
+        "    _r5 = 0.0\n"
+        "    _r6 = exp(x0 + 1.0, out=_o6)\n"
+        "    _r7 = negative(_a0, out=_o7)\n"
+        "    return [_r0, _r1, _r2, _r3, _r4, _r5, _r6, _r7]\n"
     )
     compile(rewritten, "<test>", "exec")
 

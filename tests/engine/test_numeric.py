@@ -509,6 +509,11 @@ def test_cancellations_a_rewrite_left_inside_are_caught_too(
     assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=1e-300)
 
 
+def _acot(t: Any) -> Any:
+    """sympy's acot: atan(1/t), pi/2 at 0."""
+    return mpmath.pi / 2 if t == 0 else mpmath.atan(1 / t)
+
+
 def _real_cube_root(t: Any) -> Any:
     return mpmath.sign(t) * abs(t) ** (mpmath.mpf(1) / 3)
 
@@ -560,12 +565,36 @@ def _real_cube_root(t: Any) -> Any:
         ("sec(pi*x)", 0, [1e15 + 0.25], lambda t: 1 / mpmath.cospi(t)),
         ("csc(pi*x)", 0, [1e15 + 0.25], lambda t: 1 / mpmath.sinpi(t)),
         ("sin(pi*x + pi/4)", 0, [1e15 + 0.25, -0.25 + 1e-10], lambda t: mpmath.sinpi(t + 0.25)),
+        # Tester round 12: a constant added after x is reduced, exact quarter turns of tan and cot.
+        ("sin(pi*x + 1)", 0, [1e15 + 0.25, 0.3], lambda t: mpmath.sin(mpmath.pi * t + 1)),
+        ("cos(pi*x - pi/3)", 0, [1e15 + 0.125, 0.3], lambda t: mpmath.cospi(t - mpmath.mpf(1) / 3)),
+        ("cos(pi*x - pi/3)", 1, [1e15 + 0.125], lambda t: mpmath.cospi(t - mpmath.mpf(1) / 3)),
+        ("sin(pi*x + 10^20)", 0, [0.5, 1e15], lambda t: mpmath.sin(mpmath.pi * t + mpmath.mpf(10) ** 20)),
+        ("tan(pi*x)", 0, [0.25, -0.25, 0.75, 1e15 + 0.25], lambda t: mpmath.sinpi(t) / mpmath.cospi(t)),
+        ("cot(pi*x + pi/2)", 0, [0.25, 0.1], lambda t: -mpmath.sinpi(t) / mpmath.cospi(t)),
+        # Our own variants: a rational multiple, reduced before it is scaled (x/3 rounds).
+        ("sin(pi*x/3)", 0, [1e15 + 0.5, 1.5], lambda t: mpmath.sinpi(t / 3)),
+        ("tan(2*pi*x/7)", 0, [1e15 + 0.5, 0.3], lambda t: mpmath.tan(2 * mpmath.pi * t / 7)),
+        ("sin(pi*(x + 1/4)/3)", 1, [1e15 + 0.5], lambda t: mpmath.sinpi((t + mpmath.mpf(1) / 4) / 3)),
         ("cosh(x) - sinh(x)", 0, [20.0, 400.0, -3.0], lambda t: mpmath.exp(-t)),
         ("2*cosh(x) - exp(x)", 0, [20.0, -3.0], lambda t: mpmath.exp(-t)),
         ("cosh(x)^2 - sinh(x)^2", 0, [20.0, 400.0], lambda t: mpmath.mpf(1)),
         ("exp(-x)*sinh(x)", 1, [20.0, 0.5], lambda t: mpmath.exp(-t) * mpmath.sinh(t)),
         ("exp(-x)*sinh(x)", 2, [20.0, 0.5], lambda t: mpmath.exp(-t) * mpmath.sinh(t)),
         ("pi/2 - atan(x)", 0, [1e10, 1e17, -3.0, 0.5], lambda t: mpmath.pi / 2 - mpmath.atan(t)),
+        # Every inverse trigonometric function less a constant it reaches (tester round 12: pi/2 -
+        # acot(x) at 1e-17 was 0.0), and at its other end: acot is pi/2 at 0 (sympy's).
+        ("pi/2 - acot(x)", 0, [1e-17, -1e-17, 0.0, 3.0], lambda t: mpmath.pi / 2 - _acot(t)),
+        ("acot(x) + pi/2", 0, [-1e-17, 0.0, 3.0], lambda t: _acot(t) + mpmath.pi / 2),
+        ("pi/2 - acos(x)", 0, [1e-17, -0.5], lambda t: mpmath.pi / 2 - mpmath.acos(t)),
+        ("3*acos(x) - 3*pi", 0, [-1 + 1e-12, 0.5], lambda t: 3 * mpmath.acos(t) - 3 * mpmath.pi),
+        ("pi/2 - asin(x)", 0, [1 - 1e-10, 0.5], lambda t: mpmath.pi / 2 - mpmath.asin(t)),
+        ("asin(x) + pi/2", 0, [-1 + 1e-10, 0.5], lambda t: mpmath.asin(t) + mpmath.pi / 2),
+        ("pi/2 - asec(x)", 0, [1e17, -1e17, 2.0], lambda t: mpmath.pi / 2 - mpmath.asec(t)),
+        ("pi - asec(x)", 0, [-1e17, 2.0], lambda t: mpmath.pi - mpmath.asec(t)),
+        ("pi/2 - acsc(x)", 0, [1 + 1e-10, -2.0], lambda t: mpmath.pi / 2 - mpmath.acsc(t)),
+        ("acsc(x) + pi/2", 0, [-1 - 1e-10, 2.0], lambda t: mpmath.acsc(t) + mpmath.pi / 2),
+        ("pi/2 - acos(x)", 1, [1e-17, 0.5], lambda t: mpmath.pi / 2 - mpmath.acos(t)),
         ("atan(2*x) + pi/2", 0, [-1e10, 2.0], lambda t: mpmath.atan(2 * t) + mpmath.pi / 2),
         ("acos(1 - x)", 0, [1e-12, 1e-20, 1.5], lambda t: mpmath.acos(1 - t)),
         ("asin(1 - x)", 0, [1e-12, 1.5], lambda t: mpmath.asin(1 - t)),

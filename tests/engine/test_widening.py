@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from chainrule import engine
-from chainrule.engine import functions, kernels, numeric, overflow, parsing, symbolic, widening
+from chainrule.engine import functions, kernels, numeric, overflow, parsing, programs, symbolic, widening
 from chainrule.engine.errors import ResourceExhausted
 
 
@@ -125,6 +125,37 @@ def test_a_cancellation_where_both_runs_overflow_keeps_its_value() -> None:
     with mpmath.workdps(40):
         exact = float(mpmath.diff(lambda t: mpmath.sinh(t) / mpmath.atanh(t), x, 2))
     assert value == pytest.approx(exact, rel=1e-8)
+
+
+def test_outputs_an_overflow_in_the_wide_run_does_not_feed_take_their_wide_values() -> None:
+    """exp(x)/(exp(x) + 1) at 6000: its derivative's (e^x + 1)^2 is past long double too, and that
+    made every output at the point NaN, the value and the partial in y included (tester round 12).
+    Each output on a line of its own, an overflow is told apart by its line (`programs.feeds`):
+    only the outputs it feeds stay unknown."""
+    compiled = engine.compile_gradient(parsing.parse("exp(x)/(exp(x) + 1) + y"), ["x", "y"], hessian=True)
+    columns = {"x": np.array([6000.0, 1.0, 6000.0]), "y": np.array([2.0, 2.0, -1.0])}
+    result = engine.gradient(compiled, columns, 3)
+    assert result.value.tolist() == [3.0, pytest.approx(2 + 1 / (1 + math.exp(-1)), rel=1e-15), 0.0]
+    assert result.gradients[1].tolist() == [1.0, 1.0, 1.0]
+    assert math.isnan(result.gradients[0][0]) and math.isnan(result.hessians[0][0])  # e^-6000: not known
+    assert [hessian.tolist() for hessian in result.hessians[1:]] == [[0.0] * 3] * 3
+    assert result.nonfinite_count == 4  # d/dx and d2/dx2 at the two points x = 6000
+    softplus = engine.compile_gradient(parsing.parse("log(exp(x) + 1)"), ["x"], hessian=True)
+    found = engine.gradient(softplus, {"x": np.array([6000.0])}, 1)
+    assert (found.value[0], found.gradients[0][0]) == (6000.0, 1.0)
+
+
+def test_each_line_of_generated_code_feeds_the_outputs_that_read_it() -> None:
+    """`programs.feeds` reads the bytecode: temporaries feed every output reading them, each output's
+    own line feeds only it; a function of one output is not told apart (None)."""
+    compiled = engine.compile_gradient(parsing.parse("exp(x)/(exp(x) + 1) + y"), ["x", "y"], hessian=False)
+    fed = programs.feeds(compiled.function.__code__)
+    assert fed is not None
+    per_output = sorted(bits for bits in fed.values() if bits)
+    assert {1, 2, 4} <= set(per_output)  # the value, d/dx and d/dy each on a line of its own
+    assert all(bits in (1, 2, 3, 4) for bits in per_output)  # y's partial reads no temporary
+    single = engine.compile_function(parsing.parse("exp(x)/(exp(x) + 1)"), ["x"])
+    assert programs.feeds(single.function.__code__) is None
 
 
 @pytest.mark.parametrize(

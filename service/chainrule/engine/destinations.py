@@ -15,7 +15,9 @@ computes the chunk again without destinations (`numeric._computed`). Only `+ - *
 the namespace's one-output ufuncs are rewritten; `**` keeps numpy's operator (its fast paths for
 small exponents are not `np.power`'s).
 
-The rewrite is textual, on lambdify's source, and only the return statement is parsed: the code is
+Each output of several is assigned on a line of its own (`_r0 = ...`), so an operation that overflows
+is told apart by its line (`programs.feeds`). The rewrite is textual, on lambdify's source, and only
+the return statement is parsed: the code is
 compiled from text as lambdify compiles it, so an expression nested as deep as lambdify accepts
 still compiles (an AST rebuilt in Python recurses once per level: a sum of 1,200 terms failed), and
 where even the return statement is too deep to parse the outputs are returned fresh as before.
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OPERATORS", "rewrite"]
+__all__ = ["OPERATORS", "RESULT", "rewrite"]
 
 # The namespace names of the ufuncs the operators call (`kernels.NAMESPACE` holds them).
 OPERATORS: Mapping[type[ast.AST], str] = {
@@ -46,6 +48,8 @@ OPERATORS: Mapping[type[ast.AST], str] = {
     ast.USub: "negative",
 }
 _RETURN = "    return "
+# Output k of a function of several is assigned to RESULT + k, each on its own line.
+RESULT = "_r"
 
 
 def rewrite(source: str, outputs: int, namespace: Mapping[str, Any]) -> str:
@@ -62,12 +66,19 @@ def rewrite(source: str, outputs: int, namespace: Mapping[str, Any]) -> str:
     expression = returned[len(_RETURN) :]
     ufuncs = {name: f.nin for name, f in namespace.items() if isinstance(f, np.ufunc) and f.nout == 1}
     written = _written(expression, names, ufuncs)
-    return "\n".join([header, *body, _RETURN + (expression if written is None else written)]) + "\n"
+    if written is None:
+        return "\n".join([header, *body, _RETURN + expression]) + "\n"
+    if isinstance(written, str):  # one value, not in a list
+        return "\n".join([header, *body, _RETURN + written]) + "\n"
+    # One output a line: an overflow is told apart by the line it happened on (`programs.feeds`).
+    results = [f"{RESULT}{index}" for index in range(outputs)]
+    assigned = [f"    {result} = {value}" for result, value in zip(results, written, strict=True)]
+    return "\n".join([header, *body, *assigned, f"{_RETURN}[{', '.join(results)}]"]) + "\n"
 
 
-def _written(expression: str, names: list[str], ufuncs: Mapping[str, int]) -> str | None:
-    """The returned `expression` with each value's last ufunc writing into its output argument, or
-    None where it is too deep to parse here."""
+def _written(expression: str, names: list[str], ufuncs: Mapping[str, int]) -> str | list[str] | None:
+    """The returned `expression`'s value (or each of its list of values) with its last ufunc writing
+    into its output argument, or None where it is too deep to parse here."""
     try:
         tree = ast.parse(expression, mode="eval").body
     except (RecursionError, MemoryError):
@@ -77,8 +88,7 @@ def _written(expression: str, names: list[str], ufuncs: Mapping[str, int]) -> st
         if len(names) != 1:
             raise RuntimeError(f"lambdify's code does not return {len(names)} values")  # a bug
         return _into(line, tree, names[0], ufuncs)
-    values = (_into(line, node, name, ufuncs) for node, name in zip(tree.elts, names, strict=True))
-    return f"[{', '.join(values)}]"
+    return [_into(line, node, name, ufuncs) for node, name in zip(tree.elts, names, strict=True)]
 
 
 def _into(line: bytes, node: ast.expr, out: str, ufuncs: Mapping[str, int]) -> str:

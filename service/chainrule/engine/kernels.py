@@ -188,23 +188,47 @@ def atan_complement(u: Any) -> Any:
     )
 
 
-def sin_half_turns(r: Any) -> Any:
-    """sin(pi r), with r reduced exactly before pi multiplies it: sin(pi*x) at 1 was 1.2e-16 (0), and
-    at 1e6 + 0.3 1.6e-10 off, as pi*x rounds to a double first. t = r mod 2 and r - k/2 for the
-    nearest whole k are exact; pi times what is left, at most 1/4, loses nothing."""
-    turn, quarter = _quadrant(r)
+def acot_complement(u: Any) -> Any:
+    """pi/2 - acot(u): atan(u) where u > 0, where acot(u) nears pi/2 (pi/2 - acot(x) was 0.0 at 1e-17),
+    pi/2 - acot(u) elsewhere (0 at 0, where acot is pi/2; pi/2 to pi below)."""
+    return np.where(u > 0, np.arctan(u), 0.5 * math.pi - acot(u))
+
+
+def acot_past_half_pi(u: Any) -> Any:
+    """acot(u) + pi/2: -atan(u) where u < 0, where acot(u) nears -pi/2, acot(u) + pi/2 elsewhere (pi at 0)."""
+    return np.where(u < 0, np.negative(np.arctan(u)), acot(u) + 0.5 * math.pi)
+
+
+def sin_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.0) -> Any:
+    """sin(pi (scale r + offset)), with r reduced exactly (modulo `period`, a whole number of turns
+    once scaled) before it is scaled, the offset (a constant in [0, 2)) added and pi multiplies:
+    sin(pi*x) at 1 was 1.2e-16 (0), and at 1e6 + 0.3 1.6e-10 off, as pi*x rounds to a double
+    first. t = r mod 2 and t - k/2 for the nearest whole k are exact (and t + offset within an ulp
+    of 4); pi times what is left, at most 1/4, loses nothing."""
+    turn, quarter = _quadrant(r, offset, scale, period)
     return _by_quadrant(quarter, np.sin(turn), np.cos(turn))
 
 
-def cos_half_turns(r: Any) -> Any:
-    """cos(pi r), reduced as `sin_half_turns` (cos(pi*x) at 0.5 was 6.1e-17, not 0)."""
-    turn, quarter = _quadrant(r)
+def cos_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.0) -> Any:
+    """cos(pi (scale r + offset)), reduced as `sin_half_turns` (cos(pi*x) at 0.5 was 6.1e-17, not 0)."""
+    turn, quarter = _quadrant(r, offset, scale, period)
     return _by_quadrant(np.mod(quarter + 1.0, 4.0), np.sin(turn), np.cos(turn))
 
 
-def _quadrant(r: Any) -> tuple[Any, Any]:
-    """(pi f, k mod 4) where r = 2m + k/2 + f, |f| <= 1/4: both parts exact (fmod and rint are)."""
-    t = np.fmod(r, 2.0)
+def tan_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.0) -> Any:
+    """tan(pi (scale r + offset)), reduced as `sin_half_turns`, and exactly +-1 at odd quarters, where the
+    ratio of sine and cosine was 0.9999999999999999 (tan(pi*x) at 0.25: tester round 12)."""
+    turn, quarter = _quadrant(r, offset, scale, period)
+    quarter_turn = np.abs(turn) == 0.25 * math.pi
+    tangent = np.where(quarter_turn, np.sign(turn), np.tan(turn))
+    return np.where(np.mod(quarter, 2.0) == 0, tangent, np.divide(-1.0, tangent))
+
+
+def _quadrant(r: Any, offset: Any, scale: Any, period: Any) -> tuple[Any, Any]:
+    """(pi f, k mod 4) where scale r + offset = 2m + k/2 + f, |f| <= 1/4: r modulo the period (a
+    whole number of turns once scaled: 2q for scale p/q) and rint are exact, and scale times what is
+    left is small (sin(pi*x/3) at 1e15 + 0.5 was 0.5 off, as x/3 rounds)."""
+    t = np.add(np.multiply(np.fmod(r, period), scale), offset)
     k = np.rint(np.multiply(t, 2.0))
     return np.multiply(math.pi, np.subtract(t, np.multiply(k, 0.5))), np.mod(k, 4.0)
 
@@ -901,8 +925,11 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "power_difference": _Kernel(power_difference, weight=16, overhead=11_000, generic=True),
         "atan_difference": _Kernel(atan_difference, weight=30, overhead=20_000, generic=True),
         "atan_complement": _Kernel(atan_complement, weight=12, overhead=3_500, generic=True),
+        "acot_complement": _Kernel(acot_complement, weight=14, overhead=4_000, generic=True),
+        "acot_past_half_pi": _Kernel(acot_past_half_pi, weight=14, overhead=4_000, generic=True),
         "sin_half_turns": _Kernel(sin_half_turns, weight=12, overhead=7_500, generic=True),
         "cos_half_turns": _Kernel(cos_half_turns, weight=12, overhead=8_000, generic=True),
+        "tan_half_turns": _Kernel(tan_half_turns, weight=14, overhead=9_000, generic=True),
         "asin_near_one": _Kernel(asin_near_one, weight=10, overhead=40_000, generic=True),
         "acos_near_one": _Kernel(acos_near_one, weight=10, overhead=40_000, generic=True),
         "atanh_near_one": _Kernel(atanh_near_one, weight=10, overhead=25_000, generic=True),

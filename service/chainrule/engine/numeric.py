@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import functools
 import math
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -70,6 +71,11 @@ class _Bound:
     def wide(self) -> Callable[..., Any]:
         """The function computing in long double where it can (`widening`), bound when first needed."""
         return programs.bind(self.program, widening.namespace())
+
+    @functools.cached_property
+    def feeds(self) -> dict[int, int] | None:
+        """The outputs each line of the code feeds (`programs.feeds`), read when first needed."""
+        return programs.feeds(self.function.__code__)
 
     @property
     def reads(self) -> frozenset[str]:
@@ -473,6 +479,8 @@ def _mend(
     again = _wide_values(bound, wide_part, len(values[0]), progress)
     wide_lost = watch.seen or (underflow and watch.underflowed)
 
+    wide_lines: dict[int, set[int]] = {}
+
     def damaged(wide: bool, points: widening.IntArray) -> widening.BoolArray | None:
         function, columns = (bound.wide, wide_part) if wide else (bound.function, part)
 
@@ -480,9 +488,18 @@ def _mend(
             _check_widening_budget(*progress)
             return function(*(c if len(c) == 1 else c[chosen] for c in columns))
 
-        return widening.flagging(evaluate, points, watch, underflow=underflow)
+        return widening.flagging(
+            evaluate, points, watch, underflow=underflow, lines=wide_lines if wide else None
+        )
 
-    widening.mend(values, again, wide_lost, damaged)
+    def fed(point: int) -> int | None:
+        """The outputs what overflowed in the point's wide run feeds (None: not known, all)."""
+        feeds, lines = bound.feeds, wide_lines.get(point)
+        if feeds is None or lines is None or not lines <= feeds.keys():  # UNKNOWN_LINE is no line
+            return None
+        return functools.reduce(operator.or_, (feeds[line] for line in lines), 0)
+
+    widening.mend(values, again, wide_lost, damaged, fed)
 
 
 def _wide_values(bound: _Bound, columns: Sequence[Any], size: int, progress: tuple[int, int]) -> list[Any]:

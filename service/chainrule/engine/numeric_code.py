@@ -123,26 +123,46 @@ _TRIGONOMETRIC = (sympy.sin, sympy.cos, sympy.tan, sympy.cot, sympy.sec, sympy.c
 
 
 def _of_pi_times(node: sympy.Basic) -> bool:
-    """A trigonometric function of pi times something (each term of its argument: pi x + pi/4 too):
-    sin(pi x) at 1 was 1.2e-16 and tan(pi x) at 0.5 1.6e16, not a pole, as pi x rounds to a double;
-    tan(pi x) at 1e15 + 0.25 was 0.95, sin(pi x + pi/4) there 0.98 (tester round 11)."""
+    """A trigonometric function of pi times something, plus any constant (each varying term of its
+    argument holds pi: pi x + pi/4 and pi x + 1 too): sin(pi x) at 1 was 1.2e-16 and tan(pi x) at 0.5
+    1.6e16, not a pole, as pi x rounds to a double; tan(pi x) at 1e15 + 0.25 was 0.95, sin(pi x + pi/4)
+    there 0.98 (tester round 11), sin(pi x + 1) 0.982 (truth 0.977) and cos(pi x - pi/3) at
+    1e15 + 0.125 0.707 (truth 0.793, tester round 12)."""
     # A constant is folded at the precision it needs (`fold_constants`) instead.
-    return (
-        isinstance(node, _TRIGONOMETRIC)
-        and bool(node.free_symbols)
-        and all(sympy.pi in sympy.Mul.make_args(term) for term in sympy.Add.make_args(node.args[0]))
-    )
+    if not isinstance(node, _TRIGONOMETRIC) or not node.free_symbols:
+        return False
+    varying = [term for term in sympy.Add.make_args(node.args[0]) if term.free_symbols]
+    return all(sympy.pi in sympy.Mul.make_args(term) for term in varying)
+
+
+# A scale p/q whose period 2q (and multiples up to 2p) are exact doubles.
+_EXACT_PERIOD = 2**40
 
 
 def _in_half_turns(node: sympy.Expr) -> sympy.Expr:
-    turns = sympy.expand(node.args[0] / sympy.pi)
-    sine, cosine = Kernel(Str("sin_half_turns"), turns), Kernel(Str("cos_half_turns"), turns)
-    # Each exactly 0 at its zeros, so the others are infinite at their poles (NaN, counted).
+    """The function in half turns: of V + q for the varying part V of its argument over pi and the
+    constant q, which the kernels add once V is reduced (x - 1/3 rounds at 1e15, x mod 2 is exact),
+    q itself reduced modulo 2 exactly first; V = W p/q is reduced as W modulo 2q (x/3 rounds)."""
+    offset, varying = sympy.expand(node.args[0] / sympy.pi).as_independent(*node.free_symbols, as_Add=True)
+    if not offset.is_extended_real:
+        return node
+    try:  # folded (`fold_constants`) at the precision it needs: NaN where none settles it
+        offset -= 2 * sympy.floor(offset / 2)
+    except (ArithmeticError, ValueError):  # sympy's floor of a constant past some 4,000 digits
+        return node
+    scale, reduced = sympy.factor_terms(varying).as_coeff_Mul()
+    if scale.is_Rational and scale != 1 and scale.q < _EXACT_PERIOD and abs(scale.p) < _EXACT_PERIOD:
+        turns: tuple[sympy.Expr, ...] = (reduced, offset, scale, 2 * scale.q)  # p/q W mod 2p, W mod 2q
+    else:
+        turns = (varying,) if offset == 0 else (varying, offset)
+    sine, cosine = Kernel(Str("sin_half_turns"), *turns), Kernel(Str("cos_half_turns"), *turns)
+    tangent = Kernel(Str("tan_half_turns"), *turns)
+    # Each exactly 0 at its zeros, so the others are infinite at their poles (counted).
     written = {
         sympy.sin: sine,
         sympy.cos: cosine,
-        sympy.tan: sine / cosine,
-        sympy.cot: cosine / sine,
+        sympy.tan: tangent,
+        sympy.cot: 1 / tangent,
         sympy.sec: 1 / cosine,
         sympy.csc: 1 / sine,
     }
@@ -363,6 +383,25 @@ def _scaled_erfc(node: sympy.Expr) -> sympy.Expr:
 _HALF_PI = sympy.pi / 2
 
 
+# f(u) - K for an inverse trigonometric f and a constant K it reaches, written without K where f(u)
+# nears it: pi/2 - acos(x) and pi/2 - acot(x) at 1e-17 were 0.0 (tester round 12), pi/2 - asin(x) at
+# 1 - 1e-10 lost 5 digits. sympy keeps acos(-u) and asec(-u) as written, so each is exact.
+_INVERSE_SHIFTED: dict[tuple[type, sympy.Expr], Callable[[sympy.Expr], sympy.Expr]] = {
+    (sympy.acos, _HALF_PI): lambda u: -sympy.asin(u),
+    (sympy.acos, sympy.pi): lambda u: -sympy.acos(-u),
+    (sympy.asin, _HALF_PI): lambda u: -sympy.acos(u),
+    (sympy.asin, -_HALF_PI): lambda u: sympy.acos(-u),
+    (sympy.asec, _HALF_PI): lambda u: -sympy.acsc(u),
+    (sympy.asec, sympy.pi): lambda u: -sympy.asec(-u),
+    (sympy.acsc, _HALF_PI): lambda u: -sympy.asec(u),
+    (sympy.acsc, -_HALF_PI): lambda u: sympy.asec(-u),
+    (sympy.atan, _HALF_PI): lambda u: -Kernel(Str("atan_complement"), u),
+    (sympy.atan, -_HALF_PI): lambda u: Kernel(Str("atan_complement"), -u),
+    (sympy.acot, _HALF_PI): lambda u: -Kernel(Str("acot_complement"), u),
+    (sympy.acot, -_HALF_PI): lambda u: Kernel(Str("acot_past_half_pi"), u),
+}
+
+
 def _stable_sum(node: sympy.Expr, *, combine: bool = True) -> sympy.Expr:
     """The sum with the first rule that applies applied, then the terms it left untouched written
     again: a sum may hold several cancellations (x log(x + 1) - x log(x)'s derivative holds
@@ -393,12 +432,10 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
             if not term.free_symbols:
                 continue
             coefficient, rest = term.as_independent(*term.free_symbols, as_Add=False)
-            if isinstance(rest, sympy.atan) and constant in (coefficient * _HALF_PI, -coefficient * _HALF_PI):
-                # c (atan(u) -+ pi/2) is -+c atan_complement(+-u): pi/2 - atan(x) at 1e17 was 0.0
-                sign = -1 if constant == -coefficient * _HALF_PI else 1
-                complement = Kernel(Str("atan_complement"), -sign * rest.args[0])
+            shifted = _INVERSE_SHIFTED.get((type(rest), -constant / coefficient))
+            if shifted is not None:  # c f(u) + k is c (f(u) - K), an inverse function where it nears K
                 others = [t for t in terms if t is not constant and t is not term]
-                return sympy.Add(*others, sign * coefficient * complement)
+                return sympy.Add(*others, coefficient * shifted(rest.args[0]))
             if coefficient not in (constant, -constant):
                 continue
             written = _one_less(rest) if coefficient == -constant else _one_more(rest)

@@ -11,21 +11,31 @@ themselves (`contained`).
 from __future__ import annotations
 
 import functools
+import sys
+import types
 from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 
+# The file name of all generated numeric code (`programs`): the lines an operation that set a flag
+# was called from are found by it.
+GENERATED_FILE_NAME = "<chainrule generated>"
+UNKNOWN_LINE = 0
+
 
 class Watch:
     """numpy's error handler for `np.errstate(over="call", under="call", call=watch)`: notes which
-    flags an operation set since the last `clear` (and a kernel's `report`, as an overflow)."""
+    flags an operation set since the last `clear` (and a kernel's `report`, as an overflow), and
+    the lines of generated code each was set on (`UNKNOWN_LINE` if it was not called from one)."""
 
     def __init__(self) -> None:
         self.kinds: set[str] = set()
+        self.lines: dict[str, set[int]] = {}
 
     def __call__(self, kind: str, flag: int) -> None:
         self.kinds.add(kind)
+        self.lines.setdefault(kind, set()).add(_generated_line())
 
     @property
     def seen(self) -> bool:
@@ -39,6 +49,18 @@ class Watch:
 
     def clear(self) -> None:
         self.kinds.clear()
+        self.lines.clear()
+
+
+def _generated_line() -> int:
+    """The line of generated code being run (numpy calls the handler from the operation, a kernel's
+    `report` from its own frame): numpy calls it once per operation that sets a flag, not per value."""
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename == GENERATED_FILE_NAME:
+            return frame.f_lineno
+        frame = frame.f_back
+    return UNKNOWN_LINE
 
 
 def reported(result: Any) -> Any:

@@ -18,6 +18,7 @@ are code our generator printed from trees our parser built, never text from a re
 from __future__ import annotations
 
 import builtins
+import dis
 import functools
 import inspect
 import marshal
@@ -30,6 +31,7 @@ import sympy
 
 from chainrule.engine import destinations, functions, numeric_code
 from chainrule.engine.limits import EngineLimits, exceeded
+from chainrule.engine.overflow import GENERATED_FILE_NAME
 
 # What a bound program holds, fitted to tracemalloc's measure (tests/engine/test_programs.py; within
 # 20% above it from 1 to 12 arguments and 0.1 to 11 KB of code): the function object, its globals
@@ -38,7 +40,6 @@ from chainrule.engine.limits import EngineLimits, exceeded
 _BOUND_OVERHEAD = 1600
 _BOUND_PER_NAME = 64
 _BOUND_PER_ARGUMENT = 112
-GENERATED_FILE_NAME = "<chainrule generated>"
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,39 @@ def bind(program: Program, known: Mapping[str, Any] | None = None) -> Callable[.
     # The output arguments default to None: no destination, the values are returned fresh.
     outputs = (None,) * (code.co_argcount - len(program.arguments))
     return types.FunctionType(code, scope, None, outputs)
+
+
+def feeds(code: types.CodeType) -> dict[int, int] | None:
+    """For each line of a generated function of several outputs, the outputs its value feeds (bit k
+    for output k), read off its bytecode: each line assigns one local, and output k is assigned to
+    `destinations.RESULT` + k on a line of its own. None where the outputs were not assigned so
+    (one output, or a return too deep to rewrite)."""
+    stores: dict[int, list[str]] = {}
+    loads: dict[int, list[str]] = {}
+    line = 0
+    for instruction in dis.get_instructions(code):
+        line = (
+            instruction.positions.lineno if instruction.positions and instruction.positions.lineno else line
+        )
+        if instruction.opname == "STORE_FAST":
+            stores.setdefault(line, []).append(instruction.argval)
+        elif instruction.opname == "LOAD_FAST":
+            loads.setdefault(line, []).append(instruction.argval)
+    results = {f"{destinations.RESULT}{index}": 1 << index for index in range(code.co_argcount)}
+    if not any(name in results for names in stores.values() for name in names):
+        return None
+    # Later lines read what earlier ones assign: from the last line back, what each feeds is known
+    # once every line reading its local has been seen.
+    needed: dict[str, int] = {}
+    fed: dict[int, int] = {}
+    for number in sorted(stores.keys() | loads.keys(), reverse=True):
+        outputs = 0
+        for name in stores.get(number, ()):
+            outputs |= results.get(name, 0) | needed.get(name, 0)
+        fed[number] = outputs
+        for name in loads.get(number, ()):
+            needed[name] = needed.get(name, 0) | outputs
+    return fed
 
 
 @functools.cache

@@ -230,13 +230,17 @@ def mend(
     wide: Sequence[FloatArray],
     wide_lost: bool,
     damaged: Callable[[bool, IntArray], BoolArray | None],
+    fed: Callable[[int], int | None] = lambda point: None,
 ) -> None:
     """Correct one chunk's float64 `values` (one array per output, in place) where the wide run's,
     rounded to doubles (`wide`, broadcast to them), disagree; `wide_lost`: the wide run went past
     its own range somewhere. `damaged(wide, points)` tells which of those points (indices) overflow
     (or underflow: `numeric._mend_underflowed`) in their own float64 (or wide) evaluation, None if
     it could not tell within its budget: only such a point's values change, so that alone it gets
-    the same."""
+    the same. `fed(point)`, once `damaged(True, ...)` found the point: the outputs (bit k for
+    output k) that what overflowed in its wide run feeds, None if not known (all of them); the
+    others take their wide values there (exp(x)/(exp(x) + 1) at 6000 was NaN in GradientAtPoint,
+    where only its derivative's (e^x + 1)^2 is past long double)."""
     disagree = np.zeros(len(values[0]), dtype=bool)
     for ours, again in zip(values, wide, strict=True):
         disagree |= ~((ours == again) | (np.isnan(ours) & np.isnan(again)) | _within(ours, again, _AGREEMENT))
@@ -252,11 +256,15 @@ def mend(
         found = damaged(True, points)
         unknown = np.ones(len(points), dtype=bool) if found is None else found
     known, lost = points[~unknown], points[unknown]
-    for ours, again in zip(values, wide, strict=True):
+    feeding = [fed(int(point)) for point in lost]
+    for index, (ours, again) in enumerate(zip(values, wide, strict=True)):
         ours[known] = again[known]
+        spared = np.array([bits is not None and not bits >> index & 1 for bits in feeding], dtype=bool)
+        ours[lost[spared]] = again[lost[spared]]
         # Not known: float64's value within rounding of the wide one stays (a cancellation's digits,
         # not an overflow's damage), one further away is NaN.
-        ours[lost[~_within(ours[lost], again[lost], _ROUNDING)]] = np.nan
+        unsure = lost[~spared]
+        ours[unsure[~_within(ours[unsure], again[unsure], _ROUNDING)]] = np.nan
 
 
 def doubtful(values: Sequence[FloatArray], columns: Sequence[FloatArray]) -> IntArray:
@@ -279,10 +287,12 @@ def flagging(
     watch: overflow.Watch,
     *,
     underflow: bool = False,
+    lines: dict[int, set[int]] | None = None,
 ) -> BoolArray | None:
     """Which of `points` overflow (or with `underflow`, overflow or underflow) when evaluated alone,
     found by halving the groups that do (`evaluate(indices)` under `watch`); None after
-    _MAX_EVALUATIONS evaluations."""
+    _MAX_EVALUATIONS evaluations. `lines` gets, for each point found, the lines of generated code
+    that did (`overflow.Watch.lines`)."""
     found = np.zeros(len(points), dtype=bool)
     groups = [np.arange(len(points))]
     for _ in range(_MAX_EVALUATIONS):
@@ -294,6 +304,9 @@ def flagging(
         flagged = watch.seen or (underflow and watch.underflowed)
         if flagged and len(group) == 1:
             found[group[0]] = True
+            if lines is not None:
+                kinds = ("overflow", "underflow") if underflow else ("overflow",)
+                lines[int(points[group[0]])] = set().union(*(watch.lines.get(kind, ()) for kind in kinds))
         elif flagged:
             groups += [group[: len(group) // 2], group[len(group) // 2 :]]
     return found if not groups else None
