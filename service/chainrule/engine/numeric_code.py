@@ -318,6 +318,7 @@ def _inverse_at_one(node: sympy.Expr) -> sympy.Expr:
 
 
 _NEAR_ONE = {sympy.asin: "asin_near_one", sympy.acos: "acos_near_one", sympy.atanh: "atanh_near_one"}
+_NEAR_ONE_OF = {name: function for function, name in _NEAR_ONE.items()}
 
 
 def _ratio(node: sympy.Expr) -> sympy.Expr:
@@ -384,22 +385,50 @@ _HALF_PI = sympy.pi / 2
 
 
 # f(u) - K for an inverse trigonometric f and a constant K it reaches, written without K where f(u)
-# nears it: pi/2 - acos(x) and pi/2 - acot(x) at 1e-17 were 0.0 (tester round 12), pi/2 - asin(x) at
-# 1 - 1e-10 lost 5 digits. sympy keeps acos(-u) and asec(-u) as written, so each is exact.
-_INVERSE_SHIFTED: dict[tuple[type, sympy.Expr], Callable[[sympy.Expr], sympy.Expr]] = {
-    (sympy.acos, _HALF_PI): lambda u: -sympy.asin(u),
-    (sympy.acos, sympy.pi): lambda u: -sympy.acos(-u),
-    (sympy.asin, _HALF_PI): lambda u: -sympy.acos(u),
-    (sympy.asin, -_HALF_PI): lambda u: sympy.acos(-u),
-    (sympy.asec, _HALF_PI): lambda u: -sympy.acsc(u),
-    (sympy.asec, sympy.pi): lambda u: -sympy.asec(-u),
-    (sympy.acsc, _HALF_PI): lambda u: -sympy.asec(u),
-    (sympy.acsc, -_HALF_PI): lambda u: sympy.asec(-u),
-    (sympy.atan, _HALF_PI): lambda u: -Kernel(Str("atan_complement"), u),
-    (sympy.atan, -_HALF_PI): lambda u: Kernel(Str("atan_complement"), -u),
-    (sympy.acot, _HALF_PI): lambda u: -Kernel(Str("acot_complement"), u),
-    (sympy.acot, -_HALF_PI): lambda u: Kernel(Str("acot_past_half_pi"), u),
+# nears it: (sign, g, negated) for sign * g(-u if negated else u), g a function or a kernel's name.
+# pi/2 - acos(x) and pi/2 - acot(x) at 1e-17 were 0.0 (tester round 12), pi/2 - asin(x) at
+# 1 - 1e-10 lost 5 digits, atan(x) - pi/4 at 1 + 1e-10 9. sympy keeps acos(-u) and asec(-u) as written.
+_INVERSE_SHIFTED: dict[tuple[type, sympy.Expr], tuple[int, type | str, bool]] = {
+    (sympy.acos, _HALF_PI): (-1, sympy.asin, False),
+    (sympy.acos, sympy.pi): (-1, sympy.acos, True),
+    (sympy.asin, _HALF_PI): (-1, sympy.acos, False),
+    (sympy.asin, -_HALF_PI): (1, sympy.acos, True),
+    (sympy.asec, _HALF_PI): (-1, sympy.acsc, False),
+    (sympy.asec, sympy.pi): (-1, sympy.asec, True),
+    (sympy.acsc, _HALF_PI): (-1, sympy.asec, False),
+    (sympy.acsc, -_HALF_PI): (1, sympy.asec, True),
+    (sympy.atan, _HALF_PI): (-1, "atan_complement", False),
+    (sympy.atan, -_HALF_PI): (1, "atan_complement", True),
+    (sympy.atan, sympy.pi / 4): (1, "atan_less_quarter", False),
+    (sympy.atan, -sympy.pi / 4): (-1, "atan_less_quarter", True),
+    (sympy.acot, _HALF_PI): (-1, "acot_complement", False),
+    (sympy.acot, -_HALF_PI): (1, "acot_past_half_pi", False),
 }
+
+
+def _inverse_shifted(node: sympy.Expr, constant: sympy.Expr) -> sympy.Expr | None:
+    """`node` + `constant` written without the constant (`_INVERSE_SHIFTED`), or None. asin and acos
+    may already be their kernels next to +-1 (`_inverse_at_one`): acos(sin(x)) is
+    acos_near_one(sin(x), 1 - sin(x), 1 + sin(x)); the function they become is too."""
+    function, argument = _inverse_of(node)
+    shift = None if function is None else _INVERSE_SHIFTED.get((function, -constant))
+    if shift is None:
+        return None
+    sign, written, negated = shift
+    if isinstance(node, Kernel):
+        u, less, more = argument
+        return sign * Kernel(Str(_NEAR_ONE[written]), *((-u, more, less) if negated else (u, less, more)))
+    (u,) = argument
+    u = -u if negated else u
+    return sign * (Kernel(Str(written), u) if isinstance(written, str) else written(u))
+
+
+def _inverse_of(node: sympy.Expr) -> tuple[type | None, tuple[sympy.Expr, ...]]:
+    """The inverse trigonometric function `node` computes, and its arguments (u, 1 - u and 1 + u of
+    its kernel next to +-1)."""
+    if isinstance(node, Kernel):
+        return _NEAR_ONE_OF.get(str(node.args[0])), node.args[1:]
+    return type(node), node.args
 
 
 def _stable_sum(node: sympy.Expr, *, combine: bool = True) -> sympy.Expr:
@@ -432,10 +461,10 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
             if not term.free_symbols:
                 continue
             coefficient, rest = term.as_independent(*term.free_symbols, as_Add=False)
-            shifted = _INVERSE_SHIFTED.get((type(rest), -constant / coefficient))
+            shifted = _inverse_shifted(rest, constant / coefficient)
             if shifted is not None:  # c f(u) + k is c (f(u) - K), an inverse function where it nears K
                 others = [t for t in terms if t is not constant and t is not term]
-                return sympy.Add(*others, coefficient * shifted(rest.args[0]))
+                return sympy.Add(*others, coefficient * shifted)
             if coefficient not in (constant, -constant):
                 continue
             written = _one_less(rest) if coefficient == -constant else _one_more(rest)
