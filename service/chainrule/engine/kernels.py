@@ -188,6 +188,35 @@ def atan_complement(u: Any) -> Any:
     )
 
 
+def log_cosh(u: Any) -> Any:
+    """log(cosh(u)) as |u| + log1p(e^-2|u|) - log 2 (cosh is past long double from 11357 on), and
+    as log1p(2 sinh(u/2)^2) below 1, where that form cancels (log(cosh(x)) at 1e-9 is 5e-19)."""
+    a = np.abs(u)
+    near = a < 1.0
+    half = np.sinh(np.where(near, 0.5 * a, 0.0))
+    return np.where(near, np.log1p(2.0 * half * half), a + np.log1p(np.exp(-2.0 * a)) - _LN2)
+
+
+def log_sinh(u: Any) -> Any:
+    """log(sinh(u)) as u + log(-expm1(-2u)) - log 2: NaN below 0, where sinh(u) is, and -inf at 0."""
+    return u + np.log(np.negative(np.expm1(-2.0 * u))) - _LN2
+
+
+def log_power(base: Any, exponent: Any) -> Any:
+    """log(base^exponent): exponent log(base) where base > 0, log of the power elsewhere (whole powers
+    of a negative base; NaN where the power has no real value)."""
+    positive = base > 0
+    return np.where(positive, exponent * np.log(np.where(positive, base, 1.0)), np.log(power(base, exponent)))
+
+
+def log_sum_exp(*logs: Any) -> Any:
+    """log(e^a + e^b + ...) given a, b, ... (numpy's logaddexp, pairwise: exact where one dominates)."""
+    total = logs[0]
+    for log in logs[1:]:
+        total = np.logaddexp(total, log)
+    return total
+
+
 def atan_less_quarter(u: Any) -> Any:
     """atan(u) - pi/4: atan((u - 1)/(u + 1)) where u > -1 (u - 1 is exact next to 1, where the two
     cancel: atan(x) - pi/4 at 1 + 1e-10 was 5e-18 off), atan(u) - pi/4 elsewhere."""
@@ -936,6 +965,10 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "atan_complement": _Kernel(atan_complement, weight=12, overhead=3_500, generic=True),
         "acot_complement": _Kernel(acot_complement, weight=14, overhead=4_000, generic=True),
         "atan_less_quarter": _Kernel(atan_less_quarter, weight=14, overhead=4_000, generic=True),
+        "log_cosh": _Kernel(log_cosh, weight=8, overhead=4_000, generic=True),
+        "log_sinh": _Kernel(log_sinh, weight=8, overhead=4_000, generic=True),
+        "log_sum_exp": _Kernel(log_sum_exp, weight=10, overhead=3_000, generic=True),
+        "log_power": _Kernel(log_power, weight=12, overhead=6_000, generic=True),
         "acot_past_half_pi": _Kernel(acot_past_half_pi, weight=14, overhead=4_000, generic=True),
         "sin_half_turns": _Kernel(sin_half_turns, weight=12, overhead=7_500, generic=True),
         "cos_half_turns": _Kernel(cos_half_turns, weight=12, overhead=8_000, generic=True),

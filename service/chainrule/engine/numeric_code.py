@@ -108,7 +108,9 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # e x/(e^x - x) holds e^x - 1, which became expm1(x), and its two terms, each about e/x, then
     # cancelled in float64: NaN, truth 0.0, at x = -67006, make fuzz).
     combined = expr.replace(_may_combine, _combined_or_same)
-    marked = combined.replace(_log_of_one_plus, _log_one_plus)
+    # Logs of exponentials first: log(1 + e^x) is not log1p(e^x) where e^x is past every double.
+    in_logs = combined.replace(_log_of_exponentials, _in_log_domain)
+    marked = in_logs.replace(_log_of_one_plus, _log_one_plus)
     written = marked.replace(_unstable, _stable_node)
     logs = (
         written.replace(_log_one_plus_of_erfc, _log_erfc)
@@ -167,6 +169,58 @@ def _in_half_turns(node: sympy.Expr) -> sympy.Expr:
         sympy.csc: 1 / sine,
     }
     return written[type(node)]
+
+
+_EXPONENTIALS = (sympy.exp, sympy.cosh, sympy.sinh)
+
+
+def _log_of_exponentials(node: sympy.Basic) -> bool:
+    return (
+        isinstance(node, sympy.log)
+        and bool(node.free_symbols)
+        and any(_exponential(part) for part in sympy.preorder_traversal(node.args[0]))
+    )
+
+
+def _exponential(node: sympy.Basic) -> bool:
+    """exp, cosh, sinh or a power with a varying exponent: what may be past long double's range."""
+    return isinstance(node, _EXPONENTIALS) or (isinstance(node, sympy.Pow) and bool(node.exp.free_symbols))
+
+
+def _in_log_domain(node: sympy.log) -> sympy.Expr:
+    """log(E) computed without E where E holds exponentials that may be past every double, long
+    double's too (e^11357): log(1 + exp(x)), log(cosh(x)) and log(exp(x) + exp(2x)) at 12000 were inf,
+    their values 12000, 11999.3 and 24000 (`_logarithm`)."""
+    written = _logarithm(node.args[0])
+    return node if written is None else written
+
+
+def _logarithm(argument: sympy.Expr) -> sympy.Expr | None:
+    """log(argument) without computing the argument, or None where no part of it is an exponential:
+    log e^u is u, log cosh and log sinh are kernels, and over factors and terms known not negative
+    the log of a product is the sum of the logs, of a sum their `log_sum_exp` (log 0 is -inf in
+    both), of a power of a positive base p times the base's, and of b^p for a varying p `log_power`."""
+    if isinstance(argument, sympy.exp):
+        return argument.args[0]
+    if isinstance(argument, sympy.cosh | sympy.sinh):
+        return Kernel(Str(f"log_{type(argument).__name__}"), argument.args[0])
+    if argument.is_Pow:
+        base, exponent = argument.args
+        inner = _logarithm(base) if base.is_positive else None
+        if inner is not None:
+            return exponent * inner
+        if not exponent.free_symbols:
+            return None
+        # b^p for a varying p: p log b where b > 0 (x^x is past long double from 1,600 on), the
+        # power's own log elsewhere (a negative base to a whole power).
+        return exponent * sympy.log(base) if base.is_positive else Kernel(Str("log_power"), base, exponent)
+    if not (argument.is_Mul or argument.is_Add) or not all(part.is_nonnegative for part in argument.args):
+        return None
+    logs = [(_logarithm(part), part) for part in argument.args]
+    if all(written is None for written, _ in logs):
+        return None
+    parts = [sympy.log(part) if written is None else written for written, part in logs]
+    return sympy.Add(*parts) if argument.is_Mul else Kernel(Str("log_sum_exp"), *parts)
 
 
 def _log_of_one_plus(node: sympy.Basic) -> bool:
