@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import mpmath
@@ -509,6 +510,16 @@ def test_cancellations_a_rewrite_left_inside_are_caught_too(
     assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=1e-300)
 
 
+def test_an_offset_past_what_folding_reduces_is_not_a_number() -> None:
+    """cos(pi*x + 10^2000): floor(offset/2) and the offset round alike past 5,120 bits, so the
+    reduction read as an exact 0 and the value was cos(pi/4) (review of the half-turn offsets): the
+    function is left as written, NaN, while 10^1000 is reduced exactly."""
+    assert math.isnan(_derivative_values("cos(pi*x + 10^2000)", 0, [0.25])[0])
+    with mpmath.workdps(1100):
+        exact = float(mpmath.cos(mpmath.pi / 4 + mpmath.mpf(10) ** 1000))
+    assert _derivative_values("cos(pi*x + 10^1000)", 0, [0.25])[0] == pytest.approx(exact, rel=1e-15)
+
+
 def _acot(t: Any) -> Any:
     """sympy's acot: atan(1/t), pi/2 at 0."""
     return mpmath.pi / 2 if t == 0 else mpmath.atan(1 / t)
@@ -597,6 +608,7 @@ def _real_cube_root(t: Any) -> Any:
         ("pi/2 - acos(x)", 1, [1e-17, 0.5], lambda t: mpmath.pi / 2 - mpmath.acos(t)),
         ("pi/2 - acos(sin(x))", 0, [1e-17, 1.5707963], lambda t: mpmath.pi / 2 - mpmath.acos(mpmath.sin(t))),
         ("pi - acos(tanh(x))", 0, [-20.0, 0.5], lambda t: mpmath.pi - mpmath.acos(mpmath.tanh(t))),
+        ("asin(sin(x)) + pi/2", 0, [1e-17, -0.5], lambda t: mpmath.asin(mpmath.sin(t)) + mpmath.pi / 2),
         ("atan(x) - pi/4", 0, [1 + 1e-10, -3.0, 1e300], lambda t: mpmath.atan(t) - mpmath.pi / 4),
         ("2*atan(x) + pi/2", 0, [-1 - 1e-10, 3.0], lambda t: 2 * mpmath.atan(t) + mpmath.pi / 2),
         ("atan(2*x) + pi/2", 0, [-1e10, 2.0], lambda t: mpmath.atan(2 * t) + mpmath.pi / 2),

@@ -137,6 +137,9 @@ def test_a_cancellation_where_both_runs_overflow_keeps_its_value() -> None:
         ("x*log(2*cosh(x)^2)", [12000.0, 0.5], lambda t: t * mpmath.log(2 * mpmath.cosh(t) ** 2)),
         ("log(exp(x) + x^2 + 1)", [12000.0, 0.0, -2.0], lambda t: mpmath.log(mpmath.exp(t) + t * t + 1)),
         ("log(x^x)", [1e5, -2.0, 0.5], lambda t: mpmath.log(mpmath.power(t, t))),
+        # Where the log as written is finite it stays: its rules next to 1 (review of the rewrite).
+        ("log(exp(x)/(1 + exp(x)))", [40.0, 1000.0, 12000.0], lambda t: -mpmath.log1p(mpmath.exp(-t))),
+        ("log(1 + x^2*exp(x))", [1e-100, 12000.0], lambda t: mpmath.log1p(t * t * mpmath.exp(t))),
         ("log((x^2 + 1)^x)", [1e5, -3.0], lambda t: t * mpmath.log(t * t + 1)),
     ],
 )
@@ -185,6 +188,7 @@ def test_each_line_of_generated_code_feeds_the_outputs_that_read_it() -> None:
     per_output = sorted(bits for bits in fed.values() if bits)
     assert {1, 2, 4} <= set(per_output)  # the value, d/dx and d/dy each on a line of its own
     assert all(bits in (1, 2, 3, 4) for bits in per_output)  # y's partial reads no temporary
+    assert 3 in per_output  # e^x, read by the value and d/dx: a temporary feeds both
     single = engine.compile_function(parsing.parse("exp(x)/(exp(x) + 1)"), ["x"])
     assert programs.feeds(single.function.__code__) is None
 

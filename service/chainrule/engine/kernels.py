@@ -202,11 +202,20 @@ def log_sinh(u: Any) -> Any:
     return u + np.log(np.negative(np.expm1(-2.0 * u))) - _LN2
 
 
+def finite_or(value: Any, otherwise: Any) -> Any:
+    """`value` where it is finite, `otherwise` (the same function computed another way) elsewhere."""
+    return np.where(np.isfinite(value), value, otherwise)
+
+
 def log_power(base: Any, exponent: Any) -> Any:
     """log(base^exponent): exponent log(base) where base > 0, log of the power elsewhere (whole powers
     of a negative base; NaN where the power has no real value)."""
     positive = base > 0
-    return np.where(positive, exponent * np.log(np.where(positive, base, 1.0)), np.log(power(base, exponent)))
+    return np.where(
+        positive,
+        exponent * np.log(np.where(positive, base, 1.0)),
+        np.log(power(np.where(positive, -1.0, base), exponent)),
+    )
 
 
 def log_sum_exp(*logs: Any) -> Any:
@@ -344,10 +353,13 @@ def asin_near_one(u: Any, less: Any, more: Any) -> Any:
 
 
 def acos_near_one(u: Any, less: Any, more: Any) -> Any:
-    """acos(u) given 1 - u and 1 + u written stably: 2 asin(sqrt((1 - u)/2)) where u > 0 (acos(tanh(x))
-    at 20 was 0.0, truth 4.1e-9: tanh(20) is 1.0), pi - 2 asin(sqrt((1 + u)/2)) elsewhere."""
+    """acos(u) given 1 - u and 1 + u written stably: 2 asin(sqrt((1 - u)/2)) where u > 1/2 (acos(tanh(x))
+    at 20 was 0.0, truth 4.1e-9: tanh(20) is 1.0), pi - 2 asin(sqrt((1 + u)/2)) where u < -1/2, and
+    acos(u) between (the second form was an ulp off next to 0)."""
     result = np.where(
-        u > 0, 2.0 * np.arcsin(np.sqrt(less * 0.5)), math.pi - 2.0 * np.arcsin(np.sqrt(more * 0.5))
+        u > 0.5,
+        2.0 * np.arcsin(np.sqrt(less * 0.5)),
+        np.where(u < -0.5, math.pi - 2.0 * np.arcsin(np.sqrt(more * 0.5)), np.arccos(u)),
     )
     return _nan_where_any(result, u, less, more)
 
@@ -969,6 +981,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_sinh": _Kernel(log_sinh, weight=8, overhead=4_000, generic=True),
         "log_sum_exp": _Kernel(log_sum_exp, weight=10, overhead=3_000, generic=True),
         "log_power": _Kernel(log_power, weight=12, overhead=6_000, generic=True),
+        "finite_or": _Kernel(finite_or, weight=3, overhead=2_000, generic=True),
         "acot_past_half_pi": _Kernel(acot_past_half_pi, weight=14, overhead=4_000, generic=True),
         "sin_half_turns": _Kernel(sin_half_turns, weight=12, overhead=7_500, generic=True),
         "cos_half_turns": _Kernel(cos_half_turns, weight=12, overhead=8_000, generic=True),

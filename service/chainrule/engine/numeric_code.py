@@ -137,6 +137,9 @@ def _of_pi_times(node: sympy.Basic) -> bool:
     return all(sympy.pi in sympy.Mul.make_args(term) for term in varying)
 
 
+# An offset whose integer part `fold_constants` computes (its last precision is 5,120 bits; past
+# them, floor(offset/2) and offset round alike and the reduction would read as an exact 0).
+_LARGEST_OFFSET = 2**4000
 # A scale p/q whose period 2q (and multiples up to 2p) are exact doubles.
 _EXACT_PERIOD = 2**40
 
@@ -148,9 +151,11 @@ def _in_half_turns(node: sympy.Expr) -> sympy.Expr:
     offset, varying = sympy.expand(node.args[0] / sympy.pi).as_independent(*node.free_symbols, as_Add=True)
     if not offset.is_extended_real:
         return node
-    try:  # folded (`fold_constants`) at the precision it needs: NaN where none settles it
-        offset -= 2 * sympy.floor(offset / 2)
-    except (ArithmeticError, ValueError):  # sympy's floor of a constant past some 4,000 digits
+    try:
+        if abs(offset).evalf(15) > _LARGEST_OFFSET:  # its double is +-inf: the function as written, NaN
+            return node
+        offset -= 2 * sympy.floor(offset / 2)  # folded (`fold_constants`) at the precision it needs
+    except (ArithmeticError, ValueError, TypeError):  # sympy's floor of a constant past some 4,000 digits
         return node
     scale, reduced = sympy.factor_terms(varying).as_coeff_Mul()
     if scale.is_Rational and scale != 1 and scale.q < _EXACT_PERIOD and abs(scale.p) < _EXACT_PERIOD:
@@ -188,11 +193,13 @@ def _exponential(node: sympy.Basic) -> bool:
 
 
 def _in_log_domain(node: sympy.log) -> sympy.Expr:
-    """log(E) computed without E where E holds exponentials that may be past every double, long
-    double's too (e^11357): log(1 + exp(x)), log(cosh(x)) and log(exp(x) + exp(2x)) at 12000 were inf,
-    their values 12000, 11999.3 and 24000 (`_logarithm`)."""
+    """log(E), and where it is not finite, computed without E (`_logarithm`): E holds exponentials
+    that may be past every double, long double's too (e^11357): log(1 + exp(x)), log(cosh(x)) and
+    log(exp(x) + exp(2x)) at 12000 were inf, their values 12000, 11999.3 and 24000. Only there: as
+    written, log(E) keeps the rules for E next to 1 (log(e^x/(1 + e^x)) is -log1p(e^-x), which
+    x - log(1 + e^x) would cancel to 0.0 at 40)."""
     written = _logarithm(node.args[0])
-    return node if written is None else written
+    return node if written is None else Kernel(Str("finite_or"), node, written)
 
 
 def _logarithm(argument: sympy.Expr) -> sympy.Expr | None:

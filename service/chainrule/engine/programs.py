@@ -153,11 +153,27 @@ def bind(program: Program, known: Mapping[str, Any] | None = None) -> Callable[.
     return types.FunctionType(code, scope, None, outputs)
 
 
+# The instructions on local variables, as stores and loads of their one or two names (3.11's, and the
+# superinstructions of 3.13 and 3.14).
+_FAST_LOCALS: dict[str, tuple[str, ...]] = {
+    "LOAD_FAST": ("load",),
+    "LOAD_FAST_CHECK": ("load",),
+    "LOAD_FAST_BORROW": ("load",),
+    "LOAD_FAST_AND_CLEAR": ("load",),
+    "LOAD_FAST_LOAD_FAST": ("load", "load"),
+    "LOAD_FAST_BORROW_LOAD_FAST_BORROW": ("load", "load"),
+    "STORE_FAST": ("store",),
+    "STORE_FAST_STORE_FAST": ("store", "store"),
+    "STORE_FAST_LOAD_FAST": ("store", "load"),
+}
+
+
 def feeds(code: types.CodeType) -> dict[int, int] | None:
     """For each line of a generated function of several outputs, the outputs its value feeds (bit k
     for output k), read off its bytecode: each line assigns one local, and output k is assigned to
     `destinations.RESULT` + k on a line of its own. None where the outputs were not assigned so
-    (one output, or a return too deep to rewrite)."""
+    (one output, or a return too deep to rewrite), or the code holds an instruction on locals this
+    does not know."""
     stores: dict[int, list[str]] = {}
     loads: dict[int, list[str]] = {}
     line = 0
@@ -165,10 +181,14 @@ def feeds(code: types.CodeType) -> dict[int, int] | None:
         line = (
             instruction.positions.lineno if instruction.positions and instruction.positions.lineno else line
         )
-        if instruction.opname == "STORE_FAST":
-            stores.setdefault(line, []).append(instruction.argval)
-        elif instruction.opname == "LOAD_FAST":
-            loads.setdefault(line, []).append(instruction.argval)
+        if "FAST" not in instruction.opname:
+            continue
+        kinds = _FAST_LOCALS.get(instruction.opname)
+        if kinds is None:  # an instruction on locals of a Python this does not know: not told apart
+            return None
+        names = instruction.argval if isinstance(instruction.argval, tuple) else (instruction.argval,)
+        for kind, name in zip(kinds, names, strict=True):
+            (stores if kind == "store" else loads).setdefault(line, []).append(name)
     results = {f"{destinations.RESULT}{index}": 1 << index for index in range(code.co_argcount)}
     if not any(name in results for names in stores.values() for name in names):
         return None
