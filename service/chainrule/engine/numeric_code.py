@@ -90,14 +90,19 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       (1 - v^2)/(1 + |v|) where 1 - v^2 has a rule; log(t) for such t is log1p(-(1 - t)) (`log_one_plus`);
     - (1 + u)^p for a varying or large p is exp(p log1p(u)) near u = 0 (`_power_of_one_plus`);
       c sqrt(A) - c b with A - b^2 shorter than A is its conjugate where they cancel
-      (`_root_difference`); k e^a - k e^b is `exp_difference` (`_exp_difference`); c pi/2 - c atan(u)
-      is `atan_complement`; 1 - erfc(u) is erf(u); 1 - cbrt(1 + u) is `one_less_power`; the log
-      of a power of c + u (c a number) is p log_one_plus, and of a ratio or square next to 1 too;
+      (`_root_difference`); k e^a - k e^b is `exp_difference` (`_exp_difference`); an inverse
+      trigonometric function less a constant it reaches is another without it (pi/2 - acos(u) is
+      asin(u), pi/2 - atan(u) `atan_complement`: `_INVERSE_SHIFTED`); 1 - erfc(u) is erf(u);
+      1 - cbrt(1 + u) is `one_less_power`; the log of a power of c + u (c a number) is p
+      log_one_plus, and of a ratio or square next to 1 too;
     - a sum over powers of one sum, calling no function that sum does not, is combined over it and
       factored where its terms cancel (the logistic function's derivatives), and so is a
       polynomial in one function's value (log(cosh(x))'s higher derivatives, in tanh) (`_combined`);
     - log(erfc(u)) is `log_erfc` (scipy's log_ndtr) and erfc(u)^k e^(k u^2) is erfcx(u)^k: erfc is
-      past the doubles from 27.3 on;
+      past the doubles from 27.3 on; the log of exponentials, where it is not finite, is computed in
+      the log domain (`_in_log_domain`: log(cosh(x)) at 12000 was inf);
+    - sin, cos and tan of pi times a varying part plus a constant are computed in half turns, the
+      varying part reduced exactly first (`_in_half_turns`);
     - log(gamma(u)) and log(|gamma(u)|) are `log_gamma` and `log_abs_gamma` (gamma is past every
       double from 171.6, past long double from 1755); factorial(u) is gamma(u + 1), what its
       kernel computes, so that gamma(x + 1)/factorial(x) cancels as sympy builds it."""
