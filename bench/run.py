@@ -165,6 +165,11 @@ def _gap(row: Row) -> str:
 
 
 _NEURON = batch.NEURON.label
+# Runs on two kinds of VM (2026-12-04): numpy's loops against XLA's differ with the CPU.
+_MACHINE = (
+    "The machine decides these rows: on the AMD EPYC VM of 2026-12-04 00:06 they were 0.74 (10^5), "
+    "0.79 (10^6) and 0.94 (Jacobian), on the Intel Xeon VM of 18:24 that day 1.03, 1.30 and 1.43."
+)
 _COPIES = (
     "request columns that are not 8-byte aligned where protobuf puts them go through aligned chunks "
     "in cache (the reply's columns are aligned: bench/PROFILE.md, 'Seventh profile'), and the "
@@ -210,20 +215,23 @@ GAPS = {
     ),
     "4x4 system, server-side compute, 100,000 points vs JAX jit(vmap(jacfwd))": (
         "chainrule writes 20 columns (the 4 values too) to JAX's 16, op by op in numpy passes over "
-        "chunks against XLA's fused loop, and into a reply whose memory the previous call's send left "
-        "cold in the cache, where JAX's loop reuses hot buffers: in one process, repeating the call, "
-        "chainrule takes 5.9 ms to JAX's 8.0 (bench/jacobian.py's own runs: 0.50 to 1.33 under load). "
-        "JAX's time varies 6.8 to 22 ms from run to run on this VM."
+        f"chunks against XLA's fused loop. {_MACHINE} In one process on the Intel VM the engine takes "
+        "11.1 ms against 12.1 ms for the Jacobian by hand in numpy, and bench/jacobian.py alone gave "
+        "1.45 and 1.27: chainrule computes at hand-written numpy's speed, and beating XLA's fusion "
+        "would take fusing the generated code's passes (not built)."
     ),
     "cached Differentiate req/s vs bare grpc.aio echo": (
-        "0.57 in this run on 2026-12-02, 0.65 in the two full runs before it, 0.77 to 0.86 in six on "
-        "2026-11-30 (this shared VM's other tenants). Since gRPC messages are read in bounded slots "
-        "(transport/receiving.py) every handler awaits its own message: about 5% of the requests/s "
-        "(h2load against the tree before, in turns: 3,000-3,200 against 3,300 a second). "
-        "py-spy under load (bench/README.md) puts chainrule's own "
-        "Python at about 6% of the server's samples (request id, metrics, deadline scope, lookup: about "
-        "10 us a call against echo's 1 us) and the rest of the gap inside grpc's Cython, which carries "
-        "no symbols (0.035 samples a request there against echo's 0.031); no single item is left to cut."
+        "0.59 on 2026-12-04 on an Intel Xeon VM and 0.64 earlier that day on an AMD EPYC one, 0.57 "
+        "on 2026-12-02, 0.77 to 0.86 in six runs on 2026-11-30. Bisected on 2026-12-04 (bench/"
+        "harness.py against each tree in turn, one machine): 0.81 at 2d45205 (2026-11-30), 0.76 after "
+        "the issue 16 merges (request ids and access lines, tracing), 0.71 to 0.68 after issue 15's "
+        "first bounds, 0.60 once gRPC messages are read in bounded slots (transport/receiving.py: "
+        "every handler awaits its own read, a grpc operation of its own), 0.57 with the stream bounds: "
+        "no single commit, each bound a few percent. py-spy under load (same day): the read in a slot "
+        "is 6% of the event loop's samples, counting a call until grpc has delivered its reply "
+        "(add_done_callback) 3%, the rest of chainrule's Python (request id, metrics, deadline scope, "
+        "admission, lookup) a percent or two each, and the bulk inside grpc's Cython, which carries "
+        "no symbols."
     ),
     "derivatives/s vs math.js derivative (simplify off)": (
         "math.js without simplification only rewrites its own small JS tree, JIT-compiled: about 0.2 ms "
@@ -234,14 +242,18 @@ GAPS = {
         "default (simplify on), which is what `derivative()` returns."
     ),
     f"server-side compute, 1,000,000 points vs JAX jit(vmap(grad)): {batch.NEURON.label}": (
-        "one thread of numpy over 32k-point chunks against XLA's fused loop, both on one core: the "
-        "ratio sits between 0.7 and 1.05 from run to run, following the other tenants of this 2-core VM. "
+        f"one thread of numpy over 32k-point chunks against XLA's fused loop, both on one core. {_MACHINE} "
+        "On one machine the ratio moves between 0.7 and 1.05 from run to run, following the other tenants. "
         "A second thread does not help (GIL hand-offs on small chunks, shared cache bandwidth on large "
         "ones) and numexpr was slower (no VML in the PyPI wheel): bench/PROFILE.md."
     ),
     f"server-side compute, 100,000 points vs JAX jit(vmap(grad)): {batch.NEURON.label}": (
-        "one thread of numpy over 32k-point chunks against XLA's fused loop; see the 10^6 row and "
-        "bench/PROFILE.md."
+        f"one thread of numpy over 32k-point chunks against XLA's fused loop. {_MACHINE} See the 10^6 "
+        "row and bench/PROFILE.md."
+    ),
+    f"4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: {_NEURON}": (
+        "the server's compute above numpy's by hand on the Intel VM (5.2 ms against 4.4; on the AMD "
+        f"one the row was 1.07), and {_COPIES}."
     ),
 }
 
