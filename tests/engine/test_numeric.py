@@ -510,6 +510,12 @@ def test_cancellations_a_rewrite_left_inside_are_caught_too(
     assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=1e-300)
 
 
+def test_sine_and_cosine_of_odd_quarter_turns_are_equal() -> None:
+    """pi/4 rounds below its value, so sin and cos there were an ulp apart: sin(pi*x)^2's second
+    derivative, 2 pi^2 (cos^2 - sin^2), was 4.4e-15 at 1/4, truth 0 (our own hunt)."""
+    assert _derivative_values("sin(pi*x)^2", 2, [0.25, -0.25, 0.75]).tolist() == [0.0, 0.0, 0.0]
+
+
 def test_an_offset_past_what_folding_reduces_is_not_a_number() -> None:
     """cos(pi*x + 10^2000): floor(offset/2) and the offset round alike past 5,120 bits, so the
     reduction read as an exact 0 and the value was cos(pi/4) (review of the half-turn offsets): the
@@ -587,6 +593,13 @@ def _real_cube_root(t: Any) -> Any:
         ("sin(pi*x/3)", 0, [1e15 + 0.5, 1.5], lambda t: mpmath.sinpi(t / 3)),
         ("tan(2*pi*x/7)", 0, [1e15 + 0.5, 0.3], lambda t: mpmath.tan(2 * mpmath.pi * t / 7)),
         ("sin(pi*(x + 1/4)/3)", 1, [1e15 + 0.5], lambda t: mpmath.sinpi((t + mpmath.mpf(1) / 4) / 3)),
+        # Our own hunt (2026-12-04): the offset added exactly (x + 1/6 rounded onto 1/2 at the double
+        # nearest 1/3: tan was -inf, truth 1.7e16), sine and cosine equal at odd quarters.
+        ("tan(pi*x + pi/6)", 0, [1 / 3, 0.1], lambda t: mpmath.tan(mpmath.pi * t + mpmath.pi / 6)),
+        ("tan(pi*x + pi/6)", 1, [1 / 3], lambda t: mpmath.tan(mpmath.pi * t + mpmath.pi / 6)),
+        ("cos(pi*x + pi/6)", 0, [1 / 3, 0.1], lambda t: mpmath.cos(mpmath.pi * t + mpmath.pi / 6)),
+        ("csc(pi*x - pi/3)", 0, [1 / 3], lambda t: 1 / mpmath.sin(mpmath.pi * t - mpmath.pi / 3)),
+        ("sin(pi*x) + cos(pi*x)", 0, [-0.25, 0.75, 0.1], lambda t: mpmath.sinpi(t) + mpmath.cospi(t)),
         ("cosh(x) - sinh(x)", 0, [20.0, 400.0, -3.0], lambda t: mpmath.exp(-t)),
         ("2*cosh(x) - exp(x)", 0, [20.0, -3.0], lambda t: mpmath.exp(-t)),
         ("cosh(x)^2 - sinh(x)^2", 0, [20.0, 400.0], lambda t: mpmath.mpf(1)),
@@ -610,6 +623,21 @@ def _real_cube_root(t: Any) -> Any:
         ("pi - acos(tanh(x))", 0, [-20.0, 0.5], lambda t: mpmath.pi - mpmath.acos(mpmath.tanh(t))),
         ("asin(sin(x)) + pi/2", 0, [1e-17, -0.5], lambda t: mpmath.asin(mpmath.sin(t)) + mpmath.pi / 2),
         ("atan(x) - pi/4", 0, [1 + 1e-10, -3.0, 1e300], lambda t: mpmath.atan(t) - mpmath.pi / 4),
+        ("atan(exp(x)) - pi/4", 0, [1e-17, 1e-9, -2.0], lambda t: mpmath.atan(mpmath.exp(t)) - mpmath.pi / 4),
+        (
+            "pi/2 - 2*atan(exp(-x))",
+            0,
+            [1e-17, 3.0],
+            lambda t: mpmath.pi / 2 - 2 * mpmath.atan(mpmath.exp(-t)),
+        ),
+        ("atan(tanh(x)) - pi/4", 0, [20.0, 0.5], lambda t: mpmath.atan(mpmath.tanh(t)) - mpmath.pi / 4),
+        ("asec(cosh(x))", 0, [1e-9, 1e-17, 3.0], lambda t: mpmath.asec(mpmath.cosh(t))),
+        ("pi/2 - acsc(cosh(x))", 0, [1e-9, 3.0], lambda t: mpmath.pi / 2 - mpmath.acsc(mpmath.cosh(t))),
+        ("acsc(-cosh(x))", 0, [1e-9, 3.0], lambda t: mpmath.acsc(-mpmath.cosh(t))),
+        ("log(erfc(x))", 0, [1e-17, -1e-9, 0.3, 28.0, -3.0], lambda t: mpmath.log(mpmath.erfc(t))),
+        # Hyperbolic functions of multiples of one argument, and beside a constant.
+        ("cosh(2*x) - 2*sinh(x)^2", 0, [20.0, 5.0], lambda t: mpmath.mpf(1)),
+        ("cosh(x)^2 - sinh(x)^2 - 1", 0, [20.0, 5.0], lambda t: mpmath.mpf(0)),
         ("2*atan(x) + pi/2", 0, [-1 - 1e-10, 3.0], lambda t: 2 * mpmath.atan(t) + mpmath.pi / 2),
         ("atan(2*x) + pi/2", 0, [-1e10, 2.0], lambda t: mpmath.atan(2 * t) + mpmath.pi / 2),
         ("acos(1 - x)", 0, [1e-12, 1e-20, 1.5], lambda t: mpmath.acos(1 - t)),

@@ -48,6 +48,7 @@ _PREC = 64
 # Beyond this |x| the reciprocal hyperbolic functions use 2 e^-|x| (cosh(710) overflows, sech does not).
 _TAIL = 700.0
 _LN2 = math.log(2.0)
+_HALF_SQRT2 = math.sqrt(0.5)
 _TINY = 1e-300  # below, 1/x overflows: acsch and asech switch to log(2/|x|)
 MAX_SCIPY_ORDER = 100  # scipy's polygamma multiplies n! by zeta(n + 1, x): both leave the range beyond
 
@@ -203,19 +204,18 @@ def log_sinh(u: Any) -> Any:
 
 
 def finite_or(value: Any, otherwise: Any) -> Any:
-    """`value` where it is finite, `otherwise` (the same function computed another way) elsewhere."""
-    return np.where(np.isfinite(value), value, otherwise)
+    """`value` where it is finite, `otherwise` (the same function computed another way) elsewhere,
+    and NaN where `otherwise` is (it is NaN only where the function has no value)."""
+    return np.where(np.isfinite(value) & ~np.isnan(otherwise), value, otherwise)
 
 
 def log_power(base: Any, exponent: Any) -> Any:
-    """log(base^exponent): exponent log(base) where base > 0, log of the power elsewhere (whole powers
-    of a negative base; NaN where the power has no real value)."""
-    positive = base > 0
-    return np.where(
-        positive,
-        exponent * np.log(np.where(positive, base, 1.0)),
-        np.log(power(np.where(positive, -1.0, base), exponent)),
-    )
+    """log(base^exponent): exponent log|base| where base > 0 or the exponent is even (a negative base's
+    power is positive there: log(x^x) at -12000 was -inf, truth -112711.9), the power's own log
+    elsewhere (0 and 1 at a zero base, NaN where the power is negative or has no real value)."""
+    logged = (base > 0) | ((base < 0) & (np.mod(exponent, 2.0) == 0))
+    magnitude = np.log(np.abs(np.where(logged, base, 1.0)))
+    return np.where(logged, exponent * magnitude, np.log(power(np.where(logged, 1.0, base), exponent)))
 
 
 def log_sum_exp(*logs: Any) -> Any:
@@ -226,13 +226,14 @@ def log_sum_exp(*logs: Any) -> Any:
     return total
 
 
-def atan_less_quarter(u: Any) -> Any:
-    """atan(u) - pi/4: atan((u - 1)/(u + 1)) where u > -1 (u - 1 is exact next to 1, where the two
-    cancel: atan(x) - pi/4 at 1 + 1e-10 was 5e-18 off), atan(u) - pi/4 elsewhere."""
+def atan_less_quarter(u: Any, less: Any) -> Any:
+    """atan(u) - pi/4 given u - 1 written stably (`less`): atan((u - 1)/(u + 1)) where u > -1, where
+    the two cancel next to 1 (atan(x) - pi/4 at 1 + 1e-10 was 5e-18 off), atan(u) - pi/4 elsewhere."""
     above = (u > -1) & (u < math.inf)
-    return np.where(
-        above, np.arctan((u - 1.0) / np.where(above, u + 1.0, 1.0)), np.arctan(u) - 0.25 * math.pi
+    result = np.where(
+        above, np.arctan(less / np.where(above, less + 2.0, 1.0)), np.arctan(u) - 0.25 * math.pi
     )
+    return _nan_where_any(result, u, less)
 
 
 def acot_complement(u: Any) -> Any:
@@ -246,38 +247,53 @@ def acot_past_half_pi(u: Any) -> Any:
     return np.where(u < 0, np.negative(np.arctan(u)), acot(u) + 0.5 * math.pi)
 
 
-def sin_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.0) -> Any:
+def sin_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.0, low: Any = 0.0) -> Any:
     """sin(pi (scale r + offset)), with r reduced exactly (modulo `period`, a whole number of turns
     once scaled) before it is scaled, the offset (a constant in [0, 2)) added and pi multiplies:
     sin(pi*x) at 1 was 1.2e-16 (0), and at 1e6 + 0.3 1.6e-10 off, as pi*x rounds to a double
     first. t = r mod 2 and t - k/2 for the nearest whole k are exact (and t + offset within an ulp
     of 4); pi times what is left, at most 1/4, loses nothing."""
-    turn, quarter = _quadrant(r, offset, scale, period)
-    return _by_quadrant(quarter, np.sin(turn), np.cos(turn))
+    turn, quarter = _quadrant(r, offset, scale, period, low)
+    return _by_quadrant(quarter, *_sine_cosine(turn))
 
 
-def cos_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.0) -> Any:
+def cos_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.0, low: Any = 0.0) -> Any:
     """cos(pi (scale r + offset)), reduced as `sin_half_turns` (cos(pi*x) at 0.5 was 6.1e-17, not 0)."""
-    turn, quarter = _quadrant(r, offset, scale, period)
-    return _by_quadrant(np.mod(quarter + 1.0, 4.0), np.sin(turn), np.cos(turn))
+    turn, quarter = _quadrant(r, offset, scale, period, low)
+    return _by_quadrant(np.mod(quarter + 1.0, 4.0), *_sine_cosine(turn))
 
 
-def tan_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.0) -> Any:
+def tan_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.0, low: Any = 0.0) -> Any:
     """tan(pi (scale r + offset)), reduced as `sin_half_turns`, and exactly +-1 at odd quarters, where the
     ratio of sine and cosine was 0.9999999999999999 (tan(pi*x) at 0.25: tester round 12)."""
-    turn, quarter = _quadrant(r, offset, scale, period)
+    turn, quarter = _quadrant(r, offset, scale, period, low)
     quarter_turn = np.abs(turn) == 0.25 * math.pi
     tangent = np.where(quarter_turn, np.sign(turn), np.tan(turn))
     return np.where(np.mod(quarter, 2.0) == 0, tangent, np.divide(-1.0, tangent))
 
 
-def _quadrant(r: Any, offset: Any, scale: Any, period: Any) -> tuple[Any, Any]:
-    """(pi f, k mod 4) where scale r + offset = 2m + k/2 + f, |f| <= 1/4: r modulo the period (a
-    whole number of turns once scaled: 2q for scale p/q) and rint are exact, and scale times what is
-    left is small (sin(pi*x/3) at 1e15 + 0.5 was 0.5 off, as x/3 rounds)."""
-    t = np.add(np.multiply(np.fmod(r, period), scale), offset)
-    k = np.rint(np.multiply(t, 2.0))
-    return np.multiply(math.pi, np.subtract(t, np.multiply(k, 0.5))), np.mod(k, 4.0)
+def _quadrant(r: Any, offset: Any, scale: Any, period: Any, low: Any) -> tuple[Any, Any]:
+    """(pi f, k mod 4) where scale r + offset + low = 2m + k/2 + f, |f| <= 1/4 (and a rounding): r
+    modulo the period (a whole number of turns once scaled: 2q for scale p/q) and rint are exact,
+    scale times what is left is small (sin(pi*x/3) at 1e15 + 0.5 was 0.5 off, as x/3 rounds), and
+    the offset is added exactly (its rounding error carried, with `low`, what the offset's double
+    left out), so next to a pole or a zero what is left keeps its digits."""
+    t = np.multiply(np.fmod(r, period), scale)
+    s = np.add(t, offset)
+    added = np.subtract(s, t)  # Knuth's two-sum: s + error is t + offset exactly
+    error = np.add(np.subtract(t, np.subtract(s, added)), np.subtract(offset, added))
+    k = np.rint(np.multiply(s, 2.0))
+    f = np.add(np.subtract(s, np.multiply(k, 0.5)), np.add(error, low))
+    return np.multiply(math.pi, f), np.mod(k, 4.0)
+
+
+def _sine_cosine(turn: Any) -> tuple[Any, Any]:
+    """sin and cos of pi f, |f| <= 1/4 (a little past it after a rounding), both exactly sqrt(1/2) in
+    magnitude at f = +-1/4, where pi/4's rounding made them an ulp apart (sin(pi*x) + cos(pi*x) at
+    -1/4 was 1.1e-16)."""
+    quarter_turn = np.abs(turn) == 0.25 * math.pi
+    sine = np.where(quarter_turn, np.copysign(_HALF_SQRT2, turn), np.sin(turn))
+    return sine, np.where(quarter_turn, _HALF_SQRT2, np.cos(turn))
 
 
 def _by_quadrant(quarter: Any, sine: Any, cosine: Any) -> Any:
@@ -364,6 +380,24 @@ def acos_near_one(u: Any, less: Any, more: Any) -> Any:
     return _nan_where_any(result, u, less, more)
 
 
+def _past_one(u: Any, less: Any, more: Any) -> Any:
+    """sqrt(u^2 - 1) given 1 - u and 1 + u written stably: |u| - 1 is -(1 - u) or -(1 + u) by sign."""
+    beyond = np.where(u > 0, np.negative(less), np.negative(more))
+    return np.sqrt(beyond * (beyond + 2.0))
+
+
+def asec_near_one(u: Any, less: Any, more: Any) -> Any:
+    """asec(u) given 1 - u and 1 + u written stably (asec(cosh(x)) at 1e-9 was 0.0): as `asec`, with
+    |u| - 1 from them."""
+    return _nan_where_any(np.arctan2(_past_one(u, less, more), np.sign(u)), u, less, more)
+
+
+def acsc_near_one(u: Any, less: Any, more: Any) -> Any:
+    """acsc(u) given 1 - u and 1 + u written stably: as `acsc`, with |u| - 1 from them."""
+    near = np.arctan2(np.sign(u), _past_one(u, less, more))
+    return _nan_where_any(np.where(np.abs(u) > 1e150, 1.0 / u, near), u, less, more)
+
+
 def atanh_near_one(u: Any, less: Any, more: Any) -> Any:
     """atanh(u) given 1 - u and 1 + u written stably: (log(1 + u) - log(1 - u))/2 where |u| >= 1/2
     (atanh(tanh(19)) was inf), atanh(u) where it keeps its digits (and a NaN u stays NaN)."""
@@ -380,8 +414,11 @@ def acosh_near_one(u: Any, above: Any) -> Any:
 
 def log_erfc(x: Any) -> Any:
     """log(erfc(x)) = log 2 + log Phi(-x sqrt 2), scipy's log_ndtr: erfc is past the doubles from
-    x = 27.3 on (its log -787.9 at 28 was -inf)."""
-    return np.log(2.0) + scipy.special.log_ndtr(np.multiply(x, -math.sqrt(2.0)))
+    x = 27.3 on (its log -787.9 at 28 was -inf); log1p(-erf(x)) next to 0, where the sum cancels
+    (0.0 at 1e-17, truth -1.1e-17)."""
+    near = np.abs(x) < 0.5
+    tail = np.log(2.0) + scipy.special.log_ndtr(np.multiply(np.where(near, 1.0, x), -math.sqrt(2.0)))
+    return np.where(near, np.log1p(np.negative(scipy.special.erf(np.where(near, x, 0.0)))), tail)
 
 
 def _sech_squared_of(x: Any) -> Any:
@@ -989,6 +1026,8 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "asin_near_one": _Kernel(asin_near_one, weight=10, overhead=40_000, generic=True),
         "acos_near_one": _Kernel(acos_near_one, weight=10, overhead=40_000, generic=True),
         "atanh_near_one": _Kernel(atanh_near_one, weight=10, overhead=25_000, generic=True),
+        "asec_near_one": _Kernel(asec_near_one, weight=10, overhead=25_000, generic=True),
+        "acsc_near_one": _Kernel(acsc_near_one, weight=10, overhead=25_000, generic=True),
         "acosh_near_one": _Kernel(acosh_near_one, weight=10, overhead=25_000, generic=True),
         "log_erfc": _Kernel(log_erfc, weight=30),
         "erfcx": _Kernel(scipy.special.erfcx, weight=10),

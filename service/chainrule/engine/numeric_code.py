@@ -163,10 +163,18 @@ def _in_half_turns(node: sympy.Expr) -> sympy.Expr:
     except (ArithmeticError, ValueError, TypeError):  # sympy's floor of a constant past some 4,000 digits
         return node
     scale, reduced = sympy.factor_terms(varying).as_coeff_Mul()
-    if scale.is_Rational and scale != 1 and scale.q < _EXACT_PERIOD and abs(scale.p) < _EXACT_PERIOD:
-        turns: tuple[sympy.Expr, ...] = (reduced, offset, scale, 2 * scale.q)  # p/q W mod 2p, W mod 2q
+    if not (scale.is_Rational and scale.q < _EXACT_PERIOD and abs(scale.p) < _EXACT_PERIOD):
+        scale, reduced = sympy.S.One, varying
+    if offset == 0 and scale == 1:
+        turns: tuple[sympy.Expr, ...] = (varying,)
     else:
-        turns = (varying,) if offset == 0 else (varying, offset)
+        # The offset as two doubles, the nearest and what is left, added exactly: x + 1/6 at the
+        # double nearest 1/3 rounded onto 1/2, where tan(pi*x + pi/6) was -inf, truth 1.7e16.
+        nearest = reference.nearest_double(offset)
+        if not math.isfinite(nearest):
+            return node
+        high = sympy.Rational(nearest)
+        turns = (reduced, high, scale, 2 * scale.q, offset - high)  # p/q W mod 2p: W mod 2q
     sine, cosine = Kernel(Str("sin_half_turns"), *turns), Kernel(Str("cos_half_turns"), *turns)
     tangent = Kernel(Str("tan_half_turns"), *turns)
     # Each exactly 0 at its zeros, so the others are infinite at their poles (counted).
@@ -203,8 +211,13 @@ def _in_log_domain(node: sympy.log) -> sympy.Expr:
     log(exp(x) + exp(2x)) at 12000 were inf, their values 12000, 11999.3 and 24000. Only there: as
     written, log(E) keeps the rules for E next to 1 (log(e^x/(1 + e^x)) is -log1p(e^-x), which
     x - log(1 + e^x) would cancel to 0.0 at 40)."""
-    written = _logarithm(node.args[0])
-    return node if written is None else Kernel(Str("finite_or"), node, written)
+    argument = node.args[0]
+    written = _logarithm(argument)
+    if written is None:
+        return node
+    if argument.is_Pow and argument.exp.free_symbols:  # p log b: log(x^x) next to 0 took b^p's rounding
+        return written
+    return Kernel(Str("finite_or"), node, written)
 
 
 def _logarithm(argument: sympy.Expr) -> sympy.Expr | None:
@@ -331,7 +344,7 @@ def _unstable(node: sympy.Basic) -> bool:
 
 # Inverse functions whose value goes to 0 where their argument goes to 1 (acos(tanh(x)) at 20 was
 # 0.0, atanh(tanh(19)) inf): given 1 -+ u written stably, a kernel computes them from it.
-_INVERSES_AT_ONE = (sympy.asin, sympy.acos, sympy.atanh, sympy.acosh)
+_INVERSES_AT_ONE = (sympy.asin, sympy.acos, sympy.atanh, sympy.acosh, sympy.asec, sympy.acsc)
 _REWRITTEN_FUNCTIONS = (sympy.log, sympy.factorial, *_INVERSES_AT_ONE)
 
 
@@ -383,7 +396,13 @@ def _inverse_at_one(node: sympy.Expr) -> sympy.Expr:
     return Kernel(Str(_NEAR_ONE[type(node)]), u, less, more)
 
 
-_NEAR_ONE = {sympy.asin: "asin_near_one", sympy.acos: "acos_near_one", sympy.atanh: "atanh_near_one"}
+_NEAR_ONE = {
+    sympy.asin: "asin_near_one",
+    sympy.acos: "acos_near_one",
+    sympy.atanh: "atanh_near_one",
+    sympy.asec: "asec_near_one",
+    sympy.acsc: "acsc_near_one",
+}
 _NEAR_ONE_OF = {name: function for function, name in _NEAR_ONE.items()}
 
 
@@ -486,6 +505,8 @@ def _inverse_shifted(node: sympy.Expr, constant: sympy.Expr) -> sympy.Expr | Non
         return sign * Kernel(Str(_NEAR_ONE[written]), *((-u, more, less) if negated else (u, less, more)))
     (u,) = argument
     u = -u if negated else u
+    if written == "atan_less_quarter":  # from u - 1 written stably: atan(e^x) - pi/4 at 1e-17 was 0.0
+        return sign * Kernel(Str(written), u, _less_one(u))
     return sign * (Kernel(Str(written), u) if isinstance(written, str) else written(u))
 
 
@@ -520,6 +541,11 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     root = _root_difference(node)
     if root is not None:
         return root
+    # Before c - c f(u) below: cosh(x)^2 - sinh(x)^2 - 1 is 0, where 1 - cosh(x)^2 and the sinh(x)^2
+    # left beside it, each some 6e16 at 20, were rounded apart (-8.0).
+    hyperbolic = _hyperbolic_cancelled(node)
+    if hyperbolic is not None:
+        return hyperbolic
     terms = list(node.args)
     # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
     for constant in (term for term in terms if not term.free_symbols):
@@ -544,7 +570,7 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
             if c == -d and step is not None:  # c (digamma(u) - digamma(u + w)) is -c digamma_step(u, w)
                 others = [t for t in terms if t is not first and t is not second]
                 return sympy.Add(*others, -c * Kernel(Str("digamma_step"), low.args[1], step))
-    written = _exp_difference(node) or _hyperbolic_cancelled(node) or _difference_of_one_function(node)
+    written = _exp_difference(node) or _difference_of_one_function(node)
     if written is not None:
         return written
     combined = _combined(node) if combine else None
@@ -778,14 +804,23 @@ def _hyperbolic_cancelled(node: sympy.Expr) -> sympy.Expr | None:
     for u, kinds in seen.items():
         if len(kinds) < 2 or kinds == {"exp"}:
             continue
-        halves = {
-            sympy.cosh(u): (sympy.exp(u) + sympy.exp(-u)) / 2,
-            sympy.sinh(u): (sympy.exp(u) - sympy.exp(-u)) / 2,
-        }
-        written = sympy.expand(node.xreplace(halves))
+        written = sympy.expand(node.xreplace(_halves([sympy.cosh(u), sympy.sinh(u)])))
+        if len(sympy.Add.make_args(written)) < len(node.args):
+            return stable(written)
+    # Of arguments that are multiples of one another, all at once: cosh(2x) - 2 sinh(x)^2 is 1 (it was
+    # 0.0 at 20), cosh(2x) - 2 cosh(x)^2 is -1.
+    hyperbolic = node.atoms(sympy.cosh, sympy.sinh)
+    if len(hyperbolic) >= 2:
+        written = sympy.expand(node.xreplace(_halves(hyperbolic)))
         if len(sympy.Add.make_args(written)) < len(node.args):
             return stable(written)
     return None
+
+
+def _halves(functions: Iterable[sympy.Expr]) -> dict[sympy.Expr, sympy.Expr]:
+    """cosh(u) and sinh(u) as (e^u +- e^-u)/2."""
+    sign = {sympy.cosh: 1, sympy.sinh: -1}
+    return {f: (sympy.exp(f.args[0]) + sign[type(f)] * sympy.exp(-f.args[0])) / 2 for f in functions}
 
 
 def _root_difference(node: sympy.Expr) -> sympy.Expr | None:
