@@ -141,6 +141,12 @@ def test_a_cancellation_where_both_runs_overflow_keeps_its_value() -> None:
         ("log(exp(x)/(1 + exp(x)))", [40.0, 1000.0, 12000.0], lambda t: -mpmath.log1p(mpmath.exp(-t))),
         ("log(1 + x^2*exp(x))", [1e-100, 12000.0], lambda t: mpmath.log1p(t * t * mpmath.exp(t))),
         ("log((x^2 + 1)^x)", [1e5, -3.0], lambda t: t * mpmath.log(t * t + 1)),
+        # Quotients, differences, even powers and magnitudes (our own hunt: each was inf at 12000).
+        ("log(cosh(x)/x)", [12000.0, 2.0], lambda t: mpmath.log(mpmath.cosh(t) / t)),
+        ("log(exp(x) - 1)", [12000.0, 1e-17, 3.0], lambda t: mpmath.log(mpmath.expm1(t))),
+        ("log(sinh(x)^2)", [-12000.0, 0.5], lambda t: mpmath.log(mpmath.sinh(t) ** 2)),
+        ("log(abs(sinh(x)))", [-12000.0, 1e-9], lambda t: mpmath.log(abs(mpmath.sinh(t)))),
+        ("log(x*exp(x))", [12000.0, 3.0], lambda t: mpmath.log(t * mpmath.exp(t))),
     ],
 )
 def test_the_log_of_exponentials_past_long_double_is_computed_without_them(
@@ -159,6 +165,9 @@ def test_a_log_of_a_negative_exponential_product_stays_not_a_number() -> None:
     """log(sinh(x)) below 0 and log(-exp(x)) have no real value: NaN, as before the rewrite."""
     assert np.isnan(_evaluate("log(sinh(x))", [-1.0, -12000.0])).all()
     assert np.isnan(_evaluate("log(-exp(x))", [1.0, 12000.0])).all()
+    assert np.isnan(_evaluate("log(cosh(x)/x)", [-12000.0, -2.0])).all()
+    assert np.isnan(_evaluate("log(exp(x) - 1)", [-1.0, -12000.0])).all()
+    assert _evaluate("log(exp(x) - 1)", [0.0])[0] == -math.inf
 
 
 def test_outputs_an_overflow_in_the_wide_run_does_not_feed_take_their_wide_values() -> None:

@@ -218,6 +218,26 @@ def log_power(base: Any, exponent: Any) -> Any:
     return np.where(logged, exponent * magnitude, np.log(power(np.where(logged, 1.0, base), exponent)))
 
 
+def log_abs_sinh(u: Any) -> Any:
+    """log|sinh(u)|, as `log_sinh` of |u|."""
+    return log_sinh(np.abs(u))
+
+
+def log_signed(sign: Any, magnitude: Any) -> Any:
+    """The log of a value of this `sign` and log-magnitude: the magnitude where positive, -inf where
+    0, NaN where negative (no real log)."""
+    return _nan_where_any(np.where(sign > 0, magnitude, np.where(sign == 0, -math.inf, math.nan)), magnitude)
+
+
+def log_difference_exp(high: Any, low: Any) -> Any:
+    """log(e^high - e^low): high + log(-expm1(low - high)), -inf where they are equal (and finite),
+    NaN below."""
+    above = high > low
+    gap = np.where(above, low - high, -1.0)
+    equal = (high == low) & np.isfinite(high)
+    return np.where(above, high + np.log(np.negative(np.expm1(gap))), np.where(equal, -math.inf, math.nan))
+
+
 def log_sum_exp(*logs: Any) -> Any:
     """log(e^a + e^b + ...) given a, b, ... (numpy's logaddexp, pairwise: exact where one dominates)."""
     total = logs[0]
@@ -1017,6 +1037,9 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_cosh": _Kernel(log_cosh, weight=8, overhead=4_000, generic=True),
         "log_sinh": _Kernel(log_sinh, weight=8, overhead=4_000, generic=True),
         "log_sum_exp": _Kernel(log_sum_exp, weight=10, overhead=3_000, generic=True),
+        "log_abs_sinh": _Kernel(log_abs_sinh, weight=9, overhead=4_500, generic=True),
+        "log_signed": _Kernel(log_signed, weight=6, overhead=4_000, generic=True),
+        "log_difference_exp": _Kernel(log_difference_exp, weight=10, overhead=5_000, generic=True),
         "log_power": _Kernel(log_power, weight=12, overhead=6_000, generic=True),
         "finite_or": _Kernel(finite_or, weight=3, overhead=2_000, generic=True),
         "acot_past_half_pi": _Kernel(acot_past_half_pi, weight=14, overhead=4_000, generic=True),

@@ -222,30 +222,73 @@ def _in_log_domain(node: sympy.log) -> sympy.Expr:
 
 def _logarithm(argument: sympy.Expr) -> sympy.Expr | None:
     """log(argument) without computing the argument, or None where no part of it is an exponential:
-    log e^u is u, log cosh and log sinh are kernels, and over factors and terms known not negative
-    the log of a product is the sum of the logs, of a sum their `log_sum_exp` (log 0 is -inf in
-    both), of a power of a positive base p times the base's, and of b^p for a varying p `log_power`."""
+    log e^u is u, log cosh and log sinh are kernels; over factors and terms known not negative the
+    log of a product is the sum of the logs and of a sum their `log_sum_exp`, of b^p for a varying p
+    `log_power`; a product of factors of any sign is the sum of their logs' magnitudes where its sign
+    is positive (`log_signed`), and a sum of terms of known signs the `log_difference_exp` of its
+    positive and negative parts (log(e^x - 1))."""
     if isinstance(argument, sympy.exp):
         return argument.args[0]
     if isinstance(argument, sympy.cosh | sympy.sinh):
         return Kernel(Str(f"log_{type(argument).__name__}"), argument.args[0])
+    if isinstance(argument, sympy.Abs):
+        return _log_magnitude(argument.args[0])
     if argument.is_Pow:
         base, exponent = argument.args
         inner = _logarithm(base) if base.is_positive else None
         if inner is not None:
             return exponent * inner
+        if exponent.is_even:  # log(sinh(x)^2) at -12000 was inf
+            magnitude = _log_magnitude(base)
+            return None if magnitude is None else exponent * magnitude
         if not exponent.free_symbols:
             return None
         # b^p for a varying p: p log b where b > 0 (x^x is past long double from 1,600 on), the
         # power's own log elsewhere (a negative base to a whole power).
         return exponent * sympy.log(base) if base.is_positive else Kernel(Str("log_power"), base, exponent)
-    if not (argument.is_Mul or argument.is_Add) or not all(part.is_nonnegative for part in argument.args):
+    if argument.is_Mul:
+        magnitude = _log_magnitude(argument)
+        if magnitude is None:
+            return None
+        if all(factor.is_nonnegative for factor in argument.args):
+            return magnitude
+        unsigned = [factor for factor in argument.args if not factor.is_nonnegative]
+        return Kernel(Str("log_signed"), sympy.Mul(*map(sympy.sign, unsigned)), magnitude)
+    if argument.is_Add:
+        return _log_of_sum(argument)
+    return None
+
+
+def _log_magnitude(argument: sympy.Expr) -> sympy.Expr | None:
+    """log|argument| without computing it, or None where no part of it is an exponential."""
+    if isinstance(argument, sympy.sinh):
+        return Kernel(Str("log_abs_sinh"), argument.args[0])
+    if argument.is_Mul:
+        logs = [(_log_magnitude(factor), factor) for factor in argument.args]
+        if all(written is None for written, _ in logs):
+            return None
+        return sympy.Add(*(sympy.log(sympy.Abs(f)) if written is None else written for written, f in logs))
+    if argument.is_Pow and not argument.exp.free_symbols:
+        inner = _log_magnitude(argument.base)
+        return None if inner is None else argument.exp * inner
+    if argument.is_nonnegative:
+        return _logarithm(argument)
+    return None
+
+
+def _log_of_sum(argument: sympy.Expr) -> sympy.Expr | None:
+    """log of a sum of terms of known signs: of the positive ones' and the negative ones' logs (each
+    a `log_sum_exp`), their `log_difference_exp` (NaN where the negative part is larger)."""
+    positive = [term for term in argument.args if term.is_nonnegative]
+    negative = [-term for term in argument.args if term.is_nonpositive and not term.is_nonnegative]
+    if len(positive) + len(negative) < len(argument.args) or not positive:
         return None
-    logs = [(_logarithm(part), part) for part in argument.args]
-    if all(written is None for written, _ in logs):
+    logs = [[(_logarithm(term), term) for term in part] for part in (positive, negative)]
+    if all(written is None for part in logs for written, _ in part):
         return None
-    parts = [sympy.log(part) if written is None else written for written, part in logs]
-    return sympy.Add(*parts) if argument.is_Mul else Kernel(Str("log_sum_exp"), *parts)
+    high, low = ([sympy.log(term) if written is None else written for written, term in part] for part in logs)
+    total = Kernel(Str("log_sum_exp"), *high)
+    return total if not low else Kernel(Str("log_difference_exp"), total, Kernel(Str("log_sum_exp"), *low))
 
 
 def _log_of_one_plus(node: sympy.Basic) -> bool:
