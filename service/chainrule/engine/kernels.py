@@ -204,9 +204,9 @@ def log_sinh(u: Any) -> Any:
 
 
 def finite_or(value: Any, otherwise: Any) -> Any:
-    """`value` where it is finite, `otherwise` (the same function computed another way) elsewhere,
-    and NaN where `otherwise` is (it is NaN only where the function has no value)."""
-    return np.where(np.isfinite(value) & ~np.isnan(otherwise), value, otherwise)
+    """`value` where it is finite, `otherwise` (the same function computed another way, in a form
+    that may itself overflow where `value` does not) elsewhere."""
+    return np.where(np.isfinite(value), value, otherwise)
 
 
 def log_power(base: Any, exponent: Any) -> Any:

@@ -100,7 +100,8 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       polynomial in one function's value (log(cosh(x))'s higher derivatives, in tanh) (`_combined`);
     - log(erfc(u)) is `log_erfc` (scipy's log_ndtr) and erfc(u)^k e^(k u^2) is erfcx(u)^k: erfc is
       past the doubles from 27.3 on; the log of exponentials, where it is not finite, is computed in
-      the log domain (`_in_log_domain`: log(cosh(x)) at 12000 was inf);
+      the log domain (`_in_log_domain`: log(cosh(x)) at 12000 was inf), and a ratio of exponentials
+      with the larger taken into its sum (`_exponential_ratio`: exp(x)/(exp(x) + 1) there was NaN);
     - sin, cos and tan of pi times a varying part plus a constant are computed in half turns, the
       varying part reduced exactly first (`_in_half_turns`);
     - log(gamma(u)) and log(|gamma(u)|) are `log_gamma` and `log_abs_gamma` (gamma is past every
@@ -399,7 +400,7 @@ def _stable_node(node: sympy.Expr) -> sympy.Expr:
 
 def _written_stably(node: sympy.Expr) -> sympy.Expr:
     if node.is_Mul:
-        return _scaled_erfc(_ratio(_absolute_powers(node)))
+        return _exponential_ratio(_scaled_erfc(_ratio(_absolute_powers(node))))
     if node.is_Add:
         return _stable_sum(node)
     if node.is_Pow:
@@ -418,11 +419,17 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
         return Kernel(Str("log_abs_gamma"), argument.args[0].args[0])
     # log(t) is log1p(t - 1), t - 1 as a rule writes it: of functions next to 1, and of a/b next to 1
     # (log(x/(1 + x)) at 1e17 was 0.0) or u^2 (log(x^2) at 1 + 1e-12 was 1e-4 off).
-    if isinstance(argument, _LOGGED_NEAR_ONE) or argument.is_Mul or argument.is_Pow:
-        less = _one_less(argument)
+    # A ratio of exponentials is still that ratio for 1 - t (`_exponential_ratio` wrote it first).
+    t = argument.args[1] if _is_kernel(argument, "finite_or") else argument
+    if isinstance(t, _LOGGED_NEAR_ONE) or t.is_Mul or t.is_Pow:
+        less = _one_less(t)
         if less is not None:
             return Kernel(Str("log_one_plus"), -less, argument)
     return node
+
+
+def _is_kernel(node: sympy.Basic, name: str) -> bool:
+    return isinstance(node, Kernel) and str(node.args[0]) == name
 
 
 def _inverse_at_one(node: sympy.Expr) -> sympy.Expr:
@@ -463,6 +470,34 @@ def _ratio(node: sympy.Expr) -> sympy.Expr:
             ratio = sympy.tanh(u) ** exponent if exponent.is_positive else sympy.coth(u) ** -exponent
             rest = [f for f in factors if f is not factor and f is not other]
             return _ratio(sympy.Mul(*rest, ratio))
+    return node
+
+
+def _exponential_ratio(node: sympy.Expr) -> sympy.Expr:
+    """e^a over a power of a sum holding a term c e^b, and where that is not finite, the same with
+    e^-b taken into the sum: exp(x)/(exp(x) + 1) at 12000 was NaN (inf/inf in both runs, long
+    double's range ends at e^11356), truth 1; it is 1/(1 + e^-x) there. Not written again here:
+    e^-b into a sum of e^-b is the first form back."""
+    if not node.is_Mul:
+        return node
+    factors = sympy.Mul.make_args(node)
+    if not any(isinstance(factor, sympy.exp) and factor.free_symbols for factor in factors):
+        return node
+    for factor in factors:
+        base, exponent = factor.as_base_exp()
+        if not (base.is_Add and exponent.is_Number and exponent.is_negative):
+            continue
+        exponents = (_exponent(term.as_coeff_Mul()[1]) for term in base.args)
+        scale = next((u for u in exponents if u is not None and u.free_symbols), None)
+        if scale is None:
+            continue
+        # powsimp: e^(x - y) e^(y - x) is 1 (sympy leaves exponentials of sums apart).
+        shifted = sympy.Add(*(sympy.powsimp(term * sympy.exp(-scale)) for term in base.args))
+        rest = sympy.Mul(*(other for other in factors if other is not factor), sympy.exp(exponent * scale))
+        # Sums beside it distributed over: e^-2x (1 - e^x) is 0 (-inf) at 6000, e^-2x - e^-x is 0.
+        terms = sympy.Add.make_args(sympy.expand_mul(rest) if _cheap_to_expand(rest) else rest)
+        written = sympy.Add(*map(sympy.powsimp, terms))
+        return Kernel(Str("finite_or"), node, written * shifted**exponent)
     return node
 
 
