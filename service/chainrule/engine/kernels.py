@@ -269,10 +269,10 @@ def acot_past_half_pi(u: Any) -> Any:
 
 def sin_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.0, low: Any = 0.0) -> Any:
     """sin(pi (scale r + offset)), with r reduced exactly (modulo `period`, a whole number of turns
-    once scaled) before it is scaled, the offset (a constant in [0, 2)) added and pi multiplies:
-    sin(pi*x) at 1 was 1.2e-16 (0), and at 1e6 + 0.3 1.6e-10 off, as pi*x rounds to a double
-    first. t = r mod 2 and t - k/2 for the nearest whole k are exact (and t + offset within an ulp
-    of 4); pi times what is left, at most 1/4, loses nothing."""
+    once scaled) before it is scaled, the offset (a constant in [0, 2), and `low`, what its double
+    left out) added exactly and pi multiplies: sin(pi*x) at 1 was 1.2e-16 (0), and at 1e6 + 0.3
+    1.6e-10 off, as pi*x rounds to a double first. t = r mod 2 and t - k/2 for the nearest whole k
+    are exact; pi times what is left, at most 1/4, loses nothing (`_quadrant`)."""
     turn, quarter = _quadrant(r, offset, scale, period, low)
     return _by_quadrant(quarter, *_sine_cosine(turn))
 
