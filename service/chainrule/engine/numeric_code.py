@@ -420,7 +420,7 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
     # log(t) is log1p(t - 1), t - 1 as a rule writes it: of functions next to 1, and of a/b next to 1
     # (log(x/(1 + x)) at 1e17 was 0.0) or u^2 (log(x^2) at 1 + 1e-12 was 1e-4 off).
     # A ratio of exponentials is still that ratio for 1 - t (`_exponential_ratio` wrote it first).
-    t = argument.args[1] if _is_kernel(argument, "finite_or") else argument
+    t = argument.args[1] if _kernel_name(argument) == "finite_or" else argument
     if isinstance(t, _LOGGED_NEAR_ONE) or t.is_Mul or t.is_Pow:
         less = _one_less(t)
         if less is not None:
@@ -428,8 +428,9 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
     return node
 
 
-def _is_kernel(node: sympy.Basic, name: str) -> bool:
-    return isinstance(node, Kernel) and str(node.args[0]) == name
+def _kernel_name(node: sympy.Basic) -> str | None:
+    """The name of the kernel `node` calls, None if it is no `Kernel`."""
+    return str(node.args[0].name) if isinstance(node, Kernel) else None
 
 
 def _inverse_at_one(node: sympy.Expr) -> sympy.Expr:
@@ -591,8 +592,9 @@ def _inverse_shifted(node: sympy.Expr, constant: sympy.Expr) -> sympy.Expr | Non
 def _inverse_of(node: sympy.Expr) -> tuple[type | None, tuple[sympy.Expr, ...]]:
     """The inverse trigonometric function `node` computes, and its arguments (u, 1 - u and 1 + u of
     its kernel next to +-1)."""
-    if isinstance(node, Kernel):
-        return _NEAR_ONE_OF.get(str(node.args[0])), node.args[1:]
+    name = _kernel_name(node)
+    if name is not None:
+        return _NEAR_ONE_OF.get(name), node.args[1:]
     return type(node), node.args
 
 

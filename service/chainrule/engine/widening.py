@@ -295,6 +295,7 @@ def flagging(
     that did (`overflow.Watch.lines`)."""
     found = np.zeros(len(points), dtype=bool)
     groups = [np.arange(len(points))]
+    kinds = ("overflow", "underflow") if underflow else ("overflow",)
     for _ in range(_MAX_EVALUATIONS):
         if not groups:
             return found
@@ -305,7 +306,6 @@ def flagging(
         if flagged and len(group) == 1:
             found[group[0]] = True
             if lines is not None:
-                kinds = ("overflow", "underflow") if underflow else ("overflow",)
                 lines[int(points[group[0]])] = set().union(*(watch.lines.get(kind, ()) for kind in kinds))
         elif flagged:
             groups += [group[: len(group) // 2], group[len(group) // 2 :]]
