@@ -22,8 +22,9 @@ _OTHERS = (-4.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 20.0, 1e300, np.inf, -np.inf)
 _NOT_CALLED = {"integer_power", "odd_power", "partial", "piecewise"}
 # Kernels that choose between two computations of one value, each from the same arguments: a NaN
 # in the first (the value as written, NaN where its terms overflowed: inf/inf) takes the second,
-# and the second is not read where the first is finite (it may overflow where the first does not).
-_CHOOSING = {"finite_or"}
+# and the second is not read where the first is finite (it may overflow where the first does not);
+# `taylor_near` takes the formula's polynomial by where its variable is, the formula's value elsewhere.
+_CHOOSING = {"finite_or", "taylor_near"}
 
 
 def _arities(function: Any) -> range:

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.special
 
-from chainrule.engine import overflow, reference, vectormath
+from chainrule.engine import overflow, reference, removable, vectormath
 from chainrule.engine.errors import ResourceExhausted
 
 __all__ = ["CALL_OVERHEADS", "GENERIC", "MAX_SCIPY_ORDER", "MPMATH_WEIGHT", "NAMESPACE", "WEIGHTS"]
@@ -201,6 +201,23 @@ def log_cosh(u: Any) -> Any:
 def log_sinh(u: Any) -> Any:
     """log(sinh(u)) as u + log(-expm1(-2u)) - log 2: NaN below 0, where sinh(u) is, and -inf at 0."""
     return u + np.log(np.negative(np.expm1(-2.0 * u))) - _LN2
+
+
+def taylor_near(u: Any, reach: Any, direct: Any, coefficients: Any) -> Any:
+    """`direct`, a formula of u, except where 0 < |u| < `reach`: there the formula's Taylor polynomial
+    at 0, by `coefficients` of rising degree (`removable`: the formula cancels there)."""
+    u = np.asarray(u)
+    near = (np.abs(u) < reach) & (u != 0)
+    if not near.any():
+        return direct
+    shape = np.broadcast_shapes(u.shape, np.shape(direct))
+    near = np.broadcast_to(near, shape)
+    values = np.zeros(shape, dtype=u.dtype)
+    # A term past the first underflowing is a term too small to count, not a value to compute again
+    # in long double (`widening`).
+    with np.errstate(under="ignore"):
+        values[near] = removable.horner(coefficients, np.broadcast_to(u, shape)[near])
+    return np.where(near, values, direct)
 
 
 def finite_or(value: Any, otherwise: Any) -> Any:
@@ -1042,6 +1059,8 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_difference_exp": _Kernel(log_difference_exp, weight=10, overhead=5_000, generic=True),
         "log_power": _Kernel(log_power, weight=12, overhead=6_000, generic=True),
         "finite_or": _Kernel(finite_or, weight=3, overhead=2_000, generic=True),
+        # abs, two comparisons and a choice over every point; the polynomial only where it is used
+        removable.KERNEL: _Kernel(taylor_near, weight=5, overhead=6_000, generic=True),
         "acot_past_half_pi": _Kernel(acot_past_half_pi, weight=14, overhead=4_000, generic=True),
         "sin_half_turns": _Kernel(sin_half_turns, weight=12, overhead=7_500, generic=True),
         "cos_half_turns": _Kernel(cos_half_turns, weight=12, overhead=8_000, generic=True),

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy
+from sympy.core.symbol import Str
 
-from chainrule.engine import destinations, functions, numeric_code
+from chainrule.engine import destinations, functions, numeric_code, removable
 from chainrule.engine.limits import EngineLimits, exceeded
 from chainrule.engine.overflow import GENERATED_FILE_NAME
 
@@ -95,7 +96,9 @@ def generate(
     renames: dict[sympy.Basic, sympy.Basic] = {
         s: symbols[position[s.name]] for part in parts for s in part.free_symbols
     }
-    renamed, constants = numeric_code.prepare([part.xreplace(renames) for part in parts])
+    written = [part.xreplace(renames) for part in parts]
+    renamed, constants = numeric_code.prepare(written)
+    renamed = [_taylor_near(raw, ready) for raw, ready in zip(written, renamed, strict=True)]
     replacements, reduced = sympy.cse(renamed)
     operations = sum(_tree_size(value) for _, value in replacements) + sum(map(_tree_size, reduced))
     shared = (replacements, reduced[0] if single else reduced)
@@ -127,6 +130,16 @@ def generate(
         + max(numeric_code.cost(sympy.Tuple(*parts)), numeric_code.cost(sympy.Tuple(*renamed))),
         overhead=numeric_code.overhead(renamed),
     )
+
+
+def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:
+    """`ready` (the printable form of `raw`), with the Taylor polynomials of `raw` where it cancels
+    (`removable`). Numbers are exact rationals of their doubles: the printer writes the doubles."""
+    for patch in removable.patches(raw):
+        u = patch.symbol - sympy.Rational(patch.at)
+        exact = sympy.Tuple(*(sympy.Rational(c) for c in patch.coefficients))
+        ready = numeric_code.Kernel(Str(removable.KERNEL), u, sympy.Rational(patch.reach), ready, exact)
+    return ready
 
 
 def _with_destinations(function: Callable[..., Any], outputs: int) -> types.CodeType:

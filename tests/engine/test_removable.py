@@ -1,0 +1,119 @@
+"""Formulas of one variable that cancel next to a point get their Taylor polynomial there (removable.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from chainrule import engine
+from chainrule.engine import kernels, numeric, parsing, reference, removable, symbolic
+
+# Both sides of 0, from where the formulas lose a few digits to where float64 kept none of them.
+_POINTS = np.array([s * 10.0**e for e in (-1, -3, -5, -7, -8, -10, -14) for s in (1, -1)])
+
+
+def _formula(text: str, order: int) -> object:
+    expr = parsing.parse(text)
+    return symbolic.differentiate(expr, [("x", order)]) if order else expr
+
+
+@pytest.mark.parametrize(
+    ("text", "order"),
+    [
+        ("sin(x)/x", 1),
+        ("sin(x)/x", 2),  # -2.98 at 1e-8 where it is -1/3
+        ("sin(x)/x", 3),  # -8e8 at 1e-8 where it is 2e-9
+        ("sin(x)/x", 5),
+        ("(1 - cos(x))/x^2", 1),
+        ("x/sin(x)", 2),
+        ("x/tan(x)", 1),
+        ("x*cot(x)", 2),
+        ("sinh(x)/x", 2),
+        ("atan(x)/x", 2),
+        ("log(1 + x)/x", 1),
+        ("(exp(x) - 1)/x", 1),
+        ("x - sin(x)", 0),  # 6 digits lost at 1e-5
+        ("tan(x) - x", 0),
+        ("1/x - 1/sin(x)", 1),
+    ],
+)
+def test_values_next_to_zero_are_right_to_a_few_ulps(text: str, order: int) -> None:
+    formula = _formula(text, order)
+    function = numeric.compile_function(formula, ["x"])
+    got = numeric.evaluate(function, {"x": _POINTS}, len(_POINTS)).values
+    for point, value in zip(_POINTS, got, strict=True):
+        # The formula's terms cancel from 1e86 to 1e-15 at 1e-14 (sin(x)/x, fifth derivative): the
+        # reference needs the bits to see it.
+        truth = float(reference.evaluate(formula, {"x": float(point)}, prec=2000))
+        assert math.isclose(value, truth, rel_tol=1e-14, abs_tol=1e-300), (text, order, point, value, truth)
+
+
+def test_the_formula_is_kept_at_zero_itself_and_past_the_reach() -> None:
+    formula = _formula("sin(x)/x", 2)
+    (patch,) = removable.patches(formula)
+    reach = patch.reach
+    points = np.array([0.0, -0.0, reach, -2 * reach, 40.0])
+    got = numeric.evaluate(numeric.compile_function(formula, ["x"]), {"x": points}, len(points)).values
+    assert math.isnan(got[0]) and math.isnan(got[1])  # 0/0 as written: NaN by the real-valued rule
+    for point, value in zip(points[2:], got[2:], strict=True):
+        truth = float(reference.evaluate(formula, {"x": float(point)}, prec=320))
+        assert math.isclose(value, truth, rel_tol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "log(x)",  # a logarithmic singularity: no Taylor polynomial
+        "1/x + sin(x)",  # a pole
+        "abs(x)/x",  # not analytic
+        "sqrt(x)*sin(x)/x",  # a branch point
+        "exp(x) + x",  # nothing cancels
+        "x^3 - 2*x",  # nothing cancels: a polynomial is evaluated as written
+        "sin(x*y)/x",  # two variables: not handled
+    ],
+)
+def test_formulas_without_a_cancelling_taylor_polynomial_are_left_alone(text: str) -> None:
+    assert removable.patches(parsing.parse(text)) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [
+        ("log(x)/(x - 1)", 1.0),
+        ("(x - 1)/log(x)", 1.0),
+        ("sin(x - 1/2)/(2*x - 1)", 0.5),
+        ("(exp(x + 3) - 1)/(x + 3)", -3.0),
+        ("sin(x - 1)/(x - 1)", 1.0),
+    ],
+)
+@pytest.mark.parametrize("order", [0, 2])
+def test_values_next_to_other_roots_of_what_a_formula_divides_by(text: str, at: float, order: int) -> None:
+    formula = _formula(text, order)
+    points = np.array([at + s * 10.0**e for e in (-2, -5, -8, -11) for s in (1, -1)])
+    got = numeric.evaluate(numeric.compile_function(formula, ["x"]), {"x": points}, len(points)).values
+    for point, value in zip(points, got, strict=True):
+        truth = float(reference.evaluate(formula, {"x": float(point)}, prec=2000))
+        assert math.isclose(value, truth, rel_tol=1e-14), (text, order, point, value, truth)
+
+
+def test_gradients_of_one_variable_get_it_too() -> None:
+    compiled = engine.compile_gradient(parsing.parse("sin(x)/x"), ["x"], hessian=True)
+    result = engine.gradient(compiled, {"x": np.array([1e-8, -3e-9])}, 2)
+    np.testing.assert_allclose(result.gradients[0], [-1e-8 / 3, 1e-9], rtol=1e-14)
+    np.testing.assert_allclose(result.hessians[0], [-1 / 3, -1 / 3], rtol=1e-14)
+
+
+def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
+    coefficients = (1.0, 0.0, -1 / 6)  # sin(x)/x's first terms
+    u = np.array([0.0, 1e-3, -1e-3, 0.5, np.nan])
+    direct = np.array([np.nan, 7.0, 7.0, 7.0, np.nan])
+    got = kernels.taylor_near(u, 0.1, direct, coefficients)
+    np.testing.assert_array_equal(got[[0, 3, 4]], direct[[0, 3, 4]])
+    np.testing.assert_allclose(got[1:3], 1 - 1e-6 / 6, rtol=1e-16)
+    assert kernels.taylor_near(np.array([2e-3]), 0.1, 5.0, coefficients)[0] == pytest.approx(1 - 4e-6 / 6)
+    long_double = kernels.taylor_near(
+        np.array([1e-3], dtype=np.longdouble), 0.1, np.longdouble(0), coefficients
+    )
+    assert long_double.dtype == np.longdouble
