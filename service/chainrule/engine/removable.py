@@ -52,8 +52,17 @@ _TERMS = 32  # coefficients c_0 .. c_31
 _MAX_REACH = 2.0  # the polynomial is never used past this, however fast its terms fall
 _TRUNCATION = 2.0**-56  # the omitted terms' share of the value at the reach, at most
 _MATCH = 2.0**-49  # the polynomial's relative error at the checked points, at most (16 ulps or so)
-_MAX_NODES = 400  # larger formulas are left alone: their evaluations would cost too much
+_MAX_NODES = 200  # larger formulas are left alone: 50 evaluations of one at 320 bits take 0.2 s
 _MAX_POINTS = 4  # points a formula is patched at, at most
+# The functions a patched formula may call: mpmath evaluates each of them quickly anywhere in the
+# complex plane at 320 bits (zeta, polygamma and the like may take seconds there; Derivative and
+# Subs, opaque partials, are not functions of the grammar).
+_ELEMENTARY = frozenset(
+    f"{inverse}{name}{hyperbolic}"
+    for name in ("sin", "cos", "tan", "cot", "sec", "csc")
+    for inverse in ("", "a")
+    for hyperbolic in ("", "h")
+) | {"exp", "log", "erf", "erfc", "Abs", "sign"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,8 @@ def patches(part: sympy.Expr) -> list[Patch]:
     """The patches of a formula of one variable: at 0 and at the roots of what it divides by, where
     float64 evaluates it badly and it is analytic."""
     symbols = part.free_symbols
-    if len(symbols) != 1 or part.has(sympy.Derivative, sympy.Subs):
+    called = {type(node).__name__ for node in part.atoms(sympy.Function)}
+    if len(symbols) != 1 or not called <= _ELEMENTARY or part.has(sympy.Derivative, sympy.Subs):
         return []
     (symbol,) = symbols
     try:
