@@ -203,11 +203,12 @@ def log_sinh(u: Any) -> Any:
     return u + np.log(np.negative(np.expm1(-2.0 * u))) - _LN2
 
 
-def taylor_near(u: Any, reach: Any, direct: Any, coefficients: Any) -> Any:
-    """`direct`, a formula of u, except where 0 < |u| < `reach`: there the formula's Taylor polynomial
-    at 0, by `coefficients` of rising degree (`removable`: the formula cancels there)."""
+def taylor_near(u: Any, reach: Any, direct: Any, coefficients: Any, exact: Any = True) -> Any:
+    """`direct`, a formula of u, except where |u| < `reach`: there the formula's Taylor polynomial
+    at 0, by `coefficients` of rising degree (`removable`: the formula cancels there). At u = 0 itself
+    the formula stays if the point is `exact` (0/0 as written: NaN), else the polynomial gives it."""
     u = np.asarray(u)
-    near = (np.abs(u) < reach) & (u != 0)
+    near = (np.abs(u) < reach) & ((u != 0) | (not exact))
     if not near.any():
         return direct
     shape = np.broadcast_shapes(u.shape, np.shape(direct))

@@ -136,9 +136,12 @@ def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:
     """`ready` (the printable form of `raw`), with the Taylor polynomials of `raw` where it cancels
     (`removable`). Numbers are exact rationals of their doubles: the printer writes the doubles."""
     for patch in removable.patches(raw):
-        u = patch.symbol - sympy.Rational(patch.at)
+        u = (patch.symbol - sympy.Rational(patch.at)) / sympy.Rational(patch.scale)
         exact = sympy.Tuple(*(sympy.Rational(c) for c in patch.coefficients))
-        ready = numeric_code.Kernel(Str(removable.KERNEL), u, sympy.Rational(patch.reach), ready, exact)
+        reach = sympy.Rational(patch.reach)
+        ready = numeric_code.Kernel(
+            Str(removable.KERNEL), u, reach, ready, exact, sympy.true if patch.exact else sympy.false
+        )
     return ready
 
 

@@ -27,10 +27,12 @@ point costs one evaluation there.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import sympy
 
 from chainrule.engine import reference
@@ -46,10 +48,12 @@ _PROBES = tuple(sign * 2.0**-bits for bits in (7, 17, 27, 37) for sign in (1, -1
 _LOSS = 2.0**-40
 _TRUTH_PREC = 256
 _CIRCLE_PREC = 320
-_RADIUS = 8  # the circle's is 1/8: coefficients are exact for functions analytic within 1/4 or so
+# The circles' radii, in parts of the point's scale (`Patch`): 1/8, exact for functions analytic within
+# 1/4 or so, then 1/64 for a singularity closer to the point (log(10x)/(10x - 1) next to 1/10).
+_RADII = (8, 64)
 _SAMPLES = 64  # points on the circle: aliasing of c_k by c_(k+64) (1/8)^64
-_TERMS = 32  # coefficients c_0 .. c_31
-_MAX_REACH = 2.0  # the polynomial is never used past this, however fast its terms fall
+_TERMS = 40  # coefficients c_0 .. c_39
+_MAX_REACH = 2.0  # the polynomial is never used past this (in the point's scale, `Patch`)
 _TRUNCATION = 2.0**-56  # the omitted terms' share of the value at the reach, at most
 _MATCH = 2.0**-49  # the polynomial's relative error at the checked points, at most (16 ulps or so)
 _MAX_NODES = 200  # larger formulas are left alone: 50 evaluations of one at 320 bits take 0.2 s
@@ -67,13 +71,19 @@ _ELEMENTARY = frozenset(
 
 @dataclass(frozen=True)
 class Patch:
-    """Where a formula's Taylor polynomial replaces it: for 0 < |x - at| < reach, the polynomial in
-    x - at with `coefficients` of rising degree."""
+    """Where a formula's Taylor polynomial replaces it: for 0 < |t| < reach, t = (x - at)/scale, the
+    polynomial in t with `coefficients` of rising degree. `scale` is the power of two at or above
+    |at| (1 from 0 to 1): t is exact, and neither t^k nor the coefficients leave the doubles where
+    the point is far from 0."""
 
     symbol: sympy.Symbol
     at: float
+    scale: float
     reach: float
     coefficients: tuple[float, ...]
+    # Whether `at` is the point itself, where the formula stays as written (0/0: NaN); else the
+    # point is not a double, the formula's value at `at` is finite, and the polynomial gives it.
+    exact: bool = True
 
 
 def patches(part: sympy.Expr) -> list[Patch]:
@@ -91,64 +101,88 @@ def patches(part: sympy.Expr) -> list[Patch]:
     except Exception:  # sympy's own failures (its cache, assumptions on huge constants)
         return []  # leave a formula sympy cannot look at as it is: the patch is a refinement
     found = []
-    for root in roots:
-        at = reference.to_double(root)
+    for root, at in roots:
+        # The formula's other roots of what it divides by are poles, or points of their own: the
+        # polynomial stops at half the way to them.
+        scale = _scale(at)
+        others = [abs(other - at) / scale for _, other in roots if other != at]
         try:
             if not _cancels(part, symbol, root, at):
                 continue
-            coefficients = _coefficients(part, symbol.name, at)
-            patch = None if coefficients is None else _accepted(part, symbol, at, coefficients)
+            patch = None
+            for radius in _RADII:
+                coefficients = _coefficients(part, symbol.name, (at, scale), radius)
+                if coefficients is not None:
+                    limit = min(others, default=math.inf) / 2
+                    patch = _accepted(part, symbol, (at, scale), coefficients, limit)
+                if patch is not None:
+                    break
         except (reference.Unsupported, ArithmeticError, ValueError, TypeError):
             continue
         if patch is not None:
-            found.append(patch)
+            found.append(dataclasses.replace(patch, exact=_exact(root, at)))
     return found
 
 
-def _candidates(part: sympy.Expr, symbol: sympy.Symbol) -> list[sympy.Rational]:
-    """0, and the rational roots of the linear formulas it divides by or takes the sine,
-    tangent or logarithm of there (sin(x - 1)/(x - 1), (x - 2)/log(x - 1)): a few at most."""
-    roots: set[sympy.Rational] = {sympy.S.Zero}
+def _candidates(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr, float]]:
+    """0, and the real roots of the linear formulas it divides by, or divides by the logarithm,
+    sine or tangent of where they vanish (at 1, and at 0 and +-pi), with the doubles nearest them:
+    sin(x - 1)/(x - 1), (x - 2)/log(x - 1), sin(x)/(x - pi), (x - pi)/sin(x). The nearest few."""
+    zeros: dict[Any, tuple[sympy.Expr, ...]] = {
+        sympy.log: (sympy.S.One,),
+        sympy.sin: (sympy.S.Zero, sympy.pi, -sympy.pi),
+        sympy.tan: (sympy.S.Zero, sympy.pi, -sympy.pi),
+        sympy.sinh: (sympy.S.Zero,),
+        sympy.tanh: (sympy.S.Zero,),
+    }
+    roots: set[sympy.Expr] = {sympy.S.Zero}
     for node in sympy.preorder_traversal(part):
-        if len(roots) > _MAX_POINTS:
+        if len(roots) > 4 * _MAX_POINTS:
             break
         if not (node.is_Pow and node.exp.is_negative):
             continue
         base = node.base
-        zero_of = {sympy.log: 1, sympy.sin: 0, sympy.tan: 0, sympy.sinh: 0, sympy.tanh: 0}
-        if base.func in zero_of:
-            base = base.args[0] - zero_of[base.func]
-        root = _linear_root(base, symbol)
-        if root is not None:
-            roots.add(root)
-    return sorted(roots, key=abs)[:_MAX_POINTS]
+        for linear in [base.args[0] - z for z in zeros[base.func]] if base.func in zeros else [base]:
+            root = _linear_root(linear, symbol)
+            if root is not None:
+                roots.add(root)
+    by_double: dict[float, sympy.Expr] = {}
+    for root in roots:
+        at = reference.nearest_double(root)
+        if math.isfinite(at):
+            by_double.setdefault(at, root)
+    return [(by_double[at], at) for at in sorted(by_double, key=abs)][:_MAX_POINTS]
 
 
-def _linear_root(expr: sympy.Expr, symbol: sympy.Symbol) -> sympy.Rational | None:
+def _linear_root(expr: sympy.Expr, symbol: sympy.Symbol) -> sympy.Expr | None:
     slope = expr.diff(symbol)
-    if slope.free_symbols or not slope.is_Rational or slope == 0:
+    if slope.free_symbols or slope == 0:
         return None
     rest = expr - slope * symbol
-    if rest.free_symbols or not rest.is_Rational:
+    if rest.free_symbols:
         return None
-    root = -rest / slope
-    return root if math.isfinite(reference.to_double(root)) else None
+    return -rest / slope
 
 
-def _cancels(part: sympy.Expr, symbol: sympy.Symbol, root: sympy.Rational, at: float) -> bool:
+def _exact(root: sympy.Expr, at: float) -> bool:
+    """Whether the double `at` is the point `root` itself."""
+    return bool(root.is_Rational and sympy.Rational(at) == root)
+
+
+def _cancels(part: sympy.Expr, symbol: sympy.Symbol, root: sympy.Expr, at: float) -> bool:
     """Whether float64 loses more than `_LOSS` of the value at a point next to `root` (`at`, its
     double). Not where the formula is finite and not 0 at `root`: every term is then finite there,
     and what float64 loses next to it is what it loses there (one evaluation instead of sixteen, for
     most formulas)."""
     try:
-        exact = reference.context(_TRUTH_PREC).mpf(int(root.p)) / int(root.q)
-        if _real(reference.evaluate(part, {symbol.name: exact}, prec=_TRUTH_PREC)):
+        # (A root no double holds is not looked at: log(10x)/(10x - 1) is finite at the double
+        # nearest 1/10, and at 1/10 at any precision mpmath holds it.)
+        if _exact(root, at) and _real(reference.evaluate(part, {symbol.name: at}, prec=_TRUTH_PREC)):
             return False
     except ArithmeticError:
         pass  # undefined there as written
-    scale = max(1.0, abs(at))
     for offset in _PROBES:
-        point = at + offset * scale
+        point = at + offset * _scale(at)
         truth = _real(reference.evaluate(part, {symbol.name: point}, prec=_TRUTH_PREC))
         if truth is None or truth == 0:
             continue
@@ -158,16 +192,18 @@ def _cancels(part: sympy.Expr, symbol: sympy.Symbol, root: sympy.Rational, at: f
     return False
 
 
-def _coefficients(part: sympy.Expr, name: str, at: float) -> list[Any] | None:
-    """c_0 .. c_(_TERMS - 1) by the trapezoidal rule on the circle around `at` (exact for a
+def _coefficients(part: sympy.Expr, name: str, point: tuple[float, float], radius: int) -> list[Any] | None:
+    """c_0 .. c_(_TERMS - 1), of the polynomial in t = (x - at)/scale (`point` is (at, scale)), by
+    the trapezoidal rule on the circle of radius scale/`radius` around `at` (exact for a
     polynomial of degree below `_SAMPLES`, geometrically close for an analytic function); None where
     the formula is not finite on the circle. A real function's values on the lower half are the
     conjugates of the upper's."""
+    at, scale = point
     ctx = reference.context(_CIRCLE_PREC)
     half = _SAMPLES // 2
     values = []
     for j in range(half + 1):
-        z = ctx.mpf(at) + ctx.expjpi(ctx.mpf(2 * j) / _SAMPLES) / _RADIUS
+        z = ctx.mpf(at) + ctx.expjpi(ctx.mpf(2 * j) / _SAMPLES) * scale / radius
         value = ctx.mpc(reference.evaluate(part, {name: z}, prec=_CIRCLE_PREC, strict=False))
         if not ctx.isfinite(value):
             return None
@@ -182,55 +218,102 @@ def _coefficients(part: sympy.Expr, name: str, at: float) -> list[Any] | None:
             total += 2 * (values[j] * ctx.expjpi(ctx.mpf(-2 * j * k) / _SAMPLES)).real
         fourier.append(total / _SAMPLES)
     # A coefficient that is 0 (odd and even functions, a zero of order m) comes out as that error:
-    # from the decay of the last ones, what a_(k+64) may be (1e-55 where log(1 + x^2 e^x) is x^2 +
-    # ..., singular at |x| = 0.8 in the complex plane, and that noise was its value at 1e-100).
+    # from how fast the last eight fall off against the eight before, what a_(k+64) may be (1e-55
+    # where log(1 + x^2 e^x) is x^2 + ..., singular at |x| = 0.8 in the complex plane: that noise
+    # was its value at 1e-100). Eight, as single coefficients dip (odd and even parts).
     rounding = largest * ctx.ldexp(1, 100 - _CIRCLE_PREC)
-    decay = max(
-        (
-            ctx.power(abs(a) / largest, ctx.mpf(1) / k)
-            for k, a in enumerate(fourier)
-            if k >= _TERMS // 2 and abs(a) > rounding
-        ),
-        default=ctx.mpf(0),
-    )
-    noise = rounding + largest * ctx.ldexp(decay**_SAMPLES, 10)
-    return [ctx.mpf(0) if abs(a) <= noise else a * ctx.mpf(_RADIUS) ** k for k, a in enumerate(fourier)]
+    last = max(abs(a) for a in fourier[-8:])
+    before = max(abs(a) for a in fourier[-16:-8])
+    noise = rounding
+    if last > rounding and before > rounding:
+        decay = min(ctx.mpf(1), (last / before) ** (ctx.mpf(1) / 8))
+        noise += last * ctx.ldexp(decay ** (_SAMPLES - _TERMS + 1), 10)
+    return [ctx.mpf(0) if abs(a) <= noise else a * ctx.mpf(radius) ** k for k, a in enumerate(fourier)]
 
 
-def _accepted(part: sympy.Expr, symbol: sympy.Symbol, at: float, exact: list[Any]) -> Patch | None:
-    """The reach where the polynomial's truncation is below rounding, shrunk until the polynomial
-    matches the formula's true values at points up to it (a few tries), with its coefficients."""
+def _accepted(
+    part: sympy.Expr, symbol: sympy.Symbol, point: tuple[float, float], exact: list[Any], limit: float
+) -> Patch | None:
+    """The reach where the polynomial's truncation is below rounding, within `limit` and half the
+    way to the nearest other zero of the polynomial, shrunk until the polynomial matches the formula's
+    true values across it (a few tries), with its coefficients."""
     nonzero = [k for k, c in enumerate(exact) if c]
     if not nonzero or nonzero[0] >= _TERMS - 3:
         return None
     lowest = nonzero[0]
-    reach = _MAX_REACH
+    reach = min(limit, _MAX_REACH)
     for k in nonzero[-2:]:
         if k > lowest:
             reach = min(
                 reach, float((_TRUNCATION * abs(exact[lowest]) / abs(exact[k])) ** (1.0 / (k - lowest)))
             )
+    if len(nonzero) >= 3 and nonzero[-2] > lowest:
+        # Within half the radius the last terms say the series converges in: a pole of small
+        # residue past the circle shows only there (1e-18/cos(10x) beside (x - sin(x))/x^3 at 0.157).
+        low, high = nonzero[-2], nonzero[-1]
+        reach = min(reach, float((abs(exact[low]) / abs(exact[high])) ** (1.0 / (high - low))) / 2)
     coefficients = tuple(float(c) for c in exact)
+    # Next to a zero of the polynomial away from the point, its rounding (of the size of its terms) is
+    # not small against its value: cos(x)(x - sin(x))/x^3 at pi/2 was 5.6e-17, truth 4.2e-17, where
+    # the formula as written is right. Half way to such a zero, unless the formula is worse there
+    # too (the third derivative of (e^x - 1 - x)/x^2 + atan(x)/x vanishes at 0.016, where the
+    # formula as float64 computes it is 1e-7 off). A zero closer than 2^-26 is the point's own,
+    # moved off it as the point is not a double (the derivative of (x - pi)/sin(x) vanishes at pi).
+    roots: Any = np.roots(coefficients[lowest : nonzero[-1] + 1][::-1]) if nonzero[-1] > lowest else []
+    check = _Check(part, symbol.name, point, coefficients)
+    for root in sorted(float(abs(root)) for root in roots if 2.0**-26 < abs(root) < reach):
+        if not check.near(root) or not check.near(-root):
+            reach = root / 2
+            break
     for _ in range(4):
-        if _matches(part, symbol.name, at, coefficients, reach):
+        if all(
+            check(t)
+            for t in {0.0, *(side * reach * 0.9999 * part_of for part_of in _CHECKS for side in (1, -1))}
+        ):
             # Terms that no longer count at the reach are left out.
             smallest = 2.0**-60 * abs(coefficients[lowest]) * reach**lowest
             last = max(k for k in nonzero if abs(coefficients[k]) * reach**k >= smallest)
-            return Patch(symbol, at, reach, coefficients[: last + 1])
+            return Patch(symbol, *point, reach, coefficients[: last + 1])
         reach /= 4
     return None
 
 
-def _matches(part: sympy.Expr, name: str, at: float, coefficients: tuple[float, ...], reach: float) -> bool:
-    for scale in (1.0, 0.5, 2.0**-3, 2.0**-6, 2.0**-12):
-        for offset in (reach * scale * 0.9999, -reach * scale * 0.9999):
-            point = at + offset
-            truth = _real(reference.evaluate(part, {name: point}, prec=_TRUTH_PREC))
-            if truth is None:
-                return False
-            if abs(horner(coefficients, point - at) - truth) > _MATCH * abs(truth):
-                return False
-    return True
+# Where the polynomial is checked, in parts of the reach on each side: evenly across it (a pole of
+# small residue inside it), and down to 1/4096 of it (the lowest terms); and the point itself.
+_CHECKS = (*(k / 12 for k in range(12, 0, -1)), 2.0**-3, 2.0**-6, 2.0**-12)
+
+
+@dataclass(frozen=True)
+class _Check:
+    """Whether the polynomial is right at a point: within `_MATCH` of the formula's true value, or no
+    further from it than the formula as float64 computes it (next to a zero of the function)."""
+
+    part: sympy.Expr
+    name: str
+    point: tuple[float, float]
+    coefficients: tuple[float, ...]
+
+    def __call__(self, t: float) -> bool:
+        """At at + t scale: a value where the formula has none fails, but at the point itself."""
+        at, scale = self.point
+        x = at + t * scale
+        truth = _real(reference.evaluate(self.part, {self.name: x}, prec=_TRUTH_PREC))
+        if truth is None:
+            return x == at  # 0/0 at the point itself: the formula stays there
+        error = abs(horner(self.coefficients, (x - at) / scale) - truth)
+        if error <= _MATCH * abs(truth):
+            return True
+        simulated = _real(reference.evaluate(self.part, {self.name: x}, prec=53, each=_nearest_double))
+        return simulated is not None and error <= abs(simulated - truth)
+
+    def near(self, t: float) -> bool:
+        """Just past t (a zero of the polynomial)."""
+        return self(t * (1 + 2.0**-20))
+
+
+def _scale(at: float) -> float:
+    """The power of two at or above |at|, 1 at least."""
+    return math.ldexp(1.0, max(0, math.frexp(at)[1])) if at else 1.0
 
 
 def horner(coefficients: Any, x: Any) -> Any:
