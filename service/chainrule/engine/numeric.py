@@ -200,13 +200,18 @@ class JacobianResult:
 
 
 def _program(
-    parts: Sequence[sympy.Expr], variables: Sequence[str], single: bool, limits: EngineLimits
+    parts: Sequence[sympy.Expr],
+    variables: Sequence[str],
+    single: bool,
+    limits: EngineLimits,
+    *,
+    taylor: bool = True,
 ) -> Program:
     known = set(variables)
     missing = sorted({s.name for part in parts for s in part.free_symbols if s.name not in known})
     if missing:
         raise missing_columns(missing)
-    return programs.generate(parts, variables, single=single, limits=limits)
+    return programs.generate(parts, variables, single=single, limits=limits, taylor=taylor)
 
 
 def compile_function(
@@ -214,12 +219,15 @@ def compile_function(
     variables: Sequence[str],
     limits: EngineLimits = _LIMITS,
     function: sympy.Expr | None = None,
+    *,
+    taylor: bool = True,
 ) -> CompiledFunction:
     """Compile `expr` to a numpy function taking one column per name in `variables`; `expr` is a
     derivative of `function` if given (NaN where `function` is: `_Bound.guards`), which may read only
-    those variables."""
+    those variables. `taylor=False`: no Taylor polynomials where it cancels (`removable`), for a
+    function only checked at a few points."""
     if function is None:
-        return CompiledFunction(_program([expr], variables, True, limits))
+        return CompiledFunction(_program([expr], variables, True, limits, taylor=taylor))
     return CompiledFunction(_program([expr, function], variables, False, limits), guarded=True)
 
 

@@ -83,12 +83,19 @@ class Program:
 
 
 def generate(
-    parts: Sequence[sympy.Expr], arguments: Sequence[str], *, single: bool, limits: EngineLimits
+    parts: Sequence[sympy.Expr],
+    arguments: Sequence[str],
+    *,
+    single: bool,
+    limits: EngineLimits,
+    taylor: bool = True,
 ) -> Program:
     """Compile `parts` (one expression if `single`) over `arguments` into a `Program`.
 
     Every free symbol of `parts` must be named in `arguments`. The code's marshalled size is bounded
     by `limits.max_code_bytes` (LimitExceeded `code_bytes`): it is what the caller keeps in its caches.
+    With `taylor`, a part of one variable that cancels next to a point has its Taylor polynomial
+    there (`removable`).
     """
     position = {name: index for index, name in enumerate(arguments)}
     # Argument names of our own, so no user variable can shadow a kernel's name in the generated code.
@@ -98,7 +105,8 @@ def generate(
     }
     written = [part.xreplace(renames) for part in parts]
     renamed, constants = numeric_code.prepare(written)
-    renamed = [_taylor_near(raw, ready) for raw, ready in zip(written, renamed, strict=True)]
+    if taylor:
+        renamed = [_taylor_near(raw, ready) for raw, ready in zip(written, renamed, strict=True)]
     replacements, reduced = sympy.cse(renamed)
     operations = sum(_tree_size(value) for _, value in replacements) + sum(map(_tree_size, reduced))
     shared = (replacements, reduced[0] if single else reduced)
