@@ -104,6 +104,8 @@ def generate(
         s: symbols[position[s.name]] for part in parts for s in part.free_symbols
     }
     written = [part.xreplace(renames) for part in parts]
+    if taylor:
+        written = [_taylor_factors(part) for part in written]
     renamed, constants = numeric_code.prepare(written)
     if taylor:
         renamed = [_taylor_near(raw, ready) for raw, ready in zip(written, renamed, strict=True)]
@@ -151,6 +153,31 @@ def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:
             Str(removable.KERNEL), u, reach, ready, exact, sympy.true if patch.exact else sympy.false
         )
     return ready
+
+
+def _taylor_factors(raw: sympy.Expr) -> sympy.Expr:
+    """A part of several variables written as a product with its common factors taken out, where a
+    factor of one variable has a Taylor polynomial (`_taylor_near`): y (cos(x)/x - sin(x)/x^2), the
+    partial of y sin(x)/x, cancels next to x = 0 as its factor of x does. As it was, elsewhere."""
+    if len(raw.free_symbols) < 2 or sympy.count_ops(raw) > removable.MAX_NODES:
+        return raw
+    product = sympy.factor_terms(raw)
+    if not product.is_Mul:
+        return raw
+    groups: dict[sympy.Basic, list[sympy.Expr]] = {}
+    factors: list[sympy.Expr] = []
+    for factor in product.args:
+        if len(factor.free_symbols) == 1:
+            groups.setdefault(next(iter(factor.free_symbols)), []).append(factor)
+        else:
+            factors.append(factor)
+    changed = False
+    for group in groups.values():
+        one = sympy.Mul(*group)
+        patched = _taylor_near(one, one)
+        changed = changed or patched is not one
+        factors.append(patched)
+    return sympy.Mul(*factors) if changed else raw
 
 
 def _with_destinations(function: Callable[..., Any], outputs: int) -> types.CodeType:

@@ -37,7 +37,7 @@ import sympy
 
 from chainrule.engine import reference
 
-__all__ = ["KERNEL", "Patch", "horner", "patches"]
+__all__ = ["KERNEL", "MAX_NODES", "Patch", "horner", "patches"]
 
 # The kernel the generated code calls (`kernels.taylor_near`).
 KERNEL = "taylor_near"
@@ -49,14 +49,16 @@ _LOSS = 2.0**-40
 _TRUTH_PREC = 256
 _CIRCLE_PREC = 320
 # The circles' radii, in parts of the point's scale (`Patch`): 1/8, exact for functions analytic within
-# 1/4 or so, then 1/64 for a singularity closer to the point (log(10x)/(10x - 1) next to 1/10).
-_RADII = (8, 64)
+# 1/4 or so, then 1/64 and 1/512 for a singularity closer to the point (log(10x)/(10x - 1) next to
+# 1/10); the coefficients of two circles must agree, on the first `_COMPARED`.
+_RADII = (8, 64, 512)
+_COMPARED = 12
 _SAMPLES = 64  # points on the circle: aliasing of c_k by c_(k+64) (1/8)^64
 _TERMS = 40  # coefficients c_0 .. c_39
 _MAX_REACH = 2.0  # the polynomial is never used past this (in the point's scale, `Patch`)
 _TRUNCATION = 2.0**-56  # the omitted terms' share of the value at the reach, at most
 _MATCH = 2.0**-49  # the polynomial's relative error at the checked points, at most (16 ulps or so)
-_MAX_NODES = 200  # larger formulas are left alone: 50 evaluations of one at 320 bits take 0.2 s
+MAX_NODES = 200  # larger formulas are left alone: 50 evaluations of one at 320 bits take 0.2 s
 _MAX_POINTS = 4  # points a formula is patched at, at most
 # The functions a patched formula may call: mpmath evaluates each of them quickly anywhere in the
 # complex plane at 320 bits (zeta, polygamma and the like may take seconds there; Derivative and
@@ -95,7 +97,7 @@ def patches(part: sympy.Expr) -> list[Patch]:
         return []
     (symbol,) = symbols
     try:
-        if sympy.count_ops(part) > _MAX_NODES:
+        if sympy.count_ops(part) > MAX_NODES:
             return []
         roots = _candidates(part, symbol)
     except Exception:  # sympy's own failures (its cache, assumptions on huge constants)
@@ -109,14 +111,11 @@ def patches(part: sympy.Expr) -> list[Patch]:
         try:
             if not _cancels(part, symbol, root, at):
                 continue
-            patch = None
-            for radius in _RADII:
-                coefficients = _coefficients(part, symbol.name, (at, scale), radius)
-                if coefficients is not None:
-                    limit = min(others, default=math.inf) / 2
-                    patch = _accepted(part, symbol, (at, scale), coefficients, limit)
-                if patch is not None:
-                    break
+            coefficients = _taylor_coefficients(part, symbol.name, (at, scale))
+            limit = min(others, default=math.inf) / 2
+            patch = (
+                None if coefficients is None else _accepted(part, symbol, (at, scale), coefficients, limit)
+            )
         except (reference.Unsupported, ArithmeticError, ValueError, TypeError):
             continue
         if patch is not None:
@@ -231,6 +230,28 @@ def _coefficients(part: sympy.Expr, name: str, point: tuple[float, float], radiu
     return [ctx.mpf(0) if abs(a) <= noise else a * ctx.mpf(radius) ** k for k, a in enumerate(fourier)]
 
 
+def _taylor_coefficients(part: sympy.Expr, name: str, point: tuple[float, float]) -> list[Any] | None:
+    """The coefficients from the largest circle whose agree with the next smaller one's: a pole or a
+    branch point inside a circle gives another series there (1e-6 atan(10x) beside (e^x - 1)/x:
+    its branch cut crosses the circle of 1/8, and c_0 came out 1 + 4.9e-8); None where no two agree."""
+    larger = _coefficients(part, name, point, _RADII[0])
+    for radius in _RADII[1:]:
+        smaller = _coefficients(part, name, point, radius)
+        if larger is not None and smaller is not None and _agree(larger, smaller):
+            return larger
+        larger = smaller
+    return None
+
+
+def _agree(first: list[Any], second: list[Any]) -> bool:
+    """Whether the first `_COMPARED` coefficients of two circles are one series: each within 2^-40
+    of the larger of the two, or both 0."""
+    return all(
+        abs(a - b) <= 2.0**-40 * max(abs(a), abs(b))
+        for a, b in zip(first[:_COMPARED], second[:_COMPARED], strict=True)
+    )
+
+
 def _accepted(
     part: sympy.Expr, symbol: sympy.Symbol, point: tuple[float, float], exact: list[Any], limit: float
 ) -> Patch | None:
@@ -285,8 +306,8 @@ _CHECKS = (*(k / 12 for k in range(12, 0, -1)), 2.0**-3, 2.0**-6, 2.0**-12)
 
 @dataclass(frozen=True)
 class _Check:
-    """Whether the polynomial is right at a point: within `_MATCH` of the formula's true value, or no
-    further from it than the formula as float64 computes it (next to a zero of the function)."""
+    """Whether the polynomial is right at a point: within `_MATCH` of the formula's true value, or of
+    its own rounding (the size of its terms, next to a zero of the function)."""
 
     part: sympy.Expr
     name: str
@@ -297,18 +318,41 @@ class _Check:
         """At at + t scale: a value where the formula has none fails, but at the point itself."""
         at, scale = self.point
         x = at + t * scale
-        truth = _real(reference.evaluate(self.part, {self.name: x}, prec=_TRUTH_PREC))
+        truth = _truth(self.part, self.name, x)
         if truth is None:
             return x == at  # 0/0 at the point itself: the formula stays there
+        u = (x - at) / scale
+        error = abs(horner(self.coefficients, u) - truth)
+        terms = horner([abs(c) for c in self.coefficients], abs(u))
+        return bool(error <= _MATCH * max(abs(truth), terms))
+
+    def near(self, t: float) -> bool:
+        """Just past t, a zero of the polynomial: as right as there, or no further from the truth than
+        the formula as float64 computes it (which the polynomial's rounding is not, next to a zero
+        away from the point where nothing cancels)."""
+        at, scale = self.point
+        x = at + t * (1 + 2.0**-20) * scale
+        truth = _truth(self.part, self.name, x)
+        if truth is None:
+            return False
         error = abs(horner(self.coefficients, (x - at) / scale) - truth)
         if error <= _MATCH * abs(truth):
             return True
         simulated = _real(reference.evaluate(self.part, {self.name: x}, prec=53, each=_nearest_double))
         return simulated is not None and error <= abs(simulated - truth)
 
-    def near(self, t: float) -> bool:
-        """Just past t (a zero of the polynomial)."""
-        return self(t * (1 + 2.0**-20))
+
+def _truth(part: sympy.Expr, name: str, x: float) -> float | None:
+    """The formula's value at x as a double, at rising precisions until two agree (next to a root no
+    double holds, the fourth derivative of sin(x - 1/3)/(x - 1/3) cancels from 1e83: 256 bits said
+    15925248, truth 0.2); None where it has none, or none settles."""
+    previous = None
+    for prec in (_TRUTH_PREC, 4 * _TRUTH_PREC, 16 * _TRUTH_PREC):
+        value = _real(reference.evaluate(part, {name: x}, prec=prec))
+        if value is None or (previous is not None and abs(value - previous) <= 2.0**-60 * abs(value)):
+            return value
+        previous = value
+    return None
 
 
 def _scale(at: float) -> float:
