@@ -894,3 +894,31 @@ def test_even_powers_beside_an_absolute_value_merge_with_it(text: str) -> None:
     xs = np.array([1e-9, 0.5, -2.0])
     result = engine.gradient(compiled, {"x": xs}, len(xs))
     assert result.hessians[0].tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "point", "expected"),
+    [
+        # sympy wrote im(erf(x^y)) with i, NaN at every point (the fuzzer, seed 1209857887).
+        ("im(erf(pow(x, y)))", {"x": 4.46734496548263e-06, "y": 5e-324}, 0.0),
+        ("im(erf(pow(x, y)))", {"x": 3.0, "y": 2.0}, 0.0),
+        ("im(erf(pow(x, y)))", {"x": -2.0, "y": 0.5}, math.nan),
+        ("re(erf(pow(x, y)))", {"x": 3.0, "y": 2.0}, math.erf(9.0)),
+        # ... and re(log(x)) as log|x|, re(sqrt(x)) through arg(x): numbers where the rule says NaN.
+        ("re(log(x))", {"x": -2.0, "y": 0.0}, math.nan),
+        ("re(log(x))", {"x": 3.0, "y": 0.0}, math.log(3.0)),
+        ("re(sqrt(x))", {"x": -2.0, "y": 0.0}, math.nan),
+        ("im(sqrt(x))", {"x": 3.0, "y": 0.0}, 0.0),
+    ],
+)
+def test_real_and_imaginary_parts_follow_the_real_valued_rule(
+    text: str, point: dict[str, float], expected: float
+) -> None:
+    expr = parsing.parse(text)
+    names = sorted(symbol.name for symbol in expr.free_symbols)
+    function = numeric.compile_function(expr, names)
+    (value,) = numeric.evaluate(function, {name: np.array([point[name]]) for name in names}, 1).values
+    if math.isnan(expected):
+        assert math.isnan(value)
+    else:
+        assert value == pytest.approx(expected, rel=1e-15)

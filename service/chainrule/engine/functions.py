@@ -20,11 +20,13 @@ __all__ = [
     "RESERVED_NAMES",
     "SPECS",
     "FunctionSpec",
+    "ImaginaryPart",
     "RealAcoth",
     "RealAtan2",
     "RealCeiling",
     "RealErfc",
     "RealFloor",
+    "RealPart",
     "RealRoot",
     "lambdify_modules",
 ]
@@ -176,6 +178,42 @@ class RealFloor(_BoundedIntegerPart, sympy.floor):  # type: ignore[misc]
 
     def _latex(self, printer: Any, exp: str | None = None) -> str:
         return str(printer._print_floor(self, exp))
+
+
+class _KeptReal:
+    """re or im as sympy evaluates them only where that is re(u) = u or im(u) = 0 (u real wherever
+    it has a value) or arg(u); unevaluated elsewhere, our kernels: the identity and 0, NaN kept. sympy writes
+    im(erf(x^y)) as i (erf(conj(x^y)) - erf(x^y))/2, which has no float64 value (NaN at every point,
+    where the value is 0 wherever x^y is real; the fuzzer, seed 1209857887), and re(log(x)) as
+    log|x| and re(sqrt(x)) through arg(x): 0.69 and 8.7e-17 at -2, where the real-valued rule says
+    NaN."""
+
+    @classmethod
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
+        value = super().eval(arg)  # type: ignore[misc]
+        # (im(log(u)) stays sympy's arg(u): the text printer writes arg so, and reads it back.)
+        kept = value is not None and (value == arg or value.is_zero or isinstance(value, sympy.arg))
+        return value if kept else None
+
+
+class RealPart(_KeptReal, sympy.re):  # type: ignore[misc]
+    """re, kept where sympy would bring in i (`_KeptReal`)."""
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"re({printer.doprint(self.args[0])})"
+
+    def _latex(self, printer: Any, exp: str | None = None) -> str:
+        return str(printer._print_re(self, exp))
+
+
+class ImaginaryPart(_KeptReal, sympy.im):  # type: ignore[misc]
+    """im, kept where sympy would bring in i (`_KeptReal`)."""
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"im({printer.doprint(self.args[0])})"
+
+    def _latex(self, printer: Any, exp: str | None = None) -> str:
+        return str(printer._print_im(self, exp))
 
 
 class RealCeiling(_BoundedIntegerPart, sympy.ceiling):  # type: ignore[misc]
@@ -445,8 +483,8 @@ _PIECEWISE = [
     FunctionSpec(
         "DiracDelta", 1, 2, _on_reals(_dirac), summary="DiracDelta(x, k): k-th derivative of the delta"
     ),
-    _one("re", _on_reals(sympy.re), summary="real part (identity on reals)"),
-    _one("im", _on_reals(sympy.im), summary="imaginary part (0 on reals)"),
+    _one("re", _on_reals(RealPart), summary="real part (identity on reals)"),
+    _one("im", _on_reals(ImaginaryPart), summary="imaginary part (0 on reals)"),
 ]
 
 

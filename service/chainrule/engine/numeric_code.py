@@ -1469,6 +1469,12 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
                 return self._call(expr)
         return str(super()._print(expr, **kwargs))
 
+    def _handle_UnevaluatedExpr(self, expr: Any) -> Any:  # noqa: N802 (sympy's name)
+        # sympy's would rebuild every re(u) as sympy's own re, which writes re(log(x)) as log|x|
+        # (0.69 at -2, where the real-valued rule says NaN: `functions.RealPart`); we make no
+        # UnevaluatedExpr for it to unwrap.
+        return expr
+
     def _call(self, expr: Application) -> str:
         name = reference.kernel_name(expr)
         if name is None or name not in kernels.NAMESPACE:  # a bug: every function of the table has one

@@ -1186,9 +1186,12 @@ def _function_classes() -> Mapping[type, tuple[FunctionSpec, ...]]:
     x, y = sympy.Symbol("x", real=True), sympy.Symbol("y", real=True)
     found: dict[type, tuple[FunctionSpec, ...]] = {}
     for spec in SPECS:
-        built = spec.build(*(x, y)[: spec.min_args])
-        if isinstance(built, sympy.Function):
-            found[type(built)] = (*found.get(type(built), ()), spec)
+        # (re and im of a real variable are the variable and 0: of sqrt(x), they stay.)
+        for args in ((x, y), (sympy.sqrt(x), sympy.sqrt(y))):
+            built = spec.build(*args[: spec.min_args])
+            if isinstance(built, sympy.Function):
+                found[type(built)] = (*found.get(type(built), ()), spec)
+                break
     return found
 
 

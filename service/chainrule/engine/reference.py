@@ -982,4 +982,4 @@ _JUMPS_AT_ZERO = frozenset({"sign", "Heaviside", "DiracDelta"})
 _ZERO_OFF_ZERO = _JUMPS_AT_INTEGERS | _JUMPS_AT_ZERO | {"im", "arg", "Min", "Max"}
 
 # sympy classes that are other spellings of a function above.
-_ALIASES = {"RealFloor": "floor", "RealCeiling": "ceiling"}
+_ALIASES = {"RealFloor": "floor", "RealCeiling": "ceiling", "RealPart": "re", "ImaginaryPart": "im"}
