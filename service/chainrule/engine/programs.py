@@ -145,7 +145,7 @@ def generate(
 def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:
     """`ready` (the printable form of `raw`), with the Taylor polynomials of `raw` where it cancels
     (`removable`). Numbers are exact rationals of their doubles: the printer writes the doubles."""
-    for patch in removable.patches(raw):
+    for patch in _patches(raw):
         u = (patch.symbol - sympy.Rational(patch.at)) / sympy.Rational(patch.scale)
         exact = sympy.Tuple(*(sympy.Rational(c) for c in patch.coefficients))
         reach = sympy.Rational(patch.reach)
@@ -153,6 +153,35 @@ def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:
             Str(removable.KERNEL), u, reach, ready, exact, sympy.true if patch.exact else sympy.false
         )
     return ready
+
+
+# The partials of a product share its factors (the value, gradient and Hessian of y*log(1 + x^2)
+# each have log(1 + x^2)): each is looked at once (55 ms where a polynomial is built or refused).
+@functools.lru_cache(maxsize=256)
+def _patches(raw: sympy.Expr) -> tuple[removable.Patch, ...]:
+    return tuple(removable.patches(raw, float64=_Float64(raw)))
+
+
+class _Float64:
+    """A formula of one variable as its generated code computes it (`numeric_code.prepare`'s
+    rewrites, our kernels), compiled when first called: only a formula that cancels as written is."""
+
+    def __init__(self, raw: sympy.Expr) -> None:
+        self._raw = raw
+        self._function: Callable[..., Any] | None = None
+
+    def __call__(self, points: Any) -> Any:
+        if self._function is None:
+            (ready,), constants = numeric_code.prepare([self._raw])
+            (symbol,) = self._raw.free_symbols
+            self._function = sympy.lambdify(
+                [symbol],
+                ready,
+                modules=functions.lambdify_modules(),
+                printer=numeric_code.NumericPrinter(constants),
+                docstring_limit=0,
+            )
+        return self._function(points)
 
 
 def _taylor_factors(raw: sympy.Expr) -> sympy.Expr:

@@ -11,9 +11,11 @@ zero at a point is its Taylor polynomial there, so that is what is computed ther
 `patches` looks at 0 and at the real roots of the linear formulas the formula divides by (or divides
 by the sine, tangent or logarithm of). It finds a point where float64 fails by evaluating the formula
 as float64 would (every operation rounded to a double) at a few points next to it and comparing with
-its value at 256 bits. Where they disagree, the Taylor coefficients come from the Cauchy integral on
-a circle of radius 1/8 around the point in the complex plane (the formula evaluated there at 320
-bits, where nothing cancels; no symbolic series, whose time has no bound), and the polynomial is used
+its value at 256 bits, and where they disagree, the code that will run (whose rewrites may keep the
+digits: log(1 + x^2) is log1p(x^2)). Where that disagrees too, the Taylor coefficients come from the
+Cauchy integral on a circle of radius 1/8 around the point in the complex plane (the formula
+evaluated there at 320 bits, where nothing cancels; no symbolic series, whose time has no bound),
+and the polynomial is used
 for 0 < |x - a| < r, with r where its truncation is below a double's rounding. The polynomial is
 accepted only where it matches the 256-bit values at points from r down to r/4096, on both sides; a
 formula that is not analytic at the point (log(x) at 0, |x|, a pole) fails that and is left as it is.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,9 +91,15 @@ class Patch:
     exact: bool = True
 
 
-def patches(part: sympy.Expr) -> list[Patch]:
+# The formula's values as the generated code computes them, at an array of points (`patches`).
+Float64 = Callable[[Any], Any]
+
+
+def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
     """The patches of a formula of one variable: at 0 and at the roots of what it divides by, where
-    float64 evaluates it badly and it is analytic."""
+    float64 evaluates it badly and it is analytic. `float64(points)`, if given, is the formula as
+    the generated code computes it (after `numeric_code.prepare`'s rewrites): where that keeps its
+    digits next to a point (log(1 + x^2) is log1p(x^2)), the point needs no polynomial."""
     symbols = part.free_symbols
     called = {type(node).__name__ for node in part.atoms(sympy.Function)}
     if len(symbols) != 1 or not called <= _ELEMENTARY or part.has(sympy.Derivative, sympy.Subs):
@@ -109,7 +118,7 @@ def patches(part: sympy.Expr) -> list[Patch]:
         scale = _scale(at)
         others = [abs(other - at) / scale for _, other in roots if other != at]
         try:
-            if not _cancels(part, symbol, root, at):
+            if not _cancels(part, symbol, root, at, float64):
                 continue
             coefficients = _taylor_coefficients(part, symbol.name, (at, scale))
             limit = min(others, default=math.inf) / 2
@@ -168,11 +177,14 @@ def _exact(root: sympy.Expr, at: float) -> bool:
     return bool(root.is_Rational and sympy.Rational(at) == root)
 
 
-def _cancels(part: sympy.Expr, symbol: sympy.Symbol, root: sympy.Expr, at: float) -> bool:
+def _cancels(
+    part: sympy.Expr, symbol: sympy.Symbol, root: sympy.Expr, at: float, float64: Float64 | None
+) -> bool:
     """Whether float64 loses more than `_LOSS` of the value at a point next to `root` (`at`, its
     double). Not where the formula is finite and not 0 at `root`: every term is then finite there,
     and what float64 loses next to it is what it loses there (one evaluation instead of sixteen, for
-    most formulas)."""
+    most formulas). The formula as written is judged first, every operation rounded (`_simulated`,
+    no code to compile); where it loses, the code that would run (`float64`) is judged too."""
     try:
         # (A root no double holds is not looked at: log(10x)/(10x - 1) is finite at the double
         # nearest 1/10, and at 1/10 at any precision mpmath holds it.)
@@ -180,15 +192,28 @@ def _cancels(part: sympy.Expr, symbol: sympy.Symbol, root: sympy.Expr, at: float
             return False
     except ArithmeticError:
         pass  # undefined there as written
-    for offset in _PROBES:
-        point = at + offset * _scale(at)
-        truth = _real(reference.evaluate(part, {symbol.name: point}, prec=_TRUTH_PREC))
-        if truth is None or truth == 0:
-            continue
-        simulated = _real(reference.evaluate(part, {symbol.name: point}, prec=53, each=_nearest_double))
-        if simulated is None or abs(simulated - truth) > _LOSS * abs(truth):
-            return True
-    return False
+    probes = [at + offset * _scale(at) for offset in _PROBES]
+    truths = [_real(reference.evaluate(part, {symbol.name: point}, prec=_TRUTH_PREC)) for point in probes]
+    checked = [(point, truth) for point, truth in zip(probes, truths, strict=True) if truth]
+    if not any(_loses(_simulated(part, symbol.name, point), truth) for point, truth in checked):
+        return False
+    if float64 is None or not checked:
+        return True
+    with np.errstate(all="ignore"):
+        values = np.asarray(float64(np.array([point for point, _ in checked])))
+        if values.dtype.kind == "c":  # as numeric.py reads generated code's values
+            values = np.where(values.imag == 0, values.real, np.nan)
+        values = np.broadcast_to(values, len(checked))
+    return any(_loses(float(value), truth) for value, (_, truth) in zip(values, checked, strict=True))
+
+
+def _simulated(part: sympy.Expr, name: str, x: float) -> float | None:
+    """The formula at x as float64 evaluates it as written: every real intermediate rounded."""
+    return _real(reference.evaluate(part, {name: x}, prec=53, each=_nearest_double))
+
+
+def _loses(value: float | None, truth: float) -> bool:
+    return value is None or not math.isfinite(value) or abs(value - truth) > _LOSS * abs(truth)
 
 
 def _coefficients(part: sympy.Expr, name: str, point: tuple[float, float], radius: int) -> list[Any] | None:
@@ -338,7 +363,7 @@ class _Check:
         error = abs(horner(self.coefficients, (x - at) / scale) - truth)
         if error <= _MATCH * abs(truth):
             return True
-        simulated = _real(reference.evaluate(self.part, {self.name: x}, prec=53, each=_nearest_double))
+        simulated = _simulated(self.part, self.name, x)
         return simulated is not None and error <= abs(simulated - truth)
 
 
