@@ -632,6 +632,10 @@ def _real_cube_root(t: Any) -> Any:
         ),
         ("atan(tanh(x)) - pi/4", 0, [20.0, 0.5], lambda t: mpmath.atan(mpmath.tanh(t)) - mpmath.pi / 4),
         ("asec(cosh(x))", 0, [1e-9, 1e-17, 3.0], lambda t: mpmath.asec(mpmath.cosh(t))),
+        # -(+0.0) at u = -1 made arctan2's -pi (an independent hunt, 2026-12-04)
+        ("asec(x - 1)", 0, [0.0, -1e-9], lambda t: mpmath.asec(t - 1)),
+        ("asec(2*x - 1)", 0, [0.0, 3.0], lambda t: mpmath.asec(2 * t - 1)),
+        ("acsc(x - 1)", 0, [0.0, -1e-9], lambda t: mpmath.acsc(t - 1)),
         ("pi/2 - acsc(cosh(x))", 0, [1e-9, 3.0], lambda t: mpmath.pi / 2 - mpmath.acsc(mpmath.cosh(t))),
         ("acsc(-cosh(x))", 0, [1e-9, 3.0], lambda t: mpmath.acsc(-mpmath.cosh(t))),
         ("log(erfc(x))", 0, [1e-17, -1e-9, 0.3, 28.0, -3.0], lambda t: mpmath.log(mpmath.erfc(t))),
@@ -884,6 +888,31 @@ def test_a_power_shifted_by_a_whole_number_keeps_its_parity() -> None:
     result = engine.gradient(compiled, {"x": xs, "y": ys}, len(xs))
     assert result.gradients[0][:2].tolist() == pytest.approx([-1e20, -9.835528325775466e17], rel=1e-15)
     assert result.gradients[0][2:].tolist() == pytest.approx([3.5 * 2.0**2.5, 12.0], rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("text", "x", "expected"),
+    [
+        ("x^(2 + 10^-20)", -2.0, math.nan),  # was 4.0: the exponent's double is 2.0
+        ("x^(1 + 10^-20)", -1.0, math.nan),
+        ("x^(10^20 + 1/2)", -1.0, math.nan),  # 1e20: even
+        ("log(x^(2 + 10^-20))", -2.0, math.nan),  # was log 4: an even power's log|x|
+        ("(x + 1)^(1 + 10^-20) - 1", -3.0, math.nan),  # one_less_power's formula elsewhere
+        ("1 - (x + 1)^(1 + 10^-20)", -3.0, math.nan),
+        ("x^(2 + 10^-20)", 3.0, 9.0),
+        ("abs(x)^(2 + 10^-20)", -2.0, 4.0),
+        ("(x^2)^(1/2 + 10^-20)", -2.0, 2.0),
+        ("x^(10^20 + 1/2)", 1.0, 1.0),
+    ],
+)
+def test_an_exact_fraction_whose_double_is_whole_keeps_its_domain(
+    text: str, x: float, expected: float
+) -> None:
+    """An independent hunt (2026-12-04): the exponent 2 + 10^-20 is written as its double, 2.0, and
+    a negative base had a real power where the fraction has none."""
+    compiled = numeric.compile_function(parsing.parse(text), ["x"])
+    (value,) = numeric.evaluate(compiled, {"x": np.array([x])}, 1).values
+    assert value == pytest.approx(expected, rel=1e-15, nan_ok=True)
 
 
 @pytest.mark.parametrize("text", ["acos(cos(x))", "asin(cos(x))"])

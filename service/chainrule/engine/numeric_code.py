@@ -324,7 +324,10 @@ def _log_power(argument: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, bool] | No
 
 def _odd_or_real_root(power: sympy.Expr) -> bool:
     """Whether `power` (b^p or a real root) is real wherever b is: a real root, or p a whole number."""
-    return isinstance(power, RealRoot) or float(power.exp).is_integer()
+    if isinstance(power, RealRoot):
+        return True
+    exponent = power.exp
+    return bool(exponent.is_Integer) if exponent.is_Rational else float(exponent).is_integer()
 
 
 def _constant_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
@@ -337,8 +340,22 @@ def _constant_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
 
 
 def _even(exponent: sympy.Expr) -> bool:
-    """An even whole number as float64 sees it: 2.0, and log(9)/log(3) too (x^that is 4 at -2)."""
+    """An even whole number: as float64 sees it (log(9)/log(3) too: x^that is 4 at -2), but an exact
+    fraction is none, whatever its double (x^(2 + 10^-20) is not real at -2: its log is no log|x|)."""
+    if exponent.is_Rational:
+        return bool(exponent.is_Integer and exponent.is_even)
     return float(exponent) % 2 == 0
+
+
+def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+    """base^exponent as a kernel call sympy leaves alone: `power`, or `fractional_power` for an exact
+    fraction whose double is whole (NaN for a negative base, as the fraction says)."""
+    return Kernel(Str("fractional_power" if _whole_double(exponent) else "power"), base, exponent)
+
+
+def _whole_double(exponent: sympy.Expr) -> bool:
+    """An exact fraction whose double is a whole number (2 + 10^-20, 10^20 + 1/2)."""
+    return bool(exponent.is_Rational and not exponent.is_Integer and float(exponent).is_integer())
 
 
 def _holds_a_number(base: sympy.Expr) -> bool:
@@ -1123,7 +1140,7 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         # 1 - b^p for a varying p is -expm1(p log b), with b - 1 written stably: x^(1/x) - 1 at 1e15
         # was 2.9e-3 off, as x^(1/x) rounds next to 1 ((1 + u)^p has its own rule, above).
         less = _less_one(t.base)
-        return Kernel(Str("one_less_power"), less, t.exp, 1 - Kernel(Str("power"), t.base, t.exp))
+        return Kernel(Str("one_less_power"), less, t.exp, 1 - _power(t.base, t.exp))
     if t.is_Pow and t.exp.is_Integer and 2 < t.exp <= _POWERS:
         # 1 - f^n is (1 - f)(1 + f + ... + f^(n-1)) where 1 - f has a rule: 1 - sech(x)^3 at 1e-9
         # was 0.0 (tester round 12).
@@ -1218,7 +1235,7 @@ def _one_less_power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr | None
     if 0 < n <= _POWERS:
         powers = sympy.Add(*(base**k for k in range(n)))
         return -u * powers if exponent > 0 else u * powers / base**n
-    return Kernel(Str("one_less_power"), u, exponent, 1 - Kernel(Str("power"), base, exponent))
+    return Kernel(Str("one_less_power"), u, exponent, 1 - _power(base, exponent))
 
 
 # (1 + u)^p for a constant |p| up to this is as good computed as written: p times 1 + u's rounding.
@@ -1271,11 +1288,7 @@ def _power_of_one_plus(node: sympy.Pow) -> sympy.Expr:
     if not exponent.free_symbols and not (exponent.is_Number and abs(exponent) > _EXACT_POWER):
         return node
     u = _exactly_one_plus(base)
-    return (
-        node
-        if u is None
-        else Kernel(Str("one_plus_power"), u, exponent, Kernel(Str("power"), base, exponent))
-    )
+    return node if u is None else Kernel(Str("one_plus_power"), u, exponent, _power(base, exponent))
 
 
 def _common_power(t: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
@@ -1514,7 +1527,9 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
                 return f"odd_power({self._print(base)}, {self._print(exponent)})"
         if not exponent.is_Integer:
             # Also for a constant fractional exponent: IEEE says (-inf)^0.25 = inf, the rule NaN.
-            return f"power({self._print(base)}, {self._print(exponent)})"
+            # A fraction whose double is whole says so itself (`_even`).
+            kernel = "fractional_power" if _whole_double(exponent) else "power"
+            return f"{kernel}({self._print(base)}, {self._print(exponent)})"
         # A small one as an integer literal (`b**2`): numpy squares an array for it in long double
         # too, where for 2.0 it calls powl, which flags an overflow past 2^8192
         # (`widening._flagged_by_value`); a large one as a double (an int past them is an error).

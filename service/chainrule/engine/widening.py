@@ -136,7 +136,10 @@ def _flagged_by_value(function: Callable[[Any, Any], Any]) -> Callable[[Any, Any
 _WIDE_KERNELS: Mapping[str, Callable[..., Any]] = {
     "gamma": _gamma,
     "factorial": lambda x: _gamma(np.add(x, 1.0)),
-    **{name: _flagged_by_value(kernels.NAMESPACE[name]) for name in ("power", "integer_power", "odd_power")},
+    **{
+        name: _flagged_by_value(kernels.NAMESPACE[name])
+        for name in ("power", "fractional_power", "integer_power", "odd_power")
+    },
 }
 
 
