@@ -60,6 +60,16 @@ def test_a_numeral_past_the_largest_double_is_named_as_such() -> None:
     assert "point.x" in caught.value.message and "largest double" in caught.value.message
 
 
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_an_integer_past_python_s_digit_limit_is_named_as_too_large(sign: str) -> None:
+    """Its error named sys.set_int_max_str_digits, as malformed JSON (an independent attacker)."""
+    body = b'{"expression": "x", "point": {"x": ' + sign.encode() + b"9" * 5000 + b"}}"
+    with pytest.raises(InvalidArgument) as caught:
+        protojson.decode_message(body, pb.EvaluateRequest)
+    assert "5,000 digits" in caught.value.message and "largest double" in caught.value.message
+    assert "sys." not in caught.value.message and "malformed" not in caught.value.message
+
+
 def test_a_malformed_big_body_is_still_a_named_error() -> None:
     body = b'{"expression": "x", "points": {"x": {"values": [' + b"1.0," * 50_000 + b"NaN]}}}"
     with pytest.raises(InvalidArgument) as caught:

@@ -631,3 +631,68 @@ async def test_a_reply_counts_in_the_bytes_in_flight_until_it_is_sent(app: Appli
     finally:
         sock.close()
     assert await _eventually(lambda: calls.bytes == 0 and calls.active == 0, 30), (calls.bytes, calls.active)
+
+
+async def _raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes, bool]:
+    """One request as bytes on a new connection: the status, headers, body, and whether the server
+    closed the connection after it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in head[1:] if line)
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        closed = await asyncio.wait_for(reader.read(1), 5) == b""
+        return int(head[0].split()[1]), headers, body, closed
+    finally:
+        writer.close()
+
+
+_DIFFERENTIATE = json.dumps({"expression": "x^2", "wrt": [{"variable": "x"}]}).encode()
+
+
+def _post(*headers: str, body: bytes = _DIFFERENTIATE) -> bytes:
+    head = ["POST /v1/differentiate HTTP/1.1", "host: t", "content-type: application/json", *headers]
+    return ("\r\n".join(head) + "\r\nconnection: close\r\n\r\n").encode() + body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /v1/info HTTP/1.1\r\nhost: t\r\nupgrade: websocket\r\nconnection: upgrade, close\r\n"
+        b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+        _post("upgrade: websocket", f"content-length: {len(_DIFFERENTIATE)}"),
+        _post("upgrade: h2c", f"content-length: {len(_DIFFERENTIATE)}"),
+    ],
+    ids=["websocket GET", "websocket POST", "h2c POST"],
+)
+async def test_an_upgrade_request_is_served_as_plain_http(app: Application, request_bytes: bytes) -> None:
+    """uvicorn answered a WebSocket upgrade itself: an empty 403 or 400, no Status body (an
+    independent attacker). RFC 9110 lets a server ignore Upgrade: it is the request it also is."""
+    status, headers, body, _ = await _raw_exchange(app.http_port, request_bytes)
+    assert status == 200, body
+    assert headers["content-type"].startswith("application/json")
+    json.loads(body)
+
+
+async def test_two_framings_are_refused_and_the_connection_closed(app: Application) -> None:
+    """Content-Length beside Transfer-Encoding: a proxy reading the other framing would see the rest
+    as a request of its own (request smuggling); uvicorn read it as chunked and answered 200."""
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(_DIFFERENTIATE), _DIFFERENTIATE)
+    request = _post("content-length: 5", "transfer-encoding: chunked", body=chunked)
+    status, _, body, closed = await _raw_exchange(
+        app.http_port, request.replace(b"connection: close\r\n", b"")
+    )
+    assert status == 400
+    assert details(json.loads(body))["ErrorInfo"]["reason"] == "AMBIGUOUS_FRAMING"
+    assert closed
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+async def test_an_encoded_body_is_415(client: httpx.AsyncClient, encoding: str) -> None:
+    """A body said to be gzip was read as plain JSON and answered 200 (an independent attacker)."""
+    response = await client.post(
+        "/v1/differentiate", content=_DIFFERENTIATE, headers={**JSON, "content-encoding": encoding}
+    )
+    body = assert_status(response, 415, errors.Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE")
+    assert encoding in body["message"]

@@ -156,6 +156,11 @@ class _BoundedH11Protocol(H11Protocol):
             self.transport.write(self.conn.send(event))
         self.transport.close()
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """Nothing: a request asking to upgrade (to WebSocket, to h2c) is served as the HTTP request
+        it also is, as RFC 9110 lets a server do; uvicorn logged two warnings for each, one telling
+        the operator to install a WebSocket library, which any client could repeat without end."""
+
     def _stalled(self) -> bool:
         return not self.transport.is_closing() and (
             self.conn.their_state is h11.SEND_BODY or self.flow.write_paused

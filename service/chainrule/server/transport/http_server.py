@@ -146,6 +146,9 @@ class HttpServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # No WebSockets: uvicorn answered an upgrade request itself (an empty 403 or 400, no
+            # Status body); without them the request is served as the HTTP request it also is.
+            ws="none",
             backlog=ACCEPT_BATCH,
             timeout_keep_alive=settings.http_idle_seconds,  # type: ignore[arg-type]  # a float works
             # The application has already waited the grace period for calls in flight (drain.py)

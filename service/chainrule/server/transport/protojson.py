@@ -149,8 +149,29 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _strict_loads(text: bytes) -> Any:
-    """`json.loads` refusing NaN/Infinity literals and repeated keys."""
-    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicate_keys)
+    """`json.loads` refusing NaN/Infinity literals, repeated keys and integers Python will not read."""
+    return json.loads(
+        text,
+        parse_constant=_reject_constant,
+        object_pairs_hook=_reject_duplicate_keys,
+        parse_int=_integer,
+    )
+
+
+# Python refuses to read longer integers (its guard against quadratic conversion, CVE-2020-10735).
+_INTEGER_DIGITS = 4_300
+
+
+def _integer(text: str) -> int:
+    """An integer literal; one past Python's limit is refused by what it is (its error named
+    sys.set_int_max_str_digits, and was reported as malformed JSON: an independent attacker)."""
+    if len(text.lstrip("-")) > _INTEGER_DIGITS:
+        raise InvalidArgument(
+            f"a number of {len(text.lstrip('-')):,} digits in the body: every number here is a "
+            "double or a count, and this one is past the largest double (1.8e308)",
+            field="body",
+        )
+    return int(text)
 
 
 _TEXT_SLACK = 16  # a string 16 times the expression limit converts in a few milliseconds

@@ -251,6 +251,24 @@ async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
     `idle_seconds` plus a second per `MIN_BODY_RATE` bytes received (a byte every few seconds kept
     one going for ever). Each piece is counted in the bytes in flight as it arrives (`_respond`)."""
     declared = request.headers.get("content-length")
+    if declared is not None and "transfer-encoding" in request.headers:
+        # Two framings disagree on where the body ends: behind a proxy that reads the other one,
+        # the rest would be a request of its own (RFC 9112 6.3: reject, and close the connection).
+        error = InvalidArgument(
+            "the request carries both Content-Length and Transfer-Encoding; send one of them",
+            field="body",
+            reason="AMBIGUOUS_FRAMING",
+        )
+        raise HttpError(error, 400, {"connection": "close"})
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        error = InvalidArgument(
+            f"content encoding {encoding!r} is not supported; send the body as it is (no "
+            "Content-Encoding header: requests are small next to what a gzip bomb would cost)",
+            field="body",
+            reason="UNSUPPORTED_MEDIA_TYPE",
+        )
+        raise HttpError(error, 415)
     if declared is not None:
         if not _is_count(declared):
             raise HttpError(InvalidArgument(f"Content-Length {declared!r} is not a byte count"), 400)
