@@ -12,7 +12,7 @@ import pytest
 import sympy
 
 from chainrule import engine
-from chainrule.engine import numeric, numeric_code, overflow, parsing, symbolic, widening
+from chainrule.engine import numeric, numeric_code, overflow, parsing, reference, symbolic, widening
 from chainrule.engine.errors import InvalidArgument, MissingVariable
 from chainrule.engine.functions import RealRoot
 
@@ -60,8 +60,8 @@ def test_gradient_and_hessian_match_numpy_at_a_million_points(columns: dict[str,
     result = engine.gradient(engine.compile_gradient(EXPR, NAMES, hessian=True), columns, MILLION)
     assert _close(result.value, value)
     assert len(result.gradients) == 4
-    for ours, reference in zip(result.gradients, grad, strict=True):
-        assert _close(ours, reference)
+    for ours, by_hand in zip(result.gradients, grad, strict=True):
+        assert _close(ours, by_hand)
     assert len(result.hessians) == 16
     for k, ours in enumerate(result.hessians):
         assert _close(ours, hess[k // 4][k % 4]), f"hessian[{k // 4}][{k % 4}]"
@@ -634,6 +634,20 @@ def _real_cube_root(t: Any) -> Any:
         ("asec(cosh(x))", 0, [1e-9, 1e-17, 3.0], lambda t: mpmath.asec(mpmath.cosh(t))),
         # -(+0.0) at u = -1 made arctan2's -pi (an independent hunt, 2026-12-04)
         ("asec(x - 1)", 0, [0.0, -1e-9], lambda t: mpmath.asec(t - 1)),
+        # The same hunt: logs of sec and csc next to 1, and sums with a constant sympy factors
+        # only one way round (0.0 at -1e-20, truth 4).
+        ("log(abs(sec(x)))", 0, [1e-9, 0.5, 3.0], lambda t: mpmath.log(abs(mpmath.sec(t)))),
+        ("log(csc(x))", 0, [1.5707963267948966, 1.0], lambda t: mpmath.log(mpmath.csc(t))),
+        ("log(abs(csc(x)))", 0, [-1.5707963267948966, 2.0], lambda t: mpmath.log(abs(mpmath.csc(t)))),
+        (
+            "pi - csc(acot(2*x))",
+            2,
+            [-1e-20, -1e-5, 0.3],
+            lambda t: mpmath.pi - mpmath.csc(mpmath.acot(2 * t)),
+        ),
+        # pi times a multiple p/q of x for a large p: m p/q was rounded before it was reduced.
+        ("sin(pi*x*123456789/7)", 0, [1.5, 1000000.5], lambda t: mpmath.sin(mpmath.pi * t * 123456789 / 7)),
+        ("cos(pi*x*1000000001/3)", 0, [7.0, 0.1], lambda t: mpmath.cos(mpmath.pi * t * 1000000001 / 3)),
         ("asec(2*x - 1)", 0, [0.0, 3.0], lambda t: mpmath.asec(2 * t - 1)),
         ("acsc(x - 1)", 0, [0.0, -1e-9], lambda t: mpmath.acsc(t - 1)),
         ("pi/2 - acsc(cosh(x))", 0, [1e-9, 3.0], lambda t: mpmath.pi / 2 - mpmath.acsc(mpmath.cosh(t))),
@@ -888,6 +902,28 @@ def test_a_power_shifted_by_a_whole_number_keeps_its_parity() -> None:
     result = engine.gradient(compiled, {"x": xs, "y": ys}, len(xs))
     assert result.gradients[0][:2].tolist() == pytest.approx([-1e20, -9.835528325775466e17], rel=1e-15)
     assert result.gradients[0][2:].tolist() == pytest.approx([3.5 * 2.0**2.5, 12.0], rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("text", "x"),
+    [
+        ("x - pi", math.pi),  # was 0.0, truth -1.2e-16
+        ("x - sqrt(2)", math.sqrt(2)),
+        ("x - 1/10", 0.1),
+        ("x^2*(x - pi)", math.pi),
+        ("1/(x - 1/3)", 1 / 3),  # was inf, truth -5.4e16
+        ("exp(x - 1/3) - 1", 1 / 3),
+        ("x + 10^20 + 1", -1e20),  # 10^20 + 1 is no double either
+        ("x - pi", 2.0),
+    ],
+)
+def test_a_constant_no_double_holds_is_added_as_two(text: str, x: float) -> None:
+    """An independent hunt (2026-12-04): the constant term of a sum was one double, so next to its
+    negative the sum cancelled to 0.0; it is its double and what is left, added in that order."""
+    compiled = numeric.compile_function(parsing.parse(text), ["x"])
+    (value,) = numeric.evaluate(compiled, {"x": np.array([x])}, 1).values
+    truth = float(reference.evaluate(parsing.parse(text), {"x": x}, prec=2000))
+    assert value == pytest.approx(truth, rel=1e-15)
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,14 @@ def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
         # said 15925248 where it is 0.2, and no patch was made: 4.4e29 at 1e-9 from the root).
         ("sin(x - 1/3)/(x - 1/3)", 4, [0.33333333433333334, 0.3334333, 0.3]),
         ("(exp(x - 1/3) - 1)/(x - 1/3)", 6, [0.33333334, 0.333]),
+        # A third hunt (2026-12-04). Odd and even terms falling at different rates: the last two
+        # said the series converged within 1.9e-12, and the formula stayed (3.0 at 1e-9).
+        ("(1 - coth(x))*sin(3*x)", 1, [1e-9, 1e-11, -1e-6, 0.3]),
+        ("(1 - coth(x))*sin(pi*x)", 1, [1e-9, 1e-11, 0.2]),
+        # The cancelling factor beside functions no patch is built for (-0.0 at 1e-8, truth 1.9e-9).
+        ("gamma(sin(x)/x)", 1, [1e-8, 1.234e-6, -3e-5]),
+        ("digamma(sinh(x)/x)", 1, [1e-8, 2e-7]),
+        ("loggamma(sinh(x)/x)", 1, [1e-8]),
     ],
 )
 def test_what_the_first_version_got_wrong(text: str, order: int, points: list[float]) -> None:

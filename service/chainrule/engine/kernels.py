@@ -221,6 +221,13 @@ def taylor_near(u: Any, reach: Any, direct: Any, coefficients: Any, exact: Any =
     return np.where(near, values, direct)
 
 
+def add_constant(rest: Any, high: Any, low: Any) -> Any:
+    """rest + c for a constant c no double holds, as high + low (its nearest double, and what is
+    left): high first, so where rest is next to -c their sum is exact and low keeps c's next digits
+    (`x - pi` at the double nearest pi was 0.0, truth -1.2e-16; `1/(x - 1/3)` there inf)."""
+    return np.add(np.add(rest, high), low)
+
+
 def finite_or(value: Any, otherwise: Any) -> Any:
     """`value` where it is finite, `otherwise` (the same function computed another way, in a form
     that may itself overflow where `value` does not) elsewhere."""
@@ -316,13 +323,34 @@ def _quadrant(r: Any, offset: Any, scale: Any, period: Any, low: Any) -> tuple[A
     scale times what is left is small (sin(pi*x/3) at 1e15 + 0.5 was 0.5 off, as x/3 rounds), and
     the offset is added exactly (its rounding error carried, with `low`, what the offset's double
     left out), so next to a pole or a zero what is left keeps its digits."""
-    t = np.multiply(np.fmod(r, period), scale)
+    t = _scaled_turns(np.fmod(r, period), scale, period)
     s = np.add(t, offset)
     added = np.subtract(s, t)  # Knuth's two-sum: s + error is t + offset exactly
     error = np.add(np.subtract(t, np.subtract(s, added)), np.subtract(offset, added))
     k = np.rint(np.multiply(s, 2.0))
     f = np.add(np.subtract(s, np.multiply(k, 0.5)), np.add(error, low))
     return np.multiply(math.pi, f), np.mod(k, 4.0)
+
+
+def _scaled_turns(m: Any, scale: Any, period: Any) -> Any:
+    """scale m modulo 2, for m = r mod `period` (2q) and scale = p/q: m p is taken modulo 2q exactly
+    before q divides it, where p > 1. Multiplied by p/q's double, m p/q was off by up to 2p ulps of
+    1, some 1e-7 for p = 1e9 (sin(pi*x*1000000001) at 0.1 was 1e-8 off; an independent hunt): m
+    is split in halves of 26 and 27 bits (Dekker's constant) and p, a whole number below 2^40, in
+    two of 20, so each of the four products is exact, and so is each remainder."""
+    q = np.multiply(period, 0.5)
+    p = np.rint(np.multiply(scale, q))  # exact: p/q's double times q is within 2^-13 of p
+    if np.all(p == 1):
+        return np.multiply(m, scale)
+    spread = np.multiply(m, 134217729.0)  # 2^27 + 1
+    m_high = np.subtract(spread, np.subtract(spread, m))
+    m_low = np.subtract(m, m_high)
+    p_high = np.multiply(np.floor(np.multiply(p, 2.0**-20)), 2.0**20)
+    p_low = np.subtract(p, p_high)
+    total = np.fmod(np.multiply(m_high, p_high), period)
+    for a, b in ((m_high, p_low), (m_low, p_high), (m_low, p_low)):
+        total = np.add(total, np.fmod(np.multiply(a, b), period))
+    return np.divide(np.fmod(total, period), q)
 
 
 def _sine_cosine(turn: Any) -> tuple[Any, Any]:
@@ -1070,6 +1098,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_difference_exp": _Kernel(log_difference_exp, weight=10, overhead=5_000, generic=True),
         "log_power": _Kernel(log_power, weight=12, overhead=6_000, generic=True),
         "finite_or": _Kernel(finite_or, weight=3, overhead=2_000, generic=True),
+        "add_constant": _Kernel(add_constant, weight=2, overhead=1_500, generic=True),
         # abs, two comparisons and a choice over every point; the polynomial only where it is used
         removable.KERNEL: _Kernel(taylor_near, weight=5, overhead=6_000, generic=True),
         "acot_past_half_pi": _Kernel(acot_past_half_pi, weight=14, overhead=4_000, generic=True),

@@ -1001,6 +1001,10 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
         node = polynomial
     # The terms' common factor aside: the k-th derivative of e^5x/(e^5x + 1) is 5^k times small numbers.
     content, primitive = node.as_content_primitive()
+    if primitive.could_extract_minus_sign():
+        # -4 + 1/(x^2 (1 + 1/(4 x^2))) as 4 - 1/(...) is: its cancelled form, -16x^2/(4x^2 + 1),
+        # counted a negation more and was not taken (0.0 at 1e-20, truth 4; an independent hunt).
+        content, primitive = -content, -primitive
     content *= common
     if len(node.free_symbols) > _COMBINED_VARIABLES or not _small_polynomial(primitive):
         return None  # cancel's gcd over big numbers or high powers can take minutes (atan2's partials)
@@ -1071,7 +1075,18 @@ def _functions(expr: sympy.Expr) -> set[type]:
 
 
 # Functions whose log is next to 0 where they are next to 1 (log(cos(x)) at 1e-9 was 0.0, -5e-19).
-_LOGGED_NEAR_ONE = (sympy.cos, sympy.sin, sympy.cosh, sympy.sech, sympy.tanh, sympy.coth, sympy.erf)
+_LOGGED_NEAR_ONE = (
+    sympy.cos,
+    sympy.sin,
+    sympy.sec,
+    sympy.csc,
+    sympy.cosh,
+    sympy.sech,
+    sympy.tanh,
+    sympy.coth,
+    sympy.erf,
+    sympy.Abs,
+)
 # Functions whose values tend to +-1, where a polynomial in them may cancel (1 - tanh^2); tan^2 + 1,
 # in every derivative of tan, never does, and trying to factor it made compiling 1.7 times slower.
 _TENDING_TO_ONE = (sympy.tanh, sympy.coth, sympy.sin, sympy.cos, sympy.erf)
@@ -1175,6 +1190,7 @@ _ONE_LESS_OF: Mapping[type, _Rule] = {
     sympy.sin: lambda t, u: Kernel(Str("one_minus_sin"), u),
     sympy.sech: lambda t, u: 2 * sympy.sinh(u / 2) ** 2 * t,  # 1 - 1/cosh(u)
     sympy.sec: lambda t, u: -2 * sympy.sin(u / 2) ** 2 * t,  # 1 - 1/cos(u)
+    sympy.csc: lambda t, u: -Kernel(Str("one_minus_sin"), u) * t,  # 1 - 1/sin(u), next to pi/2
     sympy.coth: lambda t, u: -2 / Kernel(Str("expm1"), 2 * u),
     # a kernel call: sympy would write erfc(-u) back as 2 - erfc(u)
     sympy.erf: lambda t, u: Kernel(Str("erfc"), u),
@@ -1187,6 +1203,7 @@ _ONE_MORE_OF: Mapping[type, _Rule] = {
     sympy.cos: lambda t, u: 2 * sympy.cos(u / 2) ** 2,
     sympy.sin: lambda t, u: Kernel(Str("one_minus_sin"), -u),
     sympy.sec: lambda t, u: 2 * sympy.cos(u / 2) ** 2 * t,  # 1 + 1/cos(u), next to -1 at pi
+    sympy.csc: lambda t, u: Kernel(Str("one_minus_sin"), -u) * t,  # 1 + 1/sin(u), next to -pi/2
 }
 
 
@@ -1437,7 +1454,12 @@ def fold_constants(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[
             elif node.is_Add or node.is_Mul:
                 numbers = [arg for arg in node.args if is_constant(arg)]
                 others = [fold(arg) for arg in node.args if not is_constant(arg)]
-                found = node.func(*others, *([placeholder(node.func(*numbers))] if numbers else []))
+                split = _split_constant(sympy.Add(*numbers)) if node.is_Add and numbers else None
+                if split is not None:
+                    high, low = (placeholder(part) for part in split)
+                    found = Kernel(Str("add_constant"), sympy.Add(*others), high, low)
+                else:
+                    found = node.func(*others, *([placeholder(node.func(*numbers))] if numbers else []))
             elif node.args:
                 found = node.func(*(fold(arg) for arg in node.args))
             else:
@@ -1446,6 +1468,27 @@ def fold_constants(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[
         return found
 
     return [fold(part) for part in parts], values
+
+
+def _split_constant(constant: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
+    """A sum's constant term that no double holds as its nearest double and what is left, both exact
+    (`kernels.add_constant`); None where a double holds it, or its value is not known."""
+    if constant.is_Float:  # a decimal literal is its double
+        return None
+    try:
+        high = reference.nearest_double(constant)
+        if (
+            not math.isfinite(high)
+            or high == 0
+            or (constant.is_Rational and sympy.Rational(high) == constant)
+        ):
+            return None
+        low = reference.nearest_double(constant - sympy.Rational(high))
+    except reference.Unsupported:
+        return None
+    if not math.isfinite(low) or low == 0:
+        return None
+    return sympy.Rational(high), sympy.Rational(low)
 
 
 def _needs_folding(node: sympy.Basic) -> bool:

@@ -56,6 +56,11 @@ _INLINE_COST = 20_000
 # (who arrives meanwhile waits that long at most). With any other call in flight, the numeric
 # threads and their fair shares take it: a flood never runs on the loop.
 _ALONE_INLINE_COST = 4_000_000
+# ... and of at most this many points: a weight is a typical cost, and some arguments cost a kernel
+# 30 to 90 times it (sec past 1e300 some 120 ns a point against 4; exp into the subnormals 95 ns
+# against 1): 32,768 points within the cost held the loop 0.1 to 0.4 s (an independent attacker's
+# estimate), this many some 0.1 s at most.
+_ALONE_INLINE_POINTS = 8_192
 # Fixed costs of a call's kernels (`kernels.CALL_OVERHEADS`, in operations of about 1 ns) past which,
 # where they outweigh its work per point, it is computed in a symbolic worker (`_Plan.in_worker`):
 # 2 ms of numpy calls made from Python, which holds the GIL from the event loop between them.
@@ -645,7 +650,8 @@ class ChainruleApi:
             return await self._reply_from_worker(plan, batch, answer, filled)
         if not read_off_loop:
             cost = plan.cost(batch.size)
-            if cost <= _INLINE_COST or (cost <= _ALONE_INLINE_COST and self.calls.active <= 1):
+            alone = self.calls.active <= 1 and batch.size <= _ALONE_INLINE_POINTS
+            if cost <= _INLINE_COST or (cost <= _ALONE_INLINE_COST and alone):
                 try:
                     with engine.quick_only():
                         return self._reply(plan, batch, answer, filled)

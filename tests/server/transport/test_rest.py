@@ -142,6 +142,14 @@ GET_QUERY_ERRORS = [
 ]
 
 
+@pytest.mark.parametrize("query", ["expression=%ff%fe", "expression=x&wrt=%c3", "expression=x%e9"])
+async def test_get_differentiate_query_that_is_not_utf8(client: httpx.AsyncClient, query: str) -> None:
+    """Starlette read the bytes as U+FFFD and the parser named an "unexpected character '\ufffd'"."""
+    response = await client.get(f"/v1/differentiate?{query}")
+    body = assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    assert "not UTF-8" in body["message"] and "\ufffd" not in body["message"]
+
+
 @pytest.mark.parametrize(("params", "fields", "reason"), GET_QUERY_ERRORS)
 async def test_get_differentiate_bad_query(
     client: httpx.AsyncClient, params: dict[str, Any], fields: list[str], reason: str

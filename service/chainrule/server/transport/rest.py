@@ -33,6 +33,7 @@ import functools
 import logging
 import re
 import time
+import urllib.parse
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -339,6 +340,22 @@ def _reject_query(params: QueryParams, allowed: Sequence[str] = ()) -> None:
         )
 
 
+def _check_query_encoding(query: bytes) -> None:
+    """A query string whose percent-decoded bytes are not UTF-8 is refused as that: Starlette reads
+    them as U+FFFD, and the parser then named an "unexpected character '\ufffd'" (an independent
+    attacker)."""
+    for part in query.split(b"&"):
+        try:
+            urllib.parse.unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError as error:
+            name = part.partition(b"=")[0].decode("ascii", "replace")
+            raise InvalidArgument(
+                f"query parameter {name!r} is not UTF-8 once percent-decoded ({error.reason} at byte "
+                f"{error.start}); percent-encode the UTF-8 bytes of the text",
+                field=name,
+            ) from None
+
+
 def _single(params: QueryParams, name: str) -> str | None:
     values = params.getlist(name)
     if len(values) > 1:
@@ -441,12 +458,12 @@ def rest_routes(api: ChainruleApi, settings: Settings, callers: Callers | None =
     async def differentiate(request: Request) -> Response:
         if request.method == "POST":
             return await post_differentiate(request)
-        return await _respond(
-            request,
-            lambda: api.differentiate(differentiate_request_from_query(request.query_params), Wire(JSON)),
-            callers,
-            api,
-        )
+
+        async def from_query() -> Message:
+            _check_query_encoding(request.scope.get("query_string", b""))
+            return await api.differentiate(differentiate_request_from_query(request.query_params), Wire(JSON))
+
+        return await _respond(request, from_query, callers, api)
 
     async def info_work(request: Request) -> Message:
         _reject_query(request.query_params)
