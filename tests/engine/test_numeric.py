@@ -645,8 +645,24 @@ def _real_cube_root(t: Any) -> Any:
             [-1e-20, -1e-5, 0.3],
             lambda t: mpmath.pi - mpmath.csc(mpmath.acot(2 * t)),
         ),
+        # The quotient rule's two terms over powers of x (0.0 at -1e17, truth -2e-51).
+        ("(x + 1)/x", 2, [-1e17, 3.0], lambda t: (t + 1) / t),
+        ("(x - 1)/x", 1, [-1e10, 0.5], lambda t: (t - 1) / t),
+        ("(3 - x)*pi/x", 2, [1e17, 2.0], lambda t: (3 - t) * mpmath.pi / t),
         # pi times a multiple p/q of x for a large p: m p/q was rounded before it was reduced.
         ("sin(pi*x*123456789/7)", 0, [1.5, 1000000.5], lambda t: mpmath.sin(mpmath.pi * t * 123456789 / 7)),
+        # ... and next to a zero or pole where q is no power of two: rounded once, what was left
+        # after the nearest half-turn was that rounding (-0.0 at 3 + 2^-51, truth -4.7e-16).
+        ("sin(pi*x/3)", 0, [3.0000000000000004, 2.9999999999999996], lambda t: mpmath.sin(mpmath.pi * t / 3)),
+        ("sin(pi*x/3)", 2, [3.0000000000000004], lambda t: mpmath.sin(mpmath.pi * t / 3)),
+        ("cot(pi*x/7)", 0, [7.000000000000001], lambda t: mpmath.cot(mpmath.pi * t / 7)),
+        ("tan(pi*x*5/7)", 0, [2.1], lambda t: mpmath.tan(mpmath.pi * t * 5 / 7)),
+        (
+            "sin(pi*x/3 + pi/5)",
+            0,
+            [2.4000000000000004],
+            lambda t: mpmath.sin(mpmath.pi * t / 3 + mpmath.pi / 5),
+        ),
         ("cos(pi*x*1000000001/3)", 0, [7.0, 0.1], lambda t: mpmath.cos(mpmath.pi * t * 1000000001 / 3)),
         ("asec(2*x - 1)", 0, [0.0, 3.0], lambda t: mpmath.asec(2 * t - 1)),
         ("acsc(x - 1)", 0, [0.0, -1e-9], lambda t: mpmath.acsc(t - 1)),
@@ -939,6 +955,12 @@ def test_a_constant_no_double_holds_is_added_as_two(text: str, x: float) -> None
         ("abs(x)^(2 + 10^-20)", -2.0, 4.0),
         ("(x^2)^(1/2 + 10^-20)", -2.0, 2.0),
         ("x^(10^20 + 1/2)", 1.0, 1.0),
+        # A constant that is no fraction but only rounds to a whole number, and one that is one.
+        ("x^(2 + pi/10^20)", -2.0, math.nan),
+        ("log(x^(2 + pi/10^20))", -2.0, math.nan),
+        ("cbrt(x)^(3 + pi/10^20)", -2.0, math.nan),
+        ("x^(log(9)/log(3))", -2.0, 4.0),
+        ("log(x^(log(9)/log(3)))", -2.0, math.log(4.0)),
     ],
 )
 def test_an_exact_fraction_whose_double_is_whole_keeps_its_domain(
@@ -949,6 +971,20 @@ def test_an_exact_fraction_whose_double_is_whole_keeps_its_domain(
     compiled = numeric.compile_function(parsing.parse(text), ["x"])
     (value,) = numeric.evaluate(compiled, {"x": np.array([x])}, 1).values
     assert value == pytest.approx(expected, rel=1e-15, nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "expected"),
+    [(0.0, 2.5, 0.0), (1e-200, 61.5, 1e-100), (0.0, 0.5, math.inf), (-1.0, 1e20, -1.0), (2.0, 3.5, 2.0**2.5)],
+)
+def test_a_power_shifted_by_a_whole_number_is_finite_where_the_power_is(
+    x: float, y: float, expected: float
+) -> None:
+    """x^(y - 1) as x^y x^-1 is 0 times inf at x = 0 (NaN, truth 0; an independent hunt), and at
+    1e-200 for y = 61.5: there it is the power as written."""
+    compiled = numeric.compile_function(parsing.parse("x^(y - 1)"), ["x", "y"])
+    (value,) = numeric.evaluate(compiled, {"x": np.array([x]), "y": np.array([y])}, 1).values
+    assert value == pytest.approx(expected, rel=1e-15)
 
 
 @pytest.mark.parametrize("text", ["acos(cos(x))", "asin(cos(x))"])

@@ -320,37 +320,71 @@ def tan_half_turns(r: Any, offset: Any = 0.0, scale: Any = 1.0, period: Any = 2.
 def _quadrant(r: Any, offset: Any, scale: Any, period: Any, low: Any) -> tuple[Any, Any]:
     """(pi f, k mod 4) where scale r + offset + low = 2m + k/2 + f, |f| <= 1/4 (and a rounding): r
     modulo the period (a whole number of turns once scaled: 2q for scale p/q) and rint are exact,
-    scale times what is left is small (sin(pi*x/3) at 1e15 + 0.5 was 0.5 off, as x/3 rounds), and
-    the offset is added exactly (its rounding error carried, with `low`, what the offset's double
-    left out), so next to a pole or a zero what is left keeps its digits."""
-    t = _scaled_turns(np.fmod(r, period), scale, period)
-    s = np.add(t, offset)
-    added = np.subtract(s, t)  # Knuth's two-sum: s + error is t + offset exactly
-    error = np.add(np.subtract(t, np.subtract(s, added)), np.subtract(offset, added))
+    scale times what is left is known to twice a double's digits (`_scaled_turns`: sin(pi*x/3) at
+    1e15 + 0.5 was 0.5 off, as x/3 rounds), and the offset is added exactly (its rounding error
+    carried, with `low`, what the offset's double left out), so next to a pole or a zero what is
+    left keeps its digits."""
+    t, t_low = _scaled_turns(np.fmod(r, period), scale, period)
+    s, error = _two_sum(t, offset)
     k = np.rint(np.multiply(s, 2.0))
-    f = np.add(np.subtract(s, np.multiply(k, 0.5)), np.add(error, low))
+    f = np.add(np.subtract(s, np.multiply(k, 0.5)), np.add(np.add(error, low), t_low))
     return np.multiply(math.pi, f), np.mod(k, 4.0)
 
 
-def _scaled_turns(m: Any, scale: Any, period: Any) -> Any:
-    """scale m modulo 2, for m = r mod `period` (2q) and scale = p/q: m p is taken modulo 2q exactly
-    before q divides it, where p > 1. Multiplied by p/q's double, m p/q was off by up to 2p ulps of
-    1, some 1e-7 for p = 1e9 (sin(pi*x*1000000001) at 0.1 was 1e-8 off; an independent hunt): m
-    is split in halves of 26 and 27 bits (Dekker's constant) and p, a whole number below 2^40, in
-    two of 20, so each of the four products is exact, and so is each remainder."""
+def _two_sum(a: Any, b: Any) -> tuple[Any, Any]:
+    """(s, e) with s = a + b rounded and s + e = a + b exactly (Knuth)."""
+    s = np.add(a, b)
+    added = np.subtract(s, a)
+    return s, np.add(np.subtract(a, np.subtract(s, added)), np.subtract(b, added))
+
+
+def _split(a: Any) -> tuple[Any, Any]:
+    """a as high + low, halves of 26 and 27 bits (Veltkamp's split, Dekker's constant 2^27 + 1):
+    products of halves are exact."""
+    spread = np.multiply(a, 134217729.0)
+    high = np.subtract(spread, np.subtract(spread, a))
+    return high, np.subtract(a, high)
+
+
+def _scaled_turns(m: Any, scale: Any, period: Any) -> tuple[Any, Any]:
+    """m p/q as two doubles (their sum good to some 2^-100 of it), for m = r mod `period` (2q) and
+    scale = p/q, whole numbers below 2^40; m itself where p/q is 1, m scale where that is exact (q a
+    power of two, p = 1). Rounded once, next to a zero or pole of sin(pi*x/3) what is left after the
+    nearest half-turn was the rounding's (-0.0 at 3 + 2^-51, truth -4.7e-16: an independent hunt),
+    and multiplied by p/q's double, m p/q was off by up to 2p ulps of 1 (sin(pi*x*1000000001) at 0.1
+    1e-8 off). So m p is four exact products of halves (`_split`; p in two of 20 bits), summed
+    exactly into two doubles (each taken modulo 2q first, exactly, to keep them small); q divides
+    the high one, and the remainder of that division, exact, and the low one divided by q are the
+    second double."""
     q = np.multiply(period, 0.5)
     p = np.rint(np.multiply(scale, q))  # exact: p/q's double times q is within 2^-13 of p
+    if np.all(p == q):
+        return m, 0.0
+    if np.all(p == 1) and np.all(np.frexp(q)[0] == 0.5):
+        return np.multiply(m, scale), 0.0
     if np.all(p == 1):
-        return np.multiply(m, scale)
-    spread = np.multiply(m, 134217729.0)  # 2^27 + 1
-    m_high = np.subtract(spread, np.subtract(spread, m))
-    m_low = np.subtract(m, m_high)
-    p_high = np.multiply(np.floor(np.multiply(p, 2.0**-20)), 2.0**20)
-    p_low = np.subtract(p, p_high)
-    total = np.fmod(np.multiply(m_high, p_high), period)
-    for a, b in ((m_high, p_low), (m_low, p_high), (m_low, p_low)):
-        total = np.add(total, np.fmod(np.multiply(a, b), period))
-    return np.divide(np.fmod(total, period), q)
+        total, total_low = m, 0.0
+    else:
+        m_high, m_low = _split(m)
+        p_high = np.multiply(np.floor(np.multiply(p, 2.0**-20)), 2.0**20)
+        p_low = np.subtract(p, p_high)
+        total, total_low = np.fmod(np.multiply(m_high, p_high), period), 0.0
+        for a, b in ((m_high, p_low), (m_low, p_high), (m_low, p_low)):
+            total, error = _two_sum(total, np.fmod(np.multiply(a, b), period))
+            total_low = np.add(total_low, error)
+    t = np.divide(total, q)
+    # t q as product + its error, exactly (Dekker): total - t q is exact, t being total/q rounded.
+    product = np.multiply(t, q)
+    (t_high, t_low), (q_high, q_low) = _split(t), _split(q)
+    product_error = np.add(
+        np.add(
+            np.add(np.subtract(np.multiply(t_high, q_high), product), np.multiply(t_high, q_low)),
+            np.multiply(t_low, q_high),
+        ),
+        np.multiply(t_low, q_low),
+    )
+    remainder = np.subtract(np.subtract(total, product), product_error)
+    return t, np.divide(np.add(remainder, total_low), q)
 
 
 def _sine_cosine(turn: Any) -> tuple[Any, Any]:
@@ -609,9 +643,7 @@ def erfc(x: Any) -> Any:
     """erfc(x) = erfcx(x) e^(-x^2) for x > 1/2, with x^2 split exactly: scipy's erfc rounds x^2 first,
     which costs 450 ulp at x = 23.5 (e^(-x^2) multiplies the error of x^2 by x^2)."""
     xs = _array(x)
-    c = xs * 134217729.0  # Veltkamp's split: high has 26 bits, so high^2 is exact
-    high = c - (c - xs)
-    low = xs - high
+    high, low = _split(xs)  # high has 26 bits, so high^2 is exact
     tail = scipy.special.erfcx(xs) * np.exp(-high * high) * np.exp(-low * (xs + high))
     # Past 27.3 erfc is below every double; there the split's factors are 0 and inf (NaN).
     return np.where(xs > _ERFC_ZERO, 0.0, np.where(xs > 0.5, tail, scipy.special.erfc(xs)))

@@ -324,10 +324,7 @@ def _log_power(argument: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, bool] | No
 
 def _odd_or_real_root(power: sympy.Expr) -> bool:
     """Whether `power` (b^p or a real root) is real wherever b is: a real root, or p a whole number."""
-    if isinstance(power, RealRoot):
-        return True
-    exponent = power.exp
-    return bool(exponent.is_Integer) if exponent.is_Rational else float(exponent).is_integer()
+    return isinstance(power, RealRoot) or _whole(power.exp)
 
 
 def _constant_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
@@ -340,22 +337,38 @@ def _constant_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
 
 
 def _even(exponent: sympy.Expr) -> bool:
-    """An even whole number: as float64 sees it (log(9)/log(3) too: x^that is 4 at -2), but an exact
-    fraction is none, whatever its double (x^(2 + 10^-20) is not real at -2: its log is no log|x|)."""
-    if exponent.is_Rational:
-        return bool(exponent.is_Integer and exponent.is_even)
-    return float(exponent) % 2 == 0
+    """An even whole number (log(9)/log(3) too: x^that is 4 at -2), not one that only rounds to it:
+    x^(2 + 10^-20) and x^(2 + pi/10^20) are not real at -2, and their logs no log|x| (an
+    independent hunt)."""
+    return _whole(exponent) and float(exponent) % 2 == 0
+
+
+def _whole(exponent: sympy.Expr) -> bool:
+    """Whether a real constant is a whole number: exactly, not only as its double (`_whole_double`)."""
+    return float(exponent).is_integer() and not _whole_double(exponent)
 
 
 def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
-    """base^exponent as a kernel call sympy leaves alone: `power`, or `fractional_power` for an exact
-    fraction whose double is whole (NaN for a negative base, as the fraction says)."""
+    """base^exponent as a kernel call sympy leaves alone: `power`, or `fractional_power` for a constant
+    exponent that only rounds to a whole number (NaN for a negative base, as the exponent says)."""
     return Kernel(Str("fractional_power" if _whole_double(exponent) else "power"), base, exponent)
 
 
 def _whole_double(exponent: sympy.Expr) -> bool:
-    """An exact fraction whose double is a whole number (2 + 10^-20, 10^20 + 1/2)."""
-    return bool(exponent.is_Rational and not exponent.is_Integer and float(exponent).is_integer())
+    """A constant whose double is a whole number n though it is not: an exact fraction (2 + 10^-20,
+    10^20 + 1/2), or a constant whose difference from n is not 0 at any precision that settles
+    (2 + pi/10^20; log(9)/log(3) - 2 is 0 at every precision, `reference.nearest_double`)."""
+    if exponent.is_Rational:
+        return not exponent.is_Integer and float(exponent).is_integer()
+    if not (exponent.is_number and exponent.is_extended_real):
+        return False
+    try:
+        whole = float(exponent)
+        if not whole.is_integer():
+            return False
+        return reference.nearest_double(exponent - sympy.Integer(int(whole))) != 0
+    except (reference.Unsupported, ArithmeticError, TypeError, ValueError, OverflowError):
+        return False
 
 
 def _holds_a_number(base: sympy.Expr) -> bool:
@@ -1038,8 +1051,10 @@ def _small_polynomial(node: sympy.Expr) -> bool:
 
 
 def _shares_a_denominator(node: sympy.Expr) -> bool:
-    """Whether the terms are over powers of one sum and, apart from it, call only functions that sum
-    calls (e^x and e^2x over e^x + 1; x^2 over sqrt(x^2 + y^2)): what can cancel against it. Sums
+    """Whether the terms are over powers of one sum (or one variable: 1/x - (x + 1)/x^2, the quotient
+    rule's two terms for (x + 1)/x, cancelled to 0.0 at 1e17, truth -1e-34; an independent hunt)
+    and, apart from it, call only functions that sum calls (e^x and e^2x over e^x + 1; x^2 over
+    sqrt(x^2 + y^2)): what can cancel against it. Sums
     that also hold other functions (sin(x*y)/(1 + x^2 + y^2) and its partials) are left: trying to
     factor them made compiling the headline gradient's Hessian eight times slower, for nothing."""
     counted: dict[sympy.Expr, int] = {}
@@ -1048,7 +1063,7 @@ def _shares_a_denominator(node: sympy.Expr) -> bool:
         denominators = {
             f.base: f.exp
             for f in sympy.Mul.make_args(term)
-            if f.is_Pow and f.base.is_Add and f.exp.is_negative
+            if f.is_Pow and (f.base.is_Add or f.base.is_Symbol) and f.exp.is_negative
         }
         for base, exponent in denominators.items():
             counted[base] = counted.get(base, 0) + 1
@@ -1056,6 +1071,8 @@ def _shares_a_denominator(node: sympy.Expr) -> bool:
     # One sum under several terms, or the only sum under any, the other terms free of it
     # (e^(x+2) - e^(2x+4)/(e^(x+2) + 1), sympy's simplified logistic derivative, nested).
     shared = [base for base, count in counted.items() if count > 1] or list(counted)
+    if len(shared) > 1:  # a sum before a variable: x^2 (1 + 1/(4x^2)) is over the sum
+        shared = [base for base in shared if base.is_Add]
     if len(shared) != 1:
         return False
     (base,) = shared
@@ -1291,11 +1308,15 @@ def _absolute_powers(node: sympy.Expr) -> sympy.Expr:
 def _shifted_power(node: sympy.Pow) -> sympy.Expr:
     """b^(p + k) for a varying p and a whole k as b^p b^k: p + k is rounded where p is large, and for
     b < 0 its parity with it (d/dx x^y is y x^(y - 1): +1e20 at (-1, 1e20), truth -1e20, as
-    1e20 - 1 rounds to the even 1e20; tester round 11). `power` keeps sympy from joining them again."""
+    1e20 - 1 rounds to the even 1e20; tester round 11). `power` keeps sympy from joining them again.
+    Where the product is not finite, the power as written: b^p b^k is 0 times inf at b = 0 (x^(y - 1)
+    at (0, 2.5) was NaN, truth 0), and at 1e-200 for p = 60.5, k = -60 (1e-100; an independent hunt)."""
     k, p = node.exp.as_coeff_Add()
     if not (p.free_symbols and k.is_Integer and 0 < abs(k) <= _EXACT_POWER):
         return node
-    return Kernel(Str("power"), node.base, p) * node.base**k
+    return Kernel(
+        Str("finite_or"), Kernel(Str("power"), node.base, p) * node.base**k, _power(node.base, node.exp)
+    )
 
 
 def _power_of_one_plus(node: sympy.Pow) -> sympy.Expr:
@@ -1460,6 +1481,9 @@ def fold_constants(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[
                     found = Kernel(Str("add_constant"), sympy.Add(*others), high, low)
                 else:
                     found = node.func(*others, *([placeholder(node.func(*numbers))] if numbers else []))
+            elif node.is_Pow and is_constant(node.exp) and _whole_double(node.exp):
+                # Its placeholder's double is whole: the kernel keeps the fraction's domain.
+                found = Kernel(Str("fractional_power"), fold(node.base), placeholder(node.exp))
             elif node.args:
                 found = node.func(*(fold(arg) for arg in node.args))
             else:
@@ -1570,7 +1594,8 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
                 return f"odd_power({self._print(base)}, {self._print(exponent)})"
         if not exponent.is_Integer:
             # Also for a constant fractional exponent: IEEE says (-inf)^0.25 = inf, the rule NaN.
-            # A fraction whose double is whole says so itself (`_even`).
+            # An exact fraction whose double is whole keeps its domain (a constant that only rounds
+            # to a whole number was folded into `fractional_power` already: `fold_constants`).
             kernel = "fractional_power" if _whole_double(exponent) else "power"
             return f"{kernel}({self._print(base)}, {self._print(exponent)})"
         # A small one as an integer literal (`b**2`): numpy squares an array for it in long double
