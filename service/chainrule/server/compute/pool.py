@@ -18,8 +18,8 @@ lock stalls the rest, and an idle one's death marks the pool broken):
 - the pool keeps `spares` workers beyond its concurrency, so a kill never leaves it short while
   the replacement starts;
 - each worker runs under `RLIMIT_AS`; a `MemoryError` answers RESOURCE_EXHAUSTED, and the worker
-  serves on if, once the task's objects are collected, it maps at most half its limit (one huge
-  allocation refused whole, the usual case), else exits to be replaced.
+  serves on if, once the task's objects are collected, it holds little more than when it was ready
+  (one huge allocation refused whole, the usual case: `_recovered`), else exits to be replaced.
 
 Budgets come from `deadlines`: the server's own (`symbolic_budget_seconds`, counted from the
 request's start) cut by the caller's deadline. Overrun: DEADLINE_EXCEEDED when the caller's deadline
@@ -150,13 +150,13 @@ def _recovered(ready: tuple[int, int] | None, memory_bytes: int) -> bool:
 def _memory() -> tuple[int, int] | None:
     """The address space this process maps (what RLIMIT_AS bounds) and the part of it resident, if
     Linux says."""
+    page = resource.getpagesize()
     try:
         with open("/proc/self/statm", encoding="ascii") as statm:
             mapped, resident = statm.read().split()[:2]
+        return int(mapped) * page, int(resident) * page
     except (OSError, ValueError):
         return None
-    page = resource.getpagesize()
-    return int(mapped) * page, int(resident) * page
 
 
 def _warm_up() -> None:
