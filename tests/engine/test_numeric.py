@@ -645,6 +645,13 @@ def _real_cube_root(t: Any) -> Any:
             [-1e-20, -1e-5, 0.3],
             lambda t: mpmath.pi - mpmath.csc(mpmath.acot(2 * t)),
         ),
+        # A third hunt: softmax over exponentials of two bases, whose sum carries log 2 and log 3
+        # (-9.07e-16 at 100, truth 9.97e-19: the wrong sign).
+        ("3^x/(2^x + 3^x)", 1, [100.0, 300.0, -5.0], lambda t: 3**t / (2**t + 3**t)),
+        ("exp(x)/(2^x + exp(x))", 1, [100.0, 300.0, 0.5], lambda t: mpmath.exp(t) / (2**t + mpmath.exp(t))),
+        # The log of a product of exponentials: the product rounded next to 1 (0.0 at 1e-20).
+        ("log(exp(x)*exp(-x^2))", 0, [1e-12, 1e-20, 3.0], lambda t: t - t * t),
+        ("log(exp(x)*Max(1, x))", 0, [1e-9, 5.0], lambda t: t + mpmath.log(max(1, t))),
         # The quotient rule's two terms over powers of x (0.0 at -1e17, truth -2e-51).
         ("(x + 1)/x", 2, [-1e17, 3.0], lambda t: (t + 1) / t),
         ("(x - 1)/x", 1, [-1e10, 0.5], lambda t: (t - 1) / t),
@@ -942,9 +949,20 @@ def test_a_constant_no_double_holds_is_added_as_two(text: str, x: float) -> None
     assert value == pytest.approx(truth, rel=1e-15)
 
 
+def test_the_log_of_a_product_of_exponentials_of_two_variables_is_the_sum_of_exponents() -> None:
+    compiled = engine.compile_gradient(parsing.parse("log(exp(x)*exp(y))"), ["x", "y"], hessian=False)
+    result = engine.gradient(compiled, {"x": np.array([1e-20, 1e-9]), "y": np.array([2e-20, 1e-9])}, 2)
+    assert result.value.tolist() == pytest.approx([3e-20, 2e-9], rel=1e-15)
+
+
 @pytest.mark.parametrize(
     ("text", "x", "expected"),
     [
+        # Principal powers of one argument whose exponents add up to a whole number: each was NaN
+        # below -1, their product A^2 was not (-8.49 at -2; a third hunt).
+        ("sqrt(x + 1)*sqrt(2*x + 2)^3 - 2*sqrt(2)*x^2", -2.0, math.nan),
+        ("sqrt(2*x + 2)*(3*x + 3)^(3/2) - 3*sqrt(6)*x^2", -2.0, math.nan),
+        ("sqrt(x + 1)*sqrt(2*x + 2)^3 - 2*sqrt(2)*x^2", 3.0, 14 * math.sqrt(2)),  # 32 sqrt(2) - 18 sqrt(2)
         ("x^(2 + 10^-20)", -2.0, math.nan),  # was 4.0: the exponent's double is 2.0
         ("x^(1 + 10^-20)", -1.0, math.nan),
         ("x^(10^20 + 1/2)", -1.0, math.nan),  # 1e20: even

@@ -584,9 +584,10 @@ def power(base: Any, exponent: Any) -> Any:
 
 
 def fractional_power(base: Any, exponent: Any) -> Any:
-    """base^p for an exact fraction p whose double is a whole number (2 + 10^-20 is 2.0, 10^20 + 1/2
-    is 1e20): NaN for a negative base, as the fraction says (x^(2 + 10^-20) at -2 was 4.0; an
-    independent hunt), `power` elsewhere."""
+    """base^p where the formula it stands for is real only for a base >= 0: p a constant that only
+    rounds to a whole number (2 + 10^-20 is 2.0, 10^20 + 1/2 is 1e20; x^(2 + 10^-20) at -2 was 4.0),
+    or principal powers whose exponents add up to p (sqrt(b)*b^(3/2)). NaN for a negative base,
+    `power` elsewhere."""
     return np.where(np.less(base, 0), np.nan, power(base, exponent))
 
 
