@@ -21,7 +21,6 @@ from chainrule.engine.errors import (
     LimitExceeded,
     ParseError,
 )
-from chainrule.server import api as api_module
 from chainrule.server.api import ChainruleApi
 from chainrule.server.cache import ENTRY_OVERHEAD, Caches, LruCache, bounded, key_bytes, text_key
 from chainrule.server.compute import jobs
@@ -430,21 +429,22 @@ async def test_repeated_evaluate_compiles_once_and_skips_executors_for_one_point
 async def test_a_batch_alone_in_flight_computes_where_it_arrived_and_others_take_a_numeric_thread() -> None:
     """Eight thousand points of a cubic are above the tiny work always computed inline: on the event
     loop only while no other call is in flight (saving the hop); with one more, on the numeric
-    executor, whose shares are fair between callers. Past `_ALONE_INLINE_POINTS` a call alone goes
-    there too: some arguments cost a kernel 30 to 90 times its weight (an independent attacker)."""
+    executor, whose shares are fair between callers. Past `_ALONE_INLINE_COST` a call alone goes
+    there too: at adversarial arguments a kernel costs up to some 200 times its weight (twenty sines
+    at 8,000 points were computed on the loop: an independent attacker held it 0.25 s a call)."""
     api, _, numeric = make_api()
 
-    def request(n: int) -> pb.EvaluateRequest:
-        points = {"x": pb.Array(f64le=np.linspace(-1, 1, n).tobytes())}
-        return pb.EvaluateRequest(expression="x^3 - 2*x + 1", points=points)
+    def request(expression: str) -> pb.EvaluateRequest:
+        points = {"x": pb.Array(f64le=np.linspace(-1, 1, 8_000).tobytes())}
+        return pb.EvaluateRequest(expression=expression, points=points)
 
     alone = api.calls.admit(64)
-    first = await api.evaluate_reply(request(8_000))
+    first = await api.evaluate_reply(request("x^3 - 2*x + 1"))
     assert numeric.calls == []
-    await api.evaluate_reply(request(api_module._ALONE_INLINE_POINTS + 1))
+    await api.evaluate_reply(request(" + ".join(f"sin({k}*x)" for k in range(1, 21))))
     assert numeric.calls == ["_reply"]
     other = api.calls.admit(64)
-    second = await api.evaluate_reply(request(8_000))
+    second = await api.evaluate_reply(request("x^3 - 2*x + 1"))
     assert numeric.calls == ["_reply", "_reply"]
     assert first.SerializeToString() == second.SerializeToString()
     alone.release()

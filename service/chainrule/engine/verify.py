@@ -22,6 +22,7 @@ finite reals. The relative error at a point is |symbolic - numeric| / max(|symbo
 from __future__ import annotations
 
 import enum
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,9 +46,12 @@ __all__ = [
 PRECISION_DIGITS = 40
 TOLERANCE = 1e-8
 _ERROR_FLOOR = 1e-15
-# h = 1e-15: truncation error h^2 f'''/6 is ~1e-30 relative, and the imaginary part keeps ~25 of the
-# evaluation's digits (evalf's precision is relative to the whole complex value).
-_COMPLEX_STEP_DIGITS = 15
+# h = 1e-30: truncation error h^2 f'''/6 is ~1e-60 relative where f varies on a scale of 1, and
+# still ~1e-28 where it oscillates 1e16 times faster (sin(exp(exp(exp(x)))) at 1.24: with h = 1e-15
+# the "numeric" derivative was 8e18 for 4.4e15, a false MISMATCH; an independent attacker). The
+# value is evaluated with as many more digits, so the imaginary part keeps PRECISION_DIGITS of them
+# (evalf's precision is relative to the whole complex value).
+_COMPLEX_STEP_DIGITS = 30
 _ATTEMPTS_PER_POINT = 8
 # Functions without a complex-analytic form near the real axis (or none sympy evaluates there).
 _NON_ANALYTIC: tuple[type, ...] = (
@@ -286,6 +290,11 @@ def _check_point(
     numeric = _numeric_derivative(ctx, expr, symbols, values, orders=orders, method=method)
     if numeric is None or not ctx.isfinite(numeric):
         return None
+    if not (math.isfinite(float(symbolic)) and math.isfinite(float(numeric))):
+        # Past the doubles no caller sees the digits, and 40 of an argument of 10^1000 digits say
+        # nothing of sin of it: exp(exp(exp(exp(x)))) and sin(exp(exp(exp(x)))) were reported as
+        # mismatches (+Infinity against -Infinity), each counted (an independent attacker).
+        return None
     error = abs(symbolic - numeric) / max(abs(symbolic), abs(numeric), ctx.mpf(_ERROR_FLOOR))
     return float(symbolic), float(numeric), float(error)
 
@@ -306,7 +315,7 @@ def _numeric_derivative(
             s: sympy.Float(v, PRECISION_DIGITS) for s, v in zip(symbols, values, strict=True)
         }
         shifted[symbols[index]] = shifted[symbols[index]] + sympy.I * step
-        value = _complex_value(ctx, expr, shifted, PRECISION_DIGITS + 10)
+        value = _complex_value(ctx, expr, shifted, PRECISION_DIGITS + _COMPLEX_STEP_DIGITS)
         if value is not None:
             return value.imag * ctx.mpf(10) ** _COMPLEX_STEP_DIGITS
     try:

@@ -50,17 +50,16 @@ _C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient, engine.Comp
 # microsecond a call besides, about 1 ns a unit: 20 us). An mpmath kernel weighs more than this
 # alone (kernels.WEIGHTS): it never runs on the loop.
 _INLINE_COST = 20_000
-# A call alone in flight computes up to this much there too: at most about 4 ms of numpy (the
-# weights' unit is about 1 ns; batch rows measure 0.3 to 0.55 ns), where the hop to a numeric thread
+# A call alone in flight computes up to this much there too: about 0.5 ms of numpy by the weights
+# (their unit is about 1 ns; batch rows measure 0.3 to 0.55 ns), where the hop to a numeric thread
 # and back costs 0.3 to 0.45 ms (bench/PROFILE.md, "Fifth profile"), and nobody else is waiting
-# (who arrives meanwhile waits that long at most). With any other call in flight, the numeric
-# threads and their fair shares take it: a flood never runs on the loop.
-_ALONE_INLINE_COST = 4_000_000
-# ... and of at most this many points: a weight is a typical cost, and some arguments cost a kernel
-# 30 to 90 times it (sec past 1e300 some 120 ns a point against 4; exp into the subnormals 95 ns
-# against 1): 32,768 points within the cost held the loop 0.1 to 0.4 s (an independent attacker's
-# estimate), this many some 0.1 s at most.
-_ALONE_INLINE_POINTS = 8_192
+# (who arrives meanwhile waits that long at most). A weight is a typical cost: at adversarial
+# arguments a kernel costs up to some 200 times it (`power` of subnormals 224 ns a point against 1,
+# `atan2` of subnormals 395 ns against 15, `exp` at -745 108 ns against 2: an independent attacker),
+# so this bounds what one call holds the loop to some 0.1 s; at 4,000,000 a repeated call held it
+# 0.22 to 0.26 s each. With any other call in flight, the numeric threads and their fair shares take
+# it: a flood never runs on the loop.
+_ALONE_INLINE_COST = 500_000
 # Fixed costs of a call's kernels (`kernels.CALL_OVERHEADS`, in operations of about 1 ns) past which,
 # where they outweigh its work per point, it is computed in a symbolic worker (`_Plan.in_worker`):
 # 2 ms of numpy calls made from Python, which holds the GIL from the event loop between them.
@@ -650,8 +649,7 @@ class ChainruleApi:
             return await self._reply_from_worker(plan, batch, answer, filled)
         if not read_off_loop:
             cost = plan.cost(batch.size)
-            alone = self.calls.active <= 1 and batch.size <= _ALONE_INLINE_POINTS
-            if cost <= _INLINE_COST or (cost <= _ALONE_INLINE_COST and alone):
+            if cost <= _INLINE_COST or (cost <= _ALONE_INLINE_COST and self.calls.active <= 1):
                 try:
                     with engine.quick_only():
                         return self._reply(plan, batch, answer, filled)

@@ -683,17 +683,36 @@ async def test_an_upgrade_request_is_served_as_plain_http(app: Application, requ
     json.loads(body)
 
 
-async def test_two_framings_are_refused_and_the_connection_closed(app: Application) -> None:
-    """Content-Length beside Transfer-Encoding: a proxy reading the other framing would see the rest
-    as a request of its own (request smuggling); uvicorn read it as chunked and answered 200."""
-    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(_DIFFERENTIATE), _DIFFERENTIATE)
-    request = _post("content-length: 5", "transfer-encoding: chunked", body=chunked)
-    status, _, body, closed = await _raw_exchange(
-        app.http_port, request.replace(b"connection: close\r\n", b"")
-    )
+@pytest.mark.parametrize(
+    "head",
+    [
+        "POST /v1/differentiate HTTP/1.1\r\ncontent-type: application/json",
+        "GET /healthz HTTP/1.1",  # routes that read no body served the smuggled request after it
+        "GET /v1/differentiate?expression=x HTTP/1.1",
+        "POST /nope HTTP/1.1",
+        "PUT /v1/differentiate HTTP/1.1",
+        "POST /v1/differentiate HTTP/1.1\r\ncontent-type: text/plain",
+    ],
+)
+async def test_two_framings_are_refused_and_the_connection_closed(app: Application, head: str) -> None:
+    """Content-Length beside Transfer-Encoding: a proxy framing by Content-Length sees one request,
+    uvicorn (chunked) two; the second was served on every route but the one that read a body (an
+    independent attacker, twice). Refused at the head, the connection closed, nothing after it read."""
+    smuggled = b"0\r\n\r\nGET /v1/info HTTP/1.1\r\nhost: internal\r\n\r\n"
+    request = f"{head}\r\nhost: t\r\ncontent-length: {len(smuggled)}\r\ntransfer-encoding: chunked\r\n\r\n"
+    status, _, body, closed = await _raw_exchange(app.http_port, request.encode() + smuggled)
     assert status == 400
     assert details(json.loads(body))["ErrorInfo"]["reason"] == "AMBIGUOUS_FRAMING"
     assert closed
+
+
+@pytest.mark.parametrize("timeout", ["abc", "-1S", "1.5S", "2S,3S", "123456789012345678901S", "5s"])
+async def test_a_malformed_grpc_timeout_is_400_naming_it(client: httpx.AsyncClient, timeout: str) -> None:
+    """Read as none, it ran with no deadline at all (an independent attacker); grpc-gateway refuses it."""
+    response = await client.post(
+        "/v1/differentiate", content=_DIFFERENTIATE, headers={**JSON, "grpc-timeout": timeout}
+    )
+    assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", ["grpc-timeout"])
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])

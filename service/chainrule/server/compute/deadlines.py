@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple
 
-from chainrule.engine.errors import ChainruleError, DeadlineExceeded, ResourceExhausted
+from chainrule.engine.errors import ChainruleError, DeadlineExceeded, InvalidArgument, ResourceExhausted
 
 
 class RequestTime(NamedTuple):
@@ -187,10 +187,16 @@ _UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
 def parse_grpc_timeout(value: str | None) -> float | None:
-    """Seconds from a `grpc-timeout` value such as `5S` or `250m`; None when absent or malformed."""
-    if not value:
+    """Seconds from a `grpc-timeout` value such as `5S` or `250m`; None when absent. A malformed one
+    is INVALID_ARGUMENT, as grpc-gateway answers it: read as none, `abc`, `1.5S` and a 21-digit
+    value ran with no deadline at all (an independent attacker)."""
+    if value is None or not value.strip():
         return None
     match = _GRPC_TIMEOUT.fullmatch(value.strip())
     if match is None:
-        return None
+        raise InvalidArgument(
+            f"grpc-timeout {value[:40]!r} is not a timeout: at most 8 digits and a unit, one of "
+            "H, M, S, m, u, n (5S, 250m)",
+            field="grpc-timeout",
+        )
     return int(match.group(1)) * _UNITS[match.group(2)]

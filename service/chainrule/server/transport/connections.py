@@ -141,25 +141,55 @@ class _BoundedH11Protocol(H11Protocol):
         """What uvicorn answers a request h11 cannot read (a malformed head, or one past h11's
         size limit: a GET of a million `wrt`), as the `google.rpc.Status` JSON every other error
         is, not uvicorn's plain text."""
-        error = InvalidArgument(
-            "invalid HTTP request: its head is malformed or too long (a long query belongs in a POST body)",
-            field="request",
-            reason="MALFORMED_HTTP",
+        self._refuse(
+            InvalidArgument(
+                "invalid HTTP request: its head or its framing is malformed, or the head is too long "
+                "(a long query belongs in a POST body)",
+                field="request",
+                reason="MALFORMED_HTTP",
+            )
         )
+
+    def _refuse(self, error: InvalidArgument) -> None:
+        """A 400 with `error` as its Status body, and the connection closed."""
         body = dump(json_format.MessageToDict(status_proto(error)))
-        headers = [(b"content-type", JSON_MEDIA_TYPE.encode()), (b"connection", b"close")]
+        headers = [
+            (b"content-type", JSON_MEDIA_TYPE.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
         for event in (
-            h11.Response(status_code=400, headers=headers),
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
             h11.Data(data=body),
             h11.EndOfMessage(),
         ):
             self.transport.write(self.conn.send(event))
         self.transport.close()
 
-    def _unsupported_upgrade_warning(self) -> None:
-        """Nothing: a request asking to upgrade (to WebSocket, to h2c) is served as the HTTP request
-        it also is, as RFC 9110 lets a server do; uvicorn logged two warnings for each, one telling
-        the operator to install a WebSocket library, which any client could repeat without end."""
+    def _should_upgrade(self) -> bool:
+        """uvicorn asks this of every request head before any application sees it: where a head is
+        refused here. Content-Length beside Transfer-Encoding is two framings that disagree on where
+        the body ends: behind a proxy that reads the other one, the rest is a request of its own
+        (RFC 9112 6.3: refuse, and close). Refused in `read_body`, routes that read no body (GET
+        /healthz, a 404, a 405) had served the smuggled request after it, and a malformed chunked
+        body had the application answer on a connection h11 had closed (a traceback each: an
+        independent attacker). No request is upgraded: one asking to (to WebSocket, to h2c) is
+        served as the HTTP request it also is, as RFC 9110 lets a server do (uvicorn's own answer
+        was an empty 403, and it logged two warnings for each)."""
+        names = {name for name, _ in self.headers}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            self._refuse(
+                InvalidArgument(
+                    "the request carries both Content-Length and Transfer-Encoding; send one of them",
+                    field="request",
+                    reason="AMBIGUOUS_FRAMING",
+                )
+            )
+            return True  # uvicorn then calls `handle_websocket_upgrade`, and stops reading
+        return False
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """Nothing: only a head `_should_upgrade` refused comes here, answered and closed already."""
 
     def _stalled(self) -> bool:
         return not self.transport.is_closing() and (

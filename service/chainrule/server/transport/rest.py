@@ -146,11 +146,11 @@ async def _respond(
 ) -> Response:
     # An optional `grpc-timeout` header (as grpc-gateway reads it) bounds the compute, like a deadline;
     # who the caller is decides its share of the compute (executors.Admission).
-    timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
     caller = functools.partial(callers.of_http, request.scope)
     calls = api.calls
     admitted = None
     try:
+        timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
         admitted = calls.admit(0, caller, coming=min(_declared_size(request), calls.max_bytes))
         with deadlines.request_scope(timeout, caller):
             request.state.charge = admitted.charge  # read_body counts the body as it arrives
@@ -252,15 +252,7 @@ async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
     `idle_seconds` plus a second per `MIN_BODY_RATE` bytes received (a byte every few seconds kept
     one going for ever). Each piece is counted in the bytes in flight as it arrives (`_respond`)."""
     declared = request.headers.get("content-length")
-    if declared is not None and "transfer-encoding" in request.headers:
-        # Two framings disagree on where the body ends: behind a proxy that reads the other one,
-        # the rest would be a request of its own (RFC 9112 6.3: reject, and close the connection).
-        error = InvalidArgument(
-            "the request carries both Content-Length and Transfer-Encoding; send one of them",
-            field="body",
-            reason="AMBIGUOUS_FRAMING",
-        )
-        raise HttpError(error, 400, {"connection": "close"})
+    # (Content-Length beside Transfer-Encoding never gets here: connections.py refuses the head.)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":
         error = InvalidArgument(
