@@ -780,3 +780,17 @@ def test_printing_gives_up_past_its_allowance() -> None:
     with pytest.raises(parsing.TooSlow):
         symbolic.to_latex(expr, seconds=-1.0)
     assert parsing.to_text(expr, seconds=60.0) == parsing.to_text(expr) == "y/3 + sin(x)^2"
+
+
+def test_a_memory_error_while_building_is_not_salvaged_as_a_parse_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It is the symbolic worker's to answer (RESOURCE_EXHAUSTED, and its memory measured after):
+    salvaged, it was a 400 "cannot build this expression (MemoryError)" (an independent attacker)."""
+
+    def out_of_memory(self: object, node: object, args: object) -> object:
+        raise MemoryError
+
+    monkeypatch.setattr(parsing._Builder, "make", out_of_memory)
+    with pytest.raises(MemoryError):
+        parsing.parse("sin(x) + 2")

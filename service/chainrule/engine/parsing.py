@@ -673,7 +673,9 @@ class _Builder:
                         self.check_constant(kid, kid_value)
             try:
                 value = self.make(node, args)
-            except errors.ChainruleError:
+            except (errors.ChainruleError, MemoryError):
+                # (A MemoryError is the worker's to answer: RESOURCE_EXHAUSTED, its memory measured
+                # after; salvaged, it was a 400 and the worker was never looked at.)
                 raise
             except ArgumentError as error:
                 raise errors.ParseError(f"{error} in {self.source(node)}", node.pos) from None
@@ -729,7 +731,7 @@ class _Builder:
             try:
                 with sympy.evaluate(False):
                     return self.make(node, args)
-            except errors.ChainruleError:
+            except (errors.ChainruleError, MemoryError):
                 raise
             except Exception:  # noqa: S110 - refused below, naming the first failure
                 pass

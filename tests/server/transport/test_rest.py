@@ -715,6 +715,18 @@ async def test_a_malformed_grpc_timeout_is_400_naming_it(client: httpx.AsyncClie
     assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", ["grpc-timeout"])
 
 
+async def test_every_content_encoding_header_is_read(client: httpx.AsyncClient) -> None:
+    """identity, then gzip: only the first was read (an independent attacker)."""
+    headers = [
+        ("content-type", "application/json"),
+        ("content-encoding", "identity"),
+        ("content-encoding", "gzip"),
+    ]
+    response = await client.post("/v1/differentiate", content=_DIFFERENTIATE, headers=headers)
+    body = assert_status(response, 415, errors.Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE")
+    assert "gzip" in body["message"]
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
 async def test_an_encoded_body_is_415(client: httpx.AsyncClient, encoding: str) -> None:
     """A body said to be gzip was read as plain JSON and answered 200 (an independent attacker)."""

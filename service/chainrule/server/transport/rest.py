@@ -253,8 +253,14 @@ async def read_body(request: Request, limit: int, idle_seconds: float) -> bytes:
     one going for ever). Each piece is counted in the bytes in flight as it arrives (`_respond`)."""
     declared = request.headers.get("content-length")
     # (Content-Length beside Transfer-Encoding never gets here: connections.py refuses the head.)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding != "identity":
+    # Every Content-Encoding header, not the first only (identity, then gzip: an independent attacker).
+    codings = {
+        part.strip().lower()
+        for value in request.headers.getlist("content-encoding")
+        for part in value.split(",")
+    }
+    encoding = ", ".join(sorted(codings - {"identity", ""}))
+    if encoding:
         error = InvalidArgument(
             f"content encoding {encoding!r} is not supported; send the body as it is (no "
             "Content-Encoding header: requests are small next to what a gzip bomb would cost)",
