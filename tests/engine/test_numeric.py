@@ -949,6 +949,25 @@ def test_a_constant_no_double_holds_is_added_as_two(text: str, x: float) -> None
     assert value == pytest.approx(truth, rel=1e-15)
 
 
+def test_a_constant_split_in_two_stays_real_inside_min_and_heaviside() -> None:
+    """sympy compares Min's arguments and takes Heaviside's imaginary part as the folded formula is
+    rebuilt: a bare kernel there was "not comparable" (the fuzzer, seed 1824045788)."""
+    text = "Min(log10(abs(x)), x - E - y/x, x - E - 1) + Heaviside(x - pi)*y"
+    compiled = engine.compile_gradient(parsing.parse(text), ["x", "y"], hessian=True)
+    result = engine.gradient(compiled, {"x": np.array([3.1410425026623]), "y": np.array([-1.9])}, 1)
+    assert result.gradients[0].tolist() == [1.0] and result.gradients[1].tolist() == [0.0]
+
+
+def test_a_negative_base_under_an_infinite_exponent_is_not_a_number() -> None:
+    """No double tells an infinite exponent's parity: IEEE's (-0.9)^inf = 0 stood where the exponent,
+    (y + 123456789)^(10^20 - 2000) at a y that is no whole number, is none (the fuzzer, seed
+    3044198182). A base in (0, 1) still goes to 0."""
+    compiled = numeric.compile_function(parsing.parse("x^((y + 123456789)^(1e20 - 2e3))"), ["x", "y"])
+    xs, ys = np.array([-0.9, 0.9]), np.array([602985017021.4872, 602985017021.4872])
+    values = numeric.evaluate(compiled, {"x": xs, "y": ys}, 2).values
+    assert math.isnan(values[0]) and values[1] == 0.0
+
+
 def test_the_log_of_a_product_of_exponentials_of_two_variables_is_the_sum_of_exponents() -> None:
     compiled = engine.compile_gradient(parsing.parse("log(exp(x)*exp(y))"), ["x", "y"], hessian=False)
     result = engine.gradient(compiled, {"x": np.array([1e-20, 1e-9]), "y": np.array([2e-20, 1e-9])}, 2)

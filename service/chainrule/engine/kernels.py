@@ -373,18 +373,20 @@ def _scaled_turns(m: Any, scale: Any, period: Any) -> tuple[Any, Any]:
             total, error = _two_sum(total, np.fmod(np.multiply(a, b), period))
             total_low = np.add(total_low, error)
     t = np.divide(total, q)
-    # t q as product + its error, exactly (Dekker): total - t q is exact, t being total/q rounded.
-    product = np.multiply(t, q)
-    (t_high, t_low), (q_high, q_low) = _split(t), _split(q)
-    product_error = np.add(
-        np.add(
-            np.add(np.subtract(np.multiply(t_high, q_high), product), np.multiply(t_high, q_low)),
-            np.multiply(t_low, q_high),
-        ),
-        np.multiply(t_low, q_low),
-    )
+    # total - t q is exact, t being total/q rounded: with t q as a product and its error.
+    product, product_error = _two_product(t, q)
     remainder = np.subtract(np.subtract(total, product), product_error)
     return t, np.divide(np.add(remainder, total_low), q)
+
+
+def _two_product(a: Any, b: Any) -> tuple[Any, Any]:
+    """(p, e) with p = a b rounded and p + e = a b exactly (Dekker, from `_split` halves)."""
+    product = np.multiply(a, b)
+    (a_high, a_low), (b_high, b_low) = _split(a), _split(b)
+    error = np.subtract(np.multiply(a_high, b_high), product)
+    for x, y in ((a_high, b_low), (a_low, b_high), (a_low, b_low)):
+        error = np.add(error, np.multiply(x, y))
+    return product, error
 
 
 def _sine_cosine(turn: Any) -> tuple[Any, Any]:
@@ -577,9 +579,12 @@ def RealRoot(x: Any, n: Any) -> Any:  # noqa: N802 (the sympy class it implement
 
 def power(base: Any, exponent: Any) -> Any:
     """base^exponent with a varying exponent: NaN where either is (IEEE says NaN^0 = 1^NaN = 1), and
-    for a negative base under a fractional exponent, -inf too (IEEE says (-inf)^-0.5 = 0)."""
+    for a negative base under a fractional exponent, -inf too (IEEE says (-inf)^-0.5 = 0), or an
+    infinite one, whose parity no double tells (IEEE says (-0.9)^inf = 0: `(-(x^z))^((y + c)^(10^20))`
+    was 0.0 where its exponent is no whole number; the fuzzer, seed 3044198182)."""
     result = np.power(base, exponent)
-    undefined = np.isnan(base) | np.isnan(exponent) | ((base < 0) & (exponent != np.floor(exponent)))
+    fractional = (exponent != np.floor(exponent)) | np.isinf(exponent)
+    undefined = np.isnan(base) | np.isnan(exponent) | ((base < 0) & fractional)
     return np.where(undefined, np.nan, result)
 
 

@@ -59,6 +59,15 @@ class Kernel(sympy.Function):  # type: ignore[misc]
     (`stable`), printed as `name(*args)`."""
 
 
+class _RealSum(Kernel):
+    """`Kernel("add_constant", rest, high, low)`, known real as the sum it is: sympy compares and
+    takes the imaginary part of what Min, Max and Heaviside hold as `fold_constants` rebuilds them
+    (as a bare Kernel, the partials of `Min(log10(abs(x)), x - E - y/x)` failed: "not comparable";
+    the fuzzer, seed 1824045788)."""
+
+    is_extended_real = True
+
+
 def stable(expr: sympy.Expr) -> sympy.Expr:
     """`expr` with forms float64 evaluates badly written as the same function in forms it evaluates
     well (independent testers found each of them wrong):
@@ -1489,7 +1498,7 @@ def fold_constants(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[
                 split = _split_constant(sympy.Add(*numbers)) if node.is_Add and numbers else None
                 if split is not None:
                     high, low = (placeholder(part) for part in split)
-                    found = Kernel(Str("add_constant"), sympy.Add(*others), high, low)
+                    found = _RealSum(Str("add_constant"), sympy.Add(*others), high, low)
                 else:
                     found = node.func(*others, *([placeholder(node.func(*numbers))] if numbers else []))
             elif node.is_Pow and is_constant(node.exp) and _whole_double(node.exp):
@@ -1605,10 +1614,8 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
                 return f"odd_power({self._print(base)}, {self._print(exponent)})"
         if not exponent.is_Integer:
             # Also for a constant fractional exponent: IEEE says (-inf)^0.25 = inf, the rule NaN.
-            # An exact fraction whose double is whole keeps its domain (a constant that only rounds
-            # to a whole number was folded into `fractional_power` already: `fold_constants`).
-            kernel = "fractional_power" if _whole_double(exponent) else "power"
-            return f"{kernel}({self._print(base)}, {self._print(exponent)})"
+            # (One that only rounds to a whole number is `fractional_power`: `fold_constants`.)
+            return f"power({self._print(base)}, {self._print(exponent)})"
         # A small one as an integer literal (`b**2`): numpy squares an array for it in long double
         # too, where for 2.0 it calls powl, which flags an overflow past 2^8192
         # (`widening._flagged_by_value`); a large one as a double (an int past them is an error).

@@ -112,14 +112,7 @@ def generate(
     replacements, reduced = sympy.cse(renamed)
     operations = sum(_tree_size(value) for _, value in replacements) + sum(map(_tree_size, reduced))
     shared = (replacements, reduced[0] if single else reduced)
-    function = sympy.lambdify(
-        symbols,
-        renamed[0] if single else renamed,
-        modules=functions.lambdify_modules(),
-        printer=numeric_code.NumericPrinter(constants),
-        cse=lambda _: shared,
-        docstring_limit=0,  # no docstring: printing the expression for it costs as much again
-    )
+    function = _lambdified(symbols, renamed[0] if single else renamed, constants, cse=lambda _: shared)
     code = _with_destinations(function, 1 if single else len(parts))
     marshalled = marshal.dumps(code)
     if len(marshalled) > limits.max_code_bytes:
@@ -140,6 +133,21 @@ def generate(
         + max(numeric_code.cost(sympy.Tuple(*parts)), numeric_code.cost(sympy.Tuple(*renamed))),
         overhead=numeric_code.overhead(renamed),
     )
+
+
+def _lambdified(
+    symbols: Sequence[sympy.Symbol], expr: Any, constants: dict[sympy.Symbol, float], **options: Any
+) -> Callable[..., Any]:
+    """lambdify with our kernels and printer (prepared expressions: `numeric_code.prepare`)."""
+    function: Callable[..., Any] = sympy.lambdify(
+        symbols,
+        expr,
+        modules=functions.lambdify_modules(),
+        printer=numeric_code.NumericPrinter(constants),
+        docstring_limit=0,  # no docstring: printing the expression for it costs as much again
+        **options,
+    )
+    return function
 
 
 def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:
@@ -174,13 +182,7 @@ class _Float64:
         if self._function is None:
             (ready,), constants = numeric_code.prepare([self._raw])
             (symbol,) = self._raw.free_symbols
-            self._function = sympy.lambdify(
-                [symbol],
-                ready,
-                modules=functions.lambdify_modules(),
-                printer=numeric_code.NumericPrinter(constants),
-                docstring_limit=0,
-            )
+            self._function = _lambdified([symbol], ready, constants)
         return self._function(points)
 
 
