@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import signal
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from chainrule.server.app import Application
-from chainrule.server.cli import build_parser, main
+from chainrule.server.cli import build_parser, local, main
 from chainrule.server.cli.output import Elapsed, error_lines
 
 CHAINRULE = Path(sys.executable).parent / "chainrule"
@@ -158,6 +159,38 @@ async def test_local_work_stops_at_the_budget() -> None:
     )
     assert (status, out) == (1, "")
     assert "did not finish within the budget of 0.5 s" in err
+
+
+async def test_local_work_stops_at_the_budget_inside_one_long_call_into_c() -> None:
+    # `--verify` of an exp tower: mpmath multiplies integers of billions of bits, one call into C that
+    # holds the GIL for minutes, so the thread that watches the budget never ran (a hunt, 2026-12-05).
+    # The watchdog process stops it a second past the budget, with the same message. `sum` over a
+    # range is such a call too, and one that holds the GIL from the start.
+    holding = (
+        "from chainrule.server.cli.budget import within_budget\n"
+        "within_budget(lambda: sum(range(10**12)), 0.5, 'summing')"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", holding, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert (process.returncode, out) == (-signal.SIGKILL, b"")
+    assert b"summing did not finish within the budget of 0.5 s" in err
+    status, _, message = await command("diff", "exp(exp(exp(exp(x))))", "--verify", "--budget", "2")
+    assert status in (1, -signal.SIGKILL)  # whichever notices first: the thread or the watchdog
+    assert "did not finish within the budget of 2 s" in message
+
+
+def test_running_out_of_memory_is_a_message_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*_: object) -> list[str]:
+        raise MemoryError
+
+    monkeypatch.setattr(local, "_diff", refused)
+    status, out, err = run(capsys, "diff", "x^2")
+    assert (status, out) == (1, "")
+    assert err == "chainrule: differentiating ran out of memory: ask for less\n"
 
 
 class _Terminal(io.StringIO):

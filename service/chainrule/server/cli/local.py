@@ -54,6 +54,9 @@ def run(settings: Settings, options: argparse.Namespace) -> int:
             at_fault = options.around if _names(error, "around") else options.expression
             output.print_error(error.message, at_fault, error.metadata)
         return 1
+    except MemoryError:  # one allocation refused whole, e.g. an integer of astronomically many bits
+        print(f"chainrule: {label[options.command]} ran out of memory: ask for less", file=sys.stderr)
+        return 1
     print("\n".join(lines))
     return 0
 
