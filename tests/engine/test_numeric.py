@@ -803,6 +803,39 @@ def test_cancellations_of_other_shapes_are_caught(text: str, order: int, xs: lis
     assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=1e-300)
 
 
+@pytest.mark.parametrize(
+    ("text", "wrt", "columns", "exact"),
+    [
+        ("zeta(x + 1)", (), {"x": [1e-10, 1e-20, -1e-12, -3.0, 0.3]}, lambda x: mpmath.zeta(1 + x)),
+        ("x*zeta(x + 1)", (), {"x": [1e-20, 1e-9, -0.25]}, lambda x: x * mpmath.zeta(1 + x)),
+        ("zeta(x^2 + 1)", (), {"x": [1e-8, 0.5]}, lambda x: mpmath.zeta(1 + x * x)),
+        ("zeta(x + 1, 3)", (), {"x": [1e-10, 2.5]}, lambda x: mpmath.zeta(1 + x, 3)),
+        ("zeta(s, a)", (("a", 1),), {"s": [1e-20, 1e-10, -1e-12], "a": [0.5, 2.0, 3.0]},
+         lambda a, s: -s * mpmath.zeta(s + 1, a)),  # columns in name order
+        # The same hunt: atan2's mixed partial, (2y^2/(x^2 + y^2) - 1)/(x^2 + y^2) as sympy writes
+        # it, was 0.56 at x = y = 1e-8 (truth 0) and 3e-5 off next to the diagonal.
+        ("atan2(y, x)", (("x", 1), ("y", 1)),
+         {"x": [1e-8, 1e-8, 3.0, 1e5, -2.0], "y": [1e-8, 1.0000001e-8, 3.0000000001, 100000.00000009095, 5.0]},
+         lambda x, y: (y * y - x * x) / (x * x + y * y) ** 2),
+    ],
+)  # fmt: skip
+def test_next_to_a_pole_or_a_diagonal_the_digits_are_kept(
+    text: str, wrt: tuple[tuple[str, int], ...], columns: dict[str, list[float]], exact: Any
+) -> None:
+    """A hunt (2026-12-05): zeta(1 + u) with 1 + u rounded is off by u's lost digits over u next to
+    the pole: d/da zeta(s, a) = -s zeta(s + 1, a) was -0.99999992 at s = 1e-10 (truth
+    -0.99999999996) and NaN at 1e-20 (truth -1); zeta(-2) stays exactly 0."""
+    expr = parsing.parse(text)
+    formula = symbolic.differentiate(expr, list(wrt)) if wrt else expr
+    names = sorted(columns)
+    compiled = numeric.compile_function(formula, names, function=expr if wrt else None)
+    n = len(columns[names[0]])
+    got = numeric.evaluate(compiled, {k: np.array(v) for k, v in columns.items()}, n).values
+    with mpmath.workdps(60):
+        expected = [float(exact(*(mpmath.mpf(columns[k][i]) for k in names))) for i in range(n)]
+    assert got.tolist() == pytest.approx(expected, rel=1e-14, abs=0.0)
+
+
 def test_gamma_past_the_doubles_towards_zero_is_computed_in_long_double() -> None:
     """Below -171.7 gamma is subnormal or 0.0 in doubles, and scipy flags no underflow: 1e300*gamma(x)
     at -172.5 was -0.0, truth -1.1e-12 (tester round 6). Its sign times exp(log|gamma|) in long

@@ -167,6 +167,12 @@ def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
         ("gamma(sin(x)/x)", 1, [1e-8, 1.234e-6, -3e-5]),
         ("digamma(sinh(x)/x)", 1, [1e-8, 2e-7]),
         ("loggamma(sinh(x)/x)", 1, [1e-8]),
+        # A hunt of 2026-12-05: the cancelling factor inside a sum beside such functions (1.72 at
+        # 1e-8, truth 0.192), and cancelling terms of a sum beside them.
+        ("gamma(sin(x)/x)", 2, [1e-8, 1e-5, -2e-4]),
+        ("digamma(sin(x)/x)*exp(x)", 2, [1e-8, 3e-6]),
+        ("sin(x)/x + gamma(x + 1)", 1, [1e-8, 1e-5, -4e-4]),
+        ("(1 - cos(x))/x^2 + zeta(x + 2)", 1, [1e-8, 2e-6]),
     ],
 )
 def test_what_the_first_version_got_wrong(text: str, order: int, points: list[float]) -> None:

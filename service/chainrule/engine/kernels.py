@@ -924,6 +924,29 @@ def zeta(s: Any, a: Any = None) -> Any:
     return result if result.ndim else result[()]
 
 
+def zeta_near_pole(u: Any, a: Any = None) -> Any:
+    """zeta(1 + u) (or zeta(1 + u, a)) where 1 + u rounds away the digits of a small u: next to the
+    pole at 1 the function is about 1/u, so -s zeta(s + 1, a), the derivative of zeta(s, a) in a,
+    was -0.99999992 at s = 1e-10 (truth -0.99999999996) and NaN at 1e-20 (truth -1; a hunt). For
+    |u| < 1/2: 1/u plus the part without the pole, zeta(x) - 1/(x - 1) at x = 1 + u (x - 1 is exact
+    there, and the difference is about -digamma(a): its rounding error is small beside 1/u), which
+    at x = 1 is its limit -digamma(a); elsewhere zeta(1 + u) as written (exact at the trivial zeros)."""
+    us = _array(u)
+    x = 1.0 + us
+    whole = zeta(x) if a is None else zeta(x, a)
+    near = np.abs(us) < 0.5
+    if not np.any(near):
+        return whole
+    shift = 1.0 if a is None else _array(a)
+    with np.errstate(all="ignore"):
+        rest = whole - 1.0 / (x - 1.0)
+        at_pole = (x == 1.0) & (np.asarray(shift) > 0)
+        if np.any(at_pole):
+            rest = np.where(at_pole, -digamma(np.where(at_pole, shift, 1.0)), rest)
+        result = np.where(near, 1.0 / us + rest, whole)
+    return result if result.ndim else result[()]
+
+
 # ------------------------------------------------------------------------- point by point (mpmath)
 
 
@@ -1158,6 +1181,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "beta": _Kernel(beta, weight=60, overhead=60_000, contained=True),
         "factorial": _Kernel(factorial, weight=30, overhead=3_500, contained=True),
         "zeta": _Kernel(zeta, weight=200, overhead=350_000, contained=True),
+        "zeta_near_pole": _Kernel(zeta_near_pole, weight=210, overhead=360_000, contained=True),
         "partial": _Kernel(partial, weight=MPMATH_WEIGHT, contained=True),
         "inf": _Kernel(math.inf),
         "nan": _Kernel(math.nan),

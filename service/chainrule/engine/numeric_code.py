@@ -128,12 +128,24 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     marked = in_logs.replace(_log_of_one_plus, _log_one_plus)
     written = marked.replace(_unstable, _stable_node)
     logs = (
-        written.replace(_log_one_plus_of_erfc, _log_erfc)
+        written.replace(_zeta_of_one_plus, _zeta_near_pole)
+        .replace(_log_one_plus_of_erfc, _log_erfc)
         .replace(_unchanged_log_one_plus, _plain_log)
         .replace(_log_of_a_power, _computed_log)
     )
     # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2 first).
     return logs.replace(_of_pi_times, _in_half_turns)
+
+
+def _zeta_of_one_plus(node: sympy.Basic) -> bool:
+    """zeta of 1 plus a varying part: next to its pole, where 1 + u rounds (`kernels.zeta_near_pole`)."""
+    if not isinstance(node, sympy.zeta) or not node.args[0].free_symbols:
+        return False
+    return node.args[0].as_coeff_Add()[0] == 1
+
+
+def _zeta_near_pole(node: sympy.zeta) -> sympy.Expr:
+    return Kernel(Str("zeta_near_pole"), node.args[0] - 1, *node.args[1:])
 
 
 _TRIGONOMETRIC = (sympy.sin, sympy.cos, sympy.tan, sympy.cot, sympy.sec, sympy.csc)
@@ -1042,13 +1054,26 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
         return None  # cancel's gcd over big numbers or high powers can take minutes (atan2's partials)
     cancelled = sympy.cancel(sympy.together(primitive))
     combined = sympy.factor(cancelled)
-    # factor may split what cancel kept whole (e^5x + 1 into cyclotomic factors in e^x): the shorter.
-    shortest = min(combined, cancelled, key=sympy.count_ops)
-    if shared and sympy.count_ops(shortest) < sympy.count_ops(primitive):  # terms cancelled
-        return content * shortest
+    # factor may split what cancel kept whole (e^5x + 1 into cyclotomic factors in e^x): the shorter,
+    # but factored at the price of a sign: -(x - y)(x + y) is exact next to x = y, y^2 - x^2 is not.
+    shortest = combined if sympy.count_ops(combined) <= sympy.count_ops(cancelled) + 1 else cancelled
+    if shared and (sympy.count_ops(shortest) < sympy.count_ops(primitive) or _merges_terms(primitive)):
+        return content * shortest  # terms cancelled
     factors = [f for f in sympy.Mul.make_args(combined) if f.free_symbols]
     # Each factor is then written stably.
     return content * combined if polynomial is not None and len(factors) > 1 else None
+
+
+def _merges_terms(primitive: sympy.Expr) -> bool:
+    """Whether the sum's numerators, over their common denominator, have like terms that merge:
+    2y^2/(x^2 + y^2) - 1 is (2y^2 - x^2 - y^2)/(x^2 + y^2) = (y^2 - x^2)/(x^2 + y^2), as many
+    operations as written, but 0 where x = y, where the sum as written was 0.56 (its two terms 1 and
+    1 + 2^-53: atan2's mixed partial at x = y = 1e-8, truth 0; a hunt)."""
+    denominator = sympy.denom(sympy.together(primitive))
+    apart = sum(
+        len(sympy.Add.make_args(sympy.expand(sympy.cancel(term * denominator)))) for term in primitive.args
+    )
+    return len(sympy.Add.make_args(sympy.expand(sympy.cancel(primitive * denominator)))) < apart
 
 
 # Sums up to this many nodes, over at most this many variables, are tried (factoring them costs 5 to
