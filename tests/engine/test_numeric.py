@@ -815,7 +815,8 @@ def test_cancellations_of_other_shapes_are_caught(text: str, order: int, xs: lis
         # The same hunt: atan2's mixed partial, (2y^2/(x^2 + y^2) - 1)/(x^2 + y^2) as sympy writes
         # it, was 0.56 at x = y = 1e-8 (truth 0) and 3e-5 off next to the diagonal.
         ("atan2(y, x)", (("x", 1), ("y", 1)),
-         {"x": [1e-8, 1e-8, 3.0, 1e5, -2.0], "y": [1e-8, 1.0000001e-8, 3.0000000001, 100000.00000009095, 5.0]},
+         {"x": [1e-8, 1e-8, 3.0, 1e5, -2.0],
+          "y": [1e-8, 1.0000001e-8, 3.0000000001, 100000.00000009095, 5.0]},
          lambda x, y: (y * y - x * x) / (x * x + y * y) ** 2),
     ],
 )  # fmt: skip
