@@ -141,7 +141,7 @@ def _zeta_of_one_plus(node: sympy.Basic) -> bool:
     """zeta of 1 plus a varying part: next to its pole, where 1 + u rounds (`kernels.zeta_near_pole`)."""
     if not isinstance(node, sympy.zeta) or not node.args[0].free_symbols:
         return False
-    return node.args[0].as_coeff_Add()[0] == 1
+    return bool(node.args[0].as_coeff_Add()[0] == 1)
 
 
 def _zeta_near_pole(node: sympy.zeta) -> sympy.Expr:
