@@ -332,6 +332,37 @@ async def test_two_callers_unread_replies_leave_other_callers_calls(fresh_server
         assert first.finished + second.finished > 0  # refused (trailers only) past their shares
 
 
+async def test_a_compressed_message_is_refused_before_it_is_inflated(server: Server) -> None:
+    # A 58 KB gzip frame inflated to a 60 MB request inside the read the event loop drives: eight such
+    # calls at a time stalled other callers' calls for 2-3 s (an attack hunt, 2026-12-05). grpc now
+    # accepts identity only and refuses a compressed message itself, before inflating it.
+    bomb = pb.DifferentiateRequest(expression="x", formats=[pb.OUTPUT_FORMAT_LATEX] * 2_000_000)
+    async with bystander(server), attacks.attacker(server) as stub:
+        for _ in range(ROUNDS):
+            error = await attacks.expect(
+                stub.Differentiate(bomb, timeout=20, compression=grpc.Compression.Gzip),
+                grpc.StatusCode.UNIMPLEMENTED,
+                within=10,
+            )
+            assert "gzip" in (error.details() or "")
+
+
+async def test_request_metadata_past_its_limit_is_refused_whole(server: Server) -> None:
+    # grpc's soft limit refused metadata between 8 and 16 KiB at random, and each call in its backlog
+    # held up to 16 KiB of it (an attack hunt: 1.2 GiB resident from two connections' headers).
+    limit = SETTINGS.grpc_metadata_bytes
+    async with attacks.attacker(server) as stub:
+        request = pb.DifferentiateRequest(expression="x^2")
+        for _ in range(ROUNDS):
+            await attacks.expect(
+                stub.Differentiate(request, timeout=10, metadata=[("x-pad", "v" * (limit + 100))]),
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                within=5,
+            )
+        answer = await stub.Differentiate(request, timeout=10, metadata=[("x-pad", "v" * (limit // 2))])
+        assert answer.derivative == "2*x"
+
+
 # --- 2. symbolic work outside the killable pool: Parse ------------------------------------------------
 
 # Each term makes sympy find the integer part of a number below 2^330 (zeta at ~400 bits, a

@@ -241,6 +241,14 @@ class Settings:
             "waiting to read holds up to this",
         },
     )
+    grpc_metadata_bytes: int = field(
+        default=8 * 1024,
+        metadata={
+            BOUND: True,
+            "doc": "bytes of one gRPC call's request metadata (headers); beyond: refused by grpc "
+            "(RESOURCE_EXHAUSTED) before the call starts",
+        },
+    )
     request_bytes_in_flight: int = field(
         default=256 * 1024 * 1024,
         metadata={

@@ -217,6 +217,20 @@ GRPC_CONNECTION_BYTES = 20 * 1024
 # (measured: 23.5 KiB a Watch).
 STREAM_MESSAGE_BYTES = 4096
 STREAM_BYTES = 24 * 1024 + STREAM_MESSAGE_BYTES
+# Calls grpc has received but the event loop has not yet picked up. Past grpc's default backlog of
+# 1,000 it cancels calls at random (CANCELLED: uncounted, no retry delay); a burst that size is picked
+# up in milliseconds and refused by `calls_in_flight` (RESOURCE_EXHAUSTED, retry delay) instead.
+GRPC_BACKLOG = 32_768
+# A call in that backlog holds its metadata (up to `grpc_metadata_bytes`) and grpc's state for it:
+# calls reset as they arrive, or refused for their metadata, still wait there to be picked up (an
+# attack hunt: headers of 8 KiB on two connections, 11 KiB a call more resident; 1.2 GiB at grpc's
+# default limits).
+PENDING_CALL_BYTES = 4 * 1024
+
+
+def grpc_backlog(settings: Settings) -> int:
+    """How many received calls grpc keeps for the event loop to pick up."""
+    return max(GRPC_BACKLOG, 4 * settings.calls_in_flight)
 
 
 def memory_bound(settings: Settings) -> dict[str, int]:
@@ -226,8 +240,8 @@ def memory_bound(settings: Settings) -> dict[str, int]:
     "Sizing", derives the pod limits from it): the caches' byte bounds, the requests in flight, the
     numeric calls' working memory, each busy worker process's address-space limit (at most
     `symbolic_workers` compute at once, and Parse's own worker; spares wait warm), the gRPC messages
-    arriving (each being read up to its limit, each waiting call's up to its stream window), and the
-    open connections at their caps.
+    arriving (each being read up to its limit, each waiting call's up to its stream window), the
+    open connections at their caps, and the calls grpc holds until they are picked up.
     """
     workers = 0
     if settings.symbolic_workers:  # the busy ones (and Parse's) up to their limit; the spares idle, warm
@@ -244,4 +258,5 @@ def memory_bound(settings: Settings) -> dict[str, int]:
         "connections": settings.max_connections * HTTP_CONNECTION_BYTES
         + settings.max_grpc_connections * GRPC_CONNECTION_BYTES,
         "streams": settings.max_streams * STREAM_BYTES,
+        "pending": grpc_backlog(settings) * (settings.grpc_metadata_bytes + PENDING_CALL_BYTES),
     }

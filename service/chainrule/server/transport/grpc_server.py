@@ -39,11 +39,6 @@ Request = TypeVar("Request", bound=Message)
 Context = grpc.aio.ServicerContext[Any, Any]
 # Requests and replies bigger than this are parsed and serialised on a thread, off the event loop.
 OFFLOAD_BYTES = 256 * 1024
-# Calls grpc has received but the event loop has not yet picked up. Past grpc's default backlog of
-# 1,000 it cancels calls at random (CANCELLED: uncounted, no retry delay); a burst that size is picked
-# up in milliseconds and refused by `calls_in_flight` (RESOURCE_EXHAUSTED, retry delay) instead. Each
-# waiting call costs grpc a stream's state, a few kilobytes.
-_BACKLOG = 32_768
 # At most this many fields of a big request are walked on the event loop to find its columns: 20 us
 # for six columns, 0.14 ms for 256 small fields, 0.23 ms for 64 columns and 64 variables
 # (`field_entries` of each). A request with more is parsed on a thread instead.
@@ -206,8 +201,22 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.bdp_probe", 0),
         ("grpc.http2.lookahead_bytes", settings.grpc_stream_window_bytes),
         ("grpc.http2.max_frame_size", 4 * 1024 * 1024),
-        ("grpc.server.max_pending_requests", max(_BACKLOG, 4 * settings.calls_in_flight)),
-        ("grpc.server.max_pending_requests_hard_limit", max(_BACKLOG, 4 * settings.calls_in_flight)),
+        # Messages arrive as sent (identity): grpc inflates a compressed one inside the read that
+        # the event loop drives, and a 58 KB gzip frame is a 60 MB request (an attack hunt: eight
+        # such calls at a time stalled other callers' calls 2-3 s). A compressed message is
+        # UNIMPLEMENTED from grpc itself, before any inflation; grpc-accept-encoding says identity.
+        ("grpc.compression_enabled_algorithms_bitset", 1 << 0),
+        # Messages arrive as sent (identity): grpc inflates a compressed one inside the read that
+        # the event loop drives, and a 58 KB gzip frame is a 60 MB request (an attack hunt: eight
+        # such calls at a time stalled other callers' calls 2-3 s). A compressed message is
+        # UNIMPLEMENTED from grpc itself, before any inflation; grpc-accept-encoding says identity.
+        ("grpc.compression_enabled_algorithms_bitset", 1 << 0),
+        # One limit for a call's metadata, refused whole past it (grpc's soft limit refuses at
+        # random between 8 and 16 KiB): what each call in the backlog below may hold of it.
+        ("grpc.max_metadata_size", settings.grpc_metadata_bytes),
+        ("grpc.absolute_max_metadata_size", settings.grpc_metadata_bytes),
+        ("grpc.server.max_pending_requests", sizing.grpc_backlog(settings)),
+        ("grpc.server.max_pending_requests_hard_limit", sizing.grpc_backlog(settings)),
         # Connections: capped, a handshake within the header timeout, idle ones closed.
         ("grpc.max_allowed_incoming_connections", grpc_connection_cap(settings)),
         ("grpc.server_handshake_timeout_ms", _ms(settings.grpc_handshake_seconds)),

@@ -380,6 +380,12 @@ def _instrumented(
         metrics = resolved
         if metrics is None:
             metrics = resolved = make_metrics()
+        if context.cancelled():
+            # Reset by its client before it began (an HTTP/2 rapid reset sends a million such calls a
+            # minute): counted, not logged, as the access log grew 22 MB a minute with them.
+            metrics.inc_started()
+            metrics.handled(grpc.StatusCode.CANCELLED).inc()
+            raise asyncio.CancelledError
         metadata = context.invocation_metadata()
         # This coroutine runs in the call's own task: the handler and its log lines see the id.
         record = begin_request(request_id_from(metadata))
