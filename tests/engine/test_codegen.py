@@ -229,3 +229,35 @@ def test_one_over_zero_is_nan_in_every_language(text: str, language: Language) -
     derivative = engine.differentiate(parse(text), (), engine.Simplification.FAST)
     source = codegen.generate(derivative, ("x",), language).source
     assert {"Python": "numpy.nan", "C": "NAN", "JavaScript": "NaN"}[language.value] in source
+
+
+@pytest.mark.parametrize(
+    ("text", "wrt", "point"),
+    [
+        ("(-8)^x", (("x", 1),), {"x": 2.0}),  # log(8) + i pi: Python's code returned a complex number
+        ("y*loggamma(x)", (("y", 1),), {"x": -0.5, "y": 1.0}),  # gammaln: log|gamma|, not NaN
+        ("y*factorial(x)", (("y", 1),), {"x": -0.5, "y": 1.0}),  # scipy's factorial: 0.0 below 0
+        ("y*loggamma(x)", (("y", 1),), {"x": 2.5, "y": 1.0}),
+    ],
+)
+def test_generated_python_is_what_evaluate_computes_where_no_real_value_is(
+    tmp_path: Path, text: str, wrt: tuple[tuple[str, int], ...], point: dict[str, float]
+) -> None:
+    """A hunt (2026-12-05): generated code gave other numbers than Evaluate where the function has no
+    real value (and C's and JavaScript's code with a non-real constant did not compile)."""
+    derivative = engine.differentiate(parse(text), wrt, engine.Simplification.FAST)
+    variables = engine.free_variables(derivative)
+    values = [np.float64(point[name]) for name in variables]
+    expected = float(engine.compile_function(derivative, variables)(values))
+    path = tmp_path / "generated.py"
+    path.write_text(codegen.generate(derivative, variables, Language.PYTHON).source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    got = complex(module.derivative(*values))
+    assert got.imag == 0 and np.isnan(got.real) == np.isnan(expected)
+    assert np.isnan(expected) or got.real == pytest.approx(expected, rel=1e-14)
+    if derivative.has(sympy.I):  # NaN there too, where C's and JavaScript's code named an undefined I
+        assert "NAN" in codegen.generate(derivative, variables, Language.C).source
+        assert "NaN" in codegen.generate(derivative, variables, Language.JAVASCRIPT).source

@@ -110,6 +110,17 @@ NO_SERIES = [
     # Its value as written is the bounds of atan (sympy's AccumBounds), which the message could not
     # write: the limits say what it is.
     ("atan(1/x)", "0", 2, 0, "limits from the left and the right differ"),
+    # A hunt (2026-12-05): steps whose jumps pile up at the point. Between the jumps the step is
+    # constant, so the derivative's limit was taken for the derivative: 1/floor(1/x) had 0 for its
+    # first coefficient and x^2 floor(1/x) 2x, both truly x.
+    ("1/floor(1/x)", "0", 2, 1, "floor(1/x) jumps ever more often next to it"),
+    ("x^2 floor(1/x)", "0", 1, 1, "floor(1/x) jumps ever more often next to it"),
+    ("x^2 ceiling(1/x)", "0", 1, 1, "ceiling(1/x) jumps ever more often next to it"),
+    ("sin(1/floor(1/x))", "0", 1, 1, "jumps ever more often"),
+    ("x^3 floor(sin(1/x))", "0", 2, 1, "jumps ever more often"),
+    # ... and bounds inside an expression, which the message could not write (NO_CLOSED_FORM).
+    ("abs(sin(1/x))", "0", 0, 0, "oscillates near there"),
+    ("x^2 abs(sin(1/x))", "0", 1, 1, "oscillates"),
 ]
 
 

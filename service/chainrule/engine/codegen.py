@@ -135,6 +135,11 @@ _REWRITES: Sequence[tuple[Any, Callable[..., sympy.Expr]]] = (
     (functions.RealCeiling, lambda a: sympy.ceiling(a, evaluate=False)),
     (sympy.re, lambda a: a),
     (sympy.im, lambda a: sympy.S.Zero),
+    # As Evaluate computes them (a hunt, 2026-12-05): factorial is gamma(a + 1) (scipy's factorial is
+    # 0.0 below 0, Evaluate's gamma(1/2) at -1/2), and the principal log gamma has no real value
+    # below 0 (scipy's gammaln and C's lgamma are log|gamma| there).
+    (sympy.factorial, lambda a: sympy.gamma(a + 1)),
+    (sympy.loggamma, lambda a: sympy.Piecewise((sympy.loggamma(a), a > 0), (sympy.nan, True))),
 )
 
 
@@ -146,6 +151,11 @@ def _prepare(expr: sympy.Expr) -> sympy.Expr:
         # 1/0 (x/(sign(2) - 1), or 1/im(c) once im is 0): no real value, NaN in every language, as
         # in Evaluate.
         expr = expr.xreplace({sympy.zoo: sympy.nan})
+    if expr.has(sympy.I):
+        # A non-real constant (d/dx (-8)^x holds log(8) + i pi): what it reaches has no real value,
+        # NaN as in Evaluate; Python's code returned a complex number, C's and JavaScript's did not
+        # compile (a hunt, 2026-12-05).
+        expr = expr.xreplace({sympy.I: sympy.nan})
     return expr
 
 

@@ -135,6 +135,8 @@ def taylor(
     try:
         for k in range(order + 1):
             if k:
+                if k == 1:
+                    _check_steps_settle(expr, x, around)
                 current = symbolic.derivative(current, x)
                 symbolic.check_size(current, limits)
             value = _substituted(current, x, around)
@@ -281,6 +283,8 @@ def _value_at(
     if isinstance(limit, sympy.AccumBounds):
         low, high = (parsing.to_text(bound) for bound in limit.args)
         raise _no_series(expr, x, a, k, f"oscillates between {low} and {high} near there")
+    if limit.has(sympy.AccumBounds):  # bounds our grammar cannot write: 2 + AccumBounds(-1, 1)*pi
+        raise _no_series(expr, x, a, k, "oscillates near there")
     if not _finite_real(limit):
         raise _no_series(expr, x, a, k, f"tends to {parsing.to_text(limit)} there")
     if k == 0 and _finite_real(value) and sympy.S(value).equals(limit) is False:
@@ -347,6 +351,24 @@ def _step_near(node: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
     if at.is_integer is False and at.is_real:
         return node.func(at)  # a constant near a
     return node
+
+
+def _check_steps_settle(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> None:
+    """FailedPrecondition where a floor or ceiling jumps ever more often next to x = a (its argument
+    has no finite limit there: floor(1/x) at 0). A derivative is taken between the jumps, where the
+    step is constant, so its limit is not the derivative at a: the first derivative of 1/floor(1/x)
+    at 0 came out 0 and of x^2 floor(1/x) 2, both truly 1 (a hunt, 2026-12-05)."""
+    for node in expr.atoms(sympy.floor, sympy.ceiling):
+        inner = node.args[0]
+        if _finite_real(inner.subs(x, a)):
+            continue
+        try:
+            tends_to = sympy.limit(inner, x, a, dir="+-")
+        except (ValueError, NotImplementedError, sympy.PoleError, RecursionError):
+            tends_to = sympy.nan
+        if not _finite_real(tends_to) or tends_to.has(sympy.AccumBounds):
+            why = f"cannot be determined there: {parsing.to_text(node)} jumps ever more often next to it"
+            raise _no_series(expr, x, a, 1, why)
 
 
 def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
