@@ -193,6 +193,10 @@ def partial(name: str, orders: Sequence[int], args: Sequence[Any], prec: int) ->
         return ctx.nan
 
 
+# At most this many bits more for a partial of zeta next to its pole (s + j - 1 down to 1e-400 or so).
+_MAX_EXTRA_BITS = 4096
+
+
 def _zeta_partial(ctx: Any, s: Value, a: Value, orders: Sequence[int]) -> Value:
     """d^k/ds^k d^j/da^j zeta(s, a) from the derivatives in s alone: d/da zeta(s, a) is
     -s zeta(s + 1, a), so d^j/da^j is p(s) zeta(s + j, a) with p(s) = (-1)^j s (s + 1) ... (s + j - 1),
@@ -201,6 +205,13 @@ def _zeta_partial(ctx: Any, s: Value, a: Value, orders: Sequence[int]) -> Value:
     k, j = int(orders[0]), int(orders[1]) if len(orders) > 1 else 0
     if not j:
         return _zeta(ctx, s, a, k)
+    near = s + j - 1
+    if near != 0 and ctx.mag(near) < 0:
+        # Next to the pole of zeta(s + j, a) the terms are about 1/(s + j - 1)^(k + 1) each and cancel
+        # to what is left (d2/ds da zeta(s, a) at s = 5e-10 is -zeta(s + 1, a) - s zeta'(s + 1, a),
+        # each about 2e9, summing to -0.54): that many more bits (16% off at 64 bits; a fuzz finding).
+        ctx = context(ctx.prec + min(_MAX_EXTRA_BITS, (k + 2) * -int(ctx.mag(near)) + 20))
+        s, a = ctx.convert(s), ctx.convert(a)
     polynomial = [ctx.one * (-1) ** j]  # coefficients of p, lowest degree first
     for m in range(j):
         shifted = [ctx.zero, *polynomial]  # times s
