@@ -810,6 +810,11 @@ def test_cancellations_of_other_shapes_are_caught(text: str, order: int, xs: lis
         ("x*zeta(x + 1)", (), {"x": [1e-20, 1e-9, -0.25]}, lambda x: x * mpmath.zeta(1 + x)),
         ("zeta(x^2 + 1)", (), {"x": [1e-8, 0.5]}, lambda x: mpmath.zeta(1 + x * x)),
         ("zeta(x + 1, 3)", (), {"x": [1e-10, 2.5]}, lambda x: mpmath.zeta(1 + x, 3)),
+        # A second hunt: past a = 1e20 the part without the pole is about -1/u too, and 1/u + rest
+        # cancelled (-4.4e-16 for 2.5e-20 at a = 1e50); 1 + sin(x) was rewritten first (inf at 1e-17).
+        ("zeta(x + 1, a)", (), {"a": [1e50, 1e20, 2.0], "x": [0.3, 0.4, 1e-3]},
+         lambda a, x: mpmath.zeta(1 + x, a)),
+        ("zeta(1 + sin(x))", (), {"x": [1e-17, 1e-10, 0.3]}, lambda x: mpmath.zeta(1 + mpmath.sin(x))),
         ("zeta(s, a)", (("a", 1),), {"s": [1e-20, 1e-10, -1e-12], "a": [0.5, 2.0, 3.0]},
          lambda a, s: -s * mpmath.zeta(s + 1, a)),  # columns in name order
         # make fuzz (2026-12-05): the mixed partial's two terms, each about 1/s, cancel to -0.54; at

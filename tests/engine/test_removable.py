@@ -173,6 +173,13 @@ def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
         ("digamma(sin(x)/x)*exp(x)", 2, [1e-8, 3e-6]),
         ("sin(x)/x + gamma(x + 1)", 1, [1e-8, 1e-5, -4e-4]),
         ("(1 - cos(x))/x^2 + zeta(x + 2)", 1, [1e-8, 2e-6]),
+        # A second hunt: the product rule's terms share the other factor and cancel only together
+        # (-1.49 at 1e-8, truth -0.545), and a constant term cancels with the rest of the sum.
+        ("digamma(x + 2)*sin(x)/x", 2, [1e-8, 1e-3]),
+        ("gamma(x + 2)*sin(x)/x", 2, [1e-8]),
+        ("gamma(x + 2)*(exp(x) - 1)/x", 3, [1e-10]),
+        ("gamma(x + 2)*(x - sin(x))/x^3", 1, [1e-8, -1e-6, 1e-4]),
+        ("gamma(x + 2)*x/tan(x)", 1, [1e-8]),
     ],
 )
 def test_what_the_first_version_got_wrong(text: str, order: int, points: list[float]) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -549,3 +551,61 @@ async def test_a_json_list_of_many_scalars_costs_less_than_a_budget_to_refuse(
     # Refused by what decoding it would take (request_bytes), or once decoded by its length.
     limits = ('"limit":"field_entries"', '"limit":"jacobian_rows"', '"limit":"request_bytes"')
     assert any(limit in reply.text for limit in limits), reply.text
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in map(int, (task / "children").read_text().split()):
+                found |= {child, *_descendants(child)}
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (one init has not reaped yet counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_a_killed_server_process_takes_its_symbolic_workers_with_it(tmp_path: Path) -> None:
+    # Killed in the middle of a task (SIGKILL, an OOM kill, the supervisor replacing a stalled
+    # process), its worker went on computing with nobody to stop it at its budget (an attack hunt:
+    # 46 s of CPU and 552 MB for a 5 s budget), its forkserver re-parented to init.
+    ready = tmp_path / "ready.json"
+    command = [str(attacks.CHAINRULE), "serve", "--workers", "1", "--grpc-port", "0", "--http-port", "0"]
+    process = subprocess.Popen([*command, "--ready-file", str(ready)], env={**os.environ, **VARIANT_ENVIRON})
+    below: set[int] = set()
+    try:
+        while not ready.exists():
+            assert process.poll() is None, "the server did not start"
+            await asyncio.sleep(0.05)
+        port = json.loads(ready.read_text())["grpc_port"]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            slow = pb.DifferentiateRequest(
+                expression="(x + y + z + w + 7)^60",
+                wrt=[pb.Wrt(variable="x")],
+                simplification=pb.SIMPLIFICATION_FULL,
+            )
+            call = asyncio.ensure_future(
+                pb_grpc.DifferentiationServiceStub(channel).Differentiate(slow, timeout=30)
+            )
+            await asyncio.sleep(1.0)  # a worker is computing it now
+            below = _descendants(process.pid)
+            assert below
+            process.kill()
+            process.wait()
+            for _ in range(100):
+                if not any(_running(pid) for pid in below):
+                    break
+                await asyncio.sleep(0.05)
+            assert [pid for pid in below if _running(pid)] == []
+            with pytest.raises(grpc.aio.AioRpcError):
+                await call
+    finally:
+        process.kill()
+        for pid in below:
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)

@@ -16,6 +16,7 @@ import pytest
 from chainrule.server.app import Application
 from chainrule.server.cli import build_parser, local, main
 from chainrule.server.cli.output import Elapsed, error_lines
+from chainrule.server.config import ConfigError, Settings
 
 CHAINRULE = Path(sys.executable).parent / "chainrule"
 
@@ -272,3 +273,60 @@ def test_series_puts_the_caret_under_around_when_around_is_at_fault(
     code, out, err = lines(capsys, "series", "sin(x)", "--around", "1 +")
     assert (code, out) == (1, [])
     assert err.splitlines()[1:] == ["  1 +", "     ^"]
+
+
+# --- a second attack hunt (2026-12-05) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", ["nan", "inf", "1e400"])
+def test_a_budget_that_is_no_number_of_seconds_is_refused(budget: str) -> None:
+    # nan compared false with everything: the command ran without any budget.
+    with pytest.raises(SystemExit) as caught:
+        main(["diff", "x", "--budget", budget])
+    assert caught.value.code == 2
+
+
+@pytest.mark.parametrize("variable", ["SYMBOLIC_BUDGET_SECONDS", "GRACE_SECONDS", "HEARTBEAT_SECONDS"])
+def test_a_setting_that_is_no_finite_number_is_refused(variable: str) -> None:
+    # A server with CHAINRULE_SYMBOLIC_BUDGET_SECONDS=nan started, then refused every cold call.
+    with pytest.raises(ConfigError, match=f"CHAINRULE_{variable} must be a finite number"):
+        Settings.from_environ({f"CHAINRULE_{variable}": "nan"}).validate()
+
+
+async def test_an_argument_that_is_not_utf8_is_a_message_not_a_traceback() -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(CHAINRULE), "eval", b"\xff", "x=1", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert (process.returncode, out) == (2, b"")
+    assert err.decode().startswith("chainrule: argument 2") and b"Traceback" not in err
+
+
+async def test_the_watchdog_goes_with_a_command_killed_before_its_budget() -> None:
+    # Killed by SIGTERM, the command left its watchdog asleep for the rest of the budget.
+    process = await asyncio.create_subprocess_exec(
+        str(CHAINRULE), "diff", "(x+y+z+w)^60", "--wrt", "x", "--simplify", "full", "--budget", "600",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    children: list[int] = []
+    for _ in range(200):  # until it has forked its watchdog
+        await asyncio.sleep(0.05)
+        children = [
+            int(pid)
+            for task in Path(f"/proc/{process.pid}/task").glob("*")
+            for pid in (task / "children").read_text().split()
+        ]
+        if children:
+            break
+    assert children
+    process.terminate()
+    await process.wait()
+    await asyncio.sleep(0.5)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

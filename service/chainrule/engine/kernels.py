@@ -927,24 +927,28 @@ def zeta(s: Any, a: Any = None) -> Any:
 def zeta_near_pole(u: Any, a: Any = None) -> Any:
     """zeta(1 + u) (or zeta(1 + u, a)) where 1 + u rounds away the digits of a small u: next to the
     pole at 1 the function is about 1/u, so -s zeta(s + 1, a), the derivative of zeta(s, a) in a,
-    was -0.99999992 at s = 1e-10 (truth -0.99999999996) and NaN at 1e-20 (truth -1; a hunt). For
-    |u| < 1/2: 1/u plus the part without the pole, zeta(x) - 1/(x - 1) at x = 1 + u (x - 1 is exact
-    there, and the difference is about -digamma(a): its rounding error is small beside 1/u), which
-    at x = 1 is its limit -digamma(a); elsewhere zeta(1 + u) as written (exact at the trivial zeros)."""
+    was -0.99999992 at s = 1e-10 (truth -0.99999999996) and NaN at 1e-20 (truth -1; a hunt). There
+    it is 1/u plus the part without the pole, zeta(x) - 1/(x - 1) at x = 1 + u (x - 1 is exact), whose
+    limit at x = 1 is -digamma(a): only where 1/u outweighs that part 256 times (|u| < 2^-8 and
+    |u digamma(a)| < 2^-8), so the sum cannot cancel: zeta(1.4, 1e50) is 2.5e-20 where 1/u and the
+    rest are 2.5 and -2.5 (a hunt: -4.4e-16), and zeta(1 + u, 0.1) has a zero at u = -0.127. Elsewhere
+    zeta(1 + u) as written, which loses at most 2^8 ulp of u's rounding there."""
     us = _array(u)
     x = 1.0 + us
     whole = zeta(x) if a is None else zeta(x, a)
-    near = np.abs(us) < 0.5
-    if not np.any(near):
+    small = np.abs(us) < _POLE_REACH
+    if not np.any(small):
         return whole
-    shift = 1.0 if a is None else _array(a)
+    us, x, whole, small, shift = np.broadcast_arrays(us, x, whole, small, 1.0 if a is None else _array(a))
     with np.errstate(all="ignore"):
-        rest = whole - 1.0 / (x - 1.0)
-        at_pole = (x == 1.0) & (np.asarray(shift) > 0)
-        if np.any(at_pole):
-            rest = np.where(at_pole, -digamma(np.where(at_pole, shift, 1.0)), rest)
+        regular = -digamma(np.where(small & (shift > 0), shift, 1.0))
+        near = small & (shift > 0) & (np.abs(us * regular) < _POLE_REACH)
+        rest = np.where(x == 1.0, regular, whole - 1.0 / (x - 1.0))
         result = np.where(near, 1.0 / us + rest, whole)
     return result if result.ndim else result[()]
+
+
+_POLE_REACH = 2.0**-8
 
 
 # ------------------------------------------------------------------------- point by point (mpmath)

@@ -123,13 +123,14 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # e x/(e^x - x) holds e^x - 1, which became expm1(x), and its two terms, each about e/x, then
     # cancelled in float64: NaN, truth 0.0, at x = -67006, make fuzz).
     combined = expr.replace(_may_combine, _combined_or_same)
+    # Before the rules below rewrite 1 + u (1 + sin(x) as one_minus_sin(-x): then inf at 1e-17).
+    combined = combined.replace(_zeta_of_one_plus, _zeta_near_pole)
     # Logs of exponentials first: log(1 + e^x) is not log1p(e^x) where e^x is past every double.
     in_logs = combined.replace(_log_of_exponentials, _in_log_domain)
     marked = in_logs.replace(_log_of_one_plus, _log_one_plus)
     written = marked.replace(_unstable, _stable_node)
     logs = (
-        written.replace(_zeta_of_one_plus, _zeta_near_pole)
-        .replace(_log_one_plus_of_erfc, _log_erfc)
+        written.replace(_log_one_plus_of_erfc, _log_erfc)
         .replace(_unchanged_log_one_plus, _plain_log)
         .replace(_log_of_a_power, _computed_log)
     )

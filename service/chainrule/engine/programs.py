@@ -202,24 +202,75 @@ def _taylor_factors(raw: sympy.Expr) -> sympy.Expr:
     if sympy.count_ops(raw) > removable.MAX_NODES:
         return raw
     whole = sympy.factor_terms(raw)
-    if not (whole.is_Mul or whole.is_Add):
+    if whole.is_Add:
+        return _patched_sum(whole, raw)
+    if not whole.is_Mul:
         return raw
     groups: dict[sympy.Basic, list[sympy.Expr]] = {}
     pieces: list[sympy.Expr] = []
     changed = False
     for piece in whole.args:
-        if len(piece.free_symbols) == 1 and removable.elementary(piece):
-            groups.setdefault(next(iter(piece.free_symbols)), []).append(piece)
+        variable = _elementary_in(piece)
+        if variable is not None:
+            groups.setdefault(variable, []).append(piece)
         else:
-            inner = _taylor_factors(piece) if piece.is_Add or piece.is_Mul else piece
+            inner = _taylor_factors(piece) if piece.is_Add else piece
             changed = changed or inner is not piece
             pieces.append(inner)
     for group in groups.values():
-        one = whole.func(*group)
+        one = sympy.Mul(*group)
         patched = _taylor_near(one, one)
         changed = changed or patched is not one
         pieces.append(patched)
-    return whole.func(*pieces) if changed else raw
+    return sympy.Mul(*pieces) if changed else raw
+
+
+def _patched_sum(whole: sympy.Expr, raw: sympy.Expr) -> sympy.Expr:
+    """A sum's terms grouped by what multiplies their factors of one variable (`_elementary_in`),
+    each group's sum of those factors patched: the product rule's terms share the other factor, and
+    cancel only together (d/dx digamma(x + 2) sin(x)/x holds digamma(x + 2) (cos(x) - sin(x)/x)/x as
+    two terms: -1.49 at 1e-8 for the second derivative, truth -0.545; a second hunt). A constant term
+    joins the sum of the only variable's group (1 - cos(x) - 3(x - sin(x))/x cancels only with it)."""
+    groups: dict[tuple[sympy.Basic, sympy.Basic], list[sympy.Expr]] = {}
+    constants: list[sympy.Expr] = []
+    others: list[sympy.Expr] = []
+    changed = False
+    for term in whole.args:
+        if not term.free_symbols:
+            constants.append(term)
+            continue
+        factors = sympy.Mul.make_args(term)
+        variables = {_elementary_in(f) for f in factors} - {None}
+        if len(variables) != 1:
+            inner = _taylor_factors(term)
+            changed = changed or inner is not term
+            others.append(inner)
+            continue
+        (variable,) = variables
+        mine = [f for f in factors if _elementary_in(f) == variable or not f.free_symbols]
+        rest = sympy.Mul(*(f for f in factors if f not in mine))
+        groups.setdefault((rest, variable), []).append(sympy.Mul(*mine))
+    if len({variable for rest, variable in groups if rest == 1}) == 1:
+        key = next(k for k in groups if k[0] == 1)
+        groups[key] += constants
+    else:
+        others += constants
+    pieces = others
+    for (rest, _), group in groups.items():
+        one = sympy.Add(*group)
+        patched = _taylor_near(one, one)
+        if patched is not one:
+            changed = True
+        pieces.append(rest * patched)
+    return sympy.Add(*pieces) if changed else raw
+
+
+def _elementary_in(piece: sympy.Expr) -> sympy.Basic | None:
+    """The variable of a factor or term of one variable calling only elementary functions, else None."""
+    symbols = piece.free_symbols
+    if len(symbols) == 1 and removable.elementary(piece):
+        return next(iter(symbols))
+    return None
 
 
 def _with_destinations(function: Callable[..., Any], outputs: int) -> types.CodeType:

@@ -6,6 +6,7 @@ Only this module reads the environment. Tests build settings from a plain dict.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -359,6 +360,8 @@ class Settings:
         """Refuse values the server cannot run with, naming the variable."""
         for item in fields(self):
             value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):  # nan < 0 is False: no bound at all
+                raise ConfigError(f"{env_name(item)} must be a finite number, got {value}")
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"{env_name(item)} must not be negative, got {value}")
         for name in ("grpc_port", "http_port"):

@@ -82,7 +82,8 @@ async def get_healthz(port: int, source: str) -> bytes:
 
 
 async def test_idle_sockets_at_the_cap_do_not_lock_callers_out(bounded: Application) -> None:
-    before = closed_count(bounded, "evicted") + closed_count(bounded, "limit")
+    reasons = ("evicted", "limit", "head_timeout")
+    before = sum(closed_count(bounded, reason) for reason in reasons)
     idle = await open_idle(bounded.http_port, 6 * CAP)
     await asyncio.sleep(2 * EVICTION_AGE)  # the idle ones are old enough to make room now
     try:
@@ -98,8 +99,10 @@ async def test_idle_sockets_at_the_cap_do_not_lock_callers_out(bounded: Applicat
         async with grpc.aio.insecure_channel(f"127.0.0.1:{bounded.grpc_port}") as channel:
             check = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert check.status == health_pb2.HealthCheckResponse.SERVING
-        # Each connection past the cap pushed out (or, in a burst, was refused for) an idle one.
-        assert closed_count(bounded, "evicted") + closed_count(bounded, "limit") - before >= 5 * CAP
+        # Each connection past the cap pushed out (or, in a burst, was refused for) an idle one,
+        # unless the head timeout had closed one first (on a loaded machine opening them takes
+        # longer than that timeout: CI, 2026-12-05, 72 of 80 without it).
+        assert sum(closed_count(bounded, reason) for reason in reasons) - before >= 5 * CAP
         still_open = sum(not closed_by_peer(sock) for sock in idle)
         assert still_open <= CAP
     finally:

@@ -9,6 +9,7 @@ through the Python client: remote.py); both print the same way (output.py).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,8 @@ def _budget_argument(text: str) -> float:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(seconds):  # nan compared false with everything: no budget at all (a hunt)
+        raise argparse.ArgumentTypeError(f"the budget must be a finite number of seconds, got {text!r}")
     if seconds < 0:
         raise argparse.ArgumentTypeError("the budget cannot be negative")
     return seconds
@@ -219,7 +222,14 @@ def _add_series(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    for index, argument in enumerate(arguments, start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the terminal's encoding could not decode (a hunt: tracebacks)
+            print(f"chainrule: argument {index} ({argument!r}) is not UTF-8 text", file=sys.stderr)
+            return 2
+    options = build_parser().parse_args(arguments)
     try:
         settings = Settings.from_environ(
             host=getattr(options, "host", None),

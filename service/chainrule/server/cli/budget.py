@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chainrule.server.cli import output
+from chainrule.server.compute import lifetime
 
 T = TypeVar("T")
 _TIMED_OUT = 1
@@ -71,6 +72,7 @@ def _watchdog(seconds: float, message: str) -> int:
     if child:
         return child
     try:
+        lifetime.die_with_parent(parent)  # a command killed (SIGTERM) takes its watchdog with it
         time.sleep(seconds)
         if os.getppid() == parent:  # else the parent is gone already and its pid may be another's
             os.write(2, f"\n{message}\n".encode())

@@ -69,7 +69,7 @@ from chainrule.engine.errors import (
     refusing_library_failures,
 )
 from chainrule.engine.parsing import TooSlow
-from chainrule.server.compute import deadlines, jobs
+from chainrule.server.compute import deadlines, jobs, lifetime
 from chainrule.server.compute.executors import Admission, describe
 from chainrule.server.config import Settings
 
@@ -78,6 +78,8 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# Preloaded first by the forkserver, by name: imported here it would tie this process to its parent.
+_FORKSERVER_LIFETIME = "chainrule.server.compute.forkserver_lifetime"
 # How long a new symbolic worker may take to report ready (the first one also boots the forkserver).
 _START_TIMEOUT = 60.0
 _OK, _ERROR, _MEMORY, _BUG = "ok", "error", "memory", "bug"
@@ -96,6 +98,7 @@ class SymbolicWorkerError(RuntimeError):
 
 def _symbolic_worker_main(conn: Connection, memory_bytes: int) -> None:
     """Serve tasks from `conn` until it closes: (fn, args, kwargs) in, (kind, value) out."""
+    lifetime.die_with_parent(os.getppid())  # the forkserver, which dies with the server process
     # Ctrl-C in a terminal reaches the whole process group: the server process decides, not its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if memory_bytes > 0:
@@ -252,7 +255,7 @@ class ProcessExecutor:
         self.on_replaced: Callable[[str], None] = lambda reason: None
         self._context = multiprocessing.get_context("forkserver")
         # Workers fork from a server that has imported sympy and us already (global, set before use).
-        self._context.set_forkserver_preload([__name__])
+        self._context.set_forkserver_preload([_FORKSERVER_LIFETIME, __name__])
         # Blocking pipe I/O and process starts: one thread per worker, plus room for replacements.
         self._io = concurrent.futures.ThreadPoolExecutor(
             max_workers=2 * self.size + 2, thread_name_prefix="chainrule-pool"
