@@ -156,9 +156,10 @@ _MEMORY_TERMS = {
     "streams": f"`MAX_STREAMS` x {sizing.STREAM_BYTES // 1024} KiB: streaming gRPC calls open (health "
     "Watch, reflection), each with grpc's state and its request message (at most "
     f"{sizing.STREAM_MESSAGE_BYTES:,} bytes)",
-    "pending": f"{sizing.GRPC_BACKLOG:,} calls (or 4 x `CALLS_IN_FLIGHT`) x (`GRPC_METADATA_BYTES` + "
-    f"{sizing.PENDING_CALL_BYTES // 1024} KiB): calls grpc received and holds until the event loop picks "
-    "them up (calls their clients reset, or grpc refused for their metadata, wait there too)",
+    "pending": f"{sizing.GRPC_BACKLOG:,} calls (or 4 x `CALLS_IN_FLIGHT`) x ({sizing.METADATA_EXPANSION} x "
+    f"`GRPC_METADATA_BYTES` + {sizing.PENDING_CALL_BYTES // 1024} KiB): calls grpc received and holds until "
+    "the event loop picks them up (calls their clients reset, or grpc refused for their metadata, wait "
+    "there too)",
 }
 
 

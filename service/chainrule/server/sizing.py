@@ -220,11 +220,12 @@ STREAM_BYTES = 24 * 1024 + STREAM_MESSAGE_BYTES
 # Calls grpc has received but the event loop has not yet picked up. Past grpc's default backlog of
 # 1,000 it cancels calls at random (CANCELLED: uncounted, no retry delay); a burst that size is picked
 # up in milliseconds and refused by `calls_in_flight` (RESOURCE_EXHAUSTED, retry delay) instead.
-GRPC_BACKLOG = 32_768
-# A call in that backlog holds its metadata (up to `grpc_metadata_bytes`) and grpc's state for it:
-# calls reset as they arrive, or refused for their metadata, still wait there to be picked up (an
-# attack hunt: headers of 8 KiB on two connections, 11 KiB a call more resident; 1.2 GiB at grpc's
-# default limits).
+GRPC_BACKLOG = 16_384
+# A call in that backlog holds its metadata and grpc's state for it: calls reset as they arrive, or
+# refused for their metadata, still wait there to be picked up. grpc counts an entry at its name,
+# value and 32 bytes, and keeps it at up to three times that (second attack hunt: 230 one-byte
+# entries a call, under the 8 KiB limit, held 28 KiB a call; 1.2 GiB a process at grpc's own limits).
+METADATA_EXPANSION = 3
 PENDING_CALL_BYTES = 4 * 1024
 
 
@@ -258,5 +259,6 @@ def memory_bound(settings: Settings) -> dict[str, int]:
         "connections": settings.max_connections * HTTP_CONNECTION_BYTES
         + settings.max_grpc_connections * GRPC_CONNECTION_BYTES,
         "streams": settings.max_streams * STREAM_BYTES,
-        "pending": grpc_backlog(settings) * (settings.grpc_metadata_bytes + PENDING_CALL_BYTES),
+        "pending": grpc_backlog(settings)
+        * (METADATA_EXPANSION * settings.grpc_metadata_bytes + PENDING_CALL_BYTES),
     }
