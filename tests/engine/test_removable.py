@@ -180,6 +180,10 @@ def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
         ("gamma(x + 2)*(exp(x) - 1)/x", 3, [1e-10]),
         ("gamma(x + 2)*(x - sin(x))/x^3", 1, [1e-8, -1e-6, 1e-4]),
         ("gamma(x + 2)*x/tan(x)", 1, [1e-8]),
+        # ... and abs and sign beside the cancelling factor: no polynomial on a Cauchy circle.
+        ("abs(x - 2)*(x - sin(x))/x^3", 1, [1e-8, 1e-3]),
+        ("abs(x - 2)*(x - sin(x))/x^3", 2, [1e-8]),
+        ("sign(x + 3)*sin(x)/x", 2, [1e-8]),
     ],
 )
 def test_what_the_first_version_got_wrong(text: str, order: int, points: list[float]) -> None:
