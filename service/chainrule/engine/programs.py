@@ -239,16 +239,16 @@ def _patched_sum(whole: sympy.Expr, raw: sympy.Expr) -> sympy.Expr:
         if not term.free_symbols:
             constants.append(term)
             continue
-        factors = sympy.Mul.make_args(term)
-        variables = {_elementary_in(f) for f in factors} - {None}
+        tagged = [(factor, _elementary_in(factor)) for factor in sympy.Mul.make_args(term)]
+        variables = {variable for _, variable in tagged} - {None}
         if len(variables) != 1:
             inner = _taylor_factors(term)
             changed = changed or inner is not term
             others.append(inner)
             continue
         (variable,) = variables
-        mine = [f for f in factors if _elementary_in(f) == variable or not f.free_symbols]
-        rest = sympy.Mul(*(f for f in factors if f not in mine))
+        mine = [f for f, of in tagged if of == variable or not f.free_symbols]
+        rest = sympy.Mul(*(f for f, of in tagged if of != variable and f.free_symbols))
         groups.setdefault((rest, variable), []).append(sympy.Mul(*mine))
     if len({variable for rest, variable in groups if rest == 1}) == 1:
         key = next(k for k in groups if k[0] == 1)
