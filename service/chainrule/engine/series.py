@@ -130,8 +130,8 @@ def taylor(
     if order > limits.max_series_order:
         raise exceeded(limits, "max_series_order", order, field="order", what="the series order is too high")
     coefficients: list[sympy.Expr] = []
-    current = expr
-    expandable = _expandable(expr)  # asked at the first 0/0 only: the expansion does not change
+    current = _settled_kinks(expr, x, around)
+    expandable = _expandable(current)  # asked at the first 0/0 only: the expansion does not change
     try:
         for k in range(order + 1):
             if k:
@@ -142,7 +142,7 @@ def taylor(
             value = _substituted(current, x, around)
             if value is sympy.nan and expandable:
                 expandable = False
-                expanded = _expanded(expr, x, around, order, coefficients)
+                expanded = _expanded(current, x, around, order, coefficients)
                 if expanded is not None:
                     return Series(x, around, expanded)
             value = _value_at(current, x, around, k, expr, value=value)
@@ -150,6 +150,69 @@ def taylor(
     except RecursionError:
         raise InvalidArgument("the expression is nested too deeply to expand", field="expression") from None
     return Series(x, around, tuple(coefficients))
+
+
+def _settled_kinks(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
+    """`expr` as it is on both sides of x = a, without the kinks that are none there.
+
+    |g| where g(a) = 0 but g keeps its sign beside a is +-g there, and min or max of arguments equal
+    at a is one of them where their differences keep their signs: |1 - cos(x)| at 0 is 1 - cos(x),
+    min(x^2, x^4) is x^4. Differentiated as written, the kink's Dirac delta survived into the fourth
+    derivative and the series was refused where it exists (a hunt, 2026-12-05). A kink whose
+    argument changes sign (|x^3 - x^4|), or whose side cannot be told, stays as written.
+    """
+    if not expr.has(sympy.Abs, sympy.Min, sympy.Max):
+        return expr
+
+    def settled(node: sympy.Expr) -> sympy.Expr:
+        if isinstance(node, sympy.Abs):
+            side = _side_sign(node.args[0], x, a)
+            return side * node.args[0] if side else node
+        if isinstance(node, (sympy.Min, sympy.Max)):
+            least = _least_beside(node.args if isinstance(node, sympy.Min) else [-p for p in node.args], x, a)
+            return node if least is None else node.args[least]
+        return node
+
+    # `replace` works from the leaves up: an inner kink is settled (or known to stay) before the
+    # sign of what holds it is asked.
+    return expr.replace(lambda node: isinstance(node, (sympy.Abs, sympy.Min, sympy.Max)), settled)
+
+
+def _least_beside(
+    arguments: list[sympy.Expr] | tuple[sympy.Expr, ...], x: sympy.Symbol, a: sympy.Expr
+) -> int | None:
+    """The index of the argument less than every other on both sides of x = a, if that can be told."""
+    least = 0
+    for i in range(1, len(arguments)):
+        difference = arguments[i] - arguments[least]
+        at = difference.subs(x, a)
+        if at.is_zero:
+            side = _side_sign(difference, x, a)
+        else:
+            side = -1 if at.is_negative else 1 if at.is_positive else 0
+        if not side:
+            return None
+        if side < 0:
+            least = i
+    return least
+
+
+def _side_sign(g: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> int:
+    """1 or -1: the sign g keeps on both sides of x = a where g(a) = 0 (by its leading term c t^m
+    at x = a + t, m even); 0 if g is not 0 at a, changes sign there, or its leading term cannot be
+    told (a kink of its own inside, or sympy cannot find it)."""
+    if g.has(*functions.KINKED) or not g.subs(x, a).is_zero:
+        return 0
+    t = sympy.Dummy("t")
+    try:
+        leading = g.subs(x, a + t).as_leading_term(t)
+    except Exception:  # sympy fails in many ways (PoleError, NotImplementedError, ...)
+        return 0
+    c, m = leading.as_coeff_exponent(t)
+    if c.has(t) or c.free_symbols or not m.is_integer or not m.is_even or not m.is_positive:
+        return 0
+    c = c.evalf(30)
+    return 1 if c.is_positive else -1 if c.is_negative else 0
 
 
 def _substituted(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr | None:

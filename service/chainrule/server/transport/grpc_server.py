@@ -206,11 +206,6 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # such calls at a time stalled other callers' calls 2-3 s). A compressed message is
         # UNIMPLEMENTED from grpc itself, before any inflation; grpc-accept-encoding says identity.
         ("grpc.compression_enabled_algorithms_bitset", 1 << 0),
-        # Messages arrive as sent (identity): grpc inflates a compressed one inside the read that
-        # the event loop drives, and a 58 KB gzip frame is a 60 MB request (an attack hunt: eight
-        # such calls at a time stalled other callers' calls 2-3 s). A compressed message is
-        # UNIMPLEMENTED from grpc itself, before any inflation; grpc-accept-encoding says identity.
-        ("grpc.compression_enabled_algorithms_bitset", 1 << 0),
         # One limit for a call's metadata, refused whole past it (grpc's soft limit refuses at
         # random between 8 and 16 KiB): what each call in the backlog below may hold of it.
         ("grpc.max_metadata_size", settings.grpc_metadata_bytes),
