@@ -218,6 +218,36 @@ def test_a_kink_whose_argument_keeps_its_sign_is_no_kink(text: str, around: str,
     assert _taylor(text, around, 6).coefficients == _taylor(smooth, around, 6).coefficients
 
 
+# (expression, around, the same function written past the pole): gamma, polygamma and factorial at a
+# pole of theirs whose pole the rest cancels. sympy's limit and series cannot take polygamma there:
+# these were refused "no limit there that can be determined" (a hunt, 2026-12-05).
+PAST_A_POLE = [
+    ("1/gamma(x)", "0", "x/gamma(x + 1)"),
+    ("x digamma(x)", "0", "x digamma(x + 1) - 1"),
+    ("digamma(x) + 1/x", "0", "digamma(x + 1)"),
+    ("x^2 polygamma(1, x)", "0", "x^2 polygamma(1, x + 1) + 1"),
+    ("(x + 2) digamma(x)", "-2", "(x + 2) digamma(x + 3) - (x + 2)/x - (x + 2)/(x + 1) - 1"),
+    ("(x + 1)/factorial(x)", "-1", "(x + 1)^2/gamma(x + 2)"),
+    ("1/gamma(sin(x))", "0", "sin(x)/gamma(sin(x) + 1)"),
+]
+
+
+@pytest.mark.parametrize(("text", "around", "past"), PAST_A_POLE)
+def test_a_pole_of_gamma_or_polygamma_that_cancels_has_its_series(text: str, around: str, past: str) -> None:
+    assert _taylor(text, around, 4).coefficients == _taylor(past, around, 4).coefficients
+
+
+@pytest.mark.parametrize(
+    ("text", "around"), [("gamma(x)", "0"), ("digamma(x)", "-3"), ("factorial(x)", "-1")]
+)
+def test_a_pole_that_stays_is_still_no_series(text: str, around: str) -> None:
+    assert "is infinite there" in _refused(text, around, 2, 0).message
+
+
+def test_a_coefficient_is_multiplied_out_where_that_is_shorter() -> None:
+    assert _taylor("gamma(x)/gamma(x + 1)", "1", 2).text == "1 - (x - 1) + (x - 1)^2"
+
+
 def test_the_real_cube_root_of_a_cube_is_smooth() -> None:
     """cbrt(x^3) is x for real x: its derivatives are 0/0 at 0, limits of the real root."""
     assert _taylor("cbrt(x^3)", "0", 3).text == "x"

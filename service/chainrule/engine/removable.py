@@ -64,8 +64,11 @@ _MATCH = 2.0**-49  # the polynomial's relative error at the checked points, at m
 MAX_NODES = 200  # larger formulas are left alone: 50 evaluations of one at 320 bits take 0.2 s
 _MAX_POINTS = 4  # points a formula is patched at, at most
 # The functions a patched formula may call: mpmath evaluates each of them quickly anywhere in the
-# complex plane at 320 bits (zeta, polygamma and the like may take seconds there; Derivative and
-# Subs, opaque partials, are not functions of the grammar).
+# complex plane at 320 bits (zeta and the like may take seconds there; Derivative and Subs, opaque
+# partials, are not functions of the grammar). gamma and polygamma (digamma) cancel next to their
+# poles as 1/x does: the derivative of x digamma(x) was 1e-4 off at 1e-12, digamma(x) + 1/x's
+# -1.3e8 (truth 1.64; a hunt, 2026-12-05); polygamma costs 2 to 5 ms an evaluation there, so such
+# a patch takes 0.2 to 0.5 s to build (`patches` builds one at most).
 # Not abs and sign: analytic on the real line away from their kink, they are not on a Cauchy circle
 # (|z - 2| there), so a group holding abs(x - 2) got no polynomial, and its cancelling factor none
 # either: (abs(x - 2)*(x - sin(x))/x^3)' was 1e8 at 1e-8, truth -1/6 (a second hunt, 2026-12-05).
@@ -74,7 +77,7 @@ _ELEMENTARY = frozenset(
     for name in ("sin", "cos", "tan", "cot", "sec", "csc")
     for inverse in ("", "a")
     for hyperbolic in ("", "h")
-) | {"exp", "log", "erf", "erfc"}
+) | {"exp", "log", "erf", "erfc", "gamma", "polygamma"}
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,13 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
     except Exception:  # sympy's own failures (its cache, assumptions on huge constants)
         return []  # leave a formula sympy cannot look at as it is: the patch is a refinement
     found = []
+    # polygamma is slow on the circles (above): one polynomial of a formula that calls it, at the
+    # point nearest 0 where it cancels, bounds what a Hessian of several such variables costs
+    # (1/gamma(x) + 1/gamma(y) + 1/gamma(z) took 6 s with four points each, past the budget).
+    attempts = 1 if part.has(sympy.polygamma) else len(roots)
     for root, at in roots:
+        if not attempts:
+            break
         # The formula's other roots of what it divides by are poles, or points of their own: the
         # polynomial stops at half the way to them.
         scale = _scale(at)
@@ -122,6 +131,7 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
         try:
             if not _cancels(part, symbol, root, at, float64):
                 continue
+            attempts -= 1
             coefficients = _taylor_coefficients(part, symbol.name, (at, scale))
             limit = min(others, default=math.inf) / 2
             patch = (
@@ -142,8 +152,9 @@ def elementary(part: sympy.Expr) -> bool:
 
 def _candidates(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr, float]]:
     """0, and the real roots of the linear formulas it divides by, or divides by the logarithm,
-    sine or tangent of where they vanish (at 1, and at 0 and +-pi), with the doubles nearest them:
-    sin(x - 1)/(x - 1), (x - 2)/log(x - 1), sin(x)/(x - pi), (x - pi)/sin(x). The nearest few."""
+    sine or tangent of where they vanish (at 1, and at 0 and +-pi), or whose gamma or polygamma
+    has a pole (at 0, -1, ...), with the doubles nearest them: sin(x - 1)/(x - 1), (x - 2)/log(x - 1),
+    sin(x)/(x - pi), (x - pi)/sin(x), (x + 1) gamma(x). The nearest few."""
     zeros: dict[Any, tuple[sympy.Expr, ...]] = {
         sympy.log: (sympy.S.One,),
         sympy.sin: (sympy.S.Zero, sympy.pi, -sympy.pi),
@@ -155,6 +166,13 @@ def _candidates(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr
     for node in sympy.preorder_traversal(part):
         if len(roots) > 4 * _MAX_POINTS:
             break
+        if isinstance(node, (sympy.gamma, sympy.polygamma)):
+            # Poles where a factor or term may cancel them: (x + 1) gamma(x) next to -1.
+            for n in range(_MAX_POINTS):
+                root = _linear_root(node.args[-1] + n, symbol)
+                if root is not None:
+                    roots.add(root)
+            continue
         if not (node.is_Pow and node.exp.is_negative):
             continue
         base = node.base

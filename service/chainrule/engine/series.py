@@ -130,7 +130,7 @@ def taylor(
     if order > limits.max_series_order:
         raise exceeded(limits, "max_series_order", order, field="order", what="the series order is too high")
     coefficients: list[sympy.Expr] = []
-    current = _settled_kinks(expr, x, around)
+    current = _off_poles(_settled_kinks(expr, x, around), x, around)
     expandable = _expandable(current)  # asked at the first 0/0 only: the expansion does not change
     try:
         for k in range(order + 1):
@@ -146,7 +146,7 @@ def taylor(
                 if expanded is not None:
                     return Series(x, around, expanded)
             value = _value_at(current, x, around, k, expr, value=value)
-            coefficients.append(sympy.factor_terms(value / sympy.factorial(k)))
+            coefficients.append(_written(value / sympy.factorial(k)))
     except RecursionError:
         raise InvalidArgument("the expression is nested too deeply to expand", field="expression") from None
     return Series(x, around, tuple(coefficients))
@@ -176,6 +176,44 @@ def _settled_kinks(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Ex
     # `replace` works from the leaves up: an inner kink is settled (or known to stay) before the
     # sign of what holds it is asked.
     return expr.replace(lambda node: isinstance(node, (sympy.Abs, sympy.Min, sympy.Max)), settled)
+
+
+_MAX_POLE_SHIFT = 64  # gamma(x) around -64 is a product of 65 factors; past that it stays as written
+
+
+def _off_poles(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
+    """`expr` with gamma, polygamma and factorial at a pole (their argument a whole number <= 0 at
+    x = a) written by their recurrence from an argument past it: gamma(u) = gamma(u + n + 1)/(u (u + 1)
+    ... (u + n)), polygamma(m, u) = polygamma(m, u + 1) - (-1)^m m!/u^(m + 1). The pole is then a
+    power of u, which the derivatives and limits take: 1/gamma(x) at 0 (x/gamma(x + 1), entire) and
+    x*digamma(x) were refused "no limit there that can be determined" (sympy's limit and series
+    cannot take polygamma at its pole)."""
+    if not expr.has(sympy.gamma, sympy.polygamma, sympy.factorial):
+        return expr
+
+    def pole_order(u: sympy.Expr) -> int | None:
+        at = u.subs(x, a)
+        if at.is_integer and at.is_nonpositive and -at <= _MAX_POLE_SHIFT:
+            return int(-at)
+        return None
+
+    def shifted(node: sympy.Expr) -> sympy.Expr:
+        if isinstance(node, sympy.polygamma):
+            m, u = node.args
+            n = pole_order(u)
+            if n is None or not (m.is_integer and m.is_nonnegative):
+                return node
+            poles = sympy.Add(*((-1) ** m * sympy.factorial(m) / (u + k) ** (m + 1) for k in range(n + 1)))
+            return sympy.polygamma(m, u + n + 1) - poles
+        u = node.args[0] + (1 if isinstance(node, sympy.factorial) else 0)  # factorial(v) = gamma(v + 1)
+        n = pole_order(u)
+        if n is None:
+            return node
+        return sympy.gamma(u + n + 1) / sympy.Mul(*(u + k for k in range(n + 1)))
+
+    return expr.replace(
+        lambda node: isinstance(node, (sympy.gamma, sympy.polygamma, sympy.factorial)), shifted
+    )
 
 
 def _least_beside(
@@ -248,7 +286,7 @@ def _expanded(
     sides = [_one_sided(expr, x, a, order, side) for side in ("+", "-")]
     if sides[0] is None or sides[1] is None or sides[0] != sides[1]:
         return None  # sympy expands from one side: exp(-1/x) at 0 is 0 from the right only
-    coefficients = [sympy.factor_terms(c) for c in sides[0]]
+    coefficients = [_written(c) for c in sides[0]]
     if not all(_finite_real(c) and not c.free_symbols for c in coefficients):
         return None
     agree = all(_close(found, c) for found, c in zip(known, coefficients, strict=False))
@@ -275,6 +313,15 @@ def _one_sided(
     if polynomial.degree() > order:
         return None
     return [polynomial.coeff_monomial(t**k) for k in range(order + 1)]
+
+
+def _written(coefficient: sympy.Expr) -> sympy.Expr:
+    """A coefficient with its common factors taken out, or multiplied out where that is shorter: the
+    quadratic coefficient of gamma(x)/gamma(x + 1) at 1 came as (1 - EulerGamma)^2/2 + EulerGamma^2/2
+    + EulerGamma (1 - EulerGamma) + 1/2, which is 1."""
+    factored = sympy.factor_terms(coefficient)
+    expanded = sympy.factor_terms(sympy.expand(coefficient))
+    return expanded if sympy.count_ops(expanded) < sympy.count_ops(factored) else factored
 
 
 def _close(p: sympy.Expr, q: sympy.Expr) -> bool:
