@@ -66,7 +66,7 @@ _MAX_POINTS = 4  # points a formula is patched at, at most
 # The functions a patched formula may call: mpmath evaluates each of them quickly anywhere in the
 # complex plane at 320 bits (zeta and the like may take seconds there; Derivative and Subs, opaque
 # partials, are not functions of the grammar). gamma and polygamma (digamma) cancel next to their
-# poles as 1/x does: the derivative of x digamma(x) was 1e-4 off at 1e-12, digamma(x) + 1/x's
+# poles as 1/x does, and loggamma next to its zeros (loggamma(x)/(x - 2)' 1e-7 off next to 2): the derivative of x digamma(x) was 1e-4 off at 1e-12, digamma(x) + 1/x's
 # -1.3e8 (truth 1.64; a hunt, 2026-12-05); polygamma costs 2 to 5 ms an evaluation there, so such
 # a patch takes 0.2 to 0.5 s to build (`patches` builds one at most).
 # Not abs and sign: analytic on the real line away from their kink, they are not on a Cauchy circle
@@ -77,7 +77,7 @@ _ELEMENTARY = frozenset(
     for name in ("sin", "cos", "tan", "cot", "sec", "csc")
     for inverse in ("", "a")
     for hyperbolic in ("", "h")
-) | {"exp", "log", "erf", "erfc", "gamma", "polygamma"}
+) | {"exp", "log", "erf", "erfc", "gamma", "polygamma", "loggamma"}
 
 
 @dataclass(frozen=True)
