@@ -1104,3 +1104,17 @@ def test_real_and_imaginary_parts_follow_the_real_valued_rule(
         assert math.isnan(value)
     else:
         assert value == pytest.approx(expected, rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    "text", ["log(pi/2 + log(1/x))", "log2(pi/2 + log2(1/x))", "log(pi/2 + log2(1/x))"]
+)
+def test_a_sum_combined_back_to_itself_is_combined_once(text: str) -> None:
+    """The third derivative holds -1 + 3/u - 4/u^2, u = pi + 2 log(1/x), which combined over u and
+    written stably came back to itself: RecursionError (a hunt, 2026-12-05)."""
+    formula = symbolic.differentiate(parsing.parse(text), [("x", 3)])
+    points = np.array([0.3, 2.0, 1e-5])
+    got = numeric.evaluate(numeric.compile_function(formula, ["x"]), {"x": points}, 3).values
+    for point, value in zip(points, got, strict=True):
+        truth = float(reference.evaluate(formula, {"x": float(point)}, prec=500))
+        assert math.isclose(value, truth, rel_tol=1e-13), (text, point, value, truth)

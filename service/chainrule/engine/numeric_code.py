@@ -17,6 +17,7 @@ select) and print exact numbers as Python integers, which overflow when numpy co
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -713,7 +714,20 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     if written is not None:
         return written
     combined = _combined(node) if combine else None
-    return node if combined is None else stable(combined)
+    if combined is None or combined in _COMBINING.get(()):
+        return node
+    # A combined sum is written stably again, and may hold its own sum combined back to where it
+    # started (-1 + 3/u - 4/u^2 with u = pi + 2 log(1/x), the third derivative of
+    # log(pi/2 + log(1/x)): RecursionError, a hunt, 2026-12-05): each sum is combined once a branch.
+    token = _COMBINING.set(_COMBINING.get(()) + (node, combined))
+    try:
+        return stable(combined)
+    finally:
+        _COMBINING.reset(token)
+
+
+# The sums being combined on the way to this one (`_stable_sum_once`).
+_COMBINING: contextvars.ContextVar[tuple[sympy.Expr, ...]] = contextvars.ContextVar("combining")
 
 
 def _exp_difference(node: sympy.Expr) -> sympy.Expr | None:
