@@ -1106,9 +1106,7 @@ def test_real_and_imaginary_parts_follow_the_real_valued_rule(
         assert value == pytest.approx(expected, rel=1e-15)
 
 
-@pytest.mark.parametrize(
-    "text", ["log(pi/2 + log(1/x))", "log2(pi/2 + log2(1/x))", "log(pi/2 + log2(1/x))"]
-)
+@pytest.mark.parametrize("text", ["log(pi/2 + log(1/x))", "log2(pi/2 + log2(1/x))", "log(pi/2 + log2(1/x))"])
 def test_a_sum_combined_back_to_itself_is_combined_once(text: str) -> None:
     """The third derivative holds -1 + 3/u - 4/u^2, u = pi + 2 log(1/x), which combined over u and
     written stably came back to itself: RecursionError (a hunt, 2026-12-05)."""
@@ -1118,3 +1116,53 @@ def test_a_sum_combined_back_to_itself_is_combined_once(text: str) -> None:
     for point, value in zip(points, got, strict=True):
         truth = float(reference.evaluate(formula, {"x": float(point)}, prec=500))
         assert math.isclose(value, truth, rel_tol=1e-13), (text, point, value, truth)
+
+
+# A hunt of 2026-12-05: (expression, derivative order, points) each 0.0, inf or digits off before.
+NEXT_TO_ONE_AGAIN = [
+    # The argument as written, before 1 - x^2 was factored into a product no rule knew.
+    ("acos(1 - x^2)", 0, [1e-12, 0.3]),  # 0.0, truth 1.4e-12
+    ("acos(1 - x^2)", 1, [1e-12, 1e-5]),  # NaN
+    ("atanh(1 - x^2)", 1, [1e-12, 0.5]),  # 9007, truth -1e12
+    ("asin(1 - x^2)", 1, [1e-12]),
+    ("acos((1 - x^2)/(1 + x^2))", 0, [1e-12, 2.0]),  # 0.0
+    ("acos(1 - x^4/2)", 1, [1e-5, 0.7]),  # inf, truth 2e-5: c + k r for any k
+    # acoth and asech, as atanh(1/u) and acosh(1/u) through the same rules.
+    ("acoth(coth(x))", 0, [20.0, 0.5]),  # inf, truth 20
+    ("acoth(1 + x^2)", 0, [1e-9, 2.0]),  # inf
+    ("acoth(1 - x)", 0, [1e-17, -1e-17]),  # inf where it is NaN, then 19.9
+    ("acoth(coth(x))", 1, [20.0]),
+    ("asech(sech(x))", 0, [1e-9, 1.0]),  # 0.0, truth 1e-9
+    ("asech(cos(x))", 0, [1e-9]),
+    ("asech(tanh(x))", 0, [20.0]),  # 0.0, truth 4.1e-9
+    ("asech(sech(x))", 1, [1e-9]),
+    # Logarithms to base 2 and 10, exact at the powers of the base.
+    ("log2(x) - 3", 0, [8.0, 3.0]),  # -4.4e-16, truth 0
+    ("log10(x) - 3", 0, [1000.0]),
+    ("asin(log2(x))", 1, [2.0, 1.5]),  # 6.9e7, truth inf
+    ("log2(x)^2", 1, [4.0]),
+    # 1 - sech(u) without sinh(u/2)^2 sech(u), inf times 0 from u = 1420; log(sech(u)) in the log domain.
+    ("log(sech(x))", 0, [800.0, 1e-9, -3.0]),  # NaN, truth -799.3
+    ("asin(sech(x))", 0, [800.0, 1e-9]),  # NaN, truth 0
+    ("acos(sech(x))", 0, [800.0]),
+    ("atanh(sech(x))", 1, [800.0]),
+    # 1 - (t^2 + 1)/t^2, t = tan(x): one sum and a power that expand to 1 + 1/t^2.
+    ("1/tan(x)", 2, [1.5707963, 1.5707963267948966]),  # 7% off, and 0.0 where it is 1.2e-16
+]
+
+
+@pytest.mark.parametrize(("text", "order", "points"), NEXT_TO_ONE_AGAIN)
+def test_inverse_functions_next_to_one_whatever_their_argument_looks_like(
+    text: str, order: int, points: list[float]
+) -> None:
+    expr = parsing.parse(text)
+    formula = symbolic.differentiate(expr, [("x", order)]) if order else expr
+    function = numeric.compile_function(formula, ["x"], function=expr)
+    got = numeric.evaluate(function, {"x": np.array(points)}, len(points)).values
+    for point, value in zip(points, got, strict=True):
+        real = not math.isnan(float(reference.evaluate(expr, {"x": point}, prec=3000)))
+        truth = float(reference.evaluate(formula, {"x": point}, prec=3000)) if real else math.nan
+        if math.isnan(truth) or math.isinf(truth):
+            assert value == truth or (math.isnan(value) and math.isnan(truth)), (text, point, value, truth)
+        else:
+            assert math.isclose(value, truth, rel_tol=1e-13), (text, point, value, truth)

@@ -194,6 +194,13 @@ def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
         ("(x + 1)*gamma(x)", 1, [-1 + 1e-9, -1 - 1e-7]),
         ("x^2*polygamma(1, x)", 1, [1e-10, -1e-7]),
         ("loggamma(x)/(x - 2)", 1, [2 - 1e-9, 2 + 1e-7]),  # 1e-7 off
+        # ... and formulas analytic at the point, written through a branch real on one side only
+        # (6.7e7 at 1e-12, truth -1/120): the polynomial on that side.
+        ("cos(sqrt(x))", 3, [1e-12, 1e-5]),
+        ("sec(sqrt(x))", 5, [1e-5]),
+        ("sin(sqrt(x))/sqrt(x)", 3, [1e-5, 3e-9]),
+        ("sech(tanh(sqrt(x)))", 3, [1e-9]),
+        ("cos(acosh(x))", 4, [1.000001]),
     ],
 )
 def test_what_the_first_version_got_wrong(text: str, order: int, points: list[float]) -> None:
@@ -261,3 +268,9 @@ def test_a_formula_its_code_already_computes_well_gets_no_polynomial(text: str, 
 def test_a_formula_that_cancels_as_its_code_computes_it_keeps_its_polynomial() -> None:
     compiled = numeric.compile_function(_formula("sin(x)/x", 2), ["x"])
     assert removable.KERNEL in compiled.program.names
+
+
+def test_a_polynomial_for_one_side_leaves_the_other_not_a_number() -> None:
+    formula = _formula("cos(sqrt(x))", 3)
+    got = numeric.evaluate(numeric.compile_function(formula, ["x"]), {"x": np.array([-1e-12, -1e-5])}, 2)
+    assert np.isnan(got.values).all()

@@ -203,12 +203,15 @@ def log_sinh(u: Any) -> Any:
     return u + np.log(np.negative(np.expm1(-2.0 * u))) - _LN2
 
 
-def taylor_near(u: Any, reach: Any, direct: Any, coefficients: Any, exact: Any = True) -> Any:
+def taylor_near(u: Any, reach: Any, direct: Any, coefficients: Any, exact: Any = True, side: Any = 0) -> Any:
     """`direct`, a formula of u, except where |u| < `reach`: there the formula's Taylor polynomial
     at 0, by `coefficients` of rising degree (`removable`: the formula cancels there). At u = 0 itself
-    the formula stays if the point is `exact` (0/0 as written: NaN), else the polynomial gives it."""
+    the formula stays if the point is `exact` (0/0 as written: NaN), else the polynomial gives it.
+    A `side` of 1 or -1: only where u has that sign (the formula has no real value on the other)."""
     u = np.asarray(u)
     near = (np.abs(u) < reach) & ((u != 0) | (not exact))
+    if side:
+        near &= np.sign(u) == side
     if not near.any():
         return direct
     shape = np.broadcast_shapes(u.shape, np.shape(direct))
@@ -1143,6 +1146,8 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_abs_gamma": _Kernel(log_abs_gamma, weight=300, overhead=350_000),
         "sech_squared": _Kernel(sech_squared, weight=4, overhead=6_000, generic=True),
         "log1p": _Kernel(np.log1p, weight=3),
+        "log2": _Kernel(np.log2, weight=3),
+        "log10": _Kernel(np.log10, weight=3),
         "log_one_plus": _Kernel(log_one_plus, weight=6, overhead=3_000, generic=True),
         "one_minus_sin": _Kernel(one_minus_sin, weight=8, overhead=3_000, generic=True),
         "one_less_power": _Kernel(one_less_power, weight=10, overhead=10_000, generic=True),

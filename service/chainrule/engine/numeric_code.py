@@ -127,8 +127,21 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # Before the rules below rewrite 1 + u (1 + sin(x) as one_minus_sin(-x): then inf at 1e-17).
     combined = combined.replace(_zeta_of_one_plus, _zeta_near_pole)
     # Logs of exponentials first: log(1 + e^x) is not log1p(e^x) where e^x is past every double.
+    # log(sech(u)) is -log(cosh(u)), which has its log domain: sech is 0 from u = 710 on (log(sech(x))
+    # at 800 was NaN; a hunt, 2026-12-05).
+    combined = combined.replace(
+        lambda node: isinstance(node, sympy.log) and isinstance(node.args[0], sympy.sech),
+        lambda node: -sympy.log(sympy.cosh(node.args[0].args[0])),
+    )
     in_logs = combined.replace(_log_of_exponentials, _in_log_domain)
     marked = in_logs.replace(_log_of_one_plus, _log_one_plus)
+    # Inverse functions next to +-1 from their arguments as written, before those are rewritten
+    # below: 1 - x^2 becomes (1 - x)(1 + x), whose 1 - u has no rule (acos(1 - x^2) at 1e-12 was 0.0,
+    # truth 1.4e-12; a hunt, 2026-12-05). Those no rule writes are looked at again below.
+    # acoth(u) and asech(u) go through the rules of atanh(1/u) and acosh(1/u) (acoth(coth(x)) at 20
+    # was inf, asech(sech(x)) at 1e-9 0.0; a hunt).
+    marked = marked.replace(lambda node: isinstance(node, (sympy.acoth, sympy.asech)), _reciprocal_inverse)
+    marked = marked.replace(lambda node: isinstance(node, _INVERSES_AT_ONE), _stable_node)
     written = marked.replace(_unstable, _stable_node)
     logs = (
         written.replace(_log_one_plus_of_erfc, _log_erfc)
@@ -460,7 +473,7 @@ def _stable_node(node: sympy.Expr) -> sympy.Expr:
 
 def _written_stably(node: sympy.Expr) -> sympy.Expr:
     if node.is_Mul:
-        return _exponential_ratio(_scaled_erfc(_ratio(_absolute_powers(node))))
+        return _exponential_ratio(_scaled_erfc(_ratio(_absolute_powers(_log_in_base(node)))))
     if node.is_Add:
         return _stable_sum(node)
     if node.is_Pow:
@@ -491,6 +504,36 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
 def _kernel_name(node: sympy.Basic) -> str | None:
     """The name of the kernel `node` calls, None if it is no `Kernel`."""
     return str(node.args[0].name) if isinstance(node, Kernel) else None
+
+
+def _reciprocal_inverse(node: sympy.Expr) -> sympy.Expr:
+    """acoth(u) as atanh(1/u), asech(u) as acosh(1/u), where a rule writes 1 - 1/u stably; as
+    written elsewhere (acoth(x) itself is closer than atanh(1/x), 1/x being rounded), and a constant
+    as written (folded at the precision it needs, `fold_constants`)."""
+    if not node.free_symbols:
+        return node
+    inverse = sympy.atanh if isinstance(node, sympy.acoth) else sympy.acosh
+    written = _inverse_at_one(inverse(1 / node.args[0]))
+    return node if isinstance(written, inverse) else written
+
+
+def _log_in_base(node: sympy.Expr) -> sympy.Expr:
+    """log(u)^k/log(2)^k as log2(u)^k, and log(u)^k/log(10)^k as log10(u)^k: exact at the powers of
+    the base, where log(8)/log(2) is 3 + 4.4e-16 (log2(x) - 3 at 8 was -4.4e-16, and asin(log2(x))'
+    at 2 6.9e7 where it is infinite; a hunt, 2026-12-05)."""
+    factors = list(sympy.Mul.make_args(node))
+    changed = False
+    for base, name in ((2, "log2"), (10, "log10")):
+        for factor in factors:
+            power, k = factor.as_base_exp()
+            divisor = sympy.log(base) ** -k
+            if isinstance(power, sympy.log) and k.is_Integer and k > 0 and divisor in factors:
+                factors.remove(factor)
+                factors.remove(divisor)
+                factors.append(Kernel(Str(name), power.args[0]) ** k)
+                changed = True
+                break
+    return sympy.Mul(*factors) if changed else node
 
 
 def _inverse_at_one(node: sympy.Expr) -> sympy.Expr:
@@ -697,9 +740,12 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
             if shifted is not None:  # c f(u) + k is c (f(u) - K), an inverse function where it nears K
                 others = [t for t in terms if t is not constant and t is not term]
                 return sympy.Add(*others, coefficient * shifted)
-            if coefficient not in (constant, -constant):
-                continue
-            written = _one_less(rest) if coefficient == -constant else _one_more(rest)
+            if coefficient == -constant:
+                written = _one_less(rest)
+            elif coefficient == constant:
+                written = _one_more(rest)
+            else:  # c + k r is c (1 - t), t = -k r/c: 1 - (2 - x^4)^2/4, acos(1 - x^4/2)' (a hunt)
+                written = _one_less(-coefficient / constant * rest)
             if written is not None:
                 others = [t for t in terms if t is not constant and t is not term]
                 return sympy.Add(*others, constant * written)
@@ -719,7 +765,7 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     # A combined sum is written stably again, and may hold its own sum combined back to where it
     # started (-1 + 3/u - 4/u^2 with u = pi + 2 log(1/x), the third derivative of
     # log(pi/2 + log(1/x)): RecursionError, a hunt, 2026-12-05): each sum is combined once a branch.
-    token = _COMBINING.set(_COMBINING.get(()) + (node, combined))
+    token = _COMBINING.set((*_COMBINING.get(()), node, combined))
     try:
         return stable(combined)
     finally:
@@ -1212,6 +1258,13 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return rule(t, t.args[0])
     if t.is_Add and sympy.S.One in t.args:  # 1 - (1 + v) is -v exactly: acos(1 - x) from x itself
         return 1 - t
+    if t.is_Pow and t.exp == -1:  # 1 - 1/b is (b - 1)/b where 1 - b has a rule (atanh(1/coth(x)))
+        less = _one_less(t.base)
+        if less is not None:
+            return -less / t.base
+    one_plus = _exactly_one_plus(t)  # ... and 1 - (1 - x)(1 + x), once a rule factored 1 - x^2, x^2
+    if one_plus is not None:  # (atanh(1 - x^2)' = -2x/(1 - (1 - x^2)^2) at 1e-12 was 9007, truth -1e12)
+        return -one_plus
     if isinstance(t, RealRoot) and t.args[1].is_Integer:  # cbrt(1 + u) - 1 was 0.0 at 1e-17
         u = _exactly_one_plus(t.args[0])
         return None if u is None else Kernel(Str("one_less_power"), u, 1 / t.args[1], 1 - t)
@@ -1265,7 +1318,9 @@ _ONE_LESS_OF: Mapping[type, _Rule] = {
     sympy.cosh: lambda t, u: -2 * sympy.sinh(u / 2) ** 2,
     # cos(u)^2/(1 + sin(u)) where sin(u) > 0 (`kernels.one_minus_sin`)
     sympy.sin: lambda t, u: Kernel(Str("one_minus_sin"), u),
-    sympy.sech: lambda t, u: 2 * sympy.sinh(u / 2) ** 2 * t,  # 1 - 1/cosh(u)
+    # 1 - 1/cosh(u) as tanh(u/2) tanh(u), not 2 sinh(u/2)^2 sech(u), which is inf times 0 from
+    # u = 1420 (log(sech(x)) and asin(sech(x)) at 800 were NaN; a hunt, 2026-12-05).
+    sympy.sech: lambda t, u: sympy.tanh(u / 2) * sympy.tanh(u),
     sympy.sec: lambda t, u: -2 * sympy.sin(u / 2) ** 2 * t,  # 1 - 1/cos(u)
     sympy.csc: lambda t, u: -Kernel(Str("one_minus_sin"), u) * t,  # 1 - 1/sin(u), next to pi/2
     sympy.coth: lambda t, u: -2 / Kernel(Str("expm1"), 2 * u),
@@ -1323,7 +1378,9 @@ def _one_less_power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr | None
         return None
     if exponent == sympy.S.Half:
         return -u / (1 + sympy.sqrt(base))
-    if exponent in (0, 1, 2):  # 1 - b and 1 - b^2 have rules of their own
+    if exponent == 2:  # (1 - b)(1 + b), each with its rules: b a product ((1 - x)(1 + x), from 1 - x^2)
+        return _one_less_or_difference(base) * _plus_one(base)  # is no square to the rule for squares
+    if exponent in (0, 1):  # 1 - b has rules of its own
         return None
     n = abs(int(exponent)) if exponent.is_Integer else 0
     if 0 < n <= _POWERS:
@@ -1395,20 +1452,32 @@ def _common_power(t: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
     if not t.is_Mul:
         base, exponent = t.as_base_exp()
         return base, exponent
-    powers = [factor.as_base_exp() for factor in t.args]
+    coefficient, rest = t.as_coeff_Mul()
+    powers = [factor.as_base_exp() for factor in sympy.Mul.make_args(rest)]
     exponents = {exponent for _, exponent in powers}
     if len(exponents) != 1:
         return t, sympy.S.One
-    return sympy.Mul(*(base for base, _ in powers)), exponents.pop()
+    exponent = exponents.pop()
+    # A positive rational coefficient that is a power too joins the base: (2 - x^4)^2/4 is
+    # (1 - x^4/2)^2 (acos(1 - x^4/2)' at 1e-5 was inf, truth 2e-5; a hunt, 2026-12-05).
+    root = coefficient ** (1 / exponent) if coefficient.is_positive and exponent.is_Integer else None
+    if coefficient != 1 and not (root is not None and root.is_Rational):
+        return t, sympy.S.One
+    return sympy.Mul(*(base for base, _ in powers)) * (1 if root is None else root), exponent
 
 
 def _exactly_one_plus(b: sympy.Expr) -> sympy.Expr | None:
     """u where b is 1 + u symbolically: a sum holding 1, or a small product of such sums that a rule
-    wrote from one ((1 - x)(1 + x) from 1 - x^2); None otherwise."""
+    wrote from one ((1 - x)(1 + x) from 1 - x^2), or of one sum and a power; None otherwise."""
     if b.is_Add:
         return b - 1 if sympy.S.One in b.args else None
+    # ... or of one such sum and a power: (t^2 + 1)/t^2 is 1 + 1/t^2, cot's second derivative next to
+    # pi/2 held it less 1 (7% off at 1.5707963; a hunt, 2026-12-05).
     factors = sympy.Mul.make_args(b)
-    if not (b.is_Mul and len(factors) <= 3 and all(f.is_Add and len(f.args) <= 3 for f in factors)):
+    sums = [f for f in factors if f.is_Add]
+    if not (b.is_Mul and len(factors) <= 3 and sums and all(len(f.args) <= 3 for f in sums)):
+        return None
+    if len(sums) < len(factors) - 1 or not all(f.is_Add or f.is_Pow for f in factors):
         return None
     expanded = sympy.expand(b)
     return expanded - 1 if expanded.is_Add and sympy.S.One in expanded.args else None
@@ -1423,6 +1492,10 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
     rule = _rule_for(_ONE_MORE_OF, t)
     if rule is not None:
         return rule(t, t.args[0])
+    if t.is_Pow and t.exp == -1:  # 1 + 1/b is (1 + b)/b where 1 + b has a rule (atanh(1/(x - 1)))
+        more = _one_more(t.base)
+        if more is not None:
+            return more / t.base
     if isinstance(t, _ODD):  # 1 + f(u) is 1 - f(-u): 1 + coth(x) at -20 was 0.0 (tester round 11)
         return _one_less(type(t)(-t.args[0], evaluate=False))
     return None

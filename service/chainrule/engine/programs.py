@@ -158,7 +158,13 @@ def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:
         exact = sympy.Tuple(*(sympy.Rational(c) for c in patch.coefficients))
         reach = sympy.Rational(patch.reach)
         ready = numeric_code.Kernel(
-            Str(removable.KERNEL), u, reach, ready, exact, sympy.true if patch.exact else sympy.false
+            Str(removable.KERNEL),
+            u,
+            reach,
+            ready,
+            exact,
+            sympy.true if patch.exact else sympy.false,
+            sympy.Integer(patch.side),
         )
     return ready
 

@@ -66,9 +66,10 @@ _MAX_POINTS = 4  # points a formula is patched at, at most
 # The functions a patched formula may call: mpmath evaluates each of them quickly anywhere in the
 # complex plane at 320 bits (zeta and the like may take seconds there; Derivative and Subs, opaque
 # partials, are not functions of the grammar). gamma and polygamma (digamma) cancel next to their
-# poles as 1/x does, and loggamma next to its zeros (loggamma(x)/(x - 2)' 1e-7 off next to 2): the derivative of x digamma(x) was 1e-4 off at 1e-12, digamma(x) + 1/x's
-# -1.3e8 (truth 1.64; a hunt, 2026-12-05); polygamma costs 2 to 5 ms an evaluation there, so such
-# a patch takes 0.2 to 0.5 s to build (`patches` builds one at most).
+# poles as 1/x does, and loggamma next to its zeros (loggamma(x)/(x - 2)' 1e-7 off next to 2):
+# the derivative of x digamma(x) was 1e-4 off at 1e-12, digamma(x) + 1/x's -1.3e8 (truth 1.64;
+# a hunt, 2026-12-05); polygamma costs 2 to 5 ms an evaluation there, so such a patch takes 0.2
+# to 0.5 s to build (`patches` builds one at most).
 # Not abs and sign: analytic on the real line away from their kink, they are not on a Cauchy circle
 # (|z - 2| there), so a group holding abs(x - 2) got no polynomial, and its cancelling factor none
 # either: (abs(x - 2)*(x - sin(x))/x^3)' was 1e8 at 1e-8, truth -1/6 (a second hunt, 2026-12-05).
@@ -95,6 +96,9 @@ class Patch:
     # Whether `at` is the point itself, where the formula stays as written (0/0: NaN); else the
     # point is not a double, the formula's value at `at` is finite, and the polynomial gives it.
     exact: bool = True
+    # 1 or -1 where the formula has real values on that side of the point only (cos(sqrt(x)) at 0):
+    # the polynomial is used there, and the other side keeps the formula's NaN.
+    side: int = 0
 
 
 # The formula's values as the generated code computes them, at an array of points (`patches`).
@@ -344,21 +348,38 @@ def _accepted(
     # moved off it as the point is not a double (the derivative of (x - pi)/sin(x) vanishes at pi).
     roots: Any = np.roots(coefficients[lowest : nonzero[-1] + 1][::-1]) if nonzero[-1] > lowest else []
     check = _Check(part, symbol.name, point, coefficients)
+    real_side = _real_side(check, reach)
+    sides = (1, -1) if real_side == 0 else (real_side,)
     for root in sorted(float(abs(root)) for root in roots if 2.0**-26 < abs(root) < reach):
-        if not check.near(root) or not check.near(-root):
+        if not all(check.near(side * root) for side in sides):
             reach = root / 2
             break
     for _ in range(4):
-        if all(
-            check(t)
-            for t in {0.0, *(side * reach * 0.9999 * part_of for part_of in _CHECKS for side in (1, -1))}
-        ):
+        checked = {0.0, *(side * reach * 0.9999 * part_of for part_of in _CHECKS for side in sides)}
+        if all(check(t) for t in checked):
             # Terms that no longer count at the reach are left out.
             smallest = 2.0**-60 * abs(coefficients[lowest]) * reach**lowest
             last = max(k for k in nonzero if abs(coefficients[k]) * reach**k >= smallest)
-            return Patch(symbol, *point, reach, coefficients[: last + 1])
+            return Patch(symbol, *point, reach, coefficients[: last + 1], side=real_side)
         reach /= 4
     return None
+
+
+def _real_side(check: _Check, reach: float) -> int:
+    """1 or -1 where the formula has no real value anywhere on the other side of the point within
+    the reach, but has on this one: a formula analytic at the point written through a branch (the
+    third derivative of cos(sqrt(x)) at 1e-12 was 6.7e7, truth -1/120, sqrt being real on the right
+    only; a hunt, 2026-12-05); 0 otherwise."""
+    at, scale = check.point
+    parts = (0.5, 2.0**-6, 2.0**-12)
+    real = {
+        side: [_truth(check.part, check.name, at + side * reach * p * scale) is not None for p in parts]
+        for side in (1, -1)
+    }
+    for side in (1, -1):
+        if all(real[side]) and not any(real[-side]):
+            return side
+    return 0
 
 
 # Where the polynomial is checked, in parts of the reach on each side: evenly across it (a pole of
