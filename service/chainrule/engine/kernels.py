@@ -203,7 +203,9 @@ def log_sinh(u: Any) -> Any:
     return u + np.log(np.negative(np.expm1(-2.0 * u))) - _LN2
 
 
-def taylor_near(u: Any, reach: Any, direct: Any, coefficients: Any, exact: Any = True, side: Any = 0) -> Any:
+def taylor_near(  # noqa: PLR0917 - generated code calls kernels with positional arguments
+    u: Any, reach: Any, direct: Any, coefficients: Any, exact: Any = True, side: Any = 0
+) -> Any:
     """`direct`, a formula of u, except where |u| < `reach`: there the formula's Taylor polynomial
     at 0, by `coefficients` of rising degree (`removable`: the formula cancels there). At u = 0 itself
     the formula stays if the point is `exact` (0/0 as written: NaN), else the polynomial gives it.
