@@ -144,3 +144,43 @@ async def test_an_idle_connection_does_not_hold_the_exit_to_the_grace(port: str)
         assert loop.time() - started < grace / 2
     finally:
         writer.close()
+
+
+# A drain that never ends (an attack hunt: numeric threads held the GIL while uvicorn logged each
+# cancelled task with a traceback, and the process left 9 to 20 s past its grace).
+HUNG_DRAIN = """
+import asyncio, sys
+from pathlib import Path
+from chainrule.server.app import Application, serve
+from chainrule.server.config import Settings
+
+async def never(self):
+    await asyncio.sleep(3600)
+
+Application.stop = never
+serve(Settings.from_environ(), Path(sys.argv[1]))
+"""
+
+
+async def test_the_grace_bounds_the_exit_whatever_the_drain_does(tmp_path: Path) -> None:
+    ready = tmp_path / "ready.json"
+    environ = {
+        **os.environ,
+        "CHAINRULE_GRPC_PORT": "0",
+        "CHAINRULE_HTTP_PORT": "0",
+        "CHAINRULE_WORKERS": "1",
+        "CHAINRULE_SYMBOLIC_WORKERS": "0",
+        "CHAINRULE_GRACE_SECONDS": "1",
+    }
+    log = tmp_path / "server.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-c", HUNG_DRAIN, str(ready)], env=environ, stderr=stderr)
+        try:
+            await wait_for(ready.exists)
+            process.send_signal(signal.SIGTERM)
+            # Status 1: ended at the grace, every thread's stack printed (faulthandler).
+            assert await asyncio.to_thread(process.wait, 60) == 1
+        finally:
+            process.kill()
+            process.wait()
+    assert "Timeout" in log.read_text()

@@ -25,7 +25,7 @@ from chainrule.server.sizing import PROTOBUF, Wire
 from chainrule.server.transport import connections, wire
 from chainrule.server.transport.auth import Callers, TlsFiles
 from chainrule.server.transport.health import Health
-from chainrule.server.transport.instrumentation import Instrumentation, Registration
+from chainrule.server.transport.instrumentation import Instrumentation, Registration, abort_unless_ended
 from chainrule.server.transport.status import grpc_status
 from chainrule.v1 import chainrule_pb2 as pb
 
@@ -116,14 +116,13 @@ class DifferentiationServicer:
                 return reply
         except ChainruleError as error:
             note_error(error)
-            await context.abort_with_status(grpc_status(error))
+            await abort_unless_ended(context, grpc_status(error))
         except Exception:
             # A bug: log the traceback here, tell the caller nothing about our insides.
             log.exception("unexpected error in %s", message_type.__name__)
             internal = InternalError("internal error")
             note_error(internal)
-            await context.abort_with_status(grpc_status(internal))
-        raise AssertionError("abort_with_status returned")  # pragma: no cover
+            await abort_unless_ended(context, grpc_status(internal))
 
 
 async def _parsed(message_type: type[Request], raw: bytes, max_entries: int) -> tuple[Request, Wire]:
