@@ -1166,3 +1166,22 @@ def test_inverse_functions_next_to_one_whatever_their_argument_looks_like(
             assert value == truth or (math.isnan(value) and math.isnan(truth)), (text, point, value, truth)
         else:
             assert math.isclose(value, truth, rel_tol=1e-13), (text, point, value, truth)
+
+
+@pytest.mark.parametrize(
+    ("text", "point", "expected"),
+    [
+        ("sqrt(-x)", 0.0, -math.inf),
+        ("sqrt(x)", -0.0, math.inf),
+        ("sqrt(x^2 - 1)", 1.0, math.inf),
+        ("asec(x)", -1.0, math.inf),
+    ],
+)
+def test_an_infinite_derivative_at_a_domain_edge_has_the_sign_of_the_side_it_is_real_on(
+    text: str, point: float, expected: float
+) -> None:
+    """sqrt(-0.0) is -0.0 in IEEE: -x at 0 made the derivative of sqrt(-x) +inf (a hunt, 2026-12-05)."""
+    expr = parsing.parse(text)
+    formula = symbolic.differentiate(expr, [("x", 1)])
+    function = numeric.compile_function(formula, ["x"], function=expr)
+    assert numeric.evaluate(function, {"x": np.array([point])}, 1).values[0] == expected

@@ -203,6 +203,16 @@ def log_sinh(u: Any) -> Any:
     return u + np.log(np.negative(np.expm1(-2.0 * u))) - _LN2
 
 
+def sqrt(u: Any) -> Any:
+    """The square root with an unsigned zero: IEEE's sqrt(-0.0) is -0.0, and a -0.0 made by a
+    negation (-x at x = 0) then gave infinite derivatives the sign of no side: d/dx sqrt(-x) at 0,
+    -1/(2 sqrt(-x)), came out +inf where it tends to -inf (a hunt, 2026-12-05)."""
+    root = np.sqrt(u)
+    if isinstance(root, np.ndarray):
+        return np.add(root, 0.0, out=root)
+    return root + 0.0
+
+
 def taylor_near(  # noqa: PLR0917 - generated code calls kernels with positional arguments
     u: Any, reach: Any, direct: Any, coefficients: Any, exact: Any = True, side: Any = 0
 ) -> Any:
@@ -1115,7 +1125,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "acoth": _Kernel(acoth, weight=20, overhead=4_000, contained=True),
         "exp": _Kernel(np.exp, weight=2),
         "log": _Kernel(np.log, weight=2),
-        "sqrt": _Kernel(np.sqrt),
+        "sqrt": _Kernel(sqrt, weight=2),
         "RealRoot": _Kernel(RealRoot, weight=10, overhead=50_000, contained=True, generic=True),
         "odd_power": _Kernel(odd_power, generic=True),
         "integer_power": _Kernel(vectormath.integer_power, generic=True),
