@@ -1146,6 +1146,8 @@ NEXT_TO_ONE_AGAIN = [
     ("asin(sech(x))", 0, [800.0, 1e-9]),  # NaN, truth 0
     ("acos(sech(x))", 0, [800.0]),
     ("atanh(sech(x))", 1, [800.0]),
+    ("log(sech(x)^2)", 0, [800.0, 1e-9]),  # -inf, truth -1598.6 (a second hunt)
+    ("acoth(1/x)", 0, [0.999999999999, 3.0]),  # 3.9e-6 off: atanh of x divided twice
     # 1 - (t^2 + 1)/t^2, t = tan(x): one sum and a power that expand to 1 + 1/t^2.
     ("1/tan(x)", 2, [1.5707963, 1.5707963267948966]),  # 7% off, and 0.0 where it is 1.2e-16
 ]

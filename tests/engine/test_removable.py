@@ -274,3 +274,22 @@ def test_a_polynomial_for_one_side_leaves_the_other_not_a_number() -> None:
     formula = _formula("cos(sqrt(x))", 3)
     got = numeric.evaluate(numeric.compile_function(formula, ["x"]), {"x": np.array([-1e-12, -1e-5])}, 2)
     assert np.isnan(got.values).all()
+
+
+def test_gamma_of_what_grows_without_bound_gets_no_polynomial() -> None:
+    """mpmath's gamma of gamma(x) next to 0 is astronomically large and slow: the Hessian of
+    gamma(gamma(gamma(x))) took minutes to compile (make fuzz, 2026-12-05); 20 ms as before now."""
+    formula = parsing.parse("gamma(gamma(x))*x")
+    assert not removable.elementary(formula)
+    assert removable.elementary(parsing.parse("gamma(x^2 + 1)*x"))
+    engine.compile_gradient(parsing.parse("gamma(gamma(gamma(x)))"), ["x"], hessian=True)
+
+
+def test_a_plan_tries_few_polynomials_of_formulas_calling_polygamma() -> None:
+    """Each costs 0.2 to 0.5 s on the circles: a plan tries three at most (`programs.generate`)."""
+    first, second = (_formula(text, 1) for text in ("x*digamma(x)", "digamma(x) + 1/x"))
+    with removable.slow_tries(1):
+        assert removable.patches(first)
+        with pytest.raises(removable.OutOfTries):
+            removable.patches(second)
+    assert removable.patches(second)  # outside a plan: as many as it needs

@@ -1125,7 +1125,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "acoth": _Kernel(acoth, weight=20, overhead=4_000, contained=True),
         "exp": _Kernel(np.exp, weight=2),
         "log": _Kernel(np.log, weight=2),
-        "sqrt": _Kernel(sqrt, weight=2),
+        "sqrt": _Kernel(sqrt, weight=2, generic=True),
         "RealRoot": _Kernel(RealRoot, weight=10, overhead=50_000, contained=True, generic=True),
         "odd_power": _Kernel(odd_power, generic=True),
         "integer_power": _Kernel(vectormath.integer_power, generic=True),

@@ -130,8 +130,10 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # log(sech(u)) is -log(cosh(u)), which has its log domain: sech is 0 from u = 710 on (log(sech(x))
     # at 800 was NaN; a hunt, 2026-12-05).
     combined = combined.replace(
-        lambda node: isinstance(node, sympy.log) and isinstance(node.args[0], sympy.sech),
-        lambda node: -sympy.log(sympy.cosh(node.args[0].args[0])),
+        lambda node: isinstance(node, sympy.log) and isinstance(node.args[0].as_base_exp()[0], sympy.sech),
+        lambda node: (
+            -node.args[0].as_base_exp()[1] * sympy.log(sympy.cosh(node.args[0].as_base_exp()[0].args[0]))
+        ),
     )
     in_logs = combined.replace(_log_of_exponentials, _in_log_domain)
     marked = in_logs.replace(_log_of_one_plus, _log_one_plus)
@@ -513,8 +515,13 @@ def _reciprocal_inverse(node: sympy.Expr) -> sympy.Expr:
     if not node.free_symbols:
         return node
     inverse = sympy.atanh if isinstance(node, sympy.acoth) else sympy.acosh
-    written = _inverse_at_one(inverse(1 / node.args[0]))
-    return node if isinstance(written, inverse) else written
+    reciprocal = 1 / node.args[0]
+    written = _inverse_at_one(inverse(reciprocal))
+    if not isinstance(written, inverse):
+        return written
+    # 1/u with no division left (acoth(1/x) is atanh(x): 3.9e-6 off at 0.999999999999 as atanh of
+    # x divided twice; a second hunt) is closer than u itself.
+    return node if reciprocal.is_Pow and reciprocal.exp == -1 else written
 
 
 def _log_in_base(node: sympy.Expr) -> sympy.Expr:

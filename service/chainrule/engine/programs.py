@@ -104,11 +104,12 @@ def generate(
         s: symbols[position[s.name]] for part in parts for s in part.free_symbols
     }
     written = [part.xreplace(renames) for part in parts]
-    if taylor:
-        written = [_taylor_factors(part) for part in written]
-    renamed, constants = numeric_code.prepare(written)
-    if taylor:
-        renamed = [_taylor_near(raw, ready) for raw, ready in zip(written, renamed, strict=True)]
+    with removable.slow_tries(_SLOW_TRIES_PER_PLAN):
+        if taylor:
+            written = [_taylor_factors(part) for part in written]
+        renamed, constants = numeric_code.prepare(written)
+        if taylor:
+            renamed = [_taylor_near(raw, ready) for raw, ready in zip(written, renamed, strict=True)]
     replacements, reduced = sympy.cse(renamed)
     operations = sum(_tree_size(value) for _, value in replacements) + sum(map(_tree_size, reduced))
     shared = (replacements, reduced[0] if single else reduced)
@@ -150,10 +151,19 @@ def _lambdified(
     return function
 
 
+# Polynomials tried for formulas calling polygamma, a plan (`removable.slow_tries`).
+_SLOW_TRIES_PER_PLAN = 3
+
+
 def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:
     """`ready` (the printable form of `raw`), with the Taylor polynomials of `raw` where it cancels
-    (`removable`). Numbers are exact rationals of their doubles: the printer writes the doubles."""
-    for patch in _patches(raw):
+    (`removable`). Numbers are exact rationals of their doubles: the printer writes the doubles.
+    A formula past the plan's tries stays as it is (and is not cached as patched or not)."""
+    try:
+        found = _patches(raw)
+    except removable.OutOfTries:
+        return ready
+    for patch in found:
         u = (patch.symbol - sympy.Rational(patch.at)) / sympy.Rational(patch.scale)
         exact = sympy.Tuple(*(sympy.Rational(c) for c in patch.coefficients))
         reach = sympy.Rational(patch.reach)

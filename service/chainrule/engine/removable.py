@@ -29,9 +29,11 @@ point costs one evaluation there.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,7 +124,8 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
         return []  # leave a formula sympy cannot look at as it is: the patch is a refinement
     found = []
     # polygamma is slow on the circles (above): one polynomial of a formula that calls it, at the
-    # point nearest 0 where it cancels, bounds what a Hessian of several such variables costs
+    # point nearest 0 where it cancels, and a few of them a plan (`slow_tries`), bound what a
+    # Hessian of several such variables costs
     # (1/gamma(x) + 1/gamma(y) + 1/gamma(z) took 6 s with four points each, past the budget).
     attempts = 1 if part.has(sympy.polygamma) else len(roots)
     for root, at in roots:
@@ -136,6 +139,8 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
             if not _cancels(part, symbol, root, at, float64):
                 continue
             attempts -= 1
+            if part.has(sympy.polygamma):
+                _spend_slow_try()
             coefficients = _taylor_coefficients(part, symbol.name, (at, scale))
             limit = min(others, default=math.inf) / 2
             patch = (
@@ -148,10 +153,50 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
     return found
 
 
+class OutOfTries(Exception):
+    """The plan's tries of polynomials for formulas calling polygamma are spent (`slow_tries`)."""
+
+
+_SLOW_TRIES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("slow_tries", default=None)
+
+
+@contextlib.contextmanager
+def slow_tries(count: int) -> Iterator[None]:
+    """Within: at most `count` polynomials tried for formulas calling polygamma (0.2 to 0.5 s each;
+    the second hunt's three-variable Hessians took 3 s with one a formula), then `OutOfTries`."""
+    token = _SLOW_TRIES.set([count])
+    try:
+        yield
+    finally:
+        _SLOW_TRIES.reset(token)
+
+
+def _spend_slow_try() -> None:
+    left = _SLOW_TRIES.get()
+    if left is None:
+        return
+    if left[0] <= 0:
+        raise OutOfTries
+    left[0] -= 1
+
+
 def elementary(part: sympy.Expr) -> bool:
-    """Whether the formula calls only functions a patch may be built for (`_ELEMENTARY`)."""
-    called = {type(node).__name__ for node in part.atoms(sympy.Function)}
-    return called <= _ELEMENTARY and not part.has(sympy.Derivative, sympy.Subs)
+    """Whether the formula calls only functions a patch may be built for (`_ELEMENTARY`), gamma and
+    its kin of polynomials only: of anything that can grow without bound next to a point, mpmath's
+    gamma is astronomically large and slow (the Hessian of gamma(gamma(gamma(x))) took minutes
+    where it took 20 ms; make fuzz, 2026-12-05)."""
+    functions = part.atoms(sympy.Function)
+    called = {type(node).__name__ for node in functions}
+    if not called <= _ELEMENTARY or part.has(sympy.Derivative, sympy.Subs):
+        return False
+    return all(
+        node.args[-1].is_polynomial() and not node.args[-1].atoms(sympy.Function)
+        for node in functions
+        if isinstance(node, _GAMMA_FAMILY)
+    )
+
+
+_GAMMA_FAMILY = (sympy.gamma, sympy.polygamma, sympy.loggamma)
 
 
 def _candidates(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr, float]]:
@@ -224,6 +269,8 @@ def _cancels(
         pass  # undefined there as written
     probes = [at + offset * _scale(at) for offset in _PROBES]
     truths = [_real(reference.evaluate(part, {symbol.name: point}, prec=_TRUTH_PREC)) for point in probes]
+    if _pole(truths):
+        return False
     checked = [(point, truth) for point, truth in zip(probes, truths, strict=True) if truth]
     if not any(_loses(_simulated(part, symbol.name, point), truth) for point, truth in checked):
         return False
@@ -238,6 +285,19 @@ def _cancels(
         values = np.where(values.imag == 0, values.real, np.nan)
     values = np.broadcast_to(values, len(checked))
     return any(_loses(float(value), truth) for value, (_, truth) in zip(values, checked, strict=True))
+
+
+def _pole(truths: list[float | None]) -> bool:
+    """Whether the true values at `_PROBES` grow toward the point on a side (2^20 times from the
+    farthest probe to the nearest): a pole, where no polynomial is right. Told before any polynomial
+    is tried: a formula calling polygamma gets one try, and the third derivative of (x + 2) gamma(x)
+    spent it at its pole at 0, not at -2, where it cancels (-2.6e11 next to -2, truth 4.3; a second
+    hunt, 2026-12-05)."""
+    for side in (0, 1):
+        far, near = truths[side], truths[len(truths) - 2 + side]
+        if far is not None and near is not None and abs(near) > 2.0**20 * max(abs(far), 2.0**-1000):
+            return True
+    return False
 
 
 def _simulated(part: sympy.Expr, name: str, x: float) -> float | None:
