@@ -99,7 +99,8 @@ serve(Settings.from_environ(), Path(sys.argv[1]))
 """
 
 
-async def test_the_process_exits_though_a_compute_thread_is_still_running(tmp_path: Path) -> None:
+async def _terminated(tmp_path: Path, script: str, grace: float) -> tuple[int, str]:
+    """Run `script` (a server process), SIGTERM it once ready: its exit status and its log."""
     ready = tmp_path / "ready.json"
     environ = {
         **os.environ,
@@ -107,21 +108,25 @@ async def test_the_process_exits_though_a_compute_thread_is_still_running(tmp_pa
         "CHAINRULE_HTTP_PORT": "0",
         "CHAINRULE_WORKERS": "1",
         "CHAINRULE_SYMBOLIC_WORKERS": "0",
-        "CHAINRULE_GRACE_SECONDS": "0.5",
+        "CHAINRULE_GRACE_SECONDS": str(grace),
     }
     log = tmp_path / "server.log"
     with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-c", STUCK_SERVER, str(ready)], env=environ, stderr=stderr
-        )
+        process = subprocess.Popen([sys.executable, "-c", script, str(ready)], env=environ, stderr=stderr)
         try:
             await wait_for(ready.exists)
             process.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(process.wait, 60) == 0
+            status = await asyncio.to_thread(process.wait, 60)
         finally:
             process.kill()
             process.wait()
-    assert "work still running on numeric_0" in log.read_text()
+    return status, log.read_text()
+
+
+async def test_the_process_exits_though_a_compute_thread_is_still_running(tmp_path: Path) -> None:
+    status, log = await _terminated(tmp_path, STUCK_SERVER, 0.5)
+    assert status == 0
+    assert "work still running on numeric_0" in log
 
 
 @pytest.mark.parametrize("port", ["grpc_port", "http_port"])
@@ -163,24 +168,6 @@ serve(Settings.from_environ(), Path(sys.argv[1]))
 
 
 async def test_the_grace_bounds_the_exit_whatever_the_drain_does(tmp_path: Path) -> None:
-    ready = tmp_path / "ready.json"
-    environ = {
-        **os.environ,
-        "CHAINRULE_GRPC_PORT": "0",
-        "CHAINRULE_HTTP_PORT": "0",
-        "CHAINRULE_WORKERS": "1",
-        "CHAINRULE_SYMBOLIC_WORKERS": "0",
-        "CHAINRULE_GRACE_SECONDS": "1",
-    }
-    log = tmp_path / "server.log"
-    with log.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-c", HUNG_DRAIN, str(ready)], env=environ, stderr=stderr)
-        try:
-            await wait_for(ready.exists)
-            process.send_signal(signal.SIGTERM)
-            # Status 1: ended at the grace, every thread's stack printed (faulthandler).
-            assert await asyncio.to_thread(process.wait, 60) == 1
-        finally:
-            process.kill()
-            process.wait()
-    assert "Timeout" in log.read_text()
+    status, log = await _terminated(tmp_path, HUNG_DRAIN, 1.0)
+    assert status == 1  # ended at the grace, every thread's stack printed (faulthandler)
+    assert "Timeout" in log
