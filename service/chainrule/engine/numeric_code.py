@@ -129,12 +129,7 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # Logs of exponentials first: log(1 + e^x) is not log1p(e^x) where e^x is past every double.
     # log(sech(u)) is -log(cosh(u)), which has its log domain: sech is 0 from u = 710 on (log(sech(x))
     # at 800 was NaN; a hunt, 2026-12-05).
-    combined = combined.replace(
-        lambda node: isinstance(node, sympy.log) and isinstance(node.args[0].as_base_exp()[0], sympy.sech),
-        lambda node: (
-            -node.args[0].as_base_exp()[1] * sympy.log(sympy.cosh(node.args[0].as_base_exp()[0].args[0]))
-        ),
-    )
+    combined = combined.replace(_log_of_sech, _minus_log_cosh)
     in_logs = combined.replace(_log_of_exponentials, _in_log_domain)
     marked = in_logs.replace(_log_of_one_plus, _log_one_plus)
     # Inverse functions next to +-1 from their arguments as written, before those are rewritten
@@ -506,6 +501,16 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
 def _kernel_name(node: sympy.Basic) -> str | None:
     """The name of the kernel `node` calls, None if it is no `Kernel`."""
     return str(node.args[0].name) if isinstance(node, Kernel) else None
+
+
+def _log_of_sech(node: sympy.Basic) -> bool:
+    return isinstance(node, sympy.log) and isinstance(node.args[0].as_base_exp()[0], sympy.sech)
+
+
+def _minus_log_cosh(node: sympy.log) -> sympy.Expr:
+    """log(sech(u)^k) as -k log(cosh(u))."""
+    sech, k = node.args[0].as_base_exp()
+    return -k * sympy.log(sympy.cosh(sech.args[0]))
 
 
 def _reciprocal_inverse(node: sympy.Expr) -> sympy.Expr:

@@ -127,7 +127,8 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
     # point nearest 0 where it cancels, and a few of them a plan (`slow_tries`), bound what a
     # Hessian of several such variables costs
     # (1/gamma(x) + 1/gamma(y) + 1/gamma(z) took 6 s with four points each, past the budget).
-    attempts = 1 if part.has(sympy.polygamma) else len(roots)
+    slow = part.has(sympy.polygamma)
+    attempts = 1 if slow else len(roots)
     for root, at in roots:
         if not attempts:
             break
@@ -139,7 +140,7 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
             if not _cancels(part, symbol, root, at, float64):
                 continue
             attempts -= 1
-            if part.has(sympy.polygamma):
+            if slow:
                 _spend_slow_try()
             coefficients = _taylor_coefficients(part, symbol.name, (at, scale))
             limit = min(others, default=math.inf) / 2
