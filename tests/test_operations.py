@@ -63,8 +63,11 @@ class Served:
         return values[0] if values else 0.0
 
 
-# Each takes a few hundred milliseconds of sympy.simplify, so they are still running at SIGTERM.
-SLOW = [f"(sin(x)^{k} + cos(x)^{k})/(1 + tan(x)^2) * exp({k} x)" for k in range(2, 8)]
+# Each takes about 1.7 s of sympy.simplify alone (six at once on two cores: about 5 s), so all are
+# seen in flight by /metrics (exposed at most every quarter second) and still running at SIGTERM.
+# Calls of a few hundred milliseconds could end between two scrapes.
+SLOW = [f"(x + y + z + w)^17 + {k}" for k in range(6)]
+X = [pb.Wrt(variable="x")]
 # The drain is what these tests check, not capacity: one symbolic worker per call (none waits in the
 # queue) and a compute budget as long as the grace, so on a loaded 2-core machine no call runs out
 # of either before the drain ends (with the default 2 workers and 5 s, the last of six full
@@ -119,7 +122,7 @@ async def test_sigterm_drains_calls_in_flight(served: Served) -> None:
         assert (await health.read()).status == SERVING
         calls = [
             stub.Differentiate(
-                pb.DifferentiateRequest(expression=text, simplification=pb.SIMPLIFICATION_FULL),
+                pb.DifferentiateRequest(expression=text, wrt=X, simplification=pb.SIMPLIFICATION_FULL),
                 metadata=((REQUEST_ID_KEY, f"drain-{index}"),),
             )
             for index, text in enumerate(SLOW)
@@ -149,7 +152,7 @@ async def test_new_calls_are_refused_while_draining(served: Served) -> None:
         )
         assert (await health.read()).status == SERVING
         slow = stub.Differentiate(
-            pb.DifferentiateRequest(expression=SLOW[-1], simplification=pb.SIMPLIFICATION_FULL)
+            pb.DifferentiateRequest(expression=SLOW[-1], wrt=X, simplification=pb.SIMPLIFICATION_FULL)
         )
         for _ in range(200):
             if await served.sample("chainrule_requests_in_flight") == 1:

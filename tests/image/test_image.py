@@ -60,10 +60,13 @@ for top, folders, files in os.walk("/"):
             found["sources"].append(path)
 print(json.dumps(found))
 """
-# Each takes most of a second of sympy.simplify, so they are still running at SIGTERM. Two: as
-# many as one worker's symbolic processes (CHAINRULE_SYMBOLIC_WORKERS), so none waits for a slot
-# and eats into the compute budget on a loaded machine.
-SLOW = [f"(sin(x)^{k} + cos(x)^{k})/(1 + tan(x)^2) * exp({k} x)" for k in (6, 7)]
+# Each takes about 1.7 s of sympy.simplify (measured two at once in a local server: 1.4 s at the
+# power 16, 2.1 s at 18), so both are seen in flight by /metrics (exposed at most every quarter
+# second) and are still running at SIGTERM, and a slower machine still ends them well inside the
+# 5 s symbolic budget. Calls of half a second were over before a second scrape saw them both.
+# Two: as many as one worker's symbolic processes (CHAINRULE_SYMBOLIC_WORKERS), so none waits for
+# a slot and eats into the budget.
+SLOW = [f"(x + y + z + w)^17 + {k}" for k in (6, 7)]
 
 
 # --- what the image holds ---------------------------------------------------------------------------
@@ -233,7 +236,10 @@ async def test_sigterm_drains_calls_in_flight_and_exits_zero(container: Containe
         stub = pb_grpc.DifferentiationServiceStub(channel)
         calls = [
             stub.Differentiate(
-                pb.DifferentiateRequest(expression=text, simplification=pb.SIMPLIFICATION_FULL), timeout=60
+                pb.DifferentiateRequest(
+                    expression=text, wrt=[pb.Wrt(variable="x")], simplification=pb.SIMPLIFICATION_FULL
+                ),
+                timeout=60,
             )
             for text in SLOW
         ]
