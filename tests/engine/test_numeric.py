@@ -1150,6 +1150,49 @@ NEXT_TO_ONE_AGAIN = [
     ("acoth(1/x)", 0, [0.999999999999, 3.0]),  # 3.9e-6 off: atanh of x divided twice
     # 1 - (t^2 + 1)/t^2, t = tan(x): one sum and a power that expand to 1 + 1/t^2.
     ("1/tan(x)", 2, [1.5707963, 1.5707963267948966]),  # 7% off, and 0.0 where it is 1.2e-16
+    # Odd powers (2026-12-05, later): 1 - x^3 and 1 + x^3 as (1 - x)(1 + x + x^2) and (1 + x)(1 - x + x^2),
+    # and a shared denominator (1 - x^6)^2 kept as written, not multiplied out to x^12 - 2x^6 + 1.
+    ("asin(x^3)", 1, [0.99999999, 0.999999999999]),  # 5.5e-10 off
+    ("asin(x^3)", 3, [0.999999999999, 0.99999999, -0.99999999, 0.3]),  # inf, truth 9.2e29
+    ("acos(x^3)", 2, [0.99999999, -0.5]),  # 1.7e-9 off
+    ("atanh(x^3)", 2, [0.99999999, 0.999999999999]),  # 2.2e-9 off
+    ("atanh(x^3)", 3, [-0.99999999, -0.999999999999, 0.999999999999]),  # 1.7% off, inf
+    ("asin(x^5)", 2, [-0.99999999, 0.99999999]),
+    ("acosh(x^3)", 3, [1.00000001, 3.0]),
+    ("asech(x^3)", 2, [0.99999999, 0.5]),
+    # Other constant powers: -expm1(p log1p(x - 1)) next to 1, as written far from it.
+    ("asin(x^9)", 1, [0.99999999, -0.99999999, 0.3]),  # 2.6e-10 off
+    ("atanh(x^11)", 1, [0.99999999, -0.99999999, -2.0]),  # 5e-10 off
+    ("atanh(x^1.5)", 1, [0.99999999, 0.1]),  # 1e-9 off
+    ("asin(x^(5/3))", 1, [0.99999999, 0.2]),
+    ("acos(x^(1/3))", 0, [0.999999999999, 0.5, -0.5]),
+    ("1 - x^9", 0, [1e10, 0.99999999, -3.0]),  # expm1 of 207 would be 46 ulps off
+    ("log(1 + x^9)", 1, [-0.99999999, -1e-5, 5.0]),
+    ("acoth(x^3)", 0, [1.00000001, -1.00000001, -3.0]),  # 1 + x^-3 as (1 + x^3)/x^3: 8e-11 off at -1
+    ("acoth(x)", 0, [-1.0000000054453293, 1.0000000054453293]),  # as it was: not through atanh(1/x)
+    # A hunt on the above: 1 + x^-n next to -1, even powers as squares (the second factor
+    # of (1 - f)(1 + f + ... + f^5) cancelled at f = -1), log b itself where b - 1 rounds, and NaN
+    # below the domain of acosh however its argument was written.
+    ("asec(x^3)", 1, [-1.00000001]),  # 1.1e-9 off
+    ("atanh(x^(-3))", 1, [-1.00000001]),
+    ("asech(x^6)", 0, [-0.999999999999]),  # 1.9e-5 off
+    ("1 - tanh(x)^6", 0, [-20.0, 20.0]),  # 0.0, truth 5.1e-17
+    ("atanh(tanh(x)^3)", 1, [-20.0]),  # inf, truth 1
+    ("atanh(tanh(x)^4)", 0, [-18.0]),  # 6e-4 off
+    ("1 - erf(x)^6", 0, [-5.0]),
+    ("1 - sin(x)^6", 0, [-1.5707963]),  # 7% off
+    ("1 - cos(x)^4", 0, [3.1415926]),
+    ("1 - x^0.01", 0, [1e-14, 0.99999999]),  # 2e-5 off (one_less_power of x - 1)
+    ("asin(x^0.01)", 1, [1e-15]),
+    ("x^x - 1", 0, [1e-17, 1e-12]),  # 0.135 off (older)
+    ("acosh(x^3)", 0, [-1e5, -1e10, 1.00000001]),  # -inf and 0.0 where it is NaN
+    ("asech(x^17)", 0, [-0.3, 0.99999999]),
+    # (1 + u)^p for a varying p also where a rule wrote 1 + u first (1/e, and 1.0 before).
+    ("(1 - x^2)^(1/x^2)", 0, [1e-9, 0.5]),
+    ("(1 - x^3)^(1/x^3)", 0, [1e-6, 0.5]),
+    ("(1 - x^9)^(1/x^9)", 0, [1e-2, 0.5]),
+    ("(1 - 1/x)^x", 0, [1e17, -1e17, 1e6]),
+    ("(1 + x^(-3))^x", 0, [1e6, 2.0]),
 ]
 
 

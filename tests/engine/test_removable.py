@@ -201,6 +201,12 @@ def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
         ("sin(sqrt(x))/sqrt(x)", 3, [1e-5, 3e-9]),
         ("sech(tanh(sqrt(x)))", 3, [1e-9]),
         ("cos(acosh(x))", 4, [1.000001]),
+        # A formula that is a polynomial next to the point: its series ends, and its last terms were
+        # taken for a truncation (patched 1.3e-9 around 1: 2.6e18 at 1 + 1e-8, truth 1344).
+        ("(x^8 - 1)/(x - 1)", 4, [1.00000001, 1.0000001, 1.001, 0.9]),
+        ("(x^9 - 1)/(x - 1)", 3, [1.0001, 1.00000001]),
+        ("(x^5 - 1)/(x - 1)", 1, [1.00000001]),
+        ("((1 + x)^9 - 1)/x", 3, [1e-3, 1e-8]),
     ],
 )
 def test_what_the_first_version_got_wrong(text: str, order: int, points: list[float]) -> None:

@@ -431,3 +431,17 @@ def test_long_doubles_round_to_doubles_as_astype_rounds_them() -> None:
     narrowed = widening.to_doubles(values)
     assert np.array_equal(narrowed, expected, equal_nan=True)
     assert np.array_equal(np.signbit(narrowed), np.signbit(expected))
+
+
+@pytest.mark.parametrize("size", [1, 8, 9, 1000])
+def test_sin_of_a_subnormal_is_computed_in_long_double_alike_at_any_size(size: int) -> None:
+    """The doubles' sin halves its argument (tan(x/2)), which rounds below the normal doubles: sin(x)/x
+    at 5e-324 was 0.0 for up to 8 points, whose Python floats raised no underflow flag, and its
+    derivative at 1e-310 was -5e297, truth -3.3e-311, as the wide run called the same sin."""
+    points = [5e-324, -5e-324, 1e-310, 0.5] * size
+    assert _evaluate("sin(x)/x", points)[:4] == pytest.approx([1.0, 1.0, 1.0, math.sin(0.5) / 0.5], rel=1e-13)
+    formula = symbolic.differentiate(parsing.parse("sin(x)/x"), [("x", 1)])
+    derivative = numeric.evaluate(
+        numeric.compile_function(formula, ["x"]), {"x": np.array([1e-310] * size)}, size
+    )
+    assert derivative.values[0] == pytest.approx(-1e-310 / 3, rel=1e-12)

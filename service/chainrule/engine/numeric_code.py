@@ -452,7 +452,7 @@ def _unstable(node: sympy.Basic) -> bool:
         node.is_Add
         or node.is_Mul
         or isinstance(node, _REWRITTEN_FUNCTIONS)
-        or (node.is_Pow and (node.base.is_Add or node.exp.is_Add))
+        or (node.is_Pow and (node.base.is_Add or node.exp.is_Add or _exponent_of_one_plus(node.exp)))
     )
 
 
@@ -474,7 +474,12 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
     if node.is_Add:
         return _stable_sum(node)
     if node.is_Pow:
-        return _power_of_one_plus(node) if node.base.is_Add else _shifted_power(node)
+        # (1 + u)^p also where a rule wrote 1 + u first: 1 - x^3 as (1 - x)(1 + x + x^2), 1 - x^9
+        # through `one_less_power_of` ((1 - x^3)^(1/x^3) at 1e-6 is 1/e).
+        written = _power_of_one_plus(node)
+        if written is not None:
+            return written
+        return node if node.base.is_Add else _shifted_power(node)
     if isinstance(node, sympy.factorial):
         return sympy.gamma(node.args[0] + 1)
     if isinstance(node, _INVERSES_AT_ONE):
@@ -519,8 +524,11 @@ def _reciprocal_inverse(node: sympy.Expr) -> sympy.Expr:
     as written (folded at the precision it needs, `fold_constants`)."""
     if not node.free_symbols:
         return node
+    (u,) = node.args
+    if _one_less(u) is None and _one_more(u) is None:
+        return node  # u as written: acoth(x) is exact next to +-1 (1 -+ 1/x would be too, 1/x not)
     inverse = sympy.atanh if isinstance(node, sympy.acoth) else sympy.acosh
-    reciprocal = 1 / node.args[0]
+    reciprocal = 1 / u
     written = _inverse_at_one(inverse(reciprocal))
     if not isinstance(written, inverse):
         return written
@@ -1126,6 +1134,8 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     if len(node.free_symbols) > _COMBINED_VARIABLES or not _small_polynomial(primitive):
         return None  # cancel's gcd over big numbers or high powers can take minutes (atan2's partials)
     cancelled = sympy.cancel(sympy.together(primitive))
+    if shared:
+        cancelled = _over_the_written_denominator(primitive, cancelled)
     combined = sympy.factor(cancelled)
     # factor may split what cancel kept whole (e^5x + 1 into cyclotomic factors in e^x): the shorter,
     # but factored at the price of a sign: -(x - y)(x + y) is exact next to x = y, y^2 - x^2 is not.
@@ -1135,6 +1145,17 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     factors = [f for f in sympy.Mul.make_args(combined) if f.free_symbols]
     # Each factor is then written stably.
     return content * combined if polynomial is not None and len(factors) > 1 else None
+
+
+def _over_the_written_denominator(primitive: sympy.Expr, cancelled: sympy.Expr) -> sympy.Expr:
+    """`cancelled` over the terms' denominator as they wrote it where nothing cancelled against it:
+    cancel multiplies it out, (1 - x^6)^2 into x^12 - 2x^6 + 1, whose rounding next to x = 1 no later
+    rule can undo (asin(x^3)''' at 1 - 1e-12 was inf, truth 9.2e29), where the power of the sum as
+    written is what the rules for 1 - u then write exactly ((1 - x)(1 + x + x^2)...)."""
+    numerator, denominator = sympy.fraction(sympy.together(primitive))
+    if sympy.cancel(sympy.denom(cancelled) / denominator).free_symbols:
+        return cancelled  # a factor cancelled: the denominator is another one
+    return sympy.expand(numerator) / denominator
 
 
 def _merges_terms(primitive: sympy.Expr) -> bool:
@@ -1270,10 +1291,9 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return rule(t, t.args[0])
     if t.is_Add and sympy.S.One in t.args:  # 1 - (1 + v) is -v exactly: acos(1 - x) from x itself
         return 1 - t
-    if t.is_Pow and t.exp == -1:  # 1 - 1/b is (b - 1)/b where 1 - b has a rule (atanh(1/coth(x)))
-        less = _one_less(t.base)
-        if less is not None:
-            return -less / t.base
+    if t.is_Pow and t.exp.is_Integer and t.exp < 0:  # 1 - b^-n is -(1 - b^n)/b^n, 1 - b^n written by
+        power = t.base**-t.exp  # its rule (atanh(1/coth(x))), exact next to 1 (acoth(x^3))
+        return -_one_less_or_difference(power) / power
     one_plus = _exactly_one_plus(t)  # ... and 1 - (1 - x)(1 + x), once a rule factored 1 - x^2, x^2
     if one_plus is not None:  # (atanh(1 - x^2)' = -2x/(1 - (1 - x^2)^2) at 1e-12 was 9007, truth -1e12)
         return -one_plus
@@ -1296,17 +1316,18 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
     if t.is_Pow and t.base.free_symbols and t.exp.free_symbols and _exactly_one_plus(t.base) is None:
         # 1 - b^p for a varying p is -expm1(p log b), with b - 1 written stably: x^(1/x) - 1 at 1e15
         # was 2.9e-3 off, as x^(1/x) rounds next to 1 ((1 + u)^p has its own rule, above).
-        less = _less_one(t.base)
-        return Kernel(Str("one_less_power"), less, t.exp, 1 - _power(t.base, t.exp))
-    if t.is_Pow and t.exp.is_Integer and 2 < t.exp <= _POWERS:
-        # 1 - f^n is (1 - f)(1 + f + ... + f^(n-1)) where 1 - f has a rule: 1 - sech(x)^3 at 1e-9
-        # was 0.0 (tester round 12).
-        less = _one_less(t.base)
-        if less is not None:
-            return less * sympy.Add(*(t.base**k for k in range(int(t.exp))))
+        # (x^x - 1 at 1e-17 was 0.135 off, as x - 1 rounds: log b is log(x) there.)
+        return Kernel(Str("one_less_power_of"), t.base, _less_one(t.base), t.exp, 1 - _power(t.base, t.exp))
+    if t.is_Pow and t.exp.is_Integer and t.exp.is_odd and 2 < t.exp <= _POWERS:
+        # 1 - f^n for an odd n is (1 - f)(1 + f + ... + f^(n-1)), with 1 - f written by its rule
+        # (1 - sech(x)^3 at 1e-9 was 0.0, tester round 12) or a plain difference, exact next to 1
+        # where f^n has rounded (asin(x^3)' at 1 - 1e-8 was 5.5e-10 off). An even n is a square,
+        # below: as (1 - f)(1 + f + ...) its second factor cancelled next to -1 (1 - tanh(x)^6 at -20
+        # was 0.0).
+        return _one_less_or_difference(t.base) * sympy.Add(*(t.base**k for k in range(int(t.exp))))
     root = _square_root_of(t)
     if root is None:
-        return None
+        return _one_less_any_power(t)
     if isinstance(root, sympy.tanh):  # with tanh(u), which the code computes anyway
         return Kernel(Str("sech_squared"), root.args[0], root)
     if isinstance(root, sympy.coth):
@@ -1354,6 +1375,16 @@ _ONE_MORE_OF: Mapping[type, _Rule] = {
 def _rule_for(rules: Mapping[type, _Rule], t: sympy.Expr) -> _Rule | None:
     """The rule for t's function, or for the sympy function it refines (functions.RealErfc)."""
     return next((rules[kind] for kind in type(t).__mro__ if kind in rules), None)
+
+
+def _one_less_any_power(t: sympy.Expr) -> sympy.Expr | None:
+    """1 - f^p for a constant p no rule above wrote (not a square, not an odd power up to _POWERS,
+    not a negative whole one) as `kernels.one_less_power_of`: -expm1(p log f) where it cancels, with
+    f - 1 written stably (for a variable, exact next to 1, where f^p rounds before 1 - f^p cancels:
+    asin(x^9)' and atanh(x^1.5)' at 1 - 1e-8 were 2.6e-10 and 1e-9 off)."""
+    if not (t.is_Pow and t.base.free_symbols and t.exp.is_number and t.exp.is_real):
+        return None
+    return Kernel(Str("one_less_power_of"), t.base, _less_one(t.base), t.exp, 1 - t)
 
 
 def _one_less_or_difference(t: sympy.Expr) -> sympy.Expr:
@@ -1448,14 +1479,20 @@ def _shifted_power(node: sympy.Pow) -> sympy.Expr:
     )
 
 
-def _power_of_one_plus(node: sympy.Pow) -> sympy.Expr:
+def _exponent_of_one_plus(exponent: sympy.Expr) -> bool:
+    """Whether (1 + u)^p for this p is computed from log1p(u): p varies, or is a number past _EXACT_POWER."""
+    return bool(exponent.free_symbols) or bool(exponent.is_Number and abs(exponent) > _EXACT_POWER)
+
+
+def _power_of_one_plus(node: sympy.Pow) -> sympy.Expr | None:
     """(1 + u)^p for a varying p or |p| past _EXACT_POWER, as exp(p log1p(u)) where |u| < 1/2
-    (`kernels.one_plus_power`): (1 + 1/x)^x at 1e17 was 1.0, e, as 1 + 1/x rounds to 1."""
+    (`kernels.one_plus_power`): (1 + 1/x)^x at 1e17 was 1.0, e, as 1 + 1/x rounds to 1. None where
+    p is another constant or the base no 1 + u."""
     base, exponent = node.args
-    if not exponent.free_symbols and not (exponent.is_Number and abs(exponent) > _EXACT_POWER):
-        return node
+    if not _exponent_of_one_plus(exponent):
+        return None
     u = _exactly_one_plus(base)
-    return node if u is None else Kernel(Str("one_plus_power"), u, exponent, _power(base, exponent))
+    return None if u is None else Kernel(Str("one_plus_power"), u, exponent, _power(base, exponent))
 
 
 def _common_power(t: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
@@ -1483,11 +1520,14 @@ def _exactly_one_plus(b: sympy.Expr) -> sympy.Expr | None:
     wrote from one ((1 - x)(1 + x) from 1 - x^2), or of one sum and a power; None otherwise."""
     if b.is_Add:
         return b - 1 if sympy.S.One in b.args else None
+    if _kernel_name(b) == "one_less_power_of":  # 1 - x^9, as the rule wrote it
+        return _exactly_one_plus(b.args[4])
     # ... or of one such sum and a power: (t^2 + 1)/t^2 is 1 + 1/t^2, cot's second derivative next to
-    # pi/2 held it less 1 (7% off at 1.5707963; a hunt, 2026-12-05).
-    factors = sympy.Mul.make_args(b)
+    # pi/2 held it less 1 (7% off at 1.5707963; a hunt, 2026-12-05); a sign aside (1 - x^-3 as
+    # -(1 - x)(1 + x + x^2)/x^3).
+    factors = sympy.Mul.make_args(b.as_coeff_Mul()[1] if b.is_Mul else b)
     sums = [f for f in factors if f.is_Add]
-    if not (b.is_Mul and len(factors) <= 3 and sums and all(len(f.args) <= 3 for f in sums)):
+    if not (b.is_Mul and len(factors) <= 3 and sums and all(len(f.args) <= _POWERS for f in sums)):
         return None
     if len(sums) < len(factors) - 1 or not all(f.is_Add or f.is_Pow for f in factors):
         return None
@@ -1510,6 +1550,15 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
             return more / t.base
     if isinstance(t, _ODD):  # 1 + f(u) is 1 - f(-u): 1 + coth(x) at -20 was 0.0 (tester round 11)
         return _one_less(type(t)(-t.args[0], evaluate=False))
+    if t.is_Pow and t.exp.is_Integer and t.exp.is_odd and abs(t.exp) > 2:
+        # 1 + f^n for an odd n is 1 - (-f)^n, written as in `_one_less`: (1 + f)(1 - f + ... + f^(n-1))
+        # up to _POWERS (atanh(x^3)''' at -1 + 1e-8 was 1.7% off), from 1 + f beyond; 1 + f^-n is
+        # (1 + f^n)/f^n (acoth(x^3) at -1 - 1e-8 was 8e-11 off).
+        if t.exp < 0:
+            return _plus_one(t.base**-t.exp) / t.base**-t.exp
+        if t.exp <= _POWERS:
+            return _plus_one(t.base) * sympy.Add(*((-t.base) ** k for k in range(int(t.exp))))
+        return Kernel(Str("one_less_power_of"), -t.base, -_plus_one(t.base), t.exp, 1 + t)
     return None
 
 
