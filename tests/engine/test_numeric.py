@@ -1002,6 +1002,31 @@ def test_a_constant_split_in_two_stays_real_inside_min_and_heaviside() -> None:
     assert result.gradients[0].tolist() == [1.0] and result.gradients[1].tolist() == [0.0]
 
 
+def test_any_kernel_stays_real_inside_max() -> None:
+    """asech(x^x) is acosh_near_one of x^-x, a kernel sympy could not compare with e as the rules
+    rebuilt Max: NOT_COMPUTABLE (the fuzzer, seed 2488125214)."""
+    compiled = engine.compile_gradient(parsing.parse("Max(asech(x^x), e, -(1.5e-8))"), ["x"], hessian=True)
+    result = engine.gradient(compiled, {"x": np.array([0.0056720887005119545])}, 1)
+    assert result.value.tolist() == [math.e] and result.gradients[0].tolist() == [0.0]
+
+
+def test_erfcx_where_erfc_underflows_and_the_product_as_written_where_erfcx_overflows() -> None:
+    """e^(-y^2)/erfc(y)^2 is e^(y^2)/erfcx(y)^2 toward +inf; toward -inf that is inf/inf where the
+    product is 0 (the partial in y of erfc(x - y)/(erfc(y)(-x)) at -1e5 was NaN; the fuzzer, seed
+    2027767536)."""
+    text = "erfc(x - y) / (erfc(y) (-x))"
+    compiled = engine.compile_gradient(parsing.parse(text), ["x", "y"], hessian=False)
+    points = {"x": np.array([-1e5, -3.0]), "y": np.array([-1e5, 20.0])}
+    result = engine.gradient(compiled, points, 2)
+    expr = parsing.parse(text)
+    (y,) = (symbol for symbol in expr.free_symbols if symbol.name == "y")
+    formula = sympy.diff(expr, y)
+    for index in range(2):
+        at = {name: float(column[index]) for name, column in points.items()}
+        truth = float(reference.evaluate(formula, at, prec=500))
+        assert result.gradients[1][index] == pytest.approx(truth, rel=1e-13)
+
+
 def test_a_negative_base_under_an_infinite_exponent_is_not_a_number() -> None:
     """No double tells an infinite exponent's parity: IEEE's (-0.9)^inf = 0 stood where the exponent,
     (y + 123456789)^(10^20 - 2000) at a y that is no whole number, is none (the fuzzer, seed

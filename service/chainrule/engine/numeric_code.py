@@ -57,14 +57,10 @@ class Partial(sympy.Function):  # type: ignore[misc]
 
 class Kernel(sympy.Function):  # type: ignore[misc]
     """`Kernel(name, *args)`: a call of one of our kernels that no function of the grammar builds
-    (`stable`), printed as `name(*args)`."""
-
-
-class _RealSum(Kernel):
-    """`Kernel("add_constant", rest, high, low)`, known real as the sum it is: sympy compares and
-    takes the imaginary part of what Min, Max and Heaviside hold as `fold_constants` rebuilds them
-    (as a bare Kernel, the partials of `Min(log10(abs(x)), x - E - y/x)` failed: "not comparable";
-    the fuzzer, seed 1824045788)."""
+    (`stable`), printed as `name(*args)`. Known real, as every kernel's value is (or NaN): sympy
+    compares and takes the imaginary part of what Min, Max and Heaviside hold as the rules rebuild
+    them (the partials of `Min(log10(abs(x)), x - E - y/x)` and `Max(asech(x^x), e)` failed: "not
+    comparable"; the fuzzer, seeds 1824045788 and 2488125214)."""
 
     is_extended_real = True
 
@@ -650,7 +646,14 @@ def _log_erfc(node: Kernel) -> sympy.Expr:
 def _scaled_erfc(node: sympy.Expr) -> sympy.Expr:
     """erfc(u)^k e^(k u^2) as erfcx(u)^k, k a nonzero integer (log(erfc(x))'s derivatives:
     e^-x^2/erfc(x) is 0/0 from x = 27 on, 1/erfcx(x) there about x sqrt(pi); e^x^2 erfc(x) is inf
-    times 0); other terms of the exponent stay."""
+    times 0); other terms of the exponent stay. The product as written where that is not finite:
+    toward -inf erfcx(u) overflows where erfc(u) is 2 (the partial of erfc(x - y)/(erfc(y)(-x)) in
+    y at -1e5 was NaN, e^(y^2)/erfcx(y)^2 there; the fuzzer, seed 2027767536)."""
+    scaled = _with_erfcx(node)
+    return node if scaled is node else Kernel(Str("finite_or"), scaled, node)
+
+
+def _with_erfcx(node: sympy.Expr) -> sympy.Expr:
     if not node.is_Mul:
         return node
     factors = list(node.args)
@@ -664,7 +667,7 @@ def _scaled_erfc(node: sympy.Expr) -> sympy.Expr:
             rest = sympy.expand(exponential.args[0] - k * u**2)
             if sympy.count_ops(rest) < sympy.count_ops(exponential.args[0]):
                 scaled = Kernel(Str("erfcx"), u) ** k * sympy.exp(rest)
-                return _scaled_erfc(node / (factor * exponential) * scaled)
+                return _with_erfcx(node / (factor * exponential) * scaled)
     return node
 
 
@@ -1672,7 +1675,7 @@ def fold_constants(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[
                 split = _split_constant(sympy.Add(*numbers)) if node.is_Add and numbers else None
                 if split is not None:
                     high, low = (placeholder(part) for part in split)
-                    found = _RealSum(Str("add_constant"), sympy.Add(*others), high, low)
+                    found = Kernel(Str("add_constant"), sympy.Add(*others), high, low)
                 else:
                     found = node.func(*others, *([placeholder(node.func(*numbers))] if numbers else []))
             elif node.is_Pow and is_constant(node.exp) and _whole_double(node.exp):
