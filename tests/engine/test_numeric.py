@@ -1221,6 +1221,25 @@ NEXT_TO_ONE_AGAIN = [
 ]
 
 
+# A second hunt on the power rules (2026-12-05): what they must leave to other rules, or alone.
+POWERS_LEFT_ALONE = [
+    ("(x^3 - 1)/(x - 1)", 0, [1.0, 1.00000001]),  # 3 at 1, where it is 0/0: x - 1 cancelled symbolically
+    ("(x^6 - 1)/(x + 1)", 0, [-1.0, -0.99999999]),
+    ("exp(x^7) - 1 + x^7", 0, [0.1, 0.5]),  # 1 - x^7 took the -1 that expm1 needed
+    ("1 - x^(-64)", 0, [1e80, 1.0000001]),  # NaN: inf/inf
+    ("(1 - 1/x)^200", 1, [1e100, 3.0]),
+    ("(1 + sin(x)^5)^(1/x^5)", 0, [-1e-4, 0.3]),  # 51124, truth e: the base factored before the power
+    ("(1 + sin(x)^3)^(1/x^3)", 0, [-1e-4]),
+]
+
+
+@pytest.mark.parametrize(("text", "order", "points"), POWERS_LEFT_ALONE)
+def test_power_rules_leave_other_rules_and_zero_over_zero_alone(
+    text: str, order: int, points: list[float]
+) -> None:
+    test_inverse_functions_next_to_one_whatever_their_argument_looks_like(text, order, points)
+
+
 @pytest.mark.parametrize(("text", "order", "points"), NEXT_TO_ONE_AGAIN)
 def test_inverse_functions_next_to_one_whatever_their_argument_looks_like(
     text: str, order: int, points: list[float]
