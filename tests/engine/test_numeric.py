@@ -1230,6 +1230,8 @@ POWERS_LEFT_ALONE = [
     ("(1 - 1/x)^200", 1, [1e100, 3.0]),
     ("(1 + sin(x)^5)^(1/x^5)", 0, [-1e-4, 0.3]),  # 51124, truth e: the base factored before the power
     ("(1 + sin(x)^3)^(1/x^3)", 0, [-1e-4]),
+    ("(1 - x^3)/(1 - x)", 3, [-4.0, 0.5]),  # 5e-16, truth 0: combined through the kernel of 1 - x^3
+    ("(x^6 - 1)/(x + 1)", 6, [-1.3, 2.0]),  # 4.4e-9, truth 0: a sum combined to 0 was taken for none
 ]
 
 

@@ -165,7 +165,8 @@ def one_less_power(u: Any, p: Any, elsewhere: Any) -> Any:
     logarithm = np.log1p(np.where(positive, u, 0.0))
     exponent = np.multiply(p, logarithm)
     near = positive & ((np.abs(logarithm) <= 1.0) | (np.abs(exponent) < 1.0))
-    return _nan_where_any(np.where(near, -np.expm1(exponent), elsewhere), u, p, elsewhere)
+    # 0 - expm1: +0.0 where b^p is 1, as 1 - 1 is (-expm1(0) is -0.0: 1/(1 - x^3) at 1 was -inf).
+    return _nan_where_any(np.where(near, 0.0 - np.expm1(exponent), elsewhere), u, p, elsewhere)
 
 
 def one_less_power_of(b: Any, u: Any, p: Any, elsewhere: Any) -> Any:
@@ -179,7 +180,7 @@ def one_less_power_of(b: Any, u: Any, p: Any, elsewhere: Any) -> Any:
     logarithm = np.where(near_one, np.log1p(np.where(near_one, u, 0.0)), np.log(np.where(positive, b, 1.0)))
     exponent = np.multiply(p, logarithm)
     near = positive & (np.abs(exponent) < 1.0)
-    return _nan_where_any(np.where(near, -np.expm1(exponent), elsewhere), b, u, p, elsewhere)
+    return _nan_where_any(np.where(near, 0.0 - np.expm1(exponent), elsewhere), b, u, p, elsewhere)
 
 
 def one_plus_power(u: Any, p: Any, whole: Any) -> Any:
