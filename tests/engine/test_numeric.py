@@ -1232,6 +1232,9 @@ POWERS_LEFT_ALONE = [
     ("(1 + sin(x)^3)^(1/x^3)", 0, [-1e-4]),
     ("(1 - x^3)/(1 - x)", 3, [-4.0, 0.5]),  # 5e-16, truth 0: combined through the kernel of 1 - x^3
     ("(x^6 - 1)/(x + 1)", 6, [-1.3, 2.0]),  # 4.4e-9, truth 0: a sum combined to 0 was taken for none
+    # atanh(1 - x^3) is -atanh(x^3 - 1) to sympy: unpacking its one argument raised ValueError.
+    ("acoth(1/(1 - x^3))", 0, [1e-5, 0.5, -0.5]),
+    ("acoth(1/(1 - x^3))", 1, [1e-3]),
 ]
 
 

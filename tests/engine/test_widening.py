@@ -445,3 +445,12 @@ def test_sin_of_a_subnormal_is_computed_in_long_double_alike_at_any_size(size: i
         numeric.compile_function(formula, ["x"]), {"x": np.array([1e-310] * size)}, size
     )
     assert derivative.values[0] == pytest.approx(-1e-310 / 3, rel=1e-12)
+
+
+def test_a_kernels_branch_not_taken_does_not_overflow_the_long_double_run() -> None:
+    """exp_difference computed both branches' expm1, and expm1(2e4) overflows even long double: the
+    wide run of log(exp(x) + exp(-x))' at 1e4 counted as lost, NaN where it is tanh(1e4) = 1 (a hunt,
+    2026-12-05). Past long double itself (12000) it stays NaN (docs/accuracy.md)."""
+    formula = symbolic.differentiate(parsing.parse("log(exp(x) + exp(-x))"), [("x", 1)])
+    got = numeric.evaluate(numeric.compile_function(formula, ["x"]), {"x": np.array([1e4, -1e4, 0.5])}, 3)
+    assert got.values.tolist() == pytest.approx([1.0, -1.0, math.tanh(0.5)], rel=1e-15)

@@ -163,10 +163,9 @@ def one_less_power(u: Any, p: Any, elsewhere: Any) -> Any:
     rounding of 1 + u costs less than expm1 carrying its argument's rounding times p log1p(u)."""
     positive = np.add(1.0, u) > 0
     logarithm = np.log1p(np.where(positive, u, 0.0))
-    exponent = np.multiply(p, logarithm)
+    exponent = _product_or_infinity(p, logarithm)
     near = positive & ((np.abs(logarithm) <= 1.0) | (np.abs(exponent) < 1.0))
-    # 0 - expm1: +0.0 where b^p is 1, as 1 - 1 is (-expm1(0) is -0.0: 1/(1 - x^3) at 1 was -inf).
-    return _nan_where_any(np.where(near, 0.0 - np.expm1(exponent), elsewhere), u, p, elsewhere)
+    return _nan_where_any(np.where(near, _one_less_exp(exponent, near), elsewhere), u, p, elsewhere)
 
 
 def one_less_power_of(b: Any, u: Any, p: Any, elsewhere: Any) -> Any:
@@ -178,9 +177,23 @@ def one_less_power_of(b: Any, u: Any, p: Any, elsewhere: Any) -> Any:
     positive = np.asarray(b) > 0
     near_one = np.abs(u) <= 0.5
     logarithm = np.where(near_one, np.log1p(np.where(near_one, u, 0.0)), np.log(np.where(positive, b, 1.0)))
-    exponent = np.multiply(p, logarithm)
+    exponent = _product_or_infinity(p, logarithm)
     near = positive & (np.abs(exponent) < 1.0)
-    return _nan_where_any(np.where(near, 0.0 - np.expm1(exponent), elsewhere), b, u, p, elsewhere)
+    return _nan_where_any(np.where(near, _one_less_exp(exponent, near), elsewhere), b, u, p, elsewhere)
+
+
+def _product_or_infinity(p: Any, logarithm: Any) -> Any:
+    """p log b, infinite without the overflow flag where it is past the doubles: where that is used
+    (`_one_less_exp`) 1 - e^(p log b) overflows itself, or is 1, and where it is not the flag would
+    count a branch not taken as an overflow (the long double run, then NaN, as `exp_difference`'s)."""
+    with np.errstate(over="ignore"):
+        return np.multiply(p, logarithm)
+
+
+def _one_less_exp(exponent: Any, near: Any) -> Any:
+    """1 - e^exponent where `near`, 0 elsewhere: expm1 of a branch not taken raises no overflow; 0 -
+    expm1 is +0.0 where e^exponent is 1, as 1 - 1 is (-expm1(0) is -0.0: 1/(1 - x^3) at 1 was -inf)."""
+    return 0.0 - np.expm1(np.where(near, exponent, 0.0))
 
 
 def one_plus_power(u: Any, p: Any, whole: Any) -> Any:
@@ -195,7 +208,12 @@ def exp_difference(a: Any, b: Any, d: Any) -> Any:
     """e^a - e^b given d = a - b as a rule wrote it (exactly, where a and b share terms: e^x - e^-x
     was 0.0 at 1e-17): -e^a expm1(-d) where d > 0, e^b expm1(d) elsewhere, so neither e^a nor e^b
     is multiplied by a number larger than 1."""
-    result = np.where(d > 0, -np.exp(a) * np.expm1(np.negative(d)), np.exp(b) * np.expm1(d))
+    # Each branch's expm1 only where it is taken: the other's overflows where |d| is large (expm1(2e4),
+    # past long double too), and that flag made the long double run of log(exp(x) + exp(-x))' at 1e4
+    # count as lost: NaN, truth 1.
+    positive = d > 0
+    above = -np.exp(a) * np.expm1(np.negative(np.where(positive, d, 0.0)))
+    result = np.where(positive, above, np.exp(b) * np.expm1(np.where(positive, 0.0, d)))
     return _nan_where_any(result, a, b)
 
 

@@ -528,7 +528,7 @@ def _reciprocal_inverse(node: sympy.Expr) -> sympy.Expr:
         return node  # u as written: acoth(x) is exact next to +-1 (1 -+ 1/x would be too, 1/x not)
     inverse = sympy.atanh if isinstance(node, sympy.acoth) else sympy.acosh
     reciprocal = 1 / u
-    written = _inverse_at_one(inverse(reciprocal))
+    written = _inverse_at_one(inverse(reciprocal, evaluate=False))  # as is: sympy takes a sign out
     if not isinstance(written, inverse):
         return written
     # 1/u with no division left (acoth(1/x) is atanh(x): 3.9e-6 off at 0.999999999999 as atanh of
@@ -1410,8 +1410,8 @@ def _power_by_logarithm(written: sympy.Expr) -> bool:
 
 
 def _one_less_any_power(t: sympy.Expr) -> sympy.Expr | None:
-    """1 - f^p for a constant p no rule above wrote (not a square, not an odd power up to _POWERS,
-    not a negative whole one) as `kernels.one_less_power_of`: -expm1(p log f) where it cancels, with
+    """1 - f^p for a constant p no rule above wrote (a square, an odd power up to _POWERS of an f
+    whose 1 - f has a rule) as `kernels.one_less_power_of`: -expm1(p log f) where it cancels, with
     f - 1 written stably (for a variable, exact next to 1, where f^p rounds before 1 - f^p cancels:
     asin(x^9)' and atanh(x^1.5)' at 1 - 1e-8 were 2.6e-10 and 1e-9 off)."""
     if not (t.is_Pow and t.base.free_symbols and t.exp.is_number and t.exp.is_real):
@@ -1559,9 +1559,8 @@ def _exactly_one_plus(b: sympy.Expr) -> sympy.Expr | None:
     if _power_by_logarithm_kernel(b):  # 1 - x^9, as the rule wrote it
         return _exactly_one_plus(_written_power(b))
     # ... or of one such sum and a power: (t^2 + 1)/t^2 is 1 + 1/t^2, cot's second derivative next to
-    # pi/2 held it less 1 (7% off at 1.5707963; a hunt, 2026-12-05); a sign aside (1 - x^-3 as
-    # -(1 - x)(1 + x + x^2)/x^3).
-    factors = sympy.Mul.make_args(b.as_coeff_Mul()[1] if b.is_Mul else b)
+    # pi/2 held it less 1 (7% off at 1.5707963; a hunt, 2026-12-05).
+    factors = sympy.Mul.make_args(b)
     sums = [f for f in factors if f.is_Add]
     if not (b.is_Mul and len(factors) <= 3 and sums and all(len(f.args) <= _POWERS for f in sums)):
         return None

@@ -41,7 +41,7 @@ _ONE_OVER_PI = 0.318309886183790671538
 _PIO2_HI = 1.57079632679489655800e00  # pi/2 rounded to a double
 _PIO2_LO = 6.12323399573676603587e-17  # pi/2 - _PIO2_HI
 _PI = 2 * _PIO2_HI
-# x/2 is exact from here up (a normal double), or x is 0 (NaN fails the test and goes to numpy too).
+# x/2 is exact from here up (a normal double), and at 0 (NaN fails the test and goes to numpy too).
 _HALVED_EXACTLY = 2.0**-1021
 # Up to this many values the same arithmetic runs on Python floats (IEEE doubles, rounded alike),
 # with only tan on numpy: a dozen array operations cost about 15 us even for one point.
@@ -81,7 +81,7 @@ def sin(x: Any) -> Any:
     values = flat.tolist() if flat.size <= _SMALL else []
     # Python floats raise no underflow flag: a value x/2 rounds below the normal doubles (sin(x)/x at
     # 5e-324 was 0.0) goes through numpy, whose flag sends the point to the wide run.
-    if values and all(abs(value) >= _HALVED_EXACTLY for value in values):
+    if values and all(abs(value) >= _HALVED_EXACTLY or value == 0.0 for value in values):
         return _shaped(_sin_times_small(values, [2.0] * flat.size), x)
     return _shaped(_sin_times(flat, 2.0), x)
 
