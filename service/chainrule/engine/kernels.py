@@ -168,18 +168,22 @@ def one_less_power(u: Any, p: Any, elsewhere: Any) -> Any:
     return _nan_where_any(np.where(near, _one_less_exp(exponent, near), elsewhere), u, p, elsewhere)
 
 
-def one_less_power_of(b: Any, u: Any, p: Any, elsewhere: Any) -> Any:
-    """1 - b^p given u = b - 1 written stably, for a base b as good as u (a variable, whose b - 1 is
-    exact next to 1): -expm1(p log b) only where that cancels (|p log b| < 1), with log b as log1p(u)
-    where |u| <= 1/2 (b - 1 rounds further out: 1 - x^0.01 at 1e-14 was 2e-5 off), `elsewhere` (1 - b^p
-    as written) otherwise, where expm1 would carry its argument's rounding times p log b (46 ulps
-    for 1 - x^9 at 1e10)."""
+def one_less_power_of(b: Any, u: Any, p: Any, power: Any) -> Any:
+    """1 - b^p given u = b - 1 written stably and b^p as written (`power`), for a base b as good as u
+    (a variable, whose b - 1 is exact next to 1): -expm1(p log b) only where that cancels
+    (|p log b| < 1), with log b as log1p(u) where |u| <= 1/2 (b - 1 rounds further out: 1 - x^0.01
+    at 1e-14 was 2e-5 off), 1 - b^p as written otherwise, where expm1 would carry its argument's
+    rounding times p log b (46 ulps for 1 - x^9 at 1e10)."""
     positive = np.asarray(b) > 0
     near_one = np.abs(u) <= 0.5
     logarithm = np.where(near_one, np.log1p(np.where(near_one, u, 0.0)), np.log(np.where(positive, b, 1.0)))
     exponent = _product_or_infinity(p, logarithm)
     near = positive & (np.abs(exponent) < 1.0)
-    return _nan_where_any(np.where(near, _one_less_exp(exponent, near), elsewhere), b, u, p, elsewhere)
+    # The power, not 1 - b^p: a sum in the formula would be written stably again, this kernel inside
+    # itself (asin(x^9) computed 1 - x^9 twice).
+    return _nan_where_any(
+        np.where(near, _one_less_exp(exponent, near), np.subtract(1.0, power)), b, u, p, power
+    )
 
 
 def _product_or_infinity(p: Any, logarithm: Any) -> Any:

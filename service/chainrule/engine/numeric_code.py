@@ -136,7 +136,7 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     marked = marked.replace(lambda node: isinstance(node, (sympy.acoth, sympy.asech)), _reciprocal_inverse)
     # (1 + u)^p for a varying p from its base as written, before a rule writes 1 + u as a product
     # (1 + sin(x)^5 as (1 + sin(x))(1 - sin(x) + ...)) whose u no one sees.
-    marked = marked.replace(_power_of_one_plus_as_written, _power_of_one_plus)
+    marked = marked.replace(_power_of_a_sum, _power_of_one_plus_or_same)
     marked = marked.replace(lambda node: isinstance(node, _INVERSES_AT_ONE), _stable_node)
     written = marked.replace(_unstable, _stable_node)
     logs = (
@@ -759,15 +759,19 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
     # A power last: c - c e^u is -c expm1(u) whatever else the sum holds (exp(x^7) - 1 - x^7 lost it
     # to 1 + x^7, a power's rule; a hunt).
-    by_kind = sorted(terms, key=lambda term: term.as_independent(*term.free_symbols, as_Add=False)[1].is_Pow)
+    varying = sorted(
+        (
+            (term, *term.as_independent(*term.free_symbols, as_Add=False))
+            for term in terms
+            if term.free_symbols
+        ),
+        key=lambda split: bool(split[2].is_Pow),
+    )
     for constant in (term for term in terms if not term.free_symbols):
-        for term in by_kind:
-            if not term.free_symbols:
-                continue
-            coefficient, rest = term.as_independent(*term.free_symbols, as_Add=False)
+        for term, coefficient, rest in varying:
+            others = [t for t in terms if t is not constant and t is not term]
             shifted = _inverse_shifted(rest, constant / coefficient)
             if shifted is not None:  # c f(u) + k is c (f(u) - K), an inverse function where it nears K
-                others = [t for t in terms if t is not constant and t is not term]
                 return sympy.Add(*others, coefficient * shifted)
             if coefficient == -constant:
                 written = _one_less(rest)
@@ -775,7 +779,6 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
                 written = _one_more(rest)
             else:  # c + k r is c (1 - t), t = -k r/c: 1 - (2 - x^4)^2/4, acos(1 - x^4/2)' (a hunt)
                 written = _one_less(-coefficient / constant * rest)
-            others = [t for t in terms if t is not constant and t is not term]
             if written is not None and not (others and _power_by_logarithm(written)):
                 return sympy.Add(*others, constant * written)
     digammas = {term: term.as_coeff_Mul() for term in terms if _is_digamma(term.as_coeff_Mul()[1])}
@@ -1147,9 +1150,10 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     content *= common
     if len(node.free_symbols) > _COMBINED_VARIABLES or not _small_polynomial(primitive):
         return None  # cancel's gcd over big numbers or high powers can take minutes (atan2's partials)
-    cancelled = sympy.cancel(sympy.together(primitive))
+    together = sympy.together(primitive)
+    cancelled = sympy.cancel(together)
     if shared:
-        cancelled = _over_the_written_denominator(primitive, cancelled)
+        cancelled = _over_the_written_denominator(together, cancelled)
     combined = sympy.factor(cancelled)
     # factor may split what cancel kept whole (e^5x + 1 into cyclotomic factors in e^x): the shorter,
     # but factored at the price of a sign: -(x - y)(x + y) is exact next to x = y, y^2 - x^2 is not.
@@ -1161,12 +1165,12 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     return content * combined if polynomial is not None and len(factors) > 1 else None
 
 
-def _over_the_written_denominator(primitive: sympy.Expr, cancelled: sympy.Expr) -> sympy.Expr:
-    """`cancelled` over the terms' denominator as they wrote it where nothing cancelled against it:
-    cancel multiplies it out, (1 - x^6)^2 into x^12 - 2x^6 + 1, whose rounding next to x = 1 no later
-    rule can undo (asin(x^3)''' at 1 - 1e-12 was inf, truth 9.2e29), where the power of the sum as
-    written is what the rules for 1 - u then write exactly ((1 - x)(1 + x + x^2)...)."""
-    numerator, denominator = sympy.fraction(sympy.together(primitive))
+def _over_the_written_denominator(together: sympy.Expr, cancelled: sympy.Expr) -> sympy.Expr:
+    """`cancelled` over the denominator of the terms `together` as they wrote it where nothing
+    cancelled against it: cancel multiplies it out, (1 - x^6)^2 into x^12 - 2x^6 + 1, whose rounding
+    next to x = 1 no later rule can undo (asin(x^3)''' at 1 - 1e-12 was inf, truth 9.2e29), where the
+    power of the sum as written is what the rules for 1 - u then write exactly."""
+    numerator, denominator = sympy.fraction(together)
     if sympy.cancel(sympy.denom(cancelled) / denominator).free_symbols:
         return cancelled  # a factor cancelled: the denominator is another one
     return sympy.expand(numerator) / denominator
@@ -1332,7 +1336,7 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         # 1 - b^p for a varying p is -expm1(p log b), with b - 1 written stably: x^(1/x) - 1 at 1e15
         # was 2.9e-3 off, as x^(1/x) rounds next to 1 ((1 + u)^p has its own rule, above).
         # (x^x - 1 at 1e-17 was 0.135 off, as x - 1 rounds: log b is log(x) there.)
-        return Kernel(Str("one_less_power_of"), t.base, _less_one(t.base), t.exp, 1 - _power(t.base, t.exp))
+        return Kernel(Str("one_less_power_of"), t.base, _less_one(t.base), t.exp, _power(t.base, t.exp))
     if t.is_Pow and t.exp.is_Integer and t.exp.is_odd and 2 < t.exp <= _POWERS:
         # 1 - f^n for an odd n is (1 - f)(1 + f + ... + f^(n-1)) where 1 - f has a rule (1 - sech(x)^3
         # at 1e-9 was 0.0, tester round 12). An even n is a square, below: as (1 - f)(1 + f + ...)
@@ -1399,7 +1403,8 @@ def _power_by_logarithm_kernel(node: sympy.Basic) -> bool:
 
 
 def _written_power(node: Kernel) -> sympy.Expr:
-    return node.args[4]
+    """1 - b^p as written, of a `one_less_power_of` kernel."""
+    return 1 - node.args[4]
 
 
 def _power_by_logarithm(written: sympy.Expr) -> bool:
@@ -1416,7 +1421,7 @@ def _one_less_any_power(t: sympy.Expr) -> sympy.Expr | None:
     asin(x^9)' and atanh(x^1.5)' at 1 - 1e-8 were 2.6e-10 and 1e-9 off)."""
     if not (t.is_Pow and t.base.free_symbols and t.exp.is_number and t.exp.is_real):
         return None
-    return Kernel(Str("one_less_power_of"), t.base, _less_one(t.base), t.exp, 1 - t)
+    return Kernel(Str("one_less_power_of"), t.base, _less_one(t.base), t.exp, t)
 
 
 def _one_less_or_difference(t: sympy.Expr) -> sympy.Expr:
@@ -1511,8 +1516,13 @@ def _shifted_power(node: sympy.Pow) -> sympy.Expr:
     )
 
 
-def _power_of_one_plus_as_written(node: sympy.Basic) -> bool:
-    return bool(node.is_Pow and node.base.is_Add and _power_of_one_plus(node) is not None)
+def _power_of_a_sum(node: sympy.Basic) -> bool:
+    return bool(node.is_Pow and node.base.is_Add and _exponent_of_one_plus(node.exp))
+
+
+def _power_of_one_plus_or_same(node: sympy.Pow) -> sympy.Expr:
+    written = _power_of_one_plus(node)
+    return node if written is None else written
 
 
 def _exponent_of_one_plus(exponent: sympy.Expr) -> bool:
@@ -1592,7 +1602,7 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
         more = _one_more(t.base)
         if more is not None and 0 < t.exp <= _POWERS:
             return more * sympy.Add(*((-t.base) ** k for k in range(int(t.exp))))
-        return Kernel(Str("one_less_power_of"), -t.base, -_plus_one(t.base), t.exp, 1 + t)
+        return Kernel(Str("one_less_power_of"), -t.base, -_plus_one(t.base), t.exp, -t)
     return None
 
 
