@@ -130,10 +130,43 @@ def test_a_missing_value_is_an_error_naming_it(capsys: pytest.CaptureFixture[str
     assert status == 1 and err == "chainrule: no value given for variable 'y'\n"
 
 
-def test_points_must_be_assignments() -> None:
+@pytest.mark.parametrize(
+    "point",
+    [
+        ["x:2"],
+        ["x=1", "x=2"],  # the last value silently won
+        ["x=1_0"],  # float() read 10
+        ["x=\u0661"],  # float() read an Arabic-Indic one as 1
+        ["x=1e999"],  # float() read inf
+    ],
+)
+def test_points_must_be_one_number_per_variable(capsys: pytest.CaptureFixture[str], point: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        main(["eval", "x", "x:2"])
+        main(["eval", "x", *point])
+    err = capsys.readouterr().err
     assert exited.value.code == 2
+    assert any(why in err for why in ("VARIABLE=NUMBER", "more than once", "past the largest double")), err
+
+
+def test_non_finite_points_are_written_as_such(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "eval", "x", "x=-inf")[:2] == (0, "-inf\n")
+    assert run(capsys, "eval", "x", "x=-.5e1")[:2] == (0, "-5.0\n")
+
+
+def test_eval_gives_an_implicit_derivative_at_a_point(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "eval", "x^2 + y^2 = 25", "x=3", "y=4", "--dependent", "y")[:2] == (0, "-0.75\n")
+
+
+async def test_a_server_that_gives_no_answer_is_exit_status_3() -> None:
+    status, _, err = await command("eval", "x", "x=1", "--target", "127.0.0.1:1")
+    assert status == 3 and "127.0.0.1:1 gave no answer" in err
+
+
+def test_a_long_text_shows_a_window_around_the_error() -> None:
+    text = "x+" * 6_000 + "("
+    _, line, caret = error_lines("too long", text, {"position": "10000"})
+    assert len(line) < 100 and line.startswith("  ...") and line.endswith("...")
+    assert line[len(caret) - 2 : len(caret)] == text[9_999:10_001]  # the caret under character 10,000
 
 
 @pytest.mark.parametrize(

@@ -428,7 +428,7 @@ export class ChainruleClient {
 
   constructor(target = "127.0.0.1:50051", options: ClientOptions = {}) {
     this.target = target;
-    this.timeoutMs = options.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : options.timeoutMs;
+    this.timeoutMs = checkedTimeout(options.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : options.timeoutMs);
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     if (!(this.retry.maxAttempts >= 1)) throw new RangeError("retry.maxAttempts must be at least 1");
     this.metadata = new Metadata();
@@ -639,7 +639,7 @@ export class ChainruleClient {
 
   /** One unary call of `rpc` (its name, for errors) with the deadline and retries. */
   private async call<Req, Res>(rpc: string, method: Unary<Req, Res>, request: Req, options: CallOptions): Promise<Res> {
-    const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : options.timeoutMs;
+    const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : checkedTimeout(options.timeoutMs);
     const deadline = timeoutMs === null ? undefined : Date.now() + timeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -653,6 +653,19 @@ export class ChainruleClient {
     }
   }
 
+}
+
+// Past this a timeout is no deadline: Date.now() + Infinity made an invalid Date for grpc-js.
+const FOREVER_MS = 1e12; // some 30 years
+
+/** `timeoutMs` as a deadline takes it: null (none) for null, Infinity or past FOREVER_MS; a
+ * RangeError for NaN or a negative one. */
+function checkedTimeout(timeoutMs: number | null): number | null {
+  if (timeoutMs === null) return null;
+  if (typeof timeoutMs !== "number" || !(timeoutMs >= 0)) {
+    throw new RangeError(`timeoutMs must be a number of milliseconds >= 0 or null, got ${String(timeoutMs)}`);
+  }
+  return timeoutMs > FOREVER_MS ? null : timeoutMs;
 }
 
 function unary<Req, Res>(method: Unary<Req, Res>, request: Req, metadata: Metadata, deadline?: number): Promise<Res> {

@@ -197,7 +197,14 @@ describe("chunkPoints", () => {
   test("bad chunking is refused before any call", async () => {
     await assert.rejects(client.evaluate("x", { points: { x: xs }, chunkPoints: 0 }), RangeError);
     await assert.rejects(client.evaluate("x", { points: { x: xs }, chunkPoints: 10, inFlight: 0 }), RangeError);
-    await assert.rejects(client.evaluate("x", { points: { x: xs, y: [1, 2] }, chunkPoints: 10 }), RangeError);
+  });
+
+  test("columns of different lengths are the server's error, chunked or not", async () => {
+    const points = { x: xs, y: [1, 2] };
+    const whole = await client.evaluate("x*y", { points }).catch((error: unknown) => error);
+    const chunked = await client.evaluate("x*y", { points, chunkPoints: 10 }).catch((error: unknown) => error);
+    assert.ok(whole instanceof InvalidArgumentError);
+    assert.deepEqual(chunked, whole);
   });
 });
 
@@ -262,5 +269,14 @@ describe("errors", () => {
     // a million points cannot travel, be computed and come back within a millisecond
     const x = new Float64Array(1_000_000).fill(0.5);
     await assert.rejects(client.evaluate("sin(x) * exp(x)", { points: { x }, timeoutMs: 1 }), DeadlineExceededError);
+  });
+
+  test("an endless timeout is no deadline, and one that is no duration is refused", async () => {
+    for (const timeoutMs of [Infinity, 1e300]) {
+      assert.equal((await client.evaluate("2x", { point: { x: 2 }, timeoutMs })).value, 4);
+    }
+    for (const timeoutMs of [NaN, -1]) {
+      await assert.rejects(client.evaluate("2x", { point: { x: 2 }, timeoutMs }), RangeError);
+    }
   });
 });

@@ -58,6 +58,15 @@ def test_series(client: Client) -> None:
     assert len(client.series("cos(x)").coefficients) == 6  # the server's default order, 5
 
 
+@pytest.mark.parametrize(("order", "around"), [("3", 0), (2, True), (2, None)])
+def test_a_series_argument_of_the_wrong_type_is_a_type_error(
+    client: Client, order: object, around: object
+) -> None:
+    """'<=' not supported was raised for order "3", and around=True was sent as the text "True"."""
+    with pytest.raises(TypeError, match=r"^(order|around) must be"):
+        client.series("sin(x)", order=order, around=around)  # type: ignore[arg-type]
+
+
 def test_no_taylor_series_is_a_failed_precondition(client: Client) -> None:
     with pytest.raises(ChainruleError) as caught:
         client.series("log(x)")

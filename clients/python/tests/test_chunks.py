@@ -8,7 +8,13 @@ import math
 
 import pytest
 
-from chainrule.client import AsyncClient, Client, LimitExceededError, ResourceExhaustedError
+from chainrule.client import (
+    AsyncClient,
+    Client,
+    InvalidArgumentError,
+    LimitExceededError,
+    ResourceExhaustedError,
+)
 
 XS = [i / 7 - 3 for i in range(101)]  # 101 points: no chunk size below divides it evenly
 
@@ -115,7 +121,6 @@ def test_async_chunks(target: str) -> None:
     [
         ({"x": XS}, 0, 2, "chunk_points"),
         ({"x": XS}, 10, 0, "in_flight"),
-        ({"x": XS, "y": [1.0, 2.0]}, 10, 2, "different lengths"),
     ],
 )
 def test_bad_chunking_is_refused_before_any_call(
@@ -123,6 +128,18 @@ def test_bad_chunking_is_refused_before_any_call(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         client.evaluate("x", points=points, chunk_points=chunk_points, in_flight=in_flight)
+
+
+def test_columns_of_different_lengths_are_the_servers_error_chunked_or_not(client: Client) -> None:
+    """Chunked, the client raised ValueError where the call unchunked raised the server's
+    InvalidArgumentError (an independent tester): one call either way."""
+    points = {"x": XS, "y": [1.0, 2.0]}
+    errors = []
+    for chunk_points in (None, 10):
+        with pytest.raises(InvalidArgumentError) as caught:
+            client.evaluate("x*y", points=points, chunk_points=chunk_points)
+        errors.append((caught.value.message, caught.value.field_violations))
+    assert errors[0] == errors[1]
 
 
 def test_columns_of_no_values_in_chunks_are_one_call_of_no_points(client: Client) -> None:

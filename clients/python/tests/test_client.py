@@ -168,6 +168,28 @@ def test_a_deadline_too_short_for_the_work(target: str) -> None:
     assert caught.value.code.name == "DEADLINE_EXCEEDED"
 
 
+@pytest.mark.parametrize("timeout", [math.inf, 1e300])
+def test_an_endless_timeout_is_no_deadline(target: str, timeout: float) -> None:
+    """grpc's conversion of infinity or 1e300 overflowed: the call failed at once with
+    DEADLINE_EXCEEDED (an independent tester)."""
+    with Client(target, timeout=timeout) as fresh:
+        assert fresh.evaluate("2x", {"x": 2.0}, timeout=timeout).value == 4.0
+
+
+@pytest.mark.parametrize("timeout", [math.nan, -1.0])
+def test_a_timeout_that_is_no_duration_is_refused(client: Client, timeout: float) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        client.evaluate("2x", {"x": 2.0}, timeout=timeout)
+    with pytest.raises(ValueError, match="timeout"):
+        Client("127.0.0.1:1", timeout=timeout)
+
+
+def test_a_number_past_the_doubles_is_a_value_error_naming_it(client: Client) -> None:
+    for point, points in (({"x": 10**400}, None), (None, {"x": [1.0, -(10**400)]}), (None, {"x": 10**400})):
+        with pytest.raises(ValueError, match="past the largest double"):
+            client.evaluate("x", point, points=points)
+
+
 def test_token_and_metadata_are_accepted(target: str) -> None:
     with Client(target, token="secret", metadata={"x-request-id": "abc"}, timeout=None) as fresh:  # noqa: S106
         assert fresh.evaluate("2x", {"x": 2.0}).value == 4.0

@@ -208,11 +208,14 @@ class LimitExceeded(InvalidArgument):
         details: Mapping[str, str] | None = None,
     ) -> None:
         estimate = "about " if about and math.isfinite(value) else ""
-        amount = f"{estimate}{plain_number(value)}{f' {unit}' if unit else ''}"
+        seen, most = plain_number(value), plain_number(maximum)
+        if seen == most and value != maximum:  # "2 million points; limit 2 million" said nothing
+            seen, most = (f"{int(n):,}" if float(n).is_integer() else f"{n:,}" for n in (value, maximum))
+        amount = f"{estimate}{seen}{f' {unit}' if unit else ''}"
         metadata = {**(details or {}), "limit": limit, "value": str(value), "maximum": str(maximum)}
         if position is not None:  # where in the expression, as for parse errors
             metadata["position"] = str(position)
-        message = f"{what} ({amount}; limit {plain_number(maximum)})" + (f": {hint}" if hint else "")
+        message = f"{what} ({amount}; limit {most})" + (f": {hint}" if hint else "")
         super().__init__(message, field=field, metadata=metadata)
 
 
@@ -227,9 +230,10 @@ def plain_number(value: float | int) -> str:
     if size >= 1e15:
         return f"10^{math.floor(math.log10(size))}"
     for scale, word in _SCALES:
-        if size >= scale:
-            scaled = value / scale
-            return f"{scaled:.2g} {word}" if abs(scaled) < 100 else f"{round(scaled)} {word}"
+        if size >= scale * 0.9995:  # 999,999,999 is 1 billion, not 1000 million
+            scaled = value / scale  # 1.2 million, 12 million: never 1e+02 million
+            shown = f"{scaled:.1f}".removesuffix(".0") if abs(scaled) < 10 else f"{round(scaled)}"
+            return f"{shown} {word}"
     if value == int(value):
         return f"{int(value):,}"
     return f"{value:,.3g}"

@@ -46,6 +46,15 @@ def resolve(
     """Check `dependent` and `wrt` against the equation F = 0; an empty `wrt` is its only other variable."""
     parsing.symbol(dependent, field="dependent")  # a valid name, or an error saying why not
     names = symbolic.free_variables(function)
+    if not names:  # y = y, x + y = x + y: F is a constant once its terms cancel
+        holds = (
+            "holds for every value (its two sides are the same)"
+            if function == 0
+            else f"never holds (its sides differ by the constant {parsing.to_text(function)})"
+        )
+        raise InvalidArgument(
+            f"the equation {holds}, so it does not define '{dependent}'", field="expression"
+        )
     if dependent not in names:
         raise InvalidArgument(
             f"'{dependent}' does not occur in the equation, so the equation does not define it",
@@ -59,10 +68,16 @@ def resolve(
         )
     if not wrt:
         others = [name for name in names if name != dependent]
-        if len(others) != 1:
-            listed = ", ".join(others) or "none"
+        if not others:  # y^2 = 25: y is a constant where the equation holds
             raise InvalidArgument(
-                f"say which variable '{dependent}' is a function of (the equation's others: {listed})",
+                f"the equation has no variable besides '{dependent}', so it fixes '{dependent}' at "
+                "constant values: there is nothing to differentiate it by",
+                field="expression",
+            )
+        if len(others) != 1:
+            raise InvalidArgument(
+                f"say which variable '{dependent}' is a function of (the equation's others: "
+                f"{', '.join(others)})",
                 field="wrt",
             )
         wrt = ((others[0], 1),)

@@ -144,6 +144,7 @@ def exceeded(
     what: str,
     about: bool = False,
     position: int | None = None,
+    hint: str = "",
 ) -> LimitExceeded:
     """The error for `value` over the limit `setting` of `limits`, named and counted as declared."""
     declaration = next(found for name, found in declared(limits) if name == setting)
@@ -156,4 +157,5 @@ def exceeded(
         unit=declaration.unit,
         about=about,
         position=position,
+        hint=hint,
     )

@@ -92,8 +92,8 @@ __all__ = [
 MAX_NAME_LENGTH: Final = 32
 _FIELD: Final = "expression"
 _EQUATION_NEEDS_DEPENDENT: Final = (
-    "'=' makes an equation, which only implicit differentiation takes: name the variable it defines "
-    "in `dependent`"
+    "'=' makes an equation, which only implicit differentiation takes: Differentiate or Evaluate "
+    "with `dependent` naming the variable it defines"
 )
 
 
@@ -1062,11 +1062,27 @@ def is_valid_variable_name(name: str) -> bool:
     )
 
 
+def check_variable_name(name: str, field: str) -> None:
+    """InvalidArgument for `field` unless `name` is a valid variable name: one message, every field,
+    saying why and what a name may be (wrt and variables said 'not a valid variable name' where
+    variable and dependent said 'is reserved', neither how to mend it: an independent tester)."""
+    if is_valid_variable_name(name):
+        return
+    shown = _shorten(name)
+    if name in RESERVED_NAMES:
+        kind = "function" if name in FUNCTIONS else "constant"
+        why = f"'{shown}' is reserved (a {kind} name) and cannot be a variable"
+    elif not name:
+        why = "the variable name is empty"
+    else:
+        why = f"'{shown}' is not a valid variable name"
+    rule = f"a letter, then letters, digits or _, at most {MAX_NAME_LENGTH} characters (ASCII)"
+    raise errors.InvalidArgument(f"{why}: a variable's name is {rule}", field=field)
+
+
 def symbol(name: str, *, field: str = "variable") -> sympy.Symbol:
     """The canonical (real) Symbol for variable `name`; InvalidArgument if the name is not valid."""
-    if not is_valid_variable_name(name):
-        reason = "is reserved" if name in RESERVED_NAMES else "is not a valid variable name"
-        raise errors.InvalidArgument(f"'{_shorten(name)}' {reason}", field=field)
+    check_variable_name(name, field)
     return _real_symbol(name)
 
 

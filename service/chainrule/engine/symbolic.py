@@ -161,8 +161,7 @@ def resolve_wrt(
     resolved: list[tuple[str, int]] = []
     total = 0
     for index, (name, raw_order) in enumerate(wrt):
-        if not parsing.is_valid_variable_name(name):
-            raise InvalidArgument(f"'{name}' is not a valid variable name", field=f"wrt[{index}].variable")
+        parsing.check_variable_name(name, f"wrt[{index}].variable")
         if raw_order < 0:
             raise InvalidArgument(f"order {raw_order} is negative", field=f"wrt[{index}].order")
         order = raw_order or 1

@@ -303,6 +303,10 @@ class ChainruleApi:
 
     def _jacobian_key(self, request: pb.JacobianRequest) -> tuple[tuple[str, ...], tuple[str, ...], Hashable]:
         check_entries(request.point, request.points, self.settings.max_field_entries)
+        # Both bounds, in the order every path checks them: a big request's lists are counted on the
+        # wire first (grpc_server._parsed, REST's body walk), where 65 rows were `field_entries` and a
+        # small one's `jacobian_rows` (an independent tester).
+        self._check_entries("expressions", len(request.expressions))
         engine.check_jacobian_rows(len(request.expressions), self.limits.engine)  # before reading any
         texts = tuple(request.expressions)
         rows = tuple(self._text(text, f"expressions[{index}]") for index, text in enumerate(texts))
@@ -380,6 +384,8 @@ class ChainruleApi:
         wants_latex = pb.OUTPUT_FORMAT_LATEX in request.formats
         wanted = _extras_request(request)
         derived = await self._implicit_derived(asked, simplification)
+        if derived.refusal is not None:
+            raise _refused(derived.refusal, derived.numeric, rpcs="Evaluate with dependent and wrt")
         key = (_implicit_key(asked), simplification)
         latex = await self._latex(key, derived) if wants_latex else ""
         extras = jobs.Extras()
@@ -795,8 +801,15 @@ class ChainruleApi:
         )
 
     def _limit_table(self) -> list[tuple[str, int | float, str]]:
+        # The value in force: a setting whose 0 means "derived" has a property named as its limit
+        # (`connections_per_caller` reported 0, for half of `connections`: an independent tester).
+        settings = self.settings
         return [
-            (declaration.name, getattr(self.settings, name), declaration.description)
+            (
+                declaration.name,
+                getattr(settings, declaration.name, getattr(settings, name)),
+                declaration.description,
+            )
             for name, declaration in limit_settings()
         ]
 
@@ -822,9 +835,7 @@ def _check_names(names: Sequence[str], field: str) -> None:
     """Variable names are short (at most 32 characters): a long one is refused before it enters a
     key or a job, and its message shows only its start."""
     for index, name in enumerate(names):
-        if not parsing.is_valid_variable_name(name):
-            shown = name if len(name) <= 40 else f"{name[:40]}…"
-            raise InvalidArgument(f"'{shown}' is not a valid variable name", field=field.format(index))
+        parsing.check_variable_name(name, field.format(index))
 
 
 def _expression_error(error: InvalidArgument) -> pb.ExpressionError:
@@ -837,12 +848,14 @@ def _expression_error(error: InvalidArgument) -> pb.ExpressionError:
     return message
 
 
-def _refused(refusal: NoClosedForm, numeric: bool) -> NoClosedForm:
-    """The refusal of a derivative's text, saying whether the RPCs of numbers give its values."""
+def _refused(
+    refusal: NoClosedForm, numeric: bool, rpcs: str = "Evaluate with wrt, or GradientAtPoint,"
+) -> NoClosedForm:
+    """The refusal of a derivative's text, saying whether the RPCs of numbers (`rpcs`) give its values."""
     if numeric:
-        also = "Evaluate with wrt, or GradientAtPoint, computes its values numerically"
+        also = f"{rpcs} computes its values numerically"
     else:  # NO_NUMERIC_FORM from those: sympy leaves the derivative unevaluated
-        also = "nor can Evaluate with wrt or GradientAtPoint compute its values (sympy leaves it unevaluated)"
+        also = f"nor can {rpcs.rstrip(',')} compute its values (sympy leaves it unevaluated)"
     return NoClosedForm(
         f"{refusal.message}: {also}",
         function=refusal.metadata["function"],

@@ -289,6 +289,8 @@ BAD_BODIES = [
     (b'{"expression": "x", "wrt": {"variable": "x"}}', "INVALID_ARGUMENT", ["wrt"], "an array is needed"),
     (b'{"expression": "x", "simplification": "SIMPLIFICATION_BEST"}', "INVALID_ARGUMENT", ["simplification"],
      "unknown enum name"),
+    (b'{"expression": "x", "formats": [1099511627776]}', "INVALID_ARGUMENT", ["formats[0]"],
+     "an enum number past int32"),
 ]  # fmt: skip
 
 
@@ -309,6 +311,14 @@ BAD_EVALUATE_BODIES = [
     ({"expression": "x", "points": {"x": {"values": [1, "one"]}}}, ["points.x.values[1]"], "not a number"),
     ({"expression": "x", "point": {"x": 1e400}}, ["point.x"], "overflows to infinity"),
     ({"expression": "x", "points": {"x": 5}}, ["points.x"], "map value must be an object"),
+    # An integer numeral past the largest double: float() of it raised OverflowError, a 500.
+    ({"expression": "x", "point": {"x": 10**309}}, ["point.x"], "an integer past the doubles"),
+    ({"expression": "x", "points": {"x": {"values": [1, -(10**320)]}}}, ["points.x.values[1]"], "negative"),
+    # A number in a string is JSON's numeral: float() read "1_5" as 15 and an Arabic-Indic one as 1.
+    ({"expression": "x", "point": {"x": "1_5"}}, ["point.x"], "digit separator"),
+    ({"expression": "x", "point": {"x": "\u0661"}}, ["point.x"], "a digit that is not ASCII"),
+    ({"expression": "x", "point": {"x": " 1.5"}}, ["point.x"], "space"),
+    ({"expression": "x", "point": {"x": "1e999"}}, ["point.x"], "a string past the doubles"),
 ]
 
 
@@ -356,6 +366,32 @@ async def test_wrong_method_is_405(client: httpx.AsyncClient, method: str, path:
 async def test_unknown_path_is_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/v2/differentiate")
     assert_status(response, 404, errors.Code.NOT_FOUND, "ROUTE_NOT_FOUND")
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/differentiate/"), ("GET", "/v1/info/?a=b")])
+async def test_a_trailing_slash_is_404_not_a_redirect(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    """Starlette redirected it (307, empty body) to a Location built from the Host header."""
+    response = await client.request(
+        method, path, headers={**JSON, "host": "elsewhere.example"}, content=b"{}"
+    )
+    body = assert_status(response, 404, errors.Code.NOT_FOUND, "ROUTE_NOT_FOUND")
+    route = path.split("?", maxsplit=1)[0].rstrip("/")
+    assert "location" not in response.headers and f"did you mean {route}?" in body["message"]
+
+
+async def test_a_big_body_names_its_mistake_as_a_small_one_does(client: httpx.AsyncClient) -> None:
+    """A body past 64 KiB is parsed in pieces; a "]" inside a string cut a list early, and valid JSON
+    was called malformed (an independent tester)."""
+    values = ",".join(["1"] * 40_000)
+    content = ('{"expression": "x", "points": {"x": {"values": [' + values + ', "1]"]}}}').encode()
+    response = await client.post("/v1/evaluate", content=content, headers=JSON)
+    assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", ["points.x.values[40000]"])
+    stray = ('{"expression": "x", "points": {"x": {"values": [' + values + ",]}}}").encode()
+    response = await client.post("/v1/evaluate", content=stray, headers=JSON)
+    body = assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "MALFORMED_JSON")
+    assert f"(char {len(stray) - 4})" in body["message"]
 
 
 async def test_query_parameters_on_post_are_refused(client: httpx.AsyncClient) -> None:

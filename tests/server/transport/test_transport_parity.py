@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import httpx
+import mpmath
 import numpy as np
 import pytest
 from google.protobuf import json_format
@@ -116,6 +117,11 @@ CASES: list[tuple[str, Message]] = [
     ("parse-rpc-open-paren", pb.ParseRequest(expression="sin(x")),
     ("parse-rpc-unknown-function", pb.ParseRequest(expression="2 foo(x)")),
     ("parse-rpc-too-long", pb.ParseRequest(expression="x" * 10_001)),
+    # Past 16 times the limit REST refused these itself: a 400 for Parse, LIMIT_EXCEEDED for a name.
+    ("parse-rpc-far-too-long", pb.ParseRequest(expression="x" * 200_000)),
+    ("diff-far-too-long", D(expression="x+" * 100_000 + "x")),
+    ("dependent-far-too-long", D(expression="x^2 + y^2 = 1", dependent="y" * 200_000)),
+    ("series-variable-far-too-long", S(expression="x", variable="v" * 200_000)),
     # Implicit differentiation (Differentiate and Evaluate with `dependent`).
     ("implicit-circle", D(expression="x^2 + y^2 = 25", dependent="y", wrt=wrt(("x", 2)), formats=[LATEX])),
     ("implicit-explain", D(expression="x^2 + y^2 = 25", dependent="y", explain=True)),
@@ -126,6 +132,10 @@ CASES: list[tuple[str, Message]] = [
     ("implicit-eval", E(expression="x^2 + y^2 = 25", dependent="y", wrt=wrt(("x", 2)),
                         point={"x": 3, "y": 4})),
     ("implicit-eval-no-dependent", E(expression="x^2 + y^2 = 25", point={"x": 3, "y": 4})),
+    ("implicit-no-closed-form", D(expression="zeta(x, y) = 1", dependent="y")),
+    ("implicit-eval-no-closed-form", E(expression="zeta(x, y) = 1", dependent="y", point={"x": 3, "y": 4})),
+    ("implicit-identity", D(expression="x + y = x + y", dependent="y")),
+    ("implicit-no-other-variable", D(expression="y^2 = 25", dependent="y")),
     # Jacobian.
     ("jac-one-point", J(expressions=["x^2 y", "sin(x) + y z"], variables=["x", "y"],
                         point={"x": 1, "y": 2, "z": 3})),
@@ -137,6 +147,8 @@ CASES: list[tuple[str, Message]] = [
     ("jac-equation-row", J(expressions=["x = 1"], point={"x": 1})),
     ("jac-variable-twice", J(expressions=["x"], variables=["x", "x"], point={"x": 1})),
     ("jac-missing", J(expressions=["x y"], point={"x": 1})),
+    ("jac-too-many-rows", J(expressions=["x"] * 65, point={"x": 1})),
+    ("jac-too-many-free-variables", J(expressions=["+".join(f"v{i}" for i in range(40))], point={"v0": 1})),
     # Series.
     ("series-sin", S(expression="sin(x)", around="pi/2", order=2, formats=[LATEX])),
     ("series-default-order", S(expression="exp(x)")),
@@ -147,6 +159,8 @@ CASES: list[tuple[str, Message]] = [
     ("series-around-parse-error", S(expression="sin(x)", around="1 +")),
     ("series-order-over-limit", S(expression="sin(x)", order=1000)),
     ("series-mathml", S(expression="sin(x)", formats=[MATHML])),
+    ("series-no-closed-form", S(expression="zeta(x)", around="2", order=2)),
+    ("series-equation", S(expression="sin(x)", around="x = 1")),
 ]  # fmt: skip
 
 # RPC name and REST route per request type, as the proto's google.api.http options declare them.
@@ -282,3 +296,16 @@ async def test_a_missing_expression_is_said_to_be_required(
         assert status == 400
         assert body["message"] == "expression is required: send one, such as sin(x^2)"
         assert body["details"][0]["fieldViolations"][0]["field"] == "expression"
+
+
+async def test_an_implicit_derivative_without_closed_form_has_values(
+    stub: pb_grpc.DifferentiationServiceAsyncStub,
+) -> None:
+    """y' of zeta(x, y) = 1 is -F_x/F_y, with F_x = d/dx zeta(x, y) computed as Evaluate with wrt
+    computes it; Evaluate with `dependent` refused it as Differentiate does (an independent tester)."""
+    request = E(expression="zeta(x, y) = 1", dependent="y", wrt=wrt(("x", 1)), point={"x": 3, "y": 4})
+    value = (await stub.Evaluate(request)).value
+    mpmath.mp.dps = 30
+    f_x = mpmath.diff(lambda s: mpmath.zeta(s, 4), 3)
+    f_y = -3 * mpmath.zeta(4, 4)
+    assert value == pytest.approx(float(-f_x / f_y), rel=1e-13)

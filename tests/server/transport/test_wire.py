@@ -91,7 +91,7 @@ def test_listed_values_count_what_decoding_them_takes() -> None:
     assert json_decoding_bytes(columns, max_bytes=1_000_000) < len(columns)  # base64: no values
     with pytest.raises(LimitExceeded) as caught:
         json_decoding_bytes(body, max_bytes=len(body) + extra - 1)
-    assert caught.value.metadata["limit"] == "request_bytes" and "f64le" in caught.value.message
+    assert caught.value.metadata["limit"] == "request_bytes_in_flight" and "f64le" in caught.value.message
 
 
 def _field(number: int, payload: bytes) -> bytes:

@@ -45,18 +45,23 @@ def encode_column(column: ColumnInput, name: str) -> pb.Array:
         if data.dtype.kind not in "biuf":  # complex would lose its imaginary part, strings be parsed
             raise TypeError(f"points[{name!r}] must be real numbers, not an array of {data.dtype}")
         return pb.Array(f64le=data.astype("<f8").reshape(-1).tobytes())
+    where = f"points[{name!r}]"
     if isinstance(column, int | float) and not isinstance(column, bool):
-        return pb.Array(values=[float(column)])
+        return pb.Array(values=[number(column, where)])
     if isinstance(column, str | bytes | bool | complex):
-        raise TypeError(f"points[{name!r}] must be numbers, not {type(column).__name__}")
-    return pb.Array(values=[_number(v, name) for v in cast("Iterable[float]", column)])
+        raise TypeError(f"{where} must be numbers, not {type(column).__name__}")
+    return pb.Array(values=[number(v, where) for v in cast("Iterable[float]", column)])
 
 
-def _number(value: object, name: str) -> float:
-    """A listed value as a float: a real number (numpy's too), never a string float() would parse."""
+def number(value: object, where: str) -> float:
+    """A value as a float: a real number (numpy's too), never a string float() would parse; one past
+    the doubles is a ValueError saying so (float() raised a bare OverflowError)."""
     if isinstance(value, str | bytes | bool | complex) or not hasattr(value, "__float__"):
-        raise TypeError(f"points[{name!r}] must hold numbers, not {type(value).__name__} {value!r}")
-    return float(cast(float, value))
+        raise TypeError(f"{where} must hold numbers, not {type(value).__name__} {value!r}")
+    try:
+        return float(cast(float, value))
+    except OverflowError:
+        raise ValueError(f"{where}: {value} is past the largest double (about 1.8e308)") from None
 
 
 def decode_column(column: pb.Array, *, as_numpy: bool) -> Column:

@@ -105,7 +105,24 @@ class Settings:
 
     def call_timeout(self, timeout: Timeout) -> float | None:
         """The deadline for one call: its own `timeout` unless it asked for the client's."""
-        return self.timeout if isinstance(timeout, UseClientDefault) else timeout
+        return self.timeout if isinstance(timeout, UseClientDefault) else checked_timeout(timeout)
+
+
+# Past this a timeout is no deadline: grpc's conversion of float("inf") or 1e300 overflowed, and the
+# call failed at once with DEADLINE_EXCEEDED (an independent tester).
+_FOREVER: Final = 10.0**9  # seconds, some 30 years
+
+
+def checked_timeout(timeout: float | None) -> float | None:
+    """`timeout` in seconds as grpc takes it: None (no deadline) for None, infinity or past _FOREVER;
+    ValueError for NaN or a negative one."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if not timeout >= 0:  # NaN too
+        raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
+    return None if timeout > _FOREVER else float(timeout)
 
 
 def build_settings(
@@ -142,7 +159,7 @@ def build_settings(
         options.append(("grpc.ssl_target_name_override", tls_server_name))
     return Settings(
         target=target,
-        timeout=timeout,
+        timeout=checked_timeout(timeout),
         retry=retry or RetryPolicy(),
         metadata=tuple(headers),
         credentials=credentials,

@@ -7,7 +7,7 @@ from typing import Literal, TypeAlias
 
 from chainrule.v1 import chainrule_pb2 as pb
 
-from ._arrays import ColumnInput, decode_column, encode_column, is_ndarray
+from ._arrays import ColumnInput, decode_column, encode_column, is_ndarray, number
 from ._models import (
     ChainRule,
     Check,
@@ -106,7 +106,7 @@ def differentiate_request(
 
 
 def _point(point: Point | None) -> dict[str, float]:
-    return {name: float(value) for name, value in (point or {}).items()}
+    return {name: number(value, f"point[{name!r}]") for name, value in (point or {}).items()}
 
 
 def _points(points: Points | None) -> dict[str, pb.Array]:
@@ -172,8 +172,12 @@ def series_request(
     expression: str, variable: str | None, around: str | float, order: int | None, latex: bool
 ) -> pb.SeriesRequest:
     """The SeriesRequest for `Client.series`; `around` may be a number (sent as its exact text)."""
+    if order is not None and (isinstance(order, bool) or not isinstance(order, int)):
+        raise TypeError(f"order must be a whole number or None, not {type(order).__name__} {order!r}")
     if order is not None and not 0 <= order <= _MAX_ORDER:
         raise ValueError(f"order must be 0..{_MAX_ORDER}, got {order}")
+    if isinstance(around, bool) or not isinstance(around, str | int | float):
+        raise TypeError(f"around must be a constant's text or a number, not {type(around).__name__}")
     request = pb.SeriesRequest(
         expression=expression,
         variable=variable or "",

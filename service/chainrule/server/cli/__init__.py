@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,14 +30,20 @@ def _wrt_argument(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected VARIABLE[:ORDER], got {text!r}") from None
 
 
+# A number as written in code: float() also read "1_0" as 10 and an Arabic-Indic digit as its value
+# (an independent tester); inf and nan are written so.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.I)
+
+
 def _point_argument(text: str) -> tuple[str, float]:
     name, equals, value = text.partition("=")
-    try:
-        if not equals or not name:
-            raise ValueError
-        return name.strip(), float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected VARIABLE=NUMBER, got {text!r}") from None
+    value = value.strip()
+    if not equals or not name.strip() or not _NUMBER.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"expected VARIABLE=NUMBER, got {text!r}")
+    number = float(value)
+    if math.isinf(number) and "inf" not in value.lower():
+        raise argparse.ArgumentTypeError(f"{value} is past the largest double (about 1.8e308); write inf")
+    return name.strip(), number
 
 
 def _budget_argument(text: str) -> float:
@@ -151,10 +158,15 @@ def _add_diff(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default="fast",
         help="none: the raw derivative; fast (default): cheap and deterministic; full: sympy.simplify",
     )
-    diff.add_argument(
+    _add_dependent(diff, "VAR's derivative by the --wrt one")
+
+
+def _add_dependent(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
         "--dependent",
         metavar="VAR",
-        help="implicit differentiation: the equation (lhs = rhs) defines VAR as a function of the --wrt one",
+        help=f"implicit differentiation: the equation (lhs = rhs) defines VAR as a function of the --wrt "
+        f"one; {what}",
     )
 
 
@@ -166,6 +178,7 @@ def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     _add_common(evaluate, remote=True)
     _add_wrt(evaluate, "evaluate this derivative of the expression instead (repeat for mixed partials)")
+    _add_dependent(evaluate, "print the value of VAR's derivative at the point (nothing is solved)")
 
 
 def _add_grad(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -229,7 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UnicodeEncodeError:  # bytes the terminal's encoding could not decode (a hunt: tracebacks)
             print(f"chainrule: argument {index} ({argument!r}) is not UTF-8 text", file=sys.stderr)
             return 2
-    options = build_parser().parse_args(arguments)
+    parser = build_parser()
+    options = parser.parse_args(arguments)
+    for pairs in (getattr(options, "point", None), getattr(options, "at", None)):
+        names = [name for name, _ in pairs or ()]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:  # the last value silently won
+            parser.error(f"{', '.join(repeated)} given more than once: give each variable one value")
     try:
         settings = Settings.from_environ(
             host=getattr(options, "host", None),

@@ -107,9 +107,10 @@ def _point(settings: Settings, options: argparse.Namespace, *, gradient: bool) -
     point = dict(options.point)
     if not gradient:
         wrt = [pb.Wrt(variable=name, order=order) for name, order in options.wrt]
-        reply = asyncio.run(
-            api.evaluate(pb.EvaluateRequest(expression=options.expression, point=point, wrt=wrt))
+        request = pb.EvaluateRequest(
+            expression=options.expression, point=point, wrt=wrt, dependent=options.dependent or ""
         )
+        reply = asyncio.run(api.evaluate(request))
         return output.point_lines(output.PointAnswer(reply.value))
     gradient_request = pb.GradientAtPointRequest(
         expression=options.expression,

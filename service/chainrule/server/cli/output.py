@@ -45,9 +45,19 @@ def error_lines(message: str, expression: str, metadata: Mapping[str, str]) -> l
     lines = [f"chainrule: {message}"]
     position = metadata.get("position", "")
     if position.isdigit() and int(position) <= len(expression) and "\n" not in expression:
-        offset = _width(expression[: int(position)])
-        lines += [f"  {expression}", f"  {' ' * offset}^"]
+        at = int(position)
+        # A long text shows a window around the position: 10,000 columns and a caret as far in was no help.
+        start, end = max(0, at - _CONTEXT), min(len(expression), at + _CONTEXT)
+        before, after = ("..." if start else ""), ("..." if end < len(expression) else "")
+        offset = _width(before + expression[start:at])
+        lines += [f"  {before}{expression[start:end]}{after}", f"  {' ' * offset}^"]
     return lines
+
+
+_CONTEXT = 40  # characters shown each side of an error's position
+# Exit statuses: 0 answered, 1 the request was refused (the message says why), 2 the command line is
+# wrong (usage), 3 the server at --target gave no answer (unreachable, unavailable, out of time).
+NO_ANSWER = 3
 
 
 def print_error(message: str, expression: str, metadata: Mapping[str, str]) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from chainrule.client import ChainruleError, Client
+from chainrule.client import ChainruleError, Client, DeadlineExceededError, UnavailableError
 from chainrule.server.cli import output
 from chainrule.server.cli.budget import within_budget
 
@@ -17,7 +18,9 @@ def run(options: argparse.Namespace) -> int:
     def ask() -> output.PointAnswer:
         with Client(options.target, token=options.token, tls=options.tls) as client:
             if options.command == "eval":
-                evaluation = client.evaluate(options.expression, point, wrt=options.wrt or None)
+                evaluation = client.evaluate(
+                    options.expression, point, wrt=options.wrt or None, dependent=options.dependent
+                )
                 assert evaluation.value is not None  # one point in, one value out
                 return output.PointAnswer(evaluation.value)
             variables = [n.strip() for n in options.variables.split(",")] if options.variables else None
@@ -29,6 +32,9 @@ def run(options: argparse.Namespace) -> int:
 
     try:
         answer = within_budget(ask, budget, f"asking {options.target}")
+    except (UnavailableError, DeadlineExceededError) as error:  # no answer: not the request's fault
+        print(f"chainrule: {options.target} gave no answer: {error.message}", file=sys.stderr)
+        return output.NO_ANSWER
     except ChainruleError as error:
         output.print_error(error.message, options.expression, error.metadata)
         return 1

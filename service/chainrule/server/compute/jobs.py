@@ -106,13 +106,16 @@ def gradient_variables(free: tuple[str, ...], variables: Sequence[str], limits: 
     """The gradient's variables, checked: those asked for, or else the free ones (sorted)."""
     names = tuple(variables) or free
     for index, name in enumerate(names):
-        if not parsing.is_valid_variable_name(name):
-            raise InvalidArgument(f"'{name}' is not a valid variable name", field=f"variables[{index}]")
+        parsing.check_variable_name(name, f"variables[{index}]")
         if name in names[:index]:
             raise InvalidArgument(f"variable '{name}' is listed twice", field=f"variables[{index}]")
     if len(names) > limits.parse.max_variables:
-        what = "too many variables"
-        raise exceeded(limits.parse, "max_variables", len(names), field="variables", what=what)
+        if variables:
+            what, hint = "too many variables", ""
+        else:  # the free ones: the caller sent no `variables`
+            what = "the expression has too many free variables for its columns"
+            hint = f"list the ones wanted (at most {limits.parse.max_variables}) in `variables`"
+        raise exceeded(limits.parse, "max_variables", len(names), field="variables", what=what, hint=hint)
     return names
 
 
@@ -217,11 +220,7 @@ def derive_parsed(
         limits.engine,
     )
     derivative, simplified = timed("simplify", engine.simplify, raw, simplification)
-    try:
-        text, refusal, numeric = parsing.to_text(derivative), None, True
-    except NoClosedForm as error:
-        text, refusal = "", error
-        numeric = numeric_code.numeric_refusal([derivative]) is None
+    text, refusal, numeric = _text_or_refusal(derivative)
     return Derived(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
@@ -231,6 +230,15 @@ def derive_parsed(
         refusal=refusal,
         numeric=numeric,
     )
+
+
+def _text_or_refusal(derivative: sympy.Expr) -> tuple[str, NoClosedForm | None, bool]:
+    """A derivative's text, or why the grammar cannot write it and whether its values can be computed
+    (`Derived`)."""
+    try:
+        return parsing.to_text(derivative), None, True
+    except NoClosedForm as error:
+        return "", error, numeric_code.numeric_refusal([derivative]) is None
 
 
 # Numeric plans: everything symbolic (partials, common subexpressions, code generation) runs here, in
@@ -393,13 +401,34 @@ def expand_series(
         found = series.taylor(expr, variable, point, order, limits.engine)
     except ChainruleError as error:  # a derivative too large names `wrt`: a Series has `order`
         raise error.relocated({"wrt": "order"}) from None
+    coefficients = tuple(_coefficient_text(found, k, around) for k in range(len(found.coefficients)))
     return Expansion(
         variable=found.variable.name,
         text=found.text,
         latex=found.latex if latex else "",
-        coefficients=tuple(parsing.to_text(c) for c in found.coefficients),
+        coefficients=coefficients,
         remainder=found.remainder,
     )
+
+
+def _coefficient_text(found: series.Series, k: int, around: str) -> str:
+    """The k-th coefficient as text; one the grammar cannot write (zeta'(2)) is refused saying which,
+    and what computes it (the refusal named sympy's value of zeta(2), 'in pi^2/6': an independent
+    tester)."""
+    try:
+        return parsing.to_text(found.coefficients[k])
+    except NoClosedForm as error:  # k > 0: the value of a function of ours is written
+        function, argument = error.metadata["function"], int(error.metadata.get("argument", "0"))
+        x, power = found.variable.name, parsing.to_text((found.variable - found.around) ** k)
+        power = f"({power})" if k == 1 and found.around != 0 else power
+        divided = f", divided by {k}!," if k > 1 else ""
+        raise NoClosedForm(
+            f"the coefficient of {power} holds a derivative of {function} the grammar cannot write: "
+            f"Evaluate with wrt ({x}, order {k}) at {around.strip() or '0'}{divided} computes its value "
+            f"numerically, and a Series of order up to {k - 1} has a polynomial",
+            function=function,
+            argument=argument,
+        ) from None
 
 
 def _around(text: str, limits: Limits) -> sympy.Expr:
@@ -469,12 +498,17 @@ def derive_implicit(
         simplification,
         limits.engine,
     )
+    # Evaluate computes y' of zeta(x, y) = 1 from its partials as it computes d/dx zeta(x, y): only
+    # Differentiate refuses the text (it refused Evaluate too: an independent tester).
+    text, refusal, numeric = _text_or_refusal(derivative)
     return ImplicitDerived(
         portable=engine.Portable(derivative),
         variables=engine.free_variables(derivative),
         node_count=_node_count(derivative),
         timings=(parsed, differentiated),
-        text=parsing.to_text(derivative),
+        text=text,
+        refusal=refusal,
+        numeric=numeric,
         equation_variables=engine.free_variables(equation.function),
     )
 

@@ -106,7 +106,7 @@ def create_http_app(
         Route("/metrics", metrics, methods=["GET"]),
     ]
     if api is None:
-        return Starlette(routes=routes)
+        return _without_slash_redirects(Starlette(routes=routes))
     site = site or pages.Site(playground=api.settings.playground, grpc_port=api.settings.grpc_port)
     routes += rest.rest_routes(api, api.settings, callers) + openapi.openapi_routes(VERSION, site.playground)
     routes += pages.page_routes(site)
@@ -115,7 +115,17 @@ def create_http_app(
         # Inside the metrics (after the access log and the metrics, `rest.http_middleware`): refusals
         # and cancelled calls are counted with their 503.
         middleware.insert(2, Middleware(DrainMiddleware, drain=drain))
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=rest.exception_handlers())
+    application = Starlette(
+        routes=routes, middleware=middleware, exception_handlers=rest.exception_handlers()
+    )
+    return _without_slash_redirects(application)
+
+
+def _without_slash_redirects(application: Starlette) -> Starlette:
+    """An unknown path is a 404 Status, `/v1/info/` too: Starlette's default answered it with an empty
+    307 to a Location built from the caller's Host header, always http:// (an independent tester)."""
+    application.router.redirect_slashes = False
+    return application
 
 
 LISTEN_BACKLOG = 1024

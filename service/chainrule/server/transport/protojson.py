@@ -13,6 +13,7 @@ import binascii
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -21,7 +22,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from chainrule.engine.errors import FieldViolation, InvalidArgument, LimitExceeded
+from chainrule.engine.errors import FieldViolation, InvalidArgument
 from chainrule.server.batches import too_many_entries, too_many_points
 from chainrule.server.sizing import carries_points
 
@@ -76,6 +77,15 @@ def _loads(body: bytes, max_values: int | None) -> Any:
     """
     if len(body) <= _PIECE * 16:
         return _strict_loads(body)
+    try:
+        return _loads_in_pieces(body, max_values)
+    except ValueError:
+        # Said of a piece or of the skeleton, a position was wrong, and a "]" inside a string cut a
+        # list early: valid JSON was called malformed (an independent tester). The whole body names it.
+        return _strict_loads(body)
+
+
+def _loads_in_pieces(body: bytes, max_values: int | None) -> Any:
     skeleton, lists = bytearray(), []
     position = 0
     for match in _LIST_OF_VALUES.finditer(body):
@@ -181,10 +191,12 @@ _TEXT_SLACK = 16  # a string 16 times the expression limit converts in a few mil
 class Bounds:
     """What a decoded JSON body may hold before anything walks or converts it: `entries` in a list
     (`field_entries`), `values` in a points column (`points`), and `text`: a string's code points
-    past which it is refused here (`expression_length`; a column's base64 `f64le` aside).
-    json_format converts a string of 60 million characters for seconds, holding the GIL, before
-    the parser would refuse it. `for_settings` sets `text` well past the expression limit, so the
-    parser, which says where the text passed its limit, refuses every text a caller might mean."""
+    past which it is set on the message directly (a column's base64 `f64le` aside): json_format
+    searches every string for unpaired surrogates, 1.6 s for 60 million characters holding the GIL,
+    where setting it takes 30 ms. `for_settings` sets `text` well past every string's own limit (the
+    expression's, a name's 32 characters): such a string is refused by the API, with the error gRPC
+    gives. (Refused here instead, REST answered a long name with LIMIT_EXCEEDED where gRPC said it is
+    no valid name, and a long Parse text with a 400: an independent tester.)"""
 
     entries: int
     values: int
@@ -218,8 +230,9 @@ def decode_message(body: bytes, message_type: type[RequestT], bounds: Bounds | N
             field="body",
             reason="MALFORMED_JSON",
         )
+    held: list[_Held] = []
     if bounds is not None:
-        check_list_entries(data, bounds)
+        check_list_entries(data, bounds, held=held)
     violations = check_json_fields(data, cast(Descriptor, message_type.DESCRIPTOR))
     if violations:
         # Bounded: a body of a million bad entries must not become an error of a million lines.
@@ -232,22 +245,61 @@ def decode_message(body: bytes, message_type: type[RequestT], bounds: Bounds | N
         # The walk above catches what we know of; json_format stays the authority for the rest.
         field, description = _explain_parse_error(str(error))
         raise InvalidArgument(f"invalid value for '{field}': {description}", field=field) from None
+    for text in held:
+        text.put_back(message)
     return message
 
 
-def check_list_entries(data: Mapping[str, Any], bounds: Bounds, path: str = "") -> None:
-    """Refuse decoded JSON with a list of more than `bounds.entries` entries, a points column's
-    `values` of more than `bounds.values`, or a string of more than `bounds.text` code points.
-    wire.py counts a body's members and strings before it is decoded, but a list of scalars
-    (`formats`, `variables`, `expressions`) has no members: `formats` repeated 4 million times (8 MB)
-    took 13 s of checking and converting each entry to be refused. The walk visits containers and
-    their strings only, and only lists already within the bound."""
+@dataclass(frozen=True)
+class _Held:
+    """A long string taken out of the decoded JSON (`Bounds.text`), and where it goes: field names
+    and list indexes from the message down."""
+
+    steps: tuple[str | int, ...]
+    text: str
+
+    def put_back(self, message: Message) -> None:
+        target: Any = message
+        for step in self.steps[:-1]:
+            target = target[step] if isinstance(step, int) else getattr(target, _field_name(target, step))
+        last = self.steps[-1]
+        try:
+            if isinstance(last, int):
+                target[last] = self.text
+            else:
+                setattr(target, _field_name(target, last), self.text)
+        except UnicodeEncodeError:  # as json_format says it
+            where = ".".join(f"[{step}]" if isinstance(step, int) else step for step in self.steps)
+            where = where.replace(".[", "[")
+            raise InvalidArgument(f"invalid value for '{where}': Unpaired surrogate", field=where) from None
+
+
+def _field_name(message: Message, key: str) -> str:
+    """The field's name for a JSON key (its name or its lowerCamelCase JSON name)."""
+    return _field_map(cast(Descriptor, message.DESCRIPTOR))[key].name
+
+
+def check_list_entries(
+    data: dict[str, Any],
+    bounds: Bounds,
+    path: str = "",
+    *,
+    held: list[_Held],
+    steps: tuple[str | int, ...] = (),
+) -> None:
+    """Refuse decoded JSON with a list of more than `bounds.entries` entries or a points column's
+    `values` of more than `bounds.values`; take out every string past `bounds.text` code points into
+    `held`, an empty one in its place. wire.py counts a body's members and strings before it is
+    decoded, but a list of scalars (`formats`, `variables`, `expressions`) has no members: `formats`
+    repeated 4 million times (8 MB) took 13 s of checking and converting each entry to be refused.
+    The walk visits containers and their strings only, and only lists already within the bound."""
     for key, value in data.items():
         where = f"{path}.{key}" if path else key
         if isinstance(value, dict):
-            check_list_entries(value, bounds, where)
-        elif isinstance(value, str):
-            _check_text(value, key, where, bounds)
+            check_list_entries(value, bounds, where, held=held, steps=(*steps, key))
+        elif isinstance(value, str) and _long(value, key, bounds):
+            held.append(_Held((*steps, key), value))
+            data[key] = ""
         elif isinstance(value, list) and key == "values":
             if len(value) > bounds.values:
                 raise too_many_points(where, len(value), bounds.values)
@@ -256,17 +308,16 @@ def check_list_entries(data: Mapping[str, Any], bounds: Bounds, path: str = "") 
                 raise too_many_entries(where, len(value), bounds.entries)
             for index, item in enumerate(value):
                 if isinstance(item, dict):
-                    check_list_entries(item, bounds, f"{where}[{index}]")
-                elif isinstance(item, str):
-                    _check_text(item, key, f"{where}[{index}]", bounds)
+                    check_list_entries(
+                        item, bounds, f"{where}[{index}]", held=held, steps=(*steps, key, index)
+                    )
+                elif isinstance(item, str) and _long(item, key, bounds):
+                    held.append(_Held((*steps, key, index), item))
+                    value[index] = ""
 
 
-def _check_text(text: str, key: str, where: str, bounds: Bounds) -> None:
-    if len(text) > bounds.text and key != "f64le":
-        raise LimitExceeded(
-            "expression_length", len(text), bounds.text, field=where, what="the text is too long",
-            unit="code points",
-        )  # fmt: skip
+def _long(text: str, key: str, bounds: Bounds) -> bool:
+    return len(text) > bounds.text and key != "f64le"
 
 
 def _summary(violations: Sequence[FieldViolation]) -> str:
@@ -352,12 +403,12 @@ def _check_value(field: FieldDescriptor, value: Any, path: str) -> list[FieldVio
             None if number is not None and low <= number <= high else f"expected an integer {low}..{high}"
         )
     elif cpp in {FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT}:
-        problem = None if _is_number(value) else 'expected a finite number, "NaN", "Infinity" or "-Infinity"'
-        if isinstance(value, float) and math.isinf(value):  # a numeral such as 1e999 reads as inf
-            problem = 'the number is past the largest double (about 1.8e308); for infinity send "Infinity"'
+        problem = _double_problem(value)
     elif cpp == FieldDescriptor.CPPTYPE_ENUM:
         names = [item.name for item in field.enum_type.values] if field.enum_type else []
-        valid = value in names if isinstance(value, str) else _as_integer(value) is not None
+        low, high = _INTEGER_RANGES[FieldDescriptor.CPPTYPE_INT32]
+        number = None if isinstance(value, str) else _as_integer(value)
+        valid = value in names if isinstance(value, str) else number is not None and low <= number <= high
         problem = None if valid else f"expected one of {', '.join(names)}"
     return [FieldViolation(path, problem)] if problem else []
 
@@ -374,19 +425,27 @@ def _as_integer(value: Any) -> int | None:
     return None
 
 
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return math.isfinite(value)
+# A number in a string is a JSON number's text (proto3 JSON): not all that Python's float() reads,
+# which took "1_5" as 15, an Arabic-Indic digit one as 1 and " 1.5" as 1.5 (an independent tester).
+_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_LARGEST_DOUBLE = int(sys.float_info.max)
+
+
+def _double_problem(value: Any) -> str | None:
+    """What is wrong with `value` as a double field's JSON value, or None."""
     if isinstance(value, str):
         if value in _NON_FINITE:
-            return True
-        try:
-            return math.isfinite(float(value))
-        except ValueError:
-            return False
-    return False
+            return None
+        if not _NUMBER_TEXT.fullmatch(value):
+            return 'expected a number written as in JSON, "NaN", "Infinity" or "-Infinity"'
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 'expected a finite number, "NaN", "Infinity" or "-Infinity"'
+    # An integer numeral is compared as one: float() of one past the range raised OverflowError (a
+    # 500); a numeral such as 1e999 reads as inf.
+    if abs(value) > _LARGEST_DOUBLE if isinstance(value, int) else math.isinf(value):
+        return 'the number is past the largest double (about 1.8e308); for infinity send "Infinity"'
+    return None
 
 
 def _is_base64(value: str) -> bool:

@@ -114,7 +114,14 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     error: ChainruleError
     if exc.status_code == 404:
-        error = NotFound(f"no route for {request.method} {request.url.path}", reason="ROUTE_NOT_FOUND")
+        path, routes = request.url.path, request.app.router.routes
+        bare = path.rstrip("/")
+        hint = (
+            f"; did you mean {bare}?"
+            if bare != path and any(getattr(r, "path", None) == bare for r in routes)
+            else ""
+        )
+        error = NotFound(f"no route for {request.method} {path}{hint}", reason="ROUTE_NOT_FOUND")
     elif exc.status_code == 405:
         allowed = headers.get("Allow", "")
         error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}; use {allowed}")
