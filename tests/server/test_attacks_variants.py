@@ -244,7 +244,7 @@ async def test_listed_values_in_json_cost_no_more_memory_than_the_bound_counts(f
         assert reply.status_code in (400, 429), reply.text[:300]
         if reply.status_code == 400:
             limit = reply.json()["details"][1]["metadata"]["limit"]
-            assert limit in ("points", "request_bytes"), reply.text[:300]
+            assert limit in ("points", "request_bytes_in_flight"), reply.text[:300]
 
 
 # --- 1 and 10. a client that never reads its replies ---------------------------------------------------
@@ -548,8 +548,8 @@ async def test_a_json_list_of_many_scalars_costs_less_than_a_budget_to_refuse(
         spent = cpu_seconds(server.process.pid) - before
     assert spent < SETTINGS.symbolic_budget_seconds, f"{spent:.1f} s of CPU to refuse it"
     assert reply.status_code == 400, reply.text[:300]
-    # Refused by what decoding it would take (request_bytes), or once decoded by its length.
-    limits = ('"limit":"field_entries"', '"limit":"jacobian_rows"', '"limit":"request_bytes"')
+    # Refused by what decoding it would take (request_bytes_in_flight), or once decoded by its length.
+    limits = ('"limit":"field_entries"', '"limit":"jacobian_rows"', '"limit":"request_bytes_in_flight"')
     assert any(limit in reply.text for limit in limits), reply.text
 
 

@@ -222,6 +222,11 @@ class LimitExceeded(InvalidArgument):
 _SCALES = ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"))
 
 
+def plain_seconds(seconds: float) -> str:
+    """A duration for a message: 0.25, 1.5, 30, 3,600 (`.3g` wrote an hour's deadline as 3.6e+03)."""
+    return f"{seconds:.3g}" if abs(seconds) < 1000 else f"{seconds:,.0f}"
+
+
 def plain_number(value: float | int) -> str:
     """A count in words: 20,000; 1.2 billion; 10^25; more than 10^308 (for infinity)."""
     if not math.isfinite(value):

@@ -27,6 +27,7 @@ from chainrule.engine.errors import (
     LimitExceeded,
     NoClosedForm,
     ParseError,
+    plain_seconds,
 )
 from chainrule.engine.limits import exceeded
 from chainrule.engine.series import DEFAULT_ORDER as DEFAULT_SERIES_ORDER
@@ -1075,7 +1076,7 @@ async def _by_client_deadline(work: Awaitable[_Result]) -> _Result:
         return await work
     seconds = scope.client_deadline - scope.started
     raise DeadlineExceeded(
-        f"the evaluation did not finish within the request's deadline ({seconds:.3g} s)",
+        f"the evaluation did not finish within the request's deadline ({plain_seconds(seconds)} s)",
         metadata={"budget": "client_deadline", "seconds": f"{seconds:.3g}"},
     )
 

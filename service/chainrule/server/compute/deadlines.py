@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple
 
-from chainrule.engine.errors import ChainruleError, DeadlineExceeded, InvalidArgument, ResourceExhausted
+from chainrule.engine.errors import (
+    ChainruleError,
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    plain_seconds,
+)
 
 
 class RequestTime(NamedTuple):
@@ -51,22 +57,24 @@ class Budget:
         given) met a busy server: it gets the retry delay, like any overload.
         """
         if self.client_bound and self.client_seconds is not None:
+            deadline = plain_seconds(self.client_seconds)
             return DeadlineExceeded(
-                f"{what} did not finish within the request's deadline ({self.client_seconds:.3g} s)",
+                f"{what} did not finish within the request's deadline ({deadline} s)",
                 reason="DEADLINE_EXCEEDED",
                 metadata={"budget": "client_deadline", "seconds": f"{self.client_seconds:.3g}"},
             )
         metadata = {"budget": "symbolic_budget_seconds", "seconds": f"{self.server_seconds:.3g}"}
+        budget = f"the server's compute budget of {plain_seconds(self.server_seconds)} s"
         if waiting_retry_after is not None:
             return ResourceExhausted(
-                f"{what}: the server was busy for the whole compute budget of {self.server_seconds:.3g} s "
+                f"{what}: the server was busy for the whole of {budget} "
                 f"(CHAINRULE_SYMBOLIC_BUDGET_SECONDS); retry after {waiting_retry_after:g} s",
                 reason="OVERLOADED",
                 metadata=metadata,
                 retry_after_seconds=waiting_retry_after,
             )
         return ResourceExhausted(
-            f"{what} did not finish within the server's compute budget of {self.server_seconds:.3g} s "
+            f"{what} did not finish within {budget} "
             "(CHAINRULE_SYMBOLIC_BUDGET_SECONDS); retrying would cost as much again: ask for less "
             "(a smaller expression, a lower order, less simplification, fewer of explain, verify and code)",
             reason="COMPUTE_BUDGET_EXCEEDED",

@@ -66,6 +66,7 @@ from chainrule.engine.errors import (
     ChainruleError,
     ResourceExhausted,
     Unavailable,
+    plain_seconds,
     refusing_library_failures,
 )
 from chainrule.engine.parsing import TooSlow
@@ -410,9 +411,9 @@ class ProcessExecutor:
             if task.graced:
                 self._replace(worker, "abandoned", f"went on past its caller's wait on {what}")
                 raise budget.exceeded(what)
-            self._replace(worker, "overrun", f"overran its budget of {held:.3g} s on {what}")
+            self._replace(worker, "overrun", f"overran its budget of {plain_seconds(held)} s on {what}")
             if held < budget.seconds:  # the hold, not the budget
-                raise TooSlow(f"{what} took more than {held:.3g} s in a {self.name} worker")
+                raise TooSlow(f"{what} took more than {plain_seconds(held)} s in a {self.name} worker")
             raise budget.exceeded(what)
         return self._settle(worker, what, kind, value)
 
