@@ -114,7 +114,9 @@ def test_other_variables_are_parameters() -> None:
         ("x^2 + y^2 = 25", "sin", [("x", 1)], "dependent", "reserved"),
         ("x^2 + y^2 = 25", "y", [("x", 1), ("x", 1)], "wrt", "one variable"),
         ("x^2 + y^2 = a", "y", [], "wrt", "a, x"),
-        ("y^2 = 4", "y", [], "wrt", "none"),
+        ("y^2 = 4", "y", [], "expression", "no variable besides"),
+        ("x + y = x + y", "y", [("x", 1)], "expression", "holds for every value"),
+        ("y = y + 1", "y", [("x", 1)], "expression", "never holds"),
         ("x + floor(y) = 1", "y", [("x", 1)], "dependent", "does not change"),
         # a typo in wrt answered 0 (tester round 5)
         ("x^2 + y^2 = 25", "y", [("z", 1)], "wrt[0].variable", "'z' does not occur"),

@@ -1172,6 +1172,16 @@ NEXT_TO_ONE_AGAIN = [
     ("acos(sech(x))", 0, [800.0]),
     ("atanh(sech(x))", 1, [800.0]),
     ("log(sech(x)^2)", 0, [800.0, 1e-9]),  # -inf, truth -1598.6 (a second hunt)
+    # 1 - (r x)^2 for a rational r as (q - p x)(q + p x)/q^2: sympy writes asin(2x)' as
+    # 2/sqrt(1 - 4x^2), and 4x^2 rounded first (2.3e-10 off; a hunt, 2026-12-05).
+    ("asin(2*x)", 1, [0.4999999995343387, -0.4999999995343387, 0.3]),
+    ("asin(2*x)", 3, [0.4999999995343387]),  # 1.2e-9 off
+    ("atanh(2*x)", 1, [0.4999999995343387]),  # 1073741824.0, truth ...824.5
+    ("asin(x/2)", 1, [1.9999999981373549]),
+    ("acos(x/3)", 1, [2.9999999999987]),  # 2.1e-5 off: -1/sqrt(9 - x^2) needs no x/3
+    # 1 - b/a for a sum b holding a, as (a - b)/a: +1.1e-16 at 40, truth -4.2e-18 (the same hunt).
+    ("1 - (exp(x) + 1)*exp(-x)", 0, [40.0, 1.0, -3.0]),
+    ("log(1 + exp(x))", 3, [40.0, -2.0]),
     ("acoth(1/x)", 0, [0.999999999999, 3.0]),  # 3.9e-6 off: atanh of x divided twice
     # 1 - (t^2 + 1)/t^2, t = tan(x): one sum and a power that expand to 1 + 1/t^2.
     ("1/tan(x)", 2, [1.5707963, 1.5707963267948966]),  # 7% off, and 0.0 where it is 1.2e-16
@@ -1260,6 +1270,23 @@ def test_inverse_functions_next_to_one_whatever_their_argument_looks_like(
             assert value == truth or (math.isnan(value) and math.isnan(truth)), (text, point, value, truth)
         else:
             assert math.isclose(value, truth, rel_tol=1e-13), (text, point, value, truth)
+
+
+@pytest.mark.parametrize(
+    ("text", "point", "expected"),
+    [
+        ("log(1 - tanh(x))", 6000.0, math.log(2) - 12000),  # -inf: 2/(e^2x + 1) is 0 past long double
+        ("log(1 + tanh(x))", -1e4, math.log(2) - 2e4),
+        ("log(1 - tanh(x)^2)", 1e4, math.log(4) - 2e4),  # sech(x)^2 as its kernel holds it
+        ("log(1 - tanh(x)^2)", -1e4, math.log(4) - 2e4),
+    ],
+)
+def test_the_log_of_a_rewritten_sum_of_exponentials_is_taken_in_the_log_domain(
+    text: str, point: float, expected: float
+) -> None:
+    """The reference at 3,000 bits is -inf there too: the truth is log 2 - 2|x| to the last bit."""
+    function = numeric.compile_function(parsing.parse(text), ["x"])
+    assert numeric.evaluate(function, {"x": np.array([point])}, 1).values[0] == expected
 
 
 @pytest.mark.parametrize(
