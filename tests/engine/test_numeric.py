@@ -421,6 +421,13 @@ def _mp_softplus(t: Any) -> Any:
         ("sinh(x)/cosh(x)", [20.0, 0.5], mpmath.tanh),
         ("log(cosh(x))", [20.0, 1000.0, -1000.0, 0.5], lambda t: mpmath.log(mpmath.cosh(t))),
         ("exp(x)/(exp(x) + exp(y))", [40.0, 1.0], lambda t: _mp_sigmoid(t - 2)),
+        # The second partials as Evaluate's (FAST): past 60 nodes as differentiated, a function of x^2
+        # was not combined (-5.7e-14 at 6.5, truth -7.5e-17), and asinh written as a log combined into
+        # a denominator that cancels (inf at -1e10, truth 1e-20; a hunt, 2026-12-05).
+        ("exp(x^2)/(1 + exp(x^2))", [6.5, 7.0, 0.3], lambda t: _mp_sigmoid(t**2)),
+        ("exp(x*y)/(1 + exp(x*y))", [20.0, 0.25], lambda t: _mp_sigmoid(2 * t)),
+        ("log(x + sqrt(x^2 + 1))", [-1e10, -1e4, -1e3, 2.0], mpmath.asinh),
+        ("log(sqrt(x^2 + 1) - x)", [1e8, 3.0], lambda t: -mpmath.asinh(t)),
         # One function at two nearby arguments (y = 2), as the raw partials write it: 1/x - 1/(x + y)
         # (x + y - x is -y, a term less), cbrt(x + y)/(3x + 3y) (the argument is x + y), 1/cbrt.
         ("log(x) - log(x + y)", [1e12, 3.0], lambda t: mpmath.log(t) - mpmath.log(t + 2)),
@@ -445,6 +452,17 @@ def test_gradients_and_hessians_keep_their_digits(text: str, xs: list[float], ex
         second = [float(mpmath.diff(exact, mpmath.mpf(x), 2)) for x in xs]
     assert result.gradients[0].tolist() == pytest.approx(first, rel=1e-13, abs=1e-300)
     assert result.hessians[0].tolist() == pytest.approx(second, rel=1e-13, abs=1e-300)
+
+
+def test_a_mixed_second_partial_of_a_logistic_of_a_product_keeps_its_sign() -> None:
+    """d2/dxdy of e^xy/(1 + e^xy) at (40, 1) was +2.8e-14, truth -1.7e-16 (a hunt, 2026-12-05)."""
+    compiled = engine.compile_gradient(parsing.parse("exp(x*y)/(1 + exp(x*y))"), ["x", "y"], hessian=True)
+    points = [(40.0, 1.0), (5.0, 8.0), (0.5, 0.2)]
+    columns = {"x": np.array([p[0] for p in points]), "y": np.array([p[1] for p in points])}
+    mixed = engine.gradient(compiled, columns, len(points)).hessians[1]
+    with mpmath.workdps(60):
+        exact = [float(mpmath.diff(lambda a, b: _mp_sigmoid(a * b), (x, y), (1, 1))) for x, y in points]
+    assert mixed.tolist() == pytest.approx(exact, rel=1e-13, abs=0)
 
 
 @pytest.mark.parametrize(

@@ -803,6 +803,9 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
                 written = _one_more(rest)
             else:  # c + k r is c (1 - t), t = -k r/c: 1 - (2 - x^4)^2/4, acos(1 - x^4/2)' (a hunt)
                 written = _one_less(-coefficient / constant * rest)
+                if written is None and not others:  # c + k r alone: 1 - 4x^2, not 1 - 4t^2 + 3t^4,
+                    # where the whole sum cancels (the fourth derivative of log(cosh(x)) at 20 was 0.0)
+                    written = _one_less_scaled_square(-coefficient / constant * rest)
             if written is not None and not (others and _power_by_logarithm(written)):
                 return sympy.Add(*others, constant * written)
     digammas = {term: term.as_coeff_Mul() for term in terms if _is_digamma(term.as_coeff_Mul()[1])}
@@ -1371,8 +1374,6 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         if less is not None:
             return less * sympy.Add(*(t.base**k for k in range(int(t.exp))))
     root = _square_root_of(t)
-    if root is None and exponent == 2 and base is not t:
-        return _one_less_scaled_square(base)
     if root is None:
         return _one_less_any_power(t)
     if isinstance(root, sympy.tanh):  # with tanh(u), which the code computes anyway
@@ -1474,10 +1475,13 @@ _PYTHAGOREAN: Mapping[type, Callable[[sympy.Expr], sympy.Expr]] = {
 }
 
 
-def _one_less_scaled_square(base: sympy.Expr) -> sympy.Expr | None:
-    """1 - (p/q y)^2 as (q - p y)(q + p y)/q^2, exact where p y is (p a power of 2): sympy writes
-    asin(2x)' as 2/sqrt(1 - 4x^2), whose 4x^2 rounded before 1 - 4x^2 cancelled (2.3e-10 off next to
-    1/2, asin(x/2)' next to 2 too; a hunt, 2026-12-05); None for another scale (pi x)."""
+def _one_less_scaled_square(t: sympy.Expr) -> sympy.Expr | None:
+    """1 - t for t = (p/q y)^2 as (q - p y)(q + p y)/q^2, exact where p y is (p a power of 2): sympy
+    writes asin(2x)' as 2/sqrt(1 - 4x^2), whose 4x^2 rounded before 1 - 4x^2 cancelled (2.3e-10 off
+    next to 1/2, asin(x/2)' next to 2 too; a hunt, 2026-12-05); None for another t (pi^2 x^2)."""
+    base, exponent = _common_power(t)
+    if exponent != 2 or base is t:
+        return None
     scale, y = base.as_coeff_Mul()
     if not (scale.is_Rational and y.free_symbols and abs(scale) != 1):
         return None

@@ -534,13 +534,19 @@ def gradient_components(
     for variable in chosen:
         partials.append(derivative(expr, variable))
         _check_size(partials[-1], limits)
-    components = [expr, *partials]
+    seconds = []
     if hessian:
         for i, first in enumerate(partials):
             for variable in chosen[i:]:
-                components.append(derivative(first, variable))
-                _check_size(components[-1], limits)
-    return tuple(components)
+                seconds.append(derivative(first, variable))
+                _check_size(seconds[-1], limits)
+    # The second partials as Evaluate's are (FAST): as differentiated, a function of a non-linear
+    # argument passed `numeric_code`'s 60 nodes for combining its cancelling terms (the Hessian of
+    # exp(x^2)/(1 + exp(x^2)) at 6.5 was -5.7e-14, truth -7.5e-17; of exp(x*y)/(1 + exp(x*y)) the
+    # wrong sign), and a shared denominator combined into one that cancels (log(x + sqrt(x^2 + 1))
+    # at -1e10: inf, truth 1e-20; a hunt, 2026-12-05). The first partials stay as differentiated:
+    # combined already, they share more subexpressions with one another (the gradient's CSE).
+    return (expr, *partials, *(simplify(second, Simplification.FAST) for second in seconds))
 
 
 def compile_gradient(
