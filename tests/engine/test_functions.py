@@ -98,7 +98,7 @@ def test_real_root_numeric(value: float, degree: int, expected: float, reason: s
     if math.isnan(expected):
         assert math.isnan(result), reason
     else:
-        assert result == pytest.approx(expected, rel=1e-15), reason
+        assert result == pytest.approx(expected, rel=1e-15, abs=0), reason
 
 
 def test_real_root_exact_and_symbolic() -> None:
@@ -119,7 +119,7 @@ def test_real_root_derivative_matches_finite_differences(point: float, degree: i
     f = _compile(RealRoot(x, degree))
     h = 1e-6
     central = (f(point + h) - f(point - h)) / (2 * h)  # type: ignore[operator]
-    assert float(derivative(point)) == pytest.approx(central, rel=1e-7)  # type: ignore[operator]
+    assert float(derivative(point)) == pytest.approx(central, rel=1e-7, abs=0)  # type: ignore[operator]
 
 
 def test_real_root_cube_uses_numpy_cbrt() -> None:
