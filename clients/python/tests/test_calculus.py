@@ -67,6 +67,15 @@ def test_a_series_argument_of_the_wrong_type_is_a_type_error(
         client.series("sin(x)", order=order, around=around)  # type: ignore[arg-type]
 
 
+def test_a_number_around_is_sent_as_its_exact_text(client: Client) -> None:
+    """numpy 2's repr of a float is "np.float64(0.5)", which the server read as a call."""
+    numpy = pytest.importorskip("numpy")
+    assert client.series("x^2", around=numpy.float64(0.5), order=1).coefficients == ("1/4", "1")
+    for around in (math.nan, math.inf, 10**5000):
+        with pytest.raises(ValueError, match="around"):
+            client.series("x", around=around)
+
+
 def test_no_taylor_series_is_a_failed_precondition(client: Client) -> None:
     with pytest.raises(ChainruleError) as caught:
         client.series("log(x)")

@@ -142,6 +142,13 @@ def test_columns_of_different_lengths_are_the_servers_error_chunked_or_not(clien
     assert errors[0] == errors[1]
 
 
+def test_point_and_points_together_are_refused_chunked_or_not(client: Client) -> None:
+    """Chunked, `point` was dropped and the call answered (an independent tester)."""
+    for chunk_points in (None, 10):
+        with pytest.raises(InvalidArgumentError):
+            client.evaluate("x*y", {"y": 2.0}, points={"x": XS}, chunk_points=chunk_points)
+
+
 def test_columns_of_no_values_in_chunks_are_one_call_of_no_points(client: Client) -> None:
     """No slice at all had no answer to join: gradient and jacobian raised IndexError (a tester)."""
     points: dict[str, list[float]] = {"x": [], "y": []}

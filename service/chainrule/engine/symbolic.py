@@ -159,7 +159,6 @@ def resolve_wrt(
             )
         return tuple((name, 1) for name in names)
     resolved: list[tuple[str, int]] = []
-    total = 0
     for index, (name, raw_order) in enumerate(wrt):
         parsing.check_variable_name(name, f"wrt[{index}].variable")
         if raw_order < 0:
@@ -168,11 +167,12 @@ def resolve_wrt(
         if order > limits.max_derivative_order:
             field = f"wrt[{index}].order"
             raise exceeded(limits, "max_derivative_order", order, field=field, what="the order is too high")
-        total += order
-        if total > limits.max_derivative_order:
-            what = "the total order of the derivative is too high"
-            raise exceeded(limits, "max_derivative_order", total, field="wrt", what=what)
         resolved.append((name, order))
+    # The whole total, not the running one where it passed the limit (64 entries of order 1 said 21).
+    total = sum(order for _, order in resolved)
+    if total > limits.max_derivative_order:
+        what = "the total order of the derivative is too high"
+        raise exceeded(limits, "max_derivative_order", total, field="wrt", what=what)
     return tuple(resolved)
 
 

@@ -341,6 +341,22 @@ async def test_wrong_content_type_is_415(client: httpx.AsyncClient, content_type
     assert_status(response, 415, errors.Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE")
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("content-type", "text/plain"), ("content-type", "application/json")],
+        [("content-type", "application/json"), ("content-type", "text/plain")],
+        [("content-type", "application/json; charset=utf-8; charset=latin1")],
+    ],
+)
+async def test_two_content_types_are_415_whichever_comes_first(
+    client: httpx.AsyncClient, headers: list[tuple[str, str]]
+) -> None:
+    """The first was read: text/plain then application/json was 415, the reverse 200 (a tester)."""
+    response = await client.post("/v1/differentiate", content=b'{"expression": "x"}', headers=headers)
+    assert_status(response, 415, errors.Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE")
+
+
 @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/merge-patch+json"])
 async def test_json_content_types_are_accepted(client: httpx.AsyncClient, content_type: str) -> None:
     response = await client.post(

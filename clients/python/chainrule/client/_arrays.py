@@ -60,8 +60,8 @@ def number(value: object, where: str) -> float:
         raise TypeError(f"{where} must hold numbers, not {type(value).__name__} {value!r}")
     try:
         return float(cast(float, value))
-    except OverflowError:
-        raise ValueError(f"{where}: {value} is past the largest double (about 1.8e308)") from None
+    except OverflowError:  # (an integer of 4,300 digits or more cannot even be printed)
+        raise ValueError(f"{where}: a number past the largest double (about 1.8e308)") from None
 
 
 def decode_column(column: pb.Array, *, as_numpy: bool) -> Column:

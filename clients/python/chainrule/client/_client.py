@@ -228,7 +228,7 @@ class Client(_BaseClient):
         `dependent` (with `wrt`): the implicit derivative, as in `differentiate`, at points that give
         both variables (nothing is solved: a point off the curve is not checked).
         """
-        if chunk_points is not None and points is not None:
+        if chunk_points is not None and points is not None and point is None:  # else the server refuses both
             parts = self._each_slice(
                 lambda part: self.evaluate(
                     expression, points=part, wrt=wrt, dependent=dependent, timeout=timeout
@@ -253,7 +253,7 @@ class Client(_BaseClient):
         in_flight: int = 2,
     ) -> Gradient:
         """Value, gradient (and Hessian if asked) at `point` or at `points`; `chunk_points` as `evaluate`."""
-        if chunk_points is not None and points is not None:
+        if chunk_points is not None and points is not None and point is None:  # else the server refuses both
             parts = self._each_slice(
                 lambda part: self.gradient(
                     expression, points=part, variables=variables, hessian=hessian, timeout=timeout
@@ -279,7 +279,7 @@ class Client(_BaseClient):
         """Values and Jacobian of `expressions` (the rows) by `variables` (the columns; default all,
         sorted) at `point` or at `points`; `chunk_points` as `evaluate`. Needs a server of 0.2.0 or later.
         """
-        if chunk_points is not None and points is not None:
+        if chunk_points is not None and points is not None and point is None:  # else the server refuses both
             parts = self._each_slice(
                 lambda part: self.jacobian(expressions, points=part, variables=variables, timeout=timeout),
                 points, chunk_points, in_flight,
@@ -422,7 +422,7 @@ class AsyncClient(_BaseClient):
         in_flight: int = 2,
     ) -> Evaluation:
         """The value at `point` or the values at `points`; see `Client.evaluate`."""
-        if chunk_points is not None and points is not None:
+        if chunk_points is not None and points is not None and point is None:  # else the server refuses both
             parts = await self._each_slice(
                 lambda part: self.evaluate(
                     expression, points=part, wrt=wrt, dependent=dependent, timeout=timeout
@@ -447,7 +447,7 @@ class AsyncClient(_BaseClient):
         in_flight: int = 2,
     ) -> Gradient:
         """Value, gradient (and Hessian if asked); see `Client.gradient`."""
-        if chunk_points is not None and points is not None:
+        if chunk_points is not None and points is not None and point is None:  # else the server refuses both
             parts = await self._each_slice(
                 lambda part: self.gradient(
                     expression, points=part, variables=variables, hessian=hessian, timeout=timeout
@@ -471,7 +471,7 @@ class AsyncClient(_BaseClient):
         in_flight: int = 2,
     ) -> Jacobian:
         """Values and Jacobian of `expressions`; see `Client.jacobian`."""
-        if chunk_points is not None and points is not None:
+        if chunk_points is not None and points is not None and point is None:  # else the server refuses both
             parts = await self._each_slice(
                 lambda part: self.jacobian(expressions, points=part, variables=variables, timeout=timeout),
                 points, chunk_points, in_flight,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, TypeAlias
 
@@ -168,6 +169,22 @@ def jacobian_request(
     )
 
 
+def _around_text(around: str | float) -> str:
+    """A number as its exact text: repr of a numpy float is "np.float64(0.5)", which the server read
+    as a call (an independent tester); NaN and infinities are no point to expand around."""
+    if isinstance(around, str):
+        return around
+    if isinstance(around, int):
+        try:
+            return str(int(around))
+        except ValueError:  # past the interpreter's 4,300 digits
+            raise ValueError("around has too many digits to send as a number: send its text") from None
+    value = float(around)
+    if not math.isfinite(value):
+        raise ValueError(f"around must be a finite number, not {value!r}")
+    return repr(value)
+
+
 def series_request(
     expression: str, variable: str | None, around: str | float, order: int | None, latex: bool
 ) -> pb.SeriesRequest:
@@ -181,7 +198,7 @@ def series_request(
     request = pb.SeriesRequest(
         expression=expression,
         variable=variable or "",
-        around=around if isinstance(around, str) else repr(around),
+        around=_around_text(around),
         formats=[pb.OUTPUT_FORMAT_LATEX] if latex else [],
     )
     if order is not None:

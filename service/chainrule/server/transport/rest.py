@@ -230,12 +230,16 @@ async def _json_body(message: Message, api: ChainruleApi) -> bytes:
 def _check_content_type(request: Request) -> None:
     if request.headers.get("content-length") == "0":
         return  # an empty body is the empty message, whatever it claims to be
-    raw = request.headers.get("content-type", "")
-    media, _, params = raw.partition(";")
+    # One type with at most one charset: of two Content-Type headers the first was read and of two
+    # charsets the first (text/plain then application/json was 415, the reverse 200; an
+    # independent tester).
+    given = request.headers.getlist("content-type")
+    raw = ", ".join(given)
+    media, _, params = (given[0] if len(given) == 1 else "").partition(";")
     media = media.strip().lower()
-    charset = re.search(r"charset=\"?([\w-]+)", params, re.IGNORECASE)
+    charsets = {found.lower() for found in re.findall(r"charset=\"?([\w-]+)", params, re.IGNORECASE)}
     json_like = media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json"))
-    if json_like and (charset is None or charset.group(1).lower() in {"utf-8", "utf8"}):
+    if json_like and charsets <= {"utf-8"} | {"utf8"} and len(charsets) <= 1:
         return
     shown = f"content type {raw!r} is not supported" if raw else "no content type given"
     raise HttpError(
