@@ -26,6 +26,30 @@ export function encodeColumn(column: ColumnInput, name = "column"): ArrayMessage
   return { values: [...column], f64le: Buffer.alloc(0) };
 }
 
+/** A point's values as the request takes them: numbers only (a string, null or boolean was
+ * converted on the wire without a word: "abc" became NaN, null 0, "0x10" 16). */
+export function encodePoint(point: Record<string, number> | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, value] of Object.entries(point ?? {})) {
+    if (typeof value !== "number") throw new TypeError(`point.${name} must be a number, not ${typeof value}`);
+    out[name] = value;
+  }
+  return out;
+}
+
+/** `value` if it is a string (an expression, a variable's name). */
+export function checkedText(value: unknown, field: string): string {
+  if (typeof value !== "string") throw new TypeError(`${field} must be a string, not ${typeof value}`);
+  return value;
+}
+
+/** `values` if they are a list of strings: a string of several characters was split into them. */
+export function checkedTexts(values: readonly string[] | undefined, field: string): string[] {
+  if (values === undefined) return [];
+  if (!Array.isArray(values)) throw new TypeError(`${field} must be a list of strings, not ${typeof values}`);
+  return values.map((value, index) => checkedText(value, `${field}[${index}]`));
+}
+
 function toLittleEndianBytes(column: Float64Array): Buffer {
   if (LITTLE_ENDIAN) {
     return Buffer.from(column.buffer, column.byteOffset, column.byteLength);

@@ -4,7 +4,15 @@
  */
 import { ChannelCredentials, credentials as grpcCredentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 
-import { type Column, type ColumnInput, decodeColumn, encodeColumn } from "./arrays.js";
+import {
+  type Column,
+  type ColumnInput,
+  checkedText,
+  checkedTexts,
+  decodeColumn,
+  encodeColumn,
+  encodePoint,
+} from "./arrays.js";
 import { type Chunking, concatenate, inOrder, split } from "./chunks.js";
 import { type ChainruleError, UnimplementedError, errorFromServiceError, unimplemented } from "./errors.js";
 import {
@@ -449,7 +457,7 @@ export class ChainruleClient {
     const names: FormatName[] = [...(options.latex ? (["latex"] as const) : []), ...(options.formats ?? [])];
     for (const name of names) if (!(name in FORMATS)) throw new RangeError(`unknown format ${name}`);
     const request = {
-      expression,
+      expression: checkedText(expression, "expression"),
       wrt: wrtMessages(options.wrt),
       simplification: SIMPLIFICATIONS[simplification],
       formats: [...new Set(names.map((name) => FORMATS[name]))],
@@ -488,8 +496,8 @@ export class ChainruleClient {
       };
     }
     const request = {
-      expression,
-      point: { ...options.point },
+      expression: checkedText(expression, "expression"),
+      point: encodePoint(options.point),
       points: encodePoints(options.points),
       wrt: wrtMessages(options.wrt),
       dependent: options.dependent ?? "",
@@ -511,9 +519,9 @@ export class ChainruleClient {
       return joinGradients(parts, wantsFloat64Array(options.points), options.hessian ?? false);
     }
     const request = {
-      expression,
-      variables: [...(options.variables ?? [])],
-      point: { ...options.point },
+      expression: checkedText(expression, "expression"),
+      variables: checkedTexts(options.variables, "variables"),
+      point: encodePoint(options.point),
       points: encodePoints(options.points),
       hessian: options.hessian ?? false,
     };
@@ -543,9 +551,9 @@ export class ChainruleClient {
       return joinJacobians(parts, wantsFloat64Array(options.points));
     }
     const request = {
-      expressions: [...expressions],
-      variables: [...(options.variables ?? [])],
-      point: { ...options.point },
+      expressions: checkedTexts(expressions, "expressions"),
+      variables: checkedTexts(options.variables, "variables"),
+      point: encodePoint(options.point),
       points: encodePoints(options.points),
     };
     const response = await this.call("Jacobian", this.stub.jacobian.bind(this.stub), request, options);
@@ -571,7 +579,7 @@ export class ChainruleClient {
       throw new RangeError(`order must be a whole number 0..${MAX_ORDER}, got ${options.order}`);
     }
     const request = {
-      expression,
+      expression: checkedText(expression, "expression"),
       variable: options.variable ?? "",
       around: String(options.around ?? "0"),
       order: options.order,
@@ -622,7 +630,7 @@ export class ChainruleClient {
 
   /** How the server reads `expression` (cheap: for checking text as it is typed). */
   async parse(expression: string, options: CallOptions = {}): Promise<Parsed> {
-    const response = await this.call("Parse", this.stub.parse.bind(this.stub), { expression }, options);
+    const response = await this.call("Parse", this.stub.parse.bind(this.stub), { expression: checkedText(expression, "expression") }, options);
     if (response.error === undefined) {
       return { canonical: response.canonical, latex: response.latex, variables: response.variables };
     }

@@ -271,6 +271,17 @@ describe("errors", () => {
     await assert.rejects(client.evaluate("sin(x) * exp(x)", { points: { x }, timeoutMs: 1 }), DeadlineExceededError);
   });
 
+  test("arguments of the wrong type are a TypeError, not converted on the wire", async () => {
+    // "abc" was sent as NaN, null as 0, "0x10" as 16, true as 1; 10n failed inside grpc (INTERNAL).
+    for (const value of ["abc", null, "0x10", true, 10n]) {
+      const point = { x: value } as unknown as Record<string, number>;
+      await assert.rejects(client.evaluate("x", { point }), TypeError);
+    }
+    await assert.rejects(client.differentiate(undefined as unknown as string), TypeError);
+    await assert.rejects(client.gradient("x*y", { point: { x: 1, y: 2 }, variables: "xy" as unknown as string[] }), TypeError);
+    await assert.rejects(client.jacobian("x+y" as unknown as string[], { point: { x: 1, y: 2 } }), TypeError);
+  });
+
   test("an endless timeout is no deadline, and one that is no duration is refused", async () => {
     for (const timeoutMs of [Infinity, 1e300]) {
       assert.equal((await client.evaluate("2x", { point: { x: 2 }, timeoutMs })).value, 4);

@@ -767,6 +767,25 @@ async def test_a_malformed_grpc_timeout_is_400_naming_it(client: httpx.AsyncClie
     assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", ["grpc-timeout"])
 
 
+@pytest.mark.parametrize("timeout", ["0n", "0S"])
+async def test_a_grpc_timeout_of_0_has_passed_even_for_a_cached_answer(
+    client: httpx.AsyncClient, timeout: str
+) -> None:
+    """It ran with no deadline (200) where 1n was 504 (an independent tester)."""
+    await client.post("/v1/differentiate", content=_DIFFERENTIATE, headers=JSON)  # cached now
+    headers = {**JSON, "grpc-timeout": timeout}
+    response = await client.post("/v1/differentiate", content=_DIFFERENTIATE, headers=headers)
+    assert_status(response, 504, errors.Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED")
+
+
+async def test_a_negative_zero_keeps_its_sign(client: httpx.AsyncClient) -> None:
+    """json.loads reads -0 as the integer 0: 1/x at -0 was +Infinity over REST, -Infinity over gRPC."""
+    response = await client.post(
+        "/v1/evaluate", content=b'{"expression": "1/x", "point": {"x": -0}}', headers=JSON
+    )
+    assert response.json()["value"] == "-Infinity"
+
+
 async def test_every_content_encoding_header_is_read(client: httpx.AsyncClient) -> None:
     """identity, then gzip: only the first was read (an independent attacker)."""
     headers = [

@@ -172,7 +172,7 @@ def _strict_loads(text: bytes) -> Any:
 _INTEGER_DIGITS = 4_300
 
 
-def _integer(text: str) -> int:
+def _integer(text: str) -> int | float:
     """An integer literal; one past Python's limit is refused by what it is (its error named
     sys.set_int_max_str_digits, and was reported as malformed JSON: an independent attacker)."""
     if len(text.lstrip("-")) > _INTEGER_DIGITS:
@@ -181,7 +181,8 @@ def _integer(text: str) -> int:
             "double or a count, and this one is past the largest double (1.8e308)",
             field="body",
         )
-    return int(text)
+    # -0 is a double's negative zero (1/x at -0 is -inf over gRPC; read as the integer 0 it was +inf).
+    return -0.0 if text == "-0" else int(text)
 
 
 _TEXT_SLACK = 16  # a string 16 times the expression limit converts in a few milliseconds

@@ -52,6 +52,7 @@ from starlette.types import Message as AsgiMessage
 from chainrule.engine.errors import (
     ChainruleError,
     Code,
+    DeadlineExceeded,
     FieldViolation,
     InternalError,
     InvalidArgument,
@@ -158,6 +159,12 @@ async def _respond(
     admitted = None
     try:
         timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
+        if timeout == 0:  # passed before it began, as grpc answers a deadline of 0 (a cached call ran)
+            raise DeadlineExceeded(
+                "the request's deadline (grpc-timeout of 0) had passed before its work began",
+                reason="DEADLINE_EXCEEDED",
+                metadata={"budget": "client_deadline", "seconds": "0"},
+            )
         admitted = calls.admit(0, caller, coming=min(_declared_size(request), calls.max_bytes))
         with deadlines.request_scope(timeout, caller):
             request.state.charge = admitted.charge  # read_body counts the body as it arrives
