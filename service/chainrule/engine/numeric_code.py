@@ -72,8 +72,9 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     - a sum c - c*t where t tends to 1: 1 - tanh(u)^2 (sympy's derivative of tanh: 0 from |u| = 19
       on, where it is 1.3e-16) is sech(u)^2 (`kernels.sech_squared`), 1 - coth(u)^2 is
       -csch(u)^2, 1 - tanh(u) is 2/(e^2u + 1), 1 - a/b with b a sum holding a is (b - a)/b (the
-      logistic function's derivative, 1 - e^x/(e^x + 1), was 0 from x = 37 on), 1 - u^2 is
-      (1 - u)(1 + u) and 1 - 1/b^2 is (b - 1)(b + 1)/b^2 (asin, atanh, asec next to 1: 6 digits
+      logistic function's derivative, 1 - e^x/(e^x + 1), was 0 from x = 37 on; and 1 - b/a is
+      (a - b)/a), 1 - u^2 is (1 - u)(1 + u), 1 - (p/q u)^2 for p a power of 2 (q - p u)(q + p u)/q^2,
+      and 1 - 1/b^2 is (b - 1)(b + 1)/b^2 (asin, atanh, asec next to 1: 6 digits
       lost to the rounding of u^2); sinh(u)^k cosh(u)^-k is tanh(u)^k first (log(cosh(x))'s);
     - digamma(u) - digamma(u + w), in sympy's derivative of beta, is -`digamma_step`(u, w): the two
       cancel where w is small against u (3 digits lost at u = 30, w = 1e-12);
@@ -1671,9 +1672,10 @@ def _step(low: sympy.Expr, high: sympy.Expr) -> sympy.Expr | None:
 
 
 def _complement(node: sympy.Expr) -> sympy.Expr | None:
-    """(b - a)/b where `node` is a/b with b a sum holding a's terms, so that b - a is shorter than b
-    (sympy's derivative of the logistic function holds 1 - e^x/(e^x + 1), 1 - 1 = 0 from x = 37 on,
-    where (e^x + 1 - e^x)/(e^x + 1) is 1/(e^x + 1)); None otherwise."""
+    """1 - `node` as (b - a)/b where `node` is a/b with b a sum holding a's terms, so that b - a is
+    shorter than b (sympy's derivative of the logistic function holds 1 - e^x/(e^x + 1), 1 - 1 = 0
+    from x = 37 on, where (e^x + 1 - e^x)/(e^x + 1) is 1/(e^x + 1)), and as (a - b)/a where it is b/a
+    for one term a; None otherwise."""
     factors = sympy.Mul.make_args(node)
     denominators = [f.base for f in factors if f.is_Pow and f.exp == -1 and f.base.is_Add]
     if len(denominators) == 1:
