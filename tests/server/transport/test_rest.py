@@ -397,6 +397,15 @@ async def test_a_trailing_slash_is_404_not_a_redirect(
     assert "location" not in response.headers and f"did you mean {route}?" in body["message"]
 
 
+@pytest.mark.parametrize("path", ["/v1%2Fdifferentiate", "/v1%2fevaluate"])
+async def test_an_encoded_slash_is_no_route(client: httpx.AsyncClient, path: str) -> None:
+    """Decoded, it was served as /v1/differentiate, a route a proxy in front judged as another."""
+    request = client.build_request("POST", "/v1/differentiate", content=b'{"expression": "x"}', headers=JSON)
+    request.url = request.url.copy_with(raw_path=path.encode())
+    response = await client.send(request)
+    assert_status(response, 404, errors.Code.NOT_FOUND, "ROUTE_NOT_FOUND")
+
+
 async def test_a_big_body_names_its_mistake_as_a_small_one_does(client: httpx.AsyncClient) -> None:
     """A body past 64 KiB is parsed in pieces; a "]" inside a string cut a list early, and valid JSON
     was called malformed (an independent tester)."""

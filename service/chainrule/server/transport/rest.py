@@ -158,6 +158,16 @@ async def _respond(
     calls = api.calls
     admitted = None
     try:
+        if b"%2f" in request.scope.get("raw_path", b"").lower():
+            # Decoded, /v1%2Fdifferentiate was /v1/differentiate: a proxy or an ACL in front, which
+            # sees the path as sent, would judge another route than the one served (a tester).
+            raise HttpError(
+                NotFound(
+                    f"no route for {request.method} {request.url.path} with %2F in it: write '/' as it is",
+                    reason="ROUTE_NOT_FOUND",
+                ),
+                404,
+            )
         timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
         if timeout == 0:  # passed before it began, as grpc answers a deadline of 0 (a cached call ran)
             raise DeadlineExceeded(
