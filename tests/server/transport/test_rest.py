@@ -139,6 +139,8 @@ GET_QUERY_ERRORS = [
     ({"expression": ["x", "y"]}, ["expression"], "expression given twice"),
     ({"expression": "x", "wrt": "x:²"}, ["wrt[0].order"], "a superscript is a digit to isdigit, not to int"),
     ({"expression": "x", "wrt": "x:٣"}, ["wrt[0].order"], "an Arabic-Indic digit likewise"),
+    ({"expression": "x", "wrt": "x:"}, ["wrt[0].order"], "a colon with no order was read as order 1"),
+    ({"expression": "x", "": "1"}, ["query"], "a parameter with no name named no field"),
 ]
 
 

@@ -359,6 +359,10 @@ _SIMPLIFICATION_NAMES = {
 
 def _reject_query(params: QueryParams, allowed: Sequence[str] = ()) -> None:
     unknown = sorted({key for key in params if key not in allowed})
+    if "" in unknown:  # `?expression=x&=`: its violation named no field (an independent tester)
+        raise InvalidArgument(
+            "a query parameter with no name (a stray '=' in the query string)", field="query"
+        )
     if unknown:
         raise InvalidArgument(
             f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
@@ -392,7 +396,9 @@ def _single(params: QueryParams, name: str) -> str | None:
 def _boolean(params: QueryParams, name: str) -> bool:
     value = (_single(params, name) or "").lower()
     if value not in _TRUE | _FALSE:
-        raise InvalidArgument(f"{name} must be true or false, not {value!r}", field=name)
+        raise InvalidArgument(
+            f"{name} must be true or false (or 1/0, yes/no, on/off), not {value!r}", field=name
+        )
     return value in _TRUE
 
 
@@ -402,10 +408,10 @@ def _is_count(text: str) -> bool:
 
 
 def _query_wrt(item: str, index: int) -> pb.Wrt:
-    variable, _, order = item.partition(":")
-    if not order:
+    variable, colon, order = item.partition(":")
+    if not colon:
         return pb.Wrt(variable=variable)
-    if not _is_count(order) or int(order) > _MAX_UINT32:
+    if not _is_count(order) or int(order) > _MAX_UINT32:  # `x:` too: it was read as order 1
         raise InvalidArgument(
             f"wrt '{item}': the order must be a whole number 0..{_MAX_UINT32}", field=f"wrt[{index}].order"
         )
