@@ -270,9 +270,13 @@ class _Held:
             else:
                 setattr(target, _field_name(target, last), self.text)
         except UnicodeEncodeError:  # as json_format says it
-            where = ".".join(f"[{step}]" if isinstance(step, int) else step for step in self.steps)
-            where = where.replace(".[", "[")
+            where = _path(self.steps)
             raise InvalidArgument(f"invalid value for '{where}': Unpaired surrogate", field=where) from None
+
+
+def _path(steps: tuple[str | int, ...]) -> str:
+    """A field's path as errors name it: `points.x.values`, `wrt[0].variable`."""
+    return "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in steps).lstrip(".")
 
 
 def _field_name(message: Message, key: str) -> str:
@@ -281,12 +285,7 @@ def _field_name(message: Message, key: str) -> str:
 
 
 def check_list_entries(
-    data: dict[str, Any],
-    bounds: Bounds,
-    path: str = "",
-    *,
-    held: list[_Held],
-    steps: tuple[str | int, ...] = (),
+    data: dict[str, Any], bounds: Bounds, *, held: list[_Held], steps: tuple[str | int, ...] = ()
 ) -> None:
     """Refuse decoded JSON with a list of more than `bounds.entries` entries or a points column's
     `values` of more than `bounds.values`; take out every string past `bounds.text` code points into
@@ -295,23 +294,20 @@ def check_list_entries(
     repeated 4 million times (8 MB) took 13 s of checking and converting each entry to be refused.
     The walk visits containers and their strings only, and only lists already within the bound."""
     for key, value in data.items():
-        where = f"{path}.{key}" if path else key
         if isinstance(value, dict):
-            check_list_entries(value, bounds, where, held=held, steps=(*steps, key))
+            check_list_entries(value, bounds, held=held, steps=(*steps, key))
         elif isinstance(value, str) and _long(value, key, bounds):
             held.append(_Held((*steps, key), value))
             data[key] = ""
         elif isinstance(value, list) and key == "values":
             if len(value) > bounds.values:
-                raise too_many_points(where, len(value), bounds.values)
+                raise too_many_points(_path((*steps, key)), len(value), bounds.values)
         elif isinstance(value, list):
             if len(value) > bounds.entries:
-                raise too_many_entries(where, len(value), bounds.entries)
+                raise too_many_entries(_path((*steps, key)), len(value), bounds.entries)
             for index, item in enumerate(value):
                 if isinstance(item, dict):
-                    check_list_entries(
-                        item, bounds, f"{where}[{index}]", held=held, steps=(*steps, key, index)
-                    )
+                    check_list_entries(item, bounds, held=held, steps=(*steps, key, index))
                 elif isinstance(item, str) and _long(item, key, bounds):
                     held.append(_Held((*steps, key, index), item))
                     value[index] = ""
