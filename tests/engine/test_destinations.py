@@ -160,7 +160,7 @@ def test_values_numpy_cannot_write_as_float64_are_computed_fresh_and_converted()
     first, second = np.empty(3), np.empty(3)
     compiled = cast(
         numeric.CompiledFunction,
-        SimpleNamespace(function=_complex_outputs, program=_TWO_OPERATIONS, guards=()),
+        SimpleNamespace(function=_complex_outputs, program=_TWO_OPERATIONS, guards=(), one_sided=()),
     )
     counts = numeric._run(compiled, [a], [first, second])
     assert first.tolist() == [-1.0, -2.0, -3.0]

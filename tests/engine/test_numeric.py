@@ -528,6 +528,73 @@ def test_cancellations_a_rewrite_left_inside_are_caught_too(
     assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=1e-300)
 
 
+def _log_cosh(t: Any) -> Any:
+    return mpmath.log(mpmath.cosh(t))
+
+
+def _softplus_pair(t: Any) -> Any:
+    return (mpmath.log1p(mpmath.exp(t)) + mpmath.log1p(mpmath.exp(-t))) / 2
+
+
+def test_the_hessian_of_binary_cross_entropy_where_the_logit_saturates() -> None:
+    """y log(1 + e^-x) + (1 - y) log(1 + e^x) has d2/dx2 e^x/(e^x + 1)^2 whatever y: its terms over
+    1 + e^-x and e^x + 1 cancelled apart (0.0 at 40, -9e-36 at -40, truth 4.2e-18; a hunt)."""
+    loss = parsing.parse("y*log(1 + exp(-x)) + (1 - y)*log(1 + exp(x))")
+    columns = {"x": np.array([40.0, -40.0, 1.0]), "y": np.array([0.5, 0.5, 0.25])}
+    result = engine.gradient(engine.compile_gradient(loss, ["x", "y"], hessian=True), columns, 3)
+    expected = [float(mpmath.exp(t) / (mpmath.exp(t) + 1) ** 2) for t in (40, -40, 1)]
+    assert result.hessians[0].tolist() == pytest.approx(expected, rel=1e-13, abs=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "order", "xs", "exact"),
+    [
+        # A polynomial in tanh whose coefficients vary: 2x t^3 - 2x t - 3t^2 + 3 is (t^2 - 1)(2x t - 3),
+        # where c - c t^2 alone was written stably and the rest cancelled apart (5.1e-17 at 20, truth
+        # -6.3e-16; a hunt, 2026-12-05).
+        ("x*log(cosh(x))", 3, [20.0, 10.0, -7.0, 0.5], lambda t: t * _log_cosh(t)),
+        ("x*log(cosh(x))", 4, [20.0, 6.0], lambda t: t * _log_cosh(t)),
+        ("log(cosh(x))*x^2", 4, [20.0, 10.0], lambda t: t * t * _log_cosh(t)),
+        ("log(cosh(x^2))", 3, [5.0, 6.0, -5.0, 0.7], lambda t: _log_cosh(t * t)),
+        ("log(cosh(x^2))", 4, [6.0, 10.0], lambda t: _log_cosh(t * t)),
+        # ... under a factor that calls no function: sqrt(x) (24t^5 - 40t^3 + 16t) (3.8e-5 off at 300).
+        ("sqrt(x)*log(cosh(x))", 5, [300.0, 20.0], lambda t: mpmath.sqrt(t) * _log_cosh(t)),
+        # c g - c g t for g free of functions: 4x^2 - 4x^2 (e^(x^2) + 1) e^(-x^2) (-5.7e-14 at 10, truth
+        # -1.5e-41; a hunt). The function is -e^(-x^2), written so for mpmath.diff.
+        ("1 - (exp(x^2) + 1)/exp(x^2)", 2, [10.0, 20.0, 0.5], lambda t: -mpmath.exp(-t * t)),
+        ("1 - (exp(x^2) + 1)/exp(x^2)", 3, [10.0, 5.0], lambda t: -mpmath.exp(-t * t)),
+        ("x^2*(1 - (exp(x) + 1)/exp(x))", 2, [50.0, 1.0], lambda t: -t * t * mpmath.exp(-t)),
+        # One constant for two functions: (1 - t1^2) + 2 (1 - t2^2) is 3 - t1^2 - 2t2^2 (0.0 at 20,
+        # truth 1.7e-17), and polynomials in two functions side by side (a hunt, 2026-12-05).
+        ("tanh(x) + tanh(2*x)", 1, [20.0, -20.0, 0.5], lambda t: mpmath.tanh(t) + mpmath.tanh(2 * t)),
+        ("log(cosh(x)) + log(cosh(2*x))", 2, [20.0, -20.0], lambda t: _log_cosh(t) + _log_cosh(2 * t)),
+        ("log(cosh(x)) + log(cosh(2*x))", 3, [20.0, -20.0], lambda t: _log_cosh(t) + _log_cosh(2 * t)),
+        ("log(cosh(x)) + log(cosh(2*x))", 4, [20.0, 6.0], lambda t: _log_cosh(t) + _log_cosh(2 * t)),
+        ("erf(x) + erf(2*x)", 2, [6.0, 0.5], lambda t: mpmath.erf(t) + mpmath.erf(2 * t)),
+        # Terms over 1 + e^-x and e^x + 1, one sum written two ways (a hunt, 2026-12-05).
+        ("log(1 + exp(x))/2 + log(1 + exp(-x))/2", 2, [40.0, -40.0, 1.0], _softplus_pair),
+        ("log(1 + exp(x))/2 + log(1 + exp(-x))/2", 3, [40.0, -40.0], _softplus_pair),
+        ("1/(1 + exp(-x)) + 1/(1 + exp(x))", 1, [3.0, 40.0, -40.0], lambda t: mpmath.mpf(1)),
+        # 1 -+ a/sqrt(B) next to 0, with B - a^2 short: x/sqrt(x^2 + 1) rounds to 1 from 1e8 on (a hunt).
+        ("atanh(x/sqrt(1 + x^2))", 0, [1e8, -1e8, 1e20, 0.5], mpmath.asinh),
+        ("atanh(x/sqrt(1 + x^2))", 1, [1e8, -1e8], mpmath.asinh),
+        (
+            "acos(x/sqrt(x^2 + 1))",
+            0,
+            [1e8, -1e8, 3.0],
+            lambda t: mpmath.acot(t) if t > 0 else mpmath.pi + mpmath.acot(t),
+        ),
+    ],
+)
+def test_cancellations_in_shapes_the_rules_had_not_seen(
+    text: str, order: int, xs: list[float], exact: Any
+) -> None:
+    values = _derivative_values(text, order, xs)
+    with mpmath.workdps(300):
+        expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=1e-12, abs=0)
+
+
 def test_sine_and_cosine_of_odd_quarter_turns_are_equal() -> None:
     """pi/4 rounds below its value, so sin and cos there were an ulp apart: sin(pi*x)^2's second
     derivative, 2 pi^2 (cos^2 - sin^2), was 4.4e-15 at 1/4, truth 0 (our own hunt)."""
@@ -1331,3 +1398,27 @@ def test_an_infinite_derivative_at_a_domain_edge_has_the_sign_of_the_side_it_is_
     formula = symbolic.differentiate(expr, [("x", 1)])
     function = numeric.compile_function(formula, ["x"], function=expr)
     assert numeric.evaluate(function, {"x": np.array([point])}, 1).values[0] == expected
+
+
+def test_an_infinite_partial_at_an_edge_of_the_domain_has_the_one_sided_sign() -> None:
+    """d^2/dx^2 sqrt(x^2 - 1) at -1 was +Inf: its formula divides by x + 1 = +0, whose sign says
+    nothing of the side; from the domain, x < -1, the first derivative rises from -Inf (a hunt,
+    2026-12-05). Gradient, Hessian diagonal and Jacobian take the sign from the double next to the
+    point inside the domain, along each partial's variable."""
+    columns = {"x": np.array([-1.0, -2.0]), "y": np.array([1.0, 1.0])}
+    gradient = engine.gradient(
+        engine.compile_gradient(parsing.parse("asec(x*y)"), ["x", "y"], hessian=True), columns, 2
+    )
+    assert [g[0] for g in gradient.gradients] == [math.inf, -math.inf]
+    assert (gradient.hessians[0][0], gradient.hessians[3][0]) == (math.inf, math.inf)
+    system = engine.compile_jacobian([parsing.parse("sqrt(x^2 - 1)"), parsing.parse("x*y")], ["x", "y"])
+    first_row = engine.jacobian(system, columns, 2).jacobian[0]
+    assert first_row[0] == -math.inf
+    inner = engine.compile_function(
+        symbolic.differentiate(parsing.parse("sqrt(x^2 - 1)"), [("x", 1)]),
+        ["x"],
+        function=parsing.parse("sqrt(x^2 - 1)"),
+        along="x",
+    )
+    # An isolated point of the domain has no derivative; inside the domain the value stands.
+    assert engine.evaluate(inner, {"x": np.array([-1.0, 1.0])}, 2).values.tolist() == [-math.inf, math.inf]

@@ -200,6 +200,42 @@ async def test_a_client_that_goes_away_mid_body_is_not_a_server_error(server: Se
     assert await metric(server, errors) == before
 
 
+@pytest.mark.parametrize("first", [b"", b"4000\r\n" + b" " * 0x4000 + b"\r\n"], ids=["tiny", "big_first"])
+async def test_a_body_in_one_byte_chunks_is_refused_before_it_holds_the_loop(
+    server: Server, first: bytes
+) -> None:
+    # h11 parses each chunk on the event loop (some 6 us): a body sent one byte a chunk, as fast as
+    # the socket takes it, held every other caller's health check for 1.7 s a sample and pushed
+    # shutdown past its grace period (an independent attacker); a big chunk first had let tiny ones
+    # through once they were counted as an average. Past 64 chunks under 256 bytes, the request is
+    # refused and nothing more of it is parsed.
+    tiny = b"1\r\n \r\n" * 20_000
+    async with bystander(server):
+        sock = _connect(server, _post_head("/v1/differentiate", "transfer-encoding: chunked") + first)
+        with contextlib.suppress(ConnectionError):  # the server may close before it has read them all
+            for _ in range(10):
+                await asyncio.to_thread(sock.sendall, tiny)
+        sock.settimeout(10)
+        answer = sock.recv(65536)
+        sock.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"CHUNKS_TOO_SMALL" in body and json.loads(body)["code"] == 3, body
+
+
+async def test_a_body_in_a_few_short_chunks_is_read_as_any_body(server: Server) -> None:
+    # A big chunk and then the JSON a byte a chunk: 21 short chunks, under the 64 allowed.
+    pieces = [
+        b"400\r\n" + b" " * 0x400 + b"\r\n",
+        *(b"1\r\n%c\r\n" % byte for byte in b'{"expression": "x^2"}'),
+    ]
+    sock = _connect(server, _post_head("/v1/differentiate", "transfer-encoding: chunked"))
+    sock.sendall(b"".join(pieces) + b"0\r\n\r\n")
+    sock.settimeout(10)
+    assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    sock.close()
+
+
 # --- 1. replies that are not points -----------------------------------------------------------------
 
 # Explaining sin(sin(...sin(x)...)) 42 deep: a 170-byte request, a 1.4 MB protobuf reply (1.6 MB of

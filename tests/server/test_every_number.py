@@ -261,6 +261,15 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("loggamma(x)", {"x": -3.5}, (("x", 1),), NAN, "digamma(-3.5) is real, loggamma(-3.5) is not"),
     ("log(x) + x", {"x": 2}, (("x", 1),), 1.5, "where it is real, the derivative's value"),
     ("x + log(y)", {"x": 1}, (("x", 1),), 1.0, "a point need not give a variable the derivative lost"),
+    # at an edge of the domain, the one-sided limit's sign: its formula divides by x + 1 = +0 (a hunt)
+    ("asec(x)", {"x": -1}, (("x", 2),), math.inf, "from x < -1, where asec(x)' falls from +Inf"),
+    ("sqrt(x^2 - 1)", {"x": -1}, (("x", 2),), -math.inf, "x/sqrt(x^2 - 1) rises from -Inf"),
+    ("acsc(x)", {"x": -1}, (("x", 2),), -math.inf, "as asec's, negated"),
+    ("asec(2*x)", {"x": 0.5}, (("x", 2),), -math.inf, "from x > 1/2"),
+    ("asec(x*y)", {"x": -1, "y": 1}, (("x", 2),), math.inf, "along x, the derivative's variable"),
+    ("asin(x)", {"x": 1}, (("x", 2),), math.inf, "an edge whose sign was right stays so"),
+    ("asin(x) - 1e9*x", {"x": 1}, (("x", 1),), math.inf, "6.7e7 - 1e9 next to 1: not the limit's sign"),
+    ("sqrt(x) - 1e200*x", {"x": 0}, (("x", 1),), math.inf, "2e161 - 1e200 next to 0, as above"),
     # factor_terms pulls 10^-618 out as 10^618 times both sides of the quotient: inf/inf (make fuzz)
     ("((1e309)^(-2) - acos(x)) / (acos(x) - cos(x))", {"x": 0.0}, (("x", 1),), -3.0692881359652304, "FAST"),
 ]

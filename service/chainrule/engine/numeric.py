@@ -88,6 +88,12 @@ class _Bound:
         log(x) has no real value, and atanh, acoth, acosh and loggamma's do the same."""
         return ()
 
+    @property
+    def one_sided(self) -> tuple[tuple[int, int, int], ...]:
+        """(an output, its function's output, the column it is a derivative along): where it is +-Inf
+        at an edge of the function's domain, the one-sided limit's sign (`_one_sided`)."""
+        return ()
+
     def __call__(self, columns: Sequence[FloatArray | float]) -> Any:
         with np.errstate(all="ignore"):
             return self.function(*columns)
@@ -103,6 +109,8 @@ class CompiledFunction(_Bound):
     where it is evaluated and not returned (`_Bound.guards`)."""
 
     guarded: bool = False
+    # The column a guarded derivative is taken along, where it is taken along one (`_one_sided`).
+    along: int | None = None
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -111,6 +119,10 @@ class CompiledFunction(_Bound):
     @property
     def guards(self) -> tuple[tuple[int, range], ...]:
         return ((1, range(1)),) if self.guarded else ()
+
+    @property
+    def one_sided(self) -> tuple[tuple[int, int, int], ...]:
+        return ((0, 1, self.along),) if self.guarded and self.along is not None else ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,6 +162,15 @@ class CompiledGradient(_Components):
     def guards(self) -> tuple[tuple[int, range], ...]:
         return ((0, range(1, self.component_count)),)
 
+    @property
+    def one_sided(self) -> tuple[tuple[int, int, int], ...]:
+        n = len(self.variables)
+        partials = tuple((1 + i, 0, i) for i in range(n))
+        if not self.hessian:
+            return partials
+        squares = tuple((1 + n + k, 0, i) for k, (i, j) in enumerate(upper_triangle(n)) if i == j)
+        return partials + squares
+
 
 @dataclass(frozen=True, eq=False)
 class CompiledJacobian(_Components):
@@ -168,6 +189,11 @@ class CompiledJacobian(_Components):
     def guards(self) -> tuple[tuple[int, range], ...]:
         n = len(self.variables)
         return tuple((row, range(self.rows + row * n, self.rows + (row + 1) * n)) for row in range(self.rows))
+
+    @property
+    def one_sided(self) -> tuple[tuple[int, int, int], ...]:
+        n = len(self.variables)
+        return tuple((self.rows + row * n + j, row, j) for row in range(self.rows) for j in range(n))
 
 
 @dataclass(frozen=True)
@@ -221,14 +247,18 @@ def compile_function(
     function: sympy.Expr | None = None,
     *,
     taylor: bool = True,
+    along: str | None = None,
 ) -> CompiledFunction:
     """Compile `expr` to a numpy function taking one column per name in `variables`; `expr` is a
     derivative of `function` if given (NaN where `function` is: `_Bound.guards`), which may read only
-    those variables. `taylor=False`: no Taylor polynomials where it cancels (`removable`), for a
-    function only checked at a few points."""
+    those variables, taken `along` one of them if given (its sign at the edges of the function's
+    domain: `_one_sided`). `taylor=False`: no Taylor polynomials where it cancels (`removable`), for
+    a function only checked at a few points."""
     if function is None:
         return CompiledFunction(_program([expr], variables, True, limits, taylor=taylor))
-    return CompiledFunction(_program([expr, function], variables, False, limits), guarded=True)
+    program = _program([expr, function], variables, False, limits)
+    column = list(variables).index(along) if along is not None and along in variables else None
+    return CompiledFunction(program, guarded=True, along=column)
 
 
 def compile_components(
@@ -395,6 +425,8 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
                 _check_widening_budget(high, n)
             # Counted while the chunk is still in cache: a second pass would reread every output.
             found = _guarded_counts(bound.guards, destinations)
+            if any(found) and bound.one_sided:
+                _one_sided(bound, part, destinations)  # still not finite where it mends: counts stand
             for index, target in enumerate(outputs):
                 counts[index] += found[index]
                 if writing[index] is not None:
@@ -419,6 +451,60 @@ def _guarded_counts(guards: Sequence[tuple[int, range]], destinations: Sequence[
             destinations[index][undefined] = np.nan
             counts[index] = _nonfinite_count(destinations[index])
     return counts
+
+
+def _one_sided(bound: _Bound, part: Sequence[FloatArray], destinations: Sequence[FloatArray]) -> None:
+    """A derivative that is +-Inf where its function is finite, at an edge of the function's domain
+    along the derivative's variable, given the sign it has inside: there it is a one-sided limit,
+    and its formula divides by a zero whose sign says nothing of the side (d^2/dx^2 asec(x) at -1
+    was -Inf, from 1/(x + 1) with x + 1 = +0; the limit from the domain, x < -1, is +Inf; a hunt,
+    2026-12-05). The sign inside is the derivative's at the double next to the point, where it must
+    be growing toward the point (larger there than _FAR_ULPS doubles further in, with the same
+    sign): next to 1, asin(x) - 1e9 x has the derivative 6.7e7 - 1e9, whose sign is not the limit's
+    (the regression hunt of the rule). Where the point is isolated (no neighbour in the domain), NaN;
+    where both neighbours are in the domain, or the sign inside is not growing, the value stands."""
+    by_column: dict[int, list[tuple[int, int]]] = {}
+    for output, guard, along in bound.one_sided:
+        by_column.setdefault(along, []).append((output, guard))
+    for along, pairs in by_column.items():
+        infinite = [
+            np.isinf(destinations[output]) & np.isfinite(destinations[guard]) for output, guard in pairs
+        ]
+        points = np.flatnonzero(np.logical_or.reduce(infinite))
+        if not len(points):
+            continue
+        columns = [column if len(column) == 1 else column[points] for column in part]
+        at = np.broadcast_to(columns[along], (len(points),))
+        sides: dict[tuple[float, int], list[FloatArray]] = {}
+        with np.errstate(all="ignore"):
+            for toward in (-1.0, 1.0):
+                for ulps in (1, _FAR_ULPS):
+                    columns[along] = at + toward * ulps * np.abs(np.spacing(at))
+                    results = bound.function(*columns)
+                    outputs = [results] if bound.program.single else results
+                    sides[toward, ulps] = [
+                        np.broadcast_to(_as_real(value), (len(points),)) for value in outputs
+                    ]
+        for (output, guard), mask in zip(pairs, infinite, strict=True):
+            near = {toward: ~np.isnan(sides[toward, 1][guard]) for toward in (-1.0, 1.0)}
+            mended = np.full(len(points), np.nan)  # no neighbour in the domain: an isolated point
+            for toward, other in ((-1.0, 1.0), (1.0, -1.0)):
+                close, far = sides[toward, 1][output], sides[toward, _FAR_ULPS][output]
+                growing = (np.sign(close) == np.sign(far)) & (np.abs(close) > np.abs(far))
+                growing &= ~np.isnan(sides[toward, _FAR_ULPS][guard]) & (close != 0)
+                alone = near[toward] & ~near[other]
+                mended = np.where(
+                    alone, np.where(growing, np.sign(close) * np.inf, destinations[output][points]), mended
+                )
+            mended = np.where(near[-1.0] & near[1.0], destinations[output][points], mended)
+            chosen = mask[points]
+            destinations[output][points[chosen]] = mended[chosen]
+
+
+# How far in the second neighbour is, in doubles: where the derivative grows as 1/sqrt of the
+# distance, 1,000 times smaller than at the first; where a finite term outweighs that growth, as
+# large or larger.
+_FAR_ULPS = 2**20
 
 
 def _destination(target: FloatArray | None, scratch: FloatArray | None, low: int, high: int) -> FloatArray:

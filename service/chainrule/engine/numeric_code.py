@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,7 +105,11 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       log_one_plus, and of a ratio or square next to 1 too;
     - a sum over powers of one sum, calling no function that sum does not, is combined over it and
       factored where its terms cancel (the logistic function's derivatives), and so is a
-      polynomial in one function's value (log(cosh(x))'s higher derivatives, in tanh) (`_combined`);
+      polynomial in one function's value (log(cosh(x))'s higher derivatives, in tanh; its
+      coefficients may hold the variable: x log(cosh(x))'s) (`_combined`); terms sharing a factor
+      that calls no function are written as it times their sum (`_scaled_constant_and_term`), a
+      constant sympy added up from several c - c t is shared out again (`_constant_shared`), and
+      polynomials in several such functions are written one by one (`_polynomials_apart`);
     - log(erfc(u)) is `log_erfc` (scipy's log_ndtr) and erfc(u)^k e^(k u^2) is erfcx(u)^k: erfc is
       past the doubles from 27.3 on; the log of exponentials, where it is not finite, is computed in
       the log domain (`_in_log_domain`: log(cosh(x)) at 12000 was inf), and a ratio of exponentials
@@ -783,6 +788,17 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     hyperbolic = _hyperbolic_cancelled(node)
     if hyperbolic is not None:
         return hyperbolic
+    # Before c - c t^2 below: in a polynomial in t whose coefficients vary, that pair is one part of
+    # what cancels (2x t^3 - 2x t - 3t^2 + 3 is (t^2 - 1)(2x t - 3), whose two halves, each some
+    # sech^2, were computed apart: the third derivative of x log(cosh(x)) at 20 was 5.1e-17, truth
+    # -6.3e-16; a hunt, 2026-12-05).
+    if combine and not _polynomial_in_one_function(node) and _polynomial_form(node) is not None:
+        factored = _stable_combined(node)
+        if factored is not None:
+            return factored
+    polynomials = _polynomials_apart(node) if combine else None
+    if polynomials is not None:
+        return polynomials
     terms = list(node.args)
     # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
     # A power last: c - c e^u is -c expm1(u) whatever else the sum holds (exp(x^7) - 1 - x^7 lost it
@@ -798,20 +814,15 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     for constant in (term for term in terms if not term.free_symbols):
         for term, coefficient, rest in varying:
             others = [t for t in terms if t is not constant and t is not term]
-            shifted = _inverse_shifted(rest, constant / coefficient)
-            if shifted is not None:  # c f(u) + k is c (f(u) - K), an inverse function where it nears K
-                return sympy.Add(*others, coefficient * shifted)
-            if coefficient == -constant:
-                written = _one_less(rest)
-            elif coefficient == constant:
-                written = _one_more(rest)
-            else:  # c + k r is c (1 - t), t = -k r/c: 1 - (2 - x^4)^2/4, acos(1 - x^4/2)' (a hunt)
-                written = _one_less(-coefficient / constant * rest)
-                if written is None and not others:  # c + k r alone: 1 - 4x^2, not 1 - 4t^2 + 3t^4,
-                    # where the whole sum cancels (the fourth derivative of log(cosh(x)) at 20 was 0.0)
-                    written = _one_less_scaled_square(-coefficient / constant * rest)
-            if written is not None and not (others and _power_by_logarithm(written)):
-                return sympy.Add(*others, constant * written)
+            written = _constant_and_term(constant, coefficient, rest, alone=not others)
+            if written is not None:
+                return sympy.Add(*others, written)
+    shared = _constant_shared(terms, varying)
+    if shared is not None:
+        return shared
+    scaled = _scaled_constant_and_term(terms)
+    if scaled is not None:
+        return scaled
     digammas = {term: term.as_coeff_Mul() for term in terms if _is_digamma(term.as_coeff_Mul()[1])}
     for first, (c, low) in digammas.items():
         for second, (d, high) in digammas.items():
@@ -822,9 +833,14 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     written = _exp_difference(node) or _difference_of_one_function(node)
     if written is not None:
         return written
-    combined = _combined(node) if combine else None
+    return (_stable_combined(node) if combine else None) or node
+
+
+def _stable_combined(node: sympy.Expr) -> sympy.Expr | None:
+    """The sum combined (`_combined`) and written stably again; None where it does not combine."""
+    combined = _combined(node)
     if combined is None or combined in _COMBINING.get(()):
-        return node
+        return None
     # A combined sum is written stably again, and may hold its own sum combined back to where it
     # started (-1 + 3/u - 4/u^2 with u = pi + 2 log(1/x), the third derivative of
     # log(pi/2 + log(1/x)): RecursionError, a hunt, 2026-12-05): each sum is combined once a branch.
@@ -833,6 +849,118 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
         return stable(combined)
     finally:
         _COMBINING.reset(token)
+
+
+def _constant_and_term(
+    constant: sympy.Expr, coefficient: sympy.Expr, rest: sympy.Expr, *, alone: bool
+) -> sympy.Expr | None:
+    """c + k r written where it cancels (c a number, r varying), or None where no rule applies;
+    `alone`: the sum holds nothing else."""
+    shifted = _inverse_shifted(rest, constant / coefficient)
+    if shifted is not None:  # c f(u) + k is c (f(u) - K), an inverse function where it nears K
+        return coefficient * shifted
+    if coefficient == -constant:
+        written = _one_less(rest)
+    elif coefficient == constant:
+        written = _one_more(rest)
+    else:  # c + k r is c (1 - t), t = -k r/c: 1 - (2 - x^4)^2/4, acos(1 - x^4/2)' (a hunt)
+        written = _one_less(-coefficient / constant * rest)
+        if written is None and alone:  # c + k r alone: 1 - 4x^2, not 1 - 4t^2 + 3t^4,
+            # where the whole sum cancels (the fourth derivative of log(cosh(x)) at 20 was 0.0)
+            written = _one_less_scaled_square(-coefficient / constant * rest)
+    if written is None or (not alone and _power_by_logarithm(written)):
+        return None
+    return constant * written
+
+
+def _polynomials_apart(node: sympy.Expr) -> sympy.Expr | None:
+    """A sum of polynomials in several functions tending to +-1, each with the constant it needs to
+    vanish at 1 (those sympy added into one), written as such sums one by one: the third derivative
+    of log(cosh(x)) + log(cosh(2x)) is 2t1^3 - 2t1 + 16t2^3 - 16t2 (0.0 at 20, truth -3.4e-17; a
+    hunt, 2026-12-05), the fourth holds -6t1^4 + 8t1^2 - 96t2^4 + 128t2^2 - 34. None unless the
+    sum holds two such polynomials whose constants add up to its own."""
+    groups: dict[sympy.Expr, list[sympy.Expr]] = {}
+    constant, rest = sympy.S.Zero, []
+    for term in node.args:
+        functions = term.atoms(Application)
+        function = next(iter(functions)) if len(functions) == 1 else None
+        if not term.free_symbols:
+            constant += term
+        elif isinstance(function, _TENDING_TO_ONE):
+            groups.setdefault(function, []).append(term)
+        else:
+            rest.append(term)
+    polynomials = [sympy.Add(*group) for group in groups.values() if len(group) > 1]
+    if len(polynomials) < 2 or len(polynomials) != len(groups):
+        return None
+    own = [-polynomial.subs(function, 1) for polynomial, function in zip(polynomials, groups, strict=True)]
+    if any(value.free_symbols for value in own) or sympy.Add(*own) != constant:
+        return None
+    return sympy.Add(*rest, *(_stable_sum(p + c) for p, c in zip(polynomials, own, strict=True)))
+
+
+# At most this many terms with a rule are tried as a group that shares a constant (2^n groups).
+_SHARING_TERMS = 6
+
+
+def _constant_shared(
+    terms: Sequence[sympy.Expr], varying: Sequence[tuple[sympy.Expr, sympy.Expr, sympy.Expr]]
+) -> sympy.Expr | None:
+    """c + k1 r1 + k2 r2 + ... with c = -(k1 + k2 + ...) as -k1 (1 - r1) - k2 (1 - r2) - ..., each
+    1 - r written by its rule (and with c = k1 + k2 + ..., k1 (1 + r1) + ...): sympy adds the
+    constants of the terms it is given, and tanh(x) + tanh(2x)'s derivative, (1 - t1^2) + 2 (1 -
+    t2^2), is 3 - t1^2 - 2 t2^2, with no pair c - c t left for the rule of one (0.0 at 20, truth
+    1.7e-17; a hunt, 2026-12-05). None where no group of terms shares the constant so."""
+    constants = [term for term in terms if not term.free_symbols]
+    functions = [entry for entry in varying if entry[2].atoms(Application)]
+    if len(constants) != 1 or not 1 < len(functions) <= 2 * _SHARING_TERMS:
+        return None
+    (constant,) = constants
+    for complement, sign in ((_one_less, -1), (_one_more, 1)):
+        written = [(term, coefficient, complement(rest)) for term, coefficient, rest in functions]
+        ruled = [entry for entry in written if entry[2] is not None][:_SHARING_TERMS]
+        for size in range(len(ruled), 1, -1):
+            for group in itertools.combinations(ruled, size):
+                if sign * sum(coefficient for _, coefficient, _ in group) != constant:
+                    continue
+                chosen = {term for term, _, _ in group}
+                others = [term for term in terms if term is not constant and term not in chosen]
+                return sympy.Add(*others, *(sign * coefficient * less for _, coefficient, less in group))
+    return None
+
+
+def _scaled_constant_and_term(terms: Sequence[sympy.Expr]) -> sympy.Expr | None:
+    """The sum with the terms g r1 + g r2 + ... for g the factors of a term that call no function
+    written as g (r1 + r2 + ...), that sum written stably: 4x^2 - 4x^2 (e^(x^2) + 1) e^(-x^2), in
+    the second derivative of 1 - (e^(x^2) + 1)/e^(x^2), is -4x^2 e^(-x^2) (-5.7e-14 at 10, truth
+    -1.5e-41; a hunt, 2026-12-05), and sqrt(x) (24t^5 - 40t^3 + 16t) a polynomial in t = tanh(x)
+    that cancels as a whole (the fifth derivative of sqrt(x) log(cosh(x))); every term with g, so
+    that the rule for c - c t sees the pair that cancels whichever it meets first. None where no
+    such sum is written otherwise."""
+    tried: set[frozenset[sympy.Expr]] = set()
+    for first in terms:
+        scales = frozenset(
+            factor
+            for factor in sympy.Mul.make_args(first.as_coeff_Mul()[1])
+            if factor.free_symbols and not factor.atoms(Application)
+        )
+        if not scales or scales in tried:
+            continue
+        tried.add(scales)
+        inner, others = [], []
+        for term in terms:
+            factors = sympy.Mul.make_args(term)
+            if scales.issubset(factors):
+                inner.append(sympy.Mul(*(factor for factor in factors if factor not in scales)))
+            else:
+                others.append(term)
+        within = sympy.Add(*inner)
+        if len(inner) < 2 or not within.is_Add or not within.atoms(Application):
+            continue
+        written = _stable_sum(within)
+        if written != within:
+            return sympy.Add(*others, sympy.Mul(*scales) * written)
+    return None
 
 
 # The sums being combined on the way to this one (`_stable_sum_once`).
@@ -1126,11 +1254,44 @@ def _may_combine(node: sympy.Basic) -> bool:
     rest = _without_common_factors(node)[1]
     if not rest.is_Add:
         return False
+    mirrored = _one_of_mirrored_sums(rest)
+    if _merged(rest, mirrored):
+        return True
+    rest = mirrored
     # A polynomial in one function as it stands waits for the rules (log(1 - tanh(x)^2) is log1p of
     # -tanh(x)^2, not the log of a product); one of products, which they would take apart first, not.
     return _shares_a_denominator(rest) or (
         not _polynomial_in_one_function(rest) and _polynomial_form(rest) is not None
     )
+
+
+def _one_of_mirrored_sums(node: sympy.Expr) -> sympy.Expr:
+    """The sum with 1 + e^-v written as e^-v (e^v + 1) where it also holds e^v + 1, so that its
+    terms are over powers of one sum (`_shares_a_denominator`): the second derivative of binary
+    cross-entropy, y log(1 + e^-x) + (1 - y) log(1 + e^x), holds e^-x/(1 + e^-x) - e^-2x/(1 +
+    e^-x)^2 and the same of e^x, each pair cancelling (0.0 at 40, truth 4.2e-18; a hunt, 2026-12-05)."""
+    if not node.is_Add:
+        return node
+    sums = {
+        factor.base
+        for term in node.args
+        for factor in sympy.Mul.make_args(term)
+        if factor.is_Pow and factor.exp.is_negative and factor.base.is_Add and len(factor.base.args) == 2
+    }
+    mirrored = {}
+    for whole in sums:
+        exponential = next((term for term in whole.args if isinstance(term, sympy.exp)), None)
+        if exponential is None or sympy.S.One not in whole.args:
+            continue
+        v = exponential.args[0]
+        if v.could_extract_minus_sign() and 1 + sympy.exp(-v) in sums:
+            mirrored[whole] = sympy.exp(v) * (sympy.exp(-v) + 1)
+    return node.xreplace(mirrored) if mirrored else node
+
+
+def _merged(node: sympy.Expr, written: sympy.Expr) -> bool:
+    """Whether `written`, the sum `node` written otherwise, has fewer terms: some merged or cancelled."""
+    return len(sympy.Add.make_args(written)) < len(node.args)
 
 
 def _without_common_factors(node: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
@@ -1164,6 +1325,14 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     # the third derivative of (1 - x^3)/(1 - x), 0, came out 5e-16 (a hunt); the combined sum is
     # written stably again.
     node = node.replace(_power_by_logarithm_kernel, _written_power)
+    mirrored = _one_of_mirrored_sums(node)
+    combined = _factored(mirrored) if mirrored.is_Add else None
+    # ... or where only writing 1 + e^-x as e^-x (e^x + 1) merged terms: 1/(1 + e^-x) + 1/(1 + e^x)'
+    return mirrored if combined is None and _merged(node, mirrored) else combined
+
+
+def _factored(node: sympy.Expr) -> sympy.Expr | None:
+    """`_combined` of a sum as it stands."""
     common, node = _without_common_factors(node)
     if not node.is_Add:
         return None
@@ -1306,20 +1475,29 @@ def _polynomial_form(node: sympy.Expr) -> sympy.Expr | None:
     functions = node.atoms(Application)
     if len(functions) != 1 or not isinstance(next(iter(functions)), _TENDING_TO_ONE):
         return None
-    if not _small_polynomial(node):
+    if not _small_polynomial(node.as_content_primitive()[1]):  # as `_combined` will factor it
         return None
+    if _polynomial_in_one_function(node, varying=True):
+        return node
     expanded = sympy.expand(node)
-    return expanded if expanded.is_Add and _polynomial_in_one_function(expanded) else None
+    return expanded if expanded.is_Add and _polynomial_in_one_function(expanded, varying=True) else None
 
 
-def _polynomial_in_one_function(node: sympy.Expr) -> bool:
-    """Powers of one function's value (one above the first), and perhaps a constant: 1 - 4t^2 + 3t^4."""
+def _polynomial_in_one_function(node: sympy.Expr, *, varying: bool = False) -> bool:
+    """Powers of one function's value (one above the first), and perhaps a constant: 1 - 4t^2 + 3t^4;
+    with `varying` coefficients, terms free of the function too: x log(cosh(x))'s third derivative
+    holds 2x t^3 - 2x t - 3t^2 + 3 = (t^2 - 1)(2x t - 3) (its value at 20 was 5.1e-17, truth
+    -6.3e-16, the sum's two halves each sech^2 cancelled apart; a hunt, 2026-12-05)."""
     bases: set[sympy.Expr] = set()
     highest = 0
     for term in node.args:
         if not term.free_symbols:
             continue
         _, rest = term.as_coeff_Mul()
+        if varying:
+            rest = sympy.Mul(*(factor for factor in sympy.Mul.make_args(rest) if factor.atoms(Application)))
+            if rest == 1:
+                continue
         base, exponent = rest.as_base_exp()
         if not (isinstance(base, _TENDING_TO_ONE) and exponent.is_Integer and exponent > 0):
             return False
@@ -1332,7 +1510,7 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
     """1 - t written without the cancellation where t tends to 1 (`stable`); None if no rule applies."""
     if t.is_Mul and t.args[0] is sympy.S.NegativeOne:  # 1 - (-f) is 1 + f: log(-tanh(x)) at -20 was 0.0
         return _one_more(-t)
-    complement = _complement(t)
+    complement = _complement(t) or _over_a_root(t, 1)
     if complement is not None:
         return complement
     rule = _rule_for(_ONE_LESS_OF, t)
@@ -1642,6 +1820,9 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
             return more / t.base
     if isinstance(t, _ODD):  # 1 + f(u) is 1 - f(-u): 1 + coth(x) at -20 was 0.0 (tester round 11)
         return _one_less(type(t)(-t.args[0], evaluate=False))
+    over_a_root = _over_a_root(t, -1)
+    if over_a_root is not None:
+        return over_a_root
     if t.is_Pow and t.exp.is_Integer and t.exp.is_odd and abs(t.exp) > 1:
         # 1 + f^n for an odd n is 1 - (-f)^n, written as in `_one_less`: (1 + f)(1 - f + ... + f^(n-1))
         # where 1 + f has a rule, up to _POWERS; else from 1 + f (atanh(x^3)''' at -1 + 1e-8 was 1.7%
@@ -1651,6 +1832,24 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
             return more * sympy.Add(*((-t.base) ** k for k in range(int(t.exp))))
         return Kernel(Str("one_less_power_of"), -t.base, -_plus_one(t.base), t.exp, -t)
     return None
+
+
+def _over_a_root(t: sympy.Expr, sign: int) -> sympy.Expr | None:
+    """1 - t (`sign` 1) or 1 + t (-1) for t = a/sqrt(B) where B - a^2 is shorter than B, as
+    (sqrt(B) -+ a)/sqrt(B) with that difference from B - a^2 where it cancels (`root_less`):
+    x/sqrt(x^2 + 1) rounds to 1 from 1e8 on, and atanh of it, asinh(x), was inf there, truth 19.1;
+    acos of it 0.0, truth 1e-8 (a hunt, 2026-12-05). None for other t."""
+    roots = [f for f in sympy.Mul.make_args(t) if f.is_Pow and f.exp == -sympy.S.Half and f.base.is_Add]
+    if len(roots) != 1:
+        return None
+    whole = roots[0].base
+    a = sign * t * sympy.sqrt(whole)
+    if not a.free_symbols or a.has(whole):
+        return None
+    difference = sympy.expand(whole - a**2)
+    if len(sympy.Add.make_args(difference)) >= len(whole.args):
+        return None
+    return Kernel(Str("root_less"), sympy.sqrt(whole), a, difference) / sympy.sqrt(whole)
 
 
 # Odd functions that tend to 1 somewhere, so to -1 at the mirror point.

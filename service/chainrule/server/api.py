@@ -250,6 +250,13 @@ class ChainruleApi:
             found = await self.caches.parse_reply.get_or_compute(key, lambda: self._reading(text))
         return found
 
+    async def encoded(self, encode: Callable[[Message], bytes], message: Message) -> bytes:
+        """`encode(message)` on a numeric thread, in the caller's share of them: encoding a big reply
+        holds the GIL for as long as it takes (JSON of a cached 16 MB Differentiate reply, some 80
+        ms a call; sixteen connections of one address asking for it kept every other caller's
+        health check waiting over a second on plain threads; an independent attacker)."""
+        return await self._numeric.run(encode, message)
+
     def check_reply_bytes(self, size: int) -> None:
         """Refuse an encoded reply of `size` bytes over `max_response_bytes`, counted: a transport
         asks before sending one whose size was not known before it was made (`sizing.check_encoded`)."""
@@ -570,6 +577,7 @@ class ChainruleApi:
     async def _evaluation_plan(self, text: str, wrt: jobs.Wrt, dependent: str) -> tuple[_Plan, int]:
         target: jobs.Parsed | jobs.Derived
         function: engine.Portable | None = None  # what a derivative is NaN where it is (no real value)
+        along = wrt[0][0] if len({name for name, _ in wrt}) == 1 else None  # ... and whose sign at its edges
         if dependent:
             asked = jobs.ImplicitRequest(text, wrt, dependent)
             target = await self._implicit_derived(asked, engine.Simplification.FAST)
@@ -583,7 +591,7 @@ class ChainruleApi:
                 if set(parsed.variables) <= set(target.variables):
                     function = parsed.portable
         compiled = await self._compiled(
-            key, jobs.compile_function, target.portable, target.variables, self.limits, function
+            key, jobs.compile_function, target.portable, target.variables, self.limits, function, along
         )
         plan = _Plan(compiled, target.variables, columns=1)
         return plan, plan.size

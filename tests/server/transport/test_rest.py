@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import struct
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ from chainrule.server.app import Application
 from chainrule.server.compute.executors import CallLimit
 from chainrule.server.metrics import HttpMetrics
 from chainrule.server.sizing import PROTOBUF_WIRE, Wire
-from chainrule.server.transport import openapi, protojson
+from chainrule.server.transport import openapi, protojson, rest
 from chainrule.server.transport.http_server import bind_socket, create_http_app
 from chainrule.server.transport.status import HTTP_STATUS
 from chainrule.v1 import chainrule_pb2 as pb
@@ -170,6 +171,26 @@ async def test_evaluate_many_points_lists_and_nonfinite_strings(client: httpx.As
     assert reply["values"]["values"] == ["NaN", 0.0, "Infinity"]
     assert reply["nonfiniteCount"] == "2"  # uint64 is a string in proto3 JSON
     assert "value" not in reply  # optional and unset: many points, not one
+
+
+async def test_a_big_reply_is_encoded_in_the_callers_share_of_the_numeric_threads(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Encoding a big reply as JSON holds the GIL: on plain threads, sixteen connections of one
+    # address asking for a cached 16 MB reply kept every other caller's health check waiting over a
+    # second (an independent attacker). On the numeric threads, behind their fair admission, one
+    # caller encodes at most its share at a time.
+    threads: list[str] = []
+
+    def recorded(message: Any) -> bytes:
+        threads.append(threading.current_thread().name)
+        return protojson.message_to_json(message)
+
+    monkeypatch.setattr(rest, "message_to_json", recorded)
+    body = {"expression": "x^2", "points": {"x": {"values": list(range(40_000))}}}
+    response = await client.post("/v1/evaluate", json=body)
+    assert response.status_code == 200
+    assert len(threads) == 1 and threads[0].startswith("numeric"), threads
 
 
 async def test_evaluate_f64le_base64_round_trip(client: httpx.AsyncClient) -> None:

@@ -6,6 +6,7 @@ data). Nothing here knows about protobuf or a transport.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -265,12 +266,14 @@ def compile_function(
     variables: tuple[str, ...],
     limits: Limits,
     function: sympy.Expr | engine.Portable | None = None,
+    along: str | None = None,
 ) -> Compiled[engine.CompiledFunction]:
-    """Compile an expression (or a derivative of `function`, NaN where it is) for Evaluate, over
-    `variables` in that order."""
+    """Compile an expression (or a derivative of `function`, NaN where it is, taken `along` one
+    variable if given) for Evaluate, over `variables` in that order."""
     guard = None if function is None else engine.resolved(function)
+    compile_guarded = functools.partial(engine.compile_function, along=along)
     compiled, stage = timed(
-        "compile", engine.compile_function, engine.resolved(expression), variables, limits.engine, guard
+        "compile", compile_guarded, engine.resolved(expression), variables, limits.engine, guard
     )
     return Compiled(compiled, (stage,))
 

@@ -65,6 +65,17 @@ LIMIT, EVICTED, HEAD_TIMEOUT, SEND_TIMEOUT = "limit", "evicted", "head_timeout",
 CLOSE_REASONS = (LIMIT, EVICTED, HEAD_TIMEOUT, SEND_TIMEOUT)
 
 
+# A chunked request body may hold this many chunks under _SMALL_CHUNK_BYTES: h11 parses each chunk on
+# the event loop (some 6 us a chunk), and a body sent one byte a chunk, a 64 KiB read some 11,000 of
+# them, held the loop from every other caller (health checks took 1.7 s, and shutdown overran its
+# grace period; an independent attacker). Counted alone, not as an average over all chunks: one big
+# chunk first then let 65,000 tiny ones through (the same attacker). Clients send chunks of
+# kilobytes, and a few short ones at most (the last of a body); a 64 MB body in 256-byte chunks
+# costs the loop some 6 ms a 256 KiB read.
+_SMALL_CHUNKS = 64
+_SMALL_CHUNK_BYTES = 256
+
+
 # A connection younger than this is evicted only to make room for a caller holding fewer connections
 # than its own (see `_make_room`); a caller sends its request head within milliseconds of connecting.
 EVICTION_AGE = 0.1
@@ -95,6 +106,10 @@ class _BoundedH11Protocol(H11Protocol):
         self._send_timer: asyncio.TimerHandle | None = None
         self._head_since = 0.0
         self._caller: str | None = None
+        self._small_chunks = self._chunk_bytes = 0
+        # Every event h11 parses passes through `_next_event`, which counts a body's chunks.
+        self._parsed_event = self.conn.next_event
+        self.conn.next_event = self._next_event  # type: ignore[method-assign]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         caller = _caller_of(transport)
@@ -147,6 +162,39 @@ class _BoundedH11Protocol(H11Protocol):
                 "(a long query belongs in a POST body)",
                 field="request",
                 reason="MALFORMED_HTTP",
+            )
+        )
+
+    def _next_event(self) -> Any:
+        """h11's next event, counting a request body's chunks under `_SMALL_CHUNK_BYTES` (a chunk
+        may come in several events, the first marked `chunk_start`, the last `chunk_end`): past
+        `_SMALL_CHUNKS`, the request is refused and no more of it is parsed."""
+        event = self._parsed_event()
+        if isinstance(event, h11.Request):
+            self._small_chunks = 0
+        elif isinstance(event, h11.Data) and (event.chunk_start or event.chunk_end):
+            self._chunk_bytes = (0 if event.chunk_start else self._chunk_bytes) + len(event.data)
+            if event.chunk_end and self._chunk_bytes < _SMALL_CHUNK_BYTES:
+                self._small_chunks += 1
+                if self._small_chunks > _SMALL_CHUNKS:
+                    self._refuse_small_chunks()
+                    return h11.PAUSED  # uvicorn stops reading: the connection is closing
+        elif isinstance(event, h11.Data):
+            self._chunk_bytes += len(event.data)
+        return event
+
+    def _refuse_small_chunks(self) -> None:
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None:  # the application, waiting for the body, reads a disconnect
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._refuse(
+            InvalidArgument(
+                f"the request body arrives in chunks too small to parse economically: more than "
+                f"{_SMALL_CHUNKS} chunks of under {_SMALL_CHUNK_BYTES} bytes; send it with "
+                f"Content-Length, or in chunks of {_SMALL_CHUNK_BYTES} bytes or more",
+                field="request",
+                reason="CHUNKS_TOO_SMALL",
             )
         )
 

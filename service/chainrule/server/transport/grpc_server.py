@@ -110,7 +110,7 @@ class DifferentiationServicer:
             with deadlines.request_scope(context.time_remaining(), caller):
                 request, read = await _parsed(message_type, raw, self._api.settings.max_field_entries)
                 response = await handler(request, read)
-                reply = await _serialized(response)
+                reply = await _serialized(response, self._api)
                 self._api.check_reply_bytes(len(reply))
                 admitted.charge(len(reply))
                 return reply
@@ -154,15 +154,22 @@ def _counted_then_parsed(message_type: type[Request], raw: bytes, max_entries: i
     return message_type.FromString(raw)
 
 
-async def _serialized(response: Message | Reply[Any]) -> bytes:
+async def _serialized(response: Message | Reply[Any], api: ChainruleApi) -> bytes:
     # Batch methods answer with a `batches.Reply` (its columns appended to the message's bytes),
     # serialised where it was computed unless that was here.
-    if isinstance(response, Reply) and response.encoded():
+    if isinstance(response, Reply):
+        if not response.encoded() and response.carries_points():
+            return await asyncio.to_thread(response.SerializeToString)
         return response.SerializeToString()
-    big = response.carries_points() if isinstance(response, Reply) else sizing.carries_points(response)
-    if big:
-        return await asyncio.to_thread(response.SerializeToString)
+    if sizing.carries_points(response) or response.ByteSize() > OFFLOAD_BYTES:
+        # Off the event loop, in the caller's share of the numeric threads (a long text reply, a
+        # cached 16 MB Differentiate, costs some 2 ms a copy: many at once held other calls).
+        return await api.encoded(_bytes_of, response)
     return response.SerializeToString()
+
+
+def _bytes_of(message: Message) -> bytes:
+    return message.SerializeToString()
 
 
 def _add_service(servicer: DifferentiationServicer, target: Any) -> None:

@@ -14,10 +14,12 @@ import json
 import math
 import re
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+import numpy as np
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -25,6 +27,7 @@ from google.protobuf.message import Message
 from chainrule.engine.errors import FieldViolation, InvalidArgument
 from chainrule.server.batches import too_many_entries, too_many_points
 from chainrule.server.sizing import carries_points
+from chainrule.v1 import chainrule_pb2 as pb
 
 RequestT = TypeVar("RequestT", bound=Message)
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
@@ -45,7 +48,13 @@ def _dumps(data: object) -> str:
     if isinstance(data, dict) and len(data) <= _PIECE:
         return "{" + ",".join(f"{_dumps(str(key))}:{_dumps(value)}" for key, value in data.items()) + "}"
     if isinstance(data, list) and len(data) > _PIECE:
-        parts = (_dumps(data[start : start + _PIECE])[1:-1] for start in range(0, len(data), _PIECE))
+        parts = []
+        for start in range(0, len(data), _PIECE):
+            parts.append(_dumps(data[start : start + _PIECE])[1:-1])
+            # The lock to whoever waits for it, at once: not after the 5 ms switch interval, a wait
+            # another thread's numpy met at each of its calls (an Evaluate beside a 29 MB reply being
+            # encoded took 15.8 s, alone 0.5 s; an independent attacker).
+            time.sleep(0)
         return "[" + ",".join(part for part in parts if part) + "]"
     if isinstance(data, list) and any(isinstance(item, dict | list) for item in data):
         return "[" + ",".join(_dumps(item) for item in data) + "]"
@@ -54,10 +63,50 @@ def _dumps(data: object) -> str:
 
 def message_to_json(message: Message) -> bytes:
     """`message` in the proto3 JSON mapping: lowerCamelCase keys, every field without presence."""
-    data = json_format.MessageToDict(
+    if carries_points(message):
+        return _dumps(_with_listed_columns(message)).encode()
+    return dump(_to_dict(message))
+
+
+def _to_dict(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
         message, preserving_proto_field_name=False, always_print_fields_with_no_presence=True
     )
-    return _dumps(data).encode() if carries_points(message) else dump(data)
+
+
+def _with_listed_columns(message: Message) -> dict[str, Any]:
+    """`_to_dict(message)` for a reply with point columns, their values listed by numpy: json_format
+    converts one double at a time in Python, holding the interpreter's lock (0.43 s for 1.3 million).
+    The columns are emptied in a copy, which keeps every field where json_format puts it, and their
+    values put back in the dictionary."""
+    rest = type(message)()
+    rest.CopyFrom(message)
+    emptied: list[tuple[str, int | None, pb.Array]] = []
+    for field in message.DESCRIPTOR.fields:
+        if field.message_type is not pb.Array.DESCRIPTOR:
+            continue
+        if field.is_repeated:
+            for place, array in enumerate(getattr(message, field.name)):
+                getattr(rest, field.name)[place].ClearField("values")
+                emptied.append((field.json_name, place, array))
+        elif message.HasField(field.name):
+            getattr(rest, field.name).ClearField("values")
+            emptied.append((field.json_name, None, getattr(message, field.name)))
+    data = _to_dict(rest)
+    for name, at, array in emptied:
+        column = data[name] if at is None else data[name][at]
+        column["values"] = _listed(array)
+    return data
+
+
+def _listed(array: pb.Array) -> list[Any]:
+    """An `Array`'s values as `_to_dict` lists them: non-finite doubles as the JSON mapping's strings."""
+    values = np.array(array.values, dtype=np.float64)
+    listed: list[Any] = values.tolist()
+    for index in np.flatnonzero(~np.isfinite(values)).tolist():
+        value = listed[index]
+        listed[index] = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return listed
 
 
 # Values per call of json's C encoder or decoder (see `_dumps`, `_loads`).

@@ -180,7 +180,7 @@ async def _respond(
         with deadlines.request_scope(timeout, caller):
             request.state.charge = admitted.charge  # read_body counts the body as it arrives
             message = await work()
-        body = await _json_body(message, api)
+            body = await _json_body(message, api)  # in the scope: in the caller's share
         admitted.charge(len(body))
         response, admitted = _HeldUntilSent(body, admitted), None
         return response
@@ -238,7 +238,7 @@ def _declared_size(request: Request) -> int:
 async def _json_body(message: Message, api: ChainruleApi) -> bytes:
     # Point columns first: asking protobuf for the size of a message copies its bytes fields.
     if sizing.carries_points(message) or message.ByteSize() > OFFLOAD_BYTES:
-        body = await asyncio.to_thread(message_to_json, message)
+        body = await api.encoded(message_to_json, message)
     else:
         body = message_to_json(message)
     api.check_reply_bytes(len(body))
