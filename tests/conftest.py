@@ -10,10 +10,11 @@ import json
 import logging
 import socket
 import struct
+import threading
 import tracemalloc
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -164,3 +165,16 @@ async def post_never_reading(port: int, points: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def threads_calling(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[str]:
+    """The names of the threads that call `module.name` from now on (the function still runs)."""
+    original = getattr(module, name)
+    threads: list[str] = []
+
+    def recorded(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(*args)
+
+    monkeypatch.setattr(module, name, recorded)
+    return threads

@@ -6,13 +6,11 @@ import asyncio
 import itertools
 import re
 import socket
-import threading
 
 import grpc
 import numpy as np
 import pytest
 import sympy
-from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -25,7 +23,7 @@ from chainrule.server.transport import grpc_server
 from chainrule.server.transport.grpc_server import PortInUseError, _parsed, create_server
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.conftest import bytes_left_behind, make_settings, status_detail
+from tests.conftest import bytes_left_behind, make_settings, status_detail, threads_calling
 from tests.h2raw import NonReadingClient
 
 x = parsing.symbol("x")
@@ -533,13 +531,7 @@ async def test_a_long_reply_is_serialised_in_the_callers_share_of_the_numeric_th
     # A cached 16 MB Differentiate reply costs some 2 ms a copy: many calls asking for it at once
     # held the event loop (an independent attacker). Past OFFLOAD_BYTES (256 KiB) it is copied on a
     # numeric thread, behind their fair admission.
-    threads: list[str] = []
-
-    def recorded(message: Message) -> bytes:
-        threads.append(threading.current_thread().name)
-        return message.SerializeToString()
-
-    monkeypatch.setattr(grpc_server, "_bytes_of", recorded)
+    threads = threads_calling(monkeypatch, grpc_server, "_bytes_of")
     monkeypatch.setattr(grpc_server, "OFFLOAD_BYTES", 1024)  # scaled down, as the reply is
     expression = "*".join(f"sin({k}*x)" for k in range(1, 20))  # 19 terms of 19 factors
     reply = await stub.Differentiate(pb.DifferentiateRequest(expression=expression), timeout=60)

@@ -13,7 +13,6 @@ import json
 import logging
 import socket
 import struct
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ from chainrule.server.transport import openapi, protojson, rest
 from chainrule.server.transport.http_server import bind_socket, create_http_app
 from chainrule.server.transport.status import HTTP_STATUS
 from chainrule.v1 import chainrule_pb2 as pb
-from tests.conftest import bytes_left_behind, make_settings, post_never_reading
+from tests.conftest import bytes_left_behind, make_settings, post_never_reading, threads_calling
 
 JSON = {"content-type": "application/json"}
 
@@ -180,13 +179,7 @@ async def test_a_big_reply_is_encoded_in_the_callers_share_of_the_numeric_thread
     # address asking for a cached 16 MB reply kept every other caller's health check waiting over a
     # second (an independent attacker). On the numeric threads, behind their fair admission, one
     # caller encodes at most its share at a time.
-    threads: list[str] = []
-
-    def recorded(message: Any) -> bytes:
-        threads.append(threading.current_thread().name)
-        return protojson.message_to_json(message)
-
-    monkeypatch.setattr(rest, "message_to_json", recorded)
+    threads = threads_calling(monkeypatch, rest, "message_to_json")
     body = {"expression": "x^2", "points": {"x": {"values": list(range(40_000))}}}
     response = await client.post("/v1/evaluate", json=body)
     assert response.status_code == 200
