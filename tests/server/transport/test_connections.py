@@ -192,8 +192,13 @@ async def test_an_idle_kept_alive_connection_is_closed(bounded: Application) -> 
 @pytest.mark.parametrize(
     "head",
     # A head still incomplete past h11's 16 KiB (a GET of a million `wrt` arrives so), and nonsense.
-    [b"GET /v1/differentiate?expression=x" + b"&wrt=x" * 7_000, b"NONSENSE\r\n\r\n"],
-    ids=["past h11's size limit", "malformed"],
+    [
+        b"GET /v1/differentiate?expression=x" + b"&wrt=x" * 7_000,
+        # ... or complete in one read, which h11 does not check (100 KB of headers: an independent attacker)
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + b"x-a: b\r\n" * 3_000 + b"\r\n",
+        b"NONSENSE\r\n\r\n",
+    ],
+    ids=["past h11's size limit", "past it in one read", "malformed"],
 )
 async def test_a_request_head_h11_cannot_read_gets_a_status_body(bounded: Application, head: bytes) -> None:
     """uvicorn answered these in plain text ("Invalid HTTP request received."), the one error

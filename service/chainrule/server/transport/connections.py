@@ -76,6 +76,13 @@ _SMALL_CHUNKS = 64
 _SMALL_CHUNK_BYTES = 256
 
 
+def _head_size(request: h11.Request) -> int:
+    """About the bytes of a request head: its request line and header lines."""
+    return (
+        len(request.method) + len(request.target) + 12 + sum(len(n) + len(v) + 4 for n, v in request.headers)
+    )
+
+
 # A connection younger than this is evicted only to make room for a caller holding fewer connections
 # than its own (see `_make_room`); a caller sends its request head within milliseconds of connecting.
 EVICTION_AGE = 0.1
@@ -172,6 +179,11 @@ class _BoundedH11Protocol(H11Protocol):
         event = self._parsed_event()
         if isinstance(event, h11.Request):
             self._small_chunks = 0
+            if _head_size(event) > self.conn._max_incomplete_event_size:
+                # h11 checks its limit only while a head is incomplete: one that came in a single
+                # read (100 KB, 20,000 headers) was served (an independent attacker).
+                self.send_400_response("request head too long")
+                return h11.PAUSED
         elif isinstance(event, h11.Data) and (event.chunk_start or event.chunk_end):
             self._chunk_bytes = (0 if event.chunk_start else self._chunk_bytes) + len(event.data)
             if event.chunk_end and self._chunk_bytes < _SMALL_CHUNK_BYTES:
