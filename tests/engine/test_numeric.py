@@ -540,9 +540,9 @@ def test_the_hessian_of_binary_cross_entropy_where_the_logit_saturates() -> None
     """y log(1 + e^-x) + (1 - y) log(1 + e^x) has d2/dx2 e^x/(e^x + 1)^2 whatever y: its terms over
     1 + e^-x and e^x + 1 cancelled apart (0.0 at 40, -9e-36 at -40, truth 4.2e-18; a hunt)."""
     loss = parsing.parse("y*log(1 + exp(-x)) + (1 - y)*log(1 + exp(x))")
-    columns = {"x": np.array([40.0, -40.0, 1.0]), "y": np.array([0.5, 0.5, 0.25])}
-    result = engine.gradient(engine.compile_gradient(loss, ["x", "y"], hessian=True), columns, 3)
-    expected = [float(mpmath.exp(t) / (mpmath.exp(t) + 1) ** 2) for t in (40, -40, 1)]
+    columns = {"x": np.array([40.0, -40.0, 1.0, 6000.0]), "y": np.array([0.5, 0.5, 0.25, 0.5])}
+    result = engine.gradient(engine.compile_gradient(loss, ["x", "y"], hessian=True), columns, 4)
+    expected = [float(mpmath.exp(t) / (mpmath.exp(t) + 1) ** 2) for t in (40, -40, 1, 6000)]
     assert result.hessians[0].tolist() == pytest.approx(expected, rel=1e-13, abs=0)
 
 
@@ -573,7 +573,8 @@ def test_the_hessian_of_binary_cross_entropy_where_the_logit_saturates() -> None
         ("erf(x) + erf(2*x)", 2, [6.0, 0.5], lambda t: mpmath.erf(t) + mpmath.erf(2 * t)),
         # Terms over 1 + e^-x and e^x + 1, one sum written two ways (a hunt, 2026-12-05).
         ("log(1 + exp(x))/2 + log(1 + exp(-x))/2", 2, [40.0, -40.0, 1.0], _softplus_pair),
-        ("log(1 + exp(x))/2 + log(1 + exp(-x))/2", 3, [40.0, -40.0], _softplus_pair),
+        # ... and past long double, where the combined form in e^x is not finite: the same in e^-x.
+        ("log(1 + exp(x))/2 + log(1 + exp(-x))/2", 3, [40.0, -40.0, 6000.0, -6000.0], _softplus_pair),
         ("1/(1 + exp(-x)) + 1/(1 + exp(x))", 1, [3.0, 40.0, -40.0], lambda t: mpmath.mpf(1)),
         # 1 -+ a/sqrt(B) next to 0, with B - a^2 short: x/sqrt(x^2 + 1) rounds to 1 from 1e8 on (a hunt).
         ("atanh(x/sqrt(1 + x^2))", 0, [1e8, -1e8, 1e20, 0.5], mpmath.asinh),
@@ -1398,6 +1399,18 @@ def test_an_infinite_derivative_at_a_domain_edge_has_the_sign_of_the_side_it_is_
     formula = symbolic.differentiate(expr, [("x", 1)])
     function = numeric.compile_function(formula, ["x"], function=expr)
     assert numeric.evaluate(function, {"x": np.array([point])}, 1).values[0] == expected
+
+
+def test_a_mirrored_sum_of_two_variables_cancels_at_every_scale() -> None:
+    """log(1 + e^-(x + y)) + log(1 + e^(x + y)): factor wrote e^(x + y) as e^x e^y (NaN at (6000,
+    0), where both are past long double); every Hessian entry was 0.0 or 1e-16 at (40, 0) before the
+    sums were put over one (the regression hunt); truth 2 e^s/(e^s + 1)^2, s = x + y."""
+    pair = parsing.parse("log(1 + exp(-x - y)) + log(1 + exp(x + y))")
+    columns = {"x": np.array([40.0, 6000.0, 400.0, -40.0]), "y": np.array([0.0, 0.0, 400.0, 0.5])}
+    result = engine.gradient(engine.compile_gradient(pair, ["x", "y"], hessian=True), columns, 4)
+    expected = [float(2 * mpmath.exp(t) / (mpmath.exp(t) + 1) ** 2) for t in (40, 6000, 800, -39.5)]
+    for entry in result.hessians:
+        assert entry.tolist() == pytest.approx(expected, rel=1e-13, abs=0)
 
 
 def test_an_infinite_partial_at_an_edge_of_the_domain_has_the_one_sided_sign() -> None:

@@ -1254,7 +1254,7 @@ def _may_combine(node: sympy.Basic) -> bool:
     rest = _without_common_factors(node)[1]
     if not rest.is_Add:
         return False
-    mirrored = _one_of_mirrored_sums(rest)
+    mirrored = _one_of_mirrored_sums(rest, _mirrors(rest))
     if _merged(rest, mirrored):
         return True
     rest = mirrored
@@ -1265,28 +1265,50 @@ def _may_combine(node: sympy.Basic) -> bool:
     )
 
 
-def _one_of_mirrored_sums(node: sympy.Expr) -> sympy.Expr:
-    """The sum with 1 + e^-v written as e^-v (e^v + 1) where it also holds e^v + 1, so that its
-    terms are over powers of one sum (`_shares_a_denominator`): the second derivative of binary
-    cross-entropy, y log(1 + e^-x) + (1 - y) log(1 + e^x), holds e^-x/(1 + e^-x) - e^-2x/(1 +
-    e^-x)^2 and the same of e^x, each pair cancelling (0.0 at 40, truth 4.2e-18; a hunt, 2026-12-05)."""
+def _mirrors(node: sympy.Expr) -> dict[sympy.Expr, sympy.Expr]:
+    """Each sum 1 + e^-v under a term of the sum `node` that also holds e^v + 1, and its v."""
     if not node.is_Add:
-        return node
+        return {}
     sums = {
         factor.base
         for term in node.args
         for factor in sympy.Mul.make_args(term)
         if factor.is_Pow and factor.exp.is_negative and factor.base.is_Add and len(factor.base.args) == 2
     }
-    mirrored = {}
+    mirrors = {}
     for whole in sums:
         exponential = next((term for term in whole.args if isinstance(term, sympy.exp)), None)
         if exponential is None or sympy.S.One not in whole.args:
             continue
-        v = exponential.args[0]
-        if v.could_extract_minus_sign() and 1 + sympy.exp(-v) in sums:
-            mirrored[whole] = sympy.exp(v) * (sympy.exp(-v) + 1)
-    return node.xreplace(mirrored) if mirrored else node
+        v = -exponential.args[0]
+        if v.could_extract_minus_sign() is False and 1 + sympy.exp(v) in sums:
+            mirrors[whole] = v
+    return mirrors
+
+
+def _one_of_mirrored_sums(node: sympy.Expr, mirrors: Mapping[sympy.Expr, sympy.Expr]) -> sympy.Expr:
+    """The sum with 1 + e^-v written as e^-v (e^v + 1) (`_mirrors`), so that its terms are over
+    powers of one sum (`_shares_a_denominator`): the second derivative of binary cross-entropy,
+    y log(1 + e^-x) + (1 - y) log(1 + e^x), holds e^-x/(1 + e^-x) - e^-2x/(1 + e^-x)^2 and the
+    same of e^x, each pair cancelling (0.0 at 40, truth 4.2e-18; a hunt, 2026-12-05)."""
+    if not mirrors:
+        return node
+    written = node.xreplace({whole: sympy.exp(-v) * (sympy.exp(v) + 1) for whole, v in mirrors.items()})
+    # powsimp: e^-(x + y) e^(x + y) is 1 (sympy leaves exponentials of sums apart).
+    return sympy.Add(*map(sympy.powsimp, sympy.Add.make_args(written)))
+
+
+def _either_way(combined: sympy.Expr, scales: Iterable[sympy.Expr]) -> sympy.Expr:
+    """A sum combined over e^v + 1, and where it is not finite (e^2v past long double: NaN at 6000),
+    the same in e^-v, which is finite there: -(e^x - 1) e^x/(e^x + 1)^3 is -(1 - e^-x) e^-x/(1 +
+    e^-x)^3. factor writes e^(x + y) as e^x e^y: combined again first."""
+    ahead = sympy.powsimp(combined, deep=True, combine="exp")
+    behind, back = ahead, {}
+    for v in scales:  # e^v as 1/w, w a symbol: sympy would write 1/e^-v back as e^v at once
+        w = sympy.Dummy(positive=True)
+        behind, back[w] = behind.subs(sympy.exp(v), 1 / w), sympy.exp(-v)
+    behind = sympy.factor(sympy.cancel(sympy.together(behind))).xreplace(back)
+    return Kernel(Str("finite_or"), ahead, behind)
 
 
 def _merged(node: sympy.Expr, written: sympy.Expr) -> bool:
@@ -1325,8 +1347,11 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     # the third derivative of (1 - x^3)/(1 - x), 0, came out 5e-16 (a hunt); the combined sum is
     # written stably again.
     node = node.replace(_power_by_logarithm_kernel, _written_power)
-    mirrored = _one_of_mirrored_sums(node)
+    mirrors = _mirrors(node)
+    mirrored = _one_of_mirrored_sums(node, mirrors)
     combined = _factored(mirrored) if mirrored.is_Add else None
+    if combined is not None and mirrors:
+        return _either_way(combined, mirrors.values())
     # ... or where only writing 1 + e^-x as e^-x (e^x + 1) merged terms: 1/(1 + e^-x) + 1/(1 + e^x)'
     return mirrored if combined is None and _merged(node, mirrored) else combined
 
