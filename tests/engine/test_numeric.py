@@ -1424,6 +1424,7 @@ def test_an_infinite_partial_at_an_edge_of_the_domain_has_the_one_sided_sign() -
     )
     assert [g[0] for g in gradient.gradients] == [math.inf, -math.inf]
     assert (gradient.hessians[0][0], gradient.hessians[3][0]) == (math.inf, math.inf)
+    assert gradient.hessians[1][0] == gradient.hessians[2][0] == -math.inf  # along x; the f'' term leads
     system = engine.compile_jacobian([parsing.parse("sqrt(x^2 - 1)"), parsing.parse("x*y")], ["x", "y"])
     first_row = engine.jacobian(system, columns, 2).jacobian[0]
     assert first_row[0] == -math.inf

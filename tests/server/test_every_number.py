@@ -270,6 +270,13 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("asin(x)", {"x": 1}, (("x", 2),), math.inf, "an edge whose sign was right stays so"),
     ("asin(x) - 1e9*x", {"x": 1}, (("x", 1),), math.inf, "6.7e7 - 1e9 next to 1: not the limit's sign"),
     ("sqrt(x) - 1e200*x", {"x": 0}, (("x", 1),), math.inf, "2e161 - 1e200 next to 0, as above"),
+    (
+        "asec(x*y)",
+        {"x": -1, "y": 1},
+        (("x", 1), ("y", 1)),
+        -math.inf,
+        "a mixed partial: along its first variable",
+    ),
     # factor_terms pulls 10^-618 out as 10^618 times both sides of the quotient: inf/inf (make fuzz)
     ("((1e309)^(-2) - acos(x)) / (acos(x) - cos(x))", {"x": 0.0}, (("x", 1),), -3.0692881359652304, "FAST"),
 ]

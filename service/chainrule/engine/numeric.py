@@ -164,12 +164,14 @@ class CompiledGradient(_Components):
 
     @property
     def one_sided(self) -> tuple[tuple[int, int, int], ...]:
+        # A second partial along the first of its variables: the limit from inside the domain is the
+        # same along either where the function is smooth there (d2/dxdy asec(x y) at (-1, 1) was
+        # +Inf, truth -Inf).
         n = len(self.variables)
         partials = tuple((1 + i, 0, i) for i in range(n))
         if not self.hessian:
             return partials
-        squares = tuple((1 + n + k, 0, i) for k, (i, j) in enumerate(upper_triangle(n)) if i == j)
-        return partials + squares
+        return partials + tuple((1 + n + k, 0, i) for k, (i, _) in enumerate(upper_triangle(n)))
 
 
 @dataclass(frozen=True, eq=False)

@@ -577,7 +577,7 @@ class ChainruleApi:
     async def _evaluation_plan(self, text: str, wrt: jobs.Wrt, dependent: str) -> tuple[_Plan, int]:
         target: jobs.Parsed | jobs.Derived
         function: engine.Portable | None = None  # what a derivative is NaN where it is (no real value)
-        along = wrt[0][0] if len({name for name, _ in wrt}) == 1 else None  # ... and whose sign at its edges
+        along = wrt[0][0] if wrt else None  # ... and whose sign at its edges (`numeric._one_sided`)
         if dependent:
             asked = jobs.ImplicitRequest(text, wrt, dependent)
             target = await self._implicit_derived(asked, engine.Simplification.FAST)
