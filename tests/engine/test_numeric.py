@@ -576,6 +576,10 @@ def test_the_hessian_of_binary_cross_entropy_where_the_logit_saturates() -> None
         # ... and past long double, where the combined form in e^x is not finite: the same in e^-x.
         ("log(1 + exp(x))/2 + log(1 + exp(-x))/2", 3, [40.0, -40.0, 6000.0, -6000.0], _softplus_pair),
         ("1/(1 + exp(-x)) + 1/(1 + exp(x))", 1, [3.0, 40.0, -40.0], lambda t: mpmath.mpf(1)),
+        # x^2 e^x - x^2 as x^2 expm1(x) (the terms under x^2 summed): in the form for e^x past the
+        # doubles, expm1(x) e^-2x was inf times 0 (NaN at 1e5, truth 2; the regression hunt).
+        ("x^2*exp(x)/(1 + exp(x))", 2, [1e5, 6000.0, 3.0], lambda t: t * t / (1 + mpmath.exp(-t))),
+        ("x^2*log(1 + exp(x))", 3, [6000.0, 12000.0], lambda t: t * t * mpmath.log1p(mpmath.exp(t))),
         # 1 -+ a/sqrt(B) next to 0, with B - a^2 short: x/sqrt(x^2 + 1) rounds to 1 from 1e8 on (a hunt).
         ("atanh(x/sqrt(1 + x^2))", 0, [1e8, -1e8, 1e20, 0.5], mpmath.asinh),
         ("atanh(x/sqrt(1 + x^2))", 1, [1e8, -1e8], mpmath.asinh),

@@ -626,9 +626,20 @@ def _exponential_ratio(node: sympy.Expr) -> sympy.Expr:
         rest = sympy.Mul(*(other for other in factors if other is not factor), sympy.exp(exponent * scale))
         # Sums beside it distributed over: e^-2x (1 - e^x) is 0 (-inf) at 6000, e^-2x - e^-x is 0.
         terms = sympy.Add.make_args(sympy.expand_mul(rest) if _cheap_to_expand(rest) else rest)
-        written = sympy.Add(*map(sympy.powsimp, terms))
+        written = sympy.Add(*map(sympy.powsimp, itertools.chain.from_iterable(map(_expm1_apart, terms))))
         return Kernel(Str("finite_or"), node, written * shifted**exponent)
     return node
+
+
+def _expm1_apart(term: sympy.Expr) -> tuple[sympy.Expr, ...]:
+    """The term with expm1(u) e^w as e^(u + w) - e^w, its terms: in the form taken where e^u is past
+    the doubles, expm1(u) is inf there and e^w 0 (x^2 e^x/(1 + e^x)'' at 1e5 was NaN, truth 2, once
+    x^2 e^x - x^2 was x^2 expm1(x); the regression hunt of 2026-12-05)."""
+    factors = sympy.Mul.make_args(term)
+    if not any(isinstance(f, sympy.exp) for f in factors) or all(_kernel_name(f) != "expm1" for f in factors):
+        return (term,)
+    apart = term.replace(lambda node: _kernel_name(node) == "expm1", lambda node: sympy.exp(node.args[1]) - 1)
+    return tuple(sympy.Add.make_args(sympy.expand_mul(apart)))
 
 
 def _erfc_of(node: sympy.Expr) -> sympy.Expr | None:
@@ -958,8 +969,14 @@ def _scaled_constant_and_term(terms: Sequence[sympy.Expr]) -> sympy.Expr | None:
         if len(inner) < 2 or not within.is_Add or not within.atoms(Application):
             continue
         written = _stable_sum(within)
-        if written != within:
-            return sympy.Add(*others, sympy.Mul(*scales) * written)
+        if written == within:
+            continue
+        if written.has(sympy.exp) and not written.has(Kernel):
+            # Combined over a sum of exponentials, it is inf/inf where they pass the doubles, where
+            # the terms as they were are finite: -1 - 1/(1 + e^-x) as -(2e^x + 1)/(e^x + 1) made
+            # the third derivative of x^2 log(1 + e^-x) + x^2 e^-x NaN at 1e5 (the regression hunt).
+            written = Kernel(Str("finite_or"), written, within)
+        return sympy.Add(*others, sympy.Mul(*scales) * written)
     return None
 
 

@@ -8,9 +8,11 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -294,8 +296,9 @@ def serve(
     heartbeat_file: Path | None = None,
     *,
     announce: bool = True,
-) -> None:
-    """Run one server process until SIGTERM/SIGINT and its drain; return within the grace period.
+) -> NoReturn:
+    """Run one server process until SIGTERM/SIGINT and its drain, then exit it (status 0) within the
+    grace period: this never returns.
     `announce`: log the start-up banner (a supervisor's server processes leave it to the supervisor).
 
     A numeric thread cannot be interrupted, and the interpreter would wait for it at exit: a call
@@ -321,8 +324,13 @@ def serve(
     ]
     if running:
         log.warning("exiting past the grace period with work still running on %s", ", ".join(running))
-        logging.shutdown()
-        os._exit(0)
+    # Out now, not through the interpreter's finalization: its last garbage collection, over what 16
+    # connections streaming bodies had left, took 4.4 s after the drain (exit 13.2 s after SIGTERM
+    # with a grace of 10 s; an attack hunt). The drain has closed what needs closing.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _parse_executor(settings: Settings) -> BoundedExecutor | ProcessExecutor:

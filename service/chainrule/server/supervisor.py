@@ -399,8 +399,7 @@ def server_process_main(argv: Sequence[str] | None = None) -> int:
     grace = settings.grace_seconds
     settings = settings.replace(grace_seconds=max(grace / 2, grace - SUPERVISOR_EXIT_SECONDS))
     configure_logging(settings, several_processes=True)
-    serve(settings, options.ready_file, options.heartbeat_file, announce=False)
-    return 0
+    serve(settings, options.ready_file, options.heartbeat_file, announce=False)  # exits the process
 
 
 if __name__ == "__main__":

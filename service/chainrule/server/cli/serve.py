@@ -18,8 +18,7 @@ def serve(settings: Settings, ready_file: Path | None) -> int:
         return run_supervisor(settings, ready_file)
     configure_logging(settings)
     try:
-        app.serve(settings, ready_file)
+        app.serve(settings, ready_file)  # exits the process once drained
     except (PortInUseError, ConfigError, OSError) as error:
         print(f"chainrule: {error}", file=sys.stderr)
         return 1
-    return 0
