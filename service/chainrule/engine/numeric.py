@@ -489,16 +489,14 @@ def _one_sided(bound: _Bound, part: Sequence[FloatArray], destinations: Sequence
                     ]
         for (output, guard), mask in zip(pairs, infinite, strict=True):
             near = {toward: ~np.isnan(sides[toward, 1][guard]) for toward in (-1.0, 1.0)}
-            mended = np.full(len(points), np.nan)  # no neighbour in the domain: an isolated point
+            # No neighbour in the domain: an isolated point; else the value stands, but at an edge.
+            mended = np.where(near[-1.0] | near[1.0], destinations[output][points], np.nan)
             for toward, other in ((-1.0, 1.0), (1.0, -1.0)):
                 close, far = sides[toward, 1][output], sides[toward, _FAR_ULPS][output]
                 growing = (np.sign(close) == np.sign(far)) & (np.abs(close) > np.abs(far))
                 growing &= ~np.isnan(sides[toward, _FAR_ULPS][guard]) & (close != 0)
-                alone = near[toward] & ~near[other]
-                mended = np.where(
-                    alone, np.where(growing, np.sign(close) * np.inf, destinations[output][points]), mended
-                )
-            mended = np.where(near[-1.0] & near[1.0], destinations[output][points], mended)
+                edge = near[toward] & ~near[other]
+                mended = np.where(edge & growing, np.sign(close) * np.inf, mended)
             chosen = mask[points]
             destinations[output][points[chosen]] = mended[chosen]
 

@@ -107,7 +107,7 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       factored where its terms cancel (the logistic function's derivatives), and so is a
       polynomial in one function's value (log(cosh(x))'s higher derivatives, in tanh; its
       coefficients may hold the variable: x log(cosh(x))'s) (`_combined`); terms sharing a factor
-      that calls no function are written as it times their sum (`_scaled_constant_and_term`), a
+      that calls no function are written as it times their sum (`_summed_under_shared_factors`), a
       constant sympy added up from several c - c t is shared out again (`_constant_shared`), and
       polynomials in several such functions are written one by one (`_polynomials_apart`);
     - log(erfc(u)) is `log_erfc` (scipy's log_ndtr) and erfc(u)^k e^(k u^2) is erfcx(u)^k: erfc is
@@ -831,7 +831,7 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     shared = _constant_shared(terms, varying)
     if shared is not None:
         return shared
-    scaled = _scaled_constant_and_term(terms)
+    scaled = _summed_under_shared_factors(terms)
     if scaled is not None:
         return scaled
     digammas = {term: term.as_coeff_Mul() for term in terms if _is_digamma(term.as_coeff_Mul()[1])}
@@ -940,7 +940,7 @@ def _constant_shared(
     return None
 
 
-def _scaled_constant_and_term(terms: Sequence[sympy.Expr]) -> sympy.Expr | None:
+def _summed_under_shared_factors(terms: Sequence[sympy.Expr]) -> sympy.Expr | None:
     """The sum with the terms g r1 + g r2 + ... for g the factors of a term that call no function
     written as g (r1 + r2 + ...), that sum written stably: 4x^2 - 4x^2 (e^(x^2) + 1) e^(-x^2), in
     the second derivative of 1 - (e^(x^2) + 1)/e^(x^2), is -4x^2 e^(-x^2) (-5.7e-14 at 10, truth
@@ -1877,21 +1877,12 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
 
 
 def _over_a_root(t: sympy.Expr, sign: int) -> sympy.Expr | None:
-    """1 - t (`sign` 1) or 1 + t (-1) for t = a/sqrt(B) where B - a^2 is shorter than B, as
-    (sqrt(B) -+ a)/sqrt(B) with that difference from B - a^2 where it cancels (`root_less`):
-    x/sqrt(x^2 + 1) rounds to 1 from 1e8 on, and atanh of it, asinh(x), was inf there, truth 19.1;
-    acos of it 0.0, truth 1e-8 (a hunt, 2026-12-05). None for other t."""
-    roots = [f for f in sympy.Mul.make_args(t) if f.is_Pow and f.exp == -sympy.S.Half and f.base.is_Add]
-    if len(roots) != 1:
-        return None
-    whole = roots[0].base
-    a = sign * t * sympy.sqrt(whole)
-    if not a.free_symbols or a.has(whole):
-        return None
-    difference = sympy.expand(whole - a**2)
-    if len(sympy.Add.make_args(difference)) >= len(whole.args):
-        return None
-    return Kernel(Str("root_less"), sympy.sqrt(whole), a, difference) / sympy.sqrt(whole)
+    """1 - t (`sign` 1) or 1 + t (-1) for t = a/sqrt(B), as the sum `_root_difference` writes: the
+    inverse functions ask for 1 -+ u, never forming the sum it looks at. x/sqrt(x^2 + 1) rounds to 1
+    from 1e8 on, and atanh of it, asinh(x), was inf there, truth 19.1; acos of it 0.0, truth 1e-8 (a
+    hunt, 2026-12-05). None for other t."""
+    whole = 1 - sign * t
+    return _root_difference(whole) if whole.is_Add else None
 
 
 # Odd functions that tend to 1 somewhere, so to -1 at the mirror point.
