@@ -532,6 +532,10 @@ def _log_cosh(t: Any) -> Any:
     return mpmath.log(mpmath.cosh(t))
 
 
+def _logistic(t: Any) -> Any:
+    return 1 / (1 + mpmath.exp(-t))
+
+
 def _softplus_pair(t: Any) -> Any:
     return (mpmath.log1p(mpmath.exp(t)) + mpmath.log1p(mpmath.exp(-t))) / 2
 
@@ -580,6 +584,19 @@ def test_the_hessian_of_binary_cross_entropy_where_the_logit_saturates() -> None
         # doubles, expm1(x) e^-2x was inf times 0 (NaN at 1e5, truth 2; the regression hunt).
         ("x^2*exp(x)/(1 + exp(x))", 2, [1e5, 6000.0, 3.0], lambda t: t * t / (1 + mpmath.exp(-t))),
         ("x^2*log(1 + exp(x))", 3, [6000.0, 12000.0], lambda t: t * t * mpmath.log1p(mpmath.exp(t))),
+        # Ratios of e^x and e^-x that no rule wrote, inf/inf past the doubles on one side or both:
+        # where not finite, written in e^x and then in e^-x (a scan, 2026-12-05).
+        ("1/(1 + exp(-x))", 2, [-6000.0, -1e5, 6000.0, 1.5], _logistic),
+        ("1/(1 + exp(-x))", 3, [-6000.0, -1e5, 1e5, -2.0], _logistic),
+        ("x/(1 + exp(-x))", 1, [1e5, 6000.0, -1e5, 0.5], lambda t: t * _logistic(t)),
+        ("x/(1 + exp(-x))", 2, [-6000.0, 1e5, 2.0], lambda t: t * _logistic(t)),
+        ("log(1 + exp(-x))", 3, [6000.0, 1e5, -6000.0, 1.0], lambda t: mpmath.log1p(mpmath.exp(-t))),
+        ("(exp(x) - exp(-x))/(exp(x) + exp(-x))", 0, [6000.0, -6000.0, 1e5, 0.25], mpmath.tanh),
+        ("(exp(x) - exp(-x))/(exp(x) + exp(-x))", 2, [6000.0, -6000.0, 0.25], mpmath.tanh),
+        ("1/(exp(x) + exp(-x))", 1, [6000.0, -6000.0, 0.25], lambda t: mpmath.sech(t) / 2),
+        # ... with a constant and a rational scale in the exponents
+        ("1/(1 + exp(1 - 2*x))", 3, [6000.0, 1e5, -6000.0, 0.75], lambda t: _logistic(2 * t - 1)),
+        ("1/(1 + exp(-x/2))", 4, [6000.0, 1e5, -3.0], lambda t: _logistic(t / 2)),
         # 1 -+ a/sqrt(B) next to 0, with B - a^2 short: x/sqrt(x^2 + 1) rounds to 1 from 1e8 on (a hunt).
         ("atanh(x/sqrt(1 + x^2))", 0, [1e8, -1e8, 1e20, 0.5], mpmath.asinh),
         ("atanh(x/sqrt(1 + x^2))", 1, [1e8, -1e8], mpmath.asinh),

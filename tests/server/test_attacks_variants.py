@@ -589,6 +589,42 @@ async def test_a_json_list_of_many_scalars_costs_less_than_a_budget_to_refuse(
     assert any(limit in reply.text for limit in limits), reply.text
 
 
+async def test_fields_no_request_has_cost_less_than_a_budget_to_refuse(server: Server) -> None:
+    # 30 million unknown fields (60 MB of `78 00`) took 29 s of the server's CPU to be accepted, on
+    # asyncio's threads, shared by every caller (an attack hunt, 2026-12-05): past one of each field
+    # and `field_entries` more, they are refused, on a thread in the caller's share.
+    count = SETTINGS.max_request_bytes * 3 // 4 // 2
+    raw = pb.DifferentiateRequest(expression="x").SerializeToString() + b"\x78\x00" * count
+    async with bystander(server), grpc_channel_from(server.grpc_port, ATTACKER) as channel:
+        differentiate = channel.unary_unary(
+            "/chainrule.v1.DifferentiationService/Differentiate",
+            request_serializer=bytes,
+            response_deserializer=pb.DifferentiateResponse.FromString,
+        )
+        before = cpu_seconds(server.process.pid)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await differentiate(raw, timeout=60)
+        spent = cpu_seconds(server.process.pid) - before
+    assert spent < SETTINGS.symbolic_budget_seconds / 4, f"{spent:.1f} s of CPU to refuse it"
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert limit_of(caught.value) == "field_entries"
+
+
+async def test_a_long_key_is_refused_in_a_short_reply_without_holding_the_loop(server: Server) -> None:
+    # A 60-million-character unknown key came back three times in a 180 MB error reply, and was
+    # logged whole; as a key of `point`, json_format searched it for surrogates for 3 s holding the
+    # GIL (an attack hunt, 2026-12-05). Scaled down to the request limit.
+    key = "k" * (SETTINGS.max_request_bytes // 4)
+    async with bystander(server), http_client_from(server.http_port, ATTACKER, timeout=60) as http:
+        for body, status in (({key: 1}, 400), ({"expression": "x", "point": {key: 1, "x": 2}}, 200)):
+            before = cpu_seconds(server.process.pid)
+            reply = await http.post("/v1/evaluate", json=body)
+            spent = cpu_seconds(server.process.pid) - before
+            assert reply.status_code == status, reply.text[:300]
+            assert len(reply.content) < 1000 and spent < 2, (len(reply.content), spent)
+    assert reply.json()["value"] == 2.0
+
+
 def _descendants(pid: int) -> set[int]:
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").glob("*"):

@@ -73,6 +73,18 @@ class FieldViolation:
     description: str
 
 
+def bounded_text(text: str) -> str:
+    """`text`, cut to its start where it is longer than any message needs to be: a message quoting
+    what it is about (a key, a name) must not grow with the request (a 60-million-character key made
+    a 180 MB error reply, and a log line as long; an attack hunt, 2026-12-05)."""
+    if len(text) <= _LONGEST_TEXT:
+        return text
+    return f"{text[:_LONGEST_TEXT]}… (cut: {len(text):,} characters)"
+
+
+_LONGEST_TEXT = 4096
+
+
 class ChainruleError(Exception):
     """Base of every error a caller may see; carries everything a transport needs."""
 
@@ -89,13 +101,14 @@ class ChainruleError(Exception):
         metadata: Mapping[str, str] | None = None,
         retry_after_seconds: float | None = None,
     ) -> None:
+        message = bounded_text(message)
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
-        found = list(violations)
+        found = [FieldViolation(bounded_text(v.field), bounded_text(v.description)) for v in violations]
         if field is not None and not found:
-            found.append(FieldViolation(field, message))
+            found.append(FieldViolation(bounded_text(field), message))
         self.violations: tuple[FieldViolation, ...] = tuple(found)
         self.metadata: dict[str, str] = dict(metadata or {})
         self.retry_after_seconds = retry_after_seconds

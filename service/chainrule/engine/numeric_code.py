@@ -1328,6 +1328,117 @@ def _either_way(combined: sympy.Expr, scales: Iterable[sympy.Expr]) -> sympy.Exp
     return Kernel(Str("finite_or"), ahead, behind)
 
 
+# The largest ratio written both ways: cancel's cost grows fast with it (a logistic function's sixth
+# derivative is some 60 operations).
+_TWO_WAY_OPERATIONS = 240
+
+
+def _both_ways(node: sympy.Expr) -> sympy.Expr:
+    """`node` where it is finite, and elsewhere, in its largest subexpressions that are ratios of
+    powers of one exponential w = e^v (with polynomials in anything else), that ratio written in w
+    and, where that is not finite either, in 1/w: each is finite where the other overflows.
+    Exponentials of both signs over a sum of them are inf/inf past the doubles on either side, where
+    no rule wrote them otherwise: the logistic function 1/(1 + e^-x)'s second derivative was NaN at
+    -6000 (truth 0), x/(1 + e^-x)'s first NaN at 1e5 (truth 1)."""
+    if not isinstance(node, sympy.Expr) or not node.has(sympy.exp):
+        return node
+    scale = _one_exponential(node) if sympy.count_ops(node) <= _TWO_WAY_OPERATIONS else None
+    if scale is None:
+        if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow)):
+            args = [_both_ways(arg) for arg in node.args]
+        elif _kernel_name(node) == "finite_or":  # its second form is the same function, a fallback
+            args = [node.args[0], _both_ways(node.args[1]), node.args[2]]
+        else:
+            return node
+        # As it was where nothing changed, and unevaluated where something did: sympy would
+        # distribute a number over a sum again, and the rules' order of operations would be lost.
+        return node if args == list(node.args) else node.func(*args, evaluate=False)
+    w, t = sympy.Dummy(positive=True), sympy.Dummy(positive=True)
+    numerator, denominator = sympy.fraction(sympy.cancel(sympy.together(_in_powers(node, scale, w))))
+    if not (numerator.is_polynomial(w) and denominator.is_polynomial(w)):
+        return node
+    degree = max(sympy.degree(numerator, w), sympy.degree(denominator, w))
+
+    def behind(polynomial: sympy.Expr) -> sympy.Expr:
+        return sympy.expand(polynomial.subs(w, 1 / t) * t**degree)
+
+    ahead = (numerator / denominator).xreplace({w: sympy.exp(scale)})
+    return Kernel(
+        Str("finite_or"),
+        node,
+        Kernel(
+            Str("finite_or"),
+            ahead,
+            (behind(numerator) / behind(denominator)).xreplace({t: sympy.exp(-scale)}),
+        ),
+    )
+
+
+def _one_exponential(node: sympy.Expr) -> sympy.Expr | None:
+    """v where every exponential in `node` is e^(c + k v) (or `expm1` of it) for a constant c and
+    rational multiples k, positive and negative, of one v, none of them inside another function
+    (k v = x or -2x, v = x; k v = x/2 or x, v = x/2); None otherwise."""
+    varying: set[sympy.Expr] = set()
+    multiples: set[sympy.Rational] = set()
+    for exponent in _exponents(node):
+        if exponent is None:
+            return None
+        multiple, scale = exponent.as_independent(*exponent.free_symbols, as_Add=True)[1].as_coeff_Mul()
+        if not multiple.is_Rational:
+            return None
+        varying.add(scale)
+        multiples.add(multiple)
+    if len(varying) != 1:
+        return None
+    # Of one sign, past the doubles only where one of them divides (e^x + 1 alone is just inf).
+    divides = any(power.exp.is_negative and power.base.has(sympy.exp) for power in node.atoms(sympy.Pow))
+    if not (max(multiples) > 0 > min(multiples) or divides):
+        return None
+    return varying.pop() / math.lcm(*(multiple.q for multiple in multiples))
+
+
+def _exponents(node: sympy.Basic) -> Iterator[sympy.Expr | None]:
+    """The varying exponents of the exponentials in `node` (and those its `expm1` and
+    `exp_difference` kernels compute, those in what `add_constant` adds to, and those of the first
+    form of a `finite_or`); None for one inside another function, where a ratio cannot reach it."""
+    if not node.free_symbols:
+        return
+    if isinstance(node, sympy.exp) or _kernel_name(node) == "expm1":
+        argument = node.args[-1]
+        yield None if argument.has(sympy.exp) else argument
+    elif _kernel_name(node) == "exp_difference":
+        yield from node.args[1:3]
+    elif _kernel_name(node) in ("add_constant", "finite_or"):
+        yield from _exponents(node.args[1])
+    elif isinstance(node, (sympy.Add, sympy.Mul)) or (isinstance(node, sympy.Pow) and node.exp.is_Integer):
+        for arg in node.args:
+            yield from _exponents(arg)
+    elif node.has(sympy.exp):
+        yield None
+
+
+def _in_powers(node: sympy.Expr, scale: sympy.Expr, w: sympy.Dummy) -> sympy.Expr:
+    """`node` with each e^(c + k v) as e^c w^k and expm1(c + k v) as e^c w^k - 1, for v = `scale`,
+    `exp_difference`(a, b, a - b) as e^a - e^b, `add_constant`(rest, high, low) as rest + high + low,
+    and `finite_or` as its first form."""
+    if not node.free_symbols:
+        return node
+    if _kernel_name(node) == "exp_difference":
+        return _in_powers(sympy.exp(node.args[1]) - sympy.exp(node.args[2]), scale, w)
+    if isinstance(node, sympy.exp) or _kernel_name(node) == "expm1":
+        exponent = node.args[-1]
+        offset, varying = exponent.as_independent(*exponent.free_symbols, as_Add=True)
+        power = sympy.exp(offset) * w ** (varying / scale)
+        return power if isinstance(node, sympy.exp) else power - 1
+    if _kernel_name(node) == "add_constant":
+        return _in_powers(node.args[1], scale, w) + node.args[2] + node.args[3]
+    if _kernel_name(node) == "finite_or":
+        return _in_powers(node.args[1], scale, w)
+    if node.args and node.has(sympy.exp, Kernel):
+        return node.func(*(_in_powers(arg, scale, w) for arg in node.args))
+    return node
+
+
 def _merged(node: sympy.Expr, written: sympy.Expr) -> bool:
     """Whether `written`, the sum `node` written otherwise, has fewer terms: some merged or cancelled."""
     return len(sympy.Add.make_args(written)) < len(node.args)
@@ -1939,7 +2050,7 @@ def _square_root_of(node: sympy.Expr) -> sympy.Expr | None:
 def prepare(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.Symbol, float]]:
     """`parts` ready to print: written in stable forms (`stable`), constants folded (placeholders
     and their values), derivatives opaque."""
-    folded, constants = fold_constants([stable(part) for part in parts])
+    folded, constants = fold_constants([_both_ways(stable(part)) for part in parts])
     memo: dict[sympy.Basic, sympy.Basic] = {}
     return [_opaque(part, memo) for part in folded], constants
 

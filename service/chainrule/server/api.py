@@ -250,12 +250,15 @@ class ChainruleApi:
             found = await self.caches.parse_reply.get_or_compute(key, lambda: self._reading(text))
         return found
 
-    async def encoded(self, encode: Callable[[Message], bytes], message: Message) -> bytes:
-        """`encode(message)` on a numeric thread, in the caller's share of them: encoding a big reply
-        holds the GIL for as long as it takes (JSON of a cached 16 MB Differentiate reply, some 80
-        ms a call; sixteen connections of one address asking for it kept every other caller's
-        health check waiting over a second on plain threads; an independent attacker)."""
-        return await self._numeric.run(encode, message)
+    async def transcoded(self, work: Callable[..., _Result], /, *args: Any) -> _Result:
+        """`work(*args)`, a transport decoding a big request or encoding a big reply, on a numeric
+        thread in the caller's share of them: either holds the GIL for as long as it takes (JSON of
+        a cached 16 MB Differentiate reply, some 80 ms a call; sixteen connections of one address
+        asking for it kept every other caller's health check waiting over a second on plain
+        threads; an independent attacker), and on asyncio's own threads, shared by all, eight
+        10 MB requests of one address kept another caller's 0.4 MB Evaluate waiting 8.5 s (an
+        attack hunt, 2026-12-05)."""
+        return await self._numeric.run(work, *args)
 
     def check_reply_bytes(self, size: int) -> None:
         """Refuse an encoded reply of `size` bytes over `max_response_bytes`, counted: a transport

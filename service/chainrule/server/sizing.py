@@ -216,6 +216,9 @@ GRPC_CONNECTION_BYTES = 20 * 1024
 # name a service, a file or a symbol), and what an open stream holds: that and grpc's own state
 # (measured: 23.5 KiB a Watch).
 STREAM_MESSAGE_BYTES = 4096
+# Request messages one stream may send: a reflection client asks for a few dozen files and symbols;
+# one stream asking for descriptor.proto again and again got 14,000 replies in 20 s (an attack hunt).
+STREAM_MESSAGES = 1024
 STREAM_BYTES = 24 * 1024 + STREAM_MESSAGE_BYTES
 # Calls grpc has received but the event loop has not yet picked up. Past grpc's default backlog of
 # 1,000 it cancels calls at random (CANCELLED: uncounted, no retry delay); a burst that size is picked

@@ -370,11 +370,11 @@ async def test_a_big_batch_is_read_without_parsing_its_columns() -> None:
     views = pb.EvaluateRequest(
         expression="x*y", points={k: f64le(v) for k, v in data.items()}
     ).SerializeToString()
-    request, read = await _parsed(pb.EvaluateRequest, views, max_entries=64)
+    request, read = await _parsed(pb.EvaluateRequest, views, 64, asyncio.to_thread)
     assert request.expression == "x*y" and not request.points
     assert read.points is not None and set(read.points) == set(data) and read.request_bytes < 16
     listed = pb.EvaluateRequest(expression="x", points={"x": pb.Array(values=data["x"].tolist())})
-    request, read = await _parsed(pb.EvaluateRequest, listed.SerializeToString(), max_entries=64)
+    request, read = await _parsed(pb.EvaluateRequest, listed.SerializeToString(), 64, asyncio.to_thread)
     assert read.points is None and request == listed
 
 
@@ -523,6 +523,18 @@ async def test_a_call_waiting_to_read_is_held_at_the_stream_window_set(window: i
             assert client.sent - reading == window
     finally:
         await app.stop()
+
+
+async def test_a_big_request_is_parsed_in_the_callers_share_of_the_numeric_threads(
+    stub: pb_grpc.DifferentiationServiceAsyncStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parsing holds the GIL: on asyncio's own threads, shared by every caller, eight 10 MB messages
+    # of one address kept another caller's Evaluate waiting 8.5 s (an attack hunt, 2026-12-05).
+    threads = threads_calling(monkeypatch, grpc_server, "_counted_then_parsed")
+    listed = {"x": pb.Array(values=np.linspace(0, 1, 40_000).tolist())}  # listed: not split on the loop
+    reply = await stub.Evaluate(pb.EvaluateRequest(expression="x^2", points=listed), timeout=60)
+    assert len(reply.values.values) + len(reply.values.f64le) // 8 == 40_000
+    assert len(threads) == 1 and threads[0].startswith("numeric"), threads
 
 
 async def test_a_long_reply_is_serialised_in_the_callers_share_of_the_numeric_threads(

@@ -150,6 +150,45 @@ def test_a_string_far_past_the_expression_limit_is_set_without_json_formats_scan
     assert getattr(decoded, field) == value and len(converted[0]) < 100
 
 
+def test_a_long_key_of_a_map_is_set_without_json_formats_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """json_format searched a 60-million-character key of `point` for surrogates for 3 s, holding the
+    GIL (an attack hunt, 2026-12-05): parsed under a short stand-in, the entry is put back under its
+    own key, as gRPC keeps it (an entry the expression does not use is accepted)."""
+    converted: list[Any] = []
+    parse_dict = json_format.ParseDict
+
+    def converting(data: Any, *args: Any, **kwargs: Any) -> Any:
+        converted.append(json.dumps(data))
+        return parse_dict(data, *args, **kwargs)
+
+    monkeypatch.setattr(json_format, "ParseDict", converting)
+    key = "k" * (16 * 10_000 + 1)
+    body = {"expression": "x", "point": {key: 1.5, "x": 2.0}, "points": {key: {"values": [3.0]}}}
+    decoded = protojson.decode_message(json.dumps(body).encode(), pb.EvaluateRequest, BOUNDS)
+    assert dict(decoded.point) == {key: 1.5, "x": 2.0}
+    assert list(decoded.points) == [key] and list(decoded.points[key].values) == [3.0]
+    assert len(converted[0]) < 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{{"{key}": 1}}', "{shown}"),  # an unknown field
+        ('{{"expression": "x", "point": {{"{key}": "one"}}}}', "point.{shown}"),  # a bad value
+        ('{{"expression": "x", "point": {{"{key}": 1, "{key}": 2}}}}', "body"),  # a key given twice
+    ],
+)
+def test_a_long_key_is_named_by_its_start(body: str, field: str) -> None:
+    """A key of 60 million characters was repeated three times in a 180 MB error reply, and logged
+    whole (an attack hunt, 2026-12-05): an error names a long key by its start and its length."""
+    key = "k" * 1_000_000
+    with pytest.raises(InvalidArgument) as caught:
+        protojson.decode_message(body.format(key=key).encode(), pb.EvaluateRequest, BOUNDS)
+    shown = f"{'k' * 24}… (1,000,000 characters) #0"
+    assert caught.value.violations[0].field == field.format(shown=shown)
+    assert "1,000,000 characters" in caught.value.message and len(caught.value.message) < 300
+
+
 def test_a_long_string_with_a_lone_surrogate_is_refused_by_its_field() -> None:
     body = json.dumps({"expressions": ["x", "x" * 160_001 + "\ud800"]})  # the escape \\ud800 in JSON
     with pytest.raises(InvalidArgument) as caught:

@@ -186,6 +186,18 @@ async def test_a_big_reply_is_encoded_in_the_callers_share_of_the_numeric_thread
     assert len(threads) == 1 and threads[0].startswith("numeric"), threads
 
 
+async def test_a_big_body_is_decoded_in_the_callers_share_of_the_numeric_threads(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decoding holds the GIL too: on asyncio's own threads, shared by every caller, eight 10 MB
+    # bodies of one address kept another caller's 0.4 MB Evaluate waiting 8.5 s (an attack hunt).
+    threads = threads_calling(monkeypatch, rest, "decode_message")
+    body = {"expression": "x^2", "points": {"x": {"values": [k + 0.5 for k in range(60_000)]}}}  # 480 KB
+    response = await client.post("/v1/evaluate", json=body)
+    assert response.status_code == 200
+    assert len(threads) == 1 and threads[0].startswith("numeric"), threads
+
+
 async def test_evaluate_f64le_base64_round_trip(client: httpx.AsyncClient) -> None:
     raw = struct.pack("<3d", 1.0, 2.0, 3.0)
     for encode in (base64.b64encode, base64.urlsafe_b64encode):

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from chainrule.engine.errors import ChainruleError
 from chainrule.server.app import Application
+from chainrule.server.sizing import STREAM_MESSAGES
 from chainrule.server.transport.grpc_server import SERVICE_NAME
 from chainrule.server.transport.streams import OpenStreams
 from tests.conftest import log_lines, make_settings
@@ -156,6 +157,21 @@ async def test_a_streams_request_message_is_small(small_app: Application) -> Non
                 pass
         assert too_long.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert small_app.streams.open == 0
+
+
+async def test_a_stream_sends_a_bounded_number_of_requests(small_app: Application) -> None:
+    # One reflection stream asking for descriptor.proto again and again got 14,000 replies in 20 s,
+    # and four such streams took 19 s of the server's CPU (an attack hunt, 2026-12-05).
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{small_app.grpc_port}") as channel:
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        replies = 0
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in reflection.ServerReflectionInfo(iter([request] * (STREAM_MESSAGES + 1))):
+                replies += 1
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert replies == STREAM_MESSAGES and "limit 1,024" in (refused.value.details() or "")
+    await _wait_for(lambda: small_app.streams.open == 0)
 
 
 async def test_a_stream_whose_reply_is_never_taken_counts_until_its_connection_closes(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DifferentiationService"].full_nam
 HEALTH_SERVICES = ("", SERVICE_NAME)
 
 Request = TypeVar("Request", bound=Message)
+# Runs a function off the event loop: `ChainruleApi.transcoded`.
+OffLoop = Callable[..., Awaitable[Any]]
 Context = grpc.aio.ServicerContext[Any, Any]
 # Requests and replies bigger than this are parsed and serialised on a thread, off the event loop.
 OFFLOAD_BYTES = 256 * 1024
@@ -108,7 +109,9 @@ class DifferentiationServicer:
             # (grpc-stubs types the callback as a class of its own, which no function is.)
             context.add_done_callback(lambda _: admitted.release())  # type: ignore[arg-type]
             with deadlines.request_scope(context.time_remaining(), caller):
-                request, read = await _parsed(message_type, raw, self._api.settings.max_field_entries)
+                request, read = await _parsed(
+                    message_type, raw, self._api.settings.max_field_entries, self._api.transcoded
+                )
                 response = await handler(request, read)
                 reply = await _serialized(response, self._api)
                 self._api.check_reply_bytes(len(reply))
@@ -125,10 +128,13 @@ class DifferentiationServicer:
             await abort_unless_ended(context, grpc_status(internal))
 
 
-async def _parsed(message_type: type[Request], raw: bytes, max_entries: int) -> tuple[Request, Wire]:
+async def _parsed(
+    message_type: type[Request], raw: bytes, max_entries: int, off_loop: OffLoop
+) -> tuple[Request, Wire]:
     """The request, and what the API layer is told about it. A big batch request has its columns
     read from `raw` as views, on the event loop (walking a few dozen fields, no payload), and only
-    its other fields parsed; any other big request is parsed on a thread."""
+    its other fields parsed; any other big request is parsed `off_loop` (a thread in the caller's
+    share: `ChainruleApi.transcoded`)."""
     try:
         if len(raw) <= OFFLOAD_BYTES:
             return message_type.FromString(raw), Wire(PROTOBUF, len(raw))
@@ -137,7 +143,7 @@ async def _parsed(message_type: type[Request], raw: bytes, max_entries: int) -> 
             raw, descriptor, max_entries, max_fields=_FIELDS_ON_LOOP, max_rest=OFFLOAD_BYTES
         )
         if split is None:
-            request = await asyncio.to_thread(_counted_then_parsed, message_type, raw, max_entries)
+            request = await off_loop(_counted_then_parsed, message_type, raw, max_entries)
             return request, Wire(PROTOBUF, len(raw))
         wire.check_message_entries(split.rest, descriptor, max_entries)
         return message_type.FromString(split.rest), Wire(PROTOBUF, len(split.rest), split.points)
@@ -159,12 +165,12 @@ async def _serialized(response: Message | Reply[Any], api: ChainruleApi) -> byte
     # serialised where it was computed unless that was here.
     if isinstance(response, Reply):
         if not response.encoded() and response.carries_points():
-            return await asyncio.to_thread(response.SerializeToString)
+            return await api.transcoded(response.SerializeToString)
         return response.SerializeToString()
     if sizing.carries_points(response) or response.ByteSize() > OFFLOAD_BYTES:
         # Off the event loop, in the caller's share of the numeric threads (a long text reply, a
         # cached 16 MB Differentiate, costs some 2 ms a copy: many at once held other calls).
-        return await api.encoded(_bytes_of, response)
+        return await api.transcoded(_bytes_of, response)
     return response.SerializeToString()
 
 

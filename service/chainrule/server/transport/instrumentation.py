@@ -37,7 +37,7 @@ from chainrule.server.transport import access
 from chainrule.server.transport.auth import TokenChecker, grpc_refusal
 from chainrule.server.transport.receiving import ReceiveSlots
 from chainrule.server.transport.status import grpc_status, let_go_of_frames
-from chainrule.server.transport.streams import OpenStreams, check_message_size
+from chainrule.server.transport.streams import OpenStreams, check_message_count, check_message_size
 
 __all__ = ["REQUEST_ID_KEY", "Instrumentation", "Registration", "request_id_from"]
 
@@ -284,12 +284,18 @@ def _stream_ended(context: Context, error: BaseException) -> grpc.StatusCode:
 
 def _reading_in_slots(behavior: Any, receiving: ReceiveSlots, *, one: bool, small: bool) -> Any:
     """`behavior` given its request message (`one`) or messages, each read in a slot; `small`: each
-    at most `sizing.STREAM_MESSAGE_BYTES` (LIMIT_EXCEEDED)."""
+    at most `sizing.STREAM_MESSAGE_BYTES`, and at most `sizing.STREAM_MESSAGES` of them (LIMIT_EXCEEDED)."""
 
     checked = check_message_size if small else _as_is
 
     async def each(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+        count = 0
+
         async def read() -> Any:
+            nonlocal count
+            count += 1
+            if small:
+                check_message_count(count)
             return checked(await anext(requests))
 
         while True:

@@ -202,7 +202,7 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for key, value in pairs:
         if key in data:
-            raise ValueError(f'the key "{key}" appears twice in one object; give each key once')
+            raise ValueError(f'the key "{shown_key(key)}" appears twice in one object; give each key once')
         data[key] = value
     return data
 
@@ -307,8 +307,17 @@ class _Held:
 
     steps: tuple[str | int, ...]
     text: str
+    key: str | None = None  # a long key, `text` its stand-in in the map at `steps`
 
     def put_back(self, message: Message) -> None:
+        if self.key is not None:  # a map's entry under its own key, parsed under a short one
+            entries: Any = _at(message, self.steps)
+            if isinstance(entries[self.text], Message):
+                entries[self.key].CopyFrom(entries[self.text])
+            else:
+                entries[self.key] = entries[self.text]
+            del entries[self.text]
+            return
         target: Any = message
         for step in self.steps[:-1]:
             target = target[step] if isinstance(step, int) else getattr(target, _field_name(target, step))
@@ -321,6 +330,22 @@ class _Held:
         except UnicodeEncodeError:  # as json_format says it
             where = _path(self.steps)
             raise InvalidArgument(f"invalid value for '{where}': Unpaired surrogate", field=where) from None
+
+
+def _at(message: Message, steps: tuple[str | int, ...]) -> Any:
+    target: Any = message
+    for step in steps:
+        target = target[step] if isinstance(step, int) else getattr(target, _field_name(target, step))
+    return target
+
+
+def shown_key(key: str) -> str:
+    """A key as messages show it: its start, where it is long (a key of 60 million characters was
+    repeated three times in a 180 MB error reply and logged whole; an attack hunt, 2026-12-05)."""
+    return key if len(key) <= _SHOWN_KEY else f"{key[:_SHOWN_KEY]}… ({len(key):,} characters)"
+
+
+_SHOWN_KEY = 64
 
 
 def _path(steps: tuple[str | int, ...]) -> str:
@@ -341,7 +366,14 @@ def check_list_entries(
     `held`, an empty one in its place. wire.py counts a body's members and strings before it is
     decoded, but a list of scalars (`formats`, `variables`, `expressions`) has no members: `formats`
     repeated 4 million times (8 MB) took 13 s of checking and converting each entry to be refused.
+    A key past `bounds.text` is replaced by a short stand-in and, in a map, put back once parsed
+    (json_format searched a 60-million-character key of `point` for surrogates for 3 s holding the
+    GIL; an attack hunt, 2026-12-05); anywhere else it is an unknown field, named by its stand-in.
     The walk visits containers and their strings only, and only lists already within the bound."""
+    for index, key in enumerate([key for key in data if len(key) > bounds.text]):
+        stand_in = f"{key[:24]}… ({len(key):,} characters) #{index}"  # as short as `shown_key` keeps
+        data[stand_in] = data.pop(key)
+        held.append(_Held(steps, stand_in, key))
     for key, value in data.items():
         if isinstance(value, dict):
             check_list_entries(value, bounds, held=held, steps=(*steps, key))
@@ -397,9 +429,9 @@ def check_json_fields(
     found: list[FieldViolation] = []
     for key, value in data.items():
         field = known.get(key)
-        where = f"{path}.{key}" if path else key
+        where = f"{path}.{shown_key(key)}" if path else shown_key(key)
         if field is None:
-            found.append(FieldViolation(where, f"unknown field '{key}' in {descriptor.name}"))
+            found.append(FieldViolation(where, f"unknown field '{shown_key(key)}' in {descriptor.name}"))
         elif value is not None:  # null is the default value in proto3 JSON
             found.extend(_check_field(field, value, where))
     return found
@@ -411,7 +443,11 @@ def _check_field(field: FieldDescriptor, value: Any, path: str) -> list[FieldVio
         if not isinstance(value, dict):
             return [FieldViolation(path, "expected an object (a map)")]
         value_field = entry.fields_by_name["value"]
-        return [v for key, item in value.items() for v in _check_value(value_field, item, f"{path}.{key}")]
+        return [
+            v
+            for key, item in value.items()
+            for v in _check_value(value_field, item, f"{path}.{shown_key(key)}")
+        ]
     if field.is_repeated:
         if not isinstance(value, list):
             return [FieldViolation(path, "expected an array")]

@@ -238,7 +238,7 @@ def _declared_size(request: Request) -> int:
 async def _json_body(message: Message, api: ChainruleApi) -> bytes:
     # Point columns first: asking protobuf for the size of a message copies its bytes fields.
     if sizing.carries_points(message) or message.ByteSize() > OFFLOAD_BYTES:
-        body = await api.encoded(message_to_json, message)
+        body = await api.transcoded(message_to_json, message)
     else:
         body = message_to_json(message)
     api.check_reply_bytes(len(body))
@@ -461,7 +461,7 @@ def _post_endpoint(
         check_json_members(body, settings.max_field_entries)
         request.state.charge(json_decoding_bytes(body, api.calls.share))
         if len(body) > OFFLOAD_BYTES:
-            message = await asyncio.to_thread(decode_message, body, message_type, bounds)
+            message = await api.transcoded(decode_message, body, message_type, bounds)
         else:
             message = decode_message(body, message_type, bounds)
         deadlines.message_read()

@@ -20,7 +20,7 @@ from typing import Any
 
 from chainrule.engine.errors import LimitExceeded
 from chainrule.server.compute.executors import CALLER_SHARE, OVERLOADED, overloaded
-from chainrule.server.sizing import STREAM_MESSAGE_BYTES
+from chainrule.server.sizing import STREAM_MESSAGE_BYTES, STREAM_MESSAGES
 
 
 class OpenStreams:
@@ -68,6 +68,20 @@ class OpenStreams:
             self._by_caller[who] = left
         else:
             del self._by_caller[who]
+
+
+def check_message_count(count: int) -> None:
+    """LIMIT_EXCEEDED where a stream's `count`-th request message is past what one stream may send."""
+    if count > STREAM_MESSAGES:
+        raise LimitExceeded(
+            "stream_messages",
+            count,
+            STREAM_MESSAGES,
+            field="request",
+            what="request messages on one streaming call",
+            unit="messages",
+            hint="a reflection client asks for a few dozen files and symbols: open another stream",
+        )
 
 
 def check_message_size(message: Any) -> Any:
