@@ -584,6 +584,14 @@ def test_the_hessian_of_binary_cross_entropy_where_the_logit_saturates() -> None
         # doubles, expm1(x) e^-2x was inf times 0 (NaN at 1e5, truth 2; the regression hunt).
         ("x^2*exp(x)/(1 + exp(x))", 2, [1e5, 6000.0, 3.0], lambda t: t * t / (1 + mpmath.exp(-t))),
         ("x^2*log(1 + exp(x))", 3, [6000.0, 12000.0], lambda t: t * t * mpmath.log1p(mpmath.exp(t))),
+        # The log of a product holding erfc: Phi's log, scipy's log_ndtr (the Gaussian log-CDF was
+        # -inf at -40, 0.0 at 20 where log 2 + log(erfc/2) cancel; a hunt, 2026-12-05) ...
+        ("log((1 + erf(x/sqrt(2)))/2)", 0, [-40.0, 20.0, -3.0, 0.5], lambda t: mpmath.log(mpmath.ncdf(t))),
+        ("log(erfc(x)/2)", 0, [30.0, -3.0], lambda t: mpmath.log(mpmath.erfc(t) / 2)),
+        ("log(x*erfc(x))", 0, [30.0, 0.5], lambda t: mpmath.log(t * mpmath.erfc(t))),
+        # ... and a sum over erfc(u) taken into its terms, each then over erfcx (901 at 30, truth -0.999)
+        ("log(erfc(x/sqrt(2)))", 2, [30.0, 40.0, 0.5], lambda t: mpmath.log(mpmath.erfc(t / mpmath.sqrt(2)))),
+        ("log(x*erfc(x))", 1, [30.0, 0.5], lambda t: mpmath.log(t * mpmath.erfc(t))),
         # Ratios of e^x and e^-x that no rule wrote, inf/inf past the doubles on one side or both:
         # where not finite, written in e^x and then in e^-x (a scan, 2026-12-05).
         ("1/(1 + exp(-x))", 2, [-6000.0, -1e5, 6000.0, 1.5], _logistic),
@@ -597,6 +605,10 @@ def test_the_hessian_of_binary_cross_entropy_where_the_logit_saturates() -> None
         # ... with a constant and a rational scale in the exponents
         ("1/(1 + exp(1 - 2*x))", 3, [6000.0, 1e5, -6000.0, 0.75], lambda t: _logistic(2 * t - 1)),
         ("1/(1 + exp(-x/2))", 4, [6000.0, 1e5, -3.0], lambda t: _logistic(t / 2)),
+        ("log(exp(x) - 1)", 1, [12000.0, 3.0], lambda t: mpmath.log(mpmath.expm1(t))),  # e^x/expm1(x): NaN
+        # gamma's value in the long double run is a long double (its square was inf in doubles; a hunt)
+        ("(x*gamma(x))^2", 0, [1e-160, 0.5], lambda t: (t * mpmath.gamma(t)) ** 2),
+        ("x^2*gamma(x)^2", 0, [1e-200, 3.0], lambda t: (t * mpmath.gamma(t)) ** 2),
         # 1 -+ a/sqrt(B) next to 0, with B - a^2 short: x/sqrt(x^2 + 1) rounds to 1 from 1e8 on (a hunt).
         ("atanh(x/sqrt(1 + x^2))", 0, [1e8, -1e8, 1e20, 0.5], mpmath.asinh),
         ("atanh(x/sqrt(1 + x^2))", 1, [1e8, -1e8], mpmath.asinh),

@@ -284,6 +284,25 @@ def add_constant(rest: Any, high: Any, low: Any) -> Any:
     return np.add(np.add(rest, high), low)
 
 
+def past_exponentials(v: Any, value: Any, below: Any, above: Any) -> Any:
+    """`value`, a function of e^v; where e^|v| is past the doubles or `value` is not finite, the same
+    function in powers of e^v (`below`, for v <= 0) or of e^-v (`above`), each at most 1, where that
+    is finite. There `value` overflows or cancels (in long double too: a sum of terms of x^3 at
+    -2000, 6.00000001 where the form in e^x is 6), and the form is its leading terms; a right inf
+    stays, as does a NaN that the long double run mends."""
+    other = np.where(np.less_equal(v, 0), below, above)
+    taken = (~np.isfinite(value) | np.greater(np.abs(v), _LOG_LARGEST)) & np.isfinite(other)
+    return np.where(taken, other, value)
+
+
+_LOG_LARGEST = math.log(np.finfo(np.float64).max)  # 709.78: e^v is past the doubles beyond it
+
+
+def apart(value: Any) -> Any:
+    """`value` itself, a name the code generator's shared subexpressions do not look through."""
+    return value
+
+
 def finite_or(value: Any, otherwise: Any) -> Any:
     """`value` where it is finite, `otherwise` (the same function computed another way, in a form
     that may itself overflow where `value` does not) elsewhere."""
@@ -1228,6 +1247,8 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_difference_exp": _Kernel(log_difference_exp, weight=10, overhead=5_000, generic=True),
         "log_power": _Kernel(log_power, weight=12, overhead=6_000, generic=True),
         "finite_or": _Kernel(finite_or, weight=3, overhead=2_000, generic=True),
+        "past_exponentials": _Kernel(past_exponentials, weight=6, overhead=3_000, generic=True),
+        "apart": _Kernel(apart, weight=0, overhead=200, generic=True),
         "add_constant": _Kernel(add_constant, weight=2, overhead=1_500, generic=True),
         # abs, two comparisons and a choice over every point; the polynomial only where it is used
         removable.KERNEL: _Kernel(taylor_near, weight=5, overhead=6_000, generic=True),
@@ -1242,6 +1263,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "acsc_near_one": _Kernel(acsc_near_one, weight=10, overhead=25_000, generic=True),
         "acosh_near_one": _Kernel(acosh_near_one, weight=10, overhead=25_000, generic=True),
         "log_erfc": _Kernel(log_erfc, weight=30),
+        "log_ndtr": _Kernel(scipy.special.log_ndtr, weight=30),
         "erfcx": _Kernel(scipy.special.erfcx, weight=10),
         "expm1": _Kernel(np.expm1, weight=3),
         "digamma": _Kernel(digamma, weight=30, overhead=25_000, contained=True),

@@ -491,9 +491,9 @@ def _written_stably(node: sympy.Expr) -> sympy.Expr:
     if isinstance(node, _INVERSES_AT_ONE):
         return _inverse_at_one(node)
     (argument,) = node.args  # a log
-    u = _erfc_of(argument)
-    if u is not None:  # erfc is past the doubles from 27 on; its log is not
-        return Kernel(Str("log_erfc"), u)
+    logged = _log_of_erfc(argument)
+    if logged is not None:
+        return logged
     if isinstance(argument, sympy.gamma):
         return Kernel(Str("log_gamma"), argument.args[0])
     if isinstance(argument, sympy.Abs) and isinstance(argument.args[0], sympy.gamma):
@@ -652,11 +652,12 @@ def _erfc_of(node: sympy.Expr) -> sympy.Expr | None:
 
 
 def _log_one_plus_of_erfc(node: sympy.Basic) -> bool:
-    """log(1 + u) where a rule wrote 1 + u as erfc (log(1 - erf(x)) was -inf at 28, tester round 12)."""
+    """log(1 + u) where a rule wrote 1 + u as erfc (log(1 - erf(x)) was -inf at 28, tester round 12),
+    or as a product holding erfc (the Gaussian log-CDF, log((1 + erf(x/sqrt(2)))/2))."""
     return (
         isinstance(node, Kernel)
         and node.args[0].name == "log_one_plus"
-        and _erfc_of(node.args[2]) is not None
+        and any(_erfc_of(factor.as_base_exp()[0]) is not None for factor in sympy.Mul.make_args(node.args[2]))
     )
 
 
@@ -687,7 +688,34 @@ def _log_one_plus_in_log_domain(node: Kernel) -> sympy.Expr:
 
 
 def _log_erfc(node: Kernel) -> sympy.Expr:
-    return Kernel(Str("log_erfc"), _erfc_of(node.args[2]))
+    logged = _log_of_erfc(node.args[2])
+    return node if logged is None else logged
+
+
+def _log_of_erfc(argument: sympy.Expr) -> sympy.Expr | None:
+    """log(argument) for a product holding erfc(u)^k: erfc is past the doubles from 27 on, its log
+    is not. log(erfc(u)) is `log_erfc`; with other factors R, k log Phi(-u sqrt 2) + log(2^k R),
+    Phi's log scipy's log_ndtr: log(erfc(x)/2) at 30 was -inf (-904.7), the Gaussian log-CDF
+    log((1 + erf(x/sqrt(2)))/2) at -40 -inf (-804.6), and at 20 0.0 (-2.8e-89), where log 2 +
+    log(erfc/2) cancel (a hunt, 2026-12-05). None where it holds no erfc."""
+    factors = sympy.Mul.make_args(argument)
+    powers = [factor.as_base_exp() for factor in factors]
+    found = [(u, k) for u, k in ((_erfc_of(base), k) for base, k in powers) if u is not None and k.is_number]
+    if not found:
+        return None
+    if len(factors) == 1 and found[0][1] == 1:
+        return Kernel(Str("log_erfc"), found[0][0])
+    rest = sympy.Mul(
+        *(
+            factor
+            for factor, (base, k) in zip(factors, powers, strict=True)
+            if _erfc_of(base) is None or not k.is_number
+        )
+    )
+    total = sum(k for _, k in found)
+    logs = sympy.Add(*(k * Kernel(Str("log_ndtr"), -sympy.sqrt(2) * u) for u, k in found))
+    other = sympy.log(2**total * rest)
+    return logs + (stable(other) if other.free_symbols else other)
 
 
 def _scaled_erfc(node: sympy.Expr) -> sympy.Expr:
@@ -715,7 +743,28 @@ def _with_erfcx(node: sympy.Expr) -> sympy.Expr:
             if sympy.count_ops(rest) < sympy.count_ops(exponential.args[0]):
                 scaled = Kernel(Str("erfcx"), u) ** k * sympy.exp(rest)
                 return _with_erfcx(node / (factor * exponential) * scaled)
-    return node
+    return _over_erfc_term_by_term(node, factors)
+
+
+def _over_erfc_term_by_term(node: sympy.Expr, factors: Sequence[sympy.Expr]) -> sympy.Expr:
+    """A sum over erfc(u)^k with exponentials in its terms, the division taken into each term where
+    then none divides by erfc: log(erfc(x/sqrt(2)))'' holds (c e^-x^2/erfc(u) + c' x e^(-x^2/2))/erfc(u)
+    for u = x/sqrt(2), 0/0 from x = 38 on and 901 at 30 (truth -0.999), and log(x erfc(x))' (c x
+    e^-x^2 + erfc(x))/(x erfc(x)), NaN at 30 (a hunt, 2026-12-05): term by term, c/erfcx(u)^2 +
+    c' x/erfcx(u), and c/erfcx(x) + 1/x."""
+    sums = [factor for factor in factors if factor.is_Add and factor.has(sympy.exp)]
+    if len(sums) != 1 or not any(_divides_by_erfc(factor) for factor in factors):
+        return node
+    others = [factor for factor in factors if factor is not sums[0]]
+    terms = [_with_erfcx(sympy.Mul(term, *others)) for term in sums[0].args]
+    if any(_divides_by_erfc(factor) for term in terms for factor in sympy.Mul.make_args(term)):
+        return node
+    return sympy.Add(*terms)
+
+
+def _divides_by_erfc(factor: sympy.Expr) -> bool:
+    base, k = factor.as_base_exp()
+    return bool(k.is_negative) and _erfc_of(base) is not None
 
 
 _HALF_PI = sympy.pi / 2
@@ -1328,18 +1377,25 @@ def _either_way(combined: sympy.Expr, scales: Iterable[sympy.Expr]) -> sympy.Exp
     return Kernel(Str("finite_or"), ahead, behind)
 
 
+# The largest constant c of an exponential e^(c + kv) taken out as a factor e^c.
+_LARGEST_OFFSET_EXPONENT = 40
 # The largest ratio written both ways: cancel's cost grows fast with it (a logistic function's sixth
 # derivative is some 60 operations).
 _TWO_WAY_OPERATIONS = 240
 
 
 def _both_ways(node: sympy.Expr) -> sympy.Expr:
-    """`node` where it is finite, and elsewhere, in its largest subexpressions that are ratios of
-    powers of one exponential w = e^v (with polynomials in anything else), that ratio written in w
-    and, where that is not finite either, in 1/w: each is finite where the other overflows.
+    """`node`, and where it is not finite or e^|v| is past the doubles, in its largest subexpressions
+    that are ratios of powers of one exponential w = e^v (with polynomials in anything else), that
+    ratio written in w where v <= 0 and in 1/w where v > 0, where that is finite
+    (`kernels.past_exponentials`: a right inf stays, as does a NaN the long double run mends).
     Exponentials of both signs over a sum of them are inf/inf past the doubles on either side, where
     no rule wrote them otherwise: the logistic function 1/(1 + e^-x)'s second derivative was NaN at
-    -6000 (truth 0), x/(1 + e^-x)'s first NaN at 1e5 (truth 1)."""
+    -6000 (truth 0), x/(1 + e^-x)'s first NaN at 1e5 (truth 1); and past e^709 the sums as written
+    cancel in long double too (x^3 e^-x/(1 + e^-x)''' at -2000: 6.00000001). Each form's
+    exponentials are at most 1 (e^min(v, 0), e^min(-v, 0)): past the doubles in the side not taken,
+    they made the long double run that mends the others overflow too (x^100 e^x/(1 + e^x)^2' at 5650
+    went from 0.0 to NaN; the regression hunt)."""
     if not isinstance(node, sympy.Expr) or not node.has(sympy.exp):
         return node
     scale = _one_exponential(node) if sympy.count_ops(node) <= _TWO_WAY_OPERATIONS else None
@@ -1362,36 +1418,40 @@ def _both_ways(node: sympy.Expr) -> sympy.Expr:
     def behind(polynomial: sympy.Expr) -> sympy.Expr:
         return sympy.expand(polynomial.subs(w, 1 / t) * t**degree)
 
-    ahead = (numerator / denominator).xreplace({w: sympy.exp(scale)})
-    return Kernel(
-        Str("finite_or"),
-        node,
-        Kernel(
-            Str("finite_or"),
-            ahead,
-            (behind(numerator) / behind(denominator)).xreplace({t: sympy.exp(-scale)}),
-        ),
-    )
+    # The forms in variables of their own (`kernels.apart`): sharing subexpressions with `node`, the
+    # code generator grouped its sums otherwise, and high derivatives that cancel moved (the fourth
+    # of x^3 e^-x/(1 + e^-x) at -40: -7e-10, was 0.0, truth 2e-13; the regression hunt).
+    apart = {symbol: Kernel(Str("apart"), symbol) for symbol in node.free_symbols}
+    v = scale.xreplace(apart)
+    below = (numerator / denominator).xreplace({w: sympy.exp(sympy.Min(v, 0)), **apart})
+    above = (behind(numerator) / behind(denominator)).xreplace({t: sympy.exp(sympy.Min(-v, 0)), **apart})
+    return Kernel(Str("past_exponentials"), v, node, below, above)
 
 
 def _one_exponential(node: sympy.Expr) -> sympy.Expr | None:
     """v where every exponential in `node` is e^(c + k v) (or `expm1` of it) for a constant c and
-    rational multiples k, positive and negative, of one v, none of them inside another function
-    (k v = x or -2x, v = x; k v = x/2 or x, v = x/2); None otherwise."""
+    rational multiples k of one v, positive and negative or one of them dividing, none of them
+    inside another function (k v = x or -2x, v = x; k v = x/2 or x, v = x/2); None otherwise."""
     varying: set[sympy.Expr] = set()
     multiples: set[sympy.Rational] = set()
     for exponent in _exponents(node):
         if exponent is None:
             return None
-        multiple, scale = exponent.as_independent(*exponent.free_symbols, as_Add=True)[1].as_coeff_Mul()
-        if not multiple.is_Rational:
+        offset, part = exponent.as_independent(*exponent.free_symbols, as_Add=True)
+        multiple, scale = part.as_coeff_Mul()
+        # A large offset, e^c past the doubles or next to them, would be a factor of the forms' terms,
+        # which cancel to 1e-19 where the truth is 1e-35 (e^(800 + x)/(1 + e^(800 + x))'' at -720).
+        if not multiple.is_Rational or abs(offset) > _LARGEST_OFFSET_EXPONENT:
             return None
         varying.add(scale)
         multiples.add(multiple)
     if len(varying) != 1:
         return None
     # Of one sign, past the doubles only where one of them divides (e^x + 1 alone is just inf).
-    divides = any(power.exp.is_negative and power.base.has(sympy.exp) for power in node.atoms(sympy.Pow))
+    divides = any(
+        power.exp.is_negative and next(_exponents(power.base), None) is not None
+        for power in node.atoms(sympy.Pow)
+    )
     if not (max(multiples) > 0 > min(multiples) or divides):
         return None
     return varying.pop() / math.lcm(*(multiple.q for multiple in multiples))

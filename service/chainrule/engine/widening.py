@@ -89,9 +89,11 @@ def _gamma(x: Any) -> Any:
     # Past the doubles away from 0, and below -171.7 towards 0 (gamma(-172.5) is -1.1e-312;
     # 1e300*gamma(x) there was -0.0).
     past, below = np.isinf(result) & (xs != 0), (result == 0) & (xs < 0)
+    # In long double even where the double holds it, as every other kernel's value in this run:
+    # (x gamma(x))^2 at 1e-160, x^2 gamma(x)^2, squared gamma's 1e160 in doubles (inf; a hunt).
+    result = result.astype(np.longdouble)
     if not (past.any() or below.any()):
         return overflow.reported(result)
-    result = result.astype(np.longdouble)
     wide = xs[past].astype(np.longdouble)
     # Next to 0 gamma is 1/x - euler + O(x): 1/x, where 1/x is past the doubles (|x| < 5.6e-309).
     result[past] = np.where(np.abs(wide) < 1, 1 / wide, _long_double_gamma(xs[past]))

@@ -124,23 +124,29 @@ def test_a_column_over_the_points_limit_is_refused_before_its_values_are_convert
     assert f"{count:,}" in caught.value.message and caught.value.violations[0].field.startswith("points")
 
 
+@pytest.fixture
+def converted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What json_format.ParseDict is given from now on, as JSON text (it still parses)."""
+    given: list[str] = []
+    parse_dict = json_format.ParseDict
+
+    def converting(data: Any, *args: Any, **kwargs: Any) -> Any:
+        given.append(json.dumps(data))
+        return parse_dict(data, *args, **kwargs)
+
+    monkeypatch.setattr(json_format, "ParseDict", converting)
+    return given
+
+
 @pytest.mark.parametrize("field", ["expression", "dependent", "around", "variables"])
 def test_a_string_far_past_the_expression_limit_is_set_without_json_formats_scan(
-    field: str, monkeypatch: pytest.MonkeyPatch
+    field: str, converted: list[str]
 ) -> None:
     """json_format searched a 60-million-character expression for unpaired surrogates for 1.6 s,
     holding the GIL from every other call, before the parser refused it (an independent tester);
     refused here instead, REST said LIMIT_EXCEEDED where gRPC said 'not a valid variable name', and
     failed a Parse gRPC answers (another). The API refuses it, as it would over gRPC."""
-    converted: list[Any] = []
-    parse_dict = json_format.ParseDict
-
-    def converting(data: Any, *args: Any, **kwargs: Any) -> Any:
-        converted.append(json.dumps(data))
-        return parse_dict(data, *args, **kwargs)
-
-    monkeypatch.setattr(json_format, "ParseDict", converting)
-    length = 16 * 10_000 + 1
+    length = 10_000 + 1  # past the expression limit, the longest any string may be
     message = {"around": pb.SeriesRequest, "variables": pb.JacobianRequest}.get(
         field, pb.DifferentiateRequest
     )
@@ -150,19 +156,11 @@ def test_a_string_far_past_the_expression_limit_is_set_without_json_formats_scan
     assert getattr(decoded, field) == value and len(converted[0]) < 100
 
 
-def test_a_long_key_of_a_map_is_set_without_json_formats_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_long_key_of_a_map_is_set_without_json_formats_scan(converted: list[str]) -> None:
     """json_format searched a 60-million-character key of `point` for surrogates for 3 s, holding the
     GIL (an attack hunt, 2026-12-05): parsed under a short stand-in, the entry is put back under its
     own key, as gRPC keeps it (an entry the expression does not use is accepted)."""
-    converted: list[Any] = []
-    parse_dict = json_format.ParseDict
-
-    def converting(data: Any, *args: Any, **kwargs: Any) -> Any:
-        converted.append(json.dumps(data))
-        return parse_dict(data, *args, **kwargs)
-
-    monkeypatch.setattr(json_format, "ParseDict", converting)
-    key = "k" * (16 * 10_000 + 1)
+    key = "k" * (10_000 + 1)
     body = {"expression": "x", "point": {key: 1.5, "x": 2.0}, "points": {key: {"values": [3.0]}}}
     decoded = protojson.decode_message(json.dumps(body).encode(), pb.EvaluateRequest, BOUNDS)
     assert dict(decoded.point) == {key: 1.5, "x": 2.0}

@@ -307,7 +307,7 @@ BAD_BODIES = [
     (b"{bad", "MALFORMED_JSON", ["body"], "malformed JSON"),
     (b"[1, 2]", "MALFORMED_JSON", ["body"], "not an object"),
     (b'{"expression": NaN}', "MALFORMED_JSON", ["body"], "NaN is not JSON"),
-    (b"[" * 100_000, "MALFORMED_JSON", ["body"], "nesting deeper than the parser goes"),
+    (b"[" * 100_000, "LIMIT_EXCEEDED", ["body"], "more arrays than a request has, counted before parsing"),
     (b'{"expression": "\xff"}', "MALFORMED_JSON", ["body"], "not UTF-8"),
     (b'{"expression": "x", "colour": 1, "wrt": [{"variable": "x", "sign": 1}]}', "INVALID_ARGUMENT",
      ["colour", "wrt[0].sign"], "every unknown field, by path"),

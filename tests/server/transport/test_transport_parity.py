@@ -117,7 +117,7 @@ CASES: list[tuple[str, Message]] = [
     ("parse-rpc-open-paren", pb.ParseRequest(expression="sin(x")),
     ("parse-rpc-unknown-function", pb.ParseRequest(expression="2 foo(x)")),
     ("parse-rpc-too-long", pb.ParseRequest(expression="x" * 10_001)),
-    # Past 16 times the limit REST refused these itself: a 400 for Parse, LIMIT_EXCEEDED for a name.
+    # Far past the limit REST refused these itself once: a 400 for Parse, LIMIT_EXCEEDED for a name.
     ("parse-rpc-far-too-long", pb.ParseRequest(expression="x" * 200_000)),
     ("diff-far-too-long", D(expression="x+" * 100_000 + "x")),
     ("dependent-far-too-long", D(expression="x^2 + y^2 = 1", dependent="y" * 200_000)),

@@ -37,7 +37,12 @@ from chainrule.server.transport import access
 from chainrule.server.transport.auth import TokenChecker, grpc_refusal
 from chainrule.server.transport.receiving import ReceiveSlots
 from chainrule.server.transport.status import grpc_status, let_go_of_frames
-from chainrule.server.transport.streams import OpenStreams, check_message_count, check_message_size
+from chainrule.server.transport.streams import (
+    OpenStreams,
+    bounded_reader,
+    check_message_count,
+    check_message_size,
+)
 
 __all__ = ["REQUEST_ID_KEY", "Instrumentation", "Registration", "request_id_from"]
 
@@ -115,6 +120,13 @@ class Instrumentation:
     ) -> grpc.RpcMethodHandler[Any, Any]:
         """`handler` with this instrumentation built in."""
         refusal = grpc_refusal(self._tokens, method)
+        # Requests grpc decodes (health, reflection: chainrule's methods take bytes) are small, and
+        # one that is not is refused by its length, undecoded.
+        deserialize = handler.request_deserializer
+        typed = deserialize is not None and self._receiving is not None
+        if deserialize is not None and typed:
+            reader = bounded_reader(deserialize)
+            handler = handler._replace(request_deserializer=reader)  # type: ignore[attr-defined]
         if handler.unary_unary is None:
             return _streaming(handler, method, refusal, self._receiving, self._streams)
         instrumented = _instrumented(
@@ -124,6 +136,7 @@ class Instrumentation:
             refusal,
             self._log_successes,
             receiving=self._receiving,
+            checked=check_message_size if typed else _as_is,
         )
         if self._tracing is not None:
             instrumented = _traced(instrumented, self._tracing, method)
@@ -378,9 +391,10 @@ def _instrumented(
     log_successes: bool,
     *,
     receiving: ReceiveSlots | None,
+    checked: Callable[[Any], Any],
 ) -> UnaryBehavior:
     """`behavior` counted, logged and token-checked; with `receiving`, a client-streaming behaviour
-    that reads its one request message in a slot first."""
+    that reads its one request message in a slot first, and `checked` there."""
     perf_counter = time.perf_counter
     # Resolved on the first call, not when the handler is built: a method never called exports
     # no samples (its labelled children would otherwise appear at 0 from start-up).
@@ -408,7 +422,7 @@ def _instrumented(
                 note_error(error)
                 await scoped.abort_with_status(grpc_status(error))
             if receiving is not None:
-                request = await _one_message(receiving, context, scoped)
+                request = await _one_message(receiving, context, scoped, checked)
                 scoped.received(request)
             response = await behavior(request, cast(Context, scoped))
         except asyncio.CancelledError as error:

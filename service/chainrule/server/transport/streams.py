@@ -16,7 +16,7 @@ or aborted, grpc keeps it until its connection closes): such a stream counts unt
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from chainrule.engine.errors import LimitExceeded
 from chainrule.server.compute.executors import CALLER_SHARE, OVERLOADED, overloaded
@@ -84,9 +84,26 @@ def check_message_count(count: int) -> None:
         )
 
 
+class Oversized(NamedTuple):
+    """A request message past `STREAM_MESSAGE_BYTES`, in place of its decoding."""
+
+    size: int
+
+
+def bounded_reader(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """`deserialize` for requests of at most `STREAM_MESSAGE_BYTES`, an `Oversized` for longer ones:
+    grpc decodes a request on the event loop, and health Check and Watch calls naming a 60 MB service
+    from four addresses stalled every other caller's calls 1.4 to 1.8 s (an attack hunt, 2026-12-05)."""
+
+    def read(raw: bytes) -> Any:
+        return Oversized(len(raw)) if len(raw) > STREAM_MESSAGE_BYTES else deserialize(raw)
+
+    return read
+
+
 def check_message_size(message: Any) -> Any:
-    """`message`, or LIMIT_EXCEEDED where it is larger than a stream's request may be."""
-    size = message.ByteSize()
+    """`message`, or LIMIT_EXCEEDED where it is larger than a health or reflection request may be."""
+    size = message.size if isinstance(message, Oversized) else message.ByteSize()
     if size > STREAM_MESSAGE_BYTES:
         raise LimitExceeded(
             "stream_message_bytes",

@@ -177,10 +177,12 @@ def _field(data: memoryview, position: int, tag: int) -> tuple[memoryview | None
 
 
 def check_json_members(body: bytes, max_entries: int) -> None:
-    """Refuse a JSON body with more members, or more strings, than a request of `max_entries`-entry
-    lists can have. Strings are counted by their quotes: a list of 7 million short strings (in
-    `expressions` or `variables`) has no members, and json.loads took seconds, holding the GIL
-    from every other call, before its length was checked (an independent tester)."""
+    """Refuse a JSON body with more members, strings, or arrays and objects than a request of
+    `max_entries`-entry lists can have. Strings are counted by their quotes: a list of 7 million
+    short strings (in `expressions` or `variables`) has no members, and json.loads took seconds,
+    holding the GIL from every other call, before its length was checked (an independent tester);
+    arrays and objects by their opening brackets: 50 MB of empty nested lists in `wrt` took 12 s and
+    2.3 GB to be refused as nested too deeply, the server frozen meanwhile (an attack hunt)."""
     most = _JSON_FIXED_MEMBERS + _JSON_MEMBERS_PER_ENTRY * 2 * max_entries
     members = body.count(b":")
     hint = f"a request whose lists and maps have at most {max_entries} entries has fewer"
@@ -188,6 +190,13 @@ def check_json_members(body: bytes, max_entries: int) -> None:
         raise LimitExceeded(
             "field_entries", members, most, field="body", what="too many members in the JSON body",
             unit="members", hint=hint,
+        )  # fmt: skip
+    # Each member's value may be an array or object, and so may each entry of a list (`wrt`'s).
+    containers, most_containers = body.count(b"[") + body.count(b"{"), most + _JSON_STRING_LISTS * max_entries
+    if containers > most_containers:
+        raise LimitExceeded(
+            "field_entries", containers, most_containers, field="body",
+            what="too many arrays and objects in the JSON body", unit="arrays and objects", hint=hint,
         )  # fmt: skip
     # Each member's name and value may be a string, and so may each entry of a list of strings.
     strings, most_strings = body.count(b'"') // 2, 2 * most + _JSON_STRING_LISTS * max_entries
