@@ -698,20 +698,20 @@ def _log_of_erfc(argument: sympy.Expr) -> sympy.Expr | None:
     Phi's log scipy's log_ndtr: log(erfc(x)/2) at 30 was -inf (-904.7), the Gaussian log-CDF
     log((1 + erf(x/sqrt(2)))/2) at -40 -inf (-804.6), and at 20 0.0 (-2.8e-89), where log 2 +
     log(erfc/2) cancel (a hunt, 2026-12-05). None where it holds no erfc."""
-    factors = sympy.Mul.make_args(argument)
-    powers = [factor.as_base_exp() for factor in factors]
-    found = [(u, k) for u, k in ((_erfc_of(base), k) for base, k in powers) if u is not None and k.is_number]
+    found: list[tuple[sympy.Expr, sympy.Expr]] = []
+    others: list[sympy.Expr] = []
+    for factor in sympy.Mul.make_args(argument):
+        base, k = factor.as_base_exp()
+        u = _erfc_of(base)
+        if u is not None and k.is_number:
+            found.append((u, k))
+        else:
+            others.append(factor)
     if not found:
         return None
-    if len(factors) == 1 and found[0][1] == 1:
+    if not others and found == [(found[0][0], 1)]:
         return Kernel(Str("log_erfc"), found[0][0])
-    rest = sympy.Mul(
-        *(
-            factor
-            for factor, (base, k) in zip(factors, powers, strict=True)
-            if _erfc_of(base) is None or not k.is_number
-        )
-    )
+    rest = sympy.Mul(*others)
     total = sum(k for _, k in found)
     logs = sympy.Add(*(k * Kernel(Str("log_ndtr"), -sympy.sqrt(2) * u) for u, k in found))
     other = sympy.log(2**total * rest)
@@ -1398,7 +1398,8 @@ def _both_ways(node: sympy.Expr) -> sympy.Expr:
     went from 0.0 to NaN; the regression hunt)."""
     if not isinstance(node, sympy.Expr) or not node.has(sympy.exp):
         return node
-    scale = _one_exponential(node) if sympy.count_ops(node) <= _TWO_WAY_OPERATIONS else None
+    plain = _as_exponentials(node) if sympy.count_ops(node) <= _TWO_WAY_OPERATIONS else None
+    scale = None if plain is None else _one_exponential(plain)
     if scale is None:
         if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow)):
             args = [_both_ways(arg) for arg in node.args]
@@ -1410,7 +1411,7 @@ def _both_ways(node: sympy.Expr) -> sympy.Expr:
         # distribute a number over a sum again, and the rules' order of operations would be lost.
         return node if args == list(node.args) else node.func(*args, evaluate=False)
     w, t = sympy.Dummy(positive=True), sympy.Dummy(positive=True)
-    numerator, denominator = sympy.fraction(sympy.cancel(sympy.together(_in_powers(node, scale, w))))
+    numerator, denominator = sympy.fraction(sympy.cancel(sympy.together(_in_powers(plain, scale, w))))
     if not (numerator.is_polynomial(w) and denominator.is_polynomial(w)):
         return node
     degree = max(sympy.degree(numerator, w), sympy.degree(denominator, w))
@@ -1429,7 +1430,7 @@ def _both_ways(node: sympy.Expr) -> sympy.Expr:
 
 
 def _one_exponential(node: sympy.Expr) -> sympy.Expr | None:
-    """v where every exponential in `node` is e^(c + k v) (or `expm1` of it) for a constant c and
+    """v where every exponential in `node` (`_as_exponentials`) is e^(c + k v) for a constant c and
     rational multiples k of one v, positive and negative or one of them dividing, none of them
     inside another function (k v = x or -2x, v = x; k v = x/2 or x, v = x/2); None otherwise."""
     varying: set[sympy.Expr] = set()
@@ -1457,19 +1458,34 @@ def _one_exponential(node: sympy.Expr) -> sympy.Expr | None:
     return varying.pop() / math.lcm(*(multiple.q for multiple in multiples))
 
 
+def _as_exponentials(node: sympy.Expr) -> sympy.Expr:
+    """`node` with the kernels the rules wrote for sums of exponentials read back as those sums:
+    expm1(u) as e^u - 1, `exp_difference`(a, b, a - b) as e^a - e^b, `add_constant`(rest, high, low)
+    as rest + high + low, and `finite_or` as its first form."""
+    name = _kernel_name(node)
+    if name in _AS_EXPONENTIALS:
+        return _as_exponentials(_AS_EXPONENTIALS[name](node.args[1:]))
+    if not node.has(Kernel):
+        return node
+    return node.func(*(_as_exponentials(arg) for arg in node.args))
+
+
+_AS_EXPONENTIALS: dict[str | None, Callable[[tuple[sympy.Expr, ...]], sympy.Expr]] = {
+    "expm1": lambda args: sympy.exp(args[0]) - 1,
+    "exp_difference": lambda args: sympy.exp(args[0]) - sympy.exp(args[1]),
+    "add_constant": lambda args: args[0] + args[1] + args[2],
+    "finite_or": lambda args: args[0],
+}
+
+
 def _exponents(node: sympy.Basic) -> Iterator[sympy.Expr | None]:
-    """The varying exponents of the exponentials in `node` (and those its `expm1` and
-    `exp_difference` kernels compute, those in what `add_constant` adds to, and those of the first
-    form of a `finite_or`); None for one inside another function, where a ratio cannot reach it."""
+    """The varying exponents of the exponentials in `node`, as `_as_exponentials` reads it; None for
+    one inside another function, where a ratio cannot reach it."""
     if not node.free_symbols:
         return
-    if isinstance(node, sympy.exp) or _kernel_name(node) == "expm1":
-        argument = node.args[-1]
+    if isinstance(node, sympy.exp):
+        argument = node.args[0]
         yield None if argument.has(sympy.exp) else argument
-    elif _kernel_name(node) == "exp_difference":
-        yield from node.args[1:3]
-    elif _kernel_name(node) in ("add_constant", "finite_or"):
-        yield from _exponents(node.args[1])
     elif isinstance(node, (sympy.Add, sympy.Mul)) or (isinstance(node, sympy.Pow) and node.exp.is_Integer):
         for arg in node.args:
             yield from _exponents(arg)
@@ -1478,25 +1494,14 @@ def _exponents(node: sympy.Basic) -> Iterator[sympy.Expr | None]:
 
 
 def _in_powers(node: sympy.Expr, scale: sympy.Expr, w: sympy.Dummy) -> sympy.Expr:
-    """`node` with each e^(c + k v) as e^c w^k and expm1(c + k v) as e^c w^k - 1, for v = `scale`,
-    `exp_difference`(a, b, a - b) as e^a - e^b, `add_constant`(rest, high, low) as rest + high + low,
-    and `finite_or` as its first form."""
-    if not node.free_symbols:
-        return node
-    if _kernel_name(node) == "exp_difference":
-        return _in_powers(sympy.exp(node.args[1]) - sympy.exp(node.args[2]), scale, w)
-    if isinstance(node, sympy.exp) or _kernel_name(node) == "expm1":
-        exponent = node.args[-1]
+    """`node`, as `_as_exponentials` reads it, with each e^(c + k v) as e^c w^k for v = `scale`."""
+
+    def power(exponential: sympy.exp) -> sympy.Expr:
+        exponent = exponential.args[0]
         offset, varying = exponent.as_independent(*exponent.free_symbols, as_Add=True)
-        power = sympy.exp(offset) * w ** (varying / scale)
-        return power if isinstance(node, sympy.exp) else power - 1
-    if _kernel_name(node) == "add_constant":
-        return _in_powers(node.args[1], scale, w) + node.args[2] + node.args[3]
-    if _kernel_name(node) == "finite_or":
-        return _in_powers(node.args[1], scale, w)
-    if node.args and node.has(sympy.exp, Kernel):
-        return node.func(*(_in_powers(arg, scale, w) for arg in node.args))
-    return node
+        return sympy.exp(offset) * w ** (varying / scale)
+
+    return node.replace(lambda part: isinstance(part, sympy.exp) and part.free_symbols, power)
 
 
 def _merged(node: sympy.Expr, written: sympy.Expr) -> bool:

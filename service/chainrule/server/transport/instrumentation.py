@@ -122,11 +122,9 @@ class Instrumentation:
         refusal = grpc_refusal(self._tokens, method)
         # Requests grpc decodes (health, reflection: chainrule's methods take bytes) are small, and
         # one that is not is refused by its length, undecoded.
-        deserialize = handler.request_deserializer
-        typed = deserialize is not None and self._receiving is not None
-        if deserialize is not None and typed:
-            reader = bounded_reader(deserialize)
-            handler = handler._replace(request_deserializer=reader)  # type: ignore[attr-defined]
+        deserialize = handler.request_deserializer if self._receiving is not None else None
+        if deserialize is not None:
+            handler = handler._replace(request_deserializer=bounded_reader(deserialize))  # type: ignore[attr-defined]
         if handler.unary_unary is None:
             return _streaming(handler, method, refusal, self._receiving, self._streams)
         instrumented = _instrumented(
@@ -136,7 +134,7 @@ class Instrumentation:
             refusal,
             self._log_successes,
             receiving=self._receiving,
-            checked=check_message_size if typed else _as_is,
+            checked=_as_is if deserialize is None else check_message_size,
         )
         if self._tracing is not None:
             instrumented = _traced(instrumented, self._tracing, method)

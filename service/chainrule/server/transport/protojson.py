@@ -331,6 +331,9 @@ class _Held:
             raise InvalidArgument(f"invalid value for '{where}': Unpaired surrogate", field=where) from None
 
 
+_SHOWN_KEY = 64
+
+
 def _at(message: Message, steps: tuple[str | int, ...]) -> Any:
     target: Any = message
     for step in steps:
@@ -338,13 +341,10 @@ def _at(message: Message, steps: tuple[str | int, ...]) -> Any:
     return target
 
 
-def shown_key(key: str) -> str:
-    """A key as messages show it: its start, where it is long (a key of 60 million characters was
+def shown_key(key: str, start: int = _SHOWN_KEY) -> str:
+    """A key as messages show it: its `start`, where it is long (a key of 60 million characters was
     repeated three times in a 180 MB error reply and logged whole; an attack hunt, 2026-12-05)."""
-    return key if len(key) <= _SHOWN_KEY else f"{key[:_SHOWN_KEY]}… ({len(key):,} characters)"
-
-
-_SHOWN_KEY = 64
+    return key if len(key) <= start else f"{key[:start]}… ({len(key):,} characters)"
 
 
 def _path(steps: tuple[str | int, ...]) -> str:
@@ -370,7 +370,7 @@ def check_list_entries(
     GIL; an attack hunt, 2026-12-05); anywhere else it is an unknown field, named by its stand-in.
     The walk visits containers and their strings only, and only lists already within the bound."""
     for index, key in enumerate([key for key in data if len(key) > bounds.text]):
-        stand_in = f"{key[:24]}… ({len(key):,} characters) #{index}"  # as short as `shown_key` keeps
+        stand_in = f"{shown_key(key, 24)} #{index}"  # short enough that `shown_key` keeps it whole
         data[stand_in] = data.pop(key)
         held.append(_Held(steps, stand_in, key))
     for key, value in data.items():
