@@ -1,7 +1,9 @@
 """A bare `grpc.aio` server answering chainrule's Differentiate path: the transport ceiling.
 
-Same process model as `chainrule serve` (one process, one event loop, the same server options),
-no instrumentation, no metrics, no logging: it decodes the request and returns a response of the
+Same process model as `chainrule serve` (one process, one event loop), grpc's default server
+options but port sharing (chainrule's bounds and windows, `grpc_server.server_options`, left this
+path's requests/s as they were: bench/PROFILE.md, eighth profile), no instrumentation, no metrics,
+no logging: it decodes the request and returns a response of the
 same shape, so the difference to chainrule's cached path is everything chainrule adds.
 
     python bench/echo_server.py --port 0 --ready-file /tmp/echo.json
@@ -43,7 +45,7 @@ def _handler() -> grpc.GenericRpcHandler:
     )
 
 
-# The same server options as `chainrule serve` in one process (grpc_server.server_options).
+# Port sharing off, as `chainrule serve` in one process has it (grpc_server.server_options).
 DEFAULT_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.so_reuseport", 0),)
 
 

@@ -71,6 +71,11 @@ class Exposition:
             self._ended = time.monotonic()
             return self._body
 
+    def close(self) -> None:
+        """Let the thread go: an idle pool thread is not a daemon, and the exit waited for it (0.5 s,
+        and a warning that work was still running on it)."""
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
 
 def create_http_app(
     registry: CollectorRegistry,
@@ -96,6 +101,7 @@ def create_http_app(
         return JSONResponse({"status": "not ready"}, status_code=503)
 
     exposition = Exposition(registry)
+    on_stop: list[Callable[[], None]] = [exposition.close]
 
     async def metrics(request: Request) -> Response:
         return Response(await exposition.latest(), media_type=CONTENT_TYPE_LATEST)
@@ -106,7 +112,7 @@ def create_http_app(
         Route("/metrics", metrics, methods=["GET"]),
     ]
     if api is None:
-        return _without_slash_redirects(Starlette(routes=routes))
+        return _stopped_by(_without_slash_redirects(Starlette(routes=routes)), on_stop)
     site = site or pages.Site(playground=api.settings.playground, grpc_port=api.settings.grpc_port)
     routes += rest.rest_routes(api, api.settings, callers) + openapi.openapi_routes(VERSION, site.playground)
     routes += pages.page_routes(site)
@@ -118,7 +124,14 @@ def create_http_app(
     application = Starlette(
         routes=routes, middleware=middleware, exception_handlers=rest.exception_handlers()
     )
-    return _without_slash_redirects(application)
+    return _stopped_by(_without_slash_redirects(application), on_stop)
+
+
+def _stopped_by(application: Starlette, on_stop: list[Callable[[], None]]) -> Starlette:
+    """`application` with what `HttpServer.stop` calls once it has stopped serving it (the lifespan
+    protocol is off: uvicorn does not drive the application's start and stop)."""
+    application.state.on_stop = on_stop
+    return application
 
 
 def _without_slash_redirects(application: Starlette) -> Starlette:
@@ -208,6 +221,7 @@ class HttpServer:
         )
         self._server = _EmbeddedUvicorn(config)
         self._task: asyncio.Task[None] | None = None
+        self._on_stop: list[Callable[[], None]] = getattr(app.state, "on_stop", [])
 
     @property
     def port(self) -> int:
@@ -233,6 +247,8 @@ class HttpServer:
         if self._task is not None:
             await self._task
         self._socket.close()
+        for stop in self._on_stop:
+            stop()
 
 
 _UVICORN_ERRORS = logging.getLogger("uvicorn.error")
