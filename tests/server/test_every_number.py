@@ -279,6 +279,10 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ),
     # factor_terms pulls 10^-618 out as 10^618 times both sides of the quotient: inf/inf (make fuzz)
     ("((1e309)^(-2) - acos(x)) / (acos(x) - cos(x))", {"x": 0.0}, (("x", 1),), -3.0692881359652304, "FAST"),
+    # log|u|' is u'/u: written sign(u) u'/|u|, gamma past the doubles made it inf/inf
+    ("log(abs(gamma(x)))", {"x": 2000.5}, (("x", 1),), _mp(lambda: mpmath.digamma(2000.5)), "log|u|'"),
+    ("log(abs(gamma(x)))", {"x": -2000.5}, (("x", 2),), _mp(lambda: mpmath.psi(1, -2000.5)), "log|u|''"),
+    ("log(abs(x))", {"x": 0}, (("x", 1),), math.inf, "1/x at 0, as log(x^2)' is 2/x there"),
 ]
 
 

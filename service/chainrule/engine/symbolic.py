@@ -334,6 +334,13 @@ class _Differentiator(DependsOn):
             return self._power(node)
         if isinstance(node, sympy.Abs):
             return sympy.sign(node.args[0]) * self.d(node.args[0])
+        if isinstance(node, sympy.log) and isinstance(node.args[0], sympy.Abs):
+            inner = node.args[0].args[0]
+            if inner.is_real is not False:
+                # log|u|' = sign(u)·u'/|u| = u'/u: sign(u)/|u| was inf/inf where u is past the
+                # doubles (log(abs(gamma(x)))' at 2000.5 NaN, truth digamma(2000.5)), and u'/u
+                # cancels what sympy can (gamma(x)·digamma(x)/gamma(x) is digamma(x)).
+                return self.d(inner) / inner
         if isinstance(node, sympy.sign):
             # Built as the parser builds it: of an argument with no real value, NaN (not sympy's ValueError).
             return 2 * FUNCTIONS["DiracDelta"].build(node.args[0]) * self.d(node.args[0])
