@@ -606,6 +606,10 @@ def test_the_hessian_of_binary_cross_entropy_where_the_logit_saturates() -> None
         ("1/(1 + exp(1 - 2*x))", 3, [6000.0, 1e5, -6000.0, 0.75], lambda t: _logistic(2 * t - 1)),
         ("1/(1 + exp(-x/2))", 4, [6000.0, 1e5, -3.0], lambda t: _logistic(t / 2)),
         ("log(exp(x) - 1)", 1, [12000.0, 3.0], lambda t: mpmath.log(mpmath.expm1(t))),  # e^x/expm1(x): NaN
+        # sinh and cosh in ratios past doubles: the long double run (NaN past 11357, docs/accuracy.md)
+        ("cosh(x)/cosh(x + 1)", 0, [11000.0, -11000.0, 0.3], lambda t: mpmath.cosh(t) / mpmath.cosh(t + 1)),
+        ("log(cosh(x)/x)", 1, [11000.0, 800.0, 5.0], lambda t: mpmath.log(mpmath.cosh(t) / t)),
+        ("x*sinh(x)/cosh(x)", 2, [12000.0, -12000.0, 0.5], lambda t: t * mpmath.tanh(t)),
         # gamma's value in the long double run is a long double (its square was inf in doubles; a hunt)
         ("(x*gamma(x))^2", 0, [1e-160, 0.5], lambda t: (t * mpmath.gamma(t)) ** 2),
         ("x^2*gamma(x)^2", 0, [1e-200, 3.0], lambda t: (t * mpmath.gamma(t)) ** 2),
