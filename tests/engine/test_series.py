@@ -110,6 +110,9 @@ NO_SERIES = [
     # Its value as written is the bounds of atan (sympy's AccumBounds), which the message could not
     # write: the limits say what it is.
     ("atan(1/x)", "0", 2, 0, "limits from the left and the right differ"),
+    # log(8)/log(2) - 3 was not known to be 0: the series 1/0 (a hunt, 2026-12-05)
+    ("1/(log(x, 2) - 3)", "8", 0, 0, "is infinite there"),
+    ("sqrt(log(x, 2) - 3)", "8", 1, 1, "is infinite there"),
     # A hunt (2026-12-05): steps whose jumps pile up at the point. Between the jumps the step is
     # constant, so the derivative's limit was taken for the derivative: 1/floor(1/x) had 0 for its
     # first coefficient and x^2 floor(1/x) 2x, both truly x.
@@ -140,6 +143,14 @@ def test_no_taylor_series_is_failed_precondition_naming_why(
     error = _refused(text, around, order, at_fault)
     assert why in error.message and f"at x = {around}" in error.message
     assert [v.field for v in error.violations] == ["expression"]
+
+
+def test_a_value_whose_logs_cancel_is_known_exactly() -> None:
+    """log(8)/log(2) is 3: the removable singularity of (log(x, 2) - 3)/(x - 8) at 8 has its series
+    (it was refused: 'the value is infinite there'), and log(x, 2) starts with 3."""
+    assert _taylor("(log(x, 2) - 3)/(x - 8)", "8", 1).text == "1/(8*log(2)) - (x - 8)/(128*log(2))"
+    assert _taylor("log(x, 2)", "8", 1).text == "3 + (x - 8)/(8*log(2))"
+    assert _taylor("0^x", "1", 2).text == "0"  # its exponent is 1 there: 0 on both sides
 
 
 def test_smooth_at_the_kink_up_to_an_order() -> None:
@@ -173,6 +184,15 @@ JUMPS = [
     ("x*acot(x)", "0", 2, 1, "continuous, with slopes -pi/2 and pi/2"),
     ("atan2(sin(x), -2)", "pi", 1, 0, "sin(x) changes sign at pi, beside a negative x"),
     ("atan2(x, x)", "0", 0, 0, "-3pi/4 on the left, pi/4 on the right"),
+    # A hunt (2026-12-05): at a point where log(x)/log(2) is the integer 3, which sympy did not know,
+    # the jump was missed and the value taken for the series ...
+    ("floor(log(x, 2))", "8", 0, 0, "2 on the left, 3 at and right of 8"),
+    ("ceiling(log(x, 2))", "8", 2, 0, "3 at and left of 8, 4 on the right"),
+    ("floor(log10(x))", "100", 0, 0, "1 on the left, 2 at and right of 100"),
+    # ... and powers of 0 whose exponent is 0 at the point: 1 there, 0 or infinite beside it
+    ("0^x", "0", 2, 0, "1 at 0, 0 on the right, infinite on the left"),
+    ("0^(x^2)", "0", 0, 0, "1 at 0, 0 on both sides"),
+    ("x*0^x", "0", 1, 0, "0 at 0 and on the right, -infinite on the left"),
 ]
 
 

@@ -130,6 +130,7 @@ def taylor(
     if order > limits.max_series_order:
         raise exceeded(limits, "max_series_order", order, field="order", what="the series order is too high")
     coefficients: list[sympy.Expr] = []
+    _check_zero_powers(expr, x, around)
     current = _off_poles(_settled_kinks(expr, x, around), x, around)
     expandable = _expandable(current)  # asked at the first 0/0 only: the expansion does not change
     try:
@@ -192,7 +193,7 @@ def _off_poles(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
         return expr
 
     def pole_order(u: sympy.Expr) -> int | None:
-        at = u.subs(x, a)
+        at = _at(u, x, a)
         if at.is_integer and at.is_nonpositive and -at <= _MAX_POLE_SHIFT:
             return int(-at)
         return None
@@ -223,7 +224,7 @@ def _least_beside(
     least = 0
     for i in range(1, len(arguments)):
         difference = arguments[i] - arguments[least]
-        at = difference.subs(x, a)
+        at = _at(difference, x, a)
         if at.is_zero:
             side = _side_sign(difference, x, a)
         else:
@@ -239,7 +240,7 @@ def _side_sign(g: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> int:
     """1 or -1: the sign g keeps on both sides of x = a where g(a) = 0 (by its leading term c t^m
     at x = a + t, m even); 0 if g is not 0 at a, changes sign there, or its leading term cannot be
     told (a kink of its own inside, or sympy cannot find it)."""
-    if g.has(*functions.KINKED) or not g.subs(x, a).is_zero:
+    if g.has(*functions.KINKED) or not _at(g, x, a).is_zero:
         return 0
     t = sympy.Dummy("t")
     try:
@@ -253,14 +254,24 @@ def _side_sign(g: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> int:
     return 1 if c.is_positive else -1 if c.is_negative else 0
 
 
+def _at(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
+    """`expr` at x = a, a number's logs expanded: sympy leaves log(8)/log(2) a ratio whose being 3
+    it cannot tell (is_integer, is_zero: None), and evalf of log(8)/log(2) - 3 is some 1e-31, not 0.
+    floor(log(x, 2)) at 8 had the series 3 (it jumps there), 1/(log(x, 2) - 3) the series 1/0 (a
+    hunt, 2026-12-05)."""
+    value = expr.subs(x, a)
+    if value.is_number and value.has(sympy.log):
+        return sympy.expand_log(value, force=True)
+    return value
+
+
 def _substituted(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr | None:
     """`current` at x = a as written (NaN for 0/0); None where sympy refuses to substitute (its Min
     and Max refuse what they cannot compare: Max(zoo, 0))."""
     try:
-        value: sympy.Expr = current.subs(x, a)
+        return _at(current, x, a)
     except (ValueError, TypeError):
         return None
-    return value
 
 
 def _expandable(expr: sympy.Expr) -> bool:
@@ -451,7 +462,7 @@ def _step_near(node: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
     """floor(g) or ceiling(g) on both sides of x = a, without the step function."""
     inner = node.args[0]
     # What the argument tends to, not its value: floor(Heaviside(x^2)) is 1 beside 0, not floor(1/2).
-    at = sympy.limit(inner, x, a, dir="+-") if inner.has(sympy.sign, sympy.Abs) else inner.subs(x, a)
+    at = sympy.limit(inner, x, a, dir="+-") if inner.has(sympy.sign, sympy.Abs) else _at(inner, x, a)
     if at.is_integer:  # floor: n - 1 below n, else n; ceiling: n + 1 above n, else n
         if isinstance(node, sympy.floor):
             below = sympy.sign(at - inner)
@@ -470,7 +481,7 @@ def _check_steps_settle(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> Non
     at 0 came out 0 and of x^2 floor(1/x) 2, both truly 1 (a hunt, 2026-12-05)."""
     for node in expr.atoms(sympy.floor, sympy.ceiling):
         inner = node.args[0]
-        if _finite_real(inner.subs(x, a)):
+        if _finite_real(_at(inner, x, a)):
             continue
         try:
             tends_to = sympy.limit(inner, x, a, dir="+-")
@@ -481,10 +492,20 @@ def _check_steps_settle(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> Non
             raise _no_series(expr, x, a, 1, why)
 
 
+def _check_zero_powers(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> None:
+    """FailedPrecondition where a power of 0 has an exponent that is 0 at x = a (or may be): 0^u is
+    1 there, 0 where u > 0 and infinite where u < 0, a jump whatever u does beside a. Its value at a
+    was taken for its series: 0^x at 0 had the series 1, x*0^x the series x (a hunt, 2026-12-05)."""
+    for power in expr.atoms(sympy.Pow):
+        if power.base.is_zero and power.exp.has(x) and _at(power.exp, x, a).is_zero is not False:
+            why = f"jumps there: {parsing.to_text(power)} is 1 where its exponent is 0, 0 or infinite beside"
+            raise _no_series(expr, x, a, 0, why)
+
+
 def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
     """Whether some abs, sign, floor, min... of `current` has a kink or jump at x = a (or may have)."""
     for node in current.atoms(*functions.KINKED, *_BRANCH_CUTS):
-        args = [arg.subs(x, a) for arg in node.args]
+        args = [_at(arg, x, a) for arg in node.args]
         if isinstance(node, sympy.atan2):  # its cut: y = 0 where x is not positive
             if args[0].is_zero is not False and args[1].is_positive is not True:
                 return True
