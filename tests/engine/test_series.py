@@ -153,6 +153,23 @@ def test_a_value_whose_logs_cancel_is_known_exactly() -> None:
     assert _taylor("0^x", "1", 2).text == "0"  # its exponent is 1 there: 0 on both sides
 
 
+def test_a_parameter_s_sign_is_no_kink_in_the_variable() -> None:
+    """|a x| is |a| x beside x = 1 for every real a (it was refused: 'limits differ'; a hunt)."""
+    assert _taylor("abs(a*x)", "1", 2, "x").text == "Abs(a) + (x - 1)*Abs(a)"
+    assert _taylor("sign(a*x)", "1", 1, "x").text == "sign(a)"
+    assert _taylor("log(abs(a*x))", "1", 2, "x").text == "log(Abs(a)) + (x - 1) - (x - 1)^2/2"
+    with pytest.raises(FailedPrecondition):  # the kink of |x| stays where it is
+        _taylor("abs(a*x)", "0", 1, "x")
+
+
+def test_a_sign_times_its_own_magnitude_is_its_argument() -> None:
+    """sign(g)|g| is g: abs(x)*sign(x) was refused at order 3 (a Dirac delta; a hunt, 2026-12-05)."""
+    assert _taylor("abs(x)*sign(x)", "0", 3).text == "x"
+    assert _taylor("sign(x)*abs(x)*x", "0", 4).text == "x^2"
+    assert _taylor("sign(sin(x))*abs(sin(x))", "0", 3).text == "x - x^3/6"
+    _refused("sign(x)*abs(x)^2", "0", 3, 2)  # x|x|: twice differentiable it is not
+
+
 def test_smooth_at_the_kink_up_to_an_order() -> None:
     """x|x| is once differentiable at 0: order 1 exists (all zero), order 2 does not (above)."""
     assert _taylor("x abs(x)", "0", 1).text == "0"

@@ -162,10 +162,18 @@ def _settled_kinks(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Ex
     derivative and the series was refused where it exists (a hunt, 2026-12-05). A kink whose
     argument changes sign (|x^3 - x^4|), or whose side cannot be told, stays as written.
     """
-    if not expr.has(sympy.Abs, sympy.Min, sympy.Max):
+    if not expr.has(sympy.Abs, sympy.sign, sympy.Min, sympy.Max):
         return expr
+    if expr.has(sympy.sign):
+        expr = expr.replace(lambda node: isinstance(node, sympy.Mul), _signed_magnitudes)
 
     def settled(node: sympy.Expr) -> sympy.Expr:
+        if isinstance(node, (sympy.Abs, sympy.sign)):
+            # |c g| = |c| |g| and sign(c g) = sign(c) sign(g) for c free of x: a parameter's sign is
+            # no kink in x (|a*x| at x = 1 was refused, "limits differ", where it is |a| x; a hunt).
+            constant, varying = node.args[0].as_independent(x, as_Add=False)
+            if constant != 1 and varying.has(x):
+                return node.func(constant) * settled(node.func(varying))
         if isinstance(node, sympy.Abs):
             side = _side_sign(node.args[0], x, a)
             return side * node.args[0] if side else node
@@ -176,7 +184,23 @@ def _settled_kinks(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Ex
 
     # `replace` works from the leaves up: an inner kink is settled (or known to stay) before the
     # sign of what holds it is asked.
-    return expr.replace(lambda node: isinstance(node, (sympy.Abs, sympy.Min, sympy.Max)), settled)
+    return expr.replace(lambda node: isinstance(node, (sympy.Abs, sympy.sign, sympy.Min, sympy.Max)), settled)
+
+
+def _signed_magnitudes(node: sympy.Expr) -> sympy.Expr:
+    """A product holding sign(g) and |g| with g itself: sign(g) |g| is g everywhere, 0 included.
+    Differentiated as written, its third derivative was a Dirac delta at 0 and the series of
+    abs(x)*sign(x), which is x, refused at order 3 (a hunt, 2026-12-05)."""
+    if not isinstance(node, sympy.Mul):
+        return node
+    factors = list(node.args)
+    for sign in [f for f in factors if isinstance(f, sympy.sign)]:
+        magnitude = sympy.Abs(sign.args[0])
+        if sign in factors and magnitude in factors:
+            factors.remove(sign)
+            factors.remove(magnitude)
+            factors.append(sign.args[0])
+    return node if len(factors) == len(node.args) else sympy.Mul(*factors)
 
 
 _MAX_POLE_SHIFT = 64  # gamma(x) around -64 is a product of 65 factors; past that it stays as written
@@ -505,6 +529,8 @@ def _check_zero_powers(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> None
 def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
     """Whether some abs, sign, floor, min... of `current` has a kink or jump at x = a (or may have)."""
     for node in current.atoms(*functions.KINKED, *_BRANCH_CUTS):
+        if not node.has(x):  # constant in x, whatever its own kinks (|a| of a parameter a)
+            continue
         args = [_at(arg, x, a) for arg in node.args]
         if isinstance(node, sympy.atan2):  # its cut: y = 0 where x is not positive
             if args[0].is_zero is not False and args[1].is_positive is not True:
