@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy
+from sympy.ntheory import perfect_power
 
 from chainrule.engine import functions, parsing, symbolic
 from chainrule.engine.errors import FailedPrecondition, InvalidArgument
@@ -279,14 +280,29 @@ def _side_sign(g: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> int:
 
 
 def _at(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
-    """`expr` at x = a, a number's logs expanded: sympy leaves log(8)/log(2) a ratio whose being 3
-    it cannot tell (is_integer, is_zero: None), and evalf of log(8)/log(2) - 3 is some 1e-31, not 0.
-    floor(log(x, 2)) at 8 had the series 3 (it jumps there), 1/(log(x, 2) - 3) the series 1/0 (a
-    hunt, 2026-12-05)."""
+    """`expr` at x = a, the logs of rationals that are powers written k log(b): sympy leaves
+    log(8)/log(2) a ratio whose being 3 it cannot tell (is_integer, is_zero: None), and evalf of
+    log(8)/log(2) - 3 is some 1e-31, not 0. floor(log(x, 2)) at 8 had the series 3 (it jumps
+    there), 1/(log(x, 2) - 3) the series 1/0 (a hunt, 2026-12-05). Not sympy's expand_log(force=True),
+    which factors integers: log(x)/log(3) around a 52-digit semiprime did not return in a minute."""
     value = expr.subs(x, a)
     if value.is_number and value.has(sympy.log):
-        return sympy.expand_log(value, force=True)
+        return value.replace(
+            lambda node: isinstance(node, sympy.log) and node.args[0].is_Rational and node.args[0] > 0,
+            _log_of_powers,
+        )
     return value
+
+
+def _log_of_powers(node: sympy.log) -> sympy.Expr:
+    """log(p/q) as log p - log q, each log(b^k) as k log(b) (`perfect_power`: a few integer roots)."""
+    ratio = node.args[0]
+    terms = []
+    for integer, sign in ((ratio.p, 1), (ratio.q, -1)):
+        if integer != 1:
+            base, exponent = perfect_power(integer) or (integer, 1)
+            terms.append(sign * exponent * sympy.log(sympy.Integer(base), evaluate=False))
+    return sympy.Add(*terms)
 
 
 def _substituted(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr | None:
