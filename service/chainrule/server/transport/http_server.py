@@ -101,7 +101,6 @@ def create_http_app(
         return JSONResponse({"status": "not ready"}, status_code=503)
 
     exposition = Exposition(registry)
-    on_stop: list[Callable[[], None]] = [exposition.close]
 
     async def metrics(request: Request) -> Response:
         return Response(await exposition.latest(), media_type=CONTENT_TYPE_LATEST)
@@ -112,26 +111,23 @@ def create_http_app(
         Route("/metrics", metrics, methods=["GET"]),
     ]
     if api is None:
-        return _stopped_by(_without_slash_redirects(Starlette(routes=routes)), on_stop)
-    site = site or pages.Site(playground=api.settings.playground, grpc_port=api.settings.grpc_port)
-    routes += rest.rest_routes(api, api.settings, callers) + openapi.openapi_routes(VERSION, site.playground)
-    routes += pages.page_routes(site)
-    middleware = rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry))
-    if drain is not None:
-        # Inside the metrics (after the access log and the metrics, `rest.http_middleware`): refusals
-        # and cancelled calls are counted with their 503.
-        middleware.insert(2, Middleware(DrainMiddleware, drain=drain))
-    application = Starlette(
-        routes=routes, middleware=middleware, exception_handlers=rest.exception_handlers()
-    )
-    return _stopped_by(_without_slash_redirects(application), on_stop)
-
-
-def _stopped_by(application: Starlette, on_stop: list[Callable[[], None]]) -> Starlette:
-    """`application` with what `HttpServer.stop` calls once it has stopped serving it (the lifespan
-    protocol is off: uvicorn does not drive the application's start and stop)."""
-    application.state.on_stop = on_stop
-    return application
+        application = Starlette(routes=routes)
+    else:
+        site = site or pages.Site(playground=api.settings.playground, grpc_port=api.settings.grpc_port)
+        routes += rest.rest_routes(api, api.settings, callers)
+        routes += openapi.openapi_routes(VERSION, site.playground) + pages.page_routes(site)
+        middleware = rest.http_middleware(api.settings, http_metrics or HttpMetrics(registry))
+        if drain is not None:
+            # Inside the metrics (after the access log and the metrics, `rest.http_middleware`):
+            # refusals and cancelled calls are counted with their 503.
+            middleware.insert(2, Middleware(DrainMiddleware, drain=drain))
+        application = Starlette(
+            routes=routes, middleware=middleware, exception_handlers=rest.exception_handlers()
+        )
+    # What `HttpServer.stop` calls once it has stopped serving the application (the lifespan
+    # protocol is off: uvicorn does not drive the application's start and stop).
+    application.state.on_stop = [exposition.close]
+    return _without_slash_redirects(application)
 
 
 def _without_slash_redirects(application: Starlette) -> Starlette:
