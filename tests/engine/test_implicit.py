@@ -118,6 +118,10 @@ def test_other_variables_are_parameters() -> None:
         ("x + y = x + y", "y", [("x", 1)], "expression", "holds for every value"),
         ("y = y + 1", "y", [("x", 1)], "expression", "never holds"),
         ("x + floor(y) = 1", "y", [("x", 1)], "dependent", "does not change"),
+        # dF/dy was a Dirac delta: y' = 1/(2 DiracDelta(y)), infinite (an independent hunt, 2026-12-06)
+        ("sign(y) = x", "y", [("x", 1)], "dependent", "does not change"),
+        ("Heaviside(y) = x", "y", [("x", 1)], "dependent", "does not change"),
+        ("sign(y)^2 + floor(y) = x", "y", [("x", 1)], "dependent", "does not change"),
         # a typo in wrt answered 0 (tester round 5)
         ("x^2 + y^2 = 25", "y", [("z", 1)], "wrt[0].variable", "'z' does not occur"),
     ],

@@ -55,6 +55,7 @@ GRAMMAR = [
     ("sqrt(x)", sympy.sqrt(x), "principal square root"),
     # products
     ("2x", 2 * x, "implicit product number-name"),
+    ("0x + 0y", sympy.S.Zero, "0 times a variable is no literal in another base"),
     ("3(x+1)", 3 * x + 3, "implicit product number-paren"),
     ("(x+1)(x-1)", (x + 1) * (x - 1), "implicit product paren-paren"),
     ("2 sin(x)", 2 * sympy.sin(x), "implicit product with a call"),
@@ -287,6 +288,16 @@ NOTATION = [
     ("exp^-1(x)", 3, "write exp(x)^-1 for 1/exp(x)", "no inverse of that name: only one reading offered"),
     ("sin^x(x)", 4, "'sin^' takes a whole number", "a function's power is a number"),
     ("sin^2.5 x", 4, "for another power write sin(x)^a", "a whole number"),
+    # Read as 0 times the variable x10: 0 (an independent hunt, 2026-12-06)
+    (
+        "0x10*x",
+        0,
+        "hexadecimal literal; the grammar reads numbers in decimal only at 0: write it in decimal (16)",
+        "hex",
+    ),
+    ("x + 0b101", 4, "binary literal", "binary"),
+    ("0o17", 0, "an octal literal", "octal"),
+    ("0X1p3", 0, "write it in decimal", "a hex float"),
 ]
 
 

@@ -145,6 +145,48 @@ def test_no_taylor_series_is_failed_precondition_naming_why(
     assert [v.field for v in error.violations] == ["expression"]
 
 
+# A 0 or a whole number written so that sympy cannot tell (an independent hunt, 2026-12-06): 1/x
+# around one such 0 came back with coefficients 1/(that 0), 10^139 at 30 digits; floor(x) around
+# such a 1 had the series 1, where it jumps; 1/(x^2 - 3 - 2 sqrt(2)) at 1 + sqrt(2) the series 1/0.
+HIDDEN_ZERO = "cos(pi/7) + cos(3 pi/7) + cos(5 pi/7) - 1/2"
+
+
+@pytest.mark.parametrize(
+    ("text", "around", "order", "at_fault", "why"),
+    [
+        ("1/x", HIDDEN_ZERO, 1, 0, "at x = 0: the value is infinite there"),
+        ("log(x)", "log(6) - log(2) - log(3)", 1, 0, "at x = 0: the value is infinite there"),
+        (
+            "sqrt(x)",
+            "sqrt(5 + 2 sqrt(6)) - sqrt(2) - sqrt(3)",
+            1,
+            1,
+            "at x = 0: the 1st derivative is infinite",
+        ),
+        ("floor(x)", "log(6) - log(2) - log(3) + 1", 1, 0, "at x = 1: the value does not exist"),
+        ("abs(x)", "atan(1/2) + atan(1/3) - pi/4", 1, 1, "at x = 0: the 1st derivative does not exist"),
+        ("floor(x - log(6) + log(2) + log(3))", "1", 1, 0, "the value does not exist"),
+        ("1/(x^2 - 3 - 2 sqrt(2))", "1 + sqrt(2)", 1, 0, "does not settle at any precision"),
+        ("1/(x - atan(1/2) - atan(1/3))", "pi/4", 1, 0, "does not settle at any precision"),
+        # 0^y, y 0^(y - 1): 1, 0 or infinite by the sign of a parameter, returned as coefficients
+        ("x^y", "0", 1, 0, "depends on y there"),
+        ("(x - 1)^(y + x)", "1", 1, 0, "depends on y there"),
+    ],
+)
+def test_a_point_sympy_cannot_tell_is_decided_by_its_digits(
+    text: str, around: str, order: int, at_fault: int, why: str
+) -> None:
+    with pytest.raises(FailedPrecondition) as caught:
+        series.taylor(parsing.parse(text), "x", parsing.parse(around), order)
+    assert caught.value.metadata == {"derivative_order": str(at_fault)}
+    assert why in caught.value.message
+
+
+def test_around_a_zero_sympy_cannot_tell_the_series_is_exact() -> None:
+    assert _taylor("sin(x)", HIDDEN_ZERO, 3).coefficients == (0, 1, 0, sympy.Rational(-1, 6))
+    assert _taylor("x^y", "1", 1, "x").coefficients == (1, parsing.symbol("y"))
+
+
 def test_a_value_whose_logs_cancel_is_known_exactly() -> None:
     """log(8)/log(2) is 3: the removable singularity of (log(x, 2) - 3)/(x - 8) at 8 has its series
     (it was refused: 'the value is infinite there'), and log(x, 2) starts with 3."""

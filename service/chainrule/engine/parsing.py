@@ -135,7 +135,7 @@ def _tokenize(text: str) -> Iterator[_Token]:
     """Tokens on demand, so the first error reported is the leftmost one the grammar meets."""
     match = _TOKEN_RE.match
     pos, length = 0, len(text)
-    last_end, last_kind = -1, _END
+    last_end, last_kind, last_chunk = -1, _END, ""
     while pos < length:
         found = match(text, pos)
         if found is None:
@@ -151,12 +151,37 @@ def _tokenize(text: str) -> Iterator[_Token]:
                 raise errors.ParseError("unexpected character '.'", pos)
             if kind == _NAME:
                 _check_name(chunk, pos)
+                if last_end == pos and last_chunk == "0":
+                    _check_not_a_literal_in_base(chunk, pos - 1)
             assert kind is not None
-            last_end, last_kind = end, kind
+            last_end, last_kind, last_chunk = end, kind, chunk
             yield _Token(kind, _OP_ALIASES.get(chunk, chunk), pos, end)
         pos = end
     while True:
         yield _Token(_END, "", length, length)
+
+
+# `0x1F`, `0b101`, `0o17` read by the grammar as 0 times a variable (x1F): whatever else they hold,
+# 0 (an independent hunt, 2026-12-06). A name after a lone 0 that starts like a literal's digits is
+# refused; `0x` and `0y` stay products.
+_BASES: Final = {
+    "x": ("a hexadecimal", 16, "0123456789abcdefABCDEF"),
+    "b": ("a binary", 2, "01"),
+    "o": ("an octal", 8, "01234567"),
+}
+
+
+def _check_not_a_literal_in_base(name: str, pos: int) -> None:
+    base = _BASES.get(name[0].lower())
+    if base is None or len(name) < 2 or name[1] not in base[2]:
+        return
+    kind, radix, _ = base
+    try:
+        fix = f"write it in decimal ({int(name[1:], radix)})"
+    except ValueError:
+        fix = "write it in decimal"
+    message = f"'0{_shorten(name)}' looks like {kind} literal; the grammar reads numbers in decimal only"
+    raise errors.ParseError(message, pos, fix=fix)
 
 
 def _check_name(name: str, pos: int) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy
+from sympy.core.evalf import PrecisionExhausted
 from sympy.ntheory import perfect_power
 
 from chainrule.engine import functions, parsing, symbolic
@@ -126,6 +127,9 @@ def taylor(
     """
     x = _variable(expr, variable)
     check_around(around)
+    if not around.is_Rational:  # a 0 or 1 written so that sympy cannot tell is expanded around it
+        around = _or_whole(around)
+    expr = _whole_constants(expr, x)
     if order < 0:
         raise InvalidArgument(f"order {order} is negative", field="order")
     if order > limits.max_series_order:
@@ -287,11 +291,64 @@ def _at(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
     which factors integers: log(x)/log(3) around a 52-digit semiprime did not return in a minute."""
     value = expr.subs(x, a)
     if value.is_number and value.has(sympy.log):
-        return value.replace(
+        value = value.replace(
             lambda node: isinstance(node, sympy.log) and node.args[0].is_Rational and node.args[0] > 0,
             _log_of_powers,
         )
+    if value.is_number and value.is_zero is None and _digits(value) is sympy.S.Zero:
+        return sympy.S.Zero
     return value
+
+
+# A constant sympy cannot evaluate to 30 correct digits (evalf's `strict`) has a value only if it
+# settles: the same at 100 and at 300 digits of working precision, or below 10^-90 at both (a zero
+# it cannot prove).
+_WORKING_DIGITS = (100, 300)
+_TINY = sympy.Float(10) ** -90
+
+
+def _whole_constants(expr: sympy.Expr, x: sympy.Symbol) -> sympy.Expr:
+    """`expr` with each sum's constant part that is a whole number sympy cannot prove written as that
+    number: floor(x - log(6) + log(2) + log(3)) had the series 1 around 1, where it jumps."""
+
+    def whole(node: sympy.Add) -> sympy.Expr:
+        constant, rest = node.as_independent(x, as_Add=True)
+        if constant.is_Rational or not constant.is_number or constant.is_zero is not None:
+            return node
+        return _or_whole(constant) + rest
+
+    return expr.replace(lambda node: isinstance(node, sympy.Add) and node.has(x), whole)
+
+
+def _or_whole(value: sympy.Expr) -> sympy.Expr:
+    """The whole number the constant `value` is written to be where sympy cannot prove it (log(6) -
+    log(2) - log(3) + 1 is 1: floor(x) there had the series 1, where it jumps), else `value`."""
+    number = _digits(value)
+    if number is None or not number.is_real:
+        return value
+    nearest = sympy.floor(number + sympy.S.Half)
+    return nearest if _digits(value - nearest) is sympy.S.Zero else value
+
+
+def _digits(value: sympy.Expr) -> sympy.Expr | None:
+    """The number `value` to 30 digits, or None where it has none we can tell: a zero sympy cannot
+    prove (cos(pi/7) + cos(3 pi/7) + cos(5 pi/7) - 1/2, log(6) - log(2) - log(3)) evaluates to ever
+    smaller numbers as the precision grows, so 1 over it, and log of it, to ever larger ones. Such
+    a point was a pole of 1/x, whose series came back with coefficients 1/(that zero): 10^139 at 30
+    digits (an independent hunt, 2026-12-06)."""
+    try:
+        return value.evalf(30, strict=True)
+    except PrecisionExhausted:
+        pass
+    try:
+        coarse, fine = (value.evalf(30, maxn=digits) for digits in _WORKING_DIGITS)
+        if bool(abs(coarse) < _TINY) and bool(abs(fine) < _TINY):
+            return sympy.S.Zero
+        if bool(abs(coarse - fine) <= abs(fine) * 10**-25):
+            return fine
+    except (TypeError, ValueError):  # no number to compare (a value sympy cannot order)
+        pass
+    return None
 
 
 def _log_of_powers(node: sympy.log) -> sympy.Expr:
@@ -503,6 +560,8 @@ def _step_near(node: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
     inner = node.args[0]
     # What the argument tends to, not its value: floor(Heaviside(x^2)) is 1 beside 0, not floor(1/2).
     at = sympy.limit(inner, x, a, dir="+-") if inner.has(sympy.sign, sympy.Abs) else _at(inner, x, a)
+    if at.is_integer is None and at.is_number:
+        at = _or_whole(at)
     if at.is_integer:  # floor: n - 1 below n, else n; ceiling: n + 1 above n, else n
         if isinstance(node, sympy.floor):
             below = sympy.sign(at - inner)
@@ -540,6 +599,14 @@ def _check_zero_powers(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> None
         if power.base.is_zero and power.exp.has(x) and _at(power.exp, x, a).is_zero is not False:
             why = f"jumps there: {parsing.to_text(power)} is 1 where its exponent is 0, 0 or infinite beside"
             raise _no_series(expr, x, a, 0, why)
+        # x^y at 0 is 1, 0 or infinite by the sign of the parameter y: 0^y, y 0^(y - 1)... are no
+        # coefficients (they were returned as such: an independent hunt, 2026-12-06).
+        exponent = _at(power.exp, x, a)
+        if power.base.has(x) and exponent.free_symbols and _at(power.base, x, a).is_zero is not False:
+            names = ", ".join(symbolic.free_variables(exponent))
+            shown = parsing.to_text(power)
+            why = f"depends on {names} there: {shown} is 1, 0 or infinite there by the sign of its exponent"
+            raise _no_series(expr, x, a, 0, why)
 
 
 def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
@@ -571,6 +638,11 @@ _BRANCH_CUTS: tuple[type, ...] = (sympy.atan2, sympy.acot, sympy.arg)
 def _not_finite(value: sympy.Expr) -> str:
     if value.has(sympy.zoo, sympy.oo, sympy.S.NegativeInfinity):
         return "is infinite there"
+    if value.is_number and _digits(value) is None:
+        return (
+            f"cannot be evaluated there: {parsing.to_text(value)} does not settle at any precision "
+            "(a pole, written so that it does not simplify, is likely)"
+        )
     return f"is {parsing.to_text(value)} there, not a finite real"
 
 
@@ -578,8 +650,8 @@ def _finite_real(value: sympy.Expr) -> bool:
     if value.has(*_NOT_FINITE):
         return False
     if value.is_number:
-        number = value.evalf(30)
-        return bool(number.is_real) and bool(number.is_finite)
+        number = _digits(value)
+        return number is not None and bool(number.is_real) and bool(number.is_finite)
     return value.is_real is not False  # it holds other variables: real unless shown otherwise
 
 

@@ -188,8 +188,8 @@ def differentiate(
     an exploding high derivative stops as soon as it passes `max_derivative_nodes`.
     """
     steps = resolve_wrt(expr, wrt, limits)
-    if not steps:
-        return sympy.S.Zero
+    if not steps:  # a constant: 0, unless it has no value (1/0, log(x, 1)): then neither has its derivative
+        return sympy.S.NaN if expr.has(*UNDEFINED) else sympy.S.Zero
     symbols = {symbol.name: symbol for symbol in expr.free_symbols}
     result = expr
     try:
@@ -279,6 +279,12 @@ def _no_worse(simplified: sympy.Expr, original: sympy.Expr) -> bool:
     return not bool(np.any(np.isfinite(before) & ~np.isfinite(after)))
 
 
+# Constants with no real value: what is built on them has none either, nor a derivative (sympy's
+# d/dx of x^2 + 1/0, which it writes as zoo, is 0: a derivative of "0" for a function that is
+# nowhere defined; an independent hunt, 2026-12-06).
+UNDEFINED = (sympy.S.NaN, sympy.S.ComplexInfinity, sympy.S.Infinity, sympy.S.NegativeInfinity)
+
+
 def derivative(expr: sympy.Expr, variable: sympy.Symbol) -> sympy.Expr:
     """d expr / d variable by the chain rule, memoised over distinct subexpressions.
 
@@ -318,8 +324,8 @@ class _Differentiator(DependsOn):
         if found is None:
             if self.has(node):
                 found = self._rule(node)
-            else:  # an undefined value (Min(sqrt(-2), x) is NaN) has no derivative either
-                found = sympy.S.NaN if node is sympy.S.NaN else sympy.S.Zero
+            else:  # an undefined value (Min(sqrt(-2), x) is NaN, 1/0) has no derivative either
+                found = sympy.S.NaN if node in UNDEFINED else sympy.S.Zero
             self.memo[node] = found
         return found
 
