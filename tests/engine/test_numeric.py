@@ -244,6 +244,14 @@ def test_columns_of_different_lengths_are_rejected() -> None:
     assert caught.value.violations[0].field == "columns.y"
 
 
+def test_the_columns_that_differ_from_the_most_are_named() -> None:
+    """x and y had 2 values, z 3: the message named x (an independent hunt, 2026-12-06)."""
+    with pytest.raises(InvalidArgument) as caught:
+        numeric.common_length({"x": 2, "y": 2, "z": 3, "w": 1}, "points")
+    assert caught.value.violations[0].field == "points.z"
+    assert "'z' has 3 values, where 'x', 'y' have 2" in caught.value.message
+
+
 def test_gather_columns_reports_the_common_length() -> None:
     arrays, n = numeric.gather_columns({"x": [1, 2, 3], "y": 4.0}, ["y", "x"])
     assert n == 3

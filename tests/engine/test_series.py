@@ -182,6 +182,15 @@ def test_a_point_sympy_cannot_tell_is_decided_by_its_digits(
     assert why in caught.value.message
 
 
+@pytest.mark.parametrize("around", ["exp(exp(100))", "-2^4097"])
+def test_a_point_past_every_double_s_reach_is_refused_at_once(around: str) -> None:
+    """sin(x) around exp(exp(100)) ran out of its budget reducing by pi (an independent hunt)."""
+    with pytest.raises(InvalidArgument) as caught:
+        _taylor("sin(x)", around, 0)
+    assert [v.field for v in caught.value.violations] == ["around"]
+    assert "below 2^4096" in caught.value.message and len(caught.value.message) < 200
+
+
 def test_around_a_zero_sympy_cannot_tell_the_series_is_exact() -> None:
     assert _taylor("sin(x)", HIDDEN_ZERO, 3).coefficients == (0, 1, 0, sympy.Rational(-1, 6))
     assert _taylor("x^y", "1", 1, "x").coefficients == (1, parsing.symbol("y"))

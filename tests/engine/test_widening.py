@@ -235,7 +235,6 @@ def test_each_line_of_generated_code_feeds_the_outputs_that_read_it() -> None:
     ("text", "x", "why"),
     [
         ("x^200/gamma(x)", 2000.0, "gamma(2000) is past long double too: 1e660/inf is not 0"),
-        ("sech(x)*cosh(x - 1)", 800.0, "sech(800) is 0.0 in doubles (7e-348): 0 * 1e346 is not 0"),
         ("gamma(x)*x^1500", -1800.5, "gamma(-1800.5) is past long double too (1e-5061): 0 * 1e4883 is not 0"),
     ],
 )

@@ -283,6 +283,27 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("log(abs(gamma(x)))", {"x": 2000.5}, (("x", 1),), _mp(lambda: mpmath.digamma(2000.5)), "log|u|'"),
     ("log(abs(gamma(x)))", {"x": -2000.5}, (("x", 2),), _mp(lambda: mpmath.psi(1, -2000.5)), "log|u|''"),
     ("log(abs(x))", {"x": 0}, (("x", 1),), math.inf, "1/x at 0, as log(x^2)' is 2/x there"),
+    # An independent hunt (2026-12-06). Past the doubles, gamma's sign is still known: it was 0 ...
+    ("sign(gamma(x))", {"x": -2000.5}, (), -1.0, "gamma is -0.0 there: sign 0"),
+    ("Heaviside(gamma(x))", {"x": -199.5}, (), 1.0, "gamma is 0.0 there: Heaviside 1/2"),
+    ("1/gamma(x)", {"x": -999999999999999.5}, (), math.inf, "scipy's gamma is -0.0 there: -inf"),
+    # ... kernels computed in doubles in the wide run answered there what they had in float64 ...
+    ("Heaviside(x*y)", {"x": 1e-200, "y": 1e-200}, (), 1.0, "x*y underflows: 1/2"),
+    ("x*csc(x)*y", {"x": 1e-310, "y": 3.0}, (), 3.0, "csc overflows: inf"),
+    ("x*coth(x)", {"x": 1e-310}, (), 1.0, "coth overflows: inf"),
+    (
+        "sech(x)*cosh(x - 1)",
+        {"x": 800.0},
+        (),
+        _mp(lambda: mpmath.cosh(799) / mpmath.cosh(800)),
+        "sech is 0.0",
+    ),
+    ("sign(erfc(x))", {"x": 30.0}, (), 1.0, "erfc underflows: 0"),
+    ("erfc(x)*1e300", {"x": 30.0}, (), _mp(lambda: mpmath.erfc(30) * 10**300), "erfc underflows: 0.0"),
+    ("sign(beta(x, y))", {"x": 1000.0, "y": 1000.0}, (), 1.0, "beta underflows: 0"),
+    # ... and digamma's step multiplied two small numbers below the doubles.
+    ("digamma(x + y) - digamma(x)", {"x": 1e-200, "y": 1e-200}, (), 5e199, "x(x + y) underflows: inf"),
+    ("digamma(x + y) - digamma(x)", {"x": 1e-160, "y": 2e-160}, (), 1 / 1.5e-160, "a subnormal: 1e-5 off"),
 ]
 
 
@@ -317,6 +338,13 @@ async def test_every_number_right(
         assert value == 0 and math.copysign(1, value) == math.copysign(1, expected), reason
     else:
         assert value == pytest.approx(expected, rel=1e-13, abs=0), reason
+
+
+async def test_beta_below_the_doubles_is_computed_from_its_logs(api: ChainruleApi) -> None:
+    """beta(1000, 1000) is 1e-602: beta(x, x)*4^x there was 0.0 (an independent hunt, 2026-12-06).
+    In long double from log-gammas of some 6,000, whose rounding leaves about 1e-12 (docs/accuracy.md)."""
+    response = await api.evaluate(pb.EvaluateRequest(expression="beta(x, x)*4^x", point={"x": 1000.0}))
+    assert response.value == pytest.approx(_mp(lambda: mpmath.beta(1000, 1000) * 4**1000), rel=1e-11)
 
 
 @pytest.mark.parametrize("text", ["log(x)", "atanh(x)", "loggamma(x) + x^2", "acosh(x)*y"])

@@ -701,7 +701,7 @@ def Heaviside(x: Any, h0: Any = 0.5) -> Any:  # noqa: N802
 def DiracDelta(x: Any, order: Any = 0) -> Any:  # noqa: N802
     """DiracDelta and its derivatives: 0 away from 0, NaN (no finite value) at 0 and of NaN, and
     where the order is NaN."""
-    xs = _array(x)
+    xs = _real(x)
     return np.where((xs == 0) | np.isnan(order), np.nan, xs * 0.0)
 
 
@@ -787,6 +787,17 @@ def _at_pole(x: Any) -> Any:
 
 
 def beta(a: Any, b: Any) -> Any:
+    """`_beta`, telling the underflow handler where it is below the normal doubles, which its own
+    arithmetic (errors ignored) does not: beta(1000, 1000) is 1e-602, and beta(x, x)*4^x there was
+    0.0, truth 0.112 (an independent hunt, 2026-12-06); the long double run computes it
+    (`widening._beta`)."""
+    result = _beta(a, b)
+    if np.fmin.reduce(np.abs(result), axis=None) < _SMALLEST_NORMAL:  # fmin passes NaN over
+        overflow.report("underflow")
+    return result
+
+
+def _beta(a: Any, b: Any) -> Any:
     """Gamma(a) Gamma(b) / Gamma(a + b): scipy's, but where one argument is past 10 by log-beta with
     Stirling's corrections (as R's lbeta): scipy's large-argument branch loses 9 digits
     (beta(9e5, 1) off by 1.6e-9 relative, beta(7e5, -0.5) too). The other argument may be negative
@@ -857,10 +868,21 @@ def gamma(x: Any) -> Any:
     result = scipy.special.gamma(x)
     if np.fmin.reduce(np.abs(result), axis=None) < _SMALLEST_NORMAL:  # fmin passes NaN over
         overflow.report("underflow")
+        # With its sign: scipy's is -0.0 at -999999999999999.5, where gamma is positive (1/gamma(x)
+        # was -inf there; an independent hunt, 2026-12-06).
+        result = np.where(result == 0, np.copysign(0.0, scipy.special.gammasgn(x)), result)
     return result
 
 
 _SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
+
+
+def gamma_sign(x: Any) -> Any:
+    """The sign of gamma(x), where gamma itself is past the doubles (gamma(-2000.5) is 0.0, and
+    sign(gamma(x)) there was 0, truth -1; an independent hunt, 2026-12-06): NaN at its poles, 0 and
+    the negative integers (scipy says 1 at 0)."""
+    xs = _array(x)
+    return np.where(xs == 0, np.nan, scipy.special.gammasgn(xs))
 
 
 def factorial(x: Any) -> Any:
@@ -957,7 +979,11 @@ def digamma_step(u: Any, w: Any) -> Any:
         steps = np.where(stable, np.maximum(np.ceil(_STEP_TO - low), 0.0), 0.0)
         carried = np.zeros(us.shape)
         for k in range(int(_STEP_TO)):
-            term = ws / ((us + k) * (us + ws + k))
+            # w/(a b) as w/max(a, b) (at most 1: w = b - a, both positive here) over min(a, b): the
+            # product a b is below the doubles from a = 1e-154 (digamma(x + y) - digamma(x) at
+            # (1e-160, 2e-160) was 1e-5 off, and inf at 1e-200; an independent hunt, 2026-12-06).
+            a, b = us + k, us + ws + k
+            term = ws / np.maximum(a, b) / np.minimum(a, b)
             carried += np.where(k < steps, term, 0.0)
         big = us + steps
         ratio = np.log1p(ws / big)
@@ -1159,6 +1185,9 @@ class _Kernel:
     contained: bool = False
     # Built from numpy operations alone, so it computes in whatever precision it is given: `widening`
     # calls it on long doubles (the others, and every ufunc without a long double loop, get doubles).
+    # Given doubles, a kernel past their range (csc at 1e-310) or of an argument lost in them
+    # (Heaviside(x*y) at 1e-200, 0.5 for 1) answered the same in the wide run, and was kept
+    # (an independent hunt, 2026-12-06).
     generic: bool = False
 
 
@@ -1167,28 +1196,28 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "sin": _Kernel(sin, weight=2),
         "cos": _Kernel(cos, weight=3, overhead=4_000),
         "tan": _Kernel(np.tan, weight=2),
-        "sec": _Kernel(sec, weight=4, overhead=6_500, contained=True),
-        "csc": _Kernel(csc, weight=3, overhead=4_500, contained=True),
-        "cot": _Kernel(cot, weight=3, contained=True),
+        "sec": _Kernel(sec, weight=4, overhead=6_500, contained=True, generic=True),
+        "csc": _Kernel(csc, weight=3, overhead=4_500, contained=True, generic=True),
+        "cot": _Kernel(cot, weight=3, contained=True, generic=True),
         "asin": _Kernel(np.arcsin, weight=10),
         "acos": _Kernel(np.arccos, weight=10),
         "atan": _Kernel(np.arctan, weight=10),
-        "asec": _Kernel(asec, weight=25, overhead=4_000, contained=True),
-        "acsc": _Kernel(acsc, weight=30, overhead=5_500, contained=True),
-        "acot": _Kernel(acot, weight=15, overhead=4_000, contained=True),
-        "atan2": _Kernel(atan2, weight=15, overhead=5_000, contained=True),
+        "asec": _Kernel(asec, weight=25, overhead=4_000, contained=True, generic=True),
+        "acsc": _Kernel(acsc, weight=30, overhead=5_500, contained=True, generic=True),
+        "acot": _Kernel(acot, weight=15, overhead=4_000, contained=True, generic=True),
+        "atan2": _Kernel(atan2, weight=15, overhead=5_000, contained=True, generic=True),
         "sinh": _Kernel(np.sinh, weight=10),
         "cosh": _Kernel(np.cosh, weight=10),
         "tanh": _Kernel(np.tanh, weight=10),
-        "sech": _Kernel(sech, weight=25, overhead=5_000, contained=True),
-        "csch": _Kernel(csch, weight=25, overhead=5_000, contained=True),
-        "coth": _Kernel(coth, weight=12, overhead=2_500, contained=True),
+        "sech": _Kernel(sech, weight=25, overhead=5_000, contained=True, generic=True),
+        "csch": _Kernel(csch, weight=25, overhead=5_000, contained=True, generic=True),
+        "coth": _Kernel(coth, weight=12, overhead=2_500, contained=True, generic=True),
         "asinh": _Kernel(np.arcsinh, weight=15),
         "acosh": _Kernel(np.arccosh, weight=15),
         "atanh": _Kernel(np.arctanh, weight=15),
-        "asech": _Kernel(asech, weight=30, overhead=6_500, contained=True),
-        "acsch": _Kernel(acsch, weight=25, overhead=5_000, contained=True),
-        "acoth": _Kernel(acoth, weight=20, overhead=4_000, contained=True),
+        "asech": _Kernel(asech, weight=30, overhead=6_500, contained=True, generic=True),
+        "acsch": _Kernel(acsch, weight=25, overhead=5_000, contained=True, generic=True),
+        "acoth": _Kernel(acoth, weight=20, overhead=4_000, contained=True, generic=True),
         "exp": _Kernel(np.exp, weight=2),
         "log": _Kernel(np.log, weight=2),
         "sqrt": _Kernel(sqrt, weight=2, generic=True),
@@ -1203,7 +1232,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "ceiling": _Kernel(np.ceil),
         "Min": _Kernel(Min, generic=True),
         "Max": _Kernel(Max, generic=True),
-        "Heaviside": _Kernel(Heaviside, overhead=4_000, contained=True),
+        "Heaviside": _Kernel(Heaviside, overhead=4_000, contained=True, generic=True),
         "piecewise": _Kernel(piecewise, overhead=20_000, contained=True),
         # The operators' ufuncs, called by name where an output is computed in its column (`destinations`).
         "add": _Kernel(np.add),
@@ -1211,13 +1240,14 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "multiply": _Kernel(np.multiply),
         "divide": _Kernel(np.divide),
         "negative": _Kernel(np.negative),
-        "DiracDelta": _Kernel(DiracDelta, overhead=4_500, contained=True),
-        "re": _Kernel(re),
-        "im": _Kernel(im),
-        "arg": _Kernel(arg),
+        "DiracDelta": _Kernel(DiracDelta, overhead=4_500, contained=True, generic=True),
+        "re": _Kernel(re, generic=True),
+        "im": _Kernel(im, generic=True),
+        "arg": _Kernel(arg, generic=True),
         "erf": _Kernel(scipy.special.erf, weight=10),
         "erfc": _Kernel(erfc, weight=10, overhead=30_000, contained=True),
         "gamma": _Kernel(gamma, weight=30, overhead=3_000, contained=True),
+        "gamma_sign": _Kernel(gamma_sign, weight=10, overhead=2_000),
         # two 64-term series by Horner: a pass over the points per term
         "loggamma": _Kernel(loggamma, weight=300, overhead=350_000, contained=True),
         "log_gamma": _Kernel(log_gamma, weight=300, overhead=350_000),

@@ -294,16 +294,33 @@ def gather_columns(columns: Mapping[str, Column], variables: Sequence[str]) -> t
     if missing:
         raise missing_columns(missing)
     arrays = [np.asarray(columns[name], dtype=np.float64).reshape(-1) for name in variables]
-    lengths = {len(array) for array in arrays} - {1}
-    if len(lengths) > 1:
-        longest = max(lengths)
-        name, size = next(
-            (n, len(a)) for n, a in zip(variables, arrays, strict=True) if len(a) not in (1, longest)
-        )
-        raise InvalidArgument(
-            f"column '{name}' has {size} values, others have {longest}", field=f"columns.{name}"
-        )
-    return arrays, (lengths.pop() if lengths else 1)
+    length = common_length(
+        {name: len(array) for name, array in zip(variables, arrays, strict=True)}, "columns"
+    )
+    return arrays, length
+
+
+def common_length(lengths: Mapping[str, int], field: str) -> int:
+    """The number of points of columns of these `lengths` (a column of one value is repeated for
+    every point); InvalidArgument naming the columns that differ from the most of the others (it
+    named x, of x, y: 2 values and z: 3, as the odd one; an independent hunt, 2026-12-06)."""
+    by_length: dict[int, list[str]] = {}
+    for name, length in lengths.items():
+        if length != 1:
+            by_length.setdefault(length, []).append(name)
+    if len(by_length) <= 1:
+        return next(iter(by_length), 1)
+    # The most columns agree on the expected length (ties: the longer)
+    expected = max(by_length, key=lambda length: (len(by_length[length]), length))
+    odd = sorted(name for length, names in by_length.items() if length != expected for name in names)
+    described = ", ".join(f"'{name}' has {lengths[name]}" for name in odd)
+    agreeing = ", ".join(f"'{name}'" for name in sorted(by_length[expected]))
+    raise InvalidArgument(
+        f"columns differ in length: {described} values, where {agreeing} "
+        f"{'has' if len(by_length[expected]) == 1 else 'have'} {expected} "
+        "(every column needs one value per point, or a single value for all)",
+        field=f"{field}.{odd[0]}",
+    )
 
 
 def evaluate(

@@ -117,7 +117,8 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     - sin, cos and tan of pi times a varying part plus a constant are computed in half turns, the
       varying part reduced exactly first (`_in_half_turns`);
     - log(gamma(u)) and log(|gamma(u)|) are `log_gamma` and `log_abs_gamma` (gamma is past every
-      double from 171.6, past long double from 1755); factorial(u) is gamma(u + 1), what its
+      double from 171.6, past long double from 1755), sign(gamma(u)) and Heaviside(gamma(u)) are of
+      `gamma_sign`(u); factorial(u) is gamma(u + 1), what its
       kernel computes, so that gamma(x + 1)/factorial(x) cancels as sympy builds it."""
     # log(1 + u) holds both u and 1 + u (`kernels.log_one_plus`), each then written stably on its own:
     # the rules below rewrite the sum itself (1 - e^-x as -expm1(-x)), and log1p needs u.
@@ -128,6 +129,8 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     combined = expr.replace(_may_combine, _combined_or_same)
     # Before the rules below rewrite 1 + u (1 + sin(x) as one_minus_sin(-x): then inf at 1e-17).
     combined = combined.replace(_zeta_of_one_plus, _zeta_near_pole)
+    # Where gamma is past the doubles its sign is still known (`kernels.gamma_sign`).
+    combined = combined.replace(_step_of_gamma, _step_of_gamma_sign)
     # Logs of exponentials first: log(1 + e^x) is not log1p(e^x) where e^x is past every double.
     # log(sech(u)) is -log(cosh(u)), which has its log domain: sech is 0 from u = 710 on (log(sech(x))
     # at 800 was NaN; a hunt, 2026-12-05).
@@ -153,6 +156,14 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     )
     # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2 first).
     return logs.replace(_of_pi_times, _in_half_turns)
+
+
+def _step_of_gamma(node: sympy.Basic) -> bool:
+    return isinstance(node, (sympy.sign, sympy.Heaviside)) and isinstance(node.args[0], sympy.gamma)
+
+
+def _step_of_gamma_sign(node: sympy.Expr) -> sympy.Expr:
+    return node.func(Kernel(Str("gamma_sign"), node.args[0].args[0]), *node.args[1:])
 
 
 def _zeta_of_one_plus(node: sympy.Basic) -> bool:

@@ -27,7 +27,7 @@ import sympy
 from sympy.core.evalf import PrecisionExhausted
 from sympy.ntheory import perfect_power
 
-from chainrule.engine import functions, parsing, symbolic
+from chainrule.engine import functions, parsing, reference, symbolic
 from chainrule.engine.errors import FailedPrecondition, InvalidArgument
 from chainrule.engine.limits import EngineLimits, exceeded
 
@@ -470,6 +470,14 @@ def check_around(around: sympy.Expr, written: str = "") -> None:
         why = f"{shown}, which is {value}" if written.strip() and value != written.strip() else shown
         raise InvalidArgument(
             f"the point to expand around must be a finite real number, not {why}", field="around"
+        )
+    # sin of such a number is reduced by pi in as many bits as it has: sin(x) around exp(exp(100))
+    # ran out of its time budget (an independent hunt, 2026-12-06); no double comes near it.
+    if functions.magnitude(around) > sympy.Float(2) ** reference.PERIODIC_BITS:
+        raise InvalidArgument(
+            f"the point to expand around must be below 2^{reference.PERIODIC_BITS} (about 1e1233) in "
+            f"magnitude, not {shown if len(shown) <= 60 else shown[:57] + '...'}",
+            field="around",
         )
 
 

@@ -322,10 +322,9 @@ class _Differentiator(DependsOn):
     def d(self, node: sympy.Expr) -> sympy.Expr:
         found = self.memo.get(node)
         if found is None:
-            if self.has(node):
-                found = self._rule(node)
-            else:  # an undefined value (Min(sqrt(-2), x) is NaN, 1/0) has no derivative either
-                found = sympy.S.NaN if node in UNDEFINED else sympy.S.Zero
+            # A constant's is 0; an undefined value (Min(sqrt(-2), x) is NaN, 1/0) has none either.
+            constant = sympy.S.NaN if node in UNDEFINED else sympy.S.Zero
+            found = self._rule(node) if self.has(node) else constant
             self.memo[node] = found
         return found
 

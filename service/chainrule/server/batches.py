@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import Message
 
+from chainrule.engine import numeric
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
 from chainrule.server import sizing
 from chainrule.v1 import chainrule_pb2 as pb
@@ -100,7 +101,7 @@ def decode_batch(
     for name, array in points.items():
         decoded[name], is_raw = _decode_array(array, f"points.{name}")
         raw = raw or is_raw
-    size = _common_length(decoded)
+    size = numeric.common_length({name: len(column) for name, column in decoded.items()}, "points")
     if size > max_points:
         raise too_many_points("points", size, max_points)
     return Batch(decoded, size, single=False, raw_output=raw, field="points")
@@ -317,15 +318,3 @@ def _decode_array(array: ArrayFields, field: str) -> tuple[FloatArray, bool]:
             raise InvalidArgument(f"f64le has {len(raw)} bytes, not a multiple of 8", field=f"{field}.f64le")
         return np.frombuffer(raw, dtype="<f8"), True
     return np.asarray(array.values, dtype=np.float64), False
-
-
-def _common_length(columns: Mapping[str, FloatArray]) -> int:
-    lengths = {len(column) for column in columns.values()} - {1}
-    if len(lengths) > 1:
-        expected = max(lengths)
-        name = next(n for n, c in sorted(columns.items()) if len(c) not in (1, expected))
-        raise InvalidArgument(
-            f"column '{name}' has {len(columns[name])} values, others have {expected}",
-            field=f"points.{name}",
-        )
-    return lengths.pop() if lengths else 1

@@ -57,6 +57,26 @@ def test_a_key_given_twice_in_one_object_is_refused_by_its_name(body: bytes) -> 
     assert any(f'"{key}"' in caught.value.message for key in ("expression", "x", "values"))
 
 
+@pytest.mark.parametrize(
+    ("body", "byte"),
+    [
+        ('{"expression": "x^2"}'.encode("utf-16"), "0xff at 0"),  # json.loads read it (a hunt)
+        ('{"expression": "x^2"}'.encode("utf-32"), "0xff at 0"),
+        (b'{"expression": "x\xe9"}', "0xe9 at 17"),  # Latin-1
+    ],
+)
+def test_a_body_not_in_utf_8_is_refused_as_such(body: bytes, byte: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        protojson.decode_message(body, pb.DifferentiateRequest)
+    assert caught.value.reason == "MALFORMED_JSON"
+    assert f"not UTF-8 (byte {byte})" in caught.value.message
+
+
+def test_utf_8_with_a_byte_order_mark_is_read() -> None:
+    body = '{"expression": "x²"}'.encode("utf-8-sig")
+    assert protojson.decode_message(body, pb.DifferentiateRequest).expression == "x²"
+
+
 def test_a_numeral_past_the_largest_double_is_named_as_such() -> None:
     with pytest.raises(InvalidArgument) as caught:
         protojson.decode_message(b'{"expression": "x", "point": {"x": 1e999999}}', pb.EvaluateRequest)

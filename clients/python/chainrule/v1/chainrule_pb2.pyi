@@ -792,9 +792,9 @@ class EvaluateRequest(_message.Message):
     expression: _builtins.str
     """The expression to evaluate."""
     dependent: _builtins.str
-    """With `wrt`: evaluate the implicit derivative of the equation `expression` (see
-    DifferentiateRequest.dependent) at points that give both variables. Nothing is solved, and the
-    points are not checked to lie on the curve.
+    """Evaluate the implicit derivative of the equation `expression` by `wrt` (empty: the equation's
+    only other variable, as in DifferentiateRequest.dependent) at points that give both variables.
+    Nothing is solved, and the points are not checked to lie on the curve.
     """
     @_builtins.property
     def point(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:

@@ -208,9 +208,11 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _strict_loads(text: bytes) -> Any:
-    """`json.loads` refusing NaN/Infinity literals, repeated keys and integers Python will not read."""
+    """`json.loads` refusing NaN/Infinity literals, repeated keys and integers Python will not read,
+    of UTF-8 only (a BOM aside): given bytes, json.loads also reads UTF-16 and UTF-32 (an independent
+    hunt, 2026-12-06), which docs/rest.md says is a 400."""
     return json.loads(
-        text,
+        text.decode("utf-8-sig"),
         parse_constant=_reject_constant,
         object_pairs_hook=_reject_duplicate_keys,
         parse_int=_integer,
@@ -263,7 +265,14 @@ def decode_message(body: bytes, message_type: type[RequestT], bounds: Bounds | N
         return message_type()
     try:
         data = _loads(body, None if bounds is None else bounds.values)
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except UnicodeDecodeError as error:
+        raise InvalidArgument(
+            f"malformed JSON body: not UTF-8 (byte 0x{error.object[error.start]:02x} at {error.start}); "
+            "send the body encoded as UTF-8",
+            field="body",
+            reason="MALFORMED_JSON",
+        ) from None
+    except ValueError as error:  # JSONDecodeError
         raise InvalidArgument(
             f"malformed JSON body: {error}", field="body", reason="MALFORMED_JSON"
         ) from None

@@ -346,9 +346,9 @@ export interface EvaluateRequest {
   /** When set, evaluate this derivative of the expression instead of the expression itself. */
   wrt: Wrt[];
   /**
-   * With `wrt`: evaluate the implicit derivative of the equation `expression` (see
-   * DifferentiateRequest.dependent) at points that give both variables. Nothing is solved, and the
-   * points are not checked to lie on the curve.
+   * Evaluate the implicit derivative of the equation `expression` by `wrt` (empty: the equation's
+   * only other variable, as in DifferentiateRequest.dependent) at points that give both variables.
+   * Nothing is solved, and the points are not checked to lie on the curve.
    */
   dependent: string;
 }
