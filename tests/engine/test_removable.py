@@ -217,6 +217,33 @@ def test_what_the_first_version_got_wrong(text: str, order: int, points: list[fl
         assert math.isclose(value, truth, rel_tol=1e-14), (text, point, value, truth)
 
 
+_FAR = [s * 10.0**e for e in (2, 4, 5, 7, 9, 12, 16) for s in (1, -1)]
+
+
+@pytest.mark.parametrize(
+    ("text", "order"),
+    [
+        ("x^3*(1/x - sin(1/x))", 0),  # 0.0 at 1e9, truth 1/6 (an independent hunt, 2026-12-06)
+        ("x^3*(tan(1/x) - 1/x)", 0),
+        ("x^3*(sinh(1/x) - 1/x)", 0),  # 0.172 at 1e7
+        ("x*(exp(1/x) - 1) - 1", 0),
+        ("x*sin(1/x)", 1),  # 3.7e-6 off at 1e5, 0.0 at 1e8
+        ("x*sin(1/x)", 2),
+        ("x*atan(1/x)", 1),
+        ("x^2*(1 - cos(1/x))", 1),
+    ],
+)
+def test_a_formula_of_1_over_x_that_cancels_far_out_gets_its_polynomial_in_1_over_x(
+    text: str, order: int
+) -> None:
+    formula = _formula(text, order)
+    points = np.array(_FAR)
+    got = numeric.evaluate(numeric.compile_function(formula, ["x"]), {"x": points}, len(points)).values
+    for point, value in zip(_FAR, got, strict=True):
+        truth = float(reference.evaluate(formula, {"x": point}, prec=1000))
+        assert math.isclose(value, truth, rel_tol=1e-13, abs_tol=1e-300), (text, order, point, value, truth)
+
+
 def test_formulas_calling_more_than_elementary_functions_are_left_alone() -> None:
     """zeta at 1/2 + 1.25e6 i, on the circle, took mpmath seconds (or failed inside it)."""
     formula = parsing.parse("zeta(10^7*x + 1/2)*(x - sin(x))/x^3")

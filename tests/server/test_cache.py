@@ -395,6 +395,16 @@ async def test_a_refusal_by_a_limit_is_remembered_and_raised_fresh() -> None:
     assert refusals[1].__traceback__ is not None and refusals[1].metadata["limit"] == "derivative_nodes"
 
 
+async def test_a_series_refused_by_a_limit_is_remembered() -> None:
+    """A Series past derivative_nodes took a worker's second every time (an independent hunt)."""
+    api, symbolic, _ = make_api(max_derivative_nodes=30)
+    request = pb.SeriesRequest(expression="tan(tan(x))", order=6)
+    for _ in range(2):
+        with pytest.raises(LimitExceeded):
+            await api.series(request)
+    assert symbolic.calls.count("expand_series") == 1
+
+
 async def test_a_derivative_without_text_counts_what_it_holds() -> None:
     """A derivative the grammar cannot write (zeta's) has no text, but its tree comes and stays as a
     pickle: 60 KB were counted as 760 bytes (an independent tester); this one, 4.5 KB."""

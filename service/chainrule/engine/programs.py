@@ -164,7 +164,8 @@ def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:
     except removable.OutOfTries:
         return ready
     for patch in found:
-        u = (patch.symbol - sympy.Rational(patch.at)) / sympy.Rational(patch.scale)
+        shifted = 1 / patch.symbol if patch.reciprocal else patch.symbol - sympy.Rational(patch.at)
+        u = shifted / sympy.Rational(patch.scale)
         exact = sympy.Tuple(*(sympy.Rational(c) for c in patch.coefficients))
         reach = sympy.Rational(patch.reach)
         ready = numeric_code.Kernel(

@@ -101,6 +101,8 @@ class Patch:
     # 1 or -1 where the formula has real values on that side of the point only (cos(sqrt(x)) at 0):
     # the polynomial is used there, and the other side keeps the formula's NaN.
     side: int = 0
+    # The polynomial is in 1/x, at x = +-inf (`at` 0, `scale` 1; `_at_infinity`).
+    reciprocal: bool = False
 
 
 # The formula's values as the generated code computes them, at an array of points (`patches`).
@@ -151,7 +153,55 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
             continue
         if patch is not None:
             found.append(dataclasses.replace(patch, exact=_exact(root, at)))
-    return found
+    others = [abs(1 / at) for _, at in roots if at]
+    return found + _at_infinity(part, symbol, min(others, default=math.inf) / 2, float64)
+
+
+# The variable of a formula at infinity, t = 1/x: a name no caller's variable has (they start with a letter).
+_RECIPROCAL = sympy.Symbol("_reciprocal", real=True)
+
+
+def _at_infinity(
+    part: sympy.Expr, symbol: sympy.Symbol, limit: float, float64: Float64 | None
+) -> list[Patch]:
+    """The patch of a formula of 1/x that cancels as x grows: 1/x - sin(1/x) there is u - sin(u) next
+    to u = 0, and x^3 (1/x - sin(1/x)) was 0.0 at 1e9 (truth 1/6), the derivative of x sin(1/x),
+    sin(1/x) - cos(1/x)/x, 3.7e-6 off at 1e5 (an independent hunt, 2026-12-06). Its polynomial in
+    t = 1/x at t = 0, found as at a finite point, reaching `limit` (half the way to 1/x of the
+    formula's finite points) at most. Looked at only where a function is called of a power of 1/x
+    (each look is some 16 evaluations of the formula)."""
+    if not any(_of_reciprocal(call, symbol) for call in part.atoms(sympy.Function)):
+        return []
+    inverted = part.xreplace({symbol: 1 / _RECIPROCAL})
+    reciprocal = None if float64 is None else _reciprocal_of(float64)
+    try:
+        if not _cancels(inverted, _RECIPROCAL, sympy.S.Zero, 0.0, reciprocal):
+            return []
+        coefficients = _taylor_coefficients(inverted, _RECIPROCAL.name, (0.0, 1.0))
+        patch = (
+            None
+            if coefficients is None
+            else _accepted(inverted, _RECIPROCAL, (0.0, 1.0), coefficients, limit)
+        )
+    except (reference.Unsupported, ArithmeticError, ValueError, TypeError):
+        return []
+    return [] if patch is None else [dataclasses.replace(patch, symbol=symbol, reciprocal=True)]
+
+
+def _of_reciprocal(call: sympy.Basic, symbol: sympy.Symbol) -> bool:
+    return any(
+        node.is_Pow and node.base == symbol and node.exp.is_negative
+        for arg in call.args
+        for node in sympy.preorder_traversal(arg)
+    )
+
+
+def _reciprocal_of(float64: Float64) -> Float64:
+    def at_reciprocals(points: Any) -> Any:
+        with np.errstate(divide="ignore"):
+            return float64(1.0 / np.asarray(points))
+
+    return at_reciprocals
 
 
 class OutOfTries(Exception):

@@ -386,12 +386,28 @@ class _Differentiator(DependsOn):
         return sympy.Add(*terms)
 
     def _product(self, factors: tuple[sympy.Expr, ...]) -> sympy.Expr:
+        gammas = [i for i, factor in enumerate(factors) if self.has(factor) and _gamma_power(factor)]
+        if len(gammas) >= 2:
+            return self._product_of_gammas(factors, gammas)
         terms = [
             sympy.Mul(*factors[:i], self.d(factor), *factors[i + 1 :])
             for i, factor in enumerate(factors)
             if self.has(factor)
         ]
         return sympy.Add(*terms)
+
+    def _product_of_gammas(self, factors: tuple[sympy.Expr, ...], gammas: list[int]) -> sympy.Expr:
+        """d(R G) for G a product of powers of gamma: R' G + R G (sum of k psi(u) u'), its logarithmic
+        derivative kept whole. Term by term (k gamma(u)^k psi(u) u' times the others), the digammas of
+        gamma(x)gamma(y)/gamma(x + y) cancel where y is small against x, and no rule can see that they
+        do: its x-partial at (20, 1e-10) was 2.5e-5 off, its mixed partial -12917 for 0.183 (an
+        independent hunt, 2026-12-06); beta's derivative, beta (psi(x) - psi(x + y)), was right."""
+        power = sympy.Mul(*(factors[i] for i in gammas))
+        rest = sympy.Mul(*(factor for i, factor in enumerate(factors) if i not in gammas))
+        logarithmic = sympy.Add(
+            *(k * sympy.polygamma(0, u) * self.d(u) for u, k in (_gamma_power(factors[i]) for i in gammas))
+        )
+        return self.d(rest) * power + rest * power * logarithmic
 
     def _power(self, node: sympy.Pow) -> sympy.Expr:
         base, exponent = node.args
@@ -404,6 +420,14 @@ class _Differentiator(DependsOn):
         if self.has(base):
             inner += exponent * self.d(base) / base
         return node * inner
+
+
+def _gamma_power(factor: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr] | None:
+    """(u, k) for a factor gamma(u)^k with a constant k, else None."""
+    base, exponent = factor.as_base_exp()
+    if isinstance(base, sympy.gamma) and exponent.is_number:
+        return base.args[0], exponent
+    return None
 
 
 # Functions that are constant between their jumps: an exponent built from them has derivative 0 there.

@@ -237,9 +237,11 @@ class ChainruleApi:
     async def series(self, request: pb.SeriesRequest, wire: Wire = PROTOBUF_WIRE) -> pb.SeriesResponse:
         with self._limits_counted():
             order, key = await self._read(wire, self._series_key, request)
-            found: pb.SeriesResponse | None = self.caches.series.lookup(key)
-            if found is None:
-                found = await self.caches.series.get_or_compute(key, lambda: self._series(request, order))
+            # A series past a limit (a derivative past `derivative_nodes`) took a worker's second or
+            # more every time it was asked (an independent hunt, 2026-12-06).
+            found: pb.SeriesResponse = await _remembering_refusals(
+                self.caches.series, key, lambda: self._series(request, order)
+            )
         return found
 
     async def parse(self, request: pb.ParseRequest, wire: Wire = PROTOBUF_WIRE) -> pb.ParseResponse:

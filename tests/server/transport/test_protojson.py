@@ -72,6 +72,11 @@ def test_a_body_not_in_utf_8_is_refused_as_such(body: bytes, byte: str) -> None:
     assert f"not UTF-8 (byte {byte})" in caught.value.message
 
 
+def test_an_integer_of_309_digits_is_read() -> None:
+    body = b'{"expression": "x", "point": {"x": 1' + b"0" * 300 + b"}}"
+    assert protojson.decode_message(body, pb.EvaluateRequest).point["x"] == 1e300
+
+
 def test_utf_8_with_a_byte_order_mark_is_read() -> None:
     body = '{"expression": "x²"}'.encode("utf-8-sig")
     assert protojson.decode_message(body, pb.DifferentiateRequest).expression == "x²"
@@ -84,12 +89,19 @@ def test_a_numeral_past_the_largest_double_is_named_as_such() -> None:
 
 
 @pytest.mark.parametrize("sign", ["", "-"])
-def test_an_integer_past_python_s_digit_limit_is_named_as_too_large(sign: str) -> None:
-    """Its error named sys.set_int_max_str_digits, as malformed JSON (an independent attacker)."""
-    body = b'{"expression": "x", "point": {"x": ' + sign.encode() + b"9" * 5000 + b"}}"
+@pytest.mark.parametrize("digits", [310, 5000])
+def test_an_integer_longer_than_any_double_is_refused_by_its_field_before_it_is_converted(
+    sign: str, digits: int
+) -> None:
+    """Past Python's limit its error named sys.set_int_max_str_digits, as malformed JSON (an
+    independent attacker); below it, 58 integers of 4,300 digits in a 250 KB body took 7.6 ms of the
+    event loop to convert and refuse (an independent hunt, 2026-12-06): past 309 digits no double
+    holds one, and it is not converted."""
+    body = b'{"expression": "x", "point": {"x": ' + sign.encode() + b"9" * digits + b"}}"
     with pytest.raises(InvalidArgument) as caught:
         protojson.decode_message(body, pb.EvaluateRequest)
-    assert "5,000 digits" in caught.value.message and "largest double" in caught.value.message
+    assert [v.field for v in caught.value.violations] == ["point.x"]
+    assert "largest double" in caught.value.message
     assert "sys." not in caught.value.message and "malformed" not in caught.value.message
 
 

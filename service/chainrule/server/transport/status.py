@@ -49,7 +49,9 @@ def status_proto(error: ChainruleError) -> status_pb2.Status:
     if error.violations:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=_utf8(v.field), description=_utf8(v.description)
+                )
                 for v in error.violations
             ]
         )
@@ -61,7 +63,18 @@ def status_proto(error: ChainruleError) -> status_pb2.Status:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    return status_pb2.Status(code=int(error.code), message=error.message, details=details)
+    return status_pb2.Status(code=int(error.code), message=_utf8(error.message), details=details)
+
+
+def _utf8(text: str) -> str:
+    """`text` as a protobuf string takes it: a lone surrogate (a JSON key "\ud800" named in an error)
+    escaped, where protobuf raised UnicodeEncodeError and the reply was a plain 500 (an independent
+    hunt, 2026-12-06)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def grpc_status(error: ChainruleError) -> grpc.Status:
