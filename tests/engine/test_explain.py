@@ -35,6 +35,15 @@ def same(a: str, b: str) -> bool:
 # --- the seed's worked examples ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("text", "order"), [("1/0", 1), ("log(x, 1)", 1), ("x + 0/0", 2), ("exp(-1/0)*x", 1)]
+)
+def test_a_function_defined_nowhere_is_one_step_ending_in_no_derivative(text: str, order: int) -> None:
+    """Its rules ended in 0 (a constant's), not in the derivative (0/0): INTERNAL (a hunt, 2026-12-06)."""
+    (step,) = explain.explain(parse(text), [("x", order)])
+    assert step.result.text == "(0/0)" and "no value anywhere" in step.description
+
+
 def test_sin_of_x_squared_evaluates_the_outer_derivative_at_the_inner_function() -> None:
     steps = explain.explain(parse("sin(x²)"), ())
     (step,) = chain_steps(steps)

@@ -8,7 +8,7 @@ import mpmath
 import pytest
 import sympy
 
-from chainrule.engine import parsing, series
+from chainrule.engine import parsing, reference, series
 from chainrule.engine.errors import FailedPrecondition, InvalidArgument, LimitExceeded
 from chainrule.engine.limits import EngineLimits
 
@@ -189,6 +189,39 @@ def test_a_point_past_every_double_s_reach_is_refused_at_once(around: str) -> No
         _taylor("sin(x)", around, 0)
     assert [v.field for v in caught.value.violations] == ["around"]
     assert "below 2^4096" in caught.value.message and len(caught.value.message) < 200
+
+
+# A second hunt (2026-12-06): 1/2 so written gave floor(2x) a polynomial (or ran out of its budget),
+# and a constant that is only small (sqrt(2) less its first 201 digits, 1.1e-202) was taken for 0.
+HIDDEN_HALF = "cos(pi/7) + cos(3 pi/7) + cos(5 pi/7)"
+with mpmath.workdps(300):
+    SMALL = f"(sqrt(2) - {int(mpmath.floor(mpmath.sqrt(2) * mpmath.mpf(10) ** 201))}/10^201)"
+
+
+@pytest.mark.parametrize(
+    ("text", "around", "at_fault", "why"),
+    [
+        ("floor(2x)", HIDDEN_HALF, 0, "at x = 1/2: the value does not exist"),
+        ("floor(x + " + HIDDEN_HALF + ")", "1/2", 0, "the value does not exist"),
+        ("max(x, 1/2)", HIDDEN_HALF, 1, "at x = 1/2: the 1st derivative does not exist"),
+    ],
+)
+def test_a_rational_point_sympy_cannot_tell_is_that_rational(
+    text: str, around: str, at_fault: int, why: str
+) -> None:
+    with pytest.raises(FailedPrecondition) as caught:
+        series.taylor(parsing.parse(text), "x", parsing.parse(around), 1)
+    assert caught.value.metadata == {"derivative_order": str(at_fault)}
+    assert why in caught.value.message
+
+
+def test_a_constant_that_is_only_small_keeps_its_value() -> None:
+    small = parsing.parse(SMALL)
+    assert 1e-203 < sympy.N(small, 30, maxn=600) < 1e-201
+    assert _taylor("x + " + SMALL, "0", 1).coefficients == (small, 1)
+    assert sympy.N(_taylor("1/x", SMALL, 1).coefficients[0], 20) == sympy.N(1 / small, 20)
+    (sign,) = _taylor("sign(x - " + SMALL + ")", "0", 0).coefficients  # sympy leaves it unevaluated
+    assert reference.evaluate(sign, {}, prec=1000) == -1
 
 
 def test_around_a_zero_sympy_cannot_tell_the_series_is_exact() -> None:

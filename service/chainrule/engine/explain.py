@@ -184,6 +184,12 @@ def explain(
     refusal = parsing.unwritable(derivative)
     if refusal is not None:  # no closed form: no steps to write either (errors.NoClosedForm)
         raise refusal
+    if derivative is sympy.nan and expr.has(*symbolic.UNDEFINED):
+        # Defined nowhere (1/0, log(x, 1)): one step, not the rules' 0 for a constant term, which
+        # ended elsewhere than the derivative and failed the call (an independent hunt, 2026-12-06).
+        variable, order = resolved[0] if resolved else ("", 1)
+        why = "it has no value anywhere (it holds 1/0 or 0/0), so it has no derivative either"
+        return [_render(_Raw(Rule.CONSTANT, variable, order, expr, derivative, (), why))]
     try:
         raw = _derive(expr, resolved, max_steps, max_pass_nodes)
     except RecursionError:

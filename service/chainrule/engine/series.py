@@ -127,8 +127,8 @@ def taylor(
     """
     x = _variable(expr, variable)
     check_around(around)
-    if not around.is_Rational:  # a 0 or 1 written so that sympy cannot tell is expanded around it
-        around = _or_whole(around)
+    if not around.is_Rational:  # a 0 or 1/2 written so that sympy cannot tell is expanded around it
+        around = _or_exact(around)
     expr = _whole_constants(expr, x)
     if order < 0:
         raise InvalidArgument(f"order {order} is negative", field="order")
@@ -300,52 +300,52 @@ def _at(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
     return value
 
 
-# A constant sympy cannot evaluate to 30 correct digits (evalf's `strict`) has a value only if it
-# settles: the same at 100 and at 300 digits of working precision, or below 10^-90 at both (a zero
-# it cannot prove).
-_WORKING_DIGITS = (100, 300)
-_TINY = sympy.Float(10) ** -90
+# A constant sympy cannot evaluate to 30 correct digits (evalf's `strict`) with this many digits of
+# working precision is taken for 0 where it is below 10^-500 (a zero it cannot prove evaluates to
+# ever smaller numbers as the precision grows); otherwise it has no value we can tell. Below
+# 10^-570 or so a constant that is not 0 is taken for 0 too.
+_WORKING_DIGITS = 600
+_TINY = sympy.Float(10) ** -500
 
 
 def _whole_constants(expr: sympy.Expr, x: sympy.Symbol) -> sympy.Expr:
-    """`expr` with each sum's constant part that is a whole number sympy cannot prove written as that
-    number: floor(x - log(6) + log(2) + log(3)) had the series 1 around 1, where it jumps."""
+    """`expr` with each sum's constant part that is a rational number sympy cannot prove written as
+    that number: floor(x - log(6) + log(2) + log(3)) had the series 1 around 1, where it jumps."""
 
     def whole(node: sympy.Add) -> sympy.Expr:
         constant, rest = node.as_independent(x, as_Add=True)
-        if constant.is_Rational or not constant.is_number or constant.is_zero is not None:
+        if not constant.is_number or constant.is_rational is not None:  # told already: 1/2, pi/2
             return node
-        return _or_whole(constant) + rest
+        return _or_exact(constant) + rest
 
     return expr.replace(lambda node: isinstance(node, sympy.Add) and node.has(x), whole)
 
 
-def _or_whole(value: sympy.Expr) -> sympy.Expr:
-    """The whole number the constant `value` is written to be where sympy cannot prove it (log(6) -
-    log(2) - log(3) + 1 is 1: floor(x) there had the series 1, where it jumps), else `value`."""
+def _or_exact(value: sympy.Expr) -> sympy.Expr:
+    """The rational number (of a denominator up to 10^6) the constant `value` is written to be where
+    sympy cannot prove it (log(6) - log(2) - log(3) + 1 is 1: floor(x) there had the series 1, where
+    it jumps; cos(pi/7) + cos(3 pi/7) + cos(5 pi/7) is 1/2), else `value`."""
     number = _digits(value)
     if number is None or not number.is_real:
         return value
-    nearest = sympy.floor(number + sympy.S.Half)
+    nearest = sympy.Rational(str(number)).limit_denominator(10**6)
     return nearest if _digits(value - nearest) is sympy.S.Zero else value
 
 
 def _digits(value: sympy.Expr) -> sympy.Expr | None:
     """The number `value` to 30 digits, or None where it has none we can tell: a zero sympy cannot
-    prove (cos(pi/7) + cos(3 pi/7) + cos(5 pi/7) - 1/2, log(6) - log(2) - log(3)) evaluates to ever
-    smaller numbers as the precision grows, so 1 over it, and log of it, to ever larger ones. Such
-    a point was a pole of 1/x, whose series came back with coefficients 1/(that zero): 10^139 at 30
-    digits (an independent hunt, 2026-12-06)."""
+    prove (cos(pi/7) + cos(3 pi/7) + cos(5 pi/7) - 1/2, log(6) - log(2) - log(3)) is 0 (1/x around
+    one such point had coefficients 1/(that zero): 10^139 at 30 digits; an independent hunt,
+    2026-12-06), and 1 over it, or log of it, has no value. A constant that is only small (1e-202,
+    sqrt(2) less its first 201 digits) keeps its value: taken for 0 at 300 digits, it was (a second
+    hunt, the same day)."""
     try:
-        return value.evalf(30, strict=True)
+        return value.evalf(30, strict=True, maxn=_WORKING_DIGITS)
     except PrecisionExhausted:
         pass
     try:
-        coarse, fine = (value.evalf(30, maxn=digits) for digits in _WORKING_DIGITS)
-        if bool(abs(coarse) < _TINY) and bool(abs(fine) < _TINY):
+        if bool(abs(value.evalf(30, maxn=_WORKING_DIGITS)) < _TINY):
             return sympy.S.Zero
-        if bool(abs(coarse - fine) <= abs(fine) * 10**-25):
-            return fine
     except (TypeError, ValueError):  # no number to compare (a value sympy cannot order)
         pass
     return None
@@ -569,7 +569,7 @@ def _step_near(node: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
     # What the argument tends to, not its value: floor(Heaviside(x^2)) is 1 beside 0, not floor(1/2).
     at = sympy.limit(inner, x, a, dir="+-") if inner.has(sympy.sign, sympy.Abs) else _at(inner, x, a)
     if at.is_integer is None and at.is_number:
-        at = _or_whole(at)
+        at = _or_exact(at)
     if at.is_integer:  # floor: n - 1 below n, else n; ceiling: n + 1 above n, else n
         if isinstance(node, sympy.floor):
             below = sympy.sign(at - inner)

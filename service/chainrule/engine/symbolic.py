@@ -386,7 +386,11 @@ class _Differentiator(DependsOn):
         return sympy.Add(*terms)
 
     def _product(self, factors: tuple[sympy.Expr, ...]) -> sympy.Expr:
-        gammas = [i for i, factor in enumerate(factors) if self.has(factor) and _gamma_power(factor)]
+        gammas = {
+            i: found
+            for i, factor in enumerate(factors)
+            if self.has(factor) and (found := _gamma_power(factor))
+        }
         if len(gammas) >= 2:
             return self._product_of_gammas(factors, gammas)
         terms = [
@@ -396,7 +400,9 @@ class _Differentiator(DependsOn):
         ]
         return sympy.Add(*terms)
 
-    def _product_of_gammas(self, factors: tuple[sympy.Expr, ...], gammas: list[int]) -> sympy.Expr:
+    def _product_of_gammas(
+        self, factors: tuple[sympy.Expr, ...], gammas: dict[int, tuple[sympy.Expr, sympy.Expr]]
+    ) -> sympy.Expr:
         """d(R G) for G a product of powers of gamma: R' G + R G (sum of k psi(u) u'), its logarithmic
         derivative kept whole. Term by term (k gamma(u)^k psi(u) u' times the others), the digammas of
         gamma(x)gamma(y)/gamma(x + y) cancel where y is small against x, and no rule can see that they
@@ -404,9 +410,7 @@ class _Differentiator(DependsOn):
         independent hunt, 2026-12-06); beta's derivative, beta (psi(x) - psi(x + y)), was right."""
         power = sympy.Mul(*(factors[i] for i in gammas))
         rest = sympy.Mul(*(factor for i, factor in enumerate(factors) if i not in gammas))
-        logarithmic = sympy.Add(
-            *(k * sympy.polygamma(0, u) * self.d(u) for u, k in (_gamma_power(factors[i]) for i in gammas))
-        )
+        logarithmic = sympy.Add(*(k * sympy.polygamma(0, u) * self.d(u) for u, k in gammas.values()))
         return self.d(rest) * power + rest * power * logarithmic
 
     def _power(self, node: sympy.Pow) -> sympy.Expr:
