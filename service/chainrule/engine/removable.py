@@ -168,9 +168,10 @@ def _at_infinity(
     to u = 0, and x^3 (1/x - sin(1/x)) was 0.0 at 1e9 (truth 1/6), the derivative of x sin(1/x),
     sin(1/x) - cos(1/x)/x, 3.7e-6 off at 1e5 (an independent hunt, 2026-12-06). Its polynomial in
     t = 1/x at t = 0, found as at a finite point, reaching `limit` (half the way to 1/x of the
-    formula's finite points) at most. Looked at only where a function is called of a power of 1/x
-    (each look is some 16 evaluations of the formula)."""
-    if not any(_of_reciprocal(call, symbol) for call in part.atoms(sympy.Function)):
+    formula's finite points) at most. Looked at only where a function or a root is taken of a power
+    of 1/x (each look is some 16 evaluations of the formula)."""
+    roots = [power for power in part.atoms(sympy.Pow) if not power.exp.is_integer]  # sqrt(1 + 1/x)
+    if not any(_of_reciprocal(call, symbol) for call in [*part.atoms(sympy.Function), *roots]):
         return []
     inverted = part.xreplace({symbol: 1 / _RECIPROCAL})
     reciprocal = None if float64 is None else _reciprocal_of(float64)
