@@ -287,6 +287,8 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("sign(gamma(x))", {"x": -2000.5}, (), -1.0, "gamma is -0.0 there: sign 0"),
     ("Heaviside(gamma(x))", {"x": -199.5}, (), 1.0, "gamma is 0.0 there: Heaviside 1/2"),
     ("1/gamma(x)", {"x": -999999999999999.5}, (), math.inf, "scipy's gamma is -0.0 there: -inf"),
+    ("1/gamma(x)", {"x": -1000000000000000.5}, (), -math.inf, "scipy's gammasgn says 1 there: +inf"),
+    ("sign(gamma(x))", {"x": -(2.0**51) - 0.5}, (), -1.0, "scipy's gammasgn says 1 there"),
     # ... kernels computed in doubles in the wide run answered there what they had in float64 ...
     ("Heaviside(x*y)", {"x": 1e-200, "y": 1e-200}, (), 1.0, "x*y underflows: 1/2"),
     ("x*csc(x)*y", {"x": 1e-310, "y": 3.0}, (), 3.0, "csc overflows: inf"),

@@ -766,7 +766,7 @@ def log_gamma(x: Any) -> Any:
     long double from 1755: log(gamma(2000.5)) was inf, its value 13202.7; `numeric_code.stable`):
     `loggamma` for x > 0, log|gamma(x)| where gamma(x) is positive below 0, NaN where it is negative."""
     xs = _array(x)
-    below = np.where(scipy.special.gammasgn(xs) > 0, scipy.special.gammaln(xs), np.nan)
+    below = np.where(gamma_sign(xs) > 0, scipy.special.gammaln(xs), np.nan)
     return np.where(xs > 0, loggamma(np.abs(xs)), below)
 
 
@@ -816,7 +816,7 @@ def _beta(a: Any, b: Any) -> Any:
     subnormal = (np.minimum(small, total) < _GAMMA_NORMAL_FROM) & ~pole
     if np.any(subnormal):
         with np.errstate(all="ignore"):
-            signs = scipy.special.gammasgn(a) * scipy.special.gammasgn(b) * scipy.special.gammasgn(total)
+            signs = gamma_sign(a) * gamma_sign(b) * gamma_sign(total)
             logs = scipy.special.gammaln(a) + scipy.special.gammaln(b) - scipy.special.gammaln(total)
             # At a pole of the sum (and of neither argument) beta is 0: 1/Gamma(a + b) is.
             value = np.where(_at_pole(total), 0.0, signs * np.exp(logs))
@@ -870,7 +870,7 @@ def gamma(x: Any) -> Any:
         overflow.report("underflow")
         # With its sign: scipy's is -0.0 at -999999999999999.5, where gamma is positive (1/gamma(x)
         # was -inf there; an independent hunt, 2026-12-06).
-        result = np.where(result == 0, np.copysign(0.0, scipy.special.gammasgn(x)), result)
+        result = np.where(result == 0, np.copysign(0.0, gamma_sign(x)), result)
     return result
 
 
@@ -879,10 +879,14 @@ _SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
 
 def gamma_sign(x: Any) -> Any:
     """The sign of gamma(x), where gamma itself is past the doubles (gamma(-2000.5) is 0.0, and
-    sign(gamma(x)) there was 0, truth -1; an independent hunt, 2026-12-06): NaN at its poles, 0 and
-    the negative integers (scipy says 1 at 0)."""
+    sign(gamma(x)) there was 0, truth -1; an independent hunt, 2026-12-06): 1 for x > 0; between the
+    poles below 0, -1 where floor(x) is odd; NaN at the poles, 0 and the negative integers. Not
+    scipy's gammasgn, which says 1 at 0 and loses the parity past 1e15 (1/gamma(x) at
+    -1000000000000000.5 was +inf; a second hunt)."""
     xs = _array(x)
-    return np.where(xs == 0, np.nan, scipy.special.gammasgn(xs))
+    with np.errstate(invalid="ignore"):
+        below = np.where(np.fmod(np.floor(xs), 2.0) == 0, 1.0, -1.0)
+        return np.where(xs > 0, 1.0, np.where((xs < 0) & (xs != np.floor(xs)), below, np.nan))
 
 
 def factorial(x: Any) -> Any:

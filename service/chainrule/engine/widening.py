@@ -106,7 +106,7 @@ def _gamma(x: Any) -> Any:
 
 def _long_double_gamma(xs: Any) -> Any:
     """Its sign times exp(log|gamma|) in long double."""
-    return scipy.special.gammasgn(xs) * np.exp(scipy.special.gammaln(xs).astype(np.longdouble))
+    return kernels.gamma_sign(xs) * np.exp(scipy.special.gammaln(xs).astype(np.longdouble))
 
 
 def _erfc(x: Any) -> Any:
@@ -146,7 +146,7 @@ def _beta(a: Any, b: Any) -> Any:
             [np.isfinite(v) for v in logs]
         )
         if past.any():
-            sign = scipy.special.gammasgn(xs) * scipy.special.gammasgn(ys) * scipy.special.gammasgn(total)
+            sign = kernels.gamma_sign(xs) * kernels.gamma_sign(ys) * kernels.gamma_sign(total)
             exponent = sum(
                 np.asarray(v[past], dtype=np.longdouble) * k for v, k in zip(logs, (1, 1, -1), strict=True)
             )
