@@ -232,6 +232,8 @@ _FAR = [s * 10.0**e for e in (2, 4, 5, 7, 9, 12, 16) for s in (1, -1)]
         ("x*atan(1/x)", 1),
         ("x^2*(1 - cos(1/x))", 1),
         ("x*(sqrt(1 + 1/x) - 1)", 1),  # a root, not a function: 0.0 at 1e20 (a second hunt)
+        ("(x - 1)*sin(1/(x - 1))", 1),  # shifted: 0.0 at 1e8
+        ("(x - 2)^3*(1/(x - 2) - sin(1/(x - 2)))", 0),
     ],
 )
 def test_a_formula_of_1_over_x_that_cancels_far_out_gets_its_polynomial_in_1_over_x(

@@ -306,6 +306,9 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     # ... and digamma's step multiplied two small numbers below the doubles.
     ("digamma(x + y) - digamma(x)", {"x": 1e-200, "y": 1e-200}, (), 5e199, "x(x + y) underflows: inf"),
     ("digamma(x + y) - digamma(x)", {"x": 1e-160, "y": 2e-160}, (), 1 / 1.5e-160, "a subnormal: 1e-5 off"),
+    # ... and so did its reflection's two sines (a second hunt)
+    ("digamma(x + y) - digamma(x)", {"x": 1e-300, "y": -2e-300}, (), 2e300, "sin * sin underflows: inf"),
+    ("digamma(x + y) - digamma(x)", {"x": -1e-160, "y": 3e-160}, (), -1.5e160, "a subnormal: 1e-5 off"),
 ]
 
 

@@ -969,7 +969,11 @@ def digamma_step(u: Any, w: Any) -> Any:
             mirrored = digamma_step(np.where(reflected, 1.0 - us, 1.0), np.where(reflected, -ws, 0.0))
             # sin(pi x) reduced exactly: sin(pi w) is 0 for an integer w, not 1.2e-16 over a tiny
             # sine (beta(x, 1)'s partial at -1e-12 was 5e-5 off).
-            cotangents = np.pi * _sin_pi(ws) / (_sin_pi(us + ws) * _sin_pi(us))
+            # Over the larger sine first: the product of two tiny ones is below the doubles (at
+            # (-1e-160, 3e-160) 1e-5 off, inf at (1e-300, -2e-300); a second hunt, 2026-12-06).
+            a, b = _sin_pi(us + ws), _sin_pi(us)
+            larger = np.abs(a) >= np.abs(b)
+            cotangents = np.pi * _sin_pi(ws) / np.where(larger, a, b) / np.where(larger, b, a)
             by_reflection = np.where(
                 reflected, mirrored + cotangents, digamma_step(np.where(reflected, 1.0, us), ws)
             )

@@ -190,8 +190,10 @@ def _at_infinity(
 
 
 def _of_reciprocal(call: sympy.Basic, symbol: sympy.Symbol) -> bool:
+    """Whether `call` takes a negative power of a polynomial in x: 1/x, 1/(x - 2)^2 (the shifted
+    ones were not looked at: (x - 1) sin(1/(x - 1))' was 0.0 at 1e8; a second hunt)."""
     return any(
-        node.is_Pow and node.base == symbol and node.exp.is_negative
+        node.is_Pow and node.exp.is_negative and node.base.has(symbol) and node.base.is_polynomial(symbol)
         for arg in call.args
         for node in sympy.preorder_traversal(arg)
     )
