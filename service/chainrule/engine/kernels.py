@@ -792,8 +792,7 @@ def beta(a: Any, b: Any) -> Any:
     0.0, truth 0.112 (an independent hunt, 2026-12-06); the long double run computes it
     (`widening._beta`)."""
     result = _beta(a, b)
-    if np.fmin.reduce(np.abs(result), axis=None) < _SMALLEST_NORMAL:  # fmin passes NaN over
-        overflow.report("underflow")
+    _reported_if_below_normal(result)
     return result
 
 
@@ -866,8 +865,7 @@ def gamma(x: Any) -> Any:
     scipy does not flag: below -171.7 (gamma(-172.5) is -1.1e-312; 1e300*gamma(x) there was -0.0),
     so that the long double run computes it (`widening._gamma`)."""
     result = scipy.special.gamma(x)
-    if np.fmin.reduce(np.abs(result), axis=None) < _SMALLEST_NORMAL:  # fmin passes NaN over
-        overflow.report("underflow")
+    if _reported_if_below_normal(result):
         # With its sign: scipy's is -0.0 at -999999999999999.5, where gamma is positive (1/gamma(x)
         # was -inf there; an independent hunt, 2026-12-06).
         result = np.where(result == 0, np.copysign(0.0, gamma_sign(x)), result)
@@ -875,6 +873,15 @@ def gamma(x: Any) -> Any:
 
 
 _SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
+
+
+def _reported_if_below_normal(result: Any) -> bool:
+    """Whether some value is below the normal doubles, the underflow handler told (scipy's gamma and
+    our beta say nothing of it): the long double run computes such points again."""
+    below = bool(np.fmin.reduce(np.abs(result), axis=None) < _SMALLEST_NORMAL)  # fmin passes NaN over
+    if below:
+        overflow.report("underflow")
+    return below
 
 
 def gamma_sign(x: Any) -> Any:
