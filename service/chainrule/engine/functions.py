@@ -112,7 +112,7 @@ class _BoundedIntegerPart:
 
     @classmethod
     def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
-        if not arg.is_Rational and _past(arg, _EXACT_INTEGER_PART_BITS):
+        if not arg.is_Rational and past(arg, _EXACT_INTEGER_PART_BITS):
             return None
         result: sympy.Expr | None = super().eval(arg)  # type: ignore[misc]
         if result is not None and result.is_Integer and arg.is_number and not arg.is_Rational:
@@ -144,7 +144,7 @@ def magnitude(number: sympy.Expr) -> sympy.Expr:
     return abs(number.evalf(30))
 
 
-def _past(arg: sympy.Expr, bits: int) -> bool:
+def past(arg: sympy.Expr, bits: int) -> bool:
     """Whether `arg` is a number past 2^bits in magnitude."""
     if not arg.is_number:
         return False
@@ -160,7 +160,7 @@ def _periodic(build: Callable[[sympy.Expr], sympy.Expr]) -> Callable[[sympy.Expr
     """
 
     def built(arg: sympy.Expr) -> sympy.Expr:
-        return sympy.S.NaN if _past(arg, reference.PERIODIC_BITS) else build(arg)
+        return sympy.S.NaN if past(arg, reference.PERIODIC_BITS) else build(arg)
 
     return built
 

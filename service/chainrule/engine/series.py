@@ -129,7 +129,7 @@ def taylor(
     check_around(around)
     if not around.is_Rational:  # a 0 or 1/2 written so that sympy cannot tell is expanded around it
         around = _or_exact(around)
-    expr = _whole_constants(expr, x)
+    expr = _exact_constants(expr, x)
     if order < 0:
         raise InvalidArgument(f"order {order} is negative", field="order")
     if order > limits.max_series_order:
@@ -308,7 +308,7 @@ _WORKING_DIGITS = 600
 _TINY = sympy.Float(10) ** -500
 
 
-def _whole_constants(expr: sympy.Expr, x: sympy.Symbol) -> sympy.Expr:
+def _exact_constants(expr: sympy.Expr, x: sympy.Symbol) -> sympy.Expr:
     """`expr` with each sum's constant part that is a rational number sympy cannot prove written as
     that number: floor(x - log(6) + log(2) + log(3)) had the series 1 around 1, where it jumps."""
 
@@ -473,7 +473,7 @@ def check_around(around: sympy.Expr, written: str = "") -> None:
         )
     # sin of such a number is reduced by pi in as many bits as it has: sin(x) around exp(exp(100))
     # ran out of its time budget (an independent hunt, 2026-12-06); no double comes near it.
-    if functions.magnitude(around) > sympy.Float(2) ** reference.PERIODIC_BITS:
+    if functions.past(around, reference.PERIODIC_BITS):
         raise InvalidArgument(
             f"the point to expand around must be below 2^{reference.PERIODIC_BITS} (about 1e1233) in "
             f"magnitude, not {shown if len(shown) <= 60 else shown[:57] + '...'}",
