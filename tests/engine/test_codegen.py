@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 import subprocess
+import xml.dom.minidom
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 import sympy
 
 from chainrule import engine
-from chainrule.engine import codegen
+from chainrule.engine import codegen, functions
 from chainrule.engine.codegen import Language
 from chainrule.engine.errors import FailedPrecondition
 from chainrule.engine.parsing import parse
@@ -57,6 +58,8 @@ TARGETS = [
     Target("log(x, 2) e^(2x) pi", (("x", 1),), 0.1, 2.0),
     Target("x erf(x) + x^2 erfc(x)", (("x", 1),)),  # C and Python only: JS Math has neither
     Target("int + return", (("int", 1),)),  # variables named like C keywords
+    # Constants C and JavaScript have no name for, declared in the function (were inside `return`).
+    Target("Catalan x^2 + sin(EulerGamma x) + x^Catalan", (("x", 1),), 0.2, 2.0),
 ]
 JS_TARGETS = [target for target in TARGETS if "erf" not in target.text]
 POINTS = 4
@@ -219,6 +222,17 @@ def test_supported_functions_per_language() -> None:
 def test_mathml_is_presentation_markup() -> None:
     markup = codegen.mathml(parse("sin(x^2)"))
     assert "<msup><mi>x</mi><mn>2</mn></msup>" in markup and markup.startswith("<mrow>")
+
+
+@pytest.mark.parametrize("spec", functions.SPECS, ids=lambda spec: spec.names[0])
+def test_mathml_is_well_formed_xml_naming_no_internal_class(spec: functions.FunctionSpec) -> None:
+    # sympy wrote HTML entities (&pi;, &InvisibleTimes;), which XML parsers refuse, and printed our
+    # real floor, ceiling and roots by their class names (realfloor(x), realroot(x, 3)).
+    x, y = sympy.Symbol("x", real=True), sympy.Symbol("y", real=True)
+    sample = spec.build(x, 5) if spec.root and spec.min_args == 2 else spec.build(*[x, y][: spec.min_args])
+    markup = codegen.mathml(sympy.pi * sympy.exp(sample))  # pi and e were entities
+    xml.dom.minidom.parseString(f"<math>{markup}</math>")
+    assert "real" not in markup and "&" not in markup.replace("&#", "")
 
 
 @pytest.mark.parametrize("language", list(Language))

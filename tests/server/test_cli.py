@@ -131,6 +131,22 @@ def test_a_missing_value_is_an_error_naming_it(capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [
+        ["diff", "x", "--wrt", "x:-1"],  # int() took it, the engine refused it: exit 1, not 2
+        ["diff", "x", "--wrt", "x:1_0"],  # int() read 10
+        ["diff", "x", "--wrt", "x:\u0662"],  # and an Arabic-Indic two as 2
+        ["series", "sin(x)", "--order", "-1"],
+    ],
+)
+def test_an_order_is_digits_or_a_usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "an order is a whole number 0, 1, 2, ..." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     "point",
     [
         ["x:2"],

@@ -180,3 +180,23 @@ def test_what_is_not_a_column_of_real_numbers_is_refused_by_name(client: Client)
     with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
         client.evaluate("x", points={"x": np.ones((2, 2))}, chunk_points=1)
     assert client.evaluate("x", points={"x": np.array([1, 2], dtype=np.int32)}).values is not None
+    with pytest.raises(TypeError, match="must hold numbers"):
+        client.evaluate("x", points={"x": [np.complex64(1 + 5j)]})  # float() kept its real part
+
+
+@pytest.mark.parametrize("chunk_points", [None, 2])
+def test_numpy_numbers_broadcast_as_python_numbers_do(client: Client, chunk_points: int | None) -> None:
+    """np.int64(2) and np.float32(2) were iterated as columns (TypeError), and a 0-d array had no
+    len() once chunked (an independent hunt)."""
+    np = pytest.importorskip("numpy")
+    for number in (np.int64(2), np.float32(2), np.array(2.0), 2):
+        got = client.evaluate("a*x", points={"x": [1.0, 2.0, 3.0], "a": number}, chunk_points=chunk_points)
+        assert got.values is not None and [float(v) for v in got.values] == [2.0, 4.0, 6.0], number
+
+
+def test_a_hessian_over_no_variables_is_empty_chunked_or_not(client: Client) -> None:
+    """Chunked, it came back as None, as if not asked for (an independent hunt)."""
+    for chunk_points in (None, 2):
+        got = client.gradient("5", points={"z": [1.0, 2.0, 3.0]}, hessian=True, chunk_points=chunk_points)
+        assert got.hessians == ()
+    assert client.gradient("5", points={"z": [1.0, 2.0, 3.0]}, chunk_points=2).hessians is None

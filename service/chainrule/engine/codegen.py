@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import html.entities
 import keyword
 import re
 from collections.abc import Callable, Sequence
@@ -59,10 +60,43 @@ class _MathMLPrinter(MathMLPresentationPrinter):  # type: ignore[misc]
         element.appendChild(self.dom.createTextNode(bignum.decimal(p)))
         return element
 
+    # sympy prints a subclass named otherwise as a plain function of its class's name: our real
+    # versions of floor, ceiling, re and im were `realfloor(x)` (an independent hunt, 2026-12-06).
+    def _print_RealFloor(self, expr: sympy.Expr) -> Any:  # noqa: N802
+        return self._print_floor(expr)
+
+    def _print_RealCeiling(self, expr: sympy.Expr) -> Any:  # noqa: N802
+        return self._print_ceiling(expr)
+
+    def _print_RealPart(self, expr: sympy.Expr) -> Any:  # noqa: N802
+        return self._print_re(expr)
+
+    def _print_ImaginaryPart(self, expr: sympy.Expr) -> Any:  # noqa: N802
+        return self._print_im(expr)
+
+    def _print_RealRoot(self, expr: sympy.Expr) -> Any:  # noqa: N802
+        """`root(x, n)` as the radical it is, as in LaTeX (was `realroot(x, n)`)."""
+        x, n = expr.args
+        element = self.dom.createElement("msqrt" if n == 2 else "mroot")
+        element.appendChild(self._print(x))
+        if n != 2:
+            element.appendChild(self._print(n))
+        return element
+
 
 def mathml(expr: sympy.Expr) -> str:
-    """Presentation MathML (the inner markup, without the `<math>` wrapper), via sympy's printer."""
-    return str(_MathMLPrinter().doprint(expr))
+    """Presentation MathML (the inner markup, without the `<math>` wrapper), via sympy's printer,
+    well-formed XML: the HTML entities sympy writes (`&pi;`, `&InvisibleTimes;`) are the characters
+    they name, which an XML parser without HTML's entity table refused (an independent hunt)."""
+    return _NAMED_ENTITY.sub(_entity_character, str(_MathMLPrinter().doprint(expr)))
+
+
+# XML's own five entities stay as they are: they escape markup.
+_NAMED_ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|apos);)([A-Za-z][A-Za-z0-9]*);")
+
+
+def _entity_character(match: re.Match[str]) -> str:
+    return html.entities.html5.get(f"{match.group(1)};", match.group(0))
 
 
 def generate(
@@ -90,8 +124,20 @@ def generate(
          if old in symbols}
     )  # fmt: skip
     temporaries, (body,) = sympy.cse(renamed, symbols=_temporary_names(parameters))
-    lines = [(printer.doprint(symbol), printer.doprint(value)) for symbol, value in temporaries]
-    result = printer.doprint(body)
+    # Constants a language has no name for (Catalan, EulerGamma in C and JavaScript) are declared
+    # first, as the temporaries are: sympy's human-readable printing put their declarations inside
+    # the returned expression, `return const double Catalan = ...;`, which did not compile (an
+    # independent hunt, 2026-12-06).
+    constants: set[tuple[sympy.Expr, str]] = set()
+
+    def printed(part: sympy.Expr) -> str:
+        declared, _, code = _machine_printed(printer, part)
+        constants.update(declared)
+        return code
+
+    lines = [(printed(symbol), printed(value)) for symbol, value in temporaries]
+    result = printed(body)
+    lines = [(str(constant), value) for constant, value in sorted(constants, key=str)] + lines
     source = _LAYOUTS[language](printer, name, parameters, lines, result, comment=comment)
     return GeneratedCode(language, source, name, tuple(parameters))
 
@@ -159,12 +205,18 @@ def _prepare(expr: sympy.Expr) -> sympy.Expr:
     return expr
 
 
-def _check_supported(printer: Any, expr: sympy.Expr, language: Language) -> None:
+def _machine_printed(printer: Any, expr: sympy.Expr) -> tuple[set[tuple[sympy.Expr, str]], set[Any], str]:
+    """sympy's printing for programs: the constants to declare, what is not supported, the code."""
     printer._settings["human"] = False
     try:
-        _, unsupported, _ = printer.doprint(expr)
+        printed: tuple[set[tuple[sympy.Expr, str]], set[Any], str] = printer.doprint(expr)
     finally:
         printer._settings["human"] = True
+    return printed
+
+
+def _check_supported(printer: Any, expr: sympy.Expr, language: Language) -> None:
+    _, unsupported, _ = _machine_printed(printer, expr)
     if unsupported:
         names = sorted({_grammar_name(node) for node in unsupported})
         listed = ", ".join(names)

@@ -224,8 +224,11 @@ def _check_constant(derivative: sympy.Expr, tolerance: float) -> Check:
     return Check(verdict, Method.CENTRAL_DIFFERENCE, error, tolerance, (point,))
 
 
-def same_function(a: sympy.Expr, b: sympy.Expr, k: int = 5, seed: int = 0) -> bool | None:
-    """Whether two expressions agree numerically at `k` random points (None: no point to compare at)."""
+def same_function(
+    a: sympy.Expr, b: sympy.Expr, k: int = 5, seed: int = 0, *, relative: float = 1e-20
+) -> bool | None:
+    """Whether two expressions agree numerically at `k` random points, to `relative` of the larger
+    magnitude (at least 1), or None when there is no point to compare at."""
     names = sorted({symbol.name for symbol in (a.free_symbols | b.free_symbols)})
     symbols = _symbols(a + b, names)
     ctx = _context()
@@ -239,7 +242,7 @@ def same_function(a: sympy.Expr, b: sympy.Expr, k: int = 5, seed: int = 0) -> bo
         left, right = _real_value(ctx, a, assignment), _real_value(ctx, b, assignment)
         if left is None or right is None:
             continue
-        if abs(left - right) > ctx.mpf(10) ** -20 * max(abs(left), abs(right), ctx.mpf(1)):
+        if abs(left - right) > ctx.mpf(relative) * max(abs(left), abs(right), ctx.mpf(1)):
             return False
         compared += 1
     return True if compared else None

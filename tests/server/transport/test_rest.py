@@ -22,7 +22,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
-from chainrule.engine import errors
+from chainrule.engine import errors, explain
 from chainrule.server.app import Application
 from chainrule.server.compute.executors import CallLimit
 from chainrule.server.metrics import HttpMetrics
@@ -558,6 +558,20 @@ async def test_a_bug_is_a_bare_500_logged_with_its_traceback(caplog: pytest.LogC
     assert body["message"] == "internal error"
     assert "secret" not in response.text
     assert any(r.exc_info and "secret database password" in str(r.exc_info[1]) for r in caplog.records)
+
+
+async def test_an_internal_error_raised_with_details_is_told_as_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The steps' self-check raised one with both formulas; REST and gRPC sent them on (an
+    # independent hunt), where the caller is told nothing of a bug. The access line keeps them.
+    mismatch = explain.StepsMismatchError("the explanation does not end in", metadata={"derivative": "2*x"})
+    async with fake_client(FailingApi(mismatch)) as client:
+        with caplog.at_level(logging.INFO):
+            response = await client.post("/v1/differentiate", json={"expression": "x^2", "explain": True})
+    body = assert_status(response, 500, errors.Code.INTERNAL, "INTERNAL")
+    assert body["message"] == "internal error" and "2*x" not in response.text
+    assert any("does not end in" in record.getMessage() for record in caplog.records)
 
 
 # --- CORS ----------------------------------------------------------------------------------------

@@ -36,6 +36,19 @@ def is_ndarray(value: object) -> bool:
     return numpy is not None and isinstance(value, numpy.ndarray)
 
 
+def is_single_number(value: object) -> bool:
+    """A number that applies to every point: a Python or numpy real scalar (np.int64, np.float32 as
+    well as float), or an array of no dimensions."""
+    if isinstance(value, int | float):
+        return not isinstance(value, bool)
+    numpy = loaded_numpy()
+    if numpy is None:
+        return False
+    if isinstance(value, numpy.ndarray):
+        return bool(value.ndim == 0)
+    return bool(isinstance(value, numpy.integer | numpy.floating))
+
+
 def encode_column(column: ColumnInput, name: str) -> pb.Array:
     """One variable's values as an `Array`: ndarray -> raw little-endian float64, else a list."""
     if is_ndarray(column):
@@ -46,17 +59,26 @@ def encode_column(column: ColumnInput, name: str) -> pb.Array:
             raise TypeError(f"points[{name!r}] must be real numbers, not an array of {data.dtype}")
         return pb.Array(f64le=data.astype("<f8").reshape(-1).tobytes())
     where = f"points[{name!r}]"
-    if isinstance(column, int | float) and not isinstance(column, bool):
+    if is_single_number(column):
         return pb.Array(values=[number(column, where)])
     if isinstance(column, str | bytes | bool | complex):
         raise TypeError(f"{where} must be numbers, not {type(column).__name__}")
     return pb.Array(values=[number(v, where) for v in cast("Iterable[float]", column)])
 
 
+# numpy's kinds of scalars that are not real numbers: complex, bool, bytes, str, object.
+_NOT_REAL = frozenset("cbSUO")
+
+
 def number(value: object, where: str) -> float:
     """A value as a float: a real number (numpy's too), never a string float() would parse; one past
     the doubles is a ValueError saying so (float() raised a bare OverflowError)."""
-    if isinstance(value, str | bytes | bool | complex) or not hasattr(value, "__float__"):
+    kind = getattr(getattr(value, "dtype", None), "kind", None)  # numpy's complex64 is no `complex`
+    if (
+        isinstance(value, str | bytes | bool | complex)
+        or kind in _NOT_REAL
+        or not hasattr(value, "__float__")
+    ):
         raise TypeError(f"{where} must hold numbers, not {type(value).__name__} {value!r}")
     try:
         return float(cast(float, value))

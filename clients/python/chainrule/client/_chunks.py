@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar, cast
 
-from ._arrays import ColumnInput, is_ndarray
+from ._arrays import ColumnInput, is_ndarray, is_single_number
 from ._convert import Points
 from ._models import Column, Evaluation, Gradient, Jacobian
 
@@ -23,7 +23,7 @@ R = TypeVar("R")
 
 def _length(column: ColumnInput) -> int | None:
     """The number of values of a column; None for a single number (it applies to every point)."""
-    if isinstance(column, int | float):
+    if is_single_number(column):
         return None
     return len(cast("Sequence[float]", column))
 
@@ -39,7 +39,9 @@ def split(points: Points, chunk_points: int) -> list[dict[str, ColumnInput]]:
         if shape is not None and len(shape) > 1:  # sliced by rows, its slices would be misreported
             raise ValueError(f"points[{name!r}] must be one-dimensional, got shape {shape}")
     columns = {
-        name: column if isinstance(column, int | float) or is_ndarray(column) else list(column)
+        name: column
+        if is_single_number(column) or is_ndarray(column)
+        else list(cast("Iterable[float]", column))
         for name, column in points.items()
     }
     lengths = {name: _length(column) for name, column in columns.items()}
@@ -87,7 +89,8 @@ def join_gradients(parts: Sequence[Gradient], as_numpy: bool) -> Gradient:
     hessians = [
         part.hessians or tuple(tuple([v] for v in row) for row in part.hessian or ()) for part in parts
     ]
-    has_hessian = bool(hessians[0])
+    # Asked for, a Hessian over no variables is empty, (), as unchunked; not asked for, None.
+    has_hessian = first.hessians is not None or first.hessian is not None
     return Gradient(
         variables=first.variables,
         nonfinite_count=sum(part.nonfinite_count for part in parts),

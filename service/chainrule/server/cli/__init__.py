@@ -25,9 +25,17 @@ SIMPLIFICATIONS = ("none", "fast", "full")
 def _wrt_argument(text: str) -> tuple[str, int]:
     name, _, order = text.partition(":")
     try:
-        return name, int(order) if order else 1
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected VARIABLE[:ORDER], got {text!r}") from None
+        return name, _order_argument(order) if order else 1
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"expected VARIABLE[:ORDER], got {text!r}: {error}") from None
+
+
+def _order_argument(text: str) -> int:
+    """An order as written on a command line: digits, 0 or more (int() also took -1, which the
+    engine then refused with exit status 1 where other bad orders were usage errors, and "1_0")."""
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"an order is a whole number 0, 1, 2, ..., got {text!r}")
+    return int(text)
 
 
 # A number as written in code: float() also read "1_0" as 10 and an Arabic-Indic digit as its value
@@ -228,7 +236,9 @@ def _add_series(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     series.add_argument("expression", help="the expression, in chainrule's grammar, e.g. 'sin(x)'")
     series.add_argument("--variable", default="", help="the variable (default: the only one)")
     series.add_argument("--around", default="0", help="an exact constant such as 0, 1/2, pi/2 (default 0)")
-    series.add_argument("--order", type=int, default=5, help="the polynomial's degree (default 5)")
+    series.add_argument(
+        "--order", type=_order_argument, default=5, help="the polynomial's degree (default 5)"
+    )
     series.add_argument("--latex", action="store_true", help="also print LaTeX")
     series.add_argument("--coefficients", action="store_true", help="also print the coefficients")
     _add_budget(series)

@@ -43,8 +43,17 @@ def http_status(error: ChainruleError) -> int:
     return HTTP_STATUS[error.code]
 
 
+# What a caller is told of a bug: nothing of our insides (the access line keeps the detail).
+_INTERNAL_MESSAGE = "internal error"
+
+
 def status_proto(error: ChainruleError) -> status_pb2.Status:
-    """The rich status for `error`: code, message, BadRequest, ErrorInfo and RetryInfo details."""
+    """The rich status for `error`: code, message, BadRequest, ErrorInfo and RetryInfo details. An
+    INTERNAL error is never detailed: the message and metadata of one raised with them (the steps'
+    self-check, `explain.StepsMismatchError`) stay in the server's log."""
+    if error.code is Code.INTERNAL:
+        info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN)
+        return status_pb2.Status(code=int(error.code), message=_INTERNAL_MESSAGE, details=[_pack(info)])
     details: list[any_pb2.Any] = []
     if error.violations:
         bad_request = error_details_pb2.BadRequest(
