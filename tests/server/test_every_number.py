@@ -309,6 +309,25 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     # ... and so did its reflection's two sines (a second hunt)
     ("digamma(x + y) - digamma(x)", {"x": 1e-300, "y": -2e-300}, (), 2e300, "sin * sin underflows: inf"),
     ("digamma(x + y) - digamma(x)", {"x": -1e-160, "y": 3e-160}, (), -1.5e160, "a subnormal: 1e-5 off"),
+    # An independent hunt (2026-12-06): log(cosh(g))'' is g'^2 - g'^2 tanh(g)^2 + g'' tanh(g), the
+    # pair that cancels with a coefficient calling functions (a polynomial in tanh with varying
+    # coefficients, `numeric_code._in_powers_of_the_complement`) ...
+    ("log(cosh(exp(1/x)))", {"x": 0.01}, (("x", 2),), 2.741879484652458e51, "g'^2 1e45 rounded: 0.0"),
+    ("log(cosh(exp(1/x)))", {"x": 0.01}, (("x", 4),), 3.0204329353560135e59, "parts by function"),
+    ("log(cosh(exp(x)*sin(x)))", {"x": 30.0}, (("x", 2),), -3296808396773.923, "7e-7 off"),
+    ("log(cosh(digamma(x)^2))", {"x": 1e-6}, (("x", 2),), 6.00000230886266e24, "1.3e-8 off"),
+    ("log(cosh(x*atan(x)))", {"x": 1e8}, (("x", 2),), 1.9999999999999996e-32, "0.0"),
+    # ... and log(1 + e^g)'' holds g'^2 - g'^2 e^g/(e^g + 1) (`_varying_pair`)
+    ("log(1 + exp(exp(1/x)))", {"x": 0.01}, (("x", 2),), 2.741879484652458e51, "5.4e49"),
+    # ... and the log of a sum of exponentials of arguments sympy cannot prove real (`_where_real`)
+    ("log(1 + exp(exp(1/x)))", {"x": 0.01}, (), 2.6881171418161356e43, "log1p(inf): inf"),
+    ("log(1 + exp(exp(x)/x))", {"x": 110.0}, (), 5.3827018433315184e45, "inf"),
+    ("log(exp(exp(1/x)) + exp(x))", {"x": 0.01}, (), 2.6881171418161356e43, "inf"),
+    # A ratio over a sum of several exponentials is scaled by the largest where it overflows (our own
+    # hunt: the first, the one sympy put first, left e^(x^3 - x) past every range).
+    ("log(exp(x^3) + exp(x))", {"x": 30.0}, (("x", 1),), 2700.0, "NaN: inf/inf"),
+    ("log(exp(x^3) + exp(x))", {"x": 30.0}, (("x", 2),), 180.0, "NaN: scaled by e^-x"),
+    ("log(exp(x^3) + exp(x))", {"x": -2000.0}, (("x", 1),), 1.0, "NaN: 0/0"),
 ]
 
 

@@ -293,7 +293,7 @@ def _logarithm(argument: sympy.Expr) -> sympy.Expr | None:
         return _log_magnitude(argument.args[0])
     if argument.is_Pow:
         base, exponent = argument.args
-        inner = _logarithm(base) if base.is_positive else None
+        inner = _logarithm(base) if _where_real(base).is_positive else None
         if inner is not None:
             return exponent * inner
         if exponent.is_even:  # log(sinh(x)^2) at -12000 was inf
@@ -303,14 +303,15 @@ def _logarithm(argument: sympy.Expr) -> sympy.Expr | None:
             return None
         # b^p for a varying p: p log b where b > 0 (x^x is past long double from 1,600 on), the
         # power's own log elsewhere (a negative base to a whole power).
-        return exponent * sympy.log(base) if base.is_positive else Kernel(Str("log_power"), base, exponent)
+        positive = _where_real(base).is_positive
+        return exponent * sympy.log(base) if positive else Kernel(Str("log_power"), base, exponent)
     if argument.is_Mul:
         magnitude = _log_magnitude(argument)
         if magnitude is None:
             return None
-        if all(factor.is_nonnegative for factor in argument.args):
+        unsigned = [factor for factor in argument.args if not _where_real(factor).is_nonnegative]
+        if not unsigned:
             return magnitude
-        unsigned = [factor for factor in argument.args if not factor.is_nonnegative]
         return Kernel(Str("log_signed"), sympy.Mul(*map(sympy.sign, unsigned)), magnitude)
     if argument.is_Add:
         return _log_of_sum(argument)
@@ -329,7 +330,7 @@ def _log_magnitude(argument: sympy.Expr) -> sympy.Expr | None:
     if argument.is_Pow and not argument.exp.free_symbols:
         inner = _log_magnitude(argument.base)
         return None if inner is None else argument.exp * inner
-    if argument.is_nonnegative:
+    if _where_real(argument).is_nonnegative:
         return _logarithm(argument)
     return None
 
@@ -337,8 +338,11 @@ def _log_magnitude(argument: sympy.Expr) -> sympy.Expr | None:
 def _log_of_sum(argument: sympy.Expr) -> sympy.Expr | None:
     """log of a sum of terms of known signs: of the positive ones' and the negative ones' logs (each
     a `log_sum_exp`), their `log_difference_exp` (NaN where the negative part is larger)."""
-    positive = [term for term in argument.args if term.is_nonnegative]
-    negative = [-term for term in argument.args if term.is_nonpositive and not term.is_nonnegative]
+    signs = {term: _where_real(term) for term in argument.args}
+    positive = [term for term in argument.args if signs[term].is_nonnegative]
+    negative = [
+        -term for term in argument.args if signs[term].is_nonpositive and not signs[term].is_nonnegative
+    ]
     if len(positive) + len(negative) < len(argument.args) or not positive:
         return None
     logs = [[(_logarithm(term), term) for term in part] for part in (positive, negative)]
@@ -354,6 +358,21 @@ def _log_of_one_plus(node: sympy.Basic) -> bool:
         return False
     (argument,) = node.args
     return _log_power(argument) is not None
+
+
+def _where_real(expr: sympy.Expr) -> sympy.Expr:
+    """`expr` for questions of sign, each exponential (e^u, cosh(u), c^u for a number c > 0) a positive
+    stand-in: the code computes in the reals, where a value with no real value is NaN and so is all
+    it reaches, so e^u is positive wherever it has a value. sympy cannot tell that when u is not
+    provably real (1/x, zoo at 0; sqrt(x)): log(1 + e^(e^(1/x))) was computed as log1p of an
+    overflowed e^(e^100), inf where it is 2.7e43 (an independent hunt, 2026-12-06)."""
+    positive = {
+        node: sympy.Dummy(positive=True)
+        for node in sympy.preorder_traversal(expr)
+        if isinstance(node, sympy.exp | sympy.cosh)
+        or (node.is_Pow and node.base.is_number and node.base.is_positive and not node.exp.is_number)
+    }
+    return expr.xreplace(positive) if positive else expr
 
 
 def _log_power(argument: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, bool] | None:
@@ -622,16 +641,24 @@ def _exponential_ratio(node: sympy.Expr) -> sympy.Expr:
     if not node.is_Mul:
         return node
     factors = sympy.Mul.make_args(node)
-    if not any(isinstance(factor, sympy.exp) and factor.free_symbols for factor in factors):
+    # e^a, or a sum of such terms over the sum (the first derivative of log(e^(x^3) + e^x)).
+    if not any(
+        (isinstance(factor, sympy.exp) or (factor.is_Add and factor.has(sympy.exp))) and factor.free_symbols
+        for factor in factors
+    ):
         return node
     for factor in factors:
         base, exponent = factor.as_base_exp()
         if not (base.is_Add and exponent.is_Number and exponent.is_negative):
             continue
-        exponents = (_exponent(term.as_coeff_Mul()[1]) for term in base.args)
-        scale = next((u for u in exponents if u is not None and u.free_symbols), None)
-        if scale is None:
+        exponents = [_exponent(term.as_coeff_Mul()[1]) for term in base.args]
+        varying = list(dict.fromkeys(u for u in exponents if u is not None and u.free_symbols))
+        if not varying:
             continue
+        # Of several exponentials the largest at each point (a term of none counts as e^0): e^x +
+        # e^(x^3) scaled by e^-x is still inf at 30, and log(exp(x^3) + exp(x))' was NaN, truth
+        # 2700 (our own hunt, 2026-12-06).
+        scale = varying[0] if len(varying) == 1 else sympy.Max(*varying, *([0] if None in exponents else []))
         # powsimp: e^(x - y) e^(y - x) is 1 (sympy leaves exponentials of sums apart).
         shifted = sympy.Add(*(sympy.powsimp(term * sympy.exp(-scale)) for term in base.args))
         rest = sympy.Mul(*(other for other in factors if other is not factor), sympy.exp(exponent * scale))
@@ -870,6 +897,9 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     polynomials = _polynomials_apart(node) if combine else None
     if polynomials is not None:
         return polynomials
+    complement = _in_powers_of_the_complement(node)
+    if complement is not None:
+        return complement
     terms = list(node.args)
     # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
     # A power last: c - c e^u is -c expm1(u) whatever else the sum holds (exp(x^7) - 1 - x^7 lost it
@@ -894,6 +924,9 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     scaled = _summed_under_shared_factors(terms)
     if scaled is not None:
         return scaled
+    paired = _varying_pair(terms)
+    if paired is not None:
+        return paired
     digammas = {term: term.as_coeff_Mul() for term in terms if _is_digamma(term.as_coeff_Mul()[1])}
     for first, (c, low) in digammas.items():
         for second, (d, high) in digammas.items():
@@ -920,6 +953,105 @@ def _stable_combined(node: sympy.Expr) -> sympy.Expr | None:
         return stable(combined)
     finally:
         _COMBINING.reset(token)
+
+
+def _in_powers_of_the_complement(node: sympy.Expr) -> sympy.Expr | None:
+    """A polynomial in t = f(u), f tending to +-1 (tanh, coth, sin, cos, erf), of degree 2 or more,
+    whose coefficients c_k vary (and may call other functions), as E(t^2) + t O(t^2) with each part
+    that vanishes at t^2 = 1 written s^q P(t^2), s = 1 - t^2 written stably (sech(u)^2 for tanh):
+    c - c t^2 is c s whatever c is, and next to t = 0 the quotient P is the polynomial as it was.
+    The second derivative of log(cosh(g)), g'^2 - g'^2 t^2 + g'' t, was 0.0 for g = e^(1/x) at
+    0.01 (g'^2 some 1e45 rounded the rest away; truth 2.7e51) and 7e-7 off for g = e^x sin(x) at
+    30, where `_polynomial_form` takes coefficients of no function but t's (an independent hunt,
+    2026-12-06)."""
+    if len(node.args) > _COMPLEMENT_TERMS:
+        return None
+    squared = {
+        factor.base
+        for term in node.args
+        for factor in sympy.Mul.make_args(term)
+        if factor.is_Pow
+        and isinstance(factor.base, _TENDING_TO_ONE)
+        and factor.exp.is_Integer
+        and factor.exp > 1
+    }
+    for t in sorted(squared, key=sympy.default_sort_key):
+        coefficients = _coefficients_in(node, t)
+        if coefficients is None or max(coefficients) < 2:
+            continue
+        if not any(c.atoms(Application) for c in coefficients.values()):
+            continue  # numbers and powers of the variables: `_polynomial_form` and the rules below
+        parts = [_parts_over_one_less(coefficients, parity) for parity in (0, 1)]
+        if not any(power for part in parts for power, _ in part):
+            continue  # nothing cancels where t^2 is 1
+        complement = _one_less(t**2)
+        if complement is None:
+            continue
+        square = t**2
+        even, odd = (
+            sympy.Add(*(complement**q * sympy.Add(*(c * square**m for m, c in enumerate(quotient)))
+                        for q, quotient in part))
+            for part in parts
+        )  # fmt: skip
+        return stable(even + t * odd)
+    return None
+
+
+def _parts_over_one_less(
+    coefficients: Mapping[int, sympy.Expr], parity: int
+) -> list[tuple[int, list[sympy.Expr]]]:
+    """The even (`parity` 0) or odd part of the polynomial sum of c_k t^k, a polynomial in v = t^2,
+    as parts (q, Q) meaning (1 - v)^q Q(v): one part for each monomial of the coefficients' terms
+    (e^(2/x)/x^2 in -24e^(2/x)/x^2 + 24e^(2/x)/x^2 v, beside 24 + 36/x: the part that cancels where
+    v = 1 is a part of its own, with numbers for coefficients), divided by 1 - v as often as exact."""
+    grouped: dict[sympy.Expr, dict[int, sympy.Expr]] = {}
+    for k, coefficient in coefficients.items():
+        if k % 2 != parity:
+            continue
+        terms = sympy.Add.make_args(sympy.expand(coefficient))
+        if len(terms) > _COMPLEMENT_TERMS:
+            return []  # an expansion this long is no derivative's shape: left as written
+        for term in terms:
+            number, monomial = term.as_coeff_Mul()
+            group = grouped.setdefault(monomial, {})
+            group[k // 2] = group.get(k // 2, sympy.S.Zero) + number
+    return [
+        _over_one_less([monomial * group.get(m, sympy.S.Zero) for m in range(max(group) + 1)])
+        for monomial, group in grouped.items()
+    ]
+
+
+# Sums of more terms than this, or coefficients expanding to more, are left as written (the
+# search costs time in every sum: 400 sines took minutes).
+_COMPLEMENT_TERMS = 64
+
+
+def _over_one_less(coefficients: list[sympy.Expr]) -> tuple[int, list[sympy.Expr]]:
+    """(q, Q) where the polynomial sum of c_m v^m is (1 - v)^q Q(v), q as large as the coefficients
+    cancel exactly at v = 1 (synthetic division by v - 1, its remainder the sum at 1)."""
+    power = 0
+    while len(coefficients) > 1:
+        quotient: list[sympy.Expr] = []
+        carried = sympy.S.Zero
+        for coefficient in reversed(coefficients[1:]):
+            carried = coefficient + carried
+            quotient.append(carried)
+        if sympy.expand(coefficients[0] + carried) != 0:
+            break
+        # P(v) = (v - 1) Q(v) = (1 - v) (-Q(v)); Q's coefficients were found highest first.
+        coefficients, power = [-c for c in reversed(quotient)], power + 1
+    return power, coefficients
+
+
+def _coefficients_in(node: sympy.Expr, t: sympy.Expr) -> dict[int, sympy.Expr] | None:
+    """{k: c_k} where the sum is the polynomial sum of c_k t^k with no c_k holding t; else None."""
+    coefficients: dict[int, sympy.Expr] = {}
+    for term in node.args:
+        coefficient, power = term.as_coeff_exponent(t)
+        if coefficient.has(t) or not (power.is_Integer and power >= 0):
+            return None
+        coefficients[int(power)] = coefficients.get(int(power), sympy.S.Zero) + coefficient
+    return coefficients
 
 
 def _constant_and_term(
@@ -1038,6 +1170,36 @@ def _summed_under_shared_factors(terms: Sequence[sympy.Expr]) -> sympy.Expr | No
             written = Kernel(Str("finite_or"), written, within)
         return sympy.Add(*others, sympy.Mul(*scales) * written)
     return None
+
+
+def _varying_pair(terms: Sequence[sympy.Expr]) -> sympy.Expr | None:
+    """The sum with a pair a + b, b = -a r for r tending to 1, written a (1 - r) with 1 - r written
+    stably, where a calls functions (a factor of no function or a number is the rules' above): the
+    second derivative of log(1 + e^g) holds g'^2 - g'^2 e^g/(e^g + 1), which is g'^2/(e^g + 1) and
+    for g = e^(1/x) at 0.01 (g'^2 some 1e45) rounded the rest of the sum away: 5.4e49, truth
+    2.7e51 (an independent hunt, 2026-12-06). None where no pair is such."""
+    if len(terms) > _PAIRED_TERMS:
+        return None
+    # A term a rule already wrote with a fallback (the logistic e^g/(e^g + 1), also as 1/(1 + e^-g)
+    # where e^g overflows) is compared as first written.
+    written = [term.replace(lambda n: _kernel_name(n) == "finite_or", lambda n: n.args[1]) for term in terms]
+    for first, a in enumerate(written):
+        if not a.atoms(Application):
+            continue
+        for second in range(first + 1, len(terms)):
+            r = -written[second] / a
+            if not r.free_symbols or r.is_Number:
+                continue
+            less = _one_less(r)
+            if less is not None:
+                others = [term for k, term in enumerate(terms) if k not in (first, second)]
+                return sympy.Add(*others, terms[first] * less)
+    return None
+
+
+# Sums of up to this many terms are searched for such pairs (each pair a division and the rules'
+# search: more would cost compile time on sums where nothing pairs).
+_PAIRED_TERMS = 8
 
 
 # The sums being combined on the way to this one (`_stable_sum_once`).
