@@ -293,7 +293,7 @@ def _logarithm(argument: sympy.Expr) -> sympy.Expr | None:
         return _log_magnitude(argument.args[0])
     if argument.is_Pow:
         base, exponent = argument.args
-        inner = _logarithm(base) if _where_real(base).is_positive else None
+        inner = _logarithm(base) if base.is_positive else None
         if inner is not None:
             return exponent * inner
         if exponent.is_even:  # log(sinh(x)^2) at -12000 was inf
@@ -303,15 +303,14 @@ def _logarithm(argument: sympy.Expr) -> sympy.Expr | None:
             return None
         # b^p for a varying p: p log b where b > 0 (x^x is past long double from 1,600 on), the
         # power's own log elsewhere (a negative base to a whole power).
-        positive = _where_real(base).is_positive
-        return exponent * sympy.log(base) if positive else Kernel(Str("log_power"), base, exponent)
+        return exponent * sympy.log(base) if base.is_positive else Kernel(Str("log_power"), base, exponent)
     if argument.is_Mul:
         magnitude = _log_magnitude(argument)
         if magnitude is None:
             return None
-        unsigned = [factor for factor in argument.args if not _where_real(factor).is_nonnegative]
-        if not unsigned:
+        if all(factor.is_nonnegative for factor in argument.args):
             return magnitude
+        unsigned = [factor for factor in argument.args if not factor.is_nonnegative]
         return Kernel(Str("log_signed"), sympy.Mul(*map(sympy.sign, unsigned)), magnitude)
     if argument.is_Add:
         return _log_of_sum(argument)
@@ -330,7 +329,7 @@ def _log_magnitude(argument: sympy.Expr) -> sympy.Expr | None:
     if argument.is_Pow and not argument.exp.free_symbols:
         inner = _log_magnitude(argument.base)
         return None if inner is None else argument.exp * inner
-    if _where_real(argument).is_nonnegative:
+    if argument.is_nonnegative:
         return _logarithm(argument)
     return None
 
@@ -365,7 +364,8 @@ def _where_real(expr: sympy.Expr) -> sympy.Expr:
     stand-in: the code computes in the reals, where a value with no real value is NaN and so is all
     it reaches, so e^u is positive wherever it has a value. sympy cannot tell that when u is not
     provably real (1/x, zoo at 0; sqrt(x)): log(1 + e^(e^(1/x))) was computed as log1p of an
-    overflowed e^(e^100), inf where it is 2.7e43 (an independent hunt, 2026-12-06)."""
+    overflowed e^(e^100), inf where it is 2.7e43 (an independent hunt, 2026-12-06). Asked of the
+    terms of a log's sum only (`_log_of_sum`), where that was found."""
     positive = {
         node: sympy.Dummy(positive=True)
         for node in sympy.preorder_traversal(expr)
@@ -641,24 +641,16 @@ def _exponential_ratio(node: sympy.Expr) -> sympy.Expr:
     if not node.is_Mul:
         return node
     factors = sympy.Mul.make_args(node)
-    # e^a, or a sum of such terms over the sum (the first derivative of log(e^(x^3) + e^x)).
-    if not any(
-        (isinstance(factor, sympy.exp) or (factor.is_Add and factor.has(sympy.exp))) and factor.free_symbols
-        for factor in factors
-    ):
+    if not any(isinstance(factor, sympy.exp) and factor.free_symbols for factor in factors):
         return node
     for factor in factors:
         base, exponent = factor.as_base_exp()
         if not (base.is_Add and exponent.is_Number and exponent.is_negative):
             continue
-        exponents = [_exponent(term.as_coeff_Mul()[1]) for term in base.args]
-        varying = list(dict.fromkeys(u for u in exponents if u is not None and u.free_symbols))
-        if not varying:
+        exponents = (_exponent(term.as_coeff_Mul()[1]) for term in base.args)
+        scale = next((u for u in exponents if u is not None and u.free_symbols), None)
+        if scale is None:
             continue
-        # Of several exponentials the largest at each point (a term of none counts as e^0): e^x +
-        # e^(x^3) scaled by e^-x is still inf at 30, and log(exp(x^3) + exp(x))' was NaN, truth
-        # 2700 (our own hunt, 2026-12-06).
-        scale = varying[0] if len(varying) == 1 else sympy.Max(*varying, *([0] if None in exponents else []))
         # powsimp: e^(x - y) e^(y - x) is 1 (sympy leaves exponentials of sums apart).
         shifted = sympy.Add(*(sympy.powsimp(term * sympy.exp(-scale)) for term in base.args))
         rest = sympy.Mul(*(other for other in factors if other is not factor), sympy.exp(exponent * scale))
@@ -1188,13 +1180,26 @@ def _varying_pair(terms: Sequence[sympy.Expr]) -> sympy.Expr | None:
             continue
         for second in range(first + 1, len(terms)):
             r = -written[second] / a
-            if not r.free_symbols or r.is_Number:
+            if not _tends_to_one(r):
                 continue
             less = _one_less(r)
             if less is not None:
                 others = [term for k, term in enumerate(terms) if k not in (first, second)]
                 return sympy.Add(*others, terms[first] * less)
     return None
+
+
+def _tends_to_one(r: sympy.Expr) -> bool:
+    """Whether r is of a shape that tends to 1 where it cancels against 1: p/q for a sum q holding p
+    (the logistic e^g/(e^g + 1)), or a power of a function tending to +-1. A rule for 1 - r alone
+    is not enough: 1 - x^(-1/2) has one, and pairing by it took the third derivative of
+    log(1 + exp(sqrt(x))) apart where it had cancelled exactly (8.5e-9 off at 1e8, NaN from 1e12;
+    the regression hunt, 2026-12-06)."""
+    numerator, denominator = r.as_numer_denom()
+    if denominator.is_Add and numerator.free_symbols and numerator in denominator.args:
+        return True
+    base, exponent = r.as_base_exp()
+    return isinstance(base, _TENDING_TO_ONE) and exponent.is_Integer and exponent > 0
 
 
 # Sums of up to this many terms are searched for such pairs (each pair a division and the rules'
