@@ -235,6 +235,16 @@ def test_mathml_is_well_formed_xml_naming_no_internal_class(spec: functions.Func
     assert "real" not in markup and "&" not in markup.replace("&#", "")
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("Catalan*x^2", "<mi>G</mi>"), ("x*Heaviside(x)", "&#920;</mi><mrow><mo>(</mo><mi>x</mi><mo>)"),
+     ("DiracDelta(x)", "&#948;</mi><mrow><mo>(</mo><mi>x</mi><mo>)")],
+)  # fmt: skip
+def test_mathml_names_constants_and_steps_as_written(text: str, shown: str) -> None:
+    # catalan(), diracdelta(x, 1) and Heaviside's hidden value at 0, (x, 1/2) (a hunt).
+    assert shown in codegen.mathml(parse(text))
+
+
 @pytest.mark.parametrize("language", list(Language))
 @pytest.mark.parametrize("text", ["x/(sign(10^-30) - 1)", "x*im(acos(2*x))^(-1)"])
 def test_one_over_zero_is_nan_in_every_language(text: str, language: Language) -> None:

@@ -134,6 +134,7 @@ def test_a_missing_value_is_an_error_naming_it(capsys: pytest.CaptureFixture[str
     "argv",
     [
         ["diff", "x", "--wrt", "x:-1"],  # int() took it, the engine refused it: exit 1, not 2
+        ["diff", "x", "--wrt", "x:"],  # read as 1
         ["diff", "x", "--wrt", "x:1_0"],  # int() read 10
         ["diff", "x", "--wrt", "x:\u0662"],  # and an Arabic-Indic two as 2
         ["series", "sin(x)", "--order", "-1"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import decimal
+import fractions
 import math
 
 import pytest
@@ -200,3 +202,18 @@ def test_a_hessian_over_no_variables_is_empty_chunked_or_not(client: Client) -> 
         got = client.gradient("5", points={"z": [1.0, 2.0, 3.0]}, hessian=True, chunk_points=chunk_points)
         assert got.hessians == ()
     assert client.gradient("5", points={"z": [1.0, 2.0, 3.0]}, chunk_points=2).hessians is None
+
+
+def test_other_numbers_and_what_is_no_number_chunked_or_not(client: Client) -> None:
+    """b"abc" chunked went as 97, 98, 99; Decimal and Fraction were iterated; a boolean array went as
+    0 and 1 and a masked array's masked entries as 1e20 (an independent hunt, 2026-12-06)."""
+    np = pytest.importorskip("numpy")
+    for chunk_points in (None, 2):
+        for number in (decimal.Decimal("2"), fractions.Fraction(2)):
+            got = client.evaluate(
+                "a*x", points={"x": [1.0, 2.0, 3.0], "a": number}, chunk_points=chunk_points
+            )
+            assert list(got.values or ()) == [2.0, 4.0, 6.0]
+        for bad in (b"abc", True, np.array([True, False, True]), np.ma.masked_array([1.0, 2, 3], [0, 1, 0])):
+            with pytest.raises(TypeError):
+                client.evaluate("a*x", points={"x": [1.0, 2.0, 3.0], "a": bad}, chunk_points=chunk_points)

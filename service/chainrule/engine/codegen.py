@@ -74,6 +74,36 @@ class _MathMLPrinter(MathMLPresentationPrinter):  # type: ignore[misc]
     def _print_ImaginaryPart(self, expr: sympy.Expr) -> Any:  # noqa: N802
         return self._print_im(expr)
 
+    # Constants and steps sympy's printer does not know: Catalan was `catalan()`, DiracDelta
+    # `diracdelta(x, 1)` and Heaviside showed its hidden value at 0, `Θ(x, 1/2)` (a hunt).
+    def _print_Catalan(self, expr: sympy.Expr) -> Any:  # noqa: N802
+        return self._identifier("G")
+
+    def _print_DiracDelta(self, expr: sympy.Expr) -> Any:  # noqa: N802
+        return self._applied("\N{GREEK SMALL LETTER DELTA}", expr.args[0])
+
+    def _print_Heaviside(self, expr: sympy.Expr) -> Any:  # noqa: N802
+        return self._applied("\N{GREEK CAPITAL LETTER THETA}", expr.args[0])
+
+    def _identifier(self, name: str) -> Any:
+        element = self.dom.createElement("mi")
+        element.appendChild(self.dom.createTextNode(name))
+        return element
+
+    def _applied(self, name: str, argument: sympy.Expr) -> Any:
+        """name(argument), as sympy writes a function."""
+        row, brackets = self.dom.createElement("mrow"), self.dom.createElement("mrow")
+        for text in ("(", None, ")"):
+            if text is None:
+                brackets.appendChild(self._print(argument))
+                continue
+            bracket = self.dom.createElement("mo")
+            bracket.appendChild(self.dom.createTextNode(text))
+            brackets.appendChild(bracket)
+        row.appendChild(self._identifier(name))
+        row.appendChild(brackets)
+        return row
+
     def _print_RealRoot(self, expr: sympy.Expr) -> Any:  # noqa: N802
         """`root(x, n)` as the radical it is, as in LaTeX (was `realroot(x, n)`)."""
         x, n = expr.args

