@@ -215,6 +215,13 @@ def test_engine_table_steps_end_in_the_derivative_and_verify(case: Case) -> None
 # --- verify ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("text", "order"), [("x/1e-300", 2), ("1e300 x^2 + 1e300 x", 5), ("(1e150 x)^2", 5)])
+def test_verify_measures_noise_against_the_functions_size(text: str, order: int) -> None:
+    # An exact 0 against central differences of 40-digit values of 1e300 x: MISMATCH (a hunt).
+    derivative = engine.differentiate(parse(text), [("x", order)])
+    assert verify.verify(parse(text), [("x", order)], derivative).verdict is verify.Verdict.OK
+
+
 @pytest.mark.parametrize(
     ("text", "wrong", "reason"),
     [
@@ -222,6 +229,7 @@ def test_engine_table_steps_end_in_the_derivative_and_verify(case: Case) -> None
         ("sin(x^2)", "2x cos(x)", "outer derivative at x, not at x^2"),
         ("abs(x^3)", "3x^2", "sign lost (central differences)"),
         ("x^3", "3x", "wrong power"),
+        ("1e20 + 1e-3 sin(x)", "0", "small beside the function's size, and still seen"),
     ],
 )
 def test_verify_catches_wrong_derivatives(text: str, wrong: str, reason: str) -> None:

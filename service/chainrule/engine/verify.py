@@ -46,6 +46,9 @@ __all__ = [
 PRECISION_DIGITS = 40
 TOLERANCE = 1e-8
 _ERROR_FLOOR = 1e-15
+# Digits of the function's value below which a derivative's difference is the numeric method's
+# noise (of the PRECISION_DIGITS it works with, some are lost to the step's division).
+_FUNCTION_DIGITS = 30
 # h = 1e-30: truncation error h^2 f'''/6 is ~1e-60 relative where f varies on a scale of 1, and
 # still ~1e-28 where it oscillates 1e16 times faster (sin(exp(exp(exp(x)))) at 1.24: with h = 1e-15
 # the "numeric" derivative was 8e18 for 4.4e15, a false MISMATCH; an independent attacker). The
@@ -285,7 +288,8 @@ def _check_point(
     method: Method,
 ) -> tuple[float, float, float] | None:
     assignment = dict(zip(symbols, values, strict=True))
-    if _real_value(ctx, expr, assignment) is None:
+    value = _real_value(ctx, expr, assignment)
+    if value is None:
         return None
     symbolic = _real_value(ctx, derivative, assignment)
     if symbolic is None:
@@ -298,7 +302,11 @@ def _check_point(
         # nothing of sin of it: exp(exp(exp(exp(x)))) and sin(exp(exp(exp(x)))) were reported as
         # mismatches (+Infinity against -Infinity), each counted (an independent attacker).
         return None
-    error = abs(symbolic - numeric) / max(abs(symbolic), abs(numeric), ctx.mpf(_ERROR_FLOOR))
+    # Measured against the function's own size too: a difference of 40-digit values of 1e300 x is
+    # noise some 1e246 in its second derivative, which is exactly 0 (x/1e-300: relative error 1,
+    # MISMATCH, for a right derivative; an independent hunt, 2026-12-06).
+    floor = max(ctx.mpf(_ERROR_FLOOR), abs(value) * ctx.mpf(10) ** -_FUNCTION_DIGITS)
+    error = abs(symbolic - numeric) / max(abs(symbolic), abs(numeric), floor)
     return float(symbolic), float(numeric), float(error)
 
 

@@ -563,7 +563,9 @@ class Check(_message.Message):
     method: Global___Check.Method.ValueType
     """How the numeric derivative was taken."""
     max_relative_error: _builtins.float
-    """The largest relative error over the points: |symbolic - numeric| / max(|symbolic|, |numeric|, 1e-15)."""
+    """The largest relative error over the points: |symbolic - numeric| / max(|symbolic|, |numeric|, 1e-15,
+    1e-30 |f|), f the function's value at the point (below that the numeric method is noise).
+    """
     tolerance: _builtins.float
     """The relative error under which a point agrees."""
     @_builtins.property

@@ -252,7 +252,10 @@ export interface Check {
   verdict: Check_Verdict;
   /** How the numeric derivative was taken. */
   method: Check_Method;
-  /** The largest relative error over the points: |symbolic - numeric| / max(|symbolic|, |numeric|, 1e-15). */
+  /**
+   * The largest relative error over the points: |symbolic - numeric| / max(|symbolic|, |numeric|, 1e-15,
+   * 1e-30 |f|), f the function's value at the point (below that the numeric method is noise).
+   */
   maxRelativeError: number;
   /** The relative error under which a point agrees. */
   tolerance: number;
