@@ -319,6 +319,20 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("log(cosh(x*atan(x)))", {"x": 1e8}, (("x", 2),), 1.9999999999999996e-32, "0.0"),
     # ... and log(1 + e^g)'' holds g'^2 - g'^2 e^g/(e^g + 1) (`_varying_pair`)
     ("log(1 + exp(exp(1/x)))", {"x": 0.01}, (("x", 2),), 2.741879484652458e51, "5.4e49"),
+    # ... and its third derivative, a polynomial in the logistic s whose terms cancel where s is 1,
+    # some 1e142 each (`numeric_code._in_powers_of_the_logistic`; a session's hunt, 2026-12-06) ...
+    ("log(1 + exp(exp(1/x)))", {"x": 0.01}, (("x", 3),), -2.851017040610187e55, "1.6e52"),
+    ("log(1 + exp(exp(1/x)))", {"x": 0.1}, (("x", 3),), -36563933219.37912, "2e-7 off"),
+    ("log(1 + exp(-exp(1/x)))", {"x": 0.25}, (("x", 3),), 1.1893740310047273e-15, "s next to 0"),
+    ("2^x/(2^x + 1)", {"x": 1e4}, (("x", 3),), 0.0, "2^x past the doubles: NaN"),
+    ("log(1 + exp(x))", {"x": 40.0}, (("x", 6),), 4.248354255291588e-18, "5.7e-14"),
+    ("x*exp(x)/(1 + exp(x))", {"x": 40.0}, (("x", 5),), 1.486923989352056e-16, "1.8e-12"),
+    ("log(1 + exp(x*exp(x)))", {"x": 7.0}, (("x", 3),), 10966.331584284586, "2.4e-8 off"),
+    ("log(3 + 2*exp(x/3))", {"x": 300.0}, (("x", 5),), -2.29634319507459e-46, "all times X: -3.6e-17"),
+    ("log(1 + exp(x))^2", {"x": 40.0}, (("x", 4),), 3.0588150638099437e-16, "a log of X beside: -5.3e-14"),
+    ("tanh(x)*exp(x)/(1 + exp(x))", {"x": 40.0}, (("x", 1),), 4.248354255291589e-18, "degree 1: 0.0"),
+    # ... and the ratio of a power c^u to a sum holding it, where the power is past the doubles
+    ("log(2^exp(1/x) + 1)", {"x": 0.01}, (("x", 1),), -1.863260817864709e47, "NaN"),
     # im of what has no value where asech has none stays NaN once its constant is folded (fuzzer)
     ("im(asech(x) - pi)", {"x": -53.47657291867705}, (), math.nan, "0.0: im of a real symbol"),
     # ... but not by a ratio that does not tend to 1 (x^(-1/2) here: 8.5e-9 off; the regression hunt)

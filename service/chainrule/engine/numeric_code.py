@@ -109,7 +109,10 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       coefficients may hold the variable: x log(cosh(x))'s) (`_combined`); terms sharing a factor
       that calls no function are written as it times their sum (`_summed_under_shared_factors`), a
       constant sympy added up from several c - c t is shared out again (`_constant_shared`), and
-      polynomials in several such functions are written one by one (`_polynomials_apart`);
+      polynomials in several such functions are written one by one (`_polynomials_apart`); one
+      whose coefficients call functions is written in powers of 1 - t^2 per monomial of them
+      (`_in_powers_of_the_complement`), and so is a polynomial in the logistic s = X/(c + X) of an
+      exponential X, in powers of 1 - s (`_in_powers_of_the_logistic`);
     - log(erfc(u)) is `log_erfc` (scipy's log_ndtr) and erfc(u)^k e^(k u^2) is erfcx(u)^k: erfc is
       past the doubles from 27.3 on; the log of exponentials, where it is not finite, is computed in
       the log domain (`_in_log_domain`: log(cosh(x)) at 12000 was inf), and a ratio of exponentials
@@ -641,8 +644,8 @@ def _exponential_ratio(node: sympy.Expr) -> sympy.Expr:
     if not node.is_Mul:
         return node
     factors = sympy.Mul.make_args(node)
-    if not any(isinstance(factor, sympy.exp) and factor.free_symbols for factor in factors):
-        return node
+    if not any(_exponent(factor) is not None and factor.free_symbols for factor in factors):
+        return node  # (2^x log(2)/(2^x + 1)^2 at 1e4 was inf/inf, NaN: c^u counts as e^(u log c))
     for factor in factors:
         base, exponent = factor.as_base_exp()
         if not (base.is_Add and exponent.is_Number and exponent.is_negative):
@@ -651,14 +654,25 @@ def _exponential_ratio(node: sympy.Expr) -> sympy.Expr:
         scale = next((u for u in exponents if u is not None and u.free_symbols), None)
         if scale is None:
             continue
-        # powsimp: e^(x - y) e^(y - x) is 1 (sympy leaves exponentials of sums apart).
-        shifted = sympy.Add(*(sympy.powsimp(term * sympy.exp(-scale)) for term in base.args))
-        rest = sympy.Mul(*(other for other in factors if other is not factor), sympy.exp(exponent * scale))
+        # powsimp: e^(x - y) e^(y - x) is 1 (sympy leaves exponentials of sums apart); c^u as e^(u log c)
+        # first, which powsimp does not merge with e^-(u log c) (log(2^(e^(1/x)) + 1)' at 0.01 was NaN).
+        shifted = sympy.Add(*(sympy.powsimp(_natural(term) * sympy.exp(-scale)) for term in base.args))
+        rest = sympy.Mul(
+            *(_natural(other) for other in factors if other is not factor), sympy.exp(exponent * scale)
+        )
         # Sums beside it distributed over: e^-2x (1 - e^x) is 0 (-inf) at 6000, e^-2x - e^-x is 0.
         terms = sympy.Add.make_args(sympy.expand_mul(rest) if _cheap_to_expand(rest) else rest)
         written = sympy.Add(*map(sympy.powsimp, itertools.chain.from_iterable(map(_expm1_apart, terms))))
         return Kernel(Str("finite_or"), node, written * shifted**exponent)
     return node
+
+
+def _natural(term: sympy.Expr) -> sympy.Expr:
+    """The term with every c^u in it (c a number above 0, u varying) written e^(u log c)."""
+    return term.replace(
+        lambda node: node.is_Pow and _exponent(node) is not None,
+        lambda node: sympy.exp(node.exp * sympy.log(node.base)),
+    )
 
 
 def _expm1_apart(term: sympy.Expr) -> tuple[sympy.Expr, ...]:
@@ -889,7 +903,7 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     polynomials = _polynomials_apart(node) if combine else None
     if polynomials is not None:
         return polynomials
-    complement = _in_powers_of_the_complement(node)
+    complement = _in_powers_of_the_complement(node) or _in_powers_of_the_logistic(node)
     if complement is not None:
         return complement
     terms = list(node.args)
@@ -993,24 +1007,151 @@ def _parts_over_one_less(
     coefficients: Mapping[int, sympy.Expr], parity: int
 ) -> list[tuple[int, list[sympy.Expr]]]:
     """The even (`parity` 0) or odd part of the polynomial sum of c_k t^k, a polynomial in v = t^2,
-    as parts (q, Q) meaning (1 - v)^q Q(v): one part for each monomial of the coefficients' terms
-    (e^(2/x)/x^2 in -24e^(2/x)/x^2 + 24e^(2/x)/x^2 v, beside 24 + 36/x: the part that cancels where
-    v = 1 is a part of its own, with numbers for coefficients), divided by 1 - v as often as exact."""
+    as parts (q, Q) meaning (1 - v)^q Q(v) (`_by_monomial`, `_over_one_less`)."""
+    halved = {k // 2: coefficient for k, coefficient in coefficients.items() if k % 2 == parity}
+    return [_over_one_less(group) for group in _by_monomial(halved).values()]
+
+
+def _by_monomial(coefficients: Mapping[int, sympy.Expr]) -> dict[sympy.Expr, list[sympy.Expr]]:
+    """The polynomial sum of c_m v^m as one polynomial for each monomial of the coefficients' terms,
+    its coefficients that monomial times numbers (e^(2/x)/x^2 in -24e^(2/x)/x^2 + 24e^(2/x)/x^2 v,
+    beside 24 + 36/x: the part that cancels where v = 1 is a polynomial of its own). None (empty)
+    where a coefficient expands to more than `_COMPLEMENT_TERMS` terms, no derivative's shape."""
     grouped: dict[sympy.Expr, dict[int, sympy.Expr]] = {}
-    for k, coefficient in coefficients.items():
-        if k % 2 != parity:
-            continue
-        terms = sympy.Add.make_args(sympy.expand(coefficient))
-        if len(terms) > _COMPLEMENT_TERMS:
-            return []  # an expansion this long is no derivative's shape: left as written
-        for term in terms:
-            number, monomial = term.as_coeff_Mul()
+    for m, coefficient in coefficients.items():
+        terms = _monomials(coefficient)
+        if terms is None:
+            return {}
+        for number, monomial in terms:
             group = grouped.setdefault(monomial, {})
-            group[k // 2] = group.get(k // 2, sympy.S.Zero) + number
-    return [
-        _over_one_less([monomial * group.get(m, sympy.S.Zero) for m in range(max(group) + 1)])
+            group[m] = group.get(m, sympy.S.Zero) + number
+    return {
+        monomial: [monomial * group.get(m, sympy.S.Zero) for m in range(max(group) + 1)]
         for monomial, group in grouped.items()
-    ]
+    }
+
+
+def _monomials(coefficient: sympy.Expr) -> list[tuple[sympy.Expr, sympy.Expr]] | None:
+    """The (number, monomial) of each term of the coefficient expanded; None past `_COMPLEMENT_TERMS`."""
+    terms = sympy.Add.make_args(sympy.expand(coefficient))
+    return None if len(terms) > _COMPLEMENT_TERMS else [term.as_coeff_Mul() for term in terms]
+
+
+def _in_powers_of_the_logistic(node: sympy.Expr) -> sympy.Expr | None:
+    """A polynomial in the logistic s = X/(c + X) of an exponential X = a e^u or a b^u (a, c > 0;
+    sympy's derivatives write its powers as X^j/(c + X)^k, perhaps all times X^d), whose
+    coefficients vary and may call functions, written as a sum over the monomials of its
+    coefficients of (1 - s)^q Q(s), 1 - s = c/(c + X), q as large as that monomial's terms cancel
+    where s is 1. The third derivative of log(1 + e^g), g^(3) s + 3 g' g'' s (1 - s) + g'^3 s (1 - s)
+    (1 - 2s) expanded, was 1.6e52 for g = e^(1/x) at 0.01 (terms some 1e142 cancelling; truth
+    2.9e55) and 2e-7 off at 0.1; the sixth derivative of log(1 + e^x) at 40 5.7e-14, truth 4.2e-18;
+    the third of 2^x/(2^x + 1) NaN at 1e4; the fifth of log(3 + 2e^(x/3)) at 300 -3.6e-17, truth
+    -2.3e-46; the derivative of tanh(x) e^x/(e^x + 1) at 40 0.0 (a session's hunt, 2026-12-06).
+    None where no such polynomial cancels."""
+    if len(node.args) > _COMPLEMENT_TERMS:
+        return None
+    terms = [_as_first_written(term) for term in node.args]
+    sums = {
+        factor.base: logistic
+        for term in terms
+        for factor in sympy.Mul.make_args(term)
+        if factor.is_Pow
+        and factor.exp.is_Integer
+        and factor.exp < 0
+        and (logistic := _logistic_sum(factor.base)) is not None
+    }
+    for total in sorted(sums, key=sympy.default_sort_key):
+        constant, growing, u = sums[total]
+        found = _logistic_powers(terms, total, growing, u)
+        if found is None:
+            continue
+        powers, d = found
+        coefficients: dict[int, sympy.Expr] = {}
+        written: dict[sympy.Expr, int] = {}  # the least power of 1 - s a monomial's terms are written with
+        for coefficient, j, k in powers:
+            # X^j/(c + X)^k is c^(j - k) s^j (1 - s)^(k - j)
+            for i in range(k - j + 1):
+                share = coefficient * constant ** (j - k) * sympy.binomial(k - j, i) * (-1) ** i
+                coefficients[j + i] = coefficients.get(j + i, sympy.S.Zero) + share
+            for _, monomial in _monomials(coefficient) or ():
+                written[monomial] = min(written.get(monomial, k - j), k - j)
+        # Only where the terms cancel past how they are written: X/(1 + X)^2 is s - s^2 too.
+        parts = [
+            (_over_one_less(group), written.get(monomial, 0))
+            for monomial, group in _by_monomial(coefficients).items()
+        ]
+        if not any(power > least for (power, _), least in parts):
+            continue
+        # s as a kernel's value, in [0, 1] either way it is computed: the rules would write a Q such
+        # as 1 - 2s over the sum again, in a form that overflows where X does (log(1 + e^-g)''' with
+        # g = e^(1/x) went NaN at 0.01 that way).
+        otherwise = 1 / (1 + constant / growing.as_coeff_Mul()[0] * sympy.exp(-u))
+        s, complement = Kernel(Str("finite_or"), growing / total, otherwise), constant / total
+        written_again = growing**d * sympy.Add(
+            *(complement**q * sympy.Add(*(c * s**m for m, c in enumerate(Q))) for (q, Q), _ in parts)
+        )
+        # Each sum once a branch, as `_stable_combined` does: a shape this rule did not foresee must
+        # not send it round without end.
+        if node in _COMBINING.get(()):
+            return None
+        token = _COMBINING.set((*_COMBINING.get(()), node))
+        try:
+            return stable(written_again)
+        finally:
+            _COMBINING.reset(token)
+    return None
+
+
+def _as_first_written(term: sympy.Expr) -> sympy.Expr:
+    """The term with what a rule wrote with a fallback (`finite_or`: the logistic e^g/(e^g + 1),
+    also as 1/(1 + e^-g) where e^g overflows) as first written."""
+    return term.replace(lambda n: _kernel_name(n) == "finite_or", lambda n: n.args[1])
+
+
+def _logistic_sum(total: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr] | None:
+    """(c, X, u) for a sum c + X, c a rational above 0 and X = a e^u (or a b^v, u = v log b), a a
+    rational and b a number above 0."""
+    if not (total.is_Add and len(total.args) == 2):
+        return None
+    constant, growing = total.as_coeff_Add()
+    scale, exponential = growing.as_coeff_Mul()
+    u = _exponent(exponential)
+    # Rationals: a monomial of the coefficients is then the same with c^(j - k) multiplied in.
+    if not (constant.is_Rational and constant > 0 and scale.is_Rational and scale > 0) or u is None:
+        return None
+    return constant, growing, u
+
+
+def _logistic_powers(
+    terms: Sequence[sympy.Expr], total: sympy.Expr, growing: sympy.Expr, u: sympy.Expr
+) -> tuple[list[tuple[sympy.Expr, int, int]], int] | None:
+    """([(coefficient, j, k) for each term], d) where the terms are X^d times coefficients free of X
+    times X^j/(c + X)^k, 0 <= j <= k (`total` c + X, `growing` X = a e^u); None where a term is not
+    of that form. A coefficient may call functions of X (log(1 + e^x) beside the logistic of x)."""
+    scale, exponential = growing.as_coeff_Mul()
+    powers = []
+    for term in terms:
+        j = k = 0
+        rest = []
+        for factor in sympy.Mul.make_args(term):
+            if factor.is_Pow and factor.base == total and factor.exp.is_Integer:
+                k -= int(factor.exp)
+                continue
+            w = _exponent(factor)
+            multiple = None if w is None else sympy.cancel(w / u)
+            if multiple is not None and multiple.is_Integer:
+                j += int(multiple)
+                continue
+            base = factor.as_base_exp()[0]
+            if not isinstance(base, Application) and (base.has(total) or base.has(exponential)):
+                return None
+            rest.append(factor)
+        powers.append((sympy.Mul(*rest) * scale**-j, j, k))
+    # X^d set aside: the fifth derivative of log(3 + 2e^(x/3)) holds e^(x/3) - 30e^(2x/3)/(2e^(x/3) + 3) + ...
+    d = max(0, *(j - k for _, j, k in powers))
+    if any(k < 0 or j < d for _, j, k in powers):
+        return None
+    return [(coefficient, j - d, k) for coefficient, j, k in powers], d
 
 
 # Sums of more terms than this, or coefficients expanding to more, are left as written (the
@@ -1172,9 +1313,7 @@ def _varying_pair(terms: Sequence[sympy.Expr]) -> sympy.Expr | None:
     2.7e51 (an independent hunt, 2026-12-06). None where no pair is such."""
     if len(terms) > _PAIRED_TERMS:
         return None
-    # A term a rule already wrote with a fallback (the logistic e^g/(e^g + 1), also as 1/(1 + e^-g)
-    # where e^g overflows) is compared as first written.
-    written = [term.replace(lambda n: _kernel_name(n) == "finite_or", lambda n: n.args[1]) for term in terms]
+    written = [_as_first_written(term) for term in terms]
     for first, a in enumerate(written):
         if not a.atoms(Application):
             continue
