@@ -24,7 +24,7 @@ _NOT_CALLED = {"integer_power", "odd_power", "partial", "piecewise"}
 # in the first (the value as written, NaN where its terms overflowed: inf/inf) takes the second,
 # and the second is not read where the first is finite (it may overflow where the first does not);
 # `taylor_near` takes the formula's polynomial by where its variable is, the formula's value elsewhere.
-_CHOOSING = {"finite_or", "taylor_near", "past_exponentials"}
+_CHOOSING = {"finite_or", "taylor_near", "past_exponentials", "nearer_one"}
 
 
 def _arities(function: Any) -> range:

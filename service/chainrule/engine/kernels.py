@@ -309,6 +309,13 @@ def finite_or(value: Any, otherwise: Any) -> Any:
     return np.where(np.isfinite(value), value, otherwise)
 
 
+def nearer_one(s: Any, near_zero: Any, near_one: Any) -> Any:
+    """One function in two forms, by the value of a logistic s in [0, 1]: `near_one` where s is above
+    1/2 (written in powers of 1 - s, what cancels there), `near_zero` elsewhere (where s is NaN too:
+    that form holds s, and is NaN there with it)."""
+    return np.where(np.greater(s, 0.5), near_one, near_zero)
+
+
 def log_power(base: Any, exponent: Any) -> Any:
     """log(base^exponent): exponent log|base| where base > 0 or the exponent is even (a negative base's
     power is positive there: log(x^x) at -12000 was -inf, truth -112711.9), the power's own log
@@ -1292,6 +1299,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_difference_exp": _Kernel(log_difference_exp, weight=10, overhead=5_000, generic=True),
         "log_power": _Kernel(log_power, weight=12, overhead=6_000, generic=True),
         "finite_or": _Kernel(finite_or, weight=3, overhead=2_000, generic=True),
+        "nearer_one": _Kernel(nearer_one, weight=3, overhead=2_000, generic=True),
         "past_exponentials": _Kernel(past_exponentials, weight=6, overhead=3_000, generic=True),
         "apart": _Kernel(apart, weight=0, overhead=200, generic=True),
         "add_constant": _Kernel(add_constant, weight=2, overhead=1_500, generic=True),

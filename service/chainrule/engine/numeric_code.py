@@ -129,6 +129,10 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # below rewrite their terms into kernels that `together` cannot see into (the derivative of
     # e x/(e^x - x) holds e^x - 1, which became expm1(x), and its two terms, each about e/x, then
     # cancelled in float64: NaN, truth 0.0, at x = -67006, make fuzz).
+    # A ratio over a power of a sum of two exponentials, its products multiplied out, may be a
+    # polynomial in their logistic that cancels, as a sum of one exponential and a number already
+    # is when sympy's derivatives reach the rules (`_in_powers_of_the_logistic`).
+    expr = expr.replace(_over_two_exponentials, _in_powers_of_the_logistic_expanded)
     combined = expr.replace(_may_combine, _combined_or_same)
     # Before the rules below rewrite 1 + u (1 + sin(x) as one_minus_sin(-x): then inf at 1e-17).
     combined = combined.replace(_zeta_of_one_plus, _zeta_near_pole)
@@ -637,34 +641,55 @@ def _ratio(node: sympy.Expr) -> sympy.Expr:
 
 
 def _exponential_ratio(node: sympy.Expr) -> sympy.Expr:
-    """e^a over a power of a sum holding a term c e^b, and where that is not finite, the same with
-    e^-b taken into the sum: exp(x)/(exp(x) + 1) at 12000 was NaN (inf/inf in both runs, long
-    double's range ends at e^11356), truth 1; it is 1/(1 + e^-x) there. Not written again here:
-    e^-b into a sum of e^-b is the first form back."""
+    """e^a (or a sum holding such terms) over a power of a sum holding a term c e^b, and where that
+    is not finite, the same with e^-b taken into the sum: exp(x)/(exp(x) + 1) at 12000 was NaN
+    (inf/inf in both runs, long double's range ends at e^11356), truth 1; it is 1/(1 + e^-x) there.
+    A sum of several exponentials is tried with each in turn, where the one before is not finite:
+    (3x^2 e^(x^3) + e^x)/(e^x + e^(x^3)), the derivative of log(e^(x^3) + e^x), was NaN at 30 with
+    e^x taken in, truth 2700. Not written again here: e^-b into a sum of e^-b is the first form back."""
     if not node.is_Mul:
         return node
     factors = sympy.Mul.make_args(node)
-    if not any(_exponent(factor) is not None and factor.free_symbols for factor in factors):
-        return node  # (2^x log(2)/(2^x + 1)^2 at 1e4 was inf/inf, NaN: c^u counts as e^(u log c))
+    # (2^x log(2)/(2^x + 1)^2 at 1e4 was inf/inf, NaN: c^u counts as e^(u log c))
+    if not any(_holds_exponentials(factor) for factor in factors):
+        return node
     for factor in factors:
         base, exponent = factor.as_base_exp()
         if not (base.is_Add and exponent.is_Number and exponent.is_negative):
             continue
         exponents = (_exponent(term.as_coeff_Mul()[1]) for term in base.args)
-        scale = next((u for u in exponents if u is not None and u.free_symbols), None)
-        if scale is None:
+        scales = list(dict.fromkeys(u for u in exponents if u is not None and u.free_symbols))
+        if not scales:
             continue
-        # powsimp: e^(x - y) e^(y - x) is 1 (sympy leaves exponentials of sums apart); c^u as e^(u log c)
-        # first, which powsimp does not merge with e^-(u log c) (log(2^(e^(1/x)) + 1)' at 0.01 was NaN).
-        shifted = sympy.Add(*(sympy.powsimp(_natural(term) * sympy.exp(-scale)) for term in base.args))
-        rest = sympy.Mul(
-            *(_natural(other) for other in factors if other is not factor), sympy.exp(exponent * scale)
-        )
-        # Sums beside it distributed over: e^-2x (1 - e^x) is 0 (-inf) at 6000, e^-2x - e^-x is 0.
-        terms = sympy.Add.make_args(sympy.expand_mul(rest) if _cheap_to_expand(rest) else rest)
-        written = sympy.Add(*map(sympy.powsimp, itertools.chain.from_iterable(map(_expm1_apart, terms))))
-        return Kernel(Str("finite_or"), node, written * shifted**exponent)
+        others = [other for other in factors if other is not factor]
+        written = _shifted_ratio(base, exponent, others, scales[-1])
+        for scale in reversed(scales[:-1]):
+            written = Kernel(Str("finite_or"), _shifted_ratio(base, exponent, others, scale), written)
+        return Kernel(Str("finite_or"), node, written)
     return node
+
+
+def _holds_exponentials(factor: sympy.Expr) -> bool:
+    """Whether the factor is a varying exponential, or a sum with one as a factor of a term."""
+    return any(
+        _exponent(part) is not None and part.free_symbols
+        for term in sympy.Add.make_args(factor)
+        for part in sympy.Mul.make_args(term)
+    )
+
+
+def _shifted_ratio(
+    base: sympy.Expr, exponent: sympy.Expr, others: Sequence[sympy.Expr], scale: sympy.Expr
+) -> sympy.Expr:
+    """The product of `others` and base^exponent with e^-scale taken into the sum `base`."""
+    # powsimp: e^(x - y) e^(y - x) is 1 (sympy leaves exponentials of sums apart); c^u as e^(u log c)
+    # first, which powsimp does not merge with e^-(u log c) (log(2^(e^(1/x)) + 1)' at 0.01 was NaN).
+    shifted = sympy.Add(*(sympy.powsimp(_natural(term) * sympy.exp(-scale)) for term in base.args))
+    rest = sympy.Mul(*map(_natural, others), sympy.exp(exponent * scale))
+    # Sums beside it distributed over: e^-2x (1 - e^x) is 0 (-inf) at 6000, e^-2x - e^-x is 0.
+    terms = sympy.Add.make_args(sympy.expand_mul(rest) if _cheap_to_expand(rest) else rest)
+    written = sympy.Add(*map(sympy.powsimp, itertools.chain.from_iterable(map(_expm1_apart, terms))))
+    return written * shifted**exponent
 
 
 def _natural(term: sympy.Expr) -> sympy.Expr:
@@ -1012,14 +1037,16 @@ def _parts_over_one_less(
     return [_over_one_less(group) for group in _by_monomial(halved).values()]
 
 
-def _by_monomial(coefficients: Mapping[int, sympy.Expr]) -> dict[sympy.Expr, list[sympy.Expr]]:
+def _by_monomial(
+    coefficients: Mapping[int, sympy.Expr], expand: Callable[[sympy.Expr], sympy.Expr] = sympy.expand
+) -> dict[sympy.Expr, list[sympy.Expr]]:
     """The polynomial sum of c_m v^m as one polynomial for each monomial of the coefficients' terms,
     its coefficients that monomial times numbers (e^(2/x)/x^2 in -24e^(2/x)/x^2 + 24e^(2/x)/x^2 v,
     beside 24 + 36/x: the part that cancels where v = 1 is a polynomial of its own). None (empty)
     where a coefficient expands to more than `_COMPLEMENT_TERMS` terms, no derivative's shape."""
     grouped: dict[sympy.Expr, dict[int, sympy.Expr]] = {}
     for m, coefficient in coefficients.items():
-        terms = _monomials(coefficient)
+        terms = _monomials(coefficient, expand)
         if terms is None:
             return {}
         for number, monomial in terms:
@@ -1031,127 +1058,354 @@ def _by_monomial(coefficients: Mapping[int, sympy.Expr]) -> dict[sympy.Expr, lis
     }
 
 
-def _monomials(coefficient: sympy.Expr) -> list[tuple[sympy.Expr, sympy.Expr]] | None:
+def _monomials(
+    coefficient: sympy.Expr, expand: Callable[[sympy.Expr], sympy.Expr] = sympy.expand
+) -> list[tuple[sympy.Expr, sympy.Expr]] | None:
     """The (number, monomial) of each term of the coefficient expanded; None past `_COMPLEMENT_TERMS`."""
-    terms = sympy.Add.make_args(sympy.expand(coefficient))
+    terms = sympy.Add.make_args(expand(coefficient))
     return None if len(terms) > _COMPLEMENT_TERMS else [term.as_coeff_Mul() for term in terms]
 
 
-def _in_powers_of_the_logistic(node: sympy.Expr) -> sympy.Expr | None:
-    """A polynomial in the logistic s = X/(c + X) of an exponential X = a e^u or a b^u (a, c > 0;
-    sympy's derivatives write its powers as X^j/(c + X)^k, perhaps all times X^d), whose
-    coefficients vary and may call functions, written as a sum over the monomials of its
-    coefficients of (1 - s)^q Q(s), 1 - s = c/(c + X), q as large as that monomial's terms cancel
-    where s is 1. The third derivative of log(1 + e^g), g^(3) s + 3 g' g'' s (1 - s) + g'^3 s (1 - s)
-    (1 - 2s) expanded, was 1.6e52 for g = e^(1/x) at 0.01 (terms some 1e142 cancelling; truth
-    2.9e55) and 2e-7 off at 0.1; the sixth derivative of log(1 + e^x) at 40 5.7e-14, truth 4.2e-18;
-    the third of 2^x/(2^x + 1) NaN at 1e4; the fifth of log(3 + 2e^(x/3)) at 300 -3.6e-17, truth
-    -2.3e-46; the derivative of tanh(x) e^x/(e^x + 1) at 40 0.0 (a session's hunt, 2026-12-06).
-    None where no such polynomial cancels."""
-    if len(node.args) > _COMPLEMENT_TERMS:
+def _in_powers_of_the_logistic(node: sympy.Expr, most: int | None = None) -> sympy.Expr | None:
+    """A polynomial in the logistic s = P/(P + Q) of two exponentials P = p e^a and Q = q e^b (p, q
+    rational, above 0; Q may be the number q, b = 0, and e^u may be c^v), whose coefficients vary
+    and may call functions, written as a sum over the monomials of its coefficients of
+    (1 - s)^r R(s), 1 - s = Q/(P + Q), r as large as that monomial's terms cancel where s is 1.
+    sympy's derivatives of log(P + Q) and P/(P + Q) write its powers as e^(ia + (k - i)b)/(P + Q)^k
+    (with b = 0 perhaps all times e^(da)). The third derivative of log(1 + e^g),
+    g^(3) s + 3 g' g'' s (1 - s) + g'^3 s (1 - s)(1 - 2s) expanded, was 1.6e52 for g = e^(1/x) at
+    0.01 (terms some 1e142 cancelling; truth 2.9e55) and 2e-7 off at 0.1; the sixth derivative of
+    log(1 + e^x) at 40 5.7e-14, truth 4.2e-18; the third of 2^x/(2^x + 1) NaN at 1e4; the fifth of
+    log(3 + 2e^(x/3)) at 300 -3.6e-17, truth -2.3e-46; the derivative of tanh(x) e^x/(e^x + 1) at 40
+    0.0; the fourth of log(e^(x + 1/x) + e^(-x + 1/x)) at 50 1.1e-8 off (a session's hunt,
+    2026-12-06). None where no such polynomial cancels, or the sum has more than `most` terms
+    (`_COMPLEMENT_TERMS`)."""
+    if len(node.args) > (_COMPLEMENT_TERMS if most is None else most):
         return None
     terms = [_as_first_written(term) for term in node.args]
     sums = {
-        factor.base: logistic
+        factor.base: pair
         for term in terms
         for factor in sympy.Mul.make_args(term)
         if factor.is_Pow
         and factor.exp.is_Integer
         and factor.exp < 0
-        and (logistic := _logistic_sum(factor.base)) is not None
+        and (pair := _two_exponentials(factor.base)) is not None
     }
     for total in sorted(sums, key=sympy.default_sort_key):
-        constant, growing, u = sums[total]
-        found = _logistic_powers(terms, total, growing, u)
+        if (node, total) in _NOT_LOGISTIC.get(()):
+            continue
+        pair = sums[total]
+        # Only kernels of this sum as first written: another's fallback stays (the log1p(e^(e^(1/x)))
+        # of log(1 + e^(e^(1/x))) beside e^x/(e^x + 1), without its log_sum_exp, was inf at 0.1).
+        found = _logistic_powers([_as_first_written(term, total) for term in node.args], total, pair)
         if found is None:
             continue
         powers, d = found
-        coefficients: dict[int, sympy.Expr] = {}
-        written: dict[sympy.Expr, int] = {}  # the least power of 1 - s a monomial's terms are written with
-        for coefficient, j, k in powers:
-            # X^j/(c + X)^k is c^(j - k) s^j (1 - s)^(k - j)
-            for i in range(k - j + 1):
-                share = coefficient * constant ** (j - k) * sympy.binomial(k - j, i) * (-1) ** i
-                coefficients[j + i] = coefficients.get(j + i, sympy.S.Zero) + share
-            for _, monomial in _monomials(coefficient) or ():
-                written[monomial] = min(written.get(monomial, k - j), k - j)
-        # Only where the terms cancel past how they are written: X/(1 + X)^2 is s - s^2 too.
-        parts = [
-            (_over_one_less(group), written.get(monomial, 0))
-            for monomial, group in _by_monomial(coefficients).items()
-        ]
-        if not any(power > least for (power, _), least in parts):
+        held = [_monomials(coefficient, _products_expanded) for coefficient, _, _ in powers]
+        monomials = [m for m in held if m is not None]
+        if len(monomials) < len(held):
             continue
-        # s as a kernel's value, in [0, 1] either way it is computed: the rules would write a Q such
-        # as 1 - 2s over the sum again, in a form that overflows where X does (log(1 + e^-g)''' with
-        # g = e^(1/x) went NaN at 0.01 that way).
-        otherwise = 1 / (1 + constant / growing.as_coeff_Mul()[0] * sympy.exp(-u))
-        s, complement = Kernel(Str("finite_or"), growing / total, otherwise), constant / total
-        written_again = growing**d * sympy.Add(
-            *(complement**q * sympy.Add(*(c * s**m for m, c in enumerate(Q))) for (q, Q), _ in parts)
-        )
+        involved = _cancelling_terms(powers, monomials)
+        if not involved:
+            continue
+        parts = [
+            _over_one_less(group) for group in _logistic_polynomial([powers[t] for t in involved]).values()
+        ]
+        # s and 1 - s as kernels' values, in [0, 1] either way they are computed: the rules would
+        # write an R such as 1 - 2s over the sum again, in a form that overflows where P does
+        # (the third derivative of log(1 + e^-g), g = e^(1/x), went NaN at 0.01 that way).
+        s, complement = pair.shares(total)
         # Each sum once a branch, as `_stable_combined` does: a shape this rule did not foresee must
         # not send it round without end.
         if node in _COMBINING.get(()):
             return None
         token = _COMBINING.set((*_COMBINING.get(()), node))
         try:
-            return stable(written_again)
+            # Each monomial's part written stably on its own (the sum of them, the monomials apart,
+            # took the rules seconds for a fifth derivative); the terms not involved as they were,
+            # their sum written stably (a second logistic's terms among them: e^x/(e^x + 1) + 2^x/(2^x
+            # + 1)' at 40 was 5e-5 off with them split by monomial).
+            cancelled = sympy.Add(
+                *(
+                    _stable_around_calls(complement**r * sympy.Add(*(c * s**m for m, c in enumerate(R))))
+                    for r, R in parts
+                )
+            )
+            rest = sympy.Add(*(term for t, term in enumerate(node.args) if t not in involved))
+            near_one = (stable(sympy.exp(d * pair.a)) * cancelled if d else cancelled) + (
+                _stable_sum(rest) if rest.is_Add else rest
+            )
         finally:
             _COMBINING.reset(token)
+        # Where s is below 1/2, the sum as the other rules write it: what cancels there, if anything,
+        # cancels across monomials (4 sinh(x) + 4 cosh(x) in the third derivative of e^x/(e^x + 1)
+        # cosh(x): 0.0 at -40 for -2.1e-18 written in powers of 1 - s).
+        ignoring = _NOT_LOGISTIC.set((*_NOT_LOGISTIC.get(()), (node, total)))
+        try:
+            near_zero = _stable_sum(node)
+        finally:
+            _NOT_LOGISTIC.reset(ignoring)
+        # The form near 1 in variables of its own (`kernels.apart`), as `_both_ways` writes its
+        # forms: sharing subexpressions with the other, the code generator grouped its sums
+        # otherwise (4 sinh(x) and 4 cosh(x) of some 1e17 added with a term of 4.5 between them).
+        apart = {symbol: Kernel(Str("apart"), symbol) for symbol in near_one.free_symbols}
+        return Kernel(Str("nearer_one"), s, near_zero, near_one.xreplace(apart))
     return None
 
 
-def _as_first_written(term: sympy.Expr) -> sympy.Expr:
+def _stable_around_calls(expr: sympy.Expr) -> sympy.Expr:
+    """`expr` written stably with every function call in it left as it is: written stably already
+    (a term's log1p(e^x) lost its log_sum_exp fallback when its kernel was written again: the third
+    derivative of log(1 + e^x)^2 at 1e4 was NaN; the regression hunt, 2026-12-06)."""
+    calls = {call: sympy.Dummy(real=True) for call in expr.atoms(Application)}
+    return stable(expr.xreplace(calls)).xreplace({dummy: call for call, dummy in calls.items()})
+
+
+# The sums `_in_powers_of_the_logistic` is writing without itself, and the sum of exponentials it
+# is not to write them in there (its form where that logistic is below 1/2; another's may apply).
+_NOT_LOGISTIC: contextvars.ContextVar[tuple[tuple[sympy.Expr, sympy.Expr], ...]] = contextvars.ContextVar(
+    "not_logistic"
+)
+
+
+def _logistic_polynomial(powers: Sequence[tuple[sympy.Expr, int, int]]) -> dict[sympy.Expr, list[sympy.Expr]]:
+    """The terms (coefficient, i, k), each the coefficient times s^i (1 - s)^(k - i), as polynomials
+    in s, one for each monomial of the coefficients (`_by_monomial`)."""
+    coefficients: dict[int, sympy.Expr] = {}
+    for coefficient, i, k in powers:
+        for m in range(k - i + 1):
+            share = coefficient * sympy.binomial(k - i, m) * (-1) ** m
+            coefficients[i + m] = coefficients.get(i + m, sympy.S.Zero) + share
+    return _by_monomial(coefficients, _products_expanded)
+
+
+def _cancelling_terms(
+    powers: Sequence[tuple[sympy.Expr, int, int]],
+    monomials: Sequence[Sequence[tuple[sympy.Expr, sympy.Expr]]],
+) -> set[int]:
+    """The terms (indices) of the monomials whose polynomials in s cancel where s is 1 past how
+    their terms are written (X/(1 + X)^2 is s - s^2 too), and of every monomial those terms hold."""
+    written: dict[sympy.Expr, int] = {}  # the least power of 1 - s a monomial's terms are written with
+    for (_, i, k), held in zip(powers, monomials, strict=True):
+        for _, monomial in held:
+            written[monomial] = min(written.get(monomial, k - i), k - i)
+    polynomials = _logistic_polynomial(powers)
+    reached = {
+        monomial
+        for monomial, group in polynomials.items()
+        if _over_one_less(group)[0] > written.get(monomial, 0)
+    }
+    involved: set[int] = set()
+    while True:
+        more = {t for t, held in enumerate(monomials) if any(m in reached for _, m in held)} - involved
+        if not more:
+            return involved
+        involved |= more
+        reached |= {m for t in more for _, m in monomials[t]}
+
+
+def _over_two_exponentials(node: sympy.Basic) -> bool:
+    """Whether the node is a product over a power of p e^a + q e^b, a and b varying (`_TwoExponentials`),
+    with a sum to multiply out, small enough to (`_cheap_to_expand`)."""
+    if not node.is_Mul:
+        return False
+    factors = sympy.Mul.make_args(node)
+    return (
+        any(
+            f.is_Pow and f.exp.is_Integer and f.exp < 0 and _two_varying_exponentials(f.base) for f in factors
+        )
+        and any(f.is_Add or (f.is_Pow and f.base.is_Add and f.exp.is_Integer and f.exp > 0) for f in factors)
+        and _cheap_to_expand(node, _LOGISTIC_NODES)
+    )
+
+
+# Products of at most this many nodes are multiplied out to be looked at (the fourth derivative of
+# log(e^(x + 1/x) + e^(-x + 1/x)) has 555, its expansion 60 terms over the sum's powers).
+_LOGISTIC_NODES = 600
+# ... and looked at if they have at most this many terms (the same fourth derivative has 94).
+_LOGISTIC_TERMS = 128
+
+
+def _two_varying_exponentials(total: sympy.Expr) -> bool:
+    pair = _two_exponentials(total)
+    return pair is not None and pair.b != 0
+
+
+def _in_powers_of_the_logistic_expanded(node: sympy.Expr) -> sympy.Expr:
+    """The product multiplied out and written in powers of 1 - s (`_in_powers_of_the_logistic`), or
+    as it was: log(e^(1/x) + e^x)'' is (e^x - (e^x - e^(1/x)/x^2)^2/(e^(1/x) + e^x) + ...)/(e^(1/x) +
+    e^x), 0.0 at 40 for 4.4e-18 (a session's hunt, 2026-12-06)."""
+    expanded = _products_expanded(node)
+    if not expanded.is_Add:
+        return node
+    return _in_powers_of_the_logistic(expanded, _LOGISTIC_TERMS) or node
+
+
+def _products_expanded(expr: sympy.Expr) -> sympy.Expr:
+    """expr with its products and whole powers of sums multiplied out, arguments of functions left
+    as they are (x (1 + y) inside sin is not x + x y)."""
+    if expr.is_Add:
+        return sympy.Add(*map(_products_expanded, expr.args))
+    if expr.is_Mul:
+        return sympy.expand_mul(sympy.Mul(*map(_products_expanded, expr.args)), deep=False)
+    if expr.is_Pow and expr.base.is_Add and expr.exp.is_Integer and expr.exp > 0:
+        return sympy.expand_multinomial(_products_expanded(expr.base) ** expr.exp, deep=False)
+    return expr
+
+
+def _as_first_written(term: sympy.Expr, holding: sympy.Expr | None = None) -> sympy.Expr:
     """The term with what a rule wrote with a fallback (`finite_or`: the logistic e^g/(e^g + 1),
-    also as 1/(1 + e^-g) where e^g overflows) as first written."""
-    return term.replace(lambda n: _kernel_name(n) == "finite_or", lambda n: n.args[1])
+    also as 1/(1 + e^-g) where e^g overflows) or in two forms (`nearer_one`) as first written: each
+    such kernel, or those whose first form holds `holding`."""
+
+    def first(n: sympy.Basic) -> sympy.Basic:
+        return n.args[_FIRST_WRITTEN[str(n.args[0])]]
+
+    # Holding it outside any function: log(1 + e^x)'s kernel holds 1 + e^x inside log_one_plus.
+    return term.replace(
+        lambda n: (
+            _kernel_name(n) in _FIRST_WRITTEN
+            and (holding is None or any(part == holding for part in _outside_functions(first(n))))
+        ),
+        first,
+    )
 
 
-def _logistic_sum(total: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr] | None:
-    """(c, X, u) for a sum c + X, c a rational above 0 and X = a e^u (or a b^v, u = v log b), a a
-    rational and b a number above 0."""
+# The argument of each such kernel that holds the form first written.
+_FIRST_WRITTEN = {"finite_or": 1, "nearer_one": 2}
+
+
+@dataclass(frozen=True)
+class _TwoExponentials:
+    """A sum p e^a + q e^b, p and q rationals above 0 (b = 0: the number q), a and b natural
+    exponents (c^v is e^(v log c))."""
+
+    p: sympy.Expr
+    a: sympy.Expr
+    q: sympy.Expr
+    b: sympy.Expr
+
+    def shares(self, total: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+        """s = p e^a/(p e^a + q e^b) and 1 - s, each where it is past the doubles as 1/(1 + the other
+        over it)."""
+        first = Kernel(
+            Str("finite_or"),
+            self.p * sympy.exp(self.a) / total,
+            self._one_over(self.q / self.p, self.b - self.a),
+        )
+        if self.b == 0:  # q/(q + p e^a) is 0, not NaN, where e^a is past the doubles
+            return first, self.q / total
+        second = Kernel(
+            Str("finite_or"),
+            self.q * sympy.exp(self.b) / total,
+            self._one_over(self.p / self.q, self.a - self.b),
+        )
+        return first, second
+
+    @staticmethod
+    def _one_over(ratio: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+        return 1 / (1 + ratio * sympy.exp(exponent))
+
+
+def _two_exponentials(total: sympy.Expr) -> _TwoExponentials | None:
+    """The sum as p e^a + q e^b (`_TwoExponentials`), a varying; None where it is no such sum."""
     if not (total.is_Add and len(total.args) == 2):
         return None
-    constant, growing = total.as_coeff_Add()
-    scale, exponential = growing.as_coeff_Mul()
-    u = _exponent(exponential)
-    # Rationals: a monomial of the coefficients is then the same with c^(j - k) multiplied in.
-    if not (constant.is_Rational and constant > 0 and scale.is_Rational and scale > 0) or u is None:
-        return None
-    return constant, growing, u
+    found = []
+    for term in sorted(total.args, key=lambda t: not t.free_symbols):  # a number last
+        scale, exponential = term.as_coeff_Mul()
+        u = sympy.S.Zero if exponential is sympy.S.One else _exponent(exponential)
+        # Rationals: a monomial of the coefficients is then the same with p^-i q^(i - k) multiplied in.
+        if u is None or not (scale.is_Rational and scale > 0):
+            return None
+        found.append((scale, u))
+    (p, a), (q, b) = found
+    return _TwoExponentials(p, a, q, b) if a.free_symbols else None
+
+
+# Exponential factors of one term tried together at most: their subsets are searched.
+_EXPONENTIAL_FACTORS = 4
 
 
 def _logistic_powers(
-    terms: Sequence[sympy.Expr], total: sympy.Expr, growing: sympy.Expr, u: sympy.Expr
+    terms: Sequence[sympy.Expr], total: sympy.Expr, pair: _TwoExponentials
 ) -> tuple[list[tuple[sympy.Expr, int, int]], int] | None:
-    """([(coefficient, j, k) for each term], d) where the terms are X^d times coefficients free of X
-    times X^j/(c + X)^k, 0 <= j <= k (`total` c + X, `growing` X = a e^u); None where a term is not
-    of that form. A coefficient may call functions of X (log(1 + e^x) beside the logistic of x)."""
-    scale, exponential = growing.as_coeff_Mul()
-    powers = []
+    """([(coefficient, i, k) for each term], d): each term is e^(da) times a coefficient times
+    e^(ia + (k - i)b)/total^k, `total` p e^a + q e^b, 0 <= i <= k, the coefficient holding
+    p^-i q^(i - k); d is 0 unless b is. None where a term is not of that form. A coefficient may
+    call functions of the pair (log(1 + e^x) beside the logistic of x)."""
+    found = []
     for term in terms:
-        j = k = 0
-        rest = []
+        k = 0
+        rest: list[sympy.Expr] = []
+        exponentials: list[tuple[sympy.Expr, sympy.Expr]] = []
         for factor in sympy.Mul.make_args(term):
+            w = _exponent(factor)
             if factor.is_Pow and factor.base == total and factor.exp.is_Integer:
                 k -= int(factor.exp)
-                continue
-            w = _exponent(factor)
-            multiple = None if w is None else sympy.cancel(w / u)
-            if multiple is not None and multiple.is_Integer:
-                j += int(multiple)
-                continue
-            base = factor.as_base_exp()[0]
-            if not isinstance(base, Application) and (base.has(total) or base.has(exponential)):
+            elif w is not None and factor.free_symbols:
+                exponentials.append((factor, w))
+            elif _holds_kin(_as_first_written(factor), pair) or (
+                not isinstance(factor.as_base_exp()[0], Application) and factor.has(total)
+            ):
                 return None
-            rest.append(factor)
-        powers.append((sympy.Mul(*rest) * scale**-j, j, k))
-    # X^d set aside: the fifth derivative of log(3 + 2e^(x/3)) holds e^(x/3) - 30e^(2x/3)/(2e^(x/3) + 3) + ...
-    d = max(0, *(j - k for _, j, k in powers))
-    if any(k < 0 or j < d for _, j, k in powers):
+            else:
+                rest.append(factor)
+        power = _power_of_s(exponentials, k, pair) if len(exponentials) <= _EXPONENTIAL_FACTORS else None
+        if power is None:
+            return None
+        i, used = power
+        left = [f for f, _ in exponentials if f not in used]
+        if any(_holds_kin(f, pair) for f in left):
+            return None
+        found.append((sympy.Mul(*rest, *left), i, k))
+    # e^(da) set aside (b = 0): the fifth derivative of log(3 + 2e^(x/3)) holds
+    # e^(x/3) - 30e^(2x/3)/(2e^(x/3) + 3) + ...
+    d = max(0, *(i - k for _, i, k in found)) if pair.b == 0 else 0
+    if any(i < d for _, i, _ in found):
         return None
-    return [(coefficient, j - d, k) for coefficient, j, k in powers], d
+    return [
+        (coefficient * pair.p ** (d - i) * pair.q ** (i - d - k), i - d, k) for coefficient, i, k in found
+    ], d
+
+
+def _holds_kin(factor: sympy.Expr, pair: _TwoExponentials) -> bool:
+    """Whether the factor holds, outside any function, an exponential whose exponent is a rational
+    multiple of the pair's: a power of the pair's own exponentials left over, or a sum of another
+    logistic of them (8e^x/(e^2x + 1) beside e^x/(e^x + 1): where both are written so, the sum's
+    terms went their separate ways and the third derivative at 800 was -3.9e-18 for 0; the
+    regression hunt, 2026-12-06)."""
+    exponents = [u for u in (pair.a, pair.b, pair.a - pair.b) if u != 0]
+    return any(
+        (w := _exponent(part)) is not None
+        and part.free_symbols
+        and any(sympy.cancel(w / u).is_Rational for u in exponents)
+        for part in _outside_functions(factor)
+    )
+
+
+def _outside_functions(expr: sympy.Expr) -> Iterator[sympy.Expr]:
+    """The nodes of `expr` not inside a function's arguments (an exponential is one itself)."""
+    yield expr
+    if not isinstance(expr, Application):
+        for arg in expr.args:
+            yield from _outside_functions(arg)
+
+
+def _power_of_s(
+    exponentials: Sequence[tuple[sympy.Expr, sympy.Expr]], k: int, pair: _TwoExponentials
+) -> tuple[int, tuple[sympy.Expr, ...]] | None:
+    """(i, the factors) where the product of most of the term's exponential factors is
+    e^(ia + (k - i)b), 0 <= i (i <= k unless b = 0); None where no such product is found."""
+    factors = [f for f, _ in exponentials]
+    exponents = dict(exponentials)
+    for size in range(len(factors), -1, -1):
+        for chosen in itertools.combinations(factors, size):
+            i = sympy.cancel((sympy.Add(*(exponents[f] for f in chosen)) - k * pair.b) / (pair.a - pair.b))
+            if i.is_Integer and i >= 0 and (pair.b == 0 or i <= k):
+                return int(i), chosen
+    return None
 
 
 # Sums of more terms than this, or coefficients expanding to more, are left as written (the
@@ -1533,13 +1787,12 @@ def _real_power(a: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
     return (RealRoot(a, q) if q != 1 else a) ** p
 
 
-def _cheap_to_expand(expr: sympy.Expr) -> bool:
-    """At most _COMBINED_NODES nodes and no power of a sum above the 8th: (x + y + z + w)^60 expands
-    to 40,000 terms."""
+def _cheap_to_expand(expr: sympy.Expr, nodes: int | None = None) -> bool:
+    """At most `nodes` (`_COMBINED_NODES`) nodes and no power of a sum above the 8th:
+    (x + y + z + w)^60 expands to 40,000 terms."""
+    limit = _COMBINED_NODES if nodes is None else nodes
     for count, part in enumerate(sympy.preorder_traversal(expr)):
-        if count > _COMBINED_NODES or (
-            part.is_Pow and part.base.is_Add and part.exp.is_Number and abs(part.exp) > 8
-        ):
+        if count > limit or (part.is_Pow and part.base.is_Add and part.exp.is_Number and abs(part.exp) > 8):
             return False
     return True
 
@@ -1792,6 +2045,7 @@ _AS_EXPONENTIALS: dict[str | None, Callable[[tuple[sympy.Expr, ...]], sympy.Expr
     "exp_difference": lambda args: sympy.exp(args[0]) - sympy.exp(args[1]),
     "add_constant": lambda args: args[0] + args[1] + args[2],
     "finite_or": lambda args: args[0],
+    "nearer_one": lambda args: args[1],
 }
 
 
