@@ -331,9 +331,6 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("log(3 + 2*exp(x/3))", {"x": 300.0}, (("x", 5),), -2.29634319507459e-46, "all times X: -3.6e-17"),
     ("log(1 + exp(x))^2", {"x": 40.0}, (("x", 4),), 3.0588150638099437e-16, "a log of X beside: -5.3e-14"),
     ("tanh(x)*exp(x)/(1 + exp(x))", {"x": 40.0}, (("x", 1),), 4.248354255291589e-18, "degree 1: 0.0"),
-    # ... of two exponentials, products multiplied out first ...
-    ("log(exp(1/x) + exp(x))", {"x": 40.0}, (("x", 2),), 4.3614845560710245e-18, "0.0"),
-    ("log(exp(x + 1/x) + exp(-x + 1/x))", {"x": 50.0}, (("x", 4),), 7.68e-08, "1.1e-8 off"),
     # ... only where s is above 1/2, the rules' form below (the regression hunt, 2026-12-06) ...
     ("exp(x)/(1 + exp(x))*cosh(x)", {"x": -40.0}, (("x", 3),), -2.1241771276457944e-18, "by monomial: 0.0"),
     # ... another sum's fallback kept, and another logistic's terms left to its own rule
@@ -341,11 +338,8 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     ("exp(x)/(1 + exp(x)) + 2^x/(1 + 2^x)", {"x": 40.0}, (("x", 1),), 6.304179366212221e-13, "5e-5 off"),
     # ... and the ratio of a power c^u to a sum holding it, where the power is past the doubles
     ("log(2^exp(1/x) + 1)", {"x": 0.01}, (("x", 1),), -1.863260817864709e47, "NaN"),
-    # ... and a ratio over a sum of several exponentials, each taken into it in turn where the one
-    # before is not finite (`numeric_code._exponential_ratio`; a session's hunt, 2026-12-06)
-    ("log(exp(x^3) + exp(x))", {"x": 30.0}, (("x", 1),), 2700.0, "e^x taken in: NaN"),
-    ("log(exp(x^3) + exp(x))", {"x": 300.0}, (("x", 2),), 1800.0, "NaN"),
-    ("(x*exp(x^2) + exp(x))/(exp(x) + exp(x^2))", {"x": 300.0}, (), 300.0, "a sum over it: NaN"),
+    # ... and c^u counted as an exponential in a ratio past the doubles, written as one
+    ("log(1 + exp(2^x))", {"x": 1100.0}, (("x", 1),), math.inf, "2^x written two ways: NaN"),
     # im of what has no value where asech has none stays NaN once its constant is folded (fuzzer)
     ("im(asech(x) - pi)", {"x": -53.47657291867705}, (), math.nan, "0.0: im of a real symbol"),
     # ... but not by a ratio that does not tend to 1 (x^(-1/2) here: 8.5e-9 off; the regression hunt)

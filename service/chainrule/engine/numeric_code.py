@@ -129,10 +129,6 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # below rewrite their terms into kernels that `together` cannot see into (the derivative of
     # e x/(e^x - x) holds e^x - 1, which became expm1(x), and its two terms, each about e/x, then
     # cancelled in float64: NaN, truth 0.0, at x = -67006, make fuzz).
-    # A ratio over a power of a sum of two exponentials, its products multiplied out, may be a
-    # polynomial in their logistic that cancels, as a sum of one exponential and a number already
-    # is when sympy's derivatives reach the rules (`_in_powers_of_the_logistic`).
-    expr = expr.replace(_over_two_exponentials, _in_powers_of_the_logistic_expanded)
     combined = expr.replace(_may_combine, _combined_or_same)
     # Before the rules below rewrite 1 + u (1 + sin(x) as one_minus_sin(-x): then inf at 1e-17).
     combined = combined.replace(_zeta_of_one_plus, _zeta_near_pole)
@@ -641,41 +637,30 @@ def _ratio(node: sympy.Expr) -> sympy.Expr:
 
 
 def _exponential_ratio(node: sympy.Expr) -> sympy.Expr:
-    """e^a (or a sum holding such terms) over a power of a sum holding a term c e^b, and where that
-    is not finite, the same with e^-b taken into the sum: exp(x)/(exp(x) + 1) at 12000 was NaN
-    (inf/inf in both runs, long double's range ends at e^11356), truth 1; it is 1/(1 + e^-x) there.
-    A sum of several exponentials is tried with each in turn, where the one before is not finite:
-    (3x^2 e^(x^3) + e^x)/(e^x + e^(x^3)), the derivative of log(e^(x^3) + e^x), was NaN at 30 with
-    e^x taken in, truth 2700. Not written again here: e^-b into a sum of e^-b is the first form back."""
+    """e^a over a power of a sum holding a term c e^b, and where that is not finite, the same with
+    e^-b taken into the sum: exp(x)/(exp(x) + 1) at 12000 was NaN (inf/inf in both runs, long
+    double's range ends at e^11356), truth 1; it is 1/(1 + e^-x) there. c^u counts as e^(u log c)
+    (2^x log(2)/(2^x + 1)^2 at 1e4 was inf/inf, NaN). Not written again here: e^-b into a sum of
+    e^-b is the first form back. (Each exponential of the sum taken in turn, where the one before
+    is not finite, mended log(e^(x^3) + e^x)' at 30, NaN for 2700, and was left: in the higher
+    derivatives the second form was finite where its terms cancel, where NaN had sent the point to
+    the long double run that computed it; the regression check, 2026-12-06.)"""
     if not node.is_Mul:
         return node
     factors = sympy.Mul.make_args(node)
-    # (2^x log(2)/(2^x + 1)^2 at 1e4 was inf/inf, NaN: c^u counts as e^(u log c))
-    if not any(_holds_exponentials(factor) for factor in factors):
+    if not any(_exponent(factor) is not None and factor.free_symbols for factor in factors):
         return node
     for factor in factors:
         base, exponent = factor.as_base_exp()
         if not (base.is_Add and exponent.is_Number and exponent.is_negative):
             continue
         exponents = (_exponent(term.as_coeff_Mul()[1]) for term in base.args)
-        scales = list(dict.fromkeys(u for u in exponents if u is not None and u.free_symbols))
-        if not scales:
+        scale = next((u for u in exponents if u is not None and u.free_symbols), None)
+        if scale is None:
             continue
         others = [other for other in factors if other is not factor]
-        written = _shifted_ratio(base, exponent, others, scales[-1])
-        for scale in reversed(scales[:-1]):
-            written = Kernel(Str("finite_or"), _shifted_ratio(base, exponent, others, scale), written)
-        return Kernel(Str("finite_or"), node, written)
+        return Kernel(Str("finite_or"), node, _shifted_ratio(base, exponent, others, scale))
     return node
-
-
-def _holds_exponentials(factor: sympy.Expr) -> bool:
-    """Whether the factor is a varying exponential, or a sum with one as a factor of a term."""
-    return any(
-        _exponent(part) is not None and part.free_symbols
-        for term in sympy.Add.make_args(factor)
-        for part in sympy.Mul.make_args(term)
-    )
 
 
 def _shifted_ratio(
@@ -684,6 +669,7 @@ def _shifted_ratio(
     """The product of `others` and base^exponent with e^-scale taken into the sum `base`."""
     # powsimp: e^(x - y) e^(y - x) is 1 (sympy leaves exponentials of sums apart); c^u as e^(u log c)
     # first, which powsimp does not merge with e^-(u log c) (log(2^(e^(1/x)) + 1)' at 0.01 was NaN).
+    scale = _natural(scale)  # as the terms are written: e^(2^x) is e^(e^(x log 2)) there
     shifted = sympy.Add(*(sympy.powsimp(_natural(term) * sympy.exp(-scale)) for term in base.args))
     rest = sympy.Mul(*map(_natural, others), sympy.exp(exponent * scale))
     # Sums beside it distributed over: e^-2x (1 - e^x) is 0 (-inf) at 6000, e^-2x - e^-x is 0.
@@ -1066,39 +1052,39 @@ def _monomials(
     return None if len(terms) > _COMPLEMENT_TERMS else [term.as_coeff_Mul() for term in terms]
 
 
-def _in_powers_of_the_logistic(node: sympy.Expr, most: int | None = None) -> sympy.Expr | None:
-    """A polynomial in the logistic s = P/(P + Q) of two exponentials P = p e^a and Q = q e^b (p, q
-    rational, above 0; Q may be the number q, b = 0, and e^u may be c^v), whose coefficients vary
-    and may call functions, written as a sum over the monomials of its coefficients of
-    (1 - s)^r R(s), 1 - s = Q/(P + Q), r as large as that monomial's terms cancel where s is 1.
-    sympy's derivatives of log(P + Q) and P/(P + Q) write its powers as e^(ia + (k - i)b)/(P + Q)^k
-    (with b = 0 perhaps all times e^(da)). The third derivative of log(1 + e^g),
+def _in_powers_of_the_logistic(node: sympy.Expr) -> sympy.Expr | None:
+    """A polynomial in the logistic s = P/(P + q) of an exponential P = p e^a (or p c^v, a = v log c;
+    p and q rationals above 0), whose coefficients vary and may call functions, written as a sum
+    over the monomials of its coefficients of (1 - s)^r R(s), 1 - s = q/(P + q), r as large as that
+    monomial's terms cancel where s is 1. sympy's derivatives of log(P + q) and P/(P + q) write its
+    powers as e^(ia)/(P + q)^k, perhaps all times e^(da). The third derivative of log(1 + e^g),
     g^(3) s + 3 g' g'' s (1 - s) + g'^3 s (1 - s)(1 - 2s) expanded, was 1.6e52 for g = e^(1/x) at
     0.01 (terms some 1e142 cancelling; truth 2.9e55) and 2e-7 off at 0.1; the sixth derivative of
     log(1 + e^x) at 40 5.7e-14, truth 4.2e-18; the third of 2^x/(2^x + 1) NaN at 1e4; the fifth of
     log(3 + 2e^(x/3)) at 300 -3.6e-17, truth -2.3e-46; the derivative of tanh(x) e^x/(e^x + 1) at 40
-    0.0; the fourth of log(e^(x + 1/x) + e^(-x + 1/x)) at 50 1.1e-8 off (a session's hunt,
-    2026-12-06). None where no such polynomial cancels, or the sum has more than `most` terms
-    (`_COMPLEMENT_TERMS`)."""
-    if len(node.args) > (_COMPLEMENT_TERMS if most is None else most):
+    0.0 (a session's hunt, 2026-12-06). That form where s is above 1/2, the sum as the other rules
+    write it below (`kernels.nearer_one`). None where no such polynomial cancels. (Two exponentials
+    p e^a + q e^b, products multiplied out, were tried and left: where a/b is constant `_both_ways`
+    writes them better, and elsewhere the forms lost what the rules' had, a second hunt found.)"""
+    if len(node.args) > _COMPLEMENT_TERMS:
         return None
     terms = [_as_first_written(term) for term in node.args]
     sums = {
-        factor.base: pair
+        factor.base: logistic
         for term in terms
         for factor in sympy.Mul.make_args(term)
         if factor.is_Pow
         and factor.exp.is_Integer
         and factor.exp < 0
-        and (pair := _two_exponentials(factor.base)) is not None
+        and (logistic := _logistic_sum(factor.base)) is not None
     }
     for total in sorted(sums, key=sympy.default_sort_key):
         if (node, total) in _NOT_LOGISTIC.get(()):
             continue
-        pair = sums[total]
+        logistic = sums[total]
         # Only kernels of this sum as first written: another's fallback stays (the log1p(e^(e^(1/x)))
         # of log(1 + e^(e^(1/x))) beside e^x/(e^x + 1), without its log_sum_exp, was inf at 0.1).
-        found = _logistic_powers([_as_first_written(term, total) for term in node.args], total, pair)
+        found = _logistic_powers([_as_first_written(term, total) for term in node.args], total, logistic)
         if found is None:
             continue
         powers, d = found
@@ -1115,7 +1101,7 @@ def _in_powers_of_the_logistic(node: sympy.Expr, most: int | None = None) -> sym
         # s and 1 - s as kernels' values, in [0, 1] either way they are computed: the rules would
         # write an R such as 1 - 2s over the sum again, in a form that overflows where P does
         # (the third derivative of log(1 + e^-g), g = e^(1/x), went NaN at 0.01 that way).
-        s, complement = pair.shares(total)
+        s, complement = logistic.shares(total)
         # Each sum once a branch, as `_stable_combined` does: a shape this rule did not foresee must
         # not send it round without end.
         if node in _COMBINING.get(()):
@@ -1133,7 +1119,7 @@ def _in_powers_of_the_logistic(node: sympy.Expr, most: int | None = None) -> sym
                 )
             )
             rest = sympy.Add(*(term for t, term in enumerate(node.args) if t not in involved))
-            near_one = (stable(sympy.exp(d * pair.a)) * cancelled if d else cancelled) + (
+            near_one = (stable(sympy.exp(d * logistic.a)) * cancelled if d else cancelled) + (
                 _stable_sum(rest) if rest.is_Add else rest
             )
         finally:
@@ -1205,43 +1191,6 @@ def _cancelling_terms(
         reached |= {m for t in more for _, m in monomials[t]}
 
 
-def _over_two_exponentials(node: sympy.Basic) -> bool:
-    """Whether the node is a product over a power of p e^a + q e^b, a and b varying (`_TwoExponentials`),
-    with a sum to multiply out, small enough to (`_cheap_to_expand`)."""
-    if not node.is_Mul:
-        return False
-    factors = sympy.Mul.make_args(node)
-    return (
-        any(
-            f.is_Pow and f.exp.is_Integer and f.exp < 0 and _two_varying_exponentials(f.base) for f in factors
-        )
-        and any(f.is_Add or (f.is_Pow and f.base.is_Add and f.exp.is_Integer and f.exp > 0) for f in factors)
-        and _cheap_to_expand(node, _LOGISTIC_NODES)
-    )
-
-
-# Products of at most this many nodes are multiplied out to be looked at (the fourth derivative of
-# log(e^(x + 1/x) + e^(-x + 1/x)) has 555, its expansion 60 terms over the sum's powers).
-_LOGISTIC_NODES = 600
-# ... and looked at if they have at most this many terms (the same fourth derivative has 94).
-_LOGISTIC_TERMS = 128
-
-
-def _two_varying_exponentials(total: sympy.Expr) -> bool:
-    pair = _two_exponentials(total)
-    return pair is not None and pair.b != 0
-
-
-def _in_powers_of_the_logistic_expanded(node: sympy.Expr) -> sympy.Expr:
-    """The product multiplied out and written in powers of 1 - s (`_in_powers_of_the_logistic`), or
-    as it was: log(e^(1/x) + e^x)'' is (e^x - (e^x - e^(1/x)/x^2)^2/(e^(1/x) + e^x) + ...)/(e^(1/x) +
-    e^x), 0.0 at 40 for 4.4e-18 (a session's hunt, 2026-12-06)."""
-    expanded = _products_expanded(node)
-    if not expanded.is_Add:
-        return node
-    return _in_powers_of_the_logistic(expanded, _LOGISTIC_TERMS) or node
-
-
 def _products_expanded(expr: sympy.Expr) -> sympy.Expr:
     """expr with its products and whole powers of sums multiplied out, arguments of functions left
     as they are (x (1 + y) inside sin is not x + x y)."""
@@ -1277,51 +1226,35 @@ _FIRST_WRITTEN = {"finite_or": 1, "nearer_one": 2}
 
 
 @dataclass(frozen=True)
-class _TwoExponentials:
-    """A sum p e^a + q e^b, p and q rationals above 0 (b = 0: the number q), a and b natural
-    exponents (c^v is e^(v log c))."""
+class _LogisticSum:
+    """A sum p e^a + q, p and q rationals above 0, a varying (c^v is e^(v log c))."""
 
     p: sympy.Expr
     a: sympy.Expr
     q: sympy.Expr
-    b: sympy.Expr
 
     def shares(self, total: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
-        """s = p e^a/(p e^a + q e^b) and 1 - s, each where it is past the doubles as 1/(1 + the other
-        over it)."""
-        first = Kernel(
+        """s = p e^a/(p e^a + q), where e^a is past the doubles 1/(1 + q e^-a/p), and 1 - s (0, not
+        NaN, there)."""
+        s = Kernel(
             Str("finite_or"),
             self.p * sympy.exp(self.a) / total,
-            self._one_over(self.q / self.p, self.b - self.a),
+            1 / (1 + self.q / self.p * sympy.exp(-self.a)),
         )
-        if self.b == 0:  # q/(q + p e^a) is 0, not NaN, where e^a is past the doubles
-            return first, self.q / total
-        second = Kernel(
-            Str("finite_or"),
-            self.q * sympy.exp(self.b) / total,
-            self._one_over(self.p / self.q, self.a - self.b),
-        )
-        return first, second
-
-    @staticmethod
-    def _one_over(ratio: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
-        return 1 / (1 + ratio * sympy.exp(exponent))
+        return s, self.q / total
 
 
-def _two_exponentials(total: sympy.Expr) -> _TwoExponentials | None:
-    """The sum as p e^a + q e^b (`_TwoExponentials`), a varying; None where it is no such sum."""
+def _logistic_sum(total: sympy.Expr) -> _LogisticSum | None:
+    """The sum as p e^a + q (`_LogisticSum`); None where it is no such sum."""
     if not (total.is_Add and len(total.args) == 2):
         return None
-    found = []
-    for term in sorted(total.args, key=lambda t: not t.free_symbols):  # a number last
-        scale, exponential = term.as_coeff_Mul()
-        u = sympy.S.Zero if exponential is sympy.S.One else _exponent(exponential)
-        # Rationals: a monomial of the coefficients is then the same with p^-i q^(i - k) multiplied in.
-        if u is None or not (scale.is_Rational and scale > 0):
-            return None
-        found.append((scale, u))
-    (p, a), (q, b) = found
-    return _TwoExponentials(p, a, q, b) if a.free_symbols else None
+    q, term = total.as_coeff_Add()
+    p, exponential = term.as_coeff_Mul()
+    a = _exponent(exponential)
+    # Rationals: a monomial of the coefficients is then the same with p^-i q^(i - k) multiplied in.
+    if a is None or not a.free_symbols or not (p.is_Rational and p > 0 and q.is_Rational and q > 0):
+        return None
+    return _LogisticSum(p, a, q)
 
 
 # Exponential factors of one term tried together at most: their subsets are searched.
@@ -1329,12 +1262,12 @@ _EXPONENTIAL_FACTORS = 4
 
 
 def _logistic_powers(
-    terms: Sequence[sympy.Expr], total: sympy.Expr, pair: _TwoExponentials
+    terms: Sequence[sympy.Expr], total: sympy.Expr, logistic: _LogisticSum
 ) -> tuple[list[tuple[sympy.Expr, int, int]], int] | None:
     """([(coefficient, i, k) for each term], d): each term is e^(da) times a coefficient times
-    e^(ia + (k - i)b)/total^k, `total` p e^a + q e^b, 0 <= i <= k, the coefficient holding
-    p^-i q^(i - k); d is 0 unless b is. None where a term is not of that form. A coefficient may
-    call functions of the pair (log(1 + e^x) beside the logistic of x)."""
+    e^(ia)/total^k, `total` p e^a + q, 0 <= i <= k, the coefficient holding p^-i q^(i - k). None
+    where a term is not of that form. A coefficient may call functions of e^a (log(1 + e^x) beside
+    the logistic of x)."""
     found = []
     for term in terms:
         k = 0
@@ -1346,41 +1279,39 @@ def _logistic_powers(
                 k -= int(factor.exp)
             elif w is not None and factor.free_symbols:
                 exponentials.append((factor, w))
-            elif _holds_kin(_as_first_written(factor), pair) or (
+            elif _holds_kin(_as_first_written(factor), logistic) or (
                 not isinstance(factor.as_base_exp()[0], Application) and factor.has(total)
             ):
                 return None
             else:
                 rest.append(factor)
-        power = _power_of_s(exponentials, k, pair) if len(exponentials) <= _EXPONENTIAL_FACTORS else None
+        power = _power_of_s(exponentials, logistic) if len(exponentials) <= _EXPONENTIAL_FACTORS else None
         if power is None:
             return None
         i, used = power
         left = [f for f, _ in exponentials if f not in used]
-        if any(_holds_kin(f, pair) for f in left):
+        if any(_holds_kin(f, logistic) for f in left):
             return None
         found.append((sympy.Mul(*rest, *left), i, k))
-    # e^(da) set aside (b = 0): the fifth derivative of log(3 + 2e^(x/3)) holds
+    # e^(da) set aside: the fifth derivative of log(3 + 2e^(x/3)) holds
     # e^(x/3) - 30e^(2x/3)/(2e^(x/3) + 3) + ...
-    d = max(0, *(i - k for _, i, k in found)) if pair.b == 0 else 0
+    d = max(0, *(i - k for _, i, k in found))
     if any(i < d for _, i, _ in found):
         return None
     return [
-        (coefficient * pair.p ** (d - i) * pair.q ** (i - d - k), i - d, k) for coefficient, i, k in found
+        (coefficient * logistic.p ** (d - i) * logistic.q ** (i - d - k), i - d, k)
+        for coefficient, i, k in found
     ], d
 
 
-def _holds_kin(factor: sympy.Expr, pair: _TwoExponentials) -> bool:
+def _holds_kin(factor: sympy.Expr, logistic: _LogisticSum) -> bool:
     """Whether the factor holds, outside any function, an exponential whose exponent is a rational
-    multiple of the pair's: a power of the pair's own exponentials left over, or a sum of another
-    logistic of them (8e^x/(e^2x + 1) beside e^x/(e^x + 1): where both are written so, the sum's
-    terms went their separate ways and the third derivative at 800 was -3.9e-18 for 0; the
-    regression hunt, 2026-12-06)."""
-    exponents = [u for u in (pair.a, pair.b, pair.a - pair.b) if u != 0]
+    multiple of the sum's: a power of its exponential left over, or a sum of another logistic of it
+    (8e^x/(e^2x + 1) beside e^x/(e^x + 1): where both are written so, the sum's terms went their
+    separate ways and the third derivative at 800 was -3.9e-18 for 0; the regression hunt,
+    2026-12-06)."""
     return any(
-        (w := _exponent(part)) is not None
-        and part.free_symbols
-        and any(sympy.cancel(w / u).is_Rational for u in exponents)
+        (w := _exponent(part)) is not None and part.free_symbols and sympy.cancel(w / logistic.a).is_Rational
         for part in _outside_functions(factor)
     )
 
@@ -1394,16 +1325,16 @@ def _outside_functions(expr: sympy.Expr) -> Iterator[sympy.Expr]:
 
 
 def _power_of_s(
-    exponentials: Sequence[tuple[sympy.Expr, sympy.Expr]], k: int, pair: _TwoExponentials
+    exponentials: Sequence[tuple[sympy.Expr, sympy.Expr]], logistic: _LogisticSum
 ) -> tuple[int, tuple[sympy.Expr, ...]] | None:
-    """(i, the factors) where the product of most of the term's exponential factors is
-    e^(ia + (k - i)b), 0 <= i (i <= k unless b = 0); None where no such product is found."""
+    """(i, the factors) where the product of most of the term's exponential factors is e^(ia),
+    i >= 0; None where no such product is found."""
     factors = [f for f, _ in exponentials]
     exponents = dict(exponentials)
     for size in range(len(factors), -1, -1):
         for chosen in itertools.combinations(factors, size):
-            i = sympy.cancel((sympy.Add(*(exponents[f] for f in chosen)) - k * pair.b) / (pair.a - pair.b))
-            if i.is_Integer and i >= 0 and (pair.b == 0 or i <= k):
+            i = sympy.cancel(sympy.Add(*(exponents[f] for f in chosen)) / logistic.a)
+            if i.is_Integer and i >= 0:
                 return int(i), chosen
     return None
 
@@ -1787,12 +1718,13 @@ def _real_power(a: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
     return (RealRoot(a, q) if q != 1 else a) ** p
 
 
-def _cheap_to_expand(expr: sympy.Expr, nodes: int | None = None) -> bool:
-    """At most `nodes` (`_COMBINED_NODES`) nodes and no power of a sum above the 8th:
-    (x + y + z + w)^60 expands to 40,000 terms."""
-    limit = _COMBINED_NODES if nodes is None else nodes
+def _cheap_to_expand(expr: sympy.Expr) -> bool:
+    """At most _COMBINED_NODES nodes and no power of a sum above the 8th: (x + y + z + w)^60 expands
+    to 40,000 terms."""
     for count, part in enumerate(sympy.preorder_traversal(expr)):
-        if count > limit or (part.is_Pow and part.base.is_Add and part.exp.is_Number and abs(part.exp) > 8):
+        if count > _COMBINED_NODES or (
+            part.is_Pow and part.base.is_Add and part.exp.is_Number and abs(part.exp) > 8
+        ):
             return False
     return True
 
