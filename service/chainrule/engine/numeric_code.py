@@ -2618,9 +2618,18 @@ def _square_root_of(node: sympy.Expr) -> sympy.Expr | None:
 def prepare(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.Symbol, float]]:
     """`parts` ready to print: written in stable forms (`stable`), constants folded (placeholders
     and their values), derivatives opaque."""
-    folded, constants = fold_constants([_both_ways(stable(part)) for part in parts])
+    # im as its kernel first, which no rebuild evaluates: sympy takes im of anything real for 0, and
+    # a placeholder and every Kernel are real to it, so im(asech(x) - pi), NaN where asech is, came
+    # out 0.0 at -53 once folded (the fuzzer, seed 820857374), and im(log10(x)/9.9) 0.0 at -3.7
+    # once a rule wrote log(x)/log(10) as its kernel (the fuzzer, seed 1259732176).
+    kept = [part.replace(lambda node: isinstance(node, sympy.im), _im_kernel) for part in parts]
+    folded, constants = fold_constants([_both_ways(stable(part)) for part in kept])
     memo: dict[sympy.Basic, sympy.Basic] = {}
     return [_opaque(part, memo) for part in folded], constants
+
+
+def _im_kernel(node: sympy.im) -> sympy.Expr:
+    return Kernel(Str("im"), *node.args)
 
 
 def _opaque(node: sympy.Basic, memo: dict[sympy.Basic, sympy.Basic]) -> Any:
@@ -2690,11 +2699,6 @@ def fold_constants(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[
             elif node.is_Pow and is_constant(node.exp) and _whole_double(node.exp):
                 # Its placeholder's double is whole: the kernel keeps the fraction's domain.
                 found = Kernel(Str("fractional_power"), fold(node.base), placeholder(node.exp))
-            elif isinstance(node, sympy.im):
-                # As the kernel, which no rebuild evaluates: sympy takes im of anything real for 0,
-                # and a placeholder and every Kernel are real to it, so im(asech(x) - pi), NaN
-                # where asech is, came out 0.0 at -53 once folded (the fuzzer, seed 820857374).
-                found = Kernel(Str("im"), *(fold(arg) for arg in node.args))
             elif node.args:
                 found = node.func(*(fold(arg) for arg in node.args))
             else:
