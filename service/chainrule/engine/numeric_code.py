@@ -1066,7 +1066,9 @@ def _in_powers_of_the_logistic(node: sympy.Expr) -> sympy.Expr | None:
     write it below (`kernels.nearer_one`). None where no such polynomial cancels. (Two exponentials
     p e^a + q e^b, products multiplied out, were tried and left: where a/b is constant `_both_ways`
     writes them better, and elsewhere the forms lost what the rules' had, a second hunt found.)"""
-    if len(node.args) > _COMPLEMENT_TERMS:
+    # Each sum once a branch, as `_stable_combined` does: a shape this rule did not foresee must not
+    # send it round without end.
+    if len(node.args) > _COMPLEMENT_TERMS or node in _COMBINING.get(()):
         return None
     terms = [_as_first_written(term) for term in node.args]
     sums = {
@@ -1092,20 +1094,13 @@ def _in_powers_of_the_logistic(node: sympy.Expr) -> sympy.Expr | None:
         monomials = [m for m in held if m is not None]
         if len(monomials) < len(held):
             continue
-        involved = _cancelling_terms(powers, monomials)
+        involved, parts = _cancelling_part(powers, monomials)
         if not involved:
             continue
-        parts = [
-            _over_one_less(group) for group in _logistic_polynomial([powers[t] for t in involved]).values()
-        ]
         # s and 1 - s as kernels' values, in [0, 1] either way they are computed: the rules would
         # write an R such as 1 - 2s over the sum again, in a form that overflows where P does
         # (the third derivative of log(1 + e^-g), g = e^(1/x), went NaN at 0.01 that way).
         s, complement = logistic.shares(total)
-        # Each sum once a branch, as `_stable_combined` does: a shape this rule did not foresee must
-        # not send it round without end.
-        if node in _COMBINING.get(()):
-            return None
         token = _COMBINING.set((*_COMBINING.get(()), node))
         try:
             # Each monomial's part written stably on its own (the sum of them, the monomials apart,
@@ -1166,27 +1161,25 @@ def _logistic_polynomial(powers: Sequence[tuple[sympy.Expr, int, int]]) -> dict[
     return _by_monomial(coefficients, _products_expanded)
 
 
-def _cancelling_terms(
+def _cancelling_part(
     powers: Sequence[tuple[sympy.Expr, int, int]],
     monomials: Sequence[Sequence[tuple[sympy.Expr, sympy.Expr]]],
-) -> set[int]:
+) -> tuple[set[int], list[tuple[int, list[sympy.Expr]]]]:
     """The terms (indices) of the monomials whose polynomials in s cancel where s is 1 past how
-    their terms are written (X/(1 + X)^2 is s - s^2 too), and of every monomial those terms hold."""
+    their terms are written (X/(1 + X)^2 is s - s^2 too), and of every monomial those terms hold;
+    and those monomials' polynomials as (r, R), (1 - s)^r R(s) (`_over_one_less`). Every term of
+    such a monomial is among the terms, so its polynomial is theirs alone."""
     written: dict[sympy.Expr, int] = {}  # the least power of 1 - s a monomial's terms are written with
     for (_, i, k), held in zip(powers, monomials, strict=True):
         for _, monomial in held:
             written[monomial] = min(written.get(monomial, k - i), k - i)
-    polynomials = _logistic_polynomial(powers)
-    reached = {
-        monomial
-        for monomial, group in polynomials.items()
-        if _over_one_less(group)[0] > written.get(monomial, 0)
-    }
+    divided = {monomial: _over_one_less(group) for monomial, group in _logistic_polynomial(powers).items()}
+    reached = {monomial for monomial, (power, _) in divided.items() if power > written.get(monomial, 0)}
     involved: set[int] = set()
     while True:
         more = {t for t, held in enumerate(monomials) if any(m in reached for _, m in held)} - involved
         if not more:
-            return involved
+            return involved, [divided[monomial] for monomial in reached if monomial in divided]
         involved |= more
         reached |= {m for t in more for _, m in monomials[t]}
 
