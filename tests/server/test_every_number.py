@@ -394,6 +394,69 @@ async def test_beta_below_the_doubles_is_computed_from_its_logs(api: ChainruleAp
     assert response.value == pytest.approx(_mp(lambda: mpmath.beta(1000, 1000) * 4**1000), rel=1e-11)
 
 
+def _level_set_derivative(branch: Callable[[Any, Any], Any], x: float, y: float, order: int) -> float:
+    """d^order/dt^order at x of t -> branch(t, y): the explicit branch of the level set F = c through
+    (x, y) (an implicit derivative holds on every level set, so the point need not be on F = 0)."""
+    with mpmath.workdps(400):  # y'' of the first at 400 is e^-400: 174 digits below its terms
+        return float(mpmath.diff(lambda t: branch(t, mpmath.mpf(y)), mpmath.mpf(x), order))
+
+
+def _softplus_level(t: Any, y: Any) -> Any:
+    """log(1 + e^y) - x = c through (400, y): y(t) = log(e^(t + c) - 1)."""
+    return mpmath.log(mpmath.exp(t - 400 + mpmath.log(1 + mpmath.exp(y))) - 1)
+
+
+def _log_expm1_level(t: Any, y: Any) -> Any:
+    """log(e^y - 1) - x = c through (40, y): y(t) = log(e^(t + c) + 1)."""
+    return mpmath.log(mpmath.exp(t - 40 + mpmath.log(mpmath.exp(y) - 1)) + 1)
+
+
+_NEAR_THE_AXIS = 105.59809764042285
+
+
+def _cone_level(t: Any, y: Any) -> Any:
+    """sqrt(x^2 + y^2) - 1 - x = c through (_NEAR_THE_AXIS, y < 0): y(t) = -sqrt((t + r - x)^2 - t^2)."""
+    x = mpmath.mpf(_NEAR_THE_AXIS)
+    return -mpmath.sqrt((t + mpmath.sqrt(x**2 + y**2) - x) ** 2 - t**2)
+
+
+# (equation, x, y, order, y(t) on the level set through (x, y) given y, reason)
+IMPLICIT: list[tuple[str, float, float, int, Callable[[Any, Any], Any], str]] = [
+    *[
+        ("log(1 + exp(y)) = x", 400.0, 400.0, order, _softplus_level, "(e^y + 1)e^-y - 1 is e^-y: its "
+         "terms stayed apart and cancelled in floating point, the third derivative's sign was wrong")
+        for order in (2, 3, 4, 5)
+    ],
+    *[
+        ("log(exp(y) - 1) = x", 40.0, 40.0, order, _log_expm1_level, "y'' was 0.0: 1 - (e^y - 1)e^-y")
+        for order in (2, 3, 4)
+    ],
+    *[
+        ("sqrt(x^2 + y^2) = 1 + x", _NEAR_THE_AXIS, -0.00409725228112731, order, _cone_level,
+         "a root's difference kept as a power, not multiplied out (that cancelled where r is near x)")
+        for order in (2, 3, 4)
+    ],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("equation", "x", "y", "order", "branch", "reason"), IMPLICIT)
+async def test_implicit_derivatives_whose_terms_cancel(
+    api: ChainruleApi,
+    equation: str,
+    x: float,
+    y: float,
+    order: int,
+    branch: Callable[[Any, Any], Any],
+    reason: str,
+) -> None:
+    """Higher implicit derivatives (`dependent`) against the explicit branch of the level set through
+    the point (an independent hunt, 2026-12-06)."""
+    request = pb.EvaluateRequest(expression=equation, dependent="y", point={"x": x, "y": y})
+    request.wrt.add(variable="x", order=order)
+    value = (await api.evaluate(request)).value
+    assert value == pytest.approx(_level_set_derivative(branch, x, y, order), rel=1e-9, abs=0), reason
+
+
 @pytest.mark.parametrize("text", ["log(x)", "atanh(x)", "loggamma(x) + x^2", "acosh(x)*y"])
 async def test_no_partial_where_the_function_has_no_real_value(api: ChainruleApi, text: str) -> None:
     """GradientAtPoint and Jacobian: partials and Hessian are NaN where the value is, at one point and

@@ -11,6 +11,7 @@ Errors name the engine's arguments: `expression` (the equation), `dependent`, `w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -146,9 +147,51 @@ def implicit_derivative(
         current = first
         for _ in range(target.order - 1):
             # Tidied at each order: the next one differentiates it again.
-            current = sympy.factor_terms(total_derivative(current, target, first, limits))
+            current = _combined(total_derivative(current, target, first, limits))
         return symbolic.simplify(current, simplification)
     except RecursionError:
         raise InvalidArgument(
             "the expression is nested too deeply to differentiate", field="expression"
         ) from None
+
+
+_MULTIPLIED_OUT_TERMS = 20_000
+
+
+def _combined(derivative: sympy.Expr) -> sympy.Expr:
+    """One fraction whose numerator's like terms are combined: each order substitutes y' into the one
+    before, and terms that cancel exactly stayed apart, to cancel in floating point when evaluated:
+    for log(1 + e^y) = x, (e^y + 1)e^-y - 1 is e^-y, 0.0 at y = 40, so y'' was 0.0 there (truth
+    -4.2e-18) and the third derivative at y = 400 had the wrong sign (an independent hunt, 2026-12-06).
+
+    Multiplied out only where that is no larger and the numerator has no roots: (x - r)^3 with
+    r = sqrt(x^2 + y^2) multiplied out cancels where r is near x (sqrt(x^2 + y^2) = 1 + x, y'' at
+    (105.6, -0.004) was 1.7e-5 for 9.2e-8), where as a power it is one small difference cubed. And
+    only where the product has at most _MULTIPLIED_OUT_TERMS terms: a power of a long sum multiplies
+    out into millions (sympy takes seconds for tens of thousands)."""
+    combined = sympy.together(derivative)
+    numerator, denominator = sympy.fraction(combined)
+    size = symbolic.expression_size(numerator)
+    if _has_root(numerator) or _terms_multiplied_out(numerator) > _MULTIPLIED_OUT_TERMS:
+        return sympy.factor_terms(combined)
+    expanded = sympy.expand(numerator)
+    if symbolic.expression_size(expanded) > size:
+        return sympy.factor_terms(combined)
+    return sympy.factor_terms(expanded / denominator)
+
+
+def _has_root(expr: sympy.Expr) -> bool:
+    return any(not power.exp.is_integer for power in expr.atoms(sympy.Pow))
+
+
+def _terms_multiplied_out(expr: sympy.Expr) -> int:
+    """How many terms `expr` has once its products and whole powers are multiplied out, at most
+    (before like terms combine): a sum adds its terms' counts, a product multiplies them, and a
+    power n of a sum of k terms has C(k + n - 1, n)."""
+    if isinstance(expr, sympy.Add):
+        return sum(_terms_multiplied_out(term) for term in expr.args)
+    if isinstance(expr, sympy.Mul):
+        return math.prod(_terms_multiplied_out(factor) for factor in expr.args)
+    if isinstance(expr, sympy.Pow) and expr.exp.is_Integer and expr.exp > 1:
+        return math.comb(_terms_multiplied_out(expr.base) + int(expr.exp) - 1, int(expr.exp))
+    return 1
