@@ -295,6 +295,16 @@ def test_the_float64_run_is_bound_by_the_calls_budget(monkeypatch: pytest.Monkey
     assert engine.evaluate(compiled, {"x": xs}, len(xs)).nonfinite_count == 0
 
 
+def test_work_done_is_not_refused_for_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget stops work still to do: a call whose last chunk is computed is answered (refused
+    "500,000 of 500,000 points done", it was only wasted; an independent hunt, 2026-12-06)."""
+    monkeypatch.setattr(numeric, "_MIN_POINTWISE_SECONDS", 0.0)
+    monkeypatch.setattr(numeric, "_POINTWISE_SLACK", 0.0)  # no time at all
+    compiled = engine.compile_function(parsing.parse("cos(x)"), ["x"])
+    xs = np.full(1_000, 1e300)  # one chunk: checked only once it is done
+    assert engine.evaluate(compiled, {"x": xs}, len(xs)).nonfinite_count == 0
+
+
 def test_the_budget_counts_the_calls_own_cpu_time_not_its_waits() -> None:
     """A call's budget is the CPU time of the thread computing it: on a loaded machine the numeric
     thread waits for the GIL and a core, and a wall-clock deadline refused a call within its cost

@@ -106,8 +106,10 @@ class Admission:
     One caller holds at most `per_caller` slots at once (0: all but one, at least one), so no caller
     alone can take every worker; a freed slot goes to the waiting caller that holds the fewest, and
     among those to the one served longest ago (round robin). When the queue is full, a caller with
-    fewer tasks queued than another takes the newest place of the caller with the most (who is
-    refused instead); otherwise the newcomer is refused. Refusals are RESOURCE_EXHAUSTED with a
+    at least two fewer tasks queued than another takes the newest place of the caller with the most
+    (who is refused instead); otherwise the newcomer is refused: one fewer would have two callers
+    take each other's place at every retry. So callers keeping one call queued each keep a newcomer
+    out while they keep the queue full (its calls are refused with a retry delay). Refusals are RESOURCE_EXHAUSTED with a
     retry delay (the server is busy, not the request too big), counted by reason in `rejections`:
     `overloaded` (the queue was full) or `caller_share` (the caller already held its share of the
     queue).
