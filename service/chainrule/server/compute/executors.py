@@ -109,8 +109,8 @@ class Admission:
     at least two fewer tasks queued than another takes the newest place of the caller with the most
     (who is refused instead); otherwise the newcomer is refused: one fewer would have two callers
     take each other's place at every retry. So callers keeping one call queued each keep a newcomer
-    out while they keep the queue full (its calls are refused with a retry delay). Refusals are RESOURCE_EXHAUSTED with a
-    retry delay (the server is busy, not the request too big), counted by reason in `rejections`:
+    out while they keep the queue full (its calls are refused with a retry delay).
+    Refusals are RESOURCE_EXHAUSTED with a retry delay (the server is busy, not the request too big), counted by reason in `rejections`:
     `overloaded` (the queue was full) or `caller_share` (the caller already held its share of the
     queue).
     """
