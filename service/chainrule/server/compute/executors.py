@@ -110,9 +110,9 @@ class Admission:
     (who is refused instead); otherwise the newcomer is refused: one fewer would have two callers
     take each other's place at every retry. So callers keeping one call queued each keep a newcomer
     out while they keep the queue full (its calls are refused with a retry delay).
-    Refusals are RESOURCE_EXHAUSTED with a retry delay (the server is busy, not the request too big), counted by reason in `rejections`:
-    `overloaded` (the queue was full) or `caller_share` (the caller already held its share of the
-    queue).
+    Refusals are RESOURCE_EXHAUSTED with a retry delay (the server is busy, not the request too
+    big), counted by reason in `rejections`: `overloaded` (the queue was full) or `caller_share`
+    (the caller already held its share of the queue).
     """
 
     causes = (OVERLOADED, CALLER_SHARE)
