@@ -306,6 +306,7 @@ def _at(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
 # 10^-570 or so a constant that is not 0 is taken for 0 too.
 _WORKING_DIGITS = 600
 _TINY = sympy.Float(10) ** -500
+_SUM_DIGITS = 60
 
 
 def _exact_constants(expr: sympy.Expr, x: sympy.Symbol) -> sympy.Expr:
@@ -343,12 +344,35 @@ def _digits(value: sympy.Expr) -> sympy.Expr | None:
         return value.evalf(30, strict=True, maxn=_WORKING_DIGITS)
     except PrecisionExhausted:
         pass
+    summed = _summed_digits(value)
+    if summed is not None:
+        return summed
     try:
         if bool(abs(value.evalf(30, maxn=_WORKING_DIGITS)) < _TINY):
             return sympy.S.Zero
     except (TypeError, ValueError):  # no number to compare (a value sympy cannot order)
         pass
     return None
+
+
+def _summed_digits(value: sympy.Expr) -> sympy.Expr | None:
+    """A sum of terms each with 30 digits, to 30 digits where they do not cancel past _SUM_DIGITS:
+    sympy's evalf of a sum could fail to tell a term's factor from 0 where each term alone had its
+    digits (the second derivative of sin(sin(sin(sin(sin(x))))) at 10^6: "sin(1000000) from zero",
+    so its Taylor series was refused; an independent hunt, 2026-12-06)."""
+    if not isinstance(value, sympy.Add):
+        return None
+    try:
+        terms = [term.evalf(_SUM_DIGITS, strict=True, maxn=_WORKING_DIGITS) for term in value.args]
+    except PrecisionExhausted:
+        return None
+    if not all(term.is_real for term in terms):
+        return None
+    total = sympy.Add(*terms)
+    largest = max(abs(term) for term in terms)
+    if largest == 0 or abs(total) < largest * sympy.Float(10) ** (30 - _SUM_DIGITS):
+        return None  # cancelling past the digits held: no 30 digits to tell
+    return total.evalf(30)
 
 
 def _log_of_powers(node: sympy.log) -> sympy.Expr:
