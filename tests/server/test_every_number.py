@@ -420,6 +420,11 @@ def _cone_level(t: Any, y: Any) -> Any:
     return -mpmath.sqrt((t + mpmath.sqrt(x**2 + y**2) - x) ** 2 - t**2)
 
 
+def _shifted_level(t: Any, y: Any) -> Any:
+    """e^y - (x - 1000)^2 - 1 = c through (1002, y): y(t) = log((t - 1000)^2 + 1 + c)."""
+    return mpmath.log((t - 1000) ** 2 + mpmath.exp(y) - 4)
+
+
 # (equation, x, y, order, y(t) on the level set through (x, y) given y, reason)
 IMPLICIT: list[tuple[str, float, float, int, Callable[[Any, Any], Any], str]] = [
     *[
@@ -433,8 +438,13 @@ IMPLICIT: list[tuple[str, float, float, int, Callable[[Any, Any], Any], str]] = 
     ],
     *[
         ("sqrt(x^2 + y^2) = 1 + x", _NEAR_THE_AXIS, -0.00409725228112731, order, _cone_level,
-         "a root's difference kept as a power, not multiplied out (that cancelled where r is near x)")
-        for order in (2, 3, 4)
+         "x - sqrt(x^2 + y^2) kept as it is, not multiplied out (that cancelled where the root is near x)")
+        for order in (2, 3)
+    ],
+    *[
+        ("exp(y) = (x - 1000)^2 + 1", 1002.0, 1.6094379124341003, order, _shifted_level,
+         "(x - 1000)^5 kept as it is: multiplied out, y^(5) was 5% off")
+        for order in (3, 5)
     ],
 ]  # fmt: skip
 

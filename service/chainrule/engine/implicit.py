@@ -2,9 +2,10 @@
 
 Differentiating F(x, y(x)) = 0 by x with the chain rule gives F_x + F_y·y' = 0, so y' = -F_x/F_y,
 an expression in x and y. Each higher derivative differentiates the one before it the same way (d/dx
-of G(x, y) is G_x + G_y·y') and substitutes y', so every order is an expression in x and y only. The
-result holds on every level set F = c, so it is evaluated at any (x, y) the caller gives: nothing is
-solved, and a point off the curve is not an error.
+of G(x, y) is G_x + G_y·y') and substitutes y', so every order is an expression in x and y only:
+it is built in symbols for F's partial derivatives, then they are put in (`implicit_derivative`).
+The result holds on every level set F = c, so it is evaluated at any (x, y) the caller gives:
+nothing is solved, and a point off the curve is not an error.
 
 Errors name the engine's arguments: `expression` (the equation), `dependent`, `wrt`.
 """
@@ -12,14 +13,16 @@ Errors name the engine's arguments: `expression` (the equation), `dependent`, `w
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sympy
 
 from chainrule.engine import parsing, symbolic
 from chainrule.engine.errors import InvalidArgument
-from chainrule.engine.limits import EngineLimits
+from chainrule.engine.limits import EngineLimits, exceeded
 
 __all__ = ["Implicit", "implicit_derivative", "prime", "resolve"]
 
@@ -140,48 +143,126 @@ def implicit_derivative(
     simplification: symbolic.Simplification = symbolic.Simplification.FAST,
     limits: EngineLimits = symbolic.DEFAULT_LIMITS,
 ) -> sympy.Expr:
-    """d^order y/dx^order for the equation `function` = 0, in terms of x and y."""
+    """d^order y/dx^order for the equation `function` = 0, in terms of x and y.
+
+    y^(k) is N_k/F_y^(2k - 1), N_k a polynomial in F's partial derivatives F_ij (i times by x, j
+    times by y), built in symbols standing for them: N_1 = -F_x and, as d/dx of F_ij is
+    F_(i+1)j + F_i(j+1)·y', N_(k+1) = F_y·sum_ij dN_k/dF_ij (F_(i+1)j F_y - F_i(j+1) F_x)
+    - (2k - 1) N_k (F_xy F_y - F_yy F_x) (the circle's y'' is -(F_xx F_y^2 - 2 F_xy F_x F_y
+    + F_yy F_x^2)/F_y^3). Its like terms combine exactly, and the partials, each with its own like
+    terms combined (`_combined`), are put in at the end. Orders taken on the expressions themselves
+    kept apart terms that cancel exactly, to cancel in floating point: for log(1 + e^y) = x,
+    (e^y + 1)e^-y - 1 is e^-y, 0.0 at y = 40, so y'' was 0.0 there (truth -4.2e-18) and the third
+    derivative at 400 had the wrong sign; multiplied out, they cancelled elsewhere ((x - 1000)^5 in
+    exp(y) = (x - 1000)^2 + 1: y^(5) at (1002, log 5) was 5% off; two independent hunts,
+    2026-12-06)."""
     try:
-        first = first_derivative(function, target)
-        symbolic.check_size(first, limits)
-        current = first
-        for _ in range(target.order - 1):
-            # Tidied at each order: the next one differentiates it again.
-            current = _combined(total_derivative(current, target, first, limits))
-        return symbolic.simplify(current, simplification)
+        x, y = target.variable, target.dependent
+        partials = _partials(function, x, y, target.order, limits)
+        names = [index for index, value in partials.items() if not value.is_Rational]
+        ring, *generators = sympy.polys.rings.ring([f"F{i}_{j}" for i, j in names], sympy.QQ)
+        by_index = dict(zip(names, generators, strict=True))
+
+        def partial(i: int, j: int) -> Any:
+            generator = by_index.get((i, j))
+            return ring(partials[i, j]) if generator is None else generator
+
+        fx, fy = partial(1, 0), partial(0, 1)
+        numerator = -fx
+        for k in range(1, target.order):
+            chain = sum(
+                (
+                    numerator.diff(by_index[i, j]) * (partial(i + 1, j) * fy - partial(i, j + 1) * fx)
+                    for i, j in names
+                    if i + j <= k
+                ),
+                ring.zero,
+            )
+            numerator = fy * chain - (2 * k - 1) * numerator * (partial(1, 1) * fy - partial(0, 2) * fx)
+            if len(numerator) > _FORMULA_TERMS:
+                what = "the derivative grows too large (its formula in the equation's partial derivatives)"
+                raise exceeded(limits, "max_derivative_nodes", len(numerator), field="wrt", what=what)
+        # Its size once the partials are put in, before they are (a formula of 10,000 terms in
+        # partials of some hundred nodes each took half a minute to build and then to refuse).
+        sizes = [symbolic.expression_size(partials[index]) for index in names]
+        size = sum(sum(map(operator.mul, powers, sizes)) for powers in numerator.itermonoms())
+        if size > limits.max_derivative_nodes:
+            raise exceeded(
+                limits, "max_derivative_nodes", size, field="wrt", what="the derivative grows too large"
+            )
+        formula = numerator.as_expr() / fy.as_expr() ** (2 * target.order - 1)
+        values = {
+            symbol: _combined(partials[index]) for index, symbol in zip(names, ring.symbols, strict=True)
+        }
+        derivative = sympy.factor_terms(formula.xreplace(values))
+        symbolic.check_size(derivative, limits)
+        return symbolic.simplify(derivative, simplification)
     except RecursionError:
         raise InvalidArgument(
             "the expression is nested too deeply to differentiate", field="expression"
         ) from None
 
 
+# Terms of N_k past which the formula is refused: the general one (every partial nonzero) has
+# 3,247 at order 10 and doubles with each.
+_FORMULA_TERMS = 20_000
+
+
+def _partials(
+    function: sympy.Expr, x: sympy.Symbol, y: sympy.Symbol, order: int, limits: EngineLimits
+) -> dict[tuple[int, int], sympy.Expr]:
+    """F's partial derivatives F_ij for 1 <= i + j <= order, each from one of lower order."""
+    found: dict[tuple[int, int], sympy.Expr] = {(0, 0): function}
+    for total in range(1, order + 1):
+        for i in range(total, -1, -1):
+            j = total - i
+            lower, variable = ((i - 1, j), x) if i else ((i, j - 1), y)
+            found[i, j] = symbolic.derivative(found[lower], variable)
+            symbolic.check_size(found[i, j], limits)
+    del found[0, 0]
+    return found
+
+
 _MULTIPLIED_OUT_TERMS = 20_000
 
 
 def _combined(derivative: sympy.Expr) -> sympy.Expr:
-    """One fraction whose numerator's like terms are combined: each order substitutes y' into the one
-    before, and terms that cancel exactly stayed apart, to cancel in floating point when evaluated:
-    for log(1 + e^y) = x, (e^y + 1)e^-y - 1 is e^-y, 0.0 at y = 40, so y'' was 0.0 there (truth
-    -4.2e-18) and the third derivative at y = 400 had the wrong sign (an independent hunt, 2026-12-06).
+    """A partial derivative of F as one fraction whose numerator's like terms in the functions it
+    calls are combined: F_yy of log(1 + e^y) is e^y/(1 + e^y) - e^2y/(1 + e^y)^2 as differentiated,
+    whose terms cancel in floating point (to 0.0 at y = 40), and e^y/(1 + e^y)^2 combined.
 
-    Multiplied out only where that is no larger and the numerator has no roots: (x - r)^3 with
-    r = sqrt(x^2 + y^2) multiplied out cancels where r is near x (sqrt(x^2 + y^2) = 1 + x, y'' at
-    (105.6, -0.004) was 1.7e-5 for 9.2e-8), where as a power it is one small difference cubed. And
-    only where the product has at most _MULTIPLIED_OUT_TERMS terms: a power of a long sum multiplies
-    out into millions (sympy takes seconds for tens of thousands)."""
+    Multiplied out as a polynomial in those calls only (`_frozen`): the parts of the numerator that
+    call no function stay as they are, as multiplied out they cancel where they are small against
+    their terms ((x - 1000)^5, or (x - r)^3 with r = sqrt(x^2 + y^2) where r is near x). Kept only
+    where that is no larger, and only where the product has at most _MULTIPLIED_OUT_TERMS terms: a
+    power of a long sum multiplies out into millions (sympy takes seconds for tens of thousands)."""
     combined = sympy.together(derivative)
     numerator, denominator = sympy.fraction(combined)
-    size = symbolic.expression_size(numerator)
-    if _has_root(numerator) or _terms_multiplied_out(numerator) > _MULTIPLIED_OUT_TERMS:
+    parts: dict[sympy.Expr, sympy.Dummy] = {}
+    frozen, calls = _frozen(numerator, parts)
+    if not calls or _terms_multiplied_out(frozen) > _MULTIPLIED_OUT_TERMS:
         return sympy.factor_terms(combined)
-    expanded = sympy.expand(numerator)
-    if symbolic.expression_size(expanded) > size:
+    thawed = {dummy: part for part, dummy in parts.items()}
+    expanded = sympy.expand(frozen).xreplace(thawed)
+    if symbolic.expression_size(expanded) > symbolic.expression_size(numerator):
         return sympy.factor_terms(combined)
     return sympy.factor_terms(expanded / denominator)
 
 
-def _has_root(expr: sympy.Expr) -> bool:
-    return any(not power.exp.is_integer for power in expr.atoms(sympy.Pow))
+def _frozen(expr: sympy.Expr, parts: dict[sympy.Expr, sympy.Dummy]) -> tuple[sympy.Expr, bool]:
+    """`expr` as a polynomial in symbols standing for its function calls (and roots of what calls
+    one) and for its parts that call none, each part a symbol of its own (`parts`); and whether it
+    calls a function."""
+    if expr.is_Atom:
+        return expr, False
+    if isinstance(expr, sympy.Function):
+        return parts.setdefault(expr, sympy.Dummy()), True
+    frozen = [_frozen(arg, parts) for arg in expr.args]
+    if not any(calls for _, calls in frozen):
+        return parts.setdefault(expr, sympy.Dummy()), False
+    if isinstance(expr, sympy.Pow) and not expr.exp.is_Integer:
+        return parts.setdefault(expr, sympy.Dummy()), True
+    return expr.func(*(arg for arg, _ in frozen)), True
 
 
 def _terms_multiplied_out(expr: sympy.Expr) -> int:
