@@ -4,6 +4,7 @@ mpmath computed here, independently of the engine's own reference."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
@@ -425,6 +426,11 @@ def _shifted_level(t: Any, y: Any) -> Any:
     return mpmath.log((t - 1000) ** 2 + mpmath.exp(y) - 4)
 
 
+def _product_level(x: float, t: Any, y: Any) -> Any:
+    """A function of x*y = c through (x, y): y(t) = x y/t."""
+    return mpmath.mpf(x) * y / t
+
+
 # (equation, x, y, order, y(t) on the level set through (x, y) given y, reason)
 IMPLICIT: list[tuple[str, float, float, int, Callable[[Any, Any], Any], str]] = [
     *[
@@ -440,6 +446,11 @@ IMPLICIT: list[tuple[str, float, float, int, Callable[[Any, Any], Any], str]] = 
         ("sqrt(x^2 + y^2) = 1 + x", _NEAR_THE_AXIS, -0.00409725228112731, order, _cone_level,
          "x - sqrt(x^2 + y^2) kept as it is, not multiplied out (that cancelled where the root is near x)")
         for order in (2, 3)
+    ],
+    *[
+        ("exp(x*y) = 2", x, y, order, functools.partial(_product_level, x), "y' = -y/x: in the general "
+         "formula -6y(-x^2 y^2 + 2xy(xy + 1) - (xy + 1)^2)/x^3, 0.0 at (1e4, 1e4), where it is -6e-8")
+        for x, y, order in ((1e4, 1e4, 3), (20.0, 30.0, 7))
     ],
     *[
         ("exp(y) = (x - 1000)^2 + 1", 1002.0, 1.6094379124341003, order, _shifted_level,

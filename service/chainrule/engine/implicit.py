@@ -21,7 +21,7 @@ from typing import Any
 import sympy
 
 from chainrule.engine import parsing, symbolic
-from chainrule.engine.errors import InvalidArgument
+from chainrule.engine.errors import InvalidArgument, LimitExceeded
 from chainrule.engine.limits import EngineLimits, exceeded
 
 __all__ = ["Implicit", "implicit_derivative", "prime", "resolve"]
@@ -131,10 +131,20 @@ def total_derivative(
 
 
 def first_derivative(function: sympy.Expr, target: Implicit) -> sympy.Expr:
-    """y' = -F_x/F_y."""
-    return sympy.factor_terms(
-        -symbolic.derivative(function, target.variable) / symbolic.derivative(function, target.dependent)
-    )
+    """y' = -F_x/F_y, with the factors F_x and F_y share cancelled where that makes it smaller:
+    exp(x y) = x y has y' = -y/x, and each order taken on the uncancelled form grew past the size
+    limit by the seventh (a regression hunt, 2026-12-06); a small ratio only (`cancel` multiplies
+    out, and its time grows with the functions called)."""
+    ratio = -symbolic.derivative(function, target.variable) / symbolic.derivative(function, target.dependent)
+    tidied = sympy.factor_terms(ratio)
+    if symbolic.expression_size(ratio) > _CANCELLED_SIZE:
+        return tidied
+    cancelled = sympy.factor_terms(sympy.cancel(ratio))
+    return cancelled if symbolic.expression_size(cancelled) < symbolic.expression_size(tidied) else tidied
+
+
+# The nodes of -F_x/F_y up to which its common factors are cancelled (`first_derivative`).
+_CANCELLED_SIZE = 200
 
 
 def implicit_derivative(
@@ -143,59 +153,31 @@ def implicit_derivative(
     simplification: symbolic.Simplification = symbolic.Simplification.FAST,
     limits: EngineLimits = symbolic.DEFAULT_LIMITS,
 ) -> sympy.Expr:
-    """d^order y/dx^order for the equation `function` = 0, in terms of x and y.
+    """d^order y/dx^order for the equation `function` = 0, in terms of x and y: the smaller of two
+    forms, each where it is within the size limit.
 
-    y^(k) is N_k/F_y^(2k - 1), N_k a polynomial in F's partial derivatives F_ij (i times by x, j
-    times by y), built in symbols standing for them: N_1 = -F_x and, as d/dx of F_ij is
-    F_(i+1)j + F_i(j+1)·y', N_(k+1) = F_y·sum_ij dN_k/dF_ij (F_(i+1)j F_y - F_i(j+1) F_x)
-    - (2k - 1) N_k (F_xy F_y - F_yy F_x) (the circle's y'' is -(F_xx F_y^2 - 2 F_xy F_x F_y
-    + F_yy F_x^2)/F_y^3). Its like terms combine exactly, and the partials, each with its own like
-    terms combined (`_combined`), are put in at the end. Orders taken on the expressions themselves
-    kept apart terms that cancel exactly, to cancel in floating point: for log(1 + e^y) = x,
-    (e^y + 1)e^-y - 1 is e^-y, 0.0 at y = 40, so y'' was 0.0 there (truth -4.2e-18) and the third
-    derivative at 400 had the wrong sign; multiplied out, they cancelled elsewhere ((x - 1000)^5 in
-    exp(y) = (x - 1000)^2 + 1: y^(5) at (1002, log 5) was 5% off; two independent hunts,
-    2026-12-06)."""
+    Order by order (`_order_by_order`), each differentiating the one before, cancels what F's
+    partials share (exp(x y) = 2: y' = -y/x, y^(k) = (-1)^k k! y/x^k) but keeps apart terms that
+    cancel exactly, to cancel in floating point: for log(1 + e^y) = x, (e^y + 1)e^-y - 1 is e^-y,
+    0.0 at y = 40, so y'' was 0.0 there (truth -4.2e-18) and the third derivative at 400 had the
+    wrong sign (an independent hunt, 2026-12-06). The general formula in F's partials
+    (`_by_partials`) combines those, -(e^y + 1)e^-2y, but not what the partials share: for
+    exp(x y) = 2 its third was -6y(-x^2 y^2 + 2xy(xy + 1) - (xy + 1)^2)/x^3, 0.0 at (1e4, 1e4)
+    (a regression hunt). The smaller form has fewer terms to cancel: in the hunts' cases it was
+    the better one but next to a branch point, where both cancel (x = acosh(y)'s fifth at
+    y = 1.000001 is 9e-3 off; docs/accuracy.md)."""
     try:
-        x, y = target.variable, target.dependent
-        partials = _partials(function, x, y, target.order, limits)
-        names = [index for index, value in partials.items() if not value.is_Rational]
-        ring, *generators = sympy.polys.rings.ring([f"F{i}_{j}" for i, j in names], sympy.QQ)
-        by_index = dict(zip(names, generators, strict=True))
-
-        def partial(i: int, j: int) -> Any:
-            generator = by_index.get((i, j))
-            return ring(partials[i, j]) if generator is None else generator
-
-        fx, fy = partial(1, 0), partial(0, 1)
-        numerator = -fx
-        for k in range(1, target.order):
-            chain = sum(
-                (
-                    numerator.diff(by_index[i, j]) * (partial(i + 1, j) * fy - partial(i, j + 1) * fx)
-                    for i, j in names
-                    if i + j <= k
-                ),
-                ring.zero,
-            )
-            numerator = fy * chain - (2 * k - 1) * numerator * (partial(1, 1) * fy - partial(0, 2) * fx)
-            if len(numerator) > _FORMULA_TERMS:
-                what = "the derivative grows too large (its formula in the equation's partial derivatives)"
-                raise exceeded(limits, "max_derivative_nodes", len(numerator), field="wrt", what=what)
-        # Its size once the partials are put in, before they are (a formula of 10,000 terms in
-        # partials of some hundred nodes each took half a minute to build and then to refuse).
-        sizes = [symbolic.expression_size(partials[index]) for index in names]
-        size = sum(sum(map(operator.mul, powers, sizes)) for powers in numerator.itermonoms())
-        if size > limits.max_derivative_nodes:
-            raise exceeded(
-                limits, "max_derivative_nodes", size, field="wrt", what="the derivative grows too large"
-            )
-        formula = numerator.as_expr() / fy.as_expr() ** (2 * target.order - 1)
-        values = {
-            symbol: _combined(partials[index]) for index, symbol in zip(names, ring.symbols, strict=True)
-        }
-        derivative = sympy.factor_terms(formula.xreplace(values))
-        symbolic.check_size(derivative, limits)
+        forms: list[sympy.Expr] = []
+        refusal: LimitExceeded | None = None
+        for form in (_by_partials, _order_by_order):
+            try:
+                forms.append(form(function, target, limits))
+            except LimitExceeded as refused:
+                refusal = refused
+        if not forms:
+            assert refusal is not None
+            raise refusal
+        derivative = min(forms, key=symbolic.expression_size)
         return symbolic.simplify(derivative, simplification)
     except RecursionError:
         raise InvalidArgument(
@@ -203,9 +185,61 @@ def implicit_derivative(
         ) from None
 
 
-# Terms of N_k past which the formula is refused: the general one (every partial nonzero) has
-# 3,247 at order 10 and doubles with each.
-_FORMULA_TERMS = 20_000
+def _order_by_order(function: sympy.Expr, target: Implicit, limits: EngineLimits) -> sympy.Expr:
+    """y^(k): y' differentiated k - 1 times (d/dx of G(x, y) is G_x + G_y·y'), tidied at each order."""
+    first = first_derivative(function, target)
+    symbolic.check_size(first, limits)
+    current = first
+    for _ in range(target.order - 1):
+        current = sympy.factor_terms(total_derivative(current, target, first, limits))
+    return current
+
+
+def _by_partials(function: sympy.Expr, target: Implicit, limits: EngineLimits) -> sympy.Expr:
+    """y^(k) = N_k/F_y^(2k - 1), N_k a polynomial in F's partial derivatives F_ij (i times by x, j
+    times by y), built in symbols standing for them: N_1 = -F_x and, as d/dx of F_ij is
+    F_(i+1)j + F_i(j+1)·y', N_(k+1) = F_y·sum_ij dN_k/dF_ij (F_(i+1)j F_y - F_i(j+1) F_x)
+    - (2k - 1) N_k (F_xy F_y - F_yy F_x) (the circle's y'' is -(F_xx F_y^2 - 2 F_xy F_x F_y
+    + F_yy F_x^2)/F_y^3). Its like terms combine exactly; the partials, each with its own like
+    terms combined (`_combined`), are put in at the end."""
+    x, y = target.variable, target.dependent
+    partials = _partials(function, x, y, target.order, limits)
+    names = [index for index, value in partials.items() if not value.is_Rational]
+    ring, *generators = sympy.polys.rings.ring([f"F{i}_{j}" for i, j in names], sympy.QQ)
+    by_index = dict(zip(names, generators, strict=True))
+
+    def partial(i: int, j: int) -> Any:
+        generator = by_index.get((i, j))
+        return ring(partials[i, j]) if generator is None else generator
+
+    # The formula's size once the partials are put in, checked before they are (a formula of
+    # 10,000 terms in partials of some hundred nodes each took half a minute to build and refuse).
+    sizes = [symbolic.expression_size(partials[index]) for index in names]
+
+    def check_size(numerator: Any) -> None:
+        size = sum(sum(map(operator.mul, powers, sizes)) for powers in numerator.itermonoms())
+        if size > limits.max_derivative_nodes:
+            what = "the derivative grows too large"
+            raise exceeded(limits, "max_derivative_nodes", size, field="wrt", what=what)
+
+    fx, fy = partial(1, 0), partial(0, 1)
+    numerator = -fx
+    for k in range(1, target.order):
+        chain = sum(
+            (
+                numerator.diff(by_index[i, j]) * (partial(i + 1, j) * fy - partial(i, j + 1) * fx)
+                for i, j in names
+                if i + j <= k
+            ),
+            ring.zero,
+        )
+        numerator = fy * chain - (2 * k - 1) * numerator * (partial(1, 1) * fy - partial(0, 2) * fx)
+        check_size(numerator)
+    formula = numerator.as_expr() / fy.as_expr() ** (2 * target.order - 1)
+    values = {symbol: _combined(partials[index]) for index, symbol in zip(names, ring.symbols, strict=True)}
+    derivative = sympy.factor_terms(formula.xreplace(values))
+    symbolic.check_size(derivative, limits)
+    return derivative
 
 
 def _partials(
