@@ -12,15 +12,16 @@ zero at a point is its Taylor polynomial there, so that is what is computed ther
 rational roots of the low-degree polynomials it divides by (1 - x^2: acos(x)^2's derivatives), or
 those of the sine, tangent or logarithm it divides by. It finds a point where float64 fails by
 evaluating the formula as float64 would (every operation rounded to a double) at a few points next
-to it and comparing with its value at 256 bits, and where they disagree, the code that will run
-(whose rewrites may keep the digits: log(1 + x^2) is log1p(x^2)). Where that disagrees too, the
-Taylor coefficients come from the Cauchy integral on a circle of radius 1/8 around the point in the
-complex plane (the formula evaluated there at 320 bits, where nothing cancels; no symbolic series,
-whose time has no bound), and the polynomial is used for 0 < |x - a| < r, with r where its
-truncation is below a double's rounding. The polynomial is accepted only where it matches the
-256-bit values at points from r down to r/4096, on both sides; a formula that is not analytic at the
-point (log(x) at 0, |x|, a pole) fails that and is left as it is. At the point itself the formula
-stays as written: sin(x)/x is 0/0 at 0, NaN by the real-valued rule, as the reference says.
+to it and comparing with its value at 256 bits, and where they disagree, the code that will run (whose rewrites may keep the
+digits: log(1 + x^2) is log1p(x^2)). Where that disagrees too, the Taylor coefficients come from the
+Cauchy integral on a circle of radius 1/8 around the point in the complex plane (the formula
+evaluated there at 320 bits, where nothing cancels; no symbolic series, whose time has no bound),
+and the polynomial is used for 0 < |x - a| < r, with r where its truncation is below a double's
+rounding. The polynomial is
+accepted only where it matches the 256-bit values at points from r down to r/4096, on both sides; a
+formula that is not analytic at the point (log(x) at 0, |x|, a pole) fails that and is left as it is.
+At the point itself the formula stays as written: sin(x)/x is 0/0 at 0, NaN by the real-valued rule,
+as the reference says.
 
 All of this runs where numeric code is generated: in a symbolic worker, under its budget; each
 evaluation is one of `reference`'s, bounded. A formula that does not vanish or fail at a candidate
