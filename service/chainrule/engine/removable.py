@@ -8,11 +8,10 @@ lower order than the sum (x - sin(x) lost six digits at 1e-5), and next to 1 in 
 rewrite of the formula reaches all of them: a function with a removable singularity or a high-order
 zero at a point is its Taylor polynomial there, so that is what is computed there.
 
-`patches` looks at 0 and at the real roots of the linear formulas the formula divides by, the
-rational roots of the low-degree polynomials it divides by (1 - x^2: acos(x)^2's derivatives), or
-those of the sine, tangent or logarithm it divides by. It finds a point where float64 fails by
-evaluating the formula as float64 would (every operation rounded to a double) at a few points next
-to it and comparing with its value at 256 bits, and where they disagree, the code that will run (whose rewrites may keep the
+`patches` looks at 0 and at the real roots of the linear formulas the formula divides by (or divides
+by the sine, tangent or logarithm of). It finds a point where float64 fails by evaluating the formula
+as float64 would (every operation rounded to a double) at a few points next to it and comparing with
+its value at 256 bits, and where they disagree, the code that will run (whose rewrites may keep the
 digits: log(1 + x^2) is log1p(x^2)). Where that disagrees too, the Taylor coefficients come from the
 Cauchy integral on a circle of radius 1/8 around the point in the complex plane (the formula
 evaluated there at 320 bits, where nothing cancels; no symbolic series, whose time has no bound),
@@ -66,7 +65,6 @@ _TRUNCATION = 2.0**-56  # the omitted terms' share of the value at the reach, at
 _MATCH = 2.0**-49  # the polynomial's relative error at the checked points, at most (16 ulps or so)
 MAX_NODES = 200  # larger formulas are left alone: 50 evaluations of one at 320 bits take 0.2 s
 _MAX_POINTS = 4  # points a formula is patched at, at most
-_ROOTS_DEGREE = 4  # the highest degree of a polynomial divisor whose rational roots are candidates
 # The functions a patched formula may call: mpmath evaluates each of them quickly anywhere in the
 # complex plane at 320 bits (zeta and the like may take seconds there; Derivative and Subs, opaque
 # partials, are not functions of the grammar). gamma and polygamma (digamma) cancel next to their
@@ -256,8 +254,7 @@ _GAMMA_FAMILY = (sympy.gamma, sympy.polygamma, sympy.loggamma)
 
 
 def _candidates(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr, float]]:
-    """0, and the real roots of the linear formulas it divides by (rational roots of polynomials of a
-    low degree, `_polynomial_roots`), or divides by the logarithm,
+    """0, and the real roots of the linear formulas it divides by, or divides by the logarithm,
     sine or tangent of where they vanish (at 1, and at 0 and +-pi), or whose gamma or polygamma
     has a pole (at 0, -1, ...), with the doubles nearest them: sin(x - 1)/(x - 1), (x - 2)/log(x - 1),
     sin(x)/(x - pi), (x - pi)/sin(x), (x + 1) gamma(x). The nearest few."""
@@ -282,10 +279,7 @@ def _candidates(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr
         if not (node.is_Pow and node.exp.is_negative):
             continue
         base = node.base
-        if base.func not in zeros:
-            roots.update(_polynomial_roots(base, symbol))
-            continue
-        for linear in [base.args[0] - z for z in zeros[base.func]]:
+        for linear in [base.args[0] - z for z in zeros[base.func]] if base.func in zeros else [base]:
             root = _linear_root(linear, symbol)
             if root is not None:
                 roots.add(root)
@@ -295,26 +289,6 @@ def _candidates(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr
         if math.isfinite(at):
             by_double.setdefault(at, root)
     return [(by_double[at], at) for at in sorted(by_double, key=abs)][:_MAX_POINTS]
-
-
-def _polynomial_roots(expr: sympy.Expr, symbol: sympy.Symbol) -> list[sympy.Expr]:
-    """The real roots of `expr` where it is linear, else its rational roots where it is a ratio of
-    polynomials of a low degree with rational coefficients: the derivatives of acos(x)^2 divide by
-    (1 - x^2)^(k/2), and cancel next to +-1 (the fourth at 0.999999 was -590, truth 0.686; an
-    independent hunt, 2026-12-06)."""
-    root = _linear_root(expr, symbol)
-    if root is not None:
-        return [root]
-    numerator, _ = sympy.fraction(sympy.together(expr))  # 1 - 1/x^2 in asec(x)'s: x^2 - 1
-    try:
-        polynomial = sympy.Poly(numerator, symbol)
-    except sympy.PolynomialError:
-        return []
-    if not 1 <= polynomial.degree() <= _ROOTS_DEGREE or not (
-        polynomial.domain.is_QQ or polynomial.domain.is_ZZ
-    ):
-        return []
-    return [root for root in sympy.real_roots(polynomial) if root.is_Rational]
 
 
 def _linear_root(expr: sympy.Expr, symbol: sympy.Symbol) -> sympy.Expr | None:
