@@ -848,6 +848,41 @@ async def fairness(target: Target) -> str:
     return _counts(outcomes)
 
 
+async def many_addresses(target: Target) -> str:
+    """Item 7 across addresses: 60 callers (127.0.2.2-61), one in flight each, each call a
+    full-budget Differentiate (FULL simplification of a 60th power: minutes of sympy), over and over,
+    while the second caller makes cheap cold requests. Round robin among callers made the second
+    caller take turns with all 60: 3 of 8 of its cold calls waited out their budget (a hunt). Each
+    address's first full-budget call takes turns with everyone's; its next ones wait behind (for
+    `pool.COSTLY_SECONDS`), so the attack lasts long enough for most addresses to have had one."""
+    seconds, addresses = (20.0, 8) if target.quick else (120.0, 60)
+    outcomes = Outcomes()
+    ending = time.monotonic() + seconds
+    counter = iter(range(10**9))
+
+    async def caller(address: str) -> None:
+        transport = httpx.AsyncHTTPTransport(local_address=address)
+        base = f"http://127.0.0.1:{target.http_port}"
+        async with httpx.AsyncClient(transport=transport, base_url=base, timeout=60) as client:
+            while time.monotonic() < ending:
+                body = {
+                    "expression": f"(x + y + z + w)^60 + {next(counter)}",
+                    "wrt": [{"variable": "x"}],
+                    "simplification": "SIMPLIFICATION_FULL",
+                }
+                started = time.perf_counter()
+                try:
+                    what = http_outcome(await client.post("/v1/differentiate", json=body))
+                except httpx.HTTPError as error:
+                    what = type(error).__name__
+                outcomes.add(what, time.perf_counter() - started)
+                if what.startswith("HTTP 429") or what.startswith("HTTP 503"):
+                    await asyncio.sleep(0.2)  # refused at once: a real client backs off a little
+
+    await asyncio.gather(*(caller(f"127.0.2.{2 + index}") for index in range(addresses)))
+    return _counts(outcomes)
+
+
 async def overload(target: Target) -> str:
     """Item 10: 2,000 concurrent cached Differentiate calls over 20 channels, which grpc puts on one
     connection (its global subchannel pool): as one client process with a burst of calls would."""
@@ -978,6 +1013,7 @@ ATTACKS = (
     Attack("parse-steps", 2, parse_steps),
     Attack("short-deadlines", 2, short_deadlines),
     Attack("fairness", 7, fairness),
+    Attack("many-addresses", 7, many_addresses),
     Attack("overload", 10, overload),
     Attack("slow-bodies", 7, slow_bodies),
     Attack("memory-queue", 7, memory_queue),

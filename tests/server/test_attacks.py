@@ -343,6 +343,40 @@ async def test_one_caller_cannot_take_every_worker(server: Server) -> None:
     assert len(outcomes) == 24 and all(isinstance(outcome, grpc.aio.AioRpcError) for outcome in outcomes)
 
 
+COSTLY_CALLERS = [f"127.0.1.{index}" for index in range(2, 6)]
+
+
+async def test_many_addresses_sending_full_budget_work_leave_a_worker_to_others(server: Server) -> None:
+    # 60 addresses sending a full-budget Series each, over and over, took turns with another caller's
+    # cold requests, and 3 of 8 were refused after waiting out their budget (an independent hunt):
+    # once their work has cost a worker, such callers together hold all but one.
+    numbers = itertools.count(100)
+
+    async def send(address: str) -> grpc.StatusCode:
+        request = pb.DifferentiateRequest(
+            expression=f"{SLOW} + {next(numbers)}",
+            wrt=[pb.Wrt(variable="x")],
+            simplification=pb.SIMPLIFICATION_FULL,
+        )
+        async with grpc_channel_from(server.grpc_port, address) as channel:
+            try:
+                await pb_grpc.DifferentiationServiceStub(channel).Differentiate(request, timeout=30)
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+        return grpc.StatusCode.OK
+
+    for pair in (COSTLY_CALLERS[:2], COSTLY_CALLERS[2:]):  # each address's work costs a worker once
+        assert await asyncio.gather(*map(send, pair)) == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    ending = time.monotonic() + 6.0
+
+    async def keep_sending(address: str) -> None:
+        while time.monotonic() < ending:
+            assert await send(address) == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    async with bystander(server):
+        await asyncio.gather(*map(keep_sending, COSTLY_CALLERS))
+
+
 # --- 10. overload -------------------------------------------------------------------------------
 
 

@@ -107,6 +107,37 @@ async def test_deferred_callers_wait_behind_everyone_holding_as_many() -> None:
     await asyncio.gather(running.task, stalling.task, later.task)
 
 
+async def test_deferred_callers_together_hold_one_callers_share_when_counted_as_one() -> None:
+    # The symbolic workers defer callers whose tasks lately cost a worker: however many addresses
+    # they come from, they hold all but one worker together, and the last serves everyone else.
+    costly = {f"costly {index}" for index in range(3)}
+    admission = Admission("symbolic", concurrency=3, queue=8, retry_after_seconds=1.0, deferred_as_one=True)
+    admission.deferred = costly.__contains__
+    first, second, third = (Holder(admission, who) for who in sorted(costly))
+    await settle()
+    assert first.admitted.is_set() and second.admitted.is_set() and not third.admitted.is_set()
+    assert admission.running == 2 and admission.waiting == 1
+    cheap = Holder(admission, "someone else")
+    await settle()
+    assert cheap.admitted.is_set()  # the slot the deferred callers left
+    cheap.release.set()
+    await settle()
+    assert not third.admitted.is_set()  # a free slot, but the deferred callers hold their share
+    first.release.set()
+    await settle()
+    assert third.admitted.is_set()
+    costly.clear()  # their marks ran out: each is a caller of its own again
+    later = [Holder(admission, "costly 0"), Holder(admission, "costly 1")]
+    await settle()
+    assert later[0].admitted.is_set() and not later[1].admitted.is_set()  # 3 running: the limit
+    for holder in (second, third, *later):
+        holder.release.set()
+        await settle()
+    assert later[1].admitted.is_set()
+    await asyncio.gather(*(holder.task for holder in (first, second, third, cheap, *later)))
+    assert admission.running == 0
+
+
 async def test_a_deferred_caller_stays_behind_once_its_mark_runs_out_in_the_queue() -> None:
     # Past 100 addresses stalling a message each, a stalled call waited longer than its mark lasts
     # (10 s) and then, as a caller new to the queue, went before every other caller (15 s each).

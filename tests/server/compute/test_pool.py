@@ -150,6 +150,35 @@ async def test_a_task_that_holds_a_worker_past_its_allowance_is_stopped_for_its_
         await executor.close()
 
 
+async def test_a_caller_whose_task_cost_a_worker_waits_behind_other_callers() -> None:
+    # 60 addresses sending a full-budget Series each, over and over, took turns with another
+    # caller's cold requests, which waited out their budgets (an independent hunt): once a caller's
+    # task has been killed for its budget (or its memory), a freed worker goes to others first.
+    executor = ProcessExecutor(1, spares=1, budget_seconds=0.5, memory_bytes=512 * 1024 * 1024, queue=4)
+    await executor.start()
+    served: list[str] = []
+
+    async def run_as(caller: str, seconds: float) -> None:
+        with deadlines.request_scope(None, lambda: caller):
+            await executor.run(time.sleep, seconds)
+        served.append(caller)
+
+    try:
+        with pytest.raises(errors.ResourceExhausted, match="compute budget"):
+            await run_as("127.0.0.2", FOREVER)
+        assert "127.0.0.2" in executor.costly and "127.0.0.3" not in executor.costly
+        holding = asyncio.ensure_future(run_as("127.0.0.4", 0.2))
+        await wait_until(lambda: bool(executor.busy_pids()))
+        costly = asyncio.ensure_future(run_as("127.0.0.2", 0.01))  # queued first
+        await wait_until(lambda: executor.admission.waiting == 1)
+        cheap = asyncio.ensure_future(run_as("127.0.0.3", 0.01))
+        await wait_until(lambda: executor.admission.waiting == 2)
+        await asyncio.gather(holding, costly, cheap)
+        assert served == ["127.0.0.4", "127.0.0.3", "127.0.0.2"]
+    finally:
+        await executor.close()
+
+
 @pytest.mark.parametrize("limit", ["hold", "client deadline"])
 async def test_a_task_out_of_time_leaves_its_caller_no_reference_cycle(limit: str) -> None:
     # Its error, raised in `except TimeoutError`, kept the Timeout and the task that ends with that

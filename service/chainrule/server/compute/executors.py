@@ -110,6 +110,9 @@ class Admission:
     (who is refused instead); otherwise the newcomer is refused: one fewer would have two callers
     take each other's place at every retry. So callers keeping one call queued each keep a newcomer
     out while they keep the queue full (its calls are refused with a retry delay).
+    With `deferred_as_one`, the callers `deferred` says hold at most `per_caller` slots together, as
+    if they were one caller: however many addresses send work that costs a worker, a slot stays for
+    the rest (pool.py).
     Refusals are RESOURCE_EXHAUSTED with a retry delay (the server is busy, not the request too
     big), counted by reason in `rejections`: `overloaded` (the queue was full) or `caller_share`
     (the caller already held its share of the queue).
@@ -118,7 +121,14 @@ class Admission:
     causes = (OVERLOADED, CALLER_SHARE)
 
     def __init__(
-        self, name: str, concurrency: int, queue: int, retry_after_seconds: float, per_caller: int = 0
+        self,
+        name: str,
+        concurrency: int,
+        queue: int,
+        retry_after_seconds: float,
+        per_caller: int = 0,
+        *,
+        deferred_as_one: bool = False,
     ) -> None:
         self.name = name
         self.concurrency = concurrency
@@ -133,11 +143,13 @@ class Admission:
         # Callers whose waiters go after every other's among those holding as many slots (receiving.py:
         # callers whose messages stalled lately, each preempted and queued again as new).
         self.deferred: Callable[[str], bool] = _never
+        self.deferred_as_one = deferred_as_one
         # Callers holding or awaiting a slot only: the maps stay as small as the queue.
         self._held: dict[str, int] = {}
         self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
         self._served: dict[str, int] = {}
         self._deferred_waiting: set[str] = set()  # callers queued while `deferred`
+        self._deferred_held: dict[str, int] = {}  # slots taken while `deferred` (`deferred_as_one`)
         self._turns = itertools.count()
 
     @property
@@ -166,7 +178,7 @@ class Admission:
         return _once(lambda: self._release(who))
 
     async def _acquire(self, who: str, budget: WaitLimit | None, what: str) -> None:
-        if self.running < self.concurrency and self._held.get(who, 0) < self.per_caller:
+        if self.running < self.concurrency and self._may_take(who):
             self._take(who)
             return
         deferred = self.deferred(who)
@@ -214,13 +226,28 @@ class Admission:
     def held_by(self, who: str) -> int:
         return self._held.get(who, 0)
 
+    def _may_take(self, who: str) -> bool:
+        """Whether `who` is under its share (and, deferred, the deferred callers under theirs)."""
+        if self._held.get(who, 0) >= self.per_caller:
+            return False
+        if self.deferred_as_one and self._is_deferred(who):
+            return sum(self._deferred_held.values()) < self.per_caller
+        return True
+
     def _take(self, who: str) -> None:
         self.running += 1
         self._held[who] = self._held.get(who, 0) + 1
         self._served[who] = next(self._turns)
+        if self.deferred_as_one and self._is_deferred(who):
+            self._deferred_held[who] = self._deferred_held.get(who, 0) + 1
 
     def _release(self, who: str) -> None:
         self.running -= 1
+        deferred = self._deferred_held.get(who, 0)
+        if deferred > 1:
+            self._deferred_held[who] = deferred - 1
+        elif deferred:
+            del self._deferred_held[who]
         held = self._held[who] - 1
         if held:
             self._held[who] = held
@@ -245,7 +272,7 @@ class Admission:
             eligible = [
                 (self._held.get(who, 0), self._is_deferred(who), self._served[who], who)
                 for who in self._queues
-                if self._held.get(who, 0) < self.per_caller
+                if self._may_take(who)
             ]
             if not eligible:
                 return

@@ -36,6 +36,11 @@ deadlines: 280 replacements in 30 s, bench/attacks.py `short-deadlines`).
 callers (no caller can hold every symbolic worker); beyond both, RESOURCE_EXHAUSTED with a retry delay
 (google.rpc.RetryInfo; HTTP 429 with Retry-After). It also guards the numeric thread pool
 (`BoundedExecutor`).
+A caller whose task cost a worker (killed past the budget or the grace, or out of memory) waits
+behind every other caller's tasks for `COSTLY_SECONDS` (`Admission.deferred`), such callers hold
+one caller's share of the workers together (by default all but one), and a full queue sheds their
+tasks first: cheap requests of others keep getting a worker while many addresses send full-budget
+work over and over.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ from chainrule.engine.errors import (
 from chainrule.engine.parsing import TooSlow
 from chainrule.server.compute import deadlines, jobs, lifetime
 from chainrule.server.compute.executors import Admission, describe
+from chainrule.server.compute.lanes import RecentlySlow
 from chainrule.server.config import Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +94,11 @@ _OK, _ERROR, _MEMORY, _BUG = "ok", "error", "memory", "bug"
 # its worker's replacement would cost, so a caller that makes the server kill one has spent at least
 # that much of its own share first.
 ABANDONED_GRACE_SECONDS = 0.5
+# How long a caller whose task cost a worker (killed past its budget or its caller's grace, or out
+# of memory) waits behind every other caller for a worker (`Admission.deferred`): long enough that
+# many addresses, each costing a worker once, are all marked before the first marks run out (60
+# addresses at 5 s a call on two workers: 150 s).
+COSTLY_SECONDS = 600.0
 
 
 class SymbolicWorkerError(RuntimeError):
@@ -196,6 +207,7 @@ class _Task:
     worker: _SymbolicWorker
     work: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
     what: str
+    caller: str  # who asked for it (`deadlines.current_caller`)
     abandoned: bool = False  # its caller stopped waiting
     graced: bool = False  # and the grace, not its budget or hold, ends the wait for its answer
     timer: deadlines.TimeLimit | None = None  # the wait for its answer, once it is sent
@@ -257,7 +269,15 @@ class ProcessExecutor:
         self.budget_seconds = budget_seconds
         self.hold_seconds = hold_seconds
         self.memory_bytes = memory_bytes
-        self.admission = Admission(name, workers, queue, retry_after_seconds, per_caller)
+        self.admission = Admission(
+            name, workers, queue, retry_after_seconds, per_caller, deferred_as_one=True
+        )
+        # Callers whose tasks lately cost a worker wait behind everyone else's, and together hold one
+        # caller's share: 60 addresses sending one full-budget Series each, over and over, had another
+        # caller's cold Differentiates take turns with them, and 3 of 8 were refused after waiting the
+        # whole 5 s (an independent hunt).
+        self.costly = RecentlySlow(COSTLY_SECONDS)
+        self.admission.deferred = self.costly.__contains__
         self.stats = PoolStats()
         # Called with the reason of each replacement (metrics.py counts them).
         self.on_replaced: Callable[[str], None] = lambda reason: None
@@ -296,11 +316,11 @@ class ProcessExecutor:
         return self._idle.qsize()
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        what = describe(fn)
+        what, caller = describe(fn), deadlines.current_caller()
         budget = deadlines.budget(self.budget_seconds)
         if budget.seconds <= 0:
             raise budget.exceeded(what)
-        give_back = await self.admission.take(budget, what)
+        give_back = await self.admission.take(budget, what, caller)
         try:
             worker = await self._checkout(deadlines.budget(self.budget_seconds), what)
         except BaseException:
@@ -311,7 +331,7 @@ class ProcessExecutor:
             self._idle.put_nowait(worker)
             give_back()
             raise budget.exceeded(what)
-        task = _Task(worker, (fn, args, kwargs), what)
+        task = _Task(worker, (fn, args, kwargs), what, caller)
         context = contextvars.copy_context()
         context.run(deadlines.detach)
         computing = asyncio.get_running_loop().create_task(self._compute(task, give_back), context=context)
@@ -417,15 +437,19 @@ class ProcessExecutor:
         if limit.expired:
             if task.graced:
                 self._replace(worker, "abandoned", f"went on past its caller's wait on {what}")
+                self.costly.mark(task.caller)
                 raise budget.exceeded(what)
             self._replace(worker, "overrun", f"overran its budget of {plain_seconds(held)} s on {what}")
-            if held < budget.seconds:  # the hold, not the budget
+            if held < budget.seconds:  # the hold, not the budget: its caller moves it (Parse's worker)
                 raise TooSlow(f"{what} took more than {plain_seconds(held)} s in a {self.name} worker")
+            self.costly.mark(task.caller)
             raise budget.exceeded(what)
-        return self._settle(worker, what, kind, value)
+        return self._settle(task, kind, value)
 
-    def _settle(self, worker: _SymbolicWorker, what: str, kind: str, value: Any) -> Any:
+    def _settle(self, task: _Task, kind: str, value: Any) -> Any:
+        worker, what = task.worker, task.what
         if kind == _MEMORY:
+            self.costly.mark(task.caller)
             if value:  # the worker let go of what the task built (`_recovered`): it serves on
                 self._idle.put_nowait(worker)
             else:
