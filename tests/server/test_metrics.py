@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from chainrule.server.api import ChainruleApi
 from chainrule.server.app import Application
 from chainrule.server.compute.executors import InlineExecutor
-from chainrule.server.logs import ContextFilter, JsonFormatter, begin_request
+from chainrule.server.logs import ContextFilter, JsonFormatter, TextFormatter, begin_request, text_format
 from chainrule.server.metrics import Metrics
 from chainrule.server.transport.grpc_server import create_server
 from chainrule.server.transport.instrumentation import REQUEST_ID_KEY, Instrumentation, request_id_from
@@ -219,3 +219,20 @@ async def test_extra_response_metadata_joins_the_trailers() -> None:
     assert trailers["x-chainrule-worker"] == "7"
     assert trailers[REQUEST_ID_KEY]
     assert registry.get_sample_value("grpc_server_handled_total", rpc("Differentiate", grpc_code="OK")) == 1
+
+
+def test_text_log_lines_cannot_be_forged_from_a_request() -> None:
+    # A variable name holding CR LF and a line of its own split the access line in two, and NUL and
+    # ESC reached the log (an independent attacker): each record stays one line as far as a reader
+    # or a collector splitting on newlines can tell.
+    forged = "y\r\n2026-12-06 12:00:00,000 INFO chainrule.access [forged]: ok\x00\x1b[31m\u2028"
+    record = logging.LogRecord(
+        "chainrule", logging.INFO, __file__, 1, "unknown variable '%s'", (forged,), None
+    )
+    ContextFilter().filter(record)
+    line = TextFormatter(text_format(several_processes=False, tracing=False)).format(record)
+    assert line.endswith(
+        "unknown variable 'y\\x0d\n    2026-12-06 12:00:00,000 INFO chainrule.access [forged]: "
+        "ok\\x00\\x1b[31m\\u2028'"
+    ), line
+    assert all(not part.strip() or part.startswith(" ") for part in line.split("\n")[1:])

@@ -148,6 +148,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# Control characters and line separators a text line shows escaped (\r as \x0d): a variable name
+# holding "\r\n2026-12-06 12:00:00,000 INFO chainrule.access ..." forged a line of its own, and NUL
+# and ESC reached the terminal (an independent attacker).
+_ESCAPED = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+    if chr(code) not in "\n\t"
+}
+
+
+class TextFormatter(logging.Formatter):
+    """The text line, one record per line as far as a reader can tell: control characters escaped,
+    and every line after the first (a traceback, a message with newlines) indented, so that no text
+    from a request can start a line of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(_ESCAPED).replace("\n", "\n    ")
+
+
 def text_format(*, several_processes: bool, tracing: bool) -> str:
     """The text line: time, level, logger, [process,] [request id[, trace id]]: message."""
     process = " pid=%(process)d" if several_processes else ""
@@ -166,7 +185,7 @@ def configure_logging(settings: Settings, *, several_processes: bool = False) ->
         handler.setFormatter(JsonFormatter())
     else:
         line = text_format(several_processes=several_processes, tracing=bool(settings.traces_exporters))
-        handler.setFormatter(logging.Formatter(line))
+        handler.setFormatter(TextFormatter(line))
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

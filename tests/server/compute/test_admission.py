@@ -384,6 +384,9 @@ def test_once_bytes_are_contended_a_callers_replies_stay_within_its_share() -> N
         with pytest.raises(ResourceExhausted) as caught:
             greedy[3].charge(120)  # the greedy caller's 360 is already past its share
         assert caught.value.metadata["cause"] == "caller_share"
+        assert "your calls hold 360 bytes, and 120 more for this call are past their share" in str(
+            caught.value
+        )
         with pytest.raises(ResourceExhausted):  # holding more than an eighth, it starts no more calls
             calls.admit(0, lambda: "greedy")
     for call in greedy:
@@ -448,6 +451,18 @@ async def test_the_memory_budget_lets_calls_in_as_they_fit_first_come_first_serv
     release["third"].set()
     await asyncio.gather(big, second, third)
     assert budget.reserved == 0
+
+
+async def test_calls_holding_no_memory_come_and_go_in_any_order() -> None:
+    # Single-point Evaluates reserve 0 bytes: four at once from one caller, the first to end forgot
+    # the caller while the others held, and each of theirs raised KeyError in a loop callback.
+    budget = MemoryBudget(100)
+    big = await budget.take(100, caller="other")
+    give_backs = [await budget.take(0, caller="a") for _ in range(3)]  # nothing to wait for
+    for give_back in (give_backs[1], give_backs[0], give_backs[2]):
+        give_back()
+    big()
+    assert budget.reserved == 0 and await budget.take(100, caller="a") is not None
 
 
 async def test_a_callers_queue_of_large_calls_does_not_hold_up_anothers_small_one() -> None:

@@ -175,6 +175,41 @@ async def test_a_caller_whose_task_cost_a_worker_waits_behind_other_callers() ->
         await wait_until(lambda: executor.admission.waiting == 2)
         await asyncio.gather(holding, costly, cheap)
         assert served == ["127.0.0.4", "127.0.0.3", "127.0.0.2"]
+        await wait_until(lambda: pool_whole(executor))
+    finally:
+        await executor.close()
+
+
+@pytest.mark.parametrize("left", ["a sliver", "some"])
+async def test_work_that_waited_most_of_its_budget_is_refused_as_busy_not_as_costly(left: str) -> None:
+    # An implicit derivative of 0.45 s that waited behind full-budget Series got a worker with 46 ms
+    # left, was killed, and heard "retrying would cost as much again: ask for less" (an independent
+    # attacker). Started with a sliver it is not started at all; started with some, it overruns as
+    # a busy server's refusal: the retry delay, and its caller not taken for a costly one.
+    executor = ProcessExecutor(1, spares=1, budget_seconds=1.0, memory_bytes=512 * 1024 * 1024, queue=4)
+    await executor.start()
+
+    async def run_as(caller: str, seconds: float) -> None:
+        with deadlines.request_scope(None, lambda: caller):
+            await executor.run(time.sleep, seconds)
+
+    try:
+        first = asyncio.ensure_future(run_as("127.0.0.2", FOREVER if left == "a sliver" else 0.6))
+        await wait_until(lambda: bool(executor.busy_pids()))
+        with pytest.raises(
+            errors.ResourceExhausted, match=r"busy for 0\.\d+ s of the server's compute budget of 1 s"
+        ) as caught:
+            await run_as("127.0.0.3", 0.5)
+        assert caught.value.reason == "OVERLOADED" and caught.value.retry_after_seconds == 1.0
+        assert "127.0.0.3" not in executor.costly
+        if left == "a sliver":
+            with pytest.raises(errors.ResourceExhausted, match="compute budget"):
+                await first
+            assert "127.0.0.2" in executor.costly
+        else:
+            await first
+        assert executor.stats.replaced == {"overrun": 1}  # the first's, or the second's (started)
+        await wait_until(lambda: pool_whole(executor))
     finally:
         await executor.close()
 

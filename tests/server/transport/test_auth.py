@@ -260,6 +260,25 @@ async def test_rest_tokens(token_app: Application, path: str, token: str | None,
         assert reply.json()["code"] == 16  # UNAUTHENTICATED
 
 
+@pytest.mark.parametrize("order", ["valid first", "valid last"])
+async def test_several_authorization_headers_are_refused_whichever_comes_first(
+    token_app: Application, order: str
+) -> None:
+    # The first of two was taken on both transports: [valid, wrong] passed, [wrong, valid] did not.
+    tokens = [TOKEN, "wrong"] if order == "valid first" else ["wrong", TOKEN]
+    pairs = [("authorization", f"Bearer {token}") for token in tokens]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{token_app.grpc_port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await pb_grpc.DifferentiationServiceStub(channel).Differentiate(
+                REQUEST, metadata=pairs, timeout=5
+            )
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "several 'authorization' headers" in (caught.value.details() or "")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{token_app.http_port}") as client:
+        reply = await client.get("/v1/info", headers=httpx.Headers(pairs))
+    assert reply.status_code == 401 and "several 'authorization' headers" in reply.json()["message"]
+
+
 def test_token_check_is_exact() -> None:
     checker = TokenChecker((b"abc",))
     assert checker.accepts("Bearer abc") and checker.accepts("bearer abc")

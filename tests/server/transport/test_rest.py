@@ -122,6 +122,17 @@ async def test_get_differentiate_explain_and_verify_as_post(client: httpx.AsyncC
     assert response.json()["steps"] and response.json()["check"]
 
 
+async def test_get_differentiate_implicitly_as_post(client: httpx.AsyncClient) -> None:
+    # curl -s 'localhost:8080/v1/differentiate?expression=x^2%2By^2=25&wrt=x:2&dependent=y'
+    params = {"expression": "x^2 + y^2 = 25", "wrt": "x:2", "dependent": "y"}
+    response = await client.get("/v1/differentiate", params=params)
+    assert response.status_code == 200, response.text
+    body = {"expression": "x^2 + y^2 = 25", "wrt": [{"variable": "x", "order": 2}], "dependent": "y"}
+    post = await client.post("/v1/differentiate", json=body)
+    assert response.json() == post.json()
+    assert response.json()["derivative"] == "-(x^2 + y^2)/y^3"
+
+
 async def test_get_differentiate_simplification_names(client: httpx.AsyncClient) -> None:
     for name in ("none", "FULL", "simplification_fast"):
         response = await client.get("/v1/differentiate", params={"expression": "x^2", "simplification": name})

@@ -470,13 +470,20 @@ class CallLimit:
             else:
                 del self._calls[who]
 
-    def _refusal(self, cause: str) -> ResourceExhausted:
+    def _refusal(self, cause: str, who: str | None = None, growing: int = 0) -> ResourceExhausted:
+        """`growing`: the bytes a call of `who` was refused (its reply's, its body's): the message
+        says what its caller's calls hold with them (it said only how many calls were in flight,
+        where a reply of 66 MB was what did not fit: an independent attacker)."""
         self.rejected += 1
         self.on_rejected(cause)
+        share = "their share of what is left"
+        if who is not None and growing:
+            held = self._bytes.get(who, 0)
+            share = f"{held:,} bytes, and {growing:,} more for this call are past {share}"
         return overloaded(
-            f"{self.active} calls in flight with {self.bytes} bytes of requests and replies "
-            f"(limits {self.limit} and {self.max_bytes})",
-            "their share of what is left",
+            f"{self.active} calls in flight with {self.bytes:,} bytes of requests and replies "
+            f"(limits {self.limit:,} calls and {self.max_bytes:,} bytes)",
+            share,
             queue=self.name,
             limit=self.limit,
             cause=cause,
@@ -517,7 +524,7 @@ class AdmittedCall:
         if limit.bytes + size > limit.max_bytes:
             raise limit._refusal(OVERLOADED)
         if self._who is not None and not limit._may_grow(self._who, size):
-            raise limit._refusal(CALLER_SHARE)
+            raise limit._refusal(CALLER_SHARE, self._who, size)
         self.hold(size)
 
     def hold(self, size: int) -> None:
@@ -555,6 +562,11 @@ class MemoryBudget:
         outlive the task that asked). The caller is `deadlines.current_caller()` unless given."""
         who = deadlines.current_caller() if caller is None else caller
         size = min(size, self.total)
+        if size <= 0:
+            # Nothing to hold (a call at one point): a caller's held bytes must be the sum of calls
+            # holding some, or the first of its zero-byte calls to end forgot the caller while the
+            # others still held (a KeyError at each of theirs: an independent attacker).
+            return _nothing_held
         if self._queues or self.reserved + size > self.total:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             entry = (size, waiter)

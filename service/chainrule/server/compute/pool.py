@@ -99,6 +99,10 @@ ABANDONED_GRACE_SECONDS = 0.5
 # many addresses, each costing a worker once, are all marked before the first marks run out (60
 # addresses at 5 s a call on two workers: 150 s).
 COSTLY_SECONDS = 600.0
+# A request that waited for workers most of its budget is not started with less than this part of
+# the budget left: it would likely be killed for it (a replacement costs ~0.25 s of CPU), and the
+# caller be told its work was too costly.
+_SLIVER = 0.1
 
 
 class SymbolicWorkerError(RuntimeError):
@@ -320,17 +324,22 @@ class ProcessExecutor:
         budget = deadlines.budget(self.budget_seconds)
         if budget.seconds <= 0:
             raise budget.exceeded(what)
+        asked = time.monotonic()
         give_back = await self.admission.take(budget, what, caller)
         try:
             worker = await self._checkout(deadlines.budget(self.budget_seconds), what)
         except BaseException:
             give_back()
             raise
+        deadlines.waited_for_worker(time.monotonic() - asked)
         budget = deadlines.budget(self.budget_seconds)
-        if budget.seconds <= 0:  # its time ran out as the worker came: it would compute for nobody
+        waited = deadlines.mostly_waited(self.budget_seconds)
+        if budget.seconds <= 0 or (
+            waited is not None and not budget.client_bound and budget.seconds < _SLIVER * self.budget_seconds
+        ):  # its time ran out as the worker came: it would compute for nobody, or be killed for a sliver
             self._idle.put_nowait(worker)
             give_back()
-            raise budget.exceeded(what)
+            raise self._exceeded(budget, what)
         task = _Task(worker, (fn, args, kwargs), what, caller)
         context = contextvars.copy_context()
         context.run(deadlines.detach)
@@ -442,9 +451,19 @@ class ProcessExecutor:
             self._replace(worker, "overrun", f"overran its budget of {plain_seconds(held)} s on {what}")
             if held < budget.seconds:  # the hold, not the budget: its caller moves it (Parse's worker)
                 raise TooSlow(f"{what} took more than {plain_seconds(held)} s in a {self.name} worker")
-            self.costly.mark(task.caller)
-            raise budget.exceeded(what)
+            refusal = self._exceeded(budget, what)
+            if isinstance(refusal, ResourceExhausted) and refusal.reason == "COMPUTE_BUDGET_EXCEEDED":
+                self.costly.mark(task.caller)
+            raise refusal
         return self._settle(task, kind, value)
+
+    def _exceeded(self, budget: deadlines.Budget, what: str) -> ChainruleError:
+        """The error for work out of `budget`: a busy server's, with the retry delay, if the request
+        waited for workers most of it."""
+        waited = deadlines.mostly_waited(self.budget_seconds)
+        if waited is None or budget.client_bound:
+            return budget.exceeded(what)
+        return budget.exceeded(what, waiting_retry_after=self.admission.retry_after_seconds, waited=waited)
 
     def _settle(self, task: _Task, kind: str, value: Any) -> Any:
         worker, what = task.worker, task.what

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import ipaddress
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,16 +105,24 @@ class Callers:
         """The caller of a gRPC call, from its metadata and `context.peer()` (`ipv4:1.2.3.4:5678`)."""
         header = None
         if self.checker.enabled:
-            header = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
+            header, _ = authorization(context.invocation_metadata(), "authorization")
         return self.identify(header, grpc_peer_address(context.peer()))
 
     def of_http(self, scope: Mapping[str, Any]) -> str:
         """The caller of an HTTP request, from its ASGI scope (`client` and the headers)."""
         header = None
         if self.checker.enabled:
-            header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+            header, _ = authorization(scope.get("headers"), b"authorization")
         client = scope.get("client")
         return self.identify(header, str(client[0]) if client else "")
+
+
+def authorization(pairs: Iterable[tuple[Any, Any]] | None, key: Any) -> tuple[Any, bool]:
+    """The one `key` header of `pairs` (None if none or several), and whether there were several:
+    the first of two was taken, so `[good, wrong]` passed and `[wrong, good]` did not (an
+    independent attacker); which one a proxy adds or keeps is anyone's guess, so several are refused."""
+    found = [value for name, value in pairs or () if name == key]
+    return (found[0] if len(found) == 1 else None), len(found) > 1
 
 
 def address_caller(address: str) -> str:
@@ -145,7 +153,12 @@ def _network(address: str) -> str:
     return str(ipaddress.IPv6Network((parsed, 64), strict=False))
 
 
-def _unauthenticated(has_header: bool) -> Unauthenticated:
+def _unauthenticated(has_header: bool, several: bool = False) -> Unauthenticated:
+    if several:
+        return Unauthenticated(
+            "several 'authorization' headers: send exactly one 'authorization: Bearer <token>'",
+            reason="INVALID_TOKEN",
+        )
     if has_header:
         return Unauthenticated("the bearer token is not valid", reason="INVALID_TOKEN")
     return Unauthenticated(
@@ -159,10 +172,10 @@ def grpc_refusal(checker: TokenChecker, method: str) -> Callable[[Any], Unauthen
         return None
 
     def refusal(metadata: Any) -> Unauthenticated | None:
-        header = next((value for key, value in metadata or () if key == "authorization"), None)
+        header, several = authorization(metadata, "authorization")
         caller = checker.identify(header)
         if caller is None:
-            return _unauthenticated(header is not None)
+            return _unauthenticated(header is not None, several)
         note_caller(caller)
         return None
 
@@ -181,17 +194,13 @@ class AuthMiddleware:
         if scope["type"] != "http" or self._exempt(scope):
             await self.app(scope, receive, send)
             return
-        header = None
-        for key, value in scope.get("headers", ()):
-            if key == b"authorization":
-                header = value
-                break
+        header, several = authorization(scope.get("headers"), b"authorization")
         caller = self.checker.identify(header)
         if caller is not None:
             note_caller(caller)
             await self.app(scope, receive, send)
             return
-        error = _unauthenticated(header is not None)
+        error = _unauthenticated(header is not None, several)
         note_error(error)
         response = error_response(error, headers={"WWW-Authenticate": _CHALLENGE})
         await response(scope, receive, send)

@@ -348,6 +348,16 @@ DIFFERENTIATE_QUERY: Schema = {
             "explode": True,
             "example": EXAMPLES["DifferentiateQuery"][0].request["wrt"],
         },
+        {
+            **_query(
+                "dependent",
+                {"type": "string"},
+                "Implicit differentiation: the expression is an equation defining this variable as a "
+                "function of the one `wrt` variable (`x^2 + y^2 = 25`, `dependent=y`); empty or absent: "
+                "explicit.",
+            ),
+            "example": "",
+        },
         _query("latex", {"type": "boolean"}, "Also return LaTeX."),
         _query("explain", {"type": "boolean"}, "Also return the derivation, step by step."),
         _query("verify", {"type": "boolean"}, "Also check the derivative numerically."),

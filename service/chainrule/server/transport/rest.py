@@ -348,7 +348,7 @@ def _body_stalled(received: int, idle_seconds: float, taken: float) -> HttpError
 
 # --- the GET extra ------------------------------------------------------------------------------
 
-_QUERY_KEYS = ("expression", "wrt", "latex", "simplification", "explain", "verify")
+_QUERY_KEYS = ("expression", "wrt", "dependent", "latex", "simplification", "explain", "verify")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 _SIMPLIFICATION_NAMES = {
@@ -420,9 +420,12 @@ def _query_wrt(item: str, index: int) -> pb.Wrt:
 
 
 def differentiate_request_from_query(params: QueryParams) -> pb.DifferentiateRequest:
-    """`?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full&explain=true&verify=true`."""
+    """`?expression=sin(x^2)&wrt=x&wrt=y:2&latex=true&simplification=full&explain=true&verify=true`,
+    and `dependent=y` for implicit differentiation (`?expression=x^2 + y^2 = 25&wrt=x&dependent=y`)."""
     _reject_query(params, _QUERY_KEYS)
-    request = pb.DifferentiateRequest(expression=_single(params, "expression") or "")
+    request = pb.DifferentiateRequest(
+        expression=_single(params, "expression") or "", dependent=_single(params, "dependent") or ""
+    )
     request.wrt.extend(_query_wrt(item, index) for index, item in enumerate(params.getlist("wrt")))
     if _boolean(params, "latex"):
         request.formats.append(pb.OUTPUT_FORMAT_LATEX)
