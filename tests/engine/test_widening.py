@@ -56,6 +56,53 @@ def test_a_cancellation_next_to_an_overflow_keeps_its_float64_value() -> None:
     assert np.isfinite(batch[[0, 3]]).all()
 
 
+def _jacobian(texts: list[str], columns: dict[str, list[float]]) -> list[np.ndarray]:
+    """The values, then the Jacobian's entries row-major, of `texts` in (x, y) at the points."""
+    compiled = engine.compile_jacobian([parsing.parse(text) for text in texts], ("x", "y"))
+    found = engine.jacobian(
+        compiled, {name: np.array(values) for name, values in columns.items()}, len(columns["x"])
+    )
+    return [*found.values, *found.jacobian]
+
+
+@pytest.mark.parametrize("companions", [31, 32, 200])
+def test_a_point_beside_many_that_overflow_even_in_long_double_gets_what_it_gets_alone(
+    companions: int,
+) -> None:
+    """Past 32 points overflowing beside it, the search for the points that overflow alone ran out of
+    evaluations, and every disagreeing point was taken as overflowing: sqrt(x^2 + y^2) at (1e-300,
+    1e-300) was NaN (alone 1.4e-300), log(x^2 + y^2) e^x at (0, 1e-160) 1.5e-8 off (an independent
+    hunt). A point the search finds not to overflow alone keeps what it gets alone."""
+    texts = ["sqrt(x^2 + y^2)", "exp(x)", "log(x^2 + y^2)*exp(x)"]
+    first = {"x": [1e-300, 0.0], "y": [1e-300, 1e-160]}
+    for point in range(2):
+        alone = _jacobian(texts, {name: [values[point]] for name, values in first.items()})
+        columns = {
+            "x": [first["x"][point]] + [1e300] * companions,
+            "y": [first["y"][point]] + [1.0] * companions,
+        }
+        batch = _jacobian(texts, columns)
+        assert [output[0] for output in batch] == pytest.approx(
+            [output[0] for output in alone], rel=0, abs=0, nan_ok=True
+        )
+    assert _jacobian(texts, {"x": [1e-300], "y": [1e-300]})[0][0] == pytest.approx(
+        math.sqrt(2) * 1e-300, rel=1e-15
+    )
+
+
+def test_a_rows_values_do_not_depend_on_the_other_rows() -> None:
+    """exp(x) - 1 at (1e300, 1) is inf both in float64 and in long double; beside a row that
+    overflows in float64 alone (x^2), it was NaN, its partial in y too (0 alone): equal runs agree."""
+    system = _jacobian(["sqrt(x^2 + y^2)", "exp(x) - 1"], {"x": [1e300], "y": [1.0]})
+    alone = _jacobian(["exp(x) - 1"], {"x": [1e300], "y": [1.0]})
+    assert (
+        [system[1][0], system[4][0], system[5][0]]
+        == [output[0] for output in alone]
+        == [math.inf, math.inf, 0.0]
+    )
+    assert system[0][0] == 1e300
+
+
 @pytest.mark.parametrize(
     ("text", "x", "expected"),
     [

@@ -592,7 +592,7 @@ def _mend(
 
     wide_lines: dict[int, set[int]] = {}
 
-    def damaged(wide: bool, points: widening.IntArray) -> widening.BoolArray | None:
+    def damaged(wide: bool, points: widening.IntArray) -> widening.BoolArray:
         function, columns = (bound.wide, wide_part) if wide else (bound.function, part)
 
         def evaluate(chosen: widening.IntArray) -> object:

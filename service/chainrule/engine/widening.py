@@ -14,11 +14,12 @@ digits), one further away is NaN.
 
 A point evaluated alone gets what it gets in a batch: the points whose own evaluations overflow (in
 float64, then in long double) are found by evaluating halves of the disagreeing ones until each
-group that overflows is one point (`overflowing`), so a point that disagrees only by a cancellation
+group that overflows is one point (`flagging`), so a point that disagrees only by a cancellation
 float64 lost digits to keeps its float64 values, as alone it would. 1/(1 + e^x) at x = 800 is 0.0
 both ways (3.6e-348 rounds to it) and stays 0.0; values below the normal doubles agree within
-2^-1022. Past 64 evaluations in a chunk (thousands of points overflowing) every disagreeing point is
-taken as overflowing.
+2^-1022. The search takes up to two evaluations a point, and 512 at most in a chunk: past that
+(hundreds of points overflowing) every disagreeing point it did not get to is taken as overflowing,
+the points it found not to overflow alone keep what they get alone.
 
 An underflow does the same damage from below (x*y at 1e-200 is 0.0: cbrt(x*y) was 0, log(x*y) -inf),
 but a Gaussian's tails underflow wherever they are, so only the points whose values it may have
@@ -67,8 +68,12 @@ _ROUNDS_TO_INFINITY = np.longdouble(_HUGE) + np.longdouble(2.0**970)  # its ulp 
 # (a cancellation loses digits long double keeps), not an overflow's damage, which is gross.
 _ROUNDING = 2.0**-20
 # Evaluations of parts of a chunk spent finding which points overflow alone (each costs the generated
-# code's call, some 50 us): a few points among thousands take a few dozen.
-_MAX_EVALUATIONS = 64
+# code's call, some 50 us): a few points among thousands take a few dozen, n points at most 2n - 1,
+# so that one point beside 32 that overflow is found (at 64 in all, every one of them was taken as
+# overflowing: NaN for a value that alone is right; an independent hunt); a chunk of hundreds
+# overflowing stops at the cap.
+_MIN_EVALUATIONS = 64
+_MAX_EVALUATIONS = 512
 
 
 @functools.cache
@@ -290,14 +295,14 @@ def mend(
     values: Sequence[FloatArray],
     wide: Sequence[FloatArray],
     wide_lost: bool,
-    damaged: Callable[[bool, IntArray], BoolArray | None],
+    damaged: Callable[[bool, IntArray], BoolArray],
     fed: Callable[[int], int | None] = lambda point: None,
 ) -> None:
     """Correct one chunk's float64 `values` (one array per output, in place) where the wide run's,
     rounded to doubles (`wide`, broadcast to them), disagree; `wide_lost`: the wide run went past
     its own range somewhere. `damaged(wide, points)` tells which of those points (indices) overflow
-    (or underflow: `numeric._mend_underflowed`) in their own float64 (or wide) evaluation, None if
-    it could not tell within its budget: only such a point's values change, so that alone it gets
+    (or underflow: `numeric._mend_underflowed`) in their own float64 (or wide) evaluation, or may
+    (`flagging` did not get to them): only such a point's values change, so that alone it gets
     the same. `fed(point)`, once `damaged(True, ...)` found the point: the outputs (bit k for
     output k) that what overflowed in its wide run feeds, None if not known (all of them); the
     others take their wide values there (exp(x)/(exp(x) + 1) at 6000 was NaN in GradientAtPoint,
@@ -309,13 +314,10 @@ def mend(
     if not len(points):
         return
     # Only points damaged alone: one that differs by a cancellation's digits keeps its values.
-    own = damaged(False, points)
-    if own is not None:
-        points = points[own]
+    points = points[damaged(False, points)]
     unknown: BoolArray = np.zeros(len(points), dtype=bool)
     if wide_lost and len(points):
-        found = damaged(True, points)
-        unknown = np.ones(len(points), dtype=bool) if found is None else found
+        unknown = damaged(True, points)
     known, lost = points[~unknown], points[unknown]
     feeding = [fed(int(point)) for point in lost]
     for index, (ours, again) in enumerate(zip(values, wide, strict=True)):
@@ -323,9 +325,12 @@ def mend(
         spared = np.array([bits is not None and not bits >> index & 1 for bits in feeding], dtype=bool)
         ours[lost[spared]] = again[lost[spared]]
         # Not known: float64's value within rounding of the wide one stays (a cancellation's digits,
-        # not an overflow's damage), one further away is NaN.
+        # not an overflow's damage), or equal to it (exp(x) - 1 at 1e300 is inf both ways: NaN
+        # beside another row that overflowed in float64 alone, inf alone; an independent hunt), one
+        # further away is NaN.
         unsure = lost[~spared]
-        ours[unsure[~_within(ours[unsure], again[unsure], _ROUNDING)]] = np.nan
+        mine, theirs = ours[unsure], again[unsure]
+        ours[unsure[~((mine == theirs) | _within(mine, theirs, _ROUNDING))]] = np.nan
 
 
 def doubtful(values: Sequence[FloatArray], columns: Sequence[FloatArray]) -> IntArray:
@@ -349,15 +354,16 @@ def flagging(
     *,
     underflow: bool = False,
     lines: dict[int, set[int]] | None = None,
-) -> BoolArray | None:
+) -> BoolArray:
     """Which of `points` overflow (or with `underflow`, overflow or underflow) when evaluated alone,
-    found by halving the groups that do (`evaluate(indices)` under `watch`); None after
-    _MAX_EVALUATIONS evaluations. `lines` gets, for each point found, the lines of generated code
-    that did (`overflow.Watch.lines`)."""
+    found by halving the groups that do (`evaluate(indices)` under `watch`), or may: those in groups
+    not yet halved to single points when the evaluations run out (2n - 1 find all of n points; at
+    least _MIN_EVALUATIONS, at most _MAX_EVALUATIONS). `lines` gets, for each point found, the
+    lines of generated code that did (`overflow.Watch.lines`)."""
     found = np.zeros(len(points), dtype=bool)
     groups = [np.arange(len(points))]
     kinds = ("overflow", "underflow") if underflow else ("overflow",)
-    for _ in range(_MAX_EVALUATIONS):
+    for _ in range(min(max(_MIN_EVALUATIONS, 2 * len(points) - 1), _MAX_EVALUATIONS)):
         if not groups:
             return found
         group = groups.pop()
@@ -370,7 +376,9 @@ def flagging(
                 lines[int(points[group[0]])] = set().union(*(watch.lines.get(kind, ()) for kind in kinds))
         elif flagged:
             groups += [group[: len(group) // 2], group[len(group) // 2 :]]
-    return found if not groups else None
+    for group in groups:
+        found[group] = True
+    return found
 
 
 def _within(values: FloatArray, again: Any, tolerance: float) -> Any:
