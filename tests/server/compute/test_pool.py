@@ -180,12 +180,16 @@ async def test_a_caller_whose_task_cost_a_worker_waits_behind_other_callers() ->
         await executor.close()
 
 
-@pytest.mark.parametrize("left", ["a sliver", "some"])
-async def test_work_that_waited_most_of_its_budget_is_refused_as_busy_not_as_costly(left: str) -> None:
+@pytest.mark.parametrize("waited", ["for nearly all of it", "for half of it"])
+async def test_work_killed_after_waiting_is_busy_unless_it_computed_a_quarter_of_its_budget(
+    waited: str,
+) -> None:
     # An implicit derivative of 0.45 s that waited behind full-budget Series got a worker with 46 ms
     # left, was killed, and heard "retrying would cost as much again: ask for less" (an independent
-    # attacker). Started with a sliver it is not started at all; started with some, it overruns as
-    # a busy server's refusal: the retry delay, and its caller not taken for a costly one.
+    # attacker): that says nothing of its cost, so it is a busy server's refusal, with the retry
+    # delay, and its caller is not taken for a costly one. A task that computed a quarter of the
+    # budget before it was killed is costly however long it waited: an OVERLOADED after 2 s of work
+    # was retried by the client and killed again (a regression hunt).
     executor = ProcessExecutor(1, spares=1, budget_seconds=1.0, memory_bytes=512 * 1024 * 1024, queue=4)
     await executor.start()
 
@@ -194,21 +198,25 @@ async def test_work_that_waited_most_of_its_budget_is_refused_as_busy_not_as_cos
             await executor.run(time.sleep, seconds)
 
     try:
-        first = asyncio.ensure_future(run_as("127.0.0.2", FOREVER if left == "a sliver" else 0.6))
+        first = asyncio.ensure_future(
+            run_as("127.0.0.2", FOREVER if waited == "for nearly all of it" else 0.55)
+        )
         await wait_until(lambda: bool(executor.busy_pids()))
-        with pytest.raises(
-            errors.ResourceExhausted, match=r"busy for 0\.\d+ s of the server's compute budget of 1 s"
-        ) as caught:
-            await run_as("127.0.0.3", 0.5)
-        assert caught.value.reason == "OVERLOADED" and caught.value.retry_after_seconds == 1.0
-        assert "127.0.0.3" not in executor.costly
-        if left == "a sliver":
+        with pytest.raises(errors.ResourceExhausted) as caught:
+            await run_as("127.0.0.3", FOREVER)
+        if waited == "for nearly all of it":
+            assert caught.value.reason == "OVERLOADED" and caught.value.retry_after_seconds == 1.0
+            assert re.search(r"busy for 0\.\d+ s of the server's compute budget of 1 s", str(caught.value))
+            assert "127.0.0.3" not in executor.costly
             with pytest.raises(errors.ResourceExhausted, match="compute budget"):
                 await first
-            assert "127.0.0.2" in executor.costly
         else:
+            assert (
+                caught.value.reason == "COMPUTE_BUDGET_EXCEEDED" and caught.value.retry_after_seconds is None
+            )
+            assert "127.0.0.3" in executor.costly
             await first
-        assert executor.stats.replaced == {"overrun": 1}  # the first's, or the second's (started)
+        assert executor.stats.replaced["overrun"] == (2 if waited == "for nearly all of it" else 1)
         await wait_until(lambda: pool_whole(executor))
     finally:
         await executor.close()

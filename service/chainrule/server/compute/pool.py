@@ -36,8 +36,9 @@ deadlines: 280 replacements in 30 s, bench/attacks.py `short-deadlines`).
 callers (no caller can hold every symbolic worker); beyond both, RESOURCE_EXHAUSTED with a retry delay
 (google.rpc.RetryInfo; HTTP 429 with Retry-After). It also guards the numeric thread pool
 (`BoundedExecutor`).
-A caller whose task cost a worker (killed past the budget or the grace, or out of memory) waits
-behind every other caller's tasks for `COSTLY_SECONDS` (`Admission.deferred`), such callers hold
+A caller whose task cost a worker (killed past the budget or the grace after computing a quarter of
+the budget, or out of memory) waits behind every other caller's tasks for `COSTLY_SECONDS`
+(`Admission.deferred`), such callers hold
 one caller's share of the workers together (by default all but one), and a full queue sheds their
 tasks first: cheap requests of others keep getting a worker while many addresses send full-budget
 work over and over.
@@ -96,13 +97,16 @@ _OK, _ERROR, _MEMORY, _BUG = "ok", "error", "memory", "bug"
 ABANDONED_GRACE_SECONDS = 0.5
 # How long a caller whose task cost a worker (killed past its budget or its caller's grace, or out
 # of memory) waits behind every other caller for a worker (`Admission.deferred`): long enough that
-# many addresses, each costing a worker once, are all marked before the first marks run out (60
-# addresses at 5 s a call on two workers: 150 s).
+# many addresses, each marked by a full-budget call of its own, are all marked before the first
+# marks run out (an address waiting its turn is not marked: some 120 addresses at 5 s a call).
 COSTLY_SECONDS = 600.0
-# A request that waited for workers most of its budget is not started with less than this part of
-# the budget left: it would likely be killed for it (a replacement costs ~0.25 s of CPU), and the
-# caller be told its work was too costly.
-_SLIVER = 0.1
+# The part of the server's budget a killed task must have computed for its caller to be marked costly,
+# and below which a task that waited for workers most of its budget is refused as a busy server's
+# (with the retry delay): one killed for the little it was left says nothing of its cost (a 0.45 s
+# implicit derivative started with 46 ms left was told to ask for less), and one that computed more
+# would cost as much again if its client retried (an OVERLOADED after 2 s of work was retried, and
+# killed again at 3.8 s: a regression hunt).
+COSTLY_PART = 0.25
 
 
 class SymbolicWorkerError(RuntimeError):
@@ -333,13 +337,10 @@ class ProcessExecutor:
             raise
         deadlines.waited_for_worker(time.monotonic() - asked)
         budget = deadlines.budget(self.budget_seconds)
-        waited = deadlines.mostly_waited(self.budget_seconds)
-        if budget.seconds <= 0 or (
-            waited is not None and not budget.client_bound and budget.seconds < _SLIVER * self.budget_seconds
-        ):  # its time ran out as the worker came: it would compute for nobody, or be killed for a sliver
+        if budget.seconds <= 0:  # its time ran out as the worker came: it would compute for nobody
             self._idle.put_nowait(worker)
             give_back()
-            raise self._exceeded(budget, what)
+            raise self._exceeded(budget, what, 0.0)
         task = _Task(worker, (fn, args, kwargs), what, caller)
         context = contextvars.copy_context()
         context.run(deadlines.detach)
@@ -415,6 +416,7 @@ class ProcessExecutor:
         exchange = loop.run_in_executor(self._io, _exchange, worker.conn, task.work)
         # After a kill the thread ends with EOFError that nobody awaits: retrieve it, quietly.
         exchange.add_done_callback(_retrieve)
+        sent = time.monotonic()
         held = budget.seconds if self.hold_seconds is None else min(budget.seconds, self.hold_seconds)
         if task.abandoned and held > ABANDONED_GRACE_SECONDS:
             held, task.graced = ABANDONED_GRACE_SECONDS, True
@@ -444,24 +446,24 @@ class ProcessExecutor:
                 reason="WORKER_DIED",
             ) from None
         if limit.expired:
+            computed = time.monotonic() - sent
+            if computed >= COSTLY_PART * self.budget_seconds:
+                self.costly.mark(task.caller)
             if task.graced:
                 self._replace(worker, "abandoned", f"went on past its caller's wait on {what}")
-                self.costly.mark(task.caller)
                 raise budget.exceeded(what)
             self._replace(worker, "overrun", f"overran its budget of {plain_seconds(held)} s on {what}")
             if held < budget.seconds:  # the hold, not the budget: its caller moves it (Parse's worker)
                 raise TooSlow(f"{what} took more than {plain_seconds(held)} s in a {self.name} worker")
-            refusal = self._exceeded(budget, what)
-            if isinstance(refusal, ResourceExhausted) and refusal.reason == "COMPUTE_BUDGET_EXCEEDED":
-                self.costly.mark(task.caller)
-            raise refusal
+            raise self._exceeded(budget, what, computed)
         return self._settle(task, kind, value)
 
-    def _exceeded(self, budget: deadlines.Budget, what: str) -> ChainruleError:
-        """The error for work out of `budget`: a busy server's, with the retry delay, if the request
+    def _exceeded(self, budget: deadlines.Budget, what: str, computed: float) -> ChainruleError:
+        """The error for work out of `budget` after `computed` seconds on a worker: a busy server's,
+        with the retry delay, if it computed less than `COSTLY_PART` of the budget and the request
         waited for workers most of it."""
         waited = deadlines.mostly_waited(self.budget_seconds)
-        if waited is None or budget.client_bound:
+        if waited is None or budget.client_bound or computed >= COSTLY_PART * self.budget_seconds:
             return budget.exceeded(what)
         return budget.exceeded(what, waiting_retry_after=self.admission.retry_after_seconds, waited=waited)
 
