@@ -355,6 +355,9 @@ CASES: list[tuple[str, Mapping[str, float], tuple[tuple[str, int], ...], float, 
     # a log-sum-exp whose sum rounds next to 1: logaddexp, exact there (an independent hunt)
     ("log(exp(x) + exp(y))", {"x": 1e-12, "y": -40.0}, (), 1.0000042483542553e-12, "8.5e-5 off"),
     ("log(exp(x) + exp(y))", {"x": 1e-10, "y": -30.0}, (), 1.0009357622967905e-10, "8.7e-7 off"),
+    # a fractional power of a sum of exponentials past long double: e^(p log-sum-exp) (a hunt)
+    ("(exp(x) + 1)^(1/1000)", {"x": 12000.0}, (), 162754.79141900392, "inf"),
+    ("(exp(x) + 1)^(1/1000)", {"x": 12000.0}, (("x", 1),), 162.75479141900392, "NaN"),
 ]
 
 

@@ -157,8 +157,10 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
         .replace(_unchanged_log_one_plus, _plain_log)
         .replace(_log_of_a_power, _computed_log)
     )
-    # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2 first).
-    return logs.replace(_of_pi_times, _in_half_turns)
+    # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2 first),
+    # and the powers as written (a power in its log domain first hid sqrt(3 + e^x) - e^(x/2) from
+    # the rule for differences of roots: 1048576.0 at 100).
+    return logs.replace(_of_pi_times, _in_half_turns).replace(_power_of_exponentials, _power_in_log_domain)
 
 
 def _step_of_gamma(node: sympy.Basic) -> bool:
@@ -285,6 +287,27 @@ def _in_log_domain(node: sympy.log) -> sympy.Expr:
         # stays as written: its log, 2 log|x| + x, is off by |log| ulps where log1p(x^2 e^x) is exact.
         return written
     return Kernel(Str("finite_or"), node, written)
+
+
+def _power_of_exponentials(node: sympy.Basic) -> bool:
+    return (
+        isinstance(node, sympy.Pow)
+        and node.exp.is_number
+        and bool(node.exp.is_positive)
+        and not node.exp.is_integer
+        and node.base.is_Add
+        and any(_exponential(part) for part in sympy.preorder_traversal(node.base))
+    )
+
+
+def _power_in_log_domain(node: sympy.Pow) -> sympy.Expr:
+    """b^p for a constant fractional p > 0, b a sum of terms none negative holding exponentials, and
+    where b is past every double (long double's too) e^(p log b), log b their log-sum-exp:
+    (exp(x) + 1)^(1/1000) at 12000 was inf, truth e^12 (an independent hunt)."""
+    written = _log_of_sum(node.base)
+    if not (isinstance(written, Kernel) and written.args[0] == Str("log_sum_exp")):
+        return node
+    return Kernel(Str("finite_or"), node, sympy.exp(node.exp * written))
 
 
 def _exponential_or_constant(term: sympy.Expr) -> bool:
