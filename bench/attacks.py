@@ -815,10 +815,12 @@ async def short_deadlines(target: Target) -> str:
     return _counts(outcomes)
 
 
-async def fairness(target: Target) -> str:
-    """Item 7: eight callers (127.0.0.2-9) sending distinct expensive expressions (FULL simplification,
-    seconds each), eight in flight each, while the second caller makes cheap cold requests."""
-    seconds = 8.0 if target.quick else 30.0
+async def _expensive_calls(
+    target: Target, addresses: list[str], seconds: float, expression: Callable[[int], str]
+) -> str:
+    """Each address (one call in flight per entry) sending `expression(k)` for ever new k over REST,
+    FULL simplification, for `seconds`; backing off a little when refused at once, as a real client
+    would."""
     outcomes = Outcomes()
     ending = time.monotonic() + seconds
     counter = iter(range(10**9))
@@ -829,44 +831,7 @@ async def fairness(target: Target) -> str:
         async with httpx.AsyncClient(transport=transport, base_url=base, timeout=60) as client:
             while time.monotonic() < ending:
                 body = {
-                    "expression": EXPENSIVE.format(k=next(counter) + 3),
-                    "wrt": [{"variable": "x"}],
-                    "simplification": "SIMPLIFICATION_FULL",
-                }
-                started = time.perf_counter()
-                try:
-                    answer = await client.post("/v1/differentiate", json=body)
-                    what = http_outcome(answer)
-                except httpx.HTTPError as error:
-                    what = type(error).__name__
-                outcomes.add(what, time.perf_counter() - started)
-                if what.startswith("HTTP 429") or what.startswith("HTTP 503"):
-                    await asyncio.sleep(0.2)  # refused at once: a real client backs off a little
-
-    in_flight = 4 if target.quick else 8  # 64 in all: as many as the symbolic queue holds
-    await asyncio.gather(*(caller(f"127.0.0.{2 + index % 8}") for index in range(8 * in_flight)))
-    return _counts(outcomes)
-
-
-async def many_addresses(target: Target) -> str:
-    """Item 7 across addresses: 60 callers (127.0.2.2-61), one in flight each, each call a
-    full-budget Differentiate (FULL simplification of a 60th power: minutes of sympy), over and over,
-    while the second caller makes cheap cold requests. Round robin among callers made the second
-    caller take turns with all 60: 3 of 8 of its cold calls waited out their budget (a hunt). Each
-    address's first full-budget call takes turns with everyone's; its next ones wait behind (for
-    `pool.COSTLY_SECONDS`), so the attack lasts long enough for most addresses to have had one."""
-    seconds, addresses = (20.0, 8) if target.quick else (120.0, 60)
-    outcomes = Outcomes()
-    ending = time.monotonic() + seconds
-    counter = iter(range(10**9))
-
-    async def caller(address: str) -> None:
-        transport = httpx.AsyncHTTPTransport(local_address=address)
-        base = f"http://127.0.0.1:{target.http_port}"
-        async with httpx.AsyncClient(transport=transport, base_url=base, timeout=60) as client:
-            while time.monotonic() < ending:
-                body = {
-                    "expression": f"(x + y + z + w)^60 + {next(counter)}",
+                    "expression": expression(next(counter)),
                     "wrt": [{"variable": "x"}],
                     "simplification": "SIMPLIFICATION_FULL",
                 }
@@ -877,10 +842,32 @@ async def many_addresses(target: Target) -> str:
                     what = type(error).__name__
                 outcomes.add(what, time.perf_counter() - started)
                 if what.startswith("HTTP 429") or what.startswith("HTTP 503"):
-                    await asyncio.sleep(0.2)  # refused at once: a real client backs off a little
+                    await asyncio.sleep(0.2)
 
-    await asyncio.gather(*(caller(f"127.0.2.{2 + index}") for index in range(addresses)))
+    await asyncio.gather(*(caller(address) for address in addresses))
     return _counts(outcomes)
+
+
+async def fairness(target: Target) -> str:
+    """Item 7: eight callers (127.0.0.2-9) sending distinct expensive expressions (FULL simplification,
+    seconds each), eight in flight each, while the second caller makes cheap cold requests."""
+    in_flight = 4 if target.quick else 8  # 64 in all: as many as the symbolic queue holds
+    addresses = [f"127.0.0.{2 + index % 8}" for index in range(8 * in_flight)]
+    return await _expensive_calls(
+        target, addresses, 8.0 if target.quick else 30.0, lambda k: EXPENSIVE.format(k=k + 3)
+    )
+
+
+async def many_addresses(target: Target) -> str:
+    """Item 7 across addresses: 60 callers (127.0.2.2-61), one in flight each, each call a
+    full-budget Differentiate (FULL simplification of a 60th power: minutes of sympy), over and over,
+    while the second caller makes cheap cold requests. Round robin among callers made the second
+    caller take turns with all 60: 3 of 8 of its cold calls waited out their budget (a hunt). Each
+    address's first full-budget call takes turns with everyone's; its next ones wait behind (for
+    `pool.COSTLY_SECONDS`), so the attack lasts long enough for most addresses to have had one."""
+    seconds, count = (20.0, 8) if target.quick else (120.0, 60)
+    addresses = [f"127.0.2.{2 + index}" for index in range(count)]
+    return await _expensive_calls(target, addresses, seconds, lambda k: f"(x + y + z + w)^60 + {k}")
 
 
 async def overload(target: Target) -> str:
