@@ -225,7 +225,7 @@ def test_text_log_lines_cannot_be_forged_from_a_request() -> None:
     # A variable name holding CR LF and a line of its own split the access line in two, and NUL and
     # ESC reached the log (an independent attacker): each record stays one line as far as a reader
     # or a collector splitting on newlines can tell.
-    forged = "y\r\n2026-12-06 12:00:00,000 INFO chainrule.access [forged]: ok\x00\x1b[31m\u2028"
+    forged = "y\r\n2026-12-06 12:00:00,000 INFO chainrule.access [forged]: ok\x00\x1b[31m\u2028\u202e"
     record = logging.LogRecord(
         "chainrule", logging.INFO, __file__, 1, "unknown variable '%s'", (forged,), None
     )
@@ -233,6 +233,6 @@ def test_text_log_lines_cannot_be_forged_from_a_request() -> None:
     line = TextFormatter(text_format(several_processes=False, tracing=False)).format(record)
     assert line.endswith(
         "unknown variable 'y\\x0d\n    2026-12-06 12:00:00,000 INFO chainrule.access [forged]: "
-        "ok\\x00\\x1b[31m\\u2028'"
+        "ok\\x00\\x1b[31m\\u2028\\u202e'"
     ), line
     assert all(not part.strip() or part.startswith(" ") for part in line.split("\n")[1:])

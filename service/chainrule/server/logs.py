@@ -148,12 +148,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-# Control characters and line separators a text line shows escaped (\r as \x0d): a variable name
+# Control characters, line separators and bidirectional overrides (U+202E turns what follows around
+# on a terminal) a text line shows escaped (\r as \x0d): a variable name
 # holding "\r\n2026-12-06 12:00:00,000 INFO chainrule.access ..." forged a line of its own, and NUL
 # and ESC reached the terminal (an independent attacker).
 _ESCAPED = {
     code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+    for code in (
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        0x2028,
+        0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
     if chr(code) not in "\n\t"
 }
 

@@ -281,8 +281,20 @@ async def test_several_authorization_headers_are_refused_whichever_comes_first(
 
 def test_token_check_is_exact() -> None:
     checker = TokenChecker((b"abc",))
-    assert checker.accepts("Bearer abc") and checker.accepts("bearer abc")
-    for header in ("Bearer abcd", "Bearer ab", "Basic abc", "abc", "Bearer", None, b"Bearer \xff"):
+    assert (
+        checker.accepts("Bearer abc") and checker.accepts("bearer abc") and checker.accepts("Bearer  abc\t")
+    )
+    refused = (
+        "Bearer abcd",
+        "Bearer ab",
+        "Basic abc",
+        "abc",
+        "Bearer",
+        None,
+        b"Bearer \xff",
+        b"Bearer abc\xa0",
+    )
+    for header in refused:
         assert not checker.accepts(header)
     assert not TokenChecker(()).enabled
 

@@ -70,7 +70,9 @@ class TokenChecker:
             authorization = authorization.decode("latin-1")
         if not authorization or authorization[: len(_BEARER)].lower() != _BEARER:
             return None
-        offered = authorization[len(_BEARER) :].strip().encode("utf-8", "surrogateescape")
+        # HTTP's optional whitespace only: str.strip() took a no-break space (b"\xa0" read as latin-1)
+        # off the token too (a regression hunt).
+        offered = authorization[len(_BEARER) :].strip(" \t").encode("utf-8", "surrogateescape")
         matched: bytes | None = None
         for token in self.tokens:
             if hmac.compare_digest(offered, token):
