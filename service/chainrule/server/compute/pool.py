@@ -38,10 +38,9 @@ callers (no caller can hold every symbolic worker); beyond both, RESOURCE_EXHAUS
 (`BoundedExecutor`).
 A caller whose task cost a worker (killed past the budget or the grace after computing a quarter of
 the budget, or out of memory) waits behind every other caller's tasks for `COSTLY_SECONDS`
-(`Admission.deferred`), such callers hold
-one caller's share of the workers together (by default all but one), and a full queue sheds their
-tasks first: cheap requests of others keep getting a worker while many addresses send full-budget
-work over and over.
+(`Admission.deferred`), such callers hold one caller's share of the workers together (by default all
+but one), and a full queue sheds their tasks first: cheap requests of others keep getting a worker
+while many addresses send full-budget work over and over.
 """
 
 from __future__ import annotations
@@ -275,6 +274,7 @@ class ProcessExecutor:
         self.name = name
         self.size = workers + spares
         self.budget_seconds = budget_seconds
+        self.costly_seconds = COSTLY_PART * budget_seconds  # computed by a killed task: costly
         self.hold_seconds = hold_seconds
         self.memory_bytes = memory_bytes
         self.admission = Admission(
@@ -447,7 +447,7 @@ class ProcessExecutor:
             ) from None
         if limit.expired:
             computed = time.monotonic() - sent
-            if computed >= COSTLY_PART * self.budget_seconds:
+            if computed >= self.costly_seconds:
                 self.costly.mark(task.caller)
             if task.graced:
                 self._replace(worker, "abandoned", f"went on past its caller's wait on {what}")
@@ -463,7 +463,7 @@ class ProcessExecutor:
         with the retry delay, if it computed less than `COSTLY_PART` of the budget and the request
         waited for workers most of it."""
         waited = deadlines.mostly_waited(self.budget_seconds)
-        if waited is None or budget.client_bound or computed >= COSTLY_PART * self.budget_seconds:
+        if waited is None or budget.client_bound or computed >= self.costly_seconds:
             return budget.exceeded(what)
         return budget.exceeded(what, waiting_retry_after=self.admission.retry_after_seconds, waited=waited)
 
