@@ -1481,3 +1481,47 @@ def test_an_infinite_partial_at_an_edge_of_the_domain_has_the_one_sided_sign() -
     )
     # An isolated point of the domain has no derivative; inside the domain the value stands.
     assert engine.evaluate(inner, {"x": np.array([-1.0, 1.0])}, 2).values.tolist() == [-math.inf, math.inf]
+
+
+@pytest.mark.parametrize(
+    ("text", "order", "xs", "exact"),
+    [
+        # Past 2^20 and within 2^31: computed again in long double (an independent hunt, 2026-12-06:
+        # tan(1 + cosh(x))'' at 20 was 1e-8 off, sec(sinh(x))''' 4.5e-9).
+        ("tan(1 + cosh(x))", 2, [20.0, 0.5], lambda t: mpmath.tan(1 + mpmath.cosh(t))),
+        ("sec(sinh(x))", 3, [20.0, -0.5], lambda t: mpmath.sec(mpmath.sinh(t))),
+        ("sin(3*x - 1/3)", 0, [1e8 + 0.1, 2.0], lambda t: mpmath.sin(3 * t - mpmath.mpf(1) / 3)),
+        ("cos(x^2)", 1, [30000.7, 1.5], lambda t: mpmath.cos(t**2)),
+        ("sin(pi*x^2/3)", 0, [3000.3, 2.0], lambda t: mpmath.sin(mpmath.pi * t * t / 3)),
+        # A variable itself, or times a power of 2, is exact at any size.
+        ("sin(x)", 0, [1e300, -1e20], mpmath.sin),
+        ("1 - cos(x)", 0, [1e10, 3.0], lambda t: 1 - mpmath.cos(t)),
+        ("cot(x/4)", 1, [1e200, 3.0], lambda t: mpmath.cot(t / 4)),
+    ],
+)
+def test_a_large_computed_argument_of_a_periodic_function_is_computed_again(
+    text: str, order: int, xs: list[float], exact: Any
+) -> None:
+    """A computed argument is off by half an ulp at least: past 2^20 such points are computed in long
+    double (`kernels.periodic_argument`), each from its own argument: alone as in a batch."""
+    values = _derivative_values(text, order, xs)
+    with mpmath.workdps(400):
+        expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=1e-9, abs=0)
+    alone = [_derivative_values(text, order, [x])[0] for x in xs]
+    assert values.tolist() == alone
+
+
+@pytest.mark.parametrize(
+    ("text", "x"),
+    [("sin(x - 1)", 1e300), ("sin(x - 10)", -1e20), ("cot(exp(2*x))", 40.0), ("tan(x/3 + 1)", 1e300)],
+)
+def test_a_computed_argument_past_long_doubles_digits_is_not_a_number(text: str, x: float) -> None:
+    """sin(x - 1) at 1e300 was -0.82, truth 0.042; cot(e^(2x)) at 40 -123, truth -0.70 (an independent
+    hunt, 2026-12-06): past 2^31 even long double's argument is off by 1e-10, so the value is NaN,
+    and counted; the other points of the batch keep theirs."""
+    result = engine.evaluate(
+        engine.compile_function(parsing.parse(text), ["x"]), {"x": np.array([x, 0.5])}, 2
+    )
+    assert math.isnan(result.values[0]) and result.nonfinite_count == 1
+    assert math.isfinite(result.values[1])

@@ -194,6 +194,15 @@ def test_a_point_past_every_double_s_reach_is_refused_at_once(around: str) -> No
     assert "below 2^4096" in caught.value.message and len(caught.value.message) < 200
 
 
+@pytest.mark.parametrize("around", ["10^620", "3*10^999", "2^2000", "exp(1400)", "-2^4095"])
+def test_a_point_below_2_to_the_4096_has_its_series(around: str) -> None:
+    """sin(x) around 10^620 was refused as having no Taylor series: its value did not settle within
+    600 digits, where reducing the point by pi takes 650 (an independent attacker, 2026-12-06)."""
+    found = _taylor("sin(x)", around, 2)
+    a = parsing.parse(around)
+    assert list(found.coefficients) == [sympy.sin(a), sympy.cos(a), -sympy.sin(a) / 2]
+
+
 # A second hunt (2026-12-06): 1/2 so written gave floor(2x) a polynomial (or ran out of its budget),
 # and a constant that is only small (sqrt(2) less its first 201 digits, 1.1e-202) was taken for 0.
 HIDDEN_HALF = "cos(pi/7) + cos(3 pi/7) + cos(5 pi/7)"

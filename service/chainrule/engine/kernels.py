@@ -66,6 +66,30 @@ def _real(x: Any) -> Any:
 # --------------------------------------------------------------------------------- trigonometric
 
 
+# Past this magnitude, a periodic function's argument that was computed (not a variable itself) is
+# not known closely enough for its value: it is off by half an ulp at least, 1.2e-10 here and a
+# radian past 2^53, so sin(x - 1) at 1e300 was -0.82 (truth 0.042) and cot(e^(2x)) at 40 -123
+# (truth -0.70; an independent hunt, 2026-12-06). Such points are computed again in long double
+# (`numeric._mend_imprecise`), whose own bound is `widening.PRECISE_WIDE_ARGUMENT`.
+PRECISE_ARGUMENT = 2.0**20
+
+
+def periodic_argument(u: Any) -> Any:
+    """u, the argument of a periodic function, where it was computed: the points where it is past
+    PRECISE_ARGUMENT told to the overflow handler (`overflow.imprecise`). A NaN is no such point."""
+    a = np.asarray(u)
+    if a.size == 1:
+        large = bool(abs(a.flat[0]) > PRECISE_ARGUMENT)
+    else:  # two passes that skip NaN, no temporary: the usual case, nothing large
+        large = (
+            np.fmax.reduce(a, axis=None) > PRECISE_ARGUMENT
+            or np.fmin.reduce(a, axis=None) < -PRECISE_ARGUMENT
+        )
+    if large:
+        overflow.imprecise(np.abs(a) > PRECISE_ARGUMENT)
+    return u
+
+
 def sec(x: Any) -> Any:
     return 1.0 / cos(x)
 
@@ -1218,6 +1242,7 @@ class _Kernel:
 
 _TABLE: Mapping[str, _Kernel] = MappingProxyType(
     {
+        "periodic_argument": _Kernel(periodic_argument, weight=1, overhead=2_000),
         "sin": _Kernel(sin, weight=2),
         "cos": _Kernel(cos, weight=3, overhead=4_000),
         "tan": _Kernel(np.tan, weight=2),

@@ -430,7 +430,7 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
             ]
             watch.clear()
             results = _computed(bound.function, part, destinations)
-            overflowed, underflowed = watch.seen, watch.underflowed
+            overflowed, underflowed, imprecise = watch.seen, watch.underflowed, watch.imprecise
             for index, result in enumerate([results] if single else results):
                 written = destinations[index]
                 if result is not written:  # not computed in its column (`destinations`): copied there
@@ -442,6 +442,8 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
                 if underflowed:
                     _mend_underflowed(bound, part, destinations, watch, progress)
                 _check_widening_budget(high, n)
+            if imprecise is not None:
+                _mend_imprecise(bound, part, destinations, imprecise, watch=watch, progress=(low, n))
             # Counted while the chunk is still in cache: a second pass would reread every output.
             found = _guarded_counts(bound.guards, destinations)
             if any(found) and bound.one_sided:
@@ -563,6 +565,45 @@ def _mend_underflowed(
     columns = [column if len(column) == 1 else column[points] for column in part]
     values = [written[points] for written in destinations]
     _mend(bound, columns, values, watch, progress, underflow=True)
+    for written, mended in zip(destinations, values, strict=True):
+        written[points] = mended
+
+
+def _mend_imprecise(
+    bound: _Bound,
+    part: Sequence[FloatArray],
+    destinations: Sequence[FloatArray],
+    imprecise: widening.BoolArray,
+    *,
+    watch: overflow.Watch,
+    progress: tuple[int, int],
+) -> None:
+    """The chunk's values again in long double at the points where a periodic function's computed
+    argument was too large for float64 (`imprecise`: `kernels.periodic_argument`), each from its
+    own argument, so alone it gets the same. Where the long double run overflowed at such a point,
+    `widening.mend` decides, as for the values float64 overflowed on the way to."""
+    points = np.flatnonzero(np.broadcast_to(imprecise, (len(destinations[0]),)))
+    if not len(points):
+        return
+    columns = [column if len(column) == 1 else column[points] for column in part]
+    values = [written[points] for written in destinations]
+    if _quick_only.get():
+        raise NeedsWidening
+    wide_part = widening.widened(columns)
+    watch.clear()
+    again = _wide_values(bound, wide_part, len(points), progress)
+
+    def damaged(wide: bool, chosen: widening.IntArray) -> widening.BoolArray:
+        if not wide:  # each of them, by its own argument
+            return np.ones(len(chosen), dtype=bool)
+
+        def evaluate(subset: widening.IntArray) -> object:
+            _check_widening_budget(*progress)
+            return bound.wide(*(c if len(c) == 1 else c[subset] for c in wide_part))
+
+        return widening.flagging(evaluate, chosen, watch)
+
+    widening.mend(values, again, watch.seen, damaged)
     for written, mended in zip(destinations, values, strict=True):
         written[points] = mended
 

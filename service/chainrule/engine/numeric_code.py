@@ -2659,7 +2659,35 @@ def prepare(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.S
     kept = [part.replace(lambda node: isinstance(node, sympy.im), _im_kernel) for part in parts]
     folded, constants = fold_constants([_both_ways(stable(part)) for part in kept])
     memo: dict[sympy.Basic, sympy.Basic] = {}
-    return [_opaque(part, memo) for part in folded], constants
+    return [
+        _opaque(part.replace(_periodic_of_computed, _argument_checked), memo) for part in folded
+    ], constants
+
+
+# Kernels of a periodic function of their first argument (`_in_half_turns`: of pi times it).
+_PERIODIC_KERNELS = frozenset({"sin_half_turns", "cos_half_turns", "tan_half_turns", "one_minus_sin"})
+
+
+def _periodic_of_computed(node: sympy.Basic) -> bool:
+    """A periodic function of an argument computed on the way: the variable itself, a constant (a
+    placeholder) and the variable times a power of 2 are exact, anything else rounds."""
+    if isinstance(node, _TRIGONOMETRIC):
+        argument = node.args[0]
+    elif isinstance(node, Kernel) and str(node.args[0]) in _PERIODIC_KERNELS:
+        argument = node.args[1]
+    else:
+        return False
+    scale, rest = argument.as_coeff_Mul()
+    exact_scale = scale.is_Rational and all(part & (part - 1) == 0 for part in (abs(scale.p), scale.q))
+    return not (argument.is_Number or (rest.is_Symbol and exact_scale))
+
+
+def _argument_checked(node: sympy.Expr) -> sympy.Expr:
+    """The function of its argument checked where it is too large to trust (`kernels.periodic_argument`)."""
+    if isinstance(node, Kernel):
+        name, argument, *rest = node.args
+        return Kernel(name, Kernel(Str("periodic_argument"), argument), *rest)
+    return node.func(Kernel(Str("periodic_argument"), node.args[0]))
 
 
 def _im_kernel(node: sympy.im) -> sympy.Expr:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 # The file name of all generated numeric code (`programs`): the lines an operation that set a flag
 # was called from are found by it.
@@ -27,11 +28,14 @@ UNKNOWN_LINE = 0
 class Watch:
     """numpy's error handler for `np.errstate(over="call", under="call", call=watch)`: notes which
     flags an operation set since the last `clear` (and a kernel's `report`, as an overflow), and
-    the lines of generated code each was set on (`UNKNOWN_LINE` if it was not called from one)."""
+    the lines of generated code each was set on (`UNKNOWN_LINE` if it was not called from one).
+    Also which points an argument too large to trust went into a periodic function at (`imprecise`):
+    a mask, broadcast to the points of the run."""
 
     def __init__(self) -> None:
         self.kinds: set[str] = set()
         self.lines: dict[str, set[int]] = {}
+        self.imprecise: npt.NDArray[np.bool_] | None = None
 
     def __call__(self, kind: str, flag: int) -> None:
         self.kinds.add(kind)
@@ -50,6 +54,7 @@ class Watch:
     def clear(self) -> None:
         self.kinds.clear()
         self.lines.clear()
+        self.imprecise = None
 
 
 def _generated_line() -> int:
@@ -76,6 +81,15 @@ def report(kind: Literal["overflow", "underflow"] = "overflow") -> None:
     mode, flag = (modes["over"], 2) if kind == "overflow" else (modes["under"], 4)  # numpy's flag bits
     if mode == "call" and callable(handler := np.geterrcall()):
         handler(kind, flag)
+
+
+def imprecise(mask: npt.NDArray[np.bool_]) -> None:
+    """Tell the handler, if a `Watch` is watching, the points (`mask`, broadcast to the run's) where
+    a periodic function's computed argument is too large for its value to be known in this
+    precision (`kernels.periodic_argument`)."""
+    watch = np.geterrcall()
+    if isinstance(watch, Watch):
+        watch.imprecise = mask if watch.imprecise is None else watch.imprecise | mask
 
 
 def contained(function: Callable[..., Any], *, underflow: bool = False) -> Callable[..., Any]:

@@ -20,6 +20,7 @@ Errors name the engine's arguments: `expression`, `variable`, `around`, `order`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,8 +304,11 @@ def _at(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr:
 # A constant sympy cannot evaluate to 30 correct digits (evalf's `strict`) with this many digits of
 # working precision is taken for 0 where it is below 10^-500 (a zero it cannot prove evaluates to
 # ever smaller numbers as the precision grows); otherwise it has no value we can tell. Below
-# 10^-570 or so a constant that is not 0 is taken for 0 too.
-_WORKING_DIGITS = 600
+# 10^-570 or so a constant that is not 0 is taken for 0 too. Beyond the 600 digits that takes, the
+# digits of the largest point to expand around (2^PERIODIC_BITS): sin(10^620) needs 650 to be
+# reduced by pi, and with 600 sin(x) around 10^620 was refused as having no Taylor series (an
+# independent attacker, 2026-12-06).
+_WORKING_DIGITS = 600 + math.ceil(reference.PERIODIC_BITS * math.log10(2))
 _TINY = sympy.Float(10) ** -500
 _SUM_DIGITS = 60
 

@@ -189,8 +189,20 @@ def _flagged_by_value(function: Callable[[Any, Any], Any]) -> Callable[[Any, Any
     return power
 
 
+# `kernels.PRECISE_ARGUMENT` for the long double run: past it, a periodic function's computed argument
+# is off by half an ulp of long double at least (1.2e-10 here), so its value is not known: NaN.
+PRECISE_WIDE_ARGUMENT = 2.0**31
+
+
+def _periodic_argument(u: Any) -> Any:
+    """u, NaN where it is too large for a periodic function's value to be known
+    (`kernels.periodic_argument`)."""
+    return np.where(np.abs(u) > PRECISE_WIDE_ARGUMENT, np.nan, u)
+
+
 _WIDE_KERNELS: Mapping[str, Callable[..., Any]] = {
     "gamma": _gamma,
+    "periodic_argument": _periodic_argument,
     # The doubles' sin and cos are `vectormath`'s, through tan(x/2): x/2 rounds below the normal
     # doubles, so sin(x)/x at 5e-324 was 0.0 (and 5e-14 off at 1e-310) even in the wide run that
     # such points get. numpy's have long double loops.

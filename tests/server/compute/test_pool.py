@@ -180,6 +180,28 @@ async def test_a_caller_whose_task_cost_a_worker_waits_behind_other_callers() ->
         await executor.close()
 
 
+async def test_a_caller_that_leaves_a_task_to_be_killed_twice_is_costly() -> None:
+    # Each task killed past the grace its caller left it costs a worker's replacement: costly work
+    # sent with 20 ms deadlines had 53 workers replaced in 28 s, its caller never marked, as each
+    # computed only the 0.5 s grace (an independent attacker). Once may be a deadline misjudged.
+    executor = ProcessExecutor(1, spares=1, budget_seconds=5.0, memory_bytes=512 * 1024 * 1024, queue=4)
+    await executor.start()
+
+    async def left_by(caller: str) -> None:
+        with deadlines.request_scope(0.05, lambda: caller), pytest.raises(errors.DeadlineExceeded):
+            await executor.run(time.sleep, FOREVER)
+
+    try:
+        for kills, costly in ((1, False), (2, True)):
+            await left_by("127.0.0.2")
+            await wait_until(
+                lambda k=kills: executor.stats.replaced["abandoned"] == k and pool_whole(executor)
+            )
+            assert ("127.0.0.2" in executor.costly) is costly
+    finally:
+        await executor.close()
+
+
 @pytest.mark.parametrize("waited", ["for nearly all of it", "for half of it"])
 async def test_work_killed_after_waiting_is_busy_unless_it_computed_a_quarter_of_its_budget(
     waited: str,

@@ -209,6 +209,22 @@ async def test_a_big_body_is_decoded_in_the_callers_share_of_the_numeric_threads
     assert len(threads) == 1 and threads[0].startswith("numeric"), threads
 
 
+@pytest.mark.parametrize(
+    ("values", "off_loop"), [(3 * rest.INLINE_JSON_VALUES, True), (rest.INLINE_JSON_VALUES // 2, False)]
+)
+async def test_a_body_of_many_short_values_is_decoded_off_the_event_loop(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, values: int, off_loop: bool
+) -> None:
+    # Decoding costs by the value, not by the byte: 256 KiB of `1,` (130,000 values, under the
+    # bytes a body may have on the loop) held it 200 ms a body (an independent attacker, 2026-12-06).
+    threads = threads_calling(monkeypatch, rest, "decode_message")
+    body = {"expression": "y", "points": {"x": {"values": [1] * values}}}
+    response = await client.post("/v1/evaluate", json=body)
+    assert response.status_code == 400 and "MISSING_VARIABLE" in response.text
+    assert len(json.dumps(body)) < rest.OFFLOAD_BYTES
+    assert len(threads) == 1 and threads[0].startswith("numeric") is off_loop, threads
+
+
 async def test_evaluate_f64le_base64_round_trip(client: httpx.AsyncClient) -> None:
     raw = struct.pack("<3d", 1.0, 2.0, 3.0)
     for encode in (base64.b64encode, base64.urlsafe_b64encode):

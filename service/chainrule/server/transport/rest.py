@@ -78,6 +78,12 @@ log = logging.getLogger(__name__)
 
 # Bodies and replies bigger than this are decoded/encoded on a thread, off the event loop.
 OFFLOAD_BYTES = 256 * 1024
+# And those with more values than this: protobuf's JSON reader and writer take a microsecond or two
+# a value, in Python, so 256 KiB of `1,` (130,000 values) held the event loop 200 ms a body, and 48
+# connections of one address sending them stalled it past the supervisor's heartbeat (an
+# independent attacker, 2026-12-06). Counted by commas (one pass in C); a reply by its bytes, eight
+# a double.
+INLINE_JSON_VALUES = 2_048
 _MAX_UINT32 = 2**32 - 1
 
 
@@ -237,7 +243,7 @@ def _declared_size(request: Request) -> int:
 
 async def _json_body(message: Message, api: ChainruleApi) -> bytes:
     # Point columns first: asking protobuf for the size of a message copies its bytes fields.
-    if sizing.carries_points(message) or message.ByteSize() > OFFLOAD_BYTES:
+    if sizing.carries_points(message) or message.ByteSize() > 8 * INLINE_JSON_VALUES:
         body = await api.transcoded(message_to_json, message)
     else:
         body = message_to_json(message)
@@ -463,7 +469,7 @@ def _post_endpoint(
         # count the values' objects in the bytes in flight until the call ends.
         check_json_members(body, settings.max_field_entries)
         request.state.charge(json_decoding_bytes(body, api.calls.share))
-        if len(body) > OFFLOAD_BYTES:
+        if len(body) > OFFLOAD_BYTES or body.count(b",") > INLINE_JSON_VALUES:
             message = await api.transcoded(decode_message, body, message_type, bounds)
         else:
             message = decode_message(body, message_type, bounds)
