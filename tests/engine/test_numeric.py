@@ -1493,6 +1493,13 @@ def test_an_infinite_partial_at_an_edge_of_the_domain_has_the_one_sided_sign() -
         ("sin(3*x - 1/3)", 0, [1e8 + 0.1, 2.0], lambda t: mpmath.sin(3 * t - mpmath.mpf(1) / 3)),
         ("cos(x^2)", 1, [30000.7, 1.5], lambda t: mpmath.cos(t**2)),
         ("sin(pi*x^2/3)", 0, [3000.3, 2.0], lambda t: mpmath.sin(mpmath.pi * t * t / 3)),
+        # A sum or product of exact operands: computed with what its rounding lost, at any size
+        # (sin(x - 1) at 1e300 was -0.82, truth 0.042; the same hunt).
+        ("sin(x - 1)", 0, [1e300, -3.5e15], lambda t: mpmath.sin(t - 1)),
+        ("sin(x - 10)", 1, [-1e20, 7.25e9], lambda t: mpmath.sin(t - 10)),
+        ("tan(x + 1/3)", 1, [5e9, 1e12 + 0.5], lambda t: mpmath.tan(t + mpmath.mpf(1) / 3)),
+        ("sec(3*x)", 2, [2e9 + 0.3, 1e200], lambda t: mpmath.sec(3 * t)),
+        ("cot(-4*x + 7)", 0, [1e17 + 64, 0.25], lambda t: mpmath.cot(-4 * t + 7)),
         # A variable itself, or times a power of 2, is exact at any size.
         ("sin(x)", 0, [1e300, -1e20], mpmath.sin),
         ("1 - cos(x)", 0, [1e10, 3.0], lambda t: 1 - mpmath.cos(t)),
@@ -1514,14 +1521,48 @@ def test_a_large_computed_argument_of_a_periodic_function_is_computed_again(
 
 @pytest.mark.parametrize(
     ("text", "x"),
-    [("sin(x - 1)", 1e300), ("sin(x - 10)", -1e20), ("cot(exp(2*x))", 40.0), ("tan(x/3 + 1)", 1e300)],
+    [("sin(x^3)", 1e5 + 0.1), ("cos(x/3 - 1)", -1e20), ("cot(exp(2*x))", 40.0), ("tan(x/3 + 1)", 1e300)],
 )
 def test_a_computed_argument_past_long_doubles_digits_is_not_a_number(text: str, x: float) -> None:
-    """sin(x - 1) at 1e300 was -0.82, truth 0.042; cot(e^(2x)) at 40 -123, truth -0.70 (an independent
-    hunt, 2026-12-06): past 2^31 even long double's argument is off by 1e-10, so the value is NaN,
-    and counted; the other points of the batch keep theirs."""
+    """cot(e^(2x)) at 40 was -123, truth -0.70 (an independent hunt, 2026-12-06): past 2^31 even long
+    double's argument is off by 1e-10, so the value is NaN, and counted; the other points of the
+    batch keep theirs."""
     result = engine.evaluate(
         engine.compile_function(parsing.parse(text), ["x"]), {"x": np.array([x, 0.5])}, 2
     )
     assert math.isnan(result.values[0]) and result.nonfinite_count == 1
     assert math.isfinite(result.values[1])
+
+
+def test_a_periodic_function_of_a_product_of_two_variables_is_right_at_any_size() -> None:
+    x, y = sympy.symbols("x y", real=True)
+    compiled = engine.compile_gradient(sympy.sin(x * y), ["x", "y"], hessian=False)
+    xs, ys = np.array([1e10 + 0.5, 0.3, -7e150]), np.array([3.7, 2.0, 3e140])
+    result = engine.gradient(compiled, {"x": xs, "y": ys}, 3)
+    with mpmath.workdps(800):
+        products = [mpmath.mpf(a) * mpmath.mpf(b) for a, b in zip(xs, ys, strict=True)]
+        values = [float(mpmath.sin(p)) for p in products]
+        by_x = [float(mpmath.cos(p) * mpmath.mpf(b)) for p, b in zip(products, ys, strict=True)]
+    assert result.value.tolist() == pytest.approx(values, rel=1e-12, abs=0)
+    assert result.gradients[0].tolist() == pytest.approx(by_x, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "order", "xs", "exact"),
+    [
+        ("2 - 2^x", 0, [1 - 1e-12, 3.5, -40.0], lambda t: 2 - 2**t),
+        ("atan(2 - 2^x)", 1, [1 - 1e-12, 0.5], lambda t: mpmath.atan(2 - 2**t)),
+        ("exp(x) - E", 0, [1 + 1e-12, -3.0, 30.0], lambda t: mpmath.exp(t) - mpmath.e),
+        ("10^x - 100", 0, [2 + 1e-12, 0.5], lambda t: 10**t - 100),
+        ("x*(4^x - 2)", 0, [0.5 + 1e-13, 2.0], lambda t: t * (4**t - 2)),
+    ],
+)
+def test_a_constant_less_an_exponential_that_reaches_it_at_a_whole_exponent(
+    text: str, order: int, xs: list[float], exact: Any
+) -> None:
+    """2 - 2^x is 2 (1 - 2^(x - 1)): -2 expm1((x - 1) log 2), x - 1 exact next to 1 (atan(2 - 2^x)
+    at 1 - 1e-12 was 2.8e-5 off, e^x - e and 10^x - 100 alike; an independent hunt, 2026-12-06)."""
+    values = _derivative_values(text, order, xs)
+    with mpmath.workdps(60):
+        expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=0)

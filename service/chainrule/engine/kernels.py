@@ -70,24 +70,96 @@ def _real(x: Any) -> Any:
 # not known closely enough for its value: it is off by half an ulp at least, 1.2e-10 here and a
 # radian past 2^53, so sin(x - 1) at 1e300 was -0.82 (truth 0.042) and cot(e^(2x)) at 40 -123
 # (truth -0.70; an independent hunt, 2026-12-06). Such points are computed again in long double
-# (`numeric._mend_imprecise`), whose own bound is `widening.PRECISE_WIDE_ARGUMENT`.
+# (`numeric._mend_imprecise`), whose own bound is `widening.PRECISE_WIDE_ARGUMENT`; one that is a
+# sum or product of exact operands is computed with what its rounding lost (`_exactly`).
 PRECISE_ARGUMENT = 2.0**20
+
+
+def _large(u: Any) -> bool:
+    """Whether some value of u is past PRECISE_ARGUMENT (a NaN is not): in two passes that skip NaN
+    and make no temporary, the usual case being that none is."""
+    a = np.asarray(u)
+    if a.size == 1:
+        return bool(abs(a.flat[0]) > PRECISE_ARGUMENT)
+    return bool(
+        np.fmax.reduce(a, axis=None) > PRECISE_ARGUMENT or np.fmin.reduce(a, axis=None) < -PRECISE_ARGUMENT
+    )
 
 
 def periodic_argument(u: Any) -> Any:
     """u, the argument of a periodic function, where it was computed: the points where it is past
     PRECISE_ARGUMENT told to the overflow handler (`overflow.imprecise`). A NaN is no such point."""
-    a = np.asarray(u)
-    if a.size == 1:
-        large = bool(abs(a.flat[0]) > PRECISE_ARGUMENT)
-    else:  # two passes that skip NaN, no temporary: the usual case, nothing large
-        large = (
-            np.fmax.reduce(a, axis=None) > PRECISE_ARGUMENT
-            or np.fmin.reduce(a, axis=None) < -PRECISE_ARGUMENT
-        )
-    if large:
-        overflow.imprecise(np.abs(a) > PRECISE_ARGUMENT)
+    if _large(u):
+        overflow.imprecise(np.abs(u) > PRECISE_ARGUMENT)
     return u
+
+
+def _sum_error(a: Any, b: Any, s: Any) -> Any:
+    """What s = a + b rounded off: a + b is exactly s plus it (Knuth's two-sum)."""
+    shifted = s - a
+    return (a - (s - shifted)) + (b - shifted)
+
+
+_SPLIT = 134_217_729.0  # 2^27 + 1: Veltkamp's split of a double into two halves of 26 bits
+
+
+def _halves(a: Any) -> tuple[Any, Any]:
+    c = _SPLIT * a
+    high = c - (c - a)
+    return high, a - high
+
+
+def _product_error(a: Any, b: Any, p: Any) -> Any:
+    """What p = a b rounded off: a b is exactly p plus it (Dekker's two-product); not finite where
+    the split overflows (past 2^996)."""
+    a_high, a_low = _halves(a)
+    b_high, b_low = _halves(b)
+    return ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
+
+
+# Each periodic function of s + e from the sine and cosine of s and of e.
+_OF_SUM: Mapping[str, Callable[[Any, Any, Any, Any], Any]] = {
+    "sin": lambda s, c, se, ce: s * ce + c * se,
+    "cos": lambda s, c, se, ce: c * ce - s * se,
+    "tan": lambda s, c, se, ce: (s * ce + c * se) / (c * ce - s * se),
+    "sec": lambda s, c, se, ce: 1.0 / (c * ce - s * se),
+    "csc": lambda s, c, se, ce: 1.0 / (s * ce + c * se),
+    "cot": lambda s, c, se, ce: (c * ce - s * se) / (s * ce + c * se),
+}
+
+
+def _exactly(name: str, plain: Callable[[Any], Any], kind: str) -> Callable[..., Any]:
+    """The kernel `<name>_of_<kind>`: the function of a + b + low (kind "sum") or of a b scale (kind
+    "product", scale a power of 2), where a and b are exact (variables, whole numbers): as written
+    where the argument is within PRECISE_ARGUMENT, and past it from the argument's double s and what
+    it rounded off, e: f(s + e) from sin and cos of s, which numpy reduces exactly, and of e. So
+    sin(x - 10) at -1e20, sin(3x) and tan(x + 1) at 5e9 are right where a computed argument is lost
+    (`periodic_argument`). Where e is not finite (a split past the doubles), NaN."""
+    summed = kind == "sum"
+
+    def kernel(a: Any, b: Any, extra: Any) -> Any:
+        s = np.add(a, b) if summed else np.multiply(a, b)
+        if extra != (0 if summed else 1):  # a constant's low double, a power of 2
+            s = np.add(s, extra) if summed else np.multiply(s, extra)
+        value = plain(s)
+        if not _large(s):
+            return value
+        value = np.array(value, dtype=np.result_type(value, np.float64), copy=True)
+        shape = value.shape
+        large = np.broadcast_to(np.abs(s) > PRECISE_ARGUMENT, shape)
+        a_, b_ = (np.broadcast_to(np.asarray(v), shape)[large] for v in (a, b))
+        rounded = a_ + b_ if summed else a_ * b_
+        if summed:
+            error = _sum_error(a_, b_, rounded) + extra
+        else:
+            error = _product_error(a_, b_, rounded)
+            rounded, error = rounded * extra, error * extra
+        corrected = _OF_SUM[name](np.sin(rounded), np.cos(rounded), np.sin(error), np.cos(error))
+        value[large] = np.where(np.isfinite(error), corrected, np.nan)
+        return value
+
+    kernel.__name__ = kernel.__qualname__ = f"{name}_of_{kind}"
+    return kernel
 
 
 def sec(x: Any) -> Any:
@@ -1243,6 +1315,18 @@ class _Kernel:
 _TABLE: Mapping[str, _Kernel] = MappingProxyType(
     {
         "periodic_argument": _Kernel(periodic_argument, weight=1, overhead=2_000),
+        **{
+            f"{name}_of_{kind}": _Kernel(_exactly(name, plain, kind), weight=6, overhead=4_000)
+            for name, plain in (
+                ("sin", sin),
+                ("cos", cos),
+                ("tan", np.tan),
+                ("sec", sec),
+                ("csc", csc),
+                ("cot", cot),
+            )
+            for kind in ("sum", "product")
+        },
         "sin": _Kernel(sin, weight=2),
         "cos": _Kernel(cos, weight=3, overhead=4_000),
         "tan": _Kernel(np.tan, weight=2),

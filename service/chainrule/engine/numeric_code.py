@@ -2291,6 +2291,9 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return None if square is None else square / (1 + t)
     if t.is_Pow and t.base.is_positive and not t.base.free_symbols:  # 1 - 2^u is -expm1(u log 2)
         return -Kernel(Str("expm1"), t.exp * sympy.log(t.base))
+    shifted = _exponential_shifted(t)
+    if shifted is not None:  # 1 - 2^u/2 is -expm1((u - 1) log 2): 2 - 2^x next to 1 was 2.8e-5 off
+        return -Kernel(Str("expm1"), shifted)
     base, exponent = _common_power(t)
     if base.free_symbols and not exponent.free_symbols:
         power = _one_less_power(base, exponent)
@@ -2325,6 +2328,32 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         b = root.base
         return _less_one(b) * _plus_one(b) / b**2
     return _one_less_or_difference(root) * _plus_one(root)
+
+
+_EXACT_SHIFT_DENOMINATOR = 64
+
+
+def _exponential_shifted(t: sympy.Expr) -> sympy.Expr | None:
+    """(u + k) log b for t = q b^u (or q e^u) where q is b^k for a k that is an exact double (a
+    whole number, a half...): 1 - t is -expm1 of it, and u + k is exact where t nears 1 (sympy writes
+    2^x - 2 as 2 (1 - 2^x/2), e^x - e as e (1 - e^-1 e^x), 10^x - 100 likewise: each was some 2e-5
+    off next to its zero, where b^u rounds; an independent hunt, 2026-12-06). None otherwise."""
+    if not t.is_Mul:
+        return None
+    q, power = t.as_independent(*t.free_symbols, as_Add=False)
+    if isinstance(power, sympy.exp):
+        u, log_base, k = power.args[0], sympy.S.One, sympy.log(q)
+    elif power.is_Pow and power.base.is_Rational and power.base.is_positive and power.base != 1:
+        u, log_base = power.exp, sympy.log(power.base)
+        k = None
+        if q.is_Rational and q > 0:  # b^k == q checked exactly: 4^x/2 is 4^(x - 1/2)
+            k = sympy.Rational(math.log(q) / math.log(power.base)).limit_denominator(_EXACT_SHIFT_DENOMINATOR)
+            k = k if power.base**k == q else None
+    else:
+        return None
+    if k is None or not k.is_Rational or k == 0 or k.q & (k.q - 1) or abs(k) > _EXACT_PERIOD:
+        return None
+    return (u + k) * log_base
 
 
 _Rule = Callable[[sympy.Expr, sympy.Expr], sympy.Expr]
@@ -2659,35 +2688,78 @@ def prepare(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.S
     kept = [part.replace(lambda node: isinstance(node, sympy.im), _im_kernel) for part in parts]
     folded, constants = fold_constants([_both_ways(stable(part)) for part in kept])
     memo: dict[sympy.Basic, sympy.Basic] = {}
-    return [
-        _opaque(part.replace(_periodic_of_computed, _argument_checked), memo) for part in folded
-    ], constants
+    checked = [_periodic_arguments_checked(part, constants.keys()) for part in folded]
+    return [_opaque(part, memo) for part in checked], constants
 
 
 # Kernels of a periodic function of their first argument (`_in_half_turns`: of pi times it).
 _PERIODIC_KERNELS = frozenset({"sin_half_turns", "cos_half_turns", "tan_half_turns", "one_minus_sin"})
+_LARGEST_EXACT_INTEGER = 2**53
 
 
-def _periodic_of_computed(node: sympy.Basic) -> bool:
-    """A periodic function of an argument computed on the way: the variable itself, a constant (a
-    placeholder) and the variable times a power of 2 are exact, anything else rounds."""
-    if isinstance(node, _TRIGONOMETRIC):
+def _periodic_arguments_checked(part: sympy.Expr, placeholders: Iterable[sympy.Symbol]) -> sympy.Expr:
+    """`part` with each periodic function of an argument computed on the way written so that a large
+    argument does not go unnoticed: an argument off by half an ulp is a whole period off past 2^53
+    (`kernels.PRECISE_ARGUMENT`). Of a sum or product of two exact operands (variables, whole
+    numbers, a constant added as two doubles), the function of the argument and what its rounding
+    lost (`kernels._exactly`); of anything else, its argument checked (`kernels.periodic_argument`).
+    A variable, a constant and a variable times a power of 2 are exact: nothing to check."""
+    constants = frozenset(placeholders)
+
+    def exact(node: sympy.Expr) -> bool:
+        if node.is_Symbol:
+            return node not in constants
+        if node.is_Integer:
+            return abs(int(node)) <= _LARGEST_EXACT_INTEGER
+        scale, rest = node.as_coeff_Mul()
+        return _power_of_two(scale) and rest.is_Symbol and rest not in constants
+
+    def checked(node: sympy.Expr) -> sympy.Expr:
+        if isinstance(node, Kernel):
+            name, argument, *rest = node.args
+            return Kernel(name, Kernel(Str("periodic_argument"), argument), *rest)
         argument = node.args[0]
-    elif isinstance(node, Kernel) and str(node.args[0]) in _PERIODIC_KERNELS:
-        argument = node.args[1]
-    else:
-        return False
-    scale, rest = argument.as_coeff_Mul()
-    exact_scale = scale.is_Rational and all(part & (part - 1) == 0 for part in (abs(scale.p), scale.q))
-    return not (argument.is_Number or (rest.is_Symbol and exact_scale))
+        operands = _exact_operands(argument, exact)
+        if operands is None:
+            return node.func(Kernel(Str("periodic_argument"), argument))
+        kind, a, b, extra = operands
+        return Kernel(Str(f"{type(node).__name__}_of_{kind}"), a, b, extra)
+
+    def computed(node: sympy.Basic) -> bool:
+        if isinstance(node, _TRIGONOMETRIC):
+            argument = node.args[0]
+        elif isinstance(node, Kernel) and str(node.args[0]) in _PERIODIC_KERNELS:
+            argument = node.args[1]
+        else:
+            return False
+        return not (argument.is_Number or exact(argument))
+
+    return part.replace(computed, checked)
 
 
-def _argument_checked(node: sympy.Expr) -> sympy.Expr:
-    """The function of its argument checked where it is too large to trust (`kernels.periodic_argument`)."""
-    if isinstance(node, Kernel):
-        name, argument, *rest = node.args
-        return Kernel(name, Kernel(Str("periodic_argument"), argument), *rest)
-    return node.func(Kernel(Str("periodic_argument"), node.args[0]))
+def _exact_operands(
+    argument: sympy.Expr, exact: Callable[[sympy.Expr], bool]
+) -> tuple[str, sympy.Expr, sympy.Expr, sympy.Expr] | None:
+    """("sum", a, b, low) for a + b + low (a constant added as two doubles: `add_constant`), or
+    ("product", a, b, scale) for a b times a power of 2, where a and b are exact; None otherwise."""
+    if argument.is_Add and len(argument.args) == 2 and all(map(exact, argument.args)):
+        return ("sum", *argument.args, sympy.S.Zero)
+    if isinstance(argument, Kernel) and str(argument.args[0]) == "add_constant" and exact(argument.args[1]):
+        _, rest, high, low = argument.args
+        return ("sum", rest, high, low)
+    if argument.is_Mul:
+        scale, rest = argument.as_coeff_Mul()
+        factors = sympy.Mul.make_args(rest)
+        if scale.is_Integer and len(factors) == 1 and exact(rest) and exact(scale):
+            return ("product", scale, rest, sympy.S.One)
+        if _power_of_two(scale) and len(factors) == 2 and all(map(exact, factors)):
+            return ("product", *factors, scale)
+    return None
+
+
+def _power_of_two(number: sympy.Expr) -> bool:
+    """Whether `number` is +-2^k (multiplying by it is exact)."""
+    return bool(number.is_Rational) and all(part & (part - 1) == 0 for part in (abs(number.p), number.q))
 
 
 def _im_kernel(node: sympy.im) -> sympy.Expr:
