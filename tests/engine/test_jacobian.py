@@ -56,14 +56,14 @@ def test_jacobian_matches_numeric_partials_at_seeded_points() -> None:
 
 def test_subexpressions_shared_across_rows_are_computed_once() -> None:
     """One CSE over the whole system: sin(x*y) appears in two rows and in their partials, once in the code
-    (as `sin_of_product`: a product of two variables, exact at any size)."""
+    (as `sin_of_affine`: a product of two variables, exact at any size)."""
     compiled = engine.compile_jacobian(
         [parsing.parse("sin(x y) + x"), parsing.parse("sin(x y) y")], ("x", "y")
     )
     # The bound program has no source (it crossed processes as its code object): count its calls.
     loads = [i.argval for i in dis.get_instructions(compiled.function) if i.opname == "LOAD_GLOBAL"]
-    assert loads.count("sin_of_product") == 1
-    assert loads.count("cos_of_product") == 1
+    assert loads.count("sin_of_affine") == 1
+    assert loads.count("cos_of_affine") == 1
 
 
 def test_a_partial_jacobian_reads_the_other_variables_and_absent_columns_are_zero() -> None:

@@ -1500,6 +1500,17 @@ def test_an_infinite_partial_at_an_edge_of_the_domain_has_the_one_sided_sign() -
         ("tan(x + 1/3)", 1, [5e9, 1e12 + 0.5], lambda t: mpmath.tan(t + mpmath.mpf(1) / 3)),
         ("sec(3*x)", 2, [2e9 + 0.3, 1e200], lambda t: mpmath.sec(3 * t)),
         ("cot(-4*x + 7)", 0, [1e17 + 64, 0.25], lambda t: mpmath.cot(-4 * t + 7)),
+        # x/3 is x times 1/3 as two doubles (a regression hunt: sec(x/3) at 2e9 was 2.3e-8 off, as
+        # 0.333...*x rounds 1/3 first, in long double too).
+        ("sec(x/3)", 1, [2e9 + 0.3, -1e20], lambda t: mpmath.sec(t / 3)),
+        # Constants a double holds are exact too (a regression hunt: sin(x + 1/2) at 1e10 was NaN).
+        ("sin(x + 1/2)", 0, [1e10, 2.0**40], lambda t: mpmath.sin(t + mpmath.mpf(1) / 2)),
+        ("cos(x - 2^60)", 1, [3e9, 1.0], lambda t: mpmath.cos(t - mpmath.mpf(2) ** 60)),
+        # An affine function of them likewise (sin(x^2) is the seed's own example).
+        ("csc(x/7 + 2)", 0, [2e9 + 0.3, 1.5], lambda t: mpmath.csc(t / 7 + 2)),
+        ("cos(x/3 - 1)", 1, [-1e20, 2.5], lambda t: mpmath.cos(t / 3 - 1)),
+        ("sin(x^2)", 2, [1e150 + 7e133, 3e4 + 0.1], lambda t: mpmath.sin(t**2)),
+        ("tan(2*x^2 + 1)", 0, [7e7 + 0.3, 0.5], lambda t: mpmath.tan(2 * t**2 + 1)),
         # A variable itself, or times a power of 2, is exact at any size.
         ("sin(x)", 0, [1e300, -1e20], mpmath.sin),
         ("1 - cos(x)", 0, [1e10, 3.0], lambda t: 1 - mpmath.cos(t)),
@@ -1521,7 +1532,19 @@ def test_a_large_computed_argument_of_a_periodic_function_is_computed_again(
 
 @pytest.mark.parametrize(
     ("text", "x"),
-    [("sin(x^3)", 1e5 + 0.1), ("cos(x/3 - 1)", -1e20), ("cot(exp(2*x))", 40.0), ("tan(x/3 + 1)", 1e300)],
+    [
+        ("sin(x^3)", 1e5 + 0.1),
+        ("cot(exp(2*x))", 40.0),
+        # Past 2^20 where it holds a rounded constant: long double only rounds e again.
+        ("sin(E*x)", 1e6 + 0.3),
+        # 1/3 as two doubles is still 1e-33 off: x times it past 2^74 is off by more than 2^-33.
+        ("tan(x/3 + 1)", 1e300),
+        ("sec(x/3)", 1e200),
+        # Long double computes gamma in doubles: sin(gamma(x)) at 13 was 1.7e-6 off; and x^2's rounding
+        # is pi 2^30 times as large in half turns scaled by 2^30 (3e-4 off; a regression hunt).
+        ("sin(gamma(x))", 12.97322146208695),
+        ("sin(pi*x^2*2^30)", 1000.1),
+    ],
 )
 def test_a_computed_argument_past_long_doubles_digits_is_not_a_number(text: str, x: float) -> None:
     """cot(e^(2x)) at 40 was -123, truth -0.70 (an independent hunt, 2026-12-06): past 2^31 even long
@@ -1566,3 +1589,44 @@ def test_a_constant_less_an_exponential_that_reaches_it_at_a_whole_exponent(
     with mpmath.workdps(60):
         expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
     assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "xs", "exact"),
+    [
+        ("asinh(exp(x))", [1e5, 800.0, -5.0], lambda t: mpmath.asinh(mpmath.exp(t))),
+        ("acosh(cosh(x))", [1e5, 12000.0, 3.0], lambda t: mpmath.acosh(mpmath.cosh(t))),
+        ("asech(exp(-x))", [1e5, 2.0], lambda t: mpmath.asech(mpmath.exp(-t))),
+        ("acsch(exp(-x))", [1e5, 2.0, -3.0], lambda t: mpmath.acsch(mpmath.exp(-t))),
+        ("acosh(exp(x^2))", [300.0, 2.0], lambda t: mpmath.acosh(mpmath.exp(t * t))),
+    ],
+)
+def test_an_inverse_hyperbolic_function_of_exponentials_past_long_double(
+    text: str, xs: list[float], exact: Any
+) -> None:
+    """asinh(e^x) at 1e5 was inf, truth 100000.69 (an independent hunt, 2026-12-06): past long double
+    it is log 2 + log u, log u taken in the log domain."""
+    values = _derivative_values(text, 0, xs)
+    with mpmath.workdps(60):
+        expected = [float(exact(mpmath.mpf(x))) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=1e-14, abs=0)
+
+
+def test_values_that_do_not_depend_on_an_argument_too_large_to_know_keep_theirs() -> None:
+    """x + e^-x sin(x^3) at 2000.5 is 2000.5 whatever sin(x^3) is, and so are the partials of
+    x y + z cos(x^3) at z = 0 but the one along z: NaN made them all NaN (a regression hunt,
+    2026-12-06). The long double run moves such arguments by a radian; what changes is not known."""
+    assert _derivative_values("x + sin(x^3)*exp(-x)", 0, [2000.5]).tolist() == [2000.5]
+    x, y, z = sympy.symbols("x y z", real=True)
+    compiled = engine.compile_gradient(x * y + z * sympy.cos(x**3), ["x", "y", "z"], hessian=False)
+    one = {name: np.array([value]) for name, value in (("x", 2000.5), ("y", 3.0), ("z", 0.0))}
+    result = engine.gradient(compiled, one, 1)
+    assert [result.value[0], result.gradients[0][0], result.gradients[1][0]] == [6001.5, 3.0, 2000.5]
+    assert math.isnan(result.gradients[2][0]) and result.nonfinite_count == 1
+
+
+def test_an_inverse_hyperbolic_function_outside_its_domain_stays_not_a_number() -> None:
+    # Its form past long double is taken only where it is infinite (acosh(exp(cos(x))) at 2 was
+    # log 2 + cos 2: make test's fuzzer).
+    assert np.isnan(_derivative_values("acosh(exp(cos(x)))", 0, [2.0, -3.0])).all()
+    assert np.isnan(_derivative_values("asech(exp(-x))", 0, [-3.0])).all()

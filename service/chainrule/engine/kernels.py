@@ -70,27 +70,34 @@ def _real(x: Any) -> Any:
 # not known closely enough for its value: it is off by half an ulp at least, 1.2e-10 here and a
 # radian past 2^53, so sin(x - 1) at 1e300 was -0.82 (truth 0.042) and cot(e^(2x)) at 40 -123
 # (truth -0.70; an independent hunt, 2026-12-06). Such points are computed again in long double
-# (`numeric._mend_imprecise`), whose own bound is `widening.PRECISE_WIDE_ARGUMENT`; one that is a
-# sum or product of exact operands is computed with what its rounding lost (`_exactly`).
+# (`numeric._mend_imprecise`), whose own bound is `PRECISE_WIDE_ARGUMENT`; one that is a
+# affine function of exact operands is computed with what its rounding lost (`_of_affine`).
 PRECISE_ARGUMENT = 2.0**20
 
 
-def _large(u: Any) -> bool:
-    """Whether some value of u is past PRECISE_ARGUMENT (a NaN is not): in two passes that skip NaN
-    and make no temporary, the usual case being that none is."""
+def _large(u: Any, limit: float = PRECISE_ARGUMENT) -> bool:
+    """Whether some value of u is past `limit` (a NaN is not): in two passes that skip NaN and make
+    no temporary, the usual case being that none is."""
     a = np.asarray(u)
     if a.size == 1:
-        return bool(abs(a.flat[0]) > PRECISE_ARGUMENT)
-    return bool(
-        np.fmax.reduce(a, axis=None) > PRECISE_ARGUMENT or np.fmin.reduce(a, axis=None) < -PRECISE_ARGUMENT
-    )
+        return bool(abs(a.flat[0]) > limit)
+    return bool(np.fmax.reduce(a, axis=None) > limit or np.fmin.reduce(a, axis=None) < -limit)
 
 
-def periodic_argument(u: Any) -> Any:
+# `PRECISE_ARGUMENT` in the long double run, where it computes the argument from exact operands
+# (`widening`): past it, off by half an ulp of long double at least (1.2e-10 here).
+PRECISE_WIDE_ARGUMENT = 2.0**31
+
+
+def periodic_argument(u: Any, wide_limit: float = PRECISE_WIDE_ARGUMENT, radians: float = 1.0) -> Any:
     """u, the argument of a periodic function, where it was computed: the points where it is past
-    PRECISE_ARGUMENT told to the overflow handler (`overflow.imprecise`). A NaN is no such point."""
-    if _large(u):
-        overflow.imprecise(np.abs(u) > PRECISE_ARGUMENT)
+    PRECISE_ARGUMENT told to the overflow handler (`overflow.imprecise`). A NaN is no such point.
+    `wide_limit` is the long double run's (`widening`): where u holds what long double computes no
+    better than a double, this one. `radians`: what a unit of u is (pi s for half turns scaled by
+    s: in sin(pi*x*y*2^30), x*y's rounding is 2^30 pi times as large)."""
+    limit = PRECISE_ARGUMENT / radians
+    if _large(u, limit):
+        overflow.imprecise(np.abs(u) > limit)
     return u
 
 
@@ -128,38 +135,48 @@ _OF_SUM: Mapping[str, Callable[[Any, Any, Any, Any], Any]] = {
 }
 
 
-def _exactly(name: str, plain: Callable[[Any], Any], kind: str) -> Callable[..., Any]:
-    """The kernel `<name>_of_<kind>`: the function of a + b + low (kind "sum") or of a b scale (kind
-    "product", scale a power of 2), where a and b are exact (variables, whole numbers): as written
-    where the argument is within PRECISE_ARGUMENT, and past it from the argument's double s and what
-    it rounded off, e: f(s + e) from sin and cos of s, which numpy reduces exactly, and of e. So
-    sin(x - 10) at -1e20, sin(3x) and tan(x + 1) at 5e9 are right where a computed argument is lost
-    (`periodic_argument`). Where e is not finite (a split past the doubles), NaN."""
-    summed = kind == "sum"
+def _of_affine(name: str, plain: Callable[[Any], Any]) -> Callable[..., Any]:
+    """The kernel `<name>_of_affine`: the function of a (k + k_low) + (c + c_low), where a, k and c
+    are exact (variables, a variable times a power of 2, whole numbers, the nearest double of a
+    constant, whose next digits are the low ones; k is 1 and c 0 where there is no such part): as
+    written where the argument is within PRECISE_ARGUMENT, and past it from the argument's double s
+    and what it rounded off, e (two-product, two-sum): f(s + e) from sin and cos of s, which numpy
+    reduces exactly, and of e. So sin(x - 10) at -1e20, sin(x^2), sin(x/3) and tan(2x + 1) at 5e9
+    are right where a computed argument is lost (`periodic_argument`). Where a k_low, itself
+    rounded, is past PRECISE_ARGUMENT (x/3 past 2^74), or e is not finite (a split past the
+    doubles), NaN."""
 
-    def kernel(a: Any, b: Any, extra: Any) -> Any:
-        s = np.add(a, b) if summed else np.multiply(a, b)
-        if extra != (0 if summed else 1):  # a constant's low double, a power of 2
-            s = np.add(s, extra) if summed else np.multiply(s, extra)
+    def kernel(a: Any, k: Any, k_low: Any, c: Any, c_low: Any) -> Any:
+        # As the code computed it before (`add_constant` for a constant's two doubles).
+        s = a if _is(k, 1) else np.multiply(a, k)
+        if not _is(c, 0):
+            s = np.add(s, c)
+        if not _is(c_low, 0):
+            s = np.add(s, c_low)
         value = plain(s)
         if not _large(s):
             return value
         value = np.array(value, dtype=np.result_type(value, np.float64), copy=True)
         shape = value.shape
         large = np.broadcast_to(np.abs(s) > PRECISE_ARGUMENT, shape)
-        a_, b_ = (np.broadcast_to(np.asarray(v), shape)[large] for v in (a, b))
-        rounded = a_ + b_ if summed else a_ * b_
-        if summed:
-            error = _sum_error(a_, b_, rounded) + extra
-        else:
-            error = _product_error(a_, b_, rounded)
-            rounded, error = rounded * extra, error * extra
+        a_, k_, c_ = (np.broadcast_to(np.asarray(v), shape)[large] for v in (a, k, c))
+        with np.errstate(over="ignore"):  # a split past the doubles is no value's overflow: NaN below
+            product = a_ * k_
+            carried = a_ * k_low
+            rounded = product + c_
+            error = (_product_error(a_, k_, product) + carried) + (_sum_error(product, c_, rounded) + c_low)
+        known = np.isfinite(error) & (np.abs(carried) <= PRECISE_ARGUMENT)
         corrected = _OF_SUM[name](np.sin(rounded), np.cos(rounded), np.sin(error), np.cos(error))
-        value[large] = np.where(np.isfinite(error), corrected, np.nan)
+        value[large] = np.where(known, corrected, np.nan)
         return value
 
-    kernel.__name__ = kernel.__qualname__ = f"{name}_of_{kind}"
+    kernel.__name__ = kernel.__qualname__ = f"{name}_of_affine"
     return kernel
+
+
+def _is(value: Any, number: float) -> bool:
+    """Whether a constant argument is `number` (a column never is)."""
+    return not isinstance(value, np.ndarray) and value == number
 
 
 def sec(x: Any) -> Any:
@@ -403,6 +420,11 @@ def finite_or(value: Any, otherwise: Any) -> Any:
     """`value` where it is finite, `otherwise` (the same function computed another way, in a form
     that may itself overflow where `value` does not) elsewhere."""
     return np.where(np.isfinite(value), value, otherwise)
+
+
+def infinite_or(value: Any, otherwise: Any) -> Any:
+    """`value`, and `otherwise` where it is +-inf: unlike `finite_or`, a NaN (no real value) stays."""
+    return np.where(np.isinf(value), otherwise, value)
 
 
 def nearer_one(s: Any, near_zero: Any, near_one: Any) -> Any:
@@ -1316,7 +1338,10 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
     {
         "periodic_argument": _Kernel(periodic_argument, weight=1, overhead=2_000),
         **{
-            f"{name}_of_{kind}": _Kernel(_exactly(name, plain, kind), weight=6, overhead=4_000)
+            # The reciprocal ones answer inf at their poles without the overflow flag, as sec does.
+            f"{name}_of_affine": _Kernel(
+                _of_affine(name, plain), weight=6, overhead=4_000, contained=name in {"sec", "csc", "cot"}
+            )
             for name, plain in (
                 ("sin", sin),
                 ("cos", cos),
@@ -1325,7 +1350,6 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
                 ("csc", csc),
                 ("cot", cot),
             )
-            for kind in ("sum", "product")
         },
         "sin": _Kernel(sin, weight=2),
         "cos": _Kernel(cos, weight=3, overhead=4_000),
@@ -1411,6 +1435,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_difference_exp": _Kernel(log_difference_exp, weight=10, overhead=5_000, generic=True),
         "log_power": _Kernel(log_power, weight=12, overhead=6_000, generic=True),
         "finite_or": _Kernel(finite_or, weight=3, overhead=2_000, generic=True),
+        "infinite_or": _Kernel(infinite_or, weight=3, overhead=2_000, generic=True),
         "nearer_one": _Kernel(nearer_one, weight=3, overhead=2_000, generic=True),
         "past_exponentials": _Kernel(past_exponentials, weight=6, overhead=3_000, generic=True),
         "apart": _Kernel(apart, weight=0, overhead=200, generic=True),

@@ -580,8 +580,10 @@ def _mend_imprecise(
 ) -> None:
     """The chunk's values again in long double at the points where a periodic function's computed
     argument was too large for float64 (`imprecise`: `kernels.periodic_argument`), each from its
-    own argument, so alone it gets the same. Where the long double run overflowed at such a point,
-    `widening.mend` decides, as for the values float64 overflowed on the way to."""
+    own argument, so alone it gets the same. Where it is too large for long double as well, the
+    values that depend on it are NaN: those that change when it moves (`widening.unknown_arguments_moved`).
+    Where the long double run overflowed at such a point, `widening.mend` decides, as for the values
+    float64 overflowed on the way to."""
     points = np.flatnonzero(np.broadcast_to(imprecise, (len(destinations[0]),)))
     if not len(points):
         return
@@ -592,6 +594,10 @@ def _mend_imprecise(
     wide_part = widening.widened(columns)
     watch.clear()
     again = _wide_values(bound, wide_part, len(points), progress)
+    with widening.unknown_arguments_moved():
+        moved = _wide_values(bound, wide_part, len(points), progress)
+    for values_again, values_moved in zip(again, moved, strict=True):  # each depends on what is not known
+        values_again[~((values_again == values_moved) | np.isnan(values_moved))] = np.nan
 
     def damaged(wide: bool, chosen: widening.IntArray) -> widening.BoolArray:
         if not wide:  # each of them, by its own argument

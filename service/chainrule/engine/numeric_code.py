@@ -160,7 +160,11 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2 first),
     # and the powers as written (a power in its log domain first hid sqrt(3 + e^x) - e^(x/2) from
     # the rule for differences of roots: 1048576.0 at 100).
-    return logs.replace(_of_pi_times, _in_half_turns).replace(_power_of_exponentials, _power_in_log_domain)
+    return (
+        logs.replace(_of_pi_times, _in_half_turns)
+        .replace(_power_of_exponentials, _power_in_log_domain)
+        .replace(_inverse_hyperbolic_of_exponentials, _inverse_hyperbolic_in_log_domain)
+    )
 
 
 def _step_of_gamma(node: sympy.Basic) -> bool:
@@ -308,6 +312,41 @@ def _power_in_log_domain(node: sympy.Pow) -> sympy.Expr:
     if not (isinstance(written, Kernel) and written.args[0] == Str("log_sum_exp")):
         return node
     return Kernel(Str("finite_or"), node, sympy.exp(node.exp * written))
+
+
+def _inverse_hyperbolic_of_exponentials(node: sympy.Basic) -> bool:
+    argument = _inverse_hyperbolic_argument(node)
+    return (
+        argument is not None
+        and bool(argument.free_symbols)
+        and bool(argument.is_positive)
+        and any(_exponential(part) for part in sympy.preorder_traversal(argument))
+    )
+
+
+def _inverse_hyperbolic_argument(node: sympy.Basic) -> sympy.Expr | None:
+    """u of asinh(u), acosh(u) (as written next to 1 too: `acosh_near_one`) or acsch(u); else None."""
+    if isinstance(node, (sympy.asinh, sympy.acosh, sympy.acsch)):
+        return node.args[0]
+    if isinstance(node, Kernel) and str(node.args[0]) == "acosh_near_one":
+        return node.args[1]
+    return None
+
+
+def _inverse_hyperbolic_in_log_domain(node: sympy.Expr) -> sympy.Expr:
+    """asinh(u) and acosh(u) for a positive u holding exponentials, and where u is past every double
+    (long double's too: where the function is infinite) log 2 + log u, log u computed without u
+    (`_logarithm`); acsch(u) there
+    log 2 - log u: asinh(exp(x)) at 1e5 was inf, truth 100000.69, acosh(cosh(x)) inf, truth 1e5 (an
+    independent hunt, 2026-12-06). Where u is that large, they differ by 1/u^2."""
+    argument = _inverse_hyperbolic_argument(node)
+    assert argument is not None  # `_inverse_hyperbolic_of_exponentials`
+    logarithm = _logarithm(argument)
+    if logarithm is None:
+        return node
+    tail = sympy.log(2) - logarithm if isinstance(node, sympy.acsch) else sympy.log(2) + logarithm
+    # Only where it is infinite: acosh(exp(cos(x))) is NaN at 2, where log 2 + cos(2) is not (make test).
+    return Kernel(Str("infinite_or"), node, tail)
 
 
 def _exponential_or_constant(term: sympy.Expr) -> bool:
@@ -2694,36 +2733,36 @@ def prepare(parts: Sequence[sympy.Expr]) -> tuple[list[sympy.Expr], dict[sympy.S
 
 # Kernels of a periodic function of their first argument (`_in_half_turns`: of pi times it).
 _PERIODIC_KERNELS = frozenset({"sin_half_turns", "cos_half_turns", "tan_half_turns", "one_minus_sin"})
-_LARGEST_EXACT_INTEGER = 2**53
 
 
 def _periodic_arguments_checked(part: sympy.Expr, placeholders: Iterable[sympy.Symbol]) -> sympy.Expr:
     """`part` with each periodic function of an argument computed on the way written so that a large
     argument does not go unnoticed: an argument off by half an ulp is a whole period off past 2^53
-    (`kernels.PRECISE_ARGUMENT`). Of a sum or product of two exact operands (variables, whole
-    numbers, a constant added as two doubles), the function of the argument and what its rounding
-    lost (`kernels._exactly`); of anything else, its argument checked (`kernels.periodic_argument`).
+    (`kernels.PRECISE_ARGUMENT`). Of an affine function of exact operands (variables, whole numbers,
+    a constant as two doubles: `_exact_operands`), the function of the argument and what its
+    rounding lost (`kernels._of_affine`); of anything else, its argument checked
+    (`kernels.periodic_argument`).
     A variable, a constant and a variable times a power of 2 are exact: nothing to check."""
     constants = frozenset(placeholders)
 
     def exact(node: sympy.Expr) -> bool:
         if node.is_Symbol:
             return node not in constants
-        if node.is_Integer:
-            return abs(int(node)) <= _LARGEST_EXACT_INTEGER
+        if node.is_Rational:
+            return _is_a_double(node)
         scale, rest = node.as_coeff_Mul()
         return _power_of_two(scale) and rest.is_Symbol and rest not in constants
 
     def checked(node: sympy.Expr) -> sympy.Expr:
-        if isinstance(node, Kernel):
+        if isinstance(node, Kernel):  # of pi times it, and times a scale (`_in_half_turns`)
             name, argument, *rest = node.args
-            return Kernel(name, Kernel(Str("periodic_argument"), argument), *rest)
+            scale = abs(rest[1]) if len(rest) > 1 else sympy.S.One
+            return Kernel(name, _checked_argument(argument, constants, sympy.pi * scale), *rest)
         argument = node.args[0]
         operands = _exact_operands(argument, exact)
         if operands is None:
-            return node.func(Kernel(Str("periodic_argument"), argument))
-        kind, a, b, extra = operands
-        return Kernel(Str(f"{type(node).__name__}_of_{kind}"), a, b, extra)
+            return node.func(_checked_argument(argument, constants))
+        return Kernel(Str(f"{type(node).__name__}_of_affine"), *operands)
 
     def computed(node: sympy.Basic) -> bool:
         if isinstance(node, _TRIGONOMETRIC):
@@ -2737,23 +2776,88 @@ def _periodic_arguments_checked(part: sympy.Expr, placeholders: Iterable[sympy.S
     return part.replace(computed, checked)
 
 
+def _checked_argument(
+    argument: sympy.Expr, constants: frozenset[sympy.Symbol], radians: sympy.Expr = sympy.S.One
+) -> sympy.Expr:
+    """`periodic_argument` of it (`radians` a unit of it), with the magnitude past which even the
+    long double run cannot know it: 2^31, or 2^20 (float64's) where it holds what long double
+    computes no better than a double (sec(x/3) at 2e9 is sec(0.333...*x): 2.3e-8 off in long double
+    too, sin(gamma(x)) at 13 1.7e-6; a regression hunt, 2026-12-06)."""
+    rounded = _no_better_in_long_double(argument, constants)
+    limit = kernels.PRECISE_ARGUMENT if rounded else kernels.PRECISE_WIDE_ARGUMENT
+    return Kernel(Str("periodic_argument"), argument, sympy.Float(limit), sympy.Float(float(radians)))
+
+
+# What the long double run computes in long double (`widening`): any other function, in doubles.
+_IN_LONG_DOUBLE = (sympy.exp, sympy.log, sympy.sin, sympy.cos, sympy.tan, sympy.sinh, sympy.cosh, sympy.tanh)
+
+
+def _no_better_in_long_double(node: sympy.Basic, constants: frozenset[sympy.Symbol]) -> bool:
+    """Whether `node` computes with what long double holds or computes no better than a double: a
+    constant its double only rounds (a placeholder: e, a folded constant; a number such as 1/3),
+    or a function computed in doubles (gamma, a kernel without long double loops). A constant
+    added as two doubles (`add_constant`) is exact."""
+    if isinstance(node, Kernel):
+        name = str(node.args[0])
+        if name == "add_constant":
+            return _no_better_in_long_double(node.args[1], constants)
+        if name not in kernels.GENERIC:
+            return True
+    elif isinstance(node, Application) and not isinstance(node, _IN_LONG_DOUBLE):
+        return True
+    if node.is_Symbol:
+        return node in constants
+    if node.is_Rational:
+        return not _is_a_double(node)
+    return node.is_Number or any(_no_better_in_long_double(arg, constants) for arg in node.args)
+
+
+def _is_a_double(number: sympy.Rational) -> bool:
+    """Whether a double holds `number` exactly (1/2, 2^60; not 1/3 or 2^53 + 1)."""
+    double = reference.nearest_double(number)
+    return math.isfinite(double) and sympy.Rational(double) == number
+
+
 def _exact_operands(
     argument: sympy.Expr, exact: Callable[[sympy.Expr], bool]
-) -> tuple[str, sympy.Expr, sympy.Expr, sympy.Expr] | None:
-    """("sum", a, b, low) for a + b + low (a constant added as two doubles: `add_constant`), or
-    ("product", a, b, scale) for a b times a power of 2, where a and b are exact; None otherwise."""
-    if argument.is_Add and len(argument.args) == 2 and all(map(exact, argument.args)):
-        return ("sum", *argument.args, sympy.S.Zero)
-    if isinstance(argument, Kernel) and str(argument.args[0]) == "add_constant" and exact(argument.args[1]):
+) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr] | None:
+    """(a, k, k_low, c, c_low) for an argument a (k + k_low) + (c + c_low) with a, k and c exact and
+    k + k_low, c + c_low constants as two doubles where they are constants (`kernels._of_affine`):
+    x + y, x - 1, x + 1/3 (`add_constant`), 3x, x/3, x*y, x^2, 2x + 1, x/7 - 2, x y + z. None for
+    any other argument."""
+    zero = sympy.S.Zero
+    if isinstance(argument, Kernel) and str(argument.args[0]) == "add_constant":
         _, rest, high, low = argument.args
-        return ("sum", rest, high, low)
-    if argument.is_Mul:
-        scale, rest = argument.as_coeff_Mul()
-        factors = sympy.Mul.make_args(rest)
-        if scale.is_Integer and len(factors) == 1 and exact(rest) and exact(scale):
-            return ("product", scale, rest, sympy.S.One)
-        if _power_of_two(scale) and len(factors) == 2 and all(map(exact, factors)):
-            return ("product", *factors, scale)
+        scaled = _exact_product(rest, exact)
+        return None if scaled is None else (*scaled, high, low)
+    if argument.is_Add and len(argument.args) == 2:
+        for term, other in (argument.args, argument.args[::-1]):
+            scaled = _exact_product(term, exact)
+            if scaled is not None and exact(other):
+                return (*scaled, other, zero)
+        return None
+    scaled = _exact_product(argument, exact)
+    return None if scaled is None else (*scaled, zero, zero)
+
+
+def _exact_product(
+    term: sympy.Expr, exact: Callable[[sympy.Expr], bool]
+) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr] | None:
+    """(a, k, k_low) for a term a (k + k_low): an exact a times 1, a rational constant as two doubles
+    (x/3), or an exact factor (x*y, 2x*y, x^2); None for any other term."""
+    if exact(term):
+        return (term, sympy.S.One, sympy.S.Zero)
+    if term.is_Pow and term.exp == 2 and exact(term.base):
+        return (term.base, term.base, sympy.S.Zero)
+    scale, rest = term.as_coeff_Mul()
+    factors = sympy.Mul.make_args(rest)
+    if scale.is_Rational and len(factors) == 1 and exact(rest):
+        high = sympy.Rational(reference.nearest_double(scale))
+        return (rest, high, sympy.Rational(reference.nearest_double(scale - high)))
+    if _power_of_two(scale) and len(factors) == 2 and all(map(exact, factors)):
+        return (factors[0], scale * factors[1], sympy.S.Zero)
+    if _power_of_two(scale) and rest.is_Pow and rest.exp == 2 and exact(rest.base):
+        return (rest.base, scale * rest.base, sympy.S.Zero)
     return None
 
 

@@ -37,9 +37,11 @@ double; erfc past 26.5 erfcx(x) e^(-x^2) with the exponential in long double.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -189,15 +191,33 @@ def _flagged_by_value(function: Callable[[Any, Any], Any]) -> Callable[[Any, Any
     return power
 
 
-# `kernels.PRECISE_ARGUMENT` for the long double run: past it, a periodic function's computed argument
-# is off by half an ulp of long double at least (1.2e-10 here), so its value is not known: NaN.
-PRECISE_WIDE_ARGUMENT = 2.0**31
+def _periodic_argument(
+    u: Any, wide_limit: float = kernels.PRECISE_WIDE_ARGUMENT, radians: float = 1.0
+) -> Any:
+    """u, moved by `unknown_arguments`' radian where it is too large for a periodic function's value
+    to be known (`kernels.periodic_argument`): the values that change with it are not known."""
+    if not _MOVED.get():
+        return u
+    magnitude = np.abs(u)
+    # A radian, or where that is below long double's ulp, some eight ulps (whole radians).
+    step = np.maximum(1.0 / radians, magnitude * 2.0**-60)
+    return np.where(magnitude > wide_limit / radians, u + step, u)
 
 
-def _periodic_argument(u: Any) -> Any:
-    """u, NaN where it is too large for a periodic function's value to be known
-    (`kernels.periodic_argument`)."""
-    return np.where(np.abs(u) > PRECISE_WIDE_ARGUMENT, np.nan, u)
+_MOVED: contextvars.ContextVar[bool] = contextvars.ContextVar("moved", default=False)
+
+
+@contextlib.contextmanager
+def unknown_arguments_moved() -> Iterator[None]:
+    """Long double runs in this block compute each periodic function whose argument is too large to
+    know at that argument plus a radian: the values that differ from a run outside it depend on one
+    (`numeric._mend_imprecise`); those that do not, x + 0*sin(x^3) or x + e^-x sin(x^3) at 2000.5,
+    keep theirs (as NaN they were: a regression hunt, 2026-12-06)."""
+    token = _MOVED.set(True)
+    try:
+        yield
+    finally:
+        _MOVED.reset(token)
 
 
 _WIDE_KERNELS: Mapping[str, Callable[..., Any]] = {
