@@ -203,6 +203,15 @@ def test_a_point_below_2_to_the_4096_has_its_series(around: str) -> None:
     assert list(found.coefficients) == [sympy.sin(a), sympy.cos(a), -sympy.sin(a) / 2]
 
 
+def test_a_point_sympy_cannot_evaluate_is_refused_naming_around() -> None:
+    # sympy leaves floor(exp(2800)) unevaluated: it was NOT_COMPUTABLE naming sympy's TypeError, as
+    # a fault of `expression` (an independent attacker, 2026-12-06).
+    with pytest.raises(InvalidArgument) as caught:
+        _taylor("sin(x)", "floor(exp(2800))", 2)
+    assert [v.field for v in caught.value.violations] == ["around"]
+    assert "could not be evaluated to 30 digits" in caught.value.message
+
+
 # A second hunt (2026-12-06): 1/2 so written gave floor(2x) a polynomial (or ran out of its budget),
 # and a constant that is only small (sqrt(2) less its first 201 digits, 1.1e-202) was taken for 0.
 HIDDEN_HALF = "cos(pi/7) + cos(3 pi/7) + cos(5 pi/7)"

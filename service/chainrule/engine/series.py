@@ -345,7 +345,9 @@ def _digits(value: sympy.Expr) -> sympy.Expr | None:
     sqrt(2) less its first 201 digits) keeps its value: taken for 0 at 300 digits, it was (a second
     hunt, the same day)."""
     try:
-        return value.evalf(30, strict=True, maxn=_WORKING_DIGITS)
+        found = value.evalf(30, strict=True, maxn=_WORKING_DIGITS)
+        # sympy leaves some unevaluated (floor(exp(2800)), past what its floor evaluates): no value.
+        return None if found.atoms(sympy.Function) else found
     except PrecisionExhausted:
         pass
     summed = _summed_digits(value)
@@ -494,6 +496,12 @@ def check_around(around: sympy.Expr, written: str = "") -> None:
             field="around",
         )
     if not _finite_real(around):
+        if around.is_number and not around.has(*_NOT_FINITE) and _digits(around) is None:
+            raise InvalidArgument(
+                f"the point to expand around, {shown if len(shown) <= 60 else shown[:57] + '...'}, could "
+                "not be evaluated to 30 digits: write it as a number or a simpler constant",
+                field="around",
+            )
         value = parsing.to_text(around)
         why = f"{shown}, which is {value}" if written.strip() and value != written.strip() else shown
         raise InvalidArgument(

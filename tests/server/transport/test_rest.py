@@ -442,6 +442,12 @@ async def test_unknown_path_is_404(client: httpx.AsyncClient) -> None:
     assert_status(response, 404, errors.Code.NOT_FOUND, "ROUTE_NOT_FOUND")
 
 
+async def test_a_grpc_client_at_the_rest_port_is_told_where_grpc_is(app: Application) -> None:
+    # HTTP/2's preface reads as a request PRI *: its 404 said only "no route" (an independent attacker).
+    status, _, body, _ = await _raw_exchange(app.http_port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert status == 404 and "send gRPC to the gRPC port" in json.loads(body)["message"]
+
+
 @pytest.mark.parametrize(("method", "path"), [("POST", "/v1/differentiate/"), ("GET", "/v1/info/?a=b")])
 async def test_a_trailing_slash_is_404_not_a_redirect(
     client: httpx.AsyncClient, method: str, path: str
@@ -846,6 +852,14 @@ async def test_a_malformed_grpc_timeout_is_400_naming_it(client: httpx.AsyncClie
         "/v1/differentiate", content=_DIFFERENTIATE, headers={**JSON, "grpc-timeout": timeout}
     )
     assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", ["grpc-timeout"])
+
+
+async def test_two_grpc_timeouts_are_400_as_two_authorizations_are(app: Application) -> None:
+    # The first was read: `1m, 10S` timed out and `10S, 1m` did not (an independent attacker).
+    for first, second in (("1m", "10S"), ("10S", "1m")):
+        request = _post(f"grpc-timeout: {first}", f"grpc-timeout: {second}")
+        status, _, body, _ = await _raw_exchange(app.http_port, request)
+        assert status == 400 and "grpc-timeout given 2 times" in json.loads(body)["message"]
 
 
 @pytest.mark.parametrize("timeout", ["0n", "0S"])

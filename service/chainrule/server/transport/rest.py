@@ -128,6 +128,10 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
             if bare != path and any(getattr(r, "path", None) == bare for r in routes)
             else ""
         )
+        if request.method == "PRI":  # HTTP/2's preface: a gRPC client pointed at this port
+            hint = (
+                "; this port serves REST/JSON over HTTP/1.1: send gRPC to the gRPC port (CHAINRULE_GRPC_PORT)"
+            )
         error = NotFound(f"no route for {request.method} {path}{hint}", reason="ROUTE_NOT_FOUND")
     elif exc.status_code == 405:
         allowed = headers.get("Allow", "")
@@ -175,7 +179,14 @@ async def _respond(
                 ),
                 404,
             )
-        timeout = deadlines.parse_grpc_timeout(request.headers.get("grpc-timeout"))
+        # Two were read as the first (`1m, 10S` timed out, `10S, 1m` did not), where two
+        # `authorization` headers are refused (an independent attacker): refused alike.
+        given = request.headers.getlist("grpc-timeout")
+        if len(given) > 1:
+            raise InvalidArgument(
+                f"grpc-timeout given {len(given)} times: send it once", field="grpc-timeout"
+            )
+        timeout = deadlines.parse_grpc_timeout(given[0] if given else None)
         if timeout == 0:  # passed before it began, as grpc answers a deadline of 0 (a cached call ran)
             raise DeadlineExceeded(
                 "the request's deadline (grpc-timeout of 0) had passed before its work began",
