@@ -117,21 +117,30 @@ def _halves(a: Any) -> tuple[Any, Any]:
 
 
 def _product_error(a: Any, b: Any, p: Any) -> Any:
-    """What p = a b rounded off: a b is exactly p plus it (Dekker's two-product); not finite where
-    the split overflows (past 2^996)."""
+    """What p = a b rounded off: a b is exactly p plus it (Dekker's two-product). Operands past 2^900
+    are scaled down by 2^-128 first, exactly, so that the split does not overflow (cos(x*y) at
+    (2^1000, 2^23) was NaN: a regression hunt)."""
+    a_scale = np.where(np.abs(a) > _SPLIT_SAFE, _SPLIT_SCALE, 1.0)
+    b_scale = np.where(np.abs(b) > _SPLIT_SAFE, _SPLIT_SCALE, 1.0)
+    a, b = a * a_scale, b * b_scale
+    scaled = a * b
     a_high, a_low = _halves(a)
     b_high, b_low = _halves(b)
-    return ((a_high * b_high - p) + a_high * b_low + a_low * b_high) + a_low * b_low
+    error = ((a_high * b_high - scaled) + a_high * b_low + a_low * b_high) + a_low * b_low
+    return error / (a_scale * b_scale)
 
 
-# Each periodic function of s + e from the sine and cosine of s and of e.
-_OF_SUM: Mapping[str, Callable[[Any, Any, Any, Any], Any]] = {
-    "sin": lambda s, c, se, ce: s * ce + c * se,
-    "cos": lambda s, c, se, ce: c * ce - s * se,
-    "tan": lambda s, c, se, ce: (s * ce + c * se) / (c * ce - s * se),
-    "sec": lambda s, c, se, ce: 1.0 / (c * ce - s * se),
-    "csc": lambda s, c, se, ce: 1.0 / (s * ce + c * se),
-    "cot": lambda s, c, se, ce: (c * ce - s * se) / (s * ce + c * se),
+_SPLIT_SAFE, _SPLIT_SCALE = 2.0**900, 2.0**-128
+
+
+# Each periodic function from the sine and cosine of its argument.
+_FROM_SINE_AND_COSINE: Mapping[str, Callable[[Any, Any], Any]] = {
+    "sin": lambda s, c: s,
+    "cos": lambda s, c: c,
+    "tan": lambda s, c: s / c,
+    "sec": lambda s, c: 1.0 / c,
+    "csc": lambda s, c: 1.0 / s,
+    "cot": lambda s, c: c / s,
 }
 
 
@@ -164,10 +173,20 @@ def _of_affine(name: str, plain: Callable[[Any], Any]) -> Callable[..., Any]:
             product = a_ * k_
             carried = a_ * k_low
             rounded = product + c_
-            error = (_product_error(a_, k_, product) + carried) + (_sum_error(product, c_, rounded) + c_low)
-        known = np.isfinite(error) & (np.abs(carried) <= PRECISE_ARGUMENT)
-        corrected = _OF_SUM[name](np.sin(rounded), np.cos(rounded), np.sin(error), np.cos(error))
-        value[large] = np.where(known, corrected, np.nan)
+            # The argument is rounded plus each part, exact but a low double's (rounded itself: 1/3's,
+            # 10^50's), added by turning sine and cosine one part at a time: their sum rounds
+            # (cos(3x + 2) at 1.2e40 added 2 to a rounding error of 1e24: a regression hunt).
+            parts = (_product_error(a_, k_, product), carried, _sum_error(product, c_, rounded), c_low)
+        known = (np.abs(carried) <= PRECISE_ARGUMENT) & (np.abs(c_low) <= PRECISE_ARGUMENT)
+        sine, cosine = np.sin(rounded), np.cos(rounded)
+        for part in parts:
+            known &= np.isfinite(part)
+            turned_sine, turned_cosine = np.sin(part), np.cos(part)
+            sine, cosine = (
+                sine * turned_cosine + cosine * turned_sine,
+                cosine * turned_cosine - sine * turned_sine,
+            )
+        value[large] = np.where(known, _FROM_SINE_AND_COSINE[name](sine, cosine), np.nan)
         return value
 
     kernel.__name__ = kernel.__qualname__ = f"{name}_of_affine"
@@ -420,11 +439,6 @@ def finite_or(value: Any, otherwise: Any) -> Any:
     """`value` where it is finite, `otherwise` (the same function computed another way, in a form
     that may itself overflow where `value` does not) elsewhere."""
     return np.where(np.isfinite(value), value, otherwise)
-
-
-def infinite_or(value: Any, otherwise: Any) -> Any:
-    """`value`, and `otherwise` where it is +-inf: unlike `finite_or`, a NaN (no real value) stays."""
-    return np.where(np.isinf(value), otherwise, value)
 
 
 def nearer_one(s: Any, near_zero: Any, near_one: Any) -> Any:
@@ -1435,7 +1449,6 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_difference_exp": _Kernel(log_difference_exp, weight=10, overhead=5_000, generic=True),
         "log_power": _Kernel(log_power, weight=12, overhead=6_000, generic=True),
         "finite_or": _Kernel(finite_or, weight=3, overhead=2_000, generic=True),
-        "infinite_or": _Kernel(infinite_or, weight=3, overhead=2_000, generic=True),
         "nearer_one": _Kernel(nearer_one, weight=3, overhead=2_000, generic=True),
         "past_exponentials": _Kernel(past_exponentials, weight=6, overhead=3_000, generic=True),
         "apart": _Kernel(apart, weight=0, overhead=200, generic=True),

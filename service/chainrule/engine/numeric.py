@@ -442,10 +442,13 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
                 if underflowed:
                     _mend_underflowed(bound, part, destinations, watch, progress)
                 _check_widening_budget(high, n)
+            unknown = None
             if imprecise is not None:
-                _mend_imprecise(bound, part, destinations, imprecise, watch=watch, progress=(low, n))
+                unknown = _mend_imprecise(
+                    bound, part, destinations, imprecise, watch=watch, progress=(low, n)
+                )
             # Counted while the chunk is still in cache: a second pass would reread every output.
-            found = _guarded_counts(bound.guards, destinations)
+            found = _guarded_counts(bound.guards, destinations, unknown)
             if any(found) and bound.one_sided:
                 _one_sided(bound, part, destinations)  # still not finite where it mends: counts stand
             for index, target in enumerate(outputs):
@@ -459,13 +462,21 @@ def _run(bound: _Bound, arrays: Sequence[FloatArray], outputs: Sequence[FloatArr
     return counts
 
 
-def _guarded_counts(guards: Sequence[tuple[int, range]], destinations: Sequence[FloatArray]) -> list[int]:
-    """Each output's count of non-finite values, once the outputs a NaN guards are NaN there too."""
+def _guarded_counts(
+    guards: Sequence[tuple[int, range]],
+    destinations: Sequence[FloatArray],
+    unknown: Sequence[widening.BoolArray] | None = None,
+) -> list[int]:
+    """Each output's count of non-finite values, once the outputs a NaN guards are NaN there too;
+    not where the guard is NaN as `unknown` (`_mend_imprecise`: it has a value, not known here), so
+    that d/dy of sin(x^3) + y stays 1 where sin(x^3) is not known (a regression hunt, 2026-12-06)."""
     counts = [_nonfinite_count(written) for written in destinations]
     for guard, guarded in guards:
         if not counts[guard]:  # the usual case: every value finite, nothing to look for
             continue
         undefined = np.isnan(destinations[guard])
+        if unknown is not None:
+            undefined &= ~unknown[guard]
         if not undefined.any():
             continue
         for index in guarded:
@@ -577,16 +588,18 @@ def _mend_imprecise(
     *,
     watch: overflow.Watch,
     progress: tuple[int, int],
-) -> None:
+) -> list[widening.BoolArray]:
     """The chunk's values again in long double at the points where a periodic function's computed
     argument was too large for float64 (`imprecise`: `kernels.periodic_argument`), each from its
     own argument, so alone it gets the same. Where it is too large for long double as well, the
     values that depend on it are NaN: those that change when it moves (`widening.unknown_arguments_moved`).
     Where the long double run overflowed at such a point, `widening.mend` decides, as for the values
-    float64 overflowed on the way to."""
-    points = np.flatnonzero(np.broadcast_to(imprecise, (len(destinations[0]),)))
+    float64 overflowed on the way to. Returns, for each output, where it is NaN for that alone."""
+    size = len(destinations[0])
+    unknown = [np.zeros(size, dtype=bool) for _ in destinations]
+    points = np.flatnonzero(np.broadcast_to(imprecise, (size,)))
     if not len(points):
-        return
+        return unknown
     columns = [column if len(column) == 1 else column[points] for column in part]
     values = [written[points] for written in destinations]
     if _quick_only.get():
@@ -596,8 +609,10 @@ def _mend_imprecise(
     again = _wide_values(bound, wide_part, len(points), progress)
     with widening.unknown_arguments_moved():
         moved = _wide_values(bound, wide_part, len(points), progress)
-    for values_again, values_moved in zip(again, moved, strict=True):  # each depends on what is not known
-        values_again[~((values_again == values_moved) | np.isnan(values_moved))] = np.nan
+    for values_again, values_moved, not_known in zip(again, moved, unknown, strict=True):
+        depends = ~((values_again == values_moved) | np.isnan(values_moved))  # on what is not known
+        values_again[depends] = np.nan
+        not_known[points[depends]] = True
 
     def damaged(wide: bool, chosen: widening.IntArray) -> widening.BoolArray:
         if not wide:  # each of them, by its own argument
@@ -612,6 +627,7 @@ def _mend_imprecise(
     widening.mend(values, again, watch.seen, damaged)
     for written, mended in zip(destinations, values, strict=True):
         written[points] = mended
+    return unknown
 
 
 def _mend(

@@ -160,11 +160,7 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
     # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2 first),
     # and the powers as written (a power in its log domain first hid sqrt(3 + e^x) - e^(x/2) from
     # the rule for differences of roots: 1048576.0 at 100).
-    return (
-        logs.replace(_of_pi_times, _in_half_turns)
-        .replace(_power_of_exponentials, _power_in_log_domain)
-        .replace(_inverse_hyperbolic_of_exponentials, _inverse_hyperbolic_in_log_domain)
-    )
+    return logs.replace(_of_pi_times, _in_half_turns).replace(_power_of_exponentials, _power_in_log_domain)
 
 
 def _step_of_gamma(node: sympy.Basic) -> bool:
@@ -312,41 +308,6 @@ def _power_in_log_domain(node: sympy.Pow) -> sympy.Expr:
     if not (isinstance(written, Kernel) and written.args[0] == Str("log_sum_exp")):
         return node
     return Kernel(Str("finite_or"), node, sympy.exp(node.exp * written))
-
-
-def _inverse_hyperbolic_of_exponentials(node: sympy.Basic) -> bool:
-    argument = _inverse_hyperbolic_argument(node)
-    return (
-        argument is not None
-        and bool(argument.free_symbols)
-        and bool(argument.is_positive)
-        and any(_exponential(part) for part in sympy.preorder_traversal(argument))
-    )
-
-
-def _inverse_hyperbolic_argument(node: sympy.Basic) -> sympy.Expr | None:
-    """u of asinh(u), acosh(u) (as written next to 1 too: `acosh_near_one`) or acsch(u); else None."""
-    if isinstance(node, (sympy.asinh, sympy.acosh, sympy.acsch)):
-        return node.args[0]
-    if isinstance(node, Kernel) and str(node.args[0]) == "acosh_near_one":
-        return node.args[1]
-    return None
-
-
-def _inverse_hyperbolic_in_log_domain(node: sympy.Expr) -> sympy.Expr:
-    """asinh(u) and acosh(u) for a positive u holding exponentials, and where u is past every double
-    (long double's too: where the function is infinite) log 2 + log u, log u computed without u
-    (`_logarithm`); acsch(u) there
-    log 2 - log u: asinh(exp(x)) at 1e5 was inf, truth 100000.69, acosh(cosh(x)) inf, truth 1e5 (an
-    independent hunt, 2026-12-06). Where u is that large, they differ by 1/u^2."""
-    argument = _inverse_hyperbolic_argument(node)
-    assert argument is not None  # `_inverse_hyperbolic_of_exponentials`
-    logarithm = _logarithm(argument)
-    if logarithm is None:
-        return node
-    tail = sympy.log(2) - logarithm if isinstance(node, sympy.acsch) else sympy.log(2) + logarithm
-    # Only where it is infinite: acosh(exp(cos(x))) is NaN at 2, where log 2 + cos(2) is not (make test).
-    return Kernel(Str("infinite_or"), node, tail)
 
 
 def _exponential_or_constant(term: sympy.Expr) -> bool:
@@ -2748,8 +2709,8 @@ def _periodic_arguments_checked(part: sympy.Expr, placeholders: Iterable[sympy.S
     def exact(node: sympy.Expr) -> bool:
         if node.is_Symbol:
             return node not in constants
-        if node.is_Rational:
-            return _is_a_double(node)
+        if node.is_Rational or node.is_Float:  # a decimal is its double (0.5, 2.5)
+            return _is_a_double(sympy.Rational(node))
         scale, rest = node.as_coeff_Mul()
         return _power_of_two(scale) and rest.is_Symbol and rest not in constants
 
@@ -2807,8 +2768,8 @@ def _no_better_in_long_double(node: sympy.Basic, constants: frozenset[sympy.Symb
         return True
     if node.is_Symbol:
         return node in constants
-    if node.is_Rational:
-        return not _is_a_double(node)
+    if node.is_Rational or node.is_Float:
+        return not _is_a_double(sympy.Rational(node))
     return node.is_Number or any(_no_better_in_long_double(arg, constants) for arg in node.args)
 
 
@@ -2850,6 +2811,7 @@ def _exact_product(
     if term.is_Pow and term.exp == 2 and exact(term.base):
         return (term.base, term.base, sympy.S.Zero)
     scale, rest = term.as_coeff_Mul()
+    scale = sympy.Rational(scale) if scale.is_Float else scale  # a decimal is its double
     factors = sympy.Mul.make_args(rest)
     if scale.is_Rational and len(factors) == 1 and exact(rest):
         high = sympy.Rational(reference.nearest_double(scale))
