@@ -36,7 +36,8 @@ def _arities(function: Any) -> range:
     function = inspect.unwrap(function)  # a kernel whose infinities are reported (`overflow.reporting`)
     if isinstance(function, np.ufunc):
         return range(function.nin, function.nin + 1)
-    parameters = inspect.signature(function).parameters.values()
+    every = inspect.signature(function).parameters.values()
+    parameters = [p for p in every if p.kind is not p.KEYWORD_ONLY]  # code calls with positions only
     if any(p.kind is p.VAR_POSITIONAL for p in parameters):
         return range(1, 3)
     required = sum(p.default is p.empty for p in parameters)

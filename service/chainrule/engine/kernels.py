@@ -89,12 +89,15 @@ def _large(u: Any, limit: float = PRECISE_ARGUMENT) -> bool:
 PRECISE_WIDE_ARGUMENT = 2.0**31
 
 
-def periodic_argument(u: Any, wide_limit: float = PRECISE_WIDE_ARGUMENT, radians: float = 1.0) -> Any:
+def periodic_argument(
+    u: Any, wide_limit: float = PRECISE_WIDE_ARGUMENT, radians: float = 1.0, period: float = 0.0
+) -> Any:
     """u, the argument of a periodic function, where it was computed: the points where it is past
     PRECISE_ARGUMENT told to the overflow handler (`overflow.imprecise`). A NaN is no such point.
     `wide_limit` is the long double run's (`widening`): where u holds what long double computes no
     better than a double, this one. `radians`: what a unit of u is (pi s for half turns scaled by
-    s: in sin(pi*x*y*2^30), x*y's rounding is 2^30 pi times as large)."""
+    s: in sin(pi*x*y*2^30), x*y's rounding is 2^30 pi times as large); `period`: the period u is
+    reduced modulo exactly (half turns'), for the long double run."""
     limit = PRECISE_ARGUMENT / radians
     if _large(u, limit):
         overflow.imprecise(np.abs(u) > limit)
@@ -155,7 +158,7 @@ def _of_affine(name: str, plain: Callable[[Any], Any]) -> Callable[..., Any]:
     rounded, is past PRECISE_ARGUMENT (x/3 past 2^74), or e is not finite (a split past the
     doubles), NaN."""
 
-    def kernel(a: Any, k: Any, k_low: Any, c: Any, c_low: Any) -> Any:
+    def kernel(a: Any, k: Any, k_low: Any, c: Any, c_low: Any, *, moved: bool = False) -> Any:
         # As the code computed it before (`add_constant` for a constant's two doubles).
         s = a if _is(k, 1) else np.multiply(a, k)
         if not _is(c, 0):
@@ -177,7 +180,10 @@ def _of_affine(name: str, plain: Callable[[Any], Any]) -> Callable[..., Any]:
             # 10^50's), added by turning sine and cosine one part at a time: their sum rounds
             # (cos(3x + 2) at 1.2e40 added 2 to a rounding error of 1e24: a regression hunt).
             parts = (_product_error(a_, k_, product), carried, _sum_error(product, c_, rounded), c_low)
-        known = (np.abs(carried) <= PRECISE_ARGUMENT) & (np.abs(c_low) <= PRECISE_ARGUMENT)
+        # Low doubles are rounded themselves (1/3's next digits, 10^50's): within 1 their rounding
+        # is below half an ulp of 1, as a small argument's (x/3 past 5e16 was 4e-4 off next to a
+        # zero of sin: a regression hunt).
+        known = (np.abs(carried) <= 1.0) & (np.abs(c_low) <= 1.0)
         sine, cosine = np.sin(rounded), np.cos(rounded)
         for part in parts:
             known &= np.isfinite(part)
@@ -186,11 +192,27 @@ def _of_affine(name: str, plain: Callable[[Any], Any]) -> Callable[..., Any]:
                 sine * turned_cosine + cosine * turned_sine,
                 cosine * turned_cosine - sine * turned_sine,
             )
-        value[large] = np.where(known, _FROM_SINE_AND_COSINE[name](sine, cosine), np.nan)
+        unknown = ~known
+        if unknown.any():
+            # Not known: as for any other argument (`periodic_argument`), the long double run finds
+            # what depends on it, and computes it `moved`; float64 keeps the value as written.
+            overflow.imprecise(np.broadcast_to(large, shape) & _placed(unknown, large, shape))
+            plain_s = np.broadcast_to(s, shape)[large][unknown]
+            if moved:
+                plain_s = plain_s + np.abs(plain_s) * 2.0**-30 + 1.0
+            sine[unknown], cosine[unknown] = np.sin(plain_s), np.cos(plain_s)
+        value[large] = _FROM_SINE_AND_COSINE[name](sine, cosine)
         return value
 
     kernel.__name__ = kernel.__qualname__ = f"{name}_of_affine"
     return kernel
+
+
+def _placed(subset: Any, where: Any, shape: tuple[int, ...]) -> Any:
+    """A mask of `shape` true where `where` is and `subset` (a mask over those places) is."""
+    placed = np.zeros(shape, dtype=bool)
+    placed[where] = subset
+    return placed
 
 
 def _is(value: Any, number: float) -> bool:

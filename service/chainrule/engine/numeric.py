@@ -610,7 +610,9 @@ def _mend_imprecise(
     with widening.unknown_arguments_moved():
         moved = _wide_values(bound, wide_part, len(points), progress)
     for values_again, values_moved, not_known in zip(again, moved, unknown, strict=True):
-        depends = ~((values_again == values_moved) | np.isnan(values_moved))  # on what is not known
+        # On what is not known: it changes, or only the moved run is NaN (no double a quarter turn
+        # away, or a move out of a domain); NaN in both is NaN as it is.
+        depends = ~((values_again == values_moved) | (np.isnan(values_again) & np.isnan(values_moved)))
         values_again[depends] = np.nan
         not_known[points[depends]] = True
 

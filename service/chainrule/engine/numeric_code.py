@@ -2331,6 +2331,7 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
 
 
 _EXACT_SHIFT_DENOMINATOR = 64
+_SHIFT_RANGE = (sympy.Rational(1, 2**900), sympy.Integer(2**900))
 
 
 def _exponential_shifted(t: sympy.Expr) -> sympy.Expr | None:
@@ -2341,13 +2342,20 @@ def _exponential_shifted(t: sympy.Expr) -> sympy.Expr | None:
     if not t.is_Mul:
         return None
     q, power = t.as_independent(*t.free_symbols, as_Add=False)
+    q = sympy.Rational(q) if q.is_Float else q  # a decimal is its double: 0.5 - 2^x
+    # Within the doubles, with room: c (1 - t) for a c past them (10^400 - 10^x) was 0 or inf times
+    # what cancels, NaN where the difference is a number.
+    if not (q.is_positive and _SHIFT_RANGE[0] < q < _SHIFT_RANGE[1]):
+        return None
     if isinstance(power, sympy.exp):
         u, log_base, k = power.args[0], sympy.S.One, sympy.log(q)
     elif power.is_Pow and power.base.is_Rational and power.base.is_positive and power.base != 1:
         u, log_base = power.exp, sympy.log(power.base)
         k = None
         if q.is_Rational and q > 0:  # b^k == q checked exactly: 4^x/2 is 4^(x - 1/2)
-            k = sympy.Rational(math.log(q) / math.log(power.base)).limit_denominator(_EXACT_SHIFT_DENOMINATOR)
+            # (evaluated by sympy: a double of 10^-400 is 0, whose log raised)
+            ratio = float(sympy.N(sympy.log(q) / log_base, 20))
+            k = sympy.Rational(ratio).limit_denominator(_EXACT_SHIFT_DENOMINATOR)
             k = k if power.base**k == q else None
     else:
         return None
@@ -2717,8 +2725,9 @@ def _periodic_arguments_checked(part: sympy.Expr, placeholders: Iterable[sympy.S
     def checked(node: sympy.Expr) -> sympy.Expr:
         if isinstance(node, Kernel):  # of pi times it, and times a scale (`_in_half_turns`)
             name, argument, *rest = node.args
-            scale = abs(rest[1]) if len(rest) > 1 else sympy.S.One
-            return Kernel(name, _checked_argument(argument, constants, sympy.pi * scale), *rest)
+            # (`_in_half_turns`: W, offset, scale p/q, the period 2q it reduces W modulo, low)
+            scale, period = (abs(rest[1]), rest[2]) if len(rest) > 2 else (sympy.S.One, sympy.Integer(2))
+            return Kernel(name, _checked_argument(argument, constants, sympy.pi * scale, period), *rest)
         argument = node.args[0]
         operands = _exact_operands(argument, exact)
         if operands is None:
@@ -2738,7 +2747,10 @@ def _periodic_arguments_checked(part: sympy.Expr, placeholders: Iterable[sympy.S
 
 
 def _checked_argument(
-    argument: sympy.Expr, constants: frozenset[sympy.Symbol], radians: sympy.Expr = sympy.S.One
+    argument: sympy.Expr,
+    constants: frozenset[sympy.Symbol],
+    radians: sympy.Expr = sympy.S.One,
+    period: sympy.Expr = sympy.S.Zero,
 ) -> sympy.Expr:
     """`periodic_argument` of it (`radians` a unit of it), with the magnitude past which even the
     long double run cannot know it: 2^31, or 2^20 (float64's) where it holds what long double
@@ -2746,7 +2758,7 @@ def _checked_argument(
     too, sin(gamma(x)) at 13 1.7e-6; a regression hunt, 2026-12-06)."""
     rounded = _no_better_in_long_double(argument, constants)
     limit = kernels.PRECISE_ARGUMENT if rounded else kernels.PRECISE_WIDE_ARGUMENT
-    return Kernel(Str("periodic_argument"), argument, sympy.Float(limit), sympy.Float(float(radians)))
+    return Kernel(Str("periodic_argument"), argument, sympy.Float(limit), sympy.Float(float(radians)), period)
 
 
 # What the long double run computes in long double (`widening`): any other function, in doubles.

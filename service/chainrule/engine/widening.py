@@ -192,16 +192,35 @@ def _flagged_by_value(function: Callable[[Any, Any], Any]) -> Callable[[Any, Any
 
 
 def _periodic_argument(
-    u: Any, wide_limit: float = kernels.PRECISE_WIDE_ARGUMENT, radians: float = 1.0
+    u: Any, wide_limit: float = kernels.PRECISE_WIDE_ARGUMENT, radians: float = 1.0, period: float = 0.0
 ) -> Any:
-    """u, moved by `unknown_arguments`' radian where it is too large for a periodic function's value
-    to be known (`kernels.periodic_argument`): the values that change with it are not known."""
+    """u, moved by a radian in `unknown_arguments_moved` where it is too large for a periodic
+    function's value to be known (`kernels.periodic_argument`): the values that change with it are
+    not known. Where u is reduced modulo a `period` exactly (half turns), by a quarter turn, and
+    where no double near u is a quarter turn away, NaN (a move of whole periods changes nothing:
+    sin(pi*x*0.1) at 4.6e19 kept -0.7071; a regression hunt)."""
     if not _MOVED.get():
         return u
     magnitude = np.abs(u)
+    unknown = magnitude > wide_limit / radians
+    if period:  # a quarter turn of the function, which may repeat many times in `period`
+        quarter = np.pi / 2 / radians
+        moved = np.where(np.spacing(magnitude) > quarter / 4, np.nan, u + quarter)
+        return np.where(unknown, moved, u)
     # A radian, or where that is below long double's ulp, some eight ulps (whole radians).
     step = np.maximum(1.0 / radians, magnitude * 2.0**-60)
-    return np.where(magnitude > wide_limit / radians, u + step, u)
+    return np.where(unknown, u + step, u)
+
+
+def _moved_affine(kernel: Callable[..., Any]) -> Callable[..., Any]:
+    """An `_of_affine` kernel in the long double run: in doubles (its arguments are exact there),
+    and `moved` in `unknown_arguments_moved` (`kernels._of_affine`)."""
+
+    @functools.wraps(kernel)
+    def wide(*args: Any) -> Any:
+        return _in_doubles(functools.partial(kernel, moved=_MOVED.get()))(*args)
+
+    return wide
 
 
 _MOVED: contextvars.ContextVar[bool] = contextvars.ContextVar("moved", default=False)
@@ -223,6 +242,11 @@ def unknown_arguments_moved() -> Iterator[None]:
 _WIDE_KERNELS: Mapping[str, Callable[..., Any]] = {
     "gamma": _gamma,
     "periodic_argument": _periodic_argument,
+    **{
+        name: _moved_affine(kernels.NAMESPACE[name])
+        for name in kernels.NAMESPACE
+        if name.endswith("_of_affine")
+    },
     # The doubles' sin and cos are `vectormath`'s, through tan(x/2): x/2 rounds below the normal
     # doubles, so sin(x)/x at 5e-324 was 0.0 (and 5e-14 off at 1e-310) even in the wide run that
     # such points get. numpy's have long double loops.
