@@ -2332,6 +2332,7 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
 
 _EXACT_SHIFT_DENOMINATOR = 64
 _SHIFT_RANGE = (sympy.Rational(1, 2**900), sympy.Integer(2**900))
+_SHIFT_EXPONENT = 620  # e^620 is 2^894
 
 
 def _exponential_shifted(t: sympy.Expr) -> sympy.Expr | None:
@@ -2343,23 +2344,25 @@ def _exponential_shifted(t: sympy.Expr) -> sympy.Expr | None:
         return None
     q, power = t.as_independent(*t.free_symbols, as_Add=False)
     q = sympy.Rational(q) if q.is_Float else q  # a decimal is its double: 0.5 - 2^x
-    # Within the doubles, with room: c (1 - t) for a c past them (10^400 - 10^x) was 0 or inf times
-    # what cancels, NaN where the difference is a number.
-    if not (q.is_positive and _SHIFT_RANGE[0] < q < _SHIFT_RANGE[1]):
-        return None
-    if isinstance(power, sympy.exp):
-        u, log_base, k = power.args[0], sympy.S.One, sympy.log(q)
+    # q is looked at only as e^k or as a rational number, exactly: comparing another constant
+    # evaluates it (log(tanh(100))*10^87 divided by zero in mpmath: a CI run). Within the doubles,
+    # with room: c (1 - t) for a c past them (10^400 - 10^x) was 0 or inf times what cancels.
+    if isinstance(power, sympy.exp) and isinstance(q, sympy.exp):
+        u, log_base, k = power.args[0], sympy.S.One, q.args[0]
+        if not (k.is_Rational and abs(k) < _SHIFT_EXPONENT):
+            return None
     elif power.is_Pow and power.base.is_Rational and power.base.is_positive and power.base != 1:
+        if not (q.is_Rational and _SHIFT_RANGE[0] < q < _SHIFT_RANGE[1]):
+            return None
         u, log_base = power.exp, sympy.log(power.base)
-        k = None
-        if q.is_Rational and q > 0:  # b^k == q checked exactly: 4^x/2 is 4^(x - 1/2)
-            # (evaluated by sympy: a double of 10^-400 is 0, whose log raised)
-            ratio = float(sympy.N(sympy.log(q) / log_base, 20))
-            k = sympy.Rational(ratio).limit_denominator(_EXACT_SHIFT_DENOMINATOR)
-            k = k if power.base**k == q else None
+        # b^k == q checked exactly (4^x/2 is 4^(x - 1/2)); the ratio evaluated by sympy
+        ratio = float(sympy.N(sympy.log(q) / log_base, 20))
+        k = sympy.Rational(ratio).limit_denominator(_EXACT_SHIFT_DENOMINATOR)
+        if power.base**k != q:
+            return None
     else:
         return None
-    if k is None or not k.is_Rational or k == 0 or k.q & (k.q - 1) or abs(k) > _EXACT_PERIOD:
+    if k == 0 or k.q & (k.q - 1) or abs(k) > _EXACT_PERIOD:
         return None
     return (u + k) * log_base
 
