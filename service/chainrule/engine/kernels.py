@@ -196,7 +196,7 @@ def _of_affine(name: str, plain: Callable[[Any], Any]) -> Callable[..., Any]:
         if unknown.any():
             # Not known: as for any other argument (`periodic_argument`), the long double run finds
             # what depends on it, and computes it `moved`; float64 keeps the value as written.
-            overflow.imprecise(np.broadcast_to(large, shape) & _placed(unknown, large, shape))
+            overflow.imprecise(_placed(unknown, large, shape))
             plain_s = np.broadcast_to(s, shape)[large][unknown]
             if moved:
                 plain_s = plain_s + np.abs(plain_s) * 2.0**-30 + 1.0
