@@ -17,7 +17,7 @@ from chainrule.server.api import ChainruleApi
 from chainrule.server.app import Application
 from chainrule.server.compute.executors import InlineExecutor
 from chainrule.server.logs import ContextFilter, JsonFormatter, TextFormatter, begin_request, text_format
-from chainrule.server.metrics import Metrics
+from chainrule.server.metrics import CallCounts, Metrics
 from chainrule.server.transport.grpc_server import create_server
 from chainrule.server.transport.instrumentation import REQUEST_ID_KEY, Instrumentation, request_id_from
 from chainrule.server.version import VERSION
@@ -79,7 +79,8 @@ async def test_cache_and_stage_metrics(
     assert sample(server, "chainrule_cache_misses_total", {"cache": "derivative"}) == 1
     assert sample(server, "chainrule_cache_hits_total", {"cache": "derivative"}) == 1
     assert sample(server, "chainrule_cache_evictions_total", {"cache": "derivative"}) == 0
-    assert sample(server, "chainrule_cache_entries", {"cache": "differentiate"}) == 2
+    # Each spelling's response, and its gRPC reply by the request's bytes (grpc_server.py).
+    assert sample(server, "chainrule_cache_entries", {"cache": "differentiate"}) == 4
     assert (sample(server, "chainrule_cache_bytes", {"cache": "differentiate"}) or 0) > 0
     for stage, count in [("parse", 2), ("differentiate", 1), ("simplify", 1), ("compile", 0)]:
         assert sample(server, "chainrule_stage_seconds_count", {"stage": stage}) == count, stage
@@ -219,6 +220,30 @@ async def test_extra_response_metadata_joins_the_trailers() -> None:
     assert trailers["x-chainrule-worker"] == "7"
     assert trailers[REQUEST_ID_KEY]
     assert registry.get_sample_value("grpc_server_handled_total", rpc("Differentiate", grpc_code="OK")) == 1
+
+
+def test_counts_published_later_add_up_to_every_call() -> None:
+    # CallCounts adds the event loop's counts to the series when they are collected: each collection
+    # sees every call started and ended before it, in flight or not.
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, VERSION)
+    labels = rpc("Deferred")
+    ok = metrics.handled.labels(*labels.values(), "OK")
+    calls = CallCounts(metrics, metrics.started.labels(*labels.values()), ok)
+    for round_ in range(1, 4):
+        for _ in range(5):
+            calls.started += 1
+            calls.ok += 1
+            calls.ended += 1
+        calls.started += 1  # in flight while collected, then ending other than OK
+        assert registry.get_sample_value("chainrule_requests_in_flight") == 1
+        assert registry.get_sample_value("grpc_server_started_total", labels) == 6 * round_
+        assert (
+            registry.get_sample_value("grpc_server_handled_total", {**labels, "grpc_code": "OK"})
+            == 5 * round_
+        )
+        calls.ended += 1
+    assert registry.get_sample_value("chainrule_requests_in_flight") == 0
 
 
 def test_text_log_lines_cannot_be_forged_from_a_request() -> None:

@@ -139,7 +139,7 @@ class Application:
         http_metrics = HttpMetrics(self.registry, connections.CLOSE_REASONS)
         self.drain = Drain(settings.retry_after_seconds)
         http_app = create_http_app(
-            exposition_registry(self.registry, settings.metrics_dir),
+            exposition_registry(self.metrics, settings.metrics_dir),
             lambda: self.ready,
             api=self.api,
             http_metrics=http_metrics,
@@ -227,6 +227,7 @@ class Application:
             interval = heartbeat.beat_interval(self.settings.heartbeat_seconds)
             beating = asyncio.create_task(heartbeat.beat(heartbeat_file, interval))
         await self.start()
+        publishing = asyncio.create_task(self.metrics.publish_every())
         if ready_file is not None:
             write_ready_file(ready_file, {"grpc_port": self.grpc_port, "http_port": self.http_port})
         await self._stopping.wait()
@@ -238,6 +239,8 @@ class Application:
         faulthandler.dump_traceback_later(self.settings.grace_seconds, exit=True)
         await self.stop()
         faulthandler.cancel_dump_traceback_later()  # `serve` bounds the rest (0.5 s)
+        publishing.cancel()
+        self.metrics.publish()
         if beating is not None:
             beating.cancel()
 

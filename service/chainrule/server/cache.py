@@ -2,7 +2,9 @@
 
 Two levels of keys. The first-level caches (`differentiate`, `evaluate`, `gradient`, `jacobian`,
 `series`, `parse_reply`) are keyed by the raw request text plus the options that change the answer,
-so a repeated request costs a dictionary lookup and touches neither the parser nor sympy. Below them,
+so a repeated request costs a dictionary lookup and touches neither the parser nor sympy (over gRPC,
+where a short request's serialised reply is kept by the request's bytes too, as an entry of its own
+in the same cache: `grpc_server._REQUEST_BYTES`, no parse and no serialisation). Below them,
 the `parse` cache maps text to a parsed expression and its canonical key (a digest of
 `engine.canonical_key`, an srepr), and the `derivative`, `latex` and `compiled` caches are keyed by
 that canonical key, so `x^2`, `x**2` and `x ^ 2` share one derivative and one compiled function.

@@ -138,7 +138,7 @@ async def test_a_call_cancelled_while_waiting_leaves_nothing_behind(granted_firs
     holder.arrive()
     await asyncio.gather(holding, return_exceptions=True)
     assert (receiving.admission.running, receiving.admission.waiting) == (0, 0)
-    assert receiving._reads == {} and not receiving._overdue
+    assert receiving._reads == {} and receiving._waits == {} and not receiving._overdue
 
 
 async def test_refusals_are_counted_by_cause() -> None:

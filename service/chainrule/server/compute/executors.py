@@ -162,11 +162,11 @@ class Admission:
     ) -> AsyncIterator[None]:
         """Hold one of the slots; wait in the bounded queue at most until `budget` runs out."""
         who = deadlines.current_caller() if caller is None else caller
-        await self._acquire(who, budget, what)
+        await self.acquire(who, budget, what)
         try:
             yield
         finally:
-            self._release(who)
+            self.release(who)
 
     async def take(
         self, budget: WaitLimit | None, what: str, caller: str | None = None
@@ -174,10 +174,12 @@ class Admission:
         """Take a slot as `slot` does, for work that may outlive the task that asked for it; return
         the function that gives it back (to be called once)."""
         who = deadlines.current_caller() if caller is None else caller
-        await self._acquire(who, budget, what)
-        return _once(lambda: self._release(who))
+        await self.acquire(who, budget, what)
+        return _once(lambda: self.release(who))
 
-    async def _acquire(self, who: str, budget: WaitLimit | None, what: str) -> None:
+    async def acquire(self, who: str, budget: WaitLimit | None, what: str) -> None:
+        """Take a slot for `who` as `slot` does; `release(who)` gives it back (a hot path's
+        try/finally, without a context manager's calls)."""
         if self.running < self.concurrency and self._may_take(who):
             self._take(who)
             return
@@ -198,10 +200,15 @@ class Admission:
             # queued again, kept gRPC health from an address sorting after theirs waiting.
             self._served.setdefault(who, next(self._turns) - _NEVER_SERVED)
         self.waiting += 1
+        expired = False
         try:
-            async with deadlines.TimeLimit(None if budget is None else budget.seconds) as limit:
+            if budget is None:  # (no timeout to enter: the receiving slots' waits, by the thousand)
                 await waiter
-            if limit.expired:
+            else:
+                async with deadlines.TimeLimit(budget.seconds) as limit:
+                    await waiter
+                expired = limit.expired
+            if expired:
                 self._abandon(who, waiter)
         except asyncio.CancelledError:
             self._abandon(who, waiter)
@@ -211,7 +218,7 @@ class Admission:
             # waiter in a local, a cycle that kept each evicted REST body until the cyclic
             # collector ran (an independent tester).
             del waiter
-        if limit.expired:
+        if expired:
             assert budget is not None
             raise budget.exceeded(
                 f"{what} (waiting for a free {self.name} slot)", waiting_retry_after=self.retry_after_seconds
@@ -241,7 +248,7 @@ class Admission:
         if self.deferred_as_one and self._is_deferred(who):
             self._deferred_held[who] = self._deferred_held.get(who, 0) + 1
 
-    def _release(self, who: str) -> None:
+    def release(self, who: str) -> None:
         self.running -= 1
         deferred = self._deferred_held.get(who, 0)
         if deferred > 1:
@@ -296,7 +303,7 @@ class Admission:
         """A waiter gave up (budget, cancellation): leave the queue, or pass on a slot just granted."""
         if waiter.done() and not waiter.cancelled():
             if waiter.exception() is None:
-                self._release(who)
+                self.release(who)
             return
         # Still queued (a timeout or cancellation cancels the future it was awaiting).
         waiter.cancel()

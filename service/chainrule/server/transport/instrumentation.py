@@ -31,7 +31,7 @@ from grpc._cython import cygrpc  # type: ignore[attr-defined]  # no stubs: Execu
 
 from chainrule.engine.errors import ChainruleError, Code, InvalidArgument
 from chainrule.server.logs import REQUEST_ID_KEY, RequestRecord, accept_request_id, begin_request, note_error
-from chainrule.server.metrics import Metrics
+from chainrule.server.metrics import CallCounts, Metrics
 from chainrule.server.tracing import Tracing
 from chainrule.server.transport import access
 from chainrule.server.transport.auth import TokenChecker, grpc_refusal
@@ -65,17 +65,14 @@ class _MethodMetrics:
         service, _, method = full_method.lstrip("/").rpartition("/")
         labels = ("unary", service, method)
         self.method = full_method
-        self.started = metrics.started.labels(*labels)
-        self.seconds = metrics.handling_seconds.labels(*labels)
         self._handled = metrics.handled
         self._labels = labels
-        self.ok = metrics.handled.labels(*labels, grpc.StatusCode.OK.name)
-        self._by_code: dict[grpc.StatusCode, Any] = {grpc.StatusCode.OK: self.ok}
-        self.in_flight = metrics.in_flight
+        ok = metrics.handled.labels(*labels, grpc.StatusCode.OK.name)
+        self._by_code: dict[grpc.StatusCode, Any] = {grpc.StatusCode.OK: ok}
+        # Started, ended OK and in flight: counted in ints, published when collected.
+        self.calls = CallCounts(metrics, metrics.started.labels(*labels), ok)
+        self.observe = metrics.handling_seconds.labels(*labels).observe
         self.quiet = full_method.startswith(access.QUIET_GRPC_PREFIX)
-        # Bound once: the per-call cost is these calls, not attribute lookups.
-        self.inc_started, self.inc_ok, self.observe = self.started.inc, self.ok.inc, self.seconds.observe
-        self.inc_in_flight, self.dec_in_flight = metrics.in_flight.inc, metrics.in_flight.dec
 
     def handled(self, code: grpc.StatusCode) -> Any:
         child = self._by_code.get(code)
@@ -408,8 +405,8 @@ def _instrumented(
         # This coroutine runs in the call's own task: the handler and its log lines see the id.
         record = begin_request(request_id_from(metadata))
         extra = ((REQUEST_ID_KEY, record.request_id), *response_metadata)
-        metrics.inc_started()
-        metrics.inc_in_flight()
+        calls = metrics.calls
+        calls.started += 1
         scoped = _CallContext(
             context, extra=extra, metrics=metrics, start=start, request=request, record=record
         )
@@ -435,8 +432,8 @@ def _instrumented(
         code = _code_of(context)
         if code is None or code is grpc.StatusCode.OK:
             elapsed = perf_counter() - start
-            metrics.dec_in_flight()
-            metrics.inc_ok()
+            calls.ok += 1
+            calls.ended += 1
             metrics.observe(elapsed)
             if log_successes or access.log.isEnabledFor(logging.DEBUG):
                 _emit(
@@ -514,9 +511,9 @@ class _CallContext:
         self._finished = True
         elapsed = time.perf_counter() - self._start
         metrics = self._metrics
-        metrics.in_flight.dec()
+        metrics.calls.ended += 1
         metrics.handled(code).inc()
-        metrics.seconds.observe(elapsed)
+        metrics.observe(elapsed)
         if code is grpc.StatusCode.CANCELLED and self._request_bytes is None:
             # Reset by its client before its message came (an HTTP/2 rapid reset sends a million such
             # calls a minute): counted, not logged; the access log grew 22-29 MB a minute with them.

@@ -48,6 +48,7 @@ T = TypeVar("T")
 # each); a message sent at once is read in milliseconds.
 PREEMPT_SECONDS = 0.4
 STALLED_SECONDS = 10.0
+_WAITING = "no request message could start arriving"
 
 
 class ReceiveSlots:
@@ -68,12 +69,14 @@ class ReceiveSlots:
         )
         self.timeout_seconds = timeout_seconds
         self._caller_of = caller_of
-        self._waiting = _Waiting(self.admission, timeout_seconds)
         # The calls reading: when each started (waiting included) and began to read; those a sweep
         # (every quarter of the timeout, at most a quarter of PREEMPT_SECONDS) found overdue, or
         # took the slot from for a waiting call, and cancelled.
         self._reads: dict[asyncio.Task[Any], _Read] = {}
         self._overdue: set[asyncio.Task[Any]] = set()
+        # The calls waiting for a slot, from when; those a sweep found waiting past the timeout.
+        self._waits: dict[asyncio.Task[Any], float] = {}
+        self._overwaited: set[asyncio.Task[Any]] = set()
         self._preempted: set[asyncio.Task[Any]] = set()
         # Callers whose messages stalled lately (overdue or preempted): their reads give way first,
         # and their calls wait behind other callers' (each stalled call, preempted and queued again,
@@ -89,30 +92,46 @@ class ReceiveSlots:
         loop = asyncio.get_running_loop()
         started = loop.time()
         who = self._caller_of(context)
-        async with self.admission.slot(self._waiting, "no request message could start arriving", who):
-            # Reads are timed by one sweep for all, not a timer each: most end at once.
-            task = asyncio.current_task()
-            assert task is not None
-            self._reads[task] = _Read(started, loop.time(), who)
-            if self._sweep is None:
-                self._sweep = loop.call_later(self._sweep_seconds, self._end_overdue_reads)
-            try:
-                return await read()
-            except asyncio.CancelledError:
-                if task in self._overdue:
-                    task.uncancel()
-                    raise _stalled(self.timeout_seconds) from None
-                if task in self._preempted:
-                    task.uncancel()
-                    raise self._preemption() from None
-                raise
-            finally:
-                del self._reads[task]
-                self._overdue.discard(task)
-                self._preempted.discard(task)
+        admission = self.admission
+        task = asyncio.current_task()
+        assert task is not None
+        # Waits and reads are timed by one sweep for all, not a timer each: most end at once.
+        self._waits[task] = started
+        if self._sweep is None:
+            self._sweep = loop.call_later(self._sweep_seconds, self._end_overdue)
+        try:
+            await admission.acquire(who, None, _WAITING)
+        except asyncio.CancelledError:
+            if task in self._overwaited:
+                task.uncancel()
+                raise self._waited_too_long() from None
+            raise
+        finally:
+            del self._waits[task]
+            self._overwaited.discard(task)
+        self._reads[task] = _Read(started, loop.time(), who)
+        try:
+            return await read()
+        except asyncio.CancelledError:
+            if task in self._overdue:
+                task.uncancel()
+                raise _stalled(self.timeout_seconds) from None
+            if task in self._preempted:
+                task.uncancel()
+                raise self._preemption() from None
+            raise
+        finally:
+            del self._reads[task]
+            self._overdue.discard(task)
+            self._preempted.discard(task)
+            admission.release(who)
 
-    def _end_overdue_reads(self) -> None:
+    def _end_overdue(self) -> None:
         now = asyncio.get_running_loop().time()
+        for task, started in self._waits.items():
+            if now - started >= self.timeout_seconds and task not in self._overwaited:
+                self._overwaited.add(task)
+                task.cancel()
         ending = self._overdue | self._preempted
         for task, read in self._reads.items():
             if now - read.started >= self.timeout_seconds and task not in ending:
@@ -121,8 +140,8 @@ class ReceiveSlots:
                 task.cancel()
         self._preempt(now)
         self._sweep = None
-        if self._reads:
-            self._sweep = asyncio.get_running_loop().call_later(self._sweep_seconds, self._end_overdue_reads)
+        if self._reads or self._waits:
+            self._sweep = asyncio.get_running_loop().call_later(self._sweep_seconds, self._end_overdue)
 
     def _preempt(self, now: float) -> None:
         """Slots given up for the waiting callers that may take one (under their share), each from a
@@ -151,6 +170,15 @@ class ReceiveSlots:
             self._preempted.add(task)
             task.cancel()
 
+    def _waited_too_long(self) -> ChainruleError:
+        admission = self.admission
+        state = (
+            f"{_WAITING} (waiting for a free {admission.name} slot) for {self.timeout_seconds:g} s "
+            f"(CHAINRULE_HEADER_TIMEOUT_SECONDS): {admission.running} messages arriving, "
+            f"{admission.waiting} calls waiting"
+        )
+        return admission.refused(OVERLOADED, state, "their share of the slots", admission.concurrency)
+
     def _preemption(self) -> ChainruleError:
         admission = self.admission
         state = (
@@ -169,22 +197,6 @@ class _Read:
     started: float
     reading: float
     caller: str
-
-
-@dataclass(frozen=True)
-class _Waiting:
-    """How long a call waits for a slot (`executors.WaitLimit`): a refusal past it is counted."""
-
-    admission: Admission
-    seconds: float
-
-    def exceeded(self, what: str, *, waiting_retry_after: float | None = None) -> ChainruleError:
-        admission = self.admission
-        state = (
-            f"{what} for {self.seconds:g} s (CHAINRULE_HEADER_TIMEOUT_SECONDS): "
-            f"{admission.running} messages arriving, {admission.waiting} calls waiting"
-        )
-        return admission.refused(OVERLOADED, state, "their share of the slots", admission.concurrency)
 
 
 def _stalled(timeout_seconds: float) -> InvalidArgument:
