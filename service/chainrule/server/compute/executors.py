@@ -180,8 +180,7 @@ class Admission:
     async def acquire(self, who: str, budget: WaitLimit | None, what: str) -> None:
         """Take a slot for `who` as `slot` does; `release(who)` gives it back (a hot path's
         try/finally, without a context manager's calls)."""
-        if self.running < self.concurrency and self._may_take(who):
-            self._take(who)
+        if self.try_take(who):
             return
         deferred = self.deferred(who)
         self._make_room(who, deferred=deferred)
@@ -223,6 +222,13 @@ class Admission:
             raise budget.exceeded(
                 f"{what} (waiting for a free {self.name} slot)", waiting_retry_after=self.retry_after_seconds
             )
+
+    def try_take(self, who: str) -> bool:
+        """Take a slot for `who` if one is free and within its share, without waiting."""
+        if self.running < self.concurrency and self._may_take(who):
+            self._take(who)
+            return True
+        return False
 
     def waiting_holdings(self) -> list[int]:
         """The slots held by each waiting caller that may take a freed one (under `per_caller`),

@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from chainrule.engine.errors import ChainruleError, InvalidArgument
 from chainrule.server.compute.executors import OVERLOADED, Admission
@@ -90,26 +89,17 @@ class ReceiveSlots:
     async def receive(self, read: Callable[[], Awaitable[T]], context: Any) -> T:
         """`read()`'s message, read in a slot of the call's caller's share: waiting for one if need be."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = reading = loop.time()
         who = self._caller_of(context)
         admission = self.admission
-        task = asyncio.current_task()
+        task = asyncio.current_task(loop)
         assert task is not None
+        if not admission.try_take(who):
+            await self._wait(task, who, started)
+            reading = loop.time()
         # Waits and reads are timed by one sweep for all, not a timer each: most end at once.
-        self._waits[task] = started
-        if self._sweep is None:
-            self._sweep = loop.call_later(self._sweep_seconds, self._end_overdue)
-        try:
-            await admission.acquire(who, None, _WAITING)
-        except asyncio.CancelledError:
-            if task in self._overwaited:
-                task.uncancel()
-                raise self._waited_too_long() from None
-            raise
-        finally:
-            del self._waits[task]
-            self._overwaited.discard(task)
-        self._reads[task] = _Read(started, loop.time(), who)
+        self._reads[task] = _Read(started, reading, who)
+        self._sweeping(loop)
         try:
             return await read()
         except asyncio.CancelledError:
@@ -122,9 +112,29 @@ class ReceiveSlots:
             raise
         finally:
             del self._reads[task]
-            self._overdue.discard(task)
-            self._preempted.discard(task)
+            if self._overdue or self._preempted:
+                self._overdue.discard(task)
+                self._preempted.discard(task)
             admission.release(who)
+
+    async def _wait(self, task: asyncio.Task[Any], who: str, started: float) -> None:
+        """Wait for a slot in the caller's queue, until the sweep finds the call waiting too long."""
+        self._waits[task] = started
+        self._sweeping(asyncio.get_running_loop())
+        try:
+            await self.admission.acquire(who, None, _WAITING)
+        except asyncio.CancelledError:
+            if task in self._overwaited:
+                task.uncancel()
+                raise self._waited_too_long() from None
+            raise
+        finally:
+            del self._waits[task]
+            self._overwaited.discard(task)
+
+    def _sweeping(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sweep is None:
+            self._sweep = loop.call_later(self._sweep_seconds, self._end_overdue)
 
     def _end_overdue(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -189,8 +199,7 @@ class ReceiveSlots:
         return admission.refused(OVERLOADED, state, "their share of the slots", admission.concurrency)
 
 
-@dataclass(frozen=True)
-class _Read:
+class _Read(NamedTuple):
     """A call reading its message: when it started (waiting for a slot included), when its read
     began, and whose call it is."""
 
