@@ -1600,6 +1600,40 @@ def test_a_constant_less_an_exponential_that_reaches_it_at_a_whole_exponent(
     assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=0)
 
 
+@pytest.mark.parametrize(
+    ("text", "order", "xs", "exact"),
+    [
+        (
+            "gamma(x) - 1",
+            0,
+            [1 + 1e-7, 1 - 1e-9, 2 + 1e-7, 2 - 3e-10, 0.3, -0.5, 3.0, 170.0],
+            lambda t: mpmath.gamma(t) - 1,
+        ),
+        ("factorial(x) - 1", 0, [1e-10, -1e-12, 1 + 1e-9, 0.3, 5.0], lambda t: mpmath.gamma(t + 1) - 1),
+        ("1 - gamma(x + 2)", 0, [-1 + 1e-9, 1e-11, -0.5], lambda t: 1 - mpmath.gamma(t + 2)),
+        ("3*gamma(x) - 3", 0, [1 + 1e-8, 2 - 1e-8], lambda t: 3 * mpmath.gamma(t) - 3),
+        ("atan(gamma(x) - 1)", 1, [1 + 1e-9, 2.5], lambda t: mpmath.atan(mpmath.gamma(t) - 1)),
+    ],
+)
+def test_gamma_less_one_next_to_its_ones(text: str, order: int, xs: list[float], exact: Any) -> None:
+    """1 - gamma(u) next to gamma's ones at 1 and 2 is -expm1(log gamma(u)), log gamma's series in u
+    - 1 (u - 2), exact there (`kernels.one_minus_gamma`): gamma(x) - 1 at 1 + 1e-7 was 2e-9 off, and
+    factorial(x) - 1 is gamma(x + 1) - 1 with x itself, not 1 + x rounded, in the series."""
+    values = _derivative_values(text, order, xs)
+    with mpmath.workdps(60):
+        expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=4e-15, abs=0)
+
+
+def test_gamma_less_one_past_the_doubles_is_computed_in_long_double() -> None:
+    # The long double run computes 1 - gamma(u) from gamma in long double (`widening._gamma`) away
+    # from gamma's ones: through the doubles' kernel the first was inf and the second NaN.
+    assert _derivative_values("(gamma(x) - 1)/gamma(x - 1)", 0, [172.5]).tolist() == pytest.approx(
+        [171.5], rel=1e-13
+    )
+    assert _derivative_values("(factorial(x) - 1)/factorial(x)", 0, [200.5]).tolist() == [1.0]
+
+
 def test_values_that_do_not_depend_on_an_argument_too_large_to_know_keep_theirs() -> None:
     """x + e^-x sin(x^3) at 2000.5 is 2000.5 whatever sin(x^3) is, and so are the partials of
     x y + z cos(x^3) at z = 0 but the one along z: NaN made them all NaN (a regression hunt,

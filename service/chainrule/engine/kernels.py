@@ -914,6 +914,26 @@ def loggamma(x: Any) -> Any:
     return np.where(xs < 0, np.nan, result)
 
 
+def one_minus_gamma(x: Any, shift: Any) -> Any:
+    """1 - gamma(x + shift), `shift` a whole number, without the cancellation next to gamma's ones at
+    1 and 2: there it is -expm1 of log gamma's series (`loggamma`) in x + shift - 1 (or - 2), which
+    x + (shift - 1) gives exactly, where x + shift is rounded (gamma(x) - 1 at 1.0000001 was 2e-9
+    off; factorial(x) - 1 at 1e-10 would have lost six digits to 1 + x)."""
+    xs, shifts = _array(x), _array(shift)
+    whole = xs + shifts
+    result = 1.0 - gamma(whole)
+    near_one, near_two = (whole > 0.5) & (whole <= 1.5), (whole > 1.5) & (whole < 2.5)
+    if not (near_one | near_two).any():
+        return result
+    offset = np.where(near_one, xs + (shifts - 1.0), xs + (shifts - 2.0))
+    series = np.where(
+        near_one,
+        np.polynomial.polynomial.polyval(offset, _LGAMMA_AT_1),
+        np.polynomial.polynomial.polyval(offset, _LGAMMA_AT_2),
+    )
+    return np.where(near_one | near_two, -np.expm1(series), result)
+
+
 def _lgamma_series(offset: int, terms: int = 64) -> tuple[float, ...]:
     """Coefficients of log gamma(offset + e) in e: -gamma e + sum (-1)^k (zeta(k) - [offset = 2]) e^k / k."""
     ctx = reference.context(_PREC)
@@ -1446,6 +1466,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "loggamma": _Kernel(loggamma, weight=300, overhead=350_000, contained=True),
         "log_gamma": _Kernel(log_gamma, weight=300, overhead=350_000),
         "log_abs_gamma": _Kernel(log_abs_gamma, weight=300, overhead=350_000),
+        "one_minus_gamma": _Kernel(one_minus_gamma, weight=330, overhead=355_000, contained=True),
         "sech_squared": _Kernel(sech_squared, weight=4, overhead=6_000, generic=True),
         "log1p": _Kernel(np.log1p, weight=3),
         "log2": _Kernel(np.log2, weight=3),

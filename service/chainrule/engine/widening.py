@@ -111,6 +111,16 @@ def _gamma(x: Any) -> Any:
     return overflow.reported(result)
 
 
+def _one_minus_gamma(x: Any, shift: Any) -> Any:
+    """1 - gamma(x + shift) from `_gamma`, in long double, but next to gamma's ones, where the
+    doubles' kernel is exact (`kernels.one_minus_gamma`): (gamma(x) - 1)/gamma(x - 1) at 172.5 is
+    171.5 (inf through the doubles' kernel)."""
+    xs, shifts = (np.asarray(_narrowed(a), dtype=np.float64) for a in (x, shift))
+    whole = xs + shifts
+    near = (whole > 0.5) & (whole < 2.5)
+    return np.where(near, kernels.one_minus_gamma(xs, shifts), 1 - _gamma(whole))
+
+
 def _long_double_gamma(xs: Any) -> Any:
     """Its sign times exp(log|gamma|) in long double."""
     return kernels.gamma_sign(xs) * np.exp(scipy.special.gammaln(xs).astype(np.longdouble))
@@ -253,6 +263,7 @@ _WIDE_KERNELS: Mapping[str, Callable[..., Any]] = {
     "sin": np.sin,
     "cos": np.cos,
     "factorial": lambda x: _gamma(np.add(x, 1.0)),
+    "one_minus_gamma": _one_minus_gamma,
     "erfc": _erfc,
     "beta": _beta,
     **{
