@@ -1625,6 +1625,30 @@ def test_gamma_less_one_next_to_its_ones(text: str, order: int, xs: list[float],
     assert values.tolist() == pytest.approx(expected, rel=4e-15, abs=0)
 
 
+@pytest.mark.parametrize(
+    ("text", "order", "xs", "exact"),
+    [
+        ("atanh(cos(x) - x^3)", 0, [1e-3, 1e-5, 0.3], lambda t: mpmath.atanh(mpmath.cos(t) - t**3)),
+        ("atanh(x^3 - cos(x))", 0, [1e-3, 1e-5], lambda t: mpmath.atanh(t**3 - mpmath.cos(t))),
+        ("asin(cos(x) + x^5)", 0, [1e-3, 1e-4], lambda t: mpmath.asin(mpmath.cos(t) + t**5)),
+        ("acos(exp(-x^2) - x^3)", 0, [1e-4, 1e-2], lambda t: mpmath.acos(mpmath.exp(-(t**2)) - t**3)),
+        ("acosh(cosh(x) + x^4)", 0, [1e-3], lambda t: mpmath.acosh(mpmath.cosh(t) + t**4)),
+        ("atanh(sech(x) - x^2)", 0, [1e-4], lambda t: mpmath.atanh(mpmath.sech(t) - t**2)),
+        ("atanh(tanh(x) - exp(-x))", 0, [40.0, 5.0], lambda t: mpmath.atanh(mpmath.tanh(t) - mpmath.exp(-t))),
+        ("atanh(cos(x) - x^3)", 1, [1e-3], lambda t: mpmath.atanh(mpmath.cos(t) - t**3)),
+    ],
+)
+def test_an_inverse_function_of_a_sum_holding_a_function_next_to_one(
+    text: str, order: int, xs: list[float], exact: Any
+) -> None:
+    """1 - (f + v) is (1 - f) - v where 1 - f has a rule (1 + (f + v) likewise): atanh(cos(x) - x^3)
+    at 1e-5 was 9e-8 off, acos(exp(-x^2) - x^3) at 1e-4 1.6e-9 (an independent hunt's class)."""
+    values = _derivative_values(text, order, xs)
+    with mpmath.workdps(60):
+        expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=4e-15, abs=0)
+
+
 def test_gamma_less_one_past_the_doubles_is_computed_in_long_double() -> None:
     # The long double run computes 1 - gamma(u) from gamma in long double (`widening._gamma`) away
     # from gamma's ones: through the doubles' kernel the first was inf and the second NaN.

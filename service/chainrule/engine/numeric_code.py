@@ -2273,6 +2273,11 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         return rule(t, t.args[0])
     if t.is_Add and sympy.S.One in t.args:  # 1 - (1 + v) is -v exactly: acos(1 - x) from x itself
         return 1 - t
+    if t.is_Add:
+        found = _term_with_rule(t, _ONE_LESS_OF)
+        if found is not None:  # 1 - (f + v) is (1 - f) - v: atanh(cos(x) - x^3) at 1e-5 was 9e-8 off
+            term, rule = found
+            return rule(term, term.args[0]) - (t - term)
     if t.is_Pow and t.exp == -1:  # 1 - 1/b is (b - 1)/b where 1 - b has a rule (atanh(1/coth(x)))
         less = _one_less(t.base)
         if less is not None:
@@ -2402,6 +2407,16 @@ def _whole_apart(u: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
     """u as (k, v), k + v = u, k the whole number u's sum holds (0 if none): factorial(x) is gamma(x + 1)."""
     k, v = u.as_coeff_Add()
     return (k, v) if k.is_Integer else (sympy.S.Zero, u)
+
+
+def _term_with_rule(t: sympy.Expr, rules: Mapping[type, _Rule]) -> tuple[sympy.Expr, _Rule] | None:
+    """The first term of the sum `t` that `rules` has a rule for (a function tending to 1, or -1),
+    and the rule."""
+    for term in sympy.Add.make_args(t):
+        rule = _rule_for(rules, term)
+        if rule is not None:
+            return term, rule
+    return None
 
 
 def _rule_for(rules: Mapping[type, _Rule], t: sympy.Expr) -> _Rule | None:
@@ -2616,6 +2631,15 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
     rule = _rule_for(_ONE_MORE_OF, t)
     if rule is not None:
         return rule(t, t.args[0])
+    if t.is_Add:
+        found = _term_with_rule(t, _ONE_MORE_OF)
+        if found is not None:  # 1 + (f + v) is (1 + f) + v where f tends to -1
+            term, rule = found
+            return rule(term, term.args[0]) + (t - term)
+        found = _term_with_rule(-t, _ONE_LESS_OF)
+        if found is not None:  # 1 + (-f + v) is (1 - f) + v: atanh(x^3 - cos(x)) next to -1
+            term, rule = found
+            return rule(term, term.args[0]) + (t + term)
     if t.is_Pow and t.exp == -1:  # 1 + 1/b is (1 + b)/b where 1 + b has a rule (atanh(1/(x - 1)))
         more = _one_more(t.base)
         if more is not None:
