@@ -1587,6 +1587,10 @@ def test_a_periodic_function_of_a_product_of_two_variables_is_right_at_any_size(
         ("10^x - 100", 0, [2 + 1e-12, 0.5], lambda t: 10**t - 100),
         ("x*(4^x - 2)", 0, [0.5 + 1e-13, 2.0], lambda t: t * (4**t - 2)),
         ("0.5 - 2^x", 0, [-0.999999999999, 3.0], lambda t: mpmath.mpf(0.5) - 2**t),
+        # 3x - 3 as 3(x - 1), exact next to 1 where 3x rounds (3.7e-8 off at 1 - 1e-9)
+        ("8 - 2^(3*x)", 0, [1 - 1e-9, 1 + 1e-12, 0.3], lambda t: 8 - 2 ** (3 * t)),
+        ("1 - exp(3*x + 3)", 0, [-1 + 1e-12, 0.5], lambda t: 1 - mpmath.exp(3 * t + 3)),
+        ("exp(x/2) - E", 0, [2 - 1e-12], lambda t: mpmath.exp(t / 2) - mpmath.e),
     ],
 )
 def test_a_constant_less_an_exponential_that_reaches_it_at_a_whole_exponent(

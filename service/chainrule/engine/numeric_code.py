@@ -2295,7 +2295,7 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
         square = _one_less(t.args[0] ** 2)
         return None if square is None else square / (1 + t)
     if t.is_Pow and t.base.is_positive and not t.base.free_symbols:  # 1 - 2^u is -expm1(u log 2)
-        return -Kernel(Str("expm1"), t.exp * sympy.log(t.base))
+        return -Kernel(Str("expm1"), _exactly_scaled(t.exp, sympy.log(t.base)))
     shifted = _exponential_shifted(t)
     if shifted is not None:  # 1 - 2^u/2 is -expm1((u - 1) log 2): 2 - 2^x next to 1 was 2.8e-5 off
         return -Kernel(Str("expm1"), shifted)
@@ -2369,14 +2369,25 @@ def _exponential_shifted(t: sympy.Expr) -> sympy.Expr | None:
         return None
     if k == 0 or k.q & (k.q - 1) or abs(k) > _EXACT_PERIOD:
         return None
-    return (u + k) * log_base
+    return _exactly_scaled(u + k, log_base)
+
+
+def _exactly_scaled(u: sympy.Expr, factor: sympy.Expr) -> sympy.Expr:
+    """u times `factor`, a sum's rational content taken out of it, so that its terms cancel exactly:
+    3x - 3 as 3(x - 1), which is exact next to 1 where 3x rounds (8 - 2^(3x) at 1 - 1e-9 was 3.7e-8
+    off, 1 - 2^(3x + 3) at -1 + 1e-12 8e-5)."""
+    content, primitive = u.as_content_primitive()
+    if content == 1 or not primitive.is_Add:
+        return u * factor
+    # A kernel's product: sympy distributes a number over a sum (3 (x - 1) is 3x - 3 again).
+    return Kernel(Str("multiply"), content * factor, primitive)
 
 
 _Rule = Callable[[sympy.Expr, sympy.Expr], sympy.Expr]
 # 1 - f(u) for the functions tending to 1, each written from f and u.
 _ONE_LESS_OF: Mapping[type, _Rule] = {
     sympy.tanh: lambda t, u: 2 / (sympy.exp(2 * u) + 1),
-    sympy.exp: lambda t, u: -Kernel(Str("expm1"), u),
+    sympy.exp: lambda t, u: -Kernel(Str("expm1"), _exactly_scaled(u, sympy.S.One)),
     sympy.cos: lambda t, u: 2 * sympy.sin(u / 2) ** 2,
     sympy.cosh: lambda t, u: -2 * sympy.sinh(u / 2) ** 2,
     # cos(u)^2/(1 + sin(u)) where sin(u) > 0 (`kernels.one_minus_sin`)
