@@ -1662,6 +1662,32 @@ def test_gamma_less_one_past_the_doubles_is_computed_in_long_double() -> None:
     assert _derivative_values("(factorial(x) - 1)/factorial(x)", 0, [200.5]).tolist() == [1.0]
 
 
+@pytest.mark.parametrize(
+    ("text", "x", "expected"),
+    [
+        # gamma tiny and positive: the long double run flagged the doubles' gamma (NaN)
+        ("atanh(gamma(x) - 1)", -171.5, -356.91808179612),
+        ("atanh(gamma(x) - 1)", -1001.5, -2961.0200512262586),
+        # acosh_near_one's other branch overflowed long double (NaN), as acosh(cosh(x)) at 6000 did
+        ("acosh(gamma(x))", 1000.0, 5905.913570389741),
+        ("acosh(cosh(x))", 6000.0, 6000.0),
+        # (b - 1)/b was inf/inf where gamma is infinite
+        ("1/gamma(x) - 1", 0.0, -1.0),
+        ("1/gamma(x) - 1", 1756.0, -1.0),
+        ("acos(1/gamma(x))", 1756.0, math.pi / 2),
+        # x^3 is -0.0: gamma(-0.0) - 1 is -inf, and its sign was lost to -0.0 + 0
+        ("gamma(x^3) - 1", -1e-200, -math.inf),
+        ("atan(gamma(x^3) - 1)", -1e-200, -math.pi / 2),
+    ],
+)
+def test_gamma_less_one_where_gamma_is_past_the_doubles_or_infinite(
+    text: str, x: float, expected: float
+) -> None:
+    """Where the rule for 1 - gamma(u) met gamma's infinities, the long double run and signed
+    zeros (a regression hunt of the rule, 2026-12-06): each was right before it."""
+    assert _derivative_values(text, 0, [x]).tolist() == pytest.approx([expected], rel=1e-13)
+
+
 def test_values_that_do_not_depend_on_an_argument_too_large_to_know_keep_theirs() -> None:
     """x + e^-x sin(x^3) at 2000.5 is 2000.5 whatever sin(x^3) is, and so are the partials of
     x y + z cos(x^3) at z = 0 but the one along z: NaN made them all NaN (a regression hunt,

@@ -748,7 +748,10 @@ def atanh_near_one(u: Any, less: Any, more: Any) -> Any:
 def acosh_near_one(u: Any, above: Any) -> Any:
     """acosh(u) given u - 1 written stably: log1p(d + sqrt(d (d + 2))) with d = u - 1 where u < 2
     (acosh(cosh(x)) at 1e-9 was 0.0), acosh(u) elsewhere."""
-    result = np.where(u < 2, np.log1p(above + np.sqrt(above * (above + 2.0))), np.arccosh(u))
+    # The other branch's d (d + 2) overflowed, and was flagged, where u is large (acosh(gamma(x))
+    # at 1000, in long double: a regression hunt, 2026-12-06).
+    near = np.where(u < 2, above, 0.0)
+    result = np.where(u < 2, np.log1p(near + np.sqrt(near * (near + 2.0))), np.arccosh(u))
     # Below -1, d (d + 2) is positive again: acosh(x^3) at -1e5 was -inf, its value is NaN.
     return _nan_where_any(np.where(above < 0, np.nan, result), u, above)
 
@@ -920,7 +923,7 @@ def one_minus_gamma(x: Any, shift: Any) -> Any:
     x + (shift - 1) gives exactly, where x + shift is rounded (gamma(x) - 1 at 1.0000001 was 2e-9
     off; factorial(x) - 1 at 1e-10 would have lost six digits to 1 + x)."""
     xs, shifts = _array(x), _array(shift)
-    whole = xs + shifts
+    whole = np.where(shifts == 0, xs, xs + shifts)  # -0.0 + 0.0 is 0.0: gamma(-0.0) is -inf
     result = 1.0 - gamma(whole)
     near_one, near_two = (whole > 0.5) & (whole <= 1.5), (whole > 1.5) & (whole < 2.5)
     if not (near_one | near_two).any():

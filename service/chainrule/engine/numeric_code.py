@@ -2281,7 +2281,7 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
     if t.is_Pow and t.exp == -1:  # 1 - 1/b is (b - 1)/b where 1 - b has a rule (atanh(1/coth(x)))
         less = _one_less(t.base)
         if less is not None:
-            return -less / t.base
+            return _finite_or(-less / t.base, 1 - t)
     one_plus = _exactly_one_plus(t)  # ... and 1 - (1 - x)(1 + x), once a rule factored 1 - x^2, x^2
     if one_plus is not None:  # (atanh(1 - x^2)' = -2x/(1 - (1 - x^2)^2) at 1e-12 was 9007, truth -1e12)
         return -one_plus
@@ -2377,7 +2377,11 @@ def _exactly_scaled(u: sympy.Expr, factor: sympy.Expr) -> sympy.Expr:
     3x - 3 as 3(x - 1), which is exact next to 1 where 3x rounds (8 - 2^(3x) at 1 - 1e-9 was 3.7e-8
     off, 1 - 2^(3x + 3) at -1 + 1e-12 8e-5)."""
     content, primitive = u.as_content_primitive()
-    if content == 1 or not primitive.is_Add:
+    # Only where each varying term is then a plain ±v: (3x - 1)/3 for x - 1/3 would round 3x.
+    plain = primitive.is_Add and all(
+        abs(term.as_coeff_Mul()[0]) == 1 for term in primitive.args if term.free_symbols
+    )
+    if content == 1 or not plain:
         return u * factor
     # A kernel's product: sympy distributes a number over a sum (3 (x - 1) is 3x - 3 again).
     return Kernel(Str("multiply"), content * factor, primitive)
@@ -2418,6 +2422,12 @@ def _whole_apart(u: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
     """u as (k, v), k + v = u, k the whole number u's sum holds (0 if none): factorial(x) is gamma(x + 1)."""
     k, v = u.as_coeff_Add()
     return (k, v) if k.is_Integer else (sympy.S.Zero, u)
+
+
+def _finite_or(written: sympy.Expr, as_is: sympy.Expr) -> sympy.Expr:
+    """`written`, or where it is not finite `as_is`: (b - 1)/b is inf/inf where b is infinite and
+    1 - 1/b is 1 (1/gamma(x) - 1 at 1756 and at 0 was NaN; a regression hunt, 2026-12-06)."""
+    return Kernel(Str("finite_or"), written, as_is)
 
 
 def _term_with_rule(t: sympy.Expr, rules: Mapping[type, _Rule]) -> tuple[sympy.Expr, _Rule] | None:
@@ -2654,7 +2664,7 @@ def _one_more(t: sympy.Expr) -> sympy.Expr | None:
     if t.is_Pow and t.exp == -1:  # 1 + 1/b is (1 + b)/b where 1 + b has a rule (atanh(1/(x - 1)))
         more = _one_more(t.base)
         if more is not None:
-            return more / t.base
+            return _finite_or(more / t.base, 1 + t)
     if isinstance(t, _ODD):  # 1 + f(u) is 1 - f(-u): 1 + coth(x) at -20 was 0.0 (tester round 11)
         return _one_less(type(t)(-t.args[0], evaluate=False))
     over_a_root = _over_a_root(t, -1)
