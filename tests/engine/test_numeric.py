@@ -1688,6 +1688,13 @@ def test_gamma_less_one_where_gamma_is_past_the_doubles_or_infinite(
     assert _derivative_values(text, 0, [x]).tolist() == pytest.approx([expected], rel=1e-13)
 
 
+def test_one_less_of_one_less_gamma_is_gamma() -> None:
+    # atanh(gamma(x) - 1)' divides by 1 - (gamma(x) - 1)^2 = (2 - gamma)(gamma): the second factor,
+    # 1 - (1 - gamma) once a rule wrote gamma(x) - 1, was 0 where gamma is tiny (inf; a regression hunt).
+    values = _derivative_values("atanh(gamma(x) - 1)", 1, [-171.5, -301.5])
+    assert values.tolist() == pytest.approx([2.5737479426120435, 2.8552137371126505], rel=1e-13)
+
+
 def test_values_that_do_not_depend_on_an_argument_too_large_to_know_keep_theirs() -> None:
     """x + e^-x sin(x^3) at 2000.5 is 2000.5 whatever sin(x^3) is, and so are the partials of
     x y + z cos(x^3) at z = 0 but the one along z: NaN made them all NaN (a regression hunt,

@@ -2288,6 +2288,10 @@ def _one_less(t: sympy.Expr) -> sympy.Expr | None:
     if isinstance(t, RealRoot) and t.args[1].is_Integer:  # cbrt(1 + u) - 1 was 0.0 at 1e-17
         u = _exactly_one_plus(t.args[0])
         return None if u is None else Kernel(Str("one_less_power"), u, 1 / t.args[1], 1 - t)
+    if _kernel_name(t) == "one_minus_gamma":  # 1 - (1 - gamma(u)) is gamma(u), tiny or not: where a
+        # rule wrote gamma(u) - 1 first, atanh(gamma(x) - 1)' at -171.5 was 1 - 1 in a divisor (inf)
+        v, k = t.args[1:]
+        return sympy.gamma(v + k)
     if isinstance(t, Kernel) and t.args[0].name == "one_plus_power":  # (1 + u)^p, written already
         u, exponent, whole = t.args[1:]
         return Kernel(Str("one_less_power"), u, exponent, 1 - whole)
