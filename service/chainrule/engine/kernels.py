@@ -923,9 +923,8 @@ def one_minus_gamma(x: Any, shift: Any) -> Any:
     x + (shift - 1) gives exactly, where x + shift is rounded (gamma(x) - 1 at 1.0000001 was 2e-9
     off; factorial(x) - 1 at 1e-10 would have lost six digits to 1 + x)."""
     xs, shifts = _array(x), _array(shift)
-    whole = np.where(shifts == 0, xs, xs + shifts)  # -0.0 + 0.0 is 0.0: gamma(-0.0) is -inf
+    whole, near_one, near_two = shifted_gamma_argument(xs, shifts)
     result = 1.0 - gamma(whole)
-    near_one, near_two = (whole > 0.5) & (whole <= 1.5), (whole > 1.5) & (whole < 2.5)
     if not (near_one | near_two).any():
         return result
     offset = np.where(near_one, xs + (shifts - 1.0), xs + (shifts - 2.0))
@@ -935,6 +934,13 @@ def one_minus_gamma(x: Any, shift: Any) -> Any:
         np.polynomial.polynomial.polyval(offset, _LGAMMA_AT_2),
     )
     return np.where(near_one | near_two, -np.expm1(series), result)
+
+
+def shifted_gamma_argument(xs: Any, shifts: Any) -> tuple[Any, Any, Any]:
+    """x + shift (-0.0 kept: -0.0 + 0.0 is 0.0, and gamma(-0.0) is -inf), and where it is next to 1
+    and next to 2: the ranges of log gamma's series (`one_minus_gamma`)."""
+    whole = np.where(shifts == 0, xs, xs + shifts)
+    return whole, (whole > 0.5) & (whole <= 1.5), (whole > 1.5) & (whole < 2.5)
 
 
 def _lgamma_series(offset: int, terms: int = 64) -> tuple[float, ...]:

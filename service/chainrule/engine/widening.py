@@ -116,8 +116,8 @@ def _one_minus_gamma(x: Any, shift: Any) -> Any:
     doubles' kernel is exact (`kernels.one_minus_gamma`): (gamma(x) - 1)/gamma(x - 1) at 172.5 is
     171.5 (inf through the doubles' kernel)."""
     xs, shifts = (np.asarray(_narrowed(a), dtype=np.float64) for a in (x, shift))
-    whole = np.where(shifts == 0, xs, xs + shifts)
-    near = (whole > 0.5) & (whole < 2.5)
+    whole, near_one, near_two = kernels.shifted_gamma_argument(xs, shifts)
+    near = near_one | near_two
     # The doubles' kernel at the points next to 1 and 2 only: its gamma elsewhere flags what is
     # past the doubles, which this run computes (-171.5 was NaN; a regression hunt, 2026-12-06).
     series = kernels.one_minus_gamma(np.where(near, xs, 1.5), np.where(near, shifts, 0.0))
