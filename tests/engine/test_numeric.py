@@ -1578,6 +1578,14 @@ def test_a_periodic_function_of_a_product_of_two_variables_is_right_at_any_size(
     assert result.gradients[0].tolist() == pytest.approx(by_x, rel=1e-12, abs=0)
 
 
+def _assert_matches(text: str, order: int, xs: list[float], exact: Any, rel: float) -> None:
+    """The `order`-th derivative of `text` at `xs` is `exact`'s, by mpmath at 60 digits, to `rel`."""
+    values = _derivative_values(text, order, xs)
+    with mpmath.workdps(60):
+        expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=rel, abs=0)
+
+
 @pytest.mark.parametrize(
     ("text", "order", "xs", "exact"),
     [
@@ -1598,10 +1606,7 @@ def test_a_constant_less_an_exponential_that_reaches_it_at_a_whole_exponent(
 ) -> None:
     """2 - 2^x is 2 (1 - 2^(x - 1)): -2 expm1((x - 1) log 2), x - 1 exact next to 1 (atan(2 - 2^x)
     at 1 - 1e-12 was 2.8e-5 off, e^x - e and 10^x - 100 alike; an independent hunt, 2026-12-06)."""
-    values = _derivative_values(text, order, xs)
-    with mpmath.workdps(60):
-        expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
-    assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=0)
+    _assert_matches(text, order, xs, exact, rel=1e-13)
 
 
 @pytest.mark.parametrize(
@@ -1623,10 +1628,7 @@ def test_gamma_less_one_next_to_its_ones(text: str, order: int, xs: list[float],
     """1 - gamma(u) next to gamma's ones at 1 and 2 is -expm1(log gamma(u)), log gamma's series in u
     - 1 (u - 2), exact there (`kernels.one_minus_gamma`): gamma(x) - 1 at 1 + 1e-7 was 2e-9 off, and
     factorial(x) - 1 is gamma(x + 1) - 1 with x itself, not 1 + x rounded, in the series."""
-    values = _derivative_values(text, order, xs)
-    with mpmath.workdps(60):
-        expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
-    assert values.tolist() == pytest.approx(expected, rel=4e-15, abs=0)
+    _assert_matches(text, order, xs, exact, rel=4e-15)
 
 
 @pytest.mark.parametrize(
@@ -1647,10 +1649,7 @@ def test_an_inverse_function_of_a_sum_holding_a_function_next_to_one(
 ) -> None:
     """1 - (f + v) is (1 - f) - v where 1 - f has a rule (1 + (f + v) likewise): atanh(cos(x) - x^3)
     at 1e-5 was 9e-8 off, acos(exp(-x^2) - x^3) at 1e-4 1.6e-9 (an independent hunt's class)."""
-    values = _derivative_values(text, order, xs)
-    with mpmath.workdps(60):
-        expected = [float(mpmath.diff(exact, mpmath.mpf(x), order)) for x in xs]
-    assert values.tolist() == pytest.approx(expected, rel=4e-15, abs=0)
+    _assert_matches(text, order, xs, exact, rel=4e-15)
 
 
 def test_gamma_less_one_past_the_doubles_is_computed_in_long_double() -> None:

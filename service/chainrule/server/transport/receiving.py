@@ -182,20 +182,23 @@ class ReceiveSlots:
 
     def _waited_too_long(self) -> ChainruleError:
         admission = self.admission
-        state = (
+        return self._busy(
             f"{_WAITING} (waiting for a free {admission.name} slot) for {self.timeout_seconds:g} s "
             f"(CHAINRULE_HEADER_TIMEOUT_SECONDS): {admission.running} messages arriving, "
             f"{admission.waiting} calls waiting"
         )
-        return admission.refused(OVERLOADED, state, "their share of the slots", admission.concurrency)
 
     def _preemption(self) -> ChainruleError:
         admission = self.admission
-        state = (
+        return self._busy(
             f"the request message was still arriving {PREEMPT_SECONDS:g} s after its read began, "
             f"with {admission.running} of {admission.concurrency} slots (CHAINRULE_GRPC_RECEIVING_CALLS) "
             f"taken and {admission.waiting} calls waiting: send each message at once"
         )
+
+    def _busy(self, state: str) -> ChainruleError:
+        """A refusal for `state`, counted: the slots were busy (RESOURCE_EXHAUSTED, retry later)."""
+        admission = self.admission
         return admission.refused(OVERLOADED, state, "their share of the slots", admission.concurrency)
 
 
