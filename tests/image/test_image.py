@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from chainrule.client import Client
+from chainrule.server.metrics import PUBLISH_SECONDS
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
 from tests import prometheus_server
@@ -214,6 +215,9 @@ async def _metric(container: Container, name: str, **labels: str) -> float:
 async def test_prometheus_scrapes_the_container(container: Container, pod: Pod, tmp_path: Path) -> None:
     path = pod.deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"]
     handled = {"grpc_method": "GradientAtPoint", "grpc_code": "OK"}
+    # Each server process publishes its counts to the others' scrapes every PUBLISH_SECONDS
+    # (metrics.py): what earlier tests counted is there after two.
+    await asyncio.sleep(2 * PUBLISH_SECONDS)
     before = await _metric(container, "grpc_server_handled_total", **handled)
     calls = 5
     with Client(f"127.0.0.1:{container.ports['grpc']}", timeout=30) as client:
