@@ -2409,7 +2409,7 @@ _ONE_LESS_OF: Mapping[type, _Rule] = {
     # a kernel call: sympy would write erfc(-u) back as 2 - erfc(u)
     sympy.erf: lambda t, u: Kernel(Str("erfc"), u),
     sympy.erfc: lambda t, u: sympy.erf(u),  # 1 - erfc(u) was 0.0 at 1e-17
-    sympy.gamma: lambda t, u: Kernel(Str("one_minus_gamma"), *reversed(_whole_apart(u))),
+    sympy.gamma: lambda t, u: Kernel(Str("one_minus_gamma"), *_whole_apart(u)),
 }
 # 1 + f(u) for the functions tending to -1.
 _ONE_MORE_OF: Mapping[type, _Rule] = {
@@ -2423,9 +2423,9 @@ _ONE_MORE_OF: Mapping[type, _Rule] = {
 
 
 def _whole_apart(u: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
-    """u as (k, v), k + v = u, k the whole number u's sum holds (0 if none): factorial(x) is gamma(x + 1)."""
+    """u as (v, k), v + k = u, k the whole number u's sum holds (0 if none): factorial(x) is gamma(x + 1)."""
     k, v = u.as_coeff_Add()
-    return (k, v) if k.is_Integer else (sympy.S.Zero, u)
+    return (v, k) if k.is_Integer else (u, sympy.S.Zero)
 
 
 def _finite_or(written: sympy.Expr, as_is: sympy.Expr) -> sympy.Expr:

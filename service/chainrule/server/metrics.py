@@ -221,19 +221,15 @@ class _ReportedStats(CacheStats):
         self._evictions = metrics.cache_evictions.labels(name)
         self._entries = metrics.cache_entries.labels(name)
         self._bytes = metrics.cache_bytes.labels(name)
-        self._published = (0, 0, 0)
+        self._published: tuple[int, ...] = (0, 0, 0)
 
     def resized(self, entries: int, size: int) -> None:
         self._entries.set(entries)
         self._bytes.set(size)
 
     def publish(self) -> None:
-        counts = (self.hits, self.misses, self.evictions)
         series = (self._hits, self._misses, self._evictions)
-        for counter, count, published in zip(series, counts, self._published, strict=True):
-            if count != published:
-                counter.inc(count - published)
-        self._published = counts
+        self._published = _add_since(series, (self.hits, self.misses, self.evictions), self._published)
 
 
 class CallCounts:
@@ -245,21 +241,24 @@ class CallCounts:
     def __init__(self, metrics: Metrics, started: Any, ok: Any) -> None:
         self.started = self.ok = self.ended = 0
         self._started, self._ok, self._in_flight = started, ok, metrics.in_flight
-        self._published = (0, 0, 0)
+        self._published: tuple[int, ...] = (0, 0, 0)
         metrics.defer(self.publish)
 
     def publish(self) -> None:
-        counts = (self.started, self.ok, self.ended)
-        started, ok, ended = (
-            count - published for count, published in zip(counts, self._published, strict=True)
-        )
-        if started:
-            self._started.inc(started)
-        if ok:
-            self._ok.inc(ok)
-        if started != ended:
-            self._in_flight.inc(started - ended)
-        self._published = counts
+        # In flight is started less ended: its changes are published as the counters' are.
+        series = (self._started, self._ok, self._in_flight)
+        counts = (self.started, self.ok, self.started - self.ended)
+        self._published = _add_since(series, counts, self._published)
+
+
+def _add_since(
+    series: tuple[Any, ...], counts: tuple[int, ...], published: tuple[int, ...]
+) -> tuple[int, ...]:
+    """Add to each series what its count gained since `published`; the counts, to publish from next."""
+    for each, count, before in zip(series, counts, published, strict=True):
+        if count != before:
+            each.inc(count - before)
+    return counts
 
 
 class _Publisher:

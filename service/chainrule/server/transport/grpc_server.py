@@ -82,8 +82,10 @@ class DifferentiationServicer:
         self._callers = callers or Callers()
 
     async def Differentiate(self, request: bytes, context: Context) -> bytes:
-        replies = self._api.caches.differentiate
-        return await self._serve(self._api.differentiate, pb.DifferentiateRequest, request, context, replies)
+        caches = self._api.caches
+        return await self._serve(
+            self._api.differentiate, pb.DifferentiateRequest, request, context, caches.differentiate
+        )
 
     async def Evaluate(self, request: bytes, context: Context) -> bytes:
         return await self._serve(self._api.evaluate_reply, pb.EvaluateRequest, request, context)
@@ -95,13 +97,12 @@ class DifferentiationServicer:
         return await self._serve(self._api.jacobian_reply, pb.JacobianRequest, request, context)
 
     async def Series(self, request: bytes, context: Context) -> bytes:
-        return await self._serve(
-            self._api.series, pb.SeriesRequest, request, context, self._api.caches.series
-        )
+        caches = self._api.caches
+        return await self._serve(self._api.series, pb.SeriesRequest, request, context, caches.series)
 
     async def Parse(self, request: bytes, context: Context) -> bytes:
-        replies = self._api.caches.parse_reply
-        return await self._serve(self._api.parse, pb.ParseRequest, request, context, replies)
+        caches = self._api.caches
+        return await self._serve(self._api.parse, pb.ParseRequest, request, context, caches.parse_reply)
 
     async def GetServerInfo(self, request: bytes, context: Context) -> bytes:
         return await self._serve(self._api.server_info, pb.GetServerInfoRequest, request, context)
