@@ -11,6 +11,12 @@ where they differ, the truth is the derivative evaluated with mpmath at 3,000 an
 point where those disagree is skipped as uncertain). A point is a regression where this tree's
 relative error is above 1e-12 and four times the base's; the report (REPORT.md, regressions.json)
 lists them, and the exit status is 1 if there are any.
+
+    python scripts/compare_trees.py --decimals --cases cases.json
+
+compares this tree with itself instead: each case with its whole numbers written as decimals (1 as
+1.0) against the case as written. 1.0 is 1, so a point where the decimal form is worse (as above) is
+a rule that missed the decimal: every rule did once (`numeric_code.exact_decimals`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,6 +112,13 @@ def compare(base: str, cases_file: Path, out_dir: Path) -> int:
             tar.extractall(scratch, filter="data")
         old = _tree_values(Path(scratch) / "service", cases_file, out_dir / "base.json")
     new = _tree_values(ROOT / "service", cases_file, out_dir / "new.json")
+    return _report(cases, old, new, out_dir, base)
+
+
+def _report(
+    cases: list[Case], old: list[list[float] | str], new: list[list[float] | str], out_dir: Path, base: str
+) -> int:
+    """Points where `new` is worse than `old` (`regressions.json`, REPORT.md); 1 if there are any."""
     regressions: list[dict[str, Any]] = []
     improved = compared = 0
     for case, before, now in zip(cases, old, new, strict=True):
@@ -136,9 +150,34 @@ def compare(base: str, cases_file: Path, out_dir: Path) -> int:
     return 1 if regressions else 0
 
 
+def _with_decimals(case: Case) -> Case:
+    """The case with each whole number written as a decimal: 1 - tanh(x)^2 as 1.0 - tanh(x)^2. A case
+    that divides is left: x/3.0 is x times the double nearest 1/3, another function than x/3."""
+    if "/" in case["expr"]:
+        return case
+    return {**case, "expr": re.sub(r"(?<![\w.])(\d+)(?![\w.])", r"\1.0", case["expr"])}
+
+
+def compare_decimals(cases_file: Path, out_dir: Path) -> int:
+    cases = [case for case in json.loads(cases_file.read_text()) if _with_decimals(case) != case]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    decimal_cases = out_dir / "decimal_cases.json"
+    decimal_cases.write_text(json.dumps([_with_decimals(case) for case in cases]))
+    as_written = _tree_values(ROOT / "service", _written(cases, out_dir), out_dir / "written.json")
+    decimals = _tree_values(ROOT / "service", decimal_cases, out_dir / "decimals.json")
+    return _report(cases, as_written, decimals, out_dir, "the cases as written")
+
+
+def _written(cases: list[Case], out_dir: Path) -> Path:
+    path = out_dir / "cases.json"
+    path.write_text(json.dumps(cases))
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--base", help="the commit to compare with")
+    parser.add_argument("--decimals", action="store_true", help="compare with the cases' decimal forms")
     parser.add_argument("--cases", type=Path, help="the cases (JSON list)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "compare")
     parser.add_argument("--evaluate", type=Path, help=argparse.SUPPRESS)  # one tree, in its own process
@@ -146,8 +185,10 @@ def main() -> int:
     if options.evaluate:
         options.out.write_text(json.dumps(evaluate(json.loads(options.evaluate.read_text()))))
         return 0
+    if options.decimals and options.cases:
+        return compare_decimals(options.cases, options.out)
     if not (options.base and options.cases):
-        parser.error("--base and --cases are needed")
+        parser.error("--base (or --decimals) and --cases are needed")
     return compare(options.base, options.cases, options.out)
 
 

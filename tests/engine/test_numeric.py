@@ -1652,6 +1652,29 @@ def test_an_inverse_function_of_a_sum_holding_a_function_next_to_one(
     _assert_matches(text, order, xs, exact, rel=4e-15)
 
 
+@pytest.mark.parametrize(
+    ("text", "order", "xs", "exact"),
+    [
+        ("1.0 - tanh(x)^2", 0, [20.0, 0.5], lambda t: mpmath.sech(t) ** 2),
+        ("acos(1.0 - x^2)", 0, [1e-9, 0.5], lambda t: mpmath.acos(1 - t**2)),
+        ("1.0 - exp(x)/(1.0 + exp(x))", 0, [40.0, -3.0], lambda t: 1 / (1 + mpmath.exp(t))),
+        ("sqrt(x^2 + 1.0) - x", 0, [1e10, 2.0], lambda t: mpmath.sqrt(t**2 + 1) - t),
+        ("(1.0 + x)^(1.0/x)", 0, [1e-12, 3.0], lambda t: (1 + t) ** (1 / t)),
+        ("atanh(1.0 - x)", 0, [1e-12, 0.5], lambda t: mpmath.atanh(1 - t)),
+        ("gamma(x) - 1.0", 0, [1 + 1e-9, 2 - 1e-9, 0.3], lambda t: mpmath.gamma(t) - 1),
+        ("0.5*x^2.0 - 0.5*sin(x)^2", 1, [1e-6, 2.0], lambda t: (t**2 - mpmath.sin(t) ** 2) / 2),
+        ("cosh(x)^2 - sinh(x)^2 - 1.0", 0, [20.0, 0.5], lambda t: 0 * t),
+    ],
+)
+def test_a_decimal_that_is_a_short_binary_fraction_is_that_number(
+    text: str, order: int, xs: list[float], exact: Any
+) -> None:
+    """1.0 is 1 to every rule (`numeric_code.exact_decimals`): to sympy the two differ, and 1.0 -
+    tanh(x)^2 at 20 was 0.0 (truth 1.7e-17), acos(1.0 - x^2) at 1e-9 0.0, cosh(x)^2 - sinh(x)^2 -
+    1.0 at 20 -1.0 (a hunt, 2026-12-06)."""
+    _assert_matches(text, order, xs, exact, rel=4e-15)
+
+
 def test_gamma_less_one_past_the_doubles_is_computed_in_long_double() -> None:
     # The long double run computes 1 - gamma(u) from gamma in long double (`widening._gamma`) away
     # from gamma's ones: through the doubles' kernel the first was inf and the second NaN.

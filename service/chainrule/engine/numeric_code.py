@@ -66,6 +66,26 @@ class Kernel(sympy.Function):  # type: ignore[misc]
     is_extended_real = True
 
 
+# A decimal that is a binary fraction this short is written as that fraction (`exact_decimals`).
+_SHORT_FRACTION = 2**16
+
+
+def exact_decimals(expr: sympy.Expr) -> sympy.Expr:
+    """`expr` with each decimal that is a short binary fraction (1.0, 0.5, 2.25, 3000.0) as that
+    rational, the same number: to sympy 1.0 is not 1, and the rules below compare numbers exactly
+    (1.0 - tanh(x)^2 was 0.0 at 20, truth 1.7e-17, where 1 - tanh(x)^2 is sech(x)^2; acos(1.0 - x^2)
+    was 0.0 at 1e-9 and cosh(x)^2 - sinh(x)^2 - 1.0 was -1.0 at 20; a hunt, 2026-12-06). Other
+    decimals (0.1) stay as written: as fractions they would be 2^55 over, and no rule looks for them."""
+    exact: dict[sympy.Basic, sympy.Basic] = {}
+    for decimal in expr.atoms(sympy.Float):
+        if not math.isfinite(decimal):
+            continue
+        fraction = sympy.Rational(decimal)
+        if fraction.q <= _SHORT_FRACTION and abs(fraction.p) <= _EXACT:
+            exact[decimal] = fraction
+    return expr.xreplace(exact) if exact else expr
+
+
 def stable(expr: sympy.Expr) -> sympy.Expr:
     """`expr` with forms float64 evaluates badly written as the same function in forms it evaluates
     well (independent testers found each of them wrong):

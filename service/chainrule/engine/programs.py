@@ -103,7 +103,7 @@ def generate(
     renames: dict[sympy.Basic, sympy.Basic] = {
         s: symbols[position[s.name]] for part in parts for s in part.free_symbols
     }
-    written = [part.xreplace(renames) for part in parts]
+    written = [numeric_code.exact_decimals(part.xreplace(renames)) for part in parts]
     with removable.slow_tries(_SLOW_TRIES_PER_PLAN):
         if taylor:
             written = [_taylor_factors(part) for part in written]
