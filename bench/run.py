@@ -221,8 +221,12 @@ GAPS = {
         "would take fusing the generated code's passes (not built)."
     ),
     "cached Differentiate req/s vs bare grpc.aio echo": (
-        "0.59 on 2026-12-04 on an Intel Xeon VM and 0.64 earlier that day on an AMD EPYC one, 0.57 "
-        "on 2026-12-02, 0.77 to 0.86 in six runs on 2026-11-30. Bisected on 2026-12-04 (bench/"
+        "0.68 to 0.73 in bench-quick and bench/harness.py since 2026-12-06 (a short request's reply "
+        "kept by its bytes, counts published when collected: bench/PROFILE.md, ninth profile, where "
+        "grpc itself, with the two trailers chainrule sends, puts the ceiling near 0.9 and the rest "
+        "is chainrule's Python per call, about 11 us in process and three to four times that under "
+        "load), 0.59 on 2026-12-04 on an Intel Xeon VM and 0.64 earlier that day on an AMD EPYC one, "
+        "0.57 on 2026-12-02, 0.77 to 0.86 in six runs on 2026-11-30. Bisected on 2026-12-04 (bench/"
         "harness.py against each tree in turn, one machine): 0.81 at 2d45205 (2026-11-30), 0.76 after "
         "the issue 16 merges (request ids and access lines, tracing), 0.71 to 0.68 after issue 15's "
         "first bounds, 0.60 once gRPC messages are read in bounded slots (transport/receiving.py: "
@@ -232,6 +236,12 @@ GAPS = {
         "(add_done_callback) 3%, the rest of chainrule's Python (request id, metrics, deadline scope, "
         "admission, lookup) a percent or two each, and the bulk inside grpc's Cython, which carries "
         "no symbols."
+    ),
+    "derivatives/s vs math.js derivative (simplify on, its default)": (
+        "the ratio moves with the machine: 3.24 on 2026-12-04 (the whole `make bench` took 1,918 s), "
+        "2.87 on 2026-12-06 on a busier VM (2,617 s; chainrule 114 derivatives/s against 138, math.js "
+        "39.7 against 42.5). chainrule keeps 4 in flight on 2 symbolic workers of a 2-core machine, "
+        "so it loses more than a single-threaded peer when other tenants take cycles."
     ),
     "derivatives/s vs math.js derivative (simplify off)": (
         "math.js without simplification only rewrites its own small JS tree, JIT-compiled: about 0.2 ms "

@@ -107,6 +107,30 @@ async def test_deferred_callers_wait_behind_everyone_holding_as_many() -> None:
     await asyncio.gather(running.task, stalling.task, later.task)
 
 
+async def test_preferred_callers_go_before_callers_new_to_the_queue() -> None:
+    # pool.py prefers callers whose last task was cheap: 60 new addresses' full-budget calls, each
+    # new to the queue and so before everyone served, had a cheap caller's cold calls wait behind
+    # them past their 5 s (make bench, many-addresses, 2026-12-06).
+    admission = Admission("symbolic", concurrency=1, queue=8, retry_after_seconds=1.0)
+    admission.preferred = {"cheap"}.__contains__
+    running = Holder(admission, "m")
+    await settle()
+    new = [Holder(admission, f"address:127.0.2.{k}") for k in range(3)]
+    await settle()
+    cheap = Holder(admission, "cheap")  # came last
+    await settle()
+    running.release.set()
+    await settle()
+    assert cheap.admitted.is_set() and not any(holder.admitted.is_set() for holder in new)
+    cheap.release.set()
+    await settle()
+    assert new[0].admitted.is_set()  # then the others, in the order they came
+    for holder in new:
+        holder.release.set()
+        await settle()
+    await asyncio.gather(running.task, cheap.task, *(holder.task for holder in new))
+
+
 async def test_deferred_callers_together_hold_one_callers_share_when_counted_as_one() -> None:
     # The symbolic workers defer callers whose tasks lately cost a worker: however many addresses
     # they come from, they hold all but one worker together, and the last serves everyone else.

@@ -180,6 +180,36 @@ async def test_a_caller_whose_task_cost_a_worker_waits_behind_other_callers() ->
         await executor.close()
 
 
+async def test_a_caller_whose_last_task_was_cheap_goes_before_callers_new_to_the_pool() -> None:
+    # 60 new addresses' full-budget calls went before another caller's cheap cold calls (each new to
+    # the queue too, one at a time), and 3 of 88 timed out (make bench, many-addresses, 2026-12-06).
+    executor = ProcessExecutor(1, spares=1, budget_seconds=2.0, memory_bytes=512 * 1024 * 1024, queue=4)
+    await executor.start()
+    served: list[str] = []
+
+    async def run_as(caller: str, seconds: float) -> None:
+        with deadlines.request_scope(None, lambda: caller):
+            await executor.run(time.sleep, seconds)
+        served.append(caller)
+
+    try:
+        await run_as("127.0.0.3", 0.01)
+        assert "127.0.0.3" in executor.cheap  # under CHEAP_PART of the budget
+        served.clear()
+        holding = asyncio.ensure_future(run_as("127.0.0.4", 0.2))
+        await wait_until(lambda: bool(executor.busy_pids()))
+        new = asyncio.ensure_future(run_as("127.0.0.5", 0.01))  # queued first
+        await wait_until(lambda: executor.admission.waiting == 1)
+        cheap = asyncio.ensure_future(run_as("127.0.0.3", 0.3))
+        await wait_until(lambda: executor.admission.waiting == 2)
+        await asyncio.gather(holding, new, cheap)
+        assert served == ["127.0.0.4", "127.0.0.3", "127.0.0.5"]
+        assert "127.0.0.3" not in executor.cheap  # its last task took 0.3 s: no longer cheap
+        assert "127.0.0.4" not in executor.cheap and "127.0.0.5" in executor.cheap
+    finally:
+        await executor.close()
+
+
 async def test_a_caller_that_leaves_a_task_to_be_killed_twice_is_costly() -> None:
     # Each task killed past the grace its caller left it costs a worker's replacement: costly work
     # sent with 20 ms deadlines had 53 workers replaced in 28 s, its caller never marked, as each

@@ -112,7 +112,8 @@ class Admission:
     out while they keep the queue full (its calls are refused with a retry delay).
     With `deferred_as_one`, the callers `deferred` says hold at most `per_caller` slots together, as
     if they were one caller: however many addresses send work that costs a worker, a slot stays for
-    the rest (pool.py).
+    the rest (pool.py). Among callers holding as many slots and not deferred, those `preferred` says
+    (pool.py: whose last task was cheap) go first.
     Refusals are RESOURCE_EXHAUSTED with a retry delay (the server is busy, not the request too
     big), counted by reason in `rejections`: `overloaded` (the queue was full) or `caller_share`
     (the caller already held its share of the queue).
@@ -143,6 +144,8 @@ class Admission:
         # Callers whose waiters go after every other's among those holding as many slots (receiving.py:
         # callers whose messages stalled lately, each preempted and queued again as new).
         self.deferred: Callable[[str], bool] = _never
+        # Callers whose waiters go before the others' among those holding as many slots (pool.py).
+        self.preferred: Callable[[str], bool] = _never
         self.deferred_as_one = deferred_as_one
         # Callers holding or awaiting a slot only: the maps stay as small as the queue.
         self._held: dict[str, int] = {}
@@ -279,17 +282,23 @@ class Admission:
         return who in self._deferred_waiting or self.deferred(who)
 
     def _dispatch(self) -> None:
-        """Hand free slots to waiting callers: fewest held first, then those not `deferred`, then the
-        one served longest ago."""
+        """Hand free slots to waiting callers: fewest held first, then those not `deferred`, then
+        those `preferred`, then the one served longest ago."""
         while self.running < self.concurrency:
             eligible = [
-                (self._held.get(who, 0), self._is_deferred(who), self._served[who], who)
+                (
+                    self._held.get(who, 0),
+                    self._is_deferred(who),
+                    not self.preferred(who),
+                    self._served[who],
+                    who,
+                )
                 for who in self._queues
                 if self._may_take(who)
             ]
             if not eligible:
                 return
-            who = min(eligible)[3]  # the stamps are distinct: the name never decides
+            who = min(eligible)[4]  # the stamps are distinct: the name never decides
             waiter = self._dequeue(who, newest=False)
             if waiter.done():  # cancelled, its task not yet told: it leaves the queue here
                 self._forget(who)

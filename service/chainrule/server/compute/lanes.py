@@ -34,6 +34,9 @@ class RecentlySlow:
         while len(self._until) > self.max_callers:
             self._until.popitem(last=False)
 
+    def forget(self, caller: str) -> None:
+        self._until.pop(caller, None)
+
     def __contains__(self, caller: str) -> bool:
         until = self._until.get(caller)
         if until is None:

@@ -106,6 +106,9 @@ COSTLY_SECONDS = 600.0
 # would cost as much again if its client retried (an OVERLOADED after 2 s of work was retried, and
 # killed again at 3.8 s: a regression hunt).
 COSTLY_PART = 0.25
+# The part of the server's budget under which a task that ended is cheap: its caller's next tasks go
+# before those of callers with no such record (`Admission.preferred`), for `COSTLY_SECONDS`.
+CHEAP_PART = 0.05
 
 
 class SymbolicWorkerError(RuntimeError):
@@ -291,6 +294,14 @@ class ProcessExecutor:
         # caller sending costly work with 20 ms deadlines had 53 workers replaced in 28 s, never
         # marked, as each was killed after computing the 0.5 s grace (an independent attacker).
         self._abandoning = RecentlySlow(COSTLY_SECONDS)
+        # Callers whose last task was cheap go before callers new to the pool: 60 addresses, each
+        # new, sending a full-budget Differentiate each had another caller's cheap cold calls (one at
+        # a time, so new at every call too) wait behind their first ones, and 3 of 88 timed out
+        # after 5 s (`make bench`, many-addresses, 2026-12-06). Addresses cost an attacker nothing;
+        # a record of cheap work costs it a cheap call before each costly one, which marks it costly.
+        self.cheap_seconds = CHEAP_PART * budget_seconds
+        self.cheap = RecentlySlow(COSTLY_SECONDS)
+        self.admission.preferred = self.cheap.__contains__
         self.stats = PoolStats()
         # Called with the reason of each replacement (metrics.py counts them).
         self.on_replaced: Callable[[str], None] = lambda reason: None
@@ -464,6 +475,10 @@ class ProcessExecutor:
             if held < budget.seconds:  # the hold, not the budget: its caller moves it (Parse's worker)
                 raise TooSlow(f"{what} took more than {plain_seconds(held)} s in a {self.name} worker")
             raise self._exceeded(budget, what, computed)
+        if time.monotonic() - sent < self.cheap_seconds:
+            self.cheap.mark(task.caller)
+        else:
+            self.cheap.forget(task.caller)
         return self._settle(task, kind, value)
 
     def _exceeded(self, budget: deadlines.Budget, what: str, computed: float) -> ChainruleError:
