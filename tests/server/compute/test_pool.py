@@ -150,30 +150,40 @@ async def test_a_task_that_holds_a_worker_past_its_allowance_is_stopped_for_its_
         await executor.close()
 
 
+async def _run_as(executor: ProcessExecutor, caller: str, seconds: float) -> str:
+    with deadlines.request_scope(None, lambda: caller):
+        await executor.run(time.sleep, seconds)
+    return caller
+
+
+async def _served_after_a_holder(executor: ProcessExecutor, queued: list[tuple[str, float]]) -> list[str]:
+    """The callers in the order their tasks ended: one holding the only worker for 0.2 s, then
+    `queued` (caller, seconds), queued in that order behind it."""
+    served: list[str] = []
+
+    async def run_as(caller: str, seconds: float) -> None:
+        served.append(await _run_as(executor, caller, seconds))
+
+    tasks = [asyncio.ensure_future(run_as("127.0.0.4", 0.2))]
+    await wait_until(lambda: bool(executor.busy_pids()))
+    for count, (caller, seconds) in enumerate(queued, start=1):
+        tasks.append(asyncio.ensure_future(run_as(caller, seconds)))
+        await wait_until(lambda count=count: executor.admission.waiting == count)
+    await asyncio.gather(*tasks)
+    return served
+
+
 async def test_a_caller_whose_task_cost_a_worker_waits_behind_other_callers() -> None:
     # 60 addresses sending a full-budget Series each, over and over, took turns with another
     # caller's cold requests, which waited out their budgets (an independent hunt): once a caller's
     # task has been killed for its budget (or its memory), a freed worker goes to others first.
     executor = ProcessExecutor(1, spares=1, budget_seconds=0.5, memory_bytes=512 * 1024 * 1024, queue=4)
     await executor.start()
-    served: list[str] = []
-
-    async def run_as(caller: str, seconds: float) -> None:
-        with deadlines.request_scope(None, lambda: caller):
-            await executor.run(time.sleep, seconds)
-        served.append(caller)
-
     try:
         with pytest.raises(errors.ResourceExhausted, match="compute budget"):
-            await run_as("127.0.0.2", FOREVER)
+            await _run_as(executor, "127.0.0.2", FOREVER)
         assert "127.0.0.2" in executor.costly and "127.0.0.3" not in executor.costly
-        holding = asyncio.ensure_future(run_as("127.0.0.4", 0.2))
-        await wait_until(lambda: bool(executor.busy_pids()))
-        costly = asyncio.ensure_future(run_as("127.0.0.2", 0.01))  # queued first
-        await wait_until(lambda: executor.admission.waiting == 1)
-        cheap = asyncio.ensure_future(run_as("127.0.0.3", 0.01))
-        await wait_until(lambda: executor.admission.waiting == 2)
-        await asyncio.gather(holding, costly, cheap)
+        served = await _served_after_a_holder(executor, [("127.0.0.2", 0.01), ("127.0.0.3", 0.01)])
         assert served == ["127.0.0.4", "127.0.0.3", "127.0.0.2"]
         await wait_until(lambda: pool_whole(executor))
     finally:
@@ -185,24 +195,10 @@ async def test_a_caller_whose_last_task_was_cheap_goes_before_callers_new_to_the
     # the queue too, one at a time), and 3 of 88 timed out (make bench, many-addresses, 2026-12-06).
     executor = ProcessExecutor(1, spares=1, budget_seconds=2.0, memory_bytes=512 * 1024 * 1024, queue=4)
     await executor.start()
-    served: list[str] = []
-
-    async def run_as(caller: str, seconds: float) -> None:
-        with deadlines.request_scope(None, lambda: caller):
-            await executor.run(time.sleep, seconds)
-        served.append(caller)
-
     try:
-        await run_as("127.0.0.3", 0.01)
+        await _run_as(executor, "127.0.0.3", 0.01)
         assert "127.0.0.3" in executor.cheap  # under CHEAP_PART of the budget
-        served.clear()
-        holding = asyncio.ensure_future(run_as("127.0.0.4", 0.2))
-        await wait_until(lambda: bool(executor.busy_pids()))
-        new = asyncio.ensure_future(run_as("127.0.0.5", 0.01))  # queued first
-        await wait_until(lambda: executor.admission.waiting == 1)
-        cheap = asyncio.ensure_future(run_as("127.0.0.3", 0.3))
-        await wait_until(lambda: executor.admission.waiting == 2)
-        await asyncio.gather(holding, new, cheap)
+        served = await _served_after_a_holder(executor, [("127.0.0.5", 0.01), ("127.0.0.3", 0.3)])
         assert served == ["127.0.0.4", "127.0.0.3", "127.0.0.5"]
         assert "127.0.0.3" not in executor.cheap  # its last task took 0.3 s: no longer cheap
         assert "127.0.0.4" not in executor.cheap and "127.0.0.5" in executor.cheap
