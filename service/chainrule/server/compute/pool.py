@@ -40,7 +40,9 @@ A caller whose task cost a worker (killed past the budget or the grace after com
 the budget, or out of memory) waits behind every other caller's tasks for `COSTLY_SECONDS`
 (`Admission.deferred`), such callers hold one caller's share of the workers together (by default all
 but one), and a full queue sheds their tasks first: cheap requests of others keep getting a worker
-while many addresses send full-budget work over and over.
+while many addresses send full-budget work over and over. A caller whose last task ended within
+`CHEAP_PART` of the budget goes before callers with no such record (`Admission.preferred`): a new
+address is no longer first in line ahead of a caller known to send cheap work.
 """
 
 from __future__ import annotations
@@ -298,7 +300,8 @@ class ProcessExecutor:
         # new, sending a full-budget Differentiate each had another caller's cheap cold calls (one at
         # a time, so new at every call too) wait behind their first ones, and 3 of 88 timed out
         # after 5 s (`make bench`, many-addresses, 2026-12-06). Addresses cost an attacker nothing;
-        # a record of cheap work costs it a cheap call before each costly one, which marks it costly.
+        # the record costs it a cheap call before each costly one, whose end clears it (or, killed
+        # at the budget, marks the caller costly).
         self.cheap_seconds = CHEAP_PART * budget_seconds
         self.cheap = RecentlySlow(COSTLY_SECONDS)
         self.admission.preferred = self.cheap.__contains__
