@@ -1675,6 +1675,14 @@ def test_a_decimal_that_is_a_short_binary_fraction_is_that_number(
     _assert_matches(text, order, xs, exact, rel=4e-15)
 
 
+def test_a_sum_whose_gcd_sympy_gives_up_on_is_computed_as_written() -> None:
+    # sympy's heuristic gcd raised HeuristicGCDFailed ("no luck") combining the terms of this second
+    # derivative, and the Hessian was refused as NOT_COMPUTABLE (the fuzzer, seed 3248711614).
+    assert _derivative_values("acoth(x * x) + ((pi ^ x) - sqrt(x))", 2, [2.0]).tolist() == pytest.approx(
+        [13.457137776880831], rel=1e-14
+    )
+
+
 def test_gamma_less_one_past_the_doubles_is_computed_in_long_double() -> None:
     # The long double run computes 1 - gamma(u) from gamma in long double (`widening._gamma`) away
     # from gamma's ones: through the doubles' kernel the first was inf and the second NaN.

@@ -28,6 +28,7 @@ from typing import Any
 import sympy
 from sympy.core.function import Application
 from sympy.core.symbol import Str
+from sympy.polys.polyerrors import BasePolynomialError
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -2099,7 +2100,11 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     node = node.replace(_power_by_logarithm_kernel, _written_power)
     mirrors = _mirrors(node)
     mirrored = _one_of_mirrored_sums(node, mirrors)
-    combined = _factored(mirrored) if mirrored.is_Add else None
+    try:
+        combined = _factored(mirrored) if mirrored.is_Add else None
+    except BasePolynomialError:  # sympy's gcd gave up ("no luck"): the sum as written. The Hessian
+        # of acoth(x^2) + pi^x - sqrt(x) was refused as NOT_COMPUTABLE (the fuzzer, seed 3248711614).
+        return None
     if combined is not None and mirrors:
         return _either_way(combined, mirrors.values())
     # ... or where only writing 1 + e^-x as e^-x (e^x + 1) merged terms: 1/(1 + e^-x) + 1/(1 + e^x)'
