@@ -8,6 +8,8 @@ from collections.abc import Callable
 import mpmath
 import pytest
 import sympy
+from sympy.polys import rings
+from sympy.polys.polyerrors import HeuristicGCDFailed
 
 from chainrule import engine
 from chainrule.engine import explain, implicit, parsing, verify
@@ -164,6 +166,31 @@ def _explained(text: str, order: int) -> tuple[list[explain.Step], sympy.Expr]:
     target = implicit.resolve(function, "y", [("x", order)])
     derivative = implicit.implicit_derivative(function, target)
     return explain.explain_implicit(lhs, rhs, target, derivative), derivative
+
+
+def test_a_ratio_whose_gcd_sympy_gives_up_on_stays_uncancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # y' = -F_x/F_y is cancelled where that makes it smaller; where sympy's heuristic gcd gives up
+    # ("no luck", as it did in a Hessian: the fuzzer, seed 3248711614) it is the ratio as it is.
+    calls = []
+
+    def no_luck(*polynomials: object) -> None:
+        calls.append(polynomials)
+        raise HeuristicGCDFailed("no luck")
+
+    monkeypatch.setattr(rings, "heugcd", no_luck)
+    steps, derivative = _explained("x^2/(y + 7919) + y^3 = 5", 2)
+    assert calls
+    assert steps[-1].result.text == parsing.to_text(derivative)
+    # y' and y'' by the textbook's formulas from F's partials, at (1, 2)
+    f = x**2 / (y + 7919) + y**3 - 5
+    fx, fy = f.diff(x), f.diff(y)
+    first = -fx / fy
+    second = -(f.diff(x, 2) + 2 * f.diff(x, y) * first + f.diff(y, 2) * first**2) / fy
+    at = {x: 1, y: 2}
+    assert float(_derivative("x^2/(y + 7919) + y^3 = 5").subs(at)) == pytest.approx(
+        float(first.subs(at)), rel=1e-14
+    )
+    assert float(derivative.subs(at)) == pytest.approx(float(second.subs(at)), rel=1e-14)
 
 
 def test_explain_shows_the_chain_rule_at_each_occurrence_of_y() -> None:

@@ -10,6 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import sympy
+from sympy.polys import rings
+from sympy.polys.polyerrors import HeuristicGCDFailed
 
 from chainrule import engine
 from chainrule.engine import numeric, numeric_code, overflow, parsing, reference, symbolic, widening
@@ -1681,6 +1683,32 @@ def test_a_sum_whose_gcd_sympy_gives_up_on_is_computed_as_written() -> None:
     assert _derivative_values("acoth(x * x) + ((pi ^ x) - sqrt(x))", 2, [2.0]).tolist() == pytest.approx(
         [13.457137776880831], rel=1e-14
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "order", "exact"),
+    [
+        # the rules that combine sums over a shared denominator, and write exponentials both ways
+        ("exp(x)/(exp(x) + 7919)", 2, lambda t: mpmath.exp(t) / (mpmath.exp(t) + 7919)),
+        ("exp(x)/(exp(x) + 7919)^2", 1, lambda t: mpmath.exp(t) / (mpmath.exp(t) + 7919) ** 2),
+        ("1/(1 + 7919*exp(-x))", 3, lambda t: 1 / (1 + 7919 * mpmath.exp(-t))),
+        ("(1 - x^5)/(1 - x) + x/7919", 2, lambda t: (1 - t**5) / (1 - t) + t / 7919),
+    ],
+)
+def test_every_rewrite_whose_gcd_sympy_gives_up_on_leaves_the_formula_as_written(
+    text: str, order: int, exact: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The class of the case above: each rewrite for accuracy that sympy's polynomial algebra fails
+    # in is skipped (`numeric_code._rewritten`), never the request. Here every heuristic gcd fails.
+    calls = []
+
+    def no_luck(*polynomials: object) -> None:
+        calls.append(polynomials)
+        raise HeuristicGCDFailed("no luck")
+
+    monkeypatch.setattr(rings, "heugcd", no_luck)
+    _assert_matches(text, order, [0.75, 1.5], exact, rel=1e-9)
+    assert calls, "no rule asked sympy for a gcd: the case no longer tests the fallback"
 
 
 def test_gamma_less_one_past_the_doubles_is_computed_in_long_double() -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy
+from sympy.polys.polyerrors import BasePolynomialError
 
 from chainrule.engine import parsing, symbolic
 from chainrule.engine.errors import InvalidArgument, LimitExceeded
@@ -139,7 +140,10 @@ def first_derivative(function: sympy.Expr, target: Implicit) -> sympy.Expr:
     tidied = sympy.factor_terms(ratio)
     if symbolic.expression_size(ratio) > _CANCELLED_SIZE:
         return tidied
-    cancelled = sympy.factor_terms(sympy.cancel(ratio))
+    try:
+        cancelled = sympy.factor_terms(sympy.cancel(ratio))
+    except BasePolynomialError:  # sympy's gcd gave up ("no luck"): the ratio as it is
+        return tidied
     return cancelled if symbolic.expression_size(cancelled) < symbolic.expression_size(tidied) else tidied
 
 

@@ -144,44 +144,90 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       double from 171.6, past long double from 1755), sign(gamma(u)) and Heaviside(gamma(u)) are of
       `gamma_sign`(u); factorial(u) is gamma(u + 1), what its
       kernel computes, so that gamma(x + 1)/factorial(x) cancels as sympy builds it."""
-    # log(1 + u) holds both u and 1 + u (`kernels.log_one_plus`), each then written stably on its own:
-    # the rules below rewrite the sum itself (1 - e^-x as -expm1(-x)), and log1p needs u.
-    # Sums that cancel over a shared denominator are combined as sympy wrote them, before the rules
-    # below rewrite their terms into kernels that `together` cannot see into (the derivative of
-    # e x/(e^x - x) holds e^x - 1, which became expm1(x), and its two terms, each about e/x, then
-    # cancelled in float64: NaN, truth 0.0, at x = -67006, make fuzz).
-    combined = expr.replace(_may_combine, _combined_or_same)
-    # Before the rules below rewrite 1 + u (1 + sin(x) as one_minus_sin(-x): then inf at 1e-17).
-    combined = combined.replace(_zeta_of_one_plus, _zeta_near_pole)
-    # Where gamma is past the doubles its sign is still known (`kernels.gamma_sign`).
-    combined = combined.replace(_step_of_gamma, _step_of_gamma_sign)
-    # Logs of exponentials first: log(1 + e^x) is not log1p(e^x) where e^x is past every double.
-    # log(sech(u)) is -log(cosh(u)), which has its log domain: sech is 0 from u = 710 on (log(sech(x))
-    # at 800 was NaN; a hunt, 2026-12-05).
-    combined = combined.replace(_log_of_sech, _minus_log_cosh)
-    in_logs = combined.replace(_log_of_exponentials, _in_log_domain)
-    marked = in_logs.replace(_log_of_one_plus, _log_one_plus)
-    # Inverse functions next to +-1 from their arguments as written, before those are rewritten
-    # below: 1 - x^2 becomes (1 - x)(1 + x), whose 1 - u has no rule (acos(1 - x^2) at 1e-12 was 0.0,
-    # truth 1.4e-12; a hunt, 2026-12-05). Those no rule writes are looked at again below.
-    # acoth(u) and asech(u) go through the rules of atanh(1/u) and acosh(1/u) (acoth(coth(x)) at 20
-    # was inf, asech(sech(x)) at 1e-9 0.0; a hunt).
-    marked = marked.replace(lambda node: isinstance(node, (sympy.acoth, sympy.asech)), _reciprocal_inverse)
-    # (1 + u)^p for a varying p from its base as written, before a rule writes 1 + u as a product
-    # (1 + sin(x)^5 as (1 + sin(x))(1 - sin(x) + ...)) whose u no one sees.
-    marked = marked.replace(_power_of_a_sum, _power_of_one_plus_or_same)
-    marked = marked.replace(lambda node: isinstance(node, _INVERSES_AT_ONE), _stable_node)
-    written = marked.replace(_unstable, _stable_node)
-    logs = (
-        written.replace(_log_one_plus_of_erfc, _log_erfc)
-        .replace(_log_one_plus_of_exponentials, _log_one_plus_in_log_domain)
-        .replace(_unchanged_log_one_plus, _plain_log)
-        .replace(_log_of_a_power, _computed_log)
+    for query, rule in _stable_rewrites():
+        expr = _rewritten(expr, query, rule)
+    return expr
+
+
+_Query = Callable[[sympy.Basic], bool]
+_Rewrite = Callable[[sympy.Basic], "sympy.Basic | None"]
+
+
+def _stable_rewrites() -> tuple[tuple[_Query, _Rewrite], ...]:
+    """`stable`'s rewrites, in the order they apply (a function, so that it names rules below)."""
+    return (
+        # log(1 + u) holds both u and 1 + u (`kernels.log_one_plus`), each then written stably on
+        # its own: the rules below rewrite the sum itself (1 - e^-x as -expm1(-x)), and log1p needs u.
+        # Sums that cancel over a shared denominator are combined as sympy wrote them, before the
+        # rules below rewrite their terms into kernels that `together` cannot see into (the
+        # derivative of e x/(e^x - x) holds e^x - 1, which became expm1(x), and its two terms, each
+        # about e/x, then cancelled in float64: NaN, truth 0.0, at x = -67006, make fuzz).
+        (_may_combine, _combined_or_same),
+        # Before the rules below rewrite 1 + u (1 + sin(x) as one_minus_sin(-x): then inf at 1e-17).
+        (_zeta_of_one_plus, _zeta_near_pole),
+        # Where gamma is past the doubles its sign is still known (`kernels.gamma_sign`).
+        (_step_of_gamma, _step_of_gamma_sign),
+        # Logs of exponentials first: log(1 + e^x) is not log1p(e^x) where e^x is past every double.
+        # log(sech(u)) is -log(cosh(u)), which has its log domain: sech is 0 from u = 710 on
+        # (log(sech(x)) at 800 was NaN; a hunt, 2026-12-05).
+        (_log_of_sech, _minus_log_cosh),
+        (_log_of_exponentials, _in_log_domain),
+        (_log_of_one_plus, _log_one_plus),
+        # Inverse functions next to +-1 from their arguments as written, before those are rewritten
+        # below: 1 - x^2 becomes (1 - x)(1 + x), whose 1 - u has no rule (acos(1 - x^2) at 1e-12 was
+        # 0.0, truth 1.4e-12; a hunt, 2026-12-05). Those no rule writes are looked at again below.
+        # acoth(u) and asech(u) go through the rules of atanh(1/u) and acosh(1/u) (acoth(coth(x)) at
+        # 20 was inf, asech(sech(x)) at 1e-9 0.0; a hunt).
+        (_is_acoth_or_asech, _reciprocal_inverse),
+        # (1 + u)^p for a varying p from its base as written, before a rule writes 1 + u as a product
+        # (1 + sin(x)^5 as (1 + sin(x))(1 - sin(x) + ...)) whose u no one sees.
+        (_power_of_a_sum, _power_of_one_plus_or_same),
+        (_is_inverse_at_one, _stable_node),
+        (_unstable, _stable_node),
+        (_log_one_plus_of_erfc, _log_erfc),
+        (_log_one_plus_of_exponentials, _log_one_plus_in_log_domain),
+        (_unchanged_log_one_plus, _plain_log),
+        (_log_of_a_power, _computed_log),
+        # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2
+        # first), and the powers as written (a power in its log domain first hid sqrt(3 + e^x) -
+        # e^(x/2) from the rule for differences of roots: 1048576.0 at 100).
+        (_of_pi_times, _in_half_turns),
+        (_power_of_exponentials, _power_in_log_domain),
     )
-    # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2 first),
-    # and the powers as written (a power in its log domain first hid sqrt(3 + e^x) - e^(x/2) from
-    # the rule for differences of roots: 1048576.0 at 100).
-    return logs.replace(_of_pi_times, _in_half_turns).replace(_power_of_exponentials, _power_in_log_domain)
+
+
+def _is_acoth_or_asech(node: sympy.Basic) -> bool:
+    return isinstance(node, (sympy.acoth, sympy.asech))
+
+
+def _is_inverse_at_one(node: sympy.Basic) -> bool:
+    return isinstance(node, _INVERSES_AT_ONE)
+
+
+def _rewritten(
+    expr: sympy.Expr,
+    query: _Query,
+    rule: _Rewrite,
+) -> sympy.Expr:
+    """`expr.replace(query, rule)`, with a node whose polynomial algebra sympy gives up on (its
+    heuristic gcd's "no luck", a coercion it cannot make) left as written: a rule only rewrites
+    for accuracy, and the formula as written still computes the function (the Hessian of
+    acoth(x^2) + pi^x - sqrt(x) was refused as NOT_COMPUTABLE; the fuzzer, seed 3248711614)."""
+
+    def guarded_query(node: sympy.Basic) -> bool:
+        try:
+            return query(node)
+        except BasePolynomialError:
+            return False
+
+    def guarded_rule(node: sympy.Basic) -> sympy.Basic | None:
+        try:
+            return rule(node)
+        except BasePolynomialError:
+            return None
+
+    rewritten: sympy.Expr = expr.replace(guarded_query, guarded_rule)
+    return rewritten
 
 
 def _step_of_gamma(node: sympy.Basic) -> bool:
@@ -1968,7 +2014,10 @@ def _both_ways(node: sympy.Expr) -> sympy.Expr:
         # distribute a number over a sum again, and the rules' order of operations would be lost.
         return node if args == list(node.args) else node.func(*args, evaluate=False)
     w, t = sympy.Dummy(positive=True), sympy.Dummy(positive=True)
-    numerator, denominator = sympy.fraction(sympy.cancel(sympy.together(_in_powers(plain, scale, w))))
+    try:
+        numerator, denominator = sympy.fraction(sympy.cancel(sympy.together(_in_powers(plain, scale, w))))
+    except BasePolynomialError:  # sympy's gcd gave up: as written (`_rewritten`)
+        return node
     if not (numerator.is_polynomial(w) and denominator.is_polynomial(w)):
         return node
     degree = max(sympy.degree(numerator, w), sympy.degree(denominator, w))
@@ -2102,8 +2151,8 @@ def _combined(node: sympy.Expr) -> sympy.Expr | None:
     mirrored = _one_of_mirrored_sums(node, mirrors)
     try:
         combined = _factored(mirrored) if mirrored.is_Add else None
-    except BasePolynomialError:  # sympy's gcd gave up ("no luck"): the sum as written. The Hessian
-        # of acoth(x^2) + pi^x - sqrt(x) was refused as NOT_COMPUTABLE (the fuzzer, seed 3248711614).
+    except BasePolynomialError:  # sympy's gcd gave up: the sum as written (as in `_rewritten`), here
+        # so that the rule calling this still applies its other rewrites
         return None
     if combined is not None and mirrors:
         return _either_way(combined, mirrors.values())
