@@ -159,10 +159,11 @@ def _with_decimals(case: Case) -> Case:
 
 
 def compare_decimals(cases_file: Path, out_dir: Path) -> int:
-    cases = [case for case in json.loads(cases_file.read_text()) if _with_decimals(case) != case]
+    pairs = [(case, _with_decimals(case)) for case in json.loads(cases_file.read_text())]
+    cases = [case for case, decimal in pairs if decimal != case]
     out_dir.mkdir(parents=True, exist_ok=True)
     decimal_cases = out_dir / "decimal_cases.json"
-    decimal_cases.write_text(json.dumps([_with_decimals(case) for case in cases]))
+    decimal_cases.write_text(json.dumps([decimal for case, decimal in pairs if decimal != case]))
     as_written = _tree_values(ROOT / "service", _written(cases, out_dir), out_dir / "written.json")
     decimals = _tree_values(ROOT / "service", decimal_cases, out_dir / "decimals.json")
     return _report(cases, as_written, decimals, out_dir, "the cases as written")

@@ -36,7 +36,7 @@ from chainrule.server.batches import Batch, Reply, check_entries, decode_batch, 
 from chainrule.server.cache import Caches, text_size
 from chainrule.server.compute import deadlines, jobs
 from chainrule.server.compute.executors import CallLimit, Executor, HoldingExecutor, MemoryBudget
-from chainrule.server.compute.lanes import RecentlySlow
+from chainrule.server.compute.lanes import RecentlyMarked
 from chainrule.server.config import Settings, limit_settings
 from chainrule.server.metrics import Metrics
 from chainrule.server.sizing import PROTOBUF_WIRE, Wire
@@ -75,7 +75,7 @@ _READ_INLINE_BYTES = 256 * 1024
 _PARSE_ALLOWANCE_SECONDS = 0.25
 PARSE_HOLD_SECONDS = 1.0
 # How long a caller whose parse overran the allowance has its parses go straight to the symbolic
-# workers (lanes.RecentlySlow): long against a keystroke's rhythm, short against a person fixing a text.
+# workers (lanes.RecentlyMarked): long against a keystroke's rhythm, short against a person fixing a text.
 _PARSE_SLOW_LANE_SECONDS = 10.0
 
 _SIMPLIFICATIONS: Mapping[int, engine.Simplification] = {
@@ -165,7 +165,7 @@ class ChainruleApi:
             settings.calls_in_flight, settings.request_bytes_in_flight, settings.retry_after_seconds
         )
         self._memory = MemoryBudget(settings.numeric_memory_bytes)
-        self._slow_parsers = RecentlySlow(_PARSE_SLOW_LANE_SECONDS)
+        self._slow_parsers = RecentlyMarked(_PARSE_SLOW_LANE_SECONDS)
 
     async def differentiate(
         self, request: pb.DifferentiateRequest, wire: Wire = PROTOBUF_WIRE

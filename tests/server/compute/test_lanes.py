@@ -1,8 +1,8 @@
-"""lanes.RecentlySlow: who overran a lane recently, for a while, in bounded memory."""
+"""lanes.RecentlyMarked: who was marked recently, for a while, in bounded memory."""
 
 from __future__ import annotations
 
-from chainrule.server.compute.lanes import RecentlySlow
+from chainrule.server.compute.lanes import RecentlyMarked
 
 
 class Clock:
@@ -15,7 +15,7 @@ class Clock:
 
 def test_a_caller_is_slow_for_a_while_after_overrunning() -> None:
     clock = Clock()
-    slow = RecentlySlow(10.0, clock=clock)
+    slow = RecentlyMarked(10.0, clock=clock)
     slow.mark("127.0.0.2")
     assert "127.0.0.2" in slow and "127.0.0.3" not in slow
     clock.now += 9.9
@@ -28,13 +28,13 @@ def test_a_caller_is_slow_for_a_while_after_overrunning() -> None:
 
 
 def test_nobody_in_particular_is_never_marked() -> None:
-    slow = RecentlySlow(10.0)
+    slow = RecentlyMarked(10.0)
     slow.mark("")
     assert "" not in slow
 
 
 def test_many_callers_cost_bounded_memory_the_least_recently_slow_forgotten() -> None:
-    slow = RecentlySlow(10.0, max_callers=3)
+    slow = RecentlyMarked(10.0, max_callers=3)
     for address in ("a", "b", "c"):
         slow.mark(address)
     slow.mark("a")

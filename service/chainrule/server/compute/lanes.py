@@ -1,4 +1,4 @@
-"""Callers whose work recently overran a fast lane: Parse's single worker is for keystrokes."""
+"""Callers marked for a while: whose work overran a fast lane, was costly, or was cheap lately."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ import time
 from collections.abc import Callable
 
 
-class RecentlySlow:
-    """Who overran a lane's allowance in the last `seconds`, so that their next work skips the lane.
+class RecentlyMarked:
+    """Who was marked in the last `seconds` (and not forgotten since), in bounded memory.
 
-    Parse has one worker and a call holds it up to its allowance before moving on: a caller who keeps
-    a few slow texts in flight kept it busy, and every other caller's cold check waited behind one of
-    them (17 -> 228 ms p50; tester round 5). Fair queueing cannot help a lane of one worker, since a
-    call is not interrupted; sending the slow caller's next work straight to the symbolic workers
-    (fair between callers, under the full budget) does. Remembers `max_callers` at most, the least
-    recently slow forgotten first, so that many addresses cost bounded memory.
+    Its first use: who overran a lane's allowance, so that their next work skips the lane. Parse has
+    one worker and a call holds it up to its allowance before moving on: a caller who keeps a few
+    slow texts in flight kept it busy, and every other caller's cold check waited behind one of them
+    (17 -> 228 ms p50; tester round 5). Fair queueing cannot help a lane of one worker, since a call
+    is not interrupted; sending the slow caller's next work straight to the symbolic workers (fair
+    between callers, under the full budget) does. The symbolic pool marks who sends costly work and
+    whose last task was cheap the same way (pool.py), and receiving.py whose messages stalled.
+    Remembers `max_callers` at most, the least recently marked forgotten first, so that many
+    addresses cost bounded memory.
     """
 
     def __init__(

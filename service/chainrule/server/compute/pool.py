@@ -79,7 +79,7 @@ from chainrule.engine.errors import (
 from chainrule.engine.parsing import TooSlow
 from chainrule.server.compute import deadlines, jobs, lifetime
 from chainrule.server.compute.executors import Admission, describe
-from chainrule.server.compute.lanes import RecentlySlow
+from chainrule.server.compute.lanes import RecentlyMarked
 from chainrule.server.config import Settings
 
 log = logging.getLogger(__name__)
@@ -289,13 +289,13 @@ class ProcessExecutor:
         # caller's share: 60 addresses sending one full-budget Series each, over and over, had another
         # caller's cold Differentiates take turns with them, and 3 of 8 were refused after waiting the
         # whole 5 s (an independent hunt).
-        self.costly = RecentlySlow(COSTLY_SECONDS)
+        self.costly = RecentlyMarked(COSTLY_SECONDS)
         self.admission.deferred = self.costly.__contains__
         # Callers that left a task to be killed past its grace once lately: the second such kill
         # marks them costly whatever the task computed. Each costs a worker's replacement, and a
         # caller sending costly work with 20 ms deadlines had 53 workers replaced in 28 s, never
         # marked, as each was killed after computing the 0.5 s grace (an independent attacker).
-        self._abandoning = RecentlySlow(COSTLY_SECONDS)
+        self._abandoning = RecentlyMarked(COSTLY_SECONDS)
         # Callers whose last task was cheap go before callers new to the pool: 60 addresses, each
         # new, sending a full-budget Differentiate each had another caller's cheap cold calls (one at
         # a time, so new at every call too) wait behind their first ones, and 3 of 88 timed out
@@ -303,7 +303,7 @@ class ProcessExecutor:
         # the record costs it a cheap call before each costly one, whose end clears it (or, killed
         # at the budget, marks the caller costly).
         self.cheap_seconds = CHEAP_PART * budget_seconds
-        self.cheap = RecentlySlow(COSTLY_SECONDS)
+        self.cheap = RecentlyMarked(COSTLY_SECONDS)
         self.admission.preferred = self.cheap.__contains__
         self.stats = PoolStats()
         # Called with the reason of each replacement (metrics.py counts them).

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from chainrule.engine.errors import ChainruleError, InvalidArgument
 from chainrule.server.compute.executors import OVERLOADED, Admission
-from chainrule.server.compute.lanes import RecentlySlow
+from chainrule.server.compute.lanes import RecentlyMarked
 
 T = TypeVar("T")
 
@@ -81,7 +81,7 @@ class ReceiveSlots:
         # and their calls wait behind other callers' (each stalled call, preempted and queued again,
         # had come back as a caller new to the queue: a call from elsewhere waited N/4 x 0.4 s behind
         # N addresses stalling one message each, 2.5 s at 24: an independent tester).
-        self._stalled = RecentlySlow(STALLED_SECONDS)
+        self._stalled = RecentlyMarked(STALLED_SECONDS)
         self.admission.deferred = self._stalled.__contains__
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_seconds = min(PREEMPT_SECONDS, timeout_seconds) / 4
