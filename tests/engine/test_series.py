@@ -36,6 +36,13 @@ TABLE = [
     # sympy's evalf of the second derivative's sum failed to tell sin(1000000) from 0 (refused as no
     # series; an independent hunt, 2026-12-06): its terms are evaluated one by one.
     ("sin(sin(sin(sin(sin(x)))))", "10^6", 2, "a sum sympy could not evaluate whole"),
+    # The first 0/0 is a derivative's (sqrt's at 0): the function's own expansion, not that
+    # derivative's, is its series (2x + 2x^3 was returned for x^2 + x^4/2; a hunt, 2026-12-07).
+    ("sqrt(x^4 + x^6)", "0", 5, "the first derivative is 0/0 at the point"),
+    ("1 + sqrt(x^8 + x^10)", "0", 6, "the first derivative is 0/0 at the point"),
+    # An even function of |g| is one of g (differentiated through |x|, a Dirac delta by the fourth).
+    ("cos(abs(x))", "0", 4, "an even function of abs"),
+    ("sech(2 abs(x - 1))", "1", 4, "an even function of abs"),
 ]
 
 
@@ -104,7 +111,13 @@ NO_SERIES = [
     ("floor(x)", "1", 0, 0, "limits from the left and the right differ"),
     ("Heaviside(x)", "0", 1, 0, "limits from the left and the right differ"),
     ("sin(1/x)", "0", 1, 0, "oscillates between -1 and 1"),
-    ("log(x)", "-1", 1, 0, "not a finite real"),
+    ("log(x)", "-1", 1, 0, "not real there: log(x) is"),
+    # Parts whose complex values multiply to a real: the function is not real there (Evaluate's NaN),
+    # and their complex continuation was returned (a hunt, 2026-12-07).
+    ("sqrt(x - 2) sqrt(x - 3)", "1", 2, 0, "not real there: sqrt(x - 3) is sqrt(2)*sqrt(-1)"),
+    ("cos(sqrt(x))", "-1", 2, 0, "not real there: sqrt(x) is"),
+    ("log(x)^2", "-1", 0, 0, "not real there: log(x) is"),
+    ("abs(asin(x))", "2", 1, 0, "not real there: asin(x) is"),
     ("max(x, 1 - x)", "1/2", 1, 1, "limits from the left and the right differ"),
     # Undefined at the point, expanded from one side by sympy: the two sides must agree.
     ("exp(-1/x)", "0", 2, 0, "limits from the left and the right differ"),

@@ -137,8 +137,9 @@ def taylor(
         raise exceeded(limits, "max_series_order", order, field="order", what="the series order is too high")
     coefficients: list[sympy.Expr] = []
     _check_zero_powers(expr, x, around)
-    current = _off_poles(_settled_kinks(expr, x, around), x, around)
-    expandable = _expandable(current)  # asked at the first 0/0 only: the expansion does not change
+    _check_real_parts(expr, x, around)
+    function = current = _off_poles(_settled_kinks(expr, x, around), x, around)
+    expandable = _expandable(function)  # asked at the first 0/0 only: the expansion does not change
     try:
         for k in range(order + 1):
             if k:
@@ -149,7 +150,10 @@ def taylor(
             value = _substituted(current, x, around)
             if value is sympy.nan and expandable:
                 expandable = False
-                expanded = _expanded(current, x, around, order, coefficients)
+                # The function's expansion, whichever derivative met 0/0 first: the derivative's own
+                # coefficients, returned as the function's, made sqrt(x^4 + x^6)'s series 2x + 2x^3
+                # (a hunt, 2026-12-07).
+                expanded = _expanded(function, x, around, order, coefficients)
                 if expanded is not None:
                     return Series(x, around, expanded)
             value = _value_at(current, x, around, k, expr, value=value)
@@ -183,6 +187,10 @@ def _settled_kinks(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Ex
         if isinstance(node, sympy.Abs):
             side = _side_sign(node.args[0], x, a)
             return side * node.args[0] if side else node
+        if isinstance(node, _EVEN):  # cos(c |g|) is cos(c g): no kink whatever g's sign does
+            constant, varying = node.args[0].as_independent(x, as_Add=False)
+            if isinstance(varying, sympy.Abs):
+                return node.func(constant * varying.args[0])
         if isinstance(node, (sympy.Min, sympy.Max)):
             least = _least_beside(node.args if isinstance(node, sympy.Min) else [-p for p in node.args], x, a)
             return node if least is None else node.args[least]
@@ -190,7 +198,14 @@ def _settled_kinks(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Ex
 
     # `replace` works from the leaves up: an inner kink is settled (or known to stay) before the
     # sign of what holds it is asked.
-    return expr.replace(lambda node: isinstance(node, (sympy.Abs, sympy.sign, sympy.Min, sympy.Max)), settled)
+    return expr.replace(
+        lambda node: isinstance(node, (sympy.Abs, sympy.sign, sympy.Min, sympy.Max, *_EVEN)), settled
+    )
+
+
+# Even functions: of |g| they are of g. Differentiated through |x|, cos(|x|)'s fourth derivative was
+# a Dirac delta at 0 and its series refused (a hunt, 2026-12-07).
+_EVEN = (sympy.cos, sympy.cosh, sympy.sec, sympy.sech)
 
 
 def _signed_magnitudes(node: sympy.Expr) -> sympy.Expr:
@@ -651,6 +666,31 @@ def _check_zero_powers(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> None
             shown = parsing.to_text(power)
             why = f"depends on {names} there: {shown} is 1, 0 or infinite there by the sign of its exponent"
             raise _no_series(expr, x, a, 0, why)
+
+
+def _check_real_parts(expr: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> None:
+    """FailedPrecondition where a part of `expr` has a value at x = a that is not real: the function
+    is not real there, as Evaluate has it (NaN), even where the parts' complex values multiply to a
+    real one. sqrt(x - 2) sqrt(x - 3) at 1 had the series -sqrt(2) + ..., i sqrt(1) times i sqrt(2),
+    and cos(sqrt(x)) at -1 that of cosh(sqrt(-x)) (a hunt, 2026-12-07). The smallest such part is
+    named."""
+    found = (node for node in expr.atoms(sympy.Pow, sympy.Function) if node.has(x))
+    parts = sorted(found, key=lambda node: (sympy.count_ops(node), sympy.default_sort_key(node)))
+    for part in parts:
+        value = _at(part, x, a)
+        if value.free_symbols or value.has(*_NOT_FINITE):
+            continue  # a parameter's, or no value at all: the derivatives say what that means
+        number = _digits(value)
+        if number is None or number.is_real is not False:
+            continue
+        real, imaginary = number.as_real_imag()
+        if abs(imaginary) > _IMAGINARY_NOISE * max(1, abs(real)):
+            why = f"is not real there: {parsing.to_text(part)} is {parsing.to_text(value)}"
+            raise _no_series(expr, x, a, 0, why)
+
+
+# An imaginary part this small against the value, at 30 digits, is evalf's rounding, not the value's.
+_IMAGINARY_NOISE = sympy.Float("1e-20")
 
 
 def _kink_at(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
