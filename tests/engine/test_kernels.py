@@ -21,10 +21,11 @@ _OTHERS = (-4.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 20.0, 1e300, np.inf, -np.inf)
 # function's name and orders first, `piecewise` (condition, value) pairs.
 _NOT_CALLED = {"integer_power", "odd_power", "partial", "piecewise"}
 # Kernels that choose between two computations of one value, each from the same arguments: a NaN
-# in the first (the value as written, NaN where its terms overflowed: inf/inf) takes the second,
-# and the second is not read where the first is finite (it may overflow where the first does not);
+# in the first (the value as written, NaN where its terms overflowed: inf/inf) takes the second
+# (`infinite_or`: an infinity in the first), and the second is not read where the first is finite
+# (it may overflow where the first does not);
 # `taylor_near` takes the formula's polynomial by where its variable is, the formula's value elsewhere.
-_CHOOSING = {"finite_or", "taylor_near", "past_exponentials", "nearer_one"}
+_CHOOSING = {"finite_or", "infinite_or", "taylor_near", "past_exponentials", "nearer_one"}
 # Kernels whose arguments past the first few are constants code generation writes (a bound, the
 # low double of a constant, a power of 2): never NaN.
 _VALUES_TAKEN = {"periodic_argument": 1} | {

@@ -1431,6 +1431,58 @@ def test_the_log_of_a_rewritten_sum_of_exponentials_is_taken_in_the_log_domain(
 
 @pytest.mark.parametrize(
     ("text", "point", "expected"),
+    [("sin(3*x)/x", 5e-324, 3.0), ("x/sin(3*x)", 5e-324, 1 / 3), ("sin(x*y)/(x*y)", 5e-324, 1.0)],
+)
+def test_sin_of_a_value_below_the_normal_doubles(text: str, point: float, expected: float) -> None:
+    # sin lost a subnormal argument's last bit, which is all of a product that divides by it: 4.0, 0.25
+    # and 1.33 (a hunt, 2026-12-07).
+    variables = sorted(str(s) for s in parsing.parse(text).free_symbols)
+    function = numeric.compile_function(parsing.parse(text), variables)
+    columns = {"x": np.array([point]), "y": np.array([3.0])}
+    assert numeric.evaluate(function, {v: columns[v] for v in variables}, 1).values[0] == expected
+
+
+@pytest.mark.parametrize("point", [1e-300, 1e-170, 1e-160])
+def test_a_product_below_the_doubles_inside_sin_is_no_zero_in_a_gradient(point: float) -> None:
+    # In doubles x*y is 0 there (1e-600): GradientAtPoint's value of sin(x*y)/(x*y), computed as
+    # (1/x)(1/y) sin(x*y), was 0.0 where Evaluate's 0/0 was NaN, as the long double run computed the
+    # sine of x*y in doubles too (a hunt, 2026-12-07). Truth 1: right, or NaN.
+    expr = parsing.parse("sin(x*y)/(x*y)")
+    parts = [expr, *(symbolic.derivative(expr, parsing.symbol(v)) for v in "xy")]
+    compiled = numeric.compile_components(parts, ["x", "y"], hessian=False)
+    value = numeric.gradient(compiled, {"x": np.array([point]), "y": np.array([point])}, 1).value[0]
+    assert math.isnan(value) or value == 1.0, value
+
+
+@pytest.mark.parametrize(
+    ("text", "exact"),
+    [
+        ("asinh(exp(x))", lambda t: mpmath.asinh(mpmath.exp(t))),
+        ("asinh(-exp(x))", lambda t: mpmath.asinh(-mpmath.exp(t))),
+        ("asinh(x*exp(-x))", lambda t: mpmath.asinh(t * mpmath.exp(-t))),
+        ("asinh(exp(x) - 3)", lambda t: mpmath.asinh(mpmath.exp(t) - 3)),
+        ("acosh(2^x)", lambda t: mpmath.acosh(2**t)),
+        ("acosh(exp(x) + x)", lambda t: mpmath.acosh(mpmath.exp(t) + t)),
+        ("log(exp(x) + x)", lambda t: mpmath.log(mpmath.exp(t) + t)),
+        ("log(1 + x*exp(x))", lambda t: mpmath.log(1 + t * mpmath.exp(t))),
+        ("log(x^3*exp(x) - x)", lambda t: mpmath.log(t**3 * mpmath.exp(t) - t)),
+    ],
+)
+def test_logs_and_inverse_hyperbolics_of_values_past_long_double(text: str, exact: Any) -> None:
+    # Their arguments are past every double at +-1e5 (long double's too: e^11357), their values are
+    # not: each was inf there (a hunt, 2026-12-07). Elsewhere, and where the argument is not real
+    # (acosh below 1, a log's negative argument), the function as written: NaN where mpmath is not real.
+    points = [1e5, 12000.0, 800.0, 2.5, 0.5, -0.5, -2.5, -800.0, -1e5]
+    function = numeric.compile_function(parsing.parse(text), ["x"])
+    got = numeric.evaluate(function, {"x": np.array(points)}, len(points)).values
+    with mpmath.workdps(60):
+        truths = [exact(mpmath.mpf(point)) for point in points]
+    expected = [float(t) if mpmath.im(t) == 0 else math.nan for t in truths]
+    assert got.tolist() == pytest.approx(expected, rel=4e-16, nan_ok=True), text
+
+
+@pytest.mark.parametrize(
+    ("text", "point", "expected"),
     [
         ("sqrt(-x)", 0.0, -math.inf),
         ("sqrt(x)", -0.0, math.inf),

@@ -72,6 +72,14 @@ def test_special_values() -> None:
     assert cos[5] == 1.0
 
 
+def test_sin_below_the_normal_doubles_is_its_argument() -> None:
+    # 2 tan(x/2) lost the last bit of a subnormal x (x/2 rounds): sin(5e-324) was 0.0, one ulp of a
+    # subnormal but all of its value, and sin(3x)/x there 4.0 (a hunt, 2026-12-07).
+    x = np.array([5e-324, -5e-324, 1.5e-323, 2.5e-323, 1e-310, -3e-309, 2.2e-308, 4.5e-308])
+    assert vectormath.sin(x).tolist() == x.tolist()
+    assert [float(vectormath.sin(np.float64(value))) for value in x] == x.tolist()
+
+
 def test_input_is_not_modified() -> None:
     x = np.linspace(-1e6, 1e6, 1000)
     before = x.copy()

@@ -463,6 +463,12 @@ def finite_or(value: Any, otherwise: Any) -> Any:
     return np.where(np.isfinite(value), value, otherwise)
 
 
+def infinite_or(value: Any, otherwise: Any) -> Any:
+    """`value`, and `otherwise` (the same function computed another way) where `value` is infinite:
+    a NaN stays (no real value there, which the other way may not see)."""
+    return np.where(np.isinf(value), otherwise, value)
+
+
 def nearer_one(s: Any, near_zero: Any, near_one: Any) -> Any:
     """One function in two forms, by the value of a logistic s in [0, 1]: `near_one` where s is above
     1/2 (written in powers of 1 - s, what cancels there), `near_zero` elsewhere (where s is NaN too:
@@ -497,6 +503,21 @@ def log_difference_exp(high: Any, low: Any) -> Any:
     gap = np.where(above, low - high, -1.0)
     equal = (high == low) & np.isfinite(high)
     return np.where(above, high + np.log(np.negative(np.expm1(gap))), np.where(equal, -math.inf, math.nan))
+
+
+def log_signed_sum_exp(*logs_and_signs: Any) -> Any:
+    """log(s1 e^l1 + s2 e^l2 + ...) given l1, s1, l2, s2, ... (logs of magnitudes, signs; a last sign
+    left out is 1): the largest log plus the log of the sum scaled by it, NaN where the sum is
+    negative (or a sign NaN), -inf where it is 0. For sums of terms of unknown signs past the doubles
+    (log(e^x + x) at 1e5 was inf)."""
+    logs, signs = logs_and_signs[0::2], [*logs_and_signs[1::2], 1.0]
+    largest = functools.reduce(np.maximum, logs)
+    finite = np.isfinite(largest)
+    shift = np.where(finite, largest, 0.0)
+    scaled = sum(sign * np.exp(log - shift) for log, sign in zip(logs, signs, strict=False))
+    result = np.where(finite, shift + np.log(np.where(scaled > 0, scaled, np.nan)), largest)
+    result = np.where(finite & (scaled == 0), -math.inf, result)
+    return _nan_where_any(result, *signs)
 
 
 def log_sum_exp(*logs: Any) -> Any:
@@ -1496,11 +1517,13 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "log_cosh": _Kernel(log_cosh, weight=8, overhead=4_000, generic=True),
         "log_sinh": _Kernel(log_sinh, weight=8, overhead=4_000, generic=True),
         "log_sum_exp": _Kernel(log_sum_exp, weight=10, overhead=3_000, generic=True),
+        "log_signed_sum_exp": _Kernel(log_signed_sum_exp, weight=16, overhead=8_000, generic=True),
         "log_abs_sinh": _Kernel(log_abs_sinh, weight=9, overhead=4_500, generic=True),
         "log_signed": _Kernel(log_signed, weight=6, overhead=4_000, generic=True),
         "log_difference_exp": _Kernel(log_difference_exp, weight=10, overhead=5_000, generic=True),
         "log_power": _Kernel(log_power, weight=12, overhead=6_000, generic=True),
         "finite_or": _Kernel(finite_or, weight=3, overhead=2_000, generic=True),
+        "infinite_or": _Kernel(infinite_or, weight=3, overhead=2_000, generic=True),
         "nearer_one": _Kernel(nearer_one, weight=3, overhead=2_000, generic=True),
         "past_exponentials": _Kernel(past_exponentials, weight=6, overhead=3_000, generic=True),
         "apart": _Kernel(apart, weight=0, overhead=200, generic=True),

@@ -172,6 +172,7 @@ def _stable_rewrites() -> tuple[tuple[_Query, _Rewrite], ...]:
         # (log(sech(x)) at 800 was NaN; a hunt, 2026-12-05).
         (_log_of_sech, _minus_log_cosh),
         (_log_of_exponentials, _in_log_domain),
+        (_inverse_of_exponentials, _inverse_in_log_domain),
         (_log_of_one_plus, _log_one_plus),
         # Inverse functions next to +-1 from their arguments as written, before those are rewritten
         # below: 1 - x^2 becomes (1 - x)(1 + x), whose 1 - u has no rule (acos(1 - x^2) at 1e-12 was
@@ -323,6 +324,27 @@ def _log_of_exponentials(node: sympy.Basic) -> bool:
     )
 
 
+def _inverse_of_exponentials(node: sympy.Basic) -> bool:
+    return (
+        isinstance(node, sympy.asinh | sympy.acosh)
+        and bool(node.free_symbols)
+        and any(_exponential(part) for part in sympy.preorder_traversal(node.args[0]))
+    )
+
+
+def _inverse_in_log_domain(node: sympy.asinh | sympy.acosh) -> sympy.Expr:
+    """asinh(u) and acosh(u) as written, and where they are infinite (u past every double, long
+    double's too) log(2|u|) with u's sign, computed without u (`_log_magnitude`): asinh(e^x) and
+    acosh(2^x) at 1e5 were inf, truth 100000.69 and 69314.7 (a hunt, 2026-12-07). Past 1e154, log(2u)
+    is log(u + sqrt(u^2 +- 1)) to the last bit. Only where infinite: acosh(u) of u <= -1 is NaN (not
+    real), where log(2|u|) is finite."""
+    (u,) = node.args
+    magnitude = _log_magnitude(u)
+    if magnitude is None:
+        return node
+    return Kernel(Str("infinite_or"), node, _sign_of(u) * (sympy.log(2) + magnitude))
+
+
 def _exponential(node: sympy.Basic) -> bool:
     """exp, cosh, sinh or a power with a varying exponent: what may be past long double's range."""
     return isinstance(node, _EXPONENTIALS) or (isinstance(node, sympy.Pow) and bool(node.exp.free_symbols))
@@ -438,10 +460,13 @@ def _log_magnitude(argument: sympy.Expr) -> sympy.Expr | None:
             return None
         return sympy.Add(*(sympy.log(sympy.Abs(f)) if written is None else written for written, f in logs))
     if argument.is_Pow and not argument.exp.free_symbols:
-        inner = _log_magnitude(argument.base)
+        # |b^p| is |b|^p for a whole p; otherwise b^p has no real value where b < 0 (NaN, not |b|^p)
+        inner = _log_magnitude(argument.base) if argument.exp.is_integer else _logarithm(argument.base)
         return None if inner is None else argument.exp * inner
     if argument.is_nonnegative:
         return _logarithm(argument)
+    if argument.is_Add:
+        return _log_of_signed_sum(argument, magnitude=True)
     return None
 
 
@@ -453,7 +478,9 @@ def _log_of_sum(argument: sympy.Expr) -> sympy.Expr | None:
     negative = [
         -term for term in argument.args if signs[term].is_nonpositive and not signs[term].is_nonnegative
     ]
-    if len(positive) + len(negative) < len(argument.args) or not positive:
+    if len(positive) + len(negative) < len(argument.args):
+        return _log_of_signed_sum(argument)
+    if not positive:
         return None
     logs = [[(_logarithm(term), term) for term in part] for part in (positive, negative)]
     if all(written is None for part in logs for written, _ in part):
@@ -461,6 +488,27 @@ def _log_of_sum(argument: sympy.Expr) -> sympy.Expr | None:
     high, low = ([sympy.log(term) if written is None else written for written, term in part] for part in logs)
     total = Kernel(Str("log_sum_exp"), *high)
     return total if not low else Kernel(Str("log_difference_exp"), total, Kernel(Str("log_sum_exp"), *low))
+
+
+def _log_of_signed_sum(argument: sympy.Expr, *, magnitude: bool = False) -> sympy.Expr | None:
+    """log of a sum some of whose terms' signs are not known (e^x + x), by the sign and log-magnitude
+    of each term (`log_signed_sum_exp`), or with `magnitude` log of its magnitude (each sign times
+    the sum's, which is known where the sum overflows): log(e^x + x) at 1e5 was inf (a hunt,
+    2026-12-07). None where no term's log-magnitude avoids computing it."""
+    logs = [_log_magnitude(term) for term in argument.args]
+    if all(log is None for log in logs):
+        return None
+    sign = sympy.sign(argument) if magnitude else sympy.S.One
+    signed: list[sympy.Expr] = []
+    for term, log in zip(argument.args, logs, strict=True):
+        signed += [sympy.log(sympy.Abs(term)) if log is None else log, sign * _sign_of(term)]
+    return Kernel(Str("log_signed_sum_exp"), *signed)
+
+
+def _sign_of(term: sympy.Expr) -> sympy.Expr:
+    """sign(term), its exponentials' factors left out (positive: computed, they may overflow)."""
+    factors = [factor for factor in sympy.Mul.make_args(term) if not _where_real(factor).is_positive]
+    return sympy.sign(sympy.Mul(*factors))
 
 
 def _log_of_one_plus(node: sympy.Basic) -> bool:
@@ -1323,7 +1371,7 @@ def _as_first_written(term: sympy.Expr, holding: sympy.Expr | None = None) -> sy
 
 
 # The argument of each such kernel that holds the form first written.
-_FIRST_WRITTEN = {"finite_or": 1, "nearer_one": 2}
+_FIRST_WRITTEN = {"finite_or": 1, "infinite_or": 1, "nearer_one": 2}
 
 
 @dataclass(frozen=True)
@@ -2006,7 +2054,7 @@ def _both_ways(node: sympy.Expr) -> sympy.Expr:
     if scale is None:
         if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow)):
             args = [_both_ways(arg) for arg in node.args]
-        elif _kernel_name(node) == "finite_or":  # its second form is the same function, a fallback
+        elif _kernel_name(node) in ("finite_or", "infinite_or"):  # its second form: the same function
             args = [node.args[0], _both_ways(node.args[1]), node.args[2]]
         else:
             return node
@@ -2081,6 +2129,7 @@ _AS_EXPONENTIALS: dict[str | None, Callable[[tuple[sympy.Expr, ...]], sympy.Expr
     "exp_difference": lambda args: sympy.exp(args[0]) - sympy.exp(args[1]),
     "add_constant": lambda args: args[0] + args[1] + args[2],
     "finite_or": lambda args: args[0],
+    "infinite_or": lambda args: args[0],
     "nearer_one": lambda args: args[1],
 }
 

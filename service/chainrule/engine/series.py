@@ -408,12 +408,30 @@ def _log_of_powers(node: sympy.log) -> sympy.Expr:
 
 
 def _substituted(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> sympy.Expr | None:
-    """`current` at x = a as written (NaN for 0/0); None where sympy refuses to substitute (its Min
-    and Max refuse what they cannot compare: Max(zoo, 0))."""
+    """`current` at x = a as written (NaN for 0/0, and where a derivative sympy cannot write is of a
+    function with a pole there); None where sympy refuses to substitute (its Min and Max refuse
+    what they cannot compare: Max(zoo, 0))."""
     try:
-        return _at(current, x, a)
+        value = _at(current, x, a)
     except (ValueError, TypeError):
         return None
+    return sympy.nan if _derivative_at_a_pole(current, x, a) else value
+
+
+def _derivative_at_a_pole(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -> bool:
+    """Whether `current` holds a derivative sympy leaves unevaluated (zeta's in s) of a function that
+    is infinite at x = a: its value there is not known, and sympy took 1/zeta(1)^2 for 0 and the
+    product with it for 0. 1/zeta(x) around 1 had the series 0, truth (x - 1) - EulerGamma (x - 1)^2
+    (a hunt, 2026-12-07)."""
+    for node in current.atoms(sympy.Derivative):
+        function, points = node.expr, {}
+        for holder in current.atoms(sympy.Subs):  # zeta'(x + 1) is Subs(Derivative(zeta(u), u), u, x + 1)
+            if holder.expr == node:
+                points = dict(zip(holder.variables, holder.point, strict=True))
+        inner = function.xreplace(points) if points else function
+        if inner.has(x) and _at(inner, x, a).has(*_NOT_FINITE):
+            return True
+    return False
 
 
 def _expandable(expr: sympy.Expr) -> bool:

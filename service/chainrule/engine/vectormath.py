@@ -83,7 +83,12 @@ def sin(x: Any) -> Any:
     # 5e-324 was 0.0) goes through numpy, whose flag sends the point to the wide run.
     if values and all(abs(value) >= _HALVED_EXACTLY or value == 0.0 for value in values):
         return _shaped(_sin_times_small(values, [2.0] * flat.size), x)
-    return _shaped(_sin_times(flat, 2.0), x)
+    result = _sin_times(flat, 2.0)
+    # x/2 rounds where x is below the normal doubles, and 2 tan(x/2) lost x's last bit: sin(5e-324)
+    # was 0.0, sin(3x)/x there 4.0 (a hunt, 2026-12-07). sin x is x there (as below 2^-26), and only
+    # there is sin that small (next to a multiple of pi it is above 1e-20).
+    np.copyto(result, flat, where=np.abs(result) < _HALVED_EXACTLY)
+    return _shaped(result, x)
 
 
 def _sin_times(x: FloatArray, factor: float | FloatArray) -> FloatArray:

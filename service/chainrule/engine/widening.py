@@ -225,13 +225,36 @@ def _periodic_argument(
     return np.where(unknown, u + step, u)
 
 
-def _moved_affine(kernel: Callable[..., Any]) -> Callable[..., Any]:
+# The periodic functions in long double, for arguments far from their poles (`_moved_affine`).
+_WIDE_PERIODIC: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
+    {
+        "sin": np.sin,
+        "cos": np.cos,
+        "tan": np.tan,
+        "sec": lambda u: 1 / np.cos(u),
+        "csc": lambda u: 1 / np.sin(u),
+        "cot": lambda u: 1 / np.tan(u),
+    }
+)
+
+
+def _moved_affine(kernel: Callable[..., Any], name: str) -> Callable[..., Any]:
     """An `_of_affine` kernel in the long double run: in doubles (its arguments are exact there),
-    and `moved` in `unknown_arguments_moved` (`kernels._of_affine`)."""
+    and `moved` in `unknown_arguments_moved` (`kernels._of_affine`); but where its argument is below
+    2^-511, the function of the argument computed in long double: in doubles x*y at 1e-300 is 0,
+    and sin(x*y)/(x*y) was 0.0 there in GradientAtPoint, where (1/x)(1/y) sin(x*y) took the place of
+    0/0 (a hunt, 2026-12-07)."""
+    plain = _WIDE_PERIODIC[name.removesuffix("_of_affine")]
 
     @functools.wraps(kernel)
-    def wide(*args: Any) -> Any:
-        return _in_doubles(functools.partial(kernel, moved=_MOVED.get()))(*args)
+    def wide(a: Any, k: Any, k_low: Any, c: Any, c_low: Any) -> Any:
+        value = _in_doubles(functools.partial(kernel, moved=_MOVED.get()))(a, k, k_low, c, c_low)
+        with np.errstate(all="ignore"):
+            argument = (np.multiply(a, k) + np.multiply(a, k_low)) + (np.add(c, c_low))
+            tiny = (np.abs(argument) < _SQUARE_BELOW_NORMAL) & (argument != 0)
+            if not np.any(tiny):
+                return value
+            return np.where(tiny, plain(np.where(tiny, argument, 1.0)), value)
 
     return wide
 
@@ -256,7 +279,7 @@ _WIDE_KERNELS: Mapping[str, Callable[..., Any]] = {
     "gamma": _gamma,
     "periodic_argument": _periodic_argument,
     **{
-        name: _moved_affine(kernels.NAMESPACE[name])
+        name: _moved_affine(kernels.NAMESPACE[name], name)
         for name in kernels.NAMESPACE
         if name.endswith("_of_affine")
     },
