@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import string
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -501,6 +503,28 @@ def test_depth_limit_is_exact() -> None:
     assert parse("(" * 10 + "x" + ")" * 10, limits) == x
     with pytest.raises(errors.LimitExceeded):
         parse("(" * 11 + "x" + ")" * 11, limits)
+
+
+def test_the_depth_limit_leaves_sympy_room_to_compile() -> None:
+    # Compiling sin(sin(...(x + 0) + 1...) + 98) takes some dozen frames a level: past level 83 it
+    # failed under Python's default recursion limit (RecursionError, answered as a constant sympy
+    # could not settle) though within the depth limit of 100 (an attack hunt, 2026-12-07). In a
+    # fresh interpreter, as a symbolic worker starts, with the limit it starts with.
+    script = (
+        "import sys; assert sys.getrecursionlimit() == 1000\n"
+        "import numpy as np\n"
+        "from chainrule.engine import numeric, parsing\n"
+        "text = 'x + 0'\n"
+        f"for k in range(1, {_DEEPEST}):\n"
+        "    text = f'sin({text}) + {k}'\n"
+        "function = numeric.compile_function(parsing.parse(text), ['x'])\n"
+        "print(numeric.evaluate(function, {'x': np.array([0.1])}, 1).values[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 97 <= float(done.stdout) <= 99
 
 
 def test_large_configured_depth_does_not_overflow_the_stack() -> None:

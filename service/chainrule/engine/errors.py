@@ -327,6 +327,14 @@ def refusing_library_failures(fn: Callable[..., _T], /, *args: Any, **kwargs: An
         return fn(*args, **kwargs)
     except ChainruleError:
         raise
+    except RecursionError:
+        # Not a constant sympy cannot settle, as from_library would say: nesting sympy recursed too
+        # deeply on (within the depth limit, past what the interpreter's stack allows it).
+        raise InvalidArgument(
+            "the expression is nested too deeply for sympy to compute: nest it less (write inner parts"
+            " as variables), or ask for fewer extras (steps, check)",
+            field="expression",
+        ) from None
     except Exception as error:
         refusal = NotComputable.from_library(error)
         if refusal is None:

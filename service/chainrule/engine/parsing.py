@@ -391,7 +391,7 @@ class _Parser:
         raise self.unexpected(self.token)
 
     # grammar: each level of nesting costs at most three Python frames (expression -> operand ->
-    # call -> expression); `_reserve_stack` makes room for `max_depth` levels before parsing starts.
+    # call -> expression); `reserve_stack` makes room for `max_depth` levels before parsing starts.
 
     def parse(self, *, equation: bool = False) -> list[_Node]:
         """One expression, or with `equation` the sides of `lhs = rhs` (or of F alone)."""
@@ -1048,7 +1048,7 @@ def _parse_sides(
 ) -> list[sympy.Expr]:
     if len(text) > limits.max_length:
         raise _over(limits, "max_length", len(text), "the expression is too long", limits.max_length)
-    _reserve_stack(limits.max_depth)
+    reserve_stack(limits.max_depth, sympy_work=False)  # sympy's, for the default limits: at import
     parser = _Parser(text, limits)
     try:
         trees = parser.parse(equation=equation)
@@ -1060,22 +1060,36 @@ def _parse_sides(
     return [builder.build(tree) for tree in trees]
 
 
-_FRAMES_PER_LEVEL: Final = 3
+# Frames one level of nesting may take: three in the recursive descent (`sin(` goes through
+# expression, operand and call); some forty where sympy builds, evaluates, differentiates or expands
+# it: sin(sin(...(x + 0) + 1...) + 83) failed (RecursionError) under Python's default limit of 1,000,
+# within the depth limit of 100 (an attack hunt, 2026-12-07).
+_PARSER_FRAMES_PER_LEVEL: Final = 3
+_SYMPY_FRAMES_PER_LEVEL: Final = 40
 _FRAMES_FOR_CALLERS: Final = 400
+# sympy's frames, unlike the parser's, recurse through C too (its caches, __new__, comparisons), on
+# the thread's stack (8 MiB), which Python's limit does not watch before 3.12: never beyond this.
+_MAX_SYMPY_RECURSION: Final = 10_000
 
 
-def _reserve_stack(max_depth: int) -> None:
-    """Make sure `max_depth` levels of nesting fit under the interpreter's recursion limit.
-
-    One level of nesting costs at most three frames of the recursive descent (`sin(` goes
-    through expression, operand and call), so the default limits fit Python's default recursion
-    limit of 1000 and this changes nothing. Only a larger configured `max_depth` raises the
-    interpreter's limit (never lowers it); since Python 3.11 calls between Python functions use no
-    C stack, which makes that safe. The depth check still stops hostile input at `max_depth`.
-    """
-    needed = _FRAMES_PER_LEVEL * max_depth + _FRAMES_FOR_CALLERS
+def reserve_stack(max_depth: int, *, sympy_work: bool = True) -> None:
+    """Make sure `max_depth` levels of nesting fit under the interpreter's recursion limit, for the
+    parser and (`sympy_work`) for the sympy work on what it built, at most `_MAX_SYMPY_RECURSION`
+    for the latter; the limit is never lowered. Since Python 3.11 calls between Python functions use
+    no C stack, so the parser's frames are safe whatever the depth. The depth check still stops
+    hostile input at `max_depth`; nesting sympy recurses too deeply on (under limits configured
+    deeper than the default) is INVALID_ARGUMENT (`errors.refusing_library_failures`)."""
+    parser = _PARSER_FRAMES_PER_LEVEL * max_depth + _FRAMES_FOR_CALLERS
+    engine = min(_SYMPY_FRAMES_PER_LEVEL * max_depth + _FRAMES_FOR_CALLERS, _MAX_SYMPY_RECURSION)
+    needed = max(parser, engine) if sympy_work else parser
     if sys.getrecursionlimit() < needed:
         sys.setrecursionlimit(needed)
+
+
+# Once at import for the default limits, in every process that parses (the symbolic workers too),
+# not inside a request: a test runner may lower it for a test (hypothesis does) and warn when it
+# is changed there.
+reserve_stack(DEFAULT_LIMITS.max_depth)
 
 
 def is_valid_variable_name(name: str) -> bool:
