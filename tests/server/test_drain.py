@@ -12,6 +12,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from chainrule.engine.errors import Code
 from chainrule.server.app import Application
 from chainrule.server.sizing import PROTOBUF_WIRE, Wire
 from chainrule.v1 import chainrule_pb2 as pb
+from tests import h2raw
 from tests.conftest import make_settings
 
 
@@ -109,9 +113,15 @@ serve(Settings.from_environ(), Path(sys.argv[1]))
 """
 
 
-async def _terminated(tmp_path: Path, script: str, grace: float, scrape: bool = False) -> tuple[int, str]:
-    """Run `script` (a server process), SIGTERM it once ready (and its /metrics read, with `scrape`):
-    its exit status and its log."""
+async def _terminated(
+    tmp_path: Path,
+    script: str,
+    grace: float,
+    scrape: bool = False,
+    before: Callable[[], Awaitable[object]] | None = None,
+) -> tuple[int, str]:
+    """Run `script` (a server process), SIGTERM it once ready (and its /metrics read, with `scrape`;
+    after `before()`, if given): its exit status and its log."""
     ready = tmp_path / "ready.json"
     environ = {
         **os.environ,
@@ -130,6 +140,8 @@ async def _terminated(tmp_path: Path, script: str, grace: float, scrape: bool = 
                 port = json.loads(ready.read_text())["http_port"]
                 async with httpx.AsyncClient() as client:
                     assert (await client.get(f"http://127.0.0.1:{port}/metrics")).status_code == 200
+            if before is not None:
+                await before()
             process.send_signal(signal.SIGTERM)
             status = await asyncio.to_thread(process.wait, 60)
         finally:
@@ -172,6 +184,34 @@ async def test_an_idle_connection_does_not_hold_the_exit_to_the_grace(port: str)
         assert loop.time() - started < grace / 2
     finally:
         writer.close()
+
+
+async def test_an_endless_header_block_does_not_hold_the_exit_to_the_grace(tmp_path: Path) -> None:
+    """Clients sending a gRPC header block that never ends (CONTINUATION frames): grpc's stop waited
+    for their transports as long as they sent, and the process ended at the grace through the
+    backstop (status 1; an attack hunt, 2026-12-07). With no call left, it exits without them."""
+    ready = tmp_path / "ready.json"
+    sending = True
+    with ThreadPoolExecutor(_FLOODS) as floods:
+        for _ in range(_FLOODS):
+            floods.submit(_flood_when_ready, ready, lambda: not sending)
+        try:
+            status, log = await _terminated(tmp_path, SERVER, 20.0, before=lambda: asyncio.sleep(2))
+        finally:
+            sending = False
+    assert status == 0, log
+    assert "grpc had not stopped" in log
+
+
+_FLOODS = 2
+
+
+def _flood_when_ready(ready: Path, stop: Callable[[], bool]) -> None:
+    while not (ready.exists() and ready.stat().st_size) and not stop():
+        time.sleep(0.05)
+    if not stop():
+        port = json.loads(ready.read_text())["grpc_port"]
+        h2raw.endless_header_block(port, "/chainrule.v1.DifferentiationService/Differentiate", stop)
 
 
 # A drain that never ends (an attack hunt: numeric threads held the GIL while uvicorn logged each
