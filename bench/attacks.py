@@ -57,7 +57,7 @@ from grpc_status import rpc_status
 from chainrule.server.config import Settings
 from chainrule.v1 import chainrule_pb2 as pb
 from chainrule.v1 import chainrule_pb2_grpc as pb_grpc
-from tests.h2raw import NonReadingClient
+from tests.h2raw import NonReadingClient, calls_without_messages, endless_header_block
 from tests.relay import grpc_channel_from
 
 SECOND_CALLER = "127.0.0.200"
@@ -889,6 +889,46 @@ async def overload(target: Target) -> str:
     return _counts(outcomes)
 
 
+async def continuation_flood(target: Target) -> str:
+    """Item 5, headers that never end (an attack hunt, 2026-12-07): gRPC calls whose header block
+    never ends, CONTINUATION frames of junk headers as fast as the sockets take them, from 4
+    connections of one address. grpc parses them past its metadata limit and has no bound for them:
+    a known limit (docs/security.md, "Connections"), measured here, not met."""
+    connections, seconds = (2, 5.0) if target.quick else (4, 15.0)
+    method = "/chainrule.v1.DifferentiationService/Differentiate"
+    sent = await _flooding(connections, seconds, endless_header_block, target.grpc_port, method)
+    return f"{connections} header blocks that never end, {sent / MIB:,.0f} MiB sent in {seconds:.0f} s"
+
+
+async def health_flood(target: Target) -> str:
+    """Item 10, calls that end before their message (an attack hunt, 2026-12-07): HEADERS with
+    END_STREAM for grpc.health.v1's Check, 100 a write, as fast as 4 connections of one address take
+    them. They wait in grpc's queue of that method ahead of every other caller's Check: gRPC health
+    stalls (the documented limit of calls dead on arrival), HTTP health, which the manifests probe,
+    must not."""
+    connections, seconds = (2, 5.0) if target.quick else (4, 15.0)
+    method = "/grpc.health.v1.Health/Check"
+    sent = await _flooding(connections, seconds, calls_without_messages, target.grpc_port, method)
+    return (
+        f"{connections} connections of calls without a message, {sent / MIB:,.0f} MiB sent in {seconds:.0f} s"
+    )
+
+
+async def _flooding(
+    connections: int, seconds: float, flood: Callable[..., int], port: int, method: str
+) -> int:
+    """`flood(port, method, stop, source=FLOODER)` on `connections` threads for `seconds`: bytes sent."""
+    stopping = threading.Event()
+    loop = asyncio.get_running_loop()
+    floods = [
+        loop.run_in_executor(None, lambda: flood(port, method, stopping.is_set, source=FLOODER))
+        for _ in range(connections)
+    ]
+    await asyncio.sleep(seconds)
+    stopping.set()
+    return sum(await asyncio.gather(*floods))
+
+
 async def stopped_process(target: Target) -> str:
     """Item 9: one of two server processes SIGSTOPped; the supervisor should replace it."""
     processes = target.server_processes()
@@ -1004,6 +1044,8 @@ ATTACKS = (
     Attack("overload", 10, overload),
     Attack("slow-bodies", 7, slow_bodies),
     Attack("memory-queue", 7, memory_queue),
+    Attack("continuation-flood", 5, continuation_flood),
+    Attack("health-flood", 10, health_flood),
     Attack(
         "stopped-process", 9, stopped_process, workers=2, quick_environ={"CHAINRULE_HEARTBEAT_SECONDS": "2"}
     ),

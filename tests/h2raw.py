@@ -146,32 +146,72 @@ class NonReadingClient:
         await self.writer.drain()
 
 
-_CONTINUATION = 9
-
-
-def endless_header_block(port: int, method: str, stop: Callable[[], bool]) -> None:
+def endless_header_block(port: int, method: str, stop: Callable[[], bool], source: str = "127.0.0.1") -> int:
     """Open a gRPC call whose header block never ends: a HEADERS frame without END_HEADERS, then
     CONTINUATION frames of junk headers as fast as the socket takes them, until `stop()` (blocking:
-    run it on a thread). grpc keeps parsing such a block, past its metadata limit too."""
-    head = b"".join(
-        _literal(name, value)
-        for name, value in [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", method),
-            (":authority", "x"),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-        ]
-    )
+    run it on a thread). grpc keeps parsing such a block, past its metadata limit too. Returns the
+    bytes sent."""
     junk = b"".join(_frame(_CONTINUATION, 0, 1, _literal(f"x-pad-{i}", "v" * 100)) for i in range(100))
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(_SETTINGS, 0, 0) + _frame(_HEADERS, 0, 1, head)
+    return _flood(port, source, _frame(_HEADERS, 0, 1, _call_head(method)), lambda _: junk, stop)
+
+
+def calls_without_messages(
+    port: int, method: str, stop: Callable[[], bool], source: str = "127.0.0.1"
+) -> int:
+    """Open gRPC calls that end before any message (HEADERS with END_STREAM), 100 a write, as fast
+    as the socket takes them, until `stop()` (blocking: run it on a thread). Returns the bytes sent."""
+    head = _call_head(method)
+    window = _frame(_WINDOW_UPDATE, 0, 0, struct.pack(">I", 1 << 20))
+
+    def batch(index: int) -> bytes:
+        first = 1 + 200 * index
+        if first + 200 >= 2**31:
+            raise OSError("stream ids used up")
+        return (
+            b"".join(_frame(_HEADERS, _END_STREAM | _END_HEADERS, first + 2 * k, head) for k in range(100))
+            + window
         )
-        threading.Thread(target=_discard, args=(sock,), daemon=True).start()  # what the server sends
+
+    return _flood(port, source, b"", batch, stop)
+
+
+_CONTINUATION = 9
+_END_STREAM, _END_HEADERS = 0x1, 0x4
+
+
+def _call_head(method: str) -> bytes:
+    fields = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", method),
+        (":authority", "x"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]
+    return b"".join(_literal(name, value) for name, value in fields)
+
+
+def _flood(
+    port: int, source: str, first: bytes, then: Callable[[int], bytes], stop: Callable[[], bool]
+) -> int:
+    """Send the preface, `first`, then `then(0)`, `then(1)`... until `stop()` or the connection ends;
+    what the server sends is read and dropped. The bytes sent."""
+    sent = 0
+    with (
+        contextlib.suppress(OSError),
+        socket.create_connection(("127.0.0.1", port), source_address=(source, 0)) as sock,
+    ):
+        threading.Thread(target=_discard, args=(sock,), daemon=True).start()
+        opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(_SETTINGS, 0, 0) + first
+        sock.sendall(opening)
+        sent += len(opening)
+        index = 0
         while not stop():
-            sock.sendall(junk)
+            data = then(index)
+            sock.sendall(data)
+            sent += len(data)
+            index += 1
+    return sent
 
 
 def _discard(sock: socket.socket) -> None:
