@@ -254,7 +254,10 @@ async def test_work_killed_after_waiting_is_busy_unless_it_computed_a_quarter_of
             await run_as("127.0.0.3", FOREVER)
         if waited == "for nearly all of it":
             assert caught.value.reason == "OVERLOADED" and caught.value.retry_after_seconds == 1.0
-            assert re.search(r"busy for 0\.\d+ s of the server's compute budget of 1 s", str(caught.value))
+            # How long it waited: most of the budget, killed in the spare worker it then got, or all of
+            # it, refused at its end, where the first task's kill took longer than the milliseconds
+            # between their starts (1.01 s in CI): the same refusal either way.
+            assert re.search(r"busy for [01](\.\d+)? s of the server's compute budget of 1 s", str(caught.value))
             assert "127.0.0.3" not in executor.costly
             with pytest.raises(errors.ResourceExhausted, match="compute budget"):
                 await first
@@ -264,7 +267,7 @@ async def test_work_killed_after_waiting_is_busy_unless_it_computed_a_quarter_of
             )
             assert "127.0.0.3" in executor.costly
             await first
-        assert executor.stats.replaced["overrun"] == (2 if waited == "for nearly all of it" else 1)
+        assert executor.stats.replaced["overrun"] in ((1, 2) if waited == "for nearly all of it" else (1,))
         await wait_until(lambda: pool_whole(executor))
     finally:
         await executor.close()
