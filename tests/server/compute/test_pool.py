@@ -257,7 +257,9 @@ async def test_work_killed_after_waiting_is_busy_unless_it_computed_a_quarter_of
             # How long it waited: most of the budget, killed in the spare worker it then got, or all of
             # it, refused at its end, where the first task's kill took longer than the milliseconds
             # between their starts (1.01 s in CI): the same refusal either way.
-            assert re.search(r"busy for [01](\.\d+)? s of the server's compute budget of 1 s", str(caught.value))
+            assert re.search(
+                r"busy for [01](\.\d+)? s of the server's compute budget of 1 s", str(caught.value)
+            )
             assert "127.0.0.3" not in executor.costly
             with pytest.raises(errors.ResourceExhausted, match="compute budget"):
                 await first
