@@ -144,57 +144,17 @@ def stable(expr: sympy.Expr) -> sympy.Expr:
       double from 171.6, past long double from 1755), sign(gamma(u)) and Heaviside(gamma(u)) are of
       `gamma_sign`(u); factorial(u) is gamma(u + 1), what its
       kernel computes, so that gamma(x + 1)/factorial(x) cancels as sympy builds it."""
-    for query, rule in _stable_rewrites():
+    for query, rule in _STABLE_REWRITES:
         expr = _rewritten(expr, query, rule)
     return expr
 
 
+# Kernels of a node as first written and what computes it where that is not finite (`finite_or`)
+# or is infinite (`infinite_or`, computed in its log domain): both the same function.
+_FALLBACKS = ("finite_or", "infinite_or")
+
 _Query = Callable[[sympy.Basic], bool]
 _Rewrite = Callable[[sympy.Basic], "sympy.Basic | None"]
-
-
-def _stable_rewrites() -> tuple[tuple[_Query, _Rewrite], ...]:
-    """`stable`'s rewrites, in the order they apply (a function, so that it names rules below)."""
-    return (
-        # log(1 + u) holds both u and 1 + u (`kernels.log_one_plus`), each then written stably on
-        # its own: the rules below rewrite the sum itself (1 - e^-x as -expm1(-x)), and log1p needs u.
-        # Sums that cancel over a shared denominator are combined as sympy wrote them, before the
-        # rules below rewrite their terms into kernels that `together` cannot see into (the
-        # derivative of e x/(e^x - x) holds e^x - 1, which became expm1(x), and its two terms, each
-        # about e/x, then cancelled in float64: NaN, truth 0.0, at x = -67006, make fuzz).
-        (_may_combine, _combined_or_same),
-        # Before the rules below rewrite 1 + u (1 + sin(x) as one_minus_sin(-x): then inf at 1e-17).
-        (_zeta_of_one_plus, _zeta_near_pole),
-        # Where gamma is past the doubles its sign is still known (`kernels.gamma_sign`).
-        (_step_of_gamma, _step_of_gamma_sign),
-        # Logs of exponentials first: log(1 + e^x) is not log1p(e^x) where e^x is past every double.
-        # log(sech(u)) is -log(cosh(u)), which has its log domain: sech is 0 from u = 710 on
-        # (log(sech(x)) at 800 was NaN; a hunt, 2026-12-05).
-        (_log_of_sech, _minus_log_cosh),
-        (_log_of_exponentials, _in_log_domain),
-        (_inverse_of_exponentials, _inverse_in_log_domain),
-        (_log_of_one_plus, _log_one_plus),
-        # Inverse functions next to +-1 from their arguments as written, before those are rewritten
-        # below: 1 - x^2 becomes (1 - x)(1 + x), whose 1 - u has no rule (acos(1 - x^2) at 1e-12 was
-        # 0.0, truth 1.4e-12; a hunt, 2026-12-05). Those no rule writes are looked at again below.
-        # acoth(u) and asech(u) go through the rules of atanh(1/u) and acosh(1/u) (acoth(coth(x)) at
-        # 20 was inf, asech(sech(x)) at 1e-9 0.0; a hunt).
-        (_is_acoth_or_asech, _reciprocal_inverse),
-        # (1 + u)^p for a varying p from its base as written, before a rule writes 1 + u as a product
-        # (1 + sin(x)^5 as (1 + sin(x))(1 - sin(x) + ...)) whose u no one sees.
-        (_power_of_a_sum, _power_of_one_plus_or_same),
-        (_is_inverse_at_one, _stable_node),
-        (_unstable, _stable_node),
-        (_log_one_plus_of_erfc, _log_erfc),
-        (_log_one_plus_of_exponentials, _log_one_plus_in_log_domain),
-        (_unchanged_log_one_plus, _plain_log),
-        (_log_of_a_power, _computed_log),
-        # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2
-        # first), and the powers as written (a power in its log domain first hid sqrt(3 + e^x) -
-        # e^(x/2) from the rule for differences of roots: 1048576.0 at 100).
-        (_of_pi_times, _in_half_turns),
-        (_power_of_exponentials, _power_in_log_domain),
-    )
 
 
 def _is_acoth_or_asech(node: sympy.Basic) -> bool:
@@ -1371,7 +1331,7 @@ def _as_first_written(term: sympy.Expr, holding: sympy.Expr | None = None) -> sy
 
 
 # The argument of each such kernel that holds the form first written.
-_FIRST_WRITTEN = {"finite_or": 1, "infinite_or": 1, "nearer_one": 2}
+_FIRST_WRITTEN = {**dict.fromkeys(_FALLBACKS, 1), "nearer_one": 2}
 
 
 @dataclass(frozen=True)
@@ -2054,7 +2014,7 @@ def _both_ways(node: sympy.Expr) -> sympy.Expr:
     if scale is None:
         if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow)):
             args = [_both_ways(arg) for arg in node.args]
-        elif _kernel_name(node) in ("finite_or", "infinite_or"):  # its second form: the same function
+        elif _kernel_name(node) in _FALLBACKS:  # its second form: the same function
             args = [node.args[0], _both_ways(node.args[1]), node.args[2]]
         else:
             return node
@@ -2128,8 +2088,7 @@ _AS_EXPONENTIALS: dict[str | None, Callable[[tuple[sympy.Expr, ...]], sympy.Expr
     "expm1": lambda args: sympy.exp(args[0]) - 1,
     "exp_difference": lambda args: sympy.exp(args[0]) - sympy.exp(args[1]),
     "add_constant": lambda args: args[0] + args[1] + args[2],
-    "finite_or": lambda args: args[0],
-    "infinite_or": lambda args: args[0],
+    **dict.fromkeys(_FALLBACKS, lambda args: args[0]),
     "nearer_one": lambda args: args[1],
 }
 
@@ -3354,3 +3313,46 @@ def _weight(node: Application) -> int:
 
 def _vectorised_order(order: sympy.Basic) -> bool:
     return bool(order.is_Integer and 0 <= int(order) <= kernels.MAX_SCIPY_ORDER)
+
+
+# `stable`'s rewrites, in the order they apply (declared last, as it names rules from all over).
+_STABLE_REWRITES: tuple[tuple[_Query, _Rewrite], ...] = (
+    # log(1 + u) holds both u and 1 + u (`kernels.log_one_plus`), each then written stably on
+    # its own: the rules below rewrite the sum itself (1 - e^-x as -expm1(-x)), and log1p needs u.
+    # Sums that cancel over a shared denominator are combined as sympy wrote them, before the
+    # rules below rewrite their terms into kernels that `together` cannot see into (the
+    # derivative of e x/(e^x - x) holds e^x - 1, which became expm1(x), and its two terms, each
+    # about e/x, then cancelled in float64: NaN, truth 0.0, at x = -67006, make fuzz).
+    (_may_combine, _combined_or_same),
+    # Before the rules below rewrite 1 + u (1 + sin(x) as one_minus_sin(-x): then inf at 1e-17).
+    (_zeta_of_one_plus, _zeta_near_pole),
+    # Where gamma is past the doubles its sign is still known (`kernels.gamma_sign`).
+    (_step_of_gamma, _step_of_gamma_sign),
+    # Logs of exponentials first: log(1 + e^x) is not log1p(e^x) where e^x is past every double.
+    # log(sech(u)) is -log(cosh(u)), which has its log domain: sech is 0 from u = 710 on
+    # (log(sech(x)) at 800 was NaN; a hunt, 2026-12-05).
+    (_log_of_sech, _minus_log_cosh),
+    (_log_of_exponentials, _in_log_domain),
+    (_inverse_of_exponentials, _inverse_in_log_domain),
+    (_log_of_one_plus, _log_one_plus),
+    # Inverse functions next to +-1 from their arguments as written, before those are rewritten
+    # below: 1 - x^2 becomes (1 - x)(1 + x), whose 1 - u has no rule (acos(1 - x^2) at 1e-12 was
+    # 0.0, truth 1.4e-12; a hunt, 2026-12-05). Those no rule writes are looked at again below.
+    # acoth(u) and asech(u) go through the rules of atanh(1/u) and acosh(1/u) (acoth(coth(x)) at
+    # 20 was inf, asech(sech(x)) at 1e-9 0.0; a hunt).
+    (_is_acoth_or_asech, _reciprocal_inverse),
+    # (1 + u)^p for a varying p from its base as written, before a rule writes 1 + u as a product
+    # (1 + sin(x)^5 as (1 + sin(x))(1 - sin(x) + ...)) whose u no one sees.
+    (_power_of_a_sum, _power_of_one_plus_or_same),
+    (_is_inverse_at_one, _stable_node),
+    (_unstable, _stable_node),
+    (_log_one_plus_of_erfc, _log_erfc),
+    (_log_one_plus_of_exponentials, _log_one_plus_in_log_domain),
+    (_unchanged_log_one_plus, _plain_log),
+    (_log_of_a_power, _computed_log),
+    # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2
+    # first), and the powers as written (a power in its log domain first hid sqrt(3 + e^x) -
+    # e^(x/2) from the rule for differences of roots: 1048576.0 at 100).
+    (_of_pi_times, _in_half_turns),
+    (_power_of_exponentials, _power_in_log_domain),
+)

@@ -423,12 +423,13 @@ def _derivative_at_a_pole(current: sympy.Expr, x: sympy.Symbol, a: sympy.Expr) -
     is infinite at x = a: its value there is not known, and sympy took 1/zeta(1)^2 for 0 and the
     product with it for 0. 1/zeta(x) around 1 had the series 0, truth (x - 1) - EulerGamma (x - 1)^2
     (a hunt, 2026-12-07)."""
+    # zeta'(x + 1) is Subs(Derivative(zeta(u), u), u, x + 1): the point is the Subs's
+    points_of = {
+        holder.expr: dict(zip(holder.variables, holder.point, strict=True))
+        for holder in current.atoms(sympy.Subs)
+    }
     for node in current.atoms(sympy.Derivative):
-        function, points = node.expr, {}
-        for holder in current.atoms(sympy.Subs):  # zeta'(x + 1) is Subs(Derivative(zeta(u), u), u, x + 1)
-            if holder.expr == node:
-                points = dict(zip(holder.variables, holder.point, strict=True))
-        inner = function.xreplace(points) if points else function
+        inner = node.expr.xreplace(points_of.get(node, {}))
         if inner.has(x) and _at(inner, x, a).has(*_NOT_FINITE):
             return True
     return False

@@ -28,7 +28,7 @@ from chainrule.server.config import PARSE_SPARES, PARSE_WORKERS, Settings
 from chainrule.server.logs import banner, set_trace_source
 from chainrule.server.metrics import HttpMetrics, Metrics, exposition_registry
 from chainrule.server.tracing import Tracing, configure_tracing
-from chainrule.server.transport import connections
+from chainrule.server.transport import access, connections
 from chainrule.server.transport.auth import (
     AuthMiddleware,
     Callers,
@@ -230,6 +230,7 @@ class Application:
     async def run(self, ready_file: Path | None = None, heartbeat_file: Path | None = None) -> None:
         """Serve until SIGTERM or SIGINT, then drain and return; beat into `heartbeat_file` if given."""
         connections.install_accept_error_filter()
+        access.limit_failure_lines(self.settings.access_log_failures_per_second)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)

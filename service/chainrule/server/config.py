@@ -84,6 +84,13 @@ class Settings:
     access_log: bool = field(
         default=True, metadata={"doc": "an access line for every request; false: for failed requests only"}
     )
+    access_log_failures_per_second: float = field(
+        default=50.0,
+        metadata={
+            "doc": "access lines of failed requests (not bugs) each server process writes a second, on "
+            "average; those past it are counted by code in one line; 0: every one"
+        },
+    )
     max_request_bytes: int = _server_limit(
         "request_bytes", 64 * 1024 * 1024, "bytes", "bytes in one request message or HTTP body"
     )

@@ -11,13 +11,14 @@ request, where the layers below note what the access line reports (the caller, t
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from chainrule.engine.errors import ChainruleError, Code
@@ -92,6 +93,16 @@ def begin_request(request_id: str) -> RequestRecord:
 
 def current_request() -> RequestRecord:
     return REQUEST.get()
+
+
+@contextlib.contextmanager
+def outside_requests() -> Iterator[None]:
+    """Log lines about no one request (a count of many) with the id "-", even while serving one."""
+    token = REQUEST.set(_OUTSIDE)
+    try:
+        yield
+    finally:
+        REQUEST.reset(token)
 
 
 def note_error(error: ChainruleError) -> None:

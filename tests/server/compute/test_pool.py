@@ -82,6 +82,18 @@ async def test_pool_runs_work_in_other_processes(pool: ProcessExecutor) -> None:
     assert os.getpid() not in pool.worker_pids()
 
 
+async def test_pools_opened_and_closed_in_turn_each_start() -> None:
+    """The forkserver outlives the pool whose thread happened to start it: it died with that thread
+    (PR_SET_PDEATHSIG), and the next pool's workers met it dying (EOFError, 13 of 30 pools)."""
+    for _ in range(6):
+        executor = ProcessExecutor(1, budget_seconds=POOL_BUDGET, memory_bytes=512 * 1024 * 1024, queue=1)
+        try:
+            await executor.start()
+            assert await executor.run(operator.add, 2, 3) == 5
+        finally:
+            await executor.close()
+
+
 async def test_worker_bug_is_reported_not_swallowed(pool: ProcessExecutor) -> None:
     with pytest.raises(SymbolicWorkerError, match="ValueError"):
         await pool.run(int, "not a number")

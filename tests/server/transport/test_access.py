@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from chainrule.engine import errors
 from chainrule.server.app import Application
 from chainrule.server.logs import JsonFormatter
+from chainrule.server.transport import access
 from chainrule.server.transport.auth import fingerprint
 from chainrule.server.transport.instrumentation import REQUEST_ID_KEY
 from chainrule.v1 import chainrule_pb2 as pb
@@ -205,3 +206,66 @@ async def test_a_stream_the_caller_cancels_is_not_a_server_error(app: Applicatio
     [record] = lines.about("watch-1")
     assert record.levelno == logging.INFO
     assert fields(record)["code"] == "CANCELLED"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_failed_requests_past_the_budget_are_counted_in_one_line(
+    app: Application, lines: LogLines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of refused calls writes the budget's lines and then one line counting the rest by code,
+    not a line each (a health-Check flood wrote six times the bytes it sent); bugs are always written."""
+    clock = FakeClock()
+    monkeypatch.setattr(access, "_failure_lines", access.FailureLines(5, clock=clock))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}") as client:
+        for i in range(30):
+            await client.post(
+                "/v1/differentiate", json={"expression": "sin("}, headers={REQUEST_ID_KEY: f"flood-{i}"}
+            )
+        assert len([r for r in lines.records if r.request_id.startswith("flood-")]) == 5  # type: ignore[attr-defined]
+        clock.now += 0.25  # a line's worth of the budget again (binary fractions: exact sums)
+        await client.post(
+            "/v1/differentiate", json={"expression": "sin(x"}, headers={REQUEST_ID_KEY: "after"}
+        )
+    [report] = [r for r in lines.records if "left out" in r.getMessage()]
+    assert report.levelno == logging.WARNING
+    assert (
+        "25 lines of failed requests left out in the last 0.2 s (over 5 a second)" in report.getMessage()
+    ), report.getMessage()
+    assert fields(report)["left_out"] == {"INVALID_ARGUMENT": 25}
+    assert len(lines.about("after")) == 1
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}") as client:
+        for i in range(10):  # the next report waits for its interval, counting meanwhile
+            clock.now += 0.125  # 0.625 lines' worth each: 4 of the 10 left out
+            await client.post(
+                "/v1/differentiate", json={"expression": "("}, headers={REQUEST_ID_KEY: f"later-{i}"}
+            )
+        clock.now += access.FailureLines.REPORT_SECONDS
+        await client.post("/v1/differentiate", json={"expression": "("}, headers={REQUEST_ID_KEY: "last"})
+    reports = [r.getMessage() for r in lines.records if "left out" in r.getMessage()]
+    assert len(reports) == 2 and reports[1].startswith(
+        "4 lines of failed requests left out in the last 11.1 s"
+    )
+    async with fake_client(FailingApi(RuntimeError("a bug"))) as client:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(logging.getLogger("chainrule.server.transport.rest"), "disabled", True)
+            for i in range(3):
+                await client.post("/v1/evaluate", json={}, headers={REQUEST_ID_KEY: f"bug-{i}"})
+    assert all(len(lines.about(f"bug-{i}")) == 1 for i in range(3))
+
+
+def test_the_failure_line_budget_refills_at_its_rate() -> None:
+    clock = FakeClock()
+    budget = access.FailureLines(2, clock=clock)
+    assert [budget.admit(errors.Code.NOT_FOUND) for _ in range(3)] == [True, True, False]
+    clock.now += 0.5
+    assert [budget.admit(errors.Code.NOT_FOUND) for _ in range(2)] == [True, False]
+    clock.now += 100  # refills to one second's worth, not more
+    assert [budget.admit(errors.Code.NOT_FOUND) for _ in range(3)] == [True, True, False]
+    assert all(access.FailureLines(0, clock=clock).admit(errors.Code.NOT_FOUND) for _ in range(1000))

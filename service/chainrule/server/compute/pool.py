@@ -57,6 +57,7 @@ import gc
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import resource
 import signal
@@ -327,6 +328,11 @@ class ProcessExecutor:
 
     async def start(self) -> None:
         """Start every worker and wait until each has warmed up."""
+        # The forkserver dies with the thread that starts it (PR_SET_PDEATHSIG is the forking
+        # thread's, lifetime.py): started by a pool's I/O thread, it was killed as that pool closed,
+        # and the next pool's workers met it dying (EOFError in 13 of 30 pools opened and closed in
+        # turn). Started here, it lives as long as the event loop's thread.
+        multiprocessing.forkserver.ensure_running()
         workers = await asyncio.gather(*(self._start_worker() for _ in range(self.size)))
         for worker in workers:
             self._idle.put_nowait(worker)

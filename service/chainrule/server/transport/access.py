@@ -9,18 +9,30 @@ Levels say whose problem it is: the caller's mistakes (INVALID_ARGUMENT, UNAUTHE
 INFO like successes; overload and time-outs (RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, UNAVAILABLE) are
 WARNING; bugs (INTERNAL, UNKNOWN) are ERROR. Probes and scrapes (health, /metrics) that succeed log
 at DEBUG, and so does every success with `CHAINRULE_ACCESS_LOG=false`.
+
+Lines of failed requests below ERROR have a budget per process (`FailureLines`): a flood of calls
+refused in microseconds (gRPC health Checks that never send their message) wrote 1.7 MB of lines in
+5 s, six times the bytes it sent. Those past the budget are counted by code and reported in one line.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chainrule.engine.errors import Code
-from chainrule.server.logs import REQUEST_ID_KEY, RequestRecord, accept_request_id, begin_request
+from chainrule.server.logs import (
+    REQUEST_ID_KEY,
+    RequestRecord,
+    accept_request_id,
+    begin_request,
+    outside_requests,
+)
 from chainrule.server.transport.status import HTTP_STATUS
 
 log = logging.getLogger("chainrule.access")
@@ -47,6 +59,64 @@ def _code_for_http(status: int) -> Code:
     return next((code for code, http in HTTP_STATUS.items() if http == status and code), Code.UNKNOWN)
 
 
+class FailureLines:
+    """A token bucket for the access lines of failed requests: `per_second` on average, up to one
+    second's worth at once; 0: no limit. Lines past it are counted by code, and a line written at
+    least `REPORT_SECONDS` after the last such report is preceded by one that says how many were
+    left out (not every line: under a steady flood the budget's lines alternate with refusals)."""
+
+    REPORT_SECONDS = 10.0
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self._clock = clock
+        self._tokens = self._capacity = max(per_second, 1.0)
+        self._updated = self._since = clock()
+        self._reported = -float("inf")
+        self._left_out: Counter[str] = Counter()
+
+    def admit(self, code: Code) -> bool:
+        """Whether a failed request's line may be written (else it is counted as left out)."""
+        if self.per_second <= 0:
+            return True
+        now = self._clock()
+        self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self.per_second)
+        self._updated = now
+        if self._tokens < 1:
+            if not self._left_out:
+                self._since = now
+            self._left_out[code.name] += 1
+            return False
+        self._tokens -= 1
+        return True
+
+    def report_left_out(self) -> None:
+        """The line about the lines left out since the last report, if any and if it is time."""
+        now = self._clock()
+        if not self._left_out or now - self._reported < self.REPORT_SECONDS:
+            return
+        counts, self._left_out, self._reported = self._left_out, Counter(), now
+        by_code = ", ".join(f"{name} {count:,}" for name, count in counts.most_common())
+        with outside_requests():
+            log.warning(
+                "%s lines of failed requests left out in the last %.1f s (over %g a second): %s",
+                f"{counts.total():,}",
+                now - self._since,
+                self.per_second,
+                by_code,
+                extra={"left_out": dict(counts)},
+            )
+
+
+# The process's budget; the server sets it from its settings at start-up (`limit_failure_lines`).
+_failure_lines = FailureLines(0)
+
+
+def limit_failure_lines(per_second: float) -> None:
+    global _failure_lines  # noqa: PLW0603 - one budget per process, set at start-up
+    _failure_lines = FailureLines(per_second)
+
+
 def emit(
     *,
     transport: str,
@@ -64,6 +134,9 @@ def emit(
     level = logging.DEBUG if quiet and code is Code.OK else level_for(code)
     if not log.isEnabledFor(level):
         return
+    if code is not Code.OK and level < logging.ERROR and not _failure_lines.admit(code):
+        return
+    _failure_lines.report_left_out()
     fields: dict[str, Any] = {
         "transport": transport,
         "method": method,
