@@ -203,7 +203,7 @@ class _Float64:
         return self._function(points)
 
 
-def _taylor_factors(raw: sympy.Expr) -> sympy.Expr:
+def _taylor_factors(raw: sympy.Expr, *, arguments: bool = True) -> sympy.Expr:
     """A part written as a product with its common factors taken out (or a sum), where the factors
     (or terms) of one variable calling only elementary functions, taken together, have a Taylor
     polynomial (`_taylor_near`): y (cos(x)/x - sin(x)/x^2), the partial of y sin(x)/x, cancels next
@@ -212,17 +212,29 @@ def _taylor_factors(raw: sympy.Expr) -> sympy.Expr:
     independent hunt: -0.0 at 1e-8, truth 1.9e-9). Sums and products among the rest are looked into
     the same way: the second derivative of gamma(sin(x)/x) is gamma(u)/x times a sum of terms such as
     (2 sin(x)/x^2 - 2 cos(x)/x - sin(x)) digamma(u) (a hunt: 1.72 at 1e-8, truth 0.192). As it
-    was, elsewhere, and for a part of one variable that is patched whole."""
+    was, elsewhere, and for a part of one variable that is patched whole. With `arguments`, a part
+    of several variables is first tried as a function of one argument of several variables
+    (`_in_one_argument`): as a whole, since its pieces may cancel only together (the partials of
+    z (x y - sin(x y))/(x y)^3 hold x y - sin(x y), which cancels on its own too)."""
     symbols = raw.free_symbols
     if not symbols or (len(symbols) == 1 and removable.elementary(raw)):
         return raw
     if sympy.count_ops(raw) > removable.MAX_NODES:
         return raw
+    if arguments and len(symbols) > 1:
+        patched = _in_one_argument(raw)
+        if patched is not raw:
+            return patched
     whole = sympy.factor_terms(raw)
     if whole.is_Add:
         return _patched_sum(whole, raw)
-    if not whole.is_Mul:
-        return raw
+    if whole.is_Mul:
+        return _patched_product(whole, raw)
+    return raw
+
+
+def _patched_product(whole: sympy.Expr, raw: sympy.Expr) -> sympy.Expr:
+    """A product's factors of one variable, grouped by variable, each group patched (`_taylor_factors`)."""
     groups: dict[sympy.Basic, list[sympy.Expr]] = {}
     pieces: list[sympy.Expr] = []
     changed = False
@@ -231,7 +243,7 @@ def _taylor_factors(raw: sympy.Expr) -> sympy.Expr:
         if variable is not None:
             groups.setdefault(variable, []).append(piece)
         else:
-            inner = _taylor_factors(piece) if piece.is_Add else piece
+            inner = _taylor_factors(piece, arguments=False) if piece.is_Add else piece
             changed = changed or inner is not piece
             pieces.append(inner)
     for group in groups.values():
@@ -240,6 +252,67 @@ def _taylor_factors(raw: sympy.Expr) -> sympy.Expr:
         changed = changed or patched is not one
         pieces.append(patched)
     return sympy.Mul(*pieces) if changed else raw
+
+
+# The variable a part is written in when it is looked at as a function of one argument (a name no
+# caller's variable has: theirs are renamed `_a0`, `_a1`, ...).
+_ARGUMENT = sympy.Symbol("_w", real=True)
+# Arguments of several variables a part is tried in, at most (each costs a look at the part: `patches`).
+_MAX_ARGUMENTS = 3
+
+
+def _in_one_argument(raw: sympy.Expr) -> sympy.Expr:
+    """A part of several variables that cancels where one argument w = w(x, y, ...) of its functions
+    is next to a point, written in w and the variables but one, patched there (`_taylor_factors`),
+    then in the variables again: the partials of sin(x y)/(x y) are y (cos(w)/w - sin(w)/w^2) and
+    w (...) + (...) with w = x y, whose terms cancel next to w = 0 whatever x and y are. They were
+    -3.33e-8 at (1e-8, 3), truth -3e-8, and -2.2e138 at (1e-154, 3) (a review of what was left).
+    Tried on the arguments in which some variable x or its square is linear (w = a x + b, a and b
+    free of x: x y, x + y, 2x - y z, x^2 + y^2): x is (w - b)/a, which sympy's products and sums
+    cancel again once w is written back (x y/y is x)."""
+    for argument in _composite_arguments(raw)[:_MAX_ARGUMENTS]:
+        written = _written_in(raw, argument)
+        if written is None:
+            continue
+        if written.free_symbols == {_ARGUMENT}:
+            patched = _taylor_near(written, written) if removable.elementary(written) else written
+        else:
+            patched = _taylor_factors(written, arguments=False)
+        if patched is not written:
+            return patched.xreplace({_ARGUMENT: argument})
+    return raw
+
+
+def _composite_arguments(raw: sympy.Expr) -> list[sympy.Expr]:
+    """The arguments of the part's functions and the bases of its powers that hold several variables,
+    largest first (their order is sympy's, so the same part is always tried the same way)."""
+    found = {
+        argument
+        for node in sympy.preorder_traversal(raw)
+        if isinstance(node, (sympy.Function, sympy.Pow))
+        for argument in (node.args if isinstance(node, sympy.Function) else node.args[:1])
+        if len(argument.free_symbols) > 1
+    }
+    return sorted(found, key=lambda argument: (-_tree_size(argument), sympy.default_sort_key(argument)))
+
+
+def _written_in(raw: sympy.Expr, argument: sympy.Expr) -> sympy.Expr | None:
+    """`raw` written through the argument (`_ARGUMENT`, w), by the first variable x (by name) the
+    argument is linear in, or else in x^2 (x^2 + y^2): x (or x^2) is (w - b)/a; None where there is
+    none. sympy's `subs` of x^2 leaves odd powers of x as they are, and writes x^4 as (x^2)^2."""
+    marker = sympy.Dummy()
+    for variable in sorted(argument.free_symbols, key=lambda symbol: symbol.name):
+        for generator in (variable, variable**2):
+            through = argument.subs(generator, marker)
+            if through.has(variable):
+                continue
+            offset, varying = through.as_independent(marker, as_Add=True)
+            slope, alone = varying.as_independent(marker, as_Add=False)
+            if alone != marker:  # not linear, or not as sympy wrote it (x y + x)
+                continue
+            written = raw.subs(generator, (_ARGUMENT - offset) / slope)
+            return written if written.has(_ARGUMENT) else None
+    return None
 
 
 def _patched_sum(whole: sympy.Expr, raw: sympy.Expr) -> sympy.Expr:
@@ -258,8 +331,10 @@ def _patched_sum(whole: sympy.Expr, raw: sympy.Expr) -> sympy.Expr:
             continue
         tagged = [(factor, _elementary_in(factor)) for factor in sympy.Mul.make_args(term)]
         variables = {variable for _, variable in tagged} - {None}
+        if _ARGUMENT in variables:  # a part written in one argument: its factors of it, whatever else
+            variables = {_ARGUMENT}
         if len(variables) != 1:
-            inner = _taylor_factors(term)
+            inner = _taylor_factors(term, arguments=False)
             changed = changed or inner is not term
             others.append(inner)
             continue
