@@ -1575,6 +1575,9 @@ def test_an_infinite_partial_at_an_edge_of_the_domain_has_the_one_sided_sign() -
         ("sin(x)", 0, [1e300, -1e20], mpmath.sin),
         ("1 - cos(x)", 0, [1e10, 3.0], lambda t: 1 - mpmath.cos(t)),
         ("cot(x/4)", 1, [1e200, 3.0], lambda t: mpmath.cot(t / 4)),
+        # And so is one of them chosen (the fuzzer: csc(Max(9, y, z) - 1) at y = 4.2e7 was NaN).
+        ("csc(Max(9, x) - 1)", 1, [41980158.0351124, 20.0], lambda t: mpmath.csc(max(9, t) - 1)),
+        ("sin(abs(x) + 1/2)", 0, [-1e12 - 0.25, 3.0], lambda t: mpmath.sin(abs(t) + mpmath.mpf(1) / 2)),
     ],
 )
 def test_a_large_computed_argument_of_a_periodic_function_is_computed_again(

@@ -207,6 +207,15 @@ def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
         ("(x^9 - 1)/(x - 1)", 3, [1.0001, 1.00000001]),
         ("(x^5 - 1)/(x - 1)", 1, [1.00000001]),
         ("((1 + x)^9 - 1)/x", 3, [1e-3, 1e-8]),
+        # High orders and deep cancellations: terms of k!/x^(k+1) past 256 bits at the nearest probe
+        # looked like a pole's growth, and got no polynomial (a hunt, 2026-12-07: 0.0 at 1e-3, truth
+        # -0.0909; -1478188 for a first derivative, truth 5.5e-9; 2.2e8 for a value, truth 2.8e-6).
+        ("sin(x)/x", 10, [1e-3, 1e-8, 0.5]),
+        ("(1 - cos(x))/x^2", 12, [0.01, 0.5]),
+        ("(x - sin(x))/x^3", 5, [1e-3, 1e-5, 0.1]),
+        ("(sin(x) - x + x^3/6 - x^5/120)/x^7", 1, [1e-3, 1e-2, 0.1]),
+        ("(cos(x) - 1 + x^2/2 - x^4/24)/x^6", 1, [1e-3, 1e-2]),
+        ("(sin(x) - x + x^3/6 - x^5/120 + x^7/5040)/x^9", 0, [1e-3, 1e-2, 0.1]),
     ],
 )
 def test_what_the_first_version_got_wrong(text: str, order: int, points: list[float]) -> None:
@@ -294,6 +303,27 @@ def test_a_function_of_one_argument_of_several_variables_gets_it_there(
 ) -> None:
     """The partials of sin(x y)/(x y) are y g'(w) and w g''(w) + g'(w), w = x y: their terms cancel
     next to w = 0 whatever x and y are (-3.33e-8 at (1e-8, 3), truth -3e-8; -2.2e138 at (1e-154, 3))."""
+    _assert_every_component_right(text, points)
+
+
+@pytest.mark.parametrize(
+    ("text", "points"),
+    [
+        ("sin(x)/x*cos(y)/y", {"x": [1e-8, 1e-8, 0.5], "y": [3.0, 1e-8, -2.0]}),
+        ("(1 - cos(x))/x^2*exp(y)*(y - sin(y))", {"x": [1e-6, 2e-4, 1.5], "y": [1e-3, 1e-6, 0.75]}),
+        ("sin(x)/x*sin(y)/y*(1 - cos(z))/z^2", {"x": [1e-6, 0.5], "y": [1e-5, 1e-7], "z": [1e-4, 2.0]}),
+    ],
+)
+def test_a_sum_of_products_of_factors_of_one_variable_is_separated(
+    text: str, points: dict[str, list[float]]
+) -> None:
+    """The mixed partial of sin(x)/x cos(y)/y is four terms, each a factor in x times one in y, that
+    cancel next to x = 0 only as (cos(x) - sin(x)/x)/x: 0.0 at (1e-8, 3), truth -2.1e-10."""
+    _assert_every_component_right(text, points)
+
+
+def _assert_every_component_right(text: str, points: dict[str, list[float]]) -> None:
+    """The value, gradient and Hessian of `text` at `points` against 3,000 bits."""
     names = sorted(points)
     compiled = engine.compile_gradient(parsing.parse(text), names, hessian=True)
     n = len(points["x"])

@@ -454,3 +454,10 @@ def test_a_limit_sympy_leaves_unevaluated_is_no_series_not_a_missing_closed_form
     assert caught.value.reason == series.NO_TAYLOR_SERIES
     assert caught.value.metadata == {"derivative_order": "1"}
     assert "no limit there that can be determined" in caught.value.message
+
+
+@pytest.mark.parametrize(("text", "order"), [("sqrt(x^3)", 2), ("abs(x)^(5/2)", 3), ("cbrt(x^2)", 1)])
+def test_a_derivative_that_grows_without_bound_is_said_so_in_words(text: str, order: int) -> None:
+    """sympy's limit is zoo (of either sign), which our grammar writes 1/0: 'tends to (1/0) there'."""
+    message = _refused(text, "0", order, order).message
+    assert "tends to infinity there" in message and "1/0" not in message, message

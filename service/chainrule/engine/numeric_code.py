@@ -210,6 +210,41 @@ def _zeta_near_pole(node: sympy.zeta) -> sympy.Expr:
     return Kernel(Str("zeta_near_pole"), node.args[0] - 1, *node.args[1:])
 
 
+def _zeta_less_one(node: sympy.Basic) -> bool:
+    """A sum holding c zeta(u) and -c (zeta(u) - 1, 1 - zeta(u)), or log(zeta(u)): zeta is 1 plus
+    2^-u and smaller terms, which it rounds away as u grows (`kernels.zeta_minus_one`)."""
+    if isinstance(node, sympy.log):
+        return _is_riemann_zeta(node.args[0])
+    return node.is_Add and _riemann_zeta_term(node) is not None
+
+
+def _zeta_less_one_written(node: sympy.Expr) -> sympy.Expr:
+    if isinstance(node, sympy.log):  # log(1 + (zeta(u) - 1)): log1p of it (`_log_of_one_plus`)
+        return sympy.log(1 + Kernel(Str("zeta_minus_one"), node.args[0].args[0]))
+    term = _riemann_zeta_term(node)
+    assert term is not None
+    number, _ = node.as_coeff_Add()
+    coefficient, zeta = term.as_coeff_Mul()
+    rest = [t for t in sympy.Add.make_args(node) if t is not term and t is not number]
+    return sympy.Add(coefficient * Kernel(Str("zeta_minus_one"), zeta.args[0]), *rest)
+
+
+def _riemann_zeta_term(node: sympy.Expr) -> sympy.Expr | None:
+    """The term c zeta(u) of a sum whose number is -c, if any."""
+    number, _ = node.as_coeff_Add()
+    if not number:
+        return None
+    for term in sympy.Add.make_args(node):
+        coefficient, factor = term.as_coeff_Mul()
+        if _is_riemann_zeta(factor) and coefficient == -number:
+            return term
+    return None
+
+
+def _is_riemann_zeta(node: sympy.Basic) -> bool:
+    return isinstance(node, sympy.zeta) and len(node.args) == 1 and bool(node.args[0].free_symbols)
+
+
 _TRIGONOMETRIC = (sympy.sin, sympy.cos, sympy.tan, sympy.cot, sympy.sec, sympy.csc)
 
 
@@ -2860,6 +2895,10 @@ def _periodic_arguments_checked(part: sympy.Expr, placeholders: Iterable[sympy.S
             return node not in constants
         if node.is_Rational or node.is_Float:  # a decimal is its double (0.5, 2.5)
             return _is_a_double(sympy.Rational(node))
+        # One of its exact arguments, or one negated: csc(Max(9, y, z) - 1) at y = 4.2e7 was NaN, its
+        # argument taken for computed (the fuzzer, seed 3207926227).
+        if isinstance(node, (sympy.Max, sympy.Min, sympy.Abs)):
+            return all(exact(argument) for argument in node.args)
         scale, rest = node.as_coeff_Mul()
         return _power_of_two(scale) and rest.is_Symbol and rest not in constants
 
@@ -3326,6 +3365,7 @@ _STABLE_REWRITES: tuple[tuple[_Query, _Rewrite], ...] = (
     (_may_combine, _combined_or_same),
     # Before the rules below rewrite 1 + u (1 + sin(x) as one_minus_sin(-x): then inf at 1e-17).
     (_zeta_of_one_plus, _zeta_near_pole),
+    (_zeta_less_one, _zeta_less_one_written),
     # Where gamma is past the doubles its sign is still known (`kernels.gamma_sign`).
     (_step_of_gamma, _step_of_gamma_sign),
     # Logs of exponentials first: log(1 + e^x) is not log1p(e^x) where e^x is past every double.

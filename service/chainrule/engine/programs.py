@@ -215,7 +215,8 @@ def _taylor_factors(raw: sympy.Expr, *, arguments: bool = True) -> sympy.Expr:
     was, elsewhere, and for a part of one variable that is patched whole. With `arguments`, a part
     of several variables is first tried as a function of one argument of several variables
     (`_in_one_argument`): as a whole, since its pieces may cancel only together (the partials of
-    z (x y - sin(x y))/(x y)^3 hold x y - sin(x y), which cancels on its own too)."""
+    z (x y - sin(x y))/(x y)^3 hold x y - sin(x y), which cancels on its own too); then a sum of
+    products of factors of one variable each as a product of sums of one variable (`_separated`)."""
     symbols = raw.free_symbols
     if not symbols or (len(symbols) == 1 and removable.elementary(raw)):
         return raw
@@ -226,11 +227,72 @@ def _taylor_factors(raw: sympy.Expr, *, arguments: bool = True) -> sympy.Expr:
         if patched is not raw:
             return patched
     whole = sympy.factor_terms(raw)
+    separated = _separated(whole) if arguments else None
+    if separated is not None:
+        patched = _patched_product(separated, raw)
+        if patched is not raw:
+            return patched
     if whole.is_Add:
         return _patched_sum(whole, raw)
     if whole.is_Mul:
         return _patched_product(whole, raw)
     return raw
+
+
+def _separated(whole: sympy.Expr) -> sympy.Expr | None:
+    """A sum (or a product holding sums) of products of factors of one variable each, written as a
+    product of sums of one variable each where it is one, else None. The mixed partial of
+    sin(x)/x cos(y)/y is four such terms that cancel next to x = 0 only as (cos(x) - sin(x)/x)/x, a
+    factor of it sympy does not write (0.0 at (1e-8, 3), truth -2.1e-10). Terms are grouped by their
+    factors in all variables but the first: the sum separates where each group's factors in the first
+    are the same up to a number (not `sympy.factor`: it took 5 s to find that a sum of two such
+    products of six variables does not factor)."""
+    factors: list[sympy.Expr] = []
+    changed = False
+    for piece in sympy.Mul.make_args(whole):
+        split = _split(piece) if piece.is_Add else None
+        changed = changed or split is not None
+        factors.extend(split or [piece])
+    return sympy.Mul(*factors, evaluate=False) if changed else None
+
+
+def _split(total: sympy.Expr) -> list[sympy.Expr] | None:
+    """The factors of one variable each whose product is `total`, a sum, if it separates (`_separated`)."""
+    terms: list[tuple[sympy.Expr, dict[sympy.Basic, sympy.Expr]]] = []
+    for term in sympy.Add.make_args(total):
+        number, rest = term.as_coeff_Mul()
+        by_variable: dict[sympy.Basic, sympy.Expr] = {}
+        for factor in sympy.Mul.make_args(rest):
+            symbols = factor.free_symbols
+            if len(symbols) != 1:
+                return None
+            (symbol,) = symbols
+            by_variable[symbol] = by_variable.get(symbol, sympy.S.One) * factor
+        terms.append((number, by_variable))
+    variables = sorted({symbol for _, by_variable in terms for symbol in by_variable}, key=str)
+    if len(variables) < 2:
+        return None
+    first = variables[0]
+    groups: dict[sympy.Expr, dict[sympy.Expr, sympy.Expr]] = {}
+    for number, by_variable in terms:
+        others = sympy.Mul(*(factor for symbol, factor in by_variable.items() if symbol != first))
+        mine = by_variable.get(first, sympy.S.One)
+        group = groups.setdefault(others, {})
+        group[mine] = group.get(mine, sympy.S.Zero) + number
+    (_, shape), *rest = groups.items()
+    multiples: list[sympy.Expr] = [sympy.S.One]
+    for _, group in rest:
+        if group.keys() != shape.keys():
+            return None
+        ratios = {group[key] / shape[key] for key in shape}
+        if len(ratios) != 1:
+            return None
+        multiples.append(ratios.pop())
+    in_first = sympy.Add(*(number * factor for factor, number in shape.items()))
+    in_others = sympy.Add(*(multiple * key for multiple, key in zip(multiples, groups, strict=True)))
+    if in_others.is_Add:
+        return [in_first, *(_split(in_others) or [in_others])]
+    return [in_first, *sympy.Mul.make_args(in_others)]
 
 
 def _patched_product(whole: sympy.Expr, raw: sympy.Expr) -> sympy.Expr:

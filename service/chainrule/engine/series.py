@@ -581,6 +581,8 @@ def _value_at(
         raise _no_series(expr, x, a, k, f"oscillates between {low} and {high} near there")
     if limit.has(sympy.AccumBounds):  # bounds our grammar cannot write: 2 + AccumBounds(-1, 1)*pi
         raise _no_series(expr, x, a, k, "oscillates near there")
+    if limit in (sympy.oo, -sympy.oo, sympy.zoo):  # zoo: of both signs, as 1/x; our grammar writes it 1/0
+        raise _no_series(expr, x, a, k, "tends to infinity there")
     if not _finite_real(limit):
         raise _no_series(expr, x, a, k, f"tends to {parsing.to_text(limit)} there")
     if k == 0 and _finite_real(value) and sympy.S(value).equals(limit) is False:
