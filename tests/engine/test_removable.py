@@ -211,6 +211,10 @@ def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
         # looked like a pole's growth, and got no polynomial (a hunt, 2026-12-07: 0.0 at 1e-3, truth
         # -0.0909; -1478188 for a first derivative, truth 5.5e-9; 2.2e8 for a value, truth 2.8e-6).
         ("sin(x)/x", 10, [1e-3, 1e-8, 0.5]),
+        # ... and terms of 20!/x^21 on the circles of 1/64 and 1/512, past 320 bits: their series
+        # disagreed, and the polynomial reached 0.127 only (-256 at 1, truth 0.0275).
+        ("sin(x)/x", 20, [1.0, 0.3]),
+        ("(exp(x) - 1)/x", 20, [1.0, -1.5]),
         ("(1 - cos(x))/x^2", 12, [0.01, 0.5]),
         ("(x - sin(x))/x^3", 5, [1e-3, 1e-5, 0.1]),
         ("(sin(x) - x + x^3/6 - x^5/120)/x^7", 1, [1e-3, 1e-2, 0.1]),

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import mpmath
 import numpy as np
 import sympy
 
@@ -382,12 +383,13 @@ def _coefficients(part: sympy.Expr, name: str, point: tuple[float, float], radiu
     the formula is not finite on the circle. A real function's values on the lower half are the
     conjugates of the upper's."""
     at, scale = point
-    ctx = reference.context(_CIRCLE_PREC)
+    prec = _circle_precision(part, name, at + scale / radius)
+    ctx = reference.context(prec)
     half = _SAMPLES // 2
     values = []
     for j in range(half + 1):
         z = ctx.mpf(at) + ctx.expjpi(ctx.mpf(2 * j) / _SAMPLES) * scale / radius
-        value = ctx.mpc(reference.evaluate(part, {name: z}, prec=_CIRCLE_PREC, strict=False))
+        value = ctx.mpc(reference.evaluate(part, {name: z}, prec=prec, strict=False))
         if not ctx.isfinite(value):
             return None
         values.append(value)
@@ -404,7 +406,7 @@ def _coefficients(part: sympy.Expr, name: str, point: tuple[float, float], radiu
     # from how fast the last eight fall off against the eight before, what a_(k+64) may be (1e-55
     # where log(1 + x^2 e^x) is x^2 + ..., singular at |x| = 0.8 in the complex plane: that noise
     # was its value at 1e-100). Eight, as single coefficients dip (odd and even parts).
-    rounding = largest * ctx.ldexp(1, 100 - _CIRCLE_PREC)
+    rounding = largest * ctx.ldexp(1, 100 - prec)
     last = max(abs(a) for a in fourier[-8:])
     before = max(abs(a) for a in fourier[-16:-8])
     noise = rounding
@@ -412,6 +414,21 @@ def _coefficients(part: sympy.Expr, name: str, point: tuple[float, float], radiu
         decay = min(ctx.mpf(1), (last / before) ** (ctx.mpf(1) / 8))
         noise += last * ctx.ldexp(decay ** (_SAMPLES - _TERMS + 1), 10)
     return [ctx.mpf(0) if abs(a) <= noise else a * ctx.mpf(radius) ** k for k, a in enumerate(fourier)]
+
+
+def _circle_precision(part: sympy.Expr, name: str, x: float) -> int:
+    """`_CIRCLE_PREC`, or four times it where the formula's value on the circle (at its real point x)
+    loses more than 220 of those bits to its own cancellation: the 20th derivative of sin(x)/x is
+    terms of 20!/x^21 that cancel to 0.03, 2^250 on the circle of 1/512, where the circles' series
+    disagreed and its polynomial reached 0.127 only (-256 at 1, truth 0.0275; a hunt, 2026-12-07)."""
+    try:
+        low = reference.evaluate(part, {name: x}, prec=_CIRCLE_PREC, strict=False)
+        high = reference.evaluate(part, {name: x}, prec=4 * _CIRCLE_PREC, strict=False)
+        if abs(low - high) <= abs(high) * mpmath.ldexp(1, 100 - _CIRCLE_PREC):
+            return _CIRCLE_PREC
+    except (reference.Unsupported, ArithmeticError, ValueError, TypeError):
+        return _CIRCLE_PREC
+    return 4 * _CIRCLE_PREC
 
 
 def _taylor_coefficients(part: sympy.Expr, name: str, point: tuple[float, float]) -> list[Any] | None:
