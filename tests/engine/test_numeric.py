@@ -1838,7 +1838,13 @@ def test_a_constant_past_the_doubles_less_an_exponential_is_left_as_written() ->
         # zeta(x) is 1 + 2^-x + ...: past 53 it rounds to 1 (a hunt, 2026-12-07: 0.0 at 60).
         ("zeta(x) - 1", 0, [60.0, 40.0, 3.0, 0.5, -2.5], lambda t: mpmath.zeta(t) - 1),
         ("(zeta(x) - 1)*2^x", 0, [60.0, 30.0, 200.0], lambda t: (mpmath.zeta(t) - 1) * 2**t),
-        ("log(zeta(x))", 0, [60.0, 1.5], lambda t: mpmath.log(mpmath.zeta(t))),
+        # ... and left of 1 as written: next to a zero, 1 + (zeta - 1) rounds zeta away (-inf).
+        (
+            "log(zeta(x))",
+            0,
+            [60.0, 1.5, -2.0000000001, -3.999999999999],
+            lambda t: mpmath.log(mpmath.zeta(t)),
+        ),
         ("1/zeta(x) - 1", 0, [60.0, 3.0], lambda t: 1 / mpmath.zeta(t) - 1),
         ("zeta(x)^2 - 1", 0, [60.0, 3.0], lambda t: mpmath.zeta(t) ** 2 - 1),
         # Functions of 1/x however written, far out (x^3 (acot(x) - 1/x) at 1e6 was 7.8e-5 off).

@@ -1264,6 +1264,22 @@ def zeta_minus_one(s: Any) -> Any:
     return result if result.ndim else result[()]
 
 
+def log_zeta(s: Any) -> Any:
+    """log(zeta(s)): right of 1 log1p of the Hurwitz zeta(s, 2) (`zeta_minus_one`: log(zeta(x)) was
+    0.0 at 60); left of 1 log(zeta(s)) as written, where zeta may be small (next to its zeros at the
+    negative even integers, which 1 + (zeta(s) - 1) rounds away: -inf at -2 - 2^-50; a regression
+    hunt, 2026-12-07) and is never next to 1."""
+    ss = _array(s)
+    right = ss > 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = np.where(
+            right,
+            np.log1p(zeta(np.where(right, ss, 2.0), 2.0)),
+            np.log(_riemann_zeta(np.where(right, 0.0, ss))),
+        )
+    return result if result.ndim else result[()]
+
+
 def zeta_near_pole(u: Any, a: Any = None) -> Any:
     """zeta(1 + u) (or zeta(1 + u, a)) where 1 + u rounds away the digits of a small u: next to the
     pole at 1 the function is about 1/u, so -s zeta(s + 1, a), the derivative of zeta(s, a) in a,
@@ -1564,6 +1580,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "zeta": _Kernel(zeta, weight=200, overhead=350_000, contained=True),
         "zeta_near_pole": _Kernel(zeta_near_pole, weight=210, overhead=360_000, contained=True),
         "zeta_minus_one": _Kernel(zeta_minus_one, weight=400, overhead=700_000, contained=True),
+        "log_zeta": _Kernel(log_zeta, weight=410, overhead=700_000, contained=True),
         "partial": _Kernel(partial, weight=MPMATH_WEIGHT, contained=True),
         "inf": _Kernel(math.inf),
         "nan": _Kernel(math.nan),

@@ -219,8 +219,8 @@ def _zeta_less_one(node: sympy.Basic) -> bool:
 
 
 def _zeta_less_one_written(node: sympy.Expr) -> sympy.Expr:
-    if isinstance(node, sympy.log):  # log(1 + (zeta(u) - 1)): log1p of it (`_log_of_one_plus`)
-        return sympy.log(1 + Kernel(Str("zeta_minus_one"), node.args[0].args[0]))
+    if isinstance(node, sympy.log):
+        return Kernel(Str("log_zeta"), node.args[0].args[0])
     term = _riemann_zeta_term(node)
     assert term is not None
     number, _ = node.as_coeff_Add()

@@ -104,7 +104,7 @@ def generate(
         s: symbols[position[s.name]] for part in parts for s in part.free_symbols
     }
     written = [numeric_code.exact_decimals(part.xreplace(renames)) for part in parts]
-    with removable.slow_tries(_SLOW_TRIES_PER_PLAN):
+    with removable.tries(slow=_SLOW_TRIES_PER_PLAN, every=_TRIES_PER_PLAN):
         if taylor:
             written = [_taylor_factors(part) for part in written]
         renamed, constants = numeric_code.prepare(written)
@@ -151,8 +151,9 @@ def _lambdified(
     return function
 
 
-# Polynomials tried for formulas calling polygamma, a plan (`removable.slow_tries`).
+# Polynomials tried for formulas calling polygamma, and for all formulas, a plan (`removable.tries`).
 _SLOW_TRIES_PER_PLAN = 3
+_TRIES_PER_PLAN = 12
 
 
 def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:
@@ -341,7 +342,10 @@ def _in_one_argument(raw: sympy.Expr) -> sympy.Expr:
         else:
             patched = _taylor_factors(written, arguments=False)
         if patched is not written:
-            return patched.xreplace({_ARGUMENT: argument})
+            # Where w is 0 as the formula is not 0/0 (y = 0 in sin(x y)/x, whose partials are
+            # y^k g(w)/w^k), the polynomial's own point keeps the w form, 0/0: the part as written
+            # there (a regression hunt: d/dx sin(x y)/x at (1, 0) was NaN, truth 0).
+            return numeric_code.Kernel(Str("finite_or"), patched.xreplace({_ARGUMENT: argument}), raw)
     return raw
 
 

@@ -127,7 +127,7 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
         return []  # leave a formula sympy cannot look at as it is: the patch is a refinement
     found = []
     # polygamma is slow on the circles (above): one polynomial of a formula that calls it, at the
-    # point nearest 0 where it cancels, and a few of them a plan (`slow_tries`), bound what a
+    # point nearest 0 where it cancels, and a few of them a plan (`tries`), bound what a
     # Hessian of several such variables costs
     # (1/gamma(x) + 1/gamma(y) + 1/gamma(z) took 6 s with four points each, past the budget).
     slow = part.has(sympy.polygamma)
@@ -143,8 +143,7 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
             if not _cancels(part, symbol, root, at, float64):
                 continue
             attempts -= 1
-            if slow:
-                _spend_slow_try()
+            _spend_try(slow)
             coefficients = _taylor_coefficients(part, symbol.name, (at, scale))
             limit = min(others, default=math.inf) / 2
             patch = (
@@ -179,6 +178,7 @@ def _at_infinity(
     try:
         if not _cancels(inverted, _RECIPROCAL, sympy.S.Zero, 0.0, reciprocal):
             return []
+        _spend_try()
         coefficients = _taylor_coefficients(inverted, _RECIPROCAL.name, (0.0, 1.0))
         patch = (
             None
@@ -218,30 +218,35 @@ def _reciprocal_of(float64: Float64) -> Float64:
 
 
 class OutOfTries(Exception):
-    """The plan's tries of polynomials for formulas calling polygamma are spent (`slow_tries`)."""
+    """The plan's tries of polynomials are spent (`tries`)."""
 
 
-_SLOW_TRIES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("slow_tries", default=None)
+# What is left of a plan's tries: [of formulas calling polygamma, of all formulas]; None outside one.
+_TRIES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("tries", default=None)
 
 
 @contextlib.contextmanager
-def slow_tries(count: int) -> Iterator[None]:
-    """Within: at most `count` polynomials tried for formulas calling polygamma (0.2 to 0.5 s each;
-    the second hunt's three-variable Hessians took 3 s with one a formula), then `OutOfTries`."""
-    token = _SLOW_TRIES.set([count])
+def tries(slow: int, every: int) -> Iterator[None]:
+    """Within: at most `slow` polynomials tried for formulas calling polygamma (0.2 to 0.5 s each;
+    the second hunt's three-variable Hessians took 3 s with one a formula), and `every` in all (0.1
+    to 0.15 s each: a two-variable Hessian of a function of x*y built nine, 1.4 s of its 2.8),
+    then `OutOfTries`: a formula past them is computed as written."""
+    token = _TRIES.set([slow, every])
     try:
         yield
     finally:
-        _SLOW_TRIES.reset(token)
+        _TRIES.reset(token)
 
 
-def _spend_slow_try() -> None:
-    left = _SLOW_TRIES.get()
+def _spend_try(slow: bool = False) -> None:
+    left = _TRIES.get()
     if left is None:
         return
-    if left[0] <= 0:
+    kinds = (0, 1) if slow else (1,)
+    if any(left[kind] <= 0 for kind in kinds):
         raise OutOfTries
-    left[0] -= 1
+    for kind in kinds:
+        left[kind] -= 1
 
 
 def elementary(part: sympy.Expr) -> bool:
