@@ -92,8 +92,10 @@ class FailureLines:
 
     def report_left_out(self) -> None:
         """The line about the lines left out since the last report, if any and if it is time."""
+        if not self._left_out:
+            return  # before the clock: this runs for every access line
         now = self._clock()
-        if not self._left_out or now - self._reported < self.REPORT_SECONDS:
+        if now - self._reported < self.REPORT_SECONDS:
             return
         counts, self._left_out, self._reported = self._left_out, Counter(), now
         by_code = ", ".join(f"{name} {count:,}" for name, count in counts.most_common())
