@@ -1529,6 +1529,71 @@ def test_a_mirrored_sum_of_two_variables_cancels_at_every_scale() -> None:
         assert entry.tolist() == pytest.approx(expected, rel=1e-13, abs=0)
 
 
+@pytest.mark.parametrize(
+    ("text", "quarters"),
+    [("atan2(y, x) - pi", 2), ("atan2(y, x) + pi", -2), ("atan2(y, x) - pi/2", 1), ("pi/2 + atan2(y, x)", -1),
+     ("2*atan2(y, x) - 2*pi", 2), ("pi - atan2(y, x)", 2)],
+)  # fmt: skip
+def test_an_angle_less_the_half_or_quarter_turn_it_nears_keeps_its_digits(text: str, quarters: int) -> None:
+    """atan2(y, x) - pi at (-1, 1e-10) was 1.3e-6 off, atan2(y, x) - pi/2 at (1e-9, 1) 8e-8 (an
+    independent hunt, 2026-12-07): next to the angle each point is, on both sides of the axis, and
+    far from it; -0.0 is 0, the origin NaN (`kernels.atan2`)."""
+    near = {2: (-1.0, 1e-10), -2: (-1.0, -1e-10), 1: (1e-9, 1.0), -1: (1e-9, -1.0)}[quarters]
+    points = [
+        near,
+        (-1e5, 1e-3),
+        (-1e5, -1e-3),
+        (1e-9, 1.0),
+        (1e-9, -1.0),
+        (1.0, 0.5),
+        (-1.0, 0.0),
+        (-1.0, -0.0),
+    ]
+    columns = {"x": np.array([x for x, _ in points]), "y": np.array([y for _, y in points])}
+    function = numeric.compile_function(parsing.parse(text), ["x", "y"])
+    values = numeric.evaluate(function, columns, len(points)).values
+    formula = parsing.parse(text)
+    x, y = sorted(formula.free_symbols, key=str)
+    exact = [formula.subs({x: sympy.Rational(a), y: sympy.Rational(b)}) for a, b in points]
+    expected = [reference.nearest_double(value) for value in exact]  # 0 where it is 0 exactly
+    assert values.tolist() == pytest.approx(expected, rel=1e-14, abs=1e-300)
+    origin = numeric.evaluate(function, {"x": np.zeros(1), "y": np.zeros(1)}, 1).values
+    assert math.isnan(origin[0])
+
+
+@pytest.mark.parametrize(
+    ("text", "x", "expected"),
+    [
+        ("floor(x^(1/3))", 27.0, 3.0),  # 2 (an independent hunt, 2026-12-07)
+        ("floor(x^(1/3))", 729.0, 9.0),
+        ("x^(2/3)", 1000.0, 100.0),  # 99.99999999999997
+        ("x^(-2/3)", 8.0, 0.25),
+        ("x^(5/6)", 64.0, 32.0),
+        ("x^(1/3) - 3", 27.0, 0.0),
+        ("x^(1/3)", -8.0, math.nan),  # the principal power: not real below 0
+        ("x^(2/3)", 0.0, 0.0),
+        ("x^(-1/3)", 0.0, math.inf),
+    ],
+)
+def test_a_power_of_a_fraction_no_double_holds_is_a_root_then_a_power(
+    text: str, x: float, expected: float
+) -> None:
+    got = numeric.evaluate(
+        numeric.compile_function(parsing.parse(text), ["x"]), {"x": np.array([x])}, 1
+    ).values
+    assert got[0] == expected or (math.isnan(expected) and math.isnan(got[0]))
+
+
+def test_a_power_of_a_fraction_far_out_is_within_a_few_ulps() -> None:
+    # |x|^(2/3) with 2/3 rounded carries that rounding times log|x|: some 100 ulps at 1e280.
+    xs = np.array([1e280, 3e-250, 7.5e150])
+    got = numeric.evaluate(numeric.compile_function(parsing.parse("x^(2/3)"), ["x"]), {"x": xs}, 3).values
+    with mpmath.workdps(50):
+        for x, value in zip(xs, got, strict=True):
+            truth = mpmath.mpf(float(x)) ** (mpmath.mpf(2) / 3)
+            assert abs(value - truth) <= 4 * math.ulp(value), (x, value)
+
+
 def test_an_infinite_partial_at_an_edge_of_the_domain_has_the_one_sided_sign() -> None:
     """d^2/dx^2 sqrt(x^2 - 1) at -1 was +Inf: its formula divides by x + 1 = +0, whose sign says
     nothing of the side; from the domain, x < -1, the first derivative rises from -Inf (a hunt,

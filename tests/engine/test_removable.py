@@ -109,6 +109,39 @@ def test_values_next_to_other_roots_of_what_a_formula_divides_by(text: str, at: 
             )
 
 
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [
+        ("x - log(x) - 1", 1.0),  # 2e-2 off at 1 + 1e-7 (an independent hunt, 2026-12-07)
+        ("x*log(x) - x + 1", 1.0),
+        ("exp(x - 1) - x", 1.0),
+        ("exp(x) - E*x", 1.0),
+        ("2*sqrt(x) - x - 1", 1.0),
+        ("x^x - x", 1.0),
+        ("x^3 - 3*x + 2", 1.0),
+        ("1/x + x - 2", 1.0),
+        ("cos(x) + x - pi/2", math.pi / 2),  # the wrong sign at pi/2 + 1e-7
+        ("sin(x) - 1 + (x - pi/2)^2/2", math.pi / 2),  # a zero of the fourth order
+        # A constant less a function where the function reaches it: 4.5e-8 to 1e-6 off at
+        # a(1 + 1e-10) (the same hunt), and through a function inside (`log(log(x))`).
+        ("log(x) - 1", math.e),
+        ("cos(x) - 1/2", math.pi / 3),
+        ("acos(x) - pi/3", 0.5),
+        ("tanh(x) - 1/2", math.atanh(0.5)),
+        ("2^x - 3", math.log2(3)),
+        ("x^2 - 2", math.sqrt(2)),
+        ("log(log(x))", math.e),
+    ],
+)
+def test_values_next_to_where_a_formula_vanishes_and_its_terms_do_not(text: str, at: float) -> None:
+    formula = parsing.parse(text)
+    points = np.array([at + s * at * 10.0**e for e in (-3, -5, -7, -9, -11) for s in (1, -1)])
+    got = numeric.evaluate(numeric.compile_function(formula, ["x"]), {"x": points}, len(points)).values
+    for point, value in zip(points, got, strict=True):
+        truth = float(reference.evaluate(formula, {"x": float(point)}, prec=2000))
+        assert math.isclose(value, truth, rel_tol=1e-13), (text, point, value, truth)
+
+
 def test_gradients_of_one_variable_get_it_too() -> None:
     compiled = engine.compile_gradient(parsing.parse("sin(x)/x"), ["x"], hessian=True)
     result = engine.gradient(compiled, {"x": np.array([1e-8, -3e-9])}, 2)

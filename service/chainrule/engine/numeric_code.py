@@ -998,10 +998,16 @@ _INVERSE_SHIFTED: dict[tuple[type, sympy.Expr], tuple[int, type | str, bool]] = 
 }
 
 
+_QUARTERS = (sympy.S.One, sympy.S.NegativeOne, sympy.Integer(2), sympy.Integer(-2))
+
+
 def _inverse_shifted(node: sympy.Expr, constant: sympy.Expr) -> sympy.Expr | None:
     """`node` + `constant` written without the constant (`_INVERSE_SHIFTED`), or None. asin and acos
     may already be their kernels next to +-1 (`_inverse_at_one`): acos(sin(x)) is
     acos_near_one(sin(x), 1 - sin(x), 1 + sin(x)); the function they become is too."""
+    if isinstance(node, sympy.atan2):
+        quarters = -constant / _HALF_PI  # atan2(y, x) less pi/2, pi, -pi/2 or -pi
+        return Kernel(Str("atan2_less"), *node.args, quarters) if quarters in _QUARTERS else None
     function, argument = _inverse_of(node)
     shift = None if function is None else _INVERSE_SHIFTED.get((function, -constant))
     if shift is None:
@@ -3199,6 +3205,9 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
                 return f"integer_power({self._print(base)}, {n})"
             if n % 2:
                 return f"odd_power({self._print(base)}, {self._print(exponent)})"
+        if _rounded_rational(exponent):
+            p, q = exponent.as_numer_denom()
+            return f"rational_power({self._print(base)}, {int(p)}, {int(q)})"
         if not exponent.is_Integer:
             # Also for a constant fractional exponent: IEEE says (-inf)^0.25 = inf, the rule NaN.
             # (One that only rounds to a whole number is `fractional_power`: `fold_constants`.)
@@ -3210,6 +3219,18 @@ class NumericPrinter(PythonCodePrinter):  # type: ignore[misc]
         if int(exponent) in _NUMPY_FAST_EXPONENTS:  # 2: -1 is above, 0 and 1 sympy leaves no power of
             return f"{self.parenthesize(base, power)}**{int(exponent)}"
         return f"{self.parenthesize(base, power)}**{self.parenthesize(exponent, power)}"
+
+
+def _rounded_rational(exponent: sympy.Expr) -> bool:
+    """A small fraction p/q no double holds (q not a power of 2: 1/3, -2/3, 5/6): a root, then a
+    power (`kernels.rational_power`), not a power of its rounding."""
+    if not exponent.is_Rational or exponent.is_Integer:
+        return False
+    p, q = int(exponent.p), int(exponent.q)
+    return q & (q - 1) != 0 and abs(p) <= _ROOT_THEN_POWER and q <= _ROOT_THEN_POWER
+
+
+_ROOT_THEN_POWER = 12  # past it, the power's own rounding (about p ulps) outweighs the exponent's
 
 
 # Nodes other than the table's functions that print as code of their own (below), not as kernel calls.

@@ -41,6 +41,11 @@ from chainrule.engine.overflow import GENERATED_FILE_NAME
 _BOUND_OVERHEAD = 1600
 _BOUND_PER_NAME = 64
 _BOUND_PER_ARGUMENT = 112
+# A float constant is 9 marshalled bytes and, unmarshalled, an object of 24 bytes and a tuple's slot
+# of 8: what the marshalled size leaves out, mostly the Taylor polynomials' coefficients (`removable`,
+# 30 to 40 a polynomial). 13 bytes a float more than counted, measured, and a margin (a plan holding
+# one polynomial held 7% more than it was counted without this).
+_BOUND_PER_FLOAT = 16
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Program:
     single: bool
     operations: int
     overhead: int = 0
+    floats: int = 0  # float constants in the code, however deep (`memory_bytes`)
 
     @property
     def pointwise(self) -> bool:
@@ -79,6 +85,7 @@ class Program:
             + 5 * len(self.code) // 2
             + _BOUND_PER_NAME * len(self.names)
             + _BOUND_PER_ARGUMENT * len(self.arguments)
+            + _BOUND_PER_FLOAT * self.floats
         )
 
 
@@ -133,6 +140,7 @@ def generate(
         operations=operations
         + max(numeric_code.cost(sympy.Tuple(*parts)), numeric_code.cost(sympy.Tuple(*renamed))),
         overhead=numeric_code.overhead(renamed),
+        floats=_float_constants(code.co_consts),
     )
 
 
@@ -528,6 +536,20 @@ def _global_names(code: types.CodeType) -> Iterator[str]:
     for constant in code.co_consts:
         if isinstance(constant, types.CodeType):
             yield from _global_names(constant)
+
+
+def _float_constants(constants: tuple[Any, ...]) -> int:
+    """The floats among `constants`, in tuples and nested code objects too."""
+    return sum(
+        1
+        if isinstance(constant, float)
+        else _float_constants(constant.co_consts)
+        if isinstance(constant, types.CodeType)
+        else _float_constants(constant)
+        if isinstance(constant, tuple)
+        else 0
+        for constant in constants
+    )
 
 
 def _tree_size(expr: sympy.Basic) -> int:

@@ -123,6 +123,8 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
         if sympy.count_ops(part) > MAX_NODES:
             return []
         roots = _candidates(part, symbol)
+        taken = {at for _, at in roots}
+        levels = [(level, at) for level, at in _levels(part, symbol) if at not in taken]
     except Exception:  # sympy's own failures (its cache, assumptions on huge constants)
         return []  # leave a formula sympy cannot look at as it is: the patch is a refinement
     found = []
@@ -131,12 +133,12 @@ def patches(part: sympy.Expr, float64: Float64 | None = None) -> list[Patch]:
     # Hessian of several such variables costs
     # (1/gamma(x) + 1/gamma(y) + 1/gamma(z) took 6 s with four points each, past the budget).
     slow = part.has(sympy.polygamma)
-    attempts = 1 if slow else len(roots)
-    for root, at in roots:
+    attempts = 1 if slow else len(roots) + len(levels)
+    for root, at in roots + levels:
         if not attempts:
             break
         # The formula's other roots of what it divides by are poles, or points of their own: the
-        # polynomial stops at half the way to them.
+        # polynomial stops at half the way to them (not at the levels, where it is analytic).
         scale = _scale(at)
         others = [abs(other - at) / scale for _, other in roots if other != at]
         try:
@@ -298,11 +300,125 @@ def _candidates(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr
             root = _linear_root(linear, symbol)
             if root is not None:
                 roots.add(root)
+    return _nearest(roots)
+
+
+# Arguments where a function is 0 or at an extremum, so that a sum holding it may vanish there to a
+# second order or more, and float64 lose every digit next to it: x - log(x) - 1 at 1 (2e-2 off at
+# 1 + 1e-7), exp(x - 1) - x at 1, cos(x) + x - pi/2 at pi/2 (the wrong sign at pi/2 + 1e-7; an
+# independent hunt, 2026-12-07).
+_HALF_PI = sympy.pi / 2
+_LEVELS: dict[Any, tuple[sympy.Expr, ...]] = {
+    sympy.log: (sympy.S.One,),
+    sympy.exp: (sympy.S.Zero,),
+    sympy.sin: (sympy.S.Zero, _HALF_PI, -_HALF_PI),
+    sympy.cos: (sympy.S.Zero, _HALF_PI, -_HALF_PI),
+    sympy.cosh: (sympy.S.Zero,),
+    # the odd functions, and erfc (1 there)
+    **dict.fromkeys(
+        (
+            sympy.tan,
+            sympy.sinh,
+            sympy.tanh,
+            sympy.asin,
+            sympy.atan,
+            sympy.asinh,
+            sympy.atanh,
+            sympy.erf,
+            sympy.erfc,
+        ),
+        (sympy.S.Zero,),
+    ),
+}
+
+
+# A function's inverse, for a sum of a constant and one term k f(u) that vanishes where f(u) is
+# -c/k: `log(x) - 1` next to e lost 4.5e-8 of its value at e(1 + 1e-10), `cos(x) - 1/2` and
+# `acos(x) - pi/3` 1e-6, `tanh(x) - 1/2` 5e-7 (an independent hunt, 2026-12-07). Where f(u) never
+# reaches the level (`asin(x) - 2`), the formula is finite and not 0 at the point found, which costs
+# one evaluation (`_cancels`).
+_INVERSES: dict[Any, Any] = {
+    sympy.sin: sympy.asin,
+    sympy.cos: sympy.acos,
+    sympy.tan: sympy.atan,
+    sympy.exp: sympy.log,
+    sympy.log: sympy.exp,
+    sympy.sinh: sympy.asinh,
+    sympy.cosh: sympy.acosh,
+    sympy.tanh: sympy.atanh,
+    sympy.asin: sympy.sin,
+    sympy.acos: sympy.cos,
+    sympy.atan: sympy.tan,
+    sympy.asinh: sympy.sinh,
+    sympy.acosh: sympy.cosh,
+    sympy.atanh: sympy.tanh,
+}
+
+
+def _levels(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr, float]]:
+    """1, and the points where a function's argument reaches one of its `_LEVELS`, or a power's base
+    1 (not a whole power), or where a sum of a constant and one term vanishes, with the doubles
+    nearest them: where the formula is finite, and may vanish to a higher order than its terms, or
+    to a value far below them. Arguments are solved through the functions `_INVERSES` inverts
+    (`log(log(x))` at e). The nearest few. Each costs one evaluation where the formula does not
+    vanish (`_cancels`)."""
+    points: set[sympy.Expr] = {sympy.S.One}
+    for node in sympy.preorder_traversal(part):
+        if len(points) > 4 * _MAX_POINTS:
+            break
+        if node.is_Pow and not (node.exp.is_integer and node.exp.is_nonnegative):
+            reached = [(node.base, sympy.S.One)]
+        elif isinstance(node, sympy.Function) and node.func in _LEVELS:
+            reached = [(node.args[0], level) for level in _LEVELS[node.func]]
+        elif node.is_Add:
+            constant, varying = node.as_independent(symbol, as_Add=True)
+            reached = [(varying, -constant)] if constant != 0 else []
+        else:
+            continue
+        solved = (_solved(argument, value, symbol) for argument, value in reached)
+        points.update(root for root in solved if root is not None)
+    return _nearest(points)
+
+
+def _solved(argument: sympy.Expr, value: sympy.Expr, symbol: sympy.Symbol) -> sympy.Expr | None:
+    """The real x where `argument` is `value`, found through the layers of it that invert: k u + c,
+    u^p, b^u and the functions of `_INVERSES`, down to a linear u; None where none is found."""
+    for _ in range(_SOLVED_LAYERS):
+        if not value.is_real:
+            return None
+        root = _linear_root(argument - value, symbol)
+        if root is not None:
+            return root
+        constant, argument = argument.as_independent(symbol, as_Add=True)
+        coefficient, argument = argument.as_independent(symbol, as_Add=False)
+        if coefficient == 0:
+            return None
+        value = (value - constant) / coefficient
+        if argument.is_Pow and argument.exp.is_number and argument.exp != 0:
+            argument, value = argument.base, value ** (1 / argument.exp)
+        elif argument.is_Pow and argument.base.is_number and argument.base.is_positive:
+            argument, value = argument.exp, sympy.log(value) / sympy.log(argument.base)
+        elif isinstance(argument, sympy.Function) and type(argument) in _INVERSES:
+            argument, value = argument.args[0], _INVERSES[type(argument)](value)
+        else:
+            return None
+    return None
+
+
+_SOLVED_LAYERS = 6
+
+
+def _nearest(points: set[sympy.Expr]) -> list[tuple[sympy.Expr, float]]:
+    """The `_MAX_POINTS` points nearest 0 with the doubles nearest them (one point a double); a
+    point whose value no double holds is left out."""
     by_double: dict[float, sympy.Expr] = {}
-    for root in roots:
-        at = reference.nearest_double(root)
+    for point in points:
+        try:
+            at = reference.nearest_double(point)
+        except (reference.Unsupported, ArithmeticError, ValueError, TypeError):
+            continue
         if math.isfinite(at):
-            by_double.setdefault(at, root)
+            by_double.setdefault(at, point)
     return [(by_double[at], at) for at in sorted(by_double, key=abs)][:_MAX_POINTS]
 
 
@@ -330,9 +446,14 @@ def _cancels(
     most formulas). The formula as written is judged first, every operation rounded (`_simulated`,
     no code to compile); where it loses, the code that would run (`float64`) is judged too."""
     try:
-        # (A root no double holds is not looked at: log(10x)/(10x - 1) is finite at the double
-        # nearest 1/10, and at 1/10 at any precision mpmath holds it.)
-        if _exact(root, at) and _real(reference.evaluate(part, {symbol.name: at}, prec=_TRUTH_PREC)):
+        value = _real(reference.evaluate(part, {symbol.name: at}, prec=_TRUTH_PREC))
+        if _exact(root, at) and value:
+            return False
+        # A root no double holds is judged at its double, which is next to it: finite there
+        # (log(10x)/(10x - 1) at the double nearest 1/10) is not enough, float64 must also keep the
+        # value there (it makes 10x - 1 zero); one evaluation more instead of sixteen (cos(x) + x at
+        # the doubles nearest +-pi/2, a level of any formula calling cos).
+        if value and not _loses(_simulated(part, symbol.name, at), value):
             return False
     except ArithmeticError:
         pass  # undefined there as written
