@@ -498,6 +498,27 @@ async def test_repeated_series_and_implicit_derivatives_are_answered_from_the_ca
     assert symbolic.calls[2:] == ["derive_implicit", "compile_function"]  # no second derivation
 
 
+@pytest.mark.parametrize(
+    "request_",
+    [
+        pb.SeriesRequest(expression="sin(x)", variable="y" * 1_000_000),
+        pb.DifferentiateRequest(expression="x^2 + y^2 = 25", dependent="y" * 1_000_000),
+        pb.EvaluateRequest(expression="x^2 + y^2 = 25", dependent="y" * 1_000_000, point={"x": 3}),
+    ],
+    ids=["series variable", "differentiate dependent", "evaluate dependent"],
+)
+async def test_a_long_name_is_refused_before_it_enters_a_key_or_a_job(request_: Any) -> None:
+    # A 60 MB name was hashed into its key and shipped to a worker (an independent attacker).
+    api, symbolic, _ = make_api()
+    name = {pb.SeriesRequest: "series", pb.DifferentiateRequest: "differentiate"}.get(
+        type(request_), "evaluate"
+    )
+    with pytest.raises(InvalidArgument) as caught:
+        await getattr(api, name)(request_)
+    assert "is not a valid variable name" in caught.value.message and len(caught.value.message) < 300
+    assert symbolic.calls == []
+
+
 async def test_every_cache_stays_within_a_small_bound() -> None:
     api, _, _ = make_api(cache_entries=8, cache_compiled_entries=4)
     for index in range(60):

@@ -10,14 +10,17 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 import mpmath
+import numpy as np
 import pytest
 
 from chainrule import engine
 from chainrule.engine import kernels, numeric, numeric_code, parsing
 from chainrule.engine.errors import LimitExceeded, ResourceExhausted
 from chainrule.server import api as api_module
+from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
 from chainrule.server.compute.executors import InlineExecutor
+from chainrule.server.sizing import Wire
 from chainrule.v1 import chainrule_pb2 as pb
 from tests.conftest import make_settings
 
@@ -523,6 +526,22 @@ async def test_mpmath_kernels_are_charged_their_cost(api: ChainruleApi) -> None:
     # The same number of points of a scipy kernel is cheap.
     cheap = pb.EvaluateRequest(expression="zeta(3, x)", points={"x": pb.Array(values=[0.5] * 2000)})
     assert (await api.evaluate(cheap)).nonfinite_count == 0
+
+
+async def test_writing_the_reply_is_charged_as_its_encoding_costs() -> None:
+    # 64 Jacobian rows at 991 points listed as JSON: 2 ms of arithmetic charged, 740 ms of JSON
+    # text taken (an independent attacker, 2026-12-07). 20,000 listed JSON values cost 2e7 here.
+    api = ChainruleApi(make_settings(max_numeric_cost=10_000_000), InlineExecutor(), InlineExecutor())
+    xs = [0.5 + k / 40_000 for k in range(20_000)]
+    listed = pb.EvaluateRequest(expression="x", points={"x": pb.Array(values=xs)})
+    with pytest.raises(LimitExceeded) as raised:
+        await api.evaluate(listed, Wire(sizing.JSON, 0))
+    assert raised.value.metadata["limit"] == "numeric_cost"
+    assert "1 JSON values to write, times 20,000 points" in raised.value.message
+    # The same points in f64le, or over gRPC, cost their arithmetic and a few bytes each.
+    raw = pb.EvaluateRequest(expression="x", points={"x": pb.Array(f64le=np.array(xs).tobytes())})
+    assert len((await api.evaluate(raw, Wire(sizing.JSON, 0))).values.f64le) == 8 * len(xs)
+    assert len((await api.evaluate(listed)).values.values) == len(xs)
 
 
 @pytest.mark.parametrize("text", ["zeta(x, 2)", "polygamma(x, 2)", "zeta(y, x)"])

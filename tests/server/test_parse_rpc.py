@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import tracemalloc
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -104,6 +106,25 @@ async def test_a_limit_names_itself_and_where_the_text_passed_it() -> None:
     assert reply.error.reason == "LIMIT_EXCEEDED"
     assert reply.error.position == 10
     assert (reply.error.metadata["limit"], reply.error.metadata["maximum"]) == ("expression_length", "10")
+
+
+async def test_a_text_refused_as_too_long_is_not_kept_with_its_refusal() -> None:
+    # The cached refusal kept its traceback, whose frames held the text: 57 MB a call of a 60 MB
+    # text, uncounted by the cache (an independent attacker, 2026-12-07).
+    api = make_api(CountingExecutor(), CountingExecutor())
+    tail = "x+" * 2_500_000 + "1"  # 5 MB
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for k in range(3):
+            reply = await api.parse(pb.ParseRequest(expression=f"{k}*{tail}"))
+            assert reply.error.metadata["limit"] == "expression_length"
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1_000_000, held
 
 
 async def test_an_exact_power_sympy_would_make_of_an_exponential_is_a_limit() -> None:

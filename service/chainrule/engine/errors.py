@@ -73,16 +73,22 @@ class FieldViolation:
     description: str
 
 
-def bounded_text(text: str) -> str:
-    """`text`, cut to its start where it is longer than any message needs to be: a message quoting
-    what it is about (a key, a name) must not grow with the request (a 60-million-character key made
-    a 180 MB error reply, and a log line as long; an attack hunt, 2026-12-05)."""
-    if len(text) <= _LONGEST_TEXT:
+def bounded_text(text: str, longest: int | None = None) -> str:
+    """`text`, cut to its start where it is longer than any message needs to be (`longest`
+    characters, 4,096 unless told): a message quoting what it is about (a key, a name) must not grow
+    with the request (a 60-million-character key made a 180 MB error reply, and a log line as long;
+    an attack hunt, 2026-12-05)."""
+    longest = _LONGEST_TEXT if longest is None else longest
+    if len(text) <= longest:
         return text
-    return f"{text[:_LONGEST_TEXT]}… (cut: {len(text):,} characters)"
+    return f"{text[:longest]}… (cut: {len(text):,} characters)"
 
 
 _LONGEST_TEXT = 4096
+# Field violations an error lists, at most: a request with thousands of bad entries (unknown query
+# parameters, missing variables) must not become an error of thousands of lines (its message says
+# how many there were).
+MOST_VIOLATIONS = 16
 
 
 class ChainruleError(Exception):

@@ -111,7 +111,8 @@ class EngineLimits:
         "numeric_cost",
         2_000_000_000,
         "",
-        "operations of the compiled code (every output; slow functions weighted) times points",
+        "operations of the compiled code (every output; slow functions weighted) and of writing the "
+        "reply, times points",
     )
     # What a compiled Evaluate, GradientAtPoint or Jacobian plan keeps in the caches, generated in a
     # worker.

@@ -46,6 +46,7 @@ from chainrule.v1 import chainrule_pb2 as pb
 
 _Result = TypeVar("_Result")
 _C = TypeVar("_C", engine.CompiledFunction, engine.CompiledGradient, engine.CompiledJacobian)
+_E = TypeVar("_E", bound=BaseException)
 
 # Evaluate on the event loop below this cost (`_Plan.cost`: operations times points, and about a
 # microsecond a call besides, about 1 ns a unit: 20 us). An mpmath kernel weighs more than this
@@ -298,7 +299,7 @@ class ChainruleApi:
             formats,
             request.explain,
             request.verify,
-            cache.text_key(request.dependent),
+            _optional_name(request.dependent, "dependent"),
         )
 
     def _evaluate_key(self, request: pb.EvaluateRequest) -> tuple[str, jobs.Wrt, str, Hashable]:
@@ -306,7 +307,7 @@ class ChainruleApi:
         # that will be refused.
         check_entries(request.point, request.points, self.settings.max_field_entries)
         expression, wrt, dependent = request.expression, self._wrt(request.wrt), request.dependent
-        key = (self._text(expression), cache.bounded(wrt), cache.text_key(dependent))
+        key = (self._text(expression), cache.bounded(wrt), _optional_name(dependent, "dependent"))
         return expression, wrt, dependent, key
 
     def _gradient_key(self, request: pb.GradientAtPointRequest) -> tuple[str, tuple[str, ...], Hashable]:
@@ -331,7 +332,7 @@ class ChainruleApi:
         order = request.order if request.HasField("order") else DEFAULT_SERIES_ORDER
         key = (
             self._text(request.expression),
-            cache.text_key(request.variable),
+            _optional_name(request.variable, "variable"),
             self._text(request.around, "around"),
             order,
             tuple(dict.fromkeys(request.formats)),
@@ -526,7 +527,7 @@ class ChainruleApi:
                 )
         except InvalidArgument as error:
             # Bad text stays bad under the same limits: cache the error, cheaply.
-            return error, text_size(error.message) + 256
+            return _without_frames(error), text_size(error.message) + 256
         self._observe(parsed.timings)
         # The expression crosses as its pickle, a little smaller than its srepr; a live sympy tree
         # (symbolic work on threads) takes a few times that.
@@ -630,14 +631,25 @@ class ChainruleApi:
     async def _jacobian_rows(
         self, texts: tuple[str, ...], variables: tuple[str, ...]
     ) -> tuple[list[jobs.Parsed], tuple[str, ...], tuple[str, ...]]:
-        """The rows parsed (errors name `expressions[i]`), every variable they read, and the columns."""
+        """The rows parsed (errors name `expressions[i]`), every variable they read, and the columns.
+        The variables the rows read together are bounded as one expression's are, with `variables`
+        or without: 64 rows of 32 variables each were compiled, 5 s of a worker, for a point that
+        can never hold the 2,048 values they need (an independent attacker, 2026-12-07)."""
         rows: list[jobs.Parsed] = []
+        read: set[str] = set()
         for index, text in enumerate(texts):
             try:
                 rows.append(await self._parsed(text))
             except ChainruleError as error:
                 raise error.relocated({"expression": f"expressions[{index}]"}) from None
-        free = tuple(sorted({name for row in rows for name in row.variables}))
+            read.update(rows[-1].variables)
+            if len(read) > self.limits.parse.max_variables:
+                what = f"the expressions up to expressions[{index}] read too many distinct variables together"
+                hint = "send the rows as several systems, each reading fewer variables"
+                raise exceeded(
+                    self.limits.parse, "max_variables", len(read), field="expressions", what=what, hint=hint
+                )
+        free = tuple(sorted(read))
         return rows, free, jobs.gradient_variables(free, variables, self.limits)
 
     async def _compiled(self, key: Hashable, job: Callable[..., jobs.Compiled[_C]], *args: Any) -> _C:
@@ -689,9 +701,12 @@ class ChainruleApi:
         missing = batch.missing(plan.needed)
         if missing:
             raise numeric.missing_columns(missing).relocated({"columns": batch.field})
-        cost = plan.cost(batch.size)
+        # Computing, and writing the reply's values (as JSON text, the costlier part of most calls).
+        writing = round(wire.encoding.writing(batch.raw_output) * plan.columns)
+        cost = plan.cost(batch.size) + writing * batch.size
         if cost > self.limits.engine.max_numeric_cost:
-            what = f"the evaluation is too costly ({plan.work:,} operations times {batch.size:,} points)"
+            each = f"{plan.work:,} operations and {plan.columns:,} {wire.encoding.name} values to write"
+            what = f"the evaluation is too costly ({each}, times {batch.size:,} points)"
             raise exceeded(self.limits.engine, "max_numeric_cost", cost, field=batch.field, what=what)
         # One point has at most a few thousand values (2,112 for 64 Jacobian rows over 32 variables):
         # no reply of one point comes near a limit.
@@ -850,6 +865,16 @@ def _check_names(names: Sequence[str], field: str) -> None:
     key or a job, and its message shows only its start."""
     for index, name in enumerate(names):
         parsing.check_variable_name(name, field.format(index))
+
+
+def _optional_name(name: str, field: str) -> str:
+    """An optional variable name's part of a key (empty: not given), checked first, as `_check_names`
+    (a 60 MB `dependent` or Series `variable` was hashed into its key and shipped to a worker,
+    0.35 to 0.67 s of the server's CPU a call, before the worker refused it: an independent
+    attacker, 2026-12-07)."""
+    if name:
+        parsing.check_variable_name(name, field)
+    return name
 
 
 def _expression_error(error: InvalidArgument) -> pb.ExpressionError:
@@ -1030,12 +1055,20 @@ async def _remembering_refusals(
         try:
             return await compute()
         except LimitExceeded as error:
-            return error.with_traceback(None), text_size(error.message) + 256
+            return _without_frames(error), text_size(error.message) + 256
 
     found = await lru.get_or_compute(key, computing)
     if isinstance(found, LimitExceeded):
         raise copy.copy(found)  # a fresh instance: raising the cached one would grow its traceback
     return found
+
+
+def _without_frames(error: _E) -> _E:
+    """`error` to be cached: without its traceback and the exceptions it was raised handling, whose
+    frames hold the request (a Parse of a 60 MB text that was too long kept it, 57 MB a call,
+    uncounted: an independent attacker, 2026-12-07)."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
 
 
 def _derived_size(derived: jobs.Derived) -> int:

@@ -50,9 +50,18 @@ class Encoding:
     wire_listed: float
     held_raw: float
     held_listed: float
+    # Nanoseconds of the server's CPU writing a value in this encoding (`writing`).
+    writing_raw: float = 0
+    writing_listed: float = 0
 
     def wire(self, raw: bool) -> float:
         return self.wire_raw if raw else self.wire_listed
+
+    def writing(self, raw: bool) -> float:
+        """What writing one value costs, in the numeric cost's units (about a nanosecond): a value
+        listed as JSON text costs more than computing most expressions at it (64 Jacobian rows at
+        991 points: 2 ms of arithmetic, 740 ms of JSON; an independent attacker, 2026-12-07)."""
+        return self.writing_raw if raw else self.writing_listed
 
     def held(self, raw: bool) -> float:
         return self.held_raw if raw else self.held_listed
@@ -67,8 +76,21 @@ class Encoding:
 # JSON 55 (f64le: base64 text, JSON text, body) and 102 (values: Python floats, text, body).
 # Protobuf sends 8 bytes a value either way (`values` is packed); JSON base64 takes 4 characters
 # per 3 bytes, and a listed value up to 24 characters and a comma (-2.2250738585072014e-308).
-PROTOBUF = Encoding("protobuf", wire_raw=8, wire_listed=8, held_raw=24, held_listed=40)
-JSON = Encoding("JSON", wire_raw=8 * 4 / 3, wire_listed=25, held_raw=64, held_listed=120)
+# Writing, per value (`bench/writing.py`: 10^6 values of 17 digits, best of five): 1,330 ns listed
+# as JSON text, 72 as f64le's base64, 79 listed in protobuf, 0.6 f64le (computed into the reply's
+# bytes), on 2 shared cores under a load of 3.8 (2026-12-07): charged three quarters of that.
+PROTOBUF = Encoding(
+    "protobuf", wire_raw=8, wire_listed=8, held_raw=24, held_listed=40, writing_raw=0, writing_listed=60
+)
+JSON = Encoding(
+    "JSON",
+    wire_raw=8 * 4 / 3,
+    wire_listed=25,
+    held_raw=64,
+    held_listed=120,
+    writing_raw=54,
+    writing_listed=1000,
+)
 
 
 @dataclass(frozen=True)

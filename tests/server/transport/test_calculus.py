@@ -86,6 +86,11 @@ async def test_jacobian_at_many_points_keeps_the_encoding(
          ["point.y", "point.z"], "MISSING_VARIABLE"),
         (pb.JacobianRequest(expressions=["x"] * 65, point={"x": 1}), grpc.StatusCode.INVALID_ARGUMENT,
          ["expressions"], "LIMIT_EXCEEDED"),
+        # Rows of 20 variables each: 40 together, past the 32 of a request, whatever `variables` says
+        # (64 such rows were compiled, then refused for 2,047 missing values; an independent attacker).
+        (pb.JacobianRequest(expressions=["+".join(f"sin(r{row}v{i})" for i in range(20)) for row in (0, 1)],
+                            variables=["r0v0"], point={"r0v0": 1}), grpc.StatusCode.INVALID_ARGUMENT,
+         ["expressions"], "LIMIT_EXCEEDED"),
     ],
 )  # fmt: skip
 async def test_jacobian_bad_input_names_the_field(
@@ -188,6 +193,22 @@ async def test_series_errors_name_the_field_and_say_why(
     assert found[:3] == (code, fields, reason)
     if reason == "NO_TAYLOR_SERIES":
         assert "has no Taylor series at x = 0" in found[3]
+
+
+async def test_an_error_quoting_a_long_field_fits_in_what_clients_read(stub: Stub) -> None:
+    # Quoted in the message and again in its violation, 6,000 characters made 12.9 KB of trailers:
+    # grpc's clients refuse some past 8 KiB (RESOURCE_EXHAUSTED in the client, not our status), all
+    # past 16 KiB (an independent attacker, 2026-12-07).
+    request = pb.SeriesRequest(expression="sin(x)", around="x+" * 3000 + "1")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Series(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    trailers = caught.value.trailing_metadata() or ()
+    sent = sum(
+        len(key) + (4 * -(-len(value) // 3) if key.endswith("-bin") else len(value))
+        for key, value in trailers
+    )
+    assert sent + len((caught.value.details() or "").encode()) < 8 * 1024
 
 
 # --- implicit differentiation --------------------------------------------------------------------

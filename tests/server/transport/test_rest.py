@@ -171,6 +171,15 @@ async def test_get_differentiate_bad_query(
     assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", fields)
 
 
+async def test_many_unknown_query_parameters_are_counted_not_listed(client: httpx.AsyncClient) -> None:
+    # 2,500 names made a 148 KB error, 21 ms of the event loop each (an independent attacker).
+    names = [f"a{k}" for k in range(2_500)]
+    response = await client.get("/v1/info?" + "&".join(names))
+    fields = sorted(names)[: errors.MOST_VIOLATIONS]
+    body = assert_status(response, 400, errors.Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", fields)
+    assert "and 2,484 more" in body["message"] and len(response.content) < 4_096
+
+
 async def test_evaluate_many_points_lists_and_nonfinite_strings(client: httpx.AsyncClient) -> None:
     # curl -s localhost:8080/v1/evaluate -H 'content-type: application/json' \
     #      -d '{"expression": "log(x)", "points": {"x": {"values": [-1, 1, "Infinity"]}}}'
@@ -729,7 +738,7 @@ def test_error_for_a_huge_bad_body_stays_small() -> None:
     body = json.dumps({"points": {f"v{i}": {"bad": 1} for i in range(1000)}}).encode()
     with pytest.raises(errors.InvalidArgument) as caught:
         protojson.decode_message(body, pb.EvaluateRequest)
-    assert len(caught.value.violations) == protojson.MAX_VIOLATIONS
+    assert len(caught.value.violations) == errors.MOST_VIOLATIONS
     assert caught.value.message.endswith("(and 995 more)")
     assert len(caught.value.message) < 200
 

@@ -24,7 +24,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from chainrule.engine.errors import FieldViolation, InvalidArgument
+from chainrule.engine.errors import MOST_VIOLATIONS, FieldViolation, InvalidArgument
 from chainrule.server.batches import too_many_entries, too_many_points
 from chainrule.server.sizing import carries_points
 from chainrule.v1 import chainrule_pb2 as pb
@@ -181,7 +181,6 @@ def _refill(data: Any, pending: Any, parse: Any) -> bool:
     return True
 
 
-MAX_VIOLATIONS = 20
 _JSON_KINDS = {
     list: "an array",
     str: "a string",
@@ -294,7 +293,7 @@ def decode_message(body: bytes, message_type: type[RequestT], bounds: Bounds | N
     violations = check_json_fields(data, cast(Descriptor, message_type.DESCRIPTOR))
     if violations:
         # Bounded: a body of a million bad entries must not become an error of a million lines.
-        shown = violations[:MAX_VIOLATIONS]
+        shown = violations[:MOST_VIOLATIONS]
         raise InvalidArgument(f"invalid request body: {_summary(violations)}", violations=shown)
     message = message_type()
     try:

@@ -50,6 +50,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
 from chainrule.engine.errors import (
+    MOST_VIOLATIONS,
     ChainruleError,
     Code,
     DeadlineExceeded,
@@ -382,9 +383,13 @@ def _reject_query(params: QueryParams, allowed: Sequence[str] = ()) -> None:
             "a query parameter with no name (a stray '=' in the query string)", field="query"
         )
     if unknown:
+        # The first few named: 2,500 names made a 148 KB error and 21 ms of the event loop each
+        # (an independent attacker, 2026-12-07).
+        named = unknown[:MOST_VIOLATIONS]
+        more = f" and {len(unknown) - len(named):,} more" if len(unknown) > len(named) else ""
         raise InvalidArgument(
-            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
-            violations=[FieldViolation(name, "unknown query parameter") for name in unknown],
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, named))}{more}",
+            violations=[FieldViolation(name, "unknown query parameter") for name in named],
         )
 
 
