@@ -86,8 +86,8 @@ def bounded_text(text: str, longest: int | None = None) -> str:
 
 _LONGEST_TEXT = 4096
 # Field violations an error lists, at most: a request with thousands of bad entries (unknown query
-# parameters, missing variables) must not become an error of thousands of lines (its message says
-# how many there were).
+# parameters, missing variables) must not become an error of thousands of lines (its message, or
+# the status's `violations_left_out`, says how many there were).
 MOST_VIOLATIONS = 16
 
 
