@@ -1594,6 +1594,51 @@ def test_a_power_of_a_fraction_far_out_is_within_a_few_ulps() -> None:
             assert abs(value - truth) <= 4 * math.ulp(value), (x, value)
 
 
+@pytest.mark.parametrize(
+    ("text", "names", "point"),
+    [
+        ("acos((a*c + b*d)/(sqrt(a^2 + b^2)*sqrt(c^2 + d^2)))", "abcd", (1.0, 0.0, 1.0, 1e-8)),  # was 0.0
+        ("acos((a*c + b*d)/(sqrt(a^2 + b^2)*sqrt(c^2 + d^2)))", "abcd", (3.0, 4.0, 3.0, 4.000000001)),
+        ("acos((a*c + b*d)/sqrt((a^2 + b^2)*(c^2 + d^2)))", "abcd", (1.0, 2.0, 1.0, 2.000001)),  # 2.4e-3 off
+        ("1 - (a*c + b*d)/(sqrt(a^2 + b^2)*sqrt(c^2 + d^2))", "abcd", (1.0, 0.0, 1.0, 1e-8)),  # was 0.0
+        ("acos((x*y + 1)/(sqrt(x^2 + 1)*sqrt(y^2 + 1)))", "xy", (2.0, 2.0000001)),  # 29% off
+        ("acos((a*c + b*d)/(sqrt(a^2 + b^2)*sqrt(c^2 + d^2)))", "abcd", (1.0, 2.0, -3.0, 0.5)),  # far apart
+    ],
+)
+def test_the_angle_between_nearly_parallel_vectors_keeps_its_digits(
+    text: str, names: str, point: tuple[float, ...]
+) -> None:
+    """The cosine of the angle between two vectors over the product of their norms, 1 less it
+    written from (ad - bc)², the Lagrange identity (an independent hunt, 2026-12-07)."""
+    formula = parsing.parse(text)
+    columns = {name: np.array([value]) for name, value in zip(names, point, strict=True)}
+    got = numeric.evaluate(numeric.compile_function(formula, list(names)), columns, 1).values[0]
+    exact = formula.subs(
+        {sympy.Symbol(name, real=True): sympy.Rational(v) for name, v in zip(names, point, strict=True)}
+    )
+    assert got == pytest.approx(reference.nearest_double(exact), rel=1e-14, abs=0)
+
+
+def test_the_partials_of_the_angle_between_nearly_parallel_vectors_keep_most_digits() -> None:
+    # 1e-3 off before 1 - u² was written from (ad - bc)²; the numerators, a(ad - bc) as sympy
+    # writes them (d(a² + b²) - (ac + bd)b), still cancel to some 1e-10.
+    angle = parsing.parse("acos((a*c + b*d)/(sqrt(a^2 + b^2)*sqrt(c^2 + d^2)))")
+    point = {"a": 1.0, "b": 2.0, "c": 1.0, "d": 2.000001}
+    columns = {name: np.array([value]) for name, value in point.items()}
+    result = engine.gradient(engine.compile_gradient(angle, list(point), hessian=False), columns, 1)
+    with mpmath.workdps(60):
+        a, b, c, d = (mpmath.mpf(point[name]) for name in "abcd")
+        norm = (a * a + b * b) * (c * c + d * d)
+        sine = (a * d - b * c) / mpmath.sqrt(norm)  # of the angle: the partials are -u'/sine
+        expected = [
+            float(-(c - (a * c + b * d) * a / (a * a + b * b)) / mpmath.sqrt(norm) / sine),
+            float(-(d - (a * c + b * d) * b / (a * a + b * b)) / mpmath.sqrt(norm) / sine),
+            float(-(a - (a * c + b * d) * c / (c * c + d * d)) / mpmath.sqrt(norm) / sine),
+            float(-(b - (a * c + b * d) * d / (c * c + d * d)) / mpmath.sqrt(norm) / sine),
+        ]
+    assert [g[0] for g in result.gradients] == pytest.approx(expected, rel=1e-8, abs=0)
+
+
 def test_an_infinite_partial_at_an_edge_of_the_domain_has_the_one_sided_sign() -> None:
     """d^2/dx^2 sqrt(x^2 - 1) at -1 was +Inf: its formula divides by x + 1 = +0, whose sign says
     nothing of the side; from the domain, x < -1, the first derivative rises from -Inf (a hunt,

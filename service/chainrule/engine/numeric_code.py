@@ -1942,6 +1942,7 @@ def _root_difference(node: sympy.Expr) -> sympy.Expr | None:
     t/sqrt(A) and a number c, c (sqrt(A) - b)/sqrt(A) with b = -t/c. None otherwise."""
     if not _small_polynomial(node):
         return None
+    node = _one_root_over(node)
     for term in node.args:
         for factor in sympy.Mul.make_args(term):
             if not (factor.is_Pow and abs(factor.exp) == sympy.S.Half and factor.base.free_symbols):
@@ -1957,13 +1958,45 @@ def _root_difference(node: sympy.Expr) -> sympy.Expr | None:
             constant = others.as_coeff_Add()[0] if over == 0 else sympy.S.Zero
             for aside in dict.fromkeys((sympy.S.Zero, constant)):
                 b = -(others - aside) / k if over == 0 else -(term * root) / k
-                difference = sympy.expand(factor.base - b**2)
+                difference = _as_product(sympy.expand(factor.base - b**2))
                 # A number is shorter however it counts (-1/4 is two operations, as x^2 + x is).
                 if difference.is_number or sympy.count_ops(difference) < sympy.count_ops(
                     sympy.expand(factor.base)
                 ):
                     return aside + k * Kernel(Str("root_less"), root, b, difference) / root**over
     return None
+
+
+def _one_root_over(node: sympy.Expr) -> sympy.Expr:
+    """The sum with a term over two roots of sums that are never negative written over one root of
+    their product, expanded (sympy splits sqrt(P Q) into sqrt(P) sqrt(Q) where it can): the cosine of
+    the angle between two vectors, (a c + b d)/(sqrt(a^2 + b^2) sqrt(c^2 + d^2)), is then a/sqrt(B),
+    whose 1 - a/sqrt(B) `_root_difference` writes (acos of it was 0.0 for nearly parallel vectors,
+    at (1, 0, 1, 1e-8), truth 1e-8; an independent hunt, 2026-12-07)."""
+    for term in node.args:
+        roots = [
+            factor
+            for factor in sympy.Mul.make_args(term)
+            if factor.is_Pow and factor.exp == -sympy.S.Half and factor.base.is_Add
+        ]
+        if len(roots) == 2 and all(root.base.is_nonnegative for root in roots):
+            (p, q) = (root.base for root in roots)
+            merged = term * sympy.sqrt(p) * sympy.sqrt(q) / sympy.sqrt(sympy.expand(p * q))
+            return node - term + merged
+    return node
+
+
+def _as_product(difference: sympy.Expr) -> sympy.Expr:
+    """A small polynomial factored where that makes it a product or a power: a²d² - 2abcd + b²c² is
+    (ad - bc)², which expanded cancels where a/b and c/d nearly agree."""
+    if difference.is_Add and len(difference.args) <= _FACTORED_TERMS and _small_polynomial(difference):
+        factored = sympy.factor(difference)
+        if not factored.is_Add:
+            return factored
+    return difference
+
+
+_FACTORED_TERMS = 6
 
 
 def _may_combine(node: sympy.Basic) -> bool:
@@ -2842,6 +2875,14 @@ def _complement(node: sympy.Expr) -> sympy.Expr | None:
     for one term a; None otherwise."""
     factors = sympy.Mul.make_args(node)
     denominators = [f.base for f in factors if f.is_Pow and f.exp == -1 and f.base.is_Add]
+    if len(denominators) > 1 and _small_polynomial(node):
+        # ... and a/b with b a product of sums, expanded: the square of the cosine of the angle
+        # between two vectors, 1 - (ac + bd)²/((a² + b²)(c² + d²)), is (ad - bc)²/(...) (the partials
+        # of the angle were 1e-4 off for nearly parallel vectors; an independent hunt, 2026-12-07).
+        whole = sympy.Mul(*denominators)
+        expanded = sympy.expand(whole)
+        difference = _as_product(sympy.expand(expanded - node * whole))
+        return difference / whole if sympy.count_ops(difference) < sympy.count_ops(expanded) else None
     if len(denominators) == 1:
         (whole,) = denominators
         part = node * whole
