@@ -1639,6 +1639,33 @@ def test_the_partials_of_the_angle_between_nearly_parallel_vectors_keep_most_dig
     assert [g[0] for g in result.gradients] == pytest.approx(expected, rel=1e-8, abs=0)
 
 
+@pytest.mark.parametrize(
+    ("text", "xs", "exact"),
+    [
+        ("log(1 + exp(-x)) - log(1 + exp(x))", [1e-8, -3e-12, 0.3, 40.0, 800.0], lambda t: -t),  # 5e-9 off
+        (
+            "log(2 + exp(x)) - log(2 + exp(-x))",
+            [1e-8, -0.2, 30.0],
+            lambda t: mpmath.log((2 + mpmath.exp(t)) / (2 + mpmath.exp(-t))),
+        ),
+        (
+            "3*log(1 + exp(x)) - 3*log(1 + exp(x/2))",
+            [1e-9, 2.0],
+            lambda t: 3 * mpmath.log((1 + mpmath.exp(t)) / (1 + mpmath.exp(t / 2))),
+        ),
+    ],
+)
+def test_a_difference_of_softplus_keeps_its_digits(text: str, xs: list[float], exact: Any) -> None:
+    """softplus(-x) - softplus(x) is -x, and the partial of binary cross-entropy in its label: the
+    two log-sum-exps were rounded apart (an independent hunt, 2026-12-07)."""
+    got = numeric.evaluate(
+        numeric.compile_function(parsing.parse(text), ["x"]), {"x": np.array(xs)}, len(xs)
+    ).values
+    with mpmath.workdps(60):
+        expected = [float(exact(mpmath.mpf(x))) for x in xs]
+    assert got.tolist() == pytest.approx(expected, rel=1e-14, abs=0)
+
+
 def test_an_infinite_partial_at_an_edge_of_the_domain_has_the_one_sided_sign() -> None:
     """d^2/dx^2 sqrt(x^2 - 1) at -1 was +Inf: its formula divides by x + 1 = +0, whose sign says
     nothing of the side; from the domain, x < -1, the first derivative rises from -Inf (a hunt,

@@ -1108,10 +1108,31 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
             if c == -d and step is not None:  # c (digamma(u) - digamma(u + w)) is -c digamma_step(u, w)
                 others = [t for t in terms if t is not first and t is not second]
                 return sympy.Add(*others, -c * Kernel(Str("digamma_step"), low.args[1], step))
-    written = _exp_difference(node) or _difference_of_one_function(node)
+    written = _exp_difference(node) or _difference_of_one_function(node) or _log_sum_exp_difference(node)
     if written is not None:
         return written
     return (_stable_combined(node) if combine else None) or node
+
+
+def _log_sum_exp_difference(node: sympy.Expr) -> sympy.Expr | None:
+    """k log(e^c + e^u) - k log(e^c + e^v) (`log_sum_exp` of two, the same c: softplus written so) as
+    `kernels.log_sum_exp_difference` of u - v, where the two nearly cancel; None where the sum holds
+    no such pair."""
+    pairs: dict[tuple[sympy.Expr, sympy.Expr], tuple[sympy.Expr, sympy.Expr]] = {}
+    for term in node.args:
+        k, kernel = term.as_coeff_Mul()
+        if _kernel_name(kernel) != "log_sum_exp" or len(kernel.args) != 3:
+            continue
+        c, u = kernel.args[1:]
+        other = pairs.get((c, -k))
+        if other is not None:
+            low, high = (term, other[0]) if k < 0 else (other[0], term)
+            v, u = low.as_coeff_Mul()[1].args[2], high.as_coeff_Mul()[1].args[2]
+            rest = [t for t in node.args if t is not term and t is not other[0]]
+            difference = Kernel(Str("log_sum_exp_difference"), c, u, v, sympy.expand(u - v))
+            return sympy.Add(*rest, abs(k) * difference)
+        pairs[(c, k)] = (term, u)
+    return None
 
 
 def _stable_combined(node: sympy.Expr) -> sympy.Expr | None:
