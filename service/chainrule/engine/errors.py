@@ -91,6 +91,24 @@ _LONGEST_TEXT = 4096
 MOST_VIOLATIONS = 16
 
 
+def let_go_of_frames(error: BaseException) -> None:
+    """Cut `error` and the exceptions it was raised handling from their tracebacks, once the call it
+    ended is answered. Each traceback holds every frame the exception passed through, and their
+    locals (the request's bytes, a killed worker's pipes); an error a single-flight computation
+    raised is shared with its other waiters, and a future or task in one of those frames holding
+    the error closes a cycle. Such cycles lived until the cyclic collector ran (over gRPC ten
+    refused 2 MB calls held 20 MB; over REST ten 2.7 MB Evaluate bodies refused during numeric work
+    held 47 MB: an independent tester). Frames are let go of, not cleared: clearing a frame still
+    suspended would end it."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        handled = current.__context__
+        current.__traceback__ = current.__context__ = current.__cause__ = None
+        current = handled
+
+
 class ChainruleError(Exception):
     """Base of every error a caller may see; carries everything a transport needs."""
 

@@ -1118,20 +1118,19 @@ def _log_sum_exp_difference(node: sympy.Expr) -> sympy.Expr | None:
     """k log(e^c + e^u) - k log(e^c + e^v) (`log_sum_exp` of two, the same c: softplus written so) as
     `kernels.log_sum_exp_difference` of u - v, where the two nearly cancel; None where the sum holds
     no such pair."""
-    pairs: dict[tuple[sympy.Expr, sympy.Expr], tuple[sympy.Expr, sympy.Expr]] = {}
+    seen: dict[tuple[sympy.Expr, sympy.Expr], sympy.Expr] = {}  # (c, k): the term k log_sum_exp(c, u)
     for term in node.args:
         k, kernel = term.as_coeff_Mul()
         if _kernel_name(kernel) != "log_sum_exp" or len(kernel.args) != 3:
             continue
-        c, u = kernel.args[1:]
-        other = pairs.get((c, -k))
+        c = kernel.args[1]
+        other = seen.get((c, -k))
         if other is not None:
-            low, high = (term, other[0]) if k < 0 else (other[0], term)
-            v, u = low.as_coeff_Mul()[1].args[2], high.as_coeff_Mul()[1].args[2]
-            rest = [t for t in node.args if t is not term and t is not other[0]]
+            u, v = (kernel.args[2], other.as_coeff_Mul()[1].args[2])[:: 1 if k > 0 else -1]
+            rest = [t for t in node.args if t is not term and t is not other]
             difference = Kernel(Str("log_sum_exp_difference"), c, u, v, sympy.expand(u - v))
             return sympy.Add(*rest, abs(k) * difference)
-        pairs[(c, k)] = (term, u)
+        seen[(c, k)] = term
     return None
 
 

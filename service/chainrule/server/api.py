@@ -27,6 +27,7 @@ from chainrule.engine.errors import (
     LimitExceeded,
     NoClosedForm,
     ParseError,
+    let_go_of_frames,
     plain_seconds,
 )
 from chainrule.engine.limits import exceeded
@@ -1064,10 +1065,10 @@ async def _remembering_refusals(
 
 
 def _without_frames(error: _E) -> _E:
-    """`error` to be cached: without its traceback and the exceptions it was raised handling, whose
-    frames hold the request (a Parse of a 60 MB text that was too long kept it, 57 MB a call,
-    uncounted: an independent attacker, 2026-12-07)."""
-    error.__traceback__ = error.__context__ = error.__cause__ = None
+    """`error` to be cached, let go of the frames that hold the request (`errors.let_go_of_frames`: a
+    Parse of a 60 MB text that was too long kept it, 57 MB a call, uncounted: an independent
+    attacker, 2026-12-07)."""
+    let_go_of_frames(error)
     return error
 
 

@@ -29,14 +29,14 @@ from typing import Any, NoReturn, cast
 import grpc
 from grpc._cython import cygrpc  # type: ignore[attr-defined]  # no stubs: ExecuteBatchError
 
-from chainrule.engine.errors import ChainruleError, Code, InvalidArgument
+from chainrule.engine.errors import ChainruleError, Code, InvalidArgument, let_go_of_frames
 from chainrule.server.logs import REQUEST_ID_KEY, RequestRecord, accept_request_id, begin_request, note_error
 from chainrule.server.metrics import CallCounts, Metrics
 from chainrule.server.tracing import Tracing
 from chainrule.server.transport import access
 from chainrule.server.transport.auth import TokenChecker, grpc_refusal
 from chainrule.server.transport.receiving import ReceiveSlots
-from chainrule.server.transport.status import grpc_status, let_go_of_frames
+from chainrule.server.transport.status import grpc_status
 from chainrule.server.transport.streams import (
     OpenStreams,
     bounded_reader,

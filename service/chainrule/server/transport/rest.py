@@ -59,6 +59,7 @@ from chainrule.engine.errors import (
     InvalidArgument,
     LimitExceeded,
     NotFound,
+    let_go_of_frames,
 )
 from chainrule.server import sizing
 from chainrule.server.api import ChainruleApi
@@ -71,7 +72,7 @@ from chainrule.server.sizing import JSON, Wire
 from chainrule.server.transport.access import AccessLogMiddleware
 from chainrule.server.transport.auth import Callers
 from chainrule.server.transport.protojson import Bounds, RequestT, decode_message, message_to_json
-from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response, let_go_of_frames
+from chainrule.server.transport.status import JSON_MEDIA_TYPE, error_response
 from chainrule.server.transport.wire import check_json_members, json_decoding_bytes
 from chainrule.v1 import chainrule_pb2 as pb
 
