@@ -285,6 +285,32 @@ def _derivative_values(text: str, order: int, xs: list[float]) -> FloatArray:
     return engine.evaluate(compiled, {"x": np.array(xs)}, len(xs)).values
 
 
+def _cubic(t: Any) -> Any:
+    return 2 * t**3 - 2 * t**2 - t + 1  # (t - 1)(2t^2 - 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "exact"),
+    [
+        ("-(2*tanh(x)^3 - 2*tanh(x)^2 - tanh(x) + 1)", lambda x: -_cubic(mpmath.tanh(x))),
+        ("2*tanh(x)^3 - 2*tanh(x)^2 - tanh(x) + 1", lambda x: _cubic(mpmath.tanh(x))),
+        ("-(2*tanh(x)^2 - tanh(x) - 1)", lambda x: 1 + mpmath.tanh(x) - 2 * mpmath.tanh(x) ** 2),
+        ("-2*(2*coth(x)^3 - 2*coth(x)^2 - coth(x) + 1)", lambda x: -2 * _cubic(mpmath.coth(x))),
+        ("1 - 2*tanh(x) + tanh(x)^2", lambda x: (1 - mpmath.tanh(x)) ** 2),
+        ("1 - 2*erf(x/4) + erf(x/4)^2", lambda x: (1 - mpmath.erf(x / 4)) ** 2),
+    ],
+)
+def test_a_polynomial_in_a_function_tending_to_one_keeps_its_sign_and_digits(text: str, exact: Any) -> None:
+    """Factored, each factor written stably: as written, the negated polynomial's t - 1 was written
+    alone and the rest rounded away (-8.5e-18 at 20 for +8.5e-18), and a square of 1 - t was never
+    factored (42 times its value at 20; a numbers hunt, 2026-12-07)."""
+    xs = [5.0, 20.0, 30.0]
+    values = _derivative_values(text, 0, xs)
+    with mpmath.workdps(80):
+        expected = [float(exact(mpmath.mpf(x))) for x in xs]
+    assert values.tolist() == pytest.approx(expected, rel=1e-13, abs=0)
+
+
 @pytest.mark.parametrize(
     ("text", "order", "exact"),
     [
@@ -1984,3 +2010,44 @@ def test_a_constant_past_the_doubles_less_an_exponential_is_left_as_written() ->
     # Its ratio to the exponential's base was taken as a double, 0 for 10^-400: math.log raised
     # (a review of the rule), and c (1 - t) with c past the doubles is 0 or inf times what cancels.
     assert _derivative_values("10^(-400) - 10^x", 0, [400.0, 1.0]).tolist() == [-math.inf, -10.0]
+
+
+@pytest.mark.parametrize("text", ["digamma(x)", "polygamma(0, x)", "polygamma(1, x)", "polygamma(3, x)"])
+def test_digamma_of_a_negative_subnormal_is_past_the_doubles_not_nan(text: str) -> None:
+    """psi^(n)(x) is about (-1)^(n + 1) n!/x^(n + 1) next to 0: +inf left of 0 past -5.6e-309, where
+    the reflection's cot(pi x) is -inf (it was NaN: numpy's polyval adds inf*0; an attack hunt)."""
+    values = _derivative_values(text, 0, [-1e-310, -5e-324, -2.2e-308])
+    assert values[:2].tolist() == [math.inf, math.inf]
+    with mpmath.workdps(30):
+        order = 0 if text == "digamma(x)" else int(text[10])
+        expected = float(mpmath.polygamma(order, mpmath.mpf(-2.2e-308)))
+    assert values[2] == pytest.approx(expected, rel=1e-13)  # inf past the doubles, as polygamma(3, x)
+
+
+@pytest.mark.parametrize(
+    ("text", "other"),
+    [
+        ("zeta(x)*exp(y)/(exp(y) + 1)", lambda y: mpmath.e**y / (mpmath.e**y + 1)),
+        ("zeta(x)/(1 + exp(-y))", lambda y: 1 / (1 + mpmath.e**-y)),
+        ("zeta(x)*log(1 + exp(y))", lambda y: mpmath.log(1 + mpmath.e**y)),
+    ],
+)
+def test_a_partial_without_a_closed_form_beside_a_logistic_has_its_values(text: str, other: Any) -> None:
+    """The logistic's rules write it in variables of their own (`kernels.apart`): replacing x in
+    zeta's Derivative(zeta(x), x) by one made sympy refuse the whole plan (a numbers hunt, 2026-12-07)."""
+    compiled = engine.compile_gradient(parsing.parse(text), ["x", "y"], hessian=True)
+    xs, ys = [2.5, -3.5], [1.0, 40.0]
+    result = engine.gradient(compiled, {"x": np.array(xs), "y": np.array(ys)}, 2)
+    with mpmath.workdps(40):
+        expected = [float(mpmath.zeta(x, 1, 1) * other(mpmath.mpf(y))) for x, y in zip(xs, ys, strict=True)]
+    assert result.gradients[0].tolist() == pytest.approx(expected, rel=1e-13)
+
+
+def test_a_root_of_a_negative_number_has_no_derivative_in_its_degree() -> None:
+    """root(-8, n) is real at odd whole n only (NaN at 3.5): its n-partial at 3 does not exist; it
+    was 0.46, from log|x| (a numbers hunt, 2026-12-07). Right of 0 it is -root(x, n) log(x)/n^2."""
+    compiled = engine.compile_gradient(parsing.parse("root(x, n)"), ["x", "n"], hessian=False)
+    result = engine.gradient(compiled, {"x": np.array([-8.0, 8.0]), "n": np.array([3.0, 3.0])}, 2)
+    assert math.isnan(result.gradients[1][0])
+    assert result.gradients[1][1] == pytest.approx(-2 * math.log(8) / 9, rel=1e-15)
+    assert result.gradients[0].tolist() == pytest.approx([1 / 12, 1 / 12], rel=1e-15)

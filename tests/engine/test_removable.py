@@ -217,6 +217,16 @@ def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
         ("abs(x - 2)*(x - sin(x))/x^3", 1, [1e-8, 1e-3]),
         ("abs(x - 2)*(x - sin(x))/x^3", 2, [1e-8]),
         ("sign(x + 3)*sin(x)/x", 2, [1e-8]),
+        # A hunt of 2026-12-07: a cancelling formula inside abs, sign, Heaviside, Min and Max (0.0 at
+        # 1e-8, truth 1.7e-17; derivatives 0.0 and NaN), a level crossed inside one (0.0, 4.9e-17).
+        ("abs(sin(x)/x - 1)", 0, [1e-8, -1e-5]),
+        ("abs(sin(x)/x - 1)", 1, [1e-8]),
+        ("abs(sin(x)/x - 1)", 2, [1e-8, 3e-6]),
+        ("sign(x - sin(x))", 0, [1e-9, -1e-9]),
+        ("sign(sin(x)/x - 1)*exp(x)", 0, [1e-8]),
+        ("Heaviside(log10(x) - 3)", 0, [1000.0000000000001, 999.9999999999999]),
+        ("Max(log10(x) - 3, 0)", 0, [1000.0000000000001]),
+        ("Min(x - sin(x), 1)", 1, [1e-5, 2e-7]),
         # A hunt of 2026-12-05: gamma and polygamma cancel next to their poles as 1/x does
         # (digamma(x) + 1/x's derivative at 1e-12: -1.3e8, truth 1.64; x digamma(x)' 1e-4 off).
         ("digamma(x) + 1/x", 1, [1e-12, 1e-8, -1e-8]),

@@ -90,6 +90,23 @@ async def test_a_text_that_does_not_parse_is_an_answer_with_its_position(
     assert (reply.canonical, reply.latex, list(reply.variables)) == ("", "", [])
 
 
+async def test_a_text_over_the_length_limit_is_answered_without_a_worker_or_a_cache_entry() -> None:
+    """Its answer is the parser's (what Differentiate refuses it with), found before any key is
+    hashed or the text crosses to a worker: 60 MB texts, each hashed on the event loop and sent to
+    Parse's worker, held other callers' health checks 0.27 s a call (an attack, 2026-12-07)."""
+    symbolic, parsing = CountingExecutor(), CountingExecutor()
+    api = make_api(symbolic, parsing)
+    text = "x+" * 1_000_000
+    reply = await api.parse(pb.ParseRequest(expression=text))
+    assert (symbolic.calls, parsing.calls) == ([], [])
+    assert (len(api.caches.parse_reply), len(api.caches.parse)) == (0, 0)
+    with pytest.raises(Exception) as caught:
+        await api.differentiate(pb.DifferentiateRequest(expression=text))
+    error = caught.value
+    assert (reply.error.reason, reply.error.message) == ("LIMIT_EXCEEDED", error.message)  # type: ignore[attr-defined]
+    assert str(reply.error.position) == error.metadata["position"]  # type: ignore[attr-defined]
+
+
 async def test_the_answer_carries_what_differentiate_would_send_as_an_error() -> None:
     api = make_api(CountingExecutor(), CountingExecutor())
     reply = await api.parse(pb.ParseRequest(expression="sin(x"))

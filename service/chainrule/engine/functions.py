@@ -58,7 +58,9 @@ class RealRoot(sympy.Function):  # type: ignore[misc]
             # d/dx x^(1/n) = x^(1/n) / (n x), which holds on both sides of 0 for odd n.
             return self / (n * x)
         if argindex == 2:
-            return -self * sympy.log(sympy.Abs(x)) / n**2
+            # log(x), not log|x|: for x < 0 the root is real at odd whole n only, and has no
+            # derivative in n (d/dn root(-8, n) at 3 was 0.46; a numbers hunt, 2026-12-07)
+            return -self * sympy.log(x) / n**2
         raise sympy.ArgumentIndexError(self, argindex)
 
     def _eval_evalf(self, prec: int) -> sympy.Expr | None:

@@ -23,7 +23,7 @@ import contextvars
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -1171,9 +1171,19 @@ def _polygamma_reflected(orders: FloatArray, xs: FloatArray) -> FloatArray:
     for order in np.unique(orders):
         chosen = orders == order
         k = int(order)
-        polynomial = np.polynomial.polynomial.polyval(c[chosen], reference.cot_derivative_polynomial(k))
+        polynomial = _horner(c[chosen], reference.cot_derivative_polynomial(k))
         mirrored = scipy.special.polygamma(k, 1.0 - xs[chosen])
         result[chosen] = (-1.0) ** k * mirrored - math.pi ** (k + 1) * polynomial
+    return result
+
+
+def _horner(x: FloatArray, coefficients: Sequence[int]) -> FloatArray:
+    """The polynomial of `coefficients` (rising degree) at x, infinite where x is: numpy's polyval
+    adds x*0 first, NaN at x = ±inf (digamma(-1e-310), past the doubles, was NaN, not +inf; an attack
+    hunt, 2026-12-07)."""
+    result = np.full_like(x, float(coefficients[-1]))
+    for coefficient in reversed(coefficients[:-1]):
+        result = result * x + float(coefficient)
     return result
 
 

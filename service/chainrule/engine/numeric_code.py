@@ -1075,6 +1075,14 @@ def _stable_sum_once(node: sympy.Expr, *, combine: bool) -> sympy.Expr:
     if complement is not None:
         return complement
     terms = list(node.args)
+    # Before c + k t below: in a polynomial in one function t tending to 1, c + k t is one part of
+    # what cancels (-2t^3 + 2t^2 + t - 1 is (1 - t)(2t^2 - 1): t - 1 alone written stably, the
+    # rest rounded to 0.0, gave -8.5e-18 at 20 for +8.5e-18, the sign of the negated polynomial; a
+    # numbers hunt, 2026-12-07). A constant and one term (1 - tanh(x)^2) stay the rules' below.
+    if combine and sum(1 for term in terms if term.free_symbols) > 1 and _polynomial_in_one_function(node):
+        factored = _stable_combined(node)
+        if factored is not None:
+            return factored
     # Constant terms are folded together exactly (`fold_constants`): only a variable one is written.
     # A power last: c - c e^u is -c expm1(u) whatever else the sum holds (exp(x^7) - 1 - x^7 lost it
     # to 1 + x^7, a power's rule; a hunt).
@@ -1308,8 +1316,17 @@ def _in_powers_of_the_logistic(node: sympy.Expr) -> sympy.Expr | None:
         # forms: sharing subexpressions with the other, the code generator grouped its sums
         # otherwise (4 sinh(x) and 4 cosh(x) of some 1e17 added with a term of 4.5 between them).
         apart = {symbol: Kernel(Str("apart"), symbol) for symbol in near_one.free_symbols}
-        return Kernel(Str("nearer_one"), s, near_zero, near_one.xreplace(apart))
+        return Kernel(Str("nearer_one"), s, near_zero, _replaced(near_one, apart))
     return None
+
+
+def _replaced(expr: sympy.Expr, values: Mapping[sympy.Symbol, sympy.Expr]) -> sympy.Expr:
+    """`expr` with each symbol of `values` replaced by its value, a derivative without a closed form
+    by one at that point: xreplace made Derivative(zeta(x), x) one by Kernel(apart, x), which sympy
+    refuses (zeta(x) times a logistic of y had no partials; a numbers hunt, 2026-12-07)."""
+    if not expr.has(sympy.Derivative):
+        return expr.xreplace(values)
+    return expr.subs(values, simultaneous=True)
 
 
 def _stable_around_calls(expr: sympy.Expr) -> sympy.Expr:
@@ -2131,9 +2148,9 @@ def _both_ways(node: sympy.Expr) -> sympy.Expr:
     # code generator grouped its sums otherwise, and high derivatives that cancel moved (the fourth
     # of x^3 e^-x/(1 + e^-x) at -40: -7e-10, was 0.0, truth 2e-13; the regression hunt).
     apart = {symbol: Kernel(Str("apart"), symbol) for symbol in node.free_symbols}
-    v = scale.xreplace(apart)
-    below = (numerator / denominator).xreplace({w: sympy.exp(sympy.Min(v, 0)), **apart})
-    above = (behind(numerator) / behind(denominator)).xreplace({t: sympy.exp(sympy.Min(-v, 0)), **apart})
+    v = _replaced(scale, apart)
+    below = _replaced(numerator / denominator, {w: sympy.exp(sympy.Min(v, 0)), **apart})
+    above = _replaced(behind(numerator) / behind(denominator), {t: sympy.exp(sympy.Min(-v, 0)), **apart})
     return Kernel(Str("past_exponentials"), v, node, below, above)
 
 
@@ -2292,8 +2309,10 @@ def _factored(node: sympy.Expr) -> sympy.Expr | None:
     if shared and (sympy.count_ops(shortest) < sympy.count_ops(primitive) or _merges_terms(primitive)):
         return content * shortest  # terms cancelled
     factors = [f for f in sympy.Mul.make_args(combined) if f.free_symbols]
-    # Each factor is then written stably.
-    return content * combined if polynomial is not None and len(factors) > 1 else None
+    # Each factor is then written stably; a power of one too: 1 - 2t + t^2 is (t - 1)^2 (42 times
+    # its value at 20 as written; a numbers hunt, 2026-12-07).
+    repeated = len(factors) == 1 and factors[0].is_Pow and factors[0].exp.is_Integer and factors[0].exp > 1
+    return content * combined if polynomial is not None and (len(factors) > 1 or repeated) else None
 
 
 def _over_the_written_denominator(together: sympy.Expr, cancelled: sympy.Expr) -> sympy.Expr:

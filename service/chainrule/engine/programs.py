@@ -235,6 +235,8 @@ def _taylor_factors(raw: sympy.Expr, *, arguments: bool = True) -> sympy.Expr:
         patched = _in_one_argument(raw)
         if patched is not raw:
             return patched
+    if isinstance(raw, _STEPS):
+        return _patched_arguments(raw)
     whole = sympy.factor_terms(raw)
     separated = _separated(whole) if arguments else None
     if separated is not None:
@@ -314,7 +316,7 @@ def _patched_product(whole: sympy.Expr, raw: sympy.Expr) -> sympy.Expr:
         if variable is not None:
             groups.setdefault(variable, []).append(piece)
         else:
-            inner = _taylor_factors(piece, arguments=False) if piece.is_Add else piece
+            inner = _taylor_factors(piece, arguments=False) if _looked_into(piece) else piece
             changed = changed or inner is not piece
             pieces.append(inner)
     for group in groups.values():
@@ -425,10 +427,40 @@ def _patched_sum(whole: sympy.Expr, raw: sympy.Expr) -> sympy.Expr:
     for (rest, _), group in groups.items():
         one = sympy.Add(*group)
         patched = _taylor_near(one, one)
-        if patched is not one:
+        # The product rule's other factor: sign(u) of |u|'s derivative, sign(u) u', cancels as u does.
+        kept = _taylor_factors(rest, arguments=False) if rest.has(*_STEPS) else rest
+        if patched is not one or kept is not rest:
             changed = True
-        pieces.append(rest * patched)
+        pieces.append(kept * patched)
     return sympy.Add(*pieces) if changed else raw
+
+
+# Functions that are piecewise constant or linear in their arguments (no polynomial is built for
+# them: not analytic at their kinks and jumps), whose arguments may still cancel: |u|, sign(u),
+# Heaviside(u), floor(u), Min(u, c) of u = sin(x)/x - 1 at 1e-8 were 0.0 (truth 1.7e-17, sign -1),
+# the derivative sign(u) u' 0.0 (truth 3.3e-9), and the second, which holds DiracDelta(u), NaN
+# (truth -1/3); u alone was right (a numbers hunt, 2026-12-07).
+_STEPS = (
+    sympy.Abs, sympy.sign, sympy.Heaviside, sympy.DiracDelta, sympy.floor, sympy.ceiling, sympy.Min, sympy.Max
+)  # fmt: skip
+
+
+def _looked_into(piece: sympy.Expr) -> bool:
+    """Whether a factor of a product is patched inside (`_taylor_factors`): a sum, or a step."""
+    return bool(piece.is_Add) or isinstance(piece, _STEPS)
+
+
+def _patched_arguments(step: sympy.Expr) -> sympy.Expr:
+    """A step function of patched arguments: each one of one variable where it cancels (`_taylor_near`),
+    others looked into as any part is; the step itself stays as written."""
+    arguments = [
+        _taylor_near(argument, argument) if _elementary_in(argument) is not None
+        else _taylor_factors(argument, arguments=False)
+        for argument in step.args
+    ]  # fmt: skip
+    if all(new is old for new, old in zip(arguments, step.args, strict=True)):
+        return step
+    return step.func(*arguments, evaluate=False)
 
 
 def _elementary_in(piece: sympy.Expr) -> sympy.Basic | None:
