@@ -2296,7 +2296,9 @@ def _factored(node: sympy.Expr) -> sympy.Expr | None:
         # counted a negation more and was not taken (0.0 at 1e-20, truth 4; an independent hunt).
         content, primitive = -content, -primitive
     content *= common
-    if len(node.free_symbols) > _COMBINED_VARIABLES or not _small_polynomial(primitive):
+    if len(node.free_symbols) > _COMBINED_VARIABLES or not (
+        _small_polynomial(primitive) or _rational_in_one_function(primitive)
+    ):
         return None  # cancel's gcd over big numbers or high powers can take minutes (atan2's partials)
     together = sympy.together(primitive)
     cancelled = sympy.cancel(together)
@@ -2345,15 +2347,38 @@ _COMBINED_VARIABLES = 2
 _COMBINED_NUMBER = 64
 
 
-def _small_polynomial(node: sympy.Expr) -> bool:
-    """At most _COMBINED_NODES nodes, no float, every number and power small: what cancel and factor
-    finish in milliseconds."""
+def _small_polynomial(
+    node: sympy.Expr, nodes: int = _COMBINED_NODES, largest: int = _COMBINED_NUMBER
+) -> bool:
+    """At most `nodes` nodes, no float, every number and power at most `largest`: what cancel and
+    factor finish in milliseconds."""
     for count, part in enumerate(sympy.preorder_traversal(node)):
-        if count > _COMBINED_NODES or part.is_Float:
+        if count > nodes or part.is_Float:
             return False
-        if part.is_Rational and max(abs(int(part.p)), int(part.q)) > _COMBINED_NUMBER:
+        if part.is_Rational and max(abs(int(part.p)), int(part.q)) > largest:
             return False
     return True
+
+
+# A rational function of one function's value t, written in a symbol of its own, is factored up to
+# this many nodes: univariate, cancel and factor take milliseconds.
+_RATIONAL_NODES = 8 * _COMBINED_NODES
+_RATIONAL_NUMBER = 2**16  # the sixth derivative's coefficients pass 64 (`_COMBINED_NUMBER`)
+_T = sympy.Dummy("t")
+
+
+def _rational_in_one_function(node: sympy.Expr) -> bool:
+    """Whether `node` is a small rational function of one function tending to +-1 (tanh(x), one
+    call): the derivatives of log(1 - tanh(x)) are such, with powers of 1 - t^2 over powers of
+    1 - t past `_COMBINED_NODES`: their third to sixth at 20 came out 1e2 to 1e21 times the truth,
+    some of the wrong sign, where the whole is t (1 - t)^2 (1 + t) (a numbers hunt, 2026-12-07)."""
+    functions = node.atoms(Application)
+    if len(functions) != 1 or not isinstance(next(iter(functions)), _TENDING_TO_ONE):
+        return False
+    written = node.xreplace({next(iter(functions)): _T})
+    if not written.is_rational_function(_T):
+        return False
+    return _small_polynomial(written, nodes=_RATIONAL_NODES, largest=_RATIONAL_NUMBER)
 
 
 def _shares_a_denominator(node: sympy.Expr) -> bool:

@@ -162,7 +162,7 @@ async def test_a_streams_request_message_is_small(small_app: Application) -> Non
             async for _ in reflection.ServerReflectionInfo(iter([request])):
                 pass
         assert too_long.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert small_app.streams.open == 0
+    await _wait_for(lambda: small_app.streams.open == 0)  # released as the server ends the call
 
 
 async def test_a_stream_sends_a_bounded_number_of_requests(small_app: Application) -> None:
