@@ -30,8 +30,10 @@ from chainrule.server.sizing import carries_points
 from chainrule.v1 import chainrule_pb2 as pb
 
 RequestT = TypeVar("RequestT", bound=Message)
-_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+# Standard and URL-safe, as json_format reads base64: one alphabet for the short and the long check.
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
+_BASE64 = re.compile(f"[{re.escape(_BASE64_ALPHABET.decode())}]*={{0,2}}")
+_NOT_BASE64 = "expected a base64 string"
 _URL_SAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 # Characters of a long base64 column decoded per C call: each holds the GIL, and a 60 MB column
 # went through a regex, two copies and two decodes, single calls of up to 120 ms (an attack hunt,
@@ -430,7 +432,7 @@ def _base64_in_pieces(text: str, where: str) -> bytes:
 
 def _not_base64(where: str) -> InvalidArgument:
     """As `decode_message` refuses a short column that is not base64."""
-    violations = [FieldViolation(where, "expected a base64 string")]
+    violations = [FieldViolation(where, _NOT_BASE64)]
     return InvalidArgument(f"invalid request body: {_summary(violations)}", violations=violations)
 
 
@@ -509,7 +511,7 @@ def _check_value(field: FieldDescriptor, value: Any, path: str) -> list[FieldVio
             return [FieldViolation(path, f"expected an object ({field.message_type.name})")]
         return check_json_fields(value, field.message_type, path)
     if field.type == FieldDescriptor.TYPE_BYTES:
-        problem = None if isinstance(value, str) and _is_base64(value) else "expected a base64 string"
+        problem = None if isinstance(value, str) and _is_base64(value) else _NOT_BASE64
     elif cpp == FieldDescriptor.CPPTYPE_STRING:
         problem = None if isinstance(value, str) else "expected a string"
     elif cpp == FieldDescriptor.CPPTYPE_BOOL:
