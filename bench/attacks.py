@@ -858,6 +858,46 @@ async def fairness(target: Target) -> str:
     )
 
 
+PIPELINER = "127.0.0.80"
+
+
+async def pipelining(target: Target) -> str:
+    """Item 7, one caller's many cheap calls (an attack hunt, 2026-12-07): connections of one address
+    each pipelining cached REST Differentiate calls, so that each has its next request ready the
+    moment its reply is written. 200 of them kept 200 requests ready at every turn of the event
+    loop, and another caller's gRPC health checks waited 1.1 s; now one address has at most
+    MAX_HTTP_REQUESTS_PER_CALLER requests in progress, the rest wait their turn unread."""
+    connections, pipelined = (32, 100) if target.quick else (200, 300)
+    ending = time.monotonic() + (5.0 if target.quick else 15.0)
+    body = b'{"expression": "sin(x^2)"}'
+    request = (
+        b"POST /v1/differentiate HTTP/1.1\r\nhost: attacker\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    answers: Counter[str] = Counter()
+
+    async def pipelining_connection() -> None:
+        while time.monotonic() < ending:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", target.http_port, local_addr=(PIPELINER, 0)
+            )
+            try:
+                writer.write(request * pipelined)
+                for _ in range(pipelined):
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+                    await reader.readexactly(int(length[1]) if length else 0)
+                    answers[head.split(b" ", 2)[1].decode()] += 1
+            except (OSError, asyncio.IncompleteReadError) as error:
+                answers[type(error).__name__] += 1
+            finally:
+                writer.close()
+
+    await asyncio.gather(*(pipelining_connection() for _ in range(connections)))
+    target.notes.append(f"{connections} connections of one address, {pipelined} requests pipelined on each")
+    return ", ".join(f"{what} x{number:,}" for what, number in answers.most_common())
+
+
 async def many_addresses(target: Target) -> str:
     """Item 7 across addresses: 60 callers (127.0.2.2-61), one in flight each, each call a
     full-budget Differentiate (FULL simplification of a 60th power: minutes of sympy), over and over,
@@ -1041,6 +1081,7 @@ ATTACKS = (
     Attack("short-deadlines", 2, short_deadlines),
     Attack("fairness", 7, fairness),
     Attack("many-addresses", 7, many_addresses),
+    Attack("pipelining", 7, pipelining),
     Attack("overload", 10, overload),
     Attack("slow-bodies", 7, slow_bodies),
     Attack("memory-queue", 7, memory_queue),

@@ -212,6 +212,7 @@ def test_the_bounds_of_issue_15_have_panels_and_alerts() -> None:
         'chainrule_overload_rejections_total{cause="caller_share"}',
         "chainrule_refused_reply_bytes_total",
         "chainrule_symbolic_worker_replacements_total",
+        "chainrule_http_requests_queued_total",
     ):
         assert metric in alerts, metric
         assert metric.split("{")[0] in panels, metric

@@ -165,6 +165,7 @@ class Application:
             settings,
             uvicorn_ssl_options(settings),
             closed_by_bound=http_metrics.closed_by_bound,
+            on_queued=http_metrics.requests_queued.inc,
         )
         self.http_port = self.http_server.port
         self._stopping = asyncio.Event()

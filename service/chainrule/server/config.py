@@ -129,6 +129,16 @@ class Settings:
         "open HTTP connections of one caller address (IPv6: /64) in one server process; "
         "0: half of MAX_CONNECTIONS",
     )
+    # A cached call holds the event loop about half a millisecond: one address pipelining them on 200
+    # connections kept 200 ready at every turn of the loop, and everyone else's calls, health checks
+    # included, waited a second (an attack hunt, 2026-12-07). Its next ones wait their turn instead.
+    max_http_requests_per_caller: int = _server_limit(
+        "http_requests_per_caller",
+        8,
+        "requests",
+        "HTTP requests of one caller address (IPv6: /64) in progress at once in one server process; "
+        "the next waits, its connection unread, until one of them is answered",
+    )
     # grpc cannot share its connections fairly or evict one to make room: the cap must exceed what one
     # address can open to one port (65,535 source ports), and is lowered to fit the descriptor limit.
     max_grpc_connections: int = _server_limit(
@@ -378,7 +388,7 @@ class Settings:
             raise ConfigError(f"{PREFIX}LOG_FORMAT must be 'text' or 'json', got {self.log_format!r}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL is not a logging level: {self.log_level!r}")
-        for name in ("grpc_receiving_calls", "max_streams"):
+        for name in ("grpc_receiving_calls", "max_streams", "max_http_requests_per_caller"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if not _HTTP2_DEFAULT_WINDOW <= self.grpc_stream_window_bytes <= _HTTP2_MAX_WINDOW:

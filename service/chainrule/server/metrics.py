@@ -302,6 +302,12 @@ class HttpMetrics:
         )
         for reason in close_reasons:
             self.connections_closed.labels(reason)
+        self.requests_queued = Counter(
+            "chainrule_http_requests_queued",
+            "HTTP requests that waited, their connection unread, because their caller had "
+            "MAX_HTTP_REQUESTS_PER_CALLER requests in progress.",
+            registry=registry,
+        )
 
     def closed_by_bound(self, reason: str) -> None:
         """Count one connection closed by a bound (see transport/connections.py)."""

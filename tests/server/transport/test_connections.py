@@ -325,3 +325,103 @@ async def test_a_body_trickling_in_is_answered_408_however_steady(bounded: Appli
         assert b"BODY_TIMEOUT" in reply
     finally:
         writer.close()
+
+
+def queued_count(app: Application) -> float:
+    return app.registry.get_sample_value("chainrule_http_requests_queued_total") or 0.0
+
+
+async def read_replies(reader: asyncio.StreamReader, count: int) -> list[bytes]:
+    """`count` HTTP/1.1 replies with Content-Length bodies, their bodies in order."""
+    bodies = []
+    for _ in range(count):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        bodies.append(await reader.readexactly(length))
+    return bodies
+
+
+@pytest.fixture
+async def two_requests_a_caller() -> AsyncIterator[Application]:
+    app = Application(
+        make_settings(max_http_requests_per_caller=2, header_timeout_seconds=10.0, http_idle_seconds=0.3)
+    )
+    await app.start()
+    yield app
+    await app.stop()
+
+
+async def test_a_caller_past_its_requests_in_progress_waits_its_turn(
+    two_requests_a_caller: Application,
+) -> None:
+    """Two requests of one address whose bodies have not come hold its share: its third waits,
+    unread, however long (past the keep-alive timeout), while another address is served; the third
+    is answered as soon as one of the two is."""
+    app = two_requests_a_caller
+    port, before = app.http_port, queued_count(app)
+    body = b'{"expression": "sin(x^2)"}'
+    head = (
+        b"POST /v1/differentiate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n" % len(body)
+    )
+    opened = [
+        await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.70", 0)) for _ in range(3)
+    ]
+    try:
+        for _, writer in opened[:2]:
+            writer.write(head + body[:5])  # in progress: its body still coming
+        await asyncio.sleep(0.2)
+        third_reader, third_writer = opened[2]
+        third_writer.write(head + body)
+        await asyncio.sleep(0.8)  # past http_idle_seconds: a waiting request is not idle
+        assert queued_count(app) == before + 1
+        assert not third_reader.at_eof() and not third_reader._buffer  # type: ignore[attr-defined]
+        for _ in range(3):  # another caller is not held behind it
+            assert (await get_healthz(port, "127.0.0.3")).startswith(b"HTTP/1.1 200")
+        first_reader, first_writer = opened[0]
+        first_writer.write(body[5:])
+        assert b"cos" in (await read_replies(first_reader, 1))[0]
+        assert b"cos" in (await asyncio.wait_for(read_replies(third_reader, 1), 10))[0]
+    finally:
+        for _, writer in opened:
+            writer.close()
+
+
+async def test_pipelined_requests_of_one_caller_are_all_answered_in_order(
+    two_requests_a_caller: Application,
+) -> None:
+    """Eight connections of one address pipelining 40 requests each, four times the share in
+    progress at any moment: every reply comes back, in order, while another address is served."""
+    app = two_requests_a_caller
+    port, before = app.http_port, queued_count(app)
+    opened = [
+        await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.71", 0)) for _ in range(8)
+    ]
+
+    def request(k: int) -> bytes:
+        body = json.dumps({"expression": f"x^{k % 5 + 2}"}).encode()
+        return (
+            b"POST /v1/differentiate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    try:
+        for _, writer in opened:
+            writer.write(b"".join(request(k) for k in range(40)))
+        readers = [read_replies(reader, 40) for reader, _ in opened]
+        replies = asyncio.gather(*readers)
+        for _ in range(5):
+            assert (await get_healthz(port, "127.0.0.3")).startswith(b"HTTP/1.1 200")
+        for bodies in await asyncio.wait_for(replies, 60):
+            assert [json.loads(b)["derivative"] for b in bodies] == [
+                f"{k % 5 + 2}*x^{k % 5 + 1}" if k % 5 else "2*x" for k in range(40)
+            ]
+        assert queued_count(app) > before
+    finally:
+        for _, writer in opened:
+            writer.close()

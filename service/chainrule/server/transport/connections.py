@@ -26,6 +26,14 @@ process fails, health checks included). `bounded_protocol` makes uvicorn's h11 p
   unread (writes paused). Two addresses trickling bodies a byte at a time, or never reading replies,
   held every connection of the process past their heads, and health checks got 503 (an independent
   tester); a connection whose request is being answered is never closed to make room.
+- one caller has at most `max_requests_per_caller` requests in progress (from its head read to its
+  reply written): its connection with a next request waits, unread, until one of them is answered,
+  in the order they came. A cached call holds the event loop about half a millisecond, and each
+  connection pipelining them has its next one ready the moment its reply is written: 200 of one
+  address kept 200 ready at every turn of the loop, and every other caller's calls and health
+  checks waited a second (an attack hunt, 2026-12-07). A waiting connection has no head or
+  keep-alive timer (its request has come; its caller's own requests, each bounded, make the wait)
+  and is not evicted as idle.
 
 Descriptors: the process raises its soft limit to the hard one at start-up (`raise_descriptor_limit`;
 the soft limit is often 1,024, far below the caps), and the caps are sized below it (grpc_server.py).
@@ -94,12 +102,19 @@ def _ignore(reason: str) -> None:
     return None
 
 
+def _nothing() -> None:
+    return None
+
+
 class _BoundedH11Protocol(H11Protocol):
     head_timeout: float = 30.0
     max_connections: int = 1000
     max_per_caller: int = 500
     # Called with one of CLOSE_REASONS for every connection a bound closed (metrics).
     closed_by_bound: Callable[[str], None] = staticmethod(_ignore)
+    max_requests_per_caller: int = 8
+    # Called for every request made to wait for its caller's turn (metrics).
+    on_queued: Callable[[], None] = staticmethod(_nothing)
     # One of each per server (see `bounded_protocol`): the connections waiting for a request head,
     # oldest first, all of them and by caller (so the one to evict is found without scanning every
     # connection), and how many connections each caller holds.
@@ -108,6 +123,10 @@ class _BoundedH11Protocol(H11Protocol):
     held: Counter[str]
     # Every open connection by caller, oldest first: where a stalled one is looked for.
     open_by_caller: dict[str, dict[_BoundedH11Protocol, None]]
+    # Requests in progress by caller, and the connections whose next request waits for one of them
+    # to be answered, first come first.
+    in_progress: Counter[str]
+    queued_by_caller: dict[str, dict[_BoundedH11Protocol, None]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,6 +135,7 @@ class _BoundedH11Protocol(H11Protocol):
         self._head_since = 0.0
         self._caller: str | None = None
         self._small_chunks = self._chunk_bytes = 0
+        self._answering = False  # a request of this connection is in progress (counted)
         # Every event h11 parses passes through `_next_event`, which counts a body's chunks.
         self._parsed_event = self.conn.next_event
         self.conn.next_event = self._next_event  # type: ignore[method-assign]
@@ -181,6 +201,7 @@ class _BoundedH11Protocol(H11Protocol):
         event = self._parsed_event()
         if isinstance(event, h11.Request):
             self._small_chunks = 0
+            self._begin_request()
             if _head_size(event) > self.conn._max_incomplete_event_size:
                 # h11 checks its limit only while a head is incomplete: one that came in a single
                 # read (100 KB, 20,000 headers) was served (an independent attacker).
@@ -269,11 +290,75 @@ class _BoundedH11Protocol(H11Protocol):
         self.closed_by_bound(EVICTED)
         return True
 
+    def handle_events(self) -> None:
+        """uvicorn's, unless a next request has come and its caller has its share in progress."""
+        if self._must_wait_turn():
+            self._queue_for_turn()
+            return
+        super().handle_events()
+
+    def _must_wait_turn(self) -> bool:
+        caller = self._caller
+        if caller is None or self._answering or self.conn.their_state is not h11.IDLE:
+            return False
+        # Bytes of a next request have come (h11 keeps them unparsed until asked for an event).
+        if not len(self.conn._receive_buffer):
+            return False
+        # Its turn is given by `_end_request`, in the order the caller's requests came.
+        return caller in self.queued_by_caller or self.in_progress[caller] >= self.max_requests_per_caller
+
+    def _queue_for_turn(self) -> None:
+        assert self._caller is not None
+        queued = self.queued_by_caller.setdefault(self._caller, {})
+        if self not in queued:
+            queued[self] = None
+            self.on_queued()
+        self.flow.pause_reading()
+        self._disarm_head_timer()
+        self._unset_keepalive_if_required()
+
+    def _begin_request(self) -> None:
+        if self._caller is not None and not self._answering:
+            self._answering = True
+            self.in_progress[self._caller] += 1
+
+    def _end_request(self) -> None:
+        """This connection's request is answered (or its connection lost): the caller's first
+        waiting connections take the room."""
+        caller = self._caller
+        if caller is None or not self._answering:
+            return
+        self._answering = False
+        self.in_progress[caller] -= 1
+        if not self.in_progress[caller]:
+            del self.in_progress[caller]
+        queued = self.queued_by_caller.get(caller, {})
+        while queued and self.in_progress[caller] < self.max_requests_per_caller:
+            waiting = next(iter(queued))
+            del queued[waiting]
+            waiting._take_turn()
+        if not queued:
+            self.queued_by_caller.pop(caller, None)
+
+    def _take_turn(self) -> None:
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        super().handle_events()  # not ours: the turn is taken, whoever waits behind
+        if self._awaiting_head():  # only part of its head had come
+            self._arm_head_timer()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
         self._disarm_send_timer()
         if self._caller is None:  # a refused connection: uvicorn never saw it
             return
+        self._end_request()
+        queued = self.queued_by_caller.get(self._caller)
+        if queued is not None:
+            queued.pop(self, None)
+            if not queued:
+                del self.queued_by_caller[self._caller]
         self.held[self._caller] -= 1
         if not self.held[self._caller]:
             del self.held[self._caller]
@@ -312,12 +397,17 @@ class _BoundedH11Protocol(H11Protocol):
             self._disarm_head_timer()
 
     def on_response_complete(self) -> None:
+        self._end_request()
         super().on_response_complete()
         # From here the keep-alive timer bounds the idle wait; a first byte re-arms the head timer.
         self._disarm_head_timer()
 
     def _awaiting_head(self) -> bool:
-        return self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        return (
+            self.conn.their_state is h11.IDLE
+            and not self.transport.is_closing()
+            and self not in self.queued_by_caller.get(self._caller or "", {})
+        )
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
@@ -354,10 +444,13 @@ def bounded_protocol(
     head_timeout: float,
     max_connections: int,
     max_per_caller: int,
+    max_requests_per_caller: int,
+    *,
     closed_by_bound: Callable[[str], None] = _ignore,
+    on_queued: Callable[[], None] = _nothing,
 ) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a request-head deadline and caps on open connections, in all and
-    per caller."""
+    """uvicorn's h11 protocol with a request-head deadline, caps on open connections, in all and per
+    caller, and on each caller's requests in progress."""
     return type(
         "BoundedH11Protocol",
         (_BoundedH11Protocol,),
@@ -366,10 +459,14 @@ def bounded_protocol(
             "max_connections": max_connections,
             "max_per_caller": max_per_caller,
             "closed_by_bound": staticmethod(closed_by_bound),
+            "max_requests_per_caller": max_requests_per_caller,
+            "on_queued": staticmethod(on_queued),
             "waiting": {},
             "waiting_by_caller": {},
             "held": Counter(),
             "open_by_caller": {},
+            "in_progress": Counter(),
+            "queued_by_caller": {},
         },
     )
 

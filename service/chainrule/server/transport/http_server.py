@@ -183,16 +183,21 @@ class HttpServer:
         sock: socket.socket,
         settings: Settings,
         ssl_options: Mapping[str, Any] | None = None,
+        *,
         closed_by_bound: Callable[[str], None] | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         """`ssl_options`: uvicorn's `ssl_*` settings for HTTPS (see `auth.uvicorn_ssl_options`);
-        `closed_by_bound` counts connections a bound closed (see connections.py)."""
+        `closed_by_bound` counts connections a bound closed, `on_queued` requests made to wait for
+        their caller's turn (see connections.py)."""
         self._socket = sock
         protocol = connections.bounded_protocol(
             settings.header_timeout_seconds,
             settings.max_connections,
             settings.connections_per_caller,
-            closed_by_bound or (lambda _: None),
+            settings.max_http_requests_per_caller,
+            closed_by_bound=closed_by_bound or (lambda _: None),
+            on_queued=on_queued or (lambda: None),
         )
         config = uvicorn.Config(
             app,
