@@ -22,7 +22,13 @@ from chainrule.server import heartbeat
 from chainrule.server.api import PARSE_HOLD_SECONDS, ChainruleApi
 from chainrule.server.cache import Caches
 from chainrule.server.compute import allocator
-from chainrule.server.compute.executors import Admission, BoundedExecutor, Executor, ThreadExecutor
+from chainrule.server.compute.executors import (
+    CALLER_SHARE,
+    Admission,
+    BoundedExecutor,
+    Executor,
+    ThreadExecutor,
+)
 from chainrule.server.compute.pool import ProcessExecutor
 from chainrule.server.config import PARSE_SPARES, PARSE_WORKERS, Settings
 from chainrule.server.logs import banner, set_trace_source
@@ -166,6 +172,7 @@ class Application:
             uvicorn_ssl_options(settings),
             closed_by_bound=http_metrics.closed_by_bound,
             on_queued=http_metrics.requests_queued.inc,
+            on_turn_refused=self.metrics.overload_rejections.labels("http", CALLER_SHARE).inc,
         )
         self.http_port = self.http_server.port
         self._stopping = asyncio.Event()

@@ -139,6 +139,13 @@ class Settings:
         "HTTP requests of one caller address (IPv6: /64) in progress at once in one server process; "
         "the next waits, its connection unread, until one of them is answered",
     )
+    http_turn_seconds: float = _server_limit(
+        "http_turn_seconds",
+        1.0,
+        "seconds",
+        "an HTTP request may wait for its turn among its address's (HTTP_REQUESTS_PER_CALLER); then 429 "
+        "with a retry delay",
+    )
     # grpc cannot share its connections fairly or evict one to make room: the cap must exceed what one
     # address can open to one port (65,535 source ports), and is lowered to fit the descriptor limit.
     max_grpc_connections: int = _server_limit(

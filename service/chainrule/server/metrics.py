@@ -95,8 +95,8 @@ class Metrics:
         self.overload_rejections = Counter(
             "chainrule_overload_rejections",
             "Calls refused with RESOURCE_EXHAUSTED because the server was busy, by queue (symbolic, "
-            "numeric, parse, calls) and cause (overloaded: it was full; caller_share: the caller held the "
-            "largest share of it).",
+            "numeric, parse, calls, http: an HTTP request's turn among its address's) and cause "
+            "(overloaded: it was full; caller_share: the caller held the largest share of it).",
             ("queue", "cause"),
             registry=registry,
         )

@@ -18,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chainrule.server.app import Application
+from chainrule.server.transport.auth import address_caller
 from chainrule.server.transport.connections import EVICTION_AGE, AcceptErrorFilter, raise_descriptor_limit
 from chainrule.server.transport.grpc_server import DESCRIPTOR_RESERVE, grpc_connection_cap, server_options
 from tests.conftest import make_settings, post_never_reading
@@ -349,7 +350,12 @@ async def read_replies(reader: asyncio.StreamReader, count: int) -> list[bytes]:
 @pytest.fixture
 async def two_requests_a_caller() -> AsyncIterator[Application]:
     app = Application(
-        make_settings(max_http_requests_per_caller=2, header_timeout_seconds=10.0, http_idle_seconds=0.3)
+        make_settings(
+            max_http_requests_per_caller=2,
+            http_turn_seconds=10.0,
+            header_timeout_seconds=10.0,
+            http_idle_seconds=0.3,
+        )
     )
     await app.start()
     yield app
@@ -372,10 +378,16 @@ async def test_a_caller_past_its_requests_in_progress_waits_its_turn(
     opened = [
         await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.70", 0)) for _ in range(3)
     ]
+    # The server's count of the address's requests in progress (its protocol class holds it).
+    in_progress = app.http_server._server.config.http.in_progress  # type: ignore[union-attr]
     try:
         for _, writer in opened[:2]:
             writer.write(head + body[:5])  # in progress: its body still coming
-        await asyncio.sleep(0.2)
+        for _ in range(200):
+            if in_progress[address_caller("127.0.0.70")] == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert in_progress[address_caller("127.0.0.70")] == 2
         third_reader, third_writer = opened[2]
         third_writer.write(head + body)
         await asyncio.sleep(0.8)  # past http_idle_seconds: a waiting request is not idle
@@ -390,6 +402,163 @@ async def test_a_caller_past_its_requests_in_progress_waits_its_turn(
     finally:
         for _, writer in opened:
             writer.close()
+
+
+async def test_a_request_after_one_answered_before_its_body_waits_its_turn_too(
+    two_requests_a_caller: Application,
+) -> None:
+    """A GET declaring a body is answered before it comes; its last byte and a next request in one
+    write used to start that request inside uvicorn's loop, past the cap (an independent attacker:
+    every request of 450 connections so, and the cap held nothing)."""
+    app = two_requests_a_caller
+    port, before = app.http_port, queued_count(app)
+    caller = "127.0.0.72"
+    get = b"GET /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n"
+    stalled = (
+        b"POST /v1/differentiate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: 9\r\n\r\n{"
+    )
+    in_progress = app.http_server._server.config.http.in_progress  # type: ignore[union-attr]
+    opened = [await asyncio.open_connection("127.0.0.1", port, local_addr=(caller, 0)) for _ in range(3)]
+    try:
+        reader, writer = opened[0]
+        writer.write(get)
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        for _, other in opened[1:]:
+            other.write(stalled)
+        for _ in range(200):
+            if in_progress[address_caller(caller)] == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert in_progress[address_caller(caller)] == 2
+        writer.write(b"X" + get)  # the first request's body, then the next request
+        await asyncio.sleep(0.5)
+        assert queued_count(app) == before + 1
+        assert in_progress[address_caller(caller)] == 2
+        opened[1][1].close()  # one of the two ends: the waiting request's turn
+        await asyncio.wait_for(reader.readuntil(b"HTTP/1.1 200"), 10)
+    finally:
+        for _, other in opened:
+            other.close()
+
+
+async def test_a_request_waiting_past_its_turn_seconds_is_refused_429() -> None:
+    """Two requests of an address whose bodies never come hold its share: its third is answered
+    429 OVERLOADED with a retry delay once it has waited HTTP_TURN_SECONDS, and counted."""
+    app = Application(
+        make_settings(max_http_requests_per_caller=2, http_turn_seconds=0.3, header_timeout_seconds=30.0)
+    )
+    await app.start()
+    caller = "127.0.0.73"
+    stalled = (
+        b"POST /v1/differentiate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: 9\r\n\r\n{"
+    )
+    in_progress = app.http_server._server.config.http.in_progress  # type: ignore[union-attr]
+    opened = [
+        await asyncio.open_connection("127.0.0.1", app.http_port, local_addr=(caller, 0)) for _ in range(3)
+    ]
+    try:
+        for _, writer in opened[:2]:
+            writer.write(stalled)
+        for _ in range(200):
+            if in_progress[address_caller(caller)] == 2:
+                break
+            await asyncio.sleep(0.05)
+        reader, writer = opened[2]
+        writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        reply = await asyncio.wait_for(reader.read(), 10)
+        assert reply.startswith(b"HTTP/1.1 429") and b"retry-after: 1" in reply.lower(), reply
+        status = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+        assert status["details"][0]["reason"] == "OVERLOADED"
+        assert status["details"][0]["metadata"] == {"queue": "http", "limit": "2", "cause": "caller_share"}
+        rejected = {"queue": "http", "cause": "caller_share"}
+        assert app.registry.get_sample_value("chainrule_overload_rejections_total", rejected) == 1
+    finally:
+        for _, writer in opened:
+            writer.close()
+        await app.stop()
+
+
+async def test_at_the_cap_an_idle_connection_goes_before_a_request_waiting_its_turn() -> None:
+    """The caller holding the most connections has one request in progress and three waiting their
+    turn; another caller's connections sit idle. A newcomer at the process's cap takes an idle one's
+    place: no waiting request is lost (an independent attacker lost one a run)."""
+    app = Application(
+        make_settings(
+            max_connections=8,
+            max_http_requests_per_caller=1,
+            http_turn_seconds=30.0,
+            header_timeout_seconds=30.0,
+        )
+    )
+    await app.start()
+    port, hog = app.http_port, "127.0.0.74"
+    stalled = (
+        b"POST /v1/differentiate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: 9\r\n\r\n{"
+    )
+    hogs = [await asyncio.open_connection("127.0.0.1", port, local_addr=(hog, 0)) for _ in range(4)]
+    idle: list[socket.socket] = []
+    try:
+        hogs[0][1].write(stalled)
+        await asyncio.sleep(0.1)
+        for _, writer in hogs[1:]:
+            writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        for _ in range(200):
+            if queued_count(app) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert queued_count(app) == 3
+        idle = await open_idle(port, 4, source="127.0.0.75")
+        await asyncio.sleep(2 * EVICTION_AGE)
+        assert (await get_healthz(port, "127.0.0.76")).startswith(b"HTTP/1.1 200")
+        assert sum(closed_by_peer(sock) for sock in idle) == 1
+        hogs[0][1].write(b'"x": 1}\r\n'[:8])  # the rest of the first body: the others' turns come
+        for reader, _ in hogs[1:]:
+            assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 200")
+    finally:
+        for _, writer in hogs:
+            writer.close()
+        for sock in idle:
+            sock.close()
+        await app.stop()
+
+
+async def test_a_request_waiting_its_turn_at_shutdown_is_answered_503() -> None:
+    """Two replies the client never reads keep its address's share in progress past the grace
+    period; its third request, parsed and waiting, gets 503 DRAINING and the server stops cleanly
+    (uvicorn's own close of it raised, and the exit stopped half-way: an independent attacker)."""
+    app = Application(
+        make_settings(
+            max_http_requests_per_caller=2,
+            http_turn_seconds=30.0,
+            grace_seconds=0.5,
+            header_timeout_seconds=30.0,
+        )
+    )
+    await app.start()
+    in_progress = app.http_server._server.config.http.in_progress  # type: ignore[union-attr]
+    unread = [await post_never_reading(app.http_port, 300_000) for _ in range(2)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
+    try:
+        for _ in range(200):
+            if in_progress[address_caller("127.0.0.1")] == 2:
+                break
+            await asyncio.sleep(0.05)
+        writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        for _ in range(200):
+            if queued_count(app):
+                break
+            await asyncio.sleep(0.05)
+        assert queued_count(app) == 1
+        await app.stop()
+        reply = await asyncio.wait_for(reader.read(), 10)
+        assert reply.startswith(b"HTTP/1.1 503") and b"DRAINING" in reply, reply
+    finally:
+        writer.close()
+        for sock in unread:
+            sock.close()
 
 
 async def test_pipelined_requests_of_one_caller_are_all_answered_in_order(

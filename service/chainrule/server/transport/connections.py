@@ -21,19 +21,21 @@ process fails, health checks included). `bounded_protocol` makes uvicorn's h11 p
   connected. Otherwise it takes the place of the connection that has waited longest for a request
   head, if that one has waited at least `EVICTION_AGE` (idle or slow: it costs nothing to drop), or is
   answered `503` and closed. Either way descriptors are freed as fast as they are taken.
-- where a caller's own connections must make room (at its cap, or as the one holding the most), one
-  that is stalled goes when none waits for a head: its request body still arriving, or its reply
-  unread (writes paused). Two addresses trickling bodies a byte at a time, or never reading replies,
-  held every connection of the process past their heads, and health checks got 503 (an independent
-  tester); a connection whose request is being answered is never closed to make room.
+- where a caller's own connections must make room (at its cap, or as the one holding the most when
+  no connection of anyone has waited `EVICTION_AGE` for a head), one that is stalled goes when none
+  of its own waits for a head: its request body still arriving, its reply unread (writes paused),
+  or its request waiting for its turn (below). Two addresses trickling bodies a byte at a time, or
+  never reading replies, held every connection of the process past their heads, and health checks
+  got 503 (an independent tester); a connection whose request is being answered is never closed to
+  make room.
 - one caller has at most `max_requests_per_caller` requests in progress (from its head read to its
-  reply written): its connection with a next request waits, unread, until one of them is answered,
-  in the order they came. A cached call holds the event loop about half a millisecond, and each
-  connection pipelining them has its next one ready the moment its reply is written: 200 of one
-  address kept 200 ready at every turn of the loop, and every other caller's calls and health
-  checks waited a second (an attack hunt, 2026-12-07). A waiting connection has no head or
-  keep-alive timer (its request has come; its caller's own requests, each bounded, make the wait)
-  and is not evicted as idle.
+  reply written): a next request is kept back as parsed, its connection unread, until one of them is
+  answered, in the order they came. A cached call holds the event loop about half a millisecond,
+  and each connection pipelining them has its next one ready the moment its reply is written: 200
+  of one address kept 200 ready at every turn of the loop, and every other caller's calls and
+  health checks waited a second (an attack hunt, 2026-12-07). A waiting connection has no head or
+  keep-alive timer (its request has come; its caller's own requests, each bounded, make the wait);
+  where its caller's connections must make room, it may go as a stalled one does.
 
 Descriptors: the process raises its soft limit to the hard one at start-up (`raise_descriptor_limit`;
 the soft limit is often 1,024, far below the caps), and the caps are sized below it (grpc_server.py).
@@ -46,20 +48,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import resource
 import time
 from collections import Counter
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 import h11
 from google.protobuf import json_format
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from chainrule.engine.errors import InvalidArgument
+from chainrule.engine.errors import ChainruleError, InvalidArgument, Unavailable
+from chainrule.server.compute.executors import CALLER_SHARE, overloaded
 from chainrule.server.transport.auth import address_caller
 from chainrule.server.transport.protojson import dump
-from chainrule.server.transport.status import JSON_MEDIA_TYPE, status_proto
+from chainrule.server.transport.status import JSON_MEDIA_TYPE, http_status, status_proto
 
 # What a refused connection reads: no body, no keep-alive, a hint to come back.
 _REFUSAL = (
@@ -113,8 +118,13 @@ class _BoundedH11Protocol(H11Protocol):
     # Called with one of CLOSE_REASONS for every connection a bound closed (metrics).
     closed_by_bound: Callable[[str], None] = staticmethod(_ignore)
     max_requests_per_caller: int = 8
-    # Called for every request made to wait for its caller's turn (metrics).
+    # How long a request may wait for its turn; then 429 with `retry_after_seconds`.
+    turn_seconds: float = 1.0
+    retry_after_seconds: float = 1.0
+    # Called for every request made to wait for its caller's turn, and for every one refused after
+    # waiting `turn_seconds` (metrics).
     on_queued: Callable[[], None] = staticmethod(_nothing)
+    on_turn_refused: Callable[[], None] = staticmethod(_nothing)
     # One of each per server (see `bounded_protocol`): the connections waiting for a request head,
     # oldest first, all of them and by caller (so the one to evict is found without scanning every
     # connection), and how many connections each caller holds.
@@ -136,6 +146,8 @@ class _BoundedH11Protocol(H11Protocol):
         self._caller: str | None = None
         self._small_chunks = self._chunk_bytes = 0
         self._answering = False  # a request of this connection is in progress (counted)
+        self._waiting_request: h11.Request | None = None  # parsed, waiting for its caller's turn
+        self._turn_timer: asyncio.TimerHandle | None = None
         # Every event h11 parses passes through `_next_event`, which counts a body's chunks.
         self._parsed_event = self.conn.next_event
         self.conn.next_event = self._next_event  # type: ignore[method-assign]
@@ -160,11 +172,15 @@ class _BoundedH11Protocol(H11Protocol):
             return self._evict_own(caller, EVICTION_AGE)
         if len(self.connections) < self.max_connections:
             return True
-        hog = max(self.held, key=self.held.__getitem__, default=None)
-        # One holding more than the newcomer would: its youngest are fair game too.
-        if hog is not None and self.held[hog] > self.held[caller] + 1 and self._evict_own(hog, 0.0):
+        hog = max(self.held, key=self.held.__getitem__, default="")
+        # One holding more than the newcomer would: its youngest waiting for a head are fair game
+        # too, then anyone's idle one, and only then its stalled ones, whose work a client would
+        # lose (a request waiting its turn went before another caller's idle connection: an
+        # independent attacker).
+        hogging = self.held[hog] > self.held[caller] + 1
+        if hogging and self._evict(self.waiting_by_caller.get(hog, {}), 0.0):
             return True
-        return self._evict(self.waiting, EVICTION_AGE)
+        return self._evict(self.waiting, EVICTION_AGE) or (hogging and self._evict_stalled(hog))
 
     def _evict_own(self, caller: str, min_age: float) -> bool:
         """Close a connection of `caller`: the one waiting longest for a request head (at least
@@ -197,16 +213,33 @@ class _BoundedH11Protocol(H11Protocol):
     def _next_event(self) -> Any:
         """h11's next event, counting a request body's chunks under `_SMALL_CHUNK_BYTES` (a chunk
         may come in several events, the first marked `chunk_start`, the last `chunk_end`): past
-        `_SMALL_CHUNKS`, the request is refused and no more of it is parsed."""
+        `_SMALL_CHUNKS`, the request is refused and no more of it is parsed. A request past its
+        caller's share in progress is kept back (uvicorn reads PAUSED) until its turn.
+
+        Every request passes here, however it came: gated where bytes arrive instead, a request
+        answered before its body (a GET, a 404) let the next one in with the body's last byte
+        (h11 starts the next cycle inside uvicorn's loop), and the cap held nothing (an
+        independent attacker)."""
+        if self._waiting_request is not None:
+            if self._in_queue():
+                return h11.PAUSED
+            event: Any = self._waiting_request
+            self._waiting_request = None
+            self._begin_request()
+            return event
         event = self._parsed_event()
         if isinstance(event, h11.Request):
             self._small_chunks = 0
-            self._begin_request()
             if _head_size(event) > self.conn._max_incomplete_event_size:
                 # h11 checks its limit only while a head is incomplete: one that came in a single
                 # read (100 KB, 20,000 headers) was served (an independent attacker).
                 self.send_400_response("request head too long")
                 return h11.PAUSED
+            if self._must_wait_turn():
+                self._waiting_request = event
+                self._queue_for_turn()
+                return h11.PAUSED
+            self._begin_request()
         elif isinstance(event, h11.Data) and (event.chunk_start or event.chunk_end):
             self._chunk_bytes = (0 if event.chunk_start else self._chunk_bytes) + len(event.data)
             if event.chunk_end and self._chunk_bytes < _SMALL_CHUNK_BYTES:
@@ -233,16 +266,19 @@ class _BoundedH11Protocol(H11Protocol):
             )
         )
 
-    def _refuse(self, error: InvalidArgument) -> None:
-        """A 400 with `error` as its Status body, and the connection closed."""
+    def _refuse(self, error: ChainruleError) -> None:
+        """`error` as its HTTP status and Status body, and the connection closed."""
         body = dump(json_format.MessageToDict(status_proto(error)))
         headers = [
             (b"content-type", JSON_MEDIA_TYPE.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
+        if error.retry_after_seconds is not None:
+            headers.append((b"retry-after", str(max(1, math.ceil(error.retry_after_seconds))).encode()))
+        status = http_status(error)
         for event in (
-            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase.encode()),
             h11.Data(data=body),
             h11.EndOfMessage(),
         ):
@@ -275,8 +311,10 @@ class _BoundedH11Protocol(H11Protocol):
         """Nothing: only a head `_should_upgrade` refused comes here, answered and closed already."""
 
     def _stalled(self) -> bool:
+        """Its request body still arriving, its reply unread, or its request waiting for its
+        caller's turn: the caller's surplus, when its own connections must make room."""
         return not self.transport.is_closing() and (
-            self.conn.their_state is h11.SEND_BODY or self.flow.write_paused
+            self.conn.their_state is h11.SEND_BODY or self.flow.write_paused or self._in_queue()
         )
 
     def _evict(self, waiting: dict[_BoundedH11Protocol, None], min_age: float) -> bool:
@@ -290,30 +328,25 @@ class _BoundedH11Protocol(H11Protocol):
         self.closed_by_bound(EVICTED)
         return True
 
-    def handle_events(self) -> None:
-        """uvicorn's, unless a next request has come and its caller has its share in progress."""
-        if self._must_wait_turn():
-            self._queue_for_turn()
-            return
-        super().handle_events()
-
     def _must_wait_turn(self) -> bool:
         caller = self._caller
-        if caller is None or self._answering or self.conn.their_state is not h11.IDLE:
+        if caller is None:
             return False
-        # Bytes of a next request have come (h11 keeps them unparsed until asked for an event).
-        if not len(self.conn._receive_buffer):
-            return False
-        # Its turn is given by `_end_request`, in the order the caller's requests came.
+        # Turns are given by `_end_request`, in the order the caller's requests came.
         return caller in self.queued_by_caller or self.in_progress[caller] >= self.max_requests_per_caller
+
+    def _in_queue(self) -> bool:
+        return self in self.queued_by_caller.get(self._caller or "", {})
 
     def _queue_for_turn(self) -> None:
         assert self._caller is not None
-        queued = self.queued_by_caller.setdefault(self._caller, {})
-        if self not in queued:
-            queued[self] = None
-            self.on_queued()
-        self.flow.pause_reading()
+        self.queued_by_caller.setdefault(self._caller, {})[self] = None
+        self.on_queued()
+        self._turn_timer = self.loop.call_later(self.turn_seconds, self._turn_timed_out)
+        # Paused through the transport itself: uvicorn resumes it directly when a body ends,
+        # leaving its flow control's flag set, which would make its own pause a no-op.
+        self.flow.read_paused = True
+        self.transport.pause_reading()
         self._disarm_head_timer()
         self._unset_keepalive_if_required()
 
@@ -334,19 +367,64 @@ class _BoundedH11Protocol(H11Protocol):
             del self.in_progress[caller]
         queued = self.queued_by_caller.get(caller, {})
         while queued and self.in_progress[caller] < self.max_requests_per_caller:
-            waiting = next(iter(queued))
-            del queued[waiting]
-            waiting._take_turn()
-        if not queued:
-            self.queued_by_caller.pop(caller, None)
+            next(iter(queued))._take_turn()
+
+    def _leave_queue(self) -> None:
+        if self._turn_timer is not None:
+            self._turn_timer.cancel()
+            self._turn_timer = None
+        if self._caller is None:
+            return
+        queued = self.queued_by_caller.get(self._caller)
+        if queued is not None:
+            queued.pop(self, None)
+            if not queued:
+                del self.queued_by_caller[self._caller]
 
     def _take_turn(self) -> None:
+        self._leave_queue()
         if self.transport.is_closing():
             return
         self.flow.resume_reading()
-        super().handle_events()  # not ours: the turn is taken, whoever waits behind
-        if self._awaiting_head():  # only part of its head had come
-            self._arm_head_timer()
+        self.handle_events()  # its request first (`_next_event`), then whatever followed it
+
+    def _turn_timed_out(self) -> None:
+        """A burst of slow calls from one address (a pool of 32 at full budget) had its later ones
+        wait unread for 20 s, past its clients' timeouts, with no status to act on (an independent
+        attacker): after `turn_seconds` a waiting request is refused as an overloaded queue's is."""
+        self._turn_timer = None
+        if self._waiting_request is None or self.transport.is_closing():
+            return
+        self._leave_queue()
+        self._waiting_request = None
+        self.on_turn_refused()
+        self._refuse(
+            overloaded(
+                f"this request waited {self.turn_seconds:g} s for its turn",
+                f"the {self.max_requests_per_caller} HTTP requests one address may have in progress",
+                queue="http",
+                limit=self.max_requests_per_caller,
+                cause=CALLER_SHARE,
+                retry_after_seconds=self.retry_after_seconds,
+            )
+        )
+
+    def shutdown(self) -> None:
+        """uvicorn's, but a request still waiting for its turn is answered 503 (h11 has read it:
+        uvicorn's close, a ConnectionClosed event, is not allowed then, and its error stopped the
+        server's exit half-way: an independent attacker)."""
+        if self._waiting_request is None:
+            super().shutdown()
+            return
+        self._leave_queue()
+        self._waiting_request = None
+        self._refuse(
+            Unavailable(
+                "the server is shutting down before this request's turn came; retry another replica",
+                reason="DRAINING",
+                retry_after_seconds=1.0,
+            )
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
@@ -354,11 +432,7 @@ class _BoundedH11Protocol(H11Protocol):
         if self._caller is None:  # a refused connection: uvicorn never saw it
             return
         self._end_request()
-        queued = self.queued_by_caller.get(self._caller)
-        if queued is not None:
-            queued.pop(self, None)
-            if not queued:
-                del self.queued_by_caller[self._caller]
+        self._leave_queue()
         self.held[self._caller] -= 1
         if not self.held[self._caller]:
             del self.held[self._caller]
@@ -403,11 +477,7 @@ class _BoundedH11Protocol(H11Protocol):
         self._disarm_head_timer()
 
     def _awaiting_head(self) -> bool:
-        return (
-            self.conn.their_state is h11.IDLE
-            and not self.transport.is_closing()
-            and self not in self.queued_by_caller.get(self._caller or "", {})
-        )
+        return self.conn.their_state is h11.IDLE and not self.transport.is_closing()
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
@@ -446,8 +516,11 @@ def bounded_protocol(
     max_per_caller: int,
     max_requests_per_caller: int,
     *,
+    turn_seconds: float,
+    retry_after_seconds: float,
     closed_by_bound: Callable[[str], None] = _ignore,
     on_queued: Callable[[], None] = _nothing,
+    on_turn_refused: Callable[[], None] = _nothing,
 ) -> type[H11Protocol]:
     """uvicorn's h11 protocol with a request-head deadline, caps on open connections, in all and per
     caller, and on each caller's requests in progress."""
@@ -461,6 +534,9 @@ def bounded_protocol(
             "closed_by_bound": staticmethod(closed_by_bound),
             "max_requests_per_caller": max_requests_per_caller,
             "on_queued": staticmethod(on_queued),
+            "turn_seconds": turn_seconds,
+            "retry_after_seconds": retry_after_seconds,
+            "on_turn_refused": staticmethod(on_turn_refused),
             "waiting": {},
             "waiting_by_caller": {},
             "held": Counter(),

@@ -186,18 +186,23 @@ class HttpServer:
         *,
         closed_by_bound: Callable[[str], None] | None = None,
         on_queued: Callable[[], None] | None = None,
+        on_turn_refused: Callable[[], None] | None = None,
     ) -> None:
         """`ssl_options`: uvicorn's `ssl_*` settings for HTTPS (see `auth.uvicorn_ssl_options`);
         `closed_by_bound` counts connections a bound closed, `on_queued` requests made to wait for
-        their caller's turn (see connections.py)."""
+        their caller's turn and `on_turn_refused` those refused for waiting too long (see
+        connections.py)."""
         self._socket = sock
         protocol = connections.bounded_protocol(
             settings.header_timeout_seconds,
             settings.max_connections,
             settings.connections_per_caller,
             settings.max_http_requests_per_caller,
+            turn_seconds=settings.http_turn_seconds,
+            retry_after_seconds=settings.retry_after_seconds,
             closed_by_bound=closed_by_bound or (lambda _: None),
             on_queued=on_queued or (lambda: None),
+            on_turn_refused=on_turn_refused or (lambda: None),
         )
         config = uvicorn.Config(
             app,
