@@ -10,7 +10,7 @@ import json
 import logging
 import resource
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import httpx
@@ -332,6 +332,28 @@ def queued_count(app: Application) -> float:
     return app.registry.get_sample_value("chainrule_http_requests_queued_total") or 0.0
 
 
+# A request head and the first byte of its body: in progress until the other 8 bytes come.
+STALLED_POST = (
+    b"POST /v1/differentiate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+    b"content-length: 9\r\n\r\n{"
+)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (10 s at most) for `condition`, asserting it."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    assert condition()
+
+
+def in_progress(app: Application, address: str) -> int:
+    """The server's count of `address`'s HTTP requests in progress (its protocol class holds it)."""
+    counts = app.http_server._server.config.http.in_progress  # type: ignore[union-attr]
+    return int(counts[address_caller(address)])
+
+
 async def read_replies(reader: asyncio.StreamReader, count: int) -> list[bytes]:
     """`count` HTTP/1.1 replies with Content-Length bodies, their bodies in order."""
     bodies = []
@@ -378,16 +400,10 @@ async def test_a_caller_past_its_requests_in_progress_waits_its_turn(
     opened = [
         await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.70", 0)) for _ in range(3)
     ]
-    # The server's count of the address's requests in progress (its protocol class holds it).
-    in_progress = app.http_server._server.config.http.in_progress  # type: ignore[union-attr]
     try:
         for _, writer in opened[:2]:
             writer.write(head + body[:5])  # in progress: its body still coming
-        for _ in range(200):
-            if in_progress[address_caller("127.0.0.70")] == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert in_progress[address_caller("127.0.0.70")] == 2
+        await until(lambda: in_progress(app, "127.0.0.70") == 2)
         third_reader, third_writer = opened[2]
         third_writer.write(head + body)
         await asyncio.sleep(0.8)  # past http_idle_seconds: a waiting request is not idle
@@ -414,27 +430,18 @@ async def test_a_request_after_one_answered_before_its_body_waits_its_turn_too(
     port, before = app.http_port, queued_count(app)
     caller = "127.0.0.72"
     get = b"GET /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n"
-    stalled = (
-        b"POST /v1/differentiate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        b"content-length: 9\r\n\r\n{"
-    )
-    in_progress = app.http_server._server.config.http.in_progress  # type: ignore[union-attr]
     opened = [await asyncio.open_connection("127.0.0.1", port, local_addr=(caller, 0)) for _ in range(3)]
     try:
         reader, writer = opened[0]
         writer.write(get)
         assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
         for _, other in opened[1:]:
-            other.write(stalled)
-        for _ in range(200):
-            if in_progress[address_caller(caller)] == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert in_progress[address_caller(caller)] == 2
+            other.write(STALLED_POST)
+        await until(lambda: in_progress(app, caller) == 2)
         writer.write(b"X" + get)  # the first request's body, then the next request
         await asyncio.sleep(0.5)
         assert queued_count(app) == before + 1
-        assert in_progress[address_caller(caller)] == 2
+        assert in_progress(app, caller) == 2
         opened[1][1].close()  # one of the two ends: the waiting request's turn
         await asyncio.wait_for(reader.readuntil(b"HTTP/1.1 200"), 10)
     finally:
@@ -450,21 +457,13 @@ async def test_a_request_waiting_past_its_turn_seconds_is_refused_429() -> None:
     )
     await app.start()
     caller = "127.0.0.73"
-    stalled = (
-        b"POST /v1/differentiate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        b"content-length: 9\r\n\r\n{"
-    )
-    in_progress = app.http_server._server.config.http.in_progress  # type: ignore[union-attr]
     opened = [
         await asyncio.open_connection("127.0.0.1", app.http_port, local_addr=(caller, 0)) for _ in range(3)
     ]
     try:
         for _, writer in opened[:2]:
-            writer.write(stalled)
-        for _ in range(200):
-            if in_progress[address_caller(caller)] == 2:
-                break
-            await asyncio.sleep(0.05)
+            writer.write(STALLED_POST)
+        await until(lambda: in_progress(app, caller) == 2)
         reader, writer = opened[2]
         writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         reply = await asyncio.wait_for(reader.read(), 10)
@@ -494,22 +493,14 @@ async def test_at_the_cap_an_idle_connection_goes_before_a_request_waiting_its_t
     )
     await app.start()
     port, hog = app.http_port, "127.0.0.74"
-    stalled = (
-        b"POST /v1/differentiate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        b"content-length: 9\r\n\r\n{"
-    )
     hogs = [await asyncio.open_connection("127.0.0.1", port, local_addr=(hog, 0)) for _ in range(4)]
     idle: list[socket.socket] = []
     try:
-        hogs[0][1].write(stalled)
+        hogs[0][1].write(STALLED_POST)
         await asyncio.sleep(0.1)
         for _, writer in hogs[1:]:
             writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        for _ in range(200):
-            if queued_count(app) == 3:
-                break
-            await asyncio.sleep(0.05)
-        assert queued_count(app) == 3
+        await until(lambda: queued_count(app) == 3)
         idle = await open_idle(port, 4, source="127.0.0.75")
         await asyncio.sleep(2 * EVICTION_AGE)
         assert (await get_healthz(port, "127.0.0.76")).startswith(b"HTTP/1.1 200")
@@ -538,20 +529,12 @@ async def test_a_request_waiting_its_turn_at_shutdown_is_answered_503() -> None:
         )
     )
     await app.start()
-    in_progress = app.http_server._server.config.http.in_progress  # type: ignore[union-attr]
     unread = [await post_never_reading(app.http_port, 300_000) for _ in range(2)]
     reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
     try:
-        for _ in range(200):
-            if in_progress[address_caller("127.0.0.1")] == 2:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: in_progress(app, "127.0.0.1") == 2)
         writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        for _ in range(200):
-            if queued_count(app):
-                break
-            await asyncio.sleep(0.05)
-        assert queued_count(app) == 1
+        await until(lambda: queued_count(app) == 1)
         await app.stop()
         reply = await asyncio.wait_for(reader.read(), 10)
         assert reply.startswith(b"HTTP/1.1 503") and b"DRAINING" in reply, reply
