@@ -277,26 +277,34 @@ async def test_repeated_enums_and_long_texts_cannot_grow_the_caches(server: Serv
     await assert_caches_within_bounds(server)
 
 
-async def test_many_distinct_plans_stay_within_the_cache_bounds(server: Server) -> None:
-    async with bystander(server), attacker(server) as stub:
-        for index in range(150):
-            expression = f"sin({index}*x)*y + x^2/{index + 1}"
-            point = {"x": 0.5, "y": 1.0}
-            await stub.Evaluate(pb.EvaluateRequest(expression=expression, point=point), timeout=10)
-            await stub.GradientAtPoint(
-                pb.GradientAtPointRequest(expression=expression, point=point), timeout=10
-            )
-    await assert_caches_within_bounds(server)
+async def test_many_distinct_plans_stay_within_the_cache_bounds(tmp_path: Path) -> None:
+    # A compiled cache of 256 KiB, which 60 expressions' 120 plans (some 5 KB each) overflow: with the
+    # module's 4 MiB, 150 expressions' 300 plans (1.4 MB) never reached the bound it checks.
+    environ = {**ENVIRON, "CHAINRULE_CACHE_COMPILED_BYTES": str(256 * 1024)}
+    with serving(tmp_path, environ) as small:
+        async with bystander(small), attacker(small) as stub:
+            for index in range(60):
+                expression = f"sin({index}*x)*y + x^2/{index + 1}"
+                point = {"x": 0.5, "y": 1.0}
+                await stub.Evaluate(pb.EvaluateRequest(expression=expression, point=point), timeout=10)
+                await stub.GradientAtPoint(
+                    pb.GradientAtPointRequest(expression=expression, point=point), timeout=10
+                )
+        text = await assert_caches_within_bounds(small, Settings.from_environ(environ))
+    evicted = 'chainrule_cache_evictions_total{cache="compiled"}'
+    assert any(line.startswith(evicted) and float(line.split()[-1]) > 0 for line in text.splitlines()), text
 
 
-async def assert_caches_within_bounds(server: Server) -> None:
+async def assert_caches_within_bounds(server: Server, settings: Settings = SETTINGS) -> str:
+    """Every cache within its byte bound, in the server's metrics (returned)."""
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as http:
         text = (await http.get("/metrics")).text
     for line in text.splitlines():
         if line.startswith("chainrule_cache_bytes{"):
             name = line.split('cache="')[1].split('"')[0]
-            bound = SETTINGS.cache_compiled_bytes if name == "compiled" else SETTINGS.cache_bytes
+            bound = settings.cache_compiled_bytes if name == "compiled" else settings.cache_bytes
             assert float(line.rsplit(" ", 1)[1]) <= bound, line
+    return text
 
 
 # --- 6. huge maps -------------------------------------------------------------------------------
