@@ -35,8 +35,9 @@ from chainrule.engine.limits import EngineLimits, exceeded
 from chainrule.engine.overflow import GENERATED_FILE_NAME
 
 # What a bound program holds, fitted to tracemalloc's measure (tests/engine/test_programs.py; within
-# 20% above it from 1 to 12 arguments and 0.1 to 11 KB of code): the function object, its globals
-# dict, the unmarshalled code (about 1.5 times the marshalled bytes, kept too) and, per argument,
+# 25% above it from 1 to 12 arguments and 0.1 to 11 KB of code): the function object, its globals
+# dict, the unmarshalled code (1.5 times the marshalled bytes and more, kept too: 2.5 times in all
+# came 0.2% under for the gradients of a product of sines, 7 KB of code each) and, per argument,
 # its name and slot in the code object.
 _BOUND_OVERHEAD = 1600
 _BOUND_PER_NAME = 64
@@ -82,7 +83,7 @@ class Program:
         """What holding this program and its bound function costs, in bytes (an upper estimate)."""
         return (
             _BOUND_OVERHEAD
-            + 5 * len(self.code) // 2
+            + 21 * len(self.code) // 8
             + _BOUND_PER_NAME * len(self.names)
             + _BOUND_PER_ARGUMENT * len(self.arguments)
             + _BOUND_PER_FLOAT * self.floats
