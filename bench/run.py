@@ -179,6 +179,13 @@ _COPIES = (
 # What limits a figure that misses its target, stated where it is printed (only when it misses); keyed
 # by measure, or by "scenario: measure" where two scenarios share a measure's text.
 # What the receiving bound (transport/receiving.py) costs a request bigger than a stream's window.
+# What the cubic's rows pay for its values next to its roots (issue 11's numeric truth).
+_CUBIC_ROOTS = (
+    "x^3 - 2*x + 1 = (x - 1)(x^2 + x - 1) cancels next to its root at 1, and its derivative next to "
+    "+-0.816: there chainrule computes their Taylor polynomials instead (engine/removable.py), which "
+    "costs each chunk of the value and of the derivative a few passes more than the hand-written "
+    "numpy makes (bench/PROFILE.md, 'Tenth profile'), which loses the relative accuracy there"
+)
 _PAST_WINDOW = (
     "a request past the stream window (CHAINRULE_GRPC_STREAM_WINDOW_BYTES, 64 KiB) waits a round trip "
     "for the rest, which the server grants once the handler reads (0.45 to 0.65 ms of the cubic's "
@@ -191,12 +198,11 @@ GAPS = {
         f"{_COPIES}. The echo floor serialised its reply once, before the run."
     ),
     "3 batch evaluation: end-to-end, 1,000,000 points vs echo + numpy floor: 1 variable: x^3 - 2*x + 1": (
-        f"one column of cheap arithmetic, so a small floor (18 ms): {_COPIES}."
+        f"one column of cheap arithmetic, so a small floor (18 ms): {_CUBIC_ROOTS}; and {_COPIES}."
     ),
     "4 batch gradients: end-to-end, 100,000 points vs echo + numpy floor: 1 variable: x^3 - 2*x + 1": (
-        "a floor of 3 ms, 0.4 ms of it numpy: on the server the same arithmetic takes 0.7 to 1.3 ms, as "
-        "the column is cold in the cache when a call starts and misaligned where protobuf put it "
-        "(repeated within the handler it takes 0.5 ms); the handler's Python (reading in a slot, the "
+        f"a floor of 3 ms, 0.4 ms of it numpy: {_CUBIC_ROOTS}; the column is cold in the cache when a "
+        "call starts and misaligned where protobuf put it; the handler's Python (reading in a slot, the "
         "cache key, decoding, laying out the reply, counting, metrics) adds about 0.2 ms a call, "
         "spread over a dozen steps (bench/PROFILE.md, 'Fifth profile' and 'Seventh profile'); and "
         f"{_PAST_WINDOW}."

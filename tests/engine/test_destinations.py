@@ -12,7 +12,7 @@ import pytest
 import sympy
 
 from chainrule import engine
-from chainrule.engine import destinations, functions, numeric, parsing, programs
+from chainrule.engine import destinations, functions, kernels, numeric, parsing, programs
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -55,6 +55,51 @@ def test_one_value_is_returned_in_its_argument() -> None:
     source = "def _lambdifygenerated(_a0):\n    return _a0*3.0 + 1.0\n"
     rewritten = destinations.rewrite(source, 1, programs.namespace())
     assert rewritten.endswith("    return add(_a0*3.0, 1.0, out=_o0)\n")
+
+
+def test_a_patched_value_is_computed_in_its_argument_and_patched_there() -> None:
+    source = (
+        "def _lambdifygenerated(_a0):\n"
+        "    return [taylor_near(_a0 - 1.0, 0.1, _a0**3 - 1.0, (0.0, 3.0), True, 0), "
+        "taylor_near(_a0, 0.1, integer_power(_a0, 3), (0.0,), False, 1)]\n"
+    )
+    rewritten = destinations.rewrite(source, 2, programs.namespace())
+    assert rewritten.split("\n")[1:3] == [
+        "    _r0 = taylor_near(_a0 - 1.0, 0.1, subtract(_a0**3, 1.0, out=_o0), (0.0, 3.0), True, 0, out=_o0)",
+        "    _r1 = taylor_near(_a0, 0.1, integer_power(_a0, 3), (0.0,), False, 1, out=_o1)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x^3 - 2*x + 1",
+        "sin(x)/x + x",
+        "(1 - cos(x))/x^2 - 3",
+        "(exp(x) - 1)/x * y",
+        "x^2 - 2",
+        # partials that share a patched formula (a temporary held by the code, not to be written in)
+        "y*(x - sin(x))/x^3 + (x - sin(x))/x^3",
+    ],
+)
+def test_patched_values_written_in_columns_are_the_fresh_values_bit_for_bit(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a formula cancels, `taylor_near` patches it in its column (or in a temporary nothing
+    else holds): the same bits as patching a fresh copy, next to the points it patches and away."""
+    compiled = engine.compile_gradient(parsing.parse(text), ["x", "y"], hessian=True)
+    rng = np.random.default_rng(15)
+    roots = [0.0, -0.0, 1.0, 2.0**0.5, -(2.0**0.5), (5**0.5 - 1) / 2, np.nan, np.inf]
+    x = np.concatenate(
+        [roots, np.repeat(roots[:6], 50) + rng.normal(scale=1e-3, size=300), rng.normal(size=400)]
+    )
+    y = rng.uniform(0.5, 2.0, len(x))
+    result = engine.gradient(compiled, {"x": x, "y": y}, len(x))
+    monkeypatch.setattr(numeric, "_computed", lambda function, part, _: function(*part))
+    monkeypatch.setattr(kernels, "_ONLY_HERE", 0)  # no temporary written in place either
+    fresh = engine.gradient(compiled, {"x": x, "y": y}, len(x))
+    for ours, value in zip(_columns(result), _columns(fresh), strict=True):
+        assert _same_bits(ours, value), text
 
 
 def test_a_function_of_no_argument_takes_its_output_arguments() -> None:

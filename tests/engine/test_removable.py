@@ -163,6 +163,26 @@ def test_the_kernel_chooses_by_the_point_and_broadcasts() -> None:
     assert long_double.dtype == np.longdouble
 
 
+@pytest.mark.parametrize(("exact", "side"), [(True, 0), (False, 0), (True, 1), (False, -1)])
+def test_a_column_gets_what_the_generic_form_gives_and_a_held_formula_stays_as_it_was(
+    exact: bool, side: int
+) -> None:
+    """A column of the formula's own length takes the one-pass path, which writes a temporary in
+    place: a formula the caller still holds (a shared subexpression) must come back unchanged."""
+    coefficients = (1.0, 0.0, -1 / 6)
+    u = np.random.default_rng(7).normal(scale=0.2, size=4_096)
+    u[[0, 1, 2]] = [0.0, -0.0, np.nan]
+    held = np.cos(u) * 3.0
+    before = held.copy()
+    generic = kernels.taylor_near(u[None, :], 0.1, held[None, :], coefficients, exact, side)[0]
+    from_held = kernels.taylor_near(u, 0.1, held, coefficients, exact, side)
+    from_temporary = kernels.taylor_near(u, 0.1, np.cos(u) * 3.0, coefficients, exact, side)
+    np.testing.assert_array_equal(held, before)
+    np.testing.assert_array_equal(from_held, generic)
+    np.testing.assert_array_equal(from_temporary, generic)
+    assert not np.array_equal(generic, held, equal_nan=True)  # some points were near, and taken
+
+
 # Independent hunts: each was wrong where the polynomial was used, or where it was not made.
 @pytest.mark.parametrize(
     ("text", "order", "points"),

@@ -13,7 +13,11 @@ bit what it was; with `out=None` numpy allocates as the operator did. Where nump
 value into a float64 column (complex) it refuses with a TypeError before writing, and evaluation
 computes the chunk again without destinations (`numeric._computed`). Only `+ - * /`, unary minus and
 the namespace's one-output ufuncs are rewritten; `**` keeps numpy's operator (its fast paths for
-small exponents are not `np.power`'s).
+small exponents are not `np.power`'s). A kernel that patches a value at a few points (`PATCHING`:
+`taylor_near(u, reach, direct, ...)`) gets `out=` too, and the value it patches is computed there:
+
+    taylor_near(u, r, x3 - 1.0, c, True, 0)
+        ->  taylor_near(u, r, subtract(x3, 1.0, out=_o0), c, True, 0, out=_o0)
 
 Each output of several is assigned on a line of its own (`_r0 = ...`), so an operation that overflows
 is told apart by its line (`programs.feeds`). The rewrite is textual, on lambdify's source, and only
@@ -37,8 +41,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OPERATORS", "RESULT", "rewrite"]
+from chainrule.engine import removable
 
+__all__ = ["OPERATORS", "PATCHING", "RESULT", "rewrite"]
+
+# Kernels taking `out=` whose value is one of their arguments (at this position) patched at a few
+# points: that argument is computed into the output, and the kernel patches it in place.
+PATCHING: Mapping[str, int] = {removable.KERNEL: 2}
 # The namespace names of the ufuncs the operators call (`kernels.NAMESPACE` holds them).
 OPERATORS: Mapping[type[ast.AST], str] = {
     ast.Add: "add",
@@ -105,6 +114,19 @@ def _into(line: bytes, node: ast.expr, out: str, ufuncs: Mapping[str, int]) -> s
         and not any(isinstance(arg, ast.Starred) for arg in node.args)
     ):
         ufunc, operands = node.func.id, node.args
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and PATCHING.get(node.func.id, len(node.args)) < len(node.args)
+        and not node.keywords
+        and not any(isinstance(arg, ast.Starred) for arg in node.args)
+    ):
+        patched = PATCHING[node.func.id]
+        arguments = [
+            _into(line, arg, out, ufuncs) if index == patched else _text(line, arg)
+            for index, arg in enumerate(node.args)
+        ]
+        return f"{node.func.id}({', '.join(arguments)}, out={out})"
     else:
         return _text(line, node)
     return f"{ufunc}({', '.join(_text(line, operand) for operand in operands)}, out={out})"

@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import functools
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -409,13 +410,21 @@ def sqrt(u: Any) -> Any:
 
 
 def taylor_near(  # noqa: PLR0917 - generated code calls kernels with positional arguments
-    u: Any, reach: Any, direct: Any, coefficients: Any, exact: Any = True, side: Any = 0
+    u: Any, reach: Any, direct: Any, coefficients: Any, exact: Any = True, side: Any = 0, out: Any = None
 ) -> Any:
     """`direct`, a formula of u, except where |u| < `reach`: there the formula's Taylor polynomial
     at 0, by `coefficients` of rising degree (`removable`: the formula cancels there). At u = 0 itself
     the formula stays if the point is `exact` (0/0 as written: NaN), else the polynomial gives it.
-    A `side` of 1 or -1: only where u has that sign (the formula has no real value on the other)."""
+    A `side` of 1 or -1: only where u has that sign (the formula has no real value on the other).
+    `out`: the caller's output, where `direct` may have been computed (`destinations.PATCHING`)."""
     u = np.asarray(u)
+    if isinstance(direct, np.ndarray) and u.ndim == 1 and direct.shape == u.shape and direct.dtype == u.dtype:
+        # Written in place: the caller's output, or a temporary of the generated code, which nothing
+        # else holds when the only references are this frame's and getrefcount's own.
+        owned = direct is out or (
+            sys.getrefcount(direct) <= _ONLY_HERE and direct.base is None and direct.flags.writeable
+        )
+        return _taylor_near_column(u, reach, direct, coefficients, exact=exact, side=side, owned=owned)
     near = (np.abs(u) < reach) & ((u != 0) | (not exact))
     if side:
         near &= np.sign(u) == side
@@ -424,11 +433,39 @@ def taylor_near(  # noqa: PLR0917 - generated code calls kernels with positional
     shape = np.broadcast_shapes(u.shape, np.shape(direct))
     near = np.broadcast_to(near, shape)
     values = np.zeros(shape, dtype=u.dtype)
+    with np.errstate(under="ignore"):  # see `_taylor_near_column`
+        values[near] = removable.horner(coefficients, np.broadcast_to(u, shape)[near])
+    return np.where(near, values, direct)
+
+
+def _taylor_near_column(
+    u: FloatArray, reach: Any, direct: FloatArray, coefficients: Any, *, exact: Any, side: Any, owned: bool
+) -> FloatArray:
+    """`taylor_near` of a column and a formula's column of the same length and precision, in one pass
+    over u and work only where it is near 0: the generic form's masks, zeros and `np.where` took four
+    times what the whole formula did (the cubic x^3 - 2x + 1, near its root at 1, bench/PROFILE.md).
+    `direct` is written in place if `owned`, else copied first."""
+    points = np.flatnonzero(np.abs(u) < reach)
+    if points.size == 0:
+        return direct
+    near = u[points]
+    if exact:
+        points, near = points[near != 0], near[near != 0]
+    if side:
+        keep = np.sign(near) == side
+        points, near = points[keep], near[keep]
+    if points.size == 0:
+        return direct
+    result = direct if owned else direct.copy()
     # A term past the first underflowing is a term too small to count, not a value to compute again
     # in long double (`widening`).
     with np.errstate(under="ignore"):
-        values[near] = removable.horner(coefficients, np.broadcast_to(u, shape)[near])
-    return np.where(near, values, direct)
+        result[points] = removable.horner(coefficients, near)
+    return result
+
+
+# References to an array only `taylor_near` holds: its parameter's and `sys.getrefcount`'s.
+_ONLY_HERE = 2
 
 
 def add_constant(rest: Any, high: Any, low: Any) -> Any:

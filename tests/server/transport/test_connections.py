@@ -70,6 +70,14 @@ async def open_idle(port: int, count: int, source: str = "127.0.0.1") -> list[so
     return opened
 
 
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def open_streams(port: int, count: int, source: str) -> list[Stream]:
+    """`count` connections from `source`, opened one after another (they are accepted in order)."""
+    return [await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)) for _ in range(count)]
+
+
 async def get_healthz(port: int, source: str) -> bytes:
     """A new connection from `source`, one `/healthz`: what came back (empty if closed or reset)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
@@ -397,9 +405,7 @@ async def test_a_caller_past_its_requests_in_progress_waits_its_turn(
         b"POST /v1/differentiate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
         b"content-length: %d\r\n\r\n" % len(body)
     )
-    opened = [
-        await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.70", 0)) for _ in range(3)
-    ]
+    opened = await open_streams(port, 3, "127.0.0.70")
     try:
         for _, writer in opened[:2]:
             writer.write(head + body[:5])  # in progress: its body still coming
@@ -430,7 +436,7 @@ async def test_a_request_after_one_answered_before_its_body_waits_its_turn_too(
     port, before = app.http_port, queued_count(app)
     caller = "127.0.0.72"
     get = b"GET /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n"
-    opened = [await asyncio.open_connection("127.0.0.1", port, local_addr=(caller, 0)) for _ in range(3)]
+    opened = await open_streams(port, 3, caller)
     try:
         reader, writer = opened[0]
         writer.write(get)
@@ -457,9 +463,7 @@ async def test_a_request_waiting_past_its_turn_seconds_is_refused_429() -> None:
     )
     await app.start()
     caller = "127.0.0.73"
-    opened = [
-        await asyncio.open_connection("127.0.0.1", app.http_port, local_addr=(caller, 0)) for _ in range(3)
-    ]
+    opened = await open_streams(app.http_port, 3, caller)
     try:
         for _, writer in opened[:2]:
             writer.write(STALLED_POST)
@@ -493,7 +497,7 @@ async def test_at_the_cap_an_idle_connection_goes_before_a_request_waiting_its_t
     )
     await app.start()
     port, hog = app.http_port, "127.0.0.74"
-    hogs = [await asyncio.open_connection("127.0.0.1", port, local_addr=(hog, 0)) for _ in range(4)]
+    hogs = await open_streams(port, 4, hog)
     idle: list[socket.socket] = []
     try:
         hogs[0][1].write(STALLED_POST)
@@ -551,9 +555,7 @@ async def test_pipelined_requests_of_one_caller_are_all_answered_in_order(
     progress at any moment: every reply comes back, in order, while another address is served."""
     app = two_requests_a_caller
     port, before = app.http_port, queued_count(app)
-    opened = [
-        await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.71", 0)) for _ in range(8)
-    ]
+    opened = await open_streams(port, 8, "127.0.0.71")
 
     def request(k: int) -> bytes:
         body = json.dumps({"expression": f"x^{k % 5 + 2}"}).encode()

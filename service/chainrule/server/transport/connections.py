@@ -362,9 +362,7 @@ class _BoundedH11Protocol(H11Protocol):
         if caller is None or not self._answering:
             return
         self._answering = False
-        self.in_progress[caller] -= 1
-        if not self.in_progress[caller]:
-            del self.in_progress[caller]
+        _uncount(self.in_progress, caller)
         queued = self.queued_by_caller.get(caller, {})
         while queued and self.in_progress[caller] < self.max_requests_per_caller:
             next(iter(queued))._take_turn()
@@ -373,13 +371,8 @@ class _BoundedH11Protocol(H11Protocol):
         if self._turn_timer is not None:
             self._turn_timer.cancel()
             self._turn_timer = None
-        if self._caller is None:
-            return
-        queued = self.queued_by_caller.get(self._caller)
-        if queued is not None:
-            queued.pop(self, None)
-            if not queued:
-                del self.queued_by_caller[self._caller]
+        if self._caller is not None:
+            _discard(self.queued_by_caller, self._caller, self)
 
     def _take_turn(self) -> None:
         self._leave_queue()
@@ -433,13 +426,8 @@ class _BoundedH11Protocol(H11Protocol):
             return
         self._end_request()
         self._leave_queue()
-        self.held[self._caller] -= 1
-        if not self.held[self._caller]:
-            del self.held[self._caller]
-        own = self.open_by_caller.get(self._caller, {})
-        own.pop(self, None)
-        if not own:
-            self.open_by_caller.pop(self._caller, None)
+        _uncount(self.held, self._caller)
+        _discard(self.open_by_caller, self._caller, self)
         self._caller = None
         super().connection_lost(exc)
 
@@ -496,11 +484,7 @@ class _BoundedH11Protocol(H11Protocol):
     def _stop_waiting(self) -> None:
         self.waiting.pop(self, None)
         if self._caller is not None:
-            own = self.waiting_by_caller.get(self._caller)
-            if own is not None:
-                own.pop(self, None)
-                if not own:
-                    del self.waiting_by_caller[self._caller]
+            _discard(self.waiting_by_caller, self._caller, self)
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -508,6 +492,26 @@ class _BoundedH11Protocol(H11Protocol):
         if self._awaiting_head():
             self.closed_by_bound(HEAD_TIMEOUT)
             self.transport.close()
+
+
+def _discard(
+    table: dict[str, dict[_BoundedH11Protocol, None]], caller: str, connection: _BoundedH11Protocol
+) -> None:
+    """`connection` out of `caller`'s entry of `table`, and the entry out when it empties: a table
+    holds only callers with connections in it (else every address ever seen stayed, and a caller
+    in `queued_by_caller` is one whose requests wait)."""
+    own = table.get(caller)
+    if own is not None:
+        own.pop(connection, None)
+        if not own:
+            del table[caller]
+
+
+def _uncount(counter: Counter[str], caller: str) -> None:
+    """One fewer for `caller`, whose entry goes at zero (as `_discard`'s)."""
+    counter[caller] -= 1
+    if not counter[caller]:
+        del counter[caller]
 
 
 def bounded_protocol(
