@@ -133,13 +133,15 @@ test: lint system-deps
 	$(MAKE) client-test
 
 # The differential fuzzer (tests/fuzz) with fresh seeds for MINUTES minutes; findings in build/fuzz/.
-# Then the INTERNAL-error adversary (tests/fuzz/extremes.py) for a fifth of that, on a fresh seed, and
-# the sweep of sympy's rules for functions of numbers (tests/fuzz/rules.py, about 3 minutes).
-# `make test` runs a bounded slice of each with fixed seeds.
+# Then the INTERNAL-error adversary (tests/fuzz/extremes.py) for a fifth of that, on a fresh seed, the
+# hunt for plans slow to compile (tests/fuzz/slow_plans.py, a fifth too), and the sweep of sympy's
+# rules for functions of numbers (tests/fuzz/rules.py, about 3 minutes).
+# `make test` runs a bounded slice of the differential, extremes and rules fuzzers with fixed seeds.
 MINUTES ?= 20
 fuzz: setup
 	$(BIN)/python -m tests.fuzz.run --minutes $(MINUTES) --out build/fuzz; found=$$?; \
 	$(BIN)/python -m tests.fuzz.extremes --seconds $$(( $(MINUTES) * 12 )) --seed $$(date +%s) || found=1; \
+	$(BIN)/python -m tests.fuzz.slow_plans --minutes $$(( $(MINUTES) / 5 + 1 )) || found=1; \
 	$(BIN)/python -m tests.fuzz.rules --out build/fuzz && exit $$found
 
 # Regenerate docs/accuracy.md: each function's error in ulp against mpmath across its real domain.

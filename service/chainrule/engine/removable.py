@@ -53,6 +53,8 @@ _PROBES = tuple(sign * 2.0**-bits for bits in (7, 17, 27, 37) for sign in (1, -1
 # Relative error of the float64 formula past which the polynomial is worth computing (~5,000 ulps).
 _LOSS = 2.0**-40
 _TRUTH_PREC = 256
+_PRECISIONS = (_TRUTH_PREC, 4 * _TRUTH_PREC, 16 * _TRUTH_PREC)  # `_truth`'s
+_SLOW_PRECISIONS = _PRECISIONS[:2]
 _CIRCLE_PREC = 320
 # The circles' radii, in parts of the point's scale (`Patch`): 1/8, exact for functions analytic within
 # 1/4 or so, then 1/64 and 1/512 for a singularity closer to the point (log(10x)/(10x - 1) next to
@@ -704,9 +706,12 @@ class _Check:
 def _truth(part: sympy.Expr, name: str, x: float) -> float | None:
     """The formula's value at x as a double, at rising precisions until two agree (next to a root no
     double holds, the fourth derivative of sin(x - 1/3)/(x - 1/3) cancels from 1e83: 256 bits said
-    15925248, truth 0.2); None where it has none, or none settles."""
+    15925248, truth 0.2); None where it has none, or none settles. A formula calling gamma or
+    polygamma stops at 1,024 bits: at 4,096 mpmath's psi took 0.47 to 0.7 s a point and its gamma
+    up to 1.6 s, and the Hessian of acsc(beta(x + E, 1)), its probes next to a pole of digamma, 20 s
+    to compile (the differential fuzz slice)."""
     previous = None
-    for prec in (_TRUTH_PREC, 4 * _TRUTH_PREC, 16 * _TRUTH_PREC):
+    for prec in _SLOW_PRECISIONS if part.has(sympy.gamma, sympy.polygamma) else _PRECISIONS:
         value = _real(reference.evaluate(part, {name: x}, prec=prec))
         if value is None or (previous is not None and abs(value - previous) <= 2.0**-60 * abs(value)):
             return value

@@ -1,0 +1,90 @@
+"""A hunt for plans that take long to compile: random trees (the differential fuzzer's), each compiled
+as GradientAtPoint with a Hessian compiles it (derivatives, Taylor patches, code), timed in process.
+
+    python -m tests.fuzz.slow_plans --minutes 10 [--over 2.0] [--seed N]
+
+Compiling runs in a killable worker under the symbolic budget in production, so a slow plan fails
+no request by itself; but each second of it is a second of a worker other callers share, and the
+patches' own work (`removable`, mpmath at rising precisions) is bounded only by how many they try.
+A plan slower than `--over` seconds is printed with the share of its time spent in `removable`
+(the Hessian of acsc(beta(x + E, 1)) took 20 s there: mpmath's psi at 4,096 bits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
+
+from chainrule import engine
+from chainrule.engine import parsing
+from tests.fuzz import trees
+from tests.fuzz.test_differential import cases
+
+_ROUND = 50  # examples per seed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--over", type=float, default=2.0, help="seconds past which a plan is reported")
+    parser.add_argument("--seed", type=int, default=None)
+    options = parser.parse_args(argv)
+    deadline = time.monotonic() + options.minutes * 60
+    seeds = random.Random(options.seed)
+    slow = compiled = 0
+    while time.monotonic() < deadline:
+        round_seed = seeds.randrange(2**32)
+        found, ran = _round(round_seed, deadline, options.over)
+        slow, compiled = slow + found, compiled + ran
+    print(f"{compiled} plans in {options.minutes:g} minutes, {slow} over {options.over:g} s")
+    return 1 if slow else 0
+
+
+def _round(round_seed: int, deadline: float, over: float) -> tuple[int, int]:
+    counts = [0, 0]
+
+    @hypothesis_seed(round_seed)
+    @settings(max_examples=_ROUND, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(case=cases())
+    def explore(case: tuple[trees.Node, list[dict[str, float]], int]) -> None:
+        if time.monotonic() > deadline:
+            return
+        tree = case[0]
+        text, names = trees.to_text(tree), sorted(tree.variables())
+        try:
+            expression = parsing.parse(text)
+        except Exception:  # what the parser refuses is not a plan
+            return
+        counts[1] += 1
+        profile = cProfile.Profile()
+        start = time.perf_counter()
+        try:
+            profile.runcall(engine.compile_gradient, expression, names, hessian=True)
+        except Exception:  # refused plans (limits, not computable) are not the hunt
+            return
+        seconds = time.perf_counter() - start
+        if seconds > over:
+            counts[0] += 1
+            stats = pstats.Stats(profile)
+            patches = sum(
+                row[3]
+                for (path, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
+                if path.endswith("removable.py") and name == "patches"
+            )
+            print(
+                f"{seconds:.1f} s ({patches:.1f} s in removable.patches), seed {round_seed}: {text}",
+                flush=True,
+            )
+
+    explore()
+    return counts[0], counts[1]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
