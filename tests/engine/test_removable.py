@@ -459,7 +459,7 @@ def test_gamma_of_what_grows_without_bound_gets_no_polynomial() -> None:
 def test_a_plan_tries_few_polynomials_of_formulas_calling_polygamma() -> None:
     """Each costs 0.2 to 0.5 s on the circles: a plan tries three at most (`programs.generate`)."""
     first, second = (_formula(text, 1) for text in ("x*digamma(x)", "digamma(x) + 1/x"))
-    with removable.tries(slow=1, every=12):
+    with removable.tries(slow=1, every=12, costly=100):
         assert removable.patches(first)
         with pytest.raises(removable.OutOfTries):
             removable.patches(second)
@@ -469,7 +469,7 @@ def test_a_plan_tries_few_polynomials_of_formulas_calling_polygamma() -> None:
 def test_a_plan_tries_a_dozen_polynomials_in_all() -> None:
     """Each costs 0.1 s or more: a Hessian of a function of x*y built nine (1.4 s of 2.8 s)."""
     first, second = (_formula(text, 1) for text in ("sin(x)/x", "(1 - cos(x))/x^2"))
-    with removable.tries(slow=3, every=1):
+    with removable.tries(slow=3, every=1, costly=100):
         assert removable.patches(first)
         with pytest.raises(removable.OutOfTries):
             removable.patches(second)
@@ -489,3 +489,32 @@ def test_a_formula_calling_polygamma_is_not_evaluated_at_4096_bits(monkeypatch: 
     monkeypatch.setattr(reference, "evaluate", recording)
     engine.compile_gradient(parsing.parse("acsc(beta(x + E, e/e))"), ["x"], hessian=True)
     assert precisions and max(precisions) <= 4 * 320  # the circles' precision where 320 bits lose digits
+
+
+def test_a_level_past_the_doubles_is_no_point_to_patch() -> None:
+    """sympy builds exp(-123456788 log 2) as the exact rational 2^-123456788, and converting it took
+    minutes: the level of log2(y) + 123456788 (tests/fuzz/slow_plans.py). Such a point is past
+    the doubles; one within them is still solved."""
+    y = sympy.Symbol("y", real=True)
+    assert removable._solved(sympy.log(y) / sympy.log(2) + 123456788, sympy.S.Zero, y) is None
+    assert removable._solved(y ** sympy.Rational(1, 1000000) - 3, sympy.S.Zero, y) is None
+    assert removable._solved(sympy.log(y) + 3, sympy.S.Zero, y) == sympy.exp(-3)
+    assert removable._solved(sympy.sqrt(y) - 3, sympy.S.Zero, y) == 9
+
+
+def test_polygamma_of_an_order_that_is_not_whole_is_not_patched() -> None:
+    """mpmath computes it as Hurwitz's zeta, 0.3 to 0.46 s a point at 1,024 bits."""
+    y = sympy.Symbol("y", real=True)
+    assert not removable.elementary(sympy.polygamma(y, y) / y)
+    assert not removable.elementary(sympy.polygamma(sympy.Float(1.5e-8), y) / y)
+    assert removable.elementary(sympy.polygamma(2, y) / y)
+
+
+def test_evaluations_at_1024_bits_of_a_formula_calling_polygamma_are_counted() -> None:
+    """Looking for where a formula cancels is not a try, and each of its probes evaluates it at
+    1,024 bits: a plan has `costly` of those for formulas calling polygamma."""
+    part = _formula("(x + 1)*gamma(x)", 1)  # gamma(x)*(x*digamma(x) + digamma(x) + 1): 54 of them
+    with removable.tries(slow=3, every=12, costly=100):
+        assert removable.patches(part)
+    with removable.tries(slow=3, every=12, costly=2), pytest.raises(removable.OutOfTries):
+        removable.patches(part)

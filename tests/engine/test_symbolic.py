@@ -344,3 +344,15 @@ def test_re_and_im_of_a_partial_without_closed_form_differentiate_twice(
     compiled = symbolic.compile_gradient(expression, ("y",), hessian=True)
     result = engine.numeric.gradient(compiled, {"y": np.array([3.5])}, 1)
     assert result.nonfinite_count == 0
+
+
+@pytest.mark.parametrize("mode", [Simplification.FAST, Simplification.FULL])
+def test_a_power_past_a_million_is_not_simplified(mode: Simplification) -> None:
+    """sympy takes the numeric content out of a power's base as an exact power: the derivative of
+    (2 (x + 1e20))^(1e20) made 2^(10^20), past any budget (tests/fuzz/slow_plans.py)."""
+    derivative = symbolic.differentiate(
+        parsing.parse("(2*(x + 1e20))^(1e20)"), [("x", 1)], Simplification.NONE
+    )
+    assert symbolic.simplify(derivative, mode) == derivative
+    small = parsing.parse("(2*x + 2)^3")
+    assert symbolic.simplify(small, Simplification.FAST) == 8 * (parsing.parse("x + 1")) ** 3

@@ -1,22 +1,26 @@
 """A hunt for plans that take long to compile: random trees (the differential fuzzer's), each compiled
 as GradientAtPoint with a Hessian compiles it (derivatives, Taylor patches, code), timed in process.
 
-    python -m tests.fuzz.slow_plans --minutes 10 [--over 2.0] [--seed N]
+    python -m tests.fuzz.slow_plans --minutes 10 [--over 2.0] [--budget 30] [--seed N]
 
 Compiling runs in a killable worker under the symbolic budget in production, so a slow plan fails
 no request by itself; but each second of it is a second of a worker other callers share, and the
 patches' own work (`removable`, mpmath at rising precisions) is bounded only by how many they try.
 A plan slower than `--over` seconds is printed with the share of its time spent in `removable`
-(the Hessian of acsc(beta(x + E, 1)) took 20 s there: mpmath's psi at 4,096 bits).
+(the Hessian of acsc(beta(x + E, 1)) took 20 s there: mpmath's psi at 4,096 bits); one still
+compiling at `--budget` seconds (production's symbolic budget) is printed as such, and its worker
+process replaced, as production's would be.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import multiprocessing
 import pstats
 import random
 import time
+from multiprocessing.pool import Pool
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
@@ -33,20 +37,67 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--over", type=float, default=2.0, help="seconds past which a plan is reported")
+    parser.add_argument("--budget", type=float, default=30.0, help="seconds after which a plan is stopped")
     parser.add_argument("--seed", type=int, default=None)
     options = parser.parse_args(argv)
     deadline = time.monotonic() + options.minutes * 60
     seeds = random.Random(options.seed)
+    worker = _Worker(options.budget)
     slow = compiled = 0
-    while time.monotonic() < deadline:
-        round_seed = seeds.randrange(2**32)
-        found, ran = _round(round_seed, deadline, options.over)
-        slow, compiled = slow + found, compiled + ran
+    try:
+        while time.monotonic() < deadline:
+            round_seed = seeds.randrange(2**32)
+            found, ran = _round(worker, round_seed, deadline, options.over)
+            slow, compiled = slow + found, compiled + ran
+    finally:
+        worker.close()
     print(f"{compiled} plans in {options.minutes:g} minutes, {slow} over {options.over:g} s")
     return 1 if slow else 0
 
 
-def _round(round_seed: int, deadline: float, over: float) -> tuple[int, int]:
+class _Worker:
+    """One process compiling plans, replaced when one runs past the budget."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self._context = multiprocessing.get_context("forkserver")
+        self._pool: Pool = self._context.Pool(1)
+
+    def timed(self, text: str, names: list[str]) -> tuple[float, float] | None:
+        """(seconds, seconds in removable.patches), or None past the budget."""
+        try:
+            return self._pool.apply_async(_compile, (text, names)).get(self.budget)
+        except multiprocessing.TimeoutError:
+            self._pool.terminate()
+            self._pool = self._context.Pool(1)
+            return None
+
+    def close(self) -> None:
+        self._pool.terminate()
+
+
+def _compile(text: str, names: list[str]) -> tuple[float, float]:
+    try:
+        expression = parsing.parse(text)
+    except Exception:  # what the parser refuses is not a plan
+        return 0.0, 0.0
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    try:
+        profile.runcall(engine.compile_gradient, expression, names, hessian=True)
+    except Exception:  # refused plans (limits, not computable) are not the hunt
+        return 0.0, 0.0
+    seconds = time.perf_counter() - start
+    stats = pstats.Stats(profile)
+    patches = sum(
+        row[3]
+        for (path, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
+        if path.endswith("removable.py") and name == "patches"
+    )
+    return seconds, patches
+
+
+def _round(worker: _Worker, round_seed: int, deadline: float, over: float) -> tuple[int, int]:
     counts = [0, 0]
 
     @hypothesis_seed(round_seed)
@@ -57,28 +108,15 @@ def _round(round_seed: int, deadline: float, over: float) -> tuple[int, int]:
             return
         tree = case[0]
         text, names = trees.to_text(tree), sorted(tree.variables())
-        try:
-            expression = parsing.parse(text)
-        except Exception:  # what the parser refuses is not a plan
-            return
         counts[1] += 1
-        profile = cProfile.Profile()
-        start = time.perf_counter()
-        try:
-            profile.runcall(engine.compile_gradient, expression, names, hessian=True)
-        except Exception:  # refused plans (limits, not computable) are not the hunt
-            return
-        seconds = time.perf_counter() - start
-        if seconds > over:
+        timed = worker.timed(text, names)
+        if timed is None:
             counts[0] += 1
-            stats = pstats.Stats(profile)
-            patches = sum(
-                row[3]
-                for (path, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
-                if path.endswith("removable.py") and name == "patches"
-            )
+            print(f"past the {worker.budget:g} s budget, seed {round_seed}: {text}", flush=True)
+        elif timed[0] > over:
+            counts[0] += 1
             print(
-                f"{seconds:.1f} s ({patches:.1f} s in removable.patches), seed {round_seed}: {text}",
+                f"{timed[0]:.1f} s ({timed[1]:.1f} s in removable.patches), seed {round_seed}: {text}",
                 flush=True,
             )
 

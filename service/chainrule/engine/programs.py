@@ -112,7 +112,9 @@ def generate(
         s: symbols[position[s.name]] for part in parts for s in part.free_symbols
     }
     written = [numeric_code.exact_decimals(part.xreplace(renames)) for part in parts]
-    with removable.tries(slow=_SLOW_TRIES_PER_PLAN, every=_TRIES_PER_PLAN):
+    with removable.tries(
+        slow=_SLOW_TRIES_PER_PLAN, every=_TRIES_PER_PLAN, costly=_COSTLY_EVALUATIONS_PER_PLAN
+    ):
         if taylor:
             written = [_taylor_factors(part) for part in written]
         renamed, constants = numeric_code.prepare(written)
@@ -160,9 +162,11 @@ def _lambdified(
     return function
 
 
-# Polynomials tried for formulas calling polygamma, and for all formulas, a plan (`removable.tries`).
+# Polynomials tried for formulas calling polygamma, and for all formulas, and evaluations of formulas
+# calling polygamma at 1,024 bits, a plan (`removable.tries`).
 _SLOW_TRIES_PER_PLAN = 3
 _TRIES_PER_PLAN = 12
+_COSTLY_EVALUATIONS_PER_PLAN = 100
 
 
 def _taylor_near(raw: sympy.Expr, ready: sympy.Expr) -> sympy.Expr:

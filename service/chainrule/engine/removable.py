@@ -225,28 +225,32 @@ class OutOfTries(Exception):
     """The plan's tries of polynomials are spent (`tries`)."""
 
 
-# What is left of a plan's tries: [of formulas calling polygamma, of all formulas]; None outside one.
+# What is left of a plan's tries: [of formulas calling polygamma, of all formulas, of evaluations of
+# formulas calling polygamma at `_SLOW_PRECISIONS[-1]`]; None outside one.
 _TRIES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("tries", default=None)
 
 
 @contextlib.contextmanager
-def tries(slow: int, every: int) -> Iterator[None]:
+def tries(slow: int, every: int, costly: int) -> Iterator[None]:
     """Within: at most `slow` polynomials tried for formulas calling polygamma (0.2 to 0.5 s each;
-    the second hunt's three-variable Hessians took 3 s with one a formula), and `every` in all (0.1
-    to 0.15 s each: a two-variable Hessian of a function of x*y built nine, 1.4 s of its 2.8),
-    then `OutOfTries`: a formula past them is computed as written."""
-    token = _TRIES.set([slow, every])
+    the second hunt's three-variable Hessians took 3 s with one a formula), `every` in all (0.1
+    to 0.15 s each: a two-variable Hessian of a function of x*y built nine, 1.4 s of its 2.8), and
+    `costly` evaluations of a formula calling polygamma at 1,024 bits (2 to 30 ms each, a patch of
+    one some 45 of them: looking for where such a formula cancels is not a try, and the
+    Hessian of acsc(beta(x + E, 1)) made 64, with 32 more at 4,096 bits, 20 s;
+    `tests/fuzz/slow_plans.py`), then `OutOfTries`: a formula past them is computed as written."""
+    token = _TRIES.set([slow, every, costly])
     try:
         yield
     finally:
         _TRIES.reset(token)
 
 
-def _spend_try(slow: bool = False) -> None:
+def _spend_try(slow: bool = False, costly: bool = False) -> None:
     left = _TRIES.get()
     if left is None:
         return
-    kinds = (0, 1) if slow else (1,)
+    kinds = (2,) if costly else (0, 1) if slow else (1,)
     if any(left[kind] <= 0 for kind in kinds):
         raise OutOfTries
     for kind in kinds:
@@ -255,17 +259,21 @@ def _spend_try(slow: bool = False) -> None:
 
 def elementary(part: sympy.Expr) -> bool:
     """Whether the formula calls only functions a patch may be built for (`_ELEMENTARY`), gamma and
-    its kin of polynomials only: of anything that can grow without bound next to a point, mpmath's
-    gamma is astronomically large and slow (the Hessian of gamma(gamma(gamma(x))) took minutes
-    where it took 20 ms; make fuzz, 2026-12-05)."""
+    its kin of polynomials only (polygamma of a whole order): of anything that can grow without
+    bound next to a point, mpmath's gamma is astronomically large and slow (the Hessian of
+    gamma(gamma(gamma(x))) took minutes where it took 20 ms; make fuzz, 2026-12-05)."""
     functions = part.atoms(sympy.Function)
     called = {type(node).__name__ for node in functions}
     # Min and Max are no sympy.Function: without a look for them, Max(log10(x) - 3, 0) was patched
     # whole, no polynomial fits its kink, and its argument was left unpatched (a hunt, 2026-12-07).
     if not called <= _ELEMENTARY or part.has(sympy.Derivative, sympy.Subs, sympy.Min, sympy.Max):
         return False
+    # polygamma of an order other than a whole number is Hurwitz's zeta in mpmath: 0.3 to 0.46 s a
+    # point at 1,024 bits (polygamma(x, 1.5e-8) in an exponent took 5 s; `tests/fuzz/slow_plans.py`).
     return all(
-        node.args[-1].is_polynomial() and not node.args[-1].atoms(sympy.Function)
+        node.args[-1].is_polynomial()
+        and not node.args[-1].atoms(sympy.Function)
+        and (not isinstance(node, sympy.polygamma) or node.args[0].is_Integer)
         for node in functions
         if isinstance(node, _GAMMA_FAMILY)
     )
@@ -399,14 +407,34 @@ def _solved(argument: sympy.Expr, value: sympy.Expr, symbol: sympy.Symbol) -> sy
             return None
         value = (value - constant) / coefficient
         if argument.is_Pow and argument.exp.is_number and argument.exp != 0:
+            if _past_doubles(sympy.log(abs(value)) / argument.exp):
+                return None
             argument, value = argument.base, value ** (1 / argument.exp)
         elif argument.is_Pow and argument.base.is_number and argument.base.is_positive:
             argument, value = argument.exp, sympy.log(value) / sympy.log(argument.base)
         elif isinstance(argument, sympy.Function) and type(argument) in _INVERSES:
+            if type(argument) in _GROWING_INVERSES and _past_doubles(value):
+                return None
             argument, value = argument.args[0], _INVERSES[type(argument)](value)
         else:
             return None
     return None
+
+
+# Inverses whose value is of the size of e^|value|: sympy writes exp(-123456788 log 2) as the exact
+# rational 2^-123456788 as it builds it, and converting that took minutes (`tests/fuzz/slow_plans.py`,
+# the level of log2(y) + 123456788). Such a point is past the doubles, which no patch is for.
+_GROWING_INVERSES = frozenset({sympy.log, sympy.asinh, sympy.acosh})
+# |log| of a magnitude past every double (e^709.8 is the largest, e^-745 the smallest subnormal).
+_LOG_PAST_DOUBLES = 750.0
+
+
+def _past_doubles(logarithm: sympy.Expr) -> bool:
+    """Whether e^logarithm, a real constant, is past the doubles' range (or cannot be told cheaply)."""
+    try:
+        return not abs(float(logarithm.evalf(15))) <= _LOG_PAST_DOUBLES
+    except (TypeError, ValueError):
+        return True
 
 
 _SOLVED_LAYERS = 6
@@ -707,11 +735,15 @@ def _truth(part: sympy.Expr, name: str, x: float) -> float | None:
     """The formula's value at x as a double, at rising precisions until two agree (next to a root no
     double holds, the fourth derivative of sin(x - 1/3)/(x - 1/3) cancels from 1e83: 256 bits said
     15925248, truth 0.2); None where it has none, or none settles. A formula calling gamma or
-    polygamma stops at 1,024 bits: at 4,096 mpmath's psi took 0.47 to 0.7 s a point and its gamma
-    up to 1.6 s, and the Hessian of acsc(beta(x + E, 1)), its probes next to a pole of digamma, 20 s
-    to compile (the differential fuzz slice)."""
+    polygamma stops at 1,024 bits: at 4,096 mpmath's psi took 0.47 to 0.7 s a point (the Hessian of
+    acsc(beta(x + E, 1)), its probes next to a pole of digamma, 20 s to compile: the differential
+    fuzz slice), and its gamma 5 s the first time in a process; and a plan has a few dozen of
+    polygamma's at 1,024 bits (`tries`)."""
     previous = None
-    for prec in _SLOW_PRECISIONS if part.has(sympy.gamma, sympy.polygamma) else _PRECISIONS:
+    costly = part.has(sympy.polygamma)
+    for prec in _SLOW_PRECISIONS if costly or part.has(sympy.gamma) else _PRECISIONS:
+        if costly and prec == _SLOW_PRECISIONS[-1]:
+            _spend_try(costly=True)
         value = _real(reference.evaluate(part, {name: x}, prec=prec))
         if value is None or (previous is not None and abs(value - previous) <= 2.0**-60 * abs(value)):
             return value

@@ -205,15 +205,26 @@ def differentiate(
         ) from None
 
 
+# A power's exponent past which simplifying is not tried: sympy takes the numeric content out of its
+# base as an exact power, and (2 (x + 1e20))^(1e20) made 2^(10^20) (past the worker's budget and
+# memory; `tests/fuzz/slow_plans.py`).
+_HUGE_EXPONENT = 10**6
+
+
+def _huge_power(expr: sympy.Expr) -> bool:
+    return any(power.exp.is_Number and abs(power.exp) > _HUGE_EXPONENT for power in expr.atoms(sympy.Pow))
+
+
 def simplify(expr: sympy.Expr, simplification: Simplification) -> sympy.Expr:
     """Apply one simplification level to an expression.
 
     FULL is sympy's `simplify`, kept only when its result can still be written in our grammar and is
-    finite wherever the unsimplified form is (`_no_worse`); otherwise it is the FAST form. sign(u) is
+    finite wherever the unsimplified form is (`_no_worse`); otherwise it is the FAST form. Neither
+    is tried on an expression with a power past `_HUGE_EXPONENT`. sign(u) is
     hidden from it: `simplify` rewrites it as Piecewise((0, Eq(u, 0)), (u/Abs(u), True)), longer and
     not in the grammar.
     """
-    if simplification is Simplification.NONE:
+    if simplification is Simplification.NONE or _huge_power(expr):
         return expr
     # factor_terms pulls out common factors and numeric content in one bottom-up pass;
     # it neither expands powers nor looks for polynomial gcds (cancel/factor are not linear).
