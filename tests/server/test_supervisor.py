@@ -41,6 +41,10 @@ class Served:
     grpc_port: int
     http_port: int
     server_pids: list[int]
+    log: Path  # the supervisor's and its server processes' output
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _wait_for(path: Path, process: subprocess.Popen[bytes]) -> dict[str, object]:
@@ -55,15 +59,19 @@ def _wait_for(path: Path, process: subprocess.Popen[bytes]) -> dict[str, object]
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    ready = tmp_path_factory.mktemp("supervisor") / "ready.json"
+    folder = tmp_path_factory.mktemp("supervisor")
+    ready, log = folder / "ready.json", folder / "supervisor.log"
     command = [str(CHAINRULE), "serve", "--workers", "2", "--grpc-port", "0", "--http-port", "0"]
     environ = {**os.environ, "CHAINRULE_GRACE_SECONDS": "5", "CHAINRULE_COMPUTE_THREADS": "1"}
-    process = subprocess.Popen([*command, "--ready-file", str(ready)], env=environ)
+    with log.open("wb") as output:  # kept to be shown where a test fails (the child holds its own copy)
+        process = subprocess.Popen(
+            [*command, "--ready-file", str(ready)], env=environ, stdout=output, stderr=subprocess.STDOUT
+        )
     try:
         info = _wait_for(ready, process)
         pids = info["server_pids"]
         assert isinstance(pids, list)
-        yield Served(process, int(str(info["grpc_port"])), int(str(info["http_port"])), pids)
+        yield Served(process, int(str(info["grpc_port"])), int(str(info["http_port"])), pids, log)
     finally:
         if process.poll() is None:
             process.kill()
@@ -221,7 +229,11 @@ async def test_killed_server_process_is_replaced_and_the_other_keeps_serving(
 
 def test_sigterm_drains_every_server_process_and_exits_zero(served: Served) -> None:
     served.process.send_signal(signal.SIGTERM)
-    assert served.process.wait(timeout=30) == 0
+    try:
+        status = served.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # once in a clean-clone run: what it logged is the evidence
+        pytest.fail(f"the supervisor had not exited 30 s after SIGTERM; its log ends:\n{served.log_tail()}")
+    assert status == 0, served.log_tail()
     for pid in served.server_pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

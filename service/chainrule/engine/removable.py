@@ -737,8 +737,8 @@ def _truth(part: sympy.Expr, name: str, x: float) -> float | None:
     15925248, truth 0.2); None where it has none, or none settles. A formula calling gamma or
     polygamma stops at 1,024 bits: at 4,096 mpmath's psi took 0.47 to 0.7 s a point (the Hessian of
     acsc(beta(x + E, 1)), its probes next to a pole of digamma, 20 s to compile: the differential
-    fuzz slice), and its gamma 5 s the first time in a process; and a plan has a few dozen of
-    polygamma's at 1,024 bits (`tries`)."""
+    fuzz slice), and its gamma 5 s the first time in a process. Evaluations of a formula calling
+    polygamma at 1,024 bits are counted against the plan's `tries`."""
     previous = None
     costly = part.has(sympy.polygamma)
     for prec in _SLOW_PRECISIONS if costly or part.has(sympy.gamma) else _PRECISIONS:

@@ -220,9 +220,9 @@ def simplify(expr: sympy.Expr, simplification: Simplification) -> sympy.Expr:
 
     FULL is sympy's `simplify`, kept only when its result can still be written in our grammar and is
     finite wherever the unsimplified form is (`_no_worse`); otherwise it is the FAST form. Neither
-    is tried on an expression with a power past `_HUGE_EXPONENT`. sign(u) is
-    hidden from it: `simplify` rewrites it as Piecewise((0, Eq(u, 0)), (u/Abs(u), True)), longer and
-    not in the grammar.
+    is tried on an expression with a power past `_HUGE_EXPONENT`. sign(u) is hidden from it:
+    `simplify` rewrites it as Piecewise((0, Eq(u, 0)), (u/Abs(u), True)), longer and not in the
+    grammar.
     """
     if simplification is Simplification.NONE or _huge_power(expr):
         return expr
