@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -102,34 +102,40 @@ def _written(expression: str, names: list[str], ufuncs: Mapping[str, int]) -> st
 
 def _into(line: bytes, node: ast.expr, out: str, ufuncs: Mapping[str, int]) -> str:
     """The text of `node` (part of `line`), its last operation writing into `out` if a ufunc's."""
+    called = _called(node)
     if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
         ufunc, operands = OPERATORS[type(node.op)], [node.left, node.right]
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         ufunc, operands = OPERATORS[ast.USub], [node.operand]
-    elif (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and len(node.args) == ufuncs.get(node.func.id)  # more would be read as `out`
-        and not node.keywords
-        and not any(isinstance(arg, ast.Starred) for arg in node.args)
-    ):
-        ufunc, operands = node.func.id, node.args
-    elif (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and PATCHING.get(node.func.id, len(node.args)) < len(node.args)
-        and not node.keywords
-        and not any(isinstance(arg, ast.Starred) for arg in node.args)
-    ):
-        patched = PATCHING[node.func.id]
+    elif called is not None and len(called.args) == ufuncs.get(called.name):  # more would be `out`
+        ufunc, operands = called.name, called.args
+    elif called is not None and PATCHING.get(called.name, len(called.args)) < len(called.args):
+        patched = PATCHING[called.name]
         arguments = [
             _into(line, arg, out, ufuncs) if index == patched else _text(line, arg)
-            for index, arg in enumerate(node.args)
+            for index, arg in enumerate(called.args)
         ]
-        return f"{node.func.id}({', '.join(arguments)}, out={out})"
+        return f"{called.name}({', '.join(arguments)}, out={out})"
     else:
         return _text(line, node)
     return f"{ufunc}({', '.join(_text(line, operand) for operand in operands)}, out={out})"
+
+
+class _Call(NamedTuple):
+    name: str
+    args: list[ast.expr]
+
+
+def _called(node: ast.expr) -> _Call | None:
+    """A call of a name with positional arguments only (where `out=` can be added), else None."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and not node.keywords
+        and not any(isinstance(arg, ast.Starred) for arg in node.args)
+    ):
+        return _Call(node.func.id, node.args)
+    return None
 
 
 def _text(line: bytes, node: ast.expr) -> str:

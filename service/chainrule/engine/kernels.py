@@ -450,7 +450,8 @@ def _taylor_near_column(
         return direct
     near = u[points]
     if exact:
-        points, near = points[near != 0], near[near != 0]
+        keep = near != 0
+        points, near = points[keep], near[keep]
     if side:
         keep = np.sign(near) == side
         points, near = points[keep], near[keep]
