@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from chainrule.engine import functions, parsing, reference
 from chainrule.engine.errors import ChainruleError
+from chainrule.engine.limits import ParseLimits
 
 PREC = 200  # bits: 60 digits, the reference every float64 result is compared with
 NEAR = 1e-6  # points this close to a kink, pole or branch point are not compared
@@ -432,7 +433,8 @@ _EDGES: dict[str, tuple[float, ...]] = {
 _POLES = {"gamma", "loggamma", "digamma", "factorial", "beta", "polygamma"}
 _PERIODIC = {"sin", "cos", "tan", "sec", "csc", "cot"}
 _CHAOS = 1e8
-_HURWITZ_LARGEST = 1e3  # the parser refuses a constant polygamma past it too ("too costly")
+# The parser refuses a constant polygamma past the same argument ("too costly to compute exactly").
+_HURWITZ_LARGEST = ParseLimits().max_factorial_argument
 
 
 def _singular(node: Node, args: list[float]) -> bool:
