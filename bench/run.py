@@ -181,10 +181,10 @@ _COPIES = (
 # What the receiving bound (transport/receiving.py) costs a request bigger than a stream's window.
 # What the cubic's rows pay for its values next to its roots (issue 11's numeric truth).
 _CUBIC_ROOTS = (
-    "x^3 - 2*x + 1 = (x - 1)(x^2 + x - 1) cancels next to its root at 1, and its derivative next to "
-    "+-0.816: there chainrule computes their Taylor polynomials instead (engine/removable.py), which "
-    "costs each chunk of the value and of the derivative a few passes more than the hand-written "
-    "numpy makes (bench/PROFILE.md, 'Tenth profile'), which loses the relative accuracy there"
+    "x^3 - 2*x + 1 = (x - 1)(x - 0.618...)(x + 1.618...) cancels next to its roots, and its "
+    "derivative next to +-0.816: chainrule computes each as the product of its factors there, each "
+    "irrational root as two doubles (engine/polynomial_roots.py): a few passes a chunk more than the "
+    "hand-written numpy makes, which loses the relative accuracy next to every root"
 )
 _PAST_WINDOW = (
     "a request past the stream window (CHAINRULE_GRPC_STREAM_WINDOW_BYTES, 64 KiB) waits a round trip "

@@ -133,6 +133,11 @@ def test_values_next_to_other_roots_of_what_a_formula_divides_by(text: str, at: 
         ("2^x - 3", math.log2(3)),
         ("x^2 - 2", math.sqrt(2)),
         ("log(log(x))", math.e),
+        # An even power's negative root as well as its positive one (100% off at -sinh(1)).
+        ("asinh(x)^2 - 1", -math.sinh(1)),
+        ("atan(x)^2 - 1/4", -math.tan(0.5)),
+        ("sin(x)^2 - 1/4", -math.pi / 6),
+        ("x^2 - 2", -math.sqrt(2)),
     ],
 )
 def test_values_next_to_where_a_formula_vanishes_and_its_terms_do_not(text: str, at: float) -> None:
@@ -496,10 +501,12 @@ def test_a_level_past_the_doubles_is_no_point_to_patch() -> None:
     minutes: the level of log2(y) + 123456788 (tests/fuzz/slow_plans.py). Such a point is past
     the doubles; one within them is still solved."""
     y = sympy.Symbol("y", real=True)
-    assert removable._solved(sympy.log(y) / sympy.log(2) + 123456788, sympy.S.Zero, y) is None
-    assert removable._solved(y ** sympy.Rational(1, 1000000) - 3, sympy.S.Zero, y) is None
-    assert removable._solved(sympy.log(y) + 3, sympy.S.Zero, y) == sympy.exp(-3)
-    assert removable._solved(sympy.sqrt(y) - 3, sympy.S.Zero, y) == 9
+    assert removable._solved(sympy.log(y) / sympy.log(2) + 123456788, sympy.S.Zero, y) == []
+    assert removable._solved(y ** sympy.Rational(1, 1000000) - 3, sympy.S.Zero, y) == []
+    assert removable._solved(sympy.log(y) + 3, sympy.S.Zero, y) == [sympy.exp(-3)]
+    assert removable._solved(sympy.sqrt(y) - 3, sympy.S.Zero, y) == [9]
+    # An even power: both roots (y^(2/3) = 4 at +-8).
+    assert removable._solved(y ** sympy.Rational(2, 3) - 4, sympy.S.Zero, y) == [8, -8]
 
 
 def test_polygamma_of_an_order_that_is_not_whole_is_not_patched() -> None:

@@ -39,6 +39,8 @@ _SIMULATIONS = 3
 _SIMULATION_PREC = 80  # each node is rounded to a double anyway: 80 bits are plenty, and cheap
 _EXACT_RTOL = 1e-20  # two 200-bit evaluations of equal functions (numerical differentiation included)
 _DIFF_ATOL = 1e-40  # times the largest value in the tree: what numerical differentiation resolves
+# The precision an expression is continued at in the complex plane where the first is not enough.
+_CONTINUED_PREC = 4 * trees.PREC
 _FLOAT_RTOL = 1e-8  # a tree with float literals: sympy rounds their products and sums to doubles
 _RTOL = 1e-9  # floor of the float64 tolerance: a few ulp of error in kernels is fine, 1e-9 is not
 _SPREAD = 16.0  # how many times a formula's own rounding spread the service may be off
@@ -355,12 +357,15 @@ class _Case:
                 return None  # the tree has no derivative here; a formula extended by an identity may
             if _tree_overflows(self.tree, point):
                 return None  # sinh(1e20) (1e20 - 1e20): sympy's exact 0 is right; the reference's exp stops
-            continued = trees.value(self.tree, point, strict=False)
-            real = float(continued.real if hasattr(continued, "_mpc_") else continued)
-            imaginary = abs(float(continued.imag)) if hasattr(continued, "_mpc_") else 0.0
-            tiny = _DIFF_ATOL * max(self.scale, abs(real))  # tan(pi) is 1e-60, not 0, continuing
-            if imaginary <= tiny and (_close(real, exact, 1e-12) or abs(real - exact) <= tiny):
-                return None  # an identity sympy applied (sin(asin(x)) is x; 0*f is 0)
+            # At a higher precision too: sech(acosh(u)) is 1/u, and continuing at 1e-50 its
+            # cos(pi/2 - 1e-50) needs more than the first precision's bits (make fuzz, 2026-12-08).
+            for prec in (trees.PREC, _CONTINUED_PREC):
+                continued = trees.value(self.tree, point, strict=False, prec=prec)
+                real = float(continued.real if hasattr(continued, "_mpc_") else continued)
+                imaginary = abs(float(continued.imag)) if hasattr(continued, "_mpc_") else 0.0
+                tiny = _DIFF_ATOL * max(self.scale, abs(real))  # tan(pi) is 1e-60, not 0, continuing
+                if imaginary <= tiny and (_close(real, exact, 1e-12) or abs(real - exact) <= tiny):
+                    return None  # an identity sympy applied (sin(asin(x)) is x; 0*f is 0)
             return "the formula has a value where the expression has none"
         if math.isinf(truth) or math.isinf(exact):
             return None if truth == exact or not _normal(truth) else "infinite where the value is finite"

@@ -469,11 +469,32 @@ def _taylor_near_column(
 _ONLY_HERE = 2
 
 
+def unsigned_zero(value: Any) -> Any:
+    """`value` with +0.0 for -0.0: a polynomial written as the product of its factors at its roots
+    (`polynomial_roots`) is -0.0 at a root wherever the other factors' product is negative, where the
+    sum as written was +0.0, and 1/(x^2 - 4x + 3) at 1 came out -inf (+inf as written). Added in
+    place to a temporary only this call holds (the product always is one)."""
+    if (
+        isinstance(value, np.ndarray)
+        and value.ndim
+        and sys.getrefcount(value) <= _ONLY_HERE
+        and value.base is None
+        and value.flags.writeable
+    ):
+        return np.add(value, 0.0, out=value)
+    return np.add(value, 0.0)
+
+
 def add_constant(rest: Any, high: Any, low: Any) -> Any:
     """rest + c for a constant c no double holds, as high + low (its nearest double, and what is
     left): high first, so where rest is next to -c their sum is exact and low keeps c's next digits
-    (`x - pi` at the double nearest pi was 0.0, truth -1.2e-16; `1/(x - 1/3)` there inf)."""
-    return np.add(np.add(rest, high), low)
+    (`x - pi` at the double nearest pi was 0.0, truth -1.2e-16; `1/(x - 1/3)` there inf). The
+    second addition is made in the first's fresh array: a polynomial's factors at its irrational
+    roots call this once a factor (`polynomial_roots`)."""
+    total = np.add(rest, high)
+    if isinstance(total, np.ndarray) and total.ndim:
+        return np.add(total, low, out=total)
+    return np.add(total, low)
 
 
 def past_exponentials(v: Any, value: Any, below: Any, above: Any) -> Any:
@@ -1645,6 +1666,7 @@ _TABLE: Mapping[str, _Kernel] = MappingProxyType(
         "past_exponentials": _Kernel(past_exponentials, weight=6, overhead=3_000, generic=True),
         "apart": _Kernel(apart, weight=0, overhead=200, generic=True),
         "add_constant": _Kernel(add_constant, weight=2, overhead=1_500, generic=True),
+        "unsigned_zero": _Kernel(unsigned_zero, generic=True),
         # abs, two comparisons and a choice over every point; the polynomial only where it is used
         removable.KERNEL: _Kernel(taylor_near, weight=5, overhead=6_000, generic=True),
         "acot_past_half_pi": _Kernel(acot_past_half_pi, weight=14, overhead=4_000, generic=True),

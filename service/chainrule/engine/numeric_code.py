@@ -32,7 +32,7 @@ from sympy.polys.polyerrors import BasePolynomialError
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
-from chainrule.engine import kernels, parsing, reference
+from chainrule.engine import kernels, parsing, polynomial_roots, reference
 from chainrule.engine.errors import NoNumericForm
 from chainrule.engine.functions import RealRoot
 
@@ -615,6 +615,15 @@ def _log_one_plus(node: sympy.log) -> sympy.Expr:
     # of logs: `_difference_of_one_function`); the computed form replaces the mark once they ran.
     computed = exponent * sympy.log(sympy.Abs(base) if absolute else base)
     return Kernel(Str("log_of_power"), computed, node.args[0])
+
+
+def _in_real_roots_or_same(node: sympy.Expr) -> sympy.Expr:
+    """A polynomial of one variable as the product of its factors at its real roots (`polynomial_roots`),
+    its zeros unsigned as the sum's were where the product's are not (`kernels.unsigned_zero`)."""
+    factored = polynomial_roots.in_real_roots(node)
+    if factored is None:
+        return node
+    return Kernel(Str("unsigned_zero"), factored.product) if factored.signed_zeros else factored.product
 
 
 def _log_of_a_power(node: sympy.Basic) -> bool:
@@ -3516,6 +3525,8 @@ _STABLE_REWRITES: tuple[tuple[_Query, _Rewrite], ...] = (
     (_log_one_plus_of_exponentials, _log_one_plus_in_log_domain),
     (_unchanged_log_one_plus, _plain_log),
     (_log_of_a_power, _computed_log),
+    # After the rules above, which see sums as written (1 - x^2 next to +-1 as (1 - x)(1 + x)).
+    (polynomial_roots.is_factorable, _in_real_roots_or_same),
     # Last, so that the rules above still see sin and cos (1 - cos(pi x) as 2 sin(pi x/2)^2
     # first), and the powers as written (a power in its log domain first hid sqrt(3 + e^x) -
     # e^(x/2) from the rule for differences of roots: 1048576.0 at 100).

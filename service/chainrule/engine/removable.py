@@ -387,38 +387,41 @@ def _levels(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr, fl
             reached = [(varying, -constant)] if constant != 0 else []
         else:
             continue
-        solved = (_solved(argument, value, symbol) for argument, value in reached)
-        points.update(root for root in solved if root is not None)
+        points.update(root for argument, value in reached for root in _solved(argument, value, symbol))
     return _nearest(points)
 
 
-def _solved(argument: sympy.Expr, value: sympy.Expr, symbol: sympy.Symbol) -> sympy.Expr | None:
+def _solved(
+    argument: sympy.Expr, value: sympy.Expr, symbol: sympy.Symbol, layers: int = 6
+) -> list[sympy.Expr]:
     """The real x where `argument` is `value`, found through the layers of it that invert: k u + c,
-    u^p, b^u and the functions of `_INVERSES`, down to a linear u; None where none is found."""
-    for _ in range(_SOLVED_LAYERS):
-        if not value.is_real:
-            return None
-        root = _linear_root(argument - value, symbol)
-        if root is not None:
-            return root
-        constant, argument = argument.as_independent(symbol, as_Add=True)
-        coefficient, argument = argument.as_independent(symbol, as_Add=False)
-        if coefficient == 0:
-            return None
-        value = (value - constant) / coefficient
-        if argument.is_Pow and argument.exp.is_number and argument.exp != 0:
-            if _past_doubles(sympy.log(abs(value)) / argument.exp):
-                return None
-            argument, value = argument.base, value ** (1 / argument.exp)
-        elif argument.is_Pow and argument.base.is_number and argument.base.is_positive:
-            argument, value = argument.exp, sympy.log(value) / sympy.log(argument.base)
-        elif isinstance(argument, sympy.Function) and type(argument) in _INVERSES:
-            if type(argument) in _GROWING_INVERSES and _past_doubles(value):
-                return None
-            argument, value = argument.args[0], _INVERSES[type(argument)](value)
-        else:
-            return None
-    return None
+    u^p, b^u and the functions of `_INVERSES`, down to a linear u. An even power has two roots:
+    asinh(x)^2 - 1 cancels next to -sinh(1) as next to sinh(1) (the value there was 100% off, the
+    negative root never tried; a hunt, 2026-12-08)."""
+    if not layers or not value.is_real:
+        return []
+    root = _linear_root(argument - value, symbol)
+    if root is not None:
+        return [root]
+    constant, argument = argument.as_independent(symbol, as_Add=True)
+    coefficient, argument = argument.as_independent(symbol, as_Add=False)
+    if coefficient == 0:
+        return []
+    value = (value - constant) / coefficient
+    if argument.is_Pow and argument.exp.is_number and argument.exp != 0:
+        if _past_doubles(sympy.log(abs(value)) / argument.exp):
+            return []
+        root = value ** (1 / argument.exp)
+        even = argument.exp.is_Rational and argument.exp.p % 2 == 0
+        values = [root, -root] if even else [root]
+        return [found for v in values for found in _solved(argument.base, v, symbol, layers - 1)]
+    if argument.is_Pow and argument.base.is_number and argument.base.is_positive:
+        return _solved(argument.exp, sympy.log(value) / sympy.log(argument.base), symbol, layers - 1)
+    if isinstance(argument, sympy.Function) and type(argument) in _INVERSES:
+        if type(argument) in _GROWING_INVERSES and _past_doubles(value):
+            return []
+        return _solved(argument.args[0], _INVERSES[type(argument)](value), symbol, layers - 1)
+    return []
 
 
 # Inverses whose value is of the size of e^|value|: sympy writes exp(-123456788 log 2) as the exact
@@ -435,9 +438,6 @@ def _past_doubles(logarithm: sympy.Expr) -> bool:
         return not abs(float(logarithm.evalf(15))) <= _LOG_PAST_DOUBLES
     except (TypeError, ValueError):
         return True
-
-
-_SOLVED_LAYERS = 6
 
 
 def _nearest(points: set[sympy.Expr]) -> list[tuple[sympy.Expr, float]]:
