@@ -27,10 +27,13 @@ _NOT_CALLED = {"integer_power", "odd_power", "partial", "piecewise"}
 # `taylor_near` takes the formula's polynomial by where its variable is, the formula's value elsewhere.
 _CHOOSING = {"finite_or", "infinite_or", "taylor_near", "past_exponentials", "nearer_one"}
 # Kernels whose arguments past the first few are constants code generation writes (a bound, the
-# low double of a constant, a power of 2, quarter turns): never NaN.
-_VALUES_TAKEN = {"periodic_argument": 1, "atan2_less": 2, "rational_power": 1} | {
-    name: 2 for name in kernels.NAMESPACE if name.endswith("_of_affine")
-}
+# low double of a constant, a power of 2, quarter turns; the half turns' offset, scale, period and
+# low double, `numeric_code._in_half_turns`): never NaN.
+_VALUES_TAKEN = (
+    {"periodic_argument": 1, "atan2_less": 2, "rational_power": 1}
+    | {name: 2 for name in kernels.NAMESPACE if name.endswith("_of_affine")}
+    | {name: 1 for name in kernels.NAMESPACE if name.endswith("_half_turns")}
+)
 
 
 def _arities(function: Any) -> range:
