@@ -391,8 +391,12 @@ def _levels(part: sympy.Expr, symbol: sympy.Symbol) -> list[tuple[sympy.Expr, fl
     return _nearest(points)
 
 
+# Layers of an argument `_solved` looks through (k u + c, u^p, b^u, f(u)), at most.
+_SOLVED_LAYERS = 6
+
+
 def _solved(
-    argument: sympy.Expr, value: sympy.Expr, symbol: sympy.Symbol, layers: int = 6
+    argument: sympy.Expr, value: sympy.Expr, symbol: sympy.Symbol, layers: int = _SOLVED_LAYERS
 ) -> list[sympy.Expr]:
     """The real x where `argument` is `value`, found through the layers of it that invert: k u + c,
     u^p, b^u and the functions of `_INVERSES`, down to a linear u. An even power has two roots:
