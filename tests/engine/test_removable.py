@@ -525,3 +525,12 @@ def test_evaluations_at_1024_bits_of_a_formula_calling_polygamma_are_counted() -
         assert removable.patches(part)
     with removable.tries(slow=3, every=12, costly=2), pytest.raises(removable.OutOfTries):
         removable.patches(part)
+
+
+def test_a_point_next_to_the_largest_doubles_has_a_scale_a_double_holds() -> None:
+    """The level of 1e309 - 6y is at 1.7e308, whose scale was 2^1024: an OverflowError, answered
+    INTERNAL (make fuzz, 2026-12-08)."""
+    formula = parsing.parse("(-(y - (1e309))) - (5 * y)")
+    compiled = numeric.compile_function(formula, ["y"])
+    value = numeric.evaluate(compiled, {"y": np.array([1.0])}, 1).values[0]
+    assert value == float(reference.evaluate(formula, {"y": 1.0}, prec=200))
