@@ -96,7 +96,7 @@ def test_patched_values_written_in_columns_are_the_fresh_values_bit_for_bit(
     y = rng.uniform(0.5, 2.0, len(x))
     result = engine.gradient(compiled, {"x": x, "y": y}, len(x))
     monkeypatch.setattr(numeric, "_computed", lambda function, part, _: function(*part))
-    monkeypatch.setattr(kernels, "_ONLY_HERE", 0)  # no temporary written in place either
+    monkeypatch.setattr(kernels, "_ONLY_IN_CALLER", 0)  # no temporary written in place either
     fresh = engine.gradient(compiled, {"x": x, "y": y}, len(x))
     for ours, value in zip(_columns(result), _columns(fresh), strict=True):
         assert _same_bits(ours, value), text

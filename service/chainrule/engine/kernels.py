@@ -403,10 +403,7 @@ def sqrt(u: Any) -> Any:
     """The square root with an unsigned zero: IEEE's sqrt(-0.0) is -0.0, and a -0.0 made by a
     negation (-x at x = 0) then gave infinite derivatives the sign of no side: d/dx sqrt(-x) at 0,
     -1/(2 sqrt(-x)), came out +inf where it tends to -inf (a hunt, 2026-12-05)."""
-    root = np.sqrt(u)
-    if isinstance(root, np.ndarray):
-        return np.add(root, 0.0, out=root)
-    return root + 0.0
+    return unsigned_zero(np.sqrt(u))
 
 
 def taylor_near(  # noqa: PLR0917 - generated code calls kernels with positional arguments
@@ -421,9 +418,7 @@ def taylor_near(  # noqa: PLR0917 - generated code calls kernels with positional
     if isinstance(direct, np.ndarray) and u.ndim == 1 and direct.shape == u.shape and direct.dtype == u.dtype:
         # Written in place: the caller's output, or a temporary of the generated code, which nothing
         # else holds when the only references are this frame's and getrefcount's own.
-        owned = direct is out or (
-            sys.getrefcount(direct) <= _ONLY_HERE and direct.base is None and direct.flags.writeable
-        )
+        owned = direct is out or _only_in_caller(direct)
         return _taylor_near_column(u, reach, direct, coefficients, exact=exact, side=side, owned=owned)
     near = (np.abs(u) < reach) & ((u != 0) | (not exact))
     if side:
@@ -465,8 +460,15 @@ def _taylor_near_column(
     return result
 
 
-# References to an array only `taylor_near` holds: its parameter's and `sys.getrefcount`'s.
-_ONLY_HERE = 2
+# References to an array only the kernel calling `_only_in_caller` holds: its parameter's, this
+# function's parameter's and `sys.getrefcount`'s.
+_ONLY_IN_CALLER = 3
+
+
+def _only_in_caller(array: np.ndarray) -> bool:
+    """Whether the calling kernel's argument is a temporary of the generated code that nothing else
+    holds (a kernel may then write its result into it)."""
+    return sys.getrefcount(array) <= _ONLY_IN_CALLER and array.base is None and array.flags.writeable
 
 
 def unsigned_zero(value: Any) -> Any:
@@ -474,13 +476,7 @@ def unsigned_zero(value: Any) -> Any:
     (`polynomial_roots`) is -0.0 at a root wherever the other factors' product is negative, where the
     sum as written was +0.0, and 1/(x^2 - 4x + 3) at 1 came out -inf (+inf as written). Added in
     place to a temporary only this call holds (the product always is one)."""
-    if (
-        isinstance(value, np.ndarray)
-        and value.ndim
-        and sys.getrefcount(value) <= _ONLY_HERE
-        and value.base is None
-        and value.flags.writeable
-    ):
+    if isinstance(value, np.ndarray) and value.ndim and _only_in_caller(value):
         return np.add(value, 0.0, out=value)
     return np.add(value, 0.0)
 

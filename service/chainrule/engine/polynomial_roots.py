@@ -167,21 +167,21 @@ def _real_roots(factor: sympy.Poly) -> list[sympy.Rational]:
     except np.linalg.LinAlgError:  # no eigenvalues (its iteration did not converge): none found
         return []
     found: list[sympy.Rational] = []
+    with mpmath.workprec(_ROOT_BITS + 32):
+        exact = [mpmath.mpf(c.p) / c.q for c in map(sympy.Rational, factor.all_coeffs())]
     for guess in guesses:
         if abs(guess.imag) > _NEAR_REAL * abs(guess):
             continue
-        root = _refined(factor, float(guess.real))
+        root = _refined(exact, float(guess.real))
         if root is not None and _changes_sign(factor, root) and not any(_same(root, r) for r in found):
             found.append(root)
     return _in_doubles(found)
 
 
-def _refined(factor: sympy.Poly, guess: float) -> sympy.Rational | None:
-    """Newton's method from `guess` at `_ROOT_BITS` (plus guard bits), None if it does not settle."""
+def _refined(coefficients: list[mpmath.mpf], guess: float) -> sympy.Rational | None:
+    """Newton's method from `guess` at `_ROOT_BITS` (plus guard bits) on the polynomial of these
+    `coefficients` (highest degree first), None if it does not settle."""
     with mpmath.workprec(_ROOT_BITS + 32):
-        coefficients = [
-            mpmath.mpf(sympy.Rational(c).p) / int(sympy.Rational(c).q) for c in factor.all_coeffs()
-        ]
         slopes = [c * (len(coefficients) - 1 - k) for k, c in enumerate(coefficients[:-1])]
         x = mpmath.mpf(guess)
         for _ in range(_NEWTON_STEPS):

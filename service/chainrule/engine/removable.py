@@ -755,14 +755,15 @@ def _truth(part: sympy.Expr, name: str, x: float) -> float | None:
     return None
 
 
+# The exponent of the largest power of two a double holds.
+_LARGEST_EXPONENT = 1023
+
+
 def _scale(at: float) -> float:
     """The power of two at or above |at|, 1 at least, 2^1023 at most (the largest a double holds:
     the level of `1e309 - 6y` is at 1.7e308, whose scale 2^1024 was an OverflowError, INTERNAL;
     make fuzz, 2026-12-08)."""
     return math.ldexp(1.0, min(max(0, math.frexp(at)[1]), _LARGEST_EXPONENT)) if at else 1.0
-
-
-_LARGEST_EXPONENT = 1023
 
 
 def horner(coefficients: Any, x: Any) -> Any:
